@@ -1,0 +1,211 @@
+/*
+ * vramzip.h - the one public header of libvramzip.
+ *
+ * vramzip runs Llama-family language models whose weights stay compressed in
+ * memory (RAM or VRAM) and are decoded inside the matrix kernels. Lossless
+ * codecs give logits bitwise identical to the uncompressed model.
+ *
+ * Conventions: every fallible call returns vz_status (0 ok, negative error,
+ * numbers stable across versions); vz_last_error() then holds a message with
+ * the file and field at fault. Handles are opaque; x_open and x_create allocate,
+ * x_close and x_free release and accept NULL. The library never exits or aborts on
+ * bad input and keeps no global mutable state besides a thread-local message.
+ */
+#ifndef VRAMZIP_H
+#define VRAMZIP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VZ_VERSION_STRING "0.1.0"
+
+/* ---- status ------------------------------------------------------------ */
+
+typedef enum vz_status {
+    VZ_OK              = 0,
+    VZ_ERR_ARG         = -1,  /* bad argument from the caller (flag, option) */
+    VZ_ERR_IO          = -2,  /* open, read, write, mmap or rename failed */
+    VZ_ERR_NOMEM       = -3,  /* allocation failed or size absurd */
+    VZ_ERR_FORMAT      = -4,  /* malformed file: a field is invalid */
+    VZ_ERR_TRUNCATED   = -5,  /* file shorter than its own headers say */
+    VZ_ERR_UNSUPPORTED = -6,  /* valid but unsupported (dtype, arch, type) */
+    VZ_ERR_SHAPE       = -7,  /* tensor shape disagrees with the config */
+    VZ_ERR_MAGIC       = -8,  /* not the file type expected */
+    VZ_ERR_VERSION     = -9,  /* file version newer than this library */
+    VZ_ERR_CHECKSUM    = -10, /* stored checksum does not match the data */
+    VZ_ERR_CODEC       = -11, /* unknown codec id or invalid codec params */
+    VZ_ERR_CONTEXT     = -12, /* context window is full */
+    VZ_ERR_CUDA        = -13, /* CUDA runtime or kernel failure */
+    VZ_ERR_MISMATCH    = -14, /* verify: two models' outputs differ */
+    VZ_ERR_INTERRUPTED = -15, /* interrupted by a signal; nothing written */
+    VZ_ERR_NOT_FOUND   = -16  /* a named file or tensor is missing */
+} vz_status;
+
+/* Stable name of a status, e.g. "VZ_ERR_FORMAT". Never NULL. */
+const char *vz_status_name(vz_status s);
+
+/* Message of the last failure on this thread ("" if none). The pointer stays
+ * valid until the next failing call on the same thread. */
+const char *vz_last_error(void);
+
+/* ---- tokenizer --------------------------------------------------------- */
+
+typedef struct vz_tokenizer vz_tokenizer;
+
+/* Opens a SentencePiece tokenizer.model (protobuf) or a llama2.c tokenizer.bin
+ * (detected by content). *out is owned by the caller: vz_tokenizer_close. */
+vz_status vz_tokenizer_open(vz_tokenizer **out, const char *path);
+void vz_tokenizer_close(vz_tokenizer *t);
+
+int32_t vz_tokenizer_vocab_size(const vz_tokenizer *t);
+int32_t vz_tokenizer_bos(const vz_tokenizer *t);
+int32_t vz_tokenizer_eos(const vz_tokenizer *t);
+
+/* Encodes len bytes of UTF-8 text like SentencePiece's encoder (BPE with
+ * byte fallback). Prepends BOS when add_bos. Writes at most cap ids; *n_out
+ * gets the count needed, so a call with cap too small fails with VZ_ERR_ARG
+ * and tells the size to retry with. */
+vz_status vz_tokenizer_encode(const vz_tokenizer *t, const char *text, size_t len,
+                              int add_bos, int32_t *ids, int32_t cap, int32_t *n_out);
+
+/* The raw piece of a token (U+2581 already turned into a space, byte tokens
+ * as "<0xAB>"). Borrowed; valid while t lives. NULL when id is out of range. */
+const char *vz_tokenizer_piece(const vz_tokenizer *t, int32_t id);
+
+/* Streaming detokenizer: feeds ids, emits whole UTF-8 characters only
+ * (byte-fallback tokens are reassembled). */
+typedef struct vz_detok {
+    const vz_tokenizer *tok;
+    int32_t prev;          /* previous id; -1 at start of text */
+    uint8_t pending[8];    /* bytes of an incomplete UTF-8 sequence */
+    int32_t n_pending;
+} vz_detok;
+
+void vz_detok_init(vz_detok *d, const vz_tokenizer *t);
+/* Writes the text for id into buf (NUL-terminated, at most cap bytes incl.
+ * NUL) and returns its length, or a negative vz_status. */
+int32_t vz_detok_next(vz_detok *d, int32_t id, char *buf, int32_t cap);
+/* Flushes pending bytes (invalid sequences become U+FFFD). */
+int32_t vz_detok_flush(vz_detok *d, char *buf, int32_t cap);
+
+/* ---- model ------------------------------------------------------------- */
+
+typedef struct vz_model vz_model;
+
+typedef struct vz_model_opts {
+    const char *tokenizer_path; /* tokenizer for formats that lack one (llama2.c .bin); NULL: auto */
+    int32_t check;              /* 1: verify every tensor checksum at load (.vz) */
+} vz_model_opts;
+
+void vz_model_opts_default(vz_model_opts *o);
+
+/* Opens a model: a Hugging Face directory (config.json + safetensors), a GGUF
+ * file, a llama2.c .bin or a vramzip .vz, detected by content. Weights are
+ * memory-mapped and stay in their stored encoding. *out owned by the caller. */
+vz_status vz_model_open(vz_model **out, const char *path, const vz_model_opts *opts);
+void vz_model_close(vz_model *m);
+
+typedef struct vz_model_info {
+    char format[16];       /* "hf", "gguf", "llama2c", "vz" */
+    char arch[32];         /* "llama", "mistral", ... */
+    int32_t dim, hidden_dim, n_layers, n_heads, n_kv_heads, head_dim;
+    int32_t vocab_size, max_seq_len;
+    float rms_eps, rope_theta;
+    int32_t rope_interleaved;  /* 1: adjacent pairs (llama2.c, GGUF); 0: rotate-half (HF) */
+    int32_t tied_embeddings;
+    int32_t bos_id, eos_id;
+    uint64_t n_params;         /* weight elements */
+    uint64_t weight_bytes;     /* bytes of weights as held (encoded) */
+} vz_model_info;
+
+vz_status vz_model_get_info(const vz_model *m, vz_model_info *out);
+
+/* The model's tokenizer (borrowed; NULL if the model has none). */
+const vz_tokenizer *vz_model_tokenizer(const vz_model *m);
+
+typedef enum vz_dtype {
+    VZ_DTYPE_F32  = 0,
+    VZ_DTYPE_F16  = 1,
+    VZ_DTYPE_BF16 = 2
+} vz_dtype;
+
+const char *vz_dtype_name(vz_dtype d); /* "f32", "f16", "bf16" */
+
+typedef struct vz_tensor_info {
+    const char *name;       /* canonical (Hugging Face) name; borrowed */
+    int32_t ndim;
+    int64_t shape[4];       /* outermost first: a Linear weight is (out, in) */
+    vz_dtype dtype;         /* source element type */
+    uint16_t codec_id;
+    const char *codec_name; /* borrowed, static */
+    uint64_t bytes;         /* encoded bytes */
+} vz_tensor_info;
+
+int32_t vz_model_n_tensors(const vz_model *m);
+vz_status vz_model_tensor_info(const vz_model *m, int32_t i, vz_tensor_info *out);
+
+/* ---- session: a context (KV cache) over a model ------------------------ */
+
+typedef struct vz_session vz_session;
+
+typedef enum vz_kv_mode {
+    VZ_KV_F32 = 0,
+    VZ_KV_F16 = 1,
+    VZ_KV_OFF = 2  /* no cache: every step recomputes the whole sequence */
+} vz_kv_mode;
+
+typedef enum vz_device {
+    VZ_DEVICE_CPU  = 0,
+    VZ_DEVICE_CUDA = 1
+} vz_device;
+
+typedef struct vz_session_opts {
+    int32_t n_ctx;      /* context length; 0: the model's maximum */
+    vz_kv_mode kv;
+    int32_t n_threads;  /* CPU threads; 0: OpenMP's default */
+    vz_device device;
+} vz_session_opts;
+
+void vz_session_opts_default(vz_session_opts *o);
+
+/* Creates a session; the model must outlive it. */
+vz_status vz_session_create(vz_session **out, vz_model *m, const vz_session_opts *opts);
+void vz_session_free(vz_session *s);
+
+/* Evaluates n tokens at the next n positions. logits: NULL, or room for
+ * n*vocab floats (all_logits=1) or vocab floats (last position only).
+ * Fails with VZ_ERR_CONTEXT, leaving the session unchanged, when the
+ * tokens do not fit in the context. */
+vz_status vz_session_eval(vz_session *s, const int32_t *tokens, int32_t n,
+                          float *logits, int32_t all_logits);
+
+int32_t vz_session_pos(const vz_session *s);   /* tokens evaluated so far */
+int32_t vz_session_n_ctx(const vz_session *s);
+void vz_session_reset(vz_session *s);          /* back to position 0 */
+
+/* ---- sampler ----------------------------------------------------------- */
+
+typedef struct vz_sampler_opts {
+    float temp;      /* 0: greedy (argmax, lowest id on ties) */
+    int32_t top_k;   /* 0: off */
+    float top_p;     /* 1: off */
+    uint64_t seed;
+} vz_sampler_opts;
+
+void vz_sampler_opts_default(vz_sampler_opts *o);
+
+typedef struct vz_sampler vz_sampler;
+vz_status vz_sampler_create(vz_sampler **out, int32_t vocab_size, const vz_sampler_opts *o);
+void vz_sampler_free(vz_sampler *s);
+/* Picks a token from logits (vocab floats, not modified). */
+int32_t vz_sampler_sample(vz_sampler *s, const float *logits);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VRAMZIP_H */

@@ -1,0 +1,79 @@
+/*
+ * raw.c - codec 0: elements stored as their source dtype (f32, f16, bf16),
+ * row-major, little-endian, no params. The reference for every other codec.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/codec.h"
+#include "core/half.h"
+
+static int raw_supports(vz_dtype dtype, int64_t rows, int64_t cols) {
+    (void)dtype; (void)rows; (void)cols;
+    return 1;
+}
+
+static vz_status raw_encode(const void *src, vz_dtype dtype, int64_t rows, int64_t cols,
+                            const vz_codec_opts *o, vz_blob *out) {
+    (void)o;
+    memset(out, 0, sizeof *out);
+    uint64_t n = (uint64_t)rows * (uint64_t)cols * (uint64_t)vz_dtype_size(dtype);
+    out->data = malloc(n ? n : 1);
+    VZ_FAIL_IF(!out->data, VZ_ERR_NOMEM, "raw: cannot allocate %llu bytes", (unsigned long long)n);
+    memcpy(out->data, src, n);
+    out->size = n;
+    return VZ_OK;
+}
+
+static vz_status raw_check(const vz_tensor *t) {
+    uint64_t n = (uint64_t)t->rows * (uint64_t)t->cols * (uint64_t)vz_dtype_size(t->dtype);
+    VZ_FAIL_IF(t->size != n, VZ_ERR_FORMAT, "tensor %s: raw %s data is %llu bytes, shape needs %llu", t->name,
+               vz_dtype_name(t->dtype), (unsigned long long)t->size, (unsigned long long)n);
+    return VZ_OK;
+}
+
+static vz_status raw_decode_ref(const vz_tensor *t, int64_t r0, int64_t r1, void *out) {
+    size_t es = (size_t)vz_dtype_size(t->dtype);
+    memcpy(out, t->data + (size_t)r0 * (size_t)t->cols * es, (size_t)(r1 - r0) * (size_t)t->cols * es);
+    return VZ_OK;
+}
+
+static void raw_decode_f32(const vz_tensor *t, int64_t r0, int64_t r1, float *out) {
+    size_t n = (size_t)(r1 - r0) * (size_t)t->cols;
+    size_t off = (size_t)r0 * (size_t)t->cols;
+    switch (t->dtype) {
+    case VZ_DTYPE_F32:
+        memcpy(out, t->data + off * 4, n * 4);
+        break;
+    case VZ_DTYPE_BF16: {
+        const uint8_t *p = t->data + off * 2;
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, p + 2 * i, 2);
+            out[i] = vz_bf16_to_f32(h);
+        }
+        break;
+    }
+    case VZ_DTYPE_F16: {
+        const uint8_t *p = t->data + off * 2;
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, p + 2 * i, 2);
+            out[i] = vz_f16_to_f32(h);
+        }
+        break;
+    }
+    }
+}
+
+const vz_codec vz_codec_raw = {
+    .name = "raw",
+    .id = VZ_CODEC_raw,
+    .lossless = 1,
+    .doc = "stored as the source dtype (f32, f16, bf16); no compression",
+    .supports = raw_supports,
+    .encode = raw_encode,
+    .check = raw_check,
+    .decode_ref = raw_decode_ref,
+    .decode_f32 = raw_decode_f32,
+};

@@ -1,0 +1,10 @@
+/*
+ * llama2c.c - reader placeholder until implemented.
+ */
+#include "model/model.h"
+
+vz_status vz_read_llama2c(vz_model *m, const char *path, const vz_model_opts *o) {
+    (void)m;
+    (void)o;
+    return VZ_FAIL(VZ_ERR_UNSUPPORTED, "%s: llama2c reader not implemented yet", path);
+}

@@ -1,0 +1,236 @@
+/*
+ * model.c - opening a model (format detection), binding tensors to layers
+ * with shape checks, and the public model queries.
+ */
+#include "model/model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "codec/codec.h"
+#include "tokenizer/tokenizer.h"
+
+void vz_model_opts_default(vz_model_opts *o) { memset(o, 0, sizeof *o); }
+
+vz_status vz_config_validate(const vz_config *c, const char *what) {
+#define CHECK_RANGE(field, lo, hi)                                                                    \
+    VZ_FAIL_IF(c->field < (lo) || c->field > (hi), VZ_ERR_FORMAT, "%s: field '%s' = %lld is outside [%lld, %lld]", \
+               what, #field, (long long)c->field, (long long)(lo), (long long)(hi))
+    CHECK_RANGE(dim, 1, 1 << 17);
+    CHECK_RANGE(hidden_dim, 1, 1 << 19);
+    CHECK_RANGE(n_layers, 1, 1024);
+    CHECK_RANGE(n_heads, 1, 4096);
+    CHECK_RANGE(n_kv_heads, 1, 4096);
+    CHECK_RANGE(head_dim, 2, 4096);
+    CHECK_RANGE(vocab_size, 1, 1 << 24);
+    CHECK_RANGE(max_seq_len, 1, 1 << 24);
+#undef CHECK_RANGE
+    VZ_FAIL_IF(c->n_heads % c->n_kv_heads != 0, VZ_ERR_FORMAT,
+               "%s: n_heads %d is not a multiple of n_kv_heads %d", what, c->n_heads, c->n_kv_heads);
+    VZ_FAIL_IF(c->head_dim % 2 != 0, VZ_ERR_FORMAT, "%s: head_dim %d is odd (RoPE needs pairs)", what, c->head_dim);
+    VZ_FAIL_IF(!(c->rms_eps > 0 && c->rms_eps < 1), VZ_ERR_FORMAT, "%s: rms_norm_eps %g is not in (0, 1)", what,
+               (double)c->rms_eps);
+    VZ_FAIL_IF(!(c->rope_theta > 0 && c->rope_theta < 1e12f), VZ_ERR_FORMAT, "%s: rope_theta %g is not positive",
+               what, (double)c->rope_theta);
+    VZ_FAIL_IF(c->bos_id < -1 || c->bos_id >= c->vocab_size, VZ_ERR_FORMAT, "%s: bos id %d outside vocab %d", what,
+               c->bos_id, c->vocab_size);
+    VZ_FAIL_IF(c->eos_id < -1 || c->eos_id >= c->vocab_size, VZ_ERR_FORMAT, "%s: eos id %d outside vocab %d", what,
+               c->eos_id, c->vocab_size);
+    return VZ_OK;
+}
+
+const vz_tensor *vz_model_find(const vz_model *m, const char *name) {
+    for (int32_t i = 0; i < m->n_tensors; i++)
+        if (strcmp(m->tensors[i].name, name) == 0) return &m->tensors[i];
+    return NULL;
+}
+
+vz_status vz_model_add_map(vz_model *m, vz_map **out) {
+    VZ_FAIL_IF(m->n_maps >= VZ_MAX_MAPS, VZ_ERR_UNSUPPORTED, "%s: more than %d files", m->path, VZ_MAX_MAPS);
+    *out = &m->maps[m->n_maps++];
+    memset(*out, 0, sizeof **out);
+    return VZ_OK;
+}
+
+vz_status vz_model_own(vz_model *m, void *p) {
+    if (!p) return VZ_OK;
+    if (m->n_owned >= VZ_MAX_MAPS) {
+        free(p);
+        return VZ_FAIL(VZ_ERR_UNSUPPORTED, "%s: too many owned buffers", m->path);
+    }
+    m->owned[m->n_owned++] = p;
+    return VZ_OK;
+}
+
+/* Finds a tensor and checks its shape is exactly (rows, cols) or (n) when cols == 0. */
+static vz_status need(const vz_model *m, const vz_tensor **out, const char *name, int64_t rows, int64_t cols) {
+    const vz_tensor *t = vz_model_find(m, name);
+    VZ_FAIL_IF(!t, VZ_ERR_NOT_FOUND, "%s: tensor %s is missing", m->path, name);
+    if (cols == 0) {
+        VZ_FAIL_IF(t->rows * t->cols != rows, VZ_ERR_SHAPE, "%s: tensor %s has %lld elements, config implies %lld",
+                   m->path, name, (long long)(t->rows * t->cols), (long long)rows);
+    } else {
+        VZ_FAIL_IF(t->ndim != 2 || t->rows != rows || t->cols != cols, VZ_ERR_SHAPE,
+                   "%s: tensor %s has shape (%lld, %lld), config implies (%lld, %lld)", m->path, name,
+                   (long long)t->rows, (long long)t->cols, (long long)rows, (long long)cols);
+    }
+    *out = t;
+    return VZ_OK;
+}
+
+static vz_status norm_f32(vz_model *m, float *dst, const char *name, int64_t n) {
+    const vz_tensor *t = NULL;
+    VZ_TRY(need(m, &t, name, n, 0));
+    VZ_TRY(vz_tensor_check(t));
+    vz_codec_by_id(t->codec)->decode_f32(t, 0, t->rows, dst);
+    return VZ_OK;
+}
+
+vz_status vz_model_bind(vz_model *m) {
+    const vz_config *c = &m->cfg;
+    VZ_TRY(vz_config_validate(c, m->path));
+    for (int32_t i = 0; i < m->n_tensors; i++) {
+        vz_status s = vz_tensor_check(&m->tensors[i]);
+        if (s != VZ_OK) {
+            vz_error_prefix("%s", m->path);
+            return s;
+        }
+    }
+    int64_t dim = c->dim, hd = c->head_dim, q = (int64_t)c->n_heads * hd, kv = (int64_t)c->n_kv_heads * hd;
+    m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
+    m->norms = malloc(sizeof(float) * (size_t)dim * (size_t)(2 * c->n_layers + 1));
+    VZ_FAIL_IF(!m->layers || !m->norms, VZ_ERR_NOMEM, "%s: out of memory", m->path);
+    VZ_TRY(need(m, &m->tok_emb, VZ_NAME_TOK_EMB, c->vocab_size, dim));
+    if (c->tied_embeddings && !vz_model_find(m, VZ_NAME_OUTPUT)) {
+        m->output = m->tok_emb;
+    } else {
+        VZ_TRY(need(m, &m->output, VZ_NAME_OUTPUT, c->vocab_size, dim));
+    }
+    float *nb = m->norms;
+    VZ_TRY(norm_f32(m, nb, VZ_NAME_FINAL_NORM, dim));
+    m->final_norm = nb;
+    nb += dim;
+    char name[VZ_NAME_MAX];
+    for (int32_t l = 0; l < c->n_layers; l++) {
+        vz_layer *L = &m->layers[l];
+#define LAYER_T(field, sfx, r, cc)                                       \
+    snprintf(name, sizeof name, "model.layers.%d.%s", (int)l, sfx);     \
+    VZ_TRY(need(m, &L->field, name, r, cc))
+        LAYER_T(wq, VZ_SFX_WQ, q, dim);
+        LAYER_T(wk, VZ_SFX_WK, kv, dim);
+        LAYER_T(wv, VZ_SFX_WV, kv, dim);
+        LAYER_T(wo, VZ_SFX_WO, dim, q);
+        LAYER_T(w1, VZ_SFX_W1, c->hidden_dim, dim);
+        LAYER_T(w2, VZ_SFX_W2, dim, c->hidden_dim);
+        LAYER_T(w3, VZ_SFX_W3, c->hidden_dim, dim);
+#undef LAYER_T
+        snprintf(name, sizeof name, "model.layers.%d.%s", (int)l, VZ_SFX_ATTN_NORM);
+        VZ_TRY(norm_f32(m, nb, name, dim));
+        L->attn_norm = nb;
+        nb += dim;
+        snprintf(name, sizeof name, "model.layers.%d.%s", (int)l, VZ_SFX_FFN_NORM);
+        VZ_TRY(norm_f32(m, nb, name, dim));
+        L->ffn_norm = nb;
+        nb += dim;
+    }
+    return VZ_OK;
+}
+
+static int is_dir(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+vz_status vz_model_open(vz_model **out, const char *path, const vz_model_opts *opts) {
+    *out = NULL;
+    vz_model_opts def;
+    if (!opts) {
+        vz_model_opts_default(&def);
+        opts = &def;
+    }
+    VZ_FAIL_IF(!path || !*path, VZ_ERR_ARG, "no model path given");
+    vz_model *m = calloc(1, sizeof *m);
+    VZ_FAIL_IF(!m, VZ_ERR_NOMEM, "out of memory");
+    snprintf(m->path, sizeof m->path, "%s", path);
+    vz_status s;
+    if (is_dir(path)) {
+        s = vz_read_hf(m, path, opts);
+    } else {
+        uint8_t magic[4] = {0};
+        FILE *f = fopen(path, "rb");
+        if (!f) {
+            free(m);
+            return VZ_FAIL(VZ_ERR_NOT_FOUND, "%s: cannot open model", path);
+        }
+        size_t got = fread(magic, 1, 4, f);
+        fclose(f);
+        if (got == 4 && memcmp(magic, "GGUF", 4) == 0) s = vz_read_gguf(m, path, opts);
+        else if (got == 4 && memcmp(magic, "VZIP", 4) == 0) s = vz_read_vz(m, path, opts);
+        else s = vz_read_llama2c(m, path, opts);
+    }
+    if (s == VZ_OK) s = vz_model_bind(m);
+    if (s != VZ_OK) {
+        vz_model_close(m);
+        return s;
+    }
+    *out = m;
+    return VZ_OK;
+}
+
+void vz_model_close(vz_model *m) {
+    if (!m) return;
+    for (int32_t i = 0; i < m->n_maps; i++) vz_map_close(&m->maps[i]);
+    for (int32_t i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    vz_tokenizer_close(m->tok);
+    free(m->tensors);
+    free(m->layers);
+    free(m->norms);
+    free(m);
+}
+
+vz_status vz_model_get_info(const vz_model *m, vz_model_info *o) {
+    VZ_FAIL_IF(!m || !o, VZ_ERR_ARG, "vz_model_get_info: NULL argument");
+    memset(o, 0, sizeof *o);
+    const vz_config *c = &m->cfg;
+    snprintf(o->format, sizeof o->format, "%s", m->format);
+    snprintf(o->arch, sizeof o->arch, "%s", c->arch);
+    o->dim = c->dim;
+    o->hidden_dim = c->hidden_dim;
+    o->n_layers = c->n_layers;
+    o->n_heads = c->n_heads;
+    o->n_kv_heads = c->n_kv_heads;
+    o->head_dim = c->head_dim;
+    o->vocab_size = c->vocab_size;
+    o->max_seq_len = c->max_seq_len;
+    o->rms_eps = c->rms_eps;
+    o->rope_theta = c->rope_theta;
+    o->rope_interleaved = c->rope_interleaved;
+    o->tied_embeddings = c->tied_embeddings;
+    o->bos_id = c->bos_id;
+    o->eos_id = c->eos_id;
+    for (int32_t i = 0; i < m->n_tensors; i++) {
+        o->n_params += (uint64_t)(m->tensors[i].rows * m->tensors[i].cols);
+        o->weight_bytes += m->tensors[i].size;
+    }
+    return VZ_OK;
+}
+
+const vz_tokenizer *vz_model_tokenizer(const vz_model *m) { return m ? m->tok : NULL; }
+
+int32_t vz_model_n_tensors(const vz_model *m) { return m ? m->n_tensors : 0; }
+
+vz_status vz_model_tensor_info(const vz_model *m, int32_t i, vz_tensor_info *o) {
+    VZ_FAIL_IF(!m || i < 0 || i >= m->n_tensors, VZ_ERR_ARG, "tensor index %d out of range", (int)i);
+    const vz_tensor *t = &m->tensors[i];
+    const vz_codec *c = vz_codec_by_id(t->codec);
+    o->name = t->name;
+    o->ndim = t->ndim;
+    memcpy(o->shape, t->shape, sizeof o->shape);
+    o->dtype = t->dtype;
+    o->codec_id = t->codec;
+    o->codec_name = c ? c->name : "?";
+    o->bytes = t->size;
+    return VZ_OK;
+}

@@ -1,0 +1,105 @@
+/*
+ * model.h - the in-memory model every reader fills and every backend runs:
+ * a Llama-family config, the weight tensors (still encoded), shortcuts to
+ * each layer's tensors, and the tokenizer. Readers live in src/format/.
+ */
+#ifndef VZ_MODEL_MODEL_H
+#define VZ_MODEL_MODEL_H
+
+#include <stdint.h>
+
+#include "core/io.h"
+#include "core/tensor.h"
+#include "vramzip.h"
+
+typedef struct vz_config {
+    char arch[32];          /* "llama", "mistral" */
+    int32_t dim;            /* hidden_size */
+    int32_t hidden_dim;     /* intermediate_size */
+    int32_t n_layers;
+    int32_t n_heads;
+    int32_t n_kv_heads;
+    int32_t head_dim;       /* dim / n_heads */
+    int32_t vocab_size;
+    int32_t max_seq_len;    /* max_position_embeddings */
+    float rms_eps;
+    float rope_theta;
+    int32_t rope_interleaved; /* 1: rotate pairs (2i, 2i+1) as llama2.c/GGUF; 0: (i, i+hd/2) as HF */
+    int32_t tied_embeddings;  /* output head shares the token embedding */
+    int32_t bos_id, eos_id;
+} vz_config;
+
+/* Checks a config for sane, consistent values; names `what` (file) in errors. */
+vz_status vz_config_validate(const vz_config *c, const char *what);
+
+typedef struct vz_layer {
+    const vz_tensor *wq;        /* (n_heads*head_dim, dim) */
+    const vz_tensor *wk;        /* (n_kv_heads*head_dim, dim) */
+    const vz_tensor *wv;        /* (n_kv_heads*head_dim, dim) */
+    const vz_tensor *wo;        /* (dim, n_heads*head_dim) */
+    const vz_tensor *w1;        /* gate_proj (hidden_dim, dim) */
+    const vz_tensor *w2;        /* down_proj (dim, hidden_dim) */
+    const vz_tensor *w3;        /* up_proj (hidden_dim, dim) */
+    const float *attn_norm;     /* (dim) f32, owned by the model */
+    const float *ffn_norm;      /* (dim) */
+} vz_layer;
+
+#define VZ_MAX_MAPS 64
+
+struct vz_model {
+    vz_config cfg;
+    char format[16];            /* "hf", "gguf", "llama2c", "vz" */
+    char path[1024];
+
+    vz_tensor *tensors;         /* all tensors, owned array (data borrowed from maps/owned) */
+    int32_t n_tensors;
+
+    const vz_tensor *tok_emb;   /* (vocab_size, dim) */
+    const vz_tensor *output;    /* (vocab_size, dim); == tok_emb when tied */
+    const float *final_norm;    /* (dim) */
+    vz_layer *layers;           /* n_layers */
+
+    float *norms;               /* owned f32 storage for all norm vectors */
+    vz_tokenizer *tok;          /* owned; may be NULL */
+
+    vz_map maps[VZ_MAX_MAPS];   /* backing mappings, closed with the model */
+    int32_t n_maps;
+    void *owned[VZ_MAX_MAPS];   /* other owned buffers, freed with the model */
+    int32_t n_owned;
+};
+
+/* Canonical tensor names (Hugging Face LlamaForCausalLM). Readers of other
+ * formats rename their tensors to these. layer < 0 for global tensors. */
+#define VZ_NAME_TOK_EMB    "model.embed_tokens.weight"
+#define VZ_NAME_FINAL_NORM "model.norm.weight"
+#define VZ_NAME_OUTPUT     "lm_head.weight"
+/* per layer: model.layers.%d.<suffix> */
+#define VZ_SFX_ATTN_NORM   "input_layernorm.weight"
+#define VZ_SFX_FFN_NORM    "post_attention_layernorm.weight"
+#define VZ_SFX_WQ          "self_attn.q_proj.weight"
+#define VZ_SFX_WK          "self_attn.k_proj.weight"
+#define VZ_SFX_WV          "self_attn.v_proj.weight"
+#define VZ_SFX_WO          "self_attn.o_proj.weight"
+#define VZ_SFX_W1          "mlp.gate_proj.weight"
+#define VZ_SFX_W2          "mlp.down_proj.weight"
+#define VZ_SFX_W3          "mlp.up_proj.weight"
+
+const vz_tensor *vz_model_find(const vz_model *m, const char *name);
+
+/* After a reader has filled cfg and tensors: checks every expected tensor
+ * exists with the shape the config implies, runs each tensor's codec check,
+ * decodes the norms to f32 and fills tok_emb/output/final_norm/layers. */
+vz_status vz_model_bind(vz_model *m);
+
+/* Registers a mapping/buffer to be released with the model. */
+vz_status vz_model_add_map(vz_model *m, vz_map **out);
+vz_status vz_model_own(vz_model *m, void *p);
+
+/* Readers (src/format/). Each fills m (already zeroed) or fails with a
+ * message naming the file and field; vz_model_open then calls bind. */
+vz_status vz_read_llama2c(vz_model *m, const char *path, const vz_model_opts *o);
+vz_status vz_read_gguf(vz_model *m, const char *path, const vz_model_opts *o);
+vz_status vz_read_hf(vz_model *m, const char *dir, const vz_model_opts *o);
+vz_status vz_read_vz(vz_model *m, const char *path, const vz_model_opts *o);
+
+#endif

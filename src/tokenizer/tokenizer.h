@@ -1,0 +1,25 @@
+/*
+ * tokenizer.h - internal tokenizer API (the public one is in vramzip.h).
+ * A tokenizer is a vocabulary of pieces with scores and types, encoded like
+ * SentencePiece BPE with byte fallback. It can be built from a
+ * SentencePiece .model, a llama2.c tokenizer.bin, or a GGUF vocabulary.
+ */
+#ifndef VZ_TOKENIZER_TOKENIZER_H
+#define VZ_TOKENIZER_TOKENIZER_H
+
+#include <stdint.h>
+
+#include "core/status.h"
+
+/* SentencePiece piece types. */
+enum { VZ_PIECE_NORMAL = 1, VZ_PIECE_UNKNOWN = 2, VZ_PIECE_CONTROL = 3, VZ_PIECE_USER = 4, VZ_PIECE_UNUSED = 5,
+       VZ_PIECE_BYTE = 6 };
+
+/* Builds a tokenizer from parallel arrays (copied). pieces are UTF-8 with
+ * U+2581 kept as is (SentencePiece/GGUF form) when spm_form is 1, or with
+ * spaces (llama2.c form) when 0. types may be NULL (inferred). */
+vz_status vz_tokenizer_from_vocab(vz_tokenizer **out, int32_t n, const char *const *pieces, const uint32_t *lens,
+                                  const float *scores, const int32_t *types, int32_t spm_form, int32_t bos,
+                                  int32_t eos, int32_t unk, int32_t add_dummy_prefix, const char *what);
+
+#endif

@@ -1,0 +1,90 @@
+/*
+ * testutil.c - see testutil.h.
+ */
+#define _GNU_SOURCE
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+const char *vz_test_models_dir(void) {
+    static char dir[1024];
+    const char *env = getenv("VZ_MODELS");
+    snprintf(dir, sizeof dir, "%s", env && *env ? env : "../shared/models");
+    struct stat st;
+    return stat(dir, &st) == 0 && S_ISDIR(st.st_mode) ? dir : NULL;
+}
+
+const char *vz_test_model_path(char *buf, size_t cap, const char *rel) {
+    const char *d = vz_test_models_dir();
+    if (!d) return NULL;
+    snprintf(buf, cap, "%s/%s", d, rel);
+    struct stat st;
+    return stat(buf, &st) == 0 ? buf : NULL;
+}
+
+const char *vz_test_tmpdir(char *buf, size_t cap) {
+    const char *base = getenv("TMPDIR");
+    snprintf(buf, cap, "%s/vztest.XXXXXX", base && *base ? base : "/tmp");
+    return mkdtemp(buf);
+}
+
+void vz_test_rmtree(const char *path) {
+    if (!path || !*path) return;
+    char *out = NULL;
+    vz_test_sh(&out, "rm -rf '%s'", path);
+    free(out);
+}
+
+const char *vz_test_cli(void) {
+    static char p[1024];
+    const char *b = getenv("BUILD");
+    snprintf(p, sizeof p, "%s/vramzip", b && *b ? b : "build");
+    return p;
+}
+
+int vz_test_sh(char **output, const char *fmt, ...) {
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    char full[8300];
+    snprintf(full, sizeof full, "(%s) 2>&1", cmd);
+    FILE *p = popen(full, "r");
+    if (!p) return -1;
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    size_t n;
+    while (buf && (n = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+        len += n;
+        if (cap - len < 2) {
+            char *nb = realloc(buf, cap *= 2);
+            if (!nb) break;
+            buf = nb;
+        }
+    }
+    if (buf) buf[len] = '\0';
+    int st = pclose(p);
+    if (output) *output = buf;
+    else free(buf);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+uint64_t vz_test_rand(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+float vz_test_randn(uint64_t *s) {
+    double u1 = ((vz_test_rand(s) >> 11) + 1.0) / 9007199254740993.0;
+    double u2 = (vz_test_rand(s) >> 11) / 9007199254740992.0;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}

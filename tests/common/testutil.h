@@ -1,0 +1,46 @@
+/*
+ * testutil.h - helpers shared by the cmocka tests: where the shared test
+ * models are, temporary directories, and running the CLI.
+ */
+#ifndef VZ_TESTUTIL_H
+#define VZ_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+/* Directory of the shared test models ($VZ_MODELS, else ../shared/models
+ * relative to the repo root), or NULL when absent. */
+const char *vz_test_models_dir(void);
+
+/* Path of a file under the models dir in buf; NULL (and a printed skip
+ * reason) when the models dir or the file is absent. */
+const char *vz_test_model_path(char *buf, size_t cap, const char *rel);
+
+/* Skips the current cmocka test with a message if the models are absent. */
+#define VZ_REQUIRE_MODEL(buf, rel)                                                  \
+    do {                                                                            \
+        if (!vz_test_model_path((buf), sizeof(buf), (rel))) {                       \
+            print_message("SKIP: ../shared/models/%s not found (set VZ_MODELS)\n", (rel)); \
+            skip();                                                                 \
+        }                                                                           \
+    } while (0)
+
+/* A fresh temporary directory (removed by vz_test_rmtree); path in buf. */
+const char *vz_test_tmpdir(char *buf, size_t cap);
+void vz_test_rmtree(const char *path);
+
+/* Path of the built CLI ($BUILD/vramzip). */
+const char *vz_test_cli(void);
+
+/* Runs a shell command, capturing stdout+stderr (malloc'ed, NUL-terminated,
+ * caller frees) and returning the exit status (-1 if it did not exit). */
+int vz_test_sh(char **output, const char *fmt, ...);
+
+/* Deterministic pseudo-random numbers for tests. */
+uint64_t vz_test_rand(uint64_t *state);
+float vz_test_randn(uint64_t *state);
+
+#endif

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs every test binary in $BUILD/tests and prints one closing line:
+# "N passed, N failed, N skipped". A binary that crashes or prints no cmocka
+# summary counts as one failure. VZ_TEST_FILTER=regex limits the binaries.
+set -u
+BUILD=${BUILD:-build}
+export BUILD
+export CMOCKA_MESSAGE_OUTPUT=stdout
+pass=0 fail=0 skip=0 failed_bins=()
+for t in "$BUILD"/tests/test_*; do
+    [ -x "$t" ] || continue
+    name=$(basename "$t")
+    if [ -n "${VZ_TEST_FILTER:-}" ] && ! [[ $name =~ $VZ_TEST_FILTER ]]; then continue; fi
+    log=$(mktemp)
+    start=$(date +%s)
+    timeout "${VZ_TEST_TIMEOUT:-1200}" "$t" >"$log" 2>&1
+    rc=$?
+    secs=$(( $(date +%s) - start ))
+    p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test(s)\..*/\1/p' "$log" | tail -1)
+    f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test(s), listed below:.*/\1/p' "$log" | tail -1)
+    s=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) test(s), listed below:.*/\1/p' "$log" | tail -1)
+    p=${p:-0} f=${f:-0} s=${s:-0}
+    if [ -z "$(grep -m1 '^\[==========\] .* test(s) run\.' "$log")" ] || { [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; }; then
+        f=$((f + 1))
+    fi
+    pass=$((pass + p)) fail=$((fail + f)) skip=$((skip + s))
+    printf '%-28s %3d passed %3d failed %3d skipped  (%ds)\n' "$name" "$p" "$f" "$s" "$secs"
+    if [ "$f" -gt 0 ]; then
+        failed_bins+=("$name")
+        sed 's/^/    /' "$log"
+    elif [ "$s" -gt 0 ]; then
+        grep -h 'SKIP' "$log" | sort -u | sed 's/^/    /'
+    fi
+    rm -f "$log"
+done
+[ ${#failed_bins[@]} -gt 0 ] && echo "failing: ${failed_bins[*]}"
+echo "$pass passed, $fail failed, $skip skipped"
+[ "$fail" -eq 0 ]
