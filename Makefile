@@ -32,7 +32,9 @@ LIB_SRC := $(sort $(shell find src -name '*.c'))
 CU_SRC  := $(sort $(shell find src -name '*.cu'))
 CLI_SRC := $(sort $(wildcard cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
-TEST_COMMON := $(sort $(wildcard tests/common/*.c))
+TEST_COMMON := $(sort $(wildcard tests/common/*.c) $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZERS  := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
 
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
@@ -48,7 +50,7 @@ else
   CU_OBJ  :=
 endif
 
-.PHONY: all test test-cuda clean fuzz
+.PHONY: all test test-cuda clean fuzz fuzz-smoke bench
 all: $(BUILD)/libvramzip.a $(BUILD)/libvramzip.so $(BUILD)/vramzip $(TESTS)
 
 $(BUILD)/obj/%.o: %.c
@@ -73,13 +75,45 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_COMMON_OBJ) $(BUILD)/libvramzip.
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $< $(TEST_COMMON_OBJ) $(BUILD)/libvramzip.a $(LDFLAGS) $(LDLIBS) -lcmocka
 
+# GPU microbenchmark of the fused decode+matvec (CUDA=1 builds; bench/gpu_matvec.sh).
+$(BUILD)/bench/matvec_bench: bench/matvec_bench.cu $(BUILD)/libvramzip.a
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -o $@ $< $(BUILD)/libvramzip.a $(PKG_LIBS) -lm -Xcompiler -fopenmp
+
 test: all
 	BUILD=$(BUILD) bash tests/run.sh
+
+# libFuzzer targets: tests/fuzz/fuzz_<surface>.c defines
+#   int vz_fuzz_<surface>(const uint8_t *data, size_t size);
+# seeds live in tests/fuzz/corpus/<surface>/. The same functions are linked
+# into the test binaries so saved crashes replay in `make test`.
+fuzz: $(FUZZERS)
+
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/libfuzzer_main.c $(LIB_SRC)
+	@mkdir -p $(dir $@)
+	clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -D_DEFAULT_SOURCE -Iinclude -Isrc $(PKG_CFLAGS) \
+	  -DVZ_FUZZ_FN=vz_fuzz_$* -o $@ $< tests/fuzz/libfuzzer_main.c $(LIB_SRC) $(PKG_LIBS) -lm -fopenmp
+
+# A short fuzz run of every target (FUZZ_SECONDS each) on a scratch copy of its corpus.
+FUZZ_SECONDS ?= 10
+fuzz-smoke: fuzz
+	@set -e; for f in $(FUZZERS); do n=$${f#build-fuzz/fuzz_}; d=$$(mktemp -d); \
+	  cp -r tests/fuzz/corpus/$$n/. $$d/ 2>/dev/null || true; \
+	  echo "fuzz $$n ($(FUZZ_SECONDS)s)"; $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 $$d >$$d.log 2>&1 || \
+	  { tail -40 $$d.log; echo "fuzz $$n FAILED"; rm -rf $$d; exit 1; }; rm -rf $$d $$d.log; done
+
+# Benchmarks: bench/<name>.c -> $(BUILD)/bench/<name>, linked with the library.
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+bench: $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libvramzip.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libvramzip.a $(LDFLAGS) $(LDLIBS)
 
 test-cuda: all
 	BUILD=$(BUILD) VZ_TEST_CUDA=1 bash tests/run.sh
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

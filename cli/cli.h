@@ -18,6 +18,7 @@ int cmd_convert(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* Prints "vramzip <cmd>: message" to stderr; returns 2 (usage) for chaining. */
 int cli_usage_error(const char *cmd, const char *fmt, ...);

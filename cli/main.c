@@ -21,6 +21,7 @@ static const cli_cmd commands[] = {
     {"inspect", cmd_inspect, "list tensors, codecs and bits per weight of a model"},
     {"verify", cmd_verify, "check a .vz file, or compare two models' logits"},
     {"perplexity", cmd_perplexity, "perplexity of a model over a text file"},
+    {"bench", cmd_bench, "prefill/decode speed, bandwidth and VRAM per codec on a device"},
 };
 
 static void usage(FILE *f) {

@@ -183,6 +183,39 @@ void vz_session_free(vz_session *s);
 vz_status vz_session_eval(vz_session *s, const int32_t *tokens, int32_t n,
                           float *logits, int32_t all_logits);
 
+/* Memory a device session holds (bytes). weights: the encoded weights as
+ * resident; kv: the KV cache; scratch: activations, attention partials and
+ * logits; peak: device memory in use by the process, measured with
+ * cudaMemGetInfo, at most, above what was in use before the session was
+ * created; device_total: the card's memory. All 0 for a CPU session. */
+typedef struct vz_session_mem {
+    uint64_t weights, kv, scratch, peak, device_total;
+} vz_session_mem;
+
+vz_status vz_session_mem_info(vz_session *s, vz_session_mem *out);
+
+struct vz_sampler_opts; /* below */
+
+/* A device, for reports: name, memory, and (measure_bw) the measured
+ * bandwidth of a large device-to-device copy in (read + write) bytes per
+ * second / 1e9. VZ_DEVICE_CUDA describes GPU 0; VZ_ERR_UNSUPPORTED when
+ * built without CUDA, VZ_ERR_CUDA when no GPU is usable. */
+typedef struct vz_device_info {
+    char name[128];
+    uint64_t total_bytes;
+    double copy_gbs;
+} vz_device_info;
+
+vz_status vz_device_get_info(vz_device dev, int32_t measure_bw, vz_device_info *out);
+
+/* Evaluates `first` at the next position, then samples a token, evaluates
+ * it, and so on: out gets n sampled ids (the last one not yet evaluated);
+ * the position advances by n. On a CUDA session the whole loop runs on the
+ * device (no host round trip per token); the caller checks out for EOS.
+ * Fails with VZ_ERR_CONTEXT when n positions do not fit. */
+vz_status vz_session_generate(vz_session *s, int32_t first, int32_t n, const struct vz_sampler_opts *so,
+                              int32_t *out);
+
 int32_t vz_session_pos(const vz_session *s);   /* tokens evaluated so far */
 int32_t vz_session_n_ctx(const vz_session *s);
 void vz_session_reset(vz_session *s);          /* back to position 0 */
@@ -203,6 +236,94 @@ vz_status vz_sampler_create(vz_sampler **out, int32_t vocab_size, const vz_sampl
 void vz_sampler_free(vz_sampler *s);
 /* Picks a token from logits (vocab floats, not modified). */
 int32_t vz_sampler_sample(vz_sampler *s, const float *logits);
+
+/* ---- codecs, convert, tensor statistics (docs/format.md) ---------------- */
+
+/* Name of the i-th codec of the table (NULL past the end); *doc gets a one
+ * line description and *lossless 1 for lossless codecs (both may be NULL). */
+const char *vz_codec_info(int32_t i, const char **doc, int32_t *lossless);
+
+typedef struct vz_convert_opts {
+    /* A preset "raw", "lossless", "q4:g32", "zstd:19" (codec[:gN group][:N
+     * level]) or comma-separated glob=codec rules over tensor names, first
+     * match wins ("*.mlp.*=q8,*=raw"); a tensor no rule matches stays raw, as
+     * do 1-D tensors. NULL: "raw". */
+    const char *codec_spec;
+    vz_model_opts model;  /* how to open the source */
+    /* Called after each tensor (may be NULL): tensors done/total, source
+     * bytes done/total, the tensor's name. */
+    void (*progress)(void *user, int32_t done, int32_t total, uint64_t bytes_done, uint64_t bytes_total,
+                     const char *tensor);
+    void (*note)(void *user, const char *msg); /* e.g. a codec fell back to raw; may be NULL */
+    void *user;
+    volatile int *cancel; /* polled between tensors: nonzero stops with VZ_ERR_INTERRUPTED */
+} vz_convert_opts;
+
+void vz_convert_opts_default(vz_convert_opts *o);
+
+/* Converts any model vz_model_open reads into a .vz file at out_path.
+ * Every tensor of a lossless codec is decoded and compared with the source
+ * bytes before it is written; the file appears under out_path only when
+ * complete (temporary file + rename), never after a failure or cancel. */
+vz_status vz_convert(const char *src_path, const char *out_path, const vz_convert_opts *o);
+
+/* Checks a codec spec without converting: VZ_ERR_ARG naming the bad part. */
+vz_status vz_codec_spec_check(const char *spec);
+
+typedef struct vz_tensor_stats {
+    uint64_t n_elements;
+    uint64_t encoded_bytes;   /* params + data */
+    double bits_per_weight;   /* 8 * encoded_bytes / n_elements */
+    double exp_entropy;       /* Shannon entropy (bits) of the exponent field of
+                                 the source elements; < 0 when unknown (lossy codec) */
+    int32_t lossless;
+} vz_tensor_stats;
+
+/* Statistics of tensor i; decodes it (lossless codecs) for exp_entropy. */
+vz_status vz_model_tensor_stats(const vz_model *m, int32_t i, vz_tensor_stats *out);
+
+/* Decodes tensor i to rows*cols f32 values at out (caller-owned). */
+vz_status vz_model_tensor_decode_f32(const vz_model *m, int32_t i, float *out);
+
+/* ---- synth ------------------------------------------------------------- */
+
+/* Synthetic Hugging Face checkpoints: real model shapes, random weights with
+ * trained-like statistics (docs/synth.md). They produce gibberish text and
+ * exist to test formats, compression ratios and speed. */
+
+typedef struct vz_synth_shape_info {
+    const char *name;        /* "tinyllama-1.1b", ...; static */
+    const char *description; /* static */
+    const char *arch;        /* "llama", "mistral"; static */
+    int32_t dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, max_seq_len;
+    uint64_t n_params;       /* weight elements with the default vocab */
+} vz_synth_shape_info;
+
+int32_t vz_synth_n_shapes(void);
+/* Fills *out for shape i in [0, vz_synth_n_shapes()); VZ_ERR_ARG otherwise. */
+vz_status vz_synth_shape_get(int32_t i, vz_synth_shape_info *out);
+
+typedef struct vz_synth_opts {
+    const char *shape;          /* a shape name (required) */
+    vz_dtype dtype;             /* default VZ_DTYPE_BF16 */
+    uint64_t seed;              /* default 0; same seed, same bytes */
+    const char *tokenizer_path; /* tokenizer.model to copy; NULL: built-in one (none for llama3-8b) */
+    uint64_t max_shard_bytes;   /* 0: 5e9 (Hugging Face's default); bigger checkpoints are sharded */
+    int32_t force;              /* 1: replace an existing non-empty out_dir */
+    volatile int *cancel;       /* optional; nonzero stops with VZ_ERR_INTERRUPTED */
+    void (*progress)(void *ud, uint64_t done_bytes, uint64_t total_bytes, const char *tensor);
+    void *progress_ud;
+} vz_synth_opts;
+
+void vz_synth_opts_default(vz_synth_opts *o);
+
+/* Writes a checkpoint directory (config.json, generation_config.json,
+ * model.safetensors or shards + model.safetensors.index.json, tokenizer.model,
+ * SYNTHETIC.txt). Memory stays bounded (tens of MB) for any shape. The
+ * directory is built as out_dir.tmp.XXXXXX and renamed at the end, so on
+ * failure or cancel nothing is left behind. Refuses a non-empty out_dir
+ * unless o->force. */
+vz_status vz_synth(const char *out_dir, const vz_synth_opts *o);
 
 #ifdef __cplusplus
 }

@@ -7,6 +7,7 @@
 #ifndef VZ_TOKENIZER_TOKENIZER_H
 #define VZ_TOKENIZER_TOKENIZER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/status.h"
@@ -21,5 +22,14 @@ enum { VZ_PIECE_NORMAL = 1, VZ_PIECE_UNKNOWN = 2, VZ_PIECE_CONTROL = 3, VZ_PIECE
 vz_status vz_tokenizer_from_vocab(vz_tokenizer **out, int32_t n, const char *const *pieces, const uint32_t *lens,
                                   const float *scores, const int32_t *types, int32_t spm_form, int32_t bos,
                                   int32_t eos, int32_t unk, int32_t add_dummy_prefix, const char *what);
+
+/* Parses a SentencePiece ModelProto (tokenizer.model) held in memory;
+ * what names it in messages. data is not borrowed past the call. */
+vz_status vz_tokenizer_from_spm_model(vz_tokenizer **out, const uint8_t *data, size_t size, const char *what);
+
+/* Parses a llama2.c tokenizer.bin held in memory (int32 max_token_length,
+ * then per token: float32 score, int32 length, bytes; to the end of data).
+ * BOS = 1, EOS = 2, UNK = 0 as in llama2.c. */
+vz_status vz_tokenizer_from_llama2c(vz_tokenizer **out, const uint8_t *data, size_t size, const char *what);
 
 #endif

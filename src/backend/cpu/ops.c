@@ -1,11 +1,14 @@
 /*
  * ops.c - CPU operators (see ops.h). The matmul decodes one block of weight
  * rows at a time into a per-thread f32 buffer and dots it with every input
- * vector while it is hot in cache.
+ * vector while it is hot in cache. RoPE follows llama2.c run.c (f32 cos/sin
+ * of pos * theta^(-2i/head_dim)); Hugging Face's rotate_half pairs the same
+ * frequencies with elements (i, i + head_dim/2).
  */
 #include "backend/cpu/ops.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 
 #include "codec/codec.h"
@@ -16,33 +19,45 @@ __attribute__((noinline)) float vz_dot(const float *a, const float *b, int64_t n
     for (; i + 16 <= n; i += 16)
         for (int k = 0; k < 16; k++) acc[k] += a[i + k] * b[i + k];
     for (int k = 0; i < n; i++, k++) acc[k] += a[i] * b[i];
-    for (int w = 8; w >= 1; w /= 2)
-        for (int k = 0; k < w; k++) acc[k] += acc[k + w];
-    return acc[0];
+    /* the tree, unrolled: halves 8, 4, 2, 1 */
+    for (int k = 0; k < 8; k++) acc[k] += acc[k + 8];
+    for (int k = 0; k < 4; k++) acc[k] += acc[k + 4];
+    acc[0] += acc[2];
+    acc[1] += acc[3];
+    return acc[0] + acc[1];
 }
 
-/* Rows decoded per step: enough to amortize the codec call, small enough
- * that the block stays in L1/L2 while every input vector passes over it. */
-#define VZ_ROW_BLOCK 4
-
-void vz_cpu_matmul(float *y, const float *x, int32_t n, const vz_tensor *W) {
+void vz_cpu_matmul_st(float *y, const float *x, int32_t n, const vz_tensor *W, float *scratch,
+                      int32_t n_threads) {
     const vz_codec *codec = vz_codec_by_id(W->codec);
     const int64_t rows = W->rows, cols = W->cols;
     const int64_t nblk = (rows + VZ_ROW_BLOCK - 1) / VZ_ROW_BLOCK;
-#pragma omp parallel
+    /* Under ~250K multiply-adds (~100 us) waking the team costs more than it
+     * saves, and far more when other processes hold the cores. */
+    int nt = rows * cols * (int64_t)n < (1 << 18) ? 1 : (n_threads > 0 ? n_threads : 1);
+#pragma omp parallel num_threads(nt)
     {
-        float *buf = malloc(sizeof(float) * (size_t)cols * VZ_ROW_BLOCK);
+        float *buf = scratch + (size_t)omp_get_thread_num() * VZ_ROW_BLOCK * (size_t)cols;
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < nblk; b++) {
             int64_t r0 = b * VZ_ROW_BLOCK, r1 = r0 + VZ_ROW_BLOCK < rows ? r0 + VZ_ROW_BLOCK : rows;
-            if (!buf) { for (int64_t r = r0; r < r1; r++) for (int32_t i = 0; i < n; i++) y[(int64_t)i * rows + r] = NAN; continue; }
             codec->decode_f32(W, r0, r1, buf);
             for (int64_t r = r0; r < r1; r++)
                 for (int32_t i = 0; i < n; i++)
                     y[(int64_t)i * rows + r] = vz_dot(buf + (r - r0) * cols, x + (int64_t)i * cols, cols);
         }
-        free(buf);
     }
+}
+
+void vz_cpu_matmul(float *y, const float *x, int32_t n, const vz_tensor *W) {
+    int32_t nt = omp_get_max_threads();
+    float *scratch = malloc(sizeof(float) * (size_t)nt * VZ_ROW_BLOCK * (size_t)W->cols);
+    if (!scratch) { /* no room for even the row buffers: mark the result invalid */
+        for (int64_t k = 0; k < (int64_t)n * W->rows; k++) y[k] = NAN;
+        return;
+    }
+    vz_cpu_matmul_st(y, x, n, W, scratch, nt);
+    free(scratch);
 }
 
 void vz_cpu_row(float *out, const vz_tensor *W, int64_t r) {
@@ -54,4 +69,45 @@ void vz_cpu_rmsnorm(float *o, const float *x, const float *w, int32_t n, float e
     for (int32_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
     float scale = (float)(1.0 / sqrt(ss / n + eps));
     for (int32_t i = 0; i < n; i++) o[i] = w[i] * (x[i] * scale);
+}
+
+void vz_cpu_rope_table(float *cs, int32_t head_dim, int32_t pos, float theta) {
+    for (int32_t i = 0; i < head_dim / 2; i++) {
+        float freq = 1.0f / powf(theta, (float)(2 * i) / (float)head_dim);
+        float val = (float)pos * freq;
+        cs[2 * i] = cosf(val);
+        cs[2 * i + 1] = sinf(val);
+    }
+}
+
+void vz_cpu_rope(float *x, int32_t n_heads, int32_t head_dim, const float *cs, int32_t interleaved) {
+    const int32_t half = head_dim / 2;
+    for (int32_t h = 0; h < n_heads; h++) {
+        float *v = x + (int64_t)h * head_dim;
+        for (int32_t i = 0; i < half; i++) {
+            int32_t a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
+            float c = cs[2 * i], s = cs[2 * i + 1], v0 = v[a], v1 = v[b];
+            v[a] = v0 * c - v1 * s;
+            v[b] = v0 * s + v1 * c;
+        }
+    }
+}
+
+void vz_cpu_softmax(float *x, int32_t n) {
+    float max = x[0];
+    for (int32_t i = 1; i < n; i++)
+        if (x[i] > max) max = x[i];
+    float sum = 0.0f;
+    for (int32_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - max);
+        sum += x[i];
+    }
+    for (int32_t i = 0; i < n; i++) x[i] /= sum;
+}
+
+void vz_cpu_swiglu(float *h, const float *u, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float g = h[i];
+        h[i] = g * (1.0f / (1.0f + expf(-g))) * u[i];
+    }
 }

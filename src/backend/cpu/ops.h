@@ -5,7 +5,8 @@
  * codec into a small f32 buffer and immediately dotted with the inputs, so no
  * decompressed copy of a matrix ever exists. All codecs share vz_dot, whose
  * summation order is fixed, so a lossless codec gives bit-identical results
- * to raw weights.
+ * to raw weights. Every output element is one vz_dot, so results do not
+ * depend on the thread count or on how many tokens are batched together.
  */
 #ifndef VZ_BACKEND_CPU_OPS_H
 #define VZ_BACKEND_CPU_OPS_H
@@ -18,12 +19,38 @@
  * tree). Never inlined into callers, so every path rounds the same way. */
 float vz_dot(const float *a, const float *b, int64_t n);
 
-/* y[i*rows + r] = W[r,:] . x[i*cols + :] for i in [0, n); W (rows, cols). */
+/* Rows decoded per step of the matmul (the scratch it needs per thread is
+ * VZ_ROW_BLOCK * cols floats). */
+#define VZ_ROW_BLOCK 4
+
+/* y[i*rows + r] = W[r,:] . x[i*cols + :] for i in [0, n); W (rows, cols).
+ * Allocates its per-thread decode buffers; uses OpenMP's default threads. */
 void vz_cpu_matmul(float *y, const float *x, int32_t n, const vz_tensor *W);
+
+/* The same with caller-owned scratch: n_threads * VZ_ROW_BLOCK * W->cols
+ * floats, and at most n_threads threads (n_threads >= 1). */
+void vz_cpu_matmul_st(float *y, const float *x, int32_t n, const vz_tensor *W, float *scratch,
+                      int32_t n_threads);
 
 /* Decodes row r of W (e.g. an embedding lookup) to f32. */
 void vz_cpu_row(float *out, const vz_tensor *W, int64_t r);
 
+/* o = w * x / sqrt(mean(x^2) + eps); o may alias x. */
 void vz_cpu_rmsnorm(float *o, const float *x, const float *w, int32_t n, float eps);
+
+/* cs[2i] = cos(pos * f_i), cs[2i+1] = sin(pos * f_i), f_i = theta^(-2i/head_dim),
+ * for i in [0, head_dim/2): the rotation of one position, shared by all heads. */
+void vz_cpu_rope_table(float *cs, int32_t head_dim, int32_t pos, float theta);
+
+/* Rotates each of n_heads heads of x (n_heads * head_dim) by the table cs.
+ * interleaved: pairs (2i, 2i+1) (llama2.c, GGUF); else pairs (i, i + head_dim/2)
+ * (Hugging Face rotate_half). Pair i uses frequency f_i in both. */
+void vz_cpu_rope(float *x, int32_t n_heads, int32_t head_dim, const float *cs, int32_t interleaved);
+
+/* In-place softmax of x[0..n), n >= 1 (max-subtracted, sums in order). */
+void vz_cpu_softmax(float *x, int32_t n);
+
+/* h[i] = silu(h[i]) * u[i] (SwiGLU), n elements. */
+void vz_cpu_swiglu(float *h, const float *u, int64_t n);
 
 #endif

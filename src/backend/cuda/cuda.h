@@ -5,6 +5,10 @@
 #ifndef VZ_BACKEND_CUDA_H
 #define VZ_BACKEND_CUDA_H
 
+#include <stdint.h>
+
+#include "vramzip.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -13,6 +17,96 @@ extern "C" {
 int vz_cuda_device_count(void);
 /* Device name into buf; 0 on success. */
 int vz_cuda_device_name(int dev, char *buf, int cap);
+
+/* ---- compressed weights + fused decode/matvec (cuda_weights.cu, matvec.cu;
+ * owner: mv) ----------------------------------------------------------------
+ * A tensor lives in VRAM in its encoded form (never expanded); the matvec
+ * decodes it in registers. All kernels share one accumulation order (lane l
+ * of a warp owns 32-element group 32*it + l of the row, fmaf in element
+ * order, then a fixed xor-butterfly), so raw and lossless encodings of the
+ * same weights give bitwise identical outputs, whatever path runs. */
+struct vz_tensor;
+
+typedef struct vz_cuda_tensor {
+    int64_t rows, cols;
+    int32_t dtype;           /* vz_dtype of the source elements */
+    int32_t codec;           /* codec id (codecs.def) */
+    int32_t kind;            /* kernel path chosen at upload (matvec.cu) */
+    int32_t k, layout;       /* lossless: code bits, code layout */
+    int32_t group;           /* q8: elements per scale */
+    uint8_t *data;           /* device: the encoded blob (owned) */
+    uint8_t *lut;            /* device: lossless lut, 2^k bytes (owned) */
+    uint64_t size;           /* encoded bytes (what a matvec reads) */
+    uint64_t off[4];         /* section offsets in data (codec-specific) */
+    uint32_t lut_lo, lut_hi; /* lossless k = 3: lut as two words for prmt */
+} vz_cuda_tensor;
+
+/* Uploads t (already passed vz_tensor_check or does so here) in its encoded
+ * form: d gets owned device copies; the host buffers stay borrowed and may
+ * be freed on return. VZ_ERR_UNSUPPORTED for codecs with no GPU decoder. */
+vz_status vz_cuda_tensor_upload(vz_cuda_tensor *d, const struct vz_tensor *t, void *stream);
+/* Frees d's device memory; zeroed d and NULL are fine. */
+void vz_cuda_tensor_free(vz_cuda_tensor *d);
+
+/* Epilogues of the fused matvec. */
+enum {
+    VZ_CUDA_EPI_NONE = 0,    /* y = W x */
+    VZ_CUDA_EPI_ADD = 1,     /* y = y + W x (residual) */
+    VZ_CUDA_EPI_SILU_MUL = 2 /* two tensors (gate, up): y0 = silu(Wg x) * (Wu x) */
+};
+
+/* d_y[b*rows + r] = sum_c W[r,c] * d_x[b*cols + c], b < batch (1..8), f32
+ * in/out with f32 accumulation; asynchronous on stream (cudaStream_t or
+ * NULL). d_x and d_y are device pointers; d_x 16-byte aligned for the fast
+ * paths (any alignment works). */
+vz_status vz_cuda_matvec(float *d_y, const float *d_x, int batch, const vz_cuda_tensor *W, void *stream);
+
+/* n (1..3) tensors with the same cols sharing one input in ONE launch
+ * (QKV, gate+up). epi: VZ_CUDA_EPI_*; for SILU_MUL n == 2, W[0] and W[1]
+ * have the same rows and only d_y[0] is written. Results are bitwise equal
+ * to n separate vz_cuda_matvec calls (then the epilogue in f32). */
+vz_status vz_cuda_matvec_multi(int n, const vz_cuda_tensor *const *W, float *const *d_y, const float *d_x, int batch,
+                               int epi, void *stream);
+
+/* out[i*cols + c] = W[ids[i], c] as f32 for i < n (embedding lookup); d_ids
+ * on the device, ids outside [0, rows) give rows of NaN. */
+vz_status vz_cuda_rows(float *d_out, const int32_t *d_ids, int n, const vz_cuda_tensor *W, void *stream);
+
+/* Small runtime helpers so C tests and tools need no CUDA headers. */
+void *vz_cuda_alloc(size_t bytes);   /* device memory or NULL */
+void vz_cuda_release(void *p);
+/* kind: 0 host->device, 1 device->host, 2 device->device; synchronous. */
+vz_status vz_cuda_copy(void *dst, const void *src, size_t bytes, int kind);
+vz_status vz_cuda_fill_f32(float *d, float v, size_t n); /* synchronous */
+vz_status vz_cuda_sync(void);
+
+/* ---- device session (session_cuda.cu; owner: fw) -------------------------
+ * The whole forward pass on the GPU: weights uploaded in their encoding, KV
+ * cache on the device, decode steps replayed from CUDA graphs. Called by
+ * src/model/session.c for VZ_DEVICE_CUDA; positions are kept by the caller. */
+struct vz_model;
+typedef struct vz_cuda_session vz_cuda_session;
+
+/* Uploads m's weights and allocates an n_ctx KV cache (f16 or f32). */
+vz_status vz_cuda_session_create(vz_cuda_session **out, const struct vz_model *m, int32_t n_ctx, int32_t kv_f16);
+void vz_cuda_session_free(vz_cuda_session *s);
+
+/* Evaluates n valid tokens at positions pos..pos+n-1 (caller checked n_ctx).
+ * logits: NULL, n*vocab (all) or vocab (last) floats. */
+vz_status vz_cuda_session_eval(vz_cuda_session *s, const int32_t *tokens, int32_t n, int32_t pos, float *logits,
+                               int32_t all_logits);
+
+/* Feeds `first` at pos, then n-1 sampled tokens after it, sampling on the
+ * device with no host round trip per token; out gets the n sampled ids. */
+vz_status vz_cuda_session_generate(vz_cuda_session *s, int32_t first, int32_t pos, int32_t n,
+                                   const vz_sampler_opts *so, int32_t *out);
+
+/* VRAM held by the session (see vz_session_mem in vramzip.h). */
+vz_status vz_cuda_session_mem(vz_cuda_session *s, vz_session_mem *out);
+
+/* GPU 0's name and memory; with measure_bw, the median of 10 timed 1 GiB
+ * device-to-device copies as (read + write) GB/s (else 0). */
+vz_status vz_cuda_device_probe(int32_t measure_bw, vz_device_info *out);
 
 #ifdef __cplusplus
 }

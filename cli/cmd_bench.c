@@ -1,0 +1,290 @@
+/*
+ * cmd_bench.c - `vramzip bench`: speed and memory of one model under several
+ * codecs on one device. Per codec: the .vz variant is built with vz_convert
+ * (raw runs the source as is), then prefill tok/s over a prompt, decode
+ * tok/s of the device token loop after a warm-up, weight bytes read per
+ * token, achieved GB/s against a device copy bandwidth measured in the same
+ * run, peak VRAM, and for lossless codecs whether greedy logits are
+ * byte-identical to raw. Uses only the public API (vramzip.h).
+ */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+
+#define CMD "bench"
+#define MAX_CODECS 16
+#define CHECK_STEPS 32       /* greedy steps whose logits are compared with raw */
+#define VOCAB_CAP (1 << 18)  /* larger vocabularies skip the comparison */
+
+typedef struct bench_args {
+    const char *model, *codecs, *json, *out_dir;
+    int64_t n, prompt_len;
+    vz_device device;
+    vz_kv_mode kv;
+} bench_args;
+
+typedef struct bench_row {
+    char codec[64];
+    double prefill_tps, decode_tps, ms_tok, gb_tok, gbs, pct;
+    uint64_t weight_bytes;
+    vz_session_mem mem;
+    int identical; /* -1: not checked (lossy or raw), 0: differs, 1: identical */
+    int ok;
+} bench_row;
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: vramzip bench -m MODEL [--device cuda|cpu] [--codec LIST] [--json FILE] [-n 128]\n"
+               "                     [--prompt-len 512] [--kv f16|f32] [--out-dir DIR]\n"
+               "  --codec LIST     comma-separated presets (default raw,lossless); each but raw is\n"
+               "                   converted to DIR/<codec>.vz (reused when present)\n"
+               "  --out-dir DIR    where the .vz variants go (default: a temporary dir, removed)\n"
+               "  -n N             decode tokens timed after a 16-token warm-up\n"
+               "  --prompt-len N   prefill prompt length (random ids)\n");
+}
+
+static int parse_args(bench_args *a, int argc, char **argv) {
+    memset(a, 0, sizeof *a);
+    a->codecs = "raw,lossless";
+    a->n = 128;
+    a->prompt_len = 512;
+    a->device = VZ_DEVICE_CUDA;
+    a->kv = VZ_KV_F16;
+    for (int i = 1; i < argc; i++) {
+        const char *f = argv[i], *v;
+        if (!strcmp(f, "-h") || !strcmp(f, "--help")) return usage(stdout), 1;
+        if (!(v = cli_value(CMD, argc, argv, &i))) return 2;
+        if (!strcmp(f, "-m") || !strcmp(f, "--model")) a->model = v;
+        else if (!strcmp(f, "--codec")) a->codecs = v;
+        else if (!strcmp(f, "--json")) a->json = v;
+        else if (!strcmp(f, "--out-dir")) a->out_dir = v;
+        else if (!strcmp(f, "-n")) { if (cli_int(CMD, f, v, 1, 1 << 20, &a->n)) return 2; }
+        else if (!strcmp(f, "--prompt-len")) { if (cli_int(CMD, f, v, 1, 1 << 20, &a->prompt_len)) return 2; }
+        else if (!strcmp(f, "--device")) {
+            if (!strcmp(v, "cuda")) a->device = VZ_DEVICE_CUDA;
+            else if (!strcmp(v, "cpu")) a->device = VZ_DEVICE_CPU;
+            else return cli_usage_error(CMD, "--device expects cpu or cuda, got '%s'", v);
+        } else if (!strcmp(f, "--kv")) {
+            if (!strcmp(v, "f16")) a->kv = VZ_KV_F16;
+            else if (!strcmp(v, "f32")) a->kv = VZ_KV_F32;
+            else return cli_usage_error(CMD, "--kv expects f16 or f32, got '%s'", v);
+        } else return cli_usage_error(CMD, "unknown option '%s'", f);
+    }
+    if (!a->model) return cli_usage_error(CMD, "-m MODEL is required");
+    return 0;
+}
+
+/* Bytes of weights one decode step reads: every tensor but the embedding
+ * table, of which one row is read (unless it is also the output head). */
+static uint64_t bytes_per_token(const vz_model *m, const vz_model_info *info) {
+    uint64_t sum = 0;
+    for (int32_t i = 0; i < vz_model_n_tensors(m); i++) {
+        vz_tensor_info t;
+        if (vz_model_tensor_info(m, i, &t) != VZ_OK) continue;
+        if (!info->tied_embeddings && !strcmp(t.name, "model.embed_tokens.weight"))
+            sum += t.bytes / (uint64_t)(t.shape[0] > 0 ? t.shape[0] : 1);
+        else sum += t.bytes;
+    }
+    return sum;
+}
+
+/* Greedy logits of CHECK_STEPS steps from BOS (eval + host argmax). */
+static vz_status greedy_logits(vz_session *s, const vz_model_info *info, float *out) {
+    int32_t tok = info->bos_id >= 0 ? info->bos_id : 1;
+    vz_session_reset(s);
+    for (int i = 0; i < CHECK_STEPS; i++) {
+        float *l = out + (size_t)i * (size_t)info->vocab_size;
+        vz_status st = vz_session_eval(s, &tok, 1, l, 0);
+        if (st != VZ_OK) return st;
+        tok = 0;
+        for (int32_t j = 1; j < info->vocab_size; j++)
+            if (l[j] > l[tok]) tok = j;
+    }
+    return VZ_OK;
+}
+
+/* Times prefill and decode of one model file; fills row. ref: raw's greedy
+ * logits (NULL for the raw row itself, which fills check instead). */
+static vz_status bench_one(const bench_args *a, const char *path, const vz_device_info *dev, bench_row *row,
+                           float *check, const float *ref) {
+    vz_model *m = NULL;
+    vz_session *s = NULL;
+    vz_status st = vz_model_open(&m, path, NULL);
+    vz_model_info info;
+    if (st == VZ_OK) st = vz_model_get_info(m, &info);
+    vz_session_opts so;
+    vz_session_opts_default(&so);
+    so.device = a->device;
+    so.kv = a->kv;
+    so.n_ctx = (int32_t)(a->prompt_len + a->n + 32 > CHECK_STEPS ? a->prompt_len + a->n + 32 : CHECK_STEPS);
+    if (st == VZ_OK) st = vz_session_create(&s, m, &so);
+    int32_t *prompt = malloc(sizeof(int32_t) * (size_t)(a->prompt_len + a->n + 16));
+    if (st == VZ_OK && !prompt) st = VZ_ERR_NOMEM;
+    if (st == VZ_OK) {
+        uint64_t r = 0x9e3779b97f4a7c15ull;
+        for (int64_t i = 0; i < a->prompt_len; i++) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            prompt[i] = (int32_t)((r >> 33) % (uint64_t)info.vocab_size);
+        }
+        /* greedy logits from BOS (compared with raw's); also the warm-up that captures the graphs */
+        int fits = info.vocab_size <= VOCAB_CAP;
+        st = fits ? greedy_logits(s, &info, check) : vz_session_eval(s, prompt, 8, NULL, 0);
+        if (st == VZ_OK && ref && fits)
+            row->identical = !memcmp(check, ref, sizeof(float) * CHECK_STEPS * (size_t)info.vocab_size);
+    }
+    if (st == VZ_OK) {
+        vz_session_reset(s);
+        double t0 = cli_now();
+        st = vz_session_eval(s, prompt, (int32_t)a->prompt_len, NULL, 0);
+        row->prefill_tps = (double)a->prompt_len / (cli_now() - t0);
+    }
+    vz_sampler_opts greedy = {0.0f, 0, 1.0f, 0};
+    if (st == VZ_OK) st = vz_session_generate(s, prompt[0], 16, &greedy, prompt + a->prompt_len); /* warm-up */
+    if (st == VZ_OK) {
+        double t0 = cli_now();
+        st = vz_session_generate(s, prompt[a->prompt_len + 15], (int32_t)a->n, &greedy, prompt + a->prompt_len);
+        double dt = cli_now() - t0;
+        row->decode_tps = (double)a->n / dt;
+        row->ms_tok = 1e3 * dt / (double)a->n;
+    }
+    if (st == VZ_OK) st = vz_session_mem_info(s, &row->mem);
+    if (st == VZ_OK) {
+        row->weight_bytes = info.weight_bytes;
+        row->gb_tok = (double)bytes_per_token(m, &info) / 1e9;
+        row->gbs = row->gb_tok * row->decode_tps;
+        row->pct = dev->copy_gbs > 0 ? 100.0 * row->gbs / dev->copy_gbs : 0.0;
+        row->ok = 1;
+    }
+    free(prompt);
+    vz_session_free(s);
+    vz_model_close(m);
+    return st;
+}
+
+/* 1 if the preset's codec (name before ':') is lossless. */
+static int codec_lossless(const char *spec) {
+    size_t k = strcspn(spec, ":");
+    const char *name;
+    int32_t ll = 0;
+    for (int32_t i = 0; (name = vz_codec_info(i, NULL, &ll)) != NULL; i++)
+        if (strlen(name) == k && !strncmp(name, spec, k)) return ll;
+    return 0;
+}
+
+/* The model file for codec c: the source for raw, else DIR/<c>.vz (converted if absent). */
+static vz_status variant(const bench_args *a, const char *dir, const char *c, char *path, size_t cap) {
+    if (!strcmp(c, "raw")) return snprintf(path, cap, "%s", a->model), VZ_OK;
+    snprintf(path, cap, "%s/%s.vz", dir, c);
+    for (char *p = path + strlen(dir) + 1; *p; p++)
+        if (*p == ':' || *p == '/') *p = '_';
+    struct stat sb;
+    if (stat(path, &sb) == 0) return VZ_OK;
+    fprintf(stderr, "bench: converting %s -> %s\n", a->model, path);
+    vz_convert_opts co;
+    vz_convert_opts_default(&co);
+    co.codec_spec = c;
+    return vz_convert(a->model, path, &co);
+}
+
+static void print_row(const bench_row *r) {
+    printf("%-12s %9.1f %11.1f %11.1f %8.3f %8.3f %8.1f %6.1f%% %9.1f %9.1f %10.1f  %s\n", r->codec,
+           (double)r->weight_bytes / 1e6, r->prefill_tps, r->decode_tps, r->ms_tok, r->gb_tok, r->gbs, r->pct,
+           (double)r->mem.weights / 1e6, (double)r->mem.kv / 1e6, (double)r->mem.peak / 1e6,
+           r->identical < 0 ? "-" : r->identical ? "yes" : "NO");
+}
+
+static int write_json(const char *file, const vz_device_info *dev, const bench_args *a, const bench_row *rows,
+                      int n) {
+    cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "rows");
+    cJSON_AddStringToObject(root, "model", a->model);
+    cJSON_AddStringToObject(root, "device", dev->name);
+    cJSON_AddNumberToObject(root, "copy_gbs", dev->copy_gbs);
+    cJSON_AddNumberToObject(root, "prompt_len", (double)a->prompt_len);
+    cJSON_AddNumberToObject(root, "n_decode", (double)a->n);
+    for (int i = 0; i < n; i++) {
+        const bench_row *r = &rows[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "codec", r->codec);
+        cJSON_AddBoolToObject(o, "ok", r->ok);
+        cJSON_AddNumberToObject(o, "weight_bytes", (double)r->weight_bytes);
+        cJSON_AddNumberToObject(o, "prefill_tok_s", r->prefill_tps);
+        cJSON_AddNumberToObject(o, "decode_tok_s", r->decode_tps);
+        cJSON_AddNumberToObject(o, "ms_per_token", r->ms_tok);
+        cJSON_AddNumberToObject(o, "gb_read_per_token", r->gb_tok);
+        cJSON_AddNumberToObject(o, "achieved_gbs", r->gbs);
+        cJSON_AddNumberToObject(o, "pct_of_copy_bw", r->pct);
+        cJSON_AddNumberToObject(o, "vram_weights", (double)r->mem.weights);
+        cJSON_AddNumberToObject(o, "vram_kv", (double)r->mem.kv);
+        cJSON_AddNumberToObject(o, "vram_scratch", (double)r->mem.scratch);
+        cJSON_AddNumberToObject(o, "vram_peak", (double)r->mem.peak);
+        if (r->identical >= 0) cJSON_AddBoolToObject(o, "bit_identical_vs_raw", r->identical);
+        cJSON_AddItemToArray(arr, o);
+    }
+    char *txt = cJSON_Print(root);
+    FILE *f = txt ? fopen(file, "w") : NULL;
+    int rc = f && fputs(txt, f) >= 0 && fclose(f) == 0 ? 0 : 1;
+    if (rc) fprintf(stderr, "vramzip bench: cannot write %s\n", file);
+    free(txt);
+    cJSON_Delete(root);
+    return rc;
+}
+
+int cmd_bench(int argc, char **argv) {
+    bench_args a;
+    int rc = parse_args(&a, argc, argv);
+    if (rc) return rc == 1 ? 0 : 2;
+    vz_device_info dev;
+    vz_status st = vz_device_get_info(a.device, a.device == VZ_DEVICE_CUDA, &dev);
+    if (st != VZ_OK) return cli_fail(CMD, st);
+    char tmp[512] = "";
+    const char *dir = a.out_dir;
+    if (!dir) {
+        const char *t = getenv("TMPDIR");
+        snprintf(tmp, sizeof tmp, "%s/vzbench.XXXXXX", t && *t ? t : "/tmp");
+        if (!mkdtemp(tmp)) return fprintf(stderr, "vramzip bench: cannot create %s\n", tmp), 1;
+        dir = tmp;
+    } else mkdir(dir, 0755);
+    printf("device: %s, %.1f GiB, device-to-device copy %.0f GB/s (read + write)\n", dev.name,
+           (double)dev.total_bytes / (1u << 30), dev.copy_gbs);
+    printf("model: %s, prompt %lld tokens, decode %lld tokens (batch 1), KV %s\n", a.model, (long long)a.prompt_len,
+           (long long)a.n, a.kv == VZ_KV_F16 ? "f16" : "f32");
+    printf("%-12s %9s %11s %11s %8s %8s %8s %7s %9s %9s %10s  %s\n", "codec", "weightsMB", "prefill t/s",
+           "decode t/s", "ms/tok", "GB/tok", "GB/s", "%bw", "vramW MB", "KV MB", "peak MB", "bit-identical");
+    bench_row rows[MAX_CODECS];
+    float *ref = malloc(sizeof(float) * CHECK_STEPS * VOCAB_CAP), *chk = malloc(sizeof(float) * CHECK_STEPS * VOCAB_CAP);
+    int n = 0, have_ref = 0, fails = 0;
+    char list[1024], path[1024];
+    snprintf(list, sizeof list, "%s", a.codecs);
+    for (char *c = strtok(list, ","); c && n < MAX_CODECS && ref && chk; c = strtok(NULL, ","), n++) {
+        bench_row *r = &rows[n];
+        memset(r, 0, sizeof *r);
+        snprintf(r->codec, sizeof r->codec, "%s", c);
+        int is_raw = !strcmp(c, "raw");
+        int lossless = codec_lossless(c);
+        r->identical = -1;
+        st = variant(&a, dir, c, path, sizeof path);
+        if (st == VZ_OK)
+            st = bench_one(&a, path, &dev, r, is_raw ? ref : chk, (!is_raw && lossless && have_ref) ? ref : NULL);
+        if (st == VZ_OK && is_raw) have_ref = 1;
+        if (st != VZ_OK) {
+            fprintf(stderr, "vramzip bench: %s: %s: %s\n", c, vz_status_name(st), vz_last_error());
+            fails++;
+            continue;
+        }
+        print_row(r);
+        fflush(stdout);
+        if (r->identical == 0) fails++;
+    }
+    free(ref);
+    free(chk);
+    if (a.json && write_json(a.json, &dev, &a, rows, n)) fails++;
+    if (tmp[0]) {
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+        if (system(cmd) != 0) fprintf(stderr, "vramzip bench: could not remove %s\n", tmp);
+    }
+    return fails ? 1 : 0;
+}

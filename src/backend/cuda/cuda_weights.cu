@@ -1,0 +1,148 @@
+/*
+ * cuda_weights.cu - uploads a vz_tensor to VRAM in its encoded form (the
+ * data blob as is, never expanded) with its section offsets precomputed from
+ * docs/codecs.md (lossless: low planes, codes, exception index, exceptions;
+ * q8: int8 values, f16 scales), and picks the matvec path (decode.cuh). Also
+ * the small runtime helpers of cuda.h used by C tests and the bench.
+ */
+#include <cuda_runtime.h>
+#include <string.h>
+
+#include "backend/cuda/cuda.h"
+#include "backend/cuda/decode.cuh"
+
+extern "C" {
+#include "codec/codec.h"
+#include "core/status.h"
+#include "core/tensor.h"
+}
+
+static uint64_t al16(uint64_t x) { return (x + 15) & ~(uint64_t)15; }
+
+/* Section offsets and path of a tensor that passed its codec's check. */
+static vz_status wt_layout(vz_cuda_tensor *d, const vz_tensor *t) {
+    uint64_t n = (uint64_t)t->rows * (uint64_t)t->cols, gpr = ((uint64_t)t->cols + 31) / 32;
+    bool a32 = t->cols % 32 == 0;
+    if (t->codec == VZ_ID_RAW) {
+        d->kind = t->dtype == VZ_DTYPE_BF16 && a32 ? VZ_K_RAW_BF16 : VZ_K_GENERIC;
+        return VZ_OK;
+    }
+    if (t->codec == VZ_ID_LOSSLESS) {
+        d->k = t->params[1], d->layout = t->params[2];
+        uint64_t bpr = ((uint64_t)t->cols + 1023) / 1024;
+        d->off[0] = 0;
+        d->off[1] = al16(n * (uint64_t)(vz_dtype_size(t->dtype) - 1));
+        d->off[2] = al16(d->off[1] + (uint64_t)t->rows * gpr * (uint64_t)d->k * 4);
+        d->off[3] = al16(d->off[2] + ((uint64_t)t->rows * bpr + 1) * 4);
+        VZ_FAIL_IF(d->off[3] > t->size, VZ_ERR_FORMAT, "tensor %s: lossless data %llu bytes < sections %llu", t->name,
+                   (unsigned long long)t->size, (unsigned long long)d->off[3]);
+        uint8_t lut[8] = {0};
+        memcpy(lut, t->params + 8, d->k == 3 ? 8 : 0);
+        memcpy(&d->lut_lo, lut, 4);
+        memcpy(&d->lut_hi, lut + 4, 4);
+        d->kind = t->dtype == VZ_DTYPE_BF16 && d->k == 3 && d->layout == 1 && a32 ? VZ_K_LL3 : VZ_K_GENERIC;
+        return VZ_OK;
+    }
+    if (t->codec == VZ_ID_Q8) {
+        VZ_FAIL_IF(t->params_size != 8, VZ_ERR_CODEC, "tensor %s: q8 params %u bytes", t->name, t->params_size);
+        memcpy(&d->group, t->params + 4, 4);
+        VZ_FAIL_IF(d->group < 1, VZ_ERR_CODEC, "tensor %s: q8 group %d", t->name, d->group);
+        d->off[1] = al16(n);
+        d->kind = a32 && d->group % 32 == 0 ? VZ_K_Q8 : VZ_K_GENERIC;
+        return VZ_OK;
+    }
+    return VZ_FAIL(VZ_ERR_UNSUPPORTED, "tensor %s: codec %u has no CUDA decoder", t->name, (unsigned)t->codec);
+}
+
+extern "C" vz_status vz_cuda_tensor_upload(vz_cuda_tensor *d, const vz_tensor *t, void *stream) {
+    memset(d, 0, sizeof *d);
+    VZ_FAIL_IF(!t || !t->data || t->size == 0, VZ_ERR_ARG, "cuda upload: no tensor data");
+    VZ_TRY(vz_tensor_check(t));
+    VZ_FAIL_IF(t->rows >= ((int64_t)1 << 36) || t->cols >= ((int64_t)1 << 30), VZ_ERR_SHAPE,
+               "tensor %s: %lldx%lld too large for the CUDA matvec", t->name, (long long)t->rows, (long long)t->cols);
+    d->rows = t->rows, d->cols = t->cols, d->dtype = t->dtype, d->codec = t->codec, d->size = t->size;
+    VZ_TRY(wt_layout(d, t));
+    cudaStream_t st = (cudaStream_t)stream;
+    cudaError_t e = cudaMalloc((void **)&d->data, t->size);
+    if (e == cudaSuccess) e = cudaMemcpyAsync(d->data, t->data, t->size, cudaMemcpyHostToDevice, st);
+    if (e == cudaSuccess && t->codec == VZ_ID_LOSSLESS) {
+        size_t nl = (size_t)1 << d->k;
+        e = cudaMalloc((void **)&d->lut, nl);
+        if (e == cudaSuccess) e = cudaMemcpyAsync(d->lut, t->params + 8, nl, cudaMemcpyHostToDevice, st);
+    }
+    if (e == cudaSuccess) e = cudaStreamSynchronize(st); /* host buffers may go away on return */
+    if (e != cudaSuccess) {
+        vz_cuda_tensor_free(d);
+        return VZ_FAIL(VZ_ERR_CUDA, "tensor %s: upload of %llu bytes: %s", t->name, (unsigned long long)t->size,
+                       cudaGetErrorString(e));
+    }
+    return VZ_OK;
+}
+
+extern "C" void vz_cuda_tensor_free(vz_cuda_tensor *d) {
+    if (!d) return;
+    cudaFree(d->data);
+    cudaFree(d->lut);
+    memset(d, 0, sizeof *d);
+}
+
+/* The kernels' by-value view of an uploaded tensor. */
+vz_dview vz_cuda_view(const vz_cuda_tensor *t) {
+    vz_dview v;
+    memset(&v, 0, sizeof v);
+    v.data = t->data;
+    v.rows = t->rows, v.cols = t->cols, v.n = t->rows * t->cols;
+    v.dtype = t->dtype, v.codec = t->codec, v.k = t->k, v.layout = t->layout;
+    v.gpr = (int32_t)((t->cols + 31) / 32);
+    v.bpr = (int32_t)((t->cols + 1023) / 1024);
+    v.lut = t->lut, v.lut_lo = t->lut_lo, v.lut_hi = t->lut_hi;
+    if (t->codec == VZ_ID_LOSSLESS) {
+        v.codes = (const uint32_t *)(t->data + t->off[1]);
+        v.eidx = (const uint32_t *)(t->data + t->off[2]);
+        v.exc = (const uint16_t *)(t->data + t->off[3]);
+    } else if (t->codec == VZ_ID_Q8) {
+        v.group = t->group;
+        v.qgpr = (int32_t)((t->cols + t->group - 1) / t->group);
+        v.scales = (const uint16_t *)(t->data + t->off[1]);
+    }
+    return v;
+}
+
+extern "C" void *vz_cuda_alloc(size_t bytes) {
+    void *p = NULL;
+    if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess) {
+        cudaGetLastError();
+        return NULL;
+    }
+    return p;
+}
+
+extern "C" void vz_cuda_release(void *p) { cudaFree(p); }
+
+extern "C" vz_status vz_cuda_copy(void *dst, const void *src, size_t bytes, int kind) {
+    static const cudaMemcpyKind k[3] = {cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice};
+    VZ_FAIL_IF(kind < 0 || kind > 2, VZ_ERR_ARG, "cuda copy: kind %d", kind);
+    cudaError_t e = cudaMemcpy(dst, src, bytes, k[kind]);
+    VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda copy of %zu bytes: %s", bytes, cudaGetErrorString(e));
+    return VZ_OK;
+}
+
+static __global__ void fill_kernel(float *d, float v, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) d[i] = v;
+}
+
+extern "C" vz_status vz_cuda_fill_f32(float *d, float v, size_t n) {
+    if (n == 0) return VZ_OK;
+    fill_kernel<<<(unsigned)((n + 255) / 256 < 4096 ? (n + 255) / 256 : 4096), 256>>>(d, v, n);
+    cudaError_t e = cudaGetLastError();
+    if (e == cudaSuccess) e = cudaDeviceSynchronize();
+    VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda fill: %s", cudaGetErrorString(e));
+    return VZ_OK;
+}
+
+extern "C" vz_status vz_cuda_sync(void) {
+    cudaError_t e = cudaDeviceSynchronize();
+    if (e == cudaSuccess) e = cudaGetLastError();
+    VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda sync: %s", cudaGetErrorString(e));
+    return VZ_OK;
+}

@@ -1,0 +1,223 @@
+/*
+ * decode.cuh - the device decoders of every codec with a GPU path: ONE per
+ * codec, shared by all kernels that read it (matvec.cu fast and generic
+ * kernels, vz_cuda_rows). A decoder gives the 32 f32 weights of one lane's
+ * code group (32 consecutive row elements) and must equal the codec's
+ * decode_ref / decode_f32 (src/codec/{raw,lossless,q8}.c, docs/codecs.md)
+ * bit for bit; tests/test_cuda_matvec.c checks that through the matvec.
+ */
+#ifndef VZ_BACKEND_CUDA_DECODE_CUH
+#define VZ_BACKEND_CUDA_DECODE_CUH
+
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+/* The FAST branches return early; the generic loops after them are dead there. */
+#pragma nv_diag_suppress 128
+
+/* Kernel paths (vz_cuda_tensor.kind). The fast paths need cols % 32 == 0. */
+enum { VZ_K_RAW_BF16 = 0, VZ_K_LL3 = 1, VZ_K_Q8 = 2, VZ_K_GENERIC = 3 };
+
+/* Codec ids as on disk (docs/codecs.md); codecs.def may not list them all yet. */
+enum { VZ_ID_RAW = 0, VZ_ID_LOSSLESS = 1, VZ_ID_Q8 = 4 };
+
+/* Device view of one uploaded tensor, passed by value into kernels. */
+struct vz_dview {
+    const uint8_t *data;   /* raw elements / lossless low planes / q8 int8 */
+    const uint32_t *codes; /* lossless code groups (k words each) */
+    const uint32_t *eidx;  /* lossless exception index */
+    const uint16_t *exc;   /* lossless exceptions */
+    const uint16_t *scales;/* q8 f16 scales */
+    const uint8_t *lut;    /* lossless lut in device memory */
+    int64_t rows, cols, n;
+    int32_t dtype, codec, k, layout, gpr, bpr, group, qgpr;
+    uint32_t lut_lo, lut_hi;
+};
+
+/* Words per lane of the warp's shared scratch (exception patching). */
+#define VZ_SMEM_LANE 16
+
+static __device__ __forceinline__ float vz_u2f(uint32_t u) { return __uint_as_float(u); }
+
+/* f32 of a source element's bits (dtype 0 f32, 1 f16, 2 bf16); exact. */
+static __device__ __forceinline__ float vz_bits_to_f32(uint32_t bits, int dtype) {
+    if (dtype == 0) return vz_u2f(bits);
+    if (dtype == 1) return __half2float(__ushort_as_half((unsigned short)bits));
+    return vz_u2f(bits << 16);
+}
+
+/* ---- lossless ------------------------------------------------------------
+ * H bytes of a packed3 group: 4 codes per prmt, the lut as prmt source. */
+static __device__ __forceinline__ void vz_ll_h_packed3(uint32_t w0, uint32_t w1, uint32_t w2, uint32_t lo,
+                                                       uint32_t hi, uint32_t h[8]) {
+    uint32_t s0 = w0 & 0x77777777u, s1 = w1 & 0x77777777u, s2 = w2 & 0x77777777u;
+    uint32_t s3 = ((w0 >> 3) & 0x11111111u) | ((w1 >> 2) & 0x22222222u) | ((w2 >> 1) & 0x44444444u);
+    h[0] = __byte_perm(lo, hi, s0);
+    h[1] = __byte_perm(lo, hi, s0 >> 16);
+    h[2] = __byte_perm(lo, hi, s1);
+    h[3] = __byte_perm(lo, hi, s1 >> 16);
+    h[4] = __byte_perm(lo, hi, s2);
+    h[5] = __byte_perm(lo, hi, s2 >> 16);
+    h[6] = __byte_perm(lo, hi, s3);
+    h[7] = __byte_perm(lo, hi, s3 >> 16);
+}
+
+/* Code of element e of a group held in scratch words (k words of layout). */
+static __device__ __forceinline__ uint32_t vz_ll_code(const uint32_t *w, int k, int layout, int e) {
+    if (layout == 1) {
+        if (e < 24) return (w[e >> 3] >> 4 * (e & 7)) & 7u;
+        int n = e - 24;
+        return ((w[0] >> (4 * n + 3)) & 1u) | ((w[1] >> (4 * n + 3)) & 1u) << 1 | ((w[2] >> (4 * n + 3)) & 1u) << 2;
+    }
+    uint32_t c = 0;
+    for (int b = 0; b < k; b++) c |= ((w[b] >> e) & 1u) << b;
+    return c;
+}
+
+/* Patches the exceptions [e0, e1) of the warp's 1024-element block into the
+ * lanes' H bytes. Every lane calls it (warp-uniform e0, e1). The lane's
+ * scratch row holds H (words 0..7) then its k code words (8..). */
+template <bool PACKED3>
+static __device__ __forceinline__ void vz_ll_patch(const vz_dview &d, uint32_t *sm, uint32_t e0, uint32_t e1,
+                                                   int lane, uint32_t h[8], const uint32_t *cw) {
+    uint32_t *mine = sm + lane * VZ_SMEM_LANE;
+    *(uint4 *)mine = make_uint4(h[0], h[1], h[2], h[3]);
+    *(uint4 *)(mine + 4) = make_uint4(h[4], h[5], h[6], h[7]);
+    if (PACKED3) {
+        *(uint4 *)(mine + 8) = make_uint4(cw[0], cw[1], cw[2], 0);
+    } else {
+        for (int b = 0; b < d.k; b++) mine[8 + b] = cw[b];
+    }
+    __syncwarp();
+    for (uint32_t j = e0 + lane; j < e1; j += 32) {
+        uint32_t v = __ldg(d.exc + j), off = v & 1023u;
+        uint32_t *row = sm + (off >> 5) * VZ_SMEM_LANE;
+        uint32_t code = vz_ll_code(row + 8, d.k, PACKED3 ? 1 : d.layout, (int)(off & 31u));
+        ((uint8_t *)row)[off & 31u] = (uint8_t)((v >> 10) << d.k | code);
+    }
+    __syncwarp();
+    uint4 a = *(const uint4 *)mine, b = *(const uint4 *)(mine + 4);
+    h[0] = a.x, h[1] = a.y, h[2] = a.z, h[3] = a.w, h[4] = b.x, h[5] = b.y, h[6] = b.z, h[7] = b.w;
+    __syncwarp();
+}
+
+/* The lossless decoder. FAST: bf16, k = 3 packed3, cols % 32 == 0 (vector
+ * loads, prmt); else any dtype/k/layout/cols, elements past cols give 0.
+ * Group g of row r; lanes with g >= gpr still call it (warp barriers). */
+template <bool FAST>
+static __device__ __forceinline__ void vz_ll_group(const vz_dview &d, int64_t r, int it, int lane, uint32_t *sm,
+                                                   float w[32]) {
+    int g = it * 32 + lane;
+    bool gv = g < d.gpr;
+    uint32_t cw[8] = {0, 0, 0, 0, 0, 0, 0, 0}, h[8];
+    const uint32_t *cp = d.codes + ((size_t)r * d.gpr + (gv ? g : 0)) * (size_t)d.k;
+    uint32_t e0 = __ldg(d.eidx + (size_t)r * d.bpr + it), e1 = __ldg(d.eidx + (size_t)r * d.bpr + it + 1);
+    if (FAST) {
+        const uint4 *lp = (const uint4 *)(d.data + (size_t)r * d.cols + 32 * (size_t)(gv ? g : 0));
+        uint4 l0 = __ldg(lp), l1 = __ldg(lp + 1);
+        cw[0] = __ldg(cp), cw[1] = __ldg(cp + 1), cw[2] = __ldg(cp + 2);
+        vz_ll_h_packed3(cw[0], cw[1], cw[2], d.lut_lo, d.lut_hi, h);
+        if (e1 > e0) vz_ll_patch<true>(d, sm, e0, e1, lane, h, cw);
+        uint32_t L[8] = {l0.x, l0.y, l0.z, l0.w, l1.x, l1.y, l1.z, l1.w};
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            uint32_t p0 = __byte_perm(L[j], h[j], 0x5140), p1 = __byte_perm(L[j], h[j], 0x7362);
+            w[4 * j] = vz_u2f(p0 << 16), w[4 * j + 1] = vz_u2f(p0 & 0xffff0000u);
+            w[4 * j + 2] = vz_u2f(p1 << 16), w[4 * j + 3] = vz_u2f(p1 & 0xffff0000u);
+        }
+        return;
+    }
+    if (gv)
+        for (int b = 0; b < d.k; b++) cw[b] = __ldg(cp + b);
+    if (d.layout == 1) {
+        vz_ll_h_packed3(cw[0], cw[1], cw[2], d.lut_lo, d.lut_hi, h);
+    } else {
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            uint32_t v = 0;
+            for (int i = 0; i < 4; i++) v |= (uint32_t)__ldg(d.lut + vz_ll_code(cw, d.k, 0, 4 * j + i)) << 8 * i;
+            h[j] = v;
+        }
+    }
+    if (e1 > e0) vz_ll_patch<false>(d, sm, e0, e1, lane, h, cw);
+    int wb = d.dtype == 0 ? 4 : 2;
+#pragma unroll
+    for (int e = 0; e < 32; e++) {
+        int64_t c = 32 * (int64_t)g + e;
+        uint32_t bits = 0;
+        if (gv && c < d.cols) {
+            size_t i = (size_t)r * d.cols + c;
+            bits = (h[e >> 2] >> 8 * (e & 3)) & 0xffu;
+            for (int j = wb - 2; j >= 0; j--) bits = bits << 8 | d.data[(size_t)j * d.n + i];
+        }
+        w[e] = vz_bits_to_f32(bits, d.dtype);
+    }
+}
+
+/* ---- raw ------------------------------------------------------------------ */
+template <bool FAST>
+static __device__ __forceinline__ void vz_raw_group(const vz_dview &d, int64_t r, int it, int lane, float w[32]) {
+    int g = it * 32 + lane;
+    bool gv = g < d.gpr;
+    if (FAST) { /* bf16, cols % 32 == 0 */
+        const uint4 *p = (const uint4 *)(d.data + ((size_t)r * d.cols + 32 * (size_t)(gv ? g : 0)) * 2);
+        uint4 v[4] = {__ldg(p), __ldg(p + 1), __ldg(p + 2), __ldg(p + 3)};
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            uint32_t q[4] = {v[j].x, v[j].y, v[j].z, v[j].w};
+#pragma unroll
+            for (int i = 0; i < 4; i++) w[8 * j + 2 * i] = vz_u2f(q[i] << 16), w[8 * j + 2 * i + 1] = vz_u2f(q[i] & 0xffff0000u);
+        }
+        return;
+    }
+#pragma unroll
+    for (int e = 0; e < 32; e++) {
+        int64_t c = 32 * (int64_t)g + e;
+        float v = 0.0f;
+        if (gv && c < d.cols) {
+            size_t i = (size_t)r * d.cols + c;
+            if (d.dtype == 0) v = __ldg((const float *)d.data + i);
+            else v = vz_bits_to_f32(__ldg((const unsigned short *)d.data + i), d.dtype);
+        }
+        w[e] = v;
+    }
+}
+
+/* ---- q8: value = (float)q * (float)scale (src/codec/q8.c) ----------------- */
+template <bool FAST>
+static __device__ __forceinline__ void vz_q8_group(const vz_dview &d, int64_t r, int it, int lane, float w[32]) {
+    int g = it * 32 + lane;
+    bool gv = g < d.gpr;
+    if (FAST) { /* cols % 32 == 0 and group % 32 == 0: one scale per lane */
+        size_t c0 = 32 * (size_t)(gv ? g : 0);
+        const uint4 *p = (const uint4 *)(d.data + (size_t)r * d.cols + c0);
+        uint4 a = __ldg(p), b = __ldg(p + 1);
+        float s = __half2float(__ushort_as_half(__ldg(d.scales + (size_t)r * d.qgpr + c0 / d.group)));
+        uint32_t q[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) w[4 * j + i] = (float)(int8_t)(q[j] >> 8 * i) * s;
+        return;
+    }
+#pragma unroll
+    for (int e = 0; e < 32; e++) {
+        int64_t c = 32 * (int64_t)g + e;
+        float v = 0.0f;
+        if (gv && c < d.cols) {
+            float s = __half2float(__ushort_as_half(__ldg(d.scales + (size_t)r * d.qgpr + c / d.group)));
+            v = (float)(int8_t)__ldg(d.data + (size_t)r * d.cols + c) * s;
+        }
+        w[e] = v;
+    }
+}
+
+/* Dispatch by codec for the generic (any shape) path. */
+static __device__ __forceinline__ void vz_group_any(const vz_dview &d, int64_t r, int it, int lane, uint32_t *sm,
+                                                    float w[32]) {
+    if (d.codec == VZ_ID_LOSSLESS) vz_ll_group<false>(d, r, it, lane, sm, w);
+    else if (d.codec == VZ_ID_Q8) vz_q8_group<false>(d, r, it, lane, w);
+    else vz_raw_group<false>(d, r, it, lane, w);
+}
+
+#endif

@@ -1,0 +1,50 @@
+/*
+ * forward.cuh - launchers of the non-matmul kernels of the GPU forward pass
+ * (forward.cu): RMSNorm, RoPE fused with the KV cache store, split-context
+ * attention for up to VZ_CUDA_MAX_BATCH queries, argmax and top-k/top-p
+ * sampling. Every launcher reads the first
+ * position from device memory (d_pos), so a captured CUDA graph replays at
+ * any position. CPU references: src/backend/cpu/ops.c and src/model/.
+ */
+#ifndef VZ_BACKEND_CUDA_FORWARD_CUH
+#define VZ_BACKEND_CUDA_FORWARD_CUH
+
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#define VZ_CUDA_MAX_BATCH 8
+/* Keys per attention block: a context of n keys runs in ceil(n / CHUNK) blocks
+ * per (query, head), merged by a combine step. */
+#define VZ_ATT_CHUNK 256
+
+/* out[b] = w * x[b] / rms(x[b]) for b < B. */
+void vz_k_rmsnorm(const float *x, float *out, const float *w, int32_t B, int32_t dim, float eps, cudaStream_t st);
+
+/* Rotates q (B, n_heads*hd) and k (B, n_kv*hd) for positions *d_pos + b, then
+ * stores k and v rows at those positions of one layer's caches (f16 when
+ * kv_f16, else f32; layout (n_ctx, n_kv*hd)). */
+void vz_k_rope_store(float *q, float *k, const float *v, void *kc, void *vc, const int32_t *d_pos, int32_t B,
+                     int32_t n_heads, int32_t n_kv, int32_t hd, float theta, int32_t interleaved, int32_t kv_f16,
+                     cudaStream_t st);
+
+/* Causal attention: out (B, n_heads*hd) for queries q at positions *d_pos + b
+ * over one layer's caches. part: scratch of vz_att_part_floats() floats.
+ * n_ctx fixes the grid (so graphs are position independent). */
+size_t vz_att_part_floats(int32_t B, int32_t n_heads, int32_t hd, int32_t n_ctx);
+void vz_k_attention(float *out, const float *q, const void *kc, const void *vc, float *part, const int32_t *d_pos,
+                    int32_t B, int32_t n_heads, int32_t n_kv, int32_t hd, int32_t n_ctx, int32_t kv_f16,
+                    cudaStream_t st);
+
+/* Picks the next token from logits (vocab floats): argmax when temp <= 0
+ * (lowest id on ties), else top-k / top-p sampling at temperature temp with
+ * a counter-based RNG (seed, *d_step). Writes the id to d_tok[0] (the next
+ * step's input) and d_out[*d_step], increments *d_step and advances *d_pos
+ * by adv (the batch just evaluated). */
+void vz_k_sample(const float *logits, int32_t vocab, float temp, int32_t top_k, float top_p, uint64_t seed,
+                 int32_t *d_tok, int32_t *d_out, int32_t *d_step, int32_t *d_pos, int32_t adv, int32_t out_cap,
+                 cudaStream_t st);
+
+/* *d_pos += adv (the end of a step that samples nothing). */
+void vz_k_advance(int32_t *d_pos, int32_t adv, cudaStream_t st);
+
+#endif

@@ -1,0 +1,215 @@
+/*
+ * matvec.cu - fused decode + matvec on compressed weights: y = W x for a
+ * batch of 1..8 inputs, W decoded in registers by the codec's one decoder
+ * (decode.cuh). CPU reference: the codec's decode_ref, then a double sum;
+ * tolerance and bitwise raw == lossless checks in tests/test_cuda_matvec.c.
+ * Bench: $BUILD/bench/matvec_bench (bench/gpu_matvec.sh on a GPU machine).
+ *
+ * Accumulation order (the same in every kernel, which is what makes raw and
+ * lossless bit-identical): a warp owns a row; in iteration it lane l owns
+ * code group g = 32*it + l; per (row, input) one f32 accumulator per lane,
+ * fmaf over the group's elements in order, groups in order; then an
+ * xor-butterfly (16, 8, 4, 2, 1) and lane 0's value.
+ */
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "backend/cuda/cuda.h"
+#include "backend/cuda/decode.cuh"
+
+extern "C" {
+#include "core/status.h"
+}
+
+#define MV_WARPS 4 /* warps per block */
+#define MV_SLOTS 2 /* rows per warp (x reuse, loads in flight) */
+
+struct mv_args {
+    vz_dview w[3];
+    float *y[3];
+    const float *x;
+    int blk[4]; /* first block of each tensor; blk[ntens] = grid */
+    int ntens, batch, epi;
+};
+
+vz_dview vz_cuda_view(const vz_cuda_tensor *t); /* cuda_weights.cu */
+
+/* Group decode for path KIND (compile time). */
+template <int KIND>
+static __device__ __forceinline__ void mv_group(const vz_dview &d, int64_t r, int it, int lane, uint32_t *sm,
+                                                float w[32]) {
+    if (KIND == VZ_K_RAW_BF16) vz_raw_group<true>(d, r, it, lane, w);
+    else if (KIND == VZ_K_LL3) vz_ll_group<true>(d, r, it, lane, sm, w);
+    else if (KIND == VZ_K_Q8) vz_q8_group<true>(d, r, it, lane, w);
+    else vz_group_any(d, r, it, lane, sm, w);
+}
+
+static __device__ __forceinline__ vz_dview mv_pick(const mv_args &a, int t) {
+    return t == 0 ? a.w[0] : t == 1 ? a.w[1] : a.w[2];
+}
+
+/* One warp: MV_SLOTS rows (consecutive rows of one tensor, or gate row +
+ * up row for SILU_MUL). B: batch bound (compile time); nb: actual batch. */
+template <int KIND, int B>
+static __global__ void __launch_bounds__(MV_WARPS * 32) mv_kernel(mv_args a) {
+    __shared__ __align__(16) uint32_t smem[MV_WARPS][32 * VZ_SMEM_LANE];
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int t = 0;
+    while (t + 1 < a.ntens && (int)blockIdx.x >= a.blk[t + 1]) t++;
+    bool silu = a.epi == VZ_CUDA_EPI_SILU_MUL;
+    int64_t wi = (int64_t)(blockIdx.x - a.blk[t]) * MV_WARPS + warp;
+    vz_dview d[MV_SLOTS];
+    int64_t r[MV_SLOTS];
+    d[0] = mv_pick(a, t);
+    d[1] = silu ? mv_pick(a, 1) : d[0];
+    r[0] = silu ? wi : wi * 2;
+    r[1] = silu ? wi : wi * 2 + 1;
+    if (r[0] >= d[0].rows) return; /* warp-uniform */
+    bool v1 = r[1] < d[1].rows;
+    if (!v1) r[1] = r[0], d[1] = d[0];
+    int nb = B < a.batch ? B : a.batch;
+    float acc[MV_SLOTS][B];
+#pragma unroll
+    for (int s = 0; s < MV_SLOTS; s++)
+#pragma unroll
+        for (int b = 0; b < B; b++) acc[s][b] = 0.0f;
+    int nit = (d[0].gpr + 31) / 32;
+    int64_t cols = d[0].cols;
+    for (int it = 0; it < nit; it++) {
+        float w[MV_SLOTS][32];
+#pragma unroll
+        for (int s = 0; s < MV_SLOTS; s++) mv_group<KIND>(d[s], r[s], it, lane, smem[warp], w[s]);
+        int64_t c0 = 32 * (int64_t)(it * 32 + lane);
+        if (c0 >= cols) continue;
+        int ne = cols - c0 < 32 ? (int)(cols - c0) : 32;
+#pragma unroll
+        for (int b = 0; b < B; b++) {
+            if (b >= nb) break;
+            const float *xp = a.x + (size_t)b * cols + c0;
+            float xv[32];
+            if (KIND != VZ_K_GENERIC) {
+#pragma unroll
+                for (int q = 0; q < 8; q++) {
+                    float4 f = __ldg((const float4 *)xp + q);
+                    xv[4 * q] = f.x, xv[4 * q + 1] = f.y, xv[4 * q + 2] = f.z, xv[4 * q + 3] = f.w;
+                }
+            } else {
+#pragma unroll
+                for (int e = 0; e < 32; e++) xv[e] = e < ne ? __ldg(xp + e) : 0.0f;
+            }
+#pragma unroll
+            for (int s = 0; s < MV_SLOTS; s++)
+#pragma unroll
+                for (int e = 0; e < 32; e++)
+                    if (KIND != VZ_K_GENERIC || e < ne) acc[s][b] = fmaf(w[s][e], xv[e], acc[s][b]);
+        }
+    }
+#pragma unroll
+    for (int s = 0; s < MV_SLOTS; s++)
+#pragma unroll
+        for (int b = 0; b < B; b++)
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) acc[s][b] += __shfl_xor_sync(0xffffffffu, acc[s][b], o);
+    if (lane != 0) return;
+#pragma unroll
+    for (int b = 0; b < B; b++) {
+        if (b >= nb) break;
+        if (silu) {
+            float g = acc[0][b];
+            a.y[0][(size_t)b * d[0].rows + r[0]] = g / (1.0f + expf(-g)) * acc[1][b];
+            continue;
+        }
+        float *y = t == 0 ? a.y[0] : t == 1 ? a.y[1] : a.y[2];
+#pragma unroll
+        for (int s = 0; s < MV_SLOTS; s++) {
+            if (s == 1 && !v1) break;
+            size_t i = (size_t)b * d[0].rows + r[s];
+            y[i] = a.epi == VZ_CUDA_EPI_ADD ? y[i] + acc[s][b] : acc[s][b];
+        }
+    }
+}
+
+typedef void (*mv_fn)(mv_args);
+
+/* Kernel table: [kind][batch-1]; the generic kind runs every batch with B = 8. */
+#define MV_ROW(K) {mv_kernel<K, 1>, mv_kernel<K, 2>, mv_kernel<K, 3>, mv_kernel<K, 4>, \
+                   mv_kernel<K, 5>, mv_kernel<K, 6>, mv_kernel<K, 7>, mv_kernel<K, 8>}
+static const mv_fn mv_table[3][8] = {MV_ROW(VZ_K_RAW_BF16), MV_ROW(VZ_K_LL3), MV_ROW(VZ_K_Q8)};
+
+static vz_status mv_check_args(int n, const vz_cuda_tensor *const *W, float *const *d_y, const float *d_x, int batch,
+                               int epi) {
+    VZ_FAIL_IF(n < 1 || n > 3 || !W || !d_y || !d_x, VZ_ERR_ARG, "cuda matvec: %d tensors (1..3), NULL pointer", n);
+    VZ_FAIL_IF(batch < 1 || batch > 8, VZ_ERR_ARG, "cuda matvec: batch %d not in 1..8", batch);
+    VZ_FAIL_IF(epi < 0 || epi > VZ_CUDA_EPI_SILU_MUL, VZ_ERR_ARG, "cuda matvec: epilogue %d", epi);
+    VZ_FAIL_IF(epi == VZ_CUDA_EPI_SILU_MUL && (n != 2 || W[0]->rows != W[1]->rows), VZ_ERR_ARG,
+               "cuda matvec: silu*mul needs two tensors of equal rows");
+    for (int i = 0; i < n; i++) {
+        VZ_FAIL_IF(!W[i] || !W[i]->data || !d_y[i], VZ_ERR_ARG, "cuda matvec: tensor %d not uploaded or no output", i);
+        VZ_FAIL_IF(W[i]->cols != W[0]->cols, VZ_ERR_SHAPE, "cuda matvec: tensor %d has %lld cols, tensor 0 %lld", i,
+                   (long long)W[i]->cols, (long long)W[0]->cols);
+        VZ_FAIL_IF(W[i]->rows > ((int64_t)1 << 36), VZ_ERR_SHAPE, "cuda matvec: %lld rows", (long long)W[i]->rows);
+    }
+    return VZ_OK;
+}
+
+extern "C" vz_status vz_cuda_matvec_multi(int n, const vz_cuda_tensor *const *W, float *const *d_y, const float *d_x,
+                                          int batch, int epi, void *stream) {
+    VZ_TRY(mv_check_args(n, W, d_y, d_x, batch, epi));
+    mv_args a;
+    a.ntens = epi == VZ_CUDA_EPI_SILU_MUL ? 1 : n;
+    a.batch = batch, a.epi = epi, a.x = d_x;
+    int kind = W[0]->kind, per_warp = epi == VZ_CUDA_EPI_SILU_MUL ? 1 : MV_SLOTS;
+    int64_t blocks = 0;
+    for (int i = 0; i < 3; i++) {
+        a.w[i] = vz_cuda_view(W[i < n ? i : 0]);
+        a.y[i] = d_y[i < n ? i : 0];
+        if (W[i < n ? i : 0]->kind != kind) kind = VZ_K_GENERIC;
+    }
+    if (((uintptr_t)d_x & 15) != 0) kind = VZ_K_GENERIC;
+    for (int i = 0; i < a.ntens; i++) {
+        a.blk[i] = (int)blocks;
+        blocks += (W[i]->rows + MV_WARPS * per_warp - 1) / (MV_WARPS * per_warp);
+    }
+    VZ_FAIL_IF(blocks > INT32_MAX / 2, VZ_ERR_SHAPE, "cuda matvec: %lld blocks", (long long)blocks);
+    for (int i = a.ntens; i < 4; i++) a.blk[i] = (int)blocks;
+    mv_fn f = kind == VZ_K_GENERIC ? mv_kernel<VZ_K_GENERIC, 8> : mv_table[kind][batch - 1];
+    f<<<(unsigned)blocks, MV_WARPS * 32, 0, (cudaStream_t)stream>>>(a);
+    cudaError_t e = cudaGetLastError();
+    VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda matvec launch (%lldx%lld, batch %d): %s", (long long)W[0]->rows,
+               (long long)W[0]->cols, batch, cudaGetErrorString(e));
+    return VZ_OK;
+}
+
+extern "C" vz_status vz_cuda_matvec(float *d_y, const float *d_x, int batch, const vz_cuda_tensor *W, void *stream) {
+    return vz_cuda_matvec_multi(1, &W, &d_y, d_x, batch, VZ_CUDA_EPI_NONE, stream);
+}
+
+/* One warp per output row: the same group decoder, then a plain store. */
+static __global__ void __launch_bounds__(MV_WARPS * 32) mv_rows_kernel(float *out, const int32_t *ids, int n,
+                                                                        vz_dview d) {
+    __shared__ __align__(16) uint32_t smem[MV_WARPS][32 * VZ_SMEM_LANE];
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int i = blockIdx.x * MV_WARPS + warp;
+    if (i >= n) return;
+    int64_t r = ids[i];
+    bool ok = r >= 0 && r < d.rows;
+    int nit = (d.gpr + 31) / 32;
+    for (int it = 0; it < nit; it++) {
+        float w[32];
+        vz_group_any(d, ok ? r : 0, it, lane, smem[warp], w);
+        int64_t c0 = 32 * (int64_t)(it * 32 + lane);
+#pragma unroll
+        for (int e = 0; e < 32; e++)
+            if (c0 + e < d.cols) out[(size_t)i * d.cols + c0 + e] = ok ? w[e] : __int_as_float(0x7fc00000);
+    }
+}
+
+extern "C" vz_status vz_cuda_rows(float *d_out, const int32_t *d_ids, int n, const vz_cuda_tensor *W, void *stream) {
+    VZ_FAIL_IF(!W || !W->data || !d_out || !d_ids || n < 0, VZ_ERR_ARG, "cuda rows: bad arguments");
+    if (n == 0) return VZ_OK;
+    mv_rows_kernel<<<(unsigned)((n + MV_WARPS - 1) / MV_WARPS), MV_WARPS * 32, 0, (cudaStream_t)stream>>>(
+        d_out, d_ids, n, vz_cuda_view(W));
+    cudaError_t e = cudaGetLastError();
+    VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda rows launch: %s", cudaGetErrorString(e));
+    return VZ_OK;
+}

@@ -1,0 +1,345 @@
+/*
+ * session_cuda.cu - a session whose whole forward pass runs on the GPU
+ * (cuda.h): weights uploaded in their encoding, the KV cache (f16 or f32)
+ * and all activations on the device. One step over B <= 8 tokens is
+ * captured once per B as a CUDA graph that reads its position from device
+ * memory, so the same graph replays at every position; sampling runs inside
+ * the graph, so generation needs no host round trip per token. CPU
+ * reference: vz_forward in src/model/forward.c (same layer order).
+ */
+#include <cuda_runtime.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern "C" {
+#include "core/status.h"
+#include "model/model.h"
+}
+#include "backend/cuda/cuda.h"
+#include "backend/cuda/forward.cuh"
+
+typedef struct dev_layer {
+    vz_cuda_tensor wq, wk, wv, wo, w1, w2, w3; /* encoded, as in the model */
+    const float *attn_norm, *ffn_norm; /* into norms */
+} dev_layer;
+
+struct vz_cuda_session {
+    vz_config c;
+    int32_t n_ctx, kv_f16;
+    cudaStream_t st;
+    dev_layer *L;
+    vz_cuda_tensor emb, out; /* out.data == NULL when tied: the head reads emb */
+    float *norms;   /* (2 * n_layers + 1, dim) */
+    void *kc, *vc;  /* (n_layers, n_ctx, kv_dim) each */
+    float *x, *xb, *q, *k, *v, *att, *hb, *logits, *part;
+    int32_t *tok, *pos, *step, *out_ids; /* device: (8), (1), (1), (n_ctx) */
+    cudaGraphExec_t graph[VZ_CUDA_MAX_BATCH + 1];
+    vz_sampler_opts gopts;               /* sampler baked into graph[1] */
+    uint64_t w_bytes, kv_bytes, scratch_bytes, free0, min_free, total;
+};
+
+#define CU_TRY(call, what)                                                                                   \
+    do {                                                                                                     \
+        cudaError_t e_ = (call);                                                                             \
+        if (e_ != cudaSuccess) return VZ_FAIL(VZ_ERR_CUDA, "cuda session: %s: %s", what, cudaGetErrorString(e_)); \
+    } while (0)
+
+static void note_mem(vz_cuda_session *s) {
+    size_t fr = 0, tot = 0;
+    if (cudaMemGetInfo(&fr, &tot) == cudaSuccess && fr < s->min_free) s->min_free = fr;
+}
+
+/* cudaMalloc of n elements of esize bytes into *p, counted in *acc. */
+static vz_status dalloc(void **p, uint64_t n, uint64_t esize, uint64_t *acc, const char *what) {
+    uint64_t bytes;
+    VZ_FAIL_IF(vz_mul_ovf(n, esize, &bytes), VZ_ERR_NOMEM, "cuda session: %s: size overflows", what);
+    CU_TRY(cudaMalloc(p, bytes ? bytes : 1), what);
+    CU_TRY(cudaMemset(*p, 0, bytes ? bytes : 1), what);
+    *acc += bytes;
+    return VZ_OK;
+}
+
+/* One tensor in its encoding (never expanded), counted in w_bytes. */
+static vz_status upload(vz_cuda_session *s, vz_cuda_tensor *d, const vz_tensor *t) {
+    VZ_TRY(vz_cuda_tensor_upload(d, t, s->st));
+    s->w_bytes += d->size + (d->lut ? ((uint64_t)1 << d->k) : 0);
+    return VZ_OK;
+}
+
+static vz_status upload_weights(vz_cuda_session *s, const vz_model *m) {
+    const int32_t nl = s->c.n_layers, dim = s->c.dim;
+    s->L = (dev_layer *)calloc((size_t)nl, sizeof *s->L);
+    VZ_FAIL_IF(!s->L, VZ_ERR_NOMEM, "cuda session: layer table");
+    VZ_TRY(upload(s, &s->emb, m->tok_emb));
+    if (m->output != m->tok_emb) VZ_TRY(upload(s, &s->out, m->output));
+    float *h = (float *)malloc(sizeof(float) * (size_t)dim * (size_t)(2 * nl + 1));
+    VZ_FAIL_IF(!h, VZ_ERR_NOMEM, "cuda session: norms");
+    for (int32_t l = 0; l < nl; l++) {
+        memcpy(h + (size_t)(2 * l) * dim, m->layers[l].attn_norm, sizeof(float) * (size_t)dim);
+        memcpy(h + (size_t)(2 * l + 1) * dim, m->layers[l].ffn_norm, sizeof(float) * (size_t)dim);
+    }
+    memcpy(h + (size_t)(2 * nl) * dim, m->final_norm, sizeof(float) * (size_t)dim);
+    vz_status st = dalloc((void **)&s->norms, (uint64_t)dim * (uint64_t)(2 * nl + 1), 4, &s->w_bytes, "norms");
+    if (st == VZ_OK && cudaMemcpy(s->norms, h, sizeof(float) * (size_t)dim * (2 * nl + 1), cudaMemcpyHostToDevice))
+        st = VZ_FAIL(VZ_ERR_CUDA, "cuda session: norms upload");
+    free(h);
+    VZ_TRY(st);
+    for (int32_t l = 0; l < nl; l++) {
+        const vz_layer *ml = &m->layers[l];
+        dev_layer *d = &s->L[l];
+        const vz_tensor *src[7] = {ml->wq, ml->wk, ml->wv, ml->wo, ml->w1, ml->w2, ml->w3};
+        vz_cuda_tensor *dst[7] = {&d->wq, &d->wk, &d->wv, &d->wo, &d->w1, &d->w2, &d->w3};
+        for (int i = 0; i < 7; i++) VZ_TRY(upload(s, dst[i], src[i]));
+        d->attn_norm = s->norms + (size_t)(2 * l) * dim;
+        d->ffn_norm = s->norms + (size_t)(2 * l + 1) * dim;
+    }
+    return VZ_OK;
+}
+
+static vz_status alloc_state(vz_cuda_session *s) {
+    const vz_config *c = &s->c;
+    const uint64_t B = VZ_CUDA_MAX_BATCH, dim = (uint64_t)c->dim, hd = (uint64_t)c->head_dim;
+    const uint64_t qd = (uint64_t)c->n_heads * hd, kvd = (uint64_t)c->n_kv_heads * hd, hid = (uint64_t)c->hidden_dim;
+    uint64_t kvn;
+    VZ_FAIL_IF(vz_mul_ovf((uint64_t)c->n_layers * (uint64_t)s->n_ctx, kvd, &kvn), VZ_ERR_NOMEM,
+               "cuda session: KV cache size overflows");
+    VZ_TRY(dalloc(&s->kc, kvn, s->kv_f16 ? 2 : 4, &s->kv_bytes, "KV cache (keys)"));
+    VZ_TRY(dalloc(&s->vc, kvn, s->kv_f16 ? 2 : 4, &s->kv_bytes, "KV cache (values)"));
+    uint64_t *a = &s->scratch_bytes;
+    VZ_TRY(dalloc((void **)&s->x, B * dim, 4, a, "x"));
+    VZ_TRY(dalloc((void **)&s->xb, B * dim, 4, a, "xb"));
+    VZ_TRY(dalloc((void **)&s->q, B * qd, 4, a, "q"));
+    VZ_TRY(dalloc((void **)&s->k, B * kvd, 4, a, "k"));
+    VZ_TRY(dalloc((void **)&s->v, B * kvd, 4, a, "v"));
+    VZ_TRY(dalloc((void **)&s->att, B * qd, 4, a, "att"));
+    VZ_TRY(dalloc((void **)&s->hb, B * hid, 4, a, "hb"));
+    VZ_TRY(dalloc((void **)&s->logits, B * (uint64_t)c->vocab_size, 4, a, "logits"));
+    VZ_TRY(dalloc((void **)&s->part, vz_att_part_floats(VZ_CUDA_MAX_BATCH, c->n_heads, c->head_dim, s->n_ctx), 4, a,
+                  "attention partials"));
+    VZ_TRY(dalloc((void **)&s->tok, B, 4, a, "tokens"));
+    VZ_TRY(dalloc((void **)&s->pos, 1, 4, a, "pos"));
+    VZ_TRY(dalloc((void **)&s->step, 1, 4, a, "step"));
+    VZ_TRY(dalloc((void **)&s->out_ids, (uint64_t)s->n_ctx, 4, a, "sampled ids"));
+    return VZ_OK;
+}
+
+/* One step over B tokens at *pos: the model, top to bottom, then sampling
+ * from the last row. Reads like vz_forward (forward.c); residual adds are
+ * the matvecs' ADD epilogue, SwiGLU the gate+up matvec's epilogue. */
+static vz_status forward(vz_cuda_session *s, int32_t B) {
+    const vz_config *c = &s->c;
+    const int32_t dim = c->dim, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
+    const size_t kv_layer = (size_t)s->n_ctx * (size_t)nkv * hd * (s->kv_f16 ? 2 : 4);
+    cudaStream_t st = s->st;
+    VZ_TRY(vz_cuda_rows(s->x, s->tok, B, &s->emb, st));
+    for (int32_t l = 0; l < c->n_layers; l++) {
+        dev_layer *L = &s->L[l];
+        char *kc = (char *)s->kc + kv_layer * l, *vc = (char *)s->vc + kv_layer * l;
+        /* attention: x += Wo attention(rope(Wq xb), rope(Wk xb), Wv xb), xb = norm(x) */
+        vz_k_rmsnorm(s->x, s->xb, L->attn_norm, B, dim, c->rms_eps, st);
+        const vz_cuda_tensor *qkv[3] = {&L->wq, &L->wk, &L->wv};
+        float *const qkv_out[3] = {s->q, s->k, s->v};
+        VZ_TRY(vz_cuda_matvec_multi(3, qkv, qkv_out, s->xb, B, VZ_CUDA_EPI_NONE, st));
+        vz_k_rope_store(s->q, s->k, s->v, kc, vc, s->pos, B, nh, nkv, hd, c->rope_theta, c->rope_interleaved,
+                        s->kv_f16, st);
+        vz_k_attention(s->att, s->q, kc, vc, s->part, s->pos, B, nh, nkv, hd, s->n_ctx, s->kv_f16, st);
+        const vz_cuda_tensor *wo = &L->wo;
+        VZ_TRY(vz_cuda_matvec_multi(1, &wo, &s->x, s->att, B, VZ_CUDA_EPI_ADD, st));
+        /* MLP: x += W2 (silu(W1 xb) * W3 xb), xb = norm(x) */
+        vz_k_rmsnorm(s->x, s->xb, L->ffn_norm, B, dim, c->rms_eps, st);
+        const vz_cuda_tensor *gu[2] = {&L->w1, &L->w3};
+        float *const gu_out[2] = {s->hb, s->hb};
+        VZ_TRY(vz_cuda_matvec_multi(2, gu, gu_out, s->xb, B, VZ_CUDA_EPI_SILU_MUL, st));
+        const vz_cuda_tensor *w2 = &L->w2;
+        VZ_TRY(vz_cuda_matvec_multi(1, &w2, &s->x, s->hb, B, VZ_CUDA_EPI_ADD, st));
+    }
+    vz_k_rmsnorm(s->x, s->xb, s->norms + (size_t)(2 * c->n_layers) * dim, B, dim, c->rms_eps, st);
+    VZ_TRY(vz_cuda_matvec(s->logits, s->xb, B, s->out.data ? &s->out : &s->emb, st));
+    const vz_sampler_opts *o = &s->gopts;
+    vz_k_sample(s->logits + (size_t)(B - 1) * c->vocab_size, c->vocab_size, o->temp, o->top_k, o->top_p, o->seed,
+                s->tok, s->out_ids, s->step, s->pos, B, s->n_ctx, st);
+    return VZ_OK;
+}
+
+/* graph[B], captured on first use (and again for B = 1 when the sampler changes). */
+static vz_status get_graph(vz_cuda_session *s, int32_t B, cudaGraphExec_t *out) {
+    if (!s->graph[B]) {
+        cudaGraph_t g = NULL;
+        CU_TRY(cudaStreamBeginCapture(s->st, cudaStreamCaptureModeThreadLocal), "begin graph capture");
+        vz_status fst = forward(s, B);
+        cudaError_t ce = cudaStreamEndCapture(s->st, &g);
+        if (fst != VZ_OK) {
+            if (g) cudaGraphDestroy(g);
+            return fst;
+        }
+        CU_TRY(ce, "end graph capture");
+        cudaError_t e = cudaGraphInstantiate(&s->graph[B], g, 0);
+        cudaGraphDestroy(g);
+        CU_TRY(e, "graph instantiate");
+        note_mem(s);
+    }
+    *out = s->graph[B];
+    return VZ_OK;
+}
+
+extern "C" vz_status vz_cuda_session_create(vz_cuda_session **out, const vz_model *m, int32_t n_ctx,
+                                            int32_t kv_f16) {
+    VZ_FAIL_IF(!out || !m || n_ctx < 1, VZ_ERR_ARG, "vz_cuda_session_create: bad arguments");
+    *out = NULL;
+    VZ_FAIL_IF(vz_cuda_device_count() < 1, VZ_ERR_CUDA, "device cuda: no CUDA device found");
+    VZ_FAIL_IF(m->cfg.head_dim > 256 || m->cfg.head_dim < 2, VZ_ERR_UNSUPPORTED,
+               "device cuda: head_dim %d is outside [2, 256]", (int)m->cfg.head_dim);
+    vz_cuda_session *s = (vz_cuda_session *)calloc(1, sizeof *s);
+    VZ_FAIL_IF(!s, VZ_ERR_NOMEM, "cuda session: out of memory");
+    s->c = m->cfg;
+    s->n_ctx = n_ctx;
+    s->kv_f16 = kv_f16 ? 1 : 0;
+    s->gopts.temp = 0.0f;
+    s->gopts.top_p = 1.0f;
+    size_t fr = 0, tot = 0;
+    vz_status st = VZ_OK;
+    if (cudaMemGetInfo(&fr, &tot) != cudaSuccess) st = VZ_FAIL(VZ_ERR_CUDA, "device cuda: cudaMemGetInfo failed");
+    s->free0 = s->min_free = fr;
+    s->total = tot;
+    if (st == VZ_OK && cudaStreamCreateWithFlags(&s->st, cudaStreamNonBlocking) != cudaSuccess)
+        st = VZ_FAIL(VZ_ERR_CUDA, "cuda session: stream create failed");
+    if (st == VZ_OK) st = upload_weights(s, m);
+    if (st == VZ_OK) st = alloc_state(s);
+    /* cudaMemset on the legacy stream is asynchronous and s->st does not wait for it */
+    if (st == VZ_OK && cudaDeviceSynchronize() != cudaSuccess)
+        st = VZ_FAIL(VZ_ERR_CUDA, "cuda session: %s", cudaGetErrorString(cudaGetLastError()));
+    if (st != VZ_OK) {
+        vz_cuda_session_free(s);
+        return st;
+    }
+    note_mem(s);
+    *out = s;
+    return VZ_OK;
+}
+
+extern "C" void vz_cuda_session_free(vz_cuda_session *s) {
+    if (!s) return;
+    if (s->st) cudaStreamSynchronize(s->st);
+    for (int b = 0; b <= VZ_CUDA_MAX_BATCH; b++)
+        if (s->graph[b]) cudaGraphExecDestroy(s->graph[b]);
+    if (s->L) {
+        for (int32_t l = 0; l < s->c.n_layers; l++) {
+            dev_layer *d = &s->L[l];
+            vz_cuda_tensor *w[7] = {&d->wq, &d->wk, &d->wv, &d->wo, &d->w1, &d->w2, &d->w3};
+            for (int i = 0; i < 7; i++) vz_cuda_tensor_free(w[i]);
+        }
+        free(s->L);
+    }
+    vz_cuda_tensor_free(&s->emb);
+    vz_cuda_tensor_free(&s->out);
+    void *bufs[] = {s->norms, s->kc, s->vc, s->x, s->xb, s->q, s->k, s->v, s->att, s->hb, s->logits, s->part, s->tok, s->pos, s->step, s->out_ids};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
+    if (s->st) cudaStreamDestroy(s->st);
+    free(s);
+}
+
+static vz_status finish(vz_cuda_session *s) {
+    CU_TRY(cudaStreamSynchronize(s->st), "forward pass");
+    CU_TRY(cudaGetLastError(), "kernel launch");
+    note_mem(s);
+    return VZ_OK;
+}
+
+extern "C" vz_status vz_cuda_session_eval(vz_cuda_session *s, const int32_t *tokens, int32_t n, int32_t pos,
+                                          float *logits, int32_t all_logits) {
+    VZ_FAIL_IF(!s || n < 0 || pos < 0 || pos + n > s->n_ctx, VZ_ERR_ARG, "cuda eval: bad arguments");
+    const size_t vocab = (size_t)s->c.vocab_size;
+    /* pageable sources: cudaMemcpyAsync has staged them when it returns */
+    CU_TRY(cudaMemcpyAsync(s->pos, &pos, sizeof pos, cudaMemcpyHostToDevice, s->st), "position upload");
+    for (int32_t b0 = 0; b0 < n; b0 += VZ_CUDA_MAX_BATCH) {
+        int32_t B = n - b0 < VZ_CUDA_MAX_BATCH ? n - b0 : VZ_CUDA_MAX_BATCH;
+        cudaGraphExec_t g;
+        VZ_TRY(get_graph(s, B, &g));
+        CU_TRY(cudaMemcpyAsync(s->tok, tokens + b0, sizeof(int32_t) * (size_t)B, cudaMemcpyHostToDevice, s->st),
+               "token upload");
+        CU_TRY(cudaGraphLaunch(g, s->st), "graph launch");
+        if (logits && all_logits)
+            CU_TRY(cudaMemcpyAsync(logits + (size_t)b0 * vocab, s->logits, sizeof(float) * vocab * (size_t)B,
+                                   cudaMemcpyDeviceToHost, s->st), "logits download");
+        else if (logits && b0 + B == n)
+            CU_TRY(cudaMemcpyAsync(logits, s->logits + (size_t)(B - 1) * vocab, sizeof(float) * vocab,
+                                   cudaMemcpyDeviceToHost, s->st), "logits download");
+    }
+    return finish(s);
+}
+
+extern "C" vz_status vz_cuda_session_generate(vz_cuda_session *s, int32_t first, int32_t pos, int32_t n,
+                                              const vz_sampler_opts *so, int32_t *out) {
+    VZ_FAIL_IF(!s || !so || !out || n < 0 || pos < 0 || pos + n > s->n_ctx, VZ_ERR_ARG,
+               "cuda generate: bad arguments");
+    if (n == 0) return VZ_OK;
+    vz_sampler_opts o = *so;
+    if (!(o.temp > 0.0f)) o.temp = 0.0f, o.top_k = 0, o.top_p = 1.0f, o.seed = 0;
+    if (memcmp(&o, &s->gopts, sizeof o) != 0 && s->graph[1]) {
+        cudaGraphExecDestroy(s->graph[1]);
+        s->graph[1] = NULL;
+    }
+    s->gopts = o;
+    cudaGraphExec_t g;
+    VZ_TRY(get_graph(s, 1, &g));
+    const int32_t zero = 0;
+    CU_TRY(cudaMemcpyAsync(s->pos, &pos, sizeof pos, cudaMemcpyHostToDevice, s->st), "position upload");
+    CU_TRY(cudaMemcpyAsync(s->step, &zero, sizeof zero, cudaMemcpyHostToDevice, s->st), "step upload");
+    CU_TRY(cudaMemcpyAsync(s->tok, &first, sizeof first, cudaMemcpyHostToDevice, s->st), "token upload");
+    for (int32_t i = 0; i < n; i++) CU_TRY(cudaGraphLaunch(g, s->st), "graph launch");
+    CU_TRY(cudaMemcpyAsync(out, s->out_ids, sizeof(int32_t) * (size_t)n, cudaMemcpyDeviceToHost, s->st),
+           "token download");
+    return finish(s);
+}
+
+extern "C" vz_status vz_cuda_session_mem(vz_cuda_session *s, vz_session_mem *out) {
+    VZ_FAIL_IF(!s || !out, VZ_ERR_ARG, "vz_cuda_session_mem: NULL argument");
+    note_mem(s);
+    out->weights = s->w_bytes;
+    out->kv = s->kv_bytes;
+    out->scratch = s->scratch_bytes;
+    out->peak = s->free0 > s->min_free ? s->free0 - s->min_free : 0;
+    out->device_total = s->total;
+    return VZ_OK;
+}
+
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+extern "C" vz_status vz_cuda_device_probe(int32_t measure_bw, vz_device_info *out) {
+    VZ_FAIL_IF(!out, VZ_ERR_ARG, "vz_cuda_device_probe: NULL argument");
+    memset(out, 0, sizeof *out);
+    VZ_FAIL_IF(vz_cuda_device_count() < 1, VZ_ERR_CUDA, "device cuda: no CUDA device found");
+    VZ_FAIL_IF(vz_cuda_device_name(0, out->name, (int)sizeof out->name) != 0, VZ_ERR_CUDA, "device name");
+    size_t fr = 0, tot = 0;
+    CU_TRY(cudaMemGetInfo(&fr, &tot), "cudaMemGetInfo");
+    out->total_bytes = tot;
+    if (!measure_bw) return VZ_OK;
+    const size_t bytes = (size_t)1 << 30;
+    void *a = NULL, *b = NULL;
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    float ms[10];
+    cudaError_t e = cudaMalloc(&a, bytes);
+    if (e == cudaSuccess) e = cudaMalloc(&b, bytes);
+    if (e == cudaSuccess) e = cudaMemset(a, 0x5a, bytes);
+    if (e == cudaSuccess) e = cudaEventCreate(&e0);
+    if (e == cudaSuccess) e = cudaEventCreate(&e1);
+    for (int i = -2; e == cudaSuccess && i < 10; i++) { /* two warm-up copies */
+        e = cudaEventRecord(e0);
+        if (e == cudaSuccess) e = cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice);
+        if (e == cudaSuccess) e = cudaEventRecord(e1);
+        if (e == cudaSuccess) e = cudaEventSynchronize(e1);
+        if (e == cudaSuccess && i >= 0) e = cudaEventElapsedTime(&ms[i], e0, e1);
+    }
+    cudaFree(a);
+    cudaFree(b);
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
+    CU_TRY(e, "bandwidth probe (2 x 1 GiB)");
+    qsort(ms, 10, sizeof ms[0], cmp_float);
+    float med = 0.5f * (ms[4] + ms[5]);
+    out->copy_gbs = med > 0.0f ? 2.0 * (double)bytes / (med * 1e-3) / 1e9 : 0.0;
+    return VZ_OK;
+}

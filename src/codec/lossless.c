@@ -1,0 +1,286 @@
+/*
+ * lossless.c - codec 1 `lossless`: the element's high byte H is replaced by
+ * a k-bit code through a per-tensor lut, the low bytes are stored raw in
+ * planes, and H values outside the lut are exceptions listed by position
+ * with a per-1024-element-block index. Implements docs/codecs.md section 1
+ * exactly (params, section order, bit-plane and packed3 code layouts).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/bits.h"
+#include "codec/codec.h"
+
+/* Byte offsets of the data sections of one tensor. */
+typedef struct ll_geom {
+    uint64_t n, gpr, bpr, codes, index, exc, nidx;
+    int w, k;
+} ll_geom;
+
+static int ll_geom_init(ll_geom *g, vz_dtype d, int64_t rows, int64_t cols, int k) {
+    if (rows < 1 || cols < 1 || k < 1 || k > 8 || !vz_dtype_ok(d)) return 0;
+    uint64_t r = (uint64_t)rows, c = (uint64_t)cols;
+    g->w = vz_dtype_size(d);
+    g->k = k;
+    g->gpr = (c + 31) / 32;
+    g->bpr = (c + 1023) / 1024;
+    if (!vz_mul_ok(r, c, &g->n) || g->n > ((uint64_t)1 << 40)) return 0;
+    g->codes = vz_al16(g->n * (uint64_t)(g->w - 1));
+    g->index = vz_al16(g->codes + r * g->gpr * (uint64_t)k * 4);
+    g->nidx = r * g->bpr + 1;
+    g->exc = vz_al16(g->index + g->nidx * 4);
+    return 1;
+}
+
+/* Code of element e (0..31) of a group of k words (docs/codecs.md). */
+static unsigned ll_code(const uint8_t *grp, int k, int layout, int e) {
+    if (layout == 1) {
+        if (e < 24) return (vz_le32(grp + 4 * (e / 8)) >> 4 * (e % 8)) & 7u;
+        unsigned n = (unsigned)e - 24, c = 0;
+        for (int b = 0; b < 3; b++) c |= ((vz_le32(grp + 4 * b) >> (4 * n + 3)) & 1u) << b;
+        return c;
+    }
+    unsigned c = 0;
+    for (int b = 0; b < k; b++) c |= ((vz_le32(grp + 4 * b) >> e) & 1u) << b;
+    return c;
+}
+
+static void ll_put_code(uint8_t *grp, int k, int layout, int e, unsigned code) {
+    for (int b = 0; b < k; b++) {
+        int bit;
+        uint8_t *w;
+        if (layout == 1 && e < 24) { w = grp + 4 * (e / 8); bit = 4 * (e % 8) + b; }
+        else if (layout == 1) { w = grp + 4 * b; bit = 4 * (e - 24) + 3; }
+        else { w = grp + 4 * b; bit = e; }
+        if ((code >> b) & 1u) w[bit / 8] |= (uint8_t)(1u << (bit % 8));
+    }
+}
+
+static int ll_supports(vz_dtype dtype, int64_t rows, int64_t cols) {
+    ll_geom g;
+    return ll_geom_init(&g, dtype, rows, cols, 3);
+}
+
+/* Picks k (2..6, preferring 3 within 0.5%) and the lut from the H histogram. */
+static int ll_choose(const uint64_t hist[256], const ll_geom *g3, int64_t rows, int64_t cols, vz_dtype d,
+                     uint8_t order[256]) {
+    for (int i = 0; i < 256; i++) order[i] = (uint8_t)i;
+    for (int i = 1; i < 256; i++) { /* insertion sort: count desc, value asc */
+        uint8_t v = order[i];
+        int j = i;
+        while (j > 0 && hist[order[j - 1]] < hist[v]) { order[j] = order[j - 1]; j--; }
+        order[j] = v;
+    }
+    uint64_t best = UINT64_MAX, size3 = 0;
+    int bestk = 3;
+    for (int k = 2; k <= 6; k++) {
+        ll_geom g;
+        ll_geom_init(&g, d, rows, cols, k);
+        uint64_t covered = 0;
+        for (int i = 0; i < (1 << k); i++) covered += hist[order[i]];
+        uint64_t size = g.exc + 2 * (g3->n - covered);
+        if (k == 3) size3 = size;
+        if (size < best) { best = size; bestk = k; }
+    }
+    return size3 * 1000 <= best * 1005 ? 3 : bestk;
+}
+
+static vz_status ll_encode(const void *src, vz_dtype dtype, int64_t rows, int64_t cols, const vz_codec_opts *o,
+                           vz_blob *out) {
+    (void)o;
+    memset(out, 0, sizeof *out);
+    ll_geom g;
+    VZ_FAIL_IF(!ll_geom_init(&g, dtype, rows, cols, 3), VZ_ERR_ARG, "lossless: bad shape %lldx%lld or dtype",
+               (long long)rows, (long long)cols);
+    const uint8_t *s = src;
+    uint64_t hist[256] = {0};
+    for (uint64_t i = 0; i < g.n; i++) hist[s[i * g.w + g.w - 1]]++;
+    uint8_t order[256];
+    int k = ll_choose(hist, &g, rows, cols, dtype, order), layout = k == 3;
+    ll_geom_init(&g, dtype, rows, cols, k);
+    int code_of[256];
+    for (int i = 0; i < 256; i++) code_of[i] = -1;
+    uint64_t nexc = g.n;
+    for (int i = 0; i < (1 << k); i++) { code_of[order[i]] = i; nexc -= hist[order[i]]; }
+    VZ_FAIL_IF(nexc > UINT32_MAX, VZ_ERR_UNSUPPORTED, "lossless: %llu exceptions exceed the u32 index",
+               (unsigned long long)nexc);
+    out->params_size = 8 + (1u << k);
+    out->params = calloc(out->params_size, 1);
+    out->size = g.exc + 2 * nexc;
+    out->data = calloc(out->size, 1);
+    if (!out->params || !out->data) { vz_blob_free(out); return VZ_FAIL(VZ_ERR_NOMEM, "lossless: no memory"); }
+    out->params[0] = 1;
+    out->params[1] = (uint8_t)k;
+    out->params[2] = (uint8_t)layout;
+    for (int i = 0; i < (1 << k); i++) out->params[8 + i] = order[i];
+    uint8_t *d = out->data;
+    uint64_t e = 0;
+    for (uint64_t r = 0; r < (uint64_t)rows; r++) {
+        for (uint64_t c = 0; c < (uint64_t)cols; c++) {
+            uint64_t i = r * (uint64_t)cols + c;
+            for (int j = 0; j < g.w - 1; j++) d[(uint64_t)j * g.n + i] = s[i * g.w + j];
+            uint8_t h = s[i * g.w + g.w - 1];
+            unsigned code = code_of[h] >= 0 ? (unsigned)code_of[h] : h & ((1u << k) - 1);
+            if (c % 1024 == 0) vz_st32(d + g.index + 4 * (r * g.bpr + c / 1024), (uint32_t)e);
+            if (code_of[h] < 0) vz_st16(d + g.exc + 2 * e++, (uint16_t)((h >> k) << 10 | (c % 1024)));
+            ll_put_code(d + g.codes + (r * g.gpr + c / 32) * 4 * (uint64_t)k, k, layout, (int)(c % 32), code);
+        }
+    }
+    vz_st32(d + g.index + 4 * (g.nidx - 1), (uint32_t)e);
+    return VZ_OK;
+}
+
+static vz_status ll_check_params(const vz_tensor *t, ll_geom *g, int *layout) {
+    VZ_FAIL_IF(!t->params || t->params_size < 8, VZ_ERR_CODEC, "tensor %s: lossless params missing", t->name);
+    const uint8_t *p = t->params;
+    int k = p[1];
+    VZ_FAIL_IF(p[0] != 1, VZ_ERR_CODEC, "tensor %s: lossless version %u", t->name, p[0]);
+    VZ_FAIL_IF(k < 1 || k > 8, VZ_ERR_CODEC, "tensor %s: lossless k = %d not in 1..8", t->name, k);
+    VZ_FAIL_IF(p[2] > 1 || (p[2] == 1 && k != 3), VZ_ERR_CODEC, "tensor %s: lossless layout %u with k = %d",
+               t->name, p[2], k);
+    VZ_FAIL_IF(p[3] || vz_le32(p + 4), VZ_ERR_CODEC, "tensor %s: lossless reserved params not 0", t->name);
+    VZ_FAIL_IF(t->params_size != 8u + (1u << k), VZ_ERR_CODEC, "tensor %s: lossless params %u bytes, k = %d needs %u",
+               t->name, t->params_size, k, 8u + (1u << k));
+    uint8_t seen[256] = {0};
+    for (int i = 0; i < (1 << k); i++) {
+        VZ_FAIL_IF(seen[p[8 + i]]++, VZ_ERR_CODEC, "tensor %s: lossless lut[%d] = %u repeated", t->name, i, p[8 + i]);
+    }
+    VZ_FAIL_IF(!ll_geom_init(g, t->dtype, t->rows, t->cols, k), VZ_ERR_FORMAT, "tensor %s: lossless bad shape",
+               t->name);
+    *layout = p[2];
+    return VZ_OK;
+}
+
+static vz_status ll_check(const vz_tensor *t) {
+    ll_geom g;
+    int layout;
+    VZ_TRY(ll_check_params(t, &g, &layout));
+    VZ_FAIL_IF(t->size < g.exc, VZ_ERR_FORMAT, "tensor %s: lossless data %llu bytes < %llu before the exceptions",
+               t->name, (unsigned long long)t->size, (unsigned long long)g.exc);
+    const uint8_t *idx = t->data + g.index, *exc = t->data + g.exc;
+    VZ_FAIL_IF(vz_le32(idx) != 0, VZ_ERR_FORMAT, "tensor %s: lossless exception index does not start at 0", t->name);
+    uint64_t total = vz_le32(idx + 4 * (g.nidx - 1));
+    VZ_FAIL_IF(t->size != g.exc + 2 * total, VZ_ERR_FORMAT, "tensor %s: lossless data %llu bytes, %llu exceptions need %llu",
+               t->name, (unsigned long long)t->size, (unsigned long long)total, (unsigned long long)(g.exc + 2 * total));
+    VZ_FAIL_IF(total && g.k < 2, VZ_ERR_CODEC, "tensor %s: lossless k = 1 with exceptions", t->name);
+    uint64_t cols = (uint64_t)t->cols;
+    for (uint64_t b = 0; b + 1 < g.nidx; b++) {
+        uint32_t s = vz_le32(idx + 4 * b), e = vz_le32(idx + 4 * b + 4);
+        VZ_FAIL_IF(e < s || e > total, VZ_ERR_FORMAT, "tensor %s: lossless exception index[%llu] = %u not monotone",
+                   t->name, (unsigned long long)b + 1, e);
+        uint64_t blk = b % g.bpr, len = cols - blk * 1024 < 1024 ? cols - blk * 1024 : 1024;
+        int prev = -1;
+        for (uint32_t x = s; x < e; x++) {
+            unsigned v = vz_le16(exc + 2 * (uint64_t)x), off = v & 1023u;
+            VZ_FAIL_IF((int)off <= prev || off >= len || (v >> 10) >= (256u >> g.k), VZ_ERR_FORMAT,
+                       "tensor %s: lossless exception %u (0x%04x) invalid in block %llu", t->name, x, v,
+                       (unsigned long long)b);
+            prev = (int)off;
+        }
+    }
+    return VZ_OK;
+}
+
+/* H bytes of elements [c0, c0+len) of row r (c0 % 1024 == 0), exceptions patched. */
+static void ll_block_ref(const vz_tensor *t, const ll_geom *g, int layout, uint64_t r, uint64_t c0, uint64_t len,
+                         uint8_t *hb) {
+    const uint8_t *d = t->data, *lut = t->params + 8;
+    for (uint64_t c = c0; c < c0 + len; c++)
+        hb[c - c0] = lut[ll_code(d + g->codes + (r * g->gpr + c / 32) * 4 * (uint64_t)g->k, g->k, layout, (int)(c % 32))];
+    uint64_t b = r * g->bpr + c0 / 1024;
+    uint32_t s = vz_le32(d + g->index + 4 * b), e = vz_le32(d + g->index + 4 * b + 4);
+    for (uint32_t x = s; x < e; x++) {
+        unsigned v = vz_le16(d + g->exc + 2 * (uint64_t)x), off = v & 1023u;
+        if (off >= len) continue; /* unreachable after check */
+        unsigned code = ll_code(d + g->codes + (r * g->gpr + (c0 + off) / 32) * 4 * (uint64_t)g->k, g->k, layout,
+                                (int)((c0 + off) % 32));
+        hb[off] = (uint8_t)((v >> 10) << g->k | code);
+    }
+}
+
+static vz_status ll_decode_ref(const vz_tensor *t, int64_t r0, int64_t r1, void *out) {
+    ll_geom g;
+    int layout;
+    VZ_TRY(ll_check_params(t, &g, &layout));
+    VZ_FAIL_IF(r0 < 0 || r1 > t->rows || r0 > r1, VZ_ERR_ARG, "tensor %s: rows [%lld, %lld)", t->name, (long long)r0,
+               (long long)r1);
+    uint8_t hb[1024], *o = out;
+    uint64_t cols = (uint64_t)t->cols;
+    for (uint64_t r = (uint64_t)r0; r < (uint64_t)r1; r++)
+        for (uint64_t c0 = 0; c0 < cols; c0 += 1024) {
+            uint64_t len = cols - c0 < 1024 ? cols - c0 : 1024;
+            ll_block_ref(t, &g, layout, r, c0, len, hb);
+            for (uint64_t c = c0; c < c0 + len; c++) {
+                uint64_t i = r * cols + c, oi = (r - (uint64_t)r0) * cols + c;
+                for (int j = 0; j < g.w - 1; j++) o[oi * g.w + j] = t->data[(uint64_t)j * g.n + i];
+                o[oi * g.w + g.w - 1] = hb[c - c0];
+            }
+        }
+    return VZ_OK;
+}
+
+/* Fast path: codes of one whole 32-group to lut values. */
+static inline void ll_group_fast(const uint8_t *grp, int k, int layout, const uint8_t *lut, uint8_t *h) {
+    uint32_t w[8];
+    memcpy(w, grp, 4 * (size_t)k);
+    if (layout == 1) {
+        for (int e = 0; e < 24; e++) h[e] = lut[(w[e >> 3] >> 4 * (e & 7)) & 7u];
+        for (int n = 0; n < 8; n++)
+            h[24 + n] = lut[((w[0] >> (4 * n + 3)) & 1u) | ((w[1] >> (4 * n + 3)) & 1u) << 1 |
+                            ((w[2] >> (4 * n + 3)) & 1u) << 2];
+        return;
+    }
+    uint8_t c[32] = {0};
+    for (int b = 0; b < k; b++)
+        for (int e = 0; e < 32; e++) c[e] |= (uint8_t)(((w[b] >> e) & 1u) << b);
+    for (int e = 0; e < 32; e++) h[e] = lut[c[e]];
+}
+
+static void ll_decode_f32(const vz_tensor *t, int64_t r0, int64_t r1, float *out) {
+    const uint8_t *p = t->params, *d = t->data;
+    int k = p[1], layout = p[2];
+    ll_geom g;
+    ll_geom_init(&g, t->dtype, t->rows, t->cols, k);
+    uint8_t lut[256] = {0}, hb[1024 + 32];
+    memcpy(lut, p + 8, (size_t)1 << k);
+    uint64_t cols = (uint64_t)t->cols;
+    for (uint64_t r = (uint64_t)r0; r < (uint64_t)r1; r++) {
+        float *orow = out + (r - (uint64_t)r0) * cols;
+        for (uint64_t c0 = 0; c0 < cols; c0 += 1024) {
+            uint64_t len = cols - c0 < 1024 ? cols - c0 : 1024;
+            const uint8_t *grp = d + g.codes + (r * g.gpr + c0 / 32) * 4 * (uint64_t)k;
+            for (uint64_t c = 0; c < len; c += 32, grp += 4 * k) ll_group_fast(grp, k, layout, lut, hb + c);
+            uint64_t b = r * g.bpr + c0 / 1024;
+            uint32_t s = vz_le32(d + g.index + 4 * b), e = vz_le32(d + g.index + 4 * b + 4);
+            for (uint32_t x = s; x < e; x++) {
+                unsigned v = vz_le16(d + g.exc + 2 * (uint64_t)x), off = v & 1023u;
+                if (off >= len) continue;
+                const uint8_t *gp = d + g.codes + (r * g.gpr + (c0 + off) / 32) * 4 * (uint64_t)k;
+                hb[off] = (uint8_t)((v >> 10) << k | ll_code(gp, k, layout, (int)((c0 + off) % 32)));
+            }
+            const uint8_t *lo = d + r * cols + c0;
+            float *o = orow + c0;
+            if (t->dtype == VZ_DTYPE_BF16) {
+                for (uint64_t c = 0; c < len; c++) o[c] = vz_bits_f32((uint32_t)hb[c] << 24 | (uint32_t)lo[c] << 16);
+            } else if (t->dtype == VZ_DTYPE_F16) {
+                for (uint64_t c = 0; c < len; c++) o[c] = vz_f16_to_f32_fast((uint16_t)(hb[c] << 8 | lo[c]));
+            } else {
+                const uint8_t *l1 = lo + g.n, *l2 = lo + 2 * g.n;
+                for (uint64_t c = 0; c < len; c++)
+                    o[c] = vz_bits_f32((uint32_t)hb[c] << 24 | (uint32_t)l2[c] << 16 | (uint32_t)l1[c] << 8 | lo[c]);
+            }
+        }
+    }
+}
+
+const vz_codec vz_codec_lossless = {
+    .name = "lossless",
+    .id = VZ_CODEC_lossless,
+    .lossless = 1,
+    .doc = "bit-exact; high byte as a k-bit code + exceptions, low bytes raw (~11.3 bits/weight on bf16)",
+    .supports = ll_supports,
+    .encode = ll_encode,
+    .check = ll_check,
+    .decode_ref = ll_decode_ref,
+    .decode_f32 = ll_decode_f32,
+};

@@ -1,0 +1,217 @@
+/*
+ * q4.c - codec 5 `q4`: int4 weight-only quantization with one f16 scale per
+ * group of a row and, optionally, a per-group zero point (asymmetric).
+ * value = (float)(q - z) * (float)scale in f32 (exact), z = 8 when symmetric.
+ * The encoder picks each group's scale by a small MSE search over clipped
+ * ranges. docs/codecs.md section 5 is the normative layout.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/bits.h"
+#include "codec/codec.h"
+
+#define Q4_DEFAULT_GROUP 32
+#define Q4_DEFAULT_VARIANT 2 /* level: 1 symmetric round-to-nearest, 2 symmetric + search, 3 asymmetric + search */
+#define Q4_SEARCH 20
+
+typedef struct q4_geom {
+    uint64_t stride, gpr, scales, zeros, size;
+    uint32_t group;
+    int asym;
+} q4_geom;
+
+static int q4_geom_init(q4_geom *g, int64_t rows, int64_t cols, uint32_t group, int asym) {
+    uint64_t n;
+    if (rows < 1 || cols < 1 || group < 1 || group > (1u << 24)) return 0;
+    if (group % 32 != 0 && (int64_t)group != cols) return 0;
+    if (!vz_mul_ok((uint64_t)rows, (uint64_t)cols, &n) || n > ((uint64_t)1 << 40)) return 0;
+    g->group = group;
+    g->asym = asym;
+    g->stride = ((uint64_t)cols + 1) / 2;
+    g->gpr = ((uint64_t)cols + group - 1) / group;
+    g->scales = vz_al16((uint64_t)rows * g->stride);
+    g->zeros = vz_al16(g->scales + (uint64_t)rows * g->gpr * 2);
+    g->size = asym ? g->zeros + (uint64_t)rows * g->gpr : g->scales + (uint64_t)rows * g->gpr * 2;
+    return 1;
+}
+
+static int q4_supports(vz_dtype dtype, int64_t rows, int64_t cols) {
+    q4_geom g;
+    return vz_dtype_ok(dtype) && q4_geom_init(&g, rows, cols, (uint32_t)cols, 0);
+}
+
+/* Nearest grid code for w on the grid (q - z) * s, q in 0..15. */
+static inline int q4_code(double w, float s, int z) {
+    long q = s != 0 ? lrint(w / s) + z : z;
+    return q < 0 ? 0 : q > 15 ? 15 : (int)q;
+}
+
+/* Squared error of a group on a grid; the search only ranks candidates, so
+ * it multiplies by 1/s (the stored codes use q4_code's exact division). */
+static double q4_sse(const float *w, uint64_t n, float s, int z) {
+    float inv = s != 0 ? 1.0f / s : 0.0f, e = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        float q = nearbyintf(w[i] * inv) + (float)z;
+        q = q < 0 ? 0 : q > 15 ? 15 : q;
+        float d = w[i] - (q - (float)z) * s;
+        e += d * d;
+    }
+    return e;
+}
+
+/* Chooses (scale bits, zero) of one group; variant as Q4_DEFAULT_VARIANT. */
+static void q4_fit(const float *w, uint64_t n, int variant, uint16_t *sh, int *zp) {
+    float mn = w[0], mx = w[0], m = w[0];
+    for (uint64_t i = 1; i < n; i++) {
+        mn = fminf(mn, w[i]);
+        mx = fmaxf(mx, w[i]);
+        if (fabsf(w[i]) > fabsf(m)) m = w[i];
+    }
+    double best = INFINITY;
+    *sh = 0;
+    *zp = 8;
+    for (int j = 0; j < (variant == 1 ? 1 : variant == 2 ? 2 * Q4_SEARCH : Q4_SEARCH); j++) {
+        double f = 1.0 - 0.02 * (j / (variant == 3 ? 1 : 2));
+        int z = 8;
+        uint16_t h;
+        if (variant == 3) {
+            double lo = fmin(mn, 0) * f, hi = fmax(mx, 0) * f;
+            h = vz_f16_ceil((hi - lo) / 15.0);
+            float s = vz_f16_to_f32(h);
+            z = s > 0 ? (int)lrint(-lo / s) : 0;
+            z = z < 0 ? 0 : z > 15 ? 15 : z;
+        } else { /* the extreme value maps to code 0 (-8) or, odd j, to 15 (+7); s < 0 flips the grid */
+            h = vz_f16_ceil(fabs((double)m) * f / (j & 1 ? 7.0 : 8.0));
+            if ((m > 0) == !(j & 1)) h |= 0x8000u;
+        }
+        if ((h & 0x7fffu) >= 0x7c00u) continue;
+        double e = q4_sse(w, n, vz_f16_to_f32(h), z);
+        if (e < best) { best = e; *sh = h; *zp = z; }
+    }
+}
+
+static uint32_t q4_group_opt(const vz_codec_opts *o, int64_t cols) {
+    if (!o || o->group == 0) return Q4_DEFAULT_GROUP;
+    return o->group < 0 ? (uint32_t)cols : (uint32_t)o->group;
+}
+
+/* Quantizes row r: per group the searched scale (and zero), then codes. */
+static void q4_row(const void *src, vz_dtype dtype, uint64_t r, uint64_t cols, const q4_geom *g, int variant,
+                   float *buf, uint8_t *data) {
+    for (uint64_t gi = 0; gi < g->gpr; gi++) {
+        uint64_t c0 = gi * g->group, n = cols - c0 < g->group ? cols - c0 : g->group;
+        for (uint64_t i = 0; i < n; i++) buf[i] = vz_elem_f32(src, dtype, r * cols + c0 + i);
+        uint16_t sh;
+        int z;
+        q4_fit(buf, n, variant, &sh, &z);
+        vz_st16(data + g->scales + 2 * (r * g->gpr + gi), sh);
+        if (g->asym) data[g->zeros + r * g->gpr + gi] = (uint8_t)z;
+        float s = vz_f16_to_f32(sh);
+        for (uint64_t i = 0; i < n; i++)
+            data[r * g->stride + (c0 + i) / 2] |= (uint8_t)(q4_code(buf[i], s, z) << 4 * ((c0 + i) & 1));
+    }
+}
+
+static vz_status q4_encode(const void *src, vz_dtype dtype, int64_t rows, int64_t cols, const vz_codec_opts *o,
+                           vz_blob *out) {
+    memset(out, 0, sizeof *out);
+    int variant = o && o->level >= 1 && o->level <= 3 ? o->level : Q4_DEFAULT_VARIANT;
+    uint32_t group = q4_group_opt(o, cols);
+    q4_geom g;
+    VZ_FAIL_IF(!vz_dtype_ok(dtype) || !q4_geom_init(&g, rows, cols, group, variant == 3), VZ_ERR_ARG,
+               "q4: group %u invalid for %lldx%lld (a multiple of 32, or the row length)", group, (long long)rows,
+               (long long)cols);
+    for (uint64_t i = 0; i < (uint64_t)rows * (uint64_t)cols; i++) {
+        float w = vz_elem_f32(src, dtype, i);
+        VZ_FAIL_IF(!isfinite(w), VZ_ERR_ARG, "q4: element (%llu, %llu) is not finite", (unsigned long long)(i / (uint64_t)cols),
+                   (unsigned long long)(i % (uint64_t)cols));
+        /* a scale covers |w| / 7 at most: beyond 65504 * 7 no f16 scale fits */
+        VZ_FAIL_IF(fabsf(w) > 65504.0f * 7, VZ_ERR_UNSUPPORTED, "q4: element (%llu, %llu) = %g too large for an f16 scale",
+                   (unsigned long long)(i / (uint64_t)cols), (unsigned long long)(i % (uint64_t)cols), w);
+    }
+    out->params_size = 8;
+    out->params = calloc(8, 1);
+    out->data = calloc(g.size, 1);
+    out->size = g.size;
+    if (!out->params || !out->data) { vz_blob_free(out); return VZ_FAIL(VZ_ERR_NOMEM, "q4: no memory"); }
+    out->params[0] = 1;
+    out->params[1] = (uint8_t)g.asym;
+    vz_st32(out->params + 4, group);
+    int nomem = 0;
+#pragma omp parallel reduction(| : nomem) if ((uint64_t)rows * (uint64_t)cols >= 65536)
+    {
+        float *buf = malloc(sizeof(float) * group);
+        nomem = !buf;
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; r++)
+            if (buf) q4_row(src, dtype, (uint64_t)r, (uint64_t)cols, &g, variant, buf, out->data);
+        free(buf);
+    }
+    if (nomem) { vz_blob_free(out); return VZ_FAIL(VZ_ERR_NOMEM, "q4: no memory"); }
+    return VZ_OK;
+}
+
+static vz_status q4_check(const vz_tensor *t) {
+    VZ_FAIL_IF(!t->params || t->params_size != 8, VZ_ERR_CODEC, "tensor %s: q4 params %u bytes, want 8", t->name,
+               t->params ? t->params_size : 0);
+    const uint8_t *p = t->params;
+    VZ_FAIL_IF(p[0] != 1 || p[1] > 1 || p[2] || p[3], VZ_ERR_CODEC, "tensor %s: q4 version %u / flags %u invalid",
+               t->name, p[0], p[1]);
+    q4_geom g;
+    uint32_t group = vz_le32(p + 4);
+    VZ_FAIL_IF(!vz_dtype_ok(t->dtype) || !q4_geom_init(&g, t->rows, t->cols, group, p[1]), VZ_ERR_CODEC,
+               "tensor %s: q4 group %u invalid for %lldx%lld", t->name, group, (long long)t->rows, (long long)t->cols);
+    VZ_FAIL_IF(t->size != g.size, VZ_ERR_FORMAT, "tensor %s: q4 data %llu bytes, shape needs %llu", t->name,
+               (unsigned long long)t->size, (unsigned long long)g.size);
+    return VZ_OK;
+}
+
+static vz_status q4_decode_ref(const vz_tensor *t, int64_t r0, int64_t r1, void *out) {
+    VZ_TRY(q4_check(t));
+    VZ_FAIL_IF(r0 < 0 || r1 > t->rows || r0 > r1, VZ_ERR_ARG, "tensor %s: rows [%lld, %lld)", t->name, (long long)r0,
+               (long long)r1);
+    q4_geom g;
+    q4_geom_init(&g, t->rows, t->cols, vz_le32(t->params + 4), t->params[1]);
+    float *o = out;
+    uint64_t cols = (uint64_t)t->cols;
+    for (uint64_t r = (uint64_t)r0; r < (uint64_t)r1; r++)
+        for (uint64_t c = 0; c < cols; c++) {
+            uint64_t gi = r * g.gpr + c / g.group;
+            float s = vz_f16_to_f32(vz_le16(t->data + g.scales + 2 * gi));
+            int z = g.asym ? t->data[g.zeros + gi] : 8;
+            int q = (t->data[r * g.stride + c / 2] >> 4 * (c & 1)) & 15;
+            o[(r - (uint64_t)r0) * cols + c] = (float)(q - z) * s;
+        }
+    return VZ_OK;
+}
+
+static void q4_decode_f32(const vz_tensor *t, int64_t r0, int64_t r1, float *out) {
+    q4_geom g;
+    q4_geom_init(&g, t->rows, t->cols, vz_le32(t->params + 4), t->params[1]);
+    uint64_t cols = (uint64_t)t->cols;
+    for (uint64_t r = (uint64_t)r0; r < (uint64_t)r1; r++) {
+        const uint8_t *q = t->data + r * g.stride;
+        float *o = out + (r - (uint64_t)r0) * cols;
+        for (uint64_t c0 = 0, gi = r * g.gpr; c0 < cols; c0 += g.group, gi++) {
+            float s = vz_f16_to_f32_fast(vz_le16(t->data + g.scales + 2 * gi)), tab[16];
+            int z = g.asym ? t->data[g.zeros + gi] : 8;
+            for (int i = 0; i < 16; i++) tab[i] = (float)(i - z) * s;
+            uint64_t c1 = cols - c0 < g.group ? cols : c0 + g.group;
+            for (uint64_t c = c0; c < c1; c++) o[c] = tab[(q[c / 2] >> 4 * (c & 1)) & 15];
+        }
+    }
+}
+
+const vz_codec vz_codec_q4 = {
+    .name = "q4",
+    .id = VZ_CODEC_q4,
+    .lossless = 0,
+    .doc = "int4 symmetric, f16 scale per group of 32 with MSE-searched clipping (q4:g64, q4:g128)",
+    .supports = q4_supports,
+    .encode = q4_encode,
+    .check = q4_check,
+    .decode_ref = q4_decode_ref,
+    .decode_f32 = q4_decode_f32,
+};

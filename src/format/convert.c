@@ -1,0 +1,238 @@
+/*
+ * convert.c - vz_convert: opens any model, picks a codec per tensor from a
+ * spec (a preset like "q4:g32" or "glob=codec" rules, first match wins,
+ * fnmatch over canonical names), encodes, proves every lossless tensor
+ * decodes back to the source bytes (memcmp) and streams it into a .vz
+ * (docs/format.md) that appears only once complete.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fnmatch.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "codec/codec.h"
+#include "format/vz_write.h"
+
+#define MAX_RULES 64
+
+typedef struct rule {
+    char glob[VZ_NAME_MAX];
+    const vz_codec *codec;
+    vz_codec_opts opts;
+} rule;
+
+typedef struct spec {
+    rule r[MAX_RULES];
+    int n;
+} spec;
+
+const char *vz_codec_info(int32_t i, const char **doc, int32_t *lossless) {
+    const vz_codec *c = vz_codec_at(i);
+    if (!c) return NULL;
+    if (doc) *doc = c->doc;
+    if (lossless) *lossless = c->lossless;
+    return c->name;
+}
+
+void vz_convert_opts_default(vz_convert_opts *o) {
+    memset(o, 0, sizeof *o);
+    vz_model_opts_default(&o->model);
+}
+
+/* "name[:gN][:N]" -> codec and options. */
+static vz_status parse_codec(const char *tok, rule *r) {
+    char buf[128];
+    VZ_FAIL_IF(strlen(tok) >= sizeof buf, VZ_ERR_ARG, "codec spec '%s' is too long", tok);
+    snprintf(buf, sizeof buf, "%s", tok);
+    char *save = NULL, *name = strtok_r(buf, ":", &save);
+    VZ_FAIL_IF(!name, VZ_ERR_ARG, "empty codec name in spec '%s'", tok);
+    r->codec = vz_codec_by_name(name);
+    VZ_FAIL_IF(!r->codec, VZ_ERR_ARG, "unknown codec '%s' (see 'vramzip convert --help' for the list)", name);
+    memset(&r->opts, 0, sizeof r->opts);
+    for (char *o = strtok_r(NULL, ":", &save); o; o = strtok_r(NULL, ":", &save)) {
+        char *end = NULL;
+        errno = 0;
+        long v = strtol(o[0] == 'g' ? o + 1 : o, &end, 10);
+        VZ_FAIL_IF(errno || end == o || *end || (o[0] == 'g' && end == o + 1), VZ_ERR_ARG,
+                   "codec '%s': option '%s' is not gN (group size) or N (level)", name, o);
+        if (o[0] == 'g') {
+            VZ_FAIL_IF(v < 1 || v > 65536, VZ_ERR_ARG, "codec '%s': group size %ld outside [1, 65536]", name, v);
+            r->opts.group = (int32_t)v;
+        } else {
+            VZ_FAIL_IF(v < -1000 || v > 1000 || v == 0, VZ_ERR_ARG, "codec '%s': level %ld outside [-1000, 1000]",
+                       name, v);
+            r->opts.level = (int32_t)v;
+        }
+    }
+    return VZ_OK;
+}
+
+static vz_status parse_spec(const char *text, spec *s) {
+    memset(s, 0, sizeof *s);
+    if (!text) text = "raw";
+    char *copy = strdup(text);
+    VZ_FAIL_IF(!copy, VZ_ERR_NOMEM, "out of memory");
+    vz_status st = VZ_OK;
+    char *save = NULL;
+    for (char *tok = strtok_r(copy, ",", &save); tok && st == VZ_OK; tok = strtok_r(NULL, ",", &save)) {
+        if (s->n >= MAX_RULES) {
+            st = VZ_FAIL(VZ_ERR_ARG, "codec spec has more than %d rules", MAX_RULES);
+            break;
+        }
+        rule *r = &s->r[s->n];
+        char *eq = strchr(tok, '=');
+        const char *glob = "*";
+        if (eq) {
+            *eq = '\0';
+            glob = tok;
+            tok = eq + 1;
+        }
+        if (!*glob || strlen(glob) >= sizeof r->glob) {
+            st = VZ_FAIL(VZ_ERR_ARG, "codec spec rule %d: empty or too long tensor glob", s->n + 1);
+            break;
+        }
+        snprintf(r->glob, sizeof r->glob, "%s", glob);
+        st = parse_codec(tok, r);
+        if (st != VZ_OK) vz_error_prefix("codec spec rule %d ('%s=...')", s->n + 1, glob);
+        s->n++;
+    }
+    free(copy);
+    if (st == VZ_OK && s->n == 0) st = VZ_FAIL(VZ_ERR_ARG, "empty codec spec '%s'", text);
+    return st;
+}
+
+vz_status vz_codec_spec_check(const char *text) {
+    spec s;
+    return parse_spec(text, &s);
+}
+
+/* The rule for a tensor (NULL: keep raw). */
+static const rule *pick(const spec *s, const vz_tensor *t) {
+    if (t->ndim < 2) return NULL; /* norms and other vectors stay raw */
+    for (int i = 0; i < s->n; i++)
+        if (fnmatch(s->r[i].glob, t->name, 0) == 0) return &s->r[i];
+    return NULL;
+}
+
+static void note(const vz_convert_opts *o, const char *fmt, ...) VZ_PRINTF(2, 3);
+static void note(const vz_convert_opts *o, const char *fmt, ...) {
+    if (!o->note) return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    o->note(o->user, msg);
+}
+
+/* Source bytes of t: borrowed for raw, decoded for other lossless codecs. */
+static vz_status source_bytes(const vz_tensor *t, uint64_t n, const uint8_t **p, uint8_t **owned) {
+    *owned = NULL;
+    if (t->codec == VZ_CODEC_raw) {
+        *p = t->data;
+        return VZ_OK;
+    }
+    const vz_codec *c = vz_codec_by_id(t->codec);
+    VZ_FAIL_IF(!c || !c->lossless, VZ_ERR_UNSUPPORTED,
+               "tensor %s: the source is stored lossy (%s); re-encoding it is not supported", t->name,
+               c ? c->name : "?");
+    *owned = malloc(n ? n : 1);
+    VZ_FAIL_IF(!*owned, VZ_ERR_NOMEM, "tensor %s: out of memory", t->name);
+    VZ_TRY(c->decode_ref(t, 0, t->rows, *owned));
+    *p = *owned;
+    return VZ_OK;
+}
+
+/* Encodes one tensor and proves it decodes (lossless: to the source bytes). */
+static vz_status encode_one(const vz_tensor *t, const uint8_t *src, uint64_t n, const rule *r,
+                            const vz_convert_opts *o, vz_blob *b, vz_tensor *enc) {
+    const vz_codec *c = r ? r->codec : vz_codec_by_id(VZ_CODEC_raw);
+    if (!c->supports(t->dtype, t->rows, t->cols)) {
+        note(o, "tensor %s: codec %s does not take %s (%lld, %lld); kept raw", t->name, c->name,
+             vz_dtype_name(t->dtype), (long long)t->rows, (long long)t->cols);
+        c = vz_codec_by_id(VZ_CODEC_raw);
+    }
+    VZ_TRY(c->encode(src, t->dtype, t->rows, t->cols, r ? &r->opts : &(vz_codec_opts){0}, b));
+    *enc = *t;
+    enc->codec = c->id;
+    enc->params = b->params;
+    enc->params_size = b->params_size;
+    enc->data = b->data;
+    enc->size = b->size;
+    VZ_TRY(c->check(enc));
+    if (!c->lossless) return VZ_OK;
+    uint8_t *back = malloc(n ? n : 1);
+    VZ_FAIL_IF(!back, VZ_ERR_NOMEM, "tensor %s: out of memory", t->name);
+    vz_status s = c->decode_ref(enc, 0, t->rows, back);
+    if (s == VZ_OK && memcmp(back, src, n) != 0)
+        s = VZ_FAIL(VZ_ERR_MISMATCH, "tensor %s: codec %s does not decode back to the source bytes; not written",
+                    t->name, c->name);
+    free(back);
+    return s;
+}
+
+static vz_status convert_tensor(vz_writer *w, const vz_tensor *t, const spec *sp, const vz_convert_opts *o) {
+    uint64_t n = (uint64_t)t->rows * (uint64_t)t->cols * (uint64_t)vz_dtype_size(t->dtype);
+    const uint8_t *src = NULL;
+    uint8_t *owned = NULL;
+    VZ_TRY(source_bytes(t, n, &src, &owned));
+    vz_blob b = {0};
+    vz_tensor enc;
+    vz_status s = encode_one(t, src, n, pick(sp, t), o, &b, &enc);
+    if (s == VZ_OK) s = vz_writer_add_tensor(w, &enc, XXH64(src, (size_t)n, 0), 1);
+    vz_blob_free(&b);
+    free(owned);
+    return s;
+}
+
+static vz_status convert_model(vz_writer *w, const vz_model *m, const spec *sp, const vz_convert_opts *o) {
+    VZ_TRY(vz_writer_set_config(w, &m->cfg, m->format));
+    if (m->tok) {
+        vz_vocab v;
+        VZ_TRY(vz_vocab_from_tokenizer(&v, m->tok));
+        vz_status s = vz_writer_set_vocab(w, &v);
+        vz_vocab_free(&v);
+        VZ_TRY(s);
+    }
+    uint64_t total = 0, done = 0;
+    for (int32_t i = 0; i < m->n_tensors; i++)
+        total += (uint64_t)(m->tensors[i].rows * m->tensors[i].cols) * (uint64_t)vz_dtype_size(m->tensors[i].dtype);
+    for (int32_t i = 0; i < m->n_tensors; i++) {
+        const vz_tensor *t = &m->tensors[i];
+        VZ_FAIL_IF(o->cancel && *o->cancel, VZ_ERR_INTERRUPTED, "convert interrupted; nothing written");
+        VZ_TRY(convert_tensor(w, t, sp, o));
+        done += (uint64_t)(t->rows * t->cols) * (uint64_t)vz_dtype_size(t->dtype);
+        if (o->progress) o->progress(o->user, i + 1, m->n_tensors, done, total, t->name);
+    }
+    VZ_FAIL_IF(o->cancel && *o->cancel, VZ_ERR_INTERRUPTED, "convert interrupted; nothing written");
+    return VZ_OK;
+}
+
+vz_status vz_convert(const char *src_path, const char *out_path, const vz_convert_opts *opts) {
+    vz_convert_opts def;
+    if (!opts) {
+        vz_convert_opts_default(&def);
+        opts = &def;
+    }
+    VZ_FAIL_IF(!src_path || !out_path, VZ_ERR_ARG, "vz_convert: NULL path");
+    spec *sp = malloc(sizeof *sp);
+    VZ_FAIL_IF(!sp, VZ_ERR_NOMEM, "out of memory");
+    vz_status s = parse_spec(opts->codec_spec, sp);
+    vz_model *m = NULL;
+    if (s == VZ_OK) s = vz_model_open(&m, src_path, &opts->model);
+    vz_writer *w = NULL;
+    if (s == VZ_OK) s = vz_writer_open(&w, out_path);
+    if (s == VZ_OK) s = convert_model(w, m, sp, opts);
+    if (s == VZ_OK) {
+        s = vz_writer_finish(w);
+        w = NULL;
+    }
+    vz_writer_abort(w);
+    vz_model_close(m);
+    free(sp);
+    return s;
+}

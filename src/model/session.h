@@ -1,0 +1,57 @@
+/*
+ * session.h - internals of a CPU session: the KV cache, the activation
+ * buffers of one batch of tokens, and the forward pass over that batch
+ * (forward.c). The public API is vz_session_* in vramzip.h (session.c).
+ */
+#ifndef VZ_MODEL_SESSION_H
+#define VZ_MODEL_SESSION_H
+
+#include <stdint.h>
+
+#include "model/model.h"
+
+/* Key/value cache of every layer: k and v are (n_layers, cap, kv_dim),
+ * elements f32 or f16 (IEEE half, round to nearest even on store). */
+typedef struct vz_kv {
+    int32_t f16;
+    int32_t cap;        /* positions held */
+    int32_t n_layers, kv_dim, head_dim;
+    void *k, *v;
+} vz_kv;
+
+vz_status vz_kv_alloc(vz_kv *kv, const vz_config *c, int32_t cap, int32_t f16);
+void vz_kv_free(vz_kv *kv);
+
+/* Tokens evaluated per forward call: weight rows are decoded once per batch. */
+#define VZ_BATCH 64
+
+struct vz_session {
+    vz_model *m;
+    vz_kv_mode kv_mode;
+    int32_t n_ctx;
+    int32_t n_threads;
+    int32_t pos;          /* tokens evaluated so far */
+    int32_t *history;     /* (n_ctx) tokens; kept for VZ_KV_OFF, which recomputes */
+    vz_kv kv;             /* the cache; unallocated for VZ_KV_OFF */
+
+    /* activations of one batch, one row per token */
+    float *x;             /* (VZ_BATCH, dim) residual stream */
+    float *xb;            /* (VZ_BATCH, dim) normed input / projection output */
+    float *q;             /* (VZ_BATCH, n_heads * head_dim) */
+    float *k, *v;         /* (VZ_BATCH, n_kv_heads * head_dim) this batch's keys, values */
+    float *att;           /* (VZ_BATCH, n_heads * head_dim) attention output */
+    float *hb, *hb2;      /* (VZ_BATCH, hidden_dim) gate, up */
+    float *rope;          /* (VZ_BATCH, head_dim) cos/sin pairs per position */
+    float *mm_scratch;    /* (n_threads, VZ_ROW_BLOCK, max cols) matmul row buffers */
+    float *att_scratch;   /* (n_threads, att_stride) scores (n_ctx) + one f16-decoded row (head_dim) */
+    int64_t att_stride;
+    struct vz_cuda_session *cuda; /* [fw] the device session when device == cuda, else NULL */
+};
+
+/* Runs the model over n <= VZ_BATCH tokens at positions pos0.., appending
+ * their keys/values to kv (which must have room for pos0 + n). Writes the
+ * logits of batch rows [lo, n) to logits ((n - lo) * vocab floats); lo == n
+ * computes none. Tokens must be valid ids. */
+void vz_forward(vz_session *s, vz_kv *kv, const int32_t *tokens, int32_t n, int32_t pos0, float *logits, int32_t lo);
+
+#endif

@@ -1,0 +1,155 @@
+/*
+ * synth_shapes.c - shapes of vz_synth: exact config.json values of the
+ * Hugging Face checkpoints TinyLlama/TinyLlama-1.1B-Chat-v1.0,
+ * meta-llama/Llama-2-7b-hf, mistralai/Mistral-7B-v0.2 (rope_theta 1e6, no
+ * sliding window) and meta-llama/Meta-Llama-3-8B, plus two small demo shapes;
+ * their tensor lists in LlamaForCausalLM naming and their config.json.
+ */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/io.h"
+#include "model/synth.h"
+
+static const vz_synth_shape shapes[] = {
+    {"tiny", "test shape: 2 layers, dim 64 (vocab from --tokenizer, else 512)", "llama", "LlamaForCausalLM", 64,
+     172, 2, 4, 2, 512, 256, 1e-5, 10000.0, 1, 2, 1, 1},
+    {"small", "CPU demo: 4 layers, dim 256 (vocab from --tokenizer, else 512)", "llama", "LlamaForCausalLM", 256,
+     688, 4, 8, 4, 512, 512, 1e-5, 10000.0, 1, 2, 1, 1},
+    {"tinyllama-1.1b", "TinyLlama-1.1B (Llama 2 tokenizer, GQA 32/4)", "llama", "LlamaForCausalLM", 2048, 5632,
+     22, 32, 4, 32000, 2048, 1e-5, 10000.0, 1, 2, 0, 1},
+    {"llama2-7b", "Llama-2-7B (multi-head attention)", "llama", "LlamaForCausalLM", 4096, 11008, 32, 32, 32,
+     32000, 4096, 1e-5, 10000.0, 1, 2, 0, 1},
+    {"mistral-7b", "Mistral-7B v0.2 (GQA 32/8, rope_theta 1e6)", "mistral", "MistralForCausalLM", 4096, 14336,
+     32, 32, 8, 32000, 32768, 1e-5, 1000000.0, 1, 2, 0, 1},
+    {"llama3-8b", "Llama-3-8B (GQA 32/8, vocab 128256; no tokenizer unless --tokenizer)", "llama",
+     "LlamaForCausalLM", 4096, 14336, 32, 32, 8, 128256, 8192, 1e-5, 500000.0, 128000, 128001, 0, 0},
+};
+
+#define N_SHAPES ((int32_t)(sizeof shapes / sizeof shapes[0]))
+
+const vz_synth_shape *vz_synth_find(const char *name) {
+    for (int32_t i = 0; name && i < N_SHAPES; i++)
+        if (strcmp(shapes[i].name, name) == 0) return &shapes[i];
+    return NULL;
+}
+
+int32_t vz_synth_n_shapes(void) { return N_SHAPES; }
+
+vz_status vz_synth_shape_get(int32_t i, vz_synth_shape_info *out) {
+    VZ_FAIL_IF(i < 0 || i >= N_SHAPES || !out, VZ_ERR_ARG, "synth shape %d out of range [0, %d)", (int)i,
+               (int)N_SHAPES);
+    const vz_synth_shape *s = &shapes[i];
+    memset(out, 0, sizeof *out);
+    out->name = s->name;
+    out->description = s->description;
+    out->arch = s->model_type;
+    out->dim = s->dim;
+    out->hidden_dim = s->hidden_dim;
+    out->n_layers = s->n_layers;
+    out->n_heads = s->n_heads;
+    out->n_kv_heads = s->n_kv_heads;
+    out->vocab_size = s->vocab_size;
+    out->max_seq_len = s->max_pos;
+    out->n_params = vz_synth_n_params(s, s->vocab_size);
+    return VZ_OK;
+}
+
+uint64_t vz_synth_n_params(const vz_synth_shape *s, int32_t vocab) {
+    uint64_t d = (uint64_t)s->dim, h = (uint64_t)s->hidden_dim;
+    uint64_t kv = d / (uint64_t)s->n_heads * (uint64_t)s->n_kv_heads;
+    uint64_t layer = 2 * d + 2 * d * d + 2 * kv * d + 3 * d * h;
+    return 2 * (uint64_t)vocab * d + (uint64_t)s->n_layers * layer + d;
+}
+
+static void set_tensor(vz_synth_tensor *t, vz_synth_kind kind, int32_t layer, const char *sfx, vz_dtype dt,
+                       int64_t rows, int64_t cols) {
+    memset(t, 0, sizeof *t);
+    if (layer >= 0) snprintf(t->st.name, sizeof t->st.name, "model.layers.%d.%s", (int)layer, sfx);
+    else snprintf(t->st.name, sizeof t->st.name, "%s", sfx);
+    t->st.dtype = dt;
+    t->st.ndim = cols > 0 ? 2 : 1;
+    t->st.shape[0] = rows;
+    t->st.shape[1] = cols > 0 ? cols : 0;
+    t->kind = kind;
+    t->layer = layer;
+    t->n = (uint64_t)rows * (uint64_t)(cols > 0 ? cols : 1);
+    t->bytes = t->n * (uint64_t)vz_dtype_size(dt);
+}
+
+vz_status vz_synth_tensors(const vz_synth_shape *s, int32_t vocab, vz_dtype dt, vz_synth_tensor **out, int32_t *n) {
+    *out = NULL;
+    VZ_FAIL_IF(vocab < 1 || vocab > (1 << 24), VZ_ERR_ARG, "synth %s: vocab_size %d out of range", s->name,
+               (int)vocab);
+    int32_t count = 9 * s->n_layers + 3, k = 0;
+    vz_synth_tensor *t = calloc((size_t)count, sizeof *t);
+    VZ_FAIL_IF(!t, VZ_ERR_NOMEM, "synth %s: out of memory", s->name);
+    int64_t d = s->dim, h = s->hidden_dim, kv = (int64_t)s->dim / s->n_heads * s->n_kv_heads;
+    set_tensor(&t[k++], VZ_SK_EMBED, -1, "model.embed_tokens.weight", dt, vocab, d);
+    for (int32_t l = 0; l < s->n_layers; l++) {
+        set_tensor(&t[k++], VZ_SK_NORM_ATTN, l, "input_layernorm.weight", dt, d, 0);
+        set_tensor(&t[k++], VZ_SK_Q, l, "self_attn.q_proj.weight", dt, d, d);
+        set_tensor(&t[k++], VZ_SK_K, l, "self_attn.k_proj.weight", dt, kv, d);
+        set_tensor(&t[k++], VZ_SK_V, l, "self_attn.v_proj.weight", dt, kv, d);
+        set_tensor(&t[k++], VZ_SK_O, l, "self_attn.o_proj.weight", dt, d, d);
+        set_tensor(&t[k++], VZ_SK_NORM_FFN, l, "post_attention_layernorm.weight", dt, d, 0);
+        set_tensor(&t[k++], VZ_SK_GATE, l, "mlp.gate_proj.weight", dt, h, d);
+        set_tensor(&t[k++], VZ_SK_UP, l, "mlp.up_proj.weight", dt, h, d);
+        set_tensor(&t[k++], VZ_SK_DOWN, l, "mlp.down_proj.weight", dt, d, h);
+    }
+    set_tensor(&t[k++], VZ_SK_NORM_FINAL, -1, "model.norm.weight", dt, d, 0);
+    set_tensor(&t[k++], VZ_SK_HEAD, -1, "lm_head.weight", dt, vocab, d);
+    *out = t;
+    *n = count;
+    return VZ_OK;
+}
+
+static const char *torch_dtype(vz_dtype dt) {
+    return dt == VZ_DTYPE_F32 ? "float32" : dt == VZ_DTYPE_F16 ? "float16" : "bfloat16";
+}
+
+char *vz_synth_config_json(const vz_synth_shape *s, int32_t vocab, vz_dtype dt) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON *arch = cJSON_AddArrayToObject(o, "architectures");
+    if (arch) cJSON_AddItemToArray(arch, cJSON_CreateString(s->architecture));
+    cJSON_AddFalseToObject(o, "attention_bias");
+    cJSON_AddNumberToObject(o, "bos_token_id", s->bos_id);
+    cJSON_AddNumberToObject(o, "eos_token_id", s->eos_id);
+    cJSON_AddStringToObject(o, "hidden_act", "silu");
+    cJSON_AddNumberToObject(o, "hidden_size", s->dim);
+    cJSON_AddNumberToObject(o, "initializer_range", 0.02);
+    cJSON_AddNumberToObject(o, "intermediate_size", s->hidden_dim);
+    cJSON_AddNumberToObject(o, "max_position_embeddings", s->max_pos);
+    cJSON_AddStringToObject(o, "model_type", s->model_type);
+    cJSON_AddNumberToObject(o, "num_attention_heads", s->n_heads);
+    cJSON_AddNumberToObject(o, "num_hidden_layers", s->n_layers);
+    cJSON_AddNumberToObject(o, "num_key_value_heads", s->n_kv_heads);
+    if (strcmp(s->model_type, "llama") == 0) cJSON_AddNumberToObject(o, "pretraining_tp", 1);
+    cJSON_AddNumberToObject(o, "rms_norm_eps", s->rms_eps);
+    cJSON_AddNullToObject(o, "rope_scaling");
+    cJSON_AddNumberToObject(o, "rope_theta", s->rope_theta);
+    if (strcmp(s->model_type, "mistral") == 0) cJSON_AddNullToObject(o, "sliding_window");
+    cJSON_AddFalseToObject(o, "tie_word_embeddings");
+    cJSON_AddStringToObject(o, "torch_dtype", torch_dtype(dt));
+    cJSON_AddStringToObject(o, "transformers_version", "4.40.0");
+    cJSON_AddTrueToObject(o, "use_cache");
+    cJSON_AddNumberToObject(o, "vocab_size", vocab);
+    cJSON_AddStringToObject(o, "_vramzip_synthetic", s->name);
+    char *txt = cJSON_Print(o);
+    cJSON_Delete(o);
+    return txt;
+}
+
+char *vz_synth_generation_json(const vz_synth_shape *s) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddNumberToObject(o, "bos_token_id", s->bos_id);
+    cJSON_AddNumberToObject(o, "eos_token_id", s->eos_id);
+    cJSON_AddStringToObject(o, "transformers_version", "4.40.0");
+    char *txt = cJSON_Print(o);
+    cJSON_Delete(o);
+    return txt;
+}

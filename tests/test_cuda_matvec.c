@@ -1,0 +1,302 @@
+/*
+ * test_cuda_matvec.c - the CUDA fused decode+matvec (src/backend/cuda/
+ * matvec.cu) against the CPU reference: each codec's encode() produces the
+ * tensor, its decode_ref() gives the weights, a double-precision sum gives
+ * y. Also bitwise checks: lossless == raw, generic path == fast path,
+ * multi-tensor launches == single ones. Skips without a GPU or CUDA build.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/testutil.h"
+
+#ifdef VZ_HAVE_CUDA
+#include "backend/cuda/cuda.h"
+#include "codec/codec.h"
+#include "core/half.h"
+
+#define REQUIRE_GPU()                                                          \
+    do {                                                                       \
+        if (vz_cuda_device_count() == 0) {                                     \
+            print_message("SKIP: no CUDA device (vz_cuda_device_count() == 0)\n"); \
+            skip();                                                            \
+        }                                                                      \
+    } while (0)
+
+/* A trained-like matrix: Student-t (5 dof) times 0.02, as f32 values. */
+static float *rand_weights(int64_t n, uint64_t seed) {
+    float *w = malloc((size_t)n * sizeof *w);
+    assert_non_null(w);
+    uint64_t s = seed;
+    for (int64_t i = 0; i < n; i++) {
+        double chi = 0;
+        for (int j = 0; j < 5; j++) { double z = vz_test_randn(&s); chi += z * z; }
+        w[i] = (float)(0.02 * vz_test_randn(&s) / sqrt(chi / 5));
+    }
+    return w;
+}
+
+/* Source bytes of dtype d from f32 values (rounded). */
+static void *to_dtype(const float *w, int64_t n, vz_dtype d) {
+    void *p = malloc((size_t)n * (size_t)vz_dtype_size(d));
+    assert_non_null(p);
+    for (int64_t i = 0; i < n; i++) {
+        if (d == VZ_DTYPE_F32) ((float *)p)[i] = w[i];
+        else if (d == VZ_DTYPE_BF16) ((uint16_t *)p)[i] = vz_f32_to_bf16(w[i]);
+        else ((uint16_t *)p)[i] = vz_f32_to_f16(w[i]);
+    }
+    return p;
+}
+
+typedef struct enc {
+    vz_blob blob;
+    vz_tensor t;
+    vz_cuda_tensor d;
+    double *w; /* decode_ref weights as doubles */
+} enc;
+
+static void enc_make(enc *e, const char *codec, const void *src, vz_dtype d, int64_t rows, int64_t cols) {
+    const vz_codec *c = vz_codec_by_name(codec);
+    assert_non_null(c);
+    memset(e, 0, sizeof *e);
+    vz_codec_opts o = {0, 0};
+    assert_int_equal(c->encode(src, d, rows, cols, &o, &e->blob), VZ_OK);
+    vz_tensor *t = &e->t;
+    snprintf(t->name, sizeof t->name, "%s.%lldx%lld", codec, (long long)rows, (long long)cols);
+    t->ndim = 2, t->shape[0] = rows, t->shape[1] = cols, t->rows = rows, t->cols = cols;
+    t->dtype = d, t->codec = c->id, t->data = e->blob.data, t->size = e->blob.size;
+    t->params = e->blob.params, t->params_size = e->blob.params_size;
+    assert_int_equal(vz_cuda_tensor_upload(&e->d, t, NULL), VZ_OK);
+    int64_t n = rows * cols;
+    size_t es = c->lossless ? (size_t)vz_dtype_size(d) : 4;
+    uint8_t *raw = malloc((size_t)n * es);
+    e->w = malloc((size_t)n * sizeof *e->w);
+    assert_true(raw && e->w);
+    assert_int_equal(c->decode_ref(t, 0, rows, raw), VZ_OK);
+    for (int64_t i = 0; i < n; i++) {
+        if (!c->lossless || d == VZ_DTYPE_F32) { float f; memcpy(&f, raw + 4 * i, 4); e->w[i] = f; }
+        else {
+            uint16_t h;
+            memcpy(&h, raw + 2 * i, 2);
+            e->w[i] = d == VZ_DTYPE_BF16 ? vz_bf16_to_f32(h) : vz_f16_to_f32(h);
+        }
+    }
+    free(raw);
+}
+
+static void enc_free(enc *e) {
+    vz_cuda_tensor_free(&e->d);
+    vz_blob_free(&e->blob);
+    free(e->w);
+}
+
+/* Runs the GPU matvec (output poisoned with NaN first) and returns y on the host. */
+static float *gpu_mv(const enc *e, const float *dx, int batch) {
+    size_t ny = (size_t)batch * (size_t)e->t.rows;
+    float *dy = vz_cuda_alloc(ny * 4), *y = malloc(ny * 4);
+    assert_true(dy && y);
+    assert_int_equal(vz_cuda_fill_f32(dy, NAN, ny), VZ_OK);
+    assert_int_equal(vz_cuda_matvec(dy, dx, batch, &e->d, NULL), VZ_OK);
+    assert_int_equal(vz_cuda_sync(), VZ_OK);
+    assert_int_equal(vz_cuda_copy(y, dy, ny * 4, 1), VZ_OK);
+    vz_cuda_release(dy);
+    return y;
+}
+
+/* |y - ref| <= (L + 8) * 2^-24 * sum|w*x|: L = 32 * ceil(cols / 1024) fmaf
+ * in one lane's chain plus 5 butterfly adds, each rounding at most 2^-24
+ * relative to a partial sum bounded by sum|w*x| (first-order bound). */
+static void check_ref(const enc *e, const float *x, const float *y, int batch) {
+    int64_t rows = e->t.rows, cols = e->t.cols;
+    double L = 32.0 * (double)((cols + 1023) / 1024);
+    for (int b = 0; b < batch; b++)
+        for (int64_t r = 0; r < rows; r++) {
+            double s = 0, a = 0;
+            for (int64_t c = 0; c < cols; c++) {
+                double p = e->w[r * cols + c] * (double)x[b * cols + c];
+                s += p, a += fabs(p);
+            }
+            double got = y[b * rows + r], tol = (L + 8) * ldexp(a, -24) + 1e-38;
+            if (!(fabs(got - s) <= tol))
+                fail_msg("%s batch %d: y[%d][%lld] = %.9g, reference %.9g (tol %.3g)", e->t.name, batch, b,
+                         (long long)r, got, s, tol);
+        }
+}
+
+static float *upload_x(const float *x, size_t n, int misalign) {
+    float *dx = vz_cuda_alloc((n + 4) * 4);
+    assert_non_null(dx);
+    assert_int_equal(vz_cuda_copy(dx + misalign, x, n * 4, 0), VZ_OK);
+    return dx;
+}
+
+static const int64_t shapes[][2] = {{2048, 2048}, {256, 2048}, {5632, 2048}, {2048, 5632},
+                                    {1, 1},       {7, 33},     {64, 172},    {5, 1025}};
+static const int batches[] = {1, 2, 8};
+
+/* Every codec on bf16 (and raw/lossless on f16, f32 for the small shapes):
+ * GPU vs reference; lossless vs raw bitwise; generic path vs fast bitwise. */
+static void test_matvec_codecs(void **state) {
+    (void)state;
+    REQUIRE_GPU();
+    const char *codecs[] = {"raw", "lossless", "q8"}; /* q4: no GPU decoder yet */
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int64_t rows = shapes[si][0], cols = shapes[si][1], n = rows * cols;
+        float *wf = rand_weights(n, 1000 + si);
+        for (int d = 0; d < 3; d++) {
+            vz_dtype dt = d == 0 ? VZ_DTYPE_BF16 : d == 1 ? VZ_DTYPE_F16 : VZ_DTYPE_F32;
+            if (dt != VZ_DTYPE_BF16 && n > 256 * 2048) continue;
+            void *src = to_dtype(wf, n, dt);
+            enc e[3];
+            int have[3] = {0};
+            for (int ci = 0; ci < 3; ci++) {
+                const vz_codec *c = vz_codec_by_name(codecs[ci]);
+                if (!c || (ci >= 2 && dt != VZ_DTYPE_BF16) || !c->supports(dt, rows, cols)) continue;
+                enc_make(&e[ci], codecs[ci], src, dt, rows, cols);
+                have[ci] = 1;
+            }
+            for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
+                int batch = batches[bi];
+                float *x = rand_weights((int64_t)batch * cols, 7 + bi);
+                for (int64_t i = 0; i < batch * cols; i++) x[i] *= 50.0f;
+                float *dx = upload_x(x, (size_t)batch * cols, 0), *dxu = upload_x(x, (size_t)batch * cols, 1);
+                float *yr = NULL;
+                for (int ci = 0; ci < 3; ci++) {
+                    if (!have[ci]) continue;
+                    float *y = gpu_mv(&e[ci], dx, batch), *yg = gpu_mv(&e[ci], dxu + 1, batch);
+                    check_ref(&e[ci], x, y, batch);
+                    size_t ny = (size_t)batch * rows * 4;
+                    if (memcmp(y, yg, ny) != 0) fail_msg("%s batch %d: generic path != fast path", e[ci].t.name, batch);
+                    if (ci == 0) yr = y;
+                    else if (ci == 1 && memcmp(y, yr, ny) != 0)
+                        fail_msg("%s batch %d: lossless != raw bitwise", e[ci].t.name, batch);
+                    if (y != yr) free(y);
+                    free(yg);
+                }
+                free(yr);
+                vz_cuda_release(dx);
+                vz_cuda_release(dxu);
+                free(x);
+            }
+            for (int ci = 0; ci < 3; ci++)
+                if (have[ci]) enc_free(&e[ci]);
+            free(src);
+        }
+        free(wf);
+    }
+}
+
+/* QKV-style and gate+up launches equal separate matvecs (bitwise; the SiLU
+ * epilogue within 2^-20 relative: device vs host expf). */
+static void test_matvec_multi(void **state) {
+    (void)state;
+    REQUIRE_GPU();
+    const char *codecs[] = {"raw", "lossless"};
+    const int64_t rws[3] = {320, 64, 64}, cols = 2048;
+    for (int ci = 0; ci < 2; ci++)
+        for (int batch = 1; batch <= 8; batch += 7) {
+            enc e[3];
+            float *dy[3], *ys[3];
+            for (int i = 0; i < 3; i++) {
+                float *wf = rand_weights(rws[i] * cols, 50 + i);
+                void *src = to_dtype(wf, rws[i] * cols, VZ_DTYPE_BF16);
+                enc_make(&e[i], codecs[ci], src, VZ_DTYPE_BF16, rws[i], cols);
+                free(wf), free(src);
+            }
+            float *x = rand_weights(batch * cols, 99);
+            float *dx = upload_x(x, (size_t)batch * cols, 0);
+            for (int i = 0; i < 3; i++) {
+                ys[i] = gpu_mv(&e[i], dx, batch);
+                dy[i] = vz_cuda_alloc((size_t)batch * rws[i] * 4);
+                assert_int_equal(vz_cuda_fill_f32(dy[i], NAN, (size_t)batch * rws[i]), VZ_OK);
+            }
+            const vz_cuda_tensor *W[3] = {&e[0].d, &e[1].d, &e[2].d};
+            assert_int_equal(vz_cuda_matvec_multi(3, W, dy, dx, batch, VZ_CUDA_EPI_NONE, NULL), VZ_OK);
+            for (int i = 0; i < 3; i++) {
+                size_t ny = (size_t)batch * rws[i];
+                float *y = malloc(ny * 4);
+                assert_int_equal(vz_cuda_copy(y, dy[i], ny * 4, 1), VZ_OK);
+                if (memcmp(y, ys[i], ny * 4) != 0) fail_msg("multi tensor %d (%s) != single", i, codecs[ci]);
+                /* residual: y = y + W x on top of the result just read */
+                assert_int_equal(vz_cuda_matvec_multi(1, &W[i], &dy[i], dx, batch, VZ_CUDA_EPI_ADD, NULL), VZ_OK);
+                float *y2 = malloc(ny * 4);
+                assert_int_equal(vz_cuda_copy(y2, dy[i], ny * 4, 1), VZ_OK);
+                for (size_t j = 0; j < ny; j++)
+                    if (y2[j] != y[j] + ys[i][j]) fail_msg("residual add %zu: %g != %g", j, y2[j], y[j] + ys[i][j]);
+                free(y), free(y2);
+            }
+            assert_int_equal(vz_cuda_fill_f32(dy[1], NAN, (size_t)batch * rws[1]), VZ_OK);
+            const vz_cuda_tensor *GU[2] = {&e[1].d, &e[2].d};
+            float *dgu[2] = {dy[1], dy[2]};
+            assert_int_equal(vz_cuda_matvec_multi(2, GU, dgu, dx, batch, VZ_CUDA_EPI_SILU_MUL, NULL), VZ_OK);
+            size_t ny = (size_t)batch * rws[1];
+            float *y = malloc(ny * 4);
+            assert_int_equal(vz_cuda_copy(y, dy[1], ny * 4, 1), VZ_OK);
+            for (size_t j = 0; j < ny; j++) {
+                float g = ys[1][j], want = g / (1.0f + expf(-g)) * ys[2][j];
+                if (!(fabsf(y[j] - want) <= ldexpf(fabsf(want), -20) + 1e-38f))
+                    fail_msg("silu*mul %zu: %.9g, want %.9g", j, y[j], want);
+            }
+            free(y);
+            for (int i = 0; i < 3; i++) enc_free(&e[i]), vz_cuda_release(dy[i]), free(ys[i]);
+            vz_cuda_release(dx);
+            free(x);
+        }
+}
+
+/* Row gather (embedding) equals decode_ref exactly; bad ids give NaN rows. */
+static void test_rows(void **state) {
+    (void)state;
+    REQUIRE_GPU();
+    const char *codecs[] = {"raw", "lossless", "q8"};
+    const int64_t rows = 100, cols = 1100;
+    float *wf = rand_weights(rows * cols, 5);
+    void *src = to_dtype(wf, rows * cols, VZ_DTYPE_BF16);
+    int32_t ids[5] = {0, 99, 42, -1, 100};
+    int32_t *dids = vz_cuda_alloc(sizeof ids);
+    assert_int_equal(vz_cuda_copy(dids, ids, sizeof ids, 0), VZ_OK);
+    for (int ci = 0; ci < 3; ci++) {
+        if (!vz_codec_by_name(codecs[ci])) continue;
+        enc e;
+        enc_make(&e, codecs[ci], src, VZ_DTYPE_BF16, rows, cols);
+        float *d = vz_cuda_alloc(5 * cols * 4), *o = malloc(5 * cols * 4);
+        assert_int_equal(vz_cuda_rows(d, dids, 5, &e.d, NULL), VZ_OK);
+        assert_int_equal(vz_cuda_copy(o, d, 5 * cols * 4, 1), VZ_OK);
+        for (int i = 0; i < 5; i++)
+            for (int64_t c = 0; c < cols; c++) {
+                float got = o[i * cols + c];
+                if (i >= 3) { if (!isnan(got)) fail_msg("%s: row id %d not NaN", codecs[ci], ids[i]); continue; }
+                if (got != (float)e.w[ids[i] * cols + c])
+                    fail_msg("%s: row %d col %lld: %g != %g", codecs[ci], ids[i], (long long)c, got, e.w[ids[i] * cols + c]);
+            }
+        vz_cuda_release(d), free(o), enc_free(&e);
+    }
+    vz_cuda_release(dids);
+    free(src), free(wf);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_matvec_codecs),
+        cmocka_unit_test(test_matvec_multi),
+        cmocka_unit_test(test_rows),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
+
+#else
+
+static void test_no_cuda(void **state) {
+    (void)state;
+    print_message("SKIP: built without CUDA (make CUDA=1)\n");
+    skip();
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_no_cuda)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
+
+#endif
