@@ -80,7 +80,8 @@ $(BUILD)/bench/matvec_bench: bench/matvec_bench.cu $(BUILD)/libvramzip.a
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -o $@ $< $(BUILD)/libvramzip.a $(PKG_LIBS) -lm -Xcompiler -fopenmp
 
-test: all
+HAVE_CLANG := $(shell command -v clang >/dev/null 2>&1 && echo 1)
+test: all $(if $(and $(HAVE_CLANG),$(filter 0,$(SAN))),fuzz)
 	BUILD=$(BUILD) bash tests/run.sh
 
 # libFuzzer targets: tests/fuzz/fuzz_<surface>.c defines

@@ -41,10 +41,10 @@ VZ_TINYLLAMA_RAW="$W/tl" VZ_TINYLLAMA_LOSSLESS="$W/lossless.vz" timeout 60 "$B/t
 grep -E "steps: logits|differ|SKIP|FAILED|PASSED" "$OUT/tinyllama_bitexact.log"
 
 step "bench"
-timeout 150 "$V" bench -m "$W/tl" --device cuda --codec raw,lossless,q8 --out-dir "$W" -n 128 --prompt-len 512 \
+VZ_CUDA_PROFILE=1 timeout 150 "$V" bench -m "$W/tl" --device cuda --codec raw,lossless,q8 --out-dir "$W" -n 128 --prompt-len 512 \
     --json "$OUT/bench.json" >"$OUT/bench.txt" 2>"$OUT/bench.err"
 echo "bench rc=$?"
-tail -3 "$OUT/bench.err"
+grep -v "^bench: converting" "$OUT/bench.err" | head -60
 
 step "summary"
 echo "card: $(cat "$OUT/card.txt")"

@@ -106,7 +106,9 @@ static int inspect(vz_model *m, const char *path, int json) {
     printf("total: %d tensors, %llu weights, %llu bytes, %.3f bits/weight, %.3fx vs bf16 (%llu bytes)",
            vz_model_n_tensors(m), (unsigned long long)t.params, (unsigned long long)t.bytes, bpw, ratio,
            (unsigned long long)(2 * t.params));
-    if (t.ent_params) printf(", mean exponent entropy %.3f bits", t.ent_sum / (double)t.ent_params);
+    if (t.ent_params)
+        printf(", mean exponent entropy %.3f bits (over %llu weights of lossless tensors)", t.ent_sum / (double)t.ent_params,
+               (unsigned long long)t.ent_params);
     printf("\n");
     return 0;
 }

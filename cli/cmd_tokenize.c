@@ -123,7 +123,7 @@ static int open_tokenizer(const char *path, vz_tokenizer **tok, vz_model **m, co
     }
     char first[512];
     snprintf(first, sizeof first, "%s", vz_last_error());
-    if (st == VZ_ERR_NOT_FOUND || st == VZ_ERR_IO) return cli_fail(kCmd, st);
+    if (st == VZ_ERR_NOT_FOUND) return cli_fail(kCmd, st); /* a directory may be a model */
     vz_model_opts mo;
     vz_model_opts_default(&mo);
     if (vz_model_open(m, path, &mo) != VZ_OK) {

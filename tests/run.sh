@@ -33,6 +33,22 @@ for t in "$BUILD"/tests/test_*; do
     fi
     rm -f "$log"
 done
+# Short libFuzzer runs (built by `make test` when clang is available): each
+# target fuzzes a scratch copy of its corpus for VZ_FUZZ_SECONDS; a crash fails.
+if [ -z "${VZ_TEST_FILTER:-}" ] || [[ fuzz =~ ${VZ_TEST_FILTER} ]]; then
+    for f in build-fuzz/fuzz_*; do
+        [ -x "$f" ] || continue
+        n=${f#build-fuzz/fuzz_}
+        d=$(mktemp -d)
+        cp -r "tests/fuzz/corpus/$n/." "$d/" 2>/dev/null || true
+        if timeout 300 "$f" -max_total_time="${VZ_FUZZ_SECONDS:-10}" -print_final_stats=0 "$d" >"$d.log" 2>&1; then
+            pass=$((pass + 1)); printf '%-28s   1 passed   0 failed   0 skipped  (fuzz)\n' "fuzz_$n"
+        else
+            fail=$((fail + 1)); failed_bins+=("fuzz_$n"); tail -40 "$d.log" | sed 's/^/    /'
+        fi
+        rm -rf "$d" "$d.log"
+    done
+fi
 [ ${#failed_bins[@]} -gt 0 ] && echo "failing: ${failed_bins[*]}"
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ]

@@ -302,7 +302,7 @@ static void test_check_corrupt(void **state) {
         vz_tensor t = tensor_of(&b, c, VZ_DTYPE_BF16, 40, 70);
         uint8_t *big = calloc(b.size + 1, 1), *pbig = calloc(b.params_size + 1, 1);
         memcpy(big, b.data, b.size);
-        memcpy(pbig, b.params, b.params_size);
+        if (b.params_size) memcpy(pbig, b.params, b.params_size);
         assert_int_not_equal(check_with(&t, b.params, b.params_size, b.data, b.size - 1), VZ_OK);
         assert_int_not_equal(check_with(&t, b.params, b.params_size, big, b.size + 1), VZ_OK);
         if (b.params_size) assert_int_not_equal(check_with(&t, b.params, b.params_size - 1, b.data, b.size), VZ_OK);
@@ -364,6 +364,55 @@ static void test_lossless_check(void **state) {
     free(d);
     free(src);
     vz_blob_free(&b);
+}
+
+/* `lossless` rows with no exceptions and rows made only of exceptions; the
+ * per-block exception index counts them exactly. */
+static void test_lossless_exception_rows(void **state) {
+    (void)state;
+    enum { R = 8, C = 1500 };
+    uint64_t seed = 21;
+    float v[R * C];
+    for (int i = 0; i < R * C; i++) {
+        int r = i / C;
+        v[i] = r == 6 ? ldexpf(1.0f, 60 + i % 60) : r == 7 ? 0.02f : rand_t(&seed, 0, 0.02f); /* row 6: 30 rare H */
+    }
+    for (int j = 0; j < 3; j++) {
+        uint8_t *src = from_f32(v, R * C, DTYPES[j]);
+        const vz_codec *c = vz_codec_by_name("lossless");
+        roundtrip(c, DTYPES[j], R, C, src, NULL);
+        if (DTYPES[j] == VZ_DTYPE_F16) { free(src); continue; } /* 2^60 is inf in f16 */
+        vz_blob b;
+        assert_int_equal(c->encode(src, DTYPES[j], R, C, NULL, &b), VZ_OK);
+        vz_tensor t = tensor_of(&b, c, DTYPES[j], R, C);
+        uint64_t w = (uint64_t)vz_dtype_size(DTYPES[j]), k = b.params[1];
+        uint64_t index = vz_al16(vz_al16(R * C * (w - 1)) + R * 47 * k * 4); /* 47 groups, 2 blocks per row */
+        const uint8_t *idx = t.data + index;
+        assert_int_equal(vz_le32(idx + 4 * 14) - vz_le32(idx + 4 * 12), C); /* row 6: all exceptions */
+        assert_int_equal(vz_le32(idx + 4 * 16) - vz_le32(idx + 4 * 14), 0); /* row 7: none */
+        vz_blob_free(&b);
+        free(src);
+    }
+}
+
+/* Encoder levels: zstd 1 and 19 (and an invalid one); other codecs ignore
+ * levels they do not use, or take them as documented variants. */
+static void test_levels(void **state) {
+    (void)state;
+    uint64_t seed = 23;
+    float v[40 * 300];
+    for (int i = 0; i < 40 * 300; i++) v[i] = rand_t(&seed, 4, 0.03f);
+    uint8_t *src = from_f32(v, 40 * 300, VZ_DTYPE_BF16);
+    static const int32_t levels[] = {1, 2, 3, 19};
+    for (int i = 0; i < vz_codec_count(); i++)
+        for (size_t l = 0; l < sizeof levels / sizeof levels[0]; l++) {
+            vz_codec_opts o = {0, levels[l]};
+            roundtrip(vz_codec_at(i), VZ_DTYPE_BF16, 40, 300, src, &o);
+        }
+    vz_codec_opts bad = {0, 99};
+    vz_blob b;
+    assert_int_equal(vz_codec_by_name("zstd")->encode(src, VZ_DTYPE_BF16, 40, 300, &bad, &b), VZ_ERR_ARG);
+    free(src);
 }
 
 /* Shannon entropy (bits/element) of the exponent field of bf16 elements. */
@@ -434,6 +483,7 @@ int main(void) {
         cmocka_unit_test(test_all_bit_patterns), cmocka_unit_test(test_stories260k),
         cmocka_unit_test(test_check_corrupt),   cmocka_unit_test(test_lossless_check),
         cmocka_unit_test(test_bits_per_weight), cmocka_unit_test(test_fuzz_replay),
+        cmocka_unit_test(test_lossless_exception_rows), cmocka_unit_test(test_levels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

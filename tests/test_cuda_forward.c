@@ -94,10 +94,12 @@ static void test_greedy_stories260k(void **state) {
  * terms in different orders (GPU: 32 lane partials + a shuffle tree; CPU:
  * 16 partials + a fixed tree), so each dot differs by at most ~n*2^-24 of
  * sum|a_i b_i| (~1e-5 relative) and, through 5 residual layers, the logits
- * by a few 1e-5 of their scale; the README's double-precision reference
- * says an f32 implementation agrees to ~1e-4. We allow 1e-4 * max|logit|.
- * f16 KV: both sides round the same f32 values to f16 (nearest even), so
- * only values that differ across a rounding boundary add error: same bound. */
+ * by at most ~1e-5 of their scale (typical errors grow as sqrt(n), far
+ * less): f32 KV allows 1e-5 * max|logit| (measured on an H200: 4e-7).
+ * f16 KV: both sides round the same f32 values to f16 (nearest even), but a
+ * value that lands on the other side of a rounding boundary moves by one f16
+ * ulp (2^-11 relative) on one side only; a few such flips per layer give a
+ * few 1e-5 of the scale: allowed 1e-4 * max|logit| (measured: 2.3e-5). */
 static void test_logits_match_cpu(void **state) {
     (void)state;
     char path[1024];
@@ -123,14 +125,15 @@ static void test_logits_match_cpu(void **state) {
             if (fabsf(a[i]) > scale) scale = fabsf(a[i]);
             if (fabsf(a[i] - b[i]) > maxd) maxd = fabsf(a[i] - b[i]);
         }
+        const float tol = (kv ? 1e-4f : 1e-5f) * scale;
         print_message("kv %s: max |gpu - cpu| = %.3g over %d logits (max |logit| %.3g, tolerance %.3g)\n",
-                      kv ? "f16" : "f32", (double)maxd, N * V, (double)scale, (double)(1e-4f * scale));
-        assert_true(maxd <= 1e-4f * scale);
+                      kv ? "f16" : "f32", (double)maxd, N * V, (double)scale, (double)tol);
+        assert_true(maxd <= tol);
         /* one token at a time (the decode graph) gives the batched result's logits */
         vz_session_reset(gpu);
         for (int i = 0; i < N; i++) {
             assert_int_equal(vz_session_eval(gpu, toks + i, 1, b, 0), VZ_OK);
-            for (int j = 0; j < V; j++) assert_true(fabsf(b[j] - a[i * V + j]) <= 1e-4f * scale);
+            for (int j = 0; j < V; j++) assert_true(fabsf(b[j] - a[i * V + j]) <= tol);
         }
         vz_session_free(cpu);
         vz_session_free(gpu);

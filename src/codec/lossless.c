@@ -78,7 +78,7 @@ static int ll_choose(const uint64_t hist[256], const ll_geom *g3, int64_t rows, 
         ll_geom_init(&g, d, rows, cols, k);
         uint64_t covered = 0;
         for (int i = 0; i < (1 << k); i++) covered += hist[order[i]];
-        uint64_t size = g.exc + 2 * (g3->n - covered);
+        uint64_t size = 8 + ((uint64_t)1 << k) + g.exc + 2 * (g3->n - covered); /* params + data */
         if (k == 3) size3 = size;
         if (size < best) { best = size; bestk = k; }
     }

@@ -165,6 +165,9 @@ static vz_status q4_check(const vz_tensor *t) {
                "tensor %s: q4 group %u invalid for %lldx%lld", t->name, group, (long long)t->rows, (long long)t->cols);
     VZ_FAIL_IF(t->size != g.size, VZ_ERR_FORMAT, "tensor %s: q4 data %llu bytes, shape needs %llu", t->name,
                (unsigned long long)t->size, (unsigned long long)g.size);
+    for (uint64_t i = 0; g.asym && i < (uint64_t)t->rows * g.gpr; i++)
+        VZ_FAIL_IF(t->data[g.zeros + i] > 15, VZ_ERR_FORMAT, "tensor %s: q4 zero point %llu = %u > 15", t->name,
+                   (unsigned long long)i, t->data[g.zeros + i]);
     return VZ_OK;
 }
 

@@ -18,7 +18,10 @@ enum { VZ_PIECE_NORMAL = 1, VZ_PIECE_UNKNOWN = 2, VZ_PIECE_CONTROL = 3, VZ_PIECE
 
 /* Builds a tokenizer from parallel arrays (copied). pieces are UTF-8 with
  * U+2581 kept as is (SentencePiece/GGUF form) when spm_form is 1, or with
- * spaces (llama2.c form) when 0. types may be NULL (inferred). */
+ * spaces (llama2.c form) when 0. types (SentencePiece 1..6) may be NULL:
+ * inferred from unk/bos/eos and "<0xXX>" names; scores may be NULL (all 0).
+ * Byte fallback is on when some piece is of type BYTE. what names the
+ * source in messages. *out owned by the caller (vz_tokenizer_close). */
 vz_status vz_tokenizer_from_vocab(vz_tokenizer **out, int32_t n, const char *const *pieces, const uint32_t *lens,
                                   const float *scores, const int32_t *types, int32_t spm_form, int32_t bos,
                                   int32_t eos, int32_t unk, int32_t add_dummy_prefix, const char *what);

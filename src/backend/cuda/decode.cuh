@@ -34,6 +34,12 @@ struct vz_dview {
     uint32_t lut_lo, lut_hi;
 };
 
+/* One lane's raw bits of one group, loaded ahead of its decode (fast paths). */
+struct vz_gst {
+    uint4 v[4];
+    uint32_t u[5];
+};
+
 /* Words per lane of the warp's shared scratch (exception patching). */
 #define VZ_SMEM_LANE 16
 
@@ -101,6 +107,32 @@ static __device__ __forceinline__ void vz_ll_patch(const vz_dview &d, uint32_t *
     __syncwarp();
 }
 
+/* Fast lossless (bf16, k = 3 packed3, cols % 32 == 0), stage 1: loads. */
+static __device__ __forceinline__ void vz_ll3_load(const vz_dview &d, int64_t r, int it, int lane, vz_gst &st) {
+    int g = it * 32 + lane;
+    g = g < d.gpr ? g : 0;
+    const uint4 *lp = (const uint4 *)(d.data + (size_t)r * d.cols + 32 * (size_t)g);
+    const uint32_t *cp = d.codes + ((size_t)r * d.gpr + g) * 3;
+    st.v[0] = __ldg(lp), st.v[1] = __ldg(lp + 1);
+    st.u[0] = __ldg(cp), st.u[1] = __ldg(cp + 1), st.u[2] = __ldg(cp + 2);
+    st.u[3] = __ldg(d.eidx + (size_t)r * d.bpr + it), st.u[4] = __ldg(d.eidx + (size_t)r * d.bpr + it + 1);
+}
+
+/* Stage 2: H bytes by prmt, exceptions patched, bf16 pairs to f32. */
+static __device__ __forceinline__ void vz_ll3_decode(const vz_dview &d, const vz_gst &st, int lane, uint32_t *sm,
+                                                     float w[32]) {
+    uint32_t h[8], cw[3] = {st.u[0], st.u[1], st.u[2]};
+    vz_ll_h_packed3(cw[0], cw[1], cw[2], d.lut_lo, d.lut_hi, h);
+    if (st.u[4] > st.u[3]) vz_ll_patch<true>(d, sm, st.u[3], st.u[4], lane, h, cw);
+    uint32_t L[8] = {st.v[0].x, st.v[0].y, st.v[0].z, st.v[0].w, st.v[1].x, st.v[1].y, st.v[1].z, st.v[1].w};
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        uint32_t p0 = __byte_perm(L[j], h[j], 0x5140), p1 = __byte_perm(L[j], h[j], 0x7362);
+        w[4 * j] = vz_u2f(p0 << 16), w[4 * j + 1] = vz_u2f(p0 & 0xffff0000u);
+        w[4 * j + 2] = vz_u2f(p1 << 16), w[4 * j + 3] = vz_u2f(p1 & 0xffff0000u);
+    }
+}
+
 /* The lossless decoder. FAST: bf16, k = 3 packed3, cols % 32 == 0 (vector
  * loads, prmt); else any dtype/k/layout/cols, elements past cols give 0.
  * Group g of row r; lanes with g >= gpr still call it (warp barriers). */
@@ -113,18 +145,9 @@ static __device__ __forceinline__ void vz_ll_group(const vz_dview &d, int64_t r,
     const uint32_t *cp = d.codes + ((size_t)r * d.gpr + (gv ? g : 0)) * (size_t)d.k;
     uint32_t e0 = __ldg(d.eidx + (size_t)r * d.bpr + it), e1 = __ldg(d.eidx + (size_t)r * d.bpr + it + 1);
     if (FAST) {
-        const uint4 *lp = (const uint4 *)(d.data + (size_t)r * d.cols + 32 * (size_t)(gv ? g : 0));
-        uint4 l0 = __ldg(lp), l1 = __ldg(lp + 1);
-        cw[0] = __ldg(cp), cw[1] = __ldg(cp + 1), cw[2] = __ldg(cp + 2);
-        vz_ll_h_packed3(cw[0], cw[1], cw[2], d.lut_lo, d.lut_hi, h);
-        if (e1 > e0) vz_ll_patch<true>(d, sm, e0, e1, lane, h, cw);
-        uint32_t L[8] = {l0.x, l0.y, l0.z, l0.w, l1.x, l1.y, l1.z, l1.w};
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            uint32_t p0 = __byte_perm(L[j], h[j], 0x5140), p1 = __byte_perm(L[j], h[j], 0x7362);
-            w[4 * j] = vz_u2f(p0 << 16), w[4 * j + 1] = vz_u2f(p0 & 0xffff0000u);
-            w[4 * j + 2] = vz_u2f(p1 << 16), w[4 * j + 3] = vz_u2f(p1 & 0xffff0000u);
-        }
+        vz_gst st;
+        vz_ll3_load(d, r, it, lane, st);
+        vz_ll3_decode(d, st, lane, sm, w);
         return;
     }
     if (gv)
@@ -154,20 +177,31 @@ static __device__ __forceinline__ void vz_ll_group(const vz_dview &d, int64_t r,
     }
 }
 
-/* ---- raw ------------------------------------------------------------------ */
+/* ---- raw ------------------------------------------------------------------
+ * Fast: bf16, cols % 32 == 0; 64 bytes per lane. */
+static __device__ __forceinline__ void vz_rawbf_load(const vz_dview &d, int64_t r, int it, int lane, vz_gst &st) {
+    int g = it * 32 + lane;
+    const uint4 *p = (const uint4 *)(d.data + ((size_t)r * d.cols + 32 * (size_t)(g < d.gpr ? g : 0)) * 2);
+    st.v[0] = __ldg(p), st.v[1] = __ldg(p + 1), st.v[2] = __ldg(p + 2), st.v[3] = __ldg(p + 3);
+}
+
+static __device__ __forceinline__ void vz_rawbf_decode(const vz_gst &st, float w[32]) {
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        uint32_t q[4] = {st.v[j].x, st.v[j].y, st.v[j].z, st.v[j].w};
+#pragma unroll
+        for (int i = 0; i < 4; i++) w[8 * j + 2 * i] = vz_u2f(q[i] << 16), w[8 * j + 2 * i + 1] = vz_u2f(q[i] & 0xffff0000u);
+    }
+}
+
 template <bool FAST>
 static __device__ __forceinline__ void vz_raw_group(const vz_dview &d, int64_t r, int it, int lane, float w[32]) {
     int g = it * 32 + lane;
     bool gv = g < d.gpr;
-    if (FAST) { /* bf16, cols % 32 == 0 */
-        const uint4 *p = (const uint4 *)(d.data + ((size_t)r * d.cols + 32 * (size_t)(gv ? g : 0)) * 2);
-        uint4 v[4] = {__ldg(p), __ldg(p + 1), __ldg(p + 2), __ldg(p + 3)};
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            uint32_t q[4] = {v[j].x, v[j].y, v[j].z, v[j].w};
-#pragma unroll
-            for (int i = 0; i < 4; i++) w[8 * j + 2 * i] = vz_u2f(q[i] << 16), w[8 * j + 2 * i + 1] = vz_u2f(q[i] & 0xffff0000u);
-        }
+    if (FAST) {
+        vz_gst st;
+        vz_rawbf_load(d, r, it, lane, st);
+        vz_rawbf_decode(st, w);
         return;
     }
 #pragma unroll
@@ -183,21 +217,33 @@ static __device__ __forceinline__ void vz_raw_group(const vz_dview &d, int64_t r
     }
 }
 
-/* ---- q8: value = (float)q * (float)scale (src/codec/q8.c) ----------------- */
+/* ---- q8: value = (float)q * (float)scale (src/codec/q8.c) -----------------
+ * Fast: cols % 32 == 0 and group % 32 == 0, so one scale per lane group. */
+static __device__ __forceinline__ void vz_q8_load(const vz_dview &d, int64_t r, int it, int lane, vz_gst &st) {
+    int g = it * 32 + lane;
+    size_t c0 = 32 * (size_t)(g < d.gpr ? g : 0);
+    const uint4 *p = (const uint4 *)(d.data + (size_t)r * d.cols + c0);
+    st.v[0] = __ldg(p), st.v[1] = __ldg(p + 1);
+    st.u[0] = __ldg(d.scales + (size_t)r * d.qgpr + c0 / d.group);
+}
+
+static __device__ __forceinline__ void vz_q8_decode(const vz_gst &st, float w[32]) {
+    float s = __half2float(__ushort_as_half((unsigned short)st.u[0]));
+    uint32_t q[8] = {st.v[0].x, st.v[0].y, st.v[0].z, st.v[0].w, st.v[1].x, st.v[1].y, st.v[1].z, st.v[1].w};
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) w[4 * j + i] = (float)(int8_t)(q[j] >> 8 * i) * s;
+}
+
 template <bool FAST>
 static __device__ __forceinline__ void vz_q8_group(const vz_dview &d, int64_t r, int it, int lane, float w[32]) {
     int g = it * 32 + lane;
     bool gv = g < d.gpr;
-    if (FAST) { /* cols % 32 == 0 and group % 32 == 0: one scale per lane */
-        size_t c0 = 32 * (size_t)(gv ? g : 0);
-        const uint4 *p = (const uint4 *)(d.data + (size_t)r * d.cols + c0);
-        uint4 a = __ldg(p), b = __ldg(p + 1);
-        float s = __half2float(__ushort_as_half(__ldg(d.scales + (size_t)r * d.qgpr + c0 / d.group)));
-        uint32_t q[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
-#pragma unroll
-        for (int j = 0; j < 8; j++)
-#pragma unroll
-            for (int i = 0; i < 4; i++) w[4 * j + i] = (float)(int8_t)(q[j] >> 8 * i) * s;
+    if (FAST) {
+        vz_gst st;
+        vz_q8_load(d, r, it, lane, st);
+        vz_q8_decode(st, w);
         return;
     }
 #pragma unroll

@@ -116,12 +116,45 @@ void vz_k_rope_store(float *q, float *k, const float *v, void *kc, void *vc, con
     k_rope_store<<<B, 256, 0, st>>>(q, k, v, kc, vc, d_pos, n_heads, n_kv, hd, theta, interleaved, kv_f16);
 }
 
-/* ---- attention: one block per (key chunk, head, query), then a combine -- */
+/* ---- attention: one block per (key chunk, head, query), then a combine --
+ * Variants (vz_att_variants): scores with one warp per key (lanes split
+ * head_dim, shuffle reduce), or one thread per key (a whole key row through
+ * 16-byte loads, no shuffles). Both feed the same softmax and V pass. */
 
-#define ATT_THREADS 256
+#define ATT_THREADS 128
 
 static __device__ __forceinline__ float kv_at(const void *c, int64_t i, int32_t f16) {
     return f16 ? __half2float(((const __half *)c)[i]) : ((const float *)c)[i];
+}
+
+/* q . key row at element base (head_dim hd) by one thread. */
+static __device__ __forceinline__ float dot_row(const float *qs, const void *kc, int64_t base, int hd, int f16) {
+    float a = 0.0f;
+    if (f16 && (hd & 7) == 0) {
+        const uint4 *p = (const uint4 *)((const __half *)kc + base);
+        for (int c = 0; c < hd / 8; c++) {
+            uint4 u = p[c];
+            const __half2 *h = (const __half2 *)&u;
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                float2 f = __half22float2(h[i]);
+                a += qs[8 * c + 2 * i] * f.x;
+                a += qs[8 * c + 2 * i + 1] * f.y;
+            }
+        }
+    } else if (!f16 && (hd & 3) == 0) {
+        const float4 *p = (const float4 *)((const float *)kc + base);
+        for (int c = 0; c < hd / 4; c++) {
+            float4 f = p[c];
+            a += qs[4 * c] * f.x;
+            a += qs[4 * c + 1] * f.y;
+            a += qs[4 * c + 2] * f.z;
+            a += qs[4 * c + 3] * f.w;
+        }
+    } else {
+        for (int d = 0; d < hd; d++) a += qs[d] * kv_at(kc, base + d, f16);
+    }
+    return a;
 }
 
 size_t vz_att_part_floats(int32_t B, int32_t n_heads, int32_t hd, int32_t n_ctx) {
@@ -129,8 +162,9 @@ size_t vz_att_part_floats(int32_t B, int32_t n_heads, int32_t hd, int32_t n_ctx)
     return (size_t)B * n_heads * S * (size_t)(hd + 2);
 }
 
-/* Each block: scores of its chunk (one warp per key), softmax partials
- * (max m, sum l, unnormalised o) written to part for the combine. */
+/* Each block: scores of its chunk, softmax partials (max m, sum l,
+ * unnormalised o) written to part for the combine. */
+template <int KEY_PER_THREAD>
 static __global__ void k_att_chunk(const float *q, const void *kc, const void *vc, float *part, const int32_t *d_pos,
                                    int32_t n_heads, int32_t n_kv, int32_t hd, int32_t kv_f16) {
     extern __shared__ float sm[];
@@ -143,12 +177,17 @@ static __global__ void k_att_chunk(const float *q, const void *kc, const void *v
     for (int d = threadIdx.x; d < hd; d += blockDim.x) qs[d] = q[((int64_t)b * n_heads + h) * hd + d];
     __syncthreads();
     const float rs = sqrtf((float)hd);
-    for (int j = wid; j < n; j += nw) {
-        int64_t base = (int64_t)(k0 + j) * kvd + (int64_t)kvh * hd;
-        float a = 0.0f;
-        for (int d = lane; d < hd; d += 32) a += qs[d] * kv_at(kc, base + d, kv_f16);
-        a = warp_sum(a);
-        if (lane == 0) sc[j] = a / rs;
+    if (KEY_PER_THREAD) {
+        for (int j = threadIdx.x; j < n; j += blockDim.x)
+            sc[j] = dot_row(qs, kc, (int64_t)(k0 + j) * kvd + (int64_t)kvh * hd, hd, kv_f16) / rs;
+    } else {
+        for (int j = wid; j < n; j += nw) {
+            int64_t base = (int64_t)(k0 + j) * kvd + (int64_t)kvh * hd;
+            float a = 0.0f;
+            for (int d = lane; d < hd; d += 32) a += qs[d] * kv_at(kc, base + d, kv_f16);
+            a = warp_sum(a);
+            if (lane == 0) sc[j] = a / rs;
+        }
     }
     __syncthreads();
     float m = -FLT_MAX;
@@ -196,12 +235,23 @@ static __global__ void k_att_combine(float *out, const float *part, const int32_
     }
 }
 
+typedef void (*att_fn)(const float *, const void *, const void *, float *, const int32_t *, int32_t, int32_t,
+                       int32_t, int32_t);
+static const struct {
+    const char *name;
+    att_fn fn;
+} att_variants[] = {{"key-per-thread", k_att_chunk<1>}, {"key-per-warp", k_att_chunk<0>}};
+
+int vz_att_n_variants(void) { return (int)(sizeof att_variants / sizeof att_variants[0]); }
+const char *vz_att_variant_name(int v) { return v >= 0 && v < vz_att_n_variants() ? att_variants[v].name : NULL; }
+
 void vz_k_attention(float *out, const float *q, const void *kc, const void *vc, float *part, const int32_t *d_pos,
                     int32_t B, int32_t n_heads, int32_t n_kv, int32_t hd, int32_t n_ctx, int32_t kv_f16,
-                    cudaStream_t st) {
+                    int32_t variant, cudaStream_t st) {
     int S = (n_ctx + VZ_ATT_CHUNK - 1) / VZ_ATT_CHUNK;
     size_t shm = sizeof(float) * ((size_t)hd + VZ_ATT_CHUNK + 32 + ATT_THREADS);
-    k_att_chunk<<<dim3(S, n_heads, B), ATT_THREADS, shm, st>>>(q, kc, vc, part, d_pos, n_heads, n_kv, hd, kv_f16);
+    att_fn fn = att_variants[variant >= 0 && variant < vz_att_n_variants() ? variant : 0].fn;
+    fn<<<dim3(S, n_heads, B), ATT_THREADS, shm, st>>>(q, kc, vc, part, d_pos, n_heads, n_kv, hd, kv_f16);
     k_att_combine<<<dim3(n_heads, B), hd < 1024 ? hd : 1024, 0, st>>>(out, part, d_pos, n_heads, hd, S);
 }
 

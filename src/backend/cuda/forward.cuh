@@ -15,7 +15,7 @@
 #define VZ_CUDA_MAX_BATCH 8
 /* Keys per attention block: a context of n keys runs in ceil(n / CHUNK) blocks
  * per (query, head), merged by a combine step. */
-#define VZ_ATT_CHUNK 256
+#define VZ_ATT_CHUNK 128
 
 /* out[b] = w * x[b] / rms(x[b]) for b < B. */
 void vz_k_rmsnorm(const float *x, float *out, const float *w, int32_t B, int32_t dim, float eps, cudaStream_t st);
@@ -33,7 +33,11 @@ void vz_k_rope_store(float *q, float *k, const float *v, void *kc, void *vc, con
 size_t vz_att_part_floats(int32_t B, int32_t n_heads, int32_t hd, int32_t n_ctx);
 void vz_k_attention(float *out, const float *q, const void *kc, const void *vc, float *part, const int32_t *d_pos,
                     int32_t B, int32_t n_heads, int32_t n_kv, int32_t hd, int32_t n_ctx, int32_t kv_f16,
-                    cudaStream_t st);
+                    int32_t variant, cudaStream_t st);
+/* The attention variants (score pass), timed by the session profiler;
+ * variant 0 is the default. Name NULL past the end. */
+int vz_att_n_variants(void);
+const char *vz_att_variant_name(int v);
 
 /* Picks the next token from logits (vocab floats): argmax when temp <= 0
  * (lowest id on ties), else top-k / top-p sampling at temperature temp with

@@ -34,14 +34,20 @@ struct mv_args {
 
 vz_dview vz_cuda_view(const vz_cuda_tensor *t); /* cuda_weights.cu */
 
-/* Group decode for path KIND (compile time). */
+/* The two stages of the fast decoders (decode.cuh), by path KIND. */
 template <int KIND>
-static __device__ __forceinline__ void mv_group(const vz_dview &d, int64_t r, int it, int lane, uint32_t *sm,
-                                                float w[32]) {
-    if (KIND == VZ_K_RAW_BF16) vz_raw_group<true>(d, r, it, lane, w);
-    else if (KIND == VZ_K_LL3) vz_ll_group<true>(d, r, it, lane, sm, w);
-    else if (KIND == VZ_K_Q8) vz_q8_group<true>(d, r, it, lane, w);
-    else vz_group_any(d, r, it, lane, sm, w);
+static __device__ __forceinline__ void mv_load(const vz_dview &d, int64_t r, int it, int lane, vz_gst &st) {
+    if (KIND == VZ_K_RAW_BF16) vz_rawbf_load(d, r, it, lane, st);
+    else if (KIND == VZ_K_LL3) vz_ll3_load(d, r, it, lane, st);
+    else if (KIND == VZ_K_Q8) vz_q8_load(d, r, it, lane, st);
+}
+
+template <int KIND>
+static __device__ __forceinline__ void mv_decode(const vz_dview &d, const vz_gst &st, int lane, uint32_t *sm,
+                                                 float w[32]) {
+    if (KIND == VZ_K_RAW_BF16) vz_rawbf_decode(st, w);
+    else if (KIND == VZ_K_LL3) vz_ll3_decode(d, st, lane, sm, w);
+    else if (KIND == VZ_K_Q8) vz_q8_decode(st, w);
 }
 
 static __device__ __forceinline__ vz_dview mv_pick(const mv_args &a, int t) {
@@ -75,10 +81,21 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) mv_kernel(mv_args a) {
         for (int b = 0; b < B; b++) acc[s][b] = 0.0f;
     int nit = (d[0].gpr + 31) / 32;
     int64_t cols = d[0].cols;
+    vz_gst cur[MV_SLOTS], nxt[MV_SLOTS];
+    if (KIND != VZ_K_GENERIC)
+#pragma unroll
+        for (int s = 0; s < MV_SLOTS; s++) mv_load<KIND>(d[s], r[s], 0, lane, cur[s]);
     for (int it = 0; it < nit; it++) {
         float w[MV_SLOTS][32];
+        if (KIND != VZ_K_GENERIC && it + 1 < nit) /* prefetch: next group's bytes in flight during this one's math */
 #pragma unroll
-        for (int s = 0; s < MV_SLOTS; s++) mv_group<KIND>(d[s], r[s], it, lane, smem[warp], w[s]);
+            for (int s = 0; s < MV_SLOTS; s++) mv_load<KIND>(d[s], r[s], it + 1, lane, nxt[s]);
+#pragma unroll
+        for (int s = 0; s < MV_SLOTS; s++) {
+            if (KIND == VZ_K_GENERIC) vz_group_any(d[s], r[s], it, lane, smem[warp], w[s]);
+            else mv_decode<KIND>(d[s], cur[s], lane, smem[warp], w[s]);
+            if (KIND != VZ_K_GENERIC) cur[s] = nxt[s];
+        }
         int64_t c0 = 32 * (int64_t)(it * 32 + lane);
         if (c0 >= cols) continue;
         int ne = cols - c0 < 32 ? (int)(cols - c0) : 32;

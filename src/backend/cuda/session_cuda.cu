@@ -8,6 +8,7 @@
  * reference: vz_forward in src/model/forward.c (same layer order).
  */
 #include <cuda_runtime.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +24,8 @@ typedef struct dev_layer {
     const float *attn_norm, *ffn_norm; /* into norms */
 } dev_layer;
 
+#define PROF_MAX 1024
+
 struct vz_cuda_session {
     vz_config c;
     int32_t n_ctx, kv_f16;
@@ -36,7 +39,20 @@ struct vz_cuda_session {
     cudaGraphExec_t graph[VZ_CUDA_MAX_BATCH + 1];
     vz_sampler_opts gopts;               /* sampler baked into graph[1] */
     uint64_t w_bytes, kv_bytes, scratch_bytes, free0, min_free, total;
+    int32_t att_variant;                 /* forward.cuh variants; 0 default */
+    struct {                             /* VZ_CUDA_PROFILE=1: events between ops */
+        int on, n;
+        cudaEvent_t ev[PROF_MAX];
+        const char *tag[PROF_MAX];
+    } prof;
 };
+
+/* Records an event after the op named tag (profiling runs only, never in a graph). */
+static void mark(vz_cuda_session *s, const char *tag) {
+    if (!s->prof.on || s->prof.n >= PROF_MAX) return;
+    cudaEventRecord(s->prof.ev[s->prof.n], s->st);
+    s->prof.tag[s->prof.n++] = tag;
+}
 
 #define CU_TRY(call, what)                                                                                   \
     do {                                                                                                     \
@@ -132,32 +148,45 @@ static vz_status forward(vz_cuda_session *s, int32_t B) {
     const size_t kv_layer = (size_t)s->n_ctx * (size_t)nkv * hd * (s->kv_f16 ? 2 : 4);
     cudaStream_t st = s->st;
     VZ_TRY(vz_cuda_rows(s->x, s->tok, B, &s->emb, st));
+    mark(s, "embed");
     for (int32_t l = 0; l < c->n_layers; l++) {
         dev_layer *L = &s->L[l];
         char *kc = (char *)s->kc + kv_layer * l, *vc = (char *)s->vc + kv_layer * l;
         /* attention: x += Wo attention(rope(Wq xb), rope(Wk xb), Wv xb), xb = norm(x) */
         vz_k_rmsnorm(s->x, s->xb, L->attn_norm, B, dim, c->rms_eps, st);
+        mark(s, "rmsnorm");
         const vz_cuda_tensor *qkv[3] = {&L->wq, &L->wk, &L->wv};
         float *const qkv_out[3] = {s->q, s->k, s->v};
         VZ_TRY(vz_cuda_matvec_multi(3, qkv, qkv_out, s->xb, B, VZ_CUDA_EPI_NONE, st));
+        mark(s, "qkv matvec");
         vz_k_rope_store(s->q, s->k, s->v, kc, vc, s->pos, B, nh, nkv, hd, c->rope_theta, c->rope_interleaved,
                         s->kv_f16, st);
-        vz_k_attention(s->att, s->q, kc, vc, s->part, s->pos, B, nh, nkv, hd, s->n_ctx, s->kv_f16, st);
+        mark(s, "rope + kv store");
+        vz_k_attention(s->att, s->q, kc, vc, s->part, s->pos, B, nh, nkv, hd, s->n_ctx, s->kv_f16, s->att_variant,
+                       st);
+        mark(s, "attention");
         const vz_cuda_tensor *wo = &L->wo;
         VZ_TRY(vz_cuda_matvec_multi(1, &wo, &s->x, s->att, B, VZ_CUDA_EPI_ADD, st));
+        mark(s, "wo matvec + add");
         /* MLP: x += W2 (silu(W1 xb) * W3 xb), xb = norm(x) */
         vz_k_rmsnorm(s->x, s->xb, L->ffn_norm, B, dim, c->rms_eps, st);
+        mark(s, "rmsnorm");
         const vz_cuda_tensor *gu[2] = {&L->w1, &L->w3};
         float *const gu_out[2] = {s->hb, s->hb};
         VZ_TRY(vz_cuda_matvec_multi(2, gu, gu_out, s->xb, B, VZ_CUDA_EPI_SILU_MUL, st));
+        mark(s, "gate/up matvec + silu");
         const vz_cuda_tensor *w2 = &L->w2;
         VZ_TRY(vz_cuda_matvec_multi(1, &w2, &s->x, s->hb, B, VZ_CUDA_EPI_ADD, st));
+        mark(s, "down matvec + add");
     }
     vz_k_rmsnorm(s->x, s->xb, s->norms + (size_t)(2 * c->n_layers) * dim, B, dim, c->rms_eps, st);
+    mark(s, "rmsnorm");
     VZ_TRY(vz_cuda_matvec(s->logits, s->xb, B, s->out.data ? &s->out : &s->emb, st));
+    mark(s, "head matvec");
     const vz_sampler_opts *o = &s->gopts;
     vz_k_sample(s->logits + (size_t)(B - 1) * c->vocab_size, c->vocab_size, o->temp, o->top_k, o->top_p, o->seed,
                 s->tok, s->out_ids, s->step, s->pos, B, s->n_ctx, st);
+    mark(s, "sample");
     return VZ_OK;
 }
 
@@ -187,8 +216,8 @@ extern "C" vz_status vz_cuda_session_create(vz_cuda_session **out, const vz_mode
     VZ_FAIL_IF(!out || !m || n_ctx < 1, VZ_ERR_ARG, "vz_cuda_session_create: bad arguments");
     *out = NULL;
     VZ_FAIL_IF(vz_cuda_device_count() < 1, VZ_ERR_CUDA, "device cuda: no CUDA device found");
-    VZ_FAIL_IF(m->cfg.head_dim > 256 || m->cfg.head_dim < 2, VZ_ERR_UNSUPPORTED,
-               "device cuda: head_dim %d is outside [2, 256]", (int)m->cfg.head_dim);
+    VZ_FAIL_IF(m->cfg.head_dim > 128 || m->cfg.head_dim < 2, VZ_ERR_UNSUPPORTED,
+               "device cuda: head_dim %d is outside [2, 128]", (int)m->cfg.head_dim);
     vz_cuda_session *s = (vz_cuda_session *)calloc(1, sizeof *s);
     VZ_FAIL_IF(!s, VZ_ERR_NOMEM, "cuda session: out of memory");
     s->c = m->cfg;
@@ -268,6 +297,59 @@ extern "C" vz_status vz_cuda_session_eval(vz_cuda_session *s, const int32_t *tok
     return finish(s);
 }
 
+/* VZ_CUDA_PROFILE=1: one decode step at position pos (a free slot), run
+ * eagerly with an event after every op, 20 times per attention variant;
+ * prints microseconds per token by op to stderr, then the graph's time. */
+static void profile(vz_cuda_session *s, int32_t pos) {
+    enum { NT = 16, REPS = 20, WARM = 3 };
+    const char *names[NT];
+    double us[NT];
+    int nt = 0;
+    for (int i = 0; i < PROF_MAX; i++)
+        if (cudaEventCreate(&s->prof.ev[i]) != cudaSuccess) return;
+    for (int v = 0; v < vz_att_n_variants(); v++) {
+        s->att_variant = v;
+        memset(us, 0, sizeof us);
+        for (int rep = 0; rep < REPS; rep++) {
+            cudaMemcpy(s->pos, &pos, sizeof pos, cudaMemcpyHostToDevice);
+            s->prof.on = 1, s->prof.n = 0;
+            mark(s, "start");
+            forward(s, 1);
+            s->prof.on = 0;
+            if (cudaStreamSynchronize(s->st) != cudaSuccess || rep < WARM) continue;
+            for (int i = 1; i < s->prof.n; i++) {
+                float ms = 0.0f;
+                cudaEventElapsedTime(&ms, s->prof.ev[i - 1], s->prof.ev[i]);
+                int k = 0;
+                while (k < nt && strcmp(names[k], s->prof.tag[i]) != 0) k++;
+                if (k == nt && nt < NT) names[nt++] = s->prof.tag[i];
+                if (k < NT) us[k] += 1e3 * ms / (REPS - WARM);
+            }
+        }
+        double tot = 0.0;
+        for (int k = 0; k < nt; k++) tot += us[k];
+        fprintf(stderr, "profile (eager, attention %s): %.1f us/token\n", vz_att_variant_name(v), tot);
+        for (int k = 0; k < nt; k++)
+            fprintf(stderr, "  %-24s %8.1f us  %5.1f%%\n", names[k], us[k], 100.0 * us[k] / (tot > 0 ? tot : 1));
+    }
+    s->att_variant = 0;
+    cudaGraphExec_t g;
+    if (get_graph(s, 1, &g) == VZ_OK) {
+        float ms = 0.0f;
+        cudaMemcpy(s->pos, &pos, sizeof pos, cudaMemcpyHostToDevice);
+        cudaEventRecord(s->prof.ev[0], s->st);
+        for (int i = 0; i < 20; i++) {
+            cudaMemcpyAsync(s->pos, &pos, sizeof pos, cudaMemcpyHostToDevice, s->st);
+            cudaGraphLaunch(g, s->st);
+        }
+        cudaEventRecord(s->prof.ev[1], s->st);
+        cudaStreamSynchronize(s->st);
+        cudaEventElapsedTime(&ms, s->prof.ev[0], s->prof.ev[1]);
+        fprintf(stderr, "profile (graph replay): %.1f us/token\n", 1e3 * ms / 20);
+    }
+    for (int i = 0; i < PROF_MAX; i++) cudaEventDestroy(s->prof.ev[i]);
+}
+
 extern "C" vz_status vz_cuda_session_generate(vz_cuda_session *s, int32_t first, int32_t pos, int32_t n,
                                               const vz_sampler_opts *so, int32_t *out) {
     VZ_FAIL_IF(!s || !so || !out || n < 0 || pos < 0 || pos + n > s->n_ctx, VZ_ERR_ARG,
@@ -289,7 +371,10 @@ extern "C" vz_status vz_cuda_session_generate(vz_cuda_session *s, int32_t first,
     for (int32_t i = 0; i < n; i++) CU_TRY(cudaGraphLaunch(g, s->st), "graph launch");
     CU_TRY(cudaMemcpyAsync(out, s->out_ids, sizeof(int32_t) * (size_t)n, cudaMemcpyDeviceToHost, s->st),
            "token download");
-    return finish(s);
+    VZ_TRY(finish(s));
+    const char *pe = getenv("VZ_CUDA_PROFILE");
+    if (pe && *pe == '1' && n >= 64 && pos + n < s->n_ctx) profile(s, pos + n);
+    return VZ_OK;
 }
 
 extern "C" vz_status vz_cuda_session_mem(vz_cuda_session *s, vz_session_mem *out) {
