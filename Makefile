@@ -7,7 +7,6 @@
 
 CC      ?= cc
 SAN     ?= 0
-BUILD   ?= build
 CUDA_HOME ?= /usr/local/cuda
 NVCC    ?= $(firstword $(wildcard $(CUDA_HOME)/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
 CUDA    ?= $(if $(NVCC),1,0)
@@ -17,9 +16,12 @@ PKGS      := libcjson libzstd libxxhash
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lcjson -lzstd -lxxhash)
 
+SAN_BUILD ?= build-san
 OPT     := -O2
-ifeq ($(SAN),1)
-  BUILD := build-san
+ifneq ($(SAN),1)
+  BUILD ?= build
+else
+  BUILD ?= $(SAN_BUILD)
   OPT   := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
   LDFLAGS += -fsanitize=address,undefined
 endif
@@ -81,8 +83,18 @@ $(BUILD)/bench/matvec_bench: bench/matvec_bench.cu $(BUILD)/libvramzip.a
 	$(NVCC) $(NVFLAGS) -o $@ $< $(BUILD)/libvramzip.a $(PKG_LIBS) -lm -Xcompiler -fopenmp
 
 HAVE_CLANG := $(shell command -v clang >/dev/null 2>&1 && echo 1)
-test: all $(if $(and $(HAVE_CLANG),$(filter 0,$(SAN))),fuzz)
+# `make test` runs every test twice: the normal build, and an ASan+UBSan
+# build (build-san, CPU only), plus a short run of each fuzzer; one closing line.
+ifeq ($(SAN),0)
+test: all san-build $(if $(HAVE_CLANG),fuzz)
+	BUILD=$(BUILD) VZ_SAN_BUILD=$(SAN_BUILD) bash tests/run.sh
+else
+test: all
 	BUILD=$(BUILD) bash tests/run.sh
+endif
+
+san-build:
+	$(MAKE) SAN=1 CUDA=0 BUILD=$(SAN_BUILD) all
 
 # libFuzzer targets: tests/fuzz/fuzz_<surface>.c defines
 #   int vz_fuzz_<surface>(const uint8_t *data, size_t size);

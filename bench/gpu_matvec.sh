@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The one script for the GPU machine (device tool): runs the CUDA matvec
 # tests, then bench/matvec_bench, writing logs under $OUT; the bench table
-# is printed last. Build and pack first, here: scripts/gpu_pack.sh build-mv
-# and make BUILD=build-mv CUDA=1 build-mv/bench/matvec_bench.
+# is printed last. Build and pack first, here: scripts/gpu_pack.sh build-mv2
+# and make BUILD=build-mv2 CUDA=1 build-mv2/bench/matvec_bench.
 set -u
-B=${BUILD:-build-mv}
+B=${BUILD:-build-mv2}
 export LD_LIBRARY_PATH=$PWD/$B/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export VZ_MODELS=$PWD/.carry/models BUILD=$B
 OUT=${OUT:-/tmp/vz-gpu-out}

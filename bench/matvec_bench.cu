@@ -4,7 +4,9 @@
  * trained-like bf16 weights (Gaussian, std 0.02, 1% tails x4). Bytes read =
  * encoded bytes; GB/s is compared with a device-to-device copy (read+write)
  * measured in the same run. Weights rotate over copies > L2 so DRAM is timed.
- * Usage: matvec_bench [batch...]   (default: 1 8). Prints a markdown table.
+ * Kernel variants (vz_cuda_matvec_variant) are timed side by side, single
+ * launches and a TinyLlama-layer chain. Usage: matvec_bench [batch...]
+ * (default: 1 8). Prints markdown tables.
  */
 #include <cuda_runtime.h>
 #include <math.h>
@@ -91,6 +93,161 @@ static double copy_gbs(void) {
 
 struct shape { const char *name; int64_t rows, cols; };
 
+/* Kernel variants timed side by side (vz_cuda_matvec_variant flags). */
+static const int nvar = 5;
+static const int var_flags[nvar] = {VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_LEGACY, VZ_CUDA_MV_NO_PDL, 0,
+                                    VZ_CUDA_MV_OCC4};
+static const char *var_name[nvar] = {"legacy", "legacy+pdl", "v2", "v2+pdl", "v2+pdl+occ4"};
+
+static uint16_t *g_src; /* synthetic bf16 weights, 8192*8192 */
+
+/* Encodes rows x cols of g_src (from element off) with codec c and uploads
+ * *nc copies (*nc <= 0: enough for 4x the L2 of l2 bytes, 2..512). */
+static vz_cuda_tensor *make_copies(const vz_codec *c, int64_t rows, int64_t cols, int64_t off, int *nc_io, int l2,
+                                   double *bits) {
+    vz_blob blob;
+    vz_codec_opts o = {0, 0};
+    VK(c->encode(g_src + off, VZ_DTYPE_BF16, rows, cols, &o, &blob));
+    vz_tensor t;
+    memset(&t, 0, sizeof t);
+    snprintf(t.name, sizeof t.name, "%lldx%lld", (long long)rows, (long long)cols);
+    t.ndim = 2, t.shape[0] = t.rows = rows, t.shape[1] = t.cols = cols;
+    t.dtype = VZ_DTYPE_BF16, t.codec = c->id, t.data = blob.data, t.size = blob.size;
+    t.params = blob.params, t.params_size = blob.params_size;
+    int nc = *nc_io;
+    if (nc <= 0) {
+        nc = (int)((4ull * l2 + blob.size - 1) / blob.size);
+        nc = nc < 2 ? 2 : nc > 512 ? 512 : nc;
+        *nc_io = nc;
+    }
+    vz_cuda_tensor *W = (vz_cuda_tensor *)calloc((size_t)nc, sizeof *W);
+    for (int k = 0; k < nc; k++) VK(vz_cuda_tensor_upload(&W[k], &t, NULL));
+    if (bits) *bits = 8.0 * blob.size / ((double)rows * cols);
+    vz_blob_free(&blob);
+    return W;
+}
+
+/* Single matvecs: one row per (shape, codec, batch), one column per variant. */
+static void bench_single(double cgbs, int l2, const int *batches, int nbatch, float *dx, float *dy) {
+    const shape shapes[] = {{"q/o 2048x2048", 2048, 2048}, {"k/v 256x2048", 256, 2048},
+                            {"gate/up 5632x2048", 5632, 2048}, {"down 2048x5632", 2048, 5632},
+                            {"lm_head 32000x2048", 32000, 2048}, {"big 8192x8192", 8192, 8192}};
+    const char *codecs[] = {"raw", "lossless", "q8"};
+    printf("\nsingle matvec, us per launch (speedup vs raw with the same variant); GB/s of the best; "
+           "exact = bitwise equal to raw legacy (q8: to q8 legacy) for every variant\n\n| shape | codec | B | bits/w |");
+    for (int v = 0; v < nvar; v++) printf(" %s |", var_name[v]);
+    printf(" best GB/s (%% copy) | exact |\n|---|---|---|---|");
+    for (int v = 0; v < nvar; v++) printf("---|");
+    printf("---|---|\n");
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const shape &S = shapes[si];
+        double t_raw[8][nvar];
+        float *y_ref = (float *)malloc(8 * S.rows * 4), *y = (float *)malloc(8 * S.rows * 4);
+        for (int ci = 0; ci < 3; ci++) {
+            const vz_codec *c = vz_codec_by_name(codecs[ci]);
+            if (!c) continue;
+            double bits;
+            int nc = 0;
+            vz_cuda_tensor *W = make_copies(c, S.rows, S.cols, 0, &nc, l2, &bits);
+            double bytes = bits / 8 * S.rows * S.cols;
+            for (int bi = 0; bi < nbatch; bi++) {
+                int B = batches[bi];
+                printf("| %s | %s | %d | %.2f |", S.name, codecs[ci], B, bits);
+                bool exact = true;
+                double best = 1e30;
+                for (int v = 0; v < nvar; v++) {
+                    if (B != 1 && (var_flags[v] & VZ_CUDA_MV_OCC4)) { printf(" - |"); continue; }
+                    vz_cuda_matvec_variant(var_flags[v]);
+                    CK(cudaMemset(dy, 0xff, (size_t)B * S.rows * 4));
+                    VK(vz_cuda_matvec(dy, dx, B, &W[0], NULL));
+                    CK(cudaDeviceSynchronize());
+                    bool ref = v == 0 && ci != 1; /* raw legacy, q8 legacy are references */
+                    CK(cudaMemcpy(ref ? y_ref : y, dy, (size_t)B * S.rows * 4, cudaMemcpyDeviceToHost));
+                    if (!ref && memcmp(y, y_ref, (size_t)B * S.rows * 4) != 0) exact = false;
+                    int reps = nc < 200 ? 200 : nc;
+                    double us = time_graph([&](int i, cudaStream_t st) { VK(vz_cuda_matvec(dy, dx, B, &W[i % nc], st)); }, reps);
+                    if (ci == 0) t_raw[bi][v] = us;
+                    best = us < best ? us : best;
+                    printf(" %.2f (%.2fx) |", us, t_raw[bi][v] / us);
+                }
+                double gbs = bytes / best / 1e3;
+                printf(" %.0f (%.0f%%) | %s |\n", gbs, 100 * gbs / cgbs, exact ? "yes" : "NO");
+                fflush(stdout);
+            }
+            vz_cuda_matvec_variant(0);
+            for (int k = 0; k < nc; k++) vz_cuda_tensor_free(&W[k]);
+            free(W);
+        }
+        free(y_ref), free(y);
+    }
+}
+
+/* A TinyLlama-shaped chain: per layer QKV (one launch), O, gate+up with
+ * SiLU*mul, down; each input is the previous output. 22 layers per graph over
+ * NL distinct weight copies (> 4x L2), h reset from h0 at the graph's start. */
+#define NL 8
+static void bench_chain(void) {
+    const char *codecs[] = {"raw", "lossless"};
+    const int64_t D = 2048, F = 5632, KV = 256;
+    float *h, *h0, *q, *k, *v, *o, *act, *gu2;
+    CK(cudaMalloc(&h, D * 4)); CK(cudaMalloc(&h0, D * 4)); CK(cudaMalloc(&q, D * 4)); CK(cudaMalloc(&k, KV * 4));
+    CK(cudaMalloc(&v, KV * 4)); CK(cudaMalloc(&o, D * 4)); CK(cudaMalloc(&act, F * 4)); CK(cudaMalloc(&gu2, F * 4));
+    float hx[2048];
+    for (int i = 0; i < D; i++) hx[i] = (float)(urand() - 0.5) * 4;
+    CK(cudaMemcpy(h0, hx, D * 4, cudaMemcpyHostToDevice));
+    double t_raw[nvar];
+    float *y_ref = (float *)malloc(D * 4), *y = (float *)malloc(D * 4);
+    printf("\nchain: 22 TinyLlama layers per graph (QKV, O, gate+up silu, down = 4 launches/layer, each input the "
+           "previous output), %d distinct weight copies; us per layer (speedup vs raw, same variant)\n\n| codec |", NL);
+    for (int vi = 0; vi < nvar; vi++) printf(" %s |", var_name[vi]);
+    printf(" exact |\n|---|");
+    for (int vi = 0; vi < nvar; vi++) printf("---|");
+    printf("---|\n");
+    for (int ci = 0; ci < 2; ci++) {
+        const vz_codec *c = vz_codec_by_name(codecs[ci]);
+        int nl = NL;
+        vz_cuda_tensor *Wq = make_copies(c, D, D, 0, &nl, 0, NULL), *Wk = make_copies(c, KV, D, 1 << 22, &nl, 0, NULL);
+        vz_cuda_tensor *Wv = make_copies(c, KV, D, 2 << 22, &nl, 0, NULL), *Wo = make_copies(c, D, D, 3 << 22, &nl, 0, NULL);
+        vz_cuda_tensor *Wg = make_copies(c, F, D, 4 << 22, &nl, 0, NULL), *Wu = make_copies(c, F, D, 7 << 22, &nl, 0, NULL);
+        vz_cuda_tensor *Wd = make_copies(c, D, F, 10 << 22, &nl, 0, NULL);
+        auto layers = [&](int, cudaStream_t st) {
+            CK(cudaMemcpyAsync(h, h0, D * 4, cudaMemcpyDeviceToDevice, st));
+            for (int l = 0; l < 22; l++) {
+                int i = l % NL;
+                const vz_cuda_tensor *qkv[3] = {&Wq[i], &Wk[i], &Wv[i]}, *gu[2] = {&Wg[i], &Wu[i]};
+                float *qkv_out[3] = {q, k, v}, *gu_out[2] = {act, gu2};
+                VK(vz_cuda_matvec_multi(3, qkv, qkv_out, h, 1, VZ_CUDA_EPI_NONE, st));
+                VK(vz_cuda_matvec(o, q, 1, &Wo[i], st));
+                VK(vz_cuda_matvec_multi(2, gu, gu_out, o, 1, VZ_CUDA_EPI_SILU_MUL, st));
+                VK(vz_cuda_matvec(h, act, 1, &Wd[i], st));
+            }
+        };
+        printf("| %s |", codecs[ci]);
+        bool exact = true;
+        for (int vi = 0; vi < nvar; vi++) {
+            vz_cuda_matvec_variant(var_flags[vi]);
+            layers(0, NULL);
+            CK(cudaDeviceSynchronize());
+            bool ref = ci == 0 && vi == 0;
+            CK(cudaMemcpy(ref ? y_ref : y, h, D * 4, cudaMemcpyDeviceToHost));
+            if (!ref && memcmp(y, y_ref, D * 4) != 0) exact = false;
+            double us = time_graph(layers, 1) / 22;
+            if (ci == 0) t_raw[vi] = us;
+            printf(" %.2f (%.2fx) |", us, t_raw[vi] / us);
+            fflush(stdout);
+        }
+        printf(" %s |\n", exact ? "yes" : "NO");
+        vz_cuda_matvec_variant(0);
+        vz_cuda_tensor *all[7] = {Wq, Wk, Wv, Wo, Wg, Wu, Wd};
+        for (int j = 0; j < 7; j++) {
+            for (int l = 0; l < NL; l++) vz_cuda_tensor_free(&all[j][l]);
+            free(all[j]);
+        }
+    }
+    free(y_ref), free(y);
+    cudaFree(h), cudaFree(h0), cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(o), cudaFree(act), cudaFree(gu2);
+}
+
 int main(int argc, char **argv) {
     int batches[8] = {1, 8}, nbatch = 2;
     if (argc > 1) {
@@ -103,68 +260,22 @@ int main(int argc, char **argv) {
     CK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
     double cgbs = copy_gbs();
     printf("card: %s, L2 %d MB, D2D copy %.0f GB/s (read+write)\n", card, l2 >> 20, cgbs);
-    const shape shapes[] = {{"q/o 2048x2048", 2048, 2048}, {"k/v 256x2048", 256, 2048},
-                            {"gate/up 5632x2048", 5632, 2048}, {"down 2048x5632", 2048, 5632},
-                            {"lm_head 32000x2048", 32000, 2048}, {"big 8192x8192", 8192, 8192}};
     int64_t maxn = 8192 * 8192;
-    uint16_t *src = (uint16_t *)malloc((size_t)maxn * 2);
+    g_src = (uint16_t *)malloc((size_t)maxn * 2);
     for (int64_t i = 0; i < maxn; i++) {
         double z = sqrt(-2 * log(urand())) * cos(6.283185307179586 * urand()) * 0.02;
         if (urand() < 0.01) z *= 4;
-        src[i] = vz_f32_to_bf16((float)z);
+        g_src[i] = vz_f32_to_bf16((float)z);
     }
-    const char *codecs[] = {"raw", "lossless", "q8"};
     float *dx, *dy;
     CK(cudaMalloc(&dx, 8 * 8192 * 4));
     CK(cudaMalloc(&dy, 8 * 32000 * 4));
     float *hx = (float *)malloc(8 * 8192 * 4);
     for (int i = 0; i < 8 * 8192; i++) hx[i] = (float)(urand() - 0.5);
     CK(cudaMemcpy(dx, hx, 8 * 8192 * 4, cudaMemcpyHostToDevice));
-    printf("\n| shape | codec | batch | bits/w | us | GB/s | %% of copy | speedup vs raw | bit-exact vs raw |\n");
-    printf("|---|---|---|---|---|---|---|---|---|\n");
-    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
-        const shape &S = shapes[si];
-        double t_raw[8] = {0};
-        float *y_raw = (float *)malloc(8 * S.rows * 4), *y = (float *)malloc(8 * S.rows * 4);
-        for (int ci = 0; ci < 3; ci++) {
-            const vz_codec *c = vz_codec_by_name(codecs[ci]);
-            if (!c) continue;
-            vz_blob blob;
-            vz_codec_opts o = {0, 0};
-            VK(c->encode(src, VZ_DTYPE_BF16, S.rows, S.cols, &o, &blob));
-            vz_tensor t;
-            memset(&t, 0, sizeof t);
-            snprintf(t.name, sizeof t.name, "%s", S.name);
-            t.ndim = 2, t.shape[0] = t.rows = S.rows, t.shape[1] = t.cols = S.cols;
-            t.dtype = VZ_DTYPE_BF16, t.codec = c->id, t.data = blob.data, t.size = blob.size;
-            t.params = blob.params, t.params_size = blob.params_size;
-            int nc = (int)((4ull * l2 + blob.size - 1) / blob.size);
-            nc = nc < 2 ? 2 : nc > 512 ? 512 : nc;
-            vz_cuda_tensor *W = (vz_cuda_tensor *)calloc((size_t)nc, sizeof *W);
-            for (int k = 0; k < nc; k++) VK(vz_cuda_tensor_upload(&W[k], &t, NULL));
-            double bits = 8.0 * blob.size / ((double)S.rows * S.cols);
-            for (int bi = 0; bi < nbatch; bi++) {
-                int B = batches[bi];
-                VK(vz_cuda_matvec(dy, dx, B, &W[0], NULL));
-                CK(cudaDeviceSynchronize());
-                CK(cudaMemcpy(ci == 0 ? y_raw : y, dy, (size_t)B * S.rows * 4, cudaMemcpyDeviceToHost));
-                const char *exact = ci == 0 ? "-" : !c->lossless ? "n/a (lossy)"
-                                    : memcmp(y, y_raw, (size_t)B * S.rows * 4) == 0 ? "yes" : "NO";
-                int reps = nc < 200 ? 200 : nc;
-                double us = time_graph([&](int i, cudaStream_t st) { VK(vz_cuda_matvec(dy, dx, B, &W[i % nc], st)); }, reps);
-                if (ci == 0) t_raw[bi] = us;
-                double gbs = blob.size / us / 1e3;
-                printf("| %s | %s | %d | %.2f | %.2f | %.0f | %.0f%% | %.2fx | %s |\n", S.name, codecs[ci], B, bits, us,
-                       gbs, 100 * gbs / cgbs, t_raw[bi] / us, exact);
-                fflush(stdout);
-            }
-            for (int k = 0; k < nc; k++) vz_cuda_tensor_free(&W[k]);
-            free(W);
-            vz_blob_free(&blob);
-        }
-        free(y_raw), free(y);
-    }
+    bench_chain();
+    bench_single(cgbs, l2, batches, nbatch, dx, dy);
     CK(cudaGetLastError());
-    free(src), free(hx);
+    free(g_src), free(hx);
     return 0;
 }

@@ -119,7 +119,8 @@ static vz_status bench_one(const bench_args *a, const char *path, const vz_devic
     vz_session_opts_default(&so);
     so.device = a->device;
     so.kv = a->kv;
-    so.n_ctx = (int32_t)(a->prompt_len + a->n + 32 > CHECK_STEPS ? a->prompt_len + a->n + 32 : CHECK_STEPS);
+    /* prompt, 16 warm-up and n timed tokens, room for VZ_CUDA_PROFILE's extra steps */
+    so.n_ctx = (int32_t)(a->prompt_len + a->n + 64 > CHECK_STEPS ? a->prompt_len + a->n + 64 : CHECK_STEPS);
     if (st == VZ_OK) st = vz_session_create(&s, m, &so);
     int32_t *prompt = malloc(sizeof(int32_t) * (size_t)(a->prompt_len + a->n + 16));
     if (st == VZ_OK && !prompt) st = VZ_ERR_NOMEM;

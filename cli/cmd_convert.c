@@ -18,7 +18,9 @@ static void usage(FILE *f) {
                "                        --codec lossless\n"
                "                        --codec q4:g32            (gN: group size, N: level)\n"
                "                        --codec '*.mlp.*=q8,*.self_attn.*=lossless,*=raw'\n"
-               "                      1-D tensors (norms) always stay raw. Default: raw.\n"
+               "                      A glob matches the name with or without '.weight'; a rule\n"
+               "                      matching no tensor gets a note. 1-D tensors (norms) always\n"
+               "                      stay raw. Default: raw.\n"
                "  -z, --tokenizer P   tokenizer for a llama2.c .bin (tokenizer.bin / .model)\n"
                "  -q, --quiet         no notes\n\ncodecs:\n");
     const char *doc;

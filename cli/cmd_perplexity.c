@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "core/io.h"
 
 static void usage(FILE *f) {
     fprintf(f, "usage: vramzip perplexity -m MODEL -f TEXT [-c CTX] [--kl-base MODEL] [-t N] [--chunks N]\n\n"
@@ -86,20 +87,15 @@ static void score_chunk(const int32_t *toks, int32_t ctx, int32_t v, const float
 }
 
 static vz_status tokenize_file(const vz_model *m, const char *path, int32_t **toks, int32_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return VZ_ERR_NOT_FOUND;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *text = malloc((size_t)len + 1);
-    size_t got = text ? fread(text, 1, (size_t)len, f) : 0;
-    fclose(f);
     const vz_tokenizer *tok = vz_model_tokenizer(m);
+    if (!tok) return VZ_FAIL(VZ_ERR_NOT_FOUND, "the model has no tokenizer (give one with -z)");
+    char *text = NULL;
+    uint64_t len = 0;
+    VZ_TRY(vz_read_file(path, &text, &len, (uint64_t)1 << 30)); /* regular files up to 1 GiB */
     int32_t cap = (int32_t)len + 8;
     *toks = malloc(sizeof(int32_t) * (size_t)cap);
-    vz_status s = text && *toks && got == (size_t)len ? VZ_OK : VZ_ERR_IO;
-    if (s == VZ_OK && !tok) s = VZ_ERR_NOT_FOUND;
-    if (s == VZ_OK) s = vz_tokenizer_encode(tok, text, (size_t)len, 1, *toks, cap, n);
+    vz_status s = *toks ? vz_tokenizer_encode(tok, text, (size_t)len, 1, *toks, cap, n)
+                        : VZ_FAIL(VZ_ERR_NOMEM, "%s: out of memory", path);
     free(text);
     return s;
 }
@@ -205,9 +201,7 @@ int cmd_perplexity(int argc, char **argv) {
         rc = cli_usage_error("perplexity", "--kl-base vocab %d differs from the model's %d", ib.vocab_size,
                              info.vocab_size);
     else if ((s = tokenize_file(m, pa.text, &toks, &n)) != VZ_OK)
-        rc = s == VZ_ERR_NOT_FOUND ? cli_usage_error("perplexity", "cannot read %s or the model has no tokenizer",
-                                                     pa.text)
-                                   : cli_fail("perplexity", s);
+        rc = cli_fail("perplexity", s);
     else {
         cli_catch_signals();
         rc = run(m, base, &pa, toks, n);

@@ -22,7 +22,7 @@ typedef struct run_args {
     const char *model, *tokenizer, *prompt, *dump;
     int64_t n_predict, n_ctx, threads;
     int64_t seed;
-    int seed_given, print_ids;
+    int seed_given, print_ids, check;
     double temp, top_p;
     int64_t top_k;
     vz_kv_mode kv;
@@ -47,6 +47,7 @@ static void usage(FILE *f) {
             "      --kv f32|f16|off  KV cache precision, or none (recompute; default f32)\n"
             "      --device cpu|cuda where to run (default cpu)\n"
             "      --print-ids       print generated token ids instead of text\n"
+            "      --check           verify every tensor checksum at load (.vz; exit 1 if corrupt)\n"
             "      --dump-logits F   write f32 logits (vocab per position) of every prompt\n"
             "                        token and every printed generated token to F\n"
             "  -h, --help            this help\n");
@@ -65,6 +66,7 @@ static int parse_flag(run_args *a, int argc, char **argv, int *i) {
 #define IS(s, l) (!strcmp(f, s) || !strcmp(f, l))
 #define VAL() const char *v = cli_value(CMD, argc, argv, i); if (!v) return -1
     if (!strcmp(f, "--print-ids")) return a->print_ids = 1, 0;
+    if (!strcmp(f, "--check")) return a->check = 1, 0;
     if (IS("-m", "--model")) { VAL(); a->model = v; return 0; }
     if (IS("-z", "--tokenizer")) { VAL(); a->tokenizer = v; return 0; }
     if (IS("-p", "--prompt")) { VAL(); a->prompt = v; return 0; }
@@ -288,6 +290,7 @@ int cmd_run(int argc, char **argv) {
     vz_model_opts mo;
     vz_model_opts_default(&mo);
     mo.tokenizer_path = a.tokenizer;
+    mo.check = a.check;
     vz_model *m = NULL;
     vz_status s = vz_model_open(&m, a.model, &mo);
     if (s != VZ_OK) return cli_fail(CMD, s);

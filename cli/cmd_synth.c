@@ -28,9 +28,11 @@ static void usage(FILE *f) {
             "  --force            replace DIR if it exists and is not empty\n"
             "  --list             list the shapes and exit\n\nshapes:\n");
     vz_synth_shape_info si;
-    for (int32_t i = 0; vz_synth_shape_get(i, &si) == VZ_OK; i++)
-        fprintf(f, "  %-15s %6.2fB params  %6.2f GB bf16  %s\n", si.name, (double)si.n_params / 1e9,
-                (double)si.n_params * 2 / 1e9, si.description);
+    for (int32_t i = 0; vz_synth_shape_get(i, &si) == VZ_OK; i++) {
+        double p = (double)si.n_params;
+        fprintf(f, "  %-15s %7.2f%s params %8.1f MB bf16  %s\n", si.name, p >= 1e9 ? p / 1e9 : p / 1e6,
+                p >= 1e9 ? "B" : "M", p * 2 / 1e6, si.description);
+    }
 }
 
 static void on_progress(void *ud, uint64_t done, uint64_t total, const char *tensor) {

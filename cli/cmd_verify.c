@@ -78,17 +78,18 @@ static int32_t find_tensor(const vz_model *m, const char *name) {
     return -1;
 }
 
-/* Compares tensor ia of a with its namesake in b: 1 if the decoded values differ. */
+/* Compares tensor ia of a with its namesake in b: 0 same, 1 the decoded values
+ * differ, 2 b has no such tensor, 3 the shapes differ. */
 static int tensor_differs(const vz_model *a, const vz_model *b, int32_t ia, double *maxd) {
     vz_tensor_info ta, tb;
     vz_model_tensor_info(a, ia, &ta);
     int32_t ib = find_tensor(b, ta.name);
     *maxd = INFINITY;
-    if (ib < 0) return 1;
+    if (ib < 0) return 2;
     vz_model_tensor_info(b, ib, &tb);
     uint64_t n = 1;
     for (int d = 0; d < ta.ndim; d++) n *= (uint64_t)ta.shape[d];
-    if (ta.ndim != tb.ndim || memcmp(ta.shape, tb.shape, sizeof(int64_t) * (size_t)ta.ndim) != 0) return 1;
+    if (ta.ndim != tb.ndim || memcmp(ta.shape, tb.shape, sizeof(int64_t) * (size_t)ta.ndim) != 0) return 3;
     float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n);
     int diff = 1;
     if (x && y && vz_model_tensor_decode_f32(a, ia, x) == VZ_OK && vz_model_tensor_decode_f32(b, ib, y) == VZ_OK) {
@@ -105,7 +106,7 @@ static int tensor_differs(const vz_model *a, const vz_model *b, int32_t ia, doub
 }
 
 static void first_differing_tensor(const vz_model *a, const vz_model *b) {
-    int32_t n = vz_model_n_tensors(a), best = -1;
+    int32_t n = vz_model_n_tensors(a), best = -1, why = 0;
     int64_t best_key = 0;
     double best_d = 0;
     for (int32_t i = 0; i < n; i++) {
@@ -114,7 +115,8 @@ static void first_differing_tensor(const vz_model *a, const vz_model *b) {
         vz_model_tensor_info(a, i, &ti);
         int64_t key = layer_key(ti.name);
         if (best >= 0 && key >= best_key) continue;
-        if (tensor_differs(a, b, i, &d)) best = i, best_key = key, best_d = d;
+        int r = tensor_differs(a, b, i, &d);
+        if (r) best = i, best_key = key, best_d = d, why = r;
     }
     if (best < 0) {
         printf("weights: every tensor decodes to the same f32 values\n");
@@ -122,7 +124,10 @@ static void first_differing_tensor(const vz_model *a, const vz_model *b) {
     }
     vz_tensor_info ti;
     vz_model_tensor_info(a, best, &ti);
-    printf("weights: first differing tensor %s (codec %s in A; max |diff| %.6g)\n", ti.name, ti.codec_name, best_d);
+    if (why == 1)
+        printf("weights: first differing tensor %s (codec %s in A; max |diff| %.6g)\n", ti.name, ti.codec_name, best_d);
+    else
+        printf("weights: first differing tensor %s (%s)\n", ti.name, why == 2 ? "missing in B" : "shapes differ");
 }
 
 typedef struct cmp {

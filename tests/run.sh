@@ -7,13 +7,18 @@ BUILD=${BUILD:-build}
 export BUILD
 export CMOCKA_MESSAGE_OUTPUT=stdout
 pass=0 fail=0 skip=0 failed_bins=()
-for t in "$BUILD"/tests/test_*; do
+# VZ_SAN_BUILD: a second build dir (ASan+UBSan) whose tests run too.
+san_tests=()
+if [ -n "${VZ_SAN_BUILD:-}" ] && [ -d "$VZ_SAN_BUILD/tests" ]; then san_tests=("$VZ_SAN_BUILD"/tests/test_*); fi
+for t in "$BUILD"/tests/test_* "${san_tests[@]}"; do
     [ -x "$t" ] || continue
     name=$(basename "$t")
     if [ -n "${VZ_TEST_FILTER:-}" ] && ! [[ $name =~ $VZ_TEST_FILTER ]]; then continue; fi
+    tb=$BUILD
+    if [ -n "${VZ_SAN_BUILD:-}" ] && [[ $t == "$VZ_SAN_BUILD"/* ]]; then tb=$VZ_SAN_BUILD name="$name[san]"; fi
     log=$(mktemp)
     start=$(date +%s)
-    timeout "${VZ_TEST_TIMEOUT:-1200}" "$t" >"$log" 2>&1
+    BUILD=$tb timeout "${VZ_TEST_TIMEOUT:-1200}" "$t" >"$log" 2>&1
     rc=$?
     secs=$(( $(date +%s) - start ))
     p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test(s)\..*/\1/p' "$log" | tail -1)

@@ -165,6 +165,39 @@ static void test_lossless_codecs_stories260k(void **state) {
     vz_test_rmtree(dir);
 }
 
+/* Hugging Face checkpoints (synth tiny, bf16 and f16): every lossless codec
+ * gives logits bit-identical to the safetensors source. */
+static void test_lossless_codecs_hf_synth(void **state) {
+    (void)state;
+    const vz_dtype dts[] = {VZ_DTYPE_BF16, VZ_DTYPE_F16};
+    const int32_t toks[] = {1, 7, 300, 42, 99, 5, 211, 64, 3, 480};
+    for (int k = 0; k < 2; k++) {
+        char dir[256], src[512];
+        assert_non_null(vz_test_tmpdir(dir, sizeof dir));
+        snprintf(src, sizeof src, "%s/hf", dir);
+        vz_synth_opts so;
+        vz_synth_opts_default(&so);
+        so.shape = "tiny";
+        so.dtype = dts[k];
+        so.seed = 5;
+        assert_int_equal(vz_synth(src, &so), VZ_OK);
+        print_message("synth tiny %s:\n", vz_dtype_name(dts[k]));
+        lossless_codecs_match(src, dir, NULL, toks, 10, NULL);
+        vz_test_rmtree(dir);
+    }
+}
+
+/* GGUF source (stories260K.gguf, f32): lossless .vz logits bit-identical. */
+static void test_lossless_codecs_gguf(void **state) {
+    (void)state;
+    char gguf[512], dir[256];
+    VZ_REQUIRE_MODEL(gguf, "stories260K/stories260K.gguf");
+    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
+    const int32_t toks[] = {1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315};
+    lossless_codecs_match(gguf, dir, NULL, toks, 12, NULL);
+    vz_test_rmtree(dir);
+}
+
 /* ---- golden files ------------------------------------------------------ */
 
 typedef struct golden_bad {
@@ -287,6 +320,113 @@ static void test_golden_good(void **state) {
     print_message("%d golden good files load and decode to the source bytes\n", n);
 }
 
+/* ---- forward compatibility (docs/format.md sections 1, 2, 3, 5) ----------- */
+
+/* Appends bytes (8-aligned) to the file image; returns their offset. */
+static uint64_t grow(uint8_t **f, uint64_t *n, const void *p, uint64_t k) {
+    uint64_t off = (*n + 7) & ~(uint64_t)7;
+    *f = realloc(*f, off + k);
+    assert_non_null(*f);
+    memset(*f + *n, 0, off - *n);
+    memcpy(*f + off, p, k);
+    *n = off + k;
+    return off;
+}
+
+/* Moves the section table to the end with section `tag` (flags, bytes) added or
+ * replaced, then fixes the header (file_size, table offset/count/checksum). */
+static void put_section(uint8_t **f, uint64_t *n, const char *tag, uint32_t flags, const void *p, uint64_t k) {
+    uint64_t off = grow(f, n, p, k), nsec = le(*f + 32, 4), tab = le(*f + 24, 8);
+    uint8_t t[32 * 8] = {0};
+    assert_true(nsec < 8);
+    memcpy(t, *f + tab, 32 * nsec);
+    uint64_t i = 0;
+    while (i < nsec && memcmp(t + 32 * i, tag, 4)) i++;
+    if (i == nsec) nsec++;
+    memcpy(t + 32 * i, tag, 4);
+    put_le(t + 32 * i + 4, flags, 4);
+    put_le(t + 32 * i + 8, off, 8);
+    put_le(t + 32 * i + 16, k, 8);
+    put_le(t + 32 * i + 24, XXH64(*f + off, k, 0), 8);
+    tab = grow(f, n, t, 32 * nsec);
+    put_le(*f + 16, *n, 8);
+    put_le(*f + 24, tab, 8);
+    put_le(*f + 32, nsec, 4);
+    put_le(*f + 40, XXH64(*f + tab, 32 * nsec, 0), 8);
+}
+
+/* A copy of the TIDX section with 5 unknown bytes appended to every entry. */
+static uint8_t *grown_tidx(const uint8_t *f, uint64_t *k) {
+    uint64_t se = tidx_entry(f), off = le(f + se + 8, 8), size = le(f + se + 16, 8), nt = le(f + off, 4);
+    uint8_t *t = malloc(size + 5 * nt), *q = t + 4;
+    memcpy(t, f + off, 4);
+    for (uint64_t i = 0, e = off + 4; i < nt; i++) {
+        uint64_t es = le(f + e, 4);
+        memcpy(q, f + e, es);
+        put_le(q, es + 5, 4);
+        memset(q + es, 0xA5, 5);
+        q += es + 5, e += es;
+    }
+    *k = (uint64_t)(q - t);
+    return t;
+}
+
+static vz_status open_image(const char *dir, const uint8_t *f, uint64_t n) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/grown.vz", dir);
+    VZ_TRY(put_file(dir, "grown.vz", f, n));
+    vz_model_opts o;
+    vz_model_opts_default(&o);
+    o.check = 1;
+    vz_model *m = NULL;
+    vz_status s = vz_model_open(&m, path, &o);
+    vz_model_close(m);
+    if (s == VZ_OK) assert_tiny_tensors(path, VZ_DTYPE_BF16, GOLDEN_SEED);
+    return s;
+}
+
+/* A golden file grown the ways docs/format.md allows still loads: longer
+ * header, unknown header flags, unknown optional section, unknown CONF key,
+ * longer tensor entries; an unknown required section fails. */
+static void test_forward_compat(void **state) {
+    (void)state;
+    char dir[256], path[512];
+    snprintf(path, sizeof path, "%s/good_lossless_bf16.vz", golden_dir());
+    char *good;
+    uint64_t n0;
+    assert_int_equal(vz_read_file(path, &good, &n0, 1 << 24), VZ_OK);
+    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
+    uint8_t *f = malloc(n0);
+    uint64_t n = n0;
+    memcpy(f, good, n0);
+    put_le(f + 8, 128, 4);         /* header_size 128: bytes 48..127 are zero padding */
+    put_le(f + 12, 0x80000000u, 4); /* unknown header flag */
+    assert_int_equal(open_image(dir, f, n), VZ_OK);
+    put_section(&f, &n, "XTRA", 0, "future", 6);
+    assert_int_equal(open_image(dir, f, n), VZ_OK);
+    uint64_t ce = le(f + 24, 8);
+    while (memcmp(f + ce, "CONF", 4)) ce += 32;
+    uint64_t coff = le(f + ce + 8, 8), csz = le(f + ce + 16, 8);
+    char *conf = malloc(csz + 32);
+    memcpy(conf, f + coff, csz);
+    assert_true(conf[csz - 1] == '}');
+    csz += (uint64_t)sprintf(conf + csz - 1, ",\"future_key\":[1]}") - 1;
+    put_section(&f, &n, "CONF", 1, conf, csz);
+    assert_int_equal(open_image(dir, f, n), VZ_OK);
+    uint64_t tk;
+    uint8_t *tidx = grown_tidx(f, &tk);
+    put_section(&f, &n, "TIDX", 1, tidx, tk);
+    assert_int_equal(open_image(dir, f, n), VZ_OK);
+    put_section(&f, &n, "NEWR", 1, "x", 1);
+    assert_int_equal(open_image(dir, f, n), VZ_ERR_UNSUPPORTED);
+    print_message("grown golden file loads; unknown required section: %s\n", vz_last_error());
+    free(tidx);
+    free(conf);
+    free(f);
+    free(good);
+    vz_test_rmtree(dir);
+}
+
 static void test_golden_errors(void **state) {
     (void)state;
     for (size_t i = 0; i < sizeof bad_files / sizeof bad_files[0]; i++) {
@@ -341,8 +481,11 @@ int main(void) {
         cmocka_unit_test(test_write_read_roundtrip),
         cmocka_unit_test(test_lossless_codecs_tiny_bf16),
         cmocka_unit_test(test_lossless_codecs_stories260k),
+        cmocka_unit_test(test_lossless_codecs_hf_synth),
+        cmocka_unit_test(test_lossless_codecs_gguf),
         cmocka_unit_test(test_golden_good),
         cmocka_unit_test(test_golden_errors),
+        cmocka_unit_test(test_forward_compat),
         cmocka_unit_test(test_fuzz_seeds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

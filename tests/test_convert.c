@@ -71,6 +71,13 @@ static void test_rules_select_codecs(void **state) {
     assert_string_equal(codec_of(m, "model.layers.0.mlp.gate_proj.weight"), "zstd");
     assert_string_equal(codec_of(m, "model.layers.0.self_attn.o_proj.weight"), "raw");
     vz_model_close(m);
+    /* a module name without ".weight" selects that one tensor */
+    assert_int_equal(convert(src, out, "model.layers.0.mlp.gate_proj=q8"), VZ_OK);
+    assert_int_equal(vz_model_open(&m, out, NULL), VZ_OK);
+    assert_string_equal(codec_of(m, "model.layers.0.mlp.gate_proj.weight"), "q8");
+    assert_string_equal(codec_of(m, "model.layers.1.mlp.gate_proj.weight"), "raw");
+    assert_string_equal(codec_of(m, "model.layers.0.mlp.up_proj.weight"), "raw");
+    vz_model_close(m);
     vz_test_rmtree(dir);
 }
 
@@ -178,6 +185,13 @@ static void test_cli_verify(void **state) {
     assert_int_equal(vz_test_sh(&o, "%s verify tests/golden/bad_checksum.vz", vz_test_cli()), 1);
     assert_non_null(strstr(o, "model.embed_tokens.weight"));
     free(o);
+    /* run --check verifies every tensor checksum at load */
+    assert_int_equal(vz_test_sh(&o, "%s run -m tests/golden/bad_checksum.vz --check -n 1", vz_test_cli()), 1);
+    assert_non_null(strstr(o, "VZ_ERR_CHECKSUM"));
+    assert_non_null(strstr(o, "model.embed_tokens.weight"));
+    free(o);
+    assert_int_equal(vz_test_sh(&o, "%s run -m %s --check -n 2 --temp 0", vz_test_cli(), out), 0);
+    free(o);
     if (vz_codec_by_name("q8")) {
         assert_int_equal(convert(src, out, "*.mlp.*=q8"), VZ_OK);
         assert_int_equal(vz_test_sh(&o, "%s verify %s %s -n 12", vz_test_cli(), src, out), 0);
@@ -220,6 +234,13 @@ static void test_cli_perplexity(void **state) {
     assert_non_null(strstr(o, "mean = 0.000000 nats, top-1 agreement = 100.0000%"));
     free(o);
     assert_int_equal(vz_test_sh(&o, "%s perplexity -m %s -f %s -c 4096", vz_test_cli(), src, txt), 2);
+    free(o);
+    /* a missing text file or a directory: a clear error, exit 1 */
+    assert_int_equal(vz_test_sh(&o, "%s perplexity -m %s -f %s/none.txt -c 32", vz_test_cli(), src, dir), 1);
+    assert_non_null(strstr(o, "none.txt: cannot open"));
+    free(o);
+    assert_int_equal(vz_test_sh(&o, "%s perplexity -m %s -f %s -c 32", vz_test_cli(), src, dir), 1);
+    assert_non_null(strstr(o, "not a regular file"));
     free(o);
     vz_test_rmtree(dir);
 }

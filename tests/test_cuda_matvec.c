@@ -3,7 +3,9 @@
  * matvec.cu) against the CPU reference: each codec's encode() produces the
  * tensor, its decode_ref() gives the weights, a double-precision sum gives
  * y. Also bitwise checks: lossless == raw, generic path == fast path,
- * multi-tensor launches == single ones. Skips without a GPU or CUDA build.
+ * multi-tensor launches == single ones, every kernel variant and dependent
+ * chains (programmatic dependent launch) bitwise equal. Skips without a GPU
+ * or CUDA build.
  */
 #include <math.h>
 #include <stdio.h>
@@ -92,17 +94,78 @@ static void enc_free(enc *e) {
     free(e->w);
 }
 
-/* Runs the GPU matvec (output poisoned with NaN first) and returns y on the host. */
+/* Kernel variants (cuda.h): every one must give the same bits. */
+static const int variants[] = {0, VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_LEGACY, VZ_CUDA_MV_NO_PDL,
+                               VZ_CUDA_MV_OCC4};
+
+/* Runs the GPU matvec (output poisoned with NaN first) with every kernel
+ * variant, checks they agree bitwise, and returns y on the host. */
 static float *gpu_mv(const enc *e, const float *dx, int batch) {
     size_t ny = (size_t)batch * (size_t)e->t.rows;
-    float *dy = vz_cuda_alloc(ny * 4), *y = malloc(ny * 4);
-    assert_true(dy && y);
-    assert_int_equal(vz_cuda_fill_f32(dy, NAN, ny), VZ_OK);
-    assert_int_equal(vz_cuda_matvec(dy, dx, batch, &e->d, NULL), VZ_OK);
-    assert_int_equal(vz_cuda_sync(), VZ_OK);
-    assert_int_equal(vz_cuda_copy(y, dy, ny * 4, 1), VZ_OK);
+    float *dy = vz_cuda_alloc(ny * 4), *y = malloc(ny * 4), *yv = malloc(ny * 4);
+    assert_true(dy && y && yv);
+    for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
+        vz_cuda_matvec_variant(variants[v]);
+        assert_int_equal(vz_cuda_fill_f32(dy, NAN, ny), VZ_OK);
+        assert_int_equal(vz_cuda_matvec(dy, dx, batch, &e->d, NULL), VZ_OK);
+        assert_int_equal(vz_cuda_sync(), VZ_OK);
+        assert_int_equal(vz_cuda_copy(v == 0 ? y : yv, dy, ny * 4, 1), VZ_OK);
+        if (v > 0 && memcmp(y, yv, ny * 4) != 0)
+            fail_msg("%s batch %d: kernel variant %d != default bitwise", e->t.name, batch, variants[v]);
+    }
+    vz_cuda_matvec_variant(0);
     vz_cuda_release(dy);
+    free(yv);
     return y;
+}
+
+/* Back-to-back dependent matvecs (y_{i+1} = W_i y_i, no sync between, so
+ * programmatic dependent launch overlaps them) equal the same chain run
+ * with a sync after each launch, bitwise; raw and lossless chains agree. */
+static void test_matvec_chain(void **state) {
+    (void)state;
+    REQUIRE_GPU();
+    const char *codecs[] = {"raw", "lossless"};
+    const int64_t n = 2048;
+    enc e[2][3];
+    for (int i = 0; i < 3; i++) {
+        float *wf = rand_weights(n * n, 70 + i);
+        for (int64_t j = 0; j < n * n; j++) wf[j] *= 2.0f;
+        void *src = to_dtype(wf, n * n, VZ_DTYPE_BF16);
+        for (int ci = 0; ci < 2; ci++) enc_make(&e[ci][i], codecs[ci], src, VZ_DTYPE_BF16, n, n);
+        free(wf), free(src);
+    }
+    float *x = rand_weights(n, 3), *got[2][2];
+    float *buf[7];
+    for (int i = 0; i < 7; i++) buf[i] = vz_cuda_alloc(n * 4);
+    for (int var = 0; var < 2; var++)
+    for (int ci = 0; ci < 2; ci++)
+        for (int synced = 0; synced < 2; synced++) {
+            vz_cuda_matvec_variant(var ? VZ_CUDA_MV_LEGACY : 0);
+            assert_int_equal(vz_cuda_copy(buf[0], x, n * 4, 0), VZ_OK);
+            for (int i = 1; i < 7; i++) assert_int_equal(vz_cuda_fill_f32(buf[i], NAN, n), VZ_OK);
+            for (int i = 0; i < 6; i++) {
+                assert_int_equal(vz_cuda_matvec(buf[i + 1], buf[i], 1, &e[ci][i % 3].d, NULL), VZ_OK);
+                if (synced) assert_int_equal(vz_cuda_sync(), VZ_OK);
+            }
+            assert_int_equal(vz_cuda_sync(), VZ_OK);
+            if (var) free(got[ci][synced]);
+            got[ci][synced] = malloc(n * 4);
+            assert_int_equal(vz_cuda_copy(got[ci][synced], buf[6], n * 4, 1), VZ_OK);
+            for (int64_t j = 0; j < n; j++)
+                if (!isfinite(got[ci][synced][j])) fail_msg("%s chain: y[%lld] not finite", codecs[ci], (long long)j);
+            if (ci == 1 && synced == 1) {
+                if (memcmp(got[0][0], got[0][1], n * 4) != 0) fail_msg("raw chain (variant %d): overlapped != synced", var);
+                if (memcmp(got[1][0], got[1][1], n * 4) != 0) fail_msg("lossless chain (variant %d): overlapped != synced", var);
+                if (memcmp(got[0][0], got[1][0], n * 4) != 0) fail_msg("chain (variant %d): lossless != raw bitwise", var);
+            }
+        }
+    vz_cuda_matvec_variant(0);
+    for (int ci = 0; ci < 2; ci++)
+        for (int i = 0; i < 3; i++) enc_free(&e[ci][i]);
+    for (int i = 0; i < 7; i++) vz_cuda_release(buf[i]);
+    for (int ci = 0; ci < 2; ci++) free(got[ci][0]), free(got[ci][1]);
+    free(x);
 }
 
 /* |y - ref| <= (L + 8) * 2^-24 * sum|w*x|: L = 32 * ceil(cols / 1024) fmaf
@@ -281,6 +344,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matvec_codecs),
         cmocka_unit_test(test_matvec_multi),
+        cmocka_unit_test(test_matvec_chain),
         cmocka_unit_test(test_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

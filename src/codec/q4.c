@@ -117,7 +117,9 @@ static void q4_row(const void *src, vz_dtype dtype, uint64_t r, uint64_t cols, c
 static vz_status q4_encode(const void *src, vz_dtype dtype, int64_t rows, int64_t cols, const vz_codec_opts *o,
                            vz_blob *out) {
     memset(out, 0, sizeof *out);
-    int variant = o && o->level >= 1 && o->level <= 3 ? o->level : Q4_DEFAULT_VARIANT;
+    VZ_FAIL_IF(o && o->level && (o->level < 1 || o->level > 3), VZ_ERR_ARG,
+               "q4: level %d not 1 (round to nearest), 2 (searched scale) or 3 (asymmetric)", o->level);
+    int variant = o && o->level ? o->level : Q4_DEFAULT_VARIANT;
     uint32_t group = q4_group_opt(o, cols);
     q4_geom g;
     VZ_FAIL_IF(!vz_dtype_ok(dtype) || !q4_geom_init(&g, rows, cols, group, variant == 3), VZ_ERR_ARG,

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "codec/codec.h"
-#include "core/half.h"
+#include "core/half_rows.h"
 
 static int raw_supports(vz_dtype dtype, int64_t rows, int64_t cols) {
     (void)dtype; (void)rows; (void)cols;
@@ -45,24 +45,12 @@ static void raw_decode_f32(const vz_tensor *t, int64_t r0, int64_t r1, float *ou
     case VZ_DTYPE_F32:
         memcpy(out, t->data + off * 4, n * 4);
         break;
-    case VZ_DTYPE_BF16: {
-        const uint8_t *p = t->data + off * 2;
-        for (size_t i = 0; i < n; i++) {
-            uint16_t h;
-            memcpy(&h, p + 2 * i, 2);
-            out[i] = vz_bf16_to_f32(h);
-        }
+    case VZ_DTYPE_BF16:
+        vz_bf16_rows_to_f32(out, t->data + off * 2, n);
         break;
-    }
-    case VZ_DTYPE_F16: {
-        const uint8_t *p = t->data + off * 2;
-        for (size_t i = 0; i < n; i++) {
-            uint16_t h;
-            memcpy(&h, p + 2 * i, 2);
-            out[i] = vz_f16_to_f32(h);
-        }
+    case VZ_DTYPE_F16:
+        vz_f16_rows_to_f32(out, t->data + off * 2, n);
         break;
-    }
     }
 }
 

@@ -27,6 +27,7 @@ typedef struct rule {
 
 typedef struct spec {
     rule r[MAX_RULES];
+    int hits[MAX_RULES]; /* tensors each rule matched, to flag rules that match nothing */
     int n;
 } spec;
 
@@ -110,11 +111,17 @@ vz_status vz_codec_spec_check(const char *text) {
     return parse_spec(text, &s);
 }
 
-/* The rule for a tensor (NULL: keep raw). */
-static const rule *pick(const spec *s, const vz_tensor *t) {
+/* The rule for a tensor (NULL: keep raw). A glob matches the full name or the
+ * name without its ".weight" suffix ("model.layers.0.mlp.gate_proj"). */
+static const rule *pick(spec *s, const vz_tensor *t) {
     if (t->ndim < 2) return NULL; /* norms and other vectors stay raw */
+    char base[VZ_NAME_MAX];
+    snprintf(base, sizeof base, "%s", t->name);
+    size_t n = strlen(base);
+    if (n > 7 && !strcmp(base + n - 7, ".weight")) base[n - 7] = '\0';
     for (int i = 0; i < s->n; i++)
-        if (fnmatch(s->r[i].glob, t->name, 0) == 0) return &s->r[i];
+        if (fnmatch(s->r[i].glob, t->name, 0) == 0 || fnmatch(s->r[i].glob, base, 0) == 0)
+            return s->hits[i]++, &s->r[i];
     return NULL;
 }
 
@@ -175,7 +182,7 @@ static vz_status encode_one(const vz_tensor *t, const uint8_t *src, uint64_t n, 
     return s;
 }
 
-static vz_status convert_tensor(vz_writer *w, const vz_tensor *t, const spec *sp, const vz_convert_opts *o) {
+static vz_status convert_tensor(vz_writer *w, const vz_tensor *t, spec *sp, const vz_convert_opts *o) {
     uint64_t n = (uint64_t)t->rows * (uint64_t)t->cols * (uint64_t)vz_dtype_size(t->dtype);
     const uint8_t *src = NULL;
     uint8_t *owned = NULL;
@@ -183,13 +190,14 @@ static vz_status convert_tensor(vz_writer *w, const vz_tensor *t, const spec *sp
     vz_blob b = {0};
     vz_tensor enc;
     vz_status s = encode_one(t, src, n, pick(sp, t), o, &b, &enc);
+    if (s != VZ_OK && s != VZ_ERR_MISMATCH) vz_error_prefix("tensor %s", t->name);
     if (s == VZ_OK) s = vz_writer_add_tensor(w, &enc, XXH64(src, (size_t)n, 0), 1);
     vz_blob_free(&b);
     free(owned);
     return s;
 }
 
-static vz_status convert_model(vz_writer *w, const vz_model *m, const spec *sp, const vz_convert_opts *o) {
+static vz_status convert_model(vz_writer *w, const vz_model *m, spec *sp, const vz_convert_opts *o) {
     VZ_TRY(vz_writer_set_config(w, &m->cfg, m->format));
     if (m->tok) {
         vz_vocab v;
@@ -209,6 +217,8 @@ static vz_status convert_model(vz_writer *w, const vz_model *m, const spec *sp, 
         if (o->progress) o->progress(o->user, i + 1, m->n_tensors, done, total, t->name);
     }
     VZ_FAIL_IF(o->cancel && *o->cancel, VZ_ERR_INTERRUPTED, "convert interrupted; nothing written");
+    for (int i = 0; i < sp->n; i++)
+        if (!sp->hits[i]) note(o, "codec rule '%s' matched no 2-D tensor", sp->r[i].glob);
     return VZ_OK;
 }
 

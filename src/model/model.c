@@ -144,6 +144,7 @@ static int is_dir(const char *p) {
 }
 
 vz_status vz_model_open(vz_model **out, const char *path, const vz_model_opts *opts) {
+    VZ_FAIL_IF(!out, VZ_ERR_ARG, "vz_model_open: NULL output pointer");
     *out = NULL;
     vz_model_opts def;
     if (!opts) {

@@ -105,6 +105,9 @@ vz_status vz_session_create(vz_session **out, vz_model *m, const vz_session_opts
         opts = &def;
     }
     VZ_TRY(check_opts(opts));
+    VZ_FAIL_IF(opts->n_ctx > m->cfg.max_seq_len, VZ_ERR_ARG,
+               "session: n_ctx %d exceeds the model's context length %d (max_position_embeddings, or the "
+               "sliding window)", (int)opts->n_ctx, (int)m->cfg.max_seq_len);
     vz_session *s = calloc(1, sizeof *s);
     VZ_FAIL_IF(!s, VZ_ERR_NOMEM, "session: out of memory");
     s->m = m;

@@ -10,28 +10,99 @@
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "codec/codec.h"
 
-__attribute__((noinline)) float vz_dot(const float *a, const float *b, int64_t n) {
-    float acc[16] = {0};
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        for (int k = 0; k < 16; k++) acc[k] += a[i + k] * b[i + k];
-    for (int k = 0; i < n; i++, k++) acc[k] += a[i] * b[i];
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF /* gcc: -ffp-contract=off in the Makefile */
+#endif
+
+/* The tail and the fixed tree of vz_dot, after the vector loop has summed
+ * 16-element steps into s[0..16): s[k] holds the products of elements
+ * k, k + 16, k + 32, ... in that order. */
+static inline __attribute__((always_inline)) float dot_finish(float *s, const float *a, const float *b, int64_t i,
+                                                              int64_t n) {
+    for (int k = 0; i < n; i++, k++) s[k] += a[i] * b[i];
     /* the tree, unrolled: halves 8, 4, 2, 1 */
-    for (int k = 0; k < 8; k++) acc[k] += acc[k + 8];
-    for (int k = 0; k < 4; k++) acc[k] += acc[k + 4];
-    acc[0] += acc[2];
-    acc[1] += acc[3];
-    return acc[0] + acc[1];
+    for (int k = 0; k < 8; k++) s[k] += s[k + 8];
+    for (int k = 0; k < 4; k++) s[k] += s[k + 4];
+    s[0] += s[2];
+    s[1] += s[3];
+    return s[0] + s[1];
+}
+
+/* The body of vz_dot for vectors of W f32 lanes (16 / W vectors hold the 16
+ * partial sums), compiled once per instruction set below. Each lane does one
+ * multiply and one add per step (no FMA: -ffp-contract=off, and the pragma
+ * above for clang), and IEEE arithmetic is lane-wise, so every version rounds
+ * identically (tests/test_simd.c checks it). */
+#define VZ_DOT_BODY(W)                                                                                        \
+    typedef float vec __attribute__((vector_size(4 * (W))));                                                  \
+    vec acc[16 / (W)];                                                                                        \
+    memset(acc, 0, sizeof acc);                                                                               \
+    int64_t i = 0;                                                                                            \
+    for (; i + 16 <= n; i += 16)                                                                              \
+        for (int j = 0; j < 16 / (W); j++) {                                                                  \
+            vec va, vb;                                                                                       \
+            memcpy(&va, a + i + j * (W), sizeof va);                                                          \
+            memcpy(&vb, b + i + j * (W), sizeof vb);                                                          \
+            acc[j] += va * vb;                                                                                \
+        }                                                                                                     \
+    float s[16];                                                                                              \
+    memcpy(s, acc, sizeof s);                                                                                 \
+    return dot_finish(s, a, b, i, n)
+
+float vz_dot_generic(const float *a, const float *b, int64_t n) { VZ_DOT_BODY(4); }
+
+#if VZ_DOT_X86
+__attribute__((target("avx2"))) float vz_dot_avx2(const float *a, const float *b, int64_t n) { VZ_DOT_BODY(8); }
+__attribute__((target("avx512f"))) float vz_dot_avx512(const float *a, const float *b, int64_t n) { VZ_DOT_BODY(16); }
+
+typedef float (*vz_dot_fn)(const float *, const float *, int64_t);
+
+/* The body for this CPU, picked on the first call (not an ifunc: resolvers
+ * run before sanitizer runtimes start). Racing first calls store the same. */
+static vz_dot_fn dot_impl;
+
+static vz_dot_fn dot_pick(void) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return vz_dot_avx512;
+    if (__builtin_cpu_supports("avx2")) return vz_dot_avx2;
+    return vz_dot_generic;
+}
+
+__attribute__((noinline)) float vz_dot(const float *a, const float *b, int64_t n) {
+    vz_dot_fn f = __atomic_load_n(&dot_impl, __ATOMIC_RELAXED);
+    if (!f) {
+        f = dot_pick();
+        __atomic_store_n(&dot_impl, f, __ATOMIC_RELAXED);
+    }
+    return f(a, b, n);
+}
+#else
+__attribute__((noinline)) float vz_dot(const float *a, const float *b, int64_t n) { return vz_dot_generic(a, b, n); }
+#endif
+
+/* Rows decoded per step: up to VZ_ROW_BLOCK, fewer when rows are long, so
+ * the decoded block stays in L1 while it is dotted with every input. */
+static int64_t row_block(int64_t cols) {
+    int64_t b = (int64_t)(24 * 1024 / sizeof(float)) / cols;
+    return b < 1 ? 1 : b > VZ_ROW_BLOCK ? VZ_ROW_BLOCK : b;
+}
+
+/* Raw f32 rows need no decode: dot them where they lie (same values, same
+ * vz_dot, so the same bits as through decode_f32). */
+static int rows_in_place(const vz_tensor *W) {
+    return W->codec == VZ_CODEC_raw && W->dtype == VZ_DTYPE_F32 && ((uintptr_t)W->data & 3u) == 0;
 }
 
 void vz_cpu_matmul_st(float *y, const float *x, int32_t n, const vz_tensor *W, float *scratch,
                       int32_t n_threads) {
     const vz_codec *codec = vz_codec_by_id(W->codec);
-    const int64_t rows = W->rows, cols = W->cols;
-    const int64_t nblk = (rows + VZ_ROW_BLOCK - 1) / VZ_ROW_BLOCK;
+    const int64_t rows = W->rows, cols = W->cols, blk = row_block(cols);
+    const int64_t nblk = (rows + blk - 1) / blk;
+    const int direct = rows_in_place(W);
     /* Under ~250K multiply-adds (~100 us) waking the team costs more than it
      * saves, and far more when other processes hold the cores. */
     int nt = rows * cols * (int64_t)n < (1 << 18) ? 1 : (n_threads > 0 ? n_threads : 1);
@@ -40,11 +111,15 @@ void vz_cpu_matmul_st(float *y, const float *x, int32_t n, const vz_tensor *W, f
         float *buf = scratch + (size_t)omp_get_thread_num() * VZ_ROW_BLOCK * (size_t)cols;
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < nblk; b++) {
-            int64_t r0 = b * VZ_ROW_BLOCK, r1 = r0 + VZ_ROW_BLOCK < rows ? r0 + VZ_ROW_BLOCK : rows;
-            codec->decode_f32(W, r0, r1, buf);
+            int64_t r0 = b * blk, r1 = r0 + blk < rows ? r0 + blk : rows;
+            const float *w = buf;
+            if (direct)
+                w = (const float *)W->data + r0 * cols;
+            else
+                codec->decode_f32(W, r0, r1, buf);
             for (int64_t r = r0; r < r1; r++)
                 for (int32_t i = 0; i < n; i++)
-                    y[(int64_t)i * rows + r] = vz_dot(buf + (r - r0) * cols, x + (int64_t)i * cols, cols);
+                    y[(int64_t)i * rows + r] = vz_dot(w + (r - r0) * cols, x + (int64_t)i * cols, cols);
         }
     }
 }

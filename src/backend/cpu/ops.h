@@ -19,8 +19,20 @@
  * tree). Never inlined into callers, so every path rounds the same way. */
 float vz_dot(const float *a, const float *b, int64_t n);
 
-/* Rows decoded per step of the matmul (the scratch it needs per thread is
- * VZ_ROW_BLOCK * cols floats). */
+/* The bodies vz_dot picks from on its first call by the CPU's instruction set;
+ * they return the same bits (exported for tests/test_simd.c). Call the x86
+ * ones only where __builtin_cpu_supports("avx2" / "avx512f") says so. */
+#if defined(__x86_64__) && defined(__ELF__) && (defined(__GNUC__) || defined(__clang__))
+#define VZ_DOT_X86 1
+float vz_dot_avx2(const float *a, const float *b, int64_t n);
+float vz_dot_avx512(const float *a, const float *b, int64_t n);
+#else
+#define VZ_DOT_X86 0
+#endif
+float vz_dot_generic(const float *a, const float *b, int64_t n);
+
+/* Most rows decoded per step of the matmul (the scratch it needs per thread
+ * is VZ_ROW_BLOCK * cols floats; long rows use fewer, to stay in L1). */
 #define VZ_ROW_BLOCK 4
 
 /* y[i*rows + r] = W[r,:] . x[i*cols + :] for i in [0, n); W (rows, cols).

@@ -68,6 +68,14 @@ vz_status vz_cuda_matvec(float *d_y, const float *d_x, int batch, const vz_cuda_
 vz_status vz_cuda_matvec_multi(int n, const vz_cuda_tensor *const *W, float *const *d_y, const float *d_x, int batch,
                                int epi, void *stream);
 
+/* Kernel variant flags (bench and tests; default 0 = the fastest): LEGACY
+ * runs the first kernel (f32 decode, one-group prefetch), NO_PDL launches
+ * without programmatic dependent launch, OCC4 caps batch-1 registers of
+ * the v2 kernel for 4 blocks per SM. All variants give bitwise equal
+ * results. flags < 0 only reads; returns the previous flags. */
+enum { VZ_CUDA_MV_LEGACY = 1, VZ_CUDA_MV_NO_PDL = 2, VZ_CUDA_MV_OCC4 = 4 };
+int vz_cuda_matvec_variant(int flags);
+
 /* out[i*cols + c] = W[ids[i], c] as f32 for i < n (embedding lookup); d_ids
  * on the device, ids outside [0, rows) give rows of NaN. */
 vz_status vz_cuda_rows(float *d_out, const int32_t *d_ids, int n, const vz_cuda_tensor *W, void *stream);

@@ -38,6 +38,16 @@ struct vz_dview {
 struct vz_gst {
     uint4 v[4];
     uint32_t u[5];
+    uint32_t ex; /* lossless (loads of vz_ll3_load2): this lane's exception entry e0 + lane, if < e1 */
+};
+
+/* One lane's decoded group, kept packed until the fmaf (fewer registers):
+ * raw/lossless bf16 pairs (element 2i in the low half of p[i]); q8: 32 int8
+ * in p[0..7] and the scale s. vz_pk_elem gives element e as f32, the same
+ * value the f32 decoders give. */
+struct vz_pk {
+    uint32_t p[16];
+    float s;
 };
 
 /* Words per lane of the warp's shared scratch (exception patching). */
@@ -133,6 +143,58 @@ static __device__ __forceinline__ void vz_ll3_decode(const vz_dview &d, const vz
     }
 }
 
+/* Loads of a group with its first 32 exceptions (the lane's entry e0 + lane)
+ * in flight together: e0, e1 come by shuffle from ei (lane j holds
+ * exc_start[r*bpr + j], j <= bpr) when bpr < 32, so no load waits on another. */
+static __device__ __forceinline__ void vz_ll3_load2(const vz_dview &d, int64_t r, int it, int lane, uint32_t ei,
+                                                    vz_gst &st) {
+    int g = it * 32 + lane;
+    g = g < d.gpr ? g : 0;
+    const uint4 *lp = (const uint4 *)(d.data + (size_t)r * d.cols + 32 * (size_t)g);
+    const uint32_t *cp = d.codes + ((size_t)r * d.gpr + g) * 3;
+    st.v[0] = __ldg(lp), st.v[1] = __ldg(lp + 1);
+    st.u[0] = __ldg(cp), st.u[1] = __ldg(cp + 1), st.u[2] = __ldg(cp + 2);
+    if (d.bpr < 32) {
+        st.u[3] = __shfl_sync(0xffffffffu, ei, it), st.u[4] = __shfl_sync(0xffffffffu, ei, it + 1);
+    } else {
+        st.u[3] = __ldg(d.eidx + (size_t)r * d.bpr + it), st.u[4] = __ldg(d.eidx + (size_t)r * d.bpr + it + 1);
+    }
+    st.ex = st.u[3] + lane < st.u[4] ? __ldg(d.exc + st.u[3] + lane) : 0u;
+}
+
+/* Writes exception entry v of a packed3 block into its owner's H byte (scratch). */
+static __device__ __forceinline__ void vz_ll3_patch1(uint32_t *sm, uint32_t v) {
+    uint32_t off = v & 1023u;
+    uint32_t *row = sm + (off >> 5) * VZ_SMEM_LANE;
+    uint32_t code = vz_ll_code(row + 8, 3, 1, (int)(off & 31u));
+    ((uint8_t *)row)[off & 31u] = (uint8_t)((v >> 10) << 3 | code);
+}
+
+/* Stage 2 of vz_ll3_load2: H by prmt, exceptions patched through the warp's
+ * scratch (two barriers: the next call's first one orders this call's
+ * read-back before any lane writes into another lane's row), packed bf16. */
+static __device__ __forceinline__ void vz_ll3_decode2(const vz_dview &d, const vz_gst &st, int lane, uint32_t *sm,
+                                                      vz_pk &k) {
+    uint32_t h[8];
+    vz_ll_h_packed3(st.u[0], st.u[1], st.u[2], d.lut_lo, d.lut_hi, h);
+    uint32_t e0 = st.u[3], e1 = st.u[4];
+    if (e1 > e0) { /* warp-uniform */
+        uint32_t *mine = sm + lane * VZ_SMEM_LANE;
+        *(uint4 *)mine = make_uint4(h[0], h[1], h[2], h[3]);
+        *(uint4 *)(mine + 4) = make_uint4(h[4], h[5], h[6], h[7]);
+        *(uint4 *)(mine + 8) = make_uint4(st.u[0], st.u[1], st.u[2], 0);
+        __syncwarp();
+        if (e0 + lane < e1) vz_ll3_patch1(sm, st.ex);
+        for (uint32_t j = e0 + 32 + lane; j < e1; j += 32) vz_ll3_patch1(sm, __ldg(d.exc + j));
+        __syncwarp();
+        uint4 a = *(const uint4 *)mine, b = *(const uint4 *)(mine + 4);
+        h[0] = a.x, h[1] = a.y, h[2] = a.z, h[3] = a.w, h[4] = b.x, h[5] = b.y, h[6] = b.z, h[7] = b.w;
+    }
+    uint32_t L[8] = {st.v[0].x, st.v[0].y, st.v[0].z, st.v[0].w, st.v[1].x, st.v[1].y, st.v[1].z, st.v[1].w};
+#pragma unroll
+    for (int j = 0; j < 8; j++) k.p[2 * j] = __byte_perm(L[j], h[j], 0x5140), k.p[2 * j + 1] = __byte_perm(L[j], h[j], 0x7362);
+}
+
 /* The lossless decoder. FAST: bf16, k = 3 packed3, cols % 32 == 0 (vector
  * loads, prmt); else any dtype/k/layout/cols, elements past cols give 0.
  * Group g of row r; lanes with g >= gpr still call it (warp barriers). */
@@ -194,6 +256,11 @@ static __device__ __forceinline__ void vz_rawbf_decode(const vz_gst &st, float w
     }
 }
 
+static __device__ __forceinline__ void vz_rawbf_decode2(const vz_gst &st, vz_pk &k) {
+#pragma unroll
+    for (int j = 0; j < 4; j++) k.p[4 * j] = st.v[j].x, k.p[4 * j + 1] = st.v[j].y, k.p[4 * j + 2] = st.v[j].z, k.p[4 * j + 3] = st.v[j].w;
+}
+
 template <bool FAST>
 static __device__ __forceinline__ void vz_raw_group(const vz_dview &d, int64_t r, int it, int lane, float w[32]) {
     int g = it * 32 + lane;
@@ -234,6 +301,19 @@ static __device__ __forceinline__ void vz_q8_decode(const vz_gst &st, float w[32
     for (int j = 0; j < 8; j++)
 #pragma unroll
         for (int i = 0; i < 4; i++) w[4 * j + i] = (float)(int8_t)(q[j] >> 8 * i) * s;
+}
+
+static __device__ __forceinline__ void vz_q8_decode2(const vz_gst &st, vz_pk &k) {
+    k.s = __half2float(__ushort_as_half((unsigned short)st.u[0]));
+#pragma unroll
+    for (int j = 0; j < 2; j++) k.p[4 * j] = st.v[j].x, k.p[4 * j + 1] = st.v[j].y, k.p[4 * j + 2] = st.v[j].z, k.p[4 * j + 3] = st.v[j].w;
+}
+
+/* Element e (compile-time) of a packed group as f32; KIND is the path. */
+template <int KIND>
+static __device__ __forceinline__ float vz_pk_elem(const vz_pk &k, int e) {
+    if (KIND == VZ_K_Q8) return (float)(int8_t)(k.p[e >> 2] >> 8 * (e & 3)) * k.s;
+    return vz_u2f(e & 1 ? k.p[e >> 1] & 0xffff0000u : k.p[e >> 1] << 16);
 }
 
 template <bool FAST>

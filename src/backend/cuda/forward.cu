@@ -80,46 +80,52 @@ void vz_k_rmsnorm(const float *x, float *out, const float *w, int32_t B, int32_t
 
 /* ---- RoPE + KV-cache store -------------------------------------------- */
 
+/* One block per (head, token), one thread per rotated pair; key-head blocks
+ * also store their rotated keys and the values at position *d_pos + b. */
 static __global__ void k_rope_store(float *q, float *k, const float *v, void *kc, void *vc, const int32_t *d_pos,
                                     int32_t n_heads, int32_t n_kv, int32_t hd, float theta, int32_t interleaved,
                                     int32_t kv_f16) {
-    const int b = blockIdx.x, half = hd / 2, kvd = n_kv * hd;
+    const int head = blockIdx.x, b = blockIdx.y, half = hd / 2, kvd = n_kv * hd, i = threadIdx.x;
     const int32_t pos = *d_pos + b;
-    float *qb = q + (int64_t)b * n_heads * hd, *kb = k + (int64_t)b * kvd;
-    for (int p = threadIdx.x; p < (n_heads + n_kv) * half; p += blockDim.x) {
-        int head = p / half, i = p % half;
-        float *vec = head < n_heads ? qb + head * hd : kb + (head - n_heads) * hd;
-        float freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
-        float val = (float)pos * freq, c = cosf(val), s = sinf(val);
-        int a = interleaved ? 2 * i : i, bb = interleaved ? 2 * i + 1 : i + half;
-        float v0 = vec[a], v1 = vec[bb];
-        vec[a] = v0 * c - v1 * s;
-        vec[bb] = v0 * s + v1 * c;
-    }
-    __syncthreads();
-    const float *vb = v + (int64_t)b * kvd;
-    int64_t row = (int64_t)pos * kvd;
-    for (int e = threadIdx.x; e < kvd; e += blockDim.x) {
-        if (kv_f16) {
-            ((__half *)kc)[row + e] = __float2half_rn(kb[e]);
-            ((__half *)vc)[row + e] = __float2half_rn(vb[e]);
-        } else {
-            ((float *)kc)[row + e] = kb[e];
-            ((float *)vc)[row + e] = vb[e];
-        }
+    const bool is_q = head < n_heads;
+    float *vec = is_q ? q + ((int64_t)b * n_heads + head) * hd : k + (int64_t)b * kvd + (int64_t)(head - n_heads) * hd;
+    if (i >= half) return;
+    float freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
+    float val = (float)pos * freq, c = cosf(val), sn = sinf(val);
+    int a = interleaved ? 2 * i : i, bb = interleaved ? 2 * i + 1 : i + half;
+    float v0 = vec[a], v1 = vec[bb];
+    float r0 = v0 * c - v1 * sn, r1 = v0 * sn + v1 * c;
+    vec[a] = r0;
+    vec[bb] = r1;
+    if (is_q) return;
+    int64_t off = (int64_t)pos * kvd + (int64_t)(head - n_heads) * hd;
+    const float *vb = v + (int64_t)b * kvd + (int64_t)(head - n_heads) * hd;
+    if (kv_f16) {
+        ((__half *)kc)[off + a] = __float2half_rn(r0);
+        ((__half *)kc)[off + bb] = __float2half_rn(r1);
+        ((__half *)vc)[off + a] = __float2half_rn(vb[a]);
+        ((__half *)vc)[off + bb] = __float2half_rn(vb[bb]);
+    } else {
+        ((float *)kc)[off + a] = r0;
+        ((float *)kc)[off + bb] = r1;
+        ((float *)vc)[off + a] = vb[a];
+        ((float *)vc)[off + bb] = vb[bb];
     }
 }
 
 void vz_k_rope_store(float *q, float *k, const float *v, void *kc, void *vc, const int32_t *d_pos, int32_t B,
                      int32_t n_heads, int32_t n_kv, int32_t hd, float theta, int32_t interleaved, int32_t kv_f16,
                      cudaStream_t st) {
-    k_rope_store<<<B, 256, 0, st>>>(q, k, v, kc, vc, d_pos, n_heads, n_kv, hd, theta, interleaved, kv_f16);
+    int threads = ((hd / 2 + 31) / 32) * 32;
+    k_rope_store<<<dim3(n_heads + n_kv, B), threads, 0, st>>>(q, k, v, kc, vc, d_pos, n_heads, n_kv, hd, theta,
+                                                              interleaved, kv_f16);
 }
 
 /* ---- attention: one block per (key chunk, head, query), then a combine --
- * Variants (vz_att_variants): scores with one warp per key (lanes split
- * head_dim, shuffle reduce), or one thread per key (a whole key row through
- * 16-byte loads, no shuffles). Both feed the same softmax and V pass. */
+ * Scores with one thread per key (a whole key row through 16-byte loads).
+ * Variants live in att_variants; a warp-per-key score pass lost (H200,
+ * tinyllama-1.1b at 656 positions: 902 us vs 335 us per token over 22
+ * layers, eager) and was deleted. */
 
 #define ATT_THREADS 128
 
@@ -157,6 +163,42 @@ static __device__ __forceinline__ float dot_row(const float *qs, const void *kc,
     return a;
 }
 
+/* acc[g*hd + e] = sum over keys j = g, g+G, ... of p[j] * V[j][e]: each
+ * thread owns ATT_VEC consecutive elements of a row (one 16-byte load for
+ * f16 when hd % 8 == 0; else element by element, same grouping), G groups
+ * of keys; loads of successive keys are independent, so they overlap. */
+#define ATT_VEC 8
+static __device__ void v_pass(float *acc, const float *p, const void *vc, int64_t base, int kvd, int n, int hd,
+                              int f16) {
+    const int cols = hd / ATT_VEC, G = blockDim.x / cols, c = threadIdx.x % cols, g = threadIdx.x / cols;
+    float a[ATT_VEC];
+#pragma unroll
+    for (int e = 0; e < ATT_VEC; e++) a[e] = 0.0f;
+    if (g < G) {
+        const bool vec = f16 && (hd % ATT_VEC) == 0;
+#pragma unroll 4
+        for (int j = g; j < n; j += G) {
+            int64_t at = base + (int64_t)j * kvd + (int64_t)c * ATT_VEC;
+            float pj = p[j];
+            if (vec) {
+                uint4 u = *(const uint4 *)((const __half *)vc + at);
+                const __half2 *h = (const __half2 *)&u;
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    float2 f = __half22float2(h[i]);
+                    a[2 * i] += pj * f.x;
+                    a[2 * i + 1] += pj * f.y;
+                }
+            } else {
+#pragma unroll
+                for (int e = 0; e < ATT_VEC; e++) a[e] += pj * kv_at(vc, at + e, f16);
+            }
+        }
+#pragma unroll
+        for (int e = 0; e < ATT_VEC; e++) acc[g * hd + c * ATT_VEC + e] = a[e];
+    }
+}
+
 size_t vz_att_part_floats(int32_t B, int32_t n_heads, int32_t hd, int32_t n_ctx) {
     size_t S = ((size_t)n_ctx + VZ_ATT_CHUNK - 1) / VZ_ATT_CHUNK;
     return (size_t)B * n_heads * S * (size_t)(hd + 2);
@@ -164,31 +206,19 @@ size_t vz_att_part_floats(int32_t B, int32_t n_heads, int32_t hd, int32_t n_ctx)
 
 /* Each block: scores of its chunk, softmax partials (max m, sum l,
  * unnormalised o) written to part for the combine. */
-template <int KEY_PER_THREAD>
 static __global__ void k_att_chunk(const float *q, const void *kc, const void *vc, float *part, const int32_t *d_pos,
                                    int32_t n_heads, int32_t n_kv, int32_t hd, int32_t kv_f16) {
     extern __shared__ float sm[];
-    float *qs = sm, *sc = sm + hd, *red = sc + VZ_ATT_CHUNK, *acc = red + 32; /* acc: ATT_THREADS */
+    float *qs = sm, *sc = sm + hd, *red = sc + VZ_ATT_CHUNK, *acc = red + 32; /* acc: ATT_THREADS * ATT_VEC */
     const int s = blockIdx.x, h = blockIdx.y, b = blockIdx.z, S = gridDim.x;
     const int len = *d_pos + b + 1, k0 = s * VZ_ATT_CHUNK;
     if (k0 >= len) return; /* whole block: no barrier is skipped by some threads only */
     const int n = min(VZ_ATT_CHUNK, len - k0), kvd = n_kv * hd, kvh = h / (n_heads / n_kv);
-    const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
     for (int d = threadIdx.x; d < hd; d += blockDim.x) qs[d] = q[((int64_t)b * n_heads + h) * hd + d];
     __syncthreads();
     const float rs = sqrtf((float)hd);
-    if (KEY_PER_THREAD) {
-        for (int j = threadIdx.x; j < n; j += blockDim.x)
-            sc[j] = dot_row(qs, kc, (int64_t)(k0 + j) * kvd + (int64_t)kvh * hd, hd, kv_f16) / rs;
-    } else {
-        for (int j = wid; j < n; j += nw) {
-            int64_t base = (int64_t)(k0 + j) * kvd + (int64_t)kvh * hd;
-            float a = 0.0f;
-            for (int d = lane; d < hd; d += 32) a += qs[d] * kv_at(kc, base + d, kv_f16);
-            a = warp_sum(a);
-            if (lane == 0) sc[j] = a / rs;
-        }
-    }
+    for (int j = threadIdx.x; j < n; j += blockDim.x)
+        sc[j] = dot_row(qs, kc, (int64_t)(k0 + j) * kvd + (int64_t)kvh * hd, hd, kv_f16) / rs;
     __syncthreads();
     float m = -FLT_MAX;
     for (int j = threadIdx.x; j < n; j += blockDim.x) m = fmaxf(m, sc[j]);
@@ -200,13 +230,9 @@ static __global__ void k_att_chunk(const float *q, const void *kc, const void *v
         l += p;
     }
     l = block_sum(l, red); /* its barriers also publish sc */
-    const int G = blockDim.x / hd, d = threadIdx.x % hd, g = threadIdx.x / hd;
-    if (g < G) {
-        float a = 0.0f;
-        for (int j = g; j < n; j += G) a += sc[j] * kv_at(vc, (int64_t)(k0 + j) * kvd + (int64_t)kvh * hd + d, kv_f16);
-        acc[g * hd + d] = a;
-    }
+    v_pass(acc, sc, vc, (int64_t)k0 * kvd + (int64_t)kvh * hd, kvd, n, hd, kv_f16);
     __syncthreads();
+    const int G = blockDim.x * ATT_VEC / hd;
     float *po = part + (((int64_t)b * n_heads + h) * S + s) * (hd + 2);
     for (int e = threadIdx.x; e < hd; e += blockDim.x) {
         float a = 0.0f;
@@ -240,7 +266,7 @@ typedef void (*att_fn)(const float *, const void *, const void *, float *, const
 static const struct {
     const char *name;
     att_fn fn;
-} att_variants[] = {{"key-per-thread", k_att_chunk<1>}, {"key-per-warp", k_att_chunk<0>}};
+} att_variants[] = {{"key-per-thread", k_att_chunk}};
 
 int vz_att_n_variants(void) { return (int)(sizeof att_variants / sizeof att_variants[0]); }
 const char *vz_att_variant_name(int v) { return v >= 0 && v < vz_att_n_variants() ? att_variants[v].name : NULL; }
@@ -249,7 +275,7 @@ void vz_k_attention(float *out, const float *q, const void *kc, const void *vc, 
                     int32_t B, int32_t n_heads, int32_t n_kv, int32_t hd, int32_t n_ctx, int32_t kv_f16,
                     int32_t variant, cudaStream_t st) {
     int S = (n_ctx + VZ_ATT_CHUNK - 1) / VZ_ATT_CHUNK;
-    size_t shm = sizeof(float) * ((size_t)hd + VZ_ATT_CHUNK + 32 + ATT_THREADS);
+    size_t shm = sizeof(float) * ((size_t)hd + VZ_ATT_CHUNK + 32 + ATT_THREADS * ATT_VEC);
     att_fn fn = att_variants[variant >= 0 && variant < vz_att_n_variants() ? variant : 0].fn;
     fn<<<dim3(S, n_heads, B), ATT_THREADS, shm, st>>>(q, kc, vc, part, d_pos, n_heads, n_kv, hd, kv_f16);
     k_att_combine<<<dim3(n_heads, B), hd < 1024 ? hd : 1024, 0, st>>>(out, part, d_pos, n_heads, hd, S);

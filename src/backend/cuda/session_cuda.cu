@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 extern "C" {
 #include "core/status.h"
@@ -25,6 +26,8 @@ typedef struct dev_layer {
 } dev_layer;
 
 #define PROF_MAX 1024
+/* Decode steps per launch of graph[0]: fewer launches per token. */
+#define DECODE_STEPS 8
 
 struct vz_cuda_session {
     vz_config c;
@@ -36,8 +39,8 @@ struct vz_cuda_session {
     void *kc, *vc;  /* (n_layers, n_ctx, kv_dim) each */
     float *x, *xb, *q, *k, *v, *att, *hb, *logits, *part;
     int32_t *tok, *pos, *step, *out_ids; /* device: (8), (1), (1), (n_ctx) */
-    cudaGraphExec_t graph[VZ_CUDA_MAX_BATCH + 1];
-    vz_sampler_opts gopts;               /* sampler baked into graph[1] */
+    cudaGraphExec_t graph[VZ_CUDA_MAX_BATCH + 1]; /* [B]: one step of B tokens; [0]: DECODE_STEPS steps of 1 */
+    vz_sampler_opts gopts;               /* sampler baked into graph[1] and graph[0] */
     uint64_t w_bytes, kv_bytes, scratch_bytes, free0, min_free, total;
     int32_t att_variant;                 /* forward.cuh variants; 0 default */
     struct {                             /* VZ_CUDA_PROFILE=1: events between ops */
@@ -59,6 +62,12 @@ static void mark(vz_cuda_session *s, const char *tag) {
         cudaError_t e_ = (call);                                                                             \
         if (e_ != cudaSuccess) return VZ_FAIL(VZ_ERR_CUDA, "cuda session: %s: %s", what, cudaGetErrorString(e_)); \
     } while (0)
+
+static double host_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static void note_mem(vz_cuda_session *s) {
     size_t fr = 0, tot = 0;
@@ -190,12 +199,15 @@ static vz_status forward(vz_cuda_session *s, int32_t B) {
     return VZ_OK;
 }
 
-/* graph[B], captured on first use (and again for B = 1 when the sampler changes). */
+/* graph[B], captured on first use (and again for B = 0, 1 when the sampler
+ * changes); graph[0] chains DECODE_STEPS one-token steps, each feeding the
+ * next through the sampled token in device memory. */
 static vz_status get_graph(vz_cuda_session *s, int32_t B, cudaGraphExec_t *out) {
     if (!s->graph[B]) {
         cudaGraph_t g = NULL;
         CU_TRY(cudaStreamBeginCapture(s->st, cudaStreamCaptureModeThreadLocal), "begin graph capture");
-        vz_status fst = forward(s, B);
+        vz_status fst = VZ_OK;
+        for (int k = 0; k < (B ? 1 : DECODE_STEPS) && fst == VZ_OK; k++) fst = forward(s, B ? B : 1);
         cudaError_t ce = cudaStreamEndCapture(s->st, &g);
         if (fst != VZ_OK) {
             if (g) cudaGraphDestroy(g);
@@ -216,8 +228,8 @@ extern "C" vz_status vz_cuda_session_create(vz_cuda_session **out, const vz_mode
     VZ_FAIL_IF(!out || !m || n_ctx < 1, VZ_ERR_ARG, "vz_cuda_session_create: bad arguments");
     *out = NULL;
     VZ_FAIL_IF(vz_cuda_device_count() < 1, VZ_ERR_CUDA, "device cuda: no CUDA device found");
-    VZ_FAIL_IF(m->cfg.head_dim > 128 || m->cfg.head_dim < 2, VZ_ERR_UNSUPPORTED,
-               "device cuda: head_dim %d is outside [2, 128]", (int)m->cfg.head_dim);
+    VZ_FAIL_IF(m->cfg.head_dim > 128 || m->cfg.head_dim % 8 != 0, VZ_ERR_UNSUPPORTED,
+               "device cuda: head_dim %d is not a multiple of 8 in [8, 128]", (int)m->cfg.head_dim);
     vz_cuda_session *s = (vz_cuda_session *)calloc(1, sizeof *s);
     VZ_FAIL_IF(!s, VZ_ERR_NOMEM, "cuda session: out of memory");
     s->c = m->cfg;
@@ -345,7 +357,22 @@ static void profile(vz_cuda_session *s, int32_t pos) {
         cudaEventRecord(s->prof.ev[1], s->st);
         cudaStreamSynchronize(s->st);
         cudaEventElapsedTime(&ms, s->prof.ev[0], s->prof.ev[1]);
-        fprintf(stderr, "profile (graph replay): %.1f us/token\n", 1e3 * ms / 20);
+        fprintf(stderr, "profile (graph replay, synced each token): %.1f us/token\n", 1e3 * ms / 20);
+        for (int b = 1; b >= 0; b--) { /* back to back: one-step graph, then the DECODE_STEPS graph */
+            cudaGraphExec_t gb;
+            if (get_graph(s, b, &gb) != VZ_OK) break;
+            int launches = b ? 16 : 2, toks = b ? 16 : 2 * DECODE_STEPS;
+            cudaMemcpy(s->pos, &pos, sizeof pos, cudaMemcpyHostToDevice);
+            double t0 = host_now();
+            cudaEventRecord(s->prof.ev[0], s->st);
+            for (int i = 0; i < launches; i++) cudaGraphLaunch(gb, s->st);
+            cudaEventRecord(s->prof.ev[1], s->st);
+            cudaStreamSynchronize(s->st);
+            double th = host_now() - t0;
+            cudaEventElapsedTime(&ms, s->prof.ev[0], s->prof.ev[1]);
+            fprintf(stderr, "profile (graph of %d step(s), back to back): %.1f us/token GPU, %.1f us/token host\n",
+                    b ? 1 : DECODE_STEPS, 1e3 * ms / toks, 1e6 * th / toks);
+        }
     }
     for (int i = 0; i < PROF_MAX; i++) cudaEventDestroy(s->prof.ev[i]);
 }
@@ -355,12 +382,17 @@ extern "C" vz_status vz_cuda_session_generate(vz_cuda_session *s, int32_t first,
     VZ_FAIL_IF(!s || !so || !out || n < 0 || pos < 0 || pos + n > s->n_ctx, VZ_ERR_ARG,
                "cuda generate: bad arguments");
     if (n == 0) return VZ_OK;
-    vz_sampler_opts o = *so;
-    if (!(o.temp > 0.0f)) o.temp = 0.0f, o.top_k = 0, o.top_p = 1.0f, o.seed = 0;
-    if (memcmp(&o, &s->gopts, sizeof o) != 0 && s->graph[1]) {
-        cudaGraphExecDestroy(s->graph[1]);
-        s->graph[1] = NULL;
-    }
+    vz_sampler_opts o;
+    memset(&o, 0, sizeof o);
+    o.top_p = 1.0f;
+    if (so->temp > 0.0f) o = *so;
+    /* field by field: memcmp would read the struct's padding and recapture every call */
+    if (o.temp != s->gopts.temp || o.top_k != s->gopts.top_k || o.top_p != s->gopts.top_p || o.seed != s->gopts.seed)
+        for (int b = 0; b < 2; b++)
+            if (s->graph[b]) {
+                cudaGraphExecDestroy(s->graph[b]);
+                s->graph[b] = NULL;
+            }
     s->gopts = o;
     cudaGraphExec_t g;
     VZ_TRY(get_graph(s, 1, &g));
@@ -368,12 +400,18 @@ extern "C" vz_status vz_cuda_session_generate(vz_cuda_session *s, int32_t first,
     CU_TRY(cudaMemcpyAsync(s->pos, &pos, sizeof pos, cudaMemcpyHostToDevice, s->st), "position upload");
     CU_TRY(cudaMemcpyAsync(s->step, &zero, sizeof zero, cudaMemcpyHostToDevice, s->st), "step upload");
     CU_TRY(cudaMemcpyAsync(s->tok, &first, sizeof first, cudaMemcpyHostToDevice, s->st), "token upload");
-    for (int32_t i = 0; i < n; i++) CU_TRY(cudaGraphLaunch(g, s->st), "graph launch");
+    int32_t i = 0;
+    cudaGraphExec_t gm;
+    if (n >= DECODE_STEPS) {
+        VZ_TRY(get_graph(s, 0, &gm));
+        for (; i + DECODE_STEPS <= n; i += DECODE_STEPS) CU_TRY(cudaGraphLaunch(gm, s->st), "graph launch");
+    }
+    for (; i < n; i++) CU_TRY(cudaGraphLaunch(g, s->st), "graph launch");
     CU_TRY(cudaMemcpyAsync(out, s->out_ids, sizeof(int32_t) * (size_t)n, cudaMemcpyDeviceToHost, s->st),
            "token download");
     VZ_TRY(finish(s));
     const char *pe = getenv("VZ_CUDA_PROFILE");
-    if (pe && *pe == '1' && n >= 64 && pos + n < s->n_ctx) profile(s, pos + n);
+    if (pe && *pe == '1' && n >= 64 && pos + n + 2 * DECODE_STEPS + 1 < s->n_ctx) profile(s, pos + n);
     return VZ_OK;
 }
 
