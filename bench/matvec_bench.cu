@@ -174,7 +174,7 @@ static void bench_single(double cgbs, int l2, const int *batches, int nbatch, fl
                 printf(" %.0f (%.0f%%) | %s |\n", gbs, 100 * gbs / cgbs, exact ? "yes" : "NO");
                 fflush(stdout);
             }
-            vz_cuda_matvec_variant(0);
+            vz_cuda_matvec_variant(VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL);
             for (int k = 0; k < nc; k++) vz_cuda_tensor_free(&W[k]);
             free(W);
         }
@@ -237,7 +237,7 @@ static void bench_chain(void) {
             fflush(stdout);
         }
         printf(" %s |\n", exact ? "yes" : "NO");
-        vz_cuda_matvec_variant(0);
+        vz_cuda_matvec_variant(VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL);
         vz_cuda_tensor *all[7] = {Wq, Wk, Wv, Wo, Wg, Wu, Wd};
         for (int j = 0; j < 7; j++) {
             for (int l = 0; l < NL; l++) vz_cuda_tensor_free(&all[j][l]);

@@ -22,7 +22,7 @@
 
 typedef struct bench_args {
     const char *model, *codecs, *json, *out_dir;
-    int64_t n, prompt_len;
+    int64_t n, prompt_len, ctx;
     vz_device device;
     vz_kv_mode kv;
 } bench_args;
@@ -38,12 +38,13 @@ typedef struct bench_row {
 
 static void usage(FILE *f) {
     fprintf(f, "usage: vramzip bench -m MODEL [--device cuda|cpu] [--codec LIST] [--json FILE] [-n 128]\n"
-               "                     [--prompt-len 512] [--kv f16|f32] [--out-dir DIR]\n"
+               "                     [--prompt-len 512] [--kv f16|f32] [--out-dir DIR] [--ctx N]\n"
                "  --codec LIST     comma-separated presets (default raw,lossless); each but raw is\n"
                "                   converted to DIR/<codec>.vz (reused when present)\n"
                "  --out-dir DIR    where the .vz variants go (default: a temporary dir, removed)\n"
                "  -n N             decode tokens timed after a 16-token warm-up\n"
-               "  --prompt-len N   prefill prompt length (random ids)\n");
+               "  --prompt-len N   prefill prompt length (random ids)\n"
+               "  --ctx N          context (KV cache) size; default and minimum prompt + n + 64\n");
 }
 
 static int parse_args(bench_args *a, int argc, char **argv) {
@@ -63,6 +64,7 @@ static int parse_args(bench_args *a, int argc, char **argv) {
         else if (!strcmp(f, "--out-dir")) a->out_dir = v;
         else if (!strcmp(f, "-n")) { if (cli_int(CMD, f, v, 1, 1 << 20, &a->n)) return 2; }
         else if (!strcmp(f, "--prompt-len")) { if (cli_int(CMD, f, v, 1, 1 << 20, &a->prompt_len)) return 2; }
+        else if (!strcmp(f, "--ctx")) { if (cli_int(CMD, f, v, 1, 1 << 22, &a->ctx)) return 2; }
         else if (!strcmp(f, "--device")) {
             if (!strcmp(v, "cuda")) a->device = VZ_DEVICE_CUDA;
             else if (!strcmp(v, "cpu")) a->device = VZ_DEVICE_CPU;
@@ -121,6 +123,7 @@ static vz_status bench_one(const bench_args *a, const char *path, const vz_devic
     so.kv = a->kv;
     /* prompt, 16 warm-up and n timed tokens, room for VZ_CUDA_PROFILE's extra steps */
     so.n_ctx = (int32_t)(a->prompt_len + a->n + 64 > CHECK_STEPS ? a->prompt_len + a->n + 64 : CHECK_STEPS);
+    if (a->ctx > so.n_ctx) so.n_ctx = (int32_t)a->ctx;
     if (st == VZ_OK) st = vz_session_create(&s, m, &so);
     int32_t *prompt = malloc(sizeof(int32_t) * (size_t)(a->prompt_len + a->n + 16));
     if (st == VZ_OK && !prompt) st = VZ_ERR_NOMEM;
@@ -205,6 +208,7 @@ static int write_json(const char *file, const vz_device_info *dev, const bench_a
     cJSON_AddNumberToObject(root, "copy_gbs", dev->copy_gbs);
     cJSON_AddNumberToObject(root, "prompt_len", (double)a->prompt_len);
     cJSON_AddNumberToObject(root, "n_decode", (double)a->n);
+    cJSON_AddNumberToObject(root, "ctx", (double)(a->ctx > a->prompt_len + a->n + 64 ? a->ctx : a->prompt_len + a->n + 64));
     for (int i = 0; i < n; i++) {
         const bench_row *r = &rows[i];
         cJSON *o = cJSON_CreateObject();
@@ -250,8 +254,9 @@ int cmd_bench(int argc, char **argv) {
     } else mkdir(dir, 0755);
     printf("device: %s, %.1f GiB, device-to-device copy %.0f GB/s (read + write)\n", dev.name,
            (double)dev.total_bytes / (1u << 30), dev.copy_gbs);
-    printf("model: %s, prompt %lld tokens, decode %lld tokens (batch 1), KV %s\n", a.model, (long long)a.prompt_len,
-           (long long)a.n, a.kv == VZ_KV_F16 ? "f16" : "f32");
+    printf("model: %s, prompt %lld tokens, decode %lld tokens (batch 1), KV %s, context %lld\n", a.model,
+           (long long)a.prompt_len, (long long)a.n, a.kv == VZ_KV_F16 ? "f16" : "f32",
+           (long long)(a.ctx > a.prompt_len + a.n + 64 ? a.ctx : a.prompt_len + a.n + 64));
     printf("%-12s %9s %11s %11s %8s %8s %8s %7s %9s %9s %10s  %s\n", "codec", "weightsMB", "prefill t/s",
            "decode t/s", "ms/tok", "GB/tok", "GB/s", "%bw", "vramW MB", "KV MB", "peak MB", "bit-identical");
     bench_row rows[MAX_CODECS];

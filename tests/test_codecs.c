@@ -156,6 +156,11 @@ static void test_lossy_groups(void **state) {
         for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++)
             for (int level = 0; level <= 3; level++) {
                 vz_codec_opts o = {groups[g], level};
+                vz_blob b;
+                /* a codec without levels must refuse one, naming it, rather than ignore it */
+                if (level && c->encode(src, VZ_DTYPE_BF16, rows, cols, &o, &b) == VZ_ERR_ARG &&
+                    strstr(vz_last_error(), "level"))
+                    continue;
                 roundtrip(c, VZ_DTYPE_BF16, rows, cols, src, &o);
             }
         vz_codec_opts bad = {48, 0};

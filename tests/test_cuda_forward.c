@@ -2,7 +2,7 @@
  * test_cuda_forward.c - the GPU forward pass (--device cuda) against the CPU
  * reference session and the published stories260K greedy ids, the device
  * token loop against eval, and bit-identity of lossless vs raw weights on
- * the GPU. Skips with a message when built without CUDA or with no GPU.
+ * the GPU, and on-device top-k / top-p sampling. Skips with a message when built without CUDA or with no GPU.
  * Optional: VZ_TINYLLAMA_RAW / VZ_TINYLLAMA_LOSSLESS (a synthetic
  * tinyllama-1.1b and its lossless .vz, made by bench/gpu_forward.sh).
  */
@@ -217,12 +217,58 @@ static void test_lossless_bitexact_tinyllama(void **state) {
     compare_bitwise(raw, ll, 256, 512);
 }
 
+/* On-device sampling (the sampler inside the decode graph), seed-fixed:
+ * top_k = 1 and a tiny top_p at temperature 1 leave only the argmax, so
+ * both give the greedy ids; top_k = 5 at temperature 1.5 gives the same
+ * tokens for the same seed, and each token is among the 5 largest logits
+ * of its position (checked against eval over the sampled sequence). */
+static void test_sampling_stories260k(void **state) {
+    (void)state;
+    char path[1024];
+    VZ_REQUIRE_MODEL(path, S260K);
+    if (!have_gpu()) skip();
+    vz_model *m = NULL;
+    assert_int_equal(vz_model_open(&m, path, NULL), VZ_OK);
+    enum { N = 40, V = 512, K = 5 };
+    vz_session *s = open_session(m, VZ_DEVICE_CUDA, VZ_KV_F16);
+    int32_t out[N], again[N], seq[N];
+    const vz_sampler_opts only_top[2] = {{1.0f, 1, 1.0f, 7}, {1.0f, 0, 1e-6f, 7}};
+    for (int i = 0; i < 2; i++) {
+        vz_session_reset(s);
+        assert_int_equal(vz_session_generate(s, 1, N, &only_top[i], out), VZ_OK);
+        assert_memory_equal(out, ref_ids, sizeof ref_ids);
+    }
+    const vz_sampler_opts topk = {1.5f, K, 1.0f, 12345};
+    vz_session_reset(s);
+    assert_int_equal(vz_session_generate(s, 1, N, &topk, out), VZ_OK);
+    vz_session_reset(s);
+    assert_int_equal(vz_session_generate(s, 1, N, &topk, again), VZ_OK);
+    assert_memory_equal(out, again, sizeof out);
+    assert_memory_not_equal(out, ref_ids, sizeof out); /* temperature 1.5 over 40 steps: not all argmax */
+    seq[0] = 1;
+    memcpy(seq + 1, out, sizeof(int32_t) * (N - 1));
+    float *l = malloc(sizeof(float) * N * V);
+    assert_non_null(l);
+    vz_session_reset(s);
+    assert_int_equal(vz_session_eval(s, seq, N, l, 1), VZ_OK);
+    for (int i = 0; i < N; i++) {
+        assert_true(out[i] >= 0 && out[i] < V);
+        int above = 0;
+        for (int j = 0; j < V; j++) above += l[i * V + j] > l[i * V + out[i]];
+        if (above >= K) fail_msg("step %d: token %d has %d larger logits (top_k %d)", i, out[i], above, K);
+    }
+    free(l);
+    vz_session_free(s);
+    vz_model_close(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_stories260k),
         cmocka_unit_test(test_logits_match_cpu),
         cmocka_unit_test(test_lossless_bitexact_stories260k),
         cmocka_unit_test(test_lossless_bitexact_tinyllama),
+        cmocka_unit_test(test_sampling_stories260k),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -104,6 +104,7 @@ static float *gpu_mv(const enc *e, const float *dx, int batch) {
     size_t ny = (size_t)batch * (size_t)e->t.rows;
     float *dy = vz_cuda_alloc(ny * 4), *y = malloc(ny * 4), *yv = malloc(ny * 4);
     assert_true(dy && y && yv);
+    int old = vz_cuda_matvec_variant(-1);
     for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
         vz_cuda_matvec_variant(variants[v]);
         assert_int_equal(vz_cuda_fill_f32(dy, NAN, ny), VZ_OK);
@@ -113,7 +114,7 @@ static float *gpu_mv(const enc *e, const float *dx, int batch) {
         if (v > 0 && memcmp(y, yv, ny * 4) != 0)
             fail_msg("%s batch %d: kernel variant %d != default bitwise", e->t.name, batch, variants[v]);
     }
-    vz_cuda_matvec_variant(0);
+    vz_cuda_matvec_variant(old);
     vz_cuda_release(dy);
     free(yv);
     return y;
@@ -137,6 +138,7 @@ static void test_matvec_chain(void **state) {
     }
     float *x = rand_weights(n, 3), *got[2][2];
     float *buf[7];
+    int old = vz_cuda_matvec_variant(-1);
     for (int i = 0; i < 7; i++) buf[i] = vz_cuda_alloc(n * 4);
     for (int var = 0; var < 2; var++)
     for (int ci = 0; ci < 2; ci++)
@@ -160,7 +162,7 @@ static void test_matvec_chain(void **state) {
                 if (memcmp(got[0][0], got[1][0], n * 4) != 0) fail_msg("chain (variant %d): lossless != raw bitwise", var);
             }
         }
-    vz_cuda_matvec_variant(0);
+    vz_cuda_matvec_variant(old);
     for (int ci = 0; ci < 2; ci++)
         for (int i = 0; i < 3; i++) enc_free(&e[ci][i]);
     for (int i = 0; i < 7; i++) vz_cuda_release(buf[i]);

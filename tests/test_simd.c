@@ -137,7 +137,7 @@ static void check_half_decode(vz_dtype dt) {
     __builtin_cpu_init();
     if (bf && __builtin_cpu_supports("avx2")) check_half_fn(dt, vz_bf16_rows_to_f32_avx2, "avx2", src, out);
     if (bf && __builtin_cpu_supports("avx512f")) check_half_fn(dt, vz_bf16_rows_to_f32_avx512, "avx512", src, out);
-    if (!bf && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c"))
+    if (!bf && __builtin_cpu_supports("avx2") && vz_cpu_has_f16c())
         check_half_fn(dt, vz_f16_rows_to_f32_f16c, "f16c", src, out);
 #endif
     free(src);

@@ -87,8 +87,11 @@ static int ll_choose(const uint64_t hist[256], const ll_geom *g3, int64_t rows, 
 
 static vz_status ll_encode(const void *src, vz_dtype dtype, int64_t rows, int64_t cols, const vz_codec_opts *o,
                            vz_blob *out) {
-    (void)o;
     memset(out, 0, sizeof *out);
+    /* no options: refuse them rather than ignore them (the codec chooses its own layout) */
+    VZ_FAIL_IF(o && o->group, VZ_ERR_ARG, "lossless: option 'g%d' (group size) is not used by this codec",
+               (int)o->group);
+    VZ_FAIL_IF(o && o->level, VZ_ERR_ARG, "lossless: option '%d' (level) is not used by this codec", (int)o->level);
     ll_geom g;
     VZ_FAIL_IF(!ll_geom_init(&g, dtype, rows, cols, 3), VZ_ERR_ARG, "lossless: bad shape %lldx%lld or dtype",
                (long long)rows, (long long)cols);

@@ -45,6 +45,8 @@ static uint32_t q8_group_opt(const vz_codec_opts *o, int64_t cols) {
 static vz_status q8_encode(const void *src, vz_dtype dtype, int64_t rows, int64_t cols, const vz_codec_opts *o,
                            vz_blob *out) {
     memset(out, 0, sizeof *out);
+    VZ_FAIL_IF(o && o->level, VZ_ERR_ARG, "q8: option '%d' (level) is not used by this codec (only gN)",
+               (int)o->level);
     q8_geom g;
     uint32_t group = q8_group_opt(o, cols);
     VZ_FAIL_IF(!vz_dtype_ok(dtype) || !q8_geom_init(&g, rows, cols, group), VZ_ERR_ARG,

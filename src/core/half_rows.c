@@ -103,7 +103,7 @@ static vz_half_fn pick_bf16(void) {
 
 static vz_half_fn pick_f16(void) {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")) return vz_f16_rows_to_f32_f16c;
+    if (__builtin_cpu_supports("avx2") && vz_cpu_has_f16c()) return vz_f16_rows_to_f32_f16c;
     return vz_f16_rows_to_f32_generic;
 }
 

@@ -16,10 +16,16 @@ void vz_bf16_rows_to_f32(float *out, const uint8_t *src, size_t n);
 void vz_f16_rows_to_f32(float *out, const uint8_t *src, size_t n);
 
 /* The versions the two above pick from (exported for tests/test_simd.c).
- * Call the x86 ones only where __builtin_cpu_supports("avx2") (and "f16c"
- * for f16) / ("avx512f") says so. */
+ * Call the x86 ones only where __builtin_cpu_supports("avx2") (and
+ * vz_cpu_has_f16c() for f16) / ("avx512f") says so. */
 #if defined(__x86_64__) && defined(__ELF__) && (defined(__GNUC__) || defined(__clang__))
 #define VZ_HALF_X86 1
+#include <cpuid.h>
+/* F16C present (CPUID.1:ECX); clang has no __builtin_cpu_supports("f16c"). */
+static inline int vz_cpu_has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0;
+}
 void vz_bf16_rows_to_f32_avx2(float *out, const uint8_t *src, size_t n);
 void vz_bf16_rows_to_f32_avx512(float *out, const uint8_t *src, size_t n);
 void vz_f16_rows_to_f32_f16c(float *out, const uint8_t *src, size_t n);

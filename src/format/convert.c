@@ -163,7 +163,8 @@ static vz_status encode_one(const vz_tensor *t, const uint8_t *src, uint64_t n, 
              vz_dtype_name(t->dtype), (long long)t->rows, (long long)t->cols);
         c = vz_codec_by_id(VZ_CODEC_raw);
     }
-    VZ_TRY(c->encode(src, t->dtype, t->rows, t->cols, r ? &r->opts : &(vz_codec_opts){0}, b));
+    /* the rule's options belong to its codec, not to the raw fallback (codecs refuse options they ignore) */
+    VZ_TRY(c->encode(src, t->dtype, t->rows, t->cols, r && c == r->codec ? &r->opts : &(vz_codec_opts){0}, b));
     *enc = *t;
     enc->codec = c->id;
     enc->params = b->params;

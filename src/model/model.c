@@ -143,6 +143,27 @@ static int is_dir(const char *p) {
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+/* The smallest llama2.c file a valid header allows (28-byte header + 32 f32:
+ * dim 2, every other size 1); anything shorter without a GGUF/VZIP magic is
+ * no model at all, and is named so rather than parsed as a llama2.c header. */
+#define VZ_MIN_LLAMA2C_BYTES 156
+
+/* Picks the reader of a file by its magic; llama2.c (no magic) otherwise. */
+static vz_status read_file_model(vz_model *m, const char *path, const vz_model_opts *opts) {
+    uint8_t magic[4] = {0};
+    FILE *f = fopen(path, "rb");
+    VZ_FAIL_IF(!f, VZ_ERR_NOT_FOUND, "%s: cannot open model", path);
+    size_t got = fread(magic, 1, 4, f);
+    int end = fseek(f, 0, SEEK_END);
+    long size = end == 0 ? ftell(f) : -1;
+    fclose(f);
+    if (got == 4 && memcmp(magic, "GGUF", 4) == 0) return vz_read_gguf(m, path, opts);
+    if (got == 4 && memcmp(magic, "VZIP", 4) == 0) return vz_read_vz(m, path, opts);
+    VZ_FAIL_IF(size >= 0 && size < VZ_MIN_LLAMA2C_BYTES, VZ_ERR_FORMAT,
+               "%s: file too small to be a model (%ld bytes): not GGUF, .vz or llama2.c", path, size);
+    return vz_read_llama2c(m, path, opts);
+}
+
 vz_status vz_model_open(vz_model **out, const char *path, const vz_model_opts *opts) {
     VZ_FAIL_IF(!out, VZ_ERR_ARG, "vz_model_open: NULL output pointer");
     *out = NULL;
@@ -156,21 +177,8 @@ vz_status vz_model_open(vz_model **out, const char *path, const vz_model_opts *o
     VZ_FAIL_IF(!m, VZ_ERR_NOMEM, "out of memory");
     snprintf(m->path, sizeof m->path, "%s", path);
     vz_status s;
-    if (is_dir(path)) {
-        s = vz_read_hf(m, path, opts);
-    } else {
-        uint8_t magic[4] = {0};
-        FILE *f = fopen(path, "rb");
-        if (!f) {
-            free(m);
-            return VZ_FAIL(VZ_ERR_NOT_FOUND, "%s: cannot open model", path);
-        }
-        size_t got = fread(magic, 1, 4, f);
-        fclose(f);
-        if (got == 4 && memcmp(magic, "GGUF", 4) == 0) s = vz_read_gguf(m, path, opts);
-        else if (got == 4 && memcmp(magic, "VZIP", 4) == 0) s = vz_read_vz(m, path, opts);
-        else s = vz_read_llama2c(m, path, opts);
-    }
+    if (is_dir(path)) s = vz_read_hf(m, path, opts);
+    else s = read_file_model(m, path, opts);
     if (s == VZ_OK) s = vz_model_bind(m);
     if (s != VZ_OK) {
         vz_model_close(m);

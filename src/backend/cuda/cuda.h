@@ -68,7 +68,7 @@ vz_status vz_cuda_matvec(float *d_y, const float *d_x, int batch, const vz_cuda_
 vz_status vz_cuda_matvec_multi(int n, const vz_cuda_tensor *const *W, float *const *d_y, const float *d_x, int batch,
                                int epi, void *stream);
 
-/* Kernel variant flags (bench and tests; default 0 = the fastest): LEGACY
+/* Kernel variant flags (bench and tests; default LEGACY | NO_PDL): LEGACY
  * runs the first kernel (f32 decode, one-group prefetch), NO_PDL launches
  * without programmatic dependent launch, OCC4 caps batch-1 registers of
  * the v2 kernel for 4 blocks per SM. All variants give bitwise equal

@@ -9,6 +9,7 @@
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <cuda_fp16.h>
 
@@ -62,10 +63,51 @@ static __device__ float block_max(float v, float *red) {
     return warp_max(v);
 }
 
+/* ---- programmatic dependent launch (PDL) --------------------------------
+ * Every kernel here is launched with programmatic stream serialization: it
+ * may start while the previous kernel (a matvec) still runs, waits in
+ * griddepcontrol.wait until that kernel has completed and its writes are
+ * visible (so completion of any kernel implies completion of all before it),
+ * and lets the next kernel (whose weight loads need nothing of ours) start
+ * at once, before our own wait. Nothing is read or written before the wait;
+ * the next kernel can only launch once all our blocks are resident, so a
+ * waiting chain never starves the kernel it waits for. */
+static __device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+static __device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+/* Launches f<<<grid, block, shm, st>>>(args...) with the PDL attribute; a
+ * runtime that refuses it gets a plain launch (the wait is then a no-op). */
+template <typename... P, typename... A>
+static void launch_pdl(void (*f)(P...), dim3 grid, dim3 block, size_t shm, cudaStream_t st, A... args) {
+    cudaLaunchConfig_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = shm, cfg.stream = st;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at, cfg.numAttrs = 1;
+    cudaError_t e = cudaLaunchKernelEx(&cfg, f, ((P)args)...);
+    if (e == cudaErrorNotSupported || e == cudaErrorInvalidValue) {
+        cudaGetLastError();
+        f<<<grid, block, shm, st>>>(((P)args)...);
+    }
+}
+
 /* ---- RMSNorm (the residual adds are the matvecs' ADD epilogue) ---------- */
 
 static __global__ void k_rmsnorm(const float *x, float *out, const float *w, int32_t dim, float eps) {
     __shared__ double red[32];
+    pdl_trigger();
+    pdl_wait();
     const float *xr = x + (int64_t)blockIdx.x * dim;
     double ss = 0.0; /* double, as the CPU reference: tiny work, order-stable */
     for (int i = threadIdx.x; i < dim; i += blockDim.x) ss += (double)xr[i] * xr[i];
@@ -75,69 +117,34 @@ static __global__ void k_rmsnorm(const float *x, float *out, const float *w, int
 }
 
 void vz_k_rmsnorm(const float *x, float *out, const float *w, int32_t B, int32_t dim, float eps, cudaStream_t st) {
-    k_rmsnorm<<<B, 512, 0, st>>>(x, out, w, dim, eps);
+    launch_pdl(k_rmsnorm, dim3(B), dim3(512), 0, st, x, out, w, dim, eps);
 }
 
-/* ---- RoPE + KV-cache store -------------------------------------------- */
-
-/* One block per (head, token), one thread per rotated pair; key-head blocks
- * also store their rotated keys and the values at position *d_pos + b. */
-static __global__ void k_rope_store(float *q, float *k, const float *v, void *kc, void *vc, const int32_t *d_pos,
-                                    int32_t n_heads, int32_t n_kv, int32_t hd, float theta, int32_t interleaved,
-                                    int32_t kv_f16) {
-    const int head = blockIdx.x, b = blockIdx.y, half = hd / 2, kvd = n_kv * hd, i = threadIdx.x;
-    const int32_t pos = *d_pos + b;
-    const bool is_q = head < n_heads;
-    float *vec = is_q ? q + ((int64_t)b * n_heads + head) * hd : k + (int64_t)b * kvd + (int64_t)(head - n_heads) * hd;
-    if (i >= half) return;
-    float freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
-    float val = (float)pos * freq, c = cosf(val), sn = sinf(val);
-    int a = interleaved ? 2 * i : i, bb = interleaved ? 2 * i + 1 : i + half;
-    float v0 = vec[a], v1 = vec[bb];
-    float r0 = v0 * c - v1 * sn, r1 = v0 * sn + v1 * c;
-    vec[a] = r0;
-    vec[bb] = r1;
-    if (is_q) return;
-    int64_t off = (int64_t)pos * kvd + (int64_t)(head - n_heads) * hd;
-    const float *vb = v + (int64_t)b * kvd + (int64_t)(head - n_heads) * hd;
-    if (kv_f16) {
-        ((__half *)kc)[off + a] = __float2half_rn(r0);
-        ((__half *)kc)[off + bb] = __float2half_rn(r1);
-        ((__half *)vc)[off + a] = __float2half_rn(vb[a]);
-        ((__half *)vc)[off + bb] = __float2half_rn(vb[bb]);
-    } else {
-        ((float *)kc)[off + a] = r0;
-        ((float *)kc)[off + bb] = r1;
-        ((float *)vc)[off + a] = vb[a];
-        ((float *)vc)[off + bb] = vb[bb];
-    }
-}
-
-void vz_k_rope_store(float *q, float *k, const float *v, void *kc, void *vc, const int32_t *d_pos, int32_t B,
-                     int32_t n_heads, int32_t n_kv, int32_t hd, float theta, int32_t interleaved, int32_t kv_f16,
-                     cudaStream_t st) {
-    int threads = ((hd / 2 + 31) / 32) * 32;
-    k_rope_store<<<dim3(n_heads + n_kv, B), threads, 0, st>>>(q, k, v, kc, vc, d_pos, n_heads, n_kv, hd, theta,
-                                                              interleaved, kv_f16);
-}
-
-/* ---- attention: one block per (key chunk, head, query), then a combine --
- * Scores with one thread per key (a whole key row through 16-byte loads).
- * Variants live in att_variants; a warp-per-key score pass lost (H200,
- * tinyllama-1.1b at 656 positions: 902 us vs 335 us per token over 22
- * layers, eager) and was deleted. */
+/* ---- attention: RoPE + KV store + split-context attention, one kernel ---
+ * One block per (key chunk s, head h, query b). The block rotates its query,
+ * rotates the new keys (positions *d_pos .. *d_pos + b) that fall in its
+ * chunk into shared memory (through f16 when the cache is f16, so they read
+ * back exactly as stored), and blocks of the last query of each key head
+ * also store those rows into the caches; older keys come from the caches
+ * (rows below *d_pos, which nobody writes in this launch). Scores with one
+ * thread per key (16-byte loads), softmax partials per chunk; the last
+ * chunk block of each (h, b) to finish (an atomic count, reset by it)
+ * merges the partials in chunk order, so results do not depend on which
+ * block is last. A warp-per-key score pass lost (H200, tinyllama-1.1b at
+ * 656 positions: 902 us vs 335 us per token over 22 layers) and was deleted. */
 
 #define ATT_THREADS 128
+#define ATT_VEC 8
 
 static __device__ __forceinline__ float kv_at(const void *c, int64_t i, int32_t f16) {
     return f16 ? __half2float(((const __half *)c)[i]) : ((const float *)c)[i];
 }
 
-/* q . key row at element base (head_dim hd) by one thread. */
-static __device__ __forceinline__ float dot_row(const float *qs, const void *kc, int64_t base, int hd, int f16) {
+/* q . key row kr (head_dim hd) by one thread. */
+static __device__ __forceinline__ float dot_row(const float *qs, const void *kr, int hd, int f16) {
     float a = 0.0f;
-    if (f16 && (hd & 7) == 0) {
-        const uint4 *p = (const uint4 *)((const __half *)kc + base);
+    if (f16) {
+        const uint4 *p = (const uint4 *)kr;
         for (int c = 0; c < hd / 8; c++) {
             uint4 u = p[c];
             const __half2 *h = (const __half2 *)&u;
@@ -148,8 +155,8 @@ static __device__ __forceinline__ float dot_row(const float *qs, const void *kc,
                 a += qs[8 * c + 2 * i + 1] * f.y;
             }
         }
-    } else if (!f16 && (hd & 3) == 0) {
-        const float4 *p = (const float4 *)((const float *)kc + base);
+    } else {
+        const float4 *p = (const float4 *)kr;
         for (int c = 0; c < hd / 4; c++) {
             float4 f = p[c];
             a += qs[4 * c] * f.x;
@@ -157,31 +164,40 @@ static __device__ __forceinline__ float dot_row(const float *qs, const void *kc,
             a += qs[4 * c + 2] * f.z;
             a += qs[4 * c + 3] * f.w;
         }
-    } else {
-        for (int d = 0; d < hd; d++) a += qs[d] * kv_at(kc, base + d, f16);
     }
     return a;
 }
 
-/* acc[g*hd + e] = sum over keys j = g, g+G, ... of p[j] * V[j][e]: each
+/* Where one block finds key/value rows: rows below pos0 in the layer's
+ * caches (row stride kvd, head offset ho), rows from nlo on in shared memory
+ * (stride hd). esz: bytes per element. */
+struct att_rows {
+    const char *kc, *vc, *nk, *nv;
+    int64_t kvd, ho;
+    int pos0, nlo, hd, esz;
+    __device__ __forceinline__ const void *k(int p) const {
+        return p < pos0 ? kc + ((int64_t)p * kvd + ho) * esz : nk + (int64_t)(p - nlo) * hd * esz;
+    }
+    __device__ __forceinline__ const void *v(int p) const {
+        return p < pos0 ? vc + ((int64_t)p * kvd + ho) * esz : nv + (int64_t)(p - nlo) * hd * esz;
+    }
+};
+
+/* acc[g*hd + e] = sum over keys j = g, g+G, ... of p[j] * V[k0 + j][e]: each
  * thread owns ATT_VEC consecutive elements of a row (one 16-byte load for
- * f16 when hd % 8 == 0; else element by element, same grouping), G groups
- * of keys; loads of successive keys are independent, so they overlap. */
-#define ATT_VEC 8
-static __device__ void v_pass(float *acc, const float *p, const void *vc, int64_t base, int kvd, int n, int hd,
-                              int f16) {
+ * f16), G groups of keys; loads of successive keys are independent. */
+static __device__ void v_pass(float *acc, const float *p, const att_rows &R, int k0, int n, int hd, int f16) {
     const int cols = hd / ATT_VEC, G = blockDim.x / cols, c = threadIdx.x % cols, g = threadIdx.x / cols;
     float a[ATT_VEC];
 #pragma unroll
     for (int e = 0; e < ATT_VEC; e++) a[e] = 0.0f;
     if (g < G) {
-        const bool vec = f16 && (hd % ATT_VEC) == 0;
 #pragma unroll 4
         for (int j = g; j < n; j += G) {
-            int64_t at = base + (int64_t)j * kvd + (int64_t)c * ATT_VEC;
+            const void *row = R.v(k0 + j);
             float pj = p[j];
-            if (vec) {
-                uint4 u = *(const uint4 *)((const __half *)vc + at);
+            if (f16) {
+                uint4 u = *((const uint4 *)row + c);
                 const __half2 *h = (const __half2 *)&u;
 #pragma unroll
                 for (int i = 0; i < 4; i++) {
@@ -191,7 +207,7 @@ static __device__ void v_pass(float *acc, const float *p, const void *vc, int64_
                 }
             } else {
 #pragma unroll
-                for (int e = 0; e < ATT_VEC; e++) a[e] += pj * kv_at(vc, at + e, f16);
+                for (int e = 0; e < ATT_VEC; e++) a[e] += pj * kv_at(row, (int64_t)c * ATT_VEC + e, 0);
             }
         }
 #pragma unroll
@@ -204,81 +220,140 @@ size_t vz_att_part_floats(int32_t B, int32_t n_heads, int32_t hd, int32_t n_ctx)
     return (size_t)B * n_heads * S * (size_t)(hd + 2);
 }
 
-/* Each block: scores of its chunk, softmax partials (max m, sum l,
- * unnormalised o) written to part for the combine. */
-static __global__ void k_att_chunk(const float *q, const void *kc, const void *vc, float *part, const int32_t *d_pos,
-                                   int32_t n_heads, int32_t n_kv, int32_t hd, int32_t kv_f16) {
-    extern __shared__ float sm[];
-    float *qs = sm, *sc = sm + hd, *red = sc + VZ_ATT_CHUNK, *acc = red + 32; /* acc: ATT_THREADS * ATT_VEC */
-    const int s = blockIdx.x, h = blockIdx.y, b = blockIdx.z, S = gridDim.x;
-    const int len = *d_pos + b + 1, k0 = s * VZ_ATT_CHUNK;
-    if (k0 >= len) return; /* whole block: no barrier is skipped by some threads only */
-    const int n = min(VZ_ATT_CHUNK, len - k0), kvd = n_kv * hd, kvh = h / (n_heads / n_kv);
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) qs[d] = q[((int64_t)b * n_heads + h) * hd + d];
+/* Rotated pair i of vec (head_dim hd) at position pos: indices *a, *b, values *r0, *r1. */
+static __device__ __forceinline__ void rope_pair(const float *vec, int i, int pos, int hd, float theta, int interleaved,
+                                                 int *a, int *b, float *r0, float *r1) {
+    float freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
+    float val = (float)pos * freq, c = cosf(val), sn = sinf(val);
+    *a = interleaved ? 2 * i : i, *b = interleaved ? 2 * i + 1 : i + hd / 2;
+    float v0 = vec[*a], v1 = vec[*b];
+    *r0 = v0 * c - v1 * sn, *r1 = v0 * sn + v1 * c;
+}
+
+static __device__ __forceinline__ void put_kv(void *dst, int64_t i, float v, int f16) {
+    if (f16) ((__half *)dst)[i] = __float2half_rn(v);
+    else ((float *)dst)[i] = v;
+}
+
+struct att_args {
+    float *out;
+    const float *q, *k, *v;
+    char *kc, *vc; /* one layer's caches */
+    float *part;
+    int32_t *cnt; /* (B, n_heads) chunk counters, zero between launches */
+    const int32_t *pos;
+    int32_t n_heads, n_kv, hd, kv_f16, interleaved;
+    float theta;
+};
+
+/* Rotated query into qs; new key rows (rotated) and value rows of this
+ * chunk into nk/nv, and into the caches when this block owns the store. */
+static __device__ void att_stage(const att_args &A, float *qs, char *nk, char *nv, int k0, int n, int pos0, int nlo) {
+    const int h = blockIdx.y, b = blockIdx.z, hd = A.hd, half = hd / 2, kvd = A.n_kv * hd;
+    const int grp = A.n_heads / A.n_kv, kvh = h / grp, f16 = A.kv_f16;
+    const bool store = b == (int)gridDim.z - 1 && h % grp == 0;
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+        int a, bb;
+        float r0, r1;
+        rope_pair(A.q + ((int64_t)b * A.n_heads + h) * hd, i, pos0 + b, hd, A.theta, A.interleaved, &a, &bb, &r0, &r1);
+        qs[a] = r0, qs[bb] = r1;
+    }
+    const int nnew = k0 + n - nlo;
+    for (int idx = threadIdx.x; idx < nnew * half; idx += blockDim.x) {
+        const int r = idx / half, i = idx % half, p = nlo + r, bn = p - pos0;
+        const int64_t src = (int64_t)bn * kvd + (int64_t)kvh * hd, dst = (int64_t)p * kvd + (int64_t)kvh * hd;
+        int a, bb;
+        float r0, r1;
+        rope_pair(A.k + src, i, p, hd, A.theta, A.interleaved, &a, &bb, &r0, &r1);
+        float v0 = A.v[src + a], v1 = A.v[src + bb];
+        put_kv(nk, (int64_t)r * hd + a, r0, f16), put_kv(nk, (int64_t)r * hd + bb, r1, f16);
+        put_kv(nv, (int64_t)r * hd + a, v0, f16), put_kv(nv, (int64_t)r * hd + bb, v1, f16);
+        if (store) {
+            put_kv(A.kc, dst + a, r0, f16), put_kv(A.kc, dst + bb, r1, f16);
+            put_kv(A.vc, dst + a, v0, f16), put_kv(A.vc, dst + bb, v1, f16);
+        }
+    }
     __syncthreads();
+}
+
+/* The last chunk block of (h, b): merges the ns partials in chunk order. */
+static __device__ void att_combine(const att_args &A, const float *p, int ns) {
+    const int h = blockIdx.y, b = blockIdx.z, hd = A.hd;
+    float M = -FLT_MAX;
+    for (int s = 0; s < ns; s++) M = fmaxf(M, __ldcg(p + (int64_t)s * (hd + 2)));
+    float L = 0.0f;
+    for (int s = 0; s < ns; s++) L += __ldcg(p + (int64_t)s * (hd + 2) + 1) * expf(__ldcg(p + (int64_t)s * (hd + 2)) - M);
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float o = 0.0f;
+        for (int s = 0; s < ns; s++)
+            o += __ldcg(p + (int64_t)s * (hd + 2) + 2 + d) * expf(__ldcg(p + (int64_t)s * (hd + 2)) - M);
+        A.out[((int64_t)b * A.n_heads + h) * hd + d] = o / L;
+    }
+}
+
+static __global__ void __launch_bounds__(ATT_THREADS) k_attention(att_args A) {
+    extern __shared__ __align__(16) float sm[];
+    __shared__ int last;
+    pdl_trigger();
+    pdl_wait();
+    const int hd = A.hd, f16 = A.kv_f16, esz = f16 ? 2 : 4;
+    float *qs = sm, *sc = sm + hd, *red = sc + VZ_ATT_CHUNK, *acc = red + 32; /* acc: ATT_THREADS * ATT_VEC */
+    char *nk = (char *)(acc + ATT_THREADS * ATT_VEC), *nv = nk + (size_t)VZ_CUDA_MAX_BATCH * hd * esz;
+    const int s = blockIdx.x, h = blockIdx.y, b = blockIdx.z, S = gridDim.x;
+    const int pos0 = *A.pos, len = pos0 + b + 1, k0 = s * VZ_ATT_CHUNK;
+    if (k0 >= len) return; /* whole block: no barrier is skipped by some threads only */
+    const int n = min(VZ_ATT_CHUNK, len - k0), nlo = max(k0, pos0), kvd = A.n_kv * hd;
+    att_stage(A, qs, nk, nv, k0, n, pos0, nlo);
+    const att_rows R = {A.kc, A.vc, nk, nv, kvd, (int64_t)(h / (A.n_heads / A.n_kv)) * hd, pos0, nlo, hd, esz};
     const float rs = sqrtf((float)hd);
-    for (int j = threadIdx.x; j < n; j += blockDim.x)
-        sc[j] = dot_row(qs, kc, (int64_t)(k0 + j) * kvd + (int64_t)kvh * hd, hd, kv_f16) / rs;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) sc[j] = dot_row(qs, R.k(k0 + j), hd, f16) / rs;
     __syncthreads();
     float m = -FLT_MAX;
     for (int j = threadIdx.x; j < n; j += blockDim.x) m = fmaxf(m, sc[j]);
     m = block_max(m, red);
     float l = 0.0f;
     for (int j = threadIdx.x; j < n; j += blockDim.x) {
-        float p = expf(sc[j] - m);
-        sc[j] = p;
-        l += p;
+        float pe = expf(sc[j] - m);
+        sc[j] = pe;
+        l += pe;
     }
     l = block_sum(l, red); /* its barriers also publish sc */
-    v_pass(acc, sc, vc, (int64_t)k0 * kvd + (int64_t)kvh * hd, kvd, n, hd, kv_f16);
+    v_pass(acc, sc, R, k0, n, hd, f16);
     __syncthreads();
-    const int G = blockDim.x * ATT_VEC / hd;
-    float *po = part + (((int64_t)b * n_heads + h) * S + s) * (hd + 2);
+    const int G = blockDim.x * ATT_VEC / hd, ns = (len + VZ_ATT_CHUNK - 1) / VZ_ATT_CHUNK;
+    float *po = A.part + (((int64_t)b * A.n_heads + h) * S + s) * (hd + 2);
     for (int e = threadIdx.x; e < hd; e += blockDim.x) {
         float a = 0.0f;
         for (int gg = 0; gg < G; gg++) a += acc[gg * hd + e];
-        po[2 + e] = a;
+        if (ns == 1) A.out[((int64_t)b * A.n_heads + h) * hd + e] = a / l; /* = the merge of one chunk */
+        else po[2 + e] = a;
     }
-    if (threadIdx.x == 0) {
-        po[0] = m;
-        po[1] = l;
-    }
+    if (ns == 1) return;
+    if (threadIdx.x == 0) po[0] = m, po[1] = l;
+    __threadfence();
+    __syncthreads();
+    int32_t *cnt = A.cnt + (int64_t)b * A.n_heads + h;
+    if (threadIdx.x == 0) last = atomicAdd(cnt, 1) == ns - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    if (threadIdx.x == 0) *cnt = 0; /* every other block of (h, b) has counted */
+    att_combine(A, A.part + ((int64_t)b * A.n_heads + h) * S * (hd + 2), ns);
 }
 
-static __global__ void k_att_combine(float *out, const float *part, const int32_t *d_pos, int32_t n_heads,
-                                     int32_t hd, int32_t S) {
-    const int h = blockIdx.x, b = blockIdx.y;
-    const int len = *d_pos + b + 1, ns = (len + VZ_ATT_CHUNK - 1) / VZ_ATT_CHUNK;
-    const float *p = part + ((int64_t)b * n_heads + h) * S * (hd + 2);
-    float M = -FLT_MAX;
-    for (int s = 0; s < ns; s++) M = fmaxf(M, p[(int64_t)s * (hd + 2)]);
-    float L = 0.0f;
-    for (int s = 0; s < ns; s++) L += p[(int64_t)s * (hd + 2) + 1] * expf(p[(int64_t)s * (hd + 2)] - M);
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-        float o = 0.0f;
-        for (int s = 0; s < ns; s++) o += p[(int64_t)s * (hd + 2) + 2 + d] * expf(p[(int64_t)s * (hd + 2)] - M);
-        out[((int64_t)b * n_heads + h) * hd + d] = o / L;
-    }
-}
+int vz_att_n_variants(void) { return 1; }
+const char *vz_att_variant_name(int v) { return v == 0 ? "fused rope+store, key-per-thread" : NULL; }
 
-typedef void (*att_fn)(const float *, const void *, const void *, float *, const int32_t *, int32_t, int32_t,
-                       int32_t, int32_t);
-static const struct {
-    const char *name;
-    att_fn fn;
-} att_variants[] = {{"key-per-thread", k_att_chunk}};
+size_t vz_att_counters(int32_t B, int32_t n_heads) { return (size_t)B * (size_t)n_heads; }
 
-int vz_att_n_variants(void) { return (int)(sizeof att_variants / sizeof att_variants[0]); }
-const char *vz_att_variant_name(int v) { return v >= 0 && v < vz_att_n_variants() ? att_variants[v].name : NULL; }
-
-void vz_k_attention(float *out, const float *q, const void *kc, const void *vc, float *part, const int32_t *d_pos,
-                    int32_t B, int32_t n_heads, int32_t n_kv, int32_t hd, int32_t n_ctx, int32_t kv_f16,
-                    int32_t variant, cudaStream_t st) {
+void vz_k_attention(float *out, const float *q, const float *k, const float *v, void *kc, void *vc, float *part,
+                    int32_t *cnt, const int32_t *d_pos, int32_t B, int32_t n_heads, int32_t n_kv, int32_t hd,
+                    int32_t n_ctx, int32_t kv_f16, float theta, int32_t interleaved, cudaStream_t st) {
     int S = (n_ctx + VZ_ATT_CHUNK - 1) / VZ_ATT_CHUNK;
-    size_t shm = sizeof(float) * ((size_t)hd + VZ_ATT_CHUNK + 32 + ATT_THREADS * ATT_VEC);
-    att_fn fn = att_variants[variant >= 0 && variant < vz_att_n_variants() ? variant : 0].fn;
-    fn<<<dim3(S, n_heads, B), ATT_THREADS, shm, st>>>(q, kc, vc, part, d_pos, n_heads, n_kv, hd, kv_f16);
-    k_att_combine<<<dim3(n_heads, B), hd < 1024 ? hd : 1024, 0, st>>>(out, part, d_pos, n_heads, hd, S);
+    size_t shm = sizeof(float) * ((size_t)hd + VZ_ATT_CHUNK + 32 + ATT_THREADS * ATT_VEC) +
+                 2 * (size_t)VZ_CUDA_MAX_BATCH * hd * (kv_f16 ? 2 : 4);
+    att_args A = {out, q, k, v, (char *)kc, (char *)vc, part, cnt, d_pos, n_heads, n_kv, hd, kv_f16, interleaved, theta};
+    launch_pdl(k_attention, dim3(S, n_heads, B), dim3(ATT_THREADS), shm, st, A);
 }
 
 /* ---- sampling ---------------------------------------------------------- */
@@ -323,6 +398,8 @@ static __global__ void k_sample(const float *l, int32_t vocab, float temp, int32
     __shared__ float bv[32];
     __shared__ int32_t bi[32];
     __shared__ float scan[SAMPLE_THREADS];
+    pdl_trigger();
+    pdl_wait();
     float best = -INFINITY;
     int32_t idx = INT32_MAX;
     for (int i = threadIdx.x; i < vocab; i += blockDim.x)
@@ -387,10 +464,13 @@ static __global__ void k_sample(const float *l, int32_t vocab, float temp, int32
 void vz_k_sample(const float *logits, int32_t vocab, float temp, int32_t top_k, float top_p, uint64_t seed,
                  int32_t *d_tok, int32_t *d_out, int32_t *d_step, int32_t *d_pos, int32_t adv, int32_t out_cap,
                  cudaStream_t st) {
-    k_sample<<<1, SAMPLE_THREADS, 0, st>>>(logits, vocab, temp, top_k, top_p, seed, d_tok, d_out, d_step, d_pos, adv,
-                                           out_cap);
+    launch_pdl(k_sample, dim3(1), dim3(SAMPLE_THREADS), 0, st, logits, vocab, temp, top_k, top_p, seed, d_tok, d_out,
+               d_step, d_pos, adv, out_cap);
 }
 
-static __global__ void k_advance(int32_t *d_pos, int32_t adv) { *d_pos += adv; }
+static __global__ void k_advance(int32_t *d_pos, int32_t adv) {
+    pdl_wait();
+    *d_pos += adv;
+}
 
-void vz_k_advance(int32_t *d_pos, int32_t adv, cudaStream_t st) { k_advance<<<1, 1, 0, st>>>(d_pos, adv); }
+void vz_k_advance(int32_t *d_pos, int32_t adv, cudaStream_t st) { launch_pdl(k_advance, dim3(1), dim3(1), 0, st, d_pos, adv); }

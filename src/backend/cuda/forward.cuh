@@ -1,8 +1,9 @@
 /*
  * forward.cuh - launchers of the non-matmul kernels of the GPU forward pass
- * (forward.cu): RMSNorm, RoPE fused with the KV cache store, split-context
- * attention for up to VZ_CUDA_MAX_BATCH queries, argmax and top-k/top-p
- * sampling. Every launcher reads the first
+ * (forward.cu): RMSNorm, attention (RoPE + KV cache store + split-context
+ * attention + merge in one kernel) for up to VZ_CUDA_MAX_BATCH queries,
+ * argmax and top-k/top-p sampling. All are launched with programmatic
+ * dependent launch (PDL), so they overlap the matvec before them. Every launcher reads the first
  * position from device memory (d_pos), so a captured CUDA graph replays at
  * any position. CPU references: src/backend/cpu/ops.c and src/model/.
  */
@@ -20,20 +21,18 @@
 /* out[b] = w * x[b] / rms(x[b]) for b < B. */
 void vz_k_rmsnorm(const float *x, float *out, const float *w, int32_t B, int32_t dim, float eps, cudaStream_t st);
 
-/* Rotates q (B, n_heads*hd) and k (B, n_kv*hd) for positions *d_pos + b, then
- * stores k and v rows at those positions of one layer's caches (f16 when
- * kv_f16, else f32; layout (n_ctx, n_kv*hd)). */
-void vz_k_rope_store(float *q, float *k, const float *v, void *kc, void *vc, const int32_t *d_pos, int32_t B,
-                     int32_t n_heads, int32_t n_kv, int32_t hd, float theta, int32_t interleaved, int32_t kv_f16,
-                     cudaStream_t st);
-
-/* Causal attention: out (B, n_heads*hd) for queries q at positions *d_pos + b
- * over one layer's caches. part: scratch of vz_att_part_floats() floats.
- * n_ctx fixes the grid (so graphs are position independent). */
+/* Causal attention of one layer: out (B, n_heads*hd) for queries q at
+ * positions *d_pos + b, with RoPE applied here to q and to the new keys k,
+ * which are stored with the values v into the layer's caches at those
+ * positions (f16 when kv_f16, else f32; layout (n_ctx, n_kv*hd)); q, k, v
+ * stay unrotated. part: scratch of vz_att_part_floats() floats; cnt:
+ * vz_att_counters() ints, zeroed once (each launch leaves them zero). n_ctx
+ * fixes the grid (so graphs are position independent). One kernel. */
 size_t vz_att_part_floats(int32_t B, int32_t n_heads, int32_t hd, int32_t n_ctx);
-void vz_k_attention(float *out, const float *q, const void *kc, const void *vc, float *part, const int32_t *d_pos,
-                    int32_t B, int32_t n_heads, int32_t n_kv, int32_t hd, int32_t n_ctx, int32_t kv_f16,
-                    int32_t variant, cudaStream_t st);
+size_t vz_att_counters(int32_t B, int32_t n_heads);
+void vz_k_attention(float *out, const float *q, const float *k, const float *v, void *kc, void *vc, float *part,
+                    int32_t *cnt, const int32_t *d_pos, int32_t B, int32_t n_heads, int32_t n_kv, int32_t hd,
+                    int32_t n_ctx, int32_t kv_f16, float theta, int32_t interleaved, cudaStream_t st);
 /* The attention variants (score pass), timed by the session profiler;
  * variant 0 is the default. Name NULL past the end. */
 int vz_att_n_variants(void);

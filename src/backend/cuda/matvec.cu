@@ -294,7 +294,9 @@ static const mv_fn mv2_table[3][8] = {MV2_ROW(VZ_K_RAW_BF16), MV2_ROW(VZ_K_LL3),
 static const mv_fn mv2_occ[3] = {mv2_kernel<VZ_K_RAW_BF16, 1, 4>, mv2_kernel<VZ_K_LL3, 1, 4>,
                                  mv2_kernel<VZ_K_Q8, 1, 4>};
 
-static int mv_variant = 0; /* VZ_CUDA_MV_* flags (vz_cuda_matvec_variant) */
+/* VZ_CUDA_MV_* flags (vz_cuda_matvec_variant). Default: the first kernel, plain launch - measured
+ * best or equal for lossless (bench/results/2026-11-28-matvec-v2-h200.md). */
+static int mv_variant = VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL;
 
 extern "C" int vz_cuda_matvec_variant(int flags) {
     int old = mv_variant;

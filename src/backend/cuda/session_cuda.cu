@@ -38,6 +38,7 @@ struct vz_cuda_session {
     float *norms;   /* (2 * n_layers + 1, dim) */
     void *kc, *vc;  /* (n_layers, n_ctx, kv_dim) each */
     float *x, *xb, *q, *k, *v, *att, *hb, *logits, *part;
+    int32_t *att_cnt; /* attention merge counters (forward.cuh) */
     int32_t *tok, *pos, *step, *out_ids; /* device: (8), (1), (1), (n_ctx) */
     cudaGraphExec_t graph[VZ_CUDA_MAX_BATCH + 1]; /* [B]: one step of B tokens; [0]: DECODE_STEPS steps of 1 */
     vz_sampler_opts gopts;               /* sampler baked into graph[1] and graph[0] */
@@ -141,6 +142,7 @@ static vz_status alloc_state(vz_cuda_session *s) {
     VZ_TRY(dalloc((void **)&s->logits, B * (uint64_t)c->vocab_size, 4, a, "logits"));
     VZ_TRY(dalloc((void **)&s->part, vz_att_part_floats(VZ_CUDA_MAX_BATCH, c->n_heads, c->head_dim, s->n_ctx), 4, a,
                   "attention partials"));
+    VZ_TRY(dalloc((void **)&s->att_cnt, vz_att_counters(VZ_CUDA_MAX_BATCH, c->n_heads), 4, a, "attention counters"));
     VZ_TRY(dalloc((void **)&s->tok, B, 4, a, "tokens"));
     VZ_TRY(dalloc((void **)&s->pos, 1, 4, a, "pos"));
     VZ_TRY(dalloc((void **)&s->step, 1, 4, a, "step"));
@@ -168,12 +170,9 @@ static vz_status forward(vz_cuda_session *s, int32_t B) {
         float *const qkv_out[3] = {s->q, s->k, s->v};
         VZ_TRY(vz_cuda_matvec_multi(3, qkv, qkv_out, s->xb, B, VZ_CUDA_EPI_NONE, st));
         mark(s, "qkv matvec");
-        vz_k_rope_store(s->q, s->k, s->v, kc, vc, s->pos, B, nh, nkv, hd, c->rope_theta, c->rope_interleaved,
-                        s->kv_f16, st);
-        mark(s, "rope + kv store");
-        vz_k_attention(s->att, s->q, kc, vc, s->part, s->pos, B, nh, nkv, hd, s->n_ctx, s->kv_f16, s->att_variant,
-                       st);
-        mark(s, "attention");
+        vz_k_attention(s->att, s->q, s->k, s->v, kc, vc, s->part, s->att_cnt, s->pos, B, nh, nkv, hd, s->n_ctx,
+                       s->kv_f16, c->rope_theta, c->rope_interleaved, st);
+        mark(s, "rope + kv store + attention");
         const vz_cuda_tensor *wo = &L->wo;
         VZ_TRY(vz_cuda_matvec_multi(1, &wo, &s->x, s->att, B, VZ_CUDA_EPI_ADD, st));
         mark(s, "wo matvec + add");
@@ -273,7 +272,7 @@ extern "C" void vz_cuda_session_free(vz_cuda_session *s) {
     }
     vz_cuda_tensor_free(&s->emb);
     vz_cuda_tensor_free(&s->out);
-    void *bufs[] = {s->norms, s->kc, s->vc, s->x, s->xb, s->q, s->k, s->v, s->att, s->hb, s->logits, s->part, s->tok, s->pos, s->step, s->out_ids};
+    void *bufs[] = {s->norms, s->kc, s->vc, s->x, s->xb, s->q, s->k, s->v, s->att, s->hb, s->logits, s->part, s->att_cnt, s->tok, s->pos, s->step, s->out_ids};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
     if (s->st) cudaStreamDestroy(s->st);
     free(s);
