@@ -8,7 +8,8 @@
 #  (c) stories260K perplexity per codec / mixed spec on the first
 #      $EVAL_BYTES bytes of tinystories_valid_head.txt.
 # Usage: BUILD=build bash bench/cpu_numbers.sh > bench/results/cpu-$(date +%F).md
-#   SECTIONS=abc (any subset), RUNS=5, N=500 tokens, EVAL_BYTES=100000,
+#   SECTIONS=abc (any subset), RUNS=5, N=500 tokens (section b: RUNS_B=3,
+#   NB=100: the entropy-coded codecs are slow), EVAL_BYTES=100000,
 #   CTX=256, TINYLLAMA=1 (0 skips the 2.2 GB model), TMPDIR for scratch.
 set -euo pipefail
 BUILD=${BUILD:-build}
@@ -17,6 +18,8 @@ MODELS=${MODELS:-../shared/models}
 SECTIONS=${SECTIONS:-abc}
 RUNS=${RUNS:-5}
 N=${N:-500}
+NB=${NB:-100}
+RUNS_B=${RUNS_B:-3}
 EVAL_BYTES=${EVAL_BYTES:-100000}
 CTX=${CTX:-256}
 TINYLLAMA=${TINYLLAMA:-1}
@@ -29,11 +32,11 @@ trap 'rm -rf "$TMP"' EXIT
 [ -f "$S260" ] || { echo "cpu_numbers: $S260 not found (MODELS=...)" >&2; exit 1; }
 note() { echo "cpu_numbers: $*" >&2; }
 
-# stats_line MODEL THREADS: the best (highest generated tok/s) of $RUNS runs' stats lines.
+# stats_line MODEL THREADS [RUNS N]: the best (highest generated tok/s) of RUNS runs' stats lines.
 stats_line() {
     local best="" bv=0 line v
-    for _ in $(seq "$RUNS"); do
-        line=$("$VZ" run -m "$1" --temp 0 -n "$N" -t "$2" --print-ids 2>&1 >/dev/null | tail -1)
+    for _ in $(seq "${3:-$RUNS}"); do
+        line=$("$VZ" run -m "$1" --temp 0 -n "${4:-$N}" -t "$2" --print-ids 2>&1 >/dev/null | tail -1)
         v=$(sed -n 's/.*generated [0-9]* tok \([0-9.]*\) tok\/s.*/\1/p' <<<"$line")
         [ -n "$v" ] || { note "run failed: $line"; echo "failed"; return; }
         if awk -v a="$v" -v b="$bv" 'BEGIN { exit !(a > b) }'; then bv=$v best=$line; fi
@@ -100,14 +103,14 @@ if [[ $SECTIONS == *a* ]]; then
 fi
 
 if [[ $SECTIONS == *b* ]]; then
-    echo "## (b) Codecs on synth small (bf16): size and CPU speed"
+    echo "## (b) Codecs on synth small (bf16): size and CPU speed ($NB tokens, best of $RUNS_B)"
     echo
     echo "| codec | bits/weight | t=1 tok/s | t=2 tok/s | peak RSS (MiB) |"
     echo "|---|---:|---:|---:|---:|"
     for c in raw lossless lossless-max zstd q8 q4:g128 q4:g32; do
         f="$TMP/small-${c//:/-}.vz"
         convert "$TMP/small" "$f" "$c"
-        l1=$(stats_line "$f" 1) l2=$(stats_line "$f" 2)
+        l1=$(stats_line "$f" 1 "$RUNS_B" "$NB") l2=$(stats_line "$f" 2 "$RUNS_B" "$NB")
         printf '| %s | %s | %.0f | %.0f | %s |\n' "$c" "$(bits_of "$f")" "$(field_toks "$l1")" "$(field_toks "$l2")" \
             "$(field_rss "$l2")"
         rm -f "$f"

@@ -4,8 +4,11 @@
  * decode every tensor; exit 1 naming the first corrupt tensor. Two models:
  * evaluate both on the same tokens and report logit errors (max abs, max rel
  * = |a-b| / max(|a|, |b|, 1e-6 * max|a| over the position), KL(A||B), top-1
- * agreement, first divergent position) and the first tensor whose decoded
- * weights differ; exit 1 if both are lossless and the logits are not bit-identical.
+ * agreement, first divergent position), the first tensor whose decoded
+ * weights differ, and the first layer whose OUTPUT differs (residual stream
+ * after each attention and MLP block, traced at the first divergent position
+ * via vz_session_set_trace); exit 1 if both are lossless and the logits are
+ * not bit-identical.
  */
 #include <math.h>
 #include <stdio.h>
@@ -20,6 +23,8 @@ static void usage(FILE *f) {
                "                                         compare two models' logits on the same tokens\n\n"
                "Tokens: BOS + TEXT (tokenized by A) if -p is given, else BOS + A's greedy continuation;\n"
                "N positions in all (default 32). Both models are evaluated with the same calls.\n"
+               "Reports the first differing weight tensor and, at the first position whose logits differ,\n"
+               "the first layer whose attention or MLP output (the residual stream after it) differs.\n"
                "Exit 1 on corruption, or when both models are lossless and the logits differ in any bit.\n");
 }
 
@@ -210,6 +215,63 @@ static vz_status eval_all(vz_model *m, const vz_session_opts *so, const int32_t 
     return st;
 }
 
+/* The traced residual streams (n_layers, 2, dim) of m at the last of toks[0..n). */
+static vz_status trace_at(vz_model *m, const vz_session_opts *so, const int32_t *toks, int32_t n, float *tr) {
+    vz_session *s = NULL;
+    vz_status st = vz_session_create(&s, m, so);
+    if (st == VZ_OK) st = vz_session_set_trace(s, tr);
+    if (st == VZ_OK) st = vz_session_eval(s, toks, n, NULL, 0);
+    vz_session_free(s);
+    return st;
+}
+
+static double max_abs_diff(const float *x, const float *y, int32_t n) {
+    double m = 0;
+    for (int32_t k = 0; k < n; k++) {
+        double d = fabs((double)x[k] - (double)y[k]);
+        if (d > m || d != d) m = d;
+    }
+    return m;
+}
+
+/* Reports the first layer block (in evaluation order) whose output at
+ * position pos differs in any bit; for lossy pairs also each layer's max
+ * |diff| after its MLP. Both models must have the same dim and n_layers. */
+static vz_status first_differing_layer(vz_model *a, vz_model *b, const vz_session_opts *so, const int32_t *toks,
+                                       int32_t pos, int lossless) {
+    vz_model_info ia, ib;
+    vz_model_get_info(a, &ia);
+    vz_model_get_info(b, &ib);
+    if (ia.dim != ib.dim || ia.n_layers != ib.n_layers) {
+        printf("layer outputs: not compared (dim/n_layers differ)\n");
+        return VZ_OK;
+    }
+    const int32_t dim = ia.dim, nl = ia.n_layers;
+    const size_t tn = 2 * (size_t)nl * (size_t)dim;
+    float *ta = malloc(sizeof(float) * tn), *tb = malloc(sizeof(float) * tn);
+    vz_status st = ta && tb ? VZ_OK : VZ_ERR_NOMEM;
+    if (st == VZ_OK) st = trace_at(a, so, toks, pos + 1, ta);
+    if (st == VZ_OK) st = trace_at(b, so, toks, pos + 1, tb);
+    int32_t first = -1;
+    for (int32_t k = 0; st == VZ_OK && k < 2 * nl && first < 0; k++)
+        if (memcmp(ta + (size_t)k * dim, tb + (size_t)k * dim, sizeof(float) * (size_t)dim) != 0) first = k;
+    if (st == VZ_OK && first < 0)
+        printf("layer outputs at position %d: every layer's attention and MLP output is bit-identical\n", (int)pos);
+    else if (st == VZ_OK)
+        printf("layer outputs at position %d: first differing output: layer %d %s (residual after the block; "
+               "max |diff| %.6g)\n", (int)pos, (int)(first / 2), first % 2 ? "mlp" : "attention",
+               max_abs_diff(ta + (size_t)first * dim, tb + (size_t)first * dim, dim));
+    if (st == VZ_OK && first >= 0 && !lossless) {
+        printf("layer outputs at position %d: max |diff| after each layer:", (int)pos);
+        for (int32_t l = 0; l < nl; l++)
+            printf(" %d:%.3g", (int)l,
+                   max_abs_diff(ta + (size_t)(2 * l + 1) * dim, tb + (size_t)(2 * l + 1) * dim, dim));
+        printf("\n");
+    }
+    free(ta), free(tb);
+    return st;
+}
+
 typedef struct verify_args {
     const char *a, *b, *prompt;
     int32_t n;
@@ -254,8 +316,10 @@ static int compare_models(vz_model *a, vz_model *b, const verify_args *va) {
         for (int32_t p = 0; p < n; p++)
             compare_pos(la + (size_t)p * v, lb + (size_t)p * v, v, wa, wb, &c, p);
         int identical = memcmp(la, lb, sizeof(float) * (size_t)n * (size_t)v) == 0;
+        int lossless = is_lossless_model(a) && is_lossless_model(b);
         first_differing_tensor(a, b);
-        rc = report(&c, is_lossless_model(a) && is_lossless_model(b), identical);
+        s = first_differing_layer(a, b, &va->so, toks, c.first_bits >= 0 ? c.first_bits : n - 1, lossless);
+        rc = s == VZ_OK ? report(&c, lossless, identical) : cli_fail("verify", s);
     }
     free(toks), free(la), free(lb), free(wa), free(wb);
     return rc;

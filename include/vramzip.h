@@ -216,6 +216,14 @@ vz_status vz_device_get_info(vz_device dev, int32_t measure_bw, vz_device_info *
 vz_status vz_session_generate(vz_session *s, int32_t first, int32_t n, const struct vz_sampler_opts *so,
                               int32_t *out);
 
+/* Debug hook (used by `vramzip verify`): while buf is set, every eval writes
+ * the residual stream of its last position after each layer's attention
+ * block and after its MLP block into buf: n_layers * 2 * dim floats,
+ * laid out (layer, {0 attention, 1 MLP}, dim). buf is borrowed and must
+ * outlive its use; NULL turns tracing off. Logits are unchanged. CPU sessions
+ * only (VZ_ERR_UNSUPPORTED on a cuda session). */
+vz_status vz_session_set_trace(vz_session *s, float *buf);
+
 int32_t vz_session_pos(const vz_session *s);   /* tokens evaluated so far */
 int32_t vz_session_n_ctx(const vz_session *s);
 void vz_session_reset(vz_session *s);          /* back to position 0 */

@@ -159,8 +159,9 @@ static void test_lossy_groups(void **state) {
                 vz_blob b;
                 /* a codec without levels must refuse one, naming it, rather than ignore it */
                 if (level && c->encode(src, VZ_DTYPE_BF16, rows, cols, &o, &b) == VZ_ERR_ARG &&
-                    strstr(vz_last_error(), "level"))
+                    strstr(vz_last_error(), "level") && strstr(vz_last_error(), "not used"))
                     continue;
+                if (level) vz_blob_free(&b);
                 roundtrip(c, VZ_DTYPE_BF16, rows, cols, src, &o);
             }
         vz_codec_opts bad = {48, 0};
@@ -413,6 +414,12 @@ static void test_levels(void **state) {
         for (size_t l = 0; l < sizeof levels / sizeof levels[0]; l++) {
             vz_codec_opts o = {0, levels[l]};
             if (vz_codec_at(i)->id == VZ_CODEC_q4 && levels[l] > 3) continue;
+            vz_blob b;
+            /* a codec without levels must refuse one, naming it, rather than ignore it */
+            if (vz_codec_at(i)->encode(src, VZ_DTYPE_BF16, 40, 300, &o, &b) == VZ_ERR_ARG &&
+                strstr(vz_last_error(), "level") && strstr(vz_last_error(), "not used"))
+                continue;
+            vz_blob_free(&b);
             roundtrip(vz_codec_at(i), VZ_DTYPE_BF16, 40, 300, src, &o);
         }
     vz_codec_opts bad = {0, 99};

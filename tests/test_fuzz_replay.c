@@ -18,7 +18,7 @@
 
 typedef int (*fuzz_fn)(const uint8_t *data, size_t size);
 
-#define SURFACES(X) X(safetensors) X(gguf) X(tokenizer) X(vz) X(codecs) X(llama2c)
+#define SURFACES(X) X(safetensors) X(gguf) X(tokenizer) X(vz) X(codecs) X(llama2c) X(hfconfig)
 #define DECL(s) int vz_fuzz_##s(const uint8_t *data, size_t size) __attribute__((weak));
 SURFACES(DECL)
 #undef DECL

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "format/hf.h"
 #include "format/safetensors.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
@@ -119,8 +120,7 @@ static vz_status cfg_fields(vz_config *c, const cJSON *root, const char *what) {
     return VZ_OK;
 }
 
-/* Parses config.json text (len bytes, NUL-terminated) into c. */
-static vz_status hf_parse_config(vz_config *c, const char *text, size_t len, const char *what) {
+vz_status vz_hf_parse_config(vz_config *c, const char *text, size_t len, const char *what) {
     memset(c, 0, sizeof *c);
     cJSON *root = cJSON_ParseWithLength(text, len);
     VZ_FAIL_IF(!root, VZ_ERR_FORMAT, "%s: not valid JSON", what);
@@ -237,7 +237,7 @@ vz_status vz_read_hf(vz_model *m, const char *dir, const vz_model_opts *o) {
     char *text = NULL;
     uint64_t len = 0;
     VZ_TRY(vz_read_file(path, &text, &len, HF_MAX_JSON));
-    vz_status s = hf_parse_config(&m->cfg, text, (size_t)len, path);
+    vz_status s = vz_hf_parse_config(&m->cfg, text, (size_t)len, path);
     free(text);
     VZ_TRY(s);
     VZ_TRY(load_weights(m, dir));

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "format/llama2c.h"
+
 #include "codec/codec.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
@@ -178,12 +180,9 @@ static void fill_config(vz_config *c, const l2c_header *h, int32_t tied) {
     c->eos_id = 2;
 }
 
-vz_status vz_read_llama2c(vz_model *m, const char *path, const vz_model_opts *o) {
-    vz_map *map = NULL;
-    VZ_TRY(vz_model_add_map(m, &map));
-    VZ_TRY(vz_map_open(map, path));
+vz_status vz_llama2c_load(vz_model *m, const uint8_t *data, uint64_t size, const char *path) {
     snprintf(m->format, sizeof m->format, "llama2c");
-    l2c_cursor c = {.m = m, .rd = vz_rd_init(map->data, map->size, path)};
+    l2c_cursor c = {.m = m, .rd = vz_rd_init(data, size, path)};
     l2c_header h;
     int32_t tied = 0;
     VZ_TRY(read_header(&c.rd, &h, &tied));
@@ -191,11 +190,11 @@ vz_status vz_read_llama2c(vz_model *m, const char *path, const vz_model_opts *o)
     VZ_TRY(body_elems(&h, tied, path, &elems));
     VZ_FAIL_IF(vz_mul_ovf(elems, 4, &want) || vz_add_ovf(want, L2C_HEADER_BYTES, &want), VZ_ERR_FORMAT,
                "%s: llama2.c header implies a size that overflows", path);
-    VZ_FAIL_IF(map->size < want, VZ_ERR_TRUNCATED, "%s: llama2.c file is %llu bytes, header implies %llu", path,
-               (unsigned long long)map->size, (unsigned long long)want);
-    VZ_FAIL_IF(map->size > want, VZ_ERR_FORMAT,
+    VZ_FAIL_IF(size < want, VZ_ERR_TRUNCATED, "%s: llama2.c file is %llu bytes, header implies %llu", path,
+               (unsigned long long)size, (unsigned long long)want);
+    VZ_FAIL_IF(size > want, VZ_ERR_FORMAT,
                "%s: llama2.c file is %llu bytes, header implies %llu (%s classifier; trailing data?)", path,
-               (unsigned long long)map->size, (unsigned long long)want, tied ? "shared" : "separate");
+               (unsigned long long)size, (unsigned long long)want, tied ? "shared" : "separate");
     fill_config(&m->cfg, &h, tied);
 
     int32_t n_t = 2 + 9 * h.n_layers + (tied ? 0 : 1);
@@ -215,5 +214,13 @@ vz_status vz_read_llama2c(vz_model *m, const char *path, const vz_model_opts *o)
     VZ_TRY(take(&c, VZ_NAME_FINAL_NORM, 1, d, 0));
     VZ_TRY(vz_rd_skip(&c.rd, (uint64_t)h.seq_len * (uint64_t)m->cfg.head_dim * 4u, "freq_cis"));
     if (!tied) VZ_TRY(take(&c, VZ_NAME_OUTPUT, 2, h.vocab_size, d));
+    return VZ_OK;
+}
+
+vz_status vz_read_llama2c(vz_model *m, const char *path, const vz_model_opts *o) {
+    vz_map *map = NULL;
+    VZ_TRY(vz_model_add_map(m, &map));
+    VZ_TRY(vz_map_open(map, path));
+    VZ_TRY(vz_llama2c_load(m, map->data, map->size, path));
     return open_tokenizer(m, path, o);
 }

@@ -85,6 +85,15 @@ static void attention(vz_session *s, const vz_kv *kv, int32_t l, int32_t n, int3
     }
 }
 
+/* Debug hook (vz_session_set_trace): copies the residual stream of the batch's
+ * last row into slot (layer, block) of the trace; the last batch of an eval
+ * writes last, so the trace ends up holding the last evaluated position. */
+static inline void trace_row(const vz_session *s, int32_t l, int32_t block, const float *x, int32_t n) {
+    if (!s->trace) return;
+    const size_t dim = (size_t)s->m->cfg.dim;
+    memcpy(s->trace + ((size_t)l * 2 + (size_t)block) * dim, x + (size_t)(n - 1) * dim, dim * sizeof(float));
+}
+
 void vz_forward(vz_session *s, vz_kv *kv, const int32_t *tokens, int32_t n, int32_t pos0, float *logits,
                 int32_t lo) {
     const vz_model *m = s->m;
@@ -121,6 +130,7 @@ void vz_forward(vz_session *s, vz_kv *kv, const int32_t *tokens, int32_t n, int3
         attention(s, kv, l, n, pos0);
         vz_cpu_matmul_st(xb, s->att, n, L->wo, mm, nt); /* (n, dim) */
         for (size_t k = 0; k < (size_t)n * dim; k++) x[k] += xb[k];
+        trace_row(s, l, 0, x, n);
 
         /* MLP: x += (silu(xb W1^T) * (xb W3^T)) W2^T with xb = rmsnorm(x) */
         for (int32_t i = 0; i < n; i++)
@@ -130,6 +140,7 @@ void vz_forward(vz_session *s, vz_kv *kv, const int32_t *tokens, int32_t n, int3
         vz_cpu_swiglu(s->hb, s->hb2, (int64_t)n * hid);
         vz_cpu_matmul_st(xb, s->hb, n, L->w2, mm, nt); /* down (n, dim) */
         for (size_t k = 0; k < (size_t)n * dim; k++) x[k] += xb[k];
+        trace_row(s, l, 1, x, n);
     }
 
     /* final norm and classifier, only for the rows whose logits are wanted */

@@ -207,3 +207,12 @@ int32_t vz_session_n_ctx(const vz_session *s) { return s ? s->n_ctx : 0; }
 void vz_session_reset(vz_session *s) {
     if (s) s->pos = 0;
 }
+
+/* ---- [gaps] debug trace (vz_session_set_trace): CPU sessions only ---- */
+
+vz_status vz_session_set_trace(vz_session *s, float *buf) {
+    VZ_FAIL_IF(!s, VZ_ERR_ARG, "vz_session_set_trace: NULL session");
+    VZ_FAIL_IF(buf && s->cuda, VZ_ERR_UNSUPPORTED, "vz_session_set_trace: a cuda session has no trace hook");
+    s->trace = buf;
+    return VZ_OK;
+}

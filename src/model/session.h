@@ -46,6 +46,7 @@ struct vz_session {
     float *att_scratch;   /* (n_threads, att_stride) scores (n_ctx) + one f16-decoded row (head_dim) */
     int64_t att_stride;
     struct vz_cuda_session *cuda; /* [fw] the device session when device == cuda, else NULL */
+    float *trace;         /* [gaps] borrowed (n_layers, 2, dim) debug buffer, or NULL: vz_session_set_trace */
 };
 
 /* Runs the model over n <= VZ_BATCH tokens at positions pos0.., appending

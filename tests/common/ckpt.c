@@ -217,6 +217,23 @@ char *vz_ckpt_hf_config(const vz_ckpt_model *m, int tied) {
     return s;
 }
 
+char *vz_ckpt_hf_config_mistral(const vz_ckpt_model *m, int tied, int sliding_window) {
+    char *base = vz_ckpt_hf_config(m, tied);
+    cJSON *c = cJSON_Parse(base);
+    free(base);
+    if (!c) return NULL;
+    cJSON *a = cJSON_CreateArray();
+    cJSON_AddItemToArray(a, cJSON_CreateString("MistralForCausalLM"));
+    cJSON_ReplaceItemInObject(c, "architectures", a);
+    cJSON_ReplaceItemInObject(c, "model_type", cJSON_CreateString("mistral"));
+    cJSON_AddNumberToObject(c, "head_dim", m->dim / m->heads);
+    if (sliding_window > 0) cJSON_AddNumberToObject(c, "sliding_window", sliding_window);
+    else cJSON_AddNullToObject(c, "sliding_window");
+    char *s = cJSON_Print(c);
+    cJSON_Delete(c);
+    return s;
+}
+
 static int write_index(const char *dir, const vz_ckpt_st *e, int n, int shards) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddObjectToObject(cJSON_AddObjectToObject(root, "metadata"), "total_size");
@@ -353,12 +370,33 @@ static int gguf_tensor_list(const vz_ckpt_model *m, gtensor *t) {
     return n;
 }
 
+/* Bytes of one stored element of ggml type `type` (F32 0, F16 1, BF16 30). */
+static size_t ggml_esize(uint32_t type) { return type == 0 ? 4 : 2; }
+
+/* Appends n values of f in ggml type `type`. */
+static void put_values(gbuf *b, const float *f, size_t n, uint32_t type) {
+    if (type == 0) {
+        put(b, f, n * 4);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint16_t h = type == 1 ? vz_f32_to_f16(f[i]) : vz_f32_to_bf16(f[i]);
+        uint8_t le[2] = {(uint8_t)h, (uint8_t)(h >> 8)};
+        put(b, le, 2);
+    }
+}
+
 int vz_ckpt_build_gguf(const vz_ckpt_model *m, int with_vocab, uint8_t **out, size_t *size, vz_ckpt_gguf_off *off) {
+    return vz_ckpt_build_gguf_ex(m, with_vocab, 0, 3, out, size, off);
+}
+
+int vz_ckpt_build_gguf_ex(const vz_ckpt_model *m, int with_vocab, uint32_t wtype, uint32_t version, uint8_t **out,
+                          size_t *size, vz_ckpt_gguf_off *off) {
     gbuf b = {0};
     memset(off, 0, sizeof *off);
     gtensor *t = calloc((size_t)(9 * m->layers + 3), sizeof *t);
     int nt = gguf_tensor_list(m, t);
-    put(&b, "GGUF", 4), put_u32(&b, 3);
+    put(&b, "GGUF", 4), put_u32(&b, version);
     off->n_tensors = b.n, put_u64(&b, (uint64_t)nt);
     off->n_kv = b.n, put_u64(&b, 0); /* patched below */
     off->first_key_len = b.n;
@@ -385,16 +423,18 @@ int vz_ckpt_build_gguf(const vz_ckpt_model *m, int with_vocab, uint8_t **out, si
         put_u64(&b, t[i].ne0);
         if (t[i].ne1) put_u64(&b, t[i].ne1);
         if (i == 0) off->first_type = b.n;
-        put_u32(&b, 0);
+        uint32_t type = t[i].ne1 ? wtype : 0; /* norms stay F32, as llama.cpp's converter keeps them */
+        put_u32(&b, type);
         put_u64(&b, o);
-        o += (t[i].ne0 * (t[i].ne1 ? t[i].ne1 : 1) * 4 + 31) / 32 * 32;
+        o += (t[i].ne0 * (t[i].ne1 ? t[i].ne1 : 1) * ggml_esize(type) + 31) / 32 * 32;
     }
     static const uint8_t zero[32];
     put(&b, zero, (32 - b.n % 32) % 32);
     off->data_start = b.n;
     for (int i = 0; i < nt; i++) {
-        size_t bytes = t[i].ne0 * (t[i].ne1 ? t[i].ne1 : 1) * 4;
-        put(&b, t[i].f, bytes);
+        uint32_t type = t[i].ne1 ? wtype : 0;
+        size_t bytes = t[i].ne0 * (t[i].ne1 ? t[i].ne1 : 1) * ggml_esize(type);
+        put_values(&b, t[i].f, bytes / ggml_esize(type), type);
         put(&b, zero, (32 - bytes % 32) % 32);
     }
     free(t);

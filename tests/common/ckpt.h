@@ -51,6 +51,9 @@ int vz_ckpt_write_file(const char *path, const void *p, size_t n);
 int vz_ckpt_hf_entries(const vz_ckpt_model *m, const char *dtype, vz_ckpt_st **out, int *n, float **scratch);
 /* config.json text for m (malloc'ed); tied sets tie_word_embeddings. */
 char *vz_ckpt_hf_config(const vz_ckpt_model *m, int tied);
+/* config.json of a MistralForCausalLM (model_type mistral, head_dim, and
+ * sliding_window: > 0 as given, else null) for m (malloc'ed). */
+char *vz_ckpt_hf_config_mistral(const vz_ckpt_model *m, int tied, int sliding_window);
 /* A whole HF directory: config.json + model.safetensors (shards == 1) or
  * shards files + model.safetensors.index.json. 0 on success. */
 int vz_ckpt_write_hf(const char *dir, const vz_ckpt_model *m, const char *dtype, int shards, int tied);
@@ -64,5 +67,9 @@ typedef struct vz_ckpt_gguf_off {
 /* Builds a GGUF v3 of m (f32 tensors, llama metadata, a vocabulary of
  * `vocab` pieces when with_vocab). *out malloc'ed. 0 on success. */
 int vz_ckpt_build_gguf(const vz_ckpt_model *m, int with_vocab, uint8_t **out, size_t *size, vz_ckpt_gguf_off *off);
+/* The same with every 2-D tensor stored as ggml type wtype (0 F32, 1 F16,
+ * 30 BF16; norms stay F32) and the given GGUF version (2 or 3: same layout). */
+int vz_ckpt_build_gguf_ex(const vz_ckpt_model *m, int with_vocab, uint32_t wtype, uint32_t version, uint8_t **out,
+                          size_t *size, vz_ckpt_gguf_off *off);
 
 #endif

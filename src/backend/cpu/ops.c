@@ -168,16 +168,40 @@ void vz_cpu_rope(float *x, int32_t n_heads, int32_t head_dim, const float *cs, i
     }
 }
 
+/* The max and the division are written for 8 lanes at a time: both give the
+ * same bits in any order (a max is exact; each quotient is one rounding).
+ * The exponentials are summed strictly in order. */
 void vz_cpu_softmax(float *x, int32_t n) {
+    typedef float vec8 __attribute__((vector_size(32)));
+    typedef int32_t mask8 __attribute__((vector_size(32)));
     float max = x[0];
-    for (int32_t i = 1; i < n; i++)
+    int32_t i = 0;
+    if (n >= 8) {
+        vec8 m;
+        memcpy(&m, x, sizeof m);
+        for (i = 8; i + 8 <= n; i += 8) {
+            vec8 v;
+            memcpy(&v, x + i, sizeof v);
+            mask8 gt = v > m;
+            m = (vec8)((gt & (mask8)v) | (~gt & (mask8)m));
+        }
+        for (int k = 0; k < 8; k++)
+            if (m[k] > max) max = m[k];
+    }
+    for (; i < n; i++)
         if (x[i] > max) max = x[i];
     float sum = 0.0f;
-    for (int32_t i = 0; i < n; i++) {
+    for (i = 0; i < n; i++) {
         x[i] = expf(x[i] - max);
         sum += x[i];
     }
-    for (int32_t i = 0; i < n; i++) x[i] /= sum;
+    for (i = 0; i + 8 <= n; i += 8) {
+        vec8 v;
+        memcpy(&v, x + i, sizeof v);
+        v /= sum;
+        memcpy(x + i, &v, sizeof v);
+    }
+    for (; i < n; i++) x[i] /= sum;
 }
 
 void vz_cpu_swiglu(float *h, const float *u, int64_t n) {

@@ -216,7 +216,7 @@ static __device__ void v_pass(float *acc, const float *p, const att_rows &R, int
 }
 
 size_t vz_att_part_floats(int32_t B, int32_t n_heads, int32_t hd, int32_t n_ctx) {
-    size_t S = ((size_t)n_ctx + VZ_ATT_CHUNK - 1) / VZ_ATT_CHUNK;
+    size_t S = ((size_t)n_ctx + VZ_ATT_CHUNK_MIN - 1) / VZ_ATT_CHUNK_MIN;
     return (size_t)B * n_heads * S * (size_t)(hd + 2);
 }
 
@@ -244,6 +244,7 @@ struct att_args {
     const int32_t *pos;
     int32_t n_heads, n_kv, hd, kv_f16, interleaved;
     float theta;
+    int32_t chunk; /* keys per block, VZ_ATT_CHUNK_MIN..VZ_ATT_CHUNK */
 };
 
 /* Rotated query into qs; new key rows (rotated) and value rows of this
@@ -300,9 +301,9 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention(att_args A) {
     float *qs = sm, *sc = sm + hd, *red = sc + VZ_ATT_CHUNK, *acc = red + 32; /* acc: ATT_THREADS * ATT_VEC */
     char *nk = (char *)(acc + ATT_THREADS * ATT_VEC), *nv = nk + (size_t)VZ_CUDA_MAX_BATCH * hd * esz;
     const int s = blockIdx.x, h = blockIdx.y, b = blockIdx.z, S = gridDim.x;
-    const int pos0 = *A.pos, len = pos0 + b + 1, k0 = s * VZ_ATT_CHUNK;
+    const int C = A.chunk, pos0 = *A.pos, len = pos0 + b + 1, k0 = s * C;
     if (k0 >= len) return; /* whole block: no barrier is skipped by some threads only */
-    const int n = min(VZ_ATT_CHUNK, len - k0), nlo = max(k0, pos0), kvd = A.n_kv * hd;
+    const int n = min(C, len - k0), nlo = max(k0, pos0), kvd = A.n_kv * hd;
     att_stage(A, qs, nk, nv, k0, n, pos0, nlo);
     const att_rows R = {A.kc, A.vc, nk, nv, kvd, (int64_t)(h / (A.n_heads / A.n_kv)) * hd, pos0, nlo, hd, esz};
     const float rs = sqrtf((float)hd);
@@ -320,7 +321,7 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention(att_args A) {
     l = block_sum(l, red); /* its barriers also publish sc */
     v_pass(acc, sc, R, k0, n, hd, f16);
     __syncthreads();
-    const int G = blockDim.x * ATT_VEC / hd, ns = (len + VZ_ATT_CHUNK - 1) / VZ_ATT_CHUNK;
+    const int G = blockDim.x * ATT_VEC / hd, ns = (len + C - 1) / C;
     float *po = A.part + (((int64_t)b * A.n_heads + h) * S + s) * (hd + 2);
     for (int e = threadIdx.x; e < hd; e += blockDim.x) {
         float a = 0.0f;
@@ -348,11 +349,14 @@ size_t vz_att_counters(int32_t B, int32_t n_heads) { return (size_t)B * (size_t)
 
 void vz_k_attention(float *out, const float *q, const float *k, const float *v, void *kc, void *vc, float *part,
                     int32_t *cnt, const int32_t *d_pos, int32_t B, int32_t n_heads, int32_t n_kv, int32_t hd,
-                    int32_t n_ctx, int32_t kv_f16, float theta, int32_t interleaved, cudaStream_t st) {
-    int S = (n_ctx + VZ_ATT_CHUNK - 1) / VZ_ATT_CHUNK;
+                    int32_t n_ctx, int32_t kv_f16, float theta, int32_t interleaved, int32_t chunk,
+                    cudaStream_t st) {
+    if (chunk < VZ_ATT_CHUNK_MIN || chunk > VZ_ATT_CHUNK) chunk = VZ_ATT_CHUNK_DEFAULT;
+    int S = (n_ctx + chunk - 1) / chunk;
     size_t shm = sizeof(float) * ((size_t)hd + VZ_ATT_CHUNK + 32 + ATT_THREADS * ATT_VEC) +
                  2 * (size_t)VZ_CUDA_MAX_BATCH * hd * (kv_f16 ? 2 : 4);
-    att_args A = {out, q, k, v, (char *)kc, (char *)vc, part, cnt, d_pos, n_heads, n_kv, hd, kv_f16, interleaved, theta};
+    att_args A = {out, q, k, v, (char *)kc, (char *)vc, part, cnt, d_pos, n_heads, n_kv, hd, kv_f16, interleaved, theta,
+                  chunk};
     launch_pdl(k_attention, dim3(S, n_heads, B), dim3(ATT_THREADS), shm, st, A);
 }
 

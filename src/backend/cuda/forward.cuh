@@ -14,9 +14,12 @@
 #include <stdint.h>
 
 #define VZ_CUDA_MAX_BATCH 8
-/* Keys per attention block: a context of n keys runs in ceil(n / CHUNK) blocks
- * per (query, head), merged by a combine step. */
+/* Keys per attention block (chunk, a runtime choice in [MIN, MAX]): a context
+ * of n keys runs in ceil(n / chunk) blocks per (query, head), merged by the
+ * last of them. */
 #define VZ_ATT_CHUNK 128
+#define VZ_ATT_CHUNK_MIN 32
+#define VZ_ATT_CHUNK_DEFAULT 64
 
 /* out[b] = w * x[b] / rms(x[b]) for b < B. */
 void vz_k_rmsnorm(const float *x, float *out, const float *w, int32_t B, int32_t dim, float eps, cudaStream_t st);
@@ -32,7 +35,8 @@ size_t vz_att_part_floats(int32_t B, int32_t n_heads, int32_t hd, int32_t n_ctx)
 size_t vz_att_counters(int32_t B, int32_t n_heads);
 void vz_k_attention(float *out, const float *q, const float *k, const float *v, void *kc, void *vc, float *part,
                     int32_t *cnt, const int32_t *d_pos, int32_t B, int32_t n_heads, int32_t n_kv, int32_t hd,
-                    int32_t n_ctx, int32_t kv_f16, float theta, int32_t interleaved, cudaStream_t st);
+                    int32_t n_ctx, int32_t kv_f16, float theta, int32_t interleaved, int32_t chunk,
+                    cudaStream_t st);
 /* The attention variants (score pass), timed by the session profiler;
  * variant 0 is the default. Name NULL past the end. */
 int vz_att_n_variants(void);

@@ -44,6 +44,7 @@ struct vz_cuda_session {
     vz_sampler_opts gopts;               /* sampler baked into graph[1] and graph[0] */
     uint64_t w_bytes, kv_bytes, scratch_bytes, free0, min_free, total;
     int32_t att_variant;                 /* forward.cuh variants; 0 default */
+    int32_t att_chunk;                   /* keys per attention block (forward.cuh) */
     struct {                             /* VZ_CUDA_PROFILE=1: events between ops */
         int on, n;
         cudaEvent_t ev[PROF_MAX];
@@ -171,7 +172,7 @@ static vz_status forward(vz_cuda_session *s, int32_t B) {
         VZ_TRY(vz_cuda_matvec_multi(3, qkv, qkv_out, s->xb, B, VZ_CUDA_EPI_NONE, st));
         mark(s, "qkv matvec");
         vz_k_attention(s->att, s->q, s->k, s->v, kc, vc, s->part, s->att_cnt, s->pos, B, nh, nkv, hd, s->n_ctx,
-                       s->kv_f16, c->rope_theta, c->rope_interleaved, st);
+                       s->kv_f16, c->rope_theta, c->rope_interleaved, s->att_chunk, st);
         mark(s, "rope + kv store + attention");
         const vz_cuda_tensor *wo = &L->wo;
         VZ_TRY(vz_cuda_matvec_multi(1, &wo, &s->x, s->att, B, VZ_CUDA_EPI_ADD, st));
@@ -253,6 +254,10 @@ extern "C" vz_status vz_cuda_session_create(vz_cuda_session **out, const vz_mode
         return st;
     }
     note_mem(s);
+    const char *mv = getenv("VZ_CUDA_MV"); /* bench: matvec variant flags (cuda.h), process-wide */
+    if (mv && *mv >= '0' && *mv <= '9') vz_cuda_matvec_variant(atoi(mv));
+    const char *ch = getenv("VZ_CUDA_ATT_CHUNK"); /* bench: keys per attention block */
+    s->att_chunk = ch && atoi(ch) >= VZ_ATT_CHUNK_MIN && atoi(ch) <= VZ_ATT_CHUNK ? atoi(ch) : VZ_ATT_CHUNK_DEFAULT;
     *out = s;
     return VZ_OK;
 }
@@ -306,6 +311,58 @@ extern "C" vz_status vz_cuda_session_eval(vz_cuda_session *s, const int32_t *tok
                                    cudaMemcpyDeviceToHost, s->st), "logits download");
     }
     return finish(s);
+}
+
+/* Destroys every captured graph (they are re-captured on next use). */
+static void drop_graphs(vz_cuda_session *s) {
+    cudaStreamSynchronize(s->st);
+    for (int b = 0; b <= VZ_CUDA_MAX_BATCH; b++)
+        if (s->graph[b]) {
+            cudaGraphExecDestroy(s->graph[b]);
+            s->graph[b] = NULL;
+        }
+}
+
+/* us/token of the DECODE_STEPS graph, re-captured, 4 launches back to back
+ * after 4 of warm-up (-1 when capture fails). */
+static float time_decode_graph(vz_cuda_session *s, int32_t pos) {
+    drop_graphs(s);
+    cudaGraphExec_t g;
+    if (get_graph(s, 0, &g) != VZ_OK) return -1.0f;
+    float ms = 0.0f;
+    for (int rep = 0; rep < 2; rep++) { /* first pass: warm-up */
+        cudaMemcpy(s->pos, &pos, sizeof pos, cudaMemcpyHostToDevice);
+        cudaEventRecord(s->prof.ev[0], s->st);
+        for (int i = 0; i < 4; i++) cudaGraphLaunch(g, s->st);
+        cudaEventRecord(s->prof.ev[1], s->st);
+        cudaStreamSynchronize(s->st);
+    }
+    cudaEventElapsedTime(&ms, s->prof.ev[0], s->prof.ev[1]);
+    return 1e3f * ms / (4 * DECODE_STEPS);
+}
+
+/* The DECODE_STEPS graph back to back under each matvec variant (cuda.h;
+ * all bitwise equal) and each attention chunk size; restores both. */
+static void profile_mv_variants(vz_cuda_session *s, int32_t pos) {
+    static const int vars[] = {VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_LEGACY, VZ_CUDA_MV_NO_PDL, 0,
+                               VZ_CUDA_MV_OCC4};
+    static const char *names[] = {"legacy", "legacy+pdl", "v2", "v2+pdl", "v2+pdl+occ4"};
+    const int old = vz_cuda_matvec_variant(-1);
+    for (int v = 0; v < (int)(sizeof vars / sizeof vars[0]); v++) {
+        vz_cuda_matvec_variant(vars[v]);
+        float us = time_decode_graph(s, pos);
+        fprintf(stderr, "profile (graph of %d steps, matvec %s%s): %.1f us/token\n", DECODE_STEPS, names[v],
+                vars[v] == old ? ", default" : "", us);
+    }
+    vz_cuda_matvec_variant(old);
+    const int32_t chunk0 = s->att_chunk;
+    for (int32_t c = VZ_ATT_CHUNK_MIN; c <= VZ_ATT_CHUNK; c *= 2) {
+        s->att_chunk = c;
+        fprintf(stderr, "profile (graph of %d steps, attention chunk %d%s): %.1f us/token\n", DECODE_STEPS, (int)c,
+                c == chunk0 ? ", default" : "", time_decode_graph(s, pos));
+    }
+    s->att_chunk = chunk0;
+    drop_graphs(s);
 }
 
 /* VZ_CUDA_PROFILE=1: one decode step at position pos (a free slot), run
@@ -373,6 +430,7 @@ static void profile(vz_cuda_session *s, int32_t pos) {
                     b ? 1 : DECODE_STEPS, 1e3 * ms / toks, 1e6 * th / toks);
         }
     }
+    profile_mv_variants(s, pos);
     for (int i = 0; i < PROF_MAX; i++) cudaEventDestroy(s->prof.ev[i]);
 }
 
@@ -410,7 +468,7 @@ extern "C" vz_status vz_cuda_session_generate(vz_cuda_session *s, int32_t first,
            "token download");
     VZ_TRY(finish(s));
     const char *pe = getenv("VZ_CUDA_PROFILE");
-    if (pe && *pe == '1' && n >= 64 && pos + n + 2 * DECODE_STEPS + 1 < s->n_ctx) profile(s, pos + n);
+    if (pe && *pe == '1' && n >= 64 && pos + n + 4 * DECODE_STEPS + 1 < s->n_ctx) profile(s, pos + n);
     return VZ_OK;
 }
 

@@ -1,0 +1,18 @@
+/*
+ * hf.h - internals of the Hugging Face directory reader (hf.c) exposed for
+ * tests and the fuzzer: the config.json parser (transformers' LlamaConfig /
+ * MistralConfig fields) over text in memory.
+ */
+#ifndef VZ_FORMAT_HF_H
+#define VZ_FORMAT_HF_H
+
+#include <stddef.h>
+
+#include "model/model.h"
+
+/* Parses config.json text (len bytes; need not be NUL-terminated) into c
+ * (zeroed first). Fails with VZ_ERR_FORMAT / VZ_ERR_UNSUPPORTED naming
+ * `what` and the field. Does not run vz_config_validate. */
+vz_status vz_hf_parse_config(vz_config *c, const char *text, size_t len, const char *what);
+
+#endif
