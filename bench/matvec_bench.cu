@@ -6,7 +6,7 @@
  * measured in the same run. Weights rotate over copies > L2 so DRAM is timed.
  * Kernel variants (vz_cuda_matvec_variant) are timed side by side, single
  * launches and a TinyLlama-layer chain. Usage: matvec_bench [batch...]
- * (default: 1 8). Prints markdown tables.
+ * (default: 1 8) or matvec_bench ncu (see bench_ncu). Prints markdown tables.
  */
 #include <cuda_runtime.h>
 #include <math.h>
@@ -248,9 +248,25 @@ static void bench_chain(void) {
     cudaFree(h), cudaFree(h0), cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(o), cudaFree(act), cudaFree(gu2);
 }
 
+/* `matvec_bench ncu`: one lossless 8192^2 batch-1 launch per variant in
+ * ncu_flags, nothing timed (for ncu -k regex -c N). */
+static void bench_ncu(float *dx, float *dy) {
+    const int ncu_flags[2] = {VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_NO_PDL};
+    int nc = 1;
+    vz_cuda_tensor *W = make_copies(vz_codec_by_name("lossless"), 8192, 8192, 0, &nc, 0, NULL);
+    for (int v = 0; v < 2; v++) {
+        vz_cuda_matvec_variant(ncu_flags[v]);
+        VK(vz_cuda_matvec(dy, dx, 1, &W[0], NULL));
+        CK(cudaDeviceSynchronize());
+    }
+    vz_cuda_tensor_free(&W[0]);
+    free(W);
+}
+
 int main(int argc, char **argv) {
     int batches[8] = {1, 8}, nbatch = 2;
-    if (argc > 1) {
+    bool ncu = argc > 1 && strcmp(argv[1], "ncu") == 0;
+    if (argc > 1 && !ncu) {
         nbatch = 0;
         for (int i = 1; i < argc && nbatch < 8; i++) batches[nbatch++] = atoi(argv[i]);
     }
@@ -273,6 +289,10 @@ int main(int argc, char **argv) {
     float *hx = (float *)malloc(8 * 8192 * 4);
     for (int i = 0; i < 8 * 8192; i++) hx[i] = (float)(urand() - 0.5);
     CK(cudaMemcpy(dx, hx, 8 * 8192 * 4, cudaMemcpyHostToDevice));
+    if (ncu) {
+        bench_ncu(dx, dy);
+        return 0;
+    }
     bench_chain();
     bench_single(cgbs, l2, batches, nbatch, dx, dy);
     CK(cudaGetLastError());

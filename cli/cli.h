@@ -32,6 +32,11 @@ int cli_float(const char *cmd, const char *flag, const char *val, double lo, dou
 /* Sizes like 600M, 4G, 1.5GiB, 123456 (bytes). */
 int cli_size(const char *cmd, const char *flag, const char *val, uint64_t *out);
 
+/* [plan] --residency compressed|decompress-at-load|cache (cli_int's
+ * convention), and the plan of a CUDA session on stderr (nothing for cpu). */
+int cli_residency(const char *cmd, const char *flag, const char *val, vz_residency *out);
+void cli_print_plan(const char *cmd, const vz_model *m, const vz_session_opts *so);
+
 /* Value of the flag at argv[*i] (advancing *i), or NULL after printing an
  * error when it is missing. */
 const char *cli_value(const char *cmd, int argc, char **argv, int *i);

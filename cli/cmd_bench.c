@@ -25,6 +25,8 @@ typedef struct bench_args {
     int64_t n, prompt_len, ctx;
     vz_device device;
     vz_kv_mode kv;
+    uint64_t vram_budget;   /* [plan] */
+    vz_residency residency; /* [plan] */
 } bench_args;
 
 typedef struct bench_row {
@@ -44,7 +46,9 @@ static void usage(FILE *f) {
                "  --out-dir DIR    where the .vz variants go (default: a temporary dir, removed)\n"
                "  -n N             decode tokens timed after a 16-token warm-up\n"
                "  --prompt-len N   prefill prompt length (random ids)\n"
-               "  --ctx N          context (KV cache) size; default and minimum prompt + n + 64\n");
+               "  --ctx N          context (KV cache) size; default and minimum prompt + n + 64\n"
+               "  --vram-budget SIZE  device memory per session (600M, 4G; default: free VRAM)\n"
+               "  --residency MODE compressed (default), decompress-at-load, cache (not yet)\n");
 }
 
 static int parse_args(bench_args *a, int argc, char **argv) {
@@ -65,6 +69,8 @@ static int parse_args(bench_args *a, int argc, char **argv) {
         else if (!strcmp(f, "-n")) { if (cli_int(CMD, f, v, 1, 1 << 20, &a->n)) return 2; }
         else if (!strcmp(f, "--prompt-len")) { if (cli_int(CMD, f, v, 1, 1 << 20, &a->prompt_len)) return 2; }
         else if (!strcmp(f, "--ctx")) { if (cli_int(CMD, f, v, 1, 1 << 22, &a->ctx)) return 2; }
+        else if (!strcmp(f, "--vram-budget")) { if (cli_size(CMD, f, v, &a->vram_budget)) return 2; }
+        else if (!strcmp(f, "--residency")) { if (cli_residency(CMD, f, v, &a->residency)) return 2; }
         else if (!strcmp(f, "--device")) {
             if (!strcmp(v, "cuda")) a->device = VZ_DEVICE_CUDA;
             else if (!strcmp(v, "cpu")) a->device = VZ_DEVICE_CPU;
@@ -76,6 +82,8 @@ static int parse_args(bench_args *a, int argc, char **argv) {
         } else return cli_usage_error(CMD, "unknown option '%s'", f);
     }
     if (!a->model) return cli_usage_error(CMD, "-m MODEL is required");
+    if (a->device != VZ_DEVICE_CUDA && (a->vram_budget || a->residency != VZ_RESIDENCY_COMPRESSED))
+        return cli_usage_error(CMD, "--vram-budget and --residency need --device cuda");
     return 0;
 }
 
@@ -124,6 +132,9 @@ static vz_status bench_one(const bench_args *a, const char *path, const vz_devic
     /* prompt, 16 warm-up and n timed tokens, room for VZ_CUDA_PROFILE's extra steps */
     so.n_ctx = (int32_t)(a->prompt_len + a->n + 64 > CHECK_STEPS ? a->prompt_len + a->n + 64 : CHECK_STEPS);
     if (a->ctx > so.n_ctx) so.n_ctx = (int32_t)a->ctx;
+    so.vram_budget = a->vram_budget;
+    so.residency = a->residency;
+    if (st == VZ_OK) cli_print_plan(CMD, m, &so);
     if (st == VZ_OK) st = vz_session_create(&s, m, &so);
     int32_t *prompt = malloc(sizeof(int32_t) * (size_t)(a->prompt_len + a->n + 16));
     if (st == VZ_OK && !prompt) st = VZ_ERR_NOMEM;

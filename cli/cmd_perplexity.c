@@ -22,6 +22,9 @@ static void usage(FILE *f) {
                "  --chunks N        score at most N chunks (default all)\n"
                "  -t, --threads N   CPU threads (default: OpenMP's)\n"
                "  -z, --tokenizer P tokenizer for a llama2.c .bin\n"
+               "  --device cpu|cuda where to run (default cpu)\n"
+               "  --vram-budget SIZE  cuda: device memory per session (600M, 4G; default: free VRAM)\n"
+               "  --residency MODE  cuda: compressed (default), decompress-at-load, cache (not yet)\n"
                "Prints the running PPL after each chunk and a last line 'PPL = <value> +/- <err>'.\n");
 }
 
@@ -118,6 +121,7 @@ static int run(vz_model *m, vz_model *base, const ppl_args *pa, const int32_t *t
     if (n_chunk < 1) return cli_usage_error("perplexity", "the text has %d tokens, fewer than one chunk (-c %d)", n, ctx);
     vz_session_opts so = pa->so;
     so.n_ctx = ctx;
+    cli_print_plan("perplexity", m, &so);
     vz_session *s = NULL, *sb = NULL;
     float *lm = malloc(sizeof(float) * (size_t)ctx * (size_t)v);
     float *lb = base ? malloc(sizeof(float) * (size_t)ctx * (size_t)v) : NULL;
@@ -164,6 +168,17 @@ static int parse_args(int argc, char **argv, ppl_args *pa) {
         } else if (!strcmp(x, "-c") || !strcmp(x, "--ctx")) {
             if (!(v = cli_value("perplexity", argc, argv, &i)) || cli_int("perplexity", x, v, 4, 1 << 20, &iv)) return 2;
             pa->ctx = (int32_t)iv;
+        } else if (!strcmp(x, "--device")) { /* [plan] */
+            if (!(v = cli_value("perplexity", argc, argv, &i))) return 2;
+            if (!strcmp(v, "cuda")) pa->so.device = VZ_DEVICE_CUDA;
+            else if (!strcmp(v, "cpu")) pa->so.device = VZ_DEVICE_CPU;
+            else return cli_usage_error("perplexity", "--device expects cpu or cuda, got '%s'", v);
+        } else if (!strcmp(x, "--vram-budget")) {
+            if (!(v = cli_value("perplexity", argc, argv, &i))) return 2;
+            if (cli_size("perplexity", x, v, &pa->so.vram_budget)) return 2;
+        } else if (!strcmp(x, "--residency")) {
+            if (!(v = cli_value("perplexity", argc, argv, &i))) return 2;
+            if (cli_residency("perplexity", x, v, &pa->so.residency)) return 2;
         } else if (!strcmp(x, "--chunks")) {
             if (!(v = cli_value("perplexity", argc, argv, &i)) || cli_int("perplexity", x, v, 1, 1 << 30, &iv)) return 2;
             pa->chunks = (int32_t)iv;
@@ -175,6 +190,9 @@ static int parse_args(int argc, char **argv, ppl_args *pa) {
         }
     }
     if (!pa->model || !pa->text) return cli_usage_error("perplexity", "need -m MODEL and -f TEXT");
+    const vz_session_opts *so = &pa->so;
+    if (so->device != VZ_DEVICE_CUDA && (so->vram_budget || so->residency != VZ_RESIDENCY_COMPRESSED))
+        return cli_usage_error("perplexity", "--vram-budget and --residency need --device cuda");
     return -1;
 }
 

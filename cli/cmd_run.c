@@ -27,6 +27,8 @@ typedef struct run_args {
     int64_t top_k;
     vz_kv_mode kv;
     vz_device device;
+    uint64_t vram_budget;   /* [plan] */
+    vz_residency residency; /* [plan] */
 } run_args;
 
 static void usage(FILE *f) {
@@ -46,6 +48,8 @@ static void usage(FILE *f) {
             "  -t, --threads N       CPU threads (default: all)\n"
             "      --kv f32|f16|off  KV cache precision, or none (recompute; default f32)\n"
             "      --device cpu|cuda where to run (default cpu)\n"
+            "      --vram-budget SIZE  cuda: device memory the session may use (600M, 4G; default: free VRAM)\n"
+            "      --residency MODE  cuda: compressed (default), decompress-at-load, cache (not yet)\n"
             "      --print-ids       print generated token ids instead of text\n"
             "      --check           verify every tensor checksum at load (.vz; exit 1 if corrupt)\n"
             "      --dump-logits F   write f32 logits (vocab per position) of every prompt\n"
@@ -90,6 +94,8 @@ static int parse_flag(run_args *a, int argc, char **argv, int *i) {
         if (parse_enum(f, v, names, 3, &k)) return -1;
         return a->kv = (vz_kv_mode)k, 0;
     }
+    if (IS("--vram-budget", "--vram-budget")) { VAL(); return cli_size(CMD, f, v, &a->vram_budget); }
+    if (IS("--residency", "--residency")) { VAL(); return cli_residency(CMD, f, v, &a->residency); }
     if (IS("--device", "--device")) {
         VAL();
         static const char *const names[] = {"cpu", "cuda"};
@@ -118,6 +124,8 @@ static int parse_args(run_args *a, int argc, char **argv) {
         if (r > 0) return cli_usage_error(CMD, "unknown option '%s'", argv[i]);
     }
     if (!a->model) return cli_usage_error(CMD, "-m MODEL is required");
+    if (a->device != VZ_DEVICE_CUDA && (a->vram_budget || a->residency != VZ_RESIDENCY_COMPRESSED))
+        return cli_usage_error(CMD, "--vram-budget and --residency need --device cuda");
     if (!a->seed_given) a->seed = (int64_t)(((uint64_t)time(NULL) * 1000003u) ^ (uint64_t)getpid());
     return 0;
 }
@@ -257,6 +265,9 @@ static int run_model(const run_args *a, vz_model *m) {
     so.n_threads = (int32_t)a->threads;
     so.kv = a->kv;
     so.device = a->device;
+    so.vram_budget = a->vram_budget;
+    so.residency = a->residency;
+    cli_print_plan(CMD, m, &so);
     vz_sampler_opts po = {.temp = (float)a->temp, .top_k = (int32_t)a->top_k, .top_p = (float)a->top_p,
                           .seed = (uint64_t)a->seed};
     int32_t *ids = NULL, n_ids = 0;

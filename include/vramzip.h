@@ -163,11 +163,20 @@ typedef enum vz_device {
     VZ_DEVICE_CUDA = 1
 } vz_device;
 
+/* [plan] How a CUDA session holds the weights (docs: vz_session_plan). */
+typedef enum vz_residency {
+    VZ_RESIDENCY_COMPRESSED = 0, /* in their encoding, decoded inside the matvec (default) */
+    VZ_RESIDENCY_DECOMPRESS = 1, /* decoded once at load (lossless: source dtype, lossy: f32), held raw */
+    VZ_RESIDENCY_CACHE      = 2  /* LRU of decompressed layers: not yet available (VZ_ERR_UNSUPPORTED) */
+} vz_residency;
+
 typedef struct vz_session_opts {
     int32_t n_ctx;      /* context length; 0: the model's maximum */
     vz_kv_mode kv;
     int32_t n_threads;  /* CPU threads; 0: OpenMP's default */
     vz_device device;
+    uint64_t vram_budget;   /* [plan] CUDA: device bytes the session may use; 0: the free VRAM */
+    vz_residency residency; /* [plan] CUDA only */
 } vz_session_opts;
 
 void vz_session_opts_default(vz_session_opts *o);
@@ -193,6 +202,36 @@ typedef struct vz_session_mem {
 } vz_session_mem;
 
 vz_status vz_session_mem_info(vz_session *s, vz_session_mem *out);
+
+/* [plan] Residency plan of a CUDA session: which layers stay resident in
+ * VRAM and which would stream from pinned host memory each token (two
+ * device buffers of the largest streamed layer), with the bytes of each
+ * part. Device byte figures include the CUDA allocator's rounding (2 MiB
+ * for allocations of 1 MiB or more); the CUDA context itself is outside. */
+typedef struct vz_plan {
+    vz_residency residency;
+    int32_t n_layers, n_resident, n_streamed;
+    uint64_t budget;           /* bytes planned for: opts.vram_budget, else free VRAM (0: unknown) */
+    int32_t budget_is_free;    /* 1: budget is the free VRAM measured now */
+    uint64_t global_bytes;     /* embedding, head and norms: always resident */
+    uint64_t resident_bytes;   /* weights of the resident layers */
+    uint64_t streamed_bytes;   /* weights of the streamed layers (pinned host memory) */
+    uint64_t stream_buf_bytes; /* two device buffers of the largest streamed layer */
+    uint64_t kv_bytes, scratch_bytes;
+    uint64_t reserve_bytes;    /* margin for CUDA graphs and workspace */
+    uint64_t total_bytes;      /* device bytes this plan needs */
+    uint64_t full_bytes;       /* device bytes with every layer resident */
+    uint64_t min_bytes;        /* device bytes with every layer streamed: the least any plan needs */
+    int32_t fits;              /* 1: total_bytes <= budget (or no budget known) */
+    char advice[1024];         /* when !fits: the bytes needed and what would fit instead */
+} vz_plan;
+
+/* Plans a session of m under opts without allocating anything (opts NULL:
+ * defaults). Returns VZ_OK with fits = 0 and advice when nothing fits. On a
+ * CUDA session with vram_budget 0 it measures the free VRAM. Layer streaming
+ * is planned but not yet available: vz_session_create refuses a plan that
+ * streams, with the fully resident figure and advice. */
+vz_status vz_session_plan(const vz_model *m, const vz_session_opts *opts, vz_plan *out);
 
 struct vz_sampler_opts; /* below */
 

@@ -140,10 +140,11 @@ static void test_matvec_chain(void **state) {
     float *buf[7];
     int old = vz_cuda_matvec_variant(-1);
     for (int i = 0; i < 7; i++) buf[i] = vz_cuda_alloc(n * 4);
+    const int chain_var[2] = {0, VZ_CUDA_MV_LEGACY};
     for (int var = 0; var < 2; var++)
     for (int ci = 0; ci < 2; ci++)
         for (int synced = 0; synced < 2; synced++) {
-            vz_cuda_matvec_variant(var ? VZ_CUDA_MV_LEGACY : 0);
+            vz_cuda_matvec_variant(chain_var[var]);
             assert_int_equal(vz_cuda_copy(buf[0], x, n * 4, 0), VZ_OK);
             for (int i = 1; i < 7; i++) assert_int_equal(vz_cuda_fill_f32(buf[i], NAN, n), VZ_OK);
             for (int i = 0; i < 6; i++) {
@@ -253,6 +254,34 @@ static void test_matvec_codecs(void **state) {
     }
 }
 
+/* Lossless blocks with more than 64 exceptions (v2's staged first 32 plus
+ * its slow loop) and rows of more than 32 exception blocks (bpr >= 32: the
+ * exception index loaded, not shuffled): every variant == raw bitwise and
+ * the reference holds. */
+static void test_matvec_dense_exceptions(void **state) {
+    (void)state;
+    REQUIRE_GPU();
+    const int64_t rows = 5, cols = 33 * 1024, n = rows * cols;
+    float *wf = rand_weights(n, 4242);
+    for (int64_t i = 0; i < n; i++) /* rows 1, 3: every 3rd element of blocks 0..1 far outside the lut */
+        if ((i / cols) % 2 == 1 && i % cols < 2048 && i % 3 == 0) wf[i] = ldexpf(i % 2 ? 1.5f : -1.25f, -60 + (int)(i % 50));
+    void *src = to_dtype(wf, n, VZ_DTYPE_BF16);
+    enc e[2];
+    enc_make(&e[0], "raw", src, VZ_DTYPE_BF16, rows, cols);
+    enc_make(&e[1], "lossless", src, VZ_DTYPE_BF16, rows, cols);
+    for (int batch = 1; batch <= 2; batch++) {
+        float *x = rand_weights((int64_t)batch * cols, 99 + batch);
+        float *dx = upload_x(x, (size_t)batch * cols, 0);
+        float *yr = gpu_mv(&e[0], dx, batch), *yl = gpu_mv(&e[1], dx, batch);
+        check_ref(&e[1], x, yl, batch);
+        if (memcmp(yr, yl, (size_t)batch * rows * 4) != 0) fail_msg("dense exceptions batch %d: lossless != raw", batch);
+        free(yr), free(yl), free(x);
+        vz_cuda_release(dx);
+    }
+    enc_free(&e[0]), enc_free(&e[1]);
+    free(src), free(wf);
+}
+
 /* QKV-style and gate+up launches equal separate matvecs (bitwise; the SiLU
  * epilogue within 2^-20 relative: device vs host expf). */
 static void test_matvec_multi(void **state) {
@@ -345,6 +374,7 @@ static void test_rows(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matvec_codecs),
+        cmocka_unit_test(test_matvec_dense_exceptions),
         cmocka_unit_test(test_matvec_multi),
         cmocka_unit_test(test_matvec_chain),
         cmocka_unit_test(test_rows),

@@ -8,10 +8,12 @@
 #include "model/session.h"
 
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend/cpu/ops.h"
+#include "model/plan.h"
 #ifdef VZ_HAVE_CUDA /* [fw] device sessions: src/backend/cuda/session_cuda.cu */
 #include "backend/cuda/cuda.h"
 #endif
@@ -66,6 +68,13 @@ static vz_status check_opts(const vz_session_opts *o) {
                "session: device cuda needs a KV cache (f16 or f32), not kv off");
     VZ_FAIL_IF(o->device != VZ_DEVICE_CPU && o->device != VZ_DEVICE_CUDA, VZ_ERR_ARG, "session: unknown device %d",
                (int)o->device);
+    /* [plan] residency and the VRAM budget are device settings */
+    VZ_FAIL_IF(o->residency < VZ_RESIDENCY_COMPRESSED || o->residency > VZ_RESIDENCY_CACHE, VZ_ERR_ARG,
+               "session: unknown residency %d", (int)o->residency);
+    VZ_FAIL_IF(o->device == VZ_DEVICE_CPU && (o->vram_budget || o->residency != VZ_RESIDENCY_COMPRESSED), VZ_ERR_ARG,
+               "session: a VRAM budget and residency modes apply to device cuda only");
+    VZ_FAIL_IF(o->residency == VZ_RESIDENCY_CACHE, VZ_ERR_UNSUPPORTED,
+               "session: residency cache (LRU of decompressed layers) is not yet available");
     return VZ_OK;
 }
 
@@ -96,6 +105,27 @@ static vz_status alloc_buffers(vz_session *s) {
     return VZ_OK;
 }
 
+#ifdef VZ_HAVE_CUDA
+/* [plan] Plans the device session (plan.c) and refuses, before allocating
+ * anything, a plan that does not fit or that would stream layers. */
+static vz_status cuda_create(vz_session *s, const vz_session_opts *opts) {
+    vz_session_opts o = *opts;
+    o.n_ctx = s->n_ctx;
+    vz_plan p, ps;
+    VZ_TRY(vz_plan_session(s->m, &o, 0, &p)); /* layer streaming is not yet available */
+    if (!p.fits) {
+        VZ_TRY(vz_plan_session(s->m, &o, 1, &ps));
+        char extra[160] = "";
+        if (ps.fits)
+            snprintf(extra, sizeof extra, " (streaming %d of %d layers would fit in %.0f MiB: not yet available)",
+                     (int)ps.n_streamed, (int)ps.n_layers, (double)ps.total_bytes / 1048576.0);
+        return VZ_FAIL(VZ_ERR_NOMEM, "device cuda: %s%s", p.advice, extra);
+    }
+    return vz_cuda_session_create_ex(&s->cuda, s->m, s->n_ctx, opts->kv == VZ_KV_F16,
+                                     opts->residency == VZ_RESIDENCY_DECOMPRESS);
+}
+#endif
+
 vz_status vz_session_create(vz_session **out, vz_model *m, const vz_session_opts *opts) {
     VZ_FAIL_IF(!out || !m, VZ_ERR_ARG, "vz_session_create: NULL argument");
     *out = NULL;
@@ -116,9 +146,7 @@ vz_status vz_session_create(vz_session **out, vz_model *m, const vz_session_opts
     s->n_threads = opts->n_threads > 0 ? opts->n_threads : omp_get_max_threads();
     if (s->n_threads < 1) s->n_threads = 1;
 #ifdef VZ_HAVE_CUDA /* [fw] a device session keeps no host activations */
-    vz_status st = opts->device == VZ_DEVICE_CUDA
-                       ? vz_cuda_session_create(&s->cuda, m, s->n_ctx, opts->kv == VZ_KV_F16)
-                       : alloc_buffers(s);
+    vz_status st = opts->device == VZ_DEVICE_CUDA ? cuda_create(s, opts) : alloc_buffers(s);
 #else
     vz_status st = alloc_buffers(s);
 #endif

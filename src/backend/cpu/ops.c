@@ -103,9 +103,10 @@ void vz_cpu_matmul_st(float *y, const float *x, int32_t n, const vz_tensor *W, f
     const int64_t rows = W->rows, cols = W->cols, blk = row_block(cols);
     const int64_t nblk = (rows + blk - 1) / blk;
     const int direct = rows_in_place(W);
-    /* Under ~250K multiply-adds (~100 us) waking the team costs more than it
-     * saves, and far more when other processes hold the cores. */
-    int nt = rows * cols * (int64_t)n < (1 << 18) ? 1 : (n_threads > 0 ? n_threads : 1);
+    /* Under ~65K multiply-adds (a few us with the SIMD dot) waking the team
+     * costs more than it saves, and far more when other processes hold the
+     * cores (synth small, 2 cores: 2 threads +24% tok/s over 1 << 18). */
+    int nt = rows * cols * (int64_t)n < (1 << 16) ? 1 : (n_threads > 0 ? n_threads : 1);
 #pragma omp parallel num_threads(nt)
     {
         float *buf = scratch + (size_t)omp_get_thread_num() * VZ_ROW_BLOCK * (size_t)cols;

@@ -109,6 +109,14 @@ vz_status vz_cuda_session_eval(vz_cuda_session *s, const int32_t *tokens, int32_
 vz_status vz_cuda_session_generate(vz_cuda_session *s, int32_t first, int32_t pos, int32_t n,
                                    const vz_sampler_opts *so, int32_t *out);
 
+/* [plan] As vz_cuda_session_create; decompress: every tensor decoded on the
+ * host once (lossless: source dtype; lossy: f32) and uploaded raw. */
+vz_status vz_cuda_session_create_ex(vz_cuda_session **out, const struct vz_model *m, int32_t n_ctx, int32_t kv_f16,
+                                    int32_t decompress);
+
+/* [plan] Free and total memory of GPU 0 (cudaMemGetInfo). */
+vz_status vz_cuda_mem_free(uint64_t *free_bytes, uint64_t *total_bytes);
+
 /* VRAM held by the session (see vz_session_mem in vramzip.h). */
 vz_status vz_cuda_session_mem(vz_cuda_session *s, vz_session_mem *out);
 

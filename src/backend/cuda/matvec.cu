@@ -295,7 +295,8 @@ static const mv_fn mv2_occ[3] = {mv2_kernel<VZ_K_RAW_BF16, 1, 4>, mv2_kernel<VZ_
                                  mv2_kernel<VZ_K_Q8, 1, 4>};
 
 /* VZ_CUDA_MV_* flags (vz_cuda_matvec_variant). Default: the first kernel, plain launch - measured
- * best or equal for lossless (bench/results/2026-11-28-matvec-v2-h200.md). */
+ * best or equal for lossless (bench/results/2026-11-28-matvec-v2-h200.md, -v3-h200.md: it is
+ * L1/TEX-throughput bound, so a cp.async pipeline of the weights (v3) lost and was deleted). */
 static int mv_variant = VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL;
 
 extern "C" int vz_cuda_matvec_variant(int flags) {

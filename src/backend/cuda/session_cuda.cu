@@ -14,6 +14,7 @@
 #include <time.h>
 
 extern "C" {
+#include "codec/codec.h"
 #include "core/status.h"
 #include "model/model.h"
 }
@@ -32,6 +33,7 @@ typedef struct dev_layer {
 struct vz_cuda_session {
     vz_config c;
     int32_t n_ctx, kv_f16;
+    int32_t decompress; /* [plan] weights decoded at load, held raw */
     cudaStream_t st;
     dev_layer *L;
     vz_cuda_tensor emb, out; /* out.data == NULL when tied: the head reads emb */
@@ -86,9 +88,34 @@ static vz_status dalloc(void **p, uint64_t n, uint64_t esize, uint64_t *acc, con
     return VZ_OK;
 }
 
-/* One tensor in its encoding (never expanded), counted in w_bytes. */
+/* [plan] t decoded on the host with its codec's decode_ref (lossless: the
+ * source bits; lossy: f32) and uploaded as a raw tensor of that dtype. */
+static vz_status upload_decoded(vz_cuda_session *s, vz_cuda_tensor *d, const vz_tensor *t) {
+    VZ_TRY(vz_tensor_check(t));
+    const vz_codec *cd = vz_codec_by_id(t->codec);
+    VZ_FAIL_IF(!cd, VZ_ERR_CODEC, "tensor %s: unknown codec %u", t->name, (unsigned)t->codec);
+    vz_tensor r = *t;
+    r.codec = VZ_CODEC_raw, r.params = NULL, r.params_size = 0, r.has_checksum = 0, r.checksum = 0;
+    if (!cd->lossless) r.dtype = VZ_DTYPE_F32;
+    uint64_t n;
+    VZ_FAIL_IF(vz_mul_ovf((uint64_t)t->rows * (uint64_t)t->cols, (uint64_t)vz_dtype_size(r.dtype), &n) ||
+                   n > SIZE_MAX,
+               VZ_ERR_NOMEM, "tensor %s: decoded size overflows", t->name);
+    void *buf = malloc(n ? (size_t)n : 1);
+    VZ_FAIL_IF(!buf, VZ_ERR_NOMEM, "tensor %s: cannot allocate %llu bytes to decode it", t->name,
+               (unsigned long long)n);
+    vz_status st = cd->decode_ref(t, 0, t->rows, buf);
+    r.data = (const uint8_t *)buf, r.size = n;
+    if (st == VZ_OK) st = vz_cuda_tensor_upload(d, &r, s->st);
+    free(buf);
+    return st;
+}
+
+/* One tensor in its encoding (never expanded; decoded with decompress),
+ * counted in w_bytes. */
 static vz_status upload(vz_cuda_session *s, vz_cuda_tensor *d, const vz_tensor *t) {
-    VZ_TRY(vz_cuda_tensor_upload(d, t, s->st));
+    if (s->decompress && t->codec != VZ_CODEC_raw) VZ_TRY(upload_decoded(s, d, t));
+    else VZ_TRY(vz_cuda_tensor_upload(d, t, s->st));
     s->w_bytes += d->size + (d->lut ? ((uint64_t)1 << d->k) : 0);
     return VZ_OK;
 }
@@ -223,8 +250,23 @@ static vz_status get_graph(vz_cuda_session *s, int32_t B, cudaGraphExec_t *out) 
     return VZ_OK;
 }
 
+extern "C" vz_status vz_cuda_mem_free(uint64_t *free_bytes, uint64_t *total_bytes) {
+    VZ_FAIL_IF(!free_bytes || !total_bytes, VZ_ERR_ARG, "vz_cuda_mem_free: NULL argument");
+    *free_bytes = *total_bytes = 0;
+    VZ_FAIL_IF(vz_cuda_device_count() < 1, VZ_ERR_CUDA, "device cuda: no CUDA device found");
+    size_t fr = 0, tot = 0;
+    CU_TRY(cudaMemGetInfo(&fr, &tot), "cudaMemGetInfo");
+    *free_bytes = fr, *total_bytes = tot;
+    return VZ_OK;
+}
+
 extern "C" vz_status vz_cuda_session_create(vz_cuda_session **out, const vz_model *m, int32_t n_ctx,
                                             int32_t kv_f16) {
+    return vz_cuda_session_create_ex(out, m, n_ctx, kv_f16, 0);
+}
+
+extern "C" vz_status vz_cuda_session_create_ex(vz_cuda_session **out, const vz_model *m, int32_t n_ctx,
+                                               int32_t kv_f16, int32_t decompress) {
     VZ_FAIL_IF(!out || !m || n_ctx < 1, VZ_ERR_ARG, "vz_cuda_session_create: bad arguments");
     *out = NULL;
     VZ_FAIL_IF(vz_cuda_device_count() < 1, VZ_ERR_CUDA, "device cuda: no CUDA device found");
@@ -235,6 +277,7 @@ extern "C" vz_status vz_cuda_session_create(vz_cuda_session **out, const vz_mode
     s->c = m->cfg;
     s->n_ctx = n_ctx;
     s->kv_f16 = kv_f16 ? 1 : 0;
+    s->decompress = decompress ? 1 : 0;
     s->gopts.temp = 0.0f;
     s->gopts.top_p = 1.0f;
     size_t fr = 0, tot = 0;

@@ -1,0 +1,229 @@
+/*
+ * plan.c - the VRAM residency planner (plan.h, vz_session_plan in
+ * vramzip.h): device bytes of a CUDA session part by part, mirroring the
+ * allocations of src/backend/cuda/session_cuda.cu (upload_weights,
+ * alloc_state), the choice of resident and streamed layers under a budget,
+ * and a refusal that names the bytes needed and what would fit instead.
+ */
+#include "model/plan.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/codec.h"
+#ifdef VZ_HAVE_CUDA
+#include "backend/cuda/cuda.h"
+#endif
+
+#define MIB (1024.0 * 1024.0)
+
+uint64_t vz_plan_dev_round(uint64_t n) {
+    const uint64_t big = (uint64_t)2 << 20;
+    if (n >= ((uint64_t)1 << 20)) return n > UINT64_MAX - big ? UINT64_MAX : (n + big - 1) / big * big;
+    return (n + 511) / 512 * 512;
+}
+
+uint64_t vz_plan_kv_bytes(const vz_config *c, int32_t n_ctx, int32_t kv_f16) {
+    uint64_t one = (uint64_t)c->n_layers * (uint64_t)n_ctx * (uint64_t)c->n_kv_heads * (uint64_t)c->head_dim *
+                   (kv_f16 ? 2u : 4u);
+    return 2 * vz_plan_dev_round(one);
+}
+
+uint64_t vz_plan_scratch_bytes(const vz_config *c, int32_t n_ctx) {
+    const uint64_t B = VZ_PLAN_BATCH, dim = (uint64_t)c->dim, hd = (uint64_t)c->head_dim;
+    const uint64_t qd = (uint64_t)c->n_heads * hd, kvd = (uint64_t)c->n_kv_heads * hd;
+    const uint64_t chunks = ((uint64_t)n_ctx + 31) / 32; /* VZ_ATT_CHUNK_MIN */
+    const uint64_t sizes[] = {B * dim * 4, B * dim * 4, B * qd * 4, B * kvd * 4, B * kvd * 4, B * qd * 4,
+                              B * (uint64_t)c->hidden_dim * 4, B * (uint64_t)c->vocab_size * 4,
+                              B * (uint64_t)c->n_heads * chunks * (hd + 2) * 4, B * (uint64_t)c->n_heads * 4, B * 4,
+                              4, 4, (uint64_t)n_ctx * 4};
+    uint64_t sum = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) sum += vz_plan_dev_round(sizes[i]);
+    return sum;
+}
+
+/* Encoded bytes of a rows x cols tensor under codec id (see plan.h). */
+static uint64_t shape_tensor_bytes(int codec_id, vz_dtype dt, uint64_t rows, uint64_t cols) {
+    const uint64_t n = rows * cols;
+    if (codec_id == VZ_CODEC_q8) return vz_plan_dev_round(((n + 15) & ~(uint64_t)15) + rows * ((cols + 127) / 128) * 2);
+    if (codec_id == VZ_CODEC_q4)
+        return vz_plan_dev_round(((rows * ((cols + 1) / 2) + 15) & ~(uint64_t)15) + rows * ((cols + 31) / 32) * 2);
+    return vz_plan_dev_round(n * (uint64_t)vz_dtype_size(dt));
+}
+
+void vz_plan_shape_bytes(const vz_config *c, int codec_id, vz_dtype dt, uint64_t *layer, uint64_t *global) {
+    const uint64_t d = (uint64_t)c->dim, h = (uint64_t)c->hidden_dim;
+    const uint64_t qd = (uint64_t)c->n_heads * (uint64_t)c->head_dim;
+    const uint64_t kvd = (uint64_t)c->n_kv_heads * (uint64_t)c->head_dim;
+    *layer = shape_tensor_bytes(codec_id, dt, qd, d) + 2 * shape_tensor_bytes(codec_id, dt, kvd, d) +
+             shape_tensor_bytes(codec_id, dt, d, qd) + 2 * shape_tensor_bytes(codec_id, dt, h, d) +
+             shape_tensor_bytes(codec_id, dt, d, h);
+    uint64_t emb = shape_tensor_bytes(codec_id, dt, (uint64_t)c->vocab_size, d);
+    *global = emb * (c->tied_embeddings ? 1 : 2) + vz_plan_dev_round(d * (2 * (uint64_t)c->n_layers + 1) * 4);
+}
+
+/* Fills the part figures and the layer split of in into *p (no advice). */
+static void plan_split(const vz_plan_in *in, vz_plan *p) {
+    const int32_t nl = in->c->n_layers;
+    memset(p, 0, sizeof *p);
+    p->residency = in->residency;
+    p->n_layers = nl;
+    p->budget = in->budget;
+    p->budget_is_free = in->budget_is_free;
+    p->global_bytes = in->global_bytes;
+    p->kv_bytes = vz_plan_kv_bytes(in->c, in->n_ctx, in->kv_f16);
+    p->scratch_bytes = vz_plan_scratch_bytes(in->c, in->n_ctx);
+    p->reserve_bytes = VZ_PLAN_RESERVE;
+    const uint64_t fixed = p->global_bytes + p->kv_bytes + p->scratch_bytes + p->reserve_bytes;
+    uint64_t all = 0, maxl = 0;
+    for (int32_t l = 0; l < nl; l++) {
+        all += in->layer_bytes[l];
+        if (in->layer_bytes[l] > maxl) maxl = in->layer_bytes[l];
+    }
+    p->full_bytes = fixed + all;
+    p->min_bytes = fixed + 2 * maxl;
+    /* k resident layers (a prefix), the rest streamed through two buffers */
+    int32_t k = nl;
+    uint64_t res = all, str = 0, smax = 0, tot = p->full_bytes;
+    if (in->stream_ok && in->budget && p->full_bytes > in->budget) {
+        for (k = nl - 1; k >= 0; k--) {
+            res = str = smax = 0;
+            for (int32_t l = 0; l < nl; l++) {
+                if (l < k) res += in->layer_bytes[l];
+                else str += in->layer_bytes[l], smax = in->layer_bytes[l] > smax ? in->layer_bytes[l] : smax;
+            }
+            tot = fixed + res + 2 * smax;
+            if (tot <= in->budget) break;
+        }
+        if (k < 0) k = 0; /* nothing fits: report the all-streamed minimum */
+    }
+    p->n_resident = k, p->n_streamed = nl - k;
+    p->resident_bytes = res, p->streamed_bytes = str, p->stream_buf_bytes = 2 * smax;
+    p->total_bytes = tot;
+    p->fits = in->budget == 0 || tot <= in->budget;
+}
+
+/* Largest context < in->n_ctx (at least 16) under which in fits; 0: none. */
+static int32_t fitting_ctx(const vz_plan_in *in) {
+    vz_plan_in t = *in;
+    vz_plan p;
+    int32_t lo = 16, hi = in->n_ctx - 1, best = 0;
+    while (lo <= hi) {
+        int32_t mid = lo + (hi - lo) / 2;
+        t.n_ctx = mid;
+        plan_split(&t, &p);
+        if (p.fits) best = mid, lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return best;
+}
+
+/* Appends "; converting to <name> ..." when that codec would shrink the weights. */
+static void advise_codec(const vz_plan_in *in, const vz_plan *cur, int codec_id, const char *name, char *buf,
+                         size_t cap) {
+    uint64_t lb, gb, cur_w = cur->global_bytes;
+    for (int32_t l = 0; l < in->c->n_layers; l++) cur_w += in->layer_bytes[l];
+    vz_plan_shape_bytes(in->c, codec_id, VZ_DTYPE_BF16, &lb, &gb);
+    uint64_t w = gb + lb * (uint64_t)in->c->n_layers;
+    if (w >= cur_w) return;
+    uint64_t *layers = malloc(sizeof(uint64_t) * (size_t)in->c->n_layers);
+    if (!layers) return;
+    for (int32_t l = 0; l < in->c->n_layers; l++) layers[l] = lb;
+    vz_plan_in t = *in;
+    t.layer_bytes = layers, t.global_bytes = gb, t.residency = VZ_RESIDENCY_COMPRESSED;
+    vz_plan p;
+    plan_split(&t, &p);
+    free(layers);
+    size_t n = strlen(buf);
+    snprintf(buf + n, cap - n, "; `vramzip convert --codec %s` (weights %.0f MiB) would need %.0f MiB%s", name,
+             (double)w / MIB, (double)p.total_bytes / MIB, p.fits ? " and fit" : ", still too much");
+}
+
+void vz_plan_make(const vz_plan_in *in, vz_plan *out) {
+    plan_split(in, out);
+    if (out->fits) return;
+    char *a = out->advice;
+    const size_t cap = sizeof out->advice;
+    snprintf(a, cap,
+             "needs %.0f MiB of VRAM (weights %.0f resident + %.0f always-resident embedding/head/norms%s, KV "
+             "cache %.0f, scratch %.0f, reserve %.0f) but %s is %.0f MiB; would fit: ",
+             (double)out->total_bytes / MIB, (double)(out->resident_bytes + out->stream_buf_bytes) / MIB,
+             (double)out->global_bytes / MIB, out->n_streamed ? " incl. 2 stream buffers" : "",
+             (double)out->kv_bytes / MIB, (double)out->scratch_bytes / MIB, (double)out->reserve_bytes / MIB,
+             in->budget_is_free ? "the free VRAM" : "the budget", (double)in->budget / MIB);
+    int32_t nc = fitting_ctx(in);
+    size_t n = strlen(a);
+    if (nc > 0) snprintf(a + n, cap - n, "a context of -c %d", (int)nc);
+    else snprintf(a + n, cap - n, "no smaller context");
+    if (!in->kv_f16) {
+        vz_plan_in t = *in;
+        vz_plan p;
+        t.kv_f16 = 1;
+        plan_split(&t, &p);
+        n = strlen(a);
+        if (p.fits) snprintf(a + n, cap - n, "; --kv f16 (KV cache %.0f MiB)", (double)p.kv_bytes / MIB);
+    }
+    advise_codec(in, out, VZ_CODEC_q8, "q8", a, cap);
+    advise_codec(in, out, VZ_CODEC_q4, "q4", a, cap);
+    n = strlen(a);
+    snprintf(a + n, cap - n, "; or a budget of --vram-budget %.0fM", (double)out->total_bytes / MIB + 1.0);
+}
+
+/* Device bytes of tensor t as the session would hold it. */
+static uint64_t tensor_dev_bytes(const vz_tensor *t, vz_residency r) {
+    const vz_codec *cd = vz_codec_by_id(t->codec);
+    const uint64_t n = (uint64_t)t->rows * (uint64_t)t->cols;
+    if (r == VZ_RESIDENCY_DECOMPRESS && t->codec != VZ_CODEC_raw)
+        return vz_plan_dev_round(n * (cd && cd->lossless ? (uint64_t)vz_dtype_size(t->dtype) : 4u));
+    uint64_t b = vz_plan_dev_round(t->size);
+    if (t->codec == VZ_CODEC_lossless && t->params && t->params_size >= 2 && t->params[1] < 32)
+        b += vz_plan_dev_round((uint64_t)1 << t->params[1]); /* the code lut */
+    return b;
+}
+
+vz_status vz_session_plan(const vz_model *m, const vz_session_opts *opts, vz_plan *out) {
+    return vz_plan_session(m, opts, 1, out);
+}
+
+vz_status vz_plan_session(const vz_model *m, const vz_session_opts *opts, int32_t stream_ok, vz_plan *out) {
+    VZ_FAIL_IF(!m || !out, VZ_ERR_ARG, "vz_session_plan: NULL argument");
+    memset(out, 0, sizeof *out);
+    vz_session_opts def;
+    if (!opts) {
+        vz_session_opts_default(&def);
+        opts = &def;
+    }
+    VZ_FAIL_IF(opts->residency < VZ_RESIDENCY_COMPRESSED || opts->residency > VZ_RESIDENCY_CACHE, VZ_ERR_ARG,
+               "session: unknown residency %d", (int)opts->residency);
+    VZ_FAIL_IF(opts->n_ctx < 0 || opts->n_ctx > m->cfg.max_seq_len, VZ_ERR_ARG,
+               "session: n_ctx %d outside [0, %d]", (int)opts->n_ctx, (int)m->cfg.max_seq_len);
+    const vz_config *c = &m->cfg;
+    uint64_t *layers = calloc((size_t)c->n_layers, sizeof(uint64_t));
+    VZ_FAIL_IF(!layers, VZ_ERR_NOMEM, "plan: out of memory");
+    for (int32_t l = 0; l < c->n_layers; l++) {
+        const vz_layer *L = &m->layers[l];
+        const vz_tensor *ts[7] = {L->wq, L->wk, L->wv, L->wo, L->w1, L->w2, L->w3};
+        for (int i = 0; i < 7; i++) layers[l] += tensor_dev_bytes(ts[i], opts->residency);
+    }
+    vz_plan_in in;
+    memset(&in, 0, sizeof in);
+    in.c = c;
+    in.n_ctx = opts->n_ctx > 0 ? opts->n_ctx : c->max_seq_len;
+    in.kv_f16 = opts->kv == VZ_KV_F16;
+    in.layer_bytes = layers;
+    in.global_bytes = tensor_dev_bytes(m->tok_emb, opts->residency) +
+                      (m->output != m->tok_emb ? tensor_dev_bytes(m->output, opts->residency) : 0) +
+                      vz_plan_dev_round((uint64_t)c->dim * (2 * (uint64_t)c->n_layers + 1) * 4);
+    in.budget = opts->vram_budget;
+    in.stream_ok = stream_ok;
+    in.residency = opts->residency;
+#ifdef VZ_HAVE_CUDA
+    uint64_t fr = 0, tot = 0;
+    if (!in.budget && opts->device == VZ_DEVICE_CUDA && vz_cuda_mem_free(&fr, &tot) == VZ_OK)
+        in.budget = fr, in.budget_is_free = 1;
+#endif
+    vz_plan_make(&in, out);
+    free(layers);
+    return VZ_OK;
+}

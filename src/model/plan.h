@@ -1,0 +1,50 @@
+/*
+ * plan.h - the VRAM residency planner of CUDA sessions (issue #5): device
+ * bytes of each part of a session (weights per layer, KV cache, scratch as
+ * session_cuda.cu allocates them) and the choice of resident vs streamed
+ * layers under a budget, with advice when nothing fits. Pure C, no CUDA:
+ * the public entry is vz_session_plan (vramzip.h).
+ */
+#ifndef VZ_MODEL_PLAN_H
+#define VZ_MODEL_PLAN_H
+
+#include <stdint.h>
+
+#include "model/model.h"
+
+#define VZ_PLAN_BATCH 8                       /* VZ_CUDA_MAX_BATCH of forward.cuh */
+#define VZ_PLAN_RESERVE ((uint64_t)64 << 20)  /* CUDA graphs, workspace */
+
+/* Device footprint of one cudaMalloc of n bytes: rounded up to 2 MiB from
+ * 1 MiB on, else to 512 bytes. */
+uint64_t vz_plan_dev_round(uint64_t n);
+
+/* KV cache (keys + values, as two allocations) and scratch (activations of
+ * VZ_PLAN_BATCH tokens, logits, attention partials, ids) of session_cuda.cu. */
+uint64_t vz_plan_kv_bytes(const vz_config *c, int32_t n_ctx, int32_t kv_f16);
+uint64_t vz_plan_scratch_bytes(const vz_config *c, int32_t n_ctx);
+
+/* Device bytes by shape alone when every 2-D tensor is encoded with codec
+ * id (raw in dtype, q8 group 128, q4 group 32 symmetric; the defaults of
+ * `vramzip convert`): *layer per layer, *global embedding + head + norms. */
+void vz_plan_shape_bytes(const vz_config *c, int codec_id, vz_dtype dtype, uint64_t *layer, uint64_t *global);
+
+typedef struct vz_plan_in {
+    const vz_config *c;
+    int32_t n_ctx, kv_f16;
+    const uint64_t *layer_bytes; /* c->n_layers device bytes, as resident */
+    uint64_t global_bytes;       /* embedding + head + norms */
+    uint64_t budget;             /* 0: none (everything resident) */
+    int32_t budget_is_free;      /* for the advice: budget is the free VRAM */
+    int32_t stream_ok;           /* 0: every layer must be resident */
+    vz_residency residency;
+} vz_plan_in;
+
+/* Fills *out (never fails): the most layers resident (a prefix) that fit,
+ * the rest streamed when stream_ok; fits = 0 with advice otherwise. */
+void vz_plan_make(const vz_plan_in *in, vz_plan *out);
+
+/* vz_session_plan with streaming allowed or not (the session: not yet). */
+vz_status vz_plan_session(const vz_model *m, const vz_session_opts *opts, int32_t stream_ok, vz_plan *out);
+
+#endif

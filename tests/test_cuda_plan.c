@@ -1,0 +1,161 @@
+/*
+ * test_cuda_plan.c - residency on the GPU (issue #5): decompress-at-load
+ * gives logits bit-identical to the compressed-resident run (stories260K
+ * as lossless and q8 .vz, a synth "tiny" bf16 model as lossless .vz), a
+ * session under a VRAM budget stays within its plan, and a budget below
+ * the plan is refused before allocating. Skips without CUDA or a GPU.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/testutil.h"
+#include "vramzip.h"
+#ifdef VZ_HAVE_CUDA
+#include "backend/cuda/cuda.h"
+#endif
+
+#define NT 24
+
+static int have_gpu(void) {
+#ifdef VZ_HAVE_CUDA
+    if (vz_cuda_device_count() > 0) return 1;
+    print_message("SKIP: no CUDA device visible\n");
+#else
+    print_message("SKIP: built without CUDA (make CUDA=1)\n");
+#endif
+    return 0;
+}
+
+/* All logits of NT tokens on a cuda session of m (malloc'ed); *mem its VRAM. */
+static float *cuda_logits(vz_model *m, vz_residency r, uint64_t budget, vz_session_mem *mem) {
+    vz_model_info info;
+    assert_int_equal(vz_model_get_info(m, &info), VZ_OK);
+    vz_session_opts o;
+    vz_session_opts_default(&o);
+    o.device = VZ_DEVICE_CUDA;
+    o.kv = VZ_KV_F16;
+    o.n_ctx = 64;
+    o.residency = r;
+    o.vram_budget = budget;
+    vz_session *s = NULL;
+    vz_status st = vz_session_create(&s, m, &o);
+    if (st != VZ_OK) print_message("session: %s: %s\n", vz_status_name(st), vz_last_error());
+    assert_int_equal(st, VZ_OK);
+    int32_t toks[NT];
+    uint64_t rng = 7;
+    for (int i = 0; i < NT; i++) toks[i] = (int32_t)(vz_test_rand(&rng) % (uint64_t)info.vocab_size);
+    float *l = malloc(sizeof(float) * (size_t)NT * (size_t)info.vocab_size);
+    assert_non_null(l);
+    assert_int_equal(vz_session_eval(s, toks, NT, l, 1), VZ_OK);
+    if (mem) assert_int_equal(vz_session_mem_info(s, mem), VZ_OK);
+    vz_session_free(s);
+    return l;
+}
+
+/* Compressed vs decompress-at-load logits of the .vz at path: identical. */
+static void same_logits(const char *path) {
+    vz_model *m = NULL;
+    assert_int_equal(vz_model_open(&m, path, NULL), VZ_OK);
+    vz_model_info info;
+    vz_model_get_info(m, &info);
+    vz_session_mem ma, mb;
+    float *a = cuda_logits(m, VZ_RESIDENCY_COMPRESSED, 0, &ma);
+    float *b = cuda_logits(m, VZ_RESIDENCY_DECOMPRESS, 0, &mb);
+    int diff = memcmp(a, b, sizeof(float) * (size_t)NT * (size_t)info.vocab_size) != 0;
+    print_message("%s: compressed weights %llu B, decompressed %llu B, logits %s\n", path,
+                  (unsigned long long)ma.weights, (unsigned long long)mb.weights, diff ? "DIFFER" : "identical");
+    assert_false(diff);
+    free(a);
+    free(b);
+    vz_model_close(m);
+}
+
+static void convert_to(const char *src, const char *tok, const char *spec, const char *out) {
+    vz_convert_opts co;
+    vz_convert_opts_default(&co);
+    co.codec_spec = spec;
+    co.model.tokenizer_path = tok;
+    assert_int_equal(vz_convert(src, out, &co), VZ_OK);
+}
+
+static void test_decompress_stories260k(void **state) {
+    (void)state;
+    char bin[512], tok[512], dir[256], out[600];
+    VZ_REQUIRE_MODEL(bin, "stories260K/stories260K.bin");
+    VZ_REQUIRE_MODEL(tok, "stories260K/tok512.bin");
+    if (!have_gpu()) skip();
+    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
+    const char *specs[] = {"lossless", "q8"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(out, sizeof out, "%s/%s.vz", dir, specs[i]);
+        convert_to(bin, tok, specs[i], out);
+        same_logits(out);
+    }
+    vz_test_rmtree(dir);
+}
+
+static void test_decompress_synth_bf16(void **state) {
+    (void)state;
+    char dir[256], src[512], out[600];
+    if (!have_gpu()) skip();
+    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
+    snprintf(src, sizeof src, "%s/hf", dir);
+    vz_synth_opts so;
+    vz_synth_opts_default(&so);
+    so.shape = "tiny";
+    so.seed = 3;
+    assert_int_equal(vz_synth(src, &so), VZ_OK);
+    snprintf(out, sizeof out, "%s/lossless.vz", dir);
+    convert_to(src, NULL, "lossless", out);
+    same_logits(out);
+    vz_test_rmtree(dir);
+}
+
+/* Under a budget of exactly the plan: runs, within it; one byte less: refused. */
+static void test_budget(void **state) {
+    (void)state;
+    char bin[512], tok[512];
+    VZ_REQUIRE_MODEL(bin, "stories260K/stories260K.bin");
+    VZ_REQUIRE_MODEL(tok, "stories260K/tok512.bin");
+    if (!have_gpu()) skip();
+    vz_model_opts mo;
+    vz_model_opts_default(&mo);
+    mo.tokenizer_path = tok;
+    vz_model *m = NULL;
+    assert_int_equal(vz_model_open(&m, bin, &mo), VZ_OK);
+    vz_session_opts o;
+    vz_session_opts_default(&o);
+    o.device = VZ_DEVICE_CUDA, o.kv = VZ_KV_F16, o.n_ctx = 64;
+    vz_plan p;
+    assert_int_equal(vz_session_plan(m, &o, &p), VZ_OK); /* budget: the free VRAM */
+    assert_true(p.budget_is_free && p.fits && p.n_streamed == 0);
+    vz_session_mem mem;
+    float *l = cuda_logits(m, VZ_RESIDENCY_COMPRESSED, p.total_bytes, &mem);
+    print_message("plan %llu B (weights %llu, KV %llu, scratch %llu); session weights %llu, KV %llu, scratch %llu, "
+                  "peak %llu\n", (unsigned long long)p.total_bytes,
+                  (unsigned long long)(p.global_bytes + p.resident_bytes), (unsigned long long)p.kv_bytes,
+                  (unsigned long long)p.scratch_bytes, (unsigned long long)mem.weights, (unsigned long long)mem.kv,
+                  (unsigned long long)mem.scratch, (unsigned long long)mem.peak);
+    assert_true(mem.weights <= p.global_bytes + p.resident_bytes && mem.kv <= p.kv_bytes &&
+                mem.scratch <= p.scratch_bytes);
+    assert_true(mem.peak <= p.total_bytes);
+    free(l);
+    o.vram_budget = p.total_bytes - 1;
+    vz_session *s = NULL;
+    assert_int_equal(vz_session_create(&s, m, &o), VZ_ERR_NOMEM);
+    assert_non_null(strstr(vz_last_error(), "needs"));
+    assert_null(s);
+    o.vram_budget = 0, o.residency = VZ_RESIDENCY_CACHE;
+    assert_int_equal(vz_session_create(&s, m, &o), VZ_ERR_UNSUPPORTED);
+    vz_model_close(m);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_decompress_stories260k),
+        cmocka_unit_test(test_decompress_synth_bf16),
+        cmocka_unit_test(test_budget),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
