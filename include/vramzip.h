@@ -259,8 +259,9 @@ vz_status vz_session_generate(vz_session *s, int32_t first, int32_t n, const str
  * the residual stream of its last position after each layer's attention
  * block and after its MLP block into buf: n_layers * 2 * dim floats,
  * laid out (layer, {0 attention, 1 MLP}, dim). buf is borrowed and must
- * outlive its use; NULL turns tracing off. Logits are unchanged. CPU sessions
- * only (VZ_ERR_UNSUPPORTED on a cuda session). */
+ * outlive its use; NULL turns tracing off. Logits are unchanged. A CUDA
+ * session runs traced evals eagerly (the kernels of its graphs, in the same
+ * order, plus one device-to-host copy per block). */
 vz_status vz_session_set_trace(vz_session *s, float *buf);
 
 int32_t vz_session_pos(const vz_session *s);   /* tokens evaluated so far */

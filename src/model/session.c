@@ -236,11 +236,13 @@ void vz_session_reset(vz_session *s) {
     if (s) s->pos = 0;
 }
 
-/* ---- [gaps] debug trace (vz_session_set_trace): CPU sessions only ---- */
+/* ---- debug trace (vz_session_set_trace): CPU and CUDA sessions ---- */
 
 vz_status vz_session_set_trace(vz_session *s, float *buf) {
     VZ_FAIL_IF(!s, VZ_ERR_ARG, "vz_session_set_trace: NULL session");
-    VZ_FAIL_IF(buf && s->cuda, VZ_ERR_UNSUPPORTED, "vz_session_set_trace: a cuda session has no trace hook");
+#ifdef VZ_HAVE_CUDA
+    if (s->cuda) vz_cuda_session_set_trace(s->cuda, buf);
+#endif
     s->trace = buf;
     return VZ_OK;
 }

@@ -117,6 +117,11 @@ vz_status vz_cuda_session_create_ex(vz_cuda_session **out, const struct vz_model
 /* [plan] Free and total memory of GPU 0 (cudaMemGetInfo). */
 vz_status vz_cuda_mem_free(uint64_t *free_bytes, uint64_t *total_bytes);
 
+/* Debug trace (vz_session_set_trace): with buf (host, n_layers * 2 * dim
+ * floats) set, eval runs eagerly (no graph) and copies the residual stream
+ * of its last row after each attention and MLP block into buf; NULL stops. */
+void vz_cuda_session_set_trace(vz_cuda_session *s, float *buf);
+
 /* VRAM held by the session (see vz_session_mem in vramzip.h). */
 vz_status vz_cuda_session_mem(vz_cuda_session *s, vz_session_mem *out);
 

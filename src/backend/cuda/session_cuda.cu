@@ -47,6 +47,7 @@ struct vz_cuda_session {
     uint64_t w_bytes, kv_bytes, scratch_bytes, free0, min_free, total;
     int32_t att_variant;                 /* forward.cuh variants; 0 default */
     int32_t att_chunk;                   /* keys per attention block (forward.cuh) */
+    float *trace;                        /* host (n_layers, 2, dim) debug trace, or NULL */
     struct {                             /* VZ_CUDA_PROFILE=1: events between ops */
         int on, n;
         cudaEvent_t ev[PROF_MAX];
@@ -181,6 +182,16 @@ static vz_status alloc_state(vz_cuda_session *s) {
 /* One step over B tokens at *pos: the model, top to bottom, then sampling
  * from the last row. Reads like vz_forward (forward.c); residual adds are
  * the matvecs' ADD epilogue, SwiGLU the gate+up matvec's epilogue. */
+/* Trace slot (l, block) <- the residual stream of row B-1 (eager runs only:
+ * a pageable copy, never captured into a graph). */
+static vz_status trace_row(vz_cuda_session *s, int32_t l, int block, int32_t B) {
+    if (!s->trace) return VZ_OK;
+    const size_t dim = (size_t)s->c.dim;
+    CU_TRY(cudaMemcpyAsync(s->trace + ((size_t)l * 2 + block) * dim, s->x + (size_t)(B - 1) * dim,
+                           sizeof(float) * dim, cudaMemcpyDeviceToHost, s->st), "trace download");
+    return VZ_OK;
+}
+
 static vz_status forward(vz_cuda_session *s, int32_t B) {
     const vz_config *c = &s->c;
     const int32_t dim = c->dim, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
@@ -204,6 +215,7 @@ static vz_status forward(vz_cuda_session *s, int32_t B) {
         const vz_cuda_tensor *wo = &L->wo;
         VZ_TRY(vz_cuda_matvec_multi(1, &wo, &s->x, s->att, B, VZ_CUDA_EPI_ADD, st));
         mark(s, "wo matvec + add");
+        VZ_TRY(trace_row(s, l, 0, B));
         /* MLP: x += W2 (silu(W1 xb) * W3 xb), xb = norm(x) */
         vz_k_rmsnorm(s->x, s->xb, L->ffn_norm, B, dim, c->rms_eps, st);
         mark(s, "rmsnorm");
@@ -214,6 +226,7 @@ static vz_status forward(vz_cuda_session *s, int32_t B) {
         const vz_cuda_tensor *w2 = &L->w2;
         VZ_TRY(vz_cuda_matvec_multi(1, &w2, &s->x, s->hb, B, VZ_CUDA_EPI_ADD, st));
         mark(s, "down matvec + add");
+        VZ_TRY(trace_row(s, l, 1, B));
     }
     vz_k_rmsnorm(s->x, s->xb, s->norms + (size_t)(2 * c->n_layers) * dim, B, dim, c->rms_eps, st);
     mark(s, "rmsnorm");
@@ -341,11 +354,12 @@ extern "C" vz_status vz_cuda_session_eval(vz_cuda_session *s, const int32_t *tok
     CU_TRY(cudaMemcpyAsync(s->pos, &pos, sizeof pos, cudaMemcpyHostToDevice, s->st), "position upload");
     for (int32_t b0 = 0; b0 < n; b0 += VZ_CUDA_MAX_BATCH) {
         int32_t B = n - b0 < VZ_CUDA_MAX_BATCH ? n - b0 : VZ_CUDA_MAX_BATCH;
-        cudaGraphExec_t g;
-        VZ_TRY(get_graph(s, B, &g));
+        cudaGraphExec_t g = NULL;
+        if (!s->trace) VZ_TRY(get_graph(s, B, &g));
         CU_TRY(cudaMemcpyAsync(s->tok, tokens + b0, sizeof(int32_t) * (size_t)B, cudaMemcpyHostToDevice, s->st),
                "token upload");
-        CU_TRY(cudaGraphLaunch(g, s->st), "graph launch");
+        if (g) CU_TRY(cudaGraphLaunch(g, s->st), "graph launch");
+        else VZ_TRY(forward(s, B)); /* traced: eager, the same kernels in the same order */
         if (logits && all_logits)
             CU_TRY(cudaMemcpyAsync(logits + (size_t)b0 * vocab, s->logits, sizeof(float) * vocab * (size_t)B,
                                    cudaMemcpyDeviceToHost, s->st), "logits download");
@@ -513,6 +527,10 @@ extern "C" vz_status vz_cuda_session_generate(vz_cuda_session *s, int32_t first,
     const char *pe = getenv("VZ_CUDA_PROFILE");
     if (pe && *pe == '1' && n >= 64 && pos + n + 4 * DECODE_STEPS + 1 < s->n_ctx) profile(s, pos + n);
     return VZ_OK;
+}
+
+extern "C" void vz_cuda_session_set_trace(vz_cuda_session *s, float *buf) {
+    if (s) s->trace = buf;
 }
 
 extern "C" vz_status vz_cuda_session_mem(vz_cuda_session *s, vz_session_mem *out) {
