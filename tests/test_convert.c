@@ -6,6 +6,7 @@
  */
 #include <cJSON.h>
 #include <dirent.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,6 +131,29 @@ static void test_failed_convert_leaves_nothing(void **state) {
     vz_test_rmtree(dir);
 }
 
+/* Tensors are encoded by several threads: the file must not depend on how many. */
+static void test_convert_thread_count_invariant(void **state) {
+    (void)state;
+    char dir[256], src[512], a[512], b[512], *o = NULL;
+    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
+    snprintf(src, sizeof src, "%s/src.vz", dir);
+    snprintf(a, sizeof a, "%s/a.vz", dir);
+    snprintf(b, sizeof b, "%s/b.vz", dir);
+    assert_int_equal(tiny_vz_write(src, VZ_DTYPE_BF16, 11), VZ_OK);
+    static const char *specs[] = {"lossless", "q4", "*.mlp.*=q8,*.self_attn.*=lossless,*=raw"};
+    for (int i = 0; i < 3; i++) {
+        int saved = omp_get_max_threads();
+        omp_set_num_threads(1);
+        assert_int_equal(convert(src, a, specs[i]), VZ_OK);
+        omp_set_num_threads(4);
+        assert_int_equal(convert(src, b, specs[i]), VZ_OK);
+        omp_set_num_threads(saved);
+        assert_int_equal(vz_test_sh(&o, "cmp '%s' '%s'", a, b), 0);
+        free(o);
+    }
+    vz_test_rmtree(dir);
+}
+
 static void test_cli_convert_inspect_json(void **state) {
     (void)state;
     char dir[256], src[512], out[512], *o = NULL;
@@ -250,6 +274,7 @@ int main(void) {
         cmocka_unit_test(test_rules_select_codecs),
         cmocka_unit_test(test_bad_specs),
         cmocka_unit_test(test_failed_convert_leaves_nothing),
+        cmocka_unit_test(test_convert_thread_count_invariant),
         cmocka_unit_test(test_cli_convert_inspect_json),
         cmocka_unit_test(test_cli_verify),
         cmocka_unit_test(test_cli_perplexity),

@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fnmatch.h>
+#include <omp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,6 +134,7 @@ static void note(const vz_convert_opts *o, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+#pragma omp critical(vz_convert_note) /* worker threads (convert_tensors) */
     o->note(o->user, msg);
 }
 
@@ -183,18 +185,72 @@ static vz_status encode_one(const vz_tensor *t, const uint8_t *src, uint64_t n, 
     return s;
 }
 
-static vz_status convert_tensor(vz_writer *w, const vz_tensor *t, spec *sp, const vz_convert_opts *o) {
-    uint64_t n = (uint64_t)t->rows * (uint64_t)t->cols * (uint64_t)vz_dtype_size(t->dtype);
-    const uint8_t *src = NULL;
-    uint8_t *owned = NULL;
-    VZ_TRY(source_bytes(t, n, &src, &owned));
-    vz_blob b = {0};
+/* One tensor's encoding, made by a worker thread, written by the caller. */
+typedef struct job {
+    const vz_tensor *t;
+    const rule *r;
+    uint64_t n, hash;
+    uint8_t *owned;
+    vz_blob b;
     vz_tensor enc;
-    vz_status s = encode_one(t, src, n, pick(sp, t), o, &b, &enc);
-    if (s != VZ_OK && s != VZ_ERR_MISMATCH) vz_error_prefix("tensor %s", t->name);
-    if (s == VZ_OK) s = vz_writer_add_tensor(w, &enc, XXH64(src, (size_t)n, 0), 1);
-    vz_blob_free(&b);
-    free(owned);
+    vz_status s;
+} job;
+
+static void job_run(job *j, const vz_convert_opts *o) {
+    const uint8_t *src = NULL;
+    j->s = source_bytes(j->t, j->n, &src, &j->owned);
+    if (j->s == VZ_OK) j->s = encode_one(j->t, src, j->n, j->r, o, &j->b, &j->enc);
+    if (j->s == VZ_OK) j->hash = XXH64(src, (size_t)j->n, 0);
+}
+
+static void job_free(job *j) {
+    vz_blob_free(&j->b);
+    free(j->owned);
+    memset(j, 0, sizeof *j);
+}
+
+/* Tensors are encoded (and proven to decode) by a window of threads, then
+ * written in index order, so the file does not depend on the thread count.
+ * A failing tensor is encoded again on this thread for its message (the
+ * error text is thread-local; encoders are deterministic). */
+static vz_status convert_tensors(vz_writer *w, const vz_model *m, spec *sp, const vz_convert_opts *o) {
+    const int nt = omp_get_max_threads() > 0 ? omp_get_max_threads() : 1;
+    job *jobs = calloc((size_t)nt, sizeof *jobs);
+    VZ_FAIL_IF(!jobs, VZ_ERR_NOMEM, "convert: out of memory");
+    uint64_t total = 0, done = 0;
+    for (int32_t i = 0; i < m->n_tensors; i++)
+        total += (uint64_t)(m->tensors[i].rows * m->tensors[i].cols) * (uint64_t)vz_dtype_size(m->tensors[i].dtype);
+    vz_status s = VZ_OK;
+    for (int32_t i0 = 0; i0 < m->n_tensors && s == VZ_OK; i0 += nt) {
+        int k = m->n_tensors - i0 < nt ? m->n_tensors - i0 : nt;
+        if (o->cancel && *o->cancel) {
+            s = VZ_FAIL(VZ_ERR_INTERRUPTED, "convert interrupted; nothing written");
+            break;
+        }
+        for (int j = 0; j < k; j++) {
+            const vz_tensor *t = &m->tensors[i0 + j];
+            jobs[j] = (job){.t = t, .r = pick(sp, t)};
+            jobs[j].n = (uint64_t)t->rows * (uint64_t)t->cols * (uint64_t)vz_dtype_size(t->dtype);
+        }
+#pragma omp parallel for schedule(dynamic, 1) num_threads(k) if (k > 1)
+        for (int j = 0; j < k; j++) job_run(&jobs[j], o);
+        for (int j = 0; j < k && s == VZ_OK; j++) {
+            const vz_tensor *t = jobs[j].t;
+            if (jobs[j].s != VZ_OK) {
+                job redo = {.t = t, .r = jobs[j].r, .n = jobs[j].n};
+                job_run(&redo, o);
+                s = redo.s != VZ_OK ? redo.s : jobs[j].s; /* the message is this thread's when redo failed */
+                job_free(&redo);
+                if (s != VZ_ERR_MISMATCH) vz_error_prefix("tensor %s", t->name);
+                break;
+            }
+            s = vz_writer_add_tensor(w, &jobs[j].enc, jobs[j].hash, 1);
+            done += jobs[j].n;
+            if (s == VZ_OK && o->progress) o->progress(o->user, i0 + j + 1, m->n_tensors, done, total, t->name);
+        }
+        for (int j = 0; j < k; j++) job_free(&jobs[j]);
+    }
+    free(jobs);
     return s;
 }
 
@@ -207,16 +263,7 @@ static vz_status convert_model(vz_writer *w, const vz_model *m, spec *sp, const 
         vz_vocab_free(&v);
         VZ_TRY(s);
     }
-    uint64_t total = 0, done = 0;
-    for (int32_t i = 0; i < m->n_tensors; i++)
-        total += (uint64_t)(m->tensors[i].rows * m->tensors[i].cols) * (uint64_t)vz_dtype_size(m->tensors[i].dtype);
-    for (int32_t i = 0; i < m->n_tensors; i++) {
-        const vz_tensor *t = &m->tensors[i];
-        VZ_FAIL_IF(o->cancel && *o->cancel, VZ_ERR_INTERRUPTED, "convert interrupted; nothing written");
-        VZ_TRY(convert_tensor(w, t, sp, o));
-        done += (uint64_t)(t->rows * t->cols) * (uint64_t)vz_dtype_size(t->dtype);
-        if (o->progress) o->progress(o->user, i + 1, m->n_tensors, done, total, t->name);
-    }
+    VZ_TRY(convert_tensors(w, m, sp, o));
     VZ_FAIL_IF(o->cancel && *o->cancel, VZ_ERR_INTERRUPTED, "convert interrupted; nothing written");
     for (int i = 0; i < sp->n; i++)
         if (!sp->hits[i]) note(o, "codec rule '%s' matched no 2-D tensor", sp->r[i].glob);
