@@ -36,6 +36,9 @@ int cli_size(const char *cmd, const char *flag, const char *val, uint64_t *out);
  * convention), and the plan of a CUDA session on stderr (nothing for cpu). */
 int cli_residency(const char *cmd, const char *flag, const char *val, vz_residency *out);
 void cli_print_plan(const char *cmd, const vz_model *m, const vz_session_opts *so);
+/* --device cpu|cuda and --kv f32|f16[|off] (cli_int's convention). */
+int cli_device(const char *cmd, const char *flag, const char *val, vz_device *out);
+int cli_kv(const char *cmd, const char *flag, const char *val, int allow_off, vz_kv_mode *out);
 
 /* Value of the flag at argv[*i] (advancing *i), or NULL after printing an
  * error when it is missing. */

@@ -169,10 +169,8 @@ static int parse_args(int argc, char **argv, ppl_args *pa) {
             if (!(v = cli_value("perplexity", argc, argv, &i)) || cli_int("perplexity", x, v, 4, 1 << 20, &iv)) return 2;
             pa->ctx = (int32_t)iv;
         } else if (!strcmp(x, "--device")) { /* [plan] */
-            if (!(v = cli_value("perplexity", argc, argv, &i))) return 2;
-            if (!strcmp(v, "cuda")) pa->so.device = VZ_DEVICE_CUDA;
-            else if (!strcmp(v, "cpu")) pa->so.device = VZ_DEVICE_CPU;
-            else return cli_usage_error("perplexity", "--device expects cpu or cuda, got '%s'", v);
+            if (!(v = cli_value("perplexity", argc, argv, &i)) || cli_device("perplexity", x, v, &pa->so.device))
+                return 2;
         } else if (!strcmp(x, "--vram-budget")) {
             if (!(v = cli_value("perplexity", argc, argv, &i))) return 2;
             if (cli_size("perplexity", x, v, &pa->so.vram_budget)) return 2;

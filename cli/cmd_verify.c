@@ -19,7 +19,7 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: vramzip verify A.vz              check every checksum and decode every tensor\n"
-               "       vramzip verify A B [-p TEXT] [-n N] [-z TOK] [-t THREADS] [--device cpu|cuda] [--kv f32|f16]\n"
+               "       vramzip verify A B [-p TEXT] [-n N] [-z TOK] [-t THREADS] [--device cpu|cuda] [--kv f32|f16|off]\n"
                "                                         compare two models' logits on the same tokens\n\n"
                "Tokens: BOS + TEXT (tokenized by A) if -p is given, else BOS + A's greedy continuation;\n"
                "N positions in all (default 32). Both models are evaluated with the same calls.\n"
@@ -343,15 +343,9 @@ static int parse_args(int argc, char **argv, verify_args *va) {
             if (!(v = cli_value("verify", argc, argv, &i)) || cli_int("verify", x, v, 0, 1024, &iv)) return 2;
             va->so.n_threads = (int32_t)iv;
         } else if (!strcmp(x, "--device")) {
-            if (!(v = cli_value("verify", argc, argv, &i))) return 2;
-            if (!strcmp(v, "cpu")) va->so.device = VZ_DEVICE_CPU;
-            else if (!strcmp(v, "cuda")) va->so.device = VZ_DEVICE_CUDA;
-            else return cli_usage_error("verify", "--device: '%s' is not cpu or cuda", v);
+            if (!(v = cli_value("verify", argc, argv, &i)) || cli_device("verify", x, v, &va->so.device)) return 2;
         } else if (!strcmp(x, "--kv")) {
-            if (!(v = cli_value("verify", argc, argv, &i))) return 2;
-            if (!strcmp(v, "f32")) va->so.kv = VZ_KV_F32;
-            else if (!strcmp(v, "f16")) va->so.kv = VZ_KV_F16;
-            else return cli_usage_error("verify", "--kv: '%s' is not f32 or f16", v);
+            if (!(v = cli_value("verify", argc, argv, &i)) || cli_kv("verify", x, v, 1, &va->so.kv)) return 2;
         } else if (!strcmp(x, "-z") || !strcmp(x, "--tokenizer")) {
             if (!(va->mo.tokenizer_path = cli_value("verify", argc, argv, &i))) return 2;
         } else if (x[0] == '-' && x[1]) {

@@ -16,6 +16,21 @@ int cli_residency(const char *cmd, const char *flag, const char *val, vz_residen
     return -1;
 }
 
+int cli_device(const char *cmd, const char *flag, const char *val, vz_device *out) {
+    if (!strcmp(val, "cpu")) return *out = VZ_DEVICE_CPU, 0;
+    if (!strcmp(val, "cuda")) return *out = VZ_DEVICE_CUDA, 0;
+    fprintf(stderr, "vramzip %s: %s expects cpu or cuda, got '%s'\n", cmd, flag, val);
+    return -1;
+}
+
+int cli_kv(const char *cmd, const char *flag, const char *val, int allow_off, vz_kv_mode *out) {
+    if (!strcmp(val, "f32")) return *out = VZ_KV_F32, 0;
+    if (!strcmp(val, "f16")) return *out = VZ_KV_F16, 0;
+    if (allow_off && !strcmp(val, "off")) return *out = VZ_KV_OFF, 0;
+    fprintf(stderr, "vramzip %s: %s expects f32%s or f16, got '%s'\n", cmd, flag, allow_off ? ", off" : "", val);
+    return -1;
+}
+
 void cli_print_plan(const char *cmd, const vz_model *m, const vz_session_opts *so) {
     static const char *const names[] = {"compressed", "decompress-at-load", "cache"};
     if (so->device != VZ_DEVICE_CUDA) return;
