@@ -32,6 +32,7 @@ typedef struct bench_args {
 typedef struct bench_row {
     char codec[64];
     double prefill_tps, decode_tps, ms_tok, gb_tok, gbs, pct;
+    double pcie_tok, h2d_gbs, h2d_pct; /* [st] bytes streamed per decoded token, GB/s, % of a pinned copy */
     uint64_t weight_bytes;
     vz_session_mem mem;
     int identical; /* -1: not checked (lossy or raw), 0: differs, 1: identical */
@@ -48,7 +49,7 @@ static void usage(FILE *f) {
                "  --prompt-len N   prefill prompt length (random ids)\n"
                "  --ctx N          context (KV cache) size; default and minimum prompt + n + 64\n"
                "  --vram-budget SIZE  device memory per session (600M, 4G; default: free VRAM)\n"
-               "  --residency MODE compressed (default), decompress-at-load, cache (not yet)\n");
+               "  --residency MODE compressed (default), decompress-at-load, cache\n");
 }
 
 static int parse_args(bench_args *a, int argc, char **argv) {
@@ -162,12 +163,21 @@ static vz_status bench_one(const bench_args *a, const char *path, const vz_devic
     char *prof = getenv("VZ_CUDA_PROFILE");
     int profile = prof && *prof == '1';
     if (profile) unsetenv("VZ_CUDA_PROFILE");
+    vz_session_mem m0;
+    memset(&m0, 0, sizeof m0);
+    if (st == VZ_OK) st = vz_session_mem_info(s, &m0);
     if (st == VZ_OK) {
         double t0 = cli_now();
         st = vz_session_generate(s, prompt[a->prompt_len + 15], (int32_t)a->n, &greedy, prompt + a->prompt_len);
         double dt = cli_now() - t0;
         row->decode_tps = (double)a->n / dt;
         row->ms_tok = 1e3 * dt / (double)a->n;
+    }
+    if (st == VZ_OK) st = vz_session_mem_info(s, &row->mem);
+    if (st == VZ_OK) { /* [st] host-to-device bytes of the timed decode only */
+        row->pcie_tok = (double)(row->mem.h2d - m0.h2d) / (double)a->n;
+        row->h2d_gbs = row->pcie_tok * row->decode_tps / 1e9;
+        row->h2d_pct = dev->h2d_gbs > 0 ? 100.0 * row->h2d_gbs / dev->h2d_gbs : 0.0;
     }
     if (profile) setenv("VZ_CUDA_PROFILE", "1", 1);
     if (st == VZ_OK && profile && a->n >= 64) { /* untimed; the session prints to stderr */
@@ -214,10 +224,10 @@ static vz_status variant(const bench_args *a, const char *dir, const char *c, ch
 }
 
 static void print_row(const bench_row *r) {
-    printf("%-12s %9.1f %11.1f %11.1f %8.3f %8.3f %8.1f %6.1f%% %9.1f %9.1f %10.1f  %s\n", r->codec,
-           (double)r->weight_bytes / 1e6, r->prefill_tps, r->decode_tps, r->ms_tok, r->gb_tok, r->gbs, r->pct,
-           (double)r->mem.weights / 1e6, (double)r->mem.kv / 1e6, (double)r->mem.peak / 1e6,
-           r->identical < 0 ? "-" : r->identical ? "yes" : "NO");
+    printf("%-12s %9.1f %11.1f %11.1f %8.3f %8.3f %8.1f %6.1f%% %9.1f %9.1f %10.1f %9.1f %7.1f %6.1f%%  %s\n",
+           r->codec, (double)r->weight_bytes / 1e6, r->prefill_tps, r->decode_tps, r->ms_tok, r->gb_tok, r->gbs,
+           r->pct, (double)r->mem.weights / 1e6, (double)r->mem.kv / 1e6, (double)r->mem.peak / 1e6,
+           r->pcie_tok / 1e6, r->h2d_gbs, r->h2d_pct, r->identical < 0 ? "-" : r->identical ? "yes" : "NO");
 }
 
 static int write_json(const char *file, const vz_device_info *dev, const bench_args *a, const bench_row *rows,
@@ -226,6 +236,10 @@ static int write_json(const char *file, const vz_device_info *dev, const bench_a
     cJSON_AddStringToObject(root, "model", a->model);
     cJSON_AddStringToObject(root, "device", dev->name);
     cJSON_AddNumberToObject(root, "copy_gbs", dev->copy_gbs);
+    cJSON_AddNumberToObject(root, "pinned_h2d_gbs", dev->h2d_gbs);
+    static const char *const res[] = {"compressed", "decompress-at-load", "cache"};
+    cJSON_AddNumberToObject(root, "vram_budget", (double)a->vram_budget);
+    cJSON_AddStringToObject(root, "residency", res[a->residency]);
     cJSON_AddNumberToObject(root, "prompt_len", (double)a->prompt_len);
     cJSON_AddNumberToObject(root, "n_decode", (double)a->n);
     cJSON_AddNumberToObject(root, "ctx", (double)(a->ctx > a->prompt_len + a->n + 64 ? a->ctx : a->prompt_len + a->n + 64));
@@ -245,6 +259,9 @@ static int write_json(const char *file, const vz_device_info *dev, const bench_a
         cJSON_AddNumberToObject(o, "vram_kv", (double)r->mem.kv);
         cJSON_AddNumberToObject(o, "vram_scratch", (double)r->mem.scratch);
         cJSON_AddNumberToObject(o, "vram_peak", (double)r->mem.peak);
+        cJSON_AddNumberToObject(o, "pcie_bytes_per_token", r->pcie_tok);
+        cJSON_AddNumberToObject(o, "h2d_gbs", r->h2d_gbs);
+        cJSON_AddNumberToObject(o, "pct_of_pinned_h2d", r->h2d_pct);
         if (r->identical >= 0) cJSON_AddBoolToObject(o, "bit_identical_vs_raw", r->identical);
         cJSON_AddItemToArray(arr, o);
     }
@@ -272,13 +289,17 @@ int cmd_bench(int argc, char **argv) {
         if (!mkdtemp(tmp)) return fprintf(stderr, "vramzip bench: cannot create %s\n", tmp), 1;
         dir = tmp;
     } else mkdir(dir, 0755);
-    printf("device: %s, %.1f GiB, device-to-device copy %.0f GB/s (read + write)\n", dev.name,
-           (double)dev.total_bytes / (1u << 30), dev.copy_gbs);
+    printf("device: %s, %.1f GiB, device-to-device copy %.0f GB/s (read + write), pinned host-to-device %.1f GB/s\n",
+           dev.name, (double)dev.total_bytes / (1u << 30), dev.copy_gbs, dev.h2d_gbs);
+    if (a.vram_budget || a.residency != VZ_RESIDENCY_COMPRESSED)
+        printf("vram budget: %.0f MiB, residency %s\n", (double)a.vram_budget / 1048576.0,
+               a.residency == VZ_RESIDENCY_CACHE ? "cache" : a.residency ? "decompress-at-load" : "compressed");
     printf("model: %s, prompt %lld tokens, decode %lld tokens (batch 1), KV %s, context %lld\n", a.model,
            (long long)a.prompt_len, (long long)a.n, a.kv == VZ_KV_F16 ? "f16" : "f32",
            (long long)(a.ctx > a.prompt_len + a.n + 64 ? a.ctx : a.prompt_len + a.n + 64));
-    printf("%-12s %9s %11s %11s %8s %8s %8s %7s %9s %9s %10s  %s\n", "codec", "weightsMB", "prefill t/s",
-           "decode t/s", "ms/tok", "GB/tok", "GB/s", "%bw", "vramW MB", "KV MB", "peak MB", "bit-identical");
+    printf("%-12s %9s %11s %11s %8s %8s %8s %7s %9s %9s %10s %9s %7s %7s  %s\n", "codec", "weightsMB", "prefill t/s",
+           "decode t/s", "ms/tok", "GB/tok", "GB/s", "%bw", "vramW MB", "KV MB", "peak MB", "PCIe MB/t", "H2D GB/s",
+           "%pin", "bit-identical");
     bench_row rows[MAX_CODECS];
     float *ref = malloc(sizeof(float) * CHECK_STEPS * VOCAB_CAP), *chk = malloc(sizeof(float) * CHECK_STEPS * VOCAB_CAP);
     int n = 0, have_ref = 0, fails = 0;

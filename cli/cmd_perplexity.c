@@ -24,7 +24,7 @@ static void usage(FILE *f) {
                "  -z, --tokenizer P tokenizer for a llama2.c .bin\n"
                "  --device cpu|cuda where to run (default cpu)\n"
                "  --vram-budget SIZE  cuda: device memory per session (600M, 4G; default: free VRAM)\n"
-               "  --residency MODE  cuda: compressed (default), decompress-at-load, cache (not yet)\n"
+               "  --residency MODE  cuda: compressed (default), decompress-at-load, cache\n"
                "Prints the running PPL after each chunk and a last line 'PPL = <value> +/- <err>'.\n");
 }
 

@@ -49,7 +49,7 @@ static void usage(FILE *f) {
             "      --kv f32|f16|off  KV cache precision, or none (recompute; default f32)\n"
             "      --device cpu|cuda where to run (default cpu)\n"
             "      --vram-budget SIZE  cuda: device memory the session may use (600M, 4G; default: free VRAM)\n"
-            "      --residency MODE  cuda: compressed (default), decompress-at-load, cache (not yet)\n"
+            "      --residency MODE  cuda: compressed (default), decompress-at-load, cache\n"
             "      --print-ids       print generated token ids instead of text\n"
             "      --check           verify every tensor checksum at load (.vz; exit 1 if corrupt)\n"
             "      --dump-logits F   write f32 logits (vocab per position) of every prompt\n"

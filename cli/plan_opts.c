@@ -37,6 +37,16 @@ void cli_print_plan(const char *cmd, const vz_model *m, const vz_session_opts *s
     vz_plan p;
     if (vz_session_plan(m, so, &p) != VZ_OK) return; /* vz_session_create reports the error */
     const double mib = 1048576.0;
+    if (p.residency == VZ_RESIDENCY_CACHE) { /* [st] slots of decoded layers, staging from pinned host memory */
+        fprintf(stderr,
+                "vramzip %s: plan (cache): %d decoded-layer slots for %d layers (%.1f MiB; fewer slots than layers: "
+                "every layer misses each step), %.1f MiB pinned host, %.1f MiB staging; total %.1f MiB of %s %.1f "
+                "MiB%s\n",
+                cmd, (int)p.n_resident, (int)p.n_layers, (double)p.resident_bytes / mib,
+                (double)p.streamed_bytes / mib, (double)p.stream_buf_bytes / mib, (double)p.total_bytes / mib,
+                p.budget_is_free ? "free" : "budget", (double)p.budget / mib, p.fits ? "" : " (does not fit)");
+        return;
+    }
     fprintf(stderr,
             "vramzip %s: plan (%s): %d/%d layers resident (%.1f MiB), %d streamed (%.1f MiB host, %.1f MiB "
             "buffers); embedding/head/norms %.1f MiB, KV %.1f MiB, scratch %.1f MiB, reserve %.0f MiB; total %.1f "

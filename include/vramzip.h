@@ -167,7 +167,7 @@ typedef enum vz_device {
 typedef enum vz_residency {
     VZ_RESIDENCY_COMPRESSED = 0, /* in their encoding, decoded inside the matvec (default) */
     VZ_RESIDENCY_DECOMPRESS = 1, /* decoded once at load (lossless: source dtype, lossy: f32), held raw */
-    VZ_RESIDENCY_CACHE      = 2  /* LRU of decompressed layers: not yet available (VZ_ERR_UNSUPPORTED) */
+    VZ_RESIDENCY_CACHE      = 2  /* LRU of layers decoded on the GPU, filled from pinned host memory */
 } vz_residency;
 
 typedef struct vz_session_opts {
@@ -199,6 +199,7 @@ vz_status vz_session_eval(vz_session *s, const int32_t *tokens, int32_t n,
  * created; device_total: the card's memory. All 0 for a CPU session. */
 typedef struct vz_session_mem {
     uint64_t weights, kv, scratch, peak, device_total;
+    uint64_t h2d; /* [st] bytes copied host to device by layer streaming / the layer cache so far */
 } vz_session_mem;
 
 vz_status vz_session_mem_info(vz_session *s, vz_session_mem *out);
@@ -228,9 +229,11 @@ typedef struct vz_plan {
 
 /* Plans a session of m under opts without allocating anything (opts NULL:
  * defaults). Returns VZ_OK with fits = 0 and advice when nothing fits. On a
- * CUDA session with vram_budget 0 it measures the free VRAM. Layer streaming
- * is planned but not yet available: vz_session_create refuses a plan that
- * streams, with the fully resident figure and advice. */
+ * CUDA session with vram_budget 0 it measures the free VRAM. Streamed
+ * layers live in pinned host memory (in their .vz encoding) and are copied
+ * into two device slots each step, overlapped with compute; the logits are
+ * bitwise those of the resident run. Residency cache: n_resident decoded
+ * layer slots (an LRU; with fewer slots than layers every step misses). */
 vz_status vz_session_plan(const vz_model *m, const vz_session_opts *opts, vz_plan *out);
 
 struct vz_sampler_opts; /* below */
@@ -243,6 +246,7 @@ typedef struct vz_device_info {
     char name[128];
     uint64_t total_bytes;
     double copy_gbs;
+    double h2d_gbs; /* [st] with measure_bw: pinned host-to-device copy, GB/s (median of 5 x 256 MiB) */
 } vz_device_info;
 
 vz_status vz_device_get_info(vz_device dev, int32_t measure_bw, vz_device_info *out);

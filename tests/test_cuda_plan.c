@@ -3,7 +3,8 @@
  * gives logits bit-identical to the compressed-resident run (stories260K
  * as lossless and q8 .vz, a synth "tiny" bf16 model as lossless .vz), a
  * session under a VRAM budget stays within its plan, and a budget below
- * the plan is refused before allocating. Skips without CUDA or a GPU.
+ * the all-streamed minimum is refused before allocating (one byte below
+ * the resident plan now streams). Skips without CUDA or a GPU.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,13 +142,21 @@ static void test_budget(void **state) {
                 mem.scratch <= p.scratch_bytes);
     assert_true(mem.peak <= p.total_bytes);
     free(l);
-    o.vram_budget = p.total_bytes - 1;
+    o.vram_budget = p.total_bytes - 1; /* [st] one byte less: layers stream (test_cuda_stream) */
+    vz_plan ps;
+    assert_int_equal(vz_session_plan(m, &o, &ps), VZ_OK);
+    assert_true(ps.fits && ps.n_streamed > 0 && ps.total_bytes <= o.vram_budget);
     vz_session *s = NULL;
+    assert_int_equal(vz_session_create(&s, m, &o), VZ_OK);
+    vz_session_free(s);
+    s = NULL;
+    o.vram_budget = ps.min_bytes - 1; /* below the all-streamed minimum: refused before allocating */
     assert_int_equal(vz_session_create(&s, m, &o), VZ_ERR_NOMEM);
     assert_non_null(strstr(vz_last_error(), "needs"));
     assert_null(s);
-    o.vram_budget = 0, o.residency = VZ_RESIDENCY_CACHE;
-    assert_int_equal(vz_session_create(&s, m, &o), VZ_ERR_UNSUPPORTED);
+    o.vram_budget = 0, o.residency = VZ_RESIDENCY_CACHE; /* [st] now available (test_cuda_stream) */
+    assert_int_equal(vz_session_create(&s, m, &o), VZ_OK);
+    vz_session_free(s);
     vz_model_close(m);
 }
 

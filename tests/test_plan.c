@@ -250,6 +250,101 @@ static void test_stories260k_files(void **state) {
     vz_test_rmtree(dir);
 }
 
+/* [st] Streamed slots sized by stream_bytes (the packed layer), not the
+ * resident per-tensor figure: the resident prefix is the largest that fits. */
+static void test_stream_slots(void **state) {
+    (void)state;
+    synth_plan sp;
+    vz_plan p;
+    uint64_t sb[128];
+    synth_setup(&sp, "tinyllama-1.1b", VZ_CODEC_raw, 2048, 1, 0, 1);
+    for (int32_t l = 0; l < sp.c.n_layers; l++) sb[l] = sp.layers[l] / 3; /* a denser streamed encoding */
+    sp.in.stream_bytes = sb;
+    vz_plan_make(&sp.in, &p);
+    const uint64_t fixed = p.global_bytes + p.kv_bytes + p.scratch_bytes + p.reserve_bytes;
+    assert_true(p.fits && p.n_streamed == 0 && p.min_bytes == fixed + 2 * sb[0]);
+    for (int32_t k = 0; k < sp.c.n_layers; k += 7) { /* a budget of exactly k resident layers + 2 slots */
+        sp.in.budget = fixed + (uint64_t)k * sp.layers[0] + 2 * sb[0];
+        vz_plan_make(&sp.in, &p);
+        assert_true(p.fits);
+        assert_int_equal(p.n_resident, k);
+        assert_true(p.stream_buf_bytes == 2 * sb[0] && p.total_bytes == sp.in.budget);
+        assert_true(p.streamed_bytes == (uint64_t)(sp.c.n_layers - k) * sb[0]);
+        sp.in.budget--; /* one byte less: one layer fewer */
+        vz_plan_make(&sp.in, &p);
+        assert_true(k == 0 ? !p.fits : p.fits && p.n_resident == k - 1);
+    }
+}
+
+/* [st] residency cache: as many decoded slots as fit beside two staging
+ * slots of the encoded layer and the decode buffers; refusal below one slot. */
+static void test_cache_plan(void **state) {
+    (void)state;
+    synth_plan sp;
+    vz_plan p;
+    uint64_t sb[128];
+    synth_setup(&sp, "tinyllama-1.1b", VZ_CODEC_raw, 2048, 1, 600 * MIB, 1);
+    for (int32_t l = 0; l < sp.c.n_layers; l++) sb[l] = sp.layers[l] * LOSSLESS_NUM / LOSSLESS_DEN;
+    sp.in.stream_bytes = sb;
+    sp.in.residency = VZ_RESIDENCY_CACHE;
+    vz_plan_make(&sp.in, &p);
+    const uint64_t fixed = p.global_bytes + p.kv_bytes + p.scratch_bytes + p.reserve_bytes;
+    const uint64_t buf = 2 * sb[0] + vz_plan_dev_round(VZ_PLAN_DECODE_TMP) + vz_plan_dev_round(5632 * 4);
+    assert_true(p.stream_buf_bytes == buf);
+    assert_true(p.min_bytes == fixed + buf + sp.layers[0]);
+    uint64_t k = (600 * MIB - fixed - buf) / sp.layers[0];
+    assert_true(k >= 1 && k < 22);
+    assert_true(p.fits && p.n_resident == (int32_t)k && p.n_streamed == 22 - (int32_t)k);
+    assert_true(p.total_bytes == fixed + buf + k * sp.layers[0] && p.total_bytes <= 600 * MIB);
+    sp.in.budget = p.min_bytes - 1;
+    vz_plan_make(&sp.in, &p);
+    assert_false(p.fits);
+    assert_non_null(strstr(p.advice, "needs"));
+    sp.in.budget = 0; /* no budget: a slot per layer */
+    vz_plan_make(&sp.in, &p);
+    assert_true(p.fits && p.n_resident == 22 && p.n_streamed == 0);
+}
+
+/* [st] The packed layer layout on a real file, and vz_session_plan with a
+ * budget of the all-streamed minimum: slots of the packed layer. */
+static void test_pack_real(void **state) {
+    (void)state;
+    char bin[512], tok[512], dir[256], out[600];
+    VZ_REQUIRE_MODEL(bin, "stories260K/stories260K.bin");
+    VZ_REQUIRE_MODEL(tok, "stories260K/tok512.bin");
+    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
+    vz_convert_opts co;
+    vz_convert_opts_default(&co);
+    co.codec_spec = "lossless";
+    co.model.tokenizer_path = tok;
+    snprintf(out, sizeof out, "%s/lossless.vz", dir);
+    assert_int_equal(vz_convert(bin, out, &co), VZ_OK);
+    vz_model *m = NULL;
+    assert_int_equal(vz_model_open(&m, out, NULL), VZ_OK);
+    uint64_t off[14], doff[14];
+    const vz_layer *L = &m->layers[0];
+    const vz_tensor *ts[7] = {L->wq, L->wk, L->wv, L->wo, L->w1, L->w2, L->w3};
+    uint64_t n = vz_plan_layer_pack(L, 0, off), nd = vz_plan_layer_pack(L, 1, doff);
+    for (int i = 0; i < 7; i++) {
+        assert_true(off[i] % VZ_PLAN_ALIGN == 0 && off[7 + i] % VZ_PLAN_ALIGN == 0);
+        assert_true(off[i] + ts[i]->size <= off[7 + i]);
+        assert_true(ts[i]->codec == VZ_CODEC_lossless && ts[i]->params_size >= 2);
+        assert_true(off[7 + i] + ((uint64_t)1 << ts[i]->params[1]) <= (i < 6 ? off[i + 1] : n)); /* the lut */
+        assert_true(doff[i] + (uint64_t)ts[i]->rows * ts[i]->cols * 4 <= (i < 6 ? doff[i + 1] : nd)); /* f32 source */
+    }
+    vz_session_opts o;
+    vz_session_opts_default(&o);
+    o.n_ctx = 64;
+    vz_plan p;
+    assert_int_equal(vz_session_plan(m, &o, &p), VZ_OK);
+    o.vram_budget = p.min_bytes;
+    assert_int_equal(vz_session_plan(m, &o, &p), VZ_OK);
+    assert_true(p.fits && p.n_streamed == m->cfg.n_layers);
+    assert_true(p.stream_buf_bytes == 2 * vz_plan_dev_round(n));
+    vz_model_close(m);
+    vz_test_rmtree(dir);
+}
+
 static void test_cli_flags(void **state) {
     (void)state;
     char bin[512], tok[512];
@@ -280,7 +375,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tinyllama_600m),  cmocka_unit_test(test_llama2_7b_4g),
         cmocka_unit_test(test_refusal),         cmocka_unit_test(test_stories260k_files),
-        cmocka_unit_test(test_cli_flags),
+        cmocka_unit_test(test_cli_flags),       cmocka_unit_test(test_stream_slots),
+        cmocka_unit_test(test_cache_plan),      cmocka_unit_test(test_pack_real),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -63,6 +63,37 @@ void vz_plan_shape_bytes(const vz_config *c, int codec_id, vz_dtype dt, uint64_t
     *global = emb * (c->tied_embeddings ? 1 : 2) + vz_plan_dev_round(d * (2 * (uint64_t)c->n_layers + 1) * 4);
 }
 
+static uint64_t stream_of(const vz_plan_in *in, int32_t l) {
+    return in->stream_bytes ? in->stream_bytes[l] : in->layer_bytes[l];
+}
+
+/* residency cache (plan.h): as many decoded-layer slots as fit beside two
+ * staging slots and the decode temporaries. */
+static void plan_cache(const vz_plan_in *in, vz_plan *p, uint64_t fixed) {
+    const vz_config *c = in->c;
+    const int32_t nl = c->n_layers;
+    uint64_t maxd = 0, maxs = 0, str = 0;
+    for (int32_t l = 0; l < nl; l++) {
+        if (in->layer_bytes[l] > maxd) maxd = in->layer_bytes[l];
+        if (stream_of(in, l) > maxs) maxs = stream_of(in, l);
+        str += stream_of(in, l);
+    }
+    int32_t rows = c->hidden_dim > c->dim ? c->hidden_dim : c->dim;
+    if (c->n_heads * c->head_dim > rows) rows = c->n_heads * c->head_dim;
+    const uint64_t buf = 2 * maxs + vz_plan_dev_round(VZ_PLAN_DECODE_TMP) + vz_plan_dev_round((uint64_t)rows * 4);
+    int64_t k = nl;
+    if (in->budget) {
+        k = in->budget > fixed + buf && maxd ? (int64_t)((in->budget - fixed - buf) / maxd) : 0;
+        if (k > nl) k = nl;
+    }
+    p->full_bytes = fixed + buf + (uint64_t)nl * maxd;
+    p->min_bytes = fixed + buf + maxd;
+    p->n_resident = (int32_t)(k > 0 ? k : 1), p->n_streamed = nl - p->n_resident;
+    p->resident_bytes = (uint64_t)p->n_resident * maxd, p->streamed_bytes = str, p->stream_buf_bytes = buf;
+    p->total_bytes = fixed + p->resident_bytes + buf;
+    p->fits = in->budget == 0 || p->total_bytes <= in->budget;
+}
+
 /* Fills the part figures and the layer split of in into *p (no advice). */
 static void plan_split(const vz_plan_in *in, vz_plan *p) {
     const int32_t nl = in->c->n_layers;
@@ -76,13 +107,17 @@ static void plan_split(const vz_plan_in *in, vz_plan *p) {
     p->scratch_bytes = vz_plan_scratch_bytes(in->c, in->n_ctx);
     p->reserve_bytes = VZ_PLAN_RESERVE;
     const uint64_t fixed = p->global_bytes + p->kv_bytes + p->scratch_bytes + p->reserve_bytes;
-    uint64_t all = 0, maxl = 0;
+    if (in->residency == VZ_RESIDENCY_CACHE) {
+        plan_cache(in, p, fixed);
+        return;
+    }
+    uint64_t all = 0, maxs = 0;
     for (int32_t l = 0; l < nl; l++) {
         all += in->layer_bytes[l];
-        if (in->layer_bytes[l] > maxl) maxl = in->layer_bytes[l];
+        if (stream_of(in, l) > maxs) maxs = stream_of(in, l);
     }
     p->full_bytes = fixed + all;
-    p->min_bytes = fixed + 2 * maxl;
+    p->min_bytes = fixed + 2 * maxs;
     /* k resident layers (a prefix), the rest streamed through two buffers */
     int32_t k = nl;
     uint64_t res = all, str = 0, smax = 0, tot = p->full_bytes;
@@ -91,7 +126,7 @@ static void plan_split(const vz_plan_in *in, vz_plan *p) {
             res = str = smax = 0;
             for (int32_t l = 0; l < nl; l++) {
                 if (l < k) res += in->layer_bytes[l];
-                else str += in->layer_bytes[l], smax = in->layer_bytes[l] > smax ? in->layer_bytes[l] : smax;
+                else str += stream_of(in, l), smax = stream_of(in, l) > smax ? stream_of(in, l) : smax;
             }
             tot = fixed + res + 2 * smax;
             if (tot <= in->budget) break;
@@ -131,7 +166,7 @@ static void advise_codec(const vz_plan_in *in, const vz_plan *cur, int codec_id,
     if (!layers) return;
     for (int32_t l = 0; l < in->c->n_layers; l++) layers[l] = lb;
     vz_plan_in t = *in;
-    t.layer_bytes = layers, t.global_bytes = gb, t.residency = VZ_RESIDENCY_COMPRESSED;
+    t.layer_bytes = layers, t.stream_bytes = NULL, t.global_bytes = gb, t.residency = VZ_RESIDENCY_COMPRESSED;
     vz_plan p;
     plan_split(&t, &p);
     free(layers);
@@ -170,12 +205,33 @@ void vz_plan_make(const vz_plan_in *in, vz_plan *out) {
     snprintf(a + n, cap - n, "; or a budget of --vram-budget %.0fM", (double)out->total_bytes / MIB + 1.0);
 }
 
+vz_dtype vz_plan_decoded_dtype(const vz_tensor *t) {
+    const vz_codec *cd = vz_codec_by_id(t->codec);
+    return t->codec == VZ_CODEC_raw || (cd && cd->lossless) ? t->dtype : VZ_DTYPE_F32;
+}
+
+static uint64_t al(uint64_t x) { return (x + VZ_PLAN_ALIGN - 1) / VZ_PLAN_ALIGN * VZ_PLAN_ALIGN; }
+
+uint64_t vz_plan_layer_pack(const vz_layer *L, int decoded, uint64_t off[14]) {
+    const vz_tensor *ts[7] = {L->wq, L->wk, L->wv, L->wo, L->w1, L->w2, L->w3};
+    uint64_t o = 0;
+    for (int i = 0; i < 7; i++) {
+        const vz_tensor *t = ts[i];
+        off[i] = o;
+        if (decoded) o = al(o + (uint64_t)t->rows * (uint64_t)t->cols * vz_dtype_size(vz_plan_decoded_dtype(t)));
+        else o = al(o + t->size);
+        off[7 + i] = o;
+        if (!decoded && t->codec == VZ_CODEC_lossless && t->params && t->params_size >= 2 && t->params[1] < 32)
+            o = al(o + ((uint64_t)1 << t->params[1]));
+    }
+    return o;
+}
+
 /* Device bytes of tensor t as the session would hold it. */
 static uint64_t tensor_dev_bytes(const vz_tensor *t, vz_residency r) {
-    const vz_codec *cd = vz_codec_by_id(t->codec);
     const uint64_t n = (uint64_t)t->rows * (uint64_t)t->cols;
     if (r == VZ_RESIDENCY_DECOMPRESS && t->codec != VZ_CODEC_raw)
-        return vz_plan_dev_round(n * (cd && cd->lossless ? (uint64_t)vz_dtype_size(t->dtype) : 4u));
+        return vz_plan_dev_round(n * (uint64_t)vz_dtype_size(vz_plan_decoded_dtype(t)));
     uint64_t b = vz_plan_dev_round(t->size);
     if (t->codec == VZ_CODEC_lossless && t->params && t->params_size >= 2 && t->params[1] < 32)
         b += vz_plan_dev_round((uint64_t)1 << t->params[1]); /* the code lut */
@@ -199,12 +255,17 @@ vz_status vz_plan_session(const vz_model *m, const vz_session_opts *opts, int32_
     VZ_FAIL_IF(opts->n_ctx < 0 || opts->n_ctx > m->cfg.max_seq_len, VZ_ERR_ARG,
                "session: n_ctx %d outside [0, %d]", (int)opts->n_ctx, (int)m->cfg.max_seq_len);
     const vz_config *c = &m->cfg;
-    uint64_t *layers = calloc((size_t)c->n_layers, sizeof(uint64_t));
+    uint64_t *layers = calloc(2 * (size_t)c->n_layers, sizeof(uint64_t)), *stream = layers + c->n_layers;
     VZ_FAIL_IF(!layers, VZ_ERR_NOMEM, "plan: out of memory");
+    const vz_residency held = opts->residency == VZ_RESIDENCY_CACHE ? VZ_RESIDENCY_COMPRESSED : opts->residency;
+    uint64_t off[14];
     for (int32_t l = 0; l < c->n_layers; l++) {
         const vz_layer *L = &m->layers[l];
         const vz_tensor *ts[7] = {L->wq, L->wk, L->wv, L->wo, L->w1, L->w2, L->w3};
-        for (int i = 0; i < 7; i++) layers[l] += tensor_dev_bytes(ts[i], opts->residency);
+        for (int i = 0; i < 7; i++) layers[l] += tensor_dev_bytes(ts[i], held);
+        /* a streamed layer travels as stored (decompress-at-load: decoded) in one slot */
+        stream[l] = vz_plan_dev_round(vz_plan_layer_pack(L, opts->residency == VZ_RESIDENCY_DECOMPRESS, off));
+        if (opts->residency == VZ_RESIDENCY_CACHE) layers[l] = vz_plan_dev_round(vz_plan_layer_pack(L, 1, off));
     }
     vz_plan_in in;
     memset(&in, 0, sizeof in);
@@ -212,8 +273,9 @@ vz_status vz_plan_session(const vz_model *m, const vz_session_opts *opts, int32_
     in.n_ctx = opts->n_ctx > 0 ? opts->n_ctx : c->max_seq_len;
     in.kv_f16 = opts->kv == VZ_KV_F16;
     in.layer_bytes = layers;
-    in.global_bytes = tensor_dev_bytes(m->tok_emb, opts->residency) +
-                      (m->output != m->tok_emb ? tensor_dev_bytes(m->output, opts->residency) : 0) +
+    in.stream_bytes = stream;
+    in.global_bytes = tensor_dev_bytes(m->tok_emb, held) +
+                      (m->output != m->tok_emb ? tensor_dev_bytes(m->output, held) : 0) +
                       vz_plan_dev_round((uint64_t)c->dim * (2 * (uint64_t)c->n_layers + 1) * 4);
     in.budget = opts->vram_budget;
     in.stream_ok = stream_ok;

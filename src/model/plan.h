@@ -14,6 +14,8 @@
 
 #define VZ_PLAN_BATCH 8                       /* VZ_CUDA_MAX_BATCH of forward.cuh */
 #define VZ_PLAN_RESERVE ((uint64_t)64 << 20)  /* CUDA graphs, workspace */
+#define VZ_PLAN_DECODE_TMP ((uint64_t)4 << 20) /* residency cache: f32 rows of one decode chunk */
+#define VZ_PLAN_ALIGN 256                     /* sections of a packed layer */
 
 /* Device footprint of one cudaMalloc of n bytes: rounded up to 2 MiB from
  * 1 MiB on, else to 512 bytes. */
@@ -29,10 +31,21 @@ uint64_t vz_plan_scratch_bytes(const vz_config *c, int32_t n_ctx);
  * `vramzip convert`): *layer per layer, *global embedding + head + norms. */
 void vz_plan_shape_bytes(const vz_config *c, int codec_id, vz_dtype dtype, uint64_t *layer, uint64_t *global);
 
+/* Layout of one layer's 7 tensors (wq wk wv wo w1 w2 w3) packed into one
+ * device buffer, each section VZ_PLAN_ALIGN-aligned: off[i] the data of
+ * tensor i, off[7 + i] its lossless code lut (else unused). decoded: each
+ * tensor as a raw tensor of its decoded dtype (vz_plan_decoded_dtype), no
+ * luts. Returns the packed bytes (the streaming and cache slots of
+ * src/backend/cuda/stream.cu use exactly this layout). */
+uint64_t vz_plan_layer_pack(const vz_layer *L, int decoded, uint64_t off[14]);
+/* dtype of t decoded: the source dtype for raw and lossless codecs, f32 for lossy ones. */
+vz_dtype vz_plan_decoded_dtype(const vz_tensor *t);
+
 typedef struct vz_plan_in {
     const vz_config *c;
     int32_t n_ctx, kv_f16;
     const uint64_t *layer_bytes; /* c->n_layers device bytes, as resident */
+    const uint64_t *stream_bytes; /* c->n_layers bytes of a streamed layer's slot; NULL: layer_bytes */
     uint64_t global_bytes;       /* embedding + head + norms */
     uint64_t budget;             /* 0: none (everything resident) */
     int32_t budget_is_free;      /* for the advice: budget is the free VRAM */
@@ -41,10 +54,14 @@ typedef struct vz_plan_in {
 } vz_plan_in;
 
 /* Fills *out (never fails): the most layers resident (a prefix) that fit,
- * the rest streamed when stream_ok; fits = 0 with advice otherwise. */
+ * the rest streamed when stream_ok; fits = 0 with advice otherwise.
+ * residency cache: n_resident is the number of decoded-layer cache slots
+ * (layer_bytes: decoded, all slots of the largest), stream_buf_bytes two
+ * staging slots of the largest stream_bytes plus the decode temporaries;
+ * every layer passes through the cache, n_streamed = layers without a slot. */
 void vz_plan_make(const vz_plan_in *in, vz_plan *out);
 
-/* vz_session_plan with streaming allowed or not (the session: not yet). */
+/* vz_session_plan with streaming allowed or not. */
 vz_status vz_plan_session(const vz_model *m, const vz_session_opts *opts, int32_t stream_ok, vz_plan *out);
 
 #endif

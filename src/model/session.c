@@ -73,8 +73,6 @@ static vz_status check_opts(const vz_session_opts *o) {
                "session: unknown residency %d", (int)o->residency);
     VZ_FAIL_IF(o->device == VZ_DEVICE_CPU && (o->vram_budget || o->residency != VZ_RESIDENCY_COMPRESSED), VZ_ERR_ARG,
                "session: a VRAM budget and residency modes apply to device cuda only");
-    VZ_FAIL_IF(o->residency == VZ_RESIDENCY_CACHE, VZ_ERR_UNSUPPORTED,
-               "session: residency cache (LRU of decompressed layers) is not yet available");
     return VZ_OK;
 }
 
@@ -107,22 +105,16 @@ static vz_status alloc_buffers(vz_session *s) {
 
 #ifdef VZ_HAVE_CUDA
 /* [plan] Plans the device session (plan.c) and refuses, before allocating
- * anything, a plan that does not fit or that would stream layers. */
+ * anything, a plan that does not fit; [st] layers past the resident prefix
+ * stream from pinned host memory (or pass through the layer cache). */
 static vz_status cuda_create(vz_session *s, const vz_session_opts *opts) {
     vz_session_opts o = *opts;
     o.n_ctx = s->n_ctx;
-    vz_plan p, ps;
-    VZ_TRY(vz_plan_session(s->m, &o, 0, &p)); /* layer streaming is not yet available */
-    if (!p.fits) {
-        VZ_TRY(vz_plan_session(s->m, &o, 1, &ps));
-        char extra[160] = "";
-        if (ps.fits)
-            snprintf(extra, sizeof extra, " (streaming %d of %d layers would fit in %.0f MiB: not yet available)",
-                     (int)ps.n_streamed, (int)ps.n_layers, (double)ps.total_bytes / 1048576.0);
-        return VZ_FAIL(VZ_ERR_NOMEM, "device cuda: %s%s", p.advice, extra);
-    }
-    return vz_cuda_session_create_ex(&s->cuda, s->m, s->n_ctx, opts->kv == VZ_KV_F16,
-                                     opts->residency == VZ_RESIDENCY_DECOMPRESS);
+    vz_plan p;
+    VZ_TRY(vz_plan_session(s->m, &o, 1, &p));
+    if (!p.fits) return VZ_FAIL(VZ_ERR_NOMEM, "device cuda: %s", p.advice);
+    return vz_cuda_session_create_plan(&s->cuda, s->m, s->n_ctx, opts->kv == VZ_KV_F16, (int32_t)opts->residency,
+                                       p.n_resident);
 }
 #endif
 

@@ -45,6 +45,9 @@ typedef struct vz_cuda_tensor {
  * form: d gets owned device copies; the host buffers stay borrowed and may
  * be freed on return. VZ_ERR_UNSUPPORTED for codecs with no GPU decoder. */
 vz_status vz_cuda_tensor_upload(vz_cuda_tensor *d, const struct vz_tensor *t, void *stream);
+/* [st] d described as vz_cuda_tensor_upload would, without device memory
+ * (d->data, d->lut NULL: the caller points them into its own buffer). */
+vz_status vz_cuda_tensor_describe(vz_cuda_tensor *d, const struct vz_tensor *t);
 /* Frees d's device memory; zeroed d and NULL are fine. */
 void vz_cuda_tensor_free(vz_cuda_tensor *d);
 
@@ -113,6 +116,12 @@ vz_status vz_cuda_session_generate(vz_cuda_session *s, int32_t first, int32_t po
  * host once (lossless: source dtype; lossy: f32) and uploaded raw. */
 vz_status vz_cuda_session_create_ex(vz_cuda_session **out, const struct vz_model *m, int32_t n_ctx, int32_t kv_f16,
                                     int32_t decompress);
+
+/* [st] As create_ex under a plan (vz_session_plan): residency a
+ * vz_residency; layers n_resident.. stream from pinned host memory each
+ * step (residency cache: n_resident decoded-layer cache slots). */
+vz_status vz_cuda_session_create_plan(vz_cuda_session **out, const struct vz_model *m, int32_t n_ctx,
+                                      int32_t kv_f16, int32_t residency, int32_t n_resident);
 
 /* [plan] Free and total memory of GPU 0 (cudaMemGetInfo). */
 vz_status vz_cuda_mem_free(uint64_t *free_bytes, uint64_t *total_bytes);

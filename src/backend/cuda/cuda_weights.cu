@@ -79,6 +79,16 @@ extern "C" vz_status vz_cuda_tensor_upload(vz_cuda_tensor *d, const vz_tensor *t
     return VZ_OK;
 }
 
+/* [st] Fills d's shape, codec and path as vz_cuda_tensor_upload would, with
+ * no device memory: the caller points d->data (and d->lut) at a buffer of
+ * its own (layer streaming, stream.cu). t's data is not read. */
+extern "C" vz_status vz_cuda_tensor_describe(vz_cuda_tensor *d, const vz_tensor *t) {
+    memset(d, 0, sizeof *d);
+    VZ_FAIL_IF(!t, VZ_ERR_ARG, "cuda describe: no tensor");
+    d->rows = t->rows, d->cols = t->cols, d->dtype = t->dtype, d->codec = t->codec, d->size = t->size;
+    return wt_layout(d, t);
+}
+
 extern "C" void vz_cuda_tensor_free(vz_cuda_tensor *d) {
     if (!d) return;
     cudaFree(d->data);

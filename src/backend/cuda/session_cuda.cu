@@ -20,6 +20,7 @@ extern "C" {
 }
 #include "backend/cuda/cuda.h"
 #include "backend/cuda/forward.cuh"
+#include "backend/cuda/stream.h"
 
 typedef struct dev_layer {
     vz_cuda_tensor wq, wk, wv, wo, w1, w2, w3; /* encoded, as in the model */
@@ -34,6 +35,9 @@ struct vz_cuda_session {
     vz_config c;
     int32_t n_ctx, kv_f16;
     int32_t decompress; /* [plan] weights decoded at load, held raw */
+    int32_t n_res;      /* [st] layers 0..n_res-1 resident; the rest streamed or cached (sm) */
+    vz_stream *sm;      /* [st] stream.cu; NULL: every layer resident */
+    uint64_t h2d;       /* [st] bytes streamed by graph launches */
     cudaStream_t st;
     dev_layer *L;
     vz_cuda_tensor emb, out; /* out.data == NULL when tied: the head reads emb */
@@ -144,7 +148,7 @@ static vz_status upload_weights(vz_cuda_session *s, const vz_model *m) {
         dev_layer *d = &s->L[l];
         const vz_tensor *src[7] = {ml->wq, ml->wk, ml->wv, ml->wo, ml->w1, ml->w2, ml->w3};
         vz_cuda_tensor *dst[7] = {&d->wq, &d->wk, &d->wv, &d->wo, &d->w1, &d->w2, &d->w3};
-        for (int i = 0; i < 7; i++) VZ_TRY(upload(s, dst[i], src[i]));
+        for (int i = 0; i < 7 && l < s->n_res; i++) VZ_TRY(upload(s, dst[i], src[i]));
         d->attn_norm = s->norms + (size_t)(2 * l) * dim;
         d->ffn_norm = s->norms + (size_t)(2 * l + 1) * dim;
     }
@@ -179,9 +183,6 @@ static vz_status alloc_state(vz_cuda_session *s) {
     return VZ_OK;
 }
 
-/* One step over B tokens at *pos: the model, top to bottom, then sampling
- * from the last row. Reads like vz_forward (forward.c); residual adds are
- * the matvecs' ADD epilogue, SwiGLU the gate+up matvec's epilogue. */
 /* Trace slot (l, block) <- the residual stream of row B-1 (eager runs only:
  * a pageable copy, never captured into a graph). */
 static vz_status trace_row(vz_cuda_session *s, int32_t l, int block, int32_t B) {
@@ -192,15 +193,22 @@ static vz_status trace_row(vz_cuda_session *s, int32_t l, int block, int32_t B) 
     return VZ_OK;
 }
 
+/* One step over B tokens at *pos: the model, top to bottom, then sampling
+ * from the last row. Reads like vz_forward (forward.c); residual adds are
+ * the matvecs' ADD epilogue, SwiGLU the gate+up matvec's epilogue. */
+
 static vz_status forward(vz_cuda_session *s, int32_t B) {
     const vz_config *c = &s->c;
     const int32_t dim = c->dim, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
     const size_t kv_layer = (size_t)s->n_ctx * (size_t)nkv * hd * (s->kv_f16 ? 2 : 4);
     cudaStream_t st = s->st;
+    if (s->sm) VZ_TRY(vz_stream_begin(s->sm, st)); /* [st] first streamed layer's copy starts */
     VZ_TRY(vz_cuda_rows(s->x, s->tok, B, &s->emb, st));
     mark(s, "embed");
     for (int32_t l = 0; l < c->n_layers; l++) {
         dev_layer *L = &s->L[l];
+        vz_cuda_tensor *const lw[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w2, &L->w3};
+        if (s->sm) VZ_TRY(vz_stream_acquire(s->sm, l, lw, st)); /* [st] streamed: its slot, copied */
         char *kc = (char *)s->kc + kv_layer * l, *vc = (char *)s->vc + kv_layer * l;
         /* attention: x += Wo attention(rope(Wq xb), rope(Wk xb), Wv xb), xb = norm(x) */
         vz_k_rmsnorm(s->x, s->xb, L->attn_norm, B, dim, c->rms_eps, st);
@@ -227,6 +235,7 @@ static vz_status forward(vz_cuda_session *s, int32_t B) {
         VZ_TRY(vz_cuda_matvec_multi(1, &w2, &s->x, s->hb, B, VZ_CUDA_EPI_ADD, st));
         mark(s, "down matvec + add");
         VZ_TRY(trace_row(s, l, 1, B));
+        if (s->sm) VZ_TRY(vz_stream_release(s->sm, l, st));
     }
     vz_k_rmsnorm(s->x, s->xb, s->norms + (size_t)(2 * c->n_layers) * dim, B, dim, c->rms_eps, st);
     mark(s, "rmsnorm");
@@ -263,6 +272,23 @@ static vz_status get_graph(vz_cuda_session *s, int32_t B, cudaGraphExec_t *out) 
     return VZ_OK;
 }
 
+/* [st] Runs graph[B] (B = 0: DECODE_STEPS one-token steps), or the same
+ * steps eagerly when the session's layer cache cannot be captured; counts
+ * the bytes streamed. */
+static vz_status run_steps(vz_cuda_session *s, int32_t B) {
+    const int32_t steps = B ? 1 : DECODE_STEPS;
+    /* eager: a traced run (its copies go to pageable memory) or a stream mode no graph can hold */
+    if (s->trace || (s->sm && !vz_stream_graphable(s->sm))) {
+        for (int32_t k = 0; k < steps; k++) VZ_TRY(forward(s, B ? B : 1));
+        return VZ_OK;
+    }
+    cudaGraphExec_t g;
+    VZ_TRY(get_graph(s, B, &g));
+    CU_TRY(cudaGraphLaunch(g, s->st), "graph launch");
+    if (s->sm) s->h2d += (uint64_t)steps * vz_stream_step_bytes(s->sm);
+    return VZ_OK;
+}
+
 extern "C" vz_status vz_cuda_mem_free(uint64_t *free_bytes, uint64_t *total_bytes) {
     VZ_FAIL_IF(!free_bytes || !total_bytes, VZ_ERR_ARG, "vz_cuda_mem_free: NULL argument");
     *free_bytes = *total_bytes = 0;
@@ -280,17 +306,37 @@ extern "C" vz_status vz_cuda_session_create(vz_cuda_session **out, const vz_mode
 
 extern "C" vz_status vz_cuda_session_create_ex(vz_cuda_session **out, const vz_model *m, int32_t n_ctx,
                                                int32_t kv_f16, int32_t decompress) {
+    return vz_cuda_session_create_plan(out, m, n_ctx, kv_f16, decompress ? VZ_RESIDENCY_DECOMPRESS : 0,
+                                       m ? m->cfg.n_layers : 0);
+}
+
+/* [st] Streamed layers or the decoded-layer cache (stream.cu), after the resident ones. */
+static vz_status setup_stream(vz_cuda_session *s, const vz_model *m, int32_t residency, int32_t n_resident) {
+    if (residency != VZ_RESIDENCY_CACHE && s->n_res >= s->c.n_layers) return VZ_OK;
+    uint64_t dev = 0;
+    VZ_TRY(vz_stream_create(&s->sm, m, residency == VZ_RESIDENCY_CACHE ? 0 : s->n_res,
+                            residency == VZ_RESIDENCY_DECOMPRESS, residency == VZ_RESIDENCY_CACHE ? n_resident : 0,
+                            &dev));
+    s->w_bytes += dev;
+    return VZ_OK;
+}
+
+extern "C" vz_status vz_cuda_session_create_plan(vz_cuda_session **out, const vz_model *m, int32_t n_ctx,
+                                                 int32_t kv_f16, int32_t residency, int32_t n_resident) {
     VZ_FAIL_IF(!out || !m || n_ctx < 1, VZ_ERR_ARG, "vz_cuda_session_create: bad arguments");
     *out = NULL;
     VZ_FAIL_IF(vz_cuda_device_count() < 1, VZ_ERR_CUDA, "device cuda: no CUDA device found");
     VZ_FAIL_IF(m->cfg.head_dim > 128 || m->cfg.head_dim % 8 != 0, VZ_ERR_UNSUPPORTED,
                "device cuda: head_dim %d is not a multiple of 8 in [8, 128]", (int)m->cfg.head_dim);
+    VZ_FAIL_IF(n_resident < (residency == VZ_RESIDENCY_CACHE) || n_resident > m->cfg.n_layers, VZ_ERR_ARG,
+               "vz_cuda_session_create: %d resident layers of %d", (int)n_resident, (int)m->cfg.n_layers);
     vz_cuda_session *s = (vz_cuda_session *)calloc(1, sizeof *s);
     VZ_FAIL_IF(!s, VZ_ERR_NOMEM, "cuda session: out of memory");
     s->c = m->cfg;
     s->n_ctx = n_ctx;
     s->kv_f16 = kv_f16 ? 1 : 0;
-    s->decompress = decompress ? 1 : 0;
+    s->decompress = residency == VZ_RESIDENCY_DECOMPRESS;
+    s->n_res = residency == VZ_RESIDENCY_CACHE ? 0 : n_resident;
     s->gopts.temp = 0.0f;
     s->gopts.top_p = 1.0f;
     size_t fr = 0, tot = 0;
@@ -302,6 +348,7 @@ extern "C" vz_status vz_cuda_session_create_ex(vz_cuda_session **out, const vz_m
         st = VZ_FAIL(VZ_ERR_CUDA, "cuda session: stream create failed");
     if (st == VZ_OK) st = upload_weights(s, m);
     if (st == VZ_OK) st = alloc_state(s);
+    if (st == VZ_OK) st = setup_stream(s, m, residency, n_resident);
     /* cudaMemset on the legacy stream is asynchronous and s->st does not wait for it */
     if (st == VZ_OK && cudaDeviceSynchronize() != cudaSuccess)
         st = VZ_FAIL(VZ_ERR_CUDA, "cuda session: %s", cudaGetErrorString(cudaGetLastError()));
@@ -323,8 +370,9 @@ extern "C" void vz_cuda_session_free(vz_cuda_session *s) {
     if (s->st) cudaStreamSynchronize(s->st);
     for (int b = 0; b <= VZ_CUDA_MAX_BATCH; b++)
         if (s->graph[b]) cudaGraphExecDestroy(s->graph[b]);
+    vz_stream_free(s->sm);
     if (s->L) {
-        for (int32_t l = 0; l < s->c.n_layers; l++) {
+        for (int32_t l = 0; l < s->n_res; l++) { /* streamed layers point into stream slots */
             dev_layer *d = &s->L[l];
             vz_cuda_tensor *w[7] = {&d->wq, &d->wk, &d->wv, &d->wo, &d->w1, &d->w2, &d->w3};
             for (int i = 0; i < 7; i++) vz_cuda_tensor_free(w[i]);
@@ -354,12 +402,9 @@ extern "C" vz_status vz_cuda_session_eval(vz_cuda_session *s, const int32_t *tok
     CU_TRY(cudaMemcpyAsync(s->pos, &pos, sizeof pos, cudaMemcpyHostToDevice, s->st), "position upload");
     for (int32_t b0 = 0; b0 < n; b0 += VZ_CUDA_MAX_BATCH) {
         int32_t B = n - b0 < VZ_CUDA_MAX_BATCH ? n - b0 : VZ_CUDA_MAX_BATCH;
-        cudaGraphExec_t g = NULL;
-        if (!s->trace) VZ_TRY(get_graph(s, B, &g));
         CU_TRY(cudaMemcpyAsync(s->tok, tokens + b0, sizeof(int32_t) * (size_t)B, cudaMemcpyHostToDevice, s->st),
                "token upload");
-        if (g) CU_TRY(cudaGraphLaunch(g, s->st), "graph launch");
-        else VZ_TRY(forward(s, B)); /* traced: eager, the same kernels in the same order */
+        VZ_TRY(run_steps(s, B));
         if (logits && all_logits)
             CU_TRY(cudaMemcpyAsync(logits + (size_t)b0 * vocab, s->logits, sizeof(float) * vocab * (size_t)B,
                                    cudaMemcpyDeviceToHost, s->st), "logits download");
@@ -508,24 +553,19 @@ extern "C" vz_status vz_cuda_session_generate(vz_cuda_session *s, int32_t first,
                 s->graph[b] = NULL;
             }
     s->gopts = o;
-    cudaGraphExec_t g;
-    VZ_TRY(get_graph(s, 1, &g));
     const int32_t zero = 0;
     CU_TRY(cudaMemcpyAsync(s->pos, &pos, sizeof pos, cudaMemcpyHostToDevice, s->st), "position upload");
     CU_TRY(cudaMemcpyAsync(s->step, &zero, sizeof zero, cudaMemcpyHostToDevice, s->st), "step upload");
     CU_TRY(cudaMemcpyAsync(s->tok, &first, sizeof first, cudaMemcpyHostToDevice, s->st), "token upload");
     int32_t i = 0;
-    cudaGraphExec_t gm;
-    if (n >= DECODE_STEPS) {
-        VZ_TRY(get_graph(s, 0, &gm));
-        for (; i + DECODE_STEPS <= n; i += DECODE_STEPS) CU_TRY(cudaGraphLaunch(gm, s->st), "graph launch");
-    }
-    for (; i < n; i++) CU_TRY(cudaGraphLaunch(g, s->st), "graph launch");
+    for (; i + DECODE_STEPS <= n; i += DECODE_STEPS) VZ_TRY(run_steps(s, 0));
+    for (; i < n; i++) VZ_TRY(run_steps(s, 1));
     CU_TRY(cudaMemcpyAsync(out, s->out_ids, sizeof(int32_t) * (size_t)n, cudaMemcpyDeviceToHost, s->st),
            "token download");
     VZ_TRY(finish(s));
     const char *pe = getenv("VZ_CUDA_PROFILE");
-    if (pe && *pe == '1' && n >= 64 && pos + n + 4 * DECODE_STEPS + 1 < s->n_ctx) profile(s, pos + n);
+    if (pe && *pe == '1' && n >= 64 && pos + n + 4 * DECODE_STEPS + 1 < s->n_ctx && (!s->sm || vz_stream_graphable(s->sm)))
+        profile(s, pos + n);
     return VZ_OK;
 }
 
@@ -541,6 +581,7 @@ extern "C" vz_status vz_cuda_session_mem(vz_cuda_session *s, vz_session_mem *out
     out->scratch = s->scratch_bytes;
     out->peak = s->free0 > s->min_free ? s->free0 - s->min_free : 0;
     out->device_total = s->total;
+    out->h2d = s->h2d + (s->sm ? vz_stream_eager_bytes(s->sm) : 0);
     return VZ_OK;
 }
 
@@ -558,6 +599,7 @@ extern "C" vz_status vz_cuda_device_probe(int32_t measure_bw, vz_device_info *ou
     CU_TRY(cudaMemGetInfo(&fr, &tot), "cudaMemGetInfo");
     out->total_bytes = tot;
     if (!measure_bw) return VZ_OK;
+    VZ_TRY(vz_stream_h2d_probe(&out->h2d_gbs)); /* [st] pinned host-to-device copy */
     const size_t bytes = (size_t)1 << 30;
     void *a = NULL, *b = NULL;
     cudaEvent_t e0 = NULL, e1 = NULL;
