@@ -20,6 +20,8 @@ extern "C" {
 }
 #include "backend/cuda/cuda.h"
 #include "backend/cuda/forward.cuh"
+#include "backend/cuda/gemm.h"
+#include "backend/cuda/prefill.cuh"
 
 typedef struct dev_layer {
     vz_cuda_tensor wq, wk, wv, wo, w1, w2, w3; /* encoded, as in the model */
@@ -47,6 +49,14 @@ struct vz_cuda_session {
     uint64_t w_bytes, kv_bytes, scratch_bytes, free0, min_free, total;
     int32_t att_variant;                 /* forward.cuh variants; 0 default */
     int32_t att_chunk;                   /* keys per attention block (forward.cuh) */
+    struct {                             /* prefill of > VZ_CUDA_MAX_BATCH tokens (prefill_chunk) */
+        int32_t mode;                    /* -1: matvec path (VZ_CUDA_PREFILL=0, no cuBLAS), else VZ_GEMM_* */
+        int32_t cap;                     /* tokens per chunk; 0 until the first prefill allocates */
+        vz_gemm *g;
+        float *x, *big, *logits;         /* (cap, dim), (cap, max(qkv, 2 hidden)), (cap, vocab) or NULL */
+        void *h16;                       /* (cap, max(dim, q_dim, hidden)) bf16: GEMM inputs */
+        int32_t *tok;                    /* (cap) */
+    } pf;
     struct {                             /* VZ_CUDA_PROFILE=1: events between ops */
         int on, n;
         cudaEvent_t ev[PROF_MAX];
@@ -250,6 +260,108 @@ static vz_status get_graph(vz_cuda_session *s, int32_t B, cudaGraphExec_t *out) 
     return VZ_OK;
 }
 
+/* ---- prefill: T > VZ_CUDA_MAX_BATCH tokens per step (gemm.h, prefill.cuh) ----
+ * Matmuls as GEMMs on bf16 activations (decode + cuBLAS, or the mma kernel),
+ * attention over all T queries at once; chunks of up to PF_CAP tokens. The
+ * GEMM inputs are rounded to bf16, so logits differ from the matvec path's
+ * (tests/test_cuda_prefill.c derives the tolerance); raw and lossless still
+ * give identical bits (same bf16 weights, same GEMM). */
+#define PF_CAP 512
+
+static vz_status finish(vz_cuda_session *s);
+
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* Allocates the prefill buffers (counted in scratch_bytes) on first use;
+ * mode -1 afterwards when that is impossible (no cuBLAS: the matvec path). */
+static vz_status pf_setup(vz_cuda_session *s, int32_t all_logits) {
+    const vz_config *c = &s->c;
+    const int64_t dim = c->dim, qd = (int64_t)c->n_heads * c->head_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim;
+    const int64_t hid = c->hidden_dim, cap = s->n_ctx < PF_CAP ? s->n_ctx : PF_CAP;
+    uint64_t *a = &s->scratch_bytes;
+    if (!s->pf.cap) {
+        int64_t sc = max64(max64((qd + 2 * kvd) * dim, qd * dim), hid * dim); /* one matrix (or QKV) at a time */
+        if (vz_gemm_create(&s->pf.g, sc, s->st) != VZ_OK) {
+            s->pf.mode = -1;
+            return VZ_OK;
+        }
+        s->scratch_bytes += vz_gemm_bytes(s->pf.g);
+        VZ_TRY(dalloc((void **)&s->pf.x, (uint64_t)(cap * dim), 4, a, "prefill x"));
+        VZ_TRY(dalloc((void **)&s->pf.big, (uint64_t)(cap * max64(qd + 2 * kvd, 2 * hid)), 4, a, "prefill qkv/gate-up"));
+        VZ_TRY(dalloc(&s->pf.h16, (uint64_t)(cap * max64(max64(dim, qd), hid)), 2, a, "prefill bf16 inputs"));
+        VZ_TRY(dalloc((void **)&s->pf.tok, (uint64_t)cap, 4, a, "prefill tokens"));
+        s->pf.cap = (int32_t)cap;
+    }
+    if (all_logits && !s->pf.logits)
+        VZ_TRY(dalloc((void **)&s->pf.logits, (uint64_t)cap * (uint64_t)c->vocab_size, 4, a, "prefill logits"));
+    CU_TRY(cudaDeviceSynchronize(), "prefill buffers"); /* dalloc's memsets run on the legacy stream */
+    return VZ_OK;
+}
+
+/* T (<= cap) tokens at pos0, the model top to bottom as forward(); logits:
+ * NULL, all T rows (all_logits) or the last row. */
+static vz_status pf_chunk(vz_cuda_session *s, const int32_t *tokens, int32_t T, int32_t pos0, float *logits,
+                          int32_t all_logits) {
+    const vz_config *c = &s->c;
+    const int32_t dim = c->dim, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim, hid = c->hidden_dim;
+    const int64_t qd = (int64_t)nh * hd, ldqkv = qd + 2 * (int64_t)nkv * hd;
+    const size_t kv_layer = (size_t)s->n_ctx * (size_t)nkv * hd * (s->kv_f16 ? 2 : 4);
+    const int32_t mode = s->pf.mode;
+    cudaStream_t st = s->st;
+    vz_gemm *g = s->pf.g;
+    CU_TRY(cudaMemcpyAsync(s->pf.tok, tokens, sizeof(int32_t) * (size_t)T, cudaMemcpyHostToDevice, st), "tokens");
+    VZ_TRY(vz_cuda_rows(s->pf.x, s->pf.tok, T, &s->emb, st));
+    for (int32_t l = 0; l < c->n_layers; l++) {
+        dev_layer *L = &s->L[l];
+        char *kc = (char *)s->kc + kv_layer * l, *vc = (char *)s->vc + kv_layer * l;
+        vz_pf_rmsnorm_bf16(s->pf.x, s->pf.h16, L->attn_norm, T, dim, c->rms_eps, st);
+        const vz_cuda_tensor *qkv[3] = {&L->wq, &L->wk, &L->wv};
+        VZ_TRY(vz_gemm_run(g, 3, qkv, s->pf.big, ldqkv, s->pf.h16, dim, T, 0, mode));
+        vz_pf_attention(s->pf.h16, s->pf.big, ldqkv, kc, vc, pos0, T, nh, nkv, hd, s->kv_f16, c->rope_theta,
+                        c->rope_interleaved, st);
+        const vz_cuda_tensor *wo = &L->wo, *gu[2] = {&L->w1, &L->w3}, *w2 = &L->w2;
+        VZ_TRY(vz_gemm_run(g, 1, &wo, s->pf.x, dim, s->pf.h16, qd, T, 1, mode));
+        vz_pf_rmsnorm_bf16(s->pf.x, s->pf.h16, L->ffn_norm, T, dim, c->rms_eps, st);
+        VZ_TRY(vz_gemm_run(g, 2, gu, s->pf.big, 2 * (int64_t)hid, s->pf.h16, dim, T, 0, mode));
+        vz_pf_silu_mul_bf16(s->pf.big, s->pf.h16, T, hid, st);
+        VZ_TRY(vz_gemm_run(g, 1, &w2, s->pf.x, dim, s->pf.h16, hid, T, 1, mode));
+    }
+    const float *fnorm = s->norms + (size_t)(2 * c->n_layers) * dim;
+    const vz_cuda_tensor *head = s->out.data ? &s->out : &s->emb;
+    const size_t vocab = (size_t)c->vocab_size;
+    if (logits && all_logits) {
+        vz_pf_rmsnorm_bf16(s->pf.x, s->pf.h16, fnorm, T, dim, c->rms_eps, st);
+        VZ_TRY(vz_gemm_run(g, 1, &head, s->pf.logits, (int64_t)vocab, s->pf.h16, dim, T, 0, mode));
+        CU_TRY(cudaMemcpyAsync(logits, s->pf.logits, sizeof(float) * vocab * (size_t)T, cudaMemcpyDeviceToHost, st),
+               "logits download");
+    } else if (logits) { /* the last row only: the decode step's f32 norm + matvec */
+        vz_k_rmsnorm(s->pf.x + (size_t)(T - 1) * dim, s->xb, fnorm, 1, dim, c->rms_eps, st);
+        VZ_TRY(vz_cuda_matvec(s->logits, s->xb, 1, head, st));
+        CU_TRY(cudaMemcpyAsync(logits, s->logits, sizeof(float) * vocab, cudaMemcpyDeviceToHost, st),
+               "logits download");
+    }
+    /* tokens and logits are pageable: each chunk waits before the next reuses pf.tok */
+    CU_TRY(cudaStreamSynchronize(st), "prefill");
+    return VZ_OK;
+}
+
+/* eval of n > VZ_CUDA_MAX_BATCH tokens; *done = 0 when the matvec path must run. */
+static vz_status pf_eval(vz_cuda_session *s, const int32_t *tokens, int32_t n, int32_t pos, float *logits,
+                         int32_t all_logits, int *done) {
+    *done = 0;
+    if (s->pf.mode < 0) return VZ_OK;
+    VZ_TRY(pf_setup(s, logits && all_logits));
+    if (s->pf.mode < 0) return VZ_OK;
+    const size_t vocab = (size_t)s->c.vocab_size;
+    for (int32_t t0 = 0; t0 < n; t0 += s->pf.cap) {
+        const int32_t T = n - t0 < s->pf.cap ? n - t0 : s->pf.cap;
+        float *lo = !logits ? NULL : all_logits ? logits + (size_t)t0 * vocab : t0 + T == n ? logits : NULL;
+        VZ_TRY(pf_chunk(s, tokens + t0, T, pos + t0, lo, all_logits));
+    }
+    *done = 1;
+    return finish(s);
+}
+
 extern "C" vz_status vz_cuda_mem_free(uint64_t *free_bytes, uint64_t *total_bytes) {
     VZ_FAIL_IF(!free_bytes || !total_bytes, VZ_ERR_ARG, "vz_cuda_mem_free: NULL argument");
     *free_bytes = *total_bytes = 0;
@@ -299,6 +411,9 @@ extern "C" vz_status vz_cuda_session_create_ex(vz_cuda_session **out, const vz_m
     note_mem(s);
     const char *mv = getenv("VZ_CUDA_MV"); /* bench: matvec variant flags (cuda.h), process-wide */
     if (mv && *mv >= '0' && *mv <= '9') vz_cuda_matvec_variant(atoi(mv));
+    const char *pe = getenv("VZ_CUDA_PREFILL"); /* 0: matvec path (the old one), A / B: force a GEMM path */
+    s->pf.mode = !pe || !*pe ? VZ_GEMM_AUTO : *pe == '0' ? -1 : *pe == 'A' ? VZ_GEMM_A : *pe == 'B' ? VZ_GEMM_B
+                                                                                                  : VZ_GEMM_AUTO;
     const char *ch = getenv("VZ_CUDA_ATT_CHUNK"); /* bench: keys per attention block */
     s->att_chunk = ch && atoi(ch) >= VZ_ATT_CHUNK_MIN && atoi(ch) <= VZ_ATT_CHUNK ? atoi(ch) : VZ_ATT_CHUNK_DEFAULT;
     *out = s;
@@ -318,6 +433,9 @@ extern "C" void vz_cuda_session_free(vz_cuda_session *s) {
         }
         free(s->L);
     }
+    vz_gemm_free(s->pf.g);
+    void *pfb[] = {s->pf.x, s->pf.big, s->pf.logits, s->pf.h16, s->pf.tok};
+    for (size_t i = 0; i < sizeof pfb / sizeof pfb[0]; i++) cudaFree(pfb[i]);
     vz_cuda_tensor_free(&s->emb);
     vz_cuda_tensor_free(&s->out);
     void *bufs[] = {s->norms, s->kc, s->vc, s->x, s->xb, s->q, s->k, s->v, s->att, s->hb, s->logits, s->part, s->att_cnt, s->tok, s->pos, s->step, s->out_ids};
@@ -337,6 +455,11 @@ extern "C" vz_status vz_cuda_session_eval(vz_cuda_session *s, const int32_t *tok
                                           float *logits, int32_t all_logits) {
     VZ_FAIL_IF(!s || n < 0 || pos < 0 || pos + n > s->n_ctx, VZ_ERR_ARG, "cuda eval: bad arguments");
     const size_t vocab = (size_t)s->c.vocab_size;
+    if (n > VZ_CUDA_MAX_BATCH) {
+        int done;
+        VZ_TRY(pf_eval(s, tokens, n, pos, logits, all_logits, &done));
+        if (done) return VZ_OK;
+    }
     /* pageable sources: cudaMemcpyAsync has staged them when it returns */
     CU_TRY(cudaMemcpyAsync(s->pos, &pos, sizeof pos, cudaMemcpyHostToDevice, s->st), "position upload");
     for (int32_t b0 = 0; b0 < n; b0 += VZ_CUDA_MAX_BATCH) {
