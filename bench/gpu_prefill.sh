@@ -5,8 +5,9 @@
 # 512-token tinyllama raw-vs-lossless case), the GEMM microbench
 # ($B/bench/prefill_bench 512: cuBLAS bf16 reference, path A split into
 # decode + GEMM, path B), and `vramzip bench --prompt-len 512` with the old
-# matvec prefill (VZ_CUDA_PREFILL=0), the default rule and path B forced,
-# then compute-sanitizer memcheck on a long-prompt run. Summary printed last.
+# matvec prefill (VZ_CUDA_PREFILL=0) and the default (path A), a per-op
+# prefill profile, then compute-sanitizer (racecheck of the attention
+# kernels, memcheck of the GEMM test and of a long-prompt run). Summary last.
 # Build and pack first, here: scripts/gpu_pack.sh build-pf and
 # make BUILD=build-pf CUDA=1 build-pf/bench/prefill_bench.
 set -u
@@ -26,7 +27,7 @@ left() { echo $(( DEADLINE - ($(date +%s) - t0) )); }
 
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader \
     | tee "$W/card.txt"
-{ ls -la /usr/local/cuda/lib64/libcublas.so* 2>&1; find / -name 'libcublas.so*' -not -path '*/proc/*' 2>/dev/null; } \
+{ ls -la /usr/local/cuda/lib64/libcublas.so* 2>&1; timeout 10 find /usr/local /opt /usr/lib -name 'libcublas.so*' 2>/dev/null; } \
     >"$OUT/cublas.txt"
 step "libcublas: $(grep -c . "$OUT/cublas.txt") lines in cublas.txt; first: $(head -1 "$OUT/cublas.txt")"
 step "synth + convert in the background"
@@ -52,7 +53,7 @@ step "tinyllama: 512-token prefill raw vs lossless"
 VZ_TEST_ONLY='*tinyllama' VZ_TINYLLAMA_RAW="$W/tl" VZ_TINYLLAMA_LOSSLESS="$W/lossless.vz" timeout 60 "$B/tests/test_cuda_prefill" \
     >"$OUT/tinyllama_prefill.log" 2>&1
 grep -E "byte-identical|differ|FAILED|PASSED|SKIP" "$OUT/tinyllama_prefill.log"
-for mode in 0 auto B; do
+for mode in 0 auto; do
     [ "$(left)" -gt 25 ] || { echo "bench $mode: skipped (time)"; continue; }
     step "vramzip bench, prefill mode $mode"
     VZ_CUDA_PREFILL=$([ $mode = auto ] && echo "" || echo $mode) timeout $(( $(left) - 10 )) "$V" bench -m "$W/tl" \
@@ -60,6 +61,21 @@ for mode in 0 auto B; do
         --json "$OUT/bench-$mode.json" >"$W/bench-$mode.txt" 2>>"$OUT/bench.err"
     echo "rc=$?"
 done
+if [ "$(left)" -gt 20 ]; then
+    step "prefill profile (lossless, VZ_CUDA_PROFILE=1)"
+    VZ_CUDA_PROFILE=1 timeout $(( $(left) - 5 )) "$V" bench -m "$W/tl" --device cuda --codec lossless --out-dir "$W" \
+        -n 16 --prompt-len 512 --ctx 1024 >"$W/bench-prof.txt" 2>"$OUT/prefill_profile.log"
+    grep -A12 "prefill profile" "$OUT/prefill_profile.log" | tail -13
+fi
+if [ "$(left)" -gt 20 ]; then
+    step "compute-sanitizer: racecheck of the attention kernels, memcheck of the GEMMs (small cases)"
+    VZ_TEST_ONLY=test_attention timeout $(( $(left) - 5 )) compute-sanitizer --tool racecheck --error-exitcode 9 \
+        "$B/tests/test_cuda_prefill" >"$OUT/sanitizer-race.log" 2>&1
+    echo "racecheck rc=$? $(grep -E "RACECHECK SUMMARY|ERROR SUMMARY" "$OUT/sanitizer-race.log" | head -1)"
+    VZ_TEST_ONLY='test_gemm_codecs' timeout $(( $(left) - 5 )) compute-sanitizer --tool memcheck --error-exitcode 9 \
+        "$B/tests/test_cuda_prefill" >"$OUT/sanitizer-gemm.log" 2>&1
+    echo "memcheck gemm rc=$? $(grep -E "ERROR SUMMARY" "$OUT/sanitizer-gemm.log" | head -1)"
+fi
 if [ "$(left)" -gt 30 ]; then
     step "compute-sanitizer memcheck, stories260K, 40-token prompt (prefill path)"
     P="Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends."
@@ -73,5 +89,6 @@ echo "card: $(cat "$W/card.txt")"
 grep -E "PASSED|FAILED" "$OUT/prefill_tests.log"; grep -E "^test_cuda|passed.*failed" "$OUT/tests.log"
 grep -E "byte-identical|differ" "$OUT/tinyllama_prefill.log"
 cat "$OUT/prefill_bench.md"
-for mode in 0 auto B; do echo "-- VZ_CUDA_PREFILL=$mode"; cat "$W/bench-$mode.txt" 2>/dev/null; done
+for mode in 0 auto; do echo "-- VZ_CUDA_PREFILL=$mode"; cat "$W/bench-$mode.txt" 2>/dev/null; done
+grep -E "attention .*max" "$OUT/prefill_tests.log"
 tail -5 "$OUT/bench.err"

@@ -3,7 +3,8 @@
  * TinyLlama 1.1B shapes at T tokens (default 512): a plain cuBLAS bf16 GEMM
  * on already-bf16 weights (the reference), path A (decode into the scratch,
  * then cuBLAS; decode and GEMM also timed apart) and path B (decode into
- * shared memory + mma.sync), per codec. Synthetic trained-like bf16 weights
+ * shared memory + mma.sync), per codec; then the prefill attention
+ * (RoPE + KV store + causal attention, both kernels) of one layer. Synthetic trained-like bf16 weights
  * (Gaussian std 0.02, 1% tails x4); weights rotate over copies > 200 MB so
  * each GEMM reads them from DRAM, as a prefill does. Usage: prefill_bench [T].
  * Prints a markdown table (bench/gpu_prefill.sh).
@@ -16,6 +17,7 @@
 
 #include "backend/cuda/cuda.h"
 #include "backend/cuda/gemm.h"
+#include "backend/cuda/prefill.h"
 
 extern "C" {
 #include "codec/codec.h"
@@ -119,8 +121,9 @@ int main(int argc, char **argv) {
     CK(cudaMemcpy(dx, xh, 2 * (size_t)T * 5632, cudaMemcpyHostToDevice));
     printf("%s, %d SMs; T = %d tokens; us per GEMM (TFLOP/s); %% = of the cuBLAS bf16 reference's TFLOP/s\n\n", p.name,
            p.multiProcessorCount, T);
-    printf("| shape | cuBLAS bf16 | codec | A: decode | A: GEMM | A: total | A %% | B: mma | B %% | faster |\n");
-    printf("|---|---|---|---|---|---|---|---|---|---|\n");
+    printf("| shape | cuBLAS bf16 | codec | A: decode (one job per warp) | A: decode | A: GEMM | A: total | A %% | B: mma | B %% "
+           "| faster |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         const shape &S = shapes[si];
         const double fl = 2.0 * S.rows * S.cols * T;
@@ -134,21 +137,46 @@ int main(int argc, char **argv) {
                 t_ref = time_us([&](int i) { VK(vz_gemm_bf16(g, W[i % nc].data, S.rows, S.cols, dy, S.rows, dx, S.cols, T, 0)); },
                                 20, st);
             const vz_cuda_tensor *one[1];
+            vz_gemm_decode_variant(0);
+            double td0 = time_us([&](int i) { one[0] = &W[i % nc]; VK(vz_gemm_decode(g, 1, one, 0, S.rows)); }, 20, st);
+            vz_gemm_decode_variant(1);
             double td = time_us([&](int i) { one[0] = &W[i % nc]; VK(vz_gemm_decode(g, 1, one, 0, S.rows)); }, 20, st);
             double tg = time_us([&](int) { VK(vz_gemm_scratch_mm(g, S.rows, S.cols, dy, S.rows, dx, S.cols, T, 0)); }, 20, st);
             double ta = time_us([&](int i) { one[0] = &W[i % nc]; VK(vz_gemm_run(g, 1, one, dy, S.rows, dx, S.cols, T, 0, VZ_GEMM_A)); },
                                 20, st);
             double tb = time_us([&](int i) { one[0] = &W[i % nc]; VK(vz_gemm_run(g, 1, one, dy, S.rows, dx, S.cols, T, 0, VZ_GEMM_B)); },
                                 20, st);
-            printf("| %s | %s | %s | %.1f | %.1f | %.1f (%.0f) | %.0f%% | %.1f (%.0f) | %.0f%% | %s |\n", S.name,
-                   ci == 0 ? "" : "", codecs[ci], td, tg, ta, fl / ta / 1e6, 100.0 * t_ref / ta, tb, fl / tb / 1e6,
+            printf("| %s | %s | %s | %.1f | %.1f | %.1f | %.1f (%.0f) | %.0f%% | %.1f (%.0f) | %.0f%% | %s |\n", S.name,
+                   ci == 0 ? "" : "", codecs[ci], td0, td, tg, ta, fl / ta / 1e6, 100.0 * t_ref / ta, tb, fl / tb / 1e6,
                    100.0 * t_ref / tb, ta <= tb ? "A" : "B");
             if (ci == 0)
-                printf("| %s | %.1f (%.0f) | (reference) | | | | | | | |\n", S.name, t_ref, fl / t_ref / 1e6);
+                printf("| %s | %.1f (%.0f) | (reference) | | | | | | | | |\n", S.name, t_ref, fl / t_ref / 1e6);
             fflush(stdout);
             for (int k = 0; k < nc; k++) vz_cuda_tensor_free(&W[k]);
             free(W);
         }
+    }
+    /* one layer's attention, TinyLlama: 32 heads, 4 KV heads, head_dim 64, f16 cache, positions 0..T-1 */
+    {
+        const int nh = 32, nkv = 4, hd = 64, ld = nh * hd + 2 * nkv * hd;
+        float *qkv;
+        void *kc, *vc, *o;
+        CK(cudaMalloc(&qkv, 4 * (size_t)T * ld));
+        CK(cudaMalloc(&kc, 2 * (size_t)T * nkv * hd));
+        CK(cudaMalloc(&vc, 2 * (size_t)T * nkv * hd));
+        CK(cudaMalloc(&o, 2 * (size_t)T * nh * hd));
+        CK(cudaMemset(qkv, 0, 4 * (size_t)T * ld)); /* rotations of zeros stay zero: no overflow over reps */
+        const double fl = 4.0 * nh * hd * (double)T * (T + 1) / 2; /* QK^T and PV, causal */
+        printf("\nattention of one layer (RoPE + KV store + causal attention), T = %d, 32 heads, hd 64, f16 KV:\n\n", T);
+        printf("| kernel | us | TFLOP/s (causal QK^T + PV) |\n|---|---|---|\n");
+        for (int v = 0; v < 2; v++) {
+            vz_pf_attention_variant(v);
+            double us = time_us([&](int) { vz_pf_attention(o, qkv, ld, kc, vc, 0, T, nh, nkv, hd, 1, 10000.0f, 0, st); },
+                                20, st);
+            printf("| %s | %.1f | %.1f |\n", v ? "f32 (CUDA cores)" : "tensor cores (f16 mma)", us, fl / us / 1e6);
+        }
+        vz_pf_attention_variant(0);
+        CK(cudaGetLastError());
     }
     vz_gemm_free(g);
     return 0;

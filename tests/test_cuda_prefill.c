@@ -4,7 +4,8 @@
  * shared memory + mma.sync) against a CPU double-sum reference for every
  * codec with a GPU decoder, prefill logits against the CPU session, and raw
  * vs lossless logits byte-identical over a long prompt and the generation
- * after it. Skips without CUDA, a GPU or cuBLAS. Optional: VZ_TINYLLAMA_RAW /
+ * after it, and the prefill attention kernels (tensor-core and f32) against
+ * a double-precision CPU causal attention. Skips without CUDA, a GPU or cuBLAS. Optional: VZ_TINYLLAMA_RAW /
  * VZ_TINYLLAMA_LOSSLESS (bench/gpu_prefill.sh) for a 512-token prompt.
  */
 #include <math.h>
@@ -17,6 +18,7 @@
 #ifdef VZ_HAVE_CUDA
 #include "backend/cuda/cuda.h"
 #include "backend/cuda/gemm.h"
+#include "backend/cuda/prefill.h"
 #include "codec/codec.h"
 #include "core/half.h"
 #include "core/tensor.h"
@@ -103,14 +105,23 @@ static void gemm_case(const char *codec, vz_dtype dt, int n, const int64_t *rows
     assert_int_equal(vz_gemm_create(&g, 7 * cols, NULL), VZ_OK);
     const double gamma = (double)cols * 0x1p-24 / (1.0 - (double)cols * 0x1p-24);
     double worst = 0.0;
-    for (int path = VZ_GEMM_A; path <= VZ_GEMM_B; path++)
+    float *ya0 = malloc(sizeof(float) * (size_t)ny);
+    assert_non_null(ya0);
+    const int old_dec = vz_gemm_decode_variant(-1);
+    /* pv 0, 1: path A with decode kernel 0, 1 (same bits); 2: path B */
+    for (int pv = 0; pv < 3; pv++)
         for (int add = 0; add < 2; add++) {
+            const int path = pv < 2 ? VZ_GEMM_A : VZ_GEMM_B;
+            vz_gemm_decode_variant(pv == 0 ? 0 : 1);
             if (add) assert_int_equal(vz_cuda_copy(dy, y0, sizeof(float) * (size_t)ny, 0), VZ_OK);
             else assert_int_equal(vz_cuda_fill_f32(dy, NAN, (size_t)ny), VZ_OK);
             assert_int_equal(vz_gemm_run(g, n, Wp, dy, R, dx, cols, T, add, path), VZ_OK);
             assert_int_equal(vz_cuda_sync(), VZ_OK);
             assert_int_equal(vz_cuda_copy(y, dy, sizeof(float) * (size_t)ny, 1), VZ_OK);
-            if (path == VZ_GEMM_A && !add && out) memcpy(out, y, sizeof(float) * (size_t)ny);
+            vz_gemm_decode_variant(old_dec);
+            if (pv == 0 && !add) memcpy(ya0, y, sizeof(float) * (size_t)ny);
+            if (pv == 1 && !add) assert_memory_equal(ya0, y, sizeof(float) * (size_t)ny);
+            if (pv == 1 && !add && out) memcpy(out, y, sizeof(float) * (size_t)ny);
             for (int32_t t = 0; t < T; t++)
                 for (int64_t r = 0; r < R; r++) {
                     double s = 0.0, sa = 0.0;
@@ -126,8 +137,9 @@ static void gemm_case(const char *codec, vz_dtype dt, int n, const int64_t *rows
                     if (fabs(got - (base + s)) / tol > worst) worst = fabs(got - (base + s)) / tol;
                 }
         }
-    print_message("%s %s %dx(%lld..)x%lld, T %d: paths A and B within %.2f of the f32 summation bound\n", codec,
+    print_message("%s %s %dx(%lld..)x%lld, T %d: paths A (both decoders) and B within %.2f of the f32 summation bound\n", codec,
                   dt == VZ_DTYPE_F32 ? "f32" : "bf16", n, (long long)rows[0], (long long)cols, (int)T, worst);
+    free(ya0);
     vz_gemm_free(g);
     for (int i = 0; i < n; i++) vz_cuda_tensor_free(&W[i]);
     vz_cuda_release(dx);
@@ -168,6 +180,130 @@ static void test_gemm_codecs(void **state) {
     gemm_case("q8", VZ_DTYPE_F32, 1, rows1, 172, T, NULL);
     gemm_case("raw", VZ_DTYPE_BF16, 1, rows1, 2048, 300, NULL); /* 3 token tiles of path B */
     free(ya), free(yb);
+#endif
+}
+
+#ifdef VZ_HAVE_CUDA
+/* RoPE of pair i at pos as forward.cu / prefill.cu (f32 powf, cosf, sinf). */
+static void rope_ref(float *v, int i, int pos, int hd, float theta, int inter) {
+    float freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd), val = (float)pos * freq, c = cosf(val), sn = sinf(val);
+    int a = inter ? 2 * i : i, b = inter ? 2 * i + 1 : i + hd / 2;
+    float v0 = v[a], v1 = v[b];
+    v[a] = v0 * c - v1 * sn, v[b] = v0 * sn + v1 * c;
+}
+
+/* One attention case: T new tokens at pos0 over a cache whose rows < pos0
+ * are random, both kernels. Reference in double from the rotated q and the
+ * cache as stored (f16 or f32). Tolerances, relative to max|v|: the f32
+ * kernel rounds only its output to bf16 (2^-9 of |o| <= max|v|): 2^-8. The
+ * tensor-core kernel also rounds q, P (and an f32 cache's k, v) to f16
+ * (2^-11 each); a score moves by <= 2^-11 sum|q k| / sqrt(hd) (~5 for unit
+ * Gaussians at hd 64, so ~2.5e-3), which moves the softmax weights by that
+ * relative amount: 2^-7 in all. New cache rows: the reference's rotated k
+ * (host cosf/sinf may differ by an ulp from the device's) within 2^-10. */
+static void attention_case(int32_t hd, int32_t f16, int32_t inter) {
+    const int32_t nh = 4, nkv = 2, pos0 = 37, T = 100, n_ctx = 160, qd = nh * hd, kvd = nkv * hd;
+    const int64_t ld = qd + 2 * kvd + 8;
+    const float theta = 10000.0f;
+    uint64_t rs = 5 + (uint64_t)hd + 2 * (uint64_t)f16;
+    const size_t esz = f16 ? 2 : 4, ncache = (size_t)n_ctx * kvd;
+    float *qkv = malloc(sizeof(float) * (size_t)(T * ld)), *kf = calloc(ncache, 4), *vf = calloc(ncache, 4);
+    uint8_t *kc = calloc(ncache, esz), *vc = calloc(ncache, esz), *kback = malloc(ncache * esz);
+    uint16_t *out = malloc(2 * (size_t)T * qd);
+    assert_true(qkv && kf && vf && kc && vc && kback && out);
+    for (int64_t i = 0; i < T * ld; i++) qkv[i] = vz_test_randn(&rs);
+    /* kf/vf: the cache as the kernels read it (f16-rounded when f16) */
+    for (size_t i = 0; i < (size_t)pos0 * kvd; i++) {
+        float k = vz_test_randn(&rs), v = vz_test_randn(&rs);
+        if (f16) {
+            ((uint16_t *)kc)[i] = vz_f32_to_f16(k), ((uint16_t *)vc)[i] = vz_f32_to_f16(v);
+            k = vz_f16_to_f32(((uint16_t *)kc)[i]), v = vz_f16_to_f32(((uint16_t *)vc)[i]);
+        } else {
+            ((float *)kc)[i] = k, ((float *)vc)[i] = v;
+        }
+        kf[i] = k, vf[i] = v;
+    }
+    float *q = malloc(sizeof(float) * (size_t)T * qd), vmax = 0.0f;
+    assert_non_null(q);
+    for (int32_t t = 0; t < T; t++) {
+        const float *row = qkv + t * ld;
+        memcpy(q + (size_t)t * qd, row, sizeof(float) * (size_t)qd);
+        for (int h = 0; h < nh; h++)
+            for (int i = 0; i < hd / 2; i++) rope_ref(q + (size_t)t * qd + h * hd, i, pos0 + t, hd, theta, inter);
+        float k[256];
+        memcpy(k, row + qd, sizeof(float) * (size_t)kvd);
+        for (int h = 0; h < nkv; h++)
+            for (int i = 0; i < hd / 2; i++) rope_ref(k + h * hd, i, pos0 + t, hd, theta, inter);
+        for (int e = 0; e < kvd; e++) {
+            const size_t i = (size_t)(pos0 + t) * kvd + e;
+            const float v = row[qd + kvd + e];
+            kf[i] = f16 ? vz_f16_to_f32(vz_f32_to_f16(k[e])) : k[e];
+            vf[i] = f16 ? vz_f16_to_f32(vz_f32_to_f16(v)) : v;
+        }
+    }
+    for (size_t i = 0; i < (size_t)(pos0 + T) * kvd; i++) vmax = fabsf(vf[i]) > vmax ? fabsf(vf[i]) : vmax;
+    float *dq = vz_cuda_alloc(sizeof(float) * (size_t)(T * ld));
+    void *dk = vz_cuda_alloc(ncache * esz), *dv = vz_cuda_alloc(ncache * esz), *dout = vz_cuda_alloc(2 * (size_t)T * qd);
+    assert_true(dq && dk && dv && dout);
+    double *sc = malloc(sizeof(double) * (size_t)(pos0 + T));
+    assert_non_null(sc);
+    for (int var = 0; var < 2; var++) {
+        assert_int_equal(vz_cuda_copy(dq, qkv, sizeof(float) * (size_t)(T * ld), 0), VZ_OK);
+        assert_int_equal(vz_cuda_copy(dk, kc, ncache * esz, 0), VZ_OK);
+        assert_int_equal(vz_cuda_copy(dv, vc, ncache * esz, 0), VZ_OK);
+        memset(out, 0xff, 2 * (size_t)T * qd); /* NaN */
+        assert_int_equal(vz_cuda_copy(dout, out, 2 * (size_t)T * qd, 0), VZ_OK);
+        int old = vz_pf_attention_variant(var);
+        vz_pf_attention(dout, dq, ld, dk, dv, pos0, T, nh, nkv, hd, f16, theta, inter, NULL);
+        vz_pf_attention_variant(old);
+        assert_int_equal(vz_cuda_sync(), VZ_OK);
+        assert_int_equal(vz_cuda_copy(out, dout, 2 * (size_t)T * qd, 1), VZ_OK);
+        assert_int_equal(vz_cuda_copy(kback, dk, ncache * esz, 1), VZ_OK);
+        for (size_t i = (size_t)pos0 * kvd; i < (size_t)(pos0 + T) * kvd; i++) {
+            float g = f16 ? vz_f16_to_f32(((uint16_t *)kback)[i]) : ((float *)kback)[i];
+            if (!(fabsf(g - kf[i]) <= 0x1p-10f * (1.0f + fabsf(kf[i])))) fail_msg("cache k[%zu] = %g, ref %g", i, g, kf[i]);
+        }
+        const double tol = (var == 0 ? 0x1p-7 : 0x1p-8) * vmax;
+        double worst = 0.0;
+        for (int32_t t = 0; t < T; t++)
+            for (int h = 0; h < nh; h++) {
+                const int kh = h / (nh / nkv), len = pos0 + t + 1;
+                double mx = -1e300, sum = 0.0;
+                for (int j = 0; j < len; j++) {
+                    double d = 0.0;
+                    for (int e = 0; e < hd; e++) d += (double)q[(size_t)t * qd + h * hd + e] * kf[(size_t)j * kvd + kh * hd + e];
+                    sc[j] = d / sqrt((double)hd);
+                    mx = sc[j] > mx ? sc[j] : mx;
+                }
+                for (int j = 0; j < len; j++) sum += (sc[j] = exp(sc[j] - mx));
+                for (int e = 0; e < hd; e++) {
+                    double o = 0.0;
+                    for (int j = 0; j < len; j++) o += sc[j] * vf[(size_t)j * kvd + kh * hd + e];
+                    o /= sum;
+                    const double g = vz_bf16_to_f32(out[(size_t)t * qd + h * hd + e]), err = fabs(g - o);
+                    if (!(err <= tol)) fail_msg("attention %s hd %d: out[%d, %d, %d] = %g, ref %g (tol %.3g)",
+                                                var ? "f32" : "tensor-core", hd, t, h, e, g, o, tol);
+                    worst = err > worst ? err : worst;
+                }
+            }
+        print_message("attention %-11s hd %3d kv %s rope %s: max |gpu - ref| = %.3g (tol %.3g)\n", var ? "f32" : "tensor-core",
+                      hd, f16 ? "f16" : "f32", inter ? "interleaved" : "halves", worst, tol);
+    }
+    vz_cuda_release(dq), vz_cuda_release(dk), vz_cuda_release(dv), vz_cuda_release(dout);
+    free(qkv), free(kf), free(vf), free(kc), free(vc), free(kback), free(out), free(q), free(sc);
+}
+#endif
+
+/* Both attention kernels, head_dim 64 and 128 (tensor cores) and 8 (the f32
+ * kernel runs for both variants), f16 and f32 caches. */
+static void test_attention(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+#ifdef VZ_HAVE_CUDA
+    attention_case(64, 1, 0);
+    attention_case(64, 0, 1);
+    attention_case(128, 1, 1);
+    attention_case(8, 1, 0);
 #endif
 }
 
@@ -311,6 +447,7 @@ static void test_prefill_bitexact_tinyllama(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm_codecs),
+        cmocka_unit_test(test_attention),
         cmocka_unit_test(test_prefill_vs_cpu),
         cmocka_unit_test(test_prefill_bitexact_stories260k),
         cmocka_unit_test(test_prefill_bitexact_tinyllama),

@@ -128,7 +128,7 @@ extern "C" uint64_t vz_gemm_bytes(const vz_gemm *g) {
 struct stack3 {
     vz_dview w[3];
     int64_t r1[3]; /* end row of tensor i in the stack */
-    int n;
+    int n, kind;   /* kind: the tensors' common fast path (decode.cuh VZ_K_*), else VZ_K_GENERIC */
 };
 
 static vz_status make_stack(stack3 *s, int n, const vz_cuda_tensor *const *W) {
@@ -141,6 +141,7 @@ static vz_status make_stack(stack3 *s, int n, const vz_cuda_tensor *const *W) {
         VZ_FAIL_IF(W[i]->cols != W[0]->cols, VZ_ERR_SHAPE, "prefill gemm: tensor %d has %lld cols, tensor 0 %lld", i,
                    (long long)W[i]->cols, (long long)W[0]->cols);
         s->w[i] = vz_cuda_view(W[i]);
+        s->kind = i == 0 || W[i]->kind == s->kind ? W[i]->kind : VZ_K_GENERIC;
         r += W[i]->rows;
         s->r1[i] = r;
     }
@@ -209,11 +210,65 @@ static __global__ void __launch_bounds__(DEC_WARPS * 32) k_decode(stack3 s, int6
     }
 }
 
+/* Fast kinds (cols % 32 == 0): a grid of 2 blocks per SM whose warps walk
+ * the (row, 1024-column block) jobs with the next job's loads in flight
+ * while the current one is decoded and stored (vz_*_load / vz_*_decode). */
+template <int KIND>
+static __global__ void __launch_bounds__(DEC_WARPS * 32) k_decode_pipe(stack3 s, int64_t r0, int64_t nr,
+                                                                       __nv_bfloat16 *out) {
+    __shared__ __align__(16) uint32_t smem[DEC_WARPS][32 * VZ_SMEM_LANE];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int nit = (s.w[0].gpr + 31) / 32;
+    const int64_t nw = (int64_t)gridDim.x * DEC_WARPS, jobs = nr * nit, cols = s.w[0].cols;
+    int64_t j = (int64_t)blockIdx.x * DEC_WARPS + warp;
+    if (j >= jobs) return;
+    vz_gst cur, nxt;
+    int64_t lr, nlr = 0;
+    const vz_dview *d = &stack_row(s, r0 + j / nit, &lr), *nd = d;
+    if (KIND == VZ_K_RAW_BF16) vz_rawbf_load(*d, lr, (int)(j % nit), lane, cur);
+    else if (KIND == VZ_K_LL3) vz_ll3_load(*d, lr, (int)(j % nit), lane, cur);
+    else vz_q8_load(*d, lr, (int)(j % nit), lane, cur);
+    for (; j < jobs; j += nw) {
+        const int64_t jn = j + nw;
+        if (jn < jobs) {
+            nd = &stack_row(s, r0 + jn / nit, &nlr);
+            if (KIND == VZ_K_RAW_BF16) vz_rawbf_load(*nd, nlr, (int)(jn % nit), lane, nxt);
+            else if (KIND == VZ_K_LL3) vz_ll3_load(*nd, nlr, (int)(jn % nit), lane, nxt);
+            else vz_q8_load(*nd, nlr, (int)(jn % nit), lane, nxt);
+        }
+        float w[32];
+        if (KIND == VZ_K_RAW_BF16) vz_rawbf_decode(cur, w);
+        else if (KIND == VZ_K_LL3) vz_ll3_decode(*d, cur, lane, smem[warp], w);
+        else vz_q8_decode(cur, w);
+        const int64_t c0 = 32 * (int64_t)((int)(j % nit) * 32 + lane);
+        if (c0 < cols) put_bf16x32(out + (j / nit) * cols + c0, w);
+        cur = nxt, d = nd;
+    }
+}
+
+static int dec_variant = 1; /* vz_gemm_decode_variant */
+static int n_sms;
+
+extern "C" int vz_gemm_decode_variant(int v) {
+    int old = dec_variant;
+    if (v >= 0) dec_variant = v;
+    return old;
+}
+
 static vz_status decode_rows(vz_gemm *g, const stack3 &s, int64_t r0, int64_t nr, __nv_bfloat16 *out) {
     const int64_t nit = (s.w[0].gpr + 31) / 32, jobs = nr * nit;
     const int64_t blocks = (jobs + DEC_WARPS - 1) / DEC_WARPS;
     VZ_FAIL_IF(blocks > INT32_MAX, VZ_ERR_SHAPE, "prefill decode: %lld blocks", (long long)blocks);
-    k_decode<<<(unsigned)blocks, DEC_WARPS * 32, 0, g->st>>>(s, r0, nr, out);
+    if (!n_sms && cudaDeviceGetAttribute(&n_sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) n_sms = 132;
+    const unsigned pb = (unsigned)(blocks < 2 * n_sms ? blocks : 2 * n_sms);
+    if (dec_variant == 1 && s.kind == VZ_K_RAW_BF16)
+        k_decode_pipe<VZ_K_RAW_BF16><<<pb, DEC_WARPS * 32, 0, g->st>>>(s, r0, nr, out);
+    else if (dec_variant == 1 && s.kind == VZ_K_LL3)
+        k_decode_pipe<VZ_K_LL3><<<pb, DEC_WARPS * 32, 0, g->st>>>(s, r0, nr, out);
+    else if (dec_variant == 1 && s.kind == VZ_K_Q8)
+        k_decode_pipe<VZ_K_Q8><<<pb, DEC_WARPS * 32, 0, g->st>>>(s, r0, nr, out);
+    else
+        k_decode<<<(unsigned)blocks, DEC_WARPS * 32, 0, g->st>>>(s, r0, nr, out);
     cudaError_t e = cudaGetLastError();
     VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "prefill decode launch: %s", cudaGetErrorString(e));
     return VZ_OK;

@@ -49,6 +49,12 @@ vz_status vz_gemm_scratch_mm(vz_gemm *g, int64_t rows, int64_t cols, float *y, i
 vz_status vz_gemm_bf16(vz_gemm *g, const void *w, int64_t rows, int64_t cols, float *y, int64_t ldy, const void *x,
                        int64_t ldx, int32_t T, int32_t add);
 
+/* Path A's decode kernel: 1 (default) the pipelined grid-stride kernel for
+ * fast kinds (raw bf16, lossless k=3, q8 with cols % 32 == 0), 0 one job per
+ * warp (always used for the other kinds). Same bits. v < 0 only reads;
+ * returns the previous choice. Tests and bench. */
+int vz_gemm_decode_variant(int v);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,17 +1,17 @@
 /*
- * prefill.cu - the non-matmul kernels of the GPU prefill (prefill.cuh):
+ * prefill.cu - the non-matmul kernels of the GPU prefill (prefill.h):
  * RMSNorm and SwiGLU writing bf16 GEMM inputs, and causal attention over T
  * query positions at once (RoPE + KV store kernel, then a flash-style kernel
  * with an online f32 softmax over 32-key tiles in shared memory). Same
  * formulas as forward.cu's decode kernels (RoPE angles, score / sqrt(hd),
- * keys read back from the cache as stored); CPU references in prefill.cuh.
+ * keys read back from the cache as stored); CPU references in prefill.h.
  */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <float.h>
 #include <math.h>
 
-#include "backend/cuda/prefill.cuh"
+#include "backend/cuda/prefill.h"
 
 static __device__ __forceinline__ float pf_warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -40,8 +40,8 @@ static __global__ void k_pf_rmsnorm(const float *x, __nv_bfloat16 *out, const fl
         out[(int64_t)blockIdx.x * dim + i] = __float2bfloat16_rn(w[i] * (xr[i] * scale));
 }
 
-void vz_pf_rmsnorm_bf16(const float *x, void *out, const float *w, int32_t T, int32_t dim, float eps, cudaStream_t st) {
-    k_pf_rmsnorm<<<T, 256, 0, st>>>(x, (__nv_bfloat16 *)out, w, dim, eps);
+void vz_pf_rmsnorm_bf16(const float *x, void *out, const float *w, int32_t T, int32_t dim, float eps, void *stream) {
+    k_pf_rmsnorm<<<T, 256, 0, (cudaStream_t)stream>>>(x, (__nv_bfloat16 *)out, w, dim, eps);
 }
 
 static __global__ void k_pf_silu_mul(const float *gu, __nv_bfloat16 *out, int32_t T, int32_t hid) {
@@ -53,7 +53,8 @@ static __global__ void k_pf_silu_mul(const float *gu, __nv_bfloat16 *out, int32_
     }
 }
 
-void vz_pf_silu_mul_bf16(const float *gu, void *out, int32_t T, int32_t hid, cudaStream_t st) {
+void vz_pf_silu_mul_bf16(const float *gu, void *out, int32_t T, int32_t hid, void *stream) {
+    cudaStream_t st = (cudaStream_t)stream;
     const int64_t n = (int64_t)T * hid, b = (n + 255) / 256;
     k_pf_silu_mul<<<(unsigned)(b < 8192 ? b : 8192), 256, 0, st>>>(gu, (__nv_bfloat16 *)out, T, hid);
 }
@@ -182,15 +183,183 @@ static __global__ void __launch_bounds__(PF_WARPS * 32) k_pf_attn(pf_args A) {
     }
 }
 
+/* ---- attention on tensor cores (head_dim % 16 == 0) ------------------------
+ * Flash-attention-2 style: block (64 queries, head), 4 warps of 16 queries;
+ * per 64-key tile S = Q K^T by mma.sync m16n8k16 (f16 in, f32 accumulate),
+ * online softmax in f32 on the accumulator fragments, P rounded to f16 and
+ * O += P V by mma with V through ldmatrix.trans. Q and P go through f16
+ * (K and V are f16 already with an f16 cache; an f32 cache is rounded), so
+ * the output moves by ~2^-11 of max|v| against the f32 kernel above
+ * (tests/test_cuda_prefill.c: test_attention). */
+#define PA_Q 64
+#define PA_K 64
+
+static __device__ __forceinline__ void pa_ldsm(uint32_t r[4], const __half *p, bool trans) {
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+    if (trans)
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
+    else
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
+}
+
+static __device__ __forceinline__ void pa_mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+static __device__ __forceinline__ uint32_t pa_pack(float lo, float hi) {
+    __half2 h = __floats2half2_rn(lo, hi);
+    return *(uint32_t *)&h;
+}
+
+/* rows [r0, r0 + 64) of a (rows, HD) source into s (stride HD + 8) as f16; rows >= n are 0. */
+template <int HD>
+static __device__ __forceinline__ void pa_stage(__half *s, const void *src, int64_t stride, int64_t off, int r0, int n,
+                                                int f16) {
+    for (int idx = threadIdx.x; idx < PA_K * HD / 8; idx += blockDim.x) {
+        const int r = idx / (HD / 8), c = (idx % (HD / 8)) * 8;
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (r0 + r < n) {
+            const int64_t i = (int64_t)(r0 + r) * stride + off + c;
+            if (f16) {
+                v = *(const uint4 *)((const __half *)src + i);
+            } else {
+                const float *f = (const float *)src + i;
+                v = make_uint4(pa_pack(f[0], f[1]), pa_pack(f[2], f[3]), pa_pack(f[4], f[5]), pa_pack(f[6], f[7]));
+            }
+        }
+        *(uint4 *)(s + r * (HD + 8) + c) = v;
+    }
+}
+
+template <int HD>
+static __global__ void __launch_bounds__(128) k_pf_attn_tc(pf_args A) {
+    __shared__ __align__(16) __half sK[PA_K * (HD + 8)], sV[PA_K * (HD + 8)];
+    constexpr int SS = HD + 8;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, h = blockIdx.y, q0 = blockIdx.x * PA_Q;
+    const int kvd = A.n_kv * HD, kvh = h / (A.n_heads / A.n_kv);
+    /* Q tile (rotated, f32) through sK as f16 into A fragments */
+    for (int idx = threadIdx.x; idx < PA_Q * HD / 2; idx += blockDim.x) {
+        const int r = idx / (HD / 2), c = (idx % (HD / 2)) * 2, t = q0 + r;
+        const float *q = A.qkv + (int64_t)t * A.ld + (int64_t)h * HD + c;
+        *(uint32_t *)(sK + r * SS + c) = t < A.T ? pa_pack(q[0], q[1]) : 0u;
+    }
+    __syncthreads();
+    uint32_t qa[HD / 16][4];
+#pragma unroll
+    for (int ks = 0; ks < HD / 16; ks++) pa_ldsm(qa[ks], sK + (warp * 16 + (lane & 15)) * SS + ks * 16 + (lane >> 4) * 8, false);
+    const int nkeys = A.pos0 + min(q0 + PA_Q, A.T);
+    const float scale = 1.0f / sqrtf((float)HD);
+    const int P0 = A.pos0 + q0 + warp * 16 + (lane >> 2); /* positions of this lane's rows: P0, P0 + 8 */
+    float o[HD / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int nt = 0; nt < HD / 8; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
+    for (int j0 = 0; j0 < nkeys; j0 += PA_K) {
+        __syncthreads();
+        pa_stage<HD>(sK, A.kc, kvd, (int64_t)kvh * HD, j0, nkeys, A.f16);
+        pa_stage<HD>(sV, A.vc, kvd, (int64_t)kvh * HD, j0, nkeys, A.f16);
+        __syncthreads();
+        if (j0 > A.pos0 + q0 + warp * 16 + 15) continue; /* the warp's rows all end before this tile (uniform) */
+        float sc[PA_K / 8][4];
+#pragma unroll
+        for (int nt = 0; nt < PA_K / 8; nt++) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
+#pragma unroll
+        for (int ks = 0; ks < HD / 16; ks++)
+#pragma unroll
+            for (int jp = 0; jp < PA_K / 16; jp++) {
+                uint32_t b[4];
+                pa_ldsm(b, sK + (jp * 16 + (lane & 7) + ((lane >> 4) << 3)) * SS + ks * 16 + ((lane >> 3) & 1) * 8, false);
+                pa_mma(sc[2 * jp], qa[ks], b[0], b[1]);
+                pa_mma(sc[2 * jp + 1], qa[ks], b[2], b[3]);
+            }
+        float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int nt = 0; nt < PA_K / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int key = j0 + nt * 8 + (lane & 3) * 2 + (e & 1);
+                sc[nt][e] = key <= P0 + (e >> 1) * 8 ? sc[nt][e] * scale : -INFINITY;
+                mx[e >> 1] = fmaxf(mx[e >> 1], sc[nt][e]);
+            }
+        float corr[2];
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
+            mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
+            const float mn = fmaxf(m[i], mx[i]);
+            corr[i] = mn == -INFINITY ? 1.0f : expf(m[i] - mn);
+            m[i] = mn;
+            l[i] *= corr[i];
+        }
+#pragma unroll
+        for (int nt = 0; nt < HD / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) o[nt][e] *= corr[e >> 1];
+#pragma unroll
+        for (int nt = 0; nt < PA_K / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const float p = m[e >> 1] == -INFINITY ? 0.0f : expf(sc[nt][e] - m[e >> 1]);
+                sc[nt][e] = p;
+                l[e >> 1] += p;
+            }
+#pragma unroll
+        for (int kk = 0; kk < PA_K / 16; kk++) {
+            const uint32_t pa[4] = {pa_pack(sc[2 * kk][0], sc[2 * kk][1]), pa_pack(sc[2 * kk][2], sc[2 * kk][3]),
+                                    pa_pack(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),
+                                    pa_pack(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
+#pragma unroll
+            for (int dp = 0; dp < HD / 16; dp++) {
+                uint32_t b[4];
+                pa_ldsm(b, sV + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * SS + dp * 16 + (lane >> 4) * 8, true);
+                pa_mma(o[2 * dp], pa, b[0], b[1]);
+                pa_mma(o[2 * dp + 1], pa, b[2], b[3]);
+            }
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
+        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
+    }
+#pragma unroll
+    for (int nt = 0; nt < HD / 8; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int t = q0 + warp * 16 + (lane >> 2) + (e >> 1) * 8, d = nt * 8 + (lane & 3) * 2 + (e & 1);
+            if (t < A.T) A.out[(int64_t)t * A.n_heads * HD + (int64_t)h * HD + d] = __float2bfloat16_rn(o[nt][e] / l[e >> 1]);
+        }
+}
+
+static int pf_att_variant; /* vz_pf_attention_variant */
+
+int vz_pf_attention_variant(int v) {
+    int old = pf_att_variant;
+    if (v >= 0) pf_att_variant = v;
+    return old;
+}
+
 void vz_pf_attention(void *out, float *qkv, int64_t ld, void *kc, void *vc, int32_t pos0, int32_t T, int32_t n_heads,
-                     int32_t n_kv, int32_t hd, int32_t kv_f16, float theta, int32_t interleaved, cudaStream_t st) {
+                     int32_t n_kv, int32_t hd, int32_t kv_f16, float theta, int32_t interleaved, void *stream) {
+    cudaStream_t st = (cudaStream_t)stream;
     k_pf_rope_store<<<T, 128, 0, st>>>(qkv, ld, kc, vc, pos0, n_heads, n_kv, hd, kv_f16, theta, interleaved);
+    pf_args A = {(__nv_bfloat16 *)out, qkv, kc, vc, ld, pos0, T, n_heads, n_kv, hd, kv_f16};
+    if (pf_att_variant == 0 && (hd == 64 || hd == 128 || hd == 32)) {
+        dim3 grid((T + PA_Q - 1) / PA_Q, n_heads);
+        if (hd == 64) k_pf_attn_tc<64><<<grid, 128, 0, st>>>(A);
+        else if (hd == 128) k_pf_attn_tc<128><<<grid, 128, 0, st>>>(A);
+        else k_pf_attn_tc<32><<<grid, 128, 0, st>>>(A);
+        return;
+    }
     const size_t shm = sizeof(float) * ((size_t)2 * PF_KT * (hd + 1) + (size_t)PF_Q * hd);
     static int attr_set;
     if (!attr_set) { /* hd <= 128: at most 66 KB */
         cudaFuncSetAttribute(k_pf_attn, cudaFuncAttributeMaxDynamicSharedMemorySize, 72 * 1024);
         attr_set = 1;
     }
-    pf_args A = {(__nv_bfloat16 *)out, qkv, kc, vc, ld, pos0, T, n_heads, n_kv, hd, kv_f16};
     k_pf_attn<<<dim3((T + PF_Q - 1) / PF_Q, n_heads), PF_WARPS * 32, shm, st>>>(A);
 }

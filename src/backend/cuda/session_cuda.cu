@@ -21,7 +21,7 @@ extern "C" {
 #include "backend/cuda/cuda.h"
 #include "backend/cuda/forward.cuh"
 #include "backend/cuda/gemm.h"
-#include "backend/cuda/prefill.cuh"
+#include "backend/cuda/prefill.h"
 
 typedef struct dev_layer {
     vz_cuda_tensor wq, wk, wv, wo, w1, w2, w3; /* encoded, as in the model */
@@ -56,6 +56,9 @@ struct vz_cuda_session {
         float *x, *big, *logits;         /* (cap, dim), (cap, max(qkv, 2 hidden)), (cap, vocab) or NULL */
         void *h16;                       /* (cap, max(dim, q_dim, hidden)) bf16: GEMM inputs */
         int32_t *tok;                    /* (cap) */
+        int32_t prof, nev;               /* VZ_CUDA_PROFILE=1: per-op times of each prefill chunk to stderr */
+        cudaEvent_t ev[256];
+        const char *tag[256];
     } pf;
     struct {                             /* VZ_CUDA_PROFILE=1: events between ops */
         int on, n;
@@ -260,7 +263,7 @@ static vz_status get_graph(vz_cuda_session *s, int32_t B, cudaGraphExec_t *out) 
     return VZ_OK;
 }
 
-/* ---- prefill: T > VZ_CUDA_MAX_BATCH tokens per step (gemm.h, prefill.cuh) ----
+/* ---- prefill: T > VZ_CUDA_MAX_BATCH tokens per step (gemm.h, prefill.h) ----
  * Matmuls as GEMMs on bf16 activations (decode + cuBLAS, or the mma kernel),
  * attention over all T queries at once; chunks of up to PF_CAP tokens. The
  * GEMM inputs are rounded to bf16, so logits differ from the matvec path's
@@ -291,11 +294,43 @@ static vz_status pf_setup(vz_cuda_session *s, int32_t all_logits) {
         VZ_TRY(dalloc(&s->pf.h16, (uint64_t)(cap * max64(max64(dim, qd), hid)), 2, a, "prefill bf16 inputs"));
         VZ_TRY(dalloc((void **)&s->pf.tok, (uint64_t)cap, 4, a, "prefill tokens"));
         s->pf.cap = (int32_t)cap;
+        const char *pe = getenv("VZ_CUDA_PROFILE");
+        if (pe && *pe == '1') {
+            s->pf.prof = 1;
+            for (int i = 0; i < 256 && s->pf.prof; i++)
+                if (cudaEventCreate(&s->pf.ev[i]) != cudaSuccess) s->pf.prof = 0;
+        }
     }
     if (all_logits && !s->pf.logits)
         VZ_TRY(dalloc((void **)&s->pf.logits, (uint64_t)cap * (uint64_t)c->vocab_size, 4, a, "prefill logits"));
     CU_TRY(cudaDeviceSynchronize(), "prefill buffers"); /* dalloc's memsets run on the legacy stream */
     return VZ_OK;
+}
+
+/* Prefill profile: an event after each op (prof.ev reused), summed by tag after the chunk. */
+static void pf_mark(vz_cuda_session *s, const char *tag) {
+    if (!s->pf.prof || s->pf.nev >= 256) return;
+    cudaEventRecord(s->pf.ev[s->pf.nev], s->st);
+    s->pf.tag[s->pf.nev++] = tag;
+}
+
+static void pf_report(vz_cuda_session *s, int32_t T) {
+    if (!s->pf.prof || s->pf.nev < 2) return;
+    const char *names[12];
+    double ms[12] = {0}, tot = 0.0;
+    int nt = 0;
+    for (int i = 1; i < s->pf.nev; i++) {
+        float e = 0.0f;
+        cudaEventElapsedTime(&e, s->pf.ev[i - 1], s->pf.ev[i]);
+        int k = 0;
+        while (k < nt && strcmp(names[k], s->pf.tag[i]) != 0) k++;
+        if (k == nt && nt < 12) names[nt++] = s->pf.tag[i];
+        if (k < 12) ms[k] += e, tot += e;
+    }
+    fprintf(stderr, "prefill profile (%d tokens, eager, event after each op): %.3f ms, %.0f tok/s\n", (int)T, tot,
+            1e3 * T / (tot > 0 ? tot : 1));
+    for (int k = 0; k < nt; k++) fprintf(stderr, "  %-16s %8.3f ms  %5.1f%%\n", names[k], ms[k], 100.0 * ms[k] / tot);
+    s->pf.nev = 0;
 }
 
 /* T (<= cap) tokens at pos0, the model top to bottom as forward(); logits:
@@ -310,21 +345,32 @@ static vz_status pf_chunk(vz_cuda_session *s, const int32_t *tokens, int32_t T, 
     cudaStream_t st = s->st;
     vz_gemm *g = s->pf.g;
     CU_TRY(cudaMemcpyAsync(s->pf.tok, tokens, sizeof(int32_t) * (size_t)T, cudaMemcpyHostToDevice, st), "tokens");
+    s->pf.nev = 0;
+    pf_mark(s, "start");
     VZ_TRY(vz_cuda_rows(s->pf.x, s->pf.tok, T, &s->emb, st));
+    pf_mark(s, "embed");
     for (int32_t l = 0; l < c->n_layers; l++) {
         dev_layer *L = &s->L[l];
         char *kc = (char *)s->kc + kv_layer * l, *vc = (char *)s->vc + kv_layer * l;
         vz_pf_rmsnorm_bf16(s->pf.x, s->pf.h16, L->attn_norm, T, dim, c->rms_eps, st);
+        pf_mark(s, "rmsnorm");
         const vz_cuda_tensor *qkv[3] = {&L->wq, &L->wk, &L->wv};
         VZ_TRY(vz_gemm_run(g, 3, qkv, s->pf.big, ldqkv, s->pf.h16, dim, T, 0, mode));
+        pf_mark(s, "qkv gemm");
         vz_pf_attention(s->pf.h16, s->pf.big, ldqkv, kc, vc, pos0, T, nh, nkv, hd, s->kv_f16, c->rope_theta,
                         c->rope_interleaved, st);
+        pf_mark(s, "attention");
         const vz_cuda_tensor *wo = &L->wo, *gu[2] = {&L->w1, &L->w3}, *w2 = &L->w2;
         VZ_TRY(vz_gemm_run(g, 1, &wo, s->pf.x, dim, s->pf.h16, qd, T, 1, mode));
+        pf_mark(s, "wo gemm");
         vz_pf_rmsnorm_bf16(s->pf.x, s->pf.h16, L->ffn_norm, T, dim, c->rms_eps, st);
+        pf_mark(s, "rmsnorm");
         VZ_TRY(vz_gemm_run(g, 2, gu, s->pf.big, 2 * (int64_t)hid, s->pf.h16, dim, T, 0, mode));
+        pf_mark(s, "gate/up gemm");
         vz_pf_silu_mul_bf16(s->pf.big, s->pf.h16, T, hid, st);
+        pf_mark(s, "silu*mul");
         VZ_TRY(vz_gemm_run(g, 1, &w2, s->pf.x, dim, s->pf.h16, hid, T, 1, mode));
+        pf_mark(s, "down gemm");
     }
     const float *fnorm = s->norms + (size_t)(2 * c->n_layers) * dim;
     const vz_cuda_tensor *head = s->out.data ? &s->out : &s->emb;
@@ -340,8 +386,10 @@ static vz_status pf_chunk(vz_cuda_session *s, const int32_t *tokens, int32_t T, 
         CU_TRY(cudaMemcpyAsync(logits, s->logits, sizeof(float) * vocab, cudaMemcpyDeviceToHost, st),
                "logits download");
     }
+    pf_mark(s, "head");
     /* tokens and logits are pageable: each chunk waits before the next reuses pf.tok */
     CU_TRY(cudaStreamSynchronize(st), "prefill");
+    pf_report(s, T);
     return VZ_OK;
 }
 
@@ -434,6 +482,7 @@ extern "C" void vz_cuda_session_free(vz_cuda_session *s) {
         free(s->L);
     }
     vz_gemm_free(s->pf.g);
+    for (int i = 0; i < 256 && s->pf.prof; i++) cudaEventDestroy(s->pf.ev[i]);
     void *pfb[] = {s->pf.x, s->pf.big, s->pf.logits, s->pf.h16, s->pf.tok};
     for (size_t i = 0; i < sizeof pfb / sizeof pfb[0]; i++) cudaFree(pfb[i]);
     vz_cuda_tensor_free(&s->emb);
