@@ -325,9 +325,10 @@ static vz_status run_a(vz_gemm *g, const stack3 &s, float *y, int64_t ldy, const
 
 #include "backend/cuda/gemm_mma.cuh"
 
-/* The per-shape rule (bench/results/2026-11-28-prefill-*.md): path A unless
- * the measured table says B wins for this (rows, cols, T). By shape only,
- * never by codec, so raw and lossless always run the same path. */
+/* The per-shape rule: measured on an H200 at T = 512 for every TinyLlama
+ * shape and codec (bench/results/2026-11-28-prefill-h200.md), path A wins
+ * everywhere (48-58% of cuBLAS; B 6-15%), so A for all shapes. By shape
+ * only, never by codec, so raw and lossless always run the same path. */
 static int pick_path(int64_t rows, int64_t cols, int32_t T) {
     (void)rows, (void)cols, (void)T;
     return VZ_GEMM_A;
