@@ -82,6 +82,11 @@ $(BUILD)/bench/matvec_bench: bench/matvec_bench.cu $(BUILD)/libvramzip.a
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -o $@ $< $(BUILD)/libvramzip.a $(PKG_LIBS) -lm -Xcompiler -fopenmp
 
+# GPU microbenchmark of the prefill GEMMs (bench/gpu_prefill.sh); cuBLAS is dlopen'ed at run time.
+$(BUILD)/bench/prefill_bench: bench/prefill_bench.cu $(BUILD)/libvramzip.a
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -o $@ $< $(BUILD)/libvramzip.a $(PKG_LIBS) -lm -ldl -Xcompiler -fopenmp
+
 HAVE_CLANG := $(shell command -v clang >/dev/null 2>&1 && echo 1)
 # `make test` runs every test twice: the normal build, and an ASan+UBSan
 # build (build-san, CPU only), plus a short run of each fuzzer; one closing line.

@@ -4,6 +4,7 @@
 # <dir>/lib, so the dir can be carried to a GPU machine that lacks them.
 # Usage: scripts/gpu_pack.sh [build-dir]    (default build-gpu)
 # On the GPU machine: LD_LIBRARY_PATH=<dir>/lib <dir>/tests/test_cuda
+# libcublas is never copied (100+ MB): gemm.cu dlopens the device machine's own.
 set -euo pipefail
 B=${1:-build-gpu}
 make -j2 BUILD="$B" CUDA=1 all
@@ -11,7 +12,7 @@ mkdir -p "$B/lib"
 for f in "$B"/vramzip "$B"/tests/test_* "$B"/bench/* ; do
     [ -x "$f" ] && [ -f "$f" ] && ldd "$f" 2>/dev/null || true
 done | awk '/=>/ {print $3}' | sort -u |
-    grep -vE '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*|libcuda|libstdc\+\+|libgcc_s)\.so' |
+    grep -vE '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*|libcuda|libstdc\+\+|libgcc_s|libcublas[A-Za-z]*)\.so' |
     while read -r so; do cp -L "$so" "$B/lib/"; done
 # the shared test models travel in an ignored folder (never committed)
 if [ -d ../shared/models/stories260K ]; then

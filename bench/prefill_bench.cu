@@ -1,0 +1,183 @@
+/*
+ * prefill_bench.cu - times the prefill GEMMs (src/backend/cuda/gemm.cu) on
+ * TinyLlama 1.1B shapes at T tokens (default 512): a plain cuBLAS bf16 GEMM
+ * on already-bf16 weights (the reference), path A (decode into the scratch,
+ * then cuBLAS; decode and GEMM also timed apart) and path B (decode into
+ * shared memory + mma.sync), per codec; then the prefill attention
+ * (RoPE + KV store + causal attention, both kernels) of one layer. Synthetic trained-like bf16 weights
+ * (Gaussian std 0.02, 1% tails x4); weights rotate over copies > 200 MB so
+ * each GEMM reads them from DRAM, as a prefill does. Usage: prefill_bench [T].
+ * Prints a markdown table (bench/gpu_prefill.sh).
+ */
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/cuda.h"
+#include "backend/cuda/gemm.h"
+#include "backend/cuda/prefill.h"
+
+extern "C" {
+#include "codec/codec.h"
+#include "core/half.h"
+#include "core/tensor.h"
+}
+
+#define CK(x)                                                                                      \
+    do {                                                                                           \
+        cudaError_t e_ = (x);                                                                      \
+        if (e_ != cudaSuccess) {                                                                   \
+            fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_));     \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+#define VK(x)                                                                                      \
+    do {                                                                                           \
+        vz_status s_ = (x);                                                                        \
+        if (s_ != VZ_OK) {                                                                         \
+            fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, vz_last_error());            \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static double urand(void) {
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return ((rng >> 11) + 0.5) / 9007199254740992.0;
+}
+
+static int cmp_f(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Median of 7 timings of `reps` back-to-back calls; microseconds per call. */
+template <class F> static double time_us(F call, int reps, cudaStream_t st) {
+    cudaEvent_t a, b;
+    CK(cudaEventCreate(&a));
+    CK(cudaEventCreate(&b));
+    float ms[7];
+    for (int i = 0; i < reps; i++) call(i); /* warm-up */
+    for (int k = 0; k < 7; k++) {
+        CK(cudaEventRecord(a, st));
+        for (int i = 0; i < reps; i++) call(i);
+        CK(cudaEventRecord(b, st));
+        CK(cudaEventSynchronize(b));
+        CK(cudaEventElapsedTime(&ms[k], a, b));
+    }
+    qsort(ms, 7, sizeof ms[0], cmp_f);
+    cudaEventDestroy(a), cudaEventDestroy(b);
+    return ms[3] * 1000.0 / reps;
+}
+
+/* nc copies of rows x cols synthetic weights in codec c. */
+static vz_cuda_tensor *make_copies(const vz_codec *c, const uint16_t *src, int64_t rows, int64_t cols, int *nc_out) {
+    vz_blob blob;
+    vz_codec_opts o = {0, 0};
+    VK(c->encode(src, VZ_DTYPE_BF16, rows, cols, &o, &blob));
+    vz_tensor t;
+    memset(&t, 0, sizeof t);
+    snprintf(t.name, sizeof t.name, "%lldx%lld", (long long)rows, (long long)cols);
+    t.ndim = 2, t.shape[0] = t.rows = rows, t.shape[1] = t.cols = cols;
+    t.dtype = VZ_DTYPE_BF16, t.codec = c->id, t.data = blob.data, t.size = blob.size;
+    t.params = blob.params, t.params_size = blob.params_size;
+    int nc = (int)((200ull << 20) / blob.size) + 1;
+    nc = nc < 2 ? 2 : nc > 64 ? 64 : nc;
+    vz_cuda_tensor *W = (vz_cuda_tensor *)calloc((size_t)nc, sizeof *W);
+    for (int k = 0; k < nc; k++) VK(vz_cuda_tensor_upload(&W[k], &t, NULL));
+    vz_blob_free(&blob);
+    *nc_out = nc;
+    return W;
+}
+
+struct shape { const char *name; int64_t rows, cols; };
+
+int main(int argc, char **argv) {
+    const int T = argc > 1 ? atoi(argv[1]) : 512;
+    const shape shapes[] = {{"qkv 2560x2048", 2560, 2048}, {"o 2048x2048", 2048, 2048},
+                            {"gate+up 11264x2048", 11264, 2048}, {"down 2048x5632", 2048, 5632},
+                            {"head 32000x2048", 32000, 2048}};
+    const char *codecs[] = {"raw", "lossless", "q8"};
+    cudaDeviceProp p;
+    CK(cudaGetDeviceProperties(&p, 0));
+    cudaStream_t st;
+    CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    vz_gemm *g = NULL;
+    VK(vz_gemm_create(&g, 32000 * 2048, st));
+    const int64_t maxe = 32000 * 2048; /* the largest shape */
+    uint16_t *src = (uint16_t *)malloc(2 * (size_t)maxe);
+    for (int64_t i = 0; i < maxe; i++) {
+        double z = sqrt(-2 * log(urand())) * cos(6.283185307179586 * urand()) * 0.02;
+        src[i] = vz_f32_to_bf16((float)(urand() < 0.01 ? 4 * z : z));
+    }
+    uint16_t *xh = (uint16_t *)malloc(2 * (size_t)T * 5632);
+    for (int64_t i = 0; i < (int64_t)T * 5632; i++) xh[i] = vz_f32_to_bf16((float)(urand() * 2 - 1));
+    void *dx;
+    float *dy;
+    CK(cudaMalloc(&dx, 2 * (size_t)T * 5632));
+    CK(cudaMalloc(&dy, 4 * (size_t)T * 32000));
+    CK(cudaMemcpy(dx, xh, 2 * (size_t)T * 5632, cudaMemcpyHostToDevice));
+    printf("%s, %d SMs; T = %d tokens; us per GEMM (TFLOP/s); %% = of the cuBLAS bf16 reference's TFLOP/s\n\n", p.name,
+           p.multiProcessorCount, T);
+    printf("| shape | cuBLAS bf16 | codec | A: decode (one job per warp) | A: decode | A: GEMM | A: total | A %% | B: mma | B %% "
+           "| faster |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const shape &S = shapes[si];
+        const double fl = 2.0 * S.rows * S.cols * T;
+        double t_ref = 0.0;
+        for (int ci = 0; ci < 3; ci++) {
+            const vz_codec *c = vz_codec_by_name(codecs[ci]);
+            if (!c) continue;
+            int nc;
+            vz_cuda_tensor *W = make_copies(c, src, S.rows, S.cols, &nc);
+            if (ci == 0) /* raw bf16 data is the plain bf16 matrix */
+                t_ref = time_us([&](int i) { VK(vz_gemm_bf16(g, W[i % nc].data, S.rows, S.cols, dy, S.rows, dx, S.cols, T, 0)); },
+                                20, st);
+            const vz_cuda_tensor *one[1];
+            vz_gemm_decode_variant(0);
+            double td0 = time_us([&](int i) { one[0] = &W[i % nc]; VK(vz_gemm_decode(g, 1, one, 0, S.rows)); }, 20, st);
+            vz_gemm_decode_variant(1);
+            double td = time_us([&](int i) { one[0] = &W[i % nc]; VK(vz_gemm_decode(g, 1, one, 0, S.rows)); }, 20, st);
+            double tg = time_us([&](int) { VK(vz_gemm_scratch_mm(g, S.rows, S.cols, dy, S.rows, dx, S.cols, T, 0)); }, 20, st);
+            double ta = time_us([&](int i) { one[0] = &W[i % nc]; VK(vz_gemm_run(g, 1, one, dy, S.rows, dx, S.cols, T, 0, VZ_GEMM_A)); },
+                                20, st);
+            double tb = time_us([&](int i) { one[0] = &W[i % nc]; VK(vz_gemm_run(g, 1, one, dy, S.rows, dx, S.cols, T, 0, VZ_GEMM_B)); },
+                                20, st);
+            printf("| %s | %s | %s | %.1f | %.1f | %.1f | %.1f (%.0f) | %.0f%% | %.1f (%.0f) | %.0f%% | %s |\n", S.name,
+                   ci == 0 ? "" : "", codecs[ci], td0, td, tg, ta, fl / ta / 1e6, 100.0 * t_ref / ta, tb, fl / tb / 1e6,
+                   100.0 * t_ref / tb, ta <= tb ? "A" : "B");
+            if (ci == 0)
+                printf("| %s | %.1f (%.0f) | (reference) | | | | | | | | |\n", S.name, t_ref, fl / t_ref / 1e6);
+            fflush(stdout);
+            for (int k = 0; k < nc; k++) vz_cuda_tensor_free(&W[k]);
+            free(W);
+        }
+    }
+    /* one layer's attention, TinyLlama: 32 heads, 4 KV heads, head_dim 64, f16 cache, positions 0..T-1 */
+    {
+        const int nh = 32, nkv = 4, hd = 64, ld = nh * hd + 2 * nkv * hd;
+        float *qkv;
+        void *kc, *vc, *o;
+        CK(cudaMalloc(&qkv, 4 * (size_t)T * ld));
+        CK(cudaMalloc(&kc, 2 * (size_t)T * nkv * hd));
+        CK(cudaMalloc(&vc, 2 * (size_t)T * nkv * hd));
+        CK(cudaMalloc(&o, 2 * (size_t)T * nh * hd));
+        CK(cudaMemset(qkv, 0, 4 * (size_t)T * ld)); /* rotations of zeros stay zero: no overflow over reps */
+        const double fl = 4.0 * nh * hd * (double)T * (T + 1) / 2; /* QK^T and PV, causal */
+        printf("\nattention of one layer (RoPE + KV store + causal attention), T = %d, 32 heads, hd 64, f16 KV:\n\n", T);
+        printf("| kernel | us | TFLOP/s (causal QK^T + PV) |\n|---|---|---|\n");
+        for (int v = 0; v < 2; v++) {
+            vz_pf_attention_variant(v);
+            double us = time_us([&](int) { vz_pf_attention(o, qkv, ld, kc, vc, 0, T, nh, nkv, hd, 1, 10000.0f, 0, st); },
+                                20, st);
+            printf("| %s | %.1f | %.1f |\n", v ? "f32 (CUDA cores)" : "tensor cores (f16 mma)", us, fl / us / 1e6);
+        }
+        vz_pf_attention_variant(0);
+        CK(cudaGetLastError());
+    }
+    vz_gemm_free(g);
+    return 0;
+}

@@ -1,0 +1,347 @@
+/*
+ * gemm.cu - prefill matmuls on compressed weights (gemm.h). Path A: W decoded
+ * (decode.cuh, one warp per row and 1024 columns) into a reused bf16 scratch,
+ * then cublasGemmEx (bf16 x bf16, f32 accumulate, f32 out). Path B: one
+ * kernel decodes 64-row x 1024-column W tiles into shared memory and runs
+ * mma.sync m16n8k16 bf16 on them. CPU reference: the codec's decode_ref
+ * rounded to bf16, times bf16(x), summed in f32/double (tests/test_cuda_prefill.c
+ * states the tolerance). Bench: $BUILD/bench/prefill_bench (bench/gpu_prefill.sh).
+ *
+ * cuBLAS is loaded with dlopen on first use, never linked: the binary runs on
+ * machines without it (vz_gemm_create then fails and sessions keep the
+ * matvec path), and the 100+ MB library is never packed or carried.
+ */
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/decode.cuh"
+#include "backend/cuda/gemm.h"
+
+extern "C" {
+#include "core/status.h"
+}
+
+vz_dview vz_cuda_view(const vz_cuda_tensor *t); /* cuda_weights.cu */
+
+/* ---- cuBLAS, loaded lazily ------------------------------------------------ */
+
+typedef cublasStatus_t (*create_fn)(cublasHandle_t *);
+typedef cublasStatus_t (*destroy_fn)(cublasHandle_t);
+typedef cublasStatus_t (*stream_fn)(cublasHandle_t, cudaStream_t);
+typedef cublasStatus_t (*wspace_fn)(cublasHandle_t, void *, size_t);
+typedef cublasStatus_t (*gemmex_fn)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int, const void *,
+                                    const void *, cudaDataType, int, const void *, cudaDataType, int, const void *,
+                                    void *, cudaDataType, int, cublasComputeType_t, cublasGemmAlgo_t);
+
+static struct {
+    int tried;
+    void *so;
+    create_fn create;
+    destroy_fn destroy;
+    stream_fn set_stream;
+    wspace_fn set_wspace;
+    gemmex_fn gemm;
+    char where[256];
+} cb;
+
+/* dlopen of libcublas.so.13 from the first place that has it (once per process). */
+static vz_status cublas_load(void) {
+    if (cb.tried) {
+        VZ_FAIL_IF(!cb.gemm, VZ_ERR_UNSUPPORTED, "prefill gemm: libcublas.so.13 not found (set VZ_CUBLAS=path)");
+        return VZ_OK;
+    }
+    cb.tried = 1;
+    const char *env = getenv("VZ_CUBLAS");
+    const char *cand[] = {env, "libcublas.so.13", "/usr/local/cuda/lib64/libcublas.so.13",
+                          "/opt/torch/.venv/lib/python3.12/site-packages/nvidia/cu13/lib/libcublas.so.13",
+                          "/opt/torch/.venv/lib/python3.12/site-packages/nvidia/cublas/lib/libcublas.so.13"};
+    for (size_t i = 0; i < sizeof cand / sizeof cand[0] && !cb.so; i++)
+        if (cand[i] && *cand[i]) {
+            cb.so = dlopen(cand[i], RTLD_NOW | RTLD_LOCAL);
+            if (cb.so) strncpy(cb.where, cand[i], sizeof cb.where - 1);
+        }
+    VZ_FAIL_IF(!cb.so, VZ_ERR_UNSUPPORTED, "prefill gemm: libcublas.so.13 not found (set VZ_CUBLAS=path)");
+    cb.create = (create_fn)dlsym(cb.so, "cublasCreate_v2");
+    cb.destroy = (destroy_fn)dlsym(cb.so, "cublasDestroy_v2");
+    cb.set_stream = (stream_fn)dlsym(cb.so, "cublasSetStream_v2");
+    cb.set_wspace = (wspace_fn)dlsym(cb.so, "cublasSetWorkspace_v2");
+    cb.gemm = (gemmex_fn)dlsym(cb.so, "cublasGemmEx");
+    if (!cb.create || !cb.destroy || !cb.set_stream || !cb.set_wspace || !cb.gemm) cb.gemm = NULL;
+    VZ_FAIL_IF(!cb.gemm, VZ_ERR_UNSUPPORTED, "prefill gemm: %s lacks cublasGemmEx & co", cb.where);
+    return VZ_OK;
+}
+
+#define GEMM_WSPACE ((size_t)32 << 20) /* cuBLAS workspace (Hopper: 32 MiB recommended) */
+
+struct vz_gemm {
+    cublasHandle_t h;
+    cudaStream_t st;
+    __nv_bfloat16 *scratch; /* path A: decoded rows */
+    int64_t scratch_elems;
+    void *wspace;
+};
+
+extern "C" vz_status vz_gemm_create(vz_gemm **out, int64_t scratch_elems, void *stream) {
+    VZ_FAIL_IF(!out || scratch_elems < 1, VZ_ERR_ARG, "vz_gemm_create: bad arguments");
+    *out = NULL;
+    VZ_TRY(cublas_load());
+    vz_gemm *g = (vz_gemm *)calloc(1, sizeof *g);
+    VZ_FAIL_IF(!g, VZ_ERR_NOMEM, "prefill gemm: out of memory");
+    g->st = (cudaStream_t)stream;
+    g->scratch_elems = scratch_elems;
+    cudaError_t e = cudaMalloc((void **)&g->scratch, (size_t)scratch_elems * 2);
+    if (e == cudaSuccess) e = cudaMalloc(&g->wspace, GEMM_WSPACE);
+    if (e != cudaSuccess) {
+        vz_gemm_free(g);
+        return VZ_FAIL(VZ_ERR_CUDA, "prefill gemm: scratch of %lld bf16: %s", (long long)scratch_elems,
+                       cudaGetErrorString(e));
+    }
+    cublasStatus_t cs = cb.create(&g->h);
+    if (cs == CUBLAS_STATUS_SUCCESS) cs = cb.set_stream(g->h, g->st);
+    if (cs == CUBLAS_STATUS_SUCCESS) cs = cb.set_wspace(g->h, g->wspace, GEMM_WSPACE);
+    if (cs != CUBLAS_STATUS_SUCCESS) {
+        vz_gemm_free(g);
+        return VZ_FAIL(VZ_ERR_CUDA, "prefill gemm: cuBLAS init (%s): status %d", cb.where, (int)cs);
+    }
+    *out = g;
+    return VZ_OK;
+}
+
+extern "C" void vz_gemm_free(vz_gemm *g) {
+    if (!g) return;
+    if (g->h) cb.destroy(g->h);
+    cudaFree(g->scratch);
+    cudaFree(g->wspace);
+    free(g);
+}
+
+extern "C" uint64_t vz_gemm_bytes(const vz_gemm *g) {
+    return g ? (uint64_t)g->scratch_elems * 2 + GEMM_WSPACE : 0;
+}
+
+/* ---- decode of stacked tensors --------------------------------------------- */
+
+struct stack3 {
+    vz_dview w[3];
+    int64_t r1[3]; /* end row of tensor i in the stack */
+    int n, kind;   /* kind: the tensors' common fast path (decode.cuh VZ_K_*), else VZ_K_GENERIC */
+};
+
+static vz_status make_stack(stack3 *s, int n, const vz_cuda_tensor *const *W) {
+    VZ_FAIL_IF(n < 1 || n > 3 || !W, VZ_ERR_ARG, "prefill gemm: %d tensors (1..3)", n);
+    memset(s, 0, sizeof *s);
+    s->n = n;
+    int64_t r = 0;
+    for (int i = 0; i < n; i++) {
+        VZ_FAIL_IF(!W[i] || !W[i]->data, VZ_ERR_ARG, "prefill gemm: tensor %d not uploaded", i);
+        VZ_FAIL_IF(W[i]->cols != W[0]->cols, VZ_ERR_SHAPE, "prefill gemm: tensor %d has %lld cols, tensor 0 %lld", i,
+                   (long long)W[i]->cols, (long long)W[0]->cols);
+        s->w[i] = vz_cuda_view(W[i]);
+        s->kind = i == 0 || W[i]->kind == s->kind ? W[i]->kind : VZ_K_GENERIC;
+        r += W[i]->rows;
+        s->r1[i] = r;
+    }
+    for (int i = n; i < 3; i++) s->w[i] = s->w[0], s->r1[i] = r;
+    return VZ_OK;
+}
+
+/* The tensor and local row of stacked row r (warp-uniform). */
+static __device__ __forceinline__ const vz_dview &stack_row(const stack3 &s, int64_t r, int64_t *lr) {
+    if (r < s.r1[0]) return *lr = r, s.w[0];
+    if (r < s.r1[1]) return *lr = r - s.r1[0], s.w[1];
+    return *lr = r - s.r1[1], s.w[2];
+}
+
+/* One lane's 32 weights of 1024-column block it of row r, by the codec's
+ * decoder (fast kinds: vector loads; the rest: vz_group_any). Elements past
+ * cols are 0. Warp-collective. */
+static __device__ __forceinline__ void dec_group(const vz_dview &d, int64_t r, int it, int lane, uint32_t *sm,
+                                                 float w[32]) {
+    const bool fast = d.cols % 32 == 0;
+    if (fast && d.codec == VZ_ID_RAW && d.dtype == 2) vz_raw_group<true>(d, r, it, lane, w);
+    else if (fast && d.codec == VZ_ID_LOSSLESS && d.dtype == 2 && d.k == 3 && d.layout == 1)
+        vz_ll_group<true>(d, r, it, lane, sm, w);
+    else if (fast && d.codec == VZ_ID_Q8 && d.group % 32 == 0) vz_q8_group<true>(d, r, it, lane, w);
+    else vz_group_any(d, r, it, lane, sm, w);
+    if (32 * (int64_t)(it * 32 + lane) >= d.cols) /* fast loads clamp to group 0 */
+#pragma unroll
+        for (int e = 0; e < 32; e++) w[e] = 0.0f;
+}
+
+/* 32 f32 as bf16 (round to nearest even) into dst (16-byte aligned). */
+static __device__ __forceinline__ void put_bf16x32(__nv_bfloat16 *dst, const float w[32]) {
+    uint32_t p[16];
+#pragma unroll
+    for (int i = 0; i < 16; i++) {
+        __nv_bfloat162 h = __floats2bfloat162_rn(w[2 * i], w[2 * i + 1]);
+        p[i] = *(uint32_t *)&h;
+    }
+    uint4 *q = (uint4 *)dst;
+#pragma unroll
+    for (int i = 0; i < 4; i++) q[i] = make_uint4(p[4 * i], p[4 * i + 1], p[4 * i + 2], p[4 * i + 3]);
+}
+
+#define DEC_WARPS 8
+
+/* Rows [r0, r0 + nr) of the stack into out (nr, cols) bf16; one warp per
+ * (row, 1024-column block). */
+static __global__ void __launch_bounds__(DEC_WARPS * 32) k_decode(stack3 s, int64_t r0, int64_t nr, __nv_bfloat16 *out) {
+    __shared__ __align__(16) uint32_t smem[DEC_WARPS][32 * VZ_SMEM_LANE];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int nit = (s.w[0].gpr + 31) / 32;
+    const int64_t job = (int64_t)blockIdx.x * DEC_WARPS + warp, i = job / nit;
+    const int it = (int)(job % nit);
+    if (i >= nr) return;
+    int64_t lr;
+    const vz_dview &d = stack_row(s, r0 + i, &lr);
+    float w[32];
+    dec_group(d, lr, it, lane, smem[warp], w);
+    const int64_t cols = d.cols, c0 = 32 * (int64_t)(it * 32 + lane);
+    if (c0 >= cols) return;
+    __nv_bfloat16 *dst = out + i * cols + c0;
+    if (cols % 8 == 0 && c0 + 32 <= cols) {
+        put_bf16x32(dst, w);
+    } else {
+        for (int e = 0; e < 32 && c0 + e < cols; e++) dst[e] = __float2bfloat16_rn(w[e]);
+    }
+}
+
+/* Fast kinds (cols % 32 == 0): a grid of 2 blocks per SM whose warps walk
+ * the (row, 1024-column block) jobs with the next job's loads in flight
+ * while the current one is decoded and stored (vz_*_load / vz_*_decode). */
+template <int KIND>
+static __global__ void __launch_bounds__(DEC_WARPS * 32) k_decode_pipe(stack3 s, int64_t r0, int64_t nr,
+                                                                       __nv_bfloat16 *out) {
+    __shared__ __align__(16) uint32_t smem[DEC_WARPS][32 * VZ_SMEM_LANE];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int nit = (s.w[0].gpr + 31) / 32;
+    const int64_t nw = (int64_t)gridDim.x * DEC_WARPS, jobs = nr * nit, cols = s.w[0].cols;
+    int64_t j = (int64_t)blockIdx.x * DEC_WARPS + warp;
+    if (j >= jobs) return;
+    vz_gst cur, nxt;
+    int64_t lr, nlr = 0;
+    const vz_dview *d = &stack_row(s, r0 + j / nit, &lr), *nd = d;
+    if (KIND == VZ_K_RAW_BF16) vz_rawbf_load(*d, lr, (int)(j % nit), lane, cur);
+    else if (KIND == VZ_K_LL3) vz_ll3_load(*d, lr, (int)(j % nit), lane, cur);
+    else vz_q8_load(*d, lr, (int)(j % nit), lane, cur);
+    for (; j < jobs; j += nw) {
+        const int64_t jn = j + nw;
+        if (jn < jobs) {
+            nd = &stack_row(s, r0 + jn / nit, &nlr);
+            if (KIND == VZ_K_RAW_BF16) vz_rawbf_load(*nd, nlr, (int)(jn % nit), lane, nxt);
+            else if (KIND == VZ_K_LL3) vz_ll3_load(*nd, nlr, (int)(jn % nit), lane, nxt);
+            else vz_q8_load(*nd, nlr, (int)(jn % nit), lane, nxt);
+        }
+        float w[32];
+        if (KIND == VZ_K_RAW_BF16) vz_rawbf_decode(cur, w);
+        else if (KIND == VZ_K_LL3) vz_ll3_decode(*d, cur, lane, smem[warp], w);
+        else vz_q8_decode(cur, w);
+        const int64_t c0 = 32 * (int64_t)((int)(j % nit) * 32 + lane);
+        if (c0 < cols) put_bf16x32(out + (j / nit) * cols + c0, w);
+        cur = nxt, d = nd;
+    }
+}
+
+static int dec_variant = 1; /* vz_gemm_decode_variant */
+static int n_sms;
+
+extern "C" int vz_gemm_decode_variant(int v) {
+    int old = dec_variant;
+    if (v >= 0) dec_variant = v;
+    return old;
+}
+
+static vz_status decode_rows(vz_gemm *g, const stack3 &s, int64_t r0, int64_t nr, __nv_bfloat16 *out) {
+    const int64_t nit = (s.w[0].gpr + 31) / 32, jobs = nr * nit;
+    const int64_t blocks = (jobs + DEC_WARPS - 1) / DEC_WARPS;
+    VZ_FAIL_IF(blocks > INT32_MAX, VZ_ERR_SHAPE, "prefill decode: %lld blocks", (long long)blocks);
+    if (!n_sms && cudaDeviceGetAttribute(&n_sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) n_sms = 132;
+    const unsigned pb = (unsigned)(blocks < 2 * n_sms ? blocks : 2 * n_sms);
+    if (dec_variant == 1 && s.kind == VZ_K_RAW_BF16)
+        k_decode_pipe<VZ_K_RAW_BF16><<<pb, DEC_WARPS * 32, 0, g->st>>>(s, r0, nr, out);
+    else if (dec_variant == 1 && s.kind == VZ_K_LL3)
+        k_decode_pipe<VZ_K_LL3><<<pb, DEC_WARPS * 32, 0, g->st>>>(s, r0, nr, out);
+    else if (dec_variant == 1 && s.kind == VZ_K_Q8)
+        k_decode_pipe<VZ_K_Q8><<<pb, DEC_WARPS * 32, 0, g->st>>>(s, r0, nr, out);
+    else
+        k_decode<<<(unsigned)blocks, DEC_WARPS * 32, 0, g->st>>>(s, r0, nr, out);
+    cudaError_t e = cudaGetLastError();
+    VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "prefill decode launch: %s", cudaGetErrorString(e));
+    return VZ_OK;
+}
+
+/* y (T, ldy) (+)= x (T, ldx) w^T, w (rows, cols) bf16 row-major: in cuBLAS's
+ * column-major terms Y^T (rows x T, ld ldy) = op_T(w) (rows x cols) X^T. */
+static vz_status cublas_mm(vz_gemm *g, const void *w, int64_t rows, int64_t cols, float *y, int64_t ldy,
+                           const void *x, int64_t ldx, int32_t T, int32_t add) {
+    VZ_FAIL_IF(rows > INT32_MAX || cols > INT32_MAX || ldy > INT32_MAX || ldx > INT32_MAX, VZ_ERR_SHAPE,
+               "prefill gemm: %lldx%lld too large for cuBLAS", (long long)rows, (long long)cols);
+    const float one = 1.0f, beta = add ? 1.0f : 0.0f;
+    cublasStatus_t cs = cb.gemm(g->h, CUBLAS_OP_T, CUBLAS_OP_N, (int)rows, T, (int)cols, &one, w, CUDA_R_16BF,
+                                (int)cols, x, CUDA_R_16BF, (int)ldx, &beta, y, CUDA_R_32F, (int)ldy,
+                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    VZ_FAIL_IF(cs != CUBLAS_STATUS_SUCCESS, VZ_ERR_CUDA, "prefill gemm: cublasGemmEx %lldx%lldx%d: status %d",
+               (long long)rows, (long long)cols, (int)T, (int)cs);
+    return VZ_OK;
+}
+
+extern "C" vz_status vz_gemm_decode(vz_gemm *g, int n, const vz_cuda_tensor *const *W, int64_t r0, int64_t nr) {
+    VZ_FAIL_IF(!g, VZ_ERR_ARG, "vz_gemm_decode: NULL context");
+    stack3 s;
+    VZ_TRY(make_stack(&s, n, W));
+    VZ_FAIL_IF(r0 < 0 || nr < 1 || r0 + nr > s.r1[2] || nr * s.w[0].cols > g->scratch_elems, VZ_ERR_ARG,
+               "vz_gemm_decode: rows [%lld, +%lld) do not fit", (long long)r0, (long long)nr);
+    return decode_rows(g, s, r0, nr, g->scratch);
+}
+
+extern "C" vz_status vz_gemm_scratch_mm(vz_gemm *g, int64_t rows, int64_t cols, float *y, int64_t ldy, const void *x,
+                                        int64_t ldx, int32_t T, int32_t add) {
+    VZ_FAIL_IF(!g || rows * cols > g->scratch_elems, VZ_ERR_ARG, "vz_gemm_scratch_mm: bad arguments");
+    return cublas_mm(g, g->scratch, rows, cols, y, ldy, x, ldx, T, add);
+}
+
+extern "C" vz_status vz_gemm_bf16(vz_gemm *g, const void *w, int64_t rows, int64_t cols, float *y, int64_t ldy,
+                                  const void *x, int64_t ldx, int32_t T, int32_t add) {
+    VZ_FAIL_IF(!g || !w || !y || !x, VZ_ERR_ARG, "vz_gemm_bf16: NULL argument");
+    return cublas_mm(g, w, rows, cols, y, ldy, x, ldx, T, add);
+}
+
+/* Path A: row chunks that fit the scratch, each decoded then multiplied. */
+static vz_status run_a(vz_gemm *g, const stack3 &s, float *y, int64_t ldy, const void *x, int64_t ldx, int32_t T,
+                       int32_t add) {
+    const int64_t R = s.r1[2], cols = s.w[0].cols, chunk = g->scratch_elems / cols;
+    VZ_FAIL_IF(chunk < 1, VZ_ERR_ARG, "prefill gemm: scratch holds no row of %lld cols", (long long)cols);
+    for (int64_t r0 = 0; r0 < R; r0 += chunk) {
+        const int64_t nr = R - r0 < chunk ? R - r0 : chunk;
+        VZ_TRY(decode_rows(g, s, r0, nr, g->scratch));
+        VZ_TRY(cublas_mm(g, g->scratch, nr, cols, y + r0, ldy, x, ldx, T, add));
+    }
+    return VZ_OK;
+}
+
+#include "backend/cuda/gemm_mma.cuh"
+
+/* The per-shape rule: measured on an H200 at T = 512 for every TinyLlama
+ * shape and codec (bench/results/2026-11-28-prefill-h200.md), path A wins
+ * everywhere (48-58% of cuBLAS; B 6-15%), so A for all shapes. By shape
+ * only, never by codec, so raw and lossless always run the same path. */
+static int pick_path(int64_t rows, int64_t cols, int32_t T) {
+    (void)rows, (void)cols, (void)T;
+    return VZ_GEMM_A;
+}
+
+extern "C" vz_status vz_gemm_run(vz_gemm *g, int n, const vz_cuda_tensor *const *W, float *y, int64_t ldy,
+                                 const void *x, int64_t ldx, int32_t T, int32_t add, int32_t path) {
+    VZ_FAIL_IF(!g || !y || !x || T < 1, VZ_ERR_ARG, "vz_gemm_run: bad arguments");
+    stack3 s;
+    VZ_TRY(make_stack(&s, n, W));
+    VZ_FAIL_IF(ldy < s.r1[2] || ldx < s.w[0].cols, VZ_ERR_ARG, "vz_gemm_run: ldy %lld < rows or ldx %lld < cols",
+               (long long)ldy, (long long)ldx);
+    if (path == VZ_GEMM_AUTO) path = pick_path(s.r1[2], s.w[0].cols, T);
+    if (path == VZ_GEMM_B) return run_b(g, s, y, ldy, (const __nv_bfloat16 *)x, ldx, T, add);
+    return run_a(g, s, y, ldy, x, ldx, T, add);
+}

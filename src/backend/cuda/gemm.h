@@ -1,0 +1,62 @@
+/*
+ * gemm.h - prefill matmuls on compressed weights (gemm.cu): Y = X W^T for T
+ * tokens at once, W decoded by the codec's one device decoder (decode.cuh).
+ * Path A decodes W into a reused bf16 scratch and runs a cuBLAS bf16 GEMM
+ * (cuBLAS is dlopen'ed on first use: the binary runs without it); path B
+ * decodes W tiles straight into shared memory and multiplies with mma.sync.
+ * Both paths round W and X to bf16 and accumulate in f32, so raw and
+ * lossless weights give bitwise identical Y (same bf16 values, same GEMM).
+ */
+#ifndef VZ_BACKEND_CUDA_GEMM_H
+#define VZ_BACKEND_CUDA_GEMM_H
+
+#include <stdint.h>
+
+#include "backend/cuda/cuda.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct vz_gemm vz_gemm;
+
+/* Path choice of vz_gemm_run: AUTO is the per-shape rule in gemm.cu. */
+enum { VZ_GEMM_AUTO = 0, VZ_GEMM_A = 1, VZ_GEMM_B = 2 };
+
+/* A context with a bf16 scratch of scratch_elems elements (path A; larger
+ * matrices run in row chunks). VZ_ERR_UNSUPPORTED with a message when
+ * libcublas.so.13 cannot be loaded (search: $VZ_CUBLAS, the loader path,
+ * /usr/local/cuda/lib64, PyTorch's nvidia wheels): callers then keep the
+ * matvec path. stream: the cudaStream_t every call runs on. */
+vz_status vz_gemm_create(vz_gemm **out, int64_t scratch_elems, void *stream);
+void vz_gemm_free(vz_gemm *g);
+/* Device bytes held (scratch + cuBLAS workspace). */
+uint64_t vz_gemm_bytes(const vz_gemm *g);
+
+/* y[t*ldy + o_i + r] = sum_c W_i[r,c] x[t*ldx + c] (add: += ) for t < T,
+ * r < W_i rows, where the n (1..3) tensors share cols and o_i is the sum of
+ * the rows before tensor i (outputs side by side). x: bf16 (T, ldx) on the
+ * device; y f32. path: VZ_GEMM_*. Stream-ordered on g's stream. */
+vz_status vz_gemm_run(vz_gemm *g, int n, const vz_cuda_tensor *const *W, float *y, int64_t ldy, const void *x,
+                      int64_t ldx, int32_t T, int32_t add, int32_t path);
+
+/* Bench pieces of path A: decode rows [r0, r0 + nr) of the stacked W into
+ * the scratch; then y = scratch x (cuBLAS, same call as path A). And a plain
+ * cuBLAS GEMM on a caller's bf16 W (rows, cols): the reference. */
+vz_status vz_gemm_decode(vz_gemm *g, int n, const vz_cuda_tensor *const *W, int64_t r0, int64_t nr);
+vz_status vz_gemm_scratch_mm(vz_gemm *g, int64_t rows, int64_t cols, float *y, int64_t ldy, const void *x,
+                             int64_t ldx, int32_t T, int32_t add);
+vz_status vz_gemm_bf16(vz_gemm *g, const void *w, int64_t rows, int64_t cols, float *y, int64_t ldy, const void *x,
+                       int64_t ldx, int32_t T, int32_t add);
+
+/* Path A's decode kernel: 1 (default) the pipelined grid-stride kernel for
+ * fast kinds (raw bf16, lossless k=3, q8 with cols % 32 == 0), 0 one job per
+ * warp (always used for the other kinds). Same bits. v < 0 only reads;
+ * returns the previous choice. Tests and bench. */
+int vz_gemm_decode_variant(int v);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,365 @@
+/*
+ * prefill.cu - the non-matmul kernels of the GPU prefill (prefill.h):
+ * RMSNorm and SwiGLU writing bf16 GEMM inputs, and causal attention over T
+ * query positions at once (RoPE + KV store kernel, then a flash-style kernel
+ * with an online f32 softmax over 32-key tiles in shared memory). Same
+ * formulas as forward.cu's decode kernels (RoPE angles, score / sqrt(hd),
+ * keys read back from the cache as stored); CPU references in prefill.h.
+ */
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <float.h>
+#include <math.h>
+
+#include "backend/cuda/prefill.h"
+
+static __device__ __forceinline__ float pf_warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+static __device__ __forceinline__ float pf_warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+/* ---- RMSNorm and SwiGLU to bf16 ------------------------------------------ */
+
+static __global__ void k_pf_rmsnorm(const float *x, __nv_bfloat16 *out, const float *w, int32_t dim, float eps) {
+    __shared__ double red[32];
+    const float *xr = x + (int64_t)blockIdx.x * dim;
+    double ss = 0.0; /* double, as the CPU reference and k_rmsnorm */
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) ss += (double)xr[i] * xr[i];
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
+    __syncthreads();
+    ss = 0.0;
+    for (int i = 0; i < (int)(blockDim.x >> 5); i++) ss += red[i];
+    const float scale = (float)(1.0 / sqrt(ss / dim + eps));
+    for (int i = threadIdx.x; i < dim; i += blockDim.x)
+        out[(int64_t)blockIdx.x * dim + i] = __float2bfloat16_rn(w[i] * (xr[i] * scale));
+}
+
+void vz_pf_rmsnorm_bf16(const float *x, void *out, const float *w, int32_t T, int32_t dim, float eps, void *stream) {
+    k_pf_rmsnorm<<<T, 256, 0, (cudaStream_t)stream>>>(x, (__nv_bfloat16 *)out, w, dim, eps);
+}
+
+static __global__ void k_pf_silu_mul(const float *gu, __nv_bfloat16 *out, int32_t T, int32_t hid) {
+    const int64_t n = (int64_t)T * hid;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t t = i / hid, j = i % hid;
+        const float g = gu[t * 2 * hid + j], u = gu[t * 2 * hid + hid + j];
+        out[i] = __float2bfloat16_rn(g / (1.0f + expf(-g)) * u); /* the matvec's SILU_MUL epilogue */
+    }
+}
+
+void vz_pf_silu_mul_bf16(const float *gu, void *out, int32_t T, int32_t hid, void *stream) {
+    cudaStream_t st = (cudaStream_t)stream;
+    const int64_t n = (int64_t)T * hid, b = (n + 255) / 256;
+    k_pf_silu_mul<<<(unsigned)(b < 8192 ? b : 8192), 256, 0, st>>>(gu, (__nv_bfloat16 *)out, T, hid);
+}
+
+/* ---- attention ------------------------------------------------------------ */
+
+/* Rotates pair i of vec (head_dim hd) at position pos in place; as forward.cu's rope_pair. */
+static __device__ __forceinline__ void pf_rope(float *vec, int i, int pos, int hd, float theta, int interleaved,
+                                               int *a, int *b) {
+    float freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
+    float val = (float)pos * freq, c = cosf(val), sn = sinf(val);
+    *a = interleaved ? 2 * i : i, *b = interleaved ? 2 * i + 1 : i + hd / 2;
+    float v0 = vec[*a], v1 = vec[*b];
+    vec[*a] = v0 * c - v1 * sn, vec[*b] = v0 * sn + v1 * c;
+}
+
+static __device__ __forceinline__ void pf_put(void *dst, int64_t i, float v, int f16) {
+    if (f16) ((__half *)dst)[i] = __float2half_rn(v);
+    else ((float *)dst)[i] = v;
+}
+
+/* One block per token: q and k rotated in place, k and v stored. */
+static __global__ void k_pf_rope_store(float *qkv, int64_t ld, void *kc, void *vc, int32_t pos0, int32_t n_heads,
+                                       int32_t n_kv, int32_t hd, int32_t f16, float theta, int32_t interleaved) {
+    const int t = blockIdx.x, p = pos0 + t, half = hd / 2, qd = n_heads * hd, kvd = n_kv * hd;
+    float *row = qkv + (int64_t)t * ld;
+    for (int idx = threadIdx.x; idx < (n_heads + n_kv) * half; idx += blockDim.x) {
+        const int h = idx / half, i = idx % half;
+        int a, b;
+        if (h < n_heads) {
+            pf_rope(row + h * hd, i, p, hd, theta, interleaved, &a, &b);
+            continue;
+        }
+        const int kh = h - n_heads;
+        float *k = row + qd + kh * hd, *v = row + qd + kvd + kh * hd;
+        pf_rope(k, i, p, hd, theta, interleaved, &a, &b);
+        const int64_t dst = (int64_t)p * kvd + (int64_t)kh * hd;
+        pf_put(kc, dst + a, k[a], f16), pf_put(kc, dst + b, k[b], f16);
+        pf_put(vc, dst + a, v[a], f16), pf_put(vc, dst + b, v[b], f16);
+    }
+}
+
+#define PF_QW 4                /* queries per warp */
+#define PF_WARPS 8
+#define PF_Q (PF_QW * PF_WARPS) /* queries per block */
+#define PF_KT 32               /* keys per tile (one per lane) */
+
+static __device__ __forceinline__ float pf_kv(const void *c, int64_t i, int f16) {
+    return f16 ? __half2float(((const __half *)c)[i]) : ((const float *)c)[i];
+}
+
+struct pf_args {
+    __nv_bfloat16 *out;
+    const float *qkv;
+    const void *kc, *vc;
+    int64_t ld;
+    int32_t pos0, T, n_heads, n_kv, hd, f16;
+};
+
+/* Block (query tile, head): each warp owns PF_QW queries; per 32-key tile
+ * lane j scores key j, then an online softmax update and o += p V with lane
+ * d owning output dims d, d + 32, ... */
+static __global__ void __launch_bounds__(PF_WARPS * 32) k_pf_attn(pf_args A) {
+    extern __shared__ float pf_sm[];
+    const int hd = A.hd, hs = hd + 1, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int h = blockIdx.y, kvh = h / (A.n_heads / A.n_kv), q0 = blockIdx.x * PF_Q, kvd = A.n_kv * hd;
+    float *sK = pf_sm, *sV = sK + PF_KT * hs, *sQ = sV + PF_KT * hs;
+    for (int idx = threadIdx.x; idx < PF_Q * hd; idx += blockDim.x) {
+        const int qi = idx / hd, d = idx % hd, t = q0 + qi;
+        sQ[idx] = t < A.T ? A.qkv[(int64_t)t * A.ld + (int64_t)h * hd + d] : 0.0f;
+    }
+    const int nkeys = A.pos0 + min(q0 + PF_Q, A.T);
+    const float rs = sqrtf((float)hd);
+    float m[PF_QW], l[PF_QW], o[PF_QW][4];
+#pragma unroll
+    for (int i = 0; i < PF_QW; i++) {
+        m[i] = -FLT_MAX, l[i] = 0.0f;
+#pragma unroll
+        for (int dd = 0; dd < 4; dd++) o[i][dd] = 0.0f;
+    }
+    for (int j0 = 0; j0 < nkeys; j0 += PF_KT) {
+        __syncthreads();
+        for (int idx = threadIdx.x; idx < PF_KT * hd; idx += blockDim.x) {
+            const int j = idx / hd, d = idx % hd;
+            const int64_t src = (int64_t)(j0 + j) * kvd + (int64_t)kvh * hd + d;
+            sK[j * hs + d] = j0 + j < nkeys ? pf_kv(A.kc, src, A.f16) : 0.0f;
+            sV[j * hs + d] = j0 + j < nkeys ? pf_kv(A.vc, src, A.f16) : 0.0f;
+        }
+        __syncthreads();
+        float s[PF_QW];
+#pragma unroll
+        for (int i = 0; i < PF_QW; i++) s[i] = 0.0f;
+        const float *kr = sK + lane * hs, *qw = sQ + warp * PF_QW * hd;
+        for (int d = 0; d < hd; d++) {
+            const float kv = kr[d];
+#pragma unroll
+            for (int i = 0; i < PF_QW; i++) s[i] += qw[i * hd + d] * kv;
+        }
+#pragma unroll
+        for (int i = 0; i < PF_QW; i++) {
+            const int P = A.pos0 + q0 + warp * PF_QW + i, j = j0 + lane; /* this query's position */
+            const bool ok = j <= P;
+            const float sc = ok ? s[i] / rs : -FLT_MAX, mt = pf_warp_max(sc);
+            if (j0 > P) continue; /* warp-uniform: the whole tile is masked */
+            const float mn = fmaxf(m[i], mt), corr = expf(m[i] - mn), p = ok ? expf(sc - mn) : 0.0f;
+            l[i] = l[i] * corr + pf_warp_sum(p);
+            m[i] = mn;
+#pragma unroll
+            for (int dd = 0; dd < 4; dd++) o[i][dd] *= corr;
+            for (int jj = 0; jj < PF_KT; jj++) {
+                const float pj = __shfl_sync(0xffffffffu, p, jj);
+#pragma unroll
+                for (int dd = 0; dd < 4; dd++)
+                    if (lane + 32 * dd < hd) o[i][dd] += pj * sV[jj * hs + lane + 32 * dd];
+            }
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < PF_QW; i++) {
+        const int t = q0 + warp * PF_QW + i;
+        if (t >= A.T) continue;
+#pragma unroll
+        for (int dd = 0; dd < 4; dd++)
+            if (lane + 32 * dd < hd)
+                A.out[(int64_t)t * A.n_heads * hd + (int64_t)h * hd + lane + 32 * dd] = __float2bfloat16_rn(o[i][dd] / l[i]);
+    }
+}
+
+/* ---- attention on tensor cores (head_dim % 16 == 0) ------------------------
+ * Flash-attention-2 style: block (64 queries, head), 4 warps of 16 queries;
+ * per 64-key tile S = Q K^T by mma.sync m16n8k16 (f16 in, f32 accumulate),
+ * online softmax in f32 on the accumulator fragments, P rounded to f16 and
+ * O += P V by mma with V through ldmatrix.trans. Q and P go through f16
+ * (K and V are f16 already with an f16 cache; an f32 cache is rounded), so
+ * the output moves by ~2^-11 of max|v| against the f32 kernel above
+ * (tests/test_cuda_prefill.c: test_attention). */
+#define PA_Q 64
+#define PA_K 64
+
+static __device__ __forceinline__ void pa_ldsm(uint32_t r[4], const __half *p, bool trans) {
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+    if (trans)
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
+    else
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
+}
+
+static __device__ __forceinline__ void pa_mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+static __device__ __forceinline__ uint32_t pa_pack(float lo, float hi) {
+    __half2 h = __floats2half2_rn(lo, hi);
+    return *(uint32_t *)&h;
+}
+
+/* rows [r0, r0 + 64) of a (rows, HD) source into s (stride HD + 8) as f16; rows >= n are 0. */
+template <int HD>
+static __device__ __forceinline__ void pa_stage(__half *s, const void *src, int64_t stride, int64_t off, int r0, int n,
+                                                int f16) {
+    for (int idx = threadIdx.x; idx < PA_K * HD / 8; idx += blockDim.x) {
+        const int r = idx / (HD / 8), c = (idx % (HD / 8)) * 8;
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (r0 + r < n) {
+            const int64_t i = (int64_t)(r0 + r) * stride + off + c;
+            if (f16) {
+                v = *(const uint4 *)((const __half *)src + i);
+            } else {
+                const float *f = (const float *)src + i;
+                v = make_uint4(pa_pack(f[0], f[1]), pa_pack(f[2], f[3]), pa_pack(f[4], f[5]), pa_pack(f[6], f[7]));
+            }
+        }
+        *(uint4 *)(s + r * (HD + 8) + c) = v;
+    }
+}
+
+template <int HD>
+static __global__ void __launch_bounds__(128) k_pf_attn_tc(pf_args A) {
+    __shared__ __align__(16) __half sK[PA_K * (HD + 8)], sV[PA_K * (HD + 8)];
+    constexpr int SS = HD + 8;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, h = blockIdx.y, q0 = blockIdx.x * PA_Q;
+    const int kvd = A.n_kv * HD, kvh = h / (A.n_heads / A.n_kv);
+    /* Q tile (rotated, f32) through sK as f16 into A fragments */
+    for (int idx = threadIdx.x; idx < PA_Q * HD / 2; idx += blockDim.x) {
+        const int r = idx / (HD / 2), c = (idx % (HD / 2)) * 2, t = q0 + r;
+        const float *q = A.qkv + (int64_t)t * A.ld + (int64_t)h * HD + c;
+        *(uint32_t *)(sK + r * SS + c) = t < A.T ? pa_pack(q[0], q[1]) : 0u;
+    }
+    __syncthreads();
+    uint32_t qa[HD / 16][4];
+#pragma unroll
+    for (int ks = 0; ks < HD / 16; ks++) pa_ldsm(qa[ks], sK + (warp * 16 + (lane & 15)) * SS + ks * 16 + (lane >> 4) * 8, false);
+    const int nkeys = A.pos0 + min(q0 + PA_Q, A.T);
+    const float scale = 1.0f / sqrtf((float)HD);
+    const int P0 = A.pos0 + q0 + warp * 16 + (lane >> 2); /* positions of this lane's rows: P0, P0 + 8 */
+    float o[HD / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int nt = 0; nt < HD / 8; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
+    for (int j0 = 0; j0 < nkeys; j0 += PA_K) {
+        __syncthreads();
+        pa_stage<HD>(sK, A.kc, kvd, (int64_t)kvh * HD, j0, nkeys, A.f16);
+        pa_stage<HD>(sV, A.vc, kvd, (int64_t)kvh * HD, j0, nkeys, A.f16);
+        __syncthreads();
+        if (j0 > A.pos0 + q0 + warp * 16 + 15) continue; /* the warp's rows all end before this tile (uniform) */
+        float sc[PA_K / 8][4];
+#pragma unroll
+        for (int nt = 0; nt < PA_K / 8; nt++) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
+#pragma unroll
+        for (int ks = 0; ks < HD / 16; ks++)
+#pragma unroll
+            for (int jp = 0; jp < PA_K / 16; jp++) {
+                uint32_t b[4];
+                pa_ldsm(b, sK + (jp * 16 + (lane & 7) + ((lane >> 4) << 3)) * SS + ks * 16 + ((lane >> 3) & 1) * 8, false);
+                pa_mma(sc[2 * jp], qa[ks], b[0], b[1]);
+                pa_mma(sc[2 * jp + 1], qa[ks], b[2], b[3]);
+            }
+        float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int nt = 0; nt < PA_K / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int key = j0 + nt * 8 + (lane & 3) * 2 + (e & 1);
+                sc[nt][e] = key <= P0 + (e >> 1) * 8 ? sc[nt][e] * scale : -INFINITY;
+                mx[e >> 1] = fmaxf(mx[e >> 1], sc[nt][e]);
+            }
+        float corr[2];
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
+            mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
+            const float mn = fmaxf(m[i], mx[i]);
+            corr[i] = mn == -INFINITY ? 1.0f : expf(m[i] - mn);
+            m[i] = mn;
+            l[i] *= corr[i];
+        }
+#pragma unroll
+        for (int nt = 0; nt < HD / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) o[nt][e] *= corr[e >> 1];
+#pragma unroll
+        for (int nt = 0; nt < PA_K / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const float p = m[e >> 1] == -INFINITY ? 0.0f : expf(sc[nt][e] - m[e >> 1]);
+                sc[nt][e] = p;
+                l[e >> 1] += p;
+            }
+#pragma unroll
+        for (int kk = 0; kk < PA_K / 16; kk++) {
+            const uint32_t pa[4] = {pa_pack(sc[2 * kk][0], sc[2 * kk][1]), pa_pack(sc[2 * kk][2], sc[2 * kk][3]),
+                                    pa_pack(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),
+                                    pa_pack(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
+#pragma unroll
+            for (int dp = 0; dp < HD / 16; dp++) {
+                uint32_t b[4];
+                pa_ldsm(b, sV + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * SS + dp * 16 + (lane >> 4) * 8, true);
+                pa_mma(o[2 * dp], pa, b[0], b[1]);
+                pa_mma(o[2 * dp + 1], pa, b[2], b[3]);
+            }
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
+        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
+    }
+#pragma unroll
+    for (int nt = 0; nt < HD / 8; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int t = q0 + warp * 16 + (lane >> 2) + (e >> 1) * 8, d = nt * 8 + (lane & 3) * 2 + (e & 1);
+            if (t < A.T) A.out[(int64_t)t * A.n_heads * HD + (int64_t)h * HD + d] = __float2bfloat16_rn(o[nt][e] / l[e >> 1]);
+        }
+}
+
+static int pf_att_variant; /* vz_pf_attention_variant */
+
+int vz_pf_attention_variant(int v) {
+    int old = pf_att_variant;
+    if (v >= 0) pf_att_variant = v;
+    return old;
+}
+
+void vz_pf_attention(void *out, float *qkv, int64_t ld, void *kc, void *vc, int32_t pos0, int32_t T, int32_t n_heads,
+                     int32_t n_kv, int32_t hd, int32_t kv_f16, float theta, int32_t interleaved, void *stream) {
+    cudaStream_t st = (cudaStream_t)stream;
+    k_pf_rope_store<<<T, 128, 0, st>>>(qkv, ld, kc, vc, pos0, n_heads, n_kv, hd, kv_f16, theta, interleaved);
+    pf_args A = {(__nv_bfloat16 *)out, qkv, kc, vc, ld, pos0, T, n_heads, n_kv, hd, kv_f16};
+    if (pf_att_variant == 0 && (hd == 64 || hd == 128 || hd == 32)) {
+        dim3 grid((T + PA_Q - 1) / PA_Q, n_heads);
+        if (hd == 64) k_pf_attn_tc<64><<<grid, 128, 0, st>>>(A);
+        else if (hd == 128) k_pf_attn_tc<128><<<grid, 128, 0, st>>>(A);
+        else k_pf_attn_tc<32><<<grid, 128, 0, st>>>(A);
+        return;
+    }
+    const size_t shm = sizeof(float) * ((size_t)2 * PF_KT * (hd + 1) + (size_t)PF_Q * hd);
+    static int attr_set;
+    if (!attr_set) { /* hd <= 128: at most 66 KB */
+        cudaFuncSetAttribute(k_pf_attn, cudaFuncAttributeMaxDynamicSharedMemorySize, 72 * 1024);
+        attr_set = 1;
+    }
+    k_pf_attn<<<dim3((T + PF_Q - 1) / PF_Q, n_heads), PF_WARPS * 32, shm, st>>>(A);
+}

@@ -1,0 +1,42 @@
+/*
+ * prefill.h - the non-matmul kernels of the GPU prefill (prefill.cu): T
+ * tokens at once, activations handed to the GEMMs (gemm.h) as bf16. CPU
+ * references: vz_cpu_rmsnorm, vz_cpu_rope, the attention loop of
+ * src/model/forward.c; tests/test_cuda_prefill.c.
+ */
+#ifndef VZ_BACKEND_CUDA_PREFILL_H
+#define VZ_BACKEND_CUDA_PREFILL_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* stream: a cudaStream_t (NULL: the legacy stream); every launch is asynchronous on it. */
+
+/* out[t] = bf16(w * x[t] / rms(x[t])) for t < T (rows of dim floats). */
+void vz_pf_rmsnorm_bf16(const float *x, void *out, const float *w, int32_t T, int32_t dim, float eps, void *stream);
+
+/* out[t*hid + j] = bf16(silu(gu[t*2hid + j]) * gu[t*2hid + hid + j]). */
+void vz_pf_silu_mul_bf16(const float *gu, void *out, int32_t T, int32_t hid, void *stream);
+
+/* Causal attention of T new tokens at positions pos0..pos0+T-1 of one layer.
+ * qkv: (T, ld) f32 rows [q (n_heads*hd) | k (n_kv*hd) | v (n_kv*hd)],
+ * unrotated; q is rotated in place. RoPE'd keys and values are stored into
+ * the layer's caches (f16 when kv_f16, else f32; (n_ctx, n_kv*hd)) at those
+ * positions, then every query attends to cache rows 0..its position (f32
+ * scores, softmax and sums). out: (T, n_heads*hd) bf16. Two kernels. */
+void vz_pf_attention(void *out, float *qkv, int64_t ld, void *kc, void *vc, int32_t pos0, int32_t T, int32_t n_heads,
+                     int32_t n_kv, int32_t hd, int32_t kv_f16, float theta, int32_t interleaved, void *stream);
+
+/* Attention kernel choice: 0 (default) tensor cores (f16 mma, head_dim 32,
+ * 64 or 128; else the f32 kernel), 1 the f32 kernel always. v < 0 only
+ * reads; returns the previous choice. Tests and bench. */
+int vz_pf_attention_variant(int v);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

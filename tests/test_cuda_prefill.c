@@ -1,0 +1,458 @@
+/*
+ * test_cuda_prefill.c - the GPU prefill (T > 8 tokens per eval): the GEMMs
+ * of src/backend/cuda/gemm.cu (path A: decode + cuBLAS, path B: decode into
+ * shared memory + mma.sync) against a CPU double-sum reference for every
+ * codec with a GPU decoder, prefill logits against the CPU session, and raw
+ * vs lossless logits byte-identical over a long prompt and the generation
+ * after it, and the prefill attention kernels (tensor-core and f32) against
+ * a double-precision CPU causal attention. Skips without CUDA, a GPU or cuBLAS. Optional: VZ_TINYLLAMA_RAW /
+ * VZ_TINYLLAMA_LOSSLESS (bench/gpu_prefill.sh) for a 512-token prompt.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/testutil.h"
+#include "vramzip.h"
+#ifdef VZ_HAVE_CUDA
+#include "backend/cuda/cuda.h"
+#include "backend/cuda/gemm.h"
+#include "backend/cuda/prefill.h"
+#include "codec/codec.h"
+#include "core/half.h"
+#include "core/tensor.h"
+#endif
+
+#define S260K "stories260K/stories260K.bin"
+
+static int have_gpu(void) {
+#ifdef VZ_HAVE_CUDA
+    if (vz_cuda_device_count() > 0) return 1;
+    print_message("SKIP: no CUDA device visible (run on the GPU machine: bench/gpu_prefill.sh)\n");
+#else
+    print_message("SKIP: built without CUDA (make CUDA=1)\n");
+#endif
+    return 0;
+}
+
+#ifdef VZ_HAVE_CUDA
+/* f32 of element i of a decode_ref output (lossless/raw: source dtype; lossy: f32). */
+static float ref_elem(const void *buf, int64_t i, vz_dtype dt, int lossless) {
+    if (!lossless || dt == VZ_DTYPE_F32) return ((const float *)buf)[i];
+    uint16_t h = ((const uint16_t *)buf)[i];
+    return dt == VZ_DTYPE_BF16 ? vz_bf16_to_f32(h) : vz_f16_to_f32(h);
+}
+
+/* One GEMM case: n tensors (rows[i] x cols) of codec/dtype, T tokens, both
+ * paths, add = 0 and 1, y poisoned with NaN (add = 0) or preset (add = 1).
+ * Reference: bf16(decode_ref) . bf16(x) in double. Both sides multiply the
+ * same bf16 values (products exact in f32) and add them in f32 in different
+ * orders, so |gpu - ref| <= gamma_K * sum_c |w x| with gamma_K = K u / (1 - K u),
+ * u = 2^-24 (plus the preset y's one rounding when add). raw/lossless: out
+ * gets path A's y of add = 0 for a bitwise comparison across codecs. */
+static void gemm_case(const char *codec, vz_dtype dt, int n, const int64_t *rows, int64_t cols, int32_t T,
+                      float *out) {
+    const vz_codec *c = vz_codec_by_name(codec);
+    assert_non_null(c);
+    int64_t R = 0;
+    for (int i = 0; i < n; i++) R += rows[i];
+    uint64_t rs = 12345;
+    vz_cuda_tensor W[3];
+    const vz_cuda_tensor *Wp[3];
+    float *wref = malloc(sizeof(float) * (size_t)(R * cols)), *x = malloc(sizeof(float) * (size_t)(T * cols));
+    uint16_t *xh = malloc(2 * (size_t)(T * cols));
+    assert_true(wref && x && xh);
+    for (int i = 0, r0 = 0; i < n; r0 += (int)rows[i], i++) {
+        const int64_t ne = rows[i] * cols;
+        void *src = malloc(4 * (size_t)ne), *dec = malloc(4 * (size_t)ne);
+        assert_true(src && dec);
+        for (int64_t e = 0; e < ne; e++) {
+            float v = 0.02f * vz_test_randn(&rs);
+            if (dt == VZ_DTYPE_F32) ((float *)src)[e] = v;
+            else ((uint16_t *)src)[e] = vz_f32_to_bf16(v); /* bf16 sources only here (f16: same decoders) */
+        }
+        vz_blob b;
+        vz_codec_opts o = {0, 0};
+        assert_int_equal(c->encode(src, dt, rows[i], cols, &o, &b), VZ_OK);
+        vz_tensor t;
+        memset(&t, 0, sizeof t);
+        snprintf(t.name, sizeof t.name, "w%d", i);
+        t.ndim = 2, t.shape[0] = t.rows = rows[i], t.shape[1] = t.cols = cols;
+        t.dtype = dt, t.codec = c->id, t.data = b.data, t.size = b.size, t.params = b.params, t.params_size = b.params_size;
+        assert_int_equal(vz_cuda_tensor_upload(&W[i], &t, NULL), VZ_OK);
+        Wp[i] = &W[i];
+        assert_int_equal(c->decode_ref(&t, 0, rows[i], dec), VZ_OK);
+        for (int64_t e = 0; e < ne; e++)
+            wref[(int64_t)r0 * cols + e] = vz_bf16_to_f32(vz_f32_to_bf16(ref_elem(dec, e, dt, c->lossless)));
+        vz_blob_free(&b);
+        free(src), free(dec);
+    }
+    for (int64_t e = 0; e < T * cols; e++) {
+        xh[e] = vz_f32_to_bf16(vz_test_randn(&rs));
+        x[e] = vz_bf16_to_f32(xh[e]);
+    }
+    const int64_t ny = (int64_t)T * R;
+    float *y0 = malloc(sizeof(float) * (size_t)ny), *y = malloc(sizeof(float) * (size_t)ny);
+    assert_true(y0 && y);
+    for (int64_t e = 0; e < ny; e++) y0[e] = vz_test_randn(&rs);
+    void *dx = vz_cuda_alloc(2 * (size_t)(T * cols));
+    float *dy = vz_cuda_alloc(sizeof(float) * (size_t)ny);
+    assert_true(dx && dy);
+    assert_int_equal(vz_cuda_copy(dx, xh, 2 * (size_t)(T * cols), 0), VZ_OK);
+    vz_gemm *g = NULL;
+    /* a scratch of 7 rows: path A runs several row chunks */
+    assert_int_equal(vz_gemm_create(&g, 7 * cols, NULL), VZ_OK);
+    const double gamma = (double)cols * 0x1p-24 / (1.0 - (double)cols * 0x1p-24);
+    double worst = 0.0;
+    float *ya0 = malloc(sizeof(float) * (size_t)ny);
+    assert_non_null(ya0);
+    const int old_dec = vz_gemm_decode_variant(-1);
+    /* pv 0, 1: path A with decode kernel 0, 1 (same bits); 2: path B */
+    for (int pv = 0; pv < 3; pv++)
+        for (int add = 0; add < 2; add++) {
+            const int path = pv < 2 ? VZ_GEMM_A : VZ_GEMM_B;
+            vz_gemm_decode_variant(pv == 0 ? 0 : 1);
+            if (add) assert_int_equal(vz_cuda_copy(dy, y0, sizeof(float) * (size_t)ny, 0), VZ_OK);
+            else assert_int_equal(vz_cuda_fill_f32(dy, NAN, (size_t)ny), VZ_OK);
+            assert_int_equal(vz_gemm_run(g, n, Wp, dy, R, dx, cols, T, add, path), VZ_OK);
+            assert_int_equal(vz_cuda_sync(), VZ_OK);
+            assert_int_equal(vz_cuda_copy(y, dy, sizeof(float) * (size_t)ny, 1), VZ_OK);
+            vz_gemm_decode_variant(old_dec);
+            if (pv == 0 && !add) memcpy(ya0, y, sizeof(float) * (size_t)ny);
+            if (pv == 1 && !add) assert_memory_equal(ya0, y, sizeof(float) * (size_t)ny);
+            if (pv == 1 && !add && out) memcpy(out, y, sizeof(float) * (size_t)ny);
+            for (int32_t t = 0; t < T; t++)
+                for (int64_t r = 0; r < R; r++) {
+                    double s = 0.0, sa = 0.0;
+                    for (int64_t k = 0; k < cols; k++) {
+                        double p = (double)wref[r * cols + k] * x[(int64_t)t * cols + k];
+                        s += p, sa += fabs(p);
+                    }
+                    double base = add ? (double)y0[(int64_t)t * R + r] : 0.0, got = y[(int64_t)t * R + r];
+                    double tol = gamma * sa + (add ? 0x1p-24 * fabs(base + s) * 2 : 0.0) + 1e-30;
+                    if (!(fabs(got - (base + s)) <= tol))
+                        fail_msg("%s path %c add %d: y[%d, %lld] = %.9g, ref %.9g (tol %.3g)", codec, 'A' + path - 1, add,
+                                 (int)t, (long long)r, got, base + s, tol);
+                    if (fabs(got - (base + s)) / tol > worst) worst = fabs(got - (base + s)) / tol;
+                }
+        }
+    print_message("%s %s %dx(%lld..)x%lld, T %d: paths A (both decoders) and B within %.2f of the f32 summation bound\n", codec,
+                  dt == VZ_DTYPE_F32 ? "f32" : "bf16", n, (long long)rows[0], (long long)cols, (int)T, worst);
+    free(ya0);
+    vz_gemm_free(g);
+    for (int i = 0; i < n; i++) vz_cuda_tensor_free(&W[i]);
+    vz_cuda_release(dx);
+    vz_cuda_release(dy);
+    free(wref), free(x), free(xh), free(y0), free(y);
+}
+
+static int have_cublas(void) {
+    vz_gemm *g = NULL;
+    if (vz_gemm_create(&g, 1, NULL) != VZ_OK) {
+        print_message("SKIP: %s\n", vz_last_error());
+        return 0;
+    }
+    vz_gemm_free(g);
+    return 1;
+}
+#endif
+
+/* Every codec with a GPU decoder, fast shapes (cols % 32 == 0, two 1024-column
+ * blocks, 3 stacked tensors) and generic ones (cols 172); raw and lossless
+ * of the same weights give identical bits. */
+static void test_gemm_codecs(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+#ifdef VZ_HAVE_CUDA
+    if (!have_cublas()) skip();
+    const int64_t rows3[3] = {96, 40, 40}, rows1[1] = {70};
+    const int32_t T = 37;
+    float *ya = malloc(sizeof(float) * 176 * T), *yb = malloc(sizeof(float) * 176 * T);
+    assert_true(ya && yb);
+    gemm_case("raw", VZ_DTYPE_BF16, 3, rows3, 1056, T, ya);
+    gemm_case("lossless", VZ_DTYPE_BF16, 3, rows3, 1056, T, yb);
+    assert_memory_equal(ya, yb, sizeof(float) * 176 * T);
+    gemm_case("q8", VZ_DTYPE_BF16, 3, rows3, 1056, T, NULL);
+    gemm_case("raw", VZ_DTYPE_F32, 1, rows1, 172, T, ya);
+    gemm_case("lossless", VZ_DTYPE_F32, 1, rows1, 172, T, yb);
+    assert_memory_equal(ya, yb, sizeof(float) * 70 * T);
+    gemm_case("q8", VZ_DTYPE_F32, 1, rows1, 172, T, NULL);
+    gemm_case("raw", VZ_DTYPE_BF16, 1, rows1, 2048, 300, NULL); /* 3 token tiles of path B */
+    free(ya), free(yb);
+#endif
+}
+
+#ifdef VZ_HAVE_CUDA
+/* RoPE of pair i at pos as forward.cu / prefill.cu (f32 powf, cosf, sinf). */
+static void rope_ref(float *v, int i, int pos, int hd, float theta, int inter) {
+    float freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd), val = (float)pos * freq, c = cosf(val), sn = sinf(val);
+    int a = inter ? 2 * i : i, b = inter ? 2 * i + 1 : i + hd / 2;
+    float v0 = v[a], v1 = v[b];
+    v[a] = v0 * c - v1 * sn, v[b] = v0 * sn + v1 * c;
+}
+
+/* One attention case: T new tokens at pos0 over a cache whose rows < pos0
+ * are random, both kernels. Reference in double from the rotated q and the
+ * cache as stored (f16 or f32). Tolerances, relative to max|v|: the f32
+ * kernel rounds only its output to bf16 (2^-9 of |o| <= max|v|): 2^-8. The
+ * tensor-core kernel also rounds q, P (and an f32 cache's k, v) to f16
+ * (2^-11 each); a score moves by <= 2^-11 sum|q k| / sqrt(hd) (~5 for unit
+ * Gaussians at hd 64, so ~2.5e-3), which moves the softmax weights by that
+ * relative amount: 2^-7 in all. New cache rows: the reference's rotated k
+ * (host cosf/sinf may differ by an ulp from the device's) within 2^-10. */
+static void attention_case(int32_t hd, int32_t f16, int32_t inter) {
+    const int32_t nh = 4, nkv = 2, pos0 = 37, T = 100, n_ctx = 160, qd = nh * hd, kvd = nkv * hd;
+    const int64_t ld = qd + 2 * kvd + 8;
+    const float theta = 10000.0f;
+    uint64_t rs = 5 + (uint64_t)hd + 2 * (uint64_t)f16;
+    const size_t esz = f16 ? 2 : 4, ncache = (size_t)n_ctx * kvd;
+    float *qkv = malloc(sizeof(float) * (size_t)(T * ld)), *kf = calloc(ncache, 4), *vf = calloc(ncache, 4);
+    uint8_t *kc = calloc(ncache, esz), *vc = calloc(ncache, esz), *kback = malloc(ncache * esz);
+    uint16_t *out = malloc(2 * (size_t)T * qd);
+    assert_true(qkv && kf && vf && kc && vc && kback && out);
+    for (int64_t i = 0; i < T * ld; i++) qkv[i] = vz_test_randn(&rs);
+    /* kf/vf: the cache as the kernels read it (f16-rounded when f16) */
+    for (size_t i = 0; i < (size_t)pos0 * kvd; i++) {
+        float k = vz_test_randn(&rs), v = vz_test_randn(&rs);
+        if (f16) {
+            ((uint16_t *)kc)[i] = vz_f32_to_f16(k), ((uint16_t *)vc)[i] = vz_f32_to_f16(v);
+            k = vz_f16_to_f32(((uint16_t *)kc)[i]), v = vz_f16_to_f32(((uint16_t *)vc)[i]);
+        } else {
+            ((float *)kc)[i] = k, ((float *)vc)[i] = v;
+        }
+        kf[i] = k, vf[i] = v;
+    }
+    float *q = malloc(sizeof(float) * (size_t)T * qd), vmax = 0.0f;
+    assert_non_null(q);
+    for (int32_t t = 0; t < T; t++) {
+        const float *row = qkv + t * ld;
+        memcpy(q + (size_t)t * qd, row, sizeof(float) * (size_t)qd);
+        for (int h = 0; h < nh; h++)
+            for (int i = 0; i < hd / 2; i++) rope_ref(q + (size_t)t * qd + h * hd, i, pos0 + t, hd, theta, inter);
+        float k[256];
+        memcpy(k, row + qd, sizeof(float) * (size_t)kvd);
+        for (int h = 0; h < nkv; h++)
+            for (int i = 0; i < hd / 2; i++) rope_ref(k + h * hd, i, pos0 + t, hd, theta, inter);
+        for (int e = 0; e < kvd; e++) {
+            const size_t i = (size_t)(pos0 + t) * kvd + e;
+            const float v = row[qd + kvd + e];
+            kf[i] = f16 ? vz_f16_to_f32(vz_f32_to_f16(k[e])) : k[e];
+            vf[i] = f16 ? vz_f16_to_f32(vz_f32_to_f16(v)) : v;
+        }
+    }
+    for (size_t i = 0; i < (size_t)(pos0 + T) * kvd; i++) vmax = fabsf(vf[i]) > vmax ? fabsf(vf[i]) : vmax;
+    float *dq = vz_cuda_alloc(sizeof(float) * (size_t)(T * ld));
+    void *dk = vz_cuda_alloc(ncache * esz), *dv = vz_cuda_alloc(ncache * esz), *dout = vz_cuda_alloc(2 * (size_t)T * qd);
+    assert_true(dq && dk && dv && dout);
+    double *sc = malloc(sizeof(double) * (size_t)(pos0 + T));
+    assert_non_null(sc);
+    for (int var = 0; var < 2; var++) {
+        assert_int_equal(vz_cuda_copy(dq, qkv, sizeof(float) * (size_t)(T * ld), 0), VZ_OK);
+        assert_int_equal(vz_cuda_copy(dk, kc, ncache * esz, 0), VZ_OK);
+        assert_int_equal(vz_cuda_copy(dv, vc, ncache * esz, 0), VZ_OK);
+        memset(out, 0xff, 2 * (size_t)T * qd); /* NaN */
+        assert_int_equal(vz_cuda_copy(dout, out, 2 * (size_t)T * qd, 0), VZ_OK);
+        int old = vz_pf_attention_variant(var);
+        vz_pf_attention(dout, dq, ld, dk, dv, pos0, T, nh, nkv, hd, f16, theta, inter, NULL);
+        vz_pf_attention_variant(old);
+        assert_int_equal(vz_cuda_sync(), VZ_OK);
+        assert_int_equal(vz_cuda_copy(out, dout, 2 * (size_t)T * qd, 1), VZ_OK);
+        assert_int_equal(vz_cuda_copy(kback, dk, ncache * esz, 1), VZ_OK);
+        for (size_t i = (size_t)pos0 * kvd; i < (size_t)(pos0 + T) * kvd; i++) {
+            float g = f16 ? vz_f16_to_f32(((uint16_t *)kback)[i]) : ((float *)kback)[i];
+            if (!(fabsf(g - kf[i]) <= 0x1p-10f * (1.0f + fabsf(kf[i])))) fail_msg("cache k[%zu] = %g, ref %g", i, g, kf[i]);
+        }
+        const double tol = (var == 0 ? 0x1p-7 : 0x1p-8) * vmax;
+        double worst = 0.0;
+        for (int32_t t = 0; t < T; t++)
+            for (int h = 0; h < nh; h++) {
+                const int kh = h / (nh / nkv), len = pos0 + t + 1;
+                double mx = -1e300, sum = 0.0;
+                for (int j = 0; j < len; j++) {
+                    double d = 0.0;
+                    for (int e = 0; e < hd; e++) d += (double)q[(size_t)t * qd + h * hd + e] * kf[(size_t)j * kvd + kh * hd + e];
+                    sc[j] = d / sqrt((double)hd);
+                    mx = sc[j] > mx ? sc[j] : mx;
+                }
+                for (int j = 0; j < len; j++) sum += (sc[j] = exp(sc[j] - mx));
+                for (int e = 0; e < hd; e++) {
+                    double o = 0.0;
+                    for (int j = 0; j < len; j++) o += sc[j] * vf[(size_t)j * kvd + kh * hd + e];
+                    o /= sum;
+                    const double g = vz_bf16_to_f32(out[(size_t)t * qd + h * hd + e]), err = fabs(g - o);
+                    if (!(err <= tol)) fail_msg("attention %s hd %d: out[%d, %d, %d] = %g, ref %g (tol %.3g)",
+                                                var ? "f32" : "tensor-core", hd, t, h, e, g, o, tol);
+                    worst = err > worst ? err : worst;
+                }
+            }
+        print_message("attention %-11s hd %3d kv %s rope %s: max |gpu - ref| = %.3g (tol %.3g)\n", var ? "f32" : "tensor-core",
+                      hd, f16 ? "f16" : "f32", inter ? "interleaved" : "halves", worst, tol);
+    }
+    vz_cuda_release(dq), vz_cuda_release(dk), vz_cuda_release(dv), vz_cuda_release(dout);
+    free(qkv), free(kf), free(vf), free(kc), free(vc), free(kback), free(out), free(q), free(sc);
+}
+#endif
+
+/* Both attention kernels, head_dim 64 and 128 (tensor cores) and 8 (the f32
+ * kernel runs for both variants), f16 and f32 caches. */
+static void test_attention(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+#ifdef VZ_HAVE_CUDA
+    attention_case(64, 1, 0);
+    attention_case(64, 0, 1);
+    attention_case(128, 1, 1);
+    attention_case(8, 1, 0);
+#endif
+}
+
+static vz_session *open_session(vz_model *m, vz_device dev, vz_kv_mode kv, int32_t n_ctx) {
+    vz_session_opts o;
+    vz_session_opts_default(&o);
+    o.device = dev, o.kv = kv, o.n_ctx = n_ctx;
+    vz_session *s = NULL;
+    vz_status st = vz_session_create(&s, m, &o);
+    if (st != VZ_OK) print_message("session: %s: %s\n", vz_status_name(st), vz_last_error());
+    assert_int_equal(st, VZ_OK);
+    return s;
+}
+
+/* Prefill logits (one eval of N tokens, all logits) vs the CPU session, per
+ * GEMM path (VZ_CUDA_PREFILL=A / B, read at session create) and KV mode.
+ * Tolerance: each GEMM rounds its two inputs to bf16 (relative 2^-9 each;
+ * stories260K's weights are f32), so every product is off by at most 2^-8
+ * relative and every dot by at most 2^-8 sum |a_i w_i| (the f32 summation's
+ * ~n 2^-24 is negligible beside it). As for the f32 test in
+ * test_cuda_forward.c, the logits then move by about that fraction of their
+ * scale; we allow 4x that, 2^-6 max|logit|, for cancellation (sum |a w| above
+ * |sum a w|) and growth through the 5 residual layers. Typical errors are
+ * random-walk sums, far below the bound. */
+static void test_prefill_vs_cpu(void **state) {
+    (void)state;
+    char path[1024];
+    VZ_REQUIRE_MODEL(path, S260K);
+    if (!have_gpu()) skip();
+    vz_model *m = NULL;
+    assert_int_equal(vz_model_open(&m, path, NULL), VZ_OK);
+    enum { N = 150, V = 512 };
+    int32_t toks[N];
+    uint64_t rs = 7;
+    toks[0] = 1;
+    for (int i = 1; i < N; i++) toks[i] = (int32_t)(vz_test_rand(&rs) % V);
+    float *a = malloc(sizeof(float) * N * V), *b = malloc(sizeof(float) * N * V), *l1 = malloc(sizeof(float) * V);
+    assert_true(a && b && l1);
+    const char *modes[2] = {"A", "B"};
+    for (int kv = 0; kv < 2; kv++) {
+        vz_kv_mode mode = kv ? VZ_KV_F16 : VZ_KV_F32;
+        vz_session *cpu = open_session(m, VZ_DEVICE_CPU, mode, 256);
+        assert_int_equal(vz_session_eval(cpu, toks, N, a, 1), VZ_OK);
+        float scale = 0.0f;
+        for (int i = 0; i < N * V; i++) scale = fabsf(a[i]) > scale ? fabsf(a[i]) : scale;
+        for (int p = 0; p < 2; p++) {
+            setenv("VZ_CUDA_PREFILL", modes[p], 1);
+            vz_session *gpu = open_session(m, VZ_DEVICE_CUDA, mode, 256);
+            unsetenv("VZ_CUDA_PREFILL");
+            for (int i = 0; i < N * V; i++) b[i] = NAN;
+            assert_int_equal(vz_session_eval(gpu, toks, N, b, 1), VZ_OK);
+            float maxd = 0.0f;
+            for (int i = 0; i < N * V; i++) {
+                assert_false(isnan(b[i]));
+                maxd = fabsf(a[i] - b[i]) > maxd ? fabsf(a[i] - b[i]) : maxd;
+            }
+            const float tol = 0x1p-6f * scale;
+            print_message("path %s, kv %s: max |prefill - cpu| = %.3g over %d logits (max |logit| %.3g, tol %.3g)\n",
+                          modes[p], kv ? "f16" : "f32", (double)maxd, N * V, (double)scale, (double)tol);
+            assert_true(maxd <= tol);
+            /* the last-row-only eval (f32 head matvec) and decode steps reading the prefilled KV cache */
+            vz_session_reset(gpu);
+            assert_int_equal(vz_session_eval(gpu, toks, N - 1, l1, 0), VZ_OK);
+            for (int j = 0; j < V; j++) assert_true(fabsf(l1[j] - a[(N - 2) * V + j]) <= tol);
+            assert_int_equal(vz_session_eval(gpu, toks + N - 1, 1, l1, 0), VZ_OK);
+            for (int j = 0; j < V; j++) assert_true(fabsf(l1[j] - a[(N - 1) * V + j]) <= tol);
+            vz_session_free(gpu);
+        }
+        vz_session_free(cpu);
+    }
+    free(a), free(b), free(l1);
+    vz_model_close(m);
+}
+
+/* Logits of a prefill of np tokens (all rows) and of ng greedy 1-token
+ * steps after it: byte-identical for raw and lossless weights. */
+static void compare_prefill_bitwise(const char *raw_path, const char *ll_path, int32_t np, int32_t ng, int32_t n_ctx) {
+    vz_model *mr = NULL, *ml = NULL;
+    assert_int_equal(vz_model_open(&mr, raw_path, NULL), VZ_OK);
+    assert_int_equal(vz_model_open(&ml, ll_path, NULL), VZ_OK);
+    vz_model_info info;
+    assert_int_equal(vz_model_get_info(mr, &info), VZ_OK);
+    const size_t V = (size_t)info.vocab_size;
+    vz_session *sr = open_session(mr, VZ_DEVICE_CUDA, VZ_KV_F16, n_ctx), *sl = open_session(ml, VZ_DEVICE_CUDA, VZ_KV_F16, n_ctx);
+    int32_t *toks = malloc(sizeof(int32_t) * (size_t)np);
+    float *a = malloc(sizeof(float) * V * (size_t)np), *b = malloc(sizeof(float) * V * (size_t)np);
+    assert_true(toks && a && b);
+    uint64_t rs = 99;
+    toks[0] = info.bos_id >= 0 ? info.bos_id : 1;
+    for (int32_t i = 1; i < np; i++) toks[i] = (int32_t)(vz_test_rand(&rs) % V);
+    assert_int_equal(vz_session_eval(sr, toks, np, a, 1), VZ_OK);
+    assert_int_equal(vz_session_eval(sl, toks, np, b, 1), VZ_OK);
+    if (memcmp(a, b, sizeof(float) * V * (size_t)np) != 0) fail_msg("prefill logits differ raw vs lossless");
+    int32_t tok = 0;
+    for (size_t j = 1; j < V; j++) tok = a[(size_t)(np - 1) * V + j] > a[(size_t)(np - 1) * V + tok] ? (int32_t)j : tok;
+    for (int32_t i = 0; i < ng; i++) {
+        assert_int_equal(vz_session_eval(sr, &tok, 1, a, 0), VZ_OK);
+        assert_int_equal(vz_session_eval(sl, &tok, 1, b, 0), VZ_OK);
+        if (memcmp(a, b, sizeof(float) * V) != 0) fail_msg("logits differ at step %d after the prefill", i);
+        int32_t nt = 0;
+        for (size_t j = 1; j < V; j++) nt = a[j] > a[nt] ? (int32_t)j : nt;
+        tok = nt;
+    }
+    print_message("prefill of %d tokens + %d steps: logits byte-identical raw vs lossless\n", np, ng);
+    free(toks), free(a), free(b);
+    vz_session_free(sr);
+    vz_session_free(sl);
+    vz_model_close(mr);
+    vz_model_close(ml);
+}
+
+static void test_prefill_bitexact_stories260k(void **state) {
+    (void)state;
+    char path[1024], dir[512], raw[600], ll[600];
+    VZ_REQUIRE_MODEL(path, S260K);
+    if (!have_gpu()) skip();
+    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
+    snprintf(raw, sizeof raw, "%s/raw.vz", dir);
+    snprintf(ll, sizeof ll, "%s/ll.vz", dir);
+    vz_convert_opts co;
+    vz_convert_opts_default(&co);
+    co.codec_spec = "raw";
+    assert_int_equal(vz_convert(path, raw, &co), VZ_OK);
+    co.codec_spec = "lossless";
+    assert_int_equal(vz_convert(path, ll, &co), VZ_OK);
+    compare_prefill_bitwise(raw, ll, 200, 40, 256);
+    vz_test_rmtree(dir);
+}
+
+static void test_prefill_bitexact_tinyllama(void **state) {
+    (void)state;
+    const char *raw = getenv("VZ_TINYLLAMA_RAW"), *ll = getenv("VZ_TINYLLAMA_LOSSLESS");
+    if (!raw || !ll) {
+        print_message("SKIP: set VZ_TINYLLAMA_RAW and VZ_TINYLLAMA_LOSSLESS (bench/gpu_prefill.sh does)\n");
+        skip();
+    }
+    if (!have_gpu()) skip();
+    compare_prefill_bitwise(raw, ll, 512, 32, 640);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gemm_codecs),
+        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_prefill_vs_cpu),
+        cmocka_unit_test(test_prefill_bitexact_stories260k),
+        cmocka_unit_test(test_prefill_bitexact_tinyllama),
+    };
+    const char *only = getenv("VZ_TEST_ONLY"); /* e.g. *tinyllama (bench/gpu_prefill.sh) */
+    if (only && *only) cmocka_set_test_filter(only);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
