@@ -1,6 +1,6 @@
 /*
  * matvec_bench.cu - times the fused decode+matvec (src/backend/cuda/matvec.cu)
- * per codec on TinyLlama 1.1B shapes and one large matrix, on synthetic
+ * per codec (raw, lossless, q8, q4) on TinyLlama 1.1B shapes and one large matrix, on synthetic
  * trained-like bf16 weights (Gaussian, std 0.02, 1% tails x4). Bytes read =
  * encoded bytes; GB/s is compared with a device-to-device copy (read+write)
  * measured in the same run. Weights rotate over copies > L2 so DRAM is timed.
@@ -94,10 +94,10 @@ static double copy_gbs(void) {
 struct shape { const char *name; int64_t rows, cols; };
 
 /* Kernel variants timed side by side (vz_cuda_matvec_variant flags). */
-static const int nvar = 5;
-static const int var_flags[nvar] = {VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_LEGACY, VZ_CUDA_MV_NO_PDL, 0,
-                                    VZ_CUDA_MV_OCC4};
-static const char *var_name[nvar] = {"legacy", "legacy+pdl", "v2", "v2+pdl", "v2+pdl+occ4"};
+static const int nvar = 4;
+static const int var_flags[nvar] = {VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL, 0, VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL,
+                                    VZ_CUDA_MV_V4};
+static const char *var_name[nvar] = {"legacy (old default)", "v2+pdl", "v4", "v4+pdl (new default)"};
 
 static uint16_t *g_src; /* synthetic bf16 weights, 8192*8192 */
 
@@ -132,7 +132,7 @@ static void bench_single(double cgbs, int l2, const int *batches, int nbatch, fl
     const shape shapes[] = {{"q/o 2048x2048", 2048, 2048}, {"k/v 256x2048", 256, 2048},
                             {"gate/up 5632x2048", 5632, 2048}, {"down 2048x5632", 2048, 5632},
                             {"lm_head 32000x2048", 32000, 2048}, {"big 8192x8192", 8192, 8192}};
-    const char *codecs[] = {"raw", "lossless", "q8"};
+    const char *codecs[] = {"raw", "lossless", "q8", "q4"};
     printf("\nsingle matvec, us per launch (speedup vs raw with the same variant); GB/s of the best; "
            "exact = bitwise equal to raw legacy (q8: to q8 legacy) for every variant\n\n| shape | codec | B | bits/w |");
     for (int v = 0; v < nvar; v++) printf(" %s |", var_name[v]);
@@ -143,7 +143,7 @@ static void bench_single(double cgbs, int l2, const int *batches, int nbatch, fl
         const shape &S = shapes[si];
         double t_raw[8][nvar];
         float *y_ref = (float *)malloc(8 * S.rows * 4), *y = (float *)malloc(8 * S.rows * 4);
-        for (int ci = 0; ci < 3; ci++) {
+        for (int ci = 0; ci < 4; ci++) {
             const vz_codec *c = vz_codec_by_name(codecs[ci]);
             if (!c) continue;
             double bits;
@@ -156,12 +156,11 @@ static void bench_single(double cgbs, int l2, const int *batches, int nbatch, fl
                 bool exact = true;
                 double best = 1e30;
                 for (int v = 0; v < nvar; v++) {
-                    if (B != 1 && (var_flags[v] & VZ_CUDA_MV_OCC4)) { printf(" - |"); continue; }
                     vz_cuda_matvec_variant(var_flags[v]);
                     CK(cudaMemset(dy, 0xff, (size_t)B * S.rows * 4));
                     VK(vz_cuda_matvec(dy, dx, B, &W[0], NULL));
                     CK(cudaDeviceSynchronize());
-                    bool ref = v == 0 && ci != 1; /* raw legacy, q8 legacy are references */
+                    bool ref = v == 0 && ci != 1; /* raw legacy, q8/q4 legacy are references */
                     CK(cudaMemcpy(ref ? y_ref : y, dy, (size_t)B * S.rows * 4, cudaMemcpyDeviceToHost));
                     if (!ref && memcmp(y, y_ref, (size_t)B * S.rows * 4) != 0) exact = false;
                     int reps = nc < 200 ? 200 : nc;
@@ -187,7 +186,7 @@ static void bench_single(double cgbs, int l2, const int *batches, int nbatch, fl
  * NL distinct weight copies (> 4x L2), h reset from h0 at the graph's start. */
 #define NL 8
 static void bench_chain(void) {
-    const char *codecs[] = {"raw", "lossless"};
+    const char *codecs[] = {"raw", "lossless", "q8", "q4"};
     const int64_t D = 2048, F = 5632, KV = 256;
     float *h, *h0, *q, *k, *v, *o, *act, *gu2;
     CK(cudaMalloc(&h, D * 4)); CK(cudaMalloc(&h0, D * 4)); CK(cudaMalloc(&q, D * 4)); CK(cudaMalloc(&k, KV * 4));
@@ -198,12 +197,12 @@ static void bench_chain(void) {
     double t_raw[nvar];
     float *y_ref = (float *)malloc(D * 4), *y = (float *)malloc(D * 4);
     printf("\nchain: 22 TinyLlama layers per graph (QKV, O, gate+up silu, down = 4 launches/layer, each input the "
-           "previous output), %d distinct weight copies; us per layer (speedup vs raw, same variant)\n\n| codec |", NL);
+           "previous output), %d distinct weight copies; us per layer (speedup vs raw, same variant); exact: lossless == raw, q8/q4 == own legacy\n\n| codec |", NL);
     for (int vi = 0; vi < nvar; vi++) printf(" %s |", var_name[vi]);
     printf(" exact |\n|---|");
     for (int vi = 0; vi < nvar; vi++) printf("---|");
     printf("---|\n");
-    for (int ci = 0; ci < 2; ci++) {
+    for (int ci = 0; ci < 4; ci++) {
         const vz_codec *c = vz_codec_by_name(codecs[ci]);
         int nl = NL;
         vz_cuda_tensor *Wq = make_copies(c, D, D, 0, &nl, 0, NULL), *Wk = make_copies(c, KV, D, 1 << 22, &nl, 0, NULL);
@@ -228,7 +227,7 @@ static void bench_chain(void) {
             vz_cuda_matvec_variant(var_flags[vi]);
             layers(0, NULL);
             CK(cudaDeviceSynchronize());
-            bool ref = ci == 0 && vi == 0;
+            bool ref = ci != 1 && vi == 0; /* lossless vs raw; q8, q4 vs their legacy run */
             CK(cudaMemcpy(ref ? y_ref : y, h, D * 4, cudaMemcpyDeviceToHost));
             if (!ref && memcmp(y, y_ref, D * 4) != 0) exact = false;
             double us = time_graph(layers, 1) / 22;
@@ -248,19 +247,25 @@ static void bench_chain(void) {
     cudaFree(h), cudaFree(h0), cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(o), cudaFree(act), cudaFree(gu2);
 }
 
-/* `matvec_bench ncu`: one lossless 8192^2 batch-1 launch per variant in
- * ncu_flags, nothing timed (for ncu -k regex -c N). */
+/* `matvec_bench ncu`: TinyLlama gate+up (2 x 5632x2048, SiLU epilogue),
+ * batch 1, one launch each: lossless legacy, lossless v4, raw v4, q4 v4;
+ * nothing timed (for ncu -k regex -c 4). */
 static void bench_ncu(float *dx, float *dy) {
-    const int ncu_flags[2] = {VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_NO_PDL};
-    int nc = 1;
-    vz_cuda_tensor *W = make_copies(vz_codec_by_name("lossless"), 8192, 8192, 0, &nc, 0, NULL);
-    for (int v = 0; v < 2; v++) {
-        vz_cuda_matvec_variant(ncu_flags[v]);
-        VK(vz_cuda_matvec(dy, dx, 1, &W[0], NULL));
+    const char *codec[4] = {"lossless", "lossless", "raw", "q4"};
+    const int flags[4] = {VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL,
+                          VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL};
+    for (int v = 0; v < 4; v++) {
+        int nc = 1;
+        const vz_codec *c = vz_codec_by_name(codec[v]);
+        vz_cuda_tensor *G = make_copies(c, 5632, 2048, 0, &nc, 0, NULL), *U = make_copies(c, 5632, 2048, 1 << 24, &nc, 0, NULL);
+        const vz_cuda_tensor *gu[2] = {&G[0], &U[0]};
+        float *out[2] = {dy, dy};
+        vz_cuda_matvec_variant(flags[v]);
+        VK(vz_cuda_matvec_multi(2, gu, out, dx, 1, VZ_CUDA_EPI_SILU_MUL, NULL));
         CK(cudaDeviceSynchronize());
+        vz_cuda_tensor_free(&G[0]), vz_cuda_tensor_free(&U[0]);
+        free(G), free(U);
     }
-    vz_cuda_tensor_free(&W[0]);
-    free(W);
 }
 
 int main(int argc, char **argv) {
@@ -274,8 +279,12 @@ int main(int argc, char **argv) {
     vz_cuda_device_name(0, card, sizeof card);
     int l2 = 0;
     CK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
-    double cgbs = copy_gbs();
-    printf("card: %s, L2 %d MB, D2D copy %.0f GB/s (read+write)\n", card, l2 >> 20, cgbs);
+    double ggbs = copy_gbs();
+    vz_device_info dev;
+    VK(vz_cuda_device_probe(1, &dev)); /* cudaMemcpy, as `vramzip bench` reports it: the % reference */
+    double cgbs = dev.copy_gbs;
+    printf("card: %s, L2 %d MB, D2D copy %.0f GB/s (read+write; cudaMemcpy median of 10, the %% reference), "
+           "%.0f GB/s as graph memcpy nodes\n", card, l2 >> 20, cgbs, ggbs);
     int64_t maxn = 8192 * 8192;
     g_src = (uint16_t *)malloc((size_t)maxn * 2);
     for (int64_t i = 0; i < maxn; i++) {

@@ -2,7 +2,8 @@
  * test_cuda_matvec.c - the CUDA fused decode+matvec (src/backend/cuda/
  * matvec.cu) against the CPU reference: each codec's encode() produces the
  * tensor, its decode_ref() gives the weights, a double-precision sum gives
- * y. Also bitwise checks: lossless == raw, generic path == fast path,
+ * y (q4 with g32, g128, g64 asymmetric and one scale per row). Also
+ * bitwise checks: lossless == raw, generic path == fast path,
  * multi-tensor launches == single ones, every kernel variant and dependent
  * chains (programmatic dependent launch) bitwise equal. Skips without a GPU
  * or CUDA build.
@@ -59,14 +60,18 @@ typedef struct enc {
     double *w; /* decode_ref weights as doubles */
 } enc;
 
-static void enc_make(enc *e, const char *codec, const void *src, vz_dtype d, int64_t rows, int64_t cols) {
+/* Encodes with opts o (group, level; NULL: the codec's defaults). */
+static void enc_make_o(enc *e, const char *codec, const vz_codec_opts *o, const void *src, vz_dtype d, int64_t rows,
+                       int64_t cols) {
     const vz_codec *c = vz_codec_by_name(codec);
     assert_non_null(c);
     memset(e, 0, sizeof *e);
-    vz_codec_opts o = {0, 0};
-    assert_int_equal(c->encode(src, d, rows, cols, &o, &e->blob), VZ_OK);
+    vz_codec_opts o0 = {0, 0};
+    if (!o) o = &o0;
+    assert_int_equal(c->encode(src, d, rows, cols, o, &e->blob), VZ_OK);
     vz_tensor *t = &e->t;
-    snprintf(t->name, sizeof t->name, "%s.%lldx%lld", codec, (long long)rows, (long long)cols);
+    snprintf(t->name, sizeof t->name, "%s(g%d,l%d).%lldx%lld", codec, o->group, o->level, (long long)rows,
+             (long long)cols);
     t->ndim = 2, t->shape[0] = rows, t->shape[1] = cols, t->rows = rows, t->cols = cols;
     t->dtype = d, t->codec = c->id, t->data = e->blob.data, t->size = e->blob.size;
     t->params = e->blob.params, t->params_size = e->blob.params_size;
@@ -88,6 +93,10 @@ static void enc_make(enc *e, const char *codec, const void *src, vz_dtype d, int
     free(raw);
 }
 
+static void enc_make(enc *e, const char *codec, const void *src, vz_dtype d, int64_t rows, int64_t cols) {
+    enc_make_o(e, codec, NULL, src, d, rows, cols);
+}
+
 static void enc_free(enc *e) {
     vz_cuda_tensor_free(&e->d);
     vz_blob_free(&e->blob);
@@ -95,7 +104,8 @@ static void enc_free(enc *e) {
 }
 
 /* Kernel variants (cuda.h): every one must give the same bits. */
-static const int variants[] = {0, VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_LEGACY, VZ_CUDA_MV_NO_PDL,
+static const int variants[] = {VZ_CUDA_MV_V4, VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, 0,
+                               VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_LEGACY, VZ_CUDA_MV_NO_PDL,
                                VZ_CUDA_MV_OCC4};
 
 /* Runs the GPU matvec (output poisoned with NaN first) with every kernel
@@ -108,8 +118,8 @@ static float *gpu_mv(const enc *e, const float *dx, int batch) {
     for (size_t v = 0; v < sizeof variants / sizeof variants[0]; v++) {
         vz_cuda_matvec_variant(variants[v]);
         assert_int_equal(vz_cuda_fill_f32(dy, NAN, ny), VZ_OK);
-        assert_int_equal(vz_cuda_matvec(dy, dx, batch, &e->d, NULL), VZ_OK);
-        assert_int_equal(vz_cuda_sync(), VZ_OK);
+        if (vz_cuda_matvec(dy, dx, batch, &e->d, NULL) != VZ_OK || vz_cuda_sync() != VZ_OK)
+            fail_msg("%s batch %d variant %d: %s", e->t.name, batch, variants[v], vz_last_error());
         assert_int_equal(vz_cuda_copy(v == 0 ? y : yv, dy, ny * 4, 1), VZ_OK);
         if (v > 0 && memcmp(y, yv, ny * 4) != 0)
             fail_msg("%s batch %d: kernel variant %d != default bitwise", e->t.name, batch, variants[v]);
@@ -140,8 +150,8 @@ static void test_matvec_chain(void **state) {
     float *buf[7];
     int old = vz_cuda_matvec_variant(-1);
     for (int i = 0; i < 7; i++) buf[i] = vz_cuda_alloc(n * 4);
-    const int chain_var[2] = {0, VZ_CUDA_MV_LEGACY};
-    for (int var = 0; var < 2; var++)
+    const int chain_var[3] = {VZ_CUDA_MV_V4, 0, VZ_CUDA_MV_LEGACY};
+    for (int var = 0; var < 3; var++)
     for (int ci = 0; ci < 2; ci++)
         for (int synced = 0; synced < 2; synced++) {
             vz_cuda_matvec_variant(chain_var[var]);
@@ -198,16 +208,28 @@ static float *upload_x(const float *x, size_t n, int misalign) {
     return dx;
 }
 
-static const int64_t shapes[][2] = {{2048, 2048}, {256, 2048}, {5632, 2048}, {2048, 5632},
-                                    {1, 1},       {7, 33},     {64, 172},    {5, 1025}};
+/* TinyLlama shapes, then odd ones: v4 with one unit's second row missing
+ * (odd rows), a partly idle last group iteration (gpr 33), 4 exception
+ * blocks per row, batch 8 x 4096 beyond v4's staged x (fallback kernel);
+ * then generic-only shapes (cols % 32 != 0). */
+static const int64_t shapes[][2] = {{2048, 2048}, {256, 2048}, {5632, 2048}, {2048, 5632}, {3, 32}, {33, 64},
+                                    {9, 1056},    {101, 4096}, {1, 1},       {7, 33},      {64, 172}, {5, 1025}};
 static const int batches[] = {1, 2, 8};
+
+/* Codecs under test: raw and lossless first (bitwise pair), then the lossy
+ * ones with their options: q4 default (g32, searched), g128, asymmetric g64,
+ * one scale per row (group = cols: rows shorter than a group, generic path
+ * when cols % 32 != 0). */
+static const struct { const char *name; vz_codec_opts o; } codecs_t[] = {
+    {"raw", {0, 0}}, {"lossless", {0, 0}}, {"q8", {0, 0}}, {"q4", {0, 0}}, {"q4", {128, 1}}, {"q4", {64, 3}},
+    {"q4", {-1, 2}}};
+#define NCODEC ((int)(sizeof codecs_t / sizeof codecs_t[0]))
 
 /* Every codec on bf16 (and raw/lossless on f16, f32 for the small shapes):
  * GPU vs reference; lossless vs raw bitwise; generic path vs fast bitwise. */
 static void test_matvec_codecs(void **state) {
     (void)state;
     REQUIRE_GPU();
-    const char *codecs[] = {"raw", "lossless", "q8"}; /* q4: no GPU decoder yet */
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         int64_t rows = shapes[si][0], cols = shapes[si][1], n = rows * cols;
         float *wf = rand_weights(n, 1000 + si);
@@ -215,12 +237,12 @@ static void test_matvec_codecs(void **state) {
             vz_dtype dt = d == 0 ? VZ_DTYPE_BF16 : d == 1 ? VZ_DTYPE_F16 : VZ_DTYPE_F32;
             if (dt != VZ_DTYPE_BF16 && n > 256 * 2048) continue;
             void *src = to_dtype(wf, n, dt);
-            enc e[3];
-            int have[3] = {0};
-            for (int ci = 0; ci < 3; ci++) {
-                const vz_codec *c = vz_codec_by_name(codecs[ci]);
+            enc e[NCODEC];
+            int have[NCODEC] = {0};
+            for (int ci = 0; ci < NCODEC; ci++) {
+                const vz_codec *c = vz_codec_by_name(codecs_t[ci].name);
                 if (!c || (ci >= 2 && dt != VZ_DTYPE_BF16) || !c->supports(dt, rows, cols)) continue;
-                enc_make(&e[ci], codecs[ci], src, dt, rows, cols);
+                enc_make_o(&e[ci], codecs_t[ci].name, &codecs_t[ci].o, src, dt, rows, cols);
                 have[ci] = 1;
             }
             for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
@@ -229,7 +251,7 @@ static void test_matvec_codecs(void **state) {
                 for (int64_t i = 0; i < batch * cols; i++) x[i] *= 50.0f;
                 float *dx = upload_x(x, (size_t)batch * cols, 0), *dxu = upload_x(x, (size_t)batch * cols, 1);
                 float *yr = NULL;
-                for (int ci = 0; ci < 3; ci++) {
+                for (int ci = 0; ci < NCODEC; ci++) {
                     if (!have[ci]) continue;
                     float *y = gpu_mv(&e[ci], dx, batch), *yg = gpu_mv(&e[ci], dxu + 1, batch);
                     check_ref(&e[ci], x, y, batch);
@@ -246,7 +268,7 @@ static void test_matvec_codecs(void **state) {
                 vz_cuda_release(dxu);
                 free(x);
             }
-            for (int ci = 0; ci < 3; ci++)
+            for (int ci = 0; ci < NCODEC; ci++)
                 if (have[ci]) enc_free(&e[ci]);
             free(src);
         }
@@ -287,9 +309,12 @@ static void test_matvec_dense_exceptions(void **state) {
 static void test_matvec_multi(void **state) {
     (void)state;
     REQUIRE_GPU();
-    const char *codecs[] = {"raw", "lossless"};
+    const char *codecs[] = {"raw", "lossless", "q4"};
     const int64_t rws[3] = {320, 64, 64}, cols = 2048;
-    for (int ci = 0; ci < 2; ci++)
+    const int mvar[2] = {VZ_CUDA_MV_V4, VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL};
+    int old = vz_cuda_matvec_variant(-1);
+    for (int vi = 0; vi < 2; vi++)
+    for (int ci = 0; ci < 3; ci++)
         for (int batch = 1; batch <= 8; batch += 7) {
             enc e[3];
             float *dy[3], *ys[3];
@@ -307,12 +332,13 @@ static void test_matvec_multi(void **state) {
                 assert_int_equal(vz_cuda_fill_f32(dy[i], NAN, (size_t)batch * rws[i]), VZ_OK);
             }
             const vz_cuda_tensor *W[3] = {&e[0].d, &e[1].d, &e[2].d};
+            vz_cuda_matvec_variant(mvar[vi]);
             assert_int_equal(vz_cuda_matvec_multi(3, W, dy, dx, batch, VZ_CUDA_EPI_NONE, NULL), VZ_OK);
             for (int i = 0; i < 3; i++) {
                 size_t ny = (size_t)batch * rws[i];
                 float *y = malloc(ny * 4);
                 assert_int_equal(vz_cuda_copy(y, dy[i], ny * 4, 1), VZ_OK);
-                if (memcmp(y, ys[i], ny * 4) != 0) fail_msg("multi tensor %d (%s) != single", i, codecs[ci]);
+                if (memcmp(y, ys[i], ny * 4) != 0) fail_msg("multi tensor %d (%s, variant %d) != single", i, codecs[ci], mvar[vi]);
                 /* residual: y = y + W x on top of the result just read */
                 assert_int_equal(vz_cuda_matvec_multi(1, &W[i], &dy[i], dx, batch, VZ_CUDA_EPI_ADD, NULL), VZ_OK);
                 float *y2 = malloc(ny * 4);
@@ -331,12 +357,13 @@ static void test_matvec_multi(void **state) {
             for (size_t j = 0; j < ny; j++) {
                 float g = ys[1][j], want = g / (1.0f + expf(-g)) * ys[2][j];
                 if (!(fabsf(y[j] - want) <= ldexpf(fabsf(want), -20) + 1e-38f))
-                    fail_msg("silu*mul %zu: %.9g, want %.9g", j, y[j], want);
+                    fail_msg("silu*mul %zu (%s, variant %d): %.9g, want %.9g", j, codecs[ci], mvar[vi], y[j], want);
             }
             free(y);
             for (int i = 0; i < 3; i++) enc_free(&e[i]), vz_cuda_release(dy[i]), free(ys[i]);
             vz_cuda_release(dx);
             free(x);
+            vz_cuda_matvec_variant(old);
         }
 }
 
@@ -344,14 +371,14 @@ static void test_matvec_multi(void **state) {
 static void test_rows(void **state) {
     (void)state;
     REQUIRE_GPU();
-    const char *codecs[] = {"raw", "lossless", "q8"};
+    const char *codecs[] = {"raw", "lossless", "q8", "q4"};
     const int64_t rows = 100, cols = 1100;
     float *wf = rand_weights(rows * cols, 5);
     void *src = to_dtype(wf, rows * cols, VZ_DTYPE_BF16);
     int32_t ids[5] = {0, 99, 42, -1, 100};
     int32_t *dids = vz_cuda_alloc(sizeof ids);
     assert_int_equal(vz_cuda_copy(dids, ids, sizeof ids, 0), VZ_OK);
-    for (int ci = 0; ci < 3; ci++) {
+    for (int ci = 0; ci < 4; ci++) {
         if (!vz_codec_by_name(codecs[ci])) continue;
         enc e;
         enc_make(&e, codecs[ci], src, VZ_DTYPE_BF16, rows, cols);

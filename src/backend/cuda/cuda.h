@@ -32,8 +32,8 @@ typedef struct vz_cuda_tensor {
     int32_t dtype;           /* vz_dtype of the source elements */
     int32_t codec;           /* codec id (codecs.def) */
     int32_t kind;            /* kernel path chosen at upload (matvec.cu) */
-    int32_t k, layout;       /* lossless: code bits, code layout */
-    int32_t group;           /* q8: elements per scale */
+    int32_t k, layout;       /* lossless: code bits, code layout; q4: layout 1 = asymmetric */
+    int32_t group;           /* q8, q4: elements per scale */
     uint8_t *data;           /* device: the encoded blob (owned) */
     uint8_t *lut;            /* device: lossless lut, 2^k bytes (owned) */
     uint64_t size;           /* encoded bytes (what a matvec reads) */
@@ -71,12 +71,14 @@ vz_status vz_cuda_matvec(float *d_y, const float *d_x, int batch, const vz_cuda_
 vz_status vz_cuda_matvec_multi(int n, const vz_cuda_tensor *const *W, float *const *d_y, const float *d_x, int batch,
                                int epi, void *stream);
 
-/* Kernel variant flags (bench and tests; default LEGACY | NO_PDL): LEGACY
- * runs the first kernel (f32 decode, one-group prefetch), NO_PDL launches
- * without programmatic dependent launch, OCC4 caps batch-1 registers of
- * the v2 kernel for 4 blocks per SM. All variants give bitwise equal
- * results. flags < 0 only reads; returns the previous flags. */
-enum { VZ_CUDA_MV_LEGACY = 1, VZ_CUDA_MV_NO_PDL = 2, VZ_CUDA_MV_OCC4 = 4 };
+/* Kernel variant flags (bench and tests; default V4): V4 runs the kernel
+ * with x staged in shared memory (batch * cols * 4 <= 96 KiB, else the
+ * others run); LEGACY runs the first kernel (f32 decode, one-group
+ * prefetch), else v2; NO_PDL launches without programmatic dependent
+ * launch; OCC4 caps batch-1 registers of v2 for 4 blocks per SM. The old
+ * default is LEGACY | NO_PDL (3). All variants give bitwise equal results.
+ * flags < 0 only reads; returns the previous flags. */
+enum { VZ_CUDA_MV_LEGACY = 1, VZ_CUDA_MV_NO_PDL = 2, VZ_CUDA_MV_OCC4 = 4, VZ_CUDA_MV_V4 = 8 };
 int vz_cuda_matvec_variant(int flags);
 
 /* out[i*cols + c] = W[ids[i], c] as f32 for i < n (embedding lookup); d_ids

@@ -2,7 +2,7 @@
  * cuda_weights.cu - uploads a vz_tensor to VRAM in its encoded form (the
  * data blob as is, never expanded) with its section offsets precomputed from
  * docs/codecs.md (lossless: low planes, codes, exception index, exceptions;
- * q8: int8 values, f16 scales), and picks the matvec path (decode.cuh). Also
+ * q8: int8 values, f16 scales; q4: nibbles, f16 scales, zero points), and picks the matvec path (decode.cuh). Also
  * the small runtime helpers of cuda.h used by C tests and the bench.
  */
 #include <cuda_runtime.h>
@@ -49,6 +49,19 @@ static vz_status wt_layout(vz_cuda_tensor *d, const vz_tensor *t) {
         VZ_FAIL_IF(d->group < 1, VZ_ERR_CODEC, "tensor %s: q8 group %d", t->name, d->group);
         d->off[1] = al16(n);
         d->kind = a32 && d->group % 32 == 0 ? VZ_K_Q8 : VZ_K_GENERIC;
+        return VZ_OK;
+    }
+    if (t->codec == VZ_ID_Q4) { /* codes, scales, zero points (asymmetric) */
+        VZ_FAIL_IF(t->params_size != 8, VZ_ERR_CODEC, "tensor %s: q4 params %u bytes", t->name, t->params_size);
+        memcpy(&d->group, t->params + 4, 4);
+        VZ_FAIL_IF(d->group < 1, VZ_ERR_CODEC, "tensor %s: q4 group %d", t->name, d->group);
+        d->layout = t->params[1] & 1; /* 1: asymmetric */
+        uint64_t qgpr = ((uint64_t)t->cols + (uint64_t)d->group - 1) / (uint64_t)d->group;
+        d->off[1] = al16((uint64_t)t->rows * (((uint64_t)t->cols + 1) / 2));
+        d->off[2] = al16(d->off[1] + (uint64_t)t->rows * qgpr * 2);
+        VZ_FAIL_IF((d->layout ? d->off[2] + (uint64_t)t->rows * qgpr : d->off[1] + (uint64_t)t->rows * qgpr * 2) > t->size,
+                   VZ_ERR_FORMAT, "tensor %s: q4 data %llu bytes < sections", t->name, (unsigned long long)t->size);
+        d->kind = a32 && d->group % 32 == 0 ? VZ_K_Q4 : VZ_K_GENERIC;
         return VZ_OK;
     }
     return VZ_FAIL(VZ_ERR_UNSUPPORTED, "tensor %s: codec %u has no CUDA decoder", t->name, (unsigned)t->codec);
@@ -110,10 +123,15 @@ vz_dview vz_cuda_view(const vz_cuda_tensor *t) {
         v.codes = (const uint32_t *)(t->data + t->off[1]);
         v.eidx = (const uint32_t *)(t->data + t->off[2]);
         v.exc = (const uint16_t *)(t->data + t->off[3]);
-    } else if (t->codec == VZ_ID_Q8) {
+    } else if (t->codec == VZ_ID_Q8 || t->codec == VZ_ID_Q4) {
         v.group = t->group;
         v.qgpr = (int32_t)((t->cols + t->group - 1) / t->group);
         v.scales = (const uint16_t *)(t->data + t->off[1]);
+        v.qstride = (int32_t)((t->cols + 1) / 2);
+        v.zeros = t->codec == VZ_ID_Q4 && t->layout ? t->data + t->off[2] : NULL;
+        v.qsh = -1;
+        for (int k = 0; k < 31; k++)
+            if (t->group == (32 << k)) v.qsh = k;
     }
     return v;
 }

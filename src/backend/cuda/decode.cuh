@@ -3,7 +3,7 @@
  * codec, shared by all kernels that read it (matvec.cu fast and generic
  * kernels, vz_cuda_rows). A decoder gives the 32 f32 weights of one lane's
  * code group (32 consecutive row elements) and must equal the codec's
- * decode_ref / decode_f32 (src/codec/{raw,lossless,q8}.c, docs/codecs.md)
+ * decode_ref / decode_f32 (src/codec/{raw,lossless,q8,q4}.c, docs/codecs.md)
  * bit for bit; tests/test_cuda_matvec.c checks that through the matvec.
  */
 #ifndef VZ_BACKEND_CUDA_DECODE_CUH
@@ -16,10 +16,10 @@
 #pragma nv_diag_suppress 128
 
 /* Kernel paths (vz_cuda_tensor.kind). The fast paths need cols % 32 == 0. */
-enum { VZ_K_RAW_BF16 = 0, VZ_K_LL3 = 1, VZ_K_Q8 = 2, VZ_K_GENERIC = 3 };
+enum { VZ_K_RAW_BF16 = 0, VZ_K_LL3 = 1, VZ_K_Q8 = 2, VZ_K_Q4 = 3, VZ_K_GENERIC = 4 };
 
 /* Codec ids as on disk (docs/codecs.md); codecs.def may not list them all yet. */
-enum { VZ_ID_RAW = 0, VZ_ID_LOSSLESS = 1, VZ_ID_Q8 = 4 };
+enum { VZ_ID_RAW = 0, VZ_ID_LOSSLESS = 1, VZ_ID_Q8 = 4, VZ_ID_Q4 = 5 };
 
 /* Device view of one uploaded tensor, passed by value into kernels. */
 struct vz_dview {
@@ -27,10 +27,13 @@ struct vz_dview {
     const uint32_t *codes; /* lossless code groups (k words each) */
     const uint32_t *eidx;  /* lossless exception index */
     const uint16_t *exc;   /* lossless exceptions */
-    const uint16_t *scales;/* q8 f16 scales */
+    const uint16_t *scales;/* q8/q4 f16 scales */
+    const uint8_t *zeros;  /* q4 asymmetric: zero points (NULL: symmetric, z = 8) */
     const uint8_t *lut;    /* lossless lut in device memory */
     int64_t rows, cols, n;
-    int32_t dtype, codec, k, layout, gpr, bpr, group, qgpr;
+    int32_t dtype, codec, k, layout, gpr, bpr, group, qgpr; /* qgpr: q8/q4 scales per row */
+    int32_t qstride;       /* q4: code bytes per row, ceil(cols / 2) */
+    int32_t qsh;           /* q8/q4 fast paths: log2(group / 32) if a power of two, else -1 */
     uint32_t lut_lo, lut_hi;
 };
 
@@ -44,14 +47,18 @@ struct vz_gst {
 /* One lane's decoded group, kept packed until the fmaf (fewer registers):
  * raw/lossless bf16 pairs (element 2i in the low half of p[i]); q8: 32 int8
  * in p[0..7] and the scale s. vz_pk_elem gives element e as f32, the same
- * value the f32 decoders give. */
+ * value the f32 decoders give. q4: 32 nibbles in p[0..3], p[4] the f32
+ * bits of 2^23 + z (zero point), and s. */
 struct vz_pk {
     uint32_t p[16];
     float s;
 };
 
-/* Words per lane of the warp's shared scratch (exception patching). */
+/* Words per lane of the warp's shared scratch (exception patching); the
+ * packed3 decoders of vz_ll3_decode2 use 12 (H, then 3 code words + 1): a
+ * 48-byte stride makes the lanes' 16-byte stores and loads conflict-free. */
 #define VZ_SMEM_LANE 16
+#define VZ_SMEM_LANE3 12
 
 static __device__ __forceinline__ float vz_u2f(uint32_t u) { return __uint_as_float(u); }
 
@@ -165,7 +172,7 @@ static __device__ __forceinline__ void vz_ll3_load2(const vz_dview &d, int64_t r
 /* Writes exception entry v of a packed3 block into its owner's H byte (scratch). */
 static __device__ __forceinline__ void vz_ll3_patch1(uint32_t *sm, uint32_t v) {
     uint32_t off = v & 1023u;
-    uint32_t *row = sm + (off >> 5) * VZ_SMEM_LANE;
+    uint32_t *row = sm + (off >> 5) * VZ_SMEM_LANE3;
     uint32_t code = vz_ll_code(row + 8, 3, 1, (int)(off & 31u));
     ((uint8_t *)row)[off & 31u] = (uint8_t)((v >> 10) << 3 | code);
 }
@@ -179,7 +186,7 @@ static __device__ __forceinline__ void vz_ll3_decode2(const vz_dview &d, const v
     vz_ll_h_packed3(st.u[0], st.u[1], st.u[2], d.lut_lo, d.lut_hi, h);
     uint32_t e0 = st.u[3], e1 = st.u[4];
     if (e1 > e0) { /* warp-uniform */
-        uint32_t *mine = sm + lane * VZ_SMEM_LANE;
+        uint32_t *mine = sm + lane * VZ_SMEM_LANE3;
         *(uint4 *)mine = make_uint4(h[0], h[1], h[2], h[3]);
         *(uint4 *)(mine + 4) = make_uint4(h[4], h[5], h[6], h[7]);
         *(uint4 *)(mine + 8) = make_uint4(st.u[0], st.u[1], st.u[2], 0);
@@ -284,14 +291,21 @@ static __device__ __forceinline__ void vz_raw_group(const vz_dview &d, int64_t r
     }
 }
 
+/* Scale group of lane group g (32 elements; group % 32 == 0), no division
+ * when group / 32 is a power of two. */
+static __device__ __forceinline__ uint32_t vz_qgroup(const vz_dview &d, int g) {
+    return d.qsh >= 0 ? (uint32_t)g >> d.qsh : (uint32_t)g / (uint32_t)(d.group >> 5);
+}
+
 /* ---- q8: value = (float)q * (float)scale (src/codec/q8.c) -----------------
  * Fast: cols % 32 == 0 and group % 32 == 0, so one scale per lane group. */
 static __device__ __forceinline__ void vz_q8_load(const vz_dview &d, int64_t r, int it, int lane, vz_gst &st) {
     int g = it * 32 + lane;
-    size_t c0 = 32 * (size_t)(g < d.gpr ? g : 0);
+    g = g < d.gpr ? g : 0;
+    size_t c0 = 32 * (size_t)g;
     const uint4 *p = (const uint4 *)(d.data + (size_t)r * d.cols + c0);
     st.v[0] = __ldg(p), st.v[1] = __ldg(p + 1);
-    st.u[0] = __ldg(d.scales + (size_t)r * d.qgpr + c0 / d.group);
+    st.u[0] = __ldg(d.scales + (size_t)r * d.qgpr + vz_qgroup(d, g));
 }
 
 static __device__ __forceinline__ void vz_q8_decode(const vz_gst &st, float w[32]) {
@@ -309,10 +323,17 @@ static __device__ __forceinline__ void vz_q8_decode2(const vz_gst &st, vz_pk &k)
     for (int j = 0; j < 2; j++) k.p[4 * j] = st.v[j].x, k.p[4 * j + 1] = st.v[j].y, k.p[4 * j + 2] = st.v[j].z, k.p[4 * j + 3] = st.v[j].w;
 }
 
+/* q4 code q (0..15) minus zero point as f32, exactly: (2^23 + q) - (2^23 + z)
+ * with zb = the f32 bits of 2^23 + z (one or + one add instead of a cvt). */
+static __device__ __forceinline__ float vz_q4_val(uint32_t q, uint32_t zb) {
+    return vz_u2f(0x4b000000u | q) - vz_u2f(zb);
+}
+
 /* Element e (compile-time) of a packed group as f32; KIND is the path. */
 template <int KIND>
 static __device__ __forceinline__ float vz_pk_elem(const vz_pk &k, int e) {
     if (KIND == VZ_K_Q8) return (float)(int8_t)(k.p[e >> 2] >> 8 * (e & 3)) * k.s;
+    if (KIND == VZ_K_Q4) return vz_q4_val((k.p[e >> 3] >> 4 * (e & 7)) & 15u, k.p[4]) * k.s;
     return vz_u2f(e & 1 ? k.p[e >> 1] & 0xffff0000u : k.p[e >> 1] << 16);
 }
 
@@ -338,11 +359,64 @@ static __device__ __forceinline__ void vz_q8_group(const vz_dview &d, int64_t r,
     }
 }
 
+/* ---- q4: value = (float)(q - z) * (float)scale (src/codec/q4.c) -----------
+ * Element c of row r: nibble (c & 1) of byte r * qstride + c / 2 (low first);
+ * z = 8 (symmetric) or the group's zero point. (q - z) * scale is exact in
+ * f32, so this equals decode_ref bit for bit. Fast: cols % 32 == 0 and
+ * group % 32 == 0: a lane's group is one aligned uint4 and one scale. */
+static __device__ __forceinline__ void vz_q4_load(const vz_dview &d, int64_t r, int it, int lane, vz_gst &st) {
+    int g = it * 32 + lane;
+    g = g < d.gpr ? g : 0;
+    size_t c0 = 32 * (size_t)g, gi = (size_t)r * d.qgpr + vz_qgroup(d, g);
+    st.v[0] = __ldg((const uint4 *)(d.data + (size_t)r * d.qstride + c0 / 2));
+    st.u[0] = __ldg(d.scales + gi);
+    st.u[1] = d.zeros ? __ldg(d.zeros + gi) : 8u;
+}
+
+static __device__ __forceinline__ void vz_q4_decode(const vz_gst &st, float w[32]) {
+    float s = __half2float(__ushort_as_half((unsigned short)st.u[0]));
+    uint32_t q[4] = {st.v[0].x, st.v[0].y, st.v[0].z, st.v[0].w}, zb = __float_as_uint(8388608.0f + (float)st.u[1]);
+#pragma unroll
+    for (int e = 0; e < 32; e++) w[e] = vz_q4_val((q[e >> 3] >> 4 * (e & 7)) & 15u, zb) * s;
+}
+
+static __device__ __forceinline__ void vz_q4_decode2(const vz_gst &st, vz_pk &k) {
+    k.s = __half2float(__ushort_as_half((unsigned short)st.u[0]));
+    k.p[0] = st.v[0].x, k.p[1] = st.v[0].y, k.p[2] = st.v[0].z, k.p[3] = st.v[0].w;
+    k.p[4] = __float_as_uint(8388608.0f + (float)st.u[1]);
+}
+
+template <bool FAST>
+static __device__ __forceinline__ void vz_q4_group(const vz_dview &d, int64_t r, int it, int lane, float w[32]) {
+    int g = it * 32 + lane;
+    bool gv = g < d.gpr;
+    if (FAST) {
+        vz_gst st;
+        vz_q4_load(d, r, it, lane, st);
+        vz_q4_decode(st, w);
+        return;
+    }
+#pragma unroll
+    for (int e = 0; e < 32; e++) {
+        int64_t c = 32 * (int64_t)g + e;
+        float v = 0.0f;
+        if (gv && c < d.cols) {
+            size_t gi = (size_t)r * d.qgpr + c / d.group;
+            float s = __half2float(__ushort_as_half(__ldg(d.scales + gi)));
+            uint32_t q = (__ldg(d.data + (size_t)r * d.qstride + c / 2) >> 4 * (c & 1)) & 15u;
+            uint32_t z = d.zeros ? __ldg(d.zeros + gi) : 8u;
+            v = vz_q4_val(q, __float_as_uint(8388608.0f + (float)z)) * s;
+        }
+        w[e] = v;
+    }
+}
+
 /* Dispatch by codec for the generic (any shape) path. */
 static __device__ __forceinline__ void vz_group_any(const vz_dview &d, int64_t r, int it, int lane, uint32_t *sm,
                                                     float w[32]) {
     if (d.codec == VZ_ID_LOSSLESS) vz_ll_group<false>(d, r, it, lane, sm, w);
     else if (d.codec == VZ_ID_Q8) vz_q8_group<false>(d, r, it, lane, w);
+    else if (d.codec == VZ_ID_Q4) vz_q4_group<false>(d, r, it, lane, w);
     else vz_raw_group<false>(d, r, it, lane, w);
 }
 

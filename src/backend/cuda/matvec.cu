@@ -31,6 +31,7 @@ struct mv_args {
     const float *x;
     int blk[4]; /* first block of each tensor; blk[ntens] = grid */
     int ntens, batch, epi;
+    int upw; /* v4: row units (pairs, or gate+up rows) per warp */
 };
 
 vz_dview vz_cuda_view(const vz_cuda_tensor *t); /* cuda_weights.cu */
@@ -41,6 +42,7 @@ static __device__ __forceinline__ void mv_load(const vz_dview &d, int64_t r, int
     if (KIND == VZ_K_RAW_BF16) vz_rawbf_load(d, r, it, lane, st);
     else if (KIND == VZ_K_LL3) vz_ll3_load(d, r, it, lane, st);
     else if (KIND == VZ_K_Q8) vz_q8_load(d, r, it, lane, st);
+    else if (KIND == VZ_K_Q4) vz_q4_load(d, r, it, lane, st);
 }
 
 template <int KIND>
@@ -49,6 +51,7 @@ static __device__ __forceinline__ void mv_decode(const vz_dview &d, const vz_gst
     if (KIND == VZ_K_RAW_BF16) vz_rawbf_decode(st, w);
     else if (KIND == VZ_K_LL3) vz_ll3_decode(d, st, lane, sm, w);
     else if (KIND == VZ_K_Q8) vz_q8_decode(st, w);
+    else if (KIND == VZ_K_Q4) vz_q4_decode(st, w);
 }
 
 static __device__ __forceinline__ vz_dview mv_pick(const mv_args &a, int t) {
@@ -172,7 +175,8 @@ static __device__ __forceinline__ void mv2_load(const vz_dview &d, int64_t r, in
                                                 vz_gst &st) {
     if (KIND == VZ_K_RAW_BF16) vz_rawbf_load(d, r, it, lane, st);
     else if (KIND == VZ_K_LL3) vz_ll3_load2(d, r, it, lane, ei, st);
-    else vz_q8_load(d, r, it, lane, st);
+    else if (KIND == VZ_K_Q8) vz_q8_load(d, r, it, lane, st);
+    else vz_q4_load(d, r, it, lane, st);
 }
 
 template <int KIND>
@@ -180,7 +184,8 @@ static __device__ __forceinline__ void mv2_decode(const vz_dview &d, const vz_gs
                                                   vz_pk &k) {
     if (KIND == VZ_K_RAW_BF16) vz_rawbf_decode2(st, k);
     else if (KIND == VZ_K_LL3) vz_ll3_decode2(d, st, lane, sm, k);
-    else vz_q8_decode2(st, k);
+    else if (KIND == VZ_K_Q8) vz_q8_decode2(st, k);
+    else vz_q4_decode2(st, k);
 }
 
 template <int KIND, int B, int MINB>
@@ -281,41 +286,221 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
     }
 }
 
+/* ---- v4: x staged once per block in shared memory -------------------------
+ * The per-lane x loads of mv_kernel (8 float4 per group at a 128-byte lane
+ * stride: 32 L1 wavefronts each) made it L1/TEX-bound (ncu: L1 92%, DRAM
+ * 29%; bench/results/2026-11-28-matvec-v3-h200.md). Here a block of
+ * MV4_WARPS warps copies batch x cols of x into shared memory once, float4 j
+ * of group g at j ^ (g & 7): the 8 lanes of a quarter-warp read 8 distinct
+ * 16-byte bank groups, so a lane's float4 read is conflict-free. Each warp
+ * then runs one flattened stream of (row unit, group) steps over the units
+ * ub + warp + k * MV4_WARPS of its block (a unit: a row pair, or gate row +
+ * up row), the weights of the next D steps (mv4_depth) in flight during
+ * this step's math, also across units. Lossless: the row's exception index (lane j: block j) is
+ * loaded one unit ahead, so no load waits on another. Lane mapping and fmaf
+ * order are mv_kernel's: results are bitwise equal. */
+#define MV4_WARPS 8
+#define MV4_XMAX (96 * 1024) /* bytes of staged x; a larger batch * cols runs mv_kernel/mv2 */
+
+static __device__ __forceinline__ void mv4_rows(int64_t rows, bool silu, int64_t u, int64_t r[MV_SLOTS]) {
+    r[0] = silu ? u : 2 * u;
+    r[1] = silu || 2 * u + 1 < rows ? r[0] + !silu : r[0];
+}
+
+/* Loads of step (u, it) into st; lossless at it == 0: ei = the unit's index
+ * (loaded one unit ago into ein), ein = the next unit's. */
+template <int KIND>
+static __device__ __forceinline__ void mv4_fetch(const vz_dview d[MV_SLOTS], bool silu, int64_t u, int64_t uend,
+                                                 int it, int lane, uint32_t ei[MV_SLOTS], uint32_t ein[MV_SLOTS],
+                                                 vz_gst st[MV_SLOTS]) {
+    int64_t r[MV_SLOTS];
+    mv4_rows(d[0].rows, silu, u, r);
+    if (KIND == VZ_K_LL3 && it == 0 && d[0].bpr < 32) {
+        int64_t rn[MV_SLOTS];
+        bool more = u + MV4_WARPS < uend;
+        mv4_rows(d[0].rows, silu, more ? u + MV4_WARPS : u, rn);
+#pragma unroll
+        for (int s = 0; s < MV_SLOTS; s++) {
+            ei[s] = ein[s];
+            ein[s] = more && lane <= d[s].bpr ? __ldg(d[s].eidx + (size_t)rn[s] * d[s].bpr + lane) : 0u;
+        }
+    }
+#pragma unroll
+    for (int s = 0; s < MV_SLOTS; s++) mv2_load<KIND>(d[s], r[s], it, lane, ei[s], st[s]);
+}
+
+/* Butterfly, lane 0 stores unit u's outputs (epilogue as mv_kernel), acc zeroed. */
+template <int B>
+static __device__ __forceinline__ void mv4_store(const mv_args &a, int t, int64_t rows, bool silu, int64_t u, int nb,
+                                                 int lane, float acc[MV_SLOTS][B]) {
+#pragma unroll
+    for (int s = 0; s < MV_SLOTS; s++)
+#pragma unroll
+        for (int b = 0; b < B; b++) {
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) acc[s][b] += __shfl_xor_sync(0xffffffffu, acc[s][b], o);
+        }
+    int64_t r[MV_SLOTS];
+    mv4_rows(rows, silu, u, r);
+    float *y = t == 0 ? a.y[0] : t == 1 ? a.y[1] : a.y[2];
+#pragma unroll
+    for (int b = 0; b < B; b++) {
+        if (b >= nb || lane != 0) break;
+        if (silu) {
+            float g = acc[0][b];
+            a.y[0][(size_t)b * rows + r[0]] = g / (1.0f + expf(-g)) * acc[1][b];
+            continue;
+        }
+#pragma unroll
+        for (int s = 0; s < MV_SLOTS; s++) {
+            if (s == 1 && r[1] == r[0]) break;
+            size_t i = (size_t)b * rows + r[s];
+            y[i] = a.epi == VZ_CUDA_EPI_ADD ? y[i] + acc[s][b] : acc[s][b];
+        }
+    }
+#pragma unroll
+    for (int s = 0; s < MV_SLOTS; s++)
+#pragma unroll
+        for (int b = 0; b < B; b++) acc[s][b] = 0.0f;
+}
+
+/* Steps in flight per warp (the ring depth): the compressed kinds read few
+ * bytes per step, so more steps must be in flight to cover DRAM latency. */
+template <int KIND, int B> struct mv4_depth { /* chosen so that no kernel spills (ptxas -v) */
+    enum { D = KIND == VZ_K_RAW_BF16 ? (B <= 5 ? 2 : 1) : KIND == VZ_K_LL3 ? (B <= 4 ? 2 : 1)
+               : KIND == VZ_K_Q8 ? (B == 1 ? 3 : 2) : (B == 1 ? 4 : 2) };
+};
+
+/* Next (unit, group iteration) of a warp's step stream. */
+static __device__ __forceinline__ void mv4_next(int64_t &u, int &it, int nit) {
+    if (++it == nit) it = 0, u += MV4_WARPS;
+}
+
+template <int KIND, int B>
+static __global__ void __launch_bounds__(MV4_WARPS * 32, 2) mv4_kernel(mv_args a) {
+    enum { D = mv4_depth<KIND, B>::D };
+    extern __shared__ float4 xs[];
+    __shared__ __align__(16) uint32_t smem[KIND == VZ_K_LL3 ? MV4_WARPS : 1][32 * VZ_SMEM_LANE3];
+    mv_pdl_trigger(); /* PDL: the next kernel may start its weight loads now */
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int t = 0;
+    while (t + 1 < a.ntens && (int)blockIdx.x >= a.blk[t + 1]) t++;
+    const bool silu = a.epi == VZ_CUDA_EPI_SILU_MUL;
+    vz_dview d[MV_SLOTS];
+    d[0] = mv_pick(a, t);
+    d[1] = silu ? mv_pick(a, 1) : d[0];
+    const int64_t rows = d[0].rows, cols = d[0].cols, nunit = silu ? rows : (rows + 1) / 2;
+    const int64_t ub = (int64_t)(blockIdx.x - a.blk[t]) * MV4_WARPS * a.upw;
+    const int64_t uend = nunit < ub + (int64_t)MV4_WARPS * a.upw ? nunit : ub + (int64_t)MV4_WARPS * a.upw;
+    const int nit = (d[0].gpr + 31) / 32, nb = B < a.batch ? B : a.batch, c4 = (int)(cols >> 2);
+    int64_t u = ub + warp, uf = u; /* u, it: the step consumed next; uf, itf: fetched next */
+    int it = 0, itf = 0;
+    uint32_t ei[MV_SLOTS] = {0, 0}, ein[MV_SLOTS] = {0, 0};
+    vz_gst st[D][MV_SLOTS];
+    if (KIND == VZ_K_LL3 && u < uend && d[0].bpr < 32) { /* the first unit's exception index */
+        int64_t r[MV_SLOTS];
+        mv4_rows(rows, silu, u, r);
+#pragma unroll
+        for (int s = 0; s < MV_SLOTS; s++)
+            ein[s] = lane <= d[s].bpr ? __ldg(d[s].eidx + (size_t)r[s] * d[s].bpr + lane) : 0u;
+    }
+#pragma unroll
+    for (int k = 0; k < D; k++)
+        if (uf < uend) {
+            mv4_fetch<KIND>(d, silu, uf, uend, itf, lane, ei, ein, st[k]);
+            mv4_next(uf, itf, nit);
+        }
+    mv_pdl_wait(); /* x and y only from here on; weights before */
+    for (int b = 0; b < nb; b++)
+        for (int j = threadIdx.x; j < c4; j += MV4_WARPS * 32)
+            xs[b * c4 + (j ^ ((j >> 3) & 7))] = __ldg((const float4 *)a.x + (size_t)b * c4 + j);
+    __syncthreads();
+    float acc[MV_SLOTS][B];
+#pragma unroll
+    for (int s = 0; s < MV_SLOTS; s++)
+#pragma unroll
+        for (int b = 0; b < B; b++) acc[s][b] = 0.0f;
+    while (u < uend) { /* warp-uniform; one pass = D steps, ring slot k compile-time */
+#pragma unroll
+        for (int k = 0; k < D; k++) {
+            if (u >= uend) break;
+            vz_pk pk[MV_SLOTS];
+#pragma unroll
+            for (int s = 0; s < MV_SLOTS; s++)
+                mv2_decode<KIND>(d[s], st[k][s], lane, smem[KIND == VZ_K_LL3 ? warp : 0], pk[s]);
+            if (uf < uend) { /* refill the slot: step + D */
+                mv4_fetch<KIND>(d, silu, uf, uend, itf, lane, ei, ein, st[k]);
+                mv4_next(uf, itf, nit);
+            }
+            const int g = it * 32 + lane;
+            if (g < d[0].gpr) {
+                const float4 *xg = xs + 8 * g;
+#pragma unroll
+                for (int q = 0; q < 8; q++) {
+                    float wv[MV_SLOTS][4];
+#pragma unroll
+                    for (int s = 0; s < MV_SLOTS; s++)
+#pragma unroll
+                        for (int e = 0; e < 4; e++) wv[s][e] = vz_pk_elem<KIND>(pk[s], 4 * q + e);
+#pragma unroll
+                    for (int b = 0; b < B; b++) {
+                        if (b >= nb) break;
+                        float4 f = xg[b * c4 + (q ^ (lane & 7))];
+#pragma unroll
+                        for (int s = 0; s < MV_SLOTS; s++) {
+                            acc[s][b] = fmaf(wv[s][0], f.x, acc[s][b]);
+                            acc[s][b] = fmaf(wv[s][1], f.y, acc[s][b]);
+                            acc[s][b] = fmaf(wv[s][2], f.z, acc[s][b]);
+                            acc[s][b] = fmaf(wv[s][3], f.w, acc[s][b]);
+                        }
+                    }
+                }
+            }
+            if (it + 1 == nit) mv4_store<B>(a, t, rows, silu, u, nb, lane, acc);
+            mv4_next(u, it, nit);
+        }
+    }
+}
+
 typedef void (*mv_fn)(mv_args);
 
-/* Kernel table: [kind][batch-1]; the generic kind runs every batch with B = 8. */
+/* Kernel tables: [kind][batch-1]; the generic kind runs every batch with B = 8. */
 #define MV_ROW(K) {mv_kernel<K, 1>, mv_kernel<K, 2>, mv_kernel<K, 3>, mv_kernel<K, 4>, \
                    mv_kernel<K, 5>, mv_kernel<K, 6>, mv_kernel<K, 7>, mv_kernel<K, 8>}
-static const mv_fn mv_table[3][8] = {MV_ROW(VZ_K_RAW_BF16), MV_ROW(VZ_K_LL3), MV_ROW(VZ_K_Q8)};
+static const mv_fn mv_table[4][8] = {MV_ROW(VZ_K_RAW_BF16), MV_ROW(VZ_K_LL3), MV_ROW(VZ_K_Q8), MV_ROW(VZ_K_Q4)};
 #define MV2_ROW(K) {mv2_kernel<K, 1, 1>, mv2_kernel<K, 2, 1>, mv2_kernel<K, 3, 1>, mv2_kernel<K, 4, 1>, \
                     mv2_kernel<K, 5, 1>, mv2_kernel<K, 6, 1>, mv2_kernel<K, 7, 1>, mv2_kernel<K, 8, 1>}
-static const mv_fn mv2_table[3][8] = {MV2_ROW(VZ_K_RAW_BF16), MV2_ROW(VZ_K_LL3), MV2_ROW(VZ_K_Q8)};
+static const mv_fn mv2_table[4][8] = {MV2_ROW(VZ_K_RAW_BF16), MV2_ROW(VZ_K_LL3), MV2_ROW(VZ_K_Q8), MV2_ROW(VZ_K_Q4)};
 /* batch 1 with a register cap of 4 blocks per SM */
-static const mv_fn mv2_occ[3] = {mv2_kernel<VZ_K_RAW_BF16, 1, 4>, mv2_kernel<VZ_K_LL3, 1, 4>,
-                                 mv2_kernel<VZ_K_Q8, 1, 4>};
+static const mv_fn mv2_occ[4] = {mv2_kernel<VZ_K_RAW_BF16, 1, 4>, mv2_kernel<VZ_K_LL3, 1, 4>,
+                                 mv2_kernel<VZ_K_Q8, 1, 4>, mv2_kernel<VZ_K_Q4, 1, 4>};
+#define MV4_ROW(K) {mv4_kernel<K, 1>, mv4_kernel<K, 2>, mv4_kernel<K, 3>, mv4_kernel<K, 4>, \
+                    mv4_kernel<K, 5>, mv4_kernel<K, 6>, mv4_kernel<K, 7>, mv4_kernel<K, 8>}
+static const mv_fn mv4_table[4][8] = {MV4_ROW(VZ_K_RAW_BF16), MV4_ROW(VZ_K_LL3), MV4_ROW(VZ_K_Q8), MV4_ROW(VZ_K_Q4)};
 
-/* VZ_CUDA_MV_* flags (vz_cuda_matvec_variant). Default: the first kernel, plain launch - measured
- * best or equal for lossless (bench/results/2026-11-28-matvec-v2-h200.md, -v3-h200.md: it is
- * L1/TEX-throughput bound, so a cp.async pipeline of the weights (v3) lost and was deleted). */
-static int mv_variant = VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL;
+/* VZ_CUDA_MV_* flags (vz_cuda_matvec_variant). Before v4 the default was LEGACY | NO_PDL (measured
+ * best for lossless, bench/results/2026-11-28-matvec-v2-h200.md, -v3-h200.md); v4 results:
+ * bench/results/2026-11-28-matvec-v4-h200.md. */
+static int mv_variant = VZ_CUDA_MV_V4;
 
 extern "C" int vz_cuda_matvec_variant(int flags) {
     int old = mv_variant;
-    if (flags >= 0) mv_variant = flags & 7;
+    if (flags >= 0) mv_variant = flags & 15;
     return old;
 }
 
-/* Fast kinds run mv2_kernel, launched with programmatic stream serialization
- * (PDL) unless VZ_CUDA_MV_NO_PDL; a runtime that refuses the attribute gets a
+/* Fast kinds are launched with programmatic stream serialization (PDL)
+ * unless VZ_CUDA_MV_NO_PDL; a runtime that refuses the attribute gets a
  * plain launch. */
-static cudaError_t mv_launch(mv_fn f, bool fast, unsigned blocks, cudaStream_t st, const mv_args &a) {
+static cudaError_t mv_launch(mv_fn f, bool fast, unsigned blocks, int threads, size_t smem, cudaStream_t st,
+                             const mv_args &a) {
     if (!fast || (mv_variant & VZ_CUDA_MV_NO_PDL)) {
-        f<<<blocks, MV_WARPS * 32, 0, st>>>(a);
+        f<<<blocks, threads, smem, st>>>(a);
         return cudaGetLastError();
     }
     cudaLaunchConfig_t cfg;
     memset(&cfg, 0, sizeof cfg);
-    cfg.gridDim = dim3(blocks), cfg.blockDim = dim3(MV_WARPS * 32), cfg.stream = st;
+    cfg.gridDim = dim3(blocks), cfg.blockDim = dim3(threads), cfg.dynamicSmemBytes = smem, cfg.stream = st;
     cudaLaunchAttribute at[1];
     at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     at[0].val.programmaticStreamSerializationAllowed = 1;
@@ -323,10 +508,43 @@ static cudaError_t mv_launch(mv_fn f, bool fast, unsigned blocks, cudaStream_t s
     cudaError_t e = cudaLaunchKernelEx(&cfg, f, a);
     if (e == cudaErrorNotSupported || e == cudaErrorInvalidValue) {
         cudaGetLastError();
-        f<<<blocks, MV_WARPS * 32, 0, st>>>(a);
+        f<<<blocks, threads, smem, st>>>(a);
         return cudaGetLastError();
     }
     return e != cudaSuccess ? e : cudaGetLastError();
+}
+
+/* v4 grid: units split so that about 2 blocks per SM run them all (the
+ * kernel's launch bounds), each block's x staging amortized over upw units
+ * per warp. Sets a.blk, a.upw; returns the block count and the kernel. */
+static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, int batch, int silu,
+                          unsigned *blocks, mv_fn *f) {
+    static int sms = 0;
+    static bool big_smem[4][8]; /* opt-in above 48 KiB done */
+    if (sms == 0) {
+        int dev = 0;
+        cudaError_t e = cudaGetDevice(&dev);
+        if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+        VZ_FAIL_IF(e != cudaSuccess || sms < 1, VZ_ERR_CUDA, "cuda matvec: SM count: %s", cudaGetErrorString(e));
+    }
+    int64_t units[3], total = 0;
+    for (int i = 0; i < a.ntens; i++) total += units[i] = silu ? W[i]->rows : (W[i]->rows + 1) / 2;
+    int64_t per = (int64_t)2 * sms * MV4_WARPS;
+    a.upw = (int)((total + per - 1) / per);
+    int64_t nblk = 0;
+    for (int i = 0; i < a.ntens; i++) {
+        a.blk[i] = (int)nblk;
+        nblk += (units[i] + (int64_t)MV4_WARPS * a.upw - 1) / ((int64_t)MV4_WARPS * a.upw);
+    }
+    for (int i = a.ntens; i < 4; i++) a.blk[i] = (int)nblk;
+    *blocks = (unsigned)nblk;
+    *f = mv4_table[kind][batch - 1];
+    if (!big_smem[kind][batch - 1]) { /* static (lossless scratch) + dynamic may pass 48 KiB below 48 KiB of x */
+        cudaError_t e = cudaFuncSetAttribute(*f, cudaFuncAttributeMaxDynamicSharedMemorySize, MV4_XMAX);
+        VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda matvec: shared memory limit: %s", cudaGetErrorString(e));
+        big_smem[kind][batch - 1] = true;
+    }
+    return VZ_OK;
 }
 
 static vz_status mv_check_args(int n, const vz_cuda_tensor *const *W, float *const *d_y, const float *d_x, int batch,
@@ -350,7 +568,7 @@ extern "C" vz_status vz_cuda_matvec_multi(int n, const vz_cuda_tensor *const *W,
     VZ_TRY(mv_check_args(n, W, d_y, d_x, batch, epi));
     mv_args a;
     a.ntens = epi == VZ_CUDA_EPI_SILU_MUL ? 1 : n;
-    a.batch = batch, a.epi = epi, a.x = d_x;
+    a.batch = batch, a.epi = epi, a.x = d_x, a.upw = 1;
     int kind = W[0]->kind, per_warp = epi == VZ_CUDA_EPI_SILU_MUL ? 1 : MV_SLOTS;
     int64_t blocks = 0;
     for (int i = 0; i < 3; i++) {
@@ -359,6 +577,17 @@ extern "C" vz_status vz_cuda_matvec_multi(int n, const vz_cuda_tensor *const *W,
         if (W[i < n ? i : 0]->kind != kind) kind = VZ_K_GENERIC;
     }
     if (((uintptr_t)d_x & 15) != 0) kind = VZ_K_GENERIC;
+    bool silu = epi == VZ_CUDA_EPI_SILU_MUL;
+    if (kind != VZ_K_GENERIC && (mv_variant & VZ_CUDA_MV_V4) && (size_t)batch * (size_t)W[0]->cols * 4 <= MV4_XMAX) {
+        unsigned nblk = 0;
+        mv_fn f = NULL;
+        VZ_TRY(mv4_plan(a, W, kind, batch, silu, &nblk, &f));
+        cudaError_t e = mv_launch(f, true, nblk, MV4_WARPS * 32, (size_t)batch * (size_t)W[0]->cols * 4,
+                                  (cudaStream_t)stream, a);
+        VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda matvec v4 launch (%lldx%lld, batch %d): %s",
+                   (long long)W[0]->rows, (long long)W[0]->cols, batch, cudaGetErrorString(e));
+        return VZ_OK;
+    }
     for (int i = 0; i < a.ntens; i++) {
         a.blk[i] = (int)blocks;
         blocks += (W[i]->rows + MV_WARPS * per_warp - 1) / (MV_WARPS * per_warp);
@@ -370,7 +599,7 @@ extern "C" vz_status vz_cuda_matvec_multi(int n, const vz_cuda_tensor *const *W,
               : legacy             ? mv_table[kind][batch - 1]
               : batch == 1 && (mv_variant & VZ_CUDA_MV_OCC4) ? mv2_occ[kind]
                                    : mv2_table[kind][batch - 1];
-    cudaError_t e = mv_launch(f, kind != VZ_K_GENERIC, (unsigned)blocks, (cudaStream_t)stream, a);
+    cudaError_t e = mv_launch(f, kind != VZ_K_GENERIC, (unsigned)blocks, MV_WARPS * 32, 0, (cudaStream_t)stream, a);
     VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda matvec launch (%lldx%lld, batch %d): %s", (long long)W[0]->rows,
                (long long)W[0]->cols, batch, cudaGetErrorString(e));
     return VZ_OK;

@@ -623,8 +623,8 @@ static float time_decode_graph(vz_cuda_session *s, int32_t pos) {
  * all bitwise equal) and each attention chunk size; restores both. */
 static void profile_mv_variants(vz_cuda_session *s, int32_t pos) {
     static const int vars[] = {VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_LEGACY, VZ_CUDA_MV_NO_PDL, 0,
-                               VZ_CUDA_MV_OCC4};
-    static const char *names[] = {"legacy", "legacy+pdl", "v2", "v2+pdl", "v2+pdl+occ4"};
+                               VZ_CUDA_MV_OCC4, VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_V4};
+    static const char *names[] = {"legacy", "legacy+pdl", "v2", "v2+pdl", "v2+pdl+occ4", "v4", "v4+pdl"};
     const int old = vz_cuda_matvec_variant(-1);
     for (int v = 0; v < (int)(sizeof vars / sizeof vars[0]); v++) {
         vz_cuda_matvec_variant(vars[v]);
