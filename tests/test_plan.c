@@ -154,9 +154,10 @@ static void test_llama2_7b_4g(void **state) {
     check_plan(&sp.in, &p);
     assert_false(p.fits);
     int32_t n = check_advice(&sp.in, &p);
-    assert_true(n > 128 && n < 4096); /* 3.8 GiB of q4 weights leave room for about 200 positions */
-    /* f32 KV of 160 positions: 160 MiB too many, f16 (80 MiB) fits; 512: neither */
-    synth_setup(&sp, "llama2-7b", VZ_CODEC_q4, 160, 0, 4096 * MIB, 0);
+    print_message("q4 llama2-7b in 4 GiB: advice %d positions\n", (int)n);
+    assert_true(n > 64 && n < 4096); /* 3.8 GiB of q4 weights and the prefill buffers leave about 110 positions */
+    /* f32 KV of 96 positions: 96 MiB too many, f16 (48 MiB) fits; 512: neither */
+    synth_setup(&sp, "llama2-7b", VZ_CODEC_q4, 96, 0, 4096 * MIB, 0);
     vz_plan_make(&sp.in, &p);
     check_plan(&sp.in, &p);
     assert_false(p.fits);
@@ -283,7 +284,7 @@ static void test_cache_plan(void **state) {
     synth_plan sp;
     vz_plan p;
     uint64_t sb[128];
-    synth_setup(&sp, "tinyllama-1.1b", VZ_CODEC_raw, 2048, 1, 600 * MIB, 1);
+    synth_setup(&sp, "tinyllama-1.1b", VZ_CODEC_raw, 2048, 1, 700 * MIB, 1);
     for (int32_t l = 0; l < sp.c.n_layers; l++) sb[l] = sp.layers[l] * LOSSLESS_NUM / LOSSLESS_DEN;
     sp.in.stream_bytes = sb;
     sp.in.residency = VZ_RESIDENCY_CACHE;
@@ -292,10 +293,10 @@ static void test_cache_plan(void **state) {
     const uint64_t buf = 2 * sb[0] + vz_plan_dev_round(VZ_PLAN_DECODE_TMP) + vz_plan_dev_round(5632 * 4);
     assert_true(p.stream_buf_bytes == buf);
     assert_true(p.min_bytes == fixed + buf + sp.layers[0]);
-    uint64_t k = (600 * MIB - fixed - buf) / sp.layers[0];
+    uint64_t k = (700 * MIB - fixed - buf) / sp.layers[0];
     assert_true(k >= 1 && k < 22);
     assert_true(p.fits && p.n_resident == (int32_t)k && p.n_streamed == 22 - (int32_t)k);
-    assert_true(p.total_bytes == fixed + buf + k * sp.layers[0] && p.total_bytes <= 600 * MIB);
+    assert_true(p.total_bytes == fixed + buf + k * sp.layers[0] && p.total_bytes <= 700 * MIB);
     sp.in.budget = p.min_bytes - 1;
     vz_plan_make(&sp.in, &p);
     assert_false(p.fits);

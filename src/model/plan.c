@@ -30,6 +30,22 @@ uint64_t vz_plan_kv_bytes(const vz_config *c, int32_t n_ctx, int32_t kv_f16) {
     return 2 * vz_plan_dev_round(one);
 }
 
+static uint64_t max_u64(uint64_t a, uint64_t b) { return a > b ? a : b; }
+
+uint64_t vz_plan_prefill_bytes(const vz_config *c, int32_t n_ctx) {
+    const uint64_t dim = (uint64_t)c->dim, hd = (uint64_t)c->head_dim, hid = (uint64_t)c->hidden_dim;
+    const uint64_t qd = (uint64_t)c->n_heads * hd, kvd = (uint64_t)c->n_kv_heads * hd;
+    const uint64_t cap = (uint64_t)n_ctx < VZ_PLAN_PREFILL_CAP ? (uint64_t)n_ctx : VZ_PLAN_PREFILL_CAP;
+    const uint64_t lr = cap < VZ_PLAN_PREFILL_LOGIT_ROWS ? cap : VZ_PLAN_PREFILL_LOGIT_ROWS;
+    uint64_t sc = max_u64(max_u64((qd + 2 * kvd) * dim, qd * dim), hid * dim);
+    if (sc > (uint64_t)VZ_PLAN_GEMM_SCRATCH) sc = (uint64_t)VZ_PLAN_GEMM_SCRATCH;
+    const uint64_t sizes[] = {sc * 2, VZ_PLAN_GEMM_WORKSPACE, cap * dim * 4, cap * max_u64(qd + 2 * kvd, 2 * hid) * 4,
+                              cap * max_u64(max_u64(dim, qd), hid) * 2, cap * 4, lr * (uint64_t)c->vocab_size * 4};
+    uint64_t sum = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) sum += vz_plan_dev_round(sizes[i]);
+    return sum;
+}
+
 uint64_t vz_plan_scratch_bytes(const vz_config *c, int32_t n_ctx) {
     const uint64_t B = VZ_PLAN_BATCH, dim = (uint64_t)c->dim, hd = (uint64_t)c->head_dim;
     const uint64_t qd = (uint64_t)c->n_heads * hd, kvd = (uint64_t)c->n_kv_heads * hd;
@@ -40,7 +56,7 @@ uint64_t vz_plan_scratch_bytes(const vz_config *c, int32_t n_ctx) {
                               4, 4, (uint64_t)n_ctx * 4};
     uint64_t sum = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) sum += vz_plan_dev_round(sizes[i]);
-    return sum;
+    return sum + vz_plan_prefill_bytes(c, n_ctx);
 }
 
 /* Encoded bytes of a rows x cols tensor under codec id (see plan.h). */

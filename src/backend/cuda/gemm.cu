@@ -23,6 +23,7 @@
 
 extern "C" {
 #include "core/status.h"
+#include "model/plan.h"
 }
 
 vz_dview vz_cuda_view(const vz_cuda_tensor *t); /* cuda_weights.cu */
@@ -75,7 +76,7 @@ static vz_status cublas_load(void) {
     return VZ_OK;
 }
 
-#define GEMM_WSPACE ((size_t)32 << 20) /* cuBLAS workspace (Hopper: 32 MiB recommended) */
+#define GEMM_WSPACE ((size_t)VZ_PLAN_GEMM_WORKSPACE) /* cuBLAS workspace (Hopper: 32 MiB recommended) */
 
 struct vz_gemm {
     cublasHandle_t h;

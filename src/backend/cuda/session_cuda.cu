@@ -17,6 +17,7 @@ extern "C" {
 #include "codec/codec.h"
 #include "core/status.h"
 #include "model/model.h"
+#include "model/plan.h"
 }
 #include "backend/cuda/cuda.h"
 #include "backend/cuda/forward.cuh"
@@ -308,7 +309,8 @@ static vz_status run_steps(vz_cuda_session *s, int32_t B) {
  * GEMM inputs are rounded to bf16, so logits differ from the matvec path's
  * (tests/test_cuda_prefill.c derives the tolerance); raw and lossless still
  * give identical bits (same bf16 weights, same GEMM). */
-#define PF_CAP 512
+#define PF_CAP VZ_PLAN_PREFILL_CAP       /* model/plan.h: the planner counts these buffers */
+#define PF_LR VZ_PLAN_PREFILL_LOGIT_ROWS  /* rows per all-logits head GEMM */
 
 static vz_status finish(vz_cuda_session *s);
 
@@ -323,6 +325,7 @@ static vz_status pf_setup(vz_cuda_session *s, int32_t all_logits) {
     uint64_t *a = &s->scratch_bytes;
     if (!s->pf.cap) {
         int64_t sc = max64(max64((qd + 2 * kvd) * dim, qd * dim), hid * dim); /* one matrix (or QKV) at a time */
+        if (sc > VZ_PLAN_GEMM_SCRATCH) sc = VZ_PLAN_GEMM_SCRATCH;                /* or row chunks of it */
         if (vz_gemm_create(&s->pf.g, sc, s->st) != VZ_OK) {
             s->pf.mode = -1;
             return VZ_OK;
@@ -341,7 +344,8 @@ static vz_status pf_setup(vz_cuda_session *s, int32_t all_logits) {
         }
     }
     if (all_logits && !s->pf.logits)
-        VZ_TRY(dalloc((void **)&s->pf.logits, (uint64_t)cap * (uint64_t)c->vocab_size, 4, a, "prefill logits"));
+        VZ_TRY(dalloc((void **)&s->pf.logits, (uint64_t)(cap < PF_LR ? cap : PF_LR) * (uint64_t)c->vocab_size, 4, a,
+                      "prefill logits"));
     CU_TRY(cudaDeviceSynchronize(), "prefill buffers"); /* dalloc's memsets run on the legacy stream */
     return VZ_OK;
 }
@@ -386,10 +390,13 @@ static vz_status pf_chunk(vz_cuda_session *s, const int32_t *tokens, int32_t T, 
     CU_TRY(cudaMemcpyAsync(s->pf.tok, tokens, sizeof(int32_t) * (size_t)T, cudaMemcpyHostToDevice, st), "tokens");
     s->pf.nev = 0;
     pf_mark(s, "start");
+    if (s->sm) VZ_TRY(vz_stream_begin(s->sm, st)); /* [st] streamed layers: once per chunk */
     VZ_TRY(vz_cuda_rows(s->pf.x, s->pf.tok, T, &s->emb, st));
     pf_mark(s, "embed");
     for (int32_t l = 0; l < c->n_layers; l++) {
         dev_layer *L = &s->L[l];
+        vz_cuda_tensor *const lw[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w2, &L->w3};
+        if (s->sm) VZ_TRY(vz_stream_acquire(s->sm, l, lw, st));
         char *kc = (char *)s->kc + kv_layer * l, *vc = (char *)s->vc + kv_layer * l;
         vz_pf_rmsnorm_bf16(s->pf.x, s->pf.h16, L->attn_norm, T, dim, c->rms_eps, st);
         pf_mark(s, "rmsnorm");
@@ -412,15 +419,21 @@ static vz_status pf_chunk(vz_cuda_session *s, const int32_t *tokens, int32_t T, 
         VZ_TRY(vz_gemm_run(g, 1, &w2, s->pf.x, dim, s->pf.h16, hid, T, 1, mode));
         pf_mark(s, "down gemm");
         VZ_TRY(trace_row(s, l, 1, s->pf.x, T));
+        if (s->sm) VZ_TRY(vz_stream_release(s->sm, l, st));
     }
     const float *fnorm = s->norms + (size_t)(2 * c->n_layers) * dim;
     const vz_cuda_tensor *head = s->out.data ? &s->out : &s->emb;
     const size_t vocab = (size_t)c->vocab_size;
     if (logits && all_logits) {
         vz_pf_rmsnorm_bf16(s->pf.x, s->pf.h16, fnorm, T, dim, c->rms_eps, st);
-        VZ_TRY(vz_gemm_run(g, 1, &head, s->pf.logits, (int64_t)vocab, s->pf.h16, dim, T, 0, mode));
-        CU_TRY(cudaMemcpyAsync(logits, s->pf.logits, sizeof(float) * vocab * (size_t)T, cudaMemcpyDeviceToHost, st),
-               "logits download");
+        for (int32_t r0 = 0; r0 < T; r0 += PF_LR) { /* the head in blocks of rows: a bounded logits buffer */
+            const int32_t nr = T - r0 < PF_LR ? T - r0 : PF_LR;
+            const char *xr = (const char *)s->pf.h16 + (size_t)r0 * dim * 2; /* bf16 rows */
+            VZ_TRY(vz_gemm_run(g, 1, &head, s->pf.logits, (int64_t)vocab, xr, dim, nr, 0, mode));
+            CU_TRY(cudaMemcpyAsync(logits + (size_t)r0 * vocab, s->pf.logits, sizeof(float) * vocab * (size_t)nr,
+                                   cudaMemcpyDeviceToHost, st), "logits download");
+            CU_TRY(cudaStreamSynchronize(st), "logits download"); /* pageable: the next block reuses the buffer */
+        }
     } else if (logits) { /* the last row only: the decode step's f32 norm + matvec */
         vz_k_rmsnorm(s->pf.x + (size_t)(T - 1) * dim, s->xb, fnorm, 1, dim, c->rms_eps, st);
         VZ_TRY(vz_cuda_matvec(s->logits, s->xb, 1, head, st));
@@ -438,9 +451,7 @@ static vz_status pf_chunk(vz_cuda_session *s, const int32_t *tokens, int32_t T, 
 static vz_status pf_eval(vz_cuda_session *s, const int32_t *tokens, int32_t n, int32_t pos, float *logits,
                          int32_t all_logits, int *done) {
     *done = 0;
-    /* A streamed or cached session keeps to its planned VRAM budget, which
-     * has no room for the prefill buffers: it prefills through the matvecs. */
-    if (s->pf.mode < 0 || s->sm) return VZ_OK;
+    if (s->pf.mode < 0) return VZ_OK;
     VZ_TRY(pf_setup(s, logits && all_logits));
     if (s->pf.mode < 0) return VZ_OK;
     const size_t vocab = (size_t)s->c.vocab_size;
