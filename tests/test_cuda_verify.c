@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/ckpt.h"
 #include "common/testutil.h"
@@ -52,6 +53,7 @@ static void make_bf16_models(const char *bin, const char *dir) {
     vz_ckpt_model m;
     assert_int_equal(vz_ckpt_load_bin(&m, bin), 0);
     snprintf(hf, sizeof hf, "%s/hf", dir);
+    assert_int_equal(mkdir(hf, 0755), 0);
     assert_int_equal(vz_ckpt_write_hf(hf, &m, "BF16", 1, m.wcls == NULL), 0);
     vz_ckpt_free(&m);
     assert_non_null(vz_test_model_path(tok, sizeof tok, "stories260K/tok512.model"));

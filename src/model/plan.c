@@ -41,7 +41,7 @@ uint64_t vz_plan_prefill_bytes(const vz_config *c, int32_t n_ctx) {
     if (sc > (uint64_t)VZ_PLAN_GEMM_SCRATCH) sc = (uint64_t)VZ_PLAN_GEMM_SCRATCH;
     const uint64_t sizes[] = {sc * 2, VZ_PLAN_GEMM_WORKSPACE, cap * dim * 4, cap * max_u64(qd + 2 * kvd, 2 * hid) * 4,
                               cap * max_u64(max_u64(dim, qd), hid) * 2, cap * 4, lr * (uint64_t)c->vocab_size * 4};
-    uint64_t sum = 0;
+    uint64_t sum = VZ_PLAN_CUBLAS;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) sum += vz_plan_dev_round(sizes[i]);
     return sum;
 }

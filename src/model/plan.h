@@ -13,13 +13,17 @@
 #include "model/model.h"
 
 #define VZ_PLAN_BATCH 8                       /* VZ_CUDA_MAX_BATCH of forward.cuh */
-#define VZ_PLAN_RESERVE ((uint64_t)24 << 20)  /* CUDA graphs, allocator slack (measured: ~10 MiB) */
+#define VZ_PLAN_RESERVE ((uint64_t)16 << 20)  /* CUDA graphs, allocator slack (measured: < 10 MiB) */
+/* cuBLAS (prefill, gemm.cu): its handle and kernels take device memory of
+ * their own once loaded; measured 40.7 MiB on an H200 (CUDA 13.0, cuBLAS
+ * 13.1; bench/results/2026-11-28-final-h200.md), planned with a margin. */
+#define VZ_PLAN_CUBLAS ((uint64_t)48 << 20)
 /* Prefill (session_cuda.cu pf_*): tokens per chunk, rows per all-logits
  * head GEMM, cuBLAS workspace (gemm.cu). Sessions of every residency use
  * the same values, so their prefill logits are the same bits. */
 #define VZ_PLAN_PREFILL_CAP 256
-#define VZ_PLAN_PREFILL_LOGIT_ROWS 64
-#define VZ_PLAN_GEMM_WORKSPACE ((uint64_t)32 << 20)
+#define VZ_PLAN_PREFILL_LOGIT_ROWS 32
+#define VZ_PLAN_GEMM_WORKSPACE ((uint64_t)16 << 20)
 #define VZ_PLAN_GEMM_SCRATCH ((int64_t)16 << 20) /* bf16 elements at most: larger matrices run in row chunks */
 #define VZ_PLAN_DECODE_TMP ((uint64_t)4 << 20) /* residency cache: f32 rows of one decode chunk */
 #define VZ_PLAN_ALIGN 256                     /* sections of a packed layer */
@@ -33,8 +37,8 @@ uint64_t vz_plan_dev_round(uint64_t n);
 uint64_t vz_plan_kv_bytes(const vz_config *c, int32_t n_ctx, int32_t kv_f16);
 uint64_t vz_plan_scratch_bytes(const vz_config *c, int32_t n_ctx);
 /* Prefill buffers (GEMM scratch of the largest matrix, cuBLAS workspace,
- * activations of one chunk, head rows), as session_cuda.cu's pf_setup
- * allocates them; counted in vz_plan_scratch_bytes. */
+ * activations of one chunk, head rows) as session_cuda.cu's pf_setup
+ * allocates them, plus cuBLAS's own memory; counted in vz_plan_scratch_bytes. */
 uint64_t vz_plan_prefill_bytes(const vz_config *c, int32_t n_ctx);
 
 /* Device bytes by shape alone when every 2-D tensor is encoded with codec

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# A short device round after a fix (packed like gpu_final.sh: run from
+# .carry/final): the GPU tests, then tinyllama-1.1b raw/lossless resident
+# and at a 600 MiB budget (peak VRAM must stay under it). $VZ_DEADLINE s.
+set -u
+export LD_LIBRARY_PATH=$PWD/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export VZ_MODELS=$PWD/models BUILD=$PWD
+OUT=${OUT:-/tmp/vz-gpu-out}
+W=${VZ_WORK:-/tmp/vzw}
+mkdir -p "$OUT" "$W/tl"
+t0=$(date +%s)
+step() { echo "== [$(( $(date +%s) - t0 ))s] $*"; }
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+( timeout 100 ./vramzip synth --shape tinyllama-1.1b -o "$W/tl/src" --force >/dev/null 2>&1 &&
+  timeout 100 ./vramzip convert "$W/tl/src" -o "$W/tl/lossless.vz" --codec lossless -q ) &
+prep=$!
+for t in test_cuda_verify test_cuda_stream test_cuda_plan test_cuda_prefill test_cuda_matvec; do
+    timeout 120 ./tests/$t >"$W/$t.log" 2>&1
+    echo "$t rc=$? $(grep -E '^\[  (PASSED|FAILED|SKIPPED) \]' "$W/$t.log" | tr '\n' ' ')"
+    cat "$W/$t.log" >>"$OUT/tests.log"
+done
+grep -E "byte-identical|identical|trace|budget|peak|FAILED|Failure" "$OUT/tests.log" | head -30
+wait $prep
+step "prefill tinyllama pair"
+VZ_TINYLLAMA_RAW="$W/tl/src" VZ_TINYLLAMA_LOSSLESS="$W/tl/lossless.vz" VZ_TEST_ONLY='*tinyllama' timeout 100 \
+    ./tests/test_cuda_prefill >"$W/pft.log" 2>&1
+echo "rc=$? $(grep -E 'identical|PASSED|FAILED' "$W/pft.log" | tr '\n' ' ')"
+for b in "" 600M; do
+    step "bench ${b:-resident}"
+    timeout 90 ./vramzip bench --device cuda -m "$W/tl/src" --codec raw,lossless --out-dir "$W/tl" -n 64 \
+        --prompt-len 512 --ctx 2048 --kv f16 ${b:+--vram-budget $b} --json "$OUT/bench-${b:-res}.json" \
+        2>"$W/b.err" | tee -a "$OUT/bench.txt"
+    grep -E "plan|rror|needs" "$W/b.err" | head -3
+done
+step done
