@@ -2,7 +2,7 @@
  * test_codecs.c - every codec of the table (vz_codec_at) on every dtype it
  * supports: round trips of edge shapes and values, all 65536 bf16/f16 bit
  * patterns, real stories260K tensors, row sub-ranges, decode_f32 ==
- * f32(decode_ref) bitwise, the lossy error bounds of docs/codecs.md, check()
+ * f32(decode_ref) bitwise (through every CPU kernel set this machine runs), the lossy error bounds of docs/codecs.md, check()
  * on corrupt params/data, and the bits/weight requirements.
  */
 #include <math.h>
@@ -12,6 +12,7 @@
 
 #include "codec/bits.h"
 #include "codec/codec.h"
+#include "codec/cpu_kernels.h"
 #include "common/testutil.h"
 
 int vz_fuzz_codecs(const uint8_t *data, size_t size);
@@ -88,6 +89,16 @@ static void roundtrip(const vz_codec *c, vz_dtype d, int64_t rows, int64_t cols,
             fail_msg("%s %s: decode_f32[%llu] = %08x, decode_ref gives %08x", c->name, vz_dtype_name(d),
                      (unsigned long long)i, vz_f32_bits(f[i]), vz_f32_bits(want));
     }
+    for (int i = 0; i < vz_cpu_kernels_count(); i++) { /* every kernel set this CPU runs gives the same bits */
+        if (!vz_cpu_kernels_supported(i)) continue;
+        vz_cpu_kernels_force(i);
+        memset(part, 0x5a, n * 4);
+        c->decode_f32(&t, 0, rows, part);
+        if (memcmp(part, f, n * 4) != 0)
+            fail_msg("%s %s %lldx%lld: decode_f32 with kernel set %s differs", c->name, vz_dtype_name(d),
+                     (long long)rows, (long long)cols, vz_cpu_kernels_at(i)->name);
+    }
+    vz_cpu_kernels_force(-1);
     if (c->lossless) {
         if (memcmp(ref, src, n * es) != 0) fail_msg("%s %s %lldx%lld: decode_ref differs from the source", c->name,
                                                     vz_dtype_name(d), (long long)rows, (long long)cols);
