@@ -323,6 +323,109 @@ static AVX512 void q4_avx512(float *out, const uint8_t *q, size_t n, const uint8
                              size_t group) {
     QROW(q4_group_avx512, 2)
 }
+
+#define VBMI __attribute__((target("avx2,f16c,avx512f,avx512bw,avx512vl,avx512vbmi")))
+
+/* One f16 scale with vcvtph2ps. It quiets a signalling NaN where the
+ * scalar conversion keeps it, but every scale is then multiplied, which
+ * quiets it in the scalar definition too, so the products are the same. */
+static VBMI AI float scale_f16c(const uint8_t *p) {
+    return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(vz_le16(p))));
+}
+
+/* q4 with VBMI: 16 bytes -> 32 nibble bytes by one vpmultishiftqb. */
+static VBMI AI void q4_group_vbmi(float *out, const uint8_t *q, size_t n, float s, int z) {
+    const __m256i ctrl = _mm256_set1_epi64x(0x1c1814100c080400ll), m = _mm256_set1_epi8(0x0f);
+    __m512 vs = _mm512_set1_ps(s);
+    __m512i vz = _mm512_set1_epi32(z);
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256i c = _mm256_and_si256(_mm256_multishift_epi64_epi8(ctrl, _mm256_cvtepu32_epi64(LD128(q + i / 2))), m);
+        __m512i a = _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(c)), vz);
+        __m512i b = _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(c, 1)), vz);
+        _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_cvtepi32_ps(a), vs));
+        _mm512_storeu_ps(out + i + 16, _mm512_mul_ps(_mm512_cvtepi32_ps(b), vs));
+    }
+    q4_group_avx512(out + i, q + i / 2, n - i, s, z);
+}
+
+/* Groups of a multiple of 32: the group's 16 values (q - z) * s are made
+ * once (each as the scalar definition computes it) and looked up with
+ * vpermps; other groups (one group of any length per row) as q4_group_vbmi. */
+static VBMI void q4_vbmi(float *out, const uint8_t *q, size_t n, const uint8_t *scales, const uint8_t *zeros,
+                         size_t group) {
+    if (group % 32) {
+        for (size_t c0 = 0, gi = 0; c0 < n; c0 += group, gi++) {
+            size_t len = n - c0 < group ? n - c0 : group;
+            q4_group_vbmi(out + c0, q + c0 / 2, len, scale_f16c(scales + 2 * gi), zeros ? zeros[gi] : 8);
+        }
+        return;
+    }
+    const __m256i ctrl = _mm256_set1_epi64x(0x1c1814100c080400ll), m = _mm256_set1_epi8(0x0f);
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (size_t c = 0, gi = 0; c < n; gi++) {
+        float s = scale_f16c(scales + 2 * gi);
+        int z = zeros ? zeros[gi] : 8;
+        __m512 tab = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(iota, _mm512_set1_epi32(z))), _mm512_set1_ps(s));
+        size_t end = n - c < group ? n : c + group;
+        for (; c + 32 <= end; c += 32) {
+            __m256i cc = _mm256_and_si256(_mm256_multishift_epi64_epi8(ctrl, _mm256_cvtepu32_epi64(LD128(q + c / 2))), m);
+            _mm512_storeu_ps(out + c, _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(cc)), tab));
+            _mm512_storeu_ps(out + c + 16, _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(cc, 1)), tab));
+        }
+        q4_group_generic(out + c, q + c / 2, end - c, s, z);
+        c = end;
+    }
+}
+
+static VBMI void q8_vbmi(float *out, const int8_t *q, size_t n, const uint8_t *scales, size_t group) {
+    for (size_t c0 = 0, gi = 0; c0 < n; c0 += group, gi++) {
+        size_t len = n - c0 < group ? n - c0 : group;
+        q8_group_avx512(out + c0, q + c0, len, scale_f16c(scales + 2 * gi), 0);
+    }
+}
+
+/* packed3 with AVX-512 VBMI: the group's four words (t as in packed3_codes)
+ * zero-extended to qwords, vpmultishiftqb takes nibble i of each to byte
+ * i; the 32 H bytes and 32 low bytes are then placed into the top two
+ * bytes of 32 f32 by two masked byte permutes. Other layouts: ll_bf16_avx512. */
+static VBMI void ll_bf16_vbmi(float *out, const uint8_t *codes, const uint8_t *lo, size_t n, int k, int layout,
+                              const uint8_t *lut) {
+    if (layout != 1) {
+        ll_bf16_avx512(out, codes, lo, n, k, layout, lut);
+        return;
+    }
+    static const uint8_t perm[128] = {
+#define P4(i, o) 0, 0, (i) + (o), 32 + (i) + (o)
+#define P16(o) P4(0, o), P4(1, o), P4(2, o), P4(3, o), P4(4, o), P4(5, o), P4(6, o), P4(7, o), P4(8, o), P4(9, o), \
+               P4(10, o), P4(11, o), P4(12, o), P4(13, o), P4(14, o), P4(15, o)
+        P16(0), P16(16)
+#undef P16
+#undef P4
+    };
+    const __m512i idx0 = _mm512_loadu_si512(perm), idx1 = _mm512_loadu_si512(perm + 64);
+    const __mmask64 top2 = 0xccccccccccccccccull;
+    const __m256i ctrl = _mm256_set1_epi64x(0x1c1814100c080400ll), seven = _mm256_set1_epi8(7);
+    __m256i t[4];
+    for (int q = 0; q < 4; q++) t[q] = _mm256_broadcastsi128_si256(LD128(lut + 16 * q));
+    size_t g = 0;
+    for (; 32 * g + 32 <= n; g++) {
+        const uint8_t *grp = codes + 12 * g;
+        uint32_t w0 = vz_le32(grp), w1 = vz_le32(grp + 4), w2 = vz_le32(grp + 8);
+        uint32_t tw = (w0 >> 3 & 0x11111111u) | (w1 >> 3 & 0x11111111u) << 1 | (w2 >> 3 & 0x11111111u) << 2;
+        __m128i v = _mm_insert_epi32(_mm_maskz_loadu_epi8(0x0fff, grp), (int)tw, 3);
+        __m256i c = _mm256_and_si256(_mm256_multishift_epi64_epi8(ctrl, _mm256_cvtepu32_epi64(v)), seven);
+        __m256i h = _mm256_shuffle_epi8(t[0], c);
+        __m512i lh = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(lo + 32 * g))), h, 1);
+        _mm512_storeu_si512(out + 32 * g, _mm512_maskz_permutexvar_epi8(top2, idx0, lh));
+        _mm512_storeu_si512(out + 32 * g + 16, _mm512_maskz_permutexvar_epi8(top2, idx1, lh));
+    }
+    if (32 * g < n) {
+        uint8_t hb[32];
+        _mm256_storeu_si256((__m256i *)(void *)hb, group_h(codes + 12 * g, k, layout, t));
+        bf16_planes_generic(out + 32 * g, hb, lo + 32 * g, n - 32 * g);
+    }
+}
 #endif
 
 static const vz_cpu_kernels sets[] = {
@@ -331,6 +434,8 @@ static const vz_cpu_kernels sets[] = {
 #if VZ_HALF_X86
     {"avx2", ll_groups_avx2, ll_bf16_avx2, bf16_planes_avx2, f32_planes_avx2, u16_planes_avx2, q8_avx2, q4_avx2},
     {"avx512", ll_groups_avx2, ll_bf16_avx512, bf16_planes_avx512, f32_planes_avx2, u16_planes_avx2, q8_avx512, q4_avx512},
+    {"avx512vbmi", ll_groups_avx2, ll_bf16_vbmi, bf16_planes_avx512, f32_planes_avx2, u16_planes_avx2, q8_vbmi,
+     q4_vbmi},
 #endif
 };
 
@@ -346,6 +451,10 @@ int vz_cpu_kernels_supported(int i) {
     __builtin_cpu_init();
     if (i == 1) return __builtin_cpu_supports("avx2");
     if (i == 2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avx512f");
+    if (i == 3)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avx512f") &&
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx512vbmi") && vz_cpu_has_f16c();
 #endif
     return 0;
 }

@@ -240,12 +240,10 @@ static void ll_patch_h(const uint8_t *d, const ll_geom *g, uint64_t b, uint64_t 
 static void ll_patch_f32(const uint8_t *d, const ll_geom *g, uint64_t b, uint64_t len, const uint8_t *code_of,
                          float *o) {
     uint32_t s = vz_le32(d + g->index + 4 * b), e = vz_le32(d + g->index + 4 * b + 4);
+    uint8_t *top = (uint8_t *)o + (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__ ? 0 : 3); /* the f32's top byte */
     for (uint32_t x = s; x < e; x++) {
         unsigned v = vz_le16(d + g->exc + 2 * (uint64_t)x), off = v & 1023u;
-        if (off >= len) continue; /* unreachable after check */
-        uint32_t u = vz_f32_bits(o[off]);
-        u = ((v >> 10) << g->k | code_of[u >> 24]) << 24 | (u & 0xffffffu);
-        o[off] = vz_bits_f32(u);
+        if (off < len) top[4 * off] = (uint8_t)((v >> 10) << g->k | code_of[top[4 * off]]); /* off < len after check */
     }
 }
 
