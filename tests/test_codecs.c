@@ -2,7 +2,7 @@
  * test_codecs.c - every codec of the table (vz_codec_at) on every dtype it
  * supports: round trips of edge shapes and values, all 65536 bf16/f16 bit
  * patterns, real stories260K tensors, row sub-ranges, decode_f32 ==
- * f32(decode_ref) bitwise, the lossy error bounds of docs/codecs.md, check()
+ * f32(decode_ref) bitwise (through every CPU kernel set this machine runs), the lossy error bounds of docs/codecs.md, check()
  * on corrupt params/data, and the bits/weight requirements.
  */
 #include <math.h>
@@ -12,6 +12,7 @@
 
 #include "codec/bits.h"
 #include "codec/codec.h"
+#include "codec/cpu_kernels.h"
 #include "common/testutil.h"
 
 int vz_fuzz_codecs(const uint8_t *data, size_t size);
@@ -88,6 +89,16 @@ static void roundtrip(const vz_codec *c, vz_dtype d, int64_t rows, int64_t cols,
             fail_msg("%s %s: decode_f32[%llu] = %08x, decode_ref gives %08x", c->name, vz_dtype_name(d),
                      (unsigned long long)i, vz_f32_bits(f[i]), vz_f32_bits(want));
     }
+    for (int i = 0; i < vz_cpu_kernels_count(); i++) { /* every kernel set this CPU runs gives the same bits */
+        if (!vz_cpu_kernels_supported(i)) continue;
+        vz_cpu_kernels_force(i);
+        memset(part, 0x5a, n * 4);
+        c->decode_f32(&t, 0, rows, part);
+        if (memcmp(part, f, n * 4) != 0)
+            fail_msg("%s %s %lldx%lld: decode_f32 with kernel set %s differs", c->name, vz_dtype_name(d),
+                     (long long)rows, (long long)cols, vz_cpu_kernels_at(i)->name);
+    }
+    vz_cpu_kernels_force(-1);
     if (c->lossless) {
         if (memcmp(ref, src, n * es) != 0) fail_msg("%s %s %lldx%lld: decode_ref differs from the source", c->name,
                                                     vz_dtype_name(d), (long long)rows, (long long)cols);
@@ -490,6 +501,37 @@ static void test_fuzz_replay(void **state) {
     print_message("fuzz replay: %d corpus files\n", seen);
 }
 
+/* Options a codec does not use are refused with VZ_ERR_ARG, naming the
+ * codec and the option, never silently ignored: groups only for q8/q4,
+ * levels only for zstd/q4. */
+static void test_unused_options(void **state) {
+    (void)state;
+    uint64_t seed = 29;
+    float v[8 * 64];
+    for (int i = 0; i < 8 * 64; i++) v[i] = rand_t(&seed, 0, 0.03f);
+    uint8_t *src = from_f32(v, 8 * 64, VZ_DTYPE_BF16);
+    for (int i = 0; i < vz_codec_count(); i++) {
+        const vz_codec *c = vz_codec_at(i);
+        int uses_group = c->id == VZ_CODEC_q8 || c->id == VZ_CODEC_q4;
+        int uses_level = c->id == VZ_CODEC_zstd || c->id == VZ_CODEC_q4;
+        vz_codec_opts opts[2] = {{32, 0}, {0, 2}};
+        for (int j = 0; j < 2; j++) {
+            vz_blob b;
+            vz_status st = c->encode(src, VZ_DTYPE_BF16, 8, 64, &opts[j], &b);
+            if (j == 0 ? uses_group : uses_level) {
+                if (st != VZ_OK) fail_msg("%s: option %d refused: %s", c->name, j, vz_last_error());
+                vz_blob_free(&b);
+                continue;
+            }
+            assert_int_equal(st, VZ_ERR_ARG);
+            const char *e = vz_last_error();
+            if (!strstr(e, c->name) || !strstr(e, "not used") || !strstr(e, j == 0 ? "'g32'" : "'2'"))
+                fail_msg("%s: unclear error for an unused option: %s", c->name, e);
+        }
+    }
+    free(src);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shapes),          cmocka_unit_test(test_lossy_groups),
@@ -498,6 +540,7 @@ int main(void) {
         cmocka_unit_test(test_check_corrupt),   cmocka_unit_test(test_lossless_check),
         cmocka_unit_test(test_bits_per_weight), cmocka_unit_test(test_fuzz_replay),
         cmocka_unit_test(test_lossless_exception_rows), cmocka_unit_test(test_levels),
+        cmocka_unit_test(test_unused_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,8 @@
 
 #include "codec/bits.h"
 #include "codec/codec.h"
+#include "codec/cpu_kernels.h"
+#include "core/half_rows.h"
 
 /* Byte offsets of the data sections of one tensor. */
 typedef struct ll_geom {
@@ -33,7 +35,7 @@ static int ll_geom_init(ll_geom *g, vz_dtype d, int64_t rows, int64_t cols, int 
 }
 
 /* Code of element e (0..31) of a group of k words (docs/codecs.md). */
-static unsigned ll_code(const uint8_t *grp, int k, int layout, int e) {
+static inline unsigned ll_code(const uint8_t *grp, int k, int layout, int e) {
     if (layout == 1) {
         if (e < 24) return (vz_le32(grp + 4 * (e / 8)) >> 4 * (e % 8)) & 7u;
         unsigned n = (unsigned)e - 24, c = 0;
@@ -222,55 +224,61 @@ static vz_status ll_decode_ref(const vz_tensor *t, int64_t r0, int64_t r1, void 
     return VZ_OK;
 }
 
-/* Fast path: codes of one whole 32-group to lut values. */
-static inline void ll_group_fast(const uint8_t *grp, int k, int layout, const uint8_t *lut, uint8_t *h) {
-    uint32_t w[8];
-    memcpy(w, grp, 4 * (size_t)k);
-    if (layout == 1) {
-        for (int e = 0; e < 24; e++) h[e] = lut[(w[e >> 3] >> 4 * (e & 7)) & 7u];
-        for (int n = 0; n < 8; n++)
-            h[24 + n] = lut[((w[0] >> (4 * n + 3)) & 1u) | ((w[1] >> (4 * n + 3)) & 1u) << 1 |
-                            ((w[2] >> (4 * n + 3)) & 1u) << 2];
-        return;
+/* Exceptions of block b of a row: H = (entry >> 10) << k | code, the code
+ * recovered from the lut value the fast path put there (lut entries are
+ * distinct, so code_of inverts the lut). One version patches H bytes, one
+ * the top byte of decoded f32 values (bf16: the f32's top byte is H). */
+static void ll_patch_h(const uint8_t *d, const ll_geom *g, uint64_t b, uint64_t len, const uint8_t *code_of,
+                       uint8_t *hb) {
+    uint32_t s = vz_le32(d + g->index + 4 * b), e = vz_le32(d + g->index + 4 * b + 4);
+    for (uint32_t x = s; x < e; x++) {
+        unsigned v = vz_le16(d + g->exc + 2 * (uint64_t)x), off = v & 1023u;
+        if (off < len) hb[off] = (uint8_t)((v >> 10) << g->k | code_of[hb[off]]); /* off < len after check */
     }
-    uint8_t c[32] = {0};
-    for (int b = 0; b < k; b++)
-        for (int e = 0; e < 32; e++) c[e] |= (uint8_t)(((w[b] >> e) & 1u) << b);
-    for (int e = 0; e < 32; e++) h[e] = lut[c[e]];
 }
 
+static void ll_patch_f32(const uint8_t *d, const ll_geom *g, uint64_t b, uint64_t len, const uint8_t *code_of,
+                         float *o) {
+    uint32_t s = vz_le32(d + g->index + 4 * b), e = vz_le32(d + g->index + 4 * b + 4);
+    uint8_t *top = (uint8_t *)o + (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__ ? 0 : 3); /* the f32's top byte */
+    for (uint32_t x = s; x < e; x++) {
+        unsigned v = vz_le16(d + g->exc + 2 * (uint64_t)x), off = v & 1023u;
+        if (off < len) top[4 * off] = (uint8_t)((v >> 10) << g->k | code_of[top[4 * off]]); /* off < len after check */
+    }
+}
+
+/* Fast decode for the matvec, per block of 1024 elements of a row: bf16 is
+ * decoded by a fused kernel (codes -> H -> f32) and patched; f16 and f32
+ * go through H bytes, patched, then merged with their low byte planes. */
 static void ll_decode_f32(const vz_tensor *t, int64_t r0, int64_t r1, float *out) {
     const uint8_t *p = t->params, *d = t->data;
+    const vz_cpu_kernels *kn = vz_cpu_kernels_get();
     int k = p[1], layout = p[2];
     ll_geom g;
     ll_geom_init(&g, t->dtype, t->rows, t->cols, k);
-    uint8_t lut[256] = {0}, hb[1024 + 32];
+    uint8_t lut[256] = {0}, code_of[256] = {0}, hb[1024];
+    uint16_t hw[1024];
     memcpy(lut, p + 8, (size_t)1 << k);
+    for (int c = 0; c < (1 << k); c++) code_of[lut[c]] = (uint8_t)c;
     uint64_t cols = (uint64_t)t->cols;
     for (uint64_t r = (uint64_t)r0; r < (uint64_t)r1; r++) {
         float *orow = out + (r - (uint64_t)r0) * cols;
         for (uint64_t c0 = 0; c0 < cols; c0 += 1024) {
-            uint64_t len = cols - c0 < 1024 ? cols - c0 : 1024;
-            const uint8_t *grp = d + g.codes + (r * g.gpr + c0 / 32) * 4 * (uint64_t)k;
-            for (uint64_t c = 0; c < len; c += 32, grp += 4 * k) ll_group_fast(grp, k, layout, lut, hb + c);
-            uint64_t b = r * g.bpr + c0 / 1024;
-            uint32_t s = vz_le32(d + g.index + 4 * b), e = vz_le32(d + g.index + 4 * b + 4);
-            for (uint32_t x = s; x < e; x++) {
-                unsigned v = vz_le16(d + g.exc + 2 * (uint64_t)x), off = v & 1023u;
-                if (off >= len) continue;
-                const uint8_t *gp = d + g.codes + (r * g.gpr + (c0 + off) / 32) * 4 * (uint64_t)k;
-                hb[off] = (uint8_t)((v >> 10) << k | ll_code(gp, k, layout, (int)((c0 + off) % 32)));
-            }
-            const uint8_t *lo = d + r * cols + c0;
+            uint64_t len = cols - c0 < 1024 ? cols - c0 : 1024, b = r * g.bpr + c0 / 1024;
+            const uint8_t *grp = d + g.codes + (r * g.gpr + c0 / 32) * 4 * (uint64_t)k, *lo = d + r * cols + c0;
             float *o = orow + c0;
             if (t->dtype == VZ_DTYPE_BF16) {
-                for (uint64_t c = 0; c < len; c++) o[c] = vz_bits_f32((uint32_t)hb[c] << 24 | (uint32_t)lo[c] << 16);
-            } else if (t->dtype == VZ_DTYPE_F16) {
-                for (uint64_t c = 0; c < len; c++) o[c] = vz_f16_to_f32_fast((uint16_t)(hb[c] << 8 | lo[c]));
+                kn->ll_bf16(o, grp, lo, (size_t)len, k, layout, lut);
+                ll_patch_f32(d, &g, b, len, code_of, o);
+                continue;
+            }
+            kn->ll_groups(hb, grp, (size_t)(len + 31) / 32, k, layout, lut);
+            ll_patch_h(d, &g, b, len, code_of, hb);
+            if (t->dtype == VZ_DTYPE_F16) {
+                kn->u16_planes(hw, hb, lo, (size_t)len);
+                vz_f16_rows_to_f32(o, (const uint8_t *)hw, (size_t)len);
             } else {
-                const uint8_t *l1 = lo + g.n, *l2 = lo + 2 * g.n;
-                for (uint64_t c = 0; c < len; c++)
-                    o[c] = vz_bits_f32((uint32_t)hb[c] << 24 | (uint32_t)l2[c] << 16 | (uint32_t)l1[c] << 8 | lo[c]);
+                kn->f32_planes(o, hb, lo + 2 * g.n, lo + g.n, lo, (size_t)len);
             }
         }
     }

@@ -120,8 +120,12 @@ static uint64_t lm_params(const lm_geom *g, uint8_t *p) {
 
 static vz_status lm_encode(const void *src, vz_dtype dtype, int64_t rows, int64_t cols, const vz_codec_opts *o,
                            vz_blob *out) {
-    (void)o;
     memset(out, 0, sizeof *out);
+    /* no options: refuse them rather than ignore them (the codec picks its own table and chunks) */
+    VZ_FAIL_IF(o && o->group, VZ_ERR_ARG, "lossless-max: option 'g%d' (group size) is not used by this codec",
+               (int)o->group);
+    VZ_FAIL_IF(o && o->level, VZ_ERR_ARG, "lossless-max: option '%d' (level) is not used by this codec",
+               (int)o->level);
     lm_geom g;
     uint64_t cr = LM_CHUNK_ELEMS / (uint64_t)(cols > 0 ? cols : 1);
     cr = cr < 1 ? 1 : cr > (uint64_t)rows ? (uint64_t)rows : cr;

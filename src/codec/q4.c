@@ -11,6 +11,7 @@
 
 #include "codec/bits.h"
 #include "codec/codec.h"
+#include "codec/cpu_kernels.h"
 
 #define Q4_DEFAULT_GROUP 32
 #define Q4_DEFAULT_VARIANT 2 /* level: 1 symmetric round-to-nearest, 2 symmetric + search, 3 asymmetric + search */
@@ -195,18 +196,11 @@ static vz_status q4_decode_ref(const vz_tensor *t, int64_t r0, int64_t r1, void 
 static void q4_decode_f32(const vz_tensor *t, int64_t r0, int64_t r1, float *out) {
     q4_geom g;
     q4_geom_init(&g, t->rows, t->cols, vz_le32(t->params + 4), t->params[1]);
+    const vz_cpu_kernels *kn = vz_cpu_kernels_get();
     uint64_t cols = (uint64_t)t->cols;
-    for (uint64_t r = (uint64_t)r0; r < (uint64_t)r1; r++) {
-        const uint8_t *q = t->data + r * g.stride;
-        float *o = out + (r - (uint64_t)r0) * cols;
-        for (uint64_t c0 = 0, gi = r * g.gpr; c0 < cols; c0 += g.group, gi++) {
-            float s = vz_f16_to_f32_fast(vz_le16(t->data + g.scales + 2 * gi)), tab[16];
-            int z = g.asym ? t->data[g.zeros + gi] : 8;
-            for (int i = 0; i < 16; i++) tab[i] = (float)(i - z) * s;
-            uint64_t c1 = cols - c0 < g.group ? cols : c0 + g.group;
-            for (uint64_t c = c0; c < c1; c++) o[c] = tab[(q[c / 2] >> 4 * (c & 1)) & 15];
-        }
-    }
+    for (uint64_t r = (uint64_t)r0; r < (uint64_t)r1; r++)
+        kn->q4(out + (r - (uint64_t)r0) * cols, t->data + r * g.stride, (size_t)cols, t->data + g.scales + 2 * r * g.gpr,
+               g.asym ? t->data + g.zeros + r * g.gpr : NULL, g.group);
 }
 
 const vz_codec vz_codec_q4 = {

@@ -11,6 +11,7 @@
 
 #include "codec/bits.h"
 #include "codec/codec.h"
+#include "codec/cpu_kernels.h"
 
 #define Q8_DEFAULT_GROUP 128
 
@@ -125,17 +126,11 @@ static vz_status q8_decode_ref(const vz_tensor *t, int64_t r0, int64_t r1, void 
 static void q8_decode_f32(const vz_tensor *t, int64_t r0, int64_t r1, float *out) {
     q8_geom g;
     q8_geom_init(&g, t->rows, t->cols, vz_le32(t->params + 4));
+    const vz_cpu_kernels *kn = vz_cpu_kernels_get();
     uint64_t cols = (uint64_t)t->cols;
-    for (uint64_t r = (uint64_t)r0; r < (uint64_t)r1; r++) {
-        const int8_t *q = (const int8_t *)(t->data + r * cols);
-        const uint8_t *sp = t->data + g.scales + 2 * r * g.gpr;
-        float *o = out + (r - (uint64_t)r0) * cols;
-        for (uint64_t c0 = 0, gi = 0; c0 < cols; c0 += g.group, gi++) {
-            float s = vz_f16_to_f32_fast(vz_le16(sp + 2 * gi));
-            uint64_t len = cols - c0 < g.group ? cols - c0 : g.group;
-            for (uint64_t c = 0; c < len; c++) o[c0 + c] = (float)q[c0 + c] * s;
-        }
-    }
+    for (uint64_t r = (uint64_t)r0; r < (uint64_t)r1; r++)
+        kn->q8(out + (r - (uint64_t)r0) * cols, (const int8_t *)(t->data + r * cols), (size_t)cols,
+               t->data + g.scales + 2 * r * g.gpr, g.group);
 }
 
 const vz_codec vz_codec_q8 = {

@@ -40,7 +40,8 @@ static void fz_roundtrip(vz_tensor *t, const vz_codec *c, const uint8_t *p, size
     if ((size_t)t->rows * rowb > size) t->rows = (int64_t)(size / rowb);
     if (t->rows < 1 || !c->supports(t->dtype, t->rows, t->cols)) return;
     if (strcmp(c->name, "zstd") == 0) o.level = 1 + o.level % 5;
-    if (c->lossless && strcmp(c->name, "zstd") != 0) o.group = o.level = 0; /* options they do not take are refused */
+    if (c->lossless) o.group = 0; /* options they do not take are refused */
+    if (c->lossless && strcmp(c->name, "zstd") != 0) o.level = 0;
     vz_blob b;
     if (c->encode(p, t->dtype, t->rows, t->cols, &o, &b) != VZ_OK) {
         if (c->lossless) __builtin_trap(); /* a lossless codec takes any bits */

@@ -33,7 +33,7 @@ float vz_dot_generic(const float *a, const float *b, int64_t n);
 
 /* Most rows decoded per step of the matmul (the scratch it needs per thread
  * is VZ_ROW_BLOCK * cols floats; long rows use fewer, to stay in L1). */
-#define VZ_ROW_BLOCK 4
+#define VZ_ROW_BLOCK 16
 
 /* y[i*rows + r] = W[r,:] . x[i*cols + :] for i in [0, n); W (rows, cols).
  * Allocates its per-thread decode buffers; uses OpenMP's default threads. */

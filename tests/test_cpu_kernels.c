@@ -1,0 +1,240 @@
+/*
+ * test_cpu_kernels.c - every kernel set of codec/cpu_kernels.c (generic,
+ * AVX2, AVX-512: those this CPU runs) against scalar definitions written
+ * here from docs/codecs.md, on random inputs, every length 0..70 and long
+ * ones (odd lengths, partial groups), NaN/Inf/subnormal scales; and the
+ * `lossless` decode_f32 through each set against decode_ref on hand-built
+ * blobs of every k (1..8), both code layouts, every dtype, odd row lengths
+ * and exception-free / exception-heavy / all-exception rows.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/testutil.h"
+
+#include "codec/bits.h"
+#include "codec/codec.h"
+#include "codec/cpu_kernels.h"
+
+static uint8_t rbyte(uint64_t *s) { return (uint8_t)(vz_test_rand(s) >> 24); }
+
+static void fill(uint8_t *p, size_t n, uint64_t *s) {
+    for (size_t i = 0; i < n; i++) p[i] = rbyte(s);
+}
+
+static void same_bits(const float *got, const float *want, size_t n, const char *set, const char *what, size_t arg) {
+    for (size_t i = 0; i < n; i++)
+        if (vz_f32_bits(got[i]) != vz_f32_bits(want[i]))
+            fail_msg("%s %s (%zu): [%zu] = %08x, want %08x", set, what, arg, i, vz_f32_bits(got[i]),
+                     vz_f32_bits(want[i]));
+}
+
+/* Code of element e of a group (docs/codecs.md section 1, literally). */
+static unsigned spec_code(const uint8_t *grp, int k, int layout, int e) {
+    unsigned c = 0;
+    for (int b = 0; b < k; b++) {
+        int bit;
+        const uint8_t *w;
+        if (layout == 1 && e < 24) { w = grp + 4 * (e / 8); bit = 4 * (e % 8) + b; }
+        else if (layout == 1) { w = grp + 4 * b; bit = 4 * (e - 24) + 3; }
+        else { w = grp + 4 * b; bit = e; }
+        c |= (unsigned)((w[bit / 8] >> (bit % 8)) & 1) << b;
+    }
+    return c;
+}
+
+static void set_code(uint8_t *grp, int k, int layout, int e, unsigned code) {
+    for (int b = 0; b < k; b++) {
+        int bit;
+        uint8_t *w;
+        if (layout == 1 && e < 24) { w = grp + 4 * (e / 8); bit = 4 * (e % 8) + b; }
+        else if (layout == 1) { w = grp + 4 * b; bit = 4 * (e - 24) + 3; }
+        else { w = grp + 4 * b; bit = e; }
+        w[bit / 8] = (uint8_t)((w[bit / 8] & ~(1u << (bit % 8))) | ((code >> b) & 1u) << (bit % 8));
+    }
+}
+
+#define NMAX 2100
+
+static void check_ll(const vz_cpu_kernels *kn, uint64_t *s) {
+    static uint8_t codes[4 * 8 * (NMAX / 32 + 1) + 16], lo[NMAX], h[NMAX + 32], lut[256];
+    static float got[NMAX], want[NMAX];
+    static const size_t lens[] = {0, 1, 2, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 1000, 1024, 1025, NMAX};
+    for (int k = 1; k <= 8; k++)
+        for (int layout = 0; layout <= (k == 3); layout++)
+            for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
+                size_t n = lens[li], ng = (n + 31) / 32;
+                fill(codes, sizeof codes, s);
+                fill(lo, sizeof lo, s);
+                fill(lut, sizeof lut, s);
+                kn->ll_groups(h, codes, ng, k, layout, lut);
+                for (size_t i = 0; i < 32 * ng; i++) {
+                    unsigned c = spec_code(codes + 4 * (size_t)k * (i / 32), k, layout, (int)(i % 32));
+                    if (h[i] != lut[c]) fail_msg("%s ll_groups k %d layout %d: h[%zu] = %u, want lut[%u] = %u",
+                                                 kn->name, k, layout, i, h[i], c, lut[c]);
+                }
+                for (size_t i = 0; i < n; i++) want[i] = vz_bits_f32((uint32_t)h[i] << 24 | (uint32_t)lo[i] << 16);
+                memset(got, 0xa5, sizeof got);
+                kn->ll_bf16(got, codes, lo, n, k, layout, lut);
+                same_bits(got, want, n, kn->name, "ll_bf16", n);
+                if (n < NMAX) assert_int_equal(vz_f32_bits(got[n]), 0xa5a5a5a5u); /* nothing written past n */
+            }
+}
+
+static void check_planes(const vz_cpu_kernels *kn, uint64_t *s) {
+    static uint8_t p[4][NMAX];
+    static float got[NMAX], want[NMAX];
+    static uint16_t w16[NMAX];
+    for (size_t n = 0; n < NMAX; n = n < 70 ? n + 1 : n * 3 + 1) {
+        for (int j = 0; j < 4; j++) fill(p[j], n, s);
+        kn->bf16_planes(got, p[3], p[0], n);
+        for (size_t i = 0; i < n; i++) want[i] = vz_bits_f32((uint32_t)p[3][i] << 24 | (uint32_t)p[0][i] << 16);
+        same_bits(got, want, n, kn->name, "bf16_planes", n);
+        kn->f32_planes(got, p[3], p[2], p[1], p[0], n);
+        for (size_t i = 0; i < n; i++)
+            want[i] = vz_bits_f32((uint32_t)p[3][i] << 24 | (uint32_t)p[2][i] << 16 | (uint32_t)p[1][i] << 8 | p[0][i]);
+        same_bits(got, want, n, kn->name, "f32_planes", n);
+        kn->u16_planes(w16, p[3], p[0], n);
+        for (size_t i = 0; i < n; i++) assert_int_equal(w16[i], p[3][i] << 8 | p[0][i]);
+    }
+}
+
+/* Scales: random f16 bits, so NaNs (signalling too), infinities, zeros and
+ * subnormals all occur over the runs. */
+static void check_quant(const vz_cpu_kernels *kn, uint64_t *s) {
+    static uint8_t q[NMAX], scales[2 * NMAX], zeros[NMAX];
+    static float got[NMAX], want[NMAX];
+    static const size_t groups[] = {32, 64, 128, 0};
+    for (size_t n = 1; n < NMAX; n = n < 70 ? n + 1 : n * 3 + 1)
+        for (size_t gi = 0; gi < sizeof groups / sizeof *groups; gi++) {
+            size_t group = groups[gi] ? groups[gi] : n; /* 0: one group per row, any length */
+            fill(q, n, s);
+            fill(scales, sizeof scales, s);
+            for (size_t i = 0; i < NMAX; i++) zeros[i] = rbyte(s) & 15;
+            kn->q8(got, (const int8_t *)q, n, scales, group);
+            for (size_t i = 0; i < n; i++) want[i] = (float)(int8_t)q[i] * vz_f16_to_f32(vz_le16(scales + 2 * (i / group)));
+            same_bits(got, want, n, kn->name, "q8", n);
+            for (int asym = 0; asym <= 1; asym++) {
+                kn->q4(got, q, n, scales, asym ? zeros : NULL, group);
+                for (size_t i = 0; i < n; i++) {
+                    int z = asym ? zeros[i / group] : 8;
+                    want[i] = (float)(((q[i / 2] >> 4 * (i & 1)) & 15) - z) * vz_f16_to_f32(vz_le16(scales + 2 * (i / group)));
+                }
+                same_bits(got, want, n, kn->name, asym ? "q4 asym" : "q4", n);
+            }
+        }
+}
+
+static void test_kernel_sets(void **state) {
+    (void)state;
+    int ran = 0;
+    for (int i = 0; i < vz_cpu_kernels_count(); i++) {
+        if (!vz_cpu_kernels_supported(i)) continue;
+        const vz_cpu_kernels *kn = vz_cpu_kernels_at(i);
+        uint64_t s = 1000 + (uint64_t)i;
+        for (int rep = 0; rep < 3; rep++) {
+            check_ll(kn, &s);
+            check_planes(kn, &s);
+            check_quant(kn, &s);
+        }
+        ran++;
+    }
+    assert_true(ran >= 1);
+    printf("kernel sets run: %d of %d\n", ran, vz_cpu_kernels_count());
+}
+
+/* A valid `lossless` blob built from the spec with a chosen k and layout:
+ * each element's H is a lut entry, or with probability exc/256 (k >= 2) a
+ * value outside the lut (an exception). Returns the source bytes. */
+static uint8_t *ll_blob(vz_dtype d, int64_t rows, int64_t cols, int k, int layout, unsigned exc, uint64_t *s,
+                        vz_blob *b) {
+    uint64_t w = (uint64_t)vz_dtype_size(d), n = (uint64_t)(rows * cols), gpr = ((uint64_t)cols + 31) / 32;
+    uint64_t bpr = ((uint64_t)cols + 1023) / 1024, codes = vz_al16(n * (w - 1));
+    uint64_t index = vz_al16(codes + (uint64_t)rows * gpr * (uint64_t)k * 4), xs = vz_al16(index + 4 * ((uint64_t)rows * bpr + 1));
+    uint8_t *src = malloc(n * w), is_lut[256] = {0}, lut[256];
+    int code_of[256];
+    b->params_size = 8u + (1u << k);
+    b->params = calloc(b->params_size, 1);
+    b->data = calloc(xs + 2 * n, 1);
+    assert_true(src && b->params && b->data);
+    b->params[0] = 1, b->params[1] = (uint8_t)k, b->params[2] = (uint8_t)layout;
+    for (int i = 0; i < (1 << k);) { /* distinct random lut */
+        uint8_t v = rbyte(s);
+        if (is_lut[v]) continue;
+        is_lut[v] = 1, code_of[v] = i, lut[i] = v, b->params[8 + i++] = v;
+    }
+    uint64_t e = 0;
+    for (uint64_t r = 0; r < (uint64_t)rows; r++)
+        for (uint64_t c = 0; c < (uint64_t)cols; c++) {
+            uint64_t i = r * (uint64_t)cols + c;
+            uint8_t h = lut[vz_test_rand(s) % (1u << k)];
+            if (k >= 2 && k < 8 && (vz_test_rand(s) & 255) < exc)
+                do h = rbyte(s); while (is_lut[h]);
+            fill(src + i * w, w - 1, s);
+            src[i * w + w - 1] = h;
+            for (uint64_t j = 0; j + 1 < w; j++) b->data[j * n + i] = src[i * w + j];
+            if (c % 1024 == 0) vz_st32(b->data + index + 4 * (r * bpr + c / 1024), (uint32_t)e);
+            unsigned code = is_lut[h] ? (unsigned)code_of[h] : h & ((1u << k) - 1);
+            if (!is_lut[h]) vz_st16(b->data + xs + 2 * e++, (uint16_t)((h >> k) << 10 | (c % 1024)));
+            set_code(b->data + codes + (r * gpr + c / 32) * 4 * (uint64_t)k, k, layout, (int)(c % 32), code);
+        }
+    vz_st32(b->data + index + 4 * ((uint64_t)rows * bpr), (uint32_t)e);
+    b->size = xs + 2 * e;
+    return src;
+}
+
+static void check_ll_blob(vz_dtype d, int64_t rows, int64_t cols, int k, int layout, unsigned exc, uint64_t *s) {
+    const vz_codec *c = vz_codec_by_name("lossless");
+    vz_blob b;
+    uint8_t *src = ll_blob(d, rows, cols, k, layout, exc, s, &b);
+    vz_tensor t;
+    memset(&t, 0, sizeof t);
+    snprintf(t.name, sizeof t.name, "blob.k%d.l%d", k, layout);
+    t.ndim = 2, t.shape[0] = t.rows = rows, t.shape[1] = t.cols = cols;
+    t.dtype = d, t.codec = c->id, t.data = b.data, t.size = b.size, t.params = b.params, t.params_size = b.params_size;
+    if (c->check(&t) != VZ_OK) fail_msg("k %d layout %d %lldx%lld: check: %s", k, layout, (long long)rows, (long long)cols, vz_last_error());
+    uint64_t n = (uint64_t)(rows * cols), w = (uint64_t)vz_dtype_size(d);
+    uint8_t *ref = malloc(n * w);
+    float *want = malloc(n * 4), *got = malloc(n * 4);
+    assert_int_equal(c->decode_ref(&t, 0, rows, ref), VZ_OK);
+    assert_memory_equal(ref, src, n * w); /* the blob is what the spec says */
+    for (uint64_t i = 0; i < n; i++) want[i] = vz_elem_f32(ref, d, i);
+    for (int i = 0; i < vz_cpu_kernels_count(); i++) {
+        if (!vz_cpu_kernels_supported(i)) continue;
+        vz_cpu_kernels_force(i);
+        memset(got, 0x5a, n * 4);
+        c->decode_f32(&t, 0, rows, got);
+        same_bits(got, want, n, vz_cpu_kernels_at(i)->name, "lossless decode_f32 k", (size_t)k);
+        if (rows > 1) { /* a row range on its own */
+            memset(got, 0x5a, n * 4);
+            c->decode_f32(&t, 1, rows, got);
+            same_bits(got, want + cols, n - (uint64_t)cols, vz_cpu_kernels_at(i)->name, "lossless rows 1.. k", (size_t)k);
+        }
+    }
+    vz_cpu_kernels_force(-1);
+    free(ref), free(want), free(got), free(src);
+    vz_blob_free(&b);
+}
+
+static void test_lossless_blobs(void **state) {
+    (void)state;
+    static const vz_dtype dts[3] = {VZ_DTYPE_BF16, VZ_DTYPE_F16, VZ_DTYPE_F32};
+    static const int64_t shapes[][2] = {{3, 1}, {2, 31}, {2, 33}, {3, 100}, {2, 1023}, {2, 1025}, {2, 2100}};
+    static const unsigned excs[] = {0, 8, 256};
+    uint64_t s = 77;
+    for (int di = 0; di < 3; di++)
+        for (int k = 1; k <= 8; k++)
+            for (int layout = 0; layout <= (k == 3); layout++)
+                for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++)
+                    for (size_t ei = 0; ei < sizeof excs / sizeof *excs; ei++)
+                        check_ll_blob(dts[di], shapes[si][0], shapes[si][1], k, layout, excs[ei], &s);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kernel_sets),
+        cmocka_unit_test(test_lossless_blobs),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
