@@ -25,11 +25,13 @@ step "prefill tinyllama pair"
 VZ_TINYLLAMA_RAW="$W/tl/src" VZ_TINYLLAMA_LOSSLESS="$W/tl/lossless.vz" VZ_TEST_ONLY='*tinyllama' timeout 100 \
     ./tests/test_cuda_prefill >"$W/pft.log" 2>&1
 echo "rc=$? $(grep -E 'identical|PASSED|FAILED' "$W/pft.log" | tr '\n' ' ')"
-for b in "" 600M; do
-    step "bench ${b:-resident}"
-    timeout 90 ./vramzip bench --device cuda -m "$W/tl/src" --codec raw,lossless --out-dir "$W/tl" -n 64 \
-        --prompt-len 512 --ctx 2048 --kv f16 ${b:+--vram-budget $b} --json "$OUT/bench-${b:-res}.json" \
+for b in ":raw,lossless" "600M:raw,lossless,q8" "640M:raw"; do
+    bud=${b%%:*} cod=${b#*:}
+    step "bench ${bud:-resident} $cod"
+    timeout 90 ./vramzip bench --device cuda -m "$W/tl/src" --codec "$cod" --out-dir "$W/tl" -n 64 \
+        --prompt-len 512 --ctx 2048 --kv f16 ${bud:+--vram-budget $bud} --json "$OUT/bench-${bud:-res}.json" \
         2>"$W/b.err" | tee -a "$OUT/bench.txt"
-    grep -E "plan|rror|needs" "$W/b.err" | head -3
+    echo "rc=$?"
+    grep -E "plan|rror|needs" "$W/b.err" | head -4
 done
 step done

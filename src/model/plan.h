@@ -14,10 +14,12 @@
 
 #define VZ_PLAN_BATCH 8                       /* VZ_CUDA_MAX_BATCH of forward.cuh */
 #define VZ_PLAN_RESERVE ((uint64_t)16 << 20)  /* CUDA graphs, allocator slack (measured: < 10 MiB) */
-/* cuBLAS (prefill, gemm.cu): its handle and kernels take device memory of
- * their own once loaded; measured 40.7 MiB on an H200 (CUDA 13.0, cuBLAS
- * 13.1; bench/results/2026-11-28-final-h200.md), planned with a margin. */
-#define VZ_PLAN_CUBLAS ((uint64_t)48 << 20)
+/* Runtime memory outside the session's own allocations once a prefill has
+ * loaded cuBLAS (its handle and kernels) and the decode graphs exist:
+ * measured 64.7 MiB (stories260K) to 72 MiB (tinyllama-1.1b) on an H200
+ * with CUDA 13.0 / cuBLAS 13.1 (bench/results/2026-11-28-final-h200.md);
+ * with VZ_PLAN_RESERVE it is planned as 80 MiB. */
+#define VZ_PLAN_CUBLAS ((uint64_t)64 << 20)
 /* Prefill (session_cuda.cu pf_*): tokens per chunk, rows per all-logits
  * head GEMM, cuBLAS workspace (gemm.cu). Sessions of every residency use
  * the same values, so their prefill logits are the same bits. */
