@@ -24,34 +24,7 @@ extern "C" {
 #include "core/half.h"
 #include "core/tensor.h"
 }
-
-#define CK(x)                                                                                      \
-    do {                                                                                           \
-        cudaError_t e_ = (x);                                                                      \
-        if (e_ != cudaSuccess) {                                                                   \
-            fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_));     \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
-#define VK(x)                                                                                      \
-    do {                                                                                           \
-        vz_status s_ = (x);                                                                        \
-        if (s_ != VZ_OK) {                                                                         \
-            fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, vz_last_error());            \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
-
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static double urand(void) {
-    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-    return ((rng >> 11) + 0.5) / 9007199254740992.0;
-}
-
-static int cmp_f(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return x < y ? -1 : x > y;
-}
+#include "bench_util.cuh"
 
 /* Median of 7 timings of `reps` back-to-back calls; microseconds per call. */
 template <class F> static double time_us(F call, int reps, cudaStream_t st) {
