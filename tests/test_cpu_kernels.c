@@ -16,6 +16,7 @@
 #include "codec/bits.h"
 #include "codec/codec.h"
 #include "codec/cpu_kernels.h"
+#include "backend/cpu/ops.h"
 
 static uint8_t rbyte(uint64_t *s) { return (uint8_t)(vz_test_rand(s) >> 24); }
 
@@ -126,6 +127,100 @@ static void check_quant(const vz_cpu_kernels *kn, uint64_t *s) {
         }
 }
 
+/* The dot as vz_dot defines it, scalar: acc[i % 16] += a[i] * x[i] in order. */
+static void ref_dot_acc(float *acc, const float *a, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) acc[i % 16] += a[i] * x[i];
+}
+
+/* Sums are compared bit for bit, except that any NaN equals any NaN: which
+ * NaN payload survives an add of two NaNs depends on the operand order the
+ * compiler picks (vz_dot's versions differ there too); ordinary values,
+ * infinities and signed zeros must match exactly. */
+static int same_sum(float a, float b) { return vz_f32_bits(a) == vz_f32_bits(b) || (a != a && b != b); }
+
+static void same_acc(const float *got, const float *want, const char *set, const char *what, size_t n, int k,
+                     int layout, size_t nexc) {
+    for (int j = 0; j < 16; j++)
+        if (!same_sum(got[j], want[j]))
+            fail_msg("%s %s n %zu k %d layout %d exceptions %zu: acc[%d] = %08x, want %08x", set, what, n, k, layout,
+                     nexc, j, vz_f32_bits(got[j]), vz_f32_bits(want[j]));
+}
+
+/* dot_acc, ll_bf16_dot and ll_bf16_dot_rows against the spec: codes by
+ * spec_code, exceptions H = (hi << k) | code at chosen offsets (none, a
+ * few, every element), then the scalar sum, from random partial sums;
+ * every k and layout, odd lengths and partial groups. */
+enum { DMAX = 1024, DROWS = 3 };
+static void check_ll_dot(const vz_cpu_kernels *kn, uint64_t *s) {
+    static uint8_t codes[DROWS][4 * 8 * DMAX / 32], lo[DROWS * DMAX], lut[256], exc[2 * DROWS * DMAX], idx[4 * (DROWS + 1)];
+    static float v[DROWS][DMAX], x[DMAX];
+    static const size_t lens[] = {0, 1, 2, 15, 16, 17, 31, 32, 33, 47, 63, 64, 65, 96, 100, 255, 256, 688, 1000, 1023, DMAX};
+    static const unsigned dens[] = {0, 9, 256}; /* exceptions per 256 elements */
+    for (int k = 1; k <= 8; k++)
+        for (int layout = 0; layout <= (k == 3); layout++)
+            for (size_t li = 0; li < sizeof lens / sizeof *lens; li++)
+                for (size_t di = 0; di < sizeof dens / sizeof *dens; di++) {
+                    size_t n = lens[li], ne = 0;
+                    uint8_t used[256] = {0};
+                    for (int c = 0; c < (1 << k);) { /* distinct lut (check's guarantee) */
+                        uint8_t b = rbyte(s) & (k < 7 ? 0xbf : 0xff); /* k < 7: |values| < 2, sums finite */
+                        if (!used[b]) used[b] = 1, lut[c++] = b;
+                    }
+                    fill(lut + (1 << k), 256 - (1u << k), s); /* unused entries: any value */
+                    fill(lo, sizeof lo, s);
+                    for (size_t i = 0; i < n; i++) x[i] = vz_test_randn(s);
+                    for (int r = 0; r < DROWS; r++) {
+                        fill(codes[r], sizeof codes[r], s);
+                        vz_st32(idx + 4 * r, (uint32_t)ne);
+                        for (size_t i = 0; i < n; i++) {
+                            unsigned c = spec_code(codes[r] + 4 * (size_t)k * (i / 32), k, layout, (int)(i % 32));
+                            unsigned h = lut[c];
+                            if (k >= 2 && (vz_test_rand(s) & 255) < dens[di]) {
+                                unsigned hi = (unsigned)vz_test_rand(s) % (256u >> k);
+                                if (k < 7) hi &= ~(1u << (6 - k)); /* H bit 6 clear */
+                                vz_st16(exc + 2 * ne++, (uint16_t)(hi << 10 | i));
+                                h = (hi << k | c) & 255u;
+                            }
+                            v[r][i] = vz_bits_f32(h << 24 | (uint32_t)lo[r * DMAX + i] << 16);
+                        }
+                    }
+                    vz_st32(idx + 4 * DROWS, (uint32_t)ne);
+                    float want[DROWS][16], got[16], acc0[16], y[DROWS];
+                    for (int j = 0; j < 16; j++) acc0[j] = vz_test_randn(s);
+                    for (int r = 0; r < DROWS; r++) {
+                        memcpy(want[r], acc0, sizeof acc0);
+                        ref_dot_acc(want[r], v[r], x, n);
+                        for (int j = 0; k < 7 && j < 16; j++)
+                            if (want[r][j] != want[r][j]) fail_msg("k %d: NaN sum", k); /* the checks must bite */
+                        memcpy(got, acc0, sizeof got);
+                        kn->dot_acc(got, v[r], x, n);
+                        same_acc(got, want[r], kn->name, "dot_acc", n, k, layout, 0);
+                        uint32_t e0 = vz_le32(idx + 4 * r), e1 = vz_le32(idx + 4 * r + 4);
+                        memcpy(got, acc0, sizeof got);
+                        kn->ll_bf16_dot(got, codes[r], lo + r * DMAX, n, k, layout, lut, exc + 2 * e0, e1 - e0, x);
+                        same_acc(got, want[r], kn->name, "ll_bf16_dot", n, k, layout, e1 - e0);
+                    }
+                    if (n == 0) continue;
+                    /* rows: lows packed at stride n, codes at stride 4 k gpr */
+                    size_t gs = 4 * (size_t)k * ((n + 31) / 32);
+                    static uint8_t pc[DROWS * sizeof codes[0]], pl[DROWS * DMAX];
+                    for (int r = 0; r < DROWS; r++) {
+                        memcpy(pc + r * gs, codes[r], gs);
+                        memcpy(pl + r * n, lo + r * DMAX, n);
+                    }
+                    memset(y, 0x5a, sizeof y);
+                    kn->ll_bf16_dot_rows(y, DROWS, pc, gs, pl, n, k, layout, lut, idx, exc, x);
+                    for (int r = 0; r < DROWS; r++) {
+                        float w[16] = {0};
+                        ref_dot_acc(w, v[r], x, n);
+                        float wy = vz_dot_tree(w);
+                        if (!same_sum(y[r], wy))
+                            fail_msg("%s ll_bf16_dot_rows n %zu k %d layout %d: y[%d] = %08x, want %08x", kn->name, n, k,
+                                     layout, r, vz_f32_bits(y[r]), vz_f32_bits(wy));
+                    }
+                }
+}
+
 static void test_kernel_sets(void **state) {
     (void)state;
     int ran = 0;
@@ -138,6 +233,7 @@ static void test_kernel_sets(void **state) {
             check_planes(kn, &s);
             check_quant(kn, &s);
         }
+        check_ll_dot(kn, &s);
         ran++;
     }
     assert_true(ran >= 1);
@@ -147,8 +243,8 @@ static void test_kernel_sets(void **state) {
 /* A valid `lossless` blob built from the spec with a chosen k and layout:
  * each element's H is a lut entry, or with probability exc/256 (k >= 2) a
  * value outside the lut (an exception). Returns the source bytes. */
-static uint8_t *ll_blob(vz_dtype d, int64_t rows, int64_t cols, int k, int layout, unsigned exc, uint64_t *s,
-                        vz_blob *b) {
+static uint8_t *ll_blob(vz_dtype d, int64_t rows, int64_t cols, int k, int layout, unsigned exc, int finite,
+                        uint64_t *s, vz_blob *b) {
     uint64_t w = (uint64_t)vz_dtype_size(d), n = (uint64_t)(rows * cols), gpr = ((uint64_t)cols + 31) / 32;
     uint64_t bpr = ((uint64_t)cols + 1023) / 1024, codes = vz_al16(n * (w - 1));
     uint64_t index = vz_al16(codes + (uint64_t)rows * gpr * (uint64_t)k * 4), xs = vz_al16(index + 4 * ((uint64_t)rows * bpr + 1));
@@ -161,7 +257,7 @@ static uint8_t *ll_blob(vz_dtype d, int64_t rows, int64_t cols, int k, int layou
     b->params[0] = 1, b->params[1] = (uint8_t)k, b->params[2] = (uint8_t)layout;
     for (int i = 0; i < (1 << k);) { /* distinct random lut */
         uint8_t v = rbyte(s);
-        if (is_lut[v]) continue;
+        if (is_lut[v] || (finite && k < 7 && (v & 0x40))) continue;
         is_lut[v] = 1, code_of[v] = i, lut[i] = v, b->params[8 + i++] = v;
     }
     uint64_t e = 0;
@@ -170,7 +266,7 @@ static uint8_t *ll_blob(vz_dtype d, int64_t rows, int64_t cols, int k, int layou
             uint64_t i = r * (uint64_t)cols + c;
             uint8_t h = lut[vz_test_rand(s) % (1u << k)];
             if (k >= 2 && k < 8 && (vz_test_rand(s) & 255) < exc)
-                do h = rbyte(s); while (is_lut[h]);
+                do h = rbyte(s) & (finite ? 0xbf : 0xff); while (is_lut[h]);
             fill(src + i * w, w - 1, s);
             src[i * w + w - 1] = h;
             for (uint64_t j = 0; j + 1 < w; j++) b->data[j * n + i] = src[i * w + j];
@@ -184,10 +280,13 @@ static uint8_t *ll_blob(vz_dtype d, int64_t rows, int64_t cols, int k, int layou
     return src;
 }
 
-static void check_ll_blob(vz_dtype d, int64_t rows, int64_t cols, int k, int layout, unsigned exc, uint64_t *s) {
+/* finite: H bytes with bit 6 clear (k < 7), so no element is NaN or
+ * infinite and no sum overflows: then the fused dot_f32 is also checked. */
+static void check_ll_blob(vz_dtype d, int64_t rows, int64_t cols, int k, int layout, unsigned exc, int finite,
+                          uint64_t *s) {
     const vz_codec *c = vz_codec_by_name("lossless");
     vz_blob b;
-    uint8_t *src = ll_blob(d, rows, cols, k, layout, exc, s, &b);
+    uint8_t *src = ll_blob(d, rows, cols, k, layout, exc, finite, s, &b);
     vz_tensor t;
     memset(&t, 0, sizeof t);
     snprintf(t.name, sizeof t.name, "blob.k%d.l%d", k, layout);
@@ -196,7 +295,8 @@ static void check_ll_blob(vz_dtype d, int64_t rows, int64_t cols, int k, int lay
     if (c->check(&t) != VZ_OK) fail_msg("k %d layout %d %lldx%lld: check: %s", k, layout, (long long)rows, (long long)cols, vz_last_error());
     uint64_t n = (uint64_t)(rows * cols), w = (uint64_t)vz_dtype_size(d);
     uint8_t *ref = malloc(n * w);
-    float *want = malloc(n * 4), *got = malloc(n * 4);
+    float *want = malloc(n * 4), *got = malloc(n * 4), *x = malloc((size_t)cols * 4);
+    for (int64_t i = 0; i < cols; i++) x[i] = vz_test_randn(s);
     assert_int_equal(c->decode_ref(&t, 0, rows, ref), VZ_OK);
     assert_memory_equal(ref, src, n * w); /* the blob is what the spec says */
     for (uint64_t i = 0; i < n; i++) want[i] = vz_elem_f32(ref, d, i);
@@ -211,9 +311,22 @@ static void check_ll_blob(vz_dtype d, int64_t rows, int64_t cols, int k, int lay
             c->decode_f32(&t, 1, rows, got);
             same_bits(got, want + cols, n - (uint64_t)cols, vz_cpu_kernels_at(i)->name, "lossless rows 1.. k", (size_t)k);
         }
+        /* the fused dot: vz_dot of each decode_ref row, bit for bit (rows 0.. and 1..) */
+        for (int64_t r0 = 0; finite && r0 < 2 && r0 < rows; r0++) {
+            memset(got, 0x5a, (size_t)rows * 4);
+            c->dot_f32(&t, r0, rows, x, got);
+            for (int64_t r = r0; r < rows; r++) {
+                float wd = vz_dot(want + r * cols, x, cols);
+                if (k < 7 && wd != wd) fail_msg("finite blob k %d: NaN sum", k); /* the check must bite */
+                if (!same_sum(got[r - r0], wd))
+                    fail_msg("%s lossless dot_f32 %s k %d layout %d %lldx%lld rows %lld..: row %lld = %08x, want %08x",
+                             vz_cpu_kernels_at(i)->name, vz_dtype_name(d), k, layout, (long long)rows, (long long)cols,
+                             (long long)r0, (long long)r, vz_f32_bits(got[r - r0]), vz_f32_bits(wd));
+            }
+        }
     }
     vz_cpu_kernels_force(-1);
-    free(ref), free(want), free(got), free(src);
+    free(ref), free(want), free(got), free(src), free(x);
     vz_blob_free(&b);
 }
 
@@ -228,7 +341,8 @@ static void test_lossless_blobs(void **state) {
             for (int layout = 0; layout <= (k == 3); layout++)
                 for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++)
                     for (size_t ei = 0; ei < sizeof excs / sizeof *excs; ei++)
-                        check_ll_blob(dts[di], shapes[si][0], shapes[si][1], k, layout, excs[ei], &s);
+                        for (int finite = 0; finite <= 1; finite++)
+                            check_ll_blob(dts[di], shapes[si][0], shapes[si][1], k, layout, excs[ei], finite, &s);
 }
 
 int main(void) {

@@ -62,6 +62,11 @@ typedef struct vz_codec {
     /* Fast decode of rows [r0, r1) to f32 for the fused matvec; must equal the
      * f32 value of decode_ref bit for bit. t has passed check(). */
     void (*decode_f32)(const vz_tensor *t, int64_t r0, int64_t r1, float *out);
+
+    /* Optional (NULL: the matvec decodes with decode_f32, then vz_dot):
+     * y[r - r0] = vz_dot(row r as decode_f32 gives it, x, cols) bit for bit,
+     * for rows [r0, r1), without an f32 row buffer. t has passed check(). */
+    void (*dot_f32)(const vz_tensor *t, int64_t r0, int64_t r1, const float *x, float *y);
 } vz_codec;
 
 const vz_codec *vz_codec_by_id(uint16_t id);     /* NULL if unknown */

@@ -8,6 +8,8 @@
  * the scalar one bit for bit. The lossless code groups: packed3 codes are
  * nibbles; bit planes are spread to bytes with a shuffle and a compare; the
  * lut is applied with pshufb (16-entry quarters blended for k = 5, 6).
+ * lossless bf16 also has a decode fused with its exceptions and the dot
+ * (ll_bf16_dot*), summing exactly as vz_dot does (backend/cpu/ops.c).
  * tests/test_cpu_kernels.c checks every set against the scalar one.
  */
 #include "codec/cpu_kernels.h"
@@ -94,6 +96,65 @@ static void q8_generic(float *out, const int8_t *q, size_t n, const uint8_t *sca
 static void q4_generic(float *out, const uint8_t *q, size_t n, const uint8_t *scales, const uint8_t *zeros,
                        size_t group) {
     QROW(q4_group_generic, 2)
+}
+
+/* dot_acc for vectors of W f32 lanes (16 / W vectors hold the 16 partial
+ * sums, as in vz_dot's body), compiled once per instruction set. */
+#define DOT_ACC_BODY(W)                                                                                        \
+    typedef float vec __attribute__((vector_size(4 * (W))));                                                   \
+    vec v[16 / (W)];                                                                                           \
+    memcpy(v, acc, sizeof v);                                                                                  \
+    size_t i = 0;                                                                                              \
+    for (; i + 16 <= n; i += 16)                                                                               \
+        for (int j = 0; j < 16 / (W); j++) {                                                                   \
+            vec va, vb;                                                                                        \
+            memcpy(&va, a + i + j * (W), sizeof va);                                                           \
+            memcpy(&vb, x + i + j * (W), sizeof vb);                                                           \
+            v[j] += va * vb;                                                                                   \
+        }                                                                                                      \
+    memcpy(acc, v, sizeof v);                                                                                  \
+    for (int j = 0; i < n; i++, j++) acc[j] += a[i] * x[i]
+
+static void dot_acc_generic(float *acc, const float *a, const float *x, size_t n) { DOT_ACC_BODY(4); }
+
+/* Exceptions of one block patched into its decoded bf16 values: the f32's
+ * top byte is H, and the fast decode put lut[code] there; code_of inverts
+ * the lut (its entries are distinct). */
+static void ll_patch_bf16(float *o, size_t n, int k, const uint8_t *lut, const uint8_t *exc, size_t nexc) {
+    uint8_t code_of[256] = {0}, *top = (uint8_t *)o + (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__ ? 0 : 3);
+    for (int c = 0; c < (1 << k); c++) code_of[lut[c]] = (uint8_t)c;
+    for (size_t x = 0; x < nexc; x++) {
+        unsigned v = vz_le16(exc + 2 * x), off = v & 1023u;
+        if (off < n) top[4 * off] = (uint8_t)((v >> 10) << k | code_of[top[4 * off]]);
+    }
+}
+
+/* ll_bf16_dot through a block buffer: the set's ll_bf16, the patch, its dot_acc. */
+#define LL_BF16_DOT_BODY(LL_BF16, DOT_ACC)                                                                     \
+    float buf[1024];                                                                                           \
+    if (n > 1024) n = 1024; /* one block (the contract); keeps buf in bounds */                                \
+    LL_BF16(buf, codes, lo, n, k, layout, lut);                                                                \
+    ll_patch_bf16(buf, n, k, lut, exc, nexc);                                                                  \
+    DOT_ACC(acc, buf, x, n)
+
+static void ll_bf16_dot_generic(float *acc, const uint8_t *codes, const uint8_t *lo, size_t n, int k, int layout,
+                                const uint8_t *lut, const uint8_t *exc, size_t nexc, const float *x) {
+    LL_BF16_DOT_BODY(ll_bf16_generic, dot_acc_generic);
+}
+
+/* ll_bf16_dot_rows by one ll_bf16_dot per row. */
+#define LL_BF16_DOT_ROWS_BODY(LL_BF16_DOT)                                                                     \
+    for (size_t r = 0; r < rows; r++) {                                                                        \
+        float acc[16] = {0};                                                                                   \
+        uint32_t s = vz_le32(index + 4 * r), e = vz_le32(index + 4 * r + 4);                                   \
+        LL_BF16_DOT(acc, codes + r * cstride, lo + r * n, n, k, layout, lut, exc + 2 * (size_t)s, e - s, x);  \
+        y[r] = vz_dot_tree(acc);                                                                               \
+    }
+
+static void ll_bf16_dot_rows_generic(float *y, size_t rows, const uint8_t *codes, size_t cstride, const uint8_t *lo,
+                                     size_t n, int k, int layout, const uint8_t *lut, const uint8_t *index,
+                                     const uint8_t *exc, const float *x) {
+    LL_BF16_DOT_ROWS_BODY(ll_bf16_dot_generic);
 }
 
 #if VZ_HALF_X86
@@ -324,6 +385,32 @@ static AVX512 void q4_avx512(float *out, const uint8_t *q, size_t n, const uint8
     QROW(q4_group_avx512, 2)
 }
 
+static AVX2 void dot_acc_avx2(float *acc, const float *a, const float *x, size_t n) { DOT_ACC_BODY(8); }
+static AVX512 void dot_acc_avx512(float *acc, const float *a, const float *x, size_t n) { DOT_ACC_BODY(16); }
+
+static AVX2 void ll_bf16_dot_avx2(float *acc, const uint8_t *codes, const uint8_t *lo, size_t n, int k, int layout,
+                                  const uint8_t *lut, const uint8_t *exc, size_t nexc, const float *x) {
+    LL_BF16_DOT_BODY(ll_bf16_avx2, dot_acc_avx2);
+}
+
+static AVX512 void ll_bf16_dot_avx512(float *acc, const uint8_t *codes, const uint8_t *lo, size_t n, int k,
+                                      int layout, const uint8_t *lut, const uint8_t *exc, size_t nexc,
+                                      const float *x) {
+    LL_BF16_DOT_BODY(ll_bf16_avx512, dot_acc_avx512);
+}
+
+static AVX2 void ll_bf16_dot_rows_avx2(float *y, size_t rows, const uint8_t *codes, size_t cstride, const uint8_t *lo,
+                                       size_t n, int k, int layout, const uint8_t *lut, const uint8_t *index,
+                                       const uint8_t *exc, const float *x) {
+    LL_BF16_DOT_ROWS_BODY(ll_bf16_dot_avx2);
+}
+
+static AVX512 void ll_bf16_dot_rows_avx512(float *y, size_t rows, const uint8_t *codes, size_t cstride,
+                                           const uint8_t *lo, size_t n, int k, int layout, const uint8_t *lut,
+                                           const uint8_t *index, const uint8_t *exc, const float *x) {
+    LL_BF16_DOT_ROWS_BODY(ll_bf16_dot_avx512);
+}
+
 #define VBMI __attribute__((target("avx2,f16c,avx512f,avx512bw,avx512vl,avx512vbmi")))
 
 /* One f16 scale with vcvtph2ps. It quiets a signalling NaN where the
@@ -385,40 +472,48 @@ static VBMI void q8_vbmi(float *out, const int8_t *q, size_t n, const uint8_t *s
     }
 }
 
-/* packed3 with AVX-512 VBMI: the group's four words (t as in packed3_codes)
- * zero-extended to qwords, vpmultishiftqb takes nibble i of each to byte
- * i; the 32 H bytes and 32 low bytes are then placed into the top two
- * bytes of 32 f32 by two masked byte permutes. Other layouts: ll_bf16_avx512. */
+/* The 32 codes of one packed3 group with AVX-512 VBMI: the group's four
+ * words (t as in packed3_codes) zero-extended to qwords, vpmultishiftqb
+ * takes nibble i of each to byte i. */
+static VBMI AI __m256i packed3_codes_vbmi(const uint8_t *grp) {
+    const __m256i ctrl = _mm256_set1_epi64x(0x1c1814100c080400ll), seven = _mm256_set1_epi8(7);
+    uint32_t w0 = vz_le32(grp), w1 = vz_le32(grp + 4), w2 = vz_le32(grp + 8);
+    uint32_t tw = (w0 >> 3 & 0x11111111u) | (w1 >> 3 & 0x11111111u) << 1 | (w2 >> 3 & 0x11111111u) << 2;
+    __m128i v = _mm_insert_epi32(_mm_maskz_loadu_epi8(0x0fff, grp), (int)tw, 3);
+    return _mm256_and_si256(_mm256_multishift_epi64_epi8(ctrl, _mm256_cvtepu32_epi64(v)), seven);
+}
+
+/* vpermb indexes placing the 32 low bytes (bytes 0..31 of the source) and
+ * 32 H bytes (bytes 32..63) into the top two bytes of 32 f32, with the
+ * mask vbmi_top2 zeroing the two low bytes. */
+static const uint8_t vbmi_perm[128] = {
+#define P4(i, o) 0, 0, (i) + (o), 32 + (i) + (o)
+#define P16(o) P4(0, o), P4(1, o), P4(2, o), P4(3, o), P4(4, o), P4(5, o), P4(6, o), P4(7, o), P4(8, o), P4(9, o), \
+               P4(10, o), P4(11, o), P4(12, o), P4(13, o), P4(14, o), P4(15, o)
+    P16(0), P16(16)
+#undef P16
+#undef P4
+};
+#define vbmi_top2 ((__mmask64)0xccccccccccccccccull)
+
+/* packed3 with AVX-512 VBMI: codes by packed3_codes_vbmi, the lut by
+ * pshufb, then the 32 H bytes and 32 low bytes placed into 32 f32 by two
+ * masked byte permutes. Other layouts: ll_bf16_avx512. */
 static VBMI void ll_bf16_vbmi(float *out, const uint8_t *codes, const uint8_t *lo, size_t n, int k, int layout,
                               const uint8_t *lut) {
     if (layout != 1) {
         ll_bf16_avx512(out, codes, lo, n, k, layout, lut);
         return;
     }
-    static const uint8_t perm[128] = {
-#define P4(i, o) 0, 0, (i) + (o), 32 + (i) + (o)
-#define P16(o) P4(0, o), P4(1, o), P4(2, o), P4(3, o), P4(4, o), P4(5, o), P4(6, o), P4(7, o), P4(8, o), P4(9, o), \
-               P4(10, o), P4(11, o), P4(12, o), P4(13, o), P4(14, o), P4(15, o)
-        P16(0), P16(16)
-#undef P16
-#undef P4
-    };
-    const __m512i idx0 = _mm512_loadu_si512(perm), idx1 = _mm512_loadu_si512(perm + 64);
-    const __mmask64 top2 = 0xccccccccccccccccull;
-    const __m256i ctrl = _mm256_set1_epi64x(0x1c1814100c080400ll), seven = _mm256_set1_epi8(7);
+    const __m512i idx0 = _mm512_loadu_si512(vbmi_perm), idx1 = _mm512_loadu_si512(vbmi_perm + 64);
     __m256i t[4];
     for (int q = 0; q < 4; q++) t[q] = _mm256_broadcastsi128_si256(LD128(lut + 16 * q));
     size_t g = 0;
     for (; 32 * g + 32 <= n; g++) {
-        const uint8_t *grp = codes + 12 * g;
-        uint32_t w0 = vz_le32(grp), w1 = vz_le32(grp + 4), w2 = vz_le32(grp + 8);
-        uint32_t tw = (w0 >> 3 & 0x11111111u) | (w1 >> 3 & 0x11111111u) << 1 | (w2 >> 3 & 0x11111111u) << 2;
-        __m128i v = _mm_insert_epi32(_mm_maskz_loadu_epi8(0x0fff, grp), (int)tw, 3);
-        __m256i c = _mm256_and_si256(_mm256_multishift_epi64_epi8(ctrl, _mm256_cvtepu32_epi64(v)), seven);
-        __m256i h = _mm256_shuffle_epi8(t[0], c);
+        __m256i h = _mm256_shuffle_epi8(t[0], packed3_codes_vbmi(codes + 12 * g));
         __m512i lh = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(lo + 32 * g))), h, 1);
-        _mm512_storeu_si512(out + 32 * g, _mm512_maskz_permutexvar_epi8(top2, idx0, lh));
-        _mm512_storeu_si512(out + 32 * g + 16, _mm512_maskz_permutexvar_epi8(top2, idx1, lh));
+        _mm512_storeu_si512(out + 32 * g, _mm512_maskz_permutexvar_epi8(vbmi_top2, idx0, lh));
+        _mm512_storeu_si512(out + 32 * g + 16, _mm512_maskz_permutexvar_epi8(vbmi_top2, idx1, lh));
     }
     if (32 * g < n) {
         uint8_t hb[32];
@@ -426,16 +521,154 @@ static VBMI void ll_bf16_vbmi(float *out, const uint8_t *codes, const uint8_t *l
         bf16_planes_generic(out + 32 * g, hb, lo + 32 * g, n - 32 * g);
     }
 }
+
+/* H of one group with its exceptions: lut[code], or (hi << k) | code where
+ * hib[e] = hi << k (bit 0 clear) marks an exception; hib[e] = 1 otherwise. */
+static VBMI AI __m256i packed3_h_vbmi(__m256i c, __m256i t0, const uint8_t *hib) {
+    __m256i e = _mm256_loadu_si256((const __m256i *)(const void *)hib);
+    return _mm256_mask_blend_epi8(_mm256_testn_epi8_mask(e, _mm256_set1_epi8(1)), _mm256_shuffle_epi8(t0, c),
+                                  _mm256_or_si256(c, e));
+}
+
+/* The 64 codes of two consecutive packed3 groups (24 bytes), all in
+ * vector registers: the six words go to qwords 0-2 and 4-6, the words t
+ * (packed3_codes) are made in qwords 3 and 7 by per-qword shifts and masks
+ * and an OR of the three qwords below, then vpmultishiftqb as above. */
+static VBMI AI __m512i packed3_codes2_vbmi(const uint8_t *grp) {
+    const __m512i place = _mm512_setr_epi32(0, 0, 1, 0, 2, 0, 0, 0, 3, 0, 4, 0, 5, 0, 0, 0);
+    const __m512i sh = _mm512_setr_epi64(3, 2, 1, 0, 3, 2, 1, 0);
+    const __m512i bit3 = _mm512_setr_epi64(0x11111111, 0x22222222, 0x44444444, 0, 0x11111111, 0x22222222, 0x44444444, 0);
+    const __m512i ctrl = _mm512_set1_epi64(0x1c1814100c080400ll), seven = _mm512_set1_epi8(7);
+    __m512i v = _mm512_maskz_permutexvar_epi32(0x1515, place, _mm512_zextsi256_si512(_mm256_maskz_loadu_epi8(0xffffff, grp)));
+    __m512i s = _mm512_and_si512(_mm512_srlv_epi64(v, sh), bit3);
+    __m512i a = _mm512_maskz_permutex_epi64(0x88, s, 0x00), b = _mm512_maskz_permutex_epi64(0x88, s, 0x40);
+    __m512i c = _mm512_maskz_permutex_epi64(0x88, s, 0x80);
+    v = _mm512_or_si512(_mm512_ternarylogic_epi64(v, a, b, 0xfe), c);
+    return _mm512_and_si512(_mm512_multishift_epi64_epi8(ctrl, v), seven);
+}
+
+/* vpermt2b indexes for two groups: f32 j (0..63) takes low byte j of the
+ * first source and H byte j of the second (index bit 6). */
+static const uint8_t vbmi_perm2[256] = {
+#define P4(i) 0, 0, (i), 64 + (i)
+#define P16(o) P4(o + 0), P4(o + 1), P4(o + 2), P4(o + 3), P4(o + 4), P4(o + 5), P4(o + 6), P4(o + 7), P4(o + 8), \
+               P4(o + 9), P4(o + 10), P4(o + 11), P4(o + 12), P4(o + 13), P4(o + 14), P4(o + 15)
+    P16(0), P16(16), P16(32), P16(48)
+#undef P16
+#undef P4
+};
+
+/* hib[e] = hi << k for an exception at e of the block, else 1: exceptions
+ * need k >= 2 (check), so bit 0 tells the others apart (no bit mask). */
+static VBMI AI void ll_hib_vbmi(uint8_t *hib, size_t n, int k, const uint8_t *exc, size_t nexc) {
+    for (size_t i = 0; i < n; i += 64) _mm512_storeu_si512(hib + i, _mm512_set1_epi8(1)); /* hib: 1024 bytes */
+    for (size_t j = 0; j < nexc; j++) {
+        unsigned v = vz_le16(exc + 2 * j);
+        hib[v & 1023u] = (uint8_t)((v >> 10) << k);
+    }
+}
+
+/* The whole groups of one packed3 block (n <= 1024, hib made), added into
+ * the partial sums va in vz_dot's order; *gdone = the groups done. Each
+ * group's H is lut[code] patched in register by a masked blend; its 32
+ * f32 are multiplied by x and added with no row buffer. */
+static VBMI AI __m512 ll_groups_dot_vbmi(__m512 va, const uint8_t *codes, const uint8_t *lo, size_t n,
+                                         const uint8_t *lut, const uint8_t *hib, const float *x, size_t *gdone) {
+    const __m512i t0w = _mm512_broadcast_i32x4(LD128(lut)), one = _mm512_set1_epi8(1);
+    size_t g = 0;
+    for (; 32 * g + 64 <= n; g += 2) { /* two groups a step */
+        __m512i c = packed3_codes2_vbmi(codes + 12 * g), e = _mm512_loadu_si512(hib + 32 * g);
+        __m512i h = _mm512_mask_blend_epi8(_mm512_testn_epi8_mask(e, one), _mm512_shuffle_epi8(t0w, c), _mm512_or_si512(c, e));
+        __m512i l = _mm512_loadu_si512(lo + 32 * g);
+        for (int j = 0; j < 4; j++) {
+            __m512i pj = _mm512_loadu_si512(vbmi_perm2 + 64 * j);
+            __m512 a = _mm512_castsi512_ps(_mm512_maskz_permutex2var_epi8(vbmi_top2, l, pj, h));
+            va = _mm512_add_ps(va, _mm512_mul_ps(a, _mm512_loadu_ps(x + 32 * g + 16 * j)));
+        }
+    }
+    if (32 * g + 32 <= n) { /* one group left */
+        __m256i h = packed3_h_vbmi(packed3_codes_vbmi(codes + 12 * g), _mm512_castsi512_si256(t0w), hib + 32 * g);
+        __m512i lh = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(const void *)(lo + 32 * g))), h, 1);
+        __m512 a0 = _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi8(vbmi_top2, _mm512_loadu_si512(vbmi_perm), lh));
+        __m512 a1 = _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi8(vbmi_top2, _mm512_loadu_si512(vbmi_perm + 64), lh));
+        va = _mm512_add_ps(va, _mm512_mul_ps(a0, _mm512_loadu_ps(x + 32 * g)));
+        va = _mm512_add_ps(va, _mm512_mul_ps(a1, _mm512_loadu_ps(x + 32 * g + 16)));
+        g++;
+    }
+    *gdone = g;
+    return va;
+}
+
+/* The partial last group g of a block (32 g < n < 32 g + 32) through a
+ * small buffer, into acc as dot_acc. */
+static VBMI AI void ll_tail_dot_vbmi(float *acc, const uint8_t *codes, const uint8_t *lo, size_t n, size_t g,
+                                     const uint8_t *lut, const uint8_t *hib, const float *x) {
+    uint8_t hb[32];
+    float f[32];
+    __m256i t0 = _mm256_broadcastsi128_si256(LD128(lut));
+    _mm256_storeu_si256((__m256i *)(void *)hb, packed3_h_vbmi(packed3_codes_vbmi(codes + 12 * g), t0, hib + 32 * g));
+    bf16_planes_generic(f, hb, lo + 32 * g, n - 32 * g);
+    dot_acc_avx512(acc, f, x + 32 * g, n - 32 * g);
+}
+
+/* packed3: the helpers above; other layouts through ll_bf16_dot_avx512. */
+static VBMI void ll_bf16_dot_vbmi(float *acc, const uint8_t *codes, const uint8_t *lo, size_t n, int k, int layout,
+                                  const uint8_t *lut, const uint8_t *exc, size_t nexc, const float *x) {
+    if (layout != 1 || n > 1024) {
+        ll_bf16_dot_avx512(acc, codes, lo, n, k, layout, lut, exc, nexc, x);
+        return;
+    }
+    uint8_t hib[1024];
+    size_t g;
+    ll_hib_vbmi(hib, n, k, exc, nexc);
+    _mm512_storeu_ps(acc, ll_groups_dot_vbmi(_mm512_loadu_ps(acc), codes, lo, n, lut, hib, x, &g));
+    if (32 * g < n) ll_tail_dot_vbmi(acc, codes, lo, n, g, lut, hib, x);
+}
+
+/* vz_dot_tree in registers: the same additions of the same operands. */
+static VBMI AI float tree_zmm(__m512 v) {
+    __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    __m128 c = _mm_add_ps(b, _mm_movehl_ps(b, b));
+    return _mm_cvtss_f32(_mm_add_ss(c, _mm_shuffle_ps(c, c, 1)));
+}
+
+/* Rows of one block each, the per-row state (constants, frame) set up once. */
+static VBMI void ll_bf16_dot_rows_vbmi(float *y, size_t rows, const uint8_t *codes, size_t cstride, const uint8_t *lo,
+                                       size_t n, int k, int layout, const uint8_t *lut, const uint8_t *index,
+                                       const uint8_t *exc, const float *x) {
+    if (layout != 1 || n > 1024) {
+        LL_BF16_DOT_ROWS_BODY(ll_bf16_dot_avx512);
+        return;
+    }
+    uint8_t hib[1024];
+    for (size_t r = 0; r < rows; r++, codes += cstride, lo += n) {
+        uint32_t s = vz_le32(index + 4 * r), e = vz_le32(index + 4 * r + 4);
+        size_t g;
+        ll_hib_vbmi(hib, n, k, exc + 2 * (size_t)s, e - s);
+        __m512 va = ll_groups_dot_vbmi(_mm512_setzero_ps(), codes, lo, n, lut, hib, x, &g);
+        if (32 * g == n) {
+            y[r] = tree_zmm(va);
+            continue;
+        }
+        float acc[16];
+        _mm512_storeu_ps(acc, va);
+        ll_tail_dot_vbmi(acc, codes, lo, n, g, lut, hib, x);
+        y[r] = vz_dot_tree(acc);
+    }
+}
 #endif
 
 static const vz_cpu_kernels sets[] = {
     {"generic", ll_groups_generic, ll_bf16_generic, bf16_planes_generic, f32_planes_generic, u16_planes_generic, q8_generic,
-     q4_generic},
+     q4_generic, dot_acc_generic, ll_bf16_dot_generic, ll_bf16_dot_rows_generic},
 #if VZ_HALF_X86
-    {"avx2", ll_groups_avx2, ll_bf16_avx2, bf16_planes_avx2, f32_planes_avx2, u16_planes_avx2, q8_avx2, q4_avx2},
-    {"avx512", ll_groups_avx2, ll_bf16_avx512, bf16_planes_avx512, f32_planes_avx2, u16_planes_avx2, q8_avx512, q4_avx512},
+    {"avx2", ll_groups_avx2, ll_bf16_avx2, bf16_planes_avx2, f32_planes_avx2, u16_planes_avx2, q8_avx2, q4_avx2,
+     dot_acc_avx2, ll_bf16_dot_avx2, ll_bf16_dot_rows_avx2},
+    {"avx512", ll_groups_avx2, ll_bf16_avx512, bf16_planes_avx512, f32_planes_avx2, u16_planes_avx2, q8_avx512, q4_avx512,
+     dot_acc_avx512, ll_bf16_dot_avx512, ll_bf16_dot_rows_avx512},
     {"avx512vbmi", ll_groups_avx2, ll_bf16_vbmi, bf16_planes_avx512, f32_planes_avx2, u16_planes_avx2, q8_vbmi,
-     q4_vbmi},
+     q4_vbmi, dot_acc_avx512, ll_bf16_dot_vbmi, ll_bf16_dot_rows_vbmi},
 #endif
 };
 

@@ -48,7 +48,40 @@ typedef struct vz_cpu_kernels {
      * out[i] = (float)(nibble - z) * f16(scales[i / group]) with z =
      * zeros[i / group], or 8 when zeros is NULL. group is even or >= n. */
     void (*q4)(float *out, const uint8_t *q, size_t n, const uint8_t *scales, const uint8_t *zeros, size_t group);
+
+    /* The products of a decoded row piece and x, summed in vz_dot's order
+     * into its 16 partial sums: acc[i % 16] += a[i] * x[i] for i = 0, 1, ..
+     * n - 1 in turn (one multiply, one add; the piece starts at a multiple
+     * of 16 of the row). */
+    void (*dot_acc)(float *acc, const float *a, const float *x, size_t n);
+
+    /* lossless bf16 decode fused with the dot: the n elements (n <= 1024:
+     * one exception block) that ll_bf16 decodes, the nexc exceptions at exc
+     * patched in (u16 entries as in the file: offsets strictly increasing
+     * and < n, as check guarantees; lut entries distinct), then as dot_acc:
+     * acc[i % 16] += v[i] * x[i] in order. */
+    void (*ll_bf16_dot)(float *acc, const uint8_t *codes, const uint8_t *lo, size_t n, int k, int layout,
+                        const uint8_t *lut, const uint8_t *exc, size_t nexc, const float *x);
+
+    /* ll_bf16_dot over rows of one block each (n <= 1024), whole dots:
+     * row r has its code groups at codes + r * cstride, its low bytes at
+     * lo + r * n and its exceptions at entries [index32[r], index32[r + 1])
+     * of exc (index: u32 little-endian, as the file's exception index);
+     * y[r] = vz_dot_tree of its 16 partial sums. */
+    void (*ll_bf16_dot_rows)(float *y, size_t rows, const uint8_t *codes, size_t cstride, const uint8_t *lo, size_t n,
+                             int k, int layout, const uint8_t *lut, const uint8_t *index, const uint8_t *exc,
+                             const float *x);
 } vz_cpu_kernels;
+
+/* The fixed tree of vz_dot over its 16 partial sums (after dot_acc): halves
+ * 8, 4, 2, 1. The one copy, used by vz_dot and the fused codec dots. */
+static inline float vz_dot_tree(float *s) {
+    for (int k = 0; k < 8; k++) s[k] += s[k + 8];
+    for (int k = 0; k < 4; k++) s[k] += s[k + 4];
+    s[0] += s[2];
+    s[1] += s[3];
+    return s[0] + s[1];
+}
 
 /* The set for this CPU (picked once; the pointer stays valid forever). */
 const vz_cpu_kernels *vz_cpu_kernels_get(void);

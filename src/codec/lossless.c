@@ -247,40 +247,94 @@ static void ll_patch_f32(const uint8_t *d, const ll_geom *g, uint64_t b, uint64_
     }
 }
 
-/* Fast decode for the matvec, per block of 1024 elements of a row: bf16 is
- * decoded by a fused kernel (codes -> H -> f32) and patched; f16 and f32
- * go through H bytes, patched, then merged with their low byte planes. */
-static void ll_decode_f32(const vz_tensor *t, int64_t r0, int64_t r1, float *out) {
-    const uint8_t *p = t->params, *d = t->data;
-    const vz_cpu_kernels *kn = vz_cpu_kernels_get();
-    int k = p[1], layout = p[2];
+/* The fast path's per-tensor state: geometry, lut (256 entries, unused
+ * ones 0) and its inverse. */
+typedef struct ll_fast {
     ll_geom g;
-    ll_geom_init(&g, t->dtype, t->rows, t->cols, k);
-    uint8_t lut[256] = {0}, code_of[256] = {0}, hb[1024];
+    int k, layout;
+    uint8_t lut[256], code_of[256];
+} ll_fast;
+
+static void ll_fast_init(ll_fast *f, const vz_tensor *t) {
+    const uint8_t *p = t->params;
+    f->k = p[1], f->layout = p[2];
+    ll_geom_init(&f->g, t->dtype, t->rows, t->cols, f->k);
+    memset(f->lut, 0, sizeof f->lut);
+    memset(f->code_of, 0, sizeof f->code_of);
+    memcpy(f->lut, p + 8, (size_t)1 << f->k);
+    for (int c = 0; c < (1 << f->k); c++) f->code_of[f->lut[c]] = (uint8_t)c;
+}
+
+/* Elements [c0, c0 + len) (one exception block) of row r to f32: bf16 by
+ * the fused kernel, then patched; f16 and f32 through H bytes, patched,
+ * then merged with their low byte planes. */
+static void ll_block_f32(const vz_tensor *t, const ll_fast *f, const vz_cpu_kernels *kn, uint64_t r, uint64_t c0,
+                         uint64_t len, float *o) {
+    const uint8_t *d = t->data;
+    const ll_geom *g = &f->g;
+    uint64_t cols = (uint64_t)t->cols, b = r * g->bpr + c0 / 1024;
+    const uint8_t *grp = d + g->codes + (r * g->gpr + c0 / 32) * 4 * (uint64_t)f->k, *lo = d + r * cols + c0;
+    uint8_t hb[1024];
     uint16_t hw[1024];
-    memcpy(lut, p + 8, (size_t)1 << k);
-    for (int c = 0; c < (1 << k); c++) code_of[lut[c]] = (uint8_t)c;
+    if (t->dtype == VZ_DTYPE_BF16) {
+        kn->ll_bf16(o, grp, lo, (size_t)len, f->k, f->layout, f->lut);
+        ll_patch_f32(d, g, b, len, f->code_of, o);
+        return;
+    }
+    kn->ll_groups(hb, grp, (size_t)(len + 31) / 32, f->k, f->layout, f->lut);
+    ll_patch_h(d, g, b, len, f->code_of, hb);
+    if (t->dtype == VZ_DTYPE_F16) {
+        kn->u16_planes(hw, hb, lo, (size_t)len);
+        vz_f16_rows_to_f32(o, (const uint8_t *)hw, (size_t)len);
+    } else {
+        kn->f32_planes(o, hb, lo + 2 * g->n, lo + g->n, lo, (size_t)len);
+    }
+}
+
+/* Fast decode for the matvec, per block of 1024 elements of a row. */
+static void ll_decode_f32(const vz_tensor *t, int64_t r0, int64_t r1, float *out) {
+    const vz_cpu_kernels *kn = vz_cpu_kernels_get();
+    ll_fast f;
+    ll_fast_init(&f, t);
     uint64_t cols = (uint64_t)t->cols;
+    for (uint64_t r = (uint64_t)r0; r < (uint64_t)r1; r++)
+        for (uint64_t c0 = 0; c0 < cols; c0 += 1024)
+            ll_block_f32(t, &f, kn, r, c0, cols - c0 < 1024 ? cols - c0 : 1024, out + (r - (uint64_t)r0) * cols + c0);
+}
+
+/* The matvec's dot without a row buffer: bf16 blocks go through the fused
+ * decode + exceptions + dot kernel; f16 and f32 blocks are decoded into a
+ * block buffer and summed by dot_acc. Either way the 16 partial sums and
+ * the tree are vz_dot's, so y is bit for bit vz_dot of decode_f32's row. */
+static void ll_dot_f32(const vz_tensor *t, int64_t r0, int64_t r1, const float *x, float *y) {
+    const vz_cpu_kernels *kn = vz_cpu_kernels_get();
+    ll_fast f;
+    ll_fast_init(&f, t);
+    const uint8_t *d = t->data;
+    const ll_geom *g = &f.g;
+    uint64_t cols = (uint64_t)t->cols;
+    float buf[1024];
+    if (t->dtype == VZ_DTYPE_BF16 && cols <= 1024) { /* one block a row: rows in one kernel call */
+        uint64_t cs = g->gpr * 4 * (uint64_t)f.k;
+        kn->ll_bf16_dot_rows(y, (size_t)(r1 - r0), d + g->codes + (uint64_t)r0 * cs, (size_t)cs, d + (uint64_t)r0 * cols,
+                             (size_t)cols, f.k, f.layout, f.lut, d + g->index + 4 * (uint64_t)r0, d + g->exc, x);
+        return;
+    }
     for (uint64_t r = (uint64_t)r0; r < (uint64_t)r1; r++) {
-        float *orow = out + (r - (uint64_t)r0) * cols;
+        float acc[16] = {0};
         for (uint64_t c0 = 0; c0 < cols; c0 += 1024) {
-            uint64_t len = cols - c0 < 1024 ? cols - c0 : 1024, b = r * g.bpr + c0 / 1024;
-            const uint8_t *grp = d + g.codes + (r * g.gpr + c0 / 32) * 4 * (uint64_t)k, *lo = d + r * cols + c0;
-            float *o = orow + c0;
-            if (t->dtype == VZ_DTYPE_BF16) {
-                kn->ll_bf16(o, grp, lo, (size_t)len, k, layout, lut);
-                ll_patch_f32(d, &g, b, len, code_of, o);
+            uint64_t len = cols - c0 < 1024 ? cols - c0 : 1024;
+            if (t->dtype != VZ_DTYPE_BF16) {
+                ll_block_f32(t, &f, kn, r, c0, len, buf);
+                kn->dot_acc(acc, buf, x + c0, (size_t)len);
                 continue;
             }
-            kn->ll_groups(hb, grp, (size_t)(len + 31) / 32, k, layout, lut);
-            ll_patch_h(d, &g, b, len, code_of, hb);
-            if (t->dtype == VZ_DTYPE_F16) {
-                kn->u16_planes(hw, hb, lo, (size_t)len);
-                vz_f16_rows_to_f32(o, (const uint8_t *)hw, (size_t)len);
-            } else {
-                kn->f32_planes(o, hb, lo + 2 * g.n, lo + g.n, lo, (size_t)len);
-            }
+            const uint8_t *idx = d + g->index + 4 * (r * g->bpr + c0 / 1024);
+            uint32_t s = vz_le32(idx), e = vz_le32(idx + 4);
+            kn->ll_bf16_dot(acc, d + g->codes + (r * g->gpr + c0 / 32) * 4 * (uint64_t)f.k, d + r * cols + c0,
+                            (size_t)len, f.k, f.layout, f.lut, d + g->exc + 2 * (uint64_t)s, e - s, x + c0);
         }
+        y[r - (uint64_t)r0] = vz_dot_tree(acc);
     }
 }
 
@@ -294,4 +348,5 @@ const vz_codec vz_codec_lossless = {
     .check = ll_check,
     .decode_ref = ll_decode_ref,
     .decode_f32 = ll_decode_f32,
+    .dot_f32 = ll_dot_f32,
 };

@@ -1,7 +1,8 @@
 /*
  * ops.c - CPU operators (see ops.h). The matmul decodes one block of weight
  * rows at a time into a per-thread f32 buffer and dots it with every input
- * vector while it is hot in cache. RoPE follows llama2.c run.c (f32 cos/sin
+ * vector while it is hot in cache; for one input vector, a codec with a
+ * dot_f32 (lossless) decodes inside the dot instead, with vz_dot's sums. RoPE follows llama2.c run.c (f32 cos/sin
  * of pos * theta^(-2i/head_dim)); Hugging Face's rotate_half pairs the same
  * frequencies with elements (i, i + head_dim/2).
  */
@@ -13,6 +14,7 @@
 #include <string.h>
 
 #include "codec/codec.h"
+#include "codec/cpu_kernels.h"
 
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF /* gcc: -ffp-contract=off in the Makefile */
@@ -24,12 +26,7 @@
 static inline __attribute__((always_inline)) float dot_finish(float *s, const float *a, const float *b, int64_t i,
                                                               int64_t n) {
     for (int k = 0; i < n; i++, k++) s[k] += a[i] * b[i];
-    /* the tree, unrolled: halves 8, 4, 2, 1 */
-    for (int k = 0; k < 8; k++) s[k] += s[k + 8];
-    for (int k = 0; k < 4; k++) s[k] += s[k + 4];
-    s[0] += s[2];
-    s[1] += s[3];
-    return s[0] + s[1];
+    return vz_dot_tree(s);
 }
 
 /* The body of vz_dot for vectors of W f32 lanes (16 / W vectors hold the 16
@@ -110,6 +107,15 @@ void vz_cpu_matmul_st(float *y, const float *x, int32_t n, const vz_tensor *W, f
      * costs more than it saves, and far more when other processes hold the
      * cores (synth small, 2 cores: 2 threads +24% tok/s over 1 << 18). */
     int nt = rows * cols * (int64_t)n < (1 << 16) ? 1 : (n_threads > 0 ? n_threads : 1);
+    if (n == 1 && !direct && codec->dot_f32) { /* decode fused into the dot: one call per thread */
+#pragma omp parallel num_threads(nt)
+        {
+            int64_t t = omp_get_thread_num(), m = omp_get_num_threads();
+            int64_t r0 = rows * t / m, r1 = rows * (t + 1) / m;
+            if (r0 < r1) codec->dot_f32(W, r0, r1, x, y + r0);
+        }
+        return;
+    }
 #pragma omp parallel num_threads(nt)
     {
         float *buf = scratch + (size_t)omp_get_thread_num() * VZ_ROW_BLOCK * (size_t)cols;
