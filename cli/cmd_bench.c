@@ -72,15 +72,9 @@ static int parse_args(bench_args *a, int argc, char **argv) {
         else if (!strcmp(f, "--ctx")) { if (cli_int(CMD, f, v, 1, 1 << 22, &a->ctx)) return 2; }
         else if (!strcmp(f, "--vram-budget")) { if (cli_size(CMD, f, v, &a->vram_budget)) return 2; }
         else if (!strcmp(f, "--residency")) { if (cli_residency(CMD, f, v, &a->residency)) return 2; }
-        else if (!strcmp(f, "--device")) {
-            if (!strcmp(v, "cuda")) a->device = VZ_DEVICE_CUDA;
-            else if (!strcmp(v, "cpu")) a->device = VZ_DEVICE_CPU;
-            else return cli_usage_error(CMD, "--device expects cpu or cuda, got '%s'", v);
-        } else if (!strcmp(f, "--kv")) {
-            if (!strcmp(v, "f16")) a->kv = VZ_KV_F16;
-            else if (!strcmp(v, "f32")) a->kv = VZ_KV_F32;
-            else return cli_usage_error(CMD, "--kv expects f16 or f32, got '%s'", v);
-        } else return cli_usage_error(CMD, "unknown option '%s'", f);
+        else if (!strcmp(f, "--device")) { if (cli_device(CMD, f, v, &a->device)) return 2; }
+        else if (!strcmp(f, "--kv")) { if (cli_kv(CMD, f, v, 0, &a->kv)) return 2; }
+        else return cli_usage_error(CMD, "unknown option '%s'", f);
     }
     if (!a->model) return cli_usage_error(CMD, "-m MODEL is required");
     if (a->device != VZ_DEVICE_CUDA && (a->vram_budget || a->residency != VZ_RESIDENCY_COMPRESSED))

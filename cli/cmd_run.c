@@ -57,13 +57,6 @@ static void usage(FILE *f) {
             "  -h, --help            this help\n");
 }
 
-static int parse_enum(const char *flag, const char *v, const char *const *names, int n, int *out) {
-    for (int i = 0; i < n; i++)
-        if (!strcmp(v, names[i])) return *out = i, 0;
-    cli_usage_error(CMD, "%s: unknown value '%s'", flag, v);
-    return -1;
-}
-
 /* Parses the value of the flag at argv[*i]; 1 if the flag is unknown, -1 on a bad value. */
 static int parse_flag(run_args *a, int argc, char **argv, int *i) {
     const char *f = argv[*i];
@@ -87,22 +80,10 @@ static int parse_flag(run_args *a, int argc, char **argv, int *i) {
         if (a->top_p <= 0) return cli_usage_error(CMD, "%s expects a number in (0, 1], got '%s'", f, v), -1;
         return 0;
     }
-    if (IS("--kv", "--kv")) {
-        VAL();
-        static const char *const names[] = {"f32", "f16", "off"};
-        int k = 0;
-        if (parse_enum(f, v, names, 3, &k)) return -1;
-        return a->kv = (vz_kv_mode)k, 0;
-    }
+    if (IS("--kv", "--kv")) { VAL(); return cli_kv(CMD, f, v, 1, &a->kv); }
     if (IS("--vram-budget", "--vram-budget")) { VAL(); return cli_size(CMD, f, v, &a->vram_budget); }
     if (IS("--residency", "--residency")) { VAL(); return cli_residency(CMD, f, v, &a->residency); }
-    if (IS("--device", "--device")) {
-        VAL();
-        static const char *const names[] = {"cpu", "cuda"};
-        int k = 0;
-        if (parse_enum(f, v, names, 2, &k)) return -1;
-        return a->device = (vz_device)k, 0;
-    }
+    if (IS("--device", "--device")) { VAL(); return cli_device(CMD, f, v, &a->device); }
 #undef IS
 #undef VAL
     return 1;

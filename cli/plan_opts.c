@@ -27,7 +27,7 @@ int cli_kv(const char *cmd, const char *flag, const char *val, int allow_off, vz
     if (!strcmp(val, "f32")) return *out = VZ_KV_F32, 0;
     if (!strcmp(val, "f16")) return *out = VZ_KV_F16, 0;
     if (allow_off && !strcmp(val, "off")) return *out = VZ_KV_OFF, 0;
-    fprintf(stderr, "vramzip %s: %s expects f32%s or f16, got '%s'\n", cmd, flag, allow_off ? ", off" : "", val);
+    fprintf(stderr, "vramzip %s: %s expects %s, got '%s'\n", cmd, flag, allow_off ? "f32, f16 or off" : "f32 or f16", val);
     return -1;
 }
 
