@@ -100,8 +100,6 @@ vz_status vz_cuda_sync(void);
 struct vz_model;
 typedef struct vz_cuda_session vz_cuda_session;
 
-/* Uploads m's weights and allocates an n_ctx KV cache (f16 or f32). */
-vz_status vz_cuda_session_create(vz_cuda_session **out, const struct vz_model *m, int32_t n_ctx, int32_t kv_f16);
 void vz_cuda_session_free(vz_cuda_session *s);
 
 /* Evaluates n valid tokens at positions pos..pos+n-1 (caller checked n_ctx).
@@ -114,14 +112,12 @@ vz_status vz_cuda_session_eval(vz_cuda_session *s, const int32_t *tokens, int32_
 vz_status vz_cuda_session_generate(vz_cuda_session *s, int32_t first, int32_t pos, int32_t n,
                                    const vz_sampler_opts *so, int32_t *out);
 
-/* [plan] As vz_cuda_session_create; decompress: every tensor decoded on the
- * host once (lossless: source dtype; lossy: f32) and uploaded raw. */
-vz_status vz_cuda_session_create_ex(vz_cuda_session **out, const struct vz_model *m, int32_t n_ctx, int32_t kv_f16,
-                                    int32_t decompress);
-
-/* [st] As create_ex under a plan (vz_session_plan): residency a
- * vz_residency; layers n_resident.. stream from pinned host memory each
- * step (residency cache: n_resident decoded-layer cache slots). */
+/* Uploads m's weights in their encoding and allocates an n_ctx KV cache (f16
+ * or f32), under a plan (vz_session_plan): residency a vz_residency
+ * (decompress-at-load: every tensor decoded on the host once, lossless to its
+ * source dtype, lossy to f32, and uploaded raw); layers n_resident.. stream
+ * from pinned host memory each step (residency cache: n_resident
+ * decoded-layer cache slots). */
 vz_status vz_cuda_session_create_plan(vz_cuda_session **out, const struct vz_model *m, int32_t n_ctx,
                                       int32_t kv_f16, int32_t residency, int32_t n_resident);
 

@@ -248,17 +248,6 @@ extern "C" vz_status vz_cuda_mem_free(uint64_t *free_bytes, uint64_t *total_byte
     return VZ_OK;
 }
 
-extern "C" vz_status vz_cuda_session_create(vz_cuda_session **out, const vz_model *m, int32_t n_ctx,
-                                            int32_t kv_f16) {
-    return vz_cuda_session_create_ex(out, m, n_ctx, kv_f16, 0);
-}
-
-extern "C" vz_status vz_cuda_session_create_ex(vz_cuda_session **out, const vz_model *m, int32_t n_ctx,
-                                               int32_t kv_f16, int32_t decompress) {
-    return vz_cuda_session_create_plan(out, m, n_ctx, kv_f16, decompress ? VZ_RESIDENCY_DECOMPRESS : 0,
-                                       m ? m->cfg.n_layers : 0);
-}
-
 /* [st] Streamed layers or the decoded-layer cache (stream.cu), after the resident ones. */
 static vz_status setup_stream(vz_cuda_session *s, const vz_model *m, int32_t residency, int32_t n_resident) {
     if (residency != VZ_RESIDENCY_CACHE && s->n_res >= s->c.n_layers) return VZ_OK;
@@ -272,13 +261,13 @@ static vz_status setup_stream(vz_cuda_session *s, const vz_model *m, int32_t res
 
 extern "C" vz_status vz_cuda_session_create_plan(vz_cuda_session **out, const vz_model *m, int32_t n_ctx,
                                                  int32_t kv_f16, int32_t residency, int32_t n_resident) {
-    VZ_FAIL_IF(!out || !m || n_ctx < 1, VZ_ERR_ARG, "vz_cuda_session_create: bad arguments");
+    VZ_FAIL_IF(!out || !m || n_ctx < 1, VZ_ERR_ARG, "vz_cuda_session_create_plan: bad arguments");
     *out = NULL;
     VZ_FAIL_IF(vz_cuda_device_count() < 1, VZ_ERR_CUDA, "device cuda: no CUDA device found");
     VZ_FAIL_IF(m->cfg.head_dim > 128 || m->cfg.head_dim % 8 != 0, VZ_ERR_UNSUPPORTED,
                "device cuda: head_dim %d is not a multiple of 8 in [8, 128]", (int)m->cfg.head_dim);
     VZ_FAIL_IF(n_resident < (residency == VZ_RESIDENCY_CACHE) || n_resident > m->cfg.n_layers, VZ_ERR_ARG,
-               "vz_cuda_session_create: %d resident layers of %d", (int)n_resident, (int)m->cfg.n_layers);
+               "vz_cuda_session_create_plan: %d resident layers of %d", (int)n_resident, (int)m->cfg.n_layers);
     vz_cuda_session *s = (vz_cuda_session *)calloc(1, sizeof *s);
     VZ_FAIL_IF(!s, VZ_ERR_NOMEM, "cuda session: out of memory");
     s->c = m->cfg;
