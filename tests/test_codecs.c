@@ -13,6 +13,7 @@
 #include "codec/bits.h"
 #include "codec/codec.h"
 #include "codec/cpu_kernels.h"
+#include "codec/lossless_tile.h"
 #include "common/testutil.h"
 
 int vz_fuzz_codecs(const uint8_t *data, size_t size);
@@ -412,6 +413,82 @@ static void test_lossless_exception_rows(void **state) {
     }
 }
 
+/* Code of element (r, c) of a lossless bf16 tensor (docs/codecs.md, codes section at `codes`). */
+static unsigned ll_code_at(const vz_blob *b, uint64_t codes, int64_t cols, int64_t r, int64_t c) {
+    const int k = b->params[1], layout = b->params[2];
+    const uint8_t *g = b->data + codes + ((uint64_t)r * (uint64_t)(cols / 32) + (uint64_t)c / 32) * 4 * (uint64_t)k;
+    unsigned e = (unsigned)(c % 32), code = 0;
+    if (layout == 1 && e < 24) return (vz_le32(g + 4 * (e / 8)) >> 4 * (e % 8)) & 7u;
+    for (int bb = 0; bb < k; bb++) code |= ((vz_le32(g + 4 * bb) >> (layout == 1 ? 4 * (e - 24) + 3 : e)) & 1u) << bb;
+    return code;
+}
+
+/* GPU tile order (codec/lossless_tile.h): the H bytes rebuilt from the
+ * codes and the re-ordered exceptions equal decode_ref's for every element
+ * (k = 3 packed3, and the smallest-size k), each tile's offsets strictly
+ * increase, the entry count is kept, sections 1-2 are copied; shapes
+ * outside 8 x 128 tiles are refused. */
+static void test_lossless_tile_order(void **state) {
+    (void)state;
+    const int64_t shapes[3][2] = {{16, 1152}, {24, 2048}, {8, 128}};
+    const vz_codec *c = vz_codec_by_name("lossless");
+    for (int si = 0; si < 3; si++) {
+        const int64_t R = shapes[si][0], C = shapes[si][1], S = C / 128;
+        for (int dense = 0; dense < 2; dense++) {
+            uint64_t seed = 77 + si;
+            float *v = malloc(sizeof(float) * (size_t)(R * C));
+            for (int64_t i = 0; i < R * C; i++) /* dense: row 3 all rare H; else ~2% outliers */
+                v[i] = dense && i / C == 3 ? ldexpf(1.0f, 60 + (int)(i % 60))
+                       : vz_test_rand(&seed) % 50 == 0 ? ldexpf(1.5f, -40 + (int)(i % 70)) : rand_t(&seed, 0, 0.02f);
+            uint8_t *src = from_f32(v, (uint64_t)(R * C), VZ_DTYPE_BF16);
+            vz_blob b;
+            assert_int_equal(c->encode(src, VZ_DTYPE_BF16, R, C, NULL, &b), VZ_OK);
+            vz_tensor t = tensor_of(&b, c, VZ_DTYPE_BF16, R, C);
+            assert_true(vz_lossless_tile_ok(&t));
+            uint8_t *img = malloc(b.size), *ref = malloc((size_t)(R * C) * 2), *h = malloc((size_t)(R * C));
+            assert_int_equal(vz_lossless_tile_order(&t, img), VZ_OK);
+            assert_int_equal(c->decode_ref(&t, 0, R, ref), VZ_OK);
+            const int k = b.params[1];
+            const uint64_t codes = vz_al16((uint64_t)(R * C));
+            const uint64_t index = vz_al16(codes + (uint64_t)(R * (C / 32)) * (uint64_t)k * 4);
+            const uint64_t nblk = (uint64_t)R * (uint64_t)((C + 1023) / 1024), exc = vz_al16(index + (nblk + 1) * 4);
+            assert_memory_equal(img, b.data, index);
+            for (int64_t i = 0; i < R * C; i++) h[i] = b.params[8 + ll_code_at(&b, codes, C, i / C, i % C)];
+            uint64_t seen = 0;
+            for (int64_t tile = 0; tile < R / 8 * S; tile++) {
+                uint32_t e0 = vz_le32(img + index + 4 * tile), e1 = vz_le32(img + index + 4 * tile + 4);
+                assert_int_equal(e0, seen);
+                int prev = -1;
+                for (uint32_t x = e0; x < e1; x++, seen++) {
+                    unsigned en = vz_le16(img + exc + 2 * (uint64_t)x), off = en & 1023u;
+                    assert_true((int)off > prev);
+                    prev = (int)off;
+                    int64_t r = (tile / S) * 8 + (off >> 5) / 4, col = (tile % S) * 128 + 32 * ((off >> 5) % 4) + off % 32;
+                    h[r * C + col] = (uint8_t)((en >> 10) << k | ll_code_at(&b, codes, C, r, col));
+                }
+            }
+            assert_int_equal(seen, vz_le32(b.data + index + 4 * nblk));
+            assert_int_equal(vz_le32(img + index + 4 * (uint64_t)(R / 8 * S)), seen);
+            for (int64_t i = 0; i < R * C; i++)
+                if (h[i] != ref[2 * i + 1])
+                    fail_msg("%lldx%lld dense %d: element %lld H %02x, decode_ref %02x", (long long)R, (long long)C, dense,
+                             (long long)i, h[i], ref[2 * i + 1]);
+            if (dense) assert_true(seen >= (uint64_t)C); /* row 3 alone */
+            else assert_true(seen > 0);
+            free(h), free(img), free(ref), free(src), free(v);
+            vz_blob_free(&b);
+        }
+    }
+    vz_tensor bad;
+    memset(&bad, 0, sizeof bad);
+    bad.codec = VZ_CODEC_lossless, bad.rows = 12, bad.cols = 128;
+    assert_false(vz_lossless_tile_ok(&bad));
+    bad.rows = 8, bad.cols = 192;
+    assert_false(vz_lossless_tile_ok(&bad));
+    uint8_t one = 0;
+    assert_int_equal(vz_lossless_tile_order(&bad, &one), VZ_ERR_ARG);
+}
+
 /* Encoder levels: zstd 1 and 19 (and an invalid one); q4 takes 1..3 as
  * documented variants and refuses others; other codecs ignore levels. */
 static void test_levels(void **state) {
@@ -540,7 +617,7 @@ int main(void) {
         cmocka_unit_test(test_check_corrupt),   cmocka_unit_test(test_lossless_check),
         cmocka_unit_test(test_bits_per_weight), cmocka_unit_test(test_fuzz_replay),
         cmocka_unit_test(test_lossless_exception_rows), cmocka_unit_test(test_levels),
-        cmocka_unit_test(test_unused_options),
+        cmocka_unit_test(test_unused_options), cmocka_unit_test(test_lossless_tile_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
