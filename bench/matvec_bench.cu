@@ -66,11 +66,12 @@ static double copy_gbs(void) {
 
 struct shape { const char *name; int64_t rows, cols; };
 
-/* Kernel variants timed side by side (vz_cuda_matvec_variant flags). */
-static const int nvar = 4;
-static const int var_flags[nvar] = {VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL, 0, VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL,
-                                    VZ_CUDA_MV_V4};
-static const char *var_name[nvar] = {"legacy (old default)", "v2+pdl", "v4", "v4+pdl (new default)"};
+/* Kernel variants timed side by side (vz_cuda_matvec_variant flags; the
+ * tensors are uploaded under each, since TC acts at upload). */
+static const int nvar = 3;
+static const int var_flags[nvar] = {VZ_CUDA_MV_V4, VZ_CUDA_MV_V4 | VZ_CUDA_MV_TC | VZ_CUDA_MV_NO_PDL,
+                                    VZ_CUDA_MV_V4 | VZ_CUDA_MV_TC};
+static const char *var_name[nvar] = {"v4+pdl (default)", "tc (bf16) / v4, no pdl", "tc+pdl"};
 
 static uint16_t *g_src; /* synthetic bf16 weights, 8192*8192 */
 
@@ -107,7 +108,7 @@ static void bench_single(double cgbs, int l2, const int *batches, int nbatch, fl
                             {"lm_head 32000x2048", 32000, 2048}, {"big 8192x8192", 8192, 8192}};
     const char *codecs[] = {"raw", "lossless", "q8", "q4"};
     printf("\nsingle matvec, us per launch (speedup vs raw with the same variant); GB/s of the best; "
-           "exact = bitwise equal to raw legacy (q8: to q8 legacy) for every variant\n\n| shape | codec | B | bits/w |");
+           "exact = lossless bitwise equal to raw under each variant, q8/q4 to their old default\n\n| shape | codec | B | bits/w |");
     for (int v = 0; v < nvar; v++) printf(" %s |", var_name[v]);
     printf(" best GB/s (%% copy) | exact |\n|---|---|---|---|");
     for (int v = 0; v < nvar; v++) printf("---|");
@@ -115,40 +116,48 @@ static void bench_single(double cgbs, int l2, const int *batches, int nbatch, fl
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         const shape &S = shapes[si];
         double t_raw[8][nvar];
-        float *y_ref = (float *)malloc(8 * S.rows * 4), *y = (float *)malloc(8 * S.rows * 4);
+        float *y_ref = (float *)malloc((size_t)8 * nvar * 8 * S.rows * 4), *y = (float *)malloc(8 * S.rows * 4);
         for (int ci = 0; ci < 4; ci++) {
             const vz_codec *c = vz_codec_by_name(codecs[ci]);
             if (!c) continue;
-            double bits;
-            int nc = 0;
-            vz_cuda_tensor *W = make_copies(c, S.rows, S.cols, 0, &nc, l2, &bits);
-            double bytes = bits / 8 * S.rows * S.cols;
-            for (int bi = 0; bi < nbatch; bi++) {
-                int B = batches[bi];
-                printf("| %s | %s | %d | %.2f |", S.name, codecs[ci], B, bits);
-                bool exact = true;
-                double best = 1e30;
-                for (int v = 0; v < nvar; v++) {
-                    vz_cuda_matvec_variant(var_flags[v]);
+            double bits = 0, t[8][nvar];
+            bool exact[8];
+            for (int v = 0; v < nvar; v++) {
+                int nc = 0;
+                vz_cuda_matvec_variant(var_flags[v]);
+                vz_cuda_tensor *W = make_copies(c, S.rows, S.cols, 0, &nc, l2, &bits);
+                for (int bi = 0; bi < nbatch; bi++) {
+                    int B = batches[bi];
                     CK(cudaMemset(dy, 0xff, (size_t)B * S.rows * 4));
                     VK(vz_cuda_matvec(dy, dx, B, &W[0], NULL));
                     CK(cudaDeviceSynchronize());
-                    bool ref = v == 0 && ci != 1; /* raw legacy, q8/q4 legacy are references */
-                    CK(cudaMemcpy(ref ? y_ref : y, dy, (size_t)B * S.rows * 4, cudaMemcpyDeviceToHost));
-                    if (!ref && memcmp(y, y_ref, (size_t)B * S.rows * 4) != 0) exact = false;
+                    /* references: raw's run of the same variant (lossless), the old default (q8, q4) */
+                    const size_t ny = (size_t)B * S.rows;
+                    float *yr = ci <= 1 ? y_ref + ((size_t)bi * nvar + v) * 8 * S.rows : y_ref + (size_t)bi * nvar * 8 * S.rows;
+                    bool ref = ci == 0 || (ci >= 2 && v == 0);
+                    CK(cudaMemcpy(ref ? yr : y, dy, ny * 4, cudaMemcpyDeviceToHost));
+                    if (v == 0) exact[bi] = true;
+                    if (!ref && memcmp(y, yr, ny * 4) != 0) exact[bi] = false;
                     int reps = nc < 200 ? 200 : nc;
-                    double us = time_graph([&](int i, cudaStream_t st) { VK(vz_cuda_matvec(dy, dx, B, &W[i % nc], st)); }, reps);
-                    if (ci == 0) t_raw[bi][v] = us;
-                    best = us < best ? us : best;
-                    printf(" %.2f (%.2fx) |", us, t_raw[bi][v] / us);
+                    t[bi][v] = time_graph([&](int i, cudaStream_t st) { VK(vz_cuda_matvec(dy, dx, B, &W[i % nc], st)); }, reps);
+                    if (ci == 0) t_raw[bi][v] = t[bi][v];
+                }
+                for (int k = 0; k < nc; k++) vz_cuda_tensor_free(&W[k]);
+                free(W);
+            }
+            double bytes = bits / 8 * S.rows * S.cols;
+            for (int bi = 0; bi < nbatch; bi++) {
+                printf("| %s | %s | %d | %.2f |", S.name, codecs[ci], batches[bi], bits);
+                double best = 1e30;
+                for (int v = 0; v < nvar; v++) {
+                    best = t[bi][v] < best ? t[bi][v] : best;
+                    printf(" %.2f (%.2fx) |", t[bi][v], t_raw[bi][v] / t[bi][v]);
                 }
                 double gbs = bytes / best / 1e3;
-                printf(" %.0f (%.0f%%) | %s |\n", gbs, 100 * gbs / cgbs, exact ? "yes" : "NO");
-                fflush(stdout);
+                printf(" %.0f (%.0f%%) | %s |\n", gbs, 100 * gbs / cgbs, exact[bi] ? "yes" : "NO");
             }
-            vz_cuda_matvec_variant(VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL);
-            for (int k = 0; k < nc; k++) vz_cuda_tensor_free(&W[k]);
-            free(W);
+            fflush(stdout);
+            vz_cuda_matvec_variant(VZ_CUDA_MV_V4);
         }
         free(y_ref), free(y);
     }
@@ -168,7 +177,7 @@ static void bench_chain(void) {
     for (int i = 0; i < D; i++) hx[i] = (float)(urand() - 0.5) * 4;
     CK(cudaMemcpy(h0, hx, D * 4, cudaMemcpyHostToDevice));
     double t_raw[nvar];
-    float *y_ref = (float *)malloc(D * 4), *y = (float *)malloc(D * 4);
+    float *y_ref = (float *)malloc((size_t)(nvar + 1) * D * 4), *y = (float *)malloc(D * 4);
     printf("\nchain: 22 TinyLlama layers per graph (QKV, O, gate+up silu, down = 4 launches/layer, each input the "
            "previous output), %d distinct weight copies; us per layer (speedup vs raw, same variant); exact: lossless == raw, q8/q4 == own legacy\n\n| codec |", NL);
     for (int vi = 0; vi < nvar; vi++) printf(" %s |", var_name[vi]);
@@ -177,58 +186,61 @@ static void bench_chain(void) {
     printf("---|\n");
     for (int ci = 0; ci < 4; ci++) {
         const vz_codec *c = vz_codec_by_name(codecs[ci]);
-        int nl = NL;
-        vz_cuda_tensor *Wq = make_copies(c, D, D, 0, &nl, 0, NULL), *Wk = make_copies(c, KV, D, 1 << 22, &nl, 0, NULL);
-        vz_cuda_tensor *Wv = make_copies(c, KV, D, 2 << 22, &nl, 0, NULL), *Wo = make_copies(c, D, D, 3 << 22, &nl, 0, NULL);
-        vz_cuda_tensor *Wg = make_copies(c, F, D, 4 << 22, &nl, 0, NULL), *Wu = make_copies(c, F, D, 7 << 22, &nl, 0, NULL);
-        vz_cuda_tensor *Wd = make_copies(c, D, F, 10 << 22, &nl, 0, NULL);
-        auto layers = [&](int, cudaStream_t st) {
-            CK(cudaMemcpyAsync(h, h0, D * 4, cudaMemcpyDeviceToDevice, st));
-            for (int l = 0; l < 22; l++) {
-                int i = l % NL;
-                const vz_cuda_tensor *qkv[3] = {&Wq[i], &Wk[i], &Wv[i]}, *gu[2] = {&Wg[i], &Wu[i]};
-                float *qkv_out[3] = {q, k, v}, *gu_out[2] = {act, gu2};
-                VK(vz_cuda_matvec_multi(3, qkv, qkv_out, h, 1, VZ_CUDA_EPI_NONE, st));
-                VK(vz_cuda_matvec(o, q, 1, &Wo[i], st));
-                VK(vz_cuda_matvec_multi(2, gu, gu_out, o, 1, VZ_CUDA_EPI_SILU_MUL, st));
-                VK(vz_cuda_matvec(h, act, 1, &Wd[i], st));
-            }
-        };
         printf("| %s |", codecs[ci]);
         bool exact = true;
         for (int vi = 0; vi < nvar; vi++) {
             vz_cuda_matvec_variant(var_flags[vi]);
+            int nl = NL;
+            vz_cuda_tensor *Wq = make_copies(c, D, D, 0, &nl, 0, NULL), *Wk = make_copies(c, KV, D, 1 << 22, &nl, 0, NULL);
+            vz_cuda_tensor *Wv = make_copies(c, KV, D, 2 << 22, &nl, 0, NULL), *Wo = make_copies(c, D, D, 3 << 22, &nl, 0, NULL);
+            vz_cuda_tensor *Wg = make_copies(c, F, D, 4 << 22, &nl, 0, NULL), *Wu = make_copies(c, F, D, 7 << 22, &nl, 0, NULL);
+            vz_cuda_tensor *Wd = make_copies(c, D, F, 10 << 22, &nl, 0, NULL);
+            auto layers = [&](int, cudaStream_t st) {
+                CK(cudaMemcpyAsync(h, h0, D * 4, cudaMemcpyDeviceToDevice, st));
+                for (int l = 0; l < 22; l++) {
+                    int i = l % NL;
+                    const vz_cuda_tensor *qkv[3] = {&Wq[i], &Wk[i], &Wv[i]}, *gu[2] = {&Wg[i], &Wu[i]};
+                    float *qkv_out[3] = {q, k, v}, *gu_out[2] = {act, gu2};
+                    VK(vz_cuda_matvec_multi(3, qkv, qkv_out, h, 1, VZ_CUDA_EPI_NONE, st));
+                    VK(vz_cuda_matvec(o, q, 1, &Wo[i], st));
+                    VK(vz_cuda_matvec_multi(2, gu, gu_out, o, 1, VZ_CUDA_EPI_SILU_MUL, st));
+                    VK(vz_cuda_matvec(h, act, 1, &Wd[i], st));
+                }
+            };
             layers(0, NULL);
             CK(cudaDeviceSynchronize());
-            bool ref = ci != 1 && vi == 0; /* lossless vs raw; q8, q4 vs their legacy run */
-            CK(cudaMemcpy(ref ? y_ref : y, h, D * 4, cudaMemcpyDeviceToHost));
-            if (!ref && memcmp(y, y_ref, D * 4) != 0) exact = false;
+            /* lossless vs raw of the same variant; q8, q4 vs their old-default run */
+            float *yr = ci <= 1 ? y_ref + (size_t)vi * D : y_ref + (size_t)nvar * D;
+            bool ref = ci == 0 || (ci >= 2 && vi == 0);
+            CK(cudaMemcpy(ref ? yr : y, h, D * 4, cudaMemcpyDeviceToHost));
+            if (!ref && memcmp(y, yr, D * 4) != 0) exact = false;
             double us = time_graph(layers, 1) / 22;
             if (ci == 0) t_raw[vi] = us;
             printf(" %.2f (%.2fx) |", us, t_raw[vi] / us);
             fflush(stdout);
+            vz_cuda_tensor *all[7] = {Wq, Wk, Wv, Wo, Wg, Wu, Wd};
+            for (int j = 0; j < 7; j++) {
+                for (int l = 0; l < NL; l++) vz_cuda_tensor_free(&all[j][l]);
+                free(all[j]);
+            }
         }
         printf(" %s |\n", exact ? "yes" : "NO");
-        vz_cuda_matvec_variant(VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL);
-        vz_cuda_tensor *all[7] = {Wq, Wk, Wv, Wo, Wg, Wu, Wd};
-        for (int j = 0; j < 7; j++) {
-            for (int l = 0; l < NL; l++) vz_cuda_tensor_free(&all[j][l]);
-            free(all[j]);
-        }
+        vz_cuda_matvec_variant(VZ_CUDA_MV_V4);
     }
     free(y_ref), free(y);
     cudaFree(h), cudaFree(h0), cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(o), cudaFree(act), cudaFree(gu2);
 }
 
 /* `matvec_bench ncu`: TinyLlama gate+up (2 x 5632x2048, SiLU epilogue),
- * batch 1, one launch each: lossless legacy, lossless v4, raw v4, q4 v4;
+ * batch 1, one launch each: lossless v4, lossless tc, raw v4, raw tc;
  * nothing timed (for ncu -k regex -c 4). */
 static void bench_ncu(float *dx, float *dy) {
-    const char *codec[4] = {"lossless", "lossless", "raw", "q4"};
-    const int flags[4] = {VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL,
-                          VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL};
+    const char *codec[4] = {"lossless", "lossless", "raw", "raw"};
+    const int flags[4] = {VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL | VZ_CUDA_MV_TC,
+                          VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL | VZ_CUDA_MV_TC};
     for (int v = 0; v < 4; v++) {
         int nc = 1;
+        vz_cuda_matvec_variant(flags[v]); /* TC acts at upload */
         const vz_codec *c = vz_codec_by_name(codec[v]);
         vz_cuda_tensor *G = make_copies(c, 5632, 2048, 0, &nc, 0, NULL), *U = make_copies(c, 5632, 2048, 1 << 24, &nc, 0, NULL);
         const vz_cuda_tensor *gu[2] = {&G[0], &U[0]};

@@ -138,27 +138,35 @@ static void test_matvec_chain(void **state) {
     REQUIRE_GPU();
     const char *codecs[] = {"raw", "lossless"};
     const int64_t n = 2048;
-    enc e[2][3];
+    enc e[2][3], et[2][3]; /* et: uploaded with VZ_CUDA_MV_TC (tensor-core kernel) */
+    int old0 = vz_cuda_matvec_variant(-1);
     for (int i = 0; i < 3; i++) {
         float *wf = rand_weights(n * n, 70 + i);
         for (int64_t j = 0; j < n * n; j++) wf[j] *= 2.0f;
         void *src = to_dtype(wf, n * n, VZ_DTYPE_BF16);
-        for (int ci = 0; ci < 2; ci++) enc_make(&e[ci][i], codecs[ci], src, VZ_DTYPE_BF16, n, n);
+        for (int ci = 0; ci < 2; ci++) {
+            vz_cuda_matvec_variant(VZ_CUDA_MV_V4);
+            enc_make(&e[ci][i], codecs[ci], src, VZ_DTYPE_BF16, n, n);
+            vz_cuda_matvec_variant(VZ_CUDA_MV_V4 | VZ_CUDA_MV_TC);
+            enc_make(&et[ci][i], codecs[ci], src, VZ_DTYPE_BF16, n, n);
+        }
         free(wf), free(src);
     }
+    vz_cuda_matvec_variant(old0);
     float *x = rand_weights(n, 3), *got[2][2];
     float *buf[7];
     int old = vz_cuda_matvec_variant(-1);
     for (int i = 0; i < 7; i++) buf[i] = vz_cuda_alloc(n * 4);
-    const int chain_var[3] = {VZ_CUDA_MV_V4, 0, VZ_CUDA_MV_LEGACY};
-    for (int var = 0; var < 3; var++)
+    const int chain_var[4] = {VZ_CUDA_MV_V4, 0, VZ_CUDA_MV_LEGACY, VZ_CUDA_MV_V4 | VZ_CUDA_MV_TC};
+    for (int var = 0; var < 4; var++)
     for (int ci = 0; ci < 2; ci++)
         for (int synced = 0; synced < 2; synced++) {
             vz_cuda_matvec_variant(chain_var[var]);
             assert_int_equal(vz_cuda_copy(buf[0], x, n * 4, 0), VZ_OK);
             for (int i = 1; i < 7; i++) assert_int_equal(vz_cuda_fill_f32(buf[i], NAN, n), VZ_OK);
             for (int i = 0; i < 6; i++) {
-                assert_int_equal(vz_cuda_matvec(buf[i + 1], buf[i], 1, &e[ci][i % 3].d, NULL), VZ_OK);
+                assert_int_equal(vz_cuda_matvec(buf[i + 1], buf[i], 1, var == 3 ? &et[ci][i % 3].d : &e[ci][i % 3].d, NULL),
+                                 VZ_OK);
                 if (synced) assert_int_equal(vz_cuda_sync(), VZ_OK);
             }
             assert_int_equal(vz_cuda_sync(), VZ_OK);
@@ -174,19 +182,38 @@ static void test_matvec_chain(void **state) {
             }
         }
     vz_cuda_matvec_variant(old);
+    assert_true(et[1][0].d.tc && et[1][0].d.tiled && !e[1][0].d.tc && !e[1][0].d.tiled);
     for (int ci = 0; ci < 2; ci++)
-        for (int i = 0; i < 3; i++) enc_free(&e[ci][i]);
+        for (int i = 0; i < 3; i++) enc_free(&e[ci][i]), enc_free(&et[ci][i]);
     for (int i = 0; i < 7; i++) vz_cuda_release(buf[i]);
     for (int ci = 0; ci < 2; ci++) free(got[ci][0]), free(got[ci][1]);
     free(x);
 }
 
-/* |y - ref| <= (L + 8) * 2^-24 * sum|w*x|: L = 32 * ceil(cols / 1024) fmaf
- * in one lane's chain plus 5 butterfly adds, each rounding at most 2^-24
- * relative to a partial sum bounded by sum|w*x| (first-order bound). */
+/* The error bound of the path W took, in units of 2^-24 * sum|w*x|.
+ * fmaf kernels: L = 32 * ceil(cols / 1024) fmaf in one lane's chain plus 5
+ * butterfly adds, each rounding at most 2^-24 relative to a partial sum
+ * bounded by sum|w*x| (first-order): L + 8. Tensor-core kernel (tc): x =
+ * hi + lo + lo2 exactly and bf16 products are exact, so only additions err:
+ * one mma adds 16 products to the accumulator aligned to the largest
+ * magnitude with truncation (the behaviour measured for NVIDIA tensor cores
+ * by Fasi et al., "Numerical behavior of NVIDIA tensor cores", 2021), at
+ * most 17 truncations of 2^-23 plus a truncating normalization, so 36 units
+ * per mma; a warp chains N = 8 * ceil(cols / 1024) mma, then 7 f32 adds
+ * join the 8 warps and 2 the pieces: 37 N + 12 (the 37 covers the lo, lo2
+ * chains, 2^-8 and 2^-16 smaller). */
+static double err_units(const enc *e) {
+    int64_t cols = e->t.cols;
+    if (e->d.tc) return 37.0 * 8 * (double)((cols / 128 + 7) / 8) + 12;
+    return 32.0 * (double)((cols + 1023) / 1024) + 8;
+}
+
+static double worst_tc = 0; /* largest |y - ref| / (2^-24 sum|w*x|) seen on the tc path */
+
+/* |y - ref| <= err_units * 2^-24 * sum|w*x| for every output. */
 static void check_ref(const enc *e, const float *x, const float *y, int batch) {
     int64_t rows = e->t.rows, cols = e->t.cols;
-    double L = 32.0 * (double)((cols + 1023) / 1024);
+    const double units = err_units(e);
     for (int b = 0; b < batch; b++)
         for (int64_t r = 0; r < rows; r++) {
             double s = 0, a = 0;
@@ -194,10 +221,11 @@ static void check_ref(const enc *e, const float *x, const float *y, int batch) {
                 double p = e->w[r * cols + c] * (double)x[b * cols + c];
                 s += p, a += fabs(p);
             }
-            double got = y[b * rows + r], tol = (L + 8) * ldexp(a, -24) + 1e-38;
+            double got = y[b * rows + r], tol = units * ldexp(a, -24) + 1e-38;
+            if (e->d.tc && a > 0 && fabs(got - s) / ldexp(a, -24) > worst_tc) worst_tc = fabs(got - s) / ldexp(a, -24);
             if (!(fabs(got - s) <= tol))
-                fail_msg("%s batch %d: y[%d][%lld] = %.9g, reference %.9g (tol %.3g)", e->t.name, batch, b,
-                         (long long)r, got, s, tol);
+                fail_msg("%s batch %d: y[%d][%lld] = %.9g, reference %.9g (tol %.3g, %s path)", e->t.name, batch, b,
+                         (long long)r, got, s, tol, e->d.tc ? "tc" : "fmaf");
         }
 }
 
@@ -230,9 +258,13 @@ static const struct { const char *name; vz_codec_opts o; } codecs_t[] = {
 static void test_matvec_codecs(void **state) {
     (void)state;
     REQUIRE_GPU();
+    int old = vz_cuda_matvec_variant(-1);
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         int64_t rows = shapes[si][0], cols = shapes[si][1], n = rows * cols;
         float *wf = rand_weights(n, 1000 + si);
+        for (int tc = 0; tc < 2; tc++) { /* fmaf kernels; tensor-core kernel where the shape fits */
+        if (tc && (rows % 8 || cols % 128)) continue;
+        vz_cuda_matvec_variant(tc ? VZ_CUDA_MV_V4 | VZ_CUDA_MV_TC : VZ_CUDA_MV_V4);
         for (int d = 0; d < 3; d++) {
             vz_dtype dt = d == 0 ? VZ_DTYPE_BF16 : d == 1 ? VZ_DTYPE_F16 : VZ_DTYPE_F32;
             if (dt != VZ_DTYPE_BF16 && n > 256 * 2048) continue;
@@ -255,6 +287,12 @@ static void test_matvec_codecs(void **state) {
                     if (!have[ci]) continue;
                     float *y = gpu_mv(&e[ci], dx, batch), *yg = gpu_mv(&e[ci], dxu + 1, batch);
                     check_ref(&e[ci], x, y, batch);
+                    for (int b = 1; b < batch && b < 3; b++) { /* an input's result does not depend on the batch */
+                        float *y1 = gpu_mv(&e[ci], dx + b * cols, 1);
+                        if (memcmp(y1, y + b * rows, (size_t)rows * 4) != 0)
+                            fail_msg("%s batch %d: input %d != the same input alone", e[ci].t.name, batch, b);
+                        free(y1);
+                    }
                     size_t ny = (size_t)batch * rows * 4;
                     if (memcmp(y, yg, ny) != 0) fail_msg("%s batch %d: generic path != fast path", e[ci].t.name, batch);
                     if (ci == 0) yr = y;
@@ -272,8 +310,10 @@ static void test_matvec_codecs(void **state) {
                 if (have[ci]) enc_free(&e[ci]);
             free(src);
         }
+        }
         free(wf);
     }
+    vz_cuda_matvec_variant(old);
 }
 
 /* Lossless blocks with more than 64 exceptions (v2's staged first 32 plus
@@ -283,14 +323,17 @@ static void test_matvec_codecs(void **state) {
 static void test_matvec_dense_exceptions(void **state) {
     (void)state;
     REQUIRE_GPU();
-    const int64_t rows = 5, cols = 33 * 1024, n = rows * cols;
+    for (int shp = 0; shp < 2; shp++) { /* fmaf path; tc path (tiled exceptions, > 32 per tile) */
+    const int64_t rows = shp ? 16 : 5, cols = shp ? 24 * 1024 : 33 * 1024, n = rows * cols;
     float *wf = rand_weights(n, 4242);
     for (int64_t i = 0; i < n; i++) /* rows 1, 3: every 3rd element of blocks 0..1 far outside the lut */
         if ((i / cols) % 2 == 1 && i % cols < 2048 && i % 3 == 0) wf[i] = ldexpf(i % 2 ? 1.5f : -1.25f, -60 + (int)(i % 50));
     void *src = to_dtype(wf, n, VZ_DTYPE_BF16);
     enc e[2];
+    int old = vz_cuda_matvec_variant(shp ? VZ_CUDA_MV_V4 | VZ_CUDA_MV_TC : VZ_CUDA_MV_V4);
     enc_make(&e[0], "raw", src, VZ_DTYPE_BF16, rows, cols);
     enc_make(&e[1], "lossless", src, VZ_DTYPE_BF16, rows, cols);
+    vz_cuda_matvec_variant(old);
     for (int batch = 1; batch <= 2; batch++) {
         float *x = rand_weights((int64_t)batch * cols, 99 + batch);
         float *dx = upload_x(x, (size_t)batch * cols, 0);
@@ -300,8 +343,10 @@ static void test_matvec_dense_exceptions(void **state) {
         free(yr), free(yl), free(x);
         vz_cuda_release(dx);
     }
+    assert_int_equal(e[1].d.tc, shp);
     enc_free(&e[0]), enc_free(&e[1]);
     free(src), free(wf);
+    }
 }
 
 /* QKV-style and gate+up launches equal separate matvecs (bitwise; the SiLU
@@ -311,13 +356,14 @@ static void test_matvec_multi(void **state) {
     REQUIRE_GPU();
     const char *codecs[] = {"raw", "lossless", "q4"};
     const int64_t rws[3] = {320, 64, 64}, cols = 2048;
-    const int mvar[2] = {VZ_CUDA_MV_V4, VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL};
+    const int mvar[3] = {VZ_CUDA_MV_V4, VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_V4 | VZ_CUDA_MV_TC};
     int old = vz_cuda_matvec_variant(-1);
-    for (int vi = 0; vi < 2; vi++)
+    for (int vi = 0; vi < 3; vi++)
     for (int ci = 0; ci < 3; ci++)
         for (int batch = 1; batch <= 8; batch += 7) {
             enc e[3];
             float *dy[3], *ys[3];
+            vz_cuda_matvec_variant(mvar[vi]); /* TC acts at upload */
             for (int i = 0; i < 3; i++) {
                 float *wf = rand_weights(rws[i] * cols, 50 + i);
                 void *src = to_dtype(wf, rws[i] * cols, VZ_DTYPE_BF16);
@@ -372,16 +418,21 @@ static void test_rows(void **state) {
     (void)state;
     REQUIRE_GPU();
     const char *codecs[] = {"raw", "lossless", "q8", "q4"};
-    const int64_t rows = 100, cols = 1100;
+    for (int shp = 0; shp < 2; shp++) { /* 100x1100; 104x2048: tc, lossless tiled */
+    const int64_t rows = shp ? 104 : 100, cols = shp ? 2048 : 1100;
     float *wf = rand_weights(rows * cols, 5);
+    for (int64_t i = 0; i < rows * cols; i += 37) wf[i] = ldexpf(i % 2 ? 1.0f : -1.0f, -24 + (int)(i % 30)); /* exceptions */
     void *src = to_dtype(wf, rows * cols, VZ_DTYPE_BF16);
-    int32_t ids[5] = {0, 99, 42, -1, 100};
+    int32_t ids[5] = {0, 99, 42, -1, (int32_t)rows};
     int32_t *dids = vz_cuda_alloc(sizeof ids);
     assert_int_equal(vz_cuda_copy(dids, ids, sizeof ids, 0), VZ_OK);
     for (int ci = 0; ci < 4; ci++) {
         if (!vz_codec_by_name(codecs[ci])) continue;
         enc e;
+        int old = vz_cuda_matvec_variant(shp ? VZ_CUDA_MV_V4 | VZ_CUDA_MV_TC : VZ_CUDA_MV_V4);
         enc_make(&e, codecs[ci], src, VZ_DTYPE_BF16, rows, cols);
+        vz_cuda_matvec_variant(old);
+        if (ci == 1) assert_int_equal(e.d.tiled, shp);
         float *d = vz_cuda_alloc(5 * cols * 4), *o = malloc(5 * cols * 4);
         assert_int_equal(vz_cuda_rows(d, dids, 5, &e.d, NULL), VZ_OK);
         assert_int_equal(vz_cuda_copy(o, d, 5 * cols * 4, 1), VZ_OK);
@@ -396,11 +447,79 @@ static void test_rows(void **state) {
     }
     vz_cuda_release(dids);
     free(src), free(wf);
+    }
+}
+
+/* Exact sums: weights and inputs whose every partial sum is an f32 integer
+ * (in units of the smallest term), so any correct kernel gives the exact
+ * value: a wrong operand mapping, piece split or dropped element shows as a
+ * difference. Cases: dense small-integer weights with 11-bit x (hi + lo
+ * pieces); sparse +-1 weights with 18-bit x (all three pieces); power-of-two
+ * weights over 8 exponents (16 H values: lossless exceptions) with 8-bit x. Every batch
+ * 1..8 on the tc path, and the fmaf path as a control. */
+static void test_matvec_exact(void **state) {
+    (void)state;
+    REQUIRE_GPU();
+    const struct { int64_t rows, cols; int kind, xbits; } cases[] = {
+        {64, 2048, 0, 11}, {24, 5632, 1, 17}, {16, 256, 2, 8}, {8, 128, 0, 11}, {40, 1024, 1, 17}};
+    int old = vz_cuda_matvec_variant(-1);
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
+        for (int notc = 0; notc < 2; notc++) {
+            const int64_t rows = cases[ci].rows, cols = cases[ci].cols, n = rows * cols;
+            uint64_t seed = 500 + ci;
+            float *wf = malloc((size_t)n * 4), *x = malloc((size_t)8 * cols * 4);
+            for (int64_t i = 0; i < n; i++) {
+                uint64_t r = vz_test_rand(&seed);
+                float sg = r & 1 ? -1.0f : 1.0f;
+                if (cases[ci].kind == 0) wf[i] = (float)((int)(r >> 8) % 5 - 2);
+                else if (cases[ci].kind == 1) wf[i] = (r >> 8) % 64 == 0 ? sg : 0.0f;
+                else wf[i] = (r >> 8) % 3 == 0 ? 0.0f : sg * ldexpf(1.0f, (int)((r >> 12) % 8) - 6);
+            }
+            for (int64_t i = 0; i < 8 * cols; i++) { /* integers below 2^xbits, times 2^-9 */
+                uint64_t r = vz_test_rand(&seed);
+                x[i] = ldexpf((float)(int64_t)(r % ((uint64_t)1 << cases[ci].xbits)) * (r & (1u << 31) ? -1 : 1), -9);
+            }
+            void *src = to_dtype(wf, n, VZ_DTYPE_BF16);
+            vz_cuda_matvec_variant(notc ? VZ_CUDA_MV_V4 : (VZ_CUDA_MV_V4 | VZ_CUDA_MV_TC));
+            enc e[2];
+            enc_make(&e[0], "raw", src, VZ_DTYPE_BF16, rows, cols);
+            enc_make(&e[1], "lossless", src, VZ_DTYPE_BF16, rows, cols);
+            assert_int_equal(e[0].d.tc, !notc);
+            assert_int_equal(e[1].d.tc, !notc);
+            float *dx = upload_x(x, (size_t)8 * cols, 0);
+            for (int batch = 1; batch <= 8; batch++)
+                for (int k = 0; k < 2; k++) {
+                    float *y = gpu_mv(&e[k], dx, batch);
+                    for (int b = 0; b < batch; b++)
+                        for (int64_t r = 0; r < rows; r++) {
+                            double sum = 0;
+                            for (int64_t c = 0; c < cols; c++) sum += (double)wf[r * cols + c] * x[b * cols + c];
+                            if ((double)(float)sum != sum) fail_msg("case %zu: sum %.17g not exact in f32", ci, sum);
+                            if (y[b * rows + r] != (float)sum)
+                                fail_msg("case %zu (%s, %s) batch %d: y[%d][%lld] = %.9g, exact %.9g", ci, e[k].t.name,
+                                         notc ? "fmaf" : "tc", batch, b, (long long)r, y[b * rows + r], sum);
+                        }
+                    free(y);
+                }
+            vz_cuda_release(dx);
+            enc_free(&e[0]), enc_free(&e[1]);
+            free(src), free(wf), free(x);
+        }
+    vz_cuda_matvec_variant(old);
+}
+
+/* Report of the tc path's largest error against the bound (after the codecs test). */
+static void test_tc_error_report(void **state) {
+    (void)state;
+    REQUIRE_GPU();
+    print_message("tc path: largest |y - ref| = %.1f x 2^-24 sum|w*x| over the codecs test\n", worst_tc);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matvec_codecs),
+        cmocka_unit_test(test_tc_error_report),
+        cmocka_unit_test(test_matvec_exact),
         cmocka_unit_test(test_matvec_dense_exceptions),
         cmocka_unit_test(test_matvec_multi),
         cmocka_unit_test(test_matvec_chain),

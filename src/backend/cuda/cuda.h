@@ -27,6 +27,9 @@ int vz_cuda_device_name(int dev, char *buf, int cap);
  * same weights give bitwise identical outputs, whatever path runs. */
 struct vz_tensor;
 
+/* Widest rows of the tensor-core path (its staged x must fit in shared memory). */
+#define VZ_CUDA_TC_MAX_COLS 24576
+
 typedef struct vz_cuda_tensor {
     int64_t rows, cols;
     int32_t dtype;           /* vz_dtype of the source elements */
@@ -39,15 +42,23 @@ typedef struct vz_cuda_tensor {
     uint64_t size;           /* encoded bytes (what a matvec reads) */
     uint64_t off[4];         /* section offsets in data (codec-specific) */
     uint32_t lut_lo, lut_hi; /* lossless k = 3: lut as two words for prmt */
+    int32_t tc;              /* matvecs run the tensor-core kernel (matvec_tc.cu): bf16 raw or lossless,
+                                rows % 8 == 0, cols % 128 == 0, when VZ_CUDA_MV_TC is set at upload */
+    int32_t tiled;           /* lossless with tc: the device copy lists exceptions in GPU tile order */
 } vz_cuda_tensor;
 
 /* Uploads t (already passed vz_tensor_check or does so here) in its encoded
  * form: d gets owned device copies; the host buffers stay borrowed and may
- * be freed on return. VZ_ERR_UNSUPPORTED for codecs with no GPU decoder. */
+ * be freed on return. VZ_ERR_UNSUPPORTED for codecs with no GPU decoder.
+ * A tiled tensor's copy has its exception list in GPU tile order
+ * (vz_cuda_tensor_image). */
 vz_status vz_cuda_tensor_upload(vz_cuda_tensor *d, const struct vz_tensor *t, void *stream);
 /* [st] d described as vz_cuda_tensor_upload would, without device memory
  * (d->data, d->lut NULL: the caller points them into its own buffer). */
 vz_status vz_cuda_tensor_describe(vz_cuda_tensor *d, const struct vz_tensor *t);
+/* The device bytes of t as d (from vz_cuda_tensor_describe) holds them
+ * into dst (d->size bytes, host): t's blob, tiled: in GPU tile order. */
+vz_status vz_cuda_tensor_image(const vz_cuda_tensor *d, const struct vz_tensor *t, uint8_t *dst);
 /* Frees d's device memory; zeroed d and NULL are fine. */
 void vz_cuda_tensor_free(vz_cuda_tensor *d);
 
@@ -71,14 +82,18 @@ vz_status vz_cuda_matvec(float *d_y, const float *d_x, int batch, const vz_cuda_
 vz_status vz_cuda_matvec_multi(int n, const vz_cuda_tensor *const *W, float *const *d_y, const float *d_x, int batch,
                                int epi, void *stream);
 
-/* Kernel variant flags (bench and tests; default V4): V4 runs the kernel
+/* Kernel variant flags (bench, tests, VZ_CUDA_MV; default V4). TC, read at
+ * upload, sets tc on the tensors it fits (see vz_cuda_tensor): they always
+ * run the tensor-core kernel (faster at batch 2-8, slower at batch 1 for
+ * lossless: bench/results/2026-11-28-matvec-tc-h200.md); the flags below
+ * choose among the fmaf kernels. V4 runs the kernel
  * with x staged in shared memory (batch * cols * 4 <= 96 KiB, else the
  * others run); LEGACY runs the first kernel (f32 decode, one-group
  * prefetch), else v2; NO_PDL launches without programmatic dependent
  * launch; OCC4 caps batch-1 registers of v2 for 4 blocks per SM. The old
  * default is LEGACY | NO_PDL (3). All variants give bitwise equal results.
  * flags < 0 only reads; returns the previous flags. */
-enum { VZ_CUDA_MV_LEGACY = 1, VZ_CUDA_MV_NO_PDL = 2, VZ_CUDA_MV_OCC4 = 4, VZ_CUDA_MV_V4 = 8 };
+enum { VZ_CUDA_MV_LEGACY = 1, VZ_CUDA_MV_NO_PDL = 2, VZ_CUDA_MV_OCC4 = 4, VZ_CUDA_MV_V4 = 8, VZ_CUDA_MV_TC = 16 };
 int vz_cuda_matvec_variant(int flags);
 
 /* out[i*cols + c] = W[ids[i], c] as f32 for i < n (embedding lookup); d_ids

@@ -6,6 +6,7 @@
  * the small runtime helpers of cuda.h used by C tests and the bench.
  */
 #include <cuda_runtime.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/cuda/cuda.h"
@@ -13,6 +14,7 @@
 
 extern "C" {
 #include "codec/codec.h"
+#include "codec/lossless_tile.h"
 #include "core/status.h"
 #include "core/tensor.h"
 }
@@ -67,6 +69,24 @@ static vz_status wt_layout(vz_cuda_tensor *d, const vz_tensor *t) {
     return VZ_FAIL(VZ_ERR_UNSUPPORTED, "tensor %s: codec %u has no CUDA decoder", t->name, (unsigned)t->codec);
 }
 
+/* The tensor-core path (matvec_tc.cu), when VZ_CUDA_MV_TC is set at upload:
+ * bf16 raw or lossless (any k), rows in octets, cols in steps of 128, a
+ * staged x row that fits; the same answer for a raw tensor and the lossless
+ * one of the same shape, so both run the same kernel arithmetic. Lossless
+ * k = 3 packed3 is then tiled. */
+static void wt_tc(vz_cuda_tensor *d) {
+    d->tc = d->dtype == VZ_DTYPE_BF16 && (d->codec == VZ_ID_RAW || d->codec == VZ_ID_LOSSLESS) && d->rows % 8 == 0 &&
+            d->cols % 128 == 0 && d->cols <= VZ_CUDA_TC_MAX_COLS && (vz_cuda_matvec_variant(-1) & VZ_CUDA_MV_TC);
+    d->tiled = d->tc && d->kind == VZ_K_LL3;
+}
+
+extern "C" vz_status vz_cuda_tensor_image(const vz_cuda_tensor *d, const vz_tensor *t, uint8_t *dst) {
+    VZ_FAIL_IF(!d || !t || !t->data || !dst || d->size != t->size, VZ_ERR_ARG, "cuda tensor image: bad arguments");
+    if (d->tiled) return vz_lossless_tile_order(t, dst);
+    memcpy(dst, t->data, t->size);
+    return VZ_OK;
+}
+
 extern "C" vz_status vz_cuda_tensor_upload(vz_cuda_tensor *d, const vz_tensor *t, void *stream) {
     memset(d, 0, sizeof *d);
     VZ_FAIL_IF(!t || !t->data || t->size == 0, VZ_ERR_ARG, "cuda upload: no tensor data");
@@ -75,15 +95,27 @@ extern "C" vz_status vz_cuda_tensor_upload(vz_cuda_tensor *d, const vz_tensor *t
                "tensor %s: %lldx%lld too large for the CUDA matvec", t->name, (long long)t->rows, (long long)t->cols);
     d->rows = t->rows, d->cols = t->cols, d->dtype = t->dtype, d->codec = t->codec, d->size = t->size;
     VZ_TRY(wt_layout(d, t));
+    wt_tc(d);
+    uint8_t *img = NULL; /* tiled: the device image, built on the host */
+    if (d->tiled) {
+        img = (uint8_t *)malloc(t->size);
+        VZ_FAIL_IF(!img, VZ_ERR_NOMEM, "tensor %s: %llu bytes for the tile order", t->name, (unsigned long long)t->size);
+        vz_status s = vz_lossless_tile_order(t, img);
+        if (s != VZ_OK) {
+            free(img);
+            return s;
+        }
+    }
     cudaStream_t st = (cudaStream_t)stream;
     cudaError_t e = cudaMalloc((void **)&d->data, t->size);
-    if (e == cudaSuccess) e = cudaMemcpyAsync(d->data, t->data, t->size, cudaMemcpyHostToDevice, st);
+    if (e == cudaSuccess) e = cudaMemcpyAsync(d->data, img ? img : t->data, t->size, cudaMemcpyHostToDevice, st);
     if (e == cudaSuccess && t->codec == VZ_ID_LOSSLESS) {
         size_t nl = (size_t)1 << d->k;
         e = cudaMalloc((void **)&d->lut, nl);
         if (e == cudaSuccess) e = cudaMemcpyAsync(d->lut, t->params + 8, nl, cudaMemcpyHostToDevice, st);
     }
     if (e == cudaSuccess) e = cudaStreamSynchronize(st); /* host buffers may go away on return */
+    free(img);
     if (e != cudaSuccess) {
         vz_cuda_tensor_free(d);
         return VZ_FAIL(VZ_ERR_CUDA, "tensor %s: upload of %llu bytes: %s", t->name, (unsigned long long)t->size,
@@ -99,7 +131,9 @@ extern "C" vz_status vz_cuda_tensor_describe(vz_cuda_tensor *d, const vz_tensor 
     memset(d, 0, sizeof *d);
     VZ_FAIL_IF(!t, VZ_ERR_ARG, "cuda describe: no tensor");
     d->rows = t->rows, d->cols = t->cols, d->dtype = t->dtype, d->codec = t->codec, d->size = t->size;
-    return wt_layout(d, t);
+    VZ_TRY(wt_layout(d, t));
+    wt_tc(d);
+    return VZ_OK;
 }
 
 extern "C" void vz_cuda_tensor_free(vz_cuda_tensor *d) {
@@ -119,6 +153,7 @@ vz_dview vz_cuda_view(const vz_cuda_tensor *t) {
     v.gpr = (int32_t)((t->cols + 31) / 32);
     v.bpr = (int32_t)((t->cols + 1023) / 1024);
     v.lut = t->lut, v.lut_lo = t->lut_lo, v.lut_hi = t->lut_hi;
+    v.tiled = t->tiled;
     if (t->codec == VZ_ID_LOSSLESS) {
         v.codes = (const uint32_t *)(t->data + t->off[1]);
         v.eidx = (const uint32_t *)(t->data + t->off[2]);

@@ -35,6 +35,7 @@ struct vz_dview {
     int32_t qstride;       /* q4: code bytes per row, ceil(cols / 2) */
     int32_t qsh;           /* q8/q4 fast paths: log2(group / 32) if a power of two, else -1 */
     uint32_t lut_lo, lut_hi;
+    int32_t tiled;         /* lossless: exceptions in GPU tile order (src/codec/lossless_tile.h) */
 };
 
 /* One lane's raw bits of one group, loaded ahead of its decode (fast paths). */
@@ -124,6 +125,34 @@ static __device__ __forceinline__ void vz_ll_patch(const vz_dview &d, uint32_t *
     __syncwarp();
 }
 
+/* One lane's exceptions of group g of row r, found by scanning its block's
+ * (or, tiled, its tile's) entries: no other lane takes part. The slow path
+ * of the generic decoder for tiled tensors and of the tensor-core kernel's
+ * generic kind. */
+static __device__ __noinline__ void vz_ll_lane_patch(const vz_dview &d, int64_t r, int g, uint32_t h[8],
+                                                     const uint32_t *cw) {
+    if (g >= d.gpr) return;
+    size_t ib;
+    uint32_t own;
+    if (d.tiled) {
+        ib = (size_t)(r >> 3) * (size_t)(d.cols >> 7) + (size_t)(g >> 2);
+        own = (uint32_t)((r & 7) << 2 | (g & 3));
+    } else {
+        ib = (size_t)r * d.bpr + (size_t)(g >> 5);
+        own = (uint32_t)(g & 31);
+    }
+    uint32_t e0 = __ldg(d.eidx + ib), e1 = __ldg(d.eidx + ib + 1);
+    for (uint32_t j = e0; j < e1; j++) {
+        uint32_t v = __ldg(d.exc + j), off = v & 1023u;
+        if (off >> 5 != own) continue;
+        int e = (int)(off & 31u);
+        uint32_t hv = (v >> 10) << d.k | vz_ll_code(cw, d.k, d.layout, e);
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            if (i == e >> 2) h[i] = (h[i] & ~(0xffu << 8 * (e & 3))) | hv << 8 * (e & 3);
+    }
+}
+
 /* Fast lossless (bf16, k = 3 packed3, cols % 32 == 0), stage 1: loads. */
 static __device__ __forceinline__ void vz_ll3_load(const vz_dview &d, int64_t r, int it, int lane, vz_gst &st) {
     int g = it * 32 + lane;
@@ -204,10 +233,12 @@ static __device__ __forceinline__ void vz_ll3_decode2(const vz_dview &d, const v
 
 /* The lossless decoder. FAST: bf16, k = 3 packed3, cols % 32 == 0 (vector
  * loads, prmt); else any dtype/k/layout/cols, elements past cols give 0.
- * Group g of row r; lanes with g >= gpr still call it (warp barriers). */
+ * Group g of row r; lanes with g >= gpr still call it (warp barriers).
+ * Generic with lanewise (or a tiled tensor): the lane scans its own
+ * exceptions, no warp barrier, so any lane may decode any group. */
 template <bool FAST>
 static __device__ __forceinline__ void vz_ll_group(const vz_dview &d, int64_t r, int it, int lane, uint32_t *sm,
-                                                   float w[32]) {
+                                                   float w[32], bool lanewise = false) {
     int g = it * 32 + lane;
     bool gv = g < d.gpr;
     uint32_t cw[8] = {0, 0, 0, 0, 0, 0, 0, 0}, h[8];
@@ -231,7 +262,8 @@ static __device__ __forceinline__ void vz_ll_group(const vz_dview &d, int64_t r,
             h[j] = v;
         }
     }
-    if (e1 > e0) vz_ll_patch<false>(d, sm, e0, e1, lane, h, cw);
+    if (d.tiled || lanewise) vz_ll_lane_patch(d, r, g, h, cw);
+    else if (e1 > e0) vz_ll_patch<false>(d, sm, e0, e1, lane, h, cw);
     int wb = d.dtype == 0 ? 4 : 2;
 #pragma unroll
     for (int e = 0; e < 32; e++) {

@@ -130,6 +130,7 @@ struct stack3 {
     vz_dview w[3];
     int64_t r1[3]; /* end row of tensor i in the stack */
     int n, kind;   /* kind: the tensors' common fast path (decode.cuh VZ_K_*), else VZ_K_GENERIC */
+    int tiled;     /* every tensor lossless in GPU tile order (k_decode_tile) */
 };
 
 static vz_status make_stack(stack3 *s, int n, const vz_cuda_tensor *const *W) {
@@ -137,15 +138,19 @@ static vz_status make_stack(stack3 *s, int n, const vz_cuda_tensor *const *W) {
     memset(s, 0, sizeof *s);
     s->n = n;
     int64_t r = 0;
+    int any_tiled = 0;
     for (int i = 0; i < n; i++) {
         VZ_FAIL_IF(!W[i] || !W[i]->data, VZ_ERR_ARG, "prefill gemm: tensor %d not uploaded", i);
         VZ_FAIL_IF(W[i]->cols != W[0]->cols, VZ_ERR_SHAPE, "prefill gemm: tensor %d has %lld cols, tensor 0 %lld", i,
                    (long long)W[i]->cols, (long long)W[0]->cols);
         s->w[i] = vz_cuda_view(W[i]);
         s->kind = i == 0 || W[i]->kind == s->kind ? W[i]->kind : VZ_K_GENERIC;
+        s->tiled = i == 0 ? W[i]->tiled : s->tiled && W[i]->tiled;
+        if (W[i]->tiled) any_tiled = 1;
         r += W[i]->rows;
         s->r1[i] = r;
     }
+    if (any_tiled && !s->tiled) s->kind = VZ_K_GENERIC; /* vz_group_any reads either exception order */
     for (int i = n; i < 3; i++) s->w[i] = s->w[0], s->r1[i] = r;
     return VZ_OK;
 }
@@ -164,7 +169,7 @@ static __device__ __forceinline__ void dec_group(const vz_dview &d, int64_t r, i
                                                  float w[32]) {
     const bool fast = d.cols % 32 == 0;
     if (fast && d.codec == VZ_ID_RAW && d.dtype == 2) vz_raw_group<true>(d, r, it, lane, w);
-    else if (fast && d.codec == VZ_ID_LOSSLESS && d.dtype == 2 && d.k == 3 && d.layout == 1)
+    else if (fast && d.codec == VZ_ID_LOSSLESS && d.dtype == 2 && d.k == 3 && d.layout == 1 && !d.tiled)
         vz_ll_group<true>(d, r, it, lane, sm, w);
     else if (fast && d.codec == VZ_ID_Q8 && d.group % 32 == 0) vz_q8_group<true>(d, r, it, lane, w);
     else vz_group_any(d, r, it, lane, sm, w);
@@ -247,6 +252,36 @@ static __global__ void __launch_bounds__(DEC_WARPS * 32) k_decode_pipe(stack3 s,
     }
 }
 
+/* Tiled lossless tensors (GPU tile order, codec/lossless_tile.h): one warp
+ * per tile of 8 rows x 128 columns, lane 4n + q decoding row n's group q
+ * as the tensor-core matvec does (loads, then vz_ll3_decode2 with the
+ * tile's exceptions), 16 bf16 pairs stored as they come. r0, nr and the
+ * tensors' rows are multiples of 8. */
+static __global__ void __launch_bounds__(DEC_WARPS * 32) k_decode_tile(stack3 s, int64_t r0, int64_t nr,
+                                                                       __nv_bfloat16 *out) {
+    __shared__ __align__(16) uint32_t smem[DEC_WARPS][32 * VZ_SMEM_LANE];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, n = lane >> 2, q = lane & 3;
+    const int S = (int)(s.w[0].cols >> 7);
+    const int64_t job = (int64_t)blockIdx.x * DEC_WARPS + warp, oct = job / S;
+    const int st = (int)(job % S);
+    if (oct >= nr / 8) return; /* warp-uniform */
+    int64_t lr;
+    const vz_dview &d = stack_row(s, r0 + 8 * oct, &lr);
+    const size_t tile = (size_t)(lr >> 3) * S + st, g = 4 * (size_t)st + q, r = (size_t)lr + n;
+    vz_gst x;
+    const uint4 *lp = (const uint4 *)(d.data + r * d.cols + 32 * g);
+    const uint32_t *cp = d.codes + (r * d.gpr + g) * 3;
+    x.v[0] = __ldg(lp), x.v[1] = __ldg(lp + 1);
+    x.u[0] = __ldg(cp), x.u[1] = __ldg(cp + 1), x.u[2] = __ldg(cp + 2);
+    x.u[3] = __ldg(d.eidx + tile), x.u[4] = __ldg(d.eidx + tile + 1);
+    x.ex = x.u[3] + lane < x.u[4] ? __ldg(d.exc + x.u[3] + lane) : 0u;
+    vz_pk k;
+    vz_ll3_decode2(d, x, lane, smem[warp], k);
+    uint4 *o = (uint4 *)(out + (size_t)(8 * oct + n) * d.cols + 32 * g);
+#pragma unroll
+    for (int i = 0; i < 4; i++) o[i] = make_uint4(k.p[4 * i], k.p[4 * i + 1], k.p[4 * i + 2], k.p[4 * i + 3]);
+}
+
 static int dec_variant = 1; /* vz_gemm_decode_variant */
 static int n_sms;
 
@@ -262,7 +297,13 @@ static vz_status decode_rows(vz_gemm *g, const stack3 &s, int64_t r0, int64_t nr
     VZ_FAIL_IF(blocks > INT32_MAX, VZ_ERR_SHAPE, "prefill decode: %lld blocks", (long long)blocks);
     if (!n_sms && cudaDeviceGetAttribute(&n_sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) n_sms = 132;
     const unsigned pb = (unsigned)(blocks < 2 * n_sms ? blocks : 2 * n_sms);
-    if (dec_variant == 1 && s.kind == VZ_K_RAW_BF16)
+    if (s.tiled && r0 % 8 == 0 && nr % 8 == 0) {
+        const int64_t tiles = nr / 8 * (s.w[0].cols / 128);
+        VZ_FAIL_IF(tiles / DEC_WARPS + 1 > INT32_MAX, VZ_ERR_SHAPE, "prefill decode: %lld tiles", (long long)tiles);
+        k_decode_tile<<<(unsigned)((tiles + DEC_WARPS - 1) / DEC_WARPS), DEC_WARPS * 32, 0, g->st>>>(s, r0, nr, out);
+    } else if (s.tiled) /* k_decode_pipe reads per-row exception blocks */
+        k_decode<<<(unsigned)blocks, DEC_WARPS * 32, 0, g->st>>>(s, r0, nr, out);
+    else if (dec_variant == 1 && s.kind == VZ_K_RAW_BF16)
         k_decode_pipe<VZ_K_RAW_BF16><<<pb, DEC_WARPS * 32, 0, g->st>>>(s, r0, nr, out);
     else if (dec_variant == 1 && s.kind == VZ_K_LL3)
         k_decode_pipe<VZ_K_LL3><<<pb, DEC_WARPS * 32, 0, g->st>>>(s, r0, nr, out);

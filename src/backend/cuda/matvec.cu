@@ -17,6 +17,7 @@
 
 #include "backend/cuda/cuda.h"
 #include "backend/cuda/decode.cuh"
+#include "backend/cuda/matvec.cuh"
 
 extern "C" {
 #include "core/status.h"
@@ -57,12 +58,6 @@ static __device__ __forceinline__ void mv_decode(const vz_dview &d, const vz_gst
 static __device__ __forceinline__ vz_dview mv_pick(const mv_args &a, int t) {
     return t == 0 ? a.w[0] : t == 1 ? a.w[1] : a.w[2];
 }
-
-/* Programmatic dependent launch (Hopper): wait = the previous grid finished
- * and its writes are visible (a no-op without the launch attribute); trigger
- * = the next grid may be scheduled. Before wait a kernel reads only weights. */
-static __device__ __forceinline__ void mv_pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
-static __device__ __forceinline__ void mv_pdl_trigger() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
 
 /* One warp: MV_SLOTS rows (consecutive rows of one tensor, or gate row +
  * up row for SILU_MUL). B: batch bound (compile time); nb: actual batch. */
@@ -485,33 +480,15 @@ static int mv_variant = VZ_CUDA_MV_V4;
 
 extern "C" int vz_cuda_matvec_variant(int flags) {
     int old = mv_variant;
-    if (flags >= 0) mv_variant = flags & 15;
+    if (flags >= 0) mv_variant = flags & 31;
     return old;
 }
 
 /* Fast kinds are launched with programmatic stream serialization (PDL)
- * unless VZ_CUDA_MV_NO_PDL; a runtime that refuses the attribute gets a
- * plain launch. */
+ * unless VZ_CUDA_MV_NO_PDL. */
 static cudaError_t mv_launch(mv_fn f, bool fast, unsigned blocks, int threads, size_t smem, cudaStream_t st,
                              const mv_args &a) {
-    if (!fast || (mv_variant & VZ_CUDA_MV_NO_PDL)) {
-        f<<<blocks, threads, smem, st>>>(a);
-        return cudaGetLastError();
-    }
-    cudaLaunchConfig_t cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.gridDim = dim3(blocks), cfg.blockDim = dim3(threads), cfg.dynamicSmemBytes = smem, cfg.stream = st;
-    cudaLaunchAttribute at[1];
-    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = at, cfg.numAttrs = 1;
-    cudaError_t e = cudaLaunchKernelEx(&cfg, f, a);
-    if (e == cudaErrorNotSupported || e == cudaErrorInvalidValue) {
-        cudaGetLastError();
-        f<<<blocks, threads, smem, st>>>(a);
-        return cudaGetLastError();
-    }
-    return e != cudaSuccess ? e : cudaGetLastError();
+    return mv_launch_pdl(f, fast && !(mv_variant & VZ_CUDA_MV_NO_PDL), blocks, threads, smem, st, a);
 }
 
 /* v4 grid: units split so that about 2 blocks per SM run them all (the
@@ -566,6 +543,9 @@ static vz_status mv_check_args(int n, const vz_cuda_tensor *const *W, float *con
 extern "C" vz_status vz_cuda_matvec_multi(int n, const vz_cuda_tensor *const *W, float *const *d_y, const float *d_x,
                                           int batch, int epi, void *stream) {
     VZ_TRY(mv_check_args(n, W, d_y, d_x, batch, epi));
+    bool tc = true;
+    for (int i = 0; i < n; i++) tc = tc && W[i]->tc;
+    if (tc) return vz_cuda_mv_tc(n, W, d_y, d_x, batch, epi, !(mv_variant & VZ_CUDA_MV_NO_PDL), (cudaStream_t)stream);
     mv_args a;
     a.ntens = epi == VZ_CUDA_EPI_SILU_MUL ? 1 : n;
     a.batch = batch, a.epi = epi, a.x = d_x, a.upw = 1;
@@ -574,7 +554,7 @@ extern "C" vz_status vz_cuda_matvec_multi(int n, const vz_cuda_tensor *const *W,
     for (int i = 0; i < 3; i++) {
         a.w[i] = vz_cuda_view(W[i < n ? i : 0]);
         a.y[i] = d_y[i < n ? i : 0];
-        if (W[i < n ? i : 0]->kind != kind) kind = VZ_K_GENERIC;
+        if (W[i < n ? i : 0]->kind != kind || W[i < n ? i : 0]->tiled) kind = VZ_K_GENERIC; /* tiled: vz_group_any */
     }
     if (((uintptr_t)d_x & 15) != 0) kind = VZ_K_GENERIC;
     bool silu = epi == VZ_CUDA_EPI_SILU_MUL;

@@ -284,6 +284,8 @@ extern "C" vz_status vz_cuda_session_create_plan(vz_cuda_session **out, const vz
     s->total = tot;
     if (st == VZ_OK && cudaStreamCreateWithFlags(&s->st, cudaStreamNonBlocking) != cudaSuccess)
         st = VZ_FAIL(VZ_ERR_CUDA, "cuda session: stream create failed");
+    const char *mv = getenv("VZ_CUDA_MV"); /* bench: matvec variant flags (cuda.h), process-wide; TC acts at upload */
+    if (mv && *mv >= '0' && *mv <= '9') vz_cuda_matvec_variant(atoi(mv));
     if (st == VZ_OK) st = upload_weights(s, m);
     if (st == VZ_OK) st = alloc_state(s);
     if (st == VZ_OK) st = setup_stream(s, m, residency, n_resident);
@@ -295,8 +297,6 @@ extern "C" vz_status vz_cuda_session_create_plan(vz_cuda_session **out, const vz
         return st;
     }
     note_mem(s);
-    const char *mv = getenv("VZ_CUDA_MV"); /* bench: matvec variant flags (cuda.h), process-wide */
-    if (mv && *mv >= '0' && *mv <= '9') vz_cuda_matvec_variant(atoi(mv));
     const char *pe = getenv("VZ_CUDA_PREFILL"); /* 0: matvec path (the old one), A / B: force a GEMM path */
     s->pf.mode = !pe || !*pe ? VZ_GEMM_AUTO : *pe == '0' ? -1 : *pe == 'A' ? VZ_GEMM_A : *pe == 'B' ? VZ_GEMM_B
                                                                                                   : VZ_GEMM_AUTO;

@@ -75,7 +75,7 @@ static vz_status pack_layer(vz_stream *sm, const vz_layer *L, int32_t l, uint8_t
         VZ_TRY(vz_tensor_check(t));
         vz_tensor d = sm->decoded ? decoded_view(t) : *t;
         VZ_TRY(vz_cuda_tensor_describe(&sm->desc[l][i], &d));
-        if (!sm->decoded || t->codec == VZ_CODEC_raw) memcpy(dst + sm->off[l][i], t->data, t->size);
+        if (!sm->decoded || t->codec == VZ_CODEC_raw) VZ_TRY(vz_cuda_tensor_image(&sm->desc[l][i], t, dst + sm->off[l][i]));
         else VZ_TRY(vz_codec_by_id(t->codec)->decode_ref(t, 0, t->rows, dst + sm->off[l][i]));
         if (!sm->decoded && t->codec == VZ_CODEC_lossless)
             memcpy(dst + sm->off[l][7 + i], t->params + 8, (size_t)1 << sm->desc[l][i].k);

@@ -1,0 +1,56 @@
+/*
+ * matvec.cuh - what the two fused matvec families share: programmatic
+ * dependent launch (PDL) on the device and at launch, and the tensor-core
+ * family's entry point (matvec_tc.cu), dispatched from matvec.cu.
+ * Internal to src/backend/cuda.
+ */
+#ifndef VZ_BACKEND_CUDA_MATVEC_CUH
+#define VZ_BACKEND_CUDA_MATVEC_CUH
+
+#include <cuda_runtime.h>
+#include <string.h>
+
+#include "backend/cuda/cuda.h"
+
+extern "C" {
+#include "core/status.h"
+}
+
+/* Programmatic dependent launch (Hopper): wait = the previous grid finished
+ * and its writes are visible (a no-op without the launch attribute); trigger
+ * = the next grid may be scheduled. Before wait a kernel reads only weights. */
+static __device__ __forceinline__ void mv_pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+static __device__ __forceinline__ void mv_pdl_trigger() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
+
+/* f<<<blocks, threads, smem, st>>>(a), with programmatic stream
+ * serialization when pdl; a runtime that refuses the attribute gets a plain
+ * launch. */
+template <typename A>
+static cudaError_t mv_launch_pdl(void (*f)(A), bool pdl, unsigned blocks, int threads, size_t smem, cudaStream_t st,
+                                 const A &a) {
+    if (!pdl) {
+        f<<<blocks, threads, smem, st>>>(a);
+        return cudaGetLastError();
+    }
+    cudaLaunchConfig_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.gridDim = dim3(blocks), cfg.blockDim = dim3(threads), cfg.dynamicSmemBytes = smem, cfg.stream = st;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at, cfg.numAttrs = 1;
+    cudaError_t e = cudaLaunchKernelEx(&cfg, f, a);
+    if (e == cudaErrorNotSupported || e == cudaErrorInvalidValue) {
+        cudaGetLastError();
+        f<<<blocks, threads, smem, st>>>(a);
+        return cudaGetLastError();
+    }
+    return e != cudaSuccess ? e : cudaGetLastError();
+}
+
+/* The tensor-core matvec (matvec_tc.cu) of n tensors that all have tc set;
+ * arguments as vz_cuda_matvec_multi (checked by the caller). */
+vz_status vz_cuda_mv_tc(int n, const vz_cuda_tensor *const *W, float *const *d_y, const float *d_x, int batch, int epi,
+                        bool pdl, cudaStream_t st);
+
+#endif
