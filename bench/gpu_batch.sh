@@ -7,8 +7,10 @@
 # 512, 128 greedy tokens, context 2048, KV f16), `vramzip run` with three
 # prompts on the GPU, and compute-sanitizer memcheck on a batched run if time
 # is left. Summary printed LAST; logs under $OUT.
-# Build and pack first, here: scripts/gpu_pack.sh build-batch && make BUILD=build-batch CUDA=1 bench
-# (the binaries travel stripped: see the carry notes in bench/results/2026-11-28-batch-h200.md).
+# Build and pack first, here: scripts/gpu_pack.sh build-batch && make BUILD=build-batch CUDA=1 bench;
+# carry build-batch/{vramzip,lib,bench/batch_bench} and the tests above stripped (`strip -o`: each
+# binary is ~5.6 MB of CUDA code, 45 MB in all under the 64 MiB limit), tests/run.sh, this script and
+# the models (VZ_MODELS).
 set -u
 B=${BUILD:-build-batch}
 export LD_LIBRARY_PATH=$PWD/$B/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
