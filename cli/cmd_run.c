@@ -4,6 +4,8 @@
  * time, streaming text (or ids with --print-ids) to stdout and a stats
  * line to stderr. --dump-logits writes every evaluated position's logits
  * (little-endian f32) atomically, for comparisons between builds and codecs.
+ * [batch] Several prompts (repeated -p, --prompts FILE) run as one batch of
+ * sequences: run_batch.c.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -15,21 +17,9 @@
 
 #include "cli.h"
 #include "core/io.h"
+#include "run.h"
 
 static const char *CMD = "run";
-
-typedef struct run_args {
-    const char *model, *tokenizer, *prompt, *dump;
-    int64_t n_predict, n_ctx, threads;
-    int64_t seed;
-    int seed_given, print_ids, check;
-    double temp, top_p;
-    int64_t top_k;
-    vz_kv_mode kv;
-    vz_device device;
-    uint64_t vram_budget;   /* [plan] */
-    vz_residency residency; /* [plan] */
-} run_args;
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -38,7 +28,11 @@ static void usage(FILE *f) {
             "  -m, --model PATH      model to run (required)\n"
             "  -z, --tokenizer PATH  tokenizer (llama2.c .bin models; default: tokenizer.bin\n"
             "                        or tok<vocab>.bin beside the model)\n"
-            "  -p, --prompt TEXT     prompt (default: empty, start from BOS alone)\n"
+            "  -p, --prompt TEXT     prompt (default: none, start from BOS alone); repeat -p for a\n"
+            "                        batch: up to 8 prompts generate together, one sequence each\n"
+            "      --prompts FILE    prompts one per line (with any -p: 8 at most, none empty); each\n"
+            "                        sequence's output is printed after the batch, labelled [i/N];\n"
+            "                        sequence i (from 1) samples with seed S + i - 1\n"
             "  -n, --n-predict N     tokens to generate (default 128; -1: until EOS or full context)\n"
             "      --temp T          temperature (default 0.8; 0: greedy)\n"
             "      --top-k K         keep the K most likely tokens (default 40; 0: off)\n"
@@ -66,7 +60,8 @@ static int parse_flag(run_args *a, int argc, char **argv, int *i) {
     if (!strcmp(f, "--check")) return a->check = 1, 0;
     if (IS("-m", "--model")) { VAL(); a->model = v; return 0; }
     if (IS("-z", "--tokenizer")) { VAL(); a->tokenizer = v; return 0; }
-    if (IS("-p", "--prompt")) { VAL(); a->prompt = v; return 0; }
+    if (IS("-p", "--prompt")) { VAL(); return run_add_prompt(a, v, "-p"); }
+    if (IS("--prompts", "--prompts")) { VAL(); a->prompts_file = v; return 0; }
     if (IS("--dump-logits", "--dump-logits")) { VAL(); a->dump = v; return 0; }
     if (IS("-n", "--n-predict")) { VAL(); return cli_int(CMD, f, v, -1, 1 << 30, &a->n_predict); }
     if (IS("-c", "--ctx-size")) { VAL(); return cli_int(CMD, f, v, 0, 1 << 24, &a->n_ctx); }
@@ -105,17 +100,20 @@ static int parse_args(run_args *a, int argc, char **argv) {
         if (r > 0) return cli_usage_error(CMD, "unknown option '%s'", argv[i]);
     }
     if (!a->model) return cli_usage_error(CMD, "-m MODEL is required");
+    if (a->prompts_file && run_read_prompts(a)) return 2;
+    if (a->n_prompts > 1 && a->dump) return cli_usage_error(CMD, "--dump-logits takes a single prompt");
+    a->prompt = a->n_prompts == 1 ? a->prompts[0] : NULL;
     if (a->device != VZ_DEVICE_CUDA && (a->vram_budget || a->residency != VZ_RESIDENCY_COMPRESSED))
         return cli_usage_error(CMD, "--vram-budget and --residency need --device cuda");
     if (!a->seed_given) a->seed = (int64_t)(((uint64_t)time(NULL) * 1000003u) ^ (uint64_t)getpid());
     return 0;
 }
 
-/* The prompt's ids (BOS first) in a malloc'ed array. */
-static int prompt_ids(const run_args *a, const vz_model *m, const vz_model_info *info, int32_t **ids, int32_t *n) {
+int run_prompt_ids(const run_args *a, const char *prompt, const vz_model *m, const vz_model_info *info, int32_t **ids,
+                   int32_t *n) {
     const vz_tokenizer *tok = vz_model_tokenizer(m);
     *ids = NULL;
-    if (!a->prompt || !*a->prompt) {
+    if (!prompt || !*prompt) {
         if (info->bos_id < 0) return fprintf(stderr, "vramzip run: model has no BOS token; give a prompt\n"), 1;
         *ids = malloc(sizeof(int32_t));
         if (!*ids) return fprintf(stderr, "vramzip run: out of memory\n"), 1;
@@ -126,11 +124,11 @@ static int prompt_ids(const run_args *a, const vz_model *m, const vz_model_info 
     if (!tok)
         return fprintf(stderr, "vramzip run: model %s has no tokenizer; pass -z TOKENIZER for a text prompt "
                                "(or omit -p to start from BOS)\n", a->model), 1;
-    size_t len = strlen(a->prompt);
+    size_t len = strlen(prompt);
     int32_t need = 0, cap = (int32_t)(len + 8 < (1u << 30) ? len + 8 : (1u << 30));
     *ids = malloc(sizeof(int32_t) * (size_t)cap);
     if (!*ids) return fprintf(stderr, "vramzip run: out of memory\n"), 1;
-    vz_status s = vz_tokenizer_encode(tok, a->prompt, len, 1, *ids, cap, &need);
+    vz_status s = vz_tokenizer_encode(tok, prompt, len, 1, *ids, cap, &need);
     if (s != VZ_OK) return free(*ids), *ids = NULL, cli_fail(CMD, s);
     *n = need;
     return 0;
@@ -252,7 +250,7 @@ static int run_model(const run_args *a, vz_model *m) {
     vz_sampler_opts po = {.temp = (float)a->temp, .top_k = (int32_t)a->top_k, .top_p = (float)a->top_p,
                           .seed = (uint64_t)a->seed};
     int32_t *ids = NULL, n_ids = 0;
-    int rc = prompt_ids(a, m, &info, &ids, &n_ids);
+    int rc = run_prompt_ids(a, a->prompt, m, &info, &ids, &n_ids);
     if (rc) return rc;
     c.logits = malloc(sizeof(float) * (size_t)c.vocab);
     if (!c.logits) rc = (fprintf(stderr, "vramzip run: out of memory\n"), 1);
@@ -276,8 +274,10 @@ static int run_model(const run_args *a, vz_model *m) {
 int cmd_run(int argc, char **argv) {
     run_args a;
     int r = parse_args(&a, argc, argv);
-    if (r == 1) return 0;
-    if (r) return r;
+    if (r) {
+        free(a.prompts_buf);
+        return r == 1 ? 0 : r;
+    }
     cli_catch_signals();
     vz_model_opts mo;
     vz_model_opts_default(&mo);
@@ -285,8 +285,8 @@ int cmd_run(int argc, char **argv) {
     mo.check = a.check;
     vz_model *m = NULL;
     vz_status s = vz_model_open(&m, a.model, &mo);
-    if (s != VZ_OK) return cli_fail(CMD, s);
-    int rc = run_model(&a, m);
+    int rc = s != VZ_OK ? cli_fail(CMD, s) : a.n_prompts > 1 ? run_batch(&a, m) : run_model(&a, m);
     vz_model_close(m);
+    free(a.prompts_buf);
     return rc;
 }

@@ -170,13 +170,18 @@ typedef enum vz_residency {
     VZ_RESIDENCY_CACHE      = 2  /* LRU of layers decoded on the GPU, filled from pinned host memory */
 } vz_residency;
 
+/* [batch] Most sequences one session holds (and decodes together). */
+#define VZ_MAX_SEQ 8
+
 typedef struct vz_session_opts {
-    int32_t n_ctx;      /* context length; 0: the model's maximum */
+    int32_t n_ctx;      /* context length (of each sequence); 0: the model's maximum */
     vz_kv_mode kv;
     int32_t n_threads;  /* CPU threads; 0: OpenMP's default */
     vz_device device;
     uint64_t vram_budget;   /* [plan] CUDA: device bytes the session may use; 0: the free VRAM */
     vz_residency residency; /* [plan] CUDA only */
+    int32_t n_seq;          /* [batch] independent sequences, each with its own KV cache (n_ctx
+                               positions) and position: 1..VZ_MAX_SEQ; 0: 1 */
 } vz_session_opts;
 
 void vz_session_opts_default(vz_session_opts *o);
@@ -268,9 +273,40 @@ vz_status vz_session_generate(vz_session *s, int32_t first, int32_t n, const str
  * order, plus one device-to-host copy per block). */
 vz_status vz_session_set_trace(vz_session *s, float *buf);
 
-int32_t vz_session_pos(const vz_session *s);   /* tokens evaluated so far */
+int32_t vz_session_pos(const vz_session *s);   /* tokens evaluated so far (sequence 0) */
 int32_t vz_session_n_ctx(const vz_session *s);
-void vz_session_reset(vz_session *s);          /* back to position 0 */
+void vz_session_reset(vz_session *s);          /* every sequence back to position 0 */
+
+/* ---- [batch] several sequences in one session ---------------------------
+ * A session of opts.n_seq sequences holds one KV cache and position per
+ * sequence; vz_session_eval and vz_session_generate act on sequence 0.
+ * Batched calls take n distinct sequence indices seqs[0..n) (NULL: 0..n-1)
+ * and check every argument before evaluating anything. On a CUDA session a
+ * batched step runs the weight matvecs once for all n tokens and attention
+ * per sequence; every result is bitwise the one of that sequence evaluated
+ * alone (the CPU backend runs the sequences one after another). */
+
+int32_t vz_session_n_seq(const vz_session *s);
+/* Position of sequence seq (0 when s is NULL or seq out of range). */
+int32_t vz_session_seq_pos(const vz_session *s, int32_t seq);
+
+/* vz_session_eval on sequence seq (its own cache and position): prompts are
+ * prefilled one sequence at a time through this call. */
+vz_status vz_session_eval_seq(vz_session *s, int32_t seq, const int32_t *tokens, int32_t n, float *logits,
+                              int32_t all_logits);
+
+/* One decode step of n sequences: tokens[i] at the next position of
+ * sequence seqs[i]. logits: NULL or n * vocab floats, row i bitwise that of
+ * vz_session_eval_seq(s, seqs[i], &tokens[i], 1, row, 0). VZ_ERR_CONTEXT,
+ * leaving every sequence unchanged, when one is full. */
+vz_status vz_session_eval_batch(vz_session *s, int32_t n, const int32_t *seqs, const int32_t *tokens, float *logits);
+
+/* vz_session_generate for n sequences together: sequence seqs[i] is fed
+ * first[i], then samples n_tok tokens with so[i] (its own seed) into
+ * out[i * n_tok ..]; row i is bitwise vz_session_generate on that sequence
+ * alone (with the same backend). Every position advances by n_tok. */
+vz_status vz_session_generate_batch(vz_session *s, int32_t n, const int32_t *seqs, const int32_t *first,
+                                    int32_t n_tok, const struct vz_sampler_opts *so, int32_t *out);
 
 /* ---- sampler ----------------------------------------------------------- */
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/gpu.h"
 #include "common/testutil.h"
 #include "vramzip.h"
 #ifdef VZ_HAVE_CUDA
@@ -24,44 +25,13 @@ static const int32_t ref_ids[40] = {403, 407, 261, 378, 432, 383, 286, 261, 376,
 
 #define S260K "stories260K/stories260K.bin"
 
-/* Skips unless a GPU is usable. */
-static int have_gpu(void) {
-#ifdef VZ_HAVE_CUDA
-    if (vz_cuda_device_count() > 0) return 1;
-    print_message("SKIP: no CUDA device visible (run on the GPU machine: bench/gpu_forward.sh)\n");
-#else
-    print_message("SKIP: built without CUDA (make CUDA=1)\n");
-#endif
-    return 0;
-}
-
-static vz_session *open_session(vz_model *m, vz_device dev, vz_kv_mode kv) {
-    vz_session_opts o;
-    vz_session_opts_default(&o);
-    o.device = dev;
-    o.kv = kv;
-    o.n_ctx = 256;
-    vz_session *s = NULL;
-    vz_status st = vz_session_create(&s, m, &o);
-    if (st != VZ_OK) print_message("session: %s: %s\n", vz_status_name(st), vz_last_error());
-    assert_int_equal(st, VZ_OK);
-    return s;
-}
-
-static int32_t argmax(const float *l, int32_t n) {
-    int32_t b = 0;
-    for (int32_t i = 1; i < n; i++)
-        if (l[i] > l[b]) b = i;
-    return b;
-}
-
 /* Greedy from BOS, both through the device token loop (one graph replayed
  * per position, argmax on the device) and through eval + host argmax. */
 static void test_greedy_stories260k(void **state) {
     (void)state;
     char path[1024];
     VZ_REQUIRE_MODEL(path, S260K);
-    if (!have_gpu()) skip();
+    if (!vz_test_have_gpu()) skip();
     vz_model *m = NULL;
     assert_int_equal(vz_model_open(&m, path, NULL), VZ_OK);
     vz_model_info info;
@@ -69,7 +39,7 @@ static void test_greedy_stories260k(void **state) {
     const int32_t vocab = info.vocab_size;
     assert_int_equal(vocab, 512);
     for (int kv = 0; kv < 2; kv++) {
-        vz_session *s = open_session(m, VZ_DEVICE_CUDA, kv ? VZ_KV_F16 : VZ_KV_F32);
+        vz_session *s = vz_test_open_session(m, VZ_DEVICE_CUDA, kv ? VZ_KV_F16 : VZ_KV_F32, 256);
         vz_sampler_opts so = {0.0f, 0, 1.0f, 0};
         int32_t out[40];
         /* 37 = 4 launches of the 8-step graph + 5 single steps, then 3 more from where it stopped */
@@ -82,7 +52,7 @@ static void test_greedy_stories260k(void **state) {
         int32_t tok = 1;
         for (int i = 0; i < 40; i++) {
             assert_int_equal(vz_session_eval(s, &tok, 1, logits, 0), VZ_OK);
-            tok = argmax(logits, vocab);
+            tok = vz_test_argmax(logits, vocab);
             assert_int_equal(tok, ref_ids[i]);
         }
         vz_session_free(s);
@@ -106,7 +76,7 @@ static void test_logits_match_cpu(void **state) {
     (void)state;
     char path[1024];
     VZ_REQUIRE_MODEL(path, S260K);
-    if (!have_gpu()) skip();
+    if (!vz_test_have_gpu()) skip();
     vz_model *m = NULL;
     assert_int_equal(vz_model_open(&m, path, NULL), VZ_OK);
     enum { N = 41, V = 512 };
@@ -119,7 +89,8 @@ static void test_logits_match_cpu(void **state) {
     setenv("VZ_CUDA_PREFILL", "0", 1); /* the matvec path (f32); the bf16 prefill: test_cuda_prefill.c */
     for (int kv = 0; kv < 2; kv++) {
         vz_kv_mode mode = kv ? VZ_KV_F16 : VZ_KV_F32;
-        vz_session *cpu = open_session(m, VZ_DEVICE_CPU, mode), *gpu = open_session(m, VZ_DEVICE_CUDA, mode);
+        vz_session *cpu = vz_test_open_session(m, VZ_DEVICE_CPU, mode, 256);
+        vz_session *gpu = vz_test_open_session(m, VZ_DEVICE_CUDA, mode, 256);
         assert_int_equal(vz_session_eval(cpu, toks, N, a, 1), VZ_OK);
         assert_int_equal(vz_session_eval(gpu, toks, N, b, 1), VZ_OK);
         float scale = 0.0f, maxd = 0.0f;
@@ -179,7 +150,7 @@ static void compare_bitwise(const char *raw_path, const char *ll_path, int32_t n
         assert_int_equal(vz_session_eval(sr, &tok, 1, a, 0), VZ_OK);
         assert_int_equal(vz_session_eval(sl, &tok, 1, b, 0), VZ_OK);
         if (memcmp(a, b, sizeof(float) * (size_t)info.vocab_size) != 0) fail_msg("logits differ at step %d", i);
-        tok = argmax(a, info.vocab_size);
+        tok = vz_test_argmax(a, info.vocab_size);
     }
     print_message("%d steps: logits byte-identical raw vs lossless\n", n);
     free(a);
@@ -194,7 +165,7 @@ static void test_lossless_bitexact_stories260k(void **state) {
     (void)state;
     char path[1024], dir[512], raw[600], ll[600];
     VZ_REQUIRE_MODEL(path, S260K);
-    if (!have_gpu()) skip();
+    if (!vz_test_have_gpu()) skip();
     assert_non_null(vz_test_tmpdir(dir, sizeof dir));
     snprintf(raw, sizeof raw, "%s/raw.vz", dir);
     snprintf(ll, sizeof ll, "%s/ll.vz", dir);
@@ -215,7 +186,7 @@ static void test_lossless_bitexact_tinyllama(void **state) {
         print_message("SKIP: set VZ_TINYLLAMA_RAW and VZ_TINYLLAMA_LOSSLESS (bench/gpu_forward.sh does)\n");
         skip();
     }
-    if (!have_gpu()) skip();
+    if (!vz_test_have_gpu()) skip();
     compare_bitwise(raw, ll, 256, 512);
 }
 
@@ -228,12 +199,12 @@ static void test_sampling_stories260k(void **state) {
     (void)state;
     char path[1024];
     VZ_REQUIRE_MODEL(path, S260K);
-    if (!have_gpu()) skip();
+    if (!vz_test_have_gpu()) skip();
     vz_model *m = NULL;
     assert_int_equal(vz_model_open(&m, path, NULL), VZ_OK);
     enum { N = 40, V = 512, K = 5 };
     setenv("VZ_CUDA_PREFILL", "0", 1); /* the eval below gives the logits the sampler saw (f32 matvec path) */
-    vz_session *s = open_session(m, VZ_DEVICE_CUDA, VZ_KV_F16);
+    vz_session *s = vz_test_open_session(m, VZ_DEVICE_CUDA, VZ_KV_F16, 256);
     unsetenv("VZ_CUDA_PREFILL");
     int32_t out[N], again[N], seq[N];
     const vz_sampler_opts only_top[2] = {{1.0f, 1, 1.0f, 7}, {1.0f, 0, 1e-6f, 7}};

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/gpu.h"
 #include "common/testutil.h"
 #include "vramzip.h"
 #ifdef VZ_HAVE_CUDA
@@ -18,40 +19,12 @@
 
 #define NT 24
 
-static int have_gpu(void) {
-#ifdef VZ_HAVE_CUDA
-    if (vz_cuda_device_count() > 0) return 1;
-    print_message("SKIP: no CUDA device visible\n");
-#else
-    print_message("SKIP: built without CUDA (make CUDA=1)\n");
-#endif
-    return 0;
-}
-
 /* All logits of NT tokens on a cuda session of m (malloc'ed); *mem its VRAM. */
 static float *cuda_logits(vz_model *m, vz_residency r, uint64_t budget, vz_session_mem *mem) {
-    vz_model_info info;
-    assert_int_equal(vz_model_get_info(m, &info), VZ_OK);
     vz_session_opts o;
     vz_session_opts_default(&o);
-    o.device = VZ_DEVICE_CUDA;
-    o.kv = VZ_KV_F16;
-    o.n_ctx = 64;
-    o.residency = r;
-    o.vram_budget = budget;
-    vz_session *s = NULL;
-    vz_status st = vz_session_create(&s, m, &o);
-    if (st != VZ_OK) print_message("session: %s: %s\n", vz_status_name(st), vz_last_error());
-    assert_int_equal(st, VZ_OK);
-    int32_t toks[NT];
-    uint64_t rng = 7;
-    for (int i = 0; i < NT; i++) toks[i] = (int32_t)(vz_test_rand(&rng) % (uint64_t)info.vocab_size);
-    float *l = malloc(sizeof(float) * (size_t)NT * (size_t)info.vocab_size);
-    assert_non_null(l);
-    assert_int_equal(vz_session_eval(s, toks, NT, l, 1), VZ_OK);
-    if (mem) assert_int_equal(vz_session_mem_info(s, mem), VZ_OK);
-    vz_session_free(s);
-    return l;
+    o.device = VZ_DEVICE_CUDA, o.kv = VZ_KV_F16, o.n_ctx = 64, o.residency = r, o.vram_budget = budget;
+    return vz_test_session_logits(m, &o, NT, mem);
 }
 
 /* Compressed vs decompress-at-load logits of the .vz at path: identical. */
@@ -85,7 +58,7 @@ static void test_decompress_stories260k(void **state) {
     char bin[512], tok[512], dir[256], out[600];
     VZ_REQUIRE_MODEL(bin, "stories260K/stories260K.bin");
     VZ_REQUIRE_MODEL(tok, "stories260K/tok512.bin");
-    if (!have_gpu()) skip();
+    if (!vz_test_have_gpu()) skip();
     assert_non_null(vz_test_tmpdir(dir, sizeof dir));
     const char *specs[] = {"lossless", "q8"};
     for (int i = 0; i < 2; i++) {
@@ -99,7 +72,7 @@ static void test_decompress_stories260k(void **state) {
 static void test_decompress_synth_bf16(void **state) {
     (void)state;
     char dir[256], src[512], out[600];
-    if (!have_gpu()) skip();
+    if (!vz_test_have_gpu()) skip();
     assert_non_null(vz_test_tmpdir(dir, sizeof dir));
     snprintf(src, sizeof src, "%s/hf", dir);
     vz_synth_opts so;
@@ -119,7 +92,7 @@ static void test_budget(void **state) {
     char bin[512], tok[512];
     VZ_REQUIRE_MODEL(bin, "stories260K/stories260K.bin");
     VZ_REQUIRE_MODEL(tok, "stories260K/tok512.bin");
-    if (!have_gpu()) skip();
+    if (!vz_test_have_gpu()) skip();
     vz_model_opts mo;
     vz_model_opts_default(&mo);
     mo.tokenizer_path = tok;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/gpu.h"
 #include "common/testutil.h"
 #include "vramzip.h"
 #ifdef VZ_HAVE_CUDA
@@ -25,16 +26,6 @@
 #endif
 
 #define S260K "stories260K/stories260K.bin"
-
-static int have_gpu(void) {
-#ifdef VZ_HAVE_CUDA
-    if (vz_cuda_device_count() > 0) return 1;
-    print_message("SKIP: no CUDA device visible (run on the GPU machine: bench/gpu_prefill.sh)\n");
-#else
-    print_message("SKIP: built without CUDA (make CUDA=1)\n");
-#endif
-    return 0;
-}
 
 #ifdef VZ_HAVE_CUDA
 /* f32 of element i of a decode_ref output (lossless/raw: source dtype; lossy: f32). */
@@ -163,7 +154,7 @@ static int have_cublas(void) {
  * of the same weights give identical bits. */
 static void test_gemm_codecs(void **state) {
     (void)state;
-    if (!have_gpu()) skip();
+    if (!vz_test_have_gpu()) skip();
 #ifdef VZ_HAVE_CUDA
     if (!have_cublas()) skip();
     const int64_t rows3[3] = {96, 40, 40}, rows1[1] = {70};
@@ -298,24 +289,13 @@ static void attention_case(int32_t hd, int32_t f16, int32_t inter) {
  * kernel runs for both variants), f16 and f32 caches. */
 static void test_attention(void **state) {
     (void)state;
-    if (!have_gpu()) skip();
+    if (!vz_test_have_gpu()) skip();
 #ifdef VZ_HAVE_CUDA
     attention_case(64, 1, 0);
     attention_case(64, 0, 1);
     attention_case(128, 1, 1);
     attention_case(8, 1, 0);
 #endif
-}
-
-static vz_session *open_session(vz_model *m, vz_device dev, vz_kv_mode kv, int32_t n_ctx) {
-    vz_session_opts o;
-    vz_session_opts_default(&o);
-    o.device = dev, o.kv = kv, o.n_ctx = n_ctx;
-    vz_session *s = NULL;
-    vz_status st = vz_session_create(&s, m, &o);
-    if (st != VZ_OK) print_message("session: %s: %s\n", vz_status_name(st), vz_last_error());
-    assert_int_equal(st, VZ_OK);
-    return s;
 }
 
 /* Prefill logits (one eval of N tokens, all logits) vs the CPU session, per
@@ -332,7 +312,7 @@ static void test_prefill_vs_cpu(void **state) {
     (void)state;
     char path[1024];
     VZ_REQUIRE_MODEL(path, S260K);
-    if (!have_gpu()) skip();
+    if (!vz_test_have_gpu()) skip();
     vz_model *m = NULL;
     assert_int_equal(vz_model_open(&m, path, NULL), VZ_OK);
     enum { N = 150, V = 512 };
@@ -345,13 +325,13 @@ static void test_prefill_vs_cpu(void **state) {
     const char *modes[2] = {"A", "B"};
     for (int kv = 0; kv < 2; kv++) {
         vz_kv_mode mode = kv ? VZ_KV_F16 : VZ_KV_F32;
-        vz_session *cpu = open_session(m, VZ_DEVICE_CPU, mode, 256);
+        vz_session *cpu = vz_test_open_session(m, VZ_DEVICE_CPU, mode, 256);
         assert_int_equal(vz_session_eval(cpu, toks, N, a, 1), VZ_OK);
         float scale = 0.0f;
         for (int i = 0; i < N * V; i++) scale = fabsf(a[i]) > scale ? fabsf(a[i]) : scale;
         for (int p = 0; p < 2; p++) {
             setenv("VZ_CUDA_PREFILL", modes[p], 1);
-            vz_session *gpu = open_session(m, VZ_DEVICE_CUDA, mode, 256);
+            vz_session *gpu = vz_test_open_session(m, VZ_DEVICE_CUDA, mode, 256);
             unsetenv("VZ_CUDA_PREFILL");
             for (int i = 0; i < N * V; i++) b[i] = NAN;
             assert_int_equal(vz_session_eval(gpu, toks, N, b, 1), VZ_OK);
@@ -387,7 +367,8 @@ static void compare_prefill_bitwise(const char *raw_path, const char *ll_path, i
     vz_model_info info;
     assert_int_equal(vz_model_get_info(mr, &info), VZ_OK);
     const size_t V = (size_t)info.vocab_size;
-    vz_session *sr = open_session(mr, VZ_DEVICE_CUDA, VZ_KV_F16, n_ctx), *sl = open_session(ml, VZ_DEVICE_CUDA, VZ_KV_F16, n_ctx);
+    vz_session *sr = vz_test_open_session(mr, VZ_DEVICE_CUDA, VZ_KV_F16, n_ctx);
+    vz_session *sl = vz_test_open_session(ml, VZ_DEVICE_CUDA, VZ_KV_F16, n_ctx);
     int32_t *toks = malloc(sizeof(int32_t) * (size_t)np);
     float *a = malloc(sizeof(float) * V * (size_t)np), *b = malloc(sizeof(float) * V * (size_t)np);
     assert_true(toks && a && b);
@@ -419,7 +400,7 @@ static void test_prefill_bitexact_stories260k(void **state) {
     (void)state;
     char path[1024], dir[512], raw[600], ll[600];
     VZ_REQUIRE_MODEL(path, S260K);
-    if (!have_gpu()) skip();
+    if (!vz_test_have_gpu()) skip();
     assert_non_null(vz_test_tmpdir(dir, sizeof dir));
     snprintf(raw, sizeof raw, "%s/raw.vz", dir);
     snprintf(ll, sizeof ll, "%s/ll.vz", dir);
@@ -440,7 +421,7 @@ static void test_prefill_bitexact_tinyllama(void **state) {
         print_message("SKIP: set VZ_TINYLLAMA_RAW and VZ_TINYLLAMA_LOSSLESS (bench/gpu_prefill.sh does)\n");
         skip();
     }
-    if (!have_gpu()) skip();
+    if (!vz_test_have_gpu()) skip();
     compare_prefill_bitwise(raw, ll, 512, 32, 640);
 }
 

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/gpu.h"
 #include "common/testutil.h"
 #include "vramzip.h"
 #ifdef VZ_HAVE_CUDA
@@ -23,32 +24,22 @@
 #define NT 24
 #define NG 20
 
-static int have_gpu(void) {
-#ifdef VZ_HAVE_CUDA
-    if (vz_cuda_device_count() > 0) return 1;
-    print_message("SKIP: no CUDA device visible\n");
-#else
-    print_message("SKIP: built without CUDA (make CUDA=1)\n");
-#endif
-    return 0;
-}
-
 #ifdef VZ_HAVE_CUDA
 /* NT prompt logits then NG greedy ids, into out (NT*vocab + NG floats). */
 static void run_internal(vz_model *m, int32_t residency, int32_t n_res, float *out) {
     const int32_t vocab = m->cfg.vocab_size;
     vz_cuda_session *s = NULL;
-    vz_status st = vz_cuda_session_create_plan(&s, m, 64, 1, residency, n_res);
+    vz_status st = vz_cuda_session_create_plan(&s, m, 64, 1, 1, residency, n_res);
     if (st != VZ_OK) print_message("create: %s\n", vz_last_error());
     assert_int_equal(st, VZ_OK);
     for (size_t i = 0; i < (size_t)NT * vocab + NG; i++) out[i] = -12345.0f; /* poison */
     int32_t toks[NT];
     uint64_t rng = 11;
     for (int i = 0; i < NT; i++) toks[i] = (int32_t)(vz_test_rand(&rng) % (uint64_t)vocab);
-    assert_int_equal(vz_cuda_session_eval(s, toks, NT, 0, out, 1), VZ_OK);
+    assert_int_equal(vz_cuda_session_eval(s, 0, toks, NT, 0, out, 1), VZ_OK);
     vz_sampler_opts g = {0.0f, 0, 1.0f, 0};
     int32_t ids[NG];
-    assert_int_equal(vz_cuda_session_generate(s, toks[NT - 1], NT, NG, &g, ids), VZ_OK);
+    assert_int_equal(vz_cuda_session_generate(s, 0, toks[NT - 1], NT, NG, &g, ids), VZ_OK);
     for (int i = 0; i < NG; i++) out[(size_t)NT * vocab + i] = (float)ids[i];
     vz_session_mem mem;
     assert_int_equal(vz_cuda_session_mem(s, &mem), VZ_OK);
@@ -96,7 +87,7 @@ static void test_stream_stories260k(void **state) {
     char bin[512], tok[512];
     VZ_REQUIRE_MODEL(bin, "stories260K/stories260K.bin");
     VZ_REQUIRE_MODEL(tok, "stories260K/tok512.bin");
-    if (!have_gpu()) skip();
+    if (!vz_test_have_gpu()) skip();
 #ifdef VZ_HAVE_CUDA
     char dir[256], out[600];
     vz_model_opts mo;
@@ -116,7 +107,7 @@ static void test_stream_stories260k(void **state) {
 
 static void test_stream_synth_small(void **state) {
     (void)state;
-    if (!have_gpu()) skip();
+    if (!vz_test_have_gpu()) skip();
 #ifdef VZ_HAVE_CUDA
     char dir[256], src[512], out[600];
     assert_non_null(vz_test_tmpdir(dir, sizeof dir));
@@ -144,7 +135,7 @@ static void test_stream_budget(void **state) {
     char bin[512], tok[512];
     VZ_REQUIRE_MODEL(bin, "stories260K/stories260K.bin");
     VZ_REQUIRE_MODEL(tok, "stories260K/tok512.bin");
-    if (!have_gpu()) skip();
+    if (!vz_test_have_gpu()) skip();
     vz_model_opts mo;
     vz_model_opts_default(&mo);
     mo.tokenizer_path = tok;
@@ -164,20 +155,11 @@ static void test_stream_budget(void **state) {
         assert_int_equal(vz_session_plan(m, &o, &p), VZ_OK);
         assert_true(p.fits);
         if (r > 0) assert_true(p.n_streamed == (r == 2 ? p.n_layers - 1 : p.n_layers));
-        vz_session *s = NULL;
-        assert_int_equal(vz_session_create(&s, m, &o), VZ_OK);
-        int32_t toks[NT];
-        uint64_t rng = 7;
-        for (int i = 0; i < NT; i++) toks[i] = (int32_t)(vz_test_rand(&rng) % (uint64_t)info.vocab_size);
-        float *l = malloc(sizeof(float) * NT * (size_t)info.vocab_size);
-        assert_non_null(l);
-        assert_int_equal(vz_session_eval(s, toks, NT, l, 1), VZ_OK);
         vz_session_mem mem;
-        assert_int_equal(vz_session_mem_info(s, &mem), VZ_OK);
+        float *l = vz_test_session_logits(m, &o, NT, &mem);
         print_message("budget %llu B (plan %llu): peak %llu B, streamed %llu B\n", (unsigned long long)o.vram_budget,
                       (unsigned long long)p.total_bytes, (unsigned long long)mem.peak, (unsigned long long)mem.h2d);
         if (r > 0) assert_true(mem.peak <= o.vram_budget && mem.h2d > 0);
-        vz_session_free(s);
         if (!ref) ref = l;
         else {
             assert_memory_equal(ref, l, sizeof(float) * NT * (size_t)info.vocab_size);
@@ -185,6 +167,7 @@ static void test_stream_budget(void **state) {
         }
         if (r > 0) {
             o.vram_budget = p.min_bytes - 1;
+            vz_session *s = NULL;
             assert_int_equal(vz_session_create(&s, m, &o), VZ_ERR_NOMEM);
             assert_non_null(strstr(vz_last_error(), "needs"));
             assert_null(s);

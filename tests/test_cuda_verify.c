@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "common/ckpt.h"
+#include "common/gpu.h"
 #include "common/testutil.h"
 #include "vramzip.h"
 #ifdef VZ_HAVE_CUDA
@@ -19,33 +20,6 @@
 #endif
 
 #define S260K "stories260K/stories260K.bin"
-
-static int gpu_count(void) {
-#ifdef VZ_HAVE_CUDA
-    return vz_cuda_device_count();
-#else
-    return 0;
-#endif
-}
-
-static int have_gpu(void) {
-    if (gpu_count() > 0) return 1;
-    print_message("SKIP: no CUDA device (or built without CUDA): run on the GPU machine\n");
-    return 0;
-}
-
-static vz_session *open_session(vz_model *m, vz_device dev, int32_t n_ctx) {
-    vz_session_opts o;
-    vz_session_opts_default(&o);
-    o.device = dev;
-    o.kv = VZ_KV_F32;
-    o.n_ctx = n_ctx;
-    vz_session *s = NULL;
-    vz_status st = vz_session_create(&s, m, &o);
-    if (st != VZ_OK) print_message("session: %s: %s\n", vz_status_name(st), vz_last_error());
-    assert_int_equal(st, VZ_OK);
-    return s;
-}
 
 /* stories260K as a bf16 HF directory, and its raw, lossless and q8 .vz, in dir. */
 static void make_bf16_models(const char *bin, const char *dir) {
@@ -76,7 +50,7 @@ static void test_bf16_lossless_bitexact(void **state) {
     (void)state;
     char bin[1024], dir[512], p[3][700];
     VZ_REQUIRE_MODEL(bin, S260K);
-    if (!have_gpu()) skip();
+    if (!vz_test_have_gpu()) skip();
     assert_non_null(vz_test_tmpdir(dir, sizeof dir));
     make_bf16_models(bin, dir);
     snprintf(p[0], sizeof p[0], "%s/hf", dir);
@@ -87,7 +61,7 @@ static void test_bf16_lossless_bitexact(void **state) {
     for (int i = 0; i < 3; i++) {
         m[i] = NULL;
         assert_int_equal(vz_model_open(&m[i], p[i], NULL), VZ_OK);
-        s[i] = open_session(m[i], VZ_DEVICE_CUDA, 512);
+        s[i] = vz_test_open_session(m[i], VZ_DEVICE_CUDA, VZ_KV_F32, 512);
     }
     enum { V = 512, N = 256 };
     float *l[3];
@@ -132,7 +106,7 @@ static void test_trace_matches_cpu(void **state) {
     (void)state;
     char bin[1024];
     VZ_REQUIRE_MODEL(bin, S260K);
-    if (!have_gpu()) skip();
+    if (!vz_test_have_gpu()) skip();
     vz_model *m = NULL;
     assert_int_equal(vz_model_open(&m, bin, NULL), VZ_OK);
     vz_model_info info;
@@ -144,7 +118,8 @@ static void test_trace_matches_cpu(void **state) {
     float *tc = malloc(sizeof(float) * tn), *tg = malloc(sizeof(float) * tn);
     float *l0 = malloc(sizeof(float) * V), *l1 = malloc(sizeof(float) * V);
     assert_true(tc && tg && l0 && l1);
-    vz_session *c = open_session(m, VZ_DEVICE_CPU, 64), *g = open_session(m, VZ_DEVICE_CUDA, 64);
+    vz_session *c = vz_test_open_session(m, VZ_DEVICE_CPU, VZ_KV_F32, 64);
+    vz_session *g = vz_test_open_session(m, VZ_DEVICE_CUDA, VZ_KV_F32, 64);
     for (int i = 0; i < N; i++) assert_int_equal(vz_session_eval(g, toks + i, 1, l0, 0), VZ_OK); /* graphs */
     vz_session_reset(g);
     for (size_t i = 0; i < tn; i++) tg[i] = NAN; /* poisoned: an unwritten slot fails */
@@ -180,7 +155,7 @@ static void test_verify_cli(void **state) {
     char bin[1024], dir[512];
     VZ_REQUIRE_MODEL(bin, S260K);
     char *o = NULL;
-    if (gpu_count() <= 0) {
+    if (vz_test_gpu_count() <= 0) {
         int rc = vz_test_sh(&o, "'%s' verify '%s' '%s' --device cuda -n 4", vz_test_cli(), bin, bin);
         print_message("no GPU: exit %d: %s", rc, o);
         assert_int_not_equal(rc, 0);

@@ -24,10 +24,10 @@ uint64_t vz_plan_dev_round(uint64_t n) {
     return (n + 511) / 512 * 512;
 }
 
-uint64_t vz_plan_kv_bytes(const vz_config *c, int32_t n_ctx, int32_t kv_f16) {
+uint64_t vz_plan_kv_bytes(const vz_config *c, int32_t n_ctx, int32_t n_seq, int32_t kv_f16) {
     uint64_t one = (uint64_t)c->n_layers * (uint64_t)n_ctx * (uint64_t)c->n_kv_heads * (uint64_t)c->head_dim *
                    (kv_f16 ? 2u : 4u);
-    return 2 * vz_plan_dev_round(one);
+    return 2 * vz_plan_dev_round(one * (uint64_t)(n_seq > 1 ? n_seq : 1));
 }
 
 static uint64_t max_u64(uint64_t a, uint64_t b) { return a > b ? a : b; }
@@ -46,14 +46,14 @@ uint64_t vz_plan_prefill_bytes(const vz_config *c, int32_t n_ctx) {
     return sum;
 }
 
-uint64_t vz_plan_scratch_bytes(const vz_config *c, int32_t n_ctx) {
+uint64_t vz_plan_scratch_bytes(const vz_config *c, int32_t n_ctx, int32_t n_seq) {
     const uint64_t B = VZ_PLAN_BATCH, dim = (uint64_t)c->dim, hd = (uint64_t)c->head_dim;
     const uint64_t qd = (uint64_t)c->n_heads * hd, kvd = (uint64_t)c->n_kv_heads * hd;
     const uint64_t chunks = ((uint64_t)n_ctx + 31) / 32; /* VZ_ATT_CHUNK_MIN */
     const uint64_t sizes[] = {B * dim * 4, B * dim * 4, B * qd * 4, B * kvd * 4, B * kvd * 4, B * qd * 4,
                               B * (uint64_t)c->hidden_dim * 4, B * (uint64_t)c->vocab_size * 4,
-                              B * (uint64_t)c->n_heads * chunks * (hd + 2) * 4, B * (uint64_t)c->n_heads * 4, B * 4,
-                              4, 4, (uint64_t)n_ctx * 4};
+                              B * (uint64_t)c->n_heads * chunks * (hd + 2) * 4, B * (uint64_t)c->n_heads * 4,
+                              4 * B * 4, (uint64_t)(n_seq > 1 ? n_seq : 1) * (uint64_t)n_ctx * 4};
     uint64_t sum = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) sum += vz_plan_dev_round(sizes[i]);
     return sum + vz_plan_prefill_bytes(c, n_ctx);
@@ -119,8 +119,8 @@ static void plan_split(const vz_plan_in *in, vz_plan *p) {
     p->budget = in->budget;
     p->budget_is_free = in->budget_is_free;
     p->global_bytes = in->global_bytes;
-    p->kv_bytes = vz_plan_kv_bytes(in->c, in->n_ctx, in->kv_f16);
-    p->scratch_bytes = vz_plan_scratch_bytes(in->c, in->n_ctx);
+    p->kv_bytes = vz_plan_kv_bytes(in->c, in->n_ctx, in->n_seq, in->kv_f16);
+    p->scratch_bytes = vz_plan_scratch_bytes(in->c, in->n_ctx, in->n_seq);
     p->reserve_bytes = VZ_PLAN_RESERVE;
     const uint64_t fixed = p->global_bytes + p->kv_bytes + p->scratch_bytes + p->reserve_bytes;
     if (in->residency == VZ_RESIDENCY_CACHE) {
@@ -191,22 +191,36 @@ static void advise_codec(const vz_plan_in *in, const vz_plan *cur, int codec_id,
              (double)w / MIB, (double)p.total_bytes / MIB, p.fits ? " and fit" : ", still too much");
 }
 
+/* [batch] Appends "; N sequences" (the most below in->n_seq that fit), if any. */
+static void advise_seqs(const vz_plan_in *in, char *buf, size_t cap) {
+    vz_plan_in t = *in;
+    vz_plan p;
+    for (t.n_seq = in->n_seq - 1; t.n_seq >= 1; t.n_seq--) {
+        plan_split(&t, &p);
+        if (p.fits) break;
+    }
+    size_t n = strlen(buf);
+    if (t.n_seq >= 1) snprintf(buf + n, cap - n, "; %d sequence%s at once", (int)t.n_seq, t.n_seq > 1 ? "s" : "");
+}
+
 void vz_plan_make(const vz_plan_in *in, vz_plan *out) {
     plan_split(in, out);
     if (out->fits) return;
-    char *a = out->advice;
+    char *a = out->advice, seqs[48] = "";
     const size_t cap = sizeof out->advice;
+    if (in->n_seq > 1) snprintf(seqs, sizeof seqs, " for %d sequences", (int)in->n_seq);
     snprintf(a, cap,
              "needs %.0f MiB of VRAM (weights %.0f resident + %.0f always-resident embedding/head/norms%s, KV "
-             "cache %.0f, scratch %.0f, reserve %.0f) but %s is %.0f MiB; would fit: ",
+             "cache %.0f%s, scratch %.0f, reserve %.0f) but %s is %.0f MiB; would fit: ",
              (double)out->total_bytes / MIB, (double)(out->resident_bytes + out->stream_buf_bytes) / MIB,
              (double)out->global_bytes / MIB, out->n_streamed ? " incl. 2 stream buffers" : "",
-             (double)out->kv_bytes / MIB, (double)out->scratch_bytes / MIB, (double)out->reserve_bytes / MIB,
+             (double)out->kv_bytes / MIB, seqs, (double)out->scratch_bytes / MIB, (double)out->reserve_bytes / MIB,
              in->budget_is_free ? "the free VRAM" : "the budget", (double)in->budget / MIB);
     int32_t nc = fitting_ctx(in);
     size_t n = strlen(a);
     if (nc > 0) snprintf(a + n, cap - n, "a context of -c %d", (int)nc);
     else snprintf(a + n, cap - n, "no smaller context");
+    if (in->n_seq > 1) advise_seqs(in, a, cap);
     if (!in->kv_f16) {
         vz_plan_in t = *in;
         vz_plan p;
@@ -270,6 +284,8 @@ vz_status vz_plan_session(const vz_model *m, const vz_session_opts *opts, int32_
                "session: unknown residency %d", (int)opts->residency);
     VZ_FAIL_IF(opts->n_ctx < 0 || opts->n_ctx > m->cfg.max_seq_len, VZ_ERR_ARG,
                "session: n_ctx %d outside [0, %d]", (int)opts->n_ctx, (int)m->cfg.max_seq_len);
+    VZ_FAIL_IF(opts->n_seq < 0 || opts->n_seq > VZ_MAX_SEQ, VZ_ERR_ARG, "session: n_seq %d outside [0, %d]",
+               (int)opts->n_seq, VZ_MAX_SEQ);
     const vz_config *c = &m->cfg;
     uint64_t *layers = calloc(2 * (size_t)c->n_layers, sizeof(uint64_t)), *stream = layers + c->n_layers;
     VZ_FAIL_IF(!layers, VZ_ERR_NOMEM, "plan: out of memory");
@@ -288,6 +304,7 @@ vz_status vz_plan_session(const vz_model *m, const vz_session_opts *opts, int32_
     in.c = c;
     in.n_ctx = opts->n_ctx > 0 ? opts->n_ctx : c->max_seq_len;
     in.kv_f16 = opts->kv == VZ_KV_F16;
+    in.n_seq = opts->n_seq > 1 ? opts->n_seq : 1;
     in.layer_bytes = layers;
     in.stream_bytes = stream;
     in.global_bytes = tensor_dev_bytes(m->tok_emb, held) +

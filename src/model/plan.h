@@ -34,10 +34,12 @@
  * 1 MiB on, else to 512 bytes. */
 uint64_t vz_plan_dev_round(uint64_t n);
 
-/* KV cache (keys + values, as two allocations) and scratch (activations of
- * VZ_PLAN_BATCH tokens, logits, attention partials, ids) of session_cuda.cu. */
-uint64_t vz_plan_kv_bytes(const vz_config *c, int32_t n_ctx, int32_t kv_f16);
-uint64_t vz_plan_scratch_bytes(const vz_config *c, int32_t n_ctx);
+/* KV cache (keys + values, as two allocations, each n_seq slots of n_ctx
+ * positions: [batch]) and scratch (activations of VZ_PLAN_BATCH tokens,
+ * logits, attention partials, lane state, sampled ids of n_seq sequences)
+ * of session_cuda.cu. n_seq 0 counts as 1. */
+uint64_t vz_plan_kv_bytes(const vz_config *c, int32_t n_ctx, int32_t n_seq, int32_t kv_f16);
+uint64_t vz_plan_scratch_bytes(const vz_config *c, int32_t n_ctx, int32_t n_seq);
 /* Prefill buffers (GEMM scratch of the largest matrix, cuBLAS workspace,
  * activations of one chunk, head rows) as session_cuda.cu's pf_setup
  * allocates them, plus cuBLAS's own memory; counted in vz_plan_scratch_bytes. */
@@ -61,6 +63,7 @@ vz_dtype vz_plan_decoded_dtype(const vz_tensor *t);
 typedef struct vz_plan_in {
     const vz_config *c;
     int32_t n_ctx, kv_f16;
+    int32_t n_seq;               /* [batch] sequences (KV slots); 0: 1 */
     const uint64_t *layer_bytes; /* c->n_layers device bytes, as resident */
     const uint64_t *stream_bytes; /* c->n_layers bytes of a streamed layer's slot; NULL: layer_bytes */
     uint64_t global_bytes;       /* embedding + head + norms */

@@ -57,6 +57,8 @@ void vz_kv_free(vz_kv *kv) {
 
 static vz_status check_opts(const vz_session_opts *o) {
     VZ_FAIL_IF(o->n_ctx < 0, VZ_ERR_ARG, "session: n_ctx %d is negative", (int)o->n_ctx);
+    VZ_FAIL_IF(o->n_seq < 0 || o->n_seq > VZ_MAX_SEQ, VZ_ERR_ARG, "session: n_seq %d is outside [0, %d]",
+               (int)o->n_seq, VZ_MAX_SEQ);
     VZ_FAIL_IF(o->n_threads < 0 || o->n_threads > 4096, VZ_ERR_ARG, "session: n_threads %d is outside [0, 4096]",
                (int)o->n_threads);
     VZ_FAIL_IF(o->kv != VZ_KV_F32 && o->kv != VZ_KV_F16 && o->kv != VZ_KV_OFF, VZ_ERR_ARG,
@@ -100,7 +102,19 @@ static vz_status alloc_buffers(vz_session *s) {
                VZ_ERR_NOMEM, "session: cannot allocate activation buffers (n_ctx %d, %d threads)", (int)s->n_ctx,
                (int)s->n_threads);
     if (s->kv_mode != VZ_KV_OFF) VZ_TRY(vz_kv_alloc(&s->kv, c, s->n_ctx, s->kv_mode == VZ_KV_F16));
+    for (int32_t q = 1; q < s->n_seq; q++) { /* [batch] the other sequences' state */
+        s->seq[q].history = alloc3((uint64_t)s->n_ctx, 1, sizeof(int32_t));
+        VZ_FAIL_IF(!s->seq[q].history, VZ_ERR_NOMEM, "session: cannot allocate sequence %d", (int)q);
+        if (s->kv_mode != VZ_KV_OFF) VZ_TRY(vz_kv_alloc(&s->seq[q].kv, c, s->n_ctx, s->kv_mode == VZ_KV_F16));
+    }
     return VZ_OK;
+}
+
+void vz_session_select(vz_session *s, int32_t q) {
+    if (q == s->cur) return;
+    s->seq[s->cur] = (vz_seq_state){s->pos, s->history, s->kv};
+    s->pos = s->seq[q].pos, s->history = s->seq[q].history, s->kv = s->seq[q].kv;
+    s->cur = q;
 }
 
 #ifdef VZ_HAVE_CUDA
@@ -113,8 +127,8 @@ static vz_status cuda_create(vz_session *s, const vz_session_opts *opts) {
     vz_plan p;
     VZ_TRY(vz_plan_session(s->m, &o, 1, &p));
     if (!p.fits) return VZ_FAIL(VZ_ERR_NOMEM, "device cuda: %s", p.advice);
-    return vz_cuda_session_create_plan(&s->cuda, s->m, s->n_ctx, opts->kv == VZ_KV_F16, (int32_t)opts->residency,
-                                       p.n_resident);
+    return vz_cuda_session_create_plan(&s->cuda, s->m, s->n_ctx, s->n_seq, opts->kv == VZ_KV_F16,
+                                       (int32_t)opts->residency, p.n_resident);
 }
 #endif
 
@@ -135,6 +149,7 @@ vz_status vz_session_create(vz_session **out, vz_model *m, const vz_session_opts
     s->m = m;
     s->kv_mode = opts->kv;
     s->n_ctx = opts->n_ctx > 0 ? opts->n_ctx : m->cfg.max_seq_len;
+    s->n_seq = opts->n_seq > 0 ? opts->n_seq : 1;
     s->n_threads = opts->n_threads > 0 ? opts->n_threads : omp_get_max_threads();
     if (s->n_threads < 1) s->n_threads = 1;
 #ifdef VZ_HAVE_CUDA /* [fw] a device session keeps no host activations */
@@ -157,6 +172,11 @@ void vz_session_free(vz_session *s) {
 #endif
     vz_kv_free(&s->kv);
     free(s->history);
+    for (int32_t q = 0; q < s->n_seq; q++) /* [batch] the parked sequences */
+        if (q != s->cur) {
+            vz_kv_free(&s->seq[q].kv);
+            free(s->seq[q].history);
+        }
     free(s->x);
     free(s->xb);
     free(s->q);
@@ -191,7 +211,14 @@ static void run_range(vz_session *s, vz_kv *kv, const int32_t *tokens, int32_t p
 }
 
 vz_status vz_session_eval(vz_session *s, const int32_t *tokens, int32_t n, float *logits, int32_t all_logits) {
+    return vz_session_eval_seq(s, 0, tokens, n, logits, all_logits);
+}
+
+vz_status vz_session_eval_seq(vz_session *s, int32_t seq, const int32_t *tokens, int32_t n, float *logits,
+                              int32_t all_logits) {
     VZ_FAIL_IF(!s || n < 0 || (n > 0 && !tokens), VZ_ERR_ARG, "vz_session_eval: bad arguments (n = %d)", (int)n);
+    VZ_FAIL_IF(seq < 0 || seq >= s->n_seq, VZ_ERR_ARG, "eval: sequence %d outside [0, %d)", (int)seq, (int)s->n_seq);
+    vz_session_select(s, seq);
     const int32_t vocab = s->m->cfg.vocab_size;
     for (int32_t i = 0; i < n; i++)
         VZ_FAIL_IF(tokens[i] < 0 || tokens[i] >= vocab, VZ_ERR_ARG, "eval: token %d (index %d) outside vocab %d",
@@ -201,7 +228,7 @@ vz_status vz_session_eval(vz_session *s, const int32_t *tokens, int32_t n, float
     if (n == 0) return VZ_OK;
 #ifdef VZ_HAVE_CUDA /* [fw] */
     if (s->cuda) {
-        VZ_TRY(vz_cuda_session_eval(s->cuda, tokens, n, s->pos, logits, all_logits));
+        VZ_TRY(vz_cuda_session_eval(s->cuda, s->cur, tokens, n, s->pos, logits, all_logits));
         s->pos += n;
         return VZ_OK;
     }
@@ -220,12 +247,21 @@ vz_status vz_session_eval(vz_session *s, const int32_t *tokens, int32_t n, float
     return VZ_OK;
 }
 
-int32_t vz_session_pos(const vz_session *s) { return s ? s->pos : 0; }
+int32_t vz_session_pos(const vz_session *s) { return vz_session_seq_pos(s, 0); }
+
+int32_t vz_session_seq_pos(const vz_session *s, int32_t seq) {
+    if (!s || seq < 0 || seq >= s->n_seq) return 0;
+    return seq == s->cur ? s->pos : s->seq[seq].pos;
+}
+
+int32_t vz_session_n_seq(const vz_session *s) { return s ? s->n_seq : 0; }
 
 int32_t vz_session_n_ctx(const vz_session *s) { return s ? s->n_ctx : 0; }
 
 void vz_session_reset(vz_session *s) {
-    if (s) s->pos = 0;
+    if (!s) return;
+    s->pos = 0;
+    for (int32_t q = 0; q < VZ_MAX_SEQ; q++) s->seq[q].pos = 0;
 }
 
 /* ---- debug trace (vz_session_set_trace): CPU and CUDA sessions ---- */

@@ -25,14 +25,26 @@ void vz_kv_free(vz_kv *kv);
 /* Tokens evaluated per forward call: weight rows are decoded once per batch. */
 #define VZ_BATCH 64
 
+/* [batch] The state of one sequence: position, history and KV cache. */
+typedef struct vz_seq_state {
+    int32_t pos;
+    int32_t *history;
+    vz_kv kv;
+} vz_seq_state;
+
 struct vz_session {
     vz_model *m;
     vz_kv_mode kv_mode;
     int32_t n_ctx;
     int32_t n_threads;
+    /* the current sequence (cur) */
     int32_t pos;          /* tokens evaluated so far */
     int32_t *history;     /* (n_ctx) tokens; kept for VZ_KV_OFF, which recomputes */
-    vz_kv kv;             /* the cache; unallocated for VZ_KV_OFF */
+    vz_kv kv;             /* the cache; unallocated for VZ_KV_OFF and on a device session */
+    /* [batch] n_seq sequences: the current one lives in pos/history/kv above,
+     * the others are parked in seq[] (seq[cur] is stale); vz_session_select */
+    int32_t n_seq, cur;
+    vz_seq_state seq[VZ_MAX_SEQ];
 
     /* activations of one batch, one row per token */
     float *x;             /* (VZ_BATCH, dim) residual stream */
@@ -54,5 +66,10 @@ struct vz_session {
  * logits of batch rows [lo, n) to logits ((n - lo) * vocab floats); lo == n
  * computes none. Tokens must be valid ids. */
 void vz_forward(vz_session *s, vz_kv *kv, const int32_t *tokens, int32_t n, int32_t pos0, float *logits, int32_t lo);
+
+/* [batch] Makes sequence q (in [0, n_seq), checked by the caller) current. */
+void vz_session_select(vz_session *s, int32_t q);
+/* [batch] vz_session_generate on the current sequence (arguments checked). */
+vz_status vz_session_generate_cur(vz_session *s, int32_t first, int32_t n, const vz_sampler_opts *so, int32_t *out);
 
 #endif

@@ -30,7 +30,7 @@ static vz_status generate_cpu(vz_session *s, int32_t first, int32_t n, const vz_
     vz_status st = logits ? vz_sampler_create(&smp, vocab, so) : VZ_FAIL(VZ_ERR_NOMEM, "generate: logits");
     int32_t tok = first;
     for (int32_t i = 0; st == VZ_OK && i < n; i++) {
-        st = vz_session_eval(s, &tok, 1, logits, 0);
+        st = vz_session_eval_seq(s, s->cur, &tok, 1, logits, 0);
         if (st == VZ_OK) tok = out[i] = vz_sampler_sample(smp, logits);
     }
     vz_sampler_free(smp);
@@ -42,11 +42,17 @@ vz_status vz_session_generate(vz_session *s, int32_t first, int32_t n, const vz_
     VZ_FAIL_IF(!s || !so || (n > 0 && !out) || n < 0, VZ_ERR_ARG, "vz_session_generate: bad arguments");
     VZ_FAIL_IF(first < 0 || first >= s->m->cfg.vocab_size, VZ_ERR_ARG, "generate: token %d outside vocab %d",
                (int)first, (int)s->m->cfg.vocab_size);
-    VZ_FAIL_IF(n > s->n_ctx - s->pos, VZ_ERR_CONTEXT, "context full: %d tokens at position %d do not fit in n_ctx %d",
-               (int)n, (int)s->pos, (int)s->n_ctx);
+    VZ_FAIL_IF(n > s->n_ctx - vz_session_seq_pos(s, 0), VZ_ERR_CONTEXT,
+               "context full: %d tokens at position %d do not fit in n_ctx %d", (int)n,
+               (int)vz_session_seq_pos(s, 0), (int)s->n_ctx);
+    vz_session_select(s, 0);
+    return vz_session_generate_cur(s, first, n, so, out);
+}
+
+vz_status vz_session_generate_cur(vz_session *s, int32_t first, int32_t n, const vz_sampler_opts *so, int32_t *out) {
 #ifdef VZ_HAVE_CUDA
     if (s->cuda) {
-        VZ_TRY(vz_cuda_session_generate(s->cuda, first, s->pos, n, so, out));
+        VZ_TRY(vz_cuda_session_generate(s->cuda, s->cur, first, s->pos, n, so, out));
         s->pos += n;
         return VZ_OK;
     }

@@ -117,23 +117,38 @@ typedef struct vz_cuda_session vz_cuda_session;
 
 void vz_cuda_session_free(vz_cuda_session *s);
 
-/* Evaluates n valid tokens at positions pos..pos+n-1 (caller checked n_ctx).
- * logits: NULL, n*vocab (all) or vocab (last) floats. */
-vz_status vz_cuda_session_eval(vz_cuda_session *s, const int32_t *tokens, int32_t n, int32_t pos, float *logits,
-                               int32_t all_logits);
+/* Evaluates n valid tokens of sequence seq (its KV slot, [batch]) at
+ * positions pos..pos+n-1 (caller checked n_ctx). logits: NULL, n*vocab
+ * (all) or vocab (last) floats. */
+vz_status vz_cuda_session_eval(vz_cuda_session *s, int32_t seq, const int32_t *tokens, int32_t n, int32_t pos,
+                               float *logits, int32_t all_logits);
 
-/* Feeds `first` at pos, then n-1 sampled tokens after it, sampling on the
- * device with no host round trip per token; out gets the n sampled ids. */
-vz_status vz_cuda_session_generate(vz_cuda_session *s, int32_t first, int32_t pos, int32_t n,
+/* Feeds `first` at pos of sequence seq, then n-1 sampled tokens after it,
+ * sampling on the device with no host round trip per token; out gets the n
+ * sampled ids. */
+vz_status vz_cuda_session_generate(vz_cuda_session *s, int32_t seq, int32_t first, int32_t pos, int32_t n,
                                    const vz_sampler_opts *so, int32_t *out);
 
-/* Uploads m's weights in their encoding and allocates an n_ctx KV cache (f16
- * or f32), under a plan (vz_session_plan): residency a vz_residency
+/* [batch] One decode step of B distinct sequences seqs[b] together: token
+ * tokens[b] at position pos[b] of each; logits NULL or (B, vocab). Row b is
+ * bitwise the logits of that token evaluated alone (eval, n = 1). */
+vz_status vz_cuda_session_step_batch(vz_cuda_session *s, int32_t B, const int32_t *seqs, const int32_t *tokens,
+                                     const int32_t *pos, float *logits);
+
+/* [batch] vz_cuda_session_generate for B distinct sequences at once (one
+ * batched step per token, sampler so[b] for sequence seqs[b]); out gets
+ * (B, n) ids, row b bitwise those of sequence seqs[b] generated alone. */
+vz_status vz_cuda_session_generate_batch(vz_cuda_session *s, int32_t B, const int32_t *seqs, const int32_t *first,
+                                         const int32_t *pos, int32_t n, const vz_sampler_opts *so, int32_t *out);
+
+/* Uploads m's weights in their encoding and allocates n_seq (1..8) KV
+ * cache slots of n_ctx positions (f16 or f32), under a plan
+ * (vz_session_plan): residency a vz_residency
  * (decompress-at-load: every tensor decoded on the host once, lossless to its
  * source dtype, lossy to f32, and uploaded raw); layers n_resident.. stream
  * from pinned host memory each step (residency cache: n_resident
  * decoded-layer cache slots). */
-vz_status vz_cuda_session_create_plan(vz_cuda_session **out, const struct vz_model *m, int32_t n_ctx,
+vz_status vz_cuda_session_create_plan(vz_cuda_session **out, const struct vz_model *m, int32_t n_ctx, int32_t n_seq,
                                       int32_t kv_f16, int32_t residency, int32_t n_resident);
 
 /* [plan] Free and total memory of GPU 0 (cudaMemGetInfo). */

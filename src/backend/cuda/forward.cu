@@ -241,27 +241,32 @@ struct att_args {
     char *kc, *vc; /* one layer's caches */
     float *part;
     int32_t *cnt; /* (B, n_heads) chunk counters, zero between launches */
-    const int32_t *pos;
+    const int32_t *pos, *slot; /* [batch] vz_att_seqs */
+    int64_t slot_bytes;
+    int32_t multi;
     int32_t n_heads, n_kv, hd, kv_f16, interleaved;
     float theta;
     int32_t chunk; /* keys per block, VZ_ATT_CHUNK_MIN..VZ_ATT_CHUNK */
 };
 
-/* Rotated query into qs; new key rows (rotated) and value rows of this
- * chunk into nk/nv, and into the caches when this block owns the store. */
-static __device__ void att_stage(const att_args &A, float *qs, char *nk, char *nv, int k0, int n, int pos0, int nlo) {
+/* Rotated query (row b, the qi-th token of its sequence) into qs; new key
+ * rows (rotated; the sequence's first new row is row0 of k, v) and value
+ * rows of this chunk into nk/nv, and into the slot's caches kc, vc when this
+ * block owns the store (last: the sequence's last query). */
+static __device__ void att_stage(const att_args &A, char *kc, char *vc, float *qs, char *nk, char *nv, int k0, int n,
+                                 int pos0, int nlo, int qi, int row0, bool last) {
     const int h = blockIdx.y, b = blockIdx.z, hd = A.hd, half = hd / 2, kvd = A.n_kv * hd;
     const int grp = A.n_heads / A.n_kv, kvh = h / grp, f16 = A.kv_f16;
-    const bool store = b == (int)gridDim.z - 1 && h % grp == 0;
+    const bool store = last && h % grp == 0;
     for (int i = threadIdx.x; i < half; i += blockDim.x) {
         int a, bb;
         float r0, r1;
-        rope_pair(A.q + ((int64_t)b * A.n_heads + h) * hd, i, pos0 + b, hd, A.theta, A.interleaved, &a, &bb, &r0, &r1);
+        rope_pair(A.q + ((int64_t)b * A.n_heads + h) * hd, i, pos0 + qi, hd, A.theta, A.interleaved, &a, &bb, &r0, &r1);
         qs[a] = r0, qs[bb] = r1;
     }
     const int nnew = k0 + n - nlo;
     for (int idx = threadIdx.x; idx < nnew * half; idx += blockDim.x) {
-        const int r = idx / half, i = idx % half, p = nlo + r, bn = p - pos0;
+        const int r = idx / half, i = idx % half, p = nlo + r, bn = row0 + p - pos0;
         const int64_t src = (int64_t)bn * kvd + (int64_t)kvh * hd, dst = (int64_t)p * kvd + (int64_t)kvh * hd;
         int a, bb;
         float r0, r1;
@@ -270,8 +275,8 @@ static __device__ void att_stage(const att_args &A, float *qs, char *nk, char *n
         put_kv(nk, (int64_t)r * hd + a, r0, f16), put_kv(nk, (int64_t)r * hd + bb, r1, f16);
         put_kv(nv, (int64_t)r * hd + a, v0, f16), put_kv(nv, (int64_t)r * hd + bb, v1, f16);
         if (store) {
-            put_kv(A.kc, dst + a, r0, f16), put_kv(A.kc, dst + bb, r1, f16);
-            put_kv(A.vc, dst + a, v0, f16), put_kv(A.vc, dst + bb, v1, f16);
+            put_kv(kc, dst + a, r0, f16), put_kv(kc, dst + bb, r1, f16);
+            put_kv(vc, dst + a, v0, f16), put_kv(vc, dst + bb, v1, f16);
         }
     }
     __syncthreads();
@@ -301,11 +306,14 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention(att_args A) {
     float *qs = sm, *sc = sm + hd, *red = sc + VZ_ATT_CHUNK, *acc = red + 32; /* acc: ATT_THREADS * ATT_VEC */
     char *nk = (char *)(acc + ATT_THREADS * ATT_VEC), *nv = nk + (size_t)VZ_CUDA_MAX_BATCH * hd * esz;
     const int s = blockIdx.x, h = blockIdx.y, b = blockIdx.z, S = gridDim.x;
-    const int C = A.chunk, pos0 = *A.pos, len = pos0 + b + 1, k0 = s * C;
+    /* [batch] multi: row b is token 0 of its own sequence (lane b); else token b of one sequence */
+    const int lane = A.multi ? b : 0, qi = A.multi ? 0 : b;
+    const int C = A.chunk, pos0 = A.pos[lane], len = pos0 + qi + 1, k0 = s * C;
     if (k0 >= len) return; /* whole block: no barrier is skipped by some threads only */
     const int n = min(C, len - k0), nlo = max(k0, pos0), kvd = A.n_kv * hd;
-    att_stage(A, qs, nk, nv, k0, n, pos0, nlo);
-    const att_rows R = {A.kc, A.vc, nk, nv, kvd, (int64_t)(h / (A.n_heads / A.n_kv)) * hd, pos0, nlo, hd, esz};
+    char *kc = A.kc + (int64_t)A.slot[lane] * A.slot_bytes, *vc = A.vc + (int64_t)A.slot[lane] * A.slot_bytes;
+    att_stage(A, kc, vc, qs, nk, nv, k0, n, pos0, nlo, qi, A.multi ? b : 0, A.multi || b == (int)gridDim.z - 1);
+    const att_rows R = {kc, vc, nk, nv, kvd, (int64_t)(h / (A.n_heads / A.n_kv)) * hd, pos0, nlo, hd, esz};
     const float rs = sqrtf((float)hd);
     for (int j = threadIdx.x; j < n; j += blockDim.x) sc[j] = dot_row(qs, R.k(k0 + j), hd, f16) / rs;
     __syncthreads();
@@ -348,15 +356,15 @@ const char *vz_att_variant_name(int v) { return v == 0 ? "fused rope+store, key-
 size_t vz_att_counters(int32_t B, int32_t n_heads) { return (size_t)B * (size_t)n_heads; }
 
 void vz_k_attention(float *out, const float *q, const float *k, const float *v, void *kc, void *vc, float *part,
-                    int32_t *cnt, const int32_t *d_pos, int32_t B, int32_t n_heads, int32_t n_kv, int32_t hd,
+                    int32_t *cnt, const vz_att_seqs *sq, int32_t B, int32_t n_heads, int32_t n_kv, int32_t hd,
                     int32_t n_ctx, int32_t kv_f16, float theta, int32_t interleaved, int32_t chunk,
                     cudaStream_t st) {
     if (chunk < VZ_ATT_CHUNK_MIN || chunk > VZ_ATT_CHUNK) chunk = VZ_ATT_CHUNK_DEFAULT;
     int S = (n_ctx + chunk - 1) / chunk;
     size_t shm = sizeof(float) * ((size_t)hd + VZ_ATT_CHUNK + 32 + ATT_THREADS * ATT_VEC) +
                  2 * (size_t)VZ_CUDA_MAX_BATCH * hd * (kv_f16 ? 2 : 4);
-    att_args A = {out, q, k, v, (char *)kc, (char *)vc, part, cnt, d_pos, n_heads, n_kv, hd, kv_f16, interleaved, theta,
-                  chunk};
+    att_args A = {out, q, k, v, (char *)kc, (char *)vc, part, cnt, sq->d_pos, sq->d_slot, sq->slot_bytes, sq->multi,
+                  n_heads, n_kv, hd, kv_f16, interleaved, theta, chunk};
     launch_pdl(k_attention, dim3(S, n_heads, B), dim3(ATT_THREADS), shm, st, A);
 }
 
@@ -395,15 +403,20 @@ static __device__ uint32_t select_key(const float *l, int32_t vocab, float inv_t
     return K;
 }
 
-static __global__ void k_sample(const float *l, int32_t vocab, float temp, int32_t top_k, float top_p, uint64_t seed,
-                                int32_t *d_tok, int32_t *d_out, int32_t *d_step, int32_t *d_pos, int32_t adv,
-                                int32_t out_cap) {
+/* One block per lane (vz_k_sample). */
+static __global__ void k_sample(const float *logits, int32_t vocab, vz_sample_lanes P, int32_t *d_tok, int32_t *d_out,
+                                int32_t *d_step, int32_t *d_pos, int32_t adv, int32_t out_cap) {
     __shared__ float red[32];
     __shared__ float bv[32];
     __shared__ int32_t bi[32];
     __shared__ float scan[SAMPLE_THREADS];
     pdl_trigger();
     pdl_wait();
+    const int lane = blockIdx.x;
+    const float *l = logits + (int64_t)lane * vocab;
+    const float temp = P.temp[lane], top_p = P.top_p[lane];
+    const int32_t top_k = P.top_k[lane];
+    const uint64_t seed = P.seed[lane];
     float best = -INFINITY;
     int32_t idx = INT32_MAX;
     for (int i = threadIdx.x; i < vocab; i += blockDim.x)
@@ -440,7 +453,7 @@ static __global__ void k_sample(const float *l, int32_t vocab, float temp, int32
         if (threadIdx.x == 0) {
             float tot = 0.0f;
             for (int t = 0; t < (int)blockDim.x; t++) tot += scan[t];
-            uint64_t r = splitmix64(seed ^ splitmix64((uint64_t)*d_step));
+            uint64_t r = splitmix64(seed ^ splitmix64((uint64_t)d_step[lane]));
             float u = (float)(r >> 40) * (1.0f / 16777216.0f) * tot, run = 0.0f;
             int t = 0;
             while (t < (int)blockDim.x - 1 && run + scan[t] <= u) run += scan[t++];
@@ -457,19 +470,18 @@ static __global__ void k_sample(const float *l, int32_t vocab, float temp, int32
         tok = __float_as_int(scan[0]);
     }
     if (threadIdx.x == 0) {
-        int32_t step = *d_step;
-        d_tok[0] = tok;
-        if (step < out_cap) d_out[step] = tok;
-        *d_step = step + 1;
-        *d_pos += adv;
+        int32_t step = d_step[lane];
+        d_tok[lane] = tok;
+        if (step < out_cap) d_out[(int64_t)lane * out_cap + step] = tok;
+        d_step[lane] = step + 1;
+        d_pos[lane] += adv;
     }
 }
 
-void vz_k_sample(const float *logits, int32_t vocab, float temp, int32_t top_k, float top_p, uint64_t seed,
-                 int32_t *d_tok, int32_t *d_out, int32_t *d_step, int32_t *d_pos, int32_t adv, int32_t out_cap,
-                 cudaStream_t st) {
-    launch_pdl(k_sample, dim3(1), dim3(SAMPLE_THREADS), 0, st, logits, vocab, temp, top_k, top_p, seed, d_tok, d_out,
-               d_step, d_pos, adv, out_cap);
+void vz_k_sample(const float *logits, int32_t lanes, int32_t vocab, const vz_sample_lanes *p, int32_t *d_tok,
+                 int32_t *d_out, int32_t *d_step, int32_t *d_pos, int32_t adv, int32_t out_cap, cudaStream_t st) {
+    launch_pdl(k_sample, dim3(lanes), dim3(SAMPLE_THREADS), 0, st, logits, vocab, *p, d_tok, d_out, d_step, d_pos, adv,
+               out_cap);
 }
 
 static __global__ void k_advance(int32_t *d_pos, int32_t adv) {

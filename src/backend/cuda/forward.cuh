@@ -30,11 +30,20 @@ void vz_k_rmsnorm(const float *x, float *out, const float *w, int32_t B, int32_t
  * positions (f16 when kv_f16, else f32; layout (n_ctx, n_kv*hd)); q, k, v
  * stay unrotated. part: scratch of vz_att_part_floats() floats; cnt:
  * vz_att_counters() ints, zeroed once (each launch leaves them zero). n_ctx
- * fixes the grid (so graphs are position independent). One kernel. */
+ * fixes the grid (so graphs are position independent). One kernel.
+ * [batch] The caches kc, vc hold KV slots slot_bytes apart; one sequence
+ * (multi 0) uses slot d_slot[0]. multi 1: row b is the one new token of its
+ * own sequence, at position d_pos[b] in slot d_slot[b]; each row's result
+ * is bitwise that of a B = 1 launch for its sequence alone. */
 size_t vz_att_part_floats(int32_t B, int32_t n_heads, int32_t hd, int32_t n_ctx);
 size_t vz_att_counters(int32_t B, int32_t n_heads);
+typedef struct vz_att_seqs {
+    const int32_t *d_pos, *d_slot; /* device: (B) when multi, else [0] */
+    int64_t slot_bytes;            /* bytes from one KV slot to the next in kc (and vc) */
+    int32_t multi;
+} vz_att_seqs;
 void vz_k_attention(float *out, const float *q, const float *k, const float *v, void *kc, void *vc, float *part,
-                    int32_t *cnt, const int32_t *d_pos, int32_t B, int32_t n_heads, int32_t n_kv, int32_t hd,
+                    int32_t *cnt, const vz_att_seqs *sq, int32_t B, int32_t n_heads, int32_t n_kv, int32_t hd,
                     int32_t n_ctx, int32_t kv_f16, float theta, int32_t interleaved, int32_t chunk,
                     cudaStream_t st);
 /* The attention variants (score pass), timed by the session profiler;
@@ -42,14 +51,23 @@ void vz_k_attention(float *out, const float *q, const float *k, const float *v, 
 int vz_att_n_variants(void);
 const char *vz_att_variant_name(int v);
 
-/* Picks the next token from logits (vocab floats): argmax when temp <= 0
- * (lowest id on ties), else top-k / top-p sampling at temperature temp with
- * a counter-based RNG (seed, *d_step). Writes the id to d_tok[0] (the next
- * step's input) and d_out[*d_step], increments *d_step and advances *d_pos
- * by adv (the batch just evaluated). */
-void vz_k_sample(const float *logits, int32_t vocab, float temp, int32_t top_k, float top_p, uint64_t seed,
-                 int32_t *d_tok, int32_t *d_out, int32_t *d_step, int32_t *d_pos, int32_t adv, int32_t out_cap,
-                 cudaStream_t st);
+/* Sampler settings of each lane (one block per lane, below). */
+typedef struct vz_sample_lanes {
+    float temp[VZ_CUDA_MAX_BATCH];
+    int32_t top_k[VZ_CUDA_MAX_BATCH];
+    float top_p[VZ_CUDA_MAX_BATCH];
+    uint64_t seed[VZ_CUDA_MAX_BATCH];
+} vz_sample_lanes;
+
+/* Picks the next token of each of `lanes` sequences from its logits (lane
+ * b: logits + b * vocab): argmax when temp <= 0 (lowest id on ties), else
+ * top-k / top-p sampling at temperature temp with a counter-based RNG (seed,
+ * d_step[b]). Writes the id to d_tok[b] (the next step's input) and
+ * d_out[b * out_cap + d_step[b]], increments d_step[b] and advances d_pos[b]
+ * by adv (the tokens just evaluated). Lanes are independent: lane b's pick
+ * is bitwise that of a one-lane launch with its logits and settings. */
+void vz_k_sample(const float *logits, int32_t lanes, int32_t vocab, const vz_sample_lanes *p, int32_t *d_tok,
+                 int32_t *d_out, int32_t *d_step, int32_t *d_pos, int32_t adv, int32_t out_cap, cudaStream_t st);
 
 /* *d_pos += adv (the end of a step that samples nothing). */
 void vz_k_advance(int32_t *d_pos, int32_t adv, cudaStream_t st);

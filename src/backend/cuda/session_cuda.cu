@@ -109,8 +109,10 @@ static vz_status alloc_state(vz_cuda_session *s) {
     const uint64_t B = VZ_CUDA_MAX_BATCH, dim = (uint64_t)c->dim, hd = (uint64_t)c->head_dim;
     const uint64_t qd = (uint64_t)c->n_heads * hd, kvd = (uint64_t)c->n_kv_heads * hd, hid = (uint64_t)c->hidden_dim;
     uint64_t kvn;
-    VZ_FAIL_IF(vz_mul_ovf((uint64_t)c->n_layers * (uint64_t)s->n_ctx, kvd, &kvn), VZ_ERR_NOMEM,
-               "cuda session: KV cache size overflows");
+    VZ_FAIL_IF(vz_mul_ovf((uint64_t)c->n_layers * (uint64_t)s->n_ctx, kvd, &kvn) ||
+                   vz_mul_ovf(kvn, (uint64_t)(s->kv_f16 ? 2 : 4), &s->slot_bytes) ||
+                   vz_mul_ovf(kvn, (uint64_t)s->n_seq, &kvn),
+               VZ_ERR_NOMEM, "cuda session: KV cache size overflows (%d sequences)", (int)s->n_seq);
     VZ_TRY(vz_cs_dalloc(&s->kc, kvn, s->kv_f16 ? 2 : 4, &s->kv_bytes, "KV cache (keys)"));
     VZ_TRY(vz_cs_dalloc(&s->vc, kvn, s->kv_f16 ? 2 : 4, &s->kv_bytes, "KV cache (values)"));
     uint64_t *a = &s->scratch_bytes;
@@ -125,10 +127,9 @@ static vz_status alloc_state(vz_cuda_session *s) {
     VZ_TRY(vz_cs_dalloc((void **)&s->part, vz_att_part_floats(VZ_CUDA_MAX_BATCH, c->n_heads, c->head_dim, s->n_ctx), 4, a,
                   "attention partials"));
     VZ_TRY(vz_cs_dalloc((void **)&s->att_cnt, vz_att_counters(VZ_CUDA_MAX_BATCH, c->n_heads), 4, a, "attention counters"));
-    VZ_TRY(vz_cs_dalloc((void **)&s->tok, B, 4, a, "tokens"));
-    VZ_TRY(vz_cs_dalloc((void **)&s->pos, 1, 4, a, "pos"));
-    VZ_TRY(vz_cs_dalloc((void **)&s->step, 1, 4, a, "step"));
-    VZ_TRY(vz_cs_dalloc((void **)&s->out_ids, (uint64_t)s->n_ctx, 4, a, "sampled ids"));
+    VZ_TRY(vz_cs_dalloc((void **)&s->lanes, 4 * B, 4, a, "tokens, positions, slots, steps"));
+    s->tok = s->lanes, s->pos = s->lanes + B, s->slot = s->lanes + 2 * B, s->step = s->lanes + 3 * B;
+    VZ_TRY(vz_cs_dalloc((void **)&s->out_ids, (uint64_t)s->n_seq * (uint64_t)s->n_ctx, 4, a, "sampled ids"));
     return VZ_OK;
 }
 
@@ -142,14 +143,25 @@ vz_status vz_cs_trace_row(vz_cuda_session *s, int32_t l, int block, const float 
     return VZ_OK;
 }
 
-/* One step over B tokens at *pos: the model, top to bottom, then sampling
- * from the last row. Reads like vz_forward (forward.c); residual adds are
- * the matvecs' ADD epilogue, SwiGLU the gate+up matvec's epilogue. */
+/* Sampler settings of one sequence as the graphs bake them (greedy: all zero but top_p). */
+static vz_sampler_opts norm_opts(const vz_sampler_opts *so) {
+    vz_sampler_opts o;
+    memset(&o, 0, sizeof o);
+    o.top_p = 1.0f;
+    if (so->temp > 0.0f) o = *so;
+    return o;
+}
 
-vz_status vz_cs_forward(vz_cuda_session *s, int32_t B) {
+/* One step over B tokens at pos[0] of slot[0] (multi: [batch] token b of
+ * sequence slot[b] at pos[b]): the model, top to bottom, then sampling from
+ * the last row (multi: from every row). Reads like vz_forward (forward.c);
+ * residual adds are the matvecs' ADD epilogue, SwiGLU the gate+up matvec's
+ * epilogue. */
+vz_status vz_cs_forward(vz_cuda_session *s, int32_t B, int32_t multi) {
     const vz_config *c = &s->c;
     const int32_t dim = c->dim, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
     const size_t kv_layer = (size_t)s->n_ctx * (size_t)nkv * hd * (s->kv_f16 ? 2 : 4);
+    const vz_att_seqs sq = {s->pos, s->slot, (int64_t)s->slot_bytes, multi};
     cudaStream_t st = s->st;
     if (s->sm) VZ_TRY(vz_stream_begin(s->sm, st)); /* [st] first streamed layer's copy starts */
     VZ_TRY(vz_cuda_rows(s->x, s->tok, B, &s->emb, st));
@@ -166,7 +178,7 @@ vz_status vz_cs_forward(vz_cuda_session *s, int32_t B) {
         float *const qkv_out[3] = {s->q, s->k, s->v};
         VZ_TRY(vz_cuda_matvec_multi(3, qkv, qkv_out, s->xb, B, VZ_CUDA_EPI_NONE, st));
         vz_cs_mark(s, "qkv matvec");
-        vz_k_attention(s->att, s->q, s->k, s->v, kc, vc, s->part, s->att_cnt, s->pos, B, nh, nkv, hd, s->n_ctx,
+        vz_k_attention(s->att, s->q, s->k, s->v, kc, vc, s->part, s->att_cnt, &sq, B, nh, nkv, hd, s->n_ctx,
                        s->kv_f16, c->rope_theta, c->rope_interleaved, s->att_chunk, st);
         vz_cs_mark(s, "rope + kv store + attention");
         const vz_cuda_tensor *wo = &L->wo;
@@ -190,10 +202,36 @@ vz_status vz_cs_forward(vz_cuda_session *s, int32_t B) {
     vz_cs_mark(s, "rmsnorm");
     VZ_TRY(vz_cuda_matvec(s->logits, s->xb, B, s->out.data ? &s->out : &s->emb, st));
     vz_cs_mark(s, "head matvec");
-    const vz_sampler_opts *o = &s->gopts;
-    vz_k_sample(s->logits + (size_t)(B - 1) * c->vocab_size, c->vocab_size, o->temp, o->top_k, o->top_p, o->seed,
-                s->tok, s->out_ids, s->step, s->pos, B, s->n_ctx, st);
+    if (multi) {
+        vz_k_sample(s->logits, B, c->vocab_size, &s->mopts, s->tok, s->out_ids, s->step, s->pos, 1, s->n_ctx, st);
+    } else {
+        vz_sample_lanes one;
+        memset(&one, 0, sizeof one);
+        one.temp[0] = s->gopts.temp, one.top_k[0] = s->gopts.top_k, one.top_p[0] = s->gopts.top_p;
+        one.seed[0] = s->gopts.seed;
+        vz_k_sample(s->logits + (size_t)(B - 1) * c->vocab_size, 1, c->vocab_size, &one, s->tok, s->out_ids, s->step,
+                    s->pos, B, s->n_ctx, st);
+    }
     vz_cs_mark(s, "sample");
+    return VZ_OK;
+}
+
+/* Captures `steps` decode steps of B tokens (multi: of B sequences) into *out. */
+static vz_status capture(vz_cuda_session *s, int32_t B, int32_t multi, int32_t steps, cudaGraphExec_t *out) {
+    cudaGraph_t g = NULL;
+    CU_TRY(cudaStreamBeginCapture(s->st, cudaStreamCaptureModeThreadLocal), "begin graph capture");
+    vz_status fst = VZ_OK;
+    for (int k = 0; k < steps && fst == VZ_OK; k++) fst = vz_cs_forward(s, B, multi);
+    cudaError_t ce = cudaStreamEndCapture(s->st, &g);
+    if (fst != VZ_OK) {
+        if (g) cudaGraphDestroy(g);
+        return fst;
+    }
+    CU_TRY(ce, "end graph capture");
+    cudaError_t e = cudaGraphInstantiate(out, g, 0);
+    cudaGraphDestroy(g);
+    CU_TRY(e, "graph instantiate");
+    note_mem(s);
     return VZ_OK;
 }
 
@@ -201,40 +239,45 @@ vz_status vz_cs_forward(vz_cuda_session *s, int32_t B) {
  * changes); graph[0] chains DECODE_STEPS one-token steps, each feeding the
  * next through the sampled token in device memory. */
 vz_status vz_cs_get_graph(vz_cuda_session *s, int32_t B, cudaGraphExec_t *out) {
-    if (!s->graph[B]) {
-        cudaGraph_t g = NULL;
-        CU_TRY(cudaStreamBeginCapture(s->st, cudaStreamCaptureModeThreadLocal), "begin graph capture");
-        vz_status fst = VZ_OK;
-        for (int k = 0; k < (B ? 1 : DECODE_STEPS) && fst == VZ_OK; k++) fst = vz_cs_forward(s, B ? B : 1);
-        cudaError_t ce = cudaStreamEndCapture(s->st, &g);
-        if (fst != VZ_OK) {
-            if (g) cudaGraphDestroy(g);
-            return fst;
-        }
-        CU_TRY(ce, "end graph capture");
-        cudaError_t e = cudaGraphInstantiate(&s->graph[B], g, 0);
-        cudaGraphDestroy(g);
-        CU_TRY(e, "graph instantiate");
-        note_mem(s);
-    }
+    if (!s->graph[B]) VZ_TRY(capture(s, B ? B : 1, 0, B ? 1 : DECODE_STEPS, &s->graph[B]));
     *out = s->graph[B];
     return VZ_OK;
 }
 
-/* [st] Runs graph[B] (B = 0: DECODE_STEPS one-token steps), or the same
- * steps eagerly when the session's layer cache cannot be captured; counts
- * the bytes streamed. */
-static vz_status run_steps(vz_cuda_session *s, int32_t B) {
-    const int32_t steps = B ? 1 : DECODE_STEPS;
+/* [st] Runs graph[B] (B = 0: DECODE_STEPS one-token steps; [batch] multi:
+ * mgraph[B][chain], DECODE_STEPS steps of B sequences when chain), or the
+ * same steps eagerly when the session's layer cache cannot be captured;
+ * counts the bytes streamed. */
+static vz_status run_steps_m(vz_cuda_session *s, int32_t B, int32_t multi, int32_t chain) {
+    const int32_t steps = (multi ? chain : !B) ? DECODE_STEPS : 1, Bs = B ? B : 1;
     /* eager: a traced run (its copies go to pageable memory) or a stream mode no graph can hold */
     if (s->trace || (s->sm && !vz_stream_graphable(s->sm))) {
-        for (int32_t k = 0; k < steps; k++) VZ_TRY(vz_cs_forward(s, B ? B : 1));
+        for (int32_t k = 0; k < steps; k++) VZ_TRY(vz_cs_forward(s, Bs, multi));
         return VZ_OK;
     }
     cudaGraphExec_t g;
-    VZ_TRY(vz_cs_get_graph(s, B, &g));
+    if (!multi) VZ_TRY(vz_cs_get_graph(s, B, &g));
+    else {
+        if (!s->mgraph[B][chain]) VZ_TRY(capture(s, B, 1, steps, &s->mgraph[B][chain]));
+        g = s->mgraph[B][chain];
+    }
     CU_TRY(cudaGraphLaunch(g, s->st), "graph launch");
     if (s->sm) s->h2d += (uint64_t)steps * vz_stream_step_bytes(s->sm);
+    return VZ_OK;
+}
+
+static vz_status run_steps(vz_cuda_session *s, int32_t B) { return run_steps_m(s, B, 0, 0); }
+
+/* [batch] Uploads the lane state: tokens tok[0..ntok), positions and slots
+ * of nl lanes, steps 0. Pageable source: staged when cudaMemcpyAsync returns. */
+static vz_status put_lanes(vz_cuda_session *s, const int32_t *tok, int32_t ntok, const int32_t *pos,
+                           const int32_t *slot, int32_t nl) {
+    int32_t h[4 * VZ_CUDA_MAX_BATCH];
+    memset(h, 0, sizeof h);
+    memcpy(h, tok, sizeof(int32_t) * (size_t)ntok);
+    memcpy(h + VZ_CUDA_MAX_BATCH, pos, sizeof(int32_t) * (size_t)nl);
+    memcpy(h + 2 * VZ_CUDA_MAX_BATCH, slot, sizeof(int32_t) * (size_t)nl);
+    CU_TRY(cudaMemcpyAsync(s->lanes, h, sizeof h, cudaMemcpyHostToDevice, s->st), "lane upload");
     return VZ_OK;
 }
 
@@ -260,8 +303,11 @@ static vz_status setup_stream(vz_cuda_session *s, const vz_model *m, int32_t res
 }
 
 extern "C" vz_status vz_cuda_session_create_plan(vz_cuda_session **out, const vz_model *m, int32_t n_ctx,
-                                                 int32_t kv_f16, int32_t residency, int32_t n_resident) {
+                                                 int32_t n_seq, int32_t kv_f16, int32_t residency,
+                                                 int32_t n_resident) {
     VZ_FAIL_IF(!out || !m || n_ctx < 1, VZ_ERR_ARG, "vz_cuda_session_create_plan: bad arguments");
+    VZ_FAIL_IF(n_seq < 1 || n_seq > VZ_CUDA_MAX_BATCH, VZ_ERR_ARG, "cuda session: %d sequences outside [1, %d]",
+               (int)n_seq, VZ_CUDA_MAX_BATCH);
     *out = NULL;
     VZ_FAIL_IF(vz_cuda_device_count() < 1, VZ_ERR_CUDA, "device cuda: no CUDA device found");
     VZ_FAIL_IF(m->cfg.head_dim > 128 || m->cfg.head_dim % 8 != 0, VZ_ERR_UNSUPPORTED,
@@ -272,6 +318,7 @@ extern "C" vz_status vz_cuda_session_create_plan(vz_cuda_session **out, const vz
     VZ_FAIL_IF(!s, VZ_ERR_NOMEM, "cuda session: out of memory");
     s->c = m->cfg;
     s->n_ctx = n_ctx;
+    s->n_seq = n_seq;
     s->kv_f16 = kv_f16 ? 1 : 0;
     s->decompress = residency == VZ_RESIDENCY_DECOMPRESS;
     s->n_res = residency == VZ_RESIDENCY_CACHE ? 0 : n_resident;
@@ -309,8 +356,11 @@ extern "C" vz_status vz_cuda_session_create_plan(vz_cuda_session **out, const vz
 extern "C" void vz_cuda_session_free(vz_cuda_session *s) {
     if (!s) return;
     if (s->st) cudaStreamSynchronize(s->st);
-    for (int b = 0; b <= VZ_CUDA_MAX_BATCH; b++)
+    for (int b = 0; b <= VZ_CUDA_MAX_BATCH; b++) {
         if (s->graph[b]) cudaGraphExecDestroy(s->graph[b]);
+        for (int k = 0; k < 2; k++)
+            if (s->mgraph[b][k]) cudaGraphExecDestroy(s->mgraph[b][k]);
+    }
     vz_stream_free(s->sm);
     if (s->L) {
         for (int32_t l = 0; l < s->n_res; l++) { /* streamed layers point into stream slots */
@@ -323,7 +373,7 @@ extern "C" void vz_cuda_session_free(vz_cuda_session *s) {
     vz_cs_prefill_free(s);
     vz_cuda_tensor_free(&s->emb);
     vz_cuda_tensor_free(&s->out);
-    void *bufs[] = {s->norms, s->kc, s->vc, s->x, s->xb, s->q, s->k, s->v, s->att, s->hb, s->logits, s->part, s->att_cnt, s->tok, s->pos, s->step, s->out_ids};
+    void *bufs[] = {s->norms, s->kc, s->vc, s->x, s->xb, s->q, s->k, s->v, s->att, s->hb, s->logits, s->part, s->att_cnt, s->lanes, s->out_ids};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
     if (s->st) cudaStreamDestroy(s->st);
     free(s);
@@ -336,21 +386,23 @@ vz_status vz_cs_finish(vz_cuda_session *s) {
     return VZ_OK;
 }
 
-extern "C" vz_status vz_cuda_session_eval(vz_cuda_session *s, const int32_t *tokens, int32_t n, int32_t pos,
-                                          float *logits, int32_t all_logits) {
-    VZ_FAIL_IF(!s || n < 0 || pos < 0 || pos + n > s->n_ctx, VZ_ERR_ARG, "cuda eval: bad arguments");
+extern "C" vz_status vz_cuda_session_eval(vz_cuda_session *s, int32_t seq, const int32_t *tokens, int32_t n,
+                                          int32_t pos, float *logits, int32_t all_logits) {
+    VZ_FAIL_IF(!s || n < 0 || pos < 0 || pos + n > s->n_ctx || seq < 0 || seq >= s->n_seq, VZ_ERR_ARG,
+               "cuda eval: bad arguments");
     const size_t vocab = (size_t)s->c.vocab_size;
+    s->cur_slot = seq;
     if (n > VZ_CUDA_MAX_BATCH) {
         int done;
         VZ_TRY(vz_cs_prefill_eval(s, tokens, n, pos, logits, all_logits, &done));
         if (done) return VZ_OK;
     }
-    /* pageable sources: cudaMemcpyAsync has staged them when it returns */
-    CU_TRY(cudaMemcpyAsync(s->pos, &pos, sizeof pos, cudaMemcpyHostToDevice, s->st), "position upload");
+    if (n > 0) VZ_TRY(put_lanes(s, tokens, n < VZ_CUDA_MAX_BATCH ? n : VZ_CUDA_MAX_BATCH, &pos, &seq, 1));
     for (int32_t b0 = 0; b0 < n; b0 += VZ_CUDA_MAX_BATCH) {
         int32_t B = n - b0 < VZ_CUDA_MAX_BATCH ? n - b0 : VZ_CUDA_MAX_BATCH;
-        CU_TRY(cudaMemcpyAsync(s->tok, tokens + b0, sizeof(int32_t) * (size_t)B, cudaMemcpyHostToDevice, s->st),
-               "token upload");
+        if (b0 > 0) /* pageable source: cudaMemcpyAsync has staged it when it returns */
+            CU_TRY(cudaMemcpyAsync(s->tok, tokens + b0, sizeof(int32_t) * (size_t)B, cudaMemcpyHostToDevice, s->st),
+                   "token upload");
         VZ_TRY(run_steps(s, B));
         if (logits && all_logits)
             CU_TRY(cudaMemcpyAsync(logits + (size_t)b0 * vocab, s->logits, sizeof(float) * vocab * (size_t)B,
@@ -362,15 +414,12 @@ extern "C" vz_status vz_cuda_session_eval(vz_cuda_session *s, const int32_t *tok
     return vz_cs_finish(s);
 }
 
-extern "C" vz_status vz_cuda_session_generate(vz_cuda_session *s, int32_t first, int32_t pos, int32_t n,
+extern "C" vz_status vz_cuda_session_generate(vz_cuda_session *s, int32_t seq, int32_t first, int32_t pos, int32_t n,
                                               const vz_sampler_opts *so, int32_t *out) {
-    VZ_FAIL_IF(!s || !so || !out || n < 0 || pos < 0 || pos + n > s->n_ctx, VZ_ERR_ARG,
+    VZ_FAIL_IF(!s || !so || !out || n < 0 || pos < 0 || pos + n > s->n_ctx || seq < 0 || seq >= s->n_seq, VZ_ERR_ARG,
                "cuda generate: bad arguments");
     if (n == 0) return VZ_OK;
-    vz_sampler_opts o;
-    memset(&o, 0, sizeof o);
-    o.top_p = 1.0f;
-    if (so->temp > 0.0f) o = *so;
+    const vz_sampler_opts o = norm_opts(so);
     /* field by field: memcmp would read the struct's padding and recapture every call */
     if (o.temp != s->gopts.temp || o.top_k != s->gopts.top_k || o.top_p != s->gopts.top_p || o.seed != s->gopts.seed)
         for (int b = 0; b < 2; b++)
@@ -379,10 +428,7 @@ extern "C" vz_status vz_cuda_session_generate(vz_cuda_session *s, int32_t first,
                 s->graph[b] = NULL;
             }
     s->gopts = o;
-    const int32_t zero = 0;
-    CU_TRY(cudaMemcpyAsync(s->pos, &pos, sizeof pos, cudaMemcpyHostToDevice, s->st), "position upload");
-    CU_TRY(cudaMemcpyAsync(s->step, &zero, sizeof zero, cudaMemcpyHostToDevice, s->st), "step upload");
-    CU_TRY(cudaMemcpyAsync(s->tok, &first, sizeof first, cudaMemcpyHostToDevice, s->st), "token upload");
+    VZ_TRY(put_lanes(s, &first, 1, &pos, &seq, 1));
     int32_t i = 0;
     for (; i + DECODE_STEPS <= n; i += DECODE_STEPS) VZ_TRY(run_steps(s, 0));
     for (; i < n; i++) VZ_TRY(run_steps(s, 1));
@@ -393,6 +439,64 @@ extern "C" vz_status vz_cuda_session_generate(vz_cuda_session *s, int32_t first,
     if (pe && *pe == '1' && n >= 64 && pos + n + 4 * DECODE_STEPS + 1 < s->n_ctx && (!s->sm || vz_stream_graphable(s->sm)))
         vz_cs_profile(s, pos + n);
     return VZ_OK;
+}
+
+/* [batch] B lanes: distinct slots in [0, n_seq), each with room for n more positions. */
+static vz_status check_lanes(const vz_cuda_session *s, int32_t B, const int32_t *seqs, const int32_t *pos,
+                             int32_t n) {
+    VZ_FAIL_IF(B < 1 || B > s->n_seq || !seqs || !pos || n < 0, VZ_ERR_ARG,
+               "cuda batch: %d sequences of a session of %d", (int)B, (int)s->n_seq);
+    for (int32_t b = 0; b < B; b++) {
+        VZ_FAIL_IF(seqs[b] < 0 || seqs[b] >= s->n_seq, VZ_ERR_ARG, "cuda batch: sequence %d outside [0, %d)",
+                   (int)seqs[b], (int)s->n_seq);
+        VZ_FAIL_IF(pos[b] < 0 || pos[b] + n > s->n_ctx, VZ_ERR_ARG, "cuda batch: sequence %d at %d + %d > n_ctx %d",
+                   (int)seqs[b], (int)pos[b], (int)n, (int)s->n_ctx);
+        for (int32_t c = 0; c < b; c++)
+            VZ_FAIL_IF(seqs[c] == seqs[b], VZ_ERR_ARG, "cuda batch: sequence %d given twice", (int)seqs[b]);
+    }
+    return VZ_OK;
+}
+
+extern "C" vz_status vz_cuda_session_step_batch(vz_cuda_session *s, int32_t B, const int32_t *seqs,
+                                                const int32_t *tokens, const int32_t *pos, float *logits) {
+    VZ_FAIL_IF(!s || !tokens, VZ_ERR_ARG, "cuda batch step: NULL argument");
+    VZ_TRY(check_lanes(s, B, seqs, pos, 1));
+    VZ_TRY(put_lanes(s, tokens, B, pos, seqs, B));
+    VZ_TRY(run_steps_m(s, B, 1, 0));
+    if (logits)
+        CU_TRY(cudaMemcpyAsync(logits, s->logits, sizeof(float) * (size_t)s->c.vocab_size * (size_t)B,
+                               cudaMemcpyDeviceToHost, s->st), "logits download");
+    return vz_cs_finish(s);
+}
+
+extern "C" vz_status vz_cuda_session_generate_batch(vz_cuda_session *s, int32_t B, const int32_t *seqs,
+                                                    const int32_t *first, const int32_t *pos, int32_t n,
+                                                    const vz_sampler_opts *so, int32_t *out) {
+    VZ_FAIL_IF(!s || !first || !so || (n > 0 && !out), VZ_ERR_ARG, "cuda batch generate: NULL argument");
+    VZ_TRY(check_lanes(s, B, seqs, pos, n));
+    if (n == 0) return VZ_OK;
+    vz_sample_lanes p;
+    memset(&p, 0, sizeof p); /* no padding: 3 x 32 bytes, then 8-byte seeds */
+    for (int32_t b = 0; b < B; b++) {
+        const vz_sampler_opts o = norm_opts(&so[b]);
+        p.temp[b] = o.temp, p.top_k[b] = o.top_k, p.top_p[b] = o.top_p, p.seed[b] = o.seed;
+    }
+    if (memcmp(&p, &s->mopts, sizeof p) != 0)
+        for (int b = 0; b <= VZ_CUDA_MAX_BATCH; b++)
+            for (int k = 0; k < 2; k++)
+                if (s->mgraph[b][k]) {
+                    cudaGraphExecDestroy(s->mgraph[b][k]);
+                    s->mgraph[b][k] = NULL;
+                }
+    s->mopts = p;
+    VZ_TRY(put_lanes(s, first, B, pos, seqs, B));
+    int32_t i = 0;
+    for (; i + DECODE_STEPS <= n; i += DECODE_STEPS) VZ_TRY(run_steps_m(s, B, 1, 1));
+    for (; i < n; i++) VZ_TRY(run_steps_m(s, B, 1, 0));
+    CU_TRY(cudaMemcpy2DAsync(out, sizeof(int32_t) * (size_t)n, s->out_ids, sizeof(int32_t) * (size_t)s->n_ctx,
+                             sizeof(int32_t) * (size_t)n, (size_t)B, cudaMemcpyDeviceToHost, s->st),
+           "token download");
+    return vz_cs_finish(s);
 }
 
 extern "C" void vz_cuda_session_set_trace(vz_cuda_session *s, float *buf) {

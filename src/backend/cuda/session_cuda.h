@@ -35,6 +35,9 @@ typedef struct dev_layer {
 struct vz_cuda_session {
     vz_config c;
     int32_t n_ctx, kv_f16;
+    int32_t n_seq;       /* [batch] KV slots (independent sequences) */
+    int32_t cur_slot;    /* [batch] slot of the running single-sequence eval (prefill reads it) */
+    uint64_t slot_bytes; /* [batch] bytes of one slot in kc (and in vc) */
     int32_t decompress; /* [plan] weights decoded at load, held raw */
     int32_t n_res;      /* [st] layers 0..n_res-1 resident; the rest streamed or cached (sm) */
     vz_stream *sm;      /* [st] stream.cu; NULL: every layer resident */
@@ -43,12 +46,17 @@ struct vz_cuda_session {
     dev_layer *L;
     vz_cuda_tensor emb, out; /* out.data == NULL when tied: the head reads emb */
     float *norms;   /* (2 * n_layers + 1, dim) */
-    void *kc, *vc;  /* (n_layers, n_ctx, kv_dim) each */
+    void *kc, *vc;  /* (n_seq, n_layers, n_ctx, kv_dim) each */
     float *x, *xb, *q, *k, *v, *att, *hb, *logits, *part;
     int32_t *att_cnt; /* attention merge counters (forward.cuh) */
-    int32_t *tok, *pos, *step, *out_ids; /* device: (8), (1), (1), (n_ctx) */
+    /* device, per lane (one sequence: lane 0): tok (8), pos (8), slot (8), step (8) in one
+     * allocation (lanes), sampled ids (n_seq, n_ctx) */
+    int32_t *lanes, *tok, *pos, *slot, *step, *out_ids;
     cudaGraphExec_t graph[VZ_CUDA_MAX_BATCH + 1]; /* [B]: one step of B tokens; [0]: DECODE_STEPS steps of 1 */
     vz_sampler_opts gopts;               /* sampler baked into graph[1] and graph[0] */
+    /* [batch] [B][0]: one step of B sequences (a token each); [B][1]: DECODE_STEPS such steps */
+    cudaGraphExec_t mgraph[VZ_CUDA_MAX_BATCH + 1][2];
+    vz_sample_lanes mopts;               /* [batch] samplers baked into mgraph */
     uint64_t w_bytes, kv_bytes, scratch_bytes, free0, min_free, total;
     int32_t att_variant;                 /* forward.cuh variants; 0 default */
     int32_t att_chunk;                   /* keys per attention block (forward.cuh) */
@@ -84,7 +92,9 @@ double vz_cs_now(void);                               /* monotonic seconds */
 vz_status vz_cs_dalloc(void **p, uint64_t n, uint64_t esize, uint64_t *acc, const char *what);
 /* Trace slot (l, block) <- row B-1 of the device rows x (eager runs only). */
 vz_status vz_cs_trace_row(vz_cuda_session *s, int32_t l, int block, const float *x, int32_t B);
-vz_status vz_cs_forward(vz_cuda_session *s, int32_t B); /* one decode step of B <= 8 tokens */
+/* One decode step of B <= 8 tokens: of one sequence (multi 0), or [batch]
+ * one token of each of B sequences (multi 1, lane b: slot[b] at pos[b]). */
+vz_status vz_cs_forward(vz_cuda_session *s, int32_t B, int32_t multi);
 vz_status vz_cs_get_graph(vz_cuda_session *s, int32_t B, cudaGraphExec_t *out);
 vz_status vz_cs_finish(vz_cuda_session *s); /* stream sync, launch errors, VRAM low-water mark */
 

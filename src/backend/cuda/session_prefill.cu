@@ -100,7 +100,8 @@ static vz_status pf_chunk(vz_cuda_session *s, const int32_t *tokens, int32_t T, 
         dev_layer *L = &s->L[l];
         vz_cuda_tensor *const lw[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w2, &L->w3};
         if (s->sm) VZ_TRY(vz_stream_acquire(s->sm, l, lw, st));
-        char *kc = (char *)s->kc + kv_layer * l, *vc = (char *)s->vc + kv_layer * l;
+        const size_t slot = (size_t)s->cur_slot * s->slot_bytes; /* [batch] the sequence's KV slot */
+        char *kc = (char *)s->kc + slot + kv_layer * l, *vc = (char *)s->vc + slot + kv_layer * l;
         vz_pf_rmsnorm_bf16(s->pf.x, s->pf.h16, L->attn_norm, T, dim, c->rms_eps, st);
         pf_mark(s, "rmsnorm");
         const vz_cuda_tensor *qkv[3] = {&L->wq, &L->wk, &L->wv};

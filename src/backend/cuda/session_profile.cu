@@ -78,7 +78,7 @@ void vz_cs_profile(vz_cuda_session *s, int32_t pos) {
             cudaMemcpy(s->pos, &pos, sizeof pos, cudaMemcpyHostToDevice);
             s->prof.on = 1, s->prof.n = 0;
             vz_cs_mark(s, "start");
-            vz_cs_forward(s, 1);
+            vz_cs_forward(s, 1, 0);
             s->prof.on = 0;
             if (cudaStreamSynchronize(s->st) != cudaSuccess || rep < WARM) continue;
             for (int i = 1; i < s->prof.n; i++) {

@@ -1,0 +1,46 @@
+/*
+ * run.h - `vramzip run`'s arguments and the pieces shared by cmd_run.c
+ * (one prompt, streamed) and run_batch.c ([batch] several prompts
+ * generated together, one sequence each).
+ */
+#ifndef VZ_CLI_RUN_H
+#define VZ_CLI_RUN_H
+
+#include <stdint.h>
+
+#include "vramzip.h"
+
+typedef struct run_args {
+    const char *model, *tokenizer, *prompt, *dump;
+    const char *prompts[VZ_MAX_SEQ]; /* [batch] the -p values, then the --prompts lines */
+    int32_t n_prompts;
+    const char *prompts_file;        /* [batch] --prompts */
+    char *prompts_buf;               /* [batch] the file's text (owned; prompts point into it) */
+    int64_t n_predict, n_ctx, threads;
+    int64_t seed;
+    int seed_given, print_ids, check;
+    double temp, top_p;
+    int64_t top_k;
+    vz_kv_mode kv;
+    vz_device device;
+    uint64_t vram_budget;   /* [plan] */
+    vz_residency residency; /* [plan] */
+} run_args;
+
+/* Appends prompt p (from `what`: "-p" or "--prompts FILE line N"); 0, or -1
+ * after an error naming it (empty, or more than VZ_MAX_SEQ prompts). */
+int run_add_prompt(run_args *a, const char *p, const char *what);
+/* Reads a->prompts_file, one prompt per line (a final newline is fine),
+ * appending each; 0, or 1 after printing the error. */
+int run_read_prompts(run_args *a);
+
+/* The ids of prompt (BOS first; NULL: BOS alone) in a malloc'ed array; a
+ * CLI exit code (0 ok). */
+int run_prompt_ids(const run_args *a, const char *prompt, const vz_model *m, const vz_model_info *info, int32_t **ids,
+                   int32_t *n);
+
+/* Generates from every prompt of a together (one session of n_prompts
+ * sequences) and prints each sequence's output labelled; a CLI exit code. */
+int run_batch(const run_args *a, vz_model *m);
+
+#endif

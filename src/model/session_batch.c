@@ -1,0 +1,95 @@
+/*
+ * session_batch.c - [batch] several sequences of one session decoded
+ * together (vramzip.h: vz_session_eval_batch, vz_session_generate_batch).
+ * A CUDA session runs one batched step for all of them (matvecs once for
+ * the n tokens, attention per sequence over its own KV slot, sampling per
+ * sequence); the CPU backend runs the sequences one after another, which
+ * is its single-sequence path exactly. Either way each sequence's results
+ * are bitwise those of the sequence evaluated alone.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/session.h"
+#ifdef VZ_HAVE_CUDA
+#include "backend/cuda/cuda.h"
+#endif
+
+/* Checks n lanes (seqs NULL: 0..n-1) into q[]: distinct sequences of s, each
+ * with room for `need` more positions (VZ_ERR_CONTEXT otherwise); pos[] gets
+ * their positions. */
+static vz_status check_lanes(const vz_session *s, int32_t n, const int32_t *seqs, int32_t need, int32_t *q,
+                             int32_t *pos) {
+    VZ_FAIL_IF(n < 1 || n > s->n_seq, VZ_ERR_ARG, "batch: %d sequences, the session holds %d (n_seq)", (int)n,
+               (int)s->n_seq);
+    for (int32_t i = 0; i < n; i++) {
+        q[i] = seqs ? seqs[i] : i;
+        VZ_FAIL_IF(q[i] < 0 || q[i] >= s->n_seq, VZ_ERR_ARG, "batch: sequence %d outside [0, %d)", (int)q[i],
+                   (int)s->n_seq);
+        for (int32_t j = 0; j < i; j++)
+            VZ_FAIL_IF(q[j] == q[i], VZ_ERR_ARG, "batch: sequence %d appears twice", (int)q[i]);
+        pos[i] = vz_session_seq_pos(s, q[i]);
+        VZ_FAIL_IF(need > s->n_ctx - pos[i], VZ_ERR_CONTEXT,
+                   "context full: sequence %d at position %d has no room for %d tokens (n_ctx %d)", (int)q[i],
+                   (int)pos[i], (int)need, (int)s->n_ctx);
+    }
+    return VZ_OK;
+}
+
+static vz_status check_tokens(const vz_session *s, int32_t n, const int32_t *tokens) {
+    for (int32_t i = 0; i < n; i++)
+        VZ_FAIL_IF(tokens[i] < 0 || tokens[i] >= s->m->cfg.vocab_size, VZ_ERR_ARG,
+                   "batch: token %d (sequence index %d) outside vocab %d", (int)tokens[i], (int)i,
+                   (int)s->m->cfg.vocab_size);
+    return VZ_OK;
+}
+
+#ifdef VZ_HAVE_CUDA
+/* Adds k to the position of each of the n sequences q[]. */
+static void advance(vz_session *s, int32_t n, const int32_t *q, int32_t k) {
+    for (int32_t i = 0; i < n; i++) {
+        if (q[i] == s->cur) s->pos += k;
+        else s->seq[q[i]].pos += k;
+    }
+}
+#endif
+
+vz_status vz_session_eval_batch(vz_session *s, int32_t n, const int32_t *seqs, const int32_t *tokens, float *logits) {
+    VZ_FAIL_IF(!s || !tokens, VZ_ERR_ARG, "vz_session_eval_batch: NULL argument");
+    int32_t q[VZ_MAX_SEQ], pos[VZ_MAX_SEQ];
+    VZ_TRY(check_lanes(s, n, seqs, 1, q, pos));
+    VZ_TRY(check_tokens(s, n, tokens));
+#ifdef VZ_HAVE_CUDA
+    if (s->cuda) {
+        VZ_TRY(vz_cuda_session_step_batch(s->cuda, n, q, tokens, pos, logits));
+        advance(s, n, q, 1);
+        return VZ_OK;
+    }
+#endif
+    const size_t vocab = (size_t)s->m->cfg.vocab_size;
+    for (int32_t i = 0; i < n; i++)
+        VZ_TRY(vz_session_eval_seq(s, q[i], &tokens[i], 1, logits ? logits + (size_t)i * vocab : NULL, 0));
+    return VZ_OK;
+}
+
+vz_status vz_session_generate_batch(vz_session *s, int32_t n, const int32_t *seqs, const int32_t *first,
+                                    int32_t n_tok, const vz_sampler_opts *so, int32_t *out) {
+    VZ_FAIL_IF(!s || !first || !so || n_tok < 0 || (n_tok > 0 && !out), VZ_ERR_ARG,
+               "vz_session_generate_batch: bad arguments");
+    int32_t q[VZ_MAX_SEQ], pos[VZ_MAX_SEQ];
+    VZ_TRY(check_lanes(s, n, seqs, n_tok, q, pos));
+    VZ_TRY(check_tokens(s, n, first));
+    if (n_tok == 0) return VZ_OK;
+#ifdef VZ_HAVE_CUDA
+    if (s->cuda) {
+        VZ_TRY(vz_cuda_session_generate_batch(s->cuda, n, q, first, pos, n_tok, so, out));
+        advance(s, n, q, n_tok);
+        return VZ_OK;
+    }
+#endif
+    for (int32_t i = 0; i < n; i++) {
+        vz_session_select(s, q[i]);
+        VZ_TRY(vz_session_generate_cur(s, first[i], n_tok, &so[i], out + (size_t)i * (size_t)n_tok));
+    }
+    return VZ_OK;
+}

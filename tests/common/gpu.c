@@ -1,0 +1,71 @@
+/*
+ * gpu.c - helpers shared by the GPU tests (gpu.h).
+ */
+#include "gpu.h"
+
+#include <stdlib.h>
+
+#include "testutil.h"
+#ifdef VZ_HAVE_CUDA
+#include "backend/cuda/cuda.h"
+#endif
+
+int vz_test_gpu_count(void) {
+#ifdef VZ_HAVE_CUDA
+    return vz_cuda_device_count();
+#else
+    return 0;
+#endif
+}
+
+int vz_test_have_gpu(void) {
+#ifdef VZ_HAVE_CUDA
+    if (vz_cuda_device_count() > 0) return 1;
+    print_message("SKIP: no CUDA device visible (run on the GPU machine, e.g. bench/gpu_forward.sh)\n");
+#else
+    print_message("SKIP: built without CUDA (make CUDA=1)\n");
+#endif
+    return 0;
+}
+
+vz_session *vz_test_open_session_n(vz_model *m, vz_device dev, vz_kv_mode kv, int32_t n_ctx, int32_t n_seq) {
+    vz_session_opts o;
+    vz_session_opts_default(&o);
+    o.device = dev, o.kv = kv, o.n_ctx = n_ctx, o.n_seq = n_seq;
+    vz_session *s = NULL;
+    vz_status st = vz_session_create(&s, m, &o);
+    if (st != VZ_OK) print_message("session: %s: %s\n", vz_status_name(st), vz_last_error());
+    assert_int_equal(st, VZ_OK);
+    return s;
+}
+
+vz_session *vz_test_open_session(vz_model *m, vz_device dev, vz_kv_mode kv, int32_t n_ctx) {
+    return vz_test_open_session_n(m, dev, kv, n_ctx, 1);
+}
+
+int32_t vz_test_argmax(const float *l, int32_t n) {
+    int32_t b = 0;
+    for (int32_t i = 1; i < n; i++)
+        if (l[i] > l[b]) b = i;
+    return b;
+}
+
+float *vz_test_session_logits(vz_model *m, const vz_session_opts *o, int32_t nt, vz_session_mem *mem) {
+    vz_model_info info;
+    assert_int_equal(vz_model_get_info(m, &info), VZ_OK);
+    vz_session *s = NULL;
+    vz_status st = vz_session_create(&s, m, o);
+    if (st != VZ_OK) print_message("session: %s: %s\n", vz_status_name(st), vz_last_error());
+    assert_int_equal(st, VZ_OK);
+    int32_t *toks = malloc(sizeof(int32_t) * (size_t)nt);
+    float *l = malloc(sizeof(float) * (size_t)nt * (size_t)info.vocab_size);
+    assert_non_null(toks);
+    assert_non_null(l);
+    uint64_t rng = 7;
+    for (int32_t i = 0; i < nt; i++) toks[i] = (int32_t)(vz_test_rand(&rng) % (uint64_t)info.vocab_size);
+    assert_int_equal(vz_session_eval(s, toks, nt, l, 1), VZ_OK);
+    if (mem) assert_int_equal(vz_session_mem_info(s, mem), VZ_OK);
+    free(toks);
+    vz_session_free(s);
+    return l;
+}

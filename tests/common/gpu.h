@@ -1,0 +1,34 @@
+/*
+ * gpu.h - helpers shared by the GPU (and CPU-vs-GPU) tests: whether a GPU is
+ * usable (a printed SKIP reason when not), opening a session that must
+ * open, the host argmax the CUDA sampler matches, and the logits of random
+ * tokens on a session of given options (the budget tests).
+ */
+#ifndef VZ_TEST_GPU_H
+#define VZ_TEST_GPU_H
+
+#include <stdint.h>
+
+#include "vramzip.h"
+
+/* Number of usable CUDA devices (0 when built without CUDA). */
+int vz_test_gpu_count(void);
+
+/* 1 when a GPU is usable, else 0 after printing "SKIP: <why>". */
+int vz_test_have_gpu(void);
+
+/* A session of m on dev with KV mode kv and context n_ctx (n_seq
+ * sequences; 0 or 1: one); fails the test when it cannot be created. */
+vz_session *vz_test_open_session(vz_model *m, vz_device dev, vz_kv_mode kv, int32_t n_ctx);
+vz_session *vz_test_open_session_n(vz_model *m, vz_device dev, vz_kv_mode kv, int32_t n_ctx, int32_t n_seq);
+
+/* Index of the largest of l[0..n) (lowest index on ties, like the sampler). */
+int32_t vz_test_argmax(const float *l, int32_t n);
+
+/* All logits (nt * vocab floats, malloc'ed) of nt pseudo-random tokens
+ * (seed 7) evaluated in one call on a new session of m under o; *mem (may
+ * be NULL) gets its VRAM accounting before it is freed. Fails the test when
+ * the session cannot be created. */
+float *vz_test_session_logits(vz_model *m, const vz_session_opts *o, int32_t nt, vz_session_mem *mem);
+
+#endif
