@@ -44,7 +44,7 @@ static void synth_setup(synth_plan *sp, const char *shape, int codec_id, int32_t
     c->max_seq_len = si.max_seq_len;
     assert_true(c->n_layers <= 128);
     uint64_t lb, gb;
-    vz_plan_shape_bytes(c, codec_id == VZ_CODEC_lossless ? VZ_CODEC_raw : codec_id, VZ_DTYPE_BF16, &lb, &gb);
+    vz_plan_shape_bytes(c, codec_id == VZ_CODEC_lossless ? VZ_CODEC_raw : codec_id, VZ_DTYPE_BF16, 1, &lb, &gb);
     if (codec_id == VZ_CODEC_lossless) lb = lb * LOSSLESS_NUM / LOSSLESS_DEN, gb = gb * LOSSLESS_NUM / LOSSLESS_DEN;
     for (int32_t l = 0; l < c->n_layers; l++) sp->layers[l] = lb;
     sp->in.c = c, sp->in.n_ctx = n_ctx, sp->in.kv_f16 = kv_f16, sp->in.layer_bytes = sp->layers;
@@ -162,14 +162,14 @@ static void test_llama2_7b_4g(void **state) {
     assert_false(p.fits);
     int32_t n = check_advice(&sp.in, &p);
     print_message("q4 llama2-7b in 4 GiB: advice %d positions\n", (int)n);
-    assert_true(n > 32 && n < 4096); /* 3.8 GiB of q4 weights, prefill buffers and cuBLAS leave about 56 positions */
-    /* f32 KV of 48 positions: 48 MiB too many, f16 (24 MiB) fits; 512: neither */
-    synth_setup(&sp, "llama2-7b", VZ_CODEC_q4, 48, 0, 4096 * MIB, 0);
+    assert_true(n > 32 && n < 4096); /* 3.4 GiB of q4 weights, prefill buffers and cuBLAS leave about 600 positions */
+    /* f32 KV (1 MiB a position) of 3n / 4 positions does not fit, f16 (half of it) does; 2n: neither */
+    synth_setup(&sp, "llama2-7b", VZ_CODEC_q4, 3 * n / 4, 0, 4096 * MIB, 0);
     vz_plan_make(&sp.in, &p);
     check_plan(&sp.in, &p);
     assert_false(p.fits);
     assert_non_null(strstr(p.advice, "--kv f16"));
-    synth_setup(&sp, "llama2-7b", VZ_CODEC_q4, 512, 0, 4096 * MIB, 0);
+    synth_setup(&sp, "llama2-7b", VZ_CODEC_q4, 2 * n, 0, 4096 * MIB, 0);
     vz_plan_make(&sp.in, &p);
     check_plan(&sp.in, &p);
     assert_false(p.fits);
@@ -205,9 +205,9 @@ static void model_plan(vz_model *m, vz_residency r, vz_plan *p) {
     assert_true(p->fits && p->n_streamed == 0 && p->n_resident == m->cfg.n_layers && p->budget == 0);
 }
 
-static void expect_shape(vz_model *m, const vz_plan *p, int codec_id, vz_dtype dt) {
+static void expect_shape(vz_model *m, const vz_plan *p, int codec_id, vz_dtype dt, int arena) {
     uint64_t lb, gb;
-    vz_plan_shape_bytes(&m->cfg, codec_id, dt, &lb, &gb);
+    vz_plan_shape_bytes(&m->cfg, codec_id, dt, arena, &lb, &gb);
     assert_true(p->resident_bytes == lb * (uint64_t)m->cfg.n_layers);
     assert_true(p->global_bytes == gb);
 }
@@ -225,7 +225,7 @@ static void test_stories260k_files(void **state) {
     vz_plan p;
     assert_int_equal(vz_model_open(&m, bin, &mo), VZ_OK);
     model_plan(m, VZ_RESIDENCY_COMPRESSED, &p);
-    expect_shape(m, &p, VZ_CODEC_raw, VZ_DTYPE_F32);
+    expect_shape(m, &p, VZ_CODEC_raw, VZ_DTYPE_F32, 1);
     vz_session_opts o;
     vz_session_opts_default(&o);
     o.vram_budget = 100 * MIB;
@@ -249,10 +249,10 @@ static void test_stories260k_files(void **state) {
         assert_int_equal(vz_convert(bin, out, &co), VZ_OK);
         assert_int_equal(vz_model_open(&m, out, NULL), VZ_OK);
         model_plan(m, VZ_RESIDENCY_COMPRESSED, &p);
-        if (i == 0) expect_shape(m, &p, VZ_CODEC_q8, VZ_DTYPE_F32);
+        if (i == 0) expect_shape(m, &p, VZ_CODEC_q8, VZ_DTYPE_F32, 1);
         else assert_true(p.resident_bytes > 0);
         model_plan(m, VZ_RESIDENCY_DECOMPRESS, &p); /* lossy: f32, lossless: the source f32 */
-        expect_shape(m, &p, VZ_CODEC_raw, VZ_DTYPE_F32);
+        expect_shape(m, &p, VZ_CODEC_raw, VZ_DTYPE_F32, 0);
         vz_model_close(m);
     }
     vz_test_rmtree(dir);

@@ -59,24 +59,28 @@ uint64_t vz_plan_scratch_bytes(const vz_config *c, int32_t n_ctx, int32_t n_seq)
     return sum + vz_plan_prefill_bytes(c, n_ctx);
 }
 
-/* Encoded bytes of a rows x cols tensor under codec id (see plan.h). */
-static uint64_t shape_tensor_bytes(int codec_id, vz_dtype dt, uint64_t rows, uint64_t cols) {
+static uint64_t al256(uint64_t x) { return (x + 255) & ~(uint64_t)255; }
+
+/* Device bytes of a rows x cols tensor under codec id (see plan.h). */
+static uint64_t shape_tensor_bytes(int codec_id, vz_dtype dt, uint64_t rows, uint64_t cols, int arena) {
     const uint64_t n = rows * cols;
-    if (codec_id == VZ_CODEC_q8) return vz_plan_dev_round(((n + 15) & ~(uint64_t)15) + rows * ((cols + 127) / 128) * 2);
-    if (codec_id == VZ_CODEC_q4)
-        return vz_plan_dev_round(((rows * ((cols + 1) / 2) + 15) & ~(uint64_t)15) + rows * ((cols + 31) / 32) * 2);
-    return vz_plan_dev_round(n * (uint64_t)vz_dtype_size(dt));
+    uint64_t b = n * (uint64_t)vz_dtype_size(dt);
+    if (codec_id == VZ_CODEC_q8) b = ((n + 15) & ~(uint64_t)15) + rows * ((cols + 127) / 128) * 2;
+    if (codec_id == VZ_CODEC_q4) b = ((rows * ((cols + 1) / 2) + 15) & ~(uint64_t)15) + rows * ((cols + 31) / 32) * 2;
+    return arena ? al256(b) : vz_plan_dev_round(b);
 }
 
-void vz_plan_shape_bytes(const vz_config *c, int codec_id, vz_dtype dt, uint64_t *layer, uint64_t *global) {
+void vz_plan_shape_bytes(const vz_config *c, int codec_id, vz_dtype dt, int arena, uint64_t *layer,
+                         uint64_t *global) {
     const uint64_t d = (uint64_t)c->dim, h = (uint64_t)c->hidden_dim;
     const uint64_t qd = (uint64_t)c->n_heads * (uint64_t)c->head_dim;
     const uint64_t kvd = (uint64_t)c->n_kv_heads * (uint64_t)c->head_dim;
-    *layer = shape_tensor_bytes(codec_id, dt, qd, d) + 2 * shape_tensor_bytes(codec_id, dt, kvd, d) +
-             shape_tensor_bytes(codec_id, dt, d, qd) + 2 * shape_tensor_bytes(codec_id, dt, h, d) +
-             shape_tensor_bytes(codec_id, dt, d, h);
-    uint64_t emb = shape_tensor_bytes(codec_id, dt, (uint64_t)c->vocab_size, d);
-    *global = emb * (c->tied_embeddings ? 1 : 2) + vz_plan_dev_round(d * (2 * (uint64_t)c->n_layers + 1) * 4);
+    *layer = shape_tensor_bytes(codec_id, dt, qd, d, arena) + 2 * shape_tensor_bytes(codec_id, dt, kvd, d, arena) +
+             shape_tensor_bytes(codec_id, dt, d, qd, arena) + 2 * shape_tensor_bytes(codec_id, dt, h, d, arena) +
+             shape_tensor_bytes(codec_id, dt, d, h, arena);
+    uint64_t emb = shape_tensor_bytes(codec_id, dt, (uint64_t)c->vocab_size, d, arena);
+    *global = emb * (c->tied_embeddings ? 1 : 2) + vz_plan_dev_round(d * (2 * (uint64_t)c->n_layers + 1) * 4) +
+              (arena ? VZ_PLAN_ARENA_SLACK : 0);
 }
 
 static uint64_t stream_of(const vz_plan_in *in, int32_t l) {
@@ -175,7 +179,7 @@ static void advise_codec(const vz_plan_in *in, const vz_plan *cur, int codec_id,
                          size_t cap) {
     uint64_t lb, gb, cur_w = cur->global_bytes;
     for (int32_t l = 0; l < in->c->n_layers; l++) cur_w += in->layer_bytes[l];
-    vz_plan_shape_bytes(in->c, codec_id, VZ_DTYPE_BF16, &lb, &gb);
+    vz_plan_shape_bytes(in->c, codec_id, VZ_DTYPE_BF16, 1, &lb, &gb);
     uint64_t w = gb + lb * (uint64_t)in->c->n_layers;
     if (w >= cur_w) return;
     uint64_t *layers = malloc(sizeof(uint64_t) * (size_t)in->c->n_layers);
@@ -258,13 +262,17 @@ uint64_t vz_plan_layer_pack(const vz_layer *L, int decoded, uint64_t off[14]) {
 }
 
 /* Device bytes of tensor t as the session would hold it. */
+/* Device bytes of tensor t as the session would hold it: decompress-at-load
+ * allocates each tensor; otherwise the resident encoded tensors share one
+ * allocation in 256-byte slices (vz_cuda_tensor_bytes; its one rounding is
+ * VZ_PLAN_ARENA_SLACK in the global bytes). */
 static uint64_t tensor_dev_bytes(const vz_tensor *t, vz_residency r) {
     const uint64_t n = (uint64_t)t->rows * (uint64_t)t->cols;
-    if (r == VZ_RESIDENCY_DECOMPRESS && t->codec != VZ_CODEC_raw)
-        return vz_plan_dev_round(n * (uint64_t)vz_dtype_size(vz_plan_decoded_dtype(t)));
-    uint64_t b = vz_plan_dev_round(t->size);
+    if (r == VZ_RESIDENCY_DECOMPRESS)
+        return vz_plan_dev_round(t->codec == VZ_CODEC_raw ? t->size : n * (uint64_t)vz_dtype_size(vz_plan_decoded_dtype(t)));
+    uint64_t b = al256(t->size);
     if (t->codec == VZ_CODEC_lossless && t->params && t->params_size >= 2 && t->params[1] < 32)
-        b += vz_plan_dev_round((uint64_t)1 << t->params[1]); /* the code lut */
+        b += al256((uint64_t)1 << t->params[1]); /* the code lut */
     return b;
 }
 
@@ -309,7 +317,8 @@ vz_status vz_plan_session(const vz_model *m, const vz_session_opts *opts, int32_
     in.stream_bytes = stream;
     in.global_bytes = tensor_dev_bytes(m->tok_emb, held) +
                       (m->output != m->tok_emb ? tensor_dev_bytes(m->output, held) : 0) +
-                      vz_plan_dev_round((uint64_t)c->dim * (2 * (uint64_t)c->n_layers + 1) * 4);
+                      vz_plan_dev_round((uint64_t)c->dim * (2 * (uint64_t)c->n_layers + 1) * 4) +
+                      (held == VZ_RESIDENCY_DECOMPRESS ? 0 : VZ_PLAN_ARENA_SLACK);
     in.budget = opts->vram_budget;
     in.stream_ok = stream_ok;
     in.residency = opts->residency;

@@ -29,6 +29,7 @@
 #define VZ_PLAN_GEMM_SCRATCH ((int64_t)16 << 20) /* bf16 elements at most: larger matrices run in row chunks */
 #define VZ_PLAN_DECODE_TMP ((uint64_t)4 << 20) /* residency cache: f32 rows of one decode chunk */
 #define VZ_PLAN_ALIGN 256                     /* sections of a packed layer */
+#define VZ_PLAN_ARENA_SLACK ((uint64_t)2 << 20) /* the weight arena's allocation rounding */
 
 /* Device footprint of one cudaMalloc of n bytes: rounded up to 2 MiB from
  * 1 MiB on, else to 512 bytes. */
@@ -47,8 +48,11 @@ uint64_t vz_plan_prefill_bytes(const vz_config *c, int32_t n_ctx);
 
 /* Device bytes by shape alone when every 2-D tensor is encoded with codec
  * id (raw in dtype, q8 group 128, q4 group 32 symmetric; the defaults of
- * `vramzip convert`): *layer per layer, *global embedding + head + norms. */
-void vz_plan_shape_bytes(const vz_config *c, int codec_id, vz_dtype dtype, uint64_t *layer, uint64_t *global);
+ * `vramzip convert`): *layer per layer, *global embedding + head + norms.
+ * arena: held as the compressed residency holds them (one allocation in
+ * 256-byte slices), else each tensor its own allocation (decompress-at-load). */
+void vz_plan_shape_bytes(const vz_config *c, int codec_id, vz_dtype dtype, int arena, uint64_t *layer,
+                         uint64_t *global);
 
 /* Layout of one layer's 7 tensors (wq wk wv wo w1 w2 w3) packed into one
  * device buffer, each section VZ_PLAN_ALIGN-aligned: off[i] the data of

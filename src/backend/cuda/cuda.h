@@ -45,6 +45,7 @@ typedef struct vz_cuda_tensor {
     int32_t tc;              /* matvecs run the tensor-core kernel (matvec_tc.cu): bf16 raw or lossless,
                                 rows % 8 == 0, cols % 128 == 0, when VZ_CUDA_MV_TC is set at upload */
     int32_t tiled;           /* lossless with tc: the device copy lists exceptions in GPU tile order */
+    int32_t owned;           /* data and lut are this tensor's own allocations (vz_cuda_tensor_upload) */
 } vz_cuda_tensor;
 
 /* Uploads t (already passed vz_tensor_check or does so here) in its encoded
@@ -53,6 +54,13 @@ typedef struct vz_cuda_tensor {
  * A tiled tensor's copy has its exception list in GPU tile order
  * (vz_cuda_tensor_image). */
 vz_status vz_cuda_tensor_upload(vz_cuda_tensor *d, const struct vz_tensor *t, void *stream);
+/* Device bytes t takes in an arena (vz_cuda_tensor_upload_at): its blob
+ * and (lossless) lut, each rounded up to 256 bytes. */
+uint64_t vz_cuda_tensor_bytes(const struct vz_tensor *t);
+/* As vz_cuda_tensor_upload, into dev (vz_cuda_tensor_bytes(t) bytes of the
+ * caller's, e.g. one allocation for a whole model: no allocator rounding
+ * per tensor); d does not own it. */
+vz_status vz_cuda_tensor_upload_at(vz_cuda_tensor *d, const struct vz_tensor *t, uint8_t *dev, void *stream);
 /* [st] d described as vz_cuda_tensor_upload would, without device memory
  * (d->data, d->lut NULL: the caller points them into its own buffer). */
 vz_status vz_cuda_tensor_describe(vz_cuda_tensor *d, const struct vz_tensor *t);

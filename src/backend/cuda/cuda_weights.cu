@@ -87,7 +87,18 @@ extern "C" vz_status vz_cuda_tensor_image(const vz_cuda_tensor *d, const vz_tens
     return VZ_OK;
 }
 
-extern "C" vz_status vz_cuda_tensor_upload(vz_cuda_tensor *d, const vz_tensor *t, void *stream) {
+static uint64_t al256(uint64_t x) { return (x + 255) & ~(uint64_t)255; }
+
+extern "C" uint64_t vz_cuda_tensor_bytes(const vz_tensor *t) {
+    uint64_t b = al256(t->size);
+    if (t->codec == VZ_ID_LOSSLESS && t->params && t->params_size >= 2 && t->params[1] < 32)
+        b += al256((uint64_t)1 << t->params[1]);
+    return b;
+}
+
+/* Upload into dev (vz_cuda_tensor_bytes(t) bytes), or with dev NULL into
+ * allocations of d's own. */
+static vz_status wt_upload(vz_cuda_tensor *d, const vz_tensor *t, uint8_t *dev, void *stream) {
     memset(d, 0, sizeof *d);
     VZ_FAIL_IF(!t || !t->data || t->size == 0, VZ_ERR_ARG, "cuda upload: no tensor data");
     VZ_TRY(vz_tensor_check(t));
@@ -107,11 +118,15 @@ extern "C" vz_status vz_cuda_tensor_upload(vz_cuda_tensor *d, const vz_tensor *t
         }
     }
     cudaStream_t st = (cudaStream_t)stream;
-    cudaError_t e = cudaMalloc((void **)&d->data, t->size);
+    d->owned = dev == NULL;
+    cudaError_t e = cudaSuccess;
+    if (dev) d->data = dev;
+    else e = cudaMalloc((void **)&d->data, t->size);
     if (e == cudaSuccess) e = cudaMemcpyAsync(d->data, img ? img : t->data, t->size, cudaMemcpyHostToDevice, st);
     if (e == cudaSuccess && t->codec == VZ_ID_LOSSLESS) {
         size_t nl = (size_t)1 << d->k;
-        e = cudaMalloc((void **)&d->lut, nl);
+        if (dev) d->lut = dev + al256(t->size);
+        else e = cudaMalloc((void **)&d->lut, nl);
         if (e == cudaSuccess) e = cudaMemcpyAsync(d->lut, t->params + 8, nl, cudaMemcpyHostToDevice, st);
     }
     if (e == cudaSuccess) e = cudaStreamSynchronize(st); /* host buffers may go away on return */
@@ -122,6 +137,15 @@ extern "C" vz_status vz_cuda_tensor_upload(vz_cuda_tensor *d, const vz_tensor *t
                        cudaGetErrorString(e));
     }
     return VZ_OK;
+}
+
+extern "C" vz_status vz_cuda_tensor_upload(vz_cuda_tensor *d, const vz_tensor *t, void *stream) {
+    return wt_upload(d, t, NULL, stream);
+}
+
+extern "C" vz_status vz_cuda_tensor_upload_at(vz_cuda_tensor *d, const vz_tensor *t, uint8_t *dev, void *stream) {
+    VZ_FAIL_IF(!dev, VZ_ERR_ARG, "cuda upload: no device buffer");
+    return wt_upload(d, t, dev, stream);
 }
 
 /* [st] Fills d's shape, codec and path as vz_cuda_tensor_upload would, with
@@ -138,8 +162,10 @@ extern "C" vz_status vz_cuda_tensor_describe(vz_cuda_tensor *d, const vz_tensor 
 
 extern "C" void vz_cuda_tensor_free(vz_cuda_tensor *d) {
     if (!d) return;
-    cudaFree(d->data);
-    cudaFree(d->lut);
+    if (d->owned) {
+        cudaFree(d->data);
+        cudaFree(d->lut);
+    }
     memset(d, 0, sizeof *d);
 }
 

@@ -68,8 +68,16 @@ static vz_status upload_decoded(vz_cuda_session *s, vz_cuda_tensor *d, const vz_
 /* One tensor in its encoding (never expanded; decoded with decompress),
  * counted in w_bytes. */
 static vz_status upload(vz_cuda_session *s, vz_cuda_tensor *d, const vz_tensor *t) {
-    if (s->decompress && t->codec != VZ_CODEC_raw) VZ_TRY(upload_decoded(s, d, t));
-    else VZ_TRY(vz_cuda_tensor_upload(d, t, s->st));
+    if (s->decompress && t->codec != VZ_CODEC_raw) {
+        VZ_TRY(upload_decoded(s, d, t));
+    } else if (s->arena) {
+        const uint64_t b = vz_cuda_tensor_bytes(t);
+        VZ_FAIL_IF(s->arena_off + b > s->arena_bytes, VZ_ERR_ARG, "cuda session: tensor %s past the weight arena", t->name);
+        VZ_TRY(vz_cuda_tensor_upload_at(d, t, s->arena + s->arena_off, s->st));
+        s->arena_off += b;
+    } else {
+        VZ_TRY(vz_cuda_tensor_upload(d, t, s->st));
+    }
     s->w_bytes += d->size + (d->lut ? ((uint64_t)1 << d->k) : 0);
     return VZ_OK;
 }
@@ -78,6 +86,18 @@ static vz_status upload_weights(vz_cuda_session *s, const vz_model *m) {
     const int32_t nl = s->c.n_layers, dim = s->c.dim;
     s->L = (dev_layer *)calloc((size_t)nl, sizeof *s->L);
     VZ_FAIL_IF(!s->L, VZ_ERR_NOMEM, "cuda session: layer table");
+    if (!s->decompress) { /* every resident encoded tensor in one allocation */
+        uint64_t b = vz_cuda_tensor_bytes(m->tok_emb) + (m->output != m->tok_emb ? vz_cuda_tensor_bytes(m->output) : 0);
+        for (int32_t l = 0; l < s->n_res; l++) {
+            const vz_layer *ml = &m->layers[l];
+            const vz_tensor *src[7] = {ml->wq, ml->wk, ml->wv, ml->wo, ml->w1, ml->w2, ml->w3};
+            for (int i = 0; i < 7; i++) b += vz_cuda_tensor_bytes(src[i]);
+        }
+        cudaError_t e = cudaMalloc((void **)&s->arena, b);
+        VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda session: %.1f MiB for the weights: %s", (double)b / (1 << 20),
+                   cudaGetErrorString(e));
+        s->arena_bytes = b;
+    }
     VZ_TRY(upload(s, &s->emb, m->tok_emb));
     if (m->output != m->tok_emb) VZ_TRY(upload(s, &s->out, m->output));
     float *h = (float *)malloc(sizeof(float) * (size_t)dim * (size_t)(2 * nl + 1));
@@ -373,6 +393,7 @@ extern "C" void vz_cuda_session_free(vz_cuda_session *s) {
     vz_cs_prefill_free(s);
     vz_cuda_tensor_free(&s->emb);
     vz_cuda_tensor_free(&s->out);
+    cudaFree(s->arena);
     void *bufs[] = {s->norms, s->kc, s->vc, s->x, s->xb, s->q, s->k, s->v, s->att, s->hb, s->logits, s->part, s->att_cnt, s->lanes, s->out_ids};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
     if (s->st) cudaStreamDestroy(s->st);

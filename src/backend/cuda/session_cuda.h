@@ -45,6 +45,8 @@ struct vz_cuda_session {
     cudaStream_t st;
     dev_layer *L;
     vz_cuda_tensor emb, out; /* out.data == NULL when tied: the head reads emb */
+    uint8_t *arena;          /* the resident encoded tensors, one allocation (no rounding per tensor) */
+    uint64_t arena_bytes, arena_off;
     float *norms;   /* (2 * n_layers + 1, dim) */
     void *kc, *vc;  /* (n_seq, n_layers, n_ctx, kv_dim) each */
     float *x, *xb, *q, *k, *v, *att, *hb, *logits, *part;
