@@ -1,28 +1,37 @@
 #!/usr/bin/env bash
-# One device round for the whole CUDA backend (issues #4 and #5), run from a
-# packed folder (binaries, lib/, models/, hf_offload.py; see the bottom):
-# the GPU tests, then `vramzip bench` on synthetic tinyllama-1.1b (raw,
-# lossless, q8, q4: decode, prefill, VRAM, bit-identity), the same at a
-# 600 MiB budget (streaming) with the Hugging Face + Accelerate baseline, and
-# llama2-7b fully resident and at a 4 GiB budget. Models are synthesized and
-# converted ON the device in the background while the tests run. Every step
-# has a deadline ($VZ_DEADLINE s in all); logs and JSON under $OUT (8 files).
-#   pack here:  scripts/gpu_pack.sh build-final && bash bench/gpu_final.sh --pack build-final
-#   device:     cd .carry/final && OUT=$OUT bash gpu_final.sh
+# The device rounds for the whole CUDA backend (issues #4 and #5), run from a
+# packed folder (binaries, lib/, models/, hf_offload.py; see the bottom).
+#   main: the GPU tests (batch included), then `vramzip bench` on synthetic
+#     tinyllama-1.1b (raw, lossless, q8, q4: decode, prefill, VRAM,
+#     bit-identity), the same at a 600 MiB budget (streaming) with the
+#     Hugging Face + Accelerate baseline, and llama2-7b fully resident and at
+#     a 4 GiB budget.
+#   more: compute-sanitizer memcheck and racecheck on generates (fmaf and
+#     tensor-core kernels), the tensor-core kernel (VZ_CUDA_MV=24) end to
+#     end: raw == lossless over 256 tokens, `vramzip bench`, batched decode.
+# Models are synthesized and converted ON the device in the background while
+# the tests run. Every step has a deadline ($VZ_DEADLINE s in all); logs and
+# JSON under $OUT (8 files).
+#   pack here:  scripts/gpu_pack.sh build-final && make BUILD=build-final CUDA=1 bench &&
+#               bash bench/gpu_final.sh --pack build-final   (.carry/finalpk/final.tar.xz)
+#   device:     tar -C /tmp -xJf .carry/finalpk/final.tar.xz && cd /tmp/final && bash gpu_final.sh main|more
 set -u
 if [ "${1:-}" = --pack ]; then
     B=$2 D=.carry/final
     rm -rf "$D" && mkdir -p "$D/tests"
-    cp "$B/vramzip" "$D/" && cp -r "$B/lib" "$D/" && cp bench/gpu_final.sh bench/hf_offload.py "$D/"
-    cp "$B"/tests/test_cuda_* "$D/tests/" && cp -r .carry/models "$D/models"
-    du -sh "$D"
+    cp "$B/vramzip" "$B/bench/batch_bench" "$D/" && cp -r "$B/lib" "$D/" && cp bench/gpu_final.sh bench/hf_offload.py "$D/"
+    cp "$B"/tests/test_cuda_* "$B/tests/test_batch" "$D/tests/" && cp -r .carry/models "$D/models"
+    strip "$D/vramzip" "$D/batch_bench" "$D"/tests/*
+    rm -rf .carry/finalpk && mkdir -p .carry/finalpk && tar -C .carry -cJf .carry/finalpk/final.tar.xz final
+    du -sh "$D" .carry/finalpk
     exit 0
 fi
+PART=${1:-main}
 export LD_LIBRARY_PATH=$PWD/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export VZ_MODELS=$PWD/models BUILD=$PWD
 OUT=${OUT:-/tmp/vz-gpu-out}
 W=${VZ_WORK:-/tmp/vzw}
-DEADLINE=${VZ_DEADLINE:-560}
+DEADLINE=${VZ_DEADLINE:-540}
 mkdir -p "$OUT" "$W/tl" "$W/l7"
 t0=$(date +%s)
 step() { echo "== [$(( $(date +%s) - t0 ))s] $*"; }
@@ -31,7 +40,6 @@ V=./vramzip
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$W/card.txt"
 nproc; df -h /tmp | tail -1
-step "synth + convert in the background (tinyllama-1.1b, llama2-7b); tests meanwhile"
 prep() { # shape dir codecs...
     local shape=$1 d=$2
     shift 2
@@ -42,16 +50,76 @@ prep() { # shape dir codecs...
         echo "convert $shape $c done at $(( $(date +%s) - t0 ))s" >>"$d/prep.log"
     done
 }
+bench() { # name budget-seconds args... (VZ_CUDA_MV from the environment)
+    local name=$1 cap=$2
+    shift 2
+    [ "$(left)" -gt $(( cap / 2 )) ] || { echo "bench $name: skipped (time)"; return; }
+    step "bench $name: $*"
+    timeout $(( cap < $(left) ? cap : $(left) )) $V bench --device cuda "$@" --json "$W/bench-$name.json" \
+        >"$W/bench-$name.txt" 2>"$W/bench-$name.err"
+    echo "rc=$?"
+    cat "$W/bench-$name.txt" | tee -a "$OUT/bench.txt"
+    grep -E "plan|error|refus|needs" "$W/bench-$name.err" | head -4
+    cat "$W/bench-$name.err" >>"$OUT/bench.err"
+    cat "$W/bench-$name.json" >>"$OUT/bench.json" 2>/dev/null
+}
+runtests() { # log tests...
+    local log=$1
+    shift
+    for t in "$@"; do
+        timeout 150 ./tests/$t >"$W/$t.log" 2>&1
+        echo "$t rc=$? $(grep -E '^\[  (PASSED|FAILED|SKIPPED) \]' "$W/$t.log" | tr '\n' ' ')"
+        cat "$W/$t.log" >>"$log"
+    done
+}
+
+if [ "$PART" = more ]; then
+    step "synth small + tinyllama-1.1b in the background"
+    mkdir -p "$W/sm"
+    prep small "$W/sm" lossless &
+    p_sm=$!
+    prep tinyllama-1.1b "$W/tl" lossless &
+    p_tl=$!
+    wait $p_sm
+    for mv in "" 24; do
+        for tool in memcheck racecheck; do
+            step "compute-sanitizer $tool, VZ_CUDA_MV=${mv:-default}: run small lossless, 24 tokens, then a batch of 3"
+            VZ_CUDA_MV=$mv timeout 120 compute-sanitizer --tool $tool --error-exitcode 9 $V run -m "$W/sm/lossless.vz" \
+                --device cuda -n 24 -p "Once upon a time" >"$W/san.log" 2>&1
+            echo "rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|Error' "$W/san.log" | head -3 | tr '\n' ' ')"
+            VZ_CUDA_MV=$mv timeout 120 compute-sanitizer --tool $tool --error-exitcode 9 $V run -m "$W/sm/lossless.vz" \
+                --device cuda -n 16 -p "One" -p "Two words" -p "and three more" >"$W/san.log" 2>&1
+            echo "rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|Error' "$W/san.log" | head -3 | tr '\n' ' ')"
+            cat "$W/san.log" >>"$OUT/sanitizer.log"
+        done
+    done
+    wait $p_tl
+    grep -E "done|fail|rror" "$W/tl/prep.log"
+    step "tensor-core kernel (VZ_CUDA_MV=24): test_cuda_forward with the tinyllama pair, test_batch"
+    VZ_CUDA_MV=24 VZ_TINYLLAMA_RAW="$W/tl/src" VZ_TINYLLAMA_LOSSLESS="$W/tl/lossless.vz" timeout 150 \
+        ./tests/test_cuda_forward >"$W/fwd-tc.log" 2>&1
+    echo "rc=$? $(grep -E 'steps: logits|max \||PASSED|FAILED' "$W/fwd-tc.log" | tr '\n' ' ')"
+    cat "$W/fwd-tc.log" >>"$OUT/tests.log"
+    VZ_CUDA_MV=24 timeout 150 ./tests/test_batch >"$W/batch-tc.log" 2>&1
+    echo "test_batch (tc) rc=$? $(grep -E '^\[  (PASSED|FAILED|SKIPPED) \]' "$W/batch-tc.log" | tr '\n' ' ')"
+    cat "$W/batch-tc.log" >>"$OUT/tests.log"
+    VZ_CUDA_MV=24 bench tl-tc 100 -m "$W/tl/src" --codec raw,lossless --out-dir "$W/tl" -n 128 --prompt-len 512 --ctx 2048 --kv f16
+    for mv in "" 24; do
+        step "batch_bench VZ_CUDA_MV=${mv:-default}"
+        VZ_CUDA_MV=$mv timeout 150 ./batch_bench --seqs 1,2,4,8 -n 128 --prompt-len 512 --ctx 2048 "$W/tl/src" \
+            "$W/tl/lossless.vz" 2>&1 | tee -a "$OUT/batch.txt" | tail -14
+    done
+    step done
+    exit 0
+fi
+
+step "synth + convert in the background (tinyllama-1.1b, llama2-7b); tests meanwhile"
 prep tinyllama-1.1b "$W/tl" lossless q8 q4 &
 p_tl=$!
 prep llama2-7b "$W/l7" lossless q4 &
 p_l7=$!
 
-for t in test_cuda_matvec test_cuda_prefill test_cuda_verify test_cuda_stream test_cuda_plan; do
-    timeout 120 ./tests/$t >"$W/$t.log" 2>&1
-    echo "$t rc=$? $(grep -E '^\[  (PASSED|FAILED|SKIPPED) \]' "$W/$t.log" | tr '\n' ' ')"
-    cat "$W/$t.log" >>"$OUT/tests.log"
-done
+runtests "$OUT/tests.log" test_cuda_matvec test_cuda_prefill test_cuda_verify test_cuda_stream test_cuda_plan test_batch
 grep -E "byte-identical|max \||trace|FAILED|Failure" "$OUT/tests.log" | head -20
 
 step "waiting for tinyllama"
@@ -63,20 +131,8 @@ VZ_TINYLLAMA_RAW="$W/tl/src" VZ_TINYLLAMA_LOSSLESS="$W/tl/lossless.vz" timeout 1
 echo "rc=$? $(grep -E 'steps: logits|PASSED|FAILED' "$W/fwd.log" | tr '\n' ' ')"
 cat "$W/fwd.log" >>"$OUT/tests.log"
 
-bench() { # name budget-seconds args...
-    local name=$1 cap=$2
-    shift 2
-    [ "$(left)" -gt $(( cap / 2 )) ] || { echo "bench $name: skipped (time)"; return; }
-    step "bench $name: $*"
-    timeout $(( cap < $(left) ? cap : $(left) )) $V bench --device cuda "$@" --json "$OUT/bench-$name.json" \
-        >"$W/bench-$name.txt" 2>"$W/bench-$name.err"
-    echo "rc=$?"
-    cat "$W/bench-$name.txt"
-    grep -E "plan|error|refus|needs" "$W/bench-$name.err" | head -4
-    cat "$W/bench-$name.err" >>"$OUT/bench.err"
-}
 bench tl 120 -m "$W/tl/src" --codec raw,lossless,q8,q4 --out-dir "$W/tl" -n 128 --prompt-len 512 --ctx 2048 --kv f16
-bench tl-600m 90 -m "$W/tl/src" --codec raw,lossless --out-dir "$W/tl" -n 64 --prompt-len 16 --ctx 2048 --kv f16 \
+bench tl-600m 120 -m "$W/tl/src" --codec raw,lossless,q8,q4 --out-dir "$W/tl" -n 64 --prompt-len 16 --ctx 2048 --kv f16 \
     --vram-budget 600M
 
 step "HF transformers + accelerate, max_memory 600MiB"
