@@ -508,6 +508,82 @@ static void test_matvec_exact(void **state) {
     vz_cuda_matvec_variant(old);
 }
 
+/* RMSNorm fused into the matvec (vz_cuda_matvec_multi_norm): the v4 kernel
+ * (norm in its x staging) equals the unfused path (norm kernel into xb,
+ * then the legacy kernel, bitwise equal to v4) bitwise, for QKV, SiLU and
+ * residual-add launches at batch 1, 3, 8 and for raw, lossless and q4; the
+ * unfused xb matches a CPU norm; a batch beyond v4's staging (8 x 4096)
+ * takes the unfused path under the default flags. */
+static void test_matvec_norm(void **state) {
+    (void)state;
+    REQUIRE_GPU();
+    const char *codecs[] = {"raw", "lossless", "q4"};
+    const int64_t shp[2][2] = {{320, 2048}, {64, 4096}};
+    int old = vz_cuda_matvec_variant(-1);
+    for (int si = 0; si < 2; si++)
+        for (int ci = 0; ci < 3; ci++) {
+            const int64_t rows = shp[si][0], cols = shp[si][1];
+            enc e[2];
+            for (int i = 0; i < 2; i++) {
+                float *wf = rand_weights(rows * cols, 80 + i);
+                void *src = to_dtype(wf, rows * cols, VZ_DTYPE_BF16);
+                enc_make(&e[i], codecs[ci], src, VZ_DTYPE_BF16, rows, cols);
+                free(wf), free(src);
+            }
+            float *x = rand_weights(8 * cols, 11), *nw = rand_weights(cols, 12);
+            for (int64_t i = 0; i < 8 * cols; i++) x[i] *= 40.0f;
+            for (int64_t i = 0; i < cols; i++) nw[i] = 1.0f + 10.0f * nw[i];
+            float *dx = upload_x(x, (size_t)8 * cols, 0), *dnw = upload_x(nw, (size_t)cols, 0);
+            float *dxb = vz_cuda_alloc((size_t)8 * cols * 4), *dy[2][2];
+            for (int batch = 1; batch <= 8; batch += batch == 1 ? 2 : 5)
+                for (int epi = 0; epi < 3; epi++) {
+                    const int nt = epi == VZ_CUDA_EPI_SILU_MUL ? 2 : epi == VZ_CUDA_EPI_ADD ? 1 : 2;
+                    const vz_cuda_tensor *W[2] = {&e[0].d, &e[1].d};
+                    size_t ny = (size_t)batch * rows;
+                    float *got[2];
+                    for (int path = 0; path < 2; path++) { /* 0: fused (v4), 1: norm kernel + legacy */
+                        vz_cuda_matvec_variant(path ? VZ_CUDA_MV_LEGACY : VZ_CUDA_MV_V4);
+                        for (int i = 0; i < 2; i++) {
+                            dy[path][i] = vz_cuda_alloc(ny * 4);
+                            assert_int_equal(vz_cuda_fill_f32(dy[path][i], epi == VZ_CUDA_EPI_ADD ? 0.5f : NAN, ny), VZ_OK);
+                        }
+                        assert_int_equal(vz_cuda_fill_f32(dxb, NAN, (size_t)8 * cols), VZ_OK);
+                        if (vz_cuda_matvec_multi_norm(nt, W, dy[path], dx, batch, epi, dnw, 1e-5f, dxb, NULL) != VZ_OK ||
+                            vz_cuda_sync() != VZ_OK)
+                            fail_msg("norm matvec: %s", vz_last_error());
+                        got[path] = malloc(ny * 4);
+                        assert_int_equal(vz_cuda_copy(got[path], dy[path][0], ny * 4, 1), VZ_OK);
+                        if (path == 1) { /* the unfused norm: w * (x * s), s from a double sum */
+                            float *xb = malloc((size_t)batch * cols * 4);
+                            assert_int_equal(vz_cuda_copy(xb, dxb, (size_t)batch * cols * 4, 1), VZ_OK);
+                            for (int b = 0; b < batch; b++) {
+                                double ss = 0;
+                                for (int64_t c = 0; c < cols; c++) ss += (double)x[b * cols + c] * x[b * cols + c];
+                                float sc = (float)(1.0 / sqrt(ss / (double)cols + 1e-5));
+                                for (int64_t c = 0; c < cols; c++) {
+                                    float want = nw[c] * (x[b * cols + c] * sc), g = xb[b * cols + c];
+                                    if (!(fabsf(g - want) <= ldexpf(fabsf(want), -21)))
+                                        fail_msg("norm x[%d][%lld] = %.9g, want %.9g", b, (long long)c, g, want);
+                                }
+                            }
+                            free(xb);
+                        }
+                    }
+                    if (memcmp(got[0], got[1], ny * 4) != 0)
+                        fail_msg("%s %lldx%lld batch %d epi %d: fused norm != norm kernel + matvec", codecs[ci],
+                                 (long long)rows, (long long)cols, batch, epi);
+                    for (int path = 0; path < 2; path++) {
+                        free(got[path]);
+                        for (int i = 0; i < 2; i++) vz_cuda_release(dy[path][i]);
+                    }
+                }
+            vz_cuda_release(dx), vz_cuda_release(dnw), vz_cuda_release(dxb);
+            free(x), free(nw);
+            enc_free(&e[0]), enc_free(&e[1]);
+        }
+    vz_cuda_matvec_variant(old);
+}
+
 /* Report of the tc path's largest error against the bound (after the codecs test). */
 static void test_tc_error_report(void **state) {
     (void)state;
@@ -522,6 +598,7 @@ int main(void) {
         cmocka_unit_test(test_matvec_exact),
         cmocka_unit_test(test_matvec_dense_exceptions),
         cmocka_unit_test(test_matvec_multi),
+        cmocka_unit_test(test_matvec_norm),
         cmocka_unit_test(test_matvec_chain),
         cmocka_unit_test(test_rows),
     };

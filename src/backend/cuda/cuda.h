@@ -90,6 +90,14 @@ vz_status vz_cuda_matvec(float *d_y, const float *d_x, int batch, const vz_cuda_
 vz_status vz_cuda_matvec_multi(int n, const vz_cuda_tensor *const *W, float *const *d_y, const float *d_x, int batch,
                                int epi, void *stream);
 
+/* vz_cuda_matvec_multi of RMSNorm(x): x_n[b, c] = nw[c] * (x[b, c] * s_b),
+ * s_b = 1 / sqrt(mean(x[b]^2) + eps), bitwise as vz_k_rmsnorm (forward.cu)
+ * writes it. Fused into the v4 kernel's staging of x (no launch, no xb
+ * round trip) when that kernel runs; otherwise the norm is written into d_xb
+ * (batch * cols floats) first. Results equal norm-then-matvec bitwise. */
+vz_status vz_cuda_matvec_multi_norm(int n, const vz_cuda_tensor *const *W, float *const *d_y, const float *d_x,
+                                    int batch, int epi, const float *nw, float eps, float *d_xb, void *stream);
+
 /* Kernel variant flags (bench, tests, VZ_CUDA_MV; default V4). TC, read at
  * upload, sets tc on the tensors it fits (see vz_cuda_tensor): they always
  * run the tensor-core kernel (faster at batch 2-8, slower at batch 1 for

@@ -14,15 +14,11 @@
 #include <cuda_fp16.h>
 
 #include "backend/cuda/forward.cuh"
+#include "backend/cuda/matvec.cuh"
 
 /* ---- block reductions ------------------------------------------------- */
 
 static __device__ __forceinline__ float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-static __device__ __forceinline__ double warp_sum_d(double v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;
 }
@@ -33,16 +29,6 @@ static __device__ __forceinline__ float warp_max(float v) {
 }
 
 /* Block-wide sum/max; every thread gets the result. red: 32 slots of shared memory. */
-static __device__ double block_sum_d(double v, double *red) {
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
-    v = warp_sum_d(v);
-    __syncthreads();
-    if (lane == 0) red[w] = v;
-    __syncthreads();
-    v = lane < nw ? red[lane] : 0.0;
-    return warp_sum_d(v);
-}
-
 static __device__ float block_sum(float v, float *red) {
     int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
     v = warp_sum(v);
@@ -105,14 +91,17 @@ static void launch_pdl(void (*f)(P...), dim3 grid, dim3 block, size_t shm, cudaS
 /* ---- RMSNorm (the residual adds are the matvecs' ADD epilogue) ---------- */
 
 static __global__ void k_rmsnorm(const float *x, float *out, const float *w, int32_t dim, float eps) {
-    __shared__ double red[32];
+    __shared__ float sc;
     pdl_trigger();
     pdl_wait();
     const float *xr = x + (int64_t)blockIdx.x * dim;
-    double ss = 0.0; /* double, as the CPU reference: tiny work, order-stable */
-    for (int i = threadIdx.x; i < dim; i += blockDim.x) ss += (double)xr[i] * xr[i];
-    ss = block_sum_d(ss, red);
-    float scale = (float)(1.0 / sqrt(ss / dim + eps));
+    /* one warp's double sum (matvec.cuh), as the matvec's fused norm computes it */
+    if (threadIdx.x < 32) {
+        const float s = vz_rms_scale_warp(xr, dim, eps);
+        if (threadIdx.x == 0) sc = s;
+    }
+    __syncthreads();
+    const float scale = sc;
     for (int i = threadIdx.x; i < dim; i += blockDim.x) out[(int64_t)blockIdx.x * dim + i] = w[i] * (xr[i] * scale);
 }
 

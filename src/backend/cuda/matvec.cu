@@ -17,6 +17,7 @@
 
 #include "backend/cuda/cuda.h"
 #include "backend/cuda/decode.cuh"
+#include "backend/cuda/forward.cuh"
 #include "backend/cuda/matvec.cuh"
 
 extern "C" {
@@ -33,6 +34,8 @@ struct mv_args {
     int blk[4]; /* first block of each tensor; blk[ntens] = grid */
     int ntens, batch, epi;
     int upw; /* v4: row units (pairs, or gate+up rows) per warp */
+    const float *nw; /* v4: RMSNorm weights fused into the x staging (NULL: none) */
+    float eps;
 };
 
 vz_dview vz_cuda_view(const vz_cuda_tensor *t); /* cuda_weights.cu */
@@ -406,9 +409,24 @@ static __global__ void __launch_bounds__(MV4_WARPS * 32, 2) mv4_kernel(mv_args a
             mv4_next(uf, itf, nit);
         }
     mv_pdl_wait(); /* x and y only from here on; weights before */
+    __shared__ float nsc[MV4_WARPS];
+    if (a.nw) { /* fused RMSNorm: w[c] * (x[c] * scale), as vz_k_rmsnorm computes it */
+        if (warp < nb) {
+            const float sc = vz_rms_scale_warp(a.x + (size_t)warp * cols, (int)cols, a.eps);
+            if (lane == 0) nsc[warp] = sc;
+        }
+        __syncthreads();
+    }
     for (int b = 0; b < nb; b++)
-        for (int j = threadIdx.x; j < c4; j += MV4_WARPS * 32)
-            xs[b * c4 + (j ^ ((j >> 3) & 7))] = __ldg((const float4 *)a.x + (size_t)b * c4 + j);
+        for (int j = threadIdx.x; j < c4; j += MV4_WARPS * 32) {
+            float4 v = __ldg((const float4 *)a.x + (size_t)b * c4 + j);
+            if (a.nw) {
+                const float4 w = __ldg((const float4 *)a.nw + j);
+                const float sc = nsc[b];
+                v = make_float4(w.x * (v.x * sc), w.y * (v.y * sc), w.z * (v.z * sc), w.w * (v.w * sc));
+            }
+            xs[b * c4 + (j ^ ((j >> 3) & 7))] = v;
+        }
     __syncthreads();
     float acc[MV_SLOTS][B];
 #pragma unroll
@@ -540,25 +558,37 @@ static vz_status mv_check_args(int n, const vz_cuda_tensor *const *W, float *con
     return VZ_OK;
 }
 
-extern "C" vz_status vz_cuda_matvec_multi(int n, const vz_cuda_tensor *const *W, float *const *d_y, const float *d_x,
-                                          int batch, int epi, void *stream) {
+/* vz_cuda_matvec_multi, with nw: of RMSNorm(x) (fused into v4's x staging,
+ * else vz_k_rmsnorm into xb first). */
+static vz_status mv_multi(int n, const vz_cuda_tensor *const *W, float *const *d_y, const float *d_x, int batch, int epi,
+                          const float *nw, float eps, float *d_xb, cudaStream_t stream) {
     VZ_TRY(mv_check_args(n, W, d_y, d_x, batch, epi));
     bool tc = true;
     for (int i = 0; i < n; i++) tc = tc && W[i]->tc;
-    if (tc) return vz_cuda_mv_tc(n, W, d_y, d_x, batch, epi, !(mv_variant & VZ_CUDA_MV_NO_PDL), (cudaStream_t)stream);
+    int kind = W[0]->kind;
+    for (int i = 0; i < 3; i++)
+        if (W[i < n ? i : 0]->kind != kind || W[i < n ? i : 0]->tiled) kind = VZ_K_GENERIC; /* tiled: vz_group_any */
+    if (((uintptr_t)d_x & 15) != 0) kind = VZ_K_GENERIC;
+    const bool v4 = !tc && kind != VZ_K_GENERIC && (mv_variant & VZ_CUDA_MV_V4) &&
+                    (size_t)batch * (size_t)W[0]->cols * 4 <= MV4_XMAX;
+    if (nw && !v4) { /* the norm on its own, then the plain matvec of its output */
+        VZ_FAIL_IF(!d_xb, VZ_ERR_ARG, "cuda matvec: fused norm needs a scratch buffer");
+        vz_k_rmsnorm(d_x, d_xb, nw, batch, (int32_t)W[0]->cols, eps, stream);
+        d_x = d_xb, nw = NULL;
+    }
+    if (tc) return vz_cuda_mv_tc(n, W, d_y, d_x, batch, epi, !(mv_variant & VZ_CUDA_MV_NO_PDL), stream);
     mv_args a;
+    memset(&a, 0, sizeof a);
     a.ntens = epi == VZ_CUDA_EPI_SILU_MUL ? 1 : n;
-    a.batch = batch, a.epi = epi, a.x = d_x, a.upw = 1;
-    int kind = W[0]->kind, per_warp = epi == VZ_CUDA_EPI_SILU_MUL ? 1 : MV_SLOTS;
+    a.batch = batch, a.epi = epi, a.x = d_x, a.upw = 1, a.nw = nw, a.eps = eps;
+    int per_warp = epi == VZ_CUDA_EPI_SILU_MUL ? 1 : MV_SLOTS;
     int64_t blocks = 0;
     for (int i = 0; i < 3; i++) {
         a.w[i] = vz_cuda_view(W[i < n ? i : 0]);
         a.y[i] = d_y[i < n ? i : 0];
-        if (W[i < n ? i : 0]->kind != kind || W[i < n ? i : 0]->tiled) kind = VZ_K_GENERIC; /* tiled: vz_group_any */
     }
-    if (((uintptr_t)d_x & 15) != 0) kind = VZ_K_GENERIC;
     bool silu = epi == VZ_CUDA_EPI_SILU_MUL;
-    if (kind != VZ_K_GENERIC && (mv_variant & VZ_CUDA_MV_V4) && (size_t)batch * (size_t)W[0]->cols * 4 <= MV4_XMAX) {
+    if (v4) {
         unsigned nblk = 0;
         mv_fn f = NULL;
         VZ_TRY(mv4_plan(a, W, kind, batch, silu, &nblk, &f));
@@ -583,6 +613,18 @@ extern "C" vz_status vz_cuda_matvec_multi(int n, const vz_cuda_tensor *const *W,
     VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda matvec launch (%lldx%lld, batch %d): %s", (long long)W[0]->rows,
                (long long)W[0]->cols, batch, cudaGetErrorString(e));
     return VZ_OK;
+}
+
+extern "C" vz_status vz_cuda_matvec_multi(int n, const vz_cuda_tensor *const *W, float *const *d_y, const float *d_x,
+                                          int batch, int epi, void *stream) {
+    return mv_multi(n, W, d_y, d_x, batch, epi, NULL, 0.0f, NULL, (cudaStream_t)stream);
+}
+
+extern "C" vz_status vz_cuda_matvec_multi_norm(int n, const vz_cuda_tensor *const *W, float *const *d_y, const float *d_x,
+                                               int batch, int epi, const float *nw, float eps, float *d_xb,
+                                               void *stream) {
+    VZ_FAIL_IF(!nw || !d_xb, VZ_ERR_ARG, "cuda matvec: norm weights and scratch needed");
+    return mv_multi(n, W, d_y, d_x, batch, epi, nw, eps, d_xb, (cudaStream_t)stream);
 }
 
 extern "C" vz_status vz_cuda_matvec(float *d_y, const float *d_x, int batch, const vz_cuda_tensor *W, void *stream) {

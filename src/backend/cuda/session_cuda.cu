@@ -192,12 +192,10 @@ vz_status vz_cs_forward(vz_cuda_session *s, int32_t B, int32_t multi) {
         if (s->sm) VZ_TRY(vz_stream_acquire(s->sm, l, lw, st)); /* [st] streamed: its slot, copied */
         char *kc = (char *)s->kc + kv_layer * l, *vc = (char *)s->vc + kv_layer * l;
         /* attention: x += Wo attention(rope(Wq xb), rope(Wk xb), Wv xb), xb = norm(x) */
-        vz_k_rmsnorm(s->x, s->xb, L->attn_norm, B, dim, c->rms_eps, st);
-        vz_cs_mark(s, "rmsnorm");
         const vz_cuda_tensor *qkv[3] = {&L->wq, &L->wk, &L->wv};
         float *const qkv_out[3] = {s->q, s->k, s->v};
-        VZ_TRY(vz_cuda_matvec_multi(3, qkv, qkv_out, s->xb, B, VZ_CUDA_EPI_NONE, st));
-        vz_cs_mark(s, "qkv matvec");
+        VZ_TRY(vz_cuda_matvec_multi_norm(3, qkv, qkv_out, s->x, B, VZ_CUDA_EPI_NONE, L->attn_norm, c->rms_eps, s->xb, st));
+        vz_cs_mark(s, "rmsnorm + qkv matvec");
         vz_k_attention(s->att, s->q, s->k, s->v, kc, vc, s->part, s->att_cnt, &sq, B, nh, nkv, hd, s->n_ctx,
                        s->kv_f16, c->rope_theta, c->rope_interleaved, s->att_chunk, st);
         vz_cs_mark(s, "rope + kv store + attention");
@@ -206,22 +204,20 @@ vz_status vz_cs_forward(vz_cuda_session *s, int32_t B, int32_t multi) {
         vz_cs_mark(s, "wo matvec + add");
         VZ_TRY(vz_cs_trace_row(s, l, 0, s->x, B));
         /* MLP: x += W2 (silu(W1 xb) * W3 xb), xb = norm(x) */
-        vz_k_rmsnorm(s->x, s->xb, L->ffn_norm, B, dim, c->rms_eps, st);
-        vz_cs_mark(s, "rmsnorm");
         const vz_cuda_tensor *gu[2] = {&L->w1, &L->w3};
         float *const gu_out[2] = {s->hb, s->hb};
-        VZ_TRY(vz_cuda_matvec_multi(2, gu, gu_out, s->xb, B, VZ_CUDA_EPI_SILU_MUL, st));
-        vz_cs_mark(s, "gate/up matvec + silu");
+        VZ_TRY(vz_cuda_matvec_multi_norm(2, gu, gu_out, s->x, B, VZ_CUDA_EPI_SILU_MUL, L->ffn_norm, c->rms_eps, s->xb, st));
+        vz_cs_mark(s, "rmsnorm + gate/up matvec + silu");
         const vz_cuda_tensor *w2 = &L->w2;
         VZ_TRY(vz_cuda_matvec_multi(1, &w2, &s->x, s->hb, B, VZ_CUDA_EPI_ADD, st));
         vz_cs_mark(s, "down matvec + add");
         VZ_TRY(vz_cs_trace_row(s, l, 1, s->x, B));
         if (s->sm) VZ_TRY(vz_stream_release(s->sm, l, st));
     }
-    vz_k_rmsnorm(s->x, s->xb, s->norms + (size_t)(2 * c->n_layers) * dim, B, dim, c->rms_eps, st);
-    vz_cs_mark(s, "rmsnorm");
-    VZ_TRY(vz_cuda_matvec(s->logits, s->xb, B, s->out.data ? &s->out : &s->emb, st));
-    vz_cs_mark(s, "head matvec");
+    const vz_cuda_tensor *head = s->out.data ? &s->out : &s->emb;
+    VZ_TRY(vz_cuda_matvec_multi_norm(1, &head, &s->logits, s->x, B, VZ_CUDA_EPI_NONE,
+                                     s->norms + (size_t)(2 * c->n_layers) * dim, c->rms_eps, s->xb, st));
+    vz_cs_mark(s, "rmsnorm + head matvec");
     if (multi) {
         vz_k_sample(s->logits, B, c->vocab_size, &s->mopts, s->tok, s->out_ids, s->step, s->pos, 1, s->n_ctx, st);
     } else {
