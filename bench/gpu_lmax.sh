@@ -62,10 +62,11 @@ run_bench() { # name transport extra flags...
         --ctx 2048 --kv f16 "$@" --json "$OUT/bench-$name.json" >"$W/bench-$name.txt" 2>"$W/bench-$name.err"
     echo "rc=$?"
     cat "$W/bench-$name.txt"
-    grep -E "plan|error|refus|needs|lossless-max" "$W/bench-$name.err" | tr '\r' '\n' | tail -4
+    tr '\r' '\n' <"$W/bench-$name.err" | grep -E "plan|error|refus|needs" | head -3
+    tr '\r' '\n' <"$W/bench-$name.err" | grep -E "lossless-max" | tail -1
 }
-run_bench 600m-fixed lossless --codec raw,lossless --vram-budget 600M
-run_bench 600m-lmax lossless-max --codec raw,lossless --vram-budget 600M
+run_bench 600m-fixed lossless --codec lossless --vram-budget 600M
+run_bench 600m-lmax lossless-max --codec lossless --vram-budget 600M
 run_bench 1g-fixed lossless --codec lossless --vram-budget 1G
 run_bench 1g-lmax lossless-max --codec lossless --vram-budget 1G
 step "done"

@@ -4,7 +4,9 @@
  * with tables in shared memory built from the block's per-tensor table and
  * merging the raw sign/mantissa plane into the source bits (bf16: 8 elements,
  * one 16-byte store at a time). One launch decodes a whole block (a layer),
- * so all its chunks run at once. Exact: tests/test_cuda_lmax.c compares it
+ * so all its chunks run at once. The time is the longest chunk's chain of
+ * dependent symbol steps, so nothing a step needs may wait on memory: stream
+ * bytes and raw bytes are loaded a word / a group ahead of use. Exact: tests/test_cuda_lmax.c compares it
  * byte for byte with decode_ref (src/codec/lossless_max.c), outputs poisoned.
  * Timed end to end by `vramzip bench` with VZ_STREAM_CODEC=lossless-max.
  */
@@ -16,15 +18,49 @@
 #define LM_L (1u << 23)
 #define LM_MAX_SCALE 15
 
+/* A chunk's stream bytes, read through registers: aligned words are loaded
+ * one word ahead of use, so a renormalization never waits on memory (a warp
+ * would otherwise wait at almost every symbol for the lane whose byte
+ * missed). Bytes past the stream's end read as 0, as in the spec; words
+ * past it are not loaded (the word holding the last byte lies in the block). */
+typedef struct lm_rd {
+    const uint32_t *wp, *we; /* next word to load; words from we on are past the end */
+    uint32_t buf, nxt;       /* bytes not yet read (low first), the word after them */
+    int32_t nb;              /* bytes left in buf */
+    int64_t left;            /* stream bytes left */
+} lm_rd;
+
+static __device__ __forceinline__ void lm_rd_init(lm_rd &r, const uint8_t *p, const uint8_t *end) {
+    const uintptr_t a = (uintptr_t)p;
+    r.wp = (const uint32_t *)(a & ~(uintptr_t)3);
+    r.we = (const uint32_t *)(((uintptr_t)end + 3) & ~(uintptr_t)3);
+    const uint32_t w0 = r.wp < r.we ? *r.wp : 0u;
+    r.wp++;
+    r.nxt = r.wp < r.we ? *r.wp : 0u;
+    r.wp++;
+    r.buf = w0 >> 8 * (a & 3), r.nb = 4 - (int32_t)(a & 3), r.left = end - p;
+}
+
+static __device__ __forceinline__ uint32_t lm_rd_byte(lm_rd &r) {
+    if (r.nb == 0) { /* nxt was loaded 4 bytes (about a dozen symbols) ago */
+        r.buf = r.nxt, r.nb = 4;
+        r.nxt = r.wp < r.we ? *r.wp : 0u;
+        r.wp++;
+    }
+    const uint32_t b = r.left > 0 ? (r.buf & 0xffu) : 0u;
+    r.buf >>= 8, r.nb--, r.left--;
+    return b;
+}
+
 /* One rANS symbol (docs/codecs.md section 2): the exponent field. fb[slot]
  * = freq << 16 | (slot - start), ex[slot] = lo + symbol. */
-static __device__ __forceinline__ uint32_t lm_next(uint32_t &x, const uint8_t *&p, const uint8_t *end,
-                                                   const uint32_t *fb, const uint8_t *ex, uint32_t mask, int S) {
+static __device__ __forceinline__ uint32_t lm_next(uint32_t &x, lm_rd &r, const uint32_t *fb, const uint8_t *ex,
+                                                   uint32_t mask, int S) {
     const uint32_t slot = x & mask, e = fb[slot], s = ex[slot];
     x = (e >> 16) * (x >> S) + (e & 0xffffu);
     if (x < LM_L) {
-        x = x << 8 | (p < end ? (uint32_t)*p++ : 0u);
-        if (x < LM_L) x = x << 8 | (p < end ? (uint32_t)*p++ : 0u);
+        x = x << 8 | lm_rd_byte(r);
+        if (x < LM_L) x = x << 8 | lm_rd_byte(r);
     }
     return s;
 }
@@ -54,30 +90,34 @@ static __device__ __forceinline__ void lm_store(uint8_t *out, int dtype, uint64_
 static __device__ void lm_chunk(const vz_lmax_tensor &d, const uint8_t *blob, uint8_t *out, uint64_t c,
                                 const uint32_t *fb, const uint8_t *ex) {
     const uint64_t *idx = (const uint64_t *)blob; /* 16-aligned: the blob is 256-aligned in the block */
-    const uint8_t *p = blob + d.streams + idx[c], *end = blob + d.streams + idx[c + 1], *plane = blob + d.raw;
-    uint32_t x = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-    p += 4;
+    const uint8_t *plane = blob + d.raw;
+    lm_rd rd;
+    lm_rd_init(rd, blob + d.streams + idx[c], blob + d.streams + idx[c + 1]);
+    uint32_t x = lm_rd_byte(rd);
+    for (int k = 1; k < 4; k++) x |= lm_rd_byte(rd) << 8 * k;
     const uint32_t mask = (1u << d.scale) - 1;
     const int S = d.scale, dt = d.dtype;
     uint64_t i = c * d.chunk_rows * d.cols;
     const uint64_t i1 = i + d.chunk_rows * d.cols < d.n ? i + d.chunk_rows * d.cols : d.n;
     if (dt == VZ_DTYPE_BF16) {
         for (; i < i1 && (i & 7); i++)
-            lm_store(out, dt, i, lm_join(dt, lm_next(x, p, end, fb, ex, mask, S), plane[i]));
-        for (; i + 8 <= i1; i += 8) { /* 8 raw bytes in, 8 bf16 out */
-            const uint2 rw = *(const uint2 *)(plane + i);
+            lm_store(out, dt, i, lm_join(dt, lm_next(x, rd, fb, ex, mask, S), plane[i]));
+        uint2 rw = i + 8 <= i1 ? *(const uint2 *)(plane + i) : make_uint2(0, 0);
+        for (; i + 8 <= i1; i += 8) { /* 8 raw bytes in (loaded one group ahead), 8 bf16 out */
+            const uint2 rn = i + 16 <= i1 ? *(const uint2 *)(plane + i + 8) : make_uint2(0, 0);
             uint32_t w[4];
 #pragma unroll
             for (int k = 0; k < 8; k++) {
                 const uint32_t r = ((k < 4 ? rw.x : rw.y) >> 8 * (k & 3)) & 0xffu;
-                const uint32_t h = (r >> 7) << 15 | lm_next(x, p, end, fb, ex, mask, S) << 7 | (r & 0x7fu);
+                const uint32_t h = (r >> 7) << 15 | lm_next(x, rd, fb, ex, mask, S) << 7 | (r & 0x7fu);
                 if (k & 1) w[k >> 1] |= h << 16;
                 else w[k >> 1] = h;
             }
             *(uint4 *)(out + 2 * i) = make_uint4(w[0], w[1], w[2], w[3]);
+            rw = rn;
         }
     }
-    for (; i < i1; i++) lm_store(out, dt, i, lm_join(dt, lm_next(x, p, end, fb, ex, mask, S), lm_raw(plane, i, d.rbits)));
+    for (; i < i1; i++) lm_store(out, dt, i, lm_join(dt, lm_next(x, rd, fb, ex, mask, S), lm_raw(plane, i, d.rbits)));
 }
 
 static __global__ void lmax_kernel(vz_lmax_block b, const uint8_t *src, uint8_t *dst) {
@@ -105,6 +145,9 @@ static size_t smem_bytes(int scale) { return ((size_t)1 << scale) * 5; }
 extern "C" vz_status vz_lmax_prepare(void) {
     cudaError_t e = cudaFuncSetAttribute(lmax_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          (int)smem_bytes(LM_MAX_SCALE));
+    /* all of a layer's blocks in one wave: two 80 KiB tables (scale 14) per SM */
+    if (e == cudaSuccess)
+        e = cudaFuncSetAttribute(lmax_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared);
     VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "lossless-max decoder: shared memory: %s", cudaGetErrorString(e));
     return VZ_OK;
 }
