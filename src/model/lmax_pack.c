@@ -18,7 +18,10 @@
 #include "codec/lossless_max.h"
 #include "model/plan.h"
 
-/* lossless-max unless VZ_STREAM_CODEC says otherwise: bench/results/2026-11-28-lmax-stream-h200.md */
+/* Fixed-rate transport unless VZ_STREAM_CODEC=lossless-max. Measured on an H200 (TinyLlama, bench/results/
+ * 2026-11-28-lmax-stream-h200.md): lossless-max moves 6.3% fewer bytes per layer, but its decoded slot costs a
+ * resident layer (per token: 1.9% fewer bytes at 600 MiB, 0.5% more at 1 GiB) and its GPU decode (1.18 ms per
+ * layer) is slower than the copy it saves: 12% (600 MiB) and 17% (1 GiB) fewer tokens/s. */
 #define VZ_LMAX_DEFAULT 0
 
 vz_status vz_lmax_transport(const vz_model *m, vz_residency r, int32_t *on) {

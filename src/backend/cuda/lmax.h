@@ -14,13 +14,6 @@ extern "C" {
 #include "core/status.h"
 #include "model/lmax_pack.h"
 
-/* Kernel variants (bits, lmax.cu: 1 max shared carveout, 2 16-byte loads, 4
- * small tables, 8 stream bytes loaded one at a time); all give the same
- * bytes. v < 0 only reads; returns the previous variant. VZ_LMAX_V (env)
- * sets it at vz_lmax_prepare. */
-#define VZ_LMAX_V_DEFAULT 0
-#define VZ_LMAX_NV 16
-int vz_lmax_variant(int v);
 /* Allows the decoder its shared tables (up to scale 15); once, outside graph capture. */
 vz_status vz_lmax_prepare(void);
 /* Decodes every tensor of b from src (the packed block, device) into dst +
