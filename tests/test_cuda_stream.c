@@ -6,7 +6,11 @@
  * run of the same file, with 1, several and all layers streamed, under
  * decompress-at-load streaming and under the cache with 1 and all slots;
  * through the public API a budget of the all-streamed minimum runs within
- * it (peak VRAM by cudaMemGetInfo). Models: stories260K (lossless, q8 .vz,
+ * it (peak VRAM by cudaMemGetInfo). With VZ_STREAM_CODEC=lossless-max the
+ * streamed layers of a lossless .vz travel re-encoded as lossless-max and
+ * are decoded on the GPU (lmax.cu): logits and ids still byte-identical, and
+ * fewer bytes streamed than the fixed-rate transport (so the path ran).
+ * Models: stories260K (lossless, q8 .vz,
  * f32 .bin) and synth "small" (bf16, raw and lossless). Skips without a GPU.
  */
 #include <stdio.h>
@@ -18,6 +22,7 @@
 #include "vramzip.h"
 #ifdef VZ_HAVE_CUDA
 #include "backend/cuda/cuda.h"
+#include "codec/codec.h"
 #include "model/model.h"
 #endif
 
@@ -25,8 +30,18 @@
 #define NG 20
 
 #ifdef VZ_HAVE_CUDA
+static int all_layers_lossless(const vz_model *m) {
+    for (int32_t l = 0; l < m->cfg.n_layers; l++) {
+        const vz_layer *L = &m->layers[l];
+        const vz_tensor *ts[7] = {L->wq, L->wk, L->wv, L->wo, L->w1, L->w2, L->w3};
+        for (int i = 0; i < 7; i++)
+            if (ts[i]->codec != VZ_CODEC_lossless) return 0;
+    }
+    return 1;
+}
+
 /* NT prompt logits then NG greedy ids, into out (NT*vocab + NG floats). */
-static void run_internal(vz_model *m, int32_t residency, int32_t n_res, float *out) {
+static uint64_t run_internal(vz_model *m, int32_t residency, int32_t n_res, float *out) {
     const int32_t vocab = m->cfg.vocab_size;
     vz_cuda_session *s = NULL;
     vz_status st = vz_cuda_session_create_plan(&s, m, 64, 1, 1, residency, n_res);
@@ -48,6 +63,7 @@ static void run_internal(vz_model *m, int32_t residency, int32_t n_res, float *o
     if (residency != 2 && n_res == m->cfg.n_layers) assert_true(mem.h2d == 0);
     else assert_true(mem.h2d > 0);
     vz_cuda_session_free(s);
+    return mem.h2d;
 }
 
 /* Every streaming / cache configuration of path vs its resident run. */
@@ -67,6 +83,23 @@ static void same_as_resident(const char *path, const vz_model_opts *mo) {
         print_message("%s: residency %d, %d of %d layers resident: logits and ids %s\n", path, (int)cfg[i][0],
                       (int)cfg[i][1], (int)nl, diff ? "DIFFER" : "identical");
         assert_false(diff);
+    }
+    /* lossless-max transport, 1 and all layers streamed */
+    const int all_lossless = all_layers_lossless(m);
+    for (int k = 0; k < 2; k++) {
+        const int32_t nres = k ? 0 : nl - 1;
+        unsetenv("VZ_STREAM_CODEC");
+        const uint64_t fixed = run_internal(m, VZ_RESIDENCY_COMPRESSED, nres, got);
+        setenv("VZ_STREAM_CODEC", "lossless-max", 1);
+        const uint64_t lmax = run_internal(m, VZ_RESIDENCY_COMPRESSED, nres, got);
+        unsetenv("VZ_STREAM_CODEC");
+        int diff = memcmp(ref, got, sizeof(float) * n) != 0;
+        print_message("%s: lossless-max transport, %d of %d layers resident: logits and ids %s, streamed %llu B "
+                      "(fixed-rate %llu B)\n", path, (int)nres, (int)nl, diff ? "DIFFER" : "identical",
+                      (unsigned long long)lmax, (unsigned long long)fixed);
+        assert_false(diff);
+        if (all_lossless) assert_true(lmax < fixed); /* the lossless-max path ran */
+        else assert_true(lmax == fixed);
     }
     free(ref);
     free(got);

@@ -349,6 +349,28 @@ static void test_pack_real(void **state) {
     assert_int_equal(vz_session_plan(m, &o, &p), VZ_OK);
     assert_true(p.fits && p.n_streamed == m->cfg.n_layers);
     assert_true(p.stream_buf_bytes == 2 * vz_plan_dev_round(n));
+    /* [lmax] lossless-max transport: the two slots (its blocks are at most the fixed-rate pack) plus the
+     * decoded slot; the same budget now streams nothing (refused); a bad VZ_STREAM_CODEC is an error */
+    const uint64_t min_fixed = p.min_bytes;
+    setenv("VZ_STREAM_CODEC", "lossless-max", 1);
+    assert_int_equal(vz_session_plan(m, &o, &p), VZ_OK);
+    assert_false(p.fits);
+    o.vram_budget = min_fixed + vz_plan_dev_round(nd);
+    assert_int_equal(vz_session_plan(m, &o, &p), VZ_OK);
+    assert_true(p.fits && p.n_streamed == m->cfg.n_layers && p.min_bytes == o.vram_budget);
+    assert_true(p.stream_buf_bytes == 2 * vz_plan_dev_round(n) + vz_plan_dev_round(nd));
+    o.residency = VZ_RESIDENCY_DECOMPRESS; /* the transport applies to compressed residency only */
+    o.vram_budget = 0;
+    assert_int_equal(vz_session_plan(m, &o, &p), VZ_OK);
+    o.vram_budget = p.min_bytes; /* every layer streamed, decoded */
+    assert_int_equal(vz_session_plan(m, &o, &p), VZ_OK);
+    assert_true(p.fits && p.n_streamed == m->cfg.n_layers);
+    assert_true(p.stream_buf_bytes == 2 * vz_plan_dev_round(nd));
+    o.residency = VZ_RESIDENCY_COMPRESSED;
+    setenv("VZ_STREAM_CODEC", "zstd", 1);
+    assert_int_equal(vz_session_plan(m, &o, &p), VZ_ERR_ARG);
+    assert_non_null(strstr(vz_last_error(), "VZ_STREAM_CODEC"));
+    unsetenv("VZ_STREAM_CODEC");
     vz_model_close(m);
     vz_test_rmtree(dir);
 }

@@ -11,6 +11,7 @@
 
 #include "codec/bits.h"
 #include "codec/codec.h"
+#include "codec/lossless_max.h"
 
 #define LM_CHUNK_ELEMS 4096
 #define LM_RANS_L (1u << 23)
@@ -217,6 +218,21 @@ static vz_status lm_check(const vz_tensor *t) {
         VZ_FAIL_IF(b < a + 4 || b > avail, VZ_ERR_FORMAT, "tensor %s: lossless-max index[%llu] = %llu invalid", t->name,
                    (unsigned long long)c + 1, (unsigned long long)b);
     }
+    return VZ_OK;
+}
+
+vz_status vz_lossless_max_layout(const vz_tensor *t, vz_lmax_layout *out) {
+    lm_geom g;
+    memset(&g, 0, sizeof g);
+    VZ_FAIL_IF(t->codec != VZ_CODEC_lossless_max, VZ_ERR_ARG, "tensor %s: codec %u is not lossless-max", t->name,
+               (unsigned)t->codec);
+    VZ_TRY(lm_check(t));
+    VZ_TRY(lm_read_params(t, &g));
+    memset(out, 0, sizeof *out);
+    out->chunk_rows = g.chunk_rows, out->nchunks = g.nchunks, out->raw = g.raw, out->streams = g.streams;
+    out->scale = g.scale, out->lo = g.lo, out->nsym = g.nsym, out->ebits = g.ebits, out->rbits = g.rbits;
+    memcpy(out->freq, g.freq, sizeof out->freq);
+    memcpy(out->start, g.start, sizeof out->start);
     return VZ_OK;
 }
 

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "codec/codec.h"
+#include "model/lmax_pack.h"
 #ifdef VZ_HAVE_CUDA
 #include "backend/cuda/cuda.h"
 #endif
@@ -87,6 +88,8 @@ static uint64_t stream_of(const vz_plan_in *in, int32_t l) {
     return in->stream_bytes ? in->stream_bytes[l] : in->layer_bytes[l];
 }
 
+static uint64_t decoded_of(const vz_plan_in *in, int32_t l) { return in->decoded_bytes ? in->decoded_bytes[l] : 0; }
+
 /* residency cache (plan.h): as many decoded-layer slots as fit beside two
  * staging slots and the decode temporaries. */
 static void plan_cache(const vz_plan_in *in, vz_plan *p, uint64_t fixed) {
@@ -131,30 +134,32 @@ static void plan_split(const vz_plan_in *in, vz_plan *p) {
         plan_cache(in, p, fixed);
         return;
     }
-    uint64_t all = 0, maxs = 0;
+    uint64_t all = 0, maxs = 0, maxd = 0;
     for (int32_t l = 0; l < nl; l++) {
         all += in->layer_bytes[l];
         if (stream_of(in, l) > maxs) maxs = stream_of(in, l);
+        if (decoded_of(in, l) > maxd) maxd = decoded_of(in, l);
     }
     p->full_bytes = fixed + all;
-    p->min_bytes = fixed + 2 * maxs;
+    p->min_bytes = fixed + 2 * maxs + maxd;
     /* k resident layers (a prefix), the rest streamed through two buffers */
     int32_t k = nl;
-    uint64_t res = all, str = 0, smax = 0, tot = p->full_bytes;
+    uint64_t res = all, str = 0, smax = 0, dmax = 0, tot = p->full_bytes;
     if (in->stream_ok && in->budget && p->full_bytes > in->budget) {
         for (k = nl - 1; k >= 0; k--) {
-            res = str = smax = 0;
+            res = str = smax = dmax = 0;
             for (int32_t l = 0; l < nl; l++) {
                 if (l < k) res += in->layer_bytes[l];
                 else str += stream_of(in, l), smax = stream_of(in, l) > smax ? stream_of(in, l) : smax;
+                if (l >= k && decoded_of(in, l) > dmax) dmax = decoded_of(in, l);
             }
-            tot = fixed + res + 2 * smax;
+            tot = fixed + res + 2 * smax + dmax;
             if (tot <= in->budget) break;
         }
         if (k < 0) k = 0; /* nothing fits: report the all-streamed minimum */
     }
     p->n_resident = k, p->n_streamed = nl - k;
-    p->resident_bytes = res, p->streamed_bytes = str, p->stream_buf_bytes = 2 * smax;
+    p->resident_bytes = res, p->streamed_bytes = str, p->stream_buf_bytes = 2 * smax + dmax;
     p->total_bytes = tot;
     p->fits = in->budget == 0 || tot <= in->budget;
 }
@@ -295,7 +300,10 @@ vz_status vz_plan_session(const vz_model *m, const vz_session_opts *opts, int32_
     VZ_FAIL_IF(opts->n_seq < 0 || opts->n_seq > VZ_MAX_SEQ, VZ_ERR_ARG, "session: n_seq %d outside [0, %d]",
                (int)opts->n_seq, VZ_MAX_SEQ);
     const vz_config *c = &m->cfg;
-    uint64_t *layers = calloc(2 * (size_t)c->n_layers, sizeof(uint64_t)), *stream = layers + c->n_layers;
+    int32_t lmax = 0;
+    VZ_TRY(vz_lmax_transport(m, opts->residency, &lmax));
+    uint64_t *layers = calloc(3 * (size_t)c->n_layers, sizeof(uint64_t)), *stream = layers + c->n_layers;
+    uint64_t *decoded = stream + c->n_layers;
     VZ_FAIL_IF(!layers, VZ_ERR_NOMEM, "plan: out of memory");
     const vz_residency held = opts->residency == VZ_RESIDENCY_CACHE ? VZ_RESIDENCY_COMPRESSED : opts->residency;
     uint64_t off[14];
@@ -306,6 +314,9 @@ vz_status vz_plan_session(const vz_model *m, const vz_session_opts *opts, int32_
         /* a streamed layer travels as stored (decompress-at-load: decoded) in one slot */
         stream[l] = vz_plan_dev_round(vz_plan_layer_pack(L, opts->residency == VZ_RESIDENCY_DECOMPRESS, off));
         if (opts->residency == VZ_RESIDENCY_CACHE) layers[l] = vz_plan_dev_round(vz_plan_layer_pack(L, 1, off));
+        /* lossless-max transport: its blocks are at most the fixed-rate pack (stream.cu checks), plus a
+         * decoded slot */
+        if (lmax) decoded[l] = vz_plan_dev_round(vz_plan_layer_pack(L, 1, off));
     }
     vz_plan_in in;
     memset(&in, 0, sizeof in);
@@ -315,6 +326,7 @@ vz_status vz_plan_session(const vz_model *m, const vz_session_opts *opts, int32_
     in.n_seq = opts->n_seq > 1 ? opts->n_seq : 1;
     in.layer_bytes = layers;
     in.stream_bytes = stream;
+    in.decoded_bytes = lmax ? decoded : NULL;
     in.global_bytes = tensor_dev_bytes(m->tok_emb, held) +
                       (m->output != m->tok_emb ? tensor_dev_bytes(m->output, held) : 0) +
                       vz_plan_dev_round((uint64_t)c->dim * (2 * (uint64_t)c->n_layers + 1) * 4) +

@@ -70,6 +70,8 @@ typedef struct vz_plan_in {
     int32_t n_seq;               /* [batch] sequences (KV slots); 0: 1 */
     const uint64_t *layer_bytes; /* c->n_layers device bytes, as resident */
     const uint64_t *stream_bytes; /* c->n_layers bytes of a streamed layer's slot; NULL: layer_bytes */
+    const uint64_t *decoded_bytes; /* lossless-max transport (lmax_pack.h): c->n_layers bytes of the one
+                                      decoded slot a streamed layer is decoded into; NULL: none */
     uint64_t global_bytes;       /* embedding + head + norms */
     uint64_t budget;             /* 0: none (everything resident) */
     int32_t budget_is_free;      /* for the advice: budget is the free VRAM */
@@ -78,7 +80,9 @@ typedef struct vz_plan_in {
 } vz_plan_in;
 
 /* Fills *out (never fails): the most layers resident (a prefix) that fit,
- * the rest streamed when stream_ok; fits = 0 with advice otherwise.
+ * the rest streamed when stream_ok (two slots of the largest stream_bytes,
+ * plus one of the largest decoded_bytes of a streamed layer when given);
+ * fits = 0 with advice otherwise.
  * residency cache: n_resident is the number of decoded-layer cache slots
  * (layer_bytes: decoded, all slots of the largest), stream_buf_bytes two
  * staging slots of the largest stream_bytes plus the decode temporaries;

@@ -9,11 +9,16 @@
  * bitwise those of the resident run. Cache: slots of decoded (raw) layers,
  * filled by copying the encoded layer into a staging slot and decoding it
  * on the GPU with vz_cuda_rows (the codec's device decoder), exact.
+ * lossless-max transport (model/lmax_pack.h): a streamed layer of a
+ * lossless .vz travels re-encoded as lossless-max and is decoded (lmax.cu)
+ * on the compute stream into one raw slot before its matvecs; its copy slot
+ * is free once decoded. Raw and lossless matvecs give the same bits.
  */
 #include <cuda_fp16.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cuda/lmax.h"
 #include "backend/cuda/stream.h"
 
 extern "C" {
@@ -47,6 +52,9 @@ struct vz_stream {
     float *tmp;             /* cache: f32 rows of one decode chunk */
     int32_t *ids;           /* cache: 0..maxrows-1 */
     int32_t maxrows;
+    int32_t lmax;           /* streamed layers travel as lossless-max blocks */
+    vz_lmax_block *lblk;    /* (nl) lmax: layer l's block (decodes into the doff layout) */
+    uint8_t *dslot;         /* lmax: the decoded layer */
 };
 
 #define CU_CHECK(call, what)                                                                                  \
@@ -69,12 +77,14 @@ static vz_tensor decoded_view(const vz_tensor *t) {
 }
 
 /* Layer l packed into dst (pinned) as streamed: encoded, or decoded on the host. */
-static vz_status pack_layer(vz_stream *sm, const vz_layer *L, int32_t l, uint8_t *dst) {
+static vz_status pack_layer(vz_stream *sm, const vz_layer *L, int32_t l, uint8_t *dst, const uint8_t *lm) {
+    if (sm->lmax) memcpy(dst, lm, sm->size[l]);
     for (int i = 0; i < 7; i++) {
         const vz_tensor *t = layer_tensor(L, i);
         VZ_TRY(vz_tensor_check(t));
-        vz_tensor d = sm->decoded ? decoded_view(t) : *t;
+        vz_tensor d = sm->decoded || sm->lmax ? decoded_view(t) : *t;
         VZ_TRY(vz_cuda_tensor_describe(&sm->desc[l][i], &d));
+        if (sm->lmax) continue;
         if (!sm->decoded || t->codec == VZ_CODEC_raw) VZ_TRY(vz_cuda_tensor_image(&sm->desc[l][i], t, dst + sm->off[l][i]));
         else VZ_TRY(vz_codec_by_id(t->codec)->decode_ref(t, 0, t->rows, dst + sm->off[l][i]));
         if (!sm->decoded && t->codec == VZ_CODEC_lossless)
@@ -140,6 +150,30 @@ static vz_status alloc_device(vz_stream *sm, const vz_model *m, uint64_t slot_by
     return VZ_OK;
 }
 
+/* lmax: layers first.. as lossless-max blocks into (*blk)[l] (nl, malloc'ed),
+ * decoding into the doff layout; sm->lmax stays 0 (fixed-rate transport) if
+ * a block is larger than the layer's fixed-rate pack, the slot planned. */
+static vz_status lmax_encode(vz_stream *sm, const vz_model *m, uint8_t ***blk) {
+    const int32_t ng = sm->nl - sm->first;
+    const vz_tensor **ts = (const vz_tensor **)malloc(sizeof(vz_tensor *) * 7 * (size_t)ng);
+    uint64_t *oo = (uint64_t *)malloc(sizeof(uint64_t) * 7 * (size_t)ng);
+    *blk = (uint8_t **)calloc((size_t)sm->nl, sizeof(uint8_t *));
+    sm->lblk = (vz_lmax_block *)calloc((size_t)sm->nl, sizeof(vz_lmax_block));
+    vz_status st = ts && oo && *blk && sm->lblk ? VZ_OK : VZ_FAIL(VZ_ERR_NOMEM, "layer streaming: lmax tables");
+    for (int32_t l = sm->first; st == VZ_OK && l < sm->nl; l++)
+        for (int i = 0; i < 7; i++) {
+            ts[7 * (l - sm->first) + i] = layer_tensor(&m->layers[l], i);
+            oo[7 * (l - sm->first) + i] = sm->doff[l][i];
+        }
+    if (st == VZ_OK) st = vz_lmax_encode(ts, ng, 7, oo, sm->lblk + sm->first, *blk + sm->first, "layer streaming");
+    free(ts), free(oo);
+    int fits = 1;
+    for (int32_t l = sm->first; st == VZ_OK && l < sm->nl; l++) fits &= sm->lblk[l].size <= sm->size[l];
+    for (int32_t l = sm->first; st == VZ_OK && fits && l < sm->nl; l++) sm->size[l] = sm->lblk[l].size;
+    sm->lmax = st == VZ_OK && fits;
+    return st;
+}
+
 vz_status vz_stream_create(vz_stream **out, const vz_model *m, int32_t first, int32_t decoded,
                                         int32_t cache_slots, uint64_t *dev_bytes) {
     *out = NULL;
@@ -150,22 +184,34 @@ vz_status vz_stream_create(vz_stream **out, const vz_model *m, int32_t first, in
     VZ_FAIL_IF(!sm, VZ_ERR_NOMEM, "layer streaming: out of memory");
     sm->nl = m->cfg.n_layers, sm->first = first, sm->decoded = decoded, sm->ncache = cache_slots;
     vz_status st = alloc_tables(sm);
+    int32_t lm = 0;
+    if (st == VZ_OK && !decoded && !cache_slots) st = vz_lmax_transport(m, VZ_RESIDENCY_COMPRESSED, &lm);
     uint64_t total = 0, slot = 0, cbytes = 0;
     for (int32_t l = first; st == VZ_OK && l < sm->nl; l++) {
         sm->size[l] = vz_plan_layer_pack(&m->layers[l], decoded, sm->off[l]);
         uint64_t d = vz_plan_layer_pack(&m->layers[l], 1, sm->doff[l]);
+        cbytes = d > cbytes ? d : cbytes;
+    }
+    uint8_t **blk = NULL;
+    if (st == VZ_OK && lm) st = lmax_encode(sm, m, &blk);
+    for (int32_t l = first; st == VZ_OK && l < sm->nl; l++) {
         sm->host_off[l] = total;
         total += sm->size[l];
         slot = sm->size[l] > slot ? sm->size[l] : slot;
-        cbytes = d > cbytes ? d : cbytes;
     }
     sm->step_bytes = cache_slots ? 0 : total;
     if (st == VZ_OK && cudaHostAlloc((void **)&sm->host, total ? total : 1, cudaHostAllocDefault) != cudaSuccess)
         st = VZ_FAIL(VZ_ERR_NOMEM, "layer streaming: cannot pin %llu bytes of host memory",
                      (unsigned long long)total);
     for (int32_t l = first; st == VZ_OK && l < sm->nl; l++)
-        st = pack_layer(sm, &m->layers[l], l, sm->host + sm->host_off[l]);
+        st = pack_layer(sm, &m->layers[l], l, sm->host + sm->host_off[l], blk ? blk[l] : NULL);
+    for (int32_t l = 0; blk && l < sm->nl; l++) free(blk[l]);
+    free(blk);
     if (st == VZ_OK) st = alloc_device(sm, m, slot, cbytes, dev_bytes);
+    if (st == VZ_OK && sm->lmax) st = vz_lmax_prepare();
+    if (st == VZ_OK && sm->lmax && cudaMalloc((void **)&sm->dslot, cbytes) != cudaSuccess)
+        st = VZ_FAIL(VZ_ERR_CUDA, "layer streaming: decoded slot of %llu bytes", (unsigned long long)cbytes);
+    if (st == VZ_OK && sm->lmax) *dev_bytes += cbytes;
     if (st != VZ_OK) {
         vz_stream_free(sm);
         return st;
@@ -185,11 +231,13 @@ void vz_stream_free(vz_stream *sm) {
     for (int32_t i = 0; sm->cslot && i < sm->ncache; i++) cudaFree(sm->cslot[i]);
     cudaFree(sm->tmp);
     cudaFree(sm->ids);
+    cudaFree(sm->dslot);
     if (sm->fork) cudaEventDestroy(sm->fork);
     if (sm->cp) cudaStreamDestroy(sm->cp);
     cudaFreeHost(sm->host);
     free(sm->host_off), free(sm->size), free(sm->off), free(sm->doff), free(sm->desc), free(sm->ddesc);
     free(sm->pending), free(sm->layer_cslot), free(sm->cslot), free(sm->cslot_layer), free(sm->cslot_used);
+    free(sm->lblk);
     free(sm);
 }
 
@@ -300,6 +348,16 @@ vz_status vz_stream_acquire(vz_stream *sm, int32_t l, vz_cuda_tensor *const w[7]
     const int i = (l - sm->first) % NSLOT;
     if (l + 1 < sm->nl) VZ_TRY(issue_copy(sm, l + 1, (l + 1 - sm->first) % NSLOT, st));
     CU_CHECK(cudaStreamWaitEvent(st, sm->copied[i], 0), "wait copy");
+    if (sm->lmax) { /* decoded into the raw slot; the copy slot is free again */
+        VZ_TRY(vz_lmax_decode(&sm->lblk[l], sm->slot[i], sm->dslot, st));
+        CU_CHECK(cudaEventRecord(sm->freed[i], st), "record slot free");
+        sm->freed_rec[i] = 1;
+        for (int k = 0; k < 7; k++) {
+            *w[k] = sm->desc[l][k];
+            w[k]->data = sm->dslot + sm->doff[l][k], w[k]->lut = NULL;
+        }
+        return VZ_OK;
+    }
     for (int k = 0; k < 7; k++) {
         *w[k] = sm->desc[l][k];
         w[k]->data = sm->slot[i] + sm->off[l][k];
@@ -309,7 +367,7 @@ vz_status vz_stream_acquire(vz_stream *sm, int32_t l, vz_cuda_tensor *const w[7]
 }
 
 vz_status vz_stream_release(vz_stream *sm, int32_t l, cudaStream_t st) {
-    if (l < sm->first || sm->ncache) return VZ_OK; /* cache slots are reused in stream order on st */
+    if (l < sm->first || sm->ncache || sm->lmax) return VZ_OK; /* cache, lmax: slots reused in order on st */
     const int i = (l - sm->first) % NSLOT;
     CU_CHECK(cudaEventRecord(sm->freed[i], st), "record slot free");
     sm->freed_rec[i] = 1;

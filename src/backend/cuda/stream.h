@@ -3,7 +3,9 @@
  * (issue #5, stream.cu): layers the planner (src/model/plan.c) does not keep
  * resident live in pinned host memory, packed as vz_plan_layer_pack lays
  * them out, and are copied on a copy stream into device slots, ordered
- * against the compute stream by events. Internal to session_cuda.cu.
+ * against the compute stream by events. With lossless-max transport
+ * (model/lmax_pack.h) a lossless layer travels as lossless-max and is decoded
+ * into a raw slot on the compute stream. Internal to session_cuda.cu.
  */
 #ifndef VZ_BACKEND_CUDA_STREAM_H
 #define VZ_BACKEND_CUDA_STREAM_H
