@@ -119,7 +119,7 @@ p_tl=$!
 prep llama2-7b "$W/l7" lossless q4 &
 p_l7=$!
 
-runtests "$OUT/tests.log" test_cuda_matvec test_cuda_prefill test_cuda_verify test_cuda_stream test_cuda_plan test_batch
+runtests "$OUT/tests.log" test_cuda_matvec test_cuda_prefill test_cuda_verify test_cuda_stream test_cuda_plan test_batch test_cuda_lmax
 grep -E "byte-identical|max \||trace|FAILED|Failure" "$OUT/tests.log" | head -20
 
 step "waiting for tinyllama"
