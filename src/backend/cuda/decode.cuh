@@ -56,8 +56,9 @@ struct vz_pk {
 };
 
 /* Words per lane of the warp's shared scratch (exception patching); the
- * packed3 decoders of vz_ll3_decode2 use 12 (H, then 3 code words + 1): a
- * 48-byte stride makes the lanes' 16-byte stores and loads conflict-free. */
+ * packed3 decoders of vz_ll3_decode2 use 12 (H, then the 4 nibble words of
+ * the codes): a 48-byte stride makes the lanes' 16-byte stores and loads
+ * conflict-free. */
 #define VZ_SMEM_LANE 16
 #define VZ_SMEM_LANE3 12
 
@@ -71,19 +72,26 @@ static __device__ __forceinline__ float vz_bits_to_f32(uint32_t bits, int dtype)
 }
 
 /* ---- lossless ------------------------------------------------------------
- * H bytes of a packed3 group: 4 codes per prmt, the lut as prmt source. */
+ * The codes of a packed3 group as 4 nibble words: the code of element e is
+ * nibble e % 8 of s[e / 8] (elements 24..31 gathered from the three bit-3
+ * planes). */
+static __device__ __forceinline__ void vz_ll_s_packed3(uint32_t w0, uint32_t w1, uint32_t w2, uint32_t s[4]) {
+    s[0] = w0 & 0x77777777u, s[1] = w1 & 0x77777777u, s[2] = w2 & 0x77777777u;
+    s[3] = ((w0 >> 3) & 0x11111111u) | ((w1 >> 2) & 0x22222222u) | ((w2 >> 1) & 0x44444444u);
+}
+
+/* H bytes of a packed3 group from its nibble words: 4 codes per prmt, the
+ * lut as prmt source. */
+static __device__ __forceinline__ void vz_ll_h_nibbles(const uint32_t s[4], uint32_t lo, uint32_t hi, uint32_t h[8]) {
+#pragma unroll
+    for (int i = 0; i < 4; i++) h[2 * i] = __byte_perm(lo, hi, s[i]), h[2 * i + 1] = __byte_perm(lo, hi, s[i] >> 16);
+}
+
 static __device__ __forceinline__ void vz_ll_h_packed3(uint32_t w0, uint32_t w1, uint32_t w2, uint32_t lo,
                                                        uint32_t hi, uint32_t h[8]) {
-    uint32_t s0 = w0 & 0x77777777u, s1 = w1 & 0x77777777u, s2 = w2 & 0x77777777u;
-    uint32_t s3 = ((w0 >> 3) & 0x11111111u) | ((w1 >> 2) & 0x22222222u) | ((w2 >> 1) & 0x44444444u);
-    h[0] = __byte_perm(lo, hi, s0);
-    h[1] = __byte_perm(lo, hi, s0 >> 16);
-    h[2] = __byte_perm(lo, hi, s1);
-    h[3] = __byte_perm(lo, hi, s1 >> 16);
-    h[4] = __byte_perm(lo, hi, s2);
-    h[5] = __byte_perm(lo, hi, s2 >> 16);
-    h[6] = __byte_perm(lo, hi, s3);
-    h[7] = __byte_perm(lo, hi, s3 >> 16);
+    uint32_t s[4];
+    vz_ll_s_packed3(w0, w1, w2, s);
+    vz_ll_h_nibbles(s, lo, hi, h);
 }
 
 /* Code of element e of a group held in scratch words (k words of layout). */
@@ -198,12 +206,13 @@ static __device__ __forceinline__ void vz_ll3_load2(const vz_dview &d, int64_t r
     st.ex = st.u[3] + lane < st.u[4] ? __ldg(d.exc + st.u[3] + lane) : 0u;
 }
 
-/* Writes exception entry v of a packed3 block into its owner's H byte (scratch). */
+/* Writes exception entry v of a packed3 block into its owner's H byte
+ * (scratch row: 8 words of H bytes, then the 4 nibble words of the codes). */
 static __device__ __forceinline__ void vz_ll3_patch1(uint32_t *sm, uint32_t v) {
-    uint32_t off = v & 1023u;
+    const uint32_t off = v & 1023u, e = off & 31u;
     uint32_t *row = sm + (off >> 5) * VZ_SMEM_LANE3;
-    uint32_t code = vz_ll_code(row + 8, 3, 1, (int)(off & 31u));
-    ((uint8_t *)row)[off & 31u] = (uint8_t)((v >> 10) << 3 | code);
+    const uint32_t code = (row[8 + (e >> 3)] >> 4 * (e & 7u)) & 7u;
+    ((uint8_t *)row)[e] = (uint8_t)((v >> 10) << 3 | code);
 }
 
 /* Stage 2 of vz_ll3_load2: H by prmt, exceptions patched through the warp's
@@ -211,14 +220,15 @@ static __device__ __forceinline__ void vz_ll3_patch1(uint32_t *sm, uint32_t v) {
  * read-back before any lane writes into another lane's row), packed bf16. */
 static __device__ __forceinline__ void vz_ll3_decode2(const vz_dview &d, const vz_gst &st, int lane, uint32_t *sm,
                                                       vz_pk &k) {
-    uint32_t h[8];
-    vz_ll_h_packed3(st.u[0], st.u[1], st.u[2], d.lut_lo, d.lut_hi, h);
+    uint32_t h[8], s[4];
+    vz_ll_s_packed3(st.u[0], st.u[1], st.u[2], s);
+    vz_ll_h_nibbles(s, d.lut_lo, d.lut_hi, h);
     uint32_t e0 = st.u[3], e1 = st.u[4];
     if (e1 > e0) { /* warp-uniform */
         uint32_t *mine = sm + lane * VZ_SMEM_LANE3;
         *(uint4 *)mine = make_uint4(h[0], h[1], h[2], h[3]);
         *(uint4 *)(mine + 4) = make_uint4(h[4], h[5], h[6], h[7]);
-        *(uint4 *)(mine + 8) = make_uint4(st.u[0], st.u[1], st.u[2], 0);
+        *(uint4 *)(mine + 8) = make_uint4(s[0], s[1], s[2], s[3]);
         __syncwarp();
         if (e0 + lane < e1) vz_ll3_patch1(sm, st.ex);
         for (uint32_t j = e0 + 32 + lane; j < e1; j += 32) vz_ll3_patch1(sm, __ldg(d.exc + j));
