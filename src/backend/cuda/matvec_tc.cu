@@ -3,7 +3,7 @@
  * raw or lossless (vz_cuda_tensor.tc): y = W x for 1..8 inputs, W decoded
  * in registers straight into the bf16 operand of mma.m16n8k16 (PTX ISA,
  * "Matrix fragments for mma.m16n8k16"), so no weight is ever widened to f32
- * and there is one fmaf-free instruction per 256 multiply-adds. Raw and
+ * and one mma instruction does 128 weights x up to 5 inputs. Raw and
  * lossless feed the mma the same bf16 bits in the same places: their
  * outputs are bitwise equal by construction (tests/test_cuda_matvec.c).
  *
@@ -15,14 +15,16 @@
  * f32-accumulated dot product of the f32 x with the weights; the error
  * bound (tensor-core addition truncates) is in the test.
  *
- * Mapping. A block owns a unit: 16 rows (two octets of 8), or for SILU_MUL
- * gate octet + up octet. The columns are cut into steps of 128; warp w of
+ * Mapping. A unit is 16 rows (two octets of 8), or for SILU_MUL gate octet
+ * + up octet; a block (about 2 per SM) walks its tensor's units with a
+ * stride. The columns are cut into steps of 128; warp w of
  * the block takes steps [w S / 8, (w + 1) S / 8) (S = cols / 128). In a
  * step lane 4n + q owns row 8o + n of each octet, columns 128s + 32q ..
  * + 31 (one lossless code group, decoded as in every other kernel), and
  * mma j (0..7) takes its elements 4j .. 4j + 3 at k = 2q, 2q+1, 2q+8, 2q+9.
  * The A fragments (x pieces at the matching columns) are staged once per
- * warp in shared memory. Each warp's partial C goes to shared memory and
+ * warp in shared memory and serve all its units. Each warp's partial C of
+ * a unit goes to shared memory and
  * the block sums the 8 partials in warp order, then hi + (lo + lo2): a
  * fixed order that depends on the shape only, never on the batch or grid,
  * so an input's result is the same in any batch.
