@@ -6,8 +6,9 @@
 #     bit-identity), the same at a 600 MiB budget (streaming) with the
 #     Hugging Face + Accelerate baseline, and llama2-7b fully resident and at
 #     a 4 GiB budget.
-#   check: after a decoder change, its tests, tinyllama and llama2-7b raw and
-#     lossless, and a per-op profile of the 512-token prefill.
+#   check: after a change, its tests ($VZ_CHECK_TESTS), tinyllama (every codec,
+#     resident and at 600 MiB) and llama2-7b raw and lossless, and a per-op
+#     profile of the 512-token prefill.
 #   more: compute-sanitizer memcheck and racecheck on generates (fmaf and
 #     tensor-core kernels), the tensor-core kernel (VZ_CUDA_MV=24) end to
 #     end: raw == lossless over 256 tokens, `vramzip bench`, batched decode.
@@ -76,17 +77,19 @@ runtests() { # log tests...
 }
 
 if [ "$PART" = check ]; then # after a decoder change: its tests, tinyllama and llama2-7b raw/lossless, a prefill profile
-    prep tinyllama-1.1b "$W/tl" lossless &
+    prep tinyllama-1.1b "$W/tl" lossless q8 q4 &
     p_tl=$!
     prep llama2-7b "$W/l7" lossless &
     p_l7=$!
-    runtests "$OUT/tests.log" test_cuda_matvec test_cuda_prefill test_batch test_cuda_stream
+    runtests "$OUT/tests.log" ${VZ_CHECK_TESTS:-test_cuda_matvec test_cuda_prefill test_batch test_cuda_stream}
     wait $p_tl
     VZ_TINYLLAMA_RAW="$W/tl/src" VZ_TINYLLAMA_LOSSLESS="$W/tl/lossless.vz" timeout 120 ./tests/test_cuda_forward \
         >"$W/fwd.log" 2>&1
     echo "test_cuda_forward rc=$? $(grep -E 'steps: logits|PASSED|FAILED' "$W/fwd.log" | tr '\n' ' ')"
     cat "$W/fwd.log" >>"$OUT/tests.log"
-    bench tl 100 -m "$W/tl/src" --codec raw,lossless --out-dir "$W/tl" -n 128 --prompt-len 512 --ctx 2048 --kv f16
+    bench tl 100 -m "$W/tl/src" --codec raw,lossless,q8,q4 --out-dir "$W/tl" -n 128 --prompt-len 512 --ctx 2048 --kv f16
+    bench tl-600m 100 -m "$W/tl/src" --codec lossless,q8,q4 --out-dir "$W/tl" -n 64 --prompt-len 16 --ctx 2048 --kv f16 \
+        --vram-budget 600M
     step "prefill profile (VZ_CUDA_PROFILE=1), tinyllama raw and lossless, 512-token prompt"
     VZ_CUDA_PROFILE=1 timeout 60 $V bench --device cuda -m "$W/tl/src" --codec raw,lossless --out-dir "$W/tl" -n 16 \
         --prompt-len 512 --ctx 2048 --kv f16 >"$W/prof.txt" 2>"$W/prof.err"

@@ -23,7 +23,7 @@
 /* Prefill (session_cuda.cu pf_*): tokens per chunk, rows per all-logits
  * head GEMM, cuBLAS workspace (gemm.cu). Sessions of every residency use
  * the same values, so their prefill logits are the same bits. */
-#define VZ_PLAN_PREFILL_CAP 256
+#define VZ_PLAN_PREFILL_CAP 512
 #define VZ_PLAN_PREFILL_LOGIT_ROWS 64
 #define VZ_PLAN_GEMM_WORKSPACE ((uint64_t)16 << 20)
 #define VZ_PLAN_GEMM_SCRATCH ((int64_t)16 << 20) /* bf16 elements at most: larger matrices run in row chunks */
