@@ -21,10 +21,11 @@ int vz_cuda_device_name(int dev, char *buf, int cap);
 /* ---- compressed weights + fused decode/matvec (cuda_weights.cu, matvec.cu;
  * owner: mv) ----------------------------------------------------------------
  * A tensor lives in VRAM in its encoded form (never expanded); the matvec
- * decodes it in registers. All kernels share one accumulation order (lane l
- * of a warp owns 32-element group 32*it + l of the row, fmaf in element
- * order, then a fixed xor-butterfly), so raw and lossless encodings of the
- * same weights give bitwise identical outputs, whatever path runs. */
+ * decodes it in registers. All fmaf kernels share one accumulation order
+ * (lane l of a warp owns 32-element group 32*it + l of the row, fmaf in
+ * element order, then a fixed xor-butterfly), and the tensor-core kernel
+ * (tc tensors, matvec_tc.cu) one of its own, so raw and lossless encodings
+ * of the same weights uploaded alike give bitwise identical outputs. */
 struct vz_tensor;
 
 /* Widest rows of the tensor-core path (its staged x must fit in shared memory). */
