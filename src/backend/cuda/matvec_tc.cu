@@ -97,18 +97,6 @@ static __device__ __forceinline__ void tc_fetch(const vz_dview &d, int64_t r, in
     }
 }
 
-/* Loads of step sf (if < s1) for both octets into st; sf advances. */
-template <int KIND>
-static __device__ __forceinline__ void tc_refill(const vz_dview d[2], const int64_t ro[2], bool two, int n, int q,
-                                                 int lane, const uint32_t win[2], int s0, int s1, int &sf,
-                                                 vz_gst st[2]) {
-    if (sf >= s1) return;
-#pragma unroll
-    for (int o = 0; o < 2; o++)
-        if (o == 0 || two) tc_fetch<KIND>(d[o], ro[o] + n, sf, q, lane, win[o], s0, st[o]);
-    sf++;
-}
-
 /* Group g of row r, any bf16 raw/lossless layout, by this lane alone (the
  * slow path of mixed or non-packed3 tensors; one copy in the binary). */
 static __device__ __noinline__ void tc_decode_any(const vz_dview &d, int64_t r, int g, uint32_t *sm, uint32_t b[16]) {
