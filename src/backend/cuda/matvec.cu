@@ -27,12 +27,8 @@ extern "C" {
 #define MV_WARPS 4 /* warps per block */
 #define MV_SLOTS 2 /* rows per warp (x reuse, loads in flight) */
 
-struct mv_args {
-    vz_dview w[3];
-    float *y[3];
-    const float *x;
-    int blk[4]; /* first block of each tensor; blk[ntens] = grid */
-    int ntens, batch, epi;
+struct mv_args : mv_set {
+    int batch;
     int upw; /* v4: row units (pairs, or gate+up rows) per warp */
     const float *nw; /* v4: RMSNorm weights fused into the x staging (NULL: none) */
     float eps;
@@ -58,10 +54,6 @@ static __device__ __forceinline__ void mv_decode(const vz_dview &d, const vz_gst
     else if (KIND == VZ_K_Q4) vz_q4_decode(st, w);
 }
 
-static __device__ __forceinline__ vz_dview mv_pick(const mv_args &a, int t) {
-    return t == 0 ? a.w[0] : t == 1 ? a.w[1] : a.w[2];
-}
-
 /* One warp: MV_SLOTS rows (consecutive rows of one tensor, or gate row +
  * up row for SILU_MUL). B: batch bound (compile time); nb: actual batch. */
 template <int KIND, int B>
@@ -69,14 +61,13 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) mv_kernel(mv_args a) {
     __shared__ __align__(16) uint32_t smem[MV_WARPS][32 * VZ_SMEM_LANE];
     mv_pdl_trigger(); /* PDL (mv_launch): the next kernel may start its weight loads now */
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int t = 0;
-    while (t + 1 < a.ntens && (int)blockIdx.x >= a.blk[t + 1]) t++;
+    int t = a.tensor();
     bool silu = a.epi == VZ_CUDA_EPI_SILU_MUL;
     int64_t wi = (int64_t)(blockIdx.x - a.blk[t]) * MV_WARPS + warp;
     vz_dview d[MV_SLOTS];
     int64_t r[MV_SLOTS];
-    d[0] = mv_pick(a, t);
-    d[1] = silu ? mv_pick(a, 1) : d[0];
+    d[0] = a.pick(t);
+    d[1] = silu ? a.pick(1) : d[0];
     r[0] = silu ? wi : wi * 2;
     r[1] = silu ? wi : wi * 2 + 1;
     if (r[0] >= d[0].rows) { /* warp-uniform; waits, so completion implies the previous grid's */
@@ -191,14 +182,13 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
     __shared__ __align__(16) uint32_t smem[MV_WARPS][32 * VZ_SMEM_LANE];
     mv_pdl_trigger(); /* the next kernel may start its weight loads now */
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int t = 0;
-    while (t + 1 < a.ntens && (int)blockIdx.x >= a.blk[t + 1]) t++;
+    int t = a.tensor();
     bool silu = a.epi == VZ_CUDA_EPI_SILU_MUL;
     int64_t wi = (int64_t)(blockIdx.x - a.blk[t]) * MV_WARPS + warp;
     vz_dview d[MV_SLOTS];
     int64_t r[MV_SLOTS];
-    d[0] = mv_pick(a, t);
-    d[1] = silu ? mv_pick(a, 1) : d[0];
+    d[0] = a.pick(t);
+    d[1] = silu ? a.pick(1) : d[0];
     r[0] = silu ? wi : wi * 2;
     r[1] = silu ? wi : wi * 2 + 1;
     if (r[0] >= d[0].rows) { /* warp-uniform; still waits, so completion implies the previous grid's */
@@ -381,12 +371,11 @@ static __global__ void __launch_bounds__(MV4_WARPS * 32, 2) mv4_kernel(mv_args a
     __shared__ __align__(16) uint32_t smem[KIND == VZ_K_LL3 ? MV4_WARPS : 1][32 * VZ_SMEM_LANE3];
     mv_pdl_trigger(); /* PDL: the next kernel may start its weight loads now */
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int t = 0;
-    while (t + 1 < a.ntens && (int)blockIdx.x >= a.blk[t + 1]) t++;
+    int t = a.tensor();
     const bool silu = a.epi == VZ_CUDA_EPI_SILU_MUL;
     vz_dview d[MV_SLOTS];
-    d[0] = mv_pick(a, t);
-    d[1] = silu ? mv_pick(a, 1) : d[0];
+    d[0] = a.pick(t);
+    d[1] = silu ? a.pick(1) : d[0];
     const int64_t rows = d[0].rows, cols = d[0].cols, nunit = silu ? rows : (rows + 1) / 2;
     const int64_t ub = (int64_t)(blockIdx.x - a.blk[t]) * MV4_WARPS * a.upw;
     const int64_t uend = nunit < ub + (int64_t)MV4_WARPS * a.upw ? nunit : ub + (int64_t)MV4_WARPS * a.upw;

@@ -1,7 +1,8 @@
 /*
  * matvec.cuh - what the two fused matvec families share: programmatic
- * dependent launch (PDL) on the device and at launch, and the tensor-core
- * family's entry point (matvec_tc.cu), dispatched from matvec.cu.
+ * dependent launch (PDL) on the device and at launch, the tensors of one
+ * launch (mv_set), and the tensor-core family's entry point (matvec_tc.cu),
+ * dispatched from matvec.cu.
  * Internal to src/backend/cuda.
  */
 #ifndef VZ_BACKEND_CUDA_MATVEC_CUH
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "backend/cuda/cuda.h"
+#include "backend/cuda/decode.cuh"
 
 extern "C" {
 #include "core/status.h"
@@ -34,6 +36,26 @@ static __device__ __forceinline__ float vz_rms_scale_warp(const float *x, int di
     for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
     return (float)(1.0 / sqrt(ss / dim + eps));
 }
+
+/* The tensors of one multi-matvec launch, as both families take them: up
+ * to 3 tensors of equal cols side by side (unused slots repeat tensor 0),
+ * blk[t] the first block of tensor t (blk[ntens] = the grid), y[t] its
+ * output, x the input rows. Each family's argument struct extends it. */
+struct mv_set {
+    vz_dview w[3];
+    float *y[3];
+    const float *x;
+    int blk[4];
+    int ntens, epi;
+    /* The tensor this block works on. */
+    __device__ __forceinline__ int tensor() const {
+        int t = 0;
+        while (t + 1 < ntens && (int)blockIdx.x >= blk[t + 1]) t++;
+        return t;
+    }
+    /* w[t] by constant indices only (a dynamic index would copy w to local memory). */
+    __device__ __forceinline__ vz_dview pick(int t) const { return t == 0 ? w[0] : t == 1 ? w[1] : w[2]; }
+};
 
 /* f<<<blocks, threads, smem, st>>>(a), with programmatic stream
  * serialization when pdl; a runtime that refuses the attribute gets a plain

@@ -43,17 +43,9 @@
 
 vz_dview vz_cuda_view(const vz_cuda_tensor *t); /* cuda_weights.cu */
 
-struct tc_args {
-    vz_dview w[3];
-    float *y[3];
-    const float *x;
-    int blk[4]; /* first block of each tensor; blk[ntens] = grid */
-    int ntens, epi, xal;
+struct tc_args : mv_set {
+    int xal; /* x is 16-byte aligned */
 };
-
-static __device__ __forceinline__ vz_dview tc_pick(const tc_args &a, int t) {
-    return t == 0 ? a.w[0] : t == 1 ? a.w[1] : a.w[2];
-}
 
 /* Piece p (0: hi, 1: lo, 2: lo2) of x; each is a bf16 value, and
  * hi + lo + lo2 == x exactly for normal x. */
@@ -183,6 +175,33 @@ static __device__ __forceinline__ void tc_window(const vz_dview d[2], const int6
         win[o] = (o == 0 || two) && lane <= s1 - s0 ? __ldg(d[o].eidx + (size_t)(ro[o] >> 3) * S + s0 + lane) : 0u;
 }
 
+/* Where a warp's weight stream stands: the next step to fetch is column
+ * step s of unit u (octet rows r, second octet present: two), with the
+ * unit's exception window win (lossless). */
+struct tc_stream {
+    int64_t u, r[2];
+    int s;
+    bool two;
+    uint32_t win[2];
+};
+
+/* Fetches f's step into slot (both octets), then moves f to the next step:
+ * the next column step, or step s0 of the block's next unit and its window. */
+template <int KIND>
+static __device__ __forceinline__ void tc_next(const vz_dview d[2], tc_stream &f, bool silu, int64_t rows,
+                                               int64_t nunit, int64_t stride, int S, int s0, int s1, int lane,
+                                               vz_gst slot[2]) {
+#pragma unroll
+    for (int o = 0; o < 2; o++)
+        if (o == 0 || f.two) tc_fetch<KIND>(d[o], f.r[o] + (lane >> 2), f.s, lane & 3, lane, f.win[o], s0, slot[o]);
+    if (++f.s == s1) {
+        f.s = s0, f.u += stride;
+        tc_rows(silu, f.u, f.r);
+        f.two = silu || f.r[1] < rows;
+        if (f.u < nunit) tc_window<KIND>(d, f.r, f.two, S, s0, s1, lane, f.win);
+    }
+}
+
 /* A block owns units blockIdx - blk[t] + k * (its tensor's block count);
  * its warps keep their column steps, so the A fragments are staged once.
  * The weights of the next step (across units) are in flight during each
@@ -195,38 +214,25 @@ static __global__ void __launch_bounds__(TC_WARPS * 32, 2) tc_kernel(tc_args a) 
     __shared__ float red[TC_WARPS][2][16][8];
     mv_pdl_trigger(); /* the next kernel may start its weight loads now */
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, n = lane >> 2, q = lane & 3;
-    int t = 0;
-    while (t + 1 < a.ntens && (int)blockIdx.x >= a.blk[t + 1]) t++;
+    const int t = a.tensor();
     const bool silu = a.epi == VZ_CUDA_EPI_SILU_MUL;
     vz_dview d[2];
-    d[0] = tc_pick(a, t);
-    d[1] = silu ? tc_pick(a, 1) : d[0];
+    d[0] = a.pick(t);
+    d[1] = silu ? a.pick(1) : d[0];
     const int64_t rows = d[0].rows, cols = d[0].cols, nunit = silu ? rows / 8 : (rows + 15) / 16;
     const int64_t stride = a.blk[t + 1] - a.blk[t];
     const int S = (int)(cols >> 7), s0 = warp * S / TC_WARPS, s1 = (warp + 1) * S / TC_WARPS;
     const int span = 8 * ((S + TC_WARPS - 1) / TC_WARPS) * E; /* entries per warp in fr */
-    int64_t u = (int64_t)blockIdx.x - a.blk[t], uf = u, ro[2], rf[2];
+    int64_t u = (int64_t)blockIdx.x - a.blk[t], ro[2];
     tc_rows(silu, u, ro);
-    bool two = silu || ro[1] < rows, twof = two; /* block-uniform */
-    rf[0] = ro[0], rf[1] = ro[1];
-    int sf = s0;
-    uint32_t win[2] = {0u, 0u};
+    bool two = silu || ro[1] < rows; /* block-uniform */
+    tc_stream f = {u, {ro[0], ro[1]}, s0, two, {0u, 0u}};
     vz_gst st[2][2];
     if (s1 > s0) { /* the first two steps of the stream */
-        tc_window<KIND>(d, rf, twof, S, s0, s1, lane, win);
+        tc_window<KIND>(d, f.r, f.two, S, s0, s1, lane, f.win);
 #pragma unroll
-        for (int k = 0; k < 2; k++) {
-            if (uf >= nunit) break;
-#pragma unroll
-            for (int o = 0; o < 2; o++)
-                if (o == 0 || twof) tc_fetch<KIND>(d[o], rf[o] + n, sf, q, lane, win[o], s0, st[k][o]);
-            if (++sf == s1) {
-                sf = s0, uf += stride;
-                tc_rows(silu, uf, rf);
-                twof = silu || rf[1] < rows;
-                if (uf < nunit) tc_window<KIND>(d, rf, twof, S, s0, s1, lane, win);
-            }
-        }
+        for (int k = 0; k < 2; k++)
+            if (f.u < nunit) tc_next<KIND>(d, f, silu, rows, nunit, stride, S, s0, s1, lane, st[k]);
     }
     mv_pdl_wait(); /* x and y only from here on; weights before */
     uint2 *myfr = fr + (size_t)warp * span;
@@ -235,7 +241,7 @@ static __global__ void __launch_bounds__(TC_WARPS * 32, 2) tc_kernel(tc_args a) 
     for (; u < nunit; u += stride) {
         float c[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
         for (int s = s0; s < s1; s++) {
-            const uint2 *f = myfr + (size_t)(s - s0) * 8 * E;
+            const uint2 *xf = myfr + (size_t)(s - s0) * 8 * E;
 #pragma unroll
             for (int o = 0; o < 2; o++) { /* one octet's 16 bf16 pairs live at a time */
                 if (o == 1 && !two) break;
@@ -243,23 +249,13 @@ static __global__ void __launch_bounds__(TC_WARPS * 32, 2) tc_kernel(tc_args a) 
                 tc_decode<KIND>(d[o], ro[o] + n, s, q, st[0][o], lane, xsm[KIND == VZ_K_RAW_BF16 ? 0 : warp], b);
 #pragma unroll
                 for (int j = 0; j < 8; j++) {
-                    const uint2 lo = lane < NLO ? f[j * E + lane] : make_uint2(0u, 0u);
-                    const uint2 hi = NHI > 0 && lane < NHI ? f[j * E + NLO + lane] : make_uint2(0u, 0u);
+                    const uint2 lo = lane < NLO ? xf[j * E + lane] : make_uint2(0u, 0u);
+                    const uint2 hi = NHI > 0 && lane < NHI ? xf[j * E + NLO + lane] : make_uint2(0u, 0u);
                     tc_mma(c[o], lo.x, hi.x, lo.y, hi.y, b[2 * j], b[2 * j + 1]);
                 }
             }
             st[0][0] = st[1][0], st[0][1] = st[1][1];
-            if (uf < nunit) { /* refill slot 1 with the stream's next step */
-#pragma unroll
-                for (int o = 0; o < 2; o++)
-                    if (o == 0 || twof) tc_fetch<KIND>(d[o], rf[o] + n, sf, q, lane, win[o], s0, st[1][o]);
-                if (++sf == s1) {
-                    sf = s0, uf += stride;
-                    tc_rows(silu, uf, rf);
-                    twof = silu || rf[1] < rows;
-                    if (uf < nunit) tc_window<KIND>(d, rf, twof, S, s0, s1, lane, win);
-                }
-            }
+            if (f.u < nunit) tc_next<KIND>(d, f, silu, rows, nunit, stride, S, s0, s1, lane, st[1]); /* refill slot 1 */
         }
 #pragma unroll
         for (int o = 0; o < 2; o++) { /* C fragment: c0, c1 at (row n, cols 2q, 2q+1), c2, c3 at row n + 8 */
