@@ -2,7 +2,8 @@
 # One device round for the pipelined prefill GEMMs (gemm.cu: decode overlapped
 # with cuBLAS, raw bf16 in place): GPU tests, bench/prefill_bench per shape
 # (before/after on a session-sized scratch), `vramzip bench` at a 512-token
-# prompt with the old path (VZ_CUDA_GEMM_PIPE=7) and the new one, per-op
+# prompt with the old path (VZ_CUDA_GEMM_PIPE=3), raw in place without decode
+# ahead (1), chunks of half the scratch overlapped (4) and the default, per-op
 # prefill profiles, and a compute-sanitizer memcheck of a >8-token prompt.
 #   pack:   scripts/gpu_pack.sh build-pfgemm && bash bench/gpu_pfgemm.sh --pack build-pfgemm /work/main/.carry/pfgemm
 #   device: tar -C /tmp -xJf .carry/pfgemm/pk.tar.xz && cd /tmp/pfgemm.pk && VZ_MODELS=<root>/.carry/models bash gpu_pfgemm.sh
@@ -18,7 +19,7 @@ if [ "${1:-}" = --pack ]; then
     exit 0
 fi
 export LD_LIBRARY_PATH=$PWD/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-export VZ_MODELS=${VZ_MODELS:-$(cd ../models && pwd)} VZ_TEST_CUDA=1
+export VZ_MODELS=${VZ_MODELS:-$(cd ../models && pwd)} VZ_TEST_CUDA=1 BUILD=$PWD
 OUT=${OUT:-/tmp/vz-gpu-out}
 W=/tmp/vzw
 mkdir -p "$OUT" "$W/tl" "$W/sm"
@@ -30,7 +31,10 @@ prep() { # shape dir codecs...
     local shape=$1 d=$2
     shift 2
     timeout 200 $V synth --shape "$shape" -o "$d/src" --force >"$d/prep.log" 2>&1 || echo "synth $shape failed"
-    for c in "$@"; do timeout 200 $V convert "$d/src" -o "$d/$c.vz" --codec "$c" -q >>"$d/prep.log" 2>&1 || echo "convert $c failed"; done
+    for c in "$@"; do
+        timeout 200 $V convert "$d/src" -o "$d/$c.vz" --codec "$c" -q >>"$d/prep.log" 2>&1 || echo "convert $c failed" &
+    done
+    wait
     echo "prep $shape done at $(( $(date +%s) - t0 ))s"
 }
 runtest() { # test [env...]
@@ -61,14 +65,15 @@ for m in src lossless.vz; do
 done
 wait $p_tl
 cat "$W/tl/prep.log" | tail -3
-for pipe in 7 ""; do
+for pipe in 3 1 4 ""; do
     step "vramzip bench, VZ_CUDA_GEMM_PIPE=${pipe:-default}, VZ_CUDA_PROFILE=1"
     codecs=raw,lossless,q8,q4
     VZ_CUDA_GEMM_PIPE=$pipe VZ_CUDA_PROFILE=1 timeout 60 $V bench --device cuda -m "$W/tl/src" --codec $codecs \
-        --out-dir "$W/tl" -n 16 --prompt-len 512 --ctx 2048 --kv f16 --json "$OUT/bench-pipe${pipe:-new}.json" \
+        --out-dir "$W/tl" -n 16 --prompt-len 512 --ctx 2048 --kv f16 --json "$W/b.json" \
         >"$W/b.txt" 2>"$W/b.err"
     echo "rc=$?"
-    cat "$W/b.txt" | tee -a "$OUT/bench.txt"
+    { echo "### VZ_CUDA_GEMM_PIPE=${pipe:-default}"; cat "$W/b.txt"; } | tee -a "$OUT/bench.txt"
+    { echo "### VZ_CUDA_GEMM_PIPE=${pipe:-default}"; cat "$W/b.json"; } >>"$OUT/bench.json"
     grep -E "prefill profile" "$W/b.err"
     { echo "### VZ_CUDA_GEMM_PIPE=${pipe:-default}"; cat "$W/b.err"; } >>"$OUT/profile.txt"
 done

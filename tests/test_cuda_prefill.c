@@ -108,10 +108,14 @@ static void gemm_case(const char *codec, vz_dtype dt, int n, const int64_t *rows
     float *ya0 = malloc(sizeof(float) * (size_t)ny);
     assert_non_null(ya0);
     const int old_dec = vz_gemm_decode_variant(-1), old_pipe = vz_gemm_pipe_flags(-1);
-    /* pv 0, 1: path A with decode kernel 0, 1 (same bits); 2: path B; 3: A serial, raw copied (same bits);
-     * 4: A with chunk 0 prefetched (same bits); 5: A as before (whole-scratch chunks, serial) */
-    static const int pipe[6] = {0, 0, 0, VZ_GEMM_SERIAL | VZ_GEMM_COPY, 0, VZ_GEMM_SERIAL | VZ_GEMM_COPY | VZ_GEMM_WHOLE};
-    for (int pv = 0; pv < 6; pv++)
+    /* pv 0, 1: path A with decode kernel 0, 1 (same bits); 2: path B; 3: A serial, raw copied (the path of
+     * before: same bits); 4: A with chunk 0 prefetched (same bits); 5, 6: A in chunks of half the scratch,
+     * overlapped and serial + copied (same bits as each other) */
+    static const int pipe[7] = {0, 0, 0, VZ_GEMM_SERIAL | VZ_GEMM_COPY, 0, VZ_GEMM_HALVES,
+                                VZ_GEMM_HALVES | VZ_GEMM_SERIAL | VZ_GEMM_COPY};
+    float *yh = malloc(sizeof(float) * (size_t)ny);
+    assert_non_null(yh);
+    for (int pv = 0; pv < 7; pv++)
         for (int add = 0; add < 2; add++) {
             const int path = pv == 2 ? VZ_GEMM_B : VZ_GEMM_A;
             vz_gemm_decode_variant(pv == 0 ? 0 : 1);
@@ -127,6 +131,9 @@ static void gemm_case(const char *codec, vz_dtype dt, int n, const int64_t *rows
             if (pv == 0 && !add) memcpy(ya0, y, sizeof(float) * (size_t)ny);
             if ((pv == 1 || pv == 3 || pv == 4) && !add && memcmp(ya0, y, sizeof(float) * (size_t)ny) != 0)
                 fail_msg("%s: path A variant %d differs bitwise from variant 0", codec, pv);
+            if (pv == 5 && !add) memcpy(yh, y, sizeof(float) * (size_t)ny);
+            if (pv == 6 && !add && memcmp(yh, y, sizeof(float) * (size_t)ny) != 0)
+                fail_msg("%s: path A in halves, serial differs bitwise from overlapped", codec);
             if (pv == 1 && !add && out) memcpy(out, y, sizeof(float) * (size_t)ny);
             for (int32_t t = 0; t < T; t++)
                 for (int64_t r = 0; r < R; r++) {
@@ -143,10 +150,10 @@ static void gemm_case(const char *codec, vz_dtype dt, int n, const int64_t *rows
                     if (fabs(got - (base + s)) / tol > worst) worst = fabs(got - (base + s)) / tol;
                 }
         }
-    print_message("%s %s %dx(%lld..)x%lld, T %d%s: paths A (both decoders; overlapped, serial, prefetched: same bits; "
-                  "as before) and B within %.2f of the f32 summation bound\n", codec, dt == VZ_DTYPE_F32 ? "f32" : "bf16", n,
+    print_message("%s %s %dx(%lld..)x%lld, T %d%s: paths A (both decoders, serial, copied, prefetched: same bits; "
+                  "halves overlapped = serial) and B within %.2f of the f32 summation bound\n", codec, dt == VZ_DTYPE_F32 ? "f32" : "bf16", n,
                   (long long)rows[0], (long long)cols, (int)T, arena ? ", one allocation" : "", worst);
-    free(ya0);
+    free(ya0), free(yh);
     vz_gemm_free(g);
     for (int i = 0; i < n; i++) vz_cuda_tensor_free(&W[i]);
     vz_cuda_release(ab);
@@ -443,14 +450,17 @@ static float *prefill_logits(const char *path, const char *pipe, int32_t np, int
     return a;
 }
 
-/* The prefill's pipelined GEMMs (decode overlapped, raw bf16 in place,
- * prefetch across ops) against the same chunks decoded serially through
- * the scratch (VZ_CUDA_GEMM_PIPE=3): byte-identical logits. */
-static void compare_pipe(const char *path, int32_t np, int32_t n_ctx) {
+/* The prefill's GEMMs with the weights decoded ahead on the second stream
+ * and raw bf16 read in place (pipe a) against the same chunks decoded
+ * serially through the scratch (pipe b, VZ_CUDA_GEMM_PIPE): byte-identical
+ * logits. */
+static void compare_pipe(const char *path, const char *pa, const char *pb, int32_t np, int32_t n_ctx) {
     size_t V;
-    float *a = prefill_logits(path, NULL, np, n_ctx, &V), *b = prefill_logits(path, "3", np, n_ctx, &V);
-    if (memcmp(a, b, sizeof(float) * V * (size_t)np) != 0) fail_msg("%s: pipelined prefill differs from serial", path);
-    print_message("%s: prefill of %d tokens pipelined vs serial copy: logits byte-identical\n", path, (int)np);
+    float *a = prefill_logits(path, pa, np, n_ctx, &V), *b = prefill_logits(path, pb, np, n_ctx, &V);
+    if (memcmp(a, b, sizeof(float) * V * (size_t)np) != 0)
+        fail_msg("%s: prefill with VZ_CUDA_GEMM_PIPE=%s differs from %s", path, pa ? pa : "0", pb);
+    print_message("%s: prefill of %d tokens, VZ_CUDA_GEMM_PIPE=%s vs %s: logits byte-identical\n", path, (int)np,
+                  pa ? pa : "0", pb);
     free(a), free(b);
 }
 
@@ -469,7 +479,8 @@ static void test_prefill_bitexact_stories260k(void **state) {
     co.codec_spec = "lossless";
     assert_int_equal(vz_convert(path, ll, &co), VZ_OK);
     compare_prefill_bitwise(raw, ll, 200, 40, 256);
-    compare_pipe(ll, 200, 256);
+    compare_pipe(ll, NULL, "3", 200, 256); /* decode ahead vs serial */
+    compare_pipe(ll, "4", "7", 200, 256);  /* halves: overlapped vs serial */
     vz_test_rmtree(dir);
 }
 
@@ -482,8 +493,9 @@ static void test_prefill_bitexact_tinyllama(void **state) {
     }
     if (!vz_test_have_gpu()) skip();
     compare_prefill_bitwise(raw, ll, 512, 32, 640);
-    compare_pipe(raw, 512, 640); /* raw bf16 GEMMs read the weights in place */
-    compare_pipe(ll, 512, 640);
+    compare_pipe(raw, NULL, "3", 512, 640); /* raw bf16 GEMMs read the weights in place */
+    compare_pipe(ll, NULL, "3", 512, 640);
+    compare_pipe(ll, "4", "7", 512, 640);
 }
 
 int main(void) {

@@ -1,9 +1,10 @@
 /*
  * gemm.cu - prefill matmuls on compressed weights (gemm.h). Path A: W decoded
- * (decode.cuh, one warp per row and 1024 columns) into one half of a reused
- * bf16 scratch on a decode stream while cublasGemmEx (bf16 x bf16, f32
- * accumulate, f32 out) multiplies the previous row chunk from the other
- * half; raw bf16 rows contiguous in VRAM go to cuBLAS in place. Path B: one
+ * (decode.cuh, one warp per row and 1024 columns) into a reused bf16
+ * scratch, then cublasGemmEx (bf16 x bf16, f32 accumulate, f32 out); the
+ * first chunk of the next matrix decodes ahead on a second stream under the
+ * non-GEMM kernels between (vz_gemm_prefetch); raw bf16 rows contiguous in
+ * VRAM go to cuBLAS in place. Path B: one
  * kernel decodes 64-row x 1024-column W tiles into shared memory and runs
  * mma.sync m16n8k16 bf16 on them. CPU reference: the codec's decode_ref
  * rounded to bf16, times bf16(x), summed in f32/double (tests/test_cuda_prefill.c
@@ -373,37 +374,37 @@ extern "C" vz_status vz_gemm_bf16(vz_gemm *g, const void *w, int64_t rows, int64
     return cublas_mm(g, w, rows, cols, y, ldy, x, ldx, T, add);
 }
 
-/* ---- path A: decode overlapped with the GEMM, raw bf16 read in place -------- */
+/* ---- path A: decode ahead of the GEMM, raw bf16 read in place ------------- */
 
 static int pipe_flags; /* vz_gemm_pipe_flags */
 
 extern "C" int vz_gemm_pipe_flags(int f) {
     int old = pipe_flags;
-    if (f >= 0) pipe_flags = f & (VZ_GEMM_SERIAL | VZ_GEMM_COPY | VZ_GEMM_WHOLE);
+    if (f >= 0) pipe_flags = f & (VZ_GEMM_SERIAL | VZ_GEMM_COPY | VZ_GEMM_HALVES);
     return old;
 }
 
-/* How a stack of cols columns runs: chunks of a half of the scratch (in
- * steps of 64 rows when a half holds that many), decodes on ds, or (WHOLE,
- * or a half too small for a row) chunks of the whole scratch decoded on st
- * as before. By shape and scratch size only, never by codec or residency,
- * so raw and lossless issue the same cuBLAS calls. */
+/* How a stack of cols columns runs: row chunks of the whole scratch (one
+ * buffer), or with VZ_GEMM_HALVES (when a half holds a row) chunks of a
+ * half in steps of 64 rows, two buffers. By shape, scratch size and flags
+ * only, never by codec or residency, so raw and lossless issue the same
+ * cuBLAS calls. */
 struct plan_a {
     int64_t chunk;
-    int whole, serial;
+    int halves, serial;
 };
 
 static plan_a plan_for(const vz_gemm *g, int64_t cols) {
     plan_a p;
-    p.whole = (pipe_flags & VZ_GEMM_WHOLE) || g->half_elems < cols;
-    p.serial = p.whole || (pipe_flags & VZ_GEMM_SERIAL);
-    p.chunk = (p.whole ? g->scratch_elems : g->half_elems) / cols;
-    if (!p.whole && p.chunk >= 64) p.chunk = p.chunk / 64 * 64;
+    p.halves = (pipe_flags & VZ_GEMM_HALVES) && g->half_elems >= cols;
+    p.serial = (pipe_flags & VZ_GEMM_SERIAL) != 0;
+    p.chunk = (p.halves ? g->half_elems : g->scratch_elems) / cols;
+    if (p.halves && p.chunk >= 64) p.chunk = p.chunk / 64 * 64;
     return p;
 }
 
-static __nv_bfloat16 *half_ptr(const vz_gemm *g, const plan_a &p, int h) {
-    return p.whole ? g->scratch : g->scratch + (int64_t)h * g->half_elems;
+static __nv_bfloat16 *buf_ptr(const vz_gemm *g, const plan_a &p, int h) {
+    return p.halves ? g->scratch + (int64_t)h * g->half_elems : g->scratch;
 }
 
 /* Raw bf16 rows [r0, r0 + nr) of the stack where they lie in device memory,
@@ -426,18 +427,18 @@ static const void *direct_rows(const stack3 &s, int64_t r0, int64_t nr) {
     return p && ((uintptr_t)p & 255) == 0 ? p : NULL;
 }
 
-/* Chunk [r0, r0 + nr) decoded into the next half: on ds after the GEMM that
- * last read that half (serial: on st). Returns the half, or -1 when the
+/* Chunk [r0, r0 + nr) decoded into the next buffer, on ds after the GEMM
+ * that last read it (on_ds), else on st. *half: the buffer, or -1 when the
  * rows are read in place. */
-static vz_status issue(vz_gemm *g, const plan_a &p, const stack3 &s, int64_t r0, int64_t nr, int *half) {
+static vz_status issue(vz_gemm *g, const plan_a &p, const stack3 &s, int64_t r0, int64_t nr, int on_ds, int *half) {
     *half = -1;
     if (direct_rows(s, r0, nr)) return VZ_OK;
-    const int h = g->next;
+    const int h = p.halves ? g->next : 0;
     g->next ^= 1;
-    if (!p.serial && cudaStreamWaitEvent(g->ds, g->used[h], 0) != cudaSuccess)
+    if (on_ds && cudaStreamWaitEvent(g->ds, g->used[h], 0) != cudaSuccess)
         return VZ_FAIL(VZ_ERR_CUDA, "prefill gemm: decode wait");
-    VZ_TRY(decode_rows(s, r0, nr, half_ptr(g, p, h), p.serial ? g->st : g->ds));
-    if (!p.serial && cudaEventRecord(g->dec[h], g->ds) != cudaSuccess)
+    VZ_TRY(decode_rows(s, r0, nr, buf_ptr(g, p, h), on_ds ? g->ds : g->st));
+    if (on_ds && cudaEventRecord(g->dec[h], g->ds) != cudaSuccess)
         return VZ_FAIL(VZ_ERR_CUDA, "prefill gemm: decode event");
     *half = h;
     return VZ_OK;
@@ -450,32 +451,37 @@ static int pend_matches(const vz_gemm *g, const stack3 &s) {
     return 1;
 }
 
-/* Path A: row chunks of a scratch half; chunk c + 1 decodes (ds) while
- * chunk c multiplies (st); raw bf16 chunks in place, no decode. */
+static vz_status st_wait(vz_gemm *g, cudaEvent_t e) {
+    cudaError_t r = cudaStreamWaitEvent(g->st, e, 0);
+    VZ_FAIL_IF(r != cudaSuccess, VZ_ERR_CUDA, "prefill gemm: wait for decode: %s", cudaGetErrorString(r));
+    return VZ_OK;
+}
+
+/* Path A: row chunks of the scratch, each decoded then multiplied (raw bf16
+ * chunks in place, no decode); chunk 0 may come decoded from
+ * vz_gemm_prefetch; HALVES: chunk c + 1 decodes on ds while chunk c
+ * multiplies on st. */
 static vz_status run_a(vz_gemm *g, const stack3 &s, float *y, int64_t ldy, const void *x, int64_t ldx, int32_t T,
                        int32_t add) {
     const plan_a p = plan_for(g, s.w[0].cols);
     const int64_t R = s.r1[2], cols = s.w[0].cols, chunk = p.chunk;
     VZ_FAIL_IF(chunk < 1, VZ_ERR_ARG, "prefill gemm: scratch holds no row of %lld cols", (long long)cols);
-    int h;
-    if (g->pend.n && pend_matches(g, s)) { /* vz_gemm_prefetch decoded chunk 0 on ds */
-        h = g->pend.h;
-        if (p.serial && cudaStreamWaitEvent(g->st, g->dec[h], 0) != cudaSuccess) /* flags changed since */
-            return VZ_FAIL(VZ_ERR_CUDA, "prefill gemm: wait for decode");
-    } else VZ_TRY(issue(g, p, s, 0, R < chunk ? R : chunk, &h));
+    const int ahead = p.halves && !p.serial; /* the next chunk decodes during this one's GEMM */
+    int h, h_ds = 0; /* h_ds: chunk decoded on ds, not yet waited for */
+    if (g->pend.n) VZ_TRY(st_wait(g, g->dec[g->pend.h])); /* prefetched: used now, or done before it is overwritten */
+    if (g->pend.n && pend_matches(g, s)) h = g->pend.h;
+    else VZ_TRY(issue(g, p, s, 0, R < chunk ? R : chunk, 0, &h));
     g->pend.n = 0;
     for (int64_t r0 = 0; r0 < R; r0 += chunk) {
         const int64_t nr = R - r0 < chunk ? R - r0 : chunk, r1 = r0 + chunk, nn = R - r1 < chunk ? R - r1 : chunk;
         int hn = -1;
-        if (!p.serial && r1 < R) VZ_TRY(issue(g, p, s, r1, nn, &hn));
-        const void *w = h >= 0 ? half_ptr(g, p, h) : direct_rows(s, r0, nr);
-        if (h >= 0 && !p.serial && cudaStreamWaitEvent(g->st, g->dec[h], 0) != cudaSuccess)
-            return VZ_FAIL(VZ_ERR_CUDA, "prefill gemm: wait for decode");
-        VZ_TRY(cublas_mm(g, w, nr, cols, y + r0, ldy, x, ldx, T, add));
-        if (h >= 0 && !p.serial && cudaEventRecord(g->used[h], g->st) != cudaSuccess)
+        if (ahead && r1 < R) VZ_TRY(issue(g, p, s, r1, nn, 1, &hn));
+        if (h >= 0 && h_ds) VZ_TRY(st_wait(g, g->dec[h]));
+        VZ_TRY(cublas_mm(g, h >= 0 ? buf_ptr(g, p, h) : direct_rows(s, r0, nr), nr, cols, y + r0, ldy, x, ldx, T, add));
+        if (h >= 0 && cudaEventRecord(g->used[h], g->st) != cudaSuccess)
             return VZ_FAIL(VZ_ERR_CUDA, "prefill gemm: GEMM event");
-        if (p.serial && r1 < R) VZ_TRY(issue(g, p, s, r1, nn, &hn));
-        h = hn;
+        if (!ahead && r1 < R) VZ_TRY(issue(g, p, s, r1, nn, 0, &hn));
+        h = hn, h_ds = ahead;
     }
     return VZ_OK;
 }
@@ -486,8 +492,10 @@ extern "C" vz_status vz_gemm_prefetch(vz_gemm *g, int n, const vz_cuda_tensor *c
     VZ_TRY(make_stack(&s, n, W));
     const plan_a p = plan_for(g, s.w[0].cols);
     if (p.serial || p.chunk < 1) return VZ_OK; /* vz_gemm_run decodes (or reports) it */
+    if (g->pend.n) VZ_TRY(st_wait(g, g->dec[g->pend.h])); /* an unused prefetch: its buffer may be reused */
+    g->pend.n = 0;
     int h;
-    VZ_TRY(issue(g, p, s, 0, s.r1[2] < p.chunk ? s.r1[2] : p.chunk, &h));
+    VZ_TRY(issue(g, p, s, 0, s.r1[2] < p.chunk ? s.r1[2] : p.chunk, 1, &h));
     if (h < 0) return VZ_OK;
     g->pend.n = n, g->pend.h = h;
     for (int i = 0; i < n; i++) g->pend.data[i] = s.w[i].data;

@@ -1,9 +1,9 @@
 /*
  * gemm.h - prefill matmuls on compressed weights (gemm.cu): Y = X W^T for T
  * tokens at once, W decoded by the codec's one device decoder (decode.cuh).
- * Path A decodes W into a reused bf16 scratch (two halves: the decode of
- * one row chunk overlaps the GEMM of the previous; raw bf16 is read in
- * place) and runs cuBLAS bf16 GEMMs
+ * Path A decodes W into a reused bf16 scratch (ahead, on a second stream,
+ * where other kernels run between GEMMs; raw bf16 is read in place) and
+ * runs cuBLAS bf16 GEMMs
  * (cuBLAS is dlopen'ed on first use: the binary runs without it); path B
  * decodes W tiles straight into shared memory and multiplies with mma.sync.
  * Both paths round W and X to bf16 and accumulate in f32, so raw and
@@ -25,8 +25,8 @@ typedef struct vz_gemm vz_gemm;
 /* Path choice of vz_gemm_run: AUTO is the per-shape rule in gemm.cu. */
 enum { VZ_GEMM_AUTO = 0, VZ_GEMM_A = 1, VZ_GEMM_B = 2 };
 
-/* A context with a bf16 scratch of scratch_elems elements (path A: two
- * halves; larger matrices run in row chunks of a half). VZ_ERR_UNSUPPORTED with a message when
+/* A context with a bf16 scratch of scratch_elems elements (path A; larger
+ * matrices run in row chunks). VZ_ERR_UNSUPPORTED with a message when
  * libcublas.so.13 cannot be loaded (search: $VZ_CUBLAS, the loader path,
  * /usr/local/cuda/lib64, PyTorch's nvidia wheels): callers then keep the
  * matvec path. stream: the cudaStream_t every call runs on. */
@@ -51,22 +51,25 @@ vz_status vz_gemm_scratch_mm(vz_gemm *g, int64_t rows, int64_t cols, float *y, i
 vz_status vz_gemm_bf16(vz_gemm *g, const void *w, int64_t rows, int64_t cols, float *y, int64_t ldy, const void *x,
                        int64_t ldx, int32_t T, int32_t add);
 
-/* Path A's pipeline (gemm.cu run_a): row chunks of half the scratch; a
- * second stream decodes chunk c + 1 into one half while cuBLAS multiplies
- * chunk c from the other (events order both ways); raw bf16 chunks lying
- * contiguous and 256-byte aligned in device memory are multiplied in place.
- * Flags (tests, bench; process-wide, default 0): SERIAL decodes on g's
- * stream before each GEMM (same chunks, same bits); COPY copies raw chunks
- * through the scratch (same bits); WHOLE is the previous path: chunks of
- * the whole scratch, serial (other chunks: bits may differ). f < 0 only
- * reads; returns the previous flags. */
-enum { VZ_GEMM_SERIAL = 1, VZ_GEMM_COPY = 2, VZ_GEMM_WHOLE = 4 };
+/* Path A (gemm.cu run_a): row chunks of the scratch, each decoded then
+ * multiplied by cuBLAS on g's stream; raw bf16 chunks lying contiguous and
+ * 256-byte aligned in device memory are multiplied in place (same call,
+ * same bits). Flags (tests, bench; process-wide, default 0): SERIAL: no
+ * decode ahead on the second stream (vz_gemm_prefetch is a no-op); COPY:
+ * raw chunks copied through the scratch (so SERIAL | COPY is the path of
+ * before); HALVES: chunks of half the scratch, chunk c + 1 decoded on the
+ * second stream while chunk c multiplies (events order both ways; measured
+ * slower on an H200: bench/results/2026-11-28-pfgemm-h200.md). Bits depend
+ * on HALVES (other chunks), never on SERIAL or COPY. f < 0 only reads;
+ * returns the previous flags. */
+enum { VZ_GEMM_SERIAL = 1, VZ_GEMM_COPY = 2, VZ_GEMM_HALVES = 4 };
 int vz_gemm_pipe_flags(int f);
 
-/* Decodes the first row chunk of the stacked W ahead, on the decode stream,
- * into the free scratch half (after the GEMM that last read it); the next
- * vz_gemm_run on the same tensors uses it. Only the weights are read, so it
- * may run under other kernels (attention, norms). No-op when serial. */
+/* Decodes the first row chunk of the stacked W ahead, on the second
+ * stream, into the scratch once the GEMM that last read it is done; the
+ * next vz_gemm_run on the same tensors uses it. Only the weights are read,
+ * so it runs under the kernels issued meanwhile (attention, norms, SiLU).
+ * No-op with VZ_GEMM_SERIAL. */
 vz_status vz_gemm_prefetch(vz_gemm *g, int n, const vz_cuda_tensor *const *W);
 /* The decode stream waits for everything issued on g's stream so far (call
  * once a streamed layer's slot is copied: the decodes after it read it). */

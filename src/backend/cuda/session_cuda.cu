@@ -375,7 +375,7 @@ extern "C" vz_status vz_cuda_session_create_plan(vz_cuda_session **out, const vz
     const char *pe = getenv("VZ_CUDA_PREFILL"); /* 0: matvec path (the old one), A / B: force a GEMM path */
     s->pf.mode = !pe || !*pe ? VZ_GEMM_AUTO : *pe == '0' ? -1 : *pe == 'A' ? VZ_GEMM_A : *pe == 'B' ? VZ_GEMM_B
                                                                                                   : VZ_GEMM_AUTO;
-    const char *gp = getenv("VZ_CUDA_GEMM_PIPE"); /* bench, tests: gemm.h VZ_GEMM_* flags, process-wide (7: the path before) */
+    const char *gp = getenv("VZ_CUDA_GEMM_PIPE"); /* bench, tests: gemm.h VZ_GEMM_* flags, process-wide (3: the path before) */
     vz_gemm_pipe_flags(gp && *gp >= '0' && *gp <= '9' ? atoi(gp) : 0);
     const char *ch = getenv("VZ_CUDA_ATT_CHUNK"); /* bench: keys per attention block */
     s->att_chunk = ch && atoi(ch) >= VZ_ATT_CHUNK_MIN && atoi(ch) <= VZ_ATT_CHUNK ? atoi(ch) : VZ_ATT_CHUNK_DEFAULT;
