@@ -1,9 +1,10 @@
 /*
  * session_device.c - the public session calls that differ by device:
  * vz_session_generate (a token loop: on the GPU it runs inside CUDA graphs
- * with on-device sampling, on the CPU it is eval + vz_sampler per token) and
- * vz_session_mem_info (VRAM accounting of a CUDA session), the prefill
- * GEMM reference of a CUDA session (bench). Owner: fw; the
+ * with on-device sampling, on the CPU it is eval + vz_sampler per token),
+ * vz_session_mem_info (VRAM accounting of a CUDA session) and
+ * vz_session_prefill_gemm_ref (bench: plain cuBLAS on the prefill's
+ * matrices). Owner: fw; the
  * session itself is session.c.
  */
 #include <stdio.h>
