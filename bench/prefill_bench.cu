@@ -77,8 +77,10 @@ int main(int argc, char **argv) {
     CK(cudaGetDeviceProperties(&p, 0));
     cudaStream_t st;
     CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
-    vz_gemm *g = NULL;
+    vz_gemm *g = NULL, *gs = NULL, *g2 = NULL;
     VK(vz_gemm_create(&g, 32000 * 2048, st));
+    VK(vz_gemm_create(&gs, 5632 * 2048, st)); /* a TinyLlama session's scratch (largest layer matrix) */
+    VK(vz_gemm_create(&g2, 2 * 5632 * 2048, st)); /* twice that (not planned) */
     const int64_t maxe = 32000 * 2048; /* the largest shape */
     uint16_t *src = (uint16_t *)malloc(2 * (size_t)maxe);
     for (int64_t i = 0; i < maxe; i++) {
@@ -94,9 +96,13 @@ int main(int argc, char **argv) {
     CK(cudaMemcpy(dx, xh, 2 * (size_t)T * 5632, cudaMemcpyHostToDevice));
     printf("%s, %d SMs; T = %d tokens; us per GEMM (TFLOP/s); %% = of the cuBLAS bf16 reference's TFLOP/s\n\n", p.name,
            p.multiProcessorCount, T);
+    printf("session scratch (%d bf16): before = decode, then GEMM per chunk of the scratch (VZ_GEMM_SERIAL|COPY); after = "
+           "the same, raw bf16 in place (default; decode ahead across ops needs a session); halves = chunks of half the "
+           "scratch, chunk c+1 decoded during GEMM c (VZ_GEMM_HALVES); 2x = default with twice the scratch\n\n",
+           5632 * 2048);
     printf("| shape | cuBLAS bf16 | codec | A: decode (one job per warp) | A: decode | A: GEMM | A: total | A %% | B: mma | B %% "
-           "| faster |\n");
-    printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+           "| faster | session before | %% | session after | %% | halves | %% | 2x scratch | %% |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         const shape &S = shapes[si];
         const double fl = 2.0 * S.rows * S.cols * T;
@@ -119,11 +125,21 @@ int main(int argc, char **argv) {
                                 20, st);
             double tb = time_us([&](int i) { one[0] = &W[i % nc]; VK(vz_gemm_run(g, 1, one, dy, S.rows, dx, S.cols, T, 0, VZ_GEMM_B)); },
                                 20, st);
-            printf("| %s | %s | %s | %.1f | %.1f | %.1f | %.1f (%.0f) | %.0f%% | %.1f (%.0f) | %.0f%% | %s |\n", S.name,
-                   ci == 0 ? "" : "", codecs[ci], td0, td, tg, ta, fl / ta / 1e6, 100.0 * t_ref / ta, tb, fl / tb / 1e6,
-                   100.0 * t_ref / tb, ta <= tb ? "A" : "B");
+            double tsess[4];
+            const int fl_sess[4] = {VZ_GEMM_SERIAL | VZ_GEMM_COPY, 0, VZ_GEMM_HALVES, 0};
+            for (int k = 0; k < 4; k++) {
+                const int old = vz_gemm_pipe_flags(fl_sess[k]);
+                vz_gemm *gk = k == 3 ? g2 : gs;
+                tsess[k] = time_us([&](int i) { one[0] = &W[i % nc]; VK(vz_gemm_run(gk, 1, one, dy, S.rows, dx, S.cols, T, 0, VZ_GEMM_A)); },
+                                   20, st);
+                vz_gemm_pipe_flags(old);
+            }
+            printf("| %s | %s | %s | %.1f | %.1f | %.1f | %.1f (%.0f) | %.0f%% | %.1f (%.0f) | %.0f%% | %s | %.1f | %.0f%% | %.1f | "
+                   "%.0f%% | %.1f | %.0f%% | %.1f | %.0f%% |\n", S.name, ci == 0 ? "" : "", codecs[ci], td0, td, tg, ta, fl / ta / 1e6, 100.0 * t_ref / ta, tb,
+                   fl / tb / 1e6, 100.0 * t_ref / tb, ta <= tb ? "A" : "B", tsess[0], 100.0 * t_ref / tsess[0], tsess[1],
+                   100.0 * t_ref / tsess[1], tsess[2], 100.0 * t_ref / tsess[2], tsess[3], 100.0 * t_ref / tsess[3]);
             if (ci == 0)
-                printf("| %s | %.1f (%.0f) | (reference) | | | | | | | | |\n", S.name, t_ref, fl / t_ref / 1e6);
+                printf("| %s | %.1f (%.0f) | (reference) | | | | | | | | | | | | | | | | |\n", S.name, t_ref, fl / t_ref / 1e6);
             fflush(stdout);
             for (int k = 0; k < nc; k++) vz_cuda_tensor_free(&W[k]);
             free(W);
@@ -152,5 +168,7 @@ int main(int argc, char **argv) {
         CK(cudaGetLastError());
     }
     vz_gemm_free(g);
+    vz_gemm_free(gs);
+    vz_gemm_free(g2);
     return 0;
 }

@@ -5,7 +5,9 @@
  * tok/s of the device token loop after a warm-up, weight bytes read per
  * token, achieved GB/s against a device copy bandwidth measured in the same
  * run, peak VRAM, and for lossless codecs whether greedy logits are
- * byte-identical to raw. Uses only the public API (vramzip.h).
+ * byte-identical to raw. On a GPU the prefill is also given as % of plain
+ * cuBLAS on the same matrices (vz_session_prefill_gemm_ref, timed on the
+ * first raw bf16 row). Uses only the public API (vramzip.h).
  */
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -32,6 +34,7 @@ typedef struct bench_args {
 typedef struct bench_row {
     char codec[64];
     double prefill_tps, decode_tps, ms_tok, gb_tok, gbs, pct;
+    double ref_tps; /* plain cuBLAS GEMMs of the prompt on this row's weights (raw bf16 rows), else 0 */
     double pcie_tok, h2d_gbs, h2d_pct; /* [st] bytes streamed per decoded token, GB/s, % of a pinned copy */
     uint64_t weight_bytes;
     vz_session_mem mem;
@@ -155,6 +158,10 @@ static vz_status bench_one(const bench_args *a, const char *path, const vz_devic
         st = vz_session_eval(s, prompt, (int32_t)a->prompt_len, NULL, 0);
         row->prefill_tps = (double)a->prompt_len / (cli_now() - t0);
     }
+    double ref_s = 0.0; /* unsupported (CPU, not raw bf16): no reference from this row */
+    if (st == VZ_OK && a->device == VZ_DEVICE_CUDA && vz_session_prefill_gemm_ref(s, (int32_t)a->prompt_len, &ref_s) == VZ_OK &&
+        ref_s > 0.0)
+        row->ref_tps = (double)a->prompt_len / ref_s;
     vz_sampler_opts greedy = {0.0f, 0, 1.0f, 0};
     if (st == VZ_OK) st = vz_session_generate(s, prompt[0], 16, &greedy, prompt + a->prompt_len); /* warm-up */
     /* VZ_CUDA_PROFILE=1 profiles inside a generate of >= 64 tokens: kept out of the timed one */
@@ -221,15 +228,17 @@ static vz_status variant(const bench_args *a, const char *dir, const char *c, ch
     return vz_convert(a->model, path, &co);
 }
 
-static void print_row(const bench_row *r) {
-    printf("%-12s %9.1f %11.1f %11.1f %8.3f %8.3f %8.1f %6.1f%% %9.1f %9.1f %10.1f %9.1f %7.1f %6.1f%%  %s\n",
-           r->codec, (double)r->weight_bytes / 1e6, r->prefill_tps, r->decode_tps, r->ms_tok, r->gb_tok, r->gbs,
+static void print_row(const bench_row *r, double ref_tps) {
+    char pc[16] = "-";
+    if (ref_tps > 0) snprintf(pc, sizeof pc, "%.1f%%", 100.0 * r->prefill_tps / ref_tps);
+    printf("%-12s %9.1f %11.1f %8s %11.1f %8.3f %8.3f %8.1f %6.1f%% %9.1f %9.1f %10.1f %9.1f %7.1f %6.1f%%  %s\n",
+           r->codec, (double)r->weight_bytes / 1e6, r->prefill_tps, pc, r->decode_tps, r->ms_tok, r->gb_tok, r->gbs,
            r->pct, (double)r->mem.weights / 1e6, (double)r->mem.kv / 1e6, (double)r->mem.peak / 1e6,
            r->pcie_tok / 1e6, r->h2d_gbs, r->h2d_pct, r->identical < 0 ? "-" : r->identical ? "yes" : "NO");
 }
 
 static int write_json(const char *file, const vz_device_info *dev, const bench_args *a, const bench_row *rows,
-                      int n) {
+                      int n, double ref_tps) {
     cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "rows");
     cJSON_AddStringToObject(root, "model", a->model);
     cJSON_AddStringToObject(root, "device", dev->name);
@@ -240,6 +249,7 @@ static int write_json(const char *file, const vz_device_info *dev, const bench_a
     cJSON_AddStringToObject(root, "residency", res[a->residency]);
     cJSON_AddNumberToObject(root, "prompt_len", (double)a->prompt_len);
     cJSON_AddNumberToObject(root, "n_decode", (double)a->n);
+    if (ref_tps > 0) cJSON_AddNumberToObject(root, "prefill_cublas_ref_tok_s", ref_tps);
     cJSON_AddNumberToObject(root, "ctx", (double)(a->ctx > a->prompt_len + a->n + 64 ? a->ctx : a->prompt_len + a->n + 64));
     for (int i = 0; i < n; i++) {
         const bench_row *r = &rows[i];
@@ -248,6 +258,7 @@ static int write_json(const char *file, const vz_device_info *dev, const bench_a
         cJSON_AddBoolToObject(o, "ok", r->ok);
         cJSON_AddNumberToObject(o, "weight_bytes", (double)r->weight_bytes);
         cJSON_AddNumberToObject(o, "prefill_tok_s", r->prefill_tps);
+        if (ref_tps > 0) cJSON_AddNumberToObject(o, "prefill_pct_of_cublas", 100.0 * r->prefill_tps / ref_tps);
         cJSON_AddNumberToObject(o, "decode_tok_s", r->decode_tps);
         cJSON_AddNumberToObject(o, "ms_per_token", r->ms_tok);
         cJSON_AddNumberToObject(o, "gb_read_per_token", r->gb_tok);
@@ -295,12 +306,13 @@ int cmd_bench(int argc, char **argv) {
     printf("model: %s, prompt %lld tokens, decode %lld tokens (batch 1), KV %s, context %lld\n", a.model,
            (long long)a.prompt_len, (long long)a.n, a.kv == VZ_KV_F16 ? "f16" : "f32",
            (long long)(a.ctx > a.prompt_len + a.n + 64 ? a.ctx : a.prompt_len + a.n + 64));
-    printf("%-12s %9s %11s %11s %8s %8s %8s %7s %9s %9s %10s %9s %7s %7s  %s\n", "codec", "weightsMB", "prefill t/s",
-           "decode t/s", "ms/tok", "GB/tok", "GB/s", "%bw", "vramW MB", "KV MB", "peak MB", "PCIe MB/t", "H2D GB/s",
+    printf("%-12s %9s %11s %8s %11s %8s %8s %8s %7s %9s %9s %10s %9s %7s %7s  %s\n", "codec", "weightsMB", "prefill t/s",
+           "%cuBLAS", "decode t/s", "ms/tok", "GB/tok", "GB/s", "%bw", "vramW MB", "KV MB", "peak MB", "PCIe MB/t", "H2D GB/s",
            "%pin", "bit-identical");
     bench_row rows[MAX_CODECS];
     float *ref = malloc(sizeof(float) * CHECK_STEPS * VOCAB_CAP), *chk = malloc(sizeof(float) * CHECK_STEPS * VOCAB_CAP);
     int n = 0, have_ref = 0, fails = 0;
+    double ref_tps = 0.0; /* plain cuBLAS on the prompt's GEMMs (the first raw bf16 row measures it) */
     char list[1024], path[1024];
     snprintf(list, sizeof list, "%s", a.codecs);
     for (char *c = strtok(list, ","); c && n < MAX_CODECS && ref && chk; c = strtok(NULL, ","), n++) {
@@ -319,13 +331,19 @@ int cmd_bench(int argc, char **argv) {
             fails++;
             continue;
         }
-        print_row(r);
+        if (ref_tps <= 0.0 && r->ref_tps > 0.0) {
+            ref_tps = r->ref_tps;
+            printf("prefill reference: plain cuBLAS bf16 GEMMs of the same matrices (no decode, attention, norms): "
+                   "%.3f ms for %lld tokens = %.0f tok/s\n", 1e3 * (double)a.prompt_len / ref_tps, (long long)a.prompt_len,
+                   ref_tps);
+        }
+        print_row(r, ref_tps);
         fflush(stdout);
         if (r->identical == 0) fails++;
     }
     free(ref);
     free(chk);
-    if (a.json && write_json(a.json, &dev, &a, rows, n)) fails++;
+    if (a.json && write_json(a.json, &dev, &a, rows, n, ref_tps)) fails++;
     if (tmp[0]) {
         char cmd[600];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);

@@ -209,6 +209,12 @@ typedef struct vz_session_mem {
 
 vz_status vz_session_mem_info(vz_session *s, vz_session_mem *out);
 
+/* The target of a GPU prefill (bench): *seconds that plain cuBLAS bf16
+ * GEMMs take on the same matrices for a prompt of n tokens, with no decode,
+ * attention or norms (one cublasGemmEx per layer op, raw bf16 weights).
+ * VZ_ERR_UNSUPPORTED for CPU sessions and weights not resident raw bf16. */
+vz_status vz_session_prefill_gemm_ref(vz_session *s, int32_t n, double *seconds);
+
 /* [plan] Residency plan of a CUDA session: which layers stay resident in
  * VRAM and which would stream from pinned host memory each token (two
  * device buffers of the largest streamed layer), with the bytes of each

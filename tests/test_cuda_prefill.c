@@ -43,7 +43,7 @@ static float ref_elem(const void *buf, int64_t i, vz_dtype dt, int lossless) {
  * u = 2^-24 (plus the preset y's one rounding when add). raw/lossless: out
  * gets path A's y of add = 0 for a bitwise comparison across codecs. */
 static void gemm_case(const char *codec, vz_dtype dt, int n, const int64_t *rows, int64_t cols, int32_t T,
-                      float *out) {
+                      int arena, float *out) {
     const vz_codec *c = vz_codec_by_name(codec);
     assert_non_null(c);
     int64_t R = 0;
@@ -51,6 +51,12 @@ static void gemm_case(const char *codec, vz_dtype dt, int n, const int64_t *rows
     uint64_t rs = 12345;
     vz_cuda_tensor W[3];
     const vz_cuda_tensor *Wp[3];
+    uint8_t *ab = NULL; /* arena: the tensors side by side in one allocation, as a session uploads them */
+    if (arena) {
+        ab = vz_cuda_alloc((size_t)(4 * R * cols + 4096));
+        assert_non_null(ab);
+    }
+    uint64_t aoff = 0;
     float *wref = malloc(sizeof(float) * (size_t)(R * cols)), *x = malloc(sizeof(float) * (size_t)(T * cols));
     uint16_t *xh = malloc(2 * (size_t)(T * cols));
     assert_true(wref && x && xh);
@@ -71,7 +77,10 @@ static void gemm_case(const char *codec, vz_dtype dt, int n, const int64_t *rows
         snprintf(t.name, sizeof t.name, "w%d", i);
         t.ndim = 2, t.shape[0] = t.rows = rows[i], t.shape[1] = t.cols = cols;
         t.dtype = dt, t.codec = c->id, t.data = b.data, t.size = b.size, t.params = b.params, t.params_size = b.params_size;
-        assert_int_equal(vz_cuda_tensor_upload(&W[i], &t, NULL), VZ_OK);
+        if (arena) {
+            assert_int_equal(vz_cuda_tensor_upload_at(&W[i], &t, ab + aoff, NULL), VZ_OK);
+            aoff += vz_cuda_tensor_bytes(&t);
+        } else assert_int_equal(vz_cuda_tensor_upload(&W[i], &t, NULL), VZ_OK);
         Wp[i] = &W[i];
         assert_int_equal(c->decode_ref(&t, 0, rows[i], dec), VZ_OK);
         for (int64_t e = 0; e < ne; e++)
@@ -98,20 +107,33 @@ static void gemm_case(const char *codec, vz_dtype dt, int n, const int64_t *rows
     double worst = 0.0;
     float *ya0 = malloc(sizeof(float) * (size_t)ny);
     assert_non_null(ya0);
-    const int old_dec = vz_gemm_decode_variant(-1);
-    /* pv 0, 1: path A with decode kernel 0, 1 (same bits); 2: path B */
-    for (int pv = 0; pv < 3; pv++)
+    const int old_dec = vz_gemm_decode_variant(-1), old_pipe = vz_gemm_pipe_flags(-1);
+    /* pv 0, 1: path A with decode kernel 0, 1 (same bits); 2: path B; 3: A serial, raw copied (the path of
+     * before: same bits); 4: A with chunk 0 prefetched (same bits); 5, 6: A in chunks of half the scratch,
+     * overlapped and serial + copied (same bits as each other) */
+    static const int pipe[7] = {0, 0, 0, VZ_GEMM_SERIAL | VZ_GEMM_COPY, 0, VZ_GEMM_HALVES,
+                                VZ_GEMM_HALVES | VZ_GEMM_SERIAL | VZ_GEMM_COPY};
+    float *yh = malloc(sizeof(float) * (size_t)ny);
+    assert_non_null(yh);
+    for (int pv = 0; pv < 7; pv++)
         for (int add = 0; add < 2; add++) {
-            const int path = pv < 2 ? VZ_GEMM_A : VZ_GEMM_B;
+            const int path = pv == 2 ? VZ_GEMM_B : VZ_GEMM_A;
             vz_gemm_decode_variant(pv == 0 ? 0 : 1);
+            vz_gemm_pipe_flags(pipe[pv]);
             if (add) assert_int_equal(vz_cuda_copy(dy, y0, sizeof(float) * (size_t)ny, 0), VZ_OK);
             else assert_int_equal(vz_cuda_fill_f32(dy, NAN, (size_t)ny), VZ_OK);
+            if (pv == 4) assert_int_equal(vz_gemm_prefetch(g, n, Wp), VZ_OK);
             assert_int_equal(vz_gemm_run(g, n, Wp, dy, R, dx, cols, T, add, path), VZ_OK);
             assert_int_equal(vz_cuda_sync(), VZ_OK);
             assert_int_equal(vz_cuda_copy(y, dy, sizeof(float) * (size_t)ny, 1), VZ_OK);
             vz_gemm_decode_variant(old_dec);
+            vz_gemm_pipe_flags(old_pipe);
             if (pv == 0 && !add) memcpy(ya0, y, sizeof(float) * (size_t)ny);
-            if (pv == 1 && !add) assert_memory_equal(ya0, y, sizeof(float) * (size_t)ny);
+            if ((pv == 1 || pv == 3 || pv == 4) && !add && memcmp(ya0, y, sizeof(float) * (size_t)ny) != 0)
+                fail_msg("%s: path A variant %d differs bitwise from variant 0", codec, pv);
+            if (pv == 5 && !add) memcpy(yh, y, sizeof(float) * (size_t)ny);
+            if (pv == 6 && !add && memcmp(yh, y, sizeof(float) * (size_t)ny) != 0)
+                fail_msg("%s: path A in halves, serial differs bitwise from overlapped", codec);
             if (pv == 1 && !add && out) memcpy(out, y, sizeof(float) * (size_t)ny);
             for (int32_t t = 0; t < T; t++)
                 for (int64_t r = 0; r < R; r++) {
@@ -128,11 +150,13 @@ static void gemm_case(const char *codec, vz_dtype dt, int n, const int64_t *rows
                     if (fabs(got - (base + s)) / tol > worst) worst = fabs(got - (base + s)) / tol;
                 }
         }
-    print_message("%s %s %dx(%lld..)x%lld, T %d: paths A (both decoders) and B within %.2f of the f32 summation bound\n", codec,
-                  dt == VZ_DTYPE_F32 ? "f32" : "bf16", n, (long long)rows[0], (long long)cols, (int)T, worst);
-    free(ya0);
+    print_message("%s %s %dx(%lld..)x%lld, T %d%s: paths A (both decoders, serial, copied, prefetched: same bits; "
+                  "halves overlapped = serial) and B within %.2f of the f32 summation bound\n", codec, dt == VZ_DTYPE_F32 ? "f32" : "bf16", n,
+                  (long long)rows[0], (long long)cols, (int)T, arena ? ", one allocation" : "", worst);
+    free(ya0), free(yh);
     vz_gemm_free(g);
     for (int i = 0; i < n; i++) vz_cuda_tensor_free(&W[i]);
+    vz_cuda_release(ab);
     vz_cuda_release(dx);
     vz_cuda_release(dy);
     free(wref), free(x), free(xh), free(y0), free(y);
@@ -161,15 +185,20 @@ static void test_gemm_codecs(void **state) {
     const int32_t T = 37;
     float *ya = malloc(sizeof(float) * 176 * T), *yb = malloc(sizeof(float) * 176 * T);
     assert_true(ya && yb);
-    gemm_case("raw", VZ_DTYPE_BF16, 3, rows3, 1056, T, ya);
-    gemm_case("lossless", VZ_DTYPE_BF16, 3, rows3, 1056, T, yb);
+    float *yc = malloc(sizeof(float) * 176 * T);
+    assert_non_null(yc);
+    gemm_case("raw", VZ_DTYPE_BF16, 3, rows3, 1056, T, 0, ya);
+    gemm_case("raw", VZ_DTYPE_BF16, 3, rows3, 1056, T, 1, yc); /* contiguous: aligned chunks read in place */
+    gemm_case("lossless", VZ_DTYPE_BF16, 3, rows3, 1056, T, 0, yb);
     assert_memory_equal(ya, yb, sizeof(float) * 176 * T);
-    gemm_case("q8", VZ_DTYPE_BF16, 3, rows3, 1056, T, NULL);
-    gemm_case("raw", VZ_DTYPE_F32, 1, rows1, 172, T, ya);
-    gemm_case("lossless", VZ_DTYPE_F32, 1, rows1, 172, T, yb);
+    assert_memory_equal(ya, yc, sizeof(float) * 176 * T);
+    free(yc);
+    gemm_case("q8", VZ_DTYPE_BF16, 3, rows3, 1056, T, 0, NULL);
+    gemm_case("raw", VZ_DTYPE_F32, 1, rows1, 172, T, 0, ya);
+    gemm_case("lossless", VZ_DTYPE_F32, 1, rows1, 172, T, 0, yb);
     assert_memory_equal(ya, yb, sizeof(float) * 70 * T);
-    gemm_case("q8", VZ_DTYPE_F32, 1, rows1, 172, T, NULL);
-    gemm_case("raw", VZ_DTYPE_BF16, 1, rows1, 2048, 300, NULL); /* 3 token tiles of path B */
+    gemm_case("q8", VZ_DTYPE_F32, 1, rows1, 172, T, 0, NULL);
+    gemm_case("raw", VZ_DTYPE_BF16, 1, rows1, 2048, 300, 1, NULL); /* 3 token tiles of path B */
     free(ya), free(yb);
 #endif
 }
@@ -396,6 +425,45 @@ static void compare_prefill_bitwise(const char *raw_path, const char *ll_path, i
     vz_model_close(ml);
 }
 
+/* All logits of a prefill of np tokens of path on a session made with
+ * VZ_CUDA_GEMM_PIPE = pipe (NULL: unset; the flags are read at create). */
+static float *prefill_logits(const char *path, const char *pipe, int32_t np, int32_t n_ctx, size_t *V) {
+    vz_model *m = NULL;
+    assert_int_equal(vz_model_open(&m, path, NULL), VZ_OK);
+    vz_model_info info;
+    assert_int_equal(vz_model_get_info(m, &info), VZ_OK);
+    *V = (size_t)info.vocab_size;
+    if (pipe) setenv("VZ_CUDA_GEMM_PIPE", pipe, 1);
+    vz_session *s = vz_test_open_session(m, VZ_DEVICE_CUDA, VZ_KV_F16, n_ctx);
+    unsetenv("VZ_CUDA_GEMM_PIPE");
+    int32_t *toks = malloc(sizeof(int32_t) * (size_t)np);
+    float *a = malloc(sizeof(float) * *V * (size_t)np);
+    assert_true(toks && a);
+    uint64_t rs = 99;
+    toks[0] = info.bos_id >= 0 ? info.bos_id : 1;
+    for (int32_t i = 1; i < np; i++) toks[i] = (int32_t)(vz_test_rand(&rs) % *V);
+    for (size_t i = 0; i < *V * (size_t)np; i++) a[i] = NAN;
+    assert_int_equal(vz_session_eval(s, toks, np, a, 1), VZ_OK);
+    free(toks);
+    vz_session_free(s);
+    vz_model_close(m);
+    return a;
+}
+
+/* The prefill's GEMMs with the weights decoded ahead on the second stream
+ * and raw bf16 read in place (pipe a) against the same chunks decoded
+ * serially through the scratch (pipe b, VZ_CUDA_GEMM_PIPE): byte-identical
+ * logits. */
+static void compare_pipe(const char *path, const char *pa, const char *pb, int32_t np, int32_t n_ctx) {
+    size_t V;
+    float *a = prefill_logits(path, pa, np, n_ctx, &V), *b = prefill_logits(path, pb, np, n_ctx, &V);
+    if (memcmp(a, b, sizeof(float) * V * (size_t)np) != 0)
+        fail_msg("%s: prefill with VZ_CUDA_GEMM_PIPE=%s differs from %s", path, pa ? pa : "0", pb);
+    print_message("%s: prefill of %d tokens, VZ_CUDA_GEMM_PIPE=%s vs %s: logits byte-identical\n", path, (int)np,
+                  pa ? pa : "0", pb);
+    free(a), free(b);
+}
+
 static void test_prefill_bitexact_stories260k(void **state) {
     (void)state;
     char path[1024], dir[512], raw[600], ll[600];
@@ -411,6 +479,8 @@ static void test_prefill_bitexact_stories260k(void **state) {
     co.codec_spec = "lossless";
     assert_int_equal(vz_convert(path, ll, &co), VZ_OK);
     compare_prefill_bitwise(raw, ll, 200, 40, 256);
+    compare_pipe(ll, NULL, "3", 200, 256); /* decode ahead vs serial */
+    compare_pipe(ll, "4", "7", 200, 256);  /* halves: overlapped vs serial */
     vz_test_rmtree(dir);
 }
 
@@ -423,6 +493,9 @@ static void test_prefill_bitexact_tinyllama(void **state) {
     }
     if (!vz_test_have_gpu()) skip();
     compare_prefill_bitwise(raw, ll, 512, 32, 640);
+    compare_pipe(raw, NULL, "3", 512, 640); /* raw bf16 GEMMs read the weights in place */
+    compare_pipe(ll, NULL, "3", 512, 640);
+    compare_pipe(ll, "4", "7", 512, 640);
 }
 
 int main(void) {

@@ -1,8 +1,10 @@
 /*
  * session_device.c - the public session calls that differ by device:
  * vz_session_generate (a token loop: on the GPU it runs inside CUDA graphs
- * with on-device sampling, on the CPU it is eval + vz_sampler per token) and
- * vz_session_mem_info (VRAM accounting of a CUDA session). Owner: fw; the
+ * with on-device sampling, on the CPU it is eval + vz_sampler per token),
+ * vz_session_mem_info (VRAM accounting of a CUDA session) and
+ * vz_session_prefill_gemm_ref (bench: plain cuBLAS on the prefill's
+ * matrices). Owner: fw; the
  * session itself is session.c.
  */
 #include <stdio.h>
@@ -21,6 +23,15 @@ vz_status vz_session_mem_info(vz_session *s, vz_session_mem *out) {
     if (s->cuda) return vz_cuda_session_mem(s->cuda, out);
 #endif
     return VZ_OK;
+}
+
+vz_status vz_session_prefill_gemm_ref(vz_session *s, int32_t n, double *seconds) {
+    VZ_FAIL_IF(!s || !seconds || n < 1, VZ_ERR_ARG, "vz_session_prefill_gemm_ref: bad arguments");
+    *seconds = 0.0;
+#ifdef VZ_HAVE_CUDA
+    if (s->cuda) return vz_cuda_session_prefill_ref(s->cuda, n, seconds);
+#endif
+    return VZ_FAIL(VZ_ERR_UNSUPPORTED, "prefill reference: a CUDA session only");
 }
 
 static vz_status generate_cpu(vz_session *s, int32_t first, int32_t n, const vz_sampler_opts *so, int32_t *out) {

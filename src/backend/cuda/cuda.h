@@ -179,6 +179,13 @@ void vz_cuda_session_set_trace(vz_cuda_session *s, float *buf);
 /* VRAM held by the session (see vz_session_mem in vramzip.h). */
 vz_status vz_cuda_session_mem(vz_cuda_session *s, vz_session_mem *out);
 
+/* Seconds plain cuBLAS takes for the prefill GEMMs of n tokens (chunks of
+ * VZ_PLAN_PREFILL_CAP) on this session's raw bf16 weights: per layer one
+ * cublasGemmEx per op (QKV, Wo, gate/up, down; stacked when contiguous), no
+ * decode, attention or norms; median of 5 timed runs after one warm-up.
+ * VZ_ERR_UNSUPPORTED unless every layer is resident raw bf16 and cuBLAS loads. */
+vz_status vz_cuda_session_prefill_ref(vz_cuda_session *s, int32_t n, double *seconds);
+
 /* GPU 0's name and memory; with measure_bw, the median of 10 timed 1 GiB
  * device-to-device copies as (read + write) GB/s (else 0). */
 vz_status vz_cuda_device_probe(int32_t measure_bw, vz_device_info *out);

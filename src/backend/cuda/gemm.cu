@@ -1,7 +1,10 @@
 /*
  * gemm.cu - prefill matmuls on compressed weights (gemm.h). Path A: W decoded
- * (decode.cuh, one warp per row and 1024 columns) into a reused bf16 scratch,
- * then cublasGemmEx (bf16 x bf16, f32 accumulate, f32 out). Path B: one
+ * (decode.cuh, one warp per row and 1024 columns) into a reused bf16
+ * scratch, then cublasGemmEx (bf16 x bf16, f32 accumulate, f32 out); the
+ * first chunk of the next matrix decodes ahead on a second stream under the
+ * non-GEMM kernels between (vz_gemm_prefetch); raw bf16 rows contiguous in
+ * VRAM go to cuBLAS in place. Path B: one
  * kernel decodes 64-row x 1024-column W tiles into shared memory and runs
  * mma.sync m16n8k16 bf16 on them. CPU reference: the codec's decode_ref
  * rounded to bf16, times bf16(x), summed in f32/double (tests/test_cuda_prefill.c
@@ -78,12 +81,22 @@ static vz_status cublas_load(void) {
 
 #define GEMM_WSPACE ((size_t)VZ_PLAN_GEMM_WORKSPACE) /* cuBLAS workspace (16 MiB: budgets; NVIDIA suggests 32 on Hopper) */
 
+/* Path A's pipeline: the scratch is two halves; the decode stream ds decodes
+ * row chunk c + 1 into one half while cuBLAS multiplies chunk c from the
+ * other on st. dec[h]: half h decoded (st waits before its GEMM); used[h]:
+ * the GEMM that read half h finished (ds waits before decoding into it). */
 struct vz_gemm {
     cublasHandle_t h;
-    cudaStream_t st;
+    cudaStream_t st, ds;
     __nv_bfloat16 *scratch; /* path A: decoded rows */
-    int64_t scratch_elems;
+    int64_t scratch_elems, half_elems;
     void *wspace;
+    cudaEvent_t dec[2], used[2], fork, join;
+    int next;               /* half the next decode fills */
+    struct {                /* vz_gemm_prefetch: chunk 0 of these tensors sits decoded in half h */
+        int n, h;
+        const uint8_t *data[3];
+    } pend;
 };
 
 extern "C" vz_status vz_gemm_create(vz_gemm **out, int64_t scratch_elems, void *stream) {
@@ -94,8 +107,12 @@ extern "C" vz_status vz_gemm_create(vz_gemm **out, int64_t scratch_elems, void *
     VZ_FAIL_IF(!g, VZ_ERR_NOMEM, "prefill gemm: out of memory");
     g->st = (cudaStream_t)stream;
     g->scratch_elems = scratch_elems;
+    g->half_elems = scratch_elems / 2 / 128 * 128; /* 256-byte aligned halves */
     cudaError_t e = cudaMalloc((void **)&g->scratch, (size_t)scratch_elems * 2);
     if (e == cudaSuccess) e = cudaMalloc(&g->wspace, GEMM_WSPACE);
+    if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&g->ds, cudaStreamNonBlocking);
+    cudaEvent_t *ev[6] = {&g->dec[0], &g->dec[1], &g->used[0], &g->used[1], &g->fork, &g->join};
+    for (int i = 0; i < 6 && e == cudaSuccess; i++) e = cudaEventCreateWithFlags(ev[i], cudaEventDisableTiming);
     if (e != cudaSuccess) {
         vz_gemm_free(g);
         return VZ_FAIL(VZ_ERR_CUDA, "prefill gemm: scratch of %lld bf16: %s", (long long)scratch_elems,
@@ -114,6 +131,11 @@ extern "C" vz_status vz_gemm_create(vz_gemm **out, int64_t scratch_elems, void *
 
 extern "C" void vz_gemm_free(vz_gemm *g) {
     if (!g) return;
+    if (g->ds) cudaStreamSynchronize(g->ds);
+    cudaEvent_t ev[6] = {g->dec[0], g->dec[1], g->used[0], g->used[1], g->fork, g->join};
+    for (int i = 0; i < 6; i++)
+        if (ev[i]) cudaEventDestroy(ev[i]);
+    if (g->ds) cudaStreamDestroy(g->ds);
     if (g->h) cb.destroy(g->h);
     cudaFree(g->scratch);
     cudaFree(g->wspace);
@@ -291,7 +313,7 @@ extern "C" int vz_gemm_decode_variant(int v) {
     return old;
 }
 
-static vz_status decode_rows(vz_gemm *g, const stack3 &s, int64_t r0, int64_t nr, __nv_bfloat16 *out) {
+static vz_status decode_rows(const stack3 &s, int64_t r0, int64_t nr, __nv_bfloat16 *out, cudaStream_t cs) {
     const int64_t nit = (s.w[0].gpr + 31) / 32, jobs = nr * nit;
     const int64_t blocks = (jobs + DEC_WARPS - 1) / DEC_WARPS;
     VZ_FAIL_IF(blocks > INT32_MAX, VZ_ERR_SHAPE, "prefill decode: %lld blocks", (long long)blocks);
@@ -300,17 +322,17 @@ static vz_status decode_rows(vz_gemm *g, const stack3 &s, int64_t r0, int64_t nr
     if (s.tiled && r0 % 8 == 0 && nr % 8 == 0) {
         const int64_t tiles = nr / 8 * (s.w[0].cols / 128);
         VZ_FAIL_IF(tiles / DEC_WARPS + 1 > INT32_MAX, VZ_ERR_SHAPE, "prefill decode: %lld tiles", (long long)tiles);
-        k_decode_tile<<<(unsigned)((tiles + DEC_WARPS - 1) / DEC_WARPS), DEC_WARPS * 32, 0, g->st>>>(s, r0, nr, out);
+        k_decode_tile<<<(unsigned)((tiles + DEC_WARPS - 1) / DEC_WARPS), DEC_WARPS * 32, 0, cs>>>(s, r0, nr, out);
     } else if (s.tiled) /* k_decode_pipe reads per-row exception blocks */
-        k_decode<<<(unsigned)blocks, DEC_WARPS * 32, 0, g->st>>>(s, r0, nr, out);
+        k_decode<<<(unsigned)blocks, DEC_WARPS * 32, 0, cs>>>(s, r0, nr, out);
     else if (dec_variant == 1 && s.kind == VZ_K_RAW_BF16)
-        k_decode_pipe<VZ_K_RAW_BF16><<<pb, DEC_WARPS * 32, 0, g->st>>>(s, r0, nr, out);
+        k_decode_pipe<VZ_K_RAW_BF16><<<pb, DEC_WARPS * 32, 0, cs>>>(s, r0, nr, out);
     else if (dec_variant == 1 && s.kind == VZ_K_LL3)
-        k_decode_pipe<VZ_K_LL3><<<pb, DEC_WARPS * 32, 0, g->st>>>(s, r0, nr, out);
+        k_decode_pipe<VZ_K_LL3><<<pb, DEC_WARPS * 32, 0, cs>>>(s, r0, nr, out);
     else if (dec_variant == 1 && s.kind == VZ_K_Q8)
-        k_decode_pipe<VZ_K_Q8><<<pb, DEC_WARPS * 32, 0, g->st>>>(s, r0, nr, out);
+        k_decode_pipe<VZ_K_Q8><<<pb, DEC_WARPS * 32, 0, cs>>>(s, r0, nr, out);
     else
-        k_decode<<<(unsigned)blocks, DEC_WARPS * 32, 0, g->st>>>(s, r0, nr, out);
+        k_decode<<<(unsigned)blocks, DEC_WARPS * 32, 0, cs>>>(s, r0, nr, out);
     cudaError_t e = cudaGetLastError();
     VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "prefill decode launch: %s", cudaGetErrorString(e));
     return VZ_OK;
@@ -337,7 +359,7 @@ extern "C" vz_status vz_gemm_decode(vz_gemm *g, int n, const vz_cuda_tensor *con
     VZ_TRY(make_stack(&s, n, W));
     VZ_FAIL_IF(r0 < 0 || nr < 1 || r0 + nr > s.r1[2] || nr * s.w[0].cols > g->scratch_elems, VZ_ERR_ARG,
                "vz_gemm_decode: rows [%lld, +%lld) do not fit", (long long)r0, (long long)nr);
-    return decode_rows(g, s, r0, nr, g->scratch);
+    return decode_rows(s, r0, nr, g->scratch, g->st);
 }
 
 extern "C" vz_status vz_gemm_scratch_mm(vz_gemm *g, int64_t rows, int64_t cols, float *y, int64_t ldy, const void *x,
@@ -352,16 +374,147 @@ extern "C" vz_status vz_gemm_bf16(vz_gemm *g, const void *w, int64_t rows, int64
     return cublas_mm(g, w, rows, cols, y, ldy, x, ldx, T, add);
 }
 
-/* Path A: row chunks that fit the scratch, each decoded then multiplied. */
+/* ---- path A: decode ahead of the GEMM, raw bf16 read in place ------------- */
+
+static int pipe_flags; /* vz_gemm_pipe_flags */
+
+extern "C" int vz_gemm_pipe_flags(int f) {
+    int old = pipe_flags;
+    if (f >= 0) pipe_flags = f & (VZ_GEMM_SERIAL | VZ_GEMM_COPY | VZ_GEMM_HALVES);
+    return old;
+}
+
+/* How a stack of cols columns runs: row chunks of the whole scratch (one
+ * buffer), or with VZ_GEMM_HALVES (when a half holds a row) chunks of a
+ * half in steps of 64 rows, two buffers. By shape, scratch size and flags
+ * only, never by codec or residency, so raw and lossless issue the same
+ * cuBLAS calls. */
+struct plan_a {
+    int64_t chunk;
+    int halves, serial;
+};
+
+static plan_a plan_for(const vz_gemm *g, int64_t cols) {
+    plan_a p;
+    p.halves = (pipe_flags & VZ_GEMM_HALVES) && g->half_elems >= cols;
+    p.serial = (pipe_flags & VZ_GEMM_SERIAL) != 0;
+    p.chunk = (p.halves ? g->half_elems : g->scratch_elems) / cols;
+    if (p.halves && p.chunk >= 64) p.chunk = p.chunk / 64 * 64;
+    return p;
+}
+
+static __nv_bfloat16 *buf_ptr(const vz_gemm *g, const plan_a &p, int h) {
+    return p.halves ? g->scratch + (int64_t)h * g->half_elems : g->scratch;
+}
+
+/* Raw bf16 rows [r0, r0 + nr) of the stack where they lie in device memory,
+ * when they are one contiguous 256-byte aligned run (the weight arena puts
+ * wq wk wv and w1 w3 side by side); else NULL: they are copied. */
+static const void *direct_rows(const stack3 &s, int64_t r0, int64_t nr) {
+    if (pipe_flags & VZ_GEMM_COPY) return NULL;
+    const int64_t cols = s.w[0].cols;
+    const uint8_t *p = NULL, *end = NULL;
+    int64_t lo = 0;
+    for (int i = 0; i < s.n; lo = s.r1[i], i++) {
+        const vz_dview &d = s.w[i];
+        if (s.r1[i] <= r0 || lo >= r0 + nr) continue; /* outside the chunk */
+        if (d.codec != VZ_ID_RAW || d.dtype != 2) return NULL;
+        const uint8_t *a = d.data + (r0 > lo ? r0 - lo : 0) * cols * 2;
+        if (p && a != end) return NULL;
+        if (!p) p = a;
+        end = d.data + (s.r1[i] - lo) * cols * 2;
+    }
+    return p && ((uintptr_t)p & 255) == 0 ? p : NULL;
+}
+
+/* Chunk [r0, r0 + nr) decoded into the next buffer, on ds after the GEMM
+ * that last read it (on_ds), else on st. *half: the buffer, or -1 when the
+ * rows are read in place. */
+static vz_status issue(vz_gemm *g, const plan_a &p, const stack3 &s, int64_t r0, int64_t nr, int on_ds, int *half) {
+    *half = -1;
+    if (direct_rows(s, r0, nr)) return VZ_OK;
+    const int h = p.halves ? g->next : 0;
+    g->next ^= 1;
+    if (on_ds && cudaStreamWaitEvent(g->ds, g->used[h], 0) != cudaSuccess)
+        return VZ_FAIL(VZ_ERR_CUDA, "prefill gemm: decode wait");
+    VZ_TRY(decode_rows(s, r0, nr, buf_ptr(g, p, h), on_ds ? g->ds : g->st));
+    if (on_ds && cudaEventRecord(g->dec[h], g->ds) != cudaSuccess)
+        return VZ_FAIL(VZ_ERR_CUDA, "prefill gemm: decode event");
+    *half = h;
+    return VZ_OK;
+}
+
+static int pend_matches(const vz_gemm *g, const stack3 &s) {
+    if (g->pend.n != s.n) return 0;
+    for (int i = 0; i < s.n; i++)
+        if (g->pend.data[i] != s.w[i].data) return 0;
+    return 1;
+}
+
+static vz_status st_wait(vz_gemm *g, cudaEvent_t e) {
+    cudaError_t r = cudaStreamWaitEvent(g->st, e, 0);
+    VZ_FAIL_IF(r != cudaSuccess, VZ_ERR_CUDA, "prefill gemm: wait for decode: %s", cudaGetErrorString(r));
+    return VZ_OK;
+}
+
+/* Path A: row chunks of the scratch, each decoded then multiplied (raw bf16
+ * chunks in place, no decode); chunk 0 may come decoded from
+ * vz_gemm_prefetch; HALVES: chunk c + 1 decodes on ds while chunk c
+ * multiplies on st. */
 static vz_status run_a(vz_gemm *g, const stack3 &s, float *y, int64_t ldy, const void *x, int64_t ldx, int32_t T,
                        int32_t add) {
-    const int64_t R = s.r1[2], cols = s.w[0].cols, chunk = g->scratch_elems / cols;
+    const plan_a p = plan_for(g, s.w[0].cols);
+    const int64_t R = s.r1[2], cols = s.w[0].cols, chunk = p.chunk;
     VZ_FAIL_IF(chunk < 1, VZ_ERR_ARG, "prefill gemm: scratch holds no row of %lld cols", (long long)cols);
+    const int ahead = p.halves && !p.serial; /* the next chunk decodes during this one's GEMM */
+    int h, h_ds = 0; /* h_ds: chunk decoded on ds, not yet waited for */
+    if (g->pend.n) VZ_TRY(st_wait(g, g->dec[g->pend.h])); /* prefetched: used now, or done before it is overwritten */
+    if (g->pend.n && pend_matches(g, s)) h = g->pend.h;
+    else VZ_TRY(issue(g, p, s, 0, R < chunk ? R : chunk, 0, &h));
+    g->pend.n = 0;
     for (int64_t r0 = 0; r0 < R; r0 += chunk) {
-        const int64_t nr = R - r0 < chunk ? R - r0 : chunk;
-        VZ_TRY(decode_rows(g, s, r0, nr, g->scratch));
-        VZ_TRY(cublas_mm(g, g->scratch, nr, cols, y + r0, ldy, x, ldx, T, add));
+        const int64_t nr = R - r0 < chunk ? R - r0 : chunk, r1 = r0 + chunk, nn = R - r1 < chunk ? R - r1 : chunk;
+        int hn = -1;
+        if (ahead && r1 < R) VZ_TRY(issue(g, p, s, r1, nn, 1, &hn));
+        if (h >= 0 && h_ds) VZ_TRY(st_wait(g, g->dec[h]));
+        VZ_TRY(cublas_mm(g, h >= 0 ? buf_ptr(g, p, h) : direct_rows(s, r0, nr), nr, cols, y + r0, ldy, x, ldx, T, add));
+        if (h >= 0 && cudaEventRecord(g->used[h], g->st) != cudaSuccess)
+            return VZ_FAIL(VZ_ERR_CUDA, "prefill gemm: GEMM event");
+        if (!ahead && r1 < R) VZ_TRY(issue(g, p, s, r1, nn, 0, &hn));
+        h = hn, h_ds = ahead;
     }
+    return VZ_OK;
+}
+
+extern "C" vz_status vz_gemm_prefetch(vz_gemm *g, int n, const vz_cuda_tensor *const *W) {
+    VZ_FAIL_IF(!g, VZ_ERR_ARG, "vz_gemm_prefetch: NULL context");
+    stack3 s;
+    VZ_TRY(make_stack(&s, n, W));
+    const plan_a p = plan_for(g, s.w[0].cols);
+    if (p.serial || p.chunk < 1) return VZ_OK; /* vz_gemm_run decodes (or reports) it */
+    if (g->pend.n) VZ_TRY(st_wait(g, g->dec[g->pend.h])); /* an unused prefetch: its buffer may be reused */
+    g->pend.n = 0;
+    int h;
+    VZ_TRY(issue(g, p, s, 0, s.r1[2] < p.chunk ? s.r1[2] : p.chunk, 1, &h));
+    if (h < 0) return VZ_OK;
+    g->pend.n = n, g->pend.h = h;
+    for (int i = 0; i < n; i++) g->pend.data[i] = s.w[i].data;
+    return VZ_OK;
+}
+
+extern "C" vz_status vz_gemm_fork(vz_gemm *g) {
+    VZ_FAIL_IF(!g, VZ_ERR_ARG, "vz_gemm_fork: NULL context");
+    cudaError_t e = cudaEventRecord(g->fork, g->st);
+    if (e == cudaSuccess) e = cudaStreamWaitEvent(g->ds, g->fork, 0);
+    VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "prefill gemm: fork: %s", cudaGetErrorString(e));
+    return VZ_OK;
+}
+
+extern "C" vz_status vz_gemm_join(vz_gemm *g) {
+    VZ_FAIL_IF(!g, VZ_ERR_ARG, "vz_gemm_join: NULL context");
+    cudaError_t e = cudaEventRecord(g->join, g->ds);
+    if (e == cudaSuccess) e = cudaStreamWaitEvent(g->st, g->join, 0);
+    VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "prefill gemm: join: %s", cudaGetErrorString(e));
     return VZ_OK;
 }
 

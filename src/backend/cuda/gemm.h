@@ -1,7 +1,9 @@
 /*
  * gemm.h - prefill matmuls on compressed weights (gemm.cu): Y = X W^T for T
  * tokens at once, W decoded by the codec's one device decoder (decode.cuh).
- * Path A decodes W into a reused bf16 scratch and runs a cuBLAS bf16 GEMM
+ * Path A decodes W into a reused bf16 scratch (ahead, on a second stream,
+ * where other kernels run between GEMMs; raw bf16 is read in place) and
+ * runs cuBLAS bf16 GEMMs
  * (cuBLAS is dlopen'ed on first use: the binary runs without it); path B
  * decodes W tiles straight into shared memory and multiplies with mma.sync.
  * Both paths round W and X to bf16 and accumulate in f32, so raw and
@@ -48,6 +50,33 @@ vz_status vz_gemm_scratch_mm(vz_gemm *g, int64_t rows, int64_t cols, float *y, i
                              int64_t ldx, int32_t T, int32_t add);
 vz_status vz_gemm_bf16(vz_gemm *g, const void *w, int64_t rows, int64_t cols, float *y, int64_t ldy, const void *x,
                        int64_t ldx, int32_t T, int32_t add);
+
+/* Path A (gemm.cu run_a): row chunks of the scratch, each decoded then
+ * multiplied by cuBLAS on g's stream; raw bf16 chunks lying contiguous and
+ * 256-byte aligned in device memory are multiplied in place (same call,
+ * same bits). Flags (tests, bench; process-wide, default 0): SERIAL: no
+ * decode ahead on the second stream (vz_gemm_prefetch is a no-op); COPY:
+ * raw chunks copied through the scratch (so SERIAL | COPY is the path of
+ * before); HALVES: chunks of half the scratch, chunk c + 1 decoded on the
+ * second stream while chunk c multiplies (events order both ways; measured
+ * slower on an H200: bench/results/2026-11-28-pfgemm-h200.md). Bits depend
+ * on HALVES (other chunks), never on SERIAL or COPY. f < 0 only reads;
+ * returns the previous flags. */
+enum { VZ_GEMM_SERIAL = 1, VZ_GEMM_COPY = 2, VZ_GEMM_HALVES = 4 };
+int vz_gemm_pipe_flags(int f);
+
+/* Decodes the first row chunk of the stacked W ahead, on the second
+ * stream, into the scratch once the GEMM that last read it is done; the
+ * next vz_gemm_run on the same tensors uses it. Only the weights are read,
+ * so it runs under the kernels issued meanwhile (attention, norms, SiLU).
+ * No-op with VZ_GEMM_SERIAL. */
+vz_status vz_gemm_prefetch(vz_gemm *g, int n, const vz_cuda_tensor *const *W);
+/* The decode stream waits for everything issued on g's stream so far (call
+ * once a streamed layer's slot is copied: the decodes after it read it). */
+vz_status vz_gemm_fork(vz_gemm *g);
+/* g's stream waits for every decode issued so far (before a streamed
+ * layer's slot is released for its next copy). */
+vz_status vz_gemm_join(vz_gemm *g);
 
 /* Path A's decode kernel: 1 (default) the pipelined grid-stride kernel for
  * fast kinds (raw bf16, lossless k=3, q8 with cols % 32 == 0), 0 one job per

@@ -82,6 +82,18 @@ static vz_status upload(vz_cuda_session *s, vz_cuda_tensor *d, const vz_tensor *
     return VZ_OK;
 }
 
+/* Layer tensors in arena order: wq wk wv side by side and w1 w3 side by
+ * side, each slice 256-byte aligned (vz_cuda_tensor_bytes), so the
+ * prefill's stacked QKV and gate/up GEMMs read raw bf16 weights in place
+ * (gemm.cu checks the pointers). dst may be NULL (sizes only). */
+static void layer_tensors(const vz_layer *ml, dev_layer *d, const vz_tensor *src[7], vz_cuda_tensor *dst[7]) {
+    const vz_tensor *const ts[7] = {ml->wq, ml->wk, ml->wv, ml->wo, ml->w1, ml->w3, ml->w2};
+    for (int i = 0; i < 7; i++) src[i] = ts[i];
+    if (!d) return;
+    vz_cuda_tensor *const ds[7] = {&d->wq, &d->wk, &d->wv, &d->wo, &d->w1, &d->w3, &d->w2};
+    for (int i = 0; i < 7; i++) dst[i] = ds[i];
+}
+
 static vz_status upload_weights(vz_cuda_session *s, const vz_model *m) {
     const int32_t nl = s->c.n_layers, dim = s->c.dim;
     s->L = (dev_layer *)calloc((size_t)nl, sizeof *s->L);
@@ -89,8 +101,8 @@ static vz_status upload_weights(vz_cuda_session *s, const vz_model *m) {
     if (!s->decompress) { /* every resident encoded tensor in one allocation */
         uint64_t b = vz_cuda_tensor_bytes(m->tok_emb) + (m->output != m->tok_emb ? vz_cuda_tensor_bytes(m->output) : 0);
         for (int32_t l = 0; l < s->n_res; l++) {
-            const vz_layer *ml = &m->layers[l];
-            const vz_tensor *src[7] = {ml->wq, ml->wk, ml->wv, ml->wo, ml->w1, ml->w2, ml->w3};
+            const vz_tensor *src[7];
+            layer_tensors(&m->layers[l], NULL, src, NULL);
             for (int i = 0; i < 7; i++) b += vz_cuda_tensor_bytes(src[i]);
         }
         cudaError_t e = cudaMalloc((void **)&s->arena, b);
@@ -113,10 +125,10 @@ static vz_status upload_weights(vz_cuda_session *s, const vz_model *m) {
     free(h);
     VZ_TRY(st);
     for (int32_t l = 0; l < nl; l++) {
-        const vz_layer *ml = &m->layers[l];
         dev_layer *d = &s->L[l];
-        const vz_tensor *src[7] = {ml->wq, ml->wk, ml->wv, ml->wo, ml->w1, ml->w2, ml->w3};
-        vz_cuda_tensor *dst[7] = {&d->wq, &d->wk, &d->wv, &d->wo, &d->w1, &d->w2, &d->w3};
+        const vz_tensor *src[7];
+        vz_cuda_tensor *dst[7];
+        layer_tensors(&m->layers[l], d, src, dst);
         for (int i = 0; i < 7 && l < s->n_res; i++) VZ_TRY(upload(s, dst[i], src[i]));
         d->attn_norm = s->norms + (size_t)(2 * l) * dim;
         d->ffn_norm = s->norms + (size_t)(2 * l + 1) * dim;
@@ -363,6 +375,8 @@ extern "C" vz_status vz_cuda_session_create_plan(vz_cuda_session **out, const vz
     const char *pe = getenv("VZ_CUDA_PREFILL"); /* 0: matvec path (the old one), A / B: force a GEMM path */
     s->pf.mode = !pe || !*pe ? VZ_GEMM_AUTO : *pe == '0' ? -1 : *pe == 'A' ? VZ_GEMM_A : *pe == 'B' ? VZ_GEMM_B
                                                                                                   : VZ_GEMM_AUTO;
+    const char *gp = getenv("VZ_CUDA_GEMM_PIPE"); /* bench, tests: gemm.h VZ_GEMM_* flags, process-wide (3: the path before) */
+    vz_gemm_pipe_flags(gp && *gp >= '0' && *gp <= '9' ? atoi(gp) : 0);
     const char *ch = getenv("VZ_CUDA_ATT_CHUNK"); /* bench: keys per attention block */
     s->att_chunk = ch && atoi(ch) >= VZ_ATT_CHUNK_MIN && atoi(ch) <= VZ_ATT_CHUNK ? atoi(ch) : VZ_ATT_CHUNK_DEFAULT;
     *out = s;

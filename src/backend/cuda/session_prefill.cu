@@ -3,7 +3,12 @@
  * VZ_CUDA_MAX_BATCH tokens run as GEMMs (gemm.h: decode into a bf16 scratch
  * + cuBLAS, or the mma path) with attention over all T queries at once
  * (prefill.h), in chunks whose buffers the planner counts (model/plan.h).
- * Streamed layers are fetched once per chunk. CPU reference: vz_forward.
+ * Each GEMM's weights are decoded ahead on gemm.cu's decode stream (Wo under
+ * the attention, gate/up under the norm, down under SiLU, the next layer's
+ * QKV under the down GEMM) where the layer is resident; a streamed layer's
+ * decodes start after its slot copy (vz_gemm_fork) and end before its
+ * release (vz_gemm_join). Streamed layers are fetched once per chunk. CPU
+ * reference: vz_forward.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,6 +84,9 @@ static void pf_report(vz_cuda_session *s, int32_t T) {
     s->pf.nev = 0;
 }
 
+/* [st] Layer l's tensors live in a streaming / cache slot (acquired per chunk). */
+static int pf_streamed(const vz_cuda_session *s, int32_t l) { return s->sm && l >= s->n_res; }
+
 /* T (<= cap) tokens at pos0, the model top to bottom as forward(); logits:
  * NULL, all T rows (all_logits) or the last row. */
 static vz_status pf_chunk(vz_cuda_session *s, const int32_t *tokens, int32_t T, int32_t pos0, float *logits,
@@ -99,31 +107,44 @@ static vz_status pf_chunk(vz_cuda_session *s, const int32_t *tokens, int32_t T, 
     for (int32_t l = 0; l < c->n_layers; l++) {
         dev_layer *L = &s->L[l];
         vz_cuda_tensor *const lw[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w2, &L->w3};
-        if (s->sm) VZ_TRY(vz_stream_acquire(s->sm, l, lw, st));
+        const int streamed = pf_streamed(s, l);
+        if (streamed) {
+            VZ_TRY(vz_stream_acquire(s->sm, l, lw, st));
+            VZ_TRY(vz_gemm_fork(g)); /* [st] the decode stream reads the slot only once it is copied */
+        }
         const size_t slot = (size_t)s->cur_slot * s->slot_bytes; /* [batch] the sequence's KV slot */
         char *kc = (char *)s->kc + slot + kv_layer * l, *vc = (char *)s->vc + slot + kv_layer * l;
+        const vz_cuda_tensor *qkv[3] = {&L->wq, &L->wk, &L->wv}, *wo = &L->wo, *gu[2] = {&L->w1, &L->w3}, *w2 = &L->w2;
         vz_pf_rmsnorm_bf16(s->pf.x, s->pf.h16, L->attn_norm, T, dim, c->rms_eps, st);
         pf_mark(s, "rmsnorm");
-        const vz_cuda_tensor *qkv[3] = {&L->wq, &L->wk, &L->wv};
         VZ_TRY(vz_gemm_run(g, 3, qkv, s->pf.big, ldqkv, s->pf.h16, dim, T, 0, mode));
         pf_mark(s, "qkv gemm");
+        if (mode != VZ_GEMM_B) VZ_TRY(vz_gemm_prefetch(g, 1, &wo)); /* decoded under the attention */
         vz_pf_attention(s->pf.h16, s->pf.big, ldqkv, kc, vc, pos0, T, nh, nkv, hd, s->kv_f16, c->rope_theta,
                         c->rope_interleaved, st);
         pf_mark(s, "attention");
-        const vz_cuda_tensor *wo = &L->wo, *gu[2] = {&L->w1, &L->w3}, *w2 = &L->w2;
         VZ_TRY(vz_gemm_run(g, 1, &wo, s->pf.x, dim, s->pf.h16, qd, T, 1, mode));
         pf_mark(s, "wo gemm");
+        if (mode != VZ_GEMM_B) VZ_TRY(vz_gemm_prefetch(g, 2, gu)); /* under the norm */
         VZ_TRY(vz_cs_trace_row(s, l, 0, s->pf.x, T));
         vz_pf_rmsnorm_bf16(s->pf.x, s->pf.h16, L->ffn_norm, T, dim, c->rms_eps, st);
         pf_mark(s, "rmsnorm");
         VZ_TRY(vz_gemm_run(g, 2, gu, s->pf.big, 2 * (int64_t)hid, s->pf.h16, dim, T, 0, mode));
         pf_mark(s, "gate/up gemm");
+        if (mode != VZ_GEMM_B) VZ_TRY(vz_gemm_prefetch(g, 1, &w2)); /* under SiLU */
         vz_pf_silu_mul_bf16(s->pf.big, s->pf.h16, T, hid, st);
         pf_mark(s, "silu*mul");
         VZ_TRY(vz_gemm_run(g, 1, &w2, s->pf.x, dim, s->pf.h16, hid, T, 1, mode));
         pf_mark(s, "down gemm");
         VZ_TRY(vz_cs_trace_row(s, l, 1, s->pf.x, T));
-        if (s->sm) VZ_TRY(vz_stream_release(s->sm, l, st));
+        if (streamed) { /* its last decode done before the slot is refilled */
+            VZ_TRY(vz_gemm_join(g));
+            VZ_TRY(vz_stream_release(s->sm, l, st));
+        }
+        if (mode != VZ_GEMM_B && l + 1 < c->n_layers && !pf_streamed(s, l + 1)) { /* next QKV under this down GEMM */
+            const vz_cuda_tensor *nq[3] = {&s->L[l + 1].wq, &s->L[l + 1].wk, &s->L[l + 1].wv};
+            VZ_TRY(vz_gemm_prefetch(g, 3, nq));
+        }
     }
     const float *fnorm = s->norms + (size_t)(2 * c->n_layers) * dim;
     const vz_cuda_tensor *head = s->out.data ? &s->out : &s->emb;
@@ -172,4 +193,79 @@ void vz_cs_prefill_free(vz_cuda_session *s) {
     for (int i = 0; i < 256 && s->pf.prof; i++) cudaEventDestroy(s->pf.ev[i]);
     void *pfb[] = {s->pf.x, s->pf.big, s->pf.logits, s->pf.h16, s->pf.tok};
     for (size_t i = 0; i < sizeof pfb / sizeof pfb[0]; i++) cudaFree(pfb[i]);
+}
+
+/* Raw bf16 in device memory: the reference multiplies it as is. */
+static int ref_ok(const vz_cuda_tensor *t) { return t->codec == VZ_CODEC_raw && t->dtype == VZ_DTYPE_BF16; }
+
+/* One cublasGemmEx over the stacked t[0..n) when they lie contiguous, else one per tensor. */
+static vz_status ref_gemm(vz_gemm *g, int n, const vz_cuda_tensor *const *t, float *y, int64_t ldy, const void *x,
+                          int64_t ldx, int32_t T) {
+    int contiguous = 1;
+    for (int i = 1; i < n; i++)
+        contiguous &= t[i]->data == t[i - 1]->data + (size_t)t[i - 1]->rows * (size_t)t[i - 1]->cols * 2;
+    int64_t rows = 0;
+    for (int i = 0; i < n; i++) rows += t[i]->rows;
+    if (contiguous) return vz_gemm_bf16(g, t[0]->data, rows, t[0]->cols, y, ldy, x, ldx, T, 0);
+    for (int i = 0, r = 0; i < n; r += (int)t[i]->rows, i++)
+        VZ_TRY(vz_gemm_bf16(g, t[i]->data, t[i]->rows, t[i]->cols, y + r, ldy, x, ldx, T, 0));
+    return VZ_OK;
+}
+
+/* The prefill's GEMM sequence for one chunk of T tokens on the raw weights (inputs: whatever h16 holds). */
+static vz_status ref_chunk(vz_cuda_session *s, int32_t T) {
+    const vz_config *c = &s->c;
+    const int64_t dim = c->dim, qd = (int64_t)c->n_heads * c->head_dim, hid = c->hidden_dim;
+    const int64_t ldqkv = qd + 2 * (int64_t)c->n_kv_heads * c->head_dim;
+    for (int32_t l = 0; l < c->n_layers; l++) {
+        const dev_layer *L = &s->L[l];
+        const vz_cuda_tensor *qkv[3] = {&L->wq, &L->wk, &L->wv}, *wo = &L->wo, *gu[2] = {&L->w1, &L->w3}, *w2 = &L->w2;
+        VZ_TRY(ref_gemm(s->pf.g, 3, qkv, s->pf.big, ldqkv, s->pf.h16, dim, T));
+        VZ_TRY(ref_gemm(s->pf.g, 1, &wo, s->pf.x, dim, s->pf.h16, qd, T));
+        VZ_TRY(ref_gemm(s->pf.g, 2, gu, s->pf.big, 2 * hid, s->pf.h16, dim, T));
+        VZ_TRY(ref_gemm(s->pf.g, 1, &w2, s->pf.x, dim, s->pf.h16, hid, T));
+    }
+    return VZ_OK;
+}
+
+static int cmp_dbl(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+extern "C" vz_status vz_cuda_session_prefill_ref(vz_cuda_session *s, int32_t n, double *seconds) {
+    VZ_FAIL_IF(!s || !seconds || n < 1, VZ_ERR_ARG, "vz_cuda_session_prefill_ref: bad arguments");
+    *seconds = 0.0;
+    VZ_FAIL_IF(s->sm || s->n_res < s->c.n_layers, VZ_ERR_UNSUPPORTED, "prefill reference: streamed layers");
+    for (int32_t l = 0; l < s->c.n_layers; l++) {
+        const dev_layer *L = &s->L[l];
+        VZ_FAIL_IF(!ref_ok(&L->wq) || !ref_ok(&L->wk) || !ref_ok(&L->wv) || !ref_ok(&L->wo) || !ref_ok(&L->w1) ||
+                       !ref_ok(&L->w2) || !ref_ok(&L->w3),
+                   VZ_ERR_UNSUPPORTED, "prefill reference: layer %d is not raw bf16", (int)l);
+    }
+    if (s->pf.mode >= 0) VZ_TRY(pf_setup(s, 0));
+    VZ_FAIL_IF(s->pf.mode < 0 || !s->pf.g, VZ_ERR_UNSUPPORTED, "prefill reference: no GEMM path (cuBLAS)");
+    cudaEvent_t e0, e1;
+    CU_TRY(cudaEventCreate(&e0), "event");
+    if (cudaEventCreate(&e1) != cudaSuccess) {
+        cudaEventDestroy(e0);
+        return VZ_FAIL(VZ_ERR_CUDA, "prefill reference: event");
+    }
+    double t[6];
+    vz_status st = VZ_OK;
+    for (int k = 0; k < 6 && st == VZ_OK; k++) { /* run 0: warm-up */
+        cudaEventRecord(e0, s->st);
+        for (int32_t t0 = 0; t0 < n && st == VZ_OK; t0 += s->pf.cap) st = ref_chunk(s, n - t0 < s->pf.cap ? n - t0 : s->pf.cap);
+        cudaEventRecord(e1, s->st);
+        float ms = 0.0f;
+        if (cudaEventSynchronize(e1) != cudaSuccess || cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess)
+            st = VZ_FAIL(VZ_ERR_CUDA, "prefill reference: timing");
+        t[k] = 1e-3 * ms;
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    VZ_TRY(st);
+    qsort(t + 1, 5, sizeof t[0], cmp_dbl);
+    *seconds = t[3];
+    return VZ_OK;
 }
