@@ -89,6 +89,15 @@ if [ "$(left)" -gt 25 ]; then
         --metrics gpu__time_duration.sum --print-summary per-kernel ./prefill_bench 512 --no-gemm >"$OUT/ncu.txt" 2>&1
     echo "rc=$?"
     grep -E "k_pf_|gpu__time_duration" "$OUT/ncu.txt" | head -40
+    for k in k_pf_fa2 k_pf_rmsnorm_w k_pf_silu_mul16 k_pf_rope_store; do
+        [ "$(left)" -gt 15 ] || break
+        PF_BENCH_REPS=1 timeout "$(cap 20)" ncu --clock-control none --kernel-name regex:"$k" --launch-count 1 \
+            --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section SchedulerStats \
+            --section MemoryWorkloadAnalysis ./prefill_bench 512 --no-gemm >"$W/ncu-$k.txt" 2>&1
+        echo "ncu $k rc=$?"
+        grep -E "Duration|Throughput|Achieved Occupancy|Theoretical Occupancy|Registers|Block Limit|Stall|Issued Warp|No Eligible|Active Warps|Eligible Warps|L2 Hit|L1/TEX Hit" "$W/ncu-$k.txt" | head -30
+        cat "$W/ncu-$k.txt" >>"$OUT/ncu.txt"
+    done
 fi
 if [ "$(left)" -gt 40 ]; then
     step "test_cuda_forward with the tinyllama pair"

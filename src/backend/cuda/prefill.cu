@@ -89,6 +89,45 @@ static __global__ void __launch_bounds__(PF_NB) k_pf_rmsnorm4(const float *__res
     }
 }
 
+#define PF_RW 4 /* rows (one per warp) per block */
+
+/* dim % 4 == 0, dim <= 128 NV: one warp per row, the row in registers
+ * (NV float4s per lane; w too when NV <= 16), no barrier. */
+template <int NV>
+static __global__ void __launch_bounds__(PF_RW * 32) k_pf_rmsnorm_w(const float *__restrict__ x, __nv_bfloat16 *__restrict__ out,
+                                                                    const float *__restrict__ w, int32_t T, int32_t dim,
+                                                                    float eps) {
+    constexpr int WN = NV <= 16 ? NV : 1; /* w preloaded */
+    const int row = blockIdx.x * PF_RW + (threadIdx.x >> 5), lane = threadIdx.x & 31, n4 = dim >> 2;
+    if (row >= T) return; /* warp-uniform */
+    const float4 *xr = (const float4 *)(x + (int64_t)row * dim), *wr = (const float4 *)w, z = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    float4 v[NV], wv[WN];
+#pragma unroll
+    for (int k = 0; k < NV; k++) {
+        const int i = lane + 32 * k;
+        v[k] = i < n4 ? xr[i] : z;
+        if (NV <= 16) wv[k % WN] = i < n4 ? wr[i] : z;
+    }
+    double s0 = 0.0, s1 = 0.0;
+#pragma unroll
+    for (int k = 0; k < NV; k++) {
+        s0 += (double)v[k].x * v[k].x + (double)v[k].y * v[k].y;
+        s1 += (double)v[k].z * v[k].z + (double)v[k].w * v[k].w;
+    }
+    double ss = s0 + s1;
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    const float scale = (float)(1.0 / sqrt(ss / dim + eps));
+    uint2 *o = (uint2 *)(out + (int64_t)row * dim);
+#pragma unroll
+    for (int k = 0; k < NV; k++) {
+        const int i = lane + 32 * k;
+        if (i >= n4) break;
+        const float4 ww = NV <= 16 ? wv[k % WN] : wr[i];
+        o[i] = make_uint2(pf_bf2(ww.x * (v[k].x * scale), ww.y * (v[k].y * scale)),
+                          pf_bf2(ww.z * (v[k].z * scale), ww.w * (v[k].w * scale)));
+    }
+}
+
 static int pf_norm_var; /* vz_pf_norm_variant */
 
 int vz_pf_norm_variant(int v) {
@@ -99,7 +138,13 @@ int vz_pf_norm_variant(int v) {
 
 void vz_pf_rmsnorm_bf16(const float *x, void *out, const float *w, int32_t T, int32_t dim, float eps, void *stream) {
     cudaStream_t st = (cudaStream_t)stream;
-    if (pf_norm_var == 0 && dim % 4 == 0 && dim <= 4 * PF_NV * PF_NB && aligned(x, 16) && aligned(w, 16) && aligned(out, 8))
+    const int vec = dim % 4 == 0 && aligned(x, 16) && aligned(w, 16) && aligned(out, 8);
+    const unsigned nb = (unsigned)((T + PF_RW - 1) / PF_RW);
+    if (pf_norm_var == 0 && vec && dim <= 128 * 16)
+        k_pf_rmsnorm_w<16><<<nb, PF_RW * 32, 0, st>>>(x, (__nv_bfloat16 *)out, w, T, dim, eps);
+    else if (pf_norm_var == 0 && vec && dim <= 128 * 32)
+        k_pf_rmsnorm_w<32><<<nb, PF_RW * 32, 0, st>>>(x, (__nv_bfloat16 *)out, w, T, dim, eps);
+    else if (pf_norm_var == 2 && vec && dim <= 4 * PF_NV * PF_NB)
         k_pf_rmsnorm4<<<T, PF_NB, 0, st>>>(x, (__nv_bfloat16 *)out, w, dim, eps);
     else
         k_pf_rmsnorm<<<T, 256, 0, st>>>(x, (__nv_bfloat16 *)out, w, dim, eps);
@@ -127,12 +172,33 @@ static __global__ void k_pf_silu_mul8(const float *__restrict__ gu, __nv_bfloat1
                                    pf_bf2(pf_silu(g1.x, u1.x), pf_silu(g1.y, u1.y)), pf_bf2(pf_silu(g1.z, u1.z), pf_silu(g1.w, u1.w)));
 }
 
+/* hid % 8 == 0: thread v makes groups 2v and 2v + 1 of 8 outputs (all 8 float4 loads issued first): one wave. */
+static __global__ void k_pf_silu_mul16(const float *__restrict__ gu, __nv_bfloat16 *__restrict__ out, int32_t n8, int32_t h8) {
+    const int v0 = 2 * (blockIdx.x * blockDim.x + threadIdx.x);
+    float4 g[4], u[4];
+#pragma unroll
+    for (int k = 0; k < 2; k++) {
+        const int v = v0 + k, t = v / h8, j = (v - t * h8) * 8;
+        if (v >= n8) continue;
+        const float4 *gp = (const float4 *)(gu + (int64_t)t * 16 * h8 + j), *up = gp + 2 * h8;
+        g[2 * k] = gp[0], g[2 * k + 1] = gp[1], u[2 * k] = up[0], u[2 * k + 1] = up[1];
+    }
+#pragma unroll
+    for (int k = 0; k < 2; k++) {
+        if (v0 + k >= n8) continue;
+        const float4 g0 = g[2 * k], g1 = g[2 * k + 1], u0 = u[2 * k], u1 = u[2 * k + 1];
+        ((uint4 *)out)[v0 + k] = make_uint4(pf_bf2(pf_silu(g0.x, u0.x), pf_silu(g0.y, u0.y)), pf_bf2(pf_silu(g0.z, u0.z), pf_silu(g0.w, u0.w)),
+                                            pf_bf2(pf_silu(g1.x, u1.x), pf_silu(g1.y, u1.y)), pf_bf2(pf_silu(g1.z, u1.z), pf_silu(g1.w, u1.w)));
+    }
+}
+
 void vz_pf_silu_mul_bf16(const float *gu, void *out, int32_t T, int32_t hid, void *stream) {
     cudaStream_t st = (cudaStream_t)stream;
     const int64_t n = (int64_t)T * hid;
-    if (pf_norm_var == 0 && hid % 8 == 0 && n / 8 < INT32_MAX && aligned(gu, 16) && aligned(out, 16)) {
+    if (pf_norm_var != 1 && hid % 8 == 0 && n / 8 < INT32_MAX - 512 && aligned(gu, 16) && aligned(out, 16)) {
         const int32_t n8 = (int32_t)(n / 8);
-        k_pf_silu_mul8<<<(n8 + 255) / 256, 256, 0, st>>>(gu, (__nv_bfloat16 *)out, n8, hid / 8);
+        if (pf_norm_var == 0) k_pf_silu_mul16<<<(n8 + 511) / 512, 256, 0, st>>>(gu, (__nv_bfloat16 *)out, n8, hid / 8);
+        else k_pf_silu_mul8<<<(n8 + 255) / 256, 256, 0, st>>>(gu, (__nv_bfloat16 *)out, n8, hid / 8);
         return;
     }
     const int64_t b = (n + 255) / 256;
@@ -335,14 +401,15 @@ template <int N> static __device__ __forceinline__ void fa_wait(void) {
 }
 
 /* Cache rows [j0, j0 + FA_K) of kv head kvh into sK, sV (row stride HD + 8
- * halves); rows >= n are zeros. F16: cp.async, pending until fa_wait. */
-template <int HD, int F16>
+ * halves) by NT threads; rows >= n are zeros. F16: cp.async, pending until
+ * fa_wait. */
+template <int HD, int F16, int NT>
 static __device__ __forceinline__ void fa_stage(__half *sK, __half *sV, const pf_args &A, int kvh, int j0, int n) {
-    constexpr int C = HD / 8, N = FA_K * C / 128; /* 8-element chunks per row; per thread */
+    constexpr int C = HD / 8, N = FA_K * C / NT; /* 8-element chunks per row; per thread */
     const int64_t kvd = (int64_t)A.n_kv * HD;
 #pragma unroll
     for (int k = 0; k < N; k++) {
-        const int idx = threadIdx.x + k * 128, r = idx / C, c = (idx % C) * 8;
+        const int idx = threadIdx.x + k * NT, r = idx / C, c = (idx % C) * 8;
         const bool ok = j0 + r < n;
         const int64_t g = (int64_t)(ok ? j0 + r : 0) * kvd + (int64_t)kvh * HD + c;
         __half *dk = sK + r * (HD + 8) + c, *dv = sV + r * (HD + 8) + c;
@@ -361,8 +428,30 @@ static __device__ __forceinline__ void fa_stage(__half *sK, __half *sV, const pf
     }
 }
 
-/* One 64-key tile for a warp's 16 rows (this lane: rows P0 and P0 + 8): S, mask, online softmax, O += P V. */
-template <int HD>
+/* Q rows [q0, q0 + FA_Q) of head h (rotated, f32) into sQ as f16 by NT
+ * threads, all loads issued first; rows >= T are zeros. */
+template <int HD, int NT>
+static __device__ __forceinline__ void fa_load_q(__half *sQ, const pf_args &A, int q0, int h) {
+    constexpr int NQ = FA_Q * HD / 2 / NT;
+    float2 qv[NQ];
+#pragma unroll
+    for (int k = 0; k < NQ; k++) {
+        const int idx = threadIdx.x + k * NT, r = idx / (HD / 2), c = (idx % (HD / 2)) * 2, t = q0 + r;
+        qv[k] = t < A.T ? *(const float2 *)(A.qkv + (int64_t)t * A.ld + (int64_t)h * HD + c) : make_float2(0.0f, 0.0f);
+    }
+#pragma unroll
+    for (int k = 0; k < NQ; k++) {
+        const int idx = threadIdx.x + k * NT, r = idx / (HD / 2), c = (idx % (HD / 2)) * 2;
+        *(uint32_t *)(sQ + r * (HD + 8) + c) = pa_pack(qv[k].x, qv[k].y);
+    }
+}
+
+/* One 64-key tile for a warp's 16 rows (this lane: rows P0 and P0 + 8): S,
+ * the causal mask (MASK: the tile reaches past the warp's first row), online
+ * softmax, O += P V. m: row maxima of the raw scores; p = exp2(s sl2 - m sl2)
+ * (one FFMA). A row with no key yet (m = -inf: only in a split's first
+ * tile) keeps m = -inf, l = 0, o = 0. */
+template <int HD, bool MASK>
 static __device__ __forceinline__ void fa_tile(const __half *sK, const __half *sV, const uint32_t qa[HD / 16][4],
                                                float o[HD / 8][4], float m[2], float l[2], int j0, int P0, float sl2,
                                                int lane) {
@@ -384,20 +473,17 @@ static __device__ __forceinline__ void fa_tile(const __half *sK, const __half *s
     for (int nt = 0; nt < FA_K / 8; nt++)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
-            const int key = j0 + nt * 8 + (lane & 3) * 2 + (e & 1);
-            sc[nt][e] = key <= P0 + (e >> 1) * 8 ? sc[nt][e] * sl2 : -INFINITY;
+            if (MASK && j0 + nt * 8 + (lane & 3) * 2 + (e & 1) > P0 + (e >> 1) * 8) sc[nt][e] = -INFINITY;
             mx[e >> 1] = fmaxf(mx[e >> 1], sc[nt][e]);
         }
-    /* Every row sees key 0 in tile 0, so m is finite from the first tile on:
-     * corr = exp2(-inf) = 0 there, and a row whose keys in a later tile are
-     * all masked keeps m (corr 1, p 0). */
-    float corr[2];
+    float corr[2], ms[2];
 #pragma unroll
     for (int i = 0; i < 2; i++) {
         mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
         mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
         const float mn = fmaxf(m[i], mx[i]);
-        corr[i] = exp2f(m[i] - mn);
+        corr[i] = mn == -INFINITY ? 1.0f : exp2f((m[i] - mn) * sl2);
+        ms[i] = mn == -INFINITY ? 0.0f : mn * sl2;
         m[i] = mn;
         l[i] *= corr[i];
     }
@@ -409,7 +495,7 @@ static __device__ __forceinline__ void fa_tile(const __half *sK, const __half *s
     for (int nt = 0; nt < FA_K / 8; nt++)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
-            const float p = exp2f(sc[nt][e] - m[e >> 1]);
+            const float p = exp2f(fmaf(sc[nt][e], sl2, -ms[e >> 1]));
             sc[nt][e] = p;
             l[e >> 1] += p;
         }
@@ -427,60 +513,23 @@ static __device__ __forceinline__ void fa_tile(const __half *sK, const __half *s
     }
 }
 
-/* Shared memory: Q (64 rows), then K[2], V[2] (64 rows each), rows of HD + 8 halves (conflict-free ldmatrix). */
-template <int HD> static constexpr size_t fa_smem(void) { return sizeof(__half) * (size_t)(FA_Q + 4 * FA_K) * (HD + 8); }
+/* The tile at j0 for warp rows starting at position pw (this lane: P0), if any of them reaches it. */
+template <int HD>
+static __device__ __forceinline__ void fa_tile_at(const __half *sK, const __half *sV, const uint32_t qa[HD / 16][4],
+                                                  float o[HD / 8][4], float m[2], float l[2], int j0, int pw, int P0,
+                                                  float sl2, int lane) {
+    if (j0 > pw + 15) return; /* warp-uniform */
+    if (j0 + FA_K - 1 > pw) fa_tile<HD, true>(sK, sV, qa, o, m, l, j0, P0, sl2, lane);
+    else fa_tile<HD, false>(sK, sV, qa, o, m, l, j0, P0, sl2, lane);
+}
 
-template <int HD, int F16>
-static __global__ void __launch_bounds__(128) k_pf_fa(pf_args A) {
-    extern __shared__ __align__(16) unsigned char fa_sm[];
-    constexpr int SS = HD + 8, TILE = FA_K * SS, NQ = FA_Q * HD / 2 / 128;
-    __half *sQ = (__half *)fa_sm, *sK = sQ + FA_Q * SS, *sV = sK + 2 * TILE;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, h = blockIdx.y;
-    const int q0 = (gridDim.x - 1 - blockIdx.x) * FA_Q; /* longest first */
-    const int kvh = h / (A.n_heads / A.n_kv), nkeys = A.pos0 + min(q0 + FA_Q, A.T), ntiles = (nkeys + FA_K - 1) / FA_K;
-    fa_stage<HD, F16>(sK, sV, A, kvh, 0, nkeys);
-    fa_commit();
-    float2 qv[NQ]; /* the Q tile (rotated, f32): all loads issued, then rounded to f16 into sQ */
-#pragma unroll
-    for (int k = 0; k < NQ; k++) {
-        const int idx = threadIdx.x + k * 128, r = idx / (HD / 2), c = (idx % (HD / 2)) * 2, t = q0 + r;
-        qv[k] = t < A.T ? *(const float2 *)(A.qkv + (int64_t)t * A.ld + (int64_t)h * HD + c) : make_float2(0.0f, 0.0f);
-    }
-#pragma unroll
-    for (int k = 0; k < NQ; k++) {
-        const int idx = threadIdx.x + k * 128, r = idx / (HD / 2), c = (idx % (HD / 2)) * 2;
-        *(uint32_t *)(sQ + r * SS + c) = pa_pack(qv[k].x, qv[k].y);
-    }
-    __syncthreads();
-    uint32_t qa[HD / 16][4];
-#pragma unroll
-    for (int ks = 0; ks < HD / 16; ks++) pa_ldsm(qa[ks], sQ + (warp * 16 + (lane & 15)) * SS + ks * 16 + (lane >> 4) * 8, false);
-    const float sl2 = 1.4426950408889634f / sqrtf((float)HD); /* log2(e) / sqrt(hd) */
-    const int P0 = A.pos0 + q0 + warp * 16 + (lane >> 2), wlast = A.pos0 + q0 + warp * 16 + 15;
-    float o[HD / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-#pragma unroll
-    for (int nt = 0; nt < HD / 8; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
-    for (int it = 0; it < ntiles; it++) {
-        const int j0 = it * FA_K, b = it & 1;
-        if (it + 1 < ntiles) { /* the next tile into the other buffer, freed by the last iteration's closing barrier */
-            fa_stage<HD, F16>(sK + (b ^ 1) * TILE, sV + (b ^ 1) * TILE, A, kvh, j0 + FA_K, nkeys);
-            fa_commit();
-            fa_wait<1>();
-        } else {
-            fa_wait<0>();
-        }
-        __syncthreads();
-        if (j0 <= wlast) fa_tile<HD>(sK + b * TILE, sV + b * TILE, qa, o, m, l, j0, P0, sl2, lane); /* warp-uniform */
-        __syncthreads();
-    }
+/* Output rows of a warp: o / l as bf16 (l summed over the lane quad first). */
+template <int HD>
+static __device__ __forceinline__ void fa_store(const pf_args &A, const float o[HD / 8][4], const float l[2], int q0w, int h,
+                                                int lane) {
 #pragma unroll
     for (int i = 0; i < 2; i++) {
-        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
-        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
-    }
-#pragma unroll
-    for (int i = 0; i < 2; i++) {
-        const int t = q0 + warp * 16 + (lane >> 2) + i * 8;
+        const int t = q0w + (lane >> 2) + i * 8;
         if (t >= A.T) continue;
         __nv_bfloat16 *dst = A.out + (int64_t)t * A.n_heads * HD + (int64_t)h * HD + (lane & 3) * 2;
 #pragma unroll
@@ -489,16 +538,141 @@ static __global__ void __launch_bounds__(128) k_pf_fa(pf_args A) {
     }
 }
 
-template <int HD> static void fa_launch(const pf_args &A, cudaStream_t st) {
+static __device__ __forceinline__ void fa_quad_sum(float l[2]) {
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
+        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
+    }
+}
+
+/* Shared memory, rows of HD + 8 halves (conflict-free ldmatrix): Q (64 rows), then NB K/V tile pairs. */
+template <int HD> static constexpr size_t fa_smem(int nb) { return sizeof(__half) * (size_t)(FA_Q + 2 * nb * FA_K) * (HD + 8); }
+
+/* Attention variant 3: 4 warps, every key tile by the same warp. */
+template <int HD, int F16>
+static __global__ void __launch_bounds__(128) k_pf_fa(pf_args A) {
+    extern __shared__ __align__(16) unsigned char fa_sm[];
+    constexpr int SS = HD + 8, TILE = FA_K * SS;
+    __half *sQ = (__half *)fa_sm, *sK = sQ + FA_Q * SS, *sV = sK + 2 * TILE;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, h = blockIdx.y;
+    const int q0 = (gridDim.x - 1 - blockIdx.x) * FA_Q; /* longest first */
+    const int kvh = h / (A.n_heads / A.n_kv), nkeys = A.pos0 + min(q0 + FA_Q, A.T), ntiles = (nkeys + FA_K - 1) / FA_K;
+    fa_stage<HD, F16, 128>(sK, sV, A, kvh, 0, nkeys);
+    fa_commit();
+    fa_load_q<HD, 128>(sQ, A, q0, h);
+    __syncthreads();
+    uint32_t qa[HD / 16][4];
+#pragma unroll
+    for (int ks = 0; ks < HD / 16; ks++) pa_ldsm(qa[ks], sQ + (warp * 16 + (lane & 15)) * SS + ks * 16 + (lane >> 4) * 8, false);
+    const float sl2 = 1.4426950408889634f / sqrtf((float)HD); /* log2(e) / sqrt(hd) */
+    const int pw = A.pos0 + q0 + warp * 16, P0 = pw + (lane >> 2);
+    const bool live = q0 + warp * 16 < A.T;
+    float o[HD / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int nt = 0; nt < HD / 8; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
+    for (int it = 0; it < ntiles; it++) {
+        const int b = it & 1;
+        if (it + 1 < ntiles) { /* the next tile into the other buffer, freed by the last iteration's closing barrier */
+            fa_stage<HD, F16, 128>(sK + (b ^ 1) * TILE, sV + (b ^ 1) * TILE, A, kvh, (it + 1) * FA_K, nkeys);
+            fa_commit();
+            fa_wait<1>();
+        } else {
+            fa_wait<0>();
+        }
+        __syncthreads();
+        if (live) fa_tile_at<HD>(sK + b * TILE, sV + b * TILE, qa, o, m, l, it * FA_K, pw, P0, sl2, lane);
+        __syncthreads();
+    }
+    fa_quad_sum(l);
+    fa_store<HD>(A, o, l, q0 + warp * 16, h, lane);
+}
+
+/* Attention variant 0: 8 warps, two groups of 4 over the same 64 queries,
+ * group g taking key tiles g, g + 2, ... (half the sequential tiles of the
+ * longest query tile, twice the warps in flight); then group 1's (m, l, o)
+ * merged into group 0's through shared memory. */
+template <int HD, int F16>
+static __global__ void __launch_bounds__(256, HD == 128 ? 1 : 2) k_pf_fa2(pf_args A) {
+    extern __shared__ __align__(16) unsigned char fa_sm[];
+    constexpr int SS = HD + 8, TILE = FA_K * SS, NO = HD / 2 + 4; /* floats per lane to merge */
+    __half *sQ = (__half *)fa_sm, *sKV = sQ + FA_Q * SS;        /* stage s, tile t (of 2): K at (2 (2s + t)) TILE, V after */
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, wq = warp & 3, grp = warp >> 2, h = blockIdx.y;
+    const int q0 = (gridDim.x - 1 - blockIdx.x) * FA_Q; /* longest first */
+    const int kvh = h / (A.n_heads / A.n_kv), nkeys = A.pos0 + min(q0 + FA_Q, A.T), ntiles = (nkeys + FA_K - 1) / FA_K;
+    const int nst = (ntiles + 1) / 2;
+#pragma unroll
+    for (int t = 0; t < 2; t++) fa_stage<HD, F16, 256>(sKV + 2 * t * TILE, sKV + (2 * t + 1) * TILE, A, kvh, t * FA_K, nkeys);
+    fa_commit();
+    fa_load_q<HD, 256>(sQ, A, q0, h);
+    __syncthreads();
+    uint32_t qa[HD / 16][4];
+#pragma unroll
+    for (int ks = 0; ks < HD / 16; ks++) pa_ldsm(qa[ks], sQ + (wq * 16 + (lane & 15)) * SS + ks * 16 + (lane >> 4) * 8, false);
+    const float sl2 = 1.4426950408889634f / sqrtf((float)HD); /* log2(e) / sqrt(hd) */
+    const int pw = A.pos0 + q0 + wq * 16, P0 = pw + (lane >> 2);
+    const bool live = q0 + wq * 16 < A.T;
+    float o[HD / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int nt = 0; nt < HD / 8; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
+    for (int s = 0; s < nst; s++) {
+        const int b = s & 1;
+        if (s + 1 < nst) { /* the next two tiles into the other stage, freed by the last iteration's closing barrier */
+#pragma unroll
+            for (int t = 0; t < 2; t++)
+                fa_stage<HD, F16, 256>(sKV + 2 * (2 * (b ^ 1) + t) * TILE, sKV + (2 * (2 * (b ^ 1) + t) + 1) * TILE, A, kvh,
+                                       (2 * s + 2 + t) * FA_K, nkeys);
+            fa_commit();
+            fa_wait<1>();
+        } else {
+            fa_wait<0>();
+        }
+        __syncthreads();
+        const int tile = 2 * s + grp;
+        const __half *sK = sKV + 2 * (2 * b + grp) * TILE;
+        if (live && tile < ntiles) fa_tile_at<HD>(sK, sK + TILE, qa, o, m, l, tile * FA_K, pw, P0, sl2, lane);
+        __syncthreads();
+    }
+    fa_quad_sum(l);
+    float *red = (float *)sKV + (size_t)wq * NO * 32 + lane; /* [wq][value][lane]: the K/V stages are free now */
+    if (grp == 1) {
+        red[0] = m[0], red[32] = m[1], red[64] = l[0], red[96] = l[1];
+#pragma unroll
+        for (int nt = 0; nt < HD / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) red[(4 + nt * 4 + e) * 32] = o[nt][e];
+    }
+    __syncthreads();
+    if (grp == 1 || !live) return;
+    float f0[2], f1[2];
+#pragma unroll
+    for (int i = 0; i < 2; i++) { /* group 0 saw key 0: m[i] finite; group 1's m may be -inf (factor 0) */
+        const float m1 = red[32 * i], mn = fmaxf(m[i], m1);
+        f0[i] = exp2f((m[i] - mn) * sl2), f1[i] = exp2f((m1 - mn) * sl2);
+        l[i] = l[i] * f0[i] + red[(2 + i) * 32] * f1[i];
+    }
+#pragma unroll
+    for (int nt = 0; nt < HD / 8; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) o[nt][e] = o[nt][e] * f0[e >> 1] + red[(4 + nt * 4 + e) * 32] * f1[e >> 1];
+    fa_store<HD>(A, o, l, q0 + wq * 16, h, lane);
+}
+
+template <int HD> static void fa_launch(const pf_args &A, int split, cudaStream_t st) {
     static int attr_set;
-    if (!attr_set) { /* HD 128: 87 KB */
-        cudaFuncSetAttribute(k_pf_fa<HD, 0>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fa_smem<HD>());
-        cudaFuncSetAttribute(k_pf_fa<HD, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fa_smem<HD>());
+    const size_t s1 = fa_smem<HD>(2), s2 = fa_smem<HD>(4); /* HD 64: 46 and 83 KB */
+    if (!attr_set) {
+        cudaFuncSetAttribute(k_pf_fa<HD, 0>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)s1);
+        cudaFuncSetAttribute(k_pf_fa<HD, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)s1);
+        cudaFuncSetAttribute(k_pf_fa2<HD, 0>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)s2);
+        cudaFuncSetAttribute(k_pf_fa2<HD, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)s2);
         attr_set = 1;
     }
     const dim3 grid((A.T + FA_Q - 1) / FA_Q, A.n_heads);
-    if (A.f16) k_pf_fa<HD, 1><<<grid, 128, fa_smem<HD>(), st>>>(A);
-    else k_pf_fa<HD, 0><<<grid, 128, fa_smem<HD>(), st>>>(A);
+    if (split && A.f16) k_pf_fa2<HD, 1><<<grid, 256, s2, st>>>(A);
+    else if (split) k_pf_fa2<HD, 0><<<grid, 256, s2, st>>>(A);
+    else if (A.f16) k_pf_fa<HD, 1><<<grid, 128, s1, st>>>(A);
+    else k_pf_fa<HD, 0><<<grid, 128, s1, st>>>(A);
 }
 
 /* ---- session 3's RoPE and tensor-core kernels (attention variant 2) --------
@@ -680,9 +854,10 @@ void vz_pf_attention(void *out, float *qkv, int64_t ld, void *kc, void *vc, int3
     k_pf_rope_store<<<T, PF_RB, sizeof(float) * (size_t)hd, st>>>(qkv, ld, kc, vc, pos0, n_heads, n_kv, hd, kv_f16, theta,
                                                                   interleaved);
     if (pf_att_variant != 1 && tc) {
-        if (hd == 64) fa_launch<64>(A, st);
-        else if (hd == 128) fa_launch<128>(A, st);
-        else fa_launch<32>(A, st);
+        const int split = pf_att_variant != 3;
+        if (hd == 64) fa_launch<64>(A, split, st);
+        else if (hd == 128) fa_launch<128>(A, split, st);
+        else fa_launch<32>(A, split, st);
         return;
     }
     const size_t shm = sizeof(float) * ((size_t)2 * PF_KT * (hd + 1) + (size_t)PF_Q * hd);
