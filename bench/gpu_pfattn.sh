@@ -52,6 +52,9 @@ step "prefill_bench 512 --no-gemm (every variant, one run)"
 timeout "$(cap 40)" ./prefill_bench 512 --no-gemm >"$OUT/prefill_bench.md" 2>&1
 echo "rc=$?"
 cat "$OUT/prefill_bench.md"
+for t in 128 256; do # fixed vs per-token cost of each kernel
+    timeout "$(cap 20)" ./prefill_bench $t --no-gemm 2>&1 | grep -E "^\| (attention|rmsnorm|silu)" | sed "s/^/T=$t /" | tee -a "$OUT/prefill_bench.md"
+done
 step "compute-sanitizer racecheck + memcheck: test_attention; memcheck test_norm_silu"
 for tool in racecheck memcheck; do
     VZ_TEST_ONLY=test_attention timeout "$(cap 60)" compute-sanitizer --tool $tool --error-exitcode 9 ./tests/test_cuda_prefill \
@@ -89,13 +92,13 @@ if [ "$(left)" -gt 25 ]; then
         --metrics gpu__time_duration.sum --print-summary per-kernel ./prefill_bench 512 --no-gemm >"$OUT/ncu.txt" 2>&1
     echo "rc=$?"
     grep -E "k_pf_|gpu__time_duration" "$OUT/ncu.txt" | head -40
-    for k in k_pf_fa2 k_pf_rmsnorm_w k_pf_silu_mul16 k_pf_rope_store; do
+    for k in k_pf_fa2 k_pf_rope_store; do
         [ "$(left)" -gt 15 ] || break
         PF_BENCH_REPS=1 timeout "$(cap 20)" ncu --clock-control none --kernel-name regex:"$k" --launch-count 1 \
             --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section SchedulerStats \
-            --section MemoryWorkloadAnalysis ./prefill_bench 512 --no-gemm >"$W/ncu-$k.txt" 2>&1
+            --section MemoryWorkloadAnalysis --print-details all ./prefill_bench 512 --no-gemm >"$W/ncu-$k.txt" 2>&1
         echo "ncu $k rc=$?"
-        grep -E "Duration|Throughput|Achieved Occupancy|Theoretical Occupancy|Registers|Block Limit|Stall|Issued Warp|No Eligible|Active Warps|Eligible Warps|L2 Hit|L1/TEX Hit" "$W/ncu-$k.txt" | head -30
+        grep -iE "Duration|Elapsed|SM Active|Issued Warp|Eligible Warps|stall" "$W/ncu-$k.txt" | head -40
         cat "$W/ncu-$k.txt" >>"$OUT/ncu.txt"
     done
 fi

@@ -173,7 +173,7 @@ int main(int argc, char **argv) {
             vz_pf_norm_variant(v);
             double un = time_us([&](int) { vz_pf_rmsnorm_bf16(x, o, w, T, dim, 1e-5f, st); }, 20, st);
             double us = time_us([&](int) { vz_pf_silu_mul_bf16(gu, o, T, hid, st); }, 20, st);
-            const char *vn = v == 1 ? "1: generic (before)" : v == 2 ? "2: block per row; 8 per thread" : "0: warp per row; 16 per thread (after)";
+            const char *vn = v == 1 ? "1: generic (before)" : v == 2 ? "2: rmsnorm a block per row, silu 8 per thread" : "0: rmsnorm a warp per row, silu 8 per thread (after)";
             printf("| rmsnorm to bf16 (x2 per layer) | %s | %.1f | %.3f | %.0f GB/s |\n", vn, un, 44 * un / 1e3,
                    T * dim * 6.0 / un / 1e3);
             printf("| silu*up to bf16 | %s | %.1f | %.3f | %.0f GB/s |\n", vn, us, 22 * us / 1e3, T * hid * 10.0 / us / 1e3);

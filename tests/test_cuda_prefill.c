@@ -194,7 +194,7 @@ static void rope_ref(float *v, int i, int pos, int hd, float theta, int inter) {
  * P (and an f32 cache's k, v) to f16 (2^-11 each); a score moves by <=
  * 2^-11 sum|q k| / sqrt(hd) (~5 for unit Gaussians at hd 64, so ~2.5e-3),
  * which moves the softmax weights by that relative amount (the f32 factor
- * log2(e) / sqrt(hd) and exp2f of variants 0, 3 add ~2^-22): 2^-7 in all. New
+ * log2(e) / sqrt(hd), exp2f and 1 / l of variants 0, 3 add ~2^-22): 2^-7 in all. New
  * cache rows: the reference's rotated k (host cosf/sinf may differ by an
  * ulp from the device's) within 2^-10. */
 static void attention_case(int32_t hd, int32_t f16, int32_t inter, int32_t pos0, int32_t T) {
@@ -329,7 +329,7 @@ static void check_bf16(const char *what, int var, int32_t T, int32_t n, const ui
 
 /* RMSNorm (T rows of dim) and SwiGLU (T rows of hid) to bf16, both kernel
  * variants (vz_pf_norm_variant: 0 vectorized where the shape allows, 1
- * generic, 2 the first vectorized kernels), outputs NaN-poisoned. Reference: the same formulas on the host
+ * generic, 2 RMSNorm a block per row), outputs NaN-poisoned. Reference: the same formulas on the host
  * (double sum of squares, scale = (float)(1 / sqrt(ss / dim + eps)),
  * bf16(w (x scale)); bf16(g / (1 + expf(-g)) u)). The device adds the
  * squares in another order (the float scale may move by an ulp) and its

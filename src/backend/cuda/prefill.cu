@@ -172,33 +172,12 @@ static __global__ void k_pf_silu_mul8(const float *__restrict__ gu, __nv_bfloat1
                                    pf_bf2(pf_silu(g1.x, u1.x), pf_silu(g1.y, u1.y)), pf_bf2(pf_silu(g1.z, u1.z), pf_silu(g1.w, u1.w)));
 }
 
-/* hid % 8 == 0: thread v makes groups 2v and 2v + 1 of 8 outputs (all 8 float4 loads issued first): one wave. */
-static __global__ void k_pf_silu_mul16(const float *__restrict__ gu, __nv_bfloat16 *__restrict__ out, int32_t n8, int32_t h8) {
-    const int v0 = 2 * (blockIdx.x * blockDim.x + threadIdx.x);
-    float4 g[4], u[4];
-#pragma unroll
-    for (int k = 0; k < 2; k++) {
-        const int v = v0 + k, t = v / h8, j = (v - t * h8) * 8;
-        if (v >= n8) continue;
-        const float4 *gp = (const float4 *)(gu + (int64_t)t * 16 * h8 + j), *up = gp + 2 * h8;
-        g[2 * k] = gp[0], g[2 * k + 1] = gp[1], u[2 * k] = up[0], u[2 * k + 1] = up[1];
-    }
-#pragma unroll
-    for (int k = 0; k < 2; k++) {
-        if (v0 + k >= n8) continue;
-        const float4 g0 = g[2 * k], g1 = g[2 * k + 1], u0 = u[2 * k], u1 = u[2 * k + 1];
-        ((uint4 *)out)[v0 + k] = make_uint4(pf_bf2(pf_silu(g0.x, u0.x), pf_silu(g0.y, u0.y)), pf_bf2(pf_silu(g0.z, u0.z), pf_silu(g0.w, u0.w)),
-                                            pf_bf2(pf_silu(g1.x, u1.x), pf_silu(g1.y, u1.y)), pf_bf2(pf_silu(g1.z, u1.z), pf_silu(g1.w, u1.w)));
-    }
-}
-
 void vz_pf_silu_mul_bf16(const float *gu, void *out, int32_t T, int32_t hid, void *stream) {
     cudaStream_t st = (cudaStream_t)stream;
     const int64_t n = (int64_t)T * hid;
-    if (pf_norm_var != 1 && hid % 8 == 0 && n / 8 < INT32_MAX - 512 && aligned(gu, 16) && aligned(out, 16)) {
+    if (pf_norm_var != 1 && hid % 8 == 0 && n / 8 < INT32_MAX - 256 && aligned(gu, 16) && aligned(out, 16)) {
         const int32_t n8 = (int32_t)(n / 8);
-        if (pf_norm_var == 0) k_pf_silu_mul16<<<(n8 + 511) / 512, 256, 0, st>>>(gu, (__nv_bfloat16 *)out, n8, hid / 8);
-        else k_pf_silu_mul8<<<(n8 + 255) / 256, 256, 0, st>>>(gu, (__nv_bfloat16 *)out, n8, hid / 8);
+        k_pf_silu_mul8<<<(n8 + 255) / 256, 256, 0, st>>>(gu, (__nv_bfloat16 *)out, n8, hid / 8);
         return;
     }
     const int64_t b = (n + 255) / 256;
@@ -223,11 +202,12 @@ static __device__ __forceinline__ void pf_pair(int i, int hd, int interleaved, i
 /* One block per token: its cos/sin (forward.cu's rope_pair: f32 powf, cosf,
  * sinf) computed once into shared memory for every head, while each thread
  * loads its pairs; then q rotated in place, k rotated and stored, v stored. */
+template <int HDT> /* head_dim if > 0 (index arithmetic by shifts), else hd */
 static __global__ void __launch_bounds__(PF_RB) k_pf_rope_store(float *qkv, int64_t ld, void *kc, void *vc, int32_t pos0,
-                                                                int32_t n_heads, int32_t n_kv, int32_t hd, int32_t f16,
+                                                                int32_t n_heads, int32_t n_kv, int32_t hd_, int32_t f16,
                                                                 float theta, int32_t interleaved) {
     extern __shared__ float pf_cs[]; /* cos of pairs 0..hd/2-1, then sin */
-    const int t = blockIdx.x, p = pos0 + t, half = hd / 2, qd = n_heads * hd, kvd = n_kv * hd, np = (n_heads + n_kv) * half;
+    const int hd = HDT > 0 ? HDT : hd_, t = blockIdx.x, p = pos0 + t, half = hd / 2, qd = n_heads * hd, kvd = n_kv * hd, np = (n_heads + n_kv) * half;
     float *row = qkv + (int64_t)t * ld;
     for (int r0 = 0; r0 < np; r0 += PF_RU * PF_RB) {
         float x0[PF_RU], x1[PF_RU], y0[PF_RU], y1[PF_RU];
@@ -532,9 +512,9 @@ static __device__ __forceinline__ void fa_store(const pf_args &A, const float o[
         const int t = q0w + (lane >> 2) + i * 8;
         if (t >= A.T) continue;
         __nv_bfloat16 *dst = A.out + (int64_t)t * A.n_heads * HD + (int64_t)h * HD + (lane & 3) * 2;
+        const float r = 1.0f / l[i]; /* one division per row; o r is within 2 f32 ulp of o / l */
 #pragma unroll
-        for (int nt = 0; nt < HD / 8; nt++)
-            *(uint32_t *)(dst + nt * 8) = pf_bf2(o[nt][2 * i] / l[i], o[nt][2 * i + 1] / l[i]);
+        for (int nt = 0; nt < HD / 8; nt++) *(uint32_t *)(dst + nt * 8) = pf_bf2(o[nt][2 * i] * r, o[nt][2 * i + 1] * r);
     }
 }
 
@@ -851,8 +831,10 @@ void vz_pf_attention(void *out, float *qkv, int64_t ld, void *kc, void *vc, int3
         else k_pf_attn_s3<32><<<grid, 128, 0, st>>>(A);
         return;
     }
-    k_pf_rope_store<<<T, PF_RB, sizeof(float) * (size_t)hd, st>>>(qkv, ld, kc, vc, pos0, n_heads, n_kv, hd, kv_f16, theta,
-                                                                  interleaved);
+    const size_t rs = sizeof(float) * (size_t)hd;
+    if (hd == 64) k_pf_rope_store<64><<<T, PF_RB, rs, st>>>(qkv, ld, kc, vc, pos0, n_heads, n_kv, hd, kv_f16, theta, interleaved);
+    else if (hd == 128) k_pf_rope_store<128><<<T, PF_RB, rs, st>>>(qkv, ld, kc, vc, pos0, n_heads, n_kv, hd, kv_f16, theta, interleaved);
+    else k_pf_rope_store<0><<<T, PF_RB, rs, st>>>(qkv, ld, kc, vc, pos0, n_heads, n_kv, hd, kv_f16, theta, interleaved);
     if (pf_att_variant != 1 && tc) {
         const int split = pf_att_variant != 3;
         if (hd == 64) fa_launch<64>(A, split, st);

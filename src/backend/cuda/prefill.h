@@ -39,11 +39,10 @@ void vz_pf_attention(void *out, float *qkv, int64_t ld, void *kc, void *vc, int3
 int vz_pf_attention_variant(int v);
 
 /* RMSNorm and SwiGLU kernel choice: 0 (default) the vectorized kernels where
- * the shape allows (dim % 4 == 0 and dim <= 4096: a warp per row; hid % 8
- * == 0: 16 outputs per thread), 1 the generic kernels always, 2 the first
- * vectorized ones (a block per row; 8 outputs per thread; for one
- * measurement). Same arithmetic; returns the previous choice. Tests and
- * bench. */
+ * the shape allows (RMSNorm: dim % 4 == 0 and dim <= 4096, a warp per row;
+ * SwiGLU: hid % 8 == 0, 8 outputs per thread), 1 the generic kernels
+ * always, 2 RMSNorm a block per row (for one measurement). Same
+ * arithmetic; returns the previous choice. Tests and bench. */
 int vz_pf_norm_variant(int v);
 
 #ifdef __cplusplus
