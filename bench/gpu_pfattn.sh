@@ -6,7 +6,8 @@
 # variant in one run), compute-sanitizer racecheck + memcheck of the attention
 # test, the 512-token tinyllama raw-vs-lossless prefill test, `vramzip bench`
 # with VZ_CUDA_PROFILE=1 (per-op prefill profile) for this build ("after") and
-# main's binary ("before", vramzip_before), and an ncu per-kernel summary.
+# main's binary ("before", vramzip_before), and an ncu per-kernel summary with
+# stall reasons of the attention kernels (VZ_PF_NCU=0: none).
 #   pack here:  bash bench/gpu_pfattn.sh --pack build-pfattn DIR [before-binary]
 #   device:     cd DIR && bash gpu_pfattn.sh
 set -u
@@ -53,7 +54,8 @@ timeout "$(cap 40)" ./prefill_bench 512 --no-gemm >"$OUT/prefill_bench.md" 2>&1
 echo "rc=$?"
 cat "$OUT/prefill_bench.md"
 for t in 128 256; do # fixed vs per-token cost of each kernel
-    timeout "$(cap 20)" ./prefill_bench $t --no-gemm 2>&1 | grep -E "^\| (attention|rmsnorm|silu)" | sed "s/^/T=$t /" | tee -a "$OUT/prefill_bench.md"
+    timeout "$(cap 20)" ./prefill_bench $t --no-gemm 2>&1 | grep -E "^\| (attention|rmsnorm|silu)" | sed "s/^/T=$t /" |
+        tee -a "$OUT/prefill_bench.md"
 done
 step "compute-sanitizer racecheck + memcheck: test_attention; memcheck test_norm_silu"
 for tool in racecheck memcheck; do
@@ -86,13 +88,13 @@ for v in after before; do
     grep -A10 "prefill profile (512" "$W/bench-$v.err" | tail -22
     { echo "## $v"; cat "$W/bench-$v.txt" "$W/bench-$v.err"; } >>"$OUT/bench.txt"
 done
-if [ "$(left)" -gt 25 ]; then
+if [ "${VZ_PF_NCU:-1}" = 1 ] && [ "$(left)" -gt 25 ]; then
     step "ncu per-kernel summary (prefill_bench 512 --no-gemm, 2 calls per timing)"
     PF_BENCH_REPS=2 timeout "$(cap 40)" ncu --clock-control none --cache-control none --kernel-name regex:k_pf_ \
         --metrics gpu__time_duration.sum --print-summary per-kernel ./prefill_bench 512 --no-gemm >"$OUT/ncu.txt" 2>&1
     echo "rc=$?"
     grep -E "k_pf_|gpu__time_duration" "$OUT/ncu.txt" | head -40
-    for k in k_pf_fa2 k_pf_rope_store; do
+    for k in k_pf_fa k_pf_rope_store; do
         [ "$(left)" -gt 15 ] || break
         PF_BENCH_REPS=1 timeout "$(cap 20)" ncu --clock-control none --kernel-name regex:"$k" --launch-count 1 \
             --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section SchedulerStats \

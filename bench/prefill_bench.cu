@@ -156,10 +156,9 @@ int main(int argc, char **argv) {
         printf("\nnon-GEMM kernels of one layer, T = %d (tinyllama: 32 heads, 4 KV heads, hd 64, f16 KV; dim %d, hidden %d); "
                "every variant in this run:\n\n", T, dim, hid);
         printf("| kernel | variant | us | per 22-layer chunk, ms | note |\n|---|---|---|---|---|\n");
-        const int av[4] = {2, 3, 0, 1};
-        const char *an[4] = {"2: session 3, tensor cores, sync K/V staging (before)", "3: flash, cp.async, 4 warps",
-                             "0: flash, cp.async, key tiles split over 2 x 4 warps (after)", "1: f32 CUDA cores"};
-        for (int k = 0; k < 4; k++) {
+        const int av[2] = {0, 1};
+        const char *an[2] = {"0: flash, tensor cores, cp.async, key tiles over 2 x 4 warps", "1: f32 CUDA cores"};
+        for (int k = 0; k < 2; k++) {
             vz_pf_attention_variant(av[k]);
             double us = time_us([&](int) { vz_pf_attention(o, qkv, ld, kc, vc, 0, T, nh, nkv, hd, 1, 10000.0f, 0, st); },
                                 20, st);
@@ -167,13 +166,13 @@ int main(int argc, char **argv) {
                    fl / us / 1e6);
         }
         vz_pf_attention_variant(0);
-        const int nv[3] = {1, 2, 0};
-        for (int k = 0; k < 3; k++) {
+        const int nv[2] = {1, 0};
+        for (int k = 0; k < 2; k++) {
             const int v = nv[k];
             vz_pf_norm_variant(v);
             double un = time_us([&](int) { vz_pf_rmsnorm_bf16(x, o, w, T, dim, 1e-5f, st); }, 20, st);
             double us = time_us([&](int) { vz_pf_silu_mul_bf16(gu, o, T, hid, st); }, 20, st);
-            const char *vn = v == 1 ? "1: generic (before)" : v == 2 ? "2: rmsnorm a block per row, silu 8 per thread" : "0: rmsnorm a warp per row, silu 8 per thread (after)";
+            const char *vn = v ? "1: generic" : "0: vectorized (rmsnorm a warp per row, silu 8 per thread)";
             printf("| rmsnorm to bf16 (x2 per layer) | %s | %.1f | %.3f | %.0f GB/s |\n", vn, un, 44 * un / 1e3,
                    T * dim * 6.0 / un / 1e3);
             printf("| silu*up to bf16 | %s | %.1f | %.3f | %.0f GB/s |\n", vn, us, 22 * us / 1e3, T * hid * 10.0 / us / 1e3);

@@ -185,16 +185,15 @@ static void rope_ref(float *v, int i, int pos, int hd, float theta, int inter) {
 }
 
 /* One attention case: T new tokens at pos0 over a cache whose rows < pos0
- * are random, every kernel (vz_pf_attention_variant 0: flash-attention on
- * tensor cores, key tiles split over two warp groups, 1: f32, 2: session
- * 3's tensor-core kernel, 3: flash-attention without the split). Reference in
+ * are random, both kernels (vz_pf_attention_variant 0: flash-attention on
+ * tensor cores, 1: f32). Reference in
  * double from the rotated q and the cache as stored (f16 or f32).
  * Tolerances, relative to max|v|: the f32 kernel rounds only its output to
- * bf16 (2^-9 of |o| <= max|v|): 2^-8. The tensor-core kernels also round q,
+ * bf16 (2^-9 of |o| <= max|v|): 2^-8. The tensor-core kernel also rounds q,
  * P (and an f32 cache's k, v) to f16 (2^-11 each); a score moves by <=
  * 2^-11 sum|q k| / sqrt(hd) (~5 for unit Gaussians at hd 64, so ~2.5e-3),
  * which moves the softmax weights by that relative amount (the f32 factor
- * log2(e) / sqrt(hd), exp2f and 1 / l of variants 0, 3 add ~2^-22): 2^-7 in all. New
+ * log2(e) / sqrt(hd), exp2f and 1 / l add ~2^-22): 2^-7 in all. New
  * cache rows: the reference's rotated k (host cosf/sinf may differ by an
  * ulp from the device's) within 2^-10. */
 static void attention_case(int32_t hd, int32_t f16, int32_t inter, int32_t pos0, int32_t T) {
@@ -243,8 +242,8 @@ static void attention_case(int32_t hd, int32_t f16, int32_t inter, int32_t pos0,
     assert_true(dq && dk && dv && dout);
     double *sc = malloc(sizeof(double) * (size_t)(pos0 + T));
     assert_non_null(sc);
-    static const char *const vname[4] = {"flash split", "f32", "session-3 tc", "flash"};
-    for (int var = 0; var < 4; var++) {
+    static const char *const vname[2] = {"tensor-core", "f32"};
+    for (int var = 0; var < 2; var++) {
         assert_int_equal(vz_cuda_copy(dq, qkv, sizeof(float) * (size_t)(T * ld), 0), VZ_OK);
         assert_int_equal(vz_cuda_copy(dk, kc, ncache * esz, 0), VZ_OK);
         assert_int_equal(vz_cuda_copy(dv, vc, ncache * esz, 0), VZ_OK);
@@ -283,7 +282,7 @@ static void attention_case(int32_t hd, int32_t f16, int32_t inter, int32_t pos0,
                     worst = err > worst ? err : worst;
                 }
             }
-        print_message("attention %-12s hd %3d kv %s rope %-11s pos0 %3d T %3d: max |gpu - ref| = %.3g (tol %.3g)\n",
+        print_message("attention %-11s hd %3d kv %s rope %-11s pos0 %3d T %3d: max |gpu - ref| = %.3g (tol %.3g)\n",
                       vname[var], hd, f16 ? "f16" : "f32", inter ? "interleaved" : "halves", pos0, T, worst, tol);
     }
     vz_cuda_release(dq), vz_cuda_release(dk), vz_cuda_release(dv), vz_cuda_release(dout);
@@ -292,7 +291,7 @@ static void attention_case(int32_t hd, int32_t f16, int32_t inter, int32_t pos0,
 #endif
 
 /* Every attention kernel, head_dim 64, 128 and 32 (tensor cores) and 8 (the
- * f32 kernel runs for every variant), f16 and f32 caches, a chunk after a
+ * f32 kernel runs for both variants), f16 and f32 caches, a chunk after a
  * filled cache (pos0 37: partial query and key tiles) and a first chunk of
  * 300 tokens (5 query tiles, up to 5 key tiles through both buffers). */
 static void test_attention(void **state) {
@@ -320,16 +319,18 @@ static void check_bf16(const char *what, int var, int32_t T, int32_t n, const ui
             exact++;
             continue;
         }
-        if (!(fabsf(g - r) <= 0x1p-7f * fabsf(r))) fail_msg("%s %d, variant %d: [%lld] = %g, ref %g", what, (int)n, var, (long long)i, g, r);
+        if (!(fabsf(g - r) <= 0x1p-7f * fabsf(r)))
+            fail_msg("%s %d, variant %d: [%lld] = %g, ref %g", what, (int)n, var, (long long)i, g, r);
     }
-    if (exact < tot - tot / 100) fail_msg("%s %d, variant %d: only %lld of %lld equal", what, (int)n, var, (long long)exact, (long long)tot);
+    if (exact < tot - tot / 100)
+        fail_msg("%s %d, variant %d: only %lld of %lld equal", what, (int)n, var, (long long)exact, (long long)tot);
     print_message("%-7s %5d x %d, variant %d: %lld of %lld bf16 equal to the reference, the rest 1 ulp\n", what, (int)n, (int)T,
                   var, (long long)exact, (long long)tot);
 }
 
 /* RMSNorm (T rows of dim) and SwiGLU (T rows of hid) to bf16, both kernel
  * variants (vz_pf_norm_variant: 0 vectorized where the shape allows, 1
- * generic, 2 RMSNorm a block per row), outputs NaN-poisoned. Reference: the same formulas on the host
+ * generic), outputs NaN-poisoned. Reference: the same formulas on the host
  * (double sum of squares, scale = (float)(1 / sqrt(ss / dim + eps)),
  * bf16(w (x scale)); bf16(g / (1 + expf(-g)) u)). The device adds the
  * squares in another order (the float scale may move by an ulp) and its
@@ -354,7 +355,7 @@ static void norm_silu_case(int32_t T, int32_t dim, int32_t hid) {
     assert_int_equal(vz_cuda_copy(dx, x, sizeof(float) * (size_t)T * dim, 0), VZ_OK);
     assert_int_equal(vz_cuda_copy(dw, w, sizeof(float) * (size_t)dim, 0), VZ_OK);
     assert_int_equal(vz_cuda_copy(dgu, gu, sizeof(float) * (size_t)T * 2 * hid, 0), VZ_OK);
-    for (int var = 0; var < 3; var++) {
+    for (int var = 0; var < 2; var++) {
         const int old = vz_pf_norm_variant(var);
         memset(got, 0xff, 2 * (size_t)T * nmax); /* NaN */
         assert_int_equal(vz_cuda_copy(dout, got, 2 * (size_t)T * nmax, 0), VZ_OK);

@@ -49,44 +49,9 @@ static __global__ void k_pf_rmsnorm(const float *x, __nv_bfloat16 *out, const fl
         out[(int64_t)blockIdx.x * dim + i] = __float2bfloat16_rn(w[i] * (xr[i] * scale));
 }
 
-#define PF_NB 256 /* threads per row */
-#define PF_NV 4   /* float4s per thread: dim <= 4096 */
-
 static __device__ __forceinline__ uint32_t pf_bf2(float lo, float hi) {
     __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
     return *(uint32_t *)&h;
-}
-
-/* dim % 4 == 0, dim <= 4 PF_NV PF_NB: one block per row, the row loaded once into registers. */
-static __global__ void __launch_bounds__(PF_NB) k_pf_rmsnorm4(const float *__restrict__ x, __nv_bfloat16 *__restrict__ out,
-                                                              const float *__restrict__ w, int32_t dim, float eps) {
-    __shared__ double red[PF_NB / 32];
-    const float4 *xr = (const float4 *)(x + (int64_t)blockIdx.x * dim), *wr = (const float4 *)w;
-    const int n4 = dim >> 2;
-    float4 v[PF_NV];
-    double ss = 0.0;
-#pragma unroll
-    for (int k = 0; k < PF_NV; k++) {
-        const int i = threadIdx.x + k * PF_NB;
-        v[k] = i < n4 ? xr[i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        ss += (double)v[k].x * v[k].x + (double)v[k].y * v[k].y + (double)v[k].z * v[k].z + (double)v[k].w * v[k].w;
-    }
-    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
-    __syncthreads();
-    ss = 0.0;
-#pragma unroll
-    for (int i = 0; i < PF_NB / 32; i++) ss += red[i];
-    const float scale = (float)(1.0 / sqrt(ss / dim + eps));
-    uint2 *o = (uint2 *)(out + (int64_t)blockIdx.x * dim);
-#pragma unroll
-    for (int k = 0; k < PF_NV; k++) {
-        const int i = threadIdx.x + k * PF_NB;
-        if (i >= n4) break;
-        const float4 wv = wr[i];
-        o[i] = make_uint2(pf_bf2(wv.x * (v[k].x * scale), wv.y * (v[k].y * scale)),
-                          pf_bf2(wv.z * (v[k].z * scale), wv.w * (v[k].w * scale)));
-    }
 }
 
 #define PF_RW 4 /* rows (one per warp) per block */
@@ -144,8 +109,6 @@ void vz_pf_rmsnorm_bf16(const float *x, void *out, const float *w, int32_t T, in
         k_pf_rmsnorm_w<16><<<nb, PF_RW * 32, 0, st>>>(x, (__nv_bfloat16 *)out, w, T, dim, eps);
     else if (pf_norm_var == 0 && vec && dim <= 128 * 32)
         k_pf_rmsnorm_w<32><<<nb, PF_RW * 32, 0, st>>>(x, (__nv_bfloat16 *)out, w, T, dim, eps);
-    else if (pf_norm_var == 2 && vec && dim <= 4 * PF_NV * PF_NB)
-        k_pf_rmsnorm4<<<T, PF_NB, 0, st>>>(x, (__nv_bfloat16 *)out, w, dim, eps);
     else
         k_pf_rmsnorm<<<T, 256, 0, st>>>(x, (__nv_bfloat16 *)out, w, dim, eps);
 }
@@ -168,14 +131,16 @@ static __global__ void k_pf_silu_mul8(const float *__restrict__ gu, __nv_bfloat1
     const int t = v / h8, j = (v - t * h8) * 8;
     const float4 *g = (const float4 *)(gu + (int64_t)t * 16 * h8 + j), *u = g + 2 * h8; /* up: hid = 8 h8 floats on */
     const float4 g0 = g[0], g1 = g[1], u0 = u[0], u1 = u[1];
-    ((uint4 *)out)[v] = make_uint4(pf_bf2(pf_silu(g0.x, u0.x), pf_silu(g0.y, u0.y)), pf_bf2(pf_silu(g0.z, u0.z), pf_silu(g0.w, u0.w)),
-                                   pf_bf2(pf_silu(g1.x, u1.x), pf_silu(g1.y, u1.y)), pf_bf2(pf_silu(g1.z, u1.z), pf_silu(g1.w, u1.w)));
+    ((uint4 *)out)[v] = make_uint4(pf_bf2(pf_silu(g0.x, u0.x), pf_silu(g0.y, u0.y)),
+                                   pf_bf2(pf_silu(g0.z, u0.z), pf_silu(g0.w, u0.w)),
+                                   pf_bf2(pf_silu(g1.x, u1.x), pf_silu(g1.y, u1.y)),
+                                   pf_bf2(pf_silu(g1.z, u1.z), pf_silu(g1.w, u1.w)));
 }
 
 void vz_pf_silu_mul_bf16(const float *gu, void *out, int32_t T, int32_t hid, void *stream) {
     cudaStream_t st = (cudaStream_t)stream;
     const int64_t n = (int64_t)T * hid;
-    if (pf_norm_var != 1 && hid % 8 == 0 && n / 8 < INT32_MAX - 256 && aligned(gu, 16) && aligned(out, 16)) {
+    if (pf_norm_var == 0 && hid % 8 == 0 && n / 8 < INT32_MAX - 256 && aligned(gu, 16) && aligned(out, 16)) {
         const int32_t n8 = (int32_t)(n / 8);
         k_pf_silu_mul8<<<(n8 + 255) / 256, 256, 0, st>>>(gu, (__nv_bfloat16 *)out, n8, hid / 8);
         return;
@@ -207,7 +172,8 @@ static __global__ void __launch_bounds__(PF_RB) k_pf_rope_store(float *qkv, int6
                                                                 int32_t n_heads, int32_t n_kv, int32_t hd_, int32_t f16,
                                                                 float theta, int32_t interleaved) {
     extern __shared__ float pf_cs[]; /* cos of pairs 0..hd/2-1, then sin */
-    const int hd = HDT > 0 ? HDT : hd_, t = blockIdx.x, p = pos0 + t, half = hd / 2, qd = n_heads * hd, kvd = n_kv * hd, np = (n_heads + n_kv) * half;
+    const int hd = HDT > 0 ? HDT : hd_, t = blockIdx.x, p = pos0 + t, half = hd / 2, qd = n_heads * hd, kvd = n_kv * hd;
+    const int np = (n_heads + n_kv) * half;
     float *row = qkv + (int64_t)t * ld;
     for (int r0 = 0; r0 < np; r0 += PF_RU * PF_RB) {
         float x0[PF_RU], x1[PF_RU], y0[PF_RU], y1[PF_RU];
@@ -334,17 +300,19 @@ static __global__ void __launch_bounds__(PF_WARPS * 32) k_pf_attn(pf_args A) {
 }
 
 /* ---- attention on tensor cores (head_dim 32, 64, 128) ---------------------
- * Flash-attention-2 style: block (64 queries, head), 4 warps of 16 queries;
- * per 64-key tile S = Q K^T by mma.sync m16n8k16 (f16 in, f32 accumulate),
+ * Flash-attention-2 style: block (64 queries, head), 8 warps: two groups of
+ * 4 warps of 16 queries, group g taking key tiles g, g + 2, ...; per 64-key
+ * tile S = Q K^T by mma.sync m16n8k16 (f16 in, f32 accumulate),
  * online softmax in f32 on the accumulator fragments (base 2: the scores
  * scaled by log2(e) / sqrt(hd), exp2f), P rounded to f16 and O += P V by
  * mma with V through ldmatrix.trans. K/V tiles are double-buffered: an f16
  * cache by cp.async (the next tile in flight during this one's math), an
  * f32 cache loaded and rounded to f16. The longest query tiles (the most
- * keys) are launched first. Q and P go through f16 (K and V are f16 already
+ * keys) are launched first; the two groups' (m, l, o) merge at the end.
+ * Q and P go through f16 (K and V are f16 already
  * with an f16 cache), so the output moves by ~2^-11 of max|v| against the
  * f32 kernel (tests/test_cuda_prefill.c: test_attention). */
-#define FA_Q 64 /* queries per block: 4 warps x 16 */
+#define FA_Q 64 /* queries per block: 4 warps x 16, twice */
 #define FA_K 64 /* keys per tile */
 
 static __device__ __forceinline__ void pa_ldsm(uint32_t r[4], const __half *p, bool trans) {
@@ -529,51 +497,12 @@ static __device__ __forceinline__ void fa_quad_sum(float l[2]) {
 /* Shared memory, rows of HD + 8 halves (conflict-free ldmatrix): Q (64 rows), then NB K/V tile pairs. */
 template <int HD> static constexpr size_t fa_smem(int nb) { return sizeof(__half) * (size_t)(FA_Q + 2 * nb * FA_K) * (HD + 8); }
 
-/* Attention variant 3: 4 warps, every key tile by the same warp. */
+/* Group g takes key tiles g, g + 2, ... (half the sequential tiles of the
+ * longest query tile, twice the warps in flight: measured 15.3 vs 16.0 us
+ * for one 512-token tinyllama layer), then group 1's (m, l, o) merge into
+ * group 0's through shared memory. */
 template <int HD, int F16>
-static __global__ void __launch_bounds__(128) k_pf_fa(pf_args A) {
-    extern __shared__ __align__(16) unsigned char fa_sm[];
-    constexpr int SS = HD + 8, TILE = FA_K * SS;
-    __half *sQ = (__half *)fa_sm, *sK = sQ + FA_Q * SS, *sV = sK + 2 * TILE;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, h = blockIdx.y;
-    const int q0 = (gridDim.x - 1 - blockIdx.x) * FA_Q; /* longest first */
-    const int kvh = h / (A.n_heads / A.n_kv), nkeys = A.pos0 + min(q0 + FA_Q, A.T), ntiles = (nkeys + FA_K - 1) / FA_K;
-    fa_stage<HD, F16, 128>(sK, sV, A, kvh, 0, nkeys);
-    fa_commit();
-    fa_load_q<HD, 128>(sQ, A, q0, h);
-    __syncthreads();
-    uint32_t qa[HD / 16][4];
-#pragma unroll
-    for (int ks = 0; ks < HD / 16; ks++) pa_ldsm(qa[ks], sQ + (warp * 16 + (lane & 15)) * SS + ks * 16 + (lane >> 4) * 8, false);
-    const float sl2 = 1.4426950408889634f / sqrtf((float)HD); /* log2(e) / sqrt(hd) */
-    const int pw = A.pos0 + q0 + warp * 16, P0 = pw + (lane >> 2);
-    const bool live = q0 + warp * 16 < A.T;
-    float o[HD / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-#pragma unroll
-    for (int nt = 0; nt < HD / 8; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
-    for (int it = 0; it < ntiles; it++) {
-        const int b = it & 1;
-        if (it + 1 < ntiles) { /* the next tile into the other buffer, freed by the last iteration's closing barrier */
-            fa_stage<HD, F16, 128>(sK + (b ^ 1) * TILE, sV + (b ^ 1) * TILE, A, kvh, (it + 1) * FA_K, nkeys);
-            fa_commit();
-            fa_wait<1>();
-        } else {
-            fa_wait<0>();
-        }
-        __syncthreads();
-        if (live) fa_tile_at<HD>(sK + b * TILE, sV + b * TILE, qa, o, m, l, it * FA_K, pw, P0, sl2, lane);
-        __syncthreads();
-    }
-    fa_quad_sum(l);
-    fa_store<HD>(A, o, l, q0 + warp * 16, h, lane);
-}
-
-/* Attention variant 0: 8 warps, two groups of 4 over the same 64 queries,
- * group g taking key tiles g, g + 2, ... (half the sequential tiles of the
- * longest query tile, twice the warps in flight); then group 1's (m, l, o)
- * merged into group 0's through shared memory. */
-template <int HD, int F16>
-static __global__ void __launch_bounds__(256, HD == 128 ? 1 : 2) k_pf_fa2(pf_args A) {
+static __global__ void __launch_bounds__(256, HD == 128 ? 1 : 2) k_pf_fa(pf_args A) {
     extern __shared__ __align__(16) unsigned char fa_sm[];
     constexpr int SS = HD + 8, TILE = FA_K * SS, NO = HD / 2 + 4; /* floats per lane to merge */
     __half *sQ = (__half *)fa_sm, *sKV = sQ + FA_Q * SS;        /* stage s, tile t (of 2): K at (2 (2s + t)) TILE, V after */
@@ -638,175 +567,17 @@ static __global__ void __launch_bounds__(256, HD == 128 ? 1 : 2) k_pf_fa2(pf_arg
     fa_store<HD>(A, o, l, q0 + wq * 16, h, lane);
 }
 
-template <int HD> static void fa_launch(const pf_args &A, int split, cudaStream_t st) {
+template <int HD> static void fa_launch(const pf_args &A, cudaStream_t st) {
     static int attr_set;
-    const size_t s1 = fa_smem<HD>(2), s2 = fa_smem<HD>(4); /* HD 64: 46 and 83 KB */
+    const size_t sm = fa_smem<HD>(4); /* HD 64: 83 KB */
     if (!attr_set) {
-        cudaFuncSetAttribute(k_pf_fa<HD, 0>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)s1);
-        cudaFuncSetAttribute(k_pf_fa<HD, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)s1);
-        cudaFuncSetAttribute(k_pf_fa2<HD, 0>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)s2);
-        cudaFuncSetAttribute(k_pf_fa2<HD, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)s2);
+        cudaFuncSetAttribute(k_pf_fa<HD, 0>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm);
+        cudaFuncSetAttribute(k_pf_fa<HD, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm);
         attr_set = 1;
     }
     const dim3 grid((A.T + FA_Q - 1) / FA_Q, A.n_heads);
-    if (split && A.f16) k_pf_fa2<HD, 1><<<grid, 256, s2, st>>>(A);
-    else if (split) k_pf_fa2<HD, 0><<<grid, 256, s2, st>>>(A);
-    else if (A.f16) k_pf_fa<HD, 1><<<grid, 128, s1, st>>>(A);
-    else k_pf_fa<HD, 0><<<grid, 128, s1, st>>>(A);
-}
-
-/* ---- session 3's RoPE and tensor-core kernels (attention variant 2) --------
- * Kept for one before/after measurement (bench/prefill_bench.cu), then
- * removed: per-element powf/cosf/sinf, synchronous K/V staging. */
-#define PA_Q 64
-#define PA_K 64
-
-static __device__ __forceinline__ void pf_rope(float *vec, int i, int pos, int hd, float theta, int interleaved,
-                                               int *a, int *b) {
-    float freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
-    float val = (float)pos * freq, c = cosf(val), sn = sinf(val);
-    *a = interleaved ? 2 * i : i, *b = interleaved ? 2 * i + 1 : i + hd / 2;
-    float v0 = vec[*a], v1 = vec[*b];
-    vec[*a] = v0 * c - v1 * sn, vec[*b] = v0 * sn + v1 * c;
-}
-
-static __global__ void k_pf_rope_store_s3(float *qkv, int64_t ld, void *kc, void *vc, int32_t pos0, int32_t n_heads,
-                                          int32_t n_kv, int32_t hd, int32_t f16, float theta, int32_t interleaved) {
-    const int t = blockIdx.x, p = pos0 + t, half = hd / 2, qd = n_heads * hd, kvd = n_kv * hd;
-    float *row = qkv + (int64_t)t * ld;
-    for (int idx = threadIdx.x; idx < (n_heads + n_kv) * half; idx += blockDim.x) {
-        const int h = idx / half, i = idx % half;
-        int a, b;
-        if (h < n_heads) {
-            pf_rope(row + h * hd, i, p, hd, theta, interleaved, &a, &b);
-            continue;
-        }
-        const int kh = h - n_heads;
-        float *k = row + qd + kh * hd, *v = row + qd + kvd + kh * hd;
-        pf_rope(k, i, p, hd, theta, interleaved, &a, &b);
-        const int64_t dst = (int64_t)p * kvd + (int64_t)kh * hd;
-        pf_put(kc, dst + a, k[a], f16), pf_put(kc, dst + b, k[b], f16);
-        pf_put(vc, dst + a, v[a], f16), pf_put(vc, dst + b, v[b], f16);
-    }
-}
-
-/* rows [r0, r0 + 64) of a (rows, HD) source into s (stride HD + 8) as f16; rows >= n are 0. */
-template <int HD>
-static __device__ __forceinline__ void pa_stage(__half *s, const void *src, int64_t stride, int64_t off, int r0, int n,
-                                                int f16) {
-    for (int idx = threadIdx.x; idx < PA_K * HD / 8; idx += blockDim.x) {
-        const int r = idx / (HD / 8), c = (idx % (HD / 8)) * 8;
-        uint4 v = make_uint4(0, 0, 0, 0);
-        if (r0 + r < n) {
-            const int64_t i = (int64_t)(r0 + r) * stride + off + c;
-            if (f16) {
-                v = *(const uint4 *)((const __half *)src + i);
-            } else {
-                const float *f = (const float *)src + i;
-                v = make_uint4(pa_pack(f[0], f[1]), pa_pack(f[2], f[3]), pa_pack(f[4], f[5]), pa_pack(f[6], f[7]));
-            }
-        }
-        *(uint4 *)(s + r * (HD + 8) + c) = v;
-    }
-}
-
-template <int HD>
-static __global__ void __launch_bounds__(128) k_pf_attn_s3(pf_args A) {
-    __shared__ __align__(16) __half sK[PA_K * (HD + 8)], sV[PA_K * (HD + 8)];
-    constexpr int SS = HD + 8;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, h = blockIdx.y, q0 = blockIdx.x * PA_Q;
-    const int kvd = A.n_kv * HD, kvh = h / (A.n_heads / A.n_kv);
-    /* Q tile (rotated, f32) through sK as f16 into A fragments */
-    for (int idx = threadIdx.x; idx < PA_Q * HD / 2; idx += blockDim.x) {
-        const int r = idx / (HD / 2), c = (idx % (HD / 2)) * 2, t = q0 + r;
-        const float *q = A.qkv + (int64_t)t * A.ld + (int64_t)h * HD + c;
-        *(uint32_t *)(sK + r * SS + c) = t < A.T ? pa_pack(q[0], q[1]) : 0u;
-    }
-    __syncthreads();
-    uint32_t qa[HD / 16][4];
-#pragma unroll
-    for (int ks = 0; ks < HD / 16; ks++) pa_ldsm(qa[ks], sK + (warp * 16 + (lane & 15)) * SS + ks * 16 + (lane >> 4) * 8, false);
-    const int nkeys = A.pos0 + min(q0 + PA_Q, A.T);
-    const float scale = 1.0f / sqrtf((float)HD);
-    const int P0 = A.pos0 + q0 + warp * 16 + (lane >> 2); /* positions of this lane's rows: P0, P0 + 8 */
-    float o[HD / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-#pragma unroll
-    for (int nt = 0; nt < HD / 8; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
-    for (int j0 = 0; j0 < nkeys; j0 += PA_K) {
-        __syncthreads();
-        pa_stage<HD>(sK, A.kc, kvd, (int64_t)kvh * HD, j0, nkeys, A.f16);
-        pa_stage<HD>(sV, A.vc, kvd, (int64_t)kvh * HD, j0, nkeys, A.f16);
-        __syncthreads();
-        if (j0 > A.pos0 + q0 + warp * 16 + 15) continue; /* the warp's rows all end before this tile (uniform) */
-        float sc[PA_K / 8][4];
-#pragma unroll
-        for (int nt = 0; nt < PA_K / 8; nt++) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
-#pragma unroll
-        for (int ks = 0; ks < HD / 16; ks++)
-#pragma unroll
-            for (int jp = 0; jp < PA_K / 16; jp++) {
-                uint32_t b[4];
-                pa_ldsm(b, sK + (jp * 16 + (lane & 7) + ((lane >> 4) << 3)) * SS + ks * 16 + ((lane >> 3) & 1) * 8, false);
-                pa_mma(sc[2 * jp], qa[ks], b[0], b[1]);
-                pa_mma(sc[2 * jp + 1], qa[ks], b[2], b[3]);
-            }
-        float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-        for (int nt = 0; nt < PA_K / 8; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int key = j0 + nt * 8 + (lane & 3) * 2 + (e & 1);
-                sc[nt][e] = key <= P0 + (e >> 1) * 8 ? sc[nt][e] * scale : -INFINITY;
-                mx[e >> 1] = fmaxf(mx[e >> 1], sc[nt][e]);
-            }
-        float corr[2];
-#pragma unroll
-        for (int i = 0; i < 2; i++) {
-            mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
-            mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
-            const float mn = fmaxf(m[i], mx[i]);
-            corr[i] = mn == -INFINITY ? 1.0f : expf(m[i] - mn);
-            m[i] = mn;
-            l[i] *= corr[i];
-        }
-#pragma unroll
-        for (int nt = 0; nt < HD / 8; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) o[nt][e] *= corr[e >> 1];
-#pragma unroll
-        for (int nt = 0; nt < PA_K / 8; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const float p = m[e >> 1] == -INFINITY ? 0.0f : expf(sc[nt][e] - m[e >> 1]);
-                sc[nt][e] = p;
-                l[e >> 1] += p;
-            }
-#pragma unroll
-        for (int kk = 0; kk < PA_K / 16; kk++) {
-            const uint32_t pa[4] = {pa_pack(sc[2 * kk][0], sc[2 * kk][1]), pa_pack(sc[2 * kk][2], sc[2 * kk][3]),
-                                    pa_pack(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),
-                                    pa_pack(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
-#pragma unroll
-            for (int dp = 0; dp < HD / 16; dp++) {
-                uint32_t b[4];
-                pa_ldsm(b, sV + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * SS + dp * 16 + (lane >> 4) * 8, true);
-                pa_mma(o[2 * dp], pa, b[0], b[1]);
-                pa_mma(o[2 * dp + 1], pa, b[2], b[3]);
-            }
-        }
-    }
-#pragma unroll
-    for (int i = 0; i < 2; i++) {
-        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
-        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
-    }
-#pragma unroll
-    for (int nt = 0; nt < HD / 8; nt++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            const int t = q0 + warp * 16 + (lane >> 2) + (e >> 1) * 8, d = nt * 8 + (lane & 3) * 2 + (e & 1);
-            if (t < A.T) A.out[(int64_t)t * A.n_heads * HD + (int64_t)h * HD + d] = __float2bfloat16_rn(o[nt][e] / l[e >> 1]);
-        }
+    if (A.f16) k_pf_fa<HD, 1><<<grid, 256, sm, st>>>(A);
+    else k_pf_fa<HD, 0><<<grid, 256, sm, st>>>(A);
 }
 
 static int pf_att_variant; /* vz_pf_attention_variant */
@@ -823,23 +594,14 @@ void vz_pf_attention(void *out, float *qkv, int64_t ld, void *kc, void *vc, int3
     pf_args A = {(__nv_bfloat16 *)out, qkv, kc, vc, ld, pos0, T, n_heads, n_kv, hd, kv_f16};
     const int tc = (hd == 32 || hd == 64 || hd == 128) && ld % 2 == 0 && aligned(qkv, 8) && aligned(kc, 16) &&
                    aligned(vc, 16) && aligned(out, 4);
-    if (pf_att_variant == 2 && tc) {
-        k_pf_rope_store_s3<<<T, 128, 0, st>>>(qkv, ld, kc, vc, pos0, n_heads, n_kv, hd, kv_f16, theta, interleaved);
-        dim3 grid((T + PA_Q - 1) / PA_Q, n_heads);
-        if (hd == 64) k_pf_attn_s3<64><<<grid, 128, 0, st>>>(A);
-        else if (hd == 128) k_pf_attn_s3<128><<<grid, 128, 0, st>>>(A);
-        else k_pf_attn_s3<32><<<grid, 128, 0, st>>>(A);
-        return;
-    }
     const size_t rs = sizeof(float) * (size_t)hd;
-    if (hd == 64) k_pf_rope_store<64><<<T, PF_RB, rs, st>>>(qkv, ld, kc, vc, pos0, n_heads, n_kv, hd, kv_f16, theta, interleaved);
-    else if (hd == 128) k_pf_rope_store<128><<<T, PF_RB, rs, st>>>(qkv, ld, kc, vc, pos0, n_heads, n_kv, hd, kv_f16, theta, interleaved);
-    else k_pf_rope_store<0><<<T, PF_RB, rs, st>>>(qkv, ld, kc, vc, pos0, n_heads, n_kv, hd, kv_f16, theta, interleaved);
-    if (pf_att_variant != 1 && tc) {
-        const int split = pf_att_variant != 3;
-        if (hd == 64) fa_launch<64>(A, split, st);
-        else if (hd == 128) fa_launch<128>(A, split, st);
-        else fa_launch<32>(A, split, st);
+    void (*rope)(float *, int64_t, void *, void *, int32_t, int32_t, int32_t, int32_t, int32_t, float, int32_t) =
+        hd == 64 ? k_pf_rope_store<64> : hd == 128 ? k_pf_rope_store<128> : k_pf_rope_store<0>;
+    rope<<<T, PF_RB, rs, st>>>(qkv, ld, kc, vc, pos0, n_heads, n_kv, hd, kv_f16, theta, interleaved);
+    if (pf_att_variant == 0 && tc) {
+        if (hd == 64) fa_launch<64>(A, st);
+        else if (hd == 128) fa_launch<128>(A, st);
+        else fa_launch<32>(A, st);
         return;
     }
     const size_t shm = sizeof(float) * ((size_t)2 * PF_KT * (hd + 1) + (size_t)PF_Q * hd);

@@ -31,18 +31,14 @@ void vz_pf_attention(void *out, float *qkv, int64_t ld, void *kc, void *vc, int3
                      int32_t n_kv, int32_t hd, int32_t kv_f16, float theta, int32_t interleaved, void *stream);
 
 /* Attention kernel choice: 0 (default) flash-attention on tensor cores (f16
- * mma; head_dim 32, 64 or 128; else the f32 kernel) with the key tiles
- * split over two warp groups, 1 the f32 kernel always, 2 session 3's RoPE
- * and tensor-core kernels, 3 the flash kernel without the split (2 and 3:
- * kept for one before/after measurement). v < 0 only reads; returns the
- * previous choice. Tests and bench. */
+ * mma; head_dim 32, 64 or 128; else the f32 kernel), 1 the f32 kernel
+ * always. v < 0 only reads; returns the previous choice. Tests and bench. */
 int vz_pf_attention_variant(int v);
 
 /* RMSNorm and SwiGLU kernel choice: 0 (default) the vectorized kernels where
  * the shape allows (RMSNorm: dim % 4 == 0 and dim <= 4096, a warp per row;
  * SwiGLU: hid % 8 == 0, 8 outputs per thread), 1 the generic kernels
- * always, 2 RMSNorm a block per row (for one measurement). Same
- * arithmetic; returns the previous choice. Tests and bench. */
+ * always. Same arithmetic; returns the previous choice. Tests and bench. */
 int vz_pf_norm_variant(int v);
 
 #ifdef __cplusplus
