@@ -3,11 +3,14 @@
  * TinyLlama 1.1B shapes at T tokens (default 512): a plain cuBLAS bf16 GEMM
  * on already-bf16 weights (the reference), path A (decode into the scratch,
  * then cuBLAS; decode and GEMM also timed apart) and path B (decode into
- * shared memory + mma.sync), per codec; then the prefill attention
- * (RoPE + KV store + causal attention, both kernels) of one layer. Synthetic trained-like bf16 weights
- * (Gaussian std 0.02, 1% tails x4); weights rotate over copies > 200 MB so
- * each GEMM reads them from DRAM, as a prefill does. Usage: prefill_bench [T].
- * Prints a markdown table (bench/gpu_prefill.sh).
+ * shared memory + mma.sync), per codec; then the non-GEMM kernels of one
+ * layer (src/backend/cuda/prefill.cu), every variant in the same run: the
+ * attention (RoPE + KV store + causal attention), RMSNorm and SwiGLU to
+ * bf16. Synthetic trained-like bf16 weights (Gaussian std 0.02, 1% tails
+ * x4); weights rotate over copies > 200 MB so each GEMM reads them from
+ * DRAM, as a prefill does. Usage: prefill_bench [T] [--no-gemm] (only the
+ * non-GEMM kernels); PF_BENCH_REPS=n times n calls each (for ncu). Prints markdown tables (bench/gpu_prefill.sh,
+ * bench/gpu_pfattn.sh).
  */
 #include <cuda_runtime.h>
 #include <math.h>
@@ -26,8 +29,11 @@ extern "C" {
 }
 #include "bench_util.cuh"
 
+static int reps_env; /* PF_BENCH_REPS: calls per timing instead of each site's count (few launches under ncu) */
+
 /* Median of 7 timings of `reps` back-to-back calls; microseconds per call. */
 template <class F> static double time_us(F call, int reps, cudaStream_t st) {
+    if (reps_env > 0) reps = reps_env;
     cudaEvent_t a, b;
     CK(cudaEventCreate(&a));
     CK(cudaEventCreate(&b));
@@ -68,11 +74,12 @@ static vz_cuda_tensor *make_copies(const vz_codec *c, const uint16_t *src, int64
 struct shape { const char *name; int64_t rows, cols; };
 
 int main(int argc, char **argv) {
-    const int T = argc > 1 ? atoi(argv[1]) : 512;
+    const int T = argc > 1 ? atoi(argv[1]) : 512, gemms = !(argc > 2 && !strcmp(argv[2], "--no-gemm"));
     const shape shapes[] = {{"qkv 2560x2048", 2560, 2048}, {"o 2048x2048", 2048, 2048},
                             {"gate+up 11264x2048", 11264, 2048}, {"down 2048x5632", 2048, 5632},
                             {"head 32000x2048", 32000, 2048}};
     const char *codecs[] = {"raw", "lossless", "q8"};
+    reps_env = getenv("PF_BENCH_REPS") ? atoi(getenv("PF_BENCH_REPS")) : 0;
     cudaDeviceProp p;
     CK(cudaGetDeviceProperties(&p, 0));
     cudaStream_t st;
@@ -83,7 +90,7 @@ int main(int argc, char **argv) {
     VK(vz_gemm_create(&g2, 2 * 5632 * 2048, st)); /* twice that (not planned) */
     const int64_t maxe = 32000 * 2048; /* the largest shape */
     uint16_t *src = (uint16_t *)malloc(2 * (size_t)maxe);
-    for (int64_t i = 0; i < maxe; i++) {
+    for (int64_t i = 0; gemms && i < maxe; i++) {
         double z = sqrt(-2 * log(urand())) * cos(6.283185307179586 * urand()) * 0.02;
         src[i] = vz_f32_to_bf16((float)(urand() < 0.01 ? 4 * z : z));
     }
@@ -103,7 +110,7 @@ int main(int argc, char **argv) {
     printf("| shape | cuBLAS bf16 | codec | A: decode (one job per warp) | A: decode | A: GEMM | A: total | A %% | B: mma | B %% "
            "| faster | session before | %% | session after | %% | halves | %% | 2x scratch | %% |\n");
     printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+    for (size_t si = 0; gemms && si < sizeof shapes / sizeof shapes[0]; si++) {
         const shape &S = shapes[si];
         const double fl = 2.0 * S.rows * S.cols * T;
         double t_ref = 0.0;
@@ -145,27 +152,50 @@ int main(int argc, char **argv) {
             free(W);
         }
     }
-    /* one layer's attention, TinyLlama: 32 heads, 4 KV heads, head_dim 64, f16 cache, positions 0..T-1 */
+    /* one layer's non-GEMM kernels, TinyLlama: 32 heads, 4 KV heads, head_dim 64, f16 cache, positions 0..T-1 */
     {
-        const int nh = 32, nkv = 4, hd = 64, ld = nh * hd + 2 * nkv * hd;
-        float *qkv;
+        const int nh = 32, nkv = 4, hd = 64, ld = nh * hd + 2 * nkv * hd, dim = 2048, hid = 5632;
+        float *qkv, *x, *w, *gu;
         void *kc, *vc, *o;
         CK(cudaMalloc(&qkv, 4 * (size_t)T * ld));
         CK(cudaMalloc(&kc, 2 * (size_t)T * nkv * hd));
         CK(cudaMalloc(&vc, 2 * (size_t)T * nkv * hd));
-        CK(cudaMalloc(&o, 2 * (size_t)T * nh * hd));
+        CK(cudaMalloc(&o, 2 * (size_t)T * hid));
+        CK(cudaMalloc(&x, 4 * (size_t)T * dim));
+        CK(cudaMalloc(&w, 4 * (size_t)dim));
+        CK(cudaMalloc(&gu, 4 * (size_t)T * 2 * hid));
         CK(cudaMemset(qkv, 0, 4 * (size_t)T * ld)); /* rotations of zeros stay zero: no overflow over reps */
+        CK(cudaMemset(x, 0, 4 * (size_t)T * dim));
+        CK(cudaMemset(w, 0, 4 * (size_t)dim));
+        CK(cudaMemset(gu, 0, 4 * (size_t)T * 2 * hid));
         const double fl = 4.0 * nh * hd * (double)T * (T + 1) / 2; /* QK^T and PV, causal */
-        printf("\nattention of one layer (RoPE + KV store + causal attention), T = %d, 32 heads, hd 64, f16 KV:\n\n", T);
-        printf("| kernel | us | TFLOP/s (causal QK^T + PV) |\n|---|---|---|\n");
-        for (int v = 0; v < 2; v++) {
-            vz_pf_attention_variant(v);
+        printf("\nnon-GEMM kernels of one layer, T = %d (tinyllama: 32 heads, 4 KV heads, hd 64, f16 KV; dim %d, hidden %d); "
+               "every variant in this run:\n\n", T, dim, hid);
+        printf("| kernel | variant | us | per 22-layer chunk, ms | note |\n|---|---|---|---|---|\n");
+        const int av[2] = {0, 1};
+        const char *an[2] = {"0: flash, tensor cores, cp.async, key tiles over 2 x 4 warps", "1: f32 CUDA cores"};
+        for (int k = 0; k < 2; k++) {
+            vz_pf_attention_variant(av[k]);
             double us = time_us([&](int) { vz_pf_attention(o, qkv, ld, kc, vc, 0, T, nh, nkv, hd, 1, 10000.0f, 0, st); },
                                 20, st);
-            printf("| %s | %.1f | %.1f |\n", v ? "f32 (CUDA cores)" : "tensor cores (f16 mma)", us, fl / us / 1e6);
+            printf("| attention (RoPE + KV store + causal) | %s | %.1f | %.3f | %.1f TFLOP/s |\n", an[k], us, 22 * us / 1e3,
+                   fl / us / 1e6);
         }
         vz_pf_attention_variant(0);
+        const int nv[2] = {1, 0};
+        for (int k = 0; k < 2; k++) {
+            const int v = nv[k];
+            vz_pf_norm_variant(v);
+            double un = time_us([&](int) { vz_pf_rmsnorm_bf16(x, o, w, T, dim, 1e-5f, st); }, 20, st);
+            double us = time_us([&](int) { vz_pf_silu_mul_bf16(gu, o, T, hid, st); }, 20, st);
+            const char *vn = v ? "1: generic" : "0: vectorized (rmsnorm a warp per row, silu 8 per thread)";
+            printf("| rmsnorm to bf16 (x2 per layer) | %s | %.1f | %.3f | %.0f GB/s |\n", vn, un, 44 * un / 1e3,
+                   T * dim * 6.0 / un / 1e3);
+            printf("| silu*up to bf16 | %s | %.1f | %.3f | %.0f GB/s |\n", vn, us, 22 * us / 1e3, T * hid * 10.0 / us / 1e3);
+        }
+        vz_pf_norm_variant(0);
         CK(cudaGetLastError());
+        CK(cudaStreamSynchronize(st));
     }
     vz_gemm_free(g);
     vz_gemm_free(gs);

@@ -4,8 +4,9 @@
  * shared memory + mma.sync) against a CPU double-sum reference for every
  * codec with a GPU decoder, prefill logits against the CPU session, and raw
  * vs lossless logits byte-identical over a long prompt and the generation
- * after it, and the prefill attention kernels (tensor-core and f32) against
- * a double-precision CPU causal attention. Skips without CUDA, a GPU or cuBLAS. Optional: VZ_TINYLLAMA_RAW /
+ * after it, the prefill attention kernels (tensor-core and f32) against
+ * a double-precision CPU causal attention, and RMSNorm / SwiGLU to bf16
+ * against the same formulas on the host. Skips without CUDA, a GPU or cuBLAS. Optional: VZ_TINYLLAMA_RAW /
  * VZ_TINYLLAMA_LOSSLESS (bench/gpu_prefill.sh) for a 512-token prompt.
  */
 #include <math.h>
@@ -213,16 +214,19 @@ static void rope_ref(float *v, int i, int pos, int hd, float theta, int inter) {
 }
 
 /* One attention case: T new tokens at pos0 over a cache whose rows < pos0
- * are random, both kernels. Reference in double from the rotated q and the
- * cache as stored (f16 or f32). Tolerances, relative to max|v|: the f32
- * kernel rounds only its output to bf16 (2^-9 of |o| <= max|v|): 2^-8. The
- * tensor-core kernel also rounds q, P (and an f32 cache's k, v) to f16
- * (2^-11 each); a score moves by <= 2^-11 sum|q k| / sqrt(hd) (~5 for unit
- * Gaussians at hd 64, so ~2.5e-3), which moves the softmax weights by that
- * relative amount: 2^-7 in all. New cache rows: the reference's rotated k
- * (host cosf/sinf may differ by an ulp from the device's) within 2^-10. */
-static void attention_case(int32_t hd, int32_t f16, int32_t inter) {
-    const int32_t nh = 4, nkv = 2, pos0 = 37, T = 100, n_ctx = 160, qd = nh * hd, kvd = nkv * hd;
+ * are random, both kernels (vz_pf_attention_variant 0: flash-attention on
+ * tensor cores, 1: f32). Reference in
+ * double from the rotated q and the cache as stored (f16 or f32).
+ * Tolerances, relative to max|v|: the f32 kernel rounds only its output to
+ * bf16 (2^-9 of |o| <= max|v|): 2^-8. The tensor-core kernel also rounds q,
+ * P (and an f32 cache's k, v) to f16 (2^-11 each); a score moves by <=
+ * 2^-11 sum|q k| / sqrt(hd) (~5 for unit Gaussians at hd 64, so ~2.5e-3),
+ * which moves the softmax weights by that relative amount (the f32 factor
+ * log2(e) / sqrt(hd), exp2f and 1 / l add ~2^-22): 2^-7 in all. New
+ * cache rows: the reference's rotated k (host cosf/sinf may differ by an
+ * ulp from the device's) within 2^-10. */
+static void attention_case(int32_t hd, int32_t f16, int32_t inter, int32_t pos0, int32_t T) {
+    const int32_t nh = 4, nkv = 2, n_ctx = pos0 + T + 23, qd = nh * hd, kvd = nkv * hd;
     const int64_t ld = qd + 2 * kvd + 8;
     const float theta = 10000.0f;
     uint64_t rs = 5 + (uint64_t)hd + 2 * (uint64_t)f16;
@@ -267,6 +271,7 @@ static void attention_case(int32_t hd, int32_t f16, int32_t inter) {
     assert_true(dq && dk && dv && dout);
     double *sc = malloc(sizeof(double) * (size_t)(pos0 + T));
     assert_non_null(sc);
+    static const char *const vname[2] = {"tensor-core", "f32"};
     for (int var = 0; var < 2; var++) {
         assert_int_equal(vz_cuda_copy(dq, qkv, sizeof(float) * (size_t)(T * ld), 0), VZ_OK);
         assert_int_equal(vz_cuda_copy(dk, kc, ncache * esz, 0), VZ_OK);
@@ -283,7 +288,7 @@ static void attention_case(int32_t hd, int32_t f16, int32_t inter) {
             float g = f16 ? vz_f16_to_f32(((uint16_t *)kback)[i]) : ((float *)kback)[i];
             if (!(fabsf(g - kf[i]) <= 0x1p-10f * (1.0f + fabsf(kf[i])))) fail_msg("cache k[%zu] = %g, ref %g", i, g, kf[i]);
         }
-        const double tol = (var == 0 ? 0x1p-7 : 0x1p-8) * vmax;
+        const double tol = (var != 1 ? 0x1p-7 : 0x1p-8) * vmax;
         double worst = 0.0;
         for (int32_t t = 0; t < T; t++)
             for (int h = 0; h < nh; h++) {
@@ -302,28 +307,127 @@ static void attention_case(int32_t hd, int32_t f16, int32_t inter) {
                     o /= sum;
                     const double g = vz_bf16_to_f32(out[(size_t)t * qd + h * hd + e]), err = fabs(g - o);
                     if (!(err <= tol)) fail_msg("attention %s hd %d: out[%d, %d, %d] = %g, ref %g (tol %.3g)",
-                                                var ? "f32" : "tensor-core", hd, t, h, e, g, o, tol);
+                                                vname[var], hd, t, h, e, g, o, tol);
                     worst = err > worst ? err : worst;
                 }
             }
-        print_message("attention %-11s hd %3d kv %s rope %s: max |gpu - ref| = %.3g (tol %.3g)\n", var ? "f32" : "tensor-core",
-                      hd, f16 ? "f16" : "f32", inter ? "interleaved" : "halves", worst, tol);
+        print_message("attention %-11s hd %3d kv %s rope %-11s pos0 %3d T %3d: max |gpu - ref| = %.3g (tol %.3g)\n",
+                      vname[var], hd, f16 ? "f16" : "f32", inter ? "interleaved" : "halves", pos0, T, worst, tol);
     }
     vz_cuda_release(dq), vz_cuda_release(dk), vz_cuda_release(dv), vz_cuda_release(dout);
     free(qkv), free(kf), free(vf), free(kc), free(vc), free(kback), free(out), free(q), free(sc);
 }
 #endif
 
-/* Both attention kernels, head_dim 64 and 128 (tensor cores) and 8 (the f32
- * kernel runs for both variants), f16 and f32 caches. */
+/* Every attention kernel, head_dim 64, 128 and 32 (tensor cores) and 8 (the
+ * f32 kernel runs for both variants), f16 and f32 caches, a chunk after a
+ * filled cache (pos0 37: partial query and key tiles) and a first chunk of
+ * 300 tokens (5 query tiles, up to 5 key tiles through both buffers). */
 static void test_attention(void **state) {
     (void)state;
     if (!vz_test_have_gpu()) skip();
 #ifdef VZ_HAVE_CUDA
-    attention_case(64, 1, 0);
-    attention_case(64, 0, 1);
-    attention_case(128, 1, 1);
-    attention_case(8, 1, 0);
+    attention_case(64, 1, 0, 37, 100);
+    attention_case(64, 0, 1, 37, 100);
+    attention_case(128, 1, 1, 37, 100);
+    attention_case(128, 0, 0, 37, 100);
+    attention_case(32, 1, 1, 37, 100);
+    attention_case(8, 1, 0, 37, 100);
+    attention_case(64, 1, 0, 0, 300);
+#endif
+}
+
+#ifdef VZ_HAVE_CUDA
+/* n bf16 GPU outputs against host references ref (f32 before rounding):
+ * every one within one bf16 ulp of bf16(ref), at least 99% equal to it. */
+static void check_bf16(const char *what, int var, int32_t T, int32_t n, const uint16_t *got, const float *ref) {
+    int64_t exact = 0, tot = (int64_t)T * n;
+    for (int64_t i = 0; i < tot; i++) {
+        const float r = vz_bf16_to_f32(vz_f32_to_bf16(ref[i])), g = vz_bf16_to_f32(got[i]);
+        if (g == r) {
+            exact++;
+            continue;
+        }
+        if (!(fabsf(g - r) <= 0x1p-7f * fabsf(r)))
+            fail_msg("%s %d, variant %d: [%lld] = %g, ref %g", what, (int)n, var, (long long)i, g, r);
+    }
+    if (exact < tot - tot / 100)
+        fail_msg("%s %d, variant %d: only %lld of %lld equal", what, (int)n, var, (long long)exact, (long long)tot);
+    print_message("%-7s %5d x %d, variant %d: %lld of %lld bf16 equal to the reference, the rest 1 ulp\n", what, (int)n, (int)T,
+                  var, (long long)exact, (long long)tot);
+}
+
+/* RMSNorm (T rows of dim) and SwiGLU (T rows of hid) to bf16, both kernel
+ * variants (vz_pf_norm_variant: 0 vectorized where the shape allows, 1
+ * generic), outputs NaN-poisoned. Reference: the same formulas on the host
+ * (double sum of squares, scale = (float)(1 / sqrt(ss / dim + eps)),
+ * bf16(w (x scale)); bf16(g / (1 + expf(-g)) u)). The device adds the
+ * squares in another order (the float scale may move by an ulp) and its
+ * expf may differ from the host's by 2 ulp, so the f32 values before
+ * rounding differ by a few f32 ulp at most: the bf16 results are equal or
+ * adjacent (one bf16 ulp, <= 2^-7 |ref|), and nearly always equal. */
+static void norm_silu_case(int32_t T, int32_t dim, int32_t hid) {
+    const float eps = 1e-5f;
+    uint64_t rs = 11 + (uint64_t)dim + 3 * (uint64_t)hid;
+    const int32_t nmax = dim > hid ? dim : hid;
+    float *x = malloc(sizeof(float) * (size_t)T * dim), *w = malloc(sizeof(float) * (size_t)dim);
+    float *gu = malloc(sizeof(float) * (size_t)T * 2 * hid), *ref = malloc(sizeof(float) * (size_t)T * nmax);
+    uint16_t *got = malloc(2 * (size_t)T * nmax);
+    assert_true(x && w && gu && ref && got);
+    for (int64_t i = 0; i < (int64_t)T * dim; i++) x[i] = vz_test_randn(&rs);
+    for (int32_t i = 0; i < dim; i++) w[i] = vz_test_randn(&rs);
+    for (int64_t i = 0; i < (int64_t)T * 2 * hid; i++) gu[i] = 3.0f * vz_test_randn(&rs);
+    float *dx = vz_cuda_alloc(sizeof(float) * (size_t)T * dim), *dw = vz_cuda_alloc(sizeof(float) * (size_t)dim);
+    float *dgu = vz_cuda_alloc(sizeof(float) * (size_t)T * 2 * hid);
+    void *dout = vz_cuda_alloc(2 * (size_t)T * nmax);
+    assert_true(dx && dw && dgu && dout);
+    assert_int_equal(vz_cuda_copy(dx, x, sizeof(float) * (size_t)T * dim, 0), VZ_OK);
+    assert_int_equal(vz_cuda_copy(dw, w, sizeof(float) * (size_t)dim, 0), VZ_OK);
+    assert_int_equal(vz_cuda_copy(dgu, gu, sizeof(float) * (size_t)T * 2 * hid, 0), VZ_OK);
+    for (int var = 0; var < 2; var++) {
+        const int old = vz_pf_norm_variant(var);
+        memset(got, 0xff, 2 * (size_t)T * nmax); /* NaN */
+        assert_int_equal(vz_cuda_copy(dout, got, 2 * (size_t)T * nmax, 0), VZ_OK);
+        vz_pf_rmsnorm_bf16(dx, dout, dw, T, dim, eps, NULL);
+        assert_int_equal(vz_cuda_sync(), VZ_OK);
+        assert_int_equal(vz_cuda_copy(got, dout, 2 * (size_t)T * dim, 1), VZ_OK);
+        for (int32_t t = 0; t < T; t++) {
+            const float *xr = x + (size_t)t * dim;
+            double ss = 0.0;
+            for (int32_t i = 0; i < dim; i++) ss += (double)xr[i] * xr[i];
+            const float scale = (float)(1.0 / sqrt(ss / dim + eps));
+            for (int32_t i = 0; i < dim; i++) ref[(size_t)t * dim + i] = w[i] * (xr[i] * scale);
+        }
+        check_bf16("rmsnorm", var, T, dim, got, ref);
+        memset(got, 0xff, 2 * (size_t)T * nmax);
+        assert_int_equal(vz_cuda_copy(dout, got, 2 * (size_t)T * nmax, 0), VZ_OK);
+        vz_pf_silu_mul_bf16(dgu, dout, T, hid, NULL);
+        assert_int_equal(vz_cuda_sync(), VZ_OK);
+        vz_pf_norm_variant(old);
+        assert_int_equal(vz_cuda_copy(got, dout, 2 * (size_t)T * hid, 1), VZ_OK);
+        for (int32_t t = 0; t < T; t++)
+            for (int32_t j = 0; j < hid; j++) {
+                const float g = gu[(size_t)t * 2 * hid + j], u = gu[(size_t)t * 2 * hid + hid + j];
+                ref[(size_t)t * hid + j] = g / (1.0f + expf(-g)) * u;
+            }
+        check_bf16("silu", var, T, hid, got, ref);
+    }
+    vz_cuda_release(dx), vz_cuda_release(dw), vz_cuda_release(dgu), vz_cuda_release(dout);
+    free(x), free(w), free(gu), free(ref), free(got);
+}
+#endif
+
+/* TinyLlama's shapes (2048, 5632), small ones, the largest vectorized row
+ * (4096) and shapes only the generic kernels take (dim 102, 5000; hid 100, 172). */
+static void test_norm_silu(void **state) {
+    (void)state;
+    if (!vz_test_have_gpu()) skip();
+#ifdef VZ_HAVE_CUDA
+    norm_silu_case(37, 2048, 5632);
+    norm_silu_case(37, 64, 64);
+    norm_silu_case(5, 4096, 100);
+    norm_silu_case(9, 102, 172);
+    norm_silu_case(3, 5000, 8);
 #endif
 }
 
@@ -502,6 +606,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm_codecs),
         cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_norm_silu),
         cmocka_unit_test(test_prefill_vs_cpu),
         cmocka_unit_test(test_prefill_bitexact_stories260k),
         cmocka_unit_test(test_prefill_bitexact_tinyllama),

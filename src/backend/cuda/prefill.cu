@@ -1,15 +1,18 @@
 /*
  * prefill.cu - the non-matmul kernels of the GPU prefill (prefill.h):
  * RMSNorm and SwiGLU writing bf16 GEMM inputs, and causal attention over T
- * query positions at once (RoPE + KV store kernel, then a flash-style kernel
- * with an online f32 softmax over 32-key tiles in shared memory). Same
- * formulas as forward.cu's decode kernels (RoPE angles, score / sqrt(hd),
- * keys read back from the cache as stored); CPU references in prefill.h.
+ * query positions at once: a RoPE + KV store kernel, then flash-attention
+ * on tensor cores (f16 mma.sync, K/V tiles double-buffered by cp.async;
+ * head_dim 32, 64, 128) or an f32 kernel (other head sizes). Same formulas
+ * as forward.cu's decode kernels (RoPE angles, score / sqrt(hd), keys read
+ * back from the cache as stored). CPU references in prefill.h; tests:
+ * tests/test_cuda_prefill.c; timings: bench/prefill_bench.cu.
  */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <float.h>
 #include <math.h>
+#include <stdint.h>
 
 #include "backend/cuda/prefill.h"
 
@@ -23,7 +26,13 @@ static __device__ __forceinline__ float pf_warp_max(float v) {
     return v;
 }
 
-/* ---- RMSNorm and SwiGLU to bf16 ------------------------------------------ */
+static int aligned(const void *p, uintptr_t n) { return ((uintptr_t)p & (n - 1)) == 0; }
+
+/* ---- RMSNorm and SwiGLU to bf16 ------------------------------------------
+ * Generic kernels (any shape) and vectorized ones (rows in float4s, 4 or 8
+ * bf16 per store) with the same arithmetic: the same double sum of squares
+ * (as the CPU reference and k_rmsnorm; only its order differs) and the same
+ * f32 roundings, so the two agree but for that order. */
 
 static __global__ void k_pf_rmsnorm(const float *x, __nv_bfloat16 *out, const float *w, int32_t dim, float eps) {
     __shared__ double red[32];
@@ -40,63 +49,170 @@ static __global__ void k_pf_rmsnorm(const float *x, __nv_bfloat16 *out, const fl
         out[(int64_t)blockIdx.x * dim + i] = __float2bfloat16_rn(w[i] * (xr[i] * scale));
 }
 
-void vz_pf_rmsnorm_bf16(const float *x, void *out, const float *w, int32_t T, int32_t dim, float eps, void *stream) {
-    k_pf_rmsnorm<<<T, 256, 0, (cudaStream_t)stream>>>(x, (__nv_bfloat16 *)out, w, dim, eps);
+static __device__ __forceinline__ uint32_t pf_bf2(float lo, float hi) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *(uint32_t *)&h;
 }
+
+#define PF_RW 4 /* rows (one per warp) per block */
+
+/* dim % 4 == 0, dim <= 128 NV: one warp per row, the row in registers
+ * (NV float4s per lane; w too when NV <= 16), no barrier. */
+template <int NV>
+static __global__ void __launch_bounds__(PF_RW * 32) k_pf_rmsnorm_w(const float *__restrict__ x, __nv_bfloat16 *__restrict__ out,
+                                                                    const float *__restrict__ w, int32_t T, int32_t dim,
+                                                                    float eps) {
+    constexpr int WN = NV <= 16 ? NV : 1; /* w preloaded */
+    const int row = blockIdx.x * PF_RW + (threadIdx.x >> 5), lane = threadIdx.x & 31, n4 = dim >> 2;
+    if (row >= T) return; /* warp-uniform */
+    const float4 *xr = (const float4 *)(x + (int64_t)row * dim), *wr = (const float4 *)w, z = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    float4 v[NV], wv[WN];
+#pragma unroll
+    for (int k = 0; k < NV; k++) {
+        const int i = lane + 32 * k;
+        v[k] = i < n4 ? xr[i] : z;
+        if (NV <= 16) wv[k % WN] = i < n4 ? wr[i] : z;
+    }
+    double s0 = 0.0, s1 = 0.0;
+#pragma unroll
+    for (int k = 0; k < NV; k++) {
+        s0 += (double)v[k].x * v[k].x + (double)v[k].y * v[k].y;
+        s1 += (double)v[k].z * v[k].z + (double)v[k].w * v[k].w;
+    }
+    double ss = s0 + s1;
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    const float scale = (float)(1.0 / sqrt(ss / dim + eps));
+    uint2 *o = (uint2 *)(out + (int64_t)row * dim);
+#pragma unroll
+    for (int k = 0; k < NV; k++) {
+        const int i = lane + 32 * k;
+        if (i >= n4) break;
+        const float4 ww = NV <= 16 ? wv[k % WN] : wr[i];
+        o[i] = make_uint2(pf_bf2(ww.x * (v[k].x * scale), ww.y * (v[k].y * scale)),
+                          pf_bf2(ww.z * (v[k].z * scale), ww.w * (v[k].w * scale)));
+    }
+}
+
+static int pf_norm_var; /* vz_pf_norm_variant */
+
+int vz_pf_norm_variant(int v) {
+    int old = pf_norm_var;
+    if (v >= 0) pf_norm_var = v;
+    return old;
+}
+
+void vz_pf_rmsnorm_bf16(const float *x, void *out, const float *w, int32_t T, int32_t dim, float eps, void *stream) {
+    cudaStream_t st = (cudaStream_t)stream;
+    const int vec = dim % 4 == 0 && aligned(x, 16) && aligned(w, 16) && aligned(out, 8);
+    const unsigned nb = (unsigned)((T + PF_RW - 1) / PF_RW);
+    if (pf_norm_var == 0 && vec && dim <= 128 * 16)
+        k_pf_rmsnorm_w<16><<<nb, PF_RW * 32, 0, st>>>(x, (__nv_bfloat16 *)out, w, T, dim, eps);
+    else if (pf_norm_var == 0 && vec && dim <= 128 * 32)
+        k_pf_rmsnorm_w<32><<<nb, PF_RW * 32, 0, st>>>(x, (__nv_bfloat16 *)out, w, T, dim, eps);
+    else
+        k_pf_rmsnorm<<<T, 256, 0, st>>>(x, (__nv_bfloat16 *)out, w, dim, eps);
+}
+
+/* silu(g) u as the matvec's SILU_MUL epilogue */
+static __device__ __forceinline__ float pf_silu(float g, float u) { return g / (1.0f + expf(-g)) * u; }
 
 static __global__ void k_pf_silu_mul(const float *gu, __nv_bfloat16 *out, int32_t T, int32_t hid) {
     const int64_t n = (int64_t)T * hid;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         const int64_t t = i / hid, j = i % hid;
-        const float g = gu[t * 2 * hid + j], u = gu[t * 2 * hid + hid + j];
-        out[i] = __float2bfloat16_rn(g / (1.0f + expf(-g)) * u); /* the matvec's SILU_MUL epilogue */
+        out[i] = __float2bfloat16_rn(pf_silu(gu[t * 2 * hid + j], gu[t * 2 * hid + hid + j]));
     }
+}
+
+/* hid % 8 == 0: thread v makes out[8v .. 8v + 8) from two float4s of gate and two of up. */
+static __global__ void k_pf_silu_mul8(const float *__restrict__ gu, __nv_bfloat16 *__restrict__ out, int32_t n8, int32_t h8) {
+    const int v = blockIdx.x * blockDim.x + threadIdx.x;
+    if (v >= n8) return;
+    const int t = v / h8, j = (v - t * h8) * 8;
+    const float4 *g = (const float4 *)(gu + (int64_t)t * 16 * h8 + j), *u = g + 2 * h8; /* up: hid = 8 h8 floats on */
+    const float4 g0 = g[0], g1 = g[1], u0 = u[0], u1 = u[1];
+    ((uint4 *)out)[v] = make_uint4(pf_bf2(pf_silu(g0.x, u0.x), pf_silu(g0.y, u0.y)),
+                                   pf_bf2(pf_silu(g0.z, u0.z), pf_silu(g0.w, u0.w)),
+                                   pf_bf2(pf_silu(g1.x, u1.x), pf_silu(g1.y, u1.y)),
+                                   pf_bf2(pf_silu(g1.z, u1.z), pf_silu(g1.w, u1.w)));
 }
 
 void vz_pf_silu_mul_bf16(const float *gu, void *out, int32_t T, int32_t hid, void *stream) {
     cudaStream_t st = (cudaStream_t)stream;
-    const int64_t n = (int64_t)T * hid, b = (n + 255) / 256;
+    const int64_t n = (int64_t)T * hid;
+    if (pf_norm_var == 0 && hid % 8 == 0 && n / 8 < INT32_MAX - 256 && aligned(gu, 16) && aligned(out, 16)) {
+        const int32_t n8 = (int32_t)(n / 8);
+        k_pf_silu_mul8<<<(n8 + 255) / 256, 256, 0, st>>>(gu, (__nv_bfloat16 *)out, n8, hid / 8);
+        return;
+    }
+    const int64_t b = (n + 255) / 256;
     k_pf_silu_mul<<<(unsigned)(b < 8192 ? b : 8192), 256, 0, st>>>(gu, (__nv_bfloat16 *)out, T, hid);
 }
 
-/* ---- attention ------------------------------------------------------------ */
-
-/* Rotates pair i of vec (head_dim hd) at position pos in place; as forward.cu's rope_pair. */
-static __device__ __forceinline__ void pf_rope(float *vec, int i, int pos, int hd, float theta, int interleaved,
-                                               int *a, int *b) {
-    float freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
-    float val = (float)pos * freq, c = cosf(val), sn = sinf(val);
-    *a = interleaved ? 2 * i : i, *b = interleaved ? 2 * i + 1 : i + hd / 2;
-    float v0 = vec[*a], v1 = vec[*b];
-    vec[*a] = v0 * c - v1 * sn, vec[*b] = v0 * sn + v1 * c;
-}
+/* ---- attention: RoPE + KV store ------------------------------------------ */
 
 static __device__ __forceinline__ void pf_put(void *dst, int64_t i, float v, int f16) {
     if (f16) ((__half *)dst)[i] = __float2half_rn(v);
     else ((float *)dst)[i] = v;
 }
 
-/* One block per token: q and k rotated in place, k and v stored. */
-static __global__ void k_pf_rope_store(float *qkv, int64_t ld, void *kc, void *vc, int32_t pos0, int32_t n_heads,
-                                       int32_t n_kv, int32_t hd, int32_t f16, float theta, int32_t interleaved) {
-    const int t = blockIdx.x, p = pos0 + t, half = hd / 2, qd = n_heads * hd, kvd = n_kv * hd;
+/* Element indices of RoPE pair i in a head of hd (forward.cu's rope_pair). */
+static __device__ __forceinline__ void pf_pair(int i, int hd, int interleaved, int *a, int *b) {
+    *a = interleaved ? 2 * i : i, *b = interleaved ? 2 * i + 1 : i + hd / 2;
+}
+
+#define PF_RB 256 /* threads per token */
+#define PF_RU 5   /* pairs per thread per round (tinyllama: 36 heads x 32 pairs in one round) */
+
+/* One block per token: its cos/sin (forward.cu's rope_pair: f32 powf, cosf,
+ * sinf) computed once into shared memory for every head, while each thread
+ * loads its pairs; then q rotated in place, k rotated and stored, v stored. */
+template <int HDT> /* head_dim if > 0 (index arithmetic by shifts), else hd */
+static __global__ void __launch_bounds__(PF_RB) k_pf_rope_store(float *qkv, int64_t ld, void *kc, void *vc, int32_t pos0,
+                                                                int32_t n_heads, int32_t n_kv, int32_t hd_, int32_t f16,
+                                                                float theta, int32_t interleaved) {
+    extern __shared__ float pf_cs[]; /* cos of pairs 0..hd/2-1, then sin */
+    const int hd = HDT > 0 ? HDT : hd_, t = blockIdx.x, p = pos0 + t, half = hd / 2, qd = n_heads * hd, kvd = n_kv * hd;
+    const int np = (n_heads + n_kv) * half;
     float *row = qkv + (int64_t)t * ld;
-    for (int idx = threadIdx.x; idx < (n_heads + n_kv) * half; idx += blockDim.x) {
-        const int h = idx / half, i = idx % half;
-        int a, b;
-        if (h < n_heads) {
-            pf_rope(row + h * hd, i, p, hd, theta, interleaved, &a, &b);
-            continue;
+    for (int r0 = 0; r0 < np; r0 += PF_RU * PF_RB) {
+        float x0[PF_RU], x1[PF_RU], y0[PF_RU], y1[PF_RU];
+#pragma unroll
+        for (int u = 0; u < PF_RU; u++) {
+            const int idx = r0 + u * PF_RB + threadIdx.x, h = idx / half, i = idx - h * half;
+            if (idx >= np) continue;
+            int a, b;
+            pf_pair(i, hd, interleaved, &a, &b);
+            const float *e = row + (h < n_heads ? h * hd : qd + (h - n_heads) * hd);
+            x0[u] = e[a], x1[u] = e[b];
+            if (h >= n_heads) y0[u] = e[kvd + a], y1[u] = e[kvd + b];
         }
-        const int kh = h - n_heads;
-        float *k = row + qd + kh * hd, *v = row + qd + kvd + kh * hd;
-        pf_rope(k, i, p, hd, theta, interleaved, &a, &b);
-        const int64_t dst = (int64_t)p * kvd + (int64_t)kh * hd;
-        pf_put(kc, dst + a, k[a], f16), pf_put(kc, dst + b, k[b], f16);
-        pf_put(vc, dst + a, v[a], f16), pf_put(vc, dst + b, v[b], f16);
+        if (r0 == 0) {
+            for (int i = threadIdx.x; i < half; i += PF_RB) {
+                const float freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd), val = (float)p * freq;
+                pf_cs[i] = cosf(val), pf_cs[half + i] = sinf(val);
+            }
+            __syncthreads();
+        }
+#pragma unroll
+        for (int u = 0; u < PF_RU; u++) {
+            const int idx = r0 + u * PF_RB + threadIdx.x, h = idx / half, i = idx - h * half;
+            if (idx >= np) continue;
+            int a, b;
+            pf_pair(i, hd, interleaved, &a, &b);
+            const float c = pf_cs[i], sn = pf_cs[half + i], r0v = x0[u] * c - x1[u] * sn, r1v = x0[u] * sn + x1[u] * c;
+            if (h < n_heads) {
+                row[h * hd + a] = r0v, row[h * hd + b] = r1v;
+                continue;
+            }
+            const int64_t dst = (int64_t)p * kvd + (int64_t)(h - n_heads) * hd;
+            pf_put(kc, dst + a, r0v, f16), pf_put(kc, dst + b, r1v, f16);
+            pf_put(vc, dst + a, y0[u], f16), pf_put(vc, dst + b, y1[u], f16);
+        }
     }
 }
 
+/* ---- attention: f32 kernel (any head_dim <= 128) -------------------------- */
 #define PF_QW 4                /* queries per warp */
 #define PF_WARPS 8
 #define PF_Q (PF_QW * PF_WARPS) /* queries per block */
@@ -183,16 +299,21 @@ static __global__ void __launch_bounds__(PF_WARPS * 32) k_pf_attn(pf_args A) {
     }
 }
 
-/* ---- attention on tensor cores (head_dim % 16 == 0) ------------------------
- * Flash-attention-2 style: block (64 queries, head), 4 warps of 16 queries;
- * per 64-key tile S = Q K^T by mma.sync m16n8k16 (f16 in, f32 accumulate),
- * online softmax in f32 on the accumulator fragments, P rounded to f16 and
- * O += P V by mma with V through ldmatrix.trans. Q and P go through f16
- * (K and V are f16 already with an f16 cache; an f32 cache is rounded), so
- * the output moves by ~2^-11 of max|v| against the f32 kernel above
- * (tests/test_cuda_prefill.c: test_attention). */
-#define PA_Q 64
-#define PA_K 64
+/* ---- attention on tensor cores (head_dim 32, 64, 128) ---------------------
+ * Flash-attention-2 style: block (64 queries, head), 8 warps: two groups of
+ * 4 warps of 16 queries, group g taking key tiles g, g + 2, ...; per 64-key
+ * tile S = Q K^T by mma.sync m16n8k16 (f16 in, f32 accumulate),
+ * online softmax in f32 on the accumulator fragments (base 2: the scores
+ * scaled by log2(e) / sqrt(hd), exp2f), P rounded to f16 and O += P V by
+ * mma with V through ldmatrix.trans. K/V tiles are double-buffered: an f16
+ * cache by cp.async (the next tile in flight during this one's math), an
+ * f32 cache loaded and rounded to f16. The longest query tiles (the most
+ * keys) are launched first; the two groups' (m, l, o) merge at the end.
+ * Q and P go through f16 (K and V are f16 already
+ * with an f16 cache), so the output moves by ~2^-11 of max|v| against the
+ * f32 kernel (tests/test_cuda_prefill.c: test_attention). */
+#define FA_Q 64 /* queries per block: 4 warps x 16, twice */
+#define FA_K 64 /* keys per tile */
 
 static __device__ __forceinline__ void pa_ldsm(uint32_t r[4], const __half *p, bool trans) {
     uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
@@ -216,123 +337,247 @@ static __device__ __forceinline__ uint32_t pa_pack(float lo, float hi) {
     return *(uint32_t *)&h;
 }
 
-/* rows [r0, r0 + 64) of a (rows, HD) source into s (stride HD + 8) as f16; rows >= n are 0. */
-template <int HD>
-static __device__ __forceinline__ void pa_stage(__half *s, const void *src, int64_t stride, int64_t off, int r0, int n,
-                                                int f16) {
-    for (int idx = threadIdx.x; idx < PA_K * HD / 8; idx += blockDim.x) {
-        const int r = idx / (HD / 8), c = (idx % (HD / 8)) * 8;
-        uint4 v = make_uint4(0, 0, 0, 0);
-        if (r0 + r < n) {
-            const int64_t i = (int64_t)(r0 + r) * stride + off + c;
-            if (f16) {
-                v = *(const uint4 *)((const __half *)src + i);
-            } else {
-                const float *f = (const float *)src + i;
-                v = make_uint4(pa_pack(f[0], f[1]), pa_pack(f[2], f[3]), pa_pack(f[4], f[5]), pa_pack(f[6], f[7]));
+/* 16 bytes global -> shared, bypassing L1; bytes 0 fills zeros (src unread). */
+static __device__ __forceinline__ void fa_cp16(void *dst, const void *src, int bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"((uint32_t)__cvta_generic_to_shared(dst)), "l"(src),
+                 "r"(bytes)
+                 : "memory");
+}
+static __device__ __forceinline__ void fa_commit(void) { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N> static __device__ __forceinline__ void fa_wait(void) {
+    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
+/* Cache rows [j0, j0 + FA_K) of kv head kvh into sK, sV (row stride HD + 8
+ * halves) by NT threads; rows >= n are zeros. F16: cp.async, pending until
+ * fa_wait. */
+template <int HD, int F16, int NT>
+static __device__ __forceinline__ void fa_stage(__half *sK, __half *sV, const pf_args &A, int kvh, int j0, int n) {
+    constexpr int C = HD / 8, N = FA_K * C / NT; /* 8-element chunks per row; per thread */
+    const int64_t kvd = (int64_t)A.n_kv * HD;
+#pragma unroll
+    for (int k = 0; k < N; k++) {
+        const int idx = threadIdx.x + k * NT, r = idx / C, c = (idx % C) * 8;
+        const bool ok = j0 + r < n;
+        const int64_t g = (int64_t)(ok ? j0 + r : 0) * kvd + (int64_t)kvh * HD + c;
+        __half *dk = sK + r * (HD + 8) + c, *dv = sV + r * (HD + 8) + c;
+        if (F16) {
+            fa_cp16(dk, (const __half *)A.kc + g, ok ? 16 : 0);
+            fa_cp16(dv, (const __half *)A.vc + g, ok ? 16 : 0);
+        } else {
+            float4 k0 = make_float4(0.0f, 0.0f, 0.0f, 0.0f), k1 = k0, v0 = k0, v1 = k0;
+            if (ok) {
+                const float4 *kp = (const float4 *)((const float *)A.kc + g), *vp = (const float4 *)((const float *)A.vc + g);
+                k0 = kp[0], k1 = kp[1], v0 = vp[0], v1 = vp[1];
             }
+            *(uint4 *)dk = make_uint4(pa_pack(k0.x, k0.y), pa_pack(k0.z, k0.w), pa_pack(k1.x, k1.y), pa_pack(k1.z, k1.w));
+            *(uint4 *)dv = make_uint4(pa_pack(v0.x, v0.y), pa_pack(v0.z, v0.w), pa_pack(v1.x, v1.y), pa_pack(v1.z, v1.w));
         }
-        *(uint4 *)(s + r * (HD + 8) + c) = v;
     }
 }
 
-template <int HD>
-static __global__ void __launch_bounds__(128) k_pf_attn_tc(pf_args A) {
-    __shared__ __align__(16) __half sK[PA_K * (HD + 8)], sV[PA_K * (HD + 8)];
+/* Q rows [q0, q0 + FA_Q) of head h (rotated, f32) into sQ as f16 by NT
+ * threads, all loads issued first; rows >= T are zeros. */
+template <int HD, int NT>
+static __device__ __forceinline__ void fa_load_q(__half *sQ, const pf_args &A, int q0, int h) {
+    constexpr int NQ = FA_Q * HD / 2 / NT;
+    float2 qv[NQ];
+#pragma unroll
+    for (int k = 0; k < NQ; k++) {
+        const int idx = threadIdx.x + k * NT, r = idx / (HD / 2), c = (idx % (HD / 2)) * 2, t = q0 + r;
+        qv[k] = t < A.T ? *(const float2 *)(A.qkv + (int64_t)t * A.ld + (int64_t)h * HD + c) : make_float2(0.0f, 0.0f);
+    }
+#pragma unroll
+    for (int k = 0; k < NQ; k++) {
+        const int idx = threadIdx.x + k * NT, r = idx / (HD / 2), c = (idx % (HD / 2)) * 2;
+        *(uint32_t *)(sQ + r * (HD + 8) + c) = pa_pack(qv[k].x, qv[k].y);
+    }
+}
+
+/* One 64-key tile for a warp's 16 rows (this lane: rows P0 and P0 + 8): S,
+ * the causal mask (MASK: the tile reaches past the warp's first row), online
+ * softmax, O += P V. m: row maxima of the raw scores; p = exp2(s sl2 - m sl2)
+ * (one FFMA). A row with no key yet (m = -inf: only in a split's first
+ * tile) keeps m = -inf, l = 0, o = 0. */
+template <int HD, bool MASK>
+static __device__ __forceinline__ void fa_tile(const __half *sK, const __half *sV, const uint32_t qa[HD / 16][4],
+                                               float o[HD / 8][4], float m[2], float l[2], int j0, int P0, float sl2,
+                                               int lane) {
     constexpr int SS = HD + 8;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, h = blockIdx.y, q0 = blockIdx.x * PA_Q;
-    const int kvd = A.n_kv * HD, kvh = h / (A.n_heads / A.n_kv);
-    /* Q tile (rotated, f32) through sK as f16 into A fragments */
-    for (int idx = threadIdx.x; idx < PA_Q * HD / 2; idx += blockDim.x) {
-        const int r = idx / (HD / 2), c = (idx % (HD / 2)) * 2, t = q0 + r;
-        const float *q = A.qkv + (int64_t)t * A.ld + (int64_t)h * HD + c;
-        *(uint32_t *)(sK + r * SS + c) = t < A.T ? pa_pack(q[0], q[1]) : 0u;
+    float sc[FA_K / 8][4];
+#pragma unroll
+    for (int nt = 0; nt < FA_K / 8; nt++) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
+#pragma unroll
+    for (int ks = 0; ks < HD / 16; ks++)
+#pragma unroll
+        for (int jp = 0; jp < FA_K / 16; jp++) {
+            uint32_t b[4];
+            pa_ldsm(b, sK + (jp * 16 + (lane & 7) + ((lane >> 4) << 3)) * SS + ks * 16 + ((lane >> 3) & 1) * 8, false);
+            pa_mma(sc[2 * jp], qa[ks], b[0], b[1]);
+            pa_mma(sc[2 * jp + 1], qa[ks], b[2], b[3]);
+        }
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int nt = 0; nt < FA_K / 8; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            if (MASK && j0 + nt * 8 + (lane & 3) * 2 + (e & 1) > P0 + (e >> 1) * 8) sc[nt][e] = -INFINITY;
+            mx[e >> 1] = fmaxf(mx[e >> 1], sc[nt][e]);
+        }
+    float corr[2], ms[2];
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
+        mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
+        const float mn = fmaxf(m[i], mx[i]);
+        corr[i] = mn == -INFINITY ? 1.0f : exp2f((m[i] - mn) * sl2);
+        ms[i] = mn == -INFINITY ? 0.0f : mn * sl2;
+        m[i] = mn;
+        l[i] *= corr[i];
     }
-    __syncthreads();
-    uint32_t qa[HD / 16][4];
 #pragma unroll
-    for (int ks = 0; ks < HD / 16; ks++) pa_ldsm(qa[ks], sK + (warp * 16 + (lane & 15)) * SS + ks * 16 + (lane >> 4) * 8, false);
-    const int nkeys = A.pos0 + min(q0 + PA_Q, A.T);
-    const float scale = 1.0f / sqrtf((float)HD);
-    const int P0 = A.pos0 + q0 + warp * 16 + (lane >> 2); /* positions of this lane's rows: P0, P0 + 8 */
-    float o[HD / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    for (int nt = 0; nt < HD / 8; nt++)
 #pragma unroll
-    for (int nt = 0; nt < HD / 8; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
-    for (int j0 = 0; j0 < nkeys; j0 += PA_K) {
-        __syncthreads();
-        pa_stage<HD>(sK, A.kc, kvd, (int64_t)kvh * HD, j0, nkeys, A.f16);
-        pa_stage<HD>(sV, A.vc, kvd, (int64_t)kvh * HD, j0, nkeys, A.f16);
-        __syncthreads();
-        if (j0 > A.pos0 + q0 + warp * 16 + 15) continue; /* the warp's rows all end before this tile (uniform) */
-        float sc[PA_K / 8][4];
+        for (int e = 0; e < 4; e++) o[nt][e] *= corr[e >> 1];
 #pragma unroll
-        for (int nt = 0; nt < PA_K / 8; nt++) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
+    for (int nt = 0; nt < FA_K / 8; nt++)
 #pragma unroll
-        for (int ks = 0; ks < HD / 16; ks++)
-#pragma unroll
-            for (int jp = 0; jp < PA_K / 16; jp++) {
-                uint32_t b[4];
-                pa_ldsm(b, sK + (jp * 16 + (lane & 7) + ((lane >> 4) << 3)) * SS + ks * 16 + ((lane >> 3) & 1) * 8, false);
-                pa_mma(sc[2 * jp], qa[ks], b[0], b[1]);
-                pa_mma(sc[2 * jp + 1], qa[ks], b[2], b[3]);
-            }
-        float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-        for (int nt = 0; nt < PA_K / 8; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int key = j0 + nt * 8 + (lane & 3) * 2 + (e & 1);
-                sc[nt][e] = key <= P0 + (e >> 1) * 8 ? sc[nt][e] * scale : -INFINITY;
-                mx[e >> 1] = fmaxf(mx[e >> 1], sc[nt][e]);
-            }
-        float corr[2];
-#pragma unroll
-        for (int i = 0; i < 2; i++) {
-            mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
-            mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
-            const float mn = fmaxf(m[i], mx[i]);
-            corr[i] = mn == -INFINITY ? 1.0f : expf(m[i] - mn);
-            m[i] = mn;
-            l[i] *= corr[i];
+        for (int e = 0; e < 4; e++) {
+            const float p = exp2f(fmaf(sc[nt][e], sl2, -ms[e >> 1]));
+            sc[nt][e] = p;
+            l[e >> 1] += p;
         }
 #pragma unroll
-        for (int nt = 0; nt < HD / 8; nt++)
+    for (int kk = 0; kk < FA_K / 16; kk++) {
+        const uint32_t pa[4] = {pa_pack(sc[2 * kk][0], sc[2 * kk][1]), pa_pack(sc[2 * kk][2], sc[2 * kk][3]),
+                                pa_pack(sc[2 * kk + 1][0], sc[2 * kk + 1][1]), pa_pack(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
 #pragma unroll
-            for (int e = 0; e < 4; e++) o[nt][e] *= corr[e >> 1];
-#pragma unroll
-        for (int nt = 0; nt < PA_K / 8; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const float p = m[e >> 1] == -INFINITY ? 0.0f : expf(sc[nt][e] - m[e >> 1]);
-                sc[nt][e] = p;
-                l[e >> 1] += p;
-            }
-#pragma unroll
-        for (int kk = 0; kk < PA_K / 16; kk++) {
-            const uint32_t pa[4] = {pa_pack(sc[2 * kk][0], sc[2 * kk][1]), pa_pack(sc[2 * kk][2], sc[2 * kk][3]),
-                                    pa_pack(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),
-                                    pa_pack(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
-#pragma unroll
-            for (int dp = 0; dp < HD / 16; dp++) {
-                uint32_t b[4];
-                pa_ldsm(b, sV + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * SS + dp * 16 + (lane >> 4) * 8, true);
-                pa_mma(o[2 * dp], pa, b[0], b[1]);
-                pa_mma(o[2 * dp + 1], pa, b[2], b[3]);
-            }
+        for (int dp = 0; dp < HD / 16; dp++) {
+            uint32_t b[4];
+            pa_ldsm(b, sV + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * SS + dp * 16 + (lane >> 4) * 8, true);
+            pa_mma(o[2 * dp], pa, b[0], b[1]);
+            pa_mma(o[2 * dp + 1], pa, b[2], b[3]);
         }
     }
+}
+
+/* The tile at j0 for warp rows starting at position pw (this lane: P0), if any of them reaches it. */
+template <int HD>
+static __device__ __forceinline__ void fa_tile_at(const __half *sK, const __half *sV, const uint32_t qa[HD / 16][4],
+                                                  float o[HD / 8][4], float m[2], float l[2], int j0, int pw, int P0,
+                                                  float sl2, int lane) {
+    if (j0 > pw + 15) return; /* warp-uniform */
+    if (j0 + FA_K - 1 > pw) fa_tile<HD, true>(sK, sV, qa, o, m, l, j0, P0, sl2, lane);
+    else fa_tile<HD, false>(sK, sV, qa, o, m, l, j0, P0, sl2, lane);
+}
+
+/* Output rows of a warp: o / l as bf16 (l summed over the lane quad first). */
+template <int HD>
+static __device__ __forceinline__ void fa_store(const pf_args &A, const float o[HD / 8][4], const float l[2], int q0w, int h,
+                                                int lane) {
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        const int t = q0w + (lane >> 2) + i * 8;
+        if (t >= A.T) continue;
+        __nv_bfloat16 *dst = A.out + (int64_t)t * A.n_heads * HD + (int64_t)h * HD + (lane & 3) * 2;
+        const float r = 1.0f / l[i]; /* one division per row; o r is within 2 f32 ulp of o / l */
+#pragma unroll
+        for (int nt = 0; nt < HD / 8; nt++) *(uint32_t *)(dst + nt * 8) = pf_bf2(o[nt][2 * i] * r, o[nt][2 * i + 1] * r);
+    }
+}
+
+static __device__ __forceinline__ void fa_quad_sum(float l[2]) {
 #pragma unroll
     for (int i = 0; i < 2; i++) {
         l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
         l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
     }
+}
+
+/* Shared memory, rows of HD + 8 halves (conflict-free ldmatrix): Q (64 rows), then NB K/V tile pairs. */
+template <int HD> static constexpr size_t fa_smem(int nb) { return sizeof(__half) * (size_t)(FA_Q + 2 * nb * FA_K) * (HD + 8); }
+
+/* Group g takes key tiles g, g + 2, ... (half the sequential tiles of the
+ * longest query tile, twice the warps in flight: measured 15.3 vs 16.0 us
+ * for one 512-token tinyllama layer), then group 1's (m, l, o) merge into
+ * group 0's through shared memory. */
+template <int HD, int F16>
+static __global__ void __launch_bounds__(256, HD == 128 ? 1 : 2) k_pf_fa(pf_args A) {
+    extern __shared__ __align__(16) unsigned char fa_sm[];
+    constexpr int SS = HD + 8, TILE = FA_K * SS, NO = HD / 2 + 4; /* floats per lane to merge */
+    __half *sQ = (__half *)fa_sm, *sKV = sQ + FA_Q * SS;        /* stage s, tile t (of 2): K at (2 (2s + t)) TILE, V after */
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, wq = warp & 3, grp = warp >> 2, h = blockIdx.y;
+    const int q0 = (gridDim.x - 1 - blockIdx.x) * FA_Q; /* longest first */
+    const int kvh = h / (A.n_heads / A.n_kv), nkeys = A.pos0 + min(q0 + FA_Q, A.T), ntiles = (nkeys + FA_K - 1) / FA_K;
+    const int nst = (ntiles + 1) / 2;
+#pragma unroll
+    for (int t = 0; t < 2; t++) fa_stage<HD, F16, 256>(sKV + 2 * t * TILE, sKV + (2 * t + 1) * TILE, A, kvh, t * FA_K, nkeys);
+    fa_commit();
+    fa_load_q<HD, 256>(sQ, A, q0, h);
+    __syncthreads();
+    uint32_t qa[HD / 16][4];
+#pragma unroll
+    for (int ks = 0; ks < HD / 16; ks++) pa_ldsm(qa[ks], sQ + (wq * 16 + (lane & 15)) * SS + ks * 16 + (lane >> 4) * 8, false);
+    const float sl2 = 1.4426950408889634f / sqrtf((float)HD); /* log2(e) / sqrt(hd) */
+    const int pw = A.pos0 + q0 + wq * 16, P0 = pw + (lane >> 2);
+    const bool live = q0 + wq * 16 < A.T;
+    float o[HD / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int nt = 0; nt < HD / 8; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
+    for (int s = 0; s < nst; s++) {
+        const int b = s & 1;
+        if (s + 1 < nst) { /* the next two tiles into the other stage, freed by the last iteration's closing barrier */
+#pragma unroll
+            for (int t = 0; t < 2; t++)
+                fa_stage<HD, F16, 256>(sKV + 2 * (2 * (b ^ 1) + t) * TILE, sKV + (2 * (2 * (b ^ 1) + t) + 1) * TILE, A, kvh,
+                                       (2 * s + 2 + t) * FA_K, nkeys);
+            fa_commit();
+            fa_wait<1>();
+        } else {
+            fa_wait<0>();
+        }
+        __syncthreads();
+        const int tile = 2 * s + grp;
+        const __half *sK = sKV + 2 * (2 * b + grp) * TILE;
+        if (live && tile < ntiles) fa_tile_at<HD>(sK, sK + TILE, qa, o, m, l, tile * FA_K, pw, P0, sl2, lane);
+        __syncthreads();
+    }
+    fa_quad_sum(l);
+    float *red = (float *)sKV + (size_t)wq * NO * 32 + lane; /* [wq][value][lane]: the K/V stages are free now */
+    if (grp == 1) {
+        red[0] = m[0], red[32] = m[1], red[64] = l[0], red[96] = l[1];
+#pragma unroll
+        for (int nt = 0; nt < HD / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) red[(4 + nt * 4 + e) * 32] = o[nt][e];
+    }
+    __syncthreads();
+    if (grp == 1 || !live) return;
+    float f0[2], f1[2];
+#pragma unroll
+    for (int i = 0; i < 2; i++) { /* group 0 saw key 0: m[i] finite; group 1's m may be -inf (factor 0) */
+        const float m1 = red[32 * i], mn = fmaxf(m[i], m1);
+        f0[i] = exp2f((m[i] - mn) * sl2), f1[i] = exp2f((m1 - mn) * sl2);
+        l[i] = l[i] * f0[i] + red[(2 + i) * 32] * f1[i];
+    }
 #pragma unroll
     for (int nt = 0; nt < HD / 8; nt++)
 #pragma unroll
-        for (int e = 0; e < 4; e++) {
-            const int t = q0 + warp * 16 + (lane >> 2) + (e >> 1) * 8, d = nt * 8 + (lane & 3) * 2 + (e & 1);
-            if (t < A.T) A.out[(int64_t)t * A.n_heads * HD + (int64_t)h * HD + d] = __float2bfloat16_rn(o[nt][e] / l[e >> 1]);
-        }
+        for (int e = 0; e < 4; e++) o[nt][e] = o[nt][e] * f0[e >> 1] + red[(4 + nt * 4 + e) * 32] * f1[e >> 1];
+    fa_store<HD>(A, o, l, q0 + wq * 16, h, lane);
+}
+
+template <int HD> static void fa_launch(const pf_args &A, cudaStream_t st) {
+    static int attr_set;
+    const size_t sm = fa_smem<HD>(4); /* HD 64: 83 KB */
+    if (!attr_set) {
+        cudaFuncSetAttribute(k_pf_fa<HD, 0>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm);
+        cudaFuncSetAttribute(k_pf_fa<HD, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm);
+        attr_set = 1;
+    }
+    const dim3 grid((A.T + FA_Q - 1) / FA_Q, A.n_heads);
+    if (A.f16) k_pf_fa<HD, 1><<<grid, 256, sm, st>>>(A);
+    else k_pf_fa<HD, 0><<<grid, 256, sm, st>>>(A);
 }
 
 static int pf_att_variant; /* vz_pf_attention_variant */
@@ -346,13 +591,17 @@ int vz_pf_attention_variant(int v) {
 void vz_pf_attention(void *out, float *qkv, int64_t ld, void *kc, void *vc, int32_t pos0, int32_t T, int32_t n_heads,
                      int32_t n_kv, int32_t hd, int32_t kv_f16, float theta, int32_t interleaved, void *stream) {
     cudaStream_t st = (cudaStream_t)stream;
-    k_pf_rope_store<<<T, 128, 0, st>>>(qkv, ld, kc, vc, pos0, n_heads, n_kv, hd, kv_f16, theta, interleaved);
     pf_args A = {(__nv_bfloat16 *)out, qkv, kc, vc, ld, pos0, T, n_heads, n_kv, hd, kv_f16};
-    if (pf_att_variant == 0 && (hd == 64 || hd == 128 || hd == 32)) {
-        dim3 grid((T + PA_Q - 1) / PA_Q, n_heads);
-        if (hd == 64) k_pf_attn_tc<64><<<grid, 128, 0, st>>>(A);
-        else if (hd == 128) k_pf_attn_tc<128><<<grid, 128, 0, st>>>(A);
-        else k_pf_attn_tc<32><<<grid, 128, 0, st>>>(A);
+    const int tc = (hd == 32 || hd == 64 || hd == 128) && ld % 2 == 0 && aligned(qkv, 8) && aligned(kc, 16) &&
+                   aligned(vc, 16) && aligned(out, 4);
+    const size_t rs = sizeof(float) * (size_t)hd;
+    void (*rope)(float *, int64_t, void *, void *, int32_t, int32_t, int32_t, int32_t, int32_t, float, int32_t) =
+        hd == 64 ? k_pf_rope_store<64> : hd == 128 ? k_pf_rope_store<128> : k_pf_rope_store<0>;
+    rope<<<T, PF_RB, rs, st>>>(qkv, ld, kc, vc, pos0, n_heads, n_kv, hd, kv_f16, theta, interleaved);
+    if (pf_att_variant == 0 && tc) {
+        if (hd == 64) fa_launch<64>(A, st);
+        else if (hd == 128) fa_launch<128>(A, st);
+        else fa_launch<32>(A, st);
         return;
     }
     const size_t shm = sizeof(float) * ((size_t)2 * PF_KT * (hd + 1) + (size_t)PF_Q * hd);

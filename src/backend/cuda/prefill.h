@@ -30,10 +30,16 @@ void vz_pf_silu_mul_bf16(const float *gu, void *out, int32_t T, int32_t hid, voi
 void vz_pf_attention(void *out, float *qkv, int64_t ld, void *kc, void *vc, int32_t pos0, int32_t T, int32_t n_heads,
                      int32_t n_kv, int32_t hd, int32_t kv_f16, float theta, int32_t interleaved, void *stream);
 
-/* Attention kernel choice: 0 (default) tensor cores (f16 mma, head_dim 32,
- * 64 or 128; else the f32 kernel), 1 the f32 kernel always. v < 0 only
- * reads; returns the previous choice. Tests and bench. */
+/* Attention kernel choice: 0 (default) flash-attention on tensor cores (f16
+ * mma; head_dim 32, 64 or 128; else the f32 kernel), 1 the f32 kernel
+ * always. v < 0 only reads; returns the previous choice. Tests and bench. */
 int vz_pf_attention_variant(int v);
+
+/* RMSNorm and SwiGLU kernel choice: 0 (default) the vectorized kernels where
+ * the shape allows (RMSNorm: dim % 4 == 0 and dim <= 4096, a warp per row;
+ * SwiGLU: hid % 8 == 0, 8 outputs per thread), 1 the generic kernels
+ * always. Same arithmetic; returns the previous choice. Tests and bench. */
+int vz_pf_norm_variant(int v);
 
 #ifdef __cplusplus
 }
