@@ -195,10 +195,12 @@ static void test_gemm_codecs(void **state) {
     assert_memory_equal(ya, yc, sizeof(float) * 176 * T);
     free(yc);
     gemm_case("q8", VZ_DTYPE_BF16, 3, rows3, 1056, T, 0, NULL);
+    gemm_case("q4", VZ_DTYPE_BF16, 3, rows3, 1056, T, 0, NULL);
     gemm_case("raw", VZ_DTYPE_F32, 1, rows1, 172, T, 0, ya);
     gemm_case("lossless", VZ_DTYPE_F32, 1, rows1, 172, T, 0, yb);
     assert_memory_equal(ya, yb, sizeof(float) * 70 * T);
     gemm_case("q8", VZ_DTYPE_F32, 1, rows1, 172, T, 0, NULL);
+    gemm_case("q4", VZ_DTYPE_F32, 1, rows1, 172, T, 0, NULL);
     gemm_case("raw", VZ_DTYPE_BF16, 1, rows1, 2048, 300, 1, NULL); /* 3 token tiles of path B */
     free(ya), free(yb);
 #endif

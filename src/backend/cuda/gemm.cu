@@ -194,6 +194,7 @@ static __device__ __forceinline__ void dec_group(const vz_dview &d, int64_t r, i
     else if (fast && d.codec == VZ_ID_LOSSLESS && d.dtype == 2 && d.k == 3 && d.layout == 1 && !d.tiled)
         vz_ll_group<true>(d, r, it, lane, sm, w);
     else if (fast && d.codec == VZ_ID_Q8 && d.group % 32 == 0) vz_q8_group<true>(d, r, it, lane, w);
+    else if (fast && d.codec == VZ_ID_Q4 && d.group % 32 == 0) vz_q4_group<true>(d, r, it, lane, w);
     else vz_group_any(d, r, it, lane, sm, w);
     if (32 * (int64_t)(it * 32 + lane) >= d.cols) /* fast loads clamp to group 0 */
 #pragma unroll
@@ -255,19 +256,22 @@ static __global__ void __launch_bounds__(DEC_WARPS * 32) k_decode_pipe(stack3 s,
     const vz_dview *d = &stack_row(s, r0 + j / nit, &lr), *nd = d;
     if (KIND == VZ_K_RAW_BF16) vz_rawbf_load(*d, lr, (int)(j % nit), lane, cur);
     else if (KIND == VZ_K_LL3) vz_ll3_load(*d, lr, (int)(j % nit), lane, cur);
-    else vz_q8_load(*d, lr, (int)(j % nit), lane, cur);
+    else if (KIND == VZ_K_Q8) vz_q8_load(*d, lr, (int)(j % nit), lane, cur);
+    else vz_q4_load(*d, lr, (int)(j % nit), lane, cur);
     for (; j < jobs; j += nw) {
         const int64_t jn = j + nw;
         if (jn < jobs) {
             nd = &stack_row(s, r0 + jn / nit, &nlr);
             if (KIND == VZ_K_RAW_BF16) vz_rawbf_load(*nd, nlr, (int)(jn % nit), lane, nxt);
             else if (KIND == VZ_K_LL3) vz_ll3_load(*nd, nlr, (int)(jn % nit), lane, nxt);
-            else vz_q8_load(*nd, nlr, (int)(jn % nit), lane, nxt);
+            else if (KIND == VZ_K_Q8) vz_q8_load(*nd, nlr, (int)(jn % nit), lane, nxt);
+            else vz_q4_load(*nd, nlr, (int)(jn % nit), lane, nxt);
         }
         float w[32];
         if (KIND == VZ_K_RAW_BF16) vz_rawbf_decode(cur, w);
         else if (KIND == VZ_K_LL3) vz_ll3_decode(*d, cur, lane, smem[warp], w);
-        else vz_q8_decode(cur, w);
+        else if (KIND == VZ_K_Q8) vz_q8_decode(cur, w);
+        else vz_q4_decode(cur, w);
         const int64_t c0 = 32 * (int64_t)((int)(j % nit) * 32 + lane);
         if (c0 < cols) put_bf16x32(out + (j / nit) * cols + c0, w);
         cur = nxt, d = nd;
@@ -331,6 +335,8 @@ static vz_status decode_rows(const stack3 &s, int64_t r0, int64_t nr, __nv_bfloa
         k_decode_pipe<VZ_K_LL3><<<pb, DEC_WARPS * 32, 0, cs>>>(s, r0, nr, out);
     else if (dec_variant == 1 && s.kind == VZ_K_Q8)
         k_decode_pipe<VZ_K_Q8><<<pb, DEC_WARPS * 32, 0, cs>>>(s, r0, nr, out);
+    else if (dec_variant == 1 && s.kind == VZ_K_Q4)
+        k_decode_pipe<VZ_K_Q4><<<pb, DEC_WARPS * 32, 0, cs>>>(s, r0, nr, out);
     else
         k_decode<<<(unsigned)blocks, DEC_WARPS * 32, 0, cs>>>(s, r0, nr, out);
     cudaError_t e = cudaGetLastError();

@@ -79,7 +79,7 @@ vz_status vz_gemm_fork(vz_gemm *g);
 vz_status vz_gemm_join(vz_gemm *g);
 
 /* Path A's decode kernel: 1 (default) the pipelined grid-stride kernel for
- * fast kinds (raw bf16, lossless k=3, q8 with cols % 32 == 0), 0 one job per
+ * fast kinds (raw bf16, lossless k=3, q8, q4 with cols % 32 == 0), 0 one job per
  * warp (always used for the other kinds). Same bits. v < 0 only reads;
  * returns the previous choice. Tests and bench. */
 int vz_gemm_decode_variant(int v);
