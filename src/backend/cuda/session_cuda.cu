@@ -197,7 +197,7 @@ vz_status vz_cs_forward(vz_cuda_session *s, int32_t B, int32_t multi) {
         VZ_TRY(vz_cuda_matvec_multi_norm(3, qkv, qkv_out, s->x, B, VZ_CUDA_EPI_NONE, L->attn_norm, c->rms_eps, s->xb, st));
         vz_cs_mark(s, "rmsnorm + qkv matvec");
         vz_k_attention(s->att, s->q, s->k, s->v, kc, vc, s->part, s->att_cnt, &sq, B, nh, nkv, hd, s->n_ctx,
-                       s->kv_f16, c->rope_theta, c->rope_interleaved, s->att_chunk, st);
+                       s->kv_f16, c->rope_theta, c->rope_interleaved, s->att_chunk, s->att_variant, st);
         vz_cs_mark(s, "rope + kv store + attention");
         const vz_cuda_tensor *wo = &L->wo;
         VZ_TRY(vz_cuda_matvec_multi(1, &wo, &s->x, s->att, B, VZ_CUDA_EPI_ADD, st));
@@ -364,7 +364,9 @@ extern "C" vz_status vz_cuda_session_create_plan(vz_cuda_session **out, const vz
     s->pf.mode = !pe || !*pe ? VZ_GEMM_AUTO : *pe == '0' ? -1 : *pe == 'A' ? VZ_GEMM_A : *pe == 'B' ? VZ_GEMM_B
                                                                                                   : VZ_GEMM_AUTO;
     const char *ch = getenv("VZ_CUDA_ATT_CHUNK"); /* bench: keys per attention block */
-    s->att_chunk = ch && atoi(ch) >= VZ_ATT_CHUNK_MIN && atoi(ch) <= VZ_ATT_CHUNK ? atoi(ch) : VZ_ATT_CHUNK_DEFAULT;
+    s->att_chunk = ch && atoi(ch) >= VZ_ATT_CHUNK_MIN && atoi(ch) <= VZ_ATT_CHUNK ? atoi(ch) : 0; /* 0: the variant's */
+    const char *av = getenv("VZ_CUDA_ATT"); /* bench: attention variant (forward.cuh; 2 is wrong by design) */
+    s->att_variant = av && atoi(av) > 0 && atoi(av) < vz_att_n_variants() ? atoi(av) : 0;
     *out = s;
     return VZ_OK;
 }
