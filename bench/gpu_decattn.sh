@@ -6,6 +6,8 @@
 # old attention = VZ_CUDA_ATT=1 vs the default), the VZ_CUDA_PROFILE=1 op
 # profile (attention variants and chunks, variant 2 = no attention), and
 # `vramzip bench` decode tok/s before (VZ_CUDA_ATT=1) and after, same run.
+# VZ_CODECS: lossy codecs to convert and bench besides raw, lossless (q8;
+# q4 converts slowly); VZ_NCU=1 adds the ncu runs.
 #   pack here:  scripts/gpu_pack.sh build-decattn && bash bench/gpu_decattn.sh --pack build-decattn
 #   device:     cd .carry/decattn && bash gpu_decattn.sh   (models from ../models; logs under $OUT)
 set -u
@@ -19,7 +21,7 @@ if [ "${1:-}" = --pack ]; then
     exit 0
 fi
 export LD_LIBRARY_PATH=$PWD/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-export VZ_MODELS=$PWD/../models
+export VZ_MODELS=$PWD/../models BUILD=$PWD
 OUT=${OUT:-/tmp/vz-gpu-out}
 W=/tmp/vzw
 DEADLINE=${VZ_DEADLINE:-230}
@@ -33,7 +35,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null)
 ( timeout 120 $V synth --shape tinyllama-1.1b -o "$W/tl/src" --force >"$W/prep.log" 2>&1
   echo "synth done at $(( $(date +%s) - t0 ))s" >>"$W/prep.log"
-  for c in lossless q8 q4; do
+  for c in lossless ${VZ_CODECS:-q8}; do
       timeout 90 $V convert "$W/tl/src" -o "$W/tl/$c.vz" --codec $c -q >>"$W/prep.log" 2>&1
       echo "convert $c rc=$? at $(( $(date +%s) - t0 ))s" >>"$W/prep.log"
   done ) &
@@ -44,8 +46,8 @@ timeout 60 ./tests/test_batch >"$W/batch.log" 2>&1
 echo "test_batch rc=$? $(grep -E '^\[  (PASSED|FAILED|SKIPPED) \]' "$W/batch.log" | tr '\n' ' ')"
 cat "$W/batch.log" >>"$OUT/tests.log"
 for tool in memcheck racecheck; do
-    step "compute-sanitizer $tool: stories260K run, 200 tokens, then a batch of 3"
-    timeout 60 compute-sanitizer --tool $tool --error-exitcode 9 $V run -m "$S260" --device cuda -n 200 --temp 0 \
+    step "compute-sanitizer $tool: stories260K run, 100 tokens at ctx 256 (4 splits), then a batch of 3"
+    timeout 60 compute-sanitizer --tool $tool --error-exitcode 9 $V run -m "$S260" --device cuda -n 100 -c 256 --temp 0 \
         -p "Once upon a time" >"$W/san.log" 2>&1
     echo "rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|Error' "$W/san.log" | head -3 | tr '\n' ' ')"
     cat "$W/san.log" >>"$OUT/sanitizer.log"
@@ -62,7 +64,7 @@ VZ_TINYLLAMA_RAW="$W/tl/src" VZ_TINYLLAMA_LOSSLESS="$W/tl/lossless.vz" timeout 1
     >"$W/fwd.log" 2>&1
 echo "test_cuda_forward rc=$? $(grep -E 'steps: logits|attention|PASSED|FAILED' "$W/fwd.log" | tr '\n' ' ')"
 cat "$W/fwd.log" >>"$OUT/tests.log"
-if [ -n "$NCU" ]; then
+if [ -n "$NCU" ] && [ "${VZ_NCU:-0}" = 1 ]; then
     for av in 1 0; do
         [ "$(left)" -gt 110 ] || { echo "ncu skipped (time)"; break; }
         step "ncu per-kernel, VZ_CUDA_ATT=$av, raw, 512-token prompt, 16 decode tokens"
@@ -83,9 +85,9 @@ grep -E "^profile|^  " "$W/prof.err" | grep -v prefill | tee "$OUT/profile.txt" 
 wait $p_prep
 cat "$W/prep.log" | tail -3
 for av in 1 0 1 0; do
-    [ "$(left)" -gt 55 ] || { echo "bench skipped (time)"; break; }
+    [ "$(left)" -gt 15 ] || { echo "bench skipped (time)"; break; }
     step "bench VZ_CUDA_ATT=$av"
-    VZ_CUDA_ATT=$av timeout 70 $V bench --device cuda -m "$W/tl/src" --codec raw,lossless,q8,q4 --out-dir "$W/tl" \
+    VZ_CUDA_ATT=$av timeout 70 $V bench --device cuda -m "$W/tl/src" --codec raw,lossless,${VZ_CODECS:-q8} --out-dir "$W/tl" \
         -n 128 --prompt-len 512 --ctx 2048 --kv f16 --json "$OUT/bench-att$av.json" >"$W/b.txt" 2>"$W/b.err"
     echo "rc=$?"
     { echo "-- VZ_CUDA_ATT=$av"; cat "$W/b.txt"; } | tee -a "$OUT/bench.txt"

@@ -123,8 +123,13 @@ static void test_logits_match_cpu(void **state) {
  * (the split count of a 256 context is 8, so later rows merge up to 8
  * partials), GPU vs the CPU session under each attention variant (forward.cuh),
  * batched (8 rows per step, the f32 matvec path) and one token at a time.
- * Tolerance as test_logits_match_cpu: the softmax sums here run over <= 250
- * keys, within the same ~n*2^-24 relative bound as its dots. */
+ * f32 KV: tolerance as test_logits_match_cpu (the softmax sums here run over
+ * <= 250 keys, within the same ~n*2^-24 relative bound as its dots). f16 KV:
+ * each of the 250 x 5 stored K/V rows may differ by one f16 ulp (2^-11
+ * relative) in elements whose GPU and CPU f32 values straddle a rounding
+ * boundary, six times as many rows as in test_logits_match_cpu, and later
+ * rows feel every earlier flip: allowed 1e-3 of the scale (measured on an
+ * H200: 3.0e-3 / 18.3 = 1.6e-4 with the first version of variant 0). */
 static void test_long_context_stories260k(void **state) {
     (void)state;
     char path[1024];
@@ -146,7 +151,7 @@ static void test_long_context_stories260k(void **state) {
         assert_int_equal(vz_session_eval(cpu, toks, N, a, 1), VZ_OK);
         float scale = 0.0f;
         for (int i = 0; i < N * V; i++) scale = fmaxf(scale, fabsf(a[i]));
-        const float tol = (kv ? 1e-4f : 1e-5f) * scale;
+        const float tol = (kv ? 1e-3f : 1e-5f) * scale;
         for (int var = 0; var < 2; var++) {
             setenv("VZ_CUDA_ATT", var ? "1" : "0", 1);
             vz_session *gpu = vz_test_open_session(m, VZ_DEVICE_CUDA, mode, 256);

@@ -347,9 +347,13 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention(att_args A) {
  * the device (att_kv_chunk: ceil(len / S) rounded up to 8, at least the
  * `chunk` argument), so every split works at any position and a row's result
  * depends on its own length only (batched rows stay bitwise equal to a run
- * alone). Scores, one thread per (head, key), use dot_row; softmax per head
- * by one warp; the V pass as v_pass over (head, 8 columns) units; the last
- * split block of (g, b) merges the partials of its grp heads in split order. */
+ * alone). The split's K and V rows are first copied into shared tiles with
+ * independent 16-byte loads (one memory round trip; reading them key by key
+ * from global memory serialized a round trip per key and lost: H200,
+ * tinyllama at 640 positions, 1279 vs 1185 us per token); scores, one thread
+ * per (head, key), use dot_row; softmax per head by one warp; the V pass as
+ * v_pass over (head, 8 columns) units; the last split block of (g, b)
+ * merges the partials of its grp heads in split order. */
 
 #define ATT_KV_THREADS 256
 #define ATT_KV_SPLITS 32
@@ -369,22 +373,37 @@ static int att_kv_splits(int32_t n_ctx, int32_t cmin) {
     return S < smax ? S : smax;
 }
 
-/* Shared memory of k_attention_kv in floats: qs (grp*hd), sc (grp*cmax),
- * acc (max(threads, grp*hd/8) * 8), new K and V rows (as bytes), merge
+/* Bytes of one K or V row in the shared tile: 16 bytes of padding put the
+ * 16-byte loads of 8 consecutive rows (a quarter warp) in distinct banks. */
+static __host__ __device__ __forceinline__ int att_kv_row(int hd, int esz) { return hd * esz + 16; }
+
+/* Shared memory of k_attention_kv: qs (grp*hd floats), sc (grp*cmax), acc
+ * (max(threads, grp*hd/8) * 8), the K and V tiles (cmax rows each), merge
  * weights (grp*S), m and l per head (2*grp). */
 static size_t att_kv_shm(int grp, int hd, int cmax, int S, int esz) {
     size_t units = (size_t)grp * hd / ATT_VEC;
     if (units < ATT_KV_THREADS) units = ATT_KV_THREADS;
     return sizeof(float) * ((size_t)grp * hd + (size_t)grp * cmax + units * ATT_VEC + (size_t)grp * S + 2 * (size_t)grp) +
-           2 * (size_t)VZ_CUDA_MAX_BATCH * hd * esz;
+           2 * (size_t)cmax * att_kv_row(hd, esz);
 }
 
 /* Rotated queries of kv head g (row b, the qi-th token of its sequence) into
- * qs (grp, hd); new key rows of this split as att_stage stages them. */
-static __device__ void att_kv_stage(const att_args &A, char *kc, char *vc, float *qs, char *nk, char *nv, int k0, int n,
-                                    int pos0, int nlo, int qi, int row0, bool store) {
+ * qs (grp, hd); keys and values k0 .. k0+n-1 of kv head g into the tiles kt,
+ * vt (row stride rsz): rows below pos0 copied from the caches (all loads
+ * independent, one round trip), new rows (from nlo on; the sequence's first
+ * is row0 of k, v) rotated here (through f16 when the cache is f16, so they
+ * read back exactly as stored) and stored into the caches when store. */
+static __device__ void att_kv_stage(const att_args &A, char *kc, char *vc, float *qs, char *kt, char *vt, int rsz,
+                                    int k0, int n, int pos0, int nlo, int qi, int row0, bool store) {
     const int g = blockIdx.y, b = blockIdx.z, hd = A.hd, half = hd / 2, kvd = A.n_kv * hd;
-    const int grp = A.n_heads / A.n_kv, f16 = A.kv_f16;
+    const int grp = A.n_heads / A.n_kv, f16 = A.kv_f16, esz = f16 ? 2 : 4, per = hd * esz / 16;
+    const int nold = min(nlo, k0 + n) - k0; /* rows below pos0 (all n of an old chunk) */
+    for (int idx = threadIdx.x; idx < nold * per; idx += blockDim.x) {
+        const int r = idx / per, c = idx % per;
+        const int64_t src = ((int64_t)(k0 + r) * kvd + (int64_t)g * hd) * esz + c * 16;
+        *(uint4 *)(kt + r * rsz + c * 16) = *(const uint4 *)(kc + src);
+        *(uint4 *)(vt + r * rsz + c * 16) = *(const uint4 *)(vc + src);
+    }
     for (int idx = threadIdx.x; idx < grp * half; idx += blockDim.x) {
         const int hh = idx / half, i = idx % half;
         int a, bb;
@@ -401,8 +420,9 @@ static __device__ void att_kv_stage(const att_args &A, char *kc, char *vc, float
         float r0, r1;
         rope_pair(A.k + src, i, p, hd, A.theta, A.interleaved, &a, &bb, &r0, &r1);
         float v0 = A.v[src + a], v1 = A.v[src + bb];
-        put_kv(nk, (int64_t)r * hd + a, r0, f16), put_kv(nk, (int64_t)r * hd + bb, r1, f16);
-        put_kv(nv, (int64_t)r * hd + a, v0, f16), put_kv(nv, (int64_t)r * hd + bb, v1, f16);
+        char *kr = kt + (p - k0) * rsz, *vr = vt + (p - k0) * rsz;
+        put_kv(kr, a, r0, f16), put_kv(kr, bb, r1, f16);
+        put_kv(vr, a, v0, f16), put_kv(vr, bb, v1, f16);
         if (store) {
             put_kv(kc, dst + a, r0, f16), put_kv(kc, dst + bb, r1, f16);
             put_kv(vc, dst + a, v0, f16), put_kv(vc, dst + bb, v1, f16);
@@ -430,9 +450,9 @@ static __device__ void att_kv_softmax(float *sc, float *ml, int grp, int n, int 
     __syncthreads();
 }
 
-/* acc[(gg*grp + h)*hd + e] = sum over keys j = gg, gg+G, ... of p_h[j] * V[k0+j][e]
+/* acc[(gg*grp + h)*hd + e] = sum over keys j = gg, gg+G, ... of p_h[j] * vt[j][e]
  * (v_pass for grp heads: a unit is (head, ATT_VEC columns)); returns G. */
-static __device__ int att_kv_vpass(float *acc, const float *sc, const att_rows &R, int k0, int n, int grp, int cmax,
+static __device__ int att_kv_vpass(float *acc, const float *sc, const char *vt, int rsz, int n, int grp, int cmax,
                                    int hd, int f16) {
     const int cols = hd / ATT_VEC, U = grp * cols, G = U < (int)blockDim.x ? (int)blockDim.x / U : 1;
     for (int w = threadIdx.x; w < U * G; w += blockDim.x) {
@@ -443,7 +463,7 @@ static __device__ int att_kv_vpass(float *acc, const float *sc, const att_rows &
         for (int e = 0; e < ATT_VEC; e++) a[e] = 0.0f;
 #pragma unroll 4
         for (int j = gg; j < n; j += G) {
-            const void *row = R.v(k0 + j);
+            const void *row = vt + j * rsz;
             float pj = p[j];
             if (f16) {
                 uint4 q4 = *((const uint4 *)row + c);
@@ -489,6 +509,7 @@ static __device__ void att_kv_merge(const att_args &A, const float *pb, float *w
         const int hh = o / hd, e = o % hd;
         const float *ph = pb + (int64_t)hh * S * ps + 2 + e;
         float a = 0.0f;
+#pragma unroll 8
         for (int s = 0; s < ns; s++) a += __ldcg(ph + (int64_t)s * ps) * wts[hh * S + s];
         out[o] = a / ml[2 * hh + 1];
     }
@@ -505,21 +526,20 @@ static __global__ void __launch_bounds__(ATT_KV_THREADS) k_attention_kv(att_args
     const int pos0 = A.pos[lane], len = pos0 + qi + 1, C = att_kv_chunk(len, S, A.chunk), k0 = s * C;
     if (k0 >= len) return; /* whole block */
     const int n = min(C, len - k0), nlo = max(k0, pos0), ns = (len + C - 1) / C;
-    const int units = max(ATT_KV_THREADS, grp * hd / ATT_VEC);
+    const int units = max(ATT_KV_THREADS, grp * hd / ATT_VEC), rsz = att_kv_row(hd, esz);
     float *qs = sm, *sc = qs + grp * hd, *acc = sc + grp * cmax;
-    char *nk = (char *)(acc + units * ATT_VEC), *nv = nk + (size_t)VZ_CUDA_MAX_BATCH * hd * esz;
-    float *wts = (float *)(nv + (size_t)VZ_CUDA_MAX_BATCH * hd * esz), *ml = wts + grp * S;
+    char *kt = (char *)(acc + units * ATT_VEC), *vt = kt + (size_t)cmax * rsz;
+    float *wts = (float *)(vt + (size_t)cmax * rsz), *ml = wts + grp * S;
     char *kc = A.kc + (int64_t)A.slot[lane] * A.slot_bytes, *vc = A.vc + (int64_t)A.slot[lane] * A.slot_bytes;
-    att_kv_stage(A, kc, vc, qs, nk, nv, k0, n, pos0, nlo, qi, A.multi ? b : 0, A.multi || b == (int)gridDim.z - 1);
-    const att_rows R = {kc, vc, nk, nv, (int64_t)A.n_kv * hd, (int64_t)g * hd, pos0, nlo, hd, esz};
+    att_kv_stage(A, kc, vc, qs, kt, vt, rsz, k0, n, pos0, nlo, qi, A.multi ? b : 0, A.multi || b == (int)gridDim.z - 1);
     const float rs = sqrtf((float)hd);
     for (int idx = threadIdx.x; idx < grp * n; idx += blockDim.x) {
         const int hh = idx / n, j = idx % n;
-        sc[hh * cmax + j] = dot_row(qs + hh * hd, R.k(k0 + j), hd, f16) / rs;
+        sc[hh * cmax + j] = dot_row(qs + hh * hd, kt + j * rsz, hd, f16) / rs;
     }
     __syncthreads();
     att_kv_softmax(sc, ml, grp, n, cmax);
-    const int G = att_kv_vpass(acc, sc, R, k0, n, grp, cmax, hd, f16);
+    const int G = att_kv_vpass(acc, sc, vt, rsz, n, grp, cmax, hd, f16);
     float *pb = A.part + ((int64_t)b * A.n_heads + (int64_t)g * grp) * S * (hd + 2);
     for (int o = threadIdx.x; o < grp * hd; o += blockDim.x) {
         const int hh = o / hd, e = o % hd;
@@ -560,7 +580,8 @@ void vz_k_attention(float *out, const float *q, const float *k, const float *v, 
                   n_heads, n_kv, hd, kv_f16, interleaved, theta, chunk};
     const int esz = kv_f16 ? 2 : 4, S2 = att_kv_splits(n_ctx, chunk), cmax = att_kv_chunk(n_ctx, S2, chunk);
     const size_t shm2 = att_kv_shm(n_heads / n_kv, hd, cmax, S2, esz);
-    if (variant == 0 && shm2 <= 48 * 1024) {
+    if (variant == 0 && (shm2 <= 48 * 1024 || cudaFuncSetAttribute(k_attention_kv, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                                   (int)shm2) == cudaSuccess)) {
         launch_pdl(k_attention_kv, dim3(S2, n_kv, B), dim3(ATT_KV_THREADS), shm2, st, A, cmax);
         return;
     }
