@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # One device round for the decode attention rewrite (forward.cu, issue 4):
-# tests (test_cuda_forward with the tinyllama pair, test_batch),
-# compute-sanitizer memcheck + racecheck of stories260K runs, then on a
+# tests (test_batch, test_cuda_forward with the tinyllama pair), then on a
 # synthetic tinyllama-1.1b: per-kernel GPU times of the decode graph (ncu,
-# old attention = VZ_CUDA_ATT=1 vs the default), the VZ_CUDA_PROFILE=1 op
+# default attention vs the kv-head kernel VZ_CUDA_ATT=1), the VZ_CUDA_PROFILE=1 op
 # profile (attention variants and chunks, variant 2 = no attention), and
-# `vramzip bench` decode tok/s before (VZ_CUDA_ATT=1) and after, same run.
+# `vramzip bench` decode tok/s of both (VZ_CUDA_ATT=0 and 1), same run.
 # VZ_CODECS: lossy codecs to convert and bench besides raw, lossless (q8;
-# q4 converts slowly); VZ_NCU=1 adds the ncu runs.
+# q4 converts slowly); VZ_NCU=1 adds the ncu runs; last, compute-sanitizer
+# memcheck + racecheck of stories260K runs (VZ_SAN=0: none; racecheck of a
+# 100-token run takes ~30 s). About 90 s with VZ_SAN=0, q8 only.
 #   pack here:  scripts/gpu_pack.sh build-decattn && bash bench/gpu_decattn.sh --pack build-decattn
 #   device:     cd .carry/decattn && bash gpu_decattn.sh   (models from ../models; logs under $OUT)
 set -u
@@ -24,7 +25,7 @@ export LD_LIBRARY_PATH=$PWD/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export VZ_MODELS=$PWD/../models BUILD=$PWD
 OUT=${OUT:-/tmp/vz-gpu-out}
 W=/tmp/vzw
-DEADLINE=${VZ_DEADLINE:-230}
+DEADLINE=${VZ_DEADLINE:-150}
 mkdir -p "$OUT" "$W/tl"
 t0=$(date +%s)
 step() { echo "== [$(( $(date +%s) - t0 ))s] $*"; }
@@ -45,17 +46,6 @@ step "test_batch"
 timeout 60 ./tests/test_batch >"$W/batch.log" 2>&1
 echo "test_batch rc=$? $(grep -E '^\[  (PASSED|FAILED|SKIPPED) \]' "$W/batch.log" | tr '\n' ' ')"
 cat "$W/batch.log" >>"$OUT/tests.log"
-for tool in memcheck racecheck; do
-    step "compute-sanitizer $tool: stories260K run, 100 tokens at ctx 256 (4 splits), then a batch of 3"
-    timeout 60 compute-sanitizer --tool $tool --error-exitcode 9 $V run -m "$S260" --device cuda -n 100 -c 256 --temp 0 \
-        -p "Once upon a time" >"$W/san.log" 2>&1
-    echo "rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|Error' "$W/san.log" | head -3 | tr '\n' ' ')"
-    cat "$W/san.log" >>"$OUT/sanitizer.log"
-    timeout 60 compute-sanitizer --tool $tool --error-exitcode 9 $V run -m "$S260" --device cuda -n 60 \
-        -p "One" -p "Two words" -p "and three more" >"$W/san.log" 2>&1
-    echo "rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|Error' "$W/san.log" | head -3 | tr '\n' ' ')"
-    cat "$W/san.log" >>"$OUT/sanitizer.log"
-done
 step "waiting for synth + lossless"
 while ! grep -q "convert lossless" "$W/prep.log" 2>/dev/null && kill -0 $p_prep 2>/dev/null; do sleep 1; done
 cat "$W/prep.log"
@@ -92,5 +82,16 @@ for av in 1 0 1 0; do
     echo "rc=$?"
     { echo "-- VZ_CUDA_ATT=$av"; cat "$W/b.txt"; } | tee -a "$OUT/bench.txt"
     grep -iE "error|fail" "$W/b.err" | head -3
+done
+for tool in $([ "${VZ_SAN:-1}" = 1 ] && echo memcheck racecheck); do
+    step "compute-sanitizer $tool (kv-head attention, VZ_CUDA_ATT=1): stories260K run, 100 tokens at ctx 256 (4 splits), then a batch of 3 x 20"
+    VZ_CUDA_ATT=1 timeout 60 compute-sanitizer --tool $tool --error-exitcode 9 $V run -m "$S260" --device cuda -n 100 -c 256 --temp 0 \
+        -p "Once upon a time" >"$W/san.log" 2>&1
+    echo "rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|Error' "$W/san.log" | head -3 | tr '\n' ' ')"
+    cat "$W/san.log" >>"$OUT/sanitizer.log"
+    VZ_CUDA_ATT=1 timeout 60 compute-sanitizer --tool $tool --error-exitcode 9 $V run -m "$S260" --device cuda -n 20 \
+        -p "One" -p "Two words" -p "and three more" >"$W/san.log" 2>&1
+    echo "rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|Error' "$W/san.log" | head -3 | tr '\n' ' ')"
+    cat "$W/san.log" >>"$OUT/sanitizer.log"
 done
 step done

@@ -129,7 +129,7 @@ static void test_logits_match_cpu(void **state) {
  * relative) in elements whose GPU and CPU f32 values straddle a rounding
  * boundary, six times as many rows as in test_logits_match_cpu, and later
  * rows feel every earlier flip: allowed 1e-3 of the scale (measured on an
- * H200: 3.0e-3 / 18.3 = 1.6e-4 with the first version of variant 0). */
+ * H200: 3.0e-3 / 18.3 = 1.6e-4 with the first version of variant 1). */
 static void test_long_context_stories260k(void **state) {
     (void)state;
     char path[1024];
@@ -183,7 +183,7 @@ static void test_long_context_stories260k(void **state) {
 
 /* tinyllama-1.1b shapes (hd 64, 8 query heads per kv head, 32 splits of a
  * 2048 context): after a 600-token prompt, 16 greedy steps one token at a
- * time under attention variant 0 and the older variant 1. They differ only
+ * time under attention variant 0 (per query head) and 1 (by kv head). They differ only
  * in the order of the softmax and merge sums (a few f32 ulps of each
  * attention output), so their logits agree to far better than 1e-4 of
  * their scale. */

@@ -339,7 +339,7 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention(att_args A) {
     att_combine(A, A.part + ((int64_t)b * A.n_heads + h) * S * (hd + 2), ns);
 }
 
-/* ---- attention by kv head (the default) ---------------------------------
+/* ---- attention by kv head (variant 1, opt-in: VZ_CUDA_ATT=1) ------------
  * One block per (split s, kv head g, query b) serves all grp = n_heads / n_kv
  * query heads of g, so each K/V row is read once per token and layer (the
  * per-query-head kernel above reads it grp times). The grid has S splits,
@@ -349,8 +349,10 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention(att_args A) {
  * depends on its own length only (batched rows stay bitwise equal to a run
  * alone). The split's K and V rows are first copied into shared tiles with
  * independent 16-byte loads (one memory round trip; reading them key by key
- * from global memory serialized a round trip per key and lost: H200,
- * tinyllama at 640 positions, 1279 vs 1185 us per token); scores, one thread
+ * from global memory serialized a round trip per key and lost to variant 0:
+ * H200, tinyllama at 640 positions, 1279 vs 1185 us per token; the tiled
+ * form passed memcheck/racecheck and test_batch but is not yet timed, so it
+ * is not the default: bench/results/2026-11-28-decattn-h200.md); scores, one thread
  * per (head, key), use dot_row; softmax per head by one warp; the V pass as
  * v_pass over (head, 8 columns) units; the last split block of (g, b)
  * merges the partials of its grp heads in split order. */
@@ -564,7 +566,7 @@ static __global__ void __launch_bounds__(ATT_KV_THREADS) k_attention_kv(att_args
 
 int vz_att_n_variants(void) { return 3; }
 const char *vz_att_variant_name(int v) {
-    static const char *names[] = {"by kv head, adaptive splits", "per query head (old)", "none (timing only)"};
+    static const char *names[] = {"per query head", "by kv head, adaptive splits", "none (timing only)"};
     return v >= 0 && v < 3 ? names[v] : NULL;
 }
 
@@ -575,12 +577,12 @@ void vz_k_attention(float *out, const float *q, const float *k, const float *v, 
                     int32_t n_ctx, int32_t kv_f16, float theta, int32_t interleaved, int32_t chunk, int32_t variant,
                     cudaStream_t st) {
     if (variant == 2) return;
-    if (chunk < VZ_ATT_CHUNK_MIN || chunk > VZ_ATT_CHUNK) chunk = variant == 0 ? VZ_ATT_KV_CHUNK_DEFAULT : VZ_ATT_CHUNK_DEFAULT;
+    if (chunk < VZ_ATT_CHUNK_MIN || chunk > VZ_ATT_CHUNK) chunk = variant == 1 ? VZ_ATT_KV_CHUNK_DEFAULT : VZ_ATT_CHUNK_DEFAULT;
     att_args A = {out, q, k, v, (char *)kc, (char *)vc, part, cnt, sq->d_pos, sq->d_slot, sq->slot_bytes, sq->multi,
                   n_heads, n_kv, hd, kv_f16, interleaved, theta, chunk};
     const int esz = kv_f16 ? 2 : 4, S2 = att_kv_splits(n_ctx, chunk), cmax = att_kv_chunk(n_ctx, S2, chunk);
     const size_t shm2 = att_kv_shm(n_heads / n_kv, hd, cmax, S2, esz);
-    if (variant == 0 && (shm2 <= 48 * 1024 || cudaFuncSetAttribute(k_attention_kv, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    if (variant == 1 && (shm2 <= 48 * 1024 || cudaFuncSetAttribute(k_attention_kv, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                                    (int)shm2) == cudaSuccess)) {
         launch_pdl(k_attention_kv, dim3(S2, n_kv, B), dim3(ATT_KV_THREADS), shm2, st, A, cmax);
         return;
