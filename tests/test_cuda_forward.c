@@ -2,7 +2,8 @@
  * test_cuda_forward.c - the GPU forward pass (--device cuda) against the CPU
  * reference session and the published stories260K greedy ids, the device
  * token loop against eval, and bit-identity of lossless vs raw weights on
- * the GPU, and on-device top-k / top-p sampling. Skips with a message when built without CUDA or with no GPU.
+ * the GPU, decode attention over many splits (each variant vs the CPU),
+ * and on-device top-k / top-p sampling. Skips with a message when built without CUDA or with no GPU.
  * Optional: VZ_TINYLLAMA_RAW / VZ_TINYLLAMA_LOSSLESS (a synthetic
  * tinyllama-1.1b and its lossless .vz, made by bench/gpu_forward.sh).
  */
@@ -115,6 +116,123 @@ static void test_logits_match_cpu(void **state) {
     unsetenv("VZ_CUDA_PREFILL");
     free(a);
     free(b);
+    vz_model_close(m);
+}
+
+/* Decode attention over many splits: 250 positions of pseudo-random ids
+ * (the split count of a 256 context is 8, so later rows merge up to 8
+ * partials), GPU vs the CPU session under each attention variant (forward.cuh),
+ * batched (8 rows per step, the f32 matvec path) and one token at a time.
+ * f32 KV: tolerance as test_logits_match_cpu (the softmax sums here run over
+ * <= 250 keys, within the same ~n*2^-24 relative bound as its dots). f16 KV:
+ * each of the 250 x 5 stored K/V rows may differ by one f16 ulp (2^-11
+ * relative) in elements whose GPU and CPU f32 values straddle a rounding
+ * boundary, six times as many rows as in test_logits_match_cpu, and later
+ * rows feel every earlier flip: allowed 1e-3 of the scale (measured on an
+ * H200: 3.0e-3 / 18.3 = 1.6e-4 with the first version of variant 1). */
+static void test_long_context_stories260k(void **state) {
+    (void)state;
+    char path[1024];
+    VZ_REQUIRE_MODEL(path, S260K);
+    if (!vz_test_have_gpu()) skip();
+    vz_model *m = NULL;
+    assert_int_equal(vz_model_open(&m, path, NULL), VZ_OK);
+    enum { N = 250, V = 512 };
+    int32_t toks[N];
+    toks[0] = 1;
+    for (int i = 1; i < N; i++) toks[i] = (int32_t)((i * 7919u + 13u) % (V - 3)) + 3;
+    float *a = malloc(sizeof(float) * N * V), *b = malloc(sizeof(float) * N * V);
+    assert_non_null(a);
+    assert_non_null(b);
+    setenv("VZ_CUDA_PREFILL", "0", 1);
+    for (int kv = 0; kv < 2; kv++) {
+        vz_kv_mode mode = kv ? VZ_KV_F16 : VZ_KV_F32;
+        vz_session *cpu = vz_test_open_session(m, VZ_DEVICE_CPU, mode, 256);
+        assert_int_equal(vz_session_eval(cpu, toks, N, a, 1), VZ_OK);
+        float scale = 0.0f;
+        for (int i = 0; i < N * V; i++) scale = fmaxf(scale, fabsf(a[i]));
+        const float tol = (kv ? 1e-3f : 1e-5f) * scale;
+        for (int var = 0; var < 2; var++) {
+            setenv("VZ_CUDA_ATT", var ? "1" : "0", 1);
+            vz_session *gpu = vz_test_open_session(m, VZ_DEVICE_CUDA, mode, 256);
+            for (int i = 0; i < N * V; i++) b[i] = NAN;
+            assert_int_equal(vz_session_eval(gpu, toks, N, b, 1), VZ_OK);
+            float maxd = 0.0f;
+            for (int i = 0; i < N * V; i++) {
+                assert_false(isnan(b[i]));
+                maxd = fmaxf(maxd, fabsf(a[i] - b[i]));
+            }
+            vz_session_reset(gpu);
+            for (int i = 0; i < N; i++) {
+                assert_int_equal(vz_session_eval(gpu, toks + i, 1, b, 0), VZ_OK);
+                for (int j = 0; j < V; j++) maxd = fmaxf(maxd, fabsf(b[j] - a[i * V + j]));
+            }
+            print_message("kv %s, attention %d, %d positions: max |gpu - cpu| = %.3g (tolerance %.3g)\n",
+                          kv ? "f16" : "f32", var, N, (double)maxd, (double)tol);
+            assert_true(maxd <= tol);
+            vz_session_free(gpu);
+        }
+        vz_session_free(cpu);
+    }
+    unsetenv("VZ_CUDA_ATT");
+    unsetenv("VZ_CUDA_PREFILL");
+    free(a);
+    free(b);
+    vz_model_close(m);
+}
+
+/* tinyllama-1.1b shapes (hd 64, 8 query heads per kv head, 32 splits of a
+ * 2048 context): after a 600-token prompt, 16 greedy steps one token at a
+ * time under attention variant 0 (per query head) and 1 (by kv head). They differ only
+ * in the order of the softmax and merge sums (a few f32 ulps of each
+ * attention output), so their logits agree to far better than 1e-4 of
+ * their scale. */
+static void test_attention_variants_tinyllama(void **state) {
+    (void)state;
+    const char *raw = getenv("VZ_TINYLLAMA_RAW");
+    if (!raw) {
+        print_message("SKIP: set VZ_TINYLLAMA_RAW (bench/gpu_forward.sh does)\n");
+        skip();
+    }
+    if (!vz_test_have_gpu()) skip();
+    enum { P = 600, STEPS = 16 };
+    vz_model *m = NULL;
+    assert_int_equal(vz_model_open(&m, raw, NULL), VZ_OK);
+    vz_model_info info;
+    assert_int_equal(vz_model_get_info(m, &info), VZ_OK);
+    const int32_t V = info.vocab_size;
+    vz_session *s[2];
+    for (int var = 0; var < 2; var++) {
+        setenv("VZ_CUDA_ATT", var ? "1" : "0", 1);
+        s[var] = vz_test_open_session(m, VZ_DEVICE_CUDA, VZ_KV_F16, 2048);
+    }
+    unsetenv("VZ_CUDA_ATT");
+    int32_t *toks = malloc(sizeof(int32_t) * P);
+    float *a = malloc(sizeof(float) * (size_t)V), *b = malloc(sizeof(float) * (size_t)V);
+    assert_true(toks && a && b);
+    for (int i = 0; i < P; i++) toks[i] = (int32_t)((i * 2654435761u) % (uint32_t)(V - 3)) + 3;
+    assert_int_equal(vz_session_eval(s[0], toks, P, a, 0), VZ_OK);
+    assert_int_equal(vz_session_eval(s[1], toks, P, b, 0), VZ_OK);
+    int32_t tok = vz_test_argmax(a, V);
+    float maxd = 0.0f, scale = 0.0f;
+    for (int i = 0; i < STEPS; i++) {
+        assert_int_equal(vz_session_eval(s[0], &tok, 1, a, 0), VZ_OK);
+        assert_int_equal(vz_session_eval(s[1], &tok, 1, b, 0), VZ_OK);
+        for (int j = 0; j < V; j++) {
+            assert_false(isnan(a[j]));
+            scale = fmaxf(scale, fabsf(b[j]));
+            maxd = fmaxf(maxd, fabsf(a[j] - b[j]));
+        }
+        tok = vz_test_argmax(a, V);
+    }
+    print_message("attention 0 vs 1 at %d..%d: max |d| = %.3g (max |logit| %.3g)\n", P, P + STEPS, (double)maxd,
+                  (double)scale);
+    assert_true(maxd <= 1e-4f * scale);
+    free(toks);
+    free(a);
+    free(b);
+    vz_session_free(s[0]);
+    vz_session_free(s[1]);
     vz_model_close(m);
 }
 
@@ -243,6 +361,8 @@ int main(void) {
         cmocka_unit_test(test_logits_match_cpu),
         cmocka_unit_test(test_lossless_bitexact_stories260k),
         cmocka_unit_test(test_lossless_bitexact_tinyllama),
+        cmocka_unit_test(test_long_context_stories260k),
+        cmocka_unit_test(test_attention_variants_tinyllama),
         cmocka_unit_test(test_sampling_stories260k),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

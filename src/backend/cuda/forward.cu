@@ -339,21 +339,257 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention(att_args A) {
     att_combine(A, A.part + ((int64_t)b * A.n_heads + h) * S * (hd + 2), ns);
 }
 
-int vz_att_n_variants(void) { return 1; }
-const char *vz_att_variant_name(int v) { return v == 0 ? "fused rope+store, key-per-thread" : NULL; }
+/* ---- attention by kv head (variant 1, opt-in: VZ_CUDA_ATT=1) ------------
+ * One block per (split s, kv head g, query b) serves all grp = n_heads / n_kv
+ * query heads of g, so each K/V row is read once per token and layer (the
+ * per-query-head kernel above reads it grp times). The grid has S splits,
+ * fixed by n_ctx at capture; keys per split come from the row's length on
+ * the device (att_kv_chunk: ceil(len / S) rounded up to 8, at least the
+ * `chunk` argument), so every split works at any position and a row's result
+ * depends on its own length only (batched rows stay bitwise equal to a run
+ * alone). The split's K and V rows are first copied into shared tiles with
+ * independent 16-byte loads (one memory round trip; reading them key by key
+ * from global memory serialized a round trip per key and lost to variant 0:
+ * H200, tinyllama at 640 positions, 1279 vs 1185 us per token; the tiled
+ * form passed memcheck/racecheck and test_batch but is not yet timed, so it
+ * is not the default: bench/results/2026-11-28-decattn-h200.md); scores, one thread
+ * per (head, key), use dot_row; softmax per head by one warp; the V pass as
+ * v_pass over (head, 8 columns) units; the last split block of (g, b)
+ * merges the partials of its grp heads in split order. */
+
+#define ATT_KV_THREADS 256
+#define ATT_KV_SPLITS 32
+
+static __host__ __device__ __forceinline__ int att_kv_chunk(int len, int S, int cmin) {
+    int c = ((len + S - 1) / S + 7) & ~7;
+    cmin = (cmin + 7) & ~7; /* a multiple of 8 keeps the shared-memory rows 16-byte aligned */
+    return c < cmin ? cmin : c;
+}
+
+/* Splits of the grid for a context of n_ctx keys: 32, fewer when n_ctx is
+ * short (at least cmin keys each), more when it is long (at most 256 each). */
+static int att_kv_splits(int32_t n_ctx, int32_t cmin) {
+    int S = (n_ctx + 255) / 256;
+    if (S < ATT_KV_SPLITS) S = ATT_KV_SPLITS;
+    int smax = (n_ctx + cmin - 1) / cmin;
+    return S < smax ? S : smax;
+}
+
+/* Bytes of one K or V row in the shared tile: 16 bytes of padding put the
+ * 16-byte loads of 8 consecutive rows (a quarter warp) in distinct banks. */
+static __host__ __device__ __forceinline__ int att_kv_row(int hd, int esz) { return hd * esz + 16; }
+
+/* Shared memory of k_attention_kv: qs (grp*hd floats), sc (grp*cmax), acc
+ * (max(threads, grp*hd/8) * 8), the K and V tiles (cmax rows each), merge
+ * weights (grp*S), m and l per head (2*grp). */
+static size_t att_kv_shm(int grp, int hd, int cmax, int S, int esz) {
+    size_t units = (size_t)grp * hd / ATT_VEC;
+    if (units < ATT_KV_THREADS) units = ATT_KV_THREADS;
+    return sizeof(float) * ((size_t)grp * hd + (size_t)grp * cmax + units * ATT_VEC + (size_t)grp * S + 2 * (size_t)grp) +
+           2 * (size_t)cmax * att_kv_row(hd, esz);
+}
+
+/* Rotated queries of kv head g (row b, the qi-th token of its sequence) into
+ * qs (grp, hd); keys and values k0 .. k0+n-1 of kv head g into the tiles kt,
+ * vt (row stride rsz): rows below pos0 copied from the caches (all loads
+ * independent, one round trip), new rows (from nlo on; the sequence's first
+ * is row0 of k, v) rotated here (through f16 when the cache is f16, so they
+ * read back exactly as stored) and stored into the caches when store. */
+static __device__ void att_kv_stage(const att_args &A, char *kc, char *vc, float *qs, char *kt, char *vt, int rsz,
+                                    int k0, int n, int pos0, int nlo, int qi, int row0, bool store) {
+    const int g = blockIdx.y, b = blockIdx.z, hd = A.hd, half = hd / 2, kvd = A.n_kv * hd;
+    const int grp = A.n_heads / A.n_kv, f16 = A.kv_f16, esz = f16 ? 2 : 4, per = hd * esz / 16;
+    const int nold = min(nlo, k0 + n) - k0; /* rows below pos0 (all n of an old chunk) */
+    for (int idx = threadIdx.x; idx < nold * per; idx += blockDim.x) {
+        const int r = idx / per, c = idx % per;
+        const int64_t src = ((int64_t)(k0 + r) * kvd + (int64_t)g * hd) * esz + c * 16;
+        *(uint4 *)(kt + r * rsz + c * 16) = *(const uint4 *)(kc + src);
+        *(uint4 *)(vt + r * rsz + c * 16) = *(const uint4 *)(vc + src);
+    }
+    for (int idx = threadIdx.x; idx < grp * half; idx += blockDim.x) {
+        const int hh = idx / half, i = idx % half;
+        int a, bb;
+        float r0, r1;
+        rope_pair(A.q + ((int64_t)b * A.n_heads + g * grp + hh) * hd, i, pos0 + qi, hd, A.theta, A.interleaved, &a, &bb,
+                  &r0, &r1);
+        qs[hh * hd + a] = r0, qs[hh * hd + bb] = r1;
+    }
+    const int nnew = k0 + n - nlo;
+    for (int idx = threadIdx.x; idx < nnew * half; idx += blockDim.x) {
+        const int r = idx / half, i = idx % half, p = nlo + r, bn = row0 + p - pos0;
+        const int64_t src = (int64_t)bn * kvd + (int64_t)g * hd, dst = (int64_t)p * kvd + (int64_t)g * hd;
+        int a, bb;
+        float r0, r1;
+        rope_pair(A.k + src, i, p, hd, A.theta, A.interleaved, &a, &bb, &r0, &r1);
+        float v0 = A.v[src + a], v1 = A.v[src + bb];
+        char *kr = kt + (p - k0) * rsz, *vr = vt + (p - k0) * rsz;
+        put_kv(kr, a, r0, f16), put_kv(kr, bb, r1, f16);
+        put_kv(vr, a, v0, f16), put_kv(vr, bb, v1, f16);
+        if (store) {
+            put_kv(kc, dst + a, r0, f16), put_kv(kc, dst + bb, r1, f16);
+            put_kv(vc, dst + a, v0, f16), put_kv(vc, dst + bb, v1, f16);
+        }
+    }
+    __syncthreads();
+}
+
+/* Softmax of each head's n scores in place (sc rows cmax apart, one warp per
+ * head): probabilities exp(s - m), and m, l (their sum) into ml[2h], ml[2h+1]. */
+static __device__ void att_kv_softmax(float *sc, float *ml, int grp, int n, int cmax) {
+    const int ln = threadIdx.x & 31, nw = blockDim.x >> 5;
+    for (int hh = threadIdx.x >> 5; hh < grp; hh += nw) {
+        float *r = sc + hh * cmax, m = -FLT_MAX, l = 0.0f;
+        for (int j = ln; j < n; j += 32) m = fmaxf(m, r[j]);
+        m = warp_max(m);
+        for (int j = ln; j < n; j += 32) {
+            float pe = expf(r[j] - m);
+            r[j] = pe;
+            l += pe;
+        }
+        l = warp_sum(l);
+        if (ln == 0) ml[2 * hh] = m, ml[2 * hh + 1] = l;
+    }
+    __syncthreads();
+}
+
+/* acc[(gg*grp + h)*hd + e] = sum over keys j = gg, gg+G, ... of p_h[j] * vt[j][e]
+ * (v_pass for grp heads: a unit is (head, ATT_VEC columns)); returns G. */
+static __device__ int att_kv_vpass(float *acc, const float *sc, const char *vt, int rsz, int n, int grp, int cmax,
+                                   int hd, int f16) {
+    const int cols = hd / ATT_VEC, U = grp * cols, G = U < (int)blockDim.x ? (int)blockDim.x / U : 1;
+    for (int w = threadIdx.x; w < U * G; w += blockDim.x) {
+        const int u = w % U, gg = w / U, hh = u / cols, c = u % cols;
+        const float *p = sc + hh * cmax;
+        float a[ATT_VEC];
+#pragma unroll
+        for (int e = 0; e < ATT_VEC; e++) a[e] = 0.0f;
+#pragma unroll 4
+        for (int j = gg; j < n; j += G) {
+            const void *row = vt + j * rsz;
+            float pj = p[j];
+            if (f16) {
+                uint4 q4 = *((const uint4 *)row + c);
+                const __half2 *h = (const __half2 *)&q4;
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    float2 f = __half22float2(h[i]);
+                    a[2 * i] += pj * f.x;
+                    a[2 * i + 1] += pj * f.y;
+                }
+            } else {
+#pragma unroll
+                for (int e = 0; e < ATT_VEC; e++) a[e] += pj * kv_at(row, (int64_t)c * ATT_VEC + e, 0);
+            }
+        }
+#pragma unroll
+        for (int e = 0; e < ATT_VEC; e++) acc[(gg * grp + hh) * hd + c * ATT_VEC + e] = a[e];
+    }
+    __syncthreads();
+    return G;
+}
+
+/* The last split block of (g, b): out of its grp heads from the ns partials
+ * of each (pb: head hh's split s at (hh*S + s)*(hd+2)), in split order. */
+static __device__ void att_kv_merge(const att_args &A, const float *pb, float *wts, float *ml, int grp, int S, int ns) {
+    const int hd = A.hd, ln = threadIdx.x & 31, nw = blockDim.x >> 5, ps = hd + 2;
+    for (int hh = threadIdx.x >> 5; hh < grp; hh += nw) {
+        const float *ph = pb + (int64_t)hh * S * ps;
+        float M = -FLT_MAX, L = 0.0f;
+        for (int s = ln; s < ns; s += 32) M = fmaxf(M, __ldcg(ph + (int64_t)s * ps));
+        M = warp_max(M);
+        for (int s = ln; s < ns; s += 32) {
+            float w = expf(__ldcg(ph + (int64_t)s * ps) - M);
+            wts[hh * S + s] = w;
+            L += __ldcg(ph + (int64_t)s * ps + 1) * w;
+        }
+        L = warp_sum(L);
+        if (ln == 0) ml[2 * hh + 1] = L;
+    }
+    __syncthreads();
+    float *out = A.out + ((int64_t)blockIdx.z * A.n_heads + (int64_t)blockIdx.y * grp) * hd;
+    for (int o = threadIdx.x; o < grp * hd; o += blockDim.x) {
+        const int hh = o / hd, e = o % hd;
+        const float *ph = pb + (int64_t)hh * S * ps + 2 + e;
+        float a = 0.0f;
+#pragma unroll 8
+        for (int s = 0; s < ns; s++) a += __ldcg(ph + (int64_t)s * ps) * wts[hh * S + s];
+        out[o] = a / ml[2 * hh + 1];
+    }
+}
+
+static __global__ void __launch_bounds__(ATT_KV_THREADS) k_attention_kv(att_args A, int32_t cmax) {
+    extern __shared__ __align__(16) float sm[];
+    __shared__ int last;
+    pdl_trigger();
+    pdl_wait();
+    const int hd = A.hd, f16 = A.kv_f16, esz = f16 ? 2 : 4, grp = A.n_heads / A.n_kv;
+    const int s = blockIdx.x, g = blockIdx.y, b = blockIdx.z, S = gridDim.x;
+    const int lane = A.multi ? b : 0, qi = A.multi ? 0 : b; /* [batch] as k_attention */
+    const int pos0 = A.pos[lane], len = pos0 + qi + 1, C = att_kv_chunk(len, S, A.chunk), k0 = s * C;
+    if (k0 >= len) return; /* whole block */
+    const int n = min(C, len - k0), nlo = max(k0, pos0), ns = (len + C - 1) / C;
+    const int units = max(ATT_KV_THREADS, grp * hd / ATT_VEC), rsz = att_kv_row(hd, esz);
+    float *qs = sm, *sc = qs + grp * hd, *acc = sc + grp * cmax;
+    char *kt = (char *)(acc + units * ATT_VEC), *vt = kt + (size_t)cmax * rsz;
+    float *wts = (float *)(vt + (size_t)cmax * rsz), *ml = wts + grp * S;
+    char *kc = A.kc + (int64_t)A.slot[lane] * A.slot_bytes, *vc = A.vc + (int64_t)A.slot[lane] * A.slot_bytes;
+    att_kv_stage(A, kc, vc, qs, kt, vt, rsz, k0, n, pos0, nlo, qi, A.multi ? b : 0, A.multi || b == (int)gridDim.z - 1);
+    const float rs = sqrtf((float)hd);
+    for (int idx = threadIdx.x; idx < grp * n; idx += blockDim.x) {
+        const int hh = idx / n, j = idx % n;
+        sc[hh * cmax + j] = dot_row(qs + hh * hd, kt + j * rsz, hd, f16) / rs;
+    }
+    __syncthreads();
+    att_kv_softmax(sc, ml, grp, n, cmax);
+    const int G = att_kv_vpass(acc, sc, vt, rsz, n, grp, cmax, hd, f16);
+    float *pb = A.part + ((int64_t)b * A.n_heads + (int64_t)g * grp) * S * (hd + 2);
+    for (int o = threadIdx.x; o < grp * hd; o += blockDim.x) {
+        const int hh = o / hd, e = o % hd;
+        float a = 0.0f;
+        for (int gg = 0; gg < G; gg++) a += acc[(gg * grp + hh) * hd + e];
+        if (ns == 1) A.out[((int64_t)b * A.n_heads + g * grp + hh) * hd + e] = a / ml[2 * hh + 1];
+        else pb[((int64_t)hh * S + s) * (hd + 2) + 2 + e] = a;
+    }
+    if (ns == 1) return;
+    for (int hh = threadIdx.x; hh < grp; hh += blockDim.x)
+        pb[((int64_t)hh * S + s) * (hd + 2)] = ml[2 * hh], pb[((int64_t)hh * S + s) * (hd + 2) + 1] = ml[2 * hh + 1];
+    __threadfence();
+    __syncthreads();
+    int32_t *cnt = A.cnt + (int64_t)b * A.n_heads + g * grp;
+    if (threadIdx.x == 0) last = atomicAdd(cnt, 1) == ns - 1;
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    if (threadIdx.x == 0) *cnt = 0; /* every other block of (g, b) has counted */
+    att_kv_merge(A, pb, wts, ml, grp, S, ns);
+}
+
+int vz_att_n_variants(void) { return 3; }
+const char *vz_att_variant_name(int v) {
+    static const char *names[] = {"per query head", "by kv head, adaptive splits", "none (timing only)"};
+    return v >= 0 && v < 3 ? names[v] : NULL;
+}
 
 size_t vz_att_counters(int32_t B, int32_t n_heads) { return (size_t)B * (size_t)n_heads; }
 
 void vz_k_attention(float *out, const float *q, const float *k, const float *v, void *kc, void *vc, float *part,
                     int32_t *cnt, const vz_att_seqs *sq, int32_t B, int32_t n_heads, int32_t n_kv, int32_t hd,
-                    int32_t n_ctx, int32_t kv_f16, float theta, int32_t interleaved, int32_t chunk,
+                    int32_t n_ctx, int32_t kv_f16, float theta, int32_t interleaved, int32_t chunk, int32_t variant,
                     cudaStream_t st) {
-    if (chunk < VZ_ATT_CHUNK_MIN || chunk > VZ_ATT_CHUNK) chunk = VZ_ATT_CHUNK_DEFAULT;
-    int S = (n_ctx + chunk - 1) / chunk;
-    size_t shm = sizeof(float) * ((size_t)hd + VZ_ATT_CHUNK + 32 + ATT_THREADS * ATT_VEC) +
-                 2 * (size_t)VZ_CUDA_MAX_BATCH * hd * (kv_f16 ? 2 : 4);
+    if (variant == 2) return;
+    if (chunk < VZ_ATT_CHUNK_MIN || chunk > VZ_ATT_CHUNK) chunk = variant == 1 ? VZ_ATT_KV_CHUNK_DEFAULT : VZ_ATT_CHUNK_DEFAULT;
     att_args A = {out, q, k, v, (char *)kc, (char *)vc, part, cnt, sq->d_pos, sq->d_slot, sq->slot_bytes, sq->multi,
                   n_heads, n_kv, hd, kv_f16, interleaved, theta, chunk};
+    const int esz = kv_f16 ? 2 : 4, S2 = att_kv_splits(n_ctx, chunk), cmax = att_kv_chunk(n_ctx, S2, chunk);
+    const size_t shm2 = att_kv_shm(n_heads / n_kv, hd, cmax, S2, esz);
+    if (variant == 1 && (shm2 <= 48 * 1024 || cudaFuncSetAttribute(k_attention_kv, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                                   (int)shm2) == cudaSuccess)) {
+        launch_pdl(k_attention_kv, dim3(S2, n_kv, B), dim3(ATT_KV_THREADS), shm2, st, A, cmax);
+        return;
+    }
+    int S = (n_ctx + chunk - 1) / chunk;
+    size_t shm = sizeof(float) * ((size_t)hd + VZ_ATT_CHUNK + 32 + ATT_THREADS * ATT_VEC) +
+                 2 * (size_t)VZ_CUDA_MAX_BATCH * hd * esz;
     launch_pdl(k_attention, dim3(S, n_heads, B), dim3(ATT_THREADS), shm, st, A);
 }
 
@@ -408,8 +644,21 @@ static __global__ void k_sample(const float *logits, int32_t vocab, vz_sample_la
     const uint64_t seed = P.seed[lane];
     float best = -INFINITY;
     int32_t idx = INT32_MAX;
-    for (int i = threadIdx.x; i < vocab; i += blockDim.x)
-        if (l[i] > best) best = l[i], idx = i; /* ascending i: strict > keeps the lowest id */
+    /* ascending i per thread: strict > keeps the lowest id; 16-byte loads when aligned */
+    if ((vocab & 3) == 0 && ((uintptr_t)l & 15) == 0) {
+        const float4 *l4 = (const float4 *)l;
+#pragma unroll 4
+        for (int i = threadIdx.x; i < vocab / 4; i += blockDim.x) {
+            const float4 f = l4[i];
+            if (f.x > best) best = f.x, idx = 4 * i;
+            if (f.y > best) best = f.y, idx = 4 * i + 1;
+            if (f.z > best) best = f.z, idx = 4 * i + 2;
+            if (f.w > best) best = f.w, idx = 4 * i + 3;
+        }
+    } else {
+        for (int i = threadIdx.x; i < vocab; i += blockDim.x)
+            if (l[i] > best) best = l[i], idx = i;
+    }
     for (int o = 16; o > 0; o >>= 1) {
         float ov = __shfl_xor_sync(0xffffffffu, best, o);
         int32_t oi = __shfl_xor_sync(0xffffffffu, idx, o);

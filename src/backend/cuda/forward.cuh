@@ -14,12 +14,15 @@
 #include <stdint.h>
 
 #define VZ_CUDA_MAX_BATCH 8
-/* Keys per attention block (chunk, a runtime choice in [MIN, MAX]): a context
- * of n keys runs in ceil(n / chunk) blocks per (query, head), merged by the
- * last of them. */
+/* Keys per attention block (chunk, a runtime choice in [MIN, MAX]; out of
+ * range: the variant's default). Variant 0: a context of n keys runs in
+ * ceil(n / chunk) blocks per (query, head), merged by the last of them.
+ * Variant 1: a fixed number of splits per (query, kv head), each of at least
+ * chunk keys (KV_CHUNK_DEFAULT) and more at long contexts. */
 #define VZ_ATT_CHUNK 128
 #define VZ_ATT_CHUNK_MIN 32
 #define VZ_ATT_CHUNK_DEFAULT 64
+#define VZ_ATT_KV_CHUNK_DEFAULT 32
 
 /* out[b] = w * x[b] / rms(x[b]) for b < B. */
 void vz_k_rmsnorm(const float *x, float *out, const float *w, int32_t B, int32_t dim, float eps, cudaStream_t st);
@@ -44,10 +47,15 @@ typedef struct vz_att_seqs {
 } vz_att_seqs;
 void vz_k_attention(float *out, const float *q, const float *k, const float *v, void *kc, void *vc, float *part,
                     int32_t *cnt, const vz_att_seqs *sq, int32_t B, int32_t n_heads, int32_t n_kv, int32_t hd,
-                    int32_t n_ctx, int32_t kv_f16, float theta, int32_t interleaved, int32_t chunk,
+                    int32_t n_ctx, int32_t kv_f16, float theta, int32_t interleaved, int32_t chunk, int32_t variant,
                     cudaStream_t st);
-/* The attention variants (score pass), timed by the session profiler;
- * variant 0 is the default. Name NULL past the end. */
+/* The attention variants (VZ_CUDA_ATT), timed by the session profiler: 0
+ * (default) one block per (chunk, query head, query); 1 one block per
+ * (split, kv head, query) for all query heads of the kv head (slower than 0
+ * in its first form, the tiled form not yet timed: see forward.cu); 2
+ * launches nothing (a timing knob only: its results are wrong). Variant 1
+ * falls back to 0 when its shared memory cannot be had. Name NULL past the
+ * end. */
 int vz_att_n_variants(void);
 const char *vz_att_variant_name(int v);
 

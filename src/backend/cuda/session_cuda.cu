@@ -209,7 +209,7 @@ vz_status vz_cs_forward(vz_cuda_session *s, int32_t B, int32_t multi) {
         VZ_TRY(vz_cuda_matvec_multi_norm(3, qkv, qkv_out, s->x, B, VZ_CUDA_EPI_NONE, L->attn_norm, c->rms_eps, s->xb, st));
         vz_cs_mark(s, "rmsnorm + qkv matvec");
         vz_k_attention(s->att, s->q, s->k, s->v, kc, vc, s->part, s->att_cnt, &sq, B, nh, nkv, hd, s->n_ctx,
-                       s->kv_f16, c->rope_theta, c->rope_interleaved, s->att_chunk, st);
+                       s->kv_f16, c->rope_theta, c->rope_interleaved, s->att_chunk, s->att_variant, st);
         vz_cs_mark(s, "rope + kv store + attention");
         const vz_cuda_tensor *wo = &L->wo;
         VZ_TRY(vz_cuda_matvec_multi(1, &wo, &s->x, s->att, B, VZ_CUDA_EPI_ADD, st));
@@ -378,7 +378,9 @@ extern "C" vz_status vz_cuda_session_create_plan(vz_cuda_session **out, const vz
     const char *gp = getenv("VZ_CUDA_GEMM_PIPE"); /* bench, tests: gemm.h VZ_GEMM_* flags, process-wide (3: the path before) */
     vz_gemm_pipe_flags(gp && *gp >= '0' && *gp <= '9' ? atoi(gp) : 0);
     const char *ch = getenv("VZ_CUDA_ATT_CHUNK"); /* bench: keys per attention block */
-    s->att_chunk = ch && atoi(ch) >= VZ_ATT_CHUNK_MIN && atoi(ch) <= VZ_ATT_CHUNK ? atoi(ch) : VZ_ATT_CHUNK_DEFAULT;
+    s->att_chunk = ch && atoi(ch) >= VZ_ATT_CHUNK_MIN && atoi(ch) <= VZ_ATT_CHUNK ? atoi(ch) : 0; /* 0: the variant's */
+    const char *av = getenv("VZ_CUDA_ATT"); /* bench: attention variant (forward.cuh; 2 is wrong by design) */
+    s->att_variant = av && atoi(av) > 0 && atoi(av) < vz_att_n_variants() ? atoi(av) : 0;
     *out = s;
     return VZ_OK;
 }

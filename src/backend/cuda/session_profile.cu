@@ -2,7 +2,7 @@
  * session_profile.cu - VZ_CUDA_PROFILE=1 (vramzip bench): times one decode
  * step op by op (eager, an event after each op), the captured graphs, and
  * the graph under each matvec variant and attention chunk size (all give
- * the same bits), printed to stderr. Nothing here runs in normal use.
+ * the same bits; attention variant 2 skips attention), printed to stderr. Nothing here runs in normal use.
  */
 #include <stdio.h>
 #include <string.h>
@@ -51,13 +51,14 @@ static void profile_mv_variants(vz_cuda_session *s, int32_t pos) {
                 vars[v] == old ? ", default" : "", us);
     }
     vz_cuda_matvec_variant(old);
-    const int32_t chunk0 = s->att_chunk;
-    for (int32_t c = VZ_ATT_CHUNK_MIN; c <= VZ_ATT_CHUNK; c *= 2) {
-        s->att_chunk = c;
-        fprintf(stderr, "profile (graph of %d steps, attention chunk %d%s): %.1f us/token\n", DECODE_STEPS, (int)c,
-                c == chunk0 ? ", default" : "", time_decode_graph(s, pos));
-    }
-    s->att_chunk = chunk0;
+    const int32_t chunk0 = s->att_chunk, var0 = s->att_variant;
+    for (int v = 0; v < vz_att_n_variants(); v++)
+        for (int32_t c = VZ_ATT_CHUNK_MIN; c <= VZ_ATT_CHUNK; c *= 2) {
+            s->att_variant = v, s->att_chunk = c;
+            fprintf(stderr, "profile (graph of %d steps, attention %s, chunk %d): %.1f us/token\n", DECODE_STEPS,
+                    vz_att_variant_name(v), (int)c, time_decode_graph(s, pos));
+        }
+    s->att_chunk = chunk0, s->att_variant = var0;
     drop_graphs(s);
 }
 
@@ -71,6 +72,7 @@ void vz_cs_profile(vz_cuda_session *s, int32_t pos) {
     int nt = 0;
     for (int i = 0; i < PROF_MAX; i++)
         if (cudaEventCreate(&s->prof.ev[i]) != cudaSuccess) return;
+    const int32_t var0 = s->att_variant;
     for (int v = 0; v < vz_att_n_variants(); v++) {
         s->att_variant = v;
         memset(us, 0, sizeof us);
@@ -96,7 +98,7 @@ void vz_cs_profile(vz_cuda_session *s, int32_t pos) {
         for (int k = 0; k < nt; k++)
             fprintf(stderr, "  %-24s %8.1f us  %5.1f%%\n", names[k], us[k], 100.0 * us[k] / (tot > 0 ? tot : 1));
     }
-    s->att_variant = 0;
+    s->att_variant = var0;
     cudaGraphExec_t g;
     if (vz_cs_get_graph(s, 1, &g) == VZ_OK) {
         float ms = 0.0f;
