@@ -24,6 +24,7 @@
 #include "codec/codec.h"
 #include "core/half.h"
 #include "core/tensor.h"
+#include "model/plan.h"
 #endif
 
 #define S260K "stories260K/stories260K.bin"
@@ -80,7 +81,7 @@ static void gemm_case(const char *codec, vz_dtype dt, int n, const int64_t *rows
         t.dtype = dt, t.codec = c->id, t.data = b.data, t.size = b.size, t.params = b.params, t.params_size = b.params_size;
         if (arena) {
             assert_int_equal(vz_cuda_tensor_upload_at(&W[i], &t, ab + aoff, NULL), VZ_OK);
-            aoff += vz_cuda_tensor_bytes(&t);
+            aoff += vz_plan_tensor_bytes(&t);
         } else assert_int_equal(vz_cuda_tensor_upload(&W[i], &t, NULL), VZ_OK);
         Wp[i] = &W[i];
         assert_int_equal(c->decode_ref(&t, 0, rows[i], dec), VZ_OK);

@@ -266,19 +266,22 @@ uint64_t vz_plan_layer_pack(const vz_layer *L, int decoded, uint64_t off[14]) {
     return o;
 }
 
-/* Device bytes of tensor t as the session would hold it. */
-/* Device bytes of tensor t as the session would hold it: decompress-at-load
- * allocates each tensor; otherwise the resident encoded tensors share one
- * allocation in 256-byte slices (vz_cuda_tensor_bytes; its one rounding is
- * VZ_PLAN_ARENA_SLACK in the global bytes). */
-static uint64_t tensor_dev_bytes(const vz_tensor *t, vz_residency r) {
-    const uint64_t n = (uint64_t)t->rows * (uint64_t)t->cols;
-    if (r == VZ_RESIDENCY_DECOMPRESS)
-        return vz_plan_dev_round(t->codec == VZ_CODEC_raw ? t->size : n * (uint64_t)vz_dtype_size(vz_plan_decoded_dtype(t)));
+uint64_t vz_plan_tensor_bytes(const vz_tensor *t) {
     uint64_t b = al256(t->size);
     if (t->codec == VZ_CODEC_lossless && t->params && t->params_size >= 2 && t->params[1] < 32)
         b += al256((uint64_t)1 << t->params[1]); /* the code lut */
     return b;
+}
+
+/* Device bytes of tensor t as the session would hold it: decompress-at-load
+ * allocates each tensor; otherwise the resident encoded tensors share one
+ * allocation in 256-byte slices (vz_plan_tensor_bytes; the allocation's one
+ * rounding is VZ_PLAN_ARENA_SLACK in the global bytes). */
+static uint64_t tensor_dev_bytes(const vz_tensor *t, vz_residency r) {
+    const uint64_t n = (uint64_t)t->rows * (uint64_t)t->cols;
+    if (r == VZ_RESIDENCY_DECOMPRESS)
+        return vz_plan_dev_round(t->codec == VZ_CODEC_raw ? t->size : n * (uint64_t)vz_dtype_size(vz_plan_decoded_dtype(t)));
+    return vz_plan_tensor_bytes(t);
 }
 
 vz_status vz_session_plan(const vz_model *m, const vz_session_opts *opts, vz_plan *out) {

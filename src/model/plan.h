@@ -31,6 +31,12 @@
 #define VZ_PLAN_ALIGN 256                     /* sections of a packed layer */
 #define VZ_PLAN_ARENA_SLACK ((uint64_t)2 << 20) /* the weight arena's allocation rounding */
 
+/* Device bytes of tensor t held resident in its encoding inside the weight
+ * arena (one allocation for all such tensors: vz_cuda_tensor_upload_at): its
+ * blob from offset 0 and, lossless, its code lut from offset
+ * roundup(size, 256), each rounded up to 256 bytes. */
+uint64_t vz_plan_tensor_bytes(const vz_tensor *t);
+
 /* Device footprint of one cudaMalloc of n bytes: rounded up to 2 MiB from
  * 1 MiB on, else to 512 bytes. */
 uint64_t vz_plan_dev_round(uint64_t n);

@@ -55,12 +55,9 @@ typedef struct vz_cuda_tensor {
  * A tiled tensor's copy has its exception list in GPU tile order
  * (vz_cuda_tensor_image). */
 vz_status vz_cuda_tensor_upload(vz_cuda_tensor *d, const struct vz_tensor *t, void *stream);
-/* Device bytes t takes in an arena (vz_cuda_tensor_upload_at): its blob
- * and (lossless) lut, each rounded up to 256 bytes. */
-uint64_t vz_cuda_tensor_bytes(const struct vz_tensor *t);
-/* As vz_cuda_tensor_upload, into dev (vz_cuda_tensor_bytes(t) bytes of the
- * caller's, e.g. one allocation for a whole model: no allocator rounding
- * per tensor); d does not own it. */
+/* As vz_cuda_tensor_upload, into dev (vz_plan_tensor_bytes(t) bytes of the
+ * caller's, model/plan.h; e.g. one allocation for a whole model: no
+ * allocator rounding per tensor); d does not own it. */
 vz_status vz_cuda_tensor_upload_at(vz_cuda_tensor *d, const struct vz_tensor *t, uint8_t *dev, void *stream);
 /* [st] d described as vz_cuda_tensor_upload would, without device memory
  * (d->data, d->lut NULL: the caller points them into its own buffer). */

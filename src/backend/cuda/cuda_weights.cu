@@ -89,14 +89,8 @@ extern "C" vz_status vz_cuda_tensor_image(const vz_cuda_tensor *d, const vz_tens
 
 static uint64_t al256(uint64_t x) { return (x + 255) & ~(uint64_t)255; }
 
-extern "C" uint64_t vz_cuda_tensor_bytes(const vz_tensor *t) {
-    uint64_t b = al256(t->size);
-    if (t->codec == VZ_ID_LOSSLESS && t->params && t->params_size >= 2 && t->params[1] < 32)
-        b += al256((uint64_t)1 << t->params[1]);
-    return b;
-}
-
-/* Upload into dev (vz_cuda_tensor_bytes(t) bytes), or with dev NULL into
+/* Upload into dev (vz_plan_tensor_bytes(t) bytes: the blob, then the lut at
+ * al256(size)), or with dev NULL into
  * allocations of d's own. */
 static vz_status wt_upload(vz_cuda_tensor *d, const vz_tensor *t, uint8_t *dev, void *stream) {
     memset(d, 0, sizeof *d);

@@ -71,7 +71,7 @@ static vz_status upload(vz_cuda_session *s, vz_cuda_tensor *d, const vz_tensor *
     if (s->decompress && t->codec != VZ_CODEC_raw) {
         VZ_TRY(upload_decoded(s, d, t));
     } else if (s->arena) {
-        const uint64_t b = vz_cuda_tensor_bytes(t);
+        const uint64_t b = vz_plan_tensor_bytes(t);
         VZ_FAIL_IF(s->arena_off + b > s->arena_bytes, VZ_ERR_ARG, "cuda session: tensor %s past the weight arena", t->name);
         VZ_TRY(vz_cuda_tensor_upload_at(d, t, s->arena + s->arena_off, s->st));
         s->arena_off += b;
@@ -83,7 +83,7 @@ static vz_status upload(vz_cuda_session *s, vz_cuda_tensor *d, const vz_tensor *
 }
 
 /* Layer tensors in arena order: wq wk wv side by side and w1 w3 side by
- * side, each slice 256-byte aligned (vz_cuda_tensor_bytes), so the
+ * side, each slice 256-byte aligned (vz_plan_tensor_bytes), so the
  * prefill's stacked QKV and gate/up GEMMs read raw bf16 weights in place
  * (gemm.cu checks the pointers). dst may be NULL (sizes only). */
 static void layer_tensors(const vz_layer *ml, dev_layer *d, const vz_tensor *src[7], vz_cuda_tensor *dst[7]) {
@@ -99,11 +99,11 @@ static vz_status upload_weights(vz_cuda_session *s, const vz_model *m) {
     s->L = (dev_layer *)calloc((size_t)nl, sizeof *s->L);
     VZ_FAIL_IF(!s->L, VZ_ERR_NOMEM, "cuda session: layer table");
     if (!s->decompress) { /* every resident encoded tensor in one allocation */
-        uint64_t b = vz_cuda_tensor_bytes(m->tok_emb) + (m->output != m->tok_emb ? vz_cuda_tensor_bytes(m->output) : 0);
+        uint64_t b = vz_plan_tensor_bytes(m->tok_emb) + (m->output != m->tok_emb ? vz_plan_tensor_bytes(m->output) : 0);
         for (int32_t l = 0; l < s->n_res; l++) {
             const vz_tensor *src[7];
             layer_tensors(&m->layers[l], NULL, src, NULL);
-            for (int i = 0; i < 7; i++) b += vz_cuda_tensor_bytes(src[i]);
+            for (int i = 0; i < 7; i++) b += vz_plan_tensor_bytes(src[i]);
         }
         cudaError_t e = cudaMalloc((void **)&s->arena, b);
         VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda session: %.1f MiB for the weights: %s", (double)b / (1 << 20),
