@@ -9,6 +9,10 @@
 #   check: after a change, its tests ($VZ_CHECK_TESTS), tinyllama (every codec,
 #     resident and at 600 MiB) and llama2-7b raw and lossless, and a per-op
 #     profile of the 512-token prefill.
+#   final: every GPU test (the tinyllama pair included), tinyllama every codec
+#     (and the prefill decoder at 1 and 4 blocks per SM), the prefill profile,
+#     tinyllama at 600 MiB, compute-sanitizer on a GEMM prefill and a batch,
+#     llama2-7b raw, lossless and q4.
 #   more: compute-sanitizer memcheck and racecheck on generates (fmaf and
 #     tensor-core kernels), the tensor-core kernel (VZ_CUDA_MV=24) end to
 #     end: raw == lossless over 256 tokens, `vramzip bench`, batched decode.
@@ -99,6 +103,62 @@ if [ "$PART" = check ]; then # after a decoder change: its tests, tinyllama and 
     wait $p_l7
     bench l7 150 -m "$W/l7/src" --codec raw,lossless --out-dir "$W/l7" -n 64 --prompt-len 512 --ctx 2048 --kv f16
     step done
+    exit 0
+fi
+
+if [ "$PART" = final ]; then # session 4: every GPU test, tinyllama and llama2-7b benches, prefill profile, sanitizer
+    prep tinyllama-1.1b "$W/tl" lossless q8 q4 &
+    p_tl=$!
+    prep llama2-7b "$W/l7" lossless q4 &
+    p_l7=$!
+    mkdir -p "$W/sm"
+    prep small "$W/sm" lossless &
+    p_sm=$!
+    runtests "$OUT/tests.log" test_cuda_matvec test_cuda_prefill test_cuda_verify test_cuda_stream test_cuda_plan test_batch \
+        test_cuda_lmax
+    wait $p_tl
+    grep -E "done|fail|rror" "$W/tl/prep.log"
+    VZ_TINYLLAMA_RAW="$W/tl/src" VZ_TINYLLAMA_LOSSLESS="$W/tl/lossless.vz" timeout 150 ./tests/test_cuda_forward \
+        >"$W/fwd.log" 2>&1
+    echo "test_cuda_forward rc=$? $(grep -E 'steps: logits|attention|PASSED|FAILED' "$W/fwd.log" | tr '\n' ' ')"
+    cat "$W/fwd.log" >>"$OUT/tests.log"
+    VZ_TINYLLAMA_RAW="$W/tl/src" VZ_TINYLLAMA_LOSSLESS="$W/tl/lossless.vz" timeout 60 ./tests/test_cuda_prefill \
+        >"$W/pf.log" 2>&1
+    echo "test_cuda_prefill (tinyllama pair) rc=$? $(grep -E 'byte-identical|PASSED|FAILED' "$W/pf.log" | tr '\n' ' ')"
+    cat "$W/pf.log" >>"$OUT/tests.log"
+    bench tl 100 -m "$W/tl/src" --codec raw,lossless,q8,q4 --out-dir "$W/tl" -n 128 --prompt-len 512 --ctx 2048 --kv f16
+    for bps in 1 4; do
+        VZ_CUDA_DEC_BPS=$bps bench tl-bps$bps 40 -m "$W/tl/src" --codec lossless,q8,q4 --out-dir "$W/tl" -n 16 \
+            --prompt-len 512 --ctx 2048 --kv f16
+    done
+    step "prefill profile (VZ_CUDA_PROFILE=1), tinyllama raw, lossless, q4, 512-token prompt"
+    VZ_CUDA_PROFILE=1 timeout 60 $V bench --device cuda -m "$W/tl/src" --codec raw,lossless,q4 --out-dir "$W/tl" -n 16 \
+        --prompt-len 512 --ctx 2048 --kv f16 >"$W/prof.txt" 2>"$W/prof.err"
+    echo "rc=$?"
+    cp "$W/prof.err" "$OUT/profile.txt"
+    grep -E "^prefill profile|^  " "$W/prof.err" | head -60
+    bench tl-600m 80 -m "$W/tl/src" --codec lossless,q8,q4 --out-dir "$W/tl" -n 64 --prompt-len 16 --ctx 2048 --kv f16 \
+        --vram-budget 600M
+    wait $p_sm
+    for tool in memcheck racecheck; do
+        step "compute-sanitizer $tool: small lossless, 40-token prompt (GEMM prefill, decode ahead) + 16 tokens, then a batch of 3"
+        timeout 90 compute-sanitizer --tool $tool --error-exitcode 9 $V run -m "$W/sm/lossless.vz" --device cuda -n 16 \
+            -p "$(printf 'Once upon a time there was a little girl who %.0s' 1 2 3 4)" >"$W/san.log" 2>&1
+        echo "rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|Error' "$W/san.log" | head -3 | tr '\n' ' ')"
+        cat "$W/san.log" >>"$OUT/sanitizer.log"
+        timeout 90 compute-sanitizer --tool $tool --error-exitcode 9 $V run -m "$W/sm/lossless.vz" --device cuda -n 16 \
+            -p "One" -p "Two words" -p "and three more" >"$W/san.log" 2>&1
+        echo "rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|Error' "$W/san.log" | head -3 | tr '\n' ' ')"
+        cat "$W/san.log" >>"$OUT/sanitizer.log"
+    done
+    wait $p_l7
+    grep -E "done|fail|rror" "$W/l7/prep.log"
+    l7c=raw
+    for c in lossless q4; do [ -f "$W/l7/$c.vz" ] && l7c="$l7c,$c"; done
+    bench l7 150 -m "$W/l7/src" --codec "$l7c" --out-dir "$W/l7" -n 64 --prompt-len 512 --ctx 2048 --kv f16
+    step "summary"
+    echo "card: $(cat "$W/card.txt")"
+    grep -E "^\[  (PASSED|FAILED) \]|steps: logits" "$OUT/tests.log"
     exit 0
 fi
 

@@ -239,7 +239,7 @@ static __global__ void __launch_bounds__(DEC_WARPS * 32) k_decode(stack3 s, int6
     }
 }
 
-/* Fast kinds (cols % 32 == 0): a grid of 2 blocks per SM whose warps walk
+/* Fast kinds (cols % 32 == 0): a grid of dec_bps blocks per SM whose warps walk
  * the (row, 1024-column block) jobs with the next job's loads in flight
  * while the current one is decoded and stored (vz_*_load / vz_*_decode). */
 template <int KIND>
@@ -310,6 +310,7 @@ static __global__ void __launch_bounds__(DEC_WARPS * 32) k_decode_tile(stack3 s,
 
 static int dec_variant = 1; /* vz_gemm_decode_variant */
 static int n_sms;
+static int dec_bps = 2; /* k_decode_pipe blocks per SM (64 registers, 8 warps: up to 4 fit) */
 
 extern "C" int vz_gemm_decode_variant(int v) {
     int old = dec_variant;
@@ -321,8 +322,12 @@ static vz_status decode_rows(const stack3 &s, int64_t r0, int64_t nr, __nv_bfloa
     const int64_t nit = (s.w[0].gpr + 31) / 32, jobs = nr * nit;
     const int64_t blocks = (jobs + DEC_WARPS - 1) / DEC_WARPS;
     VZ_FAIL_IF(blocks > INT32_MAX, VZ_ERR_SHAPE, "prefill decode: %lld blocks", (long long)blocks);
-    if (!n_sms && cudaDeviceGetAttribute(&n_sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) n_sms = 132;
-    const unsigned pb = (unsigned)(blocks < 2 * n_sms ? blocks : 2 * n_sms);
+    if (!n_sms) {
+        if (cudaDeviceGetAttribute(&n_sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) n_sms = 132;
+        const char *e = getenv("VZ_CUDA_DEC_BPS"); /* bench: blocks per SM of k_decode_pipe (1..4; same bits) */
+        if (e && *e >= '1' && *e <= '4') dec_bps = *e - '0';
+    }
+    const unsigned pb = (unsigned)(blocks < dec_bps * n_sms ? blocks : dec_bps * n_sms);
     if (s.tiled && r0 % 8 == 0 && nr % 8 == 0) {
         const int64_t tiles = nr / 8 * (s.w[0].cols / 128);
         VZ_FAIL_IF(tiles / DEC_WARPS + 1 > INT32_MAX, VZ_ERR_SHAPE, "prefill decode: %lld tiles", (long long)tiles);
