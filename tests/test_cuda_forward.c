@@ -127,9 +127,10 @@ static void test_logits_match_cpu(void **state) {
  * <= 250 keys, within the same ~n*2^-24 relative bound as its dots). f16 KV:
  * each of the 250 x 5 stored K/V rows may differ by one f16 ulp (2^-11
  * relative) in elements whose GPU and CPU f32 values straddle a rounding
- * boundary, six times as many rows as in test_logits_match_cpu, and later
- * rows feel every earlier flip: allowed 1e-3 of the scale (measured on an
- * H200: 3.0e-3 / 18.3 = 1.6e-4 with the first version of variant 1). */
+ * boundary; test_logits_match_cpu bounds those flips by 1e-4 of the scale
+ * over 41 positions, and every later position sees every earlier row's
+ * flips, so the bound scales with the rows: 1e-4 x 250 / 41 ~ 6e-4 of the
+ * scale (measured on an H200: 2.9e-3 / 18.3 = 1.6e-4, both variants). */
 static void test_long_context_stories260k(void **state) {
     (void)state;
     char path[1024];
@@ -151,7 +152,7 @@ static void test_long_context_stories260k(void **state) {
         assert_int_equal(vz_session_eval(cpu, toks, N, a, 1), VZ_OK);
         float scale = 0.0f;
         for (int i = 0; i < N * V; i++) scale = fmaxf(scale, fabsf(a[i]));
-        const float tol = (kv ? 1e-3f : 1e-5f) * scale;
+        const float tol = (kv ? 6e-4f : 1e-5f) * scale;
         for (int var = 0; var < 2; var++) {
             setenv("VZ_CUDA_ATT", var ? "1" : "0", 1);
             vz_session *gpu = vz_test_open_session(m, VZ_DEVICE_CUDA, mode, 256);
