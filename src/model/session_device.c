@@ -4,8 +4,7 @@
  * with on-device sampling, on the CPU it is eval + vz_sampler per token),
  * vz_session_mem_info (VRAM accounting of a CUDA session) and
  * vz_session_prefill_gemm_ref (bench: plain cuBLAS on the prefill's
- * matrices). Owner: fw; the
- * session itself is session.c.
+ * matrices). Owner: fw; the session itself is session.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
