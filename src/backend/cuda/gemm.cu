@@ -4,8 +4,8 @@
  * scratch, then cublasGemmEx (bf16 x bf16, f32 accumulate, f32 out); the
  * first chunk of the next matrix decodes ahead on a second stream under the
  * non-GEMM kernels between (vz_gemm_prefetch); raw bf16 rows contiguous in
- * VRAM go to cuBLAS in place. Path B: one
- * kernel decodes 64-row x 1024-column W tiles into shared memory and runs
+ * VRAM go to cuBLAS in place. Path B: one kernel decodes 64-row x
+ * 1024-column W tiles into shared memory and runs
  * mma.sync m16n8k16 bf16 on them. CPU reference: the codec's decode_ref
  * rounded to bf16, times bf16(x), summed in f32/double (tests/test_cuda_prefill.c
  * states the tolerance). Bench: $BUILD/bench/prefill_bench (bench/gpu_prefill.sh).
@@ -81,10 +81,11 @@ static vz_status cublas_load(void) {
 
 #define GEMM_WSPACE ((size_t)VZ_PLAN_GEMM_WORKSPACE) /* cuBLAS workspace (16 MiB: budgets; NVIDIA suggests 32 on Hopper) */
 
-/* Path A's pipeline: the scratch is two halves; the decode stream ds decodes
- * row chunk c + 1 into one half while cuBLAS multiplies chunk c from the
- * other on st. dec[h]: half h decoded (st waits before its GEMM); used[h]:
- * the GEMM that read half h finished (ds waits before decoding into it). */
+/* Path A's pipeline: the decode stream ds fills the scratch (one buffer,
+ * h = 0; with VZ_GEMM_HALVES two halves, chunk c + 1 decoded into one while
+ * cuBLAS multiplies chunk c from the other on st). dec[h]: buffer h decoded
+ * (st waits before its GEMM); used[h]: the GEMM that read buffer h finished
+ * (ds waits before decoding into it). */
 struct vz_gemm {
     cublasHandle_t h;
     cudaStream_t st, ds;

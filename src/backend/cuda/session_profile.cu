@@ -2,7 +2,8 @@
  * session_profile.cu - VZ_CUDA_PROFILE=1 (vramzip bench): times one decode
  * step op by op (eager, an event after each op), the captured graphs, and
  * the graph under each matvec variant and attention chunk size (all give
- * the same bits; attention variant 2 skips attention), printed to stderr. Nothing here runs in normal use.
+ * the same bits; attention variant 2 skips attention), printed to stderr.
+ * Nothing here runs in normal use.
  */
 #include <stdio.h>
 #include <string.h>
