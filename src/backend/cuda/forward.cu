@@ -13,41 +13,9 @@
 
 #include <cuda_fp16.h>
 
+#include "backend/cuda/attention.cuh"
 #include "backend/cuda/forward.cuh"
 #include "backend/cuda/matvec.cuh"
-
-/* ---- block reductions ------------------------------------------------- */
-
-static __device__ __forceinline__ float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-static __device__ __forceinline__ float warp_max(float v) {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-
-/* Block-wide sum/max; every thread gets the result. red: 32 slots of shared memory. */
-static __device__ float block_sum(float v, float *red) {
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
-    v = warp_sum(v);
-    __syncthreads();
-    if (lane == 0) red[w] = v;
-    __syncthreads();
-    v = lane < nw ? red[lane] : 0.0f;
-    return warp_sum(v);
-}
-
-static __device__ float block_max(float v, float *red) {
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
-    v = warp_max(v);
-    __syncthreads();
-    if (lane == 0) red[w] = v;
-    __syncthreads();
-    v = lane < nw ? red[lane] : -FLT_MAX;
-    return warp_max(v);
-}
 
 /* ---- programmatic dependent launch (PDL) --------------------------------
  * Every kernel here is launched with programmatic stream serialization: it
@@ -110,180 +78,11 @@ void vz_k_rmsnorm(const float *x, float *out, const float *w, int32_t B, int32_t
 }
 
 /* ---- attention: RoPE + KV store + split-context attention, one kernel ---
- * One block per (key chunk s, head h, query b). The block rotates its query,
- * rotates the new keys (positions *d_pos .. *d_pos + b) that fall in its
- * chunk into shared memory (through f16 when the cache is f16, so they read
- * back exactly as stored), and blocks of the last query of each key head
- * also store those rows into the caches; older keys come from the caches
- * (rows below *d_pos, which nobody writes in this launch). Scores with one
- * thread per key (16-byte loads), softmax partials per chunk; the last
- * chunk block of each (h, b) to finish (an atomic count, reset by it)
- * merges the partials in chunk order, so results do not depend on which
- * block is last. A warp-per-key score pass lost (H200, tinyllama-1.1b at
- * 656 positions: 902 us vs 335 us per token over 22 layers) and was deleted. */
-
-#define ATT_THREADS 128
-#define ATT_VEC 8
-
-static __device__ __forceinline__ float kv_at(const void *c, int64_t i, int32_t f16) {
-    return f16 ? __half2float(((const __half *)c)[i]) : ((const float *)c)[i];
-}
-
-/* q . key row kr (head_dim hd) by one thread. */
-static __device__ __forceinline__ float dot_row(const float *qs, const void *kr, int hd, int f16) {
-    float a = 0.0f;
-    if (f16) {
-        const uint4 *p = (const uint4 *)kr;
-        for (int c = 0; c < hd / 8; c++) {
-            uint4 u = p[c];
-            const __half2 *h = (const __half2 *)&u;
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                float2 f = __half22float2(h[i]);
-                a += qs[8 * c + 2 * i] * f.x;
-                a += qs[8 * c + 2 * i + 1] * f.y;
-            }
-        }
-    } else {
-        const float4 *p = (const float4 *)kr;
-        for (int c = 0; c < hd / 4; c++) {
-            float4 f = p[c];
-            a += qs[4 * c] * f.x;
-            a += qs[4 * c + 1] * f.y;
-            a += qs[4 * c + 2] * f.z;
-            a += qs[4 * c + 3] * f.w;
-        }
-    }
-    return a;
-}
-
-/* Where one block finds key/value rows: rows below pos0 in the layer's
- * caches (row stride kvd, head offset ho), rows from nlo on in shared memory
- * (stride hd). esz: bytes per element. */
-struct att_rows {
-    const char *kc, *vc, *nk, *nv;
-    int64_t kvd, ho;
-    int pos0, nlo, hd, esz;
-    __device__ __forceinline__ const void *k(int p) const {
-        return p < pos0 ? kc + ((int64_t)p * kvd + ho) * esz : nk + (int64_t)(p - nlo) * hd * esz;
-    }
-    __device__ __forceinline__ const void *v(int p) const {
-        return p < pos0 ? vc + ((int64_t)p * kvd + ho) * esz : nv + (int64_t)(p - nlo) * hd * esz;
-    }
-};
-
-/* acc[g*hd + e] = sum over keys j = g, g+G, ... of p[j] * V[k0 + j][e]: each
- * thread owns ATT_VEC consecutive elements of a row (one 16-byte load for
- * f16), G groups of keys; loads of successive keys are independent. */
-static __device__ void v_pass(float *acc, const float *p, const att_rows &R, int k0, int n, int hd, int f16) {
-    const int cols = hd / ATT_VEC, G = blockDim.x / cols, c = threadIdx.x % cols, g = threadIdx.x / cols;
-    float a[ATT_VEC];
-#pragma unroll
-    for (int e = 0; e < ATT_VEC; e++) a[e] = 0.0f;
-    if (g < G) {
-#pragma unroll 4
-        for (int j = g; j < n; j += G) {
-            const void *row = R.v(k0 + j);
-            float pj = p[j];
-            if (f16) {
-                uint4 u = *((const uint4 *)row + c);
-                const __half2 *h = (const __half2 *)&u;
-#pragma unroll
-                for (int i = 0; i < 4; i++) {
-                    float2 f = __half22float2(h[i]);
-                    a[2 * i] += pj * f.x;
-                    a[2 * i + 1] += pj * f.y;
-                }
-            } else {
-#pragma unroll
-                for (int e = 0; e < ATT_VEC; e++) a[e] += pj * kv_at(row, (int64_t)c * ATT_VEC + e, 0);
-            }
-        }
-#pragma unroll
-        for (int e = 0; e < ATT_VEC; e++) acc[g * hd + c * ATT_VEC + e] = a[e];
-    }
-}
+ * One block per (key chunk s, head h, query b): att_block (attention.cuh). */
 
 size_t vz_att_part_floats(int32_t B, int32_t n_heads, int32_t hd, int32_t n_ctx) {
     size_t S = ((size_t)n_ctx + VZ_ATT_CHUNK_MIN - 1) / VZ_ATT_CHUNK_MIN;
     return (size_t)B * n_heads * S * (size_t)(hd + 2);
-}
-
-/* Rotated pair i of vec (head_dim hd) at position pos: indices *a, *b, values *r0, *r1. */
-static __device__ __forceinline__ void rope_pair(const float *vec, int i, int pos, int hd, float theta, int interleaved,
-                                                 int *a, int *b, float *r0, float *r1) {
-    float freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
-    float val = (float)pos * freq, c = cosf(val), sn = sinf(val);
-    *a = interleaved ? 2 * i : i, *b = interleaved ? 2 * i + 1 : i + hd / 2;
-    float v0 = vec[*a], v1 = vec[*b];
-    *r0 = v0 * c - v1 * sn, *r1 = v0 * sn + v1 * c;
-}
-
-static __device__ __forceinline__ void put_kv(void *dst, int64_t i, float v, int f16) {
-    if (f16) ((__half *)dst)[i] = __float2half_rn(v);
-    else ((float *)dst)[i] = v;
-}
-
-struct att_args {
-    float *out;
-    const float *q, *k, *v;
-    char *kc, *vc; /* one layer's caches */
-    float *part;
-    int32_t *cnt; /* (B, n_heads) chunk counters, zero between launches */
-    const int32_t *pos, *slot; /* [batch] vz_att_seqs */
-    int64_t slot_bytes;
-    int32_t multi;
-    int32_t n_heads, n_kv, hd, kv_f16, interleaved;
-    float theta;
-    int32_t chunk; /* keys per block, VZ_ATT_CHUNK_MIN..VZ_ATT_CHUNK */
-};
-
-/* Rotated query (row b, the qi-th token of its sequence) into qs; new key
- * rows (rotated; the sequence's first new row is row0 of k, v) and value
- * rows of this chunk into nk/nv, and into the slot's caches kc, vc when this
- * block owns the store (last: the sequence's last query). */
-static __device__ void att_stage(const att_args &A, char *kc, char *vc, float *qs, char *nk, char *nv, int k0, int n,
-                                 int pos0, int nlo, int qi, int row0, bool last) {
-    const int h = blockIdx.y, b = blockIdx.z, hd = A.hd, half = hd / 2, kvd = A.n_kv * hd;
-    const int grp = A.n_heads / A.n_kv, kvh = h / grp, f16 = A.kv_f16;
-    const bool store = last && h % grp == 0;
-    for (int i = threadIdx.x; i < half; i += blockDim.x) {
-        int a, bb;
-        float r0, r1;
-        rope_pair(A.q + ((int64_t)b * A.n_heads + h) * hd, i, pos0 + qi, hd, A.theta, A.interleaved, &a, &bb, &r0, &r1);
-        qs[a] = r0, qs[bb] = r1;
-    }
-    const int nnew = k0 + n - nlo;
-    for (int idx = threadIdx.x; idx < nnew * half; idx += blockDim.x) {
-        const int r = idx / half, i = idx % half, p = nlo + r, bn = row0 + p - pos0;
-        const int64_t src = (int64_t)bn * kvd + (int64_t)kvh * hd, dst = (int64_t)p * kvd + (int64_t)kvh * hd;
-        int a, bb;
-        float r0, r1;
-        rope_pair(A.k + src, i, p, hd, A.theta, A.interleaved, &a, &bb, &r0, &r1);
-        float v0 = A.v[src + a], v1 = A.v[src + bb];
-        put_kv(nk, (int64_t)r * hd + a, r0, f16), put_kv(nk, (int64_t)r * hd + bb, r1, f16);
-        put_kv(nv, (int64_t)r * hd + a, v0, f16), put_kv(nv, (int64_t)r * hd + bb, v1, f16);
-        if (store) {
-            put_kv(kc, dst + a, r0, f16), put_kv(kc, dst + bb, r1, f16);
-            put_kv(vc, dst + a, v0, f16), put_kv(vc, dst + bb, v1, f16);
-        }
-    }
-    __syncthreads();
-}
-
-/* The last chunk block of (h, b): merges the ns partials in chunk order. */
-static __device__ void att_combine(const att_args &A, const float *p, int ns) {
-    const int h = blockIdx.y, b = blockIdx.z, hd = A.hd;
-    float M = -FLT_MAX;
-    for (int s = 0; s < ns; s++) M = fmaxf(M, __ldcg(p + (int64_t)s * (hd + 2)));
-    float L = 0.0f;
-    for (int s = 0; s < ns; s++) L += __ldcg(p + (int64_t)s * (hd + 2) + 1) * expf(__ldcg(p + (int64_t)s * (hd + 2)) - M);
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-        float o = 0.0f;
-        for (int s = 0; s < ns; s++)
-            o += __ldcg(p + (int64_t)s * (hd + 2) + 2 + d) * expf(__ldcg(p + (int64_t)s * (hd + 2)) - M);
-        A.out[((int64_t)b * A.n_heads + h) * hd + d] = o / L;
-    }
 }
 
 static __global__ void __launch_bounds__(ATT_THREADS) k_attention(att_args A) {
@@ -291,52 +90,7 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention(att_args A) {
     __shared__ int last;
     pdl_trigger();
     pdl_wait();
-    const int hd = A.hd, f16 = A.kv_f16, esz = f16 ? 2 : 4;
-    float *qs = sm, *sc = sm + hd, *red = sc + VZ_ATT_CHUNK, *acc = red + 32; /* acc: ATT_THREADS * ATT_VEC */
-    char *nk = (char *)(acc + ATT_THREADS * ATT_VEC), *nv = nk + (size_t)VZ_CUDA_MAX_BATCH * hd * esz;
-    const int s = blockIdx.x, h = blockIdx.y, b = blockIdx.z, S = gridDim.x;
-    /* [batch] multi: row b is token 0 of its own sequence (lane b); else token b of one sequence */
-    const int lane = A.multi ? b : 0, qi = A.multi ? 0 : b;
-    const int C = A.chunk, pos0 = A.pos[lane], len = pos0 + qi + 1, k0 = s * C;
-    if (k0 >= len) return; /* whole block: no barrier is skipped by some threads only */
-    const int n = min(C, len - k0), nlo = max(k0, pos0), kvd = A.n_kv * hd;
-    char *kc = A.kc + (int64_t)A.slot[lane] * A.slot_bytes, *vc = A.vc + (int64_t)A.slot[lane] * A.slot_bytes;
-    att_stage(A, kc, vc, qs, nk, nv, k0, n, pos0, nlo, qi, A.multi ? b : 0, A.multi || b == (int)gridDim.z - 1);
-    const att_rows R = {kc, vc, nk, nv, kvd, (int64_t)(h / (A.n_heads / A.n_kv)) * hd, pos0, nlo, hd, esz};
-    const float rs = sqrtf((float)hd);
-    for (int j = threadIdx.x; j < n; j += blockDim.x) sc[j] = dot_row(qs, R.k(k0 + j), hd, f16) / rs;
-    __syncthreads();
-    float m = -FLT_MAX;
-    for (int j = threadIdx.x; j < n; j += blockDim.x) m = fmaxf(m, sc[j]);
-    m = block_max(m, red);
-    float l = 0.0f;
-    for (int j = threadIdx.x; j < n; j += blockDim.x) {
-        float pe = expf(sc[j] - m);
-        sc[j] = pe;
-        l += pe;
-    }
-    l = block_sum(l, red); /* its barriers also publish sc */
-    v_pass(acc, sc, R, k0, n, hd, f16);
-    __syncthreads();
-    const int G = blockDim.x * ATT_VEC / hd, ns = (len + C - 1) / C;
-    float *po = A.part + (((int64_t)b * A.n_heads + h) * S + s) * (hd + 2);
-    for (int e = threadIdx.x; e < hd; e += blockDim.x) {
-        float a = 0.0f;
-        for (int gg = 0; gg < G; gg++) a += acc[gg * hd + e];
-        if (ns == 1) A.out[((int64_t)b * A.n_heads + h) * hd + e] = a / l; /* = the merge of one chunk */
-        else po[2 + e] = a;
-    }
-    if (ns == 1) return;
-    if (threadIdx.x == 0) po[0] = m, po[1] = l;
-    __threadfence();
-    __syncthreads();
-    int32_t *cnt = A.cnt + (int64_t)b * A.n_heads + h;
-    if (threadIdx.x == 0) last = atomicAdd(cnt, 1) == ns - 1;
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
-    if (threadIdx.x == 0) *cnt = 0; /* every other block of (h, b) has counted */
-    att_combine(A, A.part + ((int64_t)b * A.n_heads + h) * S * (hd + 2), ns);
+    att_block(A, vz_cta(), blockIdx.x, blockIdx.y, blockIdx.z, gridDim.x, gridDim.z, sm, &last);
 }
 
 /* ---- attention by kv head (variant 1, opt-in: VZ_CUDA_ATT=1) ------------
@@ -467,19 +221,7 @@ static __device__ int att_kv_vpass(float *acc, const float *sc, const char *vt, 
         for (int j = gg; j < n; j += G) {
             const void *row = vt + j * rsz;
             float pj = p[j];
-            if (f16) {
-                uint4 q4 = *((const uint4 *)row + c);
-                const __half2 *h = (const __half2 *)&q4;
-#pragma unroll
-                for (int i = 0; i < 4; i++) {
-                    float2 f = __half22float2(h[i]);
-                    a[2 * i] += pj * f.x;
-                    a[2 * i + 1] += pj * f.y;
-                }
-            } else {
-#pragma unroll
-                for (int e = 0; e < ATT_VEC; e++) a[e] += pj * kv_at(row, (int64_t)c * ATT_VEC + e, 0);
-            }
+            v_axpy(a, pj, row, c, f16);
         }
 #pragma unroll
         for (int e = 0; e < ATT_VEC; e++) acc[(gg * grp + hh) * hd + c * ATT_VEC + e] = a[e];
@@ -588,8 +330,7 @@ void vz_k_attention(float *out, const float *q, const float *k, const float *v, 
         return;
     }
     int S = (n_ctx + chunk - 1) / chunk;
-    size_t shm = sizeof(float) * ((size_t)hd + VZ_ATT_CHUNK + 32 + ATT_THREADS * ATT_VEC) +
-                 2 * (size_t)VZ_CUDA_MAX_BATCH * hd * esz;
+    const size_t shm = sizeof(float) * (size_t)vz_att_block_floats(hd, kv_f16);
     launch_pdl(k_attention, dim3(S, n_heads, B), dim3(ATT_THREADS), shm, st, A);
 }
 
@@ -623,7 +364,7 @@ static __device__ uint32_t select_key(const float *l, int32_t vocab, float inv_t
             uint32_t k = fkey(l[i]);
             if (k >= c && k >= floor_key) cnt += by_weight ? expf((l[i] - mx) * inv_t) : 1.0f;
         }
-        if (block_sum(cnt, red) >= target) K = c;
+        if (block_sum(vz_cta(), cnt, red) >= target) K = c;
     }
     return K;
 }
@@ -677,7 +418,7 @@ static __global__ void k_sample(const float *logits, int32_t vocab, vz_sample_la
             float z = 0.0f;
             for (int i = threadIdx.x; i < vocab; i += blockDim.x)
                 if (fkey(l[i]) >= kk) z += expf((l[i] - best) * inv_t);
-            z = block_sum(z, red);
+            z = block_sum(vz_cta(), z, red);
             uint32_t kp = select_key(l, vocab, inv_t, best, kk, top_p * z, 1, red);
             kk = kp > kk ? kp : kk;
         }

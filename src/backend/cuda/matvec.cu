@@ -19,13 +19,13 @@
 #include "backend/cuda/decode.cuh"
 #include "backend/cuda/forward.cuh"
 #include "backend/cuda/matvec.cuh"
+#include "backend/cuda/mv4.cuh"
 
 extern "C" {
 #include "core/status.h"
 }
 
 #define MV_WARPS 4 /* warps per block */
-#define MV_SLOTS 2 /* rows per warp (x reuse, loads in flight) */
 
 struct mv_args : mv_set {
     int batch;
@@ -159,24 +159,6 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) mv_kernel(mv_args a) {
  * overlaps the previous kernel; without it, wait is a no-op. The fmaf order
  * is the one above, so results equal mv_kernel's bitwise. */
 
-template <int KIND>
-static __device__ __forceinline__ void mv2_load(const vz_dview &d, int64_t r, int it, int lane, uint32_t ei,
-                                                vz_gst &st) {
-    if (KIND == VZ_K_RAW_BF16) vz_rawbf_load(d, r, it, lane, st);
-    else if (KIND == VZ_K_LL3) vz_ll3_load2(d, r, it, lane, ei, st);
-    else if (KIND == VZ_K_Q8) vz_q8_load(d, r, it, lane, st);
-    else vz_q4_load(d, r, it, lane, st);
-}
-
-template <int KIND>
-static __device__ __forceinline__ void mv2_decode(const vz_dview &d, const vz_gst &st, int lane, uint32_t *sm,
-                                                  vz_pk &k) {
-    if (KIND == VZ_K_RAW_BF16) vz_rawbf_decode2(st, k);
-    else if (KIND == VZ_K_LL3) vz_ll3_decode2(d, st, lane, sm, k);
-    else if (KIND == VZ_K_Q8) vz_q8_decode2(st, k);
-    else vz_q4_decode2(st, k);
-}
-
 template <int KIND, int B, int MINB>
 static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args a) {
     __shared__ __align__(16) uint32_t smem[MV_WARPS][32 * VZ_SMEM_LANE];
@@ -290,178 +272,25 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
 #define MV4_WARPS 8
 #define MV4_XMAX (96 * 1024) /* bytes of staged x; a larger batch * cols runs mv_kernel/mv2 */
 
-static __device__ __forceinline__ void mv4_rows(int64_t rows, bool silu, int64_t u, int64_t r[MV_SLOTS]) {
-    r[0] = silu ? u : 2 * u;
-    r[1] = silu || 2 * u + 1 < rows ? r[0] + !silu : r[0];
-}
-
-/* Loads of step (u, it) into st; lossless at it == 0: ei = the unit's index
- * (loaded one unit ago into ein), ein = the next unit's. */
-template <int KIND>
-static __device__ __forceinline__ void mv4_fetch(const vz_dview d[MV_SLOTS], bool silu, int64_t u, int64_t uend,
-                                                 int it, int lane, uint32_t ei[MV_SLOTS], uint32_t ein[MV_SLOTS],
-                                                 vz_gst st[MV_SLOTS]) {
-    int64_t r[MV_SLOTS];
-    mv4_rows(d[0].rows, silu, u, r);
-    if (KIND == VZ_K_LL3 && it == 0 && d[0].bpr < 32) {
-        int64_t rn[MV_SLOTS];
-        bool more = u + MV4_WARPS < uend;
-        mv4_rows(d[0].rows, silu, more ? u + MV4_WARPS : u, rn);
-#pragma unroll
-        for (int s = 0; s < MV_SLOTS; s++) {
-            ei[s] = ein[s];
-            ein[s] = more && lane <= d[s].bpr ? __ldg(d[s].eidx + (size_t)rn[s] * d[s].bpr + lane) : 0u;
-        }
-    }
-#pragma unroll
-    for (int s = 0; s < MV_SLOTS; s++) mv2_load<KIND>(d[s], r[s], it, lane, ei[s], st[s]);
-}
-
-/* Butterfly, lane 0 stores unit u's outputs (epilogue as mv_kernel), acc zeroed. */
-template <int B>
-static __device__ __forceinline__ void mv4_store(const mv_args &a, int t, int64_t rows, bool silu, int64_t u, int nb,
-                                                 int lane, float acc[MV_SLOTS][B]) {
-#pragma unroll
-    for (int s = 0; s < MV_SLOTS; s++)
-#pragma unroll
-        for (int b = 0; b < B; b++) {
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) acc[s][b] += __shfl_xor_sync(0xffffffffu, acc[s][b], o);
-        }
-    int64_t r[MV_SLOTS];
-    mv4_rows(rows, silu, u, r);
-    float *y = t == 0 ? a.y[0] : t == 1 ? a.y[1] : a.y[2];
-#pragma unroll
-    for (int b = 0; b < B; b++) {
-        if (b >= nb || lane != 0) break;
-        if (silu) {
-            float g = acc[0][b];
-            a.y[0][(size_t)b * rows + r[0]] = g / (1.0f + expf(-g)) * acc[1][b];
-            continue;
-        }
-#pragma unroll
-        for (int s = 0; s < MV_SLOTS; s++) {
-            if (s == 1 && r[1] == r[0]) break;
-            size_t i = (size_t)b * rows + r[s];
-            y[i] = a.epi == VZ_CUDA_EPI_ADD ? y[i] + acc[s][b] : acc[s][b];
-        }
-    }
-#pragma unroll
-    for (int s = 0; s < MV_SLOTS; s++)
-#pragma unroll
-        for (int b = 0; b < B; b++) acc[s][b] = 0.0f;
-}
-
-/* Steps in flight per warp (the ring depth): the compressed kinds read few
- * bytes per step, so more steps must be in flight to cover DRAM latency. */
-template <int KIND, int B> struct mv4_depth { /* chosen so that no kernel spills (ptxas -v) */
-    enum { D = KIND == VZ_K_RAW_BF16 ? (B <= 5 ? 2 : 1) : KIND == VZ_K_LL3 ? (B <= 4 ? 2 : 1)
-               : KIND == VZ_K_Q8 ? (B == 1 ? 3 : 2) : (B == 1 ? 4 : 2) };
-};
-
-/* Next (unit, group iteration) of a warp's step stream. */
-static __device__ __forceinline__ void mv4_next(int64_t &u, int &it, int nit) {
-    if (++it == nit) it = 0, u += MV4_WARPS;
-}
-
 template <int KIND, int B>
 static __global__ void __launch_bounds__(MV4_WARPS * 32, 2) mv4_kernel(mv_args a) {
-    enum { D = mv4_depth<KIND, B>::D };
     extern __shared__ float4 xs[];
     __shared__ __align__(16) uint32_t smem[KIND == VZ_K_LL3 ? MV4_WARPS : 1][32 * VZ_SMEM_LANE3];
+    __shared__ float nsc[MV4_WARPS];
     mv_pdl_trigger(); /* PDL: the next kernel may start its weight loads now */
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int t = a.tensor();
+    const int t = a.tensor();
     const bool silu = a.epi == VZ_CUDA_EPI_SILU_MUL;
-    vz_dview d[MV_SLOTS];
-    d[0] = a.pick(t);
-    d[1] = silu ? a.pick(1) : d[0];
-    const int64_t rows = d[0].rows, cols = d[0].cols, nunit = silu ? rows : (rows + 1) / 2;
+    const vz_dview d0 = a.pick(t), d1 = silu ? a.pick(1) : d0;
+    const int64_t nunit = silu ? d0.rows : (d0.rows + 1) / 2;
     const int64_t ub = (int64_t)(blockIdx.x - a.blk[t]) * MV4_WARPS * a.upw;
     const int64_t uend = nunit < ub + (int64_t)MV4_WARPS * a.upw ? nunit : ub + (int64_t)MV4_WARPS * a.upw;
-    const int nit = (d[0].gpr + 31) / 32, nb = B < a.batch ? B : a.batch, c4 = (int)(cols >> 2);
-    int64_t u = ub + warp, uf = u; /* u, it: the step consumed next; uf, itf: fetched next */
-    int it = 0, itf = 0;
-    uint32_t ei[MV_SLOTS] = {0, 0}, ein[MV_SLOTS] = {0, 0};
-    vz_gst st[D][MV_SLOTS];
-    if (KIND == VZ_K_LL3 && u < uend && d[0].bpr < 32) { /* the first unit's exception index */
-        int64_t r[MV_SLOTS];
-        mv4_rows(rows, silu, u, r);
-#pragma unroll
-        for (int s = 0; s < MV_SLOTS; s++)
-            ein[s] = lane <= d[s].bpr ? __ldg(d[s].eidx + (size_t)r[s] * d[s].bpr + lane) : 0u;
-    }
-#pragma unroll
-    for (int k = 0; k < D; k++)
-        if (uf < uend) {
-            mv4_fetch<KIND>(d, silu, uf, uend, itf, lane, ei, ein, st[k]);
-            mv4_next(uf, itf, nit);
-        }
+    const int nb = B < a.batch ? B : a.batch, c4 = (int)(d0.cols >> 2);
+    mv4_ring<KIND, B> ring;
+    ring.start(d0, d1, silu, ub + warp, MV4_WARPS, uend, lane);
     mv_pdl_wait(); /* x and y only from here on; weights before */
-    __shared__ float nsc[MV4_WARPS];
-    if (a.nw) { /* fused RMSNorm: w[c] * (x[c] * scale), as vz_k_rmsnorm computes it */
-        if (warp < nb) {
-            const float sc = vz_rms_scale_warp(a.x + (size_t)warp * cols, (int)cols, a.eps);
-            if (lane == 0) nsc[warp] = sc;
-        }
-        __syncthreads();
-    }
-    for (int b = 0; b < nb; b++)
-        for (int j = threadIdx.x; j < c4; j += MV4_WARPS * 32) {
-            float4 v = __ldg((const float4 *)a.x + (size_t)b * c4 + j);
-            if (a.nw) {
-                const float4 w = __ldg((const float4 *)a.nw + j);
-                const float sc = nsc[b];
-                v = make_float4(w.x * (v.x * sc), w.y * (v.y * sc), w.z * (v.z * sc), w.w * (v.w * sc));
-            }
-            xs[b * c4 + (j ^ ((j >> 3) & 7))] = v;
-        }
-    __syncthreads();
-    float acc[MV_SLOTS][B];
-#pragma unroll
-    for (int s = 0; s < MV_SLOTS; s++)
-#pragma unroll
-        for (int b = 0; b < B; b++) acc[s][b] = 0.0f;
-    while (u < uend) { /* warp-uniform; one pass = D steps, ring slot k compile-time */
-#pragma unroll
-        for (int k = 0; k < D; k++) {
-            if (u >= uend) break;
-            vz_pk pk[MV_SLOTS];
-#pragma unroll
-            for (int s = 0; s < MV_SLOTS; s++)
-                mv2_decode<KIND>(d[s], st[k][s], lane, smem[KIND == VZ_K_LL3 ? warp : 0], pk[s]);
-            if (uf < uend) { /* refill the slot: step + D */
-                mv4_fetch<KIND>(d, silu, uf, uend, itf, lane, ei, ein, st[k]);
-                mv4_next(uf, itf, nit);
-            }
-            const int g = it * 32 + lane;
-            if (g < d[0].gpr) {
-                const float4 *xg = xs + 8 * g;
-#pragma unroll
-                for (int q = 0; q < 8; q++) {
-                    float wv[MV_SLOTS][4];
-#pragma unroll
-                    for (int s = 0; s < MV_SLOTS; s++)
-#pragma unroll
-                        for (int e = 0; e < 4; e++) wv[s][e] = vz_pk_elem<KIND>(pk[s], 4 * q + e);
-#pragma unroll
-                    for (int b = 0; b < B; b++) {
-                        if (b >= nb) break;
-                        float4 f = xg[b * c4 + (q ^ (lane & 7))];
-#pragma unroll
-                        for (int s = 0; s < MV_SLOTS; s++) {
-                            acc[s][b] = fmaf(wv[s][0], f.x, acc[s][b]);
-                            acc[s][b] = fmaf(wv[s][1], f.y, acc[s][b]);
-                            acc[s][b] = fmaf(wv[s][2], f.z, acc[s][b]);
-                            acc[s][b] = fmaf(wv[s][3], f.w, acc[s][b]);
-                        }
-                    }
-                }
-            }
-            if (it + 1 == nit) mv4_store<B>(a, t, rows, silu, u, nb, lane, acc);
-            mv4_next(u, it, nit);
-        }
-    }
+    mv4_stage<false>(a.x, a.nw, a.eps, nb, c4, xs, nsc);
+    ring.run(xs, c4, t == 0 ? a.y[0] : t == 1 ? a.y[1] : a.y[2], a.epi, nb, lane, smem[KIND == VZ_K_LL3 ? warp : 0]);
 }
 
 typedef void (*mv_fn)(mv_args);

@@ -184,20 +184,48 @@ static vz_sampler_opts norm_opts(const vz_sampler_opts *so) {
     return o;
 }
 
+/* The output head and sampling of a step over B tokens: logits of every
+ * row, then a pick from the last row (multi: from every row). */
+static vz_status head_and_sample(vz_cuda_session *s, int32_t B, int32_t multi) {
+    const vz_config *c = &s->c;
+    cudaStream_t st = s->st;
+    const vz_cuda_tensor *head = s->out.data ? &s->out : &s->emb;
+    VZ_TRY(vz_cuda_matvec_multi_norm(1, &head, &s->logits, s->x, B, VZ_CUDA_EPI_NONE,
+                                     s->norms + (size_t)(2 * c->n_layers) * c->dim, c->rms_eps, s->xb, st));
+    vz_cs_mark(s, "rmsnorm + head matvec");
+    if (multi) {
+        vz_k_sample(s->logits, B, c->vocab_size, &s->mopts, s->tok, s->out_ids, s->step, s->pos, 1, s->n_ctx, st);
+    } else {
+        vz_sample_lanes one;
+        memset(&one, 0, sizeof one);
+        one.temp[0] = s->gopts.temp, one.top_k[0] = s->gopts.top_k, one.top_p[0] = s->gopts.top_p;
+        one.seed[0] = s->gopts.seed;
+        vz_k_sample(s->logits + (size_t)(B - 1) * c->vocab_size, 1, c->vocab_size, &one, s->tok, s->out_ids, s->step,
+                    s->pos, B, s->n_ctx, st);
+    }
+    vz_cs_mark(s, "sample");
+    return VZ_OK;
+}
+
 /* One step over B tokens at pos[0] of slot[0] (multi: [batch] token b of
  * sequence slot[b] at pos[b]): the model, top to bottom, then sampling from
  * the last row (multi: from every row). Reads like vz_forward (forward.c);
  * residual adds are the matvecs' ADD epilogue, SwiGLU the gate+up matvec's
- * epilogue. */
+ * epilogue. One token of one sequence runs the layers as one persistent
+ * kernel (step.h) unless traced or profiled op by op; the same bits. */
 vz_status vz_cs_forward(vz_cuda_session *s, int32_t B, int32_t multi) {
     const vz_config *c = &s->c;
-    const int32_t dim = c->dim, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
+    const int32_t nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
     const size_t kv_layer = (size_t)s->n_ctx * (size_t)nkv * hd * (s->kv_f16 ? 2 : 4);
     const vz_att_seqs sq = {s->pos, s->slot, (int64_t)s->slot_bytes, multi};
     cudaStream_t st = s->st;
     if (s->sm) VZ_TRY(vz_stream_begin(s->sm, st)); /* [st] first streamed layer's copy starts */
     VZ_TRY(vz_cuda_rows(s->x, s->tok, B, &s->emb, st));
     vz_cs_mark(s, "embed");
+    if (s->pstep && B == 1 && !multi && !s->trace && !s->prof.on && s->att_variant == 0) {
+        VZ_TRY(vz_step_run(s->pstep, st));
+        return head_and_sample(s, B, multi);
+    }
     for (int32_t l = 0; l < c->n_layers; l++) {
         dev_layer *L = &s->L[l];
         vz_cuda_tensor *const lw[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w2, &L->w3};
@@ -226,22 +254,42 @@ vz_status vz_cs_forward(vz_cuda_session *s, int32_t B, int32_t multi) {
         VZ_TRY(vz_cs_trace_row(s, l, 1, s->x, B));
         if (s->sm) VZ_TRY(vz_stream_release(s->sm, l, st));
     }
-    const vz_cuda_tensor *head = s->out.data ? &s->out : &s->emb;
-    VZ_TRY(vz_cuda_matvec_multi_norm(1, &head, &s->logits, s->x, B, VZ_CUDA_EPI_NONE,
-                                     s->norms + (size_t)(2 * c->n_layers) * dim, c->rms_eps, s->xb, st));
-    vz_cs_mark(s, "rmsnorm + head matvec");
-    if (multi) {
-        vz_k_sample(s->logits, B, c->vocab_size, &s->mopts, s->tok, s->out_ids, s->step, s->pos, 1, s->n_ctx, st);
-    } else {
-        vz_sample_lanes one;
-        memset(&one, 0, sizeof one);
-        one.temp[0] = s->gopts.temp, one.top_k[0] = s->gopts.top_k, one.top_p[0] = s->gopts.top_p;
-        one.seed[0] = s->gopts.seed;
-        vz_k_sample(s->logits + (size_t)(B - 1) * c->vocab_size, 1, c->vocab_size, &one, s->tok, s->out_ids, s->step,
-                    s->pos, B, s->n_ctx, st);
+    return head_and_sample(s, B, multi);
+}
+
+/* The persistent step (s->pstep) when every layer is resident, attention
+ * is the default variant and VZ_CUDA_STEP is not 0 (12 or 16: warps per
+ * CTA); layers it cannot run leave the kernel chain. */
+static vz_status setup_step(vz_cuda_session *s) {
+    const char *e = getenv("VZ_CUDA_STEP");
+    if ((e && *e == '0') || s->sm || s->n_res < s->c.n_layers || s->att_variant != 0) return VZ_OK;
+    const vz_config *c = &s->c;
+    vz_step_desc d;
+    memset(&d, 0, sizeof d);
+    d.n_layers = c->n_layers, d.dim = c->dim, d.hidden = c->hidden_dim, d.n_heads = c->n_heads;
+    d.n_kv = c->n_kv_heads, d.head_dim = c->head_dim, d.n_ctx = s->n_ctx, d.kv_f16 = s->kv_f16;
+    d.interleaved = c->rope_interleaved, d.chunk = s->att_chunk, d.warps = e ? atoi(e) : 0;
+    d.eps = c->rms_eps, d.theta = c->rope_theta;
+    d.x = s->x, d.q = s->q, d.k = s->k, d.v = s->v, d.att = s->att, d.hb = s->hb, d.part = s->part;
+    d.cnt = s->att_cnt, d.d_pos = s->pos, d.d_slot = s->slot, d.kc = s->kc, d.vc = s->vc;
+    d.kv_layer = (uint64_t)s->n_ctx * (uint64_t)c->n_kv_heads * (uint64_t)c->head_dim * (s->kv_f16 ? 2 : 4);
+    d.slot_bytes = s->slot_bytes;
+    const vz_cuda_tensor **w = (const vz_cuda_tensor **)malloc(sizeof *w * 7 * (size_t)c->n_layers);
+    const float **norms = (const float **)malloc(sizeof *norms * 2 * (size_t)c->n_layers);
+    vz_status st = w && norms ? VZ_OK : VZ_FAIL(VZ_ERR_NOMEM, "cuda session: step tables");
+    for (int32_t l = 0; st == VZ_OK && l < c->n_layers; l++) {
+        const dev_layer *L = &s->L[l];
+        const vz_cuda_tensor *lw[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w3, &L->w2};
+        memcpy(w + 7 * l, lw, sizeof lw);
+        norms[2 * l] = L->attn_norm, norms[2 * l + 1] = L->ffn_norm;
     }
-    vz_cs_mark(s, "sample");
-    return VZ_OK;
+    uint64_t bytes = 0;
+    if (st == VZ_OK) st = vz_step_create(&s->pstep, &d, w, norms, &bytes);
+    free(w);
+    free(norms);
+    s->scratch_bytes += bytes;
+    if (st == VZ_ERR_UNSUPPORTED || st == VZ_ERR_SHAPE) return VZ_OK; /* the chain runs these layers */
+    return st;
 }
 
 /* Captures `steps` decode steps of B tokens (multi: of B sequences) into *out. */
@@ -381,6 +429,11 @@ extern "C" vz_status vz_cuda_session_create_plan(vz_cuda_session **out, const vz
     s->att_chunk = ch && atoi(ch) >= VZ_ATT_CHUNK_MIN && atoi(ch) <= VZ_ATT_CHUNK ? atoi(ch) : 0; /* 0: the variant's */
     const char *av = getenv("VZ_CUDA_ATT"); /* bench: attention variant (forward.cuh; 2 is wrong by design) */
     s->att_variant = av && atoi(av) > 0 && atoi(av) < vz_att_n_variants() ? atoi(av) : 0;
+    st = setup_step(s);
+    if (st != VZ_OK) {
+        vz_cuda_session_free(s);
+        return st;
+    }
     *out = s;
     return VZ_OK;
 }
@@ -394,6 +447,7 @@ extern "C" void vz_cuda_session_free(vz_cuda_session *s) {
             if (s->mgraph[b][k]) cudaGraphExecDestroy(s->mgraph[b][k]);
     }
     vz_stream_free(s->sm);
+    vz_step_free(s->pstep);
     if (s->L) {
         for (int32_t l = 0; l < s->n_res; l++) { /* streamed layers point into stream slots */
             dev_layer *d = &s->L[l];
@@ -531,6 +585,8 @@ extern "C" vz_status vz_cuda_session_generate_batch(vz_cuda_session *s, int32_t 
            "token download");
     return vz_cs_finish(s);
 }
+
+extern "C" int32_t vz_cuda_session_step_kernel(const vz_cuda_session *s) { return s && s->pstep ? 1 : 0; }
 
 extern "C" void vz_cuda_session_set_trace(vz_cuda_session *s, float *buf) {
     if (s) s->trace = buf;

@@ -1,0 +1,303 @@
+/*
+ * attention.cuh - one decode attention block (RoPE + KV cache store +
+ * attention over one chunk of keys, the partials merged by the chunk's last
+ * block) as a device function of a thread group, shared by forward.cu's
+ * k_attention (one group per CTA) and the persistent decode step (step.cu,
+ * several groups per CTA), so both give the same bits. CPU reference: the
+ * attention loop of src/model/forward.c (tests/test_cuda_forward.c).
+ * Internal to src/backend/cuda.
+ */
+#ifndef VZ_BACKEND_CUDA_ATTENTION_CUH
+#define VZ_BACKEND_CUDA_ATTENTION_CUH
+
+#include <float.h>
+#include <stdint.h>
+
+#include <cuda_fp16.h>
+
+#include "backend/cuda/forward.cuh"
+
+/* A group of nt threads (tid: this thread's index in it) that works as one
+ * block: bar 0 is the whole CTA (__syncthreads), else named barrier bar
+ * (1..15) of the group's nt threads. */
+struct vz_tgroup {
+    int tid, nt, bar;
+    __device__ __forceinline__ void sync() const {
+        if (bar == 0) __syncthreads();
+        else asm volatile("bar.sync %0, %1;" ::"r"(bar), "r"(nt) : "memory");
+    }
+};
+
+static __device__ __forceinline__ vz_tgroup vz_cta() { return vz_tgroup{(int)threadIdx.x, (int)blockDim.x, 0}; }
+
+/* ---- group reductions -------------------------------------------------- */
+
+static __device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+static __device__ __forceinline__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+/* Group-wide sum/max (nt a multiple of 32); every thread gets the result. red: 32 floats of shared memory. */
+static __device__ float block_sum(const vz_tgroup &tg, float v, float *red) {
+    int lane = tg.tid & 31, w = tg.tid >> 5, nw = (tg.nt + 31) >> 5;
+    v = warp_sum(v);
+    tg.sync();
+    if (lane == 0) red[w] = v;
+    tg.sync();
+    v = lane < nw ? red[lane] : 0.0f;
+    return warp_sum(v);
+}
+
+static __device__ float block_max(const vz_tgroup &tg, float v, float *red) {
+    int lane = tg.tid & 31, w = tg.tid >> 5, nw = (tg.nt + 31) >> 5;
+    v = warp_max(v);
+    tg.sync();
+    if (lane == 0) red[w] = v;
+    tg.sync();
+    v = lane < nw ? red[lane] : -FLT_MAX;
+    return warp_max(v);
+}
+
+/* ---- attention: RoPE + KV store + split-context attention, one kernel ---
+ * One block per (key chunk s, head h, query b). The block rotates its query,
+ * rotates the new keys (positions *d_pos .. *d_pos + b) that fall in its
+ * chunk into shared memory (through f16 when the cache is f16, so they read
+ * back exactly as stored), and blocks of the last query of each key head
+ * also store those rows into the caches; older keys come from the caches
+ * (rows below *d_pos, which nobody writes in this launch). Scores with one
+ * thread per key (16-byte loads), softmax partials per chunk; the last
+ * chunk block of each (h, b) to finish (an atomic count, reset by it)
+ * merges the partials in chunk order, so results do not depend on which
+ * block is last. A warp-per-key score pass lost (H200, tinyllama-1.1b at
+ * 656 positions: 902 us vs 335 us per token over 22 layers) and was deleted. */
+
+#define ATT_THREADS 128
+#define ATT_VEC 8
+
+static __device__ __forceinline__ float kv_at(const void *c, int64_t i, int32_t f16) {
+    return f16 ? __half2float(((const __half *)c)[i]) : ((const float *)c)[i];
+}
+
+/* q . key row kr (head_dim hd) by one thread. */
+static __device__ __forceinline__ float dot_row(const float *qs, const void *kr, int hd, int f16) {
+    float a = 0.0f;
+    if (f16) {
+        const uint4 *p = (const uint4 *)kr;
+        for (int c = 0; c < hd / 8; c++) {
+            uint4 u = p[c];
+            const __half2 *h = (const __half2 *)&u;
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                float2 f = __half22float2(h[i]);
+                a += qs[8 * c + 2 * i] * f.x;
+                a += qs[8 * c + 2 * i + 1] * f.y;
+            }
+        }
+    } else {
+        const float4 *p = (const float4 *)kr;
+        for (int c = 0; c < hd / 4; c++) {
+            float4 f = p[c];
+            a += qs[4 * c] * f.x;
+            a += qs[4 * c + 1] * f.y;
+            a += qs[4 * c + 2] * f.z;
+            a += qs[4 * c + 3] * f.w;
+        }
+    }
+    return a;
+}
+
+/* Where one block finds key/value rows: rows below pos0 in the layer's
+ * caches (row stride kvd, head offset ho), rows from nlo on in shared memory
+ * (stride hd). esz: bytes per element. */
+struct att_rows {
+    const char *kc, *vc, *nk, *nv;
+    int64_t kvd, ho;
+    int pos0, nlo, hd, esz;
+    __device__ __forceinline__ const void *k(int p) const {
+        return p < pos0 ? kc + ((int64_t)p * kvd + ho) * esz : nk + (int64_t)(p - nlo) * hd * esz;
+    }
+    __device__ __forceinline__ const void *v(int p) const {
+        return p < pos0 ? vc + ((int64_t)p * kvd + ho) * esz : nv + (int64_t)(p - nlo) * hd * esz;
+    }
+};
+
+/* a[e] += pj * V row[c * ATT_VEC + e], e < ATT_VEC (one 16-byte load for f16). */
+static __device__ __forceinline__ void v_axpy(float a[ATT_VEC], float pj, const void *row, int c, int f16) {
+    if (f16) {
+        uint4 u = *((const uint4 *)row + c);
+        const __half2 *h = (const __half2 *)&u;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            float2 f = __half22float2(h[i]);
+            a[2 * i] += pj * f.x;
+            a[2 * i + 1] += pj * f.y;
+        }
+    } else {
+#pragma unroll
+        for (int e = 0; e < ATT_VEC; e++) a[e] += pj * kv_at(row, (int64_t)c * ATT_VEC + e, 0);
+    }
+}
+
+/* acc[g*hd + e] = sum over keys j = g, g+G, ... of p[j] * V[k0 + j][e]: each
+ * thread owns ATT_VEC consecutive elements of a row (one 16-byte load for
+ * f16), G groups of keys; loads of successive keys are independent. */
+static __device__ void v_pass(const vz_tgroup &tg, float *acc, const float *p, const att_rows &R, int k0, int n, int hd,
+                              int f16) {
+    const int cols = hd / ATT_VEC, G = tg.nt / cols, c = tg.tid % cols, g = tg.tid / cols;
+    float a[ATT_VEC];
+#pragma unroll
+    for (int e = 0; e < ATT_VEC; e++) a[e] = 0.0f;
+    if (g < G) {
+#pragma unroll 4
+        for (int j = g; j < n; j += G) {
+            const void *row = R.v(k0 + j);
+            float pj = p[j];
+            v_axpy(a, pj, row, c, f16);
+        }
+#pragma unroll
+        for (int e = 0; e < ATT_VEC; e++) acc[g * hd + c * ATT_VEC + e] = a[e];
+    }
+}
+
+/* Rotated pair i of vec (head_dim hd) at position pos: indices *a, *b, values *r0, *r1. */
+static __device__ __forceinline__ void rope_pair(const float *vec, int i, int pos, int hd, float theta, int interleaved,
+                                                 int *a, int *b, float *r0, float *r1) {
+    float freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
+    float val = (float)pos * freq, c = cosf(val), sn = sinf(val);
+    *a = interleaved ? 2 * i : i, *b = interleaved ? 2 * i + 1 : i + hd / 2;
+    float v0 = vec[*a], v1 = vec[*b];
+    *r0 = v0 * c - v1 * sn, *r1 = v0 * sn + v1 * c;
+}
+
+static __device__ __forceinline__ void put_kv(void *dst, int64_t i, float v, int f16) {
+    if (f16) ((__half *)dst)[i] = __float2half_rn(v);
+    else ((float *)dst)[i] = v;
+}
+
+struct att_args {
+    float *out;
+    const float *q, *k, *v;
+    char *kc, *vc; /* one layer's caches */
+    float *part;
+    int32_t *cnt; /* (B, n_heads) chunk counters, zero between launches */
+    const int32_t *pos, *slot; /* [batch] vz_att_seqs */
+    int64_t slot_bytes;
+    int32_t multi;
+    int32_t n_heads, n_kv, hd, kv_f16, interleaved;
+    float theta;
+    int32_t chunk; /* keys per block, VZ_ATT_CHUNK_MIN..VZ_ATT_CHUNK */
+};
+
+/* Rotated query (row b, the qi-th token of its sequence) into qs; new key
+ * rows (rotated; the sequence's first new row is row0 of k, v) and value
+ * rows of this chunk into nk/nv, and into the slot's caches kc, vc when this
+ * block owns the store (last: the sequence's last query). */
+static __device__ void att_stage(const att_args &A, const vz_tgroup &tg, int h, int b, char *kc, char *vc, float *qs,
+                                 char *nk, char *nv, int k0, int n, int pos0, int nlo, int qi, int row0, bool last) {
+    const int hd = A.hd, half = hd / 2, kvd = A.n_kv * hd;
+    const int grp = A.n_heads / A.n_kv, kvh = h / grp, f16 = A.kv_f16;
+    const bool store = last && h % grp == 0;
+    for (int i = tg.tid; i < half; i += tg.nt) {
+        int a, bb;
+        float r0, r1;
+        rope_pair(A.q + ((int64_t)b * A.n_heads + h) * hd, i, pos0 + qi, hd, A.theta, A.interleaved, &a, &bb, &r0, &r1);
+        qs[a] = r0, qs[bb] = r1;
+    }
+    const int nnew = k0 + n - nlo;
+    for (int idx = tg.tid; idx < nnew * half; idx += tg.nt) {
+        const int r = idx / half, i = idx % half, p = nlo + r, bn = row0 + p - pos0;
+        const int64_t src = (int64_t)bn * kvd + (int64_t)kvh * hd, dst = (int64_t)p * kvd + (int64_t)kvh * hd;
+        int a, bb;
+        float r0, r1;
+        rope_pair(A.k + src, i, p, hd, A.theta, A.interleaved, &a, &bb, &r0, &r1);
+        float v0 = A.v[src + a], v1 = A.v[src + bb];
+        put_kv(nk, (int64_t)r * hd + a, r0, f16), put_kv(nk, (int64_t)r * hd + bb, r1, f16);
+        put_kv(nv, (int64_t)r * hd + a, v0, f16), put_kv(nv, (int64_t)r * hd + bb, v1, f16);
+        if (store) {
+            put_kv(kc, dst + a, r0, f16), put_kv(kc, dst + bb, r1, f16);
+            put_kv(vc, dst + a, v0, f16), put_kv(vc, dst + bb, v1, f16);
+        }
+    }
+    tg.sync();
+}
+
+/* The last chunk block of (h, b): merges the ns partials in chunk order. */
+static __device__ void att_combine(const att_args &A, const vz_tgroup &tg, int h, int b, const float *p, int ns) {
+    const int hd = A.hd;
+    float M = -FLT_MAX;
+    for (int s = 0; s < ns; s++) M = fmaxf(M, __ldcg(p + (int64_t)s * (hd + 2)));
+    float L = 0.0f;
+    for (int s = 0; s < ns; s++) L += __ldcg(p + (int64_t)s * (hd + 2) + 1) * expf(__ldcg(p + (int64_t)s * (hd + 2)) - M);
+    for (int d = tg.tid; d < hd; d += tg.nt) {
+        float o = 0.0f;
+        for (int s = 0; s < ns; s++)
+            o += __ldcg(p + (int64_t)s * (hd + 2) + 2 + d) * expf(__ldcg(p + (int64_t)s * (hd + 2)) - M);
+        A.out[((int64_t)b * A.n_heads + h) * hd + d] = o / L;
+    }
+}
+
+/* Attention block (s, h, b) of a grid of S x n_heads x nz blocks, run by
+ * the thread group tg (ATT_THREADS threads) in shared memory sm
+ * (vz_att_block_floats floats); last: an int of shared memory. The
+ * k_attention kernel runs one per CTA; the persistent step (step.cu) runs
+ * several per CTA, one per named barrier. */
+static __device__ void att_block(const att_args &A, const vz_tgroup &tg, int s, int h, int b, int S, int nz, float *sm,
+                                 int *last) {
+    const int hd = A.hd, f16 = A.kv_f16, esz = f16 ? 2 : 4;
+    float *qs = sm, *sc = sm + hd, *red = sc + VZ_ATT_CHUNK, *acc = red + 32; /* acc: ATT_THREADS * ATT_VEC */
+    char *nk = (char *)(acc + ATT_THREADS * ATT_VEC), *nv = nk + (size_t)VZ_CUDA_MAX_BATCH * hd * esz;
+    /* [batch] multi: row b is token 0 of its own sequence (lane b); else token b of one sequence */
+    const int lane = A.multi ? b : 0, qi = A.multi ? 0 : b;
+    const int C = A.chunk, pos0 = A.pos[lane], len = pos0 + qi + 1, k0 = s * C;
+    if (k0 >= len) return; /* the whole group: no barrier is skipped by some threads only */
+    const int n = min(C, len - k0), nlo = max(k0, pos0), kvd = A.n_kv * hd;
+    char *kc = A.kc + (int64_t)A.slot[lane] * A.slot_bytes, *vc = A.vc + (int64_t)A.slot[lane] * A.slot_bytes;
+    att_stage(A, tg, h, b, kc, vc, qs, nk, nv, k0, n, pos0, nlo, qi, A.multi ? b : 0, A.multi || b == nz - 1);
+    const att_rows R = {kc, vc, nk, nv, kvd, (int64_t)(h / (A.n_heads / A.n_kv)) * hd, pos0, nlo, hd, esz};
+    const float rs = sqrtf((float)hd);
+    for (int j = tg.tid; j < n; j += tg.nt) sc[j] = dot_row(qs, R.k(k0 + j), hd, f16) / rs;
+    tg.sync();
+    float m = -FLT_MAX;
+    for (int j = tg.tid; j < n; j += tg.nt) m = fmaxf(m, sc[j]);
+    m = block_max(tg, m, red);
+    float l = 0.0f;
+    for (int j = tg.tid; j < n; j += tg.nt) {
+        float pe = expf(sc[j] - m);
+        sc[j] = pe;
+        l += pe;
+    }
+    l = block_sum(tg, l, red); /* its barriers also publish sc */
+    v_pass(tg, acc, sc, R, k0, n, hd, f16);
+    tg.sync();
+    const int G = tg.nt * ATT_VEC / hd, ns = (len + C - 1) / C;
+    float *po = A.part + (((int64_t)b * A.n_heads + h) * S + s) * (hd + 2);
+    for (int e = tg.tid; e < hd; e += tg.nt) {
+        float a = 0.0f;
+        for (int gg = 0; gg < G; gg++) a += acc[gg * hd + e];
+        if (ns == 1) A.out[((int64_t)b * A.n_heads + h) * hd + e] = a / l; /* = the merge of one chunk */
+        else po[2 + e] = a;
+    }
+    if (ns == 1) return;
+    if (tg.tid == 0) po[0] = m, po[1] = l;
+    __threadfence();
+    tg.sync();
+    int32_t *cnt = A.cnt + (int64_t)b * A.n_heads + h;
+    if (tg.tid == 0) *last = atomicAdd(cnt, 1) == ns - 1;
+    tg.sync();
+    if (!*last) return;
+    __threadfence();
+    if (tg.tid == 0) *cnt = 0; /* every other block of (h, b) has counted */
+    att_combine(A, tg, h, b, A.part + ((int64_t)b * A.n_heads + h) * S * (hd + 2), ns);
+}
+
+/* Floats of att_block's shared memory (the new K/V rows as floats' worth of bytes, rounded up). */
+static __host__ __device__ __forceinline__ int vz_att_block_floats(int hd, int kv_f16) {
+    return hd + VZ_ATT_CHUNK + 32 + ATT_THREADS * ATT_VEC + (2 * VZ_CUDA_MAX_BATCH * hd * (kv_f16 ? 2 : 4) + 3) / 4;
+}
+
+#endif

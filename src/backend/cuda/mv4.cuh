@@ -1,0 +1,231 @@
+/*
+ * mv4.cuh - the v4 matvec's warp loop (x staged once per block in shared
+ * memory, a ring of weight loads in flight), shared by the v4 kernel
+ * (matvec.cu) and the persistent decode step (step.cu), so both give the
+ * same bits: lane l of a warp owns code group 32*it + l of a row, fmaf in
+ * element order, groups in order, then the xor-butterfly (matvec.cu).
+ * Internal to src/backend/cuda.
+ */
+#ifndef VZ_BACKEND_CUDA_MV4_CUH
+#define VZ_BACKEND_CUDA_MV4_CUH
+
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "backend/cuda/cuda.h"
+#include "backend/cuda/decode.cuh"
+#include "backend/cuda/matvec.cuh"
+
+#define MV_SLOTS 2 /* rows per warp (x reuse, loads in flight) */
+
+/* The two stages of the fast decoders (decode.cuh) by path KIND: loads of
+ * group it of row r (lossless: ei = the row's exception index entry), then
+ * the decode into packed form. */
+template <int KIND>
+static __device__ __forceinline__ void mv2_load(const vz_dview &d, int64_t r, int it, int lane, uint32_t ei,
+                                                vz_gst &st) {
+    if (KIND == VZ_K_RAW_BF16) vz_rawbf_load(d, r, it, lane, st);
+    else if (KIND == VZ_K_LL3) vz_ll3_load2(d, r, it, lane, ei, st);
+    else if (KIND == VZ_K_Q8) vz_q8_load(d, r, it, lane, st);
+    else vz_q4_load(d, r, it, lane, st);
+}
+
+template <int KIND>
+static __device__ __forceinline__ void mv2_decode(const vz_dview &d, const vz_gst &st, int lane, uint32_t *sm,
+                                                  vz_pk &k) {
+    if (KIND == VZ_K_RAW_BF16) vz_rawbf_decode2(st, k);
+    else if (KIND == VZ_K_LL3) vz_ll3_decode2(d, st, lane, sm, k);
+    else if (KIND == VZ_K_Q8) vz_q8_decode2(st, k);
+    else vz_q4_decode2(st, k);
+}
+
+/* Rows of unit u: a row pair (2u, 2u + 1; the last unit of an odd count
+ * repeats its row), or gate row + up row u (silu). */
+static __device__ __forceinline__ void mv4_rows(int64_t rows, bool silu, int64_t u, int64_t r[MV_SLOTS]) {
+    r[0] = silu ? u : 2 * u;
+    r[1] = silu || 2 * u + 1 < rows ? r[0] + !silu : r[0];
+}
+
+/* Steps in flight per warp (the ring depth): the compressed kinds read few
+ * bytes per step, so more steps must be in flight to cover DRAM latency. */
+template <int KIND, int B> struct mv4_depth { /* chosen so that no kernel spills (ptxas -v) */
+    enum { D = KIND == VZ_K_RAW_BF16 ? (B <= 5 ? 2 : 1) : KIND == VZ_K_LL3 ? (B <= 4 ? 2 : 1)
+               : KIND == VZ_K_Q8 ? (B == 1 ? 3 : 2) : (B == 1 ? 4 : 2) };
+};
+
+/* x staged for the warps of a block: nb rows of c4 float4 (x, or with nw
+ * RMSNorm(x) as vz_k_rmsnorm computes it: w[c] * (x[c] * scale)), float4 j
+ * of group g at j ^ (g & 7), so the 8 lanes of a quarter-warp read 8
+ * distinct 16-byte bank groups. nsc: nb floats of shared memory. All
+ * threads of the block call it; it ends with __syncthreads. COHERENT: x was
+ * written by this kernel (read through L2), else read-only for its life. */
+template <bool COHERENT>
+static __device__ __forceinline__ void mv4_stage(const float *x, const float *nw, float eps, int nb, int c4,
+                                                 float4 *xs, float *nsc) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    if (nw) {
+        if (warp < nb) {
+            const float sc = vz_rms_scale_warp(x + (size_t)warp * c4 * 4, c4 * 4, eps);
+            if (lane == 0) nsc[warp] = sc;
+        }
+        __syncthreads();
+    }
+    for (int b = 0; b < nb; b++)
+        for (int j = threadIdx.x; j < c4; j += blockDim.x) {
+            float4 v = COHERENT ? __ldcg((const float4 *)x + (size_t)b * c4 + j)
+                                : __ldg((const float4 *)x + (size_t)b * c4 + j);
+            if (nw) {
+                const float4 w = __ldg((const float4 *)nw + j);
+                const float sc = nsc[b];
+                v = make_float4(w.x * (v.x * sc), w.y * (v.y * sc), w.z * (v.z * sc), w.w * (v.w * sc));
+            }
+            xs[b * c4 + (j ^ ((j >> 3) & 7))] = v;
+        }
+    __syncthreads();
+}
+
+/* A ring's view of a tensor: held by value (from kernel parameters) or by
+ * pointer (to a copy in shared memory, when it comes from device memory
+ * and registers are scarce). */
+static __device__ __forceinline__ const vz_dview &mv4_dv(const vz_dview &v) { return v; }
+static __device__ __forceinline__ const vz_dview &mv4_dv(const vz_dview *v) { return *v; }
+
+/* One warp's stream of (unit, group iteration) steps over the units u0,
+ * u0 + us, ... below uend of one tensor (d[1]: the up tensor when silu),
+ * the weights of the next D steps in flight during this step's math, also
+ * across units. start() issues the first D steps' loads and touches only
+ * weights (so it may run before x is ready); run() consumes them. Lossless:
+ * a unit's exception index (lane j: block j) is loaded one unit ahead. */
+template <int KIND, int B, typename V = vz_dview> struct mv4_ring {
+    enum { D = mv4_depth<KIND, B>::D };
+    V d[MV_SLOTS];
+    int64_t rows, u, uf, uend, us; /* u, it: the step consumed next; uf, itf: fetched next */
+    int it, itf, nit;
+    bool silu;
+    uint32_t ei[MV_SLOTS], ein[MV_SLOTS];
+    vz_gst st[D][MV_SLOTS];
+
+    __device__ __forceinline__ void next(int64_t &uu, int &ii) const {
+        if (++ii == nit) ii = 0, uu += us;
+    }
+
+    /* Loads of step (uf, itf) into ring slot k, then advances (uf, itf). */
+    __device__ __forceinline__ void fetch(int k, int lane) {
+        int64_t r[MV_SLOTS];
+        mv4_rows(rows, silu, uf, r);
+        if (KIND == VZ_K_LL3 && itf == 0 && mv4_dv(d[0]).bpr < 32) {
+            int64_t rn[MV_SLOTS];
+            const bool more = uf + us < uend;
+            mv4_rows(rows, silu, more ? uf + us : uf, rn);
+#pragma unroll
+            for (int s = 0; s < MV_SLOTS; s++) {
+                ei[s] = ein[s];
+                const vz_dview &v = mv4_dv(d[s]);
+                ein[s] = more && lane <= v.bpr ? __ldg(v.eidx + (size_t)rn[s] * v.bpr + lane) : 0u;
+            }
+        }
+#pragma unroll
+        for (int s = 0; s < MV_SLOTS; s++) mv2_load<KIND>(mv4_dv(d[s]), r[s], itf, lane, ei[s], st[k][s]);
+        next(uf, itf);
+    }
+
+    __device__ __forceinline__ void start(const V &d0, const V &d1, bool silu_, int64_t u0, int64_t us_, int64_t uend_,
+                                          int lane) {
+        d[0] = d0, d[1] = d1, silu = silu_, rows = mv4_dv(d0).rows, us = us_, uend = uend_;
+        nit = (mv4_dv(d0).gpr + 31) / 32, u = uf = u0, it = itf = 0;
+        ei[0] = ei[1] = ein[0] = ein[1] = 0;
+        if (KIND == VZ_K_LL3 && u < uend && mv4_dv(d[0]).bpr < 32) { /* the first unit's exception index */
+            int64_t r[MV_SLOTS];
+            mv4_rows(rows, silu, u, r);
+#pragma unroll
+            for (int s = 0; s < MV_SLOTS; s++) {
+                const vz_dview &v = mv4_dv(d[s]);
+                ein[s] = lane <= v.bpr ? __ldg(v.eidx + (size_t)r[s] * v.bpr + lane) : 0u;
+            }
+        }
+#pragma unroll
+        for (int k = 0; k < D; k++)
+            if (uf < uend) fetch(k, lane);
+    }
+
+    /* Butterfly; lane 0 stores unit u's outputs into y (rows apart per
+     * input): silu(gate) * up, or the row pair (epi ADD: added); acc zeroed. */
+    __device__ __forceinline__ void store(float *y, int epi, int nb, int lane, float acc[MV_SLOTS][B]) const {
+#pragma unroll
+        for (int s = 0; s < MV_SLOTS; s++)
+#pragma unroll
+            for (int b = 0; b < B; b++) {
+#pragma unroll
+                for (int o = 16; o > 0; o >>= 1) acc[s][b] += __shfl_xor_sync(0xffffffffu, acc[s][b], o);
+            }
+        int64_t r[MV_SLOTS];
+        mv4_rows(rows, silu, u, r);
+#pragma unroll
+        for (int b = 0; b < B; b++) {
+            if (b >= nb || lane != 0) break;
+            if (silu) {
+                float g = acc[0][b];
+                y[(size_t)b * rows + r[0]] = g / (1.0f + expf(-g)) * acc[1][b];
+                continue;
+            }
+#pragma unroll
+            for (int s = 0; s < MV_SLOTS; s++) {
+                if (s == 1 && r[1] == r[0]) break;
+                size_t i = (size_t)b * rows + r[s];
+                y[i] = epi == VZ_CUDA_EPI_ADD ? y[i] + acc[s][b] : acc[s][b];
+            }
+        }
+#pragma unroll
+        for (int s = 0; s < MV_SLOTS; s++)
+#pragma unroll
+            for (int b = 0; b < B; b++) acc[s][b] = 0.0f;
+    }
+
+    /* Consumes every step: xs as mv4_stage left it (nb inputs of c4
+     * float4), outputs to y; sm: the warp's lossless scratch. */
+    __device__ __forceinline__ void run(const float4 *xs, int c4, float *y, int epi, int nb, int lane, uint32_t *sm) {
+        float acc[MV_SLOTS][B];
+#pragma unroll
+        for (int s = 0; s < MV_SLOTS; s++)
+#pragma unroll
+            for (int b = 0; b < B; b++) acc[s][b] = 0.0f;
+        while (u < uend) { /* warp-uniform; one pass = D steps, ring slot k compile-time */
+#pragma unroll
+            for (int k = 0; k < D; k++) {
+                if (u >= uend) break;
+                vz_pk pk[MV_SLOTS];
+#pragma unroll
+                for (int s = 0; s < MV_SLOTS; s++) mv2_decode<KIND>(mv4_dv(d[s]), st[k][s], lane, sm, pk[s]);
+                if (uf < uend) fetch(k, lane); /* refill the slot: step + D */
+                const int g = it * 32 + lane;
+                if (g < mv4_dv(d[0]).gpr) {
+                    const float4 *xg = xs + 8 * g;
+#pragma unroll
+                    for (int q = 0; q < 8; q++) {
+                        float wv[MV_SLOTS][4];
+#pragma unroll
+                        for (int s = 0; s < MV_SLOTS; s++)
+#pragma unroll
+                            for (int e = 0; e < 4; e++) wv[s][e] = vz_pk_elem<KIND>(pk[s], 4 * q + e);
+#pragma unroll
+                        for (int b = 0; b < B; b++) {
+                            if (b >= nb) break;
+                            float4 f = xg[b * c4 + (q ^ (lane & 7))];
+#pragma unroll
+                            for (int s = 0; s < MV_SLOTS; s++) {
+                                acc[s][b] = fmaf(wv[s][0], f.x, acc[s][b]);
+                                acc[s][b] = fmaf(wv[s][1], f.y, acc[s][b]);
+                                acc[s][b] = fmaf(wv[s][2], f.z, acc[s][b]);
+                                acc[s][b] = fmaf(wv[s][3], f.w, acc[s][b]);
+                            }
+                        }
+                    }
+                }
+                if (it + 1 == nit) store(y, epi, nb, lane, acc);
+                next(u, it);
+            }
+        }
+    }
+};
+
+#endif
