@@ -420,10 +420,9 @@ static __nv_bfloat16 *buf_ptr(const vz_gemm *g, const plan_a &p, int h) {
 }
 
 /* Raw bf16 rows [r0, r0 + nr) of the stack where they lie in device memory,
- * when they are one contiguous 256-byte aligned run (the weight arena puts
- * wq wk wv and w1 w3 side by side); else NULL: they are copied. */
-static const void *direct_rows(const stack3 &s, int64_t r0, int64_t nr) {
-    if (pipe_flags & VZ_GEMM_COPY) return NULL;
+ * when they are one contiguous run (the weight arena puts wq wk wv and
+ * w1 w3 side by side); else NULL. */
+static const void *stack_rows(const stack3 &s, int64_t r0, int64_t nr) {
     const int64_t cols = s.w[0].cols;
     const uint8_t *p = NULL, *end = NULL;
     int64_t lo = 0;
@@ -436,15 +435,36 @@ static const void *direct_rows(const stack3 &s, int64_t r0, int64_t nr) {
         if (!p) p = a;
         end = d.data + (s.r1[i] - lo) * cols * 2;
     }
-    return p && ((uintptr_t)p & 255) == 0 ? p : NULL;
+    return p;
 }
 
-/* Chunk [r0, r0 + nr) decoded into the next buffer, on ds after the GEMM
- * that last read it (on_ds), else on st. *half: the buffer, or -1 when the
- * rows are read in place. */
-static vz_status issue(vz_gemm *g, const plan_a &p, const stack3 &s, int64_t r0, int64_t nr, int on_ds, int *half) {
+extern "C" vz_status vz_gemm_raw_stack(int n, const vz_cuda_tensor *const *W, const void **w) {
+    VZ_FAIL_IF(!w, VZ_ERR_ARG, "vz_gemm_raw_stack: NULL argument");
+    *w = NULL;
+    stack3 s;
+    VZ_TRY(make_stack(&s, n, W));
+    *w = stack_rows(s, 0, s.r1[2]);
+    return VZ_OK;
+}
+
+/* stack_rows when path A may read the rows in place: the run is 256-byte
+ * aligned (as the scratch is) and VZ_GEMM_COPY is off; else NULL: the rows
+ * are copied through the scratch. */
+static const void *direct_rows(const stack3 &s, int64_t r0, int64_t nr) {
+    if (pipe_flags & VZ_GEMM_COPY) return NULL;
+    const void *p = stack_rows(s, r0, nr);
+    return ((uintptr_t)p & 255) == 0 ? p : NULL;
+}
+
+/* Chunk [r0, r0 + nr) made ready for its GEMM: read in place (direct_rows),
+ * else decoded into the next buffer, on ds after the GEMM that last read it
+ * (on_ds), else on st. *w: what the GEMM reads; *half: the buffer, or -1
+ * when the rows are read in place. */
+static vz_status issue(vz_gemm *g, const plan_a &p, const stack3 &s, int64_t r0, int64_t nr, int on_ds, int *half,
+                       const void **w) {
     *half = -1;
-    if (direct_rows(s, r0, nr)) return VZ_OK;
+    *w = direct_rows(s, r0, nr);
+    if (*w) return VZ_OK;
     const int h = p.halves ? g->next : 0;
     g->next ^= 1;
     if (on_ds && cudaStreamWaitEvent(g->ds, g->used[h], 0) != cudaSuccess)
@@ -452,7 +472,7 @@ static vz_status issue(vz_gemm *g, const plan_a &p, const stack3 &s, int64_t r0,
     VZ_TRY(decode_rows(s, r0, nr, buf_ptr(g, p, h), on_ds ? g->ds : g->st));
     if (on_ds && cudaEventRecord(g->dec[h], g->ds) != cudaSuccess)
         return VZ_FAIL(VZ_ERR_CUDA, "prefill gemm: decode event");
-    *half = h;
+    *half = h, *w = buf_ptr(g, p, h);
     return VZ_OK;
 }
 
@@ -480,20 +500,22 @@ static vz_status run_a(vz_gemm *g, const stack3 &s, float *y, int64_t ldy, const
     VZ_FAIL_IF(chunk < 1, VZ_ERR_ARG, "prefill gemm: scratch holds no row of %lld cols", (long long)cols);
     const int ahead = p.halves && !p.serial; /* the next chunk decodes during this one's GEMM */
     int h, h_ds = 0; /* h_ds: chunk decoded on ds, not yet waited for */
+    const void *w;   /* what this chunk's GEMM reads (issue) */
     if (g->pend.n) VZ_TRY(st_wait(g, g->dec[g->pend.h])); /* prefetched: used now, or done before it is overwritten */
-    if (g->pend.n && pend_matches(g, s)) h = g->pend.h;
-    else VZ_TRY(issue(g, p, s, 0, R < chunk ? R : chunk, 0, &h));
+    if (g->pend.n && pend_matches(g, s)) h = g->pend.h, w = buf_ptr(g, p, h);
+    else VZ_TRY(issue(g, p, s, 0, R < chunk ? R : chunk, 0, &h, &w));
     g->pend.n = 0;
     for (int64_t r0 = 0; r0 < R; r0 += chunk) {
         const int64_t nr = R - r0 < chunk ? R - r0 : chunk, r1 = r0 + chunk, nn = R - r1 < chunk ? R - r1 : chunk;
         int hn = -1;
-        if (ahead && r1 < R) VZ_TRY(issue(g, p, s, r1, nn, 1, &hn));
+        const void *wn = NULL;
+        if (ahead && r1 < R) VZ_TRY(issue(g, p, s, r1, nn, 1, &hn, &wn));
         if (h >= 0 && h_ds) VZ_TRY(st_wait(g, g->dec[h]));
-        VZ_TRY(cublas_mm(g, h >= 0 ? buf_ptr(g, p, h) : direct_rows(s, r0, nr), nr, cols, y + r0, ldy, x, ldx, T, add));
+        VZ_TRY(cublas_mm(g, w, nr, cols, y + r0, ldy, x, ldx, T, add));
         if (h >= 0 && cudaEventRecord(g->used[h], g->st) != cudaSuccess)
             return VZ_FAIL(VZ_ERR_CUDA, "prefill gemm: GEMM event");
-        if (!ahead && r1 < R) VZ_TRY(issue(g, p, s, r1, nn, 0, &hn));
-        h = hn, h_ds = ahead;
+        if (!ahead && r1 < R) VZ_TRY(issue(g, p, s, r1, nn, 0, &hn, &wn));
+        h = hn, w = wn, h_ds = ahead;
     }
     return VZ_OK;
 }
@@ -507,27 +529,31 @@ extern "C" vz_status vz_gemm_prefetch(vz_gemm *g, int n, const vz_cuda_tensor *c
     if (g->pend.n) VZ_TRY(st_wait(g, g->dec[g->pend.h])); /* an unused prefetch: its buffer may be reused */
     g->pend.n = 0;
     int h;
-    VZ_TRY(issue(g, p, s, 0, s.r1[2] < p.chunk ? s.r1[2] : p.chunk, 1, &h));
+    const void *w;
+    VZ_TRY(issue(g, p, s, 0, s.r1[2] < p.chunk ? s.r1[2] : p.chunk, 1, &h, &w));
     if (h < 0) return VZ_OK;
     g->pend.n = n, g->pend.h = h;
     for (int i = 0; i < n; i++) g->pend.data[i] = s.w[i].data;
     return VZ_OK;
 }
 
+/* Stream to waits for everything issued on stream from so far (event e
+ * recorded on from); what names the step in the error. */
+static vz_status cross_wait(cudaStream_t to, cudaStream_t from, cudaEvent_t e, const char *what) {
+    cudaError_t r = cudaEventRecord(e, from);
+    if (r == cudaSuccess) r = cudaStreamWaitEvent(to, e, 0);
+    VZ_FAIL_IF(r != cudaSuccess, VZ_ERR_CUDA, "prefill gemm: %s: %s", what, cudaGetErrorString(r));
+    return VZ_OK;
+}
+
 extern "C" vz_status vz_gemm_fork(vz_gemm *g) {
     VZ_FAIL_IF(!g, VZ_ERR_ARG, "vz_gemm_fork: NULL context");
-    cudaError_t e = cudaEventRecord(g->fork, g->st);
-    if (e == cudaSuccess) e = cudaStreamWaitEvent(g->ds, g->fork, 0);
-    VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "prefill gemm: fork: %s", cudaGetErrorString(e));
-    return VZ_OK;
+    return cross_wait(g->ds, g->st, g->fork, "fork");
 }
 
 extern "C" vz_status vz_gemm_join(vz_gemm *g) {
     VZ_FAIL_IF(!g, VZ_ERR_ARG, "vz_gemm_join: NULL context");
-    cudaError_t e = cudaEventRecord(g->join, g->ds);
-    if (e == cudaSuccess) e = cudaStreamWaitEvent(g->st, g->join, 0);
-    VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "prefill gemm: join: %s", cudaGetErrorString(e));
-    return VZ_OK;
+    return cross_wait(g->st, g->ds, g->join, "join");
 }
 
 #include "backend/cuda/gemm_mma.cuh"

@@ -51,17 +51,27 @@ vz_status vz_gemm_scratch_mm(vz_gemm *g, int64_t rows, int64_t cols, float *y, i
 vz_status vz_gemm_bf16(vz_gemm *g, const void *w, int64_t rows, int64_t cols, float *y, int64_t ldy, const void *x,
                        int64_t ldx, int32_t T, int32_t add);
 
+/* *w: the device address of the stacked W[0..n) (1..3 tensors with the same
+ * cols) when every one is raw bf16 and each starts where the one before
+ * ends, so the stack is one (sum of rows, cols) bf16 matrix; else NULL.
+ * Borrowed from the tensors (valid while they are uploaded). Path A reads
+ * such rows in place (when also 256-byte aligned); the plain-cuBLAS
+ * prefill reference multiplies them in one call. VZ_ERR_ARG / VZ_ERR_SHAPE
+ * as vz_gemm_run for bad tensors. */
+vz_status vz_gemm_raw_stack(int n, const vz_cuda_tensor *const *W, const void **w);
+
 /* Path A (gemm.cu run_a): row chunks of the scratch, each decoded then
- * multiplied by cuBLAS on g's stream; raw bf16 chunks lying contiguous and
- * 256-byte aligned in device memory are multiplied in place (same call,
- * same bits). Flags (tests, bench; process-wide, default 0): SERIAL: no
- * decode ahead on the second stream (vz_gemm_prefetch is a no-op); COPY:
- * raw chunks copied through the scratch (so SERIAL | COPY is the path of
- * before); HALVES: chunks of half the scratch, chunk c + 1 decoded on the
- * second stream while chunk c multiplies (events order both ways; measured
- * slower on an H200: bench/results/2026-11-28-pfgemm-h200.md). Bits depend
- * on HALVES (other chunks), never on SERIAL or COPY. f < 0 only reads;
- * returns the previous flags. */
+ * multiplied by cuBLAS on g's stream; raw bf16 chunks lying contiguous (as
+ * vz_gemm_raw_stack decides) and 256-byte aligned in device memory are
+ * multiplied in place (same call, same bits). Flags (tests, bench;
+ * process-wide, default 0): SERIAL: no decode ahead on the second stream
+ * (vz_gemm_prefetch is a no-op); COPY: raw chunks copied through the
+ * scratch (so SERIAL | COPY is the path of before); HALVES: chunks of half
+ * the scratch, chunk c + 1 decoded on the second stream while chunk c
+ * multiplies (events order both ways; measured slower on an H200:
+ * bench/results/2026-11-28-pfgemm-h200.md). Bits depend on HALVES (other
+ * chunks), never on SERIAL or COPY. f < 0 only reads; returns the previous
+ * flags. */
 enum { VZ_GEMM_SERIAL = 1, VZ_GEMM_COPY = 2, VZ_GEMM_HALVES = 4 };
 int vz_gemm_pipe_flags(int f);
 

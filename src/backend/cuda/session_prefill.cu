@@ -198,15 +198,14 @@ void vz_cs_prefill_free(vz_cuda_session *s) {
 /* Raw bf16 in device memory: the reference multiplies it as is. */
 static int ref_ok(const vz_cuda_tensor *t) { return t->codec == VZ_CODEC_raw && t->dtype == VZ_DTYPE_BF16; }
 
-/* One cublasGemmEx over the stacked t[0..n) when they lie contiguous, else one per tensor. */
+/* One cublasGemmEx over the stacked t[0..n) when they lie contiguous (vz_gemm_raw_stack), else one per tensor. */
 static vz_status ref_gemm(vz_gemm *g, int n, const vz_cuda_tensor *const *t, float *y, int64_t ldy, const void *x,
                           int64_t ldx, int32_t T) {
-    int contiguous = 1;
-    for (int i = 1; i < n; i++)
-        contiguous &= t[i]->data == t[i - 1]->data + (size_t)t[i - 1]->rows * (size_t)t[i - 1]->cols * 2;
+    const void *w;
+    VZ_TRY(vz_gemm_raw_stack(n, t, &w));
     int64_t rows = 0;
     for (int i = 0; i < n; i++) rows += t[i]->rows;
-    if (contiguous) return vz_gemm_bf16(g, t[0]->data, rows, t[0]->cols, y, ldy, x, ldx, T, 0);
+    if (w) return vz_gemm_bf16(g, w, rows, t[0]->cols, y, ldy, x, ldx, T, 0);
     for (int i = 0, r = 0; i < n; r += (int)t[i]->rows, i++)
         VZ_TRY(vz_gemm_bf16(g, t[i]->data, t[i]->rows, t[i]->cols, y + r, ldy, x, ldx, T, 0));
     return VZ_OK;
