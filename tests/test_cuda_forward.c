@@ -361,8 +361,8 @@ static void test_sampling_stories260k(void **state) {
 }
 
 #ifdef VZ_HAVE_CUDA
-/* One model: a session on the kernel chain (VZ_CUDA_STEP=0) and one on the
- * persistent step (asserted to run it). After a 300-token prompt (5
+/* One model: a session on the kernel chain (the default) and one on the
+ * persistent step (VZ_CUDA_STEP=1, asserted to run it). After a 300-token prompt (5
  * attention chunks, so the merge runs), 40 one-token evals must give
  * byte-identical logits (positions 300..339 cross a chunk boundary at 320),
  * and a greedy generate of 24 tokens (3 launches of the 8-step graph) the
@@ -374,10 +374,11 @@ static void compare_step_chain(const char *path, vz_kv_mode kv) {
     vz_model_info info;
     assert_int_equal(vz_model_get_info(m, &info), VZ_OK);
     const int32_t V = info.vocab_size;
-    setenv("VZ_CUDA_STEP", "0", 1);
-    vz_session *chain = vz_test_open_session(m, VZ_DEVICE_CUDA, kv, 1024);
     unsetenv("VZ_CUDA_STEP");
+    vz_session *chain = vz_test_open_session(m, VZ_DEVICE_CUDA, kv, 1024);
+    setenv("VZ_CUDA_STEP", "1", 1);
     vz_session *step = vz_test_open_session(m, VZ_DEVICE_CUDA, kv, 1024);
+    unsetenv("VZ_CUDA_STEP");
     assert_int_equal(vz_cuda_session_step_kernel(chain->cuda), 0);
     assert_int_equal(vz_cuda_session_step_kernel(step->cuda), 1);
     int32_t *toks = malloc(sizeof(int32_t) * P), ga[GEN], gb[GEN];

@@ -86,26 +86,43 @@ static __device__ __forceinline__ float kv_at(const void *c, int64_t i, int32_t 
 /* q . key row kr (head_dim hd) by one thread. */
 static __device__ __forceinline__ float dot_row(const float *qs, const void *kr, int hd, int f16) {
     float a = 0.0f;
-    if (f16) {
+    if (f16) { /* 8 loads in flight at a time, then the sum in element order */
         const uint4 *p = (const uint4 *)kr;
-        for (int c = 0; c < hd / 8; c++) {
-            uint4 u = p[c];
-            const __half2 *h = (const __half2 *)&u;
+        for (int c0 = 0; c0 < hd / 8; c0 += 8) {
+            uint4 u[8];
 #pragma unroll
-            for (int i = 0; i < 4; i++) {
-                float2 f = __half22float2(h[i]);
-                a += qs[8 * c + 2 * i] * f.x;
-                a += qs[8 * c + 2 * i + 1] * f.y;
-            }
+            for (int j = 0; j < 8; j++)
+                if (c0 + j < hd / 8) u[j] = p[c0 + j];
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+                if (c0 + j < hd / 8) {
+                    const int c = c0 + j;
+#pragma unroll
+                    for (int i = 0; i < 4; i++) {
+                        const uint32_t w = i == 0 ? u[j].x : i == 1 ? u[j].y : i == 2 ? u[j].z : u[j].w;
+                        const float2 f = __half22float2(*(const __half2 *)&w);
+                        a += qs[8 * c + 2 * i] * f.x;
+                        a += qs[8 * c + 2 * i + 1] * f.y;
+                    }
+                }
         }
     } else {
         const float4 *p = (const float4 *)kr;
-        for (int c = 0; c < hd / 4; c++) {
-            float4 f = p[c];
-            a += qs[4 * c] * f.x;
-            a += qs[4 * c + 1] * f.y;
-            a += qs[4 * c + 2] * f.z;
-            a += qs[4 * c + 3] * f.w;
+        for (int c0 = 0; c0 < hd / 4; c0 += 8) {
+            float4 u[8];
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+                if (c0 + j < hd / 4) u[j] = p[c0 + j];
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+                if (c0 + j < hd / 4) {
+                    const float4 f = u[j];
+                    const int c = c0 + j;
+                    a += qs[4 * c] * f.x;
+                    a += qs[4 * c + 1] * f.y;
+                    a += qs[4 * c + 2] * f.z;
+                    a += qs[4 * c + 3] * f.w;
+                }
         }
     }
     return a;

@@ -289,7 +289,7 @@ static __global__ void __launch_bounds__(MV4_WARPS * 32, 2) mv4_kernel(mv_args a
     mv4_ring<KIND, B> ring;
     ring.start(d0, d1, silu, ub + warp, MV4_WARPS, uend, lane);
     mv_pdl_wait(); /* x and y only from here on; weights before */
-    mv4_stage<false>(a.x, a.nw, a.eps, nb, c4, xs, nsc);
+    mv4_stage<false, true>(a.x, a.nw, a.eps, nb, c4, xs, nsc);
     ring.run(xs, c4, t == 0 ? a.y[0] : t == 1 ? a.y[1] : a.y[2], a.epi, nb, lane, smem[KIND == VZ_K_LL3 ? warp : 0]);
 }
 

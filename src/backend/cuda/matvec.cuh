@@ -24,17 +24,26 @@ extern "C" {
 static __device__ __forceinline__ void mv_pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
 static __device__ __forceinline__ void mv_pdl_trigger() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
 
-/* RMSNorm's scale of one row x (dim floats): 1 / sqrt(mean(x^2) + eps),
- * summed in double by one warp (lane l: elements l, l + 32, ... in order,
- * then an xor-butterfly): the same bits in every kernel that calls it
- * (vz_k_rmsnorm, the fused norm of the v4 matvec). Every lane gets it. */
-static __device__ __forceinline__ float vz_rms_scale_warp(const float *x, int dim, float eps) {
+/* RMSNorm's scale of one row of dim floats, element i = at(i): 1 /
+ * sqrt(mean(x^2) + eps), summed in double by one warp (lane l: elements l,
+ * l + 32, ... in order, then an xor-butterfly): the same bits in every
+ * kernel that calls it (vz_k_rmsnorm, the fused norm of the v4 matvec,
+ * which reads x from shared memory). Every lane gets it. */
+template <typename F>
+static __device__ __forceinline__ float vz_rms_scale_at(F at, int dim, float eps) {
     const int lane = threadIdx.x & 31;
     double ss = 0.0;
-    for (int i = lane; i < dim; i += 32) ss += (double)x[i] * x[i];
+    for (int i = lane; i < dim; i += 32) {
+        const float v = at(i);
+        ss += (double)v * v;
+    }
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
     return (float)(1.0 / sqrt(ss / dim + eps));
+}
+
+static __device__ __forceinline__ float vz_rms_scale_warp(const float *x, int dim, float eps) {
+    return vz_rms_scale_at([x](int i) { return x[i]; }, dim, eps);
 }
 
 /* The tensors of one multi-matvec launch, as both families take them: up

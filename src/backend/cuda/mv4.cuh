@@ -56,14 +56,22 @@ template <int KIND, int B> struct mv4_depth { /* chosen so that no kernel spills
 /* x staged for the warps of a block: nb rows of c4 float4 (x, or with nw
  * RMSNorm(x) as vz_k_rmsnorm computes it: w[c] * (x[c] * scale)), float4 j
  * of group g at j ^ (g & 7), so the 8 lanes of a quarter-warp read 8
- * distinct 16-byte bank groups. nsc: nb floats of shared memory. All
- * threads of the block call it; it ends with __syncthreads. COHERENT: x was
- * written by this kernel (read through L2), else read-only for its life. */
-template <bool COHERENT>
+ * distinct 16-byte bank groups. Warp b sums row b in the norm's one order
+ * (matvec.cuh), either from shared memory after the copy (SMEM_NORM: the
+ * copy's loads all in flight at once; about 1 us less per norm in the v4
+ * kernel, H200) or from x in global memory before it (the persistent step,
+ * whose weight ring is live in registers here: the shared-memory sum made
+ * it spill inside its matvec loop, 1.4x slower). nsc: nb floats of shared
+ * memory. All threads of the block call it; it ends with __syncthreads.
+ * COHERENT: x was written by this kernel (read through L2), else read-only
+ * for its life. */
+static __device__ __forceinline__ int mv4_swz(int j) { return j ^ ((j >> 3) & 7); }
+
+template <bool COHERENT, bool SMEM_NORM>
 static __device__ __forceinline__ void mv4_stage(const float *x, const float *nw, float eps, int nb, int c4,
                                                  float4 *xs, float *nsc) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    if (nw) {
+    if (nw && !SMEM_NORM) {
         if (warp < nb) {
             const float sc = vz_rms_scale_warp(x + (size_t)warp * c4 * 4, c4 * 4, eps);
             if (lane == 0) nsc[warp] = sc;
@@ -74,12 +82,26 @@ static __device__ __forceinline__ void mv4_stage(const float *x, const float *nw
         for (int j = threadIdx.x; j < c4; j += blockDim.x) {
             float4 v = COHERENT ? __ldcg((const float4 *)x + (size_t)b * c4 + j)
                                 : __ldg((const float4 *)x + (size_t)b * c4 + j);
-            if (nw) {
+            if (nw && !SMEM_NORM) {
                 const float4 w = __ldg((const float4 *)nw + j);
                 const float sc = nsc[b];
                 v = make_float4(w.x * (v.x * sc), w.y * (v.y * sc), w.z * (v.z * sc), w.w * (v.w * sc));
             }
-            xs[b * c4 + (j ^ ((j >> 3) & 7))] = v;
+            xs[b * c4 + mv4_swz(j)] = v;
+        }
+    __syncthreads();
+    if (!nw || !SMEM_NORM) return;
+    if (warp < nb) {
+        const float *row = (const float *)(xs + warp * c4);
+        const float sc = vz_rms_scale_at([row](int i) { return row[4 * mv4_swz(i >> 2) + (i & 3)]; }, c4 * 4, eps);
+        if (lane == 0) nsc[warp] = sc;
+    }
+    __syncthreads();
+    for (int b = 0; b < nb; b++)
+        for (int j = threadIdx.x; j < c4; j += blockDim.x) {
+            const float4 w = __ldg((const float4 *)nw + j), v = xs[b * c4 + mv4_swz(j)];
+            const float sc = nsc[b];
+            xs[b * c4 + mv4_swz(j)] = make_float4(w.x * (v.x * sc), w.y * (v.y * sc), w.z * (v.z * sc), w.w * (v.w * sc));
         }
     __syncthreads();
 }

@@ -257,18 +257,22 @@ vz_status vz_cs_forward(vz_cuda_session *s, int32_t B, int32_t multi) {
     return head_and_sample(s, B, multi);
 }
 
-/* The persistent step (s->pstep) when every layer is resident, attention
- * is the default variant and VZ_CUDA_STEP is not 0 (12 or 16: warps per
- * CTA); layers it cannot run leave the kernel chain. */
+/* The persistent step (s->pstep), opt-in: VZ_CUDA_STEP=1 (12 warps per
+ * CTA) or 16, when every layer is resident and attention is the default
+ * variant; layers it cannot run keep the kernel chain. Off by default: on
+ * the H200 it is slower than the chain so far (bench/results/
+ * 2026-11-28-session5-h200.md), though it gives the same bits. */
 static vz_status setup_step(vz_cuda_session *s) {
     const char *e = getenv("VZ_CUDA_STEP");
-    if ((e && *e == '0') || s->sm || s->n_res < s->c.n_layers || s->att_variant != 0) return VZ_OK;
+    if (!e || atoi(e) <= 0 || s->sm || s->n_res < s->c.n_layers || s->att_variant != 0) return VZ_OK;
     const vz_config *c = &s->c;
     vz_step_desc d;
     memset(&d, 0, sizeof d);
     d.n_layers = c->n_layers, d.dim = c->dim, d.hidden = c->hidden_dim, d.n_heads = c->n_heads;
     d.n_kv = c->n_kv_heads, d.head_dim = c->head_dim, d.n_ctx = s->n_ctx, d.kv_f16 = s->kv_f16;
     d.interleaved = c->rope_interleaved, d.chunk = s->att_chunk, d.warps = e ? atoi(e) : 0;
+    const char *pf = getenv("VZ_CUDA_STEP_PF"); /* bench: step.h pf */
+    d.pf = pf && *pf == '1';
     d.eps = c->rms_eps, d.theta = c->rope_theta;
     d.x = s->x, d.q = s->q, d.k = s->k, d.v = s->v, d.att = s->att, d.hb = s->hb, d.part = s->part;
     d.cnt = s->att_cnt, d.d_pos = s->pos, d.d_slot = s->slot, d.kc = s->kc, d.vc = s->vc;

@@ -44,6 +44,10 @@ static float time_decode_graph(vz_cuda_session *s, int32_t pos) {
  * (cuda.h; all bitwise equal) and each attention chunk size; restores all. */
 static void profile_mv_variants(vz_cuda_session *s, int32_t pos) {
     vz_step *const step = s->pstep;
+    if (step) {
+        cudaMemcpy(s->pos, &pos, sizeof pos, cudaMemcpyHostToDevice);
+        vz_step_profile(step, s->st, stderr);
+    }
     if (step)
         fprintf(stderr, "profile (graph of %d steps, persistent step kernel): %.1f us/token\n", DECODE_STEPS,
                 time_decode_graph(s, pos));

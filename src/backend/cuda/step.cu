@@ -22,6 +22,7 @@
  */
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,32 +59,41 @@ struct step_args {
     int64_t kv_layer;
     step_plan P[PH_N];
     unsigned *bar; /* [0]: arrivals at grid barriers, [1]: CTAs done; zero between launches */
+    int pf;           /* VZ_CUDA_STEP_PF=1: Wo's units prefetched into L2 while attention runs */
+    long long *trace; /* vz_step_profile: (3, barriers, CTAs) clock64 of arrival, leave, staged; NULL: none */
+    int nbars;
 };
 
 /* All CTAs have arrived at barrier number target / gridDim.x, and their
- * writes before it are visible to every thread of this CTA. */
-static __device__ __forceinline__ void step_bar(unsigned *bar, unsigned target) {
+ * writes before it are visible to every thread of this CTA: the CTA's
+ * barrier orders its threads' writes before thread 0's release add, another
+ * CTA's thread 0 acquires the count, and its CTA barrier orders its
+ * threads' reads after that (the pattern of CUTLASS's generic barrier). */
+static __device__ __forceinline__ void step_bar(unsigned *bar, unsigned target, long long *tr) {
     __syncthreads();
     if (threadIdx.x == 0) {
-        __threadfence();
-        atomicAdd(bar, 1u);
+        if (tr) tr[0] = clock64();
+        asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(bar) : "memory");
         unsigned v;
         do asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(bar) : "memory");
         while (v < target);
-        __threadfence();
+        if (tr) tr[1] = clock64(); /* tr: arrival (above), leave */
     }
     __syncthreads();
+}
+
+/* Where CTA c records barrier b (arrive, leave) and the staging after it (vz_step_profile). */
+static __device__ __forceinline__ long long *step_tr(const step_args &a, int b) {
+    return a.trace ? a.trace + 3 * ((size_t)b * gridDim.x + blockIdx.x) : NULL;
 }
 
 /* The last CTA to finish (every CTA is past every barrier) zeroes the counters for the next launch. */
 static __device__ __forceinline__ void step_done(unsigned *bar) {
     __syncthreads();
     if (threadIdx.x == 0) {
-        __threadfence();
-        if (atomicAdd(bar + 1, 1u) == gridDim.x - 1) {
-            bar[0] = 0, bar[1] = 0;
-            __threadfence();
-        }
+        unsigned n;
+        asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;" : "=r"(n) : "l"(bar + 1) : "memory");
+        if (n == gridDim.x - 1) bar[0] = 0, bar[1] = 0; /* kernel completion publishes them */
     }
 }
 
@@ -96,36 +106,37 @@ static __device__ __forceinline__ int step_tensor(const step_plan &P, int gw) {
 }
 
 /* Starts warp gw's loads of phase ph of layer l (weights only). */
-/* The ring reads its tensors' views from the warp's copies in shared
- * memory (vs: two views), not from registers, which its loads need. */
-template <int KIND> using step_ring = mv4_ring<KIND, 1, const vz_dview *>;
+/* cp.async.bulk.prefetch.L2 of [p, p + bytes) widened to 16-byte bounds
+ * (inside the tensor's 256-byte aligned arena slice). */
+static __device__ __forceinline__ void l2_prefetch(const void *p, int64_t bytes) {
+    const uintptr_t a = (uintptr_t)p & ~(uintptr_t)15;
+    const uint32_t n = (uint32_t)(((uintptr_t)p + (uintptr_t)bytes + 15 - a) & ~(uintptr_t)15);
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(a), "r"(n) : "memory");
+}
 
-/* Copies warp gw's tensors of phase ph of layer l into vs and starts its
- * loads (weights only). The warp's previous ring must be consumed. */
+/* Warp gw's Wo units of layer l into L2 (lane i: the warp's unit i; rows
+ * r and r + 1 lie together in each section): raw rows, lossless low bytes
+ * and codes, q8 and q4 codes. Issued before attention, which leaves DRAM
+ * idle. */
 template <int KIND>
-static __device__ __forceinline__ void step_start(step_ring<KIND> &ring, vz_dview *vs, const step_args &a, int ph,
-                                                  int l, int gw, int lane) {
-    const step_plan &P = a.P[ph];
-    const step_layer *L = a.L + l;
-    const int t = step_tensor(P, gw);
-    const int i0 = ph == PH_QKV ? (t < 0 ? 0 : t) : ph == PH_WO ? 3 : ph == PH_GU ? 4 : 6;
-    const bool silu = ph == PH_GU;
-    const int nw = (int)(sizeof(vz_dview) / 4);
-    static_assert(sizeof(vz_dview) % 4 == 0 && sizeof(vz_dview) <= 2 * 32 * 4, "view copy: two words per lane");
-    __syncwarp();
-    for (int i = lane; i < 2 * nw; i += 32) {
-        const int s = i / nw, j = i % nw;
-        ((uint32_t *)(vs + s))[j] = __ldg((const uint32_t *)&L->w[s && silu ? 5 : i0] + j);
-    }
-    __syncwarp();
-    const int64_t nunit = silu ? vs[0].rows : (vs[0].rows + 1) / 2;
-    if (t < 0) ring.start(vs, vs + 1, silu, 0, 1, 0, lane);
-    else ring.start(vs, vs + 1, silu, gw - P.wbase[t], P.wbase[t + 1] - P.wbase[t], nunit, lane);
+static __device__ __forceinline__ void step_prefetch_wo(const step_args &a, int l, int gw) {
+    const step_plan &P = a.P[PH_WO];
+    const int lane = threadIdx.x & 31;
+    if (!a.pf || gw >= P.wbase[1]) return;
+    const vz_dview &d = a.L[l].w[3];
+    const int64_t r = 2 * (gw + (int64_t)lane * P.wbase[1]), nr = r + 1 < d.rows ? 2 : 1;
+    if (r >= d.rows) return;
+    if (KIND == VZ_K_RAW_BF16) l2_prefetch(d.data + r * d.cols * 2, nr * d.cols * 2);
+    else if (KIND == VZ_K_LL3) {
+        l2_prefetch(d.data + r * d.cols, nr * d.cols);
+        l2_prefetch(d.codes + r * d.gpr * d.k, nr * d.gpr * d.k * 4);
+    } else if (KIND == VZ_K_Q8) l2_prefetch(d.data + r * d.cols, nr * d.cols);
+    else l2_prefetch(d.data + r * d.qstride, nr * d.qstride);
 }
 
 /* The attention of layer l: (chunk, head) blocks over the CTAs' groups. */
 template <int W>
-static __device__ void step_attention(const step_args &a, int l, float *gsm, int *last) {
+static __device__ __noinline__ void step_attention(const step_args &a, int l, float *gsm, int *last) {
     const int g = threadIdx.x / ATT_THREADS;
     const vz_tgroup tg = {(int)threadIdx.x % ATT_THREADS, ATT_THREADS, 1 + g};
     att_args A = a.A;
@@ -136,47 +147,56 @@ static __device__ void step_attention(const step_args &a, int l, float *gsm, int
         att_block(A, tg, v % ns, v / ns, 0, a.S, 1, gsm + g * fl, last + g);
 }
 
+/* Matvec phase ph of layer l for warp gw: its first weight loads (they
+ * need no activation), then the grid barrier (target: arrivals that mean
+ * the inputs are complete; 0: none), the input staged (normed for QKV and
+ * gate/up), the matvec. Not inlined: each phase's registers are its own. */
 template <int KIND, int W>
-static __global__ void __launch_bounds__(W * 32, 1) k_step(step_args a) {
+static __device__ __noinline__ void step_matvec(const step_args &a, int ph, int l, int gw, unsigned target, float4 *xs,
+                                                float *nsc, uint32_t *sm) {
+    const int lane = threadIdx.x & 31;
+    const step_plan &P = a.P[ph];
+    const step_layer *L = a.L + l;
+    const int t = step_tensor(P, gw);
+    const int i0 = ph == PH_QKV ? (t < 0 ? 0 : t) : ph == PH_WO ? 3 : ph == PH_GU ? 4 : 6;
+    const bool silu = ph == PH_GU;
+    const vz_dview d0 = L->w[i0], d1 = silu ? L->w[5] : d0;
+    const int64_t nunit = silu ? d0.rows : (d0.rows + 1) / 2;
+    mv4_ring<KIND, 1> ring;
+    if (t < 0) ring.start(d0, d1, silu, 0, 1, 0, lane);
+    else ring.start(d0, d1, silu, gw - P.wbase[t], P.wbase[t + 1] - P.wbase[t], nunit, lane);
+    long long *tr = target ? step_tr(a, (int)(target / gridDim.x) - 1) : NULL;
+    if (target) step_bar(a.bar, target, tr);
+    const float *x = ph == PH_WO ? a.att : ph == PH_DOWN ? a.hb : a.x;
+    const float *nw = ph == PH_QKV ? L->an : ph == PH_GU ? L->fn : NULL;
+    const int c4 = (int)(d0.cols >> 2);
+    mv4_stage<true, false>(x, nw, a.eps, 1, c4, xs, nsc);
+    if (tr && threadIdx.x == 0) tr[2] = clock64();
+    float *y = ph == PH_QKV ? a.qkv[t < 0 ? 0 : t] : ph == PH_GU ? a.hb : a.x;
+    ring.run(xs, c4, y, ph == PH_WO || ph == PH_DOWN ? VZ_CUDA_EPI_ADD : VZ_CUDA_EPI_NONE, 1, lane, sm);
+}
+
+template <int KIND, int W>
+static __global__ void __launch_bounds__(W * 32, 1) k_step(const __grid_constant__ step_args a) {
     extern __shared__ __align__(16) float4 xs[];
     __shared__ __align__(16) uint32_t llsm[KIND == VZ_K_LL3 ? W : 1][32 * VZ_SMEM_LANE3];
     __shared__ float nsc[1];
     __shared__ int last[STEP_AGROUPS(W)];
-    __shared__ vz_dview views[W][2];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gw = warp * gridDim.x + blockIdx.x;
+    const int warp = threadIdx.x >> 5, gw = warp * gridDim.x + blockIdx.x;
     uint32_t *sm = llsm[KIND == VZ_K_LL3 ? warp : 0];
-    vz_dview *vs = views[warp];
     unsigned nbar = 0;
-    step_ring<KIND> ring;
-    step_start(ring, vs, a, PH_QKV, 0, gw, lane);
     for (int l = 0; l < a.n_layers; l++) {
-        const step_layer *L = a.L + l;
-        /* q, k, v = (Wq, Wk, Wv) norm(x) */
-        mv4_stage<true>(a.x, L->an, a.eps, 1, a.dim / 4, xs, nsc);
-        const int t = step_tensor(a.P[PH_QKV], gw);
-        ring.run(xs, a.dim / 4, a.qkv[t < 0 ? 0 : t], VZ_CUDA_EPI_NONE, 1, lane, sm);
-        step_bar(a.bar, ++nbar * gridDim.x);
+        /* q, k, v = (Wq, Wk, Wv) norm(x) (layer 0: x is the embedding kernel's) */
+        step_matvec<KIND, W>(a, PH_QKV, l, gw, l ? ++nbar * gridDim.x : 0, xs, nsc, sm);
         /* att = attention(rope(q), rope(k), v), k and v into the caches */
+        step_prefetch_wo<KIND>(a, l, gw);
+        ++nbar;
+        step_bar(a.bar, nbar * gridDim.x, step_tr(a, (int)nbar - 1));
         step_attention<W>(a, l, (float *)xs + a.xs_floats, last);
-        step_start(ring, vs, a, PH_WO, l, gw, lane);
-        step_bar(a.bar, ++nbar * gridDim.x);
-        /* x += Wo att */
-        mv4_stage<true>(a.att, NULL, 0.0f, 1, a.qdim / 4, xs, nsc);
-        ring.run(xs, a.qdim / 4, a.x, VZ_CUDA_EPI_ADD, 1, lane, sm);
-        step_start(ring, vs, a, PH_GU, l, gw, lane);
-        step_bar(a.bar, ++nbar * gridDim.x);
-        /* hb = silu(W1 norm(x)) * W3 norm(x) */
-        mv4_stage<true>(a.x, L->fn, a.eps, 1, a.dim / 4, xs, nsc);
-        ring.run(xs, a.dim / 4, a.hb, VZ_CUDA_EPI_SILU_MUL, 1, lane, sm);
-        step_start(ring, vs, a, PH_DOWN, l, gw, lane);
-        step_bar(a.bar, ++nbar * gridDim.x);
-        /* x += W2 hb */
-        mv4_stage<true>(a.hb, NULL, 0.0f, 1, a.hidden / 4, xs, nsc);
-        ring.run(xs, a.hidden / 4, a.x, VZ_CUDA_EPI_ADD, 1, lane, sm);
-        if (l + 1 < a.n_layers) {
-            step_start(ring, vs, a, PH_QKV, l + 1, gw, lane);
-            step_bar(a.bar, ++nbar * gridDim.x);
-        }
+        /* x += Wo att; hb = silu(W1 norm(x)) * W3 norm(x); x += W2 hb */
+        step_matvec<KIND, W>(a, PH_WO, l, gw, ++nbar * gridDim.x, xs, nsc, sm);
+        step_matvec<KIND, W>(a, PH_GU, l, gw, ++nbar * gridDim.x, xs, nsc, sm);
+        step_matvec<KIND, W>(a, PH_DOWN, l, gw, ++nbar * gridDim.x, xs, nsc, sm);
     }
     step_done(a.bar);
 }
@@ -304,6 +324,7 @@ vz_status vz_step_create(vz_step **out, const vz_step_desc *d, const vz_cuda_ten
                     (int64_t)d->slot_bytes, 0, d->n_heads, d->n_kv, d->head_dim, d->kv_f16, d->interleaved,
                     d->theta, chunk};
     a->kv_layer = (int64_t)d->kv_layer;
+    a->nbars = 5 * d->n_layers - 1, a->pf = d->pf;
     vz_status st = size_grid(s, d);
     if (st == VZ_OK) st = upload_layers(s, d, w, norms, bytes);
     if (st != VZ_OK) {
@@ -327,6 +348,57 @@ vz_status vz_step_run(vz_step *s, cudaStream_t st) {
     VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda step launch (%u CTAs, %zu bytes shared): %s", s->grid, s->smem,
                cudaGetErrorString(e));
     return VZ_OK;
+}
+
+/* Phases of a layer as the trace sees them: the barrier before each. */
+static const char *const step_phase_names[5] = {"QKV matvec", "attention", "Wo matvec", "gate/up matvec", "down matvec"};
+
+void vz_step_profile(vz_step *s, cudaStream_t st, FILE *f) {
+    const size_t n = 3 * (size_t)s->a.nbars * s->grid;
+    long long *d = NULL, *h = (long long *)calloc(n, sizeof *h);
+    int dev = 0, khz = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, dev);
+    if (!h || khz <= 0 || cudaMalloc((void **)&d, n * sizeof *d) != cudaSuccess) {
+        free(h);
+        return;
+    }
+    s->a.trace = d;
+    vz_status rs = vz_step_run(s, st);
+    s->a.trace = NULL;
+    if (rs == VZ_OK && cudaStreamSynchronize(st) == cudaSuccess &&
+        cudaMemcpy(h, d, n * sizeof *d, cudaMemcpyDeviceToHost) == cudaSuccess) {
+        /* per phase (the barrier before it: its index b = 5 l + phase - 1), mean over layers and CTAs */
+        double wait[5] = {0}, stage[5] = {0}, run[5] = {0}, spread[5] = {0};
+        int cnt[5] = {0}, cr[5] = {0};
+        const double us = 1e3 / khz;
+        for (int b = 0; b < s->a.nbars; b++) {
+            const int ph = (b + 1) % 5;
+            long long lo = 0, hi = 0;
+            for (unsigned c = 0; c < s->grid; c++) {
+                const long long *t = h + 3 * ((size_t)b * s->grid + c);
+                wait[ph] += (double)(t[1] - t[0]) * us;
+                if (ph != 1) stage[ph] += (double)(t[2] - t[1]) * us;
+                if (b + 1 < s->a.nbars) { /* this phase's work: from its staging to the next barrier's arrival */
+                    const long long *u = h + 3 * ((size_t)(b + 1) * s->grid + c);
+                    run[ph] += (double)(u[0] - (ph != 1 ? t[2] : t[1])) * us;
+                    lo = c == 0 || u[0] - t[1] < lo ? u[0] - t[1] : lo;
+                    hi = c == 0 || u[0] - t[1] > hi ? u[0] - t[1] : hi;
+                }
+            }
+            cnt[ph] += (int)s->grid;
+            if (b + 1 < s->a.nbars) spread[ph] += (double)(hi - lo) * us, cr[ph]++;
+        }
+        fprintf(f, "profile (persistent step, one launch, us per layer, mean over CTAs; %d warps per CTA):\n", s->warps);
+        fprintf(f, "  %-16s %10s %10s %10s %14s\n", "phase", "barrier", "staging", "work", "work max-min");
+        for (int ph = 0; ph < 5; ph++)
+            if (cnt[ph])
+                fprintf(f, "  %-16s %10.2f %10.2f %10.2f %14.2f\n", step_phase_names[ph], wait[ph] / cnt[ph],
+                        stage[ph] / cnt[ph], cr[ph] ? run[ph] / (cr[ph] * (double)s->grid) : 0.0,
+                        cr[ph] ? spread[ph] / cr[ph] : 0.0);
+    }
+    cudaFree(d);
+    free(h);
 }
 
 void vz_step_free(vz_step *s) {

@@ -16,6 +16,7 @@
 
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "backend/cuda/cuda.h"
 
@@ -28,6 +29,7 @@ extern "C" {
 typedef struct vz_step_desc {
     int32_t n_layers, dim, hidden, n_heads, n_kv, head_dim, n_ctx, kv_f16, interleaved, chunk;
     int32_t warps; /* per CTA: 12 (0: the default) or 16 (step.cu) */
+    int32_t pf;    /* 1: Wo prefetched into L2 during attention (step.cu) */
     float eps, theta;
     float *x, *q, *k, *v, *att, *hb, *part;
     int32_t *cnt;                /* attention merge counters (forward.cuh) */
@@ -50,5 +52,9 @@ vz_status vz_step_create(vz_step **out, const vz_step_desc *desc, const vz_cuda_
  * last layer's output out). */
 vz_status vz_step_run(vz_step *s, cudaStream_t st);
 void vz_step_free(vz_step *s);
+/* [st] VZ_CUDA_PROFILE: one launch with a clock64 trace of every CTA's
+ * barriers; prints to f per phase the mean barrier wait, input staging and
+ * work per layer (synchronizes st). */
+void vz_step_profile(vz_step *s, cudaStream_t st, FILE *f);
 
 #endif
