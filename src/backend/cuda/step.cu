@@ -1,24 +1,27 @@
 /*
- * step.cu - the persistent decode step (step.h): one kernel runs every
- * layer of a batch-1 decode step, one CTA of W warps per SM,
- * the phases of a layer separated by grid barriers. Work of a phase:
+ * step.cu - the persistent decode step (step.h; opt-in, VZ_CUDA_STEP=1):
+ * one kernel runs every layer of a batch-1 decode step, one CTA of W warps
+ * per SM, the phases of a layer separated by grid barriers. Work of a phase:
  *   matvec phases: warp gw (= warp * gridDim.x + CTA, so every SM gets an
  *     equal share) runs units gw - wbase[t], + stride, ... of tensor t
  *     (step_plan), with mv4.cuh's warp loop: the same lane mapping and
  *     fmaf order as the v4 kernel, so results are the kernel chain's bits;
- *   attention: each CTA holds STEP_AGROUPS groups of ATT_THREADS threads,
- *     each running attention.cuh's block for the (chunk, head) pairs v =
- *     group, + groups, ... below chunks * heads of the current length.
+ *   attention: each CTA holds W / 4 groups of ATT_THREADS threads, each
+ *     running attention.cuh's block for the (chunk, head) pairs v = group,
+ *     + groups, ... below chunks * heads of the current length.
  * Before each barrier every warp starts its loads for the next matvec
  * phase (mv4_ring::start: weights only), so those bytes are in flight while
  * the slowest CTA finishes. Data written in the kernel is read after a
- * barrier (fence, then an acquire load of the counter) through L2 (__ldcg)
- * or plain loads, never the read-only path.
+ * barrier (release add, acquire poll, CTA barrier) through L2 (__ldcg) or
+ * plain loads, never the read-only path.
  * The grid is no larger than what fits on the device at once
  * (cudaOccupancyMaxActiveBlocksPerMultiprocessor) and is launched as a
  * cooperative kernel, so every CTA is resident and the barriers cannot
- * deadlock. CPU reference: the model's forward (src/model/forward.c), and
- * bitwise the kernel chain (tests/test_cuda_forward.c).
+ * deadlock. Measured slower than the chain on the H200 so far, with a
+ * per-phase trace of where its time goes: bench/results/
+ * 2026-11-28-session5-h200.md. CPU reference: the model's forward
+ * (src/model/forward.c), and bitwise the kernel chain
+ * (tests/test_cuda_forward.c).
  */
 #include <cuda_runtime.h>
 #include <stdint.h>
@@ -30,9 +33,10 @@
 #include "backend/cuda/mv4.cuh"
 #include "backend/cuda/step.h"
 
-/* Warps per CTA, a template argument W of the kernel: 12 (the default)
- * leaves each thread 168 registers and no kernel spills; 16 (VZ_CUDA_STEP=16)
- * spills a little at 128 (ptxas -v). Attention groups per CTA: W / 4. */
+/* Warps per CTA, a template argument W of the kernel: 12 (VZ_CUDA_STEP=1)
+ * leaves each thread 168 registers; 16 (VZ_CUDA_STEP=16) has 128 and
+ * spills more (ptxas -v), and measured slower. Attention groups per CTA:
+ * W / 4. */
 #define STEP_WARPS_DEFAULT 12
 #define STEP_AGROUPS(W) ((W) * 32 / ATT_THREADS)
 

@@ -5,11 +5,13 @@
  * Wo + residual, RMSNorm + gate/up + SiLU, down + residual) are separated by
  * grid barriers, and before each barrier every warp already issues the
  * weight loads of its part of the next phase (weights depend on nothing),
- * so the memory system stays busy across phase boundaries, which a chain
- * of ~5 kernels per layer (each with its own ramp and drain) cannot do.
+ * meant to keep the memory system busy across phase boundaries, where a
+ * chain of ~5 kernels per layer pays each kernel's ramp and drain.
  * Matvecs run mv4.cuh's warp loop and attention attention.cuh's block, so
  * the step gives the same bits as the kernel chain (tests/test_cuda_forward.c
- * compares them with memcmp). Internal to src/backend/cuda.
+ * compares them with memcmp). Opt-in (VZ_CUDA_STEP=1): measured slower than
+ * the chain on the H200 so far (bench/results/2026-11-28-session5-h200.md).
+ * Internal to src/backend/cuda.
  */
 #ifndef VZ_BACKEND_CUDA_STEP_H
 #define VZ_BACKEND_CUDA_STEP_H
@@ -28,7 +30,7 @@ extern "C" {
  * model's shape. Position and KV slot come from d_pos[0], d_slot[0]. */
 typedef struct vz_step_desc {
     int32_t n_layers, dim, hidden, n_heads, n_kv, head_dim, n_ctx, kv_f16, interleaved, chunk;
-    int32_t warps; /* per CTA: 12 (0: the default) or 16 (step.cu) */
+    int32_t warps; /* per CTA: 16, else 12 (step.cu) */
     int32_t pf;    /* 1: Wo prefetched into L2 during attention (step.cu) */
     float eps, theta;
     float *x, *q, *k, *v, *att, *hb, *part;
