@@ -13,11 +13,12 @@
 #     (and the prefill decoder at 1 and 4 blocks per SM), the prefill profile,
 #     tinyllama at 600 MiB, compute-sanitizer on a GEMM prefill and a batch,
 #     llama2-7b raw, lossless and q4.
-#   step: the persistent decode step (step.h) against the kernel chain:
-#     the GPU tests (step == chain byte for byte on tinyllama, every codec),
-#     tinyllama benches under VZ_CUDA_STEP default / 0 / 16, the graph
-#     profile, compute-sanitizer on the step kernel, llama2-7b raw and
-#     lossless with and without it.
+#   step6: every GPU test (the step kernel == the chain on tinyllama, every
+#     codec), tinyllama and llama2-7b benches with the chain (default) and
+#     the persistent step (VZ_CUDA_STEP=1), its per-phase profile, the
+#     600 MiB budget, compute-sanitizer (session 5's final run).
+#   stepprof: ncu of the step kernel and the chain's matvecs; steptrace: the
+#     step's per-phase trace and llama2-7b decode against context.
 #   more: compute-sanitizer memcheck and racecheck on generates (fmaf and
 #     tensor-core kernels), the tensor-core kernel (VZ_CUDA_MV=24) end to
 #     end: raw == lossless over 256 tokens, `vramzip bench`, batched decode.
@@ -167,54 +168,6 @@ if [ "$PART" = final ]; then # session 4: every GPU test, tinyllama and llama2-7
     exit 0
 fi
 
-if [ "$PART" = step ]; then # session 5: the persistent decode step against the kernel chain, tests, sanitizer, 7B
-    prep tinyllama-1.1b "$W/tl" lossless q8 q4 &
-    p_tl=$!
-    prep llama2-7b "$W/l7" lossless &
-    p_l7=$!
-    runtests "$OUT/tests.log" test_cuda_matvec test_cuda_prefill test_batch test_cuda_verify test_cuda_stream
-    wait $p_tl
-    grep -E "done|fail|rror" "$W/tl/prep.log"
-    export VZ_TINYLLAMA_RAW="$W/tl/src" VZ_TINYLLAMA_LOSSLESS="$W/tl/lossless.vz" VZ_TINYLLAMA_Q8="$W/tl/q8.vz" \
-        VZ_TINYLLAMA_Q4="$W/tl/q4.vz"
-    timeout 200 ./tests/test_cuda_forward >"$W/fwd.log" 2>&1
-    echo "test_cuda_forward rc=$? $(grep -E 'steps: logits|step kernel|attention|PASSED|FAILED|differ' "$W/fwd.log" | tr '\n' ' ')"
-    cat "$W/fwd.log" >>"$OUT/tests.log"
-    timeout 60 ./tests/test_cuda_prefill >"$W/pf.log" 2>&1
-    echo "test_cuda_prefill (tinyllama pair) rc=$? $(grep -E 'byte-identical|PASSED|FAILED' "$W/pf.log" | tr '\n' ' ')"
-    cat "$W/pf.log" >>"$OUT/tests.log"
-    bench tl 100 -m "$W/tl/src" --codec raw,lossless,q8,q4 --out-dir "$W/tl" -n 128 --prompt-len 512 --ctx 2048 --kv f16
-    VZ_CUDA_STEP=0 bench tl-chain 60 -m "$W/tl/src" --codec raw,lossless,q8,q4 --out-dir "$W/tl" -n 128 --prompt-len 16 \
-        --ctx 2048 --kv f16
-    VZ_CUDA_STEP=16 bench tl-w16 60 -m "$W/tl/src" --codec raw,lossless,q8,q4 --out-dir "$W/tl" -n 128 --prompt-len 16 \
-        --ctx 2048 --kv f16
-    step "decode profile (VZ_CUDA_PROFILE=1): graph times, step kernel vs chain, raw and lossless"
-    VZ_CUDA_PROFILE=1 timeout 60 $V bench --device cuda -m "$W/tl/src" --codec raw,lossless --out-dir "$W/tl" -n 64 \
-        --prompt-len 512 --ctx 2048 --kv f16 >"$W/prof.txt" 2>"$W/prof.err"
-    echo "rc=$?"
-    cp "$W/prof.err" "$OUT/profile.txt"
-    grep -E "graph of" "$W/prof.err" | head -12
-    for tool in memcheck synccheck racecheck; do
-        [ "$(left)" -gt 200 ] || break
-        step "compute-sanitizer $tool: tinyllama lossless (step kernel), 4-token prompt + 8 tokens"
-        timeout 100 compute-sanitizer --tool $tool --error-exitcode 9 $V run -m "$W/tl/lossless.vz" --device cuda -n 8 \
-            -p "Once upon a time" >"$W/san.log" 2>&1
-        echo "rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|Error' "$W/san.log" | head -3 | tr '\n' ' ')"
-        cat "$W/san.log" >>"$OUT/sanitizer.log"
-    done
-    wait $p_l7
-    grep -E "done|fail|rror" "$W/l7/prep.log"
-    l7c=raw
-    [ -f "$W/l7/lossless.vz" ] && l7c="$l7c,lossless"
-    bench l7 120 -m "$W/l7/src" --codec "$l7c" --out-dir "$W/l7" -n 64 --prompt-len 512 --ctx 2048 --kv f16
-    VZ_CUDA_STEP=0 bench l7-chain 60 -m "$W/l7/src" --codec "$l7c" --out-dir "$W/l7" -n 64 --prompt-len 16 --ctx 2048 \
-        --kv f16
-    step "summary"
-    echo "card: $(cat "$W/card.txt")"
-    grep -E "^\[  (PASSED|FAILED) \]|steps: logits|step kernel" "$OUT/tests.log"
-    exit 0
-fi
-
 if [ "$PART" = stepprof ]; then # session 5: why the step kernel is slow; knobs; ncu of k_step and mv4_kernel
     prep tinyllama-1.1b "$W/tl" lossless &
     p_tl=$!
@@ -222,80 +175,38 @@ if [ "$PART" = stepprof ]; then # session 5: why the step kernel is slow; knobs;
     p_l7=$!
     wait $p_tl
     grep -E "done|fail|rror" "$W/tl/prep.log"
-    for v in "STEP=0" "STEP=12" "STEP_ORDER=1" "STEP_PF=16" "STEP_PF=64" "STEP_ORDER=1 VZ_CUDA_STEP_PF=16"; do
-        env VZ_CUDA_$v $V bench --device cuda -m "$W/tl/src" --codec raw,lossless --out-dir "$W/tl" -n 128 \
-            --prompt-len 16 --ctx 2048 --kv f16 2>/dev/null | grep -E "^(raw|lossless) " | sed "s/^/$v: /" | tee -a "$OUT/bench.txt"
+    for v in 0 1 16; do
+        VZ_CUDA_STEP=$v $V bench --device cuda -m "$W/tl/src" --codec raw,lossless --out-dir "$W/tl" -n 128 \
+            --prompt-len 16 --ctx 2048 --kv f16 2>/dev/null | grep -E "^(raw|lossless) " | sed "s/^/VZ_CUDA_STEP=$v: /" | tee -a "$OUT/bench.txt"
     done
     NCU="ncu --graph-profiling node --section SpeedOfLight --section MemoryWorkloadAnalysis --section WarpStateStats \
         --section SchedulerStats --section Occupancy --section LaunchStats"
     step "ncu k_step raw, lossless"
     for m in src lossless.vz; do
-        timeout 90 $NCU -k regex:k_step -s 2 -c 1 $V run -m "$W/tl/$m" --device cuda -n 6 -p "Once" >"$W/ncu-step-$m.txt" 2>&1
+        VZ_CUDA_STEP=1 timeout 90 $NCU -k regex:k_step -s 2 -c 1 $V run -m "$W/tl/$m" --device cuda -n 6 -p "Once" >"$W/ncu-step-$m.txt" 2>&1
         echo "rc=$?"
         cat "$W/ncu-step-$m.txt" >>"$OUT/ncu.txt"
         grep -E "Duration|DRAM Throughput|Memory Throughput|Achieved Occupancy|Registers Per|Stall|Warp Cycles Per Issued|L2 Hit|Local" "$W/ncu-step-$m.txt" | head -20
     done
     step "ncu mv4_kernel raw (chain): the 4 matvecs of one layer"
-    VZ_CUDA_STEP=0 timeout 90 $NCU -k regex:mv4_kernel -s 40 -c 4 $V run -m "$W/tl/src" --device cuda -n 6 -p "Once" \
+    timeout 90 $NCU -k regex:mv4_kernel -s 40 -c 4 $V run -m "$W/tl/src" --device cuda -n 6 -p "Once" \
         >"$W/ncu-mv4.txt" 2>&1
     echo "rc=$?"
     cat "$W/ncu-mv4.txt" >>"$OUT/ncu.txt"
     grep -E "Duration|DRAM Throughput|Achieved Occupancy|Warp Cycles Per Issued" "$W/ncu-mv4.txt" | head -20
     step "ncu k_step raw, source counters (top stalls)"
-    timeout 90 ncu --graph-profiling node -k regex:k_step -s 2 -c 1 --section SourceCounters $V run -m "$W/tl/src" \
+    VZ_CUDA_STEP=1 timeout 90 ncu --graph-profiling node -k regex:k_step -s 2 -c 1 --section SourceCounters $V run -m "$W/tl/src" \
         --device cuda -n 6 -p "Once" >"$W/ncu-src.txt" 2>&1
     echo "rc=$?"
     cat "$W/ncu-src.txt" >>"$OUT/ncu.txt"
     grep -A30 -iE "warp stall|Top" "$W/ncu-src.txt" | head -40
     wait $p_l7
-    for v in "STEP=0" "STEP=12" "STEP_PF=16" "STEP_ORDER=1"; do
+    for v in "STEP=0" "STEP=1" "STEP=1 VZ_CUDA_STEP_PF=1"; do
         [ "$(left)" -gt 40 ] || break
         env VZ_CUDA_$v timeout 60 $V bench --device cuda -m "$W/l7/src" --codec raw --out-dir "$W/l7" -n 32 \
             --prompt-len 16 --ctx 2048 --kv f16 2>/dev/null | grep -E "^raw " | sed "s/^/l7 $v: /" | tee -a "$OUT/bench.txt"
     done
     step done
-    exit 0
-fi
-
-if [ "$PART" = stepcmp ]; then # session 5: the step kernel (W 12, 16) against the chain, tests, sanitizer, 7B
-    prep tinyllama-1.1b "$W/tl" lossless q8 q4 &
-    p_tl=$!
-    prep llama2-7b "$W/l7" lossless &
-    p_l7=$!
-    wait $p_tl
-    grep -E "done|fail|rror" "$W/tl/prep.log"
-    export VZ_TINYLLAMA_RAW="$W/tl/src" VZ_TINYLLAMA_LOSSLESS="$W/tl/lossless.vz" VZ_TINYLLAMA_Q8="$W/tl/q8.vz" \
-        VZ_TINYLLAMA_Q4="$W/tl/q4.vz"
-    timeout 200 ./tests/test_cuda_forward >"$W/fwd.log" 2>&1
-    echo "test_cuda_forward rc=$? $(grep -E 'steps: logits|step kernel|PASSED|FAILED|differ' "$W/fwd.log" | tr '\n' ' ')"
-    cat "$W/fwd.log" >>"$OUT/tests.log"
-    for v in 12 16 0; do
-        VZ_CUDA_STEP=$v bench tl-s$v 60 -m "$W/tl/src" --codec raw,lossless,q8,q4 --out-dir "$W/tl" -n 128 \
-            --prompt-len 512 --ctx 2048 --kv f16
-    done
-    VZ_CUDA_PROFILE=1 timeout 60 $V bench --device cuda -m "$W/tl/src" --codec raw,lossless --out-dir "$W/tl" -n 64 \
-        --prompt-len 512 --ctx 2048 --kv f16 >"$W/prof.txt" 2>"$W/prof.err"
-    cp "$W/prof.err" "$OUT/profile.txt"
-    grep -E "graph of" "$W/prof.err" | head -12
-    for tool in memcheck racecheck; do
-        [ "$(left)" -gt 220 ] || break
-        step "compute-sanitizer $tool: tinyllama lossless (step kernel), 4-token prompt + 4 tokens"
-        timeout 90 compute-sanitizer --tool $tool --error-exitcode 9 $V run -m "$W/tl/lossless.vz" --device cuda -n 4 \
-            -p "Once upon a time" >"$W/san.log" 2>&1
-        echo "rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|Error' "$W/san.log" | head -3 | tr '\n' ' ')"
-        cat "$W/san.log" >>"$OUT/sanitizer.log"
-    done
-    wait $p_l7
-    grep -E "done|fail|rror" "$W/l7/prep.log"
-    l7c=raw
-    [ -f "$W/l7/lossless.vz" ] && l7c="$l7c,lossless"
-    for v in 12 0; do
-        VZ_CUDA_STEP=$v bench l7-s$v 90 -m "$W/l7/src" --codec "$l7c" --out-dir "$W/l7" -n 64 --prompt-len 512 --ctx 2048 \
-            --kv f16
-    done
-    step "summary"
-    echo "card: $(cat "$W/card.txt")"
-    grep -E "^\[  (PASSED|FAILED) \]|steps: logits|step kernel" "$OUT/tests.log"
     exit 0
 fi
 
@@ -306,85 +217,26 @@ if [ "$PART" = steptrace ]; then # session 5: per-phase trace of the step kernel
     p_l7=$!
     wait $p_tl
     step "tinyllama raw, lossless: VZ_CUDA_PROFILE=1 (step phases, graphs), prompt 512"
-    VZ_CUDA_PROFILE=1 timeout 90 $V bench --device cuda -m "$W/tl/src" --codec raw,lossless --out-dir "$W/tl" -n 64 \
-        --prompt-len 512 --ctx 2048 --kv f16 >"$W/prof.txt" 2>"$W/prof.err"
+    VZ_CUDA_STEP=1 VZ_CUDA_PROFILE=1 timeout 90 $V bench --device cuda -m "$W/tl/src" --codec raw,lossless --out-dir "$W/tl" \
+        -n 64 --prompt-len 512 --ctx 2048 --kv f16 >"$W/prof.txt" 2>"$W/prof.err"
     cat "$W/prof.err" >>"$OUT/profile.txt"
     grep -A7 -E "persistent step, one launch" "$W/prof.err"
     grep -E "graph of 8 steps, (persistent|kernel chain)" "$W/prof.err"
     wait $p_l7
     for v in "VZ_CUDA_STEP=0 P=512" "VZ_CUDA_STEP=0 VZ_CUDA_PREFILL=0 P=512" "VZ_CUDA_STEP=0 P=128" "VZ_CUDA_STEP=0 P=256" \
-        "VZ_CUDA_STEP=12 P=512"; do
+        "VZ_CUDA_STEP=1 P=512"; do
         p=${v##*P=}
         env ${v% P=*} timeout 60 $V bench --device cuda -m "$W/l7/src" --codec raw --out-dir "$W/l7" -n 32 --prompt-len $p \
             --ctx 2048 --kv f16 2>/dev/null | grep -E "^raw " | sed "s/^/l7 $v: /" | tee -a "$OUT/bench.txt"
     done
     step "llama2-7b raw: VZ_CUDA_PROFILE=1, prompt 512"
-    VZ_CUDA_PROFILE=1 timeout 90 $V bench --device cuda -m "$W/l7/src" --codec raw --out-dir "$W/l7" -n 64 \
+    VZ_CUDA_STEP=1 VZ_CUDA_PROFILE=1 timeout 90 $V bench --device cuda -m "$W/l7/src" --codec raw --out-dir "$W/l7" -n 64 \
         --prompt-len 512 --ctx 2048 --kv f16 >"$W/prof7.txt" 2>"$W/prof7.err"
     cat "$W/prof7.err" >>"$OUT/profile.txt"
     grep -A7 -E "persistent step, one launch" "$W/prof7.err"
     grep -E "graph of|eager" "$W/prof7.err" | head -8
     grep -A12 "profile (eager, attention per query head)" "$W/prof7.err" | head -14
     step done
-    exit 0
-fi
-
-if [ "$PART" = step5 ]; then # session 5 results: every GPU test, step kernel vs chain (tinyllama, llama2-7b), phases
-    prep tinyllama-1.1b "$W/tl" lossless q8 q4 &
-    p_tl=$!
-    prep llama2-7b "$W/l7" lossless &
-    p_l7=$!
-    runtests "$OUT/tests.log" test_cuda_matvec test_cuda_prefill test_cuda_verify test_cuda_stream test_cuda_plan test_batch \
-        test_cuda_lmax
-    wait $p_tl
-    grep -E "done|fail|rror" "$W/tl/prep.log"
-    export VZ_TINYLLAMA_RAW="$W/tl/src" VZ_TINYLLAMA_LOSSLESS="$W/tl/lossless.vz" VZ_TINYLLAMA_Q8="$W/tl/q8.vz" \
-        VZ_TINYLLAMA_Q4="$W/tl/q4.vz"
-    timeout 200 ./tests/test_cuda_forward >"$W/fwd.log" 2>&1
-    echo "test_cuda_forward rc=$? $(grep -E 'steps: logits|step kernel|PASSED|FAILED|differ' "$W/fwd.log" | tr '\n' ' ')"
-    cat "$W/fwd.log" >>"$OUT/tests.log"
-    timeout 60 ./tests/test_cuda_prefill >"$W/pf.log" 2>&1
-    echo "test_cuda_prefill (tinyllama pair) rc=$? $(grep -E 'byte-identical|PASSED|FAILED' "$W/pf.log" | tr '\n' ' ')"
-    cat "$W/pf.log" >>"$OUT/tests.log"
-    bench tl 60 -m "$W/tl/src" --codec raw,lossless,q8,q4 --out-dir "$W/tl" -n 128 --prompt-len 512 --ctx 2048 --kv f16
-    VZ_CUDA_STEP_PF=1 bench tl-pf 60 -m "$W/tl/src" --codec raw,lossless,q8,q4 --out-dir "$W/tl" -n 128 --prompt-len 512 \
-        --ctx 2048 --kv f16
-    VZ_CUDA_STEP=0 bench tl-chain 60 -m "$W/tl/src" --codec raw,lossless,q8,q4 --out-dir "$W/tl" -n 128 --prompt-len 512 \
-        --ctx 2048 --kv f16
-    for pf in 0 1; do
-        step "VZ_CUDA_PROFILE=1 VZ_CUDA_STEP_PF=$pf: step phases and graphs, tinyllama raw and lossless, prompt 512"
-        VZ_CUDA_STEP_PF=$pf VZ_CUDA_PROFILE=1 timeout 90 $V bench --device cuda -m "$W/tl/src" --codec raw,lossless \
-            --out-dir "$W/tl" -n 64 --prompt-len 512 --ctx 2048 --kv f16 >"$W/prof.txt" 2>"$W/prof.err"
-        cat "$W/prof.err" >>"$OUT/profile.txt"
-        grep -A7 -E "persistent step, one launch" "$W/prof.err"
-        grep -E "graph of 8 steps, (persistent|kernel chain)" "$W/prof.err"
-    done
-    bench tl-600m 60 -m "$W/tl/src" --codec lossless,q8,q4 --out-dir "$W/tl" -n 64 --prompt-len 16 --ctx 2048 --kv f16 \
-        --vram-budget 600M
-    step "compute-sanitizer memcheck: tinyllama lossless (step kernel), 4-token prompt + 4 tokens"
-    timeout -s KILL 90 compute-sanitizer --tool memcheck --error-exitcode 9 $V run -m "$W/tl/lossless.vz" --device cuda \
-        -n 4 -p "Once upon a time" >"$W/san.log" 2>&1
-    echo "rc=$? $(grep -E 'ERROR SUMMARY|Error' "$W/san.log" | head -3 | tr '\n' ' ')"
-    cat "$W/san.log" >>"$OUT/sanitizer.log"
-    pkill -9 -f "vramzip run" 2>/dev/null
-    wait $p_l7
-    grep -E "done|fail|rror" "$W/l7/prep.log"
-    l7c=raw
-    [ -f "$W/l7/lossless.vz" ] && l7c="$l7c,lossless"
-    bench l7 70 -m "$W/l7/src" --codec "$l7c" --out-dir "$W/l7" -n 64 --prompt-len 512 --ctx 2048 --kv f16
-    VZ_CUDA_STEP=0 bench l7-chain 70 -m "$W/l7/src" --codec "$l7c" --out-dir "$W/l7" -n 64 --prompt-len 512 --ctx 2048 \
-        --kv f16
-    if [ "$(left)" -gt 60 ]; then
-        step "compute-sanitizer racecheck (last: killed at its deadline): tinyllama lossless, 2 tokens"
-        timeout -s KILL $(( $(left) - 15 )) compute-sanitizer --tool racecheck --error-exitcode 9 $V run \
-            -m "$W/tl/lossless.vz" --device cuda -n 2 -p "Once" >"$W/race.log" 2>&1
-        echo "rc=$? $(grep -E 'RACECHECK SUMMARY|Error' "$W/race.log" | sort | uniq -c | head -4 | tr '\n' ' ')"
-        cat "$W/race.log" >>"$OUT/sanitizer.log"
-        pkill -9 -f "vramzip run" 2>/dev/null
-    fi
-    step "summary"
-    echo "card: $(cat "$W/card.txt")"
-    grep -E "^\[  (PASSED|FAILED) \]|steps: logits|step kernel" "$OUT/tests.log"
     exit 0
 fi
 
