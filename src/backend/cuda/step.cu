@@ -109,7 +109,6 @@ static __device__ __forceinline__ int step_tensor(const step_plan &P, int gw) {
     return t;
 }
 
-/* Starts warp gw's loads of phase ph of layer l (weights only). */
 /* cp.async.bulk.prefetch.L2 of [p, p + bytes) widened to 16-byte bounds
  * (inside the tensor's 256-byte aligned arena slice). */
 static __device__ __forceinline__ void l2_prefetch(const void *p, int64_t bytes) {
