@@ -57,11 +57,13 @@ template <int KIND, int B> struct mv4_depth { /* chosen so that no kernel spills
  * RMSNorm(x) as vz_k_rmsnorm computes it: w[c] * (x[c] * scale)), float4 j
  * of group g at j ^ (g & 7), so the 8 lanes of a quarter-warp read 8
  * distinct 16-byte bank groups. Warp b sums row b in the norm's one order
- * (matvec.cuh), either from shared memory after the copy (SMEM_NORM: the
- * copy's loads all in flight at once; about 1 us less per norm in the v4
- * kernel, H200) or from x in global memory before it (the persistent step,
- * whose weight ring is live in registers here: the shared-memory sum made
- * it spill inside its matvec loop, 1.4x slower). nsc: nb floats of shared
+ * (matvec.cuh), either from shared memory after the copy (SMEM_NORM, the
+ * v4 kernel: the copy's loads all in flight at once instead of one
+ * dependent L2 load per step of the sum; with the batched attention loads,
+ * +5-8% decode on an H200) or from x in global memory before it (the
+ * persistent step: it kept this form, the build that first used the
+ * shared-memory sum there also got slower matvecs; which change cost that is
+ * not known, bench/results/2026-11-28-session5-h200.md). nsc: nb floats of shared
  * memory. All threads of the block call it; it ends with __syncthreads.
  * COHERENT: x was written by this kernel (read through L2), else read-only
  * for its life. */

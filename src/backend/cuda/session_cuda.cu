@@ -216,7 +216,7 @@ static vz_status head_and_sample(vz_cuda_session *s, int32_t B, int32_t multi) {
 vz_status vz_cs_forward(vz_cuda_session *s, int32_t B, int32_t multi) {
     const vz_config *c = &s->c;
     const int32_t nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
-    const size_t kv_layer = (size_t)s->n_ctx * (size_t)nkv * hd * (s->kv_f16 ? 2 : 4);
+    const size_t kv_layer = vz_cs_kv_layer_bytes(s);
     const vz_att_seqs sq = {s->pos, s->slot, (int64_t)s->slot_bytes, multi};
     cudaStream_t st = s->st;
     if (s->sm) VZ_TRY(vz_stream_begin(s->sm, st)); /* [st] first streamed layer's copy starts */
@@ -270,13 +270,13 @@ static vz_status setup_step(vz_cuda_session *s) {
     memset(&d, 0, sizeof d);
     d.n_layers = c->n_layers, d.dim = c->dim, d.hidden = c->hidden_dim, d.n_heads = c->n_heads;
     d.n_kv = c->n_kv_heads, d.head_dim = c->head_dim, d.n_ctx = s->n_ctx, d.kv_f16 = s->kv_f16;
-    d.interleaved = c->rope_interleaved, d.chunk = s->att_chunk, d.warps = e ? atoi(e) : 0;
+    d.interleaved = c->rope_interleaved, d.chunk = s->att_chunk, d.warps = atoi(e);
     const char *pf = getenv("VZ_CUDA_STEP_PF"); /* bench: step.h pf */
     d.pf = pf && *pf == '1';
     d.eps = c->rms_eps, d.theta = c->rope_theta;
     d.x = s->x, d.q = s->q, d.k = s->k, d.v = s->v, d.att = s->att, d.hb = s->hb, d.part = s->part;
     d.cnt = s->att_cnt, d.d_pos = s->pos, d.d_slot = s->slot, d.kc = s->kc, d.vc = s->vc;
-    d.kv_layer = (uint64_t)s->n_ctx * (uint64_t)c->n_kv_heads * (uint64_t)c->head_dim * (s->kv_f16 ? 2 : 4);
+    d.kv_layer = vz_cs_kv_layer_bytes(s);
     d.slot_bytes = s->slot_bytes;
     const vz_cuda_tensor **w = (const vz_cuda_tensor **)malloc(sizeof *w * 7 * (size_t)c->n_layers);
     const float **norms = (const float **)malloc(sizeof *norms * 2 * (size_t)c->n_layers);

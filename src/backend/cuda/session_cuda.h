@@ -89,6 +89,11 @@ struct vz_cuda_session {
         if (e_ != cudaSuccess) return VZ_FAIL(VZ_ERR_CUDA, "cuda session: %s: %s", what, cudaGetErrorString(e_)); \
     } while (0)
 
+/* Bytes of one layer's keys (or values) in one KV slot: n_ctx rows of n_kv * head_dim. */
+static inline uint64_t vz_cs_kv_layer_bytes(const vz_cuda_session *s) {
+    return (uint64_t)s->n_ctx * (uint64_t)s->c.n_kv_heads * (uint64_t)s->c.head_dim * (s->kv_f16 ? 2u : 4u);
+}
+
 /* session_cuda.cu */
 void vz_cs_mark(vz_cuda_session *s, const char *tag); /* profiling event after an op */
 double vz_cs_now(void);                               /* monotonic seconds */

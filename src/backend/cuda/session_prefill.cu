@@ -94,7 +94,7 @@ static vz_status pf_chunk(vz_cuda_session *s, const int32_t *tokens, int32_t T, 
     const vz_config *c = &s->c;
     const int32_t dim = c->dim, nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim, hid = c->hidden_dim;
     const int64_t qd = (int64_t)nh * hd, ldqkv = qd + 2 * (int64_t)nkv * hd;
-    const size_t kv_layer = (size_t)s->n_ctx * (size_t)nkv * hd * (s->kv_f16 ? 2 : 4);
+    const size_t kv_layer = vz_cs_kv_layer_bytes(s);
     const int32_t mode = s->pf.mode;
     cudaStream_t st = s->st;
     vz_gemm *g = s->pf.g;
