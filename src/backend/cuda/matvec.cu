@@ -285,12 +285,12 @@ static __global__ void __launch_bounds__(MV4_WARPS * 32, 2) mv4_kernel(mv_args a
     const int64_t nunit = silu ? d0.rows : (d0.rows + 1) / 2;
     const int64_t ub = (int64_t)(blockIdx.x - a.blk[t]) * MV4_WARPS * a.upw;
     const int64_t uend = nunit < ub + (int64_t)MV4_WARPS * a.upw ? nunit : ub + (int64_t)MV4_WARPS * a.upw;
-    const int nb = B < a.batch ? B : a.batch, c4 = (int)(d0.cols >> 2);
+    const int nb = B < a.batch ? B : a.batch, c4 = (int)(d0.cols >> 2); /* nb == B: the table picks B = batch */
     mv4_ring<KIND, B> ring;
     ring.start(d0, d1, silu, ub + warp, MV4_WARPS, uend, lane);
     mv_pdl_wait(); /* x and y only from here on; weights before */
     mv4_stage<false, true>(a.x, a.nw, a.eps, nb, c4, xs, nsc);
-    ring.run(xs, c4, t == 0 ? a.y[0] : t == 1 ? a.y[1] : a.y[2], a.epi, nb, lane, smem[KIND == VZ_K_LL3 ? warp : 0]);
+    ring.run(xs, c4, t == 0 ? a.y[0] : t == 1 ? a.y[1] : a.y[2], a.epi, lane, smem[KIND == VZ_K_LL3 ? warp : 0]);
 }
 
 typedef void (*mv_fn)(mv_args);

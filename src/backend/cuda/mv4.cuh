@@ -114,6 +114,43 @@ static __device__ __forceinline__ void mv4_stage(const float *x, const float *nw
 static __device__ __forceinline__ const vz_dview &mv4_dv(const vz_dview &v) { return v; }
 static __device__ __forceinline__ const vz_dview &mv4_dv(const vz_dview *v) { return *v; }
 
+/* acc[s][b] += the 32 weights of pk[s] . x row b of the lane's group (xg:
+ * its 8 float4, row b at b * c4, float4 q at q ^ sw), fmaf in element
+ * order. The x loads are issued before the math (for B <= 2 all 8 float4
+ * of each row), no branch between them, so they overlap. */
+template <int KIND, int B>
+static __device__ __forceinline__ void mv4_fma(const vz_pk pk[MV_SLOTS], const float4 *xg, int c4, int sw,
+                                               float acc[MV_SLOTS][B]) {
+    constexpr int QA = B <= 2 ? 8 : 1; /* float4 of each row loaded ahead */
+#pragma unroll
+    for (int q0 = 0; q0 < 8; q0 += QA) {
+        float4 xv[QA][B];
+#pragma unroll
+        for (int q = 0; q < QA; q++)
+#pragma unroll
+            for (int b = 0; b < B; b++) xv[q][b] = xg[b * c4 + ((q0 + q) ^ sw)];
+#pragma unroll
+        for (int q = 0; q < QA; q++) {
+            float wv[MV_SLOTS][4];
+#pragma unroll
+            for (int s = 0; s < MV_SLOTS; s++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) wv[s][e] = vz_pk_elem<KIND>(pk[s], 4 * (q0 + q) + e);
+#pragma unroll
+            for (int b = 0; b < B; b++) {
+                const float4 f = xv[q][b];
+#pragma unroll
+                for (int s = 0; s < MV_SLOTS; s++) {
+                    acc[s][b] = fmaf(wv[s][0], f.x, acc[s][b]);
+                    acc[s][b] = fmaf(wv[s][1], f.y, acc[s][b]);
+                    acc[s][b] = fmaf(wv[s][2], f.z, acc[s][b]);
+                    acc[s][b] = fmaf(wv[s][3], f.w, acc[s][b]);
+                }
+            }
+        }
+    }
+}
+
 /* One warp's stream of (unit, group iteration) steps over the units u0,
  * u0 + us, ... below uend of one tensor (d[1]: the up tensor when silu),
  * the weights of the next D steps in flight during this step's math, also
@@ -174,7 +211,7 @@ template <int KIND, int B, typename V = vz_dview> struct mv4_ring {
 
     /* Butterfly; lane 0 stores unit u's outputs into y (rows apart per
      * input): silu(gate) * up, or the row pair (epi ADD: added); acc zeroed. */
-    __device__ __forceinline__ void store(float *y, int epi, int nb, int lane, float acc[MV_SLOTS][B]) const {
+    __device__ __forceinline__ void store(float *y, int epi, int lane, float acc[MV_SLOTS][B]) const {
 #pragma unroll
         for (int s = 0; s < MV_SLOTS; s++)
 #pragma unroll
@@ -186,7 +223,7 @@ template <int KIND, int B, typename V = vz_dview> struct mv4_ring {
         mv4_rows(rows, silu, u, r);
 #pragma unroll
         for (int b = 0; b < B; b++) {
-            if (b >= nb || lane != 0) break;
+            if (lane != 0) break;
             if (silu) {
                 float g = acc[0][b];
                 y[(size_t)b * rows + r[0]] = g / (1.0f + expf(-g)) * acc[1][b];
@@ -205,14 +242,16 @@ template <int KIND, int B, typename V = vz_dview> struct mv4_ring {
             for (int b = 0; b < B; b++) acc[s][b] = 0.0f;
     }
 
-    /* Consumes every step: xs as mv4_stage left it (nb inputs of c4
-     * float4), outputs to y; sm: the warp's lossless scratch. */
-    __device__ __forceinline__ void run(const float4 *xs, int c4, float *y, int epi, int nb, int lane, uint32_t *sm) {
+    /* Consumes every step: xs as mv4_stage left it (B inputs of c4
+     * float4; the caller's batch is B), outputs to y; sm: the warp's
+     * lossless scratch. */
+    __device__ __forceinline__ void run(const float4 *xs, int c4, float *y, int epi, int lane, uint32_t *sm) {
         float acc[MV_SLOTS][B];
 #pragma unroll
         for (int s = 0; s < MV_SLOTS; s++)
 #pragma unroll
             for (int b = 0; b < B; b++) acc[s][b] = 0.0f;
+        const int sw = lane & 7; /* mv4_swz of this lane's groups */
         while (u < uend) { /* warp-uniform; one pass = D steps, ring slot k compile-time */
 #pragma unroll
             for (int k = 0; k < D; k++) {
@@ -222,30 +261,8 @@ template <int KIND, int B, typename V = vz_dview> struct mv4_ring {
                 for (int s = 0; s < MV_SLOTS; s++) mv2_decode<KIND>(mv4_dv(d[s]), st[k][s], lane, sm, pk[s]);
                 if (uf < uend) fetch(k, lane); /* refill the slot: step + D */
                 const int g = it * 32 + lane;
-                if (g < mv4_dv(d[0]).gpr) {
-                    const float4 *xg = xs + 8 * g;
-#pragma unroll
-                    for (int q = 0; q < 8; q++) {
-                        float wv[MV_SLOTS][4];
-#pragma unroll
-                        for (int s = 0; s < MV_SLOTS; s++)
-#pragma unroll
-                            for (int e = 0; e < 4; e++) wv[s][e] = vz_pk_elem<KIND>(pk[s], 4 * q + e);
-#pragma unroll
-                        for (int b = 0; b < B; b++) {
-                            if (b >= nb) break;
-                            float4 f = xg[b * c4 + (q ^ (lane & 7))];
-#pragma unroll
-                            for (int s = 0; s < MV_SLOTS; s++) {
-                                acc[s][b] = fmaf(wv[s][0], f.x, acc[s][b]);
-                                acc[s][b] = fmaf(wv[s][1], f.y, acc[s][b]);
-                                acc[s][b] = fmaf(wv[s][2], f.z, acc[s][b]);
-                                acc[s][b] = fmaf(wv[s][3], f.w, acc[s][b]);
-                            }
-                        }
-                    }
-                }
-                if (it + 1 == nit) store(y, epi, nb, lane, acc);
+                if (g < mv4_dv(d[0]).gpr) mv4_fma<KIND, B>(pk, xs + 8 * g, c4, sw, acc);
+                if (it + 1 == nit) store(y, epi, lane, acc);
                 next(u, it);
             }
         }

@@ -176,7 +176,7 @@ static __device__ __noinline__ void step_matvec(const step_args &a, int ph, int 
     mv4_stage<true, false>(x, nw, a.eps, 1, c4, xs, nsc);
     if (tr && threadIdx.x == 0) tr[2] = clock64();
     float *y = ph == PH_QKV ? a.qkv[t < 0 ? 0 : t] : ph == PH_GU ? a.hb : a.x;
-    ring.run(xs, c4, y, ph == PH_WO || ph == PH_DOWN ? VZ_CUDA_EPI_ADD : VZ_CUDA_EPI_NONE, 1, lane, sm);
+    ring.run(xs, c4, y, ph == PH_WO || ph == PH_DOWN ? VZ_CUDA_EPI_ADD : VZ_CUDA_EPI_NONE, lane, sm);
 }
 
 template <int KIND, int W>

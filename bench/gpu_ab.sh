@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# A/B of two builds in ONE device run (timings compare only within a run):
+# build A (before a change) and build B (after it) are packed side by side;
+# on the device: B's matvec and forward tests, matvec_bench of A, B and any
+# extra matvec_bench variants of B (files bench/matvec_bench.*), then
+# `vramzip bench` of A and B interleaved (A, B, A, B) on a synthetic
+# tinyllama-1.1b made on the device, and the per-op decode profile
+# (VZ_CUDA_PROFILE=1) of both; with `l7`, every GPU test of B and llama2-7b
+# raw and lossless too. The test results are repeated at the end. `batch`:
+# batches 2, 4, 8 instead (matvec_bench per shape, batch_bench end to end).
+# Every step has a deadline ($VZ_DEADLINE s in all); logs under $OUT.
+#   pack here:  bash bench/gpu_ab.sh --pack BUILD_A BUILD_B     (.carry/abpk/ab.tar.xz)
+#   device:     tar -C /tmp -xJf .carry/abpk/ab.tar.xz && cd /tmp/ab && bash gpu_ab.sh [tl|l7|batch]
+set -u
+if [ "${1:-}" = --pack ]; then
+    A=$2 B=$3 D=.carry/ab
+    rm -rf "$D" && mkdir -p "$D/a/bench" "$D/b/bench" "$D/b/tests"
+    cp "$A/vramzip" "$D/a/" && cp "$A/bench/matvec_bench" "$A/bench/batch_bench" "$D/a/bench/" && cp -r "$A/lib" "$D/a/"
+    cp "$B/vramzip" "$D/b/" && cp "$B"/bench/matvec_bench* "$B/bench/batch_bench" "$D/b/bench/" && cp -r "$B/lib" "$D/b/"
+    cp "$B"/tests/test_cuda_* "$B/tests/test_batch" "$D/b/tests/" && cp bench/gpu_ab.sh "$D/"
+    cp -r .carry/models "$D/models"
+    strip "$D"/a/vramzip "$D"/a/bench/* "$D"/b/vramzip "$D"/b/bench/* "$D"/b/tests/*
+    rm -rf .carry/abpk && mkdir -p .carry/abpk && tar -C .carry -cJf .carry/abpk/ab.tar.xz ab
+    du -sh "$D" .carry/abpk
+    exit 0
+fi
+PART=${1:-tl}
+export VZ_MODELS=$PWD/models
+OUT=${OUT:-/tmp/vz-gpu-out}
+W=${VZ_WORK:-/tmp/vzab}
+DEADLINE=${VZ_DEADLINE:-540}
+mkdir -p "$OUT" "$W/tl" "$W/l7"
+t0=$(date +%s)
+step() { echo "== [$(( $(date +%s) - t0 ))s] $*"; }
+left() { echo $(( DEADLINE - ($(date +%s) - t0) )); }
+cap() { local c=$1 l; l=$(left); echo $(( c < l ? c : (l > 1 ? l : 1) )); }
+in_b() { (cd b && LD_LIBRARY_PATH=$PWD/lib BUILD=$PWD "$@"); }
+in_x() { local x=$1; shift; (cd "$x" && LD_LIBRARY_PATH=$PWD/lib "$@"); }
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/card.txt"
+prep() { # shape dir codecs... (B's vramzip; the .vz format is the same in A and B)
+    local shape=$1 d=$2
+    shift 2
+    in_b timeout 300 ./vramzip synth --shape "$shape" -o "$d/src" --force >"$d/prep.log" 2>&1 || echo "synth $shape failed"
+    for c in "$@"; do
+        in_b timeout 300 ./vramzip convert "$d/src" -o "$d/$c.vz" --codec "$c" -q >>"$d/prep.log" 2>&1 ||
+            echo "convert $shape $c failed"
+    done
+    echo "prep $shape done at $(( $(date +%s) - t0 ))s"
+}
+bench() { # build name budget args...
+    local x=$1 name=$2 c=$3
+    shift 3
+    [ "$(left)" -gt $(( c / 2 )) ] || { echo "bench $x $name: skipped (time)"; return; }
+    step "bench $x $name: $*"
+    in_x "$x" timeout "$(cap "$c")" ./vramzip bench --device cuda "$@" --json "$W/bench-$x-$name.json" \
+        >"$W/bench-$x-$name.txt" 2>"$W/bench-$x-$name.err"
+    echo "rc=$?"
+    sed "s/^/[$x] /" "$W/bench-$x-$name.txt" | tee -a "$OUT/bench.txt"
+    cat "$W/bench-$x-$name.json" >>"$OUT/bench-$x.json" 2>/dev/null
+}
+
+if [ "$PART" = batch ]; then # batch 2..8: matvec_bench per shape, batch_bench end to end (raw, lossless)
+    prep tinyllama-1.1b "$W/tl" lossless &
+    p_tl=$!
+    for x in a b; do
+        step "$x: matvec_bench 2 4 8"
+        in_x $x timeout "$(cap 120)" ./bench/matvec_bench 2 4 8 >"$OUT/mvb-$x.txt" 2>&1
+        echo "rc=$?"
+    done
+    wait $p_tl
+    for x in a b a b; do
+        step "$x: batch_bench 1,2,4,8 raw, lossless"
+        in_x $x timeout "$(cap 100)" ./bench/batch_bench --seqs 1,2,4,8 -n 128 --prompt-len 512 --ctx 2048 "$W/tl/src" \
+            "$W/tl/lossless.vz" 2>&1 | sed "s/^/[$x] /" | tee -a "$OUT/batch.txt" | tail -14
+    done
+    step done
+    exit 0
+fi
+prep tinyllama-1.1b "$W/tl" lossless q8 q4 &
+p_tl=$!
+if [ "$PART" = l7 ]; then
+    prep llama2-7b "$W/l7" lossless &
+    p_l7=$!
+fi
+TESTS=test_cuda_matvec
+[ "$PART" = l7 ] && TESTS="test_cuda_matvec test_cuda_prefill test_cuda_verify test_cuda_stream test_cuda_plan test_batch test_cuda_lmax"
+for t in $TESTS; do
+    step "B: $t"
+    in_b timeout "$(cap 150)" ./tests/$t >"$W/$t.log" 2>&1
+    echo "$t rc=$? $(grep -E '^\[  (PASSED|FAILED|SKIPPED)' "$W/$t.log" | tr '\n' ' ')" | tee -a "$W/summary.txt"
+    tail -c 20000 "$W/$t.log" >>"$OUT/tests.log"
+done
+for f in a/bench/matvec_bench b/bench/matvec_bench*; do
+    [ "$(left)" -gt 120 ] || break
+    step "$f 1"
+    (cd "$(dirname "$(dirname "$f")")" && LD_LIBRARY_PATH=$PWD/lib timeout "$(cap 90)" "bench/$(basename "$f")" 1) \
+        >"$OUT/mv-$(echo "$f" | tr / _).txt" 2>&1
+    echo "rc=$?"
+    grep -E "^\| (q/o|k/v|gate|down|lm_head|raw|lossless|q8|q4) " "$OUT/mv-$(echo "$f" | tr / _).txt" | head -40
+done
+wait $p_tl
+step "B: test_cuda_forward (tinyllama: raw == lossless 256 steps, the step kernel == the chain)"
+VZ_TINYLLAMA_RAW="$W/tl/src" VZ_TINYLLAMA_LOSSLESS="$W/tl/lossless.vz" in_b timeout "$(cap 150)" ./tests/test_cuda_forward \
+    >"$W/t_fwd.log" 2>&1
+echo "test_cuda_forward rc=$? $(grep -E '^\[  (PASSED|FAILED|SKIPPED)' "$W/t_fwd.log" | tr '\n' ' ')" | tee -a "$W/summary.txt"
+grep -E "steps: logits|FAILED|Assert|rror" "$W/t_fwd.log" | head -10 | tee -a "$W/summary.txt"
+tail -c 20000 "$W/t_fwd.log" >>"$OUT/tests.log"
+TL="-m $W/tl/src --out-dir $W/tl -n 128 --prompt-len 512 --ctx 2048 --kv f16"
+for x in a b a b; do bench $x tl 70 $TL --codec raw,lossless,q8,q4; done
+for x in a b; do
+    [ "$(left)" -gt 60 ] || break
+    step "$x: decode profile (VZ_CUDA_PROFILE=1), tinyllama raw, 512 positions"
+    VZ_CUDA_PROFILE=1 in_x $x timeout "$(cap 50)" ./vramzip bench --device cuda -m "$W/tl/src" --out-dir "$W/tl" --codec raw \
+        -n 64 --prompt-len 512 --ctx 2048 --kv f16 >/dev/null 2>"$OUT/profile-$x.txt"
+    echo "rc=$?"
+    grep -E "^profile \((eager, attention per|graph of)|^  *(rope|sample)" "$OUT/profile-$x.txt" | head -24
+done
+if [ "$PART" = l7 ]; then
+    wait $p_l7
+    L7="-m $W/l7/src --out-dir $W/l7 -n 64 --prompt-len 512 --ctx 2048 --kv f16 --codec raw,lossless"
+    for x in a b; do bench $x l7 120 $L7; done
+fi
+step "done; tests:"
+cat "$W/summary.txt"
