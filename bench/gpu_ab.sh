@@ -37,7 +37,8 @@ cap() { local c=$1 l; l=$(left); echo $(( c < l ? c : (l > 1 ? l : 1) )); }
 in_b() { (cd b && LD_LIBRARY_PATH=$PWD/lib BUILD=$PWD "$@"); }
 in_x() { local x=$1; shift; (cd "$x" && LD_LIBRARY_PATH=$PWD/lib "$@"); }
 
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/card.txt"
+# the device tool brings back at most 8 files of $OUT: the card heads bench.txt (no file of its own)
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | sed 's/^/card: /' | tee "$OUT/bench.txt"
 prep() { # shape dir codecs... (B's vramzip; the .vz format is the same in A and B)
     local shape=$1 d=$2
     shift 2
