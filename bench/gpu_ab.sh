@@ -95,10 +95,10 @@ done
 for f in a/bench/matvec_bench b/bench/matvec_bench*; do
     [ "$(left)" -gt 120 ] || break
     step "$f 1"
-    (cd "$(dirname "$(dirname "$f")")" && LD_LIBRARY_PATH=$PWD/lib timeout "$(cap 90)" "bench/$(basename "$f")" 1) \
-        >"$OUT/mv-$(echo "$f" | tr / _).txt" 2>&1
+    log="$OUT/mv-$(echo "$f" | tr / _).txt"
+    in_x "${f%%/*}" timeout "$(cap 90)" "./bench/$(basename "$f")" 1 >"$log" 2>&1
     echo "rc=$?"
-    grep -E "^\| (q/o|k/v|gate|down|lm_head|raw|lossless|q8|q4) " "$OUT/mv-$(echo "$f" | tr / _).txt" | head -40
+    grep -E "^\| (q/o|k/v|gate|down|lm_head|raw|lossless|q8|q4) " "$log" | head -40
 done
 wait $p_tl
 step "B: test_cuda_forward (tinyllama: raw == lossless 256 steps, the step kernel == the chain)"
