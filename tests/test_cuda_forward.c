@@ -188,9 +188,11 @@ static void test_long_context_stories260k(void **state) {
 
 /* tinyllama-1.1b shapes (hd 64, 8 query heads per kv head, 32 splits of a
  * 2048 context): after a 600-token prompt, 16 greedy steps one token at a
- * time under attention variant 0 (per query head) and 1 (by kv head). They differ only
- * in the order of the softmax and merge sums (a few f32 ulps of each
- * attention output), so their logits agree to far better than 1e-4 of
+ * time under attention variant 0 (per query head) and 1 (by kv head), and
+ * variant 0 with 32 keys per block instead of 64 (19-20 partials per head,
+ * more than one shared-memory batch of att_combine's 15 rows of hd + 2). They
+ * differ only in the order of the softmax and merge sums (a few f32 ulps of
+ * each attention output), so their logits agree to far better than 1e-4 of
  * their scale. */
 static void test_attention_variants_tinyllama(void **state) {
     (void)state;
@@ -200,16 +202,19 @@ static void test_attention_variants_tinyllama(void **state) {
         skip();
     }
     if (!vz_test_have_gpu()) skip();
-    enum { P = 600, STEPS = 16 };
+    enum { P = 600, STEPS = 16, NS = 3 };
     vz_model *m = NULL;
     assert_int_equal(vz_model_open(&m, raw, NULL), VZ_OK);
     vz_model_info info;
     assert_int_equal(vz_model_get_info(m, &info), VZ_OK);
     const int32_t V = info.vocab_size;
-    vz_session *s[2];
-    for (int var = 0; var < 2; var++) {
-        setenv("VZ_CUDA_ATT", var ? "1" : "0", 1);
-        s[var] = vz_test_open_session(m, VZ_DEVICE_CUDA, VZ_KV_F16, 2048);
+    static const char *const var[NS] = {"0", "1", "0"}, *const chunk[NS] = {NULL, NULL, "32"};
+    vz_session *s[NS];
+    for (int i = 0; i < NS; i++) {
+        setenv("VZ_CUDA_ATT", var[i], 1);
+        if (chunk[i]) setenv("VZ_CUDA_ATT_CHUNK", chunk[i], 1);
+        s[i] = vz_test_open_session(m, VZ_DEVICE_CUDA, VZ_KV_F16, 2048);
+        unsetenv("VZ_CUDA_ATT_CHUNK");
     }
     unsetenv("VZ_CUDA_ATT");
     int32_t *toks = malloc(sizeof(int32_t) * P);
@@ -217,27 +222,32 @@ static void test_attention_variants_tinyllama(void **state) {
     assert_true(toks && a && b);
     for (int i = 0; i < P; i++) toks[i] = (int32_t)((i * 2654435761u) % (uint32_t)(V - 3)) + 3;
     assert_int_equal(vz_session_eval(s[0], toks, P, a, 0), VZ_OK);
-    assert_int_equal(vz_session_eval(s[1], toks, P, b, 0), VZ_OK);
+    for (int i = 1; i < NS; i++) assert_int_equal(vz_session_eval(s[i], toks, P, b, 0), VZ_OK);
     int32_t tok = vz_test_argmax(a, V);
-    float maxd = 0.0f, scale = 0.0f;
-    for (int i = 0; i < STEPS; i++) {
+    float maxd[NS] = {0.0f}, scale = 0.0f;
+    for (int t = 0; t < STEPS; t++) {
         assert_int_equal(vz_session_eval(s[0], &tok, 1, a, 0), VZ_OK);
-        assert_int_equal(vz_session_eval(s[1], &tok, 1, b, 0), VZ_OK);
-        for (int j = 0; j < V; j++) {
-            assert_false(isnan(a[j]));
-            scale = fmaxf(scale, fabsf(b[j]));
-            maxd = fmaxf(maxd, fabsf(a[j] - b[j]));
+        for (int i = 1; i < NS; i++) {
+            for (int j = 0; j < V; j++) b[j] = NAN;
+            assert_int_equal(vz_session_eval(s[i], &tok, 1, b, 0), VZ_OK);
+            for (int j = 0; j < V; j++) {
+                assert_false(isnan(a[j]) || isnan(b[j]));
+                scale = fmaxf(scale, fabsf(a[j]));
+                maxd[i] = fmaxf(maxd[i], fabsf(a[j] - b[j]));
+            }
         }
         tok = vz_test_argmax(a, V);
     }
-    print_message("attention 0 vs 1 at %d..%d: max |d| = %.3g (max |logit| %.3g)\n", P, P + STEPS, (double)maxd,
-                  (double)scale);
-    assert_true(maxd <= 1e-4f * scale);
+    for (int i = 1; i < NS; i++) {
+        print_message("attention 0 vs %s%s%s at %d..%d: max |d| = %.3g (max |logit| %.3g)\n", var[i],
+                      chunk[i] ? ", keys per block " : "", chunk[i] ? chunk[i] : "", P, P + STEPS, (double)maxd[i],
+                      (double)scale);
+        assert_true(maxd[i] <= 1e-4f * scale);
+    }
     free(toks);
     free(a);
     free(b);
-    vz_session_free(s[0]);
-    vz_session_free(s[1]);
+    for (int i = 0; i < NS; i++) vz_session_free(s[i]);
     vz_model_close(m);
 }
 

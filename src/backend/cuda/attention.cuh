@@ -243,19 +243,60 @@ static __device__ void att_stage(const att_args &A, const vz_tgroup &tg, int h, 
     tg.sync();
 }
 
-/* The last chunk block of (h, b): merges the ns partials in chunk order. */
-static __device__ void att_combine(const att_args &A, const vz_tgroup &tg, int h, int b, const float *p, int ns) {
-    const int hd = A.hd;
-    float M = -FLT_MAX;
-    for (int s = 0; s < ns; s++) M = fmaxf(M, __ldcg(p + (int64_t)s * (hd + 2)));
-    float L = 0.0f;
-    for (int s = 0; s < ns; s++) L += __ldcg(p + (int64_t)s * (hd + 2) + 1) * expf(__ldcg(p + (int64_t)s * (hd + 2)) - M);
-    for (int d = tg.tid; d < hd; d += tg.nt) {
-        float o = 0.0f;
-        for (int s = 0; s < ns; s++)
-            o += __ldcg(p + (int64_t)s * (hd + 2) + 2 + d) * expf(__ldcg(p + (int64_t)s * (hd + 2)) - M);
-        A.out[((int64_t)b * A.n_heads + h) * hd + d] = o / L;
+/* The last chunk block of (h, b): merges the ns partials (rows of hd + 2
+ * floats: m, l, acc) in chunk order. They are staged through shared memory
+ * st (nst floats), as many whole rows at a time as fit, with every load of
+ * a batch in flight at once (one L2 round trip per batch, where a loop over
+ * chunks waits on each). Then every thread sums in chunk order as before
+ * (M: a max, exact in any order), so the bits do not change. hd <= tg.nt
+ * (session_cuda.cu: hd <= 128 = ATT_THREADS). */
+static __device__ void att_combine(const att_args &A, const vz_tgroup &tg, int h, int b, const float *p, int ns, float *st,
+                                   int nst, float *red) {
+    const int hd = A.hd, pw = hd + 2, rows = nst / pw;
+    const int n0 = min(ns, rows) * pw; /* the first batch; the partials' m come with it */
+    float t[8], M = -FLT_MAX;
+    for (int i0 = 0; i0 < n0; i0 += 8 * tg.nt) {
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            if (i0 + k * tg.nt + tg.tid < n0) t[k] = __ldcg(p + i0 + k * tg.nt + tg.tid);
+        for (int s = rows + tg.tid; i0 == 0 && s < ns; s += tg.nt) M = fmaxf(M, __ldcg(p + (int64_t)s * pw));
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            if (i0 + k * tg.nt + tg.tid < n0) st[i0 + k * tg.nt + tg.tid] = t[k];
     }
+    tg.sync(); /* st holds the first batch */
+    for (int s = tg.tid; s < min(ns, rows); s += tg.nt) M = fmaxf(M, st[s * pw]);
+    M = block_max(tg, M, red);
+    float L = 0.0f, o = 0.0f;
+    for (int s0 = 0; s0 < ns; s0 += rows) {
+        const int nb = min(rows, ns - s0);
+        if (s0 > 0) { /* the next batch */
+            tg.sync();
+            for (int i0 = 0; i0 < nb * pw; i0 += 8 * tg.nt) {
+#pragma unroll
+                for (int k = 0; k < 8; k++)
+                    if (i0 + k * tg.nt + tg.tid < nb * pw) t[k] = __ldcg(p + (int64_t)s0 * pw + i0 + k * tg.nt + tg.tid);
+#pragma unroll
+                for (int k = 0; k < 8; k++)
+                    if (i0 + k * tg.nt + tg.tid < nb * pw) st[i0 + k * tg.nt + tg.tid] = t[k];
+            }
+            tg.sync();
+        }
+        for (int s = 0; s < nb; s++) {
+            const float w = expf(st[s * pw] - M);
+            L += st[s * pw + 1] * w;
+            if (tg.tid < hd) o += st[s * pw + 2 + tg.tid] * w;
+        }
+    }
+    if (tg.tid < hd) A.out[((int64_t)b * A.n_heads + h) * hd + tg.tid] = o / L;
+}
+
+/* Release the stores of this thread's group and count them (thread 0 after
+ * a group barrier, the CUTLASS semaphore pattern); acquire the others'. */
+static __device__ __forceinline__ int att_count(int32_t *cnt) {
+    int32_t old;
+    asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], 1;" : "=r"(old) : "l"(cnt) : "memory");
+    return old;
 }
 
 /* Attention block (s, h, b) of a grid of S x n_heads x nz blocks, run by
@@ -301,15 +342,13 @@ static __device__ void att_block(const att_args &A, const vz_tgroup &tg, int s, 
     }
     if (ns == 1) return;
     if (tg.tid == 0) po[0] = m, po[1] = l;
-    __threadfence();
     tg.sync();
     int32_t *cnt = A.cnt + (int64_t)b * A.n_heads + h;
-    if (tg.tid == 0) *last = atomicAdd(cnt, 1) == ns - 1;
-    tg.sync();
+    if (tg.tid == 0) *last = att_count(cnt) == ns - 1;
+    tg.sync(); /* orders the group's partial loads after thread 0's acquire */
     if (!*last) return;
-    __threadfence();
     if (tg.tid == 0) *cnt = 0; /* every other block of (h, b) has counted */
-    att_combine(A, tg, h, b, A.part + ((int64_t)b * A.n_heads + h) * S * (hd + 2), ns);
+    att_combine(A, tg, h, b, A.part + ((int64_t)b * A.n_heads + h) * S * (hd + 2), ns, acc, ATT_THREADS * ATT_VEC, red);
 }
 
 /* Floats of att_block's shared memory (the new K/V rows as floats' worth of bytes, rounded up). */
