@@ -5,9 +5,11 @@
 # extra matvec_bench variants of B (files bench/matvec_bench.*), then
 # `vramzip bench` of A and B interleaved (A, B, A, B) on a synthetic
 # tinyllama-1.1b made on the device, and the per-op decode profile
-# (VZ_CUDA_PROFILE=1) of both; with `l7`, every GPU test of B and llama2-7b
-# raw and lossless too. The test results are repeated at the end. `batch`:
-# batches 2, 4, 8 instead (matvec_bench per shape, batch_bench end to end).
+# (VZ_CUDA_PROFILE=1) of both; VZ_AB_NCU=1 adds ncu of B's v4 gate/up
+# matvec, VZ_AB_SAN=1 compute-sanitizer racecheck and memcheck of B; with
+# `l7`, every GPU test of B and llama2-7b raw and lossless too. The test
+# results are repeated at the end. `batch`: batches 2, 4, 8 instead
+# (matvec_bench per shape, batch_bench end to end).
 # Every step has a deadline ($VZ_DEADLINE s in all); logs under $OUT.
 #   pack here:  bash bench/gpu_ab.sh --pack BUILD_A BUILD_B     (.carry/abpk/ab.tar.xz)
 #   device:     tar -C /tmp -xJf .carry/abpk/ab.tar.xz && cd /tmp/ab && bash gpu_ab.sh [tl|l7|batch]
@@ -100,6 +102,23 @@ for f in a/bench/matvec_bench b/bench/matvec_bench*; do
     echo "rc=$?"
     grep -E "^\| (q/o|k/v|gate|down|lm_head|raw|lossless|q8|q4) " "$log" | head -40
 done
+if [ "${VZ_AB_NCU:-0}" = 1 ]; then # why a codec's matvec is slower than raw: B's v4 gate/up + SiLU, lossless then raw
+    step "B: ncu of matvec_bench ncu (v4 gate/up + SiLU, lossless, raw)"
+    in_x b timeout "$(cap 120)" ncu --section SpeedOfLight --section WarpStateStats --section SchedulerStats \
+        --section Occupancy --section SourceCounters -k regex:mv4_kernel -c 2 ./bench/matvec_bench ncu >"$W/ncu.txt" 2>&1
+    echo "rc=$?"
+    cat "$W/ncu.txt" >>"$OUT/mv-b_bench_matvec_bench.txt" # the device tool brings back 8 files
+    grep -E "mv4_kernel|Duration|DRAM Throughput|Warp Cycles Per Issued|Issued Warp|Achieved Occupancy|Registers" "$W/ncu.txt" | head -24
+fi
+if [ "${VZ_AB_SAN:-0}" = 1 ]; then # B under compute-sanitizer: stories260K, 100 tokens at ctx 256, 32 keys per attention block (4 partials merged)
+    for tool in racecheck memcheck; do
+        step "B: compute-sanitizer $tool, stories260K run"
+        VZ_CUDA_ATT_CHUNK=32 in_b timeout -s KILL "$(cap 60)" compute-sanitizer --tool $tool --error-exitcode 9 ./vramzip run \
+            -m "$VZ_MODELS/stories260K/stories260K.bin" --device cuda -n 100 -c 256 --temp 0 -p "Once upon a time" >"$W/san.log" 2>&1
+        echo "$tool rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$W/san.log" | tr '\n' ' ')" | tee -a "$W/summary.txt"
+        tail -c 4000 "$W/san.log" >>"$OUT/tests.log"
+    done
+fi
 wait $p_tl
 step "B: test_cuda_forward (tinyllama: raw == lossless 256 steps, the step kernel == the chain)"
 VZ_TINYLLAMA_RAW="$W/tl/src" VZ_TINYLLAMA_LOSSLESS="$W/tl/lossless.vz" in_b timeout "$(cap 150)" ./tests/test_cuda_forward \
