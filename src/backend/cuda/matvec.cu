@@ -29,7 +29,6 @@ extern "C" {
 
 struct mv_args : mv_set {
     int batch;
-    int upw; /* v4: row units (pairs, or gate+up rows) per warp */
     const float *nw; /* v4: RMSNorm weights fused into the x staging (NULL: none) */
     float eps;
 };
@@ -264,8 +263,8 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
  * of group g at j ^ (g & 7): the 8 lanes of a quarter-warp read 8 distinct
  * 16-byte bank groups, so a lane's float4 read is conflict-free. Each warp
  * then runs one flattened stream of (row unit, group) steps over the units
- * ub + warp + k * MV4_WARPS of its block (a unit: a row pair, or gate row +
- * up row), the weights of the next D steps (mv4_depth) in flight during
+ * w, w + W, w + 2W, ... of its tensor (a unit: a row pair, or gate row + up
+ * row; w: the warp's index among the tensor's W warps), the weights of the next D steps (mv4_depth) in flight during
  * this step's math, also across units. Lossless: the row's exception index (lane j: block j) is
  * loaded one unit ahead, so no load waits on another. Lane mapping and fmaf
  * order are mv_kernel's: results are bitwise equal. */
@@ -283,11 +282,10 @@ static __global__ void __launch_bounds__(MV4_WARPS * 32, 2) mv4_kernel(mv_args a
     const bool silu = a.epi == VZ_CUDA_EPI_SILU_MUL;
     const vz_dview d0 = a.pick(t), d1 = silu ? a.pick(1) : d0;
     const int64_t nunit = silu ? d0.rows : (d0.rows + 1) / 2;
-    const int64_t ub = (int64_t)(blockIdx.x - a.blk[t]) * MV4_WARPS * a.upw;
-    const int64_t uend = nunit < ub + (int64_t)MV4_WARPS * a.upw ? nunit : ub + (int64_t)MV4_WARPS * a.upw;
+    const int64_t nwarp = (int64_t)(a.blk[t + 1] - a.blk[t]) * MV4_WARPS; /* tensor t's warps deal its units */
     const int nb = B < a.batch ? B : a.batch, c4 = (int)(d0.cols >> 2); /* nb == B: the table picks B = batch */
     mv4_ring<KIND, B> ring;
-    ring.start(d0, d1, silu, ub + warp, MV4_WARPS, uend, lane);
+    ring.start(d0, d1, silu, (int64_t)(blockIdx.x - a.blk[t]) * MV4_WARPS + warp, nwarp, nunit, lane);
     mv_pdl_wait(); /* x and y only from here on; weights before */
     mv4_stage<false, true>(a.x, a.nw, a.eps, nb, c4, xs, nsc);
     ring.run(xs, c4, t == 0 ? a.y[0] : t == 1 ? a.y[1] : a.y[2], a.epi, lane, smem[KIND == VZ_K_LL3 ? warp : 0]);
@@ -327,9 +325,14 @@ static cudaError_t mv_launch(mv_fn f, bool fast, unsigned blocks, int threads, s
     return mv_launch_pdl(f, fast && !(mv_variant & VZ_CUDA_MV_NO_PDL), blocks, threads, smem, st, a);
 }
 
-/* v4 grid: units split so that about 2 blocks per SM run them all (the
- * kernel's launch bounds), each block's x staging amortized over upw units
- * per warp. Sets a.blk, a.upw; returns the block count and the kernel. */
+/* v4 grid: 2 blocks per SM (the kernel's launch bounds), one wave, shared
+ * by the tensors in proportion to their units (at least one block each, no
+ * more than one warp per unit); the warps of a tensor deal its units round
+ * robin, so no SM gets a second block's work while another idles (with
+ * whole blocks of ceil(units / (2 x SMs x 8)) units per warp, the 5632
+ * gate/up units of tinyllama made 235 blocks: 103 SMs ran two, 29 one).
+ * Which warp runs a unit changes no bit. Sets a.blk; returns the block
+ * count and the kernel. */
 static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, int batch, int silu,
                           unsigned *blocks, mv_fn *f) {
     static int sms = 0;
@@ -342,12 +345,12 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
     }
     int64_t units[3], total = 0;
     for (int i = 0; i < a.ntens; i++) total += units[i] = silu ? W[i]->rows : (W[i]->rows + 1) / 2;
-    int64_t per = (int64_t)2 * sms * MV4_WARPS;
-    a.upw = (int)((total + per - 1) / per);
+    const int64_t wave = (int64_t)2 * sms;
     int64_t nblk = 0;
     for (int i = 0; i < a.ntens; i++) {
         a.blk[i] = (int)nblk;
-        nblk += (units[i] + (int64_t)MV4_WARPS * a.upw - 1) / ((int64_t)MV4_WARPS * a.upw);
+        const int64_t most = (units[i] + MV4_WARPS - 1) / MV4_WARPS, share = units[i] * wave / total;
+        nblk += share < 1 ? 1 : share < most ? share : most;
     }
     for (int i = a.ntens; i < 4; i++) a.blk[i] = (int)nblk;
     *blocks = (unsigned)nblk;
@@ -398,7 +401,7 @@ static vz_status mv_multi(int n, const vz_cuda_tensor *const *W, float *const *d
     mv_args a;
     memset(&a, 0, sizeof a);
     a.ntens = epi == VZ_CUDA_EPI_SILU_MUL ? 1 : n;
-    a.batch = batch, a.epi = epi, a.x = d_x, a.upw = 1, a.nw = nw, a.eps = eps;
+    a.batch = batch, a.epi = epi, a.x = d_x, a.nw = nw, a.eps = eps;
     int per_warp = epi == VZ_CUDA_EPI_SILU_MUL ? 1 : MV_SLOTS;
     int64_t blocks = 0;
     for (int i = 0; i < 3; i++) {
