@@ -374,11 +374,13 @@ static __device__ __forceinline__ void vz_q8_decode2(const vz_gst &st, vz_pk &k)
     }
 }
 
-/* q4 code q (0..15) minus zero point as f32, exactly: (2^23 + q) - (2^23 + z)
- * with zb = the f32 bits of 2^23 + z (one or + one add instead of a cvt). */
-static __device__ __forceinline__ float vz_q4_val(uint32_t q, uint32_t zb) {
-    return vz_u2f(0x4b000000u | q) - vz_u2f(zb);
-}
+/* q4 code minus zero point as f32, exactly: (2^23 + q) - (2^23 + z), from
+ * q23 = the f32 2^23 + q and zb = the f32 bits of 2^23 + z (an or or a prmt
+ * and one add instead of a cvt). Every q4 decoder ends here. */
+static __device__ __forceinline__ float vz_q4_val(float q23, uint32_t zb) { return q23 - vz_u2f(zb); }
+
+/* The f32 2^23 + q of a q4 code q (0..15). */
+static __device__ __forceinline__ float vz_q4_f23(uint32_t q) { return vz_u2f(0x4b000000u | q); }
 
 /* The f32 2^23 + byte b (0..3, compile-time) of w: bytes 0x00 0x00 0x4b of
  * the constant under byte b of w (the constant first, so that it is held in
@@ -391,7 +393,7 @@ static __device__ __forceinline__ float vz_byte_f32(uint32_t w, int b) {
 template <int KIND>
 static __device__ __forceinline__ float vz_pk_elem(const vz_pk &k, int e) {
     if (KIND == VZ_K_Q8) return (vz_byte_f32(k.p[e >> 2], e & 3) - 8388736.0f) * k.s; /* 2^23 + 128 */
-    if (KIND == VZ_K_Q4) return (vz_byte_f32(k.p[(e & 1) * 8 + (e >> 3)], (e & 7) >> 1) - vz_u2f(k.p[4])) * k.s;
+    if (KIND == VZ_K_Q4) return vz_q4_val(vz_byte_f32(k.p[(e & 1) * 8 + (e >> 3)], (e & 7) >> 1), k.p[4]) * k.s;
     return vz_u2f(e & 1 ? k.p[e >> 1] & 0xffff0000u : k.p[e >> 1] << 16);
 }
 
@@ -435,7 +437,7 @@ static __device__ __forceinline__ void vz_q4_decode(const vz_gst &st, float w[32
     float s = __half2float(__ushort_as_half((unsigned short)st.u[0]));
     uint32_t q[4] = {st.v[0].x, st.v[0].y, st.v[0].z, st.v[0].w}, zb = __float_as_uint(8388608.0f + (float)st.u[1]);
 #pragma unroll
-    for (int e = 0; e < 32; e++) w[e] = vz_q4_val((q[e >> 3] >> 4 * (e & 7)) & 15u, zb) * s;
+    for (int e = 0; e < 32; e++) w[e] = vz_q4_val(vz_q4_f23((q[e >> 3] >> 4 * (e & 7)) & 15u), zb) * s;
 }
 
 static __device__ __forceinline__ void vz_q4_decode2(const vz_gst &st, vz_pk &k) {
@@ -465,7 +467,7 @@ static __device__ __forceinline__ void vz_q4_group(const vz_dview &d, int64_t r,
             float s = __half2float(__ushort_as_half(__ldg(d.scales + gi)));
             uint32_t q = (__ldg(d.data + (size_t)r * d.qstride + c / 2) >> 4 * (c & 1)) & 15u;
             uint32_t z = d.zeros ? __ldg(d.zeros + gi) : 8u;
-            v = vz_q4_val(q, __float_as_uint(8388608.0f + (float)z)) * s;
+            v = vz_q4_val(vz_q4_f23(q), __float_as_uint(8388608.0f + (float)z)) * s;
         }
         w[e] = v;
     }
