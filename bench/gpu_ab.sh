@@ -5,7 +5,8 @@
 # extra matvec_bench variants of B (files bench/matvec_bench.*), then
 # `vramzip bench` of A and B interleaved (A, B, A, B) on a synthetic
 # tinyllama-1.1b made on the device, and the per-op decode profile
-# (VZ_CUDA_PROFILE=1) of both; VZ_AB_NCU=1 adds ncu of B's v4 gate/up
+# (VZ_CUDA_PROFILE=1) of both (VZ_AB_BVARS="VAR=v ...": B's again under
+# each); VZ_AB_NCU=1 adds ncu of B's v4 gate/up
 # matvec, VZ_AB_SAN=1 compute-sanitizer racecheck and memcheck of B; with
 # `l7`, every GPU test of B and llama2-7b raw and lossless too. The test
 # results are repeated at the end. `batch`: batches 2, 4, 8 instead
@@ -135,6 +136,15 @@ for x in a b; do
         -n 64 --prompt-len 512 --ctx 2048 --kv f16 >/dev/null 2>"$OUT/profile-$x.txt"
     echo "rc=$?"
     grep -E "^profile \((eager, attention per|graph of)|^  *(rope|sample)" "$OUT/profile-$x.txt" | head -24
+done
+for v in ${VZ_AB_BVARS:-}; do # B's profile again under each VAR=value (knobs of one build)
+    [ "$(left)" -gt 60 ] || break
+    step "b, $v: decode profile, tinyllama raw, 512 positions"
+    env "$v" VZ_CUDA_PROFILE=1 bash -c 'cd b && LD_LIBRARY_PATH=$PWD/lib "$@"' _ timeout "$(cap 50)" ./vramzip bench \
+        --device cuda -m "$W/tl/src" --out-dir "$W/tl" --codec raw -n 64 --prompt-len 512 --ctx 2048 --kv f16 \
+        >/dev/null 2>>"$OUT/profile-b.txt"
+    echo "rc=$?"
+    grep -E "^profile \((eager, attention per|graph of)" "$OUT/profile-b.txt" | tail -8
 done
 if [ "$PART" = l7 ]; then
     wait $p_l7

@@ -124,7 +124,7 @@ static void test_logits_match_cpu(void **state) {
 }
 
 /* Decode attention over many splits: 250 positions of pseudo-random ids
- * (the split count of a 256 context is 8, so later rows merge up to 8
+ * (32 keys per chunk: a 256 context has 8, so later rows merge up to 8
  * partials), GPU vs the CPU session under each attention variant (forward.cuh),
  * batched (8 rows per step, the f32 matvec path) and one token at a time.
  * f32 KV: tolerance as test_logits_match_cpu (the softmax sums here run over
@@ -150,6 +150,7 @@ static void test_long_context_stories260k(void **state) {
     assert_non_null(a);
     assert_non_null(b);
     setenv("VZ_CUDA_PREFILL", "0", 1);
+    setenv("VZ_CUDA_ATT_CHUNK", "32", 1);
     for (int kv = 0; kv < 2; kv++) {
         vz_kv_mode mode = kv ? VZ_KV_F16 : VZ_KV_F32;
         vz_session *cpu = vz_test_open_session(m, VZ_DEVICE_CPU, mode, 256);
@@ -180,20 +181,72 @@ static void test_long_context_stories260k(void **state) {
         vz_session_free(cpu);
     }
     unsetenv("VZ_CUDA_ATT");
+    unsetenv("VZ_CUDA_ATT_CHUNK");
     unsetenv("VZ_CUDA_PREFILL");
     free(a);
     free(b);
     vz_model_close(m);
 }
 
-/* tinyllama-1.1b shapes (hd 64, 8 query heads per kv head, 32 splits of a
+/* The default attention (variant 0: the chunk blocks of a head merge in a
+ * thread block cluster) gives the bits of variant 3 (the same blocks
+ * merging through global memory, as the persistent step does), byte for
+ * byte: 250 positions of a 256 context at 32 keys per block (up to 8
+ * chunks), f32 and f16 KV, 8 tokens per step and one at a time, with
+ * clusters of 8 blocks (one chunk each), 3 and 2 (several chunks per block,
+ * the cached rows of the later ones fetched after the PDL wait). */
+static void test_attention_cluster_stories260k(void **state) {
+    (void)state;
+    char path[1024];
+    VZ_REQUIRE_MODEL(path, S260K);
+    if (!vz_test_have_gpu()) skip();
+    vz_model *m = NULL;
+    assert_int_equal(vz_model_open(&m, path, NULL), VZ_OK);
+    enum { N = 250, V = 512, NC = 3 };
+    static const char *const cl[NC] = {"16", "3", "2"};
+    int32_t toks[N];
+    toks[0] = 1;
+    for (int i = 1; i < N; i++) toks[i] = (int32_t)((i * 7919u + 13u) % (V - 3)) + 3;
+    float *ref = malloc(sizeof(float) * 2 * N * V), *got = malloc(sizeof(float) * 2 * N * V);
+    assert_true(ref && got);
+    setenv("VZ_CUDA_PREFILL", "0", 1);
+    setenv("VZ_CUDA_ATT_CHUNK", "32", 1);
+    for (int kv = 0; kv < 2; kv++)
+        for (int c = -1; c < NC; c++) { /* -1: variant 3, the reference */
+            setenv("VZ_CUDA_ATT", c < 0 ? "3" : "0", 1);
+            if (c >= 0) setenv("VZ_CUDA_ATT_CLUSTER", cl[c], 1);
+            vz_session *s = vz_test_open_session(m, VZ_DEVICE_CUDA, kv ? VZ_KV_F16 : VZ_KV_F32, 256);
+            float *out = c < 0 ? ref : got;
+            for (int i = 0; i < 2 * N * V; i++) out[i] = NAN;
+            assert_int_equal(vz_session_eval(s, toks, N, out, 1), VZ_OK);
+            vz_session_reset(s);
+            for (int i = 0; i < N; i++) assert_int_equal(vz_session_eval(s, toks + i, 1, out + (N + i) * V, 0), VZ_OK);
+            vz_session_free(s);
+            for (int i = 0; i < 2 * N * V; i++) assert_false(isnan(out[i]));
+            if (c < 0) continue;
+            print_message("kv %s, cluster cap %s: %d x 2 steps of logits byte-identical to variant 3: %s\n",
+                          kv ? "f16" : "f32", cl[c], N, memcmp(ref, got, sizeof(float) * 2 * N * V) ? "no" : "yes");
+            assert_memory_equal(ref, got, sizeof(float) * 2 * N * V);
+        }
+    unsetenv("VZ_CUDA_ATT");
+    unsetenv("VZ_CUDA_ATT_CLUSTER");
+    unsetenv("VZ_CUDA_ATT_CHUNK");
+    unsetenv("VZ_CUDA_PREFILL");
+    free(ref);
+    free(got);
+    vz_model_close(m);
+}
+
+/* tinyllama-1.1b shapes (hd 64, 8 query heads per kv head, 16 chunks of a
  * 2048 context): after a 600-token prompt, 16 greedy steps one token at a
  * time under attention variant 0 (per query head) and 1 (by kv head), and
- * variant 0 with 32 keys per block instead of 64 (19-20 partials per head,
- * more than one shared-memory batch of att_combine's 15 rows of hd + 2). They
- * differ only in the order of the softmax and merge sums (a few f32 ulps of
- * each attention output), so their logits agree to far better than 1e-4 of
- * their scale. */
+ * variant 0 with 32 keys per chunk instead of 128 (19-20 partials per head:
+ * several chunks per block of a cluster of 8). They differ only in the
+ * order of the softmax and merge sums (a few f32 ulps of each attention
+ * output), so their logits agree to far better than 1e-4 of their scale.
+ * Variant 3 at 32 keys per chunk (the blocks merging through global memory,
+ * more than one shared-memory batch of att_combine's 15 rows of hd + 2)
+ * gives the logits of variant 0 at 32 keys byte for byte. */
 static void test_attention_variants_tinyllama(void **state) {
     (void)state;
     const char *raw = getenv("VZ_TINYLLAMA_RAW");
@@ -202,13 +255,13 @@ static void test_attention_variants_tinyllama(void **state) {
         skip();
     }
     if (!vz_test_have_gpu()) skip();
-    enum { P = 600, STEPS = 16, NS = 3 };
+    enum { P = 600, STEPS = 16, NS = 4 };
     vz_model *m = NULL;
     assert_int_equal(vz_model_open(&m, raw, NULL), VZ_OK);
     vz_model_info info;
     assert_int_equal(vz_model_get_info(m, &info), VZ_OK);
     const int32_t V = info.vocab_size;
-    static const char *const var[NS] = {"0", "1", "0"}, *const chunk[NS] = {NULL, NULL, "32"};
+    static const char *const var[NS] = {"0", "1", "0", "3"}, *const chunk[NS] = {NULL, NULL, "32", "32"};
     vz_session *s[NS];
     for (int i = 0; i < NS; i++) {
         setenv("VZ_CUDA_ATT", var[i], 1);
@@ -219,7 +272,8 @@ static void test_attention_variants_tinyllama(void **state) {
     unsetenv("VZ_CUDA_ATT");
     int32_t *toks = malloc(sizeof(int32_t) * P);
     float *a = malloc(sizeof(float) * (size_t)V), *b = malloc(sizeof(float) * (size_t)V);
-    assert_true(toks && a && b);
+    float *c = malloc(sizeof(float) * (size_t)V); /* variant 0 at 32 keys */
+    assert_true(toks && a && b && c);
     for (int i = 0; i < P; i++) toks[i] = (int32_t)((i * 2654435761u) % (uint32_t)(V - 3)) + 3;
     assert_int_equal(vz_session_eval(s[0], toks, P, a, 0), VZ_OK);
     for (int i = 1; i < NS; i++) assert_int_equal(vz_session_eval(s[i], toks, P, b, 0), VZ_OK);
@@ -235,6 +289,8 @@ static void test_attention_variants_tinyllama(void **state) {
                 scale = fmaxf(scale, fabsf(a[j]));
                 maxd[i] = fmaxf(maxd[i], fabsf(a[j] - b[j]));
             }
+            if (i == 2) memcpy(c, b, sizeof(float) * (size_t)V);
+            if (i == 3) assert_memory_equal(c, b, sizeof(float) * (size_t)V);
         }
         tok = vz_test_argmax(a, V);
     }
@@ -247,6 +303,7 @@ static void test_attention_variants_tinyllama(void **state) {
     free(toks);
     free(a);
     free(b);
+    free(c);
     for (int i = 0; i < NS; i++) vz_session_free(s[i]);
     vz_model_close(m);
 }
@@ -372,13 +429,14 @@ static void test_sampling_stories260k(void **state) {
 
 #ifdef VZ_HAVE_CUDA
 /* One model: a session on the kernel chain (the default) and one on the
- * persistent step (VZ_CUDA_STEP=1, asserted to run it). After a 300-token prompt (5
- * attention chunks, so the merge runs), 40 one-token evals must give
- * byte-identical logits (positions 300..339 cross a chunk boundary at 320),
+ * persistent step (VZ_CUDA_STEP=1, asserted to run it). After a 300-token prompt (3
+ * attention chunks of 128 keys, so the merge runs: in a cluster in the
+ * chain, through global memory in the step), 90 one-token evals must give
+ * byte-identical logits (positions 300..389 cross a chunk boundary at 384),
  * and a greedy generate of 24 tokens (3 launches of the 8-step graph) the
  * same ids. */
 static void compare_step_chain(const char *path, vz_kv_mode kv) {
-    enum { P = 300, STEPS = 40, GEN = 24 };
+    enum { P = 300, STEPS = 90, GEN = 24 };
     vz_model *m = NULL;
     assert_int_equal(vz_model_open(&m, path, NULL), VZ_OK);
     vz_model_info info;
@@ -445,6 +503,7 @@ int main(void) {
         cmocka_unit_test(test_lossless_bitexact_stories260k),
         cmocka_unit_test(test_lossless_bitexact_tinyllama),
         cmocka_unit_test(test_long_context_stories260k),
+        cmocka_unit_test(test_attention_cluster_stories260k),
         cmocka_unit_test(test_attention_variants_tinyllama),
         cmocka_unit_test(test_sampling_stories260k),
         cmocka_unit_test(test_step_kernel_tinyllama),

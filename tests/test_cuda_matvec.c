@@ -542,14 +542,14 @@ static void test_matvec_norm(void **state) {
                     const vz_cuda_tensor *W[2] = {&e[0].d, &e[1].d};
                     size_t ny = (size_t)batch * rows;
                     float *got[2];
-                    for (int path = 0; path < 2; path++) { /* 0: fused (v4), 1: norm kernel + legacy */
+                    for (int path = 0; path < 2; path++) { /* 0: fused (v4), 1: norm kernel + legacy, late trigger */
                         vz_cuda_matvec_variant(path ? VZ_CUDA_MV_LEGACY : VZ_CUDA_MV_V4);
                         for (int i = 0; i < 2; i++) {
                             dy[path][i] = vz_cuda_alloc(ny * 4);
                             assert_int_equal(vz_cuda_fill_f32(dy[path][i], epi == VZ_CUDA_EPI_ADD ? 0.5f : NAN, ny), VZ_OK);
                         }
                         assert_int_equal(vz_cuda_fill_f32(dxb, NAN, (size_t)8 * cols), VZ_OK);
-                        if (vz_cuda_matvec_multi_norm(nt, W, dy[path], dx, batch, epi, dnw, 1e-5f, dxb, NULL) != VZ_OK ||
+                        if (vz_cuda_matvec_multi_norm(nt, W, dy[path], dx, batch, epi, dnw, 1e-5f, dxb, path, NULL) != VZ_OK ||
                             vz_cuda_sync() != VZ_OK)
                             fail_msg("norm matvec: %s", vz_last_error());
                         got[path] = malloc(ny * 4);

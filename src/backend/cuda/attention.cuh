@@ -160,10 +160,21 @@ static __device__ __forceinline__ void v_axpy(float a[ATT_VEC], float pj, const 
     }
 }
 
+/* Where a block of the cluster kernel (forward.cu) finds the key/value rows
+ * k0 .. of its chunk: shared tiles, rows rsz bytes apart. */
+struct att_tile {
+    const char *kt, *vt;
+    int k0, rsz;
+    __device__ __forceinline__ const void *k(int p) const { return kt + (p - k0) * rsz; }
+    __device__ __forceinline__ const void *v(int p) const { return vt + (p - k0) * rsz; }
+};
+
 /* acc[g*hd + e] = sum over keys j = g, g+G, ... of p[j] * V[k0 + j][e]: each
  * thread owns ATT_VEC consecutive elements of a row (one 16-byte load for
- * f16), G groups of keys; loads of successive keys are independent. */
-static __device__ void v_pass(const vz_tgroup &tg, float *acc, const float *p, const att_rows &R, int k0, int n, int hd,
+ * f16), G groups of keys; loads of successive keys are independent. R:
+ * att_rows or att_tile. */
+template <typename R>
+static __device__ void v_pass(const vz_tgroup &tg, float *acc, const float *p, const R &rows, int k0, int n, int hd,
                               int f16) {
     const int cols = hd / ATT_VEC, G = tg.nt / cols, c = tg.tid % cols, g = tg.tid / cols;
     float a[ATT_VEC];
@@ -172,13 +183,47 @@ static __device__ void v_pass(const vz_tgroup &tg, float *acc, const float *p, c
     if (g < G) {
 #pragma unroll 4
         for (int j = g; j < n; j += G) {
-            const void *row = R.v(k0 + j);
+            const void *row = rows.v(k0 + j);
             float pj = p[j];
             v_axpy(a, pj, row, c, f16);
         }
 #pragma unroll
         for (int e = 0; e < ATT_VEC; e++) acc[g * hd + c * ATT_VEC + e] = a[e];
     }
+}
+
+/* Scores of the rotated query qs against keys k0 .. k0 + n - 1 (rows from
+ * R), their softmax (probabilities into sc; *m the max score, *l the sum of
+ * probabilities) and the V sums into acc (v_pass), published to the group.
+ * Shared by every kernel of the per-query-head form, so they give the same
+ * bits. red: 32 floats. */
+template <typename R>
+static __device__ void att_chunk(const vz_tgroup &tg, const float *qs, float *sc, float *red, float *acc, const R &rows,
+                                 int k0, int n, int hd, int f16, float *m_, float *l_) {
+    const float rs = sqrtf((float)hd);
+    for (int j = tg.tid; j < n; j += tg.nt) sc[j] = dot_row(qs, rows.k(k0 + j), hd, f16) / rs;
+    tg.sync();
+    float m = -FLT_MAX;
+    for (int j = tg.tid; j < n; j += tg.nt) m = fmaxf(m, sc[j]);
+    m = block_max(tg, m, red);
+    float l = 0.0f;
+    for (int j = tg.tid; j < n; j += tg.nt) {
+        float pe = expf(sc[j] - m);
+        sc[j] = pe;
+        l += pe;
+    }
+    l = block_sum(tg, l, red); /* its barriers also publish sc */
+    v_pass(tg, acc, sc, rows, k0, n, hd, f16);
+    tg.sync();
+    *m_ = m, *l_ = l;
+}
+
+/* Element e of a chunk's V sum: att_chunk's G = nt * ATT_VEC / hd partial
+ * sums, in order. */
+static __device__ __forceinline__ float att_vsum(const float *acc, int G, int hd, int e) {
+    float a = 0.0f;
+    for (int gg = 0; gg < G; gg++) a += acc[gg * hd + e];
+    return a;
 }
 
 /* Rotated pair i of vec (head_dim hd) at position pos: indices *a, *b, values *r0, *r1. */
@@ -210,22 +255,26 @@ struct att_args {
     int32_t chunk; /* keys per block, VZ_ATT_CHUNK_MIN..VZ_ATT_CHUNK */
 };
 
-/* Rotated query (row b, the qi-th token of its sequence) into qs; new key
- * rows (rotated; the sequence's first new row is row0 of k, v) and value
- * rows of this chunk into nk/nv, and into the slot's caches kc, vc when this
- * block owns the store (last: the sequence's last query). */
-static __device__ void att_stage(const att_args &A, const vz_tgroup &tg, int h, int b, char *kc, char *vc, float *qs,
-                                 char *nk, char *nv, int k0, int n, int pos0, int nlo, int qi, int row0, bool last) {
-    const int hd = A.hd, half = hd / 2, kvd = A.n_kv * hd;
-    const int grp = A.n_heads / A.n_kv, kvh = h / grp, f16 = A.kv_f16;
-    const bool store = last && h % grp == 0;
-    for (int i = tg.tid; i < half; i += tg.nt) {
+/* Rotated query of head h (row b, at position pos) into qs. */
+static __device__ __forceinline__ void att_rope_q(const att_args &A, const vz_tgroup &tg, int h, int b, int pos,
+                                                  float *qs) {
+    const int hd = A.hd;
+    for (int i = tg.tid; i < hd / 2; i += tg.nt) {
         int a, bb;
         float r0, r1;
-        rope_pair(A.q + ((int64_t)b * A.n_heads + h) * hd, i, pos0 + qi, hd, A.theta, A.interleaved, &a, &bb, &r0, &r1);
+        rope_pair(A.q + ((int64_t)b * A.n_heads + h) * hd, i, pos, hd, A.theta, A.interleaved, &a, &bb, &r0, &r1);
         qs[a] = r0, qs[bb] = r1;
     }
-    const int nnew = k0 + n - nlo;
+}
+
+/* The new key rows nlo .. nlo + nnew - 1 of kv head kvh (rotated; the
+ * sequence's first new row, position pos0, is row0 of k, v) and value rows
+ * into nk/nv (row p at (p - rb) * rsz bytes), through f16 when the cache is
+ * f16 so they read back exactly as stored, and into the slot's caches kc,
+ * vc when store. */
+static __device__ void att_new_rows(const att_args &A, const vz_tgroup &tg, int kvh, char *kc, char *vc, char *nk,
+                                    char *nv, int rb, int rsz, int nlo, int nnew, int pos0, int row0, bool store) {
+    const int hd = A.hd, half = hd / 2, kvd = A.n_kv * hd, f16 = A.kv_f16;
     for (int idx = tg.tid; idx < nnew * half; idx += tg.nt) {
         const int r = idx / half, i = idx % half, p = nlo + r, bn = row0 + p - pos0;
         const int64_t src = (int64_t)bn * kvd + (int64_t)kvh * hd, dst = (int64_t)p * kvd + (int64_t)kvh * hd;
@@ -233,14 +282,40 @@ static __device__ void att_stage(const att_args &A, const vz_tgroup &tg, int h, 
         float r0, r1;
         rope_pair(A.k + src, i, p, hd, A.theta, A.interleaved, &a, &bb, &r0, &r1);
         float v0 = A.v[src + a], v1 = A.v[src + bb];
-        put_kv(nk, (int64_t)r * hd + a, r0, f16), put_kv(nk, (int64_t)r * hd + bb, r1, f16);
-        put_kv(nv, (int64_t)r * hd + a, v0, f16), put_kv(nv, (int64_t)r * hd + bb, v1, f16);
+        char *kr = nk + (int64_t)(p - rb) * rsz, *vr = nv + (int64_t)(p - rb) * rsz;
+        put_kv(kr, a, r0, f16), put_kv(kr, bb, r1, f16);
+        put_kv(vr, a, v0, f16), put_kv(vr, bb, v1, f16);
         if (store) {
             put_kv(kc, dst + a, r0, f16), put_kv(kc, dst + bb, r1, f16);
             put_kv(vc, dst + a, v0, f16), put_kv(vc, dst + bb, v1, f16);
         }
     }
+}
+
+/* Rotated query (row b, the qi-th token of its sequence) into qs; new key
+ * rows and value rows of this chunk into nk/nv (rows hd apart), and into
+ * the slot's caches kc, vc when this block owns the store (last: the
+ * sequence's last query). */
+static __device__ void att_stage(const att_args &A, const vz_tgroup &tg, int h, int b, char *kc, char *vc, float *qs,
+                                 char *nk, char *nv, int k0, int n, int pos0, int nlo, int qi, int row0, bool last) {
+    const int grp = A.n_heads / A.n_kv;
+    att_rope_q(A, tg, h, b, pos0 + qi, qs);
+    att_new_rows(A, tg, h / grp, kc, vc, nk, nv, nlo, A.hd * (A.kv_f16 ? 2 : 4), nlo, k0 + n - nlo, pos0, row0,
+                 last && h % grp == 0);
     tg.sync();
+}
+
+/* Adds nb partial rows of st (pw floats: m, l, acc) to *L and, element tid
+ * < hd, to *o, in row order, each weighted by exp(m - M). Shared by both
+ * merges (att_combine, forward.cu's cluster kernel), so they give the same
+ * bits. */
+static __device__ __forceinline__ void att_merge_rows(const float *st, int nb, int pw, float M, int hd, int tid,
+                                                      float *L, float *o) {
+    for (int s = 0; s < nb; s++) {
+        const float w = expf(st[s * pw] - M);
+        *L += st[s * pw + 1] * w;
+        if (tid < hd) *o += st[s * pw + 2 + tid] * w;
+    }
 }
 
 /* The last chunk block of (h, b): merges the ns partials (rows of hd + 2
@@ -282,11 +357,7 @@ static __device__ void att_combine(const att_args &A, const vz_tgroup &tg, int h
             }
             tg.sync();
         }
-        for (int s = 0; s < nb; s++) {
-            const float w = expf(st[s * pw] - M);
-            L += st[s * pw + 1] * w;
-            if (tg.tid < hd) o += st[s * pw + 2 + tg.tid] * w;
-        }
+        att_merge_rows(st, nb, pw, M, hd, tg.tid, &L, &o);
     }
     if (tg.tid < hd) A.out[((int64_t)b * A.n_heads + h) * hd + tg.tid] = o / L;
 }
@@ -317,26 +388,12 @@ static __device__ void att_block(const att_args &A, const vz_tgroup &tg, int s, 
     char *kc = A.kc + (int64_t)A.slot[lane] * A.slot_bytes, *vc = A.vc + (int64_t)A.slot[lane] * A.slot_bytes;
     att_stage(A, tg, h, b, kc, vc, qs, nk, nv, k0, n, pos0, nlo, qi, A.multi ? b : 0, A.multi || b == nz - 1);
     const att_rows R = {kc, vc, nk, nv, kvd, (int64_t)(h / (A.n_heads / A.n_kv)) * hd, pos0, nlo, hd, esz};
-    const float rs = sqrtf((float)hd);
-    for (int j = tg.tid; j < n; j += tg.nt) sc[j] = dot_row(qs, R.k(k0 + j), hd, f16) / rs;
-    tg.sync();
-    float m = -FLT_MAX;
-    for (int j = tg.tid; j < n; j += tg.nt) m = fmaxf(m, sc[j]);
-    m = block_max(tg, m, red);
-    float l = 0.0f;
-    for (int j = tg.tid; j < n; j += tg.nt) {
-        float pe = expf(sc[j] - m);
-        sc[j] = pe;
-        l += pe;
-    }
-    l = block_sum(tg, l, red); /* its barriers also publish sc */
-    v_pass(tg, acc, sc, R, k0, n, hd, f16);
-    tg.sync();
+    float m, l;
+    att_chunk(tg, qs, sc, red, acc, R, k0, n, hd, f16, &m, &l);
     const int G = tg.nt * ATT_VEC / hd, ns = (len + C - 1) / C;
     float *po = A.part + (((int64_t)b * A.n_heads + h) * S + s) * (hd + 2);
     for (int e = tg.tid; e < hd; e += tg.nt) {
-        float a = 0.0f;
-        for (int gg = 0; gg < G; gg++) a += acc[gg * hd + e];
+        const float a = att_vsum(acc, G, hd, e);
         if (ns == 1) A.out[((int64_t)b * A.n_heads + h) * hd + e] = a / l; /* = the merge of one chunk */
         else po[2 + e] = a;
     }

@@ -92,9 +92,13 @@ vz_status vz_cuda_matvec_multi(int n, const vz_cuda_tensor *const *W, float *con
  * s_b = 1 / sqrt(mean(x[b]^2) + eps), bitwise as vz_k_rmsnorm (forward.cu)
  * writes it. Fused into the v4 kernel's staging of x (no launch, no xb
  * round trip) when that kernel runs; otherwise the norm is written into d_xb
- * (batch * cols floats) first. Results equal norm-then-matvec bitwise. */
+ * (batch * cols floats) first. Results equal norm-then-matvec bitwise.
+ * late: the kernel lets the next one launch (PDL) only after its own wait,
+ * so that one may read what every kernel before this matvec wrote before
+ * waiting itself (the decode attention after QKV: forward.cuh). */
 vz_status vz_cuda_matvec_multi_norm(int n, const vz_cuda_tensor *const *W, float *const *d_y, const float *d_x,
-                                    int batch, int epi, const float *nw, float eps, float *d_xb, void *stream);
+                                    int batch, int epi, const float *nw, float eps, float *d_xb, int late,
+                                    void *stream);
 
 /* Kernel variant flags (bench, tests, VZ_CUDA_MV; default V4). TC, read at
  * upload, sets tc on the tensors it fits (see vz_cuda_tensor): they always

@@ -9,9 +9,13 @@
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include <cooperative_groups.h>
 #include <cuda_fp16.h>
+#include <cuda_pipeline.h>
 
 #include "backend/cuda/attention.cuh"
 #include "backend/cuda/forward.cuh"
@@ -91,6 +95,149 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention(att_args A) {
     pdl_trigger();
     pdl_wait();
     att_block(A, vz_cta(), blockIdx.x, blockIdx.y, blockIdx.z, gridDim.x, gridDim.z, sm, &last);
+}
+
+/* ---- attention, the merge in a cluster (variant 0, the default) ---------
+ * att_block's blocks and sums, with the chunk blocks of one (head, query) in
+ * one thread block cluster of cs = gridDim.x blocks: block r takes chunks r,
+ * r + cs, ... (one each up to cs * chunk keys), writes each chunk's partial
+ * row (m, l, acc) into rank 0's shared memory, and after one cluster
+ * barrier rank 0 merges them in chunk order by att_combine's sums. So the
+ * bits are those of variant 3 (att_block, whose partials go through global
+ * memory and an atomic count, two L2 round trips more), and of the
+ * persistent step. Each chunk's cached K/V rows are copied into shared
+ * tiles (cp.async, rows padded by 16 bytes so the quarter-warps' 16-byte
+ * loads of 8 rows hit distinct banks), new rows written beside them; the
+ * first chunk's copy is issued before the PDL wait. That is safe because
+ * the QKV matvec before this kernel triggers late (vz_cuda_matvec_multi_norm):
+ * when this kernel starts, every kernel before the QKV matvec has completed,
+ * among them those that wrote d_pos and the cached rows below it. */
+
+static __host__ __device__ __forceinline__ int att_cl_part(int S, int hd) { return (S * (hd + 2) + 3) & ~3; }
+static __host__ __device__ __forceinline__ int att_cl_row(int hd, int esz) { return hd * esz + 16; }
+
+/* The cluster barrier in halves (PTX barrier.cluster; arrive releases, wait acquires). */
+static __device__ __forceinline__ void cl_arrive_relaxed() { asm volatile("barrier.cluster.arrive.relaxed;" ::: "memory"); }
+static __device__ __forceinline__ void cl_arrive() { asm volatile("barrier.cluster.arrive.release;" ::: "memory"); }
+static __device__ __forceinline__ void cl_wait() { asm volatile("barrier.cluster.wait.acquire;" ::: "memory"); }
+
+/* cp.async of cached K/V rows k0 .. k0 + n - 1 of kv head kvh into the tiles. */
+static __device__ void att_cl_fetch(const char *kc, const char *vc, char *kt, char *vt, int rsz, int k0, int n,
+                                    int64_t kvd, int kvh, int hd, int esz) {
+    const int per = hd * esz / 16;
+    for (int idx = threadIdx.x; idx < n * per; idx += blockDim.x) {
+        const int r = idx / per, c = idx % per;
+        const int64_t src = ((int64_t)(k0 + r) * kvd + (int64_t)kvh * hd) * esz + c * 16;
+        __pipeline_memcpy_async(kt + r * rsz + c * 16, kc + src, 16);
+        __pipeline_memcpy_async(vt + r * rsz + c * 16, vc + src, 16);
+    }
+    __pipeline_commit();
+}
+
+static __global__ void __launch_bounds__(ATT_THREADS) k_attention_cl(att_args A, int32_t S) {
+    extern __shared__ __align__(16) float sm[];
+    namespace cg = cooperative_groups;
+    const cg::cluster_group cl = cg::this_cluster();
+    pdl_trigger();
+    cl_arrive_relaxed(); /* phase 1: this block has started (its shared memory may be written once phase 1 is done) */
+    const vz_tgroup tg = vz_cta();
+    const int hd = A.hd, f16 = A.kv_f16, esz = f16 ? 2 : 4, rsz = att_cl_row(hd, esz), pw = hd + 2;
+    const int r = (int)cl.block_rank(), cs = (int)cl.num_blocks(), h = blockIdx.y, b = blockIdx.z;
+    const int grp = A.n_heads / A.n_kv, kvh = h / grp, C = A.chunk;
+    const int64_t kvd = (int64_t)A.n_kv * hd;
+    float *qs = sm, *sc = qs + hd, *red = sc + VZ_ATT_CHUNK, *acc = red + 32, *part = acc + ATT_THREADS * ATT_VEC;
+    char *kt = (char *)(part + att_cl_part(S, hd)), *vt = kt + (size_t)C * rsz;
+    /* [batch] as att_block; d_pos is final here (above) */
+    const int lane = A.multi ? b : 0, qi = A.multi ? 0 : b;
+    const int pos0 = A.pos[lane], len = pos0 + qi + 1, ns = (len + C - 1) / C;
+    char *kc = A.kc + (int64_t)A.slot[lane] * A.slot_bytes, *vc = A.vc + (int64_t)A.slot[lane] * A.slot_bytes;
+    if (r >= ns) { /* no chunk: out of the way at once (the rank 0 blocks wait for the QKV matvec) */
+        if (ns > 1) cl_wait(), cl_arrive();
+        return;
+    }
+    att_cl_fetch(kc, vc, kt, vt, rsz, r * C, min(C, pos0 - r * C), kvd, kvh, hd, esz);
+    pdl_wait();
+    att_rope_q(A, tg, h, b, pos0 + qi, qs);
+    float *po = ns > 1 ? cl.map_shared_rank(part, 0) : NULL; /* rank 0's partial rows */
+    for (int s = r; s < ns; s += cs) {
+        const int k0 = s * C, n = min(C, len - k0), nlo = max(k0, pos0);
+        /* att_chunk ended with a barrier after its last tile read */
+        if (s != r) att_cl_fetch(kc, vc, kt, vt, rsz, k0, min(n, nlo - k0), kvd, kvh, hd, esz);
+        att_new_rows(A, tg, kvh, kc, vc, kt, vt, k0, rsz, nlo, k0 + n - nlo, pos0, A.multi ? b : 0,
+                     (A.multi || b == (int)gridDim.z - 1) && h % grp == 0);
+        __pipeline_wait_prior(0);
+        tg.sync(); /* tiles and qs */
+        float m, l;
+        att_chunk(tg, qs, sc, red, acc, att_tile{kt, vt, k0, rsz}, k0, n, hd, f16, &m, &l);
+        const int G = tg.nt * ATT_VEC / hd;
+        if (ns > 1 && s == r) cl_wait(); /* phase 1 (long done): rank 0 has started */
+        for (int e = tg.tid; e < hd; e += tg.nt) {
+            const float a = att_vsum(acc, G, hd, e);
+            if (ns == 1) A.out[((int64_t)b * A.n_heads + h) * hd + e] = a / l; /* = the merge of one chunk */
+            else po[s * pw + 2 + e] = a;
+        }
+        if (ns > 1 && tg.tid == 0) po[s * pw] = m, po[s * pw + 1] = l;
+    }
+    if (ns == 1) return; /* the whole cluster */
+    cl_arrive(); /* phase 2: this block's partial rows are written */
+    if (r != 0) return;
+    cl_wait(); /* every partial row is in rank 0's shared memory */
+    float M = -FLT_MAX, L = 0.0f, o = 0.0f;
+    for (int s = tg.tid; s < ns; s += tg.nt) M = fmaxf(M, part[s * pw]);
+    M = block_max(tg, M, red);
+    att_merge_rows(part, ns, pw, M, hd, tg.tid, &L, &o);
+    if (tg.tid < hd) A.out[((int64_t)b * A.n_heads + h) * hd + tg.tid] = o / L;
+}
+
+/* Cluster size for S chunks: 8 blocks, at most S; VZ_CUDA_ATT_CLUSTER
+ * (bench, 1..16; above 8 a non-portable size, which Hopper has) sets the
+ * cap. On an H200 clusters of 16 were slower than 8 at every chunk size
+ * (tinyllama at 512-640 positions, chunk 64: 1022 vs 968 us per token),
+ * also when their blocks without a chunk exit at once. Returns the size
+ * launched; 0: none (then variant 3 runs). */
+static int att_cl_launch(const att_args &A, int S, int B, int n_heads, cudaStream_t st) {
+    static int big = -1; /* sizes above 8 allowed */
+    if (big < 0) {
+        big = cudaFuncSetAttribute(k_attention_cl, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess;
+        cudaGetLastError();
+    }
+    const char *e = getenv("VZ_CUDA_ATT_CLUSTER");
+    int cap = e && atoi(e) >= 1 && atoi(e) <= 16 ? atoi(e) : 8;
+    if (cap > 8 && !big) cap = 8;
+    const int esz = A.kv_f16 ? 2 : 4;
+    const size_t shm = sizeof(float) * ((size_t)A.hd + VZ_ATT_CHUNK + 32 + ATT_THREADS * ATT_VEC + att_cl_part(S, A.hd)) +
+                       2 * (size_t)A.chunk * att_cl_row(A.hd, esz);
+    static size_t shm_max = 48 * 1024; /* raised only, so graphs captured before keep theirs */
+    if (shm > shm_max) {
+        if (cudaFuncSetAttribute(k_attention_cl, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm) != cudaSuccess) {
+            cudaGetLastError();
+            return 0;
+        }
+        shm_max = shm;
+    }
+    cudaLaunchConfig_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.blockDim = dim3(ATT_THREADS), cfg.dynamicSmemBytes = shm, cfg.stream = st;
+    cudaLaunchAttribute at[2];
+    at[0].id = cudaLaunchAttributeClusterDimension;
+    at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[1].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at, cfg.numAttrs = 2;
+    for (int cs = cap < S ? cap : S; cs >= 1; cs = cs > 8 ? 8 : 0) { /* a size no GPC can hold: the next */
+        cfg.gridDim = dim3(cs, n_heads, B);
+        at[0].val.clusterDim.x = cs, at[0].val.clusterDim.y = 1, at[0].val.clusterDim.z = 1;
+        int nc = 0;
+        cudaError_t err = cudaOccupancyMaxActiveClusters(&nc, k_attention_cl, &cfg);
+        if (err == cudaSuccess && nc < 1) err = cudaErrorInvalidConfiguration;
+        if (err == cudaSuccess) err = cudaLaunchKernelEx(&cfg, k_attention_cl, A, (int32_t)S);
+        if (err == cudaSuccess) return cs;
+        cudaGetLastError();
+        static int told;
+        if (cs <= 8 && !told++)
+            fprintf(stderr, "vramzip: cuda attention: no cluster of %d blocks (%s); merging through global memory\n", cs,
+                    cudaGetErrorString(err));
+    }
+    return 0;
 }
 
 /* ---- attention by kv head (variant 1, opt-in: VZ_CUDA_ATT=1) ------------
@@ -306,10 +453,11 @@ static __global__ void __launch_bounds__(ATT_KV_THREADS) k_attention_kv(att_args
     att_kv_merge(A, pb, wts, ml, grp, S, ns);
 }
 
-int vz_att_n_variants(void) { return 3; }
+int vz_att_n_variants(void) { return 4; }
 const char *vz_att_variant_name(int v) {
-    static const char *names[] = {"per query head", "by kv head, adaptive splits", "none (timing only)"};
-    return v >= 0 && v < 3 ? names[v] : NULL;
+    static const char *names[] = {"per query head, cluster merge", "by kv head, adaptive splits",
+                                  "none (timing only)", "per query head, merge through global memory"};
+    return v >= 0 && v < 4 ? names[v] : NULL;
 }
 
 size_t vz_att_counters(int32_t B, int32_t n_heads) { return (size_t)B * (size_t)n_heads; }
@@ -330,6 +478,7 @@ void vz_k_attention(float *out, const float *q, const float *k, const float *v, 
         return;
     }
     int S = (n_ctx + chunk - 1) / chunk;
+    if (variant == 0 && att_cl_launch(A, S, B, n_heads, st) > 0) return;
     const size_t shm = sizeof(float) * (size_t)vz_att_block_floats(hd, kv_f16);
     launch_pdl(k_attention, dim3(S, n_heads, B), dim3(ATT_THREADS), shm, st, A);
 }

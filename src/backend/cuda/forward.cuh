@@ -15,13 +15,16 @@
 
 #define VZ_CUDA_MAX_BATCH 8
 /* Keys per attention block (chunk, a runtime choice in [MIN, MAX]; out of
- * range: the variant's default). Variant 0: a context of n keys runs in
- * ceil(n / chunk) blocks per (query, head), merged by the last of them.
+ * range: the variant's default). Variants 0 and 3: a context of n keys runs
+ * in ceil(n / chunk) chunks per (query, head), their partials merged in
+ * chunk order (128: one chunk per block of variant 0's 8-block cluster up
+ * to 1024 keys; on an H200 at 512-640 positions 128 keys in clusters of 8
+ * beat 64 keys in clusters of 8 or 16: bench/results/2026-11-29-session8-h200.md).
  * Variant 1: a fixed number of splits per (query, kv head), each of at least
  * chunk keys (KV_CHUNK_DEFAULT) and more at long contexts. */
 #define VZ_ATT_CHUNK 128
 #define VZ_ATT_CHUNK_MIN 32
-#define VZ_ATT_CHUNK_DEFAULT 64
+#define VZ_ATT_CHUNK_DEFAULT 128
 #define VZ_ATT_KV_CHUNK_DEFAULT 32
 
 /* out[b] = w * x[b] / rms(x[b]) for b < B. */
@@ -50,12 +53,17 @@ void vz_k_attention(float *out, const float *q, const float *k, const float *v, 
                     int32_t n_ctx, int32_t kv_f16, float theta, int32_t interleaved, int32_t chunk, int32_t variant,
                     cudaStream_t st);
 /* The attention variants (VZ_CUDA_ATT), timed by the session profiler: 0
- * (default) one block per (chunk, query head, query); 1 one block per
- * (split, kv head, query) for all query heads of the kv head (slower than 0
- * in its first form, the tiled form not yet timed: see forward.cu); 2
- * launches nothing (a timing knob only: its results are wrong). Variant 1
- * falls back to 0 when its shared memory cannot be had. Name NULL past the
- * end. */
+ * (default) one block per (chunk, query head, query), the chunk blocks of a
+ * (head, query) in one thread block cluster that merges their partials in
+ * shared memory (VZ_CUDA_ATT_CLUSTER caps its size: 8 blocks, each taking
+ * every 8th chunk); 1 one block per (split, kv head, query) for all query
+ * heads of the kv head (slower than 0 in its first form, the tiled form not
+ * yet timed: see forward.cu); 2 launches nothing (a timing knob only: its
+ * results are wrong); 3 variant 0's blocks merging through global memory
+ * (part, cnt), the same bits as 0. The QKV matvec before variant 0 must be
+ * launched late (vz_cuda_matvec_multi_norm). Variant 1 falls back to 0, and
+ * 0 to 3, when its shared memory (or cluster) cannot be had. Name NULL past
+ * the end. */
 int vz_att_n_variants(void);
 const char *vz_att_variant_name(int v);
 

@@ -58,7 +58,7 @@ static __device__ __forceinline__ void mv_decode(const vz_dview &d, const vz_gst
 template <int KIND, int B>
 static __global__ void __launch_bounds__(MV_WARPS * 32) mv_kernel(mv_args a) {
     __shared__ __align__(16) uint32_t smem[MV_WARPS][32 * VZ_SMEM_LANE];
-    mv_pdl_trigger(); /* PDL (mv_launch): the next kernel may start its weight loads now */
+    a.trigger_early(); /* PDL (mv_launch): the next kernel may start its weight loads now */
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int t = a.tensor();
     bool silu = a.epi == VZ_CUDA_EPI_SILU_MUL;
@@ -70,7 +70,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) mv_kernel(mv_args a) {
     r[0] = silu ? wi : wi * 2;
     r[1] = silu ? wi : wi * 2 + 1;
     if (r[0] >= d[0].rows) { /* warp-uniform; waits, so completion implies the previous grid's */
-        mv_pdl_wait();
+        a.wait();
         return;
     }
     bool v1 = r[1] < d[1].rows;
@@ -98,7 +98,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) mv_kernel(mv_args a) {
             else mv_decode<KIND>(d[s], cur[s], lane, smem[warp], w[s]);
             if (KIND != VZ_K_GENERIC) cur[s] = nxt[s];
         }
-        if (it == 0) mv_pdl_wait(); /* x and y only from here on; weights before */
+        if (it == 0) a.wait(); /* x and y only from here on; weights before */
         int64_t c0 = 32 * (int64_t)(it * 32 + lane);
         if (c0 >= cols) continue;
         int ne = cols - c0 < 32 ? (int)(cols - c0) : 32;
@@ -161,7 +161,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) mv_kernel(mv_args a) {
 template <int KIND, int B, int MINB>
 static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args a) {
     __shared__ __align__(16) uint32_t smem[MV_WARPS][32 * VZ_SMEM_LANE];
-    mv_pdl_trigger(); /* the next kernel may start its weight loads now */
+    a.trigger_early(); /* the next kernel may start its weight loads now */
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int t = a.tensor();
     bool silu = a.epi == VZ_CUDA_EPI_SILU_MUL;
@@ -173,7 +173,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
     r[0] = silu ? wi : wi * 2;
     r[1] = silu ? wi : wi * 2 + 1;
     if (r[0] >= d[0].rows) { /* warp-uniform; still waits, so completion implies the previous grid's */
-        mv_pdl_wait();
+        a.wait();
         return;
     }
     bool v1 = r[1] < d[1].rows;
@@ -195,7 +195,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
         for (int s = 0; s < MV_SLOTS; s++) mv2_load<KIND>(d[s], r[s], 1, lane, ei[s], nxt[s]);
 #pragma unroll
     for (int s = 0; s < MV_SLOTS; s++) mv2_decode<KIND>(d[s], cur[s], lane, smem[warp], pk[s]);
-    mv_pdl_wait();
+    a.wait();
     float acc[MV_SLOTS][B];
 #pragma unroll
     for (int s = 0; s < MV_SLOTS; s++)
@@ -277,7 +277,7 @@ static __global__ void __launch_bounds__(MV4_WARPS * 32, 2) mv4_kernel(mv_args a
     extern __shared__ float4 xs[];
     __shared__ __align__(16) uint32_t smem[KIND == VZ_K_LL3 ? MV4_WARPS : 1][32 * VZ_SMEM_LANE3];
     __shared__ float nsc[MV4_WARPS];
-    mv_pdl_trigger(); /* PDL: the next kernel may start its weight loads now */
+    a.trigger_early(); /* PDL: the next kernel may start its weight loads now */
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int t = a.tensor();
     const bool silu = a.epi == VZ_CUDA_EPI_SILU_MUL;
@@ -287,7 +287,7 @@ static __global__ void __launch_bounds__(MV4_WARPS * 32, 2) mv4_kernel(mv_args a
     const int nb = B < a.batch ? B : a.batch, c4 = (int)(d0.cols >> 2); /* nb == B: the table picks B = batch */
     mv4_ring<KIND, B> ring;
     ring.start(d0, d1, silu, (int64_t)(blockIdx.x - a.blk[t]) * MV4_WARPS + warp, nwarp, nunit, lane);
-    mv_pdl_wait(); /* x and y only from here on; weights before */
+    a.wait(); /* x and y only from here on; weights before */
     mv4_stage<false, true>(a.x, a.nw, a.eps, nb, c4, xs, nsc);
     ring.run(xs, c4, t == 0 ? a.y[0] : t == 1 ? a.y[1] : a.y[2], a.epi, lane, smem[KIND == VZ_K_LL3 ? warp : 0]);
 }
@@ -383,7 +383,7 @@ static vz_status mv_check_args(int n, const vz_cuda_tensor *const *W, float *con
 /* vz_cuda_matvec_multi, with nw: of RMSNorm(x) (fused into v4's x staging,
  * else vz_k_rmsnorm into xb first). */
 static vz_status mv_multi(int n, const vz_cuda_tensor *const *W, float *const *d_y, const float *d_x, int batch, int epi,
-                          const float *nw, float eps, float *d_xb, cudaStream_t stream) {
+                          const float *nw, float eps, float *d_xb, int late, cudaStream_t stream) {
     VZ_TRY(mv_check_args(n, W, d_y, d_x, batch, epi));
     bool tc = true;
     for (int i = 0; i < n; i++) tc = tc && W[i]->tc;
@@ -398,11 +398,11 @@ static vz_status mv_multi(int n, const vz_cuda_tensor *const *W, float *const *d
         vz_k_rmsnorm(d_x, d_xb, nw, batch, (int32_t)W[0]->cols, eps, stream);
         d_x = d_xb, nw = NULL;
     }
-    if (tc) return vz_cuda_mv_tc(n, W, d_y, d_x, batch, epi, !(mv_variant & VZ_CUDA_MV_NO_PDL), stream);
+    if (tc) return vz_cuda_mv_tc(n, W, d_y, d_x, batch, epi, !(mv_variant & VZ_CUDA_MV_NO_PDL), late != 0, stream);
     mv_args a;
     memset(&a, 0, sizeof a);
     a.ntens = epi == VZ_CUDA_EPI_SILU_MUL ? 1 : n;
-    a.batch = batch, a.epi = epi, a.x = d_x, a.nw = nw, a.eps = eps;
+    a.batch = batch, a.epi = epi, a.x = d_x, a.nw = nw, a.eps = eps, a.late = late != 0;
     int per_warp = epi == VZ_CUDA_EPI_SILU_MUL ? 1 : MV_SLOTS;
     int64_t blocks = 0;
     for (int i = 0; i < 3; i++) {
@@ -439,14 +439,14 @@ static vz_status mv_multi(int n, const vz_cuda_tensor *const *W, float *const *d
 
 extern "C" vz_status vz_cuda_matvec_multi(int n, const vz_cuda_tensor *const *W, float *const *d_y, const float *d_x,
                                           int batch, int epi, void *stream) {
-    return mv_multi(n, W, d_y, d_x, batch, epi, NULL, 0.0f, NULL, (cudaStream_t)stream);
+    return mv_multi(n, W, d_y, d_x, batch, epi, NULL, 0.0f, NULL, 0, (cudaStream_t)stream);
 }
 
 extern "C" vz_status vz_cuda_matvec_multi_norm(int n, const vz_cuda_tensor *const *W, float *const *d_y, const float *d_x,
                                                int batch, int epi, const float *nw, float eps, float *d_xb,
-                                               void *stream) {
+                                               int late, void *stream) {
     VZ_FAIL_IF(!nw || !d_xb, VZ_ERR_ARG, "cuda matvec: norm weights and scratch needed");
-    return mv_multi(n, W, d_y, d_x, batch, epi, nw, eps, d_xb, (cudaStream_t)stream);
+    return mv_multi(n, W, d_y, d_x, batch, epi, nw, eps, d_xb, late, (cudaStream_t)stream);
 }
 
 extern "C" vz_status vz_cuda_matvec(float *d_y, const float *d_x, int batch, const vz_cuda_tensor *W, void *stream) {

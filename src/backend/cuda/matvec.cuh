@@ -56,11 +56,26 @@ struct mv_set {
     const float *x;
     int blk[4];
     int ntens, epi;
+    int late; /* PDL trigger after the wait (trigger_early, wait below) */
     /* The tensor this block works on. */
     __device__ __forceinline__ int tensor() const {
         int t = 0;
         while (t + 1 < ntens && (int)blockIdx.x >= blk[t + 1]) t++;
         return t;
+    }
+    /* PDL: trigger_early() first thing, wait() before x or y is touched.
+     * Early, the next grid launches at once and overlaps this one's weight
+     * loads. With late the trigger follows the wait: when the next grid
+     * launches, this grid has passed its wait, so every grid before it has
+     * completed, and the next grid may read their outputs (not this one's)
+     * before its own wait (the decode attention reads positions and cached
+     * K/V rows: forward.cu). A block that exits without either triggers. */
+    __device__ __forceinline__ void trigger_early() const {
+        if (!late) mv_pdl_trigger();
+    }
+    __device__ __forceinline__ void wait() const {
+        mv_pdl_wait();
+        if (late) mv_pdl_trigger();
     }
     /* w[t] by constant indices only (a dynamic index would copy w to local memory). */
     __device__ __forceinline__ vz_dview pick(int t) const { return t == 0 ? w[0] : t == 1 ? w[1] : w[2]; }
@@ -95,6 +110,6 @@ static cudaError_t mv_launch_pdl(void (*f)(A), bool pdl, unsigned blocks, int th
 /* The tensor-core matvec (matvec_tc.cu) of n tensors that all have tc set;
  * arguments as vz_cuda_matvec_multi (checked by the caller). */
 vz_status vz_cuda_mv_tc(int n, const vz_cuda_tensor *const *W, float *const *d_y, const float *d_x, int batch, int epi,
-                        bool pdl, cudaStream_t st);
+                        bool pdl, bool late, cudaStream_t st);
 
 #endif

@@ -212,7 +212,7 @@ static __global__ void __launch_bounds__(TC_WARPS * 32, 2) tc_kernel(tc_args a) 
     extern __shared__ uint2 fr[];
     __shared__ __align__(16) uint32_t xsm[KIND == VZ_K_RAW_BF16 ? 1 : TC_WARPS][32 * VZ_SMEM_LANE];
     __shared__ float red[TC_WARPS][2][16][8];
-    mv_pdl_trigger(); /* the next kernel may start its weight loads now */
+    a.trigger_early(); /* the next kernel may start its weight loads now */
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, n = lane >> 2, q = lane & 3;
     const int t = a.tensor();
     const bool silu = a.epi == VZ_CUDA_EPI_SILU_MUL;
@@ -234,7 +234,7 @@ static __global__ void __launch_bounds__(TC_WARPS * 32, 2) tc_kernel(tc_args a) 
         for (int k = 0; k < 2; k++)
             if (f.u < nunit) tc_next<KIND>(d, f, silu, rows, nunit, stride, S, s0, s1, lane, st[k]);
     }
-    mv_pdl_wait(); /* x and y only from here on; weights before */
+    a.wait(); /* x and y only from here on; weights before */
     uint2 *myfr = fr + (size_t)warp * span;
     tc_stage<NB>(a, cols, s0, s1, lane, myfr);
     __syncwarp();
@@ -294,13 +294,13 @@ static size_t tc_smem(int64_t cols, int nb) {
 }
 
 vz_status vz_cuda_mv_tc(int n, const vz_cuda_tensor *const *W, float *const *d_y, const float *d_x,
-                                   int batch, int epi, bool pdl, cudaStream_t st) {
+                                   int batch, int epi, bool pdl, bool late, cudaStream_t st) {
     static bool big_smem[3][TC_NB];
     const bool silu = epi == VZ_CUDA_EPI_SILU_MUL;
     const int64_t cols = W[0]->cols;
     tc_args a;
     memset(&a, 0, sizeof a);
-    a.ntens = silu ? 1 : n, a.epi = epi;
+    a.ntens = silu ? 1 : n, a.epi = epi, a.late = late;
     int kind = W[0]->kind;
     for (int i = 0; i < 3; i++) {
         const vz_cuda_tensor *w = W[i < n ? i : 0];

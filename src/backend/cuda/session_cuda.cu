@@ -191,7 +191,7 @@ static vz_status head_and_sample(vz_cuda_session *s, int32_t B, int32_t multi) {
     cudaStream_t st = s->st;
     const vz_cuda_tensor *head = s->out.data ? &s->out : &s->emb;
     VZ_TRY(vz_cuda_matvec_multi_norm(1, &head, &s->logits, s->x, B, VZ_CUDA_EPI_NONE,
-                                     s->norms + (size_t)(2 * c->n_layers) * c->dim, c->rms_eps, s->xb, st));
+                                     s->norms + (size_t)(2 * c->n_layers) * c->dim, c->rms_eps, s->xb, 0, st));
     vz_cs_mark(s, "rmsnorm + head matvec");
     if (multi) {
         vz_k_sample(s->logits, B, c->vocab_size, &s->mopts, s->tok, s->out_ids, s->step, s->pos, 1, s->n_ctx, st);
@@ -234,7 +234,8 @@ vz_status vz_cs_forward(vz_cuda_session *s, int32_t B, int32_t multi) {
         /* attention: x += Wo attention(rope(Wq xb), rope(Wk xb), Wv xb), xb = norm(x) */
         const vz_cuda_tensor *qkv[3] = {&L->wq, &L->wk, &L->wv};
         float *const qkv_out[3] = {s->q, s->k, s->v};
-        VZ_TRY(vz_cuda_matvec_multi_norm(3, qkv, qkv_out, s->x, B, VZ_CUDA_EPI_NONE, L->attn_norm, c->rms_eps, s->xb, st));
+        VZ_TRY(vz_cuda_matvec_multi_norm(3, qkv, qkv_out, s->x, B, VZ_CUDA_EPI_NONE, L->attn_norm, c->rms_eps, s->xb,
+                                         1, st)); /* late: the attention reads the caches before its wait */
         vz_cs_mark(s, "rmsnorm + qkv matvec");
         vz_k_attention(s->att, s->q, s->k, s->v, kc, vc, s->part, s->att_cnt, &sq, B, nh, nkv, hd, s->n_ctx,
                        s->kv_f16, c->rope_theta, c->rope_interleaved, s->att_chunk, s->att_variant, st);
@@ -246,7 +247,8 @@ vz_status vz_cs_forward(vz_cuda_session *s, int32_t B, int32_t multi) {
         /* MLP: x += W2 (silu(W1 xb) * W3 xb), xb = norm(x) */
         const vz_cuda_tensor *gu[2] = {&L->w1, &L->w3};
         float *const gu_out[2] = {s->hb, s->hb};
-        VZ_TRY(vz_cuda_matvec_multi_norm(2, gu, gu_out, s->x, B, VZ_CUDA_EPI_SILU_MUL, L->ffn_norm, c->rms_eps, s->xb, st));
+        VZ_TRY(vz_cuda_matvec_multi_norm(2, gu, gu_out, s->x, B, VZ_CUDA_EPI_SILU_MUL, L->ffn_norm, c->rms_eps, s->xb, 0,
+                                         st));
         vz_cs_mark(s, "rmsnorm + gate/up matvec + silu");
         const vz_cuda_tensor *w2 = &L->w2;
         VZ_TRY(vz_cuda_matvec_multi(1, &w2, &s->x, s->hb, B, VZ_CUDA_EPI_ADD, st));
