@@ -158,13 +158,14 @@ static __device__ __forceinline__ void mv4_fma(const vz_pk pk[MV_SLOTS], const f
  * weights (so it may run before x is ready); run() consumes them. Lossless:
  * a unit's exception index (lane j: block j) is loaded one unit ahead. */
 template <int KIND, int B, typename V = vz_dview> struct mv4_ring {
-    enum { D = mv4_depth<KIND, B>::D };
+    enum { D = mv4_depth<KIND, B>::D, YA = B == 1 }; /* YA: ADD's y read as a unit starts (B > 1 spills) */
     V d[MV_SLOTS];
     int64_t rows, u, uf, uend, us; /* u, it: the step consumed next; uf, itf: fetched next */
     int it, itf, nit;
     bool silu;
     uint32_t ei[MV_SLOTS], ein[MV_SLOTS];
     vz_gst st[D][MV_SLOTS];
+    float ya[MV_SLOTS][B]; /* YA: lane 0's y of unit u (epi ADD) */
 
     __device__ __forceinline__ void next(int64_t &uu, int &ii) const {
         if (++ii == nit) ii = 0, uu += us;
@@ -209,6 +210,22 @@ template <int KIND, int B, typename V = vz_dview> struct mv4_ring {
             if (uf < uend) fetch(k, lane);
     }
 
+    /* YA, epi ADD: lane 0 loads y of unit u's rows as the unit starts, so
+     * the load is in flight during its steps instead of after the butterfly
+     * (no other warp writes those rows; the sum is the same). On an H200 it
+     * made the matvec-only chain of matvec_bench 2% slower but the decode
+     * step 2% faster (tinyllama; llama2-7b raw 7%): bench/results/
+     * 2026-11-29-session8-h200.md. */
+    __device__ __forceinline__ void load_y(const float *y, int epi, int lane) {
+        if (!YA || epi != VZ_CUDA_EPI_ADD || silu || lane != 0) return;
+        int64_t r[MV_SLOTS];
+        mv4_rows(rows, silu, u, r);
+#pragma unroll
+        for (int s = 0; s < MV_SLOTS; s++)
+#pragma unroll
+            for (int b = 0; b < B; b++) ya[s][b] = y[(size_t)b * rows + r[s]];
+    }
+
     /* Butterfly; lane 0 stores unit u's outputs into y (rows apart per
      * input): silu(gate) * up, or the row pair (epi ADD: added); acc zeroed. */
     __device__ __forceinline__ void store(float *y, int epi, int lane, float acc[MV_SLOTS][B]) const {
@@ -233,7 +250,7 @@ template <int KIND, int B, typename V = vz_dview> struct mv4_ring {
             for (int s = 0; s < MV_SLOTS; s++) {
                 if (s == 1 && r[1] == r[0]) break;
                 size_t i = (size_t)b * rows + r[s];
-                y[i] = epi == VZ_CUDA_EPI_ADD ? y[i] + acc[s][b] : acc[s][b];
+                y[i] = epi != VZ_CUDA_EPI_ADD ? acc[s][b] : (YA ? ya[s][b] : y[i]) + acc[s][b];
             }
         }
 #pragma unroll
@@ -256,6 +273,7 @@ template <int KIND, int B, typename V = vz_dview> struct mv4_ring {
 #pragma unroll
             for (int k = 0; k < D; k++) {
                 if (u >= uend) break;
+                if (it == 0) load_y(y, epi, lane);
                 vz_pk pk[MV_SLOTS];
 #pragma unroll
                 for (int s = 0; s < MV_SLOTS; s++) mv2_decode<KIND>(mv4_dv(d[s]), st[k][s], lane, sm, pk[s]);
