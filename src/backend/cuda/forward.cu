@@ -106,15 +106,17 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention(att_args A) {
  * bits are those of variant 3 (att_block, whose partials go through global
  * memory and an atomic count, two L2 round trips more), and of the
  * persistent step. Each chunk's cached K/V rows are copied into shared
- * tiles (cp.async, rows padded by 16 bytes so the quarter-warps' 16-byte
- * loads of 8 rows hit distinct banks), new rows written beside them; the
+ * tiles (cp.async, rows att_kv_row bytes apart), new rows written beside them; the
  * first chunk's copy is issued before the PDL wait. That is safe because
  * the QKV matvec before this kernel triggers late (vz_cuda_matvec_multi_norm):
  * when this kernel starts, every kernel before the QKV matvec has completed,
  * among them those that wrote d_pos and the cached rows below it. */
 
 static __host__ __device__ __forceinline__ int att_cl_part(int S, int hd) { return (S * (hd + 2) + 3) & ~3; }
-static __host__ __device__ __forceinline__ int att_cl_row(int hd, int esz) { return hd * esz + 16; }
+/* Bytes of one K or V row in a shared tile (this kernel's and variant 1's):
+ * 16 bytes of padding put the 16-byte loads of 8 consecutive rows (a
+ * quarter warp) in distinct banks. */
+static __host__ __device__ __forceinline__ int att_kv_row(int hd, int esz) { return hd * esz + 16; }
 
 /* The cluster barrier in halves (PTX barrier.cluster; arrive releases, wait acquires). */
 static __device__ __forceinline__ void cl_arrive_relaxed() { asm volatile("barrier.cluster.arrive.relaxed;" ::: "memory"); }
@@ -141,7 +143,7 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention_cl(att_args A,
     pdl_trigger();
     cl_arrive_relaxed(); /* phase 1: this block has started (its shared memory may be written once phase 1 is done) */
     const vz_tgroup tg = vz_cta();
-    const int hd = A.hd, f16 = A.kv_f16, esz = f16 ? 2 : 4, rsz = att_cl_row(hd, esz), pw = hd + 2;
+    const int hd = A.hd, f16 = A.kv_f16, esz = f16 ? 2 : 4, rsz = att_kv_row(hd, esz), pw = hd + 2;
     const int r = (int)cl.block_rank(), cs = (int)cl.num_blocks(), h = blockIdx.y, b = blockIdx.z;
     const int grp = A.n_heads / A.n_kv, kvh = h / grp, C = A.chunk;
     const int64_t kvd = (int64_t)A.n_kv * hd;
@@ -206,7 +208,7 @@ static int att_cl_launch(const att_args &A, int S, int B, int n_heads, cudaStrea
     if (cap > 8 && !big) cap = 8;
     const int esz = A.kv_f16 ? 2 : 4;
     const size_t shm = sizeof(float) * ((size_t)A.hd + VZ_ATT_CHUNK + 32 + ATT_THREADS * ATT_VEC + att_cl_part(S, A.hd)) +
-                       2 * (size_t)A.chunk * att_cl_row(A.hd, esz);
+                       2 * (size_t)A.chunk * att_kv_row(A.hd, esz);
     static size_t shm_max = 48 * 1024; /* raised only, so graphs captured before keep theirs */
     if (shm > shm_max) {
         if (cudaFuncSetAttribute(k_attention_cl, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm) != cudaSuccess) {
@@ -275,10 +277,6 @@ static int att_kv_splits(int32_t n_ctx, int32_t cmin) {
     int smax = (n_ctx + cmin - 1) / cmin;
     return S < smax ? S : smax;
 }
-
-/* Bytes of one K or V row in the shared tile: 16 bytes of padding put the
- * 16-byte loads of 8 consecutive rows (a quarter warp) in distinct banks. */
-static __host__ __device__ __forceinline__ int att_kv_row(int hd, int esz) { return hd * esz + 16; }
 
 /* Shared memory of k_attention_kv: qs (grp*hd floats), sc (grp*cmax), acc
  * (max(threads, grp*hd/8) * 8), the K and V tiles (cmax rows each), merge
