@@ -6,7 +6,7 @@
 # `vramzip bench` of A and B interleaved (A, B, A, B) on a synthetic
 # tinyllama-1.1b made on the device, and the per-op decode profile
 # (VZ_CUDA_PROFILE=1) of both (VZ_AB_BVARS="VAR=v ...": B's again under
-# each); VZ_AB_NCU=1 adds ncu of B's v4 gate/up
+# each, VZ_AB_BBENCH=1 its bench too); VZ_AB_NCU=1 adds ncu of B's v4 gate/up and down
 # matvec, VZ_AB_SAN=1 compute-sanitizer racecheck and memcheck of B; with
 # `l7`, every GPU test of B and llama2-7b raw and lossless too. The test
 # results are repeated at the end. `batch`: batches 2, 4, 8 instead
@@ -104,12 +104,12 @@ for f in a/bench/matvec_bench b/bench/matvec_bench*; do
     grep -E "^\| (q/o|k/v|gate|down|lm_head|raw|lossless|q8|q4) " "$log" | head -40
 done
 if [ "${VZ_AB_NCU:-0}" = 1 ]; then # why a codec's matvec is slower than raw: B's v4 gate/up + SiLU, lossless then raw
-    step "B: ncu of matvec_bench ncu (v4 gate/up + SiLU, lossless, raw)"
-    in_x b timeout "$(cap 120)" ncu --section SpeedOfLight --section WarpStateStats --section SchedulerStats \
-        --section Occupancy --section SourceCounters -k regex:mv4_kernel -c 2 ./bench/matvec_bench ncu >"$W/ncu.txt" 2>&1
+    step "B: ncu of matvec_bench ncu (v4 gate/up + SiLU and down, every codec)"
+    in_x b timeout "$(cap 150)" ncu --section SpeedOfLight --section WarpStateStats --section SchedulerStats \
+        --section Occupancy --section InstructionStats -k regex:mv4_kernel -c 8 ./bench/matvec_bench ncu >"$W/ncu.txt" 2>&1
     echo "rc=$?"
     cat "$W/ncu.txt" >>"$OUT/mv-b_bench_matvec_bench.txt" # the device tool brings back 8 files
-    grep -E "mv4_kernel|Duration|DRAM Throughput|Warp Cycles Per Issued|Issued Warp|Achieved Occupancy|Registers" "$W/ncu.txt" | head -24
+    grep -E "ncu launch|mv4_kernel|Duration|DRAM Throughput|Warp Cycles Per Issued|Issued Warp|Achieved Occupancy|Executed Instructions  " "$W/ncu.txt" | head -60
 fi
 if [ "${VZ_AB_SAN:-0}" = 1 ]; then # B under compute-sanitizer: stories260K, 100 tokens at ctx 256, 32 keys per attention block (4 partials merged)
     for tool in racecheck memcheck; do
@@ -137,7 +137,8 @@ for x in a b; do
     echo "rc=$?"
     grep -E "^profile \((eager, attention per|graph of)|^  *(rope|sample)" "$OUT/profile-$x.txt" | head -24
 done
-for v in ${VZ_AB_BVARS:-}; do # B's profile again under each VAR=value (knobs of one build)
+for v in ${VZ_AB_BVARS:-}; do # B's profile (VZ_AB_BBENCH=1: and bench) again under each VAR=value (knobs of one build)
+    [ "${VZ_AB_BBENCH:-0}" = 1 ] && (export "$v" && bench b "tl-${v//=/-}" 70 $TL --codec raw,lossless,q8,q4)
     [ "$(left)" -gt 60 ] || break
     step "b, $v: decode profile, tinyllama raw, 512 positions"
     env "$v" VZ_CUDA_PROFILE=1 bash -c 'cd b && LD_LIBRARY_PATH=$PWD/lib "$@"' _ timeout "$(cap 50)" ./vramzip bench \

@@ -68,10 +68,10 @@ struct shape { const char *name; int64_t rows, cols; };
 
 /* Kernel variants timed side by side (vz_cuda_matvec_variant flags; the
  * tensors are uploaded under each, since TC acts at upload). */
-static const int nvar = 3;
-static const int var_flags[nvar] = {VZ_CUDA_MV_V4, VZ_CUDA_MV_V4 | VZ_CUDA_MV_TC | VZ_CUDA_MV_NO_PDL,
-                                    VZ_CUDA_MV_V4 | VZ_CUDA_MV_TC};
-static const char *var_name[nvar] = {"v4+pdl (default)", "tc (bf16) / v4, no pdl", "tc+pdl"};
+static const int nvar = 4;
+static const int var_flags[nvar] = {VZ_CUDA_MV_V4, VZ_CUDA_MV_V4 | VZ_CUDA_MV_PAIRS,
+                                    VZ_CUDA_MV_V4 | VZ_CUDA_MV_TC | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_V4 | VZ_CUDA_MV_TC};
+static const char *var_name[nvar] = {"v4+pdl (default)", "v4 row pairs", "tc (bf16) / v4, no pdl", "tc+pdl"};
 
 static uint16_t *g_src; /* synthetic bf16 weights, 8192*8192 */
 
@@ -231,25 +231,37 @@ static void bench_chain(void) {
     cudaFree(h), cudaFree(h0), cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(o), cudaFree(act), cudaFree(gu2);
 }
 
-/* `matvec_bench ncu`: TinyLlama gate+up (2 x 5632x2048, SiLU epilogue),
- * batch 1, one launch each: lossless v4, lossless tc, raw v4, raw tc;
- * nothing timed (for ncu -k regex -c 4). */
+/* `matvec_bench ncu`: one launch each, nothing timed (for ncu -k regex):
+ * TinyLlama gate+up (2 x 5632x2048, SiLU epilogue) lossless and raw on the
+ * tensor-core kernel and v4, q8 and q4 on v4; then down (2048x5632, one
+ * row per warp at batch 1) lossless, raw, q8, q4 on v4. */
 static void bench_ncu(float *dx, float *dy) {
-    const char *codec[4] = {"lossless", "lossless", "raw", "raw"};
-    const int flags[4] = {VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL | VZ_CUDA_MV_TC,
-                          VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL | VZ_CUDA_MV_TC};
-    for (int v = 0; v < 4; v++) {
+    const struct { const char *codec; int flags; bool gu; } runs[] = {
+        {"lossless", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, true}, {"lossless", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL | VZ_CUDA_MV_TC, true},
+        {"raw", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, true},      {"raw", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL | VZ_CUDA_MV_TC, true},
+        {"q8", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, true},       {"q4", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, true},
+        {"lossless", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, false}, {"raw", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, false},
+        {"q8", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, false},      {"q4", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, false}};
+    for (const auto &r : runs) {
         int nc = 1;
-        vz_cuda_matvec_variant(flags[v]); /* TC acts at upload */
-        const vz_codec *c = vz_codec_by_name(codec[v]);
-        vz_cuda_tensor *G = make_copies(c, 5632, 2048, 0, &nc, 0, NULL), *U = make_copies(c, 5632, 2048, 1 << 24, &nc, 0, NULL);
-        const vz_cuda_tensor *gu[2] = {&G[0], &U[0]};
-        float *out[2] = {dy, dy};
-        vz_cuda_matvec_variant(flags[v]);
-        VK(vz_cuda_matvec_multi(2, gu, out, dx, 1, VZ_CUDA_EPI_SILU_MUL, NULL));
-        CK(cudaDeviceSynchronize());
-        vz_cuda_tensor_free(&G[0]), vz_cuda_tensor_free(&U[0]);
-        free(G), free(U);
+        vz_cuda_matvec_variant(r.flags); /* TC acts at upload */
+        const vz_codec *c = vz_codec_by_name(r.codec);
+        printf("ncu launch: %s %s\n", r.codec, r.gu ? "gate/up 2x5632x2048 silu" : "down 2048x5632");
+        if (r.gu) {
+            vz_cuda_tensor *G = make_copies(c, 5632, 2048, 0, &nc, 0, NULL), *U = make_copies(c, 5632, 2048, 1 << 24, &nc, 0, NULL);
+            const vz_cuda_tensor *gu[2] = {&G[0], &U[0]};
+            float *out[2] = {dy, dy};
+            VK(vz_cuda_matvec_multi(2, gu, out, dx, 1, VZ_CUDA_EPI_SILU_MUL, NULL));
+            CK(cudaDeviceSynchronize());
+            vz_cuda_tensor_free(&G[0]), vz_cuda_tensor_free(&U[0]);
+            free(G), free(U);
+        } else {
+            vz_cuda_tensor *D = make_copies(c, 2048, 5632, 0, &nc, 0, NULL);
+            VK(vz_cuda_matvec(dy, dx, 1, &D[0], NULL));
+            CK(cudaDeviceSynchronize());
+            vz_cuda_tensor_free(&D[0]);
+            free(D);
+        }
     }
 }
 

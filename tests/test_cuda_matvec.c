@@ -103,10 +103,11 @@ static void enc_free(enc *e) {
     free(e->w);
 }
 
-/* Kernel variants (cuda.h): every one must give the same bits. */
+/* Kernel variants (cuda.h): every one must give the same bits (at batch
+ * 1 v4 runs single rows, with PAIRS row pairs). */
 static const int variants[] = {VZ_CUDA_MV_V4, VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, 0,
                                VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_LEGACY, VZ_CUDA_MV_NO_PDL,
-                               VZ_CUDA_MV_OCC4};
+                               VZ_CUDA_MV_OCC4, VZ_CUDA_MV_V4 | VZ_CUDA_MV_PAIRS};
 
 /* Runs the GPU matvec (output poisoned with NaN first) with every kernel
  * variant, checks they agree bitwise, and returns y on the host. */
@@ -157,8 +158,9 @@ static void test_matvec_chain(void **state) {
     float *buf[7];
     int old = vz_cuda_matvec_variant(-1);
     for (int i = 0; i < 7; i++) buf[i] = vz_cuda_alloc(n * 4);
-    const int chain_var[4] = {VZ_CUDA_MV_V4, 0, VZ_CUDA_MV_LEGACY, VZ_CUDA_MV_V4 | VZ_CUDA_MV_TC};
-    for (int var = 0; var < 4; var++)
+    const int chain_var[5] = {VZ_CUDA_MV_V4, 0, VZ_CUDA_MV_LEGACY, VZ_CUDA_MV_V4 | VZ_CUDA_MV_TC,
+                              VZ_CUDA_MV_V4 | VZ_CUDA_MV_PAIRS};
+    for (int var = 0; var < 5; var++)
     for (int ci = 0; ci < 2; ci++)
         for (int synced = 0; synced < 2; synced++) {
             vz_cuda_matvec_variant(chain_var[var]);
@@ -357,9 +359,10 @@ static void test_matvec_multi(void **state) {
     REQUIRE_GPU();
     const char *codecs[] = {"raw", "lossless", "q4"};
     const int64_t rws[3] = {320, 64, 64}, cols = 2048;
-    const int mvar[3] = {VZ_CUDA_MV_V4, VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_V4 | VZ_CUDA_MV_TC};
+    const int mvar[4] = {VZ_CUDA_MV_V4, VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_V4 | VZ_CUDA_MV_TC,
+                         VZ_CUDA_MV_V4 | VZ_CUDA_MV_PAIRS};
     int old = vz_cuda_matvec_variant(-1);
-    for (int vi = 0; vi < 3; vi++)
+    for (int vi = 0; vi < 4; vi++)
     for (int ci = 0; ci < 3; ci++)
         for (int batch = 1; batch <= 8; batch += 7) {
             enc e[3];

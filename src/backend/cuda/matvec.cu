@@ -264,15 +264,15 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
  * 16-byte bank groups, so a lane's float4 read is conflict-free. Each warp
  * then runs one flattened stream of (row unit, group) steps over the units
  * w, w + W, w + 2W, ... of its tensor (a unit: a row pair, or gate row + up
- * row; w: the warp's index among the tensor's W warps), the weights of the
- * next D steps (mv4_depth) in flight during this step's math, also across
- * units. Lossless: the row's exception index (lane j: block j) is loaded one
+ * row, or at batch 1 a single row (NS = 1, mv4_plan); w: the warp's index among the tensor's W warps), the weights
+ * of the next D steps (mv4_depth) in flight during this step's math, also
+ * across units. Lossless: the row's exception index (lane j: block j) is loaded one
  * unit ahead, so no load waits on another. Lane mapping and fmaf order are
  * mv_kernel's: results are bitwise equal. */
 #define MV4_WARPS 8
 #define MV4_XMAX (96 * 1024) /* bytes of staged x; a larger batch * cols runs mv_kernel/mv2 */
 
-template <int KIND, int B>
+template <int KIND, int B, int NS>
 static __global__ void __launch_bounds__(MV4_WARPS * 32, 2) mv4_kernel(mv_args a) {
     extern __shared__ float4 xs[];
     __shared__ __align__(16) uint32_t smem[KIND == VZ_K_LL3 ? MV4_WARPS : 1][32 * VZ_SMEM_LANE3];
@@ -282,10 +282,10 @@ static __global__ void __launch_bounds__(MV4_WARPS * 32, 2) mv4_kernel(mv_args a
     const int t = a.tensor();
     const bool silu = a.epi == VZ_CUDA_EPI_SILU_MUL;
     const vz_dview d0 = a.pick(t), d1 = silu ? a.pick(1) : d0;
-    const int64_t nunit = silu ? d0.rows : (d0.rows + 1) / 2;
+    const int64_t nunit = silu || NS == 1 ? d0.rows : (d0.rows + 1) / 2;
     const int64_t nwarp = (int64_t)(a.blk[t + 1] - a.blk[t]) * MV4_WARPS; /* tensor t's warps deal its units */
     const int nb = B < a.batch ? B : a.batch, c4 = (int)(d0.cols >> 2); /* nb == B: the table picks B = batch */
-    mv4_ring<KIND, B> ring;
+    mv4_ring<KIND, B, NS> ring;
     ring.start(d0, d1, silu, (int64_t)(blockIdx.x - a.blk[t]) * MV4_WARPS + warp, nwarp, nunit, lane);
     a.wait(); /* x and y only from here on; weights before */
     mv4_stage<false, true>(a.x, a.nw, a.eps, nb, c4, xs, nsc);
@@ -304,9 +304,12 @@ static const mv_fn mv2_table[4][8] = {MV2_ROW(VZ_K_RAW_BF16), MV2_ROW(VZ_K_LL3),
 /* batch 1 with a register cap of 4 blocks per SM */
 static const mv_fn mv2_occ[4] = {mv2_kernel<VZ_K_RAW_BF16, 1, 4>, mv2_kernel<VZ_K_LL3, 1, 4>,
                                  mv2_kernel<VZ_K_Q8, 1, 4>, mv2_kernel<VZ_K_Q4, 1, 4>};
-#define MV4_ROW(K) {mv4_kernel<K, 1>, mv4_kernel<K, 2>, mv4_kernel<K, 3>, mv4_kernel<K, 4>, \
-                    mv4_kernel<K, 5>, mv4_kernel<K, 6>, mv4_kernel<K, 7>, mv4_kernel<K, 8>}
+#define MV4_ROW(K) {mv4_kernel<K, 1, 2>, mv4_kernel<K, 2, 2>, mv4_kernel<K, 3, 2>, mv4_kernel<K, 4, 2>, \
+                    mv4_kernel<K, 5, 2>, mv4_kernel<K, 6, 2>, mv4_kernel<K, 7, 2>, mv4_kernel<K, 8, 2>}
 static const mv_fn mv4_table[4][8] = {MV4_ROW(VZ_K_RAW_BF16), MV4_ROW(VZ_K_LL3), MV4_ROW(VZ_K_Q8), MV4_ROW(VZ_K_Q4)};
+/* batch 1, one row per unit */
+static const mv_fn mv4_row1[4] = {mv4_kernel<VZ_K_RAW_BF16, 1, 1>, mv4_kernel<VZ_K_LL3, 1, 1>,
+                                  mv4_kernel<VZ_K_Q8, 1, 1>, mv4_kernel<VZ_K_Q4, 1, 1>};
 
 /* VZ_CUDA_MV_* flags (vz_cuda_matvec_variant). Before v4 the default was LEGACY | NO_PDL (measured
  * best for lossless, bench/results/2026-11-28-matvec-v2-h200.md, -v3-h200.md); v4 results:
@@ -315,7 +318,7 @@ static int mv_variant = VZ_CUDA_MV_V4;
 
 extern "C" int vz_cuda_matvec_variant(int flags) {
     int old = mv_variant;
-    if (flags >= 0) mv_variant = flags & 31;
+    if (flags >= 0) mv_variant = flags & 63;
     return old;
 }
 
@@ -332,21 +335,28 @@ static cudaError_t mv_launch(mv_fn f, bool fast, unsigned blocks, int threads, s
  * robin, so no SM gets a second block's work while another idles (with
  * whole blocks of ceil(units / (2 x SMs x 8)) units per warp, the 5632
  * gate/up units of tinyllama made 235 blocks: 103 SMs ran two, 29 one).
- * Which warp runs a unit changes no bit. Sets a.blk; returns the block
- * count and the kernel. */
+ * Which warp runs a unit changes no bit. A unit is a row pair, or gate
+ * row + up row (silu); at batch 1 a single row (unless VZ_CUDA_MV_PAIRS):
+ * with pairs tinyllama's Wo and down (2048 rows) ran 1024 warps, one block
+ * per SM, each a pair of 2 or 6 steps with little to overlap. Single rows
+ * fill both blocks of every SM with the same sums per row; on an H200 they
+ * gave +2.5% (raw) to +5% (q8, q4) decode, also where pairs already filled
+ * the wave (QKV, lm_head): bench/results/2026-11-29-session9-h200.md. Sets
+ * a.blk; returns the block count and the kernel. */
 static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, int batch, int silu,
                           unsigned *blocks, mv_fn *f) {
     static int sms = 0;
-    static bool big_smem[4][8]; /* opt-in above 48 KiB done */
+    static bool big_smem[4][9]; /* opt-in above 48 KiB done ([kind][8]: mv4_row1) */
     if (sms == 0) {
         int dev = 0;
         cudaError_t e = cudaGetDevice(&dev);
         if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
         VZ_FAIL_IF(e != cudaSuccess || sms < 1, VZ_ERR_CUDA, "cuda matvec: SM count: %s", cudaGetErrorString(e));
     }
-    int64_t units[3], total = 0;
-    for (int i = 0; i < a.ntens; i++) total += units[i] = silu ? W[i]->rows : (W[i]->rows + 1) / 2;
     const int64_t wave = (int64_t)2 * sms;
+    int64_t units[3], total = 0;
+    const bool one = batch == 1 && !silu && !(mv_variant & VZ_CUDA_MV_PAIRS);
+    for (int i = 0; i < a.ntens; i++) total += units[i] = silu || one ? W[i]->rows : (W[i]->rows + 1) / 2;
     int64_t nblk = 0;
     for (int i = 0; i < a.ntens; i++) {
         a.blk[i] = (int)nblk;
@@ -355,11 +365,12 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
     }
     for (int i = a.ntens; i < 4; i++) a.blk[i] = (int)nblk;
     *blocks = (unsigned)nblk;
-    *f = mv4_table[kind][batch - 1];
-    if (!big_smem[kind][batch - 1]) { /* static (lossless scratch) + dynamic may pass 48 KiB below 48 KiB of x */
+    *f = one ? mv4_row1[kind] : mv4_table[kind][batch - 1];
+    bool &big = big_smem[kind][one ? 8 : batch - 1];
+    if (!big) { /* static (lossless scratch) + dynamic may pass 48 KiB below 48 KiB of x */
         cudaError_t e = cudaFuncSetAttribute(*f, cudaFuncAttributeMaxDynamicSharedMemorySize, MV4_XMAX);
         VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda matvec: shared memory limit: %s", cudaGetErrorString(e));
-        big_smem[kind][batch - 1] = true;
+        big = true;
     }
     return VZ_OK;
 }

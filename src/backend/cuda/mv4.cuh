@@ -16,7 +16,7 @@
 #include "backend/cuda/decode.cuh"
 #include "backend/cuda/matvec.cuh"
 
-#define MV_SLOTS 2 /* rows per warp (x reuse, loads in flight) */
+#define MV_SLOTS 2 /* rows per warp unit (x reuse, loads in flight); the v4 ring may run one (NS) */
 
 /* The two stages of the fast decoders (decode.cuh) by path KIND: loads of
  * group it of row r (lossless: ei = the row's exception index entry), then
@@ -39,18 +39,27 @@ static __device__ __forceinline__ void mv2_decode(const vz_dview &d, const vz_gs
     else vz_q4_decode2(st, k);
 }
 
-/* Rows of unit u: a row pair (2u, 2u + 1; the last unit of an odd count
- * repeats its row), or gate row + up row u (silu). */
-static __device__ __forceinline__ void mv4_rows(int64_t rows, bool silu, int64_t u, int64_t r[MV_SLOTS]) {
-    r[0] = silu ? u : 2 * u;
-    r[1] = silu || 2 * u + 1 < rows ? r[0] + !silu : r[0];
+/* Rows of unit u (NS rows): NS = 2, a row pair (2u, 2u + 1; the last unit
+ * of an odd count repeats its row), or gate row + up row u (silu); NS = 1
+ * (never silu), row u. */
+template <int NS>
+static __device__ __forceinline__ void mv4_rows(int64_t rows, bool silu, int64_t u, int64_t r[NS]) {
+    if constexpr (NS == 1) {
+        r[0] = u;
+    } else {
+        r[0] = silu ? u : 2 * u;
+        r[1] = silu || 2 * u + 1 < rows ? r[0] + !silu : r[0];
+    }
 }
 
 /* Steps in flight per warp (the ring depth): the compressed kinds read few
- * bytes per step, so more steps must be in flight to cover DRAM latency. */
-template <int KIND, int B> struct mv4_depth { /* chosen so that no kernel spills (ptxas -v) */
-    enum { D = KIND == VZ_K_RAW_BF16 ? (B <= 5 ? 2 : 1) : KIND == VZ_K_LL3 ? (B <= 4 ? 2 : 1)
-               : KIND == VZ_K_Q8 ? (B == 1 ? 3 : 2) : (B == 1 ? 4 : 2) };
+ * bytes per step, so more steps must be in flight to cover DRAM latency.
+ * One-row units (NS = 1) keep the bytes in flight of a pair: twice the
+ * steps. */
+template <int KIND, int B, int NS> struct mv4_depth { /* chosen so that no kernel spills (ptxas -v) */
+    enum { D2 = KIND == VZ_K_RAW_BF16 ? (B <= 5 ? 2 : 1) : KIND == VZ_K_LL3 ? (B <= 4 ? 2 : 1)
+                : KIND == VZ_K_Q8 ? (B == 1 ? 3 : 2) : (B == 1 ? 4 : 2),
+           D = NS == 1 ? 2 * D2 : D2 };
 };
 
 /* x staged for the warps of a block: nb rows of c4 float4 (x, or with nw
@@ -118,9 +127,9 @@ static __device__ __forceinline__ const vz_dview &mv4_dv(const vz_dview *v) { re
  * its 8 float4, row b at b * c4, float4 q at q ^ sw), fmaf in element
  * order. The x loads are issued before the math (for B <= 2 all 8 float4
  * of each row), no branch between them, so they overlap. */
-template <int KIND, int B>
-static __device__ __forceinline__ void mv4_fma(const vz_pk pk[MV_SLOTS], const float4 *xg, int c4, int sw,
-                                               float acc[MV_SLOTS][B]) {
+template <int KIND, int B, int NS>
+static __device__ __forceinline__ void mv4_fma(const vz_pk pk[NS], const float4 *xg, int c4, int sw,
+                                               float acc[NS][B]) {
     constexpr int QA = B <= 2 ? 8 : 1; /* float4 of each row loaded ahead */
 #pragma unroll
     for (int q0 = 0; q0 < 8; q0 += QA) {
@@ -131,16 +140,16 @@ static __device__ __forceinline__ void mv4_fma(const vz_pk pk[MV_SLOTS], const f
             for (int b = 0; b < B; b++) xv[q][b] = xg[b * c4 + ((q0 + q) ^ sw)];
 #pragma unroll
         for (int q = 0; q < QA; q++) {
-            float wv[MV_SLOTS][4];
+            float wv[NS][4];
 #pragma unroll
-            for (int s = 0; s < MV_SLOTS; s++)
+            for (int s = 0; s < NS; s++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) wv[s][e] = vz_pk_elem<KIND>(pk[s], 4 * (q0 + q) + e);
 #pragma unroll
             for (int b = 0; b < B; b++) {
                 const float4 f = xv[q][b];
 #pragma unroll
-                for (int s = 0; s < MV_SLOTS; s++) {
+                for (int s = 0; s < NS; s++) {
                     acc[s][b] = fmaf(wv[s][0], f.x, acc[s][b]);
                     acc[s][b] = fmaf(wv[s][1], f.y, acc[s][b]);
                     acc[s][b] = fmaf(wv[s][2], f.z, acc[s][b]);
@@ -157,15 +166,15 @@ static __device__ __forceinline__ void mv4_fma(const vz_pk pk[MV_SLOTS], const f
  * across units. start() issues the first D steps' loads and touches only
  * weights (so it may run before x is ready); run() consumes them. Lossless:
  * a unit's exception index (lane j: block j) is loaded one unit ahead. */
-template <int KIND, int B, typename V = vz_dview> struct mv4_ring {
-    enum { D = mv4_depth<KIND, B>::D, YA = B == 1 }; /* YA: ADD's y read as a unit starts (B > 1 spills) */
-    V d[MV_SLOTS];
+template <int KIND, int B, int NS = MV_SLOTS, typename V = vz_dview> struct mv4_ring {
+    enum { D = mv4_depth<KIND, B, NS>::D, YA = B == 1 }; /* YA: ADD's y read as a unit starts (B > 1 spills) */
+    V d[NS];
     int64_t rows, u, uf, uend, us; /* u, it: the step consumed next; uf, itf: fetched next */
     int it, itf, nit;
     bool silu;
-    uint32_t ei[MV_SLOTS], ein[MV_SLOTS];
-    vz_gst st[D][MV_SLOTS];
-    float ya[MV_SLOTS][B]; /* YA: lane 0's y of unit u (epi ADD) */
+    uint32_t ei[NS], ein[NS];
+    vz_gst st[D][NS];
+    float ya[NS][B]; /* YA: lane 0's y of unit u (epi ADD) */
 
     __device__ __forceinline__ void next(int64_t &uu, int &ii) const {
         if (++ii == nit) ii = 0, uu += us;
@@ -173,34 +182,35 @@ template <int KIND, int B, typename V = vz_dview> struct mv4_ring {
 
     /* Loads of step (uf, itf) into ring slot k, then advances (uf, itf). */
     __device__ __forceinline__ void fetch(int k, int lane) {
-        int64_t r[MV_SLOTS];
-        mv4_rows(rows, silu, uf, r);
+        int64_t r[NS];
+        mv4_rows<NS>(rows, silu, uf, r);
         if (KIND == VZ_K_LL3 && itf == 0 && mv4_dv(d[0]).bpr < 32) {
-            int64_t rn[MV_SLOTS];
+            int64_t rn[NS];
             const bool more = uf + us < uend;
-            mv4_rows(rows, silu, more ? uf + us : uf, rn);
+            mv4_rows<NS>(rows, silu, more ? uf + us : uf, rn);
 #pragma unroll
-            for (int s = 0; s < MV_SLOTS; s++) {
+            for (int s = 0; s < NS; s++) {
                 ei[s] = ein[s];
                 const vz_dview &v = mv4_dv(d[s]);
                 ein[s] = more && lane <= v.bpr ? __ldg(v.eidx + (size_t)rn[s] * v.bpr + lane) : 0u;
             }
         }
 #pragma unroll
-        for (int s = 0; s < MV_SLOTS; s++) mv2_load<KIND>(mv4_dv(d[s]), r[s], itf, lane, ei[s], st[k][s]);
+        for (int s = 0; s < NS; s++) mv2_load<KIND>(mv4_dv(d[s]), r[s], itf, lane, ei[s], st[k][s]);
         next(uf, itf);
     }
 
     __device__ __forceinline__ void start(const V &d0, const V &d1, bool silu_, int64_t u0, int64_t us_, int64_t uend_,
                                           int lane) {
-        d[0] = d0, d[1] = d1, silu = silu_, rows = mv4_dv(d0).rows, us = us_, uend = uend_;
+        d[0] = d0, d[NS - 1] = NS == 1 ? d0 : d1, silu = silu_, rows = mv4_dv(d0).rows, us = us_, uend = uend_;
         nit = (mv4_dv(d0).gpr + 31) / 32, u = uf = u0, it = itf = 0;
-        ei[0] = ei[1] = ein[0] = ein[1] = 0;
-        if (KIND == VZ_K_LL3 && u < uend && mv4_dv(d[0]).bpr < 32) { /* the first unit's exception index */
-            int64_t r[MV_SLOTS];
-            mv4_rows(rows, silu, u, r);
 #pragma unroll
-            for (int s = 0; s < MV_SLOTS; s++) {
+        for (int s = 0; s < NS; s++) ei[s] = ein[s] = 0;
+        if (KIND == VZ_K_LL3 && u < uend && mv4_dv(d[0]).bpr < 32) { /* the first unit's exception index */
+            int64_t r[NS];
+            mv4_rows<NS>(rows, silu, u, r);
+#pragma unroll
+            for (int s = 0; s < NS; s++) {
                 const vz_dview &v = mv4_dv(d[s]);
                 ein[s] = lane <= v.bpr ? __ldg(v.eidx + (size_t)r[s] * v.bpr + lane) : 0u;
             }
@@ -218,43 +228,44 @@ template <int KIND, int B, typename V = vz_dview> struct mv4_ring {
      * 2026-11-29-session8-h200.md. */
     __device__ __forceinline__ void load_y(const float *y, int epi, int lane) {
         if (!YA || epi != VZ_CUDA_EPI_ADD || silu || lane != 0) return;
-        int64_t r[MV_SLOTS];
-        mv4_rows(rows, silu, u, r);
+        int64_t r[NS];
+        mv4_rows<NS>(rows, silu, u, r);
 #pragma unroll
-        for (int s = 0; s < MV_SLOTS; s++)
+        for (int s = 0; s < NS; s++)
 #pragma unroll
             for (int b = 0; b < B; b++) ya[s][b] = y[(size_t)b * rows + r[s]];
     }
 
     /* Butterfly; lane 0 stores unit u's outputs into y (rows apart per
-     * input): silu(gate) * up, or the row pair (epi ADD: added); acc zeroed. */
-    __device__ __forceinline__ void store(float *y, int epi, int lane, float acc[MV_SLOTS][B]) const {
+     * input): silu(gate) * up, or the unit's rows (epi ADD: added); acc
+     * zeroed. */
+    __device__ __forceinline__ void store(float *y, int epi, int lane, float acc[NS][B]) const {
 #pragma unroll
-        for (int s = 0; s < MV_SLOTS; s++)
+        for (int s = 0; s < NS; s++)
 #pragma unroll
             for (int b = 0; b < B; b++) {
 #pragma unroll
                 for (int o = 16; o > 0; o >>= 1) acc[s][b] += __shfl_xor_sync(0xffffffffu, acc[s][b], o);
             }
-        int64_t r[MV_SLOTS];
-        mv4_rows(rows, silu, u, r);
+        int64_t r[NS];
+        mv4_rows<NS>(rows, silu, u, r);
 #pragma unroll
         for (int b = 0; b < B; b++) {
             if (lane != 0) break;
-            if (silu) {
+            if (NS == 2 && silu) {
                 float g = acc[0][b];
-                y[(size_t)b * rows + r[0]] = g / (1.0f + expf(-g)) * acc[1][b];
+                y[(size_t)b * rows + r[0]] = g / (1.0f + expf(-g)) * acc[NS - 1][b];
                 continue;
             }
 #pragma unroll
-            for (int s = 0; s < MV_SLOTS; s++) {
-                if (s == 1 && r[1] == r[0]) break;
+            for (int s = 0; s < NS; s++) {
+                if (s == 1 && r[s] == r[0]) break; /* an odd count's last pair */
                 size_t i = (size_t)b * rows + r[s];
                 y[i] = epi != VZ_CUDA_EPI_ADD ? acc[s][b] : (YA ? ya[s][b] : y[i]) + acc[s][b];
             }
         }
 #pragma unroll
-        for (int s = 0; s < MV_SLOTS; s++)
+        for (int s = 0; s < NS; s++)
 #pragma unroll
             for (int b = 0; b < B; b++) acc[s][b] = 0.0f;
     }
@@ -263,9 +274,9 @@ template <int KIND, int B, typename V = vz_dview> struct mv4_ring {
      * float4; the caller's batch is B), outputs to y; sm: the warp's
      * lossless scratch. */
     __device__ __forceinline__ void run(const float4 *xs, int c4, float *y, int epi, int lane, uint32_t *sm) {
-        float acc[MV_SLOTS][B];
+        float acc[NS][B];
 #pragma unroll
-        for (int s = 0; s < MV_SLOTS; s++)
+        for (int s = 0; s < NS; s++)
 #pragma unroll
             for (int b = 0; b < B; b++) acc[s][b] = 0.0f;
         const int sw = lane & 7; /* mv4_swz of this lane's groups */
@@ -274,12 +285,12 @@ template <int KIND, int B, typename V = vz_dview> struct mv4_ring {
             for (int k = 0; k < D; k++) {
                 if (u >= uend) break;
                 if (it == 0) load_y(y, epi, lane);
-                vz_pk pk[MV_SLOTS];
+                vz_pk pk[NS];
 #pragma unroll
-                for (int s = 0; s < MV_SLOTS; s++) mv2_decode<KIND>(mv4_dv(d[s]), st[k][s], lane, sm, pk[s]);
+                for (int s = 0; s < NS; s++) mv2_decode<KIND>(mv4_dv(d[s]), st[k][s], lane, sm, pk[s]);
                 if (uf < uend) fetch(k, lane); /* refill the slot: step + D */
                 const int g = it * 32 + lane;
-                if (g < mv4_dv(d[0]).gpr) mv4_fma<KIND, B>(pk, xs + 8 * g, c4, sw, acc);
+                if (g < mv4_dv(d[0]).gpr) mv4_fma<KIND, B, NS>(pk, xs + 8 * g, c4, sw, acc);
                 if (it + 1 == nit) store(y, epi, lane, acc);
                 next(u, it);
             }
