@@ -123,6 +123,12 @@ static void test_logits_match_cpu(void **state) {
     vz_model_close(m);
 }
 
+/* n ids of a v-token vocabulary: BOS, then 3..v-1 spread by a prime stride. */
+static void pseudo_ids(int32_t *toks, int n, int v) {
+    toks[0] = 1;
+    for (int i = 1; i < n; i++) toks[i] = (int32_t)((i * 7919u + 13u) % (unsigned)(v - 3)) + 3;
+}
+
 /* Decode attention over many splits: 250 positions of pseudo-random ids
  * (32 keys per chunk: a 256 context has 8, so later rows merge up to 8
  * partials), GPU vs the CPU session under each attention variant (forward.cuh),
@@ -144,8 +150,7 @@ static void test_long_context_stories260k(void **state) {
     assert_int_equal(vz_model_open(&m, path, NULL), VZ_OK);
     enum { N = 250, V = 512 };
     int32_t toks[N];
-    toks[0] = 1;
-    for (int i = 1; i < N; i++) toks[i] = (int32_t)((i * 7919u + 13u) % (V - 3)) + 3;
+    pseudo_ids(toks, N, V);
     float *a = malloc(sizeof(float) * N * V), *b = malloc(sizeof(float) * N * V);
     assert_non_null(a);
     assert_non_null(b);
@@ -205,8 +210,7 @@ static void test_attention_cluster_stories260k(void **state) {
     enum { N = 250, V = 512, NC = 3 };
     static const char *const cl[NC] = {"16", "3", "2"};
     int32_t toks[N];
-    toks[0] = 1;
-    for (int i = 1; i < N; i++) toks[i] = (int32_t)((i * 7919u + 13u) % (V - 3)) + 3;
+    pseudo_ids(toks, N, V);
     float *ref = malloc(sizeof(float) * 2 * N * V), *got = malloc(sizeof(float) * 2 * N * V);
     assert_true(ref && got);
     setenv("VZ_CUDA_PREFILL", "0", 1);

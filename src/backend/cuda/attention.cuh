@@ -255,6 +255,26 @@ struct att_args {
     int32_t chunk; /* keys per block, VZ_ATT_CHUNK_MIN..VZ_ATT_CHUNK */
 };
 
+/* The sequence of batch row b of nz. multi: row b is token 0 of its own
+ * sequence (lane b); else token qi = b of one sequence (lane 0). pos0: the
+ * sequence's first new position; len: the keys row b sees; kc, vc: the
+ * sequence's cache slot; last: row b is the sequence's last query, whose
+ * blocks store the new K/V rows into the cache. */
+struct att_seq {
+    int lane, qi, pos0, len;
+    char *kc, *vc;
+    bool last;
+};
+
+static __device__ __forceinline__ att_seq att_seq_of(const att_args &A, int b, int nz) {
+    att_seq q;
+    q.lane = A.multi ? b : 0, q.qi = A.multi ? 0 : b;
+    q.pos0 = A.pos[q.lane], q.len = q.pos0 + q.qi + 1;
+    q.kc = A.kc + (int64_t)A.slot[q.lane] * A.slot_bytes, q.vc = A.vc + (int64_t)A.slot[q.lane] * A.slot_bytes;
+    q.last = A.multi || b == nz - 1;
+    return q;
+}
+
 /* Rotated query of head h (row b, at position pos) into qs. */
 static __device__ __forceinline__ void att_rope_q(const att_args &A, const vz_tgroup &tg, int h, int b, int pos,
                                                   float *qs) {
@@ -380,17 +400,15 @@ static __device__ void att_block(const att_args &A, const vz_tgroup &tg, int s, 
     const int hd = A.hd, f16 = A.kv_f16, esz = f16 ? 2 : 4;
     float *qs = sm, *sc = sm + hd, *red = sc + VZ_ATT_CHUNK, *acc = red + 32; /* acc: ATT_THREADS * ATT_VEC */
     char *nk = (char *)(acc + ATT_THREADS * ATT_VEC), *nv = nk + (size_t)VZ_CUDA_MAX_BATCH * hd * esz;
-    /* [batch] multi: row b is token 0 of its own sequence (lane b); else token b of one sequence */
-    const int lane = A.multi ? b : 0, qi = A.multi ? 0 : b;
-    const int C = A.chunk, pos0 = A.pos[lane], len = pos0 + qi + 1, k0 = s * C;
-    if (k0 >= len) return; /* the whole group: no barrier is skipped by some threads only */
-    const int n = min(C, len - k0), nlo = max(k0, pos0), kvd = A.n_kv * hd;
-    char *kc = A.kc + (int64_t)A.slot[lane] * A.slot_bytes, *vc = A.vc + (int64_t)A.slot[lane] * A.slot_bytes;
-    att_stage(A, tg, h, b, kc, vc, qs, nk, nv, k0, n, pos0, nlo, qi, A.multi ? b : 0, A.multi || b == nz - 1);
-    const att_rows R = {kc, vc, nk, nv, kvd, (int64_t)(h / (A.n_heads / A.n_kv)) * hd, pos0, nlo, hd, esz};
+    const att_seq Q = att_seq_of(A, b, nz);
+    const int C = A.chunk, pos0 = Q.pos0, k0 = s * C;
+    if (k0 >= Q.len) return; /* the whole group: no barrier is skipped by some threads only */
+    const int n = min(C, Q.len - k0), nlo = max(k0, pos0), kvd = A.n_kv * hd;
+    att_stage(A, tg, h, b, Q.kc, Q.vc, qs, nk, nv, k0, n, pos0, nlo, Q.qi, Q.lane, Q.last);
+    const att_rows R = {Q.kc, Q.vc, nk, nv, kvd, (int64_t)(h / (A.n_heads / A.n_kv)) * hd, pos0, nlo, hd, esz};
     float m, l;
     att_chunk(tg, qs, sc, red, acc, R, k0, n, hd, f16, &m, &l);
-    const int G = tg.nt * ATT_VEC / hd, ns = (len + C - 1) / C;
+    const int G = tg.nt * ATT_VEC / hd, ns = (Q.len + C - 1) / C;
     float *po = A.part + (((int64_t)b * A.n_heads + h) * S + s) * (hd + 2);
     for (int e = tg.tid; e < hd; e += tg.nt) {
         const float a = att_vsum(acc, G, hd, e);

@@ -149,10 +149,9 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention_cl(att_args A,
     const int64_t kvd = (int64_t)A.n_kv * hd;
     float *qs = sm, *sc = qs + hd, *red = sc + VZ_ATT_CHUNK, *acc = red + 32, *part = acc + ATT_THREADS * ATT_VEC;
     char *kt = (char *)(part + att_cl_part(S, hd)), *vt = kt + (size_t)C * rsz;
-    /* [batch] as att_block; d_pos is final here (above) */
-    const int lane = A.multi ? b : 0, qi = A.multi ? 0 : b;
-    const int pos0 = A.pos[lane], len = pos0 + qi + 1, ns = (len + C - 1) / C;
-    char *kc = A.kc + (int64_t)A.slot[lane] * A.slot_bytes, *vc = A.vc + (int64_t)A.slot[lane] * A.slot_bytes;
+    const att_seq Q = att_seq_of(A, b, (int)gridDim.z); /* d_pos is final here (above) */
+    const int qi = Q.qi, pos0 = Q.pos0, len = Q.len, ns = (len + C - 1) / C;
+    char *kc = Q.kc, *vc = Q.vc;
     if (r >= ns) { /* no chunk: out of the way at once (the rank 0 blocks wait for the QKV matvec) */
         if (ns > 1) cl_wait(), cl_arrive();
         return;
@@ -165,8 +164,7 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention_cl(att_args A,
         const int k0 = s * C, n = min(C, len - k0), nlo = max(k0, pos0);
         /* att_chunk ended with a barrier after its last tile read */
         if (s != r) att_cl_fetch(kc, vc, kt, vt, rsz, k0, min(n, nlo - k0), kvd, kvh, hd, esz);
-        att_new_rows(A, tg, kvh, kc, vc, kt, vt, k0, rsz, nlo, k0 + n - nlo, pos0, A.multi ? b : 0,
-                     (A.multi || b == (int)gridDim.z - 1) && h % grp == 0);
+        att_new_rows(A, tg, kvh, kc, vc, kt, vt, k0, rsz, nlo, k0 + n - nlo, pos0, Q.lane, Q.last && h % grp == 0);
         __pipeline_wait_prior(0);
         tg.sync(); /* tiles and qs */
         float m, l;
@@ -411,16 +409,16 @@ static __global__ void __launch_bounds__(ATT_KV_THREADS) k_attention_kv(att_args
     pdl_wait();
     const int hd = A.hd, f16 = A.kv_f16, esz = f16 ? 2 : 4, grp = A.n_heads / A.n_kv;
     const int s = blockIdx.x, g = blockIdx.y, b = blockIdx.z, S = gridDim.x;
-    const int lane = A.multi ? b : 0, qi = A.multi ? 0 : b; /* [batch] as k_attention */
-    const int pos0 = A.pos[lane], len = pos0 + qi + 1, C = att_kv_chunk(len, S, A.chunk), k0 = s * C;
+    const att_seq Q = att_seq_of(A, b, (int)gridDim.z);
+    const int qi = Q.qi, pos0 = Q.pos0, len = Q.len, C = att_kv_chunk(len, S, A.chunk), k0 = s * C;
     if (k0 >= len) return; /* whole block */
     const int n = min(C, len - k0), nlo = max(k0, pos0), ns = (len + C - 1) / C;
     const int units = max(ATT_KV_THREADS, grp * hd / ATT_VEC), rsz = att_kv_row(hd, esz);
     float *qs = sm, *sc = qs + grp * hd, *acc = sc + grp * cmax;
     char *kt = (char *)(acc + units * ATT_VEC), *vt = kt + (size_t)cmax * rsz;
     float *wts = (float *)(vt + (size_t)cmax * rsz), *ml = wts + grp * S;
-    char *kc = A.kc + (int64_t)A.slot[lane] * A.slot_bytes, *vc = A.vc + (int64_t)A.slot[lane] * A.slot_bytes;
-    att_kv_stage(A, kc, vc, qs, kt, vt, rsz, k0, n, pos0, nlo, qi, A.multi ? b : 0, A.multi || b == (int)gridDim.z - 1);
+    char *kc = Q.kc, *vc = Q.vc;
+    att_kv_stage(A, kc, vc, qs, kt, vt, rsz, k0, n, pos0, nlo, qi, Q.lane, Q.last);
     const float rs = sqrtf((float)hd);
     for (int idx = threadIdx.x; idx < grp * n; idx += blockDim.x) {
         const int hh = idx / n, j = idx % n;
