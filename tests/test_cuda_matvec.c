@@ -104,7 +104,8 @@ static void enc_free(enc *e) {
 }
 
 /* Kernel variants (cuda.h): every one must give the same bits (at batch
- * 1 v4 runs single rows, with PAIRS row pairs). */
+ * 1 v4 runs single rows for the shapes of up to ~3000 rows, with PAIRS row
+ * pairs). */
 static const int variants[] = {VZ_CUDA_MV_V4, VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, 0,
                                VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_LEGACY, VZ_CUDA_MV_NO_PDL,
                                VZ_CUDA_MV_OCC4, VZ_CUDA_MV_V4 | VZ_CUDA_MV_PAIRS};

@@ -13,6 +13,7 @@
  */
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/cuda/cuda.h"
@@ -336,13 +337,16 @@ static cudaError_t mv_launch(mv_fn f, bool fast, unsigned blocks, int threads, s
  * whole blocks of ceil(units / (2 x SMs x 8)) units per warp, the 5632
  * gate/up units of tinyllama made 235 blocks: 103 SMs ran two, 29 one).
  * Which warp runs a unit changes no bit. A unit is a row pair, or gate
- * row + up row (silu); at batch 1 a single row (unless VZ_CUDA_MV_PAIRS):
- * with pairs tinyllama's Wo and down (2048 rows) ran 1024 warps, one block
- * per SM, each a pair of 2 or 6 steps with little to overlap. Single rows
- * fill both blocks of every SM with the same sums per row; on an H200 they
- * gave +2.5% (raw) to +5% (q8, q4) decode, also where pairs already filled
- * the wave (QKV, lm_head): bench/results/2026-11-29-session9-h200.md. Sets
- * a.blk; returns the block count and the kernel. */
+ * row + up row (silu); at batch 1 a single row when pairs would leave a
+ * quarter of the wave's warps idle (rows <= 1.5 x warps; VZ_CUDA_MV_PAIRS:
+ * never). With pairs tinyllama's Wo and down (2048 rows) ran 1024 warps,
+ * one block per SM, each a pair of 2 or 6 steps with little to overlap;
+ * single rows fill both blocks of every SM with the same sums per row. On
+ * an H200 (bench/results/2026-11-29-session9-h200.md) single rows for its
+ * QKV, Wo and down gave +3% (raw) to +6% (q8, q4) decode, but llama2-7b's
+ * Wo and down (4096 rows: pairs fill the wave) lost 2% (raw) and 4%
+ * (lossless) with them, as they lose x's reuse across the pair. Sets a.blk;
+ * returns the block count and the kernel. */
 static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, int batch, int silu,
                           unsigned *blocks, mv_fn *f) {
     static int sms = 0;
@@ -354,8 +358,14 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
         VZ_FAIL_IF(e != cudaSuccess || sms < 1, VZ_ERR_CUDA, "cuda matvec: SM count: %s", cudaGetErrorString(e));
     }
     const int64_t wave = (int64_t)2 * sms;
-    int64_t units[3], total = 0;
-    const bool one = batch == 1 && !silu && !(mv_variant & VZ_CUDA_MV_PAIRS);
+    static int64_t row1_max = -1; /* the most rows of a launch that runs single rows */
+    if (row1_max < 0) {
+        const char *e = getenv("VZ_CUDA_MV_ROW1_MAX"); /* bench knob (same bits) */
+        row1_max = e && *e >= '0' && *e <= '9' ? atoll(e) : 3 * wave * MV4_WARPS / 2;
+    }
+    int64_t units[3], total = 0, rows = 0;
+    for (int i = 0; i < a.ntens; i++) rows += W[i]->rows;
+    const bool one = batch == 1 && !silu && !(mv_variant & VZ_CUDA_MV_PAIRS) && rows <= row1_max;
     for (int i = 0; i < a.ntens; i++) total += units[i] = silu || one ? W[i]->rows : (W[i]->rows + 1) / 2;
     int64_t nblk = 0;
     for (int i = 0; i < a.ntens; i++) {
