@@ -265,11 +265,12 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
  * 16-byte bank groups, so a lane's float4 read is conflict-free. Each warp
  * then runs one flattened stream of (row unit, group) steps over the units
  * w, w + W, w + 2W, ... of its tensor (a unit: a row pair, or gate row + up
- * row, or at batch 1 a single row (NS = 1, mv4_plan); w: the warp's index among the tensor's W warps), the weights
- * of the next D steps (mv4_depth) in flight during this step's math, also
- * across units. Lossless: the row's exception index (lane j: block j) is loaded one
- * unit ahead, so no load waits on another. Lane mapping and fmaf order are
- * mv_kernel's: results are bitwise equal. */
+ * row, or at batch 1 a single row when the launch has few rows: NS = 1,
+ * mv4_plan; w: the warp's index among the tensor's W warps), the weights of
+ * the next D steps (mv4_depth) in flight during this step's math, also
+ * across units. Lossless: the row's exception index (lane j: block j) is
+ * loaded one unit ahead, so no load waits on another. Lane mapping and fmaf
+ * order are mv_kernel's: results are bitwise equal. */
 #define MV4_WARPS 8
 #define MV4_XMAX (96 * 1024) /* bytes of staged x; a larger batch * cols runs mv_kernel/mv2 */
 
