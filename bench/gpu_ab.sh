@@ -103,7 +103,7 @@ for f in a/bench/matvec_bench b/bench/matvec_bench*; do
     echo "rc=$?"
     grep -E "^\| (q/o|k/v|gate|down|lm_head|raw|lossless|q8|q4) " "$log" | head -40
 done
-if [ "${VZ_AB_NCU:-0}" = 1 ]; then # why a codec's matvec is slower than raw: B's v4 gate/up + SiLU, lossless then raw
+if [ "${VZ_AB_NCU:-0}" = 1 ]; then # why a codec's matvec is slower than raw: B's v4 gate/up + SiLU and down, every codec
     step "B: ncu of matvec_bench ncu (v4 gate/up + SiLU and down, every codec)"
     in_x b timeout "$(cap 150)" ncu --section SpeedOfLight --section WarpStateStats --section SchedulerStats \
         --section Occupancy --section InstructionStats -k regex:mv4_kernel -c 8 ./bench/matvec_bench ncu >"$W/ncu.txt" 2>&1
