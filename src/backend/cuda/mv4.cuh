@@ -55,8 +55,9 @@ static __device__ __forceinline__ void mv4_rows(int64_t rows, bool silu, int64_t
 /* Steps in flight per warp (the ring depth): the compressed kinds read few
  * bytes per step, so more steps must be in flight to cover DRAM latency.
  * One-row units (NS = 1) keep the bytes in flight of a pair: twice the
- * steps. */
-template <int KIND, int B, int NS> struct mv4_depth { /* chosen so that no kernel spills (ptxas -v) */
+ * steps. No batch-1 kernel spills (ptxas -v); at batch 2-8 some raw,
+ * lossless and q8 kernels spill 4-64 bytes. */
+template <int KIND, int B, int NS> struct mv4_depth {
     enum { D2 = KIND == VZ_K_RAW_BF16 ? (B <= 5 ? 2 : 1) : KIND == VZ_K_LL3 ? (B <= 4 ? 2 : 1)
                 : KIND == VZ_K_Q8 ? (B == 1 ? 3 : 2) : (B == 1 ? 4 : 2),
            D = NS == 1 ? 2 * D2 : D2 };
