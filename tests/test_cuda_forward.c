@@ -34,11 +34,7 @@ static const int32_t ref_ids[40] = {403, 407, 261, 378, 432, 383, 286, 261, 376,
  * per position, argmax on the device) and through eval + host argmax. */
 static void test_greedy_stories260k(void **state) {
     (void)state;
-    char path[1024];
-    VZ_REQUIRE_MODEL(path, S260K);
-    if (!vz_test_have_gpu()) skip();
-    vz_model *m = NULL;
-    assert_int_equal(vz_model_open(&m, path, NULL), VZ_OK);
+    vz_model *m = vz_test_gpu_model(S260K);
     vz_model_info info;
     assert_int_equal(vz_model_get_info(m, &info), VZ_OK);
     const int32_t vocab = info.vocab_size;
@@ -79,11 +75,7 @@ static void test_greedy_stories260k(void **state) {
  * few 1e-5 of the scale: allowed 1e-4 * max|logit| (measured: 2.3e-5). */
 static void test_logits_match_cpu(void **state) {
     (void)state;
-    char path[1024];
-    VZ_REQUIRE_MODEL(path, S260K);
-    if (!vz_test_have_gpu()) skip();
-    vz_model *m = NULL;
-    assert_int_equal(vz_model_open(&m, path, NULL), VZ_OK);
+    vz_model *m = vz_test_gpu_model(S260K);
     enum { N = 41, V = 512 };
     int32_t toks[N];
     toks[0] = 1;
@@ -143,11 +135,7 @@ static void pseudo_ids(int32_t *toks, int n, int v) {
  * scale (measured on an H200: 2.9e-3 / 18.3 = 1.6e-4, both variants). */
 static void test_long_context_stories260k(void **state) {
     (void)state;
-    char path[1024];
-    VZ_REQUIRE_MODEL(path, S260K);
-    if (!vz_test_have_gpu()) skip();
-    vz_model *m = NULL;
-    assert_int_equal(vz_model_open(&m, path, NULL), VZ_OK);
+    vz_model *m = vz_test_gpu_model(S260K);
     enum { N = 250, V = 512 };
     int32_t toks[N];
     pseudo_ids(toks, N, V);
@@ -202,11 +190,7 @@ static void test_long_context_stories260k(void **state) {
  * the cached rows of the later ones fetched after the PDL wait). */
 static void test_attention_cluster_stories260k(void **state) {
     (void)state;
-    char path[1024];
-    VZ_REQUIRE_MODEL(path, S260K);
-    if (!vz_test_have_gpu()) skip();
-    vz_model *m = NULL;
-    assert_int_equal(vz_model_open(&m, path, NULL), VZ_OK);
+    vz_model *m = vz_test_gpu_model(S260K);
     enum { N = 250, V = 512, NC = 3 };
     static const char *const cl[NC] = {"16", "3", "2"};
     int32_t toks[N];
@@ -391,11 +375,7 @@ static void test_lossless_bitexact_tinyllama(void **state) {
  * of its position (checked against eval over the sampled sequence). */
 static void test_sampling_stories260k(void **state) {
     (void)state;
-    char path[1024];
-    VZ_REQUIRE_MODEL(path, S260K);
-    if (!vz_test_have_gpu()) skip();
-    vz_model *m = NULL;
-    assert_int_equal(vz_model_open(&m, path, NULL), VZ_OK);
+    vz_model *m = vz_test_gpu_model(S260K);
     enum { N = 40, V = 512, K = 5 };
     setenv("VZ_CUDA_PREFILL", "0", 1); /* the eval below gives the logits the sampler saw (f32 matvec path) */
     vz_session *s = vz_test_open_session(m, VZ_DEVICE_CUDA, VZ_KV_F16, 256);

@@ -446,11 +446,7 @@ static void test_norm_silu(void **state) {
  * random-walk sums, far below the bound. */
 static void test_prefill_vs_cpu(void **state) {
     (void)state;
-    char path[1024];
-    VZ_REQUIRE_MODEL(path, S260K);
-    if (!vz_test_have_gpu()) skip();
-    vz_model *m = NULL;
-    assert_int_equal(vz_model_open(&m, path, NULL), VZ_OK);
+    vz_model *m = vz_test_gpu_model(S260K);
     enum { N = 150, V = 512 };
     int32_t toks[N];
     uint64_t rs = 7;

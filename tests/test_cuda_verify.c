@@ -104,11 +104,7 @@ static void diff_stats(const float *a, const float *b, size_t n, float *maxd, fl
  * tolerance of tests/test_cuda_prefill.c, 2^-6 of the scale. */
 static void test_trace_matches_cpu(void **state) {
     (void)state;
-    char bin[1024];
-    VZ_REQUIRE_MODEL(bin, S260K);
-    if (!vz_test_have_gpu()) skip();
-    vz_model *m = NULL;
-    assert_int_equal(vz_model_open(&m, bin, NULL), VZ_OK);
+    vz_model *m = vz_test_gpu_model(S260K);
     vz_model_info info;
     assert_int_equal(vz_model_get_info(m, &info), VZ_OK);
     const size_t tn = 2 * (size_t)info.n_layers * (size_t)info.dim, V = (size_t)info.vocab_size;

@@ -28,6 +28,15 @@ int vz_test_have_gpu(void) {
     return 0;
 }
 
+vz_model *vz_test_gpu_model(const char *rel) {
+    char path[1024];
+    VZ_REQUIRE_MODEL(path, rel);
+    if (!vz_test_have_gpu()) skip();
+    vz_model *m = NULL;
+    assert_int_equal(vz_model_open(&m, path, NULL), VZ_OK);
+    return m;
+}
+
 vz_session *vz_test_open_session_n(vz_model *m, vz_device dev, vz_kv_mode kv, int32_t n_ctx, int32_t n_seq) {
     vz_session_opts o;
     vz_session_opts_default(&o);

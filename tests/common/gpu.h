@@ -1,8 +1,8 @@
 /*
  * gpu.h - helpers shared by the GPU (and CPU-vs-GPU) tests: whether a GPU is
- * usable (a printed SKIP reason when not), opening a session that must
- * open, the host argmax the CUDA sampler matches, and the logits of random
- * tokens on a session of given options (the budget tests).
+ * usable (a printed SKIP reason when not), opening a GPU test's model and a
+ * session that must open, the host argmax the CUDA sampler matches, and the
+ * logits of random tokens on a session of given options (the budget tests).
  */
 #ifndef VZ_TEST_GPU_H
 #define VZ_TEST_GPU_H
@@ -16,6 +16,11 @@ int vz_test_gpu_count(void);
 
 /* 1 when a GPU is usable, else 0 after printing "SKIP: <why>". */
 int vz_test_have_gpu(void);
+
+/* For a GPU test: the model at ../shared/models/<rel>, opened. Skips the
+ * test with a printed reason when the model or a GPU is missing; fails it
+ * when the model does not open. */
+vz_model *vz_test_gpu_model(const char *rel);
 
 /* A session of m on dev with KV mode kv and context n_ctx (n_seq
  * sequences; 0 or 1: one); fails the test when it cannot be created. */
