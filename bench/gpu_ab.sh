@@ -6,11 +6,13 @@
 # `vramzip bench` of A and B interleaved (A, B, A, B) on a synthetic
 # tinyllama-1.1b made on the device, and the per-op decode profile
 # (VZ_CUDA_PROFILE=1) of both (VZ_AB_BVARS="VAR=v ...": B's again under
-# each, VZ_AB_BBENCH=1 its bench too); VZ_AB_NCU=1 adds ncu of B's v4 gate/up and down
-# matvec, VZ_AB_SAN=1 compute-sanitizer racecheck and memcheck of B; with
-# `l7`, every GPU test of B and llama2-7b raw and lossless too. The test
-# results are repeated at the end. `batch`: batches 2, 4, 8 instead
-# (matvec_bench per shape, batch_bench end to end).
+# each, VZ_AB_BBENCH=1 its bench too, of the codecs VZ_AB_BCODECS);
+# VZ_AB_NCU=1 adds ncu of B's v4 gate/up and down matvec, VZ_AB_SAN=1
+# compute-sanitizer racecheck and memcheck of B; with `l7`, every GPU test
+# of B and llama2-7b raw and lossless too (and B's again under each
+# VZ_AB_L7VARS="VAR=v ..."). The test results are repeated at the end.
+# `batch`: batches 2, 4, 8 instead (matvec_bench per shape, batch_bench
+# end to end).
 # Every step has a deadline ($VZ_DEADLINE s in all); logs under $OUT.
 #   pack here:  bash bench/gpu_ab.sh --pack BUILD_A BUILD_B     (.carry/abpk/ab.tar.xz)
 #   device:     tar -C /tmp -xJf .carry/abpk/ab.tar.xz && cd /tmp/ab && bash gpu_ab.sh [tl|l7|batch]
@@ -138,7 +140,8 @@ for x in a b; do
     grep -E "^profile \((eager, attention per|graph of)|^  *(rope|sample)" "$OUT/profile-$x.txt" | head -24
 done
 for v in ${VZ_AB_BVARS:-}; do # B's profile (VZ_AB_BBENCH=1: and bench) again under each VAR=value (knobs of one build)
-    [ "${VZ_AB_BBENCH:-0}" = 1 ] && (export "$v" && bench b "tl-${v//=/-}" 70 $TL --codec raw,lossless,q8,q4)
+    [ "${VZ_AB_BBENCH:-0}" = 1 ] &&
+        (export "$v" && bench b "tl-${v//=/-}" 70 $TL --codec "${VZ_AB_BCODECS:-raw,lossless,q8,q4}")
     [ "$(left)" -gt 60 ] || break
     step "b, $v: decode profile, tinyllama raw, 512 positions"
     env "$v" VZ_CUDA_PROFILE=1 bash -c 'cd b && LD_LIBRARY_PATH=$PWD/lib "$@"' _ timeout "$(cap 50)" ./vramzip bench \
@@ -151,6 +154,7 @@ if [ "$PART" = l7 ]; then
     wait $p_l7
     L7="-m $W/l7/src --out-dir $W/l7 -n 64 --prompt-len 512 --ctx 2048 --kv f16 --codec raw,lossless"
     for x in a b; do bench $x l7 120 $L7; done
+    for v in ${VZ_AB_L7VARS:-}; do (export "$v" && bench b "l7-${v//=/-}" 120 $L7); done # B under knobs
 fi
 step "done; tests:"
 cat "$W/summary.txt"

@@ -105,10 +105,11 @@ static void enc_free(enc *e) {
 
 /* Kernel variants (cuda.h): every one must give the same bits (at batch
  * 1 v4 runs single rows for the shapes of up to ~3000 rows, with PAIRS row
- * pairs). */
+ * pairs; OCC_ALT runs the other occupancy's kernels: 2 blocks per SM for
+ * small lossless launches, 3 for the others). */
 static const int variants[] = {VZ_CUDA_MV_V4, VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, 0,
                                VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_LEGACY, VZ_CUDA_MV_NO_PDL,
-                               VZ_CUDA_MV_OCC4, VZ_CUDA_MV_V4 | VZ_CUDA_MV_PAIRS};
+                               VZ_CUDA_MV_OCC4, VZ_CUDA_MV_V4 | VZ_CUDA_MV_PAIRS, VZ_CUDA_MV_V4 | VZ_CUDA_MV_OCC_ALT};
 
 /* Runs the GPU matvec (output poisoned with NaN first) with every kernel
  * variant, checks they agree bitwise, and returns y on the host. */
@@ -159,9 +160,9 @@ static void test_matvec_chain(void **state) {
     float *buf[7];
     int old = vz_cuda_matvec_variant(-1);
     for (int i = 0; i < 7; i++) buf[i] = vz_cuda_alloc(n * 4);
-    const int chain_var[5] = {VZ_CUDA_MV_V4, 0, VZ_CUDA_MV_LEGACY, VZ_CUDA_MV_V4 | VZ_CUDA_MV_TC,
-                              VZ_CUDA_MV_V4 | VZ_CUDA_MV_PAIRS};
-    for (int var = 0; var < 5; var++)
+    const int chain_var[6] = {VZ_CUDA_MV_V4, 0, VZ_CUDA_MV_LEGACY, VZ_CUDA_MV_V4 | VZ_CUDA_MV_TC,
+                              VZ_CUDA_MV_V4 | VZ_CUDA_MV_PAIRS, VZ_CUDA_MV_V4 | VZ_CUDA_MV_OCC_ALT};
+    for (int var = 0; var < (int)(sizeof chain_var / sizeof chain_var[0]); var++)
     for (int ci = 0; ci < 2; ci++)
         for (int synced = 0; synced < 2; synced++) {
             vz_cuda_matvec_variant(chain_var[var]);
@@ -360,10 +361,10 @@ static void test_matvec_multi(void **state) {
     REQUIRE_GPU();
     const char *codecs[] = {"raw", "lossless", "q4"};
     const int64_t rws[3] = {320, 64, 64}, cols = 2048;
-    const int mvar[4] = {VZ_CUDA_MV_V4, VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_V4 | VZ_CUDA_MV_TC,
-                         VZ_CUDA_MV_V4 | VZ_CUDA_MV_PAIRS};
+    const int mvar[5] = {VZ_CUDA_MV_V4, VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_V4 | VZ_CUDA_MV_TC,
+                         VZ_CUDA_MV_V4 | VZ_CUDA_MV_PAIRS, VZ_CUDA_MV_V4 | VZ_CUDA_MV_OCC_ALT};
     int old = vz_cuda_matvec_variant(-1);
-    for (int vi = 0; vi < 4; vi++)
+    for (int vi = 0; vi < (int)(sizeof mvar / sizeof mvar[0]); vi++)
     for (int ci = 0; ci < 3; ci++)
         for (int batch = 1; batch <= 8; batch += 7) {
             enc e[3];

@@ -273,9 +273,10 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
  * order are mv_kernel's: results are bitwise equal. */
 #define MV4_WARPS 8
 #define MV4_XMAX (96 * 1024) /* bytes of staged x; a larger batch * cols runs mv_kernel/mv2 */
+#define MV4_OCC3_STEPS 6       /* lossless at batch 1: 3 blocks per SM up to this many steps per warp (mv4_plan) */
 
-template <int KIND, int B, int NS>
-static __global__ void __launch_bounds__(MV4_WARPS * 32, 2) mv4_kernel(mv_args a) {
+template <int KIND, int B, int NS, int MINB = 2>
+static __global__ void __launch_bounds__(MV4_WARPS * 32, MINB) mv4_kernel(mv_args a) {
     extern __shared__ float4 xs[];
     __shared__ __align__(16) uint32_t smem[KIND == VZ_K_LL3 ? MV4_WARPS : 1][32 * VZ_SMEM_LANE3];
     __shared__ float nsc[MV4_WARPS];
@@ -287,7 +288,7 @@ static __global__ void __launch_bounds__(MV4_WARPS * 32, 2) mv4_kernel(mv_args a
     const int64_t nunit = silu || NS == 1 ? d0.rows : (d0.rows + 1) / 2;
     const int64_t nwarp = (int64_t)(a.blk[t + 1] - a.blk[t]) * MV4_WARPS; /* tensor t's warps deal its units */
     const int nb = B < a.batch ? B : a.batch, c4 = (int)(d0.cols >> 2); /* nb == B: the table picks B = batch */
-    mv4_ring<KIND, B, NS> ring;
+    mv4_ring<KIND, B, NS, vz_dview, MINB> ring;
     ring.start(d0, d1, silu, (int64_t)(blockIdx.x - a.blk[t]) * MV4_WARPS + warp, nwarp, nunit, lane);
     a.wait(); /* x and y only from here on; weights before */
     mv4_stage<false, true>(a.x, a.nw, a.eps, nb, c4, xs, nsc);
@@ -312,6 +313,12 @@ static const mv_fn mv4_table[4][8] = {MV4_ROW(VZ_K_RAW_BF16), MV4_ROW(VZ_K_LL3),
 /* batch 1, one row per unit */
 static const mv_fn mv4_row1[4] = {mv4_kernel<VZ_K_RAW_BF16, 1, 1>, mv4_kernel<VZ_K_LL3, 1, 1>,
                                   mv4_kernel<VZ_K_Q8, 1, 1>, mv4_kernel<VZ_K_Q4, 1, 1>};
+/* batch 1 at 3 blocks per SM (80 registers, half the ring depth): [pairs][kind] */
+static const mv_fn mv4_occ3[2][4] = {
+    {mv4_kernel<VZ_K_RAW_BF16, 1, 1, 3>, mv4_kernel<VZ_K_LL3, 1, 1, 3>, mv4_kernel<VZ_K_Q8, 1, 1, 3>,
+     mv4_kernel<VZ_K_Q4, 1, 1, 3>},
+    {mv4_kernel<VZ_K_RAW_BF16, 1, 2, 3>, mv4_kernel<VZ_K_LL3, 1, 2, 3>, mv4_kernel<VZ_K_Q8, 1, 2, 3>,
+     mv4_kernel<VZ_K_Q4, 1, 2, 3>}};
 
 /* VZ_CUDA_MV_* flags (vz_cuda_matvec_variant). Before v4 the default was LEGACY | NO_PDL (measured
  * best for lossless, bench/results/2026-11-28-matvec-v2-h200.md, -v3-h200.md); v4 results:
@@ -320,7 +327,7 @@ static int mv_variant = VZ_CUDA_MV_V4;
 
 extern "C" int vz_cuda_matvec_variant(int flags) {
     int old = mv_variant;
-    if (flags >= 0) mv_variant = flags & 63;
+    if (flags >= 0) mv_variant = flags & 127;
     return old;
 }
 
@@ -331,7 +338,7 @@ static cudaError_t mv_launch(mv_fn f, bool fast, unsigned blocks, int threads, s
     return mv_launch_pdl(f, fast && !(mv_variant & VZ_CUDA_MV_NO_PDL), blocks, threads, smem, st, a);
 }
 
-/* v4 grid: 2 blocks per SM (the kernel's launch bounds), one wave, shared
+/* v4 grid: 2 blocks per SM (the kernel's launch bounds; 3 below), one wave, shared
  * by the tensors in proportion to their units (at least one block each, no
  * more than one warp per unit); the warps of a tensor deal its units round
  * robin, so no SM gets a second block's work while another idles (with
@@ -340,14 +347,26 @@ static cudaError_t mv_launch(mv_fn f, bool fast, unsigned blocks, int threads, s
  * Which warp runs a unit changes no bit. A unit is a row pair, or gate
  * row + up row (silu); at batch 1 a single row when pairs would leave a
  * quarter of the wave's warps idle (rows <= 1.5 x warps; VZ_CUDA_MV_PAIRS:
- * never). With pairs tinyllama's Wo and down (2048 rows) ran 1024 warps,
+ * never; VZ_CUDA_MV_ROW1_MAX: a bench knob for the bound). With pairs
+ * tinyllama's Wo and down (2048 rows) ran 1024 warps,
  * one block per SM, each a pair of 2 or 6 steps with little to overlap;
  * single rows fill both blocks of every SM with the same sums per row. On
  * an H200 (bench/results/2026-11-29-session9-h200.md) single rows for its
  * QKV, Wo and down gave +3% (raw) to +6% (q8, q4) decode, but llama2-7b's
  * Wo and down (4096 rows: pairs fill the wave) lost 2% (raw) and 4%
- * (lossless) with them, as they lose x's reuse across the pair. Sets a.blk;
- * returns the block count and the kernel. */
+ * (lossless) with them, as they lose x's reuse across the pair.
+ * Lossless at batch 1 runs 3 blocks per SM (mv4_occ3: 80 registers, half
+ * the ring depth) when its warps have few steps each (MV4_OCC3_STEPS: at
+ * most 6 row steps of 1024 columns per warp of a 2-block wave): short
+ * streams wait on their first loads and decode chains more than on DRAM,
+ * so more warps help. On an H200 tinyllama's lossless decode went from
+ * 899 to 967 tok/s (QKV, Wo, down: 1-5 steps per warp; gate/up at 10 and
+ * lm_head at 30 gain nothing more), while llama2-7b lost with long streams
+ * (all launches: 190 vs 201.5; its Wo at 7 steps: 200.3), which need the
+ * deeper ring; raw, q8 and q4 lost 7%, 4% and 2% on tinyllama with 3 blocks
+ * (bench/results/2026-11-29-session10-h200.md). VZ_CUDA_MV_OCC_ALT
+ * swaps the choice; VZ_CUDA_MV_OCC3_STEPS is a bench knob for the bound.
+ * Sets a.blk; returns the block count and the kernel. */
 static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, int batch, int silu,
                           unsigned *blocks, mv_fn *f) {
     static int sms = 0;
@@ -358,26 +377,35 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
         if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
         VZ_FAIL_IF(e != cudaSuccess || sms < 1, VZ_ERR_CUDA, "cuda matvec: SM count: %s", cudaGetErrorString(e));
     }
-    const int64_t wave = (int64_t)2 * sms;
-    static int64_t row1_max = -1; /* the most rows of a launch that runs single rows */
-    if (row1_max < 0) {
-        const char *e = getenv("VZ_CUDA_MV_ROW1_MAX"); /* bench knob (same bits) */
-        row1_max = e && *e >= '0' && *e <= '9' ? atoll(e) : 3 * wave * MV4_WARPS / 2;
+    static int64_t row1_max = -2; /* the most rows of a launch that runs single rows; -1: the rule's */
+    static int64_t occ3_steps = MV4_OCC3_STEPS;
+    if (row1_max == -2) { /* bench knobs (same bits) */
+        const char *e = getenv("VZ_CUDA_MV_ROW1_MAX"), *o = getenv("VZ_CUDA_MV_OCC3_STEPS");
+        row1_max = e && *e >= '0' && *e <= '9' ? atoll(e) : -1;
+        if (o && *o >= '0' && *o <= '9') occ3_steps = atoll(o);
     }
+    int64_t steps = 0; /* row steps (1024 columns) per warp of a 2-block wave */
+    for (int i = 0; i < a.ntens; i++) steps += W[i]->rows * ((W[i]->cols + 1023) / 1024);
+    steps /= 2 * sms * MV4_WARPS;
+    const bool alt = (mv_variant & VZ_CUDA_MV_OCC_ALT) != 0;
+    const bool occ3 = batch == 1 && (kind == VZ_K_LL3 && steps <= occ3_steps) != alt;
+    const int64_t per = occ3 ? 3 : 2; /* blocks per SM */
     int64_t units[3], total = 0, rows = 0;
     for (int i = 0; i < a.ntens; i++) rows += W[i]->rows;
-    const bool one = batch == 1 && !silu && !(mv_variant & VZ_CUDA_MV_PAIRS) && rows <= row1_max;
+    const bool one = batch == 1 && !silu && !(mv_variant & VZ_CUDA_MV_PAIRS) &&
+                     rows <= (row1_max >= 0 ? row1_max : 3 * per * sms * MV4_WARPS / 2);
     for (int i = 0; i < a.ntens; i++) total += units[i] = silu || one ? W[i]->rows : (W[i]->rows + 1) / 2;
     int64_t nblk = 0;
     for (int i = 0; i < a.ntens; i++) {
         a.blk[i] = (int)nblk;
-        const int64_t most = (units[i] + MV4_WARPS - 1) / MV4_WARPS, share = units[i] * wave / total;
+        const int64_t most = (units[i] + MV4_WARPS - 1) / MV4_WARPS, share = units[i] * per * sms / total;
         nblk += share < 1 ? 1 : share < most ? share : most;
     }
     for (int i = a.ntens; i < 4; i++) a.blk[i] = (int)nblk;
     *blocks = (unsigned)nblk;
-    *f = one ? mv4_row1[kind] : mv4_table[kind][batch - 1];
-    bool &big = big_smem[kind][one ? 8 : batch - 1];
+    *f = occ3 ? mv4_occ3[!one][kind] : one ? mv4_row1[kind] : mv4_table[kind][batch - 1];
+    static bool big3[2][4];
+    bool &big = occ3 ? big3[!one][kind] : big_smem[kind][one ? 8 : batch - 1];
     if (!big) { /* static (lossless scratch) + dynamic may pass 48 KiB below 48 KiB of x */
         cudaError_t e = cudaFuncSetAttribute(*f, cudaFuncAttributeMaxDynamicSharedMemorySize, MV4_XMAX);
         VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda matvec: shared memory limit: %s", cudaGetErrorString(e));

@@ -55,12 +55,15 @@ static __device__ __forceinline__ void mv4_rows(int64_t rows, bool silu, int64_t
 /* Steps in flight per warp (the ring depth): the compressed kinds read few
  * bytes per step, so more steps must be in flight to cover DRAM latency.
  * One-row units (NS = 1) keep the bytes in flight of a pair: twice the
- * steps. No batch-1 kernel spills (ptxas -v); at batch 2-8 some raw,
- * lossless and q8 kernels spill 4-64 bytes. */
-template <int KIND, int B, int NS> struct mv4_depth {
+ * steps. MINB = 3 (3 blocks per SM, 80 registers): half of it. No batch-1
+ * kernel at 2 blocks per SM spills (ptxas -v); at 3, the pair kernels of
+ * raw, lossless and q8 spill 28-64 bytes; at batch 2-8 some raw, lossless
+ * and q8 kernels spill 4-64 bytes. */
+template <int KIND, int B, int NS, int MINB = 2> struct mv4_depth {
     enum { D2 = KIND == VZ_K_RAW_BF16 ? (B <= 5 ? 2 : 1) : KIND == VZ_K_LL3 ? (B <= 4 ? 2 : 1)
                 : KIND == VZ_K_Q8 ? (B == 1 ? 3 : 2) : (B == 1 ? 4 : 2),
-           D = NS == 1 ? 2 * D2 : D2 };
+           D1 = NS == 1 ? 2 * D2 : D2,
+           D = MINB == 2 ? D1 : (D1 + 1) / 2 };
 };
 
 /* x staged for the warps of a block: nb rows of c4 float4 (x, or with nw
@@ -167,8 +170,8 @@ static __device__ __forceinline__ void mv4_fma(const vz_pk pk[NS], const float4 
  * across units. start() issues the first D steps' loads and touches only
  * weights (so it may run before x is ready); run() consumes them. Lossless:
  * a unit's exception index (lane j: block j) is loaded one unit ahead. */
-template <int KIND, int B, int NS = MV_SLOTS, typename V = vz_dview> struct mv4_ring {
-    enum { D = mv4_depth<KIND, B, NS>::D, YA = B == 1 }; /* YA: ADD's y read as a unit starts (B > 1 spills) */
+template <int KIND, int B, int NS = MV_SLOTS, typename V = vz_dview, int MINB = 2> struct mv4_ring {
+    enum { D = mv4_depth<KIND, B, NS, MINB>::D, YA = B == 1 }; /* YA: ADD's y read as a unit starts (B > 1 spills) */
     V d[NS];
     int64_t rows, u, uf, uend, us; /* u, it: the step consumed next; uf, itf: fetched next */
     int it, itf, nit;

@@ -55,8 +55,10 @@ static void profile_mv_variants(vz_cuda_session *s, int32_t pos) {
     fprintf(stderr, "profile (graph of %d steps, kernel chain): %.1f us/token\n", DECODE_STEPS,
             time_decode_graph(s, pos));
     static const int vars[] = {VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_LEGACY, VZ_CUDA_MV_NO_PDL, 0,
-                               VZ_CUDA_MV_OCC4, VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_V4};
-    static const char *names[] = {"legacy", "legacy+pdl", "v2", "v2+pdl", "v2+pdl+occ4", "v4", "v4+pdl"};
+                               VZ_CUDA_MV_OCC4, VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_V4,
+                               VZ_CUDA_MV_V4 | VZ_CUDA_MV_OCC_ALT};
+    static const char *names[] = {"legacy", "legacy+pdl", "v2", "v2+pdl", "v2+pdl+occ4", "v4", "v4+pdl",
+                                  "v4+pdl, other occupancy"};
     const int old = vz_cuda_matvec_variant(-1);
     for (int v = 0; v < (int)(sizeof vars / sizeof vars[0]); v++) {
         vz_cuda_matvec_variant(vars[v]);
