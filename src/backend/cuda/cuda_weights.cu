@@ -24,7 +24,8 @@ static uint64_t al16(uint64_t x) { return (x + 15) & ~(uint64_t)15; }
 /* Section offsets and path of a tensor that passed its codec's check. */
 static vz_status wt_layout(vz_cuda_tensor *d, const vz_tensor *t) {
     uint64_t n = (uint64_t)t->rows * (uint64_t)t->cols, gpr = ((uint64_t)t->cols + 31) / 32;
-    bool a32 = t->cols % 32 == 0;
+    /* fast kinds: whole code groups, and group indices in 32 bits (decode.cuh vz_gidx) */
+    bool a32 = t->cols % 32 == 0 && n / 32 <= UINT32_MAX && t->rows <= INT32_MAX;
     if (t->codec == VZ_ID_RAW) {
         d->kind = t->dtype == VZ_DTYPE_BF16 && a32 ? VZ_K_RAW_BF16 : VZ_K_GENERIC;
         return VZ_OK;

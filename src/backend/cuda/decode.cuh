@@ -76,6 +76,19 @@ static __device__ __forceinline__ float vz_bits_to_f32(uint32_t bits, int dtype)
     return vz_u2f(bits << 16);
 }
 
+/* Index of group it * 32 + lane of row r among the tensor's rows * gpr
+ * groups (a lane past the row's last group takes group 0), in 32 bits: the
+ * fast kinds require rows * gpr < 2^32 (cuda_weights.cu), so the address
+ * of a group's bytes is one wide multiply-add instead of 64-bit products. */
+static __device__ __forceinline__ uint32_t vz_glane(const vz_dview &d, int it, int lane) {
+    const uint32_t g = (uint32_t)(it * 32 + lane);
+    return g < (uint32_t)d.gpr ? g : 0u;
+}
+
+static __device__ __forceinline__ uint32_t vz_gidx(const vz_dview &d, int64_t r, int it, int lane) {
+    return (uint32_t)r * (uint32_t)d.gpr + vz_glane(d, it, lane);
+}
+
 /* ---- lossless ------------------------------------------------------------
  * The codes of a packed3 group as 4 nibble words: the code of element e is
  * nibble e % 8 of s[e / 8] (elements 24..31 gathered from the three bit-3
@@ -85,11 +98,21 @@ static __device__ __forceinline__ void vz_ll_s_packed3(uint32_t w0, uint32_t w1,
     s[3] = ((w0 >> 3) & 0x11111111u) | ((w1 >> 2) & 0x22222222u) | ((w2 >> 1) & 0x44444444u);
 }
 
-/* H bytes of a packed3 group from its nibble words: 4 codes per prmt, the
- * lut as prmt source. */
+/* prmt with a selector whose used nibbles (the low 4) have bit 3 clear, as
+ * codes 0..7 do: the instruction's sign-replicate bit is then 0 and this
+ * equals __byte_perm, which masks the selector with 0x7777 first (one more
+ * instruction per call) because it cannot know. */
+static __device__ __forceinline__ uint32_t vz_prmt7(uint32_t a, uint32_t b, uint32_t sel) {
+    uint32_t r;
+    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(sel));
+    return r;
+}
+
+/* H bytes of a packed3 group from its nibble words (3-bit codes): 4 codes
+ * per prmt, the lut as prmt source. */
 static __device__ __forceinline__ void vz_ll_h_nibbles(const uint32_t s[4], uint32_t lo, uint32_t hi, uint32_t h[8]) {
 #pragma unroll
-    for (int i = 0; i < 4; i++) h[2 * i] = __byte_perm(lo, hi, s[i]), h[2 * i + 1] = __byte_perm(lo, hi, s[i] >> 16);
+    for (int i = 0; i < 4; i++) h[2 * i] = vz_prmt7(lo, hi, s[i]), h[2 * i + 1] = vz_prmt7(lo, hi, s[i] >> 16);
 }
 
 static __device__ __forceinline__ void vz_ll_h_packed3(uint32_t w0, uint32_t w1, uint32_t w2, uint32_t lo,
@@ -168,13 +191,12 @@ static __device__ __noinline__ void vz_ll_lane_patch(const vz_dview &d, int64_t 
 
 /* Fast lossless (bf16, k = 3 packed3, cols % 32 == 0), stage 1: loads. */
 static __device__ __forceinline__ void vz_ll3_load(const vz_dview &d, int64_t r, int it, int lane, vz_gst &st) {
-    int g = it * 32 + lane;
-    g = g < d.gpr ? g : 0;
-    const uint4 *lp = (const uint4 *)(d.data + (size_t)r * d.cols + 32 * (size_t)g);
-    const uint32_t *cp = d.codes + ((size_t)r * d.gpr + g) * 3;
+    const uint32_t gi = vz_gidx(d, r, it, lane), ib = (uint32_t)r * (uint32_t)d.bpr + (uint32_t)it;
+    const uint4 *lp = (const uint4 *)d.data + (size_t)gi * 2;
+    const uint32_t *cp = d.codes + (size_t)gi * 3;
     st.v[0] = __ldg(lp), st.v[1] = __ldg(lp + 1);
     st.u[0] = __ldg(cp), st.u[1] = __ldg(cp + 1), st.u[2] = __ldg(cp + 2);
-    st.u[3] = __ldg(d.eidx + (size_t)r * d.bpr + it), st.u[4] = __ldg(d.eidx + (size_t)r * d.bpr + it + 1);
+    st.u[3] = __ldg(d.eidx + ib), st.u[4] = __ldg(d.eidx + ib + 1);
 }
 
 /* Stage 2: H bytes by prmt, exceptions patched, bf16 pairs to f32. */
@@ -197,18 +219,19 @@ static __device__ __forceinline__ void vz_ll3_decode(const vz_dview &d, const vz
  * exc_start[r*bpr + j], j <= bpr) when bpr < 32, so no load waits on another. */
 static __device__ __forceinline__ void vz_ll3_load2(const vz_dview &d, int64_t r, int it, int lane, uint32_t ei,
                                                     vz_gst &st) {
-    int g = it * 32 + lane;
-    g = g < d.gpr ? g : 0;
-    const uint4 *lp = (const uint4 *)(d.data + (size_t)r * d.cols + 32 * (size_t)g);
-    const uint32_t *cp = d.codes + ((size_t)r * d.gpr + g) * 3;
+    const uint32_t gi = vz_gidx(d, r, it, lane);
+    const uint4 *lp = (const uint4 *)d.data + (size_t)gi * 2;
+    const uint32_t *cp = d.codes + (size_t)gi * 3;
     st.v[0] = __ldg(lp), st.v[1] = __ldg(lp + 1);
     st.u[0] = __ldg(cp), st.u[1] = __ldg(cp + 1), st.u[2] = __ldg(cp + 2);
     if (d.bpr < 32) {
         st.u[3] = __shfl_sync(0xffffffffu, ei, it), st.u[4] = __shfl_sync(0xffffffffu, ei, it + 1);
     } else {
-        st.u[3] = __ldg(d.eidx + (size_t)r * d.bpr + it), st.u[4] = __ldg(d.eidx + (size_t)r * d.bpr + it + 1);
+        const uint32_t ib = (uint32_t)r * (uint32_t)d.bpr + (uint32_t)it;
+        st.u[3] = __ldg(d.eidx + ib), st.u[4] = __ldg(d.eidx + ib + 1);
     }
-    st.ex = st.u[3] + lane < st.u[4] ? __ldg(d.exc + st.u[3] + lane) : 0u;
+    const uint32_t e = st.u[3] + (uint32_t)lane;
+    st.ex = e < st.u[4] ? __ldg(d.exc + e) : 0u;
 }
 
 /* Writes exception entry v of a packed3 block into its owner's H byte
@@ -296,8 +319,7 @@ static __device__ __forceinline__ void vz_ll_group(const vz_dview &d, int64_t r,
 /* ---- raw ------------------------------------------------------------------
  * Fast: bf16, cols % 32 == 0; 64 bytes per lane. */
 static __device__ __forceinline__ void vz_rawbf_load(const vz_dview &d, int64_t r, int it, int lane, vz_gst &st) {
-    int g = it * 32 + lane;
-    const uint4 *p = (const uint4 *)(d.data + ((size_t)r * d.cols + 32 * (size_t)(g < d.gpr ? g : 0)) * 2);
+    const uint4 *p = (const uint4 *)d.data + (size_t)vz_gidx(d, r, it, lane) * 4;
     st.v[0] = __ldg(p), st.v[1] = __ldg(p + 1), st.v[2] = __ldg(p + 2), st.v[3] = __ldg(p + 3);
 }
 
@@ -347,12 +369,10 @@ static __device__ __forceinline__ uint32_t vz_qgroup(const vz_dview &d, int g) {
 /* ---- q8: value = (float)q * (float)scale (src/codec/q8.c) -----------------
  * Fast: cols % 32 == 0 and group % 32 == 0, so one scale per lane group. */
 static __device__ __forceinline__ void vz_q8_load(const vz_dview &d, int64_t r, int it, int lane, vz_gst &st) {
-    int g = it * 32 + lane;
-    g = g < d.gpr ? g : 0;
-    size_t c0 = 32 * (size_t)g;
-    const uint4 *p = (const uint4 *)(d.data + (size_t)r * d.cols + c0);
+    const uint32_t g = vz_glane(d, it, lane), gi = (uint32_t)r * (uint32_t)d.gpr + g;
+    const uint4 *p = (const uint4 *)d.data + (size_t)gi * 2;
     st.v[0] = __ldg(p), st.v[1] = __ldg(p + 1);
-    st.u[0] = __ldg(d.scales + (size_t)r * d.qgpr + vz_qgroup(d, g));
+    st.u[0] = __ldg(d.scales + ((uint32_t)r * (uint32_t)d.qgpr + vz_qgroup(d, (int)g)));
 }
 
 static __device__ __forceinline__ void vz_q8_decode(const vz_gst &st, float w[32]) {
@@ -425,12 +445,11 @@ static __device__ __forceinline__ void vz_q8_group(const vz_dview &d, int64_t r,
  * f32, so this equals decode_ref bit for bit. Fast: cols % 32 == 0 and
  * group % 32 == 0: a lane's group is one aligned uint4 and one scale. */
 static __device__ __forceinline__ void vz_q4_load(const vz_dview &d, int64_t r, int it, int lane, vz_gst &st) {
-    int g = it * 32 + lane;
-    g = g < d.gpr ? g : 0;
-    size_t c0 = 32 * (size_t)g, gi = (size_t)r * d.qgpr + vz_qgroup(d, g);
-    st.v[0] = __ldg((const uint4 *)(d.data + (size_t)r * d.qstride + c0 / 2));
-    st.u[0] = __ldg(d.scales + gi);
-    st.u[1] = d.zeros ? __ldg(d.zeros + gi) : 8u;
+    const uint32_t g = vz_glane(d, it, lane), gi = (uint32_t)r * (uint32_t)d.gpr + g;
+    const uint32_t si = (uint32_t)r * (uint32_t)d.qgpr + vz_qgroup(d, (int)g); /* scale and zero point */
+    st.v[0] = __ldg((const uint4 *)d.data + gi); /* qstride = cols / 2: row r's group g at 16 gi bytes */
+    st.u[0] = __ldg(d.scales + si);
+    st.u[1] = d.zeros ? __ldg(d.zeros + si) : 8u;
 }
 
 static __device__ __forceinline__ void vz_q4_decode(const vz_gst &st, float w[32]) {

@@ -43,7 +43,7 @@ static __device__ __forceinline__ void mv2_decode(const vz_dview &d, const vz_gs
  * of an odd count repeats its row), or gate row + up row u (silu); NS = 1
  * (never silu), row u. */
 template <int NS>
-static __device__ __forceinline__ void mv4_rows(int64_t rows, bool silu, int64_t u, int64_t r[NS]) {
+static __device__ __forceinline__ void mv4_rows(int rows, bool silu, int u, int r[NS]) {
     if constexpr (NS == 1) {
         r[0] = u;
     } else {
@@ -173,30 +173,30 @@ static __device__ __forceinline__ void mv4_fma(const vz_pk pk[NS], const float4 
 template <int KIND, int B, int NS = MV_SLOTS, typename V = vz_dview, int MINB = 2> struct mv4_ring {
     enum { D = mv4_depth<KIND, B, NS, MINB>::D, YA = B == 1 }; /* YA: ADD's y read as a unit starts (B > 1 spills) */
     V d[NS];
-    int64_t rows, u, uf, uend, us; /* u, it: the step consumed next; uf, itf: fetched next */
+    int rows, u, uf, uend, us; /* u, it: the step consumed next; uf, itf: fetched next (rows < 2^31) */
     int it, itf, nit;
     bool silu;
     uint32_t ei[NS], ein[NS];
     vz_gst st[D][NS];
     float ya[NS][B]; /* YA: lane 0's y of unit u (epi ADD) */
 
-    __device__ __forceinline__ void next(int64_t &uu, int &ii) const {
+    __device__ __forceinline__ void next(int &uu, int &ii) const {
         if (++ii == nit) ii = 0, uu += us;
     }
 
     /* Loads of step (uf, itf) into ring slot k, then advances (uf, itf). */
     __device__ __forceinline__ void fetch(int k, int lane) {
-        int64_t r[NS];
+        int r[NS];
         mv4_rows<NS>(rows, silu, uf, r);
         if (KIND == VZ_K_LL3 && itf == 0 && mv4_dv(d[0]).bpr < 32) {
-            int64_t rn[NS];
+            int rn[NS];
             const bool more = uf + us < uend;
             mv4_rows<NS>(rows, silu, more ? uf + us : uf, rn);
 #pragma unroll
             for (int s = 0; s < NS; s++) {
                 ei[s] = ein[s];
                 const vz_dview &v = mv4_dv(d[s]);
-                ein[s] = more && lane <= v.bpr ? __ldg(v.eidx + (size_t)rn[s] * v.bpr + lane) : 0u;
+                ein[s] = more && lane <= v.bpr ? __ldg(v.eidx + ((uint32_t)rn[s] * (uint32_t)v.bpr + lane)) : 0u;
             }
         }
 #pragma unroll
@@ -204,19 +204,18 @@ template <int KIND, int B, int NS = MV_SLOTS, typename V = vz_dview, int MINB = 
         next(uf, itf);
     }
 
-    __device__ __forceinline__ void start(const V &d0, const V &d1, bool silu_, int64_t u0, int64_t us_, int64_t uend_,
-                                          int lane) {
-        d[0] = d0, d[NS - 1] = NS == 1 ? d0 : d1, silu = silu_, rows = mv4_dv(d0).rows, us = us_, uend = uend_;
+    __device__ __forceinline__ void start(const V &d0, const V &d1, bool silu_, int u0, int us_, int uend_, int lane) {
+        d[0] = d0, d[NS - 1] = NS == 1 ? d0 : d1, silu = silu_, rows = (int)mv4_dv(d0).rows, us = us_, uend = uend_;
         nit = (mv4_dv(d0).gpr + 31) / 32, u = uf = u0, it = itf = 0;
 #pragma unroll
         for (int s = 0; s < NS; s++) ei[s] = ein[s] = 0;
         if (KIND == VZ_K_LL3 && u < uend && mv4_dv(d[0]).bpr < 32) { /* the first unit's exception index */
-            int64_t r[NS];
+            int r[NS];
             mv4_rows<NS>(rows, silu, u, r);
 #pragma unroll
             for (int s = 0; s < NS; s++) {
                 const vz_dview &v = mv4_dv(d[s]);
-                ein[s] = lane <= v.bpr ? __ldg(v.eidx + (size_t)r[s] * v.bpr + lane) : 0u;
+                ein[s] = lane <= v.bpr ? __ldg(v.eidx + ((uint32_t)r[s] * (uint32_t)v.bpr + lane)) : 0u;
             }
         }
 #pragma unroll
@@ -232,7 +231,7 @@ template <int KIND, int B, int NS = MV_SLOTS, typename V = vz_dview, int MINB = 
      * 2026-11-29-session8-h200.md. */
     __device__ __forceinline__ void load_y(const float *y, int epi, int lane) {
         if (!YA || epi != VZ_CUDA_EPI_ADD || silu || lane != 0) return;
-        int64_t r[NS];
+        int r[NS];
         mv4_rows<NS>(rows, silu, u, r);
 #pragma unroll
         for (int s = 0; s < NS; s++)
@@ -251,7 +250,7 @@ template <int KIND, int B, int NS = MV_SLOTS, typename V = vz_dview, int MINB = 
 #pragma unroll
                 for (int o = 16; o > 0; o >>= 1) acc[s][b] += __shfl_xor_sync(0xffffffffu, acc[s][b], o);
             }
-        int64_t r[NS];
+        int r[NS];
         mv4_rows<NS>(rows, silu, u, r);
 #pragma unroll
         for (int b = 0; b < B; b++) {
