@@ -13,6 +13,7 @@
  */
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -277,7 +278,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
 
 template <int KIND, int B, int NS, int MINB = 2>
 static __global__ void __launch_bounds__(MV4_WARPS * 32, MINB) mv4_kernel(mv_args a) {
-    extern __shared__ float4 xs[];
+    extern __shared__ float4 xs_[]; /* x at mv4_align(xs_) */
     __shared__ __align__(16) uint32_t smem[KIND == VZ_K_LL3 ? MV4_WARPS : 1][32 * VZ_SMEM_LANE3];
     __shared__ float nsc[MV4_WARPS];
     a.trigger_early(); /* PDL: the next kernel may start its weight loads now */
@@ -291,6 +292,7 @@ static __global__ void __launch_bounds__(MV4_WARPS * 32, MINB) mv4_kernel(mv_arg
     mv4_ring<KIND, B, NS, vz_dview, MINB> ring;
     ring.start(d0, d1, silu, (int64_t)(blockIdx.x - a.blk[t]) * MV4_WARPS + warp, nwarp, nunit, lane);
     a.wait(); /* x and y only from here on; weights before */
+    float4 *xs = mv4_align(xs_);
     mv4_stage<false, true>(a.x, a.nw, a.eps, nb, c4, xs, nsc);
     ring.run(xs, c4, t == 0 ? a.y[0] : t == 1 ? a.y[1] : a.y[2], a.epi, lane, smem[KIND == VZ_K_LL3 ? warp : 0]);
 }
@@ -370,7 +372,7 @@ static cudaError_t mv_launch(mv_fn f, bool fast, unsigned blocks, int threads, s
 static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, int batch, int silu,
                           unsigned *blocks, mv_fn *f) {
     static int sms = 0;
-    static bool big_smem[4][9]; /* opt-in above 48 KiB done ([kind][8]: mv4_row1) */
+    static bool big_smem[4][11]; /* opt-in above 48 KiB done: [kind][batch - 1], 8: mv4_row1, 9 + pairs: mv4_occ3 */
     if (sms == 0) {
         int dev = 0;
         cudaError_t e = cudaGetDevice(&dev);
@@ -378,22 +380,25 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
         VZ_FAIL_IF(e != cudaSuccess || sms < 1, VZ_ERR_CUDA, "cuda matvec: SM count: %s", cudaGetErrorString(e));
     }
     static int64_t row1_max = -2; /* the most rows of a launch that runs single rows; -1: the rule's */
-    static int64_t occ3_steps = MV4_OCC3_STEPS;
-    if (row1_max == -2) { /* bench knobs (same bits) */
+    static int64_t occ3_steps[4] = {-1, MV4_OCC3_STEPS, -1, -1}; /* [kind]: 3 blocks per SM up to this; -1: never */
+    if (row1_max == -2) { /* bench knobs (same bits); VZ_CUDA_MV_OCC3_STEPS: lossless's bound, or raw,ll,q8,q4 */
         const char *e = getenv("VZ_CUDA_MV_ROW1_MAX"), *o = getenv("VZ_CUDA_MV_OCC3_STEPS");
         row1_max = e && *e >= '0' && *e <= '9' ? atoll(e) : -1;
-        if (o && *o >= '0' && *o <= '9') occ3_steps = atoll(o);
+        long long b[4];
+        if (o && sscanf(o, "%lld,%lld,%lld,%lld", &b[0], &b[1], &b[2], &b[3]) == 4)
+            for (int k = 0; k < 4; k++) occ3_steps[k] = b[k];
+        else if (o && *o >= '0' && *o <= '9')
+            occ3_steps[VZ_K_LL3] = atoll(o);
     }
-    int64_t steps = 0; /* row steps (1024 columns) per warp of a 2-block wave */
-    for (int i = 0; i < a.ntens; i++) steps += W[i]->rows * ((W[i]->cols + 1023) / 1024);
+    int64_t steps = 0, rows = 0; /* steps: row steps (1024 columns) per warp of a 2-block wave */
+    for (int i = 0; i < a.ntens; i++) steps += W[i]->rows * ((W[i]->cols + 1023) / 1024), rows += W[i]->rows;
     steps /= 2 * sms * MV4_WARPS;
     const bool alt = (mv_variant & VZ_CUDA_MV_OCC_ALT) != 0;
-    const bool occ3 = batch == 1 && (kind == VZ_K_LL3 && steps <= occ3_steps) != alt;
+    const bool occ3 = batch == 1 && (steps <= occ3_steps[kind]) != alt;
     const int64_t per = occ3 ? 3 : 2; /* blocks per SM */
-    int64_t units[3], total = 0, rows = 0;
-    for (int i = 0; i < a.ntens; i++) rows += W[i]->rows;
     const bool one = batch == 1 && !silu && !(mv_variant & VZ_CUDA_MV_PAIRS) &&
                      rows <= (row1_max >= 0 ? row1_max : 3 * per * sms * MV4_WARPS / 2);
+    int64_t units[3], total = 0;
     for (int i = 0; i < a.ntens; i++) total += units[i] = silu || one ? W[i]->rows : (W[i]->rows + 1) / 2;
     int64_t nblk = 0;
     for (int i = 0; i < a.ntens; i++) {
@@ -404,10 +409,9 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
     for (int i = a.ntens; i < 4; i++) a.blk[i] = (int)nblk;
     *blocks = (unsigned)nblk;
     *f = occ3 ? mv4_occ3[!one][kind] : one ? mv4_row1[kind] : mv4_table[kind][batch - 1];
-    static bool big3[2][4];
-    bool &big = occ3 ? big3[!one][kind] : big_smem[kind][one ? 8 : batch - 1];
+    bool &big = big_smem[kind][occ3 ? 9 + !one : one ? 8 : batch - 1];
     if (!big) { /* static (lossless scratch) + dynamic may pass 48 KiB below 48 KiB of x */
-        cudaError_t e = cudaFuncSetAttribute(*f, cudaFuncAttributeMaxDynamicSharedMemorySize, MV4_XMAX);
+        cudaError_t e = cudaFuncSetAttribute(*f, cudaFuncAttributeMaxDynamicSharedMemorySize, MV4_XMAX + MV4_XPAD);
         VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda matvec: shared memory limit: %s", cudaGetErrorString(e));
         big = true;
     }
@@ -464,7 +468,7 @@ static vz_status mv_multi(int n, const vz_cuda_tensor *const *W, float *const *d
         unsigned nblk = 0;
         mv_fn f = NULL;
         VZ_TRY(mv4_plan(a, W, kind, batch, silu, &nblk, &f));
-        cudaError_t e = mv_launch(f, true, nblk, MV4_WARPS * 32, (size_t)batch * (size_t)W[0]->cols * 4,
+        cudaError_t e = mv_launch(f, true, nblk, MV4_WARPS * 32, (size_t)batch * (size_t)W[0]->cols * 4 + MV4_XPAD,
                                   (cudaStream_t)stream, a);
         VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda matvec v4 launch (%lldx%lld, batch %d): %s",
                    (long long)W[0]->rows, (long long)W[0]->cols, batch, cudaGetErrorString(e));

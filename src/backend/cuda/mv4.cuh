@@ -121,19 +121,35 @@ static __device__ __forceinline__ void mv4_stage(const float *x, const float *nw
     __syncthreads();
 }
 
+/* The first 128-byte aligned float4 at or after p (16-byte aligned) in
+ * shared memory: where the kernels stage x (mv4_fma's xor addressing needs
+ * 128-byte aligned rows). They ask for MV4_XPAD more bytes. */
+#define MV4_XPAD 112
+static __device__ __forceinline__ float4 *mv4_align(float4 *p) {
+    return p + ((0u - (uint32_t)__cvta_generic_to_shared(p)) & 127u) / 16u;
+}
+
+/* The float4 at shared-memory byte address a. */
+static __device__ __forceinline__ float4 mv4_lds4(uint32_t a) {
+    return *(const float4 *)__cvta_shared_to_generic(a);
+}
+
 /* A ring's view of a tensor: held by value (from kernel parameters) or by
  * pointer (to a copy in shared memory, when it comes from device memory
  * and registers are scarce). */
 static __device__ __forceinline__ const vz_dview &mv4_dv(const vz_dview &v) { return v; }
 static __device__ __forceinline__ const vz_dview &mv4_dv(const vz_dview *v) { return *v; }
 
-/* acc[s][b] += the 32 weights of pk[s] . x row b of the lane's group (xg:
- * its 8 float4, row b at b * c4, float4 q at q ^ sw), fmaf in element
- * order. The x loads are issued before the math (for B <= 2 all 8 float4
- * of each row), no branch between them, so they overlap. */
+/* acc[s][b] += the 32 weights of pk[s] . x row b of the lane's group, fmaf
+ * in element order. xa: the shared-memory byte address of the lane's group
+ * in row 0 plus 16 * sw (float4 q of group g lies at 8g + (q ^ sw) (mv4_swz)
+ * and 8g + (q ^ sw) == (8g + sw) ^ q), so float4 q of row b is at
+ * (xa + 16 * b * c4) ^ 16q: one xor per load, given 128-byte aligned rows
+ * (mv4_align; c4 % 8 == 0). The x loads are issued before the math (for
+ * B <= 2 all 8 float4 of each row), no branch between them, so they
+ * overlap. */
 template <int KIND, int B, int NS>
-static __device__ __forceinline__ void mv4_fma(const vz_pk pk[NS], const float4 *xg, int c4, int sw,
-                                               float acc[NS][B]) {
+static __device__ __forceinline__ void mv4_fma(const vz_pk pk[NS], uint32_t xa, int c4, float acc[NS][B]) {
     constexpr int QA = B <= 2 ? 8 : 1; /* float4 of each row loaded ahead */
 #pragma unroll
     for (int q0 = 0; q0 < 8; q0 += QA) {
@@ -141,7 +157,7 @@ static __device__ __forceinline__ void mv4_fma(const vz_pk pk[NS], const float4 
 #pragma unroll
         for (int q = 0; q < QA; q++)
 #pragma unroll
-            for (int b = 0; b < B; b++) xv[q][b] = xg[b * c4 + ((q0 + q) ^ sw)];
+            for (int b = 0; b < B; b++) xv[q][b] = mv4_lds4((xa + 16u * (uint32_t)(b * c4)) ^ (16u * (q0 + q)));
 #pragma unroll
         for (int q = 0; q < QA; q++) {
             float wv[NS][4];
@@ -282,7 +298,9 @@ template <int KIND, int B, int NS = MV_SLOTS, typename V = vz_dview, int MINB = 
         for (int s = 0; s < NS; s++)
 #pragma unroll
             for (int b = 0; b < B; b++) acc[s][b] = 0.0f;
-        const int sw = lane & 7; /* mv4_swz of this lane's groups */
+        const uint32_t xs0 = (uint32_t)__cvta_generic_to_shared(xs);
+        if (xs0 & 127u) __trap(); /* not from mv4_align: the xor addressing would be wrong */
+        const uint32_t xa0 = xs0 + 16u * (lane & 7); /* mv4_fma's xa of group 0 (mv4_swz: sw = lane & 7) */
         while (u < uend) { /* warp-uniform; one pass = D steps, ring slot k compile-time */
 #pragma unroll
             for (int k = 0; k < D; k++) {
@@ -293,7 +311,7 @@ template <int KIND, int B, int NS = MV_SLOTS, typename V = vz_dview, int MINB = 
                 for (int s = 0; s < NS; s++) mv2_decode<KIND>(mv4_dv(d[s]), st[k][s], lane, sm, pk[s]);
                 if (uf < uend) fetch(k, lane); /* refill the slot: step + D */
                 const int g = it * 32 + lane;
-                if (g < mv4_dv(d[0]).gpr) mv4_fma<KIND, B, NS>(pk, xs + 8 * g, c4, sw, acc);
+                if (g < mv4_dv(d[0]).gpr) mv4_fma<KIND, B, NS>(pk, xa0 + 128u * (uint32_t)g, c4, acc);
                 if (it + 1 == nit) store(y, epi, lane, acc);
                 next(u, it);
             }

@@ -181,12 +181,13 @@ static __device__ __noinline__ void step_matvec(const step_args &a, int ph, int 
 
 template <int KIND, int W>
 static __global__ void __launch_bounds__(W * 32, 1) k_step(const __grid_constant__ step_args a) {
-    extern __shared__ __align__(16) float4 xs[];
+    extern __shared__ float4 xs_[];
     __shared__ __align__(16) uint32_t llsm[KIND == VZ_K_LL3 ? W : 1][32 * VZ_SMEM_LANE3];
     __shared__ float nsc[1];
     __shared__ int last[STEP_AGROUPS(W)];
     const int warp = threadIdx.x >> 5, gw = warp * gridDim.x + blockIdx.x;
     uint32_t *sm = llsm[KIND == VZ_K_LL3 ? warp : 0];
+    float4 *xs = mv4_align(xs_); /* staged x, then the attention groups */
     unsigned nbar = 0;
     for (int l = 0; l < a.n_layers; l++) {
         /* q, k, v = (Wq, Wk, Wv) norm(x) (layer 0: x is the embedding kernel's) */
@@ -265,8 +266,8 @@ static vz_status size_grid(vz_step *s, const vz_step_desc *d) {
     int xf = d->dim > qd ? d->dim : qd;
     xf = xf > d->hidden ? xf : d->hidden;
     s->a.xs_floats = (xf + 3) & ~3;
-    s->smem = sizeof(float) *
-              ((size_t)s->a.xs_floats + (size_t)STEP_AGROUPS(s->warps) * vz_att_block_floats(d->head_dim, d->kv_f16));
+    s->smem = MV4_XPAD + sizeof(float) * ((size_t)s->a.xs_floats +
+                                          (size_t)STEP_AGROUPS(s->warps) * vz_att_block_floats(d->head_dim, d->kv_f16));
     cudaError_t e = cudaGetDevice(&dev);
     if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
     if (e == cudaSuccess) e = cudaFuncSetAttribute(s->fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)s->smem);
