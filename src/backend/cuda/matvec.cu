@@ -274,7 +274,8 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
  * order are mv_kernel's: results are bitwise equal. */
 #define MV4_WARPS 8
 #define MV4_XMAX (96 * 1024) /* bytes of staged x; a larger batch * cols runs mv_kernel/mv2 */
-#define MV4_OCC3_STEPS 6       /* lossless at batch 1: 3 blocks per SM up to this many steps per warp (mv4_plan) */
+#define MV4_OCC3_STEPS 6    /* lossless at batch 1: 3 blocks per SM up to this many steps per warp (mv4_plan) */
+#define MV4_OCC3_STEPS_Q8 2 /* q8: the same (raw and q4: never) */
 
 template <int KIND, int B, int NS, int MINB = 2>
 static __global__ void __launch_bounds__(MV4_WARPS * 32, MINB) mv4_kernel(mv_args a) {
@@ -357,8 +358,8 @@ static cudaError_t mv_launch(mv_fn f, bool fast, unsigned blocks, int threads, s
  * QKV, Wo and down gave +3% (raw) to +6% (q8, q4) decode, but llama2-7b's
  * Wo and down (4096 rows: pairs fill the wave) lost 2% (raw) and 4%
  * (lossless) with them, as they lose x's reuse across the pair.
- * Lossless at batch 1 runs 3 blocks per SM (mv4_occ3: 80 registers, half
- * the ring depth) when its warps have few steps each (MV4_OCC3_STEPS: at
+ * Lossless (and q8) at batch 1 run 3 blocks per SM (mv4_occ3: 80 registers, half
+ * the ring depth) when their warps have few steps each (MV4_OCC3_STEPS: at
  * most 6 row steps of 1024 columns per warp of a 2-block wave): short
  * streams wait on their first loads and decode chains more than on DRAM,
  * so more warps help. On an H200 tinyllama's lossless decode went from
@@ -366,8 +367,12 @@ static cudaError_t mv_launch(mv_fn f, bool fast, unsigned blocks, int threads, s
  * lm_head at 30 gain nothing more), while llama2-7b lost with long streams
  * (all launches: 190 vs 201.5; its Wo at 7 steps: 200.3), which need the
  * deeper ring; raw, q8 and q4 lost 7%, 4% and 2% on tinyllama with 3 blocks
- * (bench/results/2026-11-29-session10-h200.md). VZ_CUDA_MV_OCC_ALT
- * swaps the choice; VZ_CUDA_MV_OCC3_STEPS is a bench knob for the bound.
+ * (bench/results/2026-11-29-session10-h200.md). Per kind, for short
+ * launches only (session 11): q8 gains 1% with its QKV and Wo (2 and 1 steps
+ * per warp) at 3 blocks (MV4_OCC3_STEPS_Q8); raw loses 6% and q4 4% with
+ * them, and raw 14%, q4 8%, q8 2% at a bound of 6. VZ_CUDA_MV_OCC_ALT swaps
+ * the choice; VZ_CUDA_MV_OCC3_STEPS is a bench knob for the bounds (one
+ * number: lossless's; four: raw,ll,q8,q4, -1 never).
  * Sets a.blk; returns the block count and the kernel. */
 static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, int batch, int silu,
                           unsigned *blocks, mv_fn *f) {
@@ -380,7 +385,8 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
         VZ_FAIL_IF(e != cudaSuccess || sms < 1, VZ_ERR_CUDA, "cuda matvec: SM count: %s", cudaGetErrorString(e));
     }
     static int64_t row1_max = -2; /* the most rows of a launch that runs single rows; -1: the rule's */
-    static int64_t occ3_steps[4] = {-1, MV4_OCC3_STEPS, -1, -1}; /* [kind]: 3 blocks per SM up to this; -1: never */
+    /* [kind]: 3 blocks per SM up to this many steps per warp; -1: never */
+    static int64_t occ3_steps[4] = {-1, MV4_OCC3_STEPS, MV4_OCC3_STEPS_Q8, -1};
     if (row1_max == -2) { /* bench knobs (same bits); VZ_CUDA_MV_OCC3_STEPS: lossless's bound, or raw,ll,q8,q4 */
         const char *e = getenv("VZ_CUDA_MV_ROW1_MAX"), *o = getenv("VZ_CUDA_MV_OCC3_STEPS");
         row1_max = e && *e >= '0' && *e <= '9' ? atoll(e) : -1;
