@@ -10,7 +10,8 @@
 # VZ_AB_NCU=1 adds ncu of B's v4 gate/up and down matvec, VZ_AB_SAN=1
 # compute-sanitizer racecheck and memcheck of B; with `l7`, every GPU test
 # of B and llama2-7b raw and lossless too (and B's again under each
-# VZ_AB_L7VARS="VAR=v ..."). The test results are repeated at the end.
+# VZ_AB_L7VARS="VAR=v ...", their stderr kept). The test results are
+# repeated at the end.
 # `batch`: batches 2, 4, 8 instead (matvec_bench per shape, batch_bench
 # end to end).
 # Every step has a deadline ($VZ_DEADLINE s in all); logs under $OUT.
@@ -154,7 +155,10 @@ if [ "$PART" = l7 ]; then
     wait $p_l7
     L7="-m $W/l7/src --out-dir $W/l7 -n 64 --prompt-len 512 --ctx 2048 --kv f16 --codec raw,lossless"
     for x in a b; do bench $x l7 120 $L7; done
-    for v in ${VZ_AB_L7VARS:-}; do (export "$v" && bench b "l7-${v//=/-}" 120 $L7); done # B under knobs
+    for v in ${VZ_AB_L7VARS:-}; do # B under knobs; their stderr (VZ_CUDA_PROFILE=1: the per-op profile) to profile-b.txt
+        (export "$v" && bench b "l7-${v//=/-}" 120 $L7)
+        cat "$W/bench-b-l7-${v//=/-}.err" >>"$OUT/profile-b.txt" 2>/dev/null
+    done
 fi
 step "done; tests:"
 cat "$W/summary.txt"
