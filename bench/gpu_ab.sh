@@ -7,7 +7,8 @@
 # tinyllama-1.1b made on the device, and the per-op decode profile
 # (VZ_CUDA_PROFILE=1) of both (VZ_AB_BVARS="VAR=v ...": B's again under
 # each, VZ_AB_BBENCH=1 its bench too, of the codecs VZ_AB_BCODECS);
-# VZ_AB_NCU=1 adds ncu of B's v4 gate/up and down matvec, VZ_AB_SAN=1
+# VZ_AB_MVB=0 skips matvec_bench; VZ_AB_NCU=1 adds ncu of B's v4 gate/up
+# and down matvec, VZ_AB_SAN=1
 # compute-sanitizer racecheck and memcheck of B; with `l7`, every GPU test
 # of B and llama2-7b raw and lossless too (and B's again under each
 # VZ_AB_L7VARS="VAR=v ...", their stderr kept). The test results are
@@ -98,8 +99,8 @@ for t in $TESTS; do
     echo "$t rc=$? $(grep -E '^\[  (PASSED|FAILED|SKIPPED)' "$W/$t.log" | tr '\n' ' ')" | tee -a "$W/summary.txt"
     tail -c 20000 "$W/$t.log" >>"$OUT/tests.log"
 done
-for f in a/bench/matvec_bench b/bench/matvec_bench*; do
-    [ "$(left)" -gt 120 ] || break
+for f in a/bench/matvec_bench b/bench/matvec_bench*; do # VZ_AB_MVB=0: not run
+    [ "${VZ_AB_MVB:-1}" = 1 ] && [ "$(left)" -gt 120 ] || break
     step "$f 1"
     log="$OUT/mv-$(echo "$f" | tr / _).txt"
     in_x "${f%%/*}" timeout "$(cap 90)" "./bench/$(basename "$f")" 1 >"$log" 2>&1
