@@ -112,8 +112,8 @@ vz_status vz_cuda_matvec_multi_norm(int n, const vz_cuda_tensor *const *W, float
  * batch 1 a v4 warp runs one row at a time when the launch has few rows
  * (matvec.cu mv4_plan; row pairs at batch > 1, gate + up rows with silu);
  * PAIRS runs pairs there too (the v4 kernel before session 9). At batch
- * 1 the v4 grid has 2 blocks per SM, or 3 for lossless launches of few
- * steps per warp (mv4_plan); OCC_ALT swaps the two.
+ * 1 the v4 grid has 2 blocks per SM, or 3 for lossless and q8 launches of
+ * few steps per warp (mv4_plan); OCC_ALT swaps the two.
  * The old default is LEGACY | NO_PDL (3). All variants give bitwise equal
  * results. flags < 0 only reads; returns the previous flags. */
 enum { VZ_CUDA_MV_LEGACY = 1, VZ_CUDA_MV_NO_PDL = 2, VZ_CUDA_MV_OCC4 = 4, VZ_CUDA_MV_V4 = 8, VZ_CUDA_MV_TC = 16,

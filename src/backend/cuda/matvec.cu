@@ -347,32 +347,32 @@ static cudaError_t mv_launch(mv_fn f, bool fast, unsigned blocks, int threads, s
  * robin, so no SM gets a second block's work while another idles (with
  * whole blocks of ceil(units / (2 x SMs x 8)) units per warp, the 5632
  * gate/up units of tinyllama made 235 blocks: 103 SMs ran two, 29 one).
- * Which warp runs a unit changes no bit. A unit is a row pair, or gate
- * row + up row (silu); at batch 1 a single row when pairs would leave a
- * quarter of the wave's warps idle (rows <= 1.5 x warps; VZ_CUDA_MV_PAIRS:
- * never; VZ_CUDA_MV_ROW1_MAX: a bench knob for the bound). With pairs
- * tinyllama's Wo and down (2048 rows) ran 1024 warps,
- * one block per SM, each a pair of 2 or 6 steps with little to overlap;
- * single rows fill both blocks of every SM with the same sums per row. On
- * an H200 (bench/results/2026-11-29-session9-h200.md) single rows for its
- * QKV, Wo and down gave +3% (raw) to +6% (q8, q4) decode, but llama2-7b's
- * Wo and down (4096 rows: pairs fill the wave) lost 2% (raw) and 4%
- * (lossless) with them, as they lose x's reuse across the pair.
- * Lossless (and q8) at batch 1 run 3 blocks per SM (mv4_occ3: 80 registers, half
- * the ring depth) when their warps have few steps each (MV4_OCC3_STEPS: at
- * most 6 row steps of 1024 columns per warp of a 2-block wave): short
- * streams wait on their first loads and decode chains more than on DRAM,
- * so more warps help. On an H200 tinyllama's lossless decode went from
+ * Which warp runs a unit changes no bit. A unit is a row pair, or gate row +
+ * up row (silu); at batch 1 a single row when pairs would leave a quarter of
+ * the wave's warps idle (rows <= 1.5 x warps; VZ_CUDA_MV_PAIRS: never;
+ * VZ_CUDA_MV_ROW1_MAX: a bench knob for the bound). With pairs tinyllama's
+ * Wo and down (2048 rows) ran 1024 warps, one block per SM, each a pair of 2
+ * or 6 steps with little to overlap; single rows fill both blocks of every
+ * SM with the same sums per row. On an H200
+ * (bench/results/2026-11-29-session9-h200.md) single rows for its QKV, Wo
+ * and down gave +3% (raw) to +6% (q8, q4) decode, but llama2-7b's Wo and
+ * down (4096 rows: pairs fill the wave) lost 2% (raw) and 4% (lossless) with
+ * them, as they lose x's reuse across the pair. Lossless (and q8) at batch 1
+ * run 3 blocks per SM (mv4_occ3: 80 registers, half the ring depth) when
+ * their warps have few steps each (MV4_OCC3_STEPS: at most 6 row steps of
+ * 1024 columns per warp of a 2-block wave; q8: MV4_OCC3_STEPS_Q8, below):
+ * short streams wait on their first loads and decode chains more than on
+ * DRAM, so more warps help. On an H200 tinyllama's lossless decode went from
  * 899 to 967 tok/s (QKV, Wo, down: 1-5 steps per warp; gate/up at 10 and
  * lm_head at 30 gain nothing more), while llama2-7b lost with long streams
  * (all launches: 190 vs 201.5; its Wo at 7 steps: 200.3), which need the
  * deeper ring; raw, q8 and q4 lost 7%, 4% and 2% on tinyllama with 3 blocks
- * (bench/results/2026-11-29-session10-h200.md). Per kind, for short
- * launches only (session 11): q8 gains 1% with its QKV and Wo (2 and 1 steps
- * per warp) at 3 blocks (MV4_OCC3_STEPS_Q8); raw loses 6% and q4 4% with
- * them, and raw 14%, q4 8%, q8 2% at a bound of 6. VZ_CUDA_MV_OCC_ALT swaps
- * the choice; VZ_CUDA_MV_OCC3_STEPS is a bench knob for the bounds (one
- * number: lossless's; four: raw,ll,q8,q4, -1 never).
+ * (bench/results/2026-11-29-session10-h200.md). Per kind, for short launches
+ * only (session 11): q8 gains 1% with its QKV and Wo (2 and 1 steps per
+ * warp) at 3 blocks (MV4_OCC3_STEPS_Q8); raw loses 6% and q4 4% with them,
+ * and raw 14%, q4 8%, q8 2% at a bound of 6. VZ_CUDA_MV_OCC_ALT swaps the
+ * choice; VZ_CUDA_MV_OCC3_STEPS is a bench knob for the bounds (one number:
+ * lossless's; four: raw,ll,q8,q4, -1 never).
  * Sets a.blk; returns the block count and the kernel. */
 static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, int batch, int silu,
                           unsigned *blocks, mv_fn *f) {

@@ -57,7 +57,7 @@ static __device__ __forceinline__ void mv4_rows(int rows, bool silu, int u, int 
  * One-row units (NS = 1) keep the bytes in flight of a pair: twice the
  * steps. MINB = 3 (3 blocks per SM, 80 registers): half of it. No batch-1
  * kernel at 2 blocks per SM spills (ptxas -v); at 3, the pair kernels of
- * raw, lossless and q8 spill 28-64 bytes; at batch 2-8 some raw, lossless
+ * raw, lossless and q8 spill 8-24 bytes; at batch 2-8 some raw, lossless
  * and q8 kernels spill 4-64 bytes. */
 template <int KIND, int B, int NS, int MINB = 2> struct mv4_depth {
     enum { D2 = KIND == VZ_K_RAW_BF16 ? (B <= 5 ? 2 : 1) : KIND == VZ_K_LL3 ? (B <= 4 ? 2 : 1)
