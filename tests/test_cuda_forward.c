@@ -296,6 +296,58 @@ static void test_attention_variants_tinyllama(void **state) {
     vz_model_close(m);
 }
 
+/* tinyllama-1.1b shapes, 8 tokens per step (VZ_CUDA_PREFILL=0): the
+ * default attention (variant 0, clusters) gives the logits of variant 3
+ * (global-memory merge) byte for byte over a 200-token prompt, at 32 keys
+ * per chunk (several chunks per block) and at the default 128. With hd 64
+ * a step's 8 new K/V rows are 256 rotation items for 128 threads, so the
+ * cluster kernel's first pass over the new rows (att_cl_stage: angles
+ * before the PDL wait, loads issued together) and its loop over the rest
+ * both run; variant 3 rotates all of them in one loop. */
+static void test_attention_cluster_wide_tinyllama(void **state) {
+    (void)state;
+    const char *raw = getenv("VZ_TINYLLAMA_RAW");
+    if (!raw) {
+        print_message("SKIP: set VZ_TINYLLAMA_RAW (bench/gpu_forward.sh does)\n");
+        skip();
+    }
+    if (!vz_test_have_gpu()) skip();
+    enum { N = 200 };
+    vz_model *m = NULL;
+    assert_int_equal(vz_model_open(&m, raw, NULL), VZ_OK);
+    vz_model_info info;
+    assert_int_equal(vz_model_get_info(m, &info), VZ_OK);
+    const size_t V = (size_t)info.vocab_size;
+    int32_t toks[N];
+    pseudo_ids(toks, N, (int32_t)V);
+    float *ref = malloc(sizeof(float) * N * V), *got = malloc(sizeof(float) * N * V);
+    assert_true(ref && got);
+    setenv("VZ_CUDA_PREFILL", "0", 1);
+    static const char *const chunk[2] = {"32", "128"};
+    for (int c = 0; c < 2; c++) {
+        setenv("VZ_CUDA_ATT_CHUNK", chunk[c], 1);
+        for (int v = 0; v < 2; v++) { /* 0: variant 3, the reference; 1: variant 0 */
+            setenv("VZ_CUDA_ATT", v ? "0" : "3", 1);
+            vz_session *s = vz_test_open_session(m, VZ_DEVICE_CUDA, VZ_KV_F16, 2048);
+            float *out = v ? got : ref;
+            for (size_t i = 0; i < N * V; i++) out[i] = NAN;
+            assert_int_equal(vz_session_eval(s, toks, N, out, 1), VZ_OK);
+            vz_session_free(s);
+            for (size_t i = 0; i < N * V; i++) assert_false(isnan(out[i]));
+        }
+        print_message("tinyllama, 8 tokens per step, %s keys per chunk: logits of %d tokens of variant 0 byte-identical to "
+                      "variant 3: %s\n",
+                      chunk[c], N, memcmp(ref, got, sizeof(float) * N * V) ? "no" : "yes");
+        assert_memory_equal(ref, got, sizeof(float) * N * V);
+    }
+    unsetenv("VZ_CUDA_ATT");
+    unsetenv("VZ_CUDA_ATT_CHUNK");
+    unsetenv("VZ_CUDA_PREFILL");
+    free(ref);
+    free(got);
+    vz_model_close(m);
+}
+
 /* Logits of every step of a greedy run of n tokens of two models must be
  * byte-identical (lossless codecs share the matvec's thread mapping). */
 static void compare_bitwise(const char *raw_path, const char *ll_path, int32_t n, int32_t n_ctx) {
@@ -489,6 +541,7 @@ int main(void) {
         cmocka_unit_test(test_long_context_stories260k),
         cmocka_unit_test(test_attention_cluster_stories260k),
         cmocka_unit_test(test_attention_variants_tinyllama),
+        cmocka_unit_test(test_attention_cluster_wide_tinyllama),
         cmocka_unit_test(test_sampling_stories260k),
         cmocka_unit_test(test_step_kernel_tinyllama),
     };

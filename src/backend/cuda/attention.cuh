@@ -226,14 +226,33 @@ static __device__ __forceinline__ float att_vsum(const float *acc, int G, int hd
     return a;
 }
 
+/* RoPE pair i (head_dim hd) at position pos: its element indices a, b and
+ * the cosine and sine of its angle. */
+struct rope_rot {
+    int a, b;
+    float c, sn;
+};
+
+static __device__ __forceinline__ rope_rot rope_at(int i, int pos, int hd, float theta, int interleaved) {
+    rope_rot t;
+    float freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
+    float val = (float)pos * freq;
+    t.c = cosf(val), t.sn = sinf(val);
+    t.a = interleaved ? 2 * i : i, t.b = interleaved ? 2 * i + 1 : i + hd / 2;
+    return t;
+}
+
+/* (v0, v1) rotated by t into *r0, *r1. */
+static __device__ __forceinline__ void rope_apply(const rope_rot &t, float v0, float v1, float *r0, float *r1) {
+    *r0 = v0 * t.c - v1 * t.sn, *r1 = v0 * t.sn + v1 * t.c;
+}
+
 /* Rotated pair i of vec (head_dim hd) at position pos: indices *a, *b, values *r0, *r1. */
 static __device__ __forceinline__ void rope_pair(const float *vec, int i, int pos, int hd, float theta, int interleaved,
                                                  int *a, int *b, float *r0, float *r1) {
-    float freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
-    float val = (float)pos * freq, c = cosf(val), sn = sinf(val);
-    *a = interleaved ? 2 * i : i, *b = interleaved ? 2 * i + 1 : i + hd / 2;
-    float v0 = vec[*a], v1 = vec[*b];
-    *r0 = v0 * c - v1 * sn, *r1 = v0 * sn + v1 * c;
+    const rope_rot t = rope_at(i, pos, hd, theta, interleaved);
+    *a = t.a, *b = t.b;
+    rope_apply(t, vec[t.a], vec[t.b], r0, r1);
 }
 
 static __device__ __forceinline__ void put_kv(void *dst, int64_t i, float v, int f16) {
@@ -287,28 +306,52 @@ static __device__ __forceinline__ void att_rope_q(const att_args &A, const vz_tg
     }
 }
 
-/* The new key rows nlo .. nlo + nnew - 1 of kv head kvh (rotated; the
- * sequence's first new row, position pos0, is row0 of k, v) and value rows
- * into nk/nv (row p at (p - rb) * rsz bytes), through f16 when the cache is
- * f16 so they read back exactly as stored, and into the slot's caches kc,
- * vc when store. */
+/* Item idx of the new rows nlo .. of kv head kvh: pair idx % (hd / 2) of
+ * row nlo + idx / (hd / 2). Its position p, the offsets of its key/value
+ * row in k, v (src; the sequence's first new row, position pos0, is row0)
+ * and in the caches (dst). */
+struct att_new_item {
+    int p;
+    int64_t src, dst;
+};
+
+static __device__ __forceinline__ att_new_item att_new_at(const att_args &A, int kvh, int nlo, int pos0, int row0, int idx) {
+    const int hd = A.hd, kvd = A.n_kv * hd;
+    att_new_item t;
+    t.p = nlo + idx / (hd / 2);
+    t.src = (int64_t)(row0 + t.p - pos0) * kvd + (int64_t)kvh * hd, t.dst = (int64_t)t.p * kvd + (int64_t)kvh * hd;
+    return t;
+}
+
+/* Rotated key pair (k0, k1) and value pair (v0, v1) of item it (rotation
+ * t) into nk/nv (row p at (p - rb) * rsz bytes), through f16 when the cache
+ * is f16 so they read back exactly as stored, and into the slot's caches
+ * kc, vc when store. */
+static __device__ __forceinline__ void att_new_put(const att_new_item &it, const rope_rot &t, float k0, float k1, float v0,
+                                                   float v1, char *kc, char *vc, char *nk, char *nv, int rb, int rsz,
+                                                   int f16, bool store) {
+    float r0, r1;
+    rope_apply(t, k0, k1, &r0, &r1);
+    char *kr = nk + (int64_t)(it.p - rb) * rsz, *vr = nv + (int64_t)(it.p - rb) * rsz;
+    put_kv(kr, t.a, r0, f16), put_kv(kr, t.b, r1, f16);
+    put_kv(vr, t.a, v0, f16), put_kv(vr, t.b, v1, f16);
+    if (store) {
+        put_kv(kc, it.dst + t.a, r0, f16), put_kv(kc, it.dst + t.b, r1, f16);
+        put_kv(vc, it.dst + t.a, v0, f16), put_kv(vc, it.dst + t.b, v1, f16);
+    }
+}
+
+/* The new key rows nlo .. nlo + nnew - 1 of kv head kvh (rotated) and value
+ * rows into nk/nv and the caches (att_new_put), items from skip on. */
 static __device__ void att_new_rows(const att_args &A, const vz_tgroup &tg, int kvh, char *kc, char *vc, char *nk,
-                                    char *nv, int rb, int rsz, int nlo, int nnew, int pos0, int row0, bool store) {
-    const int hd = A.hd, half = hd / 2, kvd = A.n_kv * hd, f16 = A.kv_f16;
-    for (int idx = tg.tid; idx < nnew * half; idx += tg.nt) {
-        const int r = idx / half, i = idx % half, p = nlo + r, bn = row0 + p - pos0;
-        const int64_t src = (int64_t)bn * kvd + (int64_t)kvh * hd, dst = (int64_t)p * kvd + (int64_t)kvh * hd;
-        int a, bb;
-        float r0, r1;
-        rope_pair(A.k + src, i, p, hd, A.theta, A.interleaved, &a, &bb, &r0, &r1);
-        float v0 = A.v[src + a], v1 = A.v[src + bb];
-        char *kr = nk + (int64_t)(p - rb) * rsz, *vr = nv + (int64_t)(p - rb) * rsz;
-        put_kv(kr, a, r0, f16), put_kv(kr, bb, r1, f16);
-        put_kv(vr, a, v0, f16), put_kv(vr, bb, v1, f16);
-        if (store) {
-            put_kv(kc, dst + a, r0, f16), put_kv(kc, dst + bb, r1, f16);
-            put_kv(vc, dst + a, v0, f16), put_kv(vc, dst + bb, v1, f16);
-        }
+                                    char *nv, int rb, int rsz, int nlo, int nnew, int pos0, int row0, bool store,
+                                    int skip = 0) {
+    const int half = A.hd / 2;
+    for (int idx = skip + tg.tid; idx < nnew * half; idx += tg.nt) {
+        const att_new_item it = att_new_at(A, kvh, nlo, pos0, row0, idx);
+        const rope_rot t = rope_at(idx % half, it.p, A.hd, A.theta, A.interleaved);
+        att_new_put(it, t, A.k[it.src + t.a], A.k[it.src + t.b], A.v[it.src + t.a], A.v[it.src + t.b], kc, vc, nk, nv, rb,
+                    rsz, A.kv_f16, store);
     }
 }
 

@@ -136,6 +136,42 @@ static __device__ void att_cl_fetch(const char *kc, const char *vc, char *kt, ch
     __pipeline_commit();
 }
 
+/* The PDL wait, then the rotated query (row b, the qi-th token of its
+ * sequence, head h) into qs and the new key/value rows nlo .. nlo + nnew - 1
+ * of kv head kvh into the tiles (rows from k0, rsz bytes apart) and, when
+ * store, the caches: att_rope_q and att_new_rows with the same arithmetic,
+ * but with the angles of a thread's first pairs computed before the wait
+ * and their global loads (q, k, v) issued together after it: one memory
+ * round trip where those took two, on the path of the cluster's slowest
+ * block (the one with the new rows). With rank 0's merge taking its max
+ * without a block reduction, tinyllama's raw decode went from 1121 to 1128
+ * tok/s on an H200; llama2-7b's did not move: there the loads after the
+ * wait still take ~1.4 us (3.4 us in the block with the new rows), queued
+ * behind the block's own 64 KiB K/V copy (phases timed with %globaltimer:
+ * bench/results/2026-11-29-session12-h200.md). hd <= 2 * ATT_THREADS. */
+static __device__ void att_cl_stage(const att_args &A, const vz_tgroup &tg, int h, int b, int kvh, char *kc, char *vc,
+                                    float *qs, char *kt, char *vt, int k0, int rsz, int nlo, int nnew, int pos0, int qi,
+                                    int row0, bool store) {
+    const int hd = A.hd, half = hd / 2, t = tg.tid;
+    const bool hq = t < half, hk = t < nnew * half;
+    rope_rot rq = {0, 0, 0.0f, 0.0f}, rk = rq;
+    att_new_item it = {0, 0, 0};
+    if (hq) rq = rope_at(t, pos0 + qi, hd, A.theta, A.interleaved);
+    if (hk) it = att_new_at(A, kvh, nlo, pos0, row0, t), rk = rope_at(t % half, it.p, hd, A.theta, A.interleaved);
+    pdl_wait();
+    const float *q = A.q + ((int64_t)b * A.n_heads + h) * hd;
+    float q0 = 0.0f, q1 = 0.0f, k0v = 0.0f, k1v = 0.0f, v0 = 0.0f, v1 = 0.0f;
+    if (hq) q0 = q[rq.a], q1 = q[rq.b];
+    if (hk) k0v = A.k[it.src + rk.a], k1v = A.k[it.src + rk.b], v0 = A.v[it.src + rk.a], v1 = A.v[it.src + rk.b];
+    if (hq) {
+        float r0, r1;
+        rope_apply(rq, q0, q1, &r0, &r1);
+        qs[rq.a] = r0, qs[rq.b] = r1;
+    }
+    if (hk) att_new_put(it, rk, k0v, k1v, v0, v1, kc, vc, kt, vt, k0, rsz, A.kv_f16, store);
+    att_new_rows(A, tg, kvh, kc, vc, kt, vt, k0, rsz, nlo, nnew, pos0, row0, store, tg.nt); /* items past the first nt */
+}
+
 static __global__ void __launch_bounds__(ATT_THREADS) k_attention_cl(att_args A, int32_t S) {
     extern __shared__ __align__(16) float sm[];
     namespace cg = cooperative_groups;
@@ -156,15 +192,20 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention_cl(att_args A,
         if (ns > 1) cl_wait(), cl_arrive();
         return;
     }
-    att_cl_fetch(kc, vc, kt, vt, rsz, r * C, min(C, pos0 - r * C), kvd, kvh, hd, esz);
-    pdl_wait();
-    att_rope_q(A, tg, h, b, pos0 + qi, qs);
+    const bool store = Q.last && h % grp == 0;
+    {
+        const int k0 = r * C, n = min(C, len - k0), nlo = max(k0, pos0);
+        att_cl_fetch(kc, vc, kt, vt, rsz, k0, min(n, nlo - k0), kvd, kvh, hd, esz);
+        att_cl_stage(A, tg, h, b, kvh, kc, vc, qs, kt, vt, k0, rsz, nlo, k0 + n - nlo, pos0, qi, Q.lane, store);
+    }
     float *po = ns > 1 ? cl.map_shared_rank(part, 0) : NULL; /* rank 0's partial rows */
     for (int s = r; s < ns; s += cs) {
         const int k0 = s * C, n = min(C, len - k0), nlo = max(k0, pos0);
         /* att_chunk ended with a barrier after its last tile read */
-        if (s != r) att_cl_fetch(kc, vc, kt, vt, rsz, k0, min(n, nlo - k0), kvd, kvh, hd, esz);
-        att_new_rows(A, tg, kvh, kc, vc, kt, vt, k0, rsz, nlo, k0 + n - nlo, pos0, Q.lane, Q.last && h % grp == 0);
+        if (s != r) {
+            att_cl_fetch(kc, vc, kt, vt, rsz, k0, min(n, nlo - k0), kvd, kvh, hd, esz);
+            att_new_rows(A, tg, kvh, kc, vc, kt, vt, k0, rsz, nlo, k0 + n - nlo, pos0, Q.lane, store);
+        }
         __pipeline_wait_prior(0);
         tg.sync(); /* tiles and qs */
         float m, l;
@@ -183,17 +224,51 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention_cl(att_args A,
     if (r != 0) return;
     cl_wait(); /* every partial row is in rank 0's shared memory */
     float M = -FLT_MAX, L = 0.0f, o = 0.0f;
-    for (int s = tg.tid; s < ns; s += tg.nt) M = fmaxf(M, part[s * pw]);
-    M = block_max(tg, M, red);
+    for (int s = 0; s < ns; s++) M = fmaxf(M, part[s * pw]); /* every thread: exact in any order, no barrier */
     att_merge_rows(part, ns, pw, M, hd, tg.tid, &L, &o);
     if (tg.tid < hd) A.out[((int64_t)b * A.n_heads + h) * hd + tg.tid] = o / L;
 }
 
-/* Cluster size for S chunks: 8 blocks, at most S; VZ_CUDA_ATT_CLUSTER
- * (bench, 1..16; above 8 a non-portable size, which Hopper has) sets the
- * cap. On an H200 clusters of 16 were slower than 8 at every chunk size
- * (tinyllama at 512-640 positions, chunk 64: 1022 vs 968 us per token),
- * also when their blocks without a chunk exit at once. Returns the size
+/* Cluster size for S chunks and n_cl = n_heads * B clusters: the size cs
+ * <= min(cap, S) with the fewest rounds, ceil(n_cl / fit) * ceil(S / cs)
+ * (a block takes every cs-th chunk), ties to the larger; 0 when no size
+ * fits. fit: 7/8 of the clusters that cudaOccupancyMaxActiveClusters says
+ * fit at once. In the graph this kernel is placed while the QKV matvec's
+ * last blocks still hold SMs, and the next kernel (PDL) launches only once
+ * every block is resident, so a launch that needs every cluster slot waits
+ * for the slowest SM. On an H200, llama2-7b (32 clusters, 83 KiB of shared
+ * memory per block) fits 30 clusters of 8, 32 of 7 and 39 of 6 at once: its
+ * raw decode ran 240.5 tok/s with 8, 240.5 with 7 (exactly full), 254.0
+ * with 6 or 5; tinyllama (46 KiB) fits 62 of 8 and keeps 8
+ * (bench/results/2026-11-29-session12-h200.md). The cap is 8 blocks;
+ * VZ_CUDA_ATT_CLUSTER (bench, 1..16; above 8 a non-portable size, which
+ * Hopper has) sets it. Clusters of 16 were slower than 8 at every chunk
+ * size (tinyllama at 512-640 positions, chunk 64: 1022 vs 968 us per
+ * token), also when their blocks without a chunk exit at once. The choice
+ * is kept for the last (cap, S, n_cl, shared memory). */
+static int att_cl_size(cudaLaunchConfig_t *cfg, cudaLaunchAttribute *cl_at, int cap, int S, int n_heads, int B) {
+    static int memo[5] = {-1, -1, -1, -1, -1};
+    const int n_cl = n_heads * B, key[4] = {cap, S, n_cl, (int)cfg->dynamicSmemBytes};
+    if (memcmp(memo, key, sizeof key) == 0) return memo[4];
+    int best = 0;
+    long bestc = 0;
+    for (int cs = cap < S ? cap : S; cs >= 1; cs--) {
+        cfg->gridDim = dim3(cs, n_heads, B);
+        cl_at->val.clusterDim.x = cs, cl_at->val.clusterDim.y = 1, cl_at->val.clusterDim.z = 1;
+        int nc = 0;
+        if (cudaOccupancyMaxActiveClusters(&nc, k_attention_cl, cfg) != cudaSuccess || nc < 1) {
+            cudaGetLastError(); /* a size no GPC can hold */
+            continue;
+        }
+        const int fit = nc - nc / 8; /* a round: 7/8 of what fits in an idle GPU (below) */
+        const long c = (long)((n_cl + fit - 1) / fit) * ((S + cs - 1) / cs);
+        if (best == 0 || c < bestc) best = cs, bestc = c;
+    }
+    memcpy(memo, key, sizeof key), memo[4] = best;
+    return best;
+}
+
+/* Launches variant 0 in clusters of att_cl_size blocks. Returns the size
  * launched; 0: none (then variant 3 runs). */
 static int att_cl_launch(const att_args &A, int S, int B, int n_heads, cudaStream_t st) {
     static int big = -1; /* sizes above 8 allowed */
@@ -223,20 +298,19 @@ static int att_cl_launch(const att_args &A, int S, int B, int n_heads, cudaStrea
     at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     at[1].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = at, cfg.numAttrs = 2;
-    for (int cs = cap < S ? cap : S; cs >= 1; cs = cs > 8 ? 8 : 0) { /* a size no GPC can hold: the next */
+    const int cs = att_cl_size(&cfg, &at[0], cap, S, n_heads, B);
+    cudaError_t err = cs > 0 ? cudaSuccess : cudaErrorInvalidConfiguration;
+    if (cs > 0) {
         cfg.gridDim = dim3(cs, n_heads, B);
         at[0].val.clusterDim.x = cs, at[0].val.clusterDim.y = 1, at[0].val.clusterDim.z = 1;
-        int nc = 0;
-        cudaError_t err = cudaOccupancyMaxActiveClusters(&nc, k_attention_cl, &cfg);
-        if (err == cudaSuccess && nc < 1) err = cudaErrorInvalidConfiguration;
-        if (err == cudaSuccess) err = cudaLaunchKernelEx(&cfg, k_attention_cl, A, (int32_t)S);
+        err = cudaLaunchKernelEx(&cfg, k_attention_cl, A, (int32_t)S);
         if (err == cudaSuccess) return cs;
         cudaGetLastError();
-        static int told;
-        if (cs <= 8 && !told++)
-            fprintf(stderr, "vramzip: cuda attention: no cluster of %d blocks (%s); merging through global memory\n", cs,
-                    cudaGetErrorString(err));
     }
+    static int told;
+    if (!told++)
+        fprintf(stderr, "vramzip: cuda attention: no cluster of up to %d blocks (%s); merging through global memory\n", cap,
+                cudaGetErrorString(err));
     return 0;
 }
 

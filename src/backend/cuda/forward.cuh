@@ -55,15 +55,16 @@ void vz_k_attention(float *out, const float *q, const float *k, const float *v, 
 /* The attention variants (VZ_CUDA_ATT), timed by the session profiler: 0
  * (default) one block per (chunk, query head, query), the chunk blocks of a
  * (head, query) in one thread block cluster that merges their partials in
- * shared memory (VZ_CUDA_ATT_CLUSTER caps its size: 8 blocks, each taking
- * every 8th chunk); 1 one block per (split, kv head, query) for all query
- * heads of the kv head (slower than 0 in its first form, the tiled form not
- * yet timed: see forward.cu); 2 launches nothing (a timing knob only: its
- * results are wrong); 3 variant 0's blocks merging through global memory
- * (part, cnt), the same bits as 0. The QKV matvec before variant 0 must be
- * launched late (vz_cuda_matvec_multi_norm). Variant 1 falls back to 0, and
- * 0 to 3, when its shared memory (or cluster) cannot be had. Name NULL past
- * the end. */
+ * shared memory (at most 8 blocks, each taking every cs-th chunk; the size
+ * with the fewest rounds of clusters, so a large model's clusters fit at
+ * once; VZ_CUDA_ATT_CLUSTER sets the cap); 1 one block per (split, kv
+ * head, query) for all query heads of the kv head (slower than 0 in its
+ * first form, the tiled form not yet timed: see forward.cu); 2 launches
+ * nothing (a timing knob only: its results are wrong); 3 variant 0's
+ * blocks merging through global memory (part, cnt), the same bits as 0.
+ * The QKV matvec before variant 0 must be launched late
+ * (vz_cuda_matvec_multi_norm). Variant 1 falls back to 0, and 0 to 3, when
+ * its shared memory (or cluster) cannot be had. Name NULL past the end. */
 int vz_att_n_variants(void);
 const char *vz_att_variant_name(int v);
 
