@@ -225,6 +225,20 @@ static void test_attention_cluster_stories260k(void **state) {
     vz_model_close(m);
 }
 
+/* The synthetic tinyllama-1.1b of VZ_TINYLLAMA_RAW, opened; skips the test
+ * without it or without a GPU. */
+static vz_model *tinyllama_raw_or_skip(void) {
+    const char *raw = getenv("VZ_TINYLLAMA_RAW");
+    if (!raw) {
+        print_message("SKIP: set VZ_TINYLLAMA_RAW (bench/gpu_forward.sh does)\n");
+        skip();
+    }
+    if (!vz_test_have_gpu()) skip();
+    vz_model *m = NULL;
+    assert_int_equal(vz_model_open(&m, raw, NULL), VZ_OK);
+    return m;
+}
+
 /* tinyllama-1.1b shapes (hd 64, 8 query heads per kv head, 16 chunks of a
  * 2048 context): after a 600-token prompt, 16 greedy steps one token at a
  * time under attention variant 0 (per query head) and 1 (by kv head), and
@@ -237,15 +251,8 @@ static void test_attention_cluster_stories260k(void **state) {
  * gives the logits of variant 0 at 32 keys byte for byte. */
 static void test_attention_variants_tinyllama(void **state) {
     (void)state;
-    const char *raw = getenv("VZ_TINYLLAMA_RAW");
-    if (!raw) {
-        print_message("SKIP: set VZ_TINYLLAMA_RAW (bench/gpu_forward.sh does)\n");
-        skip();
-    }
-    if (!vz_test_have_gpu()) skip();
     enum { P = 600, STEPS = 16, NS = 4 };
-    vz_model *m = NULL;
-    assert_int_equal(vz_model_open(&m, raw, NULL), VZ_OK);
+    vz_model *m = tinyllama_raw_or_skip();
     vz_model_info info;
     assert_int_equal(vz_model_get_info(m, &info), VZ_OK);
     const int32_t V = info.vocab_size;
@@ -306,15 +313,8 @@ static void test_attention_variants_tinyllama(void **state) {
  * both run; variant 3 rotates all of them in one loop. */
 static void test_attention_cluster_wide_tinyllama(void **state) {
     (void)state;
-    const char *raw = getenv("VZ_TINYLLAMA_RAW");
-    if (!raw) {
-        print_message("SKIP: set VZ_TINYLLAMA_RAW (bench/gpu_forward.sh does)\n");
-        skip();
-    }
-    if (!vz_test_have_gpu()) skip();
     enum { N = 200 };
-    vz_model *m = NULL;
-    assert_int_equal(vz_model_open(&m, raw, NULL), VZ_OK);
+    vz_model *m = tinyllama_raw_or_skip();
     vz_model_info info;
     assert_int_equal(vz_model_get_info(m, &info), VZ_OK);
     const size_t V = (size_t)info.vocab_size;
