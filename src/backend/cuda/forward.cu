@@ -63,17 +63,13 @@ static void launch_pdl(void (*f)(P...), dim3 grid, dim3 block, size_t shm, cudaS
 /* ---- RMSNorm (the residual adds are the matvecs' ADD epilogue) ---------- */
 
 static __global__ void k_rmsnorm(const float *x, float *out, const float *w, int32_t dim, float eps) {
-    __shared__ float sc;
+    __shared__ vz_rms_smem nsm;
     pdl_trigger();
     pdl_wait();
     const float *xr = x + (int64_t)blockIdx.x * dim;
-    /* one warp's double sum (matvec.cuh), as the matvec's fused norm computes it */
-    if (threadIdx.x < 32) {
-        const float s = vz_rms_scale_warp(xr, dim, eps);
-        if (threadIdx.x == 0) sc = s;
-    }
-    __syncthreads();
-    const float scale = sc;
+    /* the norm's one order (matvec.cuh), as the matvec's fused norm computes it */
+    vz_rms_scales([xr](int, int i) { return xr[i]; }, 1, dim, eps, &nsm);
+    const float scale = nsm.sc[0];
     for (int i = threadIdx.x; i < dim; i += blockDim.x) out[(int64_t)blockIdx.x * dim + i] = w[i] * (xr[i] * scale);
 }
 

@@ -32,6 +32,7 @@ extern "C" {
 struct mv_args : mv_set {
     int batch;
     const float *nw; /* v4: RMSNorm weights fused into the x staging (NULL: none) */
+    int nws;         /* v4, batch 1: nw copied into shared memory before the PDL wait (mv4_stage_nw) */
     float eps;
 };
 
@@ -281,7 +282,7 @@ template <int KIND, int B, int NS, int MINB = 2>
 static __global__ void __launch_bounds__(MV4_WARPS * 32, MINB) mv4_kernel(mv_args a) {
     extern __shared__ float4 xs_[]; /* x at mv4_align(xs_) */
     __shared__ __align__(16) uint32_t smem[KIND == VZ_K_LL3 ? MV4_WARPS : 1][32 * VZ_SMEM_LANE3];
-    __shared__ float nsc[MV4_WARPS];
+    __shared__ vz_rms_smem nsm;
     a.trigger_early(); /* PDL: the next kernel may start its weight loads now */
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int t = a.tensor();
@@ -292,9 +293,10 @@ static __global__ void __launch_bounds__(MV4_WARPS * 32, MINB) mv4_kernel(mv_arg
     const int nb = B < a.batch ? B : a.batch, c4 = (int)(d0.cols >> 2); /* nb == B: the table picks B = batch */
     mv4_ring<KIND, B, NS, vz_dview, MINB> ring;
     ring.start(d0, d1, silu, (int64_t)(blockIdx.x - a.blk[t]) * MV4_WARPS + warp, nwarp, nunit, lane);
+    float4 *xs = mv4_align(xs_), *nws = a.nws ? xs + (size_t)nb * c4 : NULL;
+    if (nws) mv4_stage_nw(a.nw, c4, nws);
     a.wait(); /* x and y only from here on; weights before */
-    float4 *xs = mv4_align(xs_);
-    mv4_stage<false, true>(a.x, a.nw, a.eps, nb, c4, xs, nsc);
+    mv4_stage<false, true>(a.x, a.nw, a.eps, nb, c4, xs, &nsm, nws);
     ring.run(xs, c4, t == 0 ? a.y[0] : t == 1 ? a.y[1] : a.y[2], a.epi, lane, smem[KIND == VZ_K_LL3 ? warp : 0]);
 }
 
@@ -474,8 +476,9 @@ static vz_status mv_multi(int n, const vz_cuda_tensor *const *W, float *const *d
         unsigned nblk = 0;
         mv_fn f = NULL;
         VZ_TRY(mv4_plan(a, W, kind, batch, silu, &nblk, &f));
-        cudaError_t e = mv_launch(f, true, nblk, MV4_WARPS * 32, (size_t)batch * (size_t)W[0]->cols * 4 + MV4_XPAD,
-                                  (cudaStream_t)stream, a);
+        a.nws = nw && batch == 1 && 2 * (size_t)W[0]->cols * 4 <= MV4_XMAX; /* the norm weights' copy fits too */
+        const size_t smem = (size_t)(batch + a.nws) * (size_t)W[0]->cols * 4 + MV4_XPAD;
+        cudaError_t e = mv_launch(f, true, nblk, MV4_WARPS * 32, smem, (cudaStream_t)stream, a);
         VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda matvec v4 launch (%lldx%lld, batch %d): %s",
                    (long long)W[0]->rows, (long long)W[0]->cols, batch, cudaGetErrorString(e));
         return VZ_OK;

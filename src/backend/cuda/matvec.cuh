@@ -24,26 +24,45 @@ extern "C" {
 static __device__ __forceinline__ void mv_pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
 static __device__ __forceinline__ void mv_pdl_trigger() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
 
-/* RMSNorm's scale of one row of dim floats, element i = at(i): 1 /
- * sqrt(mean(x^2) + eps), summed in double by one warp (lane l: elements l,
- * l + 32, ... in order, then an xor-butterfly): the same bits in every
- * kernel that calls it (vz_k_rmsnorm, the fused norm of the v4 matvec,
- * which reads x from shared memory). Every lane gets it. */
-template <typename F>
-static __device__ __forceinline__ float vz_rms_scale_at(F at, int dim, float eps) {
-    const int lane = threadIdx.x & 31;
-    double ss = 0.0;
-    for (int i = lane; i < dim; i += 32) {
-        const float v = at(i);
-        ss += (double)v * v;
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-    return (float)(1.0 / sqrt(ss / dim + eps));
-}
+/* RMSNorm's scales 1 / sqrt(mean(x^2) + eps) of nb <= 8 rows of dim floats
+ * (element i of row b = at(b, i)), summed in double in the norm's one
+ * order, so that every kernel that computes it gives the same bits
+ * (vz_k_rmsnorm, the fused norm of the v4 matvec, the persistent step):
+ * VZ_RMS_PARTS parts, part w over the elements 32w + l + 256j (lane l's in
+ * order of j, then an xor-butterfly over the lanes), added in order of w.
+ * Warps 0..7 of the block compute the parts at once (one warp's sum was a
+ * chain of dim / 32 dependent double adds on the path of every normed
+ * matvec), thread b then the scale of row b into m->sc[b]. All threads of
+ * a block of at least 8 warps call it; it ends with __syncthreads. */
+#define VZ_RMS_PARTS 8
+struct vz_rms_smem {
+    double part[8 * VZ_RMS_PARTS];
+    float sc[8];
+};
 
-static __device__ __forceinline__ float vz_rms_scale_warp(const float *x, int dim, float eps) {
-    return vz_rms_scale_at([x](int i) { return x[i]; }, dim, eps);
+template <typename F>
+static __device__ __forceinline__ void vz_rms_scales(F at, int nb, int dim, float eps, vz_rms_smem *m) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    if (warp < VZ_RMS_PARTS)
+        for (int b = 0; b < nb; b++) {
+            double ss = 0.0;
+            for (int i = 32 * warp + lane; i < dim; i += 32 * VZ_RMS_PARTS) {
+                const float v = at(b, i);
+                ss += (double)v * v;
+            }
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+            if (lane == 0) m->part[b * VZ_RMS_PARTS + warp] = ss;
+        }
+    __syncthreads();
+    if ((int)threadIdx.x < nb) {
+        const double *p = m->part + threadIdx.x * VZ_RMS_PARTS;
+        double ss = p[0];
+#pragma unroll
+        for (int w = 1; w < VZ_RMS_PARTS; w++) ss += p[w];
+        m->sc[threadIdx.x] = (float)(1.0 / sqrt(ss / dim + eps));
+    }
+    __syncthreads();
 }
 
 /* The tensors of one multi-matvec launch, as both families take them: up

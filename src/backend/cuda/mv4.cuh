@@ -9,6 +9,7 @@
 #ifndef VZ_BACKEND_CUDA_MV4_CUH
 #define VZ_BACKEND_CUDA_MV4_CUH
 
+#include <cuda_pipeline.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
 
@@ -69,29 +70,41 @@ template <int KIND, int B, int NS, int MINB = 2> struct mv4_depth {
 /* x staged for the warps of a block: nb rows of c4 float4 (x, or with nw
  * RMSNorm(x) as vz_k_rmsnorm computes it: w[c] * (x[c] * scale)), float4 j
  * of group g at j ^ (g & 7), so the 8 lanes of a quarter-warp read 8
- * distinct 16-byte bank groups. Warp b sums row b in the norm's one order
- * (matvec.cuh), either from shared memory after the copy (SMEM_NORM, the
- * v4 kernel: the copy's loads all in flight at once instead of one
- * dependent L2 load per step of the sum; with the batched attention loads,
- * +5-8% decode on an H200) or from x in global memory before it (the
+ * distinct 16-byte bank groups. The scales come from vz_rms_scales (the
+ * norm's one order, matvec.cuh), either from shared memory after the copy
+ * (SMEM_NORM, the v4 kernel: the copy's loads all in flight at once instead
+ * of one dependent L2 load per step of the sum; with the batched attention
+ * loads, +5-8% decode on an H200) or from x in global memory before it (the
  * persistent step: it kept this form, the build that first used the
  * shared-memory sum there also got slower matvecs; which change cost that is
- * not known, bench/results/2026-11-28-session5-h200.md). nsc: nb floats of shared
- * memory. All threads of the block call it; it ends with __syncthreads.
- * COHERENT: x was written by this kernel (read through L2), else read-only
- * for its life. */
+ * not known, bench/results/2026-11-28-session5-h200.md). All threads of the
+ * block (at least 8 warps) call it; it ends with __syncthreads. COHERENT: x
+ * was written by this kernel (read through L2), else read-only for its
+ * life. */
 static __device__ __forceinline__ int mv4_swz(int j) { return j ^ ((j >> 3) & 7); }
+
+/* nws: the norm weights in shared memory (SMEM_NORM at batch 1; NULL: read
+ * from global memory after the norm), copied there by mv4_stage_nw before
+ * the PDL wait: the read of nw after the norm was an L2 or DRAM round trip
+ * on the path of every normed matvec. Thread t copies (and mv4_stage reads
+ * back) float4 t, t + blockDim.x, ... With the norm's sum spread over 8
+ * warps (vz_rms_scales), about 1 us less per normed matvec on an H200:
+ * tinyllama raw decode 1128 -> 1190 tok/s, llama2-7b 254.8 -> 267.1, the
+ * compressed codecs +4-7% (bench/results/2026-11-29-session13-h200.md). */
+static __device__ __forceinline__ void mv4_stage_nw(const float *nw, int c4, float4 *nws) {
+    for (int j = threadIdx.x; j < c4; j += blockDim.x) __pipeline_memcpy_async(nws + j, (const float4 *)nw + j, 16);
+    __pipeline_commit();
+}
 
 template <bool COHERENT, bool SMEM_NORM>
 static __device__ __forceinline__ void mv4_stage(const float *x, const float *nw, float eps, int nb, int c4,
-                                                 float4 *xs, float *nsc) {
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+                                                 float4 *xs, vz_rms_smem *nsm, const float4 *nws = NULL) {
     if (nw && !SMEM_NORM) {
-        if (warp < nb) {
-            const float sc = vz_rms_scale_warp(x + (size_t)warp * c4 * 4, c4 * 4, eps);
-            if (lane == 0) nsc[warp] = sc;
-        }
-        __syncthreads();
+        const auto at = [x, c4](int b, int i) {
+            const float *p = x + (size_t)b * c4 * 4 + i;
+            return COHERENT ? __ldcg(p) : *p;
+        };
+        vz_rms_scales(at, nb, c4 * 4, eps, nsm);
     }
     for (int b = 0; b < nb; b++)
         for (int j = threadIdx.x; j < c4; j += blockDim.x) {
@@ -99,23 +112,20 @@ static __device__ __forceinline__ void mv4_stage(const float *x, const float *nw
                                 : __ldg((const float4 *)x + (size_t)b * c4 + j);
             if (nw && !SMEM_NORM) {
                 const float4 w = __ldg((const float4 *)nw + j);
-                const float sc = nsc[b];
+                const float sc = nsm->sc[b];
                 v = make_float4(w.x * (v.x * sc), w.y * (v.y * sc), w.z * (v.z * sc), w.w * (v.w * sc));
             }
             xs[b * c4 + mv4_swz(j)] = v;
         }
     __syncthreads();
     if (!nw || !SMEM_NORM) return;
-    if (warp < nb) {
-        const float *row = (const float *)(xs + warp * c4);
-        const float sc = vz_rms_scale_at([row](int i) { return row[4 * mv4_swz(i >> 2) + (i & 3)]; }, c4 * 4, eps);
-        if (lane == 0) nsc[warp] = sc;
-    }
-    __syncthreads();
+    if (nws) __pipeline_wait_prior(0); /* this thread's copies; read back by this thread only */
+    const auto at = [xs, c4](int b, int i) { return ((const float *)(xs + b * c4))[4 * mv4_swz(i >> 2) + (i & 3)]; };
+    vz_rms_scales(at, nb, c4 * 4, eps, nsm);
     for (int b = 0; b < nb; b++)
         for (int j = threadIdx.x; j < c4; j += blockDim.x) {
-            const float4 w = __ldg((const float4 *)nw + j), v = xs[b * c4 + mv4_swz(j)];
-            const float sc = nsc[b];
+            const float4 w = nws ? nws[j] : __ldg((const float4 *)nw + j), v = xs[b * c4 + mv4_swz(j)];
+            const float sc = nsm->sc[b];
             xs[b * c4 + mv4_swz(j)] = make_float4(w.x * (v.x * sc), w.y * (v.y * sc), w.z * (v.z * sc), w.w * (v.w * sc));
         }
     __syncthreads();

@@ -156,7 +156,7 @@ static __device__ __noinline__ void step_attention(const step_args &a, int l, fl
  * gate/up), the matvec. Not inlined: each phase's registers are its own. */
 template <int KIND, int W>
 static __device__ __noinline__ void step_matvec(const step_args &a, int ph, int l, int gw, unsigned target, float4 *xs,
-                                                float *nsc, uint32_t *sm) {
+                                                vz_rms_smem *nsm, uint32_t *sm) {
     const int lane = threadIdx.x & 31;
     const step_plan &P = a.P[ph];
     const step_layer *L = a.L + l;
@@ -173,7 +173,7 @@ static __device__ __noinline__ void step_matvec(const step_args &a, int ph, int 
     const float *x = ph == PH_WO ? a.att : ph == PH_DOWN ? a.hb : a.x;
     const float *nw = ph == PH_QKV ? L->an : ph == PH_GU ? L->fn : NULL;
     const int c4 = (int)(d0.cols >> 2);
-    mv4_stage<true, false>(x, nw, a.eps, 1, c4, xs, nsc);
+    mv4_stage<true, false>(x, nw, a.eps, 1, c4, xs, nsm);
     if (tr && threadIdx.x == 0) tr[2] = clock64();
     float *y = ph == PH_QKV ? a.qkv[t < 0 ? 0 : t] : ph == PH_GU ? a.hb : a.x;
     ring.run(xs, c4, y, ph == PH_WO || ph == PH_DOWN ? VZ_CUDA_EPI_ADD : VZ_CUDA_EPI_NONE, lane, sm);
@@ -183,7 +183,7 @@ template <int KIND, int W>
 static __global__ void __launch_bounds__(W * 32, 1) k_step(const __grid_constant__ step_args a) {
     extern __shared__ float4 xs_[];
     __shared__ __align__(16) uint32_t llsm[KIND == VZ_K_LL3 ? W : 1][32 * VZ_SMEM_LANE3];
-    __shared__ float nsc[1];
+    __shared__ vz_rms_smem nsm;
     __shared__ int last[STEP_AGROUPS(W)];
     const int warp = threadIdx.x >> 5, gw = warp * gridDim.x + blockIdx.x;
     uint32_t *sm = llsm[KIND == VZ_K_LL3 ? warp : 0];
@@ -191,16 +191,16 @@ static __global__ void __launch_bounds__(W * 32, 1) k_step(const __grid_constant
     unsigned nbar = 0;
     for (int l = 0; l < a.n_layers; l++) {
         /* q, k, v = (Wq, Wk, Wv) norm(x) (layer 0: x is the embedding kernel's) */
-        step_matvec<KIND, W>(a, PH_QKV, l, gw, l ? ++nbar * gridDim.x : 0, xs, nsc, sm);
+        step_matvec<KIND, W>(a, PH_QKV, l, gw, l ? ++nbar * gridDim.x : 0, xs, &nsm, sm);
         /* att = attention(rope(q), rope(k), v), k and v into the caches */
         step_prefetch_wo<KIND>(a, l, gw);
         ++nbar;
         step_bar(a.bar, nbar * gridDim.x, step_tr(a, (int)nbar - 1));
         step_attention<W>(a, l, (float *)xs + a.xs_floats, last);
         /* x += Wo att; hb = silu(W1 norm(x)) * W3 norm(x); x += W2 hb */
-        step_matvec<KIND, W>(a, PH_WO, l, gw, ++nbar * gridDim.x, xs, nsc, sm);
-        step_matvec<KIND, W>(a, PH_GU, l, gw, ++nbar * gridDim.x, xs, nsc, sm);
-        step_matvec<KIND, W>(a, PH_DOWN, l, gw, ++nbar * gridDim.x, xs, nsc, sm);
+        step_matvec<KIND, W>(a, PH_WO, l, gw, ++nbar * gridDim.x, xs, &nsm, sm);
+        step_matvec<KIND, W>(a, PH_GU, l, gw, ++nbar * gridDim.x, xs, &nsm, sm);
+        step_matvec<KIND, W>(a, PH_DOWN, l, gw, ++nbar * gridDim.x, xs, &nsm, sm);
     }
     step_done(a.bar);
 }
