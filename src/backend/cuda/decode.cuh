@@ -189,14 +189,25 @@ static __device__ __noinline__ void vz_ll_lane_patch(const vz_dview &d, int64_t 
     }
 }
 
-/* Fast lossless (bf16, k = 3 packed3, cols % 32 == 0), stage 1: loads. */
-static __device__ __forceinline__ void vz_ll3_load(const vz_dview &d, int64_t r, int it, int lane, vz_gst &st) {
-    const uint32_t gi = vz_gidx(d, r, it, lane), ib = (uint32_t)r * (uint32_t)d.bpr + (uint32_t)it;
+/* Fast lossless (bf16, k = 3 packed3, cols % 32 == 0), stage 1: loads. The
+ * lane's low bytes and code words (st.v[0..1], st.u[0..2]), then its
+ * block's exception range (st.u[3..4]) from the exception index. */
+static __device__ __forceinline__ void vz_ll3_load_lc(const vz_dview &d, int64_t r, int it, int lane, vz_gst &st) {
+    const uint32_t gi = vz_gidx(d, r, it, lane);
     const uint4 *lp = (const uint4 *)d.data + (size_t)gi * 2;
     const uint32_t *cp = d.codes + (size_t)gi * 3;
     st.v[0] = __ldg(lp), st.v[1] = __ldg(lp + 1);
     st.u[0] = __ldg(cp), st.u[1] = __ldg(cp + 1), st.u[2] = __ldg(cp + 2);
+}
+
+static __device__ __forceinline__ void vz_ll3_load_ei(const vz_dview &d, int64_t r, int it, vz_gst &st) {
+    const uint32_t ib = (uint32_t)r * (uint32_t)d.bpr + (uint32_t)it;
     st.u[3] = __ldg(d.eidx + ib), st.u[4] = __ldg(d.eidx + ib + 1);
+}
+
+static __device__ __forceinline__ void vz_ll3_load(const vz_dview &d, int64_t r, int it, int lane, vz_gst &st) {
+    vz_ll3_load_lc(d, r, it, lane, st);
+    vz_ll3_load_ei(d, r, it, st);
 }
 
 /* Stage 2: H bytes by prmt, exceptions patched, bf16 pairs to f32. */
@@ -219,17 +230,9 @@ static __device__ __forceinline__ void vz_ll3_decode(const vz_dview &d, const vz
  * exc_start[r*bpr + j], j <= bpr) when bpr < 32, so no load waits on another. */
 static __device__ __forceinline__ void vz_ll3_load2(const vz_dview &d, int64_t r, int it, int lane, uint32_t ei,
                                                     vz_gst &st) {
-    const uint32_t gi = vz_gidx(d, r, it, lane);
-    const uint4 *lp = (const uint4 *)d.data + (size_t)gi * 2;
-    const uint32_t *cp = d.codes + (size_t)gi * 3;
-    st.v[0] = __ldg(lp), st.v[1] = __ldg(lp + 1);
-    st.u[0] = __ldg(cp), st.u[1] = __ldg(cp + 1), st.u[2] = __ldg(cp + 2);
-    if (d.bpr < 32) {
-        st.u[3] = __shfl_sync(0xffffffffu, ei, it), st.u[4] = __shfl_sync(0xffffffffu, ei, it + 1);
-    } else {
-        const uint32_t ib = (uint32_t)r * (uint32_t)d.bpr + (uint32_t)it;
-        st.u[3] = __ldg(d.eidx + ib), st.u[4] = __ldg(d.eidx + ib + 1);
-    }
+    vz_ll3_load_lc(d, r, it, lane, st);
+    if (d.bpr < 32) st.u[3] = __shfl_sync(0xffffffffu, ei, it), st.u[4] = __shfl_sync(0xffffffffu, ei, it + 1);
+    else vz_ll3_load_ei(d, r, it, st);
     const uint32_t e = st.u[3] + (uint32_t)lane;
     st.ex = e < st.u[4] ? __ldg(d.exc + e) : 0u;
 }

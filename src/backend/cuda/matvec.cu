@@ -290,13 +290,13 @@ static __global__ void __launch_bounds__(MV4_WARPS * 32, MINB) mv4_kernel(mv_arg
     const vz_dview d0 = a.pick(t), d1 = silu ? a.pick(1) : d0;
     const int64_t nunit = silu || NS == 1 ? d0.rows : (d0.rows + 1) / 2;
     const int64_t nwarp = (int64_t)(a.blk[t + 1] - a.blk[t]) * MV4_WARPS; /* tensor t's warps deal its units */
-    const int nb = B < a.batch ? B : a.batch, c4 = (int)(d0.cols >> 2); /* nb == B: the table picks B = batch */
+    const int c4 = (int)(d0.cols >> 2); /* B == a.batch: mv4_plan picks the kernel of the batch */
     mv4_ring<KIND, B, NS, vz_dview, MINB> ring;
     ring.start(d0, d1, silu, (int64_t)(blockIdx.x - a.blk[t]) * MV4_WARPS + warp, nwarp, nunit, lane);
-    float4 *xs = mv4_align(xs_), *nws = a.nws ? xs + (size_t)nb * c4 : NULL;
+    float4 *xs = mv4_align(xs_), *nws = a.nws ? xs + (size_t)B * c4 : NULL;
     if (nws) mv4_stage_nw(a.nw, c4, nws);
     a.wait(); /* x and y only from here on; weights before */
-    mv4_stage<false, true>(a.x, a.nw, a.eps, nb, c4, xs, &nsm, nws);
+    mv4_stage<false, true>(a.x, a.nw, a.eps, B, c4, xs, &nsm, nws);
     ring.run(xs, c4, t == 0 ? a.y[0] : t == 1 ? a.y[1] : a.y[2], a.epi, lane, smem[KIND == VZ_K_LL3 ? warp : 0]);
 }
 
@@ -476,7 +476,9 @@ static vz_status mv_multi(int n, const vz_cuda_tensor *const *W, float *const *d
         unsigned nblk = 0;
         mv_fn f = NULL;
         VZ_TRY(mv4_plan(a, W, kind, batch, silu, &nblk, &f));
-        a.nws = nw && batch == 1 && 2 * (size_t)W[0]->cols * 4 <= MV4_XMAX; /* the norm weights' copy fits too */
+        static int nws_on = -1; /* bench knob VZ_CUDA_NWS=0: the norm weights read after the norm (same bits) */
+        if (nws_on < 0) nws_on = !(getenv("VZ_CUDA_NWS") && *getenv("VZ_CUDA_NWS") == '0');
+        a.nws = nws_on && nw && batch == 1 && 2 * (size_t)W[0]->cols * 4 <= MV4_XMAX; /* the copy fits too */
         const size_t smem = (size_t)(batch + a.nws) * (size_t)W[0]->cols * 4 + MV4_XPAD;
         cudaError_t e = mv_launch(f, true, nblk, MV4_WARPS * 32, smem, (cudaStream_t)stream, a);
         VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda matvec v4 launch (%lldx%lld, batch %d): %s",
