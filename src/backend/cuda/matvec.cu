@@ -365,8 +365,11 @@ static cudaError_t mv_launch(mv_fn f, bool fast, unsigned blocks, int threads, s
  * 1024 columns per warp of a 2-block wave; q8: MV4_OCC3_STEPS_Q8, below):
  * short streams wait on their first loads and decode chains more than on
  * DRAM, so more warps help. On an H200 tinyllama's lossless decode went from
- * 899 to 967 tok/s (QKV, Wo, down: 1-5 steps per warp; gate/up at 10 and
- * lm_head at 30 gain nothing more), while llama2-7b lost with long streams
+ * 899 to 967 tok/s (QKV, Wo, down and gate/up: 1-5 steps per warp, gate/up
+ * counted by its gate rows, as the loop below counts a SiLU launch's one
+ * tensor; with gate/up back at 2 blocks: 955; lm_head at 30 steps gains
+ * nothing more; ncu confirms gate/up's 3 blocks: bench/results/
+ * 2026-11-29-session13-h200.md), while llama2-7b lost with long streams
  * (all launches: 190 vs 201.5; its Wo at 7 steps: 200.3), which need the
  * deeper ring; raw, q8 and q4 lost 7%, 4% and 2% on tinyllama with 3 blocks
  * (bench/results/2026-11-29-session10-h200.md). Per kind, for short launches
