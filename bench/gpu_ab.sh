@@ -9,7 +9,8 @@
 # each, VZ_AB_BBENCH=1 its bench too, of the codecs VZ_AB_BCODECS);
 # VZ_AB_MVB=0 skips matvec_bench; VZ_AB_NCU=1 adds ncu of B's v4 gate/up
 # and down matvec, VZ_AB_SAN=1
-# compute-sanitizer racecheck and memcheck of B; with `l7`, every GPU test
+# compute-sanitizer racecheck and memcheck of B (stories260K, and a lossless
+# synth `tiny`); with `l7`, every GPU test
 # of B and llama2-7b raw and lossless too (and B's again under each
 # VZ_AB_L7VARS="VAR=v ...", their stderr kept). The test results are
 # repeated at the end.
@@ -121,6 +122,18 @@ if [ "${VZ_AB_SAN:-0}" = 1 ]; then # B under compute-sanitizer: stories260K, 100
         VZ_CUDA_ATT_CHUNK=32 in_b timeout -s KILL "$(cap 60)" compute-sanitizer --tool $tool --error-exitcode 9 ./vramzip run \
             -m "$VZ_MODELS/stories260K/stories260K.bin" --device cuda -n 100 -c 256 --temp 0 -p "Once upon a time" >"$W/san.log" 2>&1
         echo "$tool rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$W/san.log" | tr '\n' ' ')" | tee -a "$W/summary.txt"
+        tail -c 4000 "$W/san.log" >>"$OUT/tests.log"
+    done
+    # stories260K is f32, so the run above never decodes lossless bf16 (the exception patch through shared
+    # memory): a synth `tiny` (bf16) as lossless, prompts through the matvecs too (VZ_CUDA_PREFILL=0)
+    in_b ./vramzip synth --shape tiny -o "$W/tiny" --force >/dev/null 2>&1 &&
+        in_b ./vramzip convert "$W/tiny" -o "$W/tiny-ll.vz" --codec lossless -q >/dev/null 2>&1 || echo "tiny lossless: prep failed"
+    for tool in racecheck memcheck; do
+        step "B: compute-sanitizer $tool, lossless tiny run"
+        VZ_CUDA_PREFILL=0 in_b timeout -s KILL "$(cap 60)" compute-sanitizer --tool $tool --error-exitcode 9 ./vramzip run \
+            -m "$W/tiny-ll.vz" --device cuda -n 40 -c 128 --temp 0 -p "Once upon a time" >"$W/san.log" 2>&1
+        echo "$tool (lossless) rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$W/san.log" | tr '\n' ' ')" |
+            tee -a "$W/summary.txt"
         tail -c 4000 "$W/san.log" >>"$OUT/tests.log"
     done
 fi
