@@ -90,7 +90,7 @@ static __device__ __forceinline__ int mv4_swz(int j) { return j ^ ((j >> 3) & 7)
  * back) float4 t, t + blockDim.x, ... With the norm's sum spread over 8
  * warps (vz_rms_scales), about 1 us less per normed matvec on an H200:
  * tinyllama raw decode 1128 -> 1190 tok/s, llama2-7b 254.8 -> 267.1, the
- * compressed codecs +4-7% (bench/results/2026-11-29-session13-h200.md). */
+ * compressed codecs +3.8-6.7% (bench/results/2026-11-29-session13-h200.md). */
 static __device__ __forceinline__ void mv4_stage_nw(const float *nw, int c4, float4 *nws) {
     for (int j = threadIdx.x; j < c4; j += blockDim.x) __pipeline_memcpy_async(nws + j, (const float4 *)nw + j, 16);
     __pipeline_commit();
