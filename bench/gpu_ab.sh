@@ -94,6 +94,7 @@ if [ "$PART" = l7 ]; then
 fi
 TESTS=test_cuda_matvec
 [ "$PART" = l7 ] && TESTS="test_cuda_matvec test_cuda_prefill test_cuda_verify test_cuda_stream test_cuda_plan test_batch test_cuda_lmax"
+TESTS=${VZ_AB_TESTS-$TESTS} # VZ_AB_TESTS="": none (knob sweeps of one build)
 for t in $TESTS; do
     step "B: $t"
     in_b timeout "$(cap 150)" ./tests/$t >"$W/$t.log" 2>&1
@@ -154,12 +155,13 @@ for x in a b; do
     echo "rc=$?"
     grep -E "^profile \((eager, attention per|graph of)|^  *(rope|sample)" "$OUT/profile-$x.txt" | head -24
 done
-for v in ${VZ_AB_BVARS:-}; do # B's profile (VZ_AB_BBENCH=1: and bench) again under each VAR=value (knobs of one build)
+for v in ${VZ_AB_BVARS:-}; do # B's profile (VZ_AB_BBENCH=1: and bench) again under each VAR=value[+VAR=value] (knobs of one build)
+    IFS=+ read -ra kv <<<"$v"
     [ "${VZ_AB_BBENCH:-0}" = 1 ] &&
-        (export "$v" && bench b "tl-${v//=/-}" 70 $TL --codec "${VZ_AB_BCODECS:-raw,lossless,q8,q4}")
+        (export "${kv[@]}" && bench b "tl-${v//[=+,]/-}" 70 $TL --codec "${VZ_AB_BCODECS:-raw,lossless,q8,q4}")
     [ "$(left)" -gt 60 ] || break
     step "b, $v: decode profile, tinyllama raw, 512 positions"
-    env "$v" VZ_CUDA_PROFILE=1 bash -c 'cd b && LD_LIBRARY_PATH=$PWD/lib "$@"' _ timeout "$(cap 50)" ./vramzip bench \
+    env "${kv[@]}" VZ_CUDA_PROFILE=1 bash -c 'cd b && LD_LIBRARY_PATH=$PWD/lib "$@"' _ timeout "$(cap 50)" ./vramzip bench \
         --device cuda -m "$W/tl/src" --out-dir "$W/tl" --codec raw -n 64 --prompt-len 512 --ctx 2048 --kv f16 \
         >/dev/null 2>>"$OUT/profile-b.txt"
     echo "rc=$?"
@@ -169,9 +171,10 @@ if [ "$PART" = l7 ]; then
     wait $p_l7
     L7="-m $W/l7/src --out-dir $W/l7 -n 64 --prompt-len 512 --ctx 2048 --kv f16 --codec raw,lossless"
     for x in a b; do bench $x l7 120 $L7; done
-    for v in ${VZ_AB_L7VARS:-}; do # B under knobs; their stderr (VZ_CUDA_PROFILE=1: the per-op profile) to profile-b.txt
-        (export "$v" && bench b "l7-${v//=/-}" 120 $L7)
-        cat "$W/bench-b-l7-${v//=/-}.err" >>"$OUT/profile-b.txt" 2>/dev/null
+    for v in ${VZ_AB_L7VARS:-}; do # B under knobs (VAR=value[+VAR=value]); their stderr (VZ_CUDA_PROFILE=1: the per-op profile) to profile-b.txt
+        IFS=+ read -ra kv <<<"$v"
+        (export "${kv[@]}" && bench b "l7-${v//[=+,]/-}" 120 $L7)
+        cat "$W/bench-b-l7-${v//[=+,]/-}.err" >>"$OUT/profile-b.txt" 2>/dev/null
     done
 fi
 step "done; tests:"

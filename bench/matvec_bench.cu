@@ -231,24 +231,32 @@ static void bench_chain(void) {
     cudaFree(h), cudaFree(h0), cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(o), cudaFree(act), cudaFree(gu2);
 }
 
-/* `matvec_bench ncu`: one launch each, nothing timed (for ncu -k regex):
+/* `matvec_bench ncu [l7]`: one launch each, nothing timed (for ncu -k regex):
  * TinyLlama gate+up (2 x 5632x2048, SiLU epilogue) lossless and raw on the
  * tensor-core kernel and v4, q8 and q4 on v4; then down (2048x5632, one
  * row per warp at batch 1) lossless, raw, q8, q4 on v4. */
-static void bench_ncu(float *dx, float *dy) {
-    const struct { const char *codec; int flags; bool gu; } runs[] = {
+static void bench_ncu(float *dx, float *dy, bool l7) {
+    const int64_t H = l7 ? 11008 : 5632, D = l7 ? 4096 : 2048; /* l7: llama2-7b's shapes, v4 only */
+    struct run { const char *codec; int flags; bool gu; };
+    const run runs7[] = {
+        {"lossless", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, true}, {"raw", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, true},
+        {"lossless", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, false}, {"raw", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, false}};
+    const run runs[] = {
         {"lossless", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, true}, {"lossless", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL | VZ_CUDA_MV_TC, true},
         {"raw", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, true},      {"raw", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL | VZ_CUDA_MV_TC, true},
         {"q8", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, true},       {"q4", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, true},
         {"lossless", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, false}, {"raw", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, false},
         {"q8", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, false},      {"q4", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, false}};
-    for (const auto &r : runs) {
+    const int nrun = l7 ? 4 : (int)(sizeof runs / sizeof runs[0]);
+    for (int i = 0; i < nrun; i++) {
+        const auto &r = l7 ? runs7[i] : runs[i];
         int nc = 1;
         vz_cuda_matvec_variant(r.flags); /* TC acts at upload */
         const vz_codec *c = vz_codec_by_name(r.codec);
-        printf("ncu launch: %s %s\n", r.codec, r.gu ? "gate/up 2x5632x2048 silu" : "down 2048x5632");
+        printf("ncu launch: %s %s %lldx%lld\n", r.codec, r.gu ? "gate/up 2x silu" : "down", (long long)(r.gu ? H : D),
+               (long long)(r.gu ? D : H));
         if (r.gu) {
-            vz_cuda_tensor *G = make_copies(c, 5632, 2048, 0, &nc, 0, NULL), *U = make_copies(c, 5632, 2048, 1 << 24, &nc, 0, NULL);
+            vz_cuda_tensor *G = make_copies(c, H, D, 0, &nc, 0, NULL), *U = make_copies(c, H, D, 1 << 24, &nc, 0, NULL);
             const vz_cuda_tensor *gu[2] = {&G[0], &U[0]};
             float *out[2] = {dy, dy};
             VK(vz_cuda_matvec_multi(2, gu, out, dx, 1, VZ_CUDA_EPI_SILU_MUL, NULL));
@@ -256,11 +264,11 @@ static void bench_ncu(float *dx, float *dy) {
             vz_cuda_tensor_free(&G[0]), vz_cuda_tensor_free(&U[0]);
             free(G), free(U);
         } else {
-            vz_cuda_tensor *D = make_copies(c, 2048, 5632, 0, &nc, 0, NULL);
-            VK(vz_cuda_matvec(dy, dx, 1, &D[0], NULL));
+            vz_cuda_tensor *W = make_copies(c, D, H, 0, &nc, 0, NULL);
+            VK(vz_cuda_matvec(dy, dx, 1, &W[0], NULL));
             CK(cudaDeviceSynchronize());
-            vz_cuda_tensor_free(&D[0]);
-            free(D);
+            vz_cuda_tensor_free(&W[0]);
+            free(W);
         }
     }
 }
@@ -296,7 +304,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 8 * 8192; i++) hx[i] = (float)(urand() - 0.5);
     CK(cudaMemcpy(dx, hx, 8 * 8192 * 4, cudaMemcpyHostToDevice));
     if (ncu) {
-        bench_ncu(dx, dy);
+        bench_ncu(dx, dy, argc > 2 && strcmp(argv[2], "l7") == 0);
         return 0;
     }
     bench_chain();
