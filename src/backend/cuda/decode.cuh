@@ -66,6 +66,7 @@ struct vz_pk {
  * conflict-free. */
 #define VZ_SMEM_LANE 16
 #define VZ_SMEM_LANE3 12
+#define VZ_SMEM_WARP3 (32 * VZ_SMEM_LANE3 + 8) /* vz_ll3_decode2's scratch: the rows, a byte per lane */
 
 static __device__ __forceinline__ float vz_u2f(uint32_t u) { return __uint_as_float(u); }
 
@@ -227,11 +228,18 @@ static __device__ __forceinline__ void vz_ll3_decode(const vz_dview &d, const vz
 
 /* Loads of a group with its first 32 exceptions (the lane's entry e0 + lane)
  * in flight together: e0, e1 come by shuffle from ei (lane j holds
- * exc_start[r*bpr + j], j <= bpr) when bpr < 32, so no load waits on another. */
+ * exc_start[r*bpr + j], j <= bpr) when bpr < 32, so no load waits on another.
+ * SHFL: the caller guarantees bpr < 32 (mv4_ring: the v4 matvec and the
+ * persistent step), so the loads of e0, e1 for bpr >= 32 are not compiled
+ * in: there, predicated off, they still wrote the shuffles' registers, and
+ * the shuffle waited for the scoreboard it shared with the group's data
+ * loads just issued (ncu: ~38% of llama2-7b lossless gate/up's stall
+ * samples on those shuffles), so each fetch waited a DRAM round trip. */
+template <bool SHFL = false>
 static __device__ __forceinline__ void vz_ll3_load2(const vz_dview &d, int64_t r, int it, int lane, uint32_t ei,
                                                     vz_gst &st) {
     vz_ll3_load_lc(d, r, it, lane, st);
-    if (d.bpr < 32) st.u[3] = __shfl_sync(0xffffffffu, ei, it), st.u[4] = __shfl_sync(0xffffffffu, ei, it + 1);
+    if (SHFL || d.bpr < 32) st.u[3] = __shfl_sync(0xffffffffu, ei, it), st.u[4] = __shfl_sync(0xffffffffu, ei, it + 1);
     else vz_ll3_load_ei(d, r, it, st);
     const uint32_t e = st.u[3] + (uint32_t)lane;
     st.ex = e < st.u[4] ? __ldg(d.exc + e) : 0u;
@@ -247,26 +255,35 @@ static __device__ __forceinline__ void vz_ll3_patch1(uint32_t *sm, uint32_t v) {
 }
 
 /* Stage 2 of vz_ll3_load2: H by prmt, exceptions patched through the warp's
- * scratch (two barriers: the next call's first one orders this call's
- * read-back before any lane writes into another lane's row), packed bf16. */
+ * scratch (VZ_SMEM_WARP3 words), packed bf16. Straight-line in the common
+ * case (at most 32 exceptions in the block): every lane stores its H and
+ * code words, and after a warp barrier each lane writes its one entry
+ * (e0 + lane) into its owner's H byte, a lane without one into its own
+ * byte past the rows, so no branch splits the step; a second barrier, then
+ * each lane reads its H back (the next call's first barrier orders this
+ * read before any lane writes into another lane's row). A block's entries
+ * past the first 32 take a warp-uniform loop. */
 static __device__ __forceinline__ void vz_ll3_decode2(const vz_dview &d, const vz_gst &st, int lane, uint32_t *sm,
                                                       vz_pk &k) {
     uint32_t h[8], s[4];
     vz_ll_s_packed3(st.u[0], st.u[1], st.u[2], s);
     vz_ll_h_nibbles(s, d.lut_lo, d.lut_hi, h);
-    uint32_t e0 = st.u[3], e1 = st.u[4];
-    if (e1 > e0) { /* warp-uniform */
-        uint32_t *mine = sm + lane * VZ_SMEM_LANE3;
-        *(uint4 *)mine = make_uint4(h[0], h[1], h[2], h[3]);
-        *(uint4 *)(mine + 4) = make_uint4(h[4], h[5], h[6], h[7]);
-        *(uint4 *)(mine + 8) = make_uint4(s[0], s[1], s[2], s[3]);
-        __syncwarp();
-        if (e0 + lane < e1) vz_ll3_patch1(sm, st.ex);
+    const uint32_t e0 = st.u[3], e1 = st.u[4];
+    uint32_t *mine = sm + lane * VZ_SMEM_LANE3;
+    *(uint4 *)mine = make_uint4(h[0], h[1], h[2], h[3]);
+    *(uint4 *)(mine + 4) = make_uint4(h[4], h[5], h[6], h[7]);
+    *(uint4 *)(mine + 8) = make_uint4(s[0], s[1], s[2], s[3]);
+    __syncwarp();
+    const uint32_t v = st.ex, off = v & 1023u, e = off & 31u; /* st.ex = 0 past e1: row 0, read only */
+    const uint32_t *row = sm + (off >> 5) * VZ_SMEM_LANE3;
+    const uint32_t code = (row[8 + (e >> 3)] >> 4 * (e & 7u)) & 7u;
+    uint8_t *dst = e0 + (uint32_t)lane < e1 ? (uint8_t *)row + e : (uint8_t *)(sm + 32 * VZ_SMEM_LANE3) + lane;
+    *dst = (uint8_t)((v >> 10) << 3 | code);
+    if (e1 - e0 > 32u && e1 > e0) /* warp-uniform, rare */
         for (uint32_t j = e0 + 32 + lane; j < e1; j += 32) vz_ll3_patch1(sm, __ldg(d.exc + j));
-        __syncwarp();
-        uint4 a = *(const uint4 *)mine, b = *(const uint4 *)(mine + 4);
-        h[0] = a.x, h[1] = a.y, h[2] = a.z, h[3] = a.w, h[4] = b.x, h[5] = b.y, h[6] = b.z, h[7] = b.w;
-    }
+    __syncwarp();
+    const uint4 a = *(const uint4 *)mine, b = *(const uint4 *)(mine + 4);
+    h[0] = a.x, h[1] = a.y, h[2] = a.z, h[3] = a.w, h[4] = b.x, h[5] = b.y, h[6] = b.z, h[7] = b.w;
     uint32_t L[8] = {st.v[0].x, st.v[0].y, st.v[0].z, st.v[0].w, st.v[1].x, st.v[1].y, st.v[1].z, st.v[1].w};
 #pragma unroll
     for (int j = 0; j < 8; j++) k.p[2 * j] = __byte_perm(L[j], h[j], 0x5140), k.p[2 * j + 1] = __byte_perm(L[j], h[j], 0x7362);

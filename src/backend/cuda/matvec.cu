@@ -274,14 +274,15 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
  * loaded one unit ahead, so no load waits on another. Lane mapping and fmaf
  * order are mv_kernel's: results are bitwise equal. */
 #define MV4_WARPS 8
-#define MV4_XMAX (96 * 1024) /* bytes of staged x; a larger batch * cols runs mv_kernel/mv2 */
+#define MV4_XMAX (96 * 1024) /* bytes of staged x; a larger batch * cols runs mv_kernel/mv2 (so lossless rows
+                               * here have < 32 exception blocks, as mv4_ring needs) */
 #define MV4_OCC3_STEPS 6    /* lossless at batch 1: 3 blocks per SM up to this many steps per warp (mv4_plan) */
 #define MV4_OCC3_STEPS_Q8 2 /* q8: the same (raw and q4: never) */
 
 template <int KIND, int B, int NS, int MINB = 2>
 static __global__ void __launch_bounds__(MV4_WARPS * 32, MINB) mv4_kernel(mv_args a) {
     extern __shared__ float4 xs_[]; /* x at mv4_align(xs_) */
-    __shared__ __align__(16) uint32_t smem[KIND == VZ_K_LL3 ? MV4_WARPS : 1][32 * VZ_SMEM_LANE3];
+    __shared__ __align__(16) uint32_t smem[KIND == VZ_K_LL3 ? MV4_WARPS : 1][VZ_SMEM_WARP3];
     __shared__ vz_rms_smem nsm;
     a.trigger_early(); /* PDL: the next kernel may start its weight loads now */
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;

@@ -20,13 +20,14 @@
 #define MV_SLOTS 2 /* rows per warp unit (x reuse, loads in flight); the v4 ring may run one (NS) */
 
 /* The two stages of the fast decoders (decode.cuh) by path KIND: loads of
- * group it of row r (lossless: ei = the row's exception index entry), then
- * the decode into packed form. */
-template <int KIND>
+ * group it of row r (lossless: ei = the row's exception index entry; SHFL:
+ * the tensor has bpr < 32, see vz_ll3_load2), then the decode into packed
+ * form. */
+template <int KIND, bool SHFL = false>
 static __device__ __forceinline__ void mv2_load(const vz_dview &d, int64_t r, int it, int lane, uint32_t ei,
                                                 vz_gst &st) {
     if (KIND == VZ_K_RAW_BF16) vz_rawbf_load(d, r, it, lane, st);
-    else if (KIND == VZ_K_LL3) vz_ll3_load2(d, r, it, lane, ei, st);
+    else if (KIND == VZ_K_LL3) vz_ll3_load2<SHFL>(d, r, it, lane, ei, st);
     else if (KIND == VZ_K_Q8) vz_q8_load(d, r, it, lane, st);
     else vz_q4_load(d, r, it, lane, st);
 }
@@ -197,7 +198,12 @@ static __device__ __forceinline__ void mv4_fma(const vz_pk pk[NS], uint32_t xa, 
  * weights (so it may run before x is ready); run() consumes them. Lossless:
  * a unit's exception index (lane j: block j) is loaded one unit ahead. */
 template <int KIND, int B, int NS = MV_SLOTS, typename V = vz_dview, int MINB = 2> struct mv4_ring {
-    enum { D = mv4_depth<KIND, B, NS, MINB>::D, YA = B == 1 }; /* YA: ADD's y read as a unit starts (B > 1 spills) */
+    /* YA: ADD's y read as a unit starts (B > 1 spills). SHFL: lossless takes
+     * e0, e1 only by shuffle (vz_ll3_load2), except in the kernels that
+     * ptxas then spills (3 blocks per SM with row pairs: 16 -> 128 bytes,
+     * batch 3 and 4: 32 -> 128 and 24 -> 80), where the spill stores wait
+     * for the data loads they hold, as the shuffles did. */
+    enum { D = mv4_depth<KIND, B, NS, MINB>::D, YA = B == 1, SHFL = !(MINB == 3 && NS == 2) && (B < 3 || B > 4) };
     V d[NS];
     int rows, u, uf, uend, us; /* u, it: the step consumed next; uf, itf: fetched next (rows < 2^31) */
     int it, itf, nit;
@@ -214,7 +220,7 @@ template <int KIND, int B, int NS = MV_SLOTS, typename V = vz_dview, int MINB = 
     __device__ __forceinline__ void fetch(int k, int lane) {
         int r[NS];
         mv4_rows<NS>(rows, silu, uf, r);
-        if (KIND == VZ_K_LL3 && itf == 0 && mv4_dv(d[0]).bpr < 32) {
+        if (KIND == VZ_K_LL3 && itf == 0) {
             int rn[NS];
             const bool more = uf + us < uend;
             mv4_rows<NS>(rows, silu, more ? uf + us : uf, rn);
@@ -226,7 +232,7 @@ template <int KIND, int B, int NS = MV_SLOTS, typename V = vz_dview, int MINB = 
             }
         }
 #pragma unroll
-        for (int s = 0; s < NS; s++) mv2_load<KIND>(mv4_dv(d[s]), r[s], itf, lane, ei[s], st[k][s]);
+        for (int s = 0; s < NS; s++) mv2_load<KIND, SHFL>(mv4_dv(d[s]), r[s], itf, lane, ei[s], st[k][s]);
         next(uf, itf);
     }
 
@@ -235,7 +241,8 @@ template <int KIND, int B, int NS = MV_SLOTS, typename V = vz_dview, int MINB = 
         nit = (mv4_dv(d0).gpr + 31) / 32, u = uf = u0, it = itf = 0;
 #pragma unroll
         for (int s = 0; s < NS; s++) ei[s] = ein[s] = 0;
-        if (KIND == VZ_K_LL3 && u < uend && mv4_dv(d[0]).bpr < 32) { /* the first unit's exception index */
+        if (KIND == VZ_K_LL3 && mv4_dv(d[0]).bpr >= 32) __trap(); /* callers keep cols < 31 * 1024 (vz_ll3_load2) */
+        if (KIND == VZ_K_LL3 && u < uend) { /* the first unit's exception index */
             int r[NS];
             mv4_rows<NS>(rows, silu, u, r);
 #pragma unroll

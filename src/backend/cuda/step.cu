@@ -182,7 +182,7 @@ static __device__ __noinline__ void step_matvec(const step_args &a, int ph, int 
 template <int KIND, int W>
 static __global__ void __launch_bounds__(W * 32, 1) k_step(const __grid_constant__ step_args a) {
     extern __shared__ float4 xs_[];
-    __shared__ __align__(16) uint32_t llsm[KIND == VZ_K_LL3 ? W : 1][32 * VZ_SMEM_LANE3];
+    __shared__ __align__(16) uint32_t llsm[KIND == VZ_K_LL3 ? W : 1][VZ_SMEM_WARP3];
     __shared__ vz_rms_smem nsm;
     __shared__ int last[STEP_AGROUPS(W)];
     const int warp = threadIdx.x >> 5, gw = warp * gridDim.x + blockIdx.x;
@@ -252,6 +252,9 @@ static vz_status check_layers(const vz_step_desc *d, const vz_cuda_tensor *const
             VZ_FAIL_IF(!t->data || t->kind != kind || t->tc || t->tiled, VZ_ERR_UNSUPPORTED,
                        "cuda step: layer %d tensor %d: kind %d (layer 0: %d), tc %d", (int)l, i, (int)t->kind, kind,
                        (int)t->tc);
+            VZ_FAIL_IF(kind == VZ_K_LL3 && (t->cols + 1023) / 1024 >= 32, VZ_ERR_UNSUPPORTED,
+                       "cuda step: layer %d tensor %d: %lld columns (the ring takes lossless rows of < 32 blocks)",
+                       (int)l, i, (long long)t->cols);
             VZ_FAIL_IF(t->rows != rows[i] || t->cols != cols[i], VZ_ERR_SHAPE,
                        "cuda step: layer %d tensor %d is %lldx%lld, the model needs %lldx%lld", (int)l, i,
                        (long long)t->rows, (long long)t->cols, (long long)rows[i], (long long)cols[i]);
