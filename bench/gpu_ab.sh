@@ -12,7 +12,9 @@
 # compute-sanitizer racecheck and memcheck of B (stories260K, and a lossless
 # synth `tiny`); with `l7`, every GPU test
 # of B and llama2-7b raw and lossless too (and B's again under each
-# VZ_AB_L7VARS="VAR=v ...", their stderr kept). The test results are
+# VZ_AB_L7VARS="VAR=v ...", their stderr kept; VAR=v+VAR=w sets two at
+# once). VZ_AB_TESTS="t1 t2": only these test binaries ("" none, for knob
+# sweeps of one build; test_cuda_forward always runs). The test results are
 # repeated at the end.
 # `batch`: batches 2, 4, 8 instead (matvec_bench per shape, batch_bench
 # end to end).
