@@ -241,7 +241,7 @@ template <int KIND, int B, int NS = MV_SLOTS, typename V = vz_dview, int MINB = 
         nit = (mv4_dv(d0).gpr + 31) / 32, u = uf = u0, it = itf = 0;
 #pragma unroll
         for (int s = 0; s < NS; s++) ei[s] = ein[s] = 0;
-        if (KIND == VZ_K_LL3 && mv4_dv(d[0]).bpr >= 32) __trap(); /* callers keep cols < 31 * 1024 (vz_ll3_load2) */
+        if (KIND == VZ_K_LL3 && mv4_dv(d[0]).bpr >= 32) __trap(); /* callers keep cols <= 31 * 1024 (vz_ll3_load2) */
         if (KIND == VZ_K_LL3 && u < uend) { /* the first unit's exception index */
             int r[NS];
             mv4_rows<NS>(rows, silu, u, r);
