@@ -61,9 +61,8 @@ struct vz_pk {
 };
 
 /* Words per lane of the warp's shared scratch (exception patching); the
- * packed3 decoders of vz_ll3_decode2 use 12 (H, then the 4 nibble words of
- * the codes): a 48-byte stride makes the lanes' 16-byte stores and loads
- * conflict-free. */
+ * packed3 decoder vz_ll3_decode2 uses 12 (its 8 words of H): a 48-byte
+ * stride makes the lanes' 16-byte stores and loads conflict-free. */
 #define VZ_SMEM_LANE 16
 #define VZ_SMEM_LANE3 12
 #define VZ_SMEM_WARP3 (32 * VZ_SMEM_LANE3 + 8) /* vz_ll3_decode2's scratch: the rows, a byte per lane */
@@ -245,24 +244,42 @@ static __device__ __forceinline__ void vz_ll3_load2(const vz_dview &d, int64_t r
     st.ex = e < st.u[4] ? __ldg(d.exc + e) : 0u;
 }
 
-/* Writes exception entry v of a packed3 block into its owner's H byte
- * (scratch row: 8 words of H bytes, then the 4 nibble words of the codes). */
-static __device__ __forceinline__ void vz_ll3_patch1(uint32_t *sm, uint32_t v) {
-    const uint32_t off = v & 1023u, e = off & 31u;
-    uint32_t *row = sm + (off >> 5) * VZ_SMEM_LANE3;
-    const uint32_t code = (row[8 + (e >> 3)] >> 4 * (e & 7u)) & 7u;
-    ((uint8_t *)row)[e] = (uint8_t)((v >> 10) << 3 | code);
+/* The H byte of exception entry v whose group's nibble words are s:
+ * (entry >> 10) << 3 | the code of element v & 31. */
+static __device__ __forceinline__ uint32_t vz_ll3_hbyte(const uint32_t s[4], uint32_t v) {
+    const uint32_t e = v & 31u, sw = e & 16u ? (e & 8u ? s[3] : s[2]) : (e & 8u ? s[1] : s[0]);
+    return ((v >> 10) << 3 | (sw >> 4 * (e & 7u) & 7u)) & 0xffu;
 }
 
-/* Stage 2 of vz_ll3_load2: H by prmt, exceptions patched through the warp's
- * scratch (VZ_SMEM_WARP3 words), packed bf16. Straight-line in the common
- * case (at most 32 exceptions in the block): every lane stores its H and
- * code words, and after a warp barrier each lane writes its one entry
- * (e0 + lane) into its owner's H byte, a lane without one into its own
- * byte past the rows, so no branch splits the step; a second barrier, then
- * each lane reads its H back (the next call's first barrier orders this
- * read before any lane writes into another lane's row). A block's entries
- * past the first 32 take a warp-uniform loop. */
+/* Writes up to 32 exception entries of one block (entry j held by lane j;
+ * valid: lane j holds one) into their owners' H bytes in the warp's
+ * scratch (sm: a row of VZ_SMEM_LANE3 words per lane, then a byte per
+ * lane). The owner of an entry is the lane whose group holds it (offset
+ * bits [9:5], also in tile order); the writer takes the owner's four
+ * nibble words by shuffle, so it needs no shared-memory read. A lane
+ * without an entry writes its own byte past the rows (no branch). Every
+ * lane calls it, between a barrier after the owners' stores and one before
+ * their reads. */
+static __device__ __forceinline__ void vz_ll3_scatter(uint32_t *sm, const uint32_t s[4], uint32_t ex, bool valid,
+                                                      int lane) {
+    const uint32_t o = (ex & 1023u) >> 5;
+    const uint32_t t[4] = {__shfl_sync(0xffffffffu, s[0], o), __shfl_sync(0xffffffffu, s[1], o),
+                           __shfl_sync(0xffffffffu, s[2], o), __shfl_sync(0xffffffffu, s[3], o)};
+    uint8_t *dst = valid ? (uint8_t *)(sm + o * VZ_SMEM_LANE3) + (ex & 31u) : (uint8_t *)(sm + 32 * VZ_SMEM_LANE3) + lane;
+    *dst = (uint8_t)vz_ll3_hbyte(t, ex);
+}
+
+/* Stage 2 of vz_ll3_load2: H by prmt, exceptions patched through the
+ * warp's scratch (VZ_SMEM_WARP3 words), packed bf16. Each lane stores its
+ * H; after a warp barrier the block's entries are scattered into their
+ * owners' H (vz_ll3_scatter: the first 32 from st.ex, the rest, rare,
+ * loaded 32 at a time in a warp-uniform loop); after a second barrier each
+ * lane reads its H back (the next call's first barrier orders this read
+ * before any lane writes into another lane's row). The writer's shuffles
+ * do not wait on the first barrier, so the patch is one shared-memory
+ * round trip fewer than a writer reading its owner's codes from the
+ * scratch (llama2-7b lossless decode on an H200: 250.5 -> 274.2 tok/s,
+ * bench/results/2026-11-29-session15-h200.md). */
 static __device__ __forceinline__ void vz_ll3_decode2(const vz_dview &d, const vz_gst &st, int lane, uint32_t *sm,
                                                       vz_pk &k) {
     uint32_t h[8], s[4];
@@ -272,19 +289,17 @@ static __device__ __forceinline__ void vz_ll3_decode2(const vz_dview &d, const v
     uint32_t *mine = sm + lane * VZ_SMEM_LANE3;
     *(uint4 *)mine = make_uint4(h[0], h[1], h[2], h[3]);
     *(uint4 *)(mine + 4) = make_uint4(h[4], h[5], h[6], h[7]);
-    *(uint4 *)(mine + 8) = make_uint4(s[0], s[1], s[2], s[3]);
     __syncwarp();
-    const uint32_t v = st.ex, off = v & 1023u, e = off & 31u; /* st.ex = 0 past e1: row 0, read only */
-    const uint32_t *row = sm + (off >> 5) * VZ_SMEM_LANE3;
-    const uint32_t code = (row[8 + (e >> 3)] >> 4 * (e & 7u)) & 7u;
-    uint8_t *dst = e0 + (uint32_t)lane < e1 ? (uint8_t *)row + e : (uint8_t *)(sm + 32 * VZ_SMEM_LANE3) + lane;
-    *dst = (uint8_t)((v >> 10) << 3 | code);
-    if (e1 - e0 > 32u && e1 > e0) /* warp-uniform, rare */
-        for (uint32_t j = e0 + 32 + lane; j < e1; j += 32) vz_ll3_patch1(sm, __ldg(d.exc + j));
+    vz_ll3_scatter(sm, s, st.ex, e0 + (uint32_t)lane < e1, lane);
+    if (e1 > e0 + 32u) /* warp-uniform, rare */
+        for (uint32_t j = e0 + 32u; j < e1; j += 32u) {
+            const bool valid = j + (uint32_t)lane < e1;
+            vz_ll3_scatter(sm, s, valid ? __ldg(d.exc + j + lane) : 0u, valid, lane);
+        }
     __syncwarp();
     const uint4 a = *(const uint4 *)mine, b = *(const uint4 *)(mine + 4);
     h[0] = a.x, h[1] = a.y, h[2] = a.z, h[3] = a.w, h[4] = b.x, h[5] = b.y, h[6] = b.z, h[7] = b.w;
-    uint32_t L[8] = {st.v[0].x, st.v[0].y, st.v[0].z, st.v[0].w, st.v[1].x, st.v[1].y, st.v[1].z, st.v[1].w};
+    const uint32_t L[8] = {st.v[0].x, st.v[0].y, st.v[0].z, st.v[0].w, st.v[1].x, st.v[1].y, st.v[1].z, st.v[1].w};
 #pragma unroll
     for (int j = 0; j < 8; j++) k.p[2 * j] = __byte_perm(L[j], h[j], 0x5140), k.p[2 * j + 1] = __byte_perm(L[j], h[j], 0x7362);
 }
