@@ -410,8 +410,15 @@ static __device__ __forceinline__ void vz_q8_load(const vz_dview &d, int64_t r, 
     st.u[0] = __ldg(d.scales + ((uint32_t)r * (uint32_t)d.qgpr + vz_qgroup(d, (int)g)));
 }
 
-static __device__ __forceinline__ void vz_q8_decode(const vz_gst &st, float w[32]) {
-    float s = __half2float(__ushort_as_half((unsigned short)st.u[0]));
+/* The scale of a q8/q4 lane group loaded by vz_q8_load / vz_q4_load. */
+static __device__ __forceinline__ float vz_q_scale(const vz_gst &st) {
+    return __half2float(__ushort_as_half((unsigned short)st.u[0]));
+}
+
+/* scaled = false: the codes minus their zero point (the matvecs multiply
+ * the lane group's sum by the scale once, vz_q_scale). */
+static __device__ __forceinline__ void vz_q8_decode(const vz_gst &st, float w[32], bool scaled = true) {
+    const float s = scaled ? vz_q_scale(st) : 1.0f;
     uint32_t q[8] = {st.v[0].x, st.v[0].y, st.v[0].z, st.v[0].w, st.v[1].x, st.v[1].y, st.v[1].z, st.v[1].w};
 #pragma unroll
     for (int j = 0; j < 8; j++)
@@ -420,7 +427,7 @@ static __device__ __forceinline__ void vz_q8_decode(const vz_gst &st, float w[32
 }
 
 static __device__ __forceinline__ void vz_q8_decode2(const vz_gst &st, vz_pk &k) {
-    k.s = __half2float(__ushort_as_half((unsigned short)st.u[0]));
+    k.s = vz_q_scale(st);
 #pragma unroll
     for (int j = 0; j < 2; j++) {
         const uint32_t w[4] = {st.v[j].x, st.v[j].y, st.v[j].z, st.v[j].w};
@@ -444,22 +451,25 @@ static __device__ __forceinline__ float vz_byte_f32(uint32_t w, int b) {
     return vz_u2f(__byte_perm(0x4b000000u, w, 0x3000u | (uint32_t)(4 + b)));
 }
 
-/* Element e (compile-time) of a packed group as f32; KIND is the path. */
+/* Element e (compile-time) of a packed group as f32; KIND is the path.
+ * q8/q4: the code minus its zero point, unscaled (the matvecs multiply the
+ * lane group's sum by k.s once). */
 template <int KIND>
 static __device__ __forceinline__ float vz_pk_elem(const vz_pk &k, int e) {
-    if (KIND == VZ_K_Q8) return (vz_byte_f32(k.p[e >> 2], e & 3) - 8388736.0f) * k.s; /* 2^23 + 128 */
-    if (KIND == VZ_K_Q4) return vz_q4_val(vz_byte_f32(k.p[(e & 1) * 8 + (e >> 3)], (e & 7) >> 1), k.p[4]) * k.s;
+    if (KIND == VZ_K_Q8) return vz_byte_f32(k.p[e >> 2], e & 3) - 8388736.0f; /* 2^23 + 128 */
+    if (KIND == VZ_K_Q4) return vz_q4_val(vz_byte_f32(k.p[(e & 1) * 8 + (e >> 3)], (e & 7) >> 1), k.p[4]);
     return vz_u2f(e & 1 ? k.p[e >> 1] & 0xffff0000u : k.p[e >> 1] << 16);
 }
 
 template <bool FAST>
-static __device__ __forceinline__ void vz_q8_group(const vz_dview &d, int64_t r, int it, int lane, float w[32]) {
+static __device__ __forceinline__ void vz_q8_group(const vz_dview &d, int64_t r, int it, int lane, float w[32],
+                                                   bool scaled = true) {
     int g = it * 32 + lane;
     bool gv = g < d.gpr;
     if (FAST) {
         vz_gst st;
         vz_q8_load(d, r, it, lane, st);
-        vz_q8_decode(st, w);
+        vz_q8_decode(st, w, scaled);
         return;
     }
 #pragma unroll
@@ -467,7 +477,7 @@ static __device__ __forceinline__ void vz_q8_group(const vz_dview &d, int64_t r,
         int64_t c = 32 * (int64_t)g + e;
         float v = 0.0f;
         if (gv && c < d.cols) {
-            float s = __half2float(__ushort_as_half(__ldg(d.scales + (size_t)r * d.qgpr + c / d.group)));
+            float s = scaled ? __half2float(__ushort_as_half(__ldg(d.scales + (size_t)r * d.qgpr + c / d.group))) : 1.0f;
             v = (float)(int8_t)__ldg(d.data + (size_t)r * d.cols + c) * s;
         }
         w[e] = v;
@@ -487,15 +497,15 @@ static __device__ __forceinline__ void vz_q4_load(const vz_dview &d, int64_t r, 
     st.u[1] = d.zeros ? __ldg(d.zeros + si) : 8u;
 }
 
-static __device__ __forceinline__ void vz_q4_decode(const vz_gst &st, float w[32]) {
-    float s = __half2float(__ushort_as_half((unsigned short)st.u[0]));
+static __device__ __forceinline__ void vz_q4_decode(const vz_gst &st, float w[32], bool scaled = true) {
+    const float s = scaled ? vz_q_scale(st) : 1.0f;
     uint32_t q[4] = {st.v[0].x, st.v[0].y, st.v[0].z, st.v[0].w}, zb = __float_as_uint(8388608.0f + (float)st.u[1]);
 #pragma unroll
     for (int e = 0; e < 32; e++) w[e] = vz_q4_val(vz_q4_f23((q[e >> 3] >> 4 * (e & 7)) & 15u), zb) * s;
 }
 
 static __device__ __forceinline__ void vz_q4_decode2(const vz_gst &st, vz_pk &k) {
-    k.s = __half2float(__ushort_as_half((unsigned short)st.u[0]));
+    k.s = vz_q_scale(st);
     const uint32_t w[4] = {st.v[0].x, st.v[0].y, st.v[0].z, st.v[0].w};
 #pragma unroll
     for (int i = 0; i < 4; i++) k.p[i] = w[i] & 0x0f0f0f0fu, k.p[8 + i] = (w[i] >> 4) & 0x0f0f0f0fu;
@@ -503,13 +513,14 @@ static __device__ __forceinline__ void vz_q4_decode2(const vz_gst &st, vz_pk &k)
 }
 
 template <bool FAST>
-static __device__ __forceinline__ void vz_q4_group(const vz_dview &d, int64_t r, int it, int lane, float w[32]) {
+static __device__ __forceinline__ void vz_q4_group(const vz_dview &d, int64_t r, int it, int lane, float w[32],
+                                                   bool scaled = true) {
     int g = it * 32 + lane;
     bool gv = g < d.gpr;
     if (FAST) {
         vz_gst st;
         vz_q4_load(d, r, it, lane, st);
-        vz_q4_decode(st, w);
+        vz_q4_decode(st, w, scaled);
         return;
     }
 #pragma unroll
@@ -518,7 +529,7 @@ static __device__ __forceinline__ void vz_q4_group(const vz_dview &d, int64_t r,
         float v = 0.0f;
         if (gv && c < d.cols) {
             size_t gi = (size_t)r * d.qgpr + c / d.group;
-            float s = __half2float(__ushort_as_half(__ldg(d.scales + gi)));
+            float s = scaled ? __half2float(__ushort_as_half(__ldg(d.scales + gi))) : 1.0f;
             uint32_t q = (__ldg(d.data + (size_t)r * d.qstride + c / 2) >> 4 * (c & 1)) & 15u;
             uint32_t z = d.zeros ? __ldg(d.zeros + gi) : 8u;
             v = vz_q4_val(vz_q4_f23(q), __float_as_uint(8388608.0f + (float)z)) * s;
@@ -527,12 +538,22 @@ static __device__ __forceinline__ void vz_q4_group(const vz_dview &d, int64_t r,
     }
 }
 
-/* Dispatch by codec for the generic (any shape) path. */
+/* The scale of lane group it * 32 + lane of row r of a q8/q4 tensor (one
+ * per group of 32 elements: the codecs' groups are multiples of 32 or a
+ * whole row); 0 past the row. */
+static __device__ __forceinline__ float vz_q_lane_scale(const vz_dview &d, int64_t r, int it, int lane) {
+    const int64_t c = 32 * (int64_t)(it * 32 + lane);
+    if (c >= d.cols) return 0.0f;
+    return __half2float(__ushort_as_half(__ldg(d.scales + (size_t)r * d.qgpr + c / d.group)));
+}
+
+/* Dispatch by codec for the generic (any shape) path. scaled = false:
+ * q8/q4 codes minus their zero point (vz_q_lane_scale gives the scale). */
 static __device__ __forceinline__ void vz_group_any(const vz_dview &d, int64_t r, int it, int lane, uint32_t *sm,
-                                                    float w[32]) {
+                                                    float w[32], bool scaled = true) {
     if (d.codec == VZ_ID_LOSSLESS) vz_ll_group<false>(d, r, it, lane, sm, w);
-    else if (d.codec == VZ_ID_Q8) vz_q8_group<false>(d, r, it, lane, w);
-    else if (d.codec == VZ_ID_Q4) vz_q4_group<false>(d, r, it, lane, w);
+    else if (d.codec == VZ_ID_Q8) vz_q8_group<false>(d, r, it, lane, w, scaled);
+    else if (d.codec == VZ_ID_Q4) vz_q4_group<false>(d, r, it, lane, w, scaled);
     else vz_raw_group<false>(d, r, it, lane, w);
 }
 

@@ -152,7 +152,8 @@ static __device__ __forceinline__ const vz_dview &mv4_dv(const vz_dview &v) { re
 static __device__ __forceinline__ const vz_dview &mv4_dv(const vz_dview *v) { return *v; }
 
 /* acc[s][b] += the 32 weights of pk[s] . x row b of the lane's group, fmaf
- * in element order. xa: the shared-memory byte address of the lane's group
+ * in element order (q8/q4: from 0 over the codes minus their zero point,
+ * then acc = fmaf(scale, that sum, acc), matvec.cu). xa: the shared-memory byte address of the lane's group
  * in row 0 plus 16 * sw (float4 q of group g lies at 8g + (q ^ sw) (mv4_swz)
  * and 8g + (q ^ sw) == (8g + sw) ^ q), so float4 q of row b is at
  * (xa + 16 * b * c4) ^ 16q: one xor per load, given 128-byte aligned rows
@@ -160,7 +161,13 @@ static __device__ __forceinline__ const vz_dview &mv4_dv(const vz_dview *v) { re
  * B <= 2 all 8 float4 of each row), no branch between them, so they
  * overlap. */
 template <int KIND, int B, int NS>
-static __device__ __forceinline__ void mv4_fma(const vz_pk pk[NS], uint32_t xa, int c4, float acc[NS][B]) {
+static __device__ __forceinline__ void mv4_fma(const vz_pk pk[NS], uint32_t xa, int c4, float acc0[NS][B]) {
+    constexpr bool QS = KIND == VZ_K_Q8 || KIND == VZ_K_Q4; /* q8/q4: the group's sum, then times its scale */
+    float acc[NS][B];
+#pragma unroll
+    for (int s = 0; s < NS; s++)
+#pragma unroll
+        for (int b = 0; b < B; b++) acc[s][b] = QS ? 0.0f : acc0[s][b];
     constexpr int QA = B <= 2 ? 8 : 1; /* float4 of each row loaded ahead */
 #pragma unroll
     for (int q0 = 0; q0 < 8; q0 += QA) {
@@ -189,6 +196,10 @@ static __device__ __forceinline__ void mv4_fma(const vz_pk pk[NS], uint32_t xa, 
             }
         }
     }
+#pragma unroll
+    for (int s = 0; s < NS; s++)
+#pragma unroll
+        for (int b = 0; b < B; b++) acc0[s][b] = QS ? fmaf(pk[s].s, acc[s][b], acc0[s][b]) : acc[s][b];
 }
 
 /* One warp's stream of (unit, group iteration) steps over the units u0,
