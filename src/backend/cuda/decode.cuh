@@ -451,6 +451,16 @@ static __device__ __forceinline__ float vz_byte_f32(uint32_t w, int b) {
     return vz_u2f(__byte_perm(0x4b000000u, w, 0x3000u | (uint32_t)(4 + b)));
 }
 
+/* A lane group's fmaf chain in every matvec (matvec.cu's accumulation
+ * order): it starts from vz_grp_start(q, acc) and ends with acc =
+ * vz_grp_end(q, scale, chain, acc). q (q8/q4): the chain sums the codes
+ * minus their zero point from 0 and is multiplied by the group's one scale
+ * as it joins acc; else it runs on acc itself. */
+static __device__ __forceinline__ float vz_grp_start(bool q, float acc) { return q ? 0.0f : acc; }
+static __device__ __forceinline__ float vz_grp_end(bool q, float scale, float chain, float acc) {
+    return q ? fmaf(scale, chain, acc) : chain;
+}
+
 /* Element e (compile-time) of a packed group as f32; KIND is the path.
  * q8/q4: the code minus its zero point, unscaled (the matvecs multiply the
  * lane group's sum by k.s once). */

@@ -136,11 +136,11 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) mv_kernel(mv_args a) {
 #pragma unroll
             for (int s = 0; s < MV_SLOTS; s++) {
                 const bool q = KIND == VZ_K_Q8 || KIND == VZ_K_Q4 || (KIND == VZ_K_GENERIC && qs[s]);
-                float g = q ? 0.0f : acc[s][b];
+                float g = vz_grp_start(q, acc[s][b]);
 #pragma unroll
                 for (int e = 0; e < 32; e++)
                     if (KIND != VZ_K_GENERIC || e < ne) g = fmaf(w[s][e], xv[e], g);
-                acc[s][b] = q ? fmaf(sc[s], g, acc[s][b]) : g;
+                acc[s][b] = vz_grp_end(q, sc[s], g, acc[s][b]);
             }
         }
     }
@@ -231,7 +231,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
                 const float4 *xp = (const float4 *)(a.x + (size_t)b * cols + c0);
                 float g[MV_SLOTS];
 #pragma unroll
-                for (int s = 0; s < MV_SLOTS; s++) g[s] = QS ? 0.0f : acc[s][b];
+                for (int s = 0; s < MV_SLOTS; s++) g[s] = vz_grp_start(QS, acc[s][b]);
 #pragma unroll
                 for (int q = 0; q < 8; q++) {
                     float4 f = __ldg(xp + q);
@@ -242,7 +242,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
                         for (int e = 0; e < 4; e++) g[s] = fmaf(vz_pk_elem<KIND>(pk[s], 4 * q + e), xv[e], g[s]);
                 }
 #pragma unroll
-                for (int s = 0; s < MV_SLOTS; s++) acc[s][b] = QS ? fmaf(pk[s].s, g[s], acc[s][b]) : g[s];
+                for (int s = 0; s < MV_SLOTS; s++) acc[s][b] = vz_grp_end(QS, pk[s].s, g[s], acc[s][b]);
             }
         }
         if (it + 1 < nit) {

@@ -167,7 +167,7 @@ static __device__ __forceinline__ void mv4_fma(const vz_pk pk[NS], uint32_t xa, 
 #pragma unroll
     for (int s = 0; s < NS; s++)
 #pragma unroll
-        for (int b = 0; b < B; b++) acc[s][b] = QS ? 0.0f : acc0[s][b];
+        for (int b = 0; b < B; b++) acc[s][b] = vz_grp_start(QS, acc0[s][b]);
     constexpr int QA = B <= 2 ? 8 : 1; /* float4 of each row loaded ahead */
 #pragma unroll
     for (int q0 = 0; q0 < 8; q0 += QA) {
@@ -199,7 +199,7 @@ static __device__ __forceinline__ void mv4_fma(const vz_pk pk[NS], uint32_t xa, 
 #pragma unroll
     for (int s = 0; s < NS; s++)
 #pragma unroll
-        for (int b = 0; b < B; b++) acc0[s][b] = QS ? fmaf(pk[s].s, acc[s][b], acc0[s][b]) : acc[s][b];
+        for (int b = 0; b < B; b++) acc0[s][b] = vz_grp_end(QS, pk[s].s, acc[s][b], acc0[s][b]);
 }
 
 /* One warp's stream of (unit, group iteration) steps over the units u0,

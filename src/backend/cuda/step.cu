@@ -252,7 +252,7 @@ static vz_status check_layers(const vz_step_desc *d, const vz_cuda_tensor *const
             VZ_FAIL_IF(!t->data || t->kind != kind || t->tc || t->tiled, VZ_ERR_UNSUPPORTED,
                        "cuda step: layer %d tensor %d: kind %d (layer 0: %d), tc %d", (int)l, i, (int)t->kind, kind,
                        (int)t->tc);
-            VZ_FAIL_IF(kind == VZ_K_LL3 && (t->cols + 1023) / 1024 >= 32, VZ_ERR_UNSUPPORTED,
+            VZ_FAIL_IF(kind == VZ_K_LL3 && vz_cuda_view(t).bpr >= 32, VZ_ERR_UNSUPPORTED,
                        "cuda step: layer %d tensor %d: %lld columns (the ring takes lossless rows of < 32 blocks)",
                        (int)l, i, (long long)t->cols);
             VZ_FAIL_IF(t->rows != rows[i] || t->cols != cols[i], VZ_ERR_SHAPE,
