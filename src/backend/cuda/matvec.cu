@@ -299,7 +299,8 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
 #define MV4_XMAX (96 * 1024) /* bytes of staged x; a larger batch * cols runs mv_kernel/mv2 (so lossless rows
                                * here have < 32 exception blocks, as mv4_ring needs) */
 #define MV4_OCC3_STEPS 6    /* lossless at batch 1: 3 blocks per SM up to this many steps per warp (mv4_plan) */
-#define MV4_OCC3_STEPS_Q8 2 /* q8: the same (raw and q4: never) */
+#define MV4_OCC3_STEPS_Q8 2 /* q8: the same (q4: never) */
+#define MV4_OCC3_STEPS_RAW 2 /* raw: the same */
 
 template <int KIND, int B, int NS, int MINB = 2>
 static __global__ void __launch_bounds__(MV4_WARPS * 32, MINB) mv4_kernel(mv_args a) {
@@ -397,8 +398,11 @@ static cudaError_t mv_launch(mv_fn f, bool fast, unsigned blocks, int threads, s
  * deeper ring; raw, q8 and q4 lost 7%, 4% and 2% on tinyllama with 3 blocks
  * (bench/results/2026-11-29-session10-h200.md). Per kind, for short launches
  * only (session 11): q8 gains 1% with its QKV and Wo (2 and 1 steps per
- * warp) at 3 blocks (MV4_OCC3_STEPS_Q8); raw loses 6% and q4 4% with them,
- * and raw 14%, q4 8%, q8 2% at a bound of 6. VZ_CUDA_MV_OCC_ALT swaps the
+ * warp) at 3 blocks (MV4_OCC3_STEPS_Q8); raw lost 6% and q4 4% with them,
+ * and raw 14%, q4 8%, q8 2% at a bound of 6. Since the 3-blocks kernels no
+ * longer spill (mv4_ring's LATE, session 16) raw gains 1.5% with them
+ * (MV4_OCC3_STEPS_RAW), q4 still loses 1%, and a bound of 6 still loses
+ * 4-7% for raw, q8 and q4. VZ_CUDA_MV_OCC_ALT swaps the
  * choice; VZ_CUDA_MV_OCC3_STEPS is a bench knob for the bounds (one number:
  * lossless's; four: raw,ll,q8,q4, -1 never).
  * Sets a.blk; returns the block count and the kernel. */
@@ -414,7 +418,7 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
     }
     static int64_t row1_max = -2; /* the most rows of a launch that runs single rows; -1: the rule's */
     /* [kind]: 3 blocks per SM up to this many steps per warp; -1: never */
-    static int64_t occ3_steps[4] = {-1, MV4_OCC3_STEPS, MV4_OCC3_STEPS_Q8, -1};
+    static int64_t occ3_steps[4] = {MV4_OCC3_STEPS_RAW, MV4_OCC3_STEPS, MV4_OCC3_STEPS_Q8, -1};
     if (row1_max == -2) { /* bench knobs (same bits); VZ_CUDA_MV_OCC3_STEPS: lossless's bound, or raw,ll,q8,q4 */
         const char *e = getenv("VZ_CUDA_MV_ROW1_MAX"), *o = getenv("VZ_CUDA_MV_OCC3_STEPS");
         row1_max = e && *e >= '0' && *e <= '9' ? atoll(e) : -1;

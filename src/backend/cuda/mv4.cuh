@@ -58,9 +58,8 @@ static __device__ __forceinline__ void mv4_rows(int rows, bool silu, int u, int 
  * bytes per step, so more steps must be in flight to cover DRAM latency.
  * One-row units (NS = 1) keep the bytes in flight of a pair: twice the
  * steps. MINB = 3 (3 blocks per SM, 80 registers): half of it. No batch-1
- * kernel at 2 blocks per SM spills (ptxas -v); at 3, the pair kernels of
- * raw, lossless and q8 spill 8-24 bytes; at batch 2-8 some raw, lossless
- * and q8 kernels spill 4-64 bytes. */
+ * kernel spills (ptxas -v; at 3 blocks per SM thanks to mv4_ring's LATE);
+ * at batch 2-8 some kernels of every kind spill 8-64 bytes. */
 template <int KIND, int B, int NS, int MINB = 2> struct mv4_depth {
     enum { D2 = KIND == VZ_K_RAW_BF16 ? (B <= 5 ? 2 : 1) : KIND == VZ_K_LL3 ? (B <= 4 ? 2 : 1)
                 : KIND == VZ_K_Q8 ? (B == 1 ? 3 : 2) : (B == 1 ? 4 : 2),
@@ -211,10 +210,19 @@ static __device__ __forceinline__ void mv4_fma(const vz_pk pk[NS], uint32_t xa, 
 template <int KIND, int B, int NS = MV_SLOTS, typename V = vz_dview, int MINB = 2> struct mv4_ring {
     /* YA: ADD's y read as a unit starts (B > 1 spills). SHFL: lossless takes
      * e0, e1 only by shuffle (vz_ll3_load2), except in the kernels that
-     * ptxas then spills (3 blocks per SM with row pairs: 16 -> 128 bytes,
-     * batch 3 and 4: 32 -> 128 and 24 -> 80), where the spill stores wait
-     * for the data loads they hold, as the shuffles did. */
-    enum { D = mv4_depth<KIND, B, NS, MINB>::D, YA = B == 1, SHFL = !(MINB == 3 && NS == 2) && (B < 3 || B > 4) };
+     * ptxas then spills (batch 3 and 4: 32 -> 128 and 24 -> 80 bytes),
+     * where the spill stores wait for the data loads they hold, as the
+     * shuffles did. LATE (the 3-blocks kernels, 80 registers): a slot is
+     * refilled after its step's fmaf, not before, so its loads' registers
+     * are not live at once with the decoded group's: those kernels then
+     * spill nothing (lossless's pair kernel spilled 16 bytes, or 104 with
+     * SHFL; q8's 32, raw's 8). On an H200 tinyllama lossless decode
+     * 1125 -> 1161 tok/s, q8 1417 -> 1433, and raw gains 1.5% from 3
+     * blocks for its short launches, which lost 6% when they spilled
+     * (MV4_OCC3_STEPS_RAW, matvec.cu; bench/results/2026-11-29-session16-h200.md).
+     * The 2-blocks kernels keep the early refill: llama2-7b lossless lost
+     * 2.5% without it. */
+    enum { D = mv4_depth<KIND, B, NS, MINB>::D, YA = B == 1, SHFL = B < 3 || B > 4, LATE = MINB == 3 };
     V d[NS];
     int rows, u, uf, uend, us; /* u, it: the step consumed next; uf, itf: fetched next (rows < 2^31) */
     int it, itf, nit;
@@ -337,9 +345,10 @@ template <int KIND, int B, int NS = MV_SLOTS, typename V = vz_dview, int MINB = 
                 vz_pk pk[NS];
 #pragma unroll
                 for (int s = 0; s < NS; s++) mv2_decode<KIND>(mv4_dv(d[s]), st[k][s], lane, sm, pk[s]);
-                if (uf < uend) fetch(k, lane); /* refill the slot: step + D */
+                if (!LATE && uf < uend) fetch(k, lane); /* refill the slot: step + D */
                 const int g = it * 32 + lane;
                 if (g < mv4_dv(d[0]).gpr) mv4_fma<KIND, B, NS>(pk, xa0 + 128u * (uint32_t)g, c4, acc);
+                if (LATE && uf < uend) fetch(k, lane);
                 if (it + 1 == nit) store(y, epi, lane, acc);
                 next(u, it);
             }
