@@ -19,7 +19,9 @@
  * in ceil(n / chunk) chunks per (query, head), their partials merged in
  * chunk order (128: one chunk per block of variant 0's 8-block cluster up
  * to 1024 keys; on an H200 at 512-640 positions 128 keys in clusters of 8
- * beat 64 keys in clusters of 8 or 16: bench/results/2026-11-29-session8-h200.md).
+ * beat 64 keys in clusters of 8 or 16: bench/results/2026-11-29-session8-h200.md;
+ * a build allowing 256 keys ran tinyllama 984 against 826 us per token at
+ * 256: -session16-h200.md).
  * Variant 1: a fixed number of splits per (query, kv head), each of at least
  * chunk keys (KV_CHUNK_DEFAULT) and more at long contexts. */
 #define VZ_ATT_CHUNK 128
