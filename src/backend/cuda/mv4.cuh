@@ -203,8 +203,8 @@ static __device__ __forceinline__ void mv4_fma(const vz_pk pk[NS], uint32_t xa, 
 
 /* One warp's stream of (unit, group iteration) steps over the units u0,
  * u0 + us, ... below uend of one tensor (d[1]: the up tensor when silu),
- * the weights of the next D steps in flight during this step's math, also
- * across units. start() issues the first D steps' loads and touches only
+ * the weights of the next D steps in flight during this step's math (LATE:
+ * D - 1, the step's slot refilled after it), also across units. start() issues the first D steps' loads and touches only
  * weights (so it may run before x is ready); run() consumes them. Lossless:
  * a unit's exception index (lane j: block j) is loaded one unit ahead. */
 template <int KIND, int B, int NS = MV_SLOTS, typename V = vz_dview, int MINB = 2> struct mv4_ring {
