@@ -265,7 +265,8 @@ static __device__ __forceinline__ void vz_ll3_scatter(uint32_t *sm, const uint32
     const uint32_t o = (ex & 1023u) >> 5;
     const uint32_t t[4] = {__shfl_sync(0xffffffffu, s[0], o), __shfl_sync(0xffffffffu, s[1], o),
                            __shfl_sync(0xffffffffu, s[2], o), __shfl_sync(0xffffffffu, s[3], o)};
-    uint8_t *dst = valid ? (uint8_t *)(sm + o * VZ_SMEM_LANE3) + (ex & 31u) : (uint8_t *)(sm + 32 * VZ_SMEM_LANE3) + lane;
+    uint8_t *dst = valid ? (uint8_t *)(sm + o * VZ_SMEM_LANE3) + (ex & 31u)
+                         : (uint8_t *)(sm + 32 * VZ_SMEM_LANE3) + lane;
     *dst = (uint8_t)vz_ll3_hbyte(t, ex);
 }
 
@@ -410,6 +411,11 @@ static __device__ __forceinline__ void vz_q8_load(const vz_dview &d, int64_t r, 
     st.u[0] = __ldg(d.scales + ((uint32_t)r * (uint32_t)d.qgpr + vz_qgroup(d, (int)g)));
 }
 
+/* The scale of element c of row r of a q8/q4 tensor, as f32 (the generic paths). */
+static __device__ __forceinline__ float vz_q_scale_at(const vz_dview &d, int64_t r, int64_t c) {
+    return __half2float(__ushort_as_half(__ldg(d.scales + (size_t)r * d.qgpr + c / d.group)));
+}
+
 /* The scale of a q8/q4 lane group loaded by vz_q8_load / vz_q4_load. */
 static __device__ __forceinline__ float vz_q_scale(const vz_gst &st) {
     return __half2float(__ushort_as_half((unsigned short)st.u[0]));
@@ -487,7 +493,7 @@ static __device__ __forceinline__ void vz_q8_group(const vz_dview &d, int64_t r,
         int64_t c = 32 * (int64_t)g + e;
         float v = 0.0f;
         if (gv && c < d.cols) {
-            float s = scaled ? __half2float(__ushort_as_half(__ldg(d.scales + (size_t)r * d.qgpr + c / d.group))) : 1.0f;
+            float s = scaled ? vz_q_scale_at(d, r, c) : 1.0f;
             v = (float)(int8_t)__ldg(d.data + (size_t)r * d.cols + c) * s;
         }
         w[e] = v;
@@ -539,7 +545,7 @@ static __device__ __forceinline__ void vz_q4_group(const vz_dview &d, int64_t r,
         float v = 0.0f;
         if (gv && c < d.cols) {
             size_t gi = (size_t)r * d.qgpr + c / d.group;
-            float s = scaled ? __half2float(__ushort_as_half(__ldg(d.scales + gi))) : 1.0f;
+            float s = scaled ? vz_q_scale_at(d, r, c) : 1.0f;
             uint32_t q = (__ldg(d.data + (size_t)r * d.qstride + c / 2) >> 4 * (c & 1)) & 15u;
             uint32_t z = d.zeros ? __ldg(d.zeros + gi) : 8u;
             v = vz_q4_val(vz_q4_f23(q), __float_as_uint(8388608.0f + (float)z)) * s;
@@ -553,8 +559,7 @@ static __device__ __forceinline__ void vz_q4_group(const vz_dview &d, int64_t r,
  * whole row); 0 past the row. */
 static __device__ __forceinline__ float vz_q_lane_scale(const vz_dview &d, int64_t r, int it, int lane) {
     const int64_t c = 32 * (int64_t)(it * 32 + lane);
-    if (c >= d.cols) return 0.0f;
-    return __half2float(__ushort_as_half(__ldg(d.scales + (size_t)r * d.qgpr + c / d.group)));
+    return c < d.cols ? vz_q_scale_at(d, r, c) : 0.0f;
 }
 
 /* Dispatch by codec for the generic (any shape) path. scaled = false:

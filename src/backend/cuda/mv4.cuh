@@ -152,11 +152,11 @@ static __device__ __forceinline__ const vz_dview &mv4_dv(const vz_dview *v) { re
 
 /* acc[s][b] += the 32 weights of pk[s] . x row b of the lane's group, fmaf
  * in element order (q8/q4: from 0 over the codes minus their zero point,
- * then acc = fmaf(scale, that sum, acc), matvec.cu). xa: the shared-memory byte address of the lane's group
- * in row 0 plus 16 * sw (float4 q of group g lies at 8g + (q ^ sw) (mv4_swz)
- * and 8g + (q ^ sw) == (8g + sw) ^ q), so float4 q of row b is at
- * (xa + 16 * b * c4) ^ 16q: one xor per load, given 128-byte aligned rows
- * (mv4_align; c4 % 8 == 0). The x loads are issued before the math (for
+ * then acc = fmaf(scale, that sum, acc), matvec.cu). xa: the shared-memory
+ * byte address of the lane's group in row 0 plus 16 * sw (float4 q of group
+ * g lies at 8g + (q ^ sw) (mv4_swz) and 8g + (q ^ sw) == (8g + sw) ^ q), so
+ * float4 q of row b is at (xa + 16 * b * c4) ^ 16q: one xor per load, given
+ * 128-byte aligned rows (mv4_align; c4 % 8 == 0). The x loads are issued before the math (for
  * B <= 2 all 8 float4 of each row), no branch between them, so they
  * overlap. */
 template <int KIND, int B, int NS>
@@ -204,9 +204,10 @@ static __device__ __forceinline__ void mv4_fma(const vz_pk pk[NS], uint32_t xa, 
 /* One warp's stream of (unit, group iteration) steps over the units u0,
  * u0 + us, ... below uend of one tensor (d[1]: the up tensor when silu),
  * the weights of the next D steps in flight during this step's math (LATE:
- * D - 1, the step's slot refilled after it), also across units. start() issues the first D steps' loads and touches only
- * weights (so it may run before x is ready); run() consumes them. Lossless:
- * a unit's exception index (lane j: block j) is loaded one unit ahead. */
+ * D - 1, the step's slot refilled after it), also across units. start()
+ * issues the first D steps' loads and touches only weights (so it may run
+ * before x is ready); run() consumes them. Lossless: a unit's exception
+ * index (lane j: block j) is loaded one unit ahead. */
 template <int KIND, int B, int NS = MV_SLOTS, typename V = vz_dview, int MINB = 2> struct mv4_ring {
     /* YA: ADD's y read as a unit starts (B > 1 spills). SHFL: lossless takes
      * e0, e1 only by shuffle (vz_ll3_load2), except in the kernels that
