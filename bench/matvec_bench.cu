@@ -5,7 +5,9 @@
  * encoded bytes; GB/s is compared with a device-to-device copy (read+write)
  * measured in the same run. Weights rotate over copies > L2 so DRAM is timed.
  * Kernel variants (vz_cuda_matvec_variant) are timed side by side, single
- * launches and a TinyLlama-layer chain. Usage: matvec_bench [batch...]
+ * launches and a TinyLlama-layer chain; for raw at batch 1 a row gives each
+ * variant's largest error against a double reference in units of
+ * 2^-24 sum|w x| (the unit of tests/test_cuda_matvec.c's bounds). Usage: matvec_bench [batch...]
  * (default: 1 8) or matvec_bench ncu (see bench_ncu). Prints markdown tables.
  */
 #include <cuda_runtime.h>
@@ -73,6 +75,22 @@ static const int var_flags[nvar] = {VZ_CUDA_MV_V4, VZ_CUDA_MV_V4 | VZ_CUDA_MV_PA
                                     VZ_CUDA_MV_V4 | VZ_CUDA_MV_TC | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_V4 | VZ_CUDA_MV_TC};
 static const char *var_name[nvar] = {"v4+pdl (default)", "v4 row pairs", "tc (bf16) / v4, no pdl", "tc+pdl"};
 
+/* Largest |y - ref| / (2^-24 sum|w x|) over the rows of y = W x (batch 1;
+ * W: the bf16 weights g_src as rows x cols; ref in double). */
+static double err_units(const uint16_t *w, const float *x, const float *y, int64_t rows, int64_t cols) {
+    double worst = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        double s = 0, a = 0;
+        for (int64_t c = 0; c < cols; c++) {
+            const double p = (double)vz_bf16_to_f32(w[r * cols + c]) * x[c];
+            s += p, a += fabs(p);
+        }
+        const double e = a > 0 ? fabs(y[r] - s) / ldexp(a, -24) : (y[r] == 0 ? 0 : INFINITY);
+        worst = e > worst ? e : worst;
+    }
+    return worst;
+}
+
 static uint16_t *g_src; /* synthetic bf16 weights, 8192*8192 */
 
 /* Encodes rows x cols of g_src (from element off) with codec c and uploads
@@ -102,7 +120,7 @@ static vz_cuda_tensor *make_copies(const vz_codec *c, int64_t rows, int64_t cols
 }
 
 /* Single matvecs: one row per (shape, codec, batch), one column per variant. */
-static void bench_single(double cgbs, int l2, const int *batches, int nbatch, float *dx, float *dy) {
+static void bench_single(double cgbs, int l2, const int *batches, int nbatch, float *dx, float *dy, const float *hx) {
     const shape shapes[] = {{"q/o 2048x2048", 2048, 2048}, {"k/v 256x2048", 256, 2048},
                             {"gate/up 5632x2048", 5632, 2048}, {"down 2048x5632", 2048, 5632},
                             {"lm_head 32000x2048", 32000, 2048}, {"big 8192x8192", 8192, 8192}};
@@ -120,7 +138,7 @@ static void bench_single(double cgbs, int l2, const int *batches, int nbatch, fl
         for (int ci = 0; ci < 4; ci++) {
             const vz_codec *c = vz_codec_by_name(codecs[ci]);
             if (!c) continue;
-            double bits = 0, t[8][nvar];
+            double bits = 0, t[8][nvar], err[8][nvar];
             bool exact[8];
             for (int v = 0; v < nvar; v++) {
                 int nc = 0;
@@ -138,6 +156,7 @@ static void bench_single(double cgbs, int l2, const int *batches, int nbatch, fl
                     CK(cudaMemcpy(ref ? yr : y, dy, ny * 4, cudaMemcpyDeviceToHost));
                     if (v == 0) exact[bi] = true;
                     if (!ref && memcmp(y, yr, ny * 4) != 0) exact[bi] = false;
+                    err[bi][v] = ci == 0 && B == 1 ? err_units(g_src, hx, yr, S.rows, S.cols) : -1;
                     int reps = nc < 200 ? 200 : nc;
                     t[bi][v] = time_graph([&](int i, cudaStream_t st) { VK(vz_cuda_matvec(dy, dx, B, &W[i % nc], st)); }, reps);
                     if (ci == 0) t_raw[bi][v] = t[bi][v];
@@ -155,6 +174,11 @@ static void bench_single(double cgbs, int l2, const int *batches, int nbatch, fl
                 }
                 double gbs = bytes / best / 1e3;
                 printf(" %.0f (%.0f%%) | %s |\n", gbs, 100 * gbs / cgbs, exact[bi] ? "yes" : "NO");
+                if (err[bi][0] >= 0) { /* raw, batch 1: each variant's error against the double reference */
+                    printf("| %s | raw err, 2^-24 sum\\|wx\\| | %d | |", S.name, batches[bi]);
+                    for (int v = 0; v < nvar; v++) printf(" %.1f |", err[bi][v]);
+                    printf(" | |\n");
+                }
             }
             fflush(stdout);
             vz_cuda_matvec_variant(VZ_CUDA_MV_V4);
@@ -308,7 +332,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     bench_chain();
-    bench_single(cgbs, l2, batches, nbatch, dx, dy);
+    bench_single(cgbs, l2, batches, nbatch, dx, dy, hx);
     CK(cudaGetLastError());
     free(g_src), free(hx);
     return 0;
