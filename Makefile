@@ -11,6 +11,10 @@ CUDA_HOME ?= /usr/local/cuda
 NVCC    ?= $(firstword $(wildcard $(CUDA_HOME)/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
 CUDA    ?= $(if $(NVCC),1,0)
 CUDA_ARCH ?= -gencode=arch=compute_90,code=sm_90
+# CUDA_TRACE=1: a diagnostic build whose decode kernels stamp %globaltimer
+# (src/backend/cuda/trace.cuh; the timeline prints with VZ_CUDA_PROFILE=1).
+# Use its own BUILD directory: the define is not in the objects' dependencies.
+CUDA_TRACE ?= 0
 
 PKGS      := libcjson libzstd libxxhash
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -48,6 +52,9 @@ ifeq ($(CUDA),1)
   CFLAGS  += -DVZ_HAVE_CUDA=1
   LDLIBS  += -L$(CUDA_HOME)/lib64 -lcudart_static -lstdc++ -ldl -lrt -lpthread
   NVFLAGS := -O3 -std=c++17 $(CUDA_ARCH) -Xcompiler -fPIC -Iinclude -Isrc -DVZ_HAVE_CUDA=1 -lineinfo
+  ifeq ($(CUDA_TRACE),1)
+    NVFLAGS += -DVZ_CUDA_TRACE
+  endif
 else
   CU_OBJ  :=
 endif

@@ -16,6 +16,7 @@
 #include <cuda_fp16.h>
 
 #include "backend/cuda/forward.cuh"
+#include "backend/cuda/trace.cuh"
 
 /* A group of nt threads (tid: this thread's index in it) that works as one
  * block: bar 0 is the whole CTA (__syncthreads), else named barrier bar
@@ -272,6 +273,9 @@ struct att_args {
     int32_t n_heads, n_kv, hd, kv_f16, interleaved;
     float theta;
     int32_t chunk; /* keys per block, VZ_ATT_CHUNK_MIN..VZ_ATT_CHUNK */
+#ifdef VZ_CUDA_TRACE
+    vz_trace_arg tr;
+#endif
 };
 
 /* The sequence of batch row b of nz. multi: row b is token 0 of its own

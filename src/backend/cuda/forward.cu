@@ -172,6 +172,13 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention_cl(att_args A,
     extern __shared__ __align__(16) float sm[];
     namespace cg = cooperative_groups;
     const cg::cluster_group cl = cg::this_cluster();
+#ifdef VZ_CUDA_TRACE
+    const unsigned long long tr_t0 = vz_gtime();
+    unsigned long long tr_tw = tr_t0;
+#define ATT_TRACE_PUT() (threadIdx.x == 0 ? vz_trace_put(A.tr, tr_t0, tr_tw, blockIdx.x | blockIdx.y << 8) : (void)0)
+#else
+#define ATT_TRACE_PUT() ((void)0)
+#endif
     pdl_trigger();
     cl_arrive_relaxed(); /* phase 1: this block has started (its shared memory may be written once phase 1 is done) */
     const vz_tgroup tg = vz_cta();
@@ -194,6 +201,9 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention_cl(att_args A,
         att_cl_fetch(kc, vc, kt, vt, rsz, k0, min(n, nlo - k0), kvd, kvh, hd, esz);
         att_cl_stage(A, tg, h, b, kvh, kc, vc, qs, kt, vt, k0, rsz, nlo, k0 + n - nlo, pos0, qi, Q.lane, store);
     }
+#ifdef VZ_CUDA_TRACE
+    tr_tw = vz_gtime(); /* after the wait and the staging of q and the new rows */
+#endif
     float *po = ns > 1 ? cl.map_shared_rank(part, 0) : NULL; /* rank 0's partial rows */
     for (int s = r; s < ns; s += cs) {
         const int k0 = s * C, n = min(C, len - k0), nlo = max(k0, pos0);
@@ -215,15 +225,17 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention_cl(att_args A,
         }
         if (ns > 1 && tg.tid == 0) po[s * pw] = m, po[s * pw + 1] = l;
     }
-    if (ns == 1) return; /* the whole cluster */
+    if (ns == 1) return ATT_TRACE_PUT(); /* the whole cluster */
     cl_arrive(); /* phase 2: this block's partial rows are written */
-    if (r != 0) return;
+    if (r != 0) return ATT_TRACE_PUT();
     cl_wait(); /* every partial row is in rank 0's shared memory */
     float M = -FLT_MAX, L = 0.0f, o = 0.0f;
     for (int s = 0; s < ns; s++) M = fmaxf(M, part[s * pw]); /* every thread: exact in any order, no barrier */
     att_merge_rows(part, ns, pw, M, hd, tg.tid, &L, &o);
     if (tg.tid < hd) A.out[((int64_t)b * A.n_heads + h) * hd + tg.tid] = o / L;
+    ATT_TRACE_PUT();
 }
+#undef ATT_TRACE_PUT
 
 /* Cluster size for S chunks and n_cl = n_heads * B clusters: the size cs
  * <= min(cap, S) with the fewest rounds, ceil(n_cl / fit) * ceil(S / cs)
@@ -544,6 +556,9 @@ void vz_k_attention(float *out, const float *q, const float *k, const float *v, 
         return;
     }
     int S = (n_ctx + chunk - 1) / chunk;
+#ifdef VZ_CUDA_TRACE
+    A.tr = vz_trace_next('a', n_heads, n_ctx, B, 0);
+#endif
     if (variant == 0 && att_cl_launch(A, S, B, n_heads, st) > 0) return;
     const size_t shm = sizeof(float) * (size_t)vz_att_block_floats(hd, kv_f16);
     launch_pdl(k_attention, dim3(S, n_heads, B), dim3(ATT_THREADS), shm, st, A);

@@ -27,6 +27,7 @@
 #include "backend/cuda/forward.cuh"
 #include "backend/cuda/matvec.cuh"
 #include "backend/cuda/mv4.cuh"
+#include "backend/cuda/trace.cuh"
 
 extern "C" {
 #include "core/status.h"
@@ -39,6 +40,9 @@ struct mv_args : mv_set {
     const float *nw; /* v4: RMSNorm weights fused into the x staging (NULL: none) */
     int nws;         /* v4, batch 1: nw copied into shared memory before the PDL wait (mv4_stage_nw) */
     float eps;
+#ifdef VZ_CUDA_TRACE
+    vz_trace_arg tr;
+#endif
 };
 
 vz_dview vz_cuda_view(const vz_cuda_tensor *t); /* cuda_weights.cu */
@@ -307,6 +311,9 @@ static __global__ void __launch_bounds__(MV4_WARPS * 32, MINB) mv4_kernel(mv_arg
     extern __shared__ float4 xs_[]; /* x at mv4_align(xs_) */
     __shared__ __align__(16) uint32_t smem[KIND == VZ_K_LL3 ? MV4_WARPS : 1][VZ_SMEM_WARP3];
     __shared__ vz_rms_smem nsm;
+#ifdef VZ_CUDA_TRACE
+    const unsigned long long tr_t0 = vz_gtime();
+#endif
     a.trigger_early(); /* PDL: the next kernel may start its weight loads now */
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int t = a.tensor();
@@ -320,8 +327,14 @@ static __global__ void __launch_bounds__(MV4_WARPS * 32, MINB) mv4_kernel(mv_arg
     float4 *xs = mv4_align(xs_), *nws = a.nws ? xs + (size_t)B * c4 : NULL;
     if (nws) mv4_stage_nw(a.nw, c4, nws);
     a.wait(); /* x and y only from here on; weights before */
+#ifdef VZ_CUDA_TRACE
+    const unsigned long long tr_tw = vz_gtime();
+#endif
     mv4_stage<false, true>(a.x, a.nw, a.eps, B, c4, xs, &nsm, nws);
     ring.run(xs, c4, t == 0 ? a.y[0] : t == 1 ? a.y[1] : a.y[2], a.epi, lane, smem[KIND == VZ_K_LL3 ? warp : 0]);
+#ifdef VZ_CUDA_TRACE
+    if (lane == 0) vz_trace_put(a.tr, tr_t0, tr_tw, blockIdx.x << 8 | warp);
+#endif
 }
 
 typedef void (*mv_fn)(mv_args);
@@ -510,6 +523,9 @@ static vz_status mv_multi(int n, const vz_cuda_tensor *const *W, float *const *d
         if (nws_on < 0) nws_on = !(getenv("VZ_CUDA_NWS") && *getenv("VZ_CUDA_NWS") == '0');
         a.nws = nws_on && nw && batch == 1 && 2 * (size_t)W[0]->cols * 4 <= MV4_XMAX; /* the copy fits too */
         const size_t smem = (size_t)(batch + a.nws) * (size_t)W[0]->cols * 4 + MV4_XPAD;
+#ifdef VZ_CUDA_TRACE
+        a.tr = vz_trace_next('m', W[0]->rows, W[0]->cols, n, epi);
+#endif
         cudaError_t e = mv_launch(f, true, nblk, MV4_WARPS * 32, smem, (cudaStream_t)stream, a);
         VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda matvec v4 launch (%lldx%lld, batch %d): %s",
                    (long long)W[0]->rows, (long long)W[0]->cols, batch, cudaGetErrorString(e));

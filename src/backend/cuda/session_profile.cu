@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "backend/cuda/session_cuda.h"
+#include "backend/cuda/trace.cuh"
 
 /* Destroys every captured graph (they are re-captured on next use). */
 static void drop_graphs(vz_cuda_session *s) {
@@ -78,6 +79,30 @@ static void profile_mv_variants(vz_cuda_session *s, int32_t pos) {
     drop_graphs(s);
 }
 
+#ifdef VZ_CUDA_TRACE
+/* The DECODE_STEPS graph re-captured with tracing on (trace.cuh): two
+ * replays of warm-up, then one whose records are reported. */
+static void trace_decode_graph(vz_cuda_session *s, int32_t pos) {
+    if (vz_trace_start(1u << 22) != 0) {
+        fprintf(stderr, "trace: no device memory\n");
+        return;
+    }
+    drop_graphs(s);
+    cudaGraphExec_t g;
+    if (vz_cs_get_graph(s, 0, &g) == VZ_OK) {
+        for (int rep = 0; rep < 3; rep++) {
+            if (rep == 2) vz_trace_reset();
+            cudaMemcpy(s->pos, &pos, sizeof pos, cudaMemcpyHostToDevice);
+            cudaGraphLaunch(g, s->st);
+            cudaStreamSynchronize(s->st);
+        }
+        vz_trace_report(stderr);
+    }
+    drop_graphs(s);
+    vz_trace_stop();
+}
+#endif
+
 /* VZ_CUDA_PROFILE=1: one decode step at position pos (a free slot), run
  * eagerly with an event after every op, 20 times per attention variant;
  * prints microseconds per token by op to stderr, then the graph's time. */
@@ -144,6 +169,9 @@ void vz_cs_profile(vz_cuda_session *s, int32_t pos) {
                     b ? 1 : DECODE_STEPS, 1e3 * ms / toks, 1e6 * th / toks);
         }
     }
+#ifdef VZ_CUDA_TRACE
+    trace_decode_graph(s, pos);
+#endif
     profile_mv_variants(s, pos);
     for (int i = 0; i < PROF_MAX; i++) cudaEventDestroy(s->prof.ev[i]);
 }

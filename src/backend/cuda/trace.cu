@@ -1,0 +1,135 @@
+/*
+ * trace.cu - the host side of trace.cuh (diagnostic builds, -DVZ_CUDA_TRACE;
+ * empty otherwise): launch sequence numbers with what each launch is, and
+ * the report of one graph replay's records.
+ */
+#ifdef VZ_CUDA_TRACE
+#include <cuda_runtime.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cuda/trace.cuh"
+
+struct tr_meta {
+    char label[48];
+};
+
+static vz_trace_rec *g_rec;
+static unsigned *g_n, g_cap;
+static tr_meta *g_meta;
+static int g_seq, g_meta_cap;
+
+vz_trace_arg vz_trace_next(char kind, long long rows, long long cols, int ntens, int epi) {
+    vz_trace_arg a = {g_rec, g_n, g_cap, g_seq};
+    if (!g_rec) return a;
+    if (g_seq >= g_meta_cap) {
+        const int nc = g_meta_cap ? 2 * g_meta_cap : 4096;
+        tr_meta *m = (tr_meta *)realloc(g_meta, (size_t)nc * sizeof *m);
+        if (!m) return vz_trace_arg{NULL, NULL, 0, 0};
+        g_meta = m, g_meta_cap = nc;
+    }
+    tr_meta &m = g_meta[g_seq++];
+    if (kind == 'a') snprintf(m.label, sizeof m.label, "attention");
+    else snprintf(m.label, sizeof m.label, "matvec %dx %lldx%lld epi %d", ntens, rows, cols, epi);
+    return a;
+}
+
+int vz_trace_start(unsigned cap) {
+    if (g_rec) return 0;
+    if (cudaMalloc(&g_rec, (size_t)cap * sizeof *g_rec) != cudaSuccess) return g_rec = NULL, -1;
+    if (cudaMalloc(&g_n, sizeof *g_n) != cudaSuccess) return cudaFree(g_rec), g_rec = NULL, -1;
+    g_cap = cap;
+    vz_trace_reset();
+    return 0;
+}
+
+void vz_trace_reset(void) {
+    if (g_n) cudaMemset(g_n, 0, sizeof *g_n), cudaDeviceSynchronize();
+}
+
+void vz_trace_stop(void) {
+    if (g_rec) cudaFree(g_rec), cudaFree(g_n);
+    g_rec = NULL, g_n = NULL, g_cap = 0;
+}
+
+struct tr_launch {
+    unsigned long long t0, tw0, tw1, te0, te1; /* first entry, first and last wait return, first and last exit */
+    int seq, nrec;
+};
+
+static int by_t0(const void *a, const void *b) {
+    const tr_launch *x = (const tr_launch *)a, *y = (const tr_launch *)b;
+    return x->t0 < y->t0 ? -1 : x->t0 > y->t0;
+}
+
+/* Per launch (sorted by first entry): rel = its first wait return minus the
+ * previous launch's last exit (the hand-off), post = its last exit minus its
+ * first wait return (its work once its input is there), early = its first
+ * wait return minus its first entry, spread = last exit minus first exit
+ * (its tail). Means per label, then the first launches one by one. */
+void vz_trace_report(FILE *f) {
+    if (!g_rec) return;
+    cudaDeviceSynchronize();
+    unsigned n = 0;
+    cudaMemcpy(&n, g_n, sizeof n, cudaMemcpyDeviceToHost);
+    if (n > g_cap) fprintf(f, "trace: %u records, %u kept\n", n, g_cap), n = g_cap;
+    vz_trace_rec *r = (vz_trace_rec *)malloc((size_t)n * sizeof *r + 1);
+    tr_launch *L = (tr_launch *)calloc((size_t)g_seq + 1, sizeof *L);
+    if (!r || !L || cudaMemcpy(r, g_rec, (size_t)n * sizeof *r, cudaMemcpyDeviceToHost) != cudaSuccess) {
+        fprintf(f, "trace: no memory or copy failed\n");
+        free(r), free(L);
+        return;
+    }
+    unsigned long long gran = ~0ull;
+    for (unsigned i = 0; i < n; i++) {
+        if ((int)r[i].seq >= g_seq) continue;
+        tr_launch &l = L[r[i].seq];
+        if (l.nrec++ == 0) l.t0 = r[i].t0, l.tw0 = l.tw1 = r[i].tw, l.te0 = l.te1 = r[i].te, l.seq = (int)r[i].seq;
+        l.t0 = r[i].t0 < l.t0 ? r[i].t0 : l.t0;
+        l.tw0 = r[i].tw < l.tw0 ? r[i].tw : l.tw0, l.tw1 = r[i].tw > l.tw1 ? r[i].tw : l.tw1;
+        l.te0 = r[i].te < l.te0 ? r[i].te : l.te0, l.te1 = r[i].te > l.te1 ? r[i].te : l.te1;
+        if (i > 0 && r[i].te != r[i - 1].te) {
+            const unsigned long long d = r[i].te > r[i - 1].te ? r[i].te - r[i - 1].te : r[i - 1].te - r[i].te;
+            gran = d < gran ? d : gran;
+        }
+    }
+    int m = 0;
+    for (int s = 0; s < g_seq; s++)
+        if (L[s].nrec) L[m++] = L[s];
+    qsort(L, (size_t)m, sizeof *L, by_t0);
+    fprintf(f, "trace: %u records, %d launches, span %.1f us, smallest step between exit stamps %llu ns\n", n, m,
+            m ? (L[m - 1].te1 - L[0].t0) / 1e3 : 0.0, gran);
+    struct agg {
+        const char *label;
+        int cnt;
+        double rel, post, early, spread;
+    } A[64];
+    int na = 0;
+    double srel = 0, spost = 0;
+    for (int i = 1; i < m; i++) {
+        const char *lb = g_meta[L[i].seq].label;
+        int k = 0;
+        while (k < na && strcmp(A[k].label, lb) != 0) k++;
+        if (k == na) {
+            if (na == 64) continue;
+            A[na++] = agg{lb, 0, 0, 0, 0, 0};
+        }
+        const double rel = ((double)L[i].tw0 - (double)L[i - 1].te1) / 1e3, post = (L[i].te1 - L[i].tw0) / 1e3;
+        A[k].cnt++, A[k].rel += rel, A[k].post += post, A[k].early += (L[i].tw0 - L[i].t0) / 1e3;
+        A[k].spread += (L[i].te1 - L[i].te0) / 1e3;
+        srel += rel, spost += post;
+    }
+    fprintf(f, "trace: launches 2..%d: sum of hand-offs %.1f us, sum of work after the wait %.1f us\n", m, srel, spost);
+    fprintf(f, "| launch | count | hand-off us | after wait us | started early us | tail us |\n"
+               "|---|---:|---:|---:|---:|---:|\n");
+    for (int k = 0; k < na; k++)
+        fprintf(f, "| %s | %d | %.2f | %.2f | %.2f | %.2f |\n", A[k].label, A[k].cnt, A[k].rel / A[k].cnt,
+                A[k].post / A[k].cnt, A[k].early / A[k].cnt, A[k].spread / A[k].cnt);
+    fprintf(f, "trace: the first launches, us from the first entry (entry, first/last wait return, first/last exit)\n");
+    for (int i = 0; i < m && i < 12; i++)
+        fprintf(f, "  %-34s %8.2f %8.2f %8.2f %8.2f %8.2f\n", g_meta[L[i].seq].label, (L[i].t0 - L[0].t0) / 1e3,
+                (L[i].tw0 - L[0].t0) / 1e3, (L[i].tw1 - L[0].t0) / 1e3, (L[i].te0 - L[0].t0) / 1e3,
+                (L[i].te1 - L[0].t0) / 1e3);
+    free(r), free(L);
+}
+#endif
