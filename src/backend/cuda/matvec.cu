@@ -303,6 +303,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
 #define MV4_XMAX (96 * 1024) /* bytes of staged x; a larger batch * cols runs mv_kernel/mv2 (so lossless rows
                                * here have < 32 exception blocks, as mv4_ring needs) */
 #define MV4_OCC3_STEPS 6    /* lossless at batch 1: 3 blocks per SM up to this many steps per warp (mv4_plan) */
+#define MV4_OCC3_STEPS_LL_PLAIN 4 /* lossless launches without SiLU: the same */
 #define MV4_OCC3_STEPS_Q8 2 /* q8: the same (q4: never) */
 #define MV4_OCC3_STEPS_RAW 2 /* raw: the same */
 
@@ -415,9 +416,14 @@ static cudaError_t mv_launch(mv_fn f, bool fast, unsigned blocks, int threads, s
  * and raw 14%, q4 8%, q8 2% at a bound of 6. Since the 3-blocks kernels no
  * longer spill (mv4_ring's LATE, session 16) raw gains 1.5% with them
  * (MV4_OCC3_STEPS_RAW), q4 still loses 1%, and a bound of 6 still loses
- * 4-7% for raw, q8 and q4. VZ_CUDA_MV_OCC_ALT swaps the
- * choice; VZ_CUDA_MV_OCC3_STEPS is a bench knob for the bounds (one number:
- * lossless's; four: raw,ll,q8,q4, -1 never).
+ * 4-7% for raw, q8 and q4. Lossless launches without SiLU take a bound of
+ * their own (MV4_OCC3_STEPS_LL_PLAIN, session 17): tinyllama's down (5 steps
+ * per warp, single rows) at 2 blocks, its QKV and Wo (2 and 1) still at 3,
+ * gave lossless decode +1.4% (1162 -> 1179 tok/s on an H200); QKV at 2
+ * blocks too lost that again (bench/results/2026-11-29-session17-h200.md).
+ * VZ_CUDA_MV_OCC_ALT swaps the choice; VZ_CUDA_MV_OCC3_STEPS is a bench knob
+ * for the bounds (one number: lossless's, both; four: raw,ll,q8,q4; five:
+ * raw,ll,q8,q4,ll without SiLU; -1 never).
  * Sets a.blk; returns the block count and the kernel. */
 static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, int batch, int silu,
                           unsigned *blocks, mv_fn *f) {
@@ -430,22 +436,23 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
         VZ_FAIL_IF(e != cudaSuccess || sms < 1, VZ_ERR_CUDA, "cuda matvec: SM count: %s", cudaGetErrorString(e));
     }
     static int64_t row1_max = -2; /* the most rows of a launch that runs single rows; -1: the rule's */
-    /* [kind]: 3 blocks per SM up to this many steps per warp; -1: never */
-    static int64_t occ3_steps[4] = {MV4_OCC3_STEPS_RAW, MV4_OCC3_STEPS, MV4_OCC3_STEPS_Q8, -1};
-    if (row1_max == -2) { /* bench knobs (same bits); VZ_CUDA_MV_OCC3_STEPS: lossless's bound, or raw,ll,q8,q4 */
+    /* [kind], then [4] lossless without SiLU: 3 blocks per SM up to this many steps per warp; -1: never */
+    static int64_t occ3_steps[5] = {MV4_OCC3_STEPS_RAW, MV4_OCC3_STEPS, MV4_OCC3_STEPS_Q8, -1, MV4_OCC3_STEPS_LL_PLAIN};
+    if (row1_max == -2) { /* bench knobs (same bits); VZ_CUDA_MV_OCC3_STEPS: above */
         const char *e = getenv("VZ_CUDA_MV_ROW1_MAX"), *o = getenv("VZ_CUDA_MV_OCC3_STEPS");
         row1_max = e && *e >= '0' && *e <= '9' ? atoll(e) : -1;
-        long long b[4];
-        if (o && sscanf(o, "%lld,%lld,%lld,%lld", &b[0], &b[1], &b[2], &b[3]) == 4)
-            for (int k = 0; k < 4; k++) occ3_steps[k] = b[k];
-        else if (o && *o >= '0' && *o <= '9')
-            occ3_steps[VZ_K_LL3] = atoll(o);
+        long long b[5];
+        const int nb = o ? sscanf(o, "%lld,%lld,%lld,%lld,%lld", &b[0], &b[1], &b[2], &b[3], &b[4]) : 0;
+        if (nb == 1 || nb == 4) b[4] = b[nb == 1 ? 0 : 1]; /* one bound for all lossless launches */
+        if (nb == 1) occ3_steps[VZ_K_LL3] = occ3_steps[4] = b[0];
+        else if (nb >= 4)
+            for (int k = 0; k < 5; k++) occ3_steps[k] = b[k];
     }
     int64_t steps = 0, rows = 0; /* steps: row steps (1024 columns) per warp of a 2-block wave */
     for (int i = 0; i < a.ntens; i++) steps += W[i]->rows * ((W[i]->cols + 1023) / 1024), rows += W[i]->rows;
     steps /= 2 * sms * MV4_WARPS;
     const bool alt = (mv_variant & VZ_CUDA_MV_OCC_ALT) != 0;
-    const bool occ3 = batch == 1 && (steps <= occ3_steps[kind]) != alt;
+    const bool occ3 = batch == 1 && (steps <= occ3_steps[kind == VZ_K_LL3 && !silu ? 4 : kind]) != alt;
     const int64_t per = occ3 ? 3 : 2; /* blocks per SM */
     const bool one = batch == 1 && !silu && !(mv_variant & VZ_CUDA_MV_PAIRS) &&
                      rows <= (row1_max >= 0 ? row1_max : 3 * per * sms * MV4_WARPS / 2);
