@@ -419,7 +419,7 @@ static cudaError_t mv_launch(mv_fn f, bool fast, unsigned blocks, int threads, s
  * 4-7% for raw, q8 and q4. Lossless launches without SiLU take a bound of
  * their own (MV4_OCC3_STEPS_LL_PLAIN, session 17): tinyllama's down (5 steps
  * per warp, single rows) at 2 blocks, its QKV and Wo (2 and 1) still at 3,
- * gave lossless decode +1.4% (1162 -> 1179 tok/s on an H200); QKV at 2
+ * gave lossless decode +1.4% (1161 -> 1177 tok/s on an H200); QKV at 2
  * blocks too lost that again (bench/results/2026-11-29-session17-h200.md).
  * VZ_CUDA_MV_OCC_ALT swaps the choice; VZ_CUDA_MV_OCC3_STEPS is a bench knob
  * for the bounds (one number: lossless's, both; four: raw,ll,q8,q4; five:
