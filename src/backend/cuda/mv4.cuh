@@ -156,9 +156,9 @@ static __device__ __forceinline__ const vz_dview &mv4_dv(const vz_dview *v) { re
  * byte address of the lane's group in row 0 plus 16 * sw (float4 q of group
  * g lies at 8g + (q ^ sw) (mv4_swz) and 8g + (q ^ sw) == (8g + sw) ^ q), so
  * float4 q of row b is at (xa + 16 * b * c4) ^ 16q: one xor per load, given
- * 128-byte aligned rows (mv4_align; c4 % 8 == 0). The x loads are issued before the math (for
- * B <= 2 all 8 float4 of each row), no branch between them, so they
- * overlap. */
+ * 128-byte aligned rows (mv4_align; c4 % 8 == 0). The x loads are issued
+ * before the math (for B <= 2 all 8 float4 of each row), no branch between
+ * them, so they overlap. */
 template <int KIND, int B, int NS>
 static __device__ __forceinline__ void mv4_fma(const vz_pk pk[NS], uint32_t xa, int c4, float acc0[NS][B]) {
     constexpr bool QS = KIND == VZ_K_Q8 || KIND == VZ_K_Q4; /* q8/q4: the group's sum, then times its scale */
