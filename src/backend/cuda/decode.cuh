@@ -544,8 +544,8 @@ static __device__ __forceinline__ void vz_q4_group(const vz_dview &d, int64_t r,
         int64_t c = 32 * (int64_t)g + e;
         float v = 0.0f;
         if (gv && c < d.cols) {
-            size_t gi = (size_t)r * d.qgpr + c / d.group;
-            float s = scaled ? vz_q_scale_at(d, r, c) : 1.0f;
+            const size_t gi = (size_t)r * d.qgpr + c / d.group; /* vz_q_scale_at's index */
+            float s = scaled ? __half2float(__ushort_as_half(__ldg(d.scales + gi))) : 1.0f;
             uint32_t q = (__ldg(d.data + (size_t)r * d.qstride + c / 2) >> 4 * (c & 1)) & 15u;
             uint32_t z = d.zeros ? __ldg(d.zeros + gi) : 8u;
             v = vz_q4_val(vz_q4_f23(q), __float_as_uint(8388608.0f + (float)z)) * s;

@@ -443,7 +443,7 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
         row1_max = e && *e >= '0' && *e <= '9' ? atoll(e) : -1;
         long long b[5];
         const int nb = o ? sscanf(o, "%lld,%lld,%lld,%lld,%lld", &b[0], &b[1], &b[2], &b[3], &b[4]) : 0;
-        if (nb == 1 || nb == 4) b[4] = b[nb == 1 ? 0 : 1]; /* one bound for all lossless launches */
+        if (nb == 4) b[4] = b[1]; /* one bound for all lossless launches */
         if (nb == 1) occ3_steps[VZ_K_LL3] = occ3_steps[4] = b[0];
         else if (nb >= 4)
             for (int k = 0; k < 5; k++) occ3_steps[k] = b[k];
