@@ -42,18 +42,30 @@ static __device__ __forceinline__ void pdl_trigger() {
 #endif
 }
 
-/* Launches f<<<grid, block, shm, st>>>(args...) with the PDL attribute; a
- * runtime that refuses it gets a plain launch (the wait is then a no-op). */
+/* Launches f<<<grid, block, shm, st>>>(args...) with the PDL attribute and
+ * the carveout of a decode step of `batch` rows (vz_decode_carveout); a
+ * runtime that refuses them gets a plain launch (the wait is then a no-op). */
 template <typename... P, typename... A>
-static void launch_pdl(void (*f)(P...), dim3 grid, dim3 block, size_t shm, cudaStream_t st, A... args) {
+static void launch_pdl(void (*f)(P...), dim3 grid, dim3 block, size_t shm, cudaStream_t st, int batch, A... args) {
     cudaLaunchConfig_t cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = shm, cfg.stream = st;
-    cudaLaunchAttribute at[1];
+    cudaLaunchAttribute at[2];
     at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     at[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = at, cfg.numAttrs = 1;
+    const int carve = vz_decode_carveout(batch);
+    if (carve >= 0) {
+        at[1].id = cudaLaunchAttributePreferredSharedMemoryCarveout;
+        at[1].val.sharedMemCarveout = (unsigned)carve;
+        cfg.numAttrs = 2;
+    }
     cudaError_t e = cudaLaunchKernelEx(&cfg, f, ((P)args)...);
+    if ((e == cudaErrorNotSupported || e == cudaErrorInvalidValue) && cfg.numAttrs > 1) { /* without the carveout */
+        cudaGetLastError();
+        cfg.numAttrs = 1;
+        e = cudaLaunchKernelEx(&cfg, f, ((P)args)...);
+    }
     if (e == cudaErrorNotSupported || e == cudaErrorInvalidValue) {
         cudaGetLastError();
         f<<<grid, block, shm, st>>>(((P)args)...);
@@ -74,7 +86,7 @@ static __global__ void k_rmsnorm(const float *x, float *out, const float *w, int
 }
 
 void vz_k_rmsnorm(const float *x, float *out, const float *w, int32_t B, int32_t dim, float eps, cudaStream_t st) {
-    launch_pdl(k_rmsnorm, dim3(B), dim3(512), 0, st, x, out, w, dim, eps);
+    launch_pdl(k_rmsnorm, dim3(B), dim3(512), 0, st, B, x, out, w, dim, eps);
 }
 
 /* ---- attention: RoPE + KV store + split-context attention, one kernel ---
@@ -277,7 +289,13 @@ static int att_cl_size(cudaLaunchConfig_t *cfg, cudaLaunchAttribute *cl_at, int 
 }
 
 /* Launches variant 0 in clusters of att_cl_size blocks. Returns the size
- * launched; 0: none (then variant 3 runs). */
+ * launched; 0: none (then variant 3 runs). The launch asks for the cluster
+ * scheduling policy "load balancing" (a runtime that refuses it gets the
+ * launch without): on an H200 every tinyllama decode got 0.8-1.8% faster
+ * (raw 1213 -> 1228 tok/s; llama2-7b +0.1-0.3%), where no preference and
+ * "spread" timed the same; the bits do not change
+ * (bench/results/2026-11-29-session19-h200.md). VZ_CUDA_ATT_CSP (bench):
+ * 0 no preference, 1 spread, 2 load balancing. */
 static int att_cl_launch(const att_args &A, int S, int B, int n_heads, cudaStream_t st) {
     static int big = -1; /* sizes above 8 allowed */
     if (big < 0) {
@@ -287,6 +305,10 @@ static int att_cl_launch(const att_args &A, int S, int B, int n_heads, cudaStrea
     const char *e = getenv("VZ_CUDA_ATT_CLUSTER");
     int cap = e && atoi(e) >= 1 && atoi(e) <= 16 ? atoi(e) : 8;
     if (cap > 8 && !big) cap = 8;
+    const char *pe = getenv("VZ_CUDA_ATT_CSP");
+    const cudaClusterSchedulingPolicy pol = pe && *pe == '0' ? cudaClusterSchedulingPolicyDefault
+                                            : pe && *pe == '1' ? cudaClusterSchedulingPolicySpread
+                                                               : cudaClusterSchedulingPolicyLoadBalancing;
     const int esz = A.kv_f16 ? 2 : 4;
     const size_t shm = sizeof(float) * ((size_t)A.hd + VZ_ATT_CHUNK + 32 + ATT_THREADS * ATT_VEC + att_cl_part(S, A.hd)) +
                        2 * (size_t)A.chunk * att_kv_row(A.hd, esz);
@@ -301,7 +323,7 @@ static int att_cl_launch(const att_args &A, int S, int B, int n_heads, cudaStrea
     cudaLaunchConfig_t cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.blockDim = dim3(ATT_THREADS), cfg.dynamicSmemBytes = shm, cfg.stream = st;
-    cudaLaunchAttribute at[2];
+    cudaLaunchAttribute at[4];
     at[0].id = cudaLaunchAttributeClusterDimension;
     at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     at[1].val.programmaticStreamSerializationAllowed = 1;
@@ -311,6 +333,22 @@ static int att_cl_launch(const att_args &A, int S, int B, int n_heads, cudaStrea
     if (cs > 0) {
         cfg.gridDim = dim3(cs, n_heads, B);
         at[0].val.clusterDim.x = cs, at[0].val.clusterDim.y = 1, at[0].val.clusterDim.z = 1;
+        const int carve = vz_decode_carveout(B);
+        if (carve >= 0) {
+            at[2].id = cudaLaunchAttributePreferredSharedMemoryCarveout;
+            at[2].val.sharedMemCarveout = (unsigned)carve;
+            cfg.numAttrs = 3;
+        }
+        const unsigned base = cfg.numAttrs;
+        if (pol != cudaClusterSchedulingPolicyDefault) {
+            at[base].id = cudaLaunchAttributeClusterSchedulingPolicyPreference;
+            at[base].val.clusterSchedulingPolicyPreference = pol;
+            cfg.numAttrs = base + 1;
+            err = cudaLaunchKernelEx(&cfg, k_attention_cl, A, (int32_t)S);
+            if (err == cudaSuccess) return cs;
+            cudaGetLastError(); /* a runtime without the preference: launch without it */
+            cfg.numAttrs = base;
+        }
         err = cudaLaunchKernelEx(&cfg, k_attention_cl, A, (int32_t)S);
         if (err == cudaSuccess) return cs;
         cudaGetLastError();
@@ -552,7 +590,7 @@ void vz_k_attention(float *out, const float *q, const float *k, const float *v, 
     const size_t shm2 = att_kv_shm(n_heads / n_kv, hd, cmax, S2, esz);
     if (variant == 1 && (shm2 <= 48 * 1024 || cudaFuncSetAttribute(k_attention_kv, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                                    (int)shm2) == cudaSuccess)) {
-        launch_pdl(k_attention_kv, dim3(S2, n_kv, B), dim3(ATT_KV_THREADS), shm2, st, A, cmax);
+        launch_pdl(k_attention_kv, dim3(S2, n_kv, B), dim3(ATT_KV_THREADS), shm2, st, B, A, cmax);
         return;
     }
     int S = (n_ctx + chunk - 1) / chunk;
@@ -561,7 +599,7 @@ void vz_k_attention(float *out, const float *q, const float *k, const float *v, 
 #endif
     if (variant == 0 && att_cl_launch(A, S, B, n_heads, st) > 0) return;
     const size_t shm = sizeof(float) * (size_t)vz_att_block_floats(hd, kv_f16);
-    launch_pdl(k_attention, dim3(S, n_heads, B), dim3(ATT_THREADS), shm, st, A);
+    launch_pdl(k_attention, dim3(S, n_heads, B), dim3(ATT_THREADS), shm, st, B, A);
 }
 
 /* ---- sampling ---------------------------------------------------------- */
@@ -689,8 +727,8 @@ static __global__ void k_sample(const float *logits, int32_t vocab, vz_sample_la
 
 void vz_k_sample(const float *logits, int32_t lanes, int32_t vocab, const vz_sample_lanes *p, int32_t *d_tok,
                  int32_t *d_out, int32_t *d_step, int32_t *d_pos, int32_t adv, int32_t out_cap, cudaStream_t st) {
-    launch_pdl(k_sample, dim3(lanes), dim3(SAMPLE_THREADS), 0, st, logits, vocab, *p, d_tok, d_out, d_step, d_pos, adv,
-               out_cap);
+    launch_pdl(k_sample, dim3(lanes), dim3(SAMPLE_THREADS), 0, st, lanes, logits, vocab, *p, d_tok, d_out, d_step,
+               d_pos, adv, out_cap);
 }
 
 static __global__ void k_advance(int32_t *d_pos, int32_t adv) {
@@ -698,4 +736,6 @@ static __global__ void k_advance(int32_t *d_pos, int32_t adv) {
     *d_pos += adv;
 }
 
-void vz_k_advance(int32_t *d_pos, int32_t adv, cudaStream_t st) { launch_pdl(k_advance, dim3(1), dim3(1), 0, st, d_pos, adv); }
+void vz_k_advance(int32_t *d_pos, int32_t adv, cudaStream_t st) {
+    launch_pdl(k_advance, dim3(1), dim3(1), 0, st, 1, d_pos, adv); /* ends a batch-1 step too: its carveout */
+}

@@ -374,11 +374,27 @@ extern "C" int vz_cuda_matvec_variant(int flags) {
     return old;
 }
 
+int vz_decode_carveout(int batch) {
+    static int pct = -2;
+    if (pct == -2) {
+        const char *e = getenv("VZ_CUDA_CARVEOUT");
+        int dev = 0, most = 0;
+        if (e && *e) pct = atoi(e) < 0 ? -1 : atoi(e) > 100 ? 100 : atoi(e);
+        else if (cudaGetDevice(&dev) == cudaSuccess &&
+                 cudaDeviceGetAttribute(&most, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) == cudaSuccess &&
+                 most > 0)
+            pct = (int)((164 * 1024 * 100 + (int64_t)most - 1) / most), pct = pct > 100 ? 100 : pct; /* 164 KiB */
+        else
+            pct = -1, cudaGetLastError();
+    }
+    return batch == 1 ? pct : -1;
+}
+
 /* Fast kinds are launched with programmatic stream serialization (PDL)
  * unless VZ_CUDA_MV_NO_PDL. */
 static cudaError_t mv_launch(mv_fn f, bool fast, unsigned blocks, int threads, size_t smem, cudaStream_t st,
                              const mv_args &a) {
-    return mv_launch_pdl(f, fast && !(mv_variant & VZ_CUDA_MV_NO_PDL), blocks, threads, smem, st, a);
+    return mv_launch_pdl(f, fast && !(mv_variant & VZ_CUDA_MV_NO_PDL), blocks, threads, smem, st, a.batch, a);
 }
 
 /* v4 grid: 2 blocks per SM (the kernel's launch bounds; 3 below), one wave, shared

@@ -100,12 +100,28 @@ struct mv_set {
     __device__ __forceinline__ vz_dview pick(int t) const { return t == 0 ? w[0] : t == 1 ? w[1] : w[2]; }
 };
 
+/* The shared memory carveout (percent of an SM's largest) that every PDL
+ * launch of a decode step of `batch` rows asks for, or -1 (the driver's
+ * choice; batch > 1). One carveout for the whole step: a launch whose
+ * preferred L1/shared split differs from the one before cannot put blocks
+ * on an SM until that SM has drained and changed it. 164 KiB of shared
+ * memory (72% on an H100/H200) leaves the matvecs 92 KiB of L1 for their
+ * loads in flight and fits three tinyllama attention blocks. On an H200 it
+ * made tinyllama's decode 0.2-2.0% faster (raw 1228 -> 1253 tok/s) and
+ * llama2-7b's no slower; every other size tried (0-228 KiB) was slower on
+ * one model or both (bench/results/2026-11-29-session19-h200.md). Batches
+ * of 2-8 keep the driver's choice: a batch-8 matvec of 4096 columns stages
+ * 96 KiB of x per block. VZ_CUDA_CARVEOUT (bench): a percent, or -1 for
+ * the driver's choice. matvec.cu. */
+int vz_decode_carveout(int batch);
+
 /* f<<<blocks, threads, smem, st>>>(a), with programmatic stream
- * serialization when pdl; a runtime that refuses the attribute gets a plain
+ * serialization when pdl (and the decode step's carveout,
+ * vz_decode_carveout); a runtime that refuses the attributes gets a plain
  * launch. */
 template <typename A>
 static cudaError_t mv_launch_pdl(void (*f)(A), bool pdl, unsigned blocks, int threads, size_t smem, cudaStream_t st,
-                                 const A &a) {
+                                 int batch, const A &a) {
     if (!pdl) {
         f<<<blocks, threads, smem, st>>>(a);
         return cudaGetLastError();
@@ -113,11 +129,22 @@ static cudaError_t mv_launch_pdl(void (*f)(A), bool pdl, unsigned blocks, int th
     cudaLaunchConfig_t cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.gridDim = dim3(blocks), cfg.blockDim = dim3(threads), cfg.dynamicSmemBytes = smem, cfg.stream = st;
-    cudaLaunchAttribute at[1];
+    cudaLaunchAttribute at[2];
     at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     at[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = at, cfg.numAttrs = 1;
+    const int carve = vz_decode_carveout(batch);
+    if (carve >= 0) {
+        at[1].id = cudaLaunchAttributePreferredSharedMemoryCarveout;
+        at[1].val.sharedMemCarveout = (unsigned)carve;
+        cfg.numAttrs = 2;
+    }
     cudaError_t e = cudaLaunchKernelEx(&cfg, f, a);
+    if ((e == cudaErrorNotSupported || e == cudaErrorInvalidValue) && cfg.numAttrs > 1) { /* without the carveout */
+        cudaGetLastError();
+        cfg.numAttrs = 1;
+        e = cudaLaunchKernelEx(&cfg, f, a);
+    }
     if (e == cudaErrorNotSupported || e == cudaErrorInvalidValue) {
         cudaGetLastError();
         f<<<blocks, threads, smem, st>>>(a);
