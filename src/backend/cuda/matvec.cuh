@@ -111,8 +111,12 @@ struct mv_set {
  * llama2-7b's no slower; every other size tried (0-228 KiB) was slower on
  * one model or both (bench/results/2026-11-29-session19-h200.md). Batches
  * of 2-8 keep the driver's choice: a batch-8 matvec of 4096 columns stages
- * 96 KiB of x per block. VZ_CUDA_CARVEOUT (bench): a percent, or -1 for
- * the driver's choice. matvec.cu. */
+ * 96 KiB of x per block. Not yet handled: at batch 1 a v4 launch that
+ * needs more than 82 KiB per block (x of more than ~21 000 columns, ~17 800
+ * for lossless with its 12 KiB of scratch; Qwen2-7B's lossless down
+ * matvec, 18 944) may run one block per SM instead of two; the models timed
+ * so far have none. VZ_CUDA_CARVEOUT (bench): a percent, or -1 for the
+ * driver's choice. matvec.cu. */
 int vz_decode_carveout(int batch);
 
 /* f<<<blocks, threads, smem, st>>>(a), with programmatic stream
