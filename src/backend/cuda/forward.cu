@@ -42,34 +42,12 @@ static __device__ __forceinline__ void pdl_trigger() {
 #endif
 }
 
-/* Launches f<<<grid, block, shm, st>>>(args...) with the PDL attribute and
- * the carveout of a decode step of `batch` rows (vz_decode_carveout); a
- * runtime that refuses them gets a plain launch (the wait is then a no-op). */
+/* f<<<grid, block, shm, st>>>(args...) as one launch of a decode step of
+ * `batch` rows (vz_launch_pdl, matvec.cuh); errors surface at the caller's
+ * next check. */
 template <typename... P, typename... A>
 static void launch_pdl(void (*f)(P...), dim3 grid, dim3 block, size_t shm, cudaStream_t st, int batch, A... args) {
-    cudaLaunchConfig_t cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = shm, cfg.stream = st;
-    cudaLaunchAttribute at[2];
-    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = at, cfg.numAttrs = 1;
-    const int carve = vz_decode_carveout(batch);
-    if (carve >= 0) {
-        at[1].id = cudaLaunchAttributePreferredSharedMemoryCarveout;
-        at[1].val.sharedMemCarveout = (unsigned)carve;
-        cfg.numAttrs = 2;
-    }
-    cudaError_t e = cudaLaunchKernelEx(&cfg, f, ((P)args)...);
-    if ((e == cudaErrorNotSupported || e == cudaErrorInvalidValue) && cfg.numAttrs > 1) { /* without the carveout */
-        cudaGetLastError();
-        cfg.numAttrs = 1;
-        e = cudaLaunchKernelEx(&cfg, f, ((P)args)...);
-    }
-    if (e == cudaErrorNotSupported || e == cudaErrorInvalidValue) {
-        cudaGetLastError();
-        f<<<grid, block, shm, st>>>(((P)args)...);
-    }
+    vz_launch_pdl(f, grid, block, shm, st, batch, 0, args...);
 }
 
 /* ---- RMSNorm (the residual adds are the matvecs' ADD epilogue) ---------- */
@@ -289,9 +267,10 @@ static int att_cl_size(cudaLaunchConfig_t *cfg, cudaLaunchAttribute *cl_at, int 
 }
 
 /* Launches variant 0 in clusters of att_cl_size blocks. Returns the size
- * launched; 0: none (then variant 3 runs). The launch asks for the cluster
- * scheduling policy "load balancing" (a runtime that refuses it gets the
- * launch without): on an H200 every tinyllama decode got 0.8-1.8% faster
+ * launched; 0: none (then variant 3 runs). The launch asks for the decode
+ * step's carveout (vz_carveout_attr) and the cluster scheduling policy
+ * "load balancing" (a runtime that refuses them gets the launch without
+ * the policy, then without both): on an H200 every tinyllama decode got 0.8-1.8% faster
  * (raw 1213 -> 1228 tok/s; llama2-7b +0.1-0.3%), where no preference and
  * "spread" timed the same; the bits do not change
  * (bench/results/2026-11-29-session19-h200.md). VZ_CUDA_ATT_CSP (bench):
@@ -333,25 +312,23 @@ static int att_cl_launch(const att_args &A, int S, int B, int n_heads, cudaStrea
     if (cs > 0) {
         cfg.gridDim = dim3(cs, n_heads, B);
         at[0].val.clusterDim.x = cs, at[0].val.clusterDim.y = 1, at[0].val.clusterDim.z = 1;
-        const int carve = vz_decode_carveout(B);
-        if (carve >= 0) {
-            at[2].id = cudaLaunchAttributePreferredSharedMemoryCarveout;
-            at[2].val.sharedMemCarveout = (unsigned)carve;
-            cfg.numAttrs = 3;
-        }
-        const unsigned base = cfg.numAttrs;
+        const unsigned nc = vz_carveout_attr(at, 2, B, 0); /* at[2]: the decode step's carveout, if any */
+        unsigned n = nc;
         if (pol != cudaClusterSchedulingPolicyDefault) {
-            at[base].id = cudaLaunchAttributeClusterSchedulingPolicyPreference;
-            at[base].val.clusterSchedulingPolicyPreference = pol;
-            cfg.numAttrs = base + 1;
+            at[n].id = cudaLaunchAttributeClusterSchedulingPolicyPreference;
+            at[n].val.clusterSchedulingPolicyPreference = pol;
+            n++;
+        }
+        /* every attribute; then, for a runtime that refuses one, without the
+         * policy; then without the carveout too */
+        const unsigned tries[3] = {n, nc, 2};
+        for (int i = 0; i < 3; i++) {
+            if (i > 0 && tries[i] == tries[i - 1]) continue;
+            cfg.numAttrs = tries[i];
             err = cudaLaunchKernelEx(&cfg, k_attention_cl, A, (int32_t)S);
             if (err == cudaSuccess) return cs;
-            cudaGetLastError(); /* a runtime without the preference: launch without it */
-            cfg.numAttrs = base;
+            cudaGetLastError();
         }
-        err = cudaLaunchKernelEx(&cfg, k_attention_cl, A, (int32_t)S);
-        if (err == cudaSuccess) return cs;
-        cudaGetLastError();
     }
     static int told;
     if (!told++)

@@ -374,27 +374,46 @@ extern "C" int vz_cuda_matvec_variant(int flags) {
     return old;
 }
 
-int vz_decode_carveout(int batch) {
-    static int pct = -2;
-    if (pct == -2) {
-        const char *e = getenv("VZ_CUDA_CARVEOUT");
+/* The shared memory per SM that a carveout of pct percent gives: the
+ * driver rounds pct * most / 100 up to the next size the SM supports
+ * (sm_90, most = 228 KiB: the sizes below); on other devices the bytes
+ * asked (a lower bound). */
+static int64_t carveout_bytes(int pct, int most) {
+    static const int kib90[] = {0, 8, 16, 32, 64, 100, 132, 164, 196, 228};
+    const int64_t ask = (int64_t)most * pct / 100;
+    if (most == 228 * 1024)
+        for (int i = 0; i < 10; i++)
+            if ((int64_t)kib90[i] * 1024 >= ask) return (int64_t)kib90[i] * 1024;
+    return ask;
+}
+
+int vz_decode_carveout(int batch, size_t sm_bytes) {
+    static int pct[2] = {-2, -2}; /* [batch > 1] */
+    static int64_t cap[2];        /* bytes of shared memory per SM that pct gives */
+    if (pct[0] == -2) {
         int dev = 0, most = 0;
-        if (e && *e) pct = atoi(e) < 0 ? -1 : atoi(e) > 100 ? 100 : atoi(e);
-        else if (cudaGetDevice(&dev) == cudaSuccess &&
-                 cudaDeviceGetAttribute(&most, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) == cudaSuccess &&
-                 most > 0)
-            pct = (int)((164 * 1024 * 100 + (int64_t)most - 1) / most), pct = pct > 100 ? 100 : pct; /* 164 KiB */
-        else
-            pct = -1, cudaGetLastError();
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&most, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) != cudaSuccess)
+            most = 0, cudaGetLastError();
+        for (int i = 0; i < 2; i++) {
+            const char *e = getenv(i ? "VZ_CUDA_CARVEOUT_BATCH" : "VZ_CUDA_CARVEOUT");
+            if (e && *e) pct[i] = atoi(e) < 0 ? -1 : atoi(e) > 100 ? 100 : atoi(e);
+            else if (i == 0 && most > 0) /* the smallest percent above VZ_DECODE_SMEM_BELOW_KIB (matvec.cuh) */
+                pct[i] = (int)((int64_t)VZ_DECODE_SMEM_BELOW_KIB * 1024 * 100 / most) + 1, pct[i] = pct[i] > 100 ? 100 : pct[i];
+            else pct[i] = -1;
+            cap[i] = pct[i] >= 0 ? carveout_bytes(pct[i], most) : 0;
+        }
     }
-    return batch == 1 ? pct : -1;
+    const int i = batch > 1;
+    if (pct[i] < 0) return -1;
+    return (int64_t)sm_bytes > cap[i] ? 100 : pct[i];
 }
 
 /* Fast kinds are launched with programmatic stream serialization (PDL)
  * unless VZ_CUDA_MV_NO_PDL. */
 static cudaError_t mv_launch(mv_fn f, bool fast, unsigned blocks, int threads, size_t smem, cudaStream_t st,
-                             const mv_args &a) {
-    return mv_launch_pdl(f, fast && !(mv_variant & VZ_CUDA_MV_NO_PDL), blocks, threads, smem, st, a.batch, a);
+                             const mv_args &a, size_t sm_bytes = 0) {
+    return mv_launch_pdl(f, fast && !(mv_variant & VZ_CUDA_MV_NO_PDL), blocks, threads, smem, st, a.batch, sm_bytes, a);
 }
 
 /* v4 grid: 2 blocks per SM (the kernel's launch bounds; 3 below), one wave, shared
@@ -440,16 +459,21 @@ static cudaError_t mv_launch(mv_fn f, bool fast, unsigned blocks, int threads, s
  * VZ_CUDA_MV_OCC_ALT swaps the choice; VZ_CUDA_MV_OCC3_STEPS is a bench knob
  * for the bounds (one number: lossless's, both; four: raw,ll,q8,q4; five:
  * raw,ll,q8,q4,ll without SiLU; -1 never).
- * Sets a.blk; returns the block count and the kernel. */
+ * Sets a.blk; returns the block count, the kernel, its static shared
+ * memory per block (with what the system reserves) and the blocks per SM
+ * it is sized for. */
 static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, int batch, int silu,
-                          unsigned *blocks, mv_fn *f) {
-    static int sms = 0;
+                          unsigned *blocks, mv_fn *f, size_t *blk_smem, int *per_sm) {
+    static int sms = 0, resv = 0; /* resv: shared memory the system reserves per block */
     static bool big_smem[4][11]; /* opt-in above 48 KiB done: [kind][batch - 1], 8: mv4_row1, 9 + pairs: mv4_occ3 */
+    static size_t stat_smem[4][11]; /* the kernel's static shared memory (+ resv), known once big_smem is set */
     if (sms == 0) {
         int dev = 0;
         cudaError_t e = cudaGetDevice(&dev);
         if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
         VZ_FAIL_IF(e != cudaSuccess || sms < 1, VZ_ERR_CUDA, "cuda matvec: SM count: %s", cudaGetErrorString(e));
+        if (cudaDeviceGetAttribute(&resv, cudaDevAttrReservedSharedMemoryPerBlock, dev) != cudaSuccess)
+            resv = 1024, cudaGetLastError(); /* sm_80 .. sm_90 */
     }
     static int64_t row1_max = -2; /* the most rows of a launch that runs single rows; -1: the rule's */
     /* [kind], then [4] lossless without SiLU: 3 blocks per SM up to this many steps per warp; -1: never */
@@ -483,12 +507,17 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
     for (int i = a.ntens; i < 4; i++) a.blk[i] = (int)nblk;
     *blocks = (unsigned)nblk;
     *f = occ3 ? mv4_occ3[!one][kind] : one ? mv4_row1[kind] : mv4_table[kind][batch - 1];
-    bool &big = big_smem[kind][occ3 ? 9 + !one : one ? 8 : batch - 1];
-    if (!big) { /* static (lossless scratch) + dynamic may pass 48 KiB below 48 KiB of x */
+    const int ki = occ3 ? 9 + !one : one ? 8 : batch - 1;
+    if (!big_smem[kind][ki]) { /* static (lossless scratch) + dynamic may pass 48 KiB below 48 KiB of x */
         cudaError_t e = cudaFuncSetAttribute(*f, cudaFuncAttributeMaxDynamicSharedMemorySize, MV4_XMAX + MV4_XPAD);
         VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda matvec: shared memory limit: %s", cudaGetErrorString(e));
-        big = true;
+        cudaFuncAttributes fa;
+        e = cudaFuncGetAttributes(&fa, *f);
+        VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda matvec: kernel attributes: %s", cudaGetErrorString(e));
+        stat_smem[kind][ki] = fa.sharedSizeBytes + (size_t)resv;
+        big_smem[kind][ki] = true;
     }
+    *blk_smem = stat_smem[kind][ki], *per_sm = (int)per;
     return VZ_OK;
 }
 
@@ -541,7 +570,9 @@ static vz_status mv_multi(int n, const vz_cuda_tensor *const *W, float *const *d
     if (v4) {
         unsigned nblk = 0;
         mv_fn f = NULL;
-        VZ_TRY(mv4_plan(a, W, kind, batch, silu, &nblk, &f));
+        size_t blk_smem = 0;
+        int per = 0;
+        VZ_TRY(mv4_plan(a, W, kind, batch, silu, &nblk, &f, &blk_smem, &per));
         static int nws_on = -1; /* bench knob VZ_CUDA_NWS=0: the norm weights read after the norm (same bits) */
         if (nws_on < 0) nws_on = !(getenv("VZ_CUDA_NWS") && *getenv("VZ_CUDA_NWS") == '0');
         a.nws = nws_on && nw && batch == 1 && 2 * (size_t)W[0]->cols * 4 <= MV4_XMAX; /* the copy fits too */
@@ -549,7 +580,9 @@ static vz_status mv_multi(int n, const vz_cuda_tensor *const *W, float *const *d
 #ifdef VZ_CUDA_TRACE
         a.tr = vz_trace_next('m', W[0]->rows, W[0]->cols, n, epi);
 #endif
-        cudaError_t e = mv_launch(f, true, nblk, MV4_WARPS * 32, smem, (cudaStream_t)stream, a);
+        /* the shared memory per SM of the planned blocks per SM (vz_decode_carveout) */
+        const size_t sm_bytes = (size_t)per * (smem + blk_smem);
+        cudaError_t e = mv_launch(f, true, nblk, MV4_WARPS * 32, smem, (cudaStream_t)stream, a, sm_bytes);
         VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda matvec v4 launch (%lldx%lld, batch %d): %s",
                    (long long)W[0]->rows, (long long)W[0]->cols, batch, cudaGetErrorString(e));
         return VZ_OK;

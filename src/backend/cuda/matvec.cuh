@@ -104,57 +104,82 @@ struct mv_set {
  * launch of a decode step of `batch` rows asks for, or -1 (the driver's
  * choice; batch > 1). One carveout for the whole step: a launch whose
  * preferred L1/shared split differs from the one before cannot put blocks
- * on an SM until that SM has drained and changed it. 164 KiB of shared
- * memory (72% on an H100/H200) leaves the matvecs 92 KiB of L1 for their
- * loads in flight and fits three tinyllama attention blocks. On an H200 it
- * made tinyllama's decode 0.2-2.0% faster (raw 1228 -> 1253 tok/s) and
- * llama2-7b's no slower; every other size tried (0-228 KiB) was slower on
- * one model or both (bench/results/2026-11-29-session19-h200.md). Batches
- * of 2-8 keep the driver's choice: a batch-8 matvec of 4096 columns stages
- * 96 KiB of x per block. Not yet handled: at batch 1 a v4 launch that
- * needs more than 82 KiB per block (x of more than ~21 000 columns, ~17 800
- * for lossless with its 12 KiB of scratch; Qwen2-7B's lossless down
- * matvec, 18 944) may run one block per SM instead of two; the models timed
- * so far have none. VZ_CUDA_CARVEOUT (bench): a percent, or -1 for the
- * driver's choice. matvec.cu. */
-int vz_decode_carveout(int batch);
+ * on an SM until that SM has drained and changed it. The step's split is
+ * 196 KiB of shared memory per SM (60 KiB of L1 left on an H100/H200). The
+ * driver rounds a percent up to the next size the SM supports (sm_90: 0,
+ * 8, 16, 32, 64, 100, 132, 164, 196, 228 KiB), so the percent asked is the
+ * smallest above the size below, VZ_DECODE_SMEM_BELOW_KIB: 72 on an
+ * H100/H200. (Session 19 took its 72% for 164 KiB; a lossless matvec that
+ * needs 176 KiB per SM keeps two blocks per SM under it, and 85% timed
+ * within 0.5%: bench/results/2026-11-30-session20-h200.md.)
+ * On an H200 this made tinyllama's decode 0.2-2.0% faster (raw 1228 -> 1253
+ * tok/s) and llama2-7b's no slower; 132, 164 and 228 KiB were slower on one
+ * model or both (session 19's sweep: bench/results/2026-11-29-session19-h200.md,
+ * whose 44/58/72/86-100% gave these sizes). Batches of 2-8 keep the
+ * driver's choice: the same 196 KiB gave tinyllama's batched raw decode
+ * +1.2% at 2 sequences, +0.4% at 4 and nothing at 8 (lossless nothing),
+ * 228 KiB lost up to 5%; llama2-7b's batched launches (x of more than 96
+ * KiB runs the mv2 kernel) were not timed, so the default stays.
+ * sm_bytes: the shared memory per SM that the launch needs for the blocks
+ * per SM it was sized for (0: any); a launch needing more than its step's
+ * split (a v4 matvec of more than 98 KiB per block at 2 blocks per
+ * SM: lossless x of more than ~21 500 columns, with its 12.8 KiB of
+ * scratch; raw x stays below, MV4_XMAX) gets the largest carveout instead,
+ * so that it keeps its two blocks per SM (on an H200 a lossless 3040x22016
+ * matvec then ran 56.5 instead of 73.6 us).
+ * VZ_CUDA_CARVEOUT, VZ_CUDA_CARVEOUT_BATCH (bench knobs, batch 1 and
+ * 2-8): a percent, or -1 for the driver's choice. matvec.cu. */
+#define VZ_DECODE_SMEM_BELOW_KIB 164 /* the sm_90 size below the decode step's 196 KiB */
+int vz_decode_carveout(int batch, size_t sm_bytes);
 
-/* f<<<blocks, threads, smem, st>>>(a), with programmatic stream
- * serialization when pdl (and the decode step's carveout,
- * vz_decode_carveout); a runtime that refuses the attributes gets a plain
- * launch. */
-template <typename A>
-static cudaError_t mv_launch_pdl(void (*f)(A), bool pdl, unsigned blocks, int threads, size_t smem, cudaStream_t st,
-                                 int batch, const A &a) {
-    if (!pdl) {
-        f<<<blocks, threads, smem, st>>>(a);
-        return cudaGetLastError();
-    }
+/* Appends the carveout attribute of vz_decode_carveout(batch, sm_bytes) to
+ * at[0..n) unless that is the driver's choice; returns the new count. */
+static inline unsigned vz_carveout_attr(cudaLaunchAttribute *at, unsigned n, int batch, size_t sm_bytes) {
+    const int carve = vz_decode_carveout(batch, sm_bytes);
+    if (carve < 0) return n;
+    at[n].id = cudaLaunchAttributePreferredSharedMemoryCarveout;
+    at[n].val.sharedMemCarveout = (unsigned)carve;
+    return n + 1;
+}
+
+/* f<<<grid, block, shm, st>>>(args...) with programmatic stream
+ * serialization and the carveout of a decode step of `batch` rows
+ * (vz_carveout_attr); a runtime that refuses the carveout gets the launch
+ * without it, one that refuses PDL a plain launch (the kernels' wait is
+ * then a no-op). Returns the launch's error and leaves it pending (as a
+ * <<<>>> launch does), so a caller that ignores the result still sees it
+ * at its next check. */
+template <typename... P, typename... A>
+static cudaError_t vz_launch_pdl(void (*f)(P...), dim3 grid, dim3 block, size_t shm, cudaStream_t st, int batch,
+                                 size_t sm_bytes, A... args) {
     cudaLaunchConfig_t cfg;
     memset(&cfg, 0, sizeof cfg);
-    cfg.gridDim = dim3(blocks), cfg.blockDim = dim3(threads), cfg.dynamicSmemBytes = smem, cfg.stream = st;
+    cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = shm, cfg.stream = st;
     cudaLaunchAttribute at[2];
     at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     at[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = at, cfg.numAttrs = 1;
-    const int carve = vz_decode_carveout(batch);
-    if (carve >= 0) {
-        at[1].id = cudaLaunchAttributePreferredSharedMemoryCarveout;
-        at[1].val.sharedMemCarveout = (unsigned)carve;
-        cfg.numAttrs = 2;
-    }
-    cudaError_t e = cudaLaunchKernelEx(&cfg, f, a);
+    cfg.attrs = at, cfg.numAttrs = vz_carveout_attr(at, 1, batch, sm_bytes);
+    cudaError_t e = cudaLaunchKernelEx(&cfg, f, ((P)args)...);
     if ((e == cudaErrorNotSupported || e == cudaErrorInvalidValue) && cfg.numAttrs > 1) { /* without the carveout */
         cudaGetLastError();
         cfg.numAttrs = 1;
-        e = cudaLaunchKernelEx(&cfg, f, a);
+        e = cudaLaunchKernelEx(&cfg, f, ((P)args)...);
     }
     if (e == cudaErrorNotSupported || e == cudaErrorInvalidValue) {
         cudaGetLastError();
-        f<<<blocks, threads, smem, st>>>(a);
-        return cudaGetLastError();
+        f<<<grid, block, shm, st>>>(((P)args)...);
     }
-    return e != cudaSuccess ? e : cudaGetLastError();
+    return e != cudaSuccess && e != cudaErrorNotSupported && e != cudaErrorInvalidValue ? e : cudaPeekAtLastError();
+}
+
+/* f<<<blocks, threads, smem, st>>>(a): vz_launch_pdl when pdl, else plain;
+ * returns the launch's error and clears it. */
+template <typename A>
+static cudaError_t mv_launch_pdl(void (*f)(A), bool pdl, unsigned blocks, int threads, size_t smem, cudaStream_t st,
+                                 int batch, size_t sm_bytes, const A &a) {
+    if (pdl) vz_launch_pdl(f, dim3(blocks), dim3(threads), smem, st, batch, sm_bytes, a);
+    else f<<<blocks, threads, smem, st>>>(a);
+    return cudaGetLastError();
 }
 
 /* The tensor-core matvec (matvec_tc.cu) of n tensors that all have tc set;

@@ -332,7 +332,7 @@ vz_status vz_cuda_mv_tc(int n, const vz_cuda_tensor *const *W, float *const *d_y
             VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda matvec tc: shared memory limit: %s", cudaGetErrorString(e));
             big_smem[ki][nb - 1] = true;
         }
-        cudaError_t e = mv_launch_pdl(f, pdl, (unsigned)blocks, TC_WARPS * 32, tc_smem(cols, nb), st, batch, a);
+        cudaError_t e = mv_launch_pdl(f, pdl, (unsigned)blocks, TC_WARPS * 32, tc_smem(cols, nb), st, batch, 0, a);
         VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda matvec tc launch (%lldx%lld, batch %d): %s",
                    (long long)W[0]->rows, (long long)cols, nb, cudaGetErrorString(e));
     }
