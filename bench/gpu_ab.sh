@@ -19,7 +19,11 @@
 # `batch`: batches 2, 4, 8 instead (matvec_bench per shape, batch_bench
 # end to end).
 # Every step has a deadline ($VZ_DEADLINE s in all); logs under $OUT.
-#   pack here:  bash bench/gpu_ab.sh --pack BUILD_A BUILD_B     (.carry/abpk/ab.tar.xz)
+# An optional third build C (--pack ... BUILD_C) is benched beside A and B
+# (A, B, C, A, B, C; llama2-7b and the profile too): a second candidate in
+# the same run. VZ_AB_WIDE=1: `matvec_bench wide` of every build, and of B
+# under VZ_CUDA_CARVEOUT=-1.
+#   pack here:  bash bench/gpu_ab.sh --pack BUILD_A BUILD_B [BUILD_C]   (.carry/abpk/ab.tar.xz)
 #   device:     tar -C /tmp -xJf .carry/abpk/ab.tar.xz && cd /tmp/ab && bash gpu_ab.sh [tl|l7|batch]
 set -u
 if [ "${1:-}" = --pack ]; then
@@ -28,6 +32,10 @@ if [ "${1:-}" = --pack ]; then
     cp "$A/vramzip" "$D/a/" && cp "$A/bench/matvec_bench" "$A/bench/batch_bench" "$D/a/bench/" && cp -r "$A/lib" "$D/a/"
     cp "$B/vramzip" "$D/b/" && cp "$B"/bench/matvec_bench* "$B/bench/batch_bench" "$D/b/bench/" && cp -r "$B/lib" "$D/b/"
     cp "$B"/tests/test_cuda_* "$B/tests/test_batch" "$D/b/tests/" && cp bench/gpu_ab.sh "$D/"
+    if [ -n "${4:-}" ]; then
+        mkdir -p "$D/c/bench" && cp "$4/vramzip" "$D/c/" && cp "$4/bench/matvec_bench" "$D/c/bench/" && cp -r "$4/lib" "$D/c/"
+        strip "$D"/c/vramzip "$D"/c/bench/*
+    fi
     cp -r .carry/models "$D/models"
     strip "$D"/a/vramzip "$D"/a/bench/* "$D"/b/vramzip "$D"/b/bench/* "$D"/b/tests/*
     rm -rf .carry/abpk && mkdir -p .carry/abpk && tar -C .carry -cJf .carry/abpk/ab.tar.xz ab
@@ -35,6 +43,8 @@ if [ "${1:-}" = --pack ]; then
     exit 0
 fi
 PART=${1:-tl}
+XS="a b"
+[ -d c ] && XS="a b c"
 export VZ_MODELS=$PWD/models
 OUT=${OUT:-/tmp/vz-gpu-out}
 W=${VZ_WORK:-/tmp/vzab}
@@ -111,6 +121,16 @@ for f in a/bench/matvec_bench b/bench/matvec_bench*; do # VZ_AB_MVB=0: not run
     echo "rc=$?"
     grep -E "^\| (q/o|k/v|gate|down|lm_head|raw|lossless|q8|q4) " "$log" | head -40
 done
+if [ "${VZ_AB_WIDE:-0}" = 1 ]; then # batch-1 matvecs of wide x (the carveout's guard, vz_decode_carveout)
+    for v in $XS b,-1; do
+        x=${v%%,*}
+        step "$v: matvec_bench wide"
+        if [ "$v" = b,-1 ]; then VZ_CUDA_CARVEOUT=-1 in_x b timeout "$(cap 60)" ./bench/matvec_bench wide >"$W/wide-$v.txt" 2>&1
+        else in_x "$x" timeout "$(cap 60)" ./bench/matvec_bench wide >"$W/wide-$v.txt" 2>&1; fi
+        echo "rc=$?"
+        sed "s/^/[$v] /" "$W/wide-$v.txt" | grep -E "\| down" | tee -a "$OUT/bench.txt"
+    done
+fi
 if [ "${VZ_AB_NCU:-0}" = 1 ]; then # why a codec's matvec is slower than raw: B's v4 gate/up + SiLU and down, every codec
     step "B: ncu of matvec_bench ncu (v4 gate/up + SiLU and down, every codec)"
     in_x b timeout "$(cap 150)" ncu --section SpeedOfLight --section WarpStateStats --section SchedulerStats \
@@ -148,8 +168,8 @@ echo "test_cuda_forward rc=$? $(grep -E '^\[  (PASSED|FAILED|SKIPPED)' "$W/t_fwd
 grep -E "steps: logits|FAILED|Assert|rror" "$W/t_fwd.log" | head -10 | tee -a "$W/summary.txt"
 tail -c 20000 "$W/t_fwd.log" >>"$OUT/tests.log"
 TL="-m $W/tl/src --out-dir $W/tl -n 128 --prompt-len 512 --ctx 2048 --kv f16"
-for x in a b a b; do bench $x tl 70 $TL --codec raw,lossless,q8,q4; done
-for x in a b; do
+for x in $XS $XS; do bench $x tl 70 $TL --codec raw,lossless,q8,q4; done
+for x in $XS; do
     [ "$(left)" -gt 60 ] || break
     step "$x: decode profile (VZ_CUDA_PROFILE=1), tinyllama raw, 512 positions"
     VZ_CUDA_PROFILE=1 in_x $x timeout "$(cap 50)" ./vramzip bench --device cuda -m "$W/tl/src" --out-dir "$W/tl" --codec raw \
@@ -172,7 +192,7 @@ done
 if [ "$PART" = l7 ]; then
     wait $p_l7
     L7="-m $W/l7/src --out-dir $W/l7 -n 64 --prompt-len 512 --ctx 2048 --kv f16 --codec raw,lossless"
-    for x in a b; do bench $x l7 120 $L7; done
+    for x in $XS; do bench $x l7 120 $L7; done
     for v in ${VZ_AB_L7VARS:-}; do # B under knobs (VAR=value[+VAR=value]); their stderr (VZ_CUDA_PROFILE=1: the per-op profile) to profile-b.txt
         IFS=+ read -ra kv <<<"$v"
         (export "${kv[@]}" && bench b "l7-${v//[=+,]/-}" 120 $L7)

@@ -8,7 +8,7 @@
  * launches and a TinyLlama-layer chain; for raw at batch 1 a row gives each
  * variant's largest error against a double reference in units of
  * 2^-24 sum|w x| (the unit of tests/test_cuda_matvec.c's bounds). Usage: matvec_bench [batch...]
- * (default: 1 8) or matvec_bench ncu (see bench_ncu). Prints markdown tables.
+ * (default: 1 8), matvec_bench ncu (see bench_ncu) or matvec_bench wide (see bench_wide). Prints markdown tables.
  */
 #include <cuda_runtime.h>
 #include <math.h>
@@ -187,6 +187,36 @@ static void bench_single(double cgbs, int l2, const int *batches, int nbatch, fl
     }
 }
 
+/* `matvec_bench wide`: batch-1 matvecs whose x needs more than 82 KiB of
+ * shared memory per v4 block (lossless: ~17 800 columns and up), so that
+ * two blocks per SM exceed the decode step's 164 KiB carveout
+ * (vz_decode_carveout): CodeLlama-34B's down (22016 columns) and
+ * Qwen2-7B's (18944), rows cut to what g_src holds. Raw and lossless, us
+ * per launch and GB/s; run under VZ_CUDA_CARVEOUT=-1 for the driver's
+ * choice. */
+static void bench_wide(double cgbs, int l2, float *dx, float *dy) {
+    const shape shapes[] = {{"down 3040x22016", 3040, 22016}, {"down 3500x18944", 3500, 18944},
+                            {"down 4096x11008", 4096, 11008}};
+    const char *codecs[] = {"raw", "lossless"};
+    printf("\nwide x, batch 1, v4: us per launch, GB/s (%% copy)\n\n| shape | codec | bits/w | us | GB/s |\n|---|---|---|---|---|\n");
+    for (const shape &S : shapes)
+        for (const char *cn : codecs) {
+            const vz_codec *c = vz_codec_by_name(cn);
+            double bits = 0;
+            int nc = 0;
+            vz_cuda_tensor *W = make_copies(c, S.rows, S.cols, 0, &nc, l2, &bits);
+            VK(vz_cuda_matvec(dy, dx, 1, &W[0], NULL));
+            CK(cudaDeviceSynchronize());
+            const int reps = nc < 200 ? 200 : nc;
+            const double us = time_graph([&](int i, cudaStream_t st) { VK(vz_cuda_matvec(dy, dx, 1, &W[i % nc], st)); }, reps);
+            const double gbs = bits / 8 * S.rows * S.cols / us / 1e3;
+            printf("| %s | %s | %.2f | %.2f | %.0f (%.0f%%) |\n", S.name, cn, bits, us, gbs, 100 * gbs / cgbs);
+            fflush(stdout);
+            for (int k = 0; k < nc; k++) vz_cuda_tensor_free(&W[k]);
+            free(W);
+        }
+}
+
 /* A TinyLlama-shaped chain: per layer QKV (one launch), O, gate+up with
  * SiLU*mul, down; each input is the previous output. 22 layers per graph over
  * NL distinct weight copies (> 4x L2), h reset from h0 at the graph's start. */
@@ -299,8 +329,8 @@ static void bench_ncu(float *dx, float *dy, bool l7) {
 
 int main(int argc, char **argv) {
     int batches[8] = {1, 8}, nbatch = 2;
-    bool ncu = argc > 1 && strcmp(argv[1], "ncu") == 0;
-    if (argc > 1 && !ncu) {
+    bool ncu = argc > 1 && strcmp(argv[1], "ncu") == 0, wide = argc > 1 && strcmp(argv[1], "wide") == 0;
+    if (argc > 1 && !ncu && !wide) {
         nbatch = 0;
         for (int i = 1; i < argc && nbatch < 8; i++) batches[nbatch++] = atoi(argv[i]);
     }
@@ -329,6 +359,10 @@ int main(int argc, char **argv) {
     CK(cudaMemcpy(dx, hx, 8 * 8192 * 4, cudaMemcpyHostToDevice));
     if (ncu) {
         bench_ncu(dx, dy, argc > 2 && strcmp(argv[2], "l7") == 0);
+        return 0;
+    }
+    if (wide) {
+        bench_wide(cgbs, l2, dx, dy);
         return 0;
     }
     bench_chain();
