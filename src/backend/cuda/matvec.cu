@@ -302,6 +302,12 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
 #define MV4_WARPS 8
 #define MV4_XMAX (96 * 1024) /* bytes of staged x; a larger batch * cols runs mv_kernel/mv2 (so lossless rows
                                * here have < 32 exception blocks, as mv4_ring needs) */
+/* MV4_BATCH_SPLIT: a batch whose x does not fit (batch * cols * 4 bytes >
+ * MV4_XMAX) runs as ceil(batch / bc) v4 launches of equal rows (at most bc
+ * = MV4_XMAX / (cols * 4)) when bc >= 2, each reading the weights again;
+ * before, it ran the mv2 kernel, which reads x from L2 for every row pair.
+ * A row's sums are the same at any batch (the v4 kernel's order), so the
+ * bits are too. */
 #define MV4_OCC3_STEPS 6    /* lossless at batch 1: 3 blocks per SM up to this many steps per warp (mv4_plan) */
 #define MV4_OCC3_STEPS_LL_PLAIN 4 /* lossless launches without SiLU: the same */
 #define MV4_OCC3_STEPS_Q8 2 /* q8: the same (q4: never) */
@@ -398,7 +404,7 @@ int vz_decode_carveout(int batch, size_t sm_bytes) {
         for (int i = 0; i < 2; i++) {
             const char *e = getenv(i ? "VZ_CUDA_CARVEOUT_BATCH" : "VZ_CUDA_CARVEOUT");
             if (e && *e) pct[i] = atoi(e) < 0 ? -1 : atoi(e) > 100 ? 100 : atoi(e);
-            else if (i == 0 && most > 0) /* the smallest percent above VZ_DECODE_SMEM_BELOW_KIB (matvec.cuh) */
+            else if (most > 0) /* the smallest percent above VZ_DECODE_SMEM_BELOW_KIB (matvec.cuh) */
                 pct[i] = (int)((int64_t)VZ_DECODE_SMEM_BELOW_KIB * 1024 * 100 / most) + 1, pct[i] = pct[i] > 100 ? 100 : pct[i];
             else pct[i] = -1;
             cap[i] = pct[i] >= 0 ? carveout_bytes(pct[i], most) : 0;
@@ -548,8 +554,20 @@ static vz_status mv_multi(int n, const vz_cuda_tensor *const *W, float *const *d
     for (int i = 0; i < 3; i++)
         if (W[i < n ? i : 0]->kind != kind || W[i < n ? i : 0]->tiled) kind = VZ_K_GENERIC; /* tiled: vz_group_any */
     if (((uintptr_t)d_x & 15) != 0) kind = VZ_K_GENERIC;
-    const bool v4 = !tc && kind != VZ_K_GENERIC && (mv_variant & VZ_CUDA_MV_V4) &&
-                    (size_t)batch * (size_t)W[0]->cols * 4 <= MV4_XMAX;
+    const bool v4k = !tc && kind != VZ_K_GENERIC && (mv_variant & VZ_CUDA_MV_V4); /* the v4 kernel's kinds */
+    const size_t xrow = (size_t)W[0]->cols * 4;                                      /* bytes of one row of x */
+    const int bc = (int)(MV4_XMAX / xrow);
+    if (v4k && bc >= 2 && batch > bc) { /* x too large to stage: v4 launches of at most bc rows (MV4_BATCH_SPLIT) */
+        const int nch = (batch + bc - 1) / bc, per = (batch + nch - 1) / nch;
+        for (int b0 = 0; b0 < batch; b0 += per) {
+            float *yc[3];
+            for (int i = 0; i < n; i++) yc[i] = d_y[i] + (size_t)b0 * (size_t)W[i]->rows;
+            VZ_TRY(mv_multi(n, W, yc, d_x + (size_t)b0 * W[0]->cols, batch - b0 < per ? batch - b0 : per, epi, nw,
+                            eps, d_xb ? d_xb + (size_t)b0 * W[0]->cols : NULL, late, stream));
+        }
+        return VZ_OK;
+    }
+    const bool v4 = v4k && (size_t)batch * xrow <= MV4_XMAX;
     if (nw && !v4) { /* the norm on its own, then the plain matvec of its output */
         VZ_FAIL_IF(!d_xb, VZ_ERR_ARG, "cuda matvec: fused norm needs a scratch buffer");
         vz_k_rmsnorm(d_x, d_xb, nw, batch, (int32_t)W[0]->cols, eps, stream);

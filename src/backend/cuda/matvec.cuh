@@ -102,12 +102,12 @@ struct mv_set {
 
 /* The shared memory carveout (percent of an SM's largest) that every PDL
  * launch of a decode step of `batch` rows asks for, or -1 (the driver's
- * choice; batch > 1). One carveout for the whole step: a launch whose
- * preferred L1/shared split differs from the one before cannot put blocks
- * on an SM until that SM has drained and changed it. The step's split is
- * 196 KiB of shared memory per SM (60 KiB of L1 left on an H100/H200). The
- * driver rounds a percent up to the next size the SM supports (sm_90: 0,
- * 8, 16, 32, 64, 100, 132, 164, 196, 228 KiB), so the percent asked is the
+ * choice). One carveout for the whole step: a launch whose preferred
+ * L1/shared split differs from the one before cannot put blocks on an SM
+ * until that SM has drained and changed it. The step's split is 196 KiB of
+ * shared memory per SM (60 KiB of L1 left on an H100/H200). The driver
+ * rounds a percent up to the next size the SM supports (sm_90: 0, 8, 16,
+ * 32, 64, 100, 132, 164, 196, 228 KiB), so the percent asked is the
  * smallest above the size below, VZ_DECODE_SMEM_BELOW_KIB: 72 on an
  * H100/H200. (Session 19 took its 72% for 164 KiB; a lossless matvec that
  * needs 176 KiB per SM keeps two blocks per SM under it, and 85% timed
@@ -115,18 +115,17 @@ struct mv_set {
  * On an H200 this made tinyllama's decode 0.2-2.0% faster (raw 1228 -> 1253
  * tok/s) and llama2-7b's no slower; 132, 164 and 228 KiB were slower on one
  * model or both (session 19's sweep: bench/results/2026-11-29-session19-h200.md,
- * whose 44/58/72/86-100% gave these sizes). Batches of 2-8 keep the
- * driver's choice: the same 196 KiB gave tinyllama's batched raw decode
- * +1.2% at 2 sequences, +0.4% at 4 and nothing at 8 (lossless nothing),
- * 228 KiB lost up to 5%; llama2-7b's batched launches (x of more than 96
- * KiB runs the mv2 kernel) were not timed, so the default stays.
+ * whose 44/58/72/86-100% gave these sizes). Batched steps (2-8 rows) take
+ * the same: against the driver's choice, tinyllama and llama2-7b decode
+ * 0.5% slower to 3.3% faster at 2, 4 and 8 sequences (llama2-7b lossless at
+ * 2: 394.0 -> 406.9 tok/s), 228 KiB lost up to 5%.
  * sm_bytes: the shared memory per SM that the launch needs for the blocks
  * per SM it was sized for (0: any); a launch needing more than its step's
- * split (a v4 matvec of more than 98 KiB per block at 2 blocks per
- * SM: lossless x of more than ~21 500 columns, with its 12.8 KiB of
- * scratch; raw x stays below, MV4_XMAX) gets the largest carveout instead,
- * so that it keeps its two blocks per SM (on an H200 a lossless 3040x22016
- * matvec then ran 56.5 instead of 73.6 us).
+ * split (a v4 matvec of more than 98 KiB per block at 2 blocks per SM:
+ * lossless x of more than ~21 500 columns, with its 12.8 KiB of scratch;
+ * raw x at batch 1 stays below, MV4_XMAX) gets the largest carveout
+ * instead, so that it keeps its two blocks per SM (on an H200 a lossless
+ * 3040x22016 matvec then ran 56.5 instead of 73.6 us).
  * VZ_CUDA_CARVEOUT, VZ_CUDA_CARVEOUT_BATCH (bench knobs, batch 1 and
  * 2-8): a percent, or -1 for the driver's choice. matvec.cu. */
 #define VZ_DECODE_SMEM_BELOW_KIB 164 /* the sm_90 size below the decode step's 196 KiB */
