@@ -270,11 +270,11 @@ static int att_cl_size(cudaLaunchConfig_t *cfg, cudaLaunchAttribute *cl_at, int 
  * launched; 0: none (then variant 3 runs). The launch asks for the decode
  * step's carveout (vz_carveout_attr) and the cluster scheduling policy
  * "load balancing" (a runtime that refuses them gets the launch without
- * the policy, then without both): on an H200 every tinyllama decode got 0.8-1.8% faster
- * (raw 1213 -> 1228 tok/s; llama2-7b +0.1-0.3%), where no preference and
- * "spread" timed the same; the bits do not change
- * (bench/results/2026-11-29-session19-h200.md). VZ_CUDA_ATT_CSP (bench):
- * 0 no preference, 1 spread, 2 load balancing. */
+ * the policy, then without both): on an H200 the policy made every
+ * tinyllama decode 0.8-1.8% faster (raw 1213 -> 1228 tok/s; llama2-7b
+ * +0.1-0.3%), where no preference and "spread" timed the same; the bits do
+ * not change (bench/results/2026-11-29-session19-h200.md). VZ_CUDA_ATT_CSP
+ * (bench): 0 no preference, 1 spread, 2 load balancing. */
 static int att_cl_launch(const att_args &A, int S, int B, int n_heads, cudaStream_t st) {
     static int big = -1; /* sizes above 8 allowed */
     if (big < 0) {

@@ -300,8 +300,8 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
  * loaded one unit ahead, so no load waits on another. Lane mapping and fmaf
  * order are mv_kernel's: results are bitwise equal. */
 #define MV4_WARPS 8
-#define MV4_XMAX (96 * 1024) /* bytes of staged x; a larger batch * cols runs mv_kernel/mv2 (so lossless rows
-                               * here have < 32 exception blocks, as mv4_ring needs) */
+#define MV4_XMAX (96 * 1024) /* bytes of staged x; a larger batch * cols is split (below) or runs mv_kernel/mv2
+                               * (so lossless rows here have < 32 exception blocks, as mv4_ring needs) */
 /* MV4_BATCH_SPLIT: a batch whose x does not fit (batch * cols * 4 bytes >
  * MV4_XMAX) runs as ceil(batch / bc) v4 launches of equal rows (at most bc
  * = MV4_XMAX / (cols * 4)) when bc >= 2, each reading the weights again;
@@ -405,8 +405,9 @@ int vz_decode_carveout(int batch, size_t sm_bytes) {
             const char *e = getenv(i ? "VZ_CUDA_CARVEOUT_BATCH" : "VZ_CUDA_CARVEOUT");
             if (e && *e) pct[i] = atoi(e) < 0 ? -1 : atoi(e) > 100 ? 100 : atoi(e);
             else if (most > 0) /* the smallest percent above VZ_DECODE_SMEM_BELOW_KIB (matvec.cuh) */
-                pct[i] = (int)((int64_t)VZ_DECODE_SMEM_BELOW_KIB * 1024 * 100 / most) + 1, pct[i] = pct[i] > 100 ? 100 : pct[i];
+                pct[i] = (int)((int64_t)VZ_DECODE_SMEM_BELOW_KIB * 1024 * 100 / most) + 1;
             else pct[i] = -1;
+            if (pct[i] > 100) pct[i] = 100;
             cap[i] = pct[i] >= 0 ? carveout_bytes(pct[i], most) : 0;
         }
     }
