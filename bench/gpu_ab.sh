@@ -122,11 +122,10 @@ for f in a/bench/matvec_bench b/bench/matvec_bench*; do # VZ_AB_MVB=0: not run
     grep -E "^\| (q/o|k/v|gate|down|lm_head|raw|lossless|q8|q4) " "$log" | head -40
 done
 if [ "${VZ_AB_WIDE:-0}" = 1 ]; then # batch-1 matvecs of wide x (the carveout's guard, vz_decode_carveout)
-    for v in $XS b,-1; do
-        x=${v%%,*}
+    for v in $XS b,-1; do # build[,VZ_CUDA_CARVEOUT] (empty: the default)
+        x=${v%%,*} c=${v#"$x"} c=${c#,}
         step "$v: matvec_bench wide"
-        if [ "$v" = b,-1 ]; then VZ_CUDA_CARVEOUT=-1 in_x b timeout "$(cap 60)" ./bench/matvec_bench wide >"$W/wide-$v.txt" 2>&1
-        else in_x "$x" timeout "$(cap 60)" ./bench/matvec_bench wide >"$W/wide-$v.txt" 2>&1; fi
+        VZ_CUDA_CARVEOUT=$c in_x "$x" timeout "$(cap 60)" ./bench/matvec_bench wide >"$W/wide-$v.txt" 2>&1
         echo "rc=$?"
         sed "s/^/[$v] /" "$W/wide-$v.txt" | grep -E "\| down" | tee -a "$OUT/bench.txt"
     done

@@ -187,13 +187,13 @@ static void bench_single(double cgbs, int l2, const int *batches, int nbatch, fl
     }
 }
 
-/* `matvec_bench wide`: batch-1 matvecs whose x needs more than 82 KiB of
- * shared memory per v4 block (lossless: ~17 800 columns and up), so that
- * two blocks per SM exceed the decode step's 164 KiB carveout
- * (vz_decode_carveout): CodeLlama-34B's down (22016 columns) and
- * Qwen2-7B's (18944), rows cut to what g_src holds. Raw and lossless, us
- * per launch and GB/s; run under VZ_CUDA_CARVEOUT=-1 for the driver's
- * choice. */
+/* `matvec_bench wide`: batch-1 matvecs of wide x, whose v4 blocks need
+ * much shared memory: CodeLlama-34B's down (22016 columns; lossless needs
+ * more than the decode step's 196 KiB for two blocks per SM, so
+ * vz_decode_carveout asks for the largest carveout), Qwen2-7B's (18944;
+ * fits) and llama2-7b's (11008), rows cut to what g_src holds. Raw and
+ * lossless, us per launch and GB/s; run under VZ_CUDA_CARVEOUT=-1 for the
+ * driver's choice. */
 static void bench_wide(double cgbs, int l2, float *dx, float *dy) {
     const shape shapes[] = {{"down 3040x22016", 3040, 22016}, {"down 3500x18944", 3500, 18944},
                             {"down 4096x11008", 4096, 11008}};

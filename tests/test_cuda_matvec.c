@@ -449,7 +449,7 @@ static void test_rows(void **state) {
     for (int ci = 0; ci < 4; ci++) {
         if (!vz_codec_by_name(codecs[ci])) continue;
         enc e;
-        int old = vz_cuda_matvec_variant(shp == 1 ? VZ_CUDA_MV_V4 | VZ_CUDA_MV_TC : VZ_CUDA_MV_V4);
+        int old = vz_cuda_matvec_variant(shp ? VZ_CUDA_MV_V4 | VZ_CUDA_MV_TC : VZ_CUDA_MV_V4);
         enc_make(&e, codecs[ci], src, VZ_DTYPE_BF16, rows, cols);
         vz_cuda_matvec_variant(old);
         if (ci == 1) assert_int_equal(e.d.tiled, shp);
