@@ -333,7 +333,8 @@ static void test_matvec_codecs(void **state) {
  * the reference holds. The third shape runs the v4 kernel with 88 KiB of x
  * per block: with the lossless scratch, two blocks per SM need more than
  * the decode step's shared memory at batch 1 (vz_decode_carveout raises it
- * for that launch). */
+ * for that launch); at batch 2 (176 KiB of x) it runs the wide v4 kernel
+ * (MV4_WIDE). */
 static void test_matvec_dense_exceptions(void **state) {
     (void)state;
     REQUIRE_GPU();
@@ -365,15 +366,18 @@ static void test_matvec_dense_exceptions(void **state) {
 
 /* QKV-style and gate+up launches equal separate matvecs (bitwise; the SiLU
  * epilogue within 2^-20 relative: device vs host expf). At 4096 columns a
- * batch of 8 does not fit the v4 kernel's staged x and runs as two v4
- * launches of 4 rows (MV4_BATCH_SPLIT), which gpu_mv also compares with
- * the other kernels. */
+ * batch of 8 does not fit the 2-blocks v4 kernel's staged x and runs the
+ * wide one (MV4_WIDE); at 11008 it fits neither and runs as two wide
+ * launches of 4 rows (MV4_BATCH_SPLIT); gpu_mv also compares both with the
+ * other kernels. */
 static void test_matvec_multi(void **state) {
     (void)state;
     REQUIRE_GPU();
     const char *codecs[] = {"raw", "lossless", "q4"};
     const int64_t rws[3] = {320, 64, 64};
-    for (int64_t cols = 2048; cols <= 4096; cols *= 2) {
+    static const int64_t colsv[] = {2048, 4096, 11008};
+    for (int iv = 0; iv < 3; iv++) {
+    const int64_t cols = colsv[iv];
     const int mvar[5] = {VZ_CUDA_MV_V4, VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_V4 | VZ_CUDA_MV_TC,
                          VZ_CUDA_MV_V4 | VZ_CUDA_MV_PAIRS, VZ_CUDA_MV_V4 | VZ_CUDA_MV_OCC_ALT};
     int old = vz_cuda_matvec_variant(-1);
@@ -532,8 +536,8 @@ static void test_matvec_exact(void **state) {
  * (norm in its x staging) equals the unfused path (norm kernel into xb,
  * then the legacy kernel, bitwise equal to v4) bitwise, for QKV, SiLU and
  * residual-add launches at batch 1, 3, 8 and for raw, lossless and q4; the
- * unfused xb matches a CPU norm; a batch beyond v4's staging (8 x 4096)
- * takes the unfused path under the default flags. */
+ * unfused xb matches a CPU norm; at 8 x 4096 the fused path is the wide
+ * v4 kernel (MV4_WIDE). */
 static void test_matvec_norm(void **state) {
     (void)state;
     REQUIRE_GPU();

@@ -411,9 +411,18 @@ static __device__ __forceinline__ void vz_q8_load(const vz_dview &d, int64_t r, 
     st.u[0] = __ldg(d.scales + ((uint32_t)r * (uint32_t)d.qgpr + vz_qgroup(d, (int)g)));
 }
 
-/* The scale of element c of row r of a q8/q4 tensor, as f32 (the generic paths). */
+/* The index of the scale (and q4 zero point) of element c of row r of a
+ * q8/q4 tensor, and the scale at index i as f32 (the generic paths). */
+static __device__ __forceinline__ size_t vz_q_sidx(const vz_dview &d, int64_t r, int64_t c) {
+    return (size_t)r * d.qgpr + c / d.group;
+}
+
+static __device__ __forceinline__ float vz_q_scale_i(const vz_dview &d, size_t i) {
+    return __half2float(__ushort_as_half(__ldg(d.scales + i)));
+}
+
 static __device__ __forceinline__ float vz_q_scale_at(const vz_dview &d, int64_t r, int64_t c) {
-    return __half2float(__ushort_as_half(__ldg(d.scales + (size_t)r * d.qgpr + c / d.group)));
+    return vz_q_scale_i(d, vz_q_sidx(d, r, c));
 }
 
 /* The scale of a q8/q4 lane group loaded by vz_q8_load / vz_q4_load. */
@@ -544,8 +553,8 @@ static __device__ __forceinline__ void vz_q4_group(const vz_dview &d, int64_t r,
         int64_t c = 32 * (int64_t)g + e;
         float v = 0.0f;
         if (gv && c < d.cols) {
-            const size_t gi = (size_t)r * d.qgpr + c / d.group; /* vz_q_scale_at's index */
-            float s = scaled ? __half2float(__ushort_as_half(__ldg(d.scales + gi))) : 1.0f;
+            const size_t gi = vz_q_sidx(d, r, c);
+            float s = scaled ? vz_q_scale_i(d, gi) : 1.0f;
             uint32_t q = (__ldg(d.data + (size_t)r * d.qstride + c / 2) >> 4 * (c & 1)) & 15u;
             uint32_t z = d.zeros ? __ldg(d.zeros + gi) : 8u;
             v = vz_q4_val(vz_q4_f23(q), __float_as_uint(8388608.0f + (float)z)) * s;

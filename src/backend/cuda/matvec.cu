@@ -300,23 +300,37 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
  * loaded one unit ahead, so no load waits on another. Lane mapping and fmaf
  * order are mv_kernel's: results are bitwise equal. */
 #define MV4_WARPS 8
-#define MV4_XMAX (96 * 1024) /* bytes of staged x; a larger batch * cols is split (below) or runs mv_kernel/mv2
-                               * (so lossless rows here have < 32 exception blocks, as mv4_ring needs) */
-/* MV4_BATCH_SPLIT: a batch whose x does not fit (batch * cols * 4 bytes >
- * MV4_XMAX) runs as ceil(batch / bc) v4 launches of equal rows (at most bc
- * = MV4_XMAX / (cols * 4)) when bc >= 2, each reading the weights again;
- * before, it ran the mv2 kernel, which reads x from L2 for every row pair.
- * A row's sums are the same at any batch (the v4 kernel's order), so the
- * bits are too. */
+#define MV4_XMAX (96 * 1024) /* bytes of staged x in a block of 8 warps (2 blocks per SM) */
+#define MV4_WIDE_WARPS 16       /* MV4_WIDE: warps of the one block per SM */
+#define MV4_XMAX_WIDE (192 * 1024) /* bytes of staged x in such a block; a larger batch * cols is split
+                                    * (below) or runs mv_kernel/mv2 (so lossless rows here have < 32
+                                    * exception blocks, as mv4_ring needs) */
+/* MV4_WIDE: a batch of 2-8 whose x fits MV4_XMAX_WIDE (batch * cols * 4
+ * bytes) runs the v4 kernel as one block of 16 warps per SM: the same 128
+ * registers per thread and warps per SM as two blocks of 8, but each SM
+ * stages x once, and x of more than MV4_XMAX fits. ptxas spills nothing in
+ * these kernels, where the 2-blocks kernels of batch 2-8 spill 8-64 bytes
+ * in 12 of 28. MV4_BATCH_SPLIT: a larger x runs as ceil(batch / bc) v4
+ * launches of equal rows (at most bc = MV4_XMAX_WIDE / (cols * 4)) when
+ * bc >= 2, each reading the weights again. A row's sums are the same at
+ * any batch and in any block (the v4 kernel's order), so the bits are too.
+ * On an H200 (bench/results/2026-11-30-session21-h200.md, tok/s in all, the
+ * 2-blocks kernel split by MV4_XMAX -> the wide one): tinyllama raw at 8
+ * sequences 2540 -> 2894, at 4 2244 -> 2436; llama2-7b raw at 8 521 -> 752
+ * (its x of 4096 columns had run as two launches of 4, its down as four of
+ * 2), lossless 504 -> 749; only tinyllama lossless at 2 sequences lost (1654
+ * -> 1622). VZ_CUDA_MV_WIDE (bench knob, same bits): 0 never (the 2-blocks
+ * kernel, split by MV4_XMAX), 1 only for x above MV4_XMAX, 2 (default)
+ * every batch of 2-8. */
 #define MV4_OCC3_STEPS 6    /* lossless at batch 1: 3 blocks per SM up to this many steps per warp (mv4_plan) */
 #define MV4_OCC3_STEPS_LL_PLAIN 4 /* lossless launches without SiLU: the same */
 #define MV4_OCC3_STEPS_Q8 2 /* q8: the same (q4: never) */
 #define MV4_OCC3_STEPS_RAW 2 /* raw: the same */
 
-template <int KIND, int B, int NS, int MINB = 2>
-static __global__ void __launch_bounds__(MV4_WARPS * 32, MINB) mv4_kernel(mv_args a) {
+template <int KIND, int B, int NS, int MINB = 2, int WARPS = MV4_WARPS>
+static __global__ void __launch_bounds__(WARPS * 32, MINB) mv4_kernel(mv_args a) {
     extern __shared__ float4 xs_[]; /* x at mv4_align(xs_) */
-    __shared__ __align__(16) uint32_t smem[KIND == VZ_K_LL3 ? MV4_WARPS : 1][VZ_SMEM_WARP3];
+    __shared__ __align__(16) uint32_t smem[KIND == VZ_K_LL3 ? WARPS : 1][VZ_SMEM_WARP3];
     __shared__ vz_rms_smem nsm;
 #ifdef VZ_CUDA_TRACE
     const unsigned long long tr_t0 = vz_gtime();
@@ -327,10 +341,10 @@ static __global__ void __launch_bounds__(MV4_WARPS * 32, MINB) mv4_kernel(mv_arg
     const bool silu = a.epi == VZ_CUDA_EPI_SILU_MUL;
     const vz_dview d0 = a.pick(t), d1 = silu ? a.pick(1) : d0;
     const int64_t nunit = silu || NS == 1 ? d0.rows : (d0.rows + 1) / 2;
-    const int64_t nwarp = (int64_t)(a.blk[t + 1] - a.blk[t]) * MV4_WARPS; /* tensor t's warps deal its units */
+    const int64_t nwarp = (int64_t)(a.blk[t + 1] - a.blk[t]) * WARPS; /* tensor t's warps deal its units */
     const int c4 = (int)(d0.cols >> 2); /* B == a.batch: mv4_plan picks the kernel of the batch */
     mv4_ring<KIND, B, NS, vz_dview, MINB> ring;
-    ring.start(d0, d1, silu, (int64_t)(blockIdx.x - a.blk[t]) * MV4_WARPS + warp, nwarp, nunit, lane);
+    ring.start(d0, d1, silu, (int64_t)(blockIdx.x - a.blk[t]) * WARPS + warp, nwarp, nunit, lane);
     float4 *xs = mv4_align(xs_), *nws = a.nws ? xs + (size_t)B * c4 : NULL;
     if (nws) mv4_stage_nw(a.nw, c4, nws);
     a.wait(); /* x and y only from here on; weights before */
@@ -362,6 +376,13 @@ static const mv_fn mv4_table[4][8] = {MV4_ROW(VZ_K_RAW_BF16), MV4_ROW(VZ_K_LL3),
 /* batch 1, one row per unit */
 static const mv_fn mv4_row1[4] = {mv4_kernel<VZ_K_RAW_BF16, 1, 1>, mv4_kernel<VZ_K_LL3, 1, 1>,
                                   mv4_kernel<VZ_K_Q8, 1, 1>, mv4_kernel<VZ_K_Q4, 1, 1>};
+/* MV4_WIDE, batch 2..8: [kind][batch - 2] */
+#define MV4_WIDE_ROW(K) {mv4_kernel<K, 2, 2, 1, MV4_WIDE_WARPS>, mv4_kernel<K, 3, 2, 1, MV4_WIDE_WARPS>, \
+                         mv4_kernel<K, 4, 2, 1, MV4_WIDE_WARPS>, mv4_kernel<K, 5, 2, 1, MV4_WIDE_WARPS>, \
+                         mv4_kernel<K, 6, 2, 1, MV4_WIDE_WARPS>, mv4_kernel<K, 7, 2, 1, MV4_WIDE_WARPS>, \
+                         mv4_kernel<K, 8, 2, 1, MV4_WIDE_WARPS>}
+static const mv_fn mv4_wide[4][7] = {MV4_WIDE_ROW(VZ_K_RAW_BF16), MV4_WIDE_ROW(VZ_K_LL3), MV4_WIDE_ROW(VZ_K_Q8),
+                                     MV4_WIDE_ROW(VZ_K_Q4)};
 /* batch 1 at 3 blocks per SM (80 registers, half the ring depth): [pairs][kind] */
 static const mv_fn mv4_occ3[2][4] = {
     {mv4_kernel<VZ_K_RAW_BF16, 1, 1, 3>, mv4_kernel<VZ_K_LL3, 1, 1, 3>, mv4_kernel<VZ_K_Q8, 1, 1, 3>,
@@ -423,7 +444,8 @@ static cudaError_t mv_launch(mv_fn f, bool fast, unsigned blocks, int threads, s
     return mv_launch_pdl(f, fast && !(mv_variant & VZ_CUDA_MV_NO_PDL), blocks, threads, smem, st, a.batch, sm_bytes, a);
 }
 
-/* v4 grid: 2 blocks per SM (the kernel's launch bounds; 3 below), one wave, shared
+/* v4 grid: 2 blocks per SM (the kernel's launch bounds; 3 below, 1 of 16 warps for
+ * MV4_WIDE), one wave, shared
  * by the tensors in proportion to their units (at least one block each, no
  * more than one warp per unit); the warps of a tensor deal its units round
  * robin, so no SM gets a second block's work while another idles (with
@@ -469,11 +491,12 @@ static cudaError_t mv_launch(mv_fn f, bool fast, unsigned blocks, int threads, s
  * Sets a.blk; returns the block count, the kernel, its static shared
  * memory per block (with what the system reserves) and the blocks per SM
  * it is sized for. */
-static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, int batch, int silu,
-                          unsigned *blocks, mv_fn *f, size_t *blk_smem, int *per_sm) {
+static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, int batch, int silu, bool wide,
+                          unsigned *blocks, mv_fn *f, size_t *blk_smem, int *per_sm, int *warps) {
     static int sms = 0, resv = 0; /* resv: shared memory the system reserves per block */
-    static bool big_smem[4][11]; /* opt-in above 48 KiB done: [kind][batch - 1], 8: mv4_row1, 9 + pairs: mv4_occ3 */
-    static size_t stat_smem[4][11]; /* the kernel's static shared memory (+ resv), known once big_smem is set */
+    /* opt-in above 48 KiB done: [kind][batch - 1], 8: mv4_row1, 9 + pairs: mv4_occ3, 9 + batch: mv4_wide */
+    static bool big_smem[4][18];
+    static size_t stat_smem[4][18]; /* the kernel's static shared memory (+ resv), known once big_smem is set */
     if (sms == 0) {
         int dev = 0;
         cudaError_t e = cudaGetDevice(&dev);
@@ -500,7 +523,7 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
     steps /= 2 * sms * MV4_WARPS;
     const bool alt = (mv_variant & VZ_CUDA_MV_OCC_ALT) != 0;
     const bool occ3 = batch == 1 && (steps <= occ3_steps[kind == VZ_K_LL3 && !silu ? 4 : kind]) != alt;
-    const int64_t per = occ3 ? 3 : 2; /* blocks per SM */
+    const int64_t per = wide ? 1 : occ3 ? 3 : 2, wpb = wide ? MV4_WIDE_WARPS : MV4_WARPS; /* blocks per SM, warps */
     const bool one = batch == 1 && !silu && !(mv_variant & VZ_CUDA_MV_PAIRS) &&
                      rows <= (row1_max >= 0 ? row1_max : 3 * per * sms * MV4_WARPS / 2);
     int64_t units[3], total = 0;
@@ -508,15 +531,16 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
     int64_t nblk = 0;
     for (int i = 0; i < a.ntens; i++) {
         a.blk[i] = (int)nblk;
-        const int64_t most = (units[i] + MV4_WARPS - 1) / MV4_WARPS, share = units[i] * per * sms / total;
+        const int64_t most = (units[i] + wpb - 1) / wpb, share = units[i] * per * sms / total;
         nblk += share < 1 ? 1 : share < most ? share : most;
     }
     for (int i = a.ntens; i < 4; i++) a.blk[i] = (int)nblk;
     *blocks = (unsigned)nblk;
-    *f = occ3 ? mv4_occ3[!one][kind] : one ? mv4_row1[kind] : mv4_table[kind][batch - 1];
-    const int ki = occ3 ? 9 + !one : one ? 8 : batch - 1;
+    *f = wide ? mv4_wide[kind][batch - 2] : occ3 ? mv4_occ3[!one][kind] : one ? mv4_row1[kind] : mv4_table[kind][batch - 1];
+    const int ki = wide ? 9 + batch : occ3 ? 9 + !one : one ? 8 : batch - 1;
     if (!big_smem[kind][ki]) { /* static (lossless scratch) + dynamic may pass 48 KiB below 48 KiB of x */
-        cudaError_t e = cudaFuncSetAttribute(*f, cudaFuncAttributeMaxDynamicSharedMemorySize, MV4_XMAX + MV4_XPAD);
+        cudaError_t e = cudaFuncSetAttribute(*f, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             (wide ? MV4_XMAX_WIDE : MV4_XMAX) + MV4_XPAD);
         VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda matvec: shared memory limit: %s", cudaGetErrorString(e));
         cudaFuncAttributes fa;
         e = cudaFuncGetAttributes(&fa, *f);
@@ -524,7 +548,7 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
         stat_smem[kind][ki] = fa.sharedSizeBytes + (size_t)resv;
         big_smem[kind][ki] = true;
     }
-    *blk_smem = stat_smem[kind][ki], *per_sm = (int)per;
+    *blk_smem = stat_smem[kind][ki], *per_sm = (int)per, *warps = (int)wpb;
     return VZ_OK;
 }
 
@@ -557,7 +581,10 @@ static vz_status mv_multi(int n, const vz_cuda_tensor *const *W, float *const *d
     if (((uintptr_t)d_x & 15) != 0) kind = VZ_K_GENERIC;
     const bool v4k = !tc && kind != VZ_K_GENERIC && (mv_variant & VZ_CUDA_MV_V4); /* the v4 kernel's kinds */
     const size_t xrow = (size_t)W[0]->cols * 4;                                      /* bytes of one row of x */
-    const int bc = (int)(MV4_XMAX / xrow);
+    static int wide_mode = -1; /* VZ_CUDA_MV_WIDE (MV4_WIDE) */
+    if (wide_mode < 0) wide_mode = getenv("VZ_CUDA_MV_WIDE") && *getenv("VZ_CUDA_MV_WIDE") ? atoi(getenv("VZ_CUDA_MV_WIDE")) : 2;
+    const size_t xcap = wide_mode ? MV4_XMAX_WIDE : MV4_XMAX;
+    const int bc = (int)(xcap / xrow);
     if (v4k && bc >= 2 && batch > bc) { /* x too large to stage: v4 launches of at most bc rows (MV4_BATCH_SPLIT) */
         const int nch = (batch + bc - 1) / bc, per = (batch + nch - 1) / nch;
         for (int b0 = 0; b0 < batch; b0 += per) {
@@ -568,7 +595,9 @@ static vz_status mv_multi(int n, const vz_cuda_tensor *const *W, float *const *d
         }
         return VZ_OK;
     }
-    const bool v4 = v4k && (size_t)batch * xrow <= MV4_XMAX;
+    const bool wide = v4k && wide_mode && batch > 1 && (wide_mode == 2 || (size_t)batch * xrow > MV4_XMAX) &&
+                      (size_t)batch * xrow <= MV4_XMAX_WIDE;
+    const bool v4 = v4k && ((size_t)batch * xrow <= MV4_XMAX || wide);
     if (nw && !v4) { /* the norm on its own, then the plain matvec of its output */
         VZ_FAIL_IF(!d_xb, VZ_ERR_ARG, "cuda matvec: fused norm needs a scratch buffer");
         vz_k_rmsnorm(d_x, d_xb, nw, batch, (int32_t)W[0]->cols, eps, stream);
@@ -590,8 +619,8 @@ static vz_status mv_multi(int n, const vz_cuda_tensor *const *W, float *const *d
         unsigned nblk = 0;
         mv_fn f = NULL;
         size_t blk_smem = 0;
-        int per = 0;
-        VZ_TRY(mv4_plan(a, W, kind, batch, silu, &nblk, &f, &blk_smem, &per));
+        int per = 0, warps = 0;
+        VZ_TRY(mv4_plan(a, W, kind, batch, silu, wide, &nblk, &f, &blk_smem, &per, &warps));
         static int nws_on = -1; /* bench knob VZ_CUDA_NWS=0: the norm weights read after the norm (same bits) */
         if (nws_on < 0) nws_on = !(getenv("VZ_CUDA_NWS") && *getenv("VZ_CUDA_NWS") == '0');
         a.nws = nws_on && nw && batch == 1 && 2 * (size_t)W[0]->cols * 4 <= MV4_XMAX; /* the copy fits too */
@@ -601,7 +630,7 @@ static vz_status mv_multi(int n, const vz_cuda_tensor *const *W, float *const *d
 #endif
         /* the shared memory per SM of the planned blocks per SM (vz_decode_carveout) */
         const size_t sm_bytes = (size_t)per * (smem + blk_smem);
-        cudaError_t e = mv_launch(f, true, nblk, MV4_WARPS * 32, smem, (cudaStream_t)stream, a, sm_bytes);
+        cudaError_t e = mv_launch(f, true, nblk, warps * 32, smem, (cudaStream_t)stream, a, sm_bytes);
         VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda matvec v4 launch (%lldx%lld, batch %d): %s",
                    (long long)W[0]->rows, (long long)W[0]->cols, batch, cudaGetErrorString(e));
         return VZ_OK;
