@@ -316,10 +316,10 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
  * any batch and in any block (the v4 kernel's order), so the bits are too.
  * On an H200 (bench/results/2026-11-30-session21-h200.md, tok/s in all, the
  * 2-blocks kernel split by MV4_XMAX -> the wide one): tinyllama raw at 8
- * sequences 2540 -> 2894, at 4 2244 -> 2436; llama2-7b raw at 8 521 -> 752
- * (its x of 4096 columns had run as two launches of 4, its down as four of
- * 2), lossless 504 -> 749; only tinyllama lossless at 2 sequences lost (1654
- * -> 1622). VZ_CUDA_MV_WIDE (bench knob, same bits): 0 never (the 2-blocks
+ * sequences 2546 -> 2898, lossless 2484 -> 2987; llama2-7b raw at 8 524 ->
+ * 754 (its x of 4096 columns had run as two launches of 4, its down as four
+ * of 2), lossless 508 -> 754; every batch of 2-8 of raw, lossless, q8 and
+ * q4 gained (+4% to +48%). VZ_CUDA_MV_WIDE (bench knob, same bits): 0 never (the 2-blocks
  * kernel, split by MV4_XMAX), 1 only for x above MV4_XMAX, 2 (default)
  * every batch of 2-8. */
 #define MV4_OCC3_STEPS 6    /* lossless at batch 1: 3 blocks per SM up to this many steps per warp (mv4_plan) */
