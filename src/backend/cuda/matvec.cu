@@ -321,7 +321,15 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
  * of 2), lossless 508 -> 754; every batch of 2-8 of raw, lossless, q8 and
  * q4 gained (+4% to +48%). VZ_CUDA_MV_WIDE (bench knob, same bits): 0 never (the 2-blocks
  * kernel, split by MV4_XMAX), 1 only for x above MV4_XMAX, 2 (default)
- * every batch of 2-8. */
+ * every batch of 2-8.
+ * MV4_WIDE1_KINDS: the kinds (bit 1 << kind) whose batch-1 launches run the
+ * wide kernel too, where the 2-blocks kernel would (x within MV4_XMAX, not
+ * the 3-blocks launches of mv4_plan). On an H200 (same file, run 5) raw
+ * decode gained 1.2% (tinyllama) and 2.4% (llama2-7b: 271.7 -> 278.3
+ * tok/s), q4 3.3% (tinyllama); lossless lost 2.2% on tinyllama and gained
+ * 1.3% on llama2-7b, q8 did not change, so both keep two blocks.
+ * VZ_CUDA_MV_WIDE1 (bench knob, same bits): the mask (0: none). */
+#define MV4_WIDE1_KINDS (1 << VZ_K_RAW_BF16 | 1 << VZ_K_Q4)
 #define MV4_OCC3_STEPS 6    /* lossless at batch 1: 3 blocks per SM up to this many steps per warp (mv4_plan) */
 #define MV4_OCC3_STEPS_LL_PLAIN 4 /* lossless launches without SiLU: the same */
 #define MV4_OCC3_STEPS_Q8 2 /* q8: the same (q4: never) */
@@ -383,6 +391,12 @@ static const mv_fn mv4_row1[4] = {mv4_kernel<VZ_K_RAW_BF16, 1, 1>, mv4_kernel<VZ
                          mv4_kernel<K, 8, 2, 1, MV4_WIDE_WARPS>}
 static const mv_fn mv4_wide[4][7] = {MV4_WIDE_ROW(VZ_K_RAW_BF16), MV4_WIDE_ROW(VZ_K_LL3), MV4_WIDE_ROW(VZ_K_Q8),
                                      MV4_WIDE_ROW(VZ_K_Q4)};
+/* MV4_WIDE1_KINDS, batch 1: [pairs][kind] */
+static const mv_fn mv4_wide1[2][4] = {
+    {mv4_kernel<VZ_K_RAW_BF16, 1, 1, 1, MV4_WIDE_WARPS>, mv4_kernel<VZ_K_LL3, 1, 1, 1, MV4_WIDE_WARPS>,
+     mv4_kernel<VZ_K_Q8, 1, 1, 1, MV4_WIDE_WARPS>, mv4_kernel<VZ_K_Q4, 1, 1, 1, MV4_WIDE_WARPS>},
+    {mv4_kernel<VZ_K_RAW_BF16, 1, 2, 1, MV4_WIDE_WARPS>, mv4_kernel<VZ_K_LL3, 1, 2, 1, MV4_WIDE_WARPS>,
+     mv4_kernel<VZ_K_Q8, 1, 2, 1, MV4_WIDE_WARPS>, mv4_kernel<VZ_K_Q4, 1, 2, 1, MV4_WIDE_WARPS>}};
 /* batch 1 at 3 blocks per SM (80 registers, half the ring depth): [pairs][kind] */
 static const mv_fn mv4_occ3[2][4] = {
     {mv4_kernel<VZ_K_RAW_BF16, 1, 1, 3>, mv4_kernel<VZ_K_LL3, 1, 1, 3>, mv4_kernel<VZ_K_Q8, 1, 1, 3>,
@@ -491,12 +505,12 @@ static cudaError_t mv_launch(mv_fn f, bool fast, unsigned blocks, int threads, s
  * Sets a.blk; returns the block count, the kernel, its static shared
  * memory per block (with what the system reserves) and the blocks per SM
  * it is sized for. */
-static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, int batch, int silu, bool wide,
+static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, int batch, int silu, bool wide0,
                           unsigned *blocks, mv_fn *f, size_t *blk_smem, int *per_sm, int *warps) {
     static int sms = 0, resv = 0; /* resv: shared memory the system reserves per block */
     /* opt-in above 48 KiB done: [kind][batch - 1], 8: mv4_row1, 9 + pairs: mv4_occ3, 9 + batch: mv4_wide */
-    static bool big_smem[4][18];
-    static size_t stat_smem[4][18]; /* the kernel's static shared memory (+ resv), known once big_smem is set */
+    static bool big_smem[4][20];
+    static size_t stat_smem[4][20]; /* the kernel's static shared memory (+ resv), known once big_smem is set */
     if (sms == 0) {
         int dev = 0;
         cudaError_t e = cudaGetDevice(&dev);
@@ -523,9 +537,10 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
     steps /= 2 * sms * MV4_WARPS;
     const bool alt = (mv_variant & VZ_CUDA_MV_OCC_ALT) != 0;
     const bool occ3 = batch == 1 && (steps <= occ3_steps[kind == VZ_K_LL3 && !silu ? 4 : kind]) != alt;
+    const bool wide = wide0 && !occ3;
     const int64_t per = wide ? 1 : occ3 ? 3 : 2, wpb = wide ? MV4_WIDE_WARPS : MV4_WARPS; /* blocks per SM, warps */
     const bool one = batch == 1 && !silu && !(mv_variant & VZ_CUDA_MV_PAIRS) &&
-                     rows <= (row1_max >= 0 ? row1_max : 3 * per * sms * MV4_WARPS / 2);
+                     rows <= (row1_max >= 0 ? row1_max : 3 * per * sms * wpb / 2);
     int64_t units[3], total = 0;
     for (int i = 0; i < a.ntens; i++) total += units[i] = silu || one ? W[i]->rows : (W[i]->rows + 1) / 2;
     int64_t nblk = 0;
@@ -536,8 +551,9 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
     }
     for (int i = a.ntens; i < 4; i++) a.blk[i] = (int)nblk;
     *blocks = (unsigned)nblk;
-    *f = wide ? mv4_wide[kind][batch - 2] : occ3 ? mv4_occ3[!one][kind] : one ? mv4_row1[kind] : mv4_table[kind][batch - 1];
-    const int ki = wide ? 9 + batch : occ3 ? 9 + !one : one ? 8 : batch - 1;
+    *f = wide ? (batch == 1 ? mv4_wide1[!one][kind] : mv4_wide[kind][batch - 2])
+         : occ3 ? mv4_occ3[!one][kind] : one ? mv4_row1[kind] : mv4_table[kind][batch - 1];
+    const int ki = wide ? (batch == 1 ? 18 + !one : 9 + batch) : occ3 ? 9 + !one : one ? 8 : batch - 1;
     if (!big_smem[kind][ki]) { /* static (lossless scratch) + dynamic may pass 48 KiB below 48 KiB of x */
         cudaError_t e = cudaFuncSetAttribute(*f, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              (wide ? MV4_XMAX_WIDE : MV4_XMAX) + MV4_XPAD);
@@ -595,8 +611,14 @@ static vz_status mv_multi(int n, const vz_cuda_tensor *const *W, float *const *d
         }
         return VZ_OK;
     }
-    const bool wide = v4k && wide_mode && batch > 1 && (wide_mode == 2 || (size_t)batch * xrow > MV4_XMAX) &&
-                      (size_t)batch * xrow <= MV4_XMAX_WIDE;
+    static int wide1 = -1; /* VZ_CUDA_MV_WIDE1 (MV4_WIDE1_KINDS) */
+    if (wide1 < 0)
+        wide1 = getenv("VZ_CUDA_MV_WIDE1") && *getenv("VZ_CUDA_MV_WIDE1")
+                    ? (int)strtol(getenv("VZ_CUDA_MV_WIDE1"), NULL, 0) : MV4_WIDE1_KINDS;
+    const bool wide = v4k && wide_mode &&
+                      ((batch > 1 && (wide_mode == 2 || (size_t)batch * xrow > MV4_XMAX) &&
+                        (size_t)batch * xrow <= MV4_XMAX_WIDE) ||
+                       (batch == 1 && (wide1 >> kind & 1) && xrow <= MV4_XMAX));
     const bool v4 = v4k && ((size_t)batch * xrow <= MV4_XMAX || wide);
     if (nw && !v4) { /* the norm on its own, then the plain matvec of its output */
         VZ_FAIL_IF(!d_xb, VZ_ERR_ARG, "cuda matvec: fused norm needs a scratch buffer");

@@ -58,8 +58,8 @@ static __device__ __forceinline__ void mv4_rows(int rows, bool silu, int u, int 
  * bytes per step, so more steps must be in flight to cover DRAM latency.
  * One-row units (NS = 1) keep the bytes in flight of a pair: twice the
  * steps. MINB = 3 (3 blocks per SM, 80 registers): half of it. MINB = 1
- * (the one block of 16 warps per SM of batches 2-8, matvec.cu's MV4_WIDE):
- * half of it from batch 3 on. No batch-1 kernel spills (ptxas -v; at 3
+ * (one block of 16 warps per SM, matvec.cu's MV4_WIDE: batches 2-8, and
+ * batch 1 of MV4_WIDE1_KINDS): half of it from batch 3 on. No batch-1 kernel spills (ptxas -v; at 3
  * blocks per SM thanks to mv4_ring's LATE), nor does any MINB = 1 kernel
  * but q4's at batch 2 (8 bytes); at full depth 11 of those of batch 3-8
  * spilled 12-64 bytes, as the 2-blocks kernels of batch 2-8 still do. On an
