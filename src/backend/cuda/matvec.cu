@@ -324,12 +324,16 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
  * every batch of 2-8.
  * MV4_WIDE1_KINDS: the kinds (bit 1 << kind) whose batch-1 launches run the
  * wide kernel too, where the 2-blocks kernel would (x within MV4_XMAX, not
- * the 3-blocks launches of mv4_plan). On an H200 (same file, run 5) raw
- * decode gained 1.2% (tinyllama) and 2.4% (llama2-7b: 271.7 -> 278.3
- * tok/s), q4 3.3% (tinyllama); lossless lost 2.2% on tinyllama and gained
- * 1.3% on llama2-7b, q8 did not change, so both keep two blocks.
- * VZ_CUDA_MV_WIDE1 (bench knob, same bits): the mask (0: none). */
-#define MV4_WIDE1_KINDS (1 << VZ_K_RAW_BF16 | 1 << VZ_K_Q4)
+ * the 3-blocks launches of mv4_plan); lossless only from MV4_WIDE1_STEPS_LL
+ * row steps per warp (of a 2-blocks wave) on. On an H200 (same file, runs
+ * 5-7) raw decode gained 1.2% (tinyllama) and 2.4% (llama2-7b: 271.7 ->
+ * 278.3 tok/s), q4 3.3% (tinyllama); lossless gained 1.3% on llama2-7b
+ * (every launch: 7-23 steps) but lost 2.2% on tinyllama with its down (5
+ * steps) and lm_head (30) wide, 0.2% with only its lm_head; q8 did not
+ * change, so it keeps two blocks. VZ_CUDA_MV_WIDE1 (bench knob, same bits): the mask (0:
+ * none). */
+#define MV4_WIDE1_KINDS (1 << VZ_K_RAW_BF16 | 1 << VZ_K_LL3 | 1 << VZ_K_Q4)
+#define MV4_WIDE1_STEPS_LL 7
 #define MV4_OCC3_STEPS 6    /* lossless at batch 1: 3 blocks per SM up to this many steps per warp (mv4_plan) */
 #define MV4_OCC3_STEPS_LL_PLAIN 4 /* lossless launches without SiLU: the same */
 #define MV4_OCC3_STEPS_Q8 2 /* q8: the same (q4: never) */
@@ -537,7 +541,7 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
     steps /= 2 * sms * MV4_WARPS;
     const bool alt = (mv_variant & VZ_CUDA_MV_OCC_ALT) != 0;
     const bool occ3 = batch == 1 && (steps <= occ3_steps[kind == VZ_K_LL3 && !silu ? 4 : kind]) != alt;
-    const bool wide = wide0 && !occ3;
+    const bool wide = wide0 && !occ3 && (batch > 1 || kind != VZ_K_LL3 || steps >= MV4_WIDE1_STEPS_LL);
     const int64_t per = wide ? 1 : occ3 ? 3 : 2, wpb = wide ? MV4_WIDE_WARPS : MV4_WARPS; /* blocks per SM, warps */
     const bool one = batch == 1 && !silu && !(mv_variant & VZ_CUDA_MV_PAIRS) &&
                      rows <= (row1_max >= 0 ? row1_max : 3 * per * sms * wpb / 2);
