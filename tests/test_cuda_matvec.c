@@ -106,7 +106,9 @@ static void enc_free(enc *e) {
 /* Kernel variants (cuda.h): every one must give the same bits (at batch
  * 1 v4 runs single rows for the shapes of up to ~3000 rows, with PAIRS row
  * pairs; OCC_ALT runs the other occupancy's kernels: 2 blocks per SM for
- * small raw, lossless and q8 launches, 3 for the others). */
+ * small raw, lossless and q8 launches, 3 for the others; where v4 would
+ * run 2 blocks per SM, raw, q4 and long lossless launches run one block of
+ * 16 warps instead, as do batches 2-8: matvec.cu's MV4_WIDE). */
 static const int variants[] = {VZ_CUDA_MV_V4, VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, 0,
                                VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_LEGACY, VZ_CUDA_MV_NO_PDL,
                                VZ_CUDA_MV_OCC4, VZ_CUDA_MV_V4 | VZ_CUDA_MV_PAIRS, VZ_CUDA_MV_V4 | VZ_CUDA_MV_OCC_ALT};

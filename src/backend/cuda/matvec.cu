@@ -309,17 +309,18 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
  * bytes) runs the v4 kernel as one block of 16 warps per SM: the same 128
  * registers per thread and warps per SM as two blocks of 8, but each SM
  * stages x once, and x of more than MV4_XMAX fits. ptxas spills nothing in
- * these kernels, where the 2-blocks kernels of batch 2-8 spill 8-64 bytes
- * in 12 of 28. MV4_BATCH_SPLIT: a larger x runs as ceil(batch / bc) v4
- * launches of equal rows (at most bc = MV4_XMAX_WIDE / (cols * 4)) when
- * bc >= 2, each reading the weights again. A row's sums are the same at
- * any batch and in any block (the v4 kernel's order), so the bits are too.
- * On an H200 (bench/results/2026-11-30-session21-h200.md, tok/s in all, the
- * 2-blocks kernel split by MV4_XMAX -> the wide one): tinyllama raw at 8
- * sequences 2546 -> 2898, lossless 2484 -> 2987; llama2-7b raw at 8 524 ->
- * 754 (its x of 4096 columns had run as two launches of 4, its down as four
- * of 2), lossless 508 -> 754; every batch of 2-8 of raw, lossless, q8 and
- * q4 gained (+4% to +48%). VZ_CUDA_MV_WIDE (bench knob, same bits): 0 never (the 2-blocks
+ * these kernels but q4's at batch 2 (8 bytes), where the 2-blocks kernels
+ * of batch 2-8 spill 8-64 bytes in 12 of 28 (mv4_depth). MV4_BATCH_SPLIT: a
+ * larger x runs as ceil(batch / bc) v4 launches of equal rows (at most bc =
+ * MV4_XMAX_WIDE / (cols * 4)) when bc >= 2, each reading the weights again.
+ * A row's sums are the same at any batch and in any block (the v4 kernel's
+ * order), so the bits are too. On an H200 (bench/results/
+ * 2026-11-30-session21-h200.md, tok/s in all, the 2-blocks kernel split by
+ * MV4_XMAX -> the wide one): tinyllama raw at 8 sequences 2546 -> 2898,
+ * lossless 2484 -> 2987; llama2-7b raw at 8 524 -> 754 (its x of 4096
+ * columns had run as two launches of 4, its down as four of 2), lossless
+ * 508 -> 754; every batch of 2-8 of raw, lossless, q8 and q4 gained (+4% to
+ * +48%). VZ_CUDA_MV_WIDE (bench knob, same bits): 0 never (the 2-blocks
  * kernel, split by MV4_XMAX), 1 only for x above MV4_XMAX, 2 (default)
  * every batch of 2-8.
  * MV4_WIDE1_KINDS: the kinds (bit 1 << kind) whose batch-1 launches run the
@@ -330,8 +331,8 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
  * 278.3 tok/s), q4 3.3% (tinyllama); lossless gained 1.3% on llama2-7b
  * (every launch: 7-23 steps) but lost 2.2% on tinyllama with its down (5
  * steps) and lm_head (30) wide, 0.2% with only its lm_head; q8 did not
- * change, so it keeps two blocks. VZ_CUDA_MV_WIDE1 (bench knob, same bits): the mask (0:
- * none). */
+ * change, so it keeps two blocks. VZ_CUDA_MV_WIDE1 (bench knob, same bits):
+ * the mask (0: none). */
 #define MV4_WIDE1_KINDS (1 << VZ_K_RAW_BF16 | 1 << VZ_K_LL3 | 1 << VZ_K_Q4)
 #define MV4_WIDE1_STEPS_LL 7
 #define MV4_OCC3_STEPS 6    /* lossless at batch 1: 3 blocks per SM up to this many steps per warp (mv4_plan) */
@@ -512,7 +513,8 @@ static cudaError_t mv_launch(mv_fn f, bool fast, unsigned blocks, int threads, s
 static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, int batch, int silu, bool wide0,
                           unsigned *blocks, mv_fn *f, size_t *blk_smem, int *per_sm, int *warps) {
     static int sms = 0, resv = 0; /* resv: shared memory the system reserves per block */
-    /* opt-in above 48 KiB done: [kind][batch - 1], 8: mv4_row1, 9 + pairs: mv4_occ3, 9 + batch: mv4_wide */
+    /* opt-in above 48 KiB done: [kind][batch - 1], 8: mv4_row1, 9 + pairs: mv4_occ3, 9 + batch: mv4_wide,
+     * 18 + pairs: mv4_wide1 */
     static bool big_smem[4][20];
     static size_t stat_smem[4][20]; /* the kernel's static shared memory (+ resv), known once big_smem is set */
     if (sms == 0) {
@@ -602,7 +604,8 @@ static vz_status mv_multi(int n, const vz_cuda_tensor *const *W, float *const *d
     const bool v4k = !tc && kind != VZ_K_GENERIC && (mv_variant & VZ_CUDA_MV_V4); /* the v4 kernel's kinds */
     const size_t xrow = (size_t)W[0]->cols * 4;                                      /* bytes of one row of x */
     static int wide_mode = -1; /* VZ_CUDA_MV_WIDE (MV4_WIDE) */
-    if (wide_mode < 0) wide_mode = getenv("VZ_CUDA_MV_WIDE") && *getenv("VZ_CUDA_MV_WIDE") ? atoi(getenv("VZ_CUDA_MV_WIDE")) : 2;
+    if (wide_mode < 0)
+        wide_mode = getenv("VZ_CUDA_MV_WIDE") && *getenv("VZ_CUDA_MV_WIDE") ? atoi(getenv("VZ_CUDA_MV_WIDE")) : 2;
     const size_t xcap = wide_mode ? MV4_XMAX_WIDE : MV4_XMAX;
     const int bc = (int)(xcap / xrow);
     if (v4k && bc >= 2 && batch > bc) { /* x too large to stage: v4 launches of at most bc rows (MV4_BATCH_SPLIT) */

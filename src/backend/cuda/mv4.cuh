@@ -59,14 +59,14 @@ static __device__ __forceinline__ void mv4_rows(int rows, bool silu, int u, int 
  * One-row units (NS = 1) keep the bytes in flight of a pair: twice the
  * steps. MINB = 3 (3 blocks per SM, 80 registers): half of it. MINB = 1
  * (one block of 16 warps per SM, matvec.cu's MV4_WIDE: batches 2-8, and
- * batch 1 of MV4_WIDE1_KINDS): half of it from batch 3 on. No batch-1 kernel spills (ptxas -v; at 3
- * blocks per SM thanks to mv4_ring's LATE), nor does any MINB = 1 kernel
- * but q4's at batch 2 (8 bytes); at full depth 11 of those of batch 3-8
- * spilled 12-64 bytes, as the 2-blocks kernels of batch 2-8 still do. On an
- * H200 the half depth gave batch 4 +0.8% (tinyllama raw) to +5.4%
- * (llama2-7b raw) and lost 1.0-5.7% at batch 2 (bench/results/
- * 2026-11-30-session21-h200.md); q8 and q4 follow raw and lossless there,
- * not measured. */
+ * batch 1 of MV4_WIDE1_KINDS): half of it from batch 3 on. No batch-1
+ * kernel spills (ptxas -v; at 3 blocks per SM thanks to mv4_ring's LATE),
+ * nor does any MINB = 1 kernel but q4's at batch 2 (8 bytes); at full depth
+ * 11 of those of batch 3-8 spilled 12-64 bytes, as the 2-blocks kernels of
+ * batch 2-8 still do. On an H200 the half depth gave batch 4 +0.8%
+ * (tinyllama raw) to +5.4% (llama2-7b raw) and lost 1.0-5.7% at batch 2
+ * (bench/results/2026-11-30-session21-h200.md); q8 and q4 follow raw and
+ * lossless there, not measured. */
 template <int KIND, int B, int NS, int MINB = 2> struct mv4_depth {
     enum { D2 = KIND == VZ_K_RAW_BF16 ? (B <= 5 ? 2 : 1) : KIND == VZ_K_LL3 ? (B <= 4 ? 2 : 1)
                 : KIND == VZ_K_Q8 ? (B == 1 ? 3 : 2) : (B == 1 ? 4 : 2),
