@@ -332,16 +332,29 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
  * (every launch: 7-23 steps) but lost 2.2% on tinyllama with its down (5
  * steps) and lm_head (30) wide, 0.2% with only its lm_head; q8 did not
  * change, so it keeps two blocks. VZ_CUDA_MV_WIDE1 (bench knob, same bits):
- * the mask (0: none). */
+ * the mask (0: none).
+ * MV4_WIDE3: raw's 3-blocks launches (mv4_plan: batch 1, at most
+ * MV4_OCC3_STEPS_RAW row steps per warp, tinyllama's QKV and Wo) run as one
+ * block of 24 warps per SM instead of three blocks of 8: the same 80
+ * registers and warps per SM, x staged once per SM instead of three times.
+ * On an H200 (bench/results/2026-11-30-session22-h200.md, run 1) tinyllama
+ * raw decode went 1265.6 -> 1272.8 tok/s (+0.6%, two benches each), q4
+ * (whose 3-blocks launches are none) did not change, lossless lost 5%
+ * (1208.8 -> 1148.7) and q8 1.3%, so only raw takes it; llama2-7b (no such
+ * launch) did not change. VZ_CUDA_MV_WIDE3=0 (bench knob, same bits): off. */
 #define MV4_WIDE1_KINDS (1 << VZ_K_RAW_BF16 | 1 << VZ_K_LL3 | 1 << VZ_K_Q4)
+#define MV4_WIDE3_WARPS 24
 #define MV4_WIDE1_STEPS_LL 7
 #define MV4_OCC3_STEPS 6    /* lossless at batch 1: 3 blocks per SM up to this many steps per warp (mv4_plan) */
 #define MV4_OCC3_STEPS_LL_PLAIN 4 /* lossless launches without SiLU: the same */
 #define MV4_OCC3_STEPS_Q8 2 /* q8: the same (q4: never) */
 #define MV4_OCC3_STEPS_RAW 2 /* raw: the same */
 
+/* MINB: the blocks of MV4_WARPS warps per SM the kernel is sized for (its
+ * registers and ring depth, mv4_depth); a block of more warps (MV4_WIDE,
+ * MV4_WIDE3) runs alone on its SM, with the registers of MINB blocks of 8. */
 template <int KIND, int B, int NS, int MINB = 2, int WARPS = MV4_WARPS>
-static __global__ void __launch_bounds__(WARPS * 32, MINB) mv4_kernel(mv_args a) {
+static __global__ void __launch_bounds__(WARPS * 32, WARPS == MV4_WARPS ? MINB : 1) mv4_kernel(mv_args a) {
     extern __shared__ float4 xs_[]; /* x at mv4_align(xs_) */
     __shared__ __align__(16) uint32_t smem[KIND == VZ_K_LL3 ? WARPS : 1][VZ_SMEM_WARP3];
     __shared__ vz_rms_smem nsm;
@@ -373,6 +386,24 @@ static __global__ void __launch_bounds__(WARPS * 32, MINB) mv4_kernel(mv_args a)
 
 typedef void (*mv_fn)(mv_args);
 
+/* The bytes of x a wide block (MV4_WIDE) can stage on this device:
+ * MV4_XMAX_WIDE, or less where the device's opt-in maximum per block
+ * cannot hold that with the wide kernel's static shared memory (lossless
+ * scratch, norm sums) and MV4_XPAD (an A100: 163 KiB per block). */
+static size_t mv4_xmax_wide(void) {
+    static size_t cap = 0;
+    if (cap == 0) {
+        int dev = 0, optin = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
+            optin = 0, cudaGetLastError();
+        const size_t stat = (size_t)MV4_WIDE_WARPS * VZ_SMEM_WARP3 * 4 + sizeof(vz_rms_smem) + 64;
+        const size_t room = (size_t)optin > stat + MV4_XPAD ? (size_t)optin - stat - MV4_XPAD : 0;
+        cap = room < MV4_XMAX_WIDE ? (room > 0 ? room : 1) : MV4_XMAX_WIDE;
+    }
+    return cap;
+}
+
 /* Kernel tables: [kind][batch-1]; the generic kind runs every batch with B = 8. */
 #define MV_ROW(K) {mv_kernel<K, 1>, mv_kernel<K, 2>, mv_kernel<K, 3>, mv_kernel<K, 4>, \
                    mv_kernel<K, 5>, mv_kernel<K, 6>, mv_kernel<K, 7>, mv_kernel<K, 8>}
@@ -402,6 +433,9 @@ static const mv_fn mv4_wide1[2][4] = {
      mv4_kernel<VZ_K_Q8, 1, 1, 1, MV4_WIDE_WARPS>, mv4_kernel<VZ_K_Q4, 1, 1, 1, MV4_WIDE_WARPS>},
     {mv4_kernel<VZ_K_RAW_BF16, 1, 2, 1, MV4_WIDE_WARPS>, mv4_kernel<VZ_K_LL3, 1, 2, 1, MV4_WIDE_WARPS>,
      mv4_kernel<VZ_K_Q8, 1, 2, 1, MV4_WIDE_WARPS>, mv4_kernel<VZ_K_Q4, 1, 2, 1, MV4_WIDE_WARPS>}};
+/* MV4_WIDE3, raw at batch 1: [pairs] */
+static const mv_fn mv4_wide3[2] = {mv4_kernel<VZ_K_RAW_BF16, 1, 1, 3, MV4_WIDE3_WARPS>,
+                                   mv4_kernel<VZ_K_RAW_BF16, 1, 2, 3, MV4_WIDE3_WARPS>};
 /* batch 1 at 3 blocks per SM (80 registers, half the ring depth): [pairs][kind] */
 static const mv_fn mv4_occ3[2][4] = {
     {mv4_kernel<VZ_K_RAW_BF16, 1, 1, 3>, mv4_kernel<VZ_K_LL3, 1, 1, 3>, mv4_kernel<VZ_K_Q8, 1, 1, 3>,
@@ -463,8 +497,8 @@ static cudaError_t mv_launch(mv_fn f, bool fast, unsigned blocks, int threads, s
     return mv_launch_pdl(f, fast && !(mv_variant & VZ_CUDA_MV_NO_PDL), blocks, threads, smem, st, a.batch, sm_bytes, a);
 }
 
-/* v4 grid: 2 blocks per SM (the kernel's launch bounds; 3 below, 1 of 16 warps for
- * MV4_WIDE), one wave, shared
+/* v4 grid: 2 blocks per SM (the kernel's launch bounds; 3 below, 1 of 16
+ * warps for MV4_WIDE and MV4_WIDE1, 1 of 24 for MV4_WIDE3), one wave, shared
  * by the tensors in proportion to their units (at least one block each, no
  * more than one warp per unit); the warps of a tensor deal its units round
  * robin, so no SM gets a second block's work while another idles (with
@@ -507,6 +541,9 @@ static cudaError_t mv_launch(mv_fn f, bool fast, unsigned blocks, int threads, s
  * VZ_CUDA_MV_OCC_ALT swaps the choice; VZ_CUDA_MV_OCC3_STEPS is a bench knob
  * for the bounds (one number: lossless's, both; four: raw,ll,q8,q4; five:
  * raw,ll,q8,q4,ll without SiLU; -1 never).
+ * wide0: mv_multi allows a wider block (x fits it): at batch 2-8 that is
+ * MV4_WIDE; at batch 1 this picks MV4_WIDE1 for the launches that would run
+ * 2 blocks per SM, MV4_WIDE3 for raw's 3-blocks ones.
  * Sets a.blk; returns the block count, the kernel, its static shared
  * memory per block (with what the system reserves) and the blocks per SM
  * it is sized for. */
@@ -514,9 +551,9 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
                           unsigned *blocks, mv_fn *f, size_t *blk_smem, int *per_sm, int *warps) {
     static int sms = 0, resv = 0; /* resv: shared memory the system reserves per block */
     /* opt-in above 48 KiB done: [kind][batch - 1], 8: mv4_row1, 9 + pairs: mv4_occ3, 9 + batch: mv4_wide,
-     * 18 + pairs: mv4_wide1 */
-    static bool big_smem[4][20];
-    static size_t stat_smem[4][20]; /* the kernel's static shared memory (+ resv), known once big_smem is set */
+     * 18 + pairs: mv4_wide1, 20 + pairs: mv4_wide3 */
+    static bool big_smem[4][22];
+    static size_t stat_smem[4][22]; /* the kernel's static shared memory (+ resv), known once big_smem is set */
     if (sms == 0) {
         int dev = 0;
         cudaError_t e = cudaGetDevice(&dev);
@@ -541,10 +578,19 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
     int64_t steps = 0, rows = 0; /* steps: row steps (1024 columns) per warp of a 2-block wave */
     for (int i = 0; i < a.ntens; i++) steps += W[i]->rows * ((W[i]->cols + 1023) / 1024), rows += W[i]->rows;
     steps /= 2 * sms * MV4_WARPS;
+    static int wide1 = -1, wide3 = -1; /* bench knobs VZ_CUDA_MV_WIDE1 (MV4_WIDE1_KINDS), VZ_CUDA_MV_WIDE3 */
+    if (wide1 < 0) {
+        const char *e1 = getenv("VZ_CUDA_MV_WIDE1"), *e3 = getenv("VZ_CUDA_MV_WIDE3");
+        wide1 = e1 && *e1 ? (int)strtol(e1, NULL, 0) & 15 : MV4_WIDE1_KINDS;
+        wide3 = !(e3 && *e3 == '0');
+    }
     const bool alt = (mv_variant & VZ_CUDA_MV_OCC_ALT) != 0;
     const bool occ3 = batch == 1 && (steps <= occ3_steps[kind == VZ_K_LL3 && !silu ? 4 : kind]) != alt;
-    const bool wide = wide0 && !occ3 && (batch > 1 || kind != VZ_K_LL3 || steps >= MV4_WIDE1_STEPS_LL);
-    const int64_t per = wide ? 1 : occ3 ? 3 : 2, wpb = wide ? MV4_WIDE_WARPS : MV4_WARPS; /* blocks per SM, warps */
+    const bool wide = wide0 && !occ3 &&
+                      (batch > 1 || ((wide1 >> kind & 1) && (kind != VZ_K_LL3 || steps >= MV4_WIDE1_STEPS_LL)));
+    const bool occ3w = wide0 && occ3 && wide3 && kind == VZ_K_RAW_BF16; /* MV4_WIDE3 */
+    const int64_t per = wide || occ3w ? 1 : occ3 ? 3 : 2; /* blocks per SM */
+    const int64_t wpb = occ3w ? MV4_WIDE3_WARPS : wide ? MV4_WIDE_WARPS : MV4_WARPS;
     const bool one = batch == 1 && !silu && !(mv_variant & VZ_CUDA_MV_PAIRS) &&
                      rows <= (row1_max >= 0 ? row1_max : 3 * per * sms * wpb / 2);
     int64_t units[3], total = 0;
@@ -558,11 +604,11 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
     for (int i = a.ntens; i < 4; i++) a.blk[i] = (int)nblk;
     *blocks = (unsigned)nblk;
     *f = wide ? (batch == 1 ? mv4_wide1[!one][kind] : mv4_wide[kind][batch - 2])
-         : occ3 ? mv4_occ3[!one][kind] : one ? mv4_row1[kind] : mv4_table[kind][batch - 1];
-    const int ki = wide ? (batch == 1 ? 18 + !one : 9 + batch) : occ3 ? 9 + !one : one ? 8 : batch - 1;
+         : occ3w ? mv4_wide3[!one] : occ3 ? mv4_occ3[!one][kind] : one ? mv4_row1[kind] : mv4_table[kind][batch - 1];
+    const int ki = wide ? (batch == 1 ? 18 + !one : 9 + batch) : occ3w ? 20 + !one : occ3 ? 9 + !one : one ? 8 : batch - 1;
     if (!big_smem[kind][ki]) { /* static (lossless scratch) + dynamic may pass 48 KiB below 48 KiB of x */
         cudaError_t e = cudaFuncSetAttribute(*f, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             (wide ? MV4_XMAX_WIDE : MV4_XMAX) + MV4_XPAD);
+                                             (wide ? mv4_xmax_wide() : MV4_XMAX) + MV4_XPAD);
         VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda matvec: shared memory limit: %s", cudaGetErrorString(e));
         cudaFuncAttributes fa;
         e = cudaFuncGetAttributes(&fa, *f);
@@ -606,7 +652,7 @@ static vz_status mv_multi(int n, const vz_cuda_tensor *const *W, float *const *d
     static int wide_mode = -1; /* VZ_CUDA_MV_WIDE (MV4_WIDE) */
     if (wide_mode < 0)
         wide_mode = getenv("VZ_CUDA_MV_WIDE") && *getenv("VZ_CUDA_MV_WIDE") ? atoi(getenv("VZ_CUDA_MV_WIDE")) : 2;
-    const size_t xcap = wide_mode ? MV4_XMAX_WIDE : MV4_XMAX;
+    const size_t xcap = wide_mode && mv4_xmax_wide() > MV4_XMAX ? mv4_xmax_wide() : MV4_XMAX;
     const int bc = (int)(xcap / xrow);
     if (v4k && bc >= 2 && batch > bc) { /* x too large to stage: v4 launches of at most bc rows (MV4_BATCH_SPLIT) */
         const int nch = (batch + bc - 1) / bc, per = (batch + nch - 1) / nch;
@@ -618,14 +664,12 @@ static vz_status mv_multi(int n, const vz_cuda_tensor *const *W, float *const *d
         }
         return VZ_OK;
     }
-    static int wide1 = -1; /* VZ_CUDA_MV_WIDE1 (MV4_WIDE1_KINDS) */
-    if (wide1 < 0)
-        wide1 = getenv("VZ_CUDA_MV_WIDE1") && *getenv("VZ_CUDA_MV_WIDE1")
-                    ? (int)strtol(getenv("VZ_CUDA_MV_WIDE1"), NULL, 0) : MV4_WIDE1_KINDS;
+    /* wide: a batch's launch runs MV4_WIDE; at batch 1, mv4_plan may run a
+     * wider block (MV4_WIDE1, MV4_WIDE3) where x fits both sizes */
     const bool wide = v4k && wide_mode &&
-                      ((batch > 1 && (wide_mode == 2 || (size_t)batch * xrow > MV4_XMAX) &&
-                        (size_t)batch * xrow <= MV4_XMAX_WIDE) ||
-                       (batch == 1 && (wide1 >> kind & 1) && xrow <= MV4_XMAX));
+                      (batch > 1 ? (wide_mode == 2 || (size_t)batch * xrow > MV4_XMAX) &&
+                                       (size_t)batch * xrow <= mv4_xmax_wide()
+                                 : xrow <= MV4_XMAX && xrow <= mv4_xmax_wide());
     const bool v4 = v4k && ((size_t)batch * xrow <= MV4_XMAX || wide);
     if (nw && !v4) { /* the norm on its own, then the plain matvec of its output */
         VZ_FAIL_IF(!d_xb, VZ_ERR_ARG, "cuda matvec: fused norm needs a scratch buffer");
