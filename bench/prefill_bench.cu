@@ -78,8 +78,10 @@ int main(int argc, char **argv) {
     const shape shapes[] = {{"qkv 2560x2048", 2560, 2048}, {"o 2048x2048", 2048, 2048},
                             {"gate+up 11264x2048", 11264, 2048}, {"down 2048x5632", 2048, 5632},
                             {"head 32000x2048", 32000, 2048}};
-    const char *codecs[] = {"raw", "lossless", "q8"};
+    const char *codecs[] = {"raw", "lossless", "q8", "q4"};
+    const int dec0 = vz_gemm_decode_variant(-1); /* the default decoder (VZ_CUDA_DEC), timed as session/total */
     reps_env = getenv("PF_BENCH_REPS") ? atoi(getenv("PF_BENCH_REPS")) : 0;
+    const int dec_only = getenv("PF_BENCH_DEC_ONLY") && *getenv("PF_BENCH_DEC_ONLY") == '1';
     cudaDeviceProp p;
     CK(cudaGetDeviceProperties(&p, 0));
     cudaStream_t st;
@@ -107,14 +109,14 @@ int main(int argc, char **argv) {
            "the same, raw bf16 in place (default; decode ahead across ops needs a session); halves = chunks of half the "
            "scratch, chunk c+1 decoded during GEMM c (VZ_GEMM_HALVES); 2x = default with twice the scratch\n\n",
            5632 * 2048);
-    printf("| shape | cuBLAS bf16 | codec | A: decode (one job per warp) | A: decode | A: GEMM | A: total | A %% | B: mma | B %% "
+    printf("| shape | cuBLAS bf16 | codec | A: decode (one job per warp) | A: decode (pipe) | A: decode (ring) | A: GEMM | A: total | A %% | B: mma | B %% "
            "| faster | session before | %% | session after | %% | halves | %% | 2x scratch | %% |\n");
-    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (size_t si = 0; gemms && si < sizeof shapes / sizeof shapes[0]; si++) {
         const shape &S = shapes[si];
         const double fl = 2.0 * S.rows * S.cols * T;
         double t_ref = 0.0;
-        for (int ci = 0; ci < 3; ci++) {
+        for (int ci = 0; ci < 4; ci++) {
             const vz_codec *c = vz_codec_by_name(codecs[ci]);
             if (!c) continue;
             int nc;
@@ -125,8 +127,18 @@ int main(int argc, char **argv) {
             const vz_cuda_tensor *one[1];
             vz_gemm_decode_variant(0);
             double td0 = time_us([&](int i) { one[0] = &W[i % nc]; VK(vz_gemm_decode(g, 1, one, 0, S.rows)); }, 20, st);
+            vz_gemm_decode_variant(2);
+            double td2 = time_us([&](int i) { one[0] = &W[i % nc]; VK(vz_gemm_decode(g, 1, one, 0, S.rows)); }, 20, st);
             vz_gemm_decode_variant(1);
             double td = time_us([&](int i) { one[0] = &W[i % nc]; VK(vz_gemm_decode(g, 1, one, 0, S.rows)); }, 20, st);
+            vz_gemm_decode_variant(dec0);
+            if (dec_only) { /* PF_BENCH_DEC_ONLY: the decoders only */
+                printf("| %s | | %s | %.1f | %.1f | %.1f | | | | | | | | | | | | | | |\n", S.name, codecs[ci], td0, td, td2);
+                fflush(stdout);
+                for (int k = 0; k < nc; k++) vz_cuda_tensor_free(&W[k]);
+                free(W);
+                continue;
+            }
             double tg = time_us([&](int) { VK(vz_gemm_scratch_mm(g, S.rows, S.cols, dy, S.rows, dx, S.cols, T, 0)); }, 20, st);
             double ta = time_us([&](int i) { one[0] = &W[i % nc]; VK(vz_gemm_run(g, 1, one, dy, S.rows, dx, S.cols, T, 0, VZ_GEMM_A)); },
                                 20, st);
@@ -141,12 +153,12 @@ int main(int argc, char **argv) {
                                    20, st);
                 vz_gemm_pipe_flags(old);
             }
-            printf("| %s | %s | %s | %.1f | %.1f | %.1f | %.1f (%.0f) | %.0f%% | %.1f (%.0f) | %.0f%% | %s | %.1f | %.0f%% | %.1f | "
-                   "%.0f%% | %.1f | %.0f%% | %.1f | %.0f%% |\n", S.name, ci == 0 ? "" : "", codecs[ci], td0, td, tg, ta, fl / ta / 1e6, 100.0 * t_ref / ta, tb,
+            printf("| %s | %s | %s | %.1f | %.1f | %.1f | %.1f | %.1f (%.0f) | %.0f%% | %.1f (%.0f) | %.0f%% | %s | %.1f | %.0f%% | %.1f | "
+                   "%.0f%% | %.1f | %.0f%% | %.1f | %.0f%% |\n", S.name, ci == 0 ? "" : "", codecs[ci], td0, td, td2, tg, ta, fl / ta / 1e6, 100.0 * t_ref / ta, tb,
                    fl / tb / 1e6, 100.0 * t_ref / tb, ta <= tb ? "A" : "B", tsess[0], 100.0 * t_ref / tsess[0], tsess[1],
                    100.0 * t_ref / tsess[1], tsess[2], 100.0 * t_ref / tsess[2], tsess[3], 100.0 * t_ref / tsess[3]);
             if (ci == 0)
-                printf("| %s | %.1f (%.0f) | (reference) | | | | | | | | | | | | | | | | |\n", S.name, t_ref, fl / t_ref / 1e6);
+                printf("| %s | %.1f (%.0f) | (reference) | | | | | | | | | | | | | | | | | |\n", S.name, t_ref, fl / t_ref / 1e6);
             fflush(stdout);
             for (int k = 0; k < nc; k++) vz_cuda_tensor_free(&W[k]);
             free(W);

@@ -110,17 +110,19 @@ static void gemm_case(const char *codec, vz_dtype dt, int n, const int64_t *rows
     float *ya0 = malloc(sizeof(float) * (size_t)ny);
     assert_non_null(ya0);
     const int old_dec = vz_gemm_decode_variant(-1), old_pipe = vz_gemm_pipe_flags(-1);
-    /* pv 0, 1: path A with decode kernel 0, 1 (same bits); 2: path B; 3: A serial, raw copied (the path of
-     * before: same bits); 4: A with chunk 0 prefetched (same bits); 5, 6: A in chunks of half the scratch,
-     * overlapped and serial + copied (same bits as each other) */
-    static const int pipe[7] = {0, 0, 0, VZ_GEMM_SERIAL | VZ_GEMM_COPY, 0, VZ_GEMM_HALVES,
-                                VZ_GEMM_HALVES | VZ_GEMM_SERIAL | VZ_GEMM_COPY};
+    /* pv 0, 1, 7: path A with decode kernel 0, 2 (the default), 1 (same bits); 2: path B; 3: A serial, raw
+     * copied through the decoder (the path of before: same bits); 4: A with chunk 0 prefetched (same
+     * bits); 5, 6: A in chunks of half the scratch, overlapped and serial + copied (same bits as each
+     * other); 8: decode kernel 1, raw copied through it too (same bits) */
+    static const int pipe[9] = {0, 0, 0, VZ_GEMM_SERIAL | VZ_GEMM_COPY, 0, VZ_GEMM_HALVES,
+                                VZ_GEMM_HALVES | VZ_GEMM_SERIAL | VZ_GEMM_COPY, 0, VZ_GEMM_SERIAL | VZ_GEMM_COPY};
+    static const int dec[9] = {0, 2, 2, 2, 2, 2, 2, 1, 1};
     float *yh = malloc(sizeof(float) * (size_t)ny);
     assert_non_null(yh);
-    for (int pv = 0; pv < 7; pv++)
+    for (int pv = 0; pv < 9; pv++)
         for (int add = 0; add < 2; add++) {
             const int path = pv == 2 ? VZ_GEMM_B : VZ_GEMM_A;
-            vz_gemm_decode_variant(pv == 0 ? 0 : 1);
+            vz_gemm_decode_variant(dec[pv]);
             vz_gemm_pipe_flags(pipe[pv]);
             if (add) assert_int_equal(vz_cuda_copy(dy, y0, sizeof(float) * (size_t)ny, 0), VZ_OK);
             else assert_int_equal(vz_cuda_fill_f32(dy, NAN, (size_t)ny), VZ_OK);
@@ -131,7 +133,7 @@ static void gemm_case(const char *codec, vz_dtype dt, int n, const int64_t *rows
             vz_gemm_decode_variant(old_dec);
             vz_gemm_pipe_flags(old_pipe);
             if (pv == 0 && !add) memcpy(ya0, y, sizeof(float) * (size_t)ny);
-            if ((pv == 1 || pv == 3 || pv == 4) && !add && memcmp(ya0, y, sizeof(float) * (size_t)ny) != 0)
+            if (pv != 0 && pv != 2 && pv != 5 && pv != 6 && !add && memcmp(ya0, y, sizeof(float) * (size_t)ny) != 0)
                 fail_msg("%s: path A variant %d differs bitwise from variant 0", codec, pv);
             if (pv == 5 && !add) memcpy(yh, y, sizeof(float) * (size_t)ny);
             if (pv == 6 && !add && memcmp(yh, y, sizeof(float) * (size_t)ny) != 0)
@@ -152,7 +154,7 @@ static void gemm_case(const char *codec, vz_dtype dt, int n, const int64_t *rows
                     if (fabs(got - (base + s)) / tol > worst) worst = fabs(got - (base + s)) / tol;
                 }
         }
-    print_message("%s %s %dx(%lld..)x%lld, T %d%s: paths A (both decoders, serial, copied, prefetched: same bits; "
+    print_message("%s %s %dx(%lld..)x%lld, T %d%s: paths A (three decoders, serial, copied, prefetched: same bits; "
                   "halves overlapped = serial) and B within %.2f of the f32 summation bound\n", codec, dt == VZ_DTYPE_F32 ? "f32" : "bf16", n,
                   (long long)rows[0], (long long)cols, (int)T, arena ? ", one allocation" : "", worst);
     free(ya0), free(yh);

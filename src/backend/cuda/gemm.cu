@@ -202,6 +202,15 @@ static __device__ __forceinline__ void dec_group(const vz_dview &d, int64_t r, i
         for (int e = 0; e < 32; e++) w[e] = 0.0f;
 }
 
+/* 32 f32 as 16 bf16 pairs (round to nearest even), element 2i in the low half of p[i]. */
+static __device__ __forceinline__ void pack_bf16x32(const float w[32], uint32_t p[16]) {
+#pragma unroll
+    for (int i = 0; i < 16; i++) {
+        __nv_bfloat162 h = __floats2bfloat162_rn(w[2 * i], w[2 * i + 1]);
+        p[i] = *(uint32_t *)&h;
+    }
+}
+
 /* 32 f32 as bf16 (round to nearest even) into dst (16-byte aligned). */
 static __device__ __forceinline__ void put_bf16x32(__nv_bfloat16 *dst, const float w[32]) {
     uint32_t p[16];
@@ -240,7 +249,8 @@ static __global__ void __launch_bounds__(DEC_WARPS * 32) k_decode(stack3 s, int6
     }
 }
 
-/* Fast kinds (cols % 32 == 0): a grid of dec_bps blocks per SM whose warps walk
+/* Fast kinds (cols % 32 == 0), decode variant 1 (the default before
+ * k_decode_ring): a grid of dec_bps blocks per SM whose warps walk
  * the (row, 1024-column block) jobs with the next job's loads in flight
  * while the current one is decoded and stored (vz_*_load / vz_*_decode). */
 template <int KIND>
@@ -279,6 +289,124 @@ static __global__ void __launch_bounds__(DEC_WARPS * 32) k_decode_pipe(stack3 s,
     }
 }
 
+/* Fast kinds (cols % 32 == 0), decode variant 2, the default:
+ * DEC_RING_BLOCKS blocks of DEC_WARPS warps per SM, warp w walking the jobs
+ * w, w + nw, ... (nw: the grid's warps) with a ring of DEC_RING_D(KIND)
+ * slots in registers: the loads of its next D - 1 jobs are in flight while
+ * it decodes and stores one, a slot refilled right after its decode. A
+ * lossless job's first 32 exception entries (vz_gst::ex) are loaded one job
+ * ahead of its decode, once its exception range has come with the slot's
+ * loads, so the patch (vz_ll3_decode2, the matvecs' one) waits on no load.
+ * Raw and lossless store their decoders' packed bf16 pairs as they are
+ * (vz_*_decode2: the bits of k_decode_pipe's f32 round trip, NaN payloads
+ * kept too), q8 and q4 their f32 values rounded to bf16; a warp's 2 KiB go
+ * out as 4 stores of 512 contiguous bytes (put_run). On an H200
+ * (bench/results/2026-11-30-session22-h200.md, run 3), us per decode of
+ * tinyllama's gate+up (11264 x 2048) against k_decode_pipe: lossless 34.7
+ * -> 25.0, q8 28.9 -> 22.1, q4 28.1 -> 19.8; the 512-token prefill of
+ * tinyllama lossless 103.6k -> 133.9k tok/s, q8 113.9k -> 129.2k, q4
+ * 118.2k -> 146.0k, llama2-7b lossless 17.0k -> 19.9k. The same ring with
+ * each lane storing its own 64 bytes (16-byte stores at a 64-byte lane
+ * stride) was no faster than k_decode_pipe (lossless 33.5, q4 36.3 us), and
+ * 3 blocks per SM (80 registers: lossless and q8 spill) no faster than 2.
+ * jobs < 2^31 (decode_rows). */
+#define DEC_RING_BLOCKS 2
+#define DEC_RING_D(KIND) ((KIND) == VZ_K_RAW_BF16 ? 3 : 4)
+
+/* The loads of job j (stacked row r0 + j / nit, 1024-column block j % nit) into st. */
+template <int KIND>
+static __device__ __forceinline__ void dec_fetch(const stack3 &s, int64_t r0, int j, int nit, int lane, vz_gst &st) {
+    int64_t lr;
+    const vz_dview &d = stack_row(s, r0 + j / nit, &lr);
+    const int it = j % nit;
+    if (KIND == VZ_K_RAW_BF16) vz_rawbf_load(d, lr, it, lane, st);
+    else if (KIND == VZ_K_LL3) vz_ll3_load(d, lr, it, lane, st);
+    else if (KIND == VZ_K_Q8) vz_q8_load(d, lr, it, lane, st);
+    else vz_q4_load(d, lr, it, lane, st);
+}
+
+/* Lossless: job j's exception entry e0 + lane (if below e1) into st.ex, its range already in st.u[3..4]. */
+static __device__ __forceinline__ void dec_fetch_ex(const stack3 &s, int64_t r0, int j, int nit, int lane, vz_gst &st) {
+    int64_t lr;
+    const vz_dview &d = stack_row(s, r0 + j / nit, &lr);
+    const uint32_t e = st.u[3] + (uint32_t)lane;
+    st.ex = e < st.u[4] ? __ldg(d.exc + e) : 0u;
+}
+
+/* A warp's 32 lanes' 64 bytes (p; lane l: elements 32 l .. 32 l + 31 of a
+ * run of 1024 at dst) stored as 4 stores of 512 contiguous bytes each,
+ * through the warp's 2 KiB tp: 16-byte word q of lane l at 4 l + (q ^ ((l
+ * >> 1) & 3)), so the 8 lanes of a quarter-warp hit 8 distinct bank groups
+ * both ways. Elements from n on are not stored (n % 32 == 0). */
+static __device__ __forceinline__ void put_run(__nv_bfloat16 *dst, const uint32_t p[16], int lane, int n, uint4 *tp) {
+    __syncwarp(); /* the last run's reads are done */
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+        tp[4 * lane + (i ^ ((lane >> 1) & 3))] = make_uint4(p[4 * i], p[4 * i + 1], p[4 * i + 2], p[4 * i + 3]);
+    __syncwarp();
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const int q = 32 * i + lane, l = q >> 2;
+        if (8 * q < n) ((uint4 *)dst)[q] = tp[4 * l + ((q & 3) ^ ((l >> 1) & 3))];
+    }
+}
+
+/* Job j decoded from st and stored into out (rows of cols). */
+template <int KIND>
+static __device__ __forceinline__ void dec_put(const stack3 &s, int64_t r0, int j, int nit, int lane, const vz_gst &st,
+                                               uint32_t *sm, uint4 *tp, __nv_bfloat16 *out) {
+    const int64_t cols = s.w[0].cols, c0 = 1024 * (int64_t)(j % nit);
+    uint32_t p[16];
+    if (KIND == VZ_K_RAW_BF16 || KIND == VZ_K_LL3) {
+        vz_pk k;
+        if (KIND == VZ_K_RAW_BF16) vz_rawbf_decode2(st, k);
+        else {
+            int64_t lr;
+            vz_ll3_decode2(stack_row(s, r0 + j / nit, &lr), st, lane, sm, k);
+        }
+#pragma unroll
+        for (int i = 0; i < 16; i++) p[i] = k.p[i];
+    } else {
+        float w[32];
+        if (KIND == VZ_K_Q8) vz_q8_decode(st, w);
+        else vz_q4_decode(st, w);
+        pack_bf16x32(w, p);
+    }
+    put_run(out + (int64_t)(j / nit) * cols + c0, p, lane, (int)(cols - c0 < 1024 ? cols - c0 : 1024), tp);
+}
+
+template <int KIND>
+static __global__ void __launch_bounds__(DEC_WARPS * 32, DEC_RING_BLOCKS) k_decode_ring(stack3 s, int64_t r0, int32_t nr,
+                                                                                        __nv_bfloat16 *out) {
+    enum { D = DEC_RING_D(KIND) };
+    __shared__ __align__(16) uint32_t smem[KIND == VZ_K_LL3 ? DEC_WARPS : 1][VZ_SMEM_WARP3];
+    __shared__ uint4 tps[DEC_WARPS][128];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    uint32_t *sm = smem[KIND == VZ_K_LL3 ? warp : 0];
+    const int nit = (int)((s.w[0].gpr + 31) / 32), nw = (int)gridDim.x * DEC_WARPS, jobs = nr * nit;
+    const int j0 = (int)blockIdx.x * DEC_WARPS + warp;
+    if (j0 >= jobs) return; /* warp-uniform, as every test on a job index below */
+    vz_gst st[D];
+#pragma unroll
+    for (int k = 0; k < D; k++)
+        if (j0 + k * nw < jobs) dec_fetch<KIND>(s, r0, j0 + k * nw, nit, lane, st[k]);
+    if (KIND == VZ_K_LL3) dec_fetch_ex(s, r0, j0, nit, lane, st[0]);
+    for (int jb = j0; jb < jobs; jb += D * nw) {
+#pragma unroll
+        for (int k = 0; k < D; k++) {
+            const int j = jb + k * nw;
+            if (j >= jobs) break;
+            if (KIND == VZ_K_LL3 && j + nw < jobs) dec_fetch_ex(s, r0, j + nw, nit, lane, st[(k + 1) % D]);
+            dec_put<KIND>(s, r0, j, nit, lane, st[k], sm, tps[warp], out);
+            if (j + D * nw < jobs) dec_fetch<KIND>(s, r0, j + D * nw, nit, lane, st[k]);
+        }
+    }
+}
+
+typedef void (*dec_fn)(stack3, int64_t, int32_t, __nv_bfloat16 *);
+static const dec_fn dec_ring[4] = {k_decode_ring<VZ_K_RAW_BF16>, k_decode_ring<VZ_K_LL3>, k_decode_ring<VZ_K_Q8>,
+                                   k_decode_ring<VZ_K_Q4>};
+
 /* Tiled lossless tensors (GPU tile order, codec/lossless_tile.h): one warp
  * per tile of 8 rows x 128 columns, lane 4n + q decoding row n's group q
  * as the tensor-core matvec does (loads, then vz_ll3_decode2 with the
@@ -309,12 +437,22 @@ static __global__ void __launch_bounds__(DEC_WARPS * 32) k_decode_tile(stack3 s,
     for (int i = 0; i < 4; i++) o[i] = make_uint4(k.p[4 * i], k.p[4 * i + 1], k.p[4 * i + 2], k.p[4 * i + 3]);
 }
 
-static int dec_variant = 1; /* vz_gemm_decode_variant */
+static int dec_variant = -1; /* vz_gemm_decode_variant; -1: not set yet (VZ_CUDA_DEC, else 2) */
 static int n_sms;
 static int dec_bps = 4; /* k_decode_pipe blocks per SM (64 registers, 8 warps: up to 4 fit; 4 measured fastest) */
 
+/* The decode variant in force: the one set, else VZ_CUDA_DEC (bench knob: 0 k_decode, 1 k_decode_pipe,
+ * 2 k_decode_ring; the same bits), else 2. */
+static int dec_variant_now(void) {
+    if (dec_variant < 0) {
+        const char *e = getenv("VZ_CUDA_DEC");
+        dec_variant = e && *e >= '0' && *e <= '2' && !e[1] ? *e - '0' : 2;
+    }
+    return dec_variant;
+}
+
 extern "C" int vz_gemm_decode_variant(int v) {
-    int old = dec_variant;
+    int old = dec_variant_now();
     if (v >= 0) dec_variant = v;
     return old;
 }
@@ -335,7 +473,12 @@ static vz_status decode_rows(const stack3 &s, int64_t r0, int64_t nr, __nv_bfloa
         k_decode_tile<<<(unsigned)((tiles + DEC_WARPS - 1) / DEC_WARPS), DEC_WARPS * 32, 0, cs>>>(s, r0, nr, out);
     } else if (s.tiled) /* k_decode_pipe reads per-row exception blocks */
         k_decode<<<(unsigned)blocks, DEC_WARPS * 32, 0, cs>>>(s, r0, nr, out);
-    else if (dec_variant == 1 && s.kind == VZ_K_RAW_BF16)
+    else if (dec_variant_now() == 2 && s.kind >= VZ_K_RAW_BF16 && s.kind <= VZ_K_Q4) {
+        VZ_FAIL_IF(jobs > INT32_MAX, VZ_ERR_SHAPE, "prefill decode: %lld jobs", (long long)jobs);
+        const int64_t rb = (jobs + DEC_WARPS - 1) / DEC_WARPS;
+        const unsigned g = (unsigned)(rb < DEC_RING_BLOCKS * n_sms ? rb : DEC_RING_BLOCKS * n_sms);
+        dec_ring[s.kind]<<<g, DEC_WARPS * 32, 0, cs>>>(s, r0, (int32_t)nr, out);
+    } else if (dec_variant == 1 && s.kind == VZ_K_RAW_BF16)
         k_decode_pipe<VZ_K_RAW_BF16><<<pb, DEC_WARPS * 32, 0, cs>>>(s, r0, nr, out);
     else if (dec_variant == 1 && s.kind == VZ_K_LL3)
         k_decode_pipe<VZ_K_LL3><<<pb, DEC_WARPS * 32, 0, cs>>>(s, r0, nr, out);
