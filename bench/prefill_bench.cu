@@ -88,8 +88,8 @@ int main(int argc, char **argv) {
     CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
     vz_gemm *g = NULL, *gs = NULL, *g2 = NULL;
     VK(vz_gemm_create(&g, 32000 * 2048, st));
-    VK(vz_gemm_create(&gs, 5632 * 2048, st)); /* a TinyLlama session's scratch (largest layer matrix) */
-    VK(vz_gemm_create(&g2, 2 * 5632 * 2048, st)); /* twice that (not planned) */
+    VK(vz_gemm_create(&gs, 11264 * 2048, st)); /* a TinyLlama session's scratch (its gate + up) */
+    VK(vz_gemm_create(&g2, 2 * 11264 * 2048, st)); /* twice that (not planned) */
     const int64_t maxe = 32000 * 2048; /* the largest shape */
     uint16_t *src = (uint16_t *)malloc(2 * (size_t)maxe);
     for (int64_t i = 0; gemms && i < maxe; i++) {
@@ -108,7 +108,7 @@ int main(int argc, char **argv) {
     printf("session scratch (%d bf16): before = decode, then GEMM per chunk of the scratch (VZ_GEMM_SERIAL|COPY); after = "
            "the same, raw bf16 in place (default; decode ahead across ops needs a session); halves = chunks of half the "
            "scratch, chunk c+1 decoded during GEMM c (VZ_GEMM_HALVES); 2x = default with twice the scratch\n\n",
-           5632 * 2048);
+           11264 * 2048);
     printf("| shape | cuBLAS bf16 | codec | A: decode (one job per warp) | A: decode (pipe) | A: decode (ring) | A: GEMM | A: total | A %% | B: mma | B %% "
            "| faster | session before | %% | session after | %% | halves | %% | 2x scratch | %% |\n");
     printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");

@@ -122,14 +122,14 @@ static void test_tinyllama_600m(void **state) {
         synth_setup(&sp, "tinyllama-1.1b", codecs[i], 2048, 1, 600 * MIB, 1);
         vz_plan_make(&sp.in, &p);
         check_plan(&sp.in, &p);
-        if (codecs[i] == VZ_CODEC_raw) { /* all 22 layers streamed still need ~612 MiB */
+        if (codecs[i] == VZ_CODEC_raw) { /* all 22 layers streamed still need ~652 MiB (46 of them the GEMM scratch) */
             print_message("raw at 600 MiB: %s\n", p.advice);
             assert_false(p.fits);
             assert_non_null(strstr(p.advice, "--codec q8"));
-            sp.in.budget = 640 * MIB;
+            sp.in.budget = 680 * MIB;
             vz_plan_make(&sp.in, &p);
         }
-        assert_true(p.fits);         /* streaming makes every compressed encoding fit (raw: 640 MiB) */
+        assert_true(p.fits);         /* streaming makes every compressed encoding fit (raw: 680 MiB) */
         assert_true(p.n_streamed > 0); /* but none fits fully resident */
         sp.in.stream_ok = 0;
         vz_plan_make(&sp.in, &p);

@@ -38,7 +38,7 @@ uint64_t vz_plan_prefill_bytes(const vz_config *c, int32_t n_ctx) {
     const uint64_t qd = (uint64_t)c->n_heads * hd, kvd = (uint64_t)c->n_kv_heads * hd;
     const uint64_t cap = (uint64_t)n_ctx < VZ_PLAN_PREFILL_CAP ? (uint64_t)n_ctx : VZ_PLAN_PREFILL_CAP;
     const uint64_t lr = cap < VZ_PLAN_PREFILL_LOGIT_ROWS ? cap : VZ_PLAN_PREFILL_LOGIT_ROWS;
-    uint64_t sc = max_u64(max_u64((qd + 2 * kvd) * dim, qd * dim), hid * dim);
+    uint64_t sc = max_u64(max_u64((qd + 2 * kvd) * dim, qd * dim), 2 * hid * dim); /* session_prefill.cu's */
     if (sc > (uint64_t)VZ_PLAN_GEMM_SCRATCH) sc = (uint64_t)VZ_PLAN_GEMM_SCRATCH;
     const uint64_t sizes[] = {sc * 2, VZ_PLAN_GEMM_WORKSPACE, cap * dim * 4, cap * max_u64(qd + 2 * kvd, 2 * hid) * 4,
                               cap * max_u64(max_u64(dim, qd), hid) * 2, cap * 4, lr * (uint64_t)c->vocab_size * 4};

@@ -26,7 +26,14 @@
 #define VZ_PLAN_PREFILL_CAP 512
 #define VZ_PLAN_PREFILL_LOGIT_ROWS 64
 #define VZ_PLAN_GEMM_WORKSPACE ((uint64_t)16 << 20)
-#define VZ_PLAN_GEMM_SCRATCH ((int64_t)16 << 20) /* bf16 elements at most: larger matrices run in row chunks */
+/* The prefill GEMM scratch: the largest stacked op (QKV, gate + up), at
+ * most this many bf16 elements; larger ones run in row chunks of it (the
+ * chunks set the cuBLAS calls, so the same in every residency). 16 Mi
+ * (one matrix) before session 22: on an H200 twice that made the 512-token
+ * prefill of tinyllama 4-7% faster (its gate + up one GEMM instead of two)
+ * and of llama2-7b raw 27.7k -> 39.2k tok/s, lossless 19.9k -> 26.4k
+ * (bench/results/2026-11-30-session22-h200.md, run 5). */
+#define VZ_PLAN_GEMM_SCRATCH ((int64_t)32 << 20)
 #define VZ_PLAN_DECODE_TMP ((uint64_t)4 << 20) /* residency cache: f32 rows of one decode chunk */
 #define VZ_PLAN_ALIGN 256                     /* sections of a packed layer */
 #define VZ_PLAN_ARENA_SLACK ((uint64_t)2 << 20) /* the weight arena's allocation rounding */
