@@ -88,10 +88,11 @@ vz_status vz_gemm_fork(vz_gemm *g);
  * layer's slot is released for its next copy). */
 vz_status vz_gemm_join(vz_gemm *g);
 
-/* Path A's decode kernel: 1 (default) the pipelined grid-stride kernel for
- * fast kinds (raw bf16, lossless k=3, q8, q4 with cols % 32 == 0), 0 one job per
- * warp (always used for the other kinds). Same bits. v < 0 only reads;
- * returns the previous choice. Tests and bench. */
+/* Path A's decode kernel for fast kinds (raw bf16, lossless k=3, q8, q4
+ * with cols % 32 == 0): 2 (default; VZ_CUDA_DEC sets the start value) the
+ * ring kernel, 1 the pipelined one before it, 0 one job per warp (always
+ * used for the other kinds). Same bits. v < 0 only reads; returns the
+ * previous choice. Tests and bench. */
 int vz_gemm_decode_variant(int v);
 
 #ifdef __cplusplus
