@@ -471,7 +471,7 @@ static vz_status decode_rows(const stack3 &s, int64_t r0, int64_t nr, __nv_bfloa
         const int64_t tiles = nr / 8 * (s.w[0].cols / 128);
         VZ_FAIL_IF(tiles / DEC_WARPS + 1 > INT32_MAX, VZ_ERR_SHAPE, "prefill decode: %lld tiles", (long long)tiles);
         k_decode_tile<<<(unsigned)((tiles + DEC_WARPS - 1) / DEC_WARPS), DEC_WARPS * 32, 0, cs>>>(s, r0, nr, out);
-    } else if (s.tiled) /* k_decode_pipe reads per-row exception blocks */
+    } else if (s.tiled) /* k_decode_pipe and k_decode_ring read per-row exception blocks */
         k_decode<<<(unsigned)blocks, DEC_WARPS * 32, 0, cs>>>(s, r0, nr, out);
     else if (dec_variant_now() == 2 && s.kind >= VZ_K_RAW_BF16 && s.kind <= VZ_K_Q4) {
         VZ_FAIL_IF(jobs > INT32_MAX, VZ_ERR_SHAPE, "prefill decode: %lld jobs", (long long)jobs);
