@@ -309,7 +309,7 @@ static __global__ void __launch_bounds__(DEC_WARPS * 32) k_decode_pipe(stack3 s,
  * each lane storing its own 64 bytes (16-byte stores at a 64-byte lane
  * stride) was no faster than k_decode_pipe (lossless 33.5, q4 36.3 us), and
  * 3 blocks per SM (80 registers: lossless and q8 spill) no faster than 2.
- * jobs < 2^31 (decode_rows). */
+ * jobs <= 2^30 (decode_rows), so j + D * nw stays in an int. */
 #define DEC_RING_BLOCKS 2
 #define DEC_RING_D(KIND) ((KIND) == VZ_K_RAW_BF16 ? 3 : 4)
 
@@ -474,7 +474,7 @@ static vz_status decode_rows(const stack3 &s, int64_t r0, int64_t nr, __nv_bfloa
     } else if (s.tiled) /* k_decode_pipe and k_decode_ring read per-row exception blocks */
         k_decode<<<(unsigned)blocks, DEC_WARPS * 32, 0, cs>>>(s, r0, nr, out);
     else if (dec_variant_now() == 2 && s.kind >= VZ_K_RAW_BF16 && s.kind <= VZ_K_Q4) {
-        VZ_FAIL_IF(jobs > INT32_MAX, VZ_ERR_SHAPE, "prefill decode: %lld jobs", (long long)jobs);
+        VZ_FAIL_IF(jobs > INT32_MAX / 2, VZ_ERR_SHAPE, "prefill decode: %lld jobs", (long long)jobs); /* j + D nw */
         const int64_t rb = (jobs + DEC_WARPS - 1) / DEC_WARPS;
         const unsigned g = (unsigned)(rb < DEC_RING_BLOCKS * n_sms ? rb : DEC_RING_BLOCKS * n_sms);
         dec_ring[s.kind]<<<g, DEC_WARPS * 32, 0, cs>>>(s, r0, (int32_t)nr, out);
