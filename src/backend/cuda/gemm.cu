@@ -214,17 +214,22 @@ static __device__ __forceinline__ void pack_bf16x32(const float w[32], uint32_t 
 /* 32 f32 as bf16 (round to nearest even) into dst (16-byte aligned). */
 static __device__ __forceinline__ void put_bf16x32(__nv_bfloat16 *dst, const float w[32]) {
     uint32_t p[16];
-#pragma unroll
-    for (int i = 0; i < 16; i++) {
-        __nv_bfloat162 h = __floats2bfloat162_rn(w[2 * i], w[2 * i + 1]);
-        p[i] = *(uint32_t *)&h;
-    }
+    pack_bf16x32(w, p);
     uint4 *q = (uint4 *)dst;
 #pragma unroll
     for (int i = 0; i < 4; i++) q[i] = make_uint4(p[4 * i], p[4 * i + 1], p[4 * i + 2], p[4 * i + 3]);
 }
 
 #define DEC_WARPS 8
+
+/* The fast kinds' loads of 1024-column block it of row lr of d into st (vz_*_load). */
+template <int KIND>
+static __device__ __forceinline__ void dec_load(const vz_dview &d, int64_t lr, int it, int lane, vz_gst &st) {
+    if (KIND == VZ_K_RAW_BF16) vz_rawbf_load(d, lr, it, lane, st);
+    else if (KIND == VZ_K_LL3) vz_ll3_load(d, lr, it, lane, st);
+    else if (KIND == VZ_K_Q8) vz_q8_load(d, lr, it, lane, st);
+    else vz_q4_load(d, lr, it, lane, st);
+}
 
 /* Rows [r0, r0 + nr) of the stack into out (nr, cols) bf16; one warp per
  * (row, 1024-column block). */
@@ -265,18 +270,12 @@ static __global__ void __launch_bounds__(DEC_WARPS * 32) k_decode_pipe(stack3 s,
     vz_gst cur, nxt;
     int64_t lr, nlr = 0;
     const vz_dview *d = &stack_row(s, r0 + j / nit, &lr), *nd = d;
-    if (KIND == VZ_K_RAW_BF16) vz_rawbf_load(*d, lr, (int)(j % nit), lane, cur);
-    else if (KIND == VZ_K_LL3) vz_ll3_load(*d, lr, (int)(j % nit), lane, cur);
-    else if (KIND == VZ_K_Q8) vz_q8_load(*d, lr, (int)(j % nit), lane, cur);
-    else vz_q4_load(*d, lr, (int)(j % nit), lane, cur);
+    dec_load<KIND>(*d, lr, (int)(j % nit), lane, cur);
     for (; j < jobs; j += nw) {
         const int64_t jn = j + nw;
         if (jn < jobs) {
             nd = &stack_row(s, r0 + jn / nit, &nlr);
-            if (KIND == VZ_K_RAW_BF16) vz_rawbf_load(*nd, nlr, (int)(jn % nit), lane, nxt);
-            else if (KIND == VZ_K_LL3) vz_ll3_load(*nd, nlr, (int)(jn % nit), lane, nxt);
-            else if (KIND == VZ_K_Q8) vz_q8_load(*nd, nlr, (int)(jn % nit), lane, nxt);
-            else vz_q4_load(*nd, nlr, (int)(jn % nit), lane, nxt);
+            dec_load<KIND>(*nd, nlr, (int)(jn % nit), lane, nxt);
         }
         float w[32];
         if (KIND == VZ_K_RAW_BF16) vz_rawbf_decode(cur, w);
@@ -318,11 +317,7 @@ template <int KIND>
 static __device__ __forceinline__ void dec_fetch(const stack3 &s, int64_t r0, int j, int nit, int lane, vz_gst &st) {
     int64_t lr;
     const vz_dview &d = stack_row(s, r0 + j / nit, &lr);
-    const int it = j % nit;
-    if (KIND == VZ_K_RAW_BF16) vz_rawbf_load(d, lr, it, lane, st);
-    else if (KIND == VZ_K_LL3) vz_ll3_load(d, lr, it, lane, st);
-    else if (KIND == VZ_K_Q8) vz_q8_load(d, lr, it, lane, st);
-    else vz_q4_load(d, lr, it, lane, st);
+    dec_load<KIND>(d, lr, j % nit, lane, st);
 }
 
 /* Lossless: job j's exception entry e0 + lane (if below e1) into st.ex, its range already in st.u[3..4]. */
@@ -356,23 +351,18 @@ template <int KIND>
 static __device__ __forceinline__ void dec_put(const stack3 &s, int64_t r0, int j, int nit, int lane, const vz_gst &st,
                                                uint32_t *sm, uint4 *tp, __nv_bfloat16 *out) {
     const int64_t cols = s.w[0].cols, c0 = 1024 * (int64_t)(j % nit);
-    uint32_t p[16];
-    if (KIND == VZ_K_RAW_BF16 || KIND == VZ_K_LL3) {
-        vz_pk k;
-        if (KIND == VZ_K_RAW_BF16) vz_rawbf_decode2(st, k);
-        else {
-            int64_t lr;
-            vz_ll3_decode2(stack_row(s, r0 + j / nit, &lr), st, lane, sm, k);
-        }
-#pragma unroll
-        for (int i = 0; i < 16; i++) p[i] = k.p[i];
+    vz_pk k; /* the 16 bf16 pairs */
+    if (KIND == VZ_K_RAW_BF16) vz_rawbf_decode2(st, k);
+    else if (KIND == VZ_K_LL3) {
+        int64_t lr;
+        vz_ll3_decode2(stack_row(s, r0 + j / nit, &lr), st, lane, sm, k);
     } else {
         float w[32];
         if (KIND == VZ_K_Q8) vz_q8_decode(st, w);
         else vz_q4_decode(st, w);
-        pack_bf16x32(w, p);
+        pack_bf16x32(w, k.p);
     }
-    put_run(out + (int64_t)(j / nit) * cols + c0, p, lane, (int)(cols - c0 < 1024 ? cols - c0 : 1024), tp);
+    put_run(out + (int64_t)(j / nit) * cols + c0, k.p, lane, (int)(cols - c0 < 1024 ? cols - c0 : 1024), tp);
 }
 
 template <int KIND>
