@@ -33,13 +33,19 @@ uint64_t vz_plan_kv_bytes(const vz_config *c, int32_t n_ctx, int32_t n_seq, int3
 
 static uint64_t max_u64(uint64_t a, uint64_t b) { return a > b ? a : b; }
 
+uint64_t vz_plan_gemm_scratch_elems(const vz_config *c) {
+    const uint64_t dim = (uint64_t)c->dim, hd = (uint64_t)c->head_dim, hid = (uint64_t)c->hidden_dim;
+    const uint64_t qd = (uint64_t)c->n_heads * hd, kvd = (uint64_t)c->n_kv_heads * hd;
+    const uint64_t sc = max_u64(max_u64((qd + 2 * kvd) * dim, qd * dim), 2 * hid * dim); /* QKV, Wo, gate + up */
+    return sc < (uint64_t)VZ_PLAN_GEMM_SCRATCH ? sc : (uint64_t)VZ_PLAN_GEMM_SCRATCH;
+}
+
 uint64_t vz_plan_prefill_bytes(const vz_config *c, int32_t n_ctx) {
     const uint64_t dim = (uint64_t)c->dim, hd = (uint64_t)c->head_dim, hid = (uint64_t)c->hidden_dim;
     const uint64_t qd = (uint64_t)c->n_heads * hd, kvd = (uint64_t)c->n_kv_heads * hd;
     const uint64_t cap = (uint64_t)n_ctx < VZ_PLAN_PREFILL_CAP ? (uint64_t)n_ctx : VZ_PLAN_PREFILL_CAP;
     const uint64_t lr = cap < VZ_PLAN_PREFILL_LOGIT_ROWS ? cap : VZ_PLAN_PREFILL_LOGIT_ROWS;
-    uint64_t sc = max_u64(max_u64((qd + 2 * kvd) * dim, qd * dim), 2 * hid * dim); /* session_prefill.cu's */
-    if (sc > (uint64_t)VZ_PLAN_GEMM_SCRATCH) sc = (uint64_t)VZ_PLAN_GEMM_SCRATCH;
+    const uint64_t sc = vz_plan_gemm_scratch_elems(c);
     const uint64_t sizes[] = {sc * 2, VZ_PLAN_GEMM_WORKSPACE, cap * dim * 4, cap * max_u64(qd + 2 * kvd, 2 * hid) * 4,
                               cap * max_u64(max_u64(dim, qd), hid) * 2, cap * 4, lr * (uint64_t)c->vocab_size * 4};
     uint64_t sum = VZ_PLAN_CUBLAS;

@@ -54,7 +54,10 @@ uint64_t vz_plan_dev_round(uint64_t n);
  * of session_cuda.cu. n_seq 0 counts as 1. */
 uint64_t vz_plan_kv_bytes(const vz_config *c, int32_t n_ctx, int32_t n_seq, int32_t kv_f16);
 uint64_t vz_plan_scratch_bytes(const vz_config *c, int32_t n_ctx, int32_t n_seq);
-/* Prefill buffers (GEMM scratch of the largest matrix, cuBLAS workspace,
+/* bf16 elements of the prefill GEMM scratch (VZ_PLAN_GEMM_SCRATCH): the
+ * largest stacked op, at most that; session_prefill.cu allocates this. */
+uint64_t vz_plan_gemm_scratch_elems(const vz_config *c);
+/* Prefill buffers (GEMM scratch of the largest stacked op, cuBLAS workspace,
  * activations of one chunk, head rows) as session_cuda.cu's pf_setup
  * allocates them, plus cuBLAS's own memory; counted in vz_plan_scratch_bytes. */
 uint64_t vz_plan_prefill_bytes(const vz_config *c, int32_t n_ctx);

@@ -32,9 +32,8 @@ static vz_status pf_setup(vz_cuda_session *s, int32_t all_logits) {
     const int64_t hid = c->hidden_dim, cap = s->n_ctx < PF_CAP ? s->n_ctx : PF_CAP;
     uint64_t *a = &s->scratch_bytes;
     if (!s->pf.cap) {
-        int64_t sc = max64(max64((qd + 2 * kvd) * dim, qd * dim), 2 * hid * dim); /* one stacked op at a time */
-        if (sc > VZ_PLAN_GEMM_SCRATCH) sc = VZ_PLAN_GEMM_SCRATCH;                    /* or row chunks of it */
-        if (vz_gemm_create(&s->pf.g, sc, s->st) != VZ_OK) {
+        /* one stacked op at a time, or row chunks of it */
+        if (vz_gemm_create(&s->pf.g, (int64_t)vz_plan_gemm_scratch_elems(c), s->st) != VZ_OK) {
             s->pf.mode = -1;
             return VZ_OK;
         }
