@@ -132,8 +132,10 @@ struct mv_set {
 int vz_decode_carveout(int batch, size_t sm_bytes);
 
 /* Appends the carveout attribute of vz_decode_carveout(batch, sm_bytes) to
- * at[0..n) unless that is the driver's choice; returns the new count. */
+ * at[0..n) unless that is the driver's choice or batch < 1 (not a decode
+ * step: prefill.cu); returns the new count. */
 static inline unsigned vz_carveout_attr(cudaLaunchAttribute *at, unsigned n, int batch, size_t sm_bytes) {
+    if (batch < 1) return n;
     const int carve = vz_decode_carveout(batch, sm_bytes);
     if (carve < 0) return n;
     at[n].id = cudaLaunchAttributePreferredSharedMemoryCarveout;
@@ -143,7 +145,7 @@ static inline unsigned vz_carveout_attr(cudaLaunchAttribute *at, unsigned n, int
 
 /* f<<<grid, block, shm, st>>>(args...) with programmatic stream
  * serialization and the carveout of a decode step of `batch` rows
- * (vz_carveout_attr); a runtime that refuses the carveout gets the launch
+ * (vz_carveout_attr; none for batch 0); a runtime that refuses the carveout gets the launch
  * without it, one that refuses PDL a plain launch (the kernels' wait is
  * then a no-op). Returns the launch's error and leaves it pending (as a
  * <<<>>> launch does), so a caller that ignores the result still sees it
