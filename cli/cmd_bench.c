@@ -7,7 +7,8 @@
  * bandwidth measured in the same run, peak VRAM, and for lossless codecs
  * whether greedy logits are byte-identical to raw. On a GPU the prefill is
  * also given as % of plain cuBLAS on the same matrices
- * (vz_session_prefill_gemm_ref, timed on the first raw bf16 row). Uses only the public API (vramzip.h).
+ * (vz_session_prefill_gemm_ref, timed on the first raw bf16 row). Uses only
+ * the public API (vramzip.h).
  */
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -159,7 +160,8 @@ static vz_status bench_one(const bench_args *a, const char *path, const vz_devic
         vz_session_reset(s);
         st = vz_session_eval(s, prompt, (int32_t)a->prompt_len, NULL, 0);
     }
-    /* the median of PREFILL_RUNS timed prefills on a GPU (one takes a few ms: single runs moved by +-2%), one on a CPU */
+    /* the median of PREFILL_RUNS timed prefills on a GPU (one takes a few ms; single runs moved by +-2%),
+     * one on a CPU (seconds) */
     double tp[PREFILL_RUNS];
     const int runs = a->device == VZ_DEVICE_CUDA ? PREFILL_RUNS : 1;
     for (int k = 0; k < runs && st == VZ_OK; k++) {

@@ -145,9 +145,9 @@ static inline unsigned vz_carveout_attr(cudaLaunchAttribute *at, unsigned n, int
 
 /* f<<<grid, block, shm, st>>>(args...) with programmatic stream
  * serialization and the carveout of a decode step of `batch` rows
- * (vz_carveout_attr; none for batch 0); a runtime that refuses the carveout gets the launch
- * without it, one that refuses PDL a plain launch (the kernels' wait is
- * then a no-op). Returns the launch's error and leaves it pending (as a
+ * (vz_carveout_attr; none for batch 0); a runtime that refuses the
+ * carveout gets the launch without it, one that refuses PDL a plain launch
+ * (the kernels' wait is then a no-op). Returns the launch's error and leaves it pending (as a
  * <<<>>> launch does), so a caller that ignores the result still sees it
  * at its next check. */
 template <typename... P, typename... A>
