@@ -177,21 +177,13 @@ static void test_cuda_batch_tiny_raw_lossless(void **state) {
     (void)state;
     if (!vz_test_have_gpu()) skip();
     char dir[512], src[600], path[2][640];
-    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
-    snprintf(src, sizeof src, "%s/hf", dir);
-    vz_synth_opts so;
-    vz_synth_opts_default(&so);
-    so.shape = "tiny", so.seed = 5;
-    assert_int_equal(vz_synth(src, &so), VZ_OK);
+    vz_test_synth_dir(dir, sizeof dir, src, sizeof src, "tiny", 5);
     const char *spec[2] = {"raw", "lossless"};
     vz_model *m[2];
     float *l[2];
     for (int k = 0; k < 2; k++) {
         snprintf(path[k], sizeof path[k], "%s/%s.vz", dir, spec[k]);
-        vz_convert_opts co;
-        vz_convert_opts_default(&co);
-        co.codec_spec = spec[k];
-        assert_int_equal(vz_convert(src, path[k], &co), VZ_OK);
+        vz_test_convert(src, NULL, spec[k], path[k]);
         assert_int_equal(vz_model_open(&m[k], path[k], NULL), VZ_OK);
         check_steps(m[k], VZ_DEVICE_CUDA, VZ_KV_F16, 8, 8, NULL);
         l[k] = malloc(sizeof(float) * NS * 8 * (size_t)vocab_of(m[k]));

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/gpu.h"
 #include "common/testutil.h"
 #include "codec/codec.h"
 #include "model/lmax_pack.h"
@@ -187,18 +188,9 @@ static void test_lmax_models(void **state) {
     vz_model_opts_default(&mo);
     mo.tokenizer_path = tok;
     check_model(bin, &mo);
-    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
-    snprintf(src, sizeof src, "%s/hf", dir);
-    vz_synth_opts so;
-    vz_synth_opts_default(&so);
-    so.shape = "small";
-    so.seed = 3;
-    assert_int_equal(vz_synth(src, &so), VZ_OK);
+    vz_test_synth_dir(dir, sizeof dir, src, sizeof src, "small", 3);
     snprintf(out, sizeof out, "%s/lossless.vz", dir);
-    vz_convert_opts co;
-    vz_convert_opts_default(&co);
-    co.codec_spec = "lossless";
-    assert_int_equal(vz_convert(src, out, &co), VZ_OK);
+    vz_test_convert(src, NULL, "lossless", out);
     check_model(out, NULL);
     vz_test_rmtree(dir);
     const char *big = getenv("VZ_LMAX_MODEL"); /* e.g. a synth tinyllama-1.1b lossless .vz (device rounds) */

@@ -46,14 +46,6 @@ static void same_logits(const char *path) {
     vz_model_close(m);
 }
 
-static void convert_to(const char *src, const char *tok, const char *spec, const char *out) {
-    vz_convert_opts co;
-    vz_convert_opts_default(&co);
-    co.codec_spec = spec;
-    co.model.tokenizer_path = tok;
-    assert_int_equal(vz_convert(src, out, &co), VZ_OK);
-}
-
 static void test_decompress_stories260k(void **state) {
     (void)state;
     char bin[512], tok[512], dir[256], out[600];
@@ -64,7 +56,7 @@ static void test_decompress_stories260k(void **state) {
     const char *specs[] = {"lossless", "q8"};
     for (int i = 0; i < 2; i++) {
         snprintf(out, sizeof out, "%s/%s.vz", dir, specs[i]);
-        convert_to(bin, tok, specs[i], out);
+        vz_test_convert(bin, tok, specs[i], out);
         same_logits(out);
     }
     vz_test_rmtree(dir);
@@ -74,15 +66,9 @@ static void test_decompress_synth_bf16(void **state) {
     (void)state;
     char dir[256], src[512], out[600];
     if (!vz_test_have_gpu()) skip();
-    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
-    snprintf(src, sizeof src, "%s/hf", dir);
-    vz_synth_opts so;
-    vz_synth_opts_default(&so);
-    so.shape = "tiny";
-    so.seed = 3;
-    assert_int_equal(vz_synth(src, &so), VZ_OK);
+    vz_test_synth_dir(dir, sizeof dir, src, sizeof src, "tiny", 3);
     snprintf(out, sizeof out, "%s/lossless.vz", dir);
-    convert_to(src, NULL, "lossless", out);
+    vz_test_convert(src, NULL, "lossless", out);
     same_logits(out);
     vz_test_rmtree(dir);
 }
@@ -167,17 +153,11 @@ static void test_sessions_free_vram(void **state) {
     if (!vz_test_have_gpu()) skip();
 #ifdef VZ_HAVE_CUDA
     char dir[256], src[512], ll[600], q4[600];
-    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
-    snprintf(src, sizeof src, "%s/hf", dir);
-    vz_synth_opts so;
-    vz_synth_opts_default(&so);
-    so.shape = "small";
-    so.seed = 5;
-    assert_int_equal(vz_synth(src, &so), VZ_OK);
+    vz_test_synth_dir(dir, sizeof dir, src, sizeof src, "small", 5);
     snprintf(ll, sizeof ll, "%s/lossless.vz", dir);
     snprintf(q4, sizeof q4, "%s/q4.vz", dir);
-    convert_to(src, NULL, "lossless", ll);
-    convert_to(src, NULL, "q4", q4);
+    vz_test_convert(src, NULL, "lossless", ll);
+    vz_test_convert(src, NULL, "q4", q4);
     const char *paths[3] = {src, ll, q4};
     uint64_t f0 = 0, f = 0, tot = 0;
     for (int round = 0; round < 4; round++) {

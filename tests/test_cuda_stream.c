@@ -105,14 +105,6 @@ static void same_as_resident(const char *path, const vz_model_opts *mo) {
     free(got);
     vz_model_close(m);
 }
-
-static void convert_to(const char *src, const char *tok, const char *spec, const char *out) {
-    vz_convert_opts co;
-    vz_convert_opts_default(&co);
-    co.codec_spec = spec;
-    co.model.tokenizer_path = tok;
-    assert_int_equal(vz_convert(src, out, &co), VZ_OK);
-}
 #endif
 
 static void test_stream_stories260k(void **state) {
@@ -131,7 +123,7 @@ static void test_stream_stories260k(void **state) {
     const char *specs[] = {"lossless", "q8"};
     for (int i = 0; i < 2; i++) {
         snprintf(out, sizeof out, "%s/%s.vz", dir, specs[i]);
-        convert_to(bin, tok, specs[i], out);
+        vz_test_convert(bin, tok, specs[i], out);
         same_as_resident(out, NULL);
     }
     vz_test_rmtree(dir);
@@ -143,16 +135,10 @@ static void test_stream_synth_small(void **state) {
     if (!vz_test_have_gpu()) skip();
 #ifdef VZ_HAVE_CUDA
     char dir[256], src[512], out[600];
-    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
-    snprintf(src, sizeof src, "%s/hf", dir);
-    vz_synth_opts so;
-    vz_synth_opts_default(&so);
-    so.shape = "small";
-    so.seed = 5;
-    assert_int_equal(vz_synth(src, &so), VZ_OK);
+    vz_test_synth_dir(dir, sizeof dir, src, sizeof src, "small", 5);
     same_as_resident(src, NULL);
     snprintf(out, sizeof out, "%s/lossless.vz", dir);
-    convert_to(src, NULL, "lossless", out);
+    vz_test_convert(src, NULL, "lossless", out);
     same_as_resident(out, NULL);
     vz_test_rmtree(dir);
     const char *big = getenv("VZ_STREAM_MODEL"); /* e.g. a synth tinyllama-1.1b (device rounds) */

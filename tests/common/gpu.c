@@ -3,6 +3,7 @@
  */
 #include "gpu.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "testutil.h"
@@ -50,6 +51,23 @@ vz_session *vz_test_open_session_n(vz_model *m, vz_device dev, vz_kv_mode kv, in
 
 vz_session *vz_test_open_session(vz_model *m, vz_device dev, vz_kv_mode kv, int32_t n_ctx) {
     return vz_test_open_session_n(m, dev, kv, n_ctx, 1);
+}
+
+void vz_test_synth_dir(char *dir, size_t dcap, char *src, size_t scap, const char *shape, uint64_t seed) {
+    assert_non_null(vz_test_tmpdir(dir, dcap));
+    snprintf(src, scap, "%s/hf", dir);
+    vz_synth_opts so;
+    vz_synth_opts_default(&so);
+    so.shape = shape, so.seed = seed;
+    assert_int_equal(vz_synth(src, &so), VZ_OK);
+}
+
+void vz_test_convert(const char *src, const char *tok, const char *spec, const char *out) {
+    vz_convert_opts co;
+    vz_convert_opts_default(&co);
+    co.codec_spec = spec;
+    co.model.tokenizer_path = tok;
+    assert_int_equal(vz_convert(src, out, &co), VZ_OK);
 }
 
 int32_t vz_test_argmax(const float *l, int32_t n) {

@@ -1,12 +1,13 @@
 /*
  * gpu.h - helpers shared by the GPU (and CPU-vs-GPU) tests: whether a GPU is
  * usable (a printed SKIP reason when not), opening a GPU test's model and a
- * session that must open, the host argmax the CUDA sampler matches, and the
+ * session that must open, a synthetic checkpoint and its conversions, the host argmax the CUDA sampler matches, and the
  * logits of random tokens on a session of given options (the budget tests).
  */
 #ifndef VZ_TEST_GPU_H
 #define VZ_TEST_GPU_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "vramzip.h"
@@ -29,6 +30,15 @@ vz_session *vz_test_open_session_n(vz_model *m, vz_device dev, vz_kv_mode kv, in
 
 /* Index of the largest of l[0..n) (lowest index on ties, like the sampler). */
 int32_t vz_test_argmax(const float *l, int32_t n);
+
+/* A synthetic checkpoint (vz_synth) of shape and seed in <a new temporary
+ * directory>/hf: the directory (removed by vz_test_rmtree) into dir, the
+ * checkpoint into src. Fails the test on error. */
+void vz_test_synth_dir(char *dir, size_t dcap, char *src, size_t scap, const char *shape, uint64_t seed);
+
+/* vz_convert of src into out with codec spec (tok: a tokenizer path, or
+ * NULL); fails the test on error. */
+void vz_test_convert(const char *src, const char *tok, const char *spec, const char *out);
 
 /* All logits (nt * vocab floats, malloc'ed) of nt pseudo-random tokens
  * (seed 7) evaluated in one call on a new session of m under o; *mem (may
