@@ -24,24 +24,13 @@
 /* ---- programmatic dependent launch (PDL) --------------------------------
  * Every kernel here is launched with programmatic stream serialization: it
  * may start while the previous kernel (a matvec) still runs, waits in
- * griddepcontrol.wait until that kernel has completed and its writes are
- * visible (so completion of any kernel implies completion of all before it),
- * and lets the next kernel (whose weight loads need nothing of ours) start
- * at once, before our own wait. Nothing is read or written before the wait;
- * the next kernel can only launch once all our blocks are resident, so a
- * waiting chain never starves the kernel it waits for. */
-static __device__ __forceinline__ void pdl_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-
-static __device__ __forceinline__ void pdl_trigger() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-
+ * mv_pdl_wait (matvec.cuh) until that kernel has completed and its writes
+ * are visible (so completion of any kernel implies completion of all before
+ * it), and lets the next kernel (whose weight loads need nothing of ours)
+ * start at once, mv_pdl_trigger before our own wait. Nothing is read or
+ * written before the wait; the next kernel can only launch once all our
+ * blocks are resident, so a waiting chain never starves the kernel it
+ * waits for. */
 /* f<<<grid, block, shm, st>>>(args...) as one launch of a decode step of
  * `batch` rows (vz_launch_pdl, matvec.cuh); errors surface at the caller's
  * next check. */
@@ -54,8 +43,8 @@ static void launch_pdl(void (*f)(P...), dim3 grid, dim3 block, size_t shm, cudaS
 
 static __global__ void k_rmsnorm(const float *x, float *out, const float *w, int32_t dim, float eps) {
     __shared__ vz_rms_smem nsm;
-    pdl_trigger();
-    pdl_wait();
+    mv_pdl_trigger();
+    mv_pdl_wait();
     const float *xr = x + (int64_t)blockIdx.x * dim;
     /* the norm's one order (matvec.cuh), as the matvec's fused norm computes it */
     vz_rms_scales([xr](int, int i) { return xr[i]; }, 1, dim, eps, &nsm);
@@ -78,8 +67,8 @@ size_t vz_att_part_floats(int32_t B, int32_t n_heads, int32_t hd, int32_t n_ctx)
 static __global__ void __launch_bounds__(ATT_THREADS) k_attention(att_args A) {
     extern __shared__ __align__(16) float sm[];
     __shared__ int last;
-    pdl_trigger();
-    pdl_wait();
+    mv_pdl_trigger();
+    mv_pdl_wait();
     att_block(A, vz_cta(), blockIdx.x, blockIdx.y, blockIdx.z, gridDim.x, gridDim.z, sm, &last);
 }
 
@@ -144,7 +133,7 @@ static __device__ void att_cl_stage(const att_args &A, const vz_tgroup &tg, int 
     att_new_item it = {0, 0, 0};
     if (hq) rq = rope_at(t, pos0 + qi, hd, A.theta, A.interleaved);
     if (hk) it = att_new_at(A, kvh, nlo, pos0, row0, t), rk = rope_at(t % half, it.p, hd, A.theta, A.interleaved);
-    pdl_wait();
+    mv_pdl_wait();
     const float *q = A.q + ((int64_t)b * A.n_heads + h) * hd;
     float q0 = 0.0f, q1 = 0.0f, k0v = 0.0f, k1v = 0.0f, v0 = 0.0f, v1 = 0.0f;
     if (hq) q0 = q[rq.a], q1 = q[rq.b];
@@ -169,7 +158,7 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention_cl(att_args A,
 #else
 #define ATT_TRACE_PUT() ((void)0)
 #endif
-    pdl_trigger();
+    mv_pdl_trigger();
     cl_arrive_relaxed(); /* phase 1: this block has started (its shared memory may be written once phase 1 is done) */
     const vz_tgroup tg = vz_cta();
     const int hd = A.hd, f16 = A.kv_f16, esz = f16 ? 2 : 4, rsz = att_kv_row(hd, esz), pw = hd + 2;
@@ -502,8 +491,8 @@ static __device__ void att_kv_merge(const att_args &A, const float *pb, float *w
 static __global__ void __launch_bounds__(ATT_KV_THREADS) k_attention_kv(att_args A, int32_t cmax) {
     extern __shared__ __align__(16) float sm[];
     __shared__ int last;
-    pdl_trigger();
-    pdl_wait();
+    mv_pdl_trigger();
+    mv_pdl_wait();
     const int hd = A.hd, f16 = A.kv_f16, esz = f16 ? 2 : 4, grp = A.n_heads / A.n_kv;
     const int s = blockIdx.x, g = blockIdx.y, b = blockIdx.z, S = gridDim.x;
     const att_seq Q = att_seq_of(A, b, (int)gridDim.z);
@@ -621,8 +610,8 @@ static __global__ void k_sample(const float *logits, int32_t vocab, vz_sample_la
     __shared__ float bv[32];
     __shared__ int32_t bi[32];
     __shared__ float scan[SAMPLE_THREADS];
-    pdl_trigger();
-    pdl_wait();
+    mv_pdl_trigger();
+    mv_pdl_wait();
     const int lane = blockIdx.x;
     const float *l = logits + (int64_t)lane * vocab;
     const float temp = P.temp[lane], top_p = P.top_p[lane];
@@ -709,7 +698,7 @@ void vz_k_sample(const float *logits, int32_t lanes, int32_t vocab, const vz_sam
 }
 
 static __global__ void k_advance(int32_t *d_pos, int32_t adv) {
-    pdl_wait();
+    mv_pdl_wait();
     *d_pos += adv;
 }
 
