@@ -32,12 +32,15 @@
  * (one matrix) before session 22: on an H200 twice that made the 512-token
  * prefill of tinyllama 4-7% faster (its gate + up one GEMM instead of two)
  * and of llama2-7b raw 27.7k -> 39.2k tok/s, lossless 19.9k -> 26.4k
- * (bench/results/2026-11-30-session22-h200.md, run 5). 32 Mi -> 48 Mi in
- * session 24 (llama2-7b's QKV and down one GEMM each, gate + up two): its
- * prefill raw 39.5k -> 41.1-42.3k, lossless 26.7k -> 27.4-28.3k in four
- * alternating benches, for 34 MB more; 64 Mi measured the same
- * (bench/results/2026-11-30-session24-h200.md). */
-#define VZ_PLAN_GEMM_SCRATCH ((int64_t)48 << 20)
+ * (bench/results/2026-11-30-session22-h200.md, run 5). 32 Mi -> 64 Mi in
+ * session 24, so that no single matrix of a 7-8B shape is split:
+ * mistral-7b's down (56 Mi) ran as GEMMs of 3510 and 586 rows, and its raw
+ * prefill took 25.6k tok/s against 39.6-41.0k as one GEMM (each chunk's
+ * GEMM fills its own waves of tiles, about two where one GEMM needs one:
+ * a reading of the tile counts, not profiled); llama2-7b raw 39.5k ->
+ * 41-42k, lossless 26.7k -> 27.5-28.3k; 64 MB more on those shapes;
+ * tinyllama's largest op is 23 Mi (bench/results/2026-11-30-session24-h200.md). */
+#define VZ_PLAN_GEMM_SCRATCH ((int64_t)64 << 20)
 #define VZ_PLAN_DECODE_TMP ((uint64_t)4 << 20) /* residency cache: f32 rows of one decode chunk */
 #define VZ_PLAN_ALIGN 256                     /* sections of a packed layer */
 #define VZ_PLAN_ARENA_SLACK ((uint64_t)2 << 20) /* the weight arena's allocation rounding */
