@@ -4,7 +4,8 @@
  * Llama-2-7B at 4 GiB for raw, lossless, q8 and q4 byte counts, the
  * refusal advice checked by replanning what it suggests, vz_session_plan
  * on stories260K as .bin, q8 .vz and lossless .vz (compressed and
- * decompress-at-load), and the CLI flags' errors.
+ * decompress-at-load), the CLI flags' errors, and the prefill GEMM
+ * scratch of the synth shapes.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -401,12 +402,40 @@ static void test_cli_flags(void **state) {
     }
 }
 
+/* The prefill GEMM scratch (vz_plan_gemm_scratch_elems): the largest
+ * stacked op, capped at VZ_PLAN_GEMM_SCRATCH. A matrix larger than the
+ * scratch runs as row-chunk GEMMs, each filling its own waves of tiles:
+ * on an H200 mistral-7b's down split into 3510 + 586 rows halved its
+ * prefill (bench/results/2026-11-30-session24-h200.md). So for every 7-8B
+ * synth shape no single matrix may be split, and tinyllama's stacked ops
+ * are one GEMM each. */
+static void test_gemm_scratch(void **state) {
+    (void)state;
+    static const char *shapes[] = {"tinyllama-1.1b", "llama2-7b", "mistral-7b", "llama3-8b"};
+    for (int i = 0; i < 4; i++) {
+        synth_plan sp;
+        synth_setup(&sp, shapes[i], VZ_CODEC_raw, 2048, 1, 0, 1);
+        const vz_config *c = &sp.c;
+        const uint64_t dim = (uint64_t)c->dim, hid = (uint64_t)c->hidden_dim;
+        const uint64_t qd = (uint64_t)c->n_heads * (uint64_t)c->head_dim, kvd = (uint64_t)c->n_kv_heads * c->head_dim;
+        const uint64_t single = hid * dim > qd * dim ? hid * dim : qd * dim; /* down, gate, up; wq, wo */
+        const uint64_t stacked = 2 * hid * dim > (qd + 2 * kvd) * dim ? 2 * hid * dim : (qd + 2 * kvd) * dim;
+        const uint64_t sc = vz_plan_gemm_scratch_elems(c);
+        assert_true(sc <= (uint64_t)VZ_PLAN_GEMM_SCRATCH);
+        assert_true(sc == (stacked < (uint64_t)VZ_PLAN_GEMM_SCRATCH ? stacked : (uint64_t)VZ_PLAN_GEMM_SCRATCH));
+        if (sc < single) fail_msg("%s: a %llu-element matrix does not fit the %llu-element GEMM scratch", shapes[i],
+                                  (unsigned long long)single, (unsigned long long)sc);
+        if (i == 0) assert_true(sc == stacked); /* tinyllama: gate + up one GEMM */
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tinyllama_600m),  cmocka_unit_test(test_llama2_7b_4g),
         cmocka_unit_test(test_refusal),         cmocka_unit_test(test_stories260k_files),
         cmocka_unit_test(test_cli_flags),       cmocka_unit_test(test_stream_slots),
         cmocka_unit_test(test_cache_plan),      cmocka_unit_test(test_pack_real),
+        cmocka_unit_test(test_gemm_scratch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
