@@ -3,7 +3,8 @@
  * supports: round trips of edge shapes and values, all 65536 bf16/f16 bit
  * patterns, real stories260K tensors, row sub-ranges, decode_f32 ==
  * f32(decode_ref) bitwise (through every CPU kernel set this machine runs), the lossy error bounds of docs/codecs.md, check()
- * on corrupt params/data, and the bits/weight requirements.
+ * on corrupt params/data, the bits/weight requirements, and q4's scale
+ * search against a plain reference of it.
  */
 #include <math.h>
 #include <stdio.h>
@@ -517,6 +518,89 @@ static void test_levels(void **state) {
     free(src);
 }
 
+/* q4's encoder search (docs/codecs.md section 5) against a plain
+ * reference of it: per group the candidates in order, the squared error of
+ * each by nearbyintf (w * (1 / s)), the first smallest. The encoder
+ * evaluates 8 candidates at a time with an inline rounding; its (scale,
+ * zero) must be the reference's for every group, ties included (groups of
+ * exact half-steps, zero groups). */
+static float q4_ref_sse(const float *w, int n, float s, int z) {
+    float inv = s != 0 ? 1.0f / s : 0.0f, e = 0;
+    for (int i = 0; i < n; i++) {
+        float q = nearbyintf(w[i] * inv) + (float)z;
+        q = q < 0 ? 0 : q > 15 ? 15 : q;
+        float d = w[i] - (q - (float)z) * s;
+        e += d * d;
+    }
+    return e;
+}
+
+static void q4_ref_fit(const float *w, int n, int variant, uint16_t *sh, int *zp) {
+    float mn = w[0], mx = w[0], m = w[0];
+    for (int i = 1; i < n; i++) {
+        mn = fminf(mn, w[i]), mx = fmaxf(mx, w[i]);
+        if (fabsf(w[i]) > fabsf(m)) m = w[i];
+    }
+    double best = INFINITY;
+    *sh = 0, *zp = 8;
+    for (int j = 0; j < (variant == 1 ? 1 : variant == 2 ? 40 : 20); j++) {
+        double f = 1.0 - 0.02 * (j / (variant == 3 ? 1 : 2));
+        int z = 8;
+        uint16_t h;
+        if (variant == 3) {
+            double lo = fmin(mn, 0) * f, hi = fmax(mx, 0) * f;
+            h = vz_f16_ceil((hi - lo) / 15.0);
+            float sc = vz_f16_to_f32(h);
+            z = sc > 0 ? (int)lrint(-lo / sc) : 0;
+            z = z < 0 ? 0 : z > 15 ? 15 : z;
+        } else {
+            h = vz_f16_ceil(fabs((double)m) * f / (j & 1 ? 7.0 : 8.0));
+            if ((m > 0) == !(j & 1)) h |= 0x8000u;
+        }
+        if ((h & 0x7fffu) >= 0x7c00u) continue;
+        double e = q4_ref_sse(w, n, vz_f16_to_f32(h), z);
+        if (e < best) best = e, *sh = h, *zp = z;
+    }
+}
+
+static void test_q4_search(void **state) {
+    (void)state;
+    enum { R = 48, C = 256, G = 32 };
+    static float v[R * C];
+    uint64_t seed = 31;
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) {
+            float x = rand_t(&seed, 4, 0.03f);
+            if (r % 3 == 1) x = 0.01f * (float)((int)(x * 400.0f)) * 0.5f; /* half-steps: rounding ties */
+            if (r % 3 == 2 && c % 7 == 0) x = 0.0f;                      /* zeros and -0 */
+            if (r % 3 == 2 && c % 7 == 1) x = -0.0f;
+            if (r % 3 == 2 && c < G) x = 0.0f; /* a zero group: every candidate ties, the first wins */
+            v[r * C + c] = x;
+        }
+    uint8_t *src = from_f32(v, R * C, VZ_DTYPE_F32);
+    const vz_codec *q4 = vz_codec_by_name("q4");
+    for (int variant = 1; variant <= 3; variant++) {
+        vz_codec_opts o = {G, variant};
+        vz_blob b;
+        assert_int_equal(q4->encode(src, VZ_DTYPE_F32, R, C, &o, &b), VZ_OK);
+        const uint64_t scales = vz_al16((uint64_t)R * (C / 2)), zeros = vz_al16(scales + (uint64_t)R * (C / G) * 2);
+        for (int r = 0; r < R; r++)
+            for (int g = 0; g < C / G; g++) {
+                uint16_t h;
+                int z;
+                q4_ref_fit(v + r * C + g * G, G, variant, &h, &z);
+                const uint64_t gi = (uint64_t)r * (C / G) + (uint64_t)g;
+                const uint16_t got = vz_le16(b.data + scales + 2 * gi);
+                const int gz = variant == 3 ? b.data[zeros + gi] : 8;
+                if (got != h || gz != z)
+                    fail_msg("q4 level %d, row %d group %d: scale 0x%04x zero %d, reference 0x%04x zero %d", variant, r,
+                             g, got, gz, h, z);
+            }
+        vz_blob_free(&b);
+    }
+    free(src);
+}
+
 /* Shannon entropy (bits/element) of the exponent field of bf16 elements. */
 static double exp_entropy_bf16(const uint8_t *s, uint64_t n) {
     uint64_t h[256] = {0};
@@ -618,6 +702,7 @@ int main(void) {
         cmocka_unit_test(test_bits_per_weight), cmocka_unit_test(test_fuzz_replay),
         cmocka_unit_test(test_lossless_exception_rows), cmocka_unit_test(test_levels),
         cmocka_unit_test(test_unused_options), cmocka_unit_test(test_lossless_tile_order),
+        cmocka_unit_test(test_q4_search),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
