@@ -209,31 +209,54 @@ static void job_free(job *j) {
     memset(j, 0, sizeof *j);
 }
 
-/* Tensors are encoded (and proven to decode) by a window of threads, then
- * written in index order, so the file does not depend on the thread count.
- * A failing tensor is encoded again on this thread for its message (the
- * error text is thread-local; encoders are deterministic). */
+/* Tensors are encoded (and proven to decode) by the threads a window at a
+ * time, then written in index order, so the file does not depend on the
+ * thread count. A window holds up to WINDOW_PER_THREAD tensors per thread
+ * and WINDOW_BYTES of source (at least one tensor); its jobs run largest
+ * first, so a thread that drew a small tensor takes the next one instead of
+ * waiting for the largest. One tensor per thread left threads idle: a
+ * layer's tensors differ 8-fold in size (q4 of synth tinyllama on 2 cores
+ * ran 1.36 threads busy on average). A failing tensor is encoded again on
+ * this thread for its message (the error text is thread-local; encoders are
+ * deterministic). */
+#define WINDOW_PER_THREAD 4
+#define WINDOW_BYTES ((uint64_t)2 << 30)
+
+static int cmp_job_size(const void *a, const void *b) { /* larger n first, then index order */
+    const job *x = *(job *const *)a, *y = *(job *const *)b;
+    return x->n != y->n ? (x->n < y->n ? 1 : -1) : (x->t > y->t) - (x->t < y->t);
+}
+
 static vz_status convert_tensors(vz_writer *w, const vz_model *m, spec *sp, const vz_convert_opts *o) {
-    const int nt = omp_get_max_threads() > 0 ? omp_get_max_threads() : 1;
-    job *jobs = calloc((size_t)nt, sizeof *jobs);
-    VZ_FAIL_IF(!jobs, VZ_ERR_NOMEM, "convert: out of memory");
+    const int nt = omp_get_max_threads() > 0 ? omp_get_max_threads() : 1, cap = WINDOW_PER_THREAD * nt;
+    job *jobs = calloc((size_t)cap, sizeof *jobs);
+    job **order = calloc((size_t)cap, sizeof *order);
+    if (!jobs || !order) {
+        free(jobs), free(order);
+        return VZ_FAIL(VZ_ERR_NOMEM, "convert: out of memory");
+    }
     uint64_t total = 0, done = 0;
     for (int32_t i = 0; i < m->n_tensors; i++)
         total += (uint64_t)(m->tensors[i].rows * m->tensors[i].cols) * (uint64_t)vz_dtype_size(m->tensors[i].dtype);
     vz_status s = VZ_OK;
-    for (int32_t i0 = 0; i0 < m->n_tensors && s == VZ_OK; i0 += nt) {
-        int k = m->n_tensors - i0 < nt ? m->n_tensors - i0 : nt;
+    for (int32_t i0 = 0; i0 < m->n_tensors && s == VZ_OK;) {
         if (o->cancel && *o->cancel) {
             s = VZ_FAIL(VZ_ERR_INTERRUPTED, "convert interrupted; nothing written");
             break;
         }
-        for (int j = 0; j < k; j++) {
-            const vz_tensor *t = &m->tensors[i0 + j];
-            jobs[j] = (job){.t = t, .r = pick(sp, t)};
-            jobs[j].n = (uint64_t)t->rows * (uint64_t)t->cols * (uint64_t)vz_dtype_size(t->dtype);
+        int k = 0;
+        uint64_t bytes = 0;
+        while (k < cap && i0 + k < m->n_tensors) {
+            const vz_tensor *t = &m->tensors[i0 + k];
+            const uint64_t n = (uint64_t)t->rows * (uint64_t)t->cols * (uint64_t)vz_dtype_size(t->dtype);
+            if (k > 0 && bytes + n > WINDOW_BYTES) break;
+            jobs[k] = (job){.t = t, .r = pick(sp, t), .n = n};
+            order[k] = &jobs[k];
+            bytes += n, k++;
         }
-#pragma omp parallel for schedule(dynamic, 1) num_threads(k) if (k > 1)
-        for (int j = 0; j < k; j++) job_run(&jobs[j], o);
+        qsort(order, (size_t)k, sizeof *order, cmp_job_size);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(k < nt ? k : nt) if (k > 1 && nt > 1)
+        for (int j = 0; j < k; j++) job_run(order[j], o);
         for (int j = 0; j < k && s == VZ_OK; j++) {
             const vz_tensor *t = jobs[j].t;
             if (jobs[j].s != VZ_OK) {
@@ -249,8 +272,9 @@ static vz_status convert_tensors(vz_writer *w, const vz_model *m, spec *sp, cons
             if (s == VZ_OK && o->progress) o->progress(o->user, i0 + j + 1, m->n_tensors, done, total, t->name);
         }
         for (int j = 0; j < k; j++) job_free(&jobs[j]);
+        i0 += k;
     }
-    free(jobs);
+    free(jobs), free(order);
     return s;
 }
 
