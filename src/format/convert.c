@@ -197,6 +197,10 @@ typedef struct job {
 } job;
 
 static void job_run(job *j, const vz_convert_opts *o) {
+    if (o->cancel && *o->cancel) { /* the caller reports it; no need to encode */
+        j->s = VZ_ERR_INTERRUPTED;
+        return;
+    }
     const uint8_t *src = NULL;
     j->s = source_bytes(j->t, j->n, &src, &j->owned);
     if (j->s == VZ_OK) j->s = encode_one(j->t, src, j->n, j->r, o, &j->b, &j->enc);
@@ -259,6 +263,10 @@ static vz_status convert_tensors(vz_writer *w, const vz_model *m, spec *sp, cons
         for (int j = 0; j < k; j++) job_run(order[j], o);
         for (int j = 0; j < k && s == VZ_OK; j++) {
             const vz_tensor *t = jobs[j].t;
+            if (o->cancel && *o->cancel) { /* per tensor, not per window: an interrupt stops within one encode */
+                s = VZ_FAIL(VZ_ERR_INTERRUPTED, "convert interrupted; nothing written");
+                break;
+            }
             if (jobs[j].s != VZ_OK) {
                 job redo = {.t = t, .r = jobs[j].r, .n = jobs[j].n};
                 job_run(&redo, o);
