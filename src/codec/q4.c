@@ -49,23 +49,24 @@ static inline int q4_code(double w, float s, int z) {
     return q < 0 ? 0 : q > 15 ? 15 : (int)q;
 }
 
-/* nearbyintf(x) for |x| < 2^22 (adding and removing 1.5 * 2^23 rounds to
- * an integer in the current rounding mode, as nearbyintf does), else x:
- * beyond that q4_sse_n clamps the code to 0 or 15 either way. Inline:
- * nearbyintf is a libm call on baseline x86-64. */
-static inline float q4_rint(float x) {
-    return fabsf(x) < 0x1p22f ? (x + 0x1.8p23f) - 0x1.8p23f : x;
-}
+/* Adding and removing 1.5 * 2^23 rounds x to an integer in the current
+ * rounding mode, as nearbyintf does, for |x| < 2^22. Beyond that the result
+ * keeps x's sign and stays at or beyond 2^22 in magnitude (checked for
+ * [2^22, 2^23), exact past it up to C's rounding), so q4_sse_n's clamp
+ * gives 0 or 15 as it would with nearbyintf. Inline and branch-free:
+ * nearbyintf is a libm call on baseline x86-64, and a branch here kept the
+ * loop from being vectorized. */
+static inline float q4_rint(float x) { return (x + 0x1.8p23f) - 0x1.8p23f; }
 
 /* Squared errors e[k] of a group on nc <= Q4_LANES grids (q - z[k]) * s[k]
  * at once; the search only ranks candidates, so it multiplies by 1/s (the
  * stored codes use q4_code's exact division). Each candidate's sum runs in
  * element order, as one candidate alone would, so the errors and the pick
- * are the same bits; the candidates are independent dependency chains that
- * the core overlaps. With the inline rounding, q4 of synth tinyllama-1.1b
- * converted in 78 s instead of 141 s on 2 cores, byte-identical
- * (tests/test_codecs.c test_q4_search checks the picks against a plain
- * reference). */
+ * are the same bits; the candidates are the vector lanes. q4 of synth
+ * tinyllama-1.1b converted in 141 s on 2 cores before, 78 s with the inline
+ * rounding, less vectorized (bench/results/cpu-convert-2026-11-30.md),
+ * byte-identical (tests/test_codecs.c test_q4_search checks the picks
+ * against a plain reference). */
 #define Q4_LANES 8
 static void q4_sse_n(const float *w, uint64_t n, const float *s, const float *z, int nc, float *e) {
     float ss[Q4_LANES], zz[Q4_LANES], inv[Q4_LANES], acc[Q4_LANES];
@@ -75,6 +76,7 @@ static void q4_sse_n(const float *w, uint64_t n, const float *s, const float *z,
     }
     for (uint64_t i = 0; i < n; i++) {
         const float x = w[i];
+#pragma omp simd /* across candidates: each lane's sum keeps its order */
         for (int k = 0; k < Q4_LANES; k++) {
             float q = q4_rint(x * inv[k]) + zz[k];
             q = q < 0 ? 0 : q > 15 ? 15 : q;
