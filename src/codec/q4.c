@@ -51,11 +51,11 @@ static inline int q4_code(double w, float s, int z) {
 
 /* Adding and removing 1.5 * 2^23 rounds x to an integer in the current
  * rounding mode, as nearbyintf does, for |x| < 2^22. Beyond that the result
- * keeps x's sign and stays at or beyond 2^22 in magnitude (checked for
- * [2^22, 2^23), exact past it up to C's rounding), so q4_sse_n's clamp
- * gives 0 or 15 as it would with nearbyintf. Inline and branch-free:
- * nearbyintf is a libm call on baseline x86-64, and a branch here kept the
- * loop from being vectorized. */
+ * keeps x's sign and a magnitude of at least 2^22, so q4_sse_n's clamp
+ * gives code 0 or 15 as it would with nearbyintf (an exhaustive check over
+ * every f32 agreed: bench/results/cpu-convert-2026-11-30.md). Inline and
+ * branch-free: nearbyintf is a libm call on baseline x86-64, and a range
+ * check here kept the loop from being vectorized. */
 static inline float q4_rint(float x) { return (x + 0x1.8p23f) - 0x1.8p23f; }
 
 /* Squared errors e[k] of a group on nc <= Q4_LANES grids (q - z[k]) * s[k]
@@ -63,10 +63,10 @@ static inline float q4_rint(float x) { return (x + 0x1.8p23f) - 0x1.8p23f; }
  * stored codes use q4_code's exact division). Each candidate's sum runs in
  * element order, as one candidate alone would, so the errors and the pick
  * are the same bits; the candidates are the vector lanes. q4 of synth
- * tinyllama-1.1b converted in 141 s on 2 cores before, 78 s with the inline
- * rounding, less vectorized (bench/results/cpu-convert-2026-11-30.md),
- * byte-identical (tests/test_codecs.c test_q4_search checks the picks
- * against a plain reference). */
+ * tinyllama-1.1b on 2 cores: 141 s with one nearbyintf search per
+ * candidate, 29 s now with convert's larger window, byte-identical
+ * (tests/test_codecs.c test_q4_search checks the picks against a plain
+ * reference of the search). */
 #define Q4_LANES 8
 static void q4_sse_n(const float *w, uint64_t n, const float *s, const float *z, int nc, float *e) {
     float ss[Q4_LANES], zz[Q4_LANES], inv[Q4_LANES], acc[Q4_LANES];
