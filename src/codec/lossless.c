@@ -47,15 +47,15 @@ static inline unsigned ll_code(const uint8_t *grp, int k, int layout, int e) {
     return c;
 }
 
-static void ll_put_code(uint8_t *grp, int k, int layout, int e, unsigned code) {
-    for (int b = 0; b < k; b++) {
-        int bit;
-        uint8_t *w;
-        if (layout == 1 && e < 24) { w = grp + 4 * (e / 8); bit = 4 * (e % 8) + b; }
-        else if (layout == 1) { w = grp + 4 * b; bit = 4 * (e - 24) + 3; }
-        else { w = grp + 4 * b; bit = e; }
-        if ((code >> b) & 1u) w[bit / 8] |= (uint8_t)(1u << (bit % 8));
+/* Sets code (k bits) of element e (0..31) into a group's k words wd
+ * (ll_code's inverse; the words are stored little-endian). */
+static inline void ll_word_code(uint32_t wd[8], int k, int layout, int e, unsigned code) {
+    if (layout == 1 && e < 24) {
+        wd[e / 8] |= (uint32_t)code << 4 * (e % 8);
+        return;
     }
+    for (int b = 0; b < k; b++)
+        wd[b] |= (uint32_t)((code >> b) & 1u) << (layout == 1 ? 4 * (e - 24) + 3 : e);
 }
 
 static int ll_supports(vz_dtype dtype, int64_t rows, int64_t cols) {
@@ -121,14 +121,20 @@ static vz_status ll_encode(const void *src, vz_dtype dtype, int64_t rows, int64_
     uint8_t *d = out->data;
     uint64_t e = 0;
     for (uint64_t r = 0; r < (uint64_t)rows; r++) {
-        for (uint64_t c = 0; c < (uint64_t)cols; c++) {
-            uint64_t i = r * (uint64_t)cols + c;
-            for (int j = 0; j < g.w - 1; j++) d[(uint64_t)j * g.n + i] = s[i * g.w + j];
-            uint8_t h = s[i * g.w + g.w - 1];
-            unsigned code = code_of[h] >= 0 ? (unsigned)code_of[h] : h & ((1u << k) - 1);
-            if (c % 1024 == 0) vz_st32(d + g.index + 4 * (r * g.bpr + c / 1024), (uint32_t)e);
-            if (code_of[h] < 0) vz_st16(d + g.exc + 2 * e++, (uint16_t)((h >> k) << 10 | (c % 1024)));
-            ll_put_code(d + g.codes + (r * g.gpr + c / 32) * 4 * (uint64_t)k, k, layout, (int)(c % 32), code);
+        for (uint64_t c0 = 0; c0 < (uint64_t)cols; c0 += 32) { /* one code group: its k words built, then stored */
+            const uint64_t n = (uint64_t)cols - c0 < 32 ? (uint64_t)cols - c0 : 32;
+            uint32_t wd[8] = {0};
+            for (uint64_t c = c0; c < c0 + n; c++) {
+                const uint64_t i = r * (uint64_t)cols + c;
+                for (int j = 0; j < g.w - 1; j++) d[(uint64_t)j * g.n + i] = s[i * g.w + j];
+                const uint8_t h = s[i * g.w + g.w - 1];
+                const unsigned code = code_of[h] >= 0 ? (unsigned)code_of[h] : h & ((1u << k) - 1);
+                if (c % 1024 == 0) vz_st32(d + g.index + 4 * (r * g.bpr + c / 1024), (uint32_t)e);
+                if (code_of[h] < 0) vz_st16(d + g.exc + 2 * e++, (uint16_t)((h >> k) << 10 | (c % 1024)));
+                ll_word_code(wd, k, layout, (int)(c - c0), code);
+            }
+            uint8_t *grp = d + g.codes + (r * g.gpr + c0 / 32) * 4 * (uint64_t)k;
+            for (int b = 0; b < k; b++) vz_st32(grp + 4 * b, wd[b]);
         }
     }
     vz_st32(d + g.index + 4 * (g.nidx - 1), (uint32_t)e);
