@@ -59,6 +59,7 @@ static inline int q4_code(double w, float s, int z) {
 static inline float q4_rint(float x) { return (x + 0x1.8p23f) - 0x1.8p23f; }
 
 /* Squared errors e[k] of a group on nc <= Q4_LANES grids (q - z[k]) * s[k]
+ * (s[k] the f16 scale h[k])
  * at once; the search only ranks candidates, so it multiplies by 1/s (the
  * stored codes use q4_code's exact division). Each candidate's sum runs in
  * element order, as one candidate alone would, so the errors and the pick
@@ -69,10 +70,10 @@ static inline float q4_rint(float x) { return (x + 0x1.8p23f) - 0x1.8p23f; }
  * (tests/test_codecs.c test_q4_search checks the picks against a plain
  * reference of the search). */
 #define Q4_LANES 8
-static void q4_sse_n(const float *w, uint64_t n, const float *s, const float *z, int nc, float *e) {
+static void q4_sse_n(const float *w, uint64_t n, const uint16_t *h, const int *z, int nc, float *e) {
     float ss[Q4_LANES], zz[Q4_LANES], inv[Q4_LANES], acc[Q4_LANES];
     for (int k = 0; k < Q4_LANES; k++) {
-        ss[k] = k < nc ? s[k] : 0.0f, zz[k] = k < nc ? z[k] : 0.0f;
+        ss[k] = k < nc ? vz_f16_to_f32(h[k]) : 0.0f, zz[k] = k < nc ? (float)z[k] : 0.0f;
         inv[k] = ss[k] != 0 ? 1.0f / ss[k] : 0.0f, acc[k] = 0.0f;
     }
     for (uint64_t i = 0; i < n; i++) {
@@ -97,7 +98,7 @@ static void q4_fit(const float *w, uint64_t n, int variant, uint16_t *sh, int *z
         if (fabsf(w[i]) > fabsf(m)) m = w[i];
     }
     uint16_t hs[2 * Q4_SEARCH];
-    float sf[2 * Q4_SEARCH], zf[2 * Q4_SEARCH], e[2 * Q4_SEARCH];
+    float e[2 * Q4_SEARCH];
     int zs[2 * Q4_SEARCH], nc = 0;
     for (int j = 0; j < (variant == 1 ? 1 : variant == 2 ? 2 * Q4_SEARCH : Q4_SEARCH); j++) {
         double f = 1.0 - 0.02 * (j / (variant == 3 ? 1 : 2));
@@ -114,10 +115,10 @@ static void q4_fit(const float *w, uint64_t n, int variant, uint16_t *sh, int *z
             if ((m > 0) == !(j & 1)) h |= 0x8000u;
         }
         if ((h & 0x7fffu) >= 0x7c00u) continue;
-        hs[nc] = h, zs[nc] = z, sf[nc] = vz_f16_to_f32(h), zf[nc] = (float)z, nc++;
+        hs[nc] = h, zs[nc] = z, nc++;
     }
     for (int k0 = 0; k0 < nc; k0 += Q4_LANES)
-        q4_sse_n(w, n, sf + k0, zf + k0, nc - k0 < Q4_LANES ? nc - k0 : Q4_LANES, e + k0);
+        q4_sse_n(w, n, hs + k0, zs + k0, nc - k0 < Q4_LANES ? nc - k0 : Q4_LANES, e + k0);
     double best = INFINITY;
     *sh = 0;
     *zp = 8;

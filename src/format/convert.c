@@ -226,6 +226,11 @@ static void job_free(job *j) {
 #define WINDOW_PER_THREAD 4
 #define WINDOW_BYTES ((uint64_t)2 << 30)
 
+/* Bytes of t's source elements. */
+static uint64_t tensor_nbytes(const vz_tensor *t) {
+    return (uint64_t)t->rows * (uint64_t)t->cols * (uint64_t)vz_dtype_size(t->dtype);
+}
+
 static int cmp_job_size(const void *a, const void *b) { /* larger n first, then index order */
     const job *x = *(job *const *)a, *y = *(job *const *)b;
     return x->n != y->n ? (x->n < y->n ? 1 : -1) : (x->t > y->t) - (x->t < y->t);
@@ -240,8 +245,7 @@ static vz_status convert_tensors(vz_writer *w, const vz_model *m, spec *sp, cons
         return VZ_FAIL(VZ_ERR_NOMEM, "convert: out of memory");
     }
     uint64_t total = 0, done = 0;
-    for (int32_t i = 0; i < m->n_tensors; i++)
-        total += (uint64_t)(m->tensors[i].rows * m->tensors[i].cols) * (uint64_t)vz_dtype_size(m->tensors[i].dtype);
+    for (int32_t i = 0; i < m->n_tensors; i++) total += tensor_nbytes(&m->tensors[i]);
     vz_status s = VZ_OK;
     for (int32_t i0 = 0; i0 < m->n_tensors && s == VZ_OK;) {
         if (o->cancel && *o->cancel) {
@@ -252,7 +256,7 @@ static vz_status convert_tensors(vz_writer *w, const vz_model *m, spec *sp, cons
         uint64_t bytes = 0;
         while (k < cap && i0 + k < m->n_tensors) {
             const vz_tensor *t = &m->tensors[i0 + k];
-            const uint64_t n = (uint64_t)t->rows * (uint64_t)t->cols * (uint64_t)vz_dtype_size(t->dtype);
+            const uint64_t n = tensor_nbytes(t);
             if (k > 0 && bytes + n > WINDOW_BYTES) break;
             jobs[k] = (job){.t = t, .r = pick(sp, t), .n = n};
             order[k] = &jobs[k];
