@@ -22,29 +22,21 @@
 #include "backend/cuda/matvec.cuh"
 
 /* ---- programmatic dependent launch (PDL) --------------------------------
- * Every kernel here is launched with programmatic stream serialization: it
- * may start while the previous kernel (a matvec) still runs, waits in
- * mv_pdl_wait (matvec.cuh) until that kernel has completed and its writes
- * are visible (so completion of any kernel implies completion of all before
- * it), and lets the next kernel (whose weight loads need nothing of ours)
- * start at once, mv_pdl_trigger before our own wait. Nothing is read or
- * written before the wait; the next kernel can only launch once all our
- * blocks are resident, so a waiting chain never starves the kernel it
- * waits for. */
-/* f<<<grid, block, shm, st>>>(args...) as one launch of a decode step of
- * `batch` rows (vz_launch_pdl, matvec.cuh); errors surface at the caller's
- * next check. */
-template <typename... P, typename... A>
-static void launch_pdl(void (*f)(P...), dim3 grid, dim3 block, size_t shm, cudaStream_t st, int batch, A... args) {
-    vz_launch_pdl(f, grid, block, shm, st, batch, 0, args...);
-}
+ * Every kernel here is launched with programmatic stream serialization
+ * (vz_launch_pdl, matvec.cuh, with the carveout of a decode step of `batch`
+ * rows; errors surface at the caller's next check) and opens with
+ * vz_pdl_enter: it lets the next kernel (whose weight loads need nothing of
+ * ours) launch at once, then waits until the kernel before (a matvec) has
+ * completed and its writes are visible, so completion of any kernel implies
+ * completion of all before it. Nothing is read or written before the wait;
+ * the next kernel can only launch once all our blocks are resident, so a
+ * waiting chain never starves the kernel it waits for. */
 
 /* ---- RMSNorm (the residual adds are the matvecs' ADD epilogue) ---------- */
 
 static __global__ void k_rmsnorm(const float *x, float *out, const float *w, int32_t dim, float eps) {
     __shared__ vz_rms_smem nsm;
-    mv_pdl_trigger();
-    mv_pdl_wait();
+    vz_pdl_enter();
     const float *xr = x + (int64_t)blockIdx.x * dim;
     /* the norm's one order (matvec.cuh), as the matvec's fused norm computes it */
     vz_rms_scales([xr](int, int i) { return xr[i]; }, 1, dim, eps, &nsm);
@@ -53,7 +45,7 @@ static __global__ void k_rmsnorm(const float *x, float *out, const float *w, int
 }
 
 void vz_k_rmsnorm(const float *x, float *out, const float *w, int32_t B, int32_t dim, float eps, cudaStream_t st) {
-    launch_pdl(k_rmsnorm, dim3(B), dim3(512), 0, st, B, x, out, w, dim, eps);
+    vz_launch_pdl(k_rmsnorm, dim3(B), dim3(512), 0, st, B, 0, x, out, w, dim, eps);
 }
 
 /* ---- attention: RoPE + KV store + split-context attention, one kernel ---
@@ -67,8 +59,7 @@ size_t vz_att_part_floats(int32_t B, int32_t n_heads, int32_t hd, int32_t n_ctx)
 static __global__ void __launch_bounds__(ATT_THREADS) k_attention(att_args A) {
     extern __shared__ __align__(16) float sm[];
     __shared__ int last;
-    mv_pdl_trigger();
-    mv_pdl_wait();
+    vz_pdl_enter();
     att_block(A, vz_cta(), blockIdx.x, blockIdx.y, blockIdx.z, gridDim.x, gridDim.z, sm, &last);
 }
 
@@ -491,8 +482,7 @@ static __device__ void att_kv_merge(const att_args &A, const float *pb, float *w
 static __global__ void __launch_bounds__(ATT_KV_THREADS) k_attention_kv(att_args A, int32_t cmax) {
     extern __shared__ __align__(16) float sm[];
     __shared__ int last;
-    mv_pdl_trigger();
-    mv_pdl_wait();
+    vz_pdl_enter();
     const int hd = A.hd, f16 = A.kv_f16, esz = f16 ? 2 : 4, grp = A.n_heads / A.n_kv;
     const int s = blockIdx.x, g = blockIdx.y, b = blockIdx.z, S = gridDim.x;
     const att_seq Q = att_seq_of(A, b, (int)gridDim.z);
@@ -556,7 +546,7 @@ void vz_k_attention(float *out, const float *q, const float *k, const float *v, 
     const size_t shm2 = att_kv_shm(n_heads / n_kv, hd, cmax, S2, esz);
     if (variant == 1 && (shm2 <= 48 * 1024 || cudaFuncSetAttribute(k_attention_kv, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                                    (int)shm2) == cudaSuccess)) {
-        launch_pdl(k_attention_kv, dim3(S2, n_kv, B), dim3(ATT_KV_THREADS), shm2, st, B, A, cmax);
+        vz_launch_pdl(k_attention_kv, dim3(S2, n_kv, B), dim3(ATT_KV_THREADS), shm2, st, B, 0, A, cmax);
         return;
     }
     int S = (n_ctx + chunk - 1) / chunk;
@@ -565,7 +555,7 @@ void vz_k_attention(float *out, const float *q, const float *k, const float *v, 
 #endif
     if (variant == 0 && att_cl_launch(A, S, B, n_heads, st) > 0) return;
     const size_t shm = sizeof(float) * (size_t)vz_att_block_floats(hd, kv_f16);
-    launch_pdl(k_attention, dim3(S, n_heads, B), dim3(ATT_THREADS), shm, st, B, A);
+    vz_launch_pdl(k_attention, dim3(S, n_heads, B), dim3(ATT_THREADS), shm, st, B, 0, A);
 }
 
 /* ---- sampling ---------------------------------------------------------- */
@@ -610,8 +600,7 @@ static __global__ void k_sample(const float *logits, int32_t vocab, vz_sample_la
     __shared__ float bv[32];
     __shared__ int32_t bi[32];
     __shared__ float scan[SAMPLE_THREADS];
-    mv_pdl_trigger();
-    mv_pdl_wait();
+    vz_pdl_enter();
     const int lane = blockIdx.x;
     const float *l = logits + (int64_t)lane * vocab;
     const float temp = P.temp[lane], top_p = P.top_p[lane];
@@ -693,7 +682,7 @@ static __global__ void k_sample(const float *logits, int32_t vocab, vz_sample_la
 
 void vz_k_sample(const float *logits, int32_t lanes, int32_t vocab, const vz_sample_lanes *p, int32_t *d_tok,
                  int32_t *d_out, int32_t *d_step, int32_t *d_pos, int32_t adv, int32_t out_cap, cudaStream_t st) {
-    launch_pdl(k_sample, dim3(lanes), dim3(SAMPLE_THREADS), 0, st, lanes, logits, vocab, *p, d_tok, d_out, d_step,
+    vz_launch_pdl(k_sample, dim3(lanes), dim3(SAMPLE_THREADS), 0, st, lanes, 0, logits, vocab, *p, d_tok, d_out, d_step,
                d_pos, adv, out_cap);
 }
 
@@ -703,5 +692,5 @@ static __global__ void k_advance(int32_t *d_pos, int32_t adv) {
 }
 
 void vz_k_advance(int32_t *d_pos, int32_t adv, cudaStream_t st) {
-    launch_pdl(k_advance, dim3(1), dim3(1), 0, st, 1, d_pos, adv); /* ends a batch-1 step too: its carveout */
+    vz_launch_pdl(k_advance, dim3(1), dim3(1), 0, st, 1, 0, d_pos, adv); /* ends a batch-1 step too: its carveout */
 }

@@ -23,6 +23,13 @@ extern "C" {
  * = the next grid may be scheduled. Before wait a kernel reads only weights. */
 static __device__ __forceinline__ void mv_pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
 static __device__ __forceinline__ void mv_pdl_trigger() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
+/* The opening of a kernel that reads nothing before the previous grid is
+ * done (forward.cu's and prefill.cu's): let the next grid launch once all
+ * our blocks run, then wait for the previous one. */
+static __device__ __forceinline__ void vz_pdl_enter() {
+    mv_pdl_trigger();
+    mv_pdl_wait();
+}
 
 /* RMSNorm's scales 1 / sqrt(mean(x^2) + eps) of nb <= 8 rows of dim floats
  * (element i of row b = at(b, i)), summed in double in the norm's one

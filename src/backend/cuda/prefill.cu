@@ -15,7 +15,7 @@
 #include <math.h>
 #include <stdint.h>
 
-#include "backend/cuda/matvec.cuh" /* vz_launch_pdl, mv_pdl_* */
+#include "backend/cuda/matvec.cuh" /* vz_launch_pdl, vz_pdl_enter */
 #include "backend/cuda/prefill.h"
 
 static __device__ __forceinline__ float pf_warp_sum(float v) {
@@ -31,21 +31,16 @@ static __device__ __forceinline__ float pf_warp_max(float v) {
 static int aligned(const void *p, uintptr_t n) { return ((uintptr_t)p & (n - 1)) == 0; }
 
 /* Every kernel here is launched with programmatic stream serialization
- * (pf_launch) and starts with pf_pdl: the next kernel may launch once all
- * our blocks run, and nothing is read or written before the kernel before
- * has completed and its writes are visible (forward.cu's rule), so each
- * launch overlaps the tail of the kernel before it (cuBLAS's GEMMs
+ * (pf_launch) and opens with vz_pdl_enter (matvec.cuh): the next kernel
+ * may launch once all our blocks run, and nothing is read or written
+ * before the kernel before has completed and its writes are visible
+ * (forward.cu's rule), so each launch overlaps the tail of the kernel before it (cuBLAS's GEMMs
  * included) instead of following it. On an H200
  * (bench/results/2026-11-30-session23-h200.md, run 3), tinyllama's
  * 512-token prefill: raw 189-192k -> 205-210k tok/s, lossless 143k -> 151k,
  * q8 137-140k -> 153k, q4 153-155k -> 162k; in isolation (prefill_bench)
  * attention 19.8 -> 18.8 us, RMSNorm 3.8 -> 3.6, SwiGLU 9.3 -> 8.2.
  * VZ_CUDA_PF_PDL=0 (bench): plain launches. */
-static __device__ __forceinline__ void pf_pdl(void) {
-    mv_pdl_trigger();
-    mv_pdl_wait();
-}
-
 template <typename... P, typename... A>
 static void pf_launch(void (*f)(P...), dim3 grid, dim3 block, size_t shm, cudaStream_t st, A... args) {
     static int on = -1;
@@ -64,7 +59,7 @@ static void pf_launch(void (*f)(P...), dim3 grid, dim3 block, size_t shm, cudaSt
  * f32 roundings, so the two agree but for that order. */
 
 static __global__ void k_pf_rmsnorm(const float *x, __nv_bfloat16 *out, const float *w, int32_t dim, float eps) {
-    pf_pdl();
+    vz_pdl_enter();
     __shared__ double red[32];
     const float *xr = x + (int64_t)blockIdx.x * dim;
     double ss = 0.0; /* double, as the CPU reference and k_rmsnorm */
@@ -92,7 +87,7 @@ template <int NV>
 static __global__ void __launch_bounds__(PF_RW * 32) k_pf_rmsnorm_w(const float *__restrict__ x, __nv_bfloat16 *__restrict__ out,
                                                                     const float *__restrict__ w, int32_t T, int32_t dim,
                                                                     float eps) {
-    pf_pdl();
+    vz_pdl_enter();
     constexpr int WN = NV <= 16 ? NV : 1; /* w preloaded */
     const int row = blockIdx.x * PF_RW + (threadIdx.x >> 5), lane = threadIdx.x & 31, n4 = dim >> 2;
     if (row >= T) return; /* warp-uniform */
@@ -148,7 +143,7 @@ void vz_pf_rmsnorm_bf16(const float *x, void *out, const float *w, int32_t T, in
 static __device__ __forceinline__ float pf_silu(float g, float u) { return g / (1.0f + expf(-g)) * u; }
 
 static __global__ void k_pf_silu_mul(const float *gu, __nv_bfloat16 *out, int32_t T, int32_t hid) {
-    pf_pdl();
+    vz_pdl_enter();
     const int64_t n = (int64_t)T * hid;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         const int64_t t = i / hid, j = i % hid;
@@ -158,7 +153,7 @@ static __global__ void k_pf_silu_mul(const float *gu, __nv_bfloat16 *out, int32_
 
 /* hid % 8 == 0: thread v makes out[8v .. 8v + 8) from two float4s of gate and two of up. */
 static __global__ void k_pf_silu_mul8(const float *__restrict__ gu, __nv_bfloat16 *__restrict__ out, int32_t n8, int32_t h8) {
-    pf_pdl();
+    vz_pdl_enter();
     const int v = blockIdx.x * blockDim.x + threadIdx.x;
     if (v >= n8) return;
     const int t = v / h8, j = (v - t * h8) * 8;
@@ -204,7 +199,7 @@ template <int HDT> /* head_dim if > 0 (index arithmetic by shifts), else hd */
 static __global__ void __launch_bounds__(PF_RB) k_pf_rope_store(float *qkv, int64_t ld, void *kc, void *vc, int32_t pos0,
                                                                 int32_t n_heads, int32_t n_kv, int32_t hd_, int32_t f16,
                                                                 float theta, int32_t interleaved) {
-    pf_pdl();
+    vz_pdl_enter();
     extern __shared__ float pf_cs[]; /* cos of pairs 0..hd/2-1, then sin */
     const int hd = HDT > 0 ? HDT : hd_, t = blockIdx.x, p = pos0 + t, half = hd / 2, qd = n_heads * hd, kvd = n_kv * hd;
     const int np = (n_heads + n_kv) * half;
@@ -268,7 +263,7 @@ struct pf_args {
  * lane j scores key j, then an online softmax update and o += p V with lane
  * d owning output dims d, d + 32, ... */
 static __global__ void __launch_bounds__(PF_WARPS * 32) k_pf_attn(pf_args A) {
-    pf_pdl();
+    vz_pdl_enter();
     extern __shared__ float pf_sm[];
     const int hd = A.hd, hs = hd + 1, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int h = blockIdx.y, kvh = h / (A.n_heads / A.n_kv), q0 = blockIdx.x * PF_Q, kvd = A.n_kv * hd;
@@ -538,7 +533,7 @@ template <int HD> static constexpr size_t fa_smem(int nb) { return sizeof(__half
  * group 0's through shared memory. */
 template <int HD, int F16>
 static __global__ void __launch_bounds__(256, HD == 128 ? 1 : 2) k_pf_fa(pf_args A) {
-    pf_pdl();
+    vz_pdl_enter();
     extern __shared__ __align__(16) unsigned char fa_sm[];
     constexpr int SS = HD + 8, TILE = FA_K * SS, NO = HD / 2 + 4; /* floats per lane to merge */
     __half *sQ = (__half *)fa_sm, *sKV = sQ + FA_Q * SS;        /* stage s, tile t (of 2): K at (2 (2s + t)) TILE, V after */
