@@ -3,10 +3,12 @@
  * supports: round trips of edge shapes and values, all 65536 bf16/f16 bit
  * patterns, real stories260K tensors, row sub-ranges, decode_f32 ==
  * f32(decode_ref) bitwise (through every CPU kernel set this machine runs), the lossy error bounds of docs/codecs.md, check()
- * on corrupt params/data, the bits/weight requirements, and q4's scale
- * search against a plain reference of it.
+ * on corrupt params/data, the bits/weight requirements, q4's scale
+ * search against a plain reference of it, and encoders that give the same
+ * bytes and errors on any thread count.
  */
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -693,6 +695,66 @@ static void test_unused_options(void **state) {
     free(src);
 }
 
+/* q4, q8 and lossless split a tensor's rows among the threads (convert
+ * runs a big tensor that way): every codec's bytes must not depend on the
+ * thread count, with exceptions in scattered rows (a row's first exception
+ * comes from a count of the rows before it), and an error must name the
+ * first failing element, not the one the quickest thread found. */
+static void test_thread_count(void **state) {
+    (void)state;
+    enum { R = 97, C = 1000 }; /* 97000 elements: past the encoders' 65536 threshold for threads */
+    uint64_t seed = 31;
+    float *v = malloc(sizeof(float) * R * C);
+    for (int i = 0; i < R * C; i++) v[i] = i / C % 7 == 3 ? ldexpf(1.0f, -20 - i % 9) : rand_t(&seed, 3, 0.02f);
+    const int saved = omp_get_max_threads();
+    for (int j = 0; j < 3; j++) {
+        uint8_t *src = from_f32(v, R * C, DTYPES[j]);
+        for (int i = 0; i < vz_codec_count(); i++) {
+            const vz_codec *c = vz_codec_at(i);
+            if (!c->supports(DTYPES[j], R, C)) continue;
+            vz_blob b[2];
+            for (int k = 0; k < 2; k++) {
+                omp_set_num_threads(k ? 4 : 1);
+                if (c->encode(src, DTYPES[j], R, C, NULL, &b[k]) != VZ_OK)
+                    fail_msg("%s %s: encode: %s", c->name, vz_dtype_name(DTYPES[j]), vz_last_error());
+            }
+            omp_set_num_threads(saved);
+            if (b[0].size != b[1].size || b[0].params_size != b[1].params_size ||
+                memcmp(b[0].params, b[1].params, b[0].params_size) || memcmp(b[0].data, b[1].data, b[0].size))
+                fail_msg("%s %s: 1 and 4 threads encode different bytes", c->name, vz_dtype_name(DTYPES[j]));
+            vz_blob_free(&b[0]);
+            vz_blob_free(&b[1]);
+        }
+        free(src);
+    }
+    /* q8 and q4 refuse a NaN and an element beyond an f16 scale: the first in row order is named */
+    v[80 * C + 5] = NAN;
+    v[30 * C + 7] = NAN;
+    v[20 * C + 900] = 1e10f;
+    uint8_t *src = from_f32(v, R * C, VZ_DTYPE_F32);
+    static const char *want[2][2] = {{"q8", "row 20"}, {"q4", "(20, 900)"}};
+    for (int k = 0; k < 2; k++) {
+        const vz_codec *c = vz_codec_by_name(want[k][0]);
+        omp_set_num_threads(4);
+        vz_blob b;
+        vz_status st = c->encode(src, VZ_DTYPE_F32, R, C, NULL, &b);
+        omp_set_num_threads(saved);
+        assert_int_not_equal(st, VZ_OK);
+        if (!strstr(vz_last_error(), want[k][1])) fail_msg("%s: error '%s' does not name %s", c->name, vz_last_error(), want[k][1]);
+    }
+    v[20 * C + 900] = 0.01f;
+    free(src);
+    src = from_f32(v, R * C, VZ_DTYPE_F32);
+    omp_set_num_threads(4);
+    vz_blob b;
+    vz_status st = vz_codec_by_name("q8")->encode(src, VZ_DTYPE_F32, R, C, NULL, &b);
+    omp_set_num_threads(saved);
+    assert_int_equal(st, VZ_ERR_ARG);
+    if (!strstr(vz_last_error(), "(30, 7)")) fail_msg("q8: error '%s' does not name (30, 7)", vz_last_error());
+    free(src);
+    free(v);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shapes),          cmocka_unit_test(test_lossy_groups),
@@ -702,7 +764,7 @@ int main(void) {
         cmocka_unit_test(test_bits_per_weight), cmocka_unit_test(test_fuzz_replay),
         cmocka_unit_test(test_lossless_exception_rows), cmocka_unit_test(test_levels),
         cmocka_unit_test(test_unused_options), cmocka_unit_test(test_lossless_tile_order),
-        cmocka_unit_test(test_q4_search),
+        cmocka_unit_test(test_q4_search),       cmocka_unit_test(test_thread_count),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -99,7 +99,17 @@ static vz_status ll_encode(const void *src, vz_dtype dtype, int64_t rows, int64_
                (long long)rows, (long long)cols);
     const uint8_t *s = src;
     uint64_t hist[256] = {0};
-    for (uint64_t i = 0; i < g.n; i++) hist[s[i * g.w + g.w - 1]]++;
+    const int par = g.n >= 65536; /* threads split the rows: the bytes do not depend on how */
+#pragma omp parallel if (par)
+    {
+        uint64_t h[256] = {0};
+#pragma omp for schedule(static) nowait
+        for (int64_t r = 0; r < rows; r++)
+            for (uint64_t i = (uint64_t)r * (uint64_t)cols; i < (uint64_t)(r + 1) * (uint64_t)cols; i++)
+                h[s[i * g.w + g.w - 1]]++;
+#pragma omp critical(vz_ll_hist)
+        for (int i = 0; i < 256; i++) hist[i] += h[i];
+    }
     uint8_t order[256];
     int k = ll_choose(hist, &g, rows, cols, dtype, order), layout = k == 3;
     ll_geom_init(&g, dtype, rows, cols, k);
@@ -118,9 +128,23 @@ static vz_status ll_encode(const void *src, vz_dtype dtype, int64_t rows, int64_
     out->params[1] = (uint8_t)k;
     out->params[2] = (uint8_t)layout;
     for (int i = 0; i < (1 << k); i++) out->params[8 + i] = order[i];
+    /* each row's first exception: the rows before it, counted in parallel */
+    uint64_t *e0 = malloc(sizeof *e0 * ((size_t)rows + 1));
+    if (!e0) { vz_blob_free(out); return VZ_FAIL(VZ_ERR_NOMEM, "lossless: no memory"); }
+#pragma omp parallel for schedule(static) if (par)
+    for (int64_t r = 0; r < rows; r++) {
+        uint64_t n = 0;
+        for (uint64_t i = (uint64_t)r * (uint64_t)cols; i < (uint64_t)(r + 1) * (uint64_t)cols; i++)
+            n += code_of[s[i * g.w + g.w - 1]] < 0;
+        e0[r + 1] = n;
+    }
+    e0[0] = 0;
+    for (int64_t r = 0; r < rows; r++) e0[r + 1] += e0[r];
     uint8_t *d = out->data;
-    uint64_t e = 0;
-    for (uint64_t r = 0; r < (uint64_t)rows; r++) {
+#pragma omp parallel for schedule(static) if (par)
+    for (int64_t rr = 0; rr < rows; rr++) {
+        const uint64_t r = (uint64_t)rr;
+        uint64_t e = e0[r];
         for (uint64_t c0 = 0; c0 < (uint64_t)cols; c0 += 32) { /* one code group: its k words built, then stored */
             const uint64_t n = (uint64_t)cols - c0 < 32 ? (uint64_t)cols - c0 : 32;
             uint32_t wd[8] = {0};
@@ -137,7 +161,8 @@ static vz_status ll_encode(const void *src, vz_dtype dtype, int64_t rows, int64_
             for (int b = 0; b < k; b++) vz_st32(grp + 4 * b, wd[b]);
         }
     }
-    vz_st32(d + g.index + 4 * (g.nidx - 1), (uint32_t)e);
+    vz_st32(d + g.index + 4 * (g.nidx - 1), (uint32_t)e0[rows]);
+    free(e0);
     return VZ_OK;
 }
 

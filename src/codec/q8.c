@@ -43,6 +43,35 @@ static uint32_t q8_group_opt(const vz_codec_opts *o, int64_t cols) {
     return o->group < 0 ? (uint32_t)cols : (uint32_t)o->group;
 }
 
+/* Quantizes row r into data. Returns 0, or 1 at the first group that fails:
+ * *bad_c is then the column of its non-finite element, or -1 when its |w|
+ * maximum *amax_out needs a scale beyond f16. */
+static int q8_row(const void *src, vz_dtype dtype, uint64_t r, uint64_t cols, const q8_geom *g, uint8_t *data,
+                       int64_t *bad_c, double *amax_out) {
+    for (uint64_t gi = 0; gi < g->gpr; gi++) {
+        uint64_t c0 = gi * g->group, c1 = c0 + g->group < cols ? c0 + g->group : cols;
+        double amax = 0;
+        for (uint64_t c = c0; c < c1; c++) {
+            float w = vz_elem_f32(src, dtype, r * cols + c);
+            if (!isfinite(w)) return *bad_c = (int64_t)c, 1;
+            amax = fmax(amax, fabs((double)w));
+        }
+        uint16_t sh = vz_f16_ceil(amax / 127.0);
+        if (sh >= 0x7c00u) return *bad_c = -1, *amax_out = amax, 1;
+        double s = vz_f16_to_f32(sh);
+        vz_st16(data + g->scales + 2 * (r * g->gpr + gi), sh);
+        for (uint64_t c = c0; c < c1; c++) {
+            double w = vz_elem_f32(src, dtype, r * cols + c);
+            long q = s > 0 ? lrint(w / s) : 0;
+            q = q > 127 ? 127 : q < -127 ? -127 : q;
+            data[r * cols + c] = (uint8_t)(int8_t)q;
+        }
+    }
+    return 0;
+}
+
+/* Rows are independent, so threads split them (the bytes do not depend on
+ * how); an error names the first failing row, as a serial pass would. */
 static vz_status q8_encode(const void *src, vz_dtype dtype, int64_t rows, int64_t cols, const vz_codec_opts *o,
                            vz_blob *out) {
     memset(out, 0, sizeof *out);
@@ -60,35 +89,23 @@ static vz_status q8_encode(const void *src, vz_dtype dtype, int64_t rows, int64_
     if (!out->params || !out->data) { vz_blob_free(out); return VZ_FAIL(VZ_ERR_NOMEM, "q8: no memory"); }
     out->params[0] = 1;
     vz_st32(out->params + 4, group);
-    for (uint64_t r = 0; r < (uint64_t)rows; r++)
-        for (uint64_t gi = 0; gi < g.gpr; gi++) {
-            uint64_t c0 = gi * group, c1 = c0 + group < (uint64_t)cols ? c0 + group : (uint64_t)cols;
-            double amax = 0;
-            for (uint64_t c = c0; c < c1; c++) {
-                float w = vz_elem_f32(src, dtype, r * (uint64_t)cols + c);
-                if (!isfinite(w)) {
-                    vz_blob_free(out);
-                    return VZ_FAIL(VZ_ERR_ARG, "q8: element (%llu, %llu) is not finite", (unsigned long long)r,
-                                   (unsigned long long)c);
-                }
-                amax = fmax(amax, fabs((double)w));
-            }
-            uint16_t sh = vz_f16_ceil(amax / 127.0);
-            if (sh >= 0x7c00u) {
-                vz_blob_free(out);
-                return VZ_FAIL(VZ_ERR_UNSUPPORTED, "q8: row %llu: |w| up to %g needs a scale beyond f16",
-                               (unsigned long long)r, amax);
-            }
-            double s = vz_f16_to_f32(sh);
-            vz_st16(out->data + g.scales + 2 * (r * g.gpr + gi), sh);
-            for (uint64_t c = c0; c < c1; c++) {
-                double w = vz_elem_f32(src, dtype, r * (uint64_t)cols + c);
-                long q = s > 0 ? lrint(w / s) : 0;
-                q = q > 127 ? 127 : q < -127 ? -127 : q;
-                out->data[r * (uint64_t)cols + c] = (uint8_t)(int8_t)q;
-            }
-        }
-    return VZ_OK;
+    int64_t bad = rows;
+#pragma omp parallel for schedule(static) reduction(min : bad) if (g.n >= 65536)
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t c;
+        double amax;
+        if (q8_row(src, dtype, (uint64_t)r, (uint64_t)cols, &g, out->data, &c, &amax) && r < bad) bad = r;
+    }
+    if (bad == rows) return VZ_OK;
+    int64_t c = -1;
+    double amax = 0;
+    q8_row(src, dtype, (uint64_t)bad, (uint64_t)cols, &g, out->data, &c, &amax);
+    vz_blob_free(out);
+    if (c >= 0)
+        return VZ_FAIL(VZ_ERR_ARG, "q8: element (%llu, %llu) is not finite", (unsigned long long)bad,
+                       (unsigned long long)c);
+    return VZ_FAIL(VZ_ERR_UNSUPPORTED, "q8: row %llu: |w| up to %g needs a scale beyond f16", (unsigned long long)bad,
+                   amax);
 }
 
 static vz_status q8_check(const vz_tensor *t) {

@@ -156,6 +156,19 @@ static vz_status source_bytes(const vz_tensor *t, uint64_t n, const uint8_t **p,
     return VZ_OK;
 }
 
+/* decode_ref of all of enc into back, by row ranges split among the threads
+ * when called outside a parallel region (a big tensor: convert_tensors); a
+ * failure is decoded again on this thread for its message. */
+static vz_status decode_back(const vz_codec *c, const vz_tensor *enc, uint8_t *back) {
+    const int64_t rows = enc->rows, step = rows / 64 + 1;
+    const uint64_t rb = (uint64_t)enc->cols * (uint64_t)vz_dtype_size(enc->dtype);
+    int failed = 0;
+#pragma omp parallel for schedule(dynamic, 1) reduction(| : failed) if (rows >= 64 && !omp_in_parallel())
+    for (int64_t r0 = 0; r0 < rows; r0 += step)
+        failed |= c->decode_ref(enc, r0, r0 + step < rows ? r0 + step : rows, back + (uint64_t)r0 * rb) != VZ_OK;
+    return failed ? c->decode_ref(enc, 0, rows, back) : VZ_OK;
+}
+
 /* Encodes one tensor and proves it decodes (lossless: to the source bytes). */
 static vz_status encode_one(const vz_tensor *t, const uint8_t *src, uint64_t n, const rule *r,
                             const vz_convert_opts *o, vz_blob *b, vz_tensor *enc) {
@@ -177,7 +190,7 @@ static vz_status encode_one(const vz_tensor *t, const uint8_t *src, uint64_t n, 
     if (!c->lossless) return VZ_OK;
     uint8_t *back = malloc(n ? n : 1);
     VZ_FAIL_IF(!back, VZ_ERR_NOMEM, "tensor %s: out of memory", t->name);
-    vz_status s = c->decode_ref(enc, 0, t->rows, back);
+    vz_status s = decode_back(c, enc, back);
     if (s == VZ_OK && memcmp(back, src, n) != 0)
         s = VZ_FAIL(VZ_ERR_MISMATCH, "tensor %s: codec %s does not decode back to the source bytes; not written",
                     t->name, c->name);
@@ -216,13 +229,16 @@ static void job_free(job *j) {
 /* Tensors are encoded (and proven to decode) by the threads a window at a
  * time, then written in index order, so the file does not depend on the
  * thread count. A window holds up to WINDOW_PER_THREAD tensors per thread
- * and WINDOW_BYTES of source (at least one tensor); its jobs run largest
+ * and WINDOW_BYTES of source (at least one tensor). Its big tensors (at
+ * least 1 / (2 * threads) of the window's bytes) come first, one at a time,
+ * each split by rows among all the threads inside its codec (q4, q8 and
+ * lossless encode rows in parallel; decode_back) and would otherwise keep
+ * one thread busy long after the others are done (llama3-8b's 1 GiB
+ * embedding and output head). The rest run one tensor per thread, largest
  * first, so a thread that drew a small tensor takes the next one instead of
- * waiting for the largest. One tensor per thread left threads idle: a
- * layer's tensors differ 8-fold in size (q4 of synth tinyllama on 2 cores
- * ran 1.36 threads busy on average). A failing tensor is encoded again on
- * this thread for its message (the error text is thread-local; encoders are
- * deterministic). */
+ * waiting for the largest: a layer's tensors differ 8-fold in size. A
+ * failing tensor is encoded again on this thread for its message (the
+ * error text is thread-local; encoders are deterministic). */
 #define WINDOW_PER_THREAD 4
 #define WINDOW_BYTES ((uint64_t)2 << 30)
 
@@ -263,8 +279,11 @@ static vz_status convert_tensors(vz_writer *w, const vz_model *m, spec *sp, cons
             bytes += n, k++;
         }
         qsort(order, (size_t)k, sizeof *order, cmp_job_size);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(k < nt ? k : nt) if (k > 1 && nt > 1)
-        for (int j = 0; j < k; j++) job_run(order[j], o);
+        int big = 0;
+        while (big < k && order[big]->n * 2 * (uint64_t)nt >= bytes) job_run(order[big++], o);
+        const int nw = k - big < nt ? k - big : nt;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nw > 1 ? nw : 1) if (nw > 1)
+        for (int j = big; j < k; j++) job_run(order[j], o);
         for (int j = 0; j < k && s == VZ_OK; j++) {
             const vz_tensor *t = jobs[j].t;
             if (o->cancel && *o->cancel) { /* per tensor, not per window: an interrupt stops within one encode */
