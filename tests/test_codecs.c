@@ -720,7 +720,8 @@ static void test_thread_count(void **state) {
             }
             omp_set_num_threads(saved);
             if (b[0].size != b[1].size || b[0].params_size != b[1].params_size ||
-                memcmp(b[0].params, b[1].params, b[0].params_size) || memcmp(b[0].data, b[1].data, b[0].size))
+                (b[0].params_size && memcmp(b[0].params, b[1].params, b[0].params_size)) ||
+                memcmp(b[0].data, b[1].data, b[0].size))
                 fail_msg("%s %s: 1 and 4 threads encode different bytes", c->name, vz_dtype_name(DTYPES[j]));
             vz_blob_free(&b[0]);
             vz_blob_free(&b[1]);
