@@ -178,6 +178,16 @@ static q4_row_fn q4_row_pick(void) {
     return q4_row_base;
 }
 
+/* Column of row r's first element that is not finite or beyond 65504 * 7
+ * in magnitude, or -1. */
+static int64_t q4_row_bad(const void *src, vz_dtype dtype, uint64_t r, uint64_t cols) {
+    for (uint64_t c = 0; c < cols; c++) {
+        const float w = vz_elem_f32(src, dtype, r * cols + c);
+        if (!isfinite(w) || fabsf(w) > 65504.0f * 7) return (int64_t)c;
+    }
+    return -1;
+}
+
 static vz_status q4_encode(const void *src, vz_dtype dtype, int64_t rows, int64_t cols, const vz_codec_opts *o,
                            vz_blob *out) {
     memset(out, 0, sizeof *out);
@@ -189,13 +199,21 @@ static vz_status q4_encode(const void *src, vz_dtype dtype, int64_t rows, int64_
     VZ_FAIL_IF(!vz_dtype_ok(dtype) || !q4_geom_init(&g, rows, cols, group, variant == 3), VZ_ERR_ARG,
                "q4: group %u invalid for %lldx%lld (a multiple of 32, or the row length)", group, (long long)rows,
                (long long)cols);
-    for (uint64_t i = 0; i < (uint64_t)rows * (uint64_t)cols; i++) {
-        float w = vz_elem_f32(src, dtype, i);
-        VZ_FAIL_IF(!isfinite(w), VZ_ERR_ARG, "q4: element (%llu, %llu) is not finite", (unsigned long long)(i / (uint64_t)cols),
-                   (unsigned long long)(i % (uint64_t)cols));
-        /* a scale covers |w| / 7 at most: beyond 65504 * 7 no f16 scale fits */
-        VZ_FAIL_IF(fabsf(w) > 65504.0f * 7, VZ_ERR_UNSUPPORTED, "q4: element (%llu, %llu) = %g too large for an f16 scale",
-                   (unsigned long long)(i / (uint64_t)cols), (unsigned long long)(i % (uint64_t)cols), w);
+    /* every element finite and within an f16 scale's reach (|w| / 7 at
+     * most: beyond 65504 * 7 none fits), rows checked in parallel; the
+     * error names the first bad element in row-major order */
+    const int par = (uint64_t)rows * (uint64_t)cols >= 65536;
+    int64_t bad = rows;
+#pragma omp parallel for schedule(static) reduction(min : bad) if (par)
+    for (int64_t r = 0; r < rows; r++)
+        if (q4_row_bad(src, dtype, (uint64_t)r, (uint64_t)cols) >= 0 && r < bad) bad = r;
+    if (bad < rows) {
+        const uint64_t c = (uint64_t)q4_row_bad(src, dtype, (uint64_t)bad, (uint64_t)cols);
+        const float w = vz_elem_f32(src, dtype, (uint64_t)bad * (uint64_t)cols + c);
+        VZ_FAIL_IF(!isfinite(w), VZ_ERR_ARG, "q4: element (%llu, %llu) is not finite", (unsigned long long)bad,
+                   (unsigned long long)c);
+        return VZ_FAIL(VZ_ERR_UNSUPPORTED, "q4: element (%llu, %llu) = %g too large for an f16 scale",
+                       (unsigned long long)bad, (unsigned long long)c, w);
     }
     out->params_size = 8;
     out->params = calloc(8, 1);
@@ -207,7 +225,7 @@ static vz_status q4_encode(const void *src, vz_dtype dtype, int64_t rows, int64_
     vz_st32(out->params + 4, group);
     int nomem = 0;
     const q4_row_fn row = q4_row_pick();
-#pragma omp parallel reduction(| : nomem) if ((uint64_t)rows * (uint64_t)cols >= 65536)
+#pragma omp parallel reduction(| : nomem) if (par)
     {
         float *buf = malloc(sizeof(float) * group);
         nomem = !buf;
