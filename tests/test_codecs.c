@@ -695,6 +695,33 @@ static void test_unused_options(void **state) {
     free(src);
 }
 
+/* docs/codecs.md: q8's q is the integer nearest w / scale, ties to even.
+ * One group of 32 with amax 127/128, so scale = 1/128 exactly, and w =
+ * (k + 1/2) / 128: every other element a tie. */
+static void test_q8_ties(void **state) {
+    (void)state;
+    float v[32];
+    v[0] = 127.0f / 128;
+    for (int i = 1; i < 32; i++) v[i] = ((float)(i - 16) + 0.5f) / 128 * (i % 2 ? 1.0f : -1.0f);
+    const vz_codec *c = vz_codec_by_name("q8");
+    for (int j = 0; j < 3; j++) {
+        uint8_t *src = from_f32(v, 32, DTYPES[j]);
+        vz_blob b;
+        vz_codec_opts o = {32, 0};
+        assert_int_equal(c->encode(src, DTYPES[j], 1, 32, &o, &b), VZ_OK);
+        assert_int_equal(vz_le16(b.data + 32), vz_f32_to_f16(1.0f / 128));
+        for (int i = 1; i < 32; i++) {
+            const double x = (double)vz_elem_f32(src, DTYPES[j], (uint64_t)i) * 128; /* k + 1/2 */
+            const long lo = (long)floor(x), want = lo % 2 == 0 ? lo : lo + 1;
+            if ((int8_t)b.data[i] != want)
+                fail_msg("q8 %s: w = %g / 128 gives q = %d, ties to even want %ld", vz_dtype_name(DTYPES[j]), x,
+                         (int8_t)b.data[i], want);
+        }
+        vz_blob_free(&b);
+        free(src);
+    }
+}
+
 /* q4, q8 and lossless split a tensor's rows among the threads (convert
  * runs a big tensor that way): every codec's bytes must not depend on the
  * thread count or the CPU kernel set, with exceptions in scattered rows (a
@@ -775,6 +802,7 @@ int main(void) {
         cmocka_unit_test(test_lossless_exception_rows), cmocka_unit_test(test_levels),
         cmocka_unit_test(test_unused_options), cmocka_unit_test(test_lossless_tile_order),
         cmocka_unit_test(test_q4_search),       cmocka_unit_test(test_thread_count),
+        cmocka_unit_test(test_q8_ties),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
