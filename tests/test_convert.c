@@ -79,17 +79,28 @@ static void test_rules_select_codecs(void **state) {
     assert_string_equal(codec_of(m, "model.layers.1.mlp.gate_proj.weight"), "raw");
     assert_string_equal(codec_of(m, "model.layers.0.mlp.up_proj.weight"), "raw");
     vz_model_close(m);
+    /* q8:g-1: one group (one scale) per row */
+    assert_int_equal(convert(src, out, "*.mlp.*=q8:g-1"), VZ_OK);
+    assert_int_equal(vz_model_open(&m, out, NULL), VZ_OK);
+    const vz_tensor *t = vz_model_find(m, "model.layers.0.mlp.down_proj.weight");
+    assert_non_null(t);
+    assert_string_equal(vz_codec_by_id(t->codec)->name, "q8");
+    assert_int_equal(vz_le32(t->params + 4), t->cols);
+    vz_model_close(m);
     vz_test_rmtree(dir);
 }
 
 static void test_bad_specs(void **state) {
     (void)state;
-    const char *bad[] = {"", "bogus", "q4:x", "q4:g0", "q4:g", "=q4", "*=", "*.mlp.*=q8,*=nope", "zstd:0", ",,"};
+    const char *bad[] = {"", "bogus", "q4:x", "q4:g0", "q4:g", "q4:g-2", "q8:g65537", "=q4", "*=", "*.mlp.*=q8,*=nope",
+                         "zstd:0", ",,"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         if (vz_codec_spec_check(bad[i]) != VZ_ERR_ARG) fail_msg("spec '%s' was accepted", bad[i]);
     assert_int_equal(vz_codec_spec_check("raw"), VZ_OK);
     assert_int_equal(vz_codec_spec_check(NULL), VZ_OK);
     assert_int_equal(vz_codec_spec_check("*.mlp.*=raw,model.layers.[0-3].*=raw"), VZ_OK);
+    assert_int_equal(vz_codec_spec_check("q8:g-1"), VZ_OK); /* docs/codecs.md: one scale per row */
+    assert_int_equal(vz_codec_spec_check("q4:g-1"), VZ_OK);
 }
 
 static void on_progress(void *user, int32_t done, int32_t total, uint64_t bd, uint64_t bt, const char *name) {

@@ -62,7 +62,8 @@ static vz_status parse_codec(const char *tok, rule *r) {
         VZ_FAIL_IF(errno || end == o || *end || (o[0] == 'g' && end == o + 1), VZ_ERR_ARG,
                    "codec '%s': option '%s' is not gN (group size) or N (level)", name, o);
         if (o[0] == 'g') {
-            VZ_FAIL_IF(v < 1 || v > 65536, VZ_ERR_ARG, "codec '%s': group size %ld outside [1, 65536]", name, v);
+            VZ_FAIL_IF((v < 1 && v != -1) || v > 65536, VZ_ERR_ARG,
+                       "codec '%s': group size %ld outside [1, 65536] (or -1: one group per row)", name, v);
             r->opts.group = (int32_t)v;
         } else {
             VZ_FAIL_IF(v < -1000 || v > 1000 || v == 0, VZ_ERR_ARG, "codec '%s': level %ld outside [-1000, 1000]",
