@@ -7,9 +7,13 @@
 #include <cJSON.h>
 #include <dirent.h>
 #include <omp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "codec/codec.h"
 #include "common/testutil.h"
@@ -127,6 +131,26 @@ static void test_failed_convert_leaves_nothing(void **state) {
     o.user = (void *)&cancel;
     o.cancel = &cancel;
     assert_int_equal(vz_convert(src, out, &o), VZ_ERR_INTERRUPTED);
+    assert_int_equal(count_files(dir), 1);
+    /* a write that fails mid-way (in the writer thread): past an 8 KiB file
+     * size limit, set in a child (one OpenMP thread there: a runtime's pool
+     * does not survive fork) */
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        omp_set_num_threads(1);
+        signal(SIGXFSZ, SIG_IGN);
+        struct rlimit rl = {8192, 8192};
+        setrlimit(RLIMIT_FSIZE, &rl);
+        vz_status st = convert(src, out, "raw");
+        int ok = st == VZ_ERR_IO && strstr(vz_last_error(), "out.vz") && strstr(vz_last_error(), "write failed");
+        if (!ok) fprintf(stderr, "convert past the size limit: %s: %s\n", vz_status_name(st), vz_last_error());
+        _exit(ok ? 0 : 1);
+    }
+    int wst = 0;
+    assert_int_equal(waitpid(pid, &wst, 0), pid);
+    assert_true(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
     assert_int_equal(count_files(dir), 1);
     /* fails mid-way: re-encoding a lossy source is refused after the temp file exists */
     if (vz_codec_by_name("q4")) {

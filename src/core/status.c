@@ -36,6 +36,8 @@ const char *vz_last_error(void) { return vz_errmsg; }
 
 void vz_error_clear(void) { vz_errmsg[0] = '\0'; }
 
+void vz_error_set(const char *msg) { snprintf(vz_errmsg, sizeof vz_errmsg, "%s", msg); }
+
 vz_status vz_fail_at(const char *file, int line, vz_status s, const char *fmt, ...) {
     char msg[768];
     va_list ap;

@@ -24,6 +24,10 @@ void vz_error_prefix(const char *fmt, ...) VZ_PRINTF(1, 2);
 
 void vz_error_clear(void);
 
+/* Sets the current message to msg as it is (a message carried over from
+ * another thread, whose own message is thread-local). */
+void vz_error_set(const char *msg);
+
 #define VZ_FAIL(s, ...) vz_fail_at(__FILE__, __LINE__, (s), __VA_ARGS__)
 
 #define VZ_FAIL_IF(cond, s, ...)                       \

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <threads.h>
 #include <xxhash.h>
 
 #include "codec/codec.h"
@@ -228,7 +229,8 @@ static void job_free(job *j) {
 }
 
 /* Tensors are encoded (and proven to decode) by the threads a window at a
- * time, then written in index order, so the file does not depend on the
+ * time, then written in index order (by a writer thread, while the next
+ * window encodes: write_window), so the file does not depend on the
  * thread count. A window holds up to WINDOW_PER_THREAD tensors per thread
  * and WINDOW_BYTES of source (at least one tensor). Its big tensors (at
  * least 1 / (2 * threads) of the window's bytes) come first, one at a time,
@@ -253,59 +255,140 @@ static int cmp_job_size(const void *a, const void *b) { /* larger n first, then 
     return x->n != y->n ? (x->n < y->n ? 1 : -1) : (x->t > y->t) - (x->t < y->t);
 }
 
+/* One window of jobs: tensors [i0, i0 + k), in index order. */
+typedef struct window {
+    job *jobs;
+    int k;
+    int32_t i0;
+} window;
+
+static void window_free(window *win) {
+    for (int j = 0; j < win->k; j++) job_free(&win->jobs[j]);
+    win->k = 0;
+}
+
+/* A window's encoded tensors are written, in order, by a writer thread
+ * while the threads encode the next window: the writes (the kernel copying
+ * them into the page cache) took 16-22% of a q8 or lossless conversion
+ * (perf) while every encoder waited. Synth tinyllama with one encoder
+ * thread on 2 cores: lossless 13.2-13.7 -> 11.7-12.0 s, q8 5.1 -> 4.6-4.9 s;
+ * with two encoder threads the writer has no core to itself and the times
+ * are the same (bench/results/cpu-convert-2026-11-30.md). Two windows are
+ * in memory at once. The writer's error message is thread-local, so it is
+ * kept in err for the caller. */
+typedef struct writer_ctx {
+    vz_writer *w;
+    const vz_model *m;
+    const vz_convert_opts *o;
+    const window *win;
+    uint64_t done, total;
+    vz_status s;
+    char err[1024];
+} writer_ctx;
+
+static int write_window(void *p) {
+    writer_ctx *c = p;
+    const window *win = c->win;
+    c->s = VZ_OK;
+    for (int j = 0; j < win->k && c->s == VZ_OK; j++) {
+        const job *jb = &win->jobs[j];
+        if (c->o->cancel && *c->o->cancel) { /* per tensor: an interrupt stops within one write */
+            c->s = VZ_FAIL(VZ_ERR_INTERRUPTED, "convert interrupted; nothing written");
+            break;
+        }
+        c->s = vz_writer_add_tensor(c->w, &jb->enc, jb->hash, 1);
+        c->done += jb->n;
+        if (c->s == VZ_OK && c->o->progress)
+            c->o->progress(c->o->user, win->i0 + j + 1, c->m->n_tensors, c->done, c->total, jb->t->name);
+    }
+    if (c->s != VZ_OK) snprintf(c->err, sizeof c->err, "%s", vz_last_error());
+    return 0;
+}
+
+/* Waits for the writer (if *writing) and frees its window; returns its
+ * status, its message made this thread's when it failed and `report`. */
+static vz_status join_writer(thrd_t *th, int *writing, writer_ctx *c, window *win, int report) {
+    if (!*writing) return VZ_OK;
+    thrd_join(*th, NULL);
+    *writing = 0;
+    window_free(win);
+    if (c->s != VZ_OK && report) vz_error_set(c->err);
+    return c->s;
+}
+
+/* Encodes the window's jobs (big ones first, each with all the threads;
+ * then the rest, one per thread) and checks them in index order. */
+static vz_status encode_window(window *win, job **order, int nt, uint64_t bytes, const vz_convert_opts *o) {
+    const int k = win->k;
+    for (int j = 0; j < k; j++) order[j] = &win->jobs[j];
+    qsort(order, (size_t)k, sizeof *order, cmp_job_size);
+    int big = 0;
+    while (big < k && order[big]->n * 2 * (uint64_t)nt >= bytes) job_run(order[big++], o);
+    const int nw = k - big < nt ? k - big : nt;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nw > 1 ? nw : 1) if (nw > 1)
+    for (int j = big; j < k; j++) job_run(order[j], o);
+    for (int j = 0; j < k; j++) {
+        job *jb = &win->jobs[j];
+        VZ_FAIL_IF(o->cancel && *o->cancel, VZ_ERR_INTERRUPTED, "convert interrupted; nothing written");
+        if (jb->s == VZ_OK) continue;
+        job redo = {.t = jb->t, .r = jb->r, .n = jb->n};
+        job_run(&redo, o);
+        vz_status s = redo.s != VZ_OK ? redo.s : jb->s; /* the message is this thread's when redo failed */
+        job_free(&redo);
+        if (s != VZ_ERR_MISMATCH) vz_error_prefix("tensor %s", jb->t->name);
+        return s;
+    }
+    return VZ_OK;
+}
+
 static vz_status convert_tensors(vz_writer *w, const vz_model *m, spec *sp, const vz_convert_opts *o) {
     const int nt = omp_get_max_threads() > 0 ? omp_get_max_threads() : 1, cap = WINDOW_PER_THREAD * nt;
-    job *jobs = calloc((size_t)cap, sizeof *jobs);
+    job *jobs = calloc(2 * (size_t)cap, sizeof *jobs);
     job **order = calloc((size_t)cap, sizeof *order);
     if (!jobs || !order) {
         free(jobs), free(order);
         return VZ_FAIL(VZ_ERR_NOMEM, "convert: out of memory");
     }
-    uint64_t total = 0, done = 0;
-    for (int32_t i = 0; i < m->n_tensors; i++) total += tensor_nbytes(&m->tensors[i]);
+    window win[2] = {{.jobs = jobs}, {.jobs = jobs + cap}};
+    writer_ctx wc = {.w = w, .m = m, .o = o};
+    for (int32_t i = 0; i < m->n_tensors; i++) wc.total += tensor_nbytes(&m->tensors[i]);
+    thrd_t th;
+    int cur = 0, writing = 0;
     vz_status s = VZ_OK;
-    for (int32_t i0 = 0; i0 < m->n_tensors && s == VZ_OK;) {
+    for (int32_t i0 = 0; i0 < m->n_tensors;) {
         if (o->cancel && *o->cancel) {
             s = VZ_FAIL(VZ_ERR_INTERRUPTED, "convert interrupted; nothing written");
             break;
         }
-        int k = 0;
+        window *wn = &win[cur];
         uint64_t bytes = 0;
-        while (k < cap && i0 + k < m->n_tensors) {
-            const vz_tensor *t = &m->tensors[i0 + k];
+        wn->i0 = i0, wn->k = 0;
+        while (wn->k < cap && i0 + wn->k < m->n_tensors) {
+            const vz_tensor *t = &m->tensors[i0 + wn->k];
             const uint64_t n = tensor_nbytes(t);
-            if (k > 0 && bytes + n > WINDOW_BYTES) break;
-            jobs[k] = (job){.t = t, .r = pick(sp, t), .n = n};
-            order[k] = &jobs[k];
-            bytes += n, k++;
+            if (wn->k > 0 && bytes + n > WINDOW_BYTES) break;
+            wn->jobs[wn->k++] = (job){.t = t, .r = pick(sp, t), .n = n};
+            bytes += n;
         }
-        qsort(order, (size_t)k, sizeof *order, cmp_job_size);
-        int big = 0;
-        while (big < k && order[big]->n * 2 * (uint64_t)nt >= bytes) job_run(order[big++], o);
-        const int nw = k - big < nt ? k - big : nt;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nw > 1 ? nw : 1) if (nw > 1)
-        for (int j = big; j < k; j++) job_run(order[j], o);
-        for (int j = 0; j < k && s == VZ_OK; j++) {
-            const vz_tensor *t = jobs[j].t;
-            if (o->cancel && *o->cancel) { /* per tensor, not per window: an interrupt stops within one encode */
-                s = VZ_FAIL(VZ_ERR_INTERRUPTED, "convert interrupted; nothing written");
-                break;
-            }
-            if (jobs[j].s != VZ_OK) {
-                job redo = {.t = t, .r = jobs[j].r, .n = jobs[j].n};
-                job_run(&redo, o);
-                s = redo.s != VZ_OK ? redo.s : jobs[j].s; /* the message is this thread's when redo failed */
-                job_free(&redo);
-                if (s != VZ_ERR_MISMATCH) vz_error_prefix("tensor %s", t->name);
-                break;
-            }
-            s = vz_writer_add_tensor(w, &jobs[j].enc, jobs[j].hash, 1);
-            done += jobs[j].n;
-            if (s == VZ_OK && o->progress) o->progress(o->user, i0 + j + 1, m->n_tensors, done, total, t->name);
+        s = encode_window(wn, order, nt, bytes, o);
+        if (s != VZ_OK) break;
+        s = join_writer(&th, &writing, &wc, &win[cur ^ 1], 1); /* the window before is written */
+        if (s != VZ_OK) break;
+        i0 += wn->k;
+        wc.win = wn;
+        if (thrd_create(&th, write_window, &wc) == thrd_success) {
+            writing = 1;
+        } else { /* no thread: write it here */
+            write_window(&wc);
+            window_free(wn);
+            if ((s = wc.s) != VZ_OK) break;
         }
-        for (int j = 0; j < k; j++) job_free(&jobs[j]);
-        i0 += k;
+        cur ^= 1;
     }
+    const vz_status ws = join_writer(&th, &writing, &wc, &win[cur ^ 1], s == VZ_OK); /* an earlier error's message stays */
+    if (s == VZ_OK) s = ws;
+    window_free(&win[0]);
+    window_free(&win[1]);
     free(jobs), free(order);
     return s;
 }
