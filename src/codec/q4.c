@@ -46,7 +46,7 @@ static int q4_supports(vz_dtype dtype, int64_t rows, int64_t cols) {
 
 /* Nearest grid code for w on the grid (q - z) * s, q in 0..15. */
 static inline int q4_code(double w, float s, int z) {
-    long q = s != 0 ? lrint(w / s) + z : z;
+    long q = s != 0 ? (long)((w / s + 0x1.8p52) - 0x1.8p52) + z : z; /* lrint, inline: |w / s| < 2^51 here */
     return q < 0 ? 0 : q > 15 ? 15 : (int)q;
 }
 
@@ -96,8 +96,10 @@ static inline __attribute__((always_inline)) void q4_fit(const float *w, uint64_
                                                          int *zp) {
     float mn = w[0], mx = w[0], m = w[0];
     for (uint64_t i = 1; i < n; i++) {
-        mn = fminf(mn, w[i]);
-        mx = fmaxf(mx, w[i]);
+        /* fminf / fmaxf without the libm calls: no NaN gets here, and the
+         * sign of a zero extreme changes neither level 3's scale nor its zero */
+        mn = w[i] < mn ? w[i] : mn;
+        mx = w[i] > mx ? w[i] : mx;
         if (fabsf(w[i]) > fabsf(m)) m = w[i];
     }
     uint16_t hs[2 * Q4_SEARCH];
