@@ -1,8 +1,9 @@
 /*
  * bits.h - small helpers shared by the codec files: overflow-checked size
  * arithmetic, 16-byte section alignment (docs/codecs.md "Conventions"),
- * little-endian stores, a fast branch-free f16 -> f32 that equals
- * vz_f16_to_f32 bit for bit, and the element <-> f32 conversion per dtype.
+ * little-endian stores, an inline lrint for small values, a fast
+ * branch-free f16 -> f32 that equals vz_f16_to_f32 bit for bit, and the
+ * element <-> f32 conversion per dtype.
  */
 #ifndef VZ_CODEC_BITS_H
 #define VZ_CODEC_BITS_H
@@ -17,6 +18,12 @@
 /* a*b and a+b with overflow detection: return 0 on overflow. */
 static inline int vz_mul_ok(uint64_t a, uint64_t b, uint64_t *r) { return !__builtin_mul_overflow(a, b, r); }
 static inline int vz_add_ok(uint64_t a, uint64_t b, uint64_t *r) { return !__builtin_add_overflow(a, b, r); }
+
+/* lrint's value as a double for |x| < 2^51 in the default rounding mode
+ * (to nearest, ties to even), inline: adding and removing 1.5 * 2^52
+ * leaves x rounded to an integer (lrint is a libm call on baseline x86-64;
+ * the q8 and q4 encoders round every element). */
+static inline double vz_rint_small(double x) { return (x + 0x1.8p52) - 0x1.8p52; }
 
 /* Rounds up to a multiple of 16; 0 on overflow (callers bound x far below). */
 static inline uint64_t vz_al16(uint64_t x) { return x > UINT64_MAX - 15 ? 0 : (x + 15) & ~(uint64_t)15; }

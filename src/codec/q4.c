@@ -46,7 +46,7 @@ static int q4_supports(vz_dtype dtype, int64_t rows, int64_t cols) {
 
 /* Nearest grid code for w on the grid (q - z) * s, q in 0..15. */
 static inline int q4_code(double w, float s, int z) {
-    long q = s != 0 ? (long)((w / s + 0x1.8p52) - 0x1.8p52) + z : z; /* lrint, inline: |w / s| < 2^51 here */
+    long q = s != 0 ? (long)vz_rint_small(w / s) + z : z; /* |w / s| < 25: s covers >= 0.62 of the range */
     return q < 0 ? 0 : q > 15 ? 15 : (int)q;
 }
 

@@ -43,11 +43,6 @@ static uint32_t q8_group_opt(const vz_codec_opts *o, int64_t cols) {
     return o->group < 0 ? (uint32_t)cols : (uint32_t)o->group;
 }
 
-/* lrint's value for |x| < 2^51 in the default rounding mode (to nearest,
- * ties to even), inline: adding and removing 1.5 * 2^52 leaves x rounded
- * to an integer. Here |x| <= 127 (the scale covers the group's maximum). */
-static inline double q8_rint(double x) { return (x + 0x1.8p52) - 0x1.8p52; }
-
 /* Quantizes row r into data. Returns 0, or 1 at the first group that fails:
  * *bad_c is then the column of its non-finite element, or -1 when its |w|
  * maximum *amax_out needs a scale beyond f16. */
@@ -68,7 +63,7 @@ static int q8_row(const void *src, vz_dtype dtype, uint64_t r, uint64_t cols, co
         vz_st16(data + g->scales + 2 * (r * g->gpr + gi), sh);
         for (uint64_t c = c0; c < c1; c++) {
             double w = vz_elem_f32(src, dtype, r * cols + c);
-            long q = s > 0 ? (long)q8_rint(w / s) : 0;
+            long q = s > 0 ? (long)vz_rint_small(w / s) : 0; /* |w / s| <= 127: the scale covers the maximum */
             q = q > 127 ? 127 : q < -127 ? -127 : q;
             data[r * cols + c] = (uint8_t)(int8_t)q;
         }
