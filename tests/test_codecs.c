@@ -777,7 +777,8 @@ static void test_thread_count(void **state) {
         vz_status st = c->encode(src, VZ_DTYPE_F32, R, C, NULL, &b);
         omp_set_num_threads(saved);
         assert_int_not_equal(st, VZ_OK);
-        if (!strstr(vz_last_error(), want[k][1])) fail_msg("%s: error '%s' does not name %s", c->name, vz_last_error(), want[k][1]);
+        if (!strstr(vz_last_error(), want[k][1]))
+            fail_msg("%s: error '%s' does not name %s", c->name, vz_last_error(), want[k][1]);
     }
     v[20 * C + 900] = 0.01f;
     free(src);

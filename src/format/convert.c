@@ -385,7 +385,8 @@ static vz_status convert_tensors(vz_writer *w, const vz_model *m, spec *sp, cons
         }
         cur ^= 1;
     }
-    const vz_status ws = join_writer(&th, &writing, &wc, &win[cur ^ 1], s == VZ_OK); /* an earlier error's message stays */
+    /* the last window's writer; an earlier error keeps its own message */
+    const vz_status ws = join_writer(&th, &writing, &wc, &win[cur ^ 1], s == VZ_OK);
     if (s == VZ_OK) s = ws;
     window_free(&win[0]);
     window_free(&win[1]);
