@@ -683,7 +683,7 @@ static __global__ void k_sample(const float *logits, int32_t vocab, vz_sample_la
 void vz_k_sample(const float *logits, int32_t lanes, int32_t vocab, const vz_sample_lanes *p, int32_t *d_tok,
                  int32_t *d_out, int32_t *d_step, int32_t *d_pos, int32_t adv, int32_t out_cap, cudaStream_t st) {
     vz_launch_pdl(k_sample, dim3(lanes), dim3(SAMPLE_THREADS), 0, st, lanes, 0, logits, vocab, *p, d_tok, d_out, d_step,
-               d_pos, adv, out_cap);
+                  d_pos, adv, out_cap);
 }
 
 static __global__ void k_advance(int32_t *d_pos, int32_t adv) {

@@ -34,8 +34,8 @@ static int aligned(const void *p, uintptr_t n) { return ((uintptr_t)p & (n - 1))
  * (pf_launch) and opens with vz_pdl_enter (matvec.cuh): the next kernel
  * may launch once all our blocks run, and nothing is read or written
  * before the kernel before has completed and its writes are visible
- * (forward.cu's rule), so each launch overlaps the tail of the kernel before it (cuBLAS's GEMMs
- * included) instead of following it. On an H200
+ * (forward.cu's rule), so each launch overlaps the tail of the kernel
+ * before it (cuBLAS's GEMMs included) instead of following it. On an H200
  * (bench/results/2026-11-30-session23-h200.md, run 3), tinyllama's
  * 512-token prefill: raw 189-192k -> 205-210k tok/s, lossless 143k -> 151k,
  * q8 137-140k -> 153k, q4 153-155k -> 162k; in isolation (prefill_bench)
