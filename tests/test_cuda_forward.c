@@ -465,13 +465,13 @@ static void test_sampling_stories260k(void **state) {
 
 #ifdef VZ_HAVE_CUDA
 /* One model: a session on the kernel chain (the default) and one on the
- * persistent step (VZ_CUDA_STEP=1, asserted to run it). After a 300-token prompt (3
+ * persistent step (mode "1": VZ_CUDA_STEP=1; "2": the ring step), asserted to run it. After a 300-token prompt (3
  * attention chunks of 128 keys, so the merge runs: in a cluster in the
  * chain, through global memory in the step), 90 one-token evals must give
  * byte-identical logits (positions 300..389 cross a chunk boundary at 384),
  * and a greedy generate of 24 tokens (3 launches of the 8-step graph) the
  * same ids. */
-static void compare_step_chain(const char *path, vz_kv_mode kv) {
+static void compare_step_chain(const char *path, vz_kv_mode kv, const char *mode) {
     enum { P = 300, STEPS = 90, GEN = 24 };
     vz_model *m = NULL;
     assert_int_equal(vz_model_open(&m, path, NULL), VZ_OK);
@@ -480,11 +480,11 @@ static void compare_step_chain(const char *path, vz_kv_mode kv) {
     const int32_t V = info.vocab_size;
     unsetenv("VZ_CUDA_STEP");
     vz_session *chain = vz_test_open_session(m, VZ_DEVICE_CUDA, kv, 1024);
-    setenv("VZ_CUDA_STEP", "1", 1);
+    setenv("VZ_CUDA_STEP", mode, 1);
     vz_session *step = vz_test_open_session(m, VZ_DEVICE_CUDA, kv, 1024);
     unsetenv("VZ_CUDA_STEP");
     assert_int_equal(vz_cuda_session_step_kernel(chain->cuda), 0);
-    assert_int_equal(vz_cuda_session_step_kernel(step->cuda), 1);
+    assert_int_equal(vz_cuda_session_step_kernel(step->cuda), atoi(mode));
     int32_t *toks = malloc(sizeof(int32_t) * P), ga[GEN], gb[GEN];
     float *a = malloc(sizeof(float) * (size_t)V), *b = malloc(sizeof(float) * (size_t)V);
     assert_true(toks && a && b);
@@ -503,8 +503,8 @@ static void compare_step_chain(const char *path, vz_kv_mode kv) {
     assert_int_equal(vz_session_generate(chain, tok, GEN, &greedy, ga), VZ_OK);
     assert_int_equal(vz_session_generate(step, tok, GEN, &greedy, gb), VZ_OK);
     assert_memory_equal(ga, gb, sizeof ga);
-    print_message("%s (kv %s): step kernel == kernel chain over %d evals and %d generated tokens\n", path,
-                  kv == VZ_KV_F16 ? "f16" : "f32", STEPS, GEN);
+    print_message("%s (kv %s): %s step kernel == kernel chain over %d evals and %d generated tokens\n", path,
+                  kv == VZ_KV_F16 ? "f16" : "f32", atoi(mode) == 2 ? "ring" : "persistent", STEPS, GEN);
     free(toks);
     free(a);
     free(b);
@@ -523,10 +523,13 @@ static void test_step_kernel_tinyllama(void **state) {
         skip();
     }
     if (!vz_test_have_gpu()) skip();
-    compare_step_chain(getenv(vars[0]), VZ_KV_F32);
+    compare_step_chain(getenv(vars[0]), VZ_KV_F32, "1");
     for (int i = 0; i < 4; i++)
-        if (getenv(vars[i])) compare_step_chain(getenv(vars[i]), VZ_KV_F16);
+        if (getenv(vars[i])) compare_step_chain(getenv(vars[i]), VZ_KV_F16, "1");
         else print_message("%s not set: not compared\n", vars[i]);
+    /* the ring step (raw bf16 only) */
+    compare_step_chain(getenv(vars[0]), VZ_KV_F16, "2");
+    compare_step_chain(getenv(vars[0]), VZ_KV_F32, "2");
 #else
     skip();
 #endif

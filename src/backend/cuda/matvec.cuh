@@ -40,14 +40,24 @@ static __device__ __forceinline__ void vz_pdl_enter() {
  * Warps 0..7 of the block compute the parts at once (one warp's sum was a
  * chain of dim / 32 dependent double adds on the path of every normed
  * matvec), thread b then the scale of row b into m->sc[b]. All threads of
- * a block of at least 8 warps call it; it ends with __syncthreads. */
+ * a block of at least 8 warps (BAR: its first NT) call it; it ends with
+ * the barrier. */
 #define VZ_RMS_PARTS 8
 struct vz_rms_smem {
     double part[8 * VZ_RMS_PARTS];
     float sc[8];
 };
 
-template <typename F>
+/* The barrier of vz_rms_scales: __syncthreads (BAR 0), or named barrier
+ * BAR of the block's first NT threads (the ring step's consumer warps,
+ * step.cu, whose producer warp never joins a barrier). */
+template <int BAR, int NT>
+static __device__ __forceinline__ void vz_bar_sync() {
+    if (BAR == 0) __syncthreads();
+    else asm volatile("bar.sync %0, %1;" ::"n"(BAR), "n"(NT) : "memory");
+}
+
+template <int BAR = 0, int NT = 0, typename F>
 static __device__ __forceinline__ void vz_rms_scales(F at, int nb, int dim, float eps, vz_rms_smem *m) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     if (warp < VZ_RMS_PARTS)
@@ -61,7 +71,7 @@ static __device__ __forceinline__ void vz_rms_scales(F at, int nb, int dim, floa
             for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
             if (lane == 0) m->part[b * VZ_RMS_PARTS + warp] = ss;
         }
-    __syncthreads();
+    vz_bar_sync<BAR, NT>();
     if ((int)threadIdx.x < nb) {
         const double *p = m->part + threadIdx.x * VZ_RMS_PARTS;
         double ss = p[0];
@@ -69,7 +79,7 @@ static __device__ __forceinline__ void vz_rms_scales(F at, int nb, int dim, floa
         for (int w = 1; w < VZ_RMS_PARTS; w++) ss += p[w];
         m->sc[threadIdx.x] = (float)(1.0 / sqrt(ss / dim + eps));
     }
-    __syncthreads();
+    vz_bar_sync<BAR, NT>();
 }
 
 /* The tensors of one multi-matvec launch, as both families take them: up

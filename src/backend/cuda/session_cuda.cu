@@ -260,10 +260,11 @@ vz_status vz_cs_forward(vz_cuda_session *s, int32_t B, int32_t multi) {
 }
 
 /* The persistent step (s->pstep), opt-in: VZ_CUDA_STEP=1 (12 warps per
- * CTA) or 16, when every layer is resident and attention is the default
- * variant; layers it cannot run keep the kernel chain. Off by default: on
- * the H200 it is slower than the chain so far (bench/results/
- * 2026-11-28-session5-h200.md), though it gives the same bits. */
+ * CTA) or 16, or 2 (the ring step: raw bf16 layers only), when every layer
+ * is resident and attention is the default variant; layers it cannot run
+ * keep the kernel chain. Off by default: on the H200 both are slower than
+ * the chain so far (bench/results/2026-11-28-session5-h200.md,
+ * 2026-11-30-session26-h200.md), though they give the same bits. */
 static vz_status setup_step(vz_cuda_session *s) {
     const char *e = getenv("VZ_CUDA_STEP");
     if (!e || atoi(e) <= 0 || s->sm || s->n_res < s->c.n_layers || s->att_variant != 0) return VZ_OK;
@@ -272,7 +273,7 @@ static vz_status setup_step(vz_cuda_session *s) {
     memset(&d, 0, sizeof d);
     d.n_layers = c->n_layers, d.dim = c->dim, d.hidden = c->hidden_dim, d.n_heads = c->n_heads;
     d.n_kv = c->n_kv_heads, d.head_dim = c->head_dim, d.n_ctx = s->n_ctx, d.kv_f16 = s->kv_f16;
-    d.interleaved = c->rope_interleaved, d.chunk = s->att_chunk, d.warps = atoi(e);
+    d.interleaved = c->rope_interleaved, d.chunk = s->att_chunk, d.warps = atoi(e), d.ring = atoi(e) == 2;
     const char *pf = getenv("VZ_CUDA_STEP_PF"); /* bench: step.h pf */
     d.pf = pf && *pf == '1';
     d.eps = c->rms_eps, d.theta = c->rope_theta;
@@ -592,7 +593,9 @@ extern "C" vz_status vz_cuda_session_generate_batch(vz_cuda_session *s, int32_t 
     return vz_cs_finish(s);
 }
 
-extern "C" int32_t vz_cuda_session_step_kernel(const vz_cuda_session *s) { return s && s->pstep ? 1 : 0; }
+extern "C" int32_t vz_cuda_session_step_kernel(const vz_cuda_session *s) {
+    return s && s->pstep ? (vz_step_is_ring(s->pstep) ? 2 : 1) : 0;
+}
 
 extern "C" void vz_cuda_session_set_trace(vz_cuda_session *s, float *buf) {
     if (s) s->trace = buf;

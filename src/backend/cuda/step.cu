@@ -64,8 +64,11 @@ struct step_args {
     step_plan P[PH_N];
     unsigned *bar; /* [0]: arrivals at grid barriers, [1]: CTAs done; zero between launches */
     int pf;           /* VZ_CUDA_STEP_PF=1: Wo's units prefetched into L2 while attention runs */
-    long long *trace; /* vz_step_profile: (3, barriers, CTAs) clock64 of arrival, leave, staged; NULL: none */
+    long long *trace; /* vz_step_profile: (5, barriers, CTAs) clock64 of arrival, leave, staged, and (ring) the
+                         cycles its consumer warps then waited for weights and computed; NULL: none */
     int nbars;
+    int ring_slot, ring_nslot, ring_xbytes; /* the ring step (below): bytes per slot, slots, bytes before them */
+    int ring_knob; /* VZ_CUDA_RING_KNOB (timing only, wrong outputs): 1 no attention, 2 no matvec math */
 };
 
 /* All CTAs have arrived at barrier number target / gridDim.x, and their
@@ -88,7 +91,7 @@ static __device__ __forceinline__ void step_bar(unsigned *bar, unsigned target, 
 
 /* Where CTA c records barrier b (arrive, leave) and the staging after it (vz_step_profile). */
 static __device__ __forceinline__ long long *step_tr(const step_args &a, int b) {
-    return a.trace ? a.trace + 3 * ((size_t)b * gridDim.x + blockIdx.x) : NULL;
+    return a.trace ? a.trace + 5 * ((size_t)b * gridDim.x + blockIdx.x) : NULL;
 }
 
 /* The last CTA to finish (every CTA is past every barrier) zeroes the counters for the next launch. */
@@ -205,6 +208,291 @@ static __global__ void __launch_bounds__(W * 32, 1) k_step(const __grid_constant
     step_done(a.bar);
 }
 
+
+/* ---- the ring step (VZ_CUDA_STEP=2; raw bf16, batch 1) ---------------------
+ * The persistent step with its weights streamed through shared memory. Each
+ * CTA (one per SM) has RING_W consumer warps and one producer warp. The
+ * producer's one thread walks the CTA's share of every matvec of the whole
+ * step in order (layer by layer: QKV, Wo, gate/up, down; CTA c takes rows
+ * [c R / G, (c + 1) R / G) of each tensor) and copies it, a chunk of whole
+ * rows at a time, into a ring of slots with the copy engine
+ * (cp.async.bulk, completing on the slot's "full" mbarrier). It never waits
+ * for a grid barrier, only for a free slot ("empty" mbarrier), so the
+ * weights of the next phases are already arriving while the consumers wait
+ * at a barrier or run the attention: DRAM stays busy across the hand-offs
+ * that cost the kernel chain ~10 us per tinyllama layer.
+ * Consumer warp w takes chunks w, w + RING_W, ... of the same walk; a row is
+ * summed as mv4.cuh's warp loop sums it (lane l owns groups 32 it + l, fmaf
+ * in element order by mv4_fma, then the xor-butterfly), so the bits are the
+ * kernel chain's, and with them lossless's (which keeps the chain).
+ * The consumers' barriers are named barriers of their RING_W * 32 threads
+ * (RING_BAR; attention.cuh's groups use 1 and 2): the producer joins none.
+ * Slots: chunk j fills slot j % nslot, use j / nslot, and its consumer
+ * waits for the full barrier's phase of that use's parity. A parity wait
+ * is right only while the slot's previous use is complete, which holds
+ * when nslot >= RING_W: the warp's previous chunk j - RING_W was complete,
+ * and the producer fills in order. The same order makes the producer's
+ * empty waits right.
+ * Opt-in: on an H200 it gives the chain's bits but runs at 0.6x the chain
+ * (tinyllama raw 762 against 1272 tok/s, llama2-7b 214 against 275). The
+ * weights do arrive ahead (its warps wait ~0 for them); the persistent
+ * kernel's fixed costs per tinyllama layer (grid barriers 15.7 us, input
+ * staging 7.9 us, the attention 8.1 us) exceed the chain's whole layer
+ * (35.7 us): bench/results/2026-11-30-session26-h200.md. */
+#define RING_W 8
+#define RING_BAR 3
+#define RING_MAXSLOT 64
+
+static __device__ __forceinline__ void ring_csync() { vz_bar_sync<RING_BAR, RING_W * 32>(); }
+
+static __device__ __forceinline__ void mb_init(uint32_t a, unsigned n) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(a), "r"(n) : "memory");
+}
+static __device__ __forceinline__ void mb_expect_tx(uint32_t a, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(a), "r"(bytes) : "memory");
+}
+static __device__ __forceinline__ void mb_arrive(uint32_t a) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(a) : "memory");
+}
+/* Waits for the completion of the phase of parity `parity` of mbarrier a. */
+static __device__ __forceinline__ void mb_wait(uint32_t a, uint32_t parity) {
+    uint32_t done;
+    do {
+        asm volatile("{\n\t.reg .pred p;\n\tmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n\t"
+                     "selp.u32 %0, 1, 0, p;\n\t}"
+                     : "=r"(done)
+                     : "r"(a), "r"(parity)
+                     : "memory");
+    } while (!done);
+}
+/* bytes (a multiple of 16) from global src to shared dst (both 16-byte aligned), completing on mbarrier mb. */
+static __device__ __forceinline__ void bulk_g2s(uint32_t dst, const void *src, uint32_t bytes, uint32_t mb) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(dst),
+                 "l"(src), "r"(bytes), "r"(mb)
+                 : "memory");
+}
+
+static __device__ __forceinline__ uint4 lds128(uint32_t a) {
+    uint4 v;
+    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(a));
+    return v;
+}
+
+/* Lane group g's 64 bytes of a raw bf16 row in shared memory (at a = the
+ * row + 64 g) as vz_pk (vz_rawbf_decode2's form). Lane l reads its 16-byte
+ * pieces in the order q ^ k, k = (l >> 1) & 3: with 128-byte aligned rows
+ * the 8 lanes of each quarter warp then hit 8 distinct bank groups (in
+ * order, lanes 2 apart would share one), and two levels of selects put the
+ * pieces back in order. */
+static __device__ __forceinline__ void ring_ld_raw(uint32_t a, int lane, vz_pk &pk) {
+    const int k = (lane >> 1) & 3;
+    uint4 r[4], t[4];
+#pragma unroll
+    for (int q = 0; q < 4; q++) r[q] = lds128(a + 16u * (uint32_t)(q ^ k)); /* r[q] = piece q ^ k */
+#pragma unroll
+    for (int j = 0; j < 4; j++) t[j] = k & 1 ? r[j ^ 1] : r[j]; /* t[j] = piece j ^ (k & 2) */
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        const uint4 w = k & 2 ? t[j ^ 2] : t[j];
+        pk.p[4 * j] = w.x, pk.p[4 * j + 1] = w.y, pk.p[4 * j + 2] = w.z, pk.p[4 * j + 3] = w.w;
+    }
+}
+
+/* Calls f(d0, d1, silu, r, n, rb, t) for every chunk of this CTA in phase
+ * ph of layer l, in the producer's order: n rows from row r of tensor d0
+ * (QKV: tensor t of 3; gate/up: n gate rows of d0 then the same n up rows
+ * of d1), rb bytes per row, as many rows (pairs) as fit a slot. */
+template <typename F>
+static __device__ __forceinline__ void ring_chunks(const step_args &a, int ph, int l, F f) {
+    const step_layer *L = a.L + l;
+    const int nt = ph == PH_QKV ? 3 : 1;
+    const bool silu = ph == PH_GU;
+    for (int t = 0; t < nt; t++) {
+        const int i0 = ph == PH_QKV ? t : ph == PH_WO ? 3 : ph == PH_GU ? 4 : 6;
+        const vz_dview &d0 = L->w[i0], &d1 = L->w[silu ? 5 : i0];
+        const int64_t R = d0.rows, G = gridDim.x, c = blockIdx.x;
+        const int r0 = (int)(c * R / G), r1 = (int)((c + 1) * R / G), rb = (int)d0.cols * 2;
+        const int k = max(1, a.ring_slot / (silu ? 2 * rb : rb));
+        for (int r = r0; r < r1; r += k) f(d0, d1, silu, r, min(k, r1 - r), rb, t);
+    }
+}
+
+/* The producer: every chunk of the step, in order, into slot j % nslot. */
+static __device__ __noinline__ void ring_produce(const step_args &a, uint32_t ring, uint32_t full, uint32_t empty) {
+    unsigned j = 0;
+    const unsigned ns = (unsigned)a.ring_nslot;
+    for (int l = 0; l < a.n_layers; l++)
+        for (int ph = 0; ph < PH_N; ph++)
+            ring_chunks(a, ph, l, [&](const vz_dview &d0, const vz_dview &d1, bool silu, int r, int n, int rb, int) {
+                const unsigned s = j % ns, u = j / ns;
+                if (u) mb_wait(empty + 8 * s, (u - 1) & 1); /* its last chunk's consumer is done with it */
+                const uint32_t bytes = (uint32_t)n * (uint32_t)rb, dst = ring + s * (uint32_t)a.ring_slot;
+                mb_expect_tx(full + 8 * s, silu ? 2 * bytes : bytes);
+                bulk_g2s(dst, d0.data + (size_t)r * rb, bytes, full + 8 * s);
+                if (silu) bulk_g2s(dst + bytes, d1.data + (size_t)r * rb, bytes, full + 8 * s);
+                j++;
+            });
+}
+
+/* acc[s] = row s (at shared address row[s]) . staged x, mv4's order: lane
+ * groups in order, mv4_fma, then the butterfly (every lane gets the sum). */
+template <int NS>
+static __device__ __forceinline__ void ring_dot(const uint32_t row[NS], int gpr, uint32_t xa0, int c4, int lane,
+                                                float acc[NS][1]) {
+#pragma unroll
+    for (int s = 0; s < NS; s++) acc[s][0] = 0.0f;
+    for (int g = lane; g < ((gpr + 31) & ~31); g += 32)
+        if (g < gpr) {
+            vz_pk pk[NS];
+#pragma unroll
+            for (int s = 0; s < NS; s++) ring_ld_raw(row[s] + 64u * (uint32_t)g, lane, pk[s]);
+            mv4_fma<VZ_K_RAW_BF16, 1, NS>(pk, xa0 + 128u * (uint32_t)g, c4, acc);
+        }
+#pragma unroll
+    for (int s = 0; s < NS; s++)
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) acc[s][0] += __shfl_xor_sync(0xffffffffu, acc[s][0], o);
+}
+
+/* x (c4 float4, written in this kernel: read through L2) into xs as
+ * mv4_stage lays it out, times RMSNorm with weights nw unless NULL: the
+ * same arithmetic as mv4_stage<true, true>. Consumer threads only. */
+static __device__ __noinline__ void ring_stage(const float *x, const float *nw, float eps, int c4, float4 *xs,
+                                               vz_rms_smem *nsm) {
+    for (int j = threadIdx.x; j < c4; j += RING_W * 32) xs[mv4_swz(j)] = __ldcg((const float4 *)x + j);
+    ring_csync();
+    if (!nw) return;
+    const auto at = [xs](int, int i) { return ((const float *)xs)[4 * mv4_swz(i >> 2) + (i & 3)]; };
+    vz_rms_scales<RING_BAR, RING_W * 32>(at, 1, c4 * 4, eps, nsm);
+    const float sc = nsm->sc[0];
+    for (int j = threadIdx.x; j < c4; j += RING_W * 32) {
+        const float4 w = __ldg((const float4 *)nw + j), v = xs[mv4_swz(j)];
+        xs[mv4_swz(j)] = make_float4(w.x * (v.x * sc), w.y * (v.y * sc), w.z * (v.z * sc), w.w * (v.w * sc));
+    }
+    ring_csync();
+}
+
+/* Grid barrier of the consumer threads (step_bar's pattern, its trace). */
+static __device__ __forceinline__ void ring_gbar(unsigned *bar, unsigned target, long long *tr) {
+    ring_csync();
+    if (threadIdx.x == 0) {
+        if (tr) tr[0] = clock64();
+        asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(bar) : "memory");
+        unsigned v;
+        do asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(bar) : "memory");
+        while (v < target);
+        if (tr) tr[1] = clock64();
+    }
+    ring_csync();
+}
+
+/* Consumer warp `warp`'s chunks of phase ph of layer l (j: the walk's
+ * index of the phase's first chunk); returns the index after the phase. */
+static __device__ __noinline__ unsigned ring_phase(const step_args &a, int ph, int l, unsigned j, uint32_t ring,
+                                                   uint32_t full, uint32_t empty, uint32_t xs0, int c4,
+                                                   long long *tr) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    if (tr && threadIdx.x == 0) tr[2] = clock64(); /* staged */
+    long long wc = 0, mc = 0;
+    const unsigned ns = (unsigned)a.ring_nslot;
+    const uint32_t xa0 = xs0 + 16u * (uint32_t)(lane & 7);
+    ring_chunks(a, ph, l, [&](const vz_dview &d0, const vz_dview &, bool silu, int r, int n, int rb, int t) {
+        if (j % RING_W == (unsigned)warp) {
+            const unsigned s = j % ns;
+            const long long c0 = tr ? clock64() : 0;
+            mb_wait(full + 8 * s, (j / ns) & 1);
+            const long long c1 = tr ? clock64() : 0;
+            if (tr) wc += c1 - c0;
+            const uint32_t base = ring + s * (uint32_t)a.ring_slot;
+            const int gpr = d0.gpr;
+            float *y = ph == PH_QKV ? a.qkv[t] : ph == PH_GU ? a.hb : a.x;
+            const bool add = ph == PH_WO || ph == PH_DOWN;
+            int i = (a.ring_knob & 2) ? n : 0;
+            for (; silu ? i < n : i + 1 < n; i++) { /* pairs: (gate i, up i), or rows i, i + 1 */
+                const uint32_t row[2] = {base + (uint32_t)(i * rb), base + (uint32_t)((silu ? n + i : i + 1) * rb)};
+                float acc[2][1];
+                ring_dot<2>(row, gpr, xa0, c4, lane, acc);
+                if (lane == 0) {
+                    if (silu) {
+                        const float g = acc[0][0];
+                        y[r + i] = g / (1.0f + expf(-g)) * acc[1][0];
+                    } else {
+                        y[r + i] = add ? __ldcg(y + r + i) + acc[0][0] : acc[0][0];
+                        y[r + i + 1] = add ? __ldcg(y + r + i + 1) + acc[1][0] : acc[1][0];
+                    }
+                }
+                if (!silu) i++;
+            }
+            if (!silu && i < n) { /* an odd count's last row */
+                const uint32_t row[1] = {base + (uint32_t)(i * rb)};
+                float acc[1][1];
+                ring_dot<1>(row, gpr, xa0, c4, lane, acc);
+                if (lane == 0) y[r + i] = add ? __ldcg(y + r + i) + acc[0][0] : acc[0][0];
+            }
+            __syncwarp();
+            if (lane == 0) mb_arrive(empty + 8 * s); /* the slot is free */
+            if (tr) mc += clock64() - c1;
+        }
+        j++;
+    });
+    if (tr && lane == 0) {
+        atomicAdd((unsigned long long *)tr + 3, (unsigned long long)wc);
+        atomicAdd((unsigned long long *)tr + 4, (unsigned long long)mc);
+    }
+    return j;
+}
+
+static __global__ void __launch_bounds__((RING_W + 1) * 32, 1) k_ring(const __grid_constant__ step_args a) {
+    extern __shared__ __align__(16) unsigned char rsm[];
+    __shared__ __align__(8) unsigned long long mb[2 * RING_MAXSLOT];
+    __shared__ vz_rms_smem nsm;
+    __shared__ int last[STEP_AGROUPS(RING_W)];
+    float4 *xs = mv4_align((float4 *)rsm); /* staged x, or the attention groups */
+    const uint32_t sm0 = (uint32_t)__cvta_generic_to_shared(rsm);
+    const uint32_t ring = (sm0 + (uint32_t)a.ring_xbytes + 127u) & ~127u;
+    const uint32_t full = (uint32_t)__cvta_generic_to_shared(mb), empty = full + 8u * RING_MAXSLOT;
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < a.ring_nslot; s++) mb_init(full + 8 * s, 1), mb_init(empty + 8 * s, 1);
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    }
+    __syncthreads();
+    if (threadIdx.x >= RING_W * 32) { /* the producer warp */
+        if (threadIdx.x == RING_W * 32) ring_produce(a, ring, full, empty);
+        return;
+    }
+    const uint32_t xs0 = (uint32_t)__cvta_generic_to_shared(xs);
+    unsigned j = 0, nbar = 0;
+    long long *tr = NULL; /* the trace of the last barrier */
+    const auto gbar = [&]() {
+        tr = step_tr(a, (int)nbar);
+        ring_gbar(a.bar, ++nbar * gridDim.x, tr);
+    };
+    for (int l = 0; l < a.n_layers; l++) {
+        const step_layer *L = a.L + l;
+        if (l) gbar();
+        ring_stage(a.x, L->an, a.eps, a.dim / 4, xs, &nsm);
+        j = ring_phase(a, PH_QKV, l, j, ring, full, empty, xs0, a.dim / 4, tr);
+        gbar();
+        if (!(a.ring_knob & 1)) step_attention<RING_W>(a, l, (float *)xs, last);
+        gbar();
+        ring_stage(a.att, NULL, a.eps, a.qdim / 4, xs, &nsm);
+        j = ring_phase(a, PH_WO, l, j, ring, full, empty, xs0, a.qdim / 4, tr);
+        gbar();
+        ring_stage(a.x, L->fn, a.eps, a.dim / 4, xs, &nsm);
+        j = ring_phase(a, PH_GU, l, j, ring, full, empty, xs0, a.dim / 4, tr);
+        gbar();
+        ring_stage(a.hb, NULL, a.eps, a.hidden / 4, xs, &nsm);
+        j = ring_phase(a, PH_DOWN, l, j, ring, full, empty, xs0, a.hidden / 4, tr);
+    }
+    ring_csync(); /* step_done for the consumer threads */
+    if (threadIdx.x == 0) {
+        unsigned n;
+        asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;" : "=r"(n) : "l"(a.bar + 1) : "memory");
+        if (n == gridDim.x - 1) a.bar[0] = 0, a.bar[1] = 0;
+    }
+}
+
 typedef void (*step_fn)(step_args);
 #define STEP_ROW(W) {k_step<VZ_K_RAW_BF16, W>, k_step<VZ_K_LL3, W>, k_step<VZ_K_Q8, W>, k_step<VZ_K_Q4, W>}
 static const step_fn step_fns[2][4] = {STEP_ROW(12), STEP_ROW(16)};
@@ -217,6 +505,7 @@ struct vz_step {
     size_t smem;
     step_layer *d_L;
     unsigned *d_bar;
+    bool ring; /* k_ring, else k_step */
 };
 
 vz_dview vz_cuda_view(const vz_cuda_tensor *t); /* cuda_weights.cu */
@@ -290,6 +579,49 @@ static vz_status size_grid(vz_step *s, const vz_step_desc *d) {
     return VZ_OK;
 }
 
+/* The ring step's grid (one CTA per SM), shared memory and slots: staged x
+ * (or the attention groups) first, then as many slots as fit the SM's
+ * opt-in shared memory. A slot holds the longest row, or a gate row and
+ * its up row, and at least 16 KiB. */
+static vz_status ring_size(vz_step *s, const vz_step_desc *d, const vz_cuda_tensor *const *w) {
+    int dev = 0, sms = 0, optin = 0, per = 0;
+    cudaFuncAttributes fa;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    if (e == cudaSuccess) e = cudaFuncGetAttributes(&fa, s->fn);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return VZ_FAIL(VZ_ERR_UNSUPPORTED, "cuda ring step: %s", cudaGetErrorString(e));
+    }
+    const int qd = d->n_heads * d->head_dim;
+    int xf = d->dim > qd ? d->dim : qd;
+    xf = xf > d->hidden ? xf : d->hidden;
+    const int att = STEP_AGROUPS(RING_W) * vz_att_block_floats(d->head_dim, d->kv_f16);
+    const int xb = MV4_XPAD + 4 * (xf > att ? xf : att);
+    int64_t rb = 2 * w[4]->cols * 2; /* a gate row and its up row */
+    for (int i = 0; i < 7; i++) rb = 2 * w[i]->cols > rb ? 2 * w[i]->cols : rb;
+    const int64_t slot = ((rb > 16384 ? rb : 16384) + 1023) & ~(int64_t)1023;
+    const int64_t avail = (int64_t)optin - (int64_t)fa.sharedSizeBytes - xb - 128;
+    int64_t ns = avail / slot;
+    ns = ns > RING_MAXSLOT ? RING_MAXSLOT : ns;
+    VZ_FAIL_IF(ns < RING_W, VZ_ERR_UNSUPPORTED, "cuda ring step: %d bytes of shared memory hold %lld slots of %lld bytes",
+               optin, (long long)ns, (long long)slot);
+    s->a.ring_slot = (int)slot, s->a.ring_nslot = (int)ns, s->a.ring_xbytes = xb;
+    const char *kn = getenv("VZ_CUDA_RING_KNOB");
+    s->a.ring_knob = kn ? atoi(kn) & 3 : 0;
+    s->smem = (size_t)xb + 128 + (size_t)(ns * slot);
+    e = cudaFuncSetAttribute(s->fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)s->smem);
+    if (e == cudaSuccess) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, s->fn, s->warps * 32, s->smem);
+    if (e != cudaSuccess || per < 1) {
+        cudaGetLastError();
+        return VZ_FAIL(VZ_ERR_UNSUPPORTED, "cuda ring step: %zu bytes of shared memory: %s", s->smem,
+                       e != cudaSuccess ? cudaGetErrorString(e) : "no CTA fits an SM");
+    }
+    s->grid = (unsigned)sms;
+    return VZ_OK;
+}
+
 static vz_status upload_layers(vz_step *s, const vz_step_desc *d, const vz_cuda_tensor *const *w,
                                const float *const *norms, uint64_t *bytes) {
     const size_t n = (size_t)d->n_layers;
@@ -319,8 +651,13 @@ vz_status vz_step_create(vz_step **out, const vz_step_desc *d, const vz_cuda_ten
     VZ_TRY(check_layers(d, w));
     vz_step *s = (vz_step *)calloc(1, sizeof *s);
     VZ_FAIL_IF(!s, VZ_ERR_NOMEM, "cuda step: out of memory");
-    s->warps = d->warps == 16 ? 16 : STEP_WARPS_DEFAULT;
-    s->fn = step_fns[s->warps == 16][w[0]->kind];
+    s->ring = d->ring != 0;
+    s->warps = s->ring ? RING_W + 1 : d->warps == 16 ? 16 : STEP_WARPS_DEFAULT;
+    s->fn = s->ring ? k_ring : step_fns[s->warps == 16][w[0]->kind];
+    if (s->ring && w[0]->kind != VZ_K_RAW_BF16) {
+        free(s);
+        return VZ_FAIL(VZ_ERR_UNSUPPORTED, "cuda ring step: raw bf16 layers only (kind %d)", (int)w[0]->kind);
+    }
     int chunk = d->chunk;
     if (chunk < VZ_ATT_CHUNK_MIN || chunk > VZ_ATT_CHUNK) chunk = VZ_ATT_CHUNK_DEFAULT; /* as vz_k_attention */
     step_args *a = &s->a;
@@ -332,7 +669,7 @@ vz_status vz_step_create(vz_step **out, const vz_step_desc *d, const vz_cuda_ten
                     d->theta, chunk};
     a->kv_layer = (int64_t)d->kv_layer;
     a->nbars = 5 * d->n_layers - 1, a->pf = d->pf;
-    vz_status st = size_grid(s, d);
+    vz_status st = s->ring ? ring_size(s, d, w) : size_grid(s, d);
     if (st == VZ_OK) st = upload_layers(s, d, w, norms, bytes);
     if (st != VZ_OK) {
         vz_step_free(s);
@@ -360,13 +697,16 @@ vz_status vz_step_run(vz_step *s, cudaStream_t st) {
 /* Phases of a layer as the trace sees them: the barrier before each. */
 static const char *const step_phase_names[5] = {"QKV matvec", "attention", "Wo matvec", "gate/up matvec", "down matvec"};
 
+int vz_step_is_ring(const vz_step *s) { return s && s->ring; }
+
 void vz_step_profile(vz_step *s, cudaStream_t st, FILE *f) {
-    const size_t n = 3 * (size_t)s->a.nbars * s->grid;
+    const size_t n = 5 * (size_t)s->a.nbars * s->grid;
     long long *d = NULL, *h = (long long *)calloc(n, sizeof *h);
     int dev = 0, khz = 0;
     cudaGetDevice(&dev);
     cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, dev);
-    if (!h || khz <= 0 || cudaMalloc((void **)&d, n * sizeof *d) != cudaSuccess) {
+    if (!h || khz <= 0 || cudaMalloc((void **)&d, n * sizeof *d) != cudaSuccess ||
+        cudaMemset(d, 0, n * sizeof *d) != cudaSuccess) {
         free(h);
         return;
     }
@@ -376,18 +716,19 @@ void vz_step_profile(vz_step *s, cudaStream_t st, FILE *f) {
     if (rs == VZ_OK && cudaStreamSynchronize(st) == cudaSuccess &&
         cudaMemcpy(h, d, n * sizeof *d, cudaMemcpyDeviceToHost) == cudaSuccess) {
         /* per phase (the barrier before it: its index b = 5 l + phase - 1), mean over layers and CTAs */
-        double wait[5] = {0}, stage[5] = {0}, run[5] = {0}, spread[5] = {0};
+        double wait[5] = {0}, stage[5] = {0}, run[5] = {0}, spread[5] = {0}, dwait[5] = {0}, dmath[5] = {0};
         int cnt[5] = {0}, cr[5] = {0};
         const double us = 1e3 / khz;
         for (int b = 0; b < s->a.nbars; b++) {
             const int ph = (b + 1) % 5;
             long long lo = 0, hi = 0;
             for (unsigned c = 0; c < s->grid; c++) {
-                const long long *t = h + 3 * ((size_t)b * s->grid + c);
+                const long long *t = h + 5 * ((size_t)b * s->grid + c);
                 wait[ph] += (double)(t[1] - t[0]) * us;
                 if (ph != 1) stage[ph] += (double)(t[2] - t[1]) * us;
+                dwait[ph] += (double)t[3] * us / RING_W, dmath[ph] += (double)t[4] * us / RING_W;
                 if (b + 1 < s->a.nbars) { /* this phase's work: from its staging to the next barrier's arrival */
-                    const long long *u = h + 3 * ((size_t)(b + 1) * s->grid + c);
+                    const long long *u = h + 5 * ((size_t)(b + 1) * s->grid + c);
                     run[ph] += (double)(u[0] - (ph != 1 ? t[2] : t[1])) * us;
                     lo = c == 0 || u[0] - t[1] < lo ? u[0] - t[1] : lo;
                     hi = c == 0 || u[0] - t[1] > hi ? u[0] - t[1] : hi;
@@ -396,13 +737,18 @@ void vz_step_profile(vz_step *s, cudaStream_t st, FILE *f) {
             cnt[ph] += (int)s->grid;
             if (b + 1 < s->a.nbars) spread[ph] += (double)(hi - lo) * us, cr[ph]++;
         }
-        fprintf(f, "profile (persistent step, one launch, us per layer, mean over CTAs; %d warps per CTA):\n", s->warps);
-        fprintf(f, "  %-16s %10s %10s %10s %14s\n", "phase", "barrier", "staging", "work", "work max-min");
+        fprintf(f, "profile (%s step, one launch, us per layer, mean over CTAs; %d warps per CTA):\n",
+                s->ring ? "ring" : "persistent", s->warps);
+        fprintf(f, "  %-16s %10s %10s %10s %14s%s\n", "phase", "barrier", "staging", "work", "work max-min",
+                s->ring ? "  weight wait, math (means over warps)" : "");
         for (int ph = 0; ph < 5; ph++)
-            if (cnt[ph])
-                fprintf(f, "  %-16s %10.2f %10.2f %10.2f %14.2f\n", step_phase_names[ph], wait[ph] / cnt[ph],
+            if (cnt[ph]) {
+                fprintf(f, "  %-16s %10.2f %10.2f %10.2f %14.2f", step_phase_names[ph], wait[ph] / cnt[ph],
                         stage[ph] / cnt[ph], cr[ph] ? run[ph] / (cr[ph] * (double)s->grid) : 0.0,
                         cr[ph] ? spread[ph] / cr[ph] : 0.0);
+                if (s->ring) fprintf(f, " %10.2f %10.2f", dwait[ph] / cnt[ph], dmath[ph] / cnt[ph]);
+                fputc('\n', f);
+            }
     }
     cudaFree(d);
     free(h);

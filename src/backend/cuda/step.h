@@ -11,6 +11,10 @@
  * the step gives the same bits as the kernel chain (tests/test_cuda_forward.c
  * compares them with memcmp). Opt-in (VZ_CUDA_STEP=1): measured slower than
  * the chain on the H200 so far (bench/results/2026-11-28-session5-h200.md).
+ * VZ_CUDA_STEP=2, the ring step (raw bf16 only): the same phases with each
+ * CTA's weights streamed by the copy engine into a ring of shared-memory
+ * slots, across the barriers; also slower (step.cu, bench/results/
+ * 2026-11-30-session26-h200.md).
  * Internal to src/backend/cuda.
  */
 #ifndef VZ_BACKEND_CUDA_STEP_H
@@ -32,6 +36,7 @@ typedef struct vz_step_desc {
     int32_t n_layers, dim, hidden, n_heads, n_kv, head_dim, n_ctx, kv_f16, interleaved, chunk;
     int32_t warps; /* per CTA: 16, else 12 (step.cu) */
     int32_t pf;    /* 1: Wo prefetched into L2 during attention (step.cu) */
+    int32_t ring;  /* 1: the ring step (weights streamed through shared memory; raw bf16 only), step.cu */
     float eps, theta;
     float *x, *q, *k, *v, *att, *hb, *part;
     int32_t *cnt;                /* attention merge counters (forward.cuh) */
@@ -54,6 +59,8 @@ vz_status vz_step_create(vz_step **out, const vz_step_desc *desc, const vz_cuda_
  * last layer's output out). */
 vz_status vz_step_run(vz_step *s, cudaStream_t st);
 void vz_step_free(vz_step *s);
+/* 1 when s is the ring step (desc.ring). */
+int vz_step_is_ring(const vz_step *s);
 /* [st] VZ_CUDA_PROFILE: one launch with a clock64 trace of every CTA's
  * barriers; prints to f per phase the mean barrier wait, input staging and
  * work per layer (synchronizes st). */
