@@ -232,7 +232,9 @@ static __global__ void __launch_bounds__(W * 32, 1) k_step(const __grid_constant
  * is right only while the slot's previous use is complete, which holds
  * when nslot >= RING_W: the warp's previous chunk j - RING_W was complete,
  * and the producer fills in order. The same order makes the producer's
- * empty waits right.
+ * empty waits right. Every lane of a consumer warp arrives on "empty"
+ * (count 32) after its own reads: with one lane arriving after a
+ * __syncwarp, racecheck flagged every slot access (session 26).
  * Opt-in: on an H200 it gives the chain's bits but runs at 0.6x the chain
  * (tinyllama raw 762 against 1272 tok/s, llama2-7b 214 against 275). The
  * weights do arrive ahead (its warps wait ~0 for them); the persistent
@@ -299,12 +301,12 @@ static __device__ __forceinline__ void ring_ld_raw(uint32_t a, int lane, vz_pk &
 }
 
 /* Calls f(d0, d1, silu, r, n, rb, t) for every chunk of this CTA in phase
- * ph of layer l, in the producer's order: n rows from row r of tensor d0
+ * ph of layer L (in global memory for the producer, a copy in shared
+ * memory for the consumers), in the producer's order: n rows from row r of tensor d0
  * (QKV: tensor t of 3; gate/up: n gate rows of d0 then the same n up rows
  * of d1), rb bytes per row, as many rows (pairs) as fit a slot. */
 template <typename F>
-static __device__ __forceinline__ void ring_chunks(const step_args &a, int ph, int l, F f) {
-    const step_layer *L = a.L + l;
+static __device__ __forceinline__ void ring_chunks(const step_args &a, const step_layer *L, int ph, F f) {
     const int nt = ph == PH_QKV ? 3 : 1;
     const bool silu = ph == PH_GU;
     for (int t = 0; t < nt; t++) {
@@ -323,7 +325,8 @@ static __device__ __noinline__ void ring_produce(const step_args &a, uint32_t ri
     const unsigned ns = (unsigned)a.ring_nslot;
     for (int l = 0; l < a.n_layers; l++)
         for (int ph = 0; ph < PH_N; ph++)
-            ring_chunks(a, ph, l, [&](const vz_dview &d0, const vz_dview &d1, bool silu, int r, int n, int rb, int) {
+            ring_chunks(a, a.L + l, ph,
+                        [&](const vz_dview &d0, const vz_dview &d1, bool silu, int r, int n, int rb, int) {
                 const unsigned s = j % ns, u = j / ns;
                 if (u) mb_wait(empty + 8 * s, (u - 1) & 1); /* its last chunk's consumer is done with it */
                 const uint32_t bytes = (uint32_t)n * (uint32_t)rb, dst = ring + s * (uint32_t)a.ring_slot;
@@ -388,15 +391,15 @@ static __device__ __forceinline__ void ring_gbar(unsigned *bar, unsigned target,
 
 /* Consumer warp `warp`'s chunks of phase ph of layer l (j: the walk's
  * index of the phase's first chunk); returns the index after the phase. */
-static __device__ __noinline__ unsigned ring_phase(const step_args &a, int ph, int l, unsigned j, uint32_t ring,
-                                                   uint32_t full, uint32_t empty, uint32_t xs0, int c4,
+static __device__ __noinline__ unsigned ring_phase(const step_args &a, const step_layer *L, int ph, unsigned j,
+                                                   uint32_t ring, uint32_t full, uint32_t empty, uint32_t xs0, int c4,
                                                    long long *tr) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     if (tr && threadIdx.x == 0) tr[2] = clock64(); /* staged */
     long long wc = 0, mc = 0;
     const unsigned ns = (unsigned)a.ring_nslot;
     const uint32_t xa0 = xs0 + 16u * (uint32_t)(lane & 7);
-    ring_chunks(a, ph, l, [&](const vz_dview &d0, const vz_dview &, bool silu, int r, int n, int rb, int t) {
+    ring_chunks(a, L, ph, [&](const vz_dview &d0, const vz_dview &, bool silu, int r, int n, int rb, int t) {
         if (j % RING_W == (unsigned)warp) {
             const unsigned s = j % ns;
             const long long c0 = tr ? clock64() : 0;
@@ -429,8 +432,7 @@ static __device__ __noinline__ unsigned ring_phase(const step_args &a, int ph, i
                 ring_dot<1>(row, gpr, xa0, c4, lane, acc);
                 if (lane == 0) y[r + i] = add ? __ldcg(y + r + i) + acc[0][0] : acc[0][0];
             }
-            __syncwarp();
-            if (lane == 0) mb_arrive(empty + 8 * s); /* the slot is free */
+            mb_arrive(empty + 8 * s); /* every lane, after its own reads (the barrier counts 32) */
             if (tr) mc += clock64() - c1;
         }
         j++;
@@ -447,12 +449,13 @@ static __global__ void __launch_bounds__((RING_W + 1) * 32, 1) k_ring(const __gr
     __shared__ __align__(8) unsigned long long mb[2 * RING_MAXSLOT];
     __shared__ vz_rms_smem nsm;
     __shared__ int last[STEP_AGROUPS(RING_W)];
+    __shared__ step_layer Ls[2]; /* the consumers' copy of layer l's descriptors: Ls[l & 1] */
     float4 *xs = mv4_align((float4 *)rsm); /* staged x, or the attention groups */
     const uint32_t sm0 = (uint32_t)__cvta_generic_to_shared(rsm);
     const uint32_t ring = (sm0 + (uint32_t)a.ring_xbytes + 127u) & ~127u;
     const uint32_t full = (uint32_t)__cvta_generic_to_shared(mb), empty = full + 8u * RING_MAXSLOT;
     if (threadIdx.x == 0) {
-        for (int s = 0; s < a.ring_nslot; s++) mb_init(full + 8 * s, 1), mb_init(empty + 8 * s, 1);
+        for (int s = 0; s < a.ring_nslot; s++) mb_init(full + 8 * s, 1), mb_init(empty + 8 * s, 32);
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
         asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
     }
@@ -469,21 +472,27 @@ static __global__ void __launch_bounds__((RING_W + 1) * 32, 1) k_ring(const __gr
         ring_gbar(a.bar, ++nbar * gridDim.x, tr);
     };
     for (int l = 0; l < a.n_layers; l++) {
-        const step_layer *L = a.L + l;
+        /* Layer l's descriptors into shared memory before the barrier (read after it, by the barrier's
+         * CTA sync; Ls[l & 1] was last read in layer l - 2): after a grid barrier's acquire, each read
+         * from global memory was a round trip on the path of every phase. */
+        step_layer *L = Ls + (l & 1);
+        for (int i = threadIdx.x; i < (int)(sizeof(step_layer) / 4); i += RING_W * 32)
+            ((uint32_t *)L)[i] = __ldg((const uint32_t *)(a.L + l) + i);
         if (l) gbar();
+        else ring_csync();
         ring_stage(a.x, L->an, a.eps, a.dim / 4, xs, &nsm);
-        j = ring_phase(a, PH_QKV, l, j, ring, full, empty, xs0, a.dim / 4, tr);
+        j = ring_phase(a, L, PH_QKV, j, ring, full, empty, xs0, a.dim / 4, tr);
         gbar();
         if (!(a.ring_knob & 1)) step_attention<RING_W>(a, l, (float *)xs, last);
         gbar();
         ring_stage(a.att, NULL, a.eps, a.qdim / 4, xs, &nsm);
-        j = ring_phase(a, PH_WO, l, j, ring, full, empty, xs0, a.qdim / 4, tr);
+        j = ring_phase(a, L, PH_WO, j, ring, full, empty, xs0, a.qdim / 4, tr);
         gbar();
         ring_stage(a.x, L->fn, a.eps, a.dim / 4, xs, &nsm);
-        j = ring_phase(a, PH_GU, l, j, ring, full, empty, xs0, a.dim / 4, tr);
+        j = ring_phase(a, L, PH_GU, j, ring, full, empty, xs0, a.dim / 4, tr);
         gbar();
         ring_stage(a.hb, NULL, a.eps, a.hidden / 4, xs, &nsm);
-        j = ring_phase(a, PH_DOWN, l, j, ring, full, empty, xs0, a.hidden / 4, tr);
+        j = ring_phase(a, L, PH_DOWN, j, ring, full, empty, xs0, a.hidden / 4, tr);
     }
     ring_csync(); /* step_done for the consumer threads */
     if (threadIdx.x == 0) {
@@ -605,8 +614,9 @@ static vz_status ring_size(vz_step *s, const vz_step_desc *d, const vz_cuda_tens
     const int64_t avail = (int64_t)optin - (int64_t)fa.sharedSizeBytes - xb - 128;
     int64_t ns = avail / slot;
     ns = ns > RING_MAXSLOT ? RING_MAXSLOT : ns;
-    VZ_FAIL_IF(ns < RING_W, VZ_ERR_UNSUPPORTED, "cuda ring step: %d bytes of shared memory hold %lld slots of %lld bytes",
-               optin, (long long)ns, (long long)slot);
+    VZ_FAIL_IF(ns < RING_W, VZ_ERR_UNSUPPORTED,
+               "cuda ring step: %d bytes of shared memory hold %lld slots of %lld bytes (it needs %d)", optin,
+               (long long)ns, (long long)slot, RING_W);
     s->a.ring_slot = (int)slot, s->a.ring_nslot = (int)ns, s->a.ring_xbytes = xb;
     const char *kn = getenv("VZ_CUDA_RING_KNOB");
     s->a.ring_knob = kn ? atoi(kn) & 3 : 0;
