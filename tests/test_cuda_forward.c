@@ -4,8 +4,6 @@
  * token loop against eval, and bit-identity of lossless vs raw weights on
  * the GPU, decode attention over many splits (each variant vs the CPU),
  * and on-device top-k / top-p sampling. Skips with a message when built without CUDA or with no GPU.
- * Also: the persistent decode step kernel (step.h) against the kernel
- * chain, byte for byte.
  * Optional: VZ_TINYLLAMA_RAW / VZ_TINYLLAMA_LOSSLESS / VZ_TINYLLAMA_Q8 /
  * VZ_TINYLLAMA_Q4 (a synthetic tinyllama-1.1b and its .vz encodings, made
  * by bench/gpu_final.sh).
@@ -18,10 +16,6 @@
 #include "common/gpu.h"
 #include "common/testutil.h"
 #include "vramzip.h"
-#ifdef VZ_HAVE_CUDA
-#include "backend/cuda/cuda.h"
-#include "model/session.h"
-#endif
 
 /* llama2.c greedy from BOS on stories260K (shared/models/README.md). */
 static const int32_t ref_ids[40] = {403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317,
@@ -183,7 +177,7 @@ static void test_long_context_stories260k(void **state) {
 
 /* The default attention (variant 0: the chunk blocks of a head merge in a
  * thread block cluster) gives the bits of variant 3 (the same blocks
- * merging through global memory, as the persistent step does), byte for
+ * merging through global memory), byte for
  * byte: 250 positions of a 256 context at 32 keys per block (up to 8
  * chunks), f32 and f16 KV, 8 tokens per step and one at a time, with
  * clusters of 8 blocks (one chunk each), 3 and 2 (several chunks per block,
@@ -463,78 +457,6 @@ static void test_sampling_stories260k(void **state) {
     vz_model_close(m);
 }
 
-#ifdef VZ_HAVE_CUDA
-/* One model: a session on the kernel chain (the default) and one on the
- * persistent step (mode "1": VZ_CUDA_STEP=1; "2": the ring step), asserted to run it. After a 300-token prompt (3
- * attention chunks of 128 keys, so the merge runs: in a cluster in the
- * chain, through global memory in the step), 90 one-token evals must give
- * byte-identical logits (positions 300..389 cross a chunk boundary at 384),
- * and a greedy generate of 24 tokens (3 launches of the 8-step graph) the
- * same ids. */
-static void compare_step_chain(const char *path, vz_kv_mode kv, const char *mode) {
-    enum { P = 300, STEPS = 90, GEN = 24 };
-    vz_model *m = NULL;
-    assert_int_equal(vz_model_open(&m, path, NULL), VZ_OK);
-    vz_model_info info;
-    assert_int_equal(vz_model_get_info(m, &info), VZ_OK);
-    const int32_t V = info.vocab_size;
-    unsetenv("VZ_CUDA_STEP");
-    vz_session *chain = vz_test_open_session(m, VZ_DEVICE_CUDA, kv, 1024);
-    setenv("VZ_CUDA_STEP", mode, 1);
-    vz_session *step = vz_test_open_session(m, VZ_DEVICE_CUDA, kv, 1024);
-    unsetenv("VZ_CUDA_STEP");
-    assert_int_equal(vz_cuda_session_step_kernel(chain->cuda), 0);
-    assert_int_equal(vz_cuda_session_step_kernel(step->cuda), atoi(mode));
-    int32_t *toks = malloc(sizeof(int32_t) * P), ga[GEN], gb[GEN];
-    float *a = malloc(sizeof(float) * (size_t)V), *b = malloc(sizeof(float) * (size_t)V);
-    assert_true(toks && a && b);
-    for (int i = 0; i < P; i++) toks[i] = (int32_t)((i * 2654435761u) % (uint32_t)(V - 3)) + 3;
-    assert_int_equal(vz_session_eval(chain, toks, P, a, 0), VZ_OK);
-    assert_int_equal(vz_session_eval(step, toks, P, b, 0), VZ_OK);
-    assert_memory_equal(a, b, sizeof(float) * (size_t)V); /* the prefill: the same path in both */
-    int32_t tok = vz_test_argmax(a, V);
-    for (int i = 0; i < STEPS; i++) {
-        assert_int_equal(vz_session_eval(chain, &tok, 1, a, 0), VZ_OK);
-        assert_int_equal(vz_session_eval(step, &tok, 1, b, 0), VZ_OK);
-        if (memcmp(a, b, sizeof(float) * (size_t)V) != 0) fail_msg("%s: logits differ at position %d", path, P + i);
-        tok = vz_test_argmax(a, V);
-    }
-    const vz_sampler_opts greedy = {0.0f, 0, 1.0f, 0};
-    assert_int_equal(vz_session_generate(chain, tok, GEN, &greedy, ga), VZ_OK);
-    assert_int_equal(vz_session_generate(step, tok, GEN, &greedy, gb), VZ_OK);
-    assert_memory_equal(ga, gb, sizeof ga);
-    print_message("%s (kv %s): %s step kernel == kernel chain over %d evals and %d generated tokens\n", path,
-                  kv == VZ_KV_F16 ? "f16" : "f32", atoi(mode) == 2 ? "ring" : "persistent", STEPS, GEN);
-    free(toks);
-    free(a);
-    free(b);
-    vz_session_free(chain);
-    vz_session_free(step);
-    vz_model_close(m);
-}
-#endif
-
-static void test_step_kernel_tinyllama(void **state) {
-    (void)state;
-#ifdef VZ_HAVE_CUDA
-    const char *vars[4] = {"VZ_TINYLLAMA_RAW", "VZ_TINYLLAMA_LOSSLESS", "VZ_TINYLLAMA_Q8", "VZ_TINYLLAMA_Q4"};
-    if (!getenv(vars[0])) {
-        print_message("SKIP: set VZ_TINYLLAMA_RAW (and _LOSSLESS, _Q8, _Q4; bench/gpu_final.sh does)\n");
-        skip();
-    }
-    if (!vz_test_have_gpu()) skip();
-    compare_step_chain(getenv(vars[0]), VZ_KV_F32, "1");
-    for (int i = 0; i < 4; i++)
-        if (getenv(vars[i])) compare_step_chain(getenv(vars[i]), VZ_KV_F16, "1");
-        else print_message("%s not set: not compared\n", vars[i]);
-    /* the ring step (raw bf16 only) */
-    compare_step_chain(getenv(vars[0]), VZ_KV_F16, "2");
-    compare_step_chain(getenv(vars[0]), VZ_KV_F32, "2");
-#else
-    skip();
-#endif
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_stories260k),
@@ -546,7 +468,6 @@ int main(void) {
         cmocka_unit_test(test_attention_variants_tinyllama),
         cmocka_unit_test(test_attention_cluster_wide_tinyllama),
         cmocka_unit_test(test_sampling_stories260k),
-        cmocka_unit_test(test_step_kernel_tinyllama),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

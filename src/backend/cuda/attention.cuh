@@ -1,10 +1,10 @@
 /*
  * attention.cuh - one decode attention block (RoPE + KV cache store +
  * attention over one chunk of keys, the partials merged by the chunk's last
- * block) as a device function of a thread group, shared by forward.cu's
- * k_attention (one group per CTA) and the persistent decode step (step.cu,
- * several groups per CTA), so both give the same bits. CPU reference: the
- * attention loop of src/model/forward.c (tests/test_cuda_forward.c).
+ * block) as a device function of a thread group (one CTA), used by
+ * forward.cu's k_attention (variant 3), whose pieces its cluster kernel
+ * shares, so both give the same bits. CPU reference: the attention loop of
+ * src/model/forward.c (tests/test_cuda_forward.c).
  * Internal to src/backend/cuda.
  */
 #ifndef VZ_BACKEND_CUDA_ATTENTION_CUH
@@ -18,18 +18,13 @@
 #include "backend/cuda/forward.cuh"
 #include "backend/cuda/trace.cuh"
 
-/* A group of nt threads (tid: this thread's index in it) that works as one
- * block: bar 0 is the whole CTA (__syncthreads), else named barrier bar
- * (1..15) of the group's nt threads. */
+/* The threads of a CTA working as one block (tid: this thread's index, nt: their count). */
 struct vz_tgroup {
-    int tid, nt, bar;
-    __device__ __forceinline__ void sync() const {
-        if (bar == 0) __syncthreads();
-        else asm volatile("bar.sync %0, %1;" ::"r"(bar), "r"(nt) : "memory");
-    }
+    int tid, nt;
+    __device__ __forceinline__ void sync() const { __syncthreads(); }
 };
 
-static __device__ __forceinline__ vz_tgroup vz_cta() { return vz_tgroup{(int)threadIdx.x, (int)blockDim.x, 0}; }
+static __device__ __forceinline__ vz_tgroup vz_cta() { return vz_tgroup{(int)threadIdx.x, (int)blockDim.x}; }
 
 /* ---- group reductions -------------------------------------------------- */
 
@@ -440,8 +435,7 @@ static __device__ __forceinline__ int att_count(int32_t *cnt) {
 /* Attention block (s, h, b) of a grid of S x n_heads x nz blocks, run by
  * the thread group tg (ATT_THREADS threads) in shared memory sm
  * (vz_att_block_floats floats); last: an int of shared memory. The
- * k_attention kernel runs one per CTA; the persistent step (step.cu) runs
- * several per CTA, one per named barrier. */
+ * k_attention kernel runs one per CTA. */
 static __device__ void att_block(const att_args &A, const vz_tgroup &tg, int s, int h, int b, int S, int nz, float *sm,
                                  int *last) {
     const int hd = A.hd, f16 = A.kv_f16, esz = f16 ? 2 : 4;

@@ -178,11 +178,6 @@ vz_status vz_cuda_session_create_plan(vz_cuda_session **out, const struct vz_mod
 /* [plan] Free and total memory of GPU 0 (cudaMemGetInfo). */
 vz_status vz_cuda_mem_free(uint64_t *free_bytes, uint64_t *total_bytes);
 
-/* 1 when this session's one-token decode steps run the persistent step
- * kernel (step.h; opt-in, VZ_CUDA_STEP=1 at session creation), 0 when the
- * kernel chain (the default; also streamed layers, weights it cannot read). */
-int32_t vz_cuda_session_step_kernel(const vz_cuda_session *s);
-
 /* Debug trace (vz_session_set_trace): with buf (host, n_layers * 2 * dim
  * floats) set, eval runs eagerly (no graph) and copies the residual stream
  * of its last row after each attention and MLP block into buf; NULL stops. */

@@ -70,10 +70,10 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention(att_args A) {
  * row (m, l, acc) into rank 0's shared memory, and after one cluster
  * barrier rank 0 merges them in chunk order by att_combine's sums. So the
  * bits are those of variant 3 (att_block, whose partials go through global
- * memory and an atomic count, two L2 round trips more), and of the
- * persistent step. Each chunk's cached K/V rows are copied into shared
- * tiles (cp.async, rows att_kv_row bytes apart), new rows written beside them; the
- * first chunk's copy is issued before the PDL wait. That is safe because
+ * memory and an atomic count, two L2 round trips more). Each chunk's cached
+ * K/V rows are copied into shared tiles (cp.async, rows att_kv_row bytes
+ * apart), new rows written beside them; the first chunk's copy is issued
+ * before the PDL wait. That is safe because
  * the QKV matvec before this kernel triggers late (vz_cuda_matvec_multi_norm):
  * when this kernel starts, every kernel before the QKV matvec has completed,
  * among them those that wrote d_pos and the cached rows below it. */

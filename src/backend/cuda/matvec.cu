@@ -377,7 +377,7 @@ static __global__ void __launch_bounds__(WARPS * 32, WARPS == MV4_WARPS ? MINB :
 #ifdef VZ_CUDA_TRACE
     const unsigned long long tr_tw = vz_gtime();
 #endif
-    mv4_stage<false, true>(a.x, a.nw, a.eps, B, c4, xs, &nsm, nws);
+    mv4_stage(a.x, a.nw, a.eps, B, c4, xs, &nsm, nws);
     ring.run(xs, c4, t == 0 ? a.y[0] : t == 1 ? a.y[1] : a.y[2], a.epi, lane, smem[KIND == VZ_K_LL3 ? warp : 0]);
 #ifdef VZ_CUDA_TRACE
     if (lane == 0) vz_trace_put(a.tr, tr_t0, tr_tw, blockIdx.x << 8 | warp);

@@ -34,30 +34,20 @@ static __device__ __forceinline__ void vz_pdl_enter() {
 /* RMSNorm's scales 1 / sqrt(mean(x^2) + eps) of nb <= 8 rows of dim floats
  * (element i of row b = at(b, i)), summed in double in the norm's one
  * order, so that every kernel that computes it gives the same bits
- * (vz_k_rmsnorm, the fused norm of the v4 matvec, the persistent step):
+ * (vz_k_rmsnorm, the fused norm of the v4 matvec):
  * VZ_RMS_PARTS parts, part w over the elements 32w + l + 256j (lane l's in
  * order of j, then an xor-butterfly over the lanes), added in order of w.
  * Warps 0..7 of the block compute the parts at once (one warp's sum was a
  * chain of dim / 32 dependent double adds on the path of every normed
  * matvec), thread b then the scale of row b into m->sc[b]. All threads of
- * a block of at least 8 warps (BAR: its first NT) call it; it ends with
- * the barrier. */
+ * a block of at least 8 warps call it; it ends with __syncthreads. */
 #define VZ_RMS_PARTS 8
 struct vz_rms_smem {
     double part[8 * VZ_RMS_PARTS];
     float sc[8];
 };
 
-/* The barrier of vz_rms_scales: __syncthreads (BAR 0), or named barrier
- * BAR of the block's first NT threads (the ring step's consumer warps,
- * step.cu, whose producer warp never joins a barrier). */
-template <int BAR, int NT>
-static __device__ __forceinline__ void vz_bar_sync() {
-    if (BAR == 0) __syncthreads();
-    else asm volatile("bar.sync %0, %1;" ::"n"(BAR), "n"(NT) : "memory");
-}
-
-template <int BAR = 0, int NT = 0, typename F>
+template <typename F>
 static __device__ __forceinline__ void vz_rms_scales(F at, int nb, int dim, float eps, vz_rms_smem *m) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     if (warp < VZ_RMS_PARTS)
@@ -71,7 +61,7 @@ static __device__ __forceinline__ void vz_rms_scales(F at, int nb, int dim, floa
             for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
             if (lane == 0) m->part[b * VZ_RMS_PARTS + warp] = ss;
         }
-    vz_bar_sync<BAR, NT>();
+    __syncthreads();
     if ((int)threadIdx.x < nb) {
         const double *p = m->part + threadIdx.x * VZ_RMS_PARTS;
         double ss = p[0];
@@ -79,7 +69,7 @@ static __device__ __forceinline__ void vz_rms_scales(F at, int nb, int dim, floa
         for (int w = 1; w < VZ_RMS_PARTS; w++) ss += p[w];
         m->sc[threadIdx.x] = (float)(1.0 / sqrt(ss / dim + eps));
     }
-    vz_bar_sync<BAR, NT>();
+    __syncthreads();
 }
 
 /* The tensors of one multi-matvec launch, as both families take them: up

@@ -1,9 +1,9 @@
 /*
  * mv4.cuh - the v4 matvec's warp loop (x staged once per block in shared
- * memory, a ring of weight loads in flight), shared by the v4 kernel
- * (matvec.cu) and the persistent decode step (step.cu), so both give the
- * same bits: lane l of a warp owns code group 32*it + l of a row, fmaf in
- * element order, groups in order, then the xor-butterfly (matvec.cu).
+ * memory, a ring of weight loads in flight), used by the v4 kernels of
+ * matvec.cu at every batch: lane l of a warp owns code group 32*it + l of
+ * a row, fmaf in element order, groups in order, then the xor-butterfly
+ * (matvec.cu).
  * Internal to src/backend/cuda.
  */
 #ifndef VZ_BACKEND_CUDA_MV4_CUH
@@ -78,19 +78,14 @@ template <int KIND, int B, int NS, int MINB = 2> struct mv4_depth {
  * RMSNorm(x) as vz_k_rmsnorm computes it: w[c] * (x[c] * scale)), float4 j
  * of group g at j ^ (g & 7), so the 8 lanes of a quarter-warp read 8
  * distinct 16-byte bank groups. The scales come from vz_rms_scales (the
- * norm's one order, matvec.cuh), either from shared memory after the copy
- * (SMEM_NORM, the v4 kernel: the copy's loads all in flight at once instead
- * of one dependent L2 load per step of the sum; with the batched attention
- * loads, +5-8% decode on an H200) or from x in global memory before it (the
- * persistent step: it kept this form, the build that first used the
- * shared-memory sum there also got slower matvecs; which change cost that is
- * not known, bench/results/2026-11-28-session5-h200.md). All threads of the
- * block (at least 8 warps) call it; it ends with __syncthreads. COHERENT: x
- * was written by this kernel (read through L2), else read-only for its
- * life. */
+ * norm's one order, matvec.cuh) over the staged copy in shared memory (the
+ * copy's loads all in flight at once instead of one dependent L2 load per
+ * step of the sum; with the batched attention loads, +5-8% decode on an
+ * H200). All threads of the block (at least 8 warps) call it; it ends with
+ * __syncthreads. x is read-only for the kernel's life. */
 static __device__ __forceinline__ int mv4_swz(int j) { return j ^ ((j >> 3) & 7); }
 
-/* nws: the norm weights in shared memory (SMEM_NORM at batch 1; NULL: read
+/* nws: the norm weights in shared memory (batch 1; NULL: read
  * from global memory after the norm), copied there by mv4_stage_nw before
  * the PDL wait: the read of nw after the norm was an L2 or DRAM round trip
  * on the path of every normed matvec. Thread t copies (and mv4_stage reads
@@ -103,29 +98,13 @@ static __device__ __forceinline__ void mv4_stage_nw(const float *nw, int c4, flo
     __pipeline_commit();
 }
 
-template <bool COHERENT, bool SMEM_NORM>
 static __device__ __forceinline__ void mv4_stage(const float *x, const float *nw, float eps, int nb, int c4,
                                                  float4 *xs, vz_rms_smem *nsm, const float4 *nws = NULL) {
-    if (nw && !SMEM_NORM) {
-        const auto at = [x, c4](int b, int i) {
-            const float *p = x + (size_t)b * c4 * 4 + i;
-            return COHERENT ? __ldcg(p) : *p;
-        };
-        vz_rms_scales(at, nb, c4 * 4, eps, nsm);
-    }
     for (int b = 0; b < nb; b++)
-        for (int j = threadIdx.x; j < c4; j += blockDim.x) {
-            float4 v = COHERENT ? __ldcg((const float4 *)x + (size_t)b * c4 + j)
-                                : __ldg((const float4 *)x + (size_t)b * c4 + j);
-            if (nw && !SMEM_NORM) {
-                const float4 w = __ldg((const float4 *)nw + j);
-                const float sc = nsm->sc[b];
-                v = make_float4(w.x * (v.x * sc), w.y * (v.y * sc), w.z * (v.z * sc), w.w * (v.w * sc));
-            }
-            xs[b * c4 + mv4_swz(j)] = v;
-        }
+        for (int j = threadIdx.x; j < c4; j += blockDim.x)
+            xs[b * c4 + mv4_swz(j)] = __ldg((const float4 *)x + (size_t)b * c4 + j);
     __syncthreads();
-    if (!nw || !SMEM_NORM) return;
+    if (!nw) return;
     if (nws) __pipeline_wait_prior(0); /* this thread's copies; read back by this thread only */
     const auto at = [xs, c4](int b, int i) { return ((const float *)(xs + b * c4))[4 * mv4_swz(i >> 2) + (i & 3)]; };
     vz_rms_scales(at, nb, c4 * 4, eps, nsm);
@@ -152,8 +131,7 @@ static __device__ __forceinline__ float4 mv4_lds4(uint32_t a) {
 }
 
 /* A ring's view of a tensor: held by value (from kernel parameters) or by
- * pointer (to a copy in shared memory, when it comes from device memory
- * and registers are scarce). */
+ * pointer (mv4_ring's V). */
 static __device__ __forceinline__ const vz_dview &mv4_dv(const vz_dview &v) { return v; }
 static __device__ __forceinline__ const vz_dview &mv4_dv(const vz_dview *v) { return *v; }
 

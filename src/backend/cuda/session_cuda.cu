@@ -211,8 +211,7 @@ static vz_status head_and_sample(vz_cuda_session *s, int32_t B, int32_t multi) {
  * sequence slot[b] at pos[b]): the model, top to bottom, then sampling from
  * the last row (multi: from every row). Reads like vz_forward (forward.c);
  * residual adds are the matvecs' ADD epilogue, SwiGLU the gate+up matvec's
- * epilogue. One token of one sequence runs the layers as one persistent
- * kernel (step.h) unless traced or profiled op by op; the same bits. */
+ * epilogue. */
 vz_status vz_cs_forward(vz_cuda_session *s, int32_t B, int32_t multi) {
     const vz_config *c = &s->c;
     const int32_t nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
@@ -222,10 +221,6 @@ vz_status vz_cs_forward(vz_cuda_session *s, int32_t B, int32_t multi) {
     if (s->sm) VZ_TRY(vz_stream_begin(s->sm, st)); /* [st] first streamed layer's copy starts */
     VZ_TRY(vz_cuda_rows(s->x, s->tok, B, &s->emb, st));
     vz_cs_mark(s, "embed");
-    if (s->pstep && B == 1 && !multi && !s->trace && !s->prof.on && s->att_variant == 0) {
-        VZ_TRY(vz_step_run(s->pstep, st));
-        return head_and_sample(s, B, multi);
-    }
     for (int32_t l = 0; l < c->n_layers; l++) {
         dev_layer *L = &s->L[l];
         vz_cuda_tensor *const lw[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w2, &L->w3};
@@ -257,46 +252,6 @@ vz_status vz_cs_forward(vz_cuda_session *s, int32_t B, int32_t multi) {
         if (s->sm) VZ_TRY(vz_stream_release(s->sm, l, st));
     }
     return head_and_sample(s, B, multi);
-}
-
-/* The persistent step (s->pstep), opt-in: VZ_CUDA_STEP=1 (12 warps per
- * CTA) or 16, or 2 (the ring step: raw bf16 layers only), when every layer
- * is resident and attention is the default variant; layers it cannot run
- * keep the kernel chain. Off by default: on the H200 both are slower than
- * the chain so far (bench/results/2026-11-28-session5-h200.md,
- * 2026-11-30-session26-h200.md), though they give the same bits. */
-static vz_status setup_step(vz_cuda_session *s) {
-    const char *e = getenv("VZ_CUDA_STEP");
-    if (!e || atoi(e) <= 0 || s->sm || s->n_res < s->c.n_layers || s->att_variant != 0) return VZ_OK;
-    const vz_config *c = &s->c;
-    vz_step_desc d;
-    memset(&d, 0, sizeof d);
-    d.n_layers = c->n_layers, d.dim = c->dim, d.hidden = c->hidden_dim, d.n_heads = c->n_heads;
-    d.n_kv = c->n_kv_heads, d.head_dim = c->head_dim, d.n_ctx = s->n_ctx, d.kv_f16 = s->kv_f16;
-    d.interleaved = c->rope_interleaved, d.chunk = s->att_chunk, d.warps = atoi(e), d.ring = atoi(e) == 2;
-    const char *pf = getenv("VZ_CUDA_STEP_PF"); /* bench: step.h pf */
-    d.pf = pf && *pf == '1';
-    d.eps = c->rms_eps, d.theta = c->rope_theta;
-    d.x = s->x, d.q = s->q, d.k = s->k, d.v = s->v, d.att = s->att, d.hb = s->hb, d.part = s->part;
-    d.cnt = s->att_cnt, d.d_pos = s->pos, d.d_slot = s->slot, d.kc = s->kc, d.vc = s->vc;
-    d.kv_layer = vz_cs_kv_layer_bytes(s);
-    d.slot_bytes = s->slot_bytes;
-    const vz_cuda_tensor **w = (const vz_cuda_tensor **)malloc(sizeof *w * 7 * (size_t)c->n_layers);
-    const float **norms = (const float **)malloc(sizeof *norms * 2 * (size_t)c->n_layers);
-    vz_status st = w && norms ? VZ_OK : VZ_FAIL(VZ_ERR_NOMEM, "cuda session: step tables");
-    for (int32_t l = 0; st == VZ_OK && l < c->n_layers; l++) {
-        const dev_layer *L = &s->L[l];
-        const vz_cuda_tensor *lw[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w3, &L->w2};
-        memcpy(w + 7 * l, lw, sizeof lw);
-        norms[2 * l] = L->attn_norm, norms[2 * l + 1] = L->ffn_norm;
-    }
-    uint64_t bytes = 0;
-    if (st == VZ_OK) st = vz_step_create(&s->pstep, &d, w, norms, &bytes);
-    free(w);
-    free(norms);
-    s->scratch_bytes += bytes;
-    if (st == VZ_ERR_UNSUPPORTED || st == VZ_ERR_SHAPE) return VZ_OK; /* the chain runs these layers */
-    return st;
 }
 
 /* Captures `steps` decode steps of B tokens (multi: of B sequences) into *out. */
@@ -436,11 +391,6 @@ extern "C" vz_status vz_cuda_session_create_plan(vz_cuda_session **out, const vz
     s->att_chunk = ch && atoi(ch) >= VZ_ATT_CHUNK_MIN && atoi(ch) <= VZ_ATT_CHUNK ? atoi(ch) : 0; /* 0: the variant's */
     const char *av = getenv("VZ_CUDA_ATT"); /* bench: attention variant (forward.cuh; 2 is wrong by design) */
     s->att_variant = av && atoi(av) > 0 && atoi(av) < vz_att_n_variants() ? atoi(av) : 0;
-    st = setup_step(s);
-    if (st != VZ_OK) {
-        vz_cuda_session_free(s);
-        return st;
-    }
     *out = s;
     return VZ_OK;
 }
@@ -454,7 +404,6 @@ extern "C" void vz_cuda_session_free(vz_cuda_session *s) {
             if (s->mgraph[b][k]) cudaGraphExecDestroy(s->mgraph[b][k]);
     }
     vz_stream_free(s->sm);
-    vz_step_free(s->pstep);
     if (s->L) {
         for (int32_t l = 0; l < s->n_res; l++) { /* streamed layers point into stream slots */
             dev_layer *d = &s->L[l];
@@ -591,10 +540,6 @@ extern "C" vz_status vz_cuda_session_generate_batch(vz_cuda_session *s, int32_t 
                              sizeof(int32_t) * (size_t)n, (size_t)B, cudaMemcpyDeviceToHost, s->st),
            "token download");
     return vz_cs_finish(s);
-}
-
-extern "C" int32_t vz_cuda_session_step_kernel(const vz_cuda_session *s) {
-    return s && s->pstep ? (vz_step_is_ring(s->pstep) ? 2 : 1) : 0;
 }
 
 extern "C" void vz_cuda_session_set_trace(vz_cuda_session *s, float *buf) {

@@ -21,7 +21,6 @@ extern "C" {
 #include "backend/cuda/forward.cuh"
 #include "backend/cuda/gemm.h"
 #include "backend/cuda/prefill.h"
-#include "backend/cuda/step.h"
 #include "backend/cuda/stream.h"
 
 typedef struct dev_layer {
@@ -61,7 +60,6 @@ struct vz_cuda_session {
     cudaGraphExec_t mgraph[VZ_CUDA_MAX_BATCH + 1][2];
     vz_sample_lanes mopts;               /* [batch] samplers baked into mgraph */
     uint64_t w_bytes, kv_bytes, scratch_bytes, free0, min_free, total;
-    vz_step *pstep;                      /* persistent decode step (step.h) of one token, or NULL: the kernel chain */
     int32_t att_variant;                 /* forward.cuh variants; 0 default */
     int32_t att_chunk;                   /* keys per attention block (forward.cuh) */
     float *trace;                        /* host (n_layers, 2, dim) debug trace, or NULL */

@@ -2,8 +2,7 @@
  * session_profile.cu - VZ_CUDA_PROFILE=1 (vramzip bench): times one decode
  * step op by op (eager, an event after each op), the captured graphs, and
  * the graph under each matvec variant and attention chunk size (all give
- * the same bits; attention variant 2 skips attention), and the persistent
- * step kernel against the kernel chain, printed to stderr.
+ * the same bits; attention variant 2 skips attention), printed to stderr.
  * Nothing here runs in normal use.
  */
 #include <stdio.h>
@@ -40,19 +39,10 @@ static float time_decode_graph(vz_cuda_session *s, int32_t pos) {
     return 1e3f * ms / (4 * DECODE_STEPS);
 }
 
-/* The DECODE_STEPS graph back to back with the persistent step kernel and
- * with the kernel chain, then (the chain) under each matvec variant
- * (cuda.h; all bitwise equal) and each attention chunk size; restores all. */
+/* The DECODE_STEPS graph back to back with the kernel chain, then under
+ * each matvec variant (cuda.h; all bitwise equal) and each attention chunk
+ * size; restores all. */
 static void profile_mv_variants(vz_cuda_session *s, int32_t pos) {
-    vz_step *const step = s->pstep;
-    if (step) {
-        cudaMemcpy(s->pos, &pos, sizeof pos, cudaMemcpyHostToDevice);
-        vz_step_profile(step, s->st, stderr);
-    }
-    if (step)
-        fprintf(stderr, "profile (graph of %d steps, persistent step kernel): %.1f us/token\n", DECODE_STEPS,
-                time_decode_graph(s, pos));
-    s->pstep = NULL;
     fprintf(stderr, "profile (graph of %d steps, kernel chain): %.1f us/token\n", DECODE_STEPS,
             time_decode_graph(s, pos));
     static const int vars[] = {VZ_CUDA_MV_LEGACY | VZ_CUDA_MV_NO_PDL, VZ_CUDA_MV_LEGACY, VZ_CUDA_MV_NO_PDL, 0,
@@ -75,7 +65,7 @@ static void profile_mv_variants(vz_cuda_session *s, int32_t pos) {
             fprintf(stderr, "profile (graph of %d steps, attention %s, chunk %d): %.1f us/token\n", DECODE_STEPS,
                     vz_att_variant_name(v), (int)c, time_decode_graph(s, pos));
         }
-    s->att_chunk = chunk0, s->att_variant = var0, s->pstep = step;
+    s->att_chunk = chunk0, s->att_variant = var0;
     drop_graphs(s);
 }
 
