@@ -229,11 +229,11 @@ static __device__ __forceinline__ void vz_ll3_decode(const vz_dview &d, const vz
  * in flight together: e0, e1 come by shuffle from ei (lane j holds
  * exc_start[r*bpr + j], j <= bpr) when bpr < 32, so no load waits on another.
  * SHFL: the caller guarantees bpr < 32 (mv4_ring: the v4 matvec), so the
- * loads of e0, e1 for bpr >= 32 are not compiled
- * in: there, predicated off, they still wrote the shuffles' registers, and
- * the shuffle waited for the scoreboard it shared with the group's data
- * loads just issued (ncu: ~38% of llama2-7b lossless gate/up's stall
- * samples on those shuffles), so each fetch waited a DRAM round trip. */
+ * loads of e0, e1 for bpr >= 32 are not compiled in: there, predicated
+ * off, they still wrote the shuffles' registers, and the shuffle waited
+ * for the scoreboard it shared with the group's data loads just issued
+ * (ncu: ~38% of llama2-7b lossless gate/up's stall samples on those
+ * shuffles), so each fetch waited a DRAM round trip. */
 template <bool SHFL = false>
 static __device__ __forceinline__ void vz_ll3_load2(const vz_dview &d, int64_t r, int it, int lane, uint32_t ei,
                                                     vz_gst &st) {

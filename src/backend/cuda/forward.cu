@@ -73,10 +73,10 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention(att_args A) {
  * memory and an atomic count, two L2 round trips more). Each chunk's cached
  * K/V rows are copied into shared tiles (cp.async, rows att_kv_row bytes
  * apart), new rows written beside them; the first chunk's copy is issued
- * before the PDL wait. That is safe because
- * the QKV matvec before this kernel triggers late (vz_cuda_matvec_multi_norm):
- * when this kernel starts, every kernel before the QKV matvec has completed,
- * among them those that wrote d_pos and the cached rows below it. */
+ * before the PDL wait. That is safe because the QKV matvec before this
+ * kernel triggers late (vz_cuda_matvec_multi_norm): when this kernel
+ * starts, every kernel before the QKV matvec has completed, among them
+ * those that wrote d_pos and the cached rows below it. */
 
 static __host__ __device__ __forceinline__ int att_cl_part(int S, int hd) { return (S * (hd + 2) + 3) & ~3; }
 /* Bytes of one K or V row in a shared tile (this kernel's and variant 1's):

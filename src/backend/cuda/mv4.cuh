@@ -85,8 +85,8 @@ template <int KIND, int B, int NS, int MINB = 2> struct mv4_depth {
  * __syncthreads. x is read-only for the kernel's life. */
 static __device__ __forceinline__ int mv4_swz(int j) { return j ^ ((j >> 3) & 7); }
 
-/* nws: the norm weights in shared memory (batch 1; NULL: read
- * from global memory after the norm), copied there by mv4_stage_nw before
+/* nws: the norm weights in shared memory (batch 1; NULL: read from global
+ * memory after the norm), copied there by mv4_stage_nw before
  * the PDL wait: the read of nw after the norm was an L2 or DRAM round trip
  * on the path of every normed matvec. Thread t copies (and mv4_stage reads
  * back) float4 t, t + blockDim.x, ... With the norm's sum spread over 8
