@@ -369,7 +369,7 @@ static __global__ void __launch_bounds__(WARPS * 32, WARPS == MV4_WARPS ? MINB :
     const int64_t nunit = silu || NS == 1 ? d0.rows : (d0.rows + 1) / 2;
     const int64_t nwarp = (int64_t)(a.blk[t + 1] - a.blk[t]) * WARPS; /* tensor t's warps deal its units */
     const int c4 = (int)(d0.cols >> 2); /* B == a.batch: mv4_plan picks the kernel of the batch */
-    mv4_ring<KIND, B, NS, vz_dview, MINB> ring;
+    mv4_ring<KIND, B, NS, MINB> ring;
     ring.start(d0, d1, silu, (int64_t)(blockIdx.x - a.blk[t]) * WARPS + warp, nwarp, nunit, lane);
     float4 *xs = mv4_align(xs_), *nws = a.nws ? xs + (size_t)B * c4 : NULL;
     if (nws) mv4_stage_nw(a.nw, c4, nws);

@@ -130,10 +130,8 @@ static __device__ __forceinline__ float4 mv4_lds4(uint32_t a) {
     return *(const float4 *)__cvta_shared_to_generic(a);
 }
 
-/* A ring's view of a tensor: held by value (from kernel parameters) or by
- * pointer (mv4_ring's V). */
+/* A ring's view of a tensor, held by value (from kernel parameters). */
 static __device__ __forceinline__ const vz_dview &mv4_dv(const vz_dview &v) { return v; }
-static __device__ __forceinline__ const vz_dview &mv4_dv(const vz_dview *v) { return *v; }
 
 /* acc[s][b] += the 32 weights of pk[s] . x row b of the lane's group, fmaf
  * in element order (q8/q4: from 0 over the codes minus their zero point,
@@ -193,7 +191,7 @@ static __device__ __forceinline__ void mv4_fma(const vz_pk pk[NS], uint32_t xa, 
  * issues the first D steps' loads and touches only weights (so it may run
  * before x is ready); run() consumes them. Lossless: a unit's exception
  * index (lane j: block j) is loaded one unit ahead. */
-template <int KIND, int B, int NS = MV_SLOTS, typename V = vz_dview, int MINB = 2> struct mv4_ring {
+template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
     /* YA: ADD's y read as a unit starts (B > 1 spills). SHFL: lossless takes
      * e0, e1 only by shuffle (vz_ll3_load2), except in the kernels that
      * ptxas then spills (batch 3 and 4: 32 -> 128 and 24 -> 80 bytes),
@@ -209,7 +207,7 @@ template <int KIND, int B, int NS = MV_SLOTS, typename V = vz_dview, int MINB = 
      * The 2-blocks kernels keep the early refill: llama2-7b lossless lost
      * 2.5% without it. */
     enum { D = mv4_depth<KIND, B, NS, MINB>::D, YA = B == 1, SHFL = B < 3 || B > 4, LATE = MINB == 3 };
-    V d[NS];
+    vz_dview d[NS];
     int rows, u, uf, uend, us; /* u, it: the step consumed next; uf, itf: fetched next (rows < 2^31) */
     int it, itf, nit;
     bool silu;
@@ -241,7 +239,8 @@ template <int KIND, int B, int NS = MV_SLOTS, typename V = vz_dview, int MINB = 
         next(uf, itf);
     }
 
-    __device__ __forceinline__ void start(const V &d0, const V &d1, bool silu_, int u0, int us_, int uend_, int lane) {
+    __device__ __forceinline__ void start(const vz_dview &d0, const vz_dview &d1, bool silu_, int u0, int us_, int uend_,
+                                          int lane) {
         d[0] = d0, d[NS - 1] = NS == 1 ? d0 : d1, silu = silu_, rows = (int)mv4_dv(d0).rows, us = us_, uend = uend_;
         nit = (mv4_dv(d0).gpr + 31) / 32, u = uf = u0, it = itf = 0;
 #pragma unroll
