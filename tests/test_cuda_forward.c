@@ -2,8 +2,9 @@
  * test_cuda_forward.c - the GPU forward pass (--device cuda) against the CPU
  * reference session and the published stories260K greedy ids, the device
  * token loop against eval, and bit-identity of lossless vs raw weights on
- * the GPU, decode attention over many splits (each variant vs the CPU),
- * and on-device top-k / top-p sampling. Skips with a message when built without CUDA or with no GPU.
+ * the GPU, decode attention over many splits (each variant vs the CPU; the
+ * cluster kernel's head_dim 64 and 128 builds vs the generic variant 3,
+ * byte for byte), and on-device top-k / top-p sampling. Skips with a message when built without CUDA or with no GPU.
  * Optional: VZ_TINYLLAMA_RAW / VZ_TINYLLAMA_LOSSLESS / VZ_TINYLLAMA_Q8 /
  * VZ_TINYLLAMA_Q4 (a synthetic tinyllama-1.1b and its .vz encodings, made
  * by bench/gpu_final.sh).
@@ -12,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "common/ckpt.h"
 #include "common/gpu.h"
 #include "common/testutil.h"
 #include "vramzip.h"
@@ -217,6 +220,66 @@ static void test_attention_cluster_stories260k(void **state) {
     free(ref);
     free(got);
     vz_model_close(m);
+}
+
+/* The cluster attention kernel is compiled apart for head_dim 64 and 128
+ * (constants instead of runtime sizes, forward.cu att_cl_kernel) and stays
+ * generic otherwise; variant 3 (att_block) is generic always. Random bf16
+ * models with those head dims (4 query heads over 2 kv heads, 2 layers),
+ * 100 positions in chunks of 32 keys (a 4-block merge), batched and one
+ * token at a time: variant 0's logits byte-identical to variant 3's, KV
+ * f32 and f16. */
+static void test_attention_headdims(void **state) {
+    (void)state;
+    char tok[1024], dir[512], hf[700];
+    VZ_REQUIRE_MODEL(tok, "stories260K/tok512.model");
+    if (!vz_test_have_gpu()) skip();
+    enum { N = 100, V = 512 };
+    int32_t toks[N];
+    pseudo_ids(toks, N, V);
+    float *ref = malloc(sizeof(float) * 2 * N * V), *got = malloc(sizeof(float) * 2 * N * V);
+    assert_true(ref && got);
+    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
+    setenv("VZ_CUDA_PREFILL", "0", 1);
+    setenv("VZ_CUDA_ATT_CHUNK", "32", 1);
+    for (int hd = 64; hd <= 128; hd *= 2) {
+        vz_ckpt_model w;
+        assert_int_equal(vz_ckpt_random(&w, 4 * hd, 8 * hd, 2, 4, 2, V, 0, 40 + (uint64_t)hd), 0);
+        w.seq = 256; /* max_position_embeddings: the sessions' context */
+        snprintf(hf, sizeof hf, "%s/hd%d", dir, hd);
+        assert_int_equal(mkdir(hf, 0755), 0);
+        assert_int_equal(vz_ckpt_write_hf(hf, &w, "BF16", 1, w.wcls == NULL), 0);
+        vz_ckpt_free(&w);
+        char *o = NULL;
+        assert_int_equal(vz_test_sh(&o, "cp '%s' '%s/tokenizer.model'", tok, hf), 0);
+        free(o);
+        vz_model *m = NULL;
+        assert_int_equal(vz_model_open(&m, hf, NULL), VZ_OK);
+        for (int kv = 0; kv < 2; kv++) {
+            for (int v = 3; v >= 0; v -= 3) { /* variant 3 first: the reference */
+                setenv("VZ_CUDA_ATT", v ? "3" : "0", 1);
+                vz_session *s = vz_test_open_session(m, VZ_DEVICE_CUDA, kv ? VZ_KV_F16 : VZ_KV_F32, 256);
+                float *out = v ? ref : got;
+                for (int i = 0; i < 2 * N * V; i++) out[i] = NAN;
+                assert_int_equal(vz_session_eval(s, toks, N, out, 1), VZ_OK);
+                vz_session_reset(s);
+                for (int i = 0; i < N; i++)
+                    assert_int_equal(vz_session_eval(s, toks + i, 1, out + (N + i) * V, 0), VZ_OK);
+                vz_session_free(s);
+                for (int i = 0; i < 2 * N * V; i++) assert_false(isnan(out[i]));
+            }
+            print_message("head_dim %d, kv %s: cluster kernel byte-identical to variant 3: %s\n", hd,
+                          kv ? "f16" : "f32", memcmp(ref, got, sizeof(float) * 2 * N * V) ? "no" : "yes");
+            assert_memory_equal(ref, got, sizeof(float) * 2 * N * V);
+        }
+        vz_model_close(m);
+    }
+    unsetenv("VZ_CUDA_ATT");
+    unsetenv("VZ_CUDA_ATT_CHUNK");
+    unsetenv("VZ_CUDA_PREFILL");
+    vz_test_rmtree(dir);
+    free(ref);
+    free(got);
 }
 
 /* The synthetic tinyllama-1.1b of VZ_TINYLLAMA_RAW, opened; skips the test
@@ -465,6 +528,7 @@ int main(void) {
         cmocka_unit_test(test_lossless_bitexact_tinyllama),
         cmocka_unit_test(test_long_context_stories260k),
         cmocka_unit_test(test_attention_cluster_stories260k),
+        cmocka_unit_test(test_attention_headdims),
         cmocka_unit_test(test_attention_variants_tinyllama),
         cmocka_unit_test(test_attention_cluster_wide_tinyllama),
         cmocka_unit_test(test_sampling_stories260k),

@@ -170,8 +170,8 @@ struct att_tile {
  * f16), G groups of keys; loads of successive keys are independent. R:
  * att_rows or att_tile. */
 template <typename R>
-static __device__ void v_pass(const vz_tgroup &tg, float *acc, const float *p, const R &rows, int k0, int n, int hd,
-                              int f16) {
+static __device__ __forceinline__ void v_pass(const vz_tgroup &tg, float *acc, const float *p, const R &rows, int k0,
+                                              int n, int hd, int f16) {
     const int cols = hd / ATT_VEC, G = tg.nt / cols, c = tg.tid % cols, g = tg.tid / cols;
     float a[ATT_VEC];
 #pragma unroll
@@ -194,8 +194,9 @@ static __device__ void v_pass(const vz_tgroup &tg, float *acc, const float *p, c
  * Shared by every kernel of the per-query-head form, so they give the same
  * bits. red: 32 floats. */
 template <typename R>
-static __device__ void att_chunk(const vz_tgroup &tg, const float *qs, float *sc, float *red, float *acc, const R &rows,
-                                 int k0, int n, int hd, int f16, float *m_, float *l_) {
+static __device__ __forceinline__ void att_chunk(const vz_tgroup &tg, const float *qs, float *sc, float *red,
+                                                 float *acc, const R &rows, int k0, int n, int hd, int f16, float *m_,
+                                                 float *l_) {
     const float rs = sqrtf((float)hd);
     for (int j = tg.tid; j < n; j += tg.nt) sc[j] = dot_row(qs, rows.k(k0 + j), hd, f16) / rs;
     tg.sync();
@@ -342,9 +343,9 @@ static __device__ __forceinline__ void att_new_put(const att_new_item &it, const
 
 /* The new key rows nlo .. nlo + nnew - 1 of kv head kvh (rotated) and value
  * rows into nk/nv and the caches (att_new_put), items from skip on. */
-static __device__ void att_new_rows(const att_args &A, const vz_tgroup &tg, int kvh, char *kc, char *vc, char *nk,
-                                    char *nv, int rb, int rsz, int nlo, int nnew, int pos0, int row0, bool store,
-                                    int skip = 0) {
+static __device__ __forceinline__ void att_new_rows(const att_args &A, const vz_tgroup &tg, int kvh, char *kc, char *vc,
+                                                    char *nk, char *nv, int rb, int rsz, int nlo, int nnew, int pos0,
+                                                    int row0, bool store, int skip = 0) {
     const int half = A.hd / 2;
     for (int idx = skip + tg.tid; idx < nnew * half; idx += tg.nt) {
         const att_new_item it = att_new_at(A, kvh, nlo, pos0, row0, idx);

@@ -90,8 +90,8 @@ static __device__ __forceinline__ void cl_arrive() { asm volatile("barrier.clust
 static __device__ __forceinline__ void cl_wait() { asm volatile("barrier.cluster.wait.acquire;" ::: "memory"); }
 
 /* cp.async of cached K/V rows k0 .. k0 + n - 1 of kv head kvh into the tiles. */
-static __device__ void att_cl_fetch(const char *kc, const char *vc, char *kt, char *vt, int rsz, int k0, int n,
-                                    int64_t kvd, int kvh, int hd, int esz) {
+static __device__ __forceinline__ void att_cl_fetch(const char *kc, const char *vc, char *kt, char *vt, int rsz, int k0,
+                                                    int n, int64_t kvd, int kvh, int hd, int esz) {
     const int per = hd * esz / 16;
     for (int idx = threadIdx.x; idx < n * per; idx += blockDim.x) {
         const int r = idx / per, c = idx % per;
@@ -115,9 +115,9 @@ static __device__ void att_cl_fetch(const char *kc, const char *vc, char *kt, ch
  * wait still take ~1.4 us (3.4 us in the block with the new rows), queued
  * behind the block's own 64 KiB K/V copy (phases timed with %globaltimer:
  * bench/results/2026-11-29-session12-h200.md). hd <= 2 * ATT_THREADS. */
-static __device__ void att_cl_stage(const att_args &A, const vz_tgroup &tg, int h, int b, int kvh, char *kc, char *vc,
-                                    float *qs, char *kt, char *vt, int k0, int rsz, int nlo, int nnew, int pos0, int qi,
-                                    int row0, bool store) {
+static __device__ __forceinline__ void att_cl_stage(const att_args &A, const vz_tgroup &tg, int h, int b, int kvh,
+                                                    char *kc, char *vc, float *qs, char *kt, char *vt, int k0, int rsz,
+                                                    int nlo, int nnew, int pos0, int qi, int row0, bool store) {
     const int hd = A.hd, half = hd / 2, t = tg.tid;
     const bool hq = t < half, hk = t < nnew * half;
     rope_rot rq = {0, 0, 0.0f, 0.0f}, rk = rq;
@@ -138,8 +138,11 @@ static __device__ void att_cl_stage(const att_args &A, const vz_tgroup &tg, int 
     att_new_rows(A, tg, kvh, kc, vc, kt, vt, k0, rsz, nlo, nnew, pos0, row0, store, tg.nt); /* items past the first nt */
 }
 
-static __global__ void __launch_bounds__(ATT_THREADS) k_attention_cl(att_args A, int32_t S) {
+template <int HD, int F16>
+static __global__ void __launch_bounds__(ATT_THREADS) k_attention_cl(const att_args A0, int32_t S) {
     extern __shared__ __align__(16) float sm[];
+    att_args A = A0;
+    if (HD) A.hd = HD, A.kv_f16 = F16; /* constants from here on (every function below is inlined) */
     namespace cg = cooperative_groups;
     const cg::cluster_group cl = cg::this_cluster();
 #ifdef VZ_CUDA_TRACE
@@ -223,18 +226,40 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention_cl(att_args A,
  * Hopper has) sets it. Clusters of 16 were slower than 8 at every chunk
  * size (tinyllama at 512-640 positions, chunk 64: 1022 vs 968 us per
  * token), also when their blocks without a chunk exit at once. The choice
- * is kept for the last (cap, S, n_cl, shared memory). */
-static int att_cl_size(cudaLaunchConfig_t *cfg, cudaLaunchAttribute *cl_at, int cap, int S, int n_heads, int B) {
-    static int memo[5] = {-1, -1, -1, -1, -1};
-    const int n_cl = n_heads * B, key[4] = {cap, S, n_cl, (int)cfg->dynamicSmemBytes};
-    if (memcmp(memo, key, sizeof key) == 0) return memo[4];
+ * is kept for the last (cap, S, n_cl, shared memory, kernel). */
+typedef void (*att_cl_fn)(const att_args, int32_t);
+
+/* The cluster kernel for head_dim hd and the cache type: hd 64 and 128
+ * (every Llama-family shape so far) compiled with both as constants, any
+ * other hd generic (*id: the kernel's index, 0..4). The arithmetic is the
+ * same, so are the bits (test_attention_headdims: == variant 3, whose
+ * kernel stays generic); what goes are runtime divisions (the copy loop's
+ * row / piece split, v_pass's lanes, the chunk count), loop bounds and
+ * predicates: ncu counted 20% of the generic kernel's instructions in its
+ * copy loop alone, and it used 128 registers where these use 48. On an
+ * H200 (bench/results/2026-11-30-session27-h200.md, run 8) tinyllama
+ * lossless decode went 1205 -> 1241 tok/s, q8 1463 -> 1510, q4 1556 ->
+ * 1645, raw 1274 -> 1271; llama2-7b raw 278.4 -> 279.7, lossless 277.0 ->
+ * 278.8; every logit byte-identical. */
+static att_cl_fn att_cl_kernel(int hd, int f16, int *id) {
+    static const att_cl_fn k[5] = {k_attention_cl<0, 0>, k_attention_cl<64, 0>, k_attention_cl<64, 1>,
+                                   k_attention_cl<128, 0>, k_attention_cl<128, 1>};
+    *id = hd == 64 ? 1 + (f16 != 0) : hd == 128 ? 3 + (f16 != 0) : 0;
+    return k[*id];
+}
+
+static int att_cl_size(att_cl_fn kern, int id, cudaLaunchConfig_t *cfg, cudaLaunchAttribute *cl_at, int cap, int S,
+                       int n_heads, int B) {
+    static int memo[6] = {-1, -1, -1, -1, -1, -1};
+    const int n_cl = n_heads * B, key[5] = {cap, S, n_cl, (int)cfg->dynamicSmemBytes, id};
+    if (memcmp(memo, key, sizeof key) == 0) return memo[5];
     int best = 0;
     long bestc = 0;
     for (int cs = cap < S ? cap : S; cs >= 1; cs--) {
         cfg->gridDim = dim3(cs, n_heads, B);
         cl_at->val.clusterDim.x = cs, cl_at->val.clusterDim.y = 1, cl_at->val.clusterDim.z = 1;
         int nc = 0;
-        if (cudaOccupancyMaxActiveClusters(&nc, k_attention_cl, cfg) != cudaSuccess || nc < 1) {
+        if (cudaOccupancyMaxActiveClusters(&nc, kern, cfg) != cudaSuccess || nc < 1) {
             cudaGetLastError(); /* a size no GPC can hold */
             continue;
         }
@@ -242,7 +267,7 @@ static int att_cl_size(cudaLaunchConfig_t *cfg, cudaLaunchAttribute *cl_at, int 
         const long c = (long)((n_cl + fit - 1) / fit) * ((S + cs - 1) / cs);
         if (best == 0 || c < bestc) best = cs, bestc = c;
     }
-    memcpy(memo, key, sizeof key), memo[4] = best;
+    memcpy(memo, key, sizeof key), memo[5] = best;
     return best;
 }
 
@@ -256,9 +281,12 @@ static int att_cl_size(cudaLaunchConfig_t *cfg, cudaLaunchAttribute *cl_at, int 
  * not change (bench/results/2026-11-29-session19-h200.md). VZ_CUDA_ATT_CSP
  * (bench): 0 no preference, 1 spread, 2 load balancing. */
 static int att_cl_launch(const att_args &A, int S, int B, int n_heads, cudaStream_t st) {
-    static int big = -1; /* sizes above 8 allowed */
+    int id;
+    const att_cl_fn kern = att_cl_kernel(A.hd, A.kv_f16, &id);
+    static int bigs[5] = {-1, -1, -1, -1, -1}; /* per kernel: sizes above 8 allowed */
+    int &big = bigs[id];
     if (big < 0) {
-        big = cudaFuncSetAttribute(k_attention_cl, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess;
+        big = cudaFuncSetAttribute(kern, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess;
         cudaGetLastError();
     }
     const char *e = getenv("VZ_CUDA_ATT_CLUSTER");
@@ -271,9 +299,10 @@ static int att_cl_launch(const att_args &A, int S, int B, int n_heads, cudaStrea
     const int esz = A.kv_f16 ? 2 : 4;
     const size_t shm = sizeof(float) * ((size_t)A.hd + VZ_ATT_CHUNK + 32 + ATT_THREADS * ATT_VEC + att_cl_part(S, A.hd)) +
                        2 * (size_t)A.chunk * att_kv_row(A.hd, esz);
-    static size_t shm_max = 48 * 1024; /* raised only, so graphs captured before keep theirs */
+    static size_t shm_maxs[5] = {48 * 1024, 48 * 1024, 48 * 1024, 48 * 1024, 48 * 1024};
+    size_t &shm_max = shm_maxs[id]; /* raised only, so graphs captured before keep theirs */
     if (shm > shm_max) {
-        if (cudaFuncSetAttribute(k_attention_cl, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm) != cudaSuccess) {
+        if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm) != cudaSuccess) {
             cudaGetLastError();
             return 0;
         }
@@ -287,7 +316,7 @@ static int att_cl_launch(const att_args &A, int S, int B, int n_heads, cudaStrea
     at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     at[1].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = at, cfg.numAttrs = 2;
-    const int cs = att_cl_size(&cfg, &at[0], cap, S, n_heads, B);
+    const int cs = att_cl_size(kern, id, &cfg, &at[0], cap, S, n_heads, B);
     cudaError_t err = cs > 0 ? cudaSuccess : cudaErrorInvalidConfiguration;
     if (cs > 0) {
         cfg.gridDim = dim3(cs, n_heads, B);
@@ -305,7 +334,7 @@ static int att_cl_launch(const att_args &A, int S, int B, int n_heads, cudaStrea
         for (int i = 0; i < 3; i++) {
             if (i > 0 && tries[i] == tries[i - 1]) continue;
             cfg.numAttrs = tries[i];
-            err = cudaLaunchKernelEx(&cfg, k_attention_cl, A, (int32_t)S);
+            err = cudaLaunchKernelEx(&cfg, kern, A, (int32_t)S);
             if (err == cudaSuccess) return cs;
             cudaGetLastError();
         }
