@@ -4,7 +4,8 @@
  * token loop against eval, and bit-identity of lossless vs raw weights on
  * the GPU, decode attention over many splits (each variant vs the CPU; the
  * cluster kernel's head_dim 64 and 128 builds vs the generic variant 3,
- * byte for byte), and on-device top-k / top-p sampling. Skips with a message when built without CUDA or with no GPU.
+ * byte for byte), and on-device top-k / top-p sampling. Skips with a
+ * message when built without CUDA or with no GPU.
  * Optional: VZ_TINYLLAMA_RAW / VZ_TINYLLAMA_LOSSLESS / VZ_TINYLLAMA_Q8 /
  * VZ_TINYLLAMA_Q4 (a synthetic tinyllama-1.1b and its .vz encodings, made
  * by bench/gpu_final.sh).
