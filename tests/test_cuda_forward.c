@@ -179,6 +179,21 @@ static void test_long_context_stories260k(void **state) {
     vz_model_close(m);
 }
 
+/* The GPU logits of n tokens of a v-token vocabulary (kv: f16 KV, else
+ * f32), evaluated in one call into out[0 .. n*v) (8 tokens per step under
+ * the callers' VZ_CUDA_PREFILL=0) and again one at a time into
+ * out[n*v .. 2*n*v) (the decode graph), every one written (poisoned with
+ * NaN before). */
+static void gpu_logits_twice(vz_model *m, int kv, const int32_t *toks, int n, int v, float *out) {
+    vz_session *s = vz_test_open_session(m, VZ_DEVICE_CUDA, kv ? VZ_KV_F16 : VZ_KV_F32, 256);
+    for (int i = 0; i < 2 * n * v; i++) out[i] = NAN;
+    assert_int_equal(vz_session_eval(s, toks, n, out, 1), VZ_OK);
+    vz_session_reset(s);
+    for (int i = 0; i < n; i++) assert_int_equal(vz_session_eval(s, toks + i, 1, out + (size_t)(n + i) * v, 0), VZ_OK);
+    vz_session_free(s);
+    for (int i = 0; i < 2 * n * v; i++) assert_false(isnan(out[i]));
+}
+
 /* The default attention (variant 0: the chunk blocks of a head merge in a
  * thread block cluster) gives the bits of variant 3 (the same blocks
  * merging through global memory), byte for
@@ -201,14 +216,7 @@ static void test_attention_cluster_stories260k(void **state) {
         for (int c = -1; c < NC; c++) { /* -1: variant 3, the reference */
             setenv("VZ_CUDA_ATT", c < 0 ? "3" : "0", 1);
             if (c >= 0) setenv("VZ_CUDA_ATT_CLUSTER", cl[c], 1);
-            vz_session *s = vz_test_open_session(m, VZ_DEVICE_CUDA, kv ? VZ_KV_F16 : VZ_KV_F32, 256);
-            float *out = c < 0 ? ref : got;
-            for (int i = 0; i < 2 * N * V; i++) out[i] = NAN;
-            assert_int_equal(vz_session_eval(s, toks, N, out, 1), VZ_OK);
-            vz_session_reset(s);
-            for (int i = 0; i < N; i++) assert_int_equal(vz_session_eval(s, toks + i, 1, out + (N + i) * V, 0), VZ_OK);
-            vz_session_free(s);
-            for (int i = 0; i < 2 * N * V; i++) assert_false(isnan(out[i]));
+            gpu_logits_twice(m, kv, toks, N, V, c < 0 ? ref : got);
             if (c < 0) continue;
             print_message("kv %s, cluster cap %s: %d x 2 steps of logits byte-identical to variant 3: %s\n",
                           kv ? "f16" : "f32", cl[c], N, memcmp(ref, got, sizeof(float) * 2 * N * V) ? "no" : "yes");
@@ -259,15 +267,7 @@ static void test_attention_headdims(void **state) {
         for (int kv = 0; kv < 2; kv++) {
             for (int v = 3; v >= 0; v -= 3) { /* variant 3 first: the reference */
                 setenv("VZ_CUDA_ATT", v ? "3" : "0", 1);
-                vz_session *s = vz_test_open_session(m, VZ_DEVICE_CUDA, kv ? VZ_KV_F16 : VZ_KV_F32, 256);
-                float *out = v ? ref : got;
-                for (int i = 0; i < 2 * N * V; i++) out[i] = NAN;
-                assert_int_equal(vz_session_eval(s, toks, N, out, 1), VZ_OK);
-                vz_session_reset(s);
-                for (int i = 0; i < N; i++)
-                    assert_int_equal(vz_session_eval(s, toks + i, 1, out + (N + i) * V, 0), VZ_OK);
-                vz_session_free(s);
-                for (int i = 0; i < 2 * N * V; i++) assert_false(isnan(out[i]));
+                gpu_logits_twice(m, kv, toks, N, V, v ? ref : got);
             }
             print_message("head_dim %d, kv %s: cluster kernel byte-identical to variant 3: %s\n", hd,
                           kv ? "f16" : "f32", memcmp(ref, got, sizeof(float) * 2 * N * V) ? "no" : "yes");
