@@ -134,7 +134,8 @@ static __device__ __forceinline__ float4 mv4_lds4(uint32_t a) {
  * identity, kept because ptxas schedules the v4 kernels better with it:
  * built with d[s] read directly, they ran tinyllama raw decode 0.9%, q8
  * 1.6% and q4 2.2% slower and llama2-7b lossless 1.8% slower on an H200,
- * the same bits (bench/results/2026-11-30-session28-h200.md, run 3). */
+ * with the same arithmetic (bench/results/2026-11-30-session28-h200.md,
+ * run 3). */
 static __device__ __forceinline__ const vz_dview &mv4_dv(const vz_dview &v) { return v; }
 
 /* acc[s][b] += the 32 weights of pk[s] . x row b of the lane's group, fmaf
