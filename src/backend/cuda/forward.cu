@@ -141,7 +141,7 @@ static __device__ __forceinline__ void att_cl_stage(const att_args &A, const vz_
 /* A0 is __grid_constant__: read in place from the parameter bank, never
  * written (A is the copy whose hd and kv_f16 become constants). ptxas then
  * builds every instantiation with 110-130 fewer instructions (set-up in
- * uniform registers and the moves out of them), the same 48 registers: on
+ * uniform registers and the moves out of them), registers unchanged: on
  * an H200 tinyllama decode +0.7% raw and lossless, +1.1-1.2% q8 and q4,
  * llama2-7b +0.2-0.4%, logits byte-identical (tinyllama KV f16 and f32,
  * llama2-7b; bench/results/2026-11-30-session28-h200.md, run 9). */
