@@ -238,8 +238,9 @@ typedef void (*att_cl_fn)(const att_args, int32_t);
 
 /* The cluster kernel for head_dim hd and the cache type: hd 64 and 128
  * (every Llama-family shape so far) compiled with both as constants, any
- * other hd generic (*id: the kernel's index, 0..4). The arithmetic is the
- * same, so are the bits (test_attention_headdims: == variant 3, whose
+ * other hd generic (*id: the kernel's index, below ATT_CL_KERNELS, which
+ * att_cl_launch's per-kernel tables count). The arithmetic is the same,
+ * so are the bits (test_attention_headdims: == variant 3, whose
  * kernel stays generic); what goes are runtime divisions (the copy loop's
  * row / piece split, v_pass's lanes, the chunk count), loop bounds and
  * predicates: ncu counted 20% of the generic kernel's instructions in its
@@ -248,9 +249,11 @@ typedef void (*att_cl_fn)(const att_args, int32_t);
  * lossless decode went 1205 -> 1241 tok/s, q8 1463 -> 1510, q4 1556 ->
  * 1645, raw 1274 -> 1271; llama2-7b raw 278.4 -> 279.7, lossless 277.0 ->
  * 278.8; every logit byte-identical. */
+enum { ATT_CL_KERNELS = 5 };
 static att_cl_fn att_cl_kernel(int hd, int f16, int *id) {
-    static const att_cl_fn k[5] = {k_attention_cl<0, 0>, k_attention_cl<64, 0>, k_attention_cl<64, 1>,
-                                   k_attention_cl<128, 0>, k_attention_cl<128, 1>};
+    static const att_cl_fn k[ATT_CL_KERNELS] = {k_attention_cl<0, 0>, k_attention_cl<64, 0>,
+                                                k_attention_cl<64, 1>, k_attention_cl<128, 0>,
+                                                k_attention_cl<128, 1>};
     *id = hd == 64 ? 1 + (f16 != 0) : hd == 128 ? 3 + (f16 != 0) : 0;
     return k[*id];
 }
@@ -290,15 +293,15 @@ static int att_cl_size(att_cl_fn kern, int id, cudaLaunchConfig_t *cfg, cudaLaun
 static int att_cl_launch(const att_args &A, int S, int B, int n_heads, cudaStream_t st) {
     int id;
     const att_cl_fn kern = att_cl_kernel(A.hd, A.kv_f16, &id);
-    static int bigs[5] = {-1, -1, -1, -1, -1}; /* per kernel: sizes above 8 allowed */
+    static int bigs[ATT_CL_KERNELS]; /* per kernel: 0 not asked yet; sizes above 8 allowed: 1, not: 2 */
     int &big = bigs[id];
-    if (big < 0) {
-        big = cudaFuncSetAttribute(kern, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess;
+    if (!big) {
+        big = cudaFuncSetAttribute(kern, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess ? 1 : 2;
         cudaGetLastError();
     }
     const char *e = getenv("VZ_CUDA_ATT_CLUSTER");
     int cap = e && atoi(e) >= 1 && atoi(e) <= 16 ? atoi(e) : 8;
-    if (cap > 8 && !big) cap = 8;
+    if (cap > 8 && big != 1) cap = 8;
     const char *pe = getenv("VZ_CUDA_ATT_CSP");
     const cudaClusterSchedulingPolicy pol = pe && *pe == '0' ? cudaClusterSchedulingPolicyDefault
                                             : pe && *pe == '1' ? cudaClusterSchedulingPolicySpread
@@ -306,9 +309,9 @@ static int att_cl_launch(const att_args &A, int S, int B, int n_heads, cudaStrea
     const int esz = A.kv_f16 ? 2 : 4;
     const size_t shm = sizeof(float) * ((size_t)A.hd + VZ_ATT_CHUNK + 32 + ATT_THREADS * ATT_VEC + att_cl_part(S, A.hd)) +
                        2 * (size_t)A.chunk * att_kv_row(A.hd, esz);
-    static size_t shm_maxs[5] = {48 * 1024, 48 * 1024, 48 * 1024, 48 * 1024, 48 * 1024};
+    static size_t shm_maxs[ATT_CL_KERNELS]; /* 0: not raised yet (the default, 48 KiB) */
     size_t &shm_max = shm_maxs[id]; /* raised only, so graphs captured before keep theirs */
-    if (shm > shm_max) {
+    if (shm > (shm_max ? shm_max : 48 * 1024)) {
         if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm) != cudaSuccess) {
             cudaGetLastError();
             return 0;
