@@ -210,14 +210,26 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
      * blocks for its short launches, which lost 6% when they spilled
      * (MV4_OCC3_STEPS_RAW, matvec.cu; bench/results/2026-11-29-session16-h200.md).
      * The 2-blocks kernels keep the early refill: llama2-7b lossless lost
-     * 2.5% without it. */
-    enum { D = mv4_depth<KIND, B, NS, MINB>::D, YA = B == 1, SHFL = B < 3 || B > 4, LATE = MINB == 3 };
+     * 2.5% without it. ROT (q8 and q4 at batch 1 with the early refill):
+     * D + 1 slots in rotation, step s in slot s % (D + 1), its refill (step
+     * s + D) into the slot that step s - 1 has just freed. With D slots the
+     * refill overwrote the slot being decoded, and ptxas copied its words
+     * first (ncu: 12 moves per pair step of q4's, 0.3-0.5 moves per weight
+     * in the compressed kernels). Registers 104 -> 107 (q4 pairs), 114 ->
+     * 128 (q8 pairs), fewer for single rows, no spill; on an H200 llama2-7b
+     * decode q4 437.7 -> 462.1 tok/s, q8 389.9 -> 408.4, tinyllama q4
+     * +0.8%, q8 -0.6%, the same bits. Raw lost 1.2% (tinyllama) and 0.9%
+     * (llama2-7b) with it, though its slot copies (32 per pair step) went;
+     * lossless spills 208 bytes (bench/results/2026-11-30-session29-h200.md,
+     * run 8). */
+    enum { D = mv4_depth<KIND, B, NS, MINB>::D, YA = B == 1, SHFL = B < 3 || B > 4, LATE = MINB == 3,
+           ROT = (KIND == VZ_K_Q8 || KIND == VZ_K_Q4) && B == 1 && !LATE, SLOTS = ROT ? D + 1 : D };
     vz_dview d[NS];
     int rows, u, uf, uend, us; /* u, it: the step consumed next; uf, itf: fetched next (rows < 2^31) */
     int it, itf, nit;
     bool silu;
     uint32_t ei[NS], ein[NS];
-    vz_gst st[D][NS];
+    vz_gst st[SLOTS][NS];
     float ya[NS][B]; /* YA: lane 0's y of unit u (epi ADD) */
 
     __device__ __forceinline__ void next(int &uu, int &ii) const {
@@ -327,15 +339,15 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
         const uint32_t xs0 = (uint32_t)__cvta_generic_to_shared(xs);
         if (xs0 & 127u) __trap(); /* not from mv4_align: the xor addressing would be wrong */
         const uint32_t xa0 = xs0 + 16u * (lane & 7); /* mv4_fma's xa of group 0 (mv4_swz: sw = lane & 7) */
-        while (u < uend) { /* warp-uniform; one pass = D steps, ring slot k compile-time */
+        while (u < uend) { /* warp-uniform; one pass = SLOTS steps, ring slot k compile-time */
 #pragma unroll
-            for (int k = 0; k < D; k++) {
+            for (int k = 0; k < SLOTS; k++) {
                 if (u >= uend) break;
                 if (it == 0) load_y(y, epi, lane);
                 vz_pk pk[NS];
 #pragma unroll
                 for (int s = 0; s < NS; s++) mv2_decode<KIND>(mv4_dv(d[s]), st[k][s], lane, sm, pk[s]);
-                if (!LATE && uf < uend) fetch(k, lane); /* refill the slot: step + D */
+                if (!LATE && uf < uend) fetch(ROT ? (k + D) % SLOTS : k, lane); /* step + D */
                 const int g = it * 32 + lane;
                 if (g < mv4_dv(d[0]).gpr) mv4_fma<KIND, B, NS>(pk, xa0 + 128u * (uint32_t)g, c4, acc);
                 if (LATE && uf < uend) fetch(k, lane);
