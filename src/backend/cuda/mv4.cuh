@@ -214,9 +214,10 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
      * D + 1 slots in rotation, step s in slot s % (D + 1), its refill (step
      * s + D) into the slot that step s - 1 has just freed. With D slots the
      * refill overwrote the slot being decoded, and ptxas copied its words
-     * first (ncu: 12 moves per pair step of q4's, 0.3-0.5 moves per weight
-     * in the compressed kernels). Registers 104 -> 107 (q4 pairs), 114 ->
-     * 128 (q8 pairs), fewer for single rows, no spill; on an H200 llama2-7b
+     * first (q4's hot loop: 12 register copies per pair step; without
+     * them q4 and q8 issue about 0.5 fewer instructions per weight, static
+     * count). Registers 104 -> 107 (q4 pairs), 114 -> 128 (q8 pairs),
+     * fewer for single rows, no spill; on an H200 llama2-7b
      * decode q4 437.7 -> 462.1 tok/s, q8 389.9 -> 408.4, tinyllama q4
      * +0.8%, q8 -0.6%, the same bits. Raw lost 1.2% (tinyllama) and 0.9%
      * (llama2-7b) with it, though its slot copies (32 per pair step) went;
