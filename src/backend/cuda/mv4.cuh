@@ -214,15 +214,14 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
      * D + 1 slots in rotation, step s in slot s % (D + 1), its refill (step
      * s + D) into the slot that step s - 1 has just freed. With D slots the
      * refill overwrote the slot being decoded, and ptxas copied its words
-     * first (q4's hot loop: 12 register copies per pair step; without
-     * them q4 and q8 issue about 0.5 fewer instructions per weight, static
-     * count). Registers 104 -> 107 (q4 pairs), 114 -> 128 (q8 pairs),
-     * fewer for single rows, no spill; on an H200 llama2-7b
-     * decode q4 437.7 -> 462.1 tok/s, q8 389.9 -> 408.4, tinyllama q4
-     * +0.8%, q8 -0.6%, the same bits. Raw lost 1.2% (tinyllama) and 0.9%
-     * (llama2-7b) with it, though its slot copies (32 per pair step) went;
-     * lossless spills 208 bytes (bench/results/2026-11-30-session29-h200.md,
-     * run 8). */
+     * first (q4's hot loop: 12 register copies per pair step; without them
+     * q4 and q8 issue about 0.5 fewer instructions per weight, static
+     * count). Registers 104 -> 107 (q4 pairs), 114 -> 128 (q8 pairs), fewer
+     * for single rows, no spill. On an H200 llama2-7b decode q4 437.7 ->
+     * 462.1 tok/s, q8 389.9 -> 408.4, tinyllama q4 +0.8%, q8 -0.6%, the
+     * same bits. Raw lost 1.2% (tinyllama) and 0.9% (llama2-7b) with it,
+     * though its slot copies (32 per pair step) went; lossless spills 208
+     * bytes with it (bench/results/2026-11-30-session29-h200.md, run 8). */
     enum { D = mv4_depth<KIND, B, NS, MINB>::D, YA = B == 1, SHFL = B < 3 || B > 4, LATE = MINB == 3,
            ROT = (KIND == VZ_K_Q8 || KIND == VZ_K_Q4) && B == 1 && !LATE, SLOTS = ROT ? D + 1 : D };
     vz_dview d[NS];
