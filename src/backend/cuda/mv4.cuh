@@ -347,7 +347,7 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
                 vz_pk pk[NS];
 #pragma unroll
                 for (int s = 0; s < NS; s++) mv2_decode<KIND>(mv4_dv(d[s]), st[k][s], lane, sm, pk[s]);
-                if (!LATE && uf < uend) fetch(ROT ? (k + D) % SLOTS : k, lane); /* step + D */
+                if (!LATE && uf < uend) fetch((k + D) % SLOTS, lane); /* step + D (k itself when SLOTS = D) */
                 const int g = it * 32 + lane;
                 if (g < mv4_dv(d[0]).gpr) mv4_fma<KIND, B, NS>(pk, xa0 + 128u * (uint32_t)g, c4, acc);
                 if (LATE && uf < uend) fetch(k, lane);
