@@ -610,8 +610,42 @@ static void test_matvec_norm(void **state) {
     vz_cuda_matvec_variant(old);
 }
 
+/* The q8/q4 scale index (vz_cuda_q_divider, host only): for model widths
+ * and odd ones, every group that is a multiple of 32 (a sample of them for
+ * wide rows, and group = cols), g * qmul >> qsh equals g / (group / 32) for
+ * every lane group g of the row, without overflowing 32 bits; and a pair
+ * exists for all of them. No GPU needed. */
+static void test_q_divider(void **state) {
+    (void)state;
+    static const int64_t cols[] = {32,   64,   96,   160,  1056, 2048,  2080,  4096,  5632,
+                                   8192, 11008, 14336, 18944, 28672, 32000, 49152, 65504};
+    int checked = 0;
+    for (size_t ci = 0; ci < sizeof cols / sizeof cols[0]; ci++) {
+        const int64_t c = cols[ci], gpr = (c + 31) / 32;
+        for (int64_t k = 1; k <= gpr + 3; k += k < 64 ? 1 : 37) {
+            for (int pass = 0; pass < 2; pass++) {
+                const int32_t group = pass ? (int32_t)(gpr * 32) : (int32_t)(32 * k);
+                uint32_t qd = 1;
+                assert_int_equal(vz_cuda_q_divider(c, group, &qd), 1);
+                const uint64_t m = qd >> 5, sh = qd & 31u, div = (uint64_t)group / 32;
+                for (uint64_t g = 0; g < (uint64_t)gpr; g++) {
+                    assert_true(g * m <= UINT32_MAX);
+                    if ((g * m) >> sh != g / div) fail_msg("cols %lld group %d: g %llu", (long long)c, group, (unsigned long long)g);
+                }
+                checked++;
+            }
+        }
+    }
+    uint32_t qd = 7;
+    assert_int_equal(vz_cuda_q_divider(64, 0, &qd), 0); /* no group: none, and 0 */
+    assert_int_equal(qd, 0u);
+    assert_int_equal(vz_cuda_q_divider(64, 16, &qd), 0);
+    print_message("q divider: %d (cols, group) pairs exact over every lane group\n", checked);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_q_divider),
         cmocka_unit_test(test_matvec_codecs),
         cmocka_unit_test(test_matvec_exact),
         cmocka_unit_test(test_matvec_dense_exceptions),

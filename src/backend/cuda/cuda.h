@@ -67,6 +67,11 @@ vz_status vz_cuda_tensor_describe(vz_cuda_tensor *d, const struct vz_tensor *t);
 vz_status vz_cuda_tensor_image(const vz_cuda_tensor *d, const struct vz_tensor *t, uint8_t *dst);
 /* Frees d's device memory; zeroed d and NULL are fine. */
 void vz_cuda_tensor_free(vz_cuda_tensor *d);
+/* The q8/q4 fast paths' scale group of lane group g (decode.cuh vz_qgroup):
+ * *qdiv = qmul << 5 | qsh with g * qmul >> qsh == g / (group / 32) for every
+ * g < ceil(cols / 32), in 32 bits; 0 where no such pair exists (the tensor
+ * takes the generic path). Host only, no device needed. */
+int vz_cuda_q_divider(int64_t cols, int32_t group, uint32_t *qdiv);
 
 /* Epilogues of the fused matvec. */
 enum {

@@ -21,6 +21,25 @@ extern "C" {
 
 static uint64_t al16(uint64_t x) { return (x + 15) & ~(uint64_t)15; }
 
+/* vz_cuda_q_divider (cuda.h): the smallest shift whose ceil(2^sh / div)
+ * has error e = qmul * div - 2^sh with (gpr - 1) * e < 2^sh, which makes
+ * the floor exact (g / div's fraction is at most (div - 1) / div, the error
+ * adds g * e / (div 2^sh)), with g * qmul in 32 bits and qmul in 27. None
+ * only past gpr ~ 2^16. */
+extern "C" int vz_cuda_q_divider(int64_t cols, int32_t group, uint32_t *qdiv) {
+    const uint64_t gpr = ((uint64_t)cols + 31) / 32, div = group > 0 ? (uint64_t)group / 32 : 0;
+    *qdiv = 0;
+    if (div == 0 || cols < 1) return 0;
+    for (uint32_t sh = 0; sh < 32; sh++) {
+        const uint64_t p = (uint64_t)1 << sh, m = (p + div - 1) / div, e = m * div - p;
+        if ((gpr - 1) * e < p && (gpr - 1) * m <= UINT32_MAX && m < ((uint64_t)1 << 27)) {
+            *qdiv = (uint32_t)m << 5 | sh;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Section offsets and path of a tensor that passed its codec's check. */
 static vz_status wt_layout(vz_cuda_tensor *d, const vz_tensor *t) {
     uint64_t n = (uint64_t)t->rows * (uint64_t)t->cols, gpr = ((uint64_t)t->cols + 31) / 32;
@@ -51,7 +70,9 @@ static vz_status wt_layout(vz_cuda_tensor *d, const vz_tensor *t) {
         memcpy(&d->group, t->params + 4, 4);
         VZ_FAIL_IF(d->group < 1, VZ_ERR_CODEC, "tensor %s: q8 group %d", t->name, d->group);
         d->off[1] = al16(n);
-        d->kind = a32 && d->group % 32 == 0 ? VZ_K_Q8 : VZ_K_GENERIC;
+        uint32_t qd;
+        d->kind = a32 && d->group % 32 == 0 && vz_cuda_q_divider(t->cols, d->group, &qd) ? VZ_K_Q8
+                                                                                          : VZ_K_GENERIC;
         return VZ_OK;
     }
     if (t->codec == VZ_ID_Q4) { /* codes, scales, zero points (asymmetric) */
@@ -64,7 +85,9 @@ static vz_status wt_layout(vz_cuda_tensor *d, const vz_tensor *t) {
         d->off[2] = al16(d->off[1] + (uint64_t)t->rows * qgpr * 2);
         VZ_FAIL_IF((d->layout ? d->off[2] + (uint64_t)t->rows * qgpr : d->off[1] + (uint64_t)t->rows * qgpr * 2) > t->size,
                    VZ_ERR_FORMAT, "tensor %s: q4 data %llu bytes < sections", t->name, (unsigned long long)t->size);
-        d->kind = a32 && d->group % 32 == 0 ? VZ_K_Q4 : VZ_K_GENERIC;
+        uint32_t qd;
+        d->kind = a32 && d->group % 32 == 0 && vz_cuda_q_divider(t->cols, d->group, &qd) ? VZ_K_Q4
+                                                                                          : VZ_K_GENERIC;
         return VZ_OK;
     }
     return VZ_FAIL(VZ_ERR_UNSUPPORTED, "tensor %s: codec %u has no CUDA decoder", t->name, (unsigned)t->codec);
@@ -185,9 +208,7 @@ vz_dview vz_cuda_view(const vz_cuda_tensor *t) {
         v.scales = (const uint16_t *)(t->data + t->off[1]);
         v.qstride = (int32_t)((t->cols + 1) / 2);
         v.zeros = t->codec == VZ_ID_Q4 && t->layout ? t->data + t->off[2] : NULL;
-        v.qsh = -1;
-        for (int k = 0; k < 31; k++)
-            if (t->group == (32 << k)) v.qsh = k;
+        vz_cuda_q_divider(t->cols, t->group, &v.qdiv); /* 0: the generic kind */
     }
     return v;
 }

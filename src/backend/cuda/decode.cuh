@@ -33,7 +33,7 @@ struct vz_dview {
     int64_t rows, cols, n;
     int32_t dtype, codec, k, layout, gpr, bpr, group, qgpr; /* qgpr: q8/q4 scales per row */
     int32_t qstride;       /* q4: code bytes per row, ceil(cols / 2) */
-    int32_t qsh;           /* q8/q4 fast paths: log2(group / 32) if a power of two, else -1 */
+    uint32_t qdiv;         /* q8/q4 fast paths: qmul << 5 | qsh, scale group of lane group g = g * qmul >> qsh */
     uint32_t lut_lo, lut_hi;
     int32_t tiled;         /* lossless: exceptions in GPU tile order (src/codec/lossless_tile.h) */
 };
@@ -396,10 +396,15 @@ static __device__ __forceinline__ void vz_raw_group(const vz_dview &d, int64_t r
     }
 }
 
-/* Scale group of lane group g (32 elements; group % 32 == 0), no division
- * when group / 32 is a power of two. */
+/* Scale group of lane group g (32 elements; group % 32 == 0): g / (group
+ * / 32) as one multiply and shift, exact for every g < gpr
+ * (vz_cuda_q_divider chose them; a tensor it cannot serve takes the
+ * generic path).
+ * The division this replaces (compiled in for groups that are not a power
+ * of two times 32, and predicated, not branched over, for a pair's second
+ * row) issued about 20 instructions per fetch of the v4 rings. */
 static __device__ __forceinline__ uint32_t vz_qgroup(const vz_dview &d, int g) {
-    return d.qsh >= 0 ? (uint32_t)g >> d.qsh : (uint32_t)g / (uint32_t)(d.group >> 5);
+    return (uint32_t)g * (d.qdiv >> 5) >> (d.qdiv & 31u);
 }
 
 /* ---- q8: value = (float)q * (float)scale (src/codec/q8.c) -----------------
@@ -455,6 +460,9 @@ static __device__ __forceinline__ void vz_q8_decode2(const vz_gst &st, vz_pk &k)
  * q23 = the f32 2^23 + q and zb = the f32 bits of 2^23 + z (an or or a prmt
  * and one add instead of a cvt). Every q4 decoder ends here. */
 static __device__ __forceinline__ float vz_q4_val(float q23, uint32_t zb) { return q23 - vz_u2f(zb); }
+
+/* The f32 bits of 2^23 + z of a zero point z (0..255): one or, no cvt. */
+static __device__ __forceinline__ uint32_t vz_q4_zb(uint32_t z) { return 0x4b000000u | z; }
 
 /* The f32 2^23 + q of a q4 code q (0..15). */
 static __device__ __forceinline__ float vz_q4_f23(uint32_t q) { return vz_u2f(0x4b000000u | q); }
@@ -524,7 +532,7 @@ static __device__ __forceinline__ void vz_q4_load(const vz_dview &d, int64_t r, 
 
 static __device__ __forceinline__ void vz_q4_decode(const vz_gst &st, float w[32], bool scaled = true) {
     const float s = scaled ? vz_q_scale(st) : 1.0f;
-    uint32_t q[4] = {st.v[0].x, st.v[0].y, st.v[0].z, st.v[0].w}, zb = __float_as_uint(8388608.0f + (float)st.u[1]);
+    uint32_t q[4] = {st.v[0].x, st.v[0].y, st.v[0].z, st.v[0].w}, zb = vz_q4_zb(st.u[1]);
 #pragma unroll
     for (int e = 0; e < 32; e++) w[e] = vz_q4_val(vz_q4_f23((q[e >> 3] >> 4 * (e & 7)) & 15u), zb) * s;
 }
@@ -534,7 +542,7 @@ static __device__ __forceinline__ void vz_q4_decode2(const vz_gst &st, vz_pk &k)
     const uint32_t w[4] = {st.v[0].x, st.v[0].y, st.v[0].z, st.v[0].w};
 #pragma unroll
     for (int i = 0; i < 4; i++) k.p[i] = w[i] & 0x0f0f0f0fu, k.p[8 + i] = (w[i] >> 4) & 0x0f0f0f0fu;
-    k.p[4] = __float_as_uint(8388608.0f + (float)st.u[1]);
+    k.p[4] = vz_q4_zb(st.u[1]);
 }
 
 template <bool FAST>
@@ -557,7 +565,7 @@ static __device__ __forceinline__ void vz_q4_group(const vz_dview &d, int64_t r,
             float s = scaled ? vz_q_scale_i(d, gi) : 1.0f;
             uint32_t q = (__ldg(d.data + (size_t)r * d.qstride + c / 2) >> 4 * (c & 1)) & 15u;
             uint32_t z = d.zeros ? __ldg(d.zeros + gi) : 8u;
-            v = vz_q4_val(vz_q4_f23(q), __float_as_uint(8388608.0f + (float)z)) * s;
+            v = vz_q4_val(vz_q4_f23(q), vz_q4_zb(z)) * s;
         }
         w[e] = v;
     }
