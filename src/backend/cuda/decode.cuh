@@ -397,12 +397,12 @@ static __device__ __forceinline__ void vz_raw_group(const vz_dview &d, int64_t r
 }
 
 /* Scale group of lane group g (32 elements; group % 32 == 0): g / (group
- * / 32) as one multiply and shift, exact for every g < gpr
- * (vz_cuda_q_divider chose them; a tensor it cannot serve takes the
- * generic path).
- * The division this replaces (compiled in for groups that are not a power
- * of two times 32, and predicated, not branched over, for a pair's second
- * row) issued about 20 instructions per fetch of the v4 rings. */
+ * / 32) as one multiply and shift, exact for every g < gpr. qmul and qsh
+ * come from vz_cuda_q_divider; a tensor without them takes the generic
+ * path. The division this replaces (compiled in for groups that are not a
+ * power of two times 32, and predicated rather than branched over for a
+ * pair's second row) issued about 20 instructions per fetch of the v4
+ * rings. */
 static __device__ __forceinline__ uint32_t vz_qgroup(const vz_dview &d, int g) {
     return (uint32_t)g * (d.qdiv >> 5) >> (d.qdiv & 31u);
 }
