@@ -38,6 +38,7 @@ typedef struct vz_cuda_tensor {
     int32_t kind;            /* kernel path chosen at upload (matvec.cu) */
     int32_t k, layout;       /* lossless: code bits, code layout; q4: layout 1 = asymmetric */
     int32_t group;           /* q8, q4: elements per scale */
+    uint32_t qdiv;           /* q8, q4 fast kinds: vz_cuda_q_divider's qmul << 5 | qsh (0: generic) */
     uint8_t *data;           /* device: the encoded blob (owned) */
     uint8_t *lut;            /* device: lossless lut, 2^k bytes (owned) */
     uint64_t size;           /* encoded bytes (what a matvec reads) */

@@ -70,9 +70,8 @@ static vz_status wt_layout(vz_cuda_tensor *d, const vz_tensor *t) {
         memcpy(&d->group, t->params + 4, 4);
         VZ_FAIL_IF(d->group < 1, VZ_ERR_CODEC, "tensor %s: q8 group %d", t->name, d->group);
         d->off[1] = al16(n);
-        uint32_t qd;
-        d->kind = a32 && d->group % 32 == 0 && vz_cuda_q_divider(t->cols, d->group, &qd) ? VZ_K_Q8
-                                                                                          : VZ_K_GENERIC;
+        d->kind = a32 && d->group % 32 == 0 && vz_cuda_q_divider(t->cols, d->group, &d->qdiv) ? VZ_K_Q8
+                                                                                               : VZ_K_GENERIC;
         return VZ_OK;
     }
     if (t->codec == VZ_ID_Q4) { /* codes, scales, zero points (asymmetric) */
@@ -85,9 +84,8 @@ static vz_status wt_layout(vz_cuda_tensor *d, const vz_tensor *t) {
         d->off[2] = al16(d->off[1] + (uint64_t)t->rows * qgpr * 2);
         VZ_FAIL_IF((d->layout ? d->off[2] + (uint64_t)t->rows * qgpr : d->off[1] + (uint64_t)t->rows * qgpr * 2) > t->size,
                    VZ_ERR_FORMAT, "tensor %s: q4 data %llu bytes < sections", t->name, (unsigned long long)t->size);
-        uint32_t qd;
-        d->kind = a32 && d->group % 32 == 0 && vz_cuda_q_divider(t->cols, d->group, &qd) ? VZ_K_Q4
-                                                                                          : VZ_K_GENERIC;
+        d->kind = a32 && d->group % 32 == 0 && vz_cuda_q_divider(t->cols, d->group, &d->qdiv) ? VZ_K_Q4
+                                                                                               : VZ_K_GENERIC;
         return VZ_OK;
     }
     return VZ_FAIL(VZ_ERR_UNSUPPORTED, "tensor %s: codec %u has no CUDA decoder", t->name, (unsigned)t->codec);
@@ -208,7 +206,7 @@ vz_dview vz_cuda_view(const vz_cuda_tensor *t) {
         v.scales = (const uint16_t *)(t->data + t->off[1]);
         v.qstride = (int32_t)((t->cols + 1) / 2);
         v.zeros = t->codec == VZ_ID_Q4 && t->layout ? t->data + t->off[2] : NULL;
-        vz_cuda_q_divider(t->cols, t->group, &v.qdiv); /* 0: the generic kind */
+        v.qdiv = t->qdiv;
     }
     return v;
 }

@@ -42,7 +42,7 @@ struct vz_dview {
 struct vz_gst {
     uint4 v[4];
     uint32_t u[5];
-    uint32_t ex; /* lossless (loads of vz_ll3_load2): this lane's exception entry e0 + lane, if < e1 */
+    uint32_t ex; /* lossless: this lane's exception entry e0 + lane, if < e1 (else not used) */
 };
 
 /* One lane's decoded group, kept packed until the fmaf (fewer registers):
@@ -225,23 +225,31 @@ static __device__ __forceinline__ void vz_ll3_decode(const vz_dview &d, const vz
     }
 }
 
-/* Loads of a group with its first 32 exceptions (the lane's entry e0 + lane)
- * in flight together: e0, e1 come by shuffle from ei (lane j holds
- * exc_start[r*bpr + j], j <= bpr) when bpr < 32, so no load waits on another.
- * SHFL: the caller guarantees bpr < 32 (mv4_ring: the v4 matvec), so the
- * loads of e0, e1 for bpr >= 32 are not compiled in: there, predicated
- * off, they still wrote the shuffles' registers, and the shuffle waited
- * for the scoreboard it shared with the group's data loads just issued
- * (ncu: ~38% of llama2-7b lossless gate/up's stall samples on those
- * shuffles), so each fetch waited a DRAM round trip. */
-template <bool SHFL = false>
+/* Loads of a group with its first 32 exceptions (the lane's entry e0 +
+ * lane) in flight together, the block's exception range [e0, e1) given
+ * (mv4_ring: from the warp's copy of the row's exception index). The entry
+ * is loaded unpredicated, from a valid dummy address (the exception index)
+ * when the lane has none, so ptxas loads it straight into its slot
+ * register (predicated, with 0 otherwise, ptxas loaded it into a
+ * temporary and copied it ~6 instructions later, and a copy waits for its
+ * load); vz_ll3_decode2 reads ex only for lanes below e1. */
+static __device__ __forceinline__ void vz_ll3_load3(const vz_dview &d, int64_t r, int it, int lane, uint32_t e0,
+                                                    uint32_t e1, vz_gst &st) {
+    st.u[3] = e0, st.u[4] = e1;
+    vz_ll3_load_lc(d, r, it, lane, st);
+    const uint32_t e = e0 + (uint32_t)lane;
+    st.ex = __ldg(e < e1 ? d.exc + e : (const uint16_t *)d.eidx);
+}
+
+/* vz_ll3_load3 with e0, e1 by shuffle from ei (lane j holds
+ * exc_start[r*bpr + j], j <= bpr) when bpr < 32, so no load waits on
+ * another; else loaded (the v2 matvec, matvec.cu). */
 static __device__ __forceinline__ void vz_ll3_load2(const vz_dview &d, int64_t r, int it, int lane, uint32_t ei,
                                                     vz_gst &st) {
-    vz_ll3_load_lc(d, r, it, lane, st);
-    if (SHFL || d.bpr < 32) st.u[3] = __shfl_sync(0xffffffffu, ei, it), st.u[4] = __shfl_sync(0xffffffffu, ei, it + 1);
-    else vz_ll3_load_ei(d, r, it, st);
-    const uint32_t e = st.u[3] + (uint32_t)lane;
-    st.ex = e < st.u[4] ? __ldg(d.exc + e) : 0u;
+    vz_gst e;
+    if (d.bpr < 32) e.u[3] = __shfl_sync(0xffffffffu, ei, it), e.u[4] = __shfl_sync(0xffffffffu, ei, it + 1);
+    else vz_ll3_load_ei(d, r, it, e);
+    vz_ll3_load3(d, r, it, lane, e.u[3], e.u[4], st);
 }
 
 /* The H byte of exception entry v whose group's nibble words are s:

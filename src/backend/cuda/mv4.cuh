@@ -18,16 +18,16 @@
 #include "backend/cuda/matvec.cuh"
 
 #define MV_SLOTS 2 /* rows per warp unit (x reuse, loads in flight); the v4 ring may run one (NS) */
+#define MV4_IX_WORDS (2 * MV_SLOTS * 32) /* lossless: a warp's copies of two units' exception index rows (mv4_ring) */
 
 /* The two stages of the fast decoders (decode.cuh) by path KIND: loads of
- * group it of row r (lossless: ei = the row's exception index entry; SHFL:
- * the tensor has bpr < 32, see vz_ll3_load2), then the decode into packed
- * form. */
-template <int KIND, bool SHFL = false>
+ * group it of row r (lossless: ei = the row's exception index entry, see
+ * vz_ll3_load2), then the decode into packed form. */
+template <int KIND>
 static __device__ __forceinline__ void mv2_load(const vz_dview &d, int64_t r, int it, int lane, uint32_t ei,
                                                 vz_gst &st) {
     if (KIND == VZ_K_RAW_BF16) vz_rawbf_load(d, r, it, lane, st);
-    else if (KIND == VZ_K_LL3) vz_ll3_load2<SHFL>(d, r, it, lane, ei, st);
+    else if (KIND == VZ_K_LL3) vz_ll3_load2(d, r, it, lane, ei, st);
     else if (KIND == VZ_K_Q8) vz_q8_load(d, r, it, lane, st);
     else vz_q4_load(d, r, it, lane, st);
 }
@@ -195,18 +195,15 @@ static __device__ __forceinline__ void mv4_fma(const vz_pk pk[NS], uint32_t xa, 
  * D - 1, the step's slot refilled after it), also across units. start()
  * issues the first D steps' loads and touches only weights (so it may run
  * before x is ready); run() consumes them. Lossless: a unit's exception
- * index (lane j: block j) is loaded one unit ahead. */
+ * index rows (lane j: block j) are copied one unit ahead into the warp's
+ * shared memory (ix). */
 template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
-    /* YA: ADD's y read as a unit starts (B > 1 spills). SHFL: lossless takes
-     * e0, e1 only by shuffle (vz_ll3_load2), except in the kernels that
-     * ptxas then spills (batch 3 and 4: 32 -> 128 and 24 -> 80 bytes),
-     * where the spill stores wait for the data loads they hold, as the
-     * shuffles did. LATE (the 3-blocks kernels, 80 registers): a slot is
-     * refilled after its step's fmaf, not before, so its loads' registers
-     * are not live at once with the decoded group's: those kernels then
-     * spill nothing (lossless's pair kernel spilled 16 bytes, or 104 with
-     * SHFL; q8's 32, raw's 8). On an H200 tinyllama lossless decode
-     * 1125 -> 1161 tok/s, q8 1417 -> 1433, and raw gains 1.5% from 3
+    /* YA: ADD's y read as a unit starts (B > 1 spills). LATE (the 3-blocks
+     * kernels, 80 registers): a slot is refilled after its step's fmaf, not
+     * before, so its loads' registers are not live at once with the decoded
+     * group's: those kernels then spill nothing (lossless's pair kernel
+     * spilled 16 bytes, q8's 32, raw's 8). On an H200 tinyllama lossless
+     * decode 1125 -> 1161 tok/s, q8 1417 -> 1433, and raw gains 1.5% from 3
      * blocks for its short launches, which lost 6% when they spilled
      * (MV4_OCC3_STEPS_RAW, matvec.cu; bench/results/2026-11-29-session16-h200.md).
      * The 2-blocks kernels keep the early refill: llama2-7b lossless lost
@@ -222,13 +219,14 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
      * same bits. Raw lost 1.2% (tinyllama) and 0.9% (llama2-7b) with it,
      * though its slot copies (32 per pair step) went; lossless spills 208
      * bytes with it (bench/results/2026-11-30-session29-h200.md, run 8). */
-    enum { D = mv4_depth<KIND, B, NS, MINB>::D, YA = B == 1, SHFL = B < 3 || B > 4, LATE = MINB == 3,
+    enum { D = mv4_depth<KIND, B, NS, MINB>::D, YA = B == 1, LATE = MINB == 3,
            ROT = (KIND == VZ_K_Q8 || KIND == VZ_K_Q4) && B == 1 && !LATE, SLOTS = ROT ? D + 1 : D };
     vz_dview d[NS];
     int rows, u, uf, uend, us; /* u, it: the step consumed next; uf, itf: fetched next (rows < 2^31) */
     int it, itf, nit;
     bool silu;
-    uint32_t ei[NS], ein[NS];
+    uint32_t *ix; /* lossless: the warp's copies of two units' exception index rows (MV4_IX_WORDS) */
+    int pb;       /* the half of ix that holds unit uf's */
     vz_gst st[SLOTS][NS];
     float ya[NS][B]; /* YA: lane 0's y of unit u (epi ADD) */
 
@@ -236,42 +234,61 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
         if (++ii == nit) ii = 0, uu += us;
     }
 
-    /* Loads of step (uf, itf) into ring slot k, then advances (uf, itf). */
+    /* Lossless: cp.async of unit uu's exception index rows into half h of
+     * ix (lane j: block j's start, j <= bpr), committed. */
+    __device__ __forceinline__ void copy_ix(int uu, int h, int lane) {
+        if (uu < uend) {
+            int r[NS];
+            mv4_rows<NS>(rows, silu, uu, r);
+#pragma unroll
+            for (int s = 0; s < NS; s++) {
+                const vz_dview &v = mv4_dv(d[s]);
+                if (lane <= v.bpr)
+                    __pipeline_memcpy_async(ix + (h * NS + s) * 32 + lane, v.eidx + ((uint32_t)r[s] * (uint32_t)v.bpr + lane), 4);
+            }
+        }
+        __pipeline_commit();
+    }
+
+    /* Loads of step (uf, itf) into ring slot k, then advances (uf, itf).
+     * Lossless: as a unit's first step is fetched, its index rows (copied
+     * one unit ahead) are waited for, and the next unit's copy is issued
+     * into the other half (the warp barrier orders the previous unit's
+     * reads of that half before it); each step reads its e0, e1 there.
+     * The copy holds no register. Loaded one unit ahead into a register
+     * (and e0, e1 by shuffle from it), the index was copied by ptxas into
+     * its home register ~60 instructions after its load, so each unit's
+     * first step waited a DRAM round trip for it. On an H200 llama2-7b
+     * lossless decode 280.0 -> 309.6 tok/s, tinyllama 1251 -> 1292, the
+     * same bits (bench/results/2026-11-30-session31-h200.md, run 1). */
     __device__ __forceinline__ void fetch(int k, int lane) {
         int r[NS];
         mv4_rows<NS>(rows, silu, uf, r);
-        if (KIND == VZ_K_LL3 && itf == 0) {
-            int rn[NS];
-            const bool more = uf + us < uend;
-            mv4_rows<NS>(rows, silu, more ? uf + us : uf, rn);
+        if constexpr (KIND == VZ_K_LL3) {
+            if (itf == 0) {
+                __pipeline_wait_prior(0);
+                __syncwarp();
+                copy_ix(uf + us, pb ^ 1, lane);
+            }
 #pragma unroll
             for (int s = 0; s < NS; s++) {
-                ei[s] = ein[s];
-                const vz_dview &v = mv4_dv(d[s]);
-                ein[s] = more && lane <= v.bpr ? __ldg(v.eidx + ((uint32_t)rn[s] * (uint32_t)v.bpr + lane)) : 0u;
+                const uint32_t *e = ix + (pb * NS + s) * 32 + itf;
+                vz_ll3_load3(mv4_dv(d[s]), r[s], itf, lane, e[0], e[1], st[k][s]);
             }
-        }
+        } else {
 #pragma unroll
-        for (int s = 0; s < NS; s++) mv2_load<KIND, SHFL>(mv4_dv(d[s]), r[s], itf, lane, ei[s], st[k][s]);
+            for (int s = 0; s < NS; s++) mv2_load<KIND>(mv4_dv(d[s]), r[s], itf, lane, 0u, st[k][s]);
+        }
         next(uf, itf);
+        if (KIND == VZ_K_LL3 && itf == 0) pb ^= 1;
     }
 
     __device__ __forceinline__ void start(const vz_dview &d0, const vz_dview &d1, bool silu_, int u0, int us_, int uend_,
-                                          int lane) {
+                                          int lane, uint32_t *ix_) {
         d[0] = d0, d[NS - 1] = NS == 1 ? d0 : d1, silu = silu_, rows = (int)mv4_dv(d0).rows, us = us_, uend = uend_;
-        nit = (mv4_dv(d0).gpr + 31) / 32, u = uf = u0, it = itf = 0;
-#pragma unroll
-        for (int s = 0; s < NS; s++) ei[s] = ein[s] = 0;
-        if (KIND == VZ_K_LL3 && mv4_dv(d[0]).bpr >= 32) __trap(); /* callers keep cols <= 31 * 1024 (vz_ll3_load2) */
-        if (KIND == VZ_K_LL3 && u < uend) { /* the first unit's exception index */
-            int r[NS];
-            mv4_rows<NS>(rows, silu, u, r);
-#pragma unroll
-            for (int s = 0; s < NS; s++) {
-                const vz_dview &v = mv4_dv(d[s]);
-                ein[s] = lane <= v.bpr ? __ldg(v.eidx + ((uint32_t)r[s] * (uint32_t)v.bpr + lane)) : 0u;
-            }
-        }
+        nit = (mv4_dv(d0).gpr + 31) / 32, u = uf = u0, it = itf = 0, ix = ix_, pb = 0;
+        if (KIND == VZ_K_LL3 && mv4_dv(d[0]).bpr >= 32) __trap(); /* callers keep cols <= 31 * 1024 (MV4_IX_WORDS) */
+        if (KIND == VZ_K_LL3) copy_ix(u, 0, lane); /* the first unit's exception index */
 #pragma unroll
         for (int k = 0; k < D; k++)
             if (uf < uend) fetch(k, lane);
