@@ -233,12 +233,19 @@ static __device__ __forceinline__ void vz_ll3_decode(const vz_dview &d, const vz
  * register (predicated, with 0 otherwise, ptxas loaded it into a
  * temporary and copied it ~6 instructions later, and a copy waits for its
  * load); vz_ll3_decode2 reads ex only for lanes below e1. */
-static __device__ __forceinline__ void vz_ll3_load3(const vz_dview &d, int64_t r, int it, int lane, uint32_t e0,
-                                                    uint32_t e1, vz_gst &st) {
+/* The second half, the exception entry (mv4_ring issues the first half,
+ * vz_ll3_load_lc, before it waits for the index that gives e0, e1). */
+static __device__ __forceinline__ void vz_ll3_load_ex(const vz_dview &d, int lane, uint32_t e0, uint32_t e1,
+                                                      vz_gst &st) {
     st.u[3] = e0, st.u[4] = e1;
-    vz_ll3_load_lc(d, r, it, lane, st);
     const uint32_t e = e0 + (uint32_t)lane;
     st.ex = __ldg(e < e1 ? d.exc + e : (const uint16_t *)d.eidx);
+}
+
+static __device__ __forceinline__ void vz_ll3_load3(const vz_dview &d, int64_t r, int it, int lane, uint32_t e0,
+                                                    uint32_t e1, vz_gst &st) {
+    vz_ll3_load_lc(d, r, it, lane, st);
+    vz_ll3_load_ex(d, lane, e0, e1, st);
 }
 
 /* vz_ll3_load3 with e0, e1 by shuffle from ei (lane j holds

@@ -358,6 +358,7 @@ static __global__ void __launch_bounds__(WARPS * 32, WARPS == MV4_WARPS ? MINB :
     extern __shared__ float4 xs_[]; /* x at mv4_align(xs_) */
     __shared__ __align__(16) uint32_t smem[KIND == VZ_K_LL3 ? WARPS : 1][VZ_SMEM_WARP3];
     __shared__ uint32_t ixs[KIND == VZ_K_LL3 ? WARPS : 1][KIND == VZ_K_LL3 ? MV4_IX_WORDS : 1];
+    __shared__ float ysm[B == 1 ? WARPS : 1][MV_SLOTS]; /* mv4_ring's YS */
     __shared__ vz_rms_smem nsm;
 #ifdef VZ_CUDA_TRACE
     const unsigned long long tr_t0 = vz_gtime();
@@ -372,7 +373,7 @@ static __global__ void __launch_bounds__(WARPS * 32, WARPS == MV4_WARPS ? MINB :
     const int c4 = (int)(d0.cols >> 2); /* B == a.batch: mv4_plan picks the kernel of the batch */
     mv4_ring<KIND, B, NS, MINB> ring;
     ring.start(d0, d1, silu, (int64_t)(blockIdx.x - a.blk[t]) * WARPS + warp, nwarp, nunit, lane,
-               ixs[KIND == VZ_K_LL3 ? warp : 0]);
+               ixs[KIND == VZ_K_LL3 ? warp : 0], ysm[B == 1 ? warp : 0]);
     float4 *xs = mv4_align(xs_), *nws = a.nws ? xs + (size_t)B * c4 : NULL;
     if (nws) mv4_stage_nw(a.nw, c4, nws);
     a.wait(); /* x and y only from here on; weights before */
@@ -399,7 +400,7 @@ static size_t mv4_xmax_wide(void) {
         if (cudaGetDevice(&dev) != cudaSuccess ||
             cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
             optin = 0, cudaGetLastError();
-        const size_t stat = (size_t)MV4_WIDE_WARPS * (VZ_SMEM_WARP3 + MV4_IX_WORDS) * 4 + sizeof(vz_rms_smem) + 64;
+        const size_t stat = (size_t)MV4_WIDE_WARPS * (VZ_SMEM_WARP3 + MV4_IX_WORDS + MV_SLOTS) * 4 + sizeof(vz_rms_smem) + 64;
         const size_t room = (size_t)optin > stat + MV4_XPAD ? (size_t)optin - stat - MV4_XPAD : 0;
         cap = room < MV4_XMAX_WIDE ? (room > 0 ? room : 1) : MV4_XMAX_WIDE;
     }

@@ -223,7 +223,8 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
      * same bits. Raw lost 1.2% (tinyllama) and 0.9% (llama2-7b) with it,
      * though its slot copies (32 per pair step) went; lossless spills 208
      * bytes with it (bench/results/2026-11-30-session29-h200.md, run 8). */
-    enum { D = mv4_depth<KIND, B, NS, MINB>::D, YA = B == 1, LATE = MINB == 3,
+    enum { D = mv4_depth<KIND, B, NS, MINB>::D, YA = B == 1, YS = YA && (KIND == VZ_K_RAW_BF16 || KIND == VZ_K_LL3),
+           LATE = MINB == 3,
            ROT = (KIND == VZ_K_Q8 || KIND == VZ_K_Q4) && B == 1 && !LATE, SLOTS = ROT ? D + 1 : D };
     vz_dview d[NS];
     int rows, u, uf, uend, us; /* u, it: the step consumed next; uf, itf: fetched next (rows < 2^31) */
@@ -232,7 +233,8 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
     uint32_t *ix; /* lossless: the warp's copies of two units' exception index rows (MV4_IX_WORDS) */
     int pb;       /* the half of ix that holds unit uf's */
     vz_gst st[SLOTS][NS];
-    float ya[NS][B]; /* YA: lane 0's y of unit u (epi ADD) */
+    float ya[NS][B]; /* YA without YS: lane 0's y of unit u (epi ADD) */
+    float *ys;       /* YS: lane 0's copy of it in the warp's shared memory (NS floats) */
 
     __device__ __forceinline__ void next(int &uu, int &ii) const {
         if (++ii == nit) ii = 0, uu += us;
@@ -259,7 +261,10 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
      * one unit ahead) are waited for, and the next unit's copy is issued
      * into the other half (the warp barrier orders the previous unit's
      * reads of that half before it); each step reads its e0, e1 there.
-     * The copy holds no register. Loaded one unit ahead into a register
+     * The group's own loads go first, so a launch's first fetch (a whole
+     * tinyllama launch is one or two units per warp) does not wait for the
+     * index before issuing them (llama2-7b lossless +1.3%, tinyllama +0.5%
+     * on an H200, session 31 run 4). The copy holds no register. Loaded one unit ahead into a register
      * (and e0, e1 by shuffle from it), the index was copied by ptxas into
      * its home register ~60 instructions after its load, so each unit's
      * first step waited a DRAM round trip for it. On an H200 llama2-7b
@@ -269,6 +274,8 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
         int r[NS];
         mv4_rows<NS>(rows, silu, uf, r);
         if constexpr (KIND == VZ_K_LL3) {
+#pragma unroll
+            for (int s = 0; s < NS; s++) vz_ll3_load_lc(mv4_dv(d[s]), r[s], itf, lane, st[k][s]);
             if (itf == 0) {
                 __pipeline_wait_prior(0);
                 __syncwarp();
@@ -277,7 +284,7 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
 #pragma unroll
             for (int s = 0; s < NS; s++) {
                 const uint32_t *e = ix + (pb * NS + s) * 32 + itf;
-                vz_ll3_load3(mv4_dv(d[s]), r[s], itf, lane, e[0], e[1], st[k][s]);
+                vz_ll3_load_ex(mv4_dv(d[s]), lane, e[0], e[1], st[k][s]);
             }
         } else {
 #pragma unroll
@@ -288,9 +295,9 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
     }
 
     __device__ __forceinline__ void start(const vz_dview &d0, const vz_dview &d1, bool silu_, int u0, int us_, int uend_,
-                                          int lane, uint32_t *ix_) {
+                                          int lane, uint32_t *ix_, float *ys_) {
         d[0] = d0, d[NS - 1] = NS == 1 ? d0 : d1, silu = silu_, rows = (int)mv4_dv(d0).rows, us = us_, uend = uend_;
-        nit = (mv4_dv(d0).gpr + 31) / 32, u = uf = u0, it = itf = 0, ix = ix_, pb = 0;
+        nit = (mv4_dv(d0).gpr + 31) / 32, u = uf = u0, it = itf = 0, ix = ix_, pb = 0, ys = ys_;
         if (KIND == VZ_K_LL3 && mv4_dv(d[0]).bpr >= 32) __trap(); /* callers keep cols <= 31 * 1024 (MV4_IX_WORDS) */
         if (KIND == VZ_K_LL3) copy_ix(u, 0, lane); /* the first unit's exception index */
 #pragma unroll
@@ -303,11 +310,24 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
      * (no other warp writes those rows; the sum is the same). On an H200 it
      * made the matvec-only chain of matvec_bench 2% slower but the decode
      * step 2% faster (tinyllama; llama2-7b raw 7%): bench/results/
-     * 2026-11-29-session8-h200.md. */
+     * 2026-11-29-session8-h200.md. YS (raw, lossless): by cp.async into
+     * the warp's shared memory, waited for as the unit is stored. As a
+     * register load it sat in every step's code, predicated off in the
+     * launches without ADD, and ncu put 5-7% of llama2-7b lossless gate/up's
+     * and down's stall samples on it (long scoreboard). On an H200 tinyllama
+     * raw decode +2.7%, lossless +0.3%, llama2-7b lossless +1.3%, raw
+     * +0.3%; q8 lost 0.4-0.6% and q4 2.1-2.6% with it, so they keep the
+     * register (session 31 run 4). */
     __device__ __forceinline__ void load_y(const float *y, int epi, int lane) {
         if (!YA || epi != VZ_CUDA_EPI_ADD || silu || lane != 0) return;
         int r[NS];
         mv4_rows<NS>(rows, silu, u, r);
+        if constexpr (YS) {
+#pragma unroll
+            for (int s = 0; s < NS; s++) __pipeline_memcpy_async(ys + s, y + r[s], 4);
+            __pipeline_commit();
+            return;
+        }
 #pragma unroll
         for (int s = 0; s < NS; s++)
 #pragma unroll
@@ -327,6 +347,7 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
             }
         int r[NS];
         mv4_rows<NS>(rows, silu, u, r);
+        if (YS && epi == VZ_CUDA_EPI_ADD && !silu && lane == 0) __pipeline_wait_prior(0); /* load_y's copy */
 #pragma unroll
         for (int b = 0; b < B; b++) {
             if (lane != 0) break;
@@ -339,7 +360,7 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
             for (int s = 0; s < NS; s++) {
                 if (s == 1 && r[s] == r[0]) break; /* an odd count's last pair */
                 size_t i = (size_t)b * rows + r[s];
-                y[i] = epi != VZ_CUDA_EPI_ADD ? acc[s][b] : (YA ? ya[s][b] : y[i]) + acc[s][b];
+                y[i] = epi != VZ_CUDA_EPI_ADD ? acc[s][b] : (YS ? ys[s] : YA ? ya[s][b] : y[i]) + acc[s][b];
             }
         }
 #pragma unroll
