@@ -261,15 +261,16 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
      * one unit ahead) are waited for, and the next unit's copy is issued
      * into the other half (the warp barrier orders the previous unit's
      * reads of that half before it); each step reads its e0, e1 there.
-     * The group's own loads go first, so a launch's first fetch (a whole
-     * tinyllama launch is one or two units per warp) does not wait for the
-     * index before issuing them (llama2-7b lossless +1.3%, tinyllama +0.5%
-     * on an H200, session 31 run 4). The copy holds no register. Loaded one unit ahead into a register
+     * The copy holds no register. Loaded one unit ahead into a register
      * (and e0, e1 by shuffle from it), the index was copied by ptxas into
      * its home register ~60 instructions after its load, so each unit's
      * first step waited a DRAM round trip for it. On an H200 llama2-7b
      * lossless decode 280.0 -> 309.6 tok/s, tinyllama 1251 -> 1292, the
-     * same bits (bench/results/2026-11-30-session31-h200.md, run 1). */
+     * same bits (bench/results/2026-11-30-session31-h200.md, run 1). The
+     * group's own loads go before that wait, so a launch's first fetch
+     * (a whole tinyllama launch is one or two units per warp) does not
+     * wait for the index to issue them: llama2-7b lossless +1.3%,
+     * tinyllama +0.5% (run 4). */
     __device__ __forceinline__ void fetch(int k, int lane) {
         int r[NS];
         mv4_rows<NS>(rows, silu, uf, r);
@@ -315,9 +316,9 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
      * register load it sat in every step's code, predicated off in the
      * launches without ADD, and ncu put 5-7% of llama2-7b lossless gate/up's
      * and down's stall samples on it (long scoreboard). On an H200 tinyllama
-     * raw decode +2.7%, lossless +0.3%, llama2-7b lossless +1.3%, raw
-     * +0.3%; q8 lost 0.4-0.6% and q4 2.1-2.6% with it, so they keep the
-     * register (session 31 run 4). */
+     * raw decode +2.8%, lossless +0.2%, llama2-7b lossless +1.3%, raw
+     * +0.3%; q4 lost 2.2-2.8% with it and q8 up to 0.6%, so they keep the
+     * register (bench/results/2026-11-30-session31-h200.md, run 4). */
     __device__ __forceinline__ void load_y(const float *y, int epi, int lane) {
         if (!YA || epi != VZ_CUDA_EPI_ADD || silu || lane != 0) return;
         int r[NS];
