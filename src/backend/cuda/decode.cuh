@@ -225,16 +225,14 @@ static __device__ __forceinline__ void vz_ll3_decode(const vz_dview &d, const vz
     }
 }
 
-/* Loads of a group with its first 32 exceptions (the lane's entry e0 +
- * lane) in flight together, the block's exception range [e0, e1) given
- * (mv4_ring: from the warp's copy of the row's exception index). The entry
- * is loaded unpredicated, from a valid dummy address (the exception index)
- * when the lane has none, so ptxas loads it straight into its slot
- * register (predicated, with 0 otherwise, ptxas loaded it into a
- * temporary and copied it ~6 instructions later, and a copy waits for its
- * load); vz_ll3_decode2 reads ex only for lanes below e1. */
-/* The second half, the exception entry (mv4_ring issues the first half,
- * vz_ll3_load_lc, before it waits for the index that gives e0, e1). */
+/* The second half of a group's loads: the block's exception range [e0,
+ * e1) and the lane's entry e0 + lane. The entry is loaded unpredicated,
+ * from a valid dummy address (the exception index) when the lane has none,
+ * so ptxas loads it straight into its slot register (predicated, with 0
+ * otherwise, ptxas loaded it into a temporary and copied it ~6
+ * instructions later, and a copy waits for its load); vz_ll3_decode2 reads
+ * ex only for lanes below e1. mv4_ring issues the first half,
+ * vz_ll3_load_lc, before it waits for the index that gives e0, e1. */
 static __device__ __forceinline__ void vz_ll3_load_ex(const vz_dview &d, int lane, uint32_t e0, uint32_t e1,
                                                       vz_gst &st) {
     st.u[3] = e0, st.u[4] = e1;
@@ -242,6 +240,8 @@ static __device__ __forceinline__ void vz_ll3_load_ex(const vz_dview &d, int lan
     st.ex = __ldg(e < e1 ? d.exc + e : (const uint16_t *)d.eidx);
 }
 
+/* Loads of a group with its first 32 exceptions (the lane's entry e0 +
+ * lane) in flight together, e0, e1 given. */
 static __device__ __forceinline__ void vz_ll3_load3(const vz_dview &d, int64_t r, int it, int lane, uint32_t e0,
                                                     uint32_t e1, vz_gst &st) {
     vz_ll3_load_lc(d, r, it, lane, st);
