@@ -222,7 +222,11 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
      * 462.1 tok/s, q8 389.9 -> 408.4, tinyllama q4 +0.8%, q8 -0.6%, the
      * same bits. Raw lost 1.2% (tinyllama) and 0.9% (llama2-7b) with it,
      * though its slot copies (32 per pair step) went; lossless spills 208
-     * bytes with it (bench/results/2026-11-30-session29-h200.md, run 8). */
+     * bytes with it (bench/results/2026-11-30-session29-h200.md, run 8).
+     * With e0, e1 read from ix at the decode instead of held in the slot,
+     * lossless fits it (121 registers) and loses every register copy, yet
+     * ran tinyllama 0.6% slower and llama2-7b 0.3% faster (bench/results/
+     * 2026-11-30-session31-h200.md, run 7), so it keeps D slots. */
     enum { D = mv4_depth<KIND, B, NS, MINB>::D, YA = B == 1, YS = YA && (KIND == VZ_K_RAW_BF16 || KIND == VZ_K_LL3),
            LATE = MINB == 3,
            ROT = (KIND == VZ_K_Q8 || KIND == VZ_K_Q4) && B == 1 && !LATE, SLOTS = ROT ? D + 1 : D };
