@@ -253,9 +253,10 @@ static __device__ __forceinline__ void vz_ll3_load3(const vz_dview &d, int64_t r
  * another; else loaded (the v2 matvec, matvec.cu). */
 static __device__ __forceinline__ void vz_ll3_load2(const vz_dview &d, int64_t r, int it, int lane, uint32_t ei,
                                                     vz_gst &st) {
-    if (d.bpr < 32) st.u[3] = __shfl_sync(0xffffffffu, ei, it), st.u[4] = __shfl_sync(0xffffffffu, ei, it + 1);
-    else vz_ll3_load_ei(d, r, it, st);
-    vz_ll3_load3(d, r, it, lane, st.u[3], st.u[4], st);
+    vz_gst e;
+    if (d.bpr < 32) e.u[3] = __shfl_sync(0xffffffffu, ei, it), e.u[4] = __shfl_sync(0xffffffffu, ei, it + 1);
+    else vz_ll3_load_ei(d, r, it, e);
+    vz_ll3_load3(d, r, it, lane, e.u[3], e.u[4], st);
 }
 
 /* The H byte of exception entry v whose group's nibble words are s:

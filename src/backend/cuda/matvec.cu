@@ -358,8 +358,7 @@ static __global__ void __launch_bounds__(WARPS * 32, WARPS == MV4_WARPS ? MINB :
     extern __shared__ float4 xs_[]; /* x at mv4_align(xs_) */
     __shared__ __align__(16) uint32_t smem[KIND == VZ_K_LL3 ? WARPS : 1][VZ_SMEM_WARP3];
     __shared__ uint32_t ixs[KIND == VZ_K_LL3 ? WARPS : 1][KIND == VZ_K_LL3 ? MV4_IX_WORDS : 1];
-    typedef mv4_ring<KIND, B, NS, MINB> ring_t;
-    __shared__ float ysm[ring_t::YS ? WARPS : 1][MV_SLOTS]; /* mv4_ring's YS */
+    __shared__ float ysm[B == 1 ? WARPS : 1][MV_SLOTS]; /* mv4_ring's YS */
     __shared__ vz_rms_smem nsm;
 #ifdef VZ_CUDA_TRACE
     const unsigned long long tr_t0 = vz_gtime();
@@ -372,9 +371,9 @@ static __global__ void __launch_bounds__(WARPS * 32, WARPS == MV4_WARPS ? MINB :
     const int64_t nunit = silu || NS == 1 ? d0.rows : (d0.rows + 1) / 2;
     const int64_t nwarp = (int64_t)(a.blk[t + 1] - a.blk[t]) * WARPS; /* tensor t's warps deal its units */
     const int c4 = (int)(d0.cols >> 2); /* B == a.batch: mv4_plan picks the kernel of the batch */
-    ring_t ring;
+    mv4_ring<KIND, B, NS, MINB> ring;
     ring.start(d0, d1, silu, (int64_t)(blockIdx.x - a.blk[t]) * WARPS + warp, nwarp, nunit, lane,
-               ixs[KIND == VZ_K_LL3 ? warp : 0], ysm[ring_t::YS ? warp : 0]);
+               ixs[KIND == VZ_K_LL3 ? warp : 0], ysm[B == 1 ? warp : 0]);
     float4 *xs = mv4_align(xs_), *nws = a.nws ? xs + (size_t)B * c4 : NULL;
     if (nws) mv4_stage_nw(a.nw, c4, nws);
     a.wait(); /* x and y only from here on; weights before */

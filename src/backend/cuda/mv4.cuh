@@ -310,11 +310,6 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
             if (uf < uend) fetch(k, lane);
     }
 
-    /* Whether this lane adds y at the store from load_y's copy (YA). */
-    __device__ __forceinline__ bool adds_y(int epi, int lane) const {
-        return YA && epi == VZ_CUDA_EPI_ADD && !silu && lane == 0;
-    }
-
     /* YA, epi ADD: lane 0 loads y of unit u's rows as the unit starts, so
      * the load is in flight during its steps instead of after the butterfly
      * (no other warp writes those rows; the sum is the same). On an H200 it
@@ -329,7 +324,7 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
      * +0.3%; q4 lost 2.2-2.8% with it and q8 up to 0.6%, so they keep the
      * register (bench/results/2026-11-30-session31-h200.md, run 4). */
     __device__ __forceinline__ void load_y(const float *y, int epi, int lane) {
-        if (!adds_y(epi, lane)) return;
+        if (!YA || epi != VZ_CUDA_EPI_ADD || silu || lane != 0) return;
         int r[NS];
         mv4_rows<NS>(rows, silu, u, r);
         if constexpr (YS) {
@@ -357,7 +352,7 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
             }
         int r[NS];
         mv4_rows<NS>(rows, silu, u, r);
-        if (YS && adds_y(epi, lane)) __pipeline_wait_prior(0); /* load_y's copy */
+        if (YS && epi == VZ_CUDA_EPI_ADD && !silu && lane == 0) __pipeline_wait_prior(0); /* load_y's copy */
 #pragma unroll
         for (int b = 0; b < B; b++) {
             if (lane != 0) break;
