@@ -295,7 +295,12 @@ static __device__ __forceinline__ void vz_ll3_scatter(uint32_t *sm, const uint32
  * do not wait on the first barrier, so the patch is one shared-memory
  * round trip fewer than a writer reading its owner's codes from the
  * scratch (llama2-7b lossless decode on an H200: 250.5 -> 274.2 tok/s,
- * bench/results/2026-11-29-session15-h200.md). */
+ * bench/results/2026-11-29-session15-h200.md). Left out in a timing build
+ * the patch is worth 15% of llama2-7b's lossless decode (its rare loop
+ * alone 6%), more than the fmaf (4%); patching a pair's rows together, two
+ * entries per lane, the loop without shuffles or out of line, and the
+ * patch overlapped with the previous step's fmaf were all slower (bench/
+ * results/2026-11-30-session32-h200.md). */
 static __device__ __forceinline__ void vz_ll3_decode2(const vz_dview &d, const vz_gst &st, int lane, uint32_t *sm,
                                                       vz_pk &k) {
     uint32_t h[8], s[4];
