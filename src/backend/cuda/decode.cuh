@@ -296,8 +296,9 @@ static __device__ __forceinline__ void vz_ll3_scatter(uint32_t *sm, const uint32
  * round trip fewer than a writer reading its owner's codes from the
  * scratch (llama2-7b lossless decode on an H200: 250.5 -> 274.2 tok/s,
  * bench/results/2026-11-29-session15-h200.md). Left out in a timing build
- * the patch is worth 15% of llama2-7b's lossless decode (its rare loop
- * alone 6%), more than the fmaf (4%); patching a pair's rows together, two
+ * the patch is worth 15% of llama2-7b's lossless decode (its rare loop 6%,
+ * the entry loads 4%, the owner's code shuffles nothing measurable), more
+ * than the fmaf (4%); patching a pair's rows together, two
  * entries per lane, the loop without shuffles or out of line, and the
  * patch overlapped with the previous step's fmaf were all slower (bench/
  * results/2026-11-30-session32-h200.md). */
