@@ -15,6 +15,35 @@
 /* The FAST branches return early; the generic loops after them are dead there. */
 #pragma nv_diag_suppress 128
 
+/* Loads of weight streams, read once per token: their L2 lines are the
+ * first evicted (createpolicy evict_first; the policy travels in the load's
+ * memory descriptor, no extra instruction per load), so that what a token
+ * reads again (the KV cache, activations, norms) stays in L2 under the
+ * stream. Used by the raw, lossless and q8 loads. On an H200 (three runs,
+ * bench/results/2026-12-01-session34-h200.md) decode rose 0.2-0.3% (raw),
+ * 0.6-0.9% (lossless) and 0.3-0.6% (q8) on tinyllama and 0.2-0.6% on
+ * llama2-7b; q4's data load with it ran 0.4-0.5% slower on tinyllama, so
+ * q4 keeps __ldg. The bits do not change. */
+static __device__ __forceinline__ uint64_t vz_l2_first() {
+    uint64_t p;
+    asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(p));
+    return p;
+}
+
+static __device__ __forceinline__ uint4 vz_ldw(const uint4 *a) {
+    uint4 v;
+    asm("ld.global.nc.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %5;"
+        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+        : "l"(a), "l"(vz_l2_first()));
+    return v;
+}
+
+static __device__ __forceinline__ uint32_t vz_ldw(const uint32_t *a) {
+    uint32_t v;
+    asm("ld.global.nc.L2::cache_hint.u32 %0, [%1], %2;" : "=r"(v) : "l"(a), "l"(vz_l2_first()));
+    return v;
+}
+
 /* Kernel paths (vz_cuda_tensor.kind). The fast paths need cols % 32 == 0. */
 enum { VZ_K_RAW_BF16 = 0, VZ_K_LL3 = 1, VZ_K_Q8 = 2, VZ_K_Q4 = 3, VZ_K_GENERIC = 4 };
 
@@ -196,8 +225,8 @@ static __device__ __forceinline__ void vz_ll3_load_lc(const vz_dview &d, int64_t
     const uint32_t gi = vz_gidx(d, r, it, lane);
     const uint4 *lp = (const uint4 *)d.data + (size_t)gi * 2;
     const uint32_t *cp = d.codes + (size_t)gi * 3;
-    st.v[0] = __ldg(lp), st.v[1] = __ldg(lp + 1);
-    st.u[0] = __ldg(cp), st.u[1] = __ldg(cp + 1), st.u[2] = __ldg(cp + 2);
+    st.v[0] = vz_ldw(lp), st.v[1] = vz_ldw(lp + 1);
+    st.u[0] = vz_ldw(cp), st.u[1] = vz_ldw(cp + 1), st.u[2] = vz_ldw(cp + 2);
 }
 
 static __device__ __forceinline__ void vz_ll3_load_ei(const vz_dview &d, int64_t r, int it, vz_gst &st) {
@@ -377,7 +406,7 @@ static __device__ __forceinline__ void vz_ll_group(const vz_dview &d, int64_t r,
  * Fast: bf16, cols % 32 == 0; 64 bytes per lane. */
 static __device__ __forceinline__ void vz_rawbf_load(const vz_dview &d, int64_t r, int it, int lane, vz_gst &st) {
     const uint4 *p = (const uint4 *)d.data + (size_t)vz_gidx(d, r, it, lane) * 4;
-    st.v[0] = __ldg(p), st.v[1] = __ldg(p + 1), st.v[2] = __ldg(p + 2), st.v[3] = __ldg(p + 3);
+    st.v[0] = vz_ldw(p), st.v[1] = vz_ldw(p + 1), st.v[2] = vz_ldw(p + 2), st.v[3] = vz_ldw(p + 3);
 }
 
 static __device__ __forceinline__ void vz_rawbf_decode(const vz_gst &st, float w[32]) {
@@ -433,7 +462,7 @@ static __device__ __forceinline__ uint32_t vz_qgroup(const vz_dview &d, int g) {
 static __device__ __forceinline__ void vz_q8_load(const vz_dview &d, int64_t r, int it, int lane, vz_gst &st) {
     const uint32_t g = vz_glane(d, it, lane), gi = (uint32_t)r * (uint32_t)d.gpr + g;
     const uint4 *p = (const uint4 *)d.data + (size_t)gi * 2;
-    st.v[0] = __ldg(p), st.v[1] = __ldg(p + 1);
+    st.v[0] = vz_ldw(p), st.v[1] = vz_ldw(p + 1);
     st.u[0] = __ldg(d.scales + ((uint32_t)r * (uint32_t)d.qgpr + vz_qgroup(d, (int)g)));
 }
 
