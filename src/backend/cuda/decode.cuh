@@ -20,9 +20,9 @@
  * memory descriptor, no extra instruction per load), so that what a token
  * reads again (the KV cache, activations, norms) stays in L2 under the
  * stream. Used by the raw, lossless and q8 loads. On an H200 (three runs,
- * bench/results/2026-12-01-session34-h200.md) decode rose 0.2-0.3% (raw),
- * 0.6-0.9% (lossless) and 0.3-0.6% (q8) on tinyllama and 0.2-0.6% on
- * llama2-7b; q4's data load with it ran 0.4-0.5% slower on tinyllama, so
+ * bench/results/2026-12-01-session34-h200.md) decode rose 0.15-0.3% (raw),
+ * 0.6-0.9% (lossless) and 0-0.6% (q8) on tinyllama and 0.2-0.7% on
+ * llama2-7b; q4's data load with it ran 0.3-0.5% slower on tinyllama, so
  * q4 keeps __ldg. The bits do not change. */
 static __device__ __forceinline__ uint64_t vz_l2_first() {
     uint64_t p;
