@@ -212,7 +212,8 @@ static void test_matvec_chain(void **state) {
  * most 17 truncations of 2^-23 plus a truncating normalization, so 36 units
  * per mma; a warp chains N = 8 * ceil(cols / 1024) mma, then 7 f32 adds
  * join the 8 warps and 2 the pieces: 37 N + 12 (the 37 covers the lo, lo2
- * chains, 2^-8 and 2^-16 smaller). */
+ * chains, 2^-8 and 2^-16 smaller). q4 by integer dot products (dp,
+ * mv4.cuh): see err_dp. */
 static double err_units(const enc *e) {
     int64_t cols = e->t.cols;
     if (e->d.tc) return 37.0 * 8 * (double)((cols / 128 + 7) / 8) + 12;
@@ -222,7 +223,34 @@ static double err_units(const enc *e) {
 
 static double worst_tc = 0; /* largest |y - ref| / (2^-24 sum|w*x|) seen on the tc path */
 
-/* |y - ref| <= err_units * 2^-24 * sum|w*x| for every output. */
+/* The bound of a dp tensor's output (mv4.cuh, q4 by integer dot products)
+ * over row w of cols weights and input x: each x is rounded to a multiple of
+ * 2^(e-22), where max |x| over its 32-element group is in [2^(e-1), 2^e),
+ * so by at most 2^-22 max|x| of the group (m below; e >= -100 keeps it at
+ * least 2^-123): that adds sum over groups of 2^-22 m sum|w| of the group
+ * (a first term) and makes the products sum|w x'| <= sum|w| (|x| + 2^-22 m)
+ * (A). The group's sum over codes and digits is exact in integers; it
+ * becomes f32 in two roundings ((float)t and the fmaf with 2^16 a2), each
+ * at most 2^-24 relative to |t| or the group's part of A (|d0 + 2^8 d1| <=
+ * |X| while d2 == 0, and <= 32896 <= 1.008 |X| otherwise, so |t| <= 1.008
+ * times that part): under 3 units. Then, as in the fmaf kernels, the
+ * scale multiplies exactly inside the fmaf that joins the group into a
+ * lane's acc (G = ceil(cols / 1024) per lane, one rounding each) and the 5
+ * butterfly adds one each: first term + (3 + G + 8) 2^-24 A. */
+static double err_dp(const double *w, const float *x, int64_t cols) {
+    double xr = 0, A = 0;
+    for (int64_t g = 0; g < cols; g += 32) {
+        double m = 0, aw = 0, ax = 0;
+        for (int64_t c = g; c < g + 32 && c < cols; c++) m = fmax(m, fabs((double)x[c]));
+        m = fmax(m, ldexp(1.0, -101));
+        for (int64_t c = g; c < g + 32 && c < cols; c++)
+            aw += fabs(w[c]), ax += fabs(w[c]) * (fabs((double)x[c]) + ldexp(m, -22));
+        xr += ldexp(m, -22) * aw, A += ax;
+    }
+    return xr + (3.0 + (double)((cols + 1023) / 1024) + 8) * ldexp(A, -24);
+}
+
+/* |y - ref| <= err_units * 2^-24 * sum|w*x| for every output (dp: err_dp). */
 static void check_ref(const enc *e, const float *x, const float *y, int batch) {
     int64_t rows = e->t.rows, cols = e->t.cols;
     const double units = err_units(e);
@@ -233,11 +261,12 @@ static void check_ref(const enc *e, const float *x, const float *y, int batch) {
                 double p = e->w[r * cols + c] * (double)x[b * cols + c];
                 s += p, a += fabs(p);
             }
-            double got = y[b * rows + r], tol = units * ldexp(a, -24) + 1e-38;
+            double got = y[b * rows + r];
+            double tol = (e->d.dp ? err_dp(e->w + r * cols, x + b * cols, cols) : units * ldexp(a, -24)) + 1e-38;
             if (e->d.tc && a > 0 && fabs(got - s) / ldexp(a, -24) > worst_tc) worst_tc = fabs(got - s) / ldexp(a, -24);
             if (!(fabs(got - s) <= tol))
                 fail_msg("%s batch %d: y[%d][%lld] = %.9g, reference %.9g (tol %.3g, %s path)", e->t.name, batch, b,
-                         (long long)r, got, s, tol, e->d.tc ? "tc" : "fmaf");
+                         (long long)r, got, s, tol, e->d.tc ? "tc" : e->d.dp ? "dp" : "fmaf");
         }
 }
 
@@ -266,7 +295,12 @@ static const struct { const char *name; vz_codec_opts o; } codecs_t[] = {
 #define NCODEC ((int)(sizeof codecs_t / sizeof codecs_t[0]))
 
 /* Every codec on bf16 (and raw/lossless on f16, f32 for the small shapes):
- * GPU vs reference; lossless vs raw bitwise; generic path vs fast bitwise. */
+ * GPU vs reference; lossless vs raw bitwise; generic path vs fast bitwise.
+ * Then the tensor-core kernel where the shape fits it, and the q4 codecs
+ * uploaded with VZ_CUDA_MV_DP: the integer dot-product kernel on every q4
+ * tensor of the fast path (by default only rows of VZ_CUDA_DP_MIN_COLS or
+ * more take it, here 101 x 4096), within err_dp, the same bits at every
+ * batch and variant, x 16-byte aligned or not. */
 static void test_matvec_codecs(void **state) {
     (void)state;
     REQUIRE_GPU();
@@ -274,10 +308,12 @@ static void test_matvec_codecs(void **state) {
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         int64_t rows = shapes[si][0], cols = shapes[si][1], n = rows * cols;
         float *wf = rand_weights(n, 1000 + si);
-        for (int tc = 0; tc < 2; tc++) { /* fmaf kernels; tensor-core kernel where the shape fits */
+        for (int mode = 0; mode < 3; mode++) { /* default kernels; tensor-core kernel where the shape fits; dp on all q4 */
+        const int tc = mode == 1, dpall = mode == 2;
         if (tc && (rows % 8 || cols % 128)) continue;
-        vz_cuda_matvec_variant(tc ? VZ_CUDA_MV_V4 | VZ_CUDA_MV_TC : VZ_CUDA_MV_V4);
+        vz_cuda_matvec_variant(tc ? VZ_CUDA_MV_V4 | VZ_CUDA_MV_TC : dpall ? VZ_CUDA_MV_V4 | VZ_CUDA_MV_DP : VZ_CUDA_MV_V4);
         for (int d = 0; d < 3; d++) {
+            if (dpall && d > 0) continue;
             vz_dtype dt = d == 0 ? VZ_DTYPE_BF16 : d == 1 ? VZ_DTYPE_F16 : VZ_DTYPE_F32;
             if (dt != VZ_DTYPE_BF16 && n > 256 * 2048) continue;
             void *src = to_dtype(wf, n, dt);
@@ -286,8 +322,12 @@ static void test_matvec_codecs(void **state) {
             for (int ci = 0; ci < NCODEC; ci++) {
                 const vz_codec *c = vz_codec_by_name(codecs_t[ci].name);
                 if (!c || (ci >= 2 && dt != VZ_DTYPE_BF16) || !c->supports(dt, rows, cols)) continue;
+                if (dpall && strcmp(codecs_t[ci].name, "q4") != 0) continue;
                 enc_make_o(&e[ci], codecs_t[ci].name, &codecs_t[ci].o, src, dt, rows, cols);
                 have[ci] = 1;
+                const int fastq4 = e[ci].d.codec == VZ_CODEC_q4 && cols % 32 == 0 && e[ci].d.group % 32 == 0;
+                if (e[ci].d.dp != (fastq4 && (dpall || cols >= VZ_CUDA_DP_MIN_COLS)))
+                    fail_msg("%s %lldx%lld: dp %d", e[ci].t.name, (long long)rows, (long long)cols, e[ci].d.dp);
             }
             for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
                 int batch = batches[bi];
@@ -327,6 +367,48 @@ static void test_matvec_codecs(void **state) {
     }
     vz_cuda_matvec_variant(old);
     print_message("tc path: largest |y - ref| = %.1f x 2^-24 sum|w*x|\n", worst_tc);
+}
+
+/* The dp flags at upload (cuda.h) choose the kernel: a q4 tensor of 4096
+ * columns takes the integer dot-product kernel by default and the fmaf one
+ * with VZ_CUDA_MV_NO_DP, one of 2048 columns the reverse with VZ_CUDA_MV_DP;
+ * their outputs differ somewhere (the kernels round differently; equal
+ * outputs would mean the flag chose nothing), each within its bound. (The
+ * fused norm, SiLU and multi-tensor launches of dp tensors: test_matvec_norm
+ * and test_matvec_multi, whose q4 rows of 4096 and more columns take it.) */
+static void test_matvec_dp_choice(void **state) {
+    (void)state;
+    REQUIRE_GPU();
+    int old = vz_cuda_matvec_variant(-1);
+    static const int64_t colsv[2] = {4096, 2048};
+    for (int i = 0; i < 2; i++) {
+        const int64_t rows = 256, cols = colsv[i], n = rows * cols;
+        float *wf = rand_weights(n, 40 + i), *x = rand_weights(cols, 41 + i);
+        for (int64_t j = 0; j < cols; j++) x[j] *= 30.0f;
+        void *src = to_dtype(wf, n, VZ_DTYPE_BF16);
+        enc e[2]; /* e[0]: default upload; e[1]: the other kernel */
+        vz_cuda_matvec_variant(VZ_CUDA_MV_V4);
+        enc_make(&e[0], "q4", src, VZ_DTYPE_BF16, rows, cols);
+        vz_cuda_matvec_variant(VZ_CUDA_MV_V4 | (i == 0 ? VZ_CUDA_MV_NO_DP : VZ_CUDA_MV_DP));
+        enc_make(&e[1], "q4", src, VZ_DTYPE_BF16, rows, cols);
+        vz_cuda_matvec_variant(VZ_CUDA_MV_V4);
+        assert_int_equal(e[0].d.dp, i == 0);
+        assert_int_equal(e[1].d.dp, i != 0);
+        float *dx = upload_x(x, (size_t)cols, 0), *y[2];
+        for (int k = 0; k < 2; k++) {
+            y[k] = gpu_mv(&e[k], dx, 1);
+            check_ref(&e[k], x, y[k], 1);
+        }
+        int differ = 0;
+        for (int64_t r = 0; r < rows; r++) differ += y[0][r] != y[1][r];
+        if (!differ) fail_msg("%lld columns: dp and fmaf kernels gave the same %lld outputs", (long long)cols, (long long)rows);
+        print_message("q4 %lldx%lld: dp and fmaf kernels differ in %d of %lld outputs, both within their bounds\n",
+                      (long long)rows, (long long)cols, differ, (long long)rows);
+        vz_cuda_release(dx);
+        free(y[0]), free(y[1]), free(wf), free(x), free(src);
+        enc_free(&e[0]), enc_free(&e[1]);
+    }
+    vz_cuda_matvec_variant(old);
 }
 
 /* Lossless blocks with more than 64 exceptions (v2's staged first 32 plus
@@ -539,7 +621,8 @@ static void test_matvec_exact(void **state) {
  * then the legacy kernel, bitwise equal to v4) bitwise, for QKV, SiLU and
  * residual-add launches at batch 1, 3, 8 and for raw, lossless and q4; the
  * unfused xb matches a CPU norm; at 8 x 4096 the fused path is the wide
- * v4 kernel (MV4_WIDE). */
+ * v4 kernel (MV4_WIDE). q4 at 4096 columns runs the integer dot-product
+ * kernel on both paths (fused norm, and after the norm kernel). */
 static void test_matvec_norm(void **state) {
     (void)state;
     REQUIRE_GPU();
@@ -647,6 +730,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_q_divider),
         cmocka_unit_test(test_matvec_codecs),
+        cmocka_unit_test(test_matvec_dp_choice),
         cmocka_unit_test(test_matvec_exact),
         cmocka_unit_test(test_matvec_dense_exceptions),
         cmocka_unit_test(test_matvec_multi),

@@ -30,6 +30,10 @@ struct vz_tensor;
 
 /* Widest rows of the tensor-core path (its staged x must fit in shared memory). */
 #define VZ_CUDA_TC_MAX_COLS 24576
+/* The q4 rows that take the integer dot-product matvec by default (dp
+ * below), and the widest it takes (one staged row of x must fit a block). */
+#define VZ_CUDA_DP_MIN_COLS 4096
+#define VZ_CUDA_DP_MAX_COLS 24576
 
 typedef struct vz_cuda_tensor {
     int64_t rows, cols;
@@ -47,6 +51,8 @@ typedef struct vz_cuda_tensor {
     int32_t tc;              /* matvecs run the tensor-core kernel (matvec_tc.cu): bf16 raw or lossless,
                                 rows % 8 == 0, cols % 128 == 0, when VZ_CUDA_MV_TC is set at upload */
     int32_t tiled;           /* lossless with tc: the device copy lists exceptions in GPU tile order */
+    int32_t dp;              /* q4 fast path: matvecs sum by integer dot products (matvec.cu's mv4_dp), set
+                                at upload for rows of at least VZ_CUDA_DP_MIN_COLS (VZ_CUDA_MV_DP: any) */
     int32_t owned;           /* data and lut are this tensor's own allocations (vz_cuda_tensor_upload) */
 } vz_cuda_tensor;
 
@@ -121,9 +127,15 @@ vz_status vz_cuda_matvec_multi_norm(int n, const vz_cuda_tensor *const *W, float
  * 1 the v4 grid has 2 blocks per SM, or 3 for lossless and q8 launches of
  * few steps per warp (mv4_plan); OCC_ALT swaps the two.
  * The old default is LEGACY | NO_PDL (3). All variants give bitwise equal
- * results. flags < 0 only reads; returns the previous flags. */
+ * results. DP and NO_DP act at upload, like TC: q4 tensors (fast path) of
+ * any width up to VZ_CUDA_DP_MAX_COLS, or none, take the integer
+ * dot-product kernel (dp above), which every variant then runs; its sums
+ * differ from the fmaf kernels' within a derived bound
+ * (tests/test_cuda_matvec.c), and a dp tensor gives the same bits at
+ * every batch and variant. flags < 0 only reads; returns the previous
+ * flags. */
 enum { VZ_CUDA_MV_LEGACY = 1, VZ_CUDA_MV_NO_PDL = 2, VZ_CUDA_MV_OCC4 = 4, VZ_CUDA_MV_V4 = 8, VZ_CUDA_MV_TC = 16,
-       VZ_CUDA_MV_PAIRS = 32, VZ_CUDA_MV_OCC_ALT = 64 };
+       VZ_CUDA_MV_PAIRS = 32, VZ_CUDA_MV_OCC_ALT = 64, VZ_CUDA_MV_DP = 128, VZ_CUDA_MV_NO_DP = 256 };
 int vz_cuda_matvec_variant(int flags);
 
 /* out[i*cols + c] = W[ids[i], c] as f32 for i < n (embedding lookup); d_ids

@@ -6,6 +6,7 @@
  * the small runtime helpers of cuda.h used by C tests and the bench.
  */
 #include <cuda_runtime.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -102,6 +103,24 @@ static void wt_tc(vz_cuda_tensor *d) {
     d->tiled = d->tc && d->kind == VZ_K_LL3;
 }
 
+/* The integer dot-product path (matvec.cu's mv4_dp) for q4 tensors of the
+ * fast path whose rows have at least VZ_CUDA_DP_MIN_COLS columns (any with
+ * VZ_CUDA_MV_DP at upload, none with VZ_CUDA_MV_NO_DP; the bench knob
+ * VZ_CUDA_DP_COLS=lo,hi: lo to hi columns) and at most VZ_CUDA_DP_MAX_COLS
+ * (a staged x row must fit a block). By width, so the tensors of one launch
+ * (equal cols) agree. Short rows stay on the fmaf kernel: a launch pays the
+ * conversion of x to digits before its first sum, which tinyllama's
+ * launches (1-6 row steps per warp) do not earn back; a session also keeps
+ * a model of dim below VZ_CUDA_DP_MIN_COLS off it (session_cuda.cu). */
+static void wt_dp(vz_cuda_tensor *d) {
+    long long lo = VZ_CUDA_DP_MIN_COLS, hi = VZ_CUDA_DP_MAX_COLS; /* bench knob VZ_CUDA_DP_COLS=lo,hi: the widths */
+    const char *e = getenv("VZ_CUDA_DP_COLS");
+    if (e && (sscanf(e, "%lld,%lld", &lo, &hi) != 2 || lo < 0)) lo = VZ_CUDA_DP_MIN_COLS, hi = VZ_CUDA_DP_MAX_COLS;
+    const int v = vz_cuda_matvec_variant(-1);
+    d->dp = d->kind == VZ_K_Q4 && d->cols <= VZ_CUDA_DP_MAX_COLS && !(v & VZ_CUDA_MV_NO_DP) &&
+            ((d->cols >= lo && d->cols <= hi) || (v & VZ_CUDA_MV_DP));
+}
+
 extern "C" vz_status vz_cuda_tensor_image(const vz_cuda_tensor *d, const vz_tensor *t, uint8_t *dst) {
     VZ_FAIL_IF(!d || !t || !t->data || !dst || d->size != t->size, VZ_ERR_ARG, "cuda tensor image: bad arguments");
     if (d->tiled) return vz_lossless_tile_order(t, dst);
@@ -123,6 +142,7 @@ static vz_status wt_upload(vz_cuda_tensor *d, const vz_tensor *t, uint8_t *dev, 
     d->rows = t->rows, d->cols = t->cols, d->dtype = t->dtype, d->codec = t->codec, d->size = t->size;
     VZ_TRY(wt_layout(d, t));
     wt_tc(d);
+    wt_dp(d);
     uint8_t *img = NULL; /* tiled: the device image, built on the host */
     if (d->tiled) {
         img = (uint8_t *)malloc(t->size);
@@ -173,6 +193,7 @@ extern "C" vz_status vz_cuda_tensor_describe(vz_cuda_tensor *d, const vz_tensor 
     d->rows = t->rows, d->cols = t->cols, d->dtype = t->dtype, d->codec = t->codec, d->size = t->size;
     VZ_TRY(wt_layout(d, t));
     wt_tc(d);
+    wt_dp(d);
     return VZ_OK;
 }
 

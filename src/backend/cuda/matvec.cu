@@ -380,7 +380,8 @@ static __global__ void __launch_bounds__(WARPS * 32, WARPS == MV4_WARPS ? MINB :
 #ifdef VZ_CUDA_TRACE
     const unsigned long long tr_tw = vz_gtime();
 #endif
-    mv4_stage(a.x, a.nw, a.eps, B, c4, xs, &nsm, nws);
+    mv4_stage<KIND == VZ_K_Q4D>(a.x, a.nw, a.eps, B, c4, xs, &nsm, nws);
+    if constexpr (KIND == VZ_K_Q4D) mv4_digits(B, c4, xs);
     ring.run(xs, c4, t == 0 ? a.y[0] : t == 1 ? a.y[1] : a.y[2], a.epi, lane, smem[KIND == VZ_K_LL3 ? warp : 0]);
 #ifdef VZ_CUDA_TRACE
     if (lane == 0) vz_trace_put(a.tr, tr_t0, tr_tw, blockIdx.x << 8 | warp);
@@ -436,6 +437,14 @@ static const mv_fn mv4_wide1[2][4] = {
      mv4_kernel<VZ_K_Q8, 1, 1, 1, MV4_WIDE_WARPS>, mv4_kernel<VZ_K_Q4, 1, 1, 1, MV4_WIDE_WARPS>},
     {mv4_kernel<VZ_K_RAW_BF16, 1, 2, 1, MV4_WIDE_WARPS>, mv4_kernel<VZ_K_LL3, 1, 2, 1, MV4_WIDE_WARPS>,
      mv4_kernel<VZ_K_Q8, 1, 2, 1, MV4_WIDE_WARPS>, mv4_kernel<VZ_K_Q4, 1, 2, 1, MV4_WIDE_WARPS>}};
+/* q4 by integer dot products (VZ_K_Q4D, mv4_dp), as the q4 kernels above
+ * (3 blocks per SM: never, as for q4): [batch - 1], one row per unit at
+ * batch 1, MV4_WIDE [batch - 2], MV4_WIDE1 [pairs]. */
+static const mv_fn mv4d_table[8] = MV4_ROW(VZ_K_Q4D);
+static const mv_fn mv4d_row1 = mv4_kernel<VZ_K_Q4D, 1, 1>;
+static const mv_fn mv4d_wide[7] = MV4_WIDE_ROW(VZ_K_Q4D);
+static const mv_fn mv4d_wide1[2] = {mv4_kernel<VZ_K_Q4D, 1, 1, 1, MV4_WIDE_WARPS>,
+                                    mv4_kernel<VZ_K_Q4D, 1, 2, 1, MV4_WIDE_WARPS>};
 /* MV4_WIDE3, raw at batch 1: [pairs] */
 static const mv_fn mv4_wide3[2] = {mv4_kernel<VZ_K_RAW_BF16, 1, 1, 3, MV4_WIDE3_WARPS>,
                                    mv4_kernel<VZ_K_RAW_BF16, 1, 2, 3, MV4_WIDE3_WARPS>};
@@ -453,7 +462,7 @@ static int mv_variant = VZ_CUDA_MV_V4;
 
 extern "C" int vz_cuda_matvec_variant(int flags) {
     int old = mv_variant;
-    if (flags >= 0) mv_variant = flags & 127;
+    if (flags >= 0) mv_variant = flags & 511;
     return old;
 }
 
@@ -555,8 +564,8 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
     static int sms = 0, resv = 0; /* resv: shared memory the system reserves per block */
     /* opt-in above 48 KiB done: [kind][batch - 1], 8: mv4_row1, 9 + pairs: mv4_occ3, 9 + batch: mv4_wide,
      * 18 + pairs: mv4_wide1, 20 + pairs: mv4_wide3 */
-    static bool big_smem[4][22];
-    static size_t stat_smem[4][22]; /* the kernel's static shared memory (+ resv), known once big_smem is set */
+    static bool big_smem[6][22]; /* [VZ_K_Q4D] too */
+    static size_t stat_smem[6][22]; /* the kernel's static shared memory (+ resv), known once big_smem is set */
     if (sms == 0) {
         int dev = 0;
         cudaError_t e = cudaGetDevice(&dev);
@@ -587,10 +596,11 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
         wide1 = e1 && *e1 ? (int)strtol(e1, NULL, 0) & 15 : MV4_WIDE1_KINDS;
         wide3 = !(e3 && *e3 == '0');
     }
-    const bool alt = (mv_variant & VZ_CUDA_MV_OCC_ALT) != 0;
-    const bool occ3 = batch == 1 && (steps <= occ3_steps[kind == VZ_K_LL3 && !silu ? 4 : kind]) != alt;
+    const bool alt = (mv_variant & VZ_CUDA_MV_OCC_ALT) != 0, dp = kind == VZ_K_Q4D;
+    const int kq = dp ? VZ_K_Q4 : kind; /* the dot-product kernels take q4's grids */
+    const bool occ3 = batch == 1 && !dp && (steps <= occ3_steps[kind == VZ_K_LL3 && !silu ? 4 : kind]) != alt;
     const bool wide = wide0 && !occ3 &&
-                      (batch > 1 || ((wide1 >> kind & 1) && (kind != VZ_K_LL3 || steps >= MV4_WIDE1_STEPS_LL)));
+                      (batch > 1 || ((wide1 >> kq & 1) && (kind != VZ_K_LL3 || steps >= MV4_WIDE1_STEPS_LL)));
     const bool occ3w = wide0 && occ3 && wide3 && kind == VZ_K_RAW_BF16; /* MV4_WIDE3 */
     const int64_t per = wide || occ3w ? 1 : occ3 ? 3 : 2; /* blocks per SM */
     const int64_t wpb = occ3w ? MV4_WIDE3_WARPS : wide ? MV4_WIDE_WARPS : MV4_WARPS;
@@ -606,8 +616,11 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
     }
     for (int i = a.ntens; i < 4; i++) a.blk[i] = (int)nblk;
     *blocks = (unsigned)nblk;
-    *f = wide ? (batch == 1 ? mv4_wide1[!one][kind] : mv4_wide[kind][batch - 2])
-         : occ3w ? mv4_wide3[!one] : occ3 ? mv4_occ3[!one][kind] : one ? mv4_row1[kind] : mv4_table[kind][batch - 1];
+    if (dp)
+        *f = wide ? (batch == 1 ? mv4d_wide1[!one] : mv4d_wide[batch - 2]) : one ? mv4d_row1 : mv4d_table[batch - 1];
+    else
+        *f = wide ? (batch == 1 ? mv4_wide1[!one][kind] : mv4_wide[kind][batch - 2])
+             : occ3w ? mv4_wide3[!one] : occ3 ? mv4_occ3[!one][kind] : one ? mv4_row1[kind] : mv4_table[kind][batch - 1];
     const int ki = wide ? (batch == 1 ? 18 + !one : 9 + batch) : occ3w ? 20 + !one : occ3 ? 9 + !one : one ? 8 : batch - 1;
     if (!big_smem[kind][ki]) { /* static (lossless scratch) + dynamic may pass 48 KiB below 48 KiB of x */
         cudaError_t e = cudaFuncSetAttribute(*f, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -646,18 +659,23 @@ static vz_status mv_multi(int n, const vz_cuda_tensor *const *W, float *const *d
     VZ_TRY(mv_check_args(n, W, d_y, d_x, batch, epi));
     bool tc = true;
     for (int i = 0; i < n; i++) tc = tc && W[i]->tc;
-    int kind = W[0]->kind;
-    for (int i = 0; i < 3; i++)
-        if (W[i < n ? i : 0]->kind != kind || W[i < n ? i : 0]->tiled) kind = VZ_K_GENERIC; /* tiled: vz_group_any */
-    if (((uintptr_t)d_x & 15) != 0) kind = VZ_K_GENERIC;
-    const bool v4k = !tc && kind != VZ_K_GENERIC && (mv_variant & VZ_CUDA_MV_V4); /* the v4 kernel's kinds */
+    int kind = W[0]->dp ? VZ_K_Q4D : W[0]->kind;
+    for (int i = 0; i < 3; i++) {
+        const vz_cuda_tensor *w = W[i < n ? i : 0];
+        if ((w->dp ? VZ_K_Q4D : w->kind) != kind || w->tiled) kind = VZ_K_GENERIC; /* tiled: vz_group_any */
+    }
+    /* dp tensors run the v4 dot-product kernels at every batch and variant
+     * (their sums are not the fmaf kernels'), which stage any x (mv4_stage) */
+    const bool dp = kind == VZ_K_Q4D;
+    if (((uintptr_t)d_x & 15) != 0 && !dp) kind = VZ_K_GENERIC;
+    const bool v4k = !tc && kind != VZ_K_GENERIC && (dp || (mv_variant & VZ_CUDA_MV_V4)); /* the v4 kernel's kinds */
     const size_t xrow = (size_t)W[0]->cols * 4;                                      /* bytes of one row of x */
     static int wide_mode = -1; /* VZ_CUDA_MV_WIDE (MV4_WIDE) */
     if (wide_mode < 0)
         wide_mode = getenv("VZ_CUDA_MV_WIDE") && *getenv("VZ_CUDA_MV_WIDE") ? atoi(getenv("VZ_CUDA_MV_WIDE")) : 2;
     const size_t xcap = wide_mode && mv4_xmax_wide() > MV4_XMAX ? mv4_xmax_wide() : MV4_XMAX;
     const int bc = (int)(xcap / xrow);
-    if (v4k && bc >= 2 && batch > bc) { /* x too large to stage: v4 launches of at most bc rows (MV4_BATCH_SPLIT) */
+    if (v4k && bc >= (dp ? 1 : 2) && batch > bc) { /* x too large to stage: v4 launches of at most bc rows (MV4_BATCH_SPLIT) */
         const int nch = (batch + bc - 1) / bc, per = (batch + nch - 1) / nch;
         for (int b0 = 0; b0 < batch; b0 += per) {
             float *yc[3];
@@ -674,7 +692,11 @@ static vz_status mv_multi(int n, const vz_cuda_tensor *const *W, float *const *d
                                        (size_t)batch * xrow <= mv4_xmax_wide()
                                  : xrow <= MV4_XMAX && xrow <= mv4_xmax_wide());
     const bool v4 = v4k && ((size_t)batch * xrow <= MV4_XMAX || wide);
-    if (nw && !v4) { /* the norm on its own, then the plain matvec of its output */
+    VZ_FAIL_IF(dp && !v4, VZ_ERR_SHAPE, "cuda matvec: %lld columns too wide for the dot-product kernel",
+               (long long)W[0]->cols); /* wt_dp keeps cols <= VZ_CUDA_DP_MAX_COLS */
+    /* the norm on its own, then the plain matvec of its output (dp: where
+     * the variant asks for no v4, as the fmaf kernels' norm runs then) */
+    if (nw && (!v4 || (dp && !(mv_variant & VZ_CUDA_MV_V4)))) {
         VZ_FAIL_IF(!d_xb, VZ_ERR_ARG, "cuda matvec: fused norm needs a scratch buffer");
         vz_k_rmsnorm(d_x, d_xb, nw, batch, (int32_t)W[0]->cols, eps, stream);
         d_x = d_xb, nw = NULL;

@@ -9,6 +9,8 @@
 #ifndef VZ_BACKEND_CUDA_MV4_CUH
 #define VZ_BACKEND_CUDA_MV4_CUH
 
+#include <float.h>
+
 #include <cuda_pipeline.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
@@ -66,10 +68,14 @@ static __device__ __forceinline__ void mv4_rows(int rows, bool silu, int u, int 
  * batch 2-8 still do. On an H200 the half depth gave batch 4 +0.8%
  * (tinyllama raw) to +5.4% (llama2-7b raw) and lost 1.0-5.7% at batch 2
  * (bench/results/2026-11-30-session21-h200.md); q8 and q4 follow raw and
- * lossless there, not measured. */
+ * lossless there, not measured. q4 by integer dot products (VZ_K_Q4D)
+ * issues fewer instructions per step, so more loads must be in flight: its
+ * row pairs at batch 1 keep one step more than q4's (llama2-7b q4 decode
+ * 527.6 -> 554.3 tok/s on an H200, ptxas: no spill;
+ * bench/results/2026-12-01-session34-h200.md, run 7). */
 template <int KIND, int B, int NS, int MINB = 2> struct mv4_depth {
     enum { D2 = KIND == VZ_K_RAW_BF16 ? (B <= 5 ? 2 : 1) : KIND == VZ_K_LL3 ? (B <= 4 ? 2 : 1)
-                : KIND == VZ_K_Q8 ? (B == 1 ? 3 : 2) : (B == 1 ? 4 : 2),
+                : KIND == VZ_K_Q8 ? (B == 1 ? 3 : 2) : KIND == VZ_K_Q4D && B == 1 && NS == 2 ? 5 : (B == 1 ? 4 : 2),
            D1 = NS == 1 ? 2 * D2 : D2,
            D = MINB == 3 || (MINB == 1 && B > 2) ? (D1 + 1) / 2 : D1 };
 };
@@ -101,11 +107,19 @@ static __device__ __forceinline__ void mv4_stage_nw(const float *nw, int c4, flo
     __pipeline_commit();
 }
 
+template <bool ANYX = false> /* x may be only 4-byte aligned (the q4 dot-product kernels) */
 static __device__ __forceinline__ void mv4_stage(const float *x, const float *nw, float eps, int nb, int c4,
                                                  float4 *xs, vz_rms_smem *nsm, const float4 *nws = NULL) {
-    for (int b = 0; b < nb; b++)
-        for (int j = threadIdx.x; j < c4; j += blockDim.x)
-            __pipeline_memcpy_async(xs + b * c4 + mv4_swz(j), (const float4 *)x + (size_t)b * c4 + j, 16);
+    if (ANYX && ((uintptr_t)x & 15u))
+        for (int b = 0; b < nb; b++)
+            for (int j = threadIdx.x; j < c4; j += blockDim.x)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    __pipeline_memcpy_async((float *)(xs + b * c4 + mv4_swz(j)) + e, x + ((size_t)b * c4 + j) * 4 + e, 4);
+    else
+        for (int b = 0; b < nb; b++)
+            for (int j = threadIdx.x; j < c4; j += blockDim.x)
+                __pipeline_memcpy_async(xs + b * c4 + mv4_swz(j), (const float4 *)x + (size_t)b * c4 + j, 16);
     __pipeline_commit();
     __pipeline_wait_prior(0); /* also nws's copies (mv4_stage_nw), read back by the thread that made them */
     __syncthreads();
@@ -193,6 +207,129 @@ static __device__ __forceinline__ void mv4_fma(const vz_pk pk[NS], uint32_t xa, 
         for (int b = 0; b < B; b++) acc0[s][b] = vz_grp_end(QS, pk[s].s, acc[s][b], acc0[s][b]);
 }
 
+/* ---- q4 by integer dot products (VZ_K_Q4D: dp tensors, cuda.h) ---------
+ * x in fixed point per 32-element group: with max |x| < 2^e over the group
+ * (e >= -100), X = rint(x 2^(22-e)), |X| <= 2^22, as three s8 digits,
+ * X = d0 + 2^8 d1 + 2^16 d2 (bytes 0-2 of (X + 0x808080) ^ 0x808080).
+ * Code word q (0..7) of a q4 group as vz_q4_decode2 packs it is p[q / 2]
+ * (q even: the codes of elements 8(q / 2) + 0, 2, 4, 6) or p[8 + q / 2]
+ * (q odd: elements 8(q / 2) + 1, 3, 5, 7), one code per byte. After the
+ * staging (and its norm) mv4_digits rewrites each group's 8 float4 in
+ * place as 8 uint4: uint4 2k + h holds digit k of the four elements of
+ * code words 4h .. 4h + 3 (word q & 3 for code word q); uint4 6 holds
+ * {2^(e-22) as f32 (NaN if an x of the group is not finite), M01 = the
+ * sum of d0 + 2^8 d1 over the group, D2 = the sum of d2, 0}; uint4 7 is
+ * not read. One thread per group and input: no block-wide pass (a max over
+ * the whole row cost a barrier and a second pass in session 34's first
+ * form, which lost 5-12%). A group's sum over its codes q and zero point z
+ * (vz_q4_decode2: 8, or the asymmetric group's) is then, exactly in s32,
+ * t = 2^8 sum q d1 + sum q d0 - z M01 and a2 = sum q d2 - z D2 (dp4a of
+ * unsigned codes and signed digits; |t| < 2^29), joined as
+ * f = fmaf(2^16, a2, (float)t) and acc = fmaf(scale 2^(e-22), f, acc)
+ * (the product exact barring f32 subnormals), in the fmaf kernels' group
+ * and butterfly order, so a row's bits do not depend on the batch or the
+ * kernel variant. Per code: three quarters of a dp4a instead of a prmt, an
+ * fadd and an fmaf. Error bound: tests/test_cuda_matvec.c (err_dp). */
+static __device__ __forceinline__ int vz_dp4a_us(uint32_t a, uint32_t b, int c) {
+    int d;
+    asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
+}
+
+/* Rewrites the nb staged rows of xs (c4 float4 each, mv4_stage) as digits,
+ * one thread per group and input. (Four lanes per group, each converting
+ * eight elements and joining the group's max and sums by shuffles, ran
+ * llama2-7b q4 decode 4% slower on an H200: 571 against 595 tok/s,
+ * bench/results/2026-12-01-session35-h200.md.) All threads of the block
+ * call it; it ends with __syncthreads. */
+static __device__ __forceinline__ void mv4_digits(int nb, int c4, float4 *xs) {
+    const int gpr = c4 >> 3;
+    for (int i = threadIdx.x; i < nb * gpr; i += blockDim.x) {
+        const int b = i / gpr, g = i - b * gpr;
+        float4 *row = xs + b * c4;
+        float v[32];
+#pragma unroll
+        for (int q = 0; q < 8; q++) {
+            const float4 f = row[mv4_swz(8 * g + q)];
+            v[4 * q] = f.x, v[4 * q + 1] = f.y, v[4 * q + 2] = f.z, v[4 * q + 3] = f.w;
+        }
+        float mx = 0.0f;
+        bool fin = true;
+#pragma unroll
+        for (int j = 0; j < 32; j++) mx = fmaxf(mx, fabsf(v[j])), fin = fin && fabsf(v[j]) <= FLT_MAX;
+        int e = (int)(__float_as_uint(mx) >> 23) - 126; /* mx < 2^e */
+        e = e < -100 ? -100 : e > 128 ? 128 : e;
+        const float mul = __uint_as_float((uint32_t)(149 - e) << 23); /* 2^(22 - e) */
+        int y[32], sx = 0, d2 = 0;
+#pragma unroll
+        for (int j = 0; j < 32; j++) {
+            const int X = fin ? __float2int_rn(v[j] * mul) : 0;
+            sx += X;
+            y[j] = X + 0x808080;
+            d2 += (int)((uint32_t)y[j] >> 16 & 255u) - 128;
+        }
+        uint32_t w[3][8]; /* w[k][q]: digit k of code word q's four elements */
+#pragma unroll
+        for (int q = 0; q < 8; q++)
+#pragma unroll
+            for (int k = 0; k < 3; k++) {
+                const int e0 = 8 * (q >> 1) + (q & 1); /* the element of byte c: e0 + 2c */
+                const uint32_t sel = (uint32_t)k | (uint32_t)(4 + k) << 4;
+                const uint32_t lo = __byte_perm((uint32_t)y[e0], (uint32_t)y[e0 + 2], sel);
+                const uint32_t hi = __byte_perm((uint32_t)y[e0 + 4], (uint32_t)y[e0 + 6], sel);
+                w[k][q] = __byte_perm(lo, hi, 0x5410) ^ 0x80808080u;
+            }
+        uint4 *out = (uint4 *)row;
+#pragma unroll
+        for (int k = 0; k < 3; k++)
+#pragma unroll
+            for (int h = 0; h < 2; h++)
+                out[mv4_swz(8 * g + 2 * k + h)] = make_uint4(w[k][4 * h], w[k][4 * h + 1], w[k][4 * h + 2], w[k][4 * h + 3]);
+        const uint32_t sc = fin ? (uint32_t)(105 + e) << 23 : 0x7fc00000u; /* 2^(e - 22), or NaN */
+        out[mv4_swz(8 * g + 6)] = make_uint4(sc, (uint32_t)(sx - 65536 * d2), (uint32_t)d2, 0u);
+    }
+    __syncthreads();
+}
+
+/* The uint4 at shared-memory byte address a. */
+static __device__ __forceinline__ uint4 mv4_ldu4(uint32_t a) {
+    return *(const uint4 *)__cvta_shared_to_generic(a);
+}
+
+/* Code word q of a q4 pk (above), word i of a uint4 (q, i compile-time). */
+static __device__ __forceinline__ uint32_t mv4_q4word(const vz_pk &k, int q) { return q & 1 ? k.p[8 + (q >> 1)] : k.p[q >> 1]; }
+static __device__ __forceinline__ uint32_t mv4_word(const uint4 &v, int i) {
+    return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
+}
+
+/* mv4_fma for VZ_K_Q4D: x as mv4_digits left it, the same addressing. */
+template <int B, int NS>
+static __device__ __forceinline__ void mv4_dp(const vz_pk pk[NS], uint32_t xa, int c4, float acc0[NS][B]) {
+#pragma unroll
+    for (int b = 0; b < B; b++) {
+        const uint32_t xb = xa + 16u * (uint32_t)(b * c4);
+        uint4 u[7];
+#pragma unroll
+        for (int j = 0; j < 7; j++) u[j] = mv4_ldu4(xb ^ (16u * j));
+#pragma unroll
+        for (int s = 0; s < NS; s++) {
+            int t = 0, a2 = 0;
+#pragma unroll
+            for (int k = 1; k >= 0; k--) { /* digit 1, then digit 0 on 2^8 times its sum */
+                if (k == 0) t *= 256;
+#pragma unroll
+                for (int q = 0; q < 8; q++) t = vz_dp4a_us(mv4_q4word(pk[s], q), mv4_word(u[2 * k + (q >> 2)], q & 3), t);
+            }
+#pragma unroll
+            for (int q = 0; q < 8; q++) a2 = vz_dp4a_us(mv4_q4word(pk[s], q), mv4_word(u[4 + (q >> 2)], q & 3), a2);
+            const int z = (int)(pk[s].p[4] & 255u);
+            t -= z * (int)u[6].y, a2 -= z * (int)u[6].z;
+            const float f = fmaf(65536.0f, (float)a2, (float)t);
+            acc0[s][b] = fmaf(pk[s].s * __uint_as_float(u[6].x), f, acc0[s][b]);
+        }
+    }
+}
+
 /* One warp's stream of (unit, group iteration) steps over the units u0,
  * u0 + us, ... below uend of one tensor (d[1]: the up tensor when silu),
  * the weights of the next D steps in flight during this step's math (LATE:
@@ -229,7 +366,7 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
      * 2026-11-30-session31-h200.md, run 7), so it keeps D slots. */
     enum { D = mv4_depth<KIND, B, NS, MINB>::D, YA = B == 1, YS = YA && (KIND == VZ_K_RAW_BF16 || KIND == VZ_K_LL3),
            LATE = MINB == 3,
-           ROT = (KIND == VZ_K_Q8 || KIND == VZ_K_Q4) && B == 1 && !LATE, SLOTS = ROT ? D + 1 : D };
+           ROT = (KIND == VZ_K_Q8 || KIND == VZ_K_Q4 || KIND == VZ_K_Q4D) && B == 1 && !LATE, SLOTS = ROT ? D + 1 : D };
     vz_dview d[NS];
     int rows, u, uf, uend, us; /* u, it: the step consumed next; uf, itf: fetched next (rows < 2^31) */
     int it, itf, nit;
@@ -396,7 +533,10 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
                 for (int s = 0; s < NS; s++) mv2_decode<KIND>(mv4_dv(d[s]), st[k][s], lane, sm, pk[s]);
                 if (!LATE && uf < uend) fetch((k + D) % SLOTS, lane); /* step + D (k itself when SLOTS = D) */
                 const int g = it * 32 + lane;
-                if (g < mv4_dv(d[0]).gpr) mv4_fma<KIND, B, NS>(pk, xa0 + 128u * (uint32_t)g, c4, acc);
+                if (g < mv4_dv(d[0]).gpr) {
+                    if constexpr (KIND == VZ_K_Q4D) mv4_dp<B, NS>(pk, xa0 + 128u * (uint32_t)g, c4, acc);
+                    else mv4_fma<KIND, B, NS>(pk, xa0 + 128u * (uint32_t)g, c4, acc);
+                }
                 if (LATE && uf < uend) fetch(k, lane);
                 if (it + 1 == nit) store(y, epi, lane, acc);
                 next(u, it);
