@@ -203,52 +203,55 @@ static void test_cuda_batch_tiny_raw_lossless(void **state) {
     vz_test_rmtree(dir);
 }
 
-/* A synth "tiny" model as q4 .vz with every q4 tensor of the fast path on
- * the integer dot-product kernel (VZ_CUDA_MV_DP at upload; by default only
+/* A synth "tiny" model as q4 and as q8 .vz with every tensor of the fast
+ * path on the integer dot-product kernel (VZ_CUDA_MV_DP at upload; by default only
  * models of dim 4096 or more take it, as llama2-7b does): batched logits
  * and generated ids equal each alone, and the logits differ from the fmaf
  * kernels' (VZ_CUDA_MV_NO_DP), so the dot-product kernels ran. By default
  * its session keeps the fmaf kernels (dim 64), even where its tensors'
  * widths would take the dot products (VZ_CUDA_DP_COLS=32,24576): the
  * logits of the no-dp run, bitwise. */
-static void test_cuda_batch_tiny_q4_dp(void **state) {
+static void test_cuda_batch_tiny_q_dp(void **state) {
     (void)state;
     if (!vz_test_have_gpu()) skip();
 #ifdef VZ_HAVE_CUDA
     char dir[512], src[600], path[640];
     vz_test_synth_dir(dir, sizeof dir, src, sizeof src, "tiny", 6);
-    snprintf(path, sizeof path, "%s/q4.vz", dir);
-    vz_test_convert(src, NULL, "q4", path);
-    vz_model *m = NULL;
-    assert_int_equal(vz_model_open(&m, path, NULL), VZ_OK);
-    const int32_t V = vocab_of(m), seqs[8] = {0, 1, 2, 3, 4, 5, 6, 7};
-    const size_t nl = (size_t)NS * 8 * (size_t)V;
-    float *l[3] = {malloc(sizeof(float) * nl), malloc(sizeof(float) * nl), malloc(sizeof(float) * nl)};
-    assert_true(l[0] && l[1] && l[2]);
-    const int old = vz_cuda_matvec_variant(-1);
-    const char *cols0 = getenv("VZ_CUDA_DP_COLS");
-    char *cols = cols0 ? strdup(cols0) : NULL;
-    for (int k = 0; k < 3; k++) { /* dp on every q4 tensor; none; the default (acts at upload: session open) */
-        vz_cuda_matvec_variant(VZ_CUDA_MV_V4 | (k == 0 ? VZ_CUDA_MV_DP : k == 1 ? VZ_CUDA_MV_NO_DP : 0));
-        if (k == 2) setenv("VZ_CUDA_DP_COLS", "32,24576", 1);
-        if (k == 0) {
-            check_steps(m, VZ_DEVICE_CUDA, VZ_KV_F16, 8, 8, NULL);
-            check_generate(m, VZ_DEVICE_CUDA, VZ_KV_F16, 8);
+    for (int ci = 0; ci < 2; ci++) {
+        const char *codec = ci ? "q8" : "q4";
+        snprintf(path, sizeof path, "%s/%s.vz", dir, codec);
+        vz_test_convert(src, NULL, codec, path);
+        vz_model *m = NULL;
+        assert_int_equal(vz_model_open(&m, path, NULL), VZ_OK);
+        const int32_t V = vocab_of(m), seqs[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+        const size_t nl = (size_t)NS * 8 * (size_t)V;
+        float *l[3] = {malloc(sizeof(float) * nl), malloc(sizeof(float) * nl), malloc(sizeof(float) * nl)};
+        assert_true(l[0] && l[1] && l[2]);
+        const int old = vz_cuda_matvec_variant(-1);
+        const char *cols0 = getenv("VZ_CUDA_DP_COLS");
+        char *cols = cols0 ? strdup(cols0) : NULL;
+        for (int k = 0; k < 3; k++) { /* dp on every fast tensor; none; the default (acts at upload: session open) */
+            vz_cuda_matvec_variant(VZ_CUDA_MV_V4 | (k == 0 ? VZ_CUDA_MV_DP : k == 1 ? VZ_CUDA_MV_NO_DP : 0));
+            if (k == 2) setenv("VZ_CUDA_DP_COLS", "32,24576", 1);
+            if (k == 0) {
+                check_steps(m, VZ_DEVICE_CUDA, VZ_KV_F16, 8, 8, NULL);
+                check_generate(m, VZ_DEVICE_CUDA, VZ_KV_F16, 8);
+            }
+            steps_batched(m, VZ_DEVICE_CUDA, VZ_KV_F16, 8, 8, seqs, l[k]);
         }
-        steps_batched(m, VZ_DEVICE_CUDA, VZ_KV_F16, 8, 8, seqs, l[k]);
+        if (cols) setenv("VZ_CUDA_DP_COLS", cols, 1);
+        else unsetenv("VZ_CUDA_DP_COLS");
+        free(cols);
+        vz_cuda_matvec_variant(old);
+        if (memcmp(l[0], l[1], sizeof(float) * nl) == 0)
+            fail_msg("%s with and without the dot-product kernels: the same logits (the flag chose nothing)", codec);
+        if (memcmp(l[2], l[1], sizeof(float) * nl) != 0)
+            fail_msg("%s of dim 64, default kernels: logits differ from the fmaf kernels' (the session's dim rule)", codec);
+        print_message("synth tiny %s, dot-product kernels: 8 sequences batched equal each alone; logits differ from the "
+                      "fmaf kernels'; by default (dim 64) the fmaf kernels' logits\n", codec);
+        free(l[0]), free(l[1]), free(l[2]);
+        vz_model_close(m);
     }
-    if (cols) setenv("VZ_CUDA_DP_COLS", cols, 1);
-    else unsetenv("VZ_CUDA_DP_COLS");
-    free(cols);
-    vz_cuda_matvec_variant(old);
-    if (memcmp(l[0], l[1], sizeof(float) * nl) == 0)
-        fail_msg("q4 with and without the dot-product kernels: the same logits (the flag chose nothing)");
-    if (memcmp(l[2], l[1], sizeof(float) * nl) != 0)
-        fail_msg("q4 of dim 64, default kernels: logits differ from the fmaf kernels' (the session's dim rule)");
-    print_message("synth tiny q4, dot-product kernels: 8 sequences batched equal each alone; logits differ from the "
-                  "fmaf kernels'; by default (dim 64) the fmaf kernels' logits\n");
-    free(l[0]), free(l[1]), free(l[2]);
-    vz_model_close(m);
     vz_test_rmtree(dir);
 #endif
 }
@@ -441,7 +444,7 @@ int main(void) {
         cmocka_unit_test(test_batch_cli),
         cmocka_unit_test(test_cuda_batch_stories260k),
         cmocka_unit_test(test_cuda_batch_tiny_raw_lossless),
-        cmocka_unit_test(test_cuda_batch_tiny_q4_dp),
+        cmocka_unit_test(test_cuda_batch_tiny_q_dp),
         cmocka_unit_test(test_cuda_batch_budget),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

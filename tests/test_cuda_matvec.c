@@ -212,8 +212,8 @@ static void test_matvec_chain(void **state) {
  * most 17 truncations of 2^-23 plus a truncating normalization, so 36 units
  * per mma; a warp chains N = 8 * ceil(cols / 1024) mma, then 7 f32 adds
  * join the 8 warps and 2 the pieces: 37 N + 12 (the 37 covers the lo, lo2
- * chains, 2^-8 and 2^-16 smaller). q4 by integer dot products (dp,
- * mv4.cuh): see err_dp. */
+ * chains, 2^-8 and 2^-16 smaller). q8 and q4 by integer dot products
+ * (dp, mv4.cuh): see err_dp. */
 static double err_units(const enc *e) {
     int64_t cols = e->t.cols;
     if (e->d.tc) return 37.0 * 8 * (double)((cols / 128 + 7) / 8) + 12;
@@ -223,7 +223,7 @@ static double err_units(const enc *e) {
 
 static double worst_tc = 0; /* largest |y - ref| / (2^-24 sum|w*x|) seen on the tc path */
 
-/* The bound of a dp tensor's output (mv4.cuh, q4 by integer dot products)
+/* The bound of a dp tensor's output (mv4.cuh, q8 and q4 by integer dot products)
  * over row w of cols weights and input x: each x is rounded to a multiple of
  * 2^(e-22), where max |x| over its 32-element group is in [2^(e-1), 2^e),
  * so by at most 2^-22 max|x| of the group (m below; e >= -100 keeps it at
@@ -296,11 +296,11 @@ static const struct { const char *name; vz_codec_opts o; } codecs_t[] = {
 
 /* Every codec on bf16 (and raw/lossless on f16, f32 for the small shapes):
  * GPU vs reference; lossless vs raw bitwise; generic path vs fast bitwise.
- * Then the tensor-core kernel where the shape fits it, and the q4 codecs
- * uploaded with VZ_CUDA_MV_DP: the integer dot-product kernel on every q4
- * tensor of the fast path (by default only rows of VZ_CUDA_DP_MIN_COLS or
- * more take it, here 101 x 4096), within err_dp, the same bits at every
- * batch and variant, x 16-byte aligned or not. */
+ * Then the tensor-core kernel where the shape fits it, and the q8 and q4
+ * codecs uploaded with VZ_CUDA_MV_DP: the integer dot-product kernel on
+ * every q8 and q4 tensor of the fast path (by default only rows of
+ * VZ_CUDA_DP_MIN_COLS or more take it, here 101 x 4096), within err_dp,
+ * the same bits at every batch and variant, x 16-byte aligned or not. */
 static void test_matvec_codecs(void **state) {
     (void)state;
     REQUIRE_GPU();
@@ -308,7 +308,7 @@ static void test_matvec_codecs(void **state) {
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         int64_t rows = shapes[si][0], cols = shapes[si][1], n = rows * cols;
         float *wf = rand_weights(n, 1000 + si);
-        for (int mode = 0; mode < 3; mode++) { /* default kernels; tensor-core kernel where the shape fits; dp on all q4 */
+        for (int mode = 0; mode < 3; mode++) { /* default kernels; tensor-core kernel where the shape fits; dp on all q8, q4 */
         const int tc = mode == 1, dpall = mode == 2;
         if (tc && (rows % 8 || cols % 128)) continue;
         vz_cuda_matvec_variant(tc ? VZ_CUDA_MV_V4 | VZ_CUDA_MV_TC : dpall ? VZ_CUDA_MV_V4 | VZ_CUDA_MV_DP : VZ_CUDA_MV_V4);
@@ -322,11 +322,12 @@ static void test_matvec_codecs(void **state) {
             for (int ci = 0; ci < NCODEC; ci++) {
                 const vz_codec *c = vz_codec_by_name(codecs_t[ci].name);
                 if (!c || (ci >= 2 && dt != VZ_DTYPE_BF16) || !c->supports(dt, rows, cols)) continue;
-                if (dpall && strcmp(codecs_t[ci].name, "q4") != 0) continue;
+                if (dpall && strcmp(codecs_t[ci].name, "q4") != 0 && strcmp(codecs_t[ci].name, "q8") != 0) continue;
                 enc_make_o(&e[ci], codecs_t[ci].name, &codecs_t[ci].o, src, dt, rows, cols);
                 have[ci] = 1;
-                const int fastq4 = e[ci].d.codec == VZ_CODEC_q4 && cols % 32 == 0 && e[ci].d.group % 32 == 0;
-                if (e[ci].d.dp != (fastq4 && (dpall || cols >= VZ_CUDA_DP_MIN_COLS)))
+                const int fastq = (e[ci].d.codec == VZ_CODEC_q4 || e[ci].d.codec == VZ_CODEC_q8) && cols % 32 == 0 &&
+                                  e[ci].d.group % 32 == 0;
+                if (e[ci].d.dp != (fastq && (dpall || cols >= VZ_CUDA_DP_MIN_COLS)))
                     fail_msg("%s %lldx%lld: dp %d", e[ci].t.name, (long long)rows, (long long)cols, e[ci].d.dp);
             }
             for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
@@ -369,9 +370,9 @@ static void test_matvec_codecs(void **state) {
     print_message("tc path: largest |y - ref| = %.1f x 2^-24 sum|w*x|\n", worst_tc);
 }
 
-/* The dp flags at upload (cuda.h) choose the kernel: a q4 tensor of 4096
- * columns takes the integer dot-product kernel by default and the fmaf one
- * with VZ_CUDA_MV_NO_DP, one of 2048 columns the reverse with VZ_CUDA_MV_DP;
+/* The dp flags at upload (cuda.h) choose the kernel: a q4 or q8 tensor of
+ * 4096 columns takes the integer dot-product kernel by default and the fmaf
+ * one with VZ_CUDA_MV_NO_DP, one of 2048 columns the reverse with VZ_CUDA_MV_DP;
  * their outputs differ somewhere (the kernels round differently; equal
  * outputs would mean the flag chose nothing), each within its bound. (The
  * fused norm, SiLU and multi-tensor launches of dp tensors: test_matvec_norm
@@ -381,16 +382,18 @@ static void test_matvec_dp_choice(void **state) {
     REQUIRE_GPU();
     int old = vz_cuda_matvec_variant(-1);
     static const int64_t colsv[2] = {4096, 2048};
-    for (int i = 0; i < 2; i++) {
+    for (int ic = 0; ic < 4; ic++) {
+        const int i = ic & 1;
+        const char *codec = ic < 2 ? "q4" : "q8";
         const int64_t rows = 256, cols = colsv[i], n = rows * cols;
         float *wf = rand_weights(n, 40 + i), *x = rand_weights(cols, 41 + i);
         for (int64_t j = 0; j < cols; j++) x[j] *= 30.0f;
         void *src = to_dtype(wf, n, VZ_DTYPE_BF16);
         enc e[2]; /* e[0]: default upload; e[1]: the other kernel */
         vz_cuda_matvec_variant(VZ_CUDA_MV_V4);
-        enc_make(&e[0], "q4", src, VZ_DTYPE_BF16, rows, cols);
+        enc_make(&e[0], codec, src, VZ_DTYPE_BF16, rows, cols);
         vz_cuda_matvec_variant(VZ_CUDA_MV_V4 | (i == 0 ? VZ_CUDA_MV_NO_DP : VZ_CUDA_MV_DP));
-        enc_make(&e[1], "q4", src, VZ_DTYPE_BF16, rows, cols);
+        enc_make(&e[1], codec, src, VZ_DTYPE_BF16, rows, cols);
         vz_cuda_matvec_variant(VZ_CUDA_MV_V4);
         assert_int_equal(e[0].d.dp, i == 0);
         assert_int_equal(e[1].d.dp, i != 0);
@@ -401,8 +404,9 @@ static void test_matvec_dp_choice(void **state) {
         }
         int differ = 0;
         for (int64_t r = 0; r < rows; r++) differ += y[0][r] != y[1][r];
-        if (!differ) fail_msg("%lld columns: dp and fmaf kernels gave the same %lld outputs", (long long)cols, (long long)rows);
-        print_message("q4 %lldx%lld: dp and fmaf kernels differ in %d of %lld outputs, both within their bounds\n",
+        if (!differ)
+            fail_msg("%s, %lld columns: dp and fmaf kernels gave the same %lld outputs", codec, (long long)cols, (long long)rows);
+        print_message("%s %lldx%lld: dp and fmaf kernels differ in %d of %lld outputs, both within their bounds\n", codec,
                       (long long)rows, (long long)cols, differ, (long long)rows);
         vz_cuda_release(dx);
         free(y[0]), free(y[1]), free(wf), free(x), free(src);

@@ -30,8 +30,8 @@ struct vz_tensor;
 
 /* Widest rows of the tensor-core path (its staged x must fit in shared memory). */
 #define VZ_CUDA_TC_MAX_COLS 24576
-/* The q4 rows that take the integer dot-product matvec by default (dp
- * below), and the widest it takes (one staged row of x must fit a block). */
+/* The q8 and q4 rows that take the integer dot-product matvec by default
+ * (dp below), and the widest it takes (one staged row of x must fit a block). */
 #define VZ_CUDA_DP_MIN_COLS 4096
 #define VZ_CUDA_DP_MAX_COLS 24576
 
@@ -51,7 +51,7 @@ typedef struct vz_cuda_tensor {
     int32_t tc;              /* matvecs run the tensor-core kernel (matvec_tc.cu): bf16 raw or lossless,
                                 rows % 8 == 0, cols % 128 == 0, when VZ_CUDA_MV_TC is set at upload */
     int32_t tiled;           /* lossless with tc: the device copy lists exceptions in GPU tile order */
-    int32_t dp;              /* q4 fast path: matvecs sum by integer dot products (matvec.cu's mv4_dp), set
+    int32_t dp;              /* q8, q4 fast path: matvecs sum by integer dot products (mv4.cuh's mv4_dp), set
                                 at upload for rows of at least VZ_CUDA_DP_MIN_COLS (VZ_CUDA_MV_DP: any) */
     int32_t owned;           /* data and lut are this tensor's own allocations (vz_cuda_tensor_upload) */
 } vz_cuda_tensor;
@@ -127,7 +127,7 @@ vz_status vz_cuda_matvec_multi_norm(int n, const vz_cuda_tensor *const *W, float
  * 1 the v4 grid has 2 blocks per SM, or 3 for lossless and q8 launches of
  * few steps per warp (mv4_plan); OCC_ALT swaps the two.
  * The old default is LEGACY | NO_PDL (3). All variants give bitwise equal
- * results. DP and NO_DP act at upload, like TC: q4 tensors (fast path) of
+ * results. DP and NO_DP act at upload, like TC: q8 and q4 tensors (fast path) of
  * any width up to VZ_CUDA_DP_MAX_COLS, or none, take the integer
  * dot-product kernel (dp above), which every variant then runs; its sums
  * differ from the fmaf kernels' within a derived bound

@@ -103,8 +103,8 @@ static void wt_tc(vz_cuda_tensor *d) {
     d->tiled = d->tc && d->kind == VZ_K_LL3;
 }
 
-/* The integer dot-product path (matvec.cu's mv4_dp) for q4 tensors of the
- * fast path whose rows have at least VZ_CUDA_DP_MIN_COLS columns (any with
+/* The integer dot-product path (mv4.cuh's mv4_dp) for q8 and q4 tensors of
+ * the fast path whose rows have at least VZ_CUDA_DP_MIN_COLS columns (any with
  * VZ_CUDA_MV_DP at upload, none with VZ_CUDA_MV_NO_DP; the bench knob
  * VZ_CUDA_DP_COLS=lo,hi: lo to hi columns) and at most VZ_CUDA_DP_MAX_COLS
  * (a staged x row must fit a block). By width, so the tensors of one launch
@@ -117,7 +117,8 @@ static void wt_dp(vz_cuda_tensor *d) {
     const char *e = getenv("VZ_CUDA_DP_COLS");
     if (e && (sscanf(e, "%lld,%lld", &lo, &hi) != 2 || lo < 0)) lo = VZ_CUDA_DP_MIN_COLS, hi = VZ_CUDA_DP_MAX_COLS;
     const int v = vz_cuda_matvec_variant(-1);
-    d->dp = d->kind == VZ_K_Q4 && d->cols <= VZ_CUDA_DP_MAX_COLS && !(v & VZ_CUDA_MV_NO_DP) &&
+    d->dp = (d->kind == VZ_K_Q4 || d->kind == VZ_K_Q8) && d->cols <= VZ_CUDA_DP_MAX_COLS &&
+            !(v & VZ_CUDA_MV_NO_DP) &&
             ((d->cols >= lo && d->cols <= hi) || (v & VZ_CUDA_MV_DP));
 }
 

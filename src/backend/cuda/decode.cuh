@@ -45,9 +45,10 @@ static __device__ __forceinline__ uint32_t vz_ldw(const uint32_t *a) {
 }
 
 /* Kernel paths (vz_cuda_tensor.kind). The fast paths need cols % 32 == 0.
- * VZ_K_Q4D: a q4 tensor with dp set (cuda.h), the kernels' own kind only
- * (matvec.cu): the q4 loads and decode, sums by integer dot products. */
-enum { VZ_K_RAW_BF16 = 0, VZ_K_LL3 = 1, VZ_K_Q8 = 2, VZ_K_Q4 = 3, VZ_K_GENERIC = 4, VZ_K_Q4D = 5 };
+ * VZ_K_Q4D, VZ_K_Q8D: a q4 or q8 tensor with dp set (cuda.h), the kernels'
+ * own kinds only (matvec.cu): the codec's loads and decode, sums by integer
+ * dot products (mv4.cuh). */
+enum { VZ_K_RAW_BF16 = 0, VZ_K_LL3 = 1, VZ_K_Q8 = 2, VZ_K_Q4 = 3, VZ_K_GENERIC = 4, VZ_K_Q4D = 5, VZ_K_Q8D = 6 };
 
 /* Codec ids as on disk (docs/codecs.md); codecs.def may not list them all yet. */
 enum { VZ_ID_RAW = 0, VZ_ID_LOSSLESS = 1, VZ_ID_Q8 = 4, VZ_ID_Q4 = 5 };

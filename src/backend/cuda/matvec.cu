@@ -331,8 +331,10 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
  * 278.3 tok/s), q4 3.3% (tinyllama); lossless gained 1.3% on llama2-7b
  * (every launch: 7-23 steps) but lost 2.2% on tinyllama with its down (5
  * steps) and lm_head (30) wide, 0.2% with only its lm_head; q8 did not
- * change, so it keeps two blocks. VZ_CUDA_MV_WIDE1 (bench knob, same bits):
- * the mask (0: none).
+ * change, so it keeps two blocks. By integer dot products (VZ_K_Q4D,
+ * VZ_K_Q8D) both run wide: llama2-7b q8 decode 464 -> 476 tok/s with it,
+ * q4 575 -> 595 (bench/results/2026-12-01-session35-h200.md, run 5).
+ * VZ_CUDA_MV_WIDE1 (bench knob, same bits): the mask (0: none).
  * MV4_WIDE3: raw's 3-blocks launches (mv4_plan: batch 1, at most
  * MV4_OCC3_STEPS_RAW row steps per warp, tinyllama's QKV and Wo) run as one
  * block of 24 warps per SM instead of three blocks of 8: the same 80
@@ -342,7 +344,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
  * (whose 3-blocks launches are none) did not change, lossless lost 5%
  * (1208.8 -> 1148.7) and q8 1.3%, so only raw takes it; llama2-7b (no such
  * launch) did not change. VZ_CUDA_MV_WIDE3=0 (bench knob, same bits): off. */
-#define MV4_WIDE1_KINDS (1 << VZ_K_RAW_BF16 | 1 << VZ_K_LL3 | 1 << VZ_K_Q4)
+#define MV4_WIDE1_KINDS (1 << VZ_K_RAW_BF16 | 1 << VZ_K_LL3 | 1 << VZ_K_Q4 | 1 << VZ_K_Q4D | 1 << VZ_K_Q8D)
 #define MV4_WIDE3_WARPS 24
 #define MV4_WIDE1_STEPS_LL 7
 #define MV4_OCC3_STEPS 6    /* lossless at batch 1: 3 blocks per SM up to this many steps per warp (mv4_plan) */
@@ -380,8 +382,9 @@ static __global__ void __launch_bounds__(WARPS * 32, WARPS == MV4_WARPS ? MINB :
 #ifdef VZ_CUDA_TRACE
     const unsigned long long tr_tw = vz_gtime();
 #endif
-    mv4_stage<KIND == VZ_K_Q4D>(a.x, a.nw, a.eps, B, c4, xs, &nsm, nws);
-    if constexpr (KIND == VZ_K_Q4D) mv4_digits(B, c4, xs);
+    constexpr bool DP = KIND == VZ_K_Q4D || KIND == VZ_K_Q8D;
+    mv4_stage<DP>(a.x, a.nw, a.eps, B, c4, xs, &nsm, nws);
+    if constexpr (DP) mv4_digits<KIND>(B, c4, xs);
     ring.run(xs, c4, t == 0 ? a.y[0] : t == 1 ? a.y[1] : a.y[2], a.epi, lane, smem[KIND == VZ_K_LL3 ? warp : 0]);
 #ifdef VZ_CUDA_TRACE
     if (lane == 0) vz_trace_put(a.tr, tr_t0, tr_tw, blockIdx.x << 8 | warp);
@@ -437,14 +440,15 @@ static const mv_fn mv4_wide1[2][4] = {
      mv4_kernel<VZ_K_Q8, 1, 1, 1, MV4_WIDE_WARPS>, mv4_kernel<VZ_K_Q4, 1, 1, 1, MV4_WIDE_WARPS>},
     {mv4_kernel<VZ_K_RAW_BF16, 1, 2, 1, MV4_WIDE_WARPS>, mv4_kernel<VZ_K_LL3, 1, 2, 1, MV4_WIDE_WARPS>,
      mv4_kernel<VZ_K_Q8, 1, 2, 1, MV4_WIDE_WARPS>, mv4_kernel<VZ_K_Q4, 1, 2, 1, MV4_WIDE_WARPS>}};
-/* q4 by integer dot products (VZ_K_Q4D, mv4_dp), as the q4 kernels above
- * (3 blocks per SM: never, as for q4): [batch - 1], one row per unit at
- * batch 1, MV4_WIDE [batch - 2], MV4_WIDE1 [pairs]. */
-static const mv_fn mv4d_table[8] = MV4_ROW(VZ_K_Q4D);
-static const mv_fn mv4d_row1 = mv4_kernel<VZ_K_Q4D, 1, 1>;
-static const mv_fn mv4d_wide[7] = MV4_WIDE_ROW(VZ_K_Q4D);
-static const mv_fn mv4d_wide1[2] = {mv4_kernel<VZ_K_Q4D, 1, 1, 1, MV4_WIDE_WARPS>,
-                                    mv4_kernel<VZ_K_Q4D, 1, 2, 1, MV4_WIDE_WARPS>};
+/* q4 and q8 by integer dot products (VZ_K_Q4D, VZ_K_Q8D: mv4_dp), [q8] then
+ * as the kernels above (3 blocks per SM: never): [batch - 1], one row per
+ * unit at batch 1, MV4_WIDE [batch - 2], MV4_WIDE1 [pairs]. */
+static const mv_fn mv4d_table[2][8] = {MV4_ROW(VZ_K_Q4D), MV4_ROW(VZ_K_Q8D)};
+static const mv_fn mv4d_row1[2] = {mv4_kernel<VZ_K_Q4D, 1, 1>, mv4_kernel<VZ_K_Q8D, 1, 1>};
+static const mv_fn mv4d_wide[2][7] = {MV4_WIDE_ROW(VZ_K_Q4D), MV4_WIDE_ROW(VZ_K_Q8D)};
+static const mv_fn mv4d_wide1[2][2] = {
+    {mv4_kernel<VZ_K_Q4D, 1, 1, 1, MV4_WIDE_WARPS>, mv4_kernel<VZ_K_Q4D, 1, 2, 1, MV4_WIDE_WARPS>},
+    {mv4_kernel<VZ_K_Q8D, 1, 1, 1, MV4_WIDE_WARPS>, mv4_kernel<VZ_K_Q8D, 1, 2, 1, MV4_WIDE_WARPS>}};
 /* MV4_WIDE3, raw at batch 1: [pairs] */
 static const mv_fn mv4_wide3[2] = {mv4_kernel<VZ_K_RAW_BF16, 1, 1, 3, MV4_WIDE3_WARPS>,
                                    mv4_kernel<VZ_K_RAW_BF16, 1, 2, 3, MV4_WIDE3_WARPS>};
@@ -564,8 +568,8 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
     static int sms = 0, resv = 0; /* resv: shared memory the system reserves per block */
     /* opt-in above 48 KiB done: [kind][batch - 1], 8: mv4_row1, 9 + pairs: mv4_occ3, 9 + batch: mv4_wide,
      * 18 + pairs: mv4_wide1, 20 + pairs: mv4_wide3 */
-    static bool big_smem[6][22]; /* [VZ_K_Q4D] too */
-    static size_t stat_smem[6][22]; /* the kernel's static shared memory (+ resv), known once big_smem is set */
+    static bool big_smem[7][22]; /* [VZ_K_Q4D], [VZ_K_Q8D] too */
+    static size_t stat_smem[7][22]; /* the kernel's static shared memory (+ resv), known once big_smem is set */
     if (sms == 0) {
         int dev = 0;
         cudaError_t e = cudaGetDevice(&dev);
@@ -593,14 +597,13 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
     static int wide1 = -1, wide3 = -1; /* bench knobs VZ_CUDA_MV_WIDE1 (MV4_WIDE1_KINDS), VZ_CUDA_MV_WIDE3 */
     if (wide1 < 0) {
         const char *e1 = getenv("VZ_CUDA_MV_WIDE1"), *e3 = getenv("VZ_CUDA_MV_WIDE3");
-        wide1 = e1 && *e1 ? (int)strtol(e1, NULL, 0) & 15 : MV4_WIDE1_KINDS;
+        wide1 = e1 && *e1 ? (int)strtol(e1, NULL, 0) & 127 : MV4_WIDE1_KINDS;
         wide3 = !(e3 && *e3 == '0');
     }
-    const bool alt = (mv_variant & VZ_CUDA_MV_OCC_ALT) != 0, dp = kind == VZ_K_Q4D;
-    const int kq = dp ? VZ_K_Q4 : kind; /* the dot-product kernels take q4's grids */
+    const bool alt = (mv_variant & VZ_CUDA_MV_OCC_ALT) != 0, dp = kind == VZ_K_Q4D || kind == VZ_K_Q8D;
     const bool occ3 = batch == 1 && !dp && (steps <= occ3_steps[kind == VZ_K_LL3 && !silu ? 4 : kind]) != alt;
     const bool wide = wide0 && !occ3 &&
-                      (batch > 1 || ((wide1 >> kq & 1) && (kind != VZ_K_LL3 || steps >= MV4_WIDE1_STEPS_LL)));
+                      (batch > 1 || ((wide1 >> kind & 1) && (kind != VZ_K_LL3 || steps >= MV4_WIDE1_STEPS_LL)));
     const bool occ3w = wide0 && occ3 && wide3 && kind == VZ_K_RAW_BF16; /* MV4_WIDE3 */
     const int64_t per = wide || occ3w ? 1 : occ3 ? 3 : 2; /* blocks per SM */
     const int64_t wpb = occ3w ? MV4_WIDE3_WARPS : wide ? MV4_WIDE_WARPS : MV4_WARPS;
@@ -616,8 +619,9 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
     }
     for (int i = a.ntens; i < 4; i++) a.blk[i] = (int)nblk;
     *blocks = (unsigned)nblk;
+    const int d8 = kind == VZ_K_Q8D;
     if (dp)
-        *f = wide ? (batch == 1 ? mv4d_wide1[!one] : mv4d_wide[batch - 2]) : one ? mv4d_row1 : mv4d_table[batch - 1];
+        *f = wide ? (batch == 1 ? mv4d_wide1[d8][!one] : mv4d_wide[d8][batch - 2]) : one ? mv4d_row1[d8] : mv4d_table[d8][batch - 1];
     else
         *f = wide ? (batch == 1 ? mv4_wide1[!one][kind] : mv4_wide[kind][batch - 2])
              : occ3w ? mv4_wide3[!one] : occ3 ? mv4_occ3[!one][kind] : one ? mv4_row1[kind] : mv4_table[kind][batch - 1];
@@ -659,14 +663,15 @@ static vz_status mv_multi(int n, const vz_cuda_tensor *const *W, float *const *d
     VZ_TRY(mv_check_args(n, W, d_y, d_x, batch, epi));
     bool tc = true;
     for (int i = 0; i < n; i++) tc = tc && W[i]->tc;
-    int kind = W[0]->dp ? VZ_K_Q4D : W[0]->kind;
+    const auto kind_of = [](const vz_cuda_tensor *w) { return w->dp ? (w->kind == VZ_K_Q8 ? VZ_K_Q8D : VZ_K_Q4D) : w->kind; };
+    int kind = kind_of(W[0]);
     for (int i = 0; i < 3; i++) {
         const vz_cuda_tensor *w = W[i < n ? i : 0];
-        if ((w->dp ? VZ_K_Q4D : w->kind) != kind || w->tiled) kind = VZ_K_GENERIC; /* tiled: vz_group_any */
+        if (kind_of(w) != kind || w->tiled) kind = VZ_K_GENERIC; /* tiled: vz_group_any */
     }
     /* dp tensors run the v4 dot-product kernels at every batch and variant
      * (their sums are not the fmaf kernels'), which stage any x (mv4_stage) */
-    const bool dp = kind == VZ_K_Q4D;
+    const bool dp = kind == VZ_K_Q4D || kind == VZ_K_Q8D;
     if (((uintptr_t)d_x & 15) != 0 && !dp) kind = VZ_K_GENERIC;
     const bool v4k = !tc && kind != VZ_K_GENERIC && (dp || (mv_variant & VZ_CUDA_MV_V4)); /* the v4 kernel's kinds */
     const size_t xrow = (size_t)W[0]->cols * 4;                                      /* bytes of one row of x */

@@ -30,8 +30,8 @@ static __device__ __forceinline__ void mv2_load(const vz_dview &d, int64_t r, in
                                                 vz_gst &st) {
     if (KIND == VZ_K_RAW_BF16) vz_rawbf_load(d, r, it, lane, st);
     else if (KIND == VZ_K_LL3) vz_ll3_load2(d, r, it, lane, ei, st);
-    else if (KIND == VZ_K_Q8) vz_q8_load(d, r, it, lane, st);
-    else vz_q4_load(d, r, it, lane, st);
+    else if (KIND == VZ_K_Q8 || KIND == VZ_K_Q8D) vz_q8_load(d, r, it, lane, st);
+    else vz_q4_load(d, r, it, lane, st); /* VZ_K_Q4, VZ_K_Q4D */
 }
 
 template <int KIND>
@@ -39,7 +39,7 @@ static __device__ __forceinline__ void mv2_decode(const vz_dview &d, const vz_gs
                                                   vz_pk &k) {
     if (KIND == VZ_K_RAW_BF16) vz_rawbf_decode2(st, k);
     else if (KIND == VZ_K_LL3) vz_ll3_decode2(d, st, lane, sm, k);
-    else if (KIND == VZ_K_Q8) vz_q8_decode2(st, k);
+    else if (KIND == VZ_K_Q8 || KIND == VZ_K_Q8D) vz_q8_decode2(st, k);
     else vz_q4_decode2(st, k);
 }
 
@@ -75,7 +75,8 @@ static __device__ __forceinline__ void mv4_rows(int rows, bool silu, int u, int 
  * bench/results/2026-12-01-session34-h200.md, run 7). */
 template <int KIND, int B, int NS, int MINB = 2> struct mv4_depth {
     enum { D2 = KIND == VZ_K_RAW_BF16 ? (B <= 5 ? 2 : 1) : KIND == VZ_K_LL3 ? (B <= 4 ? 2 : 1)
-                : KIND == VZ_K_Q8 ? (B == 1 ? 3 : 2) : KIND == VZ_K_Q4D && B == 1 && NS == 2 ? 5 : (B == 1 ? 4 : 2),
+                : KIND == VZ_K_Q8 || KIND == VZ_K_Q8D ? (B == 1 ? 3 : 2)
+                : KIND == VZ_K_Q4D && B == 1 && NS == 2 ? 5 : (B == 1 ? 4 : 2),
            D1 = NS == 1 ? 2 * D2 : D2,
            D = MINB == 3 || (MINB == 1 && B > 2) ? (D1 + 1) / 2 : D1 };
 };
@@ -207,13 +208,16 @@ static __device__ __forceinline__ void mv4_fma(const vz_pk pk[NS], uint32_t xa, 
         for (int b = 0; b < B; b++) acc0[s][b] = vz_grp_end(QS, pk[s].s, acc[s][b], acc0[s][b]);
 }
 
-/* ---- q4 by integer dot products (VZ_K_Q4D: dp tensors, cuda.h) ---------
+/* ---- q4 and q8 by integer dot products (VZ_K_Q4D, VZ_K_Q8D: dp tensors,
+ * cuda.h) ----------------------------------------------------------------
  * x in fixed point per 32-element group: with max |x| < 2^e over the group
  * (e >= -100), X = rint(x 2^(22-e)), |X| <= 2^22, as three s8 digits,
  * X = d0 + 2^8 d1 + 2^16 d2 (bytes 0-2 of (X + 0x808080) ^ 0x808080).
  * Code word q (0..7) of a q4 group as vz_q4_decode2 packs it is p[q / 2]
  * (q even: the codes of elements 8(q / 2) + 0, 2, 4, 6) or p[8 + q / 2]
- * (q odd: elements 8(q / 2) + 1, 3, 5, 7), one code per byte. After the
+ * (q odd: elements 8(q / 2) + 1, 3, 5, 7), one code per byte; of a q8
+ * group (vz_q8_decode2) p[q], elements 4q .. 4q + 3, each code biased by
+ * 128 (so z = 128 below: the signed code is c - 128). After the
  * staging (and its norm) mv4_digits rewrites each group's 8 float4 in
  * place as 8 uint4: uint4 2k + h holds digit k of the four elements of
  * code words 4h .. 4h + 3 (word q & 3 for code word q); uint4 6 holds
@@ -222,7 +226,7 @@ static __device__ __forceinline__ void mv4_fma(const vz_pk pk[NS], uint32_t xa, 
  * not read. One thread per group and input: no block-wide pass (a max over
  * the whole row cost a barrier and a second pass in session 34's first
  * form, which lost 5-12%). A group's sum over its codes q and zero point z
- * (vz_q4_decode2: 8, or the asymmetric group's) is then, exactly in s32,
+ * (q4: 8, or the asymmetric group's; q8: 128) is then, exactly in s32,
  * t = 2^8 sum q d1 + sum q d0 - z M01 and a2 = sum q d2 - z D2 (dp4a of
  * unsigned codes and signed digits; |t| < 2^29), joined as
  * f = fmaf(2^16, a2, (float)t) and acc = fmaf(scale 2^(e-22), f, acc)
@@ -242,6 +246,7 @@ static __device__ __forceinline__ int vz_dp4a_us(uint32_t a, uint32_t b, int c) 
  * llama2-7b q4 decode 4% slower on an H200: 571 against 595 tok/s,
  * bench/results/2026-12-01-session35-h200.md.) All threads of the block
  * call it; it ends with __syncthreads. */
+template <int KIND>
 static __device__ __forceinline__ void mv4_digits(int nb, int c4, float4 *xs) {
     const int gpr = c4 >> 3;
     for (int i = threadIdx.x; i < nb * gpr; i += blockDim.x) {
@@ -273,10 +278,11 @@ static __device__ __forceinline__ void mv4_digits(int nb, int c4, float4 *xs) {
         for (int q = 0; q < 8; q++)
 #pragma unroll
             for (int k = 0; k < 3; k++) {
-                const int e0 = 8 * (q >> 1) + (q & 1); /* the element of byte c: e0 + 2c */
+                /* the element of byte c: e0 + ec c */
+                const int e0 = KIND == VZ_K_Q8D ? 4 * q : 8 * (q >> 1) + (q & 1), ec = KIND == VZ_K_Q8D ? 1 : 2;
                 const uint32_t sel = (uint32_t)k | (uint32_t)(4 + k) << 4;
-                const uint32_t lo = __byte_perm((uint32_t)y[e0], (uint32_t)y[e0 + 2], sel);
-                const uint32_t hi = __byte_perm((uint32_t)y[e0 + 4], (uint32_t)y[e0 + 6], sel);
+                const uint32_t lo = __byte_perm((uint32_t)y[e0], (uint32_t)y[e0 + ec], sel);
+                const uint32_t hi = __byte_perm((uint32_t)y[e0 + 2 * ec], (uint32_t)y[e0 + 3 * ec], sel);
                 w[k][q] = __byte_perm(lo, hi, 0x5410) ^ 0x80808080u;
             }
         uint4 *out = (uint4 *)row;
@@ -296,14 +302,16 @@ static __device__ __forceinline__ uint4 mv4_ldu4(uint32_t a) {
     return *(const uint4 *)__cvta_shared_to_generic(a);
 }
 
-/* Code word q of a q4 pk (above), word i of a uint4 (q, i compile-time). */
-static __device__ __forceinline__ uint32_t mv4_q4word(const vz_pk &k, int q) { return q & 1 ? k.p[8 + (q >> 1)] : k.p[q >> 1]; }
+/* Code word q of a q4 or q8 pk (above), word i of a uint4 (q, i compile-time). */
+template <int KIND> static __device__ __forceinline__ uint32_t mv4_qword(const vz_pk &k, int q) {
+    return KIND == VZ_K_Q8D ? k.p[q] : q & 1 ? k.p[8 + (q >> 1)] : k.p[q >> 1];
+}
 static __device__ __forceinline__ uint32_t mv4_word(const uint4 &v, int i) {
     return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
 }
 
-/* mv4_fma for VZ_K_Q4D: x as mv4_digits left it, the same addressing. */
-template <int B, int NS>
+/* mv4_fma for VZ_K_Q4D and VZ_K_Q8D: x as mv4_digits left it, the same addressing. */
+template <int KIND, int B, int NS>
 static __device__ __forceinline__ void mv4_dp(const vz_pk pk[NS], uint32_t xa, int c4, float acc0[NS][B]) {
 #pragma unroll
     for (int b = 0; b < B; b++) {
@@ -318,11 +326,11 @@ static __device__ __forceinline__ void mv4_dp(const vz_pk pk[NS], uint32_t xa, i
             for (int k = 1; k >= 0; k--) { /* digit 1, then digit 0 on 2^8 times its sum */
                 if (k == 0) t *= 256;
 #pragma unroll
-                for (int q = 0; q < 8; q++) t = vz_dp4a_us(mv4_q4word(pk[s], q), mv4_word(u[2 * k + (q >> 2)], q & 3), t);
+                for (int q = 0; q < 8; q++) t = vz_dp4a_us(mv4_qword<KIND>(pk[s], q), mv4_word(u[2 * k + (q >> 2)], q & 3), t);
             }
 #pragma unroll
-            for (int q = 0; q < 8; q++) a2 = vz_dp4a_us(mv4_q4word(pk[s], q), mv4_word(u[4 + (q >> 2)], q & 3), a2);
-            const int z = (int)(pk[s].p[4] & 255u);
+            for (int q = 0; q < 8; q++) a2 = vz_dp4a_us(mv4_qword<KIND>(pk[s], q), mv4_word(u[4 + (q >> 2)], q & 3), a2);
+            const int z = KIND == VZ_K_Q8D ? 128 : (int)(pk[s].p[4] & 255u);
             t -= z * (int)u[6].y, a2 -= z * (int)u[6].z;
             const float f = fmaf(65536.0f, (float)a2, (float)t);
             acc0[s][b] = fmaf(pk[s].s * __uint_as_float(u[6].x), f, acc0[s][b]);
@@ -366,7 +374,8 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
      * 2026-11-30-session31-h200.md, run 7), so it keeps D slots. */
     enum { D = mv4_depth<KIND, B, NS, MINB>::D, YA = B == 1, YS = YA && (KIND == VZ_K_RAW_BF16 || KIND == VZ_K_LL3),
            LATE = MINB == 3,
-           ROT = (KIND == VZ_K_Q8 || KIND == VZ_K_Q4 || KIND == VZ_K_Q4D) && B == 1 && !LATE, SLOTS = ROT ? D + 1 : D };
+           ROT = (KIND == VZ_K_Q8 || KIND == VZ_K_Q4 || KIND == VZ_K_Q4D || KIND == VZ_K_Q8D) && B == 1 && !LATE,
+           SLOTS = ROT ? D + 1 : D };
     vz_dview d[NS];
     int rows, u, uf, uend, us; /* u, it: the step consumed next; uf, itf: fetched next (rows < 2^31) */
     int it, itf, nit;
@@ -534,7 +543,7 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
                 if (!LATE && uf < uend) fetch((k + D) % SLOTS, lane); /* step + D (k itself when SLOTS = D) */
                 const int g = it * 32 + lane;
                 if (g < mv4_dv(d[0]).gpr) {
-                    if constexpr (KIND == VZ_K_Q4D) mv4_dp<B, NS>(pk, xa0 + 128u * (uint32_t)g, c4, acc);
+                    if constexpr (KIND == VZ_K_Q4D || KIND == VZ_K_Q8D) mv4_dp<KIND, B, NS>(pk, xa0 + 128u * (uint32_t)g, c4, acc);
                     else mv4_fma<KIND, B, NS>(pk, xa0 + 128u * (uint32_t)g, c4, acc);
                 }
                 if (LATE && uf < uend) fetch(k, lane);

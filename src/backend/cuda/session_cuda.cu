@@ -371,13 +371,13 @@ extern "C" vz_status vz_cuda_session_create_plan(vz_cuda_session **out, const vz
         st = VZ_FAIL(VZ_ERR_CUDA, "cuda session: stream create failed");
     const char *mv = getenv("VZ_CUDA_MV"); /* bench: matvec variant flags (cuda.h), process-wide; TC acts at upload */
     if (mv && *mv >= '0' && *mv <= '9') vz_cuda_matvec_variant(atoi(mv));
-    /* q4 by integer dot products (cuda.h's dp, set at upload) only in a
-     * model whose matrices all have VZ_CUDA_DP_MIN_COLS columns or more
+    /* q8 and q4 by integer dot products (cuda.h's dp, set at upload) only
+     * in a model whose matrices all have VZ_CUDA_DP_MIN_COLS columns or more
      * (dim, the narrowest, at least that): on an H200 llama2-7b q4 decode
-     * ran 496 -> 595 tok/s with it, while tinyllama (dim 2048) ran 4% slower
-     * with it on its down matvec alone (5632 columns, the default rule of a
-     * lone tensor) and 2% slower with it on all its matrices
-     * (bench/results/2026-12-01-session35-h200.md). */
+     * ran 496 -> 595 tok/s with it, q8 455 -> 476, while tinyllama (dim
+     * 2048) ran q4 4% slower with it on its down matvec alone (5632 columns,
+     * the default rule of a lone tensor) and q4 2%, q8 6% slower with it on
+     * all its matrices (bench/results/2026-12-01-session35-h200.md). */
     const int mv0 = vz_cuda_matvec_variant(-1);
     if (s->c.dim < VZ_CUDA_DP_MIN_COLS && !(mv0 & VZ_CUDA_MV_DP)) vz_cuda_matvec_variant(mv0 | VZ_CUDA_MV_NO_DP);
     if (st == VZ_OK) st = upload_weights(s, m);
