@@ -374,7 +374,7 @@ extern "C" vz_status vz_cuda_session_create_plan(vz_cuda_session **out, const vz
     /* q8 and q4 by integer dot products (cuda.h's dp, set at upload) only
      * in a model whose matrices all have VZ_CUDA_DP_MIN_COLS columns or more
      * (dim, the narrowest, at least that): on an H200 llama2-7b q4 decode
-     * ran 496 -> 595 tok/s with it, q8 455 -> 476, while tinyllama (dim
+     * ran 494 -> 590 tok/s with it, q8 452 -> 472, while tinyllama (dim
      * 2048) ran q4 4% slower with it on its down matvec alone (5632 columns,
      * the default rule of a lone tensor) and q4 2%, q8 6% slower with it on
      * all its matrices (bench/results/2026-12-01-session35-h200.md). */
