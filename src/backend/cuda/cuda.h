@@ -52,7 +52,8 @@ typedef struct vz_cuda_tensor {
                                 rows % 8 == 0, cols % 128 == 0, when VZ_CUDA_MV_TC is set at upload */
     int32_t tiled;           /* lossless with tc: the device copy lists exceptions in GPU tile order */
     int32_t dp;              /* q8, q4 fast path: matvecs sum by integer dot products (mv4.cuh's mv4_dp), set
-                                at upload for rows of at least VZ_CUDA_DP_MIN_COLS (VZ_CUDA_MV_DP: any) */
+                                at upload for rows of at least VZ_CUDA_DP_MIN_COLS (VZ_CUDA_MV_DP: any); a
+                                session clears it for models of dim below that (session_cuda.cu) */
     int32_t owned;           /* data and lut are this tensor's own allocations (vz_cuda_tensor_upload) */
 } vz_cuda_tensor;
 

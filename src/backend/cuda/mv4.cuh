@@ -70,9 +70,10 @@ static __device__ __forceinline__ void mv4_rows(int rows, bool silu, int u, int 
  * (bench/results/2026-11-30-session21-h200.md); q8 and q4 follow raw and
  * lossless there, not measured. q4 by integer dot products (VZ_K_Q4D)
  * issues fewer instructions per step, so more loads must be in flight: its
- * row pairs at batch 1 keep one step more than q4's (llama2-7b q4 decode
- * 527.6 -> 554.3 tok/s on an H200, ptxas: no spill;
- * bench/results/2026-12-01-session34-h200.md, run 7). */
+ * row pairs at batch 1 keep one step more than q4's (session 34's form of
+ * it: llama2-7b q4 decode 527.6 -> 554.3 tok/s on an H200, ptxas: no spill;
+ * bench/results/2026-12-01-session34-h200.md, run 7); q8's (VZ_K_Q8D) keep
+ * q8's depth (one step more: -2% there; its pair kernels at 126 registers). */
 template <int KIND, int B, int NS, int MINB = 2> struct mv4_depth {
     enum { D2 = KIND == VZ_K_RAW_BF16 ? (B <= 5 ? 2 : 1) : KIND == VZ_K_LL3 ? (B <= 4 ? 2 : 1)
                 : KIND == VZ_K_Q8 || KIND == VZ_K_Q8D ? (B == 1 ? 3 : 2)
@@ -108,7 +109,7 @@ static __device__ __forceinline__ void mv4_stage_nw(const float *nw, int c4, flo
     __pipeline_commit();
 }
 
-template <bool ANYX = false> /* x may be only 4-byte aligned (the q4 dot-product kernels) */
+template <bool ANYX = false> /* x may be only 4-byte aligned (the dot-product kernels) */
 static __device__ __forceinline__ void mv4_stage(const float *x, const float *nw, float eps, int nb, int c4,
                                                  float4 *xs, vz_rms_smem *nsm, const float4 *nws = NULL) {
     if (ANYX && ((uintptr_t)x & 15u))
