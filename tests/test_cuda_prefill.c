@@ -80,7 +80,7 @@ static void gemm_case(const char *codec, vz_dtype dt, int n, const int64_t *rows
         t.ndim = 2, t.shape[0] = t.rows = rows[i], t.shape[1] = t.cols = cols;
         t.dtype = dt, t.codec = c->id, t.data = b.data, t.size = b.size, t.params = b.params, t.params_size = b.params_size;
         if (arena) {
-            assert_int_equal(vz_cuda_tensor_upload_at(&W[i], &t, ab + aoff, NULL), VZ_OK);
+            assert_int_equal(vz_cuda_tensor_upload_at(&W[i], &t, 0, ab + aoff, NULL), VZ_OK);
             aoff += vz_plan_tensor_bytes(&t);
         } else assert_int_equal(vz_cuda_tensor_upload(&W[i], &t, NULL), VZ_OK);
         Wp[i] = &W[i];

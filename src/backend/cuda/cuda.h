@@ -52,8 +52,8 @@ typedef struct vz_cuda_tensor {
                                 rows % 8 == 0, cols % 128 == 0, when VZ_CUDA_MV_TC is set at upload */
     int32_t tiled;           /* lossless with tc: the device copy lists exceptions in GPU tile order */
     int32_t dp;              /* q8, q4 fast path: matvecs sum by integer dot products (mv4.cuh's mv4_dp), set
-                                at upload for rows of at least VZ_CUDA_DP_MIN_COLS (VZ_CUDA_MV_DP: any); a
-                                session clears it for models of dim below that (session_cuda.cu) */
+                                at upload for rows of at least VZ_CUDA_DP_MIN_COLS (VZ_CUDA_MV_DP: any) in a
+                                model whose every matrix has that many (vz_cuda_tensor_upload_at's mcols) */
     int32_t owned;           /* data and lut are this tensor's own allocations (vz_cuda_tensor_upload) */
 } vz_cuda_tensor;
 
@@ -63,13 +63,18 @@ typedef struct vz_cuda_tensor {
  * A tiled tensor's copy has its exception list in GPU tile order
  * (vz_cuda_tensor_image). */
 vz_status vz_cuda_tensor_upload(vz_cuda_tensor *d, const struct vz_tensor *t, void *stream);
-/* As vz_cuda_tensor_upload, into dev (vz_plan_tensor_bytes(t) bytes of the
- * caller's, model/plan.h; e.g. one allocation for a whole model: no
- * allocator rounding per tensor); d does not own it. */
-vz_status vz_cuda_tensor_upload_at(vz_cuda_tensor *d, const struct vz_tensor *t, uint8_t *dev, void *stream);
-/* [st] d described as vz_cuda_tensor_upload would, without device memory
- * (d->data, d->lut NULL: the caller points them into its own buffer). */
-vz_status vz_cuda_tensor_describe(vz_cuda_tensor *d, const struct vz_tensor *t);
+/* As vz_cuda_tensor_upload, for a tensor of a model whose narrowest matrix
+ * has mcols columns (its dim; 0: the tensor alone, as above), which the
+ * path may depend on (dp below), and into dev (vz_plan_tensor_bytes(t)
+ * bytes of the caller's, model/plan.h; e.g. one allocation for a whole
+ * model: no allocator rounding per tensor; d does not own it), or with dev
+ * NULL into allocations of d's own. */
+vz_status vz_cuda_tensor_upload_at(vz_cuda_tensor *d, const struct vz_tensor *t, int64_t mcols, uint8_t *dev,
+                                   void *stream);
+/* [st] d described as vz_cuda_tensor_upload_at would (mcols alike), without
+ * device memory (d->data, d->lut NULL: the caller points them into its own
+ * buffer). */
+vz_status vz_cuda_tensor_describe(vz_cuda_tensor *d, const struct vz_tensor *t, int64_t mcols);
 /* The device bytes of t as d (from vz_cuda_tensor_describe) holds them
  * into dst (d->size bytes, host): t's blob, tiled: in GPU tile order. */
 vz_status vz_cuda_tensor_image(const vz_cuda_tensor *d, const struct vz_tensor *t, uint8_t *dst);

@@ -107,19 +107,24 @@ static void wt_tc(vz_cuda_tensor *d) {
  * the fast path whose rows have at least VZ_CUDA_DP_MIN_COLS columns (any with
  * VZ_CUDA_MV_DP at upload, none with VZ_CUDA_MV_NO_DP; the bench knob
  * VZ_CUDA_DP_COLS=lo,hi: lo to hi columns) and at most VZ_CUDA_DP_MAX_COLS
- * (a staged x row must fit a block). By width, so the tensors of one launch
- * (equal cols) agree. Short rows stay on the fmaf kernel: a launch pays the
- * conversion of x to digits before its first sum, which tinyllama's
- * launches (1-6 row steps per warp) do not earn back; a session also keeps
- * a model of dim below VZ_CUDA_DP_MIN_COLS off it (session_cuda.cu). */
-static void wt_dp(vz_cuda_tensor *d) {
+ * (a staged x row must fit a block), in a model whose narrowest matrix
+ * (mcols, its dim; 0: a tensor alone) has at least VZ_CUDA_DP_MIN_COLS
+ * columns too. By widths, so the tensors of one launch (equal cols) agree.
+ * Short rows stay on the fmaf kernel: a launch pays the conversion of x to
+ * digits before its first sum, which tinyllama's launches (1-6 row steps
+ * per warp) do not earn back. The model's rule: on an H200 llama2-7b
+ * (dim 4096) q4 decode ran 494 -> 590 tok/s with it, q8 452 -> 472, while
+ * tinyllama (dim 2048) ran q4 4% slower with it on its down matvec alone
+ * (5632 columns, the width rule alone) and q4 2%, q8 6% slower with it on
+ * all its matrices (bench/results/2026-12-01-session35-h200.md). */
+static void wt_dp(vz_cuda_tensor *d, int64_t mcols) {
     long long lo = VZ_CUDA_DP_MIN_COLS, hi = VZ_CUDA_DP_MAX_COLS; /* bench knob VZ_CUDA_DP_COLS=lo,hi: the widths */
     const char *e = getenv("VZ_CUDA_DP_COLS");
     if (e && (sscanf(e, "%lld,%lld", &lo, &hi) != 2 || lo < 0)) lo = VZ_CUDA_DP_MIN_COLS, hi = VZ_CUDA_DP_MAX_COLS;
     const int v = vz_cuda_matvec_variant(-1);
     d->dp = (d->kind == VZ_K_Q4 || d->kind == VZ_K_Q8) && d->cols <= VZ_CUDA_DP_MAX_COLS &&
             !(v & VZ_CUDA_MV_NO_DP) &&
-            ((d->cols >= lo && d->cols <= hi) || (v & VZ_CUDA_MV_DP));
+            ((d->cols >= lo && d->cols <= hi && (mcols == 0 || mcols >= VZ_CUDA_DP_MIN_COLS)) || (v & VZ_CUDA_MV_DP));
 }
 
 extern "C" vz_status vz_cuda_tensor_image(const vz_cuda_tensor *d, const vz_tensor *t, uint8_t *dst) {
@@ -132,9 +137,9 @@ extern "C" vz_status vz_cuda_tensor_image(const vz_cuda_tensor *d, const vz_tens
 static uint64_t al256(uint64_t x) { return (x + 255) & ~(uint64_t)255; }
 
 /* Upload into dev (vz_plan_tensor_bytes(t) bytes: the blob, then the lut at
- * al256(size)), or with dev NULL into
- * allocations of d's own. */
-static vz_status wt_upload(vz_cuda_tensor *d, const vz_tensor *t, uint8_t *dev, void *stream) {
+ * al256(size)), or with dev NULL into allocations of d's own. */
+extern "C" vz_status vz_cuda_tensor_upload_at(vz_cuda_tensor *d, const vz_tensor *t, int64_t mcols, uint8_t *dev,
+                                              void *stream) {
     memset(d, 0, sizeof *d);
     VZ_FAIL_IF(!t || !t->data || t->size == 0, VZ_ERR_ARG, "cuda upload: no tensor data");
     VZ_TRY(vz_tensor_check(t));
@@ -143,7 +148,7 @@ static vz_status wt_upload(vz_cuda_tensor *d, const vz_tensor *t, uint8_t *dev, 
     d->rows = t->rows, d->cols = t->cols, d->dtype = t->dtype, d->codec = t->codec, d->size = t->size;
     VZ_TRY(wt_layout(d, t));
     wt_tc(d);
-    wt_dp(d);
+    wt_dp(d, mcols);
     uint8_t *img = NULL; /* tiled: the device image, built on the host */
     if (d->tiled) {
         img = (uint8_t *)malloc(t->size);
@@ -177,24 +182,19 @@ static vz_status wt_upload(vz_cuda_tensor *d, const vz_tensor *t, uint8_t *dev, 
 }
 
 extern "C" vz_status vz_cuda_tensor_upload(vz_cuda_tensor *d, const vz_tensor *t, void *stream) {
-    return wt_upload(d, t, NULL, stream);
-}
-
-extern "C" vz_status vz_cuda_tensor_upload_at(vz_cuda_tensor *d, const vz_tensor *t, uint8_t *dev, void *stream) {
-    VZ_FAIL_IF(!dev, VZ_ERR_ARG, "cuda upload: no device buffer");
-    return wt_upload(d, t, dev, stream);
+    return vz_cuda_tensor_upload_at(d, t, 0, NULL, stream);
 }
 
 /* [st] Fills d's shape, codec and path as vz_cuda_tensor_upload would, with
  * no device memory: the caller points d->data (and d->lut) at a buffer of
  * its own (layer streaming, stream.cu). t's data is not read. */
-extern "C" vz_status vz_cuda_tensor_describe(vz_cuda_tensor *d, const vz_tensor *t) {
+extern "C" vz_status vz_cuda_tensor_describe(vz_cuda_tensor *d, const vz_tensor *t, int64_t mcols) {
     memset(d, 0, sizeof *d);
     VZ_FAIL_IF(!t, VZ_ERR_ARG, "cuda describe: no tensor");
     d->rows = t->rows, d->cols = t->cols, d->dtype = t->dtype, d->codec = t->codec, d->size = t->size;
     VZ_TRY(wt_layout(d, t));
     wt_tc(d);
-    wt_dp(d);
+    wt_dp(d, mcols);
     return VZ_OK;
 }
 

@@ -273,14 +273,7 @@ static __device__ __forceinline__ void vz_ll3_load_ex(const vz_dview &d, int lan
 }
 
 /* Loads of a group with its first 32 exceptions (the lane's entry e0 +
- * lane) in flight together, e0, e1 given. */
-static __device__ __forceinline__ void vz_ll3_load3(const vz_dview &d, int64_t r, int it, int lane, uint32_t e0,
-                                                    uint32_t e1, vz_gst &st) {
-    vz_ll3_load_lc(d, r, it, lane, st);
-    vz_ll3_load_ex(d, lane, e0, e1, st);
-}
-
-/* vz_ll3_load3 with e0, e1 by shuffle from ei (lane j holds
+ * lane) in flight together, e0, e1 by shuffle from ei (lane j holds
  * exc_start[r*bpr + j], j <= bpr) when bpr < 32, so no load waits on
  * another; else loaded (the v2 matvec, matvec.cu). */
 static __device__ __forceinline__ void vz_ll3_load2(const vz_dview &d, int64_t r, int it, int lane, uint32_t ei,
@@ -288,7 +281,8 @@ static __device__ __forceinline__ void vz_ll3_load2(const vz_dview &d, int64_t r
     vz_gst e;
     if (d.bpr < 32) e.u[3] = __shfl_sync(0xffffffffu, ei, it), e.u[4] = __shfl_sync(0xffffffffu, ei, it + 1);
     else vz_ll3_load_ei(d, r, it, e);
-    vz_ll3_load3(d, r, it, lane, e.u[3], e.u[4], st);
+    vz_ll3_load_lc(d, r, it, lane, st);
+    vz_ll3_load_ex(d, lane, e.u[3], e.u[4], st);
 }
 
 /* The H byte of exception entry v whose group's nibble words are s:

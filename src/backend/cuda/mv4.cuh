@@ -145,9 +145,9 @@ static __device__ __forceinline__ float4 *mv4_align(float4 *p) {
     return p + ((0u - (uint32_t)__cvta_generic_to_shared(p)) & 127u) / 16u;
 }
 
-/* The float4 at shared-memory byte address a. */
-static __device__ __forceinline__ float4 mv4_lds4(uint32_t a) {
-    return *(const float4 *)__cvta_shared_to_generic(a);
+/* The 16-byte T (float4, or uint4 for mv4_dp's digits) at shared-memory byte address a. */
+template <typename T> static __device__ __forceinline__ T mv4_lds4(uint32_t a) {
+    return *(const T *)__cvta_shared_to_generic(a);
 }
 
 /* A ring's view of a tensor, held by value (from kernel parameters). An
@@ -182,7 +182,7 @@ static __device__ __forceinline__ void mv4_fma(const vz_pk pk[NS], uint32_t xa, 
 #pragma unroll
         for (int q = 0; q < QA; q++)
 #pragma unroll
-            for (int b = 0; b < B; b++) xv[q][b] = mv4_lds4((xa + 16u * (uint32_t)(b * c4)) ^ (16u * (q0 + q)));
+            for (int b = 0; b < B; b++) xv[q][b] = mv4_lds4<float4>((xa + 16u * (uint32_t)(b * c4)) ^ (16u * (q0 + q)));
 #pragma unroll
         for (int q = 0; q < QA; q++) {
             float wv[NS][4];
@@ -298,11 +298,6 @@ static __device__ __forceinline__ void mv4_digits(int nb, int c4, float4 *xs) {
     __syncthreads();
 }
 
-/* The uint4 at shared-memory byte address a. */
-static __device__ __forceinline__ uint4 mv4_ldu4(uint32_t a) {
-    return *(const uint4 *)__cvta_shared_to_generic(a);
-}
-
 /* Code word q of a q4 or q8 pk (above), word i of a uint4 (q, i compile-time). */
 template <int KIND> static __device__ __forceinline__ uint32_t mv4_qword(const vz_pk &k, int q) {
     return KIND == VZ_K_Q8D ? k.p[q] : q & 1 ? k.p[8 + (q >> 1)] : k.p[q >> 1];
@@ -319,7 +314,7 @@ static __device__ __forceinline__ void mv4_dp(const vz_pk pk[NS], uint32_t xa, i
         const uint32_t xb = xa + 16u * (uint32_t)(b * c4);
         uint4 u[7];
 #pragma unroll
-        for (int j = 0; j < 7; j++) u[j] = mv4_ldu4(xb ^ (16u * j));
+        for (int j = 0; j < 7; j++) u[j] = mv4_lds4<uint4>(xb ^ (16u * j));
 #pragma unroll
         for (int s = 0; s < NS; s++) {
             int t = 0, a2 = 0;
@@ -331,6 +326,10 @@ static __device__ __forceinline__ void mv4_dp(const vz_pk pk[NS], uint32_t xa, i
             }
 #pragma unroll
             for (int q = 0; q < 8; q++) a2 = vz_dp4a_us(mv4_qword<KIND>(pk[s], q), mv4_word(u[4 + (q >> 2)], q & 3), a2);
+            /* the zero point's terms last: with -M01, -D2 (q8: times 128) stored
+             * in the meta word and t, a2 started from them, q4 ran 0.4-0.7%
+             * slower on an H200 (llama2-7b, mistral-7b), q8 0.1-0.3% faster
+             * (bench/results/2026-12-01-session36-h200.md) */
             const int z = KIND == VZ_K_Q8D ? 128 : (int)(pk[s].p[4] & 255u);
             t -= z * (int)u[6].y, a2 -= z * (int)u[6].z;
             const float f = fmaf(65536.0f, (float)a2, (float)t);

@@ -60,7 +60,7 @@ static vz_status upload_decoded(vz_cuda_session *s, vz_cuda_tensor *d, const vz_
                (unsigned long long)n);
     vz_status st = cd->decode_ref(t, 0, t->rows, buf);
     r.data = (const uint8_t *)buf, r.size = n;
-    if (st == VZ_OK) st = vz_cuda_tensor_upload(d, &r, s->st);
+    if (st == VZ_OK) st = vz_cuda_tensor_upload_at(d, &r, s->c.dim, NULL, s->st);
     free(buf);
     return st;
 }
@@ -73,10 +73,10 @@ static vz_status upload(vz_cuda_session *s, vz_cuda_tensor *d, const vz_tensor *
     } else if (s->arena) {
         const uint64_t b = vz_plan_tensor_bytes(t);
         VZ_FAIL_IF(s->arena_off + b > s->arena_bytes, VZ_ERR_ARG, "cuda session: tensor %s past the weight arena", t->name);
-        VZ_TRY(vz_cuda_tensor_upload_at(d, t, s->arena + s->arena_off, s->st));
+        VZ_TRY(vz_cuda_tensor_upload_at(d, t, s->c.dim, s->arena + s->arena_off, s->st));
         s->arena_off += b;
     } else {
-        VZ_TRY(vz_cuda_tensor_upload(d, t, s->st));
+        VZ_TRY(vz_cuda_tensor_upload_at(d, t, s->c.dim, NULL, s->st));
     }
     s->w_bytes += d->size + (d->lut ? ((uint64_t)1 << d->k) : 0);
     return VZ_OK;
@@ -371,19 +371,9 @@ extern "C" vz_status vz_cuda_session_create_plan(vz_cuda_session **out, const vz
         st = VZ_FAIL(VZ_ERR_CUDA, "cuda session: stream create failed");
     const char *mv = getenv("VZ_CUDA_MV"); /* bench: matvec variant flags (cuda.h), process-wide; TC acts at upload */
     if (mv && *mv >= '0' && *mv <= '9') vz_cuda_matvec_variant(atoi(mv));
-    /* q8 and q4 by integer dot products (cuda.h's dp, set at upload) only
-     * in a model whose matrices all have VZ_CUDA_DP_MIN_COLS columns or more
-     * (dim, the narrowest, at least that): on an H200 llama2-7b q4 decode
-     * ran 494 -> 590 tok/s with it, q8 452 -> 472, while tinyllama (dim
-     * 2048) ran q4 4% slower with it on its down matvec alone (5632 columns,
-     * the default rule of a lone tensor) and q4 2%, q8 6% slower with it on
-     * all its matrices (bench/results/2026-12-01-session35-h200.md). */
-    const int mv0 = vz_cuda_matvec_variant(-1);
-    if (s->c.dim < VZ_CUDA_DP_MIN_COLS && !(mv0 & VZ_CUDA_MV_DP)) vz_cuda_matvec_variant(mv0 | VZ_CUDA_MV_NO_DP);
     if (st == VZ_OK) st = upload_weights(s, m);
     if (st == VZ_OK) st = alloc_state(s);
     if (st == VZ_OK) st = setup_stream(s, m, residency, n_resident);
-    vz_cuda_matvec_variant(mv0);
     /* cudaMemset on the legacy stream is asynchronous and s->st does not wait for it */
     if (st == VZ_OK && cudaDeviceSynchronize() != cudaSuccess)
         st = VZ_FAIL(VZ_ERR_CUDA, "cuda session: %s", cudaGetErrorString(cudaGetLastError()));

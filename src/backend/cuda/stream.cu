@@ -31,6 +31,7 @@ extern "C" {
 
 struct vz_stream {
     int32_t nl, first, decoded, ncache;
+    int64_t mcols;          /* the model's dim: its tensors' paths (vz_cuda_tensor_describe) */
     cudaStream_t cp;
     uint8_t *host;          /* pinned: layers first..nl-1 packed */
     uint64_t *host_off;     /* (nl) offset of layer l in host (l >= first) */
@@ -83,7 +84,7 @@ static vz_status pack_layer(vz_stream *sm, const vz_layer *L, int32_t l, uint8_t
         const vz_tensor *t = layer_tensor(L, i);
         VZ_TRY(vz_tensor_check(t));
         vz_tensor d = sm->decoded || sm->lmax ? decoded_view(t) : *t;
-        VZ_TRY(vz_cuda_tensor_describe(&sm->desc[l][i], &d));
+        VZ_TRY(vz_cuda_tensor_describe(&sm->desc[l][i], &d, sm->mcols));
         if (sm->lmax) continue;
         if (!sm->decoded || t->codec == VZ_CODEC_raw) VZ_TRY(vz_cuda_tensor_image(&sm->desc[l][i], t, dst + sm->off[l][i]));
         else VZ_TRY(vz_codec_by_id(t->codec)->decode_ref(t, 0, t->rows, dst + sm->off[l][i]));
@@ -91,7 +92,7 @@ static vz_status pack_layer(vz_stream *sm, const vz_layer *L, int32_t l, uint8_t
             memcpy(dst + sm->off[l][7 + i], t->params + 8, (size_t)1 << sm->desc[l][i].k);
         if (sm->ncache) {
             vz_tensor r = decoded_view(t);
-            VZ_TRY(vz_cuda_tensor_describe(&sm->ddesc[l][i], &r));
+            VZ_TRY(vz_cuda_tensor_describe(&sm->ddesc[l][i], &r, sm->mcols));
         }
     }
     return VZ_OK;
@@ -183,6 +184,7 @@ vz_status vz_stream_create(vz_stream **out, const vz_model *m, int32_t first, in
     vz_stream *sm = (vz_stream *)calloc(1, sizeof *sm);
     VZ_FAIL_IF(!sm, VZ_ERR_NOMEM, "layer streaming: out of memory");
     sm->nl = m->cfg.n_layers, sm->first = first, sm->decoded = decoded, sm->ncache = cache_slots;
+    sm->mcols = m->cfg.dim;
     vz_status st = alloc_tables(sm);
     int32_t lm = 0;
     if (st == VZ_OK && !decoded && !cache_slots) st = vz_lmax_transport(m, VZ_RESIDENCY_COMPRESSED, &lm);
