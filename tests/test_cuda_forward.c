@@ -457,12 +457,8 @@ static void test_lossless_bitexact_stories260k(void **state) {
     assert_non_null(vz_test_tmpdir(dir, sizeof dir));
     snprintf(raw, sizeof raw, "%s/raw.vz", dir);
     snprintf(ll, sizeof ll, "%s/ll.vz", dir);
-    vz_convert_opts co;
-    vz_convert_opts_default(&co);
-    co.codec_spec = "raw";
-    assert_int_equal(vz_convert(path, raw, &co), VZ_OK);
-    co.codec_spec = "lossless";
-    assert_int_equal(vz_convert(path, ll, &co), VZ_OK);
+    vz_test_convert(path, NULL, "raw", raw);
+    vz_test_convert(path, NULL, "lossless", ll);
     compare_bitwise(raw, ll, 200, 256);
     vz_test_rmtree(dir);
 }

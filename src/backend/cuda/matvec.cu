@@ -66,29 +66,74 @@ static __device__ __forceinline__ void mv_decode(const vz_dview &d, const vz_gst
     else if (KIND == VZ_K_Q4) vz_q4_decode(st, w, false), sc = vz_q_scale(st);
 }
 
+/* The v1 and v2 kernels' warp: tensor t of the launch and its MV_SLOTS rows
+ * r of views d (consecutive rows of one tensor, or gate row + up row when
+ * silu; v1: the second row is real, else a copy of the first), nb = min(B,
+ * batch) inputs. False for a warp past the rows: it has waited (warp-
+ * uniform), so the grid's completion still implies the previous grid's. */
+static __device__ __forceinline__ bool mv_rows(const mv_args &a, int warp, int B, vz_dview d[MV_SLOTS],
+                                               int64_t r[MV_SLOTS], int &t, int &nb, bool &silu, bool &v1) {
+    t = a.tensor();
+    silu = a.epi == VZ_CUDA_EPI_SILU_MUL;
+    const int64_t wi = (int64_t)(blockIdx.x - a.blk[t]) * MV_WARPS + warp;
+    d[0] = a.pick(t);
+    d[1] = silu ? a.pick(1) : d[0];
+    r[0] = silu ? wi : wi * 2;
+    r[1] = silu ? wi : wi * 2 + 1;
+    if (r[0] >= d[0].rows) {
+        a.wait();
+        return false;
+    }
+    v1 = r[1] < d[1].rows;
+    if (!v1) r[1] = r[0], d[1] = d[0];
+    nb = B < a.batch ? B : a.batch;
+    return true;
+}
+
+/* The v1 and v2 kernels' end: the butterfly, then lane 0 stores the warp's
+ * outputs for nb inputs (rows apart) into tensor t's y: silu(gate) * up, or
+ * its rows r (the second when v1; epi ADD: added to y). */
+template <int B>
+static __device__ __forceinline__ void mv_store(const mv_args &a, float acc[MV_SLOTS][B], int64_t rows,
+                                                const int64_t r[MV_SLOTS], int t, int nb, bool silu, bool v1,
+                                                int lane) {
+#pragma unroll
+    for (int s = 0; s < MV_SLOTS; s++)
+#pragma unroll
+        for (int b = 0; b < B; b++)
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) acc[s][b] += __shfl_xor_sync(0xffffffffu, acc[s][b], o);
+    if (lane != 0) return;
+#pragma unroll
+    for (int b = 0; b < B; b++) {
+        if (b >= nb) break;
+        if (silu) {
+            float g = acc[0][b];
+            a.y[0][(size_t)b * rows + r[0]] = g / (1.0f + expf(-g)) * acc[1][b];
+            continue;
+        }
+        float *y = t == 0 ? a.y[0] : t == 1 ? a.y[1] : a.y[2];
+#pragma unroll
+        for (int s = 0; s < MV_SLOTS; s++) {
+            if (s == 1 && !v1) break;
+            size_t i = (size_t)b * rows + r[s];
+            y[i] = a.epi == VZ_CUDA_EPI_ADD ? y[i] + acc[s][b] : acc[s][b];
+        }
+    }
+}
+
 /* One warp: MV_SLOTS rows (consecutive rows of one tensor, or gate row +
  * up row for SILU_MUL). B: batch bound (compile time); nb: actual batch. */
 template <int KIND, int B>
 static __global__ void __launch_bounds__(MV_WARPS * 32) mv_kernel(mv_args a) {
     __shared__ __align__(16) uint32_t smem[MV_WARPS][32 * VZ_SMEM_LANE];
     a.trigger_early(); /* PDL (mv_launch): the next kernel may start its weight loads now */
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int t = a.tensor();
-    bool silu = a.epi == VZ_CUDA_EPI_SILU_MUL;
-    int64_t wi = (int64_t)(blockIdx.x - a.blk[t]) * MV_WARPS + warp;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     vz_dview d[MV_SLOTS];
     int64_t r[MV_SLOTS];
-    d[0] = a.pick(t);
-    d[1] = silu ? a.pick(1) : d[0];
-    r[0] = silu ? wi : wi * 2;
-    r[1] = silu ? wi : wi * 2 + 1;
-    if (r[0] >= d[0].rows) { /* warp-uniform; waits, so completion implies the previous grid's */
-        a.wait();
-        return;
-    }
-    bool v1 = r[1] < d[1].rows;
-    if (!v1) r[1] = r[0], d[1] = d[0];
-    int nb = B < a.batch ? B : a.batch;
+    int t, nb;
+    bool silu, v1;
+    if (!mv_rows(a, warp, B, d, r, t, nb, silu, v1)) return;
     float acc[MV_SLOTS][B];
 #pragma unroll
     for (int s = 0; s < MV_SLOTS; s++)
@@ -148,29 +193,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) mv_kernel(mv_args a) {
             }
         }
     }
-#pragma unroll
-    for (int s = 0; s < MV_SLOTS; s++)
-#pragma unroll
-        for (int b = 0; b < B; b++)
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) acc[s][b] += __shfl_xor_sync(0xffffffffu, acc[s][b], o);
-    if (lane != 0) return;
-#pragma unroll
-    for (int b = 0; b < B; b++) {
-        if (b >= nb) break;
-        if (silu) {
-            float g = acc[0][b];
-            a.y[0][(size_t)b * d[0].rows + r[0]] = g / (1.0f + expf(-g)) * acc[1][b];
-            continue;
-        }
-        float *y = t == 0 ? a.y[0] : t == 1 ? a.y[1] : a.y[2];
-#pragma unroll
-        for (int s = 0; s < MV_SLOTS; s++) {
-            if (s == 1 && !v1) break;
-            size_t i = (size_t)b * d[0].rows + r[s];
-            y[i] = a.epi == VZ_CUDA_EPI_ADD ? y[i] + acc[s][b] : acc[s][b];
-        }
-    }
+    mv_store<B>(a, acc, d[0].rows, r, t, nb, silu, v1, lane);
 }
 
 /* ---- v2: packed decode, deeper prefetch, programmatic dependent launch ----
@@ -186,23 +209,12 @@ template <int KIND, int B, int MINB>
 static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args a) {
     __shared__ __align__(16) uint32_t smem[MV_WARPS][32 * VZ_SMEM_LANE];
     a.trigger_early(); /* the next kernel may start its weight loads now */
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int t = a.tensor();
-    bool silu = a.epi == VZ_CUDA_EPI_SILU_MUL;
-    int64_t wi = (int64_t)(blockIdx.x - a.blk[t]) * MV_WARPS + warp;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     vz_dview d[MV_SLOTS];
     int64_t r[MV_SLOTS];
-    d[0] = a.pick(t);
-    d[1] = silu ? a.pick(1) : d[0];
-    r[0] = silu ? wi : wi * 2;
-    r[1] = silu ? wi : wi * 2 + 1;
-    if (r[0] >= d[0].rows) { /* warp-uniform; still waits, so completion implies the previous grid's */
-        a.wait();
-        return;
-    }
-    bool v1 = r[1] < d[1].rows;
-    if (!v1) r[1] = r[0], d[1] = d[0];
-    int nb = B < a.batch ? B : a.batch;
+    int t, nb;
+    bool silu, v1;
+    if (!mv_rows(a, warp, B, d, r, t, nb, silu, v1)) return;
     int nit = (d[0].gpr + 31) / 32;
     int64_t cols = d[0].cols;
     uint32_t ei[MV_SLOTS] = {0, 0};
@@ -259,29 +271,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
             for (int s = 0; s < MV_SLOTS; s++) mv2_decode<KIND>(d[s], cur[s], lane, smem[warp], pk[s]);
         }
     }
-#pragma unroll
-    for (int s = 0; s < MV_SLOTS; s++)
-#pragma unroll
-        for (int b = 0; b < B; b++)
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) acc[s][b] += __shfl_xor_sync(0xffffffffu, acc[s][b], o);
-    if (lane != 0) return;
-#pragma unroll
-    for (int b = 0; b < B; b++) {
-        if (b >= nb) break;
-        if (silu) {
-            float g = acc[0][b];
-            a.y[0][(size_t)b * d[0].rows + r[0]] = g / (1.0f + expf(-g)) * acc[1][b];
-            continue;
-        }
-        float *y = t == 0 ? a.y[0] : t == 1 ? a.y[1] : a.y[2];
-#pragma unroll
-        for (int s = 0; s < MV_SLOTS; s++) {
-            if (s == 1 && !v1) break;
-            size_t i = (size_t)b * d[0].rows + r[s];
-            y[i] = a.epi == VZ_CUDA_EPI_ADD ? y[i] + acc[s][b] : acc[s][b];
-        }
-    }
+    mv_store<B>(a, acc, d[0].rows, r, t, nb, silu, v1, lane);
 }
 
 /* ---- v4: x staged once per block in shared memory -------------------------
