@@ -372,7 +372,7 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
      * lossless fits it (121 registers) and loses every register copy, yet
      * ran tinyllama 0.6% slower and llama2-7b 0.3% faster (bench/results/
      * 2026-11-30-session31-h200.md, run 7), so it keeps D slots. */
-    enum { D = mv4_depth<KIND, B, NS, MINB>::D, YA = B == 1, YS = YA && (KIND == VZ_K_RAW_BF16 || KIND == VZ_K_LL3),
+    enum { D = mv4_depth<KIND, B, NS, MINB>::D, YA = B == 1, YS = YA && (KIND == VZ_K_RAW_BF16 || KIND == VZ_K_LL3 || KIND == VZ_K_Q8D),
            LATE = MINB == 3,
            ROT = (KIND == VZ_K_Q8 || KIND == VZ_K_Q4 || KIND == VZ_K_Q4D || KIND == VZ_K_Q8D) && B == 1 && !LATE,
            SLOTS = ROT ? D + 1 : D };
@@ -461,14 +461,17 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
      * (no other warp writes those rows; the sum is the same). On an H200 it
      * made the matvec-only chain of matvec_bench 2% slower but the decode
      * step 2% faster (tinyllama; llama2-7b raw 7%): bench/results/
-     * 2026-11-29-session8-h200.md. YS (raw, lossless): by cp.async into
+     * 2026-11-29-session8-h200.md. YS (raw, lossless, q8 dp): by cp.async into
      * the warp's shared memory, waited for as the unit is stored. As a
      * register load it sat in every step's code, predicated off in the
      * launches without ADD, and ncu put 5-7% of llama2-7b lossless gate/up's
      * and down's stall samples on it (long scoreboard). On an H200 tinyllama
      * raw decode +2.8%, lossless +0.2%, llama2-7b lossless +1.3%, raw
      * +0.3%; q4 lost 2.2-2.8% with it and q8 up to 0.6%, so they keep the
-     * register (bench/results/2026-11-30-session31-h200.md, run 4). */
+     * register (bench/results/2026-11-30-session31-h200.md, run 4). q8's
+     * dot-product kernels take YS: llama2-7b q8 decode +0.5%, mistral-7b
+     * +0.1%; q4's lost 0.1-0.6% with it (bench/results/2026-12-01-
+     * session36-h200.md, runs 2 and 6). */
     __device__ __forceinline__ void load_y(const float *y, int epi, int lane) {
         if (!YA || epi != VZ_CUDA_EPI_ADD || silu || lane != 0) return;
         int r[NS];
