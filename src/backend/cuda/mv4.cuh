@@ -327,7 +327,7 @@ static __device__ __forceinline__ void mv4_dp(const vz_pk pk[NS], uint32_t xa, i
 #pragma unroll
             for (int q = 0; q < 8; q++) a2 = vz_dp4a_us(mv4_qword<KIND>(pk[s], q), mv4_word(u[4 + (q >> 2)], q & 3), a2);
             /* the zero point's terms last: with -M01, -D2 (q8: times 128) stored
-             * in the meta word and t, a2 started from them, q4 ran 0.4-0.7%
+             * in the meta word and t, a2 started from them, q4 ran 0.2-0.7%
              * slower on an H200 (llama2-7b, mistral-7b), q8 0.1-0.3% faster
              * (bench/results/2026-12-01-session36-h200.md) */
             const int z = KIND == VZ_K_Q8D ? 128 : (int)(pk[s].p[4] & 255u);
