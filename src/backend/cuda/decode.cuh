@@ -50,6 +50,13 @@ static __device__ __forceinline__ uint32_t vz_ldw(const uint32_t *a) {
  * dot products (mv4.cuh). */
 enum { VZ_K_RAW_BF16 = 0, VZ_K_LL3 = 1, VZ_K_Q8 = 2, VZ_K_Q4 = 3, VZ_K_GENERIC = 4, VZ_K_Q4D = 5, VZ_K_Q8D = 6 };
 
+/* The kinds that read q8 codes (by fmaf or by dot products), q4 codes, and
+ * the dot-product kinds: compile-time tests of a kernel's KIND, and the
+ * host's choice of kernel. */
+static __host__ __device__ constexpr bool vz_k_q8(int k) { return k == VZ_K_Q8 || k == VZ_K_Q8D; }
+static __host__ __device__ constexpr bool vz_k_q4(int k) { return k == VZ_K_Q4 || k == VZ_K_Q4D; }
+static __host__ __device__ constexpr bool vz_k_dp(int k) { return k == VZ_K_Q4D || k == VZ_K_Q8D; }
+
 /* Codec ids as on disk (docs/codecs.md); codecs.def may not list them all yet. */
 enum { VZ_ID_RAW = 0, VZ_ID_LOSSLESS = 1, VZ_ID_Q8 = 4, VZ_ID_Q4 = 5 };
 

@@ -372,7 +372,7 @@ static __global__ void __launch_bounds__(WARPS * 32, WARPS == MV4_WARPS ? MINB :
 #ifdef VZ_CUDA_TRACE
     const unsigned long long tr_tw = vz_gtime();
 #endif
-    constexpr bool DP = KIND == VZ_K_Q4D || KIND == VZ_K_Q8D;
+    constexpr bool DP = vz_k_dp(KIND);
     mv4_stage<DP>(a.x, a.nw, a.eps, B, c4, xs, &nsm, nws);
     if constexpr (DP) mv4_digits<KIND>(B, c4, xs);
     ring.run(xs, c4, t == 0 ? a.y[0] : t == 1 ? a.y[1] : a.y[2], a.epi, lane, smem[KIND == VZ_K_LL3 ? warp : 0]);
@@ -590,7 +590,7 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
         wide1 = e1 && *e1 ? (int)strtol(e1, NULL, 0) & 127 : MV4_WIDE1_KINDS;
         wide3 = !(e3 && *e3 == '0');
     }
-    const bool alt = (mv_variant & VZ_CUDA_MV_OCC_ALT) != 0, dp = kind == VZ_K_Q4D || kind == VZ_K_Q8D;
+    const bool alt = (mv_variant & VZ_CUDA_MV_OCC_ALT) != 0, dp = vz_k_dp(kind);
     const bool occ3 = batch == 1 && !dp && (steps <= occ3_steps[kind == VZ_K_LL3 && !silu ? 4 : kind]) != alt;
     const bool wide = wide0 && !occ3 &&
                       (batch > 1 || ((wide1 >> kind & 1) && (kind != VZ_K_LL3 || steps >= MV4_WIDE1_STEPS_LL)));
@@ -661,7 +661,7 @@ static vz_status mv_multi(int n, const vz_cuda_tensor *const *W, float *const *d
     }
     /* dp tensors run the v4 dot-product kernels at every batch and variant
      * (their sums are not the fmaf kernels'), which stage any x (mv4_stage) */
-    const bool dp = kind == VZ_K_Q4D || kind == VZ_K_Q8D;
+    const bool dp = vz_k_dp(kind);
     if (((uintptr_t)d_x & 15) != 0 && !dp) kind = VZ_K_GENERIC;
     const bool v4k = !tc && kind != VZ_K_GENERIC && (dp || (mv_variant & VZ_CUDA_MV_V4)); /* the v4 kernel's kinds */
     const size_t xrow = (size_t)W[0]->cols * 4;                                      /* bytes of one row of x */

@@ -30,7 +30,7 @@ static __device__ __forceinline__ void mv2_load(const vz_dview &d, int64_t r, in
                                                 vz_gst &st) {
     if (KIND == VZ_K_RAW_BF16) vz_rawbf_load(d, r, it, lane, st);
     else if (KIND == VZ_K_LL3) vz_ll3_load2(d, r, it, lane, ei, st);
-    else if (KIND == VZ_K_Q8 || KIND == VZ_K_Q8D) vz_q8_load(d, r, it, lane, st);
+    else if (vz_k_q8(KIND)) vz_q8_load(d, r, it, lane, st);
     else vz_q4_load(d, r, it, lane, st); /* VZ_K_Q4, VZ_K_Q4D */
 }
 
@@ -39,7 +39,7 @@ static __device__ __forceinline__ void mv2_decode(const vz_dview &d, const vz_gs
                                                   vz_pk &k) {
     if (KIND == VZ_K_RAW_BF16) vz_rawbf_decode2(st, k);
     else if (KIND == VZ_K_LL3) vz_ll3_decode2(d, st, lane, sm, k);
-    else if (KIND == VZ_K_Q8 || KIND == VZ_K_Q8D) vz_q8_decode2(st, k);
+    else if (vz_k_q8(KIND)) vz_q8_decode2(st, k);
     else vz_q4_decode2(st, k);
 }
 
@@ -76,7 +76,7 @@ static __device__ __forceinline__ void mv4_rows(int rows, bool silu, int u, int 
  * q8's depth (one step more: -2% there; its pair kernels at 126 registers). */
 template <int KIND, int B, int NS, int MINB = 2> struct mv4_depth {
     enum { D2 = KIND == VZ_K_RAW_BF16 ? (B <= 5 ? 2 : 1) : KIND == VZ_K_LL3 ? (B <= 4 ? 2 : 1)
-                : KIND == VZ_K_Q8 || KIND == VZ_K_Q8D ? (B == 1 ? 3 : 2)
+                : vz_k_q8(KIND) ? (B == 1 ? 3 : 2)
                 : KIND == VZ_K_Q4D && B == 1 && NS == 2 ? 5 : (B == 1 ? 4 : 2),
            D1 = NS == 1 ? 2 * D2 : D2,
            D = MINB == 3 || (MINB == 1 && B > 2) ? (D1 + 1) / 2 : D1 };
@@ -374,7 +374,7 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
      * 2026-11-30-session31-h200.md, run 7), so it keeps D slots. */
     enum { D = mv4_depth<KIND, B, NS, MINB>::D, YA = B == 1, YS = YA && (KIND == VZ_K_RAW_BF16 || KIND == VZ_K_LL3 || KIND == VZ_K_Q8D),
            LATE = MINB == 3,
-           ROT = (KIND == VZ_K_Q8 || KIND == VZ_K_Q4 || KIND == VZ_K_Q4D || KIND == VZ_K_Q8D) && B == 1 && !LATE,
+           ROT = (vz_k_q8(KIND) || vz_k_q4(KIND)) && B == 1 && !LATE,
            SLOTS = ROT ? D + 1 : D };
     vz_dview d[NS];
     int rows, u, uf, uend, us; /* u, it: the step consumed next; uf, itf: fetched next (rows < 2^31) */
@@ -546,7 +546,7 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
                 if (!LATE && uf < uend) fetch((k + D) % SLOTS, lane); /* step + D (k itself when SLOTS = D) */
                 const int g = it * 32 + lane;
                 if (g < mv4_dv(d[0]).gpr) {
-                    if constexpr (KIND == VZ_K_Q4D || KIND == VZ_K_Q8D) mv4_dp<KIND, B, NS>(pk, xa0 + 128u * (uint32_t)g, c4, acc);
+                    if constexpr (vz_k_dp(KIND)) mv4_dp<KIND, B, NS>(pk, xa0 + 128u * (uint32_t)g, c4, acc);
                     else mv4_fma<KIND, B, NS>(pk, xa0 + 128u * (uint32_t)g, c4, acc);
                 }
                 if (LATE && uf < uend) fetch(k, lane);
