@@ -8,7 +8,8 @@
  * launches and a TinyLlama-layer chain; for raw at batch 1 a row gives each
  * variant's largest error against a double reference in units of
  * 2^-24 sum|w x| (the unit of tests/test_cuda_matvec.c's bounds). Usage: matvec_bench [batch...]
- * (default: 1 8), matvec_bench ncu (see bench_ncu) or matvec_bench wide (see bench_wide). Prints markdown tables.
+ * (default: 1 8), matvec_bench ncu (see bench_ncu), matvec_bench wide (see bench_wide) or
+ * matvec_bench qkv (see bench_qkv). Prints markdown tables.
  */
 #include <cuda_runtime.h>
 #include <math.h>
@@ -285,6 +286,52 @@ static void bench_chain(void) {
     cudaFree(h), cudaFree(h0), cudaFree(q), cudaFree(k), cudaFree(v), cudaFree(o), cudaFree(act), cudaFree(gu2);
 }
 
+/* `matvec_bench qkv`: what a QKV fused into the attention launch would
+ * cost in its matvec alone, on TinyLlama's shapes at batch 1. Fused per
+ * query head, each head's cluster computes its 64 q rows and its kv head's
+ * 64 k and 64 v rows, so 8 heads per kv head repeat the k/v rows: 2048 q +
+ * 2048 k + 2048 v rows instead of 2048 + 256 + 256 (the repeats could come
+ * from L2). One launch of the three tensors each time (vz_cuda_matvec_multi,
+ * as the decode step's QKV); "DRAM": copies rotate over > 4x L2; "L2": one
+ * copy, read again each launch. The fused form would spare the attention's
+ * launch hand-off (2.25 us per layer on an H200: bench/results/
+ * 2026-11-29-session18-h200.md), so it pays only if the repeated rows cost
+ * less than that. */
+static void bench_qkv(int l2, float *dx, float *dy) {
+    const int64_t D = 2048, KV = 256;
+    const char *codecs[] = {"raw", "lossless", "q8", "q4"};
+    printf("\nQKV at batch 1, us per launch: plain (2048 + 256 + 256 rows) against per-head repeats (2048 + 2048 + 2048 "
+           "rows); DRAM: copies rotate; L2: one copy\n\n| codec | plain, DRAM | repeats, DRAM | repeats, k/v in L2 "
+           "(q DRAM) | plain, L2 | repeats, L2 | repeats in L2 - plain, DRAM |\n|---|---|---|---|---|---|---|\n");
+    for (const char *cn : codecs) {
+        const vz_codec *c = vz_codec_by_name(cn);
+        int nq = 0;
+        vz_cuda_tensor *Wq = make_copies(c, D, D, 0, &nq, l2, NULL);
+        int nk = nq;
+        vz_cuda_tensor *Wk = make_copies(c, KV, D, 1 << 22, &nk, l2, NULL), *Wv = make_copies(c, KV, D, 2 << 22, &nk, l2, NULL);
+        vz_cuda_tensor *Rk = make_copies(c, D, D, 1 << 22, &nk, l2, NULL), *Rv = make_copies(c, D, D, 3 << 22, &nk, l2, NULL);
+        float *out[3] = {dy, dy + D, dy + 2 * D};
+        auto qkv = [&](const vz_cuda_tensor *q, const vz_cuda_tensor *k, const vz_cuda_tensor *v, cudaStream_t st) {
+            const vz_cuda_tensor *w[3] = {q, k, v};
+            VK(vz_cuda_matvec_multi(3, w, out, dx, 1, VZ_CUDA_EPI_NONE, st));
+        };
+        const int reps = nq < 200 ? 200 : nq;
+        double t[5];
+        t[0] = time_graph([&](int i, cudaStream_t st) { qkv(&Wq[i % nq], &Wk[i % nq], &Wv[i % nq], st); }, reps);
+        t[1] = time_graph([&](int i, cudaStream_t st) { qkv(&Wq[i % nq], &Rk[i % nq], &Rv[i % nq], st); }, reps);
+        t[2] = time_graph([&](int i, cudaStream_t st) { qkv(&Wq[i % nq], &Rk[0], &Rv[0], st); }, reps);
+        t[3] = time_graph([&](int, cudaStream_t st) { qkv(&Wq[0], &Wk[0], &Wv[0], st); }, reps);
+        t[4] = time_graph([&](int, cudaStream_t st) { qkv(&Wq[0], &Rk[0], &Rv[0], st); }, reps);
+        printf("| %s | %.2f | %.2f | %.2f | %.2f | %.2f | %+.2f |\n", cn, t[0], t[1], t[2], t[3], t[4], t[2] - t[0]);
+        fflush(stdout);
+        vz_cuda_tensor *all[5] = {Wq, Wk, Wv, Rk, Rv};
+        for (int j = 0; j < 5; j++) {
+            for (int k = 0; k < nq; k++) vz_cuda_tensor_free(&all[j][k]);
+            free(all[j]);
+        }
+    }
+}
+
 /* `matvec_bench ncu [l7]`: one launch each, nothing timed (for ncu -k regex):
  * TinyLlama gate+up (2 x 5632x2048, SiLU epilogue) lossless and raw on the
  * tensor-core kernel and v4, q8 and q4 on v4; then down (2048x5632, one
@@ -328,7 +375,8 @@ static void bench_ncu(float *dx, float *dy, bool l7) {
 int main(int argc, char **argv) {
     int batches[8] = {1, 8}, nbatch = 2;
     bool ncu = argc > 1 && strcmp(argv[1], "ncu") == 0, wide = argc > 1 && strcmp(argv[1], "wide") == 0;
-    if (argc > 1 && !ncu && !wide) {
+    bool qkv = argc > 1 && strcmp(argv[1], "qkv") == 0;
+    if (argc > 1 && !ncu && !wide && !qkv) {
         nbatch = 0;
         for (int i = 1; i < argc && nbatch < 8; i++) batches[nbatch++] = atoi(argv[i]);
     }
@@ -361,6 +409,10 @@ int main(int argc, char **argv) {
     }
     if (wide) {
         bench_wide(cgbs, l2, dx, dy);
+        return 0;
+    }
+    if (qkv) {
+        bench_qkv(l2, dx, dy);
         return 0;
     }
     bench_chain();
