@@ -359,6 +359,20 @@ static __device__ __forceinline__ void vz_ll3_decode2(const vz_dview &d, const v
     for (int j = 0; j < 8; j++) k.p[2 * j] = __byte_perm(L[j], h[j], 0x5140), k.p[2 * j + 1] = __byte_perm(L[j], h[j], 0x7362);
 }
 
+/* The generic half of the codecs' group decoders (vz_*_group<false>): w[e]
+ * = at(c, e) for element c = 32 g + e of the lane's group g = 32 it + lane,
+ * 0 past the row (g >= gpr or c >= cols). */
+template <typename F>
+static __device__ __forceinline__ void vz_group_each(const vz_dview &d, int it, int lane, float w[32], F at) {
+    const int g = it * 32 + lane;
+    const bool gv = g < d.gpr;
+#pragma unroll
+    for (int e = 0; e < 32; e++) {
+        const int64_t c = 32 * (int64_t)g + e;
+        w[e] = gv && c < d.cols ? at(c, e) : 0.0f;
+    }
+}
+
 /* The lossless decoder. FAST: bf16, k = 3 packed3, cols % 32 == 0 (vector
  * loads, prmt); else any dtype/k/layout/cols, elements past cols give 0.
  * Group g of row r; lanes with g >= gpr still call it (warp barriers).
@@ -392,18 +406,13 @@ static __device__ __forceinline__ void vz_ll_group(const vz_dview &d, int64_t r,
     }
     if (d.tiled || lanewise) vz_ll_lane_patch(d, r, g, h, cw);
     else if (e1 > e0) vz_ll_patch<false>(d, sm, e0, e1, lane, h, cw);
-    int wb = d.dtype == 0 ? 4 : 2;
-#pragma unroll
-    for (int e = 0; e < 32; e++) {
-        int64_t c = 32 * (int64_t)g + e;
-        uint32_t bits = 0;
-        if (gv && c < d.cols) {
-            size_t i = (size_t)r * d.cols + c;
-            bits = (h[e >> 2] >> 8 * (e & 3)) & 0xffu;
-            for (int j = wb - 2; j >= 0; j--) bits = bits << 8 | d.data[(size_t)j * d.n + i];
-        }
-        w[e] = vz_bits_to_f32(bits, d.dtype);
-    }
+    const int wb = d.dtype == 0 ? 4 : 2;
+    vz_group_each(d, it, lane, w, [&](int64_t c, int e) {
+        const size_t i = (size_t)r * d.cols + c;
+        uint32_t bits = (h[e >> 2] >> 8 * (e & 3)) & 0xffu;
+        for (int j = wb - 2; j >= 0; j--) bits = bits << 8 | d.data[(size_t)j * d.n + i];
+        return vz_bits_to_f32(bits, d.dtype);
+    });
 }
 
 /* ---- raw ------------------------------------------------------------------
@@ -429,25 +438,17 @@ static __device__ __forceinline__ void vz_rawbf_decode2(const vz_gst &st, vz_pk 
 
 template <bool FAST>
 static __device__ __forceinline__ void vz_raw_group(const vz_dview &d, int64_t r, int it, int lane, float w[32]) {
-    int g = it * 32 + lane;
-    bool gv = g < d.gpr;
     if (FAST) {
         vz_gst st;
         vz_rawbf_load(d, r, it, lane, st);
         vz_rawbf_decode(st, w);
         return;
     }
-#pragma unroll
-    for (int e = 0; e < 32; e++) {
-        int64_t c = 32 * (int64_t)g + e;
-        float v = 0.0f;
-        if (gv && c < d.cols) {
-            size_t i = (size_t)r * d.cols + c;
-            if (d.dtype == 0) v = __ldg((const float *)d.data + i);
-            else v = vz_bits_to_f32(__ldg((const unsigned short *)d.data + i), d.dtype);
-        }
-        w[e] = v;
-    }
+    vz_group_each(d, it, lane, w, [&](int64_t c, int) {
+        const size_t i = (size_t)r * d.cols + c;
+        return d.dtype == 0 ? __ldg((const float *)d.data + i)
+                            : vz_bits_to_f32(__ldg((const unsigned short *)d.data + i), d.dtype);
+    });
 }
 
 /* Scale group of lane group g (32 elements; group % 32 == 0): g / (group
@@ -551,24 +552,16 @@ static __device__ __forceinline__ float vz_pk_elem(const vz_pk &k, int e) {
 template <bool FAST>
 static __device__ __forceinline__ void vz_q8_group(const vz_dview &d, int64_t r, int it, int lane, float w[32],
                                                    bool scaled = true) {
-    int g = it * 32 + lane;
-    bool gv = g < d.gpr;
     if (FAST) {
         vz_gst st;
         vz_q8_load(d, r, it, lane, st);
         vz_q8_decode(st, w, scaled);
         return;
     }
-#pragma unroll
-    for (int e = 0; e < 32; e++) {
-        int64_t c = 32 * (int64_t)g + e;
-        float v = 0.0f;
-        if (gv && c < d.cols) {
-            float s = scaled ? vz_q_scale_at(d, r, c) : 1.0f;
-            v = (float)(int8_t)__ldg(d.data + (size_t)r * d.cols + c) * s;
-        }
-        w[e] = v;
-    }
+    vz_group_each(d, it, lane, w, [&](int64_t c, int) {
+        const float s = scaled ? vz_q_scale_at(d, r, c) : 1.0f;
+        return (float)(int8_t)__ldg(d.data + (size_t)r * d.cols + c) * s;
+    });
 }
 
 /* ---- q4: value = (float)(q - z) * (float)scale (src/codec/q4.c) -----------
@@ -602,27 +595,19 @@ static __device__ __forceinline__ void vz_q4_decode2(const vz_gst &st, vz_pk &k)
 template <bool FAST>
 static __device__ __forceinline__ void vz_q4_group(const vz_dview &d, int64_t r, int it, int lane, float w[32],
                                                    bool scaled = true) {
-    int g = it * 32 + lane;
-    bool gv = g < d.gpr;
     if (FAST) {
         vz_gst st;
         vz_q4_load(d, r, it, lane, st);
         vz_q4_decode(st, w, scaled);
         return;
     }
-#pragma unroll
-    for (int e = 0; e < 32; e++) {
-        int64_t c = 32 * (int64_t)g + e;
-        float v = 0.0f;
-        if (gv && c < d.cols) {
-            const size_t gi = vz_q_sidx(d, r, c);
-            float s = scaled ? vz_q_scale_i(d, gi) : 1.0f;
-            uint32_t q = (__ldg(d.data + (size_t)r * d.qstride + c / 2) >> 4 * (c & 1)) & 15u;
-            uint32_t z = d.zeros ? __ldg(d.zeros + gi) : 8u;
-            v = vz_q4_val(vz_q4_f23(q), vz_q4_zb(z)) * s;
-        }
-        w[e] = v;
-    }
+    vz_group_each(d, it, lane, w, [&](int64_t c, int) {
+        const size_t gi = vz_q_sidx(d, r, c);
+        const float s = scaled ? vz_q_scale_i(d, gi) : 1.0f;
+        const uint32_t q = (__ldg(d.data + (size_t)r * d.qstride + c / 2) >> 4 * (c & 1)) & 15u;
+        const uint32_t z = d.zeros ? __ldg(d.zeros + gi) : 8u;
+        return vz_q4_val(vz_q4_f23(q), vz_q4_zb(z)) * s;
+    });
 }
 
 /* The scale of lane group it * 32 + lane of row r of a q8/q4 tensor (one
