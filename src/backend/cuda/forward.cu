@@ -117,7 +117,8 @@ static __device__ __forceinline__ void att_cl_fetch(const char *kc, const char *
  * bench/results/2026-11-29-session12-h200.md). hd <= 2 * ATT_THREADS. */
 static __device__ __forceinline__ void att_cl_stage(const att_args &A, const vz_tgroup &tg, int h, int b, int kvh,
                                                     char *kc, char *vc, float *qs, char *kt, char *vt, int k0, int rsz,
-                                                    int nlo, int nnew, int pos0, int qi, int row0, bool store) {
+                                                    int nlo, int nnew, int pos0, int qi, int row0, bool store,
+                                                    unsigned long long *tw) {
     const int hd = A.hd, half = hd / 2, t = tg.tid;
     const bool hq = t < half, hk = t < nnew * half;
     rope_rot rq = {0, 0, 0.0f, 0.0f}, rk = rq;
@@ -125,6 +126,9 @@ static __device__ __forceinline__ void att_cl_stage(const att_args &A, const vz_
     if (hq) rq = rope_at(t, pos0 + qi, hd, A.theta, A.interleaved);
     if (hk) it = att_new_at(A, kvh, nlo, pos0, row0, t), rk = rope_at(t % half, it.p, hd, A.theta, A.interleaved);
     mv_pdl_wait();
+#ifdef VZ_CUDA_TRACE
+    if (tw) *tw = vz_gtime(); /* the trace's wait return (tw: NULL in other builds) */
+#endif
     const float *q = A.q + ((int64_t)b * A.n_heads + h) * hd;
     float q0 = 0.0f, q1 = 0.0f, k0v = 0.0f, k1v = 0.0f, v0 = 0.0f, v1 = 0.0f;
     if (hq) q0 = q[rq.a], q1 = q[rq.b];
@@ -156,8 +160,10 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention_cl(const __gri
     const unsigned long long tr_t0 = vz_gtime();
     unsigned long long tr_tw = tr_t0;
 #define ATT_TRACE_PUT() (threadIdx.x == 0 ? vz_trace_put(A.tr, tr_t0, tr_tw, blockIdx.x | blockIdx.y << 8) : (void)0)
+#define ATT_TRACE_TW (&tr_tw)
 #else
 #define ATT_TRACE_PUT() ((void)0)
+#define ATT_TRACE_TW NULL
 #endif
     mv_pdl_trigger();
     cl_arrive_relaxed(); /* phase 1: this block has started (its shared memory may be written once phase 1 is done) */
@@ -179,11 +185,9 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention_cl(const __gri
     {
         const int k0 = r * C, n = min(C, len - k0), nlo = max(k0, pos0);
         att_cl_fetch(kc, vc, kt, vt, rsz, k0, min(n, nlo - k0), kvd, kvh, hd, esz);
-        att_cl_stage(A, tg, h, b, kvh, kc, vc, qs, kt, vt, k0, rsz, nlo, k0 + n - nlo, pos0, qi, Q.lane, store);
+        att_cl_stage(A, tg, h, b, kvh, kc, vc, qs, kt, vt, k0, rsz, nlo, k0 + n - nlo, pos0, qi, Q.lane, store,
+                     ATT_TRACE_TW);
     }
-#ifdef VZ_CUDA_TRACE
-    tr_tw = vz_gtime(); /* after the wait and the staging of q and the new rows */
-#endif
     float *po = ns > 1 ? cl.map_shared_rank(part, 0) : NULL; /* rank 0's partial rows */
     for (int s = r; s < ns; s += cs) {
         const int k0 = s * C, n = min(C, len - k0), nlo = max(k0, pos0);
@@ -216,6 +220,7 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention_cl(const __gri
     ATT_TRACE_PUT();
 }
 #undef ATT_TRACE_PUT
+#undef ATT_TRACE_TW
 
 /* Cluster size for S chunks and n_cl = n_heads * B clusters: the size cs
  * <= min(cap, S) with the fewest rounds, ceil(n_cl / fit) * ceil(S / cs)

@@ -3,10 +3,11 @@
  * build only (make CUDA_TRACE=1, i.e. nvcc -DVZ_CUDA_TRACE; in a normal
  * build nothing here is compiled into a kernel). Each warp of a v4 matvec
  * and each decode attention block with a chunk (variant 0) append one
- * record: %globaltimer at entry, after the PDL wait (attention: after it
- * and the staging of q and the new rows), and at exit, with the sequence
- * number its launch got from vz_trace_next (kernel arguments, so a captured
- * graph's launches keep theirs). vz_trace_report (trace.cu) groups one
+ * record: %globaltimer at entry, after the PDL wait (the attention's too
+ * before its staging of q and the new rows; until session 37 after it),
+ * and at exit, with the sequence number its launch got from vz_trace_next
+ * (kernel arguments, so a captured graph's launches keep theirs).
+ * vz_trace_report (trace.cu) groups one
  * replay's records by launch and prints where the step's time goes
  * (session_profile.cu, VZ_CUDA_PROFILE=1). Internal to src/backend/cuda.
  */
