@@ -7,9 +7,9 @@
  * before its staging of q and the new rows; until session 37 after it),
  * and at exit, with the sequence number its launch got from vz_trace_next
  * (kernel arguments, so a captured graph's launches keep theirs).
- * vz_trace_report (trace.cu) groups one
- * replay's records by launch and prints where the step's time goes
- * (session_profile.cu, VZ_CUDA_PROFILE=1). Internal to src/backend/cuda.
+ * vz_trace_report (trace.cu) groups one replay's records by launch and
+ * prints where the step's time goes (session_profile.cu,
+ * VZ_CUDA_PROFILE=1). Internal to src/backend/cuda.
  */
 #ifndef VZ_BACKEND_CUDA_TRACE_CUH
 #define VZ_BACKEND_CUDA_TRACE_CUH
