@@ -569,6 +569,20 @@ static __global__ void __launch_bounds__(ATT_KV_THREADS) k_attention_kv(att_args
     att_kv_merge(A, pb, wts, ml, grp, S, ns);
 }
 
+#ifdef VZ_CUDA_TRACE
+static __global__ void k_probe(vz_trace_arg tr) {
+    const unsigned long long t0 = vz_gtime();
+    vz_pdl_enter();
+    const unsigned long long tw = vz_gtime();
+    if (threadIdx.x == 0) vz_trace_put(tr, t0, tw, blockIdx.x);
+}
+void vz_k_probe(char after, cudaStream_t st) {
+    vz_launch_pdl(k_probe, dim3(1), dim3(32), 0, st, 1, 0, vz_trace_next('p', after, 0, 0, 0));
+}
+#else
+void vz_k_probe(char after, cudaStream_t st) { (void)after, (void)st; }
+#endif
+
 int vz_att_n_variants(void) { return 4; }
 const char *vz_att_variant_name(int v) {
     static const char *names[] = {"per query head, cluster merge", "by kv head, adaptive splits",

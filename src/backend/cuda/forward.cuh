@@ -50,6 +50,11 @@ typedef struct vz_att_seqs {
     int64_t slot_bytes;            /* bytes from one KV slot to the next in kc (and vc) */
     int32_t multi;
 } vz_att_seqs;
+/* Trace builds (make CUDA_TRACE=1) only, a no-op in others: a launch of one
+ * warp that triggers, waits (PDL) and stamps, so the trace shows when the
+ * launch before it completes as a dependent's wait sees it; labelled
+ * "probe after <after>". VZ_CUDA_TRACE_PROBE (session_cuda.cu) places it. */
+void vz_k_probe(char after, cudaStream_t st);
 void vz_k_attention(float *out, const float *q, const float *k, const float *v, void *kc, void *vc, float *part,
                     int32_t *cnt, const vz_att_seqs *sq, int32_t B, int32_t n_heads, int32_t n_kv, int32_t hd,
                     int32_t n_ctx, int32_t kv_f16, float theta, int32_t interleaved, int32_t chunk, int32_t variant,

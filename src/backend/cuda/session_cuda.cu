@@ -232,12 +232,19 @@ vz_status vz_cs_forward(vz_cuda_session *s, int32_t B, int32_t multi) {
         VZ_TRY(vz_cuda_matvec_multi_norm(3, qkv, qkv_out, s->x, B, VZ_CUDA_EPI_NONE, L->attn_norm, c->rms_eps, s->xb,
                                          1, st)); /* late: the attention reads the caches before its wait */
         vz_cs_mark(s, "rmsnorm + qkv matvec");
+#ifdef VZ_CUDA_TRACE
+        const char *pr = getenv("VZ_CUDA_TRACE_PROBE"); /* letters: a probe launch after QKV (q), Wo (w), down (d) */
+        if (pr && strchr(pr, 'q')) vz_k_probe('q', st);
+#endif
         vz_k_attention(s->att, s->q, s->k, s->v, kc, vc, s->part, s->att_cnt, &sq, B, nh, nkv, hd, s->n_ctx,
                        s->kv_f16, c->rope_theta, c->rope_interleaved, s->att_chunk, s->att_variant, st);
         vz_cs_mark(s, "rope + kv store + attention");
         const vz_cuda_tensor *wo = &L->wo;
         VZ_TRY(vz_cuda_matvec_multi(1, &wo, &s->x, s->att, B, VZ_CUDA_EPI_ADD, st));
         vz_cs_mark(s, "wo matvec + add");
+#ifdef VZ_CUDA_TRACE
+        if (pr && strchr(pr, 'w')) vz_k_probe('w', st);
+#endif
         VZ_TRY(vz_cs_trace_row(s, l, 0, s->x, B));
         /* MLP: x += W2 (silu(W1 xb) * W3 xb), xb = norm(x) */
         const vz_cuda_tensor *gu[2] = {&L->w1, &L->w3};
@@ -248,6 +255,9 @@ vz_status vz_cs_forward(vz_cuda_session *s, int32_t B, int32_t multi) {
         const vz_cuda_tensor *w2 = &L->w2;
         VZ_TRY(vz_cuda_matvec_multi(1, &w2, &s->x, s->hb, B, VZ_CUDA_EPI_ADD, st));
         vz_cs_mark(s, "down matvec + add");
+#ifdef VZ_CUDA_TRACE
+        if (pr && strchr(pr, 'd')) vz_k_probe('d', st);
+#endif
         VZ_TRY(vz_cs_trace_row(s, l, 1, s->x, B));
         if (s->sm) VZ_TRY(vz_stream_release(s->sm, l, st));
     }

@@ -30,6 +30,7 @@ vz_trace_arg vz_trace_next(char kind, long long rows, long long cols, int ntens,
     }
     tr_meta &m = g_meta[g_seq++];
     if (kind == 'a') snprintf(m.label, sizeof m.label, "attention");
+    else if (kind == 'p') snprintf(m.label, sizeof m.label, "probe after %c", (char)rows);
     else snprintf(m.label, sizeof m.label, "matvec %dx %lldx%lld epi %d", ntens, rows, cols, epi);
     return a;
 }

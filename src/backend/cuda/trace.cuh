@@ -29,8 +29,9 @@ struct vz_trace_arg {
 };
 
 /* Host. The next launch's argument, with what it is for the report: kind
- * 'm' (matvec of ntens tensors of rows x cols, epilogue epi) or 'a'
- * (attention). vz_trace_start allocates room for cap records and turns
+ * 'm' (matvec of ntens tensors of rows x cols, epilogue epi), 'a'
+ * (attention) or 'p' (vz_k_probe after the launch named by the letter
+ * rows). vz_trace_start allocates room for cap records and turns
  * tracing on (0: done); vz_trace_reset forgets the records (before the
  * replay to report); vz_trace_stop frees. */
 vz_trace_arg vz_trace_next(char kind, long long rows, long long cols, int ntens, int epi);
