@@ -112,7 +112,7 @@ static __device__ __forceinline__ void mv_store(const mv_args &a, float acc[MV_S
             a.y[0][(size_t)b * rows + r[0]] = g / (1.0f + expf(-g)) * acc[1][b];
             continue;
         }
-        float *y = t == 0 ? a.y[0] : t == 1 ? a.y[1] : a.y[2];
+        float *y = a.out(t);
 #pragma unroll
         for (int s = 0; s < MV_SLOTS; s++) {
             if (s == 1 && !v1) break;
@@ -375,7 +375,7 @@ static __global__ void __launch_bounds__(WARPS * 32, WARPS == MV4_WARPS ? MINB :
     constexpr bool DP = vz_k_dp(KIND);
     mv4_stage<DP>(a.x, a.nw, a.eps, B, c4, xs, &nsm, nws);
     if constexpr (DP) mv4_digits<KIND>(B, c4, xs);
-    ring.run(xs, c4, t == 0 ? a.y[0] : t == 1 ? a.y[1] : a.y[2], a.epi, lane, smem[KIND == VZ_K_LL3 ? warp : 0]);
+    ring.run(xs, c4, a.out(t), a.epi, lane, smem[KIND == VZ_K_LL3 ? warp : 0]);
 #ifdef VZ_CUDA_TRACE
     if (lane == 0) vz_trace_put(a.tr, tr_t0, tr_tw, blockIdx.x << 8 | warp);
 #endif

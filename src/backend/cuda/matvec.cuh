@@ -103,8 +103,9 @@ struct mv_set {
         mv_pdl_wait();
         if (late) mv_pdl_trigger();
     }
-    /* w[t] by constant indices only (a dynamic index would copy w to local memory). */
+    /* w[t] and y[t] by constant indices only (a dynamic index would copy w to local memory). */
     __device__ __forceinline__ vz_dview pick(int t) const { return t == 0 ? w[0] : t == 1 ? w[1] : w[2]; }
+    __device__ __forceinline__ float *out(int t) const { return t == 0 ? y[0] : t == 1 ? y[1] : y[2]; }
 };
 
 /* The shared memory carveout (percent of an SM's largest) that every PDL

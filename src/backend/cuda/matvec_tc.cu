@@ -271,7 +271,7 @@ static __global__ void __launch_bounds__(TC_WARPS * 32, 2) tc_kernel(tc_args a) 
         } else if (!silu && i < NB * 16) {
             const int b = i >> 4, o = (i >> 3) & 1, nn = i & 7;
             if (o == 0 || two) {
-                float *y = (t == 0 ? a.y[0] : t == 1 ? a.y[1] : a.y[2]) + (size_t)b * rows + ro[o] + nn;
+                float *y = a.out(t) + (size_t)b * rows + ro[o] + nn;
                 const float v = tc_total(red, o, b, nn);
                 *y = a.epi == VZ_CUDA_EPI_ADD ? *y + v : v;
             }
