@@ -525,7 +525,9 @@ static void test_matvec_multi(void **state) {
     }
 }
 
-/* Row gather (embedding) equals decode_ref exactly; bad ids give NaN rows. */
+/* Row gather (embedding) equals decode_ref exactly; bad ids give NaN rows.
+ * Both launch forms: vz_cuda_rows and a decode step's vz_cuda_rows_step
+ * (PDL, the step's carveout), each into an output poisoned first. */
 static void test_rows(void **state) {
     (void)state;
     REQUIRE_GPU();
@@ -546,15 +548,22 @@ static void test_rows(void **state) {
         vz_cuda_matvec_variant(old);
         if (ci == 1) assert_int_equal(e.d.tiled, shp);
         float *d = vz_cuda_alloc(5 * cols * 4), *o = malloc(5 * cols * 4);
-        assert_int_equal(vz_cuda_rows(d, dids, 5, &e.d, NULL), VZ_OK);
-        assert_int_equal(vz_cuda_copy(o, d, 5 * cols * 4, 1), VZ_OK);
-        for (int i = 0; i < 5; i++)
-            for (int64_t c = 0; c < cols; c++) {
-                float got = o[i * cols + c];
-                if (i >= 3) { if (!isnan(got)) fail_msg("%s: row id %d not NaN", codecs[ci], ids[i]); continue; }
-                if (got != (float)e.w[ids[i] * cols + c])
-                    fail_msg("%s: row %d col %lld: %g != %g", codecs[ci], ids[i], (long long)c, got, e.w[ids[i] * cols + c]);
-            }
+        for (int step = 0; step < 2; step++) {
+            for (int64_t i = 0; i < 5 * cols; i++) o[i] = 1234.5f; /* poison */
+            assert_int_equal(vz_cuda_copy(d, o, 5 * cols * 4, 0), VZ_OK);
+            assert_int_equal(step ? vz_cuda_rows_step(d, dids, 5, &e.d, NULL) : vz_cuda_rows(d, dids, 5, &e.d, NULL), VZ_OK);
+            assert_int_equal(vz_cuda_copy(o, d, 5 * cols * 4, 1), VZ_OK);
+            for (int i = 0; i < 5; i++)
+                for (int64_t c = 0; c < cols; c++) {
+                    float got = o[i * cols + c];
+                    if (i >= 3) { if (!isnan(got)) fail_msg("%s: row id %d not NaN", codecs[ci], ids[i]); continue; }
+                    if (got != (float)e.w[ids[i] * cols + c])
+                        fail_msg("%s (%s): row %d col %lld: %g != %g", codecs[ci], step ? "step" : "plain", ids[i],
+                                 (long long)c, got, e.w[ids[i] * cols + c]);
+                }
+        }
+        assert_int_equal(vz_cuda_rows_step(d, dids, 0, &e.d, NULL), VZ_ERR_ARG);
+        assert_int_equal(vz_cuda_rows_step(d, dids, 9, &e.d, NULL), VZ_ERR_ARG);
         vz_cuda_release(d), free(o), enc_free(&e);
     }
     vz_cuda_release(dids);

@@ -147,6 +147,11 @@ int vz_cuda_matvec_variant(int flags);
 /* out[i*cols + c] = W[ids[i], c] as f32 for i < n (embedding lookup); d_ids
  * on the device, ids outside [0, rows) give rows of NaN. */
 vz_status vz_cuda_rows(float *d_out, const int32_t *d_ids, int n, const vz_cuda_tensor *W, void *stream);
+/* The same for the B (1..8) tokens of a decode step, in its launch form:
+ * programmatic dependent launch, so the step's first matvec (PDL) may
+ * start its weight loads while this waits for the sampler that wrote
+ * d_ids, and the step's shared-memory carveout (matvec.cuh). */
+vz_status vz_cuda_rows_step(float *d_out, const int32_t *d_ids, int B, const vz_cuda_tensor *W, void *stream);
 
 /* Small runtime helpers so C tests and tools need no CUDA headers. */
 void *vz_cuda_alloc(size_t bytes);   /* device memory or NULL */

@@ -159,7 +159,7 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention_cl(const __gri
 #ifdef VZ_CUDA_TRACE
     const unsigned long long tr_t0 = vz_gtime();
     unsigned long long tr_tw = tr_t0;
-#define ATT_TRACE_PUT() (threadIdx.x == 0 ? vz_trace_put(A.tr, tr_t0, tr_tw, blockIdx.x | blockIdx.y << 8) : (void)0)
+#define ATT_TRACE_PUT() (threadIdx.x == 0 ? vz_trace_put(A.tr, tr_t0, tr_tw, blockIdx.x | blockIdx.y << 8, blockIdx.x + blockIdx.y * gridDim.x) : (void)0)
 #define ATT_TRACE_TW (&tr_tw)
 #else
 #define ATT_TRACE_PUT() ((void)0)
@@ -574,7 +574,7 @@ static __global__ void k_probe(vz_trace_arg tr) {
     const unsigned long long t0 = vz_gtime();
     vz_pdl_enter();
     const unsigned long long tw = vz_gtime();
-    if (threadIdx.x == 0) vz_trace_put(tr, t0, tw, blockIdx.x);
+    if (threadIdx.x == 0) vz_trace_put(tr, t0, tw, blockIdx.x, blockIdx.x);
 }
 void vz_k_probe(char after, cudaStream_t st) {
     vz_launch_pdl(k_probe, dim3(1), dim3(32), 0, st, 1, 0, vz_trace_next('p', after, 0, 0, 0));
@@ -653,12 +653,18 @@ static __device__ uint32_t select_key(const float *l, int32_t vocab, float inv_t
 
 /* One block per lane (vz_k_sample). */
 static __global__ void k_sample(const float *logits, int32_t vocab, vz_sample_lanes P, int32_t *d_tok, int32_t *d_out,
-                                int32_t *d_step, int32_t *d_pos, int32_t adv, int32_t out_cap) {
+                                int32_t *d_step, int32_t *d_pos, int32_t adv, int32_t out_cap, vz_trace_arg tr) {
     __shared__ float red[32];
     __shared__ float bv[32];
     __shared__ int32_t bi[32];
     __shared__ float scan[SAMPLE_THREADS];
+#ifdef VZ_CUDA_TRACE
+    const unsigned long long tr_t0 = vz_gtime();
+#endif
     vz_pdl_enter();
+#ifdef VZ_CUDA_TRACE
+    const unsigned long long tr_tw = vz_gtime();
+#endif
     const int lane = blockIdx.x;
     const float *l = logits + (int64_t)lane * vocab;
     const float temp = P.temp[lane], top_p = P.top_p[lane];
@@ -735,13 +741,19 @@ static __global__ void k_sample(const float *logits, int32_t vocab, vz_sample_la
         if (step < out_cap) d_out[(int64_t)lane * out_cap + step] = tok;
         d_step[lane] = step + 1;
         d_pos[lane] += adv;
+#ifdef VZ_CUDA_TRACE
+        vz_trace_put(tr, tr_t0, tr_tw, blockIdx.x, blockIdx.x);
+#endif
     }
+#ifndef VZ_CUDA_TRACE
+    (void)tr;
+#endif
 }
 
 void vz_k_sample(const float *logits, int32_t lanes, int32_t vocab, const vz_sample_lanes *p, int32_t *d_tok,
                  int32_t *d_out, int32_t *d_step, int32_t *d_pos, int32_t adv, int32_t out_cap, cudaStream_t st) {
     vz_launch_pdl(k_sample, dim3(lanes), dim3(SAMPLE_THREADS), 0, st, lanes, 0, logits, vocab, *p, d_tok, d_out, d_step,
-                  d_pos, adv, out_cap);
+                  d_pos, adv, out_cap, vz_trace_next('s', lanes, vocab, 1, 0));
 }
 
 static __global__ void k_advance(int32_t *d_pos, int32_t adv) {

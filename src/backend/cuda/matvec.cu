@@ -377,7 +377,7 @@ static __global__ void __launch_bounds__(WARPS * 32, WARPS == MV4_WARPS ? MINB :
     if constexpr (DP) mv4_digits<KIND>(B, c4, xs);
     ring.run(xs, c4, a.out(t), a.epi, lane, smem[KIND == VZ_K_LL3 ? warp : 0]);
 #ifdef VZ_CUDA_TRACE
-    if (lane == 0) vz_trace_put(a.tr, tr_t0, tr_tw, blockIdx.x << 8 | warp);
+    if (lane == 0) vz_trace_put(a.tr, tr_t0, tr_tw, blockIdx.x << 8 | warp, blockIdx.x * WARPS + warp);
 #endif
 }
 
@@ -761,32 +761,93 @@ extern "C" vz_status vz_cuda_matvec(float *d_y, const float *d_x, int batch, con
     return vz_cuda_matvec_multi(1, &W, &d_y, d_x, batch, VZ_CUDA_EPI_NONE, stream);
 }
 
-/* One warp per output row: the same group decoder, then a plain store. */
+/* One warp per output row: the same group decoder, then a plain store.
+ * KIND (decode.cuh) other than VZ_K_GENERIC: the fast decoder, both groups
+ * of a lane's loads in flight at once (the next one's issued before this
+ * one's decode), and float4 stores (16-byte aligned out, cols % 32 == 0:
+ * rows_launch). With the generic path's 32 loads and 32 scalar stores per
+ * group, a decode step's lookup of one tinyllama row took 10.5 us after its
+ * wait on an H200, 1.5 us with this: tinyllama decode raw +1.9%, lossless
+ * +3.1%, q8 +3.4%, q4 +3.2%, the same logits (bench/results/
+ * 2026-12-01-session38-h200.md, run 5). The PDL trigger and wait
+ * come first (no-ops in a plain launch): in a decode step
+ * (vz_cuda_rows_step) the sampler before it wrote ids, and the QKV matvec
+ * after it may start its weight loads at once. */
+template <int KIND>
 static __global__ void __launch_bounds__(MV_WARPS * 32) mv_rows_kernel(float *out, const int32_t *ids, int n,
-                                                                        vz_dview d) {
+                                                                        vz_dview d, vz_trace_arg tr) {
     __shared__ __align__(16) uint32_t smem[MV_WARPS][32 * VZ_SMEM_LANE];
+#ifdef VZ_CUDA_TRACE
+    const unsigned long long tr_t0 = vz_gtime();
+#endif
+    vz_pdl_enter();
+#ifdef VZ_CUDA_TRACE
+    const unsigned long long tr_tw = vz_gtime();
+#endif
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int i = blockIdx.x * MV_WARPS + warp;
     if (i >= n) return;
     int64_t r = ids[i];
     bool ok = r >= 0 && r < d.rows;
     int nit = (d.gpr + 31) / 32;
+    vz_gst cur, nxt;
+    if (KIND != VZ_K_GENERIC) mv_load<KIND>(d, ok ? r : 0, 0, lane, cur);
     for (int it = 0; it < nit; it++) {
         float w[32];
-        vz_group_any(d, ok ? r : 0, it, lane, smem[warp], w);
         int64_t c0 = 32 * (int64_t)(it * 32 + lane);
+        if (KIND == VZ_K_GENERIC) {
+            vz_group_any(d, ok ? r : 0, it, lane, smem[warp], w);
 #pragma unroll
-        for (int e = 0; e < 32; e++)
-            if (c0 + e < d.cols) out[(size_t)i * d.cols + c0 + e] = ok ? w[e] : __int_as_float(0x7fc00000);
+            for (int e = 0; e < 32; e++)
+                if (c0 + e < d.cols) out[(size_t)i * d.cols + c0 + e] = ok ? w[e] : __int_as_float(0x7fc00000);
+            continue;
+        }
+        if (it + 1 < nit) mv_load<KIND>(d, ok ? r : 0, it + 1, lane, nxt);
+        if (KIND == VZ_K_RAW_BF16) vz_rawbf_decode(cur, w);
+        else if (KIND == VZ_K_LL3) vz_ll3_decode(d, cur, lane, smem[warp], w);
+        else if (KIND == VZ_K_Q8) vz_q8_decode(cur, w);
+        else vz_q4_decode(cur, w); /* VZ_K_Q4 */
+        cur = nxt;
+        if (c0 < d.cols) {
+            float4 *o = (float4 *)(out + (size_t)i * d.cols + c0);
+            const float nan = __int_as_float(0x7fc00000);
+#pragma unroll
+            for (int q = 0; q < 8; q++)
+                o[q] = ok ? make_float4(w[4 * q], w[4 * q + 1], w[4 * q + 2], w[4 * q + 3]) : make_float4(nan, nan, nan, nan);
+        }
     }
+#ifdef VZ_CUDA_TRACE
+    if (lane == 0) vz_trace_put(tr, tr_t0, tr_tw, blockIdx.x << 8 | warp, blockIdx.x * MV_WARPS + warp);
+#else
+    (void)tr;
+#endif
 }
 
-extern "C" vz_status vz_cuda_rows(float *d_out, const int32_t *d_ids, int n, const vz_cuda_tensor *W, void *stream) {
+/* step: 0 a plain launch, else vz_launch_pdl with the carveout of a decode step of that batch. */
+static vz_status rows_launch(float *d_out, const int32_t *d_ids, int n, const vz_cuda_tensor *W, int step,
+                             void *stream) {
     VZ_FAIL_IF(!W || !W->data || !d_out || !d_ids || n < 0, VZ_ERR_ARG, "cuda rows: bad arguments");
     if (n == 0) return VZ_OK;
-    mv_rows_kernel<<<(unsigned)((n + MV_WARPS - 1) / MV_WARPS), MV_WARPS * 32, 0, (cudaStream_t)stream>>>(
-        d_out, d_ids, n, vz_cuda_view(W));
+    const unsigned blocks = (unsigned)((n + MV_WARPS - 1) / MV_WARPS);
+    const int kind = W->tiled || ((uintptr_t)d_out & 15) || W->kind > VZ_K_GENERIC ? VZ_K_GENERIC : W->kind;
+    static void (*const kern[5])(float *, const int32_t *, int, vz_dview, vz_trace_arg) = {
+        mv_rows_kernel<VZ_K_RAW_BF16>, mv_rows_kernel<VZ_K_LL3>, mv_rows_kernel<VZ_K_Q8>, mv_rows_kernel<VZ_K_Q4>,
+        mv_rows_kernel<VZ_K_GENERIC>};
+    const vz_trace_arg tr = vz_trace_next('e', n, W->cols, 1, 0);
+    if (step) vz_launch_pdl(kern[kind], dim3(blocks), dim3(MV_WARPS * 32), 0, (cudaStream_t)stream, step, 0, d_out,
+                            d_ids, n, vz_cuda_view(W), tr);
+    else kern[kind]<<<blocks, MV_WARPS * 32, 0, (cudaStream_t)stream>>>(d_out, d_ids, n, vz_cuda_view(W), tr);
     cudaError_t e = cudaGetLastError();
     VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda rows launch: %s", cudaGetErrorString(e));
     return VZ_OK;
+}
+
+extern "C" vz_status vz_cuda_rows(float *d_out, const int32_t *d_ids, int n, const vz_cuda_tensor *W, void *stream) {
+    return rows_launch(d_out, d_ids, n, W, 0, stream);
+}
+
+extern "C" vz_status vz_cuda_rows_step(float *d_out, const int32_t *d_ids, int B, const vz_cuda_tensor *W,
+                                       void *stream) {
+    VZ_FAIL_IF(B < 1 || B > 8, VZ_ERR_ARG, "cuda rows: decode step of %d rows (1..8)", B);
+    return rows_launch(d_out, d_ids, B, W, B, stream);
 }

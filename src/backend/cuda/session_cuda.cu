@@ -184,6 +184,18 @@ static vz_sampler_opts norm_opts(const vz_sampler_opts *so) {
     return o;
 }
 
+/* Trace builds (trace.cuh): a probe launch (vz_k_probe) after the launch
+ * named by c where VZ_CUDA_TRACE_PROBE lists it: the QKV matvec (q), Wo
+ * (w), down (d), the sampler (s), the embedding lookup (e). */
+static void trace_probe(char c, cudaStream_t st) {
+#ifdef VZ_CUDA_TRACE
+    const char *pr = getenv("VZ_CUDA_TRACE_PROBE");
+    if (pr && strchr(pr, c)) vz_k_probe(c, st);
+#else
+    (void)c, (void)st;
+#endif
+}
+
 /* The output head and sampling of a step over B tokens: logits of every
  * row, then a pick from the last row (multi: from every row). */
 static vz_status head_and_sample(vz_cuda_session *s, int32_t B, int32_t multi) {
@@ -204,6 +216,7 @@ static vz_status head_and_sample(vz_cuda_session *s, int32_t B, int32_t multi) {
                     s->pos, B, s->n_ctx, st);
     }
     vz_cs_mark(s, "sample");
+    trace_probe('s', st);
     return VZ_OK;
 }
 
@@ -219,8 +232,9 @@ vz_status vz_cs_forward(vz_cuda_session *s, int32_t B, int32_t multi) {
     const vz_att_seqs sq = {s->pos, s->slot, (int64_t)s->slot_bytes, multi};
     cudaStream_t st = s->st;
     if (s->sm) VZ_TRY(vz_stream_begin(s->sm, st)); /* [st] first streamed layer's copy starts */
-    VZ_TRY(vz_cuda_rows(s->x, s->tok, B, &s->emb, st));
+    VZ_TRY(vz_cuda_rows_step(s->x, s->tok, B, &s->emb, st));
     vz_cs_mark(s, "embed");
+    trace_probe('e', st);
     for (int32_t l = 0; l < c->n_layers; l++) {
         dev_layer *L = &s->L[l];
         vz_cuda_tensor *const lw[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w2, &L->w3};
@@ -232,19 +246,14 @@ vz_status vz_cs_forward(vz_cuda_session *s, int32_t B, int32_t multi) {
         VZ_TRY(vz_cuda_matvec_multi_norm(3, qkv, qkv_out, s->x, B, VZ_CUDA_EPI_NONE, L->attn_norm, c->rms_eps, s->xb,
                                          1, st)); /* late: the attention reads the caches before its wait */
         vz_cs_mark(s, "rmsnorm + qkv matvec");
-#ifdef VZ_CUDA_TRACE
-        const char *pr = getenv("VZ_CUDA_TRACE_PROBE"); /* letters: a probe launch after QKV (q), Wo (w), down (d) */
-        if (pr && strchr(pr, 'q')) vz_k_probe('q', st);
-#endif
+        trace_probe('q', st);
         vz_k_attention(s->att, s->q, s->k, s->v, kc, vc, s->part, s->att_cnt, &sq, B, nh, nkv, hd, s->n_ctx,
                        s->kv_f16, c->rope_theta, c->rope_interleaved, s->att_chunk, s->att_variant, st);
         vz_cs_mark(s, "rope + kv store + attention");
         const vz_cuda_tensor *wo = &L->wo;
         VZ_TRY(vz_cuda_matvec_multi(1, &wo, &s->x, s->att, B, VZ_CUDA_EPI_ADD, st));
         vz_cs_mark(s, "wo matvec + add");
-#ifdef VZ_CUDA_TRACE
-        if (pr && strchr(pr, 'w')) vz_k_probe('w', st);
-#endif
+        trace_probe('w', st);
         VZ_TRY(vz_cs_trace_row(s, l, 0, s->x, B));
         /* MLP: x += W2 (silu(W1 xb) * W3 xb), xb = norm(x) */
         const vz_cuda_tensor *gu[2] = {&L->w1, &L->w3};
@@ -255,9 +264,7 @@ vz_status vz_cs_forward(vz_cuda_session *s, int32_t B, int32_t multi) {
         const vz_cuda_tensor *w2 = &L->w2;
         VZ_TRY(vz_cuda_matvec_multi(1, &w2, &s->x, s->hb, B, VZ_CUDA_EPI_ADD, st));
         vz_cs_mark(s, "down matvec + add");
-#ifdef VZ_CUDA_TRACE
-        if (pr && strchr(pr, 'd')) vz_k_probe('d', st);
-#endif
+        trace_probe('d', st);
         VZ_TRY(vz_cs_trace_row(s, l, 1, s->x, B));
         if (s->sm) VZ_TRY(vz_stream_release(s->sm, l, st));
     }

@@ -73,7 +73,7 @@ static void profile_mv_variants(vz_cuda_session *s, int32_t pos) {
 /* The DECODE_STEPS graph re-captured with tracing on (trace.cuh): two
  * replays of warm-up, then one whose records are reported. */
 static void trace_decode_graph(vz_cuda_session *s, int32_t pos) {
-    if (vz_trace_start(1u << 22) != 0) {
+    if (vz_trace_start(1u << 23) != 0) {
         fprintf(stderr, "trace: no device memory\n");
         return;
     }

@@ -15,22 +15,24 @@ struct tr_meta {
 };
 
 static vz_trace_rec *g_rec;
-static unsigned *g_n, g_cap;
+static unsigned g_cap;
 static tr_meta *g_meta;
 static int g_seq, g_meta_cap;
 
 vz_trace_arg vz_trace_next(char kind, long long rows, long long cols, int ntens, int epi) {
-    vz_trace_arg a = {g_rec, g_n, g_cap, g_seq};
+    vz_trace_arg a = {g_rec, g_cap, g_seq};
     if (!g_rec) return a;
     if (g_seq >= g_meta_cap) {
         const int nc = g_meta_cap ? 2 * g_meta_cap : 4096;
         tr_meta *m = (tr_meta *)realloc(g_meta, (size_t)nc * sizeof *m);
-        if (!m) return vz_trace_arg{NULL, NULL, 0, 0};
+        if (!m) return vz_trace_arg{NULL, 0, 0};
         g_meta = m, g_meta_cap = nc;
     }
     tr_meta &m = g_meta[g_seq++];
     if (kind == 'a') snprintf(m.label, sizeof m.label, "attention");
     else if (kind == 'p') snprintf(m.label, sizeof m.label, "probe after %c", (char)rows);
+    else if (kind == 's') snprintf(m.label, sizeof m.label, "sampler");
+    else if (kind == 'e') snprintf(m.label, sizeof m.label, "embedding lookup");
     else snprintf(m.label, sizeof m.label, "matvec %dx %lldx%lld epi %d", ntens, rows, cols, epi);
     return a;
 }
@@ -38,19 +40,18 @@ vz_trace_arg vz_trace_next(char kind, long long rows, long long cols, int ntens,
 int vz_trace_start(unsigned cap) {
     if (g_rec) return 0;
     if (cudaMalloc(&g_rec, (size_t)cap * sizeof *g_rec) != cudaSuccess) return g_rec = NULL, -1;
-    if (cudaMalloc(&g_n, sizeof *g_n) != cudaSuccess) return cudaFree(g_rec), g_rec = NULL, -1;
-    g_cap = cap;
+    g_cap = cap, g_seq = 0;
     vz_trace_reset();
     return 0;
 }
 
 void vz_trace_reset(void) {
-    if (g_n) cudaMemset(g_n, 0, sizeof *g_n), cudaDeviceSynchronize();
+    if (g_rec) cudaMemset(g_rec, 0, (size_t)g_cap * sizeof *g_rec), cudaDeviceSynchronize(); /* t0 = 0: no record */
 }
 
 void vz_trace_stop(void) {
-    if (g_rec) cudaFree(g_rec), cudaFree(g_n);
-    g_rec = NULL, g_n = NULL, g_cap = 0;
+    if (g_rec) cudaFree(g_rec);
+    g_rec = NULL, g_cap = 0;
 }
 
 struct tr_launch {
@@ -71,16 +72,17 @@ static int by_t0(const void *a, const void *b) {
 void vz_trace_report(FILE *f) {
     if (!g_rec) return;
     cudaDeviceSynchronize();
-    unsigned n = 0;
-    cudaMemcpy(&n, g_n, sizeof n, cudaMemcpyDeviceToHost);
-    if (n > g_cap) fprintf(f, "trace: %u records, %u kept\n", n, g_cap), n = g_cap;
-    vz_trace_rec *r = (vz_trace_rec *)malloc((size_t)n * sizeof *r + 1);
+    if ((size_t)g_seq * VZ_TRACE_SLOTS > g_cap) fprintf(f, "trace: %d launches, records of the first %u kept\n", g_seq, g_cap / VZ_TRACE_SLOTS);
+    vz_trace_rec *r = (vz_trace_rec *)malloc((size_t)g_cap * sizeof *r);
     tr_launch *L = (tr_launch *)calloc((size_t)g_seq + 1, sizeof *L);
-    if (!r || !L || cudaMemcpy(r, g_rec, (size_t)n * sizeof *r, cudaMemcpyDeviceToHost) != cudaSuccess) {
+    if (!r || !L || cudaMemcpy(r, g_rec, (size_t)g_cap * sizeof *r, cudaMemcpyDeviceToHost) != cudaSuccess) {
         fprintf(f, "trace: no memory or copy failed\n");
         free(r), free(L);
         return;
     }
+    unsigned n = 0; /* the records, packed (slot order within a launch) */
+    for (unsigned i = 0; i < g_cap; i++)
+        if (r[i].t0) r[n++] = r[i];
     unsigned long long gran = ~0ull;
     for (unsigned i = 0; i < n; i++) {
         if ((int)r[i].seq >= g_seq) continue;
@@ -103,7 +105,7 @@ void vz_trace_report(FILE *f) {
     struct agg {
         const char *label;
         int cnt;
-        double rel, post, early, spread;
+        double rel, post, early, spread, relmax;
     } A[64];
     int na = 0;
     double srel = 0, spost = 0;
@@ -113,19 +115,19 @@ void vz_trace_report(FILE *f) {
         while (k < na && strcmp(A[k].label, lb) != 0) k++;
         if (k == na) {
             if (na == 64) continue;
-            A[na++] = agg{lb, 0, 0, 0, 0, 0};
+            A[na++] = agg{lb, 0, 0, 0, 0, 0, -1e30};
         }
         const double rel = ((double)L[i].tw0 - (double)L[i - 1].te1) / 1e3, post = (L[i].te1 - L[i].tw0) / 1e3;
         A[k].cnt++, A[k].rel += rel, A[k].post += post, A[k].early += (L[i].tw0 - L[i].t0) / 1e3;
-        A[k].spread += (L[i].te1 - L[i].te0) / 1e3;
+        A[k].spread += (L[i].te1 - L[i].te0) / 1e3, A[k].relmax = rel > A[k].relmax ? rel : A[k].relmax;
         srel += rel, spost += post;
     }
     fprintf(f, "trace: launches 2..%d: sum of hand-offs %.1f us, sum of work after the wait %.1f us\n", m, srel, spost);
-    fprintf(f, "| launch | count | hand-off us | after wait us | started early us | tail us |\n"
-               "|---|---:|---:|---:|---:|---:|\n");
+    fprintf(f, "| launch | count | hand-off us | longest hand-off us | after wait us | started early us | tail us |\n"
+               "|---|---:|---:|---:|---:|---:|---:|\n");
     for (int k = 0; k < na; k++)
-        fprintf(f, "| %s | %d | %.2f | %.2f | %.2f | %.2f |\n", A[k].label, A[k].cnt, A[k].rel / A[k].cnt,
-                A[k].post / A[k].cnt, A[k].early / A[k].cnt, A[k].spread / A[k].cnt);
+        fprintf(f, "| %s | %d | %.2f | %.2f | %.2f | %.2f | %.2f |\n", A[k].label, A[k].cnt, A[k].rel / A[k].cnt,
+                A[k].relmax, A[k].post / A[k].cnt, A[k].early / A[k].cnt, A[k].spread / A[k].cnt);
     fprintf(f, "trace: the first launches, us from the first entry (entry, first/last wait return, first/last exit)\n");
     for (int i = 0; i < m && i < 12; i++)
         fprintf(f, "  %-34s %8.2f %8.2f %8.2f %8.2f %8.2f\n", g_meta[L[i].seq].label, (L[i].t0 - L[0].t0) / 1e3,
