@@ -284,9 +284,9 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
  * then runs one flattened stream of (row unit, group) steps over the units
  * w, w + W, w + 2W, ... of its tensor (a unit: a row pair, or gate row + up
  * row, or at batch 1 a single row when the launch has few rows: NS = 1,
- * mv4_plan; w: the warp's index among the tensor's W warps), the weights of
- * the next D steps (mv4_depth) in flight during this step's math, also
- * across units. Lossless: the row's exception index (lane j: block j) is
+ * mv4_plan; w: the warp's index among the tensor's W warps, MV4_DEAL), the
+ * weights of the next D steps (mv4_depth) in flight during this step's
+ * math, also across units. Lossless: the row's exception index (lane j: block j) is
  * loaded one unit ahead, so no load waits on another. Lane mapping and fmaf
  * order are mv_kernel's: results are bitwise equal. */
 #define MV4_WARPS 8
@@ -342,6 +342,17 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
 #define MV4_OCC3_STEPS_Q8 2 /* q8: the same (q4: never) */
 #define MV4_OCC3_STEPS_RAW 2 /* raw: the same */
 
+/* MV4_DEAL: warp w of block b is its tensor's warp w * nblk + b (nblk: the
+ * tensor's blocks), so the warps that get one unit more, or the only units
+ * of a launch of fewer units than warps, are spread over every SM; else
+ * (the other kinds) warp b * WARPS + w, so a block reads consecutive rows.
+ * On an H200 (bench/results/2026-12-01-session38-h200.md, run 8), spread
+ * for every kind: tinyllama decode raw +1.1%, lossless -0.7%, q8 -4.6%, q4
+ * -3.0%; llama2-7b raw +0.9%, lossless +1.0%, q8 -1.4%, q4 -2.0%. So only
+ * raw deals them so: tinyllama raw +0.6%, the other kinds' kernels
+ * unchanged (run 9). Same bits either way (a row's sums are one warp's). */
+#define MV4_DEAL(KIND) ((KIND) == VZ_K_RAW_BF16)
+
 /* MINB: the blocks of MV4_WARPS warps per SM the kernel is sized for (its
  * registers and ring depth, mv4_depth); a block of more warps (MV4_WIDE,
  * MV4_WIDE3) runs alone on its SM, with the registers of MINB blocks of 8. */
@@ -364,7 +375,8 @@ static __global__ void __launch_bounds__(WARPS * 32, WARPS == MV4_WARPS ? MINB :
     const int64_t nwarp = (int64_t)(a.blk[t + 1] - a.blk[t]) * WARPS; /* tensor t's warps deal its units */
     const int c4 = (int)(d0.cols >> 2); /* B == a.batch: mv4_plan picks the kernel of the batch */
     mv4_ring<KIND, B, NS, MINB> ring;
-    ring.start(d0, d1, silu, (int64_t)(blockIdx.x - a.blk[t]) * WARPS + warp, nwarp, nunit, lane,
+    const int64_t nblk = a.blk[t + 1] - a.blk[t], b = blockIdx.x - a.blk[t];
+    ring.start(d0, d1, silu, MV4_DEAL(KIND) ? warp * nblk + b : b * WARPS + warp, nwarp, nunit, lane,
                ixs[KIND == VZ_K_LL3 ? warp : 0], ysm[B == 1 ? warp : 0]);
     float4 *xs = mv4_align(xs_), *nws = a.nws ? xs + (size_t)B * c4 : NULL;
     if (nws) mv4_stage_nw(a.nw, c4, nws);
