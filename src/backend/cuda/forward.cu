@@ -159,7 +159,10 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention_cl(const __gri
 #ifdef VZ_CUDA_TRACE
     const unsigned long long tr_t0 = vz_gtime();
     unsigned long long tr_tw = tr_t0;
-#define ATT_TRACE_PUT() (threadIdx.x == 0 ? vz_trace_put(A.tr, tr_t0, tr_tw, blockIdx.x | blockIdx.y << 8, blockIdx.x + blockIdx.y * gridDim.x) : (void)0)
+#define ATT_TRACE_PUT()                                                                                        \
+    (threadIdx.x == 0                                                                                          \
+         ? vz_trace_put(A.tr, tr_t0, tr_tw, blockIdx.x | blockIdx.y << 8, blockIdx.x + blockIdx.y * gridDim.x) \
+         : (void)0)
 #define ATT_TRACE_TW (&tr_tw)
 #else
 #define ATT_TRACE_PUT() ((void)0)
@@ -658,13 +661,9 @@ static __global__ void k_sample(const float *logits, int32_t vocab, vz_sample_la
     __shared__ float bv[32];
     __shared__ int32_t bi[32];
     __shared__ float scan[SAMPLE_THREADS];
-#ifdef VZ_CUDA_TRACE
-    const unsigned long long tr_t0 = vz_gtime();
-#endif
+    const unsigned long long tr_t0 = vz_trace_now();
     vz_pdl_enter();
-#ifdef VZ_CUDA_TRACE
-    const unsigned long long tr_tw = vz_gtime();
-#endif
+    const unsigned long long tr_tw = vz_trace_now();
     const int lane = blockIdx.x;
     const float *l = logits + (int64_t)lane * vocab;
     const float temp = P.temp[lane], top_p = P.top_p[lane];
@@ -741,13 +740,8 @@ static __global__ void k_sample(const float *logits, int32_t vocab, vz_sample_la
         if (step < out_cap) d_out[(int64_t)lane * out_cap + step] = tok;
         d_step[lane] = step + 1;
         d_pos[lane] += adv;
-#ifdef VZ_CUDA_TRACE
         vz_trace_put(tr, tr_t0, tr_tw, blockIdx.x, blockIdx.x);
-#endif
     }
-#ifndef VZ_CUDA_TRACE
-    (void)tr;
-#endif
 }
 
 void vz_k_sample(const float *logits, int32_t lanes, int32_t vocab, const vz_sample_lanes *p, int32_t *d_tok,

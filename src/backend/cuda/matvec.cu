@@ -286,9 +286,9 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
  * row, or at batch 1 a single row when the launch has few rows: NS = 1,
  * mv4_plan; w: the warp's index among the tensor's W warps, MV4_DEAL), the
  * weights of the next D steps (mv4_depth) in flight during this step's
- * math, also across units. Lossless: the row's exception index (lane j: block j) is
- * loaded one unit ahead, so no load waits on another. Lane mapping and fmaf
- * order are mv_kernel's: results are bitwise equal. */
+ * math, also across units. Lossless: the row's exception index (lane j:
+ * block j) is loaded one unit ahead, so no load waits on another. Lane
+ * mapping and fmaf order are mv_kernel's: results are bitwise equal. */
 #define MV4_WARPS 8
 #define MV4_XMAX (96 * 1024) /* bytes of staged x in a block of 8 warps (2 blocks per SM) */
 #define MV4_WIDE_WARPS 16       /* MV4_WIDE: warps of the one block per SM */
@@ -789,13 +789,9 @@ template <int KIND>
 static __global__ void __launch_bounds__(MV_WARPS * 32) mv_rows_kernel(float *out, const int32_t *ids, int n,
                                                                         vz_dview d, vz_trace_arg tr) {
     __shared__ __align__(16) uint32_t smem[MV_WARPS][32 * VZ_SMEM_LANE];
-#ifdef VZ_CUDA_TRACE
-    const unsigned long long tr_t0 = vz_gtime();
-#endif
+    const unsigned long long tr_t0 = vz_trace_now();
     vz_pdl_enter();
-#ifdef VZ_CUDA_TRACE
-    const unsigned long long tr_tw = vz_gtime();
-#endif
+    const unsigned long long tr_tw = vz_trace_now();
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int i = blockIdx.x * MV_WARPS + warp;
     if (i >= n) return;
@@ -825,14 +821,11 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) mv_rows_kernel(float *ou
             const float nan = __int_as_float(0x7fc00000);
 #pragma unroll
             for (int q = 0; q < 8; q++)
-                o[q] = ok ? make_float4(w[4 * q], w[4 * q + 1], w[4 * q + 2], w[4 * q + 3]) : make_float4(nan, nan, nan, nan);
+                o[q] = ok ? make_float4(w[4 * q], w[4 * q + 1], w[4 * q + 2], w[4 * q + 3])
+                          : make_float4(nan, nan, nan, nan);
         }
     }
-#ifdef VZ_CUDA_TRACE
     if (lane == 0) vz_trace_put(tr, tr_t0, tr_tw, blockIdx.x << 8 | warp, blockIdx.x * MV_WARPS + warp);
-#else
-    (void)tr;
-#endif
 }
 
 /* step: 0 a plain launch, else vz_launch_pdl with the carveout of a decode step of that batch. */

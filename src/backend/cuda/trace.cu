@@ -72,7 +72,8 @@ static int by_t0(const void *a, const void *b) {
 void vz_trace_report(FILE *f) {
     if (!g_rec) return;
     cudaDeviceSynchronize();
-    if ((size_t)g_seq * VZ_TRACE_SLOTS > g_cap) fprintf(f, "trace: %d launches, records of the first %u kept\n", g_seq, g_cap / VZ_TRACE_SLOTS);
+    if ((size_t)g_seq * VZ_TRACE_SLOTS > g_cap)
+        fprintf(f, "trace: %d launches, records of the first %u kept\n", g_seq, g_cap / VZ_TRACE_SLOTS);
     vz_trace_rec *r = (vz_trace_rec *)malloc((size_t)g_cap * sizeof *r);
     tr_launch *L = (tr_launch *)calloc((size_t)g_seq + 1, sizeof *L);
     if (!r || !L || cudaMemcpy(r, g_rec, (size_t)g_cap * sizeof *r, cudaMemcpyDeviceToHost) != cudaSuccess) {

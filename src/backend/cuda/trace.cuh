@@ -70,4 +70,18 @@ static __device__ __forceinline__ void vz_trace_put(const vz_trace_arg &a, unsig
 }
 #endif
 
+/* A stamp for a later vz_trace_put: the time in trace builds; in other
+ * builds 0, and vz_trace_put does nothing (so a kernel needs no #ifdef). */
+static __device__ __forceinline__ unsigned long long vz_trace_now() {
+#ifdef VZ_CUDA_TRACE
+    return vz_gtime();
+#else
+    return 0;
+#endif
+}
+#ifndef VZ_CUDA_TRACE
+static __device__ __forceinline__ void vz_trace_put(const vz_trace_arg &, unsigned long long, unsigned long long, uint32_t,
+                                                    unsigned) {}
+#endif
+
 #endif
