@@ -34,14 +34,16 @@ struct vz_trace_arg {
     int seq;
 };
 
-#define VZ_TRACE_SLOTS 4096 /* records per launch: warps of a matvec, blocks of an attention */
+#define VZ_TRACE_SLOTS 4096 /* records per launch: its warps (matvec, lookup) or blocks (attention, sampler) */
 
 /* Host. The next launch's argument, with what it is for the report: kind
  * 'm' (matvec of ntens tensors of rows x cols, epilogue epi), 'a'
  * (attention), 's' (the sampler), 'e' (the embedding lookup) or 'p'
- * (vz_k_probe after the launch named by the letter rows). vz_trace_start allocates room for cap records (cap /
- * VZ_TRACE_SLOTS launches) and turns tracing on (0: done); vz_trace_reset
- * forgets the records (before the replay to report); vz_trace_stop frees. */
+ * (vz_k_probe after the launch named by the letter rows); outside trace
+ * builds none (rec NULL). vz_trace_start allocates room for cap records
+ * (cap / VZ_TRACE_SLOTS launches) and turns tracing on (0: done);
+ * vz_trace_reset forgets the records (before the replay to report);
+ * vz_trace_stop frees. */
 #ifdef VZ_CUDA_TRACE
 vz_trace_arg vz_trace_next(char kind, long long rows, long long cols, int ntens, int epi);
 #else
@@ -80,8 +82,8 @@ static __device__ __forceinline__ unsigned long long vz_trace_now() {
 #endif
 }
 #ifndef VZ_CUDA_TRACE
-static __device__ __forceinline__ void vz_trace_put(const vz_trace_arg &, unsigned long long, unsigned long long, uint32_t,
-                                                    unsigned) {}
+static __device__ __forceinline__ void vz_trace_put(const vz_trace_arg &, unsigned long long, unsigned long long,
+                                                    uint32_t, unsigned) {}
 #endif
 
 #endif
