@@ -387,9 +387,12 @@ static __global__ void __launch_bounds__(WARPS * 32, WARPS == MV4_WARPS ? MINB :
     constexpr bool DP = vz_k_dp(KIND);
     mv4_stage<DP>(a.x, a.nw, a.eps, B, c4, xs, &nsm, nws);
     if constexpr (DP) mv4_digits<KIND>(B, c4, xs);
+#ifdef VZ_CUDA_TRACE
+    const unsigned long long tr_tx = vz_gtime();
+#endif
     ring.run(xs, c4, a.out(t), a.epi, lane, smem[KIND == VZ_K_LL3 ? warp : 0]);
 #ifdef VZ_CUDA_TRACE
-    if (lane == 0) vz_trace_put(a.tr, tr_t0, tr_tw, blockIdx.x << 8 | warp, blockIdx.x * WARPS + warp);
+    if (lane == 0) vz_trace_put(a.tr, tr_t0, tr_tw, blockIdx.x << 8 | warp, blockIdx.x * WARPS + warp, tr_tx);
 #endif
 }
 

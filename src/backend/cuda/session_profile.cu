@@ -6,6 +6,7 @@
  * Nothing here runs in normal use.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/cuda/session_cuda.h"
@@ -87,6 +88,8 @@ static void trace_decode_graph(vz_cuda_session *s, int32_t pos) {
             cudaStreamSynchronize(s->st);
         }
         vz_trace_report(stderr);
+        const char *dump = getenv("VZ_CUDA_TRACE_DUMP"); /* every record of the replay, for a closer look */
+        if (dump && *dump && vz_trace_dump(dump) != 0) fprintf(stderr, "trace: cannot write %s\n", dump);
     }
     drop_graphs(s);
     vz_trace_stop();

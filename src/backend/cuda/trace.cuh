@@ -24,8 +24,8 @@
 #include <stdio.h>
 
 struct vz_trace_rec {
-    unsigned long long t0, tw, te; /* entry, after the PDL wait, exit (ns) */
-    uint32_t seq, who;             /* launch; block << 8 | warp */
+    unsigned long long t0, tw, tx, te; /* entry, after the PDL wait, after the input's staging (else tw), exit (ns) */
+    uint32_t seq, who, sm;             /* launch; block << 8 | warp; the SM it ran on */
 };
 
 struct vz_trace_arg {
@@ -43,6 +43,7 @@ struct vz_trace_arg {
  * builds none (rec NULL). vz_trace_start allocates room for cap records
  * (cap / VZ_TRACE_SLOTS launches) and turns tracing on (0: done);
  * vz_trace_reset forgets the records (before the replay to report);
+ * vz_trace_dump writes them, one line each, for a closer look (0: done);
  * vz_trace_stop frees. */
 #ifdef VZ_CUDA_TRACE
 vz_trace_arg vz_trace_next(char kind, long long rows, long long cols, int ntens, int epi);
@@ -52,6 +53,7 @@ static inline vz_trace_arg vz_trace_next(char, long long, long long, int, int) {
 int vz_trace_start(unsigned cap);
 void vz_trace_reset(void);
 void vz_trace_report(FILE *f);
+int vz_trace_dump(const char *path);
 void vz_trace_stop(void);
 
 #ifdef VZ_CUDA_TRACE
@@ -62,13 +64,16 @@ static __device__ __forceinline__ unsigned long long vz_gtime() {
 }
 
 /* The record of slot (0 .. VZ_TRACE_SLOTS - 1, distinct within a launch;
- * others are dropped) with the exit stamp now. */
+ * others are dropped) with the exit stamp now; tx: after the staging of
+ * the input (0: none, tw). */
 static __device__ __forceinline__ void vz_trace_put(const vz_trace_arg &a, unsigned long long t0, unsigned long long tw,
-                                                    uint32_t who, unsigned slot) {
+                                                    uint32_t who, unsigned slot, unsigned long long tx = 0) {
     if (!a.rec) return;
     const unsigned long long te = vz_gtime();
+    uint32_t sm;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
     const size_t i = (size_t)a.seq * VZ_TRACE_SLOTS + slot;
-    if (slot < VZ_TRACE_SLOTS && i < a.cap) a.rec[i] = vz_trace_rec{t0, tw, te, (uint32_t)a.seq, who};
+    if (slot < VZ_TRACE_SLOTS && i < a.cap) a.rec[i] = vz_trace_rec{t0, tw, tx ? tx : tw, te, (uint32_t)a.seq, who, sm};
 }
 #endif
 
@@ -83,7 +88,7 @@ static __device__ __forceinline__ unsigned long long vz_trace_now() {
 }
 #ifndef VZ_CUDA_TRACE
 static __device__ __forceinline__ void vz_trace_put(const vz_trace_arg &, unsigned long long, unsigned long long,
-                                                    uint32_t, unsigned) {}
+                                                    uint32_t, unsigned, unsigned long long = 0) {}
 #endif
 
 #endif
