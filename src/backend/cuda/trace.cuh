@@ -5,7 +5,8 @@
  * or of the embedding lookup, each decode attention block with a chunk
  * (variant 0) and each sampler block append one record: %globaltimer at
  * entry, after the PDL wait (the attention's before its staging of q and
- * the new rows) and at exit, with the sequence number its launch got from
+ * the new rows), after the staging of x (v4 matvec) and at exit, and its
+ * SM, with the sequence number its launch got from
  * vz_trace_next (kernel arguments, so a captured graph's launches keep
  * theirs). Each record has its own slot, VZ_TRACE_SLOTS per launch. Until
  * session 38 a warp took its slot by an atomicAdd on one counter after its
@@ -15,7 +16,8 @@
  * atomics, not the kernels, made those hand-offs look long.
  * vz_trace_report (trace.cu) groups one replay's records by launch and
  * prints where the step's time goes (session_profile.cu,
- * VZ_CUDA_PROFILE=1). Internal to src/backend/cuda.
+ * VZ_CUDA_PROFILE=1); vz_trace_dump writes every record for a closer look
+ * (VZ_CUDA_TRACE_DUMP). Internal to src/backend/cuda.
  */
 #ifndef VZ_BACKEND_CUDA_TRACE_CUH
 #define VZ_BACKEND_CUDA_TRACE_CUH
