@@ -10,10 +10,6 @@
 
 #include "backend/cuda/trace.cuh"
 
-extern "C" {
-#include "core/io.h"
-}
-
 struct tr_meta {
     char label[48];
 };
@@ -54,33 +50,27 @@ void vz_trace_reset(void) {
 }
 
 /* One line per record, times in ns from the earliest entry: launch seq,
- * its label, block << 8 | warp, SM, entry, wait return, staged, exit.
- * Written atomically (core/io.h): a failed dump leaves no file. */
+ * its label, block << 8 | warp, SM, entry, wait return, staged, exit. */
 int vz_trace_dump(const char *path) {
     if (!g_rec) return -1;
     cudaDeviceSynchronize();
     vz_trace_rec *r = (vz_trace_rec *)malloc((size_t)g_cap * sizeof *r);
-    vz_wfile w;
-    memset(&w, 0, sizeof w);
-    if (!r || cudaMemcpy(r, g_rec, (size_t)g_cap * sizeof *r, cudaMemcpyDeviceToHost) != cudaSuccess ||
-        vz_wfile_open(&w, path) != VZ_OK) {
+    FILE *f = r ? fopen(path, "w") : NULL;
+    if (!f || cudaMemcpy(r, g_rec, (size_t)g_cap * sizeof *r, cudaMemcpyDeviceToHost) != cudaSuccess) {
+        if (f) fclose(f);
         free(r);
         return -1;
     }
     unsigned long long t = ~0ull;
     for (unsigned i = 0; i < g_cap; i++)
         if (r[i].t0 && r[i].t0 < t) t = r[i].t0;
-    fprintf(w.f, "seq\tlabel\twho\tsm\tt0\ttw\ttx\tte\n");
+    fprintf(f, "seq\tlabel\twho\tsm\tt0\ttw\ttx\tte\n");
     for (unsigned i = 0; i < g_cap; i++)
         if (r[i].t0 && (int)r[i].seq < g_seq)
-            fprintf(w.f, "%u\t%s\t%u\t%u\t%llu\t%llu\t%llu\t%llu\n", r[i].seq, g_meta[r[i].seq].label, r[i].who,
-                    r[i].sm, r[i].t0 - t, r[i].tw - t, r[i].tx - t, r[i].te - t);
+            fprintf(f, "%u\t%s\t%u\t%u\t%llu\t%llu\t%llu\t%llu\n", r[i].seq, g_meta[r[i].seq].label, r[i].who, r[i].sm,
+                    r[i].t0 - t, r[i].tw - t, r[i].tx - t, r[i].te - t);
     free(r);
-    if (ferror(w.f)) {
-        vz_wfile_abort(&w);
-        return -1;
-    }
-    return vz_wfile_commit(&w) == VZ_OK ? 0 : -1;
+    return fclose(f) == 0 ? 0 : -1;
 }
 
 void vz_trace_stop(void) {
