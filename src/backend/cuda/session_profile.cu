@@ -87,9 +87,9 @@ static void trace_decode_graph(vz_cuda_session *s, int32_t pos) {
             cudaGraphLaunch(g, s->st);
             cudaStreamSynchronize(s->st);
         }
-        vz_trace_report(stderr);
         const char *dump = getenv("VZ_CUDA_TRACE_DUMP"); /* every record of the replay, for a closer look */
-        if (dump && *dump && vz_trace_dump(dump) != 0) fprintf(stderr, "trace: cannot write %s\n", dump);
+        if (dump && !*dump) dump = NULL;
+        if (vz_trace_report(stderr, dump) != 0 && dump) fprintf(stderr, "trace: cannot write %s\n", dump);
     }
     drop_graphs(s);
     vz_trace_stop();

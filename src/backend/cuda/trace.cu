@@ -10,6 +10,10 @@
 
 #include "backend/cuda/trace.cuh"
 
+extern "C" {
+#include "core/io.h"
+}
+
 struct tr_meta {
     char label[48];
 };
@@ -49,28 +53,39 @@ void vz_trace_reset(void) {
     if (g_rec) cudaMemset(g_rec, 0, (size_t)g_cap * sizeof *g_rec), cudaDeviceSynchronize(); /* t0 = 0: no record */
 }
 
-/* One line per record, times in ns from the earliest entry: launch seq,
- * its label, block << 8 | warp, SM, entry, wait return, staged, exit. */
-int vz_trace_dump(const char *path) {
-    if (!g_rec) return -1;
+/* The replay's records, packed (slot order within a launch), in a new
+ * array of *n (NULL: no memory, or the copy failed). */
+static vz_trace_rec *tr_fetch(unsigned *n) {
     cudaDeviceSynchronize();
     vz_trace_rec *r = (vz_trace_rec *)malloc((size_t)g_cap * sizeof *r);
-    FILE *f = r ? fopen(path, "w") : NULL;
-    if (!f || cudaMemcpy(r, g_rec, (size_t)g_cap * sizeof *r, cudaMemcpyDeviceToHost) != cudaSuccess) {
-        if (f) fclose(f);
+    if (!r || cudaMemcpy(r, g_rec, (size_t)g_cap * sizeof *r, cudaMemcpyDeviceToHost) != cudaSuccess) {
         free(r);
+        return NULL;
+    }
+    *n = 0;
+    for (unsigned i = 0; i < g_cap; i++)
+        if (r[i].t0 && (int)r[i].seq < g_seq) r[(*n)++] = r[i];
+    return r;
+}
+
+/* One line per record, times in ns from the earliest entry: launch seq,
+ * its label, block << 8 | warp, SM, entry, wait return, staged, exit.
+ * Written atomically (core/io.h): a failed dump leaves no file. */
+static int tr_dump(const vz_trace_rec *r, unsigned n, const char *path) {
+    vz_wfile w;
+    memset(&w, 0, sizeof w);
+    if (vz_wfile_open(&w, path) != VZ_OK) return -1;
+    unsigned long long t = ~0ull;
+    for (unsigned i = 0; i < n; i++) t = r[i].t0 < t ? r[i].t0 : t;
+    fprintf(w.f, "seq\tlabel\twho\tsm\tt0\ttw\ttx\tte\n");
+    for (unsigned i = 0; i < n; i++)
+        fprintf(w.f, "%u\t%s\t%u\t%u\t%llu\t%llu\t%llu\t%llu\n", r[i].seq, g_meta[r[i].seq].label, r[i].who, r[i].sm,
+                r[i].t0 - t, r[i].tw - t, r[i].tx - t, r[i].te - t);
+    if (ferror(w.f)) {
+        vz_wfile_abort(&w);
         return -1;
     }
-    unsigned long long t = ~0ull;
-    for (unsigned i = 0; i < g_cap; i++)
-        if (r[i].t0 && r[i].t0 < t) t = r[i].t0;
-    fprintf(f, "seq\tlabel\twho\tsm\tt0\ttw\ttx\tte\n");
-    for (unsigned i = 0; i < g_cap; i++)
-        if (r[i].t0 && (int)r[i].seq < g_seq)
-            fprintf(f, "%u\t%s\t%u\t%u\t%llu\t%llu\t%llu\t%llu\n", r[i].seq, g_meta[r[i].seq].label, r[i].who, r[i].sm,
-                    r[i].t0 - t, r[i].tw - t, r[i].tx - t, r[i].te - t);
-    free(r);
-    return fclose(f) == 0 ? 0 : -1;
+    return vz_wfile_commit(&w) == VZ_OK ? 0 : -1;
 }
 
 void vz_trace_stop(void) {
@@ -93,24 +108,21 @@ static int by_t0(const void *a, const void *b) {
  * first wait return (its work once its input is there), early = its first
  * wait return minus its first entry, spread = last exit minus first exit
  * (its tail). Means per label, then the first launches one by one. */
-void vz_trace_report(FILE *f) {
-    if (!g_rec) return;
-    cudaDeviceSynchronize();
+int vz_trace_report(FILE *f, const char *dump) {
+    if (!g_rec) return 0;
     if ((size_t)g_seq * VZ_TRACE_SLOTS > g_cap)
         fprintf(f, "trace: %d launches, records of the first %u kept\n", g_seq, g_cap / VZ_TRACE_SLOTS);
-    vz_trace_rec *r = (vz_trace_rec *)malloc((size_t)g_cap * sizeof *r);
+    unsigned n = 0;
+    vz_trace_rec *r = tr_fetch(&n);
     tr_launch *L = (tr_launch *)calloc((size_t)g_seq + 1, sizeof *L);
-    if (!r || !L || cudaMemcpy(r, g_rec, (size_t)g_cap * sizeof *r, cudaMemcpyDeviceToHost) != cudaSuccess) {
+    if (!r || !L) {
         fprintf(f, "trace: no memory or copy failed\n");
         free(r), free(L);
-        return;
+        return -1;
     }
-    unsigned n = 0; /* the records, packed (slot order within a launch) */
-    for (unsigned i = 0; i < g_cap; i++)
-        if (r[i].t0) r[n++] = r[i];
+    const int dumped = dump ? tr_dump(r, n, dump) : 0;
     unsigned long long gran = ~0ull;
     for (unsigned i = 0; i < n; i++) {
-        if ((int)r[i].seq >= g_seq) continue;
         tr_launch &l = L[r[i].seq];
         if (l.nrec++ == 0) l.t0 = r[i].t0, l.tw0 = l.tw1 = r[i].tw, l.te0 = l.te1 = r[i].te, l.seq = (int)r[i].seq;
         l.t0 = r[i].t0 < l.t0 ? r[i].t0 : l.t0;
@@ -159,5 +171,6 @@ void vz_trace_report(FILE *f) {
                 (L[i].tw0 - L[0].t0) / 1e3, (L[i].tw1 - L[0].t0) / 1e3, (L[i].te0 - L[0].t0) / 1e3,
                 (L[i].te1 - L[0].t0) / 1e3);
     free(r), free(L);
+    return dumped;
 }
 #endif

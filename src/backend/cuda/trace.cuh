@@ -16,7 +16,7 @@
  * atomics, not the kernels, made those hand-offs look long.
  * vz_trace_report (trace.cu) groups one replay's records by launch and
  * prints where the step's time goes (session_profile.cu,
- * VZ_CUDA_PROFILE=1); vz_trace_dump writes every record for a closer look
+ * VZ_CUDA_PROFILE=1); it also writes every record for a closer look
  * (VZ_CUDA_TRACE_DUMP). Internal to src/backend/cuda.
  */
 #ifndef VZ_BACKEND_CUDA_TRACE_CUH
@@ -45,7 +45,8 @@ struct vz_trace_arg {
  * builds none (rec NULL). vz_trace_start allocates room for cap records
  * (cap / VZ_TRACE_SLOTS launches) and turns tracing on (0: done);
  * vz_trace_reset forgets the records (before the replay to report);
- * vz_trace_dump writes them, one line each, for a closer look (0: done);
+ * vz_trace_report fetches them once, prints the report to f and, when dump
+ * is not NULL, writes them there atomically, one line each (0: done);
  * vz_trace_stop frees. */
 #ifdef VZ_CUDA_TRACE
 vz_trace_arg vz_trace_next(char kind, long long rows, long long cols, int ntens, int epi);
@@ -54,8 +55,7 @@ static inline vz_trace_arg vz_trace_next(char, long long, long long, int, int) {
 #endif
 int vz_trace_start(unsigned cap);
 void vz_trace_reset(void);
-void vz_trace_report(FILE *f);
-int vz_trace_dump(const char *path);
+int vz_trace_report(FILE *f, const char *dump);
 void vz_trace_stop(void);
 
 #ifdef VZ_CUDA_TRACE
