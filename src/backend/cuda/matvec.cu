@@ -814,11 +814,12 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) mv_rows_kernel(float *ou
             continue;
         }
         if (it + 1 < nit) mv_load<KIND>(d, ok ? r : 0, it + 1, lane, nxt);
-        if (KIND == VZ_K_RAW_BF16) vz_rawbf_decode(cur, w);
-        else if (KIND == VZ_K_LL3) vz_ll3_decode(d, cur, lane, smem[warp], w);
-        else if (KIND == VZ_K_Q8) vz_q8_decode(cur, w);
-        else vz_q4_decode(cur, w); /* VZ_K_Q4 */
-        cur = nxt;
+        float sc = 1.0f;
+        mv_decode<KIND>(d, cur, lane, smem[warp], w, sc);
+        if (KIND == VZ_K_Q8 || KIND == VZ_K_Q4) /* the codes times 1, then the scale: vz_q*_decode's bits */
+#pragma unroll
+            for (int e = 0; e < 32; e++) w[e] *= sc;
+        if (it + 1 < nit) cur = nxt;
         if (c0 < d.cols) {
             float4 *o = (float4 *)(out + (size_t)i * d.cols + c0);
             const float nan = __int_as_float(0x7fc00000);
