@@ -816,7 +816,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32) mv_rows_kernel(float *ou
         if (it + 1 < nit) mv_load<KIND>(d, ok ? r : 0, it + 1, lane, nxt);
         float sc = 1.0f;
         mv_decode<KIND>(d, cur, lane, smem[warp], w, sc);
-        if (KIND == VZ_K_Q8 || KIND == VZ_K_Q4) /* the codes times 1, then the scale: vz_q*_decode's bits */
+        if (vz_k_q8(KIND) || vz_k_q4(KIND)) /* the codes times 1, then the scale: vz_q*_decode's bits */
 #pragma unroll
             for (int e = 0; e < 32; e++) w[e] *= sc;
         if (it + 1 < nit) cur = nxt;
