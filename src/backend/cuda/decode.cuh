@@ -161,6 +161,21 @@ static __device__ __forceinline__ void vz_ll_h_packed3(uint32_t w0, uint32_t w1,
     vz_ll_h_nibbles(s, lo, hi, h);
 }
 
+/* The lut's low word as a per-thread value (its bits unchanged) for a
+ * kernel that decodes many groups with one view (the batch-1 v4 rings,
+ * mv4.cuh): the word is a kernel argument, so ptxas keeps it in a uniform
+ * register, and a prmt takes its first source from a per-thread register
+ * only; with registers tight, ptxas copied the word into each of
+ * vz_ll_h_nibbles' 8 destinations before the prmt (8 instructions per
+ * group). threadIdx.y is 0 in every launch of those kernels (1-D blocks),
+ * but ptxas cannot know it, so the word stays in one register (a shuffle
+ * or a load of it was folded back into the uniform register). llama2-7b's
+ * lossless gate/up then executes 2.3% fewer instructions in the same time
+ * under ncu (it waits on latency, not issue); on an H200 decode rose 0.36%
+ * on tinyllama and llama2-7b, every bench of it above every one without,
+ * the same logits (bench/results/2026-12-02-session42-h200.md). */
+static __device__ __forceinline__ void vz_ll3_own_lut(vz_dview &d) { d.lut_lo ^= threadIdx.y; }
+
 /* Code of element e of a group held in scratch words (k words of layout). */
 static __device__ __forceinline__ uint32_t vz_ll_code(const uint32_t *w, int k, int layout, int e) {
     if (layout == 1) {

@@ -448,6 +448,9 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
     __device__ __forceinline__ void start(const vz_dview &d0, const vz_dview &d1, bool silu_, int u0, int us_, int uend_,
                                           int lane, uint32_t *ix_, float *ys_) {
         d[0] = d0, d[NS - 1] = NS == 1 ? d0 : d1, silu = silu_, rows = (int)mv4_dv(d0).rows, us = us_, uend = uend_;
+        if constexpr (KIND == VZ_K_LL3 && B == 1) /* batches: not timed with it, left as they were */
+#pragma unroll
+            for (int s = 0; s < NS; s++) vz_ll3_own_lut(d[s]);
         nit = (mv4_dv(d0).gpr + 31) / 32, u = uf = u0, it = itf = 0, ix = ix_, pb = 0, ys = ys_;
         if (KIND == VZ_K_LL3 && mv4_dv(d[0]).bpr >= 32) __trap(); /* callers keep cols <= 31 * 1024 (MV4_IX_WORDS) */
         if (KIND == VZ_K_LL3) copy_ix(u, 0, lane); /* the first unit's exception index */
