@@ -706,6 +706,103 @@ static void test_matvec_norm(void **state) {
     vz_cuda_matvec_variant(old);
 }
 
+/* The output head's greedy keys (vz_cuda_matvec_head): its logits equal
+ * the plain matvec's bitwise, and where it reports keys the largest slot
+ * names the pick of a scan of those logits with strict > in row order (the
+ * lowest row among equal maxima) and carries that logit's bits. Rows repeat
+ * one of 97 random rows in a scattered order, so every maximum is shared by
+ * several rows (also for q8 and q4: equal rows get equal codes). Every
+ * codec, q8 and q4 also on the dot-product kernels, at 320, 4100 and 32000
+ * rows (single rows or 3 blocks per SM: no keys; row pairs at 2 blocks per
+ * SM or wide: keys, always at 32000). Keys start at 0, as the sampler leaves
+ * them; at batch 3, and without the v4 kernel (LEGACY, which dp tensors
+ * ignore), there are none and they stay 0. */
+static void test_head_keys(void **state) {
+    (void)state;
+    REQUIRE_GPU();
+    const char *codecs[] = {"raw", "lossless", "q8", "q4", "q8", "q4"}; /* the last two: dp */
+    const int64_t rows_of[] = {320, 4100, 32000}, cols = 2048;
+    enum { NK = VZ_GREEDY_SLOTS * VZ_GREEDY_STRIDE };
+    float *x = rand_weights(3 * cols, 21), *nw = rand_weights(cols, 22);
+    for (int64_t i = 0; i < cols; i++) nw[i] = 1.0f + 10.0f * nw[i];
+    float *dx = upload_x(x, (size_t)3 * cols, 0), *dnw = upload_x(nw, (size_t)cols, 0);
+    float *dxb = vz_cuda_alloc((size_t)3 * cols * 4);
+    unsigned long long *dk = vz_cuda_alloc(NK * 8), *keys = malloc(NK * 8);
+    assert_true(dxb && dk && keys);
+    int old = vz_cuda_matvec_variant(-1), checked = 0;
+    for (size_t ri = 0; ri < sizeof rows_of / sizeof rows_of[0]; ri++)
+        for (int ci = 0; ci < 6; ci++) {
+            const int64_t rows = rows_of[ri];
+            float *base = rand_weights(97 * cols, 23 + ri), *wf = malloc((size_t)(rows * cols) * 4);
+            assert_non_null(wf);
+            for (int64_t r = 0; r < rows; r++)
+                memcpy(wf + r * cols, base + ((r * 7919 + 13) % 97) * cols, (size_t)cols * 4);
+            void *src = to_dtype(wf, rows * cols, VZ_DTYPE_BF16);
+            enc e;
+            vz_cuda_matvec_variant(VZ_CUDA_MV_V4 | (ci >= 4 ? VZ_CUDA_MV_DP : 0));
+            enc_make(&e, codecs[ci], src, VZ_DTYPE_BF16, rows, cols);
+            assert_int_equal(e.d.dp, ci >= 4);
+            free(base), free(wf), free(src);
+            float *dy = vz_cuda_alloc((size_t)3 * rows * 4), *dy0 = vz_cuda_alloc((size_t)3 * rows * 4);
+            float *y = malloc((size_t)3 * rows * 4), *y0 = malloc((size_t)3 * rows * 4);
+            assert_true(dy && dy0 && y && y0);
+            const vz_cuda_tensor *W = &e.d;
+            for (int batch = 1; batch <= 3; batch += 2)
+                for (int legacy = 0; legacy < 2; legacy++) {
+                    const size_t ny = (size_t)batch * rows;
+                    vz_cuda_matvec_variant(legacy ? VZ_CUDA_MV_LEGACY : VZ_CUDA_MV_V4);
+                    assert_int_equal(vz_cuda_fill_f32(dy, NAN, ny), VZ_OK);
+                    assert_int_equal(vz_cuda_fill_f32(dy0, NAN, ny), VZ_OK);
+                    assert_int_equal(vz_cuda_fill_f32((float *)dk, 0.0f, 2 * NK), VZ_OK);
+                    int keyed = -1;
+                    if (vz_cuda_matvec_head(W, dy, dx, batch, dnw, 1e-5f, dxb, dk, &keyed, NULL) != VZ_OK ||
+                        vz_cuda_matvec_multi_norm(1, &W, &dy0, dx, batch, VZ_CUDA_EPI_NONE, dnw, 1e-5f, dxb, 0, NULL) !=
+                            VZ_OK ||
+                        vz_cuda_sync() != VZ_OK)
+                        fail_msg("head matvec: %s", vz_last_error());
+                    assert_true(keyed == 0 || keyed == 1);
+                    if ((legacy && ci < 4) || batch > 1) assert_int_equal(keyed, 0); /* dp: v4 in every variant */
+                    if (!legacy && batch == 1 && rows == 32000) assert_int_equal(keyed, 1);
+                    assert_int_equal(vz_cuda_copy(y, dy, ny * 4, 1), VZ_OK);
+                    assert_int_equal(vz_cuda_copy(y0, dy0, ny * 4, 1), VZ_OK);
+                    assert_int_equal(vz_cuda_copy(keys, dk, NK * 8, 1), VZ_OK);
+                    if (memcmp(y, y0, ny * 4) != 0)
+                        fail_msg("%s batch %d: head logits != plain matvec's", e.t.name, batch);
+                    unsigned long long k = 0;
+                    int outside = 0; /* nonzero words off the slots */
+                    for (int i = 0; i < NK; i++) {
+                        if (i % VZ_GREEDY_STRIDE) outside += keys[i] != 0;
+                        else if (keys[i] > k) k = keys[i];
+                    }
+                    assert_int_equal(outside, 0);
+                    if (!keyed) {
+                        assert_true(k == 0);
+                        continue;
+                    }
+                    int64_t want = 0, ties = 0;
+                    for (int64_t r = 1; r < rows; r++)
+                        if (y[r] > y[want]) want = r;
+                    for (int64_t r = 0; r < rows; r++) ties += y[r] == y[want];
+                    const uint32_t hi = (uint32_t)(k >> 32), lo = (uint32_t)k;
+                    uint32_t bits;
+                    memcpy(&bits, &y[want], 4);
+                    const uint32_t wk = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+                    if (ties < 2 || (int64_t)~lo != want || hi != wk)
+                        fail_msg("%s: key %#llx, want row %lld of logit %.9g (%lld ties)", e.t.name, k, (long long)want,
+                                 y[want], (long long)ties);
+                    checked++;
+                }
+            vz_cuda_release(dy), vz_cuda_release(dy0);
+            free(y), free(y0);
+            enc_free(&e);
+        }
+    vz_cuda_matvec_variant(old);
+    vz_cuda_release(dx), vz_cuda_release(dnw), vz_cuda_release(dxb), vz_cuda_release(dk);
+    free(x), free(nw), free(keys);
+    print_message("head keys: %d picks, each among tied maxima, equal to the scan's\n", checked);
+    assert_true(checked >= 6); /* every codec's 32000 rows at least */
+}
+
 /* The q8/q4 scale index (vz_cuda_q_divider, host only): for model widths
  * and odd ones, every group that is a multiple of 32 (a sample of them for
  * wide rows, and group = cols), g * qmul >> qsh equals g / (group / 32) for
@@ -748,6 +845,7 @@ int main(void) {
         cmocka_unit_test(test_matvec_dense_exceptions),
         cmocka_unit_test(test_matvec_multi),
         cmocka_unit_test(test_matvec_norm),
+        cmocka_unit_test(test_head_keys),
         cmocka_unit_test(test_matvec_chain),
         cmocka_unit_test(test_rows),
     };

@@ -118,6 +118,20 @@ vz_status vz_cuda_matvec_multi_norm(int n, const vz_cuda_tensor *const *W, float
                                     int batch, int epi, const float *nw, float eps, float *d_xb, int late,
                                     void *stream);
 
+/* The output head: vz_cuda_matvec_multi_norm of one tensor, epilogue
+ * NONE. At batch 1, where the v4 kernel runs row pairs (*keyed = 1; else 0,
+ * keys untouched), it also leaves the greedy pick in keys: each warp puts
+ * the largest vz_greedy_key(v, r) (matvec.cuh) of its rows r (logits v)
+ * into one of VZ_GREEDY_SLOTS slots, VZ_GREEDY_STRIDE apart, by atomicMax,
+ * so the largest slot is the largest logit at the lowest row, as a scan
+ * with strict > in row order picks it; 0: no logit above -inf. keys hold
+ * 0 before the launch; the decode step's sampler (vz_k_sample) reads and
+ * zeroes them. */
+#define VZ_GREEDY_SLOTS 32
+#define VZ_GREEDY_STRIDE 16 /* 128 bytes: a slot per cache line, so the warps' atomics spread over L2 */
+vz_status vz_cuda_matvec_head(const vz_cuda_tensor *W, float *d_y, const float *d_x, int batch, const float *nw,
+                              float eps, float *d_xb, unsigned long long *keys, int *keyed, void *stream);
+
 /* Kernel variant flags (bench, tests, VZ_CUDA_MV; default V4). TC, read at
  * upload, sets tc on the tensors it fits (see vz_cuda_tensor): they always
  * run the tensor-core kernel (faster at batch 2-8, slower at batch 1 for

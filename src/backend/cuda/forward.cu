@@ -654,9 +654,17 @@ static __device__ uint32_t select_key(const float *l, int32_t vocab, float inv_t
     return K;
 }
 
+/* The logit of greedy key k (vz_greedy_key: its high word is the
+ * order-preserving bits). */
+static __device__ __forceinline__ float key_logit(unsigned long long k) {
+    const uint32_t u = (uint32_t)(k >> 32);
+    return __uint_as_float((u & 0x80000000u) ? (u & 0x7fffffffu) : ~u);
+}
+
 /* One block per lane (vz_k_sample). */
-static __global__ void k_sample(const float *logits, int32_t vocab, vz_sample_lanes P, int32_t *d_tok, int32_t *d_out,
-                                int32_t *d_step, int32_t *d_pos, int32_t adv, int32_t out_cap, vz_trace_arg tr) {
+static __global__ void k_sample(const float *logits, unsigned long long *keys, int32_t vocab, vz_sample_lanes P,
+                                int32_t *d_tok, int32_t *d_out, int32_t *d_step, int32_t *d_pos, int32_t adv,
+                                int32_t out_cap, vz_trace_arg tr) {
     __shared__ float red[32];
     __shared__ float bv[32];
     __shared__ int32_t bi[32];
@@ -671,8 +679,21 @@ static __global__ void k_sample(const float *logits, int32_t vocab, vz_sample_la
     const uint64_t seed = P.seed[lane];
     float best = -INFINITY;
     int32_t idx = INT32_MAX;
-    /* ascending i per thread: strict > keeps the lowest id; 16-byte loads when aligned */
-    if ((vocab & 3) == 0 && ((uintptr_t)l & 15) == 0) {
+    if (keys) { /* the head's keys: the same pick, read from 32 slots instead of the vocab's logits */
+        __shared__ unsigned long long kb;
+        if (threadIdx.x < 32) {
+            unsigned long long *kp = keys + ((int64_t)lane * VZ_GREEDY_SLOTS + threadIdx.x) * VZ_GREEDY_STRIDE;
+            unsigned long long k = __ldcg(kp);
+            *kp = 0ull; /* for the next step's head (it runs after this grid completes) */
+            for (int o = 16; o > 0; o >>= 1) {
+                const unsigned long long ok = __shfl_xor_sync(0xffffffffu, k, o);
+                k = ok > k ? ok : k;
+            }
+            if (threadIdx.x == 0) kb = k;
+        }
+        __syncthreads();
+        if (kb) best = key_logit(kb), idx = (int32_t)~(uint32_t)kb;
+    } else if ((vocab & 3) == 0 && ((uintptr_t)l & 15) == 0) { /* ascending i per thread: strict > keeps the lowest id */
         const float4 *l4 = (const float4 *)l;
 #pragma unroll 4
         for (int i = threadIdx.x; i < vocab / 4; i += blockDim.x) {
@@ -686,16 +707,18 @@ static __global__ void k_sample(const float *logits, int32_t vocab, vz_sample_la
         for (int i = threadIdx.x; i < vocab; i += blockDim.x)
             if (l[i] > best) best = l[i], idx = i;
     }
-    for (int o = 16; o > 0; o >>= 1) {
-        float ov = __shfl_xor_sync(0xffffffffu, best, o);
-        int32_t oi = __shfl_xor_sync(0xffffffffu, idx, o);
-        if (ov > best || (ov == best && oi < idx)) best = ov, idx = oi;
+    if (!keys) {
+        for (int o = 16; o > 0; o >>= 1) {
+            float ov = __shfl_xor_sync(0xffffffffu, best, o);
+            int32_t oi = __shfl_xor_sync(0xffffffffu, idx, o);
+            if (ov > best || (ov == best && oi < idx)) best = ov, idx = oi;
+        }
+        if ((threadIdx.x & 31) == 0) bv[threadIdx.x >> 5] = best, bi[threadIdx.x >> 5] = idx;
+        __syncthreads();
+        best = bv[0], idx = bi[0];
+        for (int w = 1; w < (int)(blockDim.x >> 5); w++)
+            if (bv[w] > best || (bv[w] == best && bi[w] < idx)) best = bv[w], idx = bi[w];
     }
-    if ((threadIdx.x & 31) == 0) bv[threadIdx.x >> 5] = best, bi[threadIdx.x >> 5] = idx;
-    __syncthreads();
-    best = bv[0], idx = bi[0];
-    for (int w = 1; w < (int)(blockDim.x >> 5); w++)
-        if (bv[w] > best || (bv[w] == best && bi[w] < idx)) best = bv[w], idx = bi[w];
     int32_t tok = idx == INT32_MAX ? 0 : idx;
     if (temp > 0.0f && idx != INT32_MAX) {
         const float inv_t = 1.0f / temp;
@@ -744,9 +767,11 @@ static __global__ void k_sample(const float *logits, int32_t vocab, vz_sample_la
     }
 }
 
-void vz_k_sample(const float *logits, int32_t lanes, int32_t vocab, const vz_sample_lanes *p, int32_t *d_tok,
-                 int32_t *d_out, int32_t *d_step, int32_t *d_pos, int32_t adv, int32_t out_cap, cudaStream_t st) {
-    vz_launch_pdl(k_sample, dim3(lanes), dim3(SAMPLE_THREADS), 0, st, lanes, 0, logits, vocab, *p, d_tok, d_out, d_step,
+void vz_k_sample(const float *logits, unsigned long long *keys, int32_t lanes, int32_t vocab, const vz_sample_lanes *p,
+                 int32_t *d_tok, int32_t *d_out, int32_t *d_step, int32_t *d_pos, int32_t adv, int32_t out_cap,
+                 cudaStream_t st) {
+    vz_launch_pdl(k_sample, dim3(lanes), dim3(SAMPLE_THREADS), 0, st, lanes, 0, logits, keys, vocab, *p, d_tok, d_out,
+                  d_step,
                   d_pos, adv, out_cap, vz_trace_next('s', lanes, vocab, 1, 0));
 }
 

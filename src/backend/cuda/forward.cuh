@@ -89,9 +89,13 @@ typedef struct vz_sample_lanes {
  * d_step[b]). Writes the id to d_tok[b] (the next step's input) and
  * d_out[b * out_cap + d_step[b]], increments d_step[b] and advances d_pos[b]
  * by adv (the tokens just evaluated). Lanes are independent: lane b's pick
- * is bitwise that of a one-lane launch with its logits and settings. */
-void vz_k_sample(const float *logits, int32_t lanes, int32_t vocab, const vz_sample_lanes *p, int32_t *d_tok,
-                 int32_t *d_out, int32_t *d_step, int32_t *d_pos, int32_t adv, int32_t out_cap, cudaStream_t st);
+ * is bitwise that of a one-lane launch with its logits and settings.
+ * keys (NULL: none): the head's greedy keys of these logits (cuda.h
+ * vz_cuda_matvec_head; lane b's slots from b * VZ_GREEDY_SLOTS), which give
+ * the argmax (and the max, for sampling) without a scan; zeroed here. */
+void vz_k_sample(const float *logits, unsigned long long *keys, int32_t lanes, int32_t vocab, const vz_sample_lanes *p,
+                 int32_t *d_tok, int32_t *d_out, int32_t *d_step, int32_t *d_pos, int32_t adv, int32_t out_cap,
+                 cudaStream_t st);
 
 /* *d_pos += adv (the end of a step that samples nothing). */
 void vz_k_advance(int32_t *d_pos, int32_t adv, cudaStream_t st);

@@ -355,8 +355,10 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
 
 /* MINB: the blocks of MV4_WARPS warps per SM the kernel is sized for (its
  * registers and ring depth, mv4_depth); a block of more warps (MV4_WIDE,
- * MV4_WIDE3) runs alone on its SM, with the registers of MINB blocks of 8. */
-template <int KIND, int B, int NS, int MINB = 2, int WARPS = MV4_WARPS>
+ * MV4_WIDE3) runs alone on its SM, with the registers of MINB blocks of 8.
+ * KEYS: the output head's greedy keys too (mv4_ring::run), compiled only
+ * for the head's launches (mv4_keys), so no other kernel carries them. */
+template <int KIND, int B, int NS, int MINB = 2, int WARPS = MV4_WARPS, bool KEYS = false>
 static __global__ void __launch_bounds__(WARPS * 32, WARPS == MV4_WARPS ? MINB : 1) mv4_kernel(mv_args a) {
     extern __shared__ float4 xs_[]; /* x at mv4_align(xs_) */
     __shared__ __align__(16) uint32_t smem[KIND == VZ_K_LL3 ? WARPS : 1][VZ_SMEM_WARP3];
@@ -390,7 +392,7 @@ static __global__ void __launch_bounds__(WARPS * 32, WARPS == MV4_WARPS ? MINB :
 #ifdef VZ_CUDA_TRACE
     const unsigned long long tr_tx = vz_gtime();
 #endif
-    ring.run(xs, c4, a.out(t), a.epi, lane, smem[KIND == VZ_K_LL3 ? warp : 0]);
+    ring.template run<KEYS>(xs, c4, a.out(t), a.epi, lane, smem[KIND == VZ_K_LL3 ? warp : 0], a.keys);
 #ifdef VZ_CUDA_TRACE
     if (lane == 0) vz_trace_put(a.tr, tr_t0, tr_tw, blockIdx.x << 8 | warp, blockIdx.x * WARPS + warp, tr_tx);
 #endif
@@ -454,6 +456,19 @@ static const mv_fn mv4d_wide[2][7] = {MV4_WIDE_ROW(VZ_K_Q4D), MV4_WIDE_ROW(VZ_K_
 static const mv_fn mv4d_wide1[2][2] = {
     {mv4_kernel<VZ_K_Q4D, 1, 1, 1, MV4_WIDE_WARPS>, mv4_kernel<VZ_K_Q4D, 1, 2, 1, MV4_WIDE_WARPS>},
     {mv4_kernel<VZ_K_Q8D, 1, 1, 1, MV4_WIDE_WARPS>, mv4_kernel<VZ_K_Q8D, 1, 2, 1, MV4_WIDE_WARPS>}};
+/* The output head with greedy keys (vz_cuda_matvec_head), batch 1, row
+ * pairs: [wide][kind] as mv4_table and mv4_wide1, then the dot-product
+ * kinds [wide][q8]. The head is a launch of many rows, so it runs one of
+ * these where no key is asked for too; smaller heads (stories260K's 512
+ * rows: single rows, 3 blocks per SM) take no keys. */
+#define MV4_KEYS_ROW(K, W, M) mv4_kernel<K, 1, 2, M, W, true>
+static const mv_fn mv4_keys[2][4] = {
+    {MV4_KEYS_ROW(VZ_K_RAW_BF16, MV4_WARPS, 2), MV4_KEYS_ROW(VZ_K_LL3, MV4_WARPS, 2), MV4_KEYS_ROW(VZ_K_Q8, MV4_WARPS, 2),
+     MV4_KEYS_ROW(VZ_K_Q4, MV4_WARPS, 2)},
+    {MV4_KEYS_ROW(VZ_K_RAW_BF16, MV4_WIDE_WARPS, 1), MV4_KEYS_ROW(VZ_K_LL3, MV4_WIDE_WARPS, 1),
+     MV4_KEYS_ROW(VZ_K_Q8, MV4_WIDE_WARPS, 1), MV4_KEYS_ROW(VZ_K_Q4, MV4_WIDE_WARPS, 1)}};
+static const mv_fn mv4d_keys[2][2] = {{MV4_KEYS_ROW(VZ_K_Q4D, MV4_WARPS, 2), MV4_KEYS_ROW(VZ_K_Q8D, MV4_WARPS, 2)},
+                                      {MV4_KEYS_ROW(VZ_K_Q4D, MV4_WIDE_WARPS, 1), MV4_KEYS_ROW(VZ_K_Q8D, MV4_WIDE_WARPS, 1)}};
 /* MV4_WIDE3, raw at batch 1: [pairs] */
 static const mv_fn mv4_wide3[2] = {mv4_kernel<VZ_K_RAW_BF16, 1, 1, 3, MV4_WIDE3_WARPS>,
                                    mv4_kernel<VZ_K_RAW_BF16, 1, 2, 3, MV4_WIDE3_WARPS>};
@@ -572,9 +587,9 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
                           unsigned *blocks, mv_fn *f, size_t *blk_smem, int *per_sm, int *warps) {
     static int sms = 0, resv = 0; /* resv: shared memory the system reserves per block */
     /* opt-in above 48 KiB done: [kind][batch - 1], 8: mv4_row1, 9 + pairs: mv4_occ3, 9 + batch: mv4_wide,
-     * 18 + pairs: mv4_wide1, 20 + pairs: mv4_wide3 */
-    static bool big_smem[7][22]; /* [VZ_K_Q4D], [VZ_K_Q8D] too */
-    static size_t stat_smem[7][22]; /* the kernel's static shared memory (+ resv), known once big_smem is set */
+     * 18 + pairs: mv4_wide1, 20 + pairs: mv4_wide3, 22 + wide: mv4_keys */
+    static bool big_smem[7][24]; /* [VZ_K_Q4D], [VZ_K_Q8D] too */
+    static size_t stat_smem[7][24]; /* the kernel's static shared memory (+ resv), known once big_smem is set */
     if (sms == 0) {
         int dev = 0;
         cudaError_t e = cudaGetDevice(&dev);
@@ -630,7 +645,13 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
     else
         *f = wide ? (batch == 1 ? mv4_wide1[!one][kind] : mv4_wide[kind][batch - 2])
              : occ3w ? mv4_wide3[!one] : occ3 ? mv4_occ3[!one][kind] : one ? mv4_row1[kind] : mv4_table[kind][batch - 1];
-    const int ki = wide ? (batch == 1 ? 18 + !one : 9 + batch) : occ3w ? 20 + !one : occ3 ? 9 + !one : one ? 8 : batch - 1;
+    int ki = wide ? (batch == 1 ? 18 + !one : 9 + batch) : occ3w ? 20 + !one : occ3 ? 9 + !one : one ? 8 : batch - 1;
+    if (a.keys) { /* the head's keys: its kernel (pairs at batch 1, 2 blocks per SM or wide) with KEYS */
+        if (batch == 1 && !one && !occ3 && !occ3w)
+            *f = dp ? mv4d_keys[wide][d8] : mv4_keys[wide][kind], ki = 22 + wide;
+        else
+            a.keys = NULL;
+    }
     if (!big_smem[kind][ki]) { /* static (lossless scratch) + dynamic may pass 48 KiB below 48 KiB of x */
         cudaError_t e = cudaFuncSetAttribute(*f, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              (wide ? mv4_xmax_wide() : MV4_XMAX) + MV4_XPAD);
@@ -662,9 +683,12 @@ static vz_status mv_check_args(int n, const vz_cuda_tensor *const *W, float *con
 }
 
 /* vz_cuda_matvec_multi, with nw: of RMSNorm(x) (fused into v4's x staging,
- * else vz_k_rmsnorm into xb first). */
+ * else vz_k_rmsnorm into xb first); keys: vz_cuda_matvec_head's (epi NONE,
+ * one tensor, batch 1), *keyed = 1 where a KEYS kernel wrote them. */
 static vz_status mv_multi(int n, const vz_cuda_tensor *const *W, float *const *d_y, const float *d_x, int batch, int epi,
-                          const float *nw, float eps, float *d_xb, int late, cudaStream_t stream) {
+                          const float *nw, float eps, float *d_xb, int late, cudaStream_t stream,
+                          unsigned long long *keys = NULL, int *keyed = NULL) {
+    if (keyed) *keyed = 0;
     VZ_TRY(mv_check_args(n, W, d_y, d_x, batch, epi));
     bool tc = true;
     for (int i = 0; i < n; i++) tc = tc && W[i]->tc;
@@ -716,6 +740,7 @@ static vz_status mv_multi(int n, const vz_cuda_tensor *const *W, float *const *d
     memset(&a, 0, sizeof a);
     a.ntens = epi == VZ_CUDA_EPI_SILU_MUL ? 1 : n;
     a.batch = batch, a.epi = epi, a.x = d_x, a.nw = nw, a.eps = eps, a.late = late != 0;
+    if (v4 && epi == VZ_CUDA_EPI_NONE && n == 1 && batch == 1) a.keys = keys; /* mv4_plan may clear it */
     int per_warp = epi == VZ_CUDA_EPI_SILU_MUL ? 1 : MV_SLOTS;
     int64_t blocks = 0;
     for (int i = 0; i < 3; i++) {
@@ -741,6 +766,7 @@ static vz_status mv_multi(int n, const vz_cuda_tensor *const *W, float *const *d
         cudaError_t e = mv_launch(f, true, nblk, warps * 32, smem, (cudaStream_t)stream, a, sm_bytes);
         VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda matvec v4 launch (%lldx%lld, batch %d): %s",
                    (long long)W[0]->rows, (long long)W[0]->cols, batch, cudaGetErrorString(e));
+        if (keyed) *keyed = a.keys != NULL;
         return VZ_OK;
     }
     for (int i = 0; i < a.ntens; i++) {
@@ -770,6 +796,13 @@ extern "C" vz_status vz_cuda_matvec_multi_norm(int n, const vz_cuda_tensor *cons
                                                int late, void *stream) {
     VZ_FAIL_IF(!nw || !d_xb, VZ_ERR_ARG, "cuda matvec: norm weights and scratch needed");
     return mv_multi(n, W, d_y, d_x, batch, epi, nw, eps, d_xb, late, (cudaStream_t)stream);
+}
+
+extern "C" vz_status vz_cuda_matvec_head(const vz_cuda_tensor *W, float *d_y, const float *d_x, int batch,
+                                        const float *nw, float eps, float *d_xb, unsigned long long *keys, int *keyed,
+                                        void *stream) {
+    VZ_FAIL_IF(!nw || !d_xb || !keys || !keyed, VZ_ERR_ARG, "cuda head matvec: norm weights, scratch and keys needed");
+    return mv_multi(1, &W, &d_y, d_x, batch, VZ_CUDA_EPI_NONE, nw, eps, d_xb, 0, (cudaStream_t)stream, keys, keyed);
 }
 
 extern "C" vz_status vz_cuda_matvec(float *d_y, const float *d_x, int batch, const vz_cuda_tensor *W, void *stream) {

@@ -72,6 +72,18 @@ static __device__ __forceinline__ void vz_rms_scales(F at, int nb, int dim, floa
     __syncthreads();
 }
 
+/* Greedy key of logit v at row r: the order-preserving bits of v (both
+ * zeros as +0, so equal logits tie) over the complement of r, so that the
+ * largest key is the largest logit at its lowest row, what the sampler's
+ * scan (strict > in row order) picks; 0 (never a key) for NaN and -inf,
+ * which that scan never picks either. */
+static __device__ __forceinline__ unsigned long long vz_greedy_key(float v, uint32_t r) {
+    if (!(v > -INFINITY)) return 0ull;
+    const uint32_t u = __float_as_uint(v == 0.0f ? 0.0f : v);
+    const uint32_t k = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+    return (unsigned long long)k << 32 | (uint32_t)~r;
+}
+
 /* The tensors of one multi-matvec launch, as both families take them: up
  * to 3 tensors of equal cols side by side (unused slots repeat tensor 0),
  * blk[t] the first block of tensor t (blk[ntens] = the grid), y[t] its
@@ -82,6 +94,7 @@ struct mv_set {
     const float *x;
     int blk[4];
     int ntens, epi;
+    unsigned long long *keys; /* the KEYS kernels' greedy keys (vz_cuda_matvec_head) */
     int late; /* PDL trigger after the wait (trigger_early, wait below) */
     /* The tensor this block works on. */
     __device__ __forceinline__ int tensor() const {

@@ -493,8 +493,11 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
 
     /* Butterfly; lane 0 stores unit u's outputs into y (rows apart per
      * input): silu(gate) * up, or the unit's rows (epi ADD: added); acc
-     * zeroed. */
-    __device__ __forceinline__ void store(float *y, int epi, int lane, float acc[NS][B]) const {
+     * zeroed. KEYS: lane 0 also keeps the largest greedy key of each input's
+     * rows so far in kb (vz_greedy_key). */
+    template <bool KEYS>
+    __device__ __forceinline__ void store(float *y, int epi, int lane, float acc[NS][B],
+                                          unsigned long long kb[B]) const {
 #pragma unroll
         for (int s = 0; s < NS; s++)
 #pragma unroll
@@ -518,6 +521,10 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
                 if (s == 1 && r[s] == r[0]) break; /* an odd count's last pair */
                 size_t i = (size_t)b * rows + r[s];
                 y[i] = epi != VZ_CUDA_EPI_ADD ? acc[s][b] : (YS ? ys[s] : YA ? ya[s][b] : y[i]) + acc[s][b];
+                if constexpr (KEYS) {
+                    const unsigned long long k = vz_greedy_key(acc[s][b], (uint32_t)r[s]);
+                    kb[b] = k > kb[b] ? k : kb[b];
+                }
             }
         }
 #pragma unroll
@@ -528,8 +535,17 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
 
     /* Consumes every step: xs as mv4_stage left it (B inputs of c4
      * float4; the caller's batch is B), outputs to y; sm: the warp's
-     * lossless scratch. */
-    __device__ __forceinline__ void run(const float4 *xs, int c4, float *y, int epi, int lane, uint32_t *sm) {
+     * lossless scratch. KEYS (vz_cuda_matvec_head): then lane 0 puts the
+     * largest greedy key of its rows of input b into slot (first unit) % 32
+     * of keys' row b by one atomicMax; slots lie VZ_GREEDY_STRIDE apart, a
+     * cache line each. */
+    template <bool KEYS = false>
+    __device__ __forceinline__ void run(const float4 *xs, int c4, float *y, int epi, int lane, uint32_t *sm,
+                                        unsigned long long *keys = NULL) {
+        const int u0 = u;
+        unsigned long long kb[B];
+#pragma unroll
+        for (int b = 0; b < B; b++) kb[b] = 0ull;
         float acc[NS][B];
 #pragma unroll
         for (int s = 0; s < NS; s++)
@@ -553,10 +569,16 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
                     else mv4_fma<KIND, B, NS>(pk, xa0 + 128u * (uint32_t)g, c4, acc);
                 }
                 if (LATE && uf < uend) fetch(k, lane);
-                if (it + 1 == nit) store(y, epi, lane, acc);
+                if (it + 1 == nit) store<KEYS>(y, epi, lane, acc, kb);
                 next(u, it);
             }
         }
+        if constexpr (KEYS)
+#pragma unroll
+            for (int b = 0; b < B; b++)
+                if (lane == 0 && kb[b])
+                    atomicMax(keys + ((size_t)b * VZ_GREEDY_SLOTS + (u0 & (VZ_GREEDY_SLOTS - 1))) * VZ_GREEDY_STRIDE,
+                              kb[b]);
     }
 };
 

@@ -159,6 +159,7 @@ static vz_status alloc_state(vz_cuda_session *s) {
     VZ_TRY(vz_cs_dalloc((void **)&s->part, vz_att_part_floats(VZ_CUDA_MAX_BATCH, c->n_heads, c->head_dim, s->n_ctx), 4, a,
                   "attention partials"));
     VZ_TRY(vz_cs_dalloc((void **)&s->att_cnt, vz_att_counters(VZ_CUDA_MAX_BATCH, c->n_heads), 4, a, "attention counters"));
+    VZ_TRY(vz_cs_dalloc((void **)&s->keys, VZ_GREEDY_SLOTS * VZ_GREEDY_STRIDE, 8, a, "greedy keys"));
     VZ_TRY(vz_cs_dalloc((void **)&s->lanes, 4 * B, 4, a, "tokens, positions, slots, steps"));
     s->tok = s->lanes, s->pos = s->lanes + B, s->slot = s->lanes + 2 * B, s->step = s->lanes + 3 * B;
     VZ_TRY(vz_cs_dalloc((void **)&s->out_ids, (uint64_t)s->n_seq * (uint64_t)s->n_ctx, 4, a, "sampled ids"));
@@ -197,22 +198,32 @@ static void trace_probe(char c, cudaStream_t st) {
 }
 
 /* The output head and sampling of a step over B tokens: logits of every
- * row, then a pick from the last row (multi: from every row). */
+ * row, then a pick from the last row (multi: from every row). At B == 1
+ * the head also leaves the greedy pick in s->keys where its kernel can
+ * (vz_cuda_matvec_head), and the sampler takes it from there instead of
+ * scanning the logits. */
 static vz_status head_and_sample(vz_cuda_session *s, int32_t B, int32_t multi) {
     const vz_config *c = &s->c;
     cudaStream_t st = s->st;
     const vz_cuda_tensor *head = s->out.data ? &s->out : &s->emb;
-    VZ_TRY(vz_cuda_matvec_multi_norm(1, &head, &s->logits, s->x, B, VZ_CUDA_EPI_NONE,
-                                     s->norms + (size_t)(2 * c->n_layers) * c->dim, c->rms_eps, s->xb, 0, st));
+    const float *nw = s->norms + (size_t)(2 * c->n_layers) * c->dim;
+    static int keys_on = -1; /* bench knob VZ_CUDA_HEAD_KEYS=0: the sampler scans the logits (same picks) */
+    if (keys_on < 0) keys_on = !(getenv("VZ_CUDA_HEAD_KEYS") && *getenv("VZ_CUDA_HEAD_KEYS") == '0');
+    int keyed = 0;
+    if (keys_on && B == 1)
+        VZ_TRY(vz_cuda_matvec_head(head, s->logits, s->x, B, nw, c->rms_eps, s->xb, s->keys, &keyed, st));
+    else
+        VZ_TRY(vz_cuda_matvec_multi_norm(1, &head, &s->logits, s->x, B, VZ_CUDA_EPI_NONE, nw, c->rms_eps, s->xb, 0, st));
+    unsigned long long *keys = keyed ? s->keys : NULL;
     vz_cs_mark(s, "rmsnorm + head matvec");
     if (multi) {
-        vz_k_sample(s->logits, B, c->vocab_size, &s->mopts, s->tok, s->out_ids, s->step, s->pos, 1, s->n_ctx, st);
+        vz_k_sample(s->logits, keys, B, c->vocab_size, &s->mopts, s->tok, s->out_ids, s->step, s->pos, 1, s->n_ctx, st);
     } else {
         vz_sample_lanes one;
         memset(&one, 0, sizeof one);
         one.temp[0] = s->gopts.temp, one.top_k[0] = s->gopts.top_k, one.top_p[0] = s->gopts.top_p;
         one.seed[0] = s->gopts.seed;
-        vz_k_sample(s->logits + (size_t)(B - 1) * c->vocab_size, 1, c->vocab_size, &one, s->tok, s->out_ids, s->step,
+        vz_k_sample(s->logits + (size_t)(B - 1) * c->vocab_size, keys, 1, c->vocab_size, &one, s->tok, s->out_ids, s->step,
                     s->pos, B, s->n_ctx, st);
     }
     vz_cs_mark(s, "sample");
@@ -433,7 +444,7 @@ extern "C" void vz_cuda_session_free(vz_cuda_session *s) {
     vz_cuda_tensor_free(&s->emb);
     vz_cuda_tensor_free(&s->out);
     cudaFree(s->arena);
-    void *bufs[] = {s->norms, s->kc, s->vc, s->x, s->xb, s->q, s->k, s->v, s->att, s->hb, s->logits, s->part, s->att_cnt, s->lanes, s->out_ids};
+    void *bufs[] = {s->norms, s->kc, s->vc, s->x, s->xb, s->q, s->k, s->v, s->att, s->hb, s->logits, s->part, s->att_cnt, s->keys, s->lanes, s->out_ids};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) cudaFree(bufs[i]);
     if (s->st) cudaStreamDestroy(s->st);
     free(s);

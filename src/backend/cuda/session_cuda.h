@@ -51,6 +51,7 @@ struct vz_cuda_session {
     void *kc, *vc;  /* (n_seq, n_layers, n_ctx, kv_dim) each */
     float *x, *xb, *q, *k, *v, *att, *hb, *logits, *part;
     int32_t *att_cnt; /* attention merge counters (forward.cuh) */
+    unsigned long long *keys; /* the head's greedy keys at batch 1 (cuda.h vz_cuda_matvec_head), 0 between steps */
     /* device, per lane (one sequence: lane 0): tok (8), pos (8), slot (8), step (8) in one
      * allocation (lanes), sampled ids (n_seq, n_ctx) */
     int32_t *lanes, *tok, *pos, *slot, *step, *out_ids;
