@@ -771,8 +771,7 @@ void vz_k_sample(const float *logits, unsigned long long *keys, int32_t lanes, i
                  int32_t *d_tok, int32_t *d_out, int32_t *d_step, int32_t *d_pos, int32_t adv, int32_t out_cap,
                  cudaStream_t st) {
     vz_launch_pdl(k_sample, dim3(lanes), dim3(SAMPLE_THREADS), 0, st, lanes, 0, logits, keys, vocab, *p, d_tok, d_out,
-                  d_step,
-                  d_pos, adv, out_cap, vz_trace_next('s', lanes, vocab, 1, 0));
+                  d_step, d_pos, adv, out_cap, vz_trace_next('s', lanes, vocab, 1, 0));
 }
 
 static __global__ void k_advance(int32_t *d_pos, int32_t adv) {
