@@ -677,6 +677,32 @@ static __global__ void k_sample(const float *logits, unsigned long long *keys, i
     const float temp = P.temp[lane], top_p = P.top_p[lane];
     const int32_t top_k = P.top_k[lane];
     const uint64_t seed = P.seed[lane];
+    /* Greedy from the keys: one warp, the slots, step and position loaded
+     * together (one L2 round trip, where the pick and then the step took
+     * two); the other warps leave. On an H200 tinyllama decode +0.06% (raw)
+     * to +0.26% (q4), the same picks (bench/results/2026-12-02-session43-
+     * h200.md, run 5). */
+    if (keys && !(temp > 0.0f)) {
+        if (threadIdx.x >= 32) return;
+        unsigned long long *kp = keys + ((int64_t)lane * VZ_GREEDY_SLOTS + threadIdx.x) * VZ_GREEDY_STRIDE;
+        unsigned long long k = __ldcg(kp);
+        int32_t step = 0, pos = 0;
+        if (threadIdx.x == 0) step = d_step[lane], pos = d_pos[lane];
+        *kp = 0ull; /* for the next step's head (it runs after this grid completes) */
+        for (int o = 16; o > 0; o >>= 1) {
+            const unsigned long long ok = __shfl_xor_sync(0xffffffffu, k, o);
+            k = ok > k ? ok : k;
+        }
+        if (threadIdx.x == 0) {
+            const int32_t tok = k ? (int32_t)~(uint32_t)k : 0;
+            d_tok[lane] = tok;
+            if (step < out_cap) d_out[(int64_t)lane * out_cap + step] = tok;
+            d_step[lane] = step + 1;
+            d_pos[lane] = pos + adv;
+            vz_trace_put(tr, tr_t0, tr_tw, blockIdx.x, blockIdx.x);
+        }
+        return;
+    }
     float best = -INFINITY;
     int32_t idx = INT32_MAX;
     if (keys) { /* the head's keys: the same pick, read from 32 slots instead of the vocab's logits */
