@@ -661,6 +661,20 @@ static __device__ __forceinline__ float key_logit(unsigned long long k) {
     return __uint_as_float((u & 0x80000000u) ? (u & 0x7fffffffu) : ~u);
 }
 
+/* The largest of lane's greedy keys, in every thread of the block's first
+ * warp (thread t reads slot t), which zeroes them for the next step's head
+ * (it runs after this grid completes). */
+static __device__ __forceinline__ unsigned long long keys_take(unsigned long long *keys, int lane) {
+    unsigned long long *kp = keys + ((int64_t)lane * VZ_GREEDY_SLOTS + threadIdx.x) * VZ_GREEDY_STRIDE;
+    unsigned long long k = __ldcg(kp);
+    *kp = 0ull;
+    for (int o = 16; o > 0; o >>= 1) {
+        const unsigned long long ok = __shfl_xor_sync(0xffffffffu, k, o);
+        k = ok > k ? ok : k;
+    }
+    return k;
+}
+
 /* One block per lane (vz_k_sample). */
 static __global__ void k_sample(const float *logits, unsigned long long *keys, int32_t vocab, vz_sample_lanes P,
                                 int32_t *d_tok, int32_t *d_out, int32_t *d_step, int32_t *d_pos, int32_t adv,
@@ -684,15 +698,9 @@ static __global__ void k_sample(const float *logits, unsigned long long *keys, i
      * h200.md, run 5). */
     if (keys && !(temp > 0.0f)) {
         if (threadIdx.x >= 32) return;
-        unsigned long long *kp = keys + ((int64_t)lane * VZ_GREEDY_SLOTS + threadIdx.x) * VZ_GREEDY_STRIDE;
-        unsigned long long k = __ldcg(kp);
         int32_t step = 0, pos = 0;
         if (threadIdx.x == 0) step = d_step[lane], pos = d_pos[lane];
-        *kp = 0ull; /* for the next step's head (it runs after this grid completes) */
-        for (int o = 16; o > 0; o >>= 1) {
-            const unsigned long long ok = __shfl_xor_sync(0xffffffffu, k, o);
-            k = ok > k ? ok : k;
-        }
+        const unsigned long long k = keys_take(keys, lane);
         if (threadIdx.x == 0) {
             const int32_t tok = k ? (int32_t)~(uint32_t)k : 0;
             d_tok[lane] = tok;
@@ -708,13 +716,7 @@ static __global__ void k_sample(const float *logits, unsigned long long *keys, i
     if (keys) { /* the head's keys: the same pick, read from 32 slots instead of the vocab's logits */
         __shared__ unsigned long long kb;
         if (threadIdx.x < 32) {
-            unsigned long long *kp = keys + ((int64_t)lane * VZ_GREEDY_SLOTS + threadIdx.x) * VZ_GREEDY_STRIDE;
-            unsigned long long k = __ldcg(kp);
-            *kp = 0ull; /* for the next step's head (it runs after this grid completes) */
-            for (int o = 16; o > 0; o >>= 1) {
-                const unsigned long long ok = __shfl_xor_sync(0xffffffffu, k, o);
-                k = ok > k ? ok : k;
-            }
+            const unsigned long long k = keys_take(keys, lane);
             if (threadIdx.x == 0) kb = k;
         }
         __syncthreads();
