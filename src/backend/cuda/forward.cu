@@ -623,13 +623,6 @@ void vz_k_attention(float *out, const float *q, const float *k, const float *v, 
 
 #define SAMPLE_THREADS 1024
 
-/* Order-preserving unsigned key of a float (NaN sorts above +Inf; callers
- * never see NaN logits from a finite model). */
-static __device__ __forceinline__ uint32_t fkey(float f) {
-    uint32_t u = __float_as_uint(f);
-    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-
 static __device__ __forceinline__ uint64_t splitmix64(uint64_t x) {
     x += 0x9e3779b97f4a7c15ull;
     x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -646,7 +639,7 @@ static __device__ uint32_t select_key(const float *l, int32_t vocab, float inv_t
         uint32_t c = K | (1u << bit);
         float cnt = 0.0f;
         for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
-            uint32_t k = fkey(l[i]);
+            uint32_t k = vz_fkey(l[i]);
             if (k >= c && k >= floor_key) cnt += by_weight ? expf((l[i] - mx) * inv_t) : 1.0f;
         }
         if (block_sum(vz_cta(), cnt, red) >= target) K = c;
@@ -654,8 +647,7 @@ static __device__ uint32_t select_key(const float *l, int32_t vocab, float inv_t
     return K;
 }
 
-/* The logit of greedy key k (vz_greedy_key: its high word is the
- * order-preserving bits). */
+/* The logit of greedy key k (vz_greedy_key: its high word is vz_fkey's). */
 static __device__ __forceinline__ float key_logit(unsigned long long k) {
     const uint32_t u = (uint32_t)(k >> 32);
     return __uint_as_float((u & 0x80000000u) ? (u & 0x7fffffffu) : ~u);
@@ -754,7 +746,7 @@ static __global__ void k_sample(const float *logits, unsigned long long *keys, i
         if (top_p < 1.0f) {
             float z = 0.0f;
             for (int i = threadIdx.x; i < vocab; i += blockDim.x)
-                if (fkey(l[i]) >= kk) z += expf((l[i] - best) * inv_t);
+                if (vz_fkey(l[i]) >= kk) z += expf((l[i] - best) * inv_t);
             z = block_sum(vz_cta(), z, red);
             uint32_t kp = select_key(l, vocab, inv_t, best, kk, top_p * z, 1, red);
             kk = kp > kk ? kp : kk;
@@ -763,7 +755,7 @@ static __global__ void k_sample(const float *logits, unsigned long long *keys, i
         int per = (vocab + blockDim.x - 1) / blockDim.x, i0 = threadIdx.x * per, i1 = min(vocab, i0 + per);
         float mine = 0.0f;
         for (int i = i0; i < i1; i++)
-            if (fkey(l[i]) >= kk) mine += expf((l[i] - best) * inv_t);
+            if (vz_fkey(l[i]) >= kk) mine += expf((l[i] - best) * inv_t);
         scan[threadIdx.x] = mine;
         __syncthreads();
         if (threadIdx.x == 0) {
@@ -775,7 +767,7 @@ static __global__ void k_sample(const float *logits, unsigned long long *keys, i
             while (t < (int)blockDim.x - 1 && run + scan[t] <= u) run += scan[t++];
             int32_t pick = -1;
             for (int i = t * per; i < min(vocab, (t + 1) * per); i++)
-                if (fkey(l[i]) >= kk) {
+                if (vz_fkey(l[i]) >= kk) {
                     pick = i;
                     run += expf((l[i] - best) * inv_t);
                     if (run > u) break;

@@ -72,16 +72,21 @@ static __device__ __forceinline__ void vz_rms_scales(F at, int nb, int dim, floa
     __syncthreads();
 }
 
-/* Greedy key of logit v at row r: the order-preserving bits of v (both
- * zeros as +0, so equal logits tie) over the complement of r, so that the
- * largest key is the largest logit at its lowest row, what the sampler's
- * scan (strict > in row order) picks; 0 (never a key) for NaN and -inf,
- * which that scan never picks either. */
+/* Order-preserving unsigned key of a float (NaN sorts above +Inf; the
+ * sampler never sees NaN logits from a finite model). */
+static __device__ __forceinline__ uint32_t vz_fkey(float f) {
+    const uint32_t u = __float_as_uint(f);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+/* Greedy key of logit v at row r: vz_fkey(v) (both zeros as +0, so equal
+ * logits tie) over the complement of r, so that the largest key is the
+ * largest logit at its lowest row, what the sampler's scan (strict > in
+ * row order) picks; 0 (never a key) for NaN and -inf, which that scan
+ * never picks either. */
 static __device__ __forceinline__ unsigned long long vz_greedy_key(float v, uint32_t r) {
     if (!(v > -INFINITY)) return 0ull;
-    const uint32_t u = __float_as_uint(v == 0.0f ? 0.0f : v);
-    const uint32_t k = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-    return (unsigned long long)k << 32 | (uint32_t)~r;
+    return (unsigned long long)vz_fkey(v == 0.0f ? 0.0f : v) << 32 | (uint32_t)~r;
 }
 
 /* The tensors of one multi-matvec launch, as both families take them: up
