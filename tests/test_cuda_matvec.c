@@ -707,6 +707,58 @@ static void test_matvec_norm(void **state) {
     vz_cuda_matvec_variant(old);
 }
 
+/* The norm kernel (vz_k_rmsnorm, behind a LEGACY launch's norm) at widths
+ * whose last float4 is partial (the norm's one order pads it with zeros,
+ * matvec.cuh) and at 2048: every normalized element within 2^-21 of a CPU
+ * norm from a double sum, at batch 1 and 3, and the rows of batch 3 equal
+ * batch 1's bitwise (a row's norm does not depend on the batch). */
+static void test_rmsnorm_dims(void **state) {
+    (void)state;
+    REQUIRE_GPU();
+    const int64_t dims[3] = {70, 1001, 2048}, rows = 8;
+    int old = vz_cuda_matvec_variant(-1);
+    vz_cuda_matvec_variant(VZ_CUDA_MV_LEGACY);
+    for (int di = 0; di < 3; di++) {
+        const int64_t cols = dims[di];
+        float *wf = rand_weights(rows * cols, 90 + di);
+        void *src = to_dtype(wf, rows * cols, VZ_DTYPE_BF16);
+        enc e;
+        enc_make(&e, "raw", src, VZ_DTYPE_BF16, rows, cols);
+        float *x = rand_weights(3 * cols, 13 + di), *nw = rand_weights(cols, 17 + di);
+        for (int64_t i = 0; i < 3 * cols; i++) x[i] *= 40.0f;
+        for (int64_t i = 0; i < cols; i++) nw[i] = 1.0f + 10.0f * nw[i];
+        float *dx = upload_x(x, (size_t)3 * cols, 0), *dnw = upload_x(nw, (size_t)cols, 0);
+        float *dxb = vz_cuda_alloc((size_t)3 * cols * 4), *dy = vz_cuda_alloc((size_t)3 * rows * 4);
+        float *xb[2] = {malloc((size_t)3 * cols * 4), malloc((size_t)3 * cols * 4)};
+        for (int pass = 0; pass < 2; pass++) {
+            const int batch = pass ? 3 : 1;
+            const vz_cuda_tensor *W = &e.d;
+            assert_int_equal(vz_cuda_fill_f32(dxb, NAN, (size_t)3 * cols), VZ_OK);
+            if (vz_cuda_matvec_multi_norm(1, &W, &dy, dx, batch, VZ_CUDA_EPI_NONE, dnw, 1e-5f, dxb, 0, NULL) != VZ_OK ||
+                vz_cuda_sync() != VZ_OK)
+                fail_msg("norm matvec: %s", vz_last_error());
+            assert_int_equal(vz_cuda_copy(xb[pass], dxb, (size_t)batch * cols * 4, 1), VZ_OK);
+            for (int b = 0; b < batch; b++) {
+                double ss = 0;
+                for (int64_t c = 0; c < cols; c++) ss += (double)x[b * cols + c] * x[b * cols + c];
+                const float sc = (float)(1.0 / sqrt(ss / (double)cols + 1e-5));
+                for (int64_t c = 0; c < cols; c++) {
+                    const float want = nw[c] * (x[b * cols + c] * sc), g = xb[pass][b * cols + c];
+                    if (!(fabsf(g - want) <= ldexpf(fabsf(want), -21)))
+                        fail_msg("dim %lld batch %d: norm x[%d][%lld] = %.9g, want %.9g", (long long)cols, batch, b,
+                                 (long long)c, g, want);
+                }
+            }
+        }
+        if (memcmp(xb[0], xb[1], (size_t)cols * 4) != 0) fail_msg("dim %lld: batch 3's first row != batch 1's", (long long)cols);
+        free(xb[0]), free(xb[1]);
+        vz_cuda_release(dx), vz_cuda_release(dnw), vz_cuda_release(dxb), vz_cuda_release(dy);
+        free(x), free(nw), free(wf), free(src);
+        enc_free(&e);
+    }
+    vz_cuda_matvec_variant(old);
+}
+
 /* The output head's greedy keys (vz_cuda_matvec_head): its logits equal
  * the plain matvec's bitwise, and where it reports keys the largest slot
  * names the pick of a scan of those logits with strict > in row order (the
@@ -845,6 +897,7 @@ int main(void) {
         cmocka_unit_test(test_matvec_dense_exceptions),
         cmocka_unit_test(test_matvec_multi),
         cmocka_unit_test(test_matvec_norm),
+        cmocka_unit_test(test_rmsnorm_dims),
         cmocka_unit_test(test_head_keys),
         cmocka_unit_test(test_matvec_chain),
         cmocka_unit_test(test_rows),

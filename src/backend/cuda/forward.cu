@@ -36,11 +36,18 @@
 
 static __global__ void k_rmsnorm(const float *x, float *out, const float *w, int32_t dim, float eps) {
     __shared__ vz_rms_smem nsm;
+    const double inv_dim = 1.0 / (double)dim;
     vz_pdl_enter();
     const float *xr = x + (int64_t)blockIdx.x * dim;
     /* the norm's one order (matvec.cuh), as the matvec's fused norm computes it */
-    vz_rms_scales([xr](int, int i) { return xr[i]; }, 1, dim, eps, &nsm);
-    const float scale = nsm.sc[0];
+    const auto at4 = [xr, dim](int q) {
+        const int i = 4 * q;
+        return make_float4(xr[i], i + 1 < dim ? xr[i + 1] : 0.0f, i + 2 < dim ? xr[i + 2] : 0.0f,
+                           i + 3 < dim ? xr[i + 3] : 0.0f);
+    };
+    if (threadIdx.x < VZ_RMS_THREADS) vz_rms_publish(vz_rms_part(at4, threadIdx.x, (dim + 3) / 4), 0, &nsm);
+    __syncthreads();
+    const float scale = vz_rms_scale(&nsm, 0, inv_dim, eps);
     for (int i = threadIdx.x; i < dim; i += blockDim.x) out[(int64_t)blockIdx.x * dim + i] = w[i] * (xr[i] * scale);
 }
 

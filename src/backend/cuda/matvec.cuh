@@ -31,45 +31,60 @@ static __device__ __forceinline__ void vz_pdl_enter() {
     mv_pdl_wait();
 }
 
-/* RMSNorm's scales 1 / sqrt(mean(x^2) + eps) of nb <= 8 rows of dim floats
- * (element i of row b = at(b, i)), summed in double in the norm's one
- * order, so that every kernel that computes it gives the same bits
- * (vz_k_rmsnorm, the fused norm of the v4 matvec):
- * VZ_RMS_PARTS parts, part w over the elements 32w + l + 256j (lane l's in
- * order of j, then an xor-butterfly over the lanes), added in order of w.
- * Warps 0..7 of the block compute the parts at once (one warp's sum was a
- * chain of dim / 32 dependent double adds on the path of every normed
- * matvec), thread b then the scale of row b into m->sc[b]. All threads of
- * a block of at least 8 warps call it; it ends with __syncthreads. */
-#define VZ_RMS_PARTS 8
+/* RMSNorm's scale 1 / sqrt(mean(x^2) + eps) of a row of dim floats, in
+ * the norm's one order, so that every kernel that computes it gives the
+ * same bits (vz_k_rmsnorm, the fused norm of the v4 matvec):
+ * - VZ_RMS_THREADS parts: part p (thread p of the block) sums in double,
+ *   by fma, the elements of the row's float4s q = p, p + 256, ..., each
+ *   float4's four in order (a last partial float4 padded with zeros, which
+ *   add nothing): vz_rms_part;
+ * - an xor-butterfly over each warp's 32 parts (vz_rms_publish);
+ * - the 8 warps' sums as ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)),
+ *   then (float)rsqrt(S * (1 / dim) + eps) in double (vz_rms_scale).
+ * A part thread sums the float4s it copied itself, so the sums need no
+ * barrier before them, and every thread that normalizes computes the scale
+ * from the 8 warp sums itself: one barrier between the copy of x and its
+ * normalized form, where the order before (a part per warp over the
+ * elements 32w + l + 256j, then one thread's scale) took three. On an H200
+ * (bench/results/2026-12-02-session44-h200.md) a one-block probe timed
+ * that form's norm at ~1400 cycles after the copy of a 2048-float x and
+ * this one at ~900; tinyllama decode went raw +1.6%, lossless +0.9%, q8
+ * +0.2%, q4 +1.2%, llama2-7b +0.6-0.7%. Its logits there were byte for byte
+ * those of the form before: a double sum in another order rounds to the
+ * same float scale but in rare cases, so that is not promised. */
+#define VZ_RMS_THREADS 256
 struct vz_rms_smem {
-    double part[8 * VZ_RMS_PARTS];
-    float sc[8];
+    double part[8 * (VZ_RMS_THREADS / 32)]; /* [row][warp] */
 };
 
-template <typename F>
-static __device__ __forceinline__ void vz_rms_scales(F at, int nb, int dim, float eps, vz_rms_smem *m) {
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    if (warp < VZ_RMS_PARTS)
-        for (int b = 0; b < nb; b++) {
-            double ss = 0.0;
-            for (int i = 32 * warp + lane; i < dim; i += 32 * VZ_RMS_PARTS) {
-                const float v = at(b, i);
-                ss += (double)v * v;
-            }
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-            if (lane == 0) m->part[b * VZ_RMS_PARTS + warp] = ss;
-        }
-    __syncthreads();
-    if ((int)threadIdx.x < nb) {
-        const double *p = m->part + threadIdx.x * VZ_RMS_PARTS;
-        double ss = p[0];
-#pragma unroll
-        for (int w = 1; w < VZ_RMS_PARTS; w++) ss += p[w];
-        m->sc[threadIdx.x] = (float)(1.0 / sqrt(ss / dim + eps));
+/* Part p of a row of c4 float4s (float4 q = at4(q)). */
+template <typename F4>
+static __device__ __forceinline__ double vz_rms_part(F4 at4, int p, int c4) {
+    double ss = 0.0;
+#pragma unroll 4
+    for (int q = p; q < c4; q += VZ_RMS_THREADS) {
+        const float4 v = at4(q);
+        ss = fma((double)v.x, (double)v.x, ss);
+        ss = fma((double)v.y, (double)v.y, ss);
+        ss = fma((double)v.z, (double)v.z, ss);
+        ss = fma((double)v.w, (double)v.w, ss);
     }
-    __syncthreads();
+    return ss;
+}
+
+/* The warp's sum of its 32 parts of row b into m->part[8 b + warp] (lane 0). */
+static __device__ __forceinline__ void vz_rms_publish(double ss, int b, vz_rms_smem *m) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if ((threadIdx.x & 31) == 0) m->part[8 * b + (threadIdx.x >> 5)] = ss;
+}
+
+/* The scale of row b from its 8 warp sums (after the barrier that follows
+ * vz_rms_publish); inv_dim = 1.0 / dim. */
+static __device__ __forceinline__ float vz_rms_scale(const vz_rms_smem *m, int b, double inv_dim, float eps) {
+    const double *s = m->part + 8 * b;
+    const double S = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    return (float)rsqrt(fma(S, inv_dim, (double)eps));
 }
 
 /* Order-preserving unsigned key of a float (NaN sorts above +Inf; the

@@ -85,54 +85,69 @@ template <int KIND, int B, int NS, int MINB = 2> struct mv4_depth {
 /* x staged for the warps of a block: nb rows of c4 float4 (x, or with nw
  * RMSNorm(x) as vz_k_rmsnorm computes it: w[c] * (x[c] * scale)), float4 j
  * of group g at j ^ (g & 7), so the 8 lanes of a quarter-warp read 8
- * distinct 16-byte bank groups. The scales come from vz_rms_scales (the
- * norm's one order, matvec.cuh) over the staged copy in shared memory (the
- * copy's loads all in flight at once instead of one dependent L2 load per
- * step of the sum; with the batched attention loads, +5-8% decode on an
- * H200). x comes by cp.async, each thread's copies in flight at once:
- * loaded into registers and stored, a thread waited one L2 round trip per
- * float4 it staged (ncu, llama2-7b lossless down: 15% of the kernel's stall
- * samples on that store). All threads of the block (at least 8 warps) call
- * it; it ends with __syncthreads. x is read-only for the kernel's life. */
+ * distinct 16-byte bank groups. x comes by cp.async, each thread's copies
+ * in flight at once: loaded into registers and stored, a thread waited one
+ * L2 round trip per float4 it staged (ncu, llama2-7b lossless down: 15% of
+ * the kernel's stall samples on that store). All threads of the block (at
+ * least 8 warps) call it; it ends with __syncthreads. x is read-only for
+ * the kernel's life.
+ *
+ * With nw, threads 0..VZ_RMS_THREADS - 1 copy x (thread t the float4s t,
+ * t + 256, ... of each row), so each sums its own copies into its part of
+ * the norm (matvec.cuh, the norm's one order) without a barrier, and after
+ * the one barrier that publishes the warps' sums computes the scale and
+ * normalizes those float4s; a second barrier publishes them. */
 static __device__ __forceinline__ int mv4_swz(int j) { return j ^ ((j >> 3) & 7); }
 
 /* nws: the norm weights in shared memory (batch 1; NULL: read from global
  * memory after the norm), copied there by mv4_stage_nw before
  * the PDL wait: the read of nw after the norm was an L2 or DRAM round trip
- * on the path of every normed matvec. Thread t copies (and mv4_stage reads
- * back) float4 t, t + blockDim.x, ... With the norm's sum spread over 8
- * warps (vz_rms_scales), about 1 us less per normed matvec on an H200:
- * tinyllama raw decode 1128 -> 1190 tok/s, llama2-7b 254.8 -> 267.1, the
- * compressed codecs +3.8-6.7% (bench/results/2026-11-29-session13-h200.md). */
+ * on the path of every normed matvec. Thread t < VZ_RMS_THREADS copies (and
+ * mv4_stage reads back) float4 t, t + 256, ... With the norm's sum spread
+ * over 8 warps, about 1 us less per normed matvec on an H200: tinyllama raw
+ * decode 1128 -> 1190 tok/s, llama2-7b 254.8 -> 267.1, the compressed
+ * codecs +3.8-6.7% (bench/results/2026-11-29-session13-h200.md). */
 static __device__ __forceinline__ void mv4_stage_nw(const float *nw, int c4, float4 *nws) {
-    for (int j = threadIdx.x; j < c4; j += blockDim.x) __pipeline_memcpy_async(nws + j, (const float4 *)nw + j, 16);
+    if (threadIdx.x < VZ_RMS_THREADS)
+        for (int j = threadIdx.x; j < c4; j += VZ_RMS_THREADS) __pipeline_memcpy_async(nws + j, (const float4 *)nw + j, 16);
     __pipeline_commit();
 }
 
 template <bool ANYX = false> /* x may be only 4-byte aligned (the dot-product kernels) */
 static __device__ __forceinline__ void mv4_stage(const float *x, const float *nw, float eps, int nb, int c4,
                                                  float4 *xs, vz_rms_smem *nsm, const float4 *nws = NULL) {
-    if (ANYX && ((uintptr_t)x & 15u))
-        for (int b = 0; b < nb; b++)
-            for (int j = threadIdx.x; j < c4; j += blockDim.x)
+    const int t = threadIdx.x, nt = nw ? VZ_RMS_THREADS : (int)blockDim.x; /* the copying threads */
+    if (t < nt) {
+        if (ANYX && ((uintptr_t)x & 15u))
+            for (int b = 0; b < nb; b++)
+                for (int j = t; j < c4; j += nt)
 #pragma unroll
-                for (int e = 0; e < 4; e++)
-                    __pipeline_memcpy_async((float *)(xs + b * c4 + mv4_swz(j)) + e, x + ((size_t)b * c4 + j) * 4 + e, 4);
-    else
-        for (int b = 0; b < nb; b++)
-            for (int j = threadIdx.x; j < c4; j += blockDim.x)
-                __pipeline_memcpy_async(xs + b * c4 + mv4_swz(j), (const float4 *)x + (size_t)b * c4 + j, 16);
+                    for (int e = 0; e < 4; e++)
+                        __pipeline_memcpy_async((float *)(xs + b * c4 + mv4_swz(j)) + e, x + ((size_t)b * c4 + j) * 4 + e, 4);
+        else
+            for (int b = 0; b < nb; b++)
+                for (int j = t; j < c4; j += nt)
+                    __pipeline_memcpy_async(xs + b * c4 + mv4_swz(j), (const float4 *)x + (size_t)b * c4 + j, 16);
+    }
     __pipeline_commit();
-    __pipeline_wait_prior(0); /* also nws's copies (mv4_stage_nw), read back by the thread that made them */
+    const double inv_dim = 1.0 / (double)(4 * c4);
+    __pipeline_wait_prior(0); /* also nws's copies (mv4_stage_nw): this thread's own copies are visible to it */
+    if (!nw) {
+        __syncthreads();
+        return;
+    }
+    if (t < VZ_RMS_THREADS)
+        for (int b = 0; b < nb; b++)
+            vz_rms_publish(vz_rms_part([xs, b, c4](int q) { return xs[b * c4 + mv4_swz(q)]; }, t, c4), b, nsm);
     __syncthreads();
-    if (!nw) return;
-    const auto at = [xs, c4](int b, int i) { return ((const float *)(xs + b * c4))[4 * mv4_swz(i >> 2) + (i & 3)]; };
-    vz_rms_scales(at, nb, c4 * 4, eps, nsm);
-    for (int b = 0; b < nb; b++)
-        for (int j = threadIdx.x; j < c4; j += blockDim.x) {
-            const float4 w = nws ? nws[j] : __ldg((const float4 *)nw + j), v = xs[b * c4 + mv4_swz(j)];
-            const float sc = nsm->sc[b];
-            xs[b * c4 + mv4_swz(j)] = make_float4(w.x * (v.x * sc), w.y * (v.y * sc), w.z * (v.z * sc), w.w * (v.w * sc));
+    if (t < VZ_RMS_THREADS)
+        for (int b = 0; b < nb; b++) {
+            const float sc = vz_rms_scale(nsm, b, inv_dim, eps);
+            for (int j = t; j < c4; j += VZ_RMS_THREADS) {
+                const float4 w = nws ? nws[j] : __ldg((const float4 *)nw + j), v = xs[b * c4 + mv4_swz(j)];
+                xs[b * c4 + mv4_swz(j)] =
+                    make_float4(w.x * (v.x * sc), w.y * (v.y * sc), w.z * (v.z * sc), w.w * (v.w * sc));
+            }
         }
     __syncthreads();
 }
