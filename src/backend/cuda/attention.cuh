@@ -192,24 +192,43 @@ static __device__ __forceinline__ void v_pass(const vz_tgroup &tg, float *acc, c
  * R), their softmax (probabilities into sc; *m the max score, *l the sum of
  * probabilities) and the V sums into acc (v_pass), published to the group.
  * Shared by every kernel of the per-query-head form, so they give the same
- * bits. red: 32 floats. */
+ * bits. red: 32 floats. tg: the ATT_THREADS = 128 threads of a CTA (every
+ * kernel launches them so), 4 warps. The max and the sum are each a warp
+ * butterfly, then after one barrier every thread combines the 4 warps'
+ * results from red as block_max and block_sum's second butterfly (over
+ * lanes 0..3, -FLT_MAX and zeros elsewhere) would: the max in any order
+ * (exact), the sum as (r0 + r2) + (r1 + r3), the butterfly's pairs. So the
+ * bits are block_max and block_sum's, with 10 shuffles and 3 barriers
+ * fewer per chunk: each thread reads back only the scores it wrote, and
+ * the max and the sum use their own slots of red (red[0..3], red[4..7]),
+ * last read before the barrier that ends the chunk before. On an H200
+ * (bench/results/2026-12-02-session44-h200.md, run 4) tinyllama decode
+ * went raw +0.5%, lossless +0.2%, q8 +0.9%, q4 +0.6%, llama2-7b level,
+ * logits byte-identical. */
 template <typename R>
 static __device__ __forceinline__ void att_chunk(const vz_tgroup &tg, const float *qs, float *sc, float *red,
                                                  float *acc, const R &rows, int k0, int n, int hd, int f16, float *m_,
                                                  float *l_) {
+    static_assert(ATT_THREADS == 128, "att_chunk combines 4 warps");
     const float rs = sqrtf((float)hd);
+    const int lane = tg.tid & 31, w = tg.tid >> 5;
     for (int j = tg.tid; j < n; j += tg.nt) sc[j] = dot_row(qs, rows.k(k0 + j), hd, f16) / rs;
-    tg.sync();
     float m = -FLT_MAX;
     for (int j = tg.tid; j < n; j += tg.nt) m = fmaxf(m, sc[j]);
-    m = block_max(tg, m, red);
+    m = warp_max(m);
+    if (lane == 0) red[w] = m;
+    tg.sync();
+    m = fmaxf(fmaxf(red[0], red[1]), fmaxf(red[2], red[3]));
     float l = 0.0f;
     for (int j = tg.tid; j < n; j += tg.nt) {
         float pe = expf(sc[j] - m);
         sc[j] = pe;
         l += pe;
     }
-    l = block_sum(tg, l, red); /* its barriers also publish sc */
+    l = warp_sum(l);
+    if (lane == 0) red[4 + w] = l;
+    tg.sync(); /* also publishes sc */
+    l = (red[4] + red[6]) + (red[5] + red[7]);
     v_pass(tg, acc, sc, rows, k0, n, hd, f16);
     tg.sync();
     *m_ = m, *l_ = l;
