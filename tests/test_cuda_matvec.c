@@ -630,6 +630,23 @@ static void test_matvec_exact(void **state) {
     vz_cuda_matvec_variant(old);
 }
 
+/* The normalized rows xb (batch x cols) of x under the norm weights nw,
+ * each element within 2^-21 of w * (x * s) with s = 1 / sqrt(mean(x^2) +
+ * 1e-5) from a double sum on the CPU (the GPU sums in its own order). */
+static void expect_norm(const float *x, const float *nw, const float *xb, int batch, int64_t cols) {
+    for (int b = 0; b < batch; b++) {
+        double ss = 0;
+        for (int64_t c = 0; c < cols; c++) ss += (double)x[b * cols + c] * x[b * cols + c];
+        const float sc = (float)(1.0 / sqrt(ss / (double)cols + 1e-5));
+        for (int64_t c = 0; c < cols; c++) {
+            const float want = nw[c] * (x[b * cols + c] * sc), g = xb[b * cols + c];
+            if (!(fabsf(g - want) <= ldexpf(fabsf(want), -21)))
+                fail_msg("cols %lld batch %d: norm x[%d][%lld] = %.9g, want %.9g", (long long)cols, batch, b,
+                         (long long)c, g, want);
+        }
+    }
+}
+
 /* RMSNorm fused into the matvec (vz_cuda_matvec_multi_norm): the v4 kernel
  * (norm in its x staging) equals the unfused path (norm kernel into xb,
  * then the legacy kernel, bitwise equal to v4) bitwise, for QKV, SiLU and
@@ -676,19 +693,10 @@ static void test_matvec_norm(void **state) {
                             fail_msg("norm matvec: %s", vz_last_error());
                         got[path] = malloc(ny * 4);
                         assert_int_equal(vz_cuda_copy(got[path], dy[path][0], ny * 4, 1), VZ_OK);
-                        if (path == 1) { /* the unfused norm: w * (x * s), s from a double sum */
+                        if (path == 1) { /* the unfused norm */
                             float *xb = malloc((size_t)batch * cols * 4);
                             assert_int_equal(vz_cuda_copy(xb, dxb, (size_t)batch * cols * 4, 1), VZ_OK);
-                            for (int b = 0; b < batch; b++) {
-                                double ss = 0;
-                                for (int64_t c = 0; c < cols; c++) ss += (double)x[b * cols + c] * x[b * cols + c];
-                                float sc = (float)(1.0 / sqrt(ss / (double)cols + 1e-5));
-                                for (int64_t c = 0; c < cols; c++) {
-                                    float want = nw[c] * (x[b * cols + c] * sc), g = xb[b * cols + c];
-                                    if (!(fabsf(g - want) <= ldexpf(fabsf(want), -21)))
-                                        fail_msg("norm x[%d][%lld] = %.9g, want %.9g", b, (long long)c, g, want);
-                                }
-                            }
+                            expect_norm(x, nw, xb, batch, cols);
                             free(xb);
                         }
                     }
@@ -738,17 +746,7 @@ static void test_rmsnorm_dims(void **state) {
                 vz_cuda_sync() != VZ_OK)
                 fail_msg("norm matvec: %s", vz_last_error());
             assert_int_equal(vz_cuda_copy(xb[pass], dxb, (size_t)batch * cols * 4, 1), VZ_OK);
-            for (int b = 0; b < batch; b++) {
-                double ss = 0;
-                for (int64_t c = 0; c < cols; c++) ss += (double)x[b * cols + c] * x[b * cols + c];
-                const float sc = (float)(1.0 / sqrt(ss / (double)cols + 1e-5));
-                for (int64_t c = 0; c < cols; c++) {
-                    const float want = nw[c] * (x[b * cols + c] * sc), g = xb[pass][b * cols + c];
-                    if (!(fabsf(g - want) <= ldexpf(fabsf(want), -21)))
-                        fail_msg("dim %lld batch %d: norm x[%d][%lld] = %.9g, want %.9g", (long long)cols, batch, b,
-                                 (long long)c, g, want);
-                }
-            }
+            expect_norm(x, nw, xb[pass], batch, cols);
         }
         if (memcmp(xb[0], xb[1], (size_t)cols * 4) != 0) fail_msg("dim %lld: batch 3's first row != batch 1's", (long long)cols);
         free(xb[0]), free(xb[1]);
