@@ -718,8 +718,8 @@ static void test_matvec_norm(void **state) {
 /* The norm kernel (vz_k_rmsnorm, behind a LEGACY launch's norm) at widths
  * whose last float4 is partial (the norm's one order pads it with zeros,
  * matvec.cuh) and at 2048: every normalized element within 2^-21 of a CPU
- * norm from a double sum, at batch 1 and 3, and the rows of batch 3 equal
- * batch 1's bitwise (a row's norm does not depend on the batch). */
+ * norm from a double sum, at batch 1 and 3, and batch 3's first row equal
+ * to batch 1's row bitwise (a row's norm does not depend on the batch). */
 static void test_rmsnorm_dims(void **state) {
     (void)state;
     REQUIRE_GPU();
