@@ -654,12 +654,6 @@ static __device__ uint32_t select_key(const float *l, int32_t vocab, float inv_t
     return K;
 }
 
-/* The logit of greedy key k (vz_greedy_key: its high word is vz_fkey's). */
-static __device__ __forceinline__ float key_logit(unsigned long long k) {
-    const uint32_t u = (uint32_t)(k >> 32);
-    return __uint_as_float((u & 0x80000000u) ? (u & 0x7fffffffu) : ~u);
-}
-
 /* The largest of lane's greedy keys, in every thread of the block's first
  * warp (thread t reads slot t), which zeroes them for the next step's head
  * (it runs after this grid completes). */
@@ -701,7 +695,7 @@ static __global__ void k_sample(const float *logits, unsigned long long *keys, i
         if (threadIdx.x == 0) step = d_step[lane], pos = d_pos[lane];
         const unsigned long long k = keys_take(keys, lane);
         if (threadIdx.x == 0) {
-            const int32_t tok = k ? (int32_t)~(uint32_t)k : 0;
+            const int32_t tok = k ? vz_greedy_row(k) : 0;
             d_tok[lane] = tok;
             if (step < out_cap) d_out[(int64_t)lane * out_cap + step] = tok;
             d_step[lane] = step + 1;
@@ -719,7 +713,7 @@ static __global__ void k_sample(const float *logits, unsigned long long *keys, i
             if (threadIdx.x == 0) kb = k;
         }
         __syncthreads();
-        if (kb) best = key_logit(kb), idx = (int32_t)~(uint32_t)kb;
+        if (kb) best = vz_greedy_logit(kb), idx = vz_greedy_row(kb);
     } else if ((vocab & 3) == 0 && ((uintptr_t)l & 15) == 0) { /* ascending i per thread: strict > keeps the lowest id */
         const float4 *l4 = (const float4 *)l;
 #pragma unroll 4

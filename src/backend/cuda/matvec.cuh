@@ -104,6 +104,14 @@ static __device__ __forceinline__ unsigned long long vz_greedy_key(float v, uint
     return (unsigned long long)vz_fkey(v == 0.0f ? 0.0f : v) << 32 | (uint32_t)~r;
 }
 
+/* The row and the logit of a greedy key k != 0: vz_greedy_key's inverse
+ * (the logit's -0 comes back as +0). */
+static __device__ __forceinline__ int32_t vz_greedy_row(unsigned long long k) { return (int32_t)~(uint32_t)k; }
+static __device__ __forceinline__ float vz_greedy_logit(unsigned long long k) {
+    const uint32_t u = (uint32_t)(k >> 32);
+    return __uint_as_float((u & 0x80000000u) ? (u & 0x7fffffffu) : ~u);
+}
+
 /* The tensors of one multi-matvec launch, as both families take them: up
  * to 3 tensors of equal cols side by side (unused slots repeat tensor 0),
  * blk[t] the first block of tensor t (blk[ntens] = the grid), y[t] its
