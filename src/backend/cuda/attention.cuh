@@ -288,6 +288,7 @@ struct att_args {
     int32_t n_heads, n_kv, hd, kv_f16, interleaved;
     float theta;
     int32_t chunk; /* keys per block, VZ_ATT_CHUNK_MIN..VZ_ATT_CHUNK */
+    int32_t linger; /* cluster kernel: blocks other than rank 0 exit only once rank 0 has their rows */
 #ifdef VZ_CUDA_TRACE
     vz_trace_arg tr;
 #endif

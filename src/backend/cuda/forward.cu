@@ -74,8 +74,9 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention(att_args A) {
  * att_block's blocks and sums, with the chunk blocks of one (head, query) in
  * one thread block cluster of cs = gridDim.x blocks: block r takes chunks r,
  * r + cs, ... (one each up to cs * chunk keys), writes each chunk's partial
- * row (m, l, acc) into rank 0's shared memory, and after one cluster
- * barrier rank 0 merges them in chunk order by att_combine's sums. So the
+ * row (m, l, acc) into rank 0's shared memory (st.async onto rank 0's
+ * mbarrier, below), and once they have all landed rank 0 merges them in
+ * chunk order by att_combine's sums. So the
  * bits are those of variant 3 (att_block, whose partials go through global
  * memory and an atomic count, two L2 round trips more). Each chunk's cached
  * K/V rows are copied into shared tiles (cp.async, rows att_kv_row bytes
@@ -91,10 +92,58 @@ static __host__ __device__ __forceinline__ int att_cl_part(int S, int hd) { retu
  * quarter warp) in distinct banks. */
 static __host__ __device__ __forceinline__ int att_kv_row(int hd, int esz) { return hd * esz + 16; }
 
-/* The cluster barrier in halves (PTX barrier.cluster; arrive releases, wait acquires). */
+/* The cluster barrier in halves (PTX barrier.cluster; the wait acquires). */
 static __device__ __forceinline__ void cl_arrive_relaxed() { asm volatile("barrier.cluster.arrive.relaxed;" ::: "memory"); }
-static __device__ __forceinline__ void cl_arrive() { asm volatile("barrier.cluster.arrive.release;" ::: "memory"); }
 static __device__ __forceinline__ void cl_wait() { asm volatile("barrier.cluster.wait.acquire;" ::: "memory"); }
+
+/* Rank 0's barrier for the partial rows: an mbarrier in its shared memory
+ * with one arrival, rank 0's own, which adds the bytes it expects. The
+ * other blocks write their rows into rank 0's shared memory by st.async,
+ * each store completing its bytes on that barrier, and exit; rank 0 waits
+ * on the barrier alone. Until session 45 every block wrote its rows by
+ * plain remote stores and arrived on a second cluster barrier with release
+ * semantics, which waits until the block's earlier stores (its rows, and
+ * for the block with the new rows its KV-cache stores to global memory)
+ * are performed: a clock64 probe of tinyllama's attention on an H200 put
+ * that arrive at ~900-990 cycles and rank 0's wait for it at ~840-950, of
+ * ~5600 after the PDL wait. With st.async, tinyllama decode went raw
+ * +1.3%, lossless +0.8%, q8 +0.7%, q4 +0.4% and llama2-7b +0.6-0.7%, the
+ * logits byte-identical (bench/results/2026-12-02-session45-h200.md). The
+ * mbarrier is initialised before the cluster's first barrier, whose wait
+ * every writer passes before its first st.async (fence.mbarrier_init
+ * orders the init before that barrier). */
+static __device__ __forceinline__ uint32_t sm_addr(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+static __device__ __forceinline__ void mbar_init(uint64_t *bar) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n\tfence.mbarrier_init.release.cluster;" ::"r"(sm_addr(bar))
+                 : "memory");
+}
+static __device__ __forceinline__ void mbar_expect(uint64_t *bar, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(sm_addr(bar)), "r"(bytes) : "memory");
+}
+static __device__ __forceinline__ void mbar_wait0(uint64_t *bar) { /* until phase 0 completes */
+    uint32_t done;
+    do
+        asm volatile("{\n\t.reg .pred p;\n\tmbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0;\n\t"
+                     "selp.u32 %0, 1, 0, p;\n}"
+                     : "=r"(done)
+                     : "r"(sm_addr(bar))
+                     : "memory");
+    while (!done);
+}
+/* Cluster address of *p (this block's shared memory) in block rank. */
+static __device__ __forceinline__ uint32_t cl_map(const void *p, uint32_t rank) {
+    uint32_t a;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(a) : "r"(sm_addr(p)), "r"(rank));
+    return a;
+}
+static __device__ __forceinline__ void st_async(uint32_t a, float v, uint32_t bar) {
+    asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.b32 [%0], %1, [%2];" ::"r"(a),
+                 "r"(__float_as_uint(v)), "r"(bar) : "memory");
+}
+static __device__ __forceinline__ void st_async2(uint32_t a, float v0, float v1, uint32_t bar) {
+    asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v2.b32 [%0], {%1, %2}, [%3];" ::"r"(a),
+                 "r"(__float_as_uint(v0)), "r"(__float_as_uint(v1)), "r"(bar) : "memory");
+}
 
 /* cp.async of cached K/V rows k0 .. k0 + n - 1 of kv head kvh into the tiles. */
 static __device__ __forceinline__ void att_cl_fetch(const char *kc, const char *vc, char *kt, char *vt, int rsz, int k0,
@@ -175,7 +224,9 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention_cl(const __gri
 #define ATT_TRACE_PUT() ((void)0)
 #define ATT_TRACE_TW NULL
 #endif
+    __shared__ uint64_t pbar; /* rank 0's: the other blocks' partial rows */
     mv_pdl_trigger();
+    if (threadIdx.x == 0 && cl.block_rank() == 0) mbar_init(&pbar);
     cl_arrive_relaxed(); /* phase 1: this block has started (its shared memory may be written once phase 1 is done) */
     const vz_tgroup tg = vz_cta();
     const int hd = A.hd, f16 = A.kv_f16, esz = f16 ? 2 : 4, rsz = att_kv_row(hd, esz), pw = hd + 2;
@@ -188,7 +239,8 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention_cl(const __gri
     const int qi = Q.qi, pos0 = Q.pos0, len = Q.len, ns = (len + C - 1) / C;
     char *kc = Q.kc, *vc = Q.vc;
     if (r >= ns) { /* no chunk: out of the way at once (the rank 0 blocks wait for the QKV matvec) */
-        if (ns > 1) cl_wait(), cl_arrive();
+        if (ns > 1) cl_wait();
+        if (ns > 1 && A.linger) cl_arrive_relaxed(), cl_wait(); /* phase 2: rank 0 has every row */
         return;
     }
     const bool store = Q.last && h % grp == 0;
@@ -198,7 +250,7 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention_cl(const __gri
         att_cl_stage(A, tg, h, b, kvh, kc, vc, qs, kt, vt, k0, rsz, nlo, k0 + n - nlo, pos0, qi, Q.lane, store,
                      ATT_TRACE_TW);
     }
-    float *po = ns > 1 ? cl.map_shared_rank(part, 0) : NULL; /* rank 0's partial rows */
+    const uint32_t po = cl_map(part, 0), pb = cl_map(&pbar, 0); /* rank 0's partial rows and barrier */
     for (int s = r; s < ns; s += cs) {
         const int k0 = s * C, n = min(C, len - k0), nlo = max(k0, pos0);
         /* att_chunk ended with a barrier after its last tile read */
@@ -215,18 +267,29 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention_cl(const __gri
         for (int e = tg.tid; e < hd; e += tg.nt) {
             const float a = att_vsum(acc, G, hd, e);
             if (ns == 1) A.out[((int64_t)b * A.n_heads + h) * hd + e] = a / l; /* = the merge of one chunk */
-            else po[s * pw + 2 + e] = a;
+            else if (r == 0) part[s * pw + 2 + e] = a;
+            else st_async(po + 4 * (s * pw + 2 + e), a, pb);
         }
-        if (ns > 1 && tg.tid == 0) po[s * pw] = m, po[s * pw + 1] = l;
+        if (ns > 1 && tg.tid == 0) {
+            if (r == 0) part[s * pw] = m, part[s * pw + 1] = l;
+            else st_async2(po + 4 * s * pw, m, l, pb);
+        }
     }
-    if (ns == 1) return ATT_TRACE_PUT(); /* the whole cluster */
-    cl_arrive(); /* phase 2: this block's partial rows are written */
-    if (r != 0) return ATT_TRACE_PUT();
-    cl_wait(); /* every partial row is in rank 0's shared memory */
+    /* A.linger (VZ_CUDA_ATT_LINGER=1, bench): the others stay until rank 0
+     * has their rows, as they did before; that made tinyllama's raw decode
+     * 1.5% slower than exiting at once and moved the other codecs by at
+     * most 0.4%. */
+    if (ns > 1 && r != 0 && A.linger) cl_arrive_relaxed(), cl_wait(); /* phase 2 */
+    if (ns == 1 || r != 0) return ATT_TRACE_PUT(); /* rank 0's barrier counts the bytes of every st.async */
+    if (tg.tid == 0) mbar_expect(&pbar, 4u * (uint32_t)pw * (uint32_t)(ns - (ns + cs - 1) / cs));
+    tg.sync(); /* rank 0's own rows */
+    mbar_wait0(&pbar); /* the others' rows */
+    if (A.linger) cl_arrive_relaxed(); /* phase 2: the others may exit */
     float M = -FLT_MAX, L = 0.0f, o = 0.0f;
     for (int s = 0; s < ns; s++) M = fmaxf(M, part[s * pw]); /* every thread: exact in any order, no barrier */
     att_merge_rows(part, ns, pw, M, hd, tg.tid, &L, &o);
     if (tg.tid < hd) A.out[((int64_t)b * A.n_heads + h) * hd + tg.tid] = o / L;
+    if (A.linger) cl_wait(); /* phase 2 (done: every block has arrived) */
     ATT_TRACE_PUT();
 }
 #undef ATT_TRACE_PUT
@@ -605,11 +668,11 @@ size_t vz_att_counters(int32_t B, int32_t n_heads) { return (size_t)B * (size_t)
 void vz_k_attention(float *out, const float *q, const float *k, const float *v, void *kc, void *vc, float *part,
                     int32_t *cnt, const vz_att_seqs *sq, int32_t B, int32_t n_heads, int32_t n_kv, int32_t hd,
                     int32_t n_ctx, int32_t kv_f16, float theta, int32_t interleaved, int32_t chunk, int32_t variant,
-                    cudaStream_t st) {
+                    int32_t linger, cudaStream_t st) {
     if (variant == 2) return;
     if (chunk < VZ_ATT_CHUNK_MIN || chunk > VZ_ATT_CHUNK) chunk = variant == 1 ? VZ_ATT_KV_CHUNK_DEFAULT : VZ_ATT_CHUNK_DEFAULT;
     att_args A = {out, q, k, v, (char *)kc, (char *)vc, part, cnt, sq->d_pos, sq->d_slot, sq->slot_bytes, sq->multi,
-                  n_heads, n_kv, hd, kv_f16, interleaved, theta, chunk};
+                  n_heads, n_kv, hd, kv_f16, interleaved, theta, chunk, linger};
     const int esz = kv_f16 ? 2 : 4, S2 = att_kv_splits(n_ctx, chunk), cmax = att_kv_chunk(n_ctx, S2, chunk);
     const size_t shm2 = att_kv_shm(n_heads / n_kv, hd, cmax, S2, esz);
     if (variant == 1 && (shm2 <= 48 * 1024 || cudaFuncSetAttribute(k_attention_kv, cudaFuncAttributeMaxDynamicSharedMemorySize,

@@ -58,7 +58,7 @@ void vz_k_probe(char after, cudaStream_t st);
 void vz_k_attention(float *out, const float *q, const float *k, const float *v, void *kc, void *vc, float *part,
                     int32_t *cnt, const vz_att_seqs *sq, int32_t B, int32_t n_heads, int32_t n_kv, int32_t hd,
                     int32_t n_ctx, int32_t kv_f16, float theta, int32_t interleaved, int32_t chunk, int32_t variant,
-                    cudaStream_t st);
+                    int32_t linger, cudaStream_t st);
 /* The attention variants (VZ_CUDA_ATT), timed by the session profiler: 0
  * (default) one block per (chunk, query head, query), the chunk blocks of a
  * (head, query) in one thread block cluster that merges their partials in

@@ -259,7 +259,8 @@ vz_status vz_cs_forward(vz_cuda_session *s, int32_t B, int32_t multi) {
         vz_cs_mark(s, "rmsnorm + qkv matvec");
         trace_probe('q', st);
         vz_k_attention(s->att, s->q, s->k, s->v, kc, vc, s->part, s->att_cnt, &sq, B, nh, nkv, hd, s->n_ctx,
-                       s->kv_f16, c->rope_theta, c->rope_interleaved, s->att_chunk, s->att_variant, st);
+                       s->kv_f16, c->rope_theta, c->rope_interleaved, s->att_chunk, s->att_variant, s->att_linger,
+                       st);
         vz_cs_mark(s, "rope + kv store + attention");
         const vz_cuda_tensor *wo = &L->wo;
         VZ_TRY(vz_cuda_matvec_multi(1, &wo, &s->x, s->att, B, VZ_CUDA_EPI_ADD, st));
@@ -419,6 +420,8 @@ extern "C" vz_status vz_cuda_session_create_plan(vz_cuda_session **out, const vz
     s->att_chunk = ch && atoi(ch) >= VZ_ATT_CHUNK_MIN && atoi(ch) <= VZ_ATT_CHUNK ? atoi(ch) : 0; /* 0: the variant's */
     const char *av = getenv("VZ_CUDA_ATT"); /* bench: attention variant (forward.cuh; 2 is wrong by design) */
     s->att_variant = av && atoi(av) > 0 && atoi(av) < vz_att_n_variants() ? atoi(av) : 0;
+    const char *al = getenv("VZ_CUDA_ATT_LINGER"); /* bench: 1 as before session 45 (forward.cu, k_attention_cl) */
+    s->att_linger = al && *al == '1';
     *out = s;
     return VZ_OK;
 }
