@@ -107,8 +107,9 @@ static __device__ __forceinline__ void cl_wait() { asm volatile("barrier.cluster
  * are performed: a clock64 probe of tinyllama's attention on an H200 put
  * that arrive at ~900-990 cycles and rank 0's wait for it at ~840-950, of
  * ~5600 after the PDL wait. With st.async, tinyllama decode went raw
- * +1.3%, lossless +0.8%, q8 +0.7%, q4 +0.4% and llama2-7b +0.6-0.7%, the
- * logits byte-identical (bench/results/2026-12-02-session45-h200.md). The
+ * +1.2-1.3%, lossless +0.7-0.9%, q8 +0.2-0.7%, q4 +0.4% and llama2-7b
+ * +0.6-0.7%, the logits byte-identical
+ * (bench/results/2026-12-02-session45-h200.md). The
  * mbarrier is initialised before the cluster's first barrier, whose wait
  * every writer passes before its first st.async (fence.mbarrier_init
  * orders the init before that barrier). */
@@ -278,7 +279,10 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention_cl(const __gri
     /* A.linger (VZ_CUDA_ATT_LINGER=1, bench): the others stay until rank 0
      * has their rows, as they did before; that made tinyllama's raw decode
      * 1.5% slower than exiting at once and moved the other codecs by at
-     * most 0.4%. */
+     * most 0.4%. The same kernel without this path (ptxas gave it 40
+     * registers, this one 48) ran tinyllama's lossless decode 0.3-0.5%
+     * slower than before the change, this one 0.7-0.9% faster; why was not
+     * traced (the results file above). */
     if (ns > 1 && r != 0 && A.linger) cl_arrive_relaxed(), cl_wait(); /* phase 2 */
     if (ns == 1 || r != 0) return ATT_TRACE_PUT(); /* rank 0's barrier counts the bytes of every st.async */
     if (tg.tid == 0) mbar_expect(&pbar, 4u * (uint32_t)pw * (uint32_t)(ns - (ns + cs - 1) / cs));
