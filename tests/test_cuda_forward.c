@@ -200,13 +200,16 @@ static void gpu_logits_twice(vz_model *m, int kv, const int32_t *toks, int n, in
  * byte: 250 positions of a 256 context at 32 keys per block (up to 8
  * chunks), f32 and f16 KV, 8 tokens per step and one at a time, with
  * clusters of 8 blocks (one chunk each), 3 and 2 (several chunks per block,
- * the cached rows of the later ones fetched after the PDL wait), and 3 with
- * the blocks other than rank 0 waiting for it (VZ_CUDA_ATT_LINGER=1). */
+ * the cached rows of the later ones fetched after the PDL wait), 3 with
+ * the blocks other than rank 0 waiting for it (VZ_CUDA_ATT_LINGER=1), and
+ * 8 with the next launch let in only after each block's staging
+ * (VZ_CUDA_ATT_LATE=1). */
 static void test_attention_cluster_stories260k(void **state) {
     (void)state;
     vz_model *m = vz_test_gpu_model(S260K);
-    enum { N = 250, V = 512, NC = 4 };
-    static const char *const cl[NC] = {"16", "3", "2", "3"}; /* the last with VZ_CUDA_ATT_LINGER=1 */
+    enum { N = 250, V = 512, NC = 5 };
+    static const char *const cl[NC] = {"16", "3", "2", "3", "16"}; /* [3] linger, [4] late */
+    static const char *const how[NC] = {"", "", "", " (linger)", " (late)"};
     int32_t toks[N];
     pseudo_ids(toks, N, V);
     float *ref = malloc(sizeof(float) * 2 * N * V), *got = malloc(sizeof(float) * 2 * N * V);
@@ -217,12 +220,13 @@ static void test_attention_cluster_stories260k(void **state) {
         for (int c = -1; c < NC; c++) { /* -1: variant 3, the reference */
             setenv("VZ_CUDA_ATT", c < 0 ? "3" : "0", 1);
             if (c >= 0) setenv("VZ_CUDA_ATT_CLUSTER", cl[c], 1);
-            if (c == NC - 1) setenv("VZ_CUDA_ATT_LINGER", "1", 1);
+            if (c == 3) setenv("VZ_CUDA_ATT_LINGER", "1", 1);
+            if (c == 4) setenv("VZ_CUDA_ATT_LATE", "1", 1);
             gpu_logits_twice(m, kv, toks, N, V, c < 0 ? ref : got);
-            unsetenv("VZ_CUDA_ATT_LINGER");
+            unsetenv("VZ_CUDA_ATT_LINGER"), unsetenv("VZ_CUDA_ATT_LATE");
             if (c < 0) continue;
             print_message("kv %s, cluster cap %s%s: %d x 2 steps of logits byte-identical to variant 3: %s\n",
-                          kv ? "f16" : "f32", cl[c], c == NC - 1 ? " (linger)" : "", N,
+                          kv ? "f16" : "f32", cl[c], how[c], N,
                           memcmp(ref, got, sizeof(float) * 2 * N * V) ? "no" : "yes");
             assert_memory_equal(ref, got, sizeof(float) * 2 * N * V);
         }

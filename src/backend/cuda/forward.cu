@@ -206,7 +206,7 @@ static __device__ __forceinline__ void att_cl_stage(const att_args &A, const vz_
  * an H200 tinyllama decode +0.7% raw and lossless, +1.1-1.2% q8 and q4,
  * llama2-7b +0.2-0.4%, logits byte-identical (tinyllama KV f16 and f32,
  * llama2-7b; bench/results/2026-11-30-session28-h200.md, run 9). */
-template <int HD, int F16>
+template <int HD, int F16, int LATE>
 static __global__ void __launch_bounds__(ATT_THREADS) k_attention_cl(const __grid_constant__ att_args A0, int32_t S) {
     extern __shared__ __align__(16) float sm[];
     att_args A = A0;
@@ -226,7 +226,7 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention_cl(const __gri
 #define ATT_TRACE_TW NULL
 #endif
     __shared__ uint64_t pbar; /* rank 0's: the other blocks' partial rows */
-    mv_pdl_trigger();
+    if (!LATE) mv_pdl_trigger(); /* LATE: after the staging (att_cl_kernel) */
     if (threadIdx.x == 0 && cl.block_rank() == 0) mbar_init(&pbar);
     cl_arrive_relaxed(); /* phase 1: this block has started (its shared memory may be written once phase 1 is done) */
     const vz_tgroup tg = vz_cta();
@@ -251,6 +251,7 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention_cl(const __gri
         att_cl_stage(A, tg, h, b, kvh, kc, vc, qs, kt, vt, k0, rsz, nlo, k0 + n - nlo, pos0, qi, Q.lane, store,
                      ATT_TRACE_TW);
     }
+    if (LATE) mv_pdl_trigger();
     const uint32_t po = cl_map(part, 0), pb = cl_map(&pbar, 0); /* rank 0's partial rows and barrier */
     for (int s = r; s < ns; s += cs) {
         const int k0 = s * C, n = min(C, len - k0), nlo = max(k0, pos0);
@@ -331,18 +332,21 @@ typedef void (*att_cl_fn)(const att_args, int32_t);
  * lossless decode went 1205 -> 1241 tok/s, q8 1463 -> 1510, q4 1556 ->
  * 1645, raw 1274 -> 1271; llama2-7b raw 278.4 -> 279.7, lossless 277.0 ->
  * 278.8; every logit byte-identical. */
-enum { ATT_CL_KERNELS = 5 };
-static att_cl_fn att_cl_kernel(int hd, int f16, int *id) {
-    static const att_cl_fn k[ATT_CL_KERNELS] = {k_attention_cl<0, 0>, k_attention_cl<64, 0>,
-                                                k_attention_cl<64, 1>, k_attention_cl<128, 0>,
-                                                k_attention_cl<128, 1>};
-    *id = hd == 64 ? 1 + (f16 != 0) : hd == 128 ? 3 + (f16 != 0) : 0;
+/* Each also with LATE set (ids 5-9): the PDL trigger after the staging. */
+enum { ATT_CL_KERNELS = 10 };
+static att_cl_fn att_cl_kernel(int hd, int f16, int late, int *id) {
+    static const att_cl_fn k[ATT_CL_KERNELS] = {
+        k_attention_cl<0, 0, 0>,   k_attention_cl<64, 0, 0>,  k_attention_cl<64, 1, 0>, k_attention_cl<128, 0, 0>,
+        k_attention_cl<128, 1, 0>, k_attention_cl<0, 0, 1>,   k_attention_cl<64, 0, 1>, k_attention_cl<64, 1, 1>,
+        k_attention_cl<128, 0, 1>, k_attention_cl<128, 1, 1>};
+    *id = (hd == 64 ? 1 + (f16 != 0) : hd == 128 ? 3 + (f16 != 0) : 0) + (late ? 5 : 0);
     return k[*id];
 }
 
 static int att_cl_size(att_cl_fn kern, int id, cudaLaunchConfig_t *cfg, cudaLaunchAttribute *cl_at, int cap, int S,
                        int n_heads, int B) {
-    static int memo[6] = {-1, -1, -1, -1, -1, -1};
+    static int memos[ATT_CL_KERNELS][6]; /* per kernel: its key (below) and size; shm 0 never matches */
+    int *memo = memos[id];
     const int n_cl = n_heads * B, key[5] = {cap, S, n_cl, (int)cfg->dynamicSmemBytes, id};
     if (memcmp(memo, key, sizeof key) == 0) return memo[5];
     int best = 0;
@@ -372,9 +376,9 @@ static int att_cl_size(att_cl_fn kern, int id, cudaLaunchConfig_t *cfg, cudaLaun
  * +0.1-0.3%), where no preference and "spread" timed the same; the bits do
  * not change (bench/results/2026-11-29-session19-h200.md). VZ_CUDA_ATT_CSP
  * (bench): 0 no preference, 1 spread, 2 load balancing. */
-static int att_cl_launch(const att_args &A, int S, int B, int n_heads, cudaStream_t st) {
+static int att_cl_launch(const att_args &A, int S, int B, int n_heads, int late, cudaStream_t st) {
     int id;
-    const att_cl_fn kern = att_cl_kernel(A.hd, A.kv_f16, &id);
+    const att_cl_fn kern = att_cl_kernel(A.hd, A.kv_f16, late, &id);
     static int bigs[ATT_CL_KERNELS]; /* per kernel: 0 not asked yet; sizes above 8 allowed: 1, not: 2 */
     int &big = bigs[id];
     if (!big) {
@@ -672,7 +676,7 @@ size_t vz_att_counters(int32_t B, int32_t n_heads) { return (size_t)B * (size_t)
 void vz_k_attention(float *out, const float *q, const float *k, const float *v, void *kc, void *vc, float *part,
                     int32_t *cnt, const vz_att_seqs *sq, int32_t B, int32_t n_heads, int32_t n_kv, int32_t hd,
                     int32_t n_ctx, int32_t kv_f16, float theta, int32_t interleaved, int32_t chunk, int32_t variant,
-                    int32_t linger, cudaStream_t st) {
+                    int32_t linger, int32_t late, cudaStream_t st) {
     if (variant == 2) return;
     if (chunk < VZ_ATT_CHUNK_MIN || chunk > VZ_ATT_CHUNK) chunk = variant == 1 ? VZ_ATT_KV_CHUNK_DEFAULT : VZ_ATT_CHUNK_DEFAULT;
     att_args A = {out, q, k, v, (char *)kc, (char *)vc, part, cnt, sq->d_pos, sq->d_slot, sq->slot_bytes, sq->multi,
@@ -688,7 +692,7 @@ void vz_k_attention(float *out, const float *q, const float *k, const float *v, 
 #ifdef VZ_CUDA_TRACE
     A.tr = vz_trace_next('a', n_heads, n_ctx, B, 0);
 #endif
-    if (variant == 0 && att_cl_launch(A, S, B, n_heads, st) > 0) return;
+    if (variant == 0 && att_cl_launch(A, S, B, n_heads, late, st) > 0) return;
     const size_t shm = sizeof(float) * (size_t)vz_att_block_floats(hd, kv_f16);
     vz_launch_pdl(k_attention, dim3(S, n_heads, B), dim3(ATT_THREADS), shm, st, B, 0, A);
 }

@@ -58,7 +58,7 @@ void vz_k_probe(char after, cudaStream_t st);
 void vz_k_attention(float *out, const float *q, const float *k, const float *v, void *kc, void *vc, float *part,
                     int32_t *cnt, const vz_att_seqs *sq, int32_t B, int32_t n_heads, int32_t n_kv, int32_t hd,
                     int32_t n_ctx, int32_t kv_f16, float theta, int32_t interleaved, int32_t chunk, int32_t variant,
-                    int32_t linger, cudaStream_t st);
+                    int32_t linger, int32_t late, cudaStream_t st);
 /* The attention variants (VZ_CUDA_ATT), timed by the session profiler: 0
  * (default) one block per (chunk, query head, query), the chunk blocks of a
  * (head, query) in one thread block cluster that merges their partials in
@@ -71,7 +71,10 @@ void vz_k_attention(float *out, const float *q, const float *k, const float *v, 
  * blocks merging through global memory (part, cnt), the same bits as 0.
  * The QKV matvec before variant 0 must be launched late
  * (vz_cuda_matvec_multi_norm). Variant 1 falls back to 0, and 0 to 3, when
- * its shared memory (or cluster) cannot be had. Name NULL past the end. */
+ * its shared memory (or cluster) cannot be had. Name NULL past the end.
+ * late (variant 0): its blocks let the next launch in (PDL) only after
+ * their staging, not at entry (session_cuda.cu att_late_for); the bits do
+ * not change. */
 int vz_att_n_variants(void);
 const char *vz_att_variant_name(int v);
 

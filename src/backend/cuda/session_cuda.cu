@@ -231,6 +231,17 @@ static vz_status head_and_sample(vz_cuda_session *s, int32_t B, int32_t multi) {
     return VZ_OK;
 }
 
+/* Whether the decode attention lets the launch after it (Wo's matvec)
+ * start only once its own staging is done (vz_k_attention's late) rather
+ * than at its entry: for a q8 Wo. Wo's blocks then stream their first
+ * weights beside the attention's score and V passes instead of beside its
+ * loads. On an H200 (tinyllama, decode at 512-640 positions, each setting
+ * for every layer, three benches each) the later start made q8 1.7-1.9%
+ * faster, raw 1.8% and lossless 0.9% slower, q4 level; llama2-7b's q8 and
+ * raw level. The logits do not change (bench/results/2026-12-02-session46-
+ * h200.md). */
+static int32_t att_late_for(const vz_cuda_tensor *wo) { return wo->codec == VZ_CODEC_q8; }
+
 /* One step over B tokens at pos[0] of slot[0] (multi: [batch] token b of
  * sequence slot[b] at pos[b]): the model, top to bottom, then sampling from
  * the last row (multi: from every row). Reads like vz_forward (forward.c);
@@ -260,7 +271,7 @@ vz_status vz_cs_forward(vz_cuda_session *s, int32_t B, int32_t multi) {
         trace_probe('q', st);
         vz_k_attention(s->att, s->q, s->k, s->v, kc, vc, s->part, s->att_cnt, &sq, B, nh, nkv, hd, s->n_ctx,
                        s->kv_f16, c->rope_theta, c->rope_interleaved, s->att_chunk, s->att_variant, s->att_linger,
-                       st);
+                       s->att_late >= 0 ? s->att_late : att_late_for(&L->wo), st);
         vz_cs_mark(s, "rope + kv store + attention");
         const vz_cuda_tensor *wo = &L->wo;
         VZ_TRY(vz_cuda_matvec_multi(1, &wo, &s->x, s->att, B, VZ_CUDA_EPI_ADD, st));
@@ -422,6 +433,8 @@ extern "C" vz_status vz_cuda_session_create_plan(vz_cuda_session **out, const vz
     s->att_variant = av && atoi(av) > 0 && atoi(av) < vz_att_n_variants() ? atoi(av) : 0;
     const char *al = getenv("VZ_CUDA_ATT_LINGER"); /* bench: 1 as before session 45 (forward.cu, k_attention_cl) */
     s->att_linger = al && *al == '1';
+    const char *ae = getenv("VZ_CUDA_ATT_LATE"); /* bench: 0 or 1 for every layer (else att_late_for) */
+    s->att_late = ae && (*ae == '0' || *ae == '1') ? *ae - '0' : -1;
     *out = s;
     return VZ_OK;
 }
