@@ -388,13 +388,45 @@ static __device__ void att_stage(const att_args &A, const vz_tgroup &tg, int h, 
     tg.sync();
 }
 
+/* Rows of partials are merged ATT_MERGE_UNROLL at a time: their loads
+ * first (rows past nb load row 0 again, so no load waits on a branch),
+ * then the exps, then the sums, where a loop over a run-time count waited
+ * on each load and exp in turn. The same operations in the same order:
+ * the same bits. nb >= 1. */
+#define ATT_MERGE_UNROLL 8
+
+/* The largest m of nb partial rows of st (pw floats: m, l, acc); exact in
+ * any order, and row 0 counted again changes nothing. */
+static __device__ __forceinline__ float att_rows_max(const float *st, int nb, int pw) {
+    float m[ATT_MERGE_UNROLL], M = -FLT_MAX;
+#pragma unroll
+    for (int s = 0; s < ATT_MERGE_UNROLL; s++) m[s] = st[(s < nb ? s : 0) * pw];
+#pragma unroll
+    for (int s = 0; s < ATT_MERGE_UNROLL; s++) M = fmaxf(M, m[s]);
+    for (int s = ATT_MERGE_UNROLL; s < nb; s++) M = fmaxf(M, st[s * pw]);
+    return M;
+}
+
 /* Adds nb partial rows of st (pw floats: m, l, acc) to *L and, element tid
  * < hd, to *o, in row order, each weighted by exp(m - M). Shared by both
  * merges (att_combine, forward.cu's cluster kernel), so they give the same
  * bits. */
 static __device__ __forceinline__ void att_merge_rows(const float *st, int nb, int pw, float M, int hd, int tid,
                                                       float *L, float *o) {
-    for (int s = 0; s < nb; s++) {
+    const int e = tid < hd ? tid : 0;
+    float m[ATT_MERGE_UNROLL], l[ATT_MERGE_UNROLL], p[ATT_MERGE_UNROLL];
+#pragma unroll
+    for (int s = 0; s < ATT_MERGE_UNROLL; s++) {
+        const float *row = st + (s < nb ? s : 0) * pw;
+        m[s] = row[0], l[s] = row[1], p[s] = row[2 + e];
+    }
+#pragma unroll
+    for (int s = 0; s < ATT_MERGE_UNROLL; s++) {
+        const float w = expf(m[s] - M), nL = *L + l[s] * w, no = *o + p[s] * w;
+        *L = s < nb ? nL : *L;
+        *o = s < nb && tid < hd ? no : *o;
+    }
+    for (int s = ATT_MERGE_UNROLL; s < nb; s++) {
         const float w = expf(st[s * pw] - M);
         *L += st[s * pw + 1] * w;
         if (tid < hd) *o += st[s * pw + 2 + tid] * w;

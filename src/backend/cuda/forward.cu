@@ -264,7 +264,7 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention_cl(const __gri
         tg.sync(); /* tiles and qs */
         float m, l;
         att_chunk(tg, qs, sc, red, acc, att_tile{kt, vt, k0, rsz}, k0, n, hd, f16, &m, &l);
-        const int G = tg.nt * ATT_VEC / hd;
+        const int G = ATT_THREADS * ATT_VEC / hd; /* a constant where hd is: att_vsum's loads unrolled */
         if (ns > 1 && s == r) cl_wait(); /* phase 1 (long done): rank 0 has started */
         for (int e = tg.tid; e < hd; e += tg.nt) {
             const float a = att_vsum(acc, G, hd, e);
@@ -290,8 +290,8 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention_cl(const __gri
     tg.sync(); /* rank 0's own rows */
     mbar_wait0(&pbar); /* the others' rows */
     if (A.linger) cl_arrive_relaxed(); /* phase 2: the others may exit */
-    float M = -FLT_MAX, L = 0.0f, o = 0.0f;
-    for (int s = 0; s < ns; s++) M = fmaxf(M, part[s * pw]); /* every thread: exact in any order, no barrier */
+    const float M = att_rows_max(part, ns, pw); /* every thread: no barrier */
+    float L = 0.0f, o = 0.0f;
     att_merge_rows(part, ns, pw, M, hd, tg.tid, &L, &o);
     if (tg.tid < hd) A.out[((int64_t)b * A.n_heads + h) * hd + tg.tid] = o / L;
     if (A.linger) cl_wait(); /* phase 2 (done: every block has arrived) */
