@@ -388,11 +388,11 @@ static __device__ void att_stage(const att_args &A, const vz_tgroup &tg, int h, 
     tg.sync();
 }
 
-/* Rows of partials are merged ATT_MERGE_UNROLL at a time: their loads
- * first (rows past nb load row 0 again, so no load waits on a branch),
- * then the exps, then the sums, where a loop over a run-time count waited
- * on each load and exp in turn. The same operations in the same order:
- * the same bits. nb >= 1. */
+/* Rows of partials are merged ATT_MERGE_UNROLL at a time: their loads first
+ * (rows past nb load row 0 again, so no load waits on a branch), then the exps, then the
+ * sums, where a loop over a run-time count waited on each load and exp in turn. The same
+ * operations in the same order: the same bits (H200: tinyllama raw decode +0.3%, the other
+ * codecs and llama2-7b level; bench/results/2026-12-02-session46-h200.md). nb >= 1. */
 #define ATT_MERGE_UNROLL 8
 
 /* The largest m of nb partial rows of st (pw floats: m, l, acc); exact in
