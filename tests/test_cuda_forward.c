@@ -205,13 +205,15 @@ static void gpu_logits_twice(vz_model *m, int kv, const int32_t *toks, int n, in
  * the cached rows of the later ones fetched after the PDL wait), 3 with
  * the blocks other than rank 0 waiting for it (VZ_CUDA_ATT_LINGER=1), and
  * 8 with the next launch let in only after each block's staging
- * (VZ_CUDA_ATT_LATE=1). */
+ * (VZ_CUDA_ATT_LATE=1), and 8 with blocks padded to 2/7 and to half of an
+ * SM's shared memory (VZ_CUDA_ATT_ROOM=1, =2 with the late trigger: the
+ * one-at-a-time steps). */
 static void test_attention_cluster_stories260k(void **state) {
     (void)state;
     vz_model *m = vz_test_gpu_model(S260K);
-    enum { N = 250, V = 512, NC = 5 };
-    static const char *const cl[NC] = {"16", "3", "2", "3", "16"}; /* [3] linger, [4] late */
-    static const char *const how[NC] = {"", "", "", " (linger)", " (late)"};
+    enum { N = 250, V = 512, NC = 7 };
+    static const char *const cl[NC] = {"16", "3", "2", "3", "16", "16", "16"}; /* [3] linger, [4] late, [5-6] room */
+    static const char *const how[NC] = {"", "", "", " (linger)", " (late)", " (room 2/7)", " (late, room 1/2)"};
     int32_t toks[N];
     pseudo_ids(toks, N, V);
     float *ref = malloc(sizeof(float) * 2 * N * V), *got = malloc(sizeof(float) * 2 * N * V);
@@ -223,9 +225,10 @@ static void test_attention_cluster_stories260k(void **state) {
             setenv("VZ_CUDA_ATT", c < 0 ? "3" : "0", 1);
             if (c >= 0) setenv("VZ_CUDA_ATT_CLUSTER", cl[c], 1);
             if (c == 3) setenv("VZ_CUDA_ATT_LINGER", "1", 1);
-            if (c == 4) setenv("VZ_CUDA_ATT_LATE", "1", 1);
+            if (c == 4 || c == 6) setenv("VZ_CUDA_ATT_LATE", "1", 1);
+            if (c >= 5) setenv("VZ_CUDA_ATT_ROOM", c == 5 ? "1" : "2", 1);
             gpu_logits_twice(m, kv, toks, N, V, c < 0 ? ref : got);
-            unsetenv("VZ_CUDA_ATT_LINGER"), unsetenv("VZ_CUDA_ATT_LATE");
+            unsetenv("VZ_CUDA_ATT_LINGER"), unsetenv("VZ_CUDA_ATT_LATE"), unsetenv("VZ_CUDA_ATT_ROOM");
             if (c < 0) continue;
             print_message("kv %s, cluster cap %s%s: %d x 2 steps of logits byte-identical to variant 3: %s\n",
                           kv ? "f16" : "f32", cl[c], how[c], N,

@@ -367,6 +367,35 @@ static int att_cl_size(att_cl_fn kern, int id, cudaLaunchConfig_t *cfg, cudaLaun
     return best;
 }
 
+/* The shared memory a cluster block of the kernel's shm asks for under
+ * room (forward.cuh VZ_ATT_ROOM_*): a share of what an SM has at the
+ * decode step's carveout (vz_decode_smem), less the 1 KiB the system
+ * reserves per block; shm where the kernel needs more, for VZ_ATT_ROOM_OWN
+ * and where the driver picks the carveout. The attention's blocks go where
+ * there is room at their launch, beside the QKV matvec's last blocks and
+ * (PDL) Wo's first: on an H200, tinyllama's 192 working blocks (46 KiB
+ * each) sat on 82-112 of the 132 SMs, up to 4 on one, and a block sharing
+ * its SM with 3 others took ~25% longer than one alone (traced). Padded
+ * blocks spread (bench/results/2026-12-02-session47-h200.md). With 2/7
+ * (55 KiB, 3 per SM: 112 -> 115 SMs) tinyllama's q4 decode ran 1.2% faster
+ * in a sweep (a plateau from 50 to 62 KiB a block; raw and lossless level)
+ * and 0.9% as committed. With half less 4 KiB (93 KiB, at most 2 per SM:
+ * 82 -> 114 SMs) q8's ran 2.1% and 1.0-1.9% faster, with its late trigger
+ * (att_late_for; level without it); 4 KiB less gave +0.4%, and at 4 KiB
+ * more a block no longer fits twice on an SM (q8 -11%). */
+static size_t att_room(size_t shm, int room, int B) {
+    static int resv = -1; /* shared memory the system reserves per block */
+    if (resv < 0) {
+        int dev = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&resv, cudaDevAttrReservedSharedMemoryPerBlock, dev) != cudaSuccess)
+            resv = 1024, cudaGetLastError();
+    }
+    const size_t sm = vz_decode_smem(B);
+    const size_t want = room == VZ_ATT_ROOM_THIRD ? sm * 2 / 7 : room == VZ_ATT_ROOM_HALF ? sm / 2 - 4096 : 0;
+    return sm && want > shm + (size_t)resv ? want - (size_t)resv : shm;
+}
+
 /* Launches variant 0 in clusters of att_cl_size blocks. Returns the size
  * launched; 0: none (then variant 3 runs). The launch asks for the decode
  * step's carveout (vz_carveout_attr) and the cluster scheduling policy
@@ -376,7 +405,7 @@ static int att_cl_size(att_cl_fn kern, int id, cudaLaunchConfig_t *cfg, cudaLaun
  * +0.1-0.3%), where no preference and "spread" timed the same; the bits do
  * not change (bench/results/2026-11-29-session19-h200.md). VZ_CUDA_ATT_CSP
  * (bench): 0 no preference, 1 spread, 2 load balancing. */
-static int att_cl_launch(const att_args &A, int S, int B, int n_heads, int late, cudaStream_t st) {
+static int att_cl_launch(const att_args &A, int S, int B, int n_heads, int late, int room, cudaStream_t st) {
     int id;
     const att_cl_fn kern = att_cl_kernel(A.hd, A.kv_f16, late, &id);
     static int bigs[ATT_CL_KERNELS]; /* per kernel: 0 not asked yet; sizes above 8 allowed: 1, not: 2 */
@@ -395,14 +424,15 @@ static int att_cl_launch(const att_args &A, int S, int B, int n_heads, int late,
     const int esz = A.kv_f16 ? 2 : 4;
     const size_t shm = sizeof(float) * ((size_t)A.hd + VZ_ATT_CHUNK + 32 + ATT_THREADS * ATT_VEC + att_cl_part(S, A.hd)) +
                        2 * (size_t)A.chunk * att_kv_row(A.hd, esz);
+    const size_t ask = att_room(shm, room, B);
     static size_t shm_maxs[ATT_CL_KERNELS]; /* 0: not raised yet (the default, 48 KiB) */
     size_t &shm_max = shm_maxs[id]; /* raised only, so graphs captured before keep theirs */
-    if (shm > (shm_max ? shm_max : 48 * 1024)) {
-        if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm) != cudaSuccess) {
+    if (ask > (shm_max ? shm_max : 48 * 1024)) {
+        if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ask) != cudaSuccess) {
             cudaGetLastError();
             return 0;
         }
-        shm_max = shm;
+        shm_max = ask;
     }
     cudaLaunchConfig_t cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -415,7 +445,7 @@ static int att_cl_launch(const att_args &A, int S, int B, int n_heads, int late,
     const int cs = att_cl_size(kern, id, &cfg, &at[0], cap, S, n_heads, B);
     cudaError_t err = cs > 0 ? cudaSuccess : cudaErrorInvalidConfiguration;
     if (cs > 0) {
-        cfg.gridDim = dim3(cs, n_heads, B);
+        cfg.gridDim = dim3(cs, n_heads, B), cfg.dynamicSmemBytes = ask; /* cs: chosen for shm */
         at[0].val.clusterDim.x = cs, at[0].val.clusterDim.y = 1, at[0].val.clusterDim.z = 1;
         const unsigned nc = vz_carveout_attr(at, 2, B, 0); /* at[2]: the decode step's carveout, if any */
         unsigned n = nc;
@@ -676,7 +706,7 @@ size_t vz_att_counters(int32_t B, int32_t n_heads) { return (size_t)B * (size_t)
 void vz_k_attention(float *out, const float *q, const float *k, const float *v, void *kc, void *vc, float *part,
                     int32_t *cnt, const vz_att_seqs *sq, int32_t B, int32_t n_heads, int32_t n_kv, int32_t hd,
                     int32_t n_ctx, int32_t kv_f16, float theta, int32_t interleaved, int32_t chunk, int32_t variant,
-                    int32_t linger, int32_t late, cudaStream_t st) {
+                    int32_t linger, int32_t late, int32_t room, cudaStream_t st) {
     if (variant == 2) return;
     if (chunk < VZ_ATT_CHUNK_MIN || chunk > VZ_ATT_CHUNK) chunk = variant == 1 ? VZ_ATT_KV_CHUNK_DEFAULT : VZ_ATT_CHUNK_DEFAULT;
     att_args A = {out, q, k, v, (char *)kc, (char *)vc, part, cnt, sq->d_pos, sq->d_slot, sq->slot_bytes, sq->multi,
@@ -692,7 +722,7 @@ void vz_k_attention(float *out, const float *q, const float *k, const float *v, 
 #ifdef VZ_CUDA_TRACE
     A.tr = vz_trace_next('a', n_heads, n_ctx, B, 0);
 #endif
-    if (variant == 0 && att_cl_launch(A, S, B, n_heads, late, st) > 0) return;
+    if (variant == 0 && att_cl_launch(A, S, B, n_heads, late, room, st) > 0) return;
     const size_t shm = sizeof(float) * (size_t)vz_att_block_floats(hd, kv_f16);
     vz_launch_pdl(k_attention, dim3(S, n_heads, B), dim3(ATT_THREADS), shm, st, B, 0, A);
 }

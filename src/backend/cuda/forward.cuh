@@ -58,7 +58,7 @@ void vz_k_probe(char after, cudaStream_t st);
 void vz_k_attention(float *out, const float *q, const float *k, const float *v, void *kc, void *vc, float *part,
                     int32_t *cnt, const vz_att_seqs *sq, int32_t B, int32_t n_heads, int32_t n_kv, int32_t hd,
                     int32_t n_ctx, int32_t kv_f16, float theta, int32_t interleaved, int32_t chunk, int32_t variant,
-                    int32_t linger, int32_t late, cudaStream_t st);
+                    int32_t linger, int32_t late, int32_t room, cudaStream_t st);
 /* The attention variants (VZ_CUDA_ATT), timed by the session profiler: 0
  * (default) one block per (chunk, query head, query), the chunk blocks of a
  * (head, query) in one thread block cluster that merges their partials in
@@ -74,7 +74,17 @@ void vz_k_attention(float *out, const float *q, const float *k, const float *v, 
  * its shared memory (or cluster) cannot be had. Name NULL past the end.
  * late (variant 0): its blocks let the next launch in (PDL) only after
  * their staging, not at entry (session_cuda.cu att_late_for); the bits do
- * not change. */
+ * not change.
+ * room (variant 0, VZ_ATT_ROOM_*): the shared memory each block asks for
+ * at least, so that fewer blocks share an SM and the cluster scheduler
+ * spreads them over more SMs (session_cuda.cu att_room_for); the cluster
+ * size is still chosen for the kernel's own need, and the bits do not
+ * change. */
+enum {
+    VZ_ATT_ROOM_OWN = 0,   /* what the kernel needs */
+    VZ_ATT_ROOM_THIRD = 1, /* 2/7 of an SM's: at most 3 blocks per SM */
+    VZ_ATT_ROOM_HALF = 2   /* half an SM's less 4 KiB: 2 per SM, 1 beside another kernel's block of over 8 KiB */
+};
 int vz_att_n_variants(void);
 const char *vz_att_variant_name(int v);
 

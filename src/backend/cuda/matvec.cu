@@ -503,27 +503,39 @@ static int64_t carveout_bytes(int pct, int most) {
     return ask;
 }
 
-int vz_decode_carveout(int batch, size_t sm_bytes) {
-    static int pct[2] = {-2, -2}; /* [batch > 1] */
-    static int64_t cap[2];        /* bytes of shared memory per SM that pct gives */
-    if (pct[0] == -2) {
-        int dev = 0, most = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess ||
-            cudaDeviceGetAttribute(&most, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) != cudaSuccess)
-            most = 0, cudaGetLastError();
-        for (int i = 0; i < 2; i++) {
-            const char *e = getenv(i ? "VZ_CUDA_CARVEOUT_BATCH" : "VZ_CUDA_CARVEOUT");
-            if (e && *e) pct[i] = atoi(e) < 0 ? -1 : atoi(e) > 100 ? 100 : atoi(e);
-            else if (most > 0) /* the smallest percent above VZ_DECODE_SMEM_BELOW_KIB (matvec.cuh) */
-                pct[i] = (int)((int64_t)VZ_DECODE_SMEM_BELOW_KIB * 1024 * 100 / most) + 1;
-            else pct[i] = -1;
-            if (pct[i] > 100) pct[i] = 100;
-            cap[i] = pct[i] >= 0 ? carveout_bytes(pct[i], most) : 0;
-        }
+/* The decode steps' carveout percents and the shared memory per SM they
+ * give ([batch > 1]), found once. */
+static int decode_pct[2] = {-2, -2};
+static int64_t decode_cap[2];
+
+static void decode_split(void) {
+    if (decode_pct[0] != -2) return;
+    int dev = 0, most = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&most, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) != cudaSuccess)
+        most = 0, cudaGetLastError();
+    for (int i = 0; i < 2; i++) {
+        int pct;
+        const char *e = getenv(i ? "VZ_CUDA_CARVEOUT_BATCH" : "VZ_CUDA_CARVEOUT");
+        if (e && *e) pct = atoi(e) < 0 ? -1 : atoi(e) > 100 ? 100 : atoi(e);
+        else if (most > 0) /* the smallest percent above VZ_DECODE_SMEM_BELOW_KIB (matvec.cuh) */
+            pct = (int)((int64_t)VZ_DECODE_SMEM_BELOW_KIB * 1024 * 100 / most) + 1;
+        else pct = -1;
+        decode_pct[i] = pct > 100 ? 100 : pct;
+        decode_cap[i] = decode_pct[i] >= 0 ? carveout_bytes(decode_pct[i], most) : 0;
     }
+}
+
+int vz_decode_carveout(int batch, size_t sm_bytes) {
+    decode_split();
     const int i = batch > 1;
-    if (pct[i] < 0) return -1;
-    return (int64_t)sm_bytes > cap[i] ? 100 : pct[i];
+    if (decode_pct[i] < 0) return -1;
+    return (int64_t)sm_bytes > decode_cap[i] ? 100 : decode_pct[i];
+}
+
+size_t vz_decode_smem(int batch) {
+    decode_split();
+    return decode_pct[batch > 1] < 0 ? 0 : (size_t)decode_cap[batch > 1];
 }
 
 /* Fast kinds are launched with programmatic stream serialization (PDL)

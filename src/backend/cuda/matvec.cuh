@@ -179,6 +179,9 @@ struct mv_set {
  * 2-8): a percent, or -1 for the driver's choice. matvec.cu. */
 #define VZ_DECODE_SMEM_BELOW_KIB 164 /* the sm_90 size below the decode step's 196 KiB */
 int vz_decode_carveout(int batch, size_t sm_bytes);
+/* The shared memory per SM that a decode step of `batch` rows has at its
+ * carveout (196 KiB on an H100/H200); 0 where the driver chooses. */
+size_t vz_decode_smem(int batch);
 
 /* Appends the carveout attribute of vz_decode_carveout(batch, sm_bytes) to
  * at[0..n) unless that is the driver's choice or batch < 1 (not a decode

@@ -242,6 +242,18 @@ static vz_status head_and_sample(vz_cuda_session *s, int32_t B, int32_t multi) {
  * h200.md). */
 static int32_t att_late_for(const vz_cuda_tensor *wo) { return wo->codec == VZ_CODEC_q8; }
 
+/* The shared memory each decode attention block asks for at batch 1
+ * (vz_k_attention's room), so that its blocks spread over more SMs: for a
+ * q8 Wo half an SM's (with the late trigger), for a q4 Wo 2/7, else its
+ * own. On an H200 (tinyllama, decode at 512-640 positions, three benches
+ * each) q8 ran 1.0-1.9% faster and q4 0.9%, raw and lossless level (with
+ * either room in a sweep); llama2-7b's q8 level (its blocks already take
+ * 81 KiB). Batches of 2-8 keep their own (not measured). The logits do not
+ * change (bench/results/2026-12-02-session47-h200.md). */
+static int32_t att_room_for(const vz_cuda_tensor *wo) {
+    return wo->codec == VZ_CODEC_q8 ? VZ_ATT_ROOM_HALF : wo->codec == VZ_CODEC_q4 ? VZ_ATT_ROOM_THIRD : VZ_ATT_ROOM_OWN;
+}
+
 /* One step over B tokens at pos[0] of slot[0] (multi: [batch] token b of
  * sequence slot[b] at pos[b]): the model, top to bottom, then sampling from
  * the last row (multi: from every row). Reads like vz_forward (forward.c);
@@ -271,7 +283,8 @@ vz_status vz_cs_forward(vz_cuda_session *s, int32_t B, int32_t multi) {
         trace_probe('q', st);
         vz_k_attention(s->att, s->q, s->k, s->v, kc, vc, s->part, s->att_cnt, &sq, B, nh, nkv, hd, s->n_ctx,
                        s->kv_f16, c->rope_theta, c->rope_interleaved, s->att_chunk, s->att_variant, s->att_linger,
-                       s->att_late >= 0 ? s->att_late : att_late_for(&L->wo), st);
+                       s->att_late >= 0 ? s->att_late : att_late_for(&L->wo),
+                       B > 1 ? VZ_ATT_ROOM_OWN : s->att_room >= 0 ? s->att_room : att_room_for(&L->wo), st);
         vz_cs_mark(s, "rope + kv store + attention");
         const vz_cuda_tensor *wo = &L->wo;
         VZ_TRY(vz_cuda_matvec_multi(1, &wo, &s->x, s->att, B, VZ_CUDA_EPI_ADD, st));
@@ -435,6 +448,8 @@ extern "C" vz_status vz_cuda_session_create_plan(vz_cuda_session **out, const vz
     s->att_linger = al && *al == '1';
     const char *ae = getenv("VZ_CUDA_ATT_LATE"); /* bench: 0 or 1 for every layer (else att_late_for) */
     s->att_late = ae && (*ae == '0' || *ae == '1') ? *ae - '0' : -1;
+    const char *ar = getenv("VZ_CUDA_ATT_ROOM"); /* bench: 0, 1 or 2 for every layer (else att_room_for) */
+    s->att_room = ar && *ar >= '0' && *ar <= '2' && !ar[1] ? *ar - '0' : -1;
     *out = s;
     return VZ_OK;
 }
