@@ -420,7 +420,7 @@ static __device__ __forceinline__ void att_merge_one(float m, float l, float p, 
 /* Adds nb partial rows of st (pw floats: m, l, acc) to *L and, element tid < hd, to *o, in row
  * order, each weighted by exp(m - M); shared by both merges (att_combine, forward.cu's cluster
  * kernel): the same bits. The rows past the unrolled ones keep their branch: with att_merge_one
- * there ptxas gave 40 registers, not 48, and decode ran 0.5-1.4% slower (H200, session 47). */
+ * there ptxas gave 40 registers, not 48, and decode ran 0.5-1.5% slower (H200, session 47). */
 static __device__ __forceinline__ void att_merge_rows(const float *st, int nb, int pw, float M, int hd, int tid,
                                                       float *L, float *o) {
     const int e = tid < hd ? tid : 0;
