@@ -21,6 +21,10 @@
 #include "common/testutil.h"
 #include "vramzip.h"
 
+#ifdef VZ_HAVE_CUDA
+#include "backend/cuda/cuda.h"
+#endif
+
 /* llama2.c greedy from BOS on stories260K (shared/models/README.md). */
 static const int32_t ref_ids[40] = {403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317,
                                     426, 338, 401, 396, 267, 337, 410, 408, 419, 292, 411, 322, 265, 282,
@@ -207,7 +211,9 @@ static void gpu_logits_twice(vz_model *m, int kv, const int32_t *toks, int n, in
  * 8 with the next launch let in only after each block's staging
  * (VZ_CUDA_ATT_LATE=1), and 8 with blocks padded to 2/7 and to half of an
  * SM's shared memory (VZ_CUDA_ATT_ROOM=1, =2 with the late trigger: the
- * one-at-a-time steps). */
+ * one-at-a-time steps). A cluster launch that fails falls back to variant
+ * 3 with the same bits, so each configuration must also have launched in
+ * clusters (the padded ones with padded blocks). */
 static void test_attention_cluster_stories260k(void **state) {
     (void)state;
     vz_model *m = vz_test_gpu_model(S260K);
@@ -227,9 +233,21 @@ static void test_attention_cluster_stories260k(void **state) {
             if (c == 3) setenv("VZ_CUDA_ATT_LINGER", "1", 1);
             if (c == 4 || c == 6) setenv("VZ_CUDA_ATT_LATE", "1", 1);
             if (c >= 5) setenv("VZ_CUDA_ATT_ROOM", c == 5 ? "1" : "2", 1);
+            uint64_t cl0 = 0, pad0 = 0, cl1 = 0, pad1 = 0;
+#ifdef VZ_HAVE_CUDA
+            vz_cuda_att_launches(&cl0, &pad0);
+#endif
             gpu_logits_twice(m, kv, toks, N, V, c < 0 ? ref : got);
+#ifdef VZ_HAVE_CUDA
+            vz_cuda_att_launches(&cl1, &pad1);
+#endif
             unsetenv("VZ_CUDA_ATT_LINGER"), unsetenv("VZ_CUDA_ATT_LATE"), unsetenv("VZ_CUDA_ATT_ROOM");
             if (c < 0) continue;
+            print_message("kv %s, cluster cap %s%s: %llu cluster launches, %llu with padded blocks\n",
+                          kv ? "f16" : "f32", cl[c], how[c], (unsigned long long)(cl1 - cl0),
+                          (unsigned long long)(pad1 - pad0));
+            assert_true(cl1 > cl0);
+            assert_true(c >= 5 ? pad1 > pad0 : pad1 == pad0);
             print_message("kv %s, cluster cap %s%s: %d x 2 steps of logits byte-identical to variant 3: %s\n",
                           kv ? "f16" : "f32", cl[c], how[c], N,
                           memcmp(ref, got, sizeof(float) * 2 * N * V) ? "no" : "yes");

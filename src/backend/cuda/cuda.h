@@ -167,6 +167,12 @@ vz_status vz_cuda_rows(float *d_out, const int32_t *d_ids, int n, const vz_cuda_
  * d_ids, and the step's shared-memory carveout (matvec.cuh). */
 vz_status vz_cuda_rows_step(float *d_out, const int32_t *d_ids, int B, const vz_cuda_tensor *W, void *stream);
 
+/* The decode attention's launches so far in this process (for tests): in
+ * thread block clusters (variant 0; a launch that cannot have its clusters
+ * runs variant 3, with the same bits), and of those, launches whose blocks
+ * ask for more shared memory than they need (their room, forward.cuh). */
+void vz_cuda_att_launches(uint64_t *cluster, uint64_t *padded);
+
 /* Small runtime helpers so C tests and tools need no CUDA headers. */
 void *vz_cuda_alloc(size_t bytes);   /* device memory or NULL */
 void vz_cuda_release(void *p);

@@ -384,16 +384,10 @@ static int att_cl_size(att_cl_fn kern, int id, cudaLaunchConfig_t *cfg, cudaLaun
  * trigger (att_late_for; level without); 4 KiB less gave +0.4%, and at 4 KiB
  * more a block no longer fits twice on an SM (q8 -11%). */
 static size_t att_room(size_t shm, int room, int B) {
-    static int resv = -1; /* shared memory the system reserves per block */
-    if (resv < 0) {
-        int dev = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess ||
-            cudaDeviceGetAttribute(&resv, cudaDevAttrReservedSharedMemoryPerBlock, dev) != cudaSuccess)
-            resv = 1024, cudaGetLastError();
-    }
-    const size_t sm = vz_decode_smem(B);
-    const size_t want = room == VZ_ATT_ROOM_THIRD ? sm * 2 / 7 : room == VZ_ATT_ROOM_HALF ? sm / 2 - 4096 : 0;
-    return sm && want > shm + (size_t)resv ? want - (size_t)resv : shm;
+    const size_t sm = vz_decode_smem(B), resv = vz_block_resv_smem();
+    if (sm == 0 || (room != VZ_ATT_ROOM_THIRD && room != VZ_ATT_ROOM_HALF)) return shm;
+    const size_t want = room == VZ_ATT_ROOM_THIRD ? sm * 2 / 7 : sm / 2 - 4096;
+    return want > shm + resv ? want - resv : shm;
 }
 
 /* Launches variant 0 in clusters of att_cl_size blocks. Returns the size
@@ -405,6 +399,12 @@ static size_t att_room(size_t shm, int room, int B) {
  * +0.1-0.3%), where no preference and "spread" timed the same; the bits do
  * not change (bench/results/2026-11-29-session19-h200.md). VZ_CUDA_ATT_CSP
  * (bench): 0 no preference, 1 spread, 2 load balancing. */
+static uint64_t att_cl_launched[2]; /* vz_cuda_att_launches */
+
+void vz_cuda_att_launches(uint64_t *cluster, uint64_t *padded) {
+    *cluster = att_cl_launched[0], *padded = att_cl_launched[1];
+}
+
 static int att_cl_launch(const att_args &A, int S, int B, int n_heads, int late, int room, cudaStream_t st) {
     int id;
     const att_cl_fn kern = att_cl_kernel(A.hd, A.kv_f16, late, &id);
@@ -461,7 +461,10 @@ static int att_cl_launch(const att_args &A, int S, int B, int n_heads, int late,
             if (i > 0 && tries[i] == tries[i - 1]) continue;
             cfg.numAttrs = tries[i];
             err = cudaLaunchKernelEx(&cfg, kern, A, (int32_t)S);
-            if (err == cudaSuccess) return cs;
+            if (err == cudaSuccess) {
+                att_cl_launched[0]++, att_cl_launched[1] += ask > shm;
+                return cs;
+            }
             cudaGetLastError();
         }
     }

@@ -533,6 +533,18 @@ int vz_decode_carveout(int batch, size_t sm_bytes) {
     return (int64_t)sm_bytes > decode_cap[i] ? 100 : decode_pct[i];
 }
 
+size_t vz_block_resv_smem(void) {
+    static int resv = -1;
+    if (resv < 0) {
+        int dev = 0, r = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&r, cudaDevAttrReservedSharedMemoryPerBlock, dev) != cudaSuccess)
+            r = 1024, cudaGetLastError();
+        resv = r;
+    }
+    return (size_t)resv;
+}
+
 size_t vz_decode_smem(int batch) {
     decode_split();
     return decode_pct[batch > 1] < 0 ? 0 : (size_t)decode_cap[batch > 1];
@@ -597,18 +609,16 @@ static cudaError_t mv_launch(mv_fn f, bool fast, unsigned blocks, int threads, s
  * it is sized for. */
 static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, int batch, int silu, bool wide0,
                           unsigned *blocks, mv_fn *f, size_t *blk_smem, int *per_sm, int *warps) {
-    static int sms = 0, resv = 0; /* resv: shared memory the system reserves per block */
+    static int sms = 0;
     /* opt-in above 48 KiB done: [kind][batch - 1], 8: mv4_row1, 9 + pairs: mv4_occ3, 9 + batch: mv4_wide,
      * 18 + pairs: mv4_wide1, 20 + pairs: mv4_wide3, 22 + wide: mv4_keys */
     static bool big_smem[7][24]; /* [VZ_K_Q4D], [VZ_K_Q8D] too */
-    static size_t stat_smem[7][24]; /* the kernel's static shared memory (+ resv), known once big_smem is set */
+    static size_t stat_smem[7][24]; /* the kernel's static shared memory (+ the system's), known once big_smem is set */
     if (sms == 0) {
         int dev = 0;
         cudaError_t e = cudaGetDevice(&dev);
         if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
         VZ_FAIL_IF(e != cudaSuccess || sms < 1, VZ_ERR_CUDA, "cuda matvec: SM count: %s", cudaGetErrorString(e));
-        if (cudaDeviceGetAttribute(&resv, cudaDevAttrReservedSharedMemoryPerBlock, dev) != cudaSuccess)
-            resv = 1024, cudaGetLastError(); /* sm_80 .. sm_90 */
     }
     static int64_t row1_max = -2; /* the most rows of a launch that runs single rows; -1: the rule's */
     /* [kind], then [4] lossless without SiLU: 3 blocks per SM up to this many steps per warp; -1: never */
@@ -671,7 +681,7 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
         cudaFuncAttributes fa;
         e = cudaFuncGetAttributes(&fa, *f);
         VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda matvec: kernel attributes: %s", cudaGetErrorString(e));
-        stat_smem[kind][ki] = fa.sharedSizeBytes + (size_t)resv;
+        stat_smem[kind][ki] = fa.sharedSizeBytes + vz_block_resv_smem();
         big_smem[kind][ki] = true;
     }
     *blk_smem = stat_smem[kind][ki], *per_sm = (int)per, *warps = (int)wpb;

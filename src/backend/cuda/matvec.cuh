@@ -182,6 +182,10 @@ int vz_decode_carveout(int batch, size_t sm_bytes);
 /* The shared memory per SM that a decode step of `batch` rows has at its
  * carveout (196 KiB on an H100/H200); 0 where the driver chooses. */
 size_t vz_decode_smem(int batch);
+/* The shared memory the system reserves per block (cudaDevAttrReserved-
+ * SharedMemoryPerBlock, read once; 1 KiB, as on sm_80..sm_90, where the
+ * query fails): a block takes its own plus this. */
+size_t vz_block_resv_smem(void);
 
 /* Appends the carveout attribute of vz_decode_carveout(batch, sm_bytes) to
  * at[0..n) unless that is the driver's choice or batch < 1 (not a decode
