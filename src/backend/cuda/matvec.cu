@@ -40,6 +40,7 @@ struct mv_args : mv_set {
     const float *nw; /* v4: RMSNorm weights fused into the x staging (NULL: none) */
     int nws;         /* v4, batch 1: nw copied into shared memory before the PDL wait (mv4_stage_nw) */
     float eps;
+    int pre1; /* v4, lossless at batch 1 with nws: one ring step before the PDL wait (MV4_PRE1_COLS_LL) */
 #ifdef VZ_CUDA_TRACE
     vz_trace_arg tr;
 #endif
@@ -341,6 +342,19 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
 #define MV4_OCC3_STEPS_LL_PLAIN 4 /* lossless launches without SiLU: the same */
 #define MV4_OCC3_STEPS_Q8 2 /* q8: the same (q4: never) */
 #define MV4_OCC3_STEPS_RAW 2 /* raw: the same */
+/* MV4_PRE1_COLS_LL: a lossless launch at batch 1 with a fused norm whose
+ * norm weights sit in shared memory (nws) and of at most this many columns
+ * loads one ring step per warp before its PDL wait, the rest once x is
+ * staged (mv4_ring::top_up), where the other launches load all D first.
+ * Fewer loads in flight when the wait returns let x's staging through
+ * sooner. On an H200 (bench/results/2026-12-02-session48-h200.md, runs 3-4)
+ * tinyllama's lossless decode (2048 columns: gate/up and the head; its QKV
+ * runs 3 blocks per SM, D = 1) went 1411.2 -> 1423.2 tok/s (+0.85%, every
+ * bench above every bench without), llama2-7b's (4096) lost 0.3% with it;
+ * raw, q8 and q4 lost 2.8-4.6% with one step before the wait in a knob build
+ * (run 2), so only lossless takes it. The same bits. VZ_CUDA_MV_PRE1_COLS
+ * (bench): the bound, -1 never. */
+#define MV4_PRE1_COLS_LL 2048
 
 /* MV4_DEAL: warp w of block b is its tensor's warp w * nblk + b (nblk: the
  * tensor's blocks), so the warps that get one unit more, or the only units
@@ -378,8 +392,9 @@ static __global__ void __launch_bounds__(WARPS * 32, WARPS == MV4_WARPS ? MINB :
     const int c4 = (int)(d0.cols >> 2); /* B == a.batch: mv4_plan picks the kernel of the batch */
     mv4_ring<KIND, B, NS, MINB> ring;
     const int64_t nblk = a.blk[t + 1] - a.blk[t], b = blockIdx.x - a.blk[t];
+    const bool pre1 = KIND == VZ_K_LL3 && B == 1 && a.pre1; /* MV4_PRE1_COLS_LL */
     ring.start(d0, d1, silu, MV4_DEAL(KIND) ? warp * nblk + b : b * WARPS + warp, nwarp, nunit, lane,
-               ixs[KIND == VZ_K_LL3 ? warp : 0], ysm[B == 1 ? warp : 0]);
+               ixs[KIND == VZ_K_LL3 ? warp : 0], ysm[B == 1 ? warp : 0], pre1 ? 1 : (int)ring.D);
     float4 *xs = mv4_align(xs_), *nws = a.nws ? xs + (size_t)B * c4 : NULL;
     if (nws) mv4_stage_nw(a.nw, c4, nws);
     a.wait(); /* x and y only from here on; weights before */
@@ -389,6 +404,7 @@ static __global__ void __launch_bounds__(WARPS * 32, WARPS == MV4_WARPS ? MINB :
     constexpr bool DP = vz_k_dp(KIND);
     mv4_stage<DP>(a.x, a.nw, a.eps, B, c4, xs, &nsm, nws);
     if constexpr (DP) mv4_digits<KIND>(B, c4, xs);
+    if (pre1) ring.top_up(lane, 1);
 #ifdef VZ_CUDA_TRACE
     const unsigned long long tr_tx = vz_gtime();
 #endif
@@ -685,6 +701,12 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
         big_smem[kind][ki] = true;
     }
     *blk_smem = stat_smem[kind][ki], *per_sm = (int)per, *warps = (int)wpb;
+    static int64_t pre1_cols = -2; /* bench knob VZ_CUDA_MV_PRE1_COLS (-1: never) */
+    if (pre1_cols == -2) {
+        const char *e = getenv("VZ_CUDA_MV_PRE1_COLS");
+        pre1_cols = e && *e ? atoll(e) : MV4_PRE1_COLS_LL;
+    }
+    a.pre1 = kind == VZ_K_LL3 && batch == 1 && W[0]->cols <= pre1_cols; /* with nws only (mv_multi) */
     return VZ_OK;
 }
 
@@ -779,6 +801,7 @@ static vz_status mv_multi(int n, const vz_cuda_tensor *const *W, float *const *d
         static int nws_on = -1; /* bench knob VZ_CUDA_NWS=0: the norm weights read after the norm (same bits) */
         if (nws_on < 0) nws_on = !(getenv("VZ_CUDA_NWS") && *getenv("VZ_CUDA_NWS") == '0');
         a.nws = nws_on && nw && batch == 1 && 2 * (size_t)W[0]->cols * 4 <= MV4_XMAX; /* the copy fits too */
+        a.pre1 = a.pre1 && a.nws;
         const size_t smem = (size_t)(batch + a.nws) * (size_t)W[0]->cols * 4 + MV4_XPAD;
 #ifdef VZ_CUDA_TRACE
         a.tr = vz_trace_next('m', W[0]->rows, W[0]->cols, n, epi);

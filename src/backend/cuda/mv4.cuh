@@ -360,8 +360,9 @@ static __device__ __forceinline__ void mv4_dp(const vz_pk pk[NS], uint32_t xa, i
  * u0 + us, ... below uend of one tensor (d[1]: the up tensor when silu),
  * the weights of the next D steps in flight during this step's math (LATE:
  * D - 1, the step's slot refilled after it), also across units. start()
- * issues the first D steps' loads and touches only weights (so it may run
- * before x is ready); run() consumes them. Lossless: a unit's exception
+ * issues the first D steps' loads (pre of them; top_up() the rest) and
+ * touches only weights (so it may run before x is ready); run() consumes
+ * them. Lossless: a unit's exception
  * index rows (lane j: block j) are copied one unit ahead into the warp's
  * shared memory (ix). */
 template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
@@ -464,7 +465,7 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
     }
 
     __device__ __forceinline__ void start(const vz_dview &d0, const vz_dview &d1, bool silu_, int u0, int us_, int uend_,
-                                          int lane, uint32_t *ix_, float *ys_) {
+                                          int lane, uint32_t *ix_, float *ys_, int pre = D) {
         d[0] = d0, d[NS - 1] = NS == 1 ? d0 : d1, silu = silu_, rows = (int)mv4_dv(d0).rows, us = us_, uend = uend_;
         if constexpr (KIND == VZ_K_LL3 && B == 1) /* batches: not timed with it, left as they were */
 #pragma unroll
@@ -474,7 +475,15 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
         if (KIND == VZ_K_LL3) copy_ix(u, 0, lane); /* the first unit's exception index */
 #pragma unroll
         for (int k = 0; k < D; k++)
-            if (uf < uend) fetch(k, lane);
+            if (uf < uend && k < pre) fetch(k, lane);
+    }
+
+    /* The steps start() left (pre < D), fetched once x is staged
+     * (matvec.cu MV4_PRE1_COLS_LL); none where pre >= D. */
+    __device__ __forceinline__ void top_up(int lane, int pre) {
+#pragma unroll
+        for (int k = 0; k < D; k++)
+            if (uf < uend && k >= pre) fetch(k, lane);
     }
 
     /* YA, epi ADD: lane 0 loads y of unit u's rows as the unit starts, so
