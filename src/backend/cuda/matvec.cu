@@ -347,9 +347,9 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
  * loads one ring step per warp before its PDL wait, the rest once x is
  * staged (mv4_ring::top_up), where the other launches load all D first.
  * Fewer loads in flight when the wait returns let x's staging through
- * sooner. On an H200 (bench/results/2026-12-02-session48-h200.md, runs 3-4)
+ * sooner. On an H200 (bench/results/2026-12-02-session48-h200.md, run 5)
  * tinyllama's lossless decode (2048 columns: gate/up and the head; its QKV
- * runs 3 blocks per SM, D = 1) went 1411.2 -> 1423.2 tok/s (+0.85%, every
+ * runs 3 blocks per SM, D = 1) went 1408.3 -> 1418.9 tok/s (+0.76%, every
  * bench above every bench without), llama2-7b's (4096) lost 0.3% with it;
  * raw, q8 and q4 lost 2.8-4.6% with one step before the wait in a knob build
  * (run 2), so only lossless takes it. The same bits. VZ_CUDA_MV_PRE1_COLS

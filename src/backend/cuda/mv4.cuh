@@ -360,11 +360,11 @@ static __device__ __forceinline__ void mv4_dp(const vz_pk pk[NS], uint32_t xa, i
  * u0 + us, ... below uend of one tensor (d[1]: the up tensor when silu),
  * the weights of the next D steps in flight during this step's math (LATE:
  * D - 1, the step's slot refilled after it), also across units. start()
- * issues the first D steps' loads (pre of them; top_up() the rest) and
+ * issues the first D steps' loads (pre of them, top_up() the rest) and
  * touches only weights (so it may run before x is ready); run() consumes
- * them. Lossless: a unit's exception
- * index rows (lane j: block j) are copied one unit ahead into the warp's
- * shared memory (ix). */
+ * them. Lossless: a unit's exception index rows (lane j: block j) are
+ * copied one unit ahead into the warp's shared memory (ix).
+ */
 template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
     /* YA: ADD's y read as a unit starts (B > 1 spills). LATE (the 3-blocks
      * kernels, 80 registers): a slot is refilled after its step's fmaf, not
