@@ -367,22 +367,22 @@ static int att_cl_size(att_cl_fn kern, int id, cudaLaunchConfig_t *cfg, cudaLaun
     return best;
 }
 
-/* The shared memory a cluster block of the kernel's shm asks for under
- * room (forward.cuh VZ_ATT_ROOM_*): a share of what an SM has at the
- * decode step's carveout (vz_decode_smem), less the 1 KiB the system
- * reserves per block; shm where the kernel needs more, for VZ_ATT_ROOM_OWN
+/* The shared memory a cluster block of the kernel's shm asks for under room
+ * (forward.cuh VZ_ATT_ROOM_*): a share of what an SM has at the decode step's
+ * carveout (vz_decode_smem), less what the system reserves per block
+ * (vz_block_resv_smem); shm where the kernel needs more, for VZ_ATT_ROOM_OWN
  * and where the driver picks the carveout. The attention's blocks go where
- * there is room at their launch, beside the QKV matvec's last blocks and
- * (PDL) Wo's first: on an H200, tinyllama's 192 working blocks (45 KiB
- * each) sat on 82-116 of the 132 SMs, up to 4 on one, and a block sharing
- * its SM with 3 others took ~25% longer than one alone (traced). Padded
- * blocks spread (bench/results/2026-12-02-session47-h200.md). With 2/7
- * (55 KiB, 3 per SM: 112 -> 115 SMs) tinyllama's q4 decode ran 1.2% faster
- * in a sweep (a plateau from 49 to 61 KiB a block; raw and lossless level)
- * and 0.9% as committed. With half less 4 KiB (93 KiB, at most 2 per SM:
- * 82 -> 114 SMs) q8's ran 2.1% (sweep) and 1.0-1.9% faster, with its late
- * trigger (att_late_for; level without); 4 KiB less gave +0.4%, and at 4 KiB
- * more a block no longer fits twice on an SM (q8 -11%). */
+ * there is room at their launch, beside the QKV matvec's last blocks and (PDL)
+ * Wo's first: on an H200, tinyllama's 192 working blocks (45 KiB each) sat on
+ * 82-116 of the 132 SMs, up to 4 on one, and a block sharing its SM with 3
+ * others took ~25% longer than one alone (traced). Padded blocks spread
+ * (bench/results/2026-12-02-session47-h200.md). With 2/7 (55 KiB, 3 per SM:
+ * 112 -> 115 SMs) tinyllama's q4 decode ran 1.2% faster in a sweep (a plateau
+ * from 49 to 61 KiB a block; raw and lossless level) and 0.9% as committed.
+ * With half less 4 KiB (93 KiB, at most 2 per SM: 82 -> 114 SMs) q8's ran 2.1%
+ * (sweep) and 1.0-1.9% faster, with its late trigger (att_late_for; level
+ * without); 4 KiB less gave +0.4%, and at 4 KiB more a block no longer fits
+ * twice on an SM (q8 -11%). */
 static size_t att_room(size_t shm, int room, int B) {
     const size_t sm = vz_decode_smem(B), resv = vz_block_resv_smem();
     if (sm == 0 || (room != VZ_ATT_ROOM_THIRD && room != VZ_ATT_ROOM_HALF)) return shm;

@@ -345,7 +345,7 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
 /* MV4_PRE1_COLS_LL: a lossless launch at batch 1 with a fused norm whose
  * norm weights sit in shared memory (nws) and of at most this many columns
  * loads one ring step per warp before its PDL wait, the rest once x is
- * staged (mv4_ring::top_up), where the other launches load all D first.
+ * staged (mv4_ring::fill), where the other launches load all D first.
  * Fewer loads in flight when the wait returns let x's staging through
  * sooner. On an H200 (bench/results/2026-12-02-session48-h200.md, run 5)
  * tinyllama's lossless decode (2048 columns: gate/up and the head; its QKV
@@ -404,7 +404,7 @@ static __global__ void __launch_bounds__(WARPS * 32, WARPS == MV4_WARPS ? MINB :
     constexpr bool DP = vz_k_dp(KIND);
     mv4_stage<DP>(a.x, a.nw, a.eps, B, c4, xs, &nsm, nws);
     if constexpr (DP) mv4_digits<KIND>(B, c4, xs);
-    if (pre1) ring.top_up(lane, 1);
+    if (pre1) ring.fill(lane, 1, ring.D);
 #ifdef VZ_CUDA_TRACE
     const unsigned long long tr_tx = vz_gtime();
 #endif
@@ -701,12 +701,6 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
         big_smem[kind][ki] = true;
     }
     *blk_smem = stat_smem[kind][ki], *per_sm = (int)per, *warps = (int)wpb;
-    static int64_t pre1_cols = -2; /* bench knob VZ_CUDA_MV_PRE1_COLS (-1: never) */
-    if (pre1_cols == -2) {
-        const char *e = getenv("VZ_CUDA_MV_PRE1_COLS");
-        pre1_cols = e && *e ? atoll(e) : MV4_PRE1_COLS_LL;
-    }
-    a.pre1 = kind == VZ_K_LL3 && batch == 1 && W[0]->cols <= pre1_cols; /* with nws only (mv_multi) */
     return VZ_OK;
 }
 
@@ -801,7 +795,12 @@ static vz_status mv_multi(int n, const vz_cuda_tensor *const *W, float *const *d
         static int nws_on = -1; /* bench knob VZ_CUDA_NWS=0: the norm weights read after the norm (same bits) */
         if (nws_on < 0) nws_on = !(getenv("VZ_CUDA_NWS") && *getenv("VZ_CUDA_NWS") == '0');
         a.nws = nws_on && nw && batch == 1 && 2 * (size_t)W[0]->cols * 4 <= MV4_XMAX; /* the copy fits too */
-        a.pre1 = a.pre1 && a.nws;
+        static int64_t pre1_cols = -2; /* bench knob VZ_CUDA_MV_PRE1_COLS (-1: never) */
+        if (pre1_cols == -2) {
+            const char *e = getenv("VZ_CUDA_MV_PRE1_COLS");
+            pre1_cols = e && *e ? atoll(e) : MV4_PRE1_COLS_LL;
+        }
+        a.pre1 = kind == VZ_K_LL3 && a.nws && W[0]->cols <= pre1_cols; /* nws implies batch 1 */
         const size_t smem = (size_t)(batch + a.nws) * (size_t)W[0]->cols * 4 + MV4_XPAD;
 #ifdef VZ_CUDA_TRACE
         a.tr = vz_trace_next('m', W[0]->rows, W[0]->cols, n, epi);

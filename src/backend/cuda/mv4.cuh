@@ -360,11 +360,10 @@ static __device__ __forceinline__ void mv4_dp(const vz_pk pk[NS], uint32_t xa, i
  * u0 + us, ... below uend of one tensor (d[1]: the up tensor when silu),
  * the weights of the next D steps in flight during this step's math (LATE:
  * D - 1, the step's slot refilled after it), also across units. start()
- * issues the first D steps' loads (pre of them, top_up() the rest) and
+ * issues the first D steps' loads (pre of them, fill() the rest) and
  * touches only weights (so it may run before x is ready); run() consumes
  * them. Lossless: a unit's exception index rows (lane j: block j) are
- * copied one unit ahead into the warp's shared memory (ix).
- */
+ * copied one unit ahead into the warp's shared memory (ix). */
 template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
     /* YA: ADD's y read as a unit starts (B > 1 spills). LATE (the 3-blocks
      * kernels, 80 registers): a slot is refilled after its step's fmaf, not
@@ -473,17 +472,15 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
         nit = (mv4_dv(d0).gpr + 31) / 32, u = uf = u0, it = itf = 0, ix = ix_, pb = 0, ys = ys_;
         if (KIND == VZ_K_LL3 && mv4_dv(d[0]).bpr >= 32) __trap(); /* callers keep cols <= 31 * 1024 (MV4_IX_WORDS) */
         if (KIND == VZ_K_LL3) copy_ix(u, 0, lane); /* the first unit's exception index */
-#pragma unroll
-        for (int k = 0; k < D; k++)
-            if (uf < uend && k < pre) fetch(k, lane);
+        fill(lane, 0, pre);
     }
 
-    /* The steps start() left (pre < D), fetched once x is staged
-     * (matvec.cu MV4_PRE1_COLS_LL); none where pre >= D. */
-    __device__ __forceinline__ void top_up(int lane, int pre) {
+    /* Fetches the steps of slots [lo, hi): start() those below its pre,
+     * the kernel the rest once x is staged (matvec.cu MV4_PRE1_COLS_LL). */
+    __device__ __forceinline__ void fill(int lane, int lo, int hi) {
 #pragma unroll
         for (int k = 0; k < D; k++)
-            if (uf < uend && k >= pre) fetch(k, lane);
+            if (uf < uend && k >= lo && k < hi) fetch(k, lane);
     }
 
     /* YA, epi ADD: lane 0 loads y of unit u's rows as the unit starts, so
