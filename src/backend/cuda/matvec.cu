@@ -345,14 +345,17 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
 /* MV4_PRE1_COLS_LL: a lossless launch at batch 1 with a fused norm whose
  * norm weights sit in shared memory (nws) and of at most this many columns
  * loads one ring step per warp before its PDL wait, the rest once x is
- * staged (mv4_ring::fill), where the other launches load all D first.
- * Fewer loads in flight when the wait returns let x's staging through
- * sooner. On an H200 (bench/results/2026-12-02-session48-h200.md, run 5)
- * tinyllama's lossless decode (2048 columns: gate/up and the head; its QKV
- * runs 3 blocks per SM, D = 1) went 1408.3 -> 1418.9 tok/s (+0.76%, every
- * bench above every bench without), llama2-7b's (4096) lost 0.3% with it;
- * raw, q8 and q4 lost 2.8-4.6% with one step before the wait in a knob build
- * (run 2), so only lossless takes it. The same bits. VZ_CUDA_MV_PRE1_COLS
+ * staged (mv4_ring::fill), where the other launches load all D first. Fewer
+ * loads in flight when the wait returns let x's staging through sooner. On
+ * an H200 (bench/results/2026-12-02-session48-h200.md, run 5) tinyllama's
+ * lossless decode (2048 columns: QKV, single rows at 3 blocks per SM with a
+ * ring 2 steps deep, and the head; gate/up's pairs at 3 blocks have a ring
+ * 1 step deep, so none is held back there) went 1408.3 -> 1418.9 tok/s
+ * (+0.76%, every bench above every bench without), llama2-7b's (4096) lost
+ * 0.3% with it (its QKV, gate/up and head each ended 0.2-0.6 us later,
+ * traced in bench/results/2026-12-02-session49-h200.md); raw, q8 and q4
+ * lost 2.8-4.6% with one step before the wait in a knob build (session 48,
+ * run 2), so only lossless takes it. The same bits. VZ_CUDA_MV_PRE1_COLS
  * (bench): the bound, -1 never. */
 #define MV4_PRE1_COLS_LL 2048
 
