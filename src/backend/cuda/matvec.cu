@@ -407,6 +407,10 @@ static __global__ void __launch_bounds__(WARPS * 32, WARPS == MV4_WARPS ? MINB :
     constexpr bool DP = vz_k_dp(KIND);
     mv4_stage<DP>(a.x, a.nw, a.eps, B, c4, xs, &nsm, nws);
     if constexpr (DP) mv4_digits<KIND>(B, c4, xs);
+    /* The held-back steps. One `pre` (1 or D) given to start and to fill(lane, pre, D) says the
+     * count once, but changed one predicate's computation in the eight batch-1 lossless kernels
+     * and ran tinyllama's lossless decode 0.5% slower on an H200 (bench/results/
+     * 2026-12-02-session50-h200.md), so the count stays written twice. */
     if (pre1) ring.fill(lane, 1, ring.D);
 #ifdef VZ_CUDA_TRACE
     const unsigned long long tr_tx = vz_gtime();
