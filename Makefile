@@ -94,6 +94,11 @@ $(BUILD)/bench/prefill_bench: bench/prefill_bench.cu bench/bench_util.cuh $(BUIL
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -o $@ $< $(BUILD)/libvramzip.a $(PKG_LIBS) -lm -ldl -Xcompiler -fopenmp
 
+# GPU microbenchmark of the hand-off between dependent launches (PDL wait against a polled counter).
+$(BUILD)/bench/handoff_bench: bench/handoff_bench.cu bench/bench_util.cuh
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -o $@ $<
+
 HAVE_CLANG := $(shell command -v clang >/dev/null 2>&1 && echo 1)
 # `make test` runs every test twice: the normal build, and an ASan+UBSan
 # build (build-san, CPU only), plus a short run of each fuzzer; one closing line.

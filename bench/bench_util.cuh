@@ -1,5 +1,5 @@
 /*
- * bench_util.cuh - what the CUDA bench programs (matvec_bench.cu,
+ * bench_util.cuh - what the CUDA bench programs (matvec_bench.cu, handoff_bench.cu,
  * prefill_bench.cu) share: exit-on-error checks for CUDA and vz_status
  * calls (benches are programs, not library code), a deterministic uniform
  * generator for synthetic weights, and a float comparator for medians.
