@@ -8,7 +8,7 @@
  * counter that every predecessor block adds to with release semantics,
  * polled with acquire loads (the flag hand-off a persistent kernel would
  * use), optionally with loads in flight before the wait (as the matvecs'
- * rings are). Each block checks that one of its predecessor's writes is
+ * rings are), issued at once or late in the predecessor's run. Each block checks that one of its predecessor's writes is
  * visible (a "stale read" otherwise).
  * Usage: handoff_bench [blocks [MiB...]] (default 264 blocks, 16 and 64 MiB
  * streamed per launch). Prints a markdown table; %globaltimer ticks in
@@ -36,7 +36,7 @@ typedef struct {
     uint64_t *t_exit, *t_wait; /* [blocks] stamps of this launch */
     const float4 *big;
     size_t nbig; /* float4 in big */
-    int it, wait, sleep_ns, pre;
+    int it, wait, sleep_ns, pre, pre_delay_ns;
 } hb_args;
 
 static __device__ __forceinline__ uint64_t hb_time(void) {
@@ -58,6 +58,10 @@ static __device__ __forceinline__ uint32_t hb_ld_acquire(const uint32_t *p) {
 static __global__ void __launch_bounds__(HB_THREADS, 4) hb_kernel(hb_args a) {
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
     float4 pv[HB_PRE_MAX];
+    if (a.pre_delay_ns) { /* the loads go out this long after the block's entry: late in its predecessor's run */
+        const uint64_t t = hb_time() + (uint64_t)a.pre_delay_ns;
+        while (hb_time() < t) __nanosleep(64);
+    }
     const size_t span = (size_t)HB_THREADS * HB_PRE_MAX; /* a block's pre-wait loads: rotate over 4 launches' worth */
     const float4 *pb = a.big + ((size_t)(a.it % 4) * gridDim.x + blockIdx.x) * span % (a.nbig - span) + threadIdx.x;
 #pragma unroll
@@ -99,6 +103,7 @@ static __global__ void __launch_bounds__(HB_THREADS, 4) hb_kernel(hb_args a) {
 typedef struct {
     const char *name;
     int wait, sleep_ns, cluster, pre, pdl0; /* pdl0: launch 0, right after memsets, with the PDL attribute too */
+    int pre_delay_ns; /* the pre-wait loads this long after the block's entry */
 } hb_mode;
 
 static const hb_mode modes[] = {
@@ -113,6 +118,9 @@ static const hb_mode modes[] = {
     {"PDL wait, 16 KiB loaded per block before it", HB_PDL, 0, 1, 4},
     {"PDL wait, 32 KiB loaded per block before it", HB_PDL, 0, 1, 8},
     {"counter + nanosleep 32, 32 KiB before it", HB_POLL, 32, 1, 8},
+    {"PDL wait, 32 KiB loaded 1.5 us after entry", HB_PDL, 0, 1, 8, 0, 1500},
+    {"PDL wait, 32 KiB loaded 2.5 us after entry", HB_PDL, 0, 1, 8, 0, 2500},
+    {"PDL wait, 32 KiB loaded 8 us after entry", HB_PDL, 0, 1, 8, 0, 8000},
 };
 
 static double mean(const double *v, int n) {
@@ -124,9 +132,9 @@ static double mean(const double *v, int n) {
 /* One row: HB_ITERS launches of mode m in one stream, stamps copied back. */
 static void run_mode(const hb_mode *m, int blocks, size_t nbig, const float4 *big, uint32_t *cnt, int32_t *data,
                      int32_t *stale, uint64_t *t_exit, uint64_t *t_wait, cudaStream_t st) {
-    CK(cudaMemset(cnt, 0, 4));
-    CK(cudaMemset(stale, 0, 8));
-    CK(cudaMemset(data, 0xff, (size_t)(blocks + 1) * 4));
+    CK(cudaMemsetAsync(cnt, 0, 4, st)); /* in the launches' stream: a non-blocking one does not wait for stream 0 */
+    CK(cudaMemsetAsync(stale, 0, 8, st));
+    CK(cudaMemsetAsync(data, 0xff, (size_t)(blocks + 1) * 4, st));
     cudaLaunchAttribute at[2];
     at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     at[0].val.programmaticStreamSerializationAllowed = 1;
@@ -140,7 +148,7 @@ static void run_mode(const hb_mode *m, int blocks, size_t nbig, const float4 *bi
     CK(cudaEventRecord(e0, st));
     for (int it = 0; it < HB_ITERS; it++) {
         hb_args a = {cnt,       (uint32_t)(it * blocks), data, stale, t_exit + (size_t)it * blocks,
-                     t_wait + (size_t)it * blocks, big, nbig, it, m->wait, m->sleep_ns, m->pre};
+                     t_wait + (size_t)it * blocks, big, nbig, it, m->wait, m->sleep_ns, m->pre, m->pre_delay_ns};
         const int pdl = it > 0 || m->pdl0; /* launch 0 follows the memsets */
         cf.attrs = pdl ? at : at + 1, cf.numAttrs = pdl + (m->cluster > 1);
         CK(cudaLaunchKernelEx(&cf, hb_kernel, a));
@@ -212,7 +220,7 @@ int main(int argc, char **argv) {
         }
         float4 *big;
         CK(cudaMalloc(&big, nbig * 16));
-        CK(cudaMemset(big, 0, nbig * 16));
+        CK(cudaMemsetAsync(big, 0, nbig * 16, st));
         for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++)
             run_mode(&modes[m], blocks, nbig, big, cnt, data, stale, t_exit, t_wait, st);
         CK(cudaFree(big));
