@@ -7,13 +7,14 @@
  * predecessor either by griddepcontrol.wait (the decode step's way) or by a
  * counter that every predecessor block adds to with release semantics,
  * polled with acquire loads (the flag hand-off a persistent kernel would
- * use), optionally with loads in flight before the wait (as the matvecs'
- * rings are), issued at once or late in the predecessor's run, or in one
- * block of 24 warps per SM (as raw's short matvecs run). Each block checks that one of its predecessor's writes is
- * visible (a "stale read" otherwise).
+ * use); rows add loads in flight before the wait (as the matvecs' rings
+ * have), issued at once or late in the predecessor's run, clusters, or one
+ * block of 24 warps per SM (as raw's short matvecs run). Each block checks
+ * that one of its predecessor's writes is visible ("stale reads" otherwise).
  * Usage: handoff_bench [blocks [MiB...]] (default 264 blocks, 16 and 64 MiB
- * streamed per launch). Prints a markdown table. %globaltimer's step (printed)
- * was 256 ns on the H200s tried, so the hand-offs are means over 190 launches.
+ * streamed per launch). Prints a markdown table; %globaltimer's step (printed
+ * first) was 32 or 256 ns on the H200s tried, so the columns are means over
+ * 190 launches (bench/results/2026-12-02-session50-h200.md).
  */
 #include <cuda_runtime.h>
 #include <stdint.h>
@@ -206,8 +207,9 @@ static void run_mode(const hb_mode *m, int blocks, int sms, size_t nbig, const f
         work[k] = ((double)ee - (double)w0) / 1e3;
     }
     if (print)
-        printf("| %s | %d | %.0f | %.2f | %.2f | %.2f | %.2f | %d / %d |\n", m->name, blocks, (double)nbig * 16 / 1048576.0,
-           ms * 1e3 / HB_ITERS, mean(first, k), mean(last, k), mean(work, k), hs[0], hs[1]);
+        printf("| %s | %d | %.0f | %.2f | %.2f | %.2f | %.2f | %d / %d |\n", m->name, blocks,
+               (double)nbig * 16 / 1048576.0, ms * 1e3 / HB_ITERS, mean(first, k), mean(last, k), mean(work, k), hs[0],
+               hs[1]);
     free(hx), free(hw);
     CK(cudaEventDestroy(e0));
     CK(cudaEventDestroy(e1));
@@ -256,8 +258,8 @@ int main(int argc, char **argv) {
         float4 *big;
         CK(cudaMalloc(&big, nbig * 16));
         CK(cudaMemsetAsync(big, 0, nbig * 16, st));
-        /* the first row, unprinted, for half a second: on a fresh machine the first rows ran with
-         * hand-offs of ~2 us (once 0.97), the same binary 0.65 a second later */
+        /* the first row, unprinted, for half a second: on a fresh machine the first rows once ran
+         * with hand-offs of ~2 us, the same kernel 0.65 us a minute later */
         for (const double t0 = wall_s(); wall_s() - t0 < 0.5;)
             run_mode(&modes[0], blocks, prop.multiProcessorCount, nbig, big, cnt, data, stale, t_exit, t_wait, st, false);
         for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++)
