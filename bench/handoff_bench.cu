@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "backend/cuda/matvec.cuh" /* mv_pdl_trigger, mv_pdl_wait: the decode step's own */
 #include "bench_util.cuh"
 
 #define HB_THREADS 256 /* per block; HB_WIDE: one block of 24 warps per SM, as raw's QKV and Wo run */
@@ -61,7 +62,7 @@ static __device__ __forceinline__ uint32_t hb_ld_acquire(const uint32_t *p) {
  * index, stamps its exit and, when polled, signals. */
 template <int T, int PRE_MAX>
 static __global__ void __launch_bounds__(T, T == HB_THREADS ? 4 : 2) hb_kernel(hb_args a) {
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+    mv_pdl_trigger();
     float4 pv[PRE_MAX > 0 ? PRE_MAX : 1];
     if (a.pre_delay_ns) { /* the loads go out this long after the block's entry: late in its predecessor's run */
         const uint64_t t = hb_time() + (uint64_t)a.pre_delay_ns;
@@ -74,7 +75,7 @@ static __global__ void __launch_bounds__(T, T == HB_THREADS ? 4 : 2) hb_kernel(h
     for (int i = 0; i < PRE_MAX; i++)
         if (i < a.pre) pv[i] = __ldcs(pb + i * HB_THREADS);
     if (a.it > 0) {
-        if (a.wait == HB_PDL) asm volatile("griddepcontrol.wait;" ::: "memory");
+        if (a.wait == HB_PDL) mv_pdl_wait();
         else {
             if (threadIdx.x == 0)
                 while (hb_ld_acquire(a.cnt) < a.target)
