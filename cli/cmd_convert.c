@@ -17,6 +17,7 @@ static void usage(FILE *f) {
                "                      names (fnmatch, first match wins; unmatched tensors stay raw):\n"
                "                        --codec lossless\n"
                "                        --codec q4:g32            (gN: group size, N: level)\n"
+               "                        --codec lossless:k4       (kN: lossless code bits, 3 or 4)\n"
                "                        --codec '*.mlp.*=q8,*.self_attn.*=lossless,*=raw'\n"
                "                      A glob matches the name with or without '.weight'; a rule\n"
                "                      matching no tensor gets a note. 1-D tensors (norms) always\n"

@@ -97,7 +97,7 @@ static void test_rules_select_codecs(void **state) {
 static void test_bad_specs(void **state) {
     (void)state;
     const char *bad[] = {"", "bogus", "q4:x", "q4:g0", "q4:g", "q4:g-2", "q8:g65537", "=q4", "*=", "*.mlp.*=q8,*=nope",
-                         "zstd:0", ",,"};
+                         "zstd:0", ",,", "q4:k4", "lossless:k5", "lossless:k", "lossless:k2", "raw:k3"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         if (vz_codec_spec_check(bad[i]) != VZ_ERR_ARG) fail_msg("spec '%s' was accepted", bad[i]);
     assert_int_equal(vz_codec_spec_check("raw"), VZ_OK);
@@ -105,6 +105,8 @@ static void test_bad_specs(void **state) {
     assert_int_equal(vz_codec_spec_check("*.mlp.*=raw,model.layers.[0-3].*=raw"), VZ_OK);
     assert_int_equal(vz_codec_spec_check("q8:g-1"), VZ_OK); /* docs/codecs.md: one scale per row */
     assert_int_equal(vz_codec_spec_check("q4:g-1"), VZ_OK);
+    assert_int_equal(vz_codec_spec_check("lossless:k4"), VZ_OK); /* packed4 */
+    assert_int_equal(vz_codec_spec_check("lossless:k3"), VZ_OK);
 }
 
 static void on_progress(void *user, int32_t done, int32_t total, uint64_t bd, uint64_t bt, const char *name) {

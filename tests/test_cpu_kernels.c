@@ -32,12 +32,18 @@ static void same_bits(const float *got, const float *want, size_t n, const char 
 }
 
 /* Code of element e of a group (docs/codecs.md section 1, literally). */
+/* Every layout of k-bit codes: 0 (bit planes) for any k, 1 (packed3) for
+ * k = 3, 2 (packed4) for k = 4. */
+#define FOR_LAYOUTS(k, layout) \
+    for (int layout = 0; layout <= 2; layout++) \
+        if (layout == 0 || layout == (k) - 2)
+
 static unsigned spec_code(const uint8_t *grp, int k, int layout, int e) {
     unsigned c = 0;
     for (int b = 0; b < k; b++) {
         int bit;
         const uint8_t *w;
-        if (layout == 1 && e < 24) { w = grp + 4 * (e / 8); bit = 4 * (e % 8) + b; }
+        if ((layout == 1 && e < 24) || layout == 2) { w = grp + 4 * (e / 8); bit = 4 * (e % 8) + b; }
         else if (layout == 1) { w = grp + 4 * b; bit = 4 * (e - 24) + 3; }
         else { w = grp + 4 * b; bit = e; }
         c |= (unsigned)((w[bit / 8] >> (bit % 8)) & 1) << b;
@@ -49,7 +55,7 @@ static void set_code(uint8_t *grp, int k, int layout, int e, unsigned code) {
     for (int b = 0; b < k; b++) {
         int bit;
         uint8_t *w;
-        if (layout == 1 && e < 24) { w = grp + 4 * (e / 8); bit = 4 * (e % 8) + b; }
+        if ((layout == 1 && e < 24) || layout == 2) { w = grp + 4 * (e / 8); bit = 4 * (e % 8) + b; }
         else if (layout == 1) { w = grp + 4 * b; bit = 4 * (e - 24) + 3; }
         else { w = grp + 4 * b; bit = e; }
         w[bit / 8] = (uint8_t)((w[bit / 8] & ~(1u << (bit % 8))) | ((code >> b) & 1u) << (bit % 8));
@@ -63,7 +69,7 @@ static void check_ll(const vz_cpu_kernels *kn, uint64_t *s) {
     static float got[NMAX], want[NMAX];
     static const size_t lens[] = {0, 1, 2, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 1000, 1024, 1025, NMAX};
     for (int k = 1; k <= 8; k++)
-        for (int layout = 0; layout <= (k == 3); layout++)
+        FOR_LAYOUTS(k, layout)
             for (size_t li = 0; li < sizeof lens / sizeof *lens; li++) {
                 size_t n = lens[li], ng = (n + 31) / 32;
                 fill(codes, sizeof codes, s);
@@ -157,7 +163,7 @@ static void check_ll_dot(const vz_cpu_kernels *kn, uint64_t *s) {
     static const size_t lens[] = {0, 1, 2, 15, 16, 17, 31, 32, 33, 47, 63, 64, 65, 96, 100, 255, 256, 688, 1000, 1023, DMAX};
     static const unsigned dens[] = {0, 9, 256}; /* exceptions per 256 elements */
     for (int k = 1; k <= 8; k++)
-        for (int layout = 0; layout <= (k == 3); layout++)
+        FOR_LAYOUTS(k, layout)
             for (size_t li = 0; li < sizeof lens / sizeof *lens; li++)
                 for (size_t di = 0; di < sizeof dens / sizeof *dens; di++) {
                     size_t n = lens[li], ne = 0;
@@ -338,7 +344,7 @@ static void test_lossless_blobs(void **state) {
     uint64_t s = 77;
     for (int di = 0; di < 3; di++)
         for (int k = 1; k <= 8; k++)
-            for (int layout = 0; layout <= (k == 3); layout++)
+            FOR_LAYOUTS(k, layout)
                 for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++)
                     for (size_t ei = 0; ei < sizeof excs / sizeof *excs; ei++)
                         for (int finite = 0; finite <= 1; finite++)

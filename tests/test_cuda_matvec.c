@@ -67,7 +67,7 @@ static void enc_make_o(enc *e, const char *codec, const vz_codec_opts *o, const 
     const vz_codec *c = vz_codec_by_name(codec);
     assert_non_null(c);
     memset(e, 0, sizeof *e);
-    vz_codec_opts o0 = {0, 0};
+    vz_codec_opts o0 = {0, 0, 0};
     if (!o) o = &o0;
     assert_int_equal(c->encode(src, d, rows, cols, o, &e->blob), VZ_OK);
     vz_tensor *t = &e->t;
@@ -291,8 +291,8 @@ static const int batches[] = {1, 2, 8};
  * one scale per row (group = cols: rows shorter than a group, generic path
  * when cols % 32 != 0). */
 static const struct { const char *name; vz_codec_opts o; } codecs_t[] = {
-    {"raw", {0, 0}}, {"lossless", {0, 0}}, {"q8", {0, 0}}, {"q4", {0, 0}}, {"q4", {128, 1}}, {"q4", {64, 3}},
-    {"q4", {-1, 2}}};
+    {"raw", {0, 0, 0}}, {"lossless", {0, 0, 0}}, {"q8", {0, 0, 0}}, {"q4", {0, 0, 0}}, {"q4", {128, 1, 0}}, {"q4", {64, 3, 0}},
+    {"q4", {-1, 2, 0}}};
 #define NCODEC ((int)(sizeof codecs_t / sizeof codecs_t[0]))
 
 /* Every codec on bf16 (and raw/lossless on f16, f32 for the small shapes):

@@ -72,7 +72,7 @@ static void gemm_case(const char *codec, vz_dtype dt, int n, const int64_t *rows
             else ((uint16_t *)src)[e] = vz_f32_to_bf16(v); /* bf16 sources only here (f16: same decoders) */
         }
         vz_blob b;
-        vz_codec_opts o = {0, 0};
+        vz_codec_opts o = {0, 0, 0};
         assert_int_equal(c->encode(src, dt, rows[i], cols, &o, &b), VZ_OK);
         vz_tensor t;
         memset(&t, 0, sizeof t);

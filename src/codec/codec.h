@@ -22,10 +22,11 @@ enum {
 #undef VZ_CODEC
 };
 
-/* Encoder options, parsed from a spec like "q4:g32" or "zstd:19". */
+/* Encoder options, parsed from a spec like "q4:g32", "zstd:19" or "lossless:k4". */
 typedef struct vz_codec_opts {
     int32_t group; /* quantization group size; 0: codec default */
     int32_t level; /* compression level; 0: codec default */
+    int32_t code;  /* lossless code bits (3, or 4: packed4); 0: codec default */
 } vz_codec_opts;
 
 /* Output of an encoder: two malloc'ed buffers owned by the caller. */

@@ -27,6 +27,10 @@ static void ll_groups_generic(uint8_t *h, const uint8_t *codes, size_t n, int k,
     for (size_t g = 0; g < n; g++, codes += 4 * k, h += 32) {
         uint32_t w[8];
         for (int b = 0; b < k; b++) w[b] = vz_le32(codes + 4 * b);
+        if (layout == 2) { /* packed4: nibble e % 8 of word e / 8 */
+            for (int e = 0; e < 32; e++) h[e] = lut[(w[e >> 3] >> 4 * (e & 7)) & 15u];
+            continue;
+        }
         if (layout == 1) {
             for (int e = 0; e < 24; e++) h[e] = lut[(w[e >> 3] >> 4 * (e & 7)) & 7u];
             for (int m = 0; m < 8; m++)
@@ -186,6 +190,13 @@ static AVX2 AI __m256i packed3_codes(const uint8_t *grp) {
     return _mm256_set_m128i(c1, c0);
 }
 
+/* Codes of one packed4 group: the nibbles of its 16 bytes in order. */
+static AVX2 AI __m256i packed4_codes(const uint8_t *grp) {
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)grp), m = _mm_set1_epi8(0x0f);
+    __m128i lo = _mm_and_si128(v, m), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m);
+    return _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));
+}
+
 /* Codes of one bit-plane group: byte e of the broadcast word b tests bit e. */
 static AVX2 AI __m256i planes_codes(const uint8_t *grp, int k) {
     const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2,
@@ -216,6 +227,11 @@ static AVX2 void ll_groups_avx2(uint8_t *h, const uint8_t *codes, size_t n, int 
             _mm256_storeu_si256((__m256i *)(void *)h, _mm256_shuffle_epi8(t[0], packed3_codes(codes)));
         return;
     }
+    if (layout == 2) {
+        for (size_t g = 0; g < n; g++, codes += 16, h += 32)
+            _mm256_storeu_si256((__m256i *)(void *)h, _mm256_shuffle_epi8(t[0], packed4_codes(codes)));
+        return;
+    }
     for (size_t g = 0; g < n; g++, codes += 4 * k, h += 32)
         _mm256_storeu_si256((__m256i *)(void *)h, lut64(planes_codes(codes, k), t, k));
 }
@@ -232,6 +248,7 @@ static AVX2 AI __m256i words16(const uint8_t *h, const uint8_t *lo) {
 /* H bytes of one code group (k <= 6). */
 static AVX2 AI __m256i group_h(const uint8_t *grp, int k, int layout, const __m256i t[4]) {
     if (layout == 1) return _mm256_shuffle_epi8(t[0], packed3_codes(grp));
+    if (layout == 2) return _mm256_shuffle_epi8(t[0], packed4_codes(grp));
     return lut64(planes_codes(grp, k), t, k);
 }
 

@@ -3,7 +3,8 @@
  * a k-bit code through a per-tensor lut, the low bytes are stored raw in
  * planes, and H values outside the lut are exceptions listed by position
  * with a per-1024-element-block index. Implements docs/codecs.md section 1
- * exactly (params, section order, bit-plane and packed3 code layouts).
+ * exactly (params, section order, bit-plane, packed3 and packed4 code
+ * layouts).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,7 @@ static int ll_geom_init(ll_geom *g, vz_dtype d, int64_t rows, int64_t cols, int 
 
 /* Code of element e (0..31) of a group of k words (docs/codecs.md). */
 static inline unsigned ll_code(const uint8_t *grp, int k, int layout, int e) {
+    if (layout == 2) return (vz_le32(grp + 4 * (e / 8)) >> 4 * (e % 8)) & 15u;
     if (layout == 1) {
         if (e < 24) return (vz_le32(grp + 4 * (e / 8)) >> 4 * (e % 8)) & 7u;
         unsigned n = (unsigned)e - 24, c = 0;
@@ -50,7 +52,7 @@ static inline unsigned ll_code(const uint8_t *grp, int k, int layout, int e) {
 /* Sets code (k bits) of element e (0..31) into a group's k words wd
  * (ll_code's inverse; the words are stored little-endian). */
 static inline void ll_word_code(uint32_t wd[8], int k, int layout, int e, unsigned code) {
-    if (layout == 1 && e < 24) {
+    if (layout == 2 || (layout == 1 && e < 24)) {
         wd[e / 8] |= (uint32_t)code << 4 * (e % 8);
         return;
     }
@@ -87,10 +89,27 @@ static int ll_choose(const uint64_t hist[256], const ll_geom *g3, int64_t rows, 
     return size3 * 1000 <= best * 1005 ? 3 : bestk;
 }
 
+/* The packed4 lut (docs/codecs.md): the 8 magnitudes H & 0x7f of largest
+ * count over both signs (ties by smaller value), then the same with the
+ * sign bit set, so lut[c + 8] = lut[c] ^ 0x80. */
+static void ll_choose4(const uint64_t hist[256], uint8_t order[256]) {
+    uint8_t m[128];
+    for (int i = 0; i < 128; i++) m[i] = (uint8_t)i;
+    for (int i = 1; i < 128; i++) { /* insertion sort: count desc, value asc */
+        uint8_t v = m[i];
+        int j = i;
+        while (j > 0 && hist[m[j - 1]] + hist[m[j - 1] | 0x80] < hist[v] + hist[v | 0x80]) { m[j] = m[j - 1]; j--; }
+        m[j] = v;
+    }
+    for (int i = 0; i < 8; i++) order[i] = m[i], order[i + 8] = (uint8_t)(m[i] | 0x80);
+}
+
 static vz_status ll_encode(const void *src, vz_dtype dtype, int64_t rows, int64_t cols, const vz_codec_opts *o,
                            vz_blob *out) {
     memset(out, 0, sizeof *out);
-    /* no options: refuse them rather than ignore them (the codec chooses its own layout) */
+    /* only kN (code bits: 3, the default, or 4 for packed4): refuse others rather than ignore them */
+    VZ_FAIL_IF(o && o->code && o->code != 3 && o->code != 4, VZ_ERR_ARG,
+               "lossless: option 'k%d' (code bits) is not 3 or 4", (int)o->code);
     VZ_FAIL_IF(o && o->group, VZ_ERR_ARG, "lossless: option 'g%d' (group size) is not used by this codec",
                (int)o->group);
     VZ_FAIL_IF(o && o->level, VZ_ERR_ARG, "lossless: option '%d' (level) is not used by this codec", (int)o->level);
@@ -111,7 +130,9 @@ static vz_status ll_encode(const void *src, vz_dtype dtype, int64_t rows, int64_
         for (int i = 0; i < 256; i++) hist[i] += h[i];
     }
     uint8_t order[256];
-    int k = ll_choose(hist, &g, rows, cols, dtype, order), layout = k == 3;
+    const int p4 = o && o->code == 4;
+    int k = p4 ? 4 : ll_choose(hist, &g, rows, cols, dtype, order), layout = p4 ? 2 : k == 3;
+    if (p4) ll_choose4(hist, order);
     ll_geom_init(&g, dtype, rows, cols, k);
     int code_of[256];
     for (int i = 0; i < 256; i++) code_of[i] = -1;
@@ -172,7 +193,8 @@ static vz_status ll_check_params(const vz_tensor *t, ll_geom *g, int *layout) {
     int k = p[1];
     VZ_FAIL_IF(p[0] != 1, VZ_ERR_CODEC, "tensor %s: lossless version %u", t->name, p[0]);
     VZ_FAIL_IF(k < 1 || k > 8, VZ_ERR_CODEC, "tensor %s: lossless k = %d not in 1..8", t->name, k);
-    VZ_FAIL_IF(p[2] > 1 || (p[2] == 1 && k != 3), VZ_ERR_CODEC, "tensor %s: lossless layout %u with k = %d",
+    VZ_FAIL_IF(p[2] > 2 || (p[2] == 1 && k != 3) || (p[2] == 2 && k != 4), VZ_ERR_CODEC,
+               "tensor %s: lossless layout %u with k = %d",
                t->name, p[2], k);
     VZ_FAIL_IF(p[3] || vz_le32(p + 4), VZ_ERR_CODEC, "tensor %s: lossless reserved params not 0", t->name);
     VZ_FAIL_IF(t->params_size != 8u + (1u << k), VZ_ERR_CODEC, "tensor %s: lossless params %u bytes, k = %d needs %u",

@@ -123,6 +123,7 @@ static vz_status lm_encode(const void *src, vz_dtype dtype, int64_t rows, int64_
                            vz_blob *out) {
     memset(out, 0, sizeof *out);
     /* no options: refuse them rather than ignore them (the codec picks its own table and chunks) */
+    VZ_FAIL_IF(o && o->code, VZ_ERR_ARG, "lossless-max: option 'k%d' (code bits) is not used by this codec", (int)o->code);
     VZ_FAIL_IF(o && o->group, VZ_ERR_ARG, "lossless-max: option 'g%d' (group size) is not used by this codec",
                (int)o->group);
     VZ_FAIL_IF(o && o->level, VZ_ERR_ARG, "lossless-max: option '%d' (level) is not used by this codec",

@@ -193,6 +193,7 @@ static int64_t q4_row_bad(const void *src, vz_dtype dtype, uint64_t r, uint64_t 
 static vz_status q4_encode(const void *src, vz_dtype dtype, int64_t rows, int64_t cols, const vz_codec_opts *o,
                            vz_blob *out) {
     memset(out, 0, sizeof *out);
+    VZ_FAIL_IF(o && o->code, VZ_ERR_ARG, "q4: option 'k%d' (code bits) is not used by this codec", (int)o->code);
     VZ_FAIL_IF(o && o->level && (o->level < 1 || o->level > 3), VZ_ERR_ARG,
                "q4: level %d not 1 (round to nearest), 2 (searched scale) or 3 (asymmetric)", o->level);
     int variant = o && o->level ? o->level : Q4_DEFAULT_VARIANT;

@@ -76,6 +76,7 @@ static int q8_row(const void *src, vz_dtype dtype, uint64_t r, uint64_t cols, co
 static vz_status q8_encode(const void *src, vz_dtype dtype, int64_t rows, int64_t cols, const vz_codec_opts *o,
                            vz_blob *out) {
     memset(out, 0, sizeof *out);
+    VZ_FAIL_IF(o && o->code, VZ_ERR_ARG, "q8: option 'k%d' (code bits) is not used by this codec", (int)o->code);
     VZ_FAIL_IF(o && o->level, VZ_ERR_ARG, "q8: option '%d' (level) is not used by this codec (only gN)",
                (int)o->level);
     q8_geom g;

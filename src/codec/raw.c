@@ -16,6 +16,7 @@ static int raw_supports(vz_dtype dtype, int64_t rows, int64_t cols) {
 static vz_status raw_encode(const void *src, vz_dtype dtype, int64_t rows, int64_t cols,
                             const vz_codec_opts *o, vz_blob *out) {
     memset(out, 0, sizeof *out);
+    VZ_FAIL_IF(o && o->code, VZ_ERR_ARG, "raw: option 'k%d' (code bits) is not used by this codec", (int)o->code);
     VZ_FAIL_IF(o && o->group, VZ_ERR_ARG, "raw: option 'g%d' (group size) is not used by this codec", (int)o->group);
     VZ_FAIL_IF(o && o->level, VZ_ERR_ARG, "raw: option '%d' (level) is not used by this codec", (int)o->level);
     uint64_t n = (uint64_t)rows * (uint64_t)cols * (uint64_t)vz_dtype_size(dtype);

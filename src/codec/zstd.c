@@ -40,6 +40,7 @@ static int zs_supports(vz_dtype dtype, int64_t rows, int64_t cols) {
 static vz_status zs_encode(const void *src, vz_dtype dtype, int64_t rows, int64_t cols, const vz_codec_opts *o,
                            vz_blob *out) {
     memset(out, 0, sizeof *out);
+    VZ_FAIL_IF(o && o->code, VZ_ERR_ARG, "zstd: option 'k%d' (code bits) is not used by this codec", (int)o->code);
     VZ_FAIL_IF(o && o->group, VZ_ERR_ARG, "zstd: option 'g%d' (group size) is not used by this codec (only a level N)",
                (int)o->group);
     int level = o && o->level ? o->level : ZS_DEFAULT_LEVEL;

@@ -46,7 +46,7 @@ void vz_convert_opts_default(vz_convert_opts *o) {
     vz_model_opts_default(&o->model);
 }
 
-/* "name[:gN][:N]" -> codec and options. */
+/* "name[:gN][:kN][:N]" -> codec and options. */
 static vz_status parse_codec(const char *tok, rule *r) {
     char buf[128];
     VZ_FAIL_IF(strlen(tok) >= sizeof buf, VZ_ERR_ARG, "codec spec '%s' is too long", tok);
@@ -59,10 +59,16 @@ static vz_status parse_codec(const char *tok, rule *r) {
     for (char *o = strtok_r(NULL, ":", &save); o; o = strtok_r(NULL, ":", &save)) {
         char *end = NULL;
         errno = 0;
-        long v = strtol(o[0] == 'g' ? o + 1 : o, &end, 10);
-        VZ_FAIL_IF(errno || end == o || *end || (o[0] == 'g' && end == o + 1), VZ_ERR_ARG,
-                   "codec '%s': option '%s' is not gN (group size) or N (level)", name, o);
-        if (o[0] == 'g') {
+        const int pre = o[0] == 'g' || o[0] == 'k';
+        long v = strtol(o + pre, &end, 10);
+        VZ_FAIL_IF(errno || end == o || *end || (pre && end == o + 1), VZ_ERR_ARG,
+                   "codec '%s': option '%s' is not gN (group size), kN (lossless code bits) or N (level)", name, o);
+        if (o[0] == 'k') {
+            VZ_FAIL_IF(r->codec->id != VZ_CODEC_lossless, VZ_ERR_ARG,
+                       "codec '%s': option '%s' (code bits) is for lossless only", name, o);
+            VZ_FAIL_IF(v != 3 && v != 4, VZ_ERR_ARG, "codec '%s': code bits %ld not 3 or 4", name, v);
+            r->opts.code = (int32_t)v;
+        } else if (o[0] == 'g') {
             VZ_FAIL_IF((v < 1 && v != -1) || v > 65536, VZ_ERR_ARG,
                        "codec '%s': group size %ld outside [1, 65536] (or -1: one group per row)", name, v);
             r->opts.group = (int32_t)v;

@@ -33,7 +33,7 @@ static void fz_decode(vz_tensor *t, const vz_codec *c, const uint8_t *p, size_t 
 
 static void fz_roundtrip(vz_tensor *t, const vz_codec *c, const uint8_t *p, size_t size) {
     if (size < 1) return;
-    vz_codec_opts o = {(int32_t)(32 << (p[0] & 3)), p[0] >> 4};
+    vz_codec_opts o = {(int32_t)(32 << (p[0] & 3)), p[0] >> 4, (p[0] & 4) ? 4 : 0};
     if (p[0] & 8) o.group = 0;
     p++; size--;
     size_t es = (size_t)vz_dtype_size(t->dtype), rowb = (size_t)t->cols * es;
@@ -42,6 +42,7 @@ static void fz_roundtrip(vz_tensor *t, const vz_codec *c, const uint8_t *p, size
     if (strcmp(c->name, "zstd") == 0) o.level = 1 + o.level % 5;
     if (c->lossless) o.group = 0; /* options they do not take are refused */
     if (c->lossless && strcmp(c->name, "zstd") != 0) o.level = 0;
+    if (strcmp(c->name, "lossless") != 0) o.code = 0; /* lossless: k4 (packed4) when set */
     vz_blob b;
     if (c->encode(p, t->dtype, t->rows, t->cols, &o, &b) != VZ_OK) {
         if (c->lossless) __builtin_trap(); /* a lossless codec takes any bits */
