@@ -71,7 +71,7 @@ static void enc_make_o(enc *e, const char *codec, const vz_codec_opts *o, const 
     if (!o) o = &o0;
     assert_int_equal(c->encode(src, d, rows, cols, o, &e->blob), VZ_OK);
     vz_tensor *t = &e->t;
-    snprintf(t->name, sizeof t->name, "%s(g%d,l%d).%lldx%lld", codec, o->group, o->level, (long long)rows,
+    snprintf(t->name, sizeof t->name, "%s(g%d,l%d,k%d).%lldx%lld", codec, o->group, o->level, o->code, (long long)rows,
              (long long)cols);
     t->ndim = 2, t->shape[0] = rows, t->shape[1] = cols, t->rows = rows, t->cols = cols;
     t->dtype = d, t->codec = c->id, t->data = e->blob.data, t->size = e->blob.size;
@@ -286,13 +286,15 @@ static const int64_t shapes[][2] = {{2048, 2048}, {256, 2048}, {5632, 2048}, {20
                                     {9, 1056},    {101, 4096}, {1, 1},       {7, 33},      {64, 172}, {5, 1025}};
 static const int batches[] = {1, 2, 8};
 
-/* Codecs under test: raw and lossless first (bitwise pair), then the lossy
- * ones with their options: q4 default (g32, searched), g128, asymmetric g64,
- * one scale per row (group = cols: rows shorter than a group, generic path
- * when cols % 32 != 0). */
+/* Codecs under test: raw and lossless (packed3, then packed4: k4) first,
+ * each lossless one bitwise equal to raw, then the lossy ones with their
+ * options: q4 default (g32, searched), g128, asymmetric g64, one scale per
+ * row (group = cols: rows shorter than a group, generic path when cols %
+ * 32 != 0). */
+#define NLOSSLESS 3
 static const struct { const char *name; vz_codec_opts o; } codecs_t[] = {
-    {"raw", {0, 0, 0}}, {"lossless", {0, 0, 0}}, {"q8", {0, 0, 0}}, {"q4", {0, 0, 0}}, {"q4", {128, 1, 0}}, {"q4", {64, 3, 0}},
-    {"q4", {-1, 2, 0}}};
+    {"raw", {0, 0, 0}}, {"lossless", {0, 0, 0}}, {"lossless", {0, 0, 4}}, {"q8", {0, 0, 0}}, {"q4", {0, 0, 0}},
+    {"q4", {128, 1, 0}}, {"q4", {64, 3, 0}}, {"q4", {-1, 2, 0}}};
 #define NCODEC ((int)(sizeof codecs_t / sizeof codecs_t[0]))
 
 /* Every codec on bf16 (and raw/lossless on f16, f32 for the small shapes):
@@ -309,6 +311,7 @@ static void test_matvec_codecs(void **state) {
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         int64_t rows = shapes[si][0], cols = shapes[si][1], n = rows * cols;
         float *wf = rand_weights(n, 1000 + si);
+        for (int64_t i = 1234; i < n; i += 4099) wf[i] = i % 3 ? 0.0f : -1e-20f; /* exceptions of k = 3 and 4 */
         for (int mode = 0; mode < 3; mode++) { /* default kernels; tensor-core kernel where the shape fits; dp on all q8, q4 */
         const int tc = mode == 1, dpall = mode == 2;
         if (tc && (rows % 8 || cols % 128)) continue;
@@ -322,7 +325,7 @@ static void test_matvec_codecs(void **state) {
             int have[NCODEC] = {0};
             for (int ci = 0; ci < NCODEC; ci++) {
                 const vz_codec *c = vz_codec_by_name(codecs_t[ci].name);
-                if (!c || (ci >= 2 && dt != VZ_DTYPE_BF16) || !c->supports(dt, rows, cols)) continue;
+                if (!c || (ci >= NLOSSLESS && dt != VZ_DTYPE_BF16) || !c->supports(dt, rows, cols)) continue;
                 if (dpall && strcmp(codecs_t[ci].name, "q4") != 0 && strcmp(codecs_t[ci].name, "q8") != 0) continue;
                 enc_make_o(&e[ci], codecs_t[ci].name, &codecs_t[ci].o, src, dt, rows, cols);
                 have[ci] = 1;
@@ -330,6 +333,14 @@ static void test_matvec_codecs(void **state) {
                                   e[ci].d.group % 32 == 0;
                 if (e[ci].d.dp != (fastq && (dpall || cols >= VZ_CUDA_DP_MIN_COLS)))
                     fail_msg("%s %lldx%lld: dp %d", e[ci].t.name, (long long)rows, (long long)cols, e[ci].d.dp);
+                if (ci >= 1 && ci < NLOSSLESS) { /* the fast lossless kinds where they apply, else generic */
+                    const int want = dt != VZ_DTYPE_BF16 || cols % 32 ? VZ_CUDA_KIND_GENERIC
+                                     : ci == 1                        ? VZ_CUDA_KIND_LL3
+                                                                      : VZ_CUDA_KIND_LL4;
+                    if (e[ci].d.kind != want)
+                        fail_msg("lossless %d %s %lldx%lld: kind %d, want %d", ci, vz_dtype_name(dt), (long long)rows,
+                                 (long long)cols, e[ci].d.kind, want);
+                }
             }
             for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
                 int batch = batches[bi];
@@ -350,7 +361,7 @@ static void test_matvec_codecs(void **state) {
                     size_t ny = (size_t)batch * rows * 4;
                     if (memcmp(y, yg, ny) != 0) fail_msg("%s batch %d: generic path != fast path", e[ci].t.name, batch);
                     if (ci == 0) yr = y;
-                    else if (ci == 1 && memcmp(y, yr, ny) != 0)
+                    else if (ci < NLOSSLESS && memcmp(y, yr, ny) != 0)
                         fail_msg("%s batch %d: lossless != raw bitwise", e[ci].t.name, batch);
                     if (y != yr) free(y);
                     free(yg);
@@ -532,7 +543,8 @@ static void test_matvec_multi(void **state) {
 static void test_rows(void **state) {
     (void)state;
     REQUIRE_GPU();
-    const char *codecs[] = {"raw", "lossless", "q8", "q4"};
+    const char *codecs[] = {"raw", "lossless", "q8", "q4", "lossless"}; /* the last: packed4 (k4) */
+    const vz_codec_opts k4 = {0, 0, 4};
     for (int shp = 0; shp < 2; shp++) { /* 100x1100; 104x2048: tc, lossless tiled */
     const int64_t rows = shp ? 104 : 100, cols = shp ? 2048 : 1100;
     float *wf = rand_weights(rows * cols, 5);
@@ -541,13 +553,14 @@ static void test_rows(void **state) {
     int32_t ids[5] = {0, 99, 42, -1, (int32_t)rows};
     int32_t *dids = vz_cuda_alloc(sizeof ids);
     assert_int_equal(vz_cuda_copy(dids, ids, sizeof ids, 0), VZ_OK);
-    for (int ci = 0; ci < 4; ci++) {
+    for (int ci = 0; ci < 5; ci++) {
         if (!vz_codec_by_name(codecs[ci])) continue;
         enc e;
         int old = vz_cuda_matvec_variant(shp ? VZ_CUDA_MV_V4 | VZ_CUDA_MV_TC : VZ_CUDA_MV_V4);
-        enc_make(&e, codecs[ci], src, VZ_DTYPE_BF16, rows, cols);
+        enc_make_o(&e, codecs[ci], ci == 4 ? &k4 : NULL, src, VZ_DTYPE_BF16, rows, cols);
         vz_cuda_matvec_variant(old);
         if (ci == 1) assert_int_equal(e.d.tiled, shp);
+        if (ci == 4) assert_int_equal(e.d.kind, shp ? VZ_CUDA_KIND_LL4 : VZ_CUDA_KIND_GENERIC);
         float *d = vz_cuda_alloc(5 * cols * 4), *o = malloc(5 * cols * 4);
         for (int step = 0; step < 2; step++) {
             for (int64_t i = 0; i < 5 * cols; i++) o[i] = 1234.5f; /* poison */

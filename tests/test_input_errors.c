@@ -62,8 +62,8 @@ static void test_encode_refuses_unused_options(void **state) {
         vz_codec_opts o;
         const char *names;
     } cases[] = {
-        {"lossless", {32, 0}, "'g32'"}, {"lossless", {0, 3}, "'3'"}, {"raw", {0, 3}, "'3'"},
-        {"raw", {64, 0}, "'g64'"},      {"q8", {0, 2}, "'2'"},
+        {"lossless", {32, 0, 0}, "'g32'"}, {"lossless", {0, 3, 0}, "'3'"}, {"raw", {0, 3, 0}, "'3'"},
+        {"raw", {64, 0, 0}, "'g64'"},      {"q8", {0, 2, 0}, "'2'"},        {"q4", {0, 0, 4}, "'k4'"},
     };
     float v[4 * 64];
     for (int i = 0; i < 4 * 64; i++) v[i] = (float)(i % 7) - 3.0f;
@@ -75,11 +75,11 @@ static void test_encode_refuses_unused_options(void **state) {
         if (!strstr(vz_last_error(), cases[i].names) || !strstr(vz_last_error(), "not used"))
             fail_msg("%s: %s", cases[i].codec, vz_last_error());
         vz_blob_free(&b);
-        vz_codec_opts none = {0, 0};
+        vz_codec_opts none = {0, 0, 0};
         assert_int_equal(c->encode(v, VZ_DTYPE_F32, 4, 64, &none, &b), VZ_OK);
         vz_blob_free(&b);
     }
-    vz_codec_opts g64 = {64, 0}; /* q8 does use a group size */
+    vz_codec_opts g64 = {64, 0, 0}; /* q8 does use a group size */
     vz_blob b;
     assert_int_equal(vz_codec_by_name("q8")->encode(v, VZ_DTYPE_F32, 4, 64, &g64, &b), VZ_OK);
     vz_blob_free(&b);

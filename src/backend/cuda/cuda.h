@@ -35,11 +35,16 @@ struct vz_tensor;
 #define VZ_CUDA_DP_MIN_COLS 4096
 #define VZ_CUDA_DP_MAX_COLS 24576
 
+/* vz_cuda_tensor.kind values that C code tests (decode.cuh's VZ_K_*). */
+#define VZ_CUDA_KIND_LL3 1     /* lossless bf16 packed3: the fused matvec's fast path */
+#define VZ_CUDA_KIND_GENERIC 4 /* any codec through its generic decoder */
+#define VZ_CUDA_KIND_LL4 7     /* lossless bf16 packed4, sign-symmetric lut */
+
 typedef struct vz_cuda_tensor {
     int64_t rows, cols;
     int32_t dtype;           /* vz_dtype of the source elements */
     int32_t codec;           /* codec id (codecs.def) */
-    int32_t kind;            /* kernel path chosen at upload (matvec.cu) */
+    int32_t kind;            /* kernel path chosen at upload (decode.cuh VZ_K_*: VZ_CUDA_KIND_* below) */
     int32_t k, layout;       /* lossless: code bits, code layout; q4: layout 1 = asymmetric */
     int32_t group;           /* q8, q4: elements per scale */
     uint32_t qdiv;           /* q8, q4 fast kinds: vz_cuda_q_divider's qmul << 5 | qsh (0: generic) */

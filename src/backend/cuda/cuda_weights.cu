@@ -60,10 +60,15 @@ static vz_status wt_layout(vz_cuda_tensor *d, const vz_tensor *t) {
         VZ_FAIL_IF(d->off[3] > t->size, VZ_ERR_FORMAT, "tensor %s: lossless data %llu bytes < sections %llu", t->name,
                    (unsigned long long)t->size, (unsigned long long)d->off[3]);
         uint8_t lut[8] = {0};
-        memcpy(lut, t->params + 8, d->k == 3 ? 8 : 0);
+        memcpy(lut, t->params + 8, d->k == 3 || d->k == 4 ? 8 : 0);
         memcpy(&d->lut_lo, lut, 4);
         memcpy(&d->lut_hi, lut + 4, 4);
-        d->kind = t->dtype == VZ_DTYPE_BF16 && d->k == 3 && d->layout == 1 && a32 ? VZ_K_LL3 : VZ_K_GENERIC;
+        bool sym = d->k == 4 && d->layout == 2; /* packed4: VZ_K_LL4 needs lut[c + 8] = lut[c] ^ 0x80 */
+        for (int c = 0; sym && c < 8; c++) sym = t->params[8 + c + 8] == (t->params[8 + c] ^ 0x80);
+        d->kind = t->dtype != VZ_DTYPE_BF16 || !a32              ? VZ_K_GENERIC
+                  : d->k == 3 && d->layout == 1                  ? VZ_K_LL3
+                  : sym                                          ? VZ_K_LL4
+                                                                 : VZ_K_GENERIC;
         return VZ_OK;
     }
     if (t->codec == VZ_ID_Q8) {

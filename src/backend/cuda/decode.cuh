@@ -12,6 +12,8 @@
 #include <cuda_fp16.h>
 #include <stdint.h>
 
+#include "backend/cuda/cuda.h"
+
 /* The FAST branches return early; the generic loops after them are dead there. */
 #pragma nv_diag_suppress 128
 
@@ -47,8 +49,13 @@ static __device__ __forceinline__ uint32_t vz_ldw(const uint32_t *a) {
 /* Kernel paths (vz_cuda_tensor.kind). The fast paths need cols % 32 == 0.
  * VZ_K_Q4D, VZ_K_Q8D: a q4 or q8 tensor with dp set (cuda.h), the kernels'
  * own kinds only (matvec.cu): the codec's loads and decode, sums by integer
- * dot products (mv4.cuh). */
-enum { VZ_K_RAW_BF16 = 0, VZ_K_LL3 = 1, VZ_K_Q8 = 2, VZ_K_Q4 = 3, VZ_K_GENERIC = 4, VZ_K_Q4D = 5, VZ_K_Q8D = 6 };
+ * dot products (mv4.cuh). VZ_K_LL4: lossless bf16 packed4 with a
+ * sign-symmetric lut (docs/codecs.md), the matvec's own kind (elsewhere
+ * the generic decoder). */
+enum { VZ_K_RAW_BF16 = 0, VZ_K_LL3 = 1, VZ_K_Q8 = 2, VZ_K_Q4 = 3, VZ_K_GENERIC = 4, VZ_K_Q4D = 5, VZ_K_Q8D = 6,
+       VZ_K_LL4 = 7 };
+static_assert(VZ_K_LL3 == VZ_CUDA_KIND_LL3 && VZ_K_GENERIC == VZ_CUDA_KIND_GENERIC && VZ_K_LL4 == VZ_CUDA_KIND_LL4,
+              "cuda.h's kind values");
 
 /* The kinds that read q8 codes (by fmaf or by dot products), q4 codes, and
  * the dot-product kinds: compile-time tests of a kernel's KIND, and the
@@ -56,6 +63,8 @@ enum { VZ_K_RAW_BF16 = 0, VZ_K_LL3 = 1, VZ_K_Q8 = 2, VZ_K_Q4 = 3, VZ_K_GENERIC =
 static __host__ __device__ constexpr bool vz_k_q8(int k) { return k == VZ_K_Q8 || k == VZ_K_Q8D; }
 static __host__ __device__ constexpr bool vz_k_q4(int k) { return k == VZ_K_Q4 || k == VZ_K_Q4D; }
 static __host__ __device__ constexpr bool vz_k_dp(int k) { return k == VZ_K_Q4D || k == VZ_K_Q8D; }
+/* The fast lossless kinds (their rings copy the exception index ahead). */
+static __host__ __device__ constexpr bool vz_k_ll(int k) { return k == VZ_K_LL3 || k == VZ_K_LL4; }
 
 /* Codec ids as on disk (docs/codecs.md); codecs.def may not list them all yet. */
 enum { VZ_ID_RAW = 0, VZ_ID_LOSSLESS = 1, VZ_ID_Q8 = 4, VZ_ID_Q4 = 5 };
@@ -178,6 +187,7 @@ static __device__ __forceinline__ void vz_ll3_own_lut(vz_dview &d) { d.lut_lo ^=
 
 /* Code of element e of a group held in scratch words (k words of layout). */
 static __device__ __forceinline__ uint32_t vz_ll_code(const uint32_t *w, int k, int layout, int e) {
+    if (layout == 2) return (w[e >> 3] >> 4 * (e & 7)) & 15u;
     if (layout == 1) {
         if (e < 24) return (w[e >> 3] >> 4 * (e & 7)) & 7u;
         int n = e - 24;
@@ -374,6 +384,108 @@ static __device__ __forceinline__ void vz_ll3_decode2(const vz_dview &d, const v
     for (int j = 0; j < 8; j++) k.p[2 * j] = __byte_perm(L[j], h[j], 0x5140), k.p[2 * j + 1] = __byte_perm(L[j], h[j], 0x7362);
 }
 
+/* Fast lossless packed4 (VZ_K_LL4: bf16, k = 4, layout 2, lut[c + 8] =
+ * lut[c] ^ 0x80, cols % 32 == 0). Loads: the lane's low bytes (st.v[0..1])
+ * and its 4 code words as one 16-byte load (st.v[2]); vz_ll4_load adds its
+ * block's exception range (st.u[3..4]), which the v4 ring reads from its
+ * copy of the index instead; the lane's entry e0 + lane (st.ex) comes by
+ * vz_ll3_load_ex, one step ahead in the rings (vz_ll4_load_all: at once,
+ * after the range, for the kernels without a ring). */
+static __device__ __forceinline__ void vz_ll4_load_lc(const vz_dview &d, int64_t r, int it, int lane, vz_gst &st) {
+    const uint32_t gi = vz_gidx(d, r, it, lane);
+    const uint4 *lp = (const uint4 *)d.data + (size_t)gi * 2;
+    st.v[0] = vz_ldw(lp), st.v[1] = vz_ldw(lp + 1);
+    st.v[2] = vz_ldw((const uint4 *)d.codes + gi);
+}
+
+static __device__ __forceinline__ void vz_ll4_load(const vz_dview &d, int64_t r, int it, int lane, vz_gst &st) {
+    vz_ll4_load_lc(d, r, it, lane, st);
+    vz_ll3_load_ei(d, r, it, st);
+}
+
+static __device__ __forceinline__ void vz_ll4_load_all(const vz_dview &d, int64_t r, int it, int lane, vz_gst &st) {
+    vz_ll4_load(d, r, it, lane, st);
+    vz_ll3_load_ex(d, lane, st.u[3], st.u[4], st);
+}
+
+/* H bytes of a packed4 group: per 4 codes one prmt of their low 3 bits
+ * through lut[0..7], and one that spreads their bit 3 (nibble bits 3, 7,
+ * 11, 15 sit at the top of bytes 0, 1 of c << 4 and c: the prmt's
+ * sign-replicate selectors 8-f copy a byte's top bit) into the sign. */
+static __device__ __forceinline__ void vz_ll4_h(const vz_dview &d, const uint4 &cw, uint32_t h[8]) {
+    const uint32_t c[4] = {cw.x, cw.y, cw.z, cw.w};
+#pragma unroll
+    for (int w = 0; w < 4; w++) {
+        const uint32_t s7 = c[w] & 0x77777777u, s4 = c[w] << 4;
+        h[2 * w] = vz_prmt7(d.lut_lo, d.lut_hi, s7) ^ (vz_prmt7(s4, c[w], 0xD9C8u) & 0x80808080u);
+        h[2 * w + 1] = vz_prmt7(d.lut_lo, d.lut_hi, s7 >> 16) ^ (vz_prmt7(s4, c[w], 0xFBEAu) & 0x80808080u);
+    }
+}
+
+/* The H byte of exception entry v, from the owner's code words cw. */
+static __device__ __forceinline__ uint32_t vz_ll4_hbyte(const uint4 &cw, uint32_t v) {
+    const uint32_t e = v & 31u, w = e & 16u ? (e & 8u ? cw.w : cw.z) : (e & 8u ? cw.y : cw.x);
+    return ((v >> 10) << 4 | (w >> 4 * (e & 7u) & 15u)) & 0xffu;
+}
+
+/* The patch of a packed4 group whose block has exceptions (warp-uniform;
+ * every lane calls it; ~0.03% of synthetic weights are exceptions, so
+ * about a quarter of tinyllama's blocks hold one, few hold two). One
+ * entry: its owner lane writes its own H byte in registers (lane 0 holds
+ * it, st.ex). More: H and code words through the lanes' scratch rows
+ * (VZ_SMEM_LANE3 words: 8 of H, 4 of codes), each entry written into its
+ * owner's H byte by the lane holding it (beyond 32 entries, loaded 32 at
+ * a time). */
+static __device__ __forceinline__ void vz_ll4_patch(const vz_dview &d, uint32_t *sm, const vz_gst &st, int lane,
+                                                    uint32_t h[8]) {
+    const uint32_t e0 = st.u[3], e1 = st.u[4];
+    if (e1 == e0 + 1u) { /* a byte insert by prmt into word w of the owner (8: no word), no indexed register */
+        const uint32_t v = __shfl_sync(0xffffffffu, st.ex, 0), e = v & 31u, b = 4u * (e & 3u);
+        const uint32_t w = (v & 1023u) >> 5 == (uint32_t)lane ? e >> 2 : 8u, hb = vz_ll4_hbyte(st.v[2], v);
+        const uint32_t ins = (0x3210u & ~(0xfu << b)) | 4u << b;
+#pragma unroll
+        for (uint32_t i = 0; i < 8; i++) h[i] = vz_prmt7(h[i], hb, i == w ? ins : 0x3210u);
+        return;
+    }
+    uint32_t *mine = sm + lane * VZ_SMEM_LANE3;
+    *(uint4 *)mine = make_uint4(h[0], h[1], h[2], h[3]);
+    *(uint4 *)(mine + 4) = make_uint4(h[4], h[5], h[6], h[7]);
+    *(uint4 *)(mine + 8) = st.v[2];
+    __syncwarp();
+    for (uint32_t j = e0; j < e1; j += 32u) {
+        const uint32_t x = j + (uint32_t)lane;
+        if (x < e1) {
+            const uint32_t v = j == e0 ? st.ex : __ldg(d.exc + x);
+            const uint32_t *row = sm + ((v & 1023u) >> 5) * VZ_SMEM_LANE3;
+            ((uint8_t *)row)[v & 31u] = (uint8_t)vz_ll4_hbyte(*(const uint4 *)(row + 8), v);
+        }
+    }
+    __syncwarp();
+    const uint4 a = *(const uint4 *)mine, b = *(const uint4 *)(mine + 4);
+    h[0] = a.x, h[1] = a.y, h[2] = a.z, h[3] = a.w, h[4] = b.x, h[5] = b.y, h[6] = b.z, h[7] = b.w;
+    __syncwarp();
+}
+
+/* Stage 2: H, the patch where the block has exceptions, packed bf16. */
+static __device__ __forceinline__ void vz_ll4_decode2(const vz_dview &d, const vz_gst &st, int lane, uint32_t *sm,
+                                                      vz_pk &k) {
+    uint32_t h[8];
+    vz_ll4_h(d, st.v[2], h);
+    if (st.u[4] > st.u[3]) vz_ll4_patch(d, sm, st, lane, h);
+    const uint32_t L[8] = {st.v[0].x, st.v[0].y, st.v[0].z, st.v[0].w, st.v[1].x, st.v[1].y, st.v[1].z, st.v[1].w};
+#pragma unroll
+    for (int j = 0; j < 8; j++) k.p[2 * j] = __byte_perm(L[j], h[j], 0x5140), k.p[2 * j + 1] = __byte_perm(L[j], h[j], 0x7362);
+}
+
+/* The same to f32 (the legacy matvecs). */
+static __device__ __forceinline__ void vz_ll4_decode(const vz_dview &d, const vz_gst &st, int lane, uint32_t *sm,
+                                                     float w[32]) {
+    vz_pk k;
+    vz_ll4_decode2(d, st, lane, sm, k);
+#pragma unroll
+    for (int j = 0; j < 16; j++) w[2 * j] = vz_u2f(k.p[j] << 16), w[2 * j + 1] = vz_u2f(k.p[j] & 0xffff0000u);
+}
+
 /* The generic half of the codecs' group decoders (vz_*_group<false>): w[e]
  * = at(c, e) for element c = 32 g + e of the lane's group g = 32 it + lane,
  * 0 past the row (g >= gpr or c >= cols). */
@@ -415,7 +527,7 @@ static __device__ __forceinline__ void vz_ll_group(const vz_dview &d, int64_t r,
 #pragma unroll
         for (int j = 0; j < 8; j++) {
             uint32_t v = 0;
-            for (int i = 0; i < 4; i++) v |= (uint32_t)__ldg(d.lut + vz_ll_code(cw, d.k, 0, 4 * j + i)) << 8 * i;
+            for (int i = 0; i < 4; i++) v |= (uint32_t)__ldg(d.lut + vz_ll_code(cw, d.k, d.layout, 4 * j + i)) << 8 * i;
             h[j] = v;
         }
     }

@@ -227,6 +227,7 @@ template <int KIND>
 static __device__ __forceinline__ void dec_load(const vz_dview &d, int64_t lr, int it, int lane, vz_gst &st) {
     if (KIND == VZ_K_RAW_BF16) vz_rawbf_load(d, lr, it, lane, st);
     else if (KIND == VZ_K_LL3) vz_ll3_load(d, lr, it, lane, st);
+    else if (KIND == VZ_K_LL4) vz_ll4_load(d, lr, it, lane, st);
     else if (KIND == VZ_K_Q8) vz_q8_load(d, lr, it, lane, st);
     else vz_q4_load(d, lr, it, lane, st);
 }
@@ -356,6 +357,9 @@ static __device__ __forceinline__ void dec_put(const stack3 &s, int64_t r0, int 
     else if (KIND == VZ_K_LL3) {
         int64_t lr;
         vz_ll3_decode2(stack_row(s, r0 + j / nit, &lr), st, lane, sm, k);
+    } else if (KIND == VZ_K_LL4) {
+        int64_t lr;
+        vz_ll4_decode2(stack_row(s, r0 + j / nit, &lr), st, lane, sm, k);
     } else {
         float w[32];
         if (KIND == VZ_K_Q8) vz_q8_decode(st, w);
@@ -369,10 +373,10 @@ template <int KIND>
 static __global__ void __launch_bounds__(DEC_WARPS * 32, DEC_RING_BLOCKS) k_decode_ring(stack3 s, int64_t r0, int32_t nr,
                                                                                         __nv_bfloat16 *out) {
     enum { D = DEC_RING_D(KIND) };
-    __shared__ __align__(16) uint32_t smem[KIND == VZ_K_LL3 ? DEC_WARPS : 1][VZ_SMEM_WARP3];
+    __shared__ __align__(16) uint32_t smem[vz_k_ll(KIND) ? DEC_WARPS : 1][VZ_SMEM_WARP3];
     __shared__ uint4 tps[DEC_WARPS][128];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    uint32_t *sm = smem[KIND == VZ_K_LL3 ? warp : 0];
+    uint32_t *sm = smem[vz_k_ll(KIND) ? warp : 0];
     const int nit = (int)((s.w[0].gpr + 31) / 32), nw = (int)gridDim.x * DEC_WARPS, jobs = nr * nit;
     const int j0 = (int)blockIdx.x * DEC_WARPS + warp;
     if (j0 >= jobs) return; /* warp-uniform, as every test on a job index below */
@@ -380,13 +384,13 @@ static __global__ void __launch_bounds__(DEC_WARPS * 32, DEC_RING_BLOCKS) k_deco
 #pragma unroll
     for (int k = 0; k < D; k++)
         if (j0 + k * nw < jobs) dec_fetch<KIND>(s, r0, j0 + k * nw, nit, lane, st[k]);
-    if (KIND == VZ_K_LL3) dec_fetch_ex(s, r0, j0, nit, lane, st[0]);
+    if (vz_k_ll(KIND)) dec_fetch_ex(s, r0, j0, nit, lane, st[0]);
     for (int jb = j0; jb < jobs; jb += D * nw) {
 #pragma unroll
         for (int k = 0; k < D; k++) {
             const int j = jb + k * nw;
             if (j >= jobs) break;
-            if (KIND == VZ_K_LL3 && j + nw < jobs) dec_fetch_ex(s, r0, j + nw, nit, lane, st[(k + 1) % D]);
+            if (vz_k_ll(KIND) && j + nw < jobs) dec_fetch_ex(s, r0, j + nw, nit, lane, st[(k + 1) % D]);
             dec_put<KIND>(s, r0, j, nit, lane, st[k], sm, tps[warp], out);
             if (j + D * nw < jobs) dec_fetch<KIND>(s, r0, j + D * nw, nit, lane, st[k]);
         }
@@ -395,8 +399,8 @@ static __global__ void __launch_bounds__(DEC_WARPS * 32, DEC_RING_BLOCKS) k_deco
 
 /* The fast kinds' kernels by kind (decode.cuh VZ_K_*). */
 typedef void (*dec_fn)(stack3, int64_t, int32_t, __nv_bfloat16 *);
-static const dec_fn dec_ring[4] = {k_decode_ring<VZ_K_RAW_BF16>, k_decode_ring<VZ_K_LL3>, k_decode_ring<VZ_K_Q8>,
-                                   k_decode_ring<VZ_K_Q4>};
+static const dec_fn dec_ring[5] = {k_decode_ring<VZ_K_RAW_BF16>, k_decode_ring<VZ_K_LL3>, k_decode_ring<VZ_K_Q8>,
+                                   k_decode_ring<VZ_K_Q4>, k_decode_ring<VZ_K_LL4>}; /* [kind], VZ_K_LL4 at 4 */
 typedef void (*dec_pipe_fn)(stack3, int64_t, int64_t, __nv_bfloat16 *);
 static const dec_pipe_fn dec_pipe[4] = {k_decode_pipe<VZ_K_RAW_BF16>, k_decode_pipe<VZ_K_LL3>, k_decode_pipe<VZ_K_Q8>,
                                         k_decode_pipe<VZ_K_Q4>};
@@ -467,11 +471,11 @@ static vz_status decode_rows(const stack3 &s, int64_t r0, int64_t nr, __nv_bfloa
         k_decode_tile<<<(unsigned)((tiles + DEC_WARPS - 1) / DEC_WARPS), DEC_WARPS * 32, 0, cs>>>(s, r0, nr, out);
     } else if (s.tiled) /* k_decode_pipe and k_decode_ring read per-row exception blocks */
         k_decode<<<(unsigned)blocks, DEC_WARPS * 32, 0, cs>>>(s, r0, nr, out);
-    else if (dec_variant_now() == 2 && s.kind >= VZ_K_RAW_BF16 && s.kind <= VZ_K_Q4) {
+    else if (dec_variant_now() == 2 && ((s.kind >= VZ_K_RAW_BF16 && s.kind <= VZ_K_Q4) || s.kind == VZ_K_LL4)) {
         VZ_FAIL_IF(jobs > INT32_MAX / 2, VZ_ERR_SHAPE, "prefill decode: %lld jobs", (long long)jobs); /* j + D nw */
         const int64_t rb = (jobs + DEC_WARPS - 1) / DEC_WARPS;
         const unsigned g = (unsigned)(rb < DEC_RING_BLOCKS * n_sms ? rb : DEC_RING_BLOCKS * n_sms);
-        dec_ring[s.kind]<<<g, DEC_WARPS * 32, 0, cs>>>(s, r0, (int32_t)nr, out);
+        dec_ring[s.kind == VZ_K_LL4 ? 4 : s.kind]<<<g, DEC_WARPS * 32, 0, cs>>>(s, r0, (int32_t)nr, out);
     } else if (dec_variant == 1 && s.kind >= VZ_K_RAW_BF16 && s.kind <= VZ_K_Q4)
         dec_pipe[s.kind]<<<pb, DEC_WARPS * 32, 0, cs>>>(s, r0, nr, out);
     else

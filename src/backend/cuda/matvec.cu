@@ -53,6 +53,7 @@ template <int KIND>
 static __device__ __forceinline__ void mv_load(const vz_dview &d, int64_t r, int it, int lane, vz_gst &st) {
     if (KIND == VZ_K_RAW_BF16) vz_rawbf_load(d, r, it, lane, st);
     else if (KIND == VZ_K_LL3) vz_ll3_load(d, r, it, lane, st);
+    else if (KIND == VZ_K_LL4) vz_ll4_load_all(d, r, it, lane, st);
     else if (KIND == VZ_K_Q8) vz_q8_load(d, r, it, lane, st);
     else if (KIND == VZ_K_Q4) vz_q4_load(d, r, it, lane, st);
 }
@@ -63,6 +64,7 @@ static __device__ __forceinline__ void mv_decode(const vz_dview &d, const vz_gst
                                                  float w[32], float &sc) {
     if (KIND == VZ_K_RAW_BF16) vz_rawbf_decode(st, w);
     else if (KIND == VZ_K_LL3) vz_ll3_decode(d, st, lane, sm, w);
+    else if (KIND == VZ_K_LL4) vz_ll4_decode(d, st, lane, sm, w);
     else if (KIND == VZ_K_Q8) vz_q8_decode(st, w, false), sc = vz_q_scale(st);
     else if (KIND == VZ_K_Q4) vz_q4_decode(st, w, false), sc = vz_q_scale(st);
 }
@@ -378,8 +380,8 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
 template <int KIND, int B, int NS, int MINB = 2, int WARPS = MV4_WARPS, bool KEYS = false>
 static __global__ void __launch_bounds__(WARPS * 32, WARPS == MV4_WARPS ? MINB : 1) mv4_kernel(mv_args a) {
     extern __shared__ float4 xs_[]; /* x at mv4_align(xs_) */
-    __shared__ __align__(16) uint32_t smem[KIND == VZ_K_LL3 ? WARPS : 1][VZ_SMEM_WARP3];
-    __shared__ uint32_t ixs[KIND == VZ_K_LL3 ? WARPS : 1][KIND == VZ_K_LL3 ? MV4_IX_WORDS : 1];
+    __shared__ __align__(16) uint32_t smem[vz_k_ll(KIND) ? WARPS : 1][VZ_SMEM_WARP3];
+    __shared__ uint32_t ixs[vz_k_ll(KIND) ? WARPS : 1][vz_k_ll(KIND) ? MV4_IX_WORDS : 1];
     __shared__ float ysm[B == 1 ? WARPS : 1][MV_SLOTS]; /* mv4_ring's YS */
     __shared__ vz_rms_smem nsm;
 #ifdef VZ_CUDA_TRACE
@@ -395,9 +397,9 @@ static __global__ void __launch_bounds__(WARPS * 32, WARPS == MV4_WARPS ? MINB :
     const int c4 = (int)(d0.cols >> 2); /* B == a.batch: mv4_plan picks the kernel of the batch */
     mv4_ring<KIND, B, NS, MINB> ring;
     const int64_t nblk = a.blk[t + 1] - a.blk[t], b = blockIdx.x - a.blk[t];
-    const bool pre1 = KIND == VZ_K_LL3 && B == 1 && a.pre1; /* MV4_PRE1_COLS_LL */
+    const bool pre1 = vz_k_ll(KIND) && B == 1 && a.pre1; /* MV4_PRE1_COLS_LL */
     ring.start(d0, d1, silu, MV4_DEAL(KIND) ? warp * nblk + b : b * WARPS + warp, nwarp, nunit, lane,
-               ixs[KIND == VZ_K_LL3 ? warp : 0], ysm[B == 1 ? warp : 0], pre1 ? 1 : (int)ring.D);
+               ixs[vz_k_ll(KIND) ? warp : 0], ysm[B == 1 ? warp : 0], pre1 ? 1 : (int)ring.D);
     float4 *xs = mv4_align(xs_), *nws = a.nws ? xs + (size_t)B * c4 : NULL;
     if (nws) mv4_stage_nw(a.nw, c4, nws);
     a.wait(); /* x and y only from here on; weights before */
@@ -415,7 +417,7 @@ static __global__ void __launch_bounds__(WARPS * 32, WARPS == MV4_WARPS ? MINB :
 #ifdef VZ_CUDA_TRACE
     const unsigned long long tr_tx = vz_gtime();
 #endif
-    ring.template run<KEYS>(xs, c4, a.out(t), a.epi, lane, smem[KIND == VZ_K_LL3 ? warp : 0], a.keys);
+    ring.template run<KEYS>(xs, c4, a.out(t), a.epi, lane, smem[vz_k_ll(KIND) ? warp : 0], a.keys);
 #ifdef VZ_CUDA_TRACE
     if (lane == 0) vz_trace_put(a.tr, tr_t0, tr_tw, blockIdx.x << 8 | warp, blockIdx.x * WARPS + warp, tr_tx);
 #endif
@@ -441,35 +443,41 @@ static size_t mv4_xmax_wide(void) {
     return cap;
 }
 
-/* Kernel tables: [kind][batch-1]; the generic kind runs every batch with B = 8. */
+/* Kernel tables: [mv_ti(kind)][batch-1]; the generic kind runs every batch with B = 8. */
+static int mv_ti(int kind) { return kind == VZ_K_LL4 ? 4 : kind; } /* row of a table of the fmaf kinds */
 #define MV_ROW(K) {mv_kernel<K, 1>, mv_kernel<K, 2>, mv_kernel<K, 3>, mv_kernel<K, 4>, \
                    mv_kernel<K, 5>, mv_kernel<K, 6>, mv_kernel<K, 7>, mv_kernel<K, 8>}
-static const mv_fn mv_table[4][8] = {MV_ROW(VZ_K_RAW_BF16), MV_ROW(VZ_K_LL3), MV_ROW(VZ_K_Q8), MV_ROW(VZ_K_Q4)};
+static const mv_fn mv_table[5][8] = {MV_ROW(VZ_K_RAW_BF16), MV_ROW(VZ_K_LL3), MV_ROW(VZ_K_Q8), MV_ROW(VZ_K_Q4),
+                                     MV_ROW(VZ_K_LL4)};
 #define MV2_ROW(K) {mv2_kernel<K, 1, 1>, mv2_kernel<K, 2, 1>, mv2_kernel<K, 3, 1>, mv2_kernel<K, 4, 1>, \
                     mv2_kernel<K, 5, 1>, mv2_kernel<K, 6, 1>, mv2_kernel<K, 7, 1>, mv2_kernel<K, 8, 1>}
-static const mv_fn mv2_table[4][8] = {MV2_ROW(VZ_K_RAW_BF16), MV2_ROW(VZ_K_LL3), MV2_ROW(VZ_K_Q8), MV2_ROW(VZ_K_Q4)};
+static const mv_fn mv2_table[5][8] = {MV2_ROW(VZ_K_RAW_BF16), MV2_ROW(VZ_K_LL3), MV2_ROW(VZ_K_Q8), MV2_ROW(VZ_K_Q4),
+                                      MV2_ROW(VZ_K_LL4)};
 /* batch 1 with a register cap of 4 blocks per SM */
-static const mv_fn mv2_occ[4] = {mv2_kernel<VZ_K_RAW_BF16, 1, 4>, mv2_kernel<VZ_K_LL3, 1, 4>,
-                                 mv2_kernel<VZ_K_Q8, 1, 4>, mv2_kernel<VZ_K_Q4, 1, 4>};
+static const mv_fn mv2_occ[5] = {mv2_kernel<VZ_K_RAW_BF16, 1, 4>, mv2_kernel<VZ_K_LL3, 1, 4>,
+                                 mv2_kernel<VZ_K_Q8, 1, 4>, mv2_kernel<VZ_K_Q4, 1, 4>, mv2_kernel<VZ_K_LL4, 1, 4>};
 #define MV4_ROW(K) {mv4_kernel<K, 1, 2>, mv4_kernel<K, 2, 2>, mv4_kernel<K, 3, 2>, mv4_kernel<K, 4, 2>, \
                     mv4_kernel<K, 5, 2>, mv4_kernel<K, 6, 2>, mv4_kernel<K, 7, 2>, mv4_kernel<K, 8, 2>}
-static const mv_fn mv4_table[4][8] = {MV4_ROW(VZ_K_RAW_BF16), MV4_ROW(VZ_K_LL3), MV4_ROW(VZ_K_Q8), MV4_ROW(VZ_K_Q4)};
+static const mv_fn mv4_table[5][8] = {MV4_ROW(VZ_K_RAW_BF16), MV4_ROW(VZ_K_LL3), MV4_ROW(VZ_K_Q8), MV4_ROW(VZ_K_Q4),
+                                      MV4_ROW(VZ_K_LL4)};
 /* batch 1, one row per unit */
-static const mv_fn mv4_row1[4] = {mv4_kernel<VZ_K_RAW_BF16, 1, 1>, mv4_kernel<VZ_K_LL3, 1, 1>,
-                                  mv4_kernel<VZ_K_Q8, 1, 1>, mv4_kernel<VZ_K_Q4, 1, 1>};
+static const mv_fn mv4_row1[5] = {mv4_kernel<VZ_K_RAW_BF16, 1, 1>, mv4_kernel<VZ_K_LL3, 1, 1>,
+                                  mv4_kernel<VZ_K_Q8, 1, 1>, mv4_kernel<VZ_K_Q4, 1, 1>, mv4_kernel<VZ_K_LL4, 1, 1>};
 /* MV4_WIDE, batch 2..8: [kind][batch - 2] */
 #define MV4_WIDE_ROW(K) {mv4_kernel<K, 2, 2, 1, MV4_WIDE_WARPS>, mv4_kernel<K, 3, 2, 1, MV4_WIDE_WARPS>, \
                          mv4_kernel<K, 4, 2, 1, MV4_WIDE_WARPS>, mv4_kernel<K, 5, 2, 1, MV4_WIDE_WARPS>, \
                          mv4_kernel<K, 6, 2, 1, MV4_WIDE_WARPS>, mv4_kernel<K, 7, 2, 1, MV4_WIDE_WARPS>, \
                          mv4_kernel<K, 8, 2, 1, MV4_WIDE_WARPS>}
-static const mv_fn mv4_wide[4][7] = {MV4_WIDE_ROW(VZ_K_RAW_BF16), MV4_WIDE_ROW(VZ_K_LL3), MV4_WIDE_ROW(VZ_K_Q8),
-                                     MV4_WIDE_ROW(VZ_K_Q4)};
+static const mv_fn mv4_wide[5][7] = {MV4_WIDE_ROW(VZ_K_RAW_BF16), MV4_WIDE_ROW(VZ_K_LL3), MV4_WIDE_ROW(VZ_K_Q8),
+                                     MV4_WIDE_ROW(VZ_K_Q4), MV4_WIDE_ROW(VZ_K_LL4)};
 /* MV4_WIDE1_KINDS, batch 1: [pairs][kind] */
-static const mv_fn mv4_wide1[2][4] = {
+static const mv_fn mv4_wide1[2][5] = {
     {mv4_kernel<VZ_K_RAW_BF16, 1, 1, 1, MV4_WIDE_WARPS>, mv4_kernel<VZ_K_LL3, 1, 1, 1, MV4_WIDE_WARPS>,
-     mv4_kernel<VZ_K_Q8, 1, 1, 1, MV4_WIDE_WARPS>, mv4_kernel<VZ_K_Q4, 1, 1, 1, MV4_WIDE_WARPS>},
+     mv4_kernel<VZ_K_Q8, 1, 1, 1, MV4_WIDE_WARPS>, mv4_kernel<VZ_K_Q4, 1, 1, 1, MV4_WIDE_WARPS>,
+     mv4_kernel<VZ_K_LL4, 1, 1, 1, MV4_WIDE_WARPS>},
     {mv4_kernel<VZ_K_RAW_BF16, 1, 2, 1, MV4_WIDE_WARPS>, mv4_kernel<VZ_K_LL3, 1, 2, 1, MV4_WIDE_WARPS>,
-     mv4_kernel<VZ_K_Q8, 1, 2, 1, MV4_WIDE_WARPS>, mv4_kernel<VZ_K_Q4, 1, 2, 1, MV4_WIDE_WARPS>}};
+     mv4_kernel<VZ_K_Q8, 1, 2, 1, MV4_WIDE_WARPS>, mv4_kernel<VZ_K_Q4, 1, 2, 1, MV4_WIDE_WARPS>,
+     mv4_kernel<VZ_K_LL4, 1, 2, 1, MV4_WIDE_WARPS>}};
 /* q4 and q8 by integer dot products (VZ_K_Q4D, VZ_K_Q8D: mv4_dp), [q8] then
  * as the kernels above (3 blocks per SM: never): [batch - 1], one row per
  * unit at batch 1, MV4_WIDE [batch - 2], MV4_WIDE1 [pairs]. */
@@ -485,22 +493,23 @@ static const mv_fn mv4d_wide1[2][2] = {
  * these where no key is asked for too; smaller heads (stories260K's 512
  * rows: single rows, 3 blocks per SM) take no keys. */
 #define MV4_KEYS_ROW(K, W, M) mv4_kernel<K, 1, 2, M, W, true>
-static const mv_fn mv4_keys[2][4] = {
+static const mv_fn mv4_keys[2][5] = {
     {MV4_KEYS_ROW(VZ_K_RAW_BF16, MV4_WARPS, 2), MV4_KEYS_ROW(VZ_K_LL3, MV4_WARPS, 2), MV4_KEYS_ROW(VZ_K_Q8, MV4_WARPS, 2),
-     MV4_KEYS_ROW(VZ_K_Q4, MV4_WARPS, 2)},
+     MV4_KEYS_ROW(VZ_K_Q4, MV4_WARPS, 2), MV4_KEYS_ROW(VZ_K_LL4, MV4_WARPS, 2)},
     {MV4_KEYS_ROW(VZ_K_RAW_BF16, MV4_WIDE_WARPS, 1), MV4_KEYS_ROW(VZ_K_LL3, MV4_WIDE_WARPS, 1),
-     MV4_KEYS_ROW(VZ_K_Q8, MV4_WIDE_WARPS, 1), MV4_KEYS_ROW(VZ_K_Q4, MV4_WIDE_WARPS, 1)}};
+     MV4_KEYS_ROW(VZ_K_Q8, MV4_WIDE_WARPS, 1), MV4_KEYS_ROW(VZ_K_Q4, MV4_WIDE_WARPS, 1),
+     MV4_KEYS_ROW(VZ_K_LL4, MV4_WIDE_WARPS, 1)}};
 static const mv_fn mv4d_keys[2][2] = {{MV4_KEYS_ROW(VZ_K_Q4D, MV4_WARPS, 2), MV4_KEYS_ROW(VZ_K_Q8D, MV4_WARPS, 2)},
                                       {MV4_KEYS_ROW(VZ_K_Q4D, MV4_WIDE_WARPS, 1), MV4_KEYS_ROW(VZ_K_Q8D, MV4_WIDE_WARPS, 1)}};
 /* MV4_WIDE3, raw at batch 1: [pairs] */
 static const mv_fn mv4_wide3[2] = {mv4_kernel<VZ_K_RAW_BF16, 1, 1, 3, MV4_WIDE3_WARPS>,
                                    mv4_kernel<VZ_K_RAW_BF16, 1, 2, 3, MV4_WIDE3_WARPS>};
 /* batch 1 at 3 blocks per SM (80 registers, half the ring depth): [pairs][kind] */
-static const mv_fn mv4_occ3[2][4] = {
+static const mv_fn mv4_occ3[2][5] = {
     {mv4_kernel<VZ_K_RAW_BF16, 1, 1, 3>, mv4_kernel<VZ_K_LL3, 1, 1, 3>, mv4_kernel<VZ_K_Q8, 1, 1, 3>,
-     mv4_kernel<VZ_K_Q4, 1, 1, 3>},
+     mv4_kernel<VZ_K_Q4, 1, 1, 3>, mv4_kernel<VZ_K_LL4, 1, 1, 3>},
     {mv4_kernel<VZ_K_RAW_BF16, 1, 2, 3>, mv4_kernel<VZ_K_LL3, 1, 2, 3>, mv4_kernel<VZ_K_Q8, 1, 2, 3>,
-     mv4_kernel<VZ_K_Q4, 1, 2, 3>}};
+     mv4_kernel<VZ_K_Q4, 1, 2, 3>, mv4_kernel<VZ_K_LL4, 1, 2, 3>}};
 
 /* VZ_CUDA_MV_* flags (vz_cuda_matvec_variant). Before v4 the default was LEGACY | NO_PDL (measured
  * best for lossless, bench/results/2026-11-28-matvec-v2-h200.md, -v3-h200.md); v4 results:
@@ -635,8 +644,8 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
     static int sms = 0;
     /* opt-in above 48 KiB done: [kind][batch - 1], 8: mv4_row1, 9 + pairs: mv4_occ3, 9 + batch: mv4_wide,
      * 18 + pairs: mv4_wide1, 20 + pairs: mv4_wide3, 22 + wide: mv4_keys */
-    static bool big_smem[7][24]; /* [VZ_K_Q4D], [VZ_K_Q8D] too */
-    static size_t stat_smem[7][24]; /* the kernel's static shared memory (+ the system's), known once big_smem is set */
+    static bool big_smem[8][24]; /* [VZ_K_Q4D], [VZ_K_Q8D], [VZ_K_LL4] too */
+    static size_t stat_smem[8][24]; /* the kernel's static shared memory (+ the system's), known once big_smem is set */
     if (sms == 0) {
         int dev = 0;
         cudaError_t e = cudaGetDevice(&dev);
@@ -666,9 +675,10 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
         wide3 = !(e3 && *e3 == '0');
     }
     const bool alt = (mv_variant & VZ_CUDA_MV_OCC_ALT) != 0, dp = vz_k_dp(kind);
-    const bool occ3 = batch == 1 && !dp && (steps <= occ3_steps[kind == VZ_K_LL3 && !silu ? 4 : kind]) != alt;
+    const int kp = kind == VZ_K_LL4 ? VZ_K_LL3 : kind; /* packed4 lossless: the shapes of packed3's (not tuned) */
+    const bool occ3 = batch == 1 && !dp && (steps <= occ3_steps[kp == VZ_K_LL3 && !silu ? 4 : kp]) != alt;
     const bool wide = wide0 && !occ3 &&
-                      (batch > 1 || ((wide1 >> kind & 1) && (kind != VZ_K_LL3 || steps >= MV4_WIDE1_STEPS_LL)));
+                      (batch > 1 || ((wide1 >> kp & 1) && (kp != VZ_K_LL3 || steps >= MV4_WIDE1_STEPS_LL)));
     const bool occ3w = wide0 && occ3 && wide3 && kind == VZ_K_RAW_BF16; /* MV4_WIDE3 */
     const int64_t per = wide || occ3w ? 1 : occ3 ? 3 : 2; /* blocks per SM */
     const int64_t wpb = occ3w ? MV4_WIDE3_WARPS : wide ? MV4_WIDE_WARPS : MV4_WARPS;
@@ -688,12 +698,13 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
     if (dp)
         *f = wide ? (batch == 1 ? mv4d_wide1[d8][!one] : mv4d_wide[d8][batch - 2]) : one ? mv4d_row1[d8] : mv4d_table[d8][batch - 1];
     else
-        *f = wide ? (batch == 1 ? mv4_wide1[!one][kind] : mv4_wide[kind][batch - 2])
-             : occ3w ? mv4_wide3[!one] : occ3 ? mv4_occ3[!one][kind] : one ? mv4_row1[kind] : mv4_table[kind][batch - 1];
+        *f = wide ? (batch == 1 ? mv4_wide1[!one][mv_ti(kind)] : mv4_wide[mv_ti(kind)][batch - 2])
+             : occ3w ? mv4_wide3[!one] : occ3 ? mv4_occ3[!one][mv_ti(kind)] : one ? mv4_row1[mv_ti(kind)]
+                                                                         : mv4_table[mv_ti(kind)][batch - 1];
     int ki = wide ? (batch == 1 ? 18 + !one : 9 + batch) : occ3w ? 20 + !one : occ3 ? 9 + !one : one ? 8 : batch - 1;
     if (a.keys) { /* the head's keys: its kernel (pairs at batch 1, 2 blocks per SM or wide) with KEYS */
         if (batch == 1 && !one && !occ3 && !occ3w)
-            *f = dp ? mv4d_keys[wide][d8] : mv4_keys[wide][kind], ki = 22 + wide;
+            *f = dp ? mv4d_keys[wide][d8] : mv4_keys[wide][mv_ti(kind)], ki = 22 + wide;
         else
             a.keys = NULL;
     }
@@ -807,7 +818,7 @@ static vz_status mv_multi(int n, const vz_cuda_tensor *const *W, float *const *d
             const char *e = getenv("VZ_CUDA_MV_PRE1_COLS");
             pre1_cols = e && *e ? atoll(e) : MV4_PRE1_COLS_LL;
         }
-        a.pre1 = kind == VZ_K_LL3 && a.nws && W[0]->cols <= pre1_cols; /* nws implies batch 1 */
+        a.pre1 = vz_k_ll(kind) && a.nws && W[0]->cols <= pre1_cols; /* nws implies batch 1 */
         const size_t smem = (size_t)(batch + a.nws) * (size_t)W[0]->cols * 4 + MV4_XPAD;
 #ifdef VZ_CUDA_TRACE
         a.tr = vz_trace_next('m', W[0]->rows, W[0]->cols, n, epi);
@@ -828,9 +839,9 @@ static vz_status mv_multi(int n, const vz_cuda_tensor *const *W, float *const *d
     for (int i = a.ntens; i < 4; i++) a.blk[i] = (int)blocks;
     bool legacy = kind == VZ_K_GENERIC || (mv_variant & VZ_CUDA_MV_LEGACY);
     mv_fn f = kind == VZ_K_GENERIC ? mv_kernel<VZ_K_GENERIC, 8>
-              : legacy             ? mv_table[kind][batch - 1]
-              : batch == 1 && (mv_variant & VZ_CUDA_MV_OCC4) ? mv2_occ[kind]
-                                   : mv2_table[kind][batch - 1];
+              : legacy             ? mv_table[mv_ti(kind)][batch - 1]
+              : batch == 1 && (mv_variant & VZ_CUDA_MV_OCC4) ? mv2_occ[mv_ti(kind)]
+                                   : mv2_table[mv_ti(kind)][batch - 1];
     cudaError_t e = mv_launch(f, kind != VZ_K_GENERIC, (unsigned)blocks, MV_WARPS * 32, 0, (cudaStream_t)stream, a);
     VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda matvec launch (%lldx%lld, batch %d): %s", (long long)W[0]->rows,
                (long long)W[0]->cols, batch, cudaGetErrorString(e));
@@ -922,14 +933,18 @@ static vz_status rows_launch(float *d_out, const int32_t *d_ids, int n, const vz
     VZ_FAIL_IF(!W || !W->data || !d_out || !d_ids || n < 0, VZ_ERR_ARG, "cuda rows: bad arguments");
     if (n == 0) return VZ_OK;
     const unsigned blocks = (unsigned)((n + MV_WARPS - 1) / MV_WARPS);
-    const int kind = W->tiled || ((uintptr_t)d_out & 15) || W->kind > VZ_K_GENERIC ? VZ_K_GENERIC : W->kind;
+    const int kind = W->tiled || ((uintptr_t)d_out & 15) || (W->kind > VZ_K_GENERIC && W->kind != VZ_K_LL4)
+                         ? VZ_K_GENERIC
+                         : W->kind;
     static void (*const kern[5])(float *, const int32_t *, int, vz_dview, vz_trace_arg) = {
         mv_rows_kernel<VZ_K_RAW_BF16>, mv_rows_kernel<VZ_K_LL3>, mv_rows_kernel<VZ_K_Q8>, mv_rows_kernel<VZ_K_Q4>,
-        mv_rows_kernel<VZ_K_GENERIC>};
+        mv_rows_kernel<VZ_K_LL4>}; /* [mv_ti(kind)]; the generic kind's below */
+    void (*const f)(float *, const int32_t *, int, vz_dview, vz_trace_arg) =
+        kind == VZ_K_GENERIC ? mv_rows_kernel<VZ_K_GENERIC> : kern[mv_ti(kind)];
     const vz_trace_arg tr = vz_trace_next('e', n, W->cols, 1, 0);
-    if (step) vz_launch_pdl(kern[kind], dim3(blocks), dim3(MV_WARPS * 32), 0, (cudaStream_t)stream, step, 0, d_out,
-                            d_ids, n, vz_cuda_view(W), tr);
-    else kern[kind]<<<blocks, MV_WARPS * 32, 0, (cudaStream_t)stream>>>(d_out, d_ids, n, vz_cuda_view(W), tr);
+    if (step) vz_launch_pdl(f, dim3(blocks), dim3(MV_WARPS * 32), 0, (cudaStream_t)stream, step, 0, d_out, d_ids, n,
+                            vz_cuda_view(W), tr);
+    else f<<<blocks, MV_WARPS * 32, 0, (cudaStream_t)stream>>>(d_out, d_ids, n, vz_cuda_view(W), tr);
     cudaError_t e = cudaGetLastError();
     VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda rows launch: %s", cudaGetErrorString(e));
     return VZ_OK;

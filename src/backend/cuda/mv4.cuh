@@ -30,6 +30,7 @@ static __device__ __forceinline__ void mv2_load(const vz_dview &d, int64_t r, in
                                                 vz_gst &st) {
     if (KIND == VZ_K_RAW_BF16) vz_rawbf_load(d, r, it, lane, st);
     else if (KIND == VZ_K_LL3) vz_ll3_load2(d, r, it, lane, ei, st);
+    else if (KIND == VZ_K_LL4) vz_ll4_load_all(d, r, it, lane, st);
     else if (vz_k_q8(KIND)) vz_q8_load(d, r, it, lane, st);
     else vz_q4_load(d, r, it, lane, st); /* VZ_K_Q4, VZ_K_Q4D */
 }
@@ -39,6 +40,7 @@ static __device__ __forceinline__ void mv2_decode(const vz_dview &d, const vz_gs
                                                   vz_pk &k) {
     if (KIND == VZ_K_RAW_BF16) vz_rawbf_decode2(st, k);
     else if (KIND == VZ_K_LL3) vz_ll3_decode2(d, st, lane, sm, k);
+    else if (KIND == VZ_K_LL4) vz_ll4_decode2(d, st, lane, sm, k);
     else if (vz_k_q8(KIND)) vz_q8_decode2(st, k);
     else vz_q4_decode2(st, k);
 }
@@ -75,7 +77,7 @@ static __device__ __forceinline__ void mv4_rows(int rows, bool silu, int u, int 
  * bench/results/2026-12-01-session34-h200.md, run 7); q8's (VZ_K_Q8D) keep
  * q8's depth (one step more: -2% there; its pair kernels at 126 registers). */
 template <int KIND, int B, int NS, int MINB = 2> struct mv4_depth {
-    enum { D2 = KIND == VZ_K_RAW_BF16 ? (B <= 5 ? 2 : 1) : KIND == VZ_K_LL3 ? (B <= 4 ? 2 : 1)
+    enum { D2 = KIND == VZ_K_RAW_BF16 ? (B <= 5 ? 2 : 1) : vz_k_ll(KIND) ? (B <= 4 ? 2 : 1)
                 : vz_k_q8(KIND) ? (B == 1 ? 3 : 2)
                 : KIND == VZ_K_Q4D && B == 1 && NS == 2 ? 5 : (B == 1 ? 4 : 2),
            D1 = NS == 1 ? 2 * D2 : D2,
@@ -390,7 +392,7 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
      * lossless fits it (121 registers) and loses every register copy, yet
      * ran tinyllama 0.6% slower and llama2-7b 0.3% faster (bench/results/
      * 2026-11-30-session31-h200.md, run 7), so it keeps D slots. */
-    enum { D = mv4_depth<KIND, B, NS, MINB>::D, YA = B == 1, YS = YA && (KIND == VZ_K_RAW_BF16 || KIND == VZ_K_LL3 || KIND == VZ_K_Q8D),
+    enum { D = mv4_depth<KIND, B, NS, MINB>::D, YA = B == 1, YS = YA && (KIND == VZ_K_RAW_BF16 || vz_k_ll(KIND) || KIND == VZ_K_Q8D),
            LATE = MINB == 3,
            ROT = (vz_k_q8(KIND) || vz_k_q4(KIND)) && B == 1 && !LATE,
            SLOTS = ROT ? D + 1 : D };
@@ -442,9 +444,11 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
     __device__ __forceinline__ void fetch(int k, int lane) {
         int r[NS];
         mv4_rows<NS>(rows, silu, uf, r);
-        if constexpr (KIND == VZ_K_LL3) {
+        if constexpr (vz_k_ll(KIND)) {
 #pragma unroll
-            for (int s = 0; s < NS; s++) vz_ll3_load_lc(mv4_dv(d[s]), r[s], itf, lane, st[k][s]);
+            for (int s = 0; s < NS; s++)
+                if constexpr (KIND == VZ_K_LL3) vz_ll3_load_lc(mv4_dv(d[s]), r[s], itf, lane, st[k][s]);
+                else vz_ll4_load_lc(mv4_dv(d[s]), r[s], itf, lane, st[k][s]);
             if (itf == 0) {
                 __pipeline_wait_prior(0);
                 __syncwarp();
@@ -460,18 +464,18 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
             for (int s = 0; s < NS; s++) mv2_load<KIND>(mv4_dv(d[s]), r[s], itf, lane, 0u, st[k][s]);
         }
         next(uf, itf);
-        if (KIND == VZ_K_LL3 && itf == 0) pb ^= 1;
+        if (vz_k_ll(KIND) && itf == 0) pb ^= 1;
     }
 
     __device__ __forceinline__ void start(const vz_dview &d0, const vz_dview &d1, bool silu_, int u0, int us_, int uend_,
                                           int lane, uint32_t *ix_, float *ys_, int pre = D) {
         d[0] = d0, d[NS - 1] = NS == 1 ? d0 : d1, silu = silu_, rows = (int)mv4_dv(d0).rows, us = us_, uend = uend_;
-        if constexpr (KIND == VZ_K_LL3 && B == 1) /* batches: not timed with it, left as they were */
+        if constexpr (vz_k_ll(KIND) && B == 1) /* batches: not timed with it, left as they were */
 #pragma unroll
             for (int s = 0; s < NS; s++) vz_ll3_own_lut(d[s]);
         nit = (mv4_dv(d0).gpr + 31) / 32, u = uf = u0, it = itf = 0, ix = ix_, pb = 0, ys = ys_;
-        if (KIND == VZ_K_LL3 && mv4_dv(d[0]).bpr >= 32) __trap(); /* callers keep cols <= 31 * 1024 (MV4_IX_WORDS) */
-        if (KIND == VZ_K_LL3) copy_ix(u, 0, lane); /* the first unit's exception index */
+        if (vz_k_ll(KIND) && mv4_dv(d[0]).bpr >= 32) __trap(); /* callers keep cols <= 31 * 1024 (MV4_IX_WORDS) */
+        if (vz_k_ll(KIND)) copy_ix(u, 0, lane); /* the first unit's exception index */
         fill(lane, 0, pre);
     }
 
