@@ -331,8 +331,8 @@ static void test_lossless_logits_equal_raw(void **state) {
     assert_non_null(vz_test_tmpdir(dir, sizeof dir));
     assert_int_equal(vz_test_sh(&o, "%s synth --shape small -o %s/src", vz_test_cli(), dir), 0);
     free(o);
-    static const char *codecs[] = {"raw", "lossless"};
-    for (int c = 0; c < 2; c++) {
+    static const char *codecs[] = {"raw", "lossless", "lossless:k4"};
+    for (int c = 0; c < 3; c++) {
         assert_int_equal(vz_test_sh(&o, "%s convert %s/src -o %s/%s.vz -q --codec %s", vz_test_cli(), dir, dir,
                                     codecs[c], codecs[c]), 0);
         free(o);
@@ -343,17 +343,26 @@ static void test_lossless_logits_equal_raw(void **state) {
             free(o);
         }
     }
-    for (int t = 1; t <= 2; t++) {
-        char a[600], b[600];
-        size_t na, nb;
-        snprintf(a, sizeof a, "%s/raw.t%d.logits", dir, t);
-        snprintf(b, sizeof b, "%s/lossless.t%d.logits", dir, t);
-        char *la = slurp(a, &na), *lb = slurp(b, &nb);
-        assert_true(na > 40 * 512 * sizeof(float)); /* the prompt's last and 40 generated positions at least */
-        assert_int_equal(na, nb);
-        assert_memory_equal(la, lb, na);
-        free(la), free(lb);
-    }
+    for (int c = 1; c < 3; c++)
+        for (int t = 1; t <= 2; t++) {
+            char a[600], b[600];
+            size_t na, nb;
+            snprintf(a, sizeof a, "%s/raw.t%d.logits", dir, t);
+            snprintf(b, sizeof b, "%s/%s.t%d.logits", dir, codecs[c], t);
+            char *la = slurp(a, &na), *lb = slurp(b, &nb);
+            assert_true(na > 40 * 512 * sizeof(float)); /* the prompt's last and 40 generated positions at least */
+            assert_int_equal(na, nb);
+            assert_memory_equal(la, lb, na);
+            free(la), free(lb);
+        }
+    /* inspect names the layout by the spec that writes it */
+    assert_int_equal(vz_test_sh(&o, "%s inspect %s/lossless:k4.vz", vz_test_cli(), dir), 0);
+    assert_non_null(strstr(o, "model.layers.0.mlp.down_proj.weight"));
+    assert_non_null(strstr(o, "lossless:k4"));
+    free(o);
+    assert_int_equal(vz_test_sh(&o, "%s inspect %s/lossless.vz", vz_test_cli(), dir), 0);
+    assert_null(strstr(o, "lossless:k4"));
+    free(o);
     vz_test_rmtree(dir);
 }
 
