@@ -61,8 +61,10 @@ static int is_lossless_model(const vz_model *m) {
         int32_t ll = 0;
         const char *name;
         if (vz_model_tensor_info(m, i, &ti) != VZ_OK) return 0;
-        for (int32_t k = 0; (name = vz_codec_info(k, NULL, &ll)); k++)
-            if (!strcmp(name, ti.codec_name)) break;
+        for (int32_t k = 0; (name = vz_codec_info(k, NULL, &ll)); k++) { /* "lossless:k4" is lossless */
+            const size_t nl = strlen(name);
+            if (!strncmp(name, ti.codec_name, nl) && (!ti.codec_name[nl] || ti.codec_name[nl] == ':')) break;
+        }
         if (!name || !ll) return 0;
     }
     return 1;

@@ -243,6 +243,20 @@ static void test_cli_verify(void **state) {
     assert_int_equal(vz_test_sh(&o, "%s verify %s %s -n 12", vz_test_cli(), src, out), 0);
     assert_non_null(strstr(o, "bit-identical"));
     free(o);
+    assert_int_equal(convert(src, out, "lossless:k4"), VZ_OK); /* packed4 is lossless too */
+    assert_int_equal(vz_test_sh(&o, "%s verify %s %s -n 12", vz_test_cli(), src, out), 0);
+    assert_non_null(strstr(o, "bit-identical"));
+    free(o);
+    { /* two lossless:k4 models of other weights: their logits must not differ, so verify fails */
+        char src2[600], out2[600];
+        snprintf(src2, sizeof src2, "%s/src2.vz", dir);
+        snprintf(out2, sizeof out2, "%s/out2.vz", dir);
+        assert_int_equal(tiny_vz_write(src2, VZ_DTYPE_BF16, 14), VZ_OK);
+        assert_int_equal(convert(src2, out2, "lossless:k4"), VZ_OK);
+        assert_int_equal(vz_test_sh(&o, "%s verify %s %s -n 12", vz_test_cli(), out, out2), 1);
+        assert_non_null(strstr(o, "VZ_ERR_MISMATCH"));
+        free(o);
+    }
     assert_int_equal(vz_test_sh(&o, "%s verify tests/golden/bad_checksum.vz", vz_test_cli()), 1);
     assert_non_null(strstr(o, "model.embed_tokens.weight"));
     free(o);
