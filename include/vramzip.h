@@ -141,7 +141,7 @@ typedef struct vz_tensor_info {
     int64_t shape[4];       /* outermost first: a Linear weight is (out, in) */
     vz_dtype dtype;         /* source element type */
     uint16_t codec_id;
-    const char *codec_name; /* borrowed, static */
+    const char *codec_name; /* borrowed, static: the codec, or the spec of its layout ("lossless:k4") */
     uint64_t bytes;         /* encoded bytes */
 } vz_tensor_info;
 
