@@ -1,8 +1,10 @@
 /*
  * decode.cuh - the device decoders of every codec with a GPU path: ONE per
- * codec, shared by all kernels that read it (matvec.cu fast and generic
- * kernels, vz_cuda_rows). A decoder gives the 32 f32 weights of one lane's
- * code group (32 consecutive row elements) and must equal the codec's
+ * codec (lossless: one per fast code layout, packed3 and packed4, beside
+ * its generic one), shared by all kernels that read it (matvec.cu fast and
+ * generic kernels, vz_cuda_rows, the prefill decode). A decoder gives the
+ * 32 f32 weights of one lane's code group (32 consecutive row elements)
+ * and must equal the codec's
  * decode_ref / decode_f32 (src/codec/{raw,lossless,q8,q4}.c, docs/codecs.md)
  * bit for bit; tests/test_cuda_matvec.c checks that through the matvec.
  */
