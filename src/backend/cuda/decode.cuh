@@ -433,23 +433,30 @@ static __device__ __forceinline__ uint32_t vz_ll4_hbyte(const uint4 &cw, uint32_
 /* The patch of a packed4 group whose block has exceptions (warp-uniform;
  * every lane calls it; ~0.03% of synthetic weights are exceptions, so
  * about a quarter of tinyllama's blocks hold one, few hold two). One
- * entry: its owner lane writes its own H byte in registers (lane 0 holds
- * it, st.ex). More: H and code words through the lanes' scratch rows
- * (VZ_SMEM_LANE3 words: 8 of H, 4 of codes), each entry written into its
- * owner's H byte by the lane holding it (beyond 32 entries, loaded 32 at
- * a time). */
+ * entry (lane 0 holds it, st.ex): its owner lane alone stores its H to
+ * its scratch row, writes the byte and reads the row back. A byte insert
+ * by prmt in registers (a selected selector for each of the 8 words, as
+ * no register can be indexed) ran tinyllama's lossless:k4 decode 0.75%
+ * and llama2-7b's 0.4% slower on an H200 (bench/results/2026-12-03-
+ * session52-h200.md, run 7). More entries: H and code words through the
+ * lanes' scratch rows (VZ_SMEM_LANE3 words: 8 of H, 4 of codes), each
+ * entry written into its owner's H byte by the lane holding it (beyond 32
+ * entries, loaded 32 at a time). */
 static __device__ __forceinline__ void vz_ll4_patch(const vz_dview &d, uint32_t *sm, const vz_gst &st, int lane,
                                                     uint32_t h[8]) {
     const uint32_t e0 = st.u[3], e1 = st.u[4];
-    if (e1 == e0 + 1u) { /* a byte insert by prmt into word w of the owner (8: no word), no indexed register */
-        const uint32_t v = __shfl_sync(0xffffffffu, st.ex, 0), e = v & 31u, b = 4u * (e & 3u);
-        const uint32_t w = (v & 1023u) >> 5 == (uint32_t)lane ? e >> 2 : 8u, hb = vz_ll4_hbyte(st.v[2], v);
-        const uint32_t ins = (0x3210u & ~(0xfu << b)) | 4u << b;
-#pragma unroll
-        for (uint32_t i = 0; i < 8; i++) h[i] = vz_prmt7(h[i], hb, i == w ? ins : 0x3210u);
+    uint32_t *mine = sm + lane * VZ_SMEM_LANE3;
+    if (e1 == e0 + 1u) { /* the owner alone, through its own row: no warp barrier */
+        const uint32_t v = __shfl_sync(0xffffffffu, st.ex, 0);
+        if ((v & 1023u) >> 5 == (uint32_t)lane) {
+            *(uint4 *)mine = make_uint4(h[0], h[1], h[2], h[3]);
+            *(uint4 *)(mine + 4) = make_uint4(h[4], h[5], h[6], h[7]);
+            ((uint8_t *)mine)[v & 31u] = (uint8_t)vz_ll4_hbyte(st.v[2], v);
+            const uint4 a = *(const uint4 *)mine, b = *(const uint4 *)(mine + 4);
+            h[0] = a.x, h[1] = a.y, h[2] = a.z, h[3] = a.w, h[4] = b.x, h[5] = b.y, h[6] = b.z, h[7] = b.w;
+        }
         return;
     }
-    uint32_t *mine = sm + lane * VZ_SMEM_LANE3;
     *(uint4 *)mine = make_uint4(h[0], h[1], h[2], h[3]);
     *(uint4 *)(mine + 4) = make_uint4(h[4], h[5], h[6], h[7]);
     *(uint4 *)(mine + 8) = st.v[2];
