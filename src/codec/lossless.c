@@ -65,16 +65,21 @@ static int ll_supports(vz_dtype dtype, int64_t rows, int64_t cols) {
     return ll_geom_init(&g, dtype, rows, cols, 3);
 }
 
+/* order[0..n) = the values 0..n-1 by count, descending, ties by smaller value. */
+static void ll_by_count(const uint64_t *count, int n, uint8_t *order) {
+    for (int i = 0; i < n; i++) order[i] = (uint8_t)i;
+    for (int i = 1; i < n; i++) { /* insertion sort: stable, so ties keep value order */
+        uint8_t v = order[i];
+        int j = i;
+        while (j > 0 && count[order[j - 1]] < count[v]) { order[j] = order[j - 1]; j--; }
+        order[j] = v;
+    }
+}
+
 /* Picks k (2..6, preferring 3 within 0.5%) and the lut from the H histogram. */
 static int ll_choose(const uint64_t hist[256], const ll_geom *g3, int64_t rows, int64_t cols, vz_dtype d,
                      uint8_t order[256]) {
-    for (int i = 0; i < 256; i++) order[i] = (uint8_t)i;
-    for (int i = 1; i < 256; i++) { /* insertion sort: count desc, value asc */
-        uint8_t v = order[i];
-        int j = i;
-        while (j > 0 && hist[order[j - 1]] < hist[v]) { order[j] = order[j - 1]; j--; }
-        order[j] = v;
-    }
+    ll_by_count(hist, 256, order);
     uint64_t best = UINT64_MAX, size3 = 0;
     int bestk = 3;
     for (int k = 2; k <= 6; k++) {
@@ -93,14 +98,10 @@ static int ll_choose(const uint64_t hist[256], const ll_geom *g3, int64_t rows, 
  * count over both signs (ties by smaller value), then the same with the
  * sign bit set, so lut[c + 8] = lut[c] ^ 0x80. */
 static void ll_choose4(const uint64_t hist[256], uint8_t order[256]) {
+    uint64_t both[128];
     uint8_t m[128];
-    for (int i = 0; i < 128; i++) m[i] = (uint8_t)i;
-    for (int i = 1; i < 128; i++) { /* insertion sort: count desc, value asc */
-        uint8_t v = m[i];
-        int j = i;
-        while (j > 0 && hist[m[j - 1]] + hist[m[j - 1] | 0x80] < hist[v] + hist[v | 0x80]) { m[j] = m[j - 1]; j--; }
-        m[j] = v;
-    }
+    for (int i = 0; i < 128; i++) both[i] = hist[i] + hist[i | 0x80];
+    ll_by_count(both, 128, m);
     for (int i = 0; i < 8; i++) order[i] = m[i], order[i + 8] = (uint8_t)(m[i] | 0x80);
 }
 
