@@ -67,6 +67,8 @@ static __host__ __device__ constexpr bool vz_k_q4(int k) { return k == VZ_K_Q4 |
 static __host__ __device__ constexpr bool vz_k_dp(int k) { return k == VZ_K_Q4D || k == VZ_K_Q8D; }
 /* The fast lossless kinds (their rings copy the exception index ahead). */
 static __host__ __device__ constexpr bool vz_k_ll(int k) { return k == VZ_K_LL3 || k == VZ_K_LL4; }
+/* The row of a kernel table over the fmaf kinds (raw, LL3, q8, q4, then LL4). */
+static __host__ __device__ constexpr int vz_k_row(int k) { return k == VZ_K_LL4 ? 4 : k; }
 
 /* Codec ids as on disk (docs/codecs.md); codecs.def may not list them all yet. */
 enum { VZ_ID_RAW = 0, VZ_ID_LOSSLESS = 1, VZ_ID_Q8 = 4, VZ_ID_Q4 = 5 };
@@ -200,6 +202,32 @@ static __device__ __forceinline__ uint32_t vz_ll_code(const uint32_t *w, int k, 
     return c;
 }
 
+/* A lane's 8 words of H to its scratch row and back (16-byte accesses). */
+static __device__ __forceinline__ void vz_ll_h_store(uint32_t *row, const uint32_t h[8]) {
+    *(uint4 *)row = make_uint4(h[0], h[1], h[2], h[3]);
+    *(uint4 *)(row + 4) = make_uint4(h[4], h[5], h[6], h[7]);
+}
+
+static __device__ __forceinline__ void vz_ll_h_load(const uint32_t *row, uint32_t h[8]) {
+    const uint4 a = *(const uint4 *)row, b = *(const uint4 *)(row + 4);
+    h[0] = a.x, h[1] = a.y, h[2] = a.z, h[3] = a.w, h[4] = b.x, h[5] = b.y, h[6] = b.z, h[7] = b.w;
+}
+
+/* The lane's 32 bf16 of a bf16 lossless group as 16 packed pairs: H
+ * bytes h with the low bytes of st.v[0..1] (element 2i in the low half of
+ * k.p[i]). */
+static __device__ __forceinline__ void vz_ll_pack_bf16(const vz_gst &st, const uint32_t h[8], vz_pk &k) {
+    const uint32_t L[8] = {st.v[0].x, st.v[0].y, st.v[0].z, st.v[0].w, st.v[1].x, st.v[1].y, st.v[1].z, st.v[1].w};
+#pragma unroll
+    for (int j = 0; j < 8; j++) k.p[2 * j] = __byte_perm(L[j], h[j], 0x5140), k.p[2 * j + 1] = __byte_perm(L[j], h[j], 0x7362);
+}
+
+/* 16 packed bf16 pairs (element 2i in the low half of p[i]) to 32 f32, exactly. */
+static __device__ __forceinline__ void vz_bf16x2_f32(const uint32_t p[16], float w[32]) {
+#pragma unroll
+    for (int i = 0; i < 16; i++) w[2 * i] = vz_u2f(p[i] << 16), w[2 * i + 1] = vz_u2f(p[i] & 0xffff0000u);
+}
+
 /* Patches the exceptions [e0, e1) of the warp's 1024-element block into the
  * lanes' H bytes. Every lane calls it (warp-uniform e0, e1). The lane's
  * scratch row holds H (words 0..7) then its k code words (8..). */
@@ -207,8 +235,7 @@ template <bool PACKED3>
 static __device__ __forceinline__ void vz_ll_patch(const vz_dview &d, uint32_t *sm, uint32_t e0, uint32_t e1,
                                                    int lane, uint32_t h[8], const uint32_t *cw) {
     uint32_t *mine = sm + lane * VZ_SMEM_LANE;
-    *(uint4 *)mine = make_uint4(h[0], h[1], h[2], h[3]);
-    *(uint4 *)(mine + 4) = make_uint4(h[4], h[5], h[6], h[7]);
+    vz_ll_h_store(mine, h);
     if (PACKED3) {
         *(uint4 *)(mine + 8) = make_uint4(cw[0], cw[1], cw[2], 0);
     } else {
@@ -222,8 +249,7 @@ static __device__ __forceinline__ void vz_ll_patch(const vz_dview &d, uint32_t *
         ((uint8_t *)row)[off & 31u] = (uint8_t)((v >> 10) << d.k | code);
     }
     __syncwarp();
-    uint4 a = *(const uint4 *)mine, b = *(const uint4 *)(mine + 4);
-    h[0] = a.x, h[1] = a.y, h[2] = a.z, h[3] = a.w, h[4] = b.x, h[5] = b.y, h[6] = b.z, h[7] = b.w;
+    vz_ll_h_load(mine, h);
     __syncwarp();
 }
 
@@ -276,7 +302,9 @@ static __device__ __forceinline__ void vz_ll3_load(const vz_dview &d, int64_t r,
     vz_ll3_load_ei(d, r, it, st);
 }
 
-/* Stage 2: H bytes by prmt, exceptions patched, bf16 pairs to f32. */
+/* Stage 2: H bytes by prmt, exceptions patched, bf16 pairs to f32 (its
+ * own loop: through vz_ll_pack_bf16 and vz_bf16x2_f32 ptxas scheduled the
+ * legacy and prefill kernels that call it differently). */
 static __device__ __forceinline__ void vz_ll3_decode(const vz_dview &d, const vz_gst &st, int lane, uint32_t *sm,
                                                      float w[32]) {
     uint32_t h[8], cw[3] = {st.u[0], st.u[1], st.u[2]};
@@ -369,8 +397,7 @@ static __device__ __forceinline__ void vz_ll3_decode2(const vz_dview &d, const v
     vz_ll_h_nibbles(s, d.lut_lo, d.lut_hi, h);
     const uint32_t e0 = st.u[3], e1 = st.u[4];
     uint32_t *mine = sm + lane * VZ_SMEM_LANE3;
-    *(uint4 *)mine = make_uint4(h[0], h[1], h[2], h[3]);
-    *(uint4 *)(mine + 4) = make_uint4(h[4], h[5], h[6], h[7]);
+    vz_ll_h_store(mine, h);
     __syncwarp();
     vz_ll3_scatter(sm, s, st.ex, e0 + (uint32_t)lane < e1, lane);
     if (e1 > e0 + 32u) /* warp-uniform, rare */
@@ -379,11 +406,8 @@ static __device__ __forceinline__ void vz_ll3_decode2(const vz_dview &d, const v
             vz_ll3_scatter(sm, s, valid ? __ldg(d.exc + j + lane) : 0u, valid, lane);
         }
     __syncwarp();
-    const uint4 a = *(const uint4 *)mine, b = *(const uint4 *)(mine + 4);
-    h[0] = a.x, h[1] = a.y, h[2] = a.z, h[3] = a.w, h[4] = b.x, h[5] = b.y, h[6] = b.z, h[7] = b.w;
-    const uint32_t L[8] = {st.v[0].x, st.v[0].y, st.v[0].z, st.v[0].w, st.v[1].x, st.v[1].y, st.v[1].z, st.v[1].w};
-#pragma unroll
-    for (int j = 0; j < 8; j++) k.p[2 * j] = __byte_perm(L[j], h[j], 0x5140), k.p[2 * j + 1] = __byte_perm(L[j], h[j], 0x7362);
+    vz_ll_h_load(mine, h);
+    vz_ll_pack_bf16(st, h, k);
 }
 
 /* Fast lossless packed4 (VZ_K_LL4: bf16, k = 4, layout 2, lut[c + 8] =
@@ -449,16 +473,13 @@ static __device__ __forceinline__ void vz_ll4_patch(const vz_dview &d, uint32_t 
     if (e1 == e0 + 1u) { /* the owner alone, through its own row: no warp barrier */
         const uint32_t v = __shfl_sync(0xffffffffu, st.ex, 0);
         if ((v & 1023u) >> 5 == (uint32_t)lane) {
-            *(uint4 *)mine = make_uint4(h[0], h[1], h[2], h[3]);
-            *(uint4 *)(mine + 4) = make_uint4(h[4], h[5], h[6], h[7]);
+            vz_ll_h_store(mine, h);
             ((uint8_t *)mine)[v & 31u] = (uint8_t)vz_ll4_hbyte(st.v[2], v);
-            const uint4 a = *(const uint4 *)mine, b = *(const uint4 *)(mine + 4);
-            h[0] = a.x, h[1] = a.y, h[2] = a.z, h[3] = a.w, h[4] = b.x, h[5] = b.y, h[6] = b.z, h[7] = b.w;
+            vz_ll_h_load(mine, h);
         }
         return;
     }
-    *(uint4 *)mine = make_uint4(h[0], h[1], h[2], h[3]);
-    *(uint4 *)(mine + 4) = make_uint4(h[4], h[5], h[6], h[7]);
+    vz_ll_h_store(mine, h);
     *(uint4 *)(mine + 8) = st.v[2];
     __syncwarp();
     for (uint32_t j = e0; j < e1; j += 32u) {
@@ -470,8 +491,7 @@ static __device__ __forceinline__ void vz_ll4_patch(const vz_dview &d, uint32_t 
         }
     }
     __syncwarp();
-    const uint4 a = *(const uint4 *)mine, b = *(const uint4 *)(mine + 4);
-    h[0] = a.x, h[1] = a.y, h[2] = a.z, h[3] = a.w, h[4] = b.x, h[5] = b.y, h[6] = b.z, h[7] = b.w;
+    vz_ll_h_load(mine, h);
     __syncwarp();
 }
 
@@ -481,9 +501,7 @@ static __device__ __forceinline__ void vz_ll4_decode2(const vz_dview &d, const v
     uint32_t h[8];
     vz_ll4_h(d, st.v[2], h);
     if (st.u[4] > st.u[3]) vz_ll4_patch(d, sm, st, lane, h);
-    const uint32_t L[8] = {st.v[0].x, st.v[0].y, st.v[0].z, st.v[0].w, st.v[1].x, st.v[1].y, st.v[1].z, st.v[1].w};
-#pragma unroll
-    for (int j = 0; j < 8; j++) k.p[2 * j] = __byte_perm(L[j], h[j], 0x5140), k.p[2 * j + 1] = __byte_perm(L[j], h[j], 0x7362);
+    vz_ll_pack_bf16(st, h, k);
 }
 
 /* The same to f32 (the legacy matvecs). */
@@ -491,8 +509,7 @@ static __device__ __forceinline__ void vz_ll4_decode(const vz_dview &d, const vz
                                                      float w[32]) {
     vz_pk k;
     vz_ll4_decode2(d, st, lane, sm, k);
-#pragma unroll
-    for (int j = 0; j < 16; j++) w[2 * j] = vz_u2f(k.p[j] << 16), w[2 * j + 1] = vz_u2f(k.p[j] & 0xffff0000u);
+    vz_bf16x2_f32(k.p, w);
 }
 
 /* The generic half of the codecs' group decoders (vz_*_group<false>): w[e]
@@ -558,18 +575,15 @@ static __device__ __forceinline__ void vz_rawbf_load(const vz_dview &d, int64_t 
     st.v[0] = vz_ldw(p), st.v[1] = vz_ldw(p + 1), st.v[2] = vz_ldw(p + 2), st.v[3] = vz_ldw(p + 3);
 }
 
-static __device__ __forceinline__ void vz_rawbf_decode(const vz_gst &st, float w[32]) {
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-        uint32_t q[4] = {st.v[j].x, st.v[j].y, st.v[j].z, st.v[j].w};
-#pragma unroll
-        for (int i = 0; i < 4; i++) w[8 * j + 2 * i] = vz_u2f(q[i] << 16), w[8 * j + 2 * i + 1] = vz_u2f(q[i] & 0xffff0000u);
-    }
-}
-
 static __device__ __forceinline__ void vz_rawbf_decode2(const vz_gst &st, vz_pk &k) {
 #pragma unroll
     for (int j = 0; j < 4; j++) k.p[4 * j] = st.v[j].x, k.p[4 * j + 1] = st.v[j].y, k.p[4 * j + 2] = st.v[j].z, k.p[4 * j + 3] = st.v[j].w;
+}
+
+static __device__ __forceinline__ void vz_rawbf_decode(const vz_gst &st, float w[32]) {
+    vz_pk k;
+    vz_rawbf_decode2(st, k);
+    vz_bf16x2_f32(k.p, w);
 }
 
 template <bool FAST>

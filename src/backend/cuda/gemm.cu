@@ -400,7 +400,7 @@ static __global__ void __launch_bounds__(DEC_WARPS * 32, DEC_RING_BLOCKS) k_deco
 /* The fast kinds' kernels by kind (decode.cuh VZ_K_*). */
 typedef void (*dec_fn)(stack3, int64_t, int32_t, __nv_bfloat16 *);
 static const dec_fn dec_ring[5] = {k_decode_ring<VZ_K_RAW_BF16>, k_decode_ring<VZ_K_LL3>, k_decode_ring<VZ_K_Q8>,
-                                   k_decode_ring<VZ_K_Q4>, k_decode_ring<VZ_K_LL4>}; /* [kind], VZ_K_LL4 at 4 */
+                                   k_decode_ring<VZ_K_Q4>, k_decode_ring<VZ_K_LL4>}; /* [vz_k_row(kind)] */
 typedef void (*dec_pipe_fn)(stack3, int64_t, int64_t, __nv_bfloat16 *);
 static const dec_pipe_fn dec_pipe[4] = {k_decode_pipe<VZ_K_RAW_BF16>, k_decode_pipe<VZ_K_LL3>, k_decode_pipe<VZ_K_Q8>,
                                         k_decode_pipe<VZ_K_Q4>};
@@ -475,7 +475,7 @@ static vz_status decode_rows(const stack3 &s, int64_t r0, int64_t nr, __nv_bfloa
         VZ_FAIL_IF(jobs > INT32_MAX / 2, VZ_ERR_SHAPE, "prefill decode: %lld jobs", (long long)jobs); /* j + D nw */
         const int64_t rb = (jobs + DEC_WARPS - 1) / DEC_WARPS;
         const unsigned g = (unsigned)(rb < DEC_RING_BLOCKS * n_sms ? rb : DEC_RING_BLOCKS * n_sms);
-        dec_ring[s.kind == VZ_K_LL4 ? 4 : s.kind]<<<g, DEC_WARPS * 32, 0, cs>>>(s, r0, (int32_t)nr, out);
+        dec_ring[vz_k_row(s.kind)]<<<g, DEC_WARPS * 32, 0, cs>>>(s, r0, (int32_t)nr, out);
     } else if (dec_variant == 1 && s.kind >= VZ_K_RAW_BF16 && s.kind <= VZ_K_Q4)
         dec_pipe[s.kind]<<<pb, DEC_WARPS * 32, 0, cs>>>(s, r0, nr, out);
     else

@@ -443,8 +443,7 @@ static size_t mv4_xmax_wide(void) {
     return cap;
 }
 
-/* Kernel tables: [mv_ti(kind)][batch-1]; the generic kind runs every batch with B = 8. */
-static int mv_ti(int kind) { return kind == VZ_K_LL4 ? 4 : kind; } /* row of a table of the fmaf kinds */
+/* Kernel tables: [vz_k_row(kind)][batch-1]; the generic kind runs every batch with B = 8. */
 #define MV_ROW(K) {mv_kernel<K, 1>, mv_kernel<K, 2>, mv_kernel<K, 3>, mv_kernel<K, 4>, \
                    mv_kernel<K, 5>, mv_kernel<K, 6>, mv_kernel<K, 7>, mv_kernel<K, 8>}
 static const mv_fn mv_table[5][8] = {MV_ROW(VZ_K_RAW_BF16), MV_ROW(VZ_K_LL3), MV_ROW(VZ_K_Q8), MV_ROW(VZ_K_Q4),
@@ -698,13 +697,13 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
     if (dp)
         *f = wide ? (batch == 1 ? mv4d_wide1[d8][!one] : mv4d_wide[d8][batch - 2]) : one ? mv4d_row1[d8] : mv4d_table[d8][batch - 1];
     else
-        *f = wide ? (batch == 1 ? mv4_wide1[!one][mv_ti(kind)] : mv4_wide[mv_ti(kind)][batch - 2])
-             : occ3w ? mv4_wide3[!one] : occ3 ? mv4_occ3[!one][mv_ti(kind)] : one ? mv4_row1[mv_ti(kind)]
-                                                                         : mv4_table[mv_ti(kind)][batch - 1];
+        *f = wide ? (batch == 1 ? mv4_wide1[!one][vz_k_row(kind)] : mv4_wide[vz_k_row(kind)][batch - 2])
+             : occ3w ? mv4_wide3[!one] : occ3 ? mv4_occ3[!one][vz_k_row(kind)] : one ? mv4_row1[vz_k_row(kind)]
+                                                                         : mv4_table[vz_k_row(kind)][batch - 1];
     int ki = wide ? (batch == 1 ? 18 + !one : 9 + batch) : occ3w ? 20 + !one : occ3 ? 9 + !one : one ? 8 : batch - 1;
     if (a.keys) { /* the head's keys: its kernel (pairs at batch 1, 2 blocks per SM or wide) with KEYS */
         if (batch == 1 && !one && !occ3 && !occ3w)
-            *f = dp ? mv4d_keys[wide][d8] : mv4_keys[wide][mv_ti(kind)], ki = 22 + wide;
+            *f = dp ? mv4d_keys[wide][d8] : mv4_keys[wide][vz_k_row(kind)], ki = 22 + wide;
         else
             a.keys = NULL;
     }
@@ -839,9 +838,9 @@ static vz_status mv_multi(int n, const vz_cuda_tensor *const *W, float *const *d
     for (int i = a.ntens; i < 4; i++) a.blk[i] = (int)blocks;
     bool legacy = kind == VZ_K_GENERIC || (mv_variant & VZ_CUDA_MV_LEGACY);
     mv_fn f = kind == VZ_K_GENERIC ? mv_kernel<VZ_K_GENERIC, 8>
-              : legacy             ? mv_table[mv_ti(kind)][batch - 1]
-              : batch == 1 && (mv_variant & VZ_CUDA_MV_OCC4) ? mv2_occ[mv_ti(kind)]
-                                   : mv2_table[mv_ti(kind)][batch - 1];
+              : legacy             ? mv_table[vz_k_row(kind)][batch - 1]
+              : batch == 1 && (mv_variant & VZ_CUDA_MV_OCC4) ? mv2_occ[vz_k_row(kind)]
+                                   : mv2_table[vz_k_row(kind)][batch - 1];
     cudaError_t e = mv_launch(f, kind != VZ_K_GENERIC, (unsigned)blocks, MV_WARPS * 32, 0, (cudaStream_t)stream, a);
     VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda matvec launch (%lldx%lld, batch %d): %s", (long long)W[0]->rows,
                (long long)W[0]->cols, batch, cudaGetErrorString(e));
@@ -938,9 +937,9 @@ static vz_status rows_launch(float *d_out, const int32_t *d_ids, int n, const vz
                          : W->kind;
     static void (*const kern[5])(float *, const int32_t *, int, vz_dview, vz_trace_arg) = {
         mv_rows_kernel<VZ_K_RAW_BF16>, mv_rows_kernel<VZ_K_LL3>, mv_rows_kernel<VZ_K_Q8>, mv_rows_kernel<VZ_K_Q4>,
-        mv_rows_kernel<VZ_K_LL4>}; /* [mv_ti(kind)]; the generic kind's below */
+        mv_rows_kernel<VZ_K_LL4>}; /* [vz_k_row(kind)]; the generic kind's below */
     void (*const f)(float *, const int32_t *, int, vz_dview, vz_trace_arg) =
-        kind == VZ_K_GENERIC ? mv_rows_kernel<VZ_K_GENERIC> : kern[mv_ti(kind)];
+        kind == VZ_K_GENERIC ? mv_rows_kernel<VZ_K_GENERIC> : kern[vz_k_row(kind)];
     const vz_trace_arg tr = vz_trace_next('e', n, W->cols, 1, 0);
     if (step) vz_launch_pdl(f, dim3(blocks), dim3(MV_WARPS * 32), 0, (cudaStream_t)stream, step, 0, d_out, d_ids, n,
                             vz_cuda_view(W), tr);
