@@ -674,7 +674,7 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
         wide3 = !(e3 && *e3 == '0');
     }
     const bool alt = (mv_variant & VZ_CUDA_MV_OCC_ALT) != 0, dp = vz_k_dp(kind);
-    /* packed4 lossless takes packed3's shapes: every other tried, and a ring one step shorter or
+    /* packed4 lossless takes packed3's shapes: every other setting tried, and a ring a step shorter or
      * longer, was level or slower (bench/results/2026-12-03-session53-h200.md) */
     const int kp = kind == VZ_K_LL4 ? VZ_K_LL3 : kind;
     const bool occ3 = batch == 1 && !dp && (steps <= occ3_steps[kp == VZ_K_LL3 && !silu ? 4 : kp]) != alt;
