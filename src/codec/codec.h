@@ -68,6 +68,11 @@ typedef struct vz_codec {
      * y[r - r0] = vz_dot(row r as decode_f32 gives it, x, cols) bit for bit,
      * for rows [r0, r1), without an f32 row buffer. t has passed check(). */
     void (*dot_f32)(const vz_tensor *t, int64_t r0, int64_t r1, const float *x, float *y);
+
+    /* Optional (NULL: name): the spec that writes t (`convert --codec`),
+     * where t's params pick a form that name alone does not. t may be
+     * unchecked. */
+    const char *(*spec)(const vz_tensor *t);
 } vz_codec;
 
 const vz_codec *vz_codec_by_id(uint16_t id);     /* NULL if unknown */

@@ -392,6 +392,11 @@ static void ll_dot_f32(const vz_tensor *t, int64_t r0, int64_t r1, const float *
     }
 }
 
+/* Layout 2 (packed4) is written by "lossless:k4" (docs/codecs.md). */
+static const char *ll_spec(const vz_tensor *t) {
+    return t->params && t->params_size > 2 && t->params[2] == 2 ? "lossless:k4" : "lossless";
+}
+
 const vz_codec vz_codec_lossless = {
     .name = "lossless",
     .id = VZ_CODEC_lossless,
@@ -403,4 +408,5 @@ const vz_codec vz_codec_lossless = {
     .decode_ref = ll_decode_ref,
     .decode_f32 = ll_decode_f32,
     .dot_f32 = ll_dot_f32,
+    .spec = ll_spec,
 };

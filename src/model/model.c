@@ -239,9 +239,7 @@ vz_status vz_model_tensor_info(const vz_model *m, int32_t i, vz_tensor_info *o) 
     memcpy(o->shape, t->shape, sizeof o->shape);
     o->dtype = t->dtype;
     o->codec_id = t->codec;
-    /* the spec that writes it: lossless in its packed4 layout is "lossless:k4" (docs/codecs.md) */
-    const int k4 = c && c->id == VZ_CODEC_lossless && t->params && t->params_size > 2 && t->params[2] == 2;
-    o->codec_name = k4 ? "lossless:k4" : c ? c->name : "?";
+    o->codec_name = !c ? "?" : c->spec ? c->spec(t) : c->name; /* the spec that writes it */
     o->bytes = t->size;
     return VZ_OK;
 }
