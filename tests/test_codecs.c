@@ -492,6 +492,70 @@ static void test_lossless_tile_order(void **state) {
     assert_int_equal(vz_lossless_tile_order(&bad, &one), VZ_ERR_ARG);
 }
 
+/* GPU sign order of packed4 (codec/lossless_tile.h): known words; on
+ * tensors with exceptions and a partial last group, every element's code
+ * read from the image by the GPU rule (bits [2:0] in its nibble, bit 3 in
+ * the top bit of byte j, or bit 3 of byte j - 4, for nibble j) equals the
+ * file's nibble, and every byte outside the codes is the blob's; other
+ * layouts are refused. */
+static void test_lossless_gpu4_order(void **state) {
+    (void)state;
+    assert_int_equal(vz_ll4_gpu_word(0x00000008u), 0x00000080u);
+    assert_int_equal(vz_ll4_gpu_word(0x00000080u), 0x00008000u);
+    assert_int_equal(vz_ll4_gpu_word(0x00008000u), 0x80000000u);
+    assert_int_equal(vz_ll4_gpu_word(0x00080000u), 0x00000008u);
+    assert_int_equal(vz_ll4_gpu_word(0x80000000u), 0x08000000u);
+    assert_int_equal(vz_ll4_gpu_word(0x88888888u), 0x88888888u);
+    assert_int_equal(vz_ll4_gpu_word(0x76543210u), 0x76543210u);
+    assert_int_equal(vz_ll4_gpu_word(0xfedcba98u), 0xfedcba98u);
+    const vz_codec *c = vz_codec_by_name("lossless");
+    const vz_codec_opts k4 = {0, 0, 4};
+    static const int64_t shapes[][2] = {{6, 2100}, {3, 64}, {1, 7}};
+    uint64_t seed = 59;
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        const int64_t R = shapes[si][0], C = shapes[si][1], gpr = (C + 31) / 32;
+        float *v = malloc(sizeof(float) * (size_t)(R * C));
+        for (int64_t i = 0; i < R * C; i++)
+            v[i] = i / C == 1 ? ldexpf(1.0f, -60 + (int)(i % 40)) : rand_t(&seed, 3, 0.02f);
+        uint8_t *src = from_f32(v, (uint64_t)(R * C), VZ_DTYPE_BF16);
+        vz_blob b;
+        assert_int_equal(c->encode(src, VZ_DTYPE_BF16, R, C, &k4, &b), VZ_OK);
+        vz_tensor t = tensor_of(&b, c, VZ_DTYPE_BF16, R, C);
+        assert_true(vz_lossless_gpu4_ok(&t));
+        uint8_t *img = malloc(b.size);
+        assert_int_equal(vz_lossless_gpu4_order(&t, img), VZ_OK);
+        const uint64_t codes = vz_al16((uint64_t)(R * C)), end = codes + (uint64_t)(R * gpr) * 16;
+        assert_memory_equal(img, b.data, codes);
+        assert_memory_equal(img + end, b.data + end, b.size - end);
+        int moved = 0;
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t e = 0; e < gpr * 32; e++) {
+                const uint64_t wo = codes + ((uint64_t)(r * gpr) + (uint64_t)e / 32) * 16 + 4 * (uint64_t)(e % 32 / 8);
+                const unsigned j = (unsigned)(e % 8), file = vz_le32(b.data + wo) >> 4 * j & 15u;
+                const uint32_t g = vz_le32(img + wo);
+                const unsigned gpu = (g >> 4 * j & 7u) | (g >> (j < 4 ? 8 * j + 7 : 8 * (j - 4) + 3) & 1u) << 3;
+                if (gpu != file)
+                    fail_msg("%lldx%lld: row %lld element %lld: GPU code %x, file %x", (long long)R, (long long)C,
+                             (long long)r, (long long)e, gpu, file);
+                moved += g != vz_le32(b.data + wo);
+            }
+        assert_true(moved > 0);
+        free(img), free(src), free(v);
+        vz_blob_free(&b);
+        if (si == 0) { /* the default k = 3 (packed3) is not packed4 */
+            assert_int_equal(c->encode(src = from_f32((float[]){1.0f, 2.0f}, 2, VZ_DTYPE_BF16), VZ_DTYPE_BF16, 1, 2, NULL,
+                                       &b), VZ_OK);
+            t = tensor_of(&b, c, VZ_DTYPE_BF16, 1, 2);
+            assert_false(vz_lossless_gpu4_ok(&t));
+            uint8_t one[64];
+            assert_int_equal(vz_lossless_gpu4_order(&t, one), VZ_ERR_ARG);
+            vz_blob_free(&b);
+            free(src);
+        }
+    }
+    assert_false(vz_lossless_gpu4_ok(NULL));
+}
+
 /* Encoder levels: zstd 1 and 19 (and an invalid one); q4 takes 1..3 as
  * documented variants and refuses others; other codecs ignore levels. */
 static void test_levels(void **state) {
@@ -857,6 +921,7 @@ int main(void) {
         cmocka_unit_test(test_bits_per_weight), cmocka_unit_test(test_fuzz_replay),
         cmocka_unit_test(test_lossless_exception_rows), cmocka_unit_test(test_levels),
         cmocka_unit_test(test_unused_options), cmocka_unit_test(test_lossless_tile_order),
+        cmocka_unit_test(test_lossless_gpu4_order),
         cmocka_unit_test(test_lossless_packed4),
         cmocka_unit_test(test_q4_search),       cmocka_unit_test(test_thread_count),
         cmocka_unit_test(test_q8_ties),

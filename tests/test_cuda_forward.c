@@ -480,17 +480,37 @@ static void compare_bitwise(const char *raw_path, const char *ll_path, int32_t n
     vz_model_close(ml);
 }
 
+/* Lossless packed3 (the default) and packed4 (lossless:k4) of the f32
+ * stories260K: the generic decoders. */
 static void test_lossless_bitexact_stories260k(void **state) {
     (void)state;
-    char path[1024], dir[512], raw[600], ll[600];
+    char path[1024], dir[512], raw[600], ll[600], ll4[600];
     VZ_REQUIRE_MODEL(path, S260K);
     if (!vz_test_have_gpu()) skip();
     assert_non_null(vz_test_tmpdir(dir, sizeof dir));
     snprintf(raw, sizeof raw, "%s/raw.vz", dir);
     snprintf(ll, sizeof ll, "%s/ll.vz", dir);
+    snprintf(ll4, sizeof ll4, "%s/ll4.vz", dir);
     vz_test_convert(path, NULL, "raw", raw);
     vz_test_convert(path, NULL, "lossless", ll);
+    vz_test_convert(path, NULL, "lossless:k4", ll4);
     compare_bitwise(raw, ll, 200, 256);
+    compare_bitwise(raw, ll4, 200, 256);
+    vz_test_rmtree(dir);
+}
+
+/* lossless:k4 of a bf16 synth "small" (dim 256): the packed4 kernels,
+ * whose copy holds the code words in the GPU sign order. */
+static void test_lossless_k4_bitexact_synth(void **state) {
+    (void)state;
+    if (!vz_test_have_gpu()) skip();
+    char dir[256], src[512], raw[600], ll4[600];
+    vz_test_synth_dir(dir, sizeof dir, src, sizeof src, "small", 3);
+    snprintf(raw, sizeof raw, "%s/raw.vz", dir);
+    snprintf(ll4, sizeof ll4, "%s/ll4.vz", dir);
+    vz_test_convert(src, NULL, "raw", raw);
+    vz_test_convert(src, NULL, "lossless:k4", ll4);
+    compare_bitwise(raw, ll4, 200, 256);
     vz_test_rmtree(dir);
 }
 
@@ -553,6 +573,7 @@ int main(void) {
         cmocka_unit_test(test_greedy_stories260k),
         cmocka_unit_test(test_logits_match_cpu),
         cmocka_unit_test(test_lossless_bitexact_stories260k),
+        cmocka_unit_test(test_lossless_k4_bitexact_synth),
         cmocka_unit_test(test_lossless_bitexact_tinyllama),
         cmocka_unit_test(test_long_context_stories260k),
         cmocka_unit_test(test_attention_cluster_stories260k),

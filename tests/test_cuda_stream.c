@@ -11,7 +11,8 @@
  * are decoded on the GPU (lmax.cu): logits and ids still byte-identical, and
  * fewer bytes streamed than the fixed-rate transport (so the path ran).
  * Models: stories260K (lossless, q8 .vz,
- * f32 .bin) and synth "small" (bf16, raw and lossless). Skips without a GPU.
+ * f32 .bin) and synth "small" (bf16: raw, lossless and lossless:k4). Skips
+ * without a GPU.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,6 +140,9 @@ static void test_stream_synth_small(void **state) {
     same_as_resident(src, NULL);
     snprintf(out, sizeof out, "%s/lossless.vz", dir);
     vz_test_convert(src, NULL, "lossless", out);
+    same_as_resident(out, NULL);
+    snprintf(out, sizeof out, "%s/lossless_k4.vz", dir); /* streamed in the GPU sign order */
+    vz_test_convert(src, NULL, "lossless:k4", out);
     same_as_resident(out, NULL);
     vz_test_rmtree(dir);
     const char *big = getenv("VZ_STREAM_MODEL"); /* e.g. a synth tinyllama-1.1b (device rounds) */

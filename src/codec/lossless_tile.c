@@ -1,6 +1,7 @@
 /*
- * lossless_tile.c - the GPU tile order of a `lossless` tensor's exception
- * list (docs/codecs.md, "GPU tile order"). The tensor-core matvec
+ * lossless_tile.c - the GPU orders of a `lossless` tensor: the GPU sign order
+ * of packed4 code words (at the end, lossless_tile.h), and the tile order of
+ * the exception list (docs/cuda.md). The tensor-core matvec
  * (src/backend/cuda/matvec_tc.cu) has a warp decode a tile of 8 rows x 128
  * columns per step, lane 4n + q owning the 32 elements of row 8o + n,
  * columns 128s + 32q ..; the on-disk list is per (row, 1024-column block).
@@ -59,5 +60,30 @@ vz_status vz_lossless_tile_order(const vz_tensor *t, uint8_t *dst) {
             }
         }
     free(start);
+    return VZ_OK;
+}
+
+int vz_lossless_gpu4_ok(const vz_tensor *t) {
+    return t && t->codec == VZ_CODEC_lossless && t->params && t->params_size >= 3 && t->params[1] == 4 &&
+           t->params[2] == 2;
+}
+
+void vz_lossless_gpu4_words(const vz_tensor *t, uint64_t *off, uint64_t *nw) {
+    const uint64_t rows = (uint64_t)t->rows, cols = (uint64_t)t->cols;
+    *off = vz_al16(rows * cols * (uint64_t)(vz_dtype_size(t->dtype) - 1));
+    *nw = rows * ((cols + 31) / 32) * 4;
+}
+
+vz_status vz_lossless_gpu4_order(const vz_tensor *t, uint8_t *dst) {
+    VZ_FAIL_IF(!vz_lossless_gpu4_ok(t) || !dst, VZ_ERR_ARG, "tensor %s: the GPU sign order needs lossless packed4",
+               t ? t->name : "(null)");
+    VZ_TRY(vz_tensor_check(t));
+    uint64_t codes, nw;
+    vz_lossless_gpu4_words(t, &codes, &nw);
+    memcpy(dst, t->data, t->size);
+    const int64_t n = (int64_t)nw;
+#pragma omp parallel for schedule(static) if (n >= 65536)
+    for (int64_t i = 0; i < n; i++)
+        vz_st32(dst + codes + 4 * (uint64_t)i, vz_ll4_gpu_word(vz_le32(t->data + codes + 4 * (uint64_t)i)));
     return VZ_OK;
 }

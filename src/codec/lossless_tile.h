@@ -1,7 +1,8 @@
 /*
- * lossless_tile.h - the GPU tile order of a `lossless` tensor (lossless_tile.c,
- * docs/codecs.md "GPU tile order"): the device copy of a tensor read by the
- * tensor-core matvec lists its exceptions per tile of 8 rows x 128 columns.
+ * lossless_tile.h - the GPU orders of a `lossless` tensor (lossless_tile.c,
+ * docs/cuda.md): the device copy of a tensor read by the tensor-core matvec
+ * lists its exceptions per tile of 8 rows x 128 columns; that of a packed4
+ * tensor of the fast kind keeps the codes' bit 3 in other nibbles.
  */
 #ifndef VZ_CODEC_LOSSLESS_TILE_H
 #define VZ_CODEC_LOSSLESS_TILE_H
@@ -21,5 +22,36 @@ int vz_lossless_tile_ok(const vz_tensor *t);
  * (4 * (r - 8o) + (c - 128s) / 32) * 32 + c % 32, sorted within the tile.
  * t must pass vz_tensor_check (checked here). */
 vz_status vz_lossless_tile_order(const vz_tensor *t, uint8_t *dst);
+
+#ifdef __CUDACC__
+#define VZ_LL4_HD __host__ __device__ /* also the upload's kernel (cuda_weights.cu) */
+#else
+#define VZ_LL4_HD
+#endif
+
+/* Bit 3 of code j (0..7) of a packed4 code word in the GPU sign order: the
+ * top bit of byte j (codes 0..3) or bit 3 of byte j - 4 (codes 4..7), so
+ * that w & 0x80808080 and (w << 4) & 0x80808080 are the sign bits of the
+ * H bytes of codes 0..3 and 4..7. Bits [2:0] stay in nibble j. */
+static inline VZ_LL4_HD unsigned vz_ll4_gpu_slot(unsigned j) { return j < 4 ? 8 * j + 7 : 8 * (j - 4) + 3; }
+
+/* A packed4 code word (layout 2) in the GPU sign order. */
+static inline VZ_LL4_HD uint32_t vz_ll4_gpu_word(uint32_t w) {
+    uint32_t o = w & 0x77777777u;
+    for (unsigned j = 0; j < 8; j++) o |= (w >> (4 * j + 3) & 1u) << vz_ll4_gpu_slot(j);
+    return o;
+}
+
+/* 1 when t is lossless packed4 (k = 4, layout 2). */
+int vz_lossless_gpu4_ok(const vz_tensor *t);
+
+/* Where t's code words lie: *off, the byte offset of the codes section in
+ * its blob, and *nw, their count (t: vz_lossless_gpu4_ok). */
+void vz_lossless_gpu4_words(const vz_tensor *t, uint64_t *off, uint64_t *nw);
+
+/* dst (t->size bytes) = t's blob with every code word in the GPU sign order
+ * (vz_ll4_gpu_word); the rest copied unchanged. t must pass vz_tensor_check
+ * (checked here). */
+vz_status vz_lossless_gpu4_order(const vz_tensor *t, uint8_t *dst);
 
 #endif

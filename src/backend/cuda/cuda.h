@@ -39,13 +39,16 @@ struct vz_tensor;
 #define VZ_CUDA_KIND_LL3 1     /* lossless bf16 packed3: the fused matvec's fast path */
 #define VZ_CUDA_KIND_GENERIC 4 /* any codec through its generic decoder */
 #define VZ_CUDA_KIND_LL4 7     /* lossless bf16 packed4, sign-symmetric lut */
+#define VZ_CUDA_LL_GPU4 3      /* a VZ_CUDA_KIND_LL4 copy's code layout: packed4 (the file's layout 2) in the GPU
+                                  sign order (codec/lossless_tile.h vz_ll4_gpu_word) */
 
 typedef struct vz_cuda_tensor {
     int64_t rows, cols;
     int32_t dtype;           /* vz_dtype of the source elements */
     int32_t codec;           /* codec id (codecs.def) */
     int32_t kind;            /* kernel path chosen at upload (decode.cuh VZ_K_*: VZ_CUDA_KIND_* below) */
-    int32_t k, layout;       /* lossless: code bits, code layout; q4: layout 1 = asymmetric */
+    int32_t k, layout;       /* lossless: code bits, code layout of the device copy (the file's, or
+                                VZ_CUDA_LL_GPU4); q4: layout 1 = asymmetric */
     int32_t group;           /* q8, q4: elements per scale */
     uint32_t qdiv;           /* q8, q4 fast kinds: vz_cuda_q_divider's qmul << 5 | qsh (0: generic) */
     uint8_t *data;           /* device: the encoded blob (owned) */
@@ -65,7 +68,8 @@ typedef struct vz_cuda_tensor {
 /* Uploads t (already passed vz_tensor_check or does so here) in its encoded
  * form: d gets owned device copies; the host buffers stay borrowed and may
  * be freed on return. VZ_ERR_UNSUPPORTED for codecs with no GPU decoder.
- * A tiled tensor's copy has its exception list in GPU tile order
+ * A tiled tensor's copy has its exception list in GPU tile order, a
+ * VZ_CUDA_KIND_LL4 tensor's its code words in the GPU sign order
  * (vz_cuda_tensor_image). */
 vz_status vz_cuda_tensor_upload(vz_cuda_tensor *d, const struct vz_tensor *t, void *stream);
 /* As vz_cuda_tensor_upload, for a tensor of a model whose narrowest matrix
@@ -81,7 +85,8 @@ vz_status vz_cuda_tensor_upload_at(vz_cuda_tensor *d, const struct vz_tensor *t,
  * buffer). */
 vz_status vz_cuda_tensor_describe(vz_cuda_tensor *d, const struct vz_tensor *t, int64_t mcols);
 /* The device bytes of t as d (from vz_cuda_tensor_describe) holds them
- * into dst (d->size bytes, host): t's blob, tiled: in GPU tile order. */
+ * into dst (d->size bytes, host): t's blob, tiled: in GPU tile order,
+ * VZ_CUDA_LL_GPU4: in the GPU sign order. */
 vz_status vz_cuda_tensor_image(const vz_cuda_tensor *d, const struct vz_tensor *t, uint8_t *dst);
 /* Frees d's device memory; zeroed d and NULL are fine. */
 void vz_cuda_tensor_free(vz_cuda_tensor *d);

@@ -69,6 +69,7 @@ static vz_status wt_layout(vz_cuda_tensor *d, const vz_tensor *t) {
                   : d->k == 3 && d->layout == 1                  ? VZ_K_LL3
                   : sym                                          ? VZ_K_LL4
                                                                  : VZ_K_GENERIC;
+        if (d->kind == VZ_K_LL4) d->layout = VZ_CUDA_LL_GPU4; /* its copy: wt_gpu4, vz_cuda_tensor_image */
         return VZ_OK;
     }
     if (t->codec == VZ_ID_Q8) {
@@ -135,8 +136,28 @@ static void wt_dp(vz_cuda_tensor *d, int64_t mcols) {
 extern "C" vz_status vz_cuda_tensor_image(const vz_cuda_tensor *d, const vz_tensor *t, uint8_t *dst) {
     VZ_FAIL_IF(!d || !t || !t->data || !dst || d->size != t->size, VZ_ERR_ARG, "cuda tensor image: bad arguments");
     if (d->tiled) return vz_lossless_tile_order(t, dst);
+    if (d->codec == VZ_ID_LOSSLESS && d->layout == VZ_CUDA_LL_GPU4) return vz_lossless_gpu4_order(t, dst);
     memcpy(dst, t->data, t->size);
     return VZ_OK;
+}
+
+static __global__ void gpu4_kernel(uint32_t *w, uint64_t n) {
+    for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < n; i += (uint64_t)gridDim.x * blockDim.x)
+        w[i] = vz_ll4_gpu_word(w[i]);
+}
+
+/* A VZ_CUDA_LL_GPU4 tensor's code words, uploaded as t holds them, put in
+ * the GPU sign order in place, on st, after the upload's copy. The image
+ * built on the host (one thread, a copy of the blob) made a llama2-7b
+ * lossless:k4 bench take 18 s instead of 2 on an H200 (bench/results/
+ * 2026-12-03-session54-h200.md). */
+static cudaError_t wt_gpu4(const vz_cuda_tensor *d, const vz_tensor *t, cudaStream_t st) {
+    uint64_t off, nw;
+    vz_lossless_gpu4_words(t, &off, &nw);
+    if (nw == 0) return cudaSuccess;
+    const uint64_t nb = (nw + 255) / 256;
+    gpu4_kernel<<<(unsigned)(nb < 4096 ? nb : 4096), 256, 0, st>>>((uint32_t *)(d->data + off), nw);
+    return cudaGetLastError();
 }
 
 static uint64_t al256(uint64_t x) { return (x + 255) & ~(uint64_t)255; }
@@ -170,6 +191,7 @@ extern "C" vz_status vz_cuda_tensor_upload_at(vz_cuda_tensor *d, const vz_tensor
     if (dev) d->data = dev;
     else e = cudaMalloc((void **)&d->data, t->size);
     if (e == cudaSuccess) e = cudaMemcpyAsync(d->data, img ? img : t->data, t->size, cudaMemcpyHostToDevice, st);
+    if (e == cudaSuccess && d->codec == VZ_ID_LOSSLESS && d->layout == VZ_CUDA_LL_GPU4) e = wt_gpu4(d, t, st);
     if (e == cudaSuccess && t->codec == VZ_ID_LOSSLESS) {
         size_t nl = (size_t)1 << d->k;
         if (dev) d->lut = dev + al256(t->size);

@@ -190,8 +190,16 @@ static __device__ __forceinline__ void vz_ll_h_packed3(uint32_t w0, uint32_t w1,
 static __device__ __forceinline__ void vz_ll3_own_lut(vz_dview &d) { d.lut_lo ^= threadIdx.y; }
 
 /* Code of element e of a group held in scratch words (k words of layout). */
+/* Nibble j (0..7) of a packed4 code word in the GPU sign order (layout
+ * VZ_CUDA_LL_GPU4, codec/lossless_tile.h vz_ll4_gpu_word): bits [2:0] in
+ * place, bit 3 in the top bit of byte j (j < 4) or bit 3 of byte j - 4. */
+static __device__ __forceinline__ uint32_t vz_ll4_nib(uint32_t w, uint32_t j) {
+    return (w >> 4 * j & 7u) | (w >> (j < 4u ? 8u * j + 7u : 8u * j - 29u) & 1u) << 3;
+}
+
 static __device__ __forceinline__ uint32_t vz_ll_code(const uint32_t *w, int k, int layout, int e) {
     if (layout == 2) return (w[e >> 3] >> 4 * (e & 7)) & 15u;
+    if (layout == VZ_CUDA_LL_GPU4) return vz_ll4_nib(w[e >> 3], (uint32_t)e & 7u);
     if (layout == 1) {
         if (e < 24) return (w[e >> 3] >> 4 * (e & 7)) & 7u;
         int n = e - 24;
@@ -410,8 +418,8 @@ static __device__ __forceinline__ void vz_ll3_decode2(const vz_dview &d, const v
     vz_ll_pack_bf16(st, h, k);
 }
 
-/* Fast lossless packed4 (VZ_K_LL4: bf16, k = 4, layout 2, lut[c + 8] =
- * lut[c] ^ 0x80, cols % 32 == 0). Loads: the lane's low bytes (st.v[0..1])
+/* Fast lossless packed4 (VZ_K_LL4: bf16, k = 4, layout 2 uploaded in the
+ * GPU sign order VZ_CUDA_LL_GPU4, lut[c + 8] = lut[c] ^ 0x80, cols % 32 == 0). Loads: the lane's low bytes (st.v[0..1])
  * and its 4 code words as one 16-byte load (st.v[2]); vz_ll4_load adds its
  * block's exception range (st.u[3..4]), which the v4 ring reads from its
  * copy of the index instead; the lane's entry e0 + lane (st.ex) comes by
@@ -434,24 +442,27 @@ static __device__ __forceinline__ void vz_ll4_load_all(const vz_dview &d, int64_
     vz_ll3_load_ex(d, lane, st.u[3], st.u[4], st);
 }
 
-/* H bytes of a packed4 group: per 4 codes one prmt of their low 3 bits
- * through lut[0..7], and one that spreads their bit 3 (nibble bits 3, 7,
- * 11, 15 sit at the top of bytes 0, 1 of c << 4 and c: the prmt's
- * sign-replicate selectors 8-f copy a byte's top bit) into the sign. */
+/* H bytes of a packed4 group (code words in the GPU sign order): per 4
+ * codes one prmt of their low 3 bits through lut[0..7], and their bit 3,
+ * the top bits of c's bytes (codes 0..3) or of c << 4's (codes 4..7), xored
+ * into the sign (one lop3). In the file's order bit 3 sits in the code's
+ * own nibble, and a prmt per 4 codes spread it to the byte tops first (its
+ * sign-replicate selectors copy a byte's top bit): 9 instructions per code
+ * word where this takes 7. */
 static __device__ __forceinline__ void vz_ll4_h(const vz_dview &d, const uint4 &cw, uint32_t h[8]) {
     const uint32_t c[4] = {cw.x, cw.y, cw.z, cw.w};
 #pragma unroll
     for (int w = 0; w < 4; w++) {
-        const uint32_t s7 = c[w] & 0x77777777u, s4 = c[w] << 4;
-        h[2 * w] = vz_prmt7(d.lut_lo, d.lut_hi, s7) ^ (vz_prmt7(s4, c[w], 0xD9C8u) & 0x80808080u);
-        h[2 * w + 1] = vz_prmt7(d.lut_lo, d.lut_hi, s7 >> 16) ^ (vz_prmt7(s4, c[w], 0xFBEAu) & 0x80808080u);
+        const uint32_t s7 = c[w] & 0x77777777u;
+        h[2 * w] = vz_prmt7(d.lut_lo, d.lut_hi, s7) ^ (c[w] & 0x80808080u);
+        h[2 * w + 1] = vz_prmt7(d.lut_lo, d.lut_hi, s7 >> 16) ^ ((c[w] << 4) & 0x80808080u);
     }
 }
 
 /* The H byte of exception entry v, from the owner's code words cw. */
 static __device__ __forceinline__ uint32_t vz_ll4_hbyte(const uint4 &cw, uint32_t v) {
     const uint32_t e = v & 31u, w = e & 16u ? (e & 8u ? cw.w : cw.z) : (e & 8u ? cw.y : cw.x);
-    return ((v >> 10) << 4 | (w >> 4 * (e & 7u) & 15u)) & 0xffu;
+    return ((v >> 10) << 4 | vz_ll4_nib(w, e & 7u)) & 0xffu;
 }
 
 /* The patch of a packed4 group whose block has exceptions (warp-uniform;
