@@ -189,7 +189,6 @@ static __device__ __forceinline__ void vz_ll_h_packed3(uint32_t w0, uint32_t w1,
  * the same logits (bench/results/2026-12-02-session42-h200.md). */
 static __device__ __forceinline__ void vz_ll3_own_lut(vz_dview &d) { d.lut_lo ^= threadIdx.y; }
 
-/* Code of element e of a group held in scratch words (k words of layout). */
 /* Nibble j (0..7) of a packed4 code word in the GPU sign order (layout
  * VZ_CUDA_LL_GPU4, codec/lossless_tile.h vz_ll4_gpu_word): bits [2:0] in
  * place, bit 3 in the top bit of byte j (j < 4) or bit 3 of byte j - 4. */
@@ -197,6 +196,7 @@ static __device__ __forceinline__ uint32_t vz_ll4_nib(uint32_t w, uint32_t j) {
     return (w >> 4 * j & 7u) | (w >> (j < 4u ? 8u * j + 7u : 8u * j - 29u) & 1u) << 3;
 }
 
+/* Code of element e of a group held in scratch words (k words of layout). */
 static __device__ __forceinline__ uint32_t vz_ll_code(const uint32_t *w, int k, int layout, int e) {
     if (layout == 2) return (w[e >> 3] >> 4 * (e & 7)) & 15u;
     if (layout == VZ_CUDA_LL_GPU4) return vz_ll4_nib(w[e >> 3], (uint32_t)e & 7u);
@@ -419,12 +419,13 @@ static __device__ __forceinline__ void vz_ll3_decode2(const vz_dview &d, const v
 }
 
 /* Fast lossless packed4 (VZ_K_LL4: bf16, k = 4, layout 2 uploaded in the
- * GPU sign order VZ_CUDA_LL_GPU4, lut[c + 8] = lut[c] ^ 0x80, cols % 32 == 0). Loads: the lane's low bytes (st.v[0..1])
- * and its 4 code words as one 16-byte load (st.v[2]); vz_ll4_load adds its
- * block's exception range (st.u[3..4]), which the v4 ring reads from its
- * copy of the index instead; the lane's entry e0 + lane (st.ex) comes by
- * vz_ll3_load_ex, one step ahead in the rings (vz_ll4_load_all: at once,
- * after the range, for the kernels without a ring). */
+ * GPU sign order VZ_CUDA_LL_GPU4, lut[c + 8] = lut[c] ^ 0x80, cols % 32 ==
+ * 0). Loads: the lane's low bytes (st.v[0..1]) and its 4 code words as one
+ * 16-byte load (st.v[2]); vz_ll4_load adds its block's exception range
+ * (st.u[3..4]), which the v4 ring reads from its copy of the index
+ * instead; the lane's entry e0 + lane (st.ex) comes by vz_ll3_load_ex, one
+ * step ahead in the rings (vz_ll4_load_all: at once, after the range, for
+ * the kernels without a ring). */
 static __device__ __forceinline__ void vz_ll4_load_lc(const vz_dview &d, int64_t r, int it, int lane, vz_gst &st) {
     const uint32_t gi = vz_gidx(d, r, it, lane);
     const uint4 *lp = (const uint4 *)d.data + (size_t)gi * 2;
