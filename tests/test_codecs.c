@@ -542,7 +542,7 @@ static void test_lossless_gpu4_order(void **state) {
         assert_true(moved > 0);
         free(img), free(src), free(v);
         vz_blob_free(&b);
-        if (si == 0) { /* the default k = 3 (packed3) is not packed4 */
+        if (si == 0) { /* the default encoding is not packed4 */
             assert_int_equal(c->encode(src = from_f32((float[]){1.0f, 2.0f}, 2, VZ_DTYPE_BF16), VZ_DTYPE_BF16, 1, 2, NULL,
                                        &b), VZ_OK);
             t = tensor_of(&b, c, VZ_DTYPE_BF16, 1, 2);
