@@ -80,7 +80,9 @@ vz_status vz_lossless_gpu4_order(const vz_tensor *t, uint8_t *dst) {
     VZ_TRY(vz_tensor_check(t));
     uint64_t codes, nw;
     vz_lossless_gpu4_words(t, &codes, &nw);
-    memcpy(dst, t->data, t->size);
+    const uint64_t end = codes + 4 * nw; /* the sections around the codes as they are */
+    memcpy(dst, t->data, codes);
+    memcpy(dst + end, t->data + end, t->size - end);
     const int64_t n = (int64_t)nw;
 #pragma omp parallel for schedule(static) if (n >= 65536)
     for (int64_t i = 0; i < n; i++)
