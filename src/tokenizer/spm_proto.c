@@ -74,9 +74,24 @@ static vz_status pb_value(pb *b, uint32_t field, uint32_t wire, uint64_t *v, con
     }
 }
 
-static vz_status pb_expect(const pb *b, uint32_t field, uint32_t wire, uint32_t want, const char *name) {
-    VZ_FAIL_IF(wire != want, VZ_ERR_FORMAT, "%s: %s.%s (field %u): wire type %u, expected %u", b->what, b->msg, name,
-               field, wire, want);
+/* One field as read: number f, wire type w, value v (varint, fixed) or
+ * (s, sn) (length-delimited). */
+typedef struct pb_field {
+    uint32_t f, w;
+    uint64_t v;
+    const uint8_t *s;
+    size_t sn;
+} pb_field;
+
+static vz_status pb_next(pb *b, pb_field *x) {
+    x->v = 0, x->s = NULL, x->sn = 0;
+    VZ_TRY(pb_key(b, &x->f, &x->w));
+    return pb_value(b, x->f, x->w, &x->v, &x->s, &x->sn);
+}
+
+static vz_status pb_expect(const pb *b, const pb_field *x, uint32_t want, const char *name) {
+    VZ_FAIL_IF(x->w != want, VZ_ERR_FORMAT, "%s: %s.%s (field %u): wire type %u, expected %u", b->what, b->msg, name,
+               x->f, x->w, want);
     return VZ_OK;
 }
 
@@ -97,22 +112,18 @@ static vz_status parse_piece(const char *what, const uint8_t *p, size_t n, spm_p
     pb b = {p, n, 0, what, "pieces"};
     out->s = NULL, out->len = 0, out->score = 0.0f, out->type = VZ_PIECE_NORMAL;
     while (b.pos < b.size) {
-        uint32_t f, w;
-        uint64_t v = 0;
-        const uint8_t *s = NULL;
-        size_t sn = 0;
-        VZ_TRY(pb_key(&b, &f, &w));
-        VZ_TRY(pb_value(&b, f, w, &v, &s, &sn));
-        if (f == 1) {
-            VZ_TRY(pb_expect(&b, f, w, WT_LEN, "piece"));
-            VZ_FAIL_IF(sn > 65535, VZ_ERR_FORMAT, "%s: pieces.piece: length %zu is absurd", what, sn);
-            out->s = (const char *)s, out->len = (uint32_t)sn;
-        } else if (f == 2) {
-            VZ_TRY(pb_expect(&b, f, w, WT_I32, "score"));
-            out->score = f32_bits((uint32_t)v);
-        } else if (f == 3) {
-            VZ_TRY(pb_expect(&b, f, w, WT_VARINT, "type"));
-            out->type = (int32_t)(uint32_t)v;
+        pb_field x;
+        VZ_TRY(pb_next(&b, &x));
+        if (x.f == 1) {
+            VZ_TRY(pb_expect(&b, &x, WT_LEN, "piece"));
+            VZ_FAIL_IF(x.sn > 65535, VZ_ERR_FORMAT, "%s: pieces.piece: length %zu is absurd", what, x.sn);
+            out->s = (const char *)x.s, out->len = (uint32_t)x.sn;
+        } else if (x.f == 2) {
+            VZ_TRY(pb_expect(&b, &x, WT_I32, "score"));
+            out->score = f32_bits((uint32_t)x.v);
+        } else if (x.f == 3) {
+            VZ_TRY(pb_expect(&b, &x, WT_VARINT, "type"));
+            out->type = (int32_t)(uint32_t)x.v;
         }
     }
     return VZ_OK;
@@ -133,29 +144,25 @@ typedef struct spm_spec {
 static vz_status parse_trainer(const char *what, const uint8_t *p, size_t n, spm_spec *sp) {
     pb b = {p, n, 0, what, "trainer_spec"};
     while (b.pos < b.size) {
-        uint32_t f, w;
-        uint64_t v = 0;
-        const uint8_t *s = NULL;
-        size_t sn = 0;
-        VZ_TRY(pb_key(&b, &f, &w));
-        VZ_TRY(pb_value(&b, f, w, &v, &s, &sn));
-        int32_t iv = (int32_t)(uint32_t)v;
-        switch (f) {
-        case 3: VZ_TRY(pb_expect(&b, f, w, WT_VARINT, "model_type")); sp->model_type = iv; break;
-        case 24: VZ_TRY(pb_expect(&b, f, w, WT_VARINT, "treat_whitespace_as_suffix")); sp->ws_suffix = v != 0; break;
-        case 35: VZ_TRY(pb_expect(&b, f, w, WT_VARINT, "byte_fallback")); sp->byte_fallback = v != 0; break;
-        case 40: VZ_TRY(pb_expect(&b, f, w, WT_VARINT, "unk_id")); sp->unk = iv; break;
+        pb_field x;
+        VZ_TRY(pb_next(&b, &x));
+        int32_t iv = (int32_t)(uint32_t)x.v;
+        switch (x.f) {
+        case 3: VZ_TRY(pb_expect(&b, &x, WT_VARINT, "model_type")); sp->model_type = iv; break;
+        case 24: VZ_TRY(pb_expect(&b, &x, WT_VARINT, "treat_whitespace_as_suffix")); sp->ws_suffix = x.v != 0; break;
+        case 35: VZ_TRY(pb_expect(&b, &x, WT_VARINT, "byte_fallback")); sp->byte_fallback = x.v != 0; break;
+        case 40: VZ_TRY(pb_expect(&b, &x, WT_VARINT, "unk_id")); sp->unk = iv; break;
         case 44:
-            VZ_TRY(pb_expect(&b, f, w, WT_LEN, "unk_surface"));
-            sp->unk_surface = (const char *)s, sp->unk_surface_len = (uint32_t)(sn < 64 ? sn : 64);
+            VZ_TRY(pb_expect(&b, &x, WT_LEN, "unk_surface"));
+            sp->unk_surface = (const char *)x.s, sp->unk_surface_len = (uint32_t)(x.sn < 64 ? x.sn : 64);
             break;
         case 46:
-            VZ_TRY(pb_expect(&b, f, w, WT_LEN, "bos_piece"));
-            sp->bos_piece = (const char *)s, sp->bos_len = (uint32_t)(sn < 65536 ? sn : 65536);
+            VZ_TRY(pb_expect(&b, &x, WT_LEN, "bos_piece"));
+            sp->bos_piece = (const char *)x.s, sp->bos_len = (uint32_t)(x.sn < 65536 ? x.sn : 65536);
             break;
         case 47:
-            VZ_TRY(pb_expect(&b, f, w, WT_LEN, "eos_piece"));
-            sp->eos_piece = (const char *)s, sp->eos_len = (uint32_t)(sn < 65536 ? sn : 65536);
+            VZ_TRY(pb_expect(&b, &x, WT_LEN, "eos_piece"));
+            sp->eos_piece = (const char *)x.s, sp->eos_len = (uint32_t)(x.sn < 65536 ? x.sn : 65536);
             break;
         default: break;
         }
@@ -166,23 +173,19 @@ static vz_status parse_trainer(const char *what, const uint8_t *p, size_t n, spm
 static vz_status parse_normalizer(const char *what, const uint8_t *p, size_t n, spm_spec *sp) {
     pb b = {p, n, 0, what, "normalizer_spec"};
     while (b.pos < b.size) {
-        uint32_t f, w;
-        uint64_t v = 0;
-        const uint8_t *s = NULL;
-        size_t sn = 0;
-        VZ_TRY(pb_key(&b, &f, &w));
-        VZ_TRY(pb_value(&b, f, w, &v, &s, &sn));
-        switch (f) {
+        pb_field x;
+        VZ_TRY(pb_next(&b, &x));
+        switch (x.f) {
         case 1:
-            VZ_TRY(pb_expect(&b, f, w, WT_LEN, "name"));
-            sn = sn < sizeof sp->name - 1 ? sn : sizeof sp->name - 1;
-            memcpy(sp->name, s, sn);
-            sp->name[sn] = '\0';
+            VZ_TRY(pb_expect(&b, &x, WT_LEN, "name"));
+            x.sn = x.sn < sizeof sp->name - 1 ? x.sn : sizeof sp->name - 1;
+            memcpy(sp->name, x.s, x.sn);
+            sp->name[x.sn] = '\0';
             break;
-        case 2: VZ_TRY(pb_expect(&b, f, w, WT_LEN, "precompiled_charsmap")); sp->charsmap_len = sn; break;
-        case 3: VZ_TRY(pb_expect(&b, f, w, WT_VARINT, "add_dummy_prefix")); sp->add_dummy_prefix = v != 0; break;
-        case 4: VZ_TRY(pb_expect(&b, f, w, WT_VARINT, "remove_extra_whitespaces")); sp->remove_extra_ws = v != 0; break;
-        case 5: VZ_TRY(pb_expect(&b, f, w, WT_VARINT, "escape_whitespaces")); sp->escape_ws = v != 0; break;
+        case 2: VZ_TRY(pb_expect(&b, &x, WT_LEN, "precompiled_charsmap")); sp->charsmap_len = x.sn; break;
+        case 3: VZ_TRY(pb_expect(&b, &x, WT_VARINT, "add_dummy_prefix")); sp->add_dummy_prefix = x.v != 0; break;
+        case 4: VZ_TRY(pb_expect(&b, &x, WT_VARINT, "remove_extra_whitespaces")); sp->remove_extra_ws = x.v != 0; break;
+        case 5: VZ_TRY(pb_expect(&b, &x, WT_VARINT, "escape_whitespaces")); sp->escape_ws = x.v != 0; break;
         default: break;
         }
     }
@@ -194,21 +197,17 @@ static vz_status scan_model(const char *what, const uint8_t *data, size_t size, 
     pb b = {data, size, 0, what, "ModelProto"};
     *n = 0;
     while (b.pos < b.size) {
-        uint32_t f, w;
-        uint64_t v = 0;
-        const uint8_t *s = NULL;
-        size_t sn = 0;
-        VZ_TRY(pb_key(&b, &f, &w));
-        VZ_TRY(pb_value(&b, f, w, &v, &s, &sn));
-        if (f == 1) {
-            VZ_TRY(pb_expect(&b, f, w, WT_LEN, "pieces"));
+        pb_field x;
+        VZ_TRY(pb_next(&b, &x));
+        if (x.f == 1) {
+            VZ_TRY(pb_expect(&b, &x, WT_LEN, "pieces"));
             VZ_FAIL_IF(++*n > VZ_TOK_MAX_VOCAB, VZ_ERR_FORMAT, "%s: more than %d pieces", what, VZ_TOK_MAX_VOCAB);
-        } else if (f == 2) {
-            VZ_TRY(pb_expect(&b, f, w, WT_LEN, "trainer_spec"));
-            VZ_TRY(parse_trainer(what, s, sn, sp));
-        } else if (f == 3) {
-            VZ_TRY(pb_expect(&b, f, w, WT_LEN, "normalizer_spec"));
-            VZ_TRY(parse_normalizer(what, s, sn, sp));
+        } else if (x.f == 2) {
+            VZ_TRY(pb_expect(&b, &x, WT_LEN, "trainer_spec"));
+            VZ_TRY(parse_trainer(what, x.s, x.sn, sp));
+        } else if (x.f == 3) {
+            VZ_TRY(pb_expect(&b, &x, WT_LEN, "normalizer_spec"));
+            VZ_TRY(parse_normalizer(what, x.s, x.sn, sp));
         }
     }
     return VZ_OK;
@@ -220,15 +219,11 @@ static vz_status read_pieces(const char *what, const uint8_t *data, size_t size,
     pb b = {data, size, 0, what, "ModelProto"};
     int32_t i = 0;
     while (b.pos < b.size && i < n) {
-        uint32_t f, w;
-        uint64_t v = 0;
-        const uint8_t *s = NULL;
-        size_t sn = 0;
-        VZ_TRY(pb_key(&b, &f, &w));
-        VZ_TRY(pb_value(&b, f, w, &v, &s, &sn));
-        if (f != 1) continue;
+        pb_field x;
+        VZ_TRY(pb_next(&b, &x));
+        if (x.f != 1) continue;
         spm_piece pc;
-        VZ_TRY(parse_piece(what, s, sn, &pc));
+        VZ_TRY(parse_piece(what, x.s, x.sn, &pc));
         VZ_FAIL_IF(!pc.s || pc.len == 0, VZ_ERR_FORMAT, "%s: pieces[%d].piece is missing or empty", what, i);
         pieces[i] = pc.s, lens[i] = pc.len, scores[i] = pc.score, types[i] = pc.type;
         i++;
