@@ -12,6 +12,7 @@
 #include "codec/bits.h"
 #include "codec/codec.h"
 #include "codec/cpu_kernels.h"
+#include "codec/lossless_tile.h"
 #include "core/half_rows.h"
 
 /* Byte offsets of the data sections of one tensor. */
@@ -58,6 +59,14 @@ static inline void ll_word_code(uint32_t wd[8], int k, int layout, int e, unsign
     }
     for (int b = 0; b < k; b++)
         wd[b] |= (uint32_t)((code >> b) & 1u) << (layout == 1 ? 4 * (e - 24) + 3 : e);
+}
+
+int vz_lossless_sections_of(const vz_tensor *t, vz_lossless_sections *s) {
+    ll_geom g;
+    if (!t || !t->params || t->params_size < 2 || !ll_geom_init(&g, t->dtype, t->rows, t->cols, t->params[1])) return 0;
+    s->codes = g.codes, s->code_bytes = (uint64_t)t->rows * g.gpr * (uint64_t)g.k * 4;
+    s->index = g.index, s->exc = g.exc;
+    return 1;
 }
 
 static int ll_supports(vz_dtype dtype, int64_t rows, int64_t cols) {

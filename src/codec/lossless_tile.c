@@ -26,11 +26,11 @@ vz_status vz_lossless_tile_order(const vz_tensor *t, uint8_t *dst) {
     VZ_FAIL_IF(!vz_lossless_tile_ok(t) || !dst, VZ_ERR_ARG, "tensor %s: lossless tile order needs rows %% 8 == 0 and "
                "cols %% 128 == 0", t ? t->name : "(null)");
     VZ_TRY(vz_tensor_check(t));
-    const int k = t->params[1];
-    const uint64_t rows = (uint64_t)t->rows, cols = (uint64_t)t->cols, n = rows * cols;
-    const uint64_t gpr = cols / 32, bpr = (cols + 1023) / 1024, steps = cols / 128;
-    const uint64_t index = vz_al16(vz_al16(n * (uint64_t)(vz_dtype_size(t->dtype) - 1)) + rows * gpr * (uint64_t)k * 4);
-    const uint64_t exc = vz_al16(index + (rows * bpr + 1) * 4), ntile = rows / 8 * steps;
+    vz_lossless_sections sec;
+    VZ_FAIL_IF(!vz_lossless_sections_of(t, &sec), VZ_ERR_FORMAT, "tensor %s: lossless bad shape", t->name);
+    const uint64_t rows = (uint64_t)t->rows, cols = (uint64_t)t->cols;
+    const uint64_t bpr = (cols + 1023) / 1024, steps = cols / 128;
+    const uint64_t index = sec.index, exc = sec.exc, ntile = rows / 8 * steps;
     const uint8_t *src = t->data;
     uint32_t *start = calloc(ntile + 1, sizeof *start);
     VZ_FAIL_IF(!start, VZ_ERR_NOMEM, "tensor %s: tile order index (%llu tiles)", t->name, (unsigned long long)ntile);
@@ -69,9 +69,9 @@ int vz_lossless_gpu4_ok(const vz_tensor *t) {
 }
 
 void vz_lossless_gpu4_words(const vz_tensor *t, uint64_t *off, uint64_t *nw) {
-    const uint64_t rows = (uint64_t)t->rows, cols = (uint64_t)t->cols;
-    *off = vz_al16(rows * cols * (uint64_t)(vz_dtype_size(t->dtype) - 1));
-    *nw = rows * ((cols + 31) / 32) * 4;
+    vz_lossless_sections sec = {0, 0, 0, 0};
+    vz_lossless_sections_of(t, &sec);
+    *off = sec.codes, *nw = sec.code_bytes / 4;
 }
 
 vz_status vz_lossless_gpu4_order(const vz_tensor *t, uint8_t *dst) {

@@ -12,6 +12,16 @@
 #include "core/status.h"
 #include "core/tensor.h"
 
+/* Byte offsets in a lossless tensor's blob of its code words (code_bytes
+ * of them), exception index and exceptions (docs/codecs.md). */
+typedef struct vz_lossless_sections {
+    uint64_t codes, code_bytes, index, exc;
+} vz_lossless_sections;
+
+/* s = t's sections, from the codec's own geometry (lossless.c); 0 when t's
+ * shape, dtype or code bits (params[1]) are invalid. */
+int vz_lossless_sections_of(const vz_tensor *t, vz_lossless_sections *s);
+
 /* 1 when t is lossless with rows % 8 == 0 and cols % 128 == 0. */
 int vz_lossless_tile_ok(const vz_tensor *t);
 
@@ -46,7 +56,8 @@ static inline VZ_LL4_HD uint32_t vz_ll4_gpu_word(uint32_t w) {
 int vz_lossless_gpu4_ok(const vz_tensor *t);
 
 /* Where t's code words lie: *off, the byte offset of the codes section in
- * its blob, and *nw, their count (t: vz_lossless_gpu4_ok). */
+ * its blob, and *nw, their count (t: vz_lossless_gpu4_ok; vz_lossless_sections_of;
+ * 0 and 0 where that refuses t). */
 void vz_lossless_gpu4_words(const vz_tensor *t, uint64_t *off, uint64_t *nw);
 
 /* dst (t->size bytes) = t's blob with every code word in the GPU sign order
