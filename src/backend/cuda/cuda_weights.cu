@@ -43,7 +43,7 @@ extern "C" int vz_cuda_q_divider(int64_t cols, int32_t group, uint32_t *qdiv) {
 
 /* Section offsets and path of a tensor that passed its codec's check. */
 static vz_status wt_layout(vz_cuda_tensor *d, const vz_tensor *t) {
-    uint64_t n = (uint64_t)t->rows * (uint64_t)t->cols, gpr = ((uint64_t)t->cols + 31) / 32;
+    uint64_t n = (uint64_t)t->rows * (uint64_t)t->cols;
     /* fast kinds: whole code groups, and group indices in 32 bits (decode.cuh vz_gidx) */
     bool a32 = t->cols % 32 == 0 && n / 32 <= UINT32_MAX && t->rows <= INT32_MAX;
     if (t->codec == VZ_ID_RAW) {
@@ -52,11 +52,10 @@ static vz_status wt_layout(vz_cuda_tensor *d, const vz_tensor *t) {
     }
     if (t->codec == VZ_ID_LOSSLESS) {
         d->k = t->params[1], d->layout = t->params[2];
-        uint64_t bpr = ((uint64_t)t->cols + 1023) / 1024;
-        d->off[0] = 0;
-        d->off[1] = al16(n * (uint64_t)(vz_dtype_size(t->dtype) - 1));
-        d->off[2] = al16(d->off[1] + (uint64_t)t->rows * gpr * (uint64_t)d->k * 4);
-        d->off[3] = al16(d->off[2] + ((uint64_t)t->rows * bpr + 1) * 4);
+        vz_lossless_sections sec; /* the codec's own geometry (lossless.c) */
+        VZ_FAIL_IF(!vz_lossless_sections_of(t, &sec), VZ_ERR_FORMAT, "tensor %s: lossless shape or code bits (%d) invalid",
+                   t->name, d->k);
+        d->off[0] = 0, d->off[1] = sec.codes, d->off[2] = sec.index, d->off[3] = sec.exc;
         VZ_FAIL_IF(d->off[3] > t->size, VZ_ERR_FORMAT, "tensor %s: lossless data %llu bytes < sections %llu", t->name,
                    (unsigned long long)t->size, (unsigned long long)d->off[3]);
         uint8_t lut[8] = {0};
