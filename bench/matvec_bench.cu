@@ -97,9 +97,9 @@ static uint16_t *g_src; /* synthetic bf16 weights, 8192*8192 */
 /* Encodes rows x cols of g_src (from element off) with codec c and uploads
  * *nc copies (*nc <= 0: enough for 4x the L2 of l2 bytes, 2..512). */
 static vz_cuda_tensor *make_copies(const vz_codec *c, int64_t rows, int64_t cols, int64_t off, int *nc_io, int l2,
-                                   double *bits) {
+                                   double *bits, int code = 0) {
     vz_blob blob;
-    vz_codec_opts o = {0, 0};
+    vz_codec_opts o = {0, 0, code}; /* code: lossless code bits (4: lossless:k4) */
     VK(c->encode(g_src + off, VZ_DTYPE_BF16, rows, cols, &o, &blob));
     vz_tensor t;
     memset(&t, 0, sizeof t);
@@ -334,28 +334,31 @@ static void bench_qkv(int l2, float *dx, float *dy) {
 
 /* `matvec_bench ncu [l7]`: one launch each, nothing timed (for ncu -k regex):
  * TinyLlama gate+up (2 x 5632x2048, SiLU epilogue) lossless and raw on the
- * tensor-core kernel and v4, q8 and q4 on v4; then down (2048x5632, one
- * row per warp at batch 1) lossless, raw, q8, q4 on v4. l7: the same on
- * llama2-7b's gate+up and down, without the tensor-core runs. */
+ * tensor-core kernel and v4, q8, q4 and lossless:k4 on v4; then down
+ * (2048x5632, one row per warp at batch 1) lossless, raw, q8, q4 and
+ * lossless:k4 on v4. l7: the same on llama2-7b's gate+up and down, without
+ * the tensor-core runs. */
 static void bench_ncu(float *dx, float *dy, bool l7) {
     const int64_t H = l7 ? 11008 : 5632, D = l7 ? 4096 : 2048; /* l7: llama2-7b's shapes */
-    struct run { const char *codec; int flags; bool gu; };
+    struct run { const char *codec; int flags; bool gu; int code = 0; };
     const run runs[] = {
         {"lossless", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, true}, {"lossless", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL | VZ_CUDA_MV_TC, true},
         {"raw", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, true},      {"raw", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL | VZ_CUDA_MV_TC, true},
         {"q8", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, true},       {"q4", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, true},
         {"lossless", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, false}, {"raw", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, false},
-        {"q8", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, false},      {"q4", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, false}};
+        {"q8", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, false},      {"q4", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, false},
+        {"lossless", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, true, 4}, {"lossless", VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, false, 4}};
     for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
         const auto &r = runs[i];
         if (l7 && (r.flags & VZ_CUDA_MV_TC)) continue;
         int nc = 1;
         vz_cuda_matvec_variant(r.flags); /* TC acts at upload */
         const vz_codec *c = vz_codec_by_name(r.codec);
-        printf("ncu launch: %s %s %lldx%lld\n", r.codec, r.gu ? "gate/up 2x silu" : "down", (long long)(r.gu ? H : D),
-               (long long)(r.gu ? D : H));
+        printf("ncu launch: %s%s %s %lldx%lld\n", r.codec, r.code == 4 ? ":k4" : "", r.gu ? "gate/up 2x silu" : "down",
+               (long long)(r.gu ? H : D), (long long)(r.gu ? D : H));
         if (r.gu) {
-            vz_cuda_tensor *G = make_copies(c, H, D, 0, &nc, 0, NULL), *U = make_copies(c, H, D, 1 << 24, &nc, 0, NULL);
+            vz_cuda_tensor *G = make_copies(c, H, D, 0, &nc, 0, NULL, r.code),
+                           *U = make_copies(c, H, D, 1 << 24, &nc, 0, NULL, r.code);
             const vz_cuda_tensor *gu[2] = {&G[0], &U[0]};
             float *out[2] = {dy, dy};
             VK(vz_cuda_matvec_multi(2, gu, out, dx, 1, VZ_CUDA_EPI_SILU_MUL, NULL));
@@ -363,7 +366,7 @@ static void bench_ncu(float *dx, float *dy, bool l7) {
             vz_cuda_tensor_free(&G[0]), vz_cuda_tensor_free(&U[0]);
             free(G), free(U);
         } else {
-            vz_cuda_tensor *W = make_copies(c, D, H, 0, &nc, 0, NULL);
+            vz_cuda_tensor *W = make_copies(c, D, H, 0, &nc, 0, NULL, r.code);
             VK(vz_cuda_matvec(dy, dx, 1, &W[0], NULL));
             CK(cudaDeviceSynchronize());
             vz_cuda_tensor_free(&W[0]);
