@@ -401,6 +401,7 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
     int it, itf, nit;
     bool silu;
     uint32_t *ix; /* lossless: the warp's copies of two units' exception index rows (MV4_IX_WORDS) */
+    uint32_t ixa; /* lossless at batch 1: ix as a shared-space address (fetch) */
     int pb;       /* the half of ix that holds unit uf's */
     vz_gst st[SLOTS][NS];
     float ya[NS][B]; /* YA without YS: lane 0's y of unit u (epi ADD) */
@@ -456,7 +457,18 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
             }
 #pragma unroll
             for (int s = 0; s < NS; s++) {
-                const uint32_t *e = ix + (pb * NS + s) * 32 + itf;
+                /* Batch 1 reads the copy at ixa, a 32-bit shared-space address
+                 * taken by a shuffle in start(), which ptxas holds in a register.
+                 * Through ix, a generic pointer, it rederived the address from
+                 * the CTA's shared-memory window (S2UR SR_CgaCtaId and its
+                 * arithmetic) at every step, being short of registers: the
+                 * llama2-7b k4 pair loop 1507 -> 1477 instructions, no spill. On an
+                 * H200 tinyllama decode lossless +0.6%, lossless:k4 +0.5%,
+                 * llama2-7b level, the same bits (bench/results/2026-12-03-
+                 * session56-h200.md, run 5). The batches keep ix (k4's batch-4
+                 * kernels spilled 8 bytes with ixa). */
+                const uint32_t *e = B == 1 ? (const uint32_t *)__cvta_shared_to_generic(ixa + 4u * (uint32_t)((pb * NS + s) * 32 + itf))
+                                           : ix + (pb * NS + s) * 32 + itf;
                 vz_ll3_load_ex(mv4_dv(d[s]), lane, e[0], e[1], st[k][s]);
             }
         } else {
@@ -474,6 +486,7 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
 #pragma unroll
             for (int s = 0; s < NS; s++) vz_ll3_own_lut(d[s]);
         nit = (mv4_dv(d0).gpr + 31) / 32, u = uf = u0, it = itf = 0, ix = ix_, pb = 0, ys = ys_;
+        if constexpr (B == 1 && vz_k_ll(KIND)) ixa = __shfl_sync(0xffffffffu, (uint32_t)__cvta_generic_to_shared(ix_), 0);
         if (vz_k_ll(KIND) && mv4_dv(d[0]).bpr >= 32) __trap(); /* callers keep cols <= 31 * 1024 (MV4_IX_WORDS) */
         if (vz_k_ll(KIND)) copy_ix(u, 0, lane); /* the first unit's exception index */
         fill(lane, 0, pre);
