@@ -65,7 +65,7 @@ int vz_lossless_sections_of(const vz_tensor *t, vz_lossless_sections *s) {
     ll_geom g;
     if (!t || !t->params || t->params_size < 2 || !ll_geom_init(&g, t->dtype, t->rows, t->cols, t->params[1])) return 0;
     s->codes = g.codes, s->code_bytes = (uint64_t)t->rows * g.gpr * (uint64_t)g.k * 4;
-    s->index = g.index, s->exc = g.exc;
+    s->index = g.index, s->exc = g.exc, s->bpr = g.bpr;
     return 1;
 }
 

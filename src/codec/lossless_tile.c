@@ -29,7 +29,7 @@ vz_status vz_lossless_tile_order(const vz_tensor *t, uint8_t *dst) {
     vz_lossless_sections sec;
     VZ_FAIL_IF(!vz_lossless_sections_of(t, &sec), VZ_ERR_FORMAT, "tensor %s: lossless bad shape", t->name);
     const uint64_t rows = (uint64_t)t->rows, cols = (uint64_t)t->cols;
-    const uint64_t bpr = (cols + 1023) / 1024, steps = cols / 128;
+    const uint64_t bpr = sec.bpr, steps = cols / 128;
     const uint64_t index = sec.index, exc = sec.exc, ntile = rows / 8 * steps;
     const uint8_t *src = t->data;
     uint32_t *start = calloc(ntile + 1, sizeof *start);
@@ -69,7 +69,7 @@ int vz_lossless_gpu4_ok(const vz_tensor *t) {
 }
 
 void vz_lossless_gpu4_words(const vz_tensor *t, uint64_t *off, uint64_t *nw) {
-    vz_lossless_sections sec = {0, 0, 0, 0};
+    vz_lossless_sections sec = {0, 0, 0, 0, 0};
     vz_lossless_sections_of(t, &sec);
     *off = sec.codes, *nw = sec.code_bytes / 4;
 }

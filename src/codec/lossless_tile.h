@@ -13,9 +13,10 @@
 #include "core/tensor.h"
 
 /* Byte offsets in a lossless tensor's blob of its code words (code_bytes
- * of them), exception index and exceptions (docs/codecs.md). */
+ * of them), exception index and exceptions (docs/codecs.md), and its
+ * exception blocks per row (bpr: the index holds rows * bpr + 1 entries). */
 typedef struct vz_lossless_sections {
-    uint64_t codes, code_bytes, index, exc;
+    uint64_t codes, code_bytes, index, exc, bpr;
 } vz_lossless_sections;
 
 /* s = t's sections, from the codec's own geometry (lossless.c); 0 when t's
