@@ -49,6 +49,7 @@ typedef struct vz_cuda_tensor {
     int32_t kind;            /* kernel path chosen at upload (decode.cuh VZ_K_*: VZ_CUDA_KIND_* below) */
     int32_t k, layout;       /* lossless: code bits, code layout of the device copy (the file's, or
                                 VZ_CUDA_LL_GPU4); q4: layout 1 = asymmetric */
+    int32_t bpr;             /* lossless: exception blocks per row (the codec's geometry, vz_lossless_sections) */
     int32_t group;           /* q8, q4: elements per scale */
     uint32_t qdiv;           /* q8, q4 fast kinds: vz_cuda_q_divider's qmul << 5 | qsh (0: generic) */
     uint8_t *data;           /* device: the encoded blob (owned) */

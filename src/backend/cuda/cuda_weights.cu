@@ -55,7 +55,7 @@ static vz_status wt_layout(vz_cuda_tensor *d, const vz_tensor *t) {
         vz_lossless_sections sec; /* the codec's own geometry (lossless.c) */
         VZ_FAIL_IF(!vz_lossless_sections_of(t, &sec), VZ_ERR_FORMAT, "tensor %s: lossless shape or code bits (%d) invalid",
                    t->name, d->k);
-        d->off[0] = 0, d->off[1] = sec.codes, d->off[2] = sec.index, d->off[3] = sec.exc;
+        d->off[0] = 0, d->off[1] = sec.codes, d->off[2] = sec.index, d->off[3] = sec.exc, d->bpr = (int32_t)sec.bpr;
         VZ_FAIL_IF(d->off[3] > t->size, VZ_ERR_FORMAT, "tensor %s: lossless data %llu bytes < sections %llu", t->name,
                    (unsigned long long)t->size, (unsigned long long)d->off[3]);
         uint8_t lut[8] = {0};
@@ -241,7 +241,7 @@ vz_dview vz_cuda_view(const vz_cuda_tensor *t) {
     v.rows = t->rows, v.cols = t->cols, v.n = t->rows * t->cols;
     v.dtype = t->dtype, v.codec = t->codec, v.k = t->k, v.layout = t->layout;
     v.gpr = (int32_t)((t->cols + 31) / 32);
-    v.bpr = (int32_t)((t->cols + 1023) / 1024);
+    v.bpr = t->bpr;
     v.lut = t->lut, v.lut_lo = t->lut_lo, v.lut_hi = t->lut_hi;
     v.tiled = t->tiled;
     if (t->codec == VZ_ID_LOSSLESS) {
