@@ -9,6 +9,7 @@
 
 #include "codec/bits.h"
 #include "codec/codec.h"
+#include "codec/lossless_tile.h"
 
 void vz_stats_hbyte_hist(const void *src, vz_dtype d, uint64_t n, uint64_t hist[256]) {
     const uint8_t *s = src;
@@ -39,9 +40,9 @@ vz_status vz_stats_lossless_info(const vz_tensor *t, int *k, uint64_t *exception
     VZ_FAIL_IF(t->codec != VZ_CODEC_lossless, VZ_ERR_CODEC, "tensor %s: not a lossless tensor", t->name);
     VZ_TRY(vz_tensor_check(t));
     *k = t->params[1];
-    uint64_t n = (uint64_t)t->rows * (uint64_t)t->cols, w = (uint64_t)vz_dtype_size(t->dtype);
-    uint64_t codes = vz_al16(n * (w - 1)), gpr = ((uint64_t)t->cols + 31) / 32, bpr = ((uint64_t)t->cols + 1023) / 1024;
-    uint64_t index = vz_al16(codes + (uint64_t)t->rows * gpr * (uint64_t)*k * 4);
-    *exceptions = vz_le32(t->data + index + 4 * ((uint64_t)t->rows * bpr));
+    vz_lossless_sections sec; /* the codec's own geometry (lossless.c) */
+    VZ_FAIL_IF(!vz_lossless_sections_of(t, &sec), VZ_ERR_FORMAT, "tensor %s: lossless shape or code bits (%d) invalid",
+               t->name, *k);
+    *exceptions = vz_le32(t->data + sec.index + 4 * ((uint64_t)t->rows * sec.bpr));
     return VZ_OK;
 }
