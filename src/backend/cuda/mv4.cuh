@@ -358,6 +358,23 @@ static __device__ __forceinline__ void mv4_dp(const vz_pk pk[NS], uint32_t xa, i
     }
 }
 
+/* MV4_UNI(KIND, B): 1, the kind's warps take their first unit by a shuffle
+ * (mv4_kernel), so that ptxas, which takes a shuffle's result as
+ * warp-uniform, treats the ring's counters (u, it, uf, itf) as uniform: its
+ * branches on them lose their convergence barriers (BSSY/BSYNC); 2, also
+ * the fmaf block split on a uniform test (the whole row step inside the
+ * row) ahead of the per-lane one. The same bits. On an H200, decode
+ * (bench/results/2026-12-03-session60-h200.md), tinyllama / llama2-7b:
+ * - 1 for every kind: raw +0.3% / -0.1%, lossless (packed3) -6.0% / +1.7%,
+ *   k4 -0.8% / +0.4%, q8 -0.8% / -0.4%, q4 +0.4% / -0.4%;
+ * - 2 for every kind (k4's exception branch by a vote too): raw -0.2% /
+ *   level, lossless +1.3% / +1.6%, k4 -0.2% / level (its gate/up 424 -> 413
+ *   instructions per pair step, the same duration under ncu), q8 -1.1% /
+ *   -2.0%, q4 -2.3% / -6.2%.
+ * So at batch 1 (the batches were not timed with it) raw takes 1, lossless
+ * packed3 2, the others neither. */
+#define MV4_UNI(KIND, B) ((B) > 1 ? 0 : (KIND) == VZ_K_LL3 ? 2 : (KIND) == VZ_K_RAW_BF16 ? 1 : 0)
+
 /* One warp's stream of (unit, group iteration) steps over the units u0,
  * u0 + us, ... below uend of one tensor (d[1]: the up tensor when silu),
  * the weights of the next D steps in flight during this step's math (LATE:
@@ -605,7 +622,10 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
                 for (int s = 0; s < NS; s++) mv2_decode<KIND>(mv4_dv(d[s]), st[k][s], lane, sm, pk[s]);
                 if (!LATE && uf < uend) fetch((k + D) % SLOTS, lane); /* step + D (k itself when SLOTS = D) */
                 const int g = it * 32 + lane;
-                if (g < mv4_dv(d[0]).gpr) {
+                if (MV4_UNI(KIND, B) >= 2 && (it + 1) * 32 <= mv4_dv(d[0]).gpr) { /* every lane's group in the row */
+                    if constexpr (vz_k_dp(KIND)) mv4_dp<KIND, B, NS>(pk, xa0 + 128u * (uint32_t)g, c4, acc);
+                    else mv4_fma<KIND, B, NS>(pk, xa0 + 128u * (uint32_t)g, c4, acc);
+                } else if (g < mv4_dv(d[0]).gpr) {
                     if constexpr (vz_k_dp(KIND)) mv4_dp<KIND, B, NS>(pk, xa0 + 128u * (uint32_t)g, c4, acc);
                     else mv4_fma<KIND, B, NS>(pk, xa0 + 128u * (uint32_t)g, c4, acc);
                 }
