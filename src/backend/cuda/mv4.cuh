@@ -372,7 +372,8 @@ static __device__ __forceinline__ void mv4_dp(const vz_pk pk[NS], uint32_t xa, i
  *   instructions per pair step, the same duration under ncu), q8 -1.1% /
  *   -2.0%, q4 -2.3% / -6.2%.
  * So at batch 1 (the batches were not timed with it) raw takes 1, lossless
- * packed3 2, the others neither. */
+ * packed3 2, the others neither: in a second run lossless +1.0% / +1.4%,
+ * raw +0.3% / -0.1%, the other kinds' kernels unchanged. */
 #define MV4_UNI(KIND, B) ((B) > 1 ? 0 : (KIND) == VZ_K_LL3 ? 2 : (KIND) == VZ_K_RAW_BF16 ? 1 : 0)
 
 /* One warp's stream of (unit, group iteration) steps over the units u0,
