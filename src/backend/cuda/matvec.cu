@@ -399,7 +399,7 @@ static __global__ void __launch_bounds__(WARPS * 32, WARPS == MV4_WARPS ? MINB :
     const int64_t nblk = a.blk[t + 1] - a.blk[t], b = blockIdx.x - a.blk[t];
     const bool pre1 = vz_k_ll(KIND) && B == 1 && a.pre1; /* MV4_PRE1_COLS_LL */
     int u0 = (int)(MV4_DEAL(KIND) ? warp * nblk + b : b * WARPS + warp);
-    if constexpr (MV4_UNI(KIND, B) >= 1) u0 = __shfl_sync(0xffffffffu, u0, 0); /* warp-uniform to ptxas (mv4.cuh) */
+    if constexpr (MV4_UNI(KIND, B, MINB) >= 1) u0 = __shfl_sync(0xffffffffu, u0, 0); /* warp-uniform to ptxas (mv4.cuh) */
     ring.start(d0, d1, silu, u0, nwarp, nunit, lane,
                ixs[vz_k_ll(KIND) ? warp : 0], ysm[B == 1 ? warp : 0], pre1 ? 1 : (int)ring.D);
     float4 *xs = mv4_align(xs_), *nws = a.nws ? xs + (size_t)B * c4 : NULL;

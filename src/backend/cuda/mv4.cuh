@@ -358,7 +358,7 @@ static __device__ __forceinline__ void mv4_dp(const vz_pk pk[NS], uint32_t xa, i
     }
 }
 
-/* MV4_UNI(KIND, B): 1, the kind's warps take their first unit by a shuffle
+/* MV4_UNI(KIND, B, MINB): 1, the kind's warps take their first unit by a shuffle
  * (mv4_kernel), so that ptxas, which takes a shuffle's result as
  * warp-uniform, treats the ring's counters (u, it, uf, itf) as uniform: its
  * branches on them lose their convergence barriers (BSSY/BSYNC); 2, also
@@ -372,9 +372,11 @@ static __device__ __forceinline__ void mv4_dp(const vz_pk pk[NS], uint32_t xa, i
  *   instructions per pair step, the same duration under ncu), q8 -1.1% /
  *   -2.0%, q4 -2.3% / -6.2%.
  * So at batch 1 (the batches were not timed with it) raw takes 1, lossless
- * packed3 2, the others neither: in a second run lossless +1.0% / +1.4%,
- * raw +0.3% / -0.1%, the other kinds' kernels unchanged. */
-#define MV4_UNI(KIND, B) ((B) > 1 ? 0 : (KIND) == VZ_K_LL3 ? 2 : (KIND) == VZ_K_RAW_BF16 ? 1 : 0)
+ * packed3 2, and k4 1 in its wide kernels (MINB 1: llama2-7b's launches,
+ * tinyllama's head), the others neither. In later runs: lossless +1.0% /
+ * +1.4%, raw +0.3% / -0.1%; k4 level / +0.4% (run 3). */
+#define MV4_UNI(KIND, B, MINB) \
+    ((B) > 1 ? 0 : (KIND) == VZ_K_LL3 ? 2 : (KIND) == VZ_K_RAW_BF16 || ((KIND) == VZ_K_LL4 && (MINB) == 1) ? 1 : 0)
 
 /* One warp's stream of (unit, group iteration) steps over the units u0,
  * u0 + us, ... below uend of one tensor (d[1]: the up tensor when silu),
@@ -623,7 +625,7 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
                 for (int s = 0; s < NS; s++) mv2_decode<KIND>(mv4_dv(d[s]), st[k][s], lane, sm, pk[s]);
                 if (!LATE && uf < uend) fetch((k + D) % SLOTS, lane); /* step + D (k itself when SLOTS = D) */
                 const int g = it * 32 + lane;
-                if (MV4_UNI(KIND, B) >= 2 && (it + 1) * 32 <= mv4_dv(d[0]).gpr) { /* every lane's group in the row */
+                if (MV4_UNI(KIND, B, MINB) >= 2 && (it + 1) * 32 <= mv4_dv(d[0]).gpr) { /* every lane's group in the row */
                     if constexpr (vz_k_dp(KIND)) mv4_dp<KIND, B, NS>(pk, xa0 + 128u * (uint32_t)g, c4, acc);
                     else mv4_fma<KIND, B, NS>(pk, xa0 + 128u * (uint32_t)g, c4, acc);
                 } else if (g < mv4_dv(d[0]).gpr) {
