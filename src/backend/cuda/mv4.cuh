@@ -358,6 +358,13 @@ static __device__ __forceinline__ void mv4_dp(const vz_pk pk[NS], uint32_t xa, i
     }
 }
 
+/* A step's math: integer dot products (vz_k_dp kinds) or fmaf. */
+template <int KIND, int B, int NS>
+static __device__ __forceinline__ void mv4_math(const vz_pk pk[NS], uint32_t xa, int c4, float acc[NS][B]) {
+    if constexpr (vz_k_dp(KIND)) mv4_dp<KIND, B, NS>(pk, xa, c4, acc);
+    else mv4_fma<KIND, B, NS>(pk, xa, c4, acc);
+}
+
 /* MV4_UNI(KIND, B, MINB): 1, the kind's warps take their first unit by a shuffle
  * (mv4_kernel), so that ptxas, which takes a shuffle's result as
  * warp-uniform, treats the ring's counters (u, it, uf, itf) as uniform: its
@@ -626,11 +633,9 @@ template <int KIND, int B, int NS = MV_SLOTS, int MINB = 2> struct mv4_ring {
                 if (!LATE && uf < uend) fetch((k + D) % SLOTS, lane); /* step + D (k itself when SLOTS = D) */
                 const int g = it * 32 + lane;
                 if (MV4_UNI(KIND, B, MINB) >= 2 && (it + 1) * 32 <= mv4_dv(d[0]).gpr) { /* every lane's group in the row */
-                    if constexpr (vz_k_dp(KIND)) mv4_dp<KIND, B, NS>(pk, xa0 + 128u * (uint32_t)g, c4, acc);
-                    else mv4_fma<KIND, B, NS>(pk, xa0 + 128u * (uint32_t)g, c4, acc);
+                    mv4_math<KIND, B, NS>(pk, xa0 + 128u * (uint32_t)g, c4, acc);
                 } else if (g < mv4_dv(d[0]).gpr) {
-                    if constexpr (vz_k_dp(KIND)) mv4_dp<KIND, B, NS>(pk, xa0 + 128u * (uint32_t)g, c4, acc);
-                    else mv4_fma<KIND, B, NS>(pk, xa0 + 128u * (uint32_t)g, c4, acc);
+                    mv4_math<KIND, B, NS>(pk, xa0 + 128u * (uint32_t)g, c4, acc);
                 }
                 if (LATE && uf < uend) fetch(k, lane);
                 if (it + 1 == nit) store<KEYS>(y, epi, lane, acc, kb);
