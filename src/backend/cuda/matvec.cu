@@ -369,8 +369,14 @@ static __global__ void __launch_bounds__(MV_WARPS * 32, MINB) mv2_kernel(mv_args
  * for every kind: tinyllama decode raw +1.1%, lossless -0.7%, q8 -4.6%, q4
  * -3.0%; llama2-7b raw +0.9%, lossless +1.0%, q8 -1.4%, q4 -2.0%. So only
  * raw deals them so: tinyllama raw +0.6%, the other kinds' kernels
- * unchanged (run 9). Same bits either way (a row's sums are one warp's). */
-#define MV4_DEAL(KIND) ((KIND) == VZ_K_RAW_BF16)
+ * unchanged (run 9). Lossless packed3's wide batch-1 kernels (MINB 1: all
+ * of llama2-7b's launches, tinyllama's gate/up and head) deal them too:
+ * llama2-7b lossless decode 340.2-340.4 -> 342.4-342.9 tok/s (+0.7%) and
+ * 344.6-344.8 -> 348.3-348.7 (+1.1%) in two runs, tinyllama level; k4's
+ * the same way +0.1% (not taken; bench/results/2026-12-04-session61-
+ * h200.md, runs 2 and 3). Same bits either way (a row's sums are one
+ * warp's). */
+#define MV4_DEAL(KIND, B, MINB) ((KIND) == VZ_K_RAW_BF16 || ((KIND) == VZ_K_LL3 && (B) == 1 && (MINB) == 1))
 
 /* MINB: the blocks of MV4_WARPS warps per SM the kernel is sized for (its
  * registers and ring depth, mv4_depth); a block of more warps (MV4_WIDE,
@@ -398,7 +404,7 @@ static __global__ void __launch_bounds__(WARPS * 32, WARPS == MV4_WARPS ? MINB :
     mv4_ring<KIND, B, NS, MINB> ring;
     const int64_t nblk = a.blk[t + 1] - a.blk[t], b = blockIdx.x - a.blk[t];
     const bool pre1 = vz_k_ll(KIND) && B == 1 && a.pre1; /* MV4_PRE1_COLS_LL */
-    int u0 = (int)(MV4_DEAL(KIND) ? warp * nblk + b : b * WARPS + warp);
+    int u0 = (int)(MV4_DEAL(KIND, B, MINB) ? warp * nblk + b : b * WARPS + warp);
     if constexpr (MV4_UNI(KIND, B, MINB) >= 1) u0 = __shfl_sync(0xffffffffu, u0, 0); /* warp-uniform to ptxas (mv4.cuh) */
     ring.start(d0, d1, silu, u0, nwarp, nunit, lane,
                ixs[vz_k_ll(KIND) ? warp : 0], ysm[B == 1 ? warp : 0], pre1 ? 1 : (int)ring.D);
@@ -426,6 +432,26 @@ static __global__ void __launch_bounds__(WARPS * 32, WARPS == MV4_WARPS ? MINB :
 }
 
 typedef void (*mv_fn)(mv_args);
+
+/* MV4_FIT: a wide batch-1 launch of row pairs or gate/up rows of one
+ * tensor, raw or lossless packed4, with more units than the SMs' 16 warps
+ * take at once, runs blocks of MV4_FIT_WARPS (14) warps instead where that
+ * takes no more rounds of units (the units of its busiest warps): the
+ * round the 16 warps cannot fill leaves an SM's last units to a few warps.
+ * llama2-7b's gate/up takes it (11008 units: 6 rounds either way; 5.2 per
+ * warp at 16 warps, 6.0 at 14), no other launch of llama2-7b or
+ * tinyllama-1.1b. On an H200 (bench/results/2026-12-04-session61-h200.md,
+ * run 3): llama2-7b decode raw 295.8-296.8 -> 298.8-299.2 tok/s (+0.9%),
+ * lossless:k4 364.1-364.7 -> 365.9-366.1 (+0.4%), the same bits. Not
+ * taken: lossless packed3 (-0.7% with it), 15 warps where that keeps the
+ * rounds (tinyllama's gate/up, 3 rounds: raw -1.5%), 14 where it adds a
+ * round (tinyllama's gate/up, 4 rounds: raw -3%, run 2), and 12 warps for
+ * every k4 launch (-7.7%, run 1). VZ_CUDA_MV_FIT=0 (bench knob): off. */
+#define MV4_FIT_WARPS 14
+static bool mv4_fit(int64_t units, int64_t sms) {
+    const int64_t r16 = (units + sms * MV4_WIDE_WARPS - 1) / (sms * MV4_WIDE_WARPS);
+    return r16 >= 2 && (units + sms * MV4_FIT_WARPS - 1) / (sms * MV4_FIT_WARPS) == r16;
+}
 
 /* The bytes of x a wide block (MV4_WIDE) can stage on this device:
  * MV4_XMAX_WIDE, or less where the device's opt-in maximum per block
@@ -479,6 +505,9 @@ static const mv_fn mv4_wide1[2][5] = {
     {mv4_kernel<VZ_K_RAW_BF16, 1, 2, 1, MV4_WIDE_WARPS>, mv4_kernel<VZ_K_LL3, 1, 2, 1, MV4_WIDE_WARPS>,
      mv4_kernel<VZ_K_Q8, 1, 2, 1, MV4_WIDE_WARPS>, mv4_kernel<VZ_K_Q4, 1, 2, 1, MV4_WIDE_WARPS>,
      mv4_kernel<VZ_K_LL4, 1, 2, 1, MV4_WIDE_WARPS>}};
+/* MV4_FIT, batch 1: [packed4] */
+static const mv_fn mv4_fit1[2] = {mv4_kernel<VZ_K_RAW_BF16, 1, 2, 1, MV4_FIT_WARPS>,
+                                  mv4_kernel<VZ_K_LL4, 1, 2, 1, MV4_FIT_WARPS>};
 /* q4 and q8 by integer dot products (VZ_K_Q4D, VZ_K_Q8D: mv4_dp), [q8] then
  * as the kernels above (3 blocks per SM: never): [batch - 1], one row per
  * unit at batch 1, MV4_WIDE [batch - 2], MV4_WIDE1 [pairs]. */
@@ -644,9 +673,9 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
                           unsigned *blocks, mv_fn *f, size_t *blk_smem, int *per_sm, int *warps) {
     static int sms = 0;
     /* opt-in above 48 KiB done: [kind][batch - 1], 8: mv4_row1, 9 + pairs: mv4_occ3, 9 + batch: mv4_wide,
-     * 18 + pairs: mv4_wide1, 20 + pairs: mv4_wide3, 22 + wide: mv4_keys */
-    static bool big_smem[8][24]; /* [VZ_K_Q4D], [VZ_K_Q8D], [VZ_K_LL4] too */
-    static size_t stat_smem[8][24]; /* the kernel's static shared memory (+ the system's), known once big_smem is set */
+     * 18 + pairs: mv4_wide1, 20 + pairs: mv4_wide3, 22 + wide: mv4_keys, 24: mv4_fit1 */
+    static bool big_smem[8][25]; /* [VZ_K_Q4D], [VZ_K_Q8D], [VZ_K_LL4] too */
+    static size_t stat_smem[8][25]; /* the kernel's static shared memory (+ the system's), known once big_smem is set */
     if (sms == 0) {
         int dev = 0;
         cudaError_t e = cudaGetDevice(&dev);
@@ -669,11 +698,12 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
     int64_t steps = 0, rows = 0; /* steps: row steps (1024 columns) per warp of a 2-block wave */
     for (int i = 0; i < a.ntens; i++) steps += W[i]->rows * ((W[i]->cols + 1023) / 1024), rows += W[i]->rows;
     steps /= 2 * sms * MV4_WARPS;
-    static int wide1 = -1, wide3 = -1; /* bench knobs VZ_CUDA_MV_WIDE1 (MV4_WIDE1_KINDS), VZ_CUDA_MV_WIDE3 */
+    static int wide1 = -1, wide3 = -1, fit_on = -1; /* bench knobs VZ_CUDA_MV_WIDE1 (MV4_WIDE1_KINDS), _WIDE3, _FIT */
     if (wide1 < 0) {
-        const char *e1 = getenv("VZ_CUDA_MV_WIDE1"), *e3 = getenv("VZ_CUDA_MV_WIDE3");
+        const char *e1 = getenv("VZ_CUDA_MV_WIDE1"), *e3 = getenv("VZ_CUDA_MV_WIDE3"), *ef = getenv("VZ_CUDA_MV_FIT");
         wide1 = e1 && *e1 ? (int)strtol(e1, NULL, 0) & 127 : MV4_WIDE1_KINDS;
         wide3 = !(e3 && *e3 == '0');
+        fit_on = !(ef && *ef == '0');
     }
     const bool alt = (mv_variant & VZ_CUDA_MV_OCC_ALT) != 0, dp = vz_k_dp(kind);
     /* packed4 lossless takes packed3's shapes: every other setting tried, and a ring a step shorter or
@@ -684,9 +714,12 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
                       (batch > 1 || ((wide1 >> kp & 1) && (kp != VZ_K_LL3 || steps >= MV4_WIDE1_STEPS_LL)));
     const bool occ3w = wide0 && occ3 && wide3 && kind == VZ_K_RAW_BF16; /* MV4_WIDE3 */
     const int64_t per = wide || occ3w ? 1 : occ3 ? 3 : 2; /* blocks per SM */
-    const int64_t wpb = occ3w ? MV4_WIDE3_WARPS : wide ? MV4_WIDE_WARPS : MV4_WARPS;
+    int64_t wpb = occ3w ? MV4_WIDE3_WARPS : wide ? MV4_WIDE_WARPS : MV4_WARPS;
     const bool one = batch == 1 && !silu && !(mv_variant & VZ_CUDA_MV_PAIRS) &&
                      rows <= (row1_max >= 0 ? row1_max : 3 * per * sms * wpb / 2);
+    const bool fit = fit_on && wide && batch == 1 && !one && a.ntens == 1 && !a.keys &&
+                     (kind == VZ_K_RAW_BF16 || kind == VZ_K_LL4) && mv4_fit(silu ? W[0]->rows : (W[0]->rows + 1) / 2, sms);
+    if (fit) wpb = MV4_FIT_WARPS;
     int64_t units[3], total = 0;
     for (int i = 0; i < a.ntens; i++) total += units[i] = silu || one ? W[i]->rows : (W[i]->rows + 1) / 2;
     int64_t nblk = 0;
@@ -705,6 +738,7 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
              : occ3w ? mv4_wide3[!one] : occ3 ? mv4_occ3[!one][vz_k_row(kind)] : one ? mv4_row1[vz_k_row(kind)]
                                                                          : mv4_table[vz_k_row(kind)][batch - 1];
     int ki = wide ? (batch == 1 ? 18 + !one : 9 + batch) : occ3w ? 20 + !one : occ3 ? 9 + !one : one ? 8 : batch - 1;
+    if (fit) *f = mv4_fit1[kind == VZ_K_LL4], ki = 24;
     if (a.keys) { /* the head's keys: its kernel (pairs at batch 1, 2 blocks per SM or wide) with KEYS */
         if (batch == 1 && !one && !occ3 && !occ3w)
             *f = dp ? mv4d_keys[wide][d8] : mv4_keys[wide][vz_k_row(kind)], ki = 22 + wide;
