@@ -537,6 +537,63 @@ static void test_matvec_multi(void **state) {
     }
 }
 
+/* matvec.cu's MV4_FIT: a wide batch-1 launch of raw or packed4 weights
+ * whose units 14 warps per block take in as many rounds as 16 runs blocks
+ * of 14. 84 * SMs rows of 2048 columns are such a launch alone (42 * SMs
+ * row pairs: 3 rounds either way) and as gate + up (84 * SMs units: 6), so
+ * here every row's output is that kernel's: equal to the other kernel
+ * variants' (gpu_mv, the legacy ones outside mv4_plan) bitwise and to the
+ * reference within its bound, k4 equal to raw bitwise, gate + up to the
+ * single launches' silu(g) * u. */
+static void test_matvec_fit(void **state) {
+    (void)state;
+    REQUIRE_GPU();
+    const int sms = vz_cuda_sm_count(0);
+    assert_true(sms > 0);
+    const int64_t rows = 84 * (int64_t)sms, cols = 2048;
+    static const vz_codec_opts k4 = {0, 0, 4};
+    float *x = rand_weights(cols, 7);
+    float *dx = upload_x(x, (size_t)cols, 0);
+    float *yr[2] = {NULL, NULL};
+    for (int ci = 0; ci < 2; ci++) {
+        enc e[2];
+        float *y[2];
+        for (int i = 0; i < 2; i++) {
+            float *wf = rand_weights(rows * cols, 60 + i);
+            void *src = to_dtype(wf, rows * cols, VZ_DTYPE_BF16);
+            enc_make_o(&e[i], ci ? "lossless" : "raw", ci ? &k4 : NULL, src, VZ_DTYPE_BF16, rows, cols);
+            free(wf), free(src);
+            y[i] = gpu_mv(&e[i], dx, 1);
+            check_ref(&e[i], x, y[i], 1);
+        }
+        if (ci == 0) yr[0] = y[0], yr[1] = y[1];
+        else
+            for (int i = 0; i < 2; i++)
+                if (memcmp(y[i], yr[i], (size_t)rows * 4) != 0) fail_msg("fit: k4 tensor %d != raw bitwise", i);
+        float *dg = vz_cuda_alloc((size_t)rows * 4), *du = vz_cuda_alloc((size_t)rows * 4);
+        assert_true(dg && du);
+        assert_int_equal(vz_cuda_fill_f32(dg, NAN, (size_t)rows), VZ_OK);
+        const vz_cuda_tensor *GU[2] = {&e[0].d, &e[1].d};
+        float *dgu[2] = {dg, du};
+        assert_int_equal(vz_cuda_matvec_multi(2, GU, dgu, dx, 1, VZ_CUDA_EPI_SILU_MUL, NULL), VZ_OK);
+        float *h = malloc((size_t)rows * 4);
+        assert_non_null(h);
+        assert_int_equal(vz_cuda_copy(h, dg, (size_t)rows * 4, 1), VZ_OK);
+        for (int64_t j = 0; j < rows; j++) {
+            const float g = y[0][j], want = g / (1.0f + expf(-g)) * y[1][j];
+            if (!(fabsf(h[j] - want) <= ldexpf(fabsf(want), -20) + 1e-38f))
+                fail_msg("fit silu*mul %lld (%s): %.9g, want %.9g", (long long)j, ci ? "k4" : "raw", h[j], want);
+        }
+        free(h);
+        vz_cuda_release(dg), vz_cuda_release(du);
+        for (int i = 0; i < 2; i++) enc_free(&e[i]);
+        if (ci) free(y[0]), free(y[1]);
+    }
+    free(yr[0]), free(yr[1]);
+    vz_cuda_release(dx);
+    free(x);
+}
+
 /* Row gather (embedding) equals decode_ref exactly; bad ids give NaN rows.
  * Both launch forms: vz_cuda_rows and a decode step's vz_cuda_rows_step
  * (PDL, the step's carveout), each into an output poisoned first. */
@@ -907,12 +964,15 @@ int main(void) {
         cmocka_unit_test(test_matvec_exact),
         cmocka_unit_test(test_matvec_dense_exceptions),
         cmocka_unit_test(test_matvec_multi),
+        cmocka_unit_test(test_matvec_fit),
         cmocka_unit_test(test_matvec_norm),
         cmocka_unit_test(test_rmsnorm_dims),
         cmocka_unit_test(test_head_keys),
         cmocka_unit_test(test_matvec_chain),
         cmocka_unit_test(test_rows),
     };
+    const char *only = getenv("VZ_TEST_ONLY"); /* e.g. test_matvec_fit */
+    if (only && *only) cmocka_set_test_filter(only);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
 

@@ -17,6 +17,8 @@ extern "C" {
 int vz_cuda_device_count(void);
 /* Device name into buf; 0 on success. */
 int vz_cuda_device_name(int dev, char *buf, int cap);
+/* Its streaming multiprocessors (0 on error). */
+int vz_cuda_sm_count(int dev);
 
 /* ---- compressed weights + fused decode/matvec (cuda_weights.cu, matvec.cu;
  * owner: mv) ----------------------------------------------------------------

@@ -17,6 +17,15 @@ extern "C" int vz_cuda_device_count(void) {
     return n;
 }
 
+extern "C" int vz_cuda_sm_count(int dev) {
+    int n = 0;
+    if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
 extern "C" int vz_cuda_device_name(int dev, char *buf, int cap) {
     cudaDeviceProp p;
     if (cudaGetDeviceProperties(&p, dev) != cudaSuccess) return -1;
