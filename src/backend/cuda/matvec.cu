@@ -718,7 +718,8 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
     const bool one = batch == 1 && !silu && !(mv_variant & VZ_CUDA_MV_PAIRS) &&
                      rows <= (row1_max >= 0 ? row1_max : 3 * per * sms * wpb / 2);
     const bool fit = fit_on && wide && batch == 1 && !one && a.ntens == 1 && !a.keys &&
-                     (kind == VZ_K_RAW_BF16 || kind == VZ_K_LL4) && mv4_fit(silu ? W[0]->rows : (W[0]->rows + 1) / 2, sms);
+                     (kind == VZ_K_RAW_BF16 || kind == VZ_K_LL4) &&
+                     mv4_fit(silu ? W[0]->rows : (W[0]->rows + 1) / 2, sms);
     if (fit) wpb = MV4_FIT_WARPS;
     int64_t units[3], total = 0;
     for (int i = 0; i < a.ntens; i++) total += units[i] = silu || one ? W[i]->rows : (W[i]->rows + 1) / 2;
