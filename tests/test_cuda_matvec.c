@@ -464,6 +464,16 @@ static void test_matvec_dense_exceptions(void **state) {
     }
 }
 
+/* A gate + up launch's output h equals silu(g) * u of the separate
+ * matvecs' g and u within 2^-20 relative (device vs host expf). */
+static void check_silu(const float *h, const float *g, const float *u, size_t n, const char *what) {
+    for (size_t j = 0; j < n; j++) {
+        const float want = g[j] / (1.0f + expf(-g[j])) * u[j];
+        if (!(fabsf(h[j] - want) <= ldexpf(fabsf(want), -20) + 1e-38f))
+            fail_msg("silu*mul %zu (%s): %.9g, want %.9g", j, what, h[j], want);
+    }
+}
+
 /* QKV-style and gate+up launches equal separate matvecs (bitwise; the SiLU
  * epilogue within 2^-20 relative: device vs host expf). At 4096 columns a
  * batch of 8 does not fit the 2-blocks v4 kernel's staged x and runs the
@@ -523,11 +533,9 @@ static void test_matvec_multi(void **state) {
             size_t ny = (size_t)batch * rws[1];
             float *y = malloc(ny * 4);
             assert_int_equal(vz_cuda_copy(y, dy[1], ny * 4, 1), VZ_OK);
-            for (size_t j = 0; j < ny; j++) {
-                float g = ys[1][j], want = g / (1.0f + expf(-g)) * ys[2][j];
-                if (!(fabsf(y[j] - want) <= ldexpf(fabsf(want), -20) + 1e-38f))
-                    fail_msg("silu*mul %zu (%s, variant %d): %.9g, want %.9g", j, codecs[ci], mvar[vi], y[j], want);
-            }
+            char what[64];
+            snprintf(what, sizeof what, "%s, variant %d", codecs[ci], mvar[vi]);
+            check_silu(y, ys[1], ys[2], ny, what);
             free(y);
             for (int i = 0; i < 3; i++) enc_free(&e[i]), vz_cuda_release(dy[i]), free(ys[i]);
             vz_cuda_release(dx);
@@ -579,11 +587,7 @@ static void test_matvec_fit(void **state) {
         float *h = malloc((size_t)rows * 4);
         assert_non_null(h);
         assert_int_equal(vz_cuda_copy(h, dg, (size_t)rows * 4, 1), VZ_OK);
-        for (int64_t j = 0; j < rows; j++) {
-            const float g = y[0][j], want = g / (1.0f + expf(-g)) * y[1][j];
-            if (!(fabsf(h[j] - want) <= ldexpf(fabsf(want), -20) + 1e-38f))
-                fail_msg("fit silu*mul %lld (%s): %.9g, want %.9g", (long long)j, ci ? "k4" : "raw", h[j], want);
-        }
+        check_silu(h, y[0], y[1], (size_t)rows, ci ? "fit, k4" : "fit, raw");
         free(h);
         vz_cuda_release(dg), vz_cuda_release(du);
         for (int i = 0; i < 2; i++) enc_free(&e[i]);

@@ -460,7 +460,7 @@ static vz_status decode_rows(const stack3 &s, int64_t r0, int64_t nr, __nv_bfloa
     const int64_t blocks = (jobs + DEC_WARPS - 1) / DEC_WARPS;
     VZ_FAIL_IF(blocks > INT32_MAX, VZ_ERR_SHAPE, "prefill decode: %lld blocks", (long long)blocks);
     if (!n_sms) {
-        if (cudaDeviceGetAttribute(&n_sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) n_sms = 132;
+        if ((n_sms = vz_cuda_sm_count(0)) == 0) n_sms = 132;
         const char *e = getenv("VZ_CUDA_DEC_BPS"); /* bench: blocks per SM of k_decode_pipe (1..4; same bits) */
         if (e && *e >= '1' && *e <= '4') dec_bps = *e - '0';
     }

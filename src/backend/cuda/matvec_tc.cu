@@ -309,7 +309,7 @@ vz_status vz_cuda_mv_tc(int n, const vz_cuda_tensor *const *W, float *const *d_y
     }
     const int ki = kind == VZ_K_RAW_BF16 ? 0 : kind == VZ_K_LL3 ? 1 : 2;
     static int sms = 0;
-    if (sms == 0 && cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) sms = 132;
+    if (sms == 0 && (sms = vz_cuda_sm_count(0)) == 0) sms = 132;
     int64_t units[3], total = 0, blocks = 0;
     for (int i = 0; i < a.ntens; i++) total += units[i] = silu ? W[i]->rows / 8 : (W[i]->rows + 15) / 16;
     for (int i = 0; i < a.ntens; i++) { /* about 2 blocks per SM, each tensor its share (at least 1) */
