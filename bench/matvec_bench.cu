@@ -1,6 +1,7 @@
 /*
  * matvec_bench.cu - times the fused decode+matvec (src/backend/cuda/matvec.cu)
- * per codec (raw, lossless, q8, q4) on TinyLlama 1.1B shapes and one large matrix, on synthetic
+ * per codec (raw, lossless, lossless:k4, q8, q4) on TinyLlama 1.1B shapes, one large matrix and
+ * Llama 2 7B's q/o, gate/up and down, on synthetic
  * trained-like bf16 weights (Gaussian, std 0.02, 1% tails x4). Bytes read =
  * encoded bytes; GB/s is compared with a device-to-device copy (read+write)
  * measured in the same run. Weights rotate over copies > L2 so DRAM is timed.
@@ -9,7 +10,11 @@
  * variant's largest error against a double reference in units of
  * 2^-24 sum|w x| (the unit of tests/test_cuda_matvec.c's bounds). Usage: matvec_bench [batch...]
  * (default: 1 8), matvec_bench ncu (see bench_ncu), matvec_bench wide (see bench_wide) or
- * matvec_bench qkv (see bench_qkv). Prints markdown tables.
+ * matvec_bench qkv (see bench_qkv). Prints markdown tables. The single matvecs' table runs only
+ * the variants, codecs and shapes whose bits are set in MVB_VARS, MVB_CODECS and MVB_SHAPES (bit
+ * masks in the tables' order, default all; e.g. MVB_VARS=1 MVB_CODECS=5 MVB_SHAPES=0x1c0: the
+ * default kernels, raw and lossless:k4, Llama 2 7B's shapes); q8/q4 are then compared with the
+ * first variant run.
  */
 #include <cuda_runtime.h>
 #include <math.h>
@@ -124,8 +129,16 @@ static vz_cuda_tensor *make_copies(const vz_codec *c, int64_t rows, int64_t cols
 static void bench_single(double cgbs, int l2, const int *batches, int nbatch, float *dx, float *dy, const float *hx) {
     const shape shapes[] = {{"q/o 2048x2048", 2048, 2048}, {"k/v 256x2048", 256, 2048},
                             {"gate/up 5632x2048", 5632, 2048}, {"down 2048x5632", 2048, 5632},
-                            {"lm_head 32000x2048", 32000, 2048}, {"big 8192x8192", 8192, 8192}};
-    const char *codecs[] = {"raw", "lossless", "q8", "q4"};
+                            {"lm_head 32000x2048", 32000, 2048}, {"big 8192x8192", 8192, 8192},
+                            {"l7 q/o 4096x4096", 4096, 4096}, {"l7 gate/up 11008x4096", 11008, 4096},
+                            {"l7 down 4096x11008", 4096, 11008}};
+    /* lossless:k4 = lossless with code bits 4 (packed4); MVB_VARS, MVB_CODECS, MVB_SHAPES: bit masks
+     * of the variants, codecs and shapes to run (default all) */
+    const char *codecs[] = {"raw", "lossless", "lossless:k4", "q8", "q4"};
+    const int ncodec = 5;
+    const auto mask = [](const char *k) { return getenv(k) && *getenv(k) ? (unsigned)strtoul(getenv(k), NULL, 0) : ~0u; };
+    const unsigned vm = mask("MVB_VARS") & ((1u << nvar) - 1), vmask = vm ? vm : (1u << nvar) - 1;
+    const unsigned cmask = mask("MVB_CODECS"), smask = mask("MVB_SHAPES");
     printf("\nsingle matvec, us per launch (speedup vs raw with the same variant); GB/s of the best; "
            "exact = lossless bitwise equal to raw under each variant, q8/q4 to their old default\n\n| shape | codec | B | bits/w |");
     for (int v = 0; v < nvar; v++) printf(" %s |", var_name[v]);
@@ -133,18 +146,23 @@ static void bench_single(double cgbs, int l2, const int *batches, int nbatch, fl
     for (int v = 0; v < nvar; v++) printf("---|");
     printf("---|---|\n");
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        if (!(smask >> si & 1u)) continue;
         const shape &S = shapes[si];
-        double t_raw[8][nvar];
+        double t_raw[8][nvar] = {{0}};
         float *y_ref = (float *)malloc((size_t)8 * nvar * 8 * S.rows * 4), *y = (float *)malloc(8 * S.rows * 4);
-        for (int ci = 0; ci < 4; ci++) {
-            const vz_codec *c = vz_codec_by_name(codecs[ci]);
-            if (!c) continue;
-            double bits = 0, t[8][nvar], err[8][nvar];
+        for (int ci = 0; ci < ncodec; ci++) {
+            const vz_codec *c = vz_codec_by_name(ci == 2 ? "lossless" : codecs[ci]);
+            if (!c || !(cmask >> ci & 1u)) continue;
+            double bits = 0, t[8][nvar] = {{0}}, err[8][nvar];
             bool exact[8];
             for (int v = 0; v < nvar; v++) {
+                if (!(vmask >> v & 1u)) {
+                    for (int bi = 0; bi < nbatch; bi++) t[bi][v] = NAN, err[bi][v] = -1;
+                    continue;
+                }
                 int nc = 0;
                 vz_cuda_matvec_variant(var_flags[v]);
-                vz_cuda_tensor *W = make_copies(c, S.rows, S.cols, 0, &nc, l2, &bits);
+                vz_cuda_tensor *W = make_copies(c, S.rows, S.cols, 0, &nc, l2, &bits, ci == 2 ? 4 : 0);
                 for (int bi = 0; bi < nbatch; bi++) {
                     int B = batches[bi];
                     CK(cudaMemset(dy, 0xff, (size_t)B * S.rows * 4));
@@ -152,10 +170,10 @@ static void bench_single(double cgbs, int l2, const int *batches, int nbatch, fl
                     CK(cudaDeviceSynchronize());
                     /* references: raw's run of the same variant (lossless), the old default (q8, q4) */
                     const size_t ny = (size_t)B * S.rows;
-                    float *yr = ci <= 1 ? y_ref + ((size_t)bi * nvar + v) * 8 * S.rows : y_ref + (size_t)bi * nvar * 8 * S.rows;
-                    bool ref = ci == 0 || (ci >= 2 && v == 0);
+                    float *yr = ci <= 2 ? y_ref + ((size_t)bi * nvar + v) * 8 * S.rows : y_ref + (size_t)bi * nvar * 8 * S.rows;
+                    bool ref = ci == 0 || (ci >= 3 && v == __builtin_ctz(vmask));
                     CK(cudaMemcpy(ref ? yr : y, dy, ny * 4, cudaMemcpyDeviceToHost));
-                    if (v == 0) exact[bi] = true;
+                    if (v == __builtin_ctz(vmask)) exact[bi] = true;
                     if (!ref && memcmp(y, yr, ny * 4) != 0) exact[bi] = false;
                     err[bi][v] = ci == 0 && B == 1 ? err_units(g_src, hx, yr, S.rows, S.cols) : -1;
                     int reps = nc < 200 ? 200 : nc;
@@ -170,6 +188,10 @@ static void bench_single(double cgbs, int l2, const int *batches, int nbatch, fl
                 printf("| %s | %s | %d | %.2f |", S.name, codecs[ci], batches[bi], bits);
                 double best = 1e30;
                 for (int v = 0; v < nvar; v++) {
+                    if (!(vmask >> v & 1u)) {
+                        printf(" - |");
+                        continue;
+                    }
                     best = t[bi][v] < best ? t[bi][v] : best;
                     printf(" %.2f (%.2fx) |", t[bi][v], t_raw[bi][v] / t[bi][v]);
                 }
@@ -177,7 +199,10 @@ static void bench_single(double cgbs, int l2, const int *batches, int nbatch, fl
                 printf(" %.0f (%.0f%%) | %s |\n", gbs, 100 * gbs / cgbs, exact[bi] ? "yes" : "NO");
                 if (err[bi][0] >= 0) { /* raw, batch 1: each variant's error against the double reference */
                     printf("| %s | raw err, 2^-24 sum\\|wx\\| | %d | |", S.name, batches[bi]);
-                    for (int v = 0; v < nvar; v++) printf(" %.1f |", err[bi][v]);
+                    for (int v = 0; v < nvar; v++) {
+                        if (err[bi][v] < 0) printf(" - |");
+                        else printf(" %.1f |", err[bi][v]);
+                    }
                     printf(" | |\n");
                 }
             }
