@@ -233,20 +233,14 @@ static vz_status head_and_sample(vz_cuda_session *s, int32_t B, int32_t multi) {
 
 /* Whether the decode attention lets the launch after it (Wo's matvec)
  * start only once its own staging is done (vz_k_attention's late) rather
- * than at its entry: for a q8 Wo, and a lossless:k4 (packed4) one at
- * batch 1 (the batch it was timed at). Wo's blocks then stream their
- * first weights beside the attention's score and V passes instead of
- * beside its loads. On an H200 (tinyllama, decode at 512-640 positions,
- * each setting for every layer, three benches each) the later start made
- * q8 1.7-1.9% faster, raw 1.8% and lossless 0.9% slower, q4 level;
- * llama2-7b's q8 and raw level (bench/results/2026-12-02-session46-
- * h200.md). lossless:k4, timed later with the same knob: +0.6-1.3%
- * on tinyllama, +0.35% on llama2-7b, while packed3 lost 1.1% (tinyllama,
- * level on llama2-7b) and raw 2.1% and 0.3% (bench/results/2026-12-04-
- * session62-h200.md, runs 6-7). The logits do not change. */
-static int32_t att_late_for(const vz_cuda_tensor *wo, int B) {
-    return wo->codec == VZ_CODEC_q8 || (B == 1 && wo->kind == VZ_CUDA_KIND_LL4);
-}
+ * than at its entry: for a q8 Wo. Wo's blocks then stream their first
+ * weights beside the attention's score and V passes instead of beside its
+ * loads. On an H200 (tinyllama, decode at 512-640 positions, each setting
+ * for every layer, three benches each) the later start made q8 1.7-1.9%
+ * faster, raw 1.8% and lossless 0.9% slower, q4 level; llama2-7b's q8 and
+ * raw level. The logits do not change (bench/results/2026-12-02-session46-
+ * h200.md). */
+static int32_t att_late_for(const vz_cuda_tensor *wo) { return wo->codec == VZ_CODEC_q8; }
 
 /* The shared memory each decode attention block asks for at batch 1
  * (vz_k_attention's room), so that its blocks spread over more SMs: for a
@@ -289,7 +283,7 @@ vz_status vz_cs_forward(vz_cuda_session *s, int32_t B, int32_t multi) {
         trace_probe('q', st);
         vz_k_attention(s->att, s->q, s->k, s->v, kc, vc, s->part, s->att_cnt, &sq, B, nh, nkv, hd, s->n_ctx,
                        s->kv_f16, c->rope_theta, c->rope_interleaved, s->att_chunk, s->att_variant, s->att_linger,
-                       s->att_late >= 0 ? s->att_late : att_late_for(&L->wo, B),
+                       s->att_late >= 0 ? s->att_late : att_late_for(&L->wo),
                        B > 1 ? VZ_ATT_ROOM_OWN : s->att_room >= 0 ? s->att_room : att_room_for(&L->wo), st);
         vz_cs_mark(s, "rope + kv store + attention");
         const vz_cuda_tensor *wo = &L->wo;
