@@ -134,8 +134,12 @@ static void bench_single(double cgbs, int l2, const int *batches, int nbatch, fl
                             {"l7 down 4096x11008", 4096, 11008}};
     /* lossless:k4 = lossless with code bits 4 (packed4); MVB_VARS, MVB_CODECS, MVB_SHAPES: bit masks
      * of the variants, codecs and shapes to run (default all) */
-    const char *codecs[] = {"raw", "lossless", "lossless:k4", "q8", "q4"};
-    const int ncodec = 5;
+    /* vs_raw: a lossless row, judged bitwise against raw's output under the same variant; the
+     * others against their own first variant run */
+    const struct { const char *label, *codec; int code; bool vs_raw; } codecs[] = {
+        {"raw", "raw", 0, true}, {"lossless", "lossless", 0, true}, {"lossless:k4", "lossless", 4, true},
+        {"q8", "q8", 0, false}, {"q4", "q4", 0, false}};
+    const int ncodec = sizeof codecs / sizeof codecs[0];
     const auto mask = [](const char *k) { return getenv(k) && *getenv(k) ? (unsigned)strtoul(getenv(k), NULL, 0) : ~0u; };
     const unsigned vm = mask("MVB_VARS") & ((1u << nvar) - 1), vmask = vm ? vm : (1u << nvar) - 1;
     const unsigned cmask = mask("MVB_CODECS"), smask = mask("MVB_SHAPES");
@@ -151,7 +155,8 @@ static void bench_single(double cgbs, int l2, const int *batches, int nbatch, fl
         double t_raw[8][nvar] = {{0}};
         float *y_ref = (float *)malloc((size_t)8 * nvar * 8 * S.rows * 4), *y = (float *)malloc(8 * S.rows * 4);
         for (int ci = 0; ci < ncodec; ci++) {
-            const vz_codec *c = vz_codec_by_name(ci == 2 ? "lossless" : codecs[ci]);
+            const vz_codec *c = vz_codec_by_name(codecs[ci].codec);
+            const bool is_raw = ci == 0, vs_raw = codecs[ci].vs_raw;
             if (!c || !(cmask >> ci & 1u)) continue;
             double bits = 0, t[8][nvar] = {{0}}, err[8][nvar];
             bool exact[8];
@@ -162,7 +167,7 @@ static void bench_single(double cgbs, int l2, const int *batches, int nbatch, fl
                 }
                 int nc = 0;
                 vz_cuda_matvec_variant(var_flags[v]);
-                vz_cuda_tensor *W = make_copies(c, S.rows, S.cols, 0, &nc, l2, &bits, ci == 2 ? 4 : 0);
+                vz_cuda_tensor *W = make_copies(c, S.rows, S.cols, 0, &nc, l2, &bits, codecs[ci].code);
                 for (int bi = 0; bi < nbatch; bi++) {
                     int B = batches[bi];
                     CK(cudaMemset(dy, 0xff, (size_t)B * S.rows * 4));
@@ -170,22 +175,22 @@ static void bench_single(double cgbs, int l2, const int *batches, int nbatch, fl
                     CK(cudaDeviceSynchronize());
                     /* references: raw's run of the same variant (lossless), the old default (q8, q4) */
                     const size_t ny = (size_t)B * S.rows;
-                    float *yr = ci <= 2 ? y_ref + ((size_t)bi * nvar + v) * 8 * S.rows : y_ref + (size_t)bi * nvar * 8 * S.rows;
-                    bool ref = ci == 0 || (ci >= 3 && v == __builtin_ctz(vmask));
+                    float *yr = vs_raw ? y_ref + ((size_t)bi * nvar + v) * 8 * S.rows : y_ref + (size_t)bi * nvar * 8 * S.rows;
+                    bool ref = is_raw || (!vs_raw && v == __builtin_ctz(vmask));
                     CK(cudaMemcpy(ref ? yr : y, dy, ny * 4, cudaMemcpyDeviceToHost));
                     if (v == __builtin_ctz(vmask)) exact[bi] = true;
                     if (!ref && memcmp(y, yr, ny * 4) != 0) exact[bi] = false;
-                    err[bi][v] = ci == 0 && B == 1 ? err_units(g_src, hx, yr, S.rows, S.cols) : -1;
+                    err[bi][v] = is_raw && B == 1 ? err_units(g_src, hx, yr, S.rows, S.cols) : -1;
                     int reps = nc < 200 ? 200 : nc;
                     t[bi][v] = time_graph([&](int i, cudaStream_t st) { VK(vz_cuda_matvec(dy, dx, B, &W[i % nc], st)); }, reps);
-                    if (ci == 0) t_raw[bi][v] = t[bi][v];
+                    if (is_raw) t_raw[bi][v] = t[bi][v];
                 }
                 for (int k = 0; k < nc; k++) vz_cuda_tensor_free(&W[k]);
                 free(W);
             }
             double bytes = bits / 8 * S.rows * S.cols;
             for (int bi = 0; bi < nbatch; bi++) {
-                printf("| %s | %s | %d | %.2f |", S.name, codecs[ci], batches[bi], bits);
+                printf("| %s | %s | %d | %.2f |", S.name, codecs[ci].label, batches[bi], bits);
                 double best = 1e30;
                 for (int v = 0; v < nvar; v++) {
                     if (!(vmask >> v & 1u)) {
@@ -198,7 +203,7 @@ static void bench_single(double cgbs, int l2, const int *batches, int nbatch, fl
                 }
                 double gbs = bytes / best / 1e3;
                 /* lossless rows compare with raw's output, so only where raw ran */
-                const bool judged = ci == 0 || ci >= 3 || (cmask & 1u);
+                const bool judged = is_raw || !vs_raw || (cmask & 1u);
                 printf(" %.0f (%.0f%%) | %s |\n", gbs, 100 * gbs / cgbs, !judged ? "-" : exact[bi] ? "yes" : "NO");
                 if (err[bi][0] >= 0) { /* raw, batch 1: each variant's error against the double reference */
                     printf("| %s | raw err, 2^-24 sum\\|wx\\| | %d | |", S.name, batches[bi]);

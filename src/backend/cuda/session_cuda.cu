@@ -233,25 +233,38 @@ static vz_status head_and_sample(vz_cuda_session *s, int32_t B, int32_t multi) {
 
 /* Whether the decode attention lets the launch after it (Wo's matvec)
  * start only once its own staging is done (vz_k_attention's late) rather
- * than at its entry: for a q8 Wo. Wo's blocks then stream their first
- * weights beside the attention's score and V passes instead of beside its
- * loads. On an H200 (tinyllama, decode at 512-640 positions, each setting
- * for every layer, three benches each) the later start made q8 1.7-1.9%
- * faster, raw 1.8% and lossless 0.9% slower, q4 level; llama2-7b's q8 and
- * raw level. The logits do not change (bench/results/2026-12-02-session46-
- * h200.md). */
-static int32_t att_late_for(const vz_cuda_tensor *wo) { return wo->codec == VZ_CODEC_q8; }
+ * than at its entry: for a q8 Wo, and a lossless:k4 (packed4) one at
+ * batch 1 (the batch it was timed at). Wo's blocks then stream their
+ * first weights beside the attention's score and V passes instead of
+ * beside its loads. On an H200 (tinyllama, decode at 512-640 positions,
+ * each setting for every layer, three benches each) the later start made
+ * q8 1.7-1.9% faster, raw 1.8% and lossless 0.9% slower, q4 level;
+ * llama2-7b's q8 and raw level (bench/results/2026-12-02-session46-
+ * h200.md). lossless:k4, timed later with the same knob: +0.6-1.3%
+ * on tinyllama, +0.35% on llama2-7b, while packed3 lost 1.1% (tinyllama,
+ * level on llama2-7b) and raw 2.1% and 0.3% (bench/results/2026-12-04-
+ * session62-h200.md, runs 6-7); as this rule, against the knob's 0, +0.9%
+ * and +0.2% (five and three benches, bench/results/2026-12-04-session63-
+ * h200.md). The logits do not change. */
+static int32_t att_late_for(const vz_cuda_tensor *wo, int B) {
+    return wo->codec == VZ_CODEC_q8 || (B == 1 && wo->kind == VZ_CUDA_KIND_LL4);
+}
 
 /* The shared memory each decode attention block asks for at batch 1
  * (vz_k_attention's room), so that its blocks spread over more SMs: for a
- * q8 Wo half an SM's (with the late trigger), for a q4 Wo 2/7, else its
- * own. On an H200 (tinyllama, decode at 512-640 positions, three benches
- * each) q8 ran 1.0-1.9% faster and q4 0.9%, raw and lossless level (with
- * either room in a sweep); llama2-7b's q8 level (its blocks already take
- * 81 KiB). Batches of 2-8 keep their own (not measured). The logits do not
- * change (bench/results/2026-12-02-session47-h200.md). */
+ * q8 or lossless:k4 Wo half an SM's (with the late trigger), for a q4 Wo
+ * 2/7, else its own. On an H200 (tinyllama, decode at 512-640 positions,
+ * three benches each) q8 ran 1.0-1.9% faster and q4 0.9%, raw and
+ * lossless level (with either room in a sweep); llama2-7b's q8 level (its
+ * blocks already take 81 KiB) (bench/results/2026-12-02-session47-
+ * h200.md). lossless:k4, five benches each: half +1.5% on tinyllama (2/7
+ * -0.6%), llama2-7b level; packed3 and raw lost 2.6% and 1.2% with half
+ * (bench/results/2026-12-04-session63-h200.md). Batches of 2-8 keep their
+ * own (not measured). The logits do not change. */
 static int32_t att_room_for(const vz_cuda_tensor *wo) {
-    return wo->codec == VZ_CODEC_q8 ? VZ_ATT_ROOM_HALF : wo->codec == VZ_CODEC_q4 ? VZ_ATT_ROOM_THIRD : VZ_ATT_ROOM_OWN;
+    return wo->codec == VZ_CODEC_q8 || wo->kind == VZ_CUDA_KIND_LL4 ? VZ_ATT_ROOM_HALF
+           : wo->codec == VZ_CODEC_q4                               ? VZ_ATT_ROOM_THIRD
+                                                                    : VZ_ATT_ROOM_OWN;
 }
 
 /* One step over B tokens at pos[0] of slot[0] (multi: [batch] token b of
@@ -283,7 +296,7 @@ vz_status vz_cs_forward(vz_cuda_session *s, int32_t B, int32_t multi) {
         trace_probe('q', st);
         vz_k_attention(s->att, s->q, s->k, s->v, kc, vc, s->part, s->att_cnt, &sq, B, nh, nkv, hd, s->n_ctx,
                        s->kv_f16, c->rope_theta, c->rope_interleaved, s->att_chunk, s->att_variant, s->att_linger,
-                       s->att_late >= 0 ? s->att_late : att_late_for(&L->wo),
+                       s->att_late >= 0 ? s->att_late : att_late_for(&L->wo, B),
                        B > 1 ? VZ_ATT_ROOM_OWN : s->att_room >= 0 ? s->att_room : att_room_for(&L->wo), st);
         vz_cs_mark(s, "rope + kv store + attention");
         const vz_cuda_tensor *wo = &L->wo;
