@@ -258,7 +258,7 @@ static int32_t att_late_for(const vz_cuda_tensor *wo, int B) {
  * lossless level (with either room in a sweep); llama2-7b's q8 level (its
  * blocks already take 81 KiB) (bench/results/2026-12-02-session47-
  * h200.md). lossless:k4, five benches each: half +1.5% on tinyllama (2/7
- * -0.6%), llama2-7b level; packed3 and raw lost 2.6% and 1.2% with half
+ * -0.7%), llama2-7b level; packed3 and raw lost 2.6% and 1.2% with half
  * (bench/results/2026-12-04-session63-h200.md). Batches of 2-8 keep their
  * own (not measured). The logits do not change. */
 static int32_t att_room_for(const vz_cuda_tensor *wo) {
