@@ -297,7 +297,7 @@ vz_status vz_cs_forward(vz_cuda_session *s, int32_t B, int32_t multi) {
         vz_k_attention(s->att, s->q, s->k, s->v, kc, vc, s->part, s->att_cnt, &sq, B, nh, nkv, hd, s->n_ctx,
                        s->kv_f16, c->rope_theta, c->rope_interleaved, s->att_chunk, s->att_variant, s->att_linger,
                        s->att_late >= 0 ? s->att_late : att_late_for(&L->wo, B),
-                       B > 1 ? VZ_ATT_ROOM_OWN : s->att_room >= 0 ? s->att_room : att_room_for(&L->wo), st);
+                       s->att_room >= 0 ? s->att_room : B > 1 ? VZ_ATT_ROOM_OWN : att_room_for(&L->wo), st);
         vz_cs_mark(s, "rope + kv store + attention");
         const vz_cuda_tensor *wo = &L->wo;
         VZ_TRY(vz_cuda_matvec_multi(1, &wo, &s->x, s->att, B, VZ_CUDA_EPI_ADD, st));
