@@ -245,7 +245,10 @@ static vz_status head_and_sample(vz_cuda_session *s, int32_t B, int32_t multi) {
  * level on llama2-7b) and raw 2.1% and 0.3% (bench/results/2026-12-04-
  * session62-h200.md, runs 6-7); as this rule, against the knob's 0, +0.9%
  * and +0.2% (five and three benches, bench/results/2026-12-04-session63-
- * h200.md). The logits do not change. */
+ * h200.md). At batches of 2, 4 and 8 (tinyllama) the late trigger gave k4
+ * -0.7%, 0 and +0.1%, raw and packed3 -0.5% to 0 (bench/results/2026-12-
+ * 04-session64-h200.md, run 1), so they keep the early one. The logits do
+ * not change. */
 static int32_t att_late_for(const vz_cuda_tensor *wo, int B) {
     return wo->codec == VZ_CODEC_q8 || (B == 1 && wo->kind == VZ_CUDA_KIND_LL4);
 }
@@ -260,7 +263,9 @@ static int32_t att_late_for(const vz_cuda_tensor *wo, int B) {
  * h200.md). lossless:k4, five benches each: half +1.5% on tinyllama (2/7
  * -0.7%), llama2-7b level; packed3 and raw lost 2.6% and 1.2% with half
  * (bench/results/2026-12-04-session63-h200.md). Batches of 2-8 keep their
- * own (not measured). The logits do not change. */
+ * own: at 2, 4 and 8 sequences (tinyllama) half a room cost raw, packed3
+ * and k4 3.2-8.7%, 2/7 from +0.2% to -3.0% (bench/results/2026-12-04-
+ * session64-h200.md, run 1). The logits do not change. */
 static int32_t att_room_for(const vz_cuda_tensor *wo) {
     return wo->codec == VZ_CODEC_q8 || wo->kind == VZ_CUDA_KIND_LL4 ? VZ_ATT_ROOM_HALF
            : wo->codec == VZ_CODEC_q4                               ? VZ_ATT_ROOM_THIRD
