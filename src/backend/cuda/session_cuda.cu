@@ -253,10 +253,10 @@ static int32_t att_late_for(const vz_cuda_tensor *wo, int B) {
     return wo->codec == VZ_CODEC_q8 || (B == 1 && wo->kind == VZ_CUDA_KIND_LL4);
 }
 
-/* The shared memory each decode attention block asks for at batch 1
- * (vz_k_attention's room), so that its blocks spread over more SMs: for a
- * q8 or lossless:k4 Wo half an SM's (with the late trigger), for a q4 Wo
- * 2/7, else its own. On an H200 (tinyllama, decode at 512-640 positions,
+/* The shared memory each decode attention block asks for at batch B
+ * (vz_k_attention's room), so that its blocks spread over more SMs: at
+ * batch 1 for a q8 or lossless:k4 Wo half an SM's (with the late trigger),
+ * for a q4 Wo 2/7, else its own. On an H200 (tinyllama, decode at 512-640 positions,
  * three benches each) q8 ran 1.0-1.9% faster and q4 0.9%, raw and
  * lossless level (with either room in a sweep); llama2-7b's q8 level (its
  * blocks already take 81 KiB) (bench/results/2026-12-02-session47-
@@ -266,10 +266,11 @@ static int32_t att_late_for(const vz_cuda_tensor *wo, int B) {
  * own: at 2, 4 and 8 sequences (tinyllama) half a room cost raw, packed3
  * and k4 3.2-8.7%, 2/7 from +0.2% to -3.0% (bench/results/2026-12-04-
  * session64-h200.md, run 1). The logits do not change. */
-static int32_t att_room_for(const vz_cuda_tensor *wo) {
-    return wo->codec == VZ_CODEC_q8 || wo->kind == VZ_CUDA_KIND_LL4 ? VZ_ATT_ROOM_HALF
-           : wo->codec == VZ_CODEC_q4                               ? VZ_ATT_ROOM_THIRD
-                                                                    : VZ_ATT_ROOM_OWN;
+static int32_t att_room_for(const vz_cuda_tensor *wo, int B) {
+    return B > 1                                                      ? VZ_ATT_ROOM_OWN
+           : wo->codec == VZ_CODEC_q8 || wo->kind == VZ_CUDA_KIND_LL4 ? VZ_ATT_ROOM_HALF
+           : wo->codec == VZ_CODEC_q4                                 ? VZ_ATT_ROOM_THIRD
+                                                                      : VZ_ATT_ROOM_OWN;
 }
 
 /* One step over B tokens at pos[0] of slot[0] (multi: [batch] token b of
@@ -302,7 +303,7 @@ vz_status vz_cs_forward(vz_cuda_session *s, int32_t B, int32_t multi) {
         vz_k_attention(s->att, s->q, s->k, s->v, kc, vc, s->part, s->att_cnt, &sq, B, nh, nkv, hd, s->n_ctx,
                        s->kv_f16, c->rope_theta, c->rope_interleaved, s->att_chunk, s->att_variant, s->att_linger,
                        s->att_late >= 0 ? s->att_late : att_late_for(&L->wo, B),
-                       s->att_room >= 0 ? s->att_room : B > 1 ? VZ_ATT_ROOM_OWN : att_room_for(&L->wo), st);
+                       s->att_room >= 0 ? s->att_room : att_room_for(&L->wo, B), st);
         vz_cs_mark(s, "rope + kv store + attention");
         const vz_cuda_tensor *wo = &L->wo;
         VZ_TRY(vz_cuda_matvec_multi(1, &wo, &s->x, s->att, B, VZ_CUDA_EPI_ADD, st));

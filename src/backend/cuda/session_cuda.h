@@ -65,7 +65,7 @@ struct vz_cuda_session {
     int32_t att_chunk;                   /* keys per attention block (forward.cuh) */
     int32_t att_linger;                  /* VZ_CUDA_ATT_LINGER: vz_k_attention's linger */
     int32_t att_late;                    /* VZ_CUDA_ATT_LATE: vz_k_attention's late, 0 or 1; -1 by Wo's codec */
-    int32_t att_room;                    /* VZ_CUDA_ATT_ROOM: vz_k_attention's room at any batch; -1 by Wo's codec (batch 1) */
+    int32_t att_room;                    /* VZ_CUDA_ATT_ROOM: vz_k_attention's room at any batch; -1 by Wo's codec and B */
     float *trace;                        /* host (n_layers, 2, dim) debug trace, or NULL */
     struct {                             /* prefill of > VZ_CUDA_MAX_BATCH tokens (prefill_chunk) */
         int32_t mode;                    /* -1: matvec path (VZ_CUDA_PREFILL=0, no cuBLAS), else VZ_GEMM_* */
