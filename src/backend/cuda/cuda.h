@@ -154,9 +154,10 @@ vz_status vz_cuda_matvec_head(const vz_cuda_tensor *W, float *d_y, const float *
  * others run); LEGACY runs the first kernel (f32 decode, one-group
  * prefetch), else v2; NO_PDL launches without programmatic dependent
  * launch; OCC4 caps batch-1 registers of v2 for 4 blocks per SM. At
- * batch 1 a v4 warp runs one row at a time when the launch has few rows
- * (matvec.cu mv4_plan; row pairs at batch > 1, gate + up rows with silu);
- * PAIRS runs pairs there too (the v4 kernel before session 9). At batch
+ * batch 1, and at batches of 2-8 in the wide kernel, a v4 warp runs one
+ * row at a time when the launch has few rows (matvec.cu mv4_plan; row pairs
+ * otherwise, gate + up rows with silu); PAIRS runs pairs there too (the v4
+ * kernel before session 9 at batch 1, before session 65 at 2-8). At batch
  * 1 the v4 grid has 2 blocks per SM, or 3 for lossless and q8 launches of
  * few steps per warp (mv4_plan); OCC_ALT swaps the two.
  * The old default is LEGACY | NO_PDL (3). All variants give bitwise equal

@@ -497,6 +497,13 @@ static const mv_fn mv4_row1[5] = {mv4_kernel<VZ_K_RAW_BF16, 1, 1>, mv4_kernel<VZ
                          mv4_kernel<K, 8, 2, 1, MV4_WIDE_WARPS>}
 static const mv_fn mv4_wide[5][7] = {MV4_WIDE_ROW(VZ_K_RAW_BF16), MV4_WIDE_ROW(VZ_K_LL3), MV4_WIDE_ROW(VZ_K_Q8),
                                      MV4_WIDE_ROW(VZ_K_Q4), MV4_WIDE_ROW(VZ_K_LL4)};
+/* MV4_WIDE, batch 2..8, one row per unit where pairs would leave warps idle (mv4_plan): [kind][batch - 2] */
+#define MV4_WIDE_ROW1(K) {mv4_kernel<K, 2, 1, 1, MV4_WIDE_WARPS>, mv4_kernel<K, 3, 1, 1, MV4_WIDE_WARPS>, \
+                          mv4_kernel<K, 4, 1, 1, MV4_WIDE_WARPS>, mv4_kernel<K, 5, 1, 1, MV4_WIDE_WARPS>, \
+                          mv4_kernel<K, 6, 1, 1, MV4_WIDE_WARPS>, mv4_kernel<K, 7, 1, 1, MV4_WIDE_WARPS>, \
+                          mv4_kernel<K, 8, 1, 1, MV4_WIDE_WARPS>}
+static const mv_fn mv4_wide_row1[5][7] = {MV4_WIDE_ROW1(VZ_K_RAW_BF16), MV4_WIDE_ROW1(VZ_K_LL3),
+                                          MV4_WIDE_ROW1(VZ_K_Q8), MV4_WIDE_ROW1(VZ_K_Q4), MV4_WIDE_ROW1(VZ_K_LL4)};
 /* MV4_WIDE1_KINDS, batch 1: [pairs][kind] */
 static const mv_fn mv4_wide1[2][5] = {
     {mv4_kernel<VZ_K_RAW_BF16, 1, 1, 1, MV4_WIDE_WARPS>, mv4_kernel<VZ_K_LL3, 1, 1, 1, MV4_WIDE_WARPS>,
@@ -636,7 +643,18 @@ static cudaError_t mv_launch(mv_fn f, bool fast, unsigned blocks, int threads, s
  * (bench/results/2026-11-29-session9-h200.md) single rows for its QKV, Wo
  * and down gave +3% (raw) to +6% (q8, q4) decode, but llama2-7b's Wo and
  * down (4096 rows: pairs fill the wave) lost 2% (raw) and 4% (lossless) with
- * them, as they lose x's reuse across the pair. Lossless (and q8) at batch 1
+ * them, as they lose x's reuse across the pair. Batches of 2-8 in the wide
+ * kernel (MV4_WIDE, fmaf kinds, mv4_wide_row1) take the same rule: with
+ * pairs tinyllama's QKV, Wo and down (2560, 2048, 2048 rows) kept 1280 and
+ * 1024 of the 2112 warps busy while a warp's step grows with the batch
+ * (its Wo at 8 sequences: 10.2 us as pairs, 7.9 as single rows; down 24.9
+ * and 18.9). On an H200 (bench/results/2026-12-04-session65-h200.md, run
+ * 2) tinyllama's batched decode at 4 and 8 sequences rose 5.5-8.0% (raw,
+ * lossless, lossless:k4) and 3.7-5.1% (q8, q4); at 2 raw held level and the
+ * others gained 0.8-7.5%; the same ids, and the same bits as pairs
+ * (tests/test_cuda_matvec.c runs every batch under VZ_CUDA_MV_PAIRS too).
+ * llama2-7b's launches all have over 3168 rows, so they keep pairs. The
+ * dot-product kinds keep pairs at every batch but 1. Lossless (and q8) at batch 1
  * run 3 blocks per SM (mv4_occ3: 80 registers, half the ring depth) when
  * their warps have few steps each (MV4_OCC3_STEPS: at most 6 row steps of
  * 1024 columns per warp of a 2-block wave; q8: MV4_OCC3_STEPS_Q8, below):
@@ -673,9 +691,9 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
                           unsigned *blocks, mv_fn *f, size_t *blk_smem, int *per_sm, int *warps) {
     static int sms = 0;
     /* opt-in above 48 KiB done: [kind][batch - 1], 8: mv4_row1, 9 + pairs: mv4_occ3, 9 + batch: mv4_wide,
-     * 18 + pairs: mv4_wide1, 20 + pairs: mv4_wide3, 22 + wide: mv4_keys, 24: mv4_fit1 */
-    static bool big_smem[8][25]; /* [VZ_K_Q4D], [VZ_K_Q8D], [VZ_K_LL4] too */
-    static size_t stat_smem[8][25]; /* the kernel's static shared memory (+ the system's), known once big_smem is set */
+     * 18 + pairs: mv4_wide1, 20 + pairs: mv4_wide3, 22 + wide: mv4_keys, 24: mv4_fit1, 23 + batch: mv4_wide_row1 */
+    static bool big_smem[8][32]; /* [VZ_K_Q4D], [VZ_K_Q8D], [VZ_K_LL4] too */
+    static size_t stat_smem[8][32]; /* the kernel's static shared memory (+ the system's), known once big_smem is set */
     if (sms == 0) {
         int dev = 0;
         cudaError_t e = cudaGetDevice(&dev);
@@ -715,7 +733,7 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
     const bool occ3w = wide0 && occ3 && wide3 && kind == VZ_K_RAW_BF16; /* MV4_WIDE3 */
     const int64_t per = wide || occ3w ? 1 : occ3 ? 3 : 2; /* blocks per SM */
     int64_t wpb = occ3w ? MV4_WIDE3_WARPS : wide ? MV4_WIDE_WARPS : MV4_WARPS;
-    const bool one = batch == 1 && !silu && !(mv_variant & VZ_CUDA_MV_PAIRS) &&
+    const bool one = (batch == 1 || (wide && !dp)) && !silu && !(mv_variant & VZ_CUDA_MV_PAIRS) &&
                      rows <= (row1_max >= 0 ? row1_max : 3 * per * sms * wpb / 2);
     const bool fit = fit_on && wide && batch == 1 && !one && a.ntens == 1 && !a.keys &&
                      (kind == VZ_K_RAW_BF16 || kind == VZ_K_LL4) &&
@@ -735,10 +753,12 @@ static vz_status mv4_plan(mv_args &a, const vz_cuda_tensor *const *W, int kind, 
     if (dp)
         *f = wide ? (batch == 1 ? mv4d_wide1[d8][!one] : mv4d_wide[d8][batch - 2]) : one ? mv4d_row1[d8] : mv4d_table[d8][batch - 1];
     else
-        *f = wide ? (batch == 1 ? mv4_wide1[!one][vz_k_row(kind)] : mv4_wide[vz_k_row(kind)][batch - 2])
+        *f = wide ? (batch == 1 ? mv4_wide1[!one][vz_k_row(kind)]
+                                : one ? mv4_wide_row1[vz_k_row(kind)][batch - 2] : mv4_wide[vz_k_row(kind)][batch - 2])
              : occ3w ? mv4_wide3[!one] : occ3 ? mv4_occ3[!one][vz_k_row(kind)] : one ? mv4_row1[vz_k_row(kind)]
                                                                          : mv4_table[vz_k_row(kind)][batch - 1];
-    int ki = wide ? (batch == 1 ? 18 + !one : 9 + batch) : occ3w ? 20 + !one : occ3 ? 9 + !one : one ? 8 : batch - 1;
+    int ki = wide ? (batch == 1 ? 18 + !one : one ? 23 + batch : 9 + batch) : occ3w ? 20 + !one : occ3 ? 9 + !one
+                                                                                   : one ? 8 : batch - 1;
     if (fit) *f = mv4_fit1[kind == VZ_K_LL4], ki = 24;
     if (a.keys) { /* the head's keys: its kernel (pairs at batch 1, 2 blocks per SM or wide) with KEYS */
         if (batch == 1 && !one && !occ3 && !occ3w)
