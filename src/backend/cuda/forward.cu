@@ -311,12 +311,18 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention_cl(const __gri
  * memory per block) fits 30 clusters of 8, 32 of 7 and 39 of 6 at once: its
  * raw decode ran 240.5 tok/s with 8, 240.5 with 7 (exactly full), 254.0
  * with 6 or 5; tinyllama (46 KiB) fits 62 of 8 and keeps 8
- * (bench/results/2026-11-29-session12-h200.md). The cap is 8 blocks;
- * VZ_CUDA_ATT_CLUSTER (bench, 1..16; above 8 a non-portable size, which
- * Hopper has) sets it. Clusters of 16 were slower than 8 at every chunk
+ * (bench/results/2026-11-29-session12-h200.md). The cap is 8 blocks (2 at
+ * 8 sequences, below); VZ_CUDA_ATT_CLUSTER (bench, 1..16; above 8 a
+ * non-portable size, which Hopper has) sets it. Clusters of 16 were slower than 8 at every chunk
  * size (tinyllama at 512-640 positions, chunk 64: 1022 vs 968 us per
- * token), also when their blocks without a chunk exit at once. The choice
- * is kept for the last (cap, S, n_cl, shared memory, kernel). */
+ * token), also when their blocks without a chunk exit at once. At 8
+ * sequences (256 clusters for tinyllama) the cap is 2: on an H200 at
+ * 512-640 positions its batched decode ran +0.6% (raw) and +1.1%
+ * (lossless:k4, q8) with it, while a cap of 2 lost 3.7-12% at 2 and 4
+ * sequences and 4 held level or lost (bench/results/2026-12-04-session65-
+ * h200.md, run 4); which blocks take which chunks changes no bit
+ * (test_attention_cluster_stories260k). The choice is kept for the last
+ * (cap, S, n_cl, shared memory, kernel). */
 typedef void (*att_cl_fn)(const att_args, int32_t);
 
 /* The cluster kernel for head_dim hd and the cache type: hd 64 and 128
@@ -415,7 +421,7 @@ static int att_cl_launch(const att_args &A, int S, int B, int n_heads, int late,
         cudaGetLastError();
     }
     const char *e = getenv("VZ_CUDA_ATT_CLUSTER");
-    int cap = e && atoi(e) >= 1 && atoi(e) <= 16 ? atoi(e) : 8;
+    int cap = e && atoi(e) >= 1 && atoi(e) <= 16 ? atoi(e) : B >= 8 ? 2 : 8;
     if (cap > 8 && big != 1) cap = 8;
     const char *pe = getenv("VZ_CUDA_ATT_CSP");
     const cudaClusterSchedulingPolicy pol = pe && *pe == '0' ? cudaClusterSchedulingPolicyDefault
