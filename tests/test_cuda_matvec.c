@@ -105,9 +105,10 @@ static void enc_free(enc *e) {
 }
 
 /* Kernel variants (cuda.h): every one must give the same bits (at batch
- * 1, and at batches 2 and 8 in the wide kernel, v4 runs single rows for the
- * shapes of up to ~3000 rows, with PAIRS row pairs; OCC_ALT runs the other occupancy's kernels: 2 blocks per SM for
- * small raw, lossless and q8 launches, 3 for the others; where v4 would
+ * 1, and at batches 2 and 8 in the wide kernel, v4 runs single rows for
+ * the shapes of up to ~3000 rows, with PAIRS row pairs; OCC_ALT runs the
+ * other occupancy's kernels: 2 blocks per SM for small raw, lossless and
+ * q8 launches, 3 for the others; where v4 would
  * run 2 blocks per SM, raw, q4 and long lossless launches run one block of
  * 16 warps instead, as do batches 2-8: matvec.cu's MV4_WIDE). */
 static const int variants[] = {VZ_CUDA_MV_V4, VZ_CUDA_MV_V4 | VZ_CUDA_MV_NO_PDL, 0,

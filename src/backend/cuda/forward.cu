@@ -313,9 +313,9 @@ static __global__ void __launch_bounds__(ATT_THREADS) k_attention_cl(const __gri
  * with 6 or 5; tinyllama (46 KiB) fits 62 of 8 and keeps 8
  * (bench/results/2026-11-29-session12-h200.md). The cap is 8 blocks (2 at
  * 8 sequences, below); VZ_CUDA_ATT_CLUSTER (bench, 1..16; above 8 a
- * non-portable size, which Hopper has) sets it. Clusters of 16 were slower than 8 at every chunk
- * size (tinyllama at 512-640 positions, chunk 64: 1022 vs 968 us per
- * token), also when their blocks without a chunk exit at once. At 8
+ * non-portable size, which Hopper has) sets it. Clusters of 16 were slower
+ * than 8 at every chunk size (tinyllama at 512-640 positions, chunk 64: 1022
+ * vs 968 us per token), also when their blocks without a chunk exit. At 8
  * sequences (256 clusters for tinyllama) the cap is 2: on an H200 at
  * 512-640 positions its batched decode ran +0.6% (raw) and +1.1%
  * (lossless:k4, q8) with it, while a cap of 2 lost 3.7-12% at 2 and 4
