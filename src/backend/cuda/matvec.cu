@@ -490,20 +490,16 @@ static const mv_fn mv4_table[5][8] = {MV4_ROW(VZ_K_RAW_BF16), MV4_ROW(VZ_K_LL3),
 /* batch 1, one row per unit */
 static const mv_fn mv4_row1[5] = {mv4_kernel<VZ_K_RAW_BF16, 1, 1>, mv4_kernel<VZ_K_LL3, 1, 1>,
                                   mv4_kernel<VZ_K_Q8, 1, 1>, mv4_kernel<VZ_K_Q4, 1, 1>, mv4_kernel<VZ_K_LL4, 1, 1>};
-/* MV4_WIDE, batch 2..8: [kind][batch - 2] */
-#define MV4_WIDE_ROW(K) {mv4_kernel<K, 2, 2, 1, MV4_WIDE_WARPS>, mv4_kernel<K, 3, 2, 1, MV4_WIDE_WARPS>, \
-                         mv4_kernel<K, 4, 2, 1, MV4_WIDE_WARPS>, mv4_kernel<K, 5, 2, 1, MV4_WIDE_WARPS>, \
-                         mv4_kernel<K, 6, 2, 1, MV4_WIDE_WARPS>, mv4_kernel<K, 7, 2, 1, MV4_WIDE_WARPS>, \
-                         mv4_kernel<K, 8, 2, 1, MV4_WIDE_WARPS>}
-static const mv_fn mv4_wide[5][7] = {MV4_WIDE_ROW(VZ_K_RAW_BF16), MV4_WIDE_ROW(VZ_K_LL3), MV4_WIDE_ROW(VZ_K_Q8),
-                                     MV4_WIDE_ROW(VZ_K_Q4), MV4_WIDE_ROW(VZ_K_LL4)};
-/* MV4_WIDE, batch 2..8, one row per unit where pairs would leave warps idle (mv4_plan): [kind][batch - 2] */
-#define MV4_WIDE_ROW1(K) {mv4_kernel<K, 2, 1, 1, MV4_WIDE_WARPS>, mv4_kernel<K, 3, 1, 1, MV4_WIDE_WARPS>, \
-                          mv4_kernel<K, 4, 1, 1, MV4_WIDE_WARPS>, mv4_kernel<K, 5, 1, 1, MV4_WIDE_WARPS>, \
-                          mv4_kernel<K, 6, 1, 1, MV4_WIDE_WARPS>, mv4_kernel<K, 7, 1, 1, MV4_WIDE_WARPS>, \
-                          mv4_kernel<K, 8, 1, 1, MV4_WIDE_WARPS>}
-static const mv_fn mv4_wide_row1[5][7] = {MV4_WIDE_ROW1(VZ_K_RAW_BF16), MV4_WIDE_ROW1(VZ_K_LL3),
-                                          MV4_WIDE_ROW1(VZ_K_Q8), MV4_WIDE_ROW1(VZ_K_Q4), MV4_WIDE_ROW1(VZ_K_LL4)};
+/* MV4_WIDE, batch 2..8, NS rows per unit: [kind][batch - 2]; one row per unit
+ * where pairs would leave warps idle (mv4_plan) */
+#define MV4_WIDE_ROW(K, NS) {mv4_kernel<K, 2, NS, 1, MV4_WIDE_WARPS>, mv4_kernel<K, 3, NS, 1, MV4_WIDE_WARPS>, \
+                             mv4_kernel<K, 4, NS, 1, MV4_WIDE_WARPS>, mv4_kernel<K, 5, NS, 1, MV4_WIDE_WARPS>, \
+                             mv4_kernel<K, 6, NS, 1, MV4_WIDE_WARPS>, mv4_kernel<K, 7, NS, 1, MV4_WIDE_WARPS>, \
+                             mv4_kernel<K, 8, NS, 1, MV4_WIDE_WARPS>}
+static const mv_fn mv4_wide[5][7] = {MV4_WIDE_ROW(VZ_K_RAW_BF16, 2), MV4_WIDE_ROW(VZ_K_LL3, 2),
+                                     MV4_WIDE_ROW(VZ_K_Q8, 2), MV4_WIDE_ROW(VZ_K_Q4, 2), MV4_WIDE_ROW(VZ_K_LL4, 2)};
+static const mv_fn mv4_wide_row1[5][7] = {MV4_WIDE_ROW(VZ_K_RAW_BF16, 1), MV4_WIDE_ROW(VZ_K_LL3, 1),
+                                          MV4_WIDE_ROW(VZ_K_Q8, 1), MV4_WIDE_ROW(VZ_K_Q4, 1), MV4_WIDE_ROW(VZ_K_LL4, 1)};
 /* MV4_WIDE1_KINDS, batch 1: [pairs][kind] */
 static const mv_fn mv4_wide1[2][5] = {
     {mv4_kernel<VZ_K_RAW_BF16, 1, 1, 1, MV4_WIDE_WARPS>, mv4_kernel<VZ_K_LL3, 1, 1, 1, MV4_WIDE_WARPS>,
@@ -520,7 +516,7 @@ static const mv_fn mv4_fit1[2] = {mv4_kernel<VZ_K_RAW_BF16, 1, 2, 1, MV4_FIT_WAR
  * unit at batch 1, MV4_WIDE [batch - 2], MV4_WIDE1 [pairs]. */
 static const mv_fn mv4d_table[2][8] = {MV4_ROW(VZ_K_Q4D), MV4_ROW(VZ_K_Q8D)};
 static const mv_fn mv4d_row1[2] = {mv4_kernel<VZ_K_Q4D, 1, 1>, mv4_kernel<VZ_K_Q8D, 1, 1>};
-static const mv_fn mv4d_wide[2][7] = {MV4_WIDE_ROW(VZ_K_Q4D), MV4_WIDE_ROW(VZ_K_Q8D)};
+static const mv_fn mv4d_wide[2][7] = {MV4_WIDE_ROW(VZ_K_Q4D, 2), MV4_WIDE_ROW(VZ_K_Q8D, 2)};
 static const mv_fn mv4d_wide1[2][2] = {
     {mv4_kernel<VZ_K_Q4D, 1, 1, 1, MV4_WIDE_WARPS>, mv4_kernel<VZ_K_Q4D, 1, 2, 1, MV4_WIDE_WARPS>},
     {mv4_kernel<VZ_K_Q8D, 1, 1, 1, MV4_WIDE_WARPS>, mv4_kernel<VZ_K_Q8D, 1, 2, 1, MV4_WIDE_WARPS>}};
