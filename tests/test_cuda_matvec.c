@@ -602,13 +602,82 @@ static void test_matvec_fit(void **state) {
 /* Row gather (embedding) equals decode_ref exactly; bad ids give NaN rows.
  * Both launch forms: vz_cuda_rows and a decode step's vz_cuda_rows_step
  * (PDL, the step's carveout), each into an output poisoned first. */
+/* Raw bf16 of the fast path lies in VRAM in the GPU column order
+ * (VZ_CUDA_RAW_GPU, cuda.h): the device bytes equal vz_cuda_tensor_image's,
+ * which moves column c of each row to vz_cuda_gpu_col (a permutation of
+ * every 1024-column block, partial last blocks included); with
+ * VZ_CUDA_MV_ROWMAJOR at upload the bytes are the file's. Both give the
+ * same bits at batches 1, 2 and 8 under every kernel variant (gpu_mv), and
+ * the same rows (vz_cuda_rows). */
+static void test_raw_gpu_order(void **state) {
+    (void)state;
+    REQUIRE_GPU();
+    static const int64_t shp[][2] = {{64, 2048}, {9, 1056}, {33, 64}, {5, 5632}, {3, 32}, {7, 4096 + 96}};
+    for (size_t si = 0; si < sizeof shp / sizeof shp[0]; si++) {
+        const int64_t rows = shp[si][0], cols = shp[si][1], n = rows * cols;
+        float *wf = rand_weights(n, 77 + si);
+        void *src = to_dtype(wf, n, VZ_DTYPE_BF16);
+        enc e, m;
+        enc_make(&e, "raw", src, VZ_DTYPE_BF16, rows, cols);
+        const int old = vz_cuda_matvec_variant(-1);
+        vz_cuda_matvec_variant(VZ_CUDA_MV_V4 | VZ_CUDA_MV_ROWMAJOR);
+        enc_make(&m, "raw", src, VZ_DTYPE_BF16, rows, cols);
+        vz_cuda_matvec_variant(old);
+        assert_int_equal(e.d.layout, VZ_CUDA_RAW_GPU);
+        assert_int_equal(m.d.layout, 0);
+        uint16_t *dev = malloc((size_t)n * 2), *img = malloc((size_t)n * 2);
+        char *seen = calloc((size_t)cols, 1);
+        assert_true(dev && img && seen);
+        for (int64_t c = 0; c < cols; c++) { /* a permutation of each row's columns */
+            const int64_t p = vz_cuda_gpu_col(cols, c);
+            if (p < 0 || p >= cols || seen[p]++) fail_msg("%lld cols: gpu col of %lld = %lld", (long long)cols, (long long)c, (long long)p);
+        }
+        assert_int_equal(vz_cuda_tensor_image(&e.d, &e.t, (uint8_t *)img), VZ_OK);
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = 0; c < cols; c++)
+                if (img[r * cols + vz_cuda_gpu_col(cols, c)] != ((const uint16_t *)src)[r * cols + c])
+                    fail_msg("%lldx%lld image: [%lld, %lld] misplaced", (long long)rows, (long long)cols, (long long)r, (long long)c);
+        assert_int_equal(vz_cuda_copy(dev, e.d.data, (size_t)n * 2, 1), VZ_OK);
+        assert_memory_equal(dev, img, (size_t)n * 2);
+        assert_int_equal(vz_cuda_copy(dev, m.d.data, (size_t)n * 2, 1), VZ_OK);
+        assert_memory_equal(dev, src, (size_t)n * 2);
+        for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
+            const int batch = batches[bi];
+            float *x = rand_weights((int64_t)batch * cols, 3 + bi);
+            float *dx = upload_x(x, (size_t)batch * cols, 0);
+            float *y = gpu_mv(&e, dx, batch), *ym = gpu_mv(&m, dx, batch);
+            check_ref(&e, x, y, batch);
+            if (memcmp(y, ym, (size_t)batch * rows * 4) != 0)
+                fail_msg("%lldx%lld batch %d: GPU column order != row-major bitwise", (long long)rows, (long long)cols, batch);
+            free(y), free(ym), free(x);
+            vz_cuda_release(dx);
+        }
+        int32_t ids[2] = {0, (int32_t)rows - 1}, *dids = vz_cuda_alloc(sizeof ids);
+        float *d = vz_cuda_alloc((size_t)(2 * cols * 4)), *o = malloc((size_t)(2 * cols * 4)), *om = malloc((size_t)(2 * cols * 4));
+        assert_true(dids && d && o && om);
+        assert_int_equal(vz_cuda_copy(dids, ids, sizeof ids, 0), VZ_OK);
+        assert_int_equal(vz_cuda_rows(d, dids, 2, &e.d, NULL), VZ_OK);
+        assert_int_equal(vz_cuda_copy(o, d, (size_t)(2 * cols * 4), 1), VZ_OK);
+        assert_int_equal(vz_cuda_rows(d, dids, 2, &m.d, NULL), VZ_OK);
+        assert_int_equal(vz_cuda_copy(om, d, (size_t)(2 * cols * 4), 1), VZ_OK);
+        for (int i = 0; i < 2; i++)
+            for (int64_t c = 0; c < cols; c++)
+                if (o[i * cols + c] != (float)e.w[ids[i] * cols + c] || om[i * cols + c] != o[i * cols + c])
+                    fail_msg("%lldx%lld rows: row %d col %lld", (long long)rows, (long long)cols, ids[i], (long long)c);
+        vz_cuda_release(dids), vz_cuda_release(d), free(o), free(om);
+        free(dev), free(img), free(seen);
+        enc_free(&e), enc_free(&m);
+        free(src), free(wf);
+    }
+}
+
 static void test_rows(void **state) {
     (void)state;
     REQUIRE_GPU();
     const char *codecs[] = {"raw", "lossless", "q8", "q4", "lossless"}; /* the last: packed4 (k4) */
     const vz_codec_opts k4 = {0, 0, 4};
-    for (int shp = 0; shp < 2; shp++) { /* 100x1100; 104x2048: tc, lossless tiled */
-    const int64_t rows = shp ? 104 : 100, cols = shp ? 2048 : 1100;
+    for (int shp = 0; shp < 3; shp++) { /* 100x1100; 104x2048: tc, lossless tiled; 100x1056: raw in the GPU order */
+    const int64_t rows = shp == 1 ? 104 : 100, cols = shp == 1 ? 2048 : shp ? 1056 : 1100;
     float *wf = rand_weights(rows * cols, 5);
     for (int64_t i = 0; i < rows * cols; i += 37) wf[i] = ldexpf(i % 2 ? 1.0f : -1.0f, -24 + (int)(i % 30)); /* exceptions */
     void *src = to_dtype(wf, rows * cols, VZ_DTYPE_BF16);
@@ -618,10 +687,11 @@ static void test_rows(void **state) {
     for (int ci = 0; ci < 5; ci++) {
         if (!vz_codec_by_name(codecs[ci])) continue;
         enc e;
-        int old = vz_cuda_matvec_variant(shp ? VZ_CUDA_MV_V4 | VZ_CUDA_MV_TC : VZ_CUDA_MV_V4);
+        int old = vz_cuda_matvec_variant(shp == 1 ? VZ_CUDA_MV_V4 | VZ_CUDA_MV_TC : VZ_CUDA_MV_V4);
         enc_make_o(&e, codecs[ci], ci == 4 ? &k4 : NULL, src, VZ_DTYPE_BF16, rows, cols);
         vz_cuda_matvec_variant(old);
-        if (ci == 1) assert_int_equal(e.d.tiled, shp);
+        if (ci == 0) assert_int_equal(e.d.layout, shp == 2 ? VZ_CUDA_RAW_GPU : 0);
+        if (ci == 1) assert_int_equal(e.d.tiled, shp == 1);
         if (ci == 4) assert_int_equal(e.d.kind, shp ? VZ_CUDA_KIND_LL4 : VZ_CUDA_KIND_GENERIC);
         float *d = vz_cuda_alloc(5 * cols * 4), *o = malloc(5 * cols * 4);
         for (int step = 0; step < 2; step++) {
@@ -975,6 +1045,7 @@ int main(void) {
         cmocka_unit_test(test_head_keys),
         cmocka_unit_test(test_matvec_chain),
         cmocka_unit_test(test_rows),
+        cmocka_unit_test(test_raw_gpu_order),
     };
     const char *only = getenv("VZ_TEST_ONLY"); /* e.g. test_matvec_fit */
     if (only && *only) cmocka_set_test_filter(only);

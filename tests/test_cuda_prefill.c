@@ -90,10 +90,12 @@ static void gemm_case(const char *codec, vz_dtype dt, int n, const int64_t *rows
         vz_blob_free(&b);
         free(src), free(dec);
     }
-    for (int64_t e = 0; e < T * cols; e++) {
-        xh[e] = vz_f32_to_bf16(vz_test_randn(&rs));
-        x[e] = vz_bf16_to_f32(xh[e]);
-    }
+    for (int64_t t = 0; t < T; t++) /* x goes to the GPU in the GEMM column order (gemm.h) */
+        for (int64_t k = 0; k < cols; k++) {
+            const uint16_t h = vz_f32_to_bf16(vz_test_randn(&rs));
+            xh[t * cols + vz_gemm_col(cols, k)] = h;
+            x[t * cols + k] = vz_bf16_to_f32(h);
+        }
     const int64_t ny = (int64_t)T * R;
     float *y0 = malloc(sizeof(float) * (size_t)ny), *y = malloc(sizeof(float) * (size_t)ny);
     assert_true(y0 && y);
@@ -310,7 +312,7 @@ static void attention_case(int32_t hd, int32_t f16, int32_t inter, int32_t pos0,
                     double o = 0.0;
                     for (int j = 0; j < len; j++) o += sc[j] * vf[(size_t)j * kvd + kh * hd + e];
                     o /= sum;
-                    const double g = vz_bf16_to_f32(out[(size_t)t * qd + h * hd + e]), err = fabs(g - o);
+                    const double g = vz_bf16_to_f32(out[(size_t)t * qd + (size_t)vz_gemm_col(qd, h * hd + e)]), err = fabs(g - o);
                     if (!(err <= tol)) fail_msg("attention %s hd %d: out[%d, %d, %d] = %g, ref %g (tol %.3g)",
                                                 vname[var], hd, t, h, e, g, o, tol);
                     worst = err > worst ? err : worst;
@@ -401,7 +403,8 @@ static void norm_silu_case(int32_t T, int32_t dim, int32_t hid) {
             double ss = 0.0;
             for (int32_t i = 0; i < dim; i++) ss += (double)xr[i] * xr[i];
             const float scale = (float)(1.0 / sqrt(ss / dim + eps));
-            for (int32_t i = 0; i < dim; i++) ref[(size_t)t * dim + i] = w[i] * (xr[i] * scale);
+            for (int32_t i = 0; i < dim; i++) /* the output is in the GEMM column order (prefill.h) */
+                ref[(size_t)t * dim + (size_t)vz_gemm_col(dim, i)] = w[i] * (xr[i] * scale);
         }
         check_bf16("rmsnorm", var, T, dim, got, ref);
         memset(got, 0xff, 2 * (size_t)T * nmax);
@@ -413,7 +416,7 @@ static void norm_silu_case(int32_t T, int32_t dim, int32_t hid) {
         for (int32_t t = 0; t < T; t++)
             for (int32_t j = 0; j < hid; j++) {
                 const float g = gu[(size_t)t * 2 * hid + j], u = gu[(size_t)t * 2 * hid + hid + j];
-                ref[(size_t)t * hid + j] = g / (1.0f + expf(-g)) * u;
+                ref[(size_t)t * hid + (size_t)vz_gemm_col(hid, j)] = g / (1.0f + expf(-g)) * u;
             }
         check_bf16("silu", var, T, hid, got, ref);
     }

@@ -43,6 +43,8 @@ struct vz_tensor;
 #define VZ_CUDA_KIND_LL4 7     /* lossless bf16 packed4, sign-symmetric lut */
 #define VZ_CUDA_LL_GPU4 3      /* a VZ_CUDA_KIND_LL4 copy's code layout: packed4 (the file's layout 2) in the GPU
                                   sign order (codec/lossless_tile.h vz_ll4_gpu_word) */
+#define VZ_CUDA_RAW_GPU 16     /* a resident raw bf16 copy of the fast path: its columns in the GPU order
+                                  (vz_cuda_gpu_col); no other codec's layout value */
 
 typedef struct vz_cuda_tensor {
     int64_t rows, cols;
@@ -50,7 +52,8 @@ typedef struct vz_cuda_tensor {
     int32_t codec;           /* codec id (codecs.def) */
     int32_t kind;            /* kernel path chosen at upload (decode.cuh VZ_K_*: VZ_CUDA_KIND_* below) */
     int32_t k, layout;       /* lossless: code bits, code layout of the device copy (the file's, or
-                                VZ_CUDA_LL_GPU4); q4: layout 1 = asymmetric */
+                                VZ_CUDA_LL_GPU4); q4: layout 1 = asymmetric; raw: 0 row-major as the file,
+                                or VZ_CUDA_RAW_GPU */
     int32_t bpr;             /* lossless: exception blocks per row (the codec's geometry, vz_lossless_sections) */
     int32_t group;           /* q8, q4: elements per scale */
     uint32_t qdiv;           /* q8, q4 fast kinds: vz_cuda_q_divider's qmul << 5 | qsh (0: generic) */
@@ -87,12 +90,24 @@ vz_status vz_cuda_tensor_upload_at(vz_cuda_tensor *d, const struct vz_tensor *t,
  * device memory (d->data, d->lut NULL: the caller points them into its own
  * buffer). */
 vz_status vz_cuda_tensor_describe(vz_cuda_tensor *d, const struct vz_tensor *t, int64_t mcols);
-/* The device bytes of t as d (from vz_cuda_tensor_describe) holds them
- * into dst (d->size bytes, host): t's blob, tiled: in GPU tile order,
- * VZ_CUDA_LL_GPU4: in the GPU sign order. */
+/* The device bytes of t as d (from vz_cuda_tensor_describe or an upload)
+ * holds them into dst (d->size bytes, host): t's blob, tiled: in GPU tile
+ * order, VZ_CUDA_LL_GPU4: in the GPU sign order, VZ_CUDA_RAW_GPU: in the
+ * GPU column order. */
 vz_status vz_cuda_tensor_image(const vz_cuda_tensor *d, const struct vz_tensor *t, uint8_t *dst);
 /* Frees d's device memory; zeroed d and NULL are fine. */
 void vz_cuda_tensor_free(vz_cuda_tensor *d);
+/* The GPU column order of a bf16 row of cols columns (cols % 32 == 0):
+ * where column c lies. Each 1024-column block keeps its place; in a block
+ * of n 32-column lane groups (32, or the rest of the row), the 8 columns
+ * 8j .. 8j + 7 of group l lie at 8 (j n + l). A warp step of the fmaf
+ * kernels (lane l: group l, as 4 loads of 16 bytes) then reads 4 runs of
+ * 16 n contiguous bytes instead of 4 loads that each touch 32 lanes' lines:
+ * the same values in the same lanes, so the same bits, with a quarter of
+ * the L1 wavefronts. Resident raw bf16 tensors of the fast path are kept
+ * in it (VZ_CUDA_RAW_GPU, unless VZ_CUDA_MV_ROWMAJOR or tc at upload), and
+ * the prefill GEMMs' operands of such widths are laid out in it (gemm.h). */
+int64_t vz_cuda_gpu_col(int64_t cols, int64_t c);
 /* The q8/q4 fast paths' scale group of lane group g (decode.cuh vz_qgroup):
  * *qdiv = qmul << 5 | qsh with g * qmul >> qsh == g / (group / 32) for every
  * g < ceil(cols / 32), in 32 bits; 0 where no such pair exists (the tensor
@@ -166,10 +181,13 @@ vz_status vz_cuda_matvec_head(const vz_cuda_tensor *W, float *d_y, const float *
  * dot-product kernel (dp above), which every variant then runs; its sums
  * differ from the fmaf kernels' within a derived bound
  * (tests/test_cuda_matvec.c), and a dp tensor gives the same bits at
- * every batch and variant. flags < 0 only reads; returns the previous
- * flags. */
+ * every batch and variant. ROWMAJOR acts at upload too: raw bf16 tensors
+ * keep the file's row-major order instead of the GPU column order
+ * (vz_cuda_gpu_col; the same bits, the timing of the order before). flags
+ * < 0 only reads; returns the previous flags. */
 enum { VZ_CUDA_MV_LEGACY = 1, VZ_CUDA_MV_NO_PDL = 2, VZ_CUDA_MV_OCC4 = 4, VZ_CUDA_MV_V4 = 8, VZ_CUDA_MV_TC = 16,
-       VZ_CUDA_MV_PAIRS = 32, VZ_CUDA_MV_OCC_ALT = 64, VZ_CUDA_MV_DP = 128, VZ_CUDA_MV_NO_DP = 256 };
+       VZ_CUDA_MV_PAIRS = 32, VZ_CUDA_MV_OCC_ALT = 64, VZ_CUDA_MV_DP = 128, VZ_CUDA_MV_NO_DP = 256,
+       VZ_CUDA_MV_ROWMAJOR = 512 };
 int vz_cuda_matvec_variant(int flags);
 
 /* out[i*cols + c] = W[ids[i], c] as f32 for i < n (embedding lookup); d_ids

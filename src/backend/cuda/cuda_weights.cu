@@ -132,12 +132,39 @@ static void wt_dp(vz_cuda_tensor *d, int64_t mcols) {
             ((d->cols >= lo && d->cols <= hi && (mcols == 0 || mcols >= VZ_CUDA_DP_MIN_COLS)) || (v & VZ_CUDA_MV_DP));
 }
 
+extern "C" int64_t vz_cuda_gpu_col(int64_t cols, int64_t c) { return vz_gpu_col(cols, c); }
+
 extern "C" vz_status vz_cuda_tensor_image(const vz_cuda_tensor *d, const vz_tensor *t, uint8_t *dst) {
     VZ_FAIL_IF(!d || !t || !t->data || !dst || d->size != t->size, VZ_ERR_ARG, "cuda tensor image: bad arguments");
     if (d->tiled) return vz_lossless_tile_order(t, dst);
     if (d->codec == VZ_ID_LOSSLESS && d->layout == VZ_CUDA_LL_GPU4) return vz_lossless_gpu4_order(t, dst);
+    if (d->codec == VZ_ID_RAW && d->layout == VZ_CUDA_RAW_GPU) {
+        const uint16_t *src = (const uint16_t *)t->data;
+        uint16_t *o = (uint16_t *)dst;
+        for (int64_t r = 0; r < t->rows; r++)
+            for (int64_t c = 0; c < t->cols; c++) o[r * t->cols + vz_gpu_col(t->cols, c)] = src[r * t->cols + c];
+        return VZ_OK;
+    }
     memcpy(dst, t->data, t->size);
     return VZ_OK;
+}
+
+/* A VZ_CUDA_RAW_GPU tensor, uploaded row-major, put in the GPU column order
+ * in place: one warp per 1024-column block of a row (gpr lane groups per
+ * row), its loads all done (__syncwarp) before its stores. */
+static __global__ void raw_gpu_kernel(uint4 *w, int64_t rows, int32_t gpr) {
+    const int lane = threadIdx.x & 31, nb = (gpr + 31) / 32;
+    const int64_t warps = (int64_t)gridDim.x * (blockDim.x >> 5);
+    for (int64_t i = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5; i < rows * nb; i += warps) {
+        const int b = (int)(i % nb) * 32, n = gpr - b < 32 ? gpr - b : 32;
+        uint4 *p = w + ((i / nb) * gpr + b) * 4, v[4];
+        if (lane < n)
+            for (int j = 0; j < 4; j++) v[j] = p[4 * lane + j];
+        __syncwarp();
+        if (lane < n)
+            for (int j = 0; j < 4; j++) p[j * n + lane] = v[j];
+        __syncwarp();
+    }
 }
 
 static __global__ void gpu4_kernel(uint32_t *w, uint64_t n) {
@@ -174,6 +201,10 @@ extern "C" vz_status vz_cuda_tensor_upload_at(vz_cuda_tensor *d, const vz_tensor
     VZ_TRY(wt_layout(d, t));
     wt_tc(d);
     wt_dp(d, mcols);
+    /* resident raw bf16 of the fast path: the GPU column order (cuda.h vz_cuda_gpu_col); streamed copies
+       (vz_cuda_tensor_describe) and the tensor-core path's keep the file's */
+    if (d->kind == VZ_K_RAW_BF16 && !d->tc && !(vz_cuda_matvec_variant(-1) & VZ_CUDA_MV_ROWMAJOR))
+        d->layout = VZ_CUDA_RAW_GPU;
     uint8_t *img = NULL; /* tiled: the device image, built on the host */
     if (d->tiled) {
         img = (uint8_t *)malloc(t->size);
@@ -191,6 +222,12 @@ extern "C" vz_status vz_cuda_tensor_upload_at(vz_cuda_tensor *d, const vz_tensor
     else e = cudaMalloc((void **)&d->data, t->size);
     if (e == cudaSuccess) e = cudaMemcpyAsync(d->data, img ? img : t->data, t->size, cudaMemcpyHostToDevice, st);
     if (e == cudaSuccess && d->codec == VZ_ID_LOSSLESS && d->layout == VZ_CUDA_LL_GPU4) e = wt_gpu4(d, t, st);
+    if (e == cudaSuccess && d->codec == VZ_ID_RAW && d->layout == VZ_CUDA_RAW_GPU) {
+        const int64_t warps = t->rows * ((t->cols / 32 + 31) / 32), nb = (warps + 7) / 8;
+        raw_gpu_kernel<<<(unsigned)(nb < 4096 ? nb : 4096), 256, 0, st>>>((uint4 *)d->data, t->rows,
+                                                                         (int32_t)(t->cols / 32));
+        e = cudaGetLastError();
+    }
     if (e == cudaSuccess && t->codec == VZ_ID_LOSSLESS) {
         size_t nl = (size_t)1 << d->k;
         if (dev) d->lut = dev + al256(t->size);

@@ -581,8 +581,33 @@ static __device__ __forceinline__ void vz_ll_group(const vz_dview &d, int64_t r,
 }
 
 /* ---- raw ------------------------------------------------------------------
- * Fast: bf16, cols % 32 == 0; 64 bytes per lane. */
+ * Fast: bf16, cols % 32 == 0; 64 bytes per lane, row-major (the file's
+ * order) or, VZ_CUDA_RAW_GPU, in the GPU column order (cuda.h
+ * vz_cuda_gpu_col): the lane's 4 chunks of 16 bytes n chunks apart, n the
+ * lane groups of its 1024-column block, so each load of a warp reads 16 n
+ * contiguous bytes. */
+
+/* Where column c of a row of cols (% 32 == 0) columns lies in the GPU column order. */
+static __host__ __device__ __forceinline__ int64_t vz_gpu_col(int64_t cols, int64_t c) {
+    const int64_t b = c & ~(int64_t)1023, n = cols - b >= 1024 ? 32 : (cols - b) >> 5;
+    return b + (((c >> 3) & 3) * n + ((c >> 5) & 31)) * 8 + (c & 7);
+}
+
+/* The prefill GEMMs' column order (gemm.h): the GPU column order for rows of cols % 32 == 0, else row-major. */
+static __host__ __device__ __forceinline__ int64_t vz_gemm_pos(int64_t cols, int64_t c) {
+    return cols % 32 == 0 ? vz_gpu_col(cols, c) : c;
+}
+
 static __device__ __forceinline__ void vz_rawbf_load(const vz_dview &d, int64_t r, int it, int lane, vz_gst &st) {
+    if (d.layout == VZ_CUDA_RAW_GPU) { /* a lane past the row's last group reads its block's first */
+        const uint32_t gpr = (uint32_t)d.gpr;
+        uint32_t b = (uint32_t)it * 32u;
+        if (b >= gpr) b = 0;
+        const uint32_t n = gpr - b < 32u ? gpr - b : 32u, l = (uint32_t)lane < n ? (uint32_t)lane : 0u;
+        const uint4 *p = (const uint4 *)d.data + (size_t)((uint32_t)r * gpr + b) * 4 + l;
+        st.v[0] = vz_ldw(p), st.v[1] = vz_ldw(p + n), st.v[2] = vz_ldw(p + 2 * n), st.v[3] = vz_ldw(p + 3 * n);
+        return;
+    }
     const uint4 *p = (const uint4 *)d.data + (size_t)vz_gidx(d, r, it, lane) * 4;
     st.v[0] = vz_ldw(p), st.v[1] = vz_ldw(p + 1), st.v[2] = vz_ldw(p + 2), st.v[3] = vz_ldw(p + 3);
 }
@@ -607,7 +632,7 @@ static __device__ __forceinline__ void vz_raw_group(const vz_dview &d, int64_t r
         return;
     }
     vz_group_each(d, it, lane, w, [&](int64_t c, int) {
-        const size_t i = (size_t)r * d.cols + c;
+        const size_t i = (size_t)r * d.cols + (d.layout == VZ_CUDA_RAW_GPU ? vz_gpu_col(d.cols, c) : c);
         return d.dtype == 0 ? __ldg((const float *)d.data + i)
                             : vz_bits_to_f32(__ldg((const unsigned short *)d.data + i), d.dtype);
     });

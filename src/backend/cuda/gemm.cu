@@ -4,7 +4,8 @@
  * scratch, then cublasGemmEx (bf16 x bf16, f32 accumulate, f32 out); the
  * first chunk of the next matrix decodes ahead on a second stream under the
  * non-GEMM kernels between (vz_gemm_prefetch); raw bf16 rows contiguous in
- * VRAM go to cuBLAS in place. Path B: one kernel decodes 64-row x
+ * VRAM go to cuBLAS in place. Both operands in the GEMM column order
+ * (gemm.h). Path B: one kernel decodes 64-row x
  * 1024-column W tiles into shared memory and runs
  * mma.sync m16n8k16 bf16 on them. CPU reference: the codec's decode_ref
  * rounded to bf16, times bf16(x), summed in f32/double (tests/test_cuda_prefill.c
@@ -220,6 +221,19 @@ static __device__ __forceinline__ void put_bf16x32(__nv_bfloat16 *dst, const flo
     for (int i = 0; i < 4; i++) q[i] = make_uint4(p[4 * i], p[4 * i + 1], p[4 * i + 2], p[4 * i + 3]);
 }
 
+extern "C" int64_t vz_gemm_col(int64_t cols, int64_t c) { return vz_gemm_pos(cols, c); }
+
+/* Lane group g's 16 bf16 pairs p into row dst of cols (% 32 == 0) columns
+ * in the GEMM column order: 4 stores of 16 bytes, n lane groups apart (n:
+ * the groups of its 1024-column block), so a warp's 32 groups of a block
+ * go out as 4 runs of 16 n contiguous bytes. */
+static __device__ __forceinline__ void put_group(__nv_bfloat16 *dst, int64_t cols, int64_t g, const uint32_t p[16]) {
+    const int64_t b = g >> 5 << 10, n = cols - b >= 1024 ? 32 : (cols - b) >> 5;
+    uint4 *q = (uint4 *)(dst + b) + (g & 31);
+#pragma unroll
+    for (int i = 0; i < 4; i++) q[i * n] = make_uint4(p[4 * i], p[4 * i + 1], p[4 * i + 2], p[4 * i + 3]);
+}
+
 #define DEC_WARPS 8
 
 /* The fast kinds' loads of 1024-column block it of row lr of d into st (vz_*_load). */
@@ -247,6 +261,12 @@ static __global__ void __launch_bounds__(DEC_WARPS * 32) k_decode(stack3 s, int6
     dec_group(d, lr, it, lane, smem[warp], w);
     const int64_t cols = d.cols, c0 = 32 * (int64_t)(it * 32 + lane);
     if (c0 >= cols) return;
+    if (cols % 32 == 0) { /* the GEMM column order */
+        uint32_t p[16];
+        pack_bf16x32(w, p);
+        put_group(out + i * cols, cols, c0 >> 5, p);
+        return;
+    }
     __nv_bfloat16 *dst = out + i * cols + c0;
     if (cols % 8 == 0 && c0 + 32 <= cols) {
         put_bf16x32(dst, w);
@@ -283,8 +303,12 @@ static __global__ void __launch_bounds__(DEC_WARPS * 32) k_decode_pipe(stack3 s,
         else if (KIND == VZ_K_LL3) vz_ll3_decode(*d, cur, lane, smem[warp], w);
         else if (KIND == VZ_K_Q8) vz_q8_decode(cur, w);
         else vz_q4_decode(cur, w);
-        const int64_t c0 = 32 * (int64_t)((int)(j % nit) * 32 + lane);
-        if (c0 < cols) put_bf16x32(out + (j / nit) * cols + c0, w);
+        const int64_t g = (int64_t)((int)(j % nit) * 32 + lane);
+        if (32 * g < cols) {
+            uint32_t p[16];
+            pack_bf16x32(w, p);
+            put_group(out + (j / nit) * cols, cols, g, p);
+        }
         cur = nxt, d = nd;
     }
 }
@@ -300,7 +324,9 @@ static __global__ void __launch_bounds__(DEC_WARPS * 32) k_decode_pipe(stack3 s,
  * Raw and lossless store their decoders' packed bf16 pairs as they are
  * (vz_*_decode2: the bits of k_decode_pipe's f32 round trip, NaN payloads
  * kept too), q8 and q4 their f32 values rounded to bf16; a warp's 2 KiB go
- * out as 4 stores of 512 contiguous bytes (put_run). On an H200
+ * out as 4 stores of 512 contiguous bytes (put_group: the GEMM column
+ * order; in row-major order they went through a transpose in shared memory
+ * to store so, put_run until session 66). On an H200
  * (bench/results/2026-11-30-session22-h200.md, run 3), us per decode of
  * tinyllama's gate+up (11264 x 2048) against k_decode_pipe: lossless 34.7
  * -> 25.0, q8 28.9 -> 22.1, q4 28.1 -> 19.8; the 512-token prefill of
@@ -329,29 +355,11 @@ static __device__ __forceinline__ void dec_fetch_ex(const stack3 &s, int64_t r0,
     st.ex = e < st.u[4] ? __ldg(d.exc + e) : 0u;
 }
 
-/* A warp's 32 lanes' 64 bytes (p; lane l: elements 32 l .. 32 l + 31 of a
- * run of 1024 at dst) stored as 4 stores of 512 contiguous bytes each,
- * through the warp's 2 KiB tp: 16-byte word q of lane l at 4 l + (q ^ ((l
- * >> 1) & 3)), so the 8 lanes of a quarter-warp hit 8 distinct bank groups
- * both ways. Elements from n on are not stored (n % 32 == 0). */
-static __device__ __forceinline__ void put_run(__nv_bfloat16 *dst, const uint32_t p[16], int lane, int n, uint4 *tp) {
-    __syncwarp(); /* the last run's reads are done */
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-        tp[4 * lane + (i ^ ((lane >> 1) & 3))] = make_uint4(p[4 * i], p[4 * i + 1], p[4 * i + 2], p[4 * i + 3]);
-    __syncwarp();
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        const int q = 32 * i + lane, l = q >> 2;
-        if (8 * q < n) ((uint4 *)dst)[q] = tp[4 * l + ((q & 3) ^ ((l >> 1) & 3))];
-    }
-}
-
 /* Job j decoded from st and stored into out (rows of cols). */
 template <int KIND>
 static __device__ __forceinline__ void dec_put(const stack3 &s, int64_t r0, int j, int nit, int lane, const vz_gst &st,
-                                               uint32_t *sm, uint4 *tp, __nv_bfloat16 *out) {
-    const int64_t cols = s.w[0].cols, c0 = 1024 * (int64_t)(j % nit);
+                                               uint32_t *sm, __nv_bfloat16 *out) {
+    const int64_t cols = s.w[0].cols, g = 32 * (int64_t)(j % nit) + lane;
     vz_pk k; /* the 16 bf16 pairs */
     if (KIND == VZ_K_RAW_BF16) vz_rawbf_decode2(st, k);
     else if (KIND == VZ_K_LL3) {
@@ -366,7 +374,7 @@ static __device__ __forceinline__ void dec_put(const stack3 &s, int64_t r0, int 
         else vz_q4_decode(st, w);
         pack_bf16x32(w, k.p);
     }
-    put_run(out + (int64_t)(j / nit) * cols + c0, k.p, lane, (int)(cols - c0 < 1024 ? cols - c0 : 1024), tp);
+    if (32 * g < cols) put_group(out + (int64_t)(j / nit) * cols, cols, g, k.p);
 }
 
 template <int KIND>
@@ -374,7 +382,6 @@ static __global__ void __launch_bounds__(DEC_WARPS * 32, DEC_RING_BLOCKS) k_deco
                                                                                         __nv_bfloat16 *out) {
     enum { D = DEC_RING_D(KIND) };
     __shared__ __align__(16) uint32_t smem[vz_k_ll(KIND) ? DEC_WARPS : 1][VZ_SMEM_WARP3];
-    __shared__ uint4 tps[DEC_WARPS][128];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     uint32_t *sm = smem[vz_k_ll(KIND) ? warp : 0];
     const int nit = (int)((s.w[0].gpr + 31) / 32), nw = (int)gridDim.x * DEC_WARPS, jobs = nr * nit;
@@ -391,7 +398,7 @@ static __global__ void __launch_bounds__(DEC_WARPS * 32, DEC_RING_BLOCKS) k_deco
             const int j = jb + k * nw;
             if (j >= jobs) break;
             if (vz_k_ll(KIND) && j + nw < jobs) dec_fetch_ex(s, r0, j + nw, nit, lane, st[(k + 1) % D]);
-            dec_put<KIND>(s, r0, j, nit, lane, st[k], sm, tps[warp], out);
+            dec_put<KIND>(s, r0, j, nit, lane, st[k], sm, out);
             if (j + D * nw < jobs) dec_fetch<KIND>(s, r0, j + D * nw, nit, lane, st[k]);
         }
     }
@@ -430,9 +437,7 @@ static __global__ void __launch_bounds__(DEC_WARPS * 32) k_decode_tile(stack3 s,
     x.ex = x.u[3] + lane < x.u[4] ? __ldg(d.exc + x.u[3] + lane) : 0u;
     vz_pk k;
     vz_ll3_decode2(d, x, lane, smem[warp], k);
-    uint4 *o = (uint4 *)(out + (size_t)(8 * oct + n) * d.cols + 32 * g);
-#pragma unroll
-    for (int i = 0; i < 4; i++) o[i] = make_uint4(k.p[4 * i], k.p[4 * i + 1], k.p[4 * i + 2], k.p[4 * i + 3]);
+    put_group(out + (size_t)(8 * oct + n) * d.cols, d.cols, (int64_t)g, k.p);
 }
 
 static int dec_variant = -1; /* vz_gemm_decode_variant; -1: not set yet (VZ_CUDA_DEC, else 2) */
@@ -556,8 +561,9 @@ static __nv_bfloat16 *buf_ptr(const vz_gemm *g, const plan_a &p, int h) {
 
 /* Raw bf16 rows [r0, r0 + nr) of the stack where they lie in device memory,
  * when they are one contiguous run (the weight arena puts wq wk wv and
- * w1 w3 side by side); else NULL. */
-static const void *stack_rows(const stack3 &s, int64_t r0, int64_t nr) {
+ * w1 w3 side by side) and, with ordered, in the GEMM column order; else
+ * NULL. */
+static const void *stack_rows(const stack3 &s, int64_t r0, int64_t nr, bool ordered) {
     const int64_t cols = s.w[0].cols;
     const uint8_t *p = NULL, *end = NULL;
     int64_t lo = 0;
@@ -565,6 +571,7 @@ static const void *stack_rows(const stack3 &s, int64_t r0, int64_t nr) {
         const vz_dview &d = s.w[i];
         if (s.r1[i] <= r0 || lo >= r0 + nr) continue; /* outside the chunk */
         if (d.codec != VZ_ID_RAW || d.dtype != 2) return NULL;
+        if (ordered && (d.layout == VZ_CUDA_RAW_GPU) != (cols % 32 == 0)) return NULL;
         const uint8_t *a = d.data + (r0 > lo ? r0 - lo : 0) * cols * 2;
         if (p && a != end) return NULL;
         if (!p) p = a;
@@ -578,16 +585,16 @@ extern "C" vz_status vz_gemm_raw_stack(int n, const vz_cuda_tensor *const *W, co
     *w = NULL;
     stack3 s;
     VZ_TRY(make_stack(&s, n, W));
-    *w = stack_rows(s, 0, s.r1[2]);
+    *w = stack_rows(s, 0, s.r1[2], false);
     return VZ_OK;
 }
 
-/* stack_rows when path A may read the rows in place: the run is 256-byte
- * aligned (as the scratch is) and VZ_GEMM_COPY is off; else NULL: the rows
- * are copied through the scratch. */
+/* stack_rows when path A may read the rows in place: the run is in the
+ * GEMM column order and 256-byte aligned (as the scratch is) and
+ * VZ_GEMM_COPY is off; else NULL: the rows are copied through the scratch. */
 static const void *direct_rows(const stack3 &s, int64_t r0, int64_t nr) {
     if (pipe_flags & VZ_GEMM_COPY) return NULL;
-    const void *p = stack_rows(s, r0, nr);
+    const void *p = stack_rows(s, r0, nr, true);
     return ((uintptr_t)p & 255) == 0 ? p : NULL;
 }
 

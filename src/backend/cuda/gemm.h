@@ -35,16 +35,28 @@ void vz_gemm_free(vz_gemm *g);
 /* Device bytes held (scratch + cuBLAS workspace). */
 uint64_t vz_gemm_bytes(const vz_gemm *g);
 
-/* y[t*ldy + o_i + r] = sum_c W_i[r,c] x[t*ldx + c] (add: += ) for t < T,
- * r < W_i rows, where the n (1..3) tensors share cols and o_i is the sum of
- * the rows before tensor i (outputs side by side). x: bf16 (T, ldx) on the
- * device; y f32. path: VZ_GEMM_*. Stream-ordered on g's stream. */
+/* The GEMM column order: both operands of a GEMM along its cols columns
+ * lie in the GPU column order (cuda.h vz_cuda_gpu_col) when cols % 32 ==
+ * 0, else row-major. So the resident raw bf16 tensors (VZ_CUDA_RAW_GPU)
+ * are multiplied in place, the decoders write the scratch in that order,
+ * and the kernels that make a GEMM's input (the prefill's norm, SiLU and
+ * attention, prefill.h) write it so; cuBLAS sums the same products in
+ * another order than row-major operands would, the same for raw and
+ * lossless weights. Column c of a row of cols lies at vz_gemm_col. */
+int64_t vz_gemm_col(int64_t cols, int64_t c);
+
+/* y[t*ldy + o_i + r] = sum_c W_i[r,c] x[t*ldx + vz_gemm_col(cols, c)] (add:
+ * += ) for t < T, r < W_i rows, where the n (1..3) tensors share cols and
+ * o_i is the sum of the rows before tensor i (outputs side by side). x:
+ * bf16 (T, ldx) on the device, in the GEMM column order; y f32, row-major.
+ * path: VZ_GEMM_*. Stream-ordered on g's stream. */
 vz_status vz_gemm_run(vz_gemm *g, int n, const vz_cuda_tensor *const *W, float *y, int64_t ldy, const void *x,
                       int64_t ldx, int32_t T, int32_t add, int32_t path);
 
 /* Bench pieces of path A: decode rows [r0, r0 + nr) of the stacked W into
- * the scratch; then y = scratch x (cuBLAS, same call as path A). And a plain
- * cuBLAS GEMM on a caller's bf16 W (rows, cols): the reference. */
+ * the scratch (in the GEMM column order); then y = scratch x (cuBLAS, same
+ * call as path A). And a plain cuBLAS GEMM on a caller's bf16 W (rows,
+ * cols): the reference. */
 vz_status vz_gemm_decode(vz_gemm *g, int n, const vz_cuda_tensor *const *W, int64_t r0, int64_t nr);
 vz_status vz_gemm_scratch_mm(vz_gemm *g, int64_t rows, int64_t cols, float *y, int64_t ldy, const void *x,
                              int64_t ldx, int32_t T, int32_t add);
@@ -55,9 +67,9 @@ vz_status vz_gemm_bf16(vz_gemm *g, const void *w, int64_t rows, int64_t cols, fl
  * cols) when every one is raw bf16 and each starts where the one before
  * ends, so the stack is one (sum of rows, cols) bf16 matrix; else NULL.
  * Borrowed from the tensors (valid while they are uploaded). Path A reads
- * such rows in place (when also 256-byte aligned); the plain-cuBLAS
- * prefill reference multiplies them in one call. VZ_ERR_ARG / VZ_ERR_SHAPE
- * as vz_gemm_run for bad tensors. */
+ * such rows in place (when also 256-byte aligned and in the GEMM column
+ * order); the plain-cuBLAS prefill reference multiplies them in one call
+ * as they lie. VZ_ERR_ARG / VZ_ERR_SHAPE as vz_gemm_run for bad tensors. */
 vz_status vz_gemm_raw_stack(int n, const vz_cuda_tensor *const *W, const void **w);
 
 /* Path A (gemm.cu run_a): row chunks of the scratch, each decoded then

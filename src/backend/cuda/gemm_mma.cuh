@@ -28,7 +28,8 @@ static __device__ __forceinline__ void mma_bf16(float c[4], const uint32_t a[4],
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-/* x rows [n0, n0 + 128), columns [k, k + 32) into sX (zeros outside). */
+/* x rows [n0, n0 + 128), columns [k, k + 32) into sX (zeros outside); x in
+ * the GEMM column order (gemm.h), which keeps runs of 8 columns from 8-aligned ones. */
 static __device__ __forceinline__ void mb_load_x(__nv_bfloat16 *sX, const __nv_bfloat16 *x, int64_t ldx, int n0,
                                                  int T, int64_t k, int64_t cols, bool vec) {
     for (int c = threadIdx.x; c < MB_N * 4; c += blockDim.x) {
@@ -36,10 +37,10 @@ static __device__ __forceinline__ void mb_load_x(__nv_bfloat16 *sX, const __nv_b
         const int64_t kk = k + 8 * q;
         __nv_bfloat16 *dst = sX + row * MB_XS + 8 * q;
         if (vec && t < T && kk + 8 <= cols) {
-            *(uint4 *)dst = __ldg((const uint4 *)(x + (int64_t)t * ldx + kk));
+            *(uint4 *)dst = __ldg((const uint4 *)(x + (int64_t)t * ldx + vz_gemm_pos(cols, kk)));
         } else {
             for (int e = 0; e < 8; e++)
-                dst[e] = t < T && kk + e < cols ? x[(int64_t)t * ldx + kk + e] : __float2bfloat16_rn(0.0f);
+                dst[e] = t < T && kk + e < cols ? x[(int64_t)t * ldx + vz_gemm_pos(cols, kk + e)] : __float2bfloat16_rn(0.0f);
         }
     }
 }

@@ -551,7 +551,7 @@ static int mv_variant = VZ_CUDA_MV_V4;
 
 extern "C" int vz_cuda_matvec_variant(int flags) {
     int old = mv_variant;
-    if (flags >= 0) mv_variant = flags & 511;
+    if (flags >= 0) mv_variant = flags & 1023;
     return old;
 }
 

@@ -1,6 +1,7 @@
 /*
  * prefill.cu - the non-matmul kernels of the GPU prefill (prefill.h):
- * RMSNorm and SwiGLU writing bf16 GEMM inputs, and causal attention over T
+ * RMSNorm and SwiGLU writing bf16 GEMM inputs (in the GEMM column order,
+ * gemm.h, as the attention's output is), and causal attention over T
  * query positions at once: a RoPE + KV store kernel, then flash-attention
  * on tensor cores (f16 mma.sync, K/V tiles double-buffered by cp.async;
  * head_dim 32, 64, 128) or an f32 kernel (other head sizes). Same formulas
@@ -71,7 +72,7 @@ static __global__ void k_pf_rmsnorm(const float *x, __nv_bfloat16 *out, const fl
     for (int i = 0; i < (int)(blockDim.x >> 5); i++) ss += red[i];
     const float scale = (float)(1.0 / sqrt(ss / dim + eps));
     for (int i = threadIdx.x; i < dim; i += blockDim.x)
-        out[(int64_t)blockIdx.x * dim + i] = __float2bfloat16_rn(w[i] * (xr[i] * scale));
+        out[(int64_t)blockIdx.x * dim + vz_gemm_pos(dim, i)] = __float2bfloat16_rn(w[i] * (xr[i] * scale));
 }
 
 static __device__ __forceinline__ uint32_t pf_bf2(float lo, float hi) {
@@ -114,7 +115,7 @@ static __global__ void __launch_bounds__(PF_RW * 32) k_pf_rmsnorm_w(const float 
         const int i = lane + 32 * k;
         if (i >= n4) break;
         const float4 ww = NV <= 16 ? wv[k % WN] : wr[i];
-        o[i] = make_uint2(pf_bf2(ww.x * (v[k].x * scale), ww.y * (v[k].y * scale)),
+        o[vz_gemm_pos(dim, 4 * i) >> 2] = make_uint2(pf_bf2(ww.x * (v[k].x * scale), ww.y * (v[k].y * scale)),
                           pf_bf2(ww.z * (v[k].z * scale), ww.w * (v[k].w * scale)));
     }
 }
@@ -147,7 +148,7 @@ static __global__ void k_pf_silu_mul(const float *gu, __nv_bfloat16 *out, int32_
     const int64_t n = (int64_t)T * hid;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         const int64_t t = i / hid, j = i % hid;
-        out[i] = __float2bfloat16_rn(pf_silu(gu[t * 2 * hid + j], gu[t * 2 * hid + hid + j]));
+        out[t * hid + vz_gemm_pos(hid, j)] = __float2bfloat16_rn(pf_silu(gu[t * 2 * hid + j], gu[t * 2 * hid + hid + j]));
     }
 }
 
@@ -159,7 +160,7 @@ static __global__ void k_pf_silu_mul8(const float *__restrict__ gu, __nv_bfloat1
     const int t = v / h8, j = (v - t * h8) * 8;
     const float4 *g = (const float4 *)(gu + (int64_t)t * 16 * h8 + j), *u = g + 2 * h8; /* up: hid = 8 h8 floats on */
     const float4 g0 = g[0], g1 = g[1], u0 = u[0], u1 = u[1];
-    ((uint4 *)out)[v] = make_uint4(pf_bf2(pf_silu(g0.x, u0.x), pf_silu(g0.y, u0.y)),
+    *(uint4 *)(out + (int64_t)t * 8 * h8 + vz_gemm_pos(8 * h8, j)) = make_uint4(pf_bf2(pf_silu(g0.x, u0.x), pf_silu(g0.y, u0.y)),
                                    pf_bf2(pf_silu(g0.z, u0.z), pf_silu(g0.w, u0.w)),
                                    pf_bf2(pf_silu(g1.x, u1.x), pf_silu(g1.y, u1.y)),
                                    pf_bf2(pf_silu(g1.z, u1.z), pf_silu(g1.w, u1.w)));
@@ -318,6 +319,7 @@ static __global__ void __launch_bounds__(PF_WARPS * 32) k_pf_attn(pf_args A) {
             }
         }
     }
+    const int64_t qd = (int64_t)A.n_heads * hd;
 #pragma unroll
     for (int i = 0; i < PF_QW; i++) {
         const int t = q0 + warp * PF_QW + i;
@@ -325,7 +327,7 @@ static __global__ void __launch_bounds__(PF_WARPS * 32) k_pf_attn(pf_args A) {
 #pragma unroll
         for (int dd = 0; dd < 4; dd++)
             if (lane + 32 * dd < hd)
-                A.out[(int64_t)t * A.n_heads * hd + (int64_t)h * hd + lane + 32 * dd] = __float2bfloat16_rn(o[i][dd] / l[i]);
+                A.out[(int64_t)t * qd + vz_gemm_pos(qd, (int64_t)h * hd + lane + 32 * dd)] = __float2bfloat16_rn(o[i][dd] / l[i]);
     }
 }
 
@@ -509,10 +511,13 @@ static __device__ __forceinline__ void fa_store(const pf_args &A, const float o[
     for (int i = 0; i < 2; i++) {
         const int t = q0w + (lane >> 2) + i * 8;
         if (t >= A.T) continue;
-        __nv_bfloat16 *dst = A.out + (int64_t)t * A.n_heads * HD + (int64_t)h * HD + (lane & 3) * 2;
+        const int64_t qd = (int64_t)A.n_heads * HD;
+        __nv_bfloat16 *dst = A.out + (int64_t)t * qd;
         const float r = 1.0f / l[i]; /* one division per row; o r is within 2 f32 ulp of o / l */
 #pragma unroll
-        for (int nt = 0; nt < HD / 8; nt++) *(uint32_t *)(dst + nt * 8) = pf_bf2(o[nt][2 * i] * r, o[nt][2 * i + 1] * r);
+        for (int nt = 0; nt < HD / 8; nt++) /* a pair of one 8-column run: adjacent in the GEMM column order */
+            *(uint32_t *)(dst + vz_gemm_pos(qd, (int64_t)h * HD + nt * 8 + (lane & 3) * 2)) =
+                pf_bf2(o[nt][2 * i] * r, o[nt][2 * i + 1] * r);
     }
 }
 

@@ -13,12 +13,14 @@
 extern "C" {
 #endif
 
-/* stream: a cudaStream_t (NULL: the legacy stream); every launch is asynchronous on it. */
+/* stream: a cudaStream_t (NULL: the legacy stream); every launch is asynchronous on it.
+ * The bf16 outputs are GEMM inputs: a row of W columns lies in the GEMM
+ * column order (gemm.h), column j at out[t*W + vz_gemm_col(W, j)]. */
 
 /* out[t] = bf16(w * x[t] / rms(x[t])) for t < T (rows of dim floats). */
 void vz_pf_rmsnorm_bf16(const float *x, void *out, const float *w, int32_t T, int32_t dim, float eps, void *stream);
 
-/* out[t*hid + j] = bf16(silu(gu[t*2hid + j]) * gu[t*2hid + hid + j]). */
+/* out[t*hid + (j)] = bf16(silu(gu[t*2hid + j]) * gu[t*2hid + hid + j]), (j) the GEMM column order's. */
 void vz_pf_silu_mul_bf16(const float *gu, void *out, int32_t T, int32_t hid, void *stream);
 
 /* Causal attention of T new tokens at positions pos0..pos0+T-1 of one layer.
@@ -26,7 +28,7 @@ void vz_pf_silu_mul_bf16(const float *gu, void *out, int32_t T, int32_t hid, voi
  * unrotated; q is rotated in place. RoPE'd keys and values are stored into
  * the layer's caches (f16 when kv_f16, else f32; (n_ctx, n_kv*hd)) at those
  * positions, then every query attends to cache rows 0..its position (f32
- * scores, softmax and sums). out: (T, n_heads*hd) bf16. Two kernels. */
+ * scores, softmax and sums). out: (T, n_heads*hd) bf16 in the GEMM column order. Two kernels. */
 void vz_pf_attention(void *out, float *qkv, int64_t ld, void *kc, void *vc, int32_t pos0, int32_t T, int32_t n_heads,
                      int32_t n_kv, int32_t hd, int32_t kv_f16, float theta, int32_t interleaved, void *stream);
 

@@ -194,7 +194,8 @@ void vz_cs_prefill_free(vz_cuda_session *s) {
     for (size_t i = 0; i < sizeof pfb / sizeof pfb[0]; i++) cudaFree(pfb[i]);
 }
 
-/* Raw bf16 in device memory: the reference multiplies it as is. */
+/* Raw bf16 in device memory: the reference multiplies it as it lies (a
+ * timing: the same GEMMs on the same bytes as the prefill's in-place ones). */
 static int ref_ok(const vz_cuda_tensor *t) { return t->codec == VZ_CODEC_raw && t->dtype == VZ_DTYPE_BF16; }
 
 /* One cublasGemmEx over the stacked t[0..n) when they lie contiguous (vz_gemm_raw_stack), else one per tensor. */
