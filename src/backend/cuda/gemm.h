@@ -74,8 +74,8 @@ vz_status vz_gemm_raw_stack(int n, const vz_cuda_tensor *const *W, const void **
 
 /* Path A (gemm.cu run_a): row chunks of the scratch, each decoded then
  * multiplied by cuBLAS on g's stream; raw bf16 chunks lying contiguous (as
- * vz_gemm_raw_stack decides) and 256-byte aligned in device memory are
- * multiplied in place (same call, same bits). Flags (tests, bench;
+ * vz_gemm_raw_stack decides), in the GEMM column order and 256-byte aligned
+ * in device memory are multiplied in place (same call, same bits). Flags (tests, bench;
  * process-wide, default 0): SERIAL: no decode ahead on the second stream
  * (vz_gemm_prefetch is a no-op); COPY: raw chunks copied through the
  * scratch (so SERIAL | COPY is the path of before); HALVES: chunks of half
