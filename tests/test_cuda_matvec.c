@@ -599,9 +599,6 @@ static void test_matvec_fit(void **state) {
     free(x);
 }
 
-/* Row gather (embedding) equals decode_ref exactly; bad ids give NaN rows.
- * Both launch forms: vz_cuda_rows and a decode step's vz_cuda_rows_step
- * (PDL, the step's carveout), each into an output poisoned first. */
 /* Raw bf16 of the fast path lies in VRAM in the GPU column order
  * (VZ_CUDA_RAW_GPU, cuda.h): the device bytes equal vz_cuda_tensor_image's,
  * which moves column c of each row to vz_cuda_gpu_col (a permutation of
@@ -671,6 +668,9 @@ static void test_raw_gpu_order(void **state) {
     }
 }
 
+/* Row gather (embedding) equals decode_ref exactly; bad ids give NaN rows.
+ * Both launch forms: vz_cuda_rows and a decode step's vz_cuda_rows_step
+ * (PDL, the step's carveout), each into an output poisoned first. */
 static void test_rows(void **state) {
     (void)state;
     REQUIRE_GPU();

@@ -587,9 +587,14 @@ static __device__ __forceinline__ void vz_ll_group(const vz_dview &d, int64_t r,
  * lane groups of its 1024-column block, so each load of a warp reads 16 n
  * contiguous bytes. */
 
+/* The lane groups n of the GPU column order's block at column b (% 1024 == 0) of a row of cols (% 32 == 0). */
+static __host__ __device__ __forceinline__ int64_t vz_gpu_groups(int64_t cols, int64_t b) {
+    return cols - b >= 1024 ? 32 : (cols - b) >> 5;
+}
+
 /* Where column c of a row of cols (% 32 == 0) columns lies in the GPU column order. */
 static __host__ __device__ __forceinline__ int64_t vz_gpu_col(int64_t cols, int64_t c) {
-    const int64_t b = c & ~(int64_t)1023, n = cols - b >= 1024 ? 32 : (cols - b) >> 5;
+    const int64_t b = c & ~(int64_t)1023, n = vz_gpu_groups(cols, b);
     return b + (((c >> 3) & 3) * n + ((c >> 5) & 31)) * 8 + (c & 7);
 }
 

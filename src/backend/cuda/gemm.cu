@@ -228,7 +228,7 @@ extern "C" int64_t vz_gemm_col(int64_t cols, int64_t c) { return vz_gemm_pos(col
  * the groups of its 1024-column block), so a warp's 32 groups of a block
  * go out as 4 runs of 16 n contiguous bytes. */
 static __device__ __forceinline__ void put_group(__nv_bfloat16 *dst, int64_t cols, int64_t g, const uint32_t p[16]) {
-    const int64_t b = g >> 5 << 10, n = cols - b >= 1024 ? 32 : (cols - b) >> 5;
+    const int64_t b = g >> 5 << 10, n = vz_gpu_groups(cols, b);
     uint4 *q = (uint4 *)(dst + b) + (g & 31);
 #pragma unroll
     for (int i = 0; i < 4; i++) q[i * n] = make_uint4(p[4 * i], p[4 * i + 1], p[4 * i + 2], p[4 * i + 3]);
