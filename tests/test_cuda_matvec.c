@@ -61,9 +61,10 @@ typedef struct enc {
     double *w; /* decode_ref weights as doubles */
 } enc;
 
-/* Encodes with opts o (group, level; NULL: the codec's defaults). */
-static void enc_make_o(enc *e, const char *codec, const vz_codec_opts *o, const void *src, vz_dtype d, int64_t rows,
-                       int64_t cols) {
+/* e->blob and e->t: src encoded with opts o (group, level; NULL: the
+ * codec's defaults), nothing uploaded. */
+static const vz_codec *enc_tensor(enc *e, const char *codec, const vz_codec_opts *o, const void *src, vz_dtype d,
+                                  int64_t rows, int64_t cols) {
     const vz_codec *c = vz_codec_by_name(codec);
     assert_non_null(c);
     memset(e, 0, sizeof *e);
@@ -76,6 +77,14 @@ static void enc_make_o(enc *e, const char *codec, const vz_codec_opts *o, const 
     t->ndim = 2, t->shape[0] = rows, t->shape[1] = cols, t->rows = rows, t->cols = cols;
     t->dtype = d, t->codec = c->id, t->data = e->blob.data, t->size = e->blob.size;
     t->params = e->blob.params, t->params_size = e->blob.params_size;
+    return c;
+}
+
+/* Encodes with opts o (as enc_tensor) and uploads. */
+static void enc_make_o(enc *e, const char *codec, const vz_codec_opts *o, const void *src, vz_dtype d, int64_t rows,
+                       int64_t cols) {
+    const vz_codec *c = enc_tensor(e, codec, o, src, d, rows, cols);
+    vz_tensor *t = &e->t;
     assert_int_equal(vz_cuda_tensor_upload(&e->d, t, NULL), VZ_OK);
     int64_t n = rows * cols;
     size_t es = c->lossless ? (size_t)vz_dtype_size(d) : 4;
@@ -599,18 +608,69 @@ static void test_matvec_fit(void **state) {
     free(x);
 }
 
+static const int64_t gpu_order_shapes[][2] = {{64, 2048}, {9, 1056}, {33, 64}, {5, 5632}, {3, 32}, {7, 4096 + 96}};
+
+/* The GPU column order on the host (no GPU needed): a description
+ * (vz_cuda_tensor_describe, as the layer streamer and cache make them)
+ * puts raw bf16 of the fast path in it as an upload does, and not with
+ * VZ_CUDA_MV_ROWMAJOR, nor raw f16 or a width that is not a multiple of 32;
+ * vz_cuda_gpu_col is a permutation of each row (every 1024-column block,
+ * partial last blocks included), and vz_cuda_tensor_image moves column c
+ * of each row there (the file's bytes where the layout is 0). */
+static void test_raw_gpu_image(void **state) {
+    (void)state;
+    for (size_t si = 0; si <= sizeof gpu_order_shapes / sizeof gpu_order_shapes[0]; si++) {
+        const int last = si == sizeof gpu_order_shapes / sizeof gpu_order_shapes[0]; /* 688: not a multiple of 32 */
+        const int64_t rows = last ? 3 : gpu_order_shapes[si][0], cols = last ? 688 : gpu_order_shapes[si][1], n = rows * cols;
+        float *wf = rand_weights(n, 91 + si);
+        void *src = to_dtype(wf, n, VZ_DTYPE_BF16), *src16 = to_dtype(wf, n, VZ_DTYPE_F16);
+        enc e, h;
+        enc_tensor(&e, "raw", NULL, src, VZ_DTYPE_BF16, rows, cols);
+        enc_tensor(&h, "raw", NULL, src16, VZ_DTYPE_F16, rows, cols);
+        vz_cuda_tensor d, dm, dh;
+        const int old = vz_cuda_matvec_variant(VZ_CUDA_MV_V4);
+        assert_int_equal(vz_cuda_tensor_describe(&d, &e.t, 0), VZ_OK);
+        assert_int_equal(vz_cuda_tensor_describe(&dh, &h.t, 0), VZ_OK);
+        vz_cuda_matvec_variant(VZ_CUDA_MV_V4 | VZ_CUDA_MV_ROWMAJOR);
+        assert_int_equal(vz_cuda_tensor_describe(&dm, &e.t, 0), VZ_OK);
+        vz_cuda_matvec_variant(old);
+        assert_int_equal(d.layout, last ? 0 : VZ_CUDA_RAW_GPU);
+        assert_int_equal(dm.layout, 0);
+        assert_int_equal(dh.layout, 0);
+        uint16_t *img = malloc((size_t)n * 2);
+        char *seen = calloc((size_t)cols, 1);
+        assert_true(img && seen);
+        if (!last)
+            for (int64_t c = 0; c < cols; c++) { /* a permutation of each row's columns */
+                const int64_t p = vz_cuda_gpu_col(cols, c);
+                if (p < 0 || p >= cols || seen[p]++) fail_msg("%lld cols: gpu col of %lld = %lld", (long long)cols, (long long)c, (long long)p);
+            }
+        memset(img, 0xff, (size_t)n * 2); /* poison */
+        assert_int_equal(vz_cuda_tensor_image(&d, &e.t, (uint8_t *)img), VZ_OK);
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = 0; c < cols; c++)
+                if (img[r * cols + (last ? c : vz_cuda_gpu_col(cols, c))] != ((const uint16_t *)src)[r * cols + c])
+                    fail_msg("%lldx%lld image: [%lld, %lld] misplaced", (long long)rows, (long long)cols, (long long)r, (long long)c);
+        memset(img, 0xff, (size_t)n * 2);
+        assert_int_equal(vz_cuda_tensor_image(&dm, &e.t, (uint8_t *)img), VZ_OK);
+        assert_memory_equal(img, src, (size_t)n * 2);
+        free(img), free(seen);
+        vz_blob_free(&e.blob), vz_blob_free(&h.blob);
+        free(src), free(src16), free(wf);
+    }
+}
+
 /* Raw bf16 of the fast path lies in VRAM in the GPU column order
- * (VZ_CUDA_RAW_GPU, cuda.h): the device bytes equal vz_cuda_tensor_image's,
- * which moves column c of each row to vz_cuda_gpu_col (a permutation of
- * every 1024-column block, partial last blocks included); with
+ * (VZ_CUDA_RAW_GPU, cuda.h): the device bytes equal vz_cuda_tensor_image's
+ * (test_raw_gpu_image: column c of each row at vz_cuda_gpu_col); with
  * VZ_CUDA_MV_ROWMAJOR at upload the bytes are the file's. Both give the
  * same bits at batches 1, 2 and 8 under every kernel variant (gpu_mv), and
  * the same rows (vz_cuda_rows). */
 static void test_raw_gpu_order(void **state) {
     (void)state;
     REQUIRE_GPU();
-    static const int64_t shp[][2] = {{64, 2048}, {9, 1056}, {33, 64}, {5, 5632}, {3, 32}, {7, 4096 + 96}};
-    for (size_t si = 0; si < sizeof shp / sizeof shp[0]; si++) {
+    const int64_t(*shp)[2] = gpu_order_shapes;
+    for (size_t si = 0; si < sizeof gpu_order_shapes / sizeof gpu_order_shapes[0]; si++) {
         const int64_t rows = shp[si][0], cols = shp[si][1], n = rows * cols;
         float *wf = rand_weights(n, 77 + si);
         void *src = to_dtype(wf, n, VZ_DTYPE_BF16);
@@ -623,17 +683,8 @@ static void test_raw_gpu_order(void **state) {
         assert_int_equal(e.d.layout, VZ_CUDA_RAW_GPU);
         assert_int_equal(m.d.layout, 0);
         uint16_t *dev = malloc((size_t)n * 2), *img = malloc((size_t)n * 2);
-        char *seen = calloc((size_t)cols, 1);
-        assert_true(dev && img && seen);
-        for (int64_t c = 0; c < cols; c++) { /* a permutation of each row's columns */
-            const int64_t p = vz_cuda_gpu_col(cols, c);
-            if (p < 0 || p >= cols || seen[p]++) fail_msg("%lld cols: gpu col of %lld = %lld", (long long)cols, (long long)c, (long long)p);
-        }
+        assert_true(dev && img);
         assert_int_equal(vz_cuda_tensor_image(&e.d, &e.t, (uint8_t *)img), VZ_OK);
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t c = 0; c < cols; c++)
-                if (img[r * cols + vz_cuda_gpu_col(cols, c)] != ((const uint16_t *)src)[r * cols + c])
-                    fail_msg("%lldx%lld image: [%lld, %lld] misplaced", (long long)rows, (long long)cols, (long long)r, (long long)c);
         assert_int_equal(vz_cuda_copy(dev, e.d.data, (size_t)n * 2, 1), VZ_OK);
         assert_memory_equal(dev, img, (size_t)n * 2);
         assert_int_equal(vz_cuda_copy(dev, m.d.data, (size_t)n * 2, 1), VZ_OK);
@@ -662,7 +713,7 @@ static void test_raw_gpu_order(void **state) {
                 if (o[i * cols + c] != (float)e.w[ids[i] * cols + c] || om[i * cols + c] != o[i * cols + c])
                     fail_msg("%lldx%lld rows: row %d col %lld", (long long)rows, (long long)cols, ids[i], (long long)c);
         vz_cuda_release(dids), vz_cuda_release(d), free(o), free(om);
-        free(dev), free(img), free(seen);
+        free(dev), free(img);
         enc_free(&e), enc_free(&m);
         free(src), free(wf);
     }
@@ -1034,6 +1085,7 @@ static void test_q_divider(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_q_divider),
+        cmocka_unit_test(test_raw_gpu_image),
         cmocka_unit_test(test_matvec_codecs),
         cmocka_unit_test(test_matvec_dp_choice),
         cmocka_unit_test(test_matvec_exact),

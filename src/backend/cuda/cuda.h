@@ -43,8 +43,8 @@ struct vz_tensor;
 #define VZ_CUDA_KIND_LL4 7     /* lossless bf16 packed4, sign-symmetric lut */
 #define VZ_CUDA_LL_GPU4 3      /* a VZ_CUDA_KIND_LL4 copy's code layout: packed4 (the file's layout 2) in the GPU
                                   sign order (codec/lossless_tile.h vz_ll4_gpu_word) */
-#define VZ_CUDA_RAW_GPU 16     /* a resident raw bf16 copy of the fast path: its columns in the GPU order
-                                  (vz_cuda_gpu_col); no other codec's layout value */
+#define VZ_CUDA_RAW_GPU 16     /* a raw bf16 copy of the fast path (resident, streamed or cached): its columns
+                                  in the GPU order (vz_cuda_gpu_col); no other codec's layout value */
 
 typedef struct vz_cuda_tensor {
     int64_t rows, cols;
@@ -88,13 +88,19 @@ vz_status vz_cuda_tensor_upload_at(vz_cuda_tensor *d, const struct vz_tensor *t,
                                    void *stream);
 /* [st] d described as vz_cuda_tensor_upload_at would (mcols alike), without
  * device memory (d->data, d->lut NULL: the caller points them into its own
- * buffer). */
+ * buffer, which must then hold the bytes vz_cuda_tensor_image gives, e.g.
+ * raw bf16 in the GPU column order: the layer streaming and cache of
+ * stream.cu). */
 vz_status vz_cuda_tensor_describe(vz_cuda_tensor *d, const struct vz_tensor *t, int64_t mcols);
 /* The device bytes of t as d (from vz_cuda_tensor_describe or an upload)
  * holds them into dst (d->size bytes, host): t's blob, tiled: in GPU tile
  * order, VZ_CUDA_LL_GPU4: in the GPU sign order, VZ_CUDA_RAW_GPU: in the
  * GPU column order. */
 vz_status vz_cuda_tensor_image(const vz_cuda_tensor *d, const struct vz_tensor *t, uint8_t *dst);
+/* Puts d's device bytes, raw bf16 rows in the file's order (a decode into
+ * d->data), into the GPU column order in place, asynchronously on stream,
+ * when d->layout is VZ_CUDA_RAW_GPU; else nothing. */
+vz_status vz_cuda_raw_gpu_order(const vz_cuda_tensor *d, void *stream);
 /* Frees d's device memory; zeroed d and NULL are fine. */
 void vz_cuda_tensor_free(vz_cuda_tensor *d);
 /* The GPU column order of a bf16 row of cols columns (cols % 32 == 0):
@@ -104,8 +110,9 @@ void vz_cuda_tensor_free(vz_cuda_tensor *d);
  * kernels (lane l: group l, as 4 loads of 16 bytes) then reads 4 runs of
  * 16 n contiguous bytes instead of 4 loads that each touch 32 lanes' lines:
  * the same values in the same lanes, so the same bits, with a quarter of
- * the L1 wavefronts. Resident raw bf16 tensors of the fast path are kept
- * in it (VZ_CUDA_RAW_GPU, unless VZ_CUDA_MV_ROWMAJOR or tc at upload), and
+ * the L1 wavefronts. Raw bf16 tensors of the fast path are kept in it,
+ * resident, streamed or decoded into the layer cache (VZ_CUDA_RAW_GPU,
+ * unless VZ_CUDA_MV_ROWMAJOR or tc at upload or description), and
  * the prefill GEMMs' operands of such widths are laid out in it (gemm.h). */
 int64_t vz_cuda_gpu_col(int64_t cols, int64_t c);
 /* The q8/q4 fast paths' scale group of lane group g (decode.cuh vz_qgroup):

@@ -138,11 +138,11 @@ extern "C" vz_status vz_cuda_tensor_image(const vz_cuda_tensor *d, const vz_tens
     VZ_FAIL_IF(!d || !t || !t->data || !dst || d->size != t->size, VZ_ERR_ARG, "cuda tensor image: bad arguments");
     if (d->tiled) return vz_lossless_tile_order(t, dst);
     if (d->codec == VZ_ID_LOSSLESS && d->layout == VZ_CUDA_LL_GPU4) return vz_lossless_gpu4_order(t, dst);
-    if (d->codec == VZ_ID_RAW && d->layout == VZ_CUDA_RAW_GPU) {
-        const uint16_t *src = (const uint16_t *)t->data;
-        uint16_t *o = (uint16_t *)dst;
+    if (d->codec == VZ_ID_RAW && d->layout == VZ_CUDA_RAW_GPU) { /* 8 columns (16 bytes) at a time */
+        const uint64_t row = (uint64_t)t->cols * 2;
         for (int64_t r = 0; r < t->rows; r++)
-            for (int64_t c = 0; c < t->cols; c++) o[r * t->cols + vz_gpu_col(t->cols, c)] = src[r * t->cols + c];
+            for (int64_t c = 0; c < t->cols; c += 8)
+                memcpy(dst + r * row + 2 * vz_gpu_col(t->cols, c), t->data + r * row + 2 * c, 16);
         return VZ_OK;
     }
     memcpy(dst, t->data, t->size);
@@ -167,6 +167,21 @@ static __global__ void raw_gpu_kernel(uint4 *w, int64_t rows, int32_t gpr) {
     }
 }
 
+static cudaError_t raw_gpu_order(const vz_cuda_tensor *d, cudaStream_t st) {
+    if (d->codec != VZ_ID_RAW || d->layout != VZ_CUDA_RAW_GPU) return cudaSuccess;
+    const int64_t warps = d->rows * ((d->cols / 32 + 31) / 32), nb = (warps + 7) / 8;
+    raw_gpu_kernel<<<(unsigned)(nb < 4096 ? nb : 4096), 256, 0, st>>>((uint4 *)d->data, d->rows,
+                                                                     (int32_t)(d->cols / 32));
+    return cudaGetLastError();
+}
+
+extern "C" vz_status vz_cuda_raw_gpu_order(const vz_cuda_tensor *d, void *stream) {
+    const cudaError_t e = raw_gpu_order(d, (cudaStream_t)stream);
+    VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "raw %lldx%lld: the GPU column order: %s", (long long)d->rows,
+               (long long)d->cols, cudaGetErrorString(e));
+    return VZ_OK;
+}
+
 static __global__ void gpu4_kernel(uint32_t *w, uint64_t n) {
     for (uint64_t i = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; i < n; i += (uint64_t)gridDim.x * blockDim.x)
         w[i] = vz_ll4_gpu_word(w[i]);
@@ -186,6 +201,17 @@ static cudaError_t wt_gpu4(const vz_cuda_tensor *d, const vz_tensor *t, cudaStre
     return cudaGetLastError();
 }
 
+/* The path choices after wt_layout, the same for an upload and a
+ * description (a streamed or cached copy, stream.cu): the tensor-core
+ * kernel, the dot products, and for raw bf16 of the fast path (not tc) the
+ * GPU column order (cuda.h vz_cuda_gpu_col) unless VZ_CUDA_MV_ROWMAJOR. */
+static void wt_path(vz_cuda_tensor *d, int64_t mcols) {
+    wt_tc(d);
+    wt_dp(d, mcols);
+    if (d->kind == VZ_K_RAW_BF16 && !d->tc && !(vz_cuda_matvec_variant(-1) & VZ_CUDA_MV_ROWMAJOR))
+        d->layout = VZ_CUDA_RAW_GPU;
+}
+
 static uint64_t al256(uint64_t x) { return (x + 255) & ~(uint64_t)255; }
 
 /* Upload into dev (vz_plan_tensor_bytes(t) bytes: the blob, then the lut at
@@ -199,12 +225,7 @@ extern "C" vz_status vz_cuda_tensor_upload_at(vz_cuda_tensor *d, const vz_tensor
                "tensor %s: %lldx%lld too large for the CUDA matvec", t->name, (long long)t->rows, (long long)t->cols);
     d->rows = t->rows, d->cols = t->cols, d->dtype = t->dtype, d->codec = t->codec, d->size = t->size;
     VZ_TRY(wt_layout(d, t));
-    wt_tc(d);
-    wt_dp(d, mcols);
-    /* resident raw bf16 of the fast path: the GPU column order (cuda.h vz_cuda_gpu_col); streamed copies
-       (vz_cuda_tensor_describe) and the tensor-core path's keep the file's */
-    if (d->kind == VZ_K_RAW_BF16 && !d->tc && !(vz_cuda_matvec_variant(-1) & VZ_CUDA_MV_ROWMAJOR))
-        d->layout = VZ_CUDA_RAW_GPU;
+    wt_path(d, mcols);
     uint8_t *img = NULL; /* tiled: the device image, built on the host */
     if (d->tiled) {
         img = (uint8_t *)malloc(t->size);
@@ -222,12 +243,7 @@ extern "C" vz_status vz_cuda_tensor_upload_at(vz_cuda_tensor *d, const vz_tensor
     else e = cudaMalloc((void **)&d->data, t->size);
     if (e == cudaSuccess) e = cudaMemcpyAsync(d->data, img ? img : t->data, t->size, cudaMemcpyHostToDevice, st);
     if (e == cudaSuccess && d->codec == VZ_ID_LOSSLESS && d->layout == VZ_CUDA_LL_GPU4) e = wt_gpu4(d, t, st);
-    if (e == cudaSuccess && d->codec == VZ_ID_RAW && d->layout == VZ_CUDA_RAW_GPU) {
-        const int64_t warps = t->rows * ((t->cols / 32 + 31) / 32), nb = (warps + 7) / 8;
-        raw_gpu_kernel<<<(unsigned)(nb < 4096 ? nb : 4096), 256, 0, st>>>((uint4 *)d->data, t->rows,
-                                                                         (int32_t)(t->cols / 32));
-        e = cudaGetLastError();
-    }
+    if (e == cudaSuccess) e = raw_gpu_order(d, st);
     if (e == cudaSuccess && t->codec == VZ_ID_LOSSLESS) {
         size_t nl = (size_t)1 << d->k;
         if (dev) d->lut = dev + al256(t->size);
@@ -256,8 +272,7 @@ extern "C" vz_status vz_cuda_tensor_describe(vz_cuda_tensor *d, const vz_tensor 
     VZ_FAIL_IF(!t, VZ_ERR_ARG, "cuda describe: no tensor");
     d->rows = t->rows, d->cols = t->cols, d->dtype = t->dtype, d->codec = t->codec, d->size = t->size;
     VZ_TRY(wt_layout(d, t));
-    wt_tc(d);
-    wt_dp(d, mcols);
+    wt_path(d, mcols);
     return VZ_OK;
 }
 

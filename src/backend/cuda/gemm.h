@@ -37,12 +37,12 @@ uint64_t vz_gemm_bytes(const vz_gemm *g);
 
 /* The GEMM column order: both operands of a GEMM along its cols columns
  * lie in the GPU column order (cuda.h vz_cuda_gpu_col) when cols % 32 ==
- * 0, else row-major. So the resident raw bf16 tensors (VZ_CUDA_RAW_GPU)
- * are multiplied in place, the decoders write the scratch in that order,
- * and the kernels that make a GEMM's input (the prefill's norm, SiLU and
- * attention, prefill.h) write it so; cuBLAS sums the same products in
- * another order than row-major operands would, the same for raw and
- * lossless weights. Column c of a row of cols lies at vz_gemm_col. */
+ * 0, else row-major. So the raw bf16 tensors in that order
+ * (VZ_CUDA_RAW_GPU: resident, streamed or cached) are multiplied in place,
+ * the decoders write the scratch in that order, and the kernels that make
+ * a GEMM's input (the prefill's norm, SiLU and attention, prefill.h) write
+ * it so; cuBLAS sums the same products in another order than row-major
+ * operands would, the same for raw and lossless weights. Column c of a row of cols lies at vz_gemm_col. */
 int64_t vz_gemm_col(int64_t cols, int64_t c);
 
 /* y[t*ldy + o_i + r] = sum_c W_i[r,c] x[t*ldx + vz_gemm_col(cols, c)] (add:

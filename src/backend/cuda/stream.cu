@@ -13,6 +13,11 @@
  * lossless .vz travels re-encoded as lossless-max and is decoded (lmax.cu)
  * on the compute stream into one raw slot before its matvecs; its copy slot
  * is free once decoded. Raw and lossless matvecs give the same bits.
+ * Raw bf16 tensors of the fast path lie in every slot in the GPU column
+ * order, as resident ones do (vz_cuda_tensor_describe, cuda.h
+ * vz_cuda_gpu_col): a layer packed on the host is imaged in it
+ * (vz_cuda_tensor_image), and the GPU decodes (cache, lossless-max), which
+ * write rows, are put in it in place (vz_cuda_raw_gpu_order).
  */
 #include <cuda_fp16.h>
 #include <stdlib.h>
@@ -77,6 +82,20 @@ static vz_tensor decoded_view(const vz_tensor *t) {
     return r;
 }
 
+/* t decoded on the host into dst as desc (a raw tensor of its decoded
+ * dtype) holds it: row-major, or through a copy in the GPU column order. */
+static vz_status decode_image(const vz_cuda_tensor *desc, const vz_tensor *t, uint8_t *dst) {
+    if (desc->layout != VZ_CUDA_RAW_GPU) return vz_codec_by_id(t->codec)->decode_ref(t, 0, t->rows, dst);
+    vz_tensor r = decoded_view(t);
+    uint8_t *tmp = (uint8_t *)malloc(r.size);
+    VZ_FAIL_IF(!tmp, VZ_ERR_NOMEM, "tensor %s: %llu bytes to decode", t->name, (unsigned long long)r.size);
+    vz_status st = vz_codec_by_id(t->codec)->decode_ref(t, 0, t->rows, tmp);
+    r.data = tmp;
+    if (st == VZ_OK) st = vz_cuda_tensor_image(desc, &r, dst);
+    free(tmp);
+    return st;
+}
+
 /* Layer l packed into dst (pinned) as streamed: encoded, or decoded on the host. */
 static vz_status pack_layer(vz_stream *sm, const vz_layer *L, int32_t l, uint8_t *dst, const uint8_t *lm) {
     if (sm->lmax) memcpy(dst, lm, sm->size[l]);
@@ -87,7 +106,7 @@ static vz_status pack_layer(vz_stream *sm, const vz_layer *L, int32_t l, uint8_t
         VZ_TRY(vz_cuda_tensor_describe(&sm->desc[l][i], &d, sm->mcols));
         if (sm->lmax) continue;
         if (!sm->decoded || t->codec == VZ_CODEC_raw) VZ_TRY(vz_cuda_tensor_image(&sm->desc[l][i], t, dst + sm->off[l][i]));
-        else VZ_TRY(vz_codec_by_id(t->codec)->decode_ref(t, 0, t->rows, dst + sm->off[l][i]));
+        else VZ_TRY(decode_image(&sm->desc[l][i], t, dst + sm->off[l][i]));
         if (!sm->decoded && t->codec == VZ_CODEC_lossless)
             memcpy(dst + sm->off[l][7 + i], t->params + 8, (size_t)1 << sm->desc[l][i].k);
         if (sm->ncache) {
@@ -290,7 +309,9 @@ static __global__ void narrow_kernel(uint16_t *out, const float *in, size_t n, i
 
 /* Decodes tensor src (in a staging slot) into dst, a raw tensor of its decoded dtype. */
 static vz_status decode_tensor(vz_stream *sm, const vz_cuda_tensor *src, const vz_cuda_tensor *dst, cudaStream_t st) {
-    if (src->codec == VZ_CODEC_raw) {
+    if (src->codec == VZ_CODEC_raw) { /* the staged copy is already in dst's order (the same description) */
+        VZ_FAIL_IF(src->layout != dst->layout, VZ_ERR_ARG, "layer cache: raw %lldx%lld: layout %d to %d",
+                   (long long)src->rows, (long long)src->cols, (int)src->layout, (int)dst->layout);
         CU_CHECK(cudaMemcpyAsync(dst->data, src->data, src->size, cudaMemcpyDeviceToDevice, st), "raw copy");
         return VZ_OK;
     }
@@ -309,7 +330,7 @@ static vz_status decode_tensor(vz_stream *sm, const vz_cuda_tensor *src, const v
             (uint16_t *)dst->data + r * src->cols, sm->tmp, cnt, dst->dtype == VZ_DTYPE_BF16);
         CU_CHECK(cudaGetLastError(), "narrow launch");
     }
-    return VZ_OK;
+    return vz_cuda_raw_gpu_order(dst, st);
 }
 
 /* Cache: a slot for layer l (free, else least recently used), decoded from its staging copy. */
@@ -357,6 +378,7 @@ vz_status vz_stream_acquire(vz_stream *sm, int32_t l, vz_cuda_tensor *const w[7]
         for (int k = 0; k < 7; k++) {
             *w[k] = sm->desc[l][k];
             w[k]->data = sm->dslot + sm->doff[l][k], w[k]->lut = NULL;
+            VZ_TRY(vz_cuda_raw_gpu_order(w[k], st)); /* decoded row-major */
         }
         return VZ_OK;
     }
