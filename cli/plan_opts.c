@@ -39,10 +39,10 @@ void cli_print_plan(const char *cmd, const vz_model *m, const vz_session_opts *s
     const double mib = 1048576.0;
     if (p.residency == VZ_RESIDENCY_CACHE) { /* [st] slots of decoded layers, staging from pinned host memory */
         fprintf(stderr,
-                "vramzip %s: plan (cache): %d decoded-layer slots for %d layers (%.1f MiB; fewer slots than layers: "
-                "every layer misses each step), %.1f MiB pinned host, %.1f MiB staging; total %.1f MiB of %s %.1f "
-                "MiB%s\n",
+                "vramzip %s: plan (cache): %d decoded-layer slots for %d layers (%.1f MiB%s), %.1f MiB pinned host, "
+                "%.1f MiB staging; total %.1f MiB of %s %.1f MiB%s\n",
                 cmd, (int)p.n_resident, (int)p.n_layers, (double)p.resident_bytes / mib,
+                p.n_resident < p.n_layers ? "; fewer slots than layers: every layer misses each step" : "",
                 (double)p.streamed_bytes / mib, (double)p.stream_buf_bytes / mib, (double)p.total_bytes / mib,
                 p.budget_is_free ? "free" : "budget", (double)p.budget / mib, p.fits ? "" : " (does not fit)");
         return;
