@@ -4,7 +4,8 @@
  * graphs) and the ids of NG greedy generated tokens (the captured
  * multi-step decode graph) are byte-identical (memcmp) to the fully resident
  * run of the same file, with 1, several and all layers streamed, under
- * decompress-at-load streaming and under the cache with 1 and all slots;
+ * decompress-at-load streaming and under the cache with 1 and all slots
+ * (all: once every layer is cached, the decode steps run as graphs);
  * through the public API a budget of the all-streamed minimum runs within
  * it (peak VRAM by cudaMemGetInfo). With VZ_STREAM_CODEC=lossless-max the
  * streamed layers of a lossless .vz travel re-encoded as lossless-max and

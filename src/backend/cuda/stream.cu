@@ -262,7 +262,15 @@ void vz_stream_free(vz_stream *sm) {
     free(sm);
 }
 
-int vz_stream_graphable(const vz_stream *sm) { return sm->ncache == 0; }
+/* Cache: every layer holds a slot, so no step misses (a slot is taken from
+ * a layer only on a miss): each acquire gives the same slots, no copy. */
+static int all_cached(const vz_stream *sm) {
+    for (int32_t l = 0; l < sm->nl; l++)
+        if (sm->layer_cslot[l] < 0) return 0;
+    return 1;
+}
+
+int vz_stream_graphable(const vz_stream *sm) { return sm->ncache == 0 || all_cached(sm); }
 uint64_t vz_stream_step_bytes(const vz_stream *sm) { return sm->step_bytes; }
 uint64_t vz_stream_eager_bytes(const vz_stream *sm) { return sm->eager_bytes; }
 
@@ -294,6 +302,7 @@ static vz_status prefetch(vz_stream *sm, int32_t l, cudaStream_t st) {
 }
 
 vz_status vz_stream_begin(vz_stream *sm, cudaStream_t st) {
+    if (sm->ncache && all_cached(sm)) return VZ_OK; /* nothing to copy: no fork (a graph may be capturing) */
     CU_CHECK(cudaEventRecord(sm->fork, st), "record fork");
     CU_CHECK(cudaStreamWaitEvent(sm->cp, sm->fork, 0), "copy stream fork");
     if (sm->ncache) return prefetch(sm, 0, st); /* eager: freed events of earlier steps stay valid */

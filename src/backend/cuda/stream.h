@@ -28,8 +28,9 @@ vz_status vz_stream_create(vz_stream **out, const vz_model *m, int32_t first, in
                            uint64_t *dev_bytes);
 void vz_stream_free(vz_stream *sm);
 
-/* 1 when a step can be captured in a CUDA graph (streaming; not the cache,
- * whose slot choice is made on the host at each layer). */
+/* 1 when a step can be captured in a CUDA graph: streaming, or the cache
+ * once every layer holds a slot (its slots then never change); not a cache
+ * with misses, whose slot choice is made on the host at each layer. */
 int vz_stream_graphable(const vz_stream *sm);
 /* Bytes copied host to device by one forward step (streaming mode). */
 uint64_t vz_stream_step_bytes(const vz_stream *sm);
