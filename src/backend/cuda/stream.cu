@@ -16,8 +16,9 @@
  * Raw bf16 tensors of the fast path lie in every slot in the GPU column
  * order, as resident ones do (vz_cuda_tensor_describe, cuda.h
  * vz_cuda_gpu_col): a layer packed on the host is imaged in it
- * (vz_cuda_tensor_image), and the GPU decodes (cache, lossless-max), which
- * write rows, are put in it in place (vz_cuda_raw_gpu_order).
+ * (vz_cuda_tensor_image), the lossless-max decoder writes it, and the
+ * cache's decode, which writes rows, is put in it in place
+ * (vz_cuda_raw_gpu_order).
  */
 #include <cuda_fp16.h>
 #include <stdlib.h>
@@ -381,13 +382,14 @@ vz_status vz_stream_acquire(vz_stream *sm, int32_t l, vz_cuda_tensor *const w[7]
     if (l + 1 < sm->nl) VZ_TRY(issue_copy(sm, l + 1, (l + 1 - sm->first) % NSLOT, st));
     CU_CHECK(cudaStreamWaitEvent(st, sm->copied[i], 0), "wait copy");
     if (sm->lmax) { /* decoded into the raw slot; the copy slot is free again */
-        VZ_TRY(vz_lmax_decode(&sm->lblk[l], sm->slot[i], sm->dslot, st));
+        uint32_t gpu = 0; /* the tensors to decode in the GPU column order */
+        for (int k = 0; k < 7; k++) gpu |= (uint32_t)(sm->desc[l][k].layout == VZ_CUDA_RAW_GPU) << k;
+        VZ_TRY(vz_lmax_decode(&sm->lblk[l], sm->slot[i], sm->dslot, gpu, st));
         CU_CHECK(cudaEventRecord(sm->freed[i], st), "record slot free");
         sm->freed_rec[i] = 1;
         for (int k = 0; k < 7; k++) {
             *w[k] = sm->desc[l][k];
             w[k]->data = sm->dslot + sm->doff[l][k], w[k]->lut = NULL;
-            VZ_TRY(vz_cuda_raw_gpu_order(w[k], st)); /* decoded row-major */
         }
         return VZ_OK;
     }
