@@ -112,7 +112,8 @@ void vz_cuda_tensor_free(vz_cuda_tensor *d);
  * the same values in the same lanes, so the same bits, with a quarter of
  * the L1 wavefronts. Raw bf16 tensors of the fast path are kept in it,
  * resident, streamed or decoded into the layer cache (VZ_CUDA_RAW_GPU,
- * unless VZ_CUDA_MV_ROWMAJOR or tc at upload or description), and
+ * unless VZ_CUDA_MV_ROWMAJOR or tc at upload or description; not the
+ * lossless-max stream's decoded slot, stream.cu), and
  * the prefill GEMMs' operands of such widths are laid out in it (gemm.h). */
 int64_t vz_cuda_gpu_col(int64_t cols, int64_t c);
 /* The q8/q4 fast paths' scale group of lane group g (decode.cuh vz_qgroup):

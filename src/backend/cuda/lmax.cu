@@ -3,9 +3,7 @@
  * section 2): one thread per rANS chunk (a few rows), decoding its exponents
  * with tables in shared memory built from the block's per-tensor table and
  * merging the raw sign/mantissa plane into the source bits (bf16: 8 elements,
- * one 16-byte store at a time; for the layer streamer a bf16 tensor's rows
- * in the GPU column order of decode.cuh, each 8 elements' store moved
- * whole). One launch decodes a whole block (a layer),
+ * one 16-byte store at a time). One launch decodes a whole block (a layer),
  * so all its chunks run at once; its time is the longest chunk's chain of
  * dependent symbol steps (a w2 row of TinyLlama: 5632), at about one warp per
  * scheduler: 1.18 ms per TinyLlama layer on an H200, slower than copying the
@@ -19,7 +17,6 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
-#include "backend/cuda/decode.cuh"
 #include "backend/cuda/lmax.h"
 
 #define LM_L (1u << 23)
@@ -54,22 +51,14 @@ static __device__ __forceinline__ uint32_t lm_join(int dtype, uint32_t e, uint32
     return (r >> m) << 15 | e << m | (r & ((1u << m) - 1));
 }
 
-/* Where element i of d lies in its output: row-major, or with gpu its row's
- * columns in the GPU column order (bf16, cols % 32 == 0; decode.cuh). */
-static __device__ __forceinline__ uint64_t lm_pos(const vz_lmax_tensor &d, bool gpu, uint64_t i) {
-    if (!gpu) return i;
-    const uint64_t c = i % d.cols;
-    return i - c + (uint64_t)vz_gpu_col((int64_t)d.cols, (int64_t)c);
-}
-
 static __device__ __forceinline__ void lm_store(uint8_t *out, int dtype, uint64_t i, uint32_t bits) {
     if (dtype == VZ_DTYPE_F32) ((uint32_t *)out)[i] = bits;
     else ((uint16_t *)out)[i] = (uint16_t)bits;
 }
 
-/* Chunk c of tensor d: its elements [i0, i1) into out (gpu: lm_pos). */
+/* Chunk c of tensor d: its elements [i0, i1) into out. */
 static __device__ void lm_chunk(const vz_lmax_tensor &d, const uint8_t *blob, uint8_t *out, uint64_t c,
-                                const uint32_t *fb, const uint8_t *ex, bool gpu) {
+                                const uint32_t *fb, const uint8_t *ex) {
     const uint64_t *idx = (const uint64_t *)blob; /* 16-aligned: the blob is 256-aligned in the block */
     const uint8_t *p = blob + d.streams + idx[c], *end = blob + d.streams + idx[c + 1], *plane = blob + d.raw;
     uint32_t x = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -80,8 +69,7 @@ static __device__ void lm_chunk(const vz_lmax_tensor &d, const uint8_t *blob, ui
     const uint64_t i1 = i + d.chunk_rows * d.cols < d.n ? i + d.chunk_rows * d.cols : d.n;
     if (dt == VZ_DTYPE_BF16) {
         for (; i < i1 && (i & 7); i++)
-            lm_store(out, dt, lm_pos(d, gpu, i), lm_join(dt, lm_next(x, p, end, fb, ex, mask, S), plane[i]));
-        uint64_t col = gpu ? i % d.cols : 0; /* gpu: i's column, kept along (the 8 stay together, i % 8 == 0) */
+            lm_store(out, dt, i, lm_join(dt, lm_next(x, p, end, fb, ex, mask, S), plane[i]));
         for (; i + 8 <= i1; i += 8) { /* 8 raw bytes in, 8 bf16 out */
             const uint2 rw = *(const uint2 *)(plane + i);
             uint32_t w[4];
@@ -92,16 +80,13 @@ static __device__ void lm_chunk(const vz_lmax_tensor &d, const uint8_t *blob, ui
                 if (k & 1) w[k >> 1] |= h << 16;
                 else w[k >> 1] = h;
             }
-            const uint64_t o = gpu ? i - col + (uint64_t)vz_gpu_col((int64_t)d.cols, (int64_t)col) : i;
-            *(uint4 *)(out + 2 * o) = make_uint4(w[0], w[1], w[2], w[3]);
-            if (gpu && (col += 8) == d.cols) col = 0;
+            *(uint4 *)(out + 2 * i) = make_uint4(w[0], w[1], w[2], w[3]);
         }
     }
-    for (; i < i1; i++)
-        lm_store(out, dt, lm_pos(d, gpu, i), lm_join(dt, lm_next(x, p, end, fb, ex, mask, S), lm_raw(plane, i, d.rbits)));
+    for (; i < i1; i++) lm_store(out, dt, i, lm_join(dt, lm_next(x, p, end, fb, ex, mask, S), lm_raw(plane, i, d.rbits)));
 }
 
-static __global__ void lmax_kernel(vz_lmax_block b, const uint8_t *src, uint8_t *dst, uint32_t gpu) {
+static __global__ void lmax_kernel(vz_lmax_block b, const uint8_t *src, uint8_t *dst) {
     extern __shared__ uint32_t lm_smem[];
     int t = 0, blk = (int)blockIdx.x;
     while (t < b.nt - 1 && blk >= b.t[t].nblk) blk -= b.t[t].nblk, t++;
@@ -118,7 +103,7 @@ static __global__ void lmax_kernel(vz_lmax_block b, const uint8_t *src, uint8_t 
     }
     __syncthreads();
     const uint64_t c = (uint64_t)blk * VZ_LMAX_CTA_CHUNKS + threadIdx.x;
-    if (c < d.nchunks) lm_chunk(d, src + d.data, dst + d.out, c, fb, ex, gpu >> t & 1u);
+    if (c < d.nchunks) lm_chunk(d, src + d.data, dst + d.out, c, fb, ex);
 }
 
 static size_t smem_bytes(int scale) { return ((size_t)1 << scale) * 5; }
@@ -130,8 +115,7 @@ extern "C" vz_status vz_lmax_prepare(void) {
     return VZ_OK;
 }
 
-extern "C" vz_status vz_lmax_decode(const vz_lmax_block *b, const uint8_t *src, uint8_t *dst, uint32_t gpu,
-                                    void *stream) {
+extern "C" vz_status vz_lmax_decode(const vz_lmax_block *b, const uint8_t *src, uint8_t *dst, void *stream) {
     cudaStream_t st = (cudaStream_t)stream;
     VZ_FAIL_IF(b->nt < 1 || b->nt > VZ_LMAX_MAXT || b->max_scale > LM_MAX_SCALE, VZ_ERR_ARG,
                "lossless-max decoder: %d tensors, scale %d", (int)b->nt, (int)b->max_scale);
@@ -140,14 +124,10 @@ extern "C" vz_status vz_lmax_decode(const vz_lmax_block *b, const uint8_t *src, 
         VZ_FAIL_IF((b->t[i].out | b->t[i].data | b->t[i].tab) % 16 || b->t[i].scale > b->max_scale ||
                        b->t[i].nblk < 1,
                    VZ_ERR_ARG, "lossless-max decoder: tensor %d misaligned or malformed", (int)i);
-        VZ_FAIL_IF((gpu >> i & 1u) && (b->t[i].dtype != VZ_DTYPE_BF16 || b->t[i].cols % 32), VZ_ERR_ARG,
-                   "lossless-max decoder: tensor %d (dtype %d, %llu columns) in the GPU column order", (int)i,
-                   (int)b->t[i].dtype, (unsigned long long)b->t[i].cols);
         nblk += b->t[i].nblk;
     }
-    VZ_FAIL_IF(gpu >> b->nt, VZ_ERR_ARG, "lossless-max decoder: GPU order bits 0x%x past %d tensors", gpu, (int)b->nt);
     VZ_FAIL_IF(nblk > INT32_MAX, VZ_ERR_UNSUPPORTED, "lossless-max decoder: %lld blocks", (long long)nblk);
-    lmax_kernel<<<(unsigned)nblk, VZ_LMAX_CTA_CHUNKS, smem_bytes(b->max_scale), st>>>(*b, src, dst, gpu);
+    lmax_kernel<<<(unsigned)nblk, VZ_LMAX_CTA_CHUNKS, smem_bytes(b->max_scale), st>>>(*b, src, dst);
     cudaError_t e = cudaGetLastError();
     VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "lossless-max decoder: launch: %s", cudaGetErrorString(e));
     return VZ_OK;

@@ -18,10 +18,8 @@ extern "C" {
 vz_status vz_lmax_prepare(void);
 /* Decodes every tensor of b from src (the packed block, device) into dst +
  * b->t[i].out (device, 16-byte aligned), asynchronously on stream
- * (cudaStream_t or NULL): row-major as vz_lmax_decode_ref, or where bit i
- * of gpu is set (tensor i bf16 with cols % 32 == 0, else VZ_ERR_ARG) in the
- * GPU column order of a VZ_CUDA_RAW_GPU copy (cuda.h vz_cuda_gpu_col). */
-vz_status vz_lmax_decode(const vz_lmax_block *b, const uint8_t *src, uint8_t *dst, uint32_t gpu, void *stream);
+ * (cudaStream_t or NULL). */
+vz_status vz_lmax_decode(const vz_lmax_block *b, const uint8_t *src, uint8_t *dst, void *stream);
 
 #ifdef __cplusplus
 }

@@ -13,12 +13,14 @@
  * lossless .vz travels re-encoded as lossless-max and is decoded (lmax.cu)
  * on the compute stream into one raw slot before its matvecs; its copy slot
  * is free once decoded. Raw and lossless matvecs give the same bits.
- * Raw bf16 tensors of the fast path lie in every slot in the GPU column
+ * Raw bf16 tensors of the fast path lie in the slots in the GPU column
  * order, as resident ones do (vz_cuda_tensor_describe, cuda.h
  * vz_cuda_gpu_col): a layer packed on the host is imaged in it
- * (vz_cuda_tensor_image), the lossless-max decoder writes it, and the
- * cache's decode, which writes rows, is put in it in place
- * (vz_cuda_raw_gpu_order).
+ * (vz_cuda_tensor_image), and the cache's decode, which writes rows, is put
+ * in it in place (vz_cuda_raw_gpu_order). The lossless-max slot keeps the
+ * file's order: its decoder is one latency-bound chain per thread, and
+ * writing the GPU order cost that streaming 7.5%, a permutation after it
+ * 4% (bench/results/2026-12-04-session67-h200.md).
  */
 #include <cuda_fp16.h>
 #include <stdlib.h>
@@ -105,7 +107,10 @@ static vz_status pack_layer(vz_stream *sm, const vz_layer *L, int32_t l, uint8_t
         VZ_TRY(vz_tensor_check(t));
         vz_tensor d = sm->decoded || sm->lmax ? decoded_view(t) : *t;
         VZ_TRY(vz_cuda_tensor_describe(&sm->desc[l][i], &d, sm->mcols));
-        if (sm->lmax) continue;
+        if (sm->lmax) { /* the decoder writes rows, so its slot keeps the file's order (top) */
+            if (sm->desc[l][i].layout == VZ_CUDA_RAW_GPU) sm->desc[l][i].layout = 0;
+            continue;
+        }
         if (!sm->decoded || t->codec == VZ_CODEC_raw) VZ_TRY(vz_cuda_tensor_image(&sm->desc[l][i], t, dst + sm->off[l][i]));
         else VZ_TRY(decode_image(&sm->desc[l][i], t, dst + sm->off[l][i]));
         if (!sm->decoded && t->codec == VZ_CODEC_lossless)
@@ -382,9 +387,7 @@ vz_status vz_stream_acquire(vz_stream *sm, int32_t l, vz_cuda_tensor *const w[7]
     if (l + 1 < sm->nl) VZ_TRY(issue_copy(sm, l + 1, (l + 1 - sm->first) % NSLOT, st));
     CU_CHECK(cudaStreamWaitEvent(st, sm->copied[i], 0), "wait copy");
     if (sm->lmax) { /* decoded into the raw slot; the copy slot is free again */
-        uint32_t gpu = 0; /* the tensors to decode in the GPU column order */
-        for (int k = 0; k < 7; k++) gpu |= (uint32_t)(sm->desc[l][k].layout == VZ_CUDA_RAW_GPU) << k;
-        VZ_TRY(vz_lmax_decode(&sm->lblk[l], sm->slot[i], sm->dslot, gpu, st));
+        VZ_TRY(vz_lmax_decode(&sm->lblk[l], sm->slot[i], sm->dslot, st));
         CU_CHECK(cudaEventRecord(sm->freed[i], st), "record slot free");
         sm->freed_rec[i] = 1;
         for (int k = 0; k < 7; k++) {
