@@ -18,9 +18,9 @@
  * vz_cuda_gpu_col): a layer packed on the host is imaged in it
  * (vz_cuda_tensor_image), and the cache's decode, which writes rows, is put
  * in it in place (vz_cuda_raw_gpu_order). The lossless-max slot keeps the
- * file's order: its decoder is one latency-bound chain per thread, and
- * writing the GPU order cost that streaming 7.5%, a permutation after it
- * 4% (bench/results/2026-12-04-session67-h200.md).
+ * file's order: its decoder writing the GPU order cost that streaming
+ * 7.5%, and a permutation after the decode 4% on an H200
+ * (bench/results/2026-12-04-session67-h200.md).
  */
 #include <cuda_fp16.h>
 #include <stdlib.h>
