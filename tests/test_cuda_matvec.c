@@ -312,7 +312,8 @@ static const struct { const char *name; vz_codec_opts o; } codecs_t[] = {
  * Then the tensor-core kernel where the shape fits it, and the q8 and q4
  * codecs uploaded with VZ_CUDA_MV_DP: the integer dot-product kernel on
  * every q8 and q4 tensor of the fast path (by default only rows of
- * VZ_CUDA_DP_MIN_COLS or more take it, here 101 x 4096), within err_dp,
+ * VZ_CUDA_DP_MIN_COLS or more, here 101 x 4096, and tensors of
+ * VZ_CUDA_DP_MIN_ROWS rows or more, here 5632 x 2048, take it), within err_dp,
  * the same bits at every batch and variant, x 16-byte aligned or not. */
 static void test_matvec_codecs(void **state) {
     (void)state;
@@ -341,7 +342,7 @@ static void test_matvec_codecs(void **state) {
                 have[ci] = 1;
                 const int fastq = (e[ci].d.codec == VZ_CODEC_q4 || e[ci].d.codec == VZ_CODEC_q8) && cols % 32 == 0 &&
                                   e[ci].d.group % 32 == 0;
-                if (e[ci].d.dp != (fastq && (dpall || cols >= VZ_CUDA_DP_MIN_COLS)))
+                if (e[ci].d.dp != (fastq && (dpall || cols >= VZ_CUDA_DP_MIN_COLS || rows >= VZ_CUDA_DP_MIN_ROWS)))
                     fail_msg("%s %lldx%lld: dp %d", e[ci].t.name, (long long)rows, (long long)cols, e[ci].d.dp);
                 if (ci >= 1 && ci < NLOSSLESS) { /* the fast lossless kinds where they apply, else generic */
                     const int want = dt != VZ_DTYPE_BF16 || cols % 32 ? VZ_CUDA_KIND_GENERIC
@@ -959,7 +960,8 @@ static void test_rmsnorm_dims(void **state) {
  * lowest row among equal maxima) and carries that logit's bits. Rows repeat
  * one of 97 random rows in a scattered order, so every maximum is shared by
  * several rows (also for q8 and q4: equal rows get equal codes). Every
- * codec, q8 and q4 also on the dot-product kernels, at 320, 4100 and 32000
+ * codec, q8 and q4 on the fmaf kernels (VZ_CUDA_MV_NO_DP: rows of 4096 or
+ * more take the dot products by default) and on the dot-product kernels, at 320, 4100 and 32000
  * rows (single rows or 3 blocks per SM: no keys; row pairs at 2 blocks per
  * SM or wide: keys, always at 32000). Keys start at 0, as the sampler leaves
  * them; at batch 3, and without the v4 kernel (LEGACY, which dp tensors
@@ -986,7 +988,7 @@ static void test_head_keys(void **state) {
                 memcpy(wf + r * cols, base + ((r * 7919 + 13) % 97) * cols, (size_t)cols * 4);
             void *src = to_dtype(wf, rows * cols, VZ_DTYPE_BF16);
             enc e;
-            vz_cuda_matvec_variant(VZ_CUDA_MV_V4 | (ci >= 4 ? VZ_CUDA_MV_DP : 0));
+            vz_cuda_matvec_variant(VZ_CUDA_MV_V4 | (ci >= 4 ? VZ_CUDA_MV_DP : ci >= 2 ? VZ_CUDA_MV_NO_DP : 0));
             enc_make(&e, codecs[ci], src, VZ_DTYPE_BF16, rows, cols);
             assert_int_equal(e.d.dp, ci >= 4);
             free(base), free(wf), free(src);

@@ -33,9 +33,11 @@ struct vz_tensor;
 /* Widest rows of the tensor-core path (its staged x must fit in shared memory). */
 #define VZ_CUDA_TC_MAX_COLS 24576
 /* The q8 and q4 rows that take the integer dot-product matvec by default
- * (dp below), and the widest it takes (one staged row of x must fit a block). */
+ * (dp below), and the widest it takes (one staged row of x must fit a block);
+ * a tensor of VZ_CUDA_DP_MIN_ROWS rows or more takes it at any width. */
 #define VZ_CUDA_DP_MIN_COLS 4096
 #define VZ_CUDA_DP_MAX_COLS 24576
+#define VZ_CUDA_DP_MIN_ROWS 4096
 
 /* vz_cuda_tensor.kind values that C code tests (decode.cuh's VZ_K_*). */
 #define VZ_CUDA_KIND_LL3 1     /* lossless bf16 packed3: the fused matvec's fast path */
@@ -67,7 +69,8 @@ typedef struct vz_cuda_tensor {
     int32_t tiled;           /* lossless with tc: the device copy lists exceptions in GPU tile order */
     int32_t dp;              /* q8, q4 fast path: matvecs sum by integer dot products (mv4.cuh's mv4_dp), set
                                 at upload for rows of at least VZ_CUDA_DP_MIN_COLS (VZ_CUDA_MV_DP: any) in a
-                                model whose every matrix has that many (vz_cuda_tensor_upload_at's mcols) */
+                                model whose every matrix has that many (vz_cuda_tensor_upload_at's mcols), and
+                                for tensors of at least VZ_CUDA_DP_MIN_ROWS rows */
     int32_t owned;           /* data and lut are this tensor's own allocations (vz_cuda_tensor_upload) */
 } vz_cuda_tensor;
 

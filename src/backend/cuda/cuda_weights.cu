@@ -121,15 +121,27 @@ static void wt_tc(vz_cuda_tensor *d) {
  * (dim 4096) q4 decode ran 494 -> 590 tok/s with it, q8 452 -> 472, while
  * tinyllama (dim 2048) ran q4 4% slower with it on its down matvec alone
  * (5632 columns, the width rule alone) and q4 2%, q8 6% slower with it on
- * all its matrices (bench/results/2026-12-01-session35-h200.md). */
+ * all its matrices (bench/results/2026-12-01-session35-h200.md).
+ * Tensors of VZ_CUDA_DP_MIN_ROWS rows or more take it at any width: in
+ * tinyllama gate, up and the head, 10-30 row steps per warp. The tensors of
+ * one launch still agree: gate and up have equal rows, and wq (dim rows)
+ * reaches the row bound only where dim reaches the width bound, which puts
+ * wk and wv on it too. On an H200 tinyllama q4 decode rose 4.0%, q8 0.5%;
+ * down joining them cost 4.6% (q4) and 0.9% (q8), QKV and Wo 8-9%
+ * (bench/results/2026-12-04-session68-h200.md). */
 static void wt_dp(vz_cuda_tensor *d, int64_t mcols) {
-    long long lo = VZ_CUDA_DP_MIN_COLS, hi = VZ_CUDA_DP_MAX_COLS; /* bench knob VZ_CUDA_DP_COLS=lo,hi: the widths */
-    const char *e = getenv("VZ_CUDA_DP_COLS");
-    if (e && (sscanf(e, "%lld,%lld", &lo, &hi) != 2 || lo < 0)) lo = VZ_CUDA_DP_MIN_COLS, hi = VZ_CUDA_DP_MAX_COLS;
+    /* bench knobs: VZ_CUDA_DP_COLS=lo,hi[,any]: the widths (any = 1: in a model of any dim); VZ_CUDA_DP_ROWS=lo[,hi]:
+     * the rows, at any width (lo = 0: none) */
+    long long lo = VZ_CUDA_DP_MIN_COLS, hi = VZ_CUDA_DP_MAX_COLS, any = 0, rlo = VZ_CUDA_DP_MIN_ROWS, rhi = 1LL << 40;
+    const char *e = getenv("VZ_CUDA_DP_COLS"), *er = getenv("VZ_CUDA_DP_ROWS");
+    if (e && (sscanf(e, "%lld,%lld,%lld", &lo, &hi, &any) < 2 || lo < 0))
+        lo = VZ_CUDA_DP_MIN_COLS, hi = VZ_CUDA_DP_MAX_COLS, any = 0;
+    if (er && (sscanf(er, "%lld,%lld", &rlo, &rhi) < 1 || rlo < 0)) rlo = VZ_CUDA_DP_MIN_ROWS, rhi = 1LL << 40;
     const int v = vz_cuda_matvec_variant(-1);
     d->dp = (d->kind == VZ_K_Q4 || d->kind == VZ_K_Q8) && d->cols <= VZ_CUDA_DP_MAX_COLS &&
             !(v & VZ_CUDA_MV_NO_DP) &&
-            ((d->cols >= lo && d->cols <= hi && (mcols == 0 || mcols >= VZ_CUDA_DP_MIN_COLS)) || (v & VZ_CUDA_MV_DP));
+            ((d->cols >= lo && d->cols <= hi && (mcols == 0 || mcols >= VZ_CUDA_DP_MIN_COLS || any)) ||
+             (v & VZ_CUDA_MV_DP) || (rlo > 0 && d->rows >= rlo && d->rows <= rhi));
 }
 
 extern "C" int64_t vz_cuda_gpu_col(int64_t cols, int64_t c) { return vz_gpu_col(cols, c); }
