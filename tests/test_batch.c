@@ -204,8 +204,8 @@ static void test_cuda_batch_tiny_raw_lossless(void **state) {
 }
 
 /* A synth "tiny" model as q4 and as q8 .vz with every tensor of the fast
- * path on the integer dot-product kernel (VZ_CUDA_MV_DP at upload; by default only
- * models of dim 4096 or more take it, as llama2-7b does): batched logits
+ * path on the integer dot-product kernel (VZ_CUDA_MV_DP at upload; by default models
+ * of dim 4096 or more and tensors of 4096 rows or more, none here): batched logits
  * and generated ids equal each alone, and the logits differ from the fmaf
  * kernels' (VZ_CUDA_MV_NO_DP), so the dot-product kernels ran. By default
  * its session keeps the fmaf kernels (dim 64), even where its tensors'
