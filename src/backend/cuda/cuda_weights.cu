@@ -126,7 +126,7 @@ static void wt_tc(vz_cuda_tensor *d) {
  * tinyllama gate, up and the head, 10-30 row steps per warp. The tensors of
  * one launch still agree: gate and up have equal rows, and wq (dim rows)
  * reaches the row bound only where dim reaches the width bound, which puts
- * wk and wv on it too. On an H200 tinyllama q4 decode rose 4.0%, q8 0.5%;
+ * wk and wv on it too. On an H200 tinyllama q4 decode rose 3.7-4.1%, q8 0.5-0.9%;
  * down joining them cost 4.6% (q4) and 0.9% (q8), QKV and Wo 8-9%
  * (bench/results/2026-12-04-session68-h200.md). */
 static void wt_dp(vz_cuda_tensor *d, int64_t mcols) {
