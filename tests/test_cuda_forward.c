@@ -6,9 +6,8 @@
  * cluster kernel's head_dim 64 and 128 builds vs the generic variant 3,
  * byte for byte), and on-device top-k / top-p sampling. Skips with a
  * message when built without CUDA or with no GPU.
- * Optional: VZ_TINYLLAMA_RAW / VZ_TINYLLAMA_LOSSLESS / VZ_TINYLLAMA_Q8 /
- * VZ_TINYLLAMA_Q4 (a synthetic tinyllama-1.1b and its .vz encodings, made
- * by bench/gpu_final.sh).
+ * Optional: VZ_TINYLLAMA_RAW and VZ_TINYLLAMA_LOSSLESS (a synthetic
+ * tinyllama-1.1b and its lossless .vz, made by bench/gpu_final.sh).
  */
 #include <math.h>
 #include <stdio.h>

@@ -18,6 +18,7 @@
 
 #ifdef VZ_HAVE_CUDA
 #include "backend/cuda/cuda.h"
+#include "codec/bits.h"
 #include "codec/codec.h"
 #include "core/half.h"
 
@@ -261,7 +262,61 @@ static double err_dp(const double *w, const float *x, int64_t cols) {
     return xr + (3.0 + (double)((cols + 1023) / 1024) + 8) * ldexp(A, -24);
 }
 
-/* |y - ref| <= err_units * 2^-24 * sum|w*x| for every output (dp: err_dp). */
+/* The dot-product kernels' output bits (mv4.cuh: mv4_digits, then mv4_dp
+ * in the kernels' group and butterfly order), computed here from the blob
+ * as docs/codecs.md lays it out: per 32-element group of x, e with its max
+ * |x| in [2^(e-1), 2^e) (e >= -100), X = rint(x 2^(22-e)) and its balanced
+ * digits (bytes of X + 0x808080, each less 128); the exact sums t = sum q
+ * (d0 + 2^8 d1), a2 = sum q d2 over the signed codes q (code less zero
+ * point); f = fmaf(2^16, a2, (float)t); lane g % 32's acc = fmaf(scale
+ * 2^(e-22), f, acc) over its groups in order; then acc += the acc of lane
+ * ^ o for o = 16 ... 1, lane 0's. A group with a non-finite x gives NaN. */
+static uint32_t f32_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+static float dp_model(const enc *e, int64_t r, const float *x) {
+    const int64_t rows = e->t.rows, cols = e->t.cols, qg = e->d.group, sgpr = (cols + qg - 1) / qg;
+    const int q4 = e->d.codec == VZ_CODEC_q4;
+    const uint8_t *p = e->blob.data;
+    const uint64_t stride = q4 ? (uint64_t)(cols + 1) / 2 : (uint64_t)cols, scales = vz_al16((uint64_t)rows * stride),
+                   zeros = vz_al16(scales + (uint64_t)rows * sgpr * 2);
+    float acc[32] = {0};
+    for (int64_t g = 0; g < cols / 32; g++) {
+        const float *xg = x + 32 * g;
+        float mx = 0;
+        int fin = 1;
+        for (int j = 0; j < 32; j++)
+            if (!isfinite(xg[j])) fin = 0;
+            else mx = fmaxf(mx, fabsf(xg[j]));
+        const uint32_t mb = f32_bits(mx);
+        const int ex = (int)(mb >> 23) - 126 < -100 ? -100 : (int)(mb >> 23) - 126;
+        const int64_t gi = r * sgpr + 32 * g / qg;
+        int64_t t = 0, a2 = 0;
+        for (int j = 0; j < 32 && fin; j++) {
+            const int64_t c = 32 * g + j, X = (int64_t)nearbyint(ldexp((double)xg[j], 22 - ex)), y = X + 0x808080;
+            const int64_t d0 = (y & 255) - 128, d1 = (y >> 8 & 255) - 128, d2 = (y >> 16 & 255) - 128;
+            const int64_t q = q4 ? (int64_t)(p[r * stride + c / 2] >> 4 * (c & 1) & 15) - (e->d.layout == 1 ? p[zeros + gi] : 8)
+                                 : (int64_t)(int8_t)p[r * stride + c];
+            t += q * (d0 + 256 * d1), a2 += q * d2;
+        }
+        uint16_t h;
+        memcpy(&h, p + scales + 2 * gi, 2);
+        const float sc = fin ? ldexpf(1.0f, ex - 22) : NAN, ss = vz_f16_to_f32(h) * sc;
+        acc[g % 32] = fmaf(ss, fmaf(65536.0f, (float)a2, (float)t), acc[g % 32]);
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        float n[32];
+        for (int l = 0; l < 32; l++) n[l] = acc[l] + acc[l ^ o];
+        memcpy(acc, n, sizeof acc);
+    }
+    return acc[0];
+}
+
+/* |y - ref| <= err_units * 2^-24 * sum|w*x| for every output (dp: err_dp),
+ * and a dp tensor's outputs bitwise equal to dp_model's. */
 static void check_ref(const enc *e, const float *x, const float *y, int batch) {
     int64_t rows = e->t.rows, cols = e->t.cols;
     const double units = err_units(e);
@@ -278,6 +333,10 @@ static void check_ref(const enc *e, const float *x, const float *y, int batch) {
             if (!(fabs(got - s) <= tol))
                 fail_msg("%s batch %d: y[%d][%lld] = %.9g, reference %.9g (tol %.3g, %s path)", e->t.name, batch, b,
                          (long long)r, got, s, tol, e->d.tc ? "tc" : e->d.dp ? "dp" : "fmaf");
+            const float m = e->d.dp ? dp_model(e, r, x + b * cols) : 0.0f;
+            if (e->d.dp && memcmp(&m, y + b * rows + r, 4) != 0)
+                fail_msg("%s batch %d: y[%d][%lld] = %.9g, dp_model %.9g (bits %08x, %08x)", e->t.name, batch, b,
+                         (long long)r, got, (double)m, f32_bits(y[b * rows + r]), f32_bits(m));
         }
 }
 

@@ -128,7 +128,9 @@ static void wt_tc(vz_cuda_tensor *d) {
  * reaches the row bound only where dim reaches the width bound, which puts
  * wk and wv on it too. On an H200 tinyllama q4 decode rose 3.7-4.1%, q8 0.5-0.9%;
  * down joining them cost 4.6% (q4) and 0.9% (q8), QKV and Wo 8-9%
- * (bench/results/2026-12-04-session68-h200.md). */
+ * (bench/results/2026-12-04-session68-h200.md). With the conversion in
+ * fewer instructions (session 69) down still cost 2.1% (q4) and 0.1% (q8),
+ * every matrix 1.8% and 0.1% (-session69-h200.md). */
 static void wt_dp(vz_cuda_tensor *d, int64_t mcols) {
     /* bench knobs: VZ_CUDA_DP_COLS=lo,hi[,any]: the widths (any = 1: in a model of any dim); VZ_CUDA_DP_ROWS=lo[,hi]:
      * the rows, at any width (lo = 0: none) */

@@ -261,59 +261,94 @@ static __device__ __forceinline__ int vz_dp4a_us(uint32_t a, uint32_t b, int c) 
     return d;
 }
 
+/* dp4a of four signed bytes by four signed bytes. */
+static __device__ __forceinline__ int vz_dp4a_ss(uint32_t a, uint32_t b, int c) {
+    int d;
+    asm("dp4a.s32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
+}
+
+/* max(a, b), NaN if either is NaN (max.NaN, sm_80 and later). */
+static __device__ __forceinline__ float vz_fmax_nan(float a, float b) {
+    float d;
+    asm("max.NaN.f32 %0, %1, %2;" : "=f"(d) : "f"(a), "f"(b));
+    return d;
+}
+
 /* Rewrites the nb staged rows of xs (c4 float4 each, mv4_stage) as digits,
  * one thread per group and input. (Four lanes per group, each converting
  * eight elements and joining the group's max and sums by shuffles, ran
  * llama2-7b q4 decode 4% slower on an H200: 571 against 595 tok/s,
  * bench/results/2026-12-01-session35-h200.md.) All threads of the block
- * call it; it ends with __syncthreads. */
+ * call it; it ends with __syncthreads.
+ *
+ * Its instructions are the cost: each block converts the whole x, a thread
+ * a group, so tinyllama's down (176 groups) keeps 5.5 warps of each block
+ * busy, the other warps waiting at the barrier. Per group: max.NaN of |x|
+ * (one instruction per element; NaN or infinity leave it above FLT_MAX,
+ * so it also tests that the group is finite); X + 0x808080 as the f32 bits
+ * of fmaf(x, 2^(22-e), 1.5 2^23) less 0x4b400000 - 0x808080 (|x 2^(22-e)|
+ * < 2^22 and the product exact, so the sum lies in (2^23, 2^24], where the
+ * f32 spacing is 1 and rounding to nearest even gives 1.5 2^23 + rint(X)
+ * as __float2int_rn would; the conversion instruction runs at a quarter of
+ * the rate); each three digit words from four elements in 7 prmt; M01 and
+ * D2 as dp4a of the digit words with ones. Session 68's form (a float max,
+ * a finite test, fmul, cvt.rni and the sums element by element) issued 472
+ * instructions per group (sm_90 SASS of the q4 single-row kernel), this
+ * one 275; the same digits and sums (tests/test_cuda_matvec.c checks the
+ * kernels' bits against its dp_model). On an H200 tinyllama q4 decode
+ * 1949 -> 1981 tok/s, q8 level; its down on these kernels still lost 2.1%
+ * (q4), 0.1% (q8), where it had lost 4.6% and 0.9%
+ * (bench/results/2026-12-04-session69-h200.md). */
 template <int KIND>
 static __device__ __forceinline__ void mv4_digits(int nb, int c4, float4 *xs) {
     const int gpr = c4 >> 3;
     for (int i = threadIdx.x; i < nb * gpr; i += blockDim.x) {
-        const int b = i / gpr, g = i - b * gpr;
+        const int b = nb == 1 ? 0 : i / gpr, g = i - b * gpr;
         float4 *row = xs + b * c4;
+        uint4 *out = (uint4 *)row;
         float v[32];
 #pragma unroll
         for (int q = 0; q < 8; q++) {
             const float4 f = row[mv4_swz(8 * g + q)];
             v[4 * q] = f.x, v[4 * q + 1] = f.y, v[4 * q + 2] = f.z, v[4 * q + 3] = f.w;
         }
-        float mx = 0.0f;
-        bool fin = true;
+        float m[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
-        for (int j = 0; j < 32; j++) mx = fmaxf(mx, fabsf(v[j])), fin = fin && fabsf(v[j]) <= FLT_MAX;
-        int e = (int)(__float_as_uint(mx) >> 23) - 126; /* mx < 2^e */
-        e = e < -100 ? -100 : e > 128 ? 128 : e;
-        const float mul = __uint_as_float((uint32_t)(149 - e) << 23); /* 2^(22 - e) */
-        int y[32], sx = 0, d2 = 0;
+        for (int j = 0; j < 32; j++) m[j & 3] = vz_fmax_nan(m[j & 3], fabsf(v[j]));
+        const float mx = vz_fmax_nan(vz_fmax_nan(m[0], m[1]), vz_fmax_nan(m[2], m[3]));
+        if (!(mx <= FLT_MAX)) { /* a NaN or an infinity: digits 0, scale NaN */
 #pragma unroll
-        for (int j = 0; j < 32; j++) {
-            const int X = fin ? __float2int_rn(v[j] * mul) : 0;
-            sx += X;
-            y[j] = X + 0x808080;
-            d2 += (int)((uint32_t)y[j] >> 16 & 255u) - 128;
+            for (int j = 0; j < 6; j++) out[mv4_swz(8 * g + j)] = make_uint4(0u, 0u, 0u, 0u);
+            out[mv4_swz(8 * g + 6)] = make_uint4(0x7fc00000u, 0u, 0u, 0u);
+            continue;
         }
+        int e = (int)(__float_as_uint(mx) >> 23) - 126; /* mx < 2^e */
+        e = e < -100 ? -100 : e;
+        const float mul = __uint_as_float((uint32_t)(149 - e) << 23); /* 2^(22 - e) */
+        uint32_t y[32]; /* X + 0x808080: digit k is byte k less 128 */
+#pragma unroll
+        for (int j = 0; j < 32; j++) y[j] = __float_as_uint(fmaf(v[j], mul, 12582912.0f)) - (0x4b400000u - 0x808080u);
         uint32_t w[3][8]; /* w[k][q]: digit k of code word q's four elements */
+        int t1 = 0, t0 = 0, d2 = 0;
 #pragma unroll
-        for (int q = 0; q < 8; q++)
-#pragma unroll
-            for (int k = 0; k < 3; k++) {
-                /* the element of byte c: e0 + ec c */
-                const int e0 = KIND == VZ_K_Q8D ? 4 * q : 8 * (q >> 1) + (q & 1), ec = KIND == VZ_K_Q8D ? 1 : 2;
-                const uint32_t sel = (uint32_t)k | (uint32_t)(4 + k) << 4;
-                const uint32_t lo = __byte_perm((uint32_t)y[e0], (uint32_t)y[e0 + ec], sel);
-                const uint32_t hi = __byte_perm((uint32_t)y[e0 + 2 * ec], (uint32_t)y[e0 + 3 * ec], sel);
-                w[k][q] = __byte_perm(lo, hi, 0x5410) ^ 0x80808080u;
-            }
-        uint4 *out = (uint4 *)row;
+        for (int q = 0; q < 8; q++) {
+            /* the element of byte c: e0 + ec c */
+            const int e0 = KIND == VZ_K_Q8D ? 4 * q : 8 * (q >> 1) + (q & 1), ec = KIND == VZ_K_Q8D ? 1 : 2;
+            const uint32_t a = y[e0], bb = y[e0 + ec], c = y[e0 + 2 * ec], d = y[e0 + 3 * ec];
+            const uint32_t lo = __byte_perm(a, bb, 0x5140), hi = __byte_perm(c, d, 0x5140); /* bytes 0, 1 */
+            w[0][q] = __byte_perm(lo, hi, 0x5410) ^ 0x80808080u;
+            w[1][q] = __byte_perm(lo, hi, 0x7632) ^ 0x80808080u;
+            w[2][q] = __byte_perm(__byte_perm(a, bb, 0x0062), __byte_perm(c, d, 0x6200), 0x7610) ^ 0x80808080u;
+            t1 = vz_dp4a_ss(w[1][q], 0x01010101u, t1), t0 = vz_dp4a_ss(w[0][q], 0x01010101u, t0);
+            d2 = vz_dp4a_ss(w[2][q], 0x01010101u, d2);
+        }
 #pragma unroll
         for (int k = 0; k < 3; k++)
 #pragma unroll
             for (int h = 0; h < 2; h++)
                 out[mv4_swz(8 * g + 2 * k + h)] = make_uint4(w[k][4 * h], w[k][4 * h + 1], w[k][4 * h + 2], w[k][4 * h + 3]);
-        const uint32_t sc = fin ? (uint32_t)(105 + e) << 23 : 0x7fc00000u; /* 2^(e - 22), or NaN */
-        out[mv4_swz(8 * g + 6)] = make_uint4(sc, (uint32_t)(sx - 65536 * d2), (uint32_t)d2, 0u);
+        out[mv4_swz(8 * g + 6)] = make_uint4((uint32_t)(105 + e) << 23, (uint32_t)(256 * t1 + t0), (uint32_t)d2, 0u);
     }
     __syncthreads();
 }
