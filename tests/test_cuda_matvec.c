@@ -262,21 +262,22 @@ static double err_dp(const double *w, const float *x, int64_t cols) {
     return xr + (3.0 + (double)((cols + 1023) / 1024) + 8) * ldexp(A, -24);
 }
 
-/* The dot-product kernels' output bits (mv4.cuh: mv4_digits, then mv4_dp
- * in the kernels' group and butterfly order), computed here from the blob
- * as docs/codecs.md lays it out: per 32-element group of x, e with its max
- * |x| in [2^(e-1), 2^e) (e >= -100), X = rint(x 2^(22-e)) and its balanced
- * digits (bytes of X + 0x808080, each less 128); the exact sums t = sum q
- * (d0 + 2^8 d1), a2 = sum q d2 over the signed codes q (code less zero
- * point); f = fmaf(2^16, a2, (float)t); lane g % 32's acc = fmaf(scale
- * 2^(e-22), f, acc) over its groups in order; then acc += the acc of lane
- * ^ o for o = 16 ... 1, lane 0's. A group with a non-finite x gives NaN. */
 static uint32_t f32_bits(float f) {
     uint32_t u;
     memcpy(&u, &f, 4);
     return u;
 }
 
+/* The dot-product kernels' output bits (mv4.cuh: mv4_digits, then mv4_dp
+ * in the kernels' group and butterfly order), computed here from the blob
+ * as docs/codecs.md lays it out: per 32-element group of x, e with its max
+ * |x| in [2^(e-1), 2^e) (e >= -100), X = rint(x 2^(22-e)) and its balanced
+ * digits (bytes of X + 0x808080, each less 128); the exact sums t = sum q
+ * (d0 + 2^8 d1), a2 = sum q d2 over the signed codes q (code less zero
+ * point); f = fmaf(2^16, a2, (float)t); lane g % 32's acc = fmaf(s, f,
+ * acc), s = the group's scale times 2^(e-22) in f32, over its groups in
+ * order; then acc += the acc of lane ^ o for o = 16 ... 1, lane 0's. A
+ * group with a non-finite x gives NaN. */
 static float dp_model(const enc *e, int64_t r, const float *x) {
     const int64_t rows = e->t.rows, cols = e->t.cols, qg = e->d.group, sgpr = (cols + qg - 1) / qg;
     const int q4 = e->d.codec == VZ_CODEC_q4;
