@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test binary in $BUILD/tests and prints one closing line:
 # "N passed, N failed, N skipped". A binary that crashes or prints no cmocka
-# summary counts as one failure. VZ_TEST_FILTER=regex limits the binaries.
+# summary counts as one failure. VZ_TEST_FILTER=regex limits the binaries;
+# VZ_TEST_ONLY=pattern the tests within the GPU binaries that read it
+# (tests/common/testutil.h vz_test_filter_from_env).
 set -u
 BUILD=${BUILD:-build}
 export BUILD

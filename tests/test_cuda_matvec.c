@@ -1161,8 +1161,7 @@ int main(void) {
         cmocka_unit_test(test_rows),
         cmocka_unit_test(test_raw_gpu_order),
     };
-    const char *only = getenv("VZ_TEST_ONLY"); /* e.g. test_matvec_fit */
-    if (only && *only) cmocka_set_test_filter(only);
+    vz_test_filter_from_env();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
 

@@ -611,7 +611,6 @@ int main(void) {
         cmocka_unit_test(test_prefill_bitexact_stories260k),
         cmocka_unit_test(test_prefill_bitexact_tinyllama),
     };
-    const char *only = getenv("VZ_TEST_ONLY"); /* e.g. *tinyllama (bench/gpu_prefill.sh) */
-    if (only && *only) cmocka_set_test_filter(only);
+    vz_test_filter_from_env(); /* e.g. VZ_TEST_ONLY=*tinyllama (bench/gpu_prefill.sh) */
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -207,7 +207,6 @@ int main(void) {
         cmocka_unit_test(test_stream_synth_small),
         cmocka_unit_test(test_stream_budget),
     };
-    const char *only = getenv("VZ_TEST_ONLY"); /* e.g. test_stream_synth_small (under compute-sanitizer) */
-    if (only && *only) cmocka_set_test_filter(only);
+    vz_test_filter_from_env();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

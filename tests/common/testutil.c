@@ -88,3 +88,8 @@ float vz_test_randn(uint64_t *s) {
     double u2 = (vz_test_rand(s) >> 11) / 9007199254740992.0;
     return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
 }
+
+void vz_test_filter_from_env(void) {
+    const char *only = getenv("VZ_TEST_ONLY");
+    if (only && *only) cmocka_set_test_filter(only);
+}

@@ -39,6 +39,11 @@ const char *vz_test_cli(void);
  * caller frees) and returning the exit status (-1 if it did not exit). */
 int vz_test_sh(char **output, const char *fmt, ...);
 
+/* VZ_TEST_ONLY=PATTERN (cmocka's * and ? wildcards), when set: only the
+ * matching tests of the binary run (e.g. one slow GPU test under
+ * compute-sanitizer). Call before cmocka_run_group_tests. */
+void vz_test_filter_from_env(void);
+
 /* Deterministic pseudo-random numbers for tests. */
 uint64_t vz_test_rand(uint64_t *state);
 float vz_test_randn(uint64_t *state);
