@@ -16,9 +16,9 @@ CUDA_ARCH ?= -gencode=arch=compute_90,code=sm_90
 # Use its own BUILD directory: the define is not in the objects' dependencies.
 CUDA_TRACE ?= 0
 
-PKGS      := libcjson libzstd libxxhash
+PKGS      := libcjson libzstd libxxhash libpcre2-8 libutf8proc
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lcjson -lzstd -lxxhash)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lcjson -lzstd -lxxhash -lpcre2-8 -lutf8proc)
 
 SAN_BUILD ?= build-san
 OPT     := -O2

@@ -15,7 +15,8 @@ static const char *kCmd = "tokenize";
 static void usage(FILE *f) {
     fprintf(f, "usage: vramzip tokenize -m PATH [--bos] [--lines] [-f FILE] [-- TEXT...]\n\n"
                "Prints the token ids of TEXT (else of FILE, else of standard input).\n"
-               "  -m, --model PATH  tokenizer.model, tokenizer.bin, or a model with a tokenizer\n"
+               "  -m, --model PATH  tokenizer.model, tokenizer.bin, tokenizer.json, or a model\n"
+               "                    with a tokenizer\n"
                "  --bos             prepend the BOS id\n"
                "  --lines           encode each line separately, one line of ids per line\n"
                "  -f, --file FILE   read the text from FILE\n");

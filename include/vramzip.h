@@ -56,8 +56,9 @@ const char *vz_last_error(void);
 
 typedef struct vz_tokenizer vz_tokenizer;
 
-/* Opens a SentencePiece tokenizer.model (protobuf) or a llama2.c tokenizer.bin
- * (detected by content). *out is owned by the caller: vz_tokenizer_close. */
+/* Opens a SentencePiece tokenizer.model (protobuf), a llama2.c tokenizer.bin
+ * or a Hugging Face tokenizer.json with a byte-level BPE (Llama 3, Qwen 2,
+ * GPT-2; detected by content). *out is owned by the caller: vz_tokenizer_close. */
 vz_status vz_tokenizer_open(vz_tokenizer **out, const char *path);
 void vz_tokenizer_close(vz_tokenizer *t);
 
@@ -66,14 +67,18 @@ int32_t vz_tokenizer_bos(const vz_tokenizer *t);
 int32_t vz_tokenizer_eos(const vz_tokenizer *t);
 
 /* Encodes len bytes of UTF-8 text like SentencePiece's encoder (BPE with
- * byte fallback). Prepends BOS when add_bos. Writes at most cap ids; *n_out
+ * byte fallback), or a tokenizer.json's like Hugging Face tokenizers (added
+ * tokens in the text are matched). Prepends BOS when add_bos (byte-level:
+ * when its post-processor's template has one). Writes at most cap ids; *n_out
  * gets the count needed, so a call with cap too small fails with VZ_ERR_ARG
  * and tells the size to retry with. */
 vz_status vz_tokenizer_encode(const vz_tokenizer *t, const char *text, size_t len,
                               int add_bos, int32_t *ids, int32_t cap, int32_t *n_out);
 
 /* The raw piece of a token (U+2581 already turned into a space, byte tokens
- * as "<0xAB>"). Borrowed; valid while t lives. NULL when id is out of range. */
+ * as "<0xAB>"; byte-level BPE: the bytes it decodes to, possibly part of a
+ * UTF-8 character, cut at a NUL byte). Borrowed; valid while t lives. NULL
+ * when id is out of range. */
 const char *vz_tokenizer_piece(const vz_tokenizer *t, int32_t id);
 
 /* Streaming detokenizer: feeds ids, emits whole UTF-8 characters only
@@ -401,7 +406,7 @@ typedef struct vz_synth_opts {
     const char *shape;          /* a shape name (required) */
     vz_dtype dtype;             /* default VZ_DTYPE_BF16 */
     uint64_t seed;              /* default 0; same seed, same bytes */
-    const char *tokenizer_path; /* tokenizer.model to copy; NULL: built-in one (none for llama3-8b) */
+    const char *tokenizer_path; /* tokenizer.model or tokenizer.json to copy; NULL: built-in one (none for llama3-8b) */
     uint64_t max_shard_bytes;   /* 0: 5e9 (Hugging Face's default); bigger checkpoints are sharded */
     int32_t force;              /* 1: replace an existing non-empty out_dir */
     volatile int *cancel;       /* optional; nonzero stops with VZ_ERR_INTERRUPTED */

@@ -17,6 +17,7 @@
 #include <xxhash.h>
 
 #include "codec/codec.h"
+#include "tokenizer/tokenizer.h"
 #include "format/vz_write.h"
 
 #define MAX_RULES 64
@@ -402,7 +403,11 @@ static vz_status convert_tensors(vz_writer *w, const vz_model *m, spec *sp, cons
 
 static vz_status convert_model(vz_writer *w, const vz_model *m, spec *sp, const vz_convert_opts *o) {
     VZ_TRY(vz_writer_set_config(w, &m->cfg, m->format));
-    if (m->tok) {
+    size_t jl = 0;
+    const uint8_t *json = m->tok ? vz_tokenizer_json(m->tok, &jl) : NULL;
+    if (json) {
+        VZ_TRY(vz_writer_set_tokenizer_json(w, json, jl));
+    } else if (m->tok) {
         vz_vocab v;
         VZ_TRY(vz_vocab_from_tokenizer(&v, m->tok));
         vz_status s = vz_writer_set_vocab(w, &v);

@@ -2,7 +2,7 @@
  * hf.c - Hugging Face checkpoint directory reader: config.json (transformers'
  * LlamaConfig / MistralConfig fields), model.safetensors or a sharded
  * model.safetensors.index.json (weight_map -> shard files), and an optional
- * tokenizer.model. Tensor names are already canonical; tensors stay in the
+ * tokenizer.model, else tokenizer.json (byte-level BPE). Tensor names are already canonical; tensors stay in the
  * mmaps (codec raw). HF checkpoints use rotate-half RoPE (rope_interleaved 0).
  */
 #include <cjson/cJSON.h>
@@ -221,7 +221,10 @@ static vz_status load_tokenizer(vz_model *m, const char *dir, const vz_model_opt
     if (o && o->tokenizer_path) {
         snprintf(path, sizeof path, "%s", o->tokenizer_path);
     } else {
+        /* SentencePiece first: Llama 2 and Mistral ship both, and their
+         * tokenizer.json is not byte-level; Llama 3 and Qwen 2 ship only the json. */
         VZ_TRY(join(path, sizeof path, dir, "tokenizer.model"));
+        if (!file_exists(path)) VZ_TRY(join(path, sizeof path, dir, "tokenizer.json"));
         if (!file_exists(path)) return VZ_OK; /* a model without a tokenizer is still usable by ids */
     }
     VZ_TRY(vz_tokenizer_open(&m->tok, path));

@@ -25,7 +25,7 @@ typedef struct vz_file {
     const uint8_t *data;
     uint64_t size;
     const char *what;
-    vz_sect conf, tokn, tidx;
+    vz_sect conf, tokn, tjsn, tidx;
 } vz_file;
 
 static vz_status read_header(vz_file *f, uint64_t *tab_off, uint32_t *n_sect, uint64_t *tab_sum) {
@@ -88,7 +88,7 @@ static vz_status read_sections(vz_file *f) {
         for (int k = 0; k < 4; k++) name[k] = (tag[k] >= 32 && tag[k] < 127) ? (char)tag[k] : '?';
         VZ_TRY(in_file(f, off, size, name, "section"));
         vz_sect *s = !memcmp(tag, "CONF", 4) ? &f->conf : !memcmp(tag, "TOKN", 4) ? &f->tokn
-                   : !memcmp(tag, "TIDX", 4) ? &f->tidx : NULL;
+                   : !memcmp(tag, "TJSN", 4) ? &f->tjsn : !memcmp(tag, "TIDX", 4) ? &f->tidx : NULL;
         if (!s) {
             VZ_FAIL_IF(flags & VZ_SECT_REQUIRED, VZ_ERR_UNSUPPORTED,
                        "%s: required section '%s' is unknown to this version", f->what, name);
@@ -103,6 +103,7 @@ static vz_status read_sections(vz_file *f) {
     }
     VZ_FAIL_IF(!f->conf.present, VZ_ERR_FORMAT, "%s: no CONF section", f->what);
     VZ_FAIL_IF(!f->tidx.present, VZ_ERR_FORMAT, "%s: no TIDX section", f->what);
+    VZ_FAIL_IF(f->tokn.present && f->tjsn.present, VZ_ERR_FORMAT, "%s: both a TOKN and a TJSN tokenizer", f->what);
     return VZ_OK;
 }
 
@@ -198,6 +199,17 @@ static vz_status parse_tokn(vz_model *m, const vz_file *f) {
     free(scores);
     free(types);
     return s;
+}
+
+/* TJSN: a tokenizer.json (byte-level BPE) whose ids fit the config's vocabulary. */
+static vz_status parse_tjsn(vz_model *m, const vz_file *f) {
+    char what[300];
+    snprintf(what, sizeof what, "%s: TJSN", f->what);
+    VZ_TRY(vz_tokenizer_from_json(&m->tok, f->tjsn.p, (size_t)f->tjsn.size, what));
+    VZ_FAIL_IF(vz_tokenizer_vocab_size(m->tok) > m->cfg.vocab_size, VZ_ERR_FORMAT,
+               "%s: TJSN tokenizer has %d tokens, more than config vocab_size %d", f->what,
+               vz_tokenizer_vocab_size(m->tok), m->cfg.vocab_size);
+    return VZ_OK;
 }
 
 /* Reads one index entry into t (data pointers into the file). */
@@ -321,6 +333,7 @@ vz_status vz_read_vz_mem(vz_model *m, const uint8_t *data, uint64_t size, const 
     snprintf(m->format, sizeof m->format, "vz");
     VZ_TRY(parse_conf(m, &f));
     if (f.tokn.present) VZ_TRY(parse_tokn(m, &f));
+    if (f.tjsn.present) VZ_TRY(parse_tjsn(m, &f));
     return parse_tidx(m, &f, o && o->check);
 }
 

@@ -13,6 +13,7 @@
 vz_status vz_vocab_from_tokenizer(vz_vocab *v, const vz_tokenizer *t) {
     memset(v, 0, sizeof *v);
     VZ_FAIL_IF(!t || t->n < 1, VZ_ERR_ARG, "tokenizer has no pieces");
+    VZ_FAIL_IF(t->bb, VZ_ERR_ARG, "a byte-level BPE tokenizer is stored as its tokenizer.json (TJSN), not TOKN");
     v->owned_types = malloc((size_t)t->n * sizeof *v->owned_types);
     VZ_FAIL_IF(!v->owned_types, VZ_ERR_NOMEM, "out of memory for %d pieces", t->n);
     for (int32_t i = 0; i < t->n; i++) v->owned_types[i] = t->type[i];

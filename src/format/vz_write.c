@@ -65,9 +65,9 @@ typedef struct section {
 
 struct vz_writer {
     vz_wfile f;
-    vz_buf conf, tokn, tidx;
+    vz_buf conf, tokn, tjsn, tidx;
     uint32_t n_tensors;
-    int has_conf, has_tokn;
+    int has_conf, has_tokn, has_tjsn;
 };
 
 vz_status vz_writer_open(vz_writer **out, const char *path) {
@@ -93,6 +93,7 @@ void vz_writer_abort(vz_writer *w) {
     vz_wfile_abort(&w->f);
     free(w->conf.p);
     free(w->tokn.p);
+    free(w->tjsn.p);
     free(w->tidx.p);
     free(w);
 }
@@ -115,6 +116,15 @@ vz_status vz_writer_set_config(vz_writer *w, const vz_config *c, const char *sou
     free(js);
     VZ_FAIL_IF(w->conf.failed, VZ_ERR_NOMEM, "%s: out of memory", w->f.final);
     w->has_conf = 1;
+    return VZ_OK;
+}
+
+vz_status vz_writer_set_tokenizer_json(vz_writer *w, const uint8_t *json, size_t len) {
+    VZ_FAIL_IF(!json || len == 0, VZ_ERR_ARG, "%s: empty tokenizer.json", w->f.final);
+    w->tjsn.n = 0;
+    buf_put(&w->tjsn, json, len);
+    VZ_FAIL_IF(w->tjsn.failed, VZ_ERR_NOMEM, "%s: out of memory", w->f.final);
+    w->has_tjsn = 1;
     return VZ_OK;
 }
 
@@ -204,10 +214,11 @@ static vz_status finish(vz_writer *w) {
     VZ_FAIL_IF(!w->has_conf, VZ_ERR_ARG, "%s: no config set", w->f.final);
     VZ_FAIL_IF(w->n_tensors == 0, VZ_ERR_ARG, "%s: no tensors", w->f.final);
     for (int i = 0; i < 4; i++) w->tidx.p[i] = (uint8_t)(w->n_tensors >> (8 * i));
-    section sec[3];
+    section sec[4];
     uint32_t ns = 0;
     VZ_TRY(put_section(w, &sec[ns++], "CONF", VZ_SECT_REQUIRED, &w->conf));
     if (w->has_tokn) VZ_TRY(put_section(w, &sec[ns++], "TOKN", 0, &w->tokn));
+    if (w->has_tjsn) VZ_TRY(put_section(w, &sec[ns++], "TJSN", 0, &w->tjsn));
     VZ_TRY(put_section(w, &sec[ns++], "TIDX", VZ_SECT_REQUIRED, &w->tidx));
     VZ_TRY(vz_wfile_pad(&w->f, 8));
     vz_buf tab = {0};

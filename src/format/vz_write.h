@@ -58,6 +58,10 @@ vz_status vz_writer_open(vz_writer **out, const char *path);
 /* Config to store (copied); source_format is informative ("llama2c"...). */
 vz_status vz_writer_set_config(vz_writer *w, const vz_config *c, const char *source_format);
 
+/* A byte-level BPE tokenizer's tokenizer.json to store (copied into the TJSN
+ * section now; a model has TOKN or TJSN, not both). */
+vz_status vz_writer_set_tokenizer_json(vz_writer *w, const uint8_t *json, size_t len);
+
 /* Vocabulary to store (copied into the TOKN section now). */
 vz_status vz_writer_set_vocab(vz_writer *w, const vz_vocab *v);
 

@@ -21,6 +21,7 @@
 #include "core/io.h"
 #include "model/synth.h"
 #include "tokenizer/spm_write.h"
+#include "tokenizer/tokenizer.h"
 
 #define GAMMA 0x9e3779b97f4a7c15ull
 #define CHUNK ((uint64_t)1 << 21) /* elements per streamed chunk: 8 MB of f32 */
@@ -121,11 +122,13 @@ static void gen_chunk(const vz_synth_gen *g, const float *colscale, uint64_t e0,
 
 typedef struct synth_job {
     const vz_synth_shape *shape;
+    vz_synth_shape own;    /* the shape with a tokenizer.json's BOS and EOS ids */
     const vz_synth_opts *o;
     vz_synth_tensor *t;
     int32_t nt, n_shards, vocab;
-    uint8_t *tok;          /* tokenizer.model bytes, or NULL for none */
+    uint8_t *tok;          /* tokenizer.model (or tokenizer.json) bytes, or NULL for none */
     uint64_t tok_size;
+    int tok_json;          /* tok is a tokenizer.json (byte-level BPE) */
     void *buf;             /* one chunk */
     float *colscale;       /* dim floats */
     uint64_t done, total;
@@ -265,7 +268,7 @@ static vz_status write_all(synth_job *j) {
     VZ_TRY(write_text(j, "SYNTHETIC.txt", synthetic_txt(j)));
     VZ_TRY(write_text(j, "config.json", vz_synth_config_json(j->shape, j->vocab, j->o->dtype)));
     VZ_TRY(write_text(j, "generation_config.json", vz_synth_generation_json(j->shape)));
-    if (j->tok) VZ_TRY(write_file(j, "tokenizer.model", j->tok, j->tok_size));
+    if (j->tok) VZ_TRY(write_file(j, j->tok_json ? "tokenizer.json" : "tokenizer.model", j->tok, j->tok_size));
     for (int32_t k = 0; k < j->n_shards; k++) VZ_TRY(write_shard(j, k));
     if (j->n_shards > 1) VZ_TRY(write_index(j));
     return check_cancel(j);
@@ -283,8 +286,23 @@ static vz_status prepare_tokenizer(synth_job *j) {
     int32_t n = 0;
     VZ_TRY(vz_read_file(path, &buf, &j->tok_size, (uint64_t)64 << 20));
     j->tok = (uint8_t *)buf;
-    VZ_TRY(vz_spm_count_pieces(j->tok, j->tok_size, path, &n));
-    VZ_FAIL_IF(n < 3, VZ_ERR_FORMAT, "%s: %d pieces; need at least <unk>, <s>, </s>", path, (int)n);
+    uint64_t i = 0;
+    while (i < j->tok_size && (buf[i] == ' ' || buf[i] == '\n' || buf[i] == '\r' || buf[i] == '\t')) i++;
+    if (i < j->tok_size && buf[i] == '{') { /* a tokenizer.json: byte-level BPE (Llama 3) */
+        vz_tokenizer *t = NULL;
+        VZ_TRY(vz_tokenizer_from_json(&t, j->tok, j->tok_size, path));
+        n = vz_tokenizer_vocab_size(t);
+        const int32_t bos = vz_tokenizer_bos(t), eos = vz_tokenizer_eos(t);
+        vz_tokenizer_close(t);
+        VZ_FAIL_IF(eos < 0, VZ_ERR_FORMAT, "%s: no end-of-text token (<|end_of_text|>, <|endoftext|>, </s>, <eos>, <|im_end|>)",
+                   path);
+        j->own = *s, j->own.bos_id = bos >= 0 ? bos : eos, j->own.eos_id = eos; /* no BOS: Qwen 2's rule */
+        j->shape = &j->own; /* config.json names the tokenizer's own ids */
+        j->tok_json = 1;
+    } else {
+        VZ_TRY(vz_spm_count_pieces(j->tok, j->tok_size, path, &n));
+        VZ_FAIL_IF(n < 3, VZ_ERR_FORMAT, "%s: %d pieces; need at least <unk>, <s>, </s>", path, (int)n);
+    }
     if (s->vocab_from_tokenizer) j->vocab = n;
     VZ_FAIL_IF(n != j->vocab, VZ_ERR_SHAPE, "%s: %d pieces, but shape %s has vocab_size %d", path, (int)n, s->name,
                (int)j->vocab);

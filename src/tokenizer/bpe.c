@@ -6,6 +6,7 @@
  * symbols are merged by highest piece score (leftmost on ties) with a binary
  * heap, and pieces not in the vocabulary fall back to <0xXX> byte pieces.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -260,6 +261,19 @@ vz_status vz_tokenizer_encode(const vz_tokenizer *t, const char *text, size_t le
     *n_out = 0;
     VZ_FAIL_IF(len > (1u << 29), VZ_ERR_ARG, "vz_tokenizer_encode: text of %zu bytes is too long (max %u)", len,
                1u << 29);
+    if (t->bb) { /* byte-level BPE: BOS only where its template puts one */
+        int32_t *v;
+        size_t n;
+        VZ_TRY(tok_bbpe_encode(t, text, len, add_bos, &v, &n));
+        vz_status st = n > INT32_MAX ? VZ_FAIL(VZ_ERR_ARG, "vz_tokenizer_encode: %zu ids", n) : VZ_OK;
+        if (st == VZ_OK) {
+            *n_out = (int32_t)n;
+            if ((int32_t)n > cap) st = VZ_FAIL(VZ_ERR_ARG, "vz_tokenizer_encode: %d ids do not fit in %d", (int32_t)n, cap);
+            else if (n > 0) memcpy(ids, v, n * sizeof *ids);
+        }
+        free(v);
+        return st;
+    }
     VZ_FAIL_IF(add_bos && t->bos < 0, VZ_ERR_ARG, "vz_tokenizer_encode: the tokenizer has no BOS token");
     char *norm = malloc(3 * len + 4);
     int32_t *tmp = malloc((3 * len + 5) * sizeof *tmp);

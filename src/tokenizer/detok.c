@@ -4,7 +4,8 @@
  * SentencePiece's decoder and llama2.c's decode after BOS do), control pieces
  * silent, byte pieces reassembled into UTF-8. Every byte goes through a UTF-8
  * validator, so the output is always valid UTF-8: an incomplete sequence
- * waits in vz_detok.pending; an invalid one becomes U+FFFD.
+ * waits in vz_detok.pending; an invalid one becomes U+FFFD. A byte-level
+ * BPE token (tokenizer.json) gives its bytes; its special tokens are silent.
  */
 #include <string.h>
 
@@ -90,8 +91,10 @@ int32_t vz_detok_next(vz_detok *d, int32_t id, char *buf, int32_t cap) {
     out o = {buf, cap, 0, 0};
     int at_start = d->prev < 0 || d->prev >= t->n || t->type[d->prev] == VZ_PIECE_CONTROL;
     const char *s = t->text[id];
-    size_t n = strlen(s);
-    switch (t->type[id]) {
+    size_t n = t->tlen ? t->tlen[id] : strlen(s);
+    if (t->tlen) /* byte-level BPE: the token's bytes; special tokens silent */
+        n = t->type[id] == VZ_PIECE_CONTROL ? 0 : n;
+    else switch (t->type[id]) {
     case VZ_PIECE_CONTROL: n = 0; break;
     case VZ_PIECE_BYTE: {
         int32_t b = 0;

@@ -272,7 +272,7 @@ vz_status vz_tokenizer_from_spm_model(vz_tokenizer **out, const uint8_t *data, s
         sp.bos = control_id(n, pieces, lens, types, sp.bos_piece, sp.bos_len);
         sp.eos = control_id(n, pieces, lens, types, sp.eos_piece, sp.eos_len);
         tok_spec s = {sp.bos, sp.eos, sp.unk, sp.add_dummy_prefix, sp.remove_extra_ws, sp.escape_ws,
-                      sp.byte_fallback, 1, 1, sp.unk_surface, sp.unk_surface_len, what};
+                      sp.byte_fallback, 1, 1, sp.unk_surface, sp.unk_surface_len, what, 0};
         if (st == VZ_OK) st = tok_create(out, n, pieces, lens, scores, types, &s);
     }
     free(pieces);

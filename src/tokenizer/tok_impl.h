@@ -1,9 +1,12 @@
 /*
  * tok_impl.h - private layout of vz_tokenizer, shared by the files of
  * src/tokenizer/ only: the builder (tokenizer.c), the SentencePiece .model
- * reader (spm_proto.c), the encoder (bpe.c) and the detokenizer (detok.c).
+ * reader (spm_proto.c), the encoder (bpe.c), the detokenizer (detok.c) and
+ * the byte-level BPE of tokenizer.json (bbpe.c).
  * Pieces are kept in SentencePiece form (U+2581 for a space) for encoding and
- * in display form (plain spaces) for vz_tokenizer_piece and decoding.
+ * in display form (plain spaces) for vz_tokenizer_piece and decoding; a
+ * byte-level tokenizer keeps its vocabulary strings as pieces and the bytes
+ * they decode to as text (tlen bytes: they may hold a NUL).
  */
 #ifndef VZ_TOKENIZER_TOK_IMPL_H
 #define VZ_TOKENIZER_TOK_IMPL_H
@@ -28,7 +31,10 @@ typedef struct tok_spec {
     const char *unk_surface;         /* decoded text of the unknown piece */
     uint32_t unk_surface_len;
     const char *what;                /* file name for messages */
+    int32_t byte_level;              /* tokenizer.json byte-level BPE: no UNKNOWN piece */
 } tok_spec;
+
+struct tok_bbpe; /* bbpe.c */
 
 struct vz_tokenizer {
     int32_t n;
@@ -47,6 +53,8 @@ struct vz_tokenizer {
     int32_t byte_id[256]; /* id of "<0xXX>", or unk */
     char unk_surface[64];
     uint32_t unk_surface_len;
+    struct tok_bbpe *bb;  /* byte-level BPE (bbpe.c), else NULL */
+    uint32_t *tlen;       /* (n) byte-level: bytes of text[i] */
 };
 
 /* Builds a tokenizer from parallel arrays (copied). types may be NULL
@@ -62,5 +70,13 @@ int32_t tok_lookup(const vz_tokenizer *t, const char *p, size_t n);
  * valid characters only, anything else counts as one invalid byte (0 returned
  * in *valid). */
 size_t tok_utf8_char(const uint8_t *s, size_t n, int *valid);
+
+/* Byte-level BPE (bbpe.c): the ids of text (BOS first when add_bos and the
+ * template has one) into *ids (malloc'd, *n of them); the state's free; the
+ * tokenizer.json bytes it was read from. */
+vz_status tok_bbpe_encode(const vz_tokenizer *t, const char *text, size_t len, int add_bos, int32_t **ids,
+                          size_t *n);
+void tok_bbpe_free(struct tok_bbpe *b);
+const uint8_t *tok_bbpe_json(const vz_tokenizer *t, size_t *len);
 
 #endif

@@ -82,6 +82,8 @@ void vz_tokenizer_close(vz_tokenizer *t) {
     free(t->type);
     free(t->arena);
     free(t->slot);
+    free(t->tlen);
+    tok_bbpe_free(t->bb);
     free(t);
 }
 
@@ -168,7 +170,7 @@ static vz_status resolve_ids(vz_tokenizer *t, const tok_spec *s) {
     if (s->unk >= 0 && s->unk < t->n && t->type[s->unk] == VZ_PIECE_UNKNOWN) t->unk = s->unk;
     for (int32_t i = 0; i < t->n && t->unk < 0; i++)
         if (t->type[i] == VZ_PIECE_UNKNOWN) t->unk = i;
-    VZ_FAIL_IF(t->unk < 0, VZ_ERR_FORMAT, "%s: no piece of type UNKNOWN (unk id %d)", s->what, s->unk);
+    VZ_FAIL_IF(t->unk < 0 && !s->byte_level, VZ_ERR_FORMAT, "%s: no piece of type UNKNOWN (unk id %d)", s->what, s->unk);
     VZ_FAIL_IF(s->bos >= t->n || s->bos < -1, VZ_ERR_FORMAT, "%s: bos_id %d outside the vocabulary of %d", s->what,
                s->bos, t->n);
     VZ_FAIL_IF(s->eos >= t->n || s->eos < -1, VZ_ERR_FORMAT, "%s: eos_id %d outside the vocabulary of %d", s->what,
@@ -231,7 +233,7 @@ vz_status tok_create(vz_tokenizer **out, int32_t n, const char *const *pieces, c
 vz_status vz_tokenizer_from_vocab(vz_tokenizer **out, int32_t n, const char *const *pieces, const uint32_t *lens,
                                   const float *scores, const int32_t *types, int32_t spm_form, int32_t bos,
                                   int32_t eos, int32_t unk, int32_t add_dummy_prefix, const char *what) {
-    tok_spec s = {bos, eos, unk, add_dummy_prefix, 0, 1, 0, spm_form, 0, NULL, 0, what ? what : "vocab"};
+    tok_spec s = {bos, eos, unk, add_dummy_prefix, 0, 1, 0, spm_form, 0, NULL, 0, what ? what : "vocab", 0};
     VZ_TRY(tok_create(out, n, pieces, lens, scores, types, &s));
     for (int32_t i = 0; i < n; i++)
         if ((*out)->type[i] == VZ_PIECE_BYTE) (*out)->byte_fallback = 1;
@@ -292,7 +294,7 @@ vz_status vz_tokenizer_from_llama2c(vz_tokenizer **out, const uint8_t *data, siz
     } else {
         r.pos = 4;
         st = llama2c_read(&r, n, pieces, lens, scores);
-        tok_spec s = {n > 1 ? 1 : -1, n > 2 ? 2 : -1, 0, 1, 0, 1, 0, 0, 0, NULL, 0, what};
+        tok_spec s = {n > 1 ? 1 : -1, n > 2 ? 2 : -1, 0, 1, 0, 1, 0, 0, 0, NULL, 0, what, 0};
         if (st == VZ_OK) st = tok_create(out, n, pieces, lens, scores, NULL, &s);
         if (st == VZ_OK)
             for (int32_t i = 0; i < n; i++)
@@ -315,9 +317,14 @@ vz_status vz_tokenizer_open(vz_tokenizer **out, const char *path) {
                      (unsigned long long)m.size);
     } else {
         /* A tokenizer.bin starts with a small int32. A valid ModelProto never
-         * does: bytes 2-3 being zero would put a field number 0 in its first message. */
+         * does: bytes 2-3 being zero would put a field number 0 in its first
+         * message. Nor does either start with '{' then white space or '"'. */
         uint32_t v = vz_le32(m.data);
-        if (v < 65536) st = vz_tokenizer_from_llama2c(out, m.data, m.size, path);
+        size_t i = 1;
+        while (i < m.size && (m.data[i] == ' ' || m.data[i] == '\n' || m.data[i] == '\r' || m.data[i] == '\t')) i++;
+        if (m.data[0] == '{' && i < m.size && (m.data[i] == '"' || m.data[i] == '}'))
+            st = vz_tokenizer_from_json(out, m.data, m.size, path);
+        else if (v < 65536) st = vz_tokenizer_from_llama2c(out, m.data, m.size, path);
         else st = vz_tokenizer_from_spm_model(out, m.data, m.size, path);
     }
     vz_map_close(&m);
@@ -327,6 +334,8 @@ vz_status vz_tokenizer_open(vz_tokenizer **out, const char *path) {
 int32_t vz_tokenizer_vocab_size(const vz_tokenizer *t) { return t ? t->n : 0; }
 int32_t vz_tokenizer_bos(const vz_tokenizer *t) { return t ? t->bos : -1; }
 int32_t vz_tokenizer_eos(const vz_tokenizer *t) { return t ? t->eos : -1; }
+
+const uint8_t *vz_tokenizer_json(const vz_tokenizer *t, size_t *len) { return tok_bbpe_json(t, len); }
 
 const char *vz_tokenizer_piece(const vz_tokenizer *t, int32_t id) {
     if (!t || id < 0 || id >= t->n) return NULL;

@@ -35,4 +35,12 @@ vz_status vz_tokenizer_from_spm_model(vz_tokenizer **out, const uint8_t *data, s
  * BOS = 1, EOS = 2, UNK = 0 as in llama2.c. */
 vz_status vz_tokenizer_from_llama2c(vz_tokenizer **out, const uint8_t *data, size_t size, const char *what);
 
+/* Parses a Hugging Face tokenizer.json held in memory: byte-level BPE
+ * (Llama 3, Qwen 2, GPT-2; bbpe.c). data is copied (the .vz TJSN section). */
+vz_status vz_tokenizer_from_json(vz_tokenizer **out, const uint8_t *data, size_t size, const char *what);
+
+/* The tokenizer.json a byte-level tokenizer was read from (borrowed), or NULL
+ * for the other kinds. */
+const uint8_t *vz_tokenizer_json(const vz_tokenizer *t, size_t *len);
+
 #endif

@@ -1,6 +1,7 @@
 /*
  * fuzz_tokenizer.c - fuzz target for the tokenizer readers: the bytes are
- * parsed as a SentencePiece tokenizer.model and as a llama2.c tokenizer.bin;
+ * parsed as a SentencePiece tokenizer.model, as a llama2.c tokenizer.bin and
+ * as a tokenizer.json (byte-level BPE);
  * a tokenizer that loads then encodes a fixed odd string and the input's own
  * tail, and streams the ids back through the detokenizer, whose output must
  * always be valid UTF-8. Must never crash; traps on an invariant broken.
@@ -56,6 +57,10 @@ int vz_fuzz_tokenizer(const uint8_t *data, size_t size) {
         vz_tokenizer_close(t);
     }
     if (vz_tokenizer_from_llama2c(&t, data, size, "fuzz.bin") == VZ_OK) {
+        exercise(t, data, size);
+        vz_tokenizer_close(t);
+    }
+    if (size > 0 && data[0] == '{' && vz_tokenizer_from_json(&t, data, size, "fuzz.json") == VZ_OK) {
         exercise(t, data, size);
         vz_tokenizer_close(t);
     }

@@ -1,0 +1,489 @@
+/*
+ * test_tokenizer_json.c - byte-level BPE tokenizers from tokenizer.json
+ * (src/tokenizer/bbpe.c) against Hugging Face `tokenizers`: the fixtures of
+ * tests/golden/bpe/<family>/ (scripts/bpe_fixture.py: a small BPE trained
+ * with Llama 3's and Qwen 2's pre-tokenizers, normalizers, special tokens and
+ * templates, and the ids `tokenizers` gives for odd strings and for the first
+ * 20 000 bytes of the shared evaluation texts) must give the same ids; every
+ * text decodes back to itself; broken files fail with a message naming the
+ * field. When python3 has `tokenizers`, random texts are compared live too.
+ */
+#define _GNU_SOURCE /* memmem */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include <cjson/cJSON.h>
+
+#include "common/testutil.h"
+#include "core/status.h"
+#include "tokenizer/tokenizer.h"
+#include "vramzip.h"
+
+static const char *const kFamilies[] = {"llama3", "qwen2"};
+
+static char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *p = malloc((size_t)n + 1);
+    assert_non_null(p);
+    assert_int_equal(fread(p, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    p[n] = '\0';
+    if (len) *len = (size_t)n;
+    return p;
+}
+
+static vz_tokenizer *open_family(const char *fam) {
+    char path[256];
+    snprintf(path, sizeof path, "tests/golden/bpe/%s/tokenizer.json", fam);
+    vz_tokenizer *t = NULL;
+    if (vz_tokenizer_open(&t, path) != VZ_OK) fail_msg("%s: %s", path, vz_last_error());
+    return t;
+}
+
+static cJSON *expected(const char *fam) {
+    char path[256];
+    snprintf(path, sizeof path, "tests/golden/bpe/%s/expected.json", fam);
+    char *s = slurp(path, NULL);
+    assert_non_null(s);
+    cJSON *j = cJSON_Parse(s);
+    free(s);
+    assert_non_null(j);
+    return j;
+}
+
+static int32_t *encode(const vz_tokenizer *t, const char *s, size_t len, int32_t *n) {
+    int32_t need = 0;
+    vz_status st = vz_tokenizer_encode(t, s, len, 1, NULL, 0, &need);
+    if (st != VZ_OK && st != VZ_ERR_ARG) fail_msg("encode: %s", vz_last_error());
+    int32_t *ids = malloc(((size_t)need + 1) * sizeof *ids);
+    assert_non_null(ids);
+    assert_int_equal(vz_tokenizer_encode(t, s, len, 1, ids, need, n), VZ_OK);
+    assert_int_equal(*n, need);
+    return ids;
+}
+
+static char *decode(const vz_tokenizer *t, const int32_t *ids, int32_t n, size_t *len) {
+    size_t cap = 64, o = 0;
+    char *out = malloc(cap), buf[1024];
+    vz_detok d;
+    vz_detok_init(&d, t);
+    for (int32_t i = 0; i <= n; i++) {
+        int32_t r = i < n ? vz_detok_next(&d, ids[i], buf, sizeof buf) : vz_detok_flush(&d, buf, sizeof buf);
+        assert_true(r >= 0);
+        while (o + (size_t)r + 1 > cap) out = realloc(out, cap *= 2);
+        memcpy(out + o, buf, (size_t)r);
+        o += (size_t)r;
+    }
+    out[o] = '\0';
+    *len = o;
+    return out;
+}
+
+/* ids equal to the JSON list want; the first difference is reported. */
+static void expect_ids(const int32_t *ids, int32_t n, const cJSON *want, const char *what) {
+    int32_t k = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, want) {
+        if (k >= n || ids[k] != (int32_t)e->valuedouble)
+            fail_msg("%s: id %d is %d, tokenizers gives %d", what, k, k < n ? ids[k] : -1, (int32_t)e->valuedouble);
+        k++;
+    }
+    if (k != n) fail_msg("%s: %d ids, tokenizers gives %d", what, n, k);
+}
+
+/* A text without special tokens decodes back to itself (after NFC for qwen2:
+ * the fixture's cases are NFC already except the decomposed e + U+0301). */
+static void expect_roundtrip(const vz_tokenizer *t, const char *s, size_t len, const int32_t *ids, int32_t n,
+                             const char *what) {
+    if (memmem(s, len, "<|", 2)) return;
+    size_t dl;
+    char *d = decode(t, ids, n, &dl);
+    if (!(dl == len && memcmp(d, s, len) == 0) && !memmem(s, len, "e\xcc\x81", 3))
+        fail_msg("%s: decodes to %zu bytes '%.60s', not the %zu of '%.60s'", what, dl, d, len, s);
+    free(d);
+}
+
+static void test_cases(void **state) {
+    for (size_t f = 0; f < sizeof kFamilies / sizeof *kFamilies; f++) {
+        vz_tokenizer *t = open_family(kFamilies[f]);
+        cJSON *j = expected(kFamilies[f]);
+        int k = 0;
+        const cJSON *c;
+        cJSON_ArrayForEach(c, cJSON_GetObjectItem(j, "cases")) {
+            const char *s = cJSON_GetObjectItem(c, "text")->valuestring;
+            char what[96];
+            snprintf(what, sizeof what, "%s case %d '%.40s'", kFamilies[f], k++, s);
+            int32_t n;
+            int32_t *ids = encode(t, s, strlen(s), &n);
+            expect_ids(ids, n, cJSON_GetObjectItem(c, "ids"), what);
+            expect_roundtrip(t, s, strlen(s), ids, n, what);
+            free(ids);
+        }
+        assert_true(k >= 30);
+        cJSON_Delete(j);
+        vz_tokenizer_close(t);
+    }
+}
+
+static void test_eval_texts(void **state) {
+    char p[512];
+    VZ_REQUIRE_MODEL(p, "eval/tinystories_valid_head.txt");
+    for (size_t f = 0; f < sizeof kFamilies / sizeof *kFamilies; f++) {
+        vz_tokenizer *t = open_family(kFamilies[f]);
+        cJSON *j = expected(kFamilies[f]);
+        const cJSON *c;
+        cJSON_ArrayForEach(c, cJSON_GetObjectItem(j, "files")) {
+            char rel[128], what[160];
+            snprintf(rel, sizeof rel, "eval/%s", cJSON_GetObjectItem(c, "file")->valuestring);
+            VZ_REQUIRE_MODEL(p, rel);
+            size_t len, want = (size_t)cJSON_GetObjectItem(c, "bytes")->valuedouble;
+            char *s = slurp(p, &len);
+            assert_non_null(s);
+            assert_true(len >= want);
+            snprintf(what, sizeof what, "%s %s (%zu bytes)", kFamilies[f], rel, want);
+            int32_t n;
+            int32_t *ids = encode(t, s, want, &n);
+            expect_ids(ids, n, cJSON_GetObjectItem(c, "ids"), what);
+            assert_true(n > 2000);
+            expect_roundtrip(t, s, want, ids, n, what);
+            free(ids);
+            free(s);
+        }
+        cJSON_Delete(j);
+        vz_tokenizer_close(t);
+    }
+}
+
+static void test_api(void **state) {
+    vz_tokenizer *t = open_family("llama3");
+    assert_int_equal(vz_tokenizer_vocab_size(t), 2004);
+    assert_int_equal(vz_tokenizer_bos(t), 2000); /* the template's special token */
+    assert_int_equal(vz_tokenizer_eos(t), 2001); /* <|end_of_text|> */
+    assert_string_equal(vz_tokenizer_piece(t, 2000), "<|begin_of_text|>");
+    assert_string_equal(vz_tokenizer_piece(t, 220), " "); /* "Ġ" decodes to a space */
+    size_t jl = 0;
+    assert_non_null(vz_tokenizer_json(t, &jl));
+    assert_true(jl > 10000);
+    /* special tokens are silent when decoded; text around them is kept */
+    const char *s = "a<|eot_id|>b";
+    int32_t n;
+    int32_t *ids = encode(t, s, strlen(s), &n);
+    assert_int_equal(ids[0], 2000);
+    assert_int_equal(ids[2], 2003);
+    size_t dl;
+    char *d = decode(t, ids, n, &dl);
+    assert_string_equal(d, "ab");
+    free(d), free(ids);
+    vz_tokenizer_close(t);
+    t = open_family("qwen2");
+    assert_int_equal(vz_tokenizer_bos(t), -1); /* no BOS in its template: add_bos adds nothing */
+    assert_int_equal(vz_tokenizer_eos(t), 2000);
+    ids = encode(t, "hi", 2, &n);
+    assert_int_equal(n, 1);
+    free(ids);
+    vz_tokenizer_close(t);
+}
+
+/* Invalid UTF-8 and every byte value are encoded by byte tokens and decode
+ * back (the detokenizer turns the invalid bytes into U+FFFD, so compare the
+ * token bytes themselves). */
+static void test_bytes(void **state) {
+    vz_tokenizer *t = open_family("llama3");
+    char s[512];
+    for (int i = 0; i < 512; i++) s[i] = (char)(i * 7 + (i >> 3));
+    int32_t n;
+    int32_t *ids = encode(t, s, sizeof s, &n);
+    size_t o = 0;
+    char back[512];
+    for (int32_t i = 1; i < n; i++) {
+        const char *p = vz_tokenizer_piece(t, ids[i]);
+        size_t l = strlen(p) ? strlen(p) : 1; /* byte 0's token */
+        assert_true(o + l <= sizeof back);
+        memcpy(back + o, p, l), o += l;
+    }
+    assert_int_equal(o, sizeof s);
+    assert_memory_equal(back, s, sizeof s);
+    free(ids);
+    /* a long run of one letter: the merge heap stays fast */
+    size_t big = 1 << 20;
+    char *x = malloc(big);
+    memset(x, 'a', big);
+    ids = encode(t, x, big, &n);
+    assert_true(n > 1);
+    size_t dl;
+    char *d = decode(t, ids, n, &dl);
+    assert_int_equal(dl, big);
+    assert_memory_equal(d, x, big);
+    free(d), free(ids), free(x);
+    vz_tokenizer_close(t);
+}
+
+/* The llama3 fixture's text with the first 'from' replaced by 'to' (malloc'd). */
+static char *edit_fixture(const char *from, const char *to) {
+    char *s = slurp("tests/golden/bpe/llama3/tokenizer.json", NULL);
+    assert_non_null(s);
+    char *at = strstr(s, from);
+    if (!at) fail_msg("fixture has no '%s'", from);
+    size_t fl = strlen(from), tl = strlen(to), n = strlen(s);
+    char *e = malloc(n - fl + tl + 1);
+    memcpy(e, s, (size_t)(at - s));
+    memcpy(e + (at - s), to, tl);
+    memcpy(e + (at - s) + tl, at + fl, n - (size_t)(at - s) - fl + 1);
+    free(s);
+    return e;
+}
+
+/* The fixture with one edit must fail with a message naming needle. */
+static void expect_bad(const char *from, const char *to, const char *needle) {
+    char *e = edit_fixture(from, to);
+    vz_tokenizer *t = NULL;
+    vz_status st = vz_tokenizer_from_json(&t, (const uint8_t *)e, strlen(e), "bad.json");
+    if (st == VZ_OK) fail_msg("'%s' -> '%s' loaded", from, to);
+    assert_null(t);
+    if (!strstr(vz_last_error(), needle) || !strstr(vz_last_error(), "bad.json"))
+        fail_msg("'%s' -> '%s': error '%s' lacks '%s'", from, to, vz_last_error(), needle);
+    free(e);
+}
+
+/* Without its first merge (Ġ t), " t" is still one token where the whole
+ * piece is in the vocabulary and model.ignore_merges is set (Llama 3), and
+ * two bytes where it is not. */
+static void test_ignore_merges(void **state) {
+    static const char kFirst[] = "\"merges\": [\n      [\n        \"\xc4\xa0\",\n        \"t\"\n      ],";
+    for (int ign = 0; ign < 2; ign++) {
+        char *e = edit_fixture(kFirst, "\"merges\": [");
+        if (!ign) {
+            char *f = strstr(e, "\"ignore_merges\": true");
+            assert_non_null(f);
+            memcpy(f, "\"ignore_merges\":false", 21);
+        }
+        vz_tokenizer *t = NULL;
+        if (vz_tokenizer_from_json(&t, (const uint8_t *)e, strlen(e), "edited.json") != VZ_OK)
+            fail_msg("%s", vz_last_error());
+        int32_t n;
+        int32_t *ids = encode(t, " t", 2, &n);
+        assert_int_equal(n, ign ? 2 : 3);
+        assert_int_equal(ids[1], ign ? 256 : 220); /* Ġt, else Ġ t */
+        free(ids);
+        ids = encode(t, " the", 4, &n);
+        assert_int_equal(n, ign ? 2 : 3); /* Ġthe whole, else Ġ + "the" (he, then t he) */
+        free(ids), free(e);
+        vz_tokenizer_close(t);
+    }
+}
+
+/* A pattern that backtracks without end fails the encode; it does not hang. */
+static void test_regex_limit(void **state) {
+    char *e = edit_fixture("(?i:'s|", "(?:(?:a|a)+)+b|(?i:'s|");
+    vz_tokenizer *t = NULL;
+    if (vz_tokenizer_from_json(&t, (const uint8_t *)e, strlen(e), "slow.json") != VZ_OK) fail_msg("%s", vz_last_error());
+    char text[64];
+    memset(text, 'a', sizeof text);
+    int32_t ids[256], n;
+    assert_int_equal(vz_tokenizer_encode(t, text, sizeof text, 1, ids, 256, &n), VZ_ERR_ARG);
+    assert_non_null(strstr(vz_last_error(), "regex"));
+    assert_int_equal(vz_tokenizer_encode(t, "hello", 5, 1, ids, 256, &n), VZ_OK);
+    vz_tokenizer_close(t);
+    free(e);
+}
+
+static void test_bad_files(void **state) {
+    expect_bad("\"type\": \"BPE\"", "\"type\": \"Unigram\"", "model.type");
+    expect_bad("\"Isolated\"", "\"Removed\"", "behavior");
+    expect_bad("\"normalizer\": null", "\"normalizer\": {\"type\": \"NFKC\"}", "normalizer.type");
+    expect_bad("\"vocab\": {", "\"vocab\": {\"zzz\": 5, ", "id 5");
+    expect_bad("\"vocab\": {", "\"vocab\": {\"zzz\": -1, ", "model.vocab['zzz']");
+    expect_bad("\"vocab\": {", "\"vocab\": {\"zzz\": 99999999, ", "model.vocab['zzz']");
+    expect_bad("\"vocab\": {", "\"vocab\": {\"zzz\": 2010, ", "the number of tokens");
+    /* an added token repeating a vocabulary entry, <|eot_id|> moved up: id 2003 is a hole */
+    {
+        char *e = edit_fixture("\"id\": 2003", "\"id\": 2004");
+        char *f = strstr(e, "\"added_tokens\": [");
+        assert_non_null(f);
+        size_t n = strlen(e);
+        char *g = malloc(n + 64);
+        size_t at = (size_t)(f - e) + strlen("\"added_tokens\": [");
+        memcpy(g, e, at);
+        n = (size_t)sprintf(g + at, "{\"id\": 65, \"content\": \"b\"}, ") + at;
+        strcpy(g + n, e + at);
+        vz_tokenizer *t = NULL;
+        assert_int_not_equal(vz_tokenizer_from_json(&t, (const uint8_t *)g, strlen(g), "hole.json"), VZ_OK);
+        assert_non_null(strstr(vz_last_error(), "no token has id 2003"));
+        free(g), free(e);
+    }
+    expect_bad("\"merges\": [", "\"merges\": [\"q\", ", "model.merges[0]");
+    expect_bad("\"merges\": [", "\"merges\": [[\"xyzzy\", \"a\"], ", "model.merges[0]");
+    expect_bad("(?i:", "(?i:(", "regex does not compile");
+    expect_bad("\"byte_fallback\": false", "\"byte_fallback\": true", "byte_fallback");
+    expect_bad("\"lstrip\": false", "\"lstrip\": true", "added_tokens[0]");
+    expect_bad("\"id\": 2001", "\"id\": 7", "added_tokens[1]");
+    expect_bad("\"pre_tokenizer\": {", "\"pre_tokenizer\": {\"type\": \"Metaspace\"}, \"x\": {", "Metaspace");
+    expect_bad("\"model\": {", "\"model\": 3, \"y\": {", "no 'model' object");
+    vz_tokenizer *t = NULL;
+    assert_int_not_equal(vz_tokenizer_from_json(&t, (const uint8_t *)"{\"model\": {", 11, "cut.json"), VZ_OK);
+    assert_non_null(strstr(vz_last_error(), "cut.json"));
+    /* a fixture cut at many points never loads and never crashes */
+    size_t n;
+    char *s = slurp("tests/golden/bpe/llama3/tokenizer.json", &n);
+    for (size_t cut = 0; cut < n; cut += n / 97 + 1) {
+        assert_int_not_equal(vz_tokenizer_from_json(&t, (const uint8_t *)s, cut, "cut.json"), VZ_OK);
+        assert_null(t);
+    }
+    free(s);
+}
+
+/* A checkpoint with a tokenizer.json (synth --tokenizer): its config names
+ * the tokenizer's BOS and EOS, `tokenize` and `run` use it from the directory
+ * and from a .vz made by convert (the TJSN section keeps the json), and the
+ * lossless .vz generates the same ids as its source. */
+static void test_model(void **state) {
+    const char *cli = vz_test_cli();
+    char dir[256];
+    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
+    char *out = NULL, *a = NULL, *b = NULL;
+    assert_int_equal(vz_test_sh(&out, "%s synth --shape tiny -o '%s/src' --tokenizer tests/golden/bpe/llama3/tokenizer.json",
+                                cli, dir),
+                     0);
+    free(out);
+    assert_int_equal(vz_test_sh(&out, "grep -c '\"bos_token_id\":.2000' '%s/src/config.json'", dir), 0);
+    free(out);
+    assert_int_equal(vz_test_sh(&out, "%s convert '%s/src' -o '%s/m.vz' --codec lossless", cli, dir, dir), 0);
+    free(out);
+    const char *text = "Once upon a time<|eot_id|> there";
+    assert_int_equal(vz_test_sh(&a, "%s tokenize -m '%s/src' --bos -- '%s'", cli, dir, text), 0);
+    assert_int_equal(vz_test_sh(&b, "%s tokenize -m '%s/m.vz' --bos -- '%s'", cli, dir, text), 0);
+    assert_string_equal(a, b);
+    vz_tokenizer *t = open_family("llama3");
+    int32_t n;
+    int32_t *ids = encode(t, text, strlen(text), &n);
+    char want[512], *w = want;
+    for (int32_t i = 0; i < n; i++) w += sprintf(w, i ? " %d" : "%d", ids[i]);
+    sprintf(w, "\n");
+    assert_string_equal(a, want);
+    free(ids), free(a), free(b);
+    vz_tokenizer_close(t);
+    assert_int_equal(vz_test_sh(&a, "%s run -m '%s/src' -p 'Once upon' -n 24 --temp 0 --print-ids 2>/dev/null", cli, dir), 0);
+    assert_int_equal(vz_test_sh(&b, "%s run -m '%s/m.vz' -p 'Once upon' -n 24 --temp 0 --print-ids 2>/dev/null", cli, dir), 0);
+    assert_true(strlen(a) > 24);
+    assert_string_equal(a, b);
+    free(a), free(b);
+    /* and as text: no error, something printed */
+    assert_int_equal(vz_test_sh(&a, "%s run -m '%s/m.vz' -p 'Once upon' -n 8 --temp 0 2>/dev/null", cli, dir), 0);
+    assert_true(strncmp(a, "Once upon", 9) == 0 && strlen(a) > 10);
+    free(a);
+    vz_test_rmtree(dir);
+}
+
+/* Random texts (letters of several scripts, digits, spaces, apostrophes,
+ * special tokens) against the live oracle, when python3 has tokenizers. */
+static void test_live_oracle(void **state) {
+    if (vz_test_sh(NULL, "python3 -c 'import tokenizers' 2>/dev/null") != 0) {
+        print_message("SKIP: python3 tokenizers not installed (pip install tokenizers)\n");
+        skip();
+    }
+    static const char *const kBits[] = {"a", "Z", "é", "e\xcc\x81", "ß", "ǅ", "漢", "字", "😀", "1", "23", "٣", " ", "  ",
+                                        "\t", "\n", "\r\n", "'s", "'LL", "'", "!", ".", ",", "-", "_", "\xc2\xa0",
+                                        "\xe2\x80\x83", "<|im_start|>", "<|begin_of_text|>", "<|eot_id|>", "the", " the",
+                                        "Once", " upon", "\xcc\x81", "\xef\xbf\xbd"};
+    char dir[256], path[300];
+    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
+    snprintf(path, sizeof path, "%s/texts.json", dir);
+    cJSON *arr = cJSON_CreateArray();
+    uint64_t rng = 12345;
+    char **texts = calloc(200, sizeof *texts);
+    for (int i = 0; i < 200; i++) {
+        char buf[1024];
+        size_t o = 0;
+        int parts = (int)(vz_test_rand(&rng) % 40);
+        for (int k = 0; k < parts; k++) {
+            const char *b = kBits[vz_test_rand(&rng) % (sizeof kBits / sizeof *kBits)];
+            memcpy(buf + o, b, strlen(b)), o += strlen(b);
+        }
+        buf[o] = '\0';
+        texts[i] = strdup(buf);
+        cJSON_AddItemToArray(arr, cJSON_CreateString(buf));
+    }
+    char *js = cJSON_PrintUnformatted(arr);
+    FILE *f = fopen(path, "w");
+    fputs(js, f);
+    fclose(f);
+    free(js);
+    cJSON_Delete(arr);
+    /* the two fixtures, and llama3's with another pre-tokenizer: two Split
+     * stages; GPT-2's form (ByteLevel alone, its own regex, a prefix space) */
+    static const char *const kPre[] = {
+        "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"Regex\": \"\\\\p{N}+| ?[a-m]+\"}, "
+        "\"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"Split\", \"pattern\": {\"Regex\": \"\\\\s+|\\\\p{L}+\"}, "
+        "\"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"ByteLevel\", \"add_prefix_space\": false, "
+        "\"trim_offsets\": true, \"use_regex\": false}]}",
+        "{\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"trim_offsets\": true, \"use_regex\": true}"};
+    const char *const files[] = {"tests/golden/bpe/llama3/tokenizer.json", "tests/golden/bpe/qwen2/tokenizer.json",
+                                 "split2.json", "gpt2.json"};
+    for (int v = 0; v < 2; v++) {
+        char *src = slurp(files[0], NULL), fp[320];
+        cJSON *root = cJSON_Parse(src), *pre = cJSON_Parse(kPre[v]);
+        assert_non_null(root);
+        assert_non_null(pre);
+        cJSON_ReplaceItemInObjectCaseSensitive(root, "pre_tokenizer", pre);
+        char *e = cJSON_Print(root);
+        snprintf(fp, sizeof fp, "%s/%s", dir, files[2 + v]);
+        FILE *ef = fopen(fp, "w");
+        fputs(e, ef);
+        fclose(ef);
+        free(e), free(src);
+        cJSON_Delete(root);
+    }
+    for (size_t fam = 0; fam < 4; fam++) {
+        char *out = NULL, fp[320];
+        if (fam < 2) snprintf(fp, sizeof fp, "%s", files[fam]);
+        else snprintf(fp, sizeof fp, "%s/%s", dir, files[fam]);
+        int rc = vz_test_sh(&out,
+                            "python3 -c 'import json,sys; from tokenizers import Tokenizer; "
+                            "t=Tokenizer.from_file(sys.argv[1]); "
+                            "print(json.dumps([t.encode(s).ids for s in json.load(open(sys.argv[2]))]))' "
+                            "'%s' '%s'",
+                            fp, path);
+        if (rc != 0) fail_msg("oracle on %s: %s", fp, out);
+        cJSON *want = cJSON_Parse(out);
+        assert_non_null(want);
+        vz_tokenizer *t = NULL;
+        if (vz_tokenizer_open(&t, fp) != VZ_OK) fail_msg("%s: %s", fp, vz_last_error());
+        int i = 0;
+        const cJSON *w;
+        cJSON_ArrayForEach(w, want) {
+            char what[96];
+            snprintf(what, sizeof what, "%s random text %d '%.40s'", files[fam], i, texts[i]);
+            int32_t n;
+            int32_t *ids = encode(t, texts[i], strlen(texts[i]), &n);
+            expect_ids(ids, n, w, what);
+            free(ids);
+            i++;
+        }
+        assert_int_equal(i, 200);
+        vz_tokenizer_close(t);
+        cJSON_Delete(want);
+        free(out);
+    }
+    for (int i = 0; i < 200; i++) free(texts[i]);
+    free(texts);
+    vz_test_rmtree(dir);
+}
+
+int main(void) {
+    vz_test_filter_from_env();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cases),     cmocka_unit_test(test_eval_texts), cmocka_unit_test(test_api),
+        cmocka_unit_test(test_bytes),     cmocka_unit_test(test_bad_files),  cmocka_unit_test(test_ignore_merges),
+        cmocka_unit_test(test_regex_limit), cmocka_unit_test(test_model), cmocka_unit_test(test_live_oracle),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
