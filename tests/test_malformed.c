@@ -179,7 +179,15 @@ static void c_h_arch(const char *d, char *p) {
     const char *a[] = {"GPT2LMHeadModel"};
     hf_config_edit(d, p, "architectures", cJSON_CreateStringArray(a, 1));
 }
-static void c_h_rope_scaling(const char *d, char *p) { hf_config_edit(d, p, "rope_scaling", cJSON_CreateObject()); }
+static void c_h_rope_scaling(const char *d, char *p) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "rope_type", "yarn");
+    cJSON_AddNumberToObject(o, "factor", 4.0);
+    hf_config_edit(d, p, "rope_scaling", o);
+}
+static void c_h_rope_scaling_empty(const char *d, char *p) {
+    hf_config_edit(d, p, "rope_scaling", cJSON_CreateObject());
+}
 static void c_h_bad_json(const char *d, char *p) {
     hf_valid(d, p);
     char c[1100];
@@ -276,7 +284,8 @@ static const mcase cases[] = {
     {"hf vocab_size vs tensors", c_h_vocab, VZ_ERR_SHAPE, "model.embed_tokens.weight", 0},
     {"hf kv heads vs tensors", c_h_kv, VZ_ERR_SHAPE, "self_attn.k_proj.weight", 0},
     {"hf other architecture", c_h_arch, VZ_ERR_UNSUPPORTED, "field 'architectures'", 0},
-    {"hf rope_scaling", c_h_rope_scaling, VZ_ERR_UNSUPPORTED, "field 'rope_scaling'", 0},
+    {"hf rope_scaling", c_h_rope_scaling, VZ_ERR_UNSUPPORTED, "field 'rope_scaling.rope_type' = 'yarn'", 0},
+    {"hf rope_scaling {}", c_h_rope_scaling_empty, VZ_ERR_FORMAT, "field 'rope_scaling.rope_type' is missing", 0},
     {"hf config invalid json", c_h_bad_json, VZ_ERR_FORMAT, "config.json: not valid JSON", 0},
     {"hf missing tensor", c_h_missing_tensor, VZ_ERR_NOT_FOUND, "model.norm.weight is missing", 0},
     {"hf index names missing shard", c_h_index_shard, VZ_ERR_NOT_FOUND, "model-00002-of-00002.safetensors", 0},

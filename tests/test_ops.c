@@ -142,6 +142,40 @@ static void test_rope_table(void **st) {
     for (int i = 0; i < hd / 2; i++) assert_true(cs[2 * i] == 1.0f && cs[2 * i + 1] == 0.0f);
 }
 
+/* rope_scaling frequencies against transformers' formulas written out in
+ * double (_compute_llama3_parameters, _compute_linear_scaling_rope_parameters):
+ * Llama 3.1/3.2's llama3 scaling at head_dim 64 and 128, and linear. No
+ * wavelength lies near a band edge here, so f32 and double take the same
+ * branch and agree to a few ulps. Unscaled: the same floats as the table's. */
+static void test_rope_freqs(void **st) {
+    (void)st;
+    const vz_rope_scaling l3 = {VZ_ROPE_LLAMA3, 32.0f, 1.0f, 4.0f, 8192}, lin = {VZ_ROPE_LINEAR, 4.0f, 0, 0, 0};
+    const int hds[] = {64, 128};
+    for (int h = 0; h < 2; h++) {
+        const int hd = hds[h];
+        float f[64], g[64], cs[128], cs2[128];
+        int kept = 0, scaled = 0, blended = 0;
+        vz_cpu_rope_freqs(f, hd, 500000.0f, &l3);
+        vz_cpu_rope_freqs(g, hd, 500000.0f, &lin);
+        for (int i = 0; i < hd / 2; i++) {
+            double inv = 1.0 / pow(500000.0, 2.0 * i / hd), wl = 2 * M_PI / inv, want = inv;
+            if (wl > 8192.0) want = inv / 32, scaled++;
+            else if (wl < 2048.0) kept++;
+            else {
+                double s = (8192.0 / wl - 1.0) / (4.0 - 1.0);
+                want = (1 - s) * inv / 32 + s * inv, blended++;
+            }
+            if (fabs(f[i] - want) > 1e-6 * want) fail_msg("hd %d pair %d: llama3 %.9g, want %.9g", hd, i, f[i], want);
+            if (fabs(g[i] - inv / 4) > 1e-6 * inv) fail_msg("hd %d pair %d: linear %.9g, want %.9g", hd, i, g[i], inv / 4);
+        }
+        assert_true(kept > 0 && scaled > 0 && blended > 0); /* every band is exercised */
+        vz_cpu_rope_freqs(f, hd, 500000.0f, NULL);
+        vz_cpu_rope_table_freqs(cs, hd, 1234, f);
+        vz_cpu_rope_table(cs2, hd, 1234, 500000.0f);
+        assert_memory_equal(cs, cs2, sizeof(float) * (size_t)hd);
+    }
+}
+
 /* Hugging Face checkpoints permute q/k rows so that rotate-half pairs
  * (i, i+hd/2) hold what llama2.c keeps in (2i, 2i+1): permuted index
  * j*hd/2 + i holds original 2i + j. Rotating the permuted vector must give
@@ -199,7 +233,7 @@ int main(void) {
         cmocka_unit_test(test_matmul_f32),     cmocka_unit_test(test_matmul_f16),
         cmocka_unit_test(test_matmul_bf16),    cmocka_unit_test(test_matmul_threads_bitwise),
         cmocka_unit_test(test_rmsnorm),        cmocka_unit_test(test_rope_table),
-        cmocka_unit_test(test_rope_conventions), cmocka_unit_test(test_softmax),
+        cmocka_unit_test(test_rope_conventions), cmocka_unit_test(test_rope_freqs), cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_swiglu),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

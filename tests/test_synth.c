@@ -135,7 +135,7 @@ static void test_shape_table(void **state) {
     (void)state;
     static const struct { const char *name; uint64_t params; } want[] = {
         {"tinyllama-1.1b", 1100048384ull}, {"llama2-7b", 6738415616ull},
-        {"mistral-7b", 7241732096ull},     {"llama3-8b", 8030261248ull}};
+        {"mistral-7b", 7241732096ull},     {"llama3-8b", 8030261248ull}, {"llama3.2-1b", 1235814400ull}};
     int found = 0;
     vz_synth_shape_info si;
     for (int32_t i = 0; i < vz_synth_n_shapes(); i++) {
@@ -143,7 +143,7 @@ static void test_shape_table(void **state) {
         for (size_t k = 0; k < sizeof want / sizeof want[0]; k++)
             if (!strcmp(si.name, want[k].name)) assert_int_equal(si.n_params, want[k].params), found++;
     }
-    assert_int_equal(found, 4);
+    assert_int_equal(found, 5);
     assert_int_equal(vz_synth_shape_get(vz_synth_n_shapes(), &si), VZ_ERR_ARG);
     assert_int_equal(vz_synth_shape_get(-1, &si), VZ_ERR_ARG);
 }
@@ -387,8 +387,8 @@ static void test_norms_and_exponents(void **state) {
 /* Real shapes: every projection std in the range of trained Llama weights. */
 static void test_real_shape_scales(void **state) {
     (void)state;
-    const char *real[] = {"tinyllama-1.1b", "llama2-7b", "mistral-7b", "llama3-8b"};
-    for (size_t r = 0; r < 4; r++) {
+    const char *real[] = {"tinyllama-1.1b", "llama2-7b", "mistral-7b", "llama3-8b", "llama3.2-1b"};
+    for (size_t r = 0; r < 5; r++) {
         const vz_synth_shape *s = vz_synth_find(real[r]);
         vz_synth_tensor *t = NULL;
         int32_t nt = 0;

@@ -73,11 +73,39 @@ static vz_status cfg_arch(vz_config *c, const cJSON *root, const char *what) {
     return VZ_OK;
 }
 
+/* rope_scaling: null, {"rope_type": "linear", "factor"} or Llama 3.1's
+ * {"rope_type": "llama3", "factor", "low_freq_factor", "high_freq_factor",
+ * "original_max_position_embeddings"} ("type" in older files); other kinds
+ * (dynamic, yarn, longrope) are refused. */
+vz_status vz_hf_rope_scaling(vz_config *c, const void *root, const char *what) {
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive((const cJSON *)root, "rope_scaling");
+    if (!j || cJSON_IsNull(j)) return VZ_OK;
+    VZ_FAIL_IF(!cJSON_IsObject(j), VZ_ERR_FORMAT, "%s: field 'rope_scaling' is not an object", what);
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "rope_type");
+    if (!t) t = cJSON_GetObjectItemCaseSensitive(j, "type");
+    VZ_FAIL_IF(!cJSON_IsString(t), VZ_ERR_FORMAT, "%s: field 'rope_scaling.rope_type' is missing", what);
+    vz_rope_scaling *r = &c->rope_scaling;
+    if (!strcmp(t->valuestring, "default")) return VZ_OK;
+    if (!strcmp(t->valuestring, "linear")) r->type = VZ_ROPE_LINEAR;
+    else if (!strcmp(t->valuestring, "llama3")) r->type = VZ_ROPE_LLAMA3;
+    else return VZ_FAIL(VZ_ERR_UNSUPPORTED, "%s: field 'rope_scaling.rope_type' = '%.32s' is not supported (linear, llama3)",
+                        what, t->valuestring);
+    VZ_TRY(cfg_float(j, "factor", 1, 0, &r->factor, what));
+    VZ_FAIL_IF(!(r->factor >= 1), VZ_ERR_FORMAT, "%s: field 'rope_scaling.factor' %g is below 1", what, (double)r->factor);
+    if (r->type == VZ_ROPE_LLAMA3) {
+        VZ_TRY(cfg_float(j, "low_freq_factor", 1, 0, &r->low_freq, what));
+        VZ_TRY(cfg_float(j, "high_freq_factor", 1, 0, &r->high_freq, what));
+        VZ_TRY(cfg_int(j, "original_max_position_embeddings", 1, 0, 1, &r->orig_ctx, what));
+        VZ_FAIL_IF(!(r->low_freq > 0 && r->high_freq > r->low_freq), VZ_ERR_FORMAT,
+                   "%s: fields 'rope_scaling.low_freq_factor' %g and 'high_freq_factor' %g: need 0 < low < high", what,
+                   (double)r->low_freq, (double)r->high_freq);
+    }
+    return VZ_OK;
+}
+
 /* Options that would change the math; refused rather than silently ignored. */
 static vz_status cfg_unsupported(const cJSON *root, const char *what) {
-    const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
-    VZ_FAIL_IF(j && !cJSON_IsNull(j), VZ_ERR_UNSUPPORTED, "%s: field 'rope_scaling' is not supported", what);
-    j = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
     VZ_FAIL_IF(j && (!cJSON_IsString(j) || strcmp(j->valuestring, "silu") != 0), VZ_ERR_UNSUPPORTED,
                "%s: field 'hidden_act' must be \"silu\"", what);
     static const char *const bias[] = {"attention_bias", "mlp_bias"};
@@ -117,7 +145,7 @@ static vz_status cfg_fields(vz_config *c, const cJSON *root, const char *what) {
     VZ_FAIL_IF(tie && !cJSON_IsBool(tie), VZ_ERR_FORMAT, "%s: field 'tie_word_embeddings' is not a boolean", what);
     c->tied_embeddings = cJSON_IsTrue(tie);
     c->rope_interleaved = 0;
-    return VZ_OK;
+    return vz_hf_rope_scaling(c, root, what);
 }
 
 vz_status vz_hf_parse_config(vz_config *c, const char *text, size_t len, const char *what) {

@@ -102,10 +102,13 @@ void vz_forward(vz_session *s, vz_kv *kv, const int32_t *tokens, int32_t n, int3
     const int32_t nt = s->n_threads;
     float *x = s->x, *xb = s->xb, *mm = s->mm_scratch;
 
-    /* token embeddings -> x (n, dim); rotations for each position */
+    /* token embeddings -> x (n, dim); rotations for each position (rope_scaling: from scaled frequencies) */
+    float *freq = c->rope_scaling.type != VZ_ROPE_NONE ? s->rope_freq : NULL;
+    if (freq) vz_cpu_rope_freqs(freq, hd, c->rope_theta, &c->rope_scaling);
     for (int32_t i = 0; i < n; i++) {
         vz_cpu_row(x + (size_t)i * dim, m->tok_emb, tokens[i]);
-        vz_cpu_rope_table(s->rope + (size_t)i * hd, hd, pos0 + i, c->rope_theta);
+        if (freq) vz_cpu_rope_table_freqs(s->rope + (size_t)i * hd, hd, pos0 + i, freq);
+        else vz_cpu_rope_table(s->rope + (size_t)i * hd, hd, pos0 + i, c->rope_theta);
     }
 
     for (int32_t l = 0; l < c->n_layers; l++) {

@@ -34,6 +34,17 @@ vz_status vz_config_validate(const vz_config *c, const char *what) {
                (double)c->rms_eps);
     VZ_FAIL_IF(!(c->rope_theta > 0 && c->rope_theta < 1e12f), VZ_ERR_FORMAT, "%s: rope_theta %g is not positive",
                what, (double)c->rope_theta);
+    const vz_rope_scaling *r = &c->rope_scaling;
+    VZ_FAIL_IF(r->type < VZ_ROPE_NONE || r->type > VZ_ROPE_LLAMA3, VZ_ERR_FORMAT, "%s: rope scaling type %d", what,
+               r->type);
+    VZ_FAIL_IF(r->type != VZ_ROPE_NONE && !(r->factor >= 1 && r->factor <= 1e6f), VZ_ERR_FORMAT,
+               "%s: rope_scaling.factor %g is not in [1, 1e6]", what, (double)r->factor);
+    VZ_FAIL_IF(r->type == VZ_ROPE_LLAMA3 && !(r->low_freq > 0 && r->high_freq > r->low_freq && r->high_freq < 1e6f &&
+                                              r->orig_ctx >= 1 && r->orig_ctx <= (1 << 24)),
+               VZ_ERR_FORMAT,
+               "%s: rope_scaling llama3 needs 0 < low_freq_factor (%g) < high_freq_factor (%g) and "
+               "original_max_position_embeddings (%d) >= 1",
+               what, (double)r->low_freq, (double)r->high_freq, r->orig_ctx);
     VZ_FAIL_IF(c->bos_id < -1 || c->bos_id >= c->vocab_size, VZ_ERR_FORMAT, "%s: bos id %d outside vocab %d", what,
                c->bos_id, c->vocab_size);
     VZ_FAIL_IF(c->eos_id < -1 || c->eos_id >= c->vocab_size, VZ_ERR_FORMAT, "%s: eos id %d outside vocab %d", what,

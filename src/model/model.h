@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 
+#include "backend/cpu/ops.h"
 #include "core/io.h"
 #include "core/tensor.h"
 #include "vramzip.h"
@@ -25,6 +26,7 @@ typedef struct vz_config {
     float rms_eps;
     float rope_theta;
     int32_t rope_interleaved; /* 1: rotate pairs (2i, 2i+1) as llama2.c/GGUF; 0: (i, i+hd/2) as HF */
+    vz_rope_scaling rope_scaling; /* HF rope_scaling (Llama 3.1+: llama3); type VZ_ROPE_NONE for most */
     int32_t tied_embeddings;  /* output head shares the token embedding */
     int32_t bos_id, eos_id;
 } vz_config;

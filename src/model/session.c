@@ -95,10 +95,11 @@ static vz_status alloc_buffers(vz_session *s) {
     s->hb = alloc3(B, hid, 4);
     s->hb2 = alloc3(B, hid, 4);
     s->rope = alloc3(B, hd, 4);
+    s->rope_freq = alloc3(1, hd, 4);
     s->mm_scratch = alloc3((uint64_t)s->n_threads * VZ_ROW_BLOCK, max_cols, 4);
     s->att_scratch = alloc3((uint64_t)s->n_threads, (uint64_t)s->att_stride, 4);
     VZ_FAIL_IF(!s->history || !s->x || !s->xb || !s->q || !s->k || !s->v || !s->att || !s->hb || !s->hb2 ||
-                   !s->rope || !s->mm_scratch || !s->att_scratch,
+                   !s->rope || !s->rope_freq || !s->mm_scratch || !s->att_scratch,
                VZ_ERR_NOMEM, "session: cannot allocate activation buffers (n_ctx %d, %d threads)", (int)s->n_ctx,
                (int)s->n_threads);
     if (s->kv_mode != VZ_KV_OFF) VZ_TRY(vz_kv_alloc(&s->kv, c, s->n_ctx, s->kv_mode == VZ_KV_F16));
@@ -122,6 +123,8 @@ void vz_session_select(vz_session *s, int32_t q) {
  * anything, a plan that does not fit; [st] layers past the resident prefix
  * stream from pinned host memory (or pass through the layer cache). */
 static vz_status cuda_create(vz_session *s, const vz_session_opts *opts) {
+    VZ_FAIL_IF(s->m->cfg.rope_scaling.type != VZ_ROPE_NONE, VZ_ERR_UNSUPPORTED,
+               "%s: rope_scaling (Llama 3.1+) runs on the CPU only for now (--device cpu)", s->m->path);
     vz_session_opts o = *opts;
     o.n_ctx = s->n_ctx;
     vz_plan p;
@@ -186,6 +189,7 @@ void vz_session_free(vz_session *s) {
     free(s->hb);
     free(s->hb2);
     free(s->rope);
+    free(s->rope_freq);
     free(s->mm_scratch);
     free(s->att_scratch);
     free(s);

@@ -54,6 +54,7 @@ struct vz_session {
     float *att;           /* (VZ_BATCH, n_heads * head_dim) attention output */
     float *hb, *hb2;      /* (VZ_BATCH, hidden_dim) gate, up */
     float *rope;          /* (VZ_BATCH, head_dim) cos/sin pairs per position */
+    float *rope_freq;     /* (head_dim / 2) frequencies under rope_scaling */
     float *mm_scratch;    /* (n_threads, VZ_ROW_BLOCK, max cols) matmul row buffers */
     float *att_scratch;   /* (n_threads, att_stride) scores (n_ctx) + one f16-decoded row (head_dim) */
     int64_t att_stride;

@@ -19,6 +19,10 @@ typedef struct vz_synth_shape {
     int32_t bos_id, eos_id;
     int32_t vocab_from_tokenizer; /* 1: a given tokenizer sets the vocab (demo shapes) */
     int32_t builtin_tokenizer;    /* 1: write the built-in tokenizer.model when none given */
+    int32_t tied;                 /* tie_word_embeddings: no lm_head.weight */
+    const char *rope_type;        /* rope_scaling.rope_type ("llama3"), NULL: rope_scaling null */
+    double rope_factor, rope_low, rope_high; /* rope_scaling: factor, low_freq_factor, high_freq_factor */
+    int32_t rope_orig;            /* rope_scaling.original_max_position_embeddings */
 } vz_synth_shape;
 
 const vz_synth_shape *vz_synth_find(const char *name); /* NULL if unknown */

@@ -2,7 +2,8 @@
  * synth_shapes.c - shapes of vz_synth: exact config.json values of the
  * Hugging Face checkpoints TinyLlama/TinyLlama-1.1B-Chat-v1.0,
  * meta-llama/Llama-2-7b-hf, mistralai/Mistral-7B-v0.2 (rope_theta 1e6, no
- * sliding window) and meta-llama/Meta-Llama-3-8B, plus two small demo shapes;
+ * sliding window), meta-llama/Meta-Llama-3-8B and meta-llama/Llama-3.2-1B
+ * (tied embeddings, llama3 rope scaling), plus two small demo shapes;
  * their tensor lists in LlamaForCausalLM naming and their config.json.
  */
 #include <cjson/cJSON.h>
@@ -15,17 +16,21 @@
 
 static const vz_synth_shape shapes[] = {
     {"tiny", "test shape: 2 layers, dim 64 (vocab from --tokenizer, else 512)", "llama", "LlamaForCausalLM", 64,
-     172, 2, 4, 2, 512, 256, 1e-5, 10000.0, 1, 2, 1, 1},
+     172, 2, 4, 2, 512, 256, 1e-5, 10000.0, 1, 2, 1, 1, 0, NULL, 0, 0, 0, 0},
     {"small", "CPU demo: 4 layers, dim 256 (vocab from --tokenizer, else 512)", "llama", "LlamaForCausalLM", 256,
-     688, 4, 8, 4, 512, 512, 1e-5, 10000.0, 1, 2, 1, 1},
+     688, 4, 8, 4, 512, 512, 1e-5, 10000.0, 1, 2, 1, 1, 0, NULL, 0, 0, 0, 0},
     {"tinyllama-1.1b", "TinyLlama-1.1B (Llama 2 tokenizer, GQA 32/4)", "llama", "LlamaForCausalLM", 2048, 5632,
-     22, 32, 4, 32000, 2048, 1e-5, 10000.0, 1, 2, 0, 1},
+     22, 32, 4, 32000, 2048, 1e-5, 10000.0, 1, 2, 0, 1, 0, NULL, 0, 0, 0, 0},
     {"llama2-7b", "Llama-2-7B (multi-head attention)", "llama", "LlamaForCausalLM", 4096, 11008, 32, 32, 32,
-     32000, 4096, 1e-5, 10000.0, 1, 2, 0, 1},
+     32000, 4096, 1e-5, 10000.0, 1, 2, 0, 1, 0, NULL, 0, 0, 0, 0},
     {"mistral-7b", "Mistral-7B v0.2 (GQA 32/8, rope_theta 1e6)", "mistral", "MistralForCausalLM", 4096, 14336,
-     32, 32, 8, 32000, 32768, 1e-5, 1000000.0, 1, 2, 0, 1},
+     32, 32, 8, 32000, 32768, 1e-5, 1000000.0, 1, 2, 0, 1, 0, NULL, 0, 0, 0, 0},
     {"llama3-8b", "Llama-3-8B (GQA 32/8, vocab 128256; no tokenizer unless --tokenizer)", "llama",
-     "LlamaForCausalLM", 4096, 14336, 32, 32, 8, 128256, 8192, 1e-5, 500000.0, 128000, 128001, 0, 0},
+     "LlamaForCausalLM", 4096, 14336, 32, 32, 8, 128256, 8192, 1e-5, 500000.0, 128000, 128001, 0, 0, 0, NULL, 0, 0, 0,
+     0},
+    {"llama3.2-1b", "Llama-3.2-1B (GQA 32/8, tied head, llama3 rope scaling; CPU only for now)", "llama",
+     "LlamaForCausalLM", 2048, 8192, 16, 32, 8, 128256, 131072, 1e-5, 500000.0, 128000, 128001, 0, 0, 1, "llama3",
+     32.0, 1.0, 4.0, 8192},
 };
 
 #define N_SHAPES ((int32_t)(sizeof shapes / sizeof shapes[0]))
@@ -61,7 +66,7 @@ uint64_t vz_synth_n_params(const vz_synth_shape *s, int32_t vocab) {
     uint64_t d = (uint64_t)s->dim, h = (uint64_t)s->hidden_dim;
     uint64_t kv = d / (uint64_t)s->n_heads * (uint64_t)s->n_kv_heads;
     uint64_t layer = 2 * d + 2 * d * d + 2 * kv * d + 3 * d * h;
-    return 2 * (uint64_t)vocab * d + (uint64_t)s->n_layers * layer + d;
+    return (s->tied ? 1u : 2u) * (uint64_t)vocab * d + (uint64_t)s->n_layers * layer + d;
 }
 
 static void set_tensor(vz_synth_tensor *t, vz_synth_kind kind, int32_t layer, const char *sfx, vz_dtype dt,
@@ -83,7 +88,7 @@ vz_status vz_synth_tensors(const vz_synth_shape *s, int32_t vocab, vz_dtype dt, 
     *out = NULL;
     VZ_FAIL_IF(vocab < 1 || vocab > (1 << 24), VZ_ERR_ARG, "synth %s: vocab_size %d out of range", s->name,
                (int)vocab);
-    int32_t count = 9 * s->n_layers + 3, k = 0;
+    int32_t count = 9 * s->n_layers + 3 - (s->tied != 0), k = 0;
     vz_synth_tensor *t = calloc((size_t)count, sizeof *t);
     VZ_FAIL_IF(!t, VZ_ERR_NOMEM, "synth %s: out of memory", s->name);
     int64_t d = s->dim, h = s->hidden_dim, kv = (int64_t)s->dim / s->n_heads * s->n_kv_heads;
@@ -100,7 +105,7 @@ vz_status vz_synth_tensors(const vz_synth_shape *s, int32_t vocab, vz_dtype dt, 
         set_tensor(&t[k++], VZ_SK_DOWN, l, "mlp.down_proj.weight", dt, d, h);
     }
     set_tensor(&t[k++], VZ_SK_NORM_FINAL, -1, "model.norm.weight", dt, d, 0);
-    set_tensor(&t[k++], VZ_SK_HEAD, -1, "lm_head.weight", dt, vocab, d);
+    if (!s->tied) set_tensor(&t[k++], VZ_SK_HEAD, -1, "lm_head.weight", dt, vocab, d);
     *out = t;
     *n = count;
     return VZ_OK;
@@ -129,10 +134,19 @@ char *vz_synth_config_json(const vz_synth_shape *s, int32_t vocab, vz_dtype dt) 
     cJSON_AddNumberToObject(o, "num_key_value_heads", s->n_kv_heads);
     if (strcmp(s->model_type, "llama") == 0) cJSON_AddNumberToObject(o, "pretraining_tp", 1);
     cJSON_AddNumberToObject(o, "rms_norm_eps", s->rms_eps);
-    cJSON_AddNullToObject(o, "rope_scaling");
+    if (s->rope_type) {
+        cJSON *r = cJSON_AddObjectToObject(o, "rope_scaling");
+        cJSON_AddNumberToObject(r, "factor", s->rope_factor);
+        cJSON_AddNumberToObject(r, "high_freq_factor", s->rope_high);
+        cJSON_AddNumberToObject(r, "low_freq_factor", s->rope_low);
+        cJSON_AddNumberToObject(r, "original_max_position_embeddings", s->rope_orig);
+        cJSON_AddStringToObject(r, "rope_type", s->rope_type);
+    } else {
+        cJSON_AddNullToObject(o, "rope_scaling");
+    }
     cJSON_AddNumberToObject(o, "rope_theta", s->rope_theta);
     if (strcmp(s->model_type, "mistral") == 0) cJSON_AddNullToObject(o, "sliding_window");
-    cJSON_AddFalseToObject(o, "tie_word_embeddings");
+    cJSON_AddBoolToObject(o, "tie_word_embeddings", s->tied != 0);
     cJSON_AddStringToObject(o, "torch_dtype", torch_dtype(dt));
     cJSON_AddStringToObject(o, "transformers_version", "4.40.0");
     cJSON_AddTrueToObject(o, "use_cache");

@@ -165,6 +165,38 @@ void vz_cpu_rope_table(float *cs, int32_t head_dim, int32_t pos, float theta) {
     }
 }
 
+void vz_cpu_rope_freqs(float *freq, int32_t head_dim, float theta, const vz_rope_scaling *sc) {
+    const float two_pi = (float)(2.0 * 3.14159265358979323846);
+    for (int32_t i = 0; i < head_dim / 2; i++) {
+        float f = 1.0f / powf(theta, (float)(2 * i) / (float)head_dim);
+        if (sc && sc->type == VZ_ROPE_LINEAR) {
+            f = f / sc->factor;
+        } else if (sc && sc->type == VZ_ROPE_LLAMA3) {
+            /* transformers: wavelen = 2 pi / f; above old_ctx / low_freq_factor: f / factor; below
+             * old_ctx / high_freq_factor: f; between: (1 - s) f / factor + s f,
+             * s = (old_ctx / wavelen - low) / (high - low) */
+            const float old = (float)sc->orig_ctx, wl = two_pi / f;
+            const float lo_wl = old / sc->low_freq, hi_wl = old / sc->high_freq;
+            const float g = wl > lo_wl ? f / sc->factor : f;
+            if (!(wl < hi_wl) && !(wl > lo_wl)) {
+                const float s = (old / wl - sc->low_freq) / (sc->high_freq - sc->low_freq);
+                f = (1.0f - s) * g / sc->factor + s * g;
+            } else {
+                f = g;
+            }
+        }
+        freq[i] = f;
+    }
+}
+
+void vz_cpu_rope_table_freqs(float *cs, int32_t head_dim, int32_t pos, const float *freq) {
+    for (int32_t i = 0; i < head_dim / 2; i++) {
+        float val = (float)pos * freq[i];
+        cs[2 * i] = cosf(val);
+        cs[2 * i + 1] = sinf(val);
+    }
+}
+
 void vz_cpu_rope(float *x, int32_t n_heads, int32_t head_dim, const float *cs, int32_t interleaved) {
     const int32_t half = head_dim / 2;
     for (int32_t h = 0; h < n_heads; h++) {

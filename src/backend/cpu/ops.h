@@ -54,6 +54,24 @@ void vz_cpu_rmsnorm(float *o, const float *x, const float *w, int32_t n, float e
  * for i in [0, head_dim/2): the rotation of one position, shared by all heads. */
 void vz_cpu_rope_table(float *cs, int32_t head_dim, int32_t pos, float theta);
 
+/* Hugging Face rope_scaling (rope_type): none, "linear" (f_i / factor) or
+ * "llama3" (Llama 3.1+: low frequencies / factor, high ones kept, a smooth
+ * blend between; transformers' _compute_llama3_parameters, in f32). */
+enum { VZ_ROPE_NONE = 0, VZ_ROPE_LINEAR = 1, VZ_ROPE_LLAMA3 = 2 };
+typedef struct vz_rope_scaling {
+    int32_t type;                 /* VZ_ROPE_* */
+    float factor;                 /* linear, llama3 */
+    float low_freq, high_freq;    /* llama3: low_freq_factor, high_freq_factor */
+    int32_t orig_ctx;             /* llama3: original_max_position_embeddings */
+} vz_rope_scaling;
+
+/* freq[i] = f_i of vz_cpu_rope_table, scaled by sc (NULL or VZ_ROPE_NONE: the
+ * same floats as vz_cpu_rope_table's), i in [0, head_dim/2). */
+void vz_cpu_rope_freqs(float *freq, int32_t head_dim, float theta, const vz_rope_scaling *sc);
+
+/* vz_cpu_rope_table from frequencies: cs[2i] = cos(pos * freq[i]), cs[2i+1] = sin(...). */
+void vz_cpu_rope_table_freqs(float *cs, int32_t head_dim, int32_t pos, const float *freq);
+
 /* Rotates each of n_heads heads of x (n_heads * head_dim) by the table cs.
  * interleaved: pairs (2i, 2i+1) (llama2.c, GGUF); else pairs (i, i + head_dim/2)
  * (Hugging Face rotate_half). Pair i uses frequency f_i in both. */
