@@ -68,8 +68,9 @@ static vz_status cfg_arch(vz_config *c, const cJSON *root, const char *what) {
     const char *s = a->child->valuestring;
     if (!strcmp(s, "LlamaForCausalLM")) snprintf(c->arch, sizeof c->arch, "llama");
     else if (!strcmp(s, "MistralForCausalLM")) snprintf(c->arch, sizeof c->arch, "mistral");
+    else if (!strcmp(s, "Qwen2ForCausalLM")) snprintf(c->arch, sizeof c->arch, "qwen2"), c->qkv_bias = 1;
     else return VZ_FAIL(VZ_ERR_UNSUPPORTED, "%s: field 'architectures' = '%.64s' is not supported "
-                        "(LlamaForCausalLM, MistralForCausalLM)", what, s);
+                        "(LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)", what, s);
     return VZ_OK;
 }
 
@@ -137,9 +138,12 @@ static vz_status cfg_fields(vz_config *c, const cJSON *root, const char *what) {
     VZ_TRY(cfg_int(root, "head_dim", 0, c->head_dim, 1, &hd, what));
     VZ_FAIL_IF(hd != c->head_dim, VZ_ERR_UNSUPPORTED,
                "%s: field 'head_dim' %d differs from hidden_size/num_attention_heads %d", what, hd, c->head_dim);
-    /* Mistral's sliding window equals full attention up to its length: cap the context there. */
+    /* Mistral's sliding window equals full attention up to its length: cap the context there
+     * (Qwen 2 names whether it uses one: use_sliding_window, false in its releases). */
     int32_t win = 0;
     VZ_TRY(cfg_int(root, "sliding_window", 0, 0, 1, &win, what));
+    const cJSON *usw = cJSON_GetObjectItemCaseSensitive(root, "use_sliding_window");
+    if (cJSON_IsFalse(usw)) win = 0;
     if (win > 0 && win < c->max_seq_len) c->max_seq_len = win;
     const cJSON *tie = cJSON_GetObjectItemCaseSensitive(root, "tie_word_embeddings");
     VZ_FAIL_IF(tie && !cJSON_IsBool(tie), VZ_ERR_FORMAT, "%s: field 'tie_word_embeddings' is not a boolean", what);

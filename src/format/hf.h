@@ -16,7 +16,7 @@
 vz_status vz_hf_parse_config(vz_config *c, const char *text, size_t len, const char *what);
 
 /* The "rope_scaling" field of a JSON object (a cJSON *; config.json's, or the
- * .vz ROPE section's) into c->rope_scaling; absent or null: none. */
+ * .vz XCFG section's) into c->rope_scaling; absent or null: none. */
 vz_status vz_hf_rope_scaling(vz_config *c, const void *root, const char *what);
 
 #endif

@@ -26,7 +26,7 @@ typedef struct vz_file {
     const uint8_t *data;
     uint64_t size;
     const char *what;
-    vz_sect conf, rope, tokn, tjsn, tidx;
+    vz_sect conf, xcfg, tokn, tjsn, tidx;
 } vz_file;
 
 static vz_status read_header(vz_file *f, uint64_t *tab_off, uint32_t *n_sect, uint64_t *tab_sum) {
@@ -88,7 +88,7 @@ static vz_status read_sections(vz_file *f) {
         char name[5] = {0};
         for (int k = 0; k < 4; k++) name[k] = (tag[k] >= 32 && tag[k] < 127) ? (char)tag[k] : '?';
         VZ_TRY(in_file(f, off, size, name, "section"));
-        vz_sect *s = !memcmp(tag, "CONF", 4) ? &f->conf : !memcmp(tag, "ROPE", 4) ? &f->rope
+        vz_sect *s = !memcmp(tag, "CONF", 4) ? &f->conf : !memcmp(tag, "XCFG", 4) ? &f->xcfg
                    : !memcmp(tag, "TOKN", 4) ? &f->tokn
                    : !memcmp(tag, "TJSN", 4) ? &f->tjsn : !memcmp(tag, "TIDX", 4) ? &f->tidx : NULL;
         if (!s) {
@@ -203,18 +203,21 @@ static vz_status parse_tokn(vz_model *m, const vz_file *f) {
     return s;
 }
 
-/* ROPE: {"rope_scaling": {...}} as in config.json (docs/format.md). */
-static vz_status parse_rope(vz_model *m, const vz_file *f) {
-    VZ_FAIL_IF(f->rope.size > 4096, VZ_ERR_FORMAT, "%s: ROPE section is %llu bytes (max 4 KiB)", f->what,
-               (unsigned long long)f->rope.size);
-    cJSON *o = cJSON_ParseWithLength((const char *)f->rope.p, (size_t)f->rope.size);
+/* XCFG: {"rope_scaling": {...} as in config.json, "qkv_bias": 1}, either or both. */
+static vz_status parse_xcfg(vz_model *m, const vz_file *f) {
+    VZ_FAIL_IF(f->xcfg.size > 4096, VZ_ERR_FORMAT, "%s: XCFG section is %llu bytes (max 4 KiB)", f->what,
+               (unsigned long long)f->xcfg.size);
+    cJSON *o = cJSON_ParseWithLength((const char *)f->xcfg.p, (size_t)f->xcfg.size);
     char what[300];
-    snprintf(what, sizeof what, "%s: ROPE", f->what);
+    snprintf(what, sizeof what, "%s: XCFG", f->what);
     vz_status s = cJSON_IsObject(o) ? vz_hf_rope_scaling(&m->cfg, o, what)
-                                    : VZ_FAIL(VZ_ERR_FORMAT, "%s: ROPE section is not a JSON object", f->what);
+                                    : VZ_FAIL(VZ_ERR_FORMAT, "%s: XCFG section is not a JSON object", f->what);
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(o, "qkv_bias");
+    if (s == VZ_OK && b) s = json_int(o, "qkv_bias", what, &m->cfg.qkv_bias);
     cJSON_Delete(o);
     VZ_TRY(s);
-    VZ_FAIL_IF(m->cfg.rope_scaling.type == VZ_ROPE_NONE, VZ_ERR_FORMAT, "%s: ROPE section without a scaling", f->what);
+    VZ_FAIL_IF(m->cfg.rope_scaling.type == VZ_ROPE_NONE && !m->cfg.qkv_bias, VZ_ERR_FORMAT,
+               "%s: XCFG section names nothing", f->what);
     return vz_config_validate(&m->cfg, f->what);
 }
 
@@ -349,7 +352,7 @@ vz_status vz_read_vz_mem(vz_model *m, const uint8_t *data, uint64_t size, const 
     VZ_TRY(read_sections(&f));
     snprintf(m->format, sizeof m->format, "vz");
     VZ_TRY(parse_conf(m, &f));
-    if (f.rope.present) VZ_TRY(parse_rope(m, &f));
+    if (f.xcfg.present) VZ_TRY(parse_xcfg(m, &f));
     if (f.tokn.present) VZ_TRY(parse_tokn(m, &f));
     if (f.tjsn.present) VZ_TRY(parse_tjsn(m, &f));
     return parse_tidx(m, &f, o && o->check);

@@ -65,9 +65,9 @@ typedef struct section {
 
 struct vz_writer {
     vz_wfile f;
-    vz_buf conf, rope, tokn, tjsn, tidx;
+    vz_buf conf, xcfg, tokn, tjsn, tidx;
     uint32_t n_tensors;
-    int has_conf, has_rope, has_tokn, has_tjsn;
+    int has_conf, has_xcfg, has_tokn, has_tjsn;
 };
 
 vz_status vz_writer_open(vz_writer **out, const char *path) {
@@ -92,43 +92,44 @@ void vz_writer_abort(vz_writer *w) {
     if (!w) return;
     vz_wfile_abort(&w->f);
     free(w->conf.p);
-    free(w->rope.p);
+    free(w->xcfg.p);
     free(w->tokn.p);
     free(w->tjsn.p);
     free(w->tidx.p);
     free(w);
 }
 
-/* Rope scaling goes into a required ROPE section, not CONF: a reader that
- * does not know it must refuse the file, not run it with plain RoPE. */
-static vz_status set_rope(vz_writer *w, const vz_rope_scaling *r) {
-    w->has_rope = 0;
-    if (r->type == VZ_ROPE_NONE) return VZ_OK;
-    cJSON *o = cJSON_CreateObject(), *s = cJSON_AddObjectToObject(o, "rope_scaling");
-    if (!s) {
-        cJSON_Delete(o);
-        return VZ_FAIL(VZ_ERR_NOMEM, "%s: out of memory", w->f.final);
+/* Config that changes the math and that version 1 readers did not know
+ * (rope scaling, q/k/v biases) goes into a required XCFG section, not CONF: a
+ * reader that does not know it must refuse the file, not run it without. */
+static vz_status set_xcfg(vz_writer *w, const vz_config *c) {
+    const vz_rope_scaling *r = &c->rope_scaling;
+    w->has_xcfg = 0;
+    if (r->type == VZ_ROPE_NONE && !c->qkv_bias) return VZ_OK;
+    cJSON *o = cJSON_CreateObject(), *s = NULL;
+    if (o && r->type != VZ_ROPE_NONE && (s = cJSON_AddObjectToObject(o, "rope_scaling"))) {
+        cJSON_AddStringToObject(s, "rope_type", r->type == VZ_ROPE_LLAMA3 ? "llama3" : "linear");
+        cJSON_AddNumberToObject(s, "factor", (double)r->factor);
+        if (r->type == VZ_ROPE_LLAMA3) {
+            cJSON_AddNumberToObject(s, "low_freq_factor", (double)r->low_freq);
+            cJSON_AddNumberToObject(s, "high_freq_factor", (double)r->high_freq);
+            cJSON_AddNumberToObject(s, "original_max_position_embeddings", (double)r->orig_ctx);
+        }
     }
-    cJSON_AddStringToObject(s, "rope_type", r->type == VZ_ROPE_LLAMA3 ? "llama3" : "linear");
-    cJSON_AddNumberToObject(s, "factor", (double)r->factor);
-    if (r->type == VZ_ROPE_LLAMA3) {
-        cJSON_AddNumberToObject(s, "low_freq_factor", (double)r->low_freq);
-        cJSON_AddNumberToObject(s, "high_freq_factor", (double)r->high_freq);
-        cJSON_AddNumberToObject(s, "original_max_position_embeddings", (double)r->orig_ctx);
-    }
-    char *js = cJSON_PrintUnformatted(o);
+    if (o && c->qkv_bias) cJSON_AddNumberToObject(o, "qkv_bias", 1);
+    char *js = o ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
     VZ_FAIL_IF(!js, VZ_ERR_NOMEM, "%s: out of memory", w->f.final);
-    w->rope.n = 0;
-    buf_put(&w->rope, js, strlen(js));
+    w->xcfg.n = 0;
+    buf_put(&w->xcfg, js, strlen(js));
     free(js);
-    VZ_FAIL_IF(w->rope.failed, VZ_ERR_NOMEM, "%s: out of memory", w->f.final);
-    w->has_rope = 1;
+    VZ_FAIL_IF(w->xcfg.failed, VZ_ERR_NOMEM, "%s: out of memory", w->f.final);
+    w->has_xcfg = 1;
     return VZ_OK;
 }
 
 vz_status vz_writer_set_config(vz_writer *w, const vz_config *c, const char *source_format) {
-    VZ_TRY(set_rope(w, &c->rope_scaling));
+    VZ_TRY(set_xcfg(w, c));
     cJSON *o = cJSON_CreateObject();
     VZ_FAIL_IF(!o, VZ_ERR_NOMEM, "%s: out of memory", w->f.final);
     cJSON_AddStringToObject(o, "arch", c->arch);
@@ -247,7 +248,7 @@ static vz_status finish(vz_writer *w) {
     section sec[5];
     uint32_t ns = 0;
     VZ_TRY(put_section(w, &sec[ns++], "CONF", VZ_SECT_REQUIRED, &w->conf));
-    if (w->has_rope) VZ_TRY(put_section(w, &sec[ns++], "ROPE", VZ_SECT_REQUIRED, &w->rope));
+    if (w->has_xcfg) VZ_TRY(put_section(w, &sec[ns++], "XCFG", VZ_SECT_REQUIRED, &w->xcfg));
     if (w->has_tokn) VZ_TRY(put_section(w, &sec[ns++], "TOKN", 0, &w->tokn));
     if (w->has_tjsn) VZ_TRY(put_section(w, &sec[ns++], "TJSN", 0, &w->tjsn));
     VZ_TRY(put_section(w, &sec[ns++], "TIDX", VZ_SECT_REQUIRED, &w->tidx));

@@ -94,6 +94,10 @@ static inline void trace_row(const vz_session *s, int32_t l, int32_t block, cons
     memcpy(s->trace + ((size_t)l * 2 + (size_t)block) * dim, x + (size_t)(n - 1) * dim, dim * sizeof(float));
 }
 
+static void add_bias(float *x, const float *b, int32_t n) {
+    for (int32_t i = 0; i < n; i++) x[i] += b[i];
+}
+
 void vz_forward(vz_session *s, vz_kv *kv, const int32_t *tokens, int32_t n, int32_t pos0, float *logits,
                 int32_t lo) {
     const vz_model *m = s->m;
@@ -120,6 +124,12 @@ void vz_forward(vz_session *s, vz_kv *kv, const int32_t *tokens, int32_t n, int3
         vz_cpu_matmul_st(s->q, xb, n, L->wq, mm, nt); /* (n, n_heads*hd) */
         vz_cpu_matmul_st(s->k, xb, n, L->wk, mm, nt); /* (n, n_kv_heads*hd) */
         vz_cpu_matmul_st(s->v, xb, n, L->wv, mm, nt); /* (n, n_kv_heads*hd) */
+        if (L->bq) /* Qwen 2: q, k, v += their biases */
+            for (int32_t i = 0; i < n; i++) {
+                add_bias(s->q + (size_t)i * c->n_heads * hd, L->bq, c->n_heads * hd);
+                add_bias(s->k + (size_t)i * c->n_kv_heads * hd, L->bk, c->n_kv_heads * hd);
+                add_bias(s->v + (size_t)i * c->n_kv_heads * hd, L->bv, c->n_kv_heads * hd);
+            }
 
         /* RoPE on queries and keys, then keys/values into the cache */
         for (int32_t i = 0; i < n; i++) {

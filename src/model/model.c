@@ -45,6 +45,7 @@ vz_status vz_config_validate(const vz_config *c, const char *what) {
                "%s: rope_scaling llama3 needs 0 < low_freq_factor (%g) < high_freq_factor (%g) and "
                "original_max_position_embeddings (%d) >= 1",
                what, (double)r->low_freq, (double)r->high_freq, r->orig_ctx);
+    VZ_FAIL_IF(c->qkv_bias < 0 || c->qkv_bias > 1, VZ_ERR_FORMAT, "%s: qkv_bias %d is not 0 or 1", what, c->qkv_bias);
     VZ_FAIL_IF(c->bos_id < -1 || c->bos_id >= c->vocab_size, VZ_ERR_FORMAT, "%s: bos id %d outside vocab %d", what,
                c->bos_id, c->vocab_size);
     VZ_FAIL_IF(c->eos_id < -1 || c->eos_id >= c->vocab_size, VZ_ERR_FORMAT, "%s: eos id %d outside vocab %d", what,
@@ -111,7 +112,8 @@ vz_status vz_model_bind(vz_model *m) {
     }
     int64_t dim = c->dim, hd = c->head_dim, q = (int64_t)c->n_heads * hd, kv = (int64_t)c->n_kv_heads * hd;
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
-    m->norms = malloc(sizeof(float) * (size_t)dim * (size_t)(2 * c->n_layers + 1));
+    m->norms = malloc(sizeof(float) * ((size_t)dim * (size_t)(2 * c->n_layers + 1) +
+                                       (c->qkv_bias ? (size_t)(q + 2 * kv) * (size_t)c->n_layers : 0)));
     VZ_FAIL_IF(!m->layers || !m->norms, VZ_ERR_NOMEM, "%s: out of memory", m->path);
     VZ_TRY(need(m, &m->tok_emb, VZ_NAME_TOK_EMB, c->vocab_size, dim));
     if (c->tied_embeddings && !vz_model_find(m, VZ_NAME_OUTPUT)) {
@@ -145,6 +147,16 @@ vz_status vz_model_bind(vz_model *m) {
         VZ_TRY(norm_f32(m, nb, name, dim));
         L->ffn_norm = nb;
         nb += dim;
+        if (!c->qkv_bias) continue;
+        const float **bias[3] = {&L->bq, &L->bk, &L->bv};
+        const char *sfx[3] = {VZ_SFX_BQ, VZ_SFX_BK, VZ_SFX_BV};
+        for (int b = 0; b < 3; b++) {
+            const int64_t nbias = b ? kv : q;
+            snprintf(name, sizeof name, "model.layers.%d.%s", (int)l, sfx[b]);
+            VZ_TRY(norm_f32(m, nb, name, nbias));
+            *bias[b] = nb;
+            nb += nbias;
+        }
     }
     return VZ_OK;
 }

@@ -14,7 +14,7 @@
 #include "vramzip.h"
 
 typedef struct vz_config {
-    char arch[32];          /* "llama", "mistral" */
+    char arch[32];          /* "llama", "mistral", "qwen2" */
     int32_t dim;            /* hidden_size */
     int32_t hidden_dim;     /* intermediate_size */
     int32_t n_layers;
@@ -27,6 +27,7 @@ typedef struct vz_config {
     float rope_theta;
     int32_t rope_interleaved; /* 1: rotate pairs (2i, 2i+1) as llama2.c/GGUF; 0: (i, i+hd/2) as HF */
     vz_rope_scaling rope_scaling; /* HF rope_scaling (Llama 3.1+: llama3); type VZ_ROPE_NONE for most */
+    int32_t qkv_bias;         /* q/k/v projections have biases (Qwen 2) */
     int32_t tied_embeddings;  /* output head shares the token embedding */
     int32_t bos_id, eos_id;
 } vz_config;
@@ -44,6 +45,7 @@ typedef struct vz_layer {
     const vz_tensor *w3;        /* up_proj (hidden_dim, dim) */
     const float *attn_norm;     /* (dim) f32, owned by the model */
     const float *ffn_norm;      /* (dim) */
+    const float *bq, *bk, *bv;  /* qkv_bias: (n_heads*head_dim), (n_kv_heads*head_dim) x 2 f32; else NULL */
 } vz_layer;
 
 #define VZ_MAX_MAPS 64
@@ -85,6 +87,9 @@ struct vz_model {
 #define VZ_SFX_W1          "mlp.gate_proj.weight"
 #define VZ_SFX_W2          "mlp.down_proj.weight"
 #define VZ_SFX_W3          "mlp.up_proj.weight"
+#define VZ_SFX_BQ          "self_attn.q_proj.bias"
+#define VZ_SFX_BK          "self_attn.k_proj.bias"
+#define VZ_SFX_BV          "self_attn.v_proj.bias"
 
 const vz_tensor *vz_model_find(const vz_model *m, const char *name);
 

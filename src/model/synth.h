@@ -23,13 +23,14 @@ typedef struct vz_synth_shape {
     const char *rope_type;        /* rope_scaling.rope_type ("llama3"), NULL: rope_scaling null */
     double rope_factor, rope_low, rope_high; /* rope_scaling: factor, low_freq_factor, high_freq_factor */
     int32_t rope_orig;            /* rope_scaling.original_max_position_embeddings */
+    int32_t qkv_bias;             /* q/k/v_proj.bias tensors (Qwen 2) */
 } vz_synth_shape;
 
 const vz_synth_shape *vz_synth_find(const char *name); /* NULL if unknown */
 
 typedef enum vz_synth_kind {
     VZ_SK_EMBED, VZ_SK_NORM_ATTN, VZ_SK_NORM_FFN, VZ_SK_NORM_FINAL, VZ_SK_Q, VZ_SK_K, VZ_SK_V, VZ_SK_O,
-    VZ_SK_GATE, VZ_SK_UP, VZ_SK_DOWN, VZ_SK_HEAD
+    VZ_SK_GATE, VZ_SK_UP, VZ_SK_DOWN, VZ_SK_HEAD, VZ_SK_BIAS
 } vz_synth_kind;
 
 typedef struct vz_synth_tensor {

@@ -2,8 +2,9 @@
  * synth_shapes.c - shapes of vz_synth: exact config.json values of the
  * Hugging Face checkpoints TinyLlama/TinyLlama-1.1B-Chat-v1.0,
  * meta-llama/Llama-2-7b-hf, mistralai/Mistral-7B-v0.2 (rope_theta 1e6, no
- * sliding window), meta-llama/Meta-Llama-3-8B and meta-llama/Llama-3.2-1B
- * (tied embeddings, llama3 rope scaling), plus two small demo shapes;
+ * sliding window), meta-llama/Meta-Llama-3-8B, meta-llama/Llama-3.2-1B
+ * (tied embeddings, llama3 rope scaling) and Qwen/Qwen2.5-0.5B (q/k/v
+ * biases, tied), plus small demo and test shapes;
  * their tensor lists in LlamaForCausalLM naming and their config.json.
  */
 #include <cjson/cJSON.h>
@@ -14,24 +15,43 @@
 #include "core/io.h"
 #include "model/synth.h"
 
+/* name, description, model_type, architecture; dim, hidden, layers, heads, kv heads, vocab, max_pos;
+ * rms_eps, rope_theta; bos, eos; then the flags that differ from a plain untied Llama. */
+#define SHAPE(n, d, mt, ar, dm, hid, nl, nh, nkv, voc, mp, eps, th, bos, eos)                                       \
+    .name = n, .description = d, .model_type = mt, .architecture = ar, .dim = dm, .hidden_dim = hid, .n_layers = nl,  \
+    .n_heads = nh, .n_kv_heads = nkv, .vocab_size = voc, .max_pos = mp, .rms_eps = eps, .rope_theta = th,            \
+    .bos_id = bos, .eos_id = eos
 static const vz_synth_shape shapes[] = {
-    {"tiny", "test shape: 2 layers, dim 64 (vocab from --tokenizer, else 512)", "llama", "LlamaForCausalLM", 64,
-     172, 2, 4, 2, 512, 256, 1e-5, 10000.0, 1, 2, 1, 1, 0, NULL, 0, 0, 0, 0},
-    {"small", "CPU demo: 4 layers, dim 256 (vocab from --tokenizer, else 512)", "llama", "LlamaForCausalLM", 256,
-     688, 4, 8, 4, 512, 512, 1e-5, 10000.0, 1, 2, 1, 1, 0, NULL, 0, 0, 0, 0},
-    {"tinyllama-1.1b", "TinyLlama-1.1B (Llama 2 tokenizer, GQA 32/4)", "llama", "LlamaForCausalLM", 2048, 5632,
-     22, 32, 4, 32000, 2048, 1e-5, 10000.0, 1, 2, 0, 1, 0, NULL, 0, 0, 0, 0},
-    {"llama2-7b", "Llama-2-7B (multi-head attention)", "llama", "LlamaForCausalLM", 4096, 11008, 32, 32, 32,
-     32000, 4096, 1e-5, 10000.0, 1, 2, 0, 1, 0, NULL, 0, 0, 0, 0},
-    {"mistral-7b", "Mistral-7B v0.2 (GQA 32/8, rope_theta 1e6)", "mistral", "MistralForCausalLM", 4096, 14336,
-     32, 32, 8, 32000, 32768, 1e-5, 1000000.0, 1, 2, 0, 1, 0, NULL, 0, 0, 0, 0},
-    {"llama3-8b", "Llama-3-8B (GQA 32/8, vocab 128256; no tokenizer unless --tokenizer)", "llama",
-     "LlamaForCausalLM", 4096, 14336, 32, 32, 8, 128256, 8192, 1e-5, 500000.0, 128000, 128001, 0, 0, 0, NULL, 0, 0, 0,
-     0},
-    {"llama3.2-1b", "Llama-3.2-1B (GQA 32/8, tied head, llama3 rope scaling; CPU only for now)", "llama",
-     "LlamaForCausalLM", 2048, 8192, 16, 32, 8, 128256, 131072, 1e-5, 500000.0, 128000, 128001, 0, 0, 1, "llama3",
-     32.0, 1.0, 4.0, 8192},
+    {SHAPE("tiny", "test shape: 2 layers, dim 64 (vocab from --tokenizer, else 512)", "llama", "LlamaForCausalLM", 64,
+           172, 2, 4, 2, 512, 256, 1e-5, 10000.0, 1, 2),
+     .vocab_from_tokenizer = 1, .builtin_tokenizer = 1},
+    {SHAPE("small", "CPU demo: 4 layers, dim 256 (vocab from --tokenizer, else 512)", "llama", "LlamaForCausalLM", 256,
+           688, 4, 8, 4, 512, 512, 1e-5, 10000.0, 1, 2),
+     .vocab_from_tokenizer = 1, .builtin_tokenizer = 1},
+    {SHAPE("tinyllama-1.1b", "TinyLlama-1.1B (Llama 2 tokenizer, GQA 32/4)", "llama", "LlamaForCausalLM", 2048, 5632,
+           22, 32, 4, 32000, 2048, 1e-5, 10000.0, 1, 2),
+     .builtin_tokenizer = 1},
+    {SHAPE("llama2-7b", "Llama-2-7B (multi-head attention)", "llama", "LlamaForCausalLM", 4096, 11008, 32, 32, 32,
+           32000, 4096, 1e-5, 10000.0, 1, 2),
+     .builtin_tokenizer = 1},
+    {SHAPE("mistral-7b", "Mistral-7B v0.2 (GQA 32/8, rope_theta 1e6)", "mistral", "MistralForCausalLM", 4096, 14336,
+           32, 32, 8, 32000, 32768, 1e-5, 1000000.0, 1, 2),
+     .builtin_tokenizer = 1},
+    {SHAPE("llama3-8b", "Llama-3-8B (GQA 32/8, vocab 128256; no tokenizer unless --tokenizer)", "llama",
+           "LlamaForCausalLM", 4096, 14336, 32, 32, 8, 128256, 8192, 1e-5, 500000.0, 128000, 128001)},
+    {SHAPE("llama3.2-1b", "Llama-3.2-1B (GQA 32/8, tied head, llama3 rope scaling; CPU only for now)", "llama",
+           "LlamaForCausalLM", 2048, 8192, 16, 32, 8, 128256, 131072, 1e-5, 500000.0, 128000, 128001),
+     .tied = 1, .rope_type = "llama3", .rope_factor = 32.0, .rope_low = 1.0, .rope_high = 4.0, .rope_orig = 8192},
+    {SHAPE("qwen2.5-0.5b",
+           "Qwen2.5-0.5B (GQA 14/2, q/k/v biases, tied head; no tokenizer unless --tokenizer; CPU only for now)",
+           "qwen2", "Qwen2ForCausalLM", 896, 4864, 24, 14, 2, 151936, 32768, 1e-6, 1000000.0, 151643, 151643),
+     .tied = 1, .qkv_bias = 1},
+    {SHAPE("tiny-qwen2",
+           "test shape: tiny with q/k/v biases and a tied head (Qwen2ForCausalLM; vocab from --tokenizer, else 512)",
+           "qwen2", "Qwen2ForCausalLM", 64, 172, 2, 4, 2, 512, 256, 1e-6, 1000000.0, 1, 2),
+     .vocab_from_tokenizer = 1, .builtin_tokenizer = 1, .tied = 1, .qkv_bias = 1},
 };
+#undef SHAPE
 
 #define N_SHAPES ((int32_t)(sizeof shapes / sizeof shapes[0]))
 
@@ -65,7 +85,7 @@ vz_status vz_synth_shape_get(int32_t i, vz_synth_shape_info *out) {
 uint64_t vz_synth_n_params(const vz_synth_shape *s, int32_t vocab) {
     uint64_t d = (uint64_t)s->dim, h = (uint64_t)s->hidden_dim;
     uint64_t kv = d / (uint64_t)s->n_heads * (uint64_t)s->n_kv_heads;
-    uint64_t layer = 2 * d + 2 * d * d + 2 * kv * d + 3 * d * h;
+    uint64_t layer = 2 * d + 2 * d * d + 2 * kv * d + 3 * d * h + (s->qkv_bias ? d + 2 * kv : 0);
     return (s->tied ? 1u : 2u) * (uint64_t)vocab * d + (uint64_t)s->n_layers * layer + d;
 }
 
@@ -88,7 +108,7 @@ vz_status vz_synth_tensors(const vz_synth_shape *s, int32_t vocab, vz_dtype dt, 
     *out = NULL;
     VZ_FAIL_IF(vocab < 1 || vocab > (1 << 24), VZ_ERR_ARG, "synth %s: vocab_size %d out of range", s->name,
                (int)vocab);
-    int32_t count = 9 * s->n_layers + 3 - (s->tied != 0), k = 0;
+    int32_t count = (s->qkv_bias ? 12 : 9) * s->n_layers + 3 - (s->tied != 0), k = 0;
     vz_synth_tensor *t = calloc((size_t)count, sizeof *t);
     VZ_FAIL_IF(!t, VZ_ERR_NOMEM, "synth %s: out of memory", s->name);
     int64_t d = s->dim, h = s->hidden_dim, kv = (int64_t)s->dim / s->n_heads * s->n_kv_heads;
@@ -98,6 +118,11 @@ vz_status vz_synth_tensors(const vz_synth_shape *s, int32_t vocab, vz_dtype dt, 
         set_tensor(&t[k++], VZ_SK_Q, l, "self_attn.q_proj.weight", dt, d, d);
         set_tensor(&t[k++], VZ_SK_K, l, "self_attn.k_proj.weight", dt, kv, d);
         set_tensor(&t[k++], VZ_SK_V, l, "self_attn.v_proj.weight", dt, kv, d);
+        if (s->qkv_bias) {
+            set_tensor(&t[k++], VZ_SK_BIAS, l, "self_attn.q_proj.bias", dt, d, 0);
+            set_tensor(&t[k++], VZ_SK_BIAS, l, "self_attn.k_proj.bias", dt, kv, 0);
+            set_tensor(&t[k++], VZ_SK_BIAS, l, "self_attn.v_proj.bias", dt, kv, 0);
+        }
         set_tensor(&t[k++], VZ_SK_O, l, "self_attn.o_proj.weight", dt, d, d);
         set_tensor(&t[k++], VZ_SK_NORM_FFN, l, "post_attention_layernorm.weight", dt, d, 0);
         set_tensor(&t[k++], VZ_SK_GATE, l, "mlp.gate_proj.weight", dt, h, d);
@@ -120,7 +145,8 @@ char *vz_synth_config_json(const vz_synth_shape *s, int32_t vocab, vz_dtype dt) 
     if (!o) return NULL;
     cJSON *arch = cJSON_AddArrayToObject(o, "architectures");
     if (arch) cJSON_AddItemToArray(arch, cJSON_CreateString(s->architecture));
-    cJSON_AddFalseToObject(o, "attention_bias");
+    const int qwen = strcmp(s->model_type, "qwen2") == 0;
+    if (!qwen) cJSON_AddFalseToObject(o, "attention_bias");
     cJSON_AddNumberToObject(o, "bos_token_id", s->bos_id);
     cJSON_AddNumberToObject(o, "eos_token_id", s->eos_id);
     cJSON_AddStringToObject(o, "hidden_act", "silu");
@@ -146,6 +172,11 @@ char *vz_synth_config_json(const vz_synth_shape *s, int32_t vocab, vz_dtype dt) 
     }
     cJSON_AddNumberToObject(o, "rope_theta", s->rope_theta);
     if (strcmp(s->model_type, "mistral") == 0) cJSON_AddNullToObject(o, "sliding_window");
+    if (qwen) {
+        cJSON_AddNumberToObject(o, "sliding_window", s->max_pos);
+        cJSON_AddFalseToObject(o, "use_sliding_window");
+        cJSON_AddNumberToObject(o, "max_window_layers", s->n_layers);
+    }
     cJSON_AddBoolToObject(o, "tie_word_embeddings", s->tied != 0);
     cJSON_AddStringToObject(o, "torch_dtype", torch_dtype(dt));
     cJSON_AddStringToObject(o, "transformers_version", "4.40.0");

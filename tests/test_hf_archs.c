@@ -1,11 +1,14 @@
 /*
- * test_rope_scaling.c - Hugging Face rope_scaling (Llama 3.1+: "llama3";
- * "linear") end to end on the CPU: a synth tiny checkpoint given a scaling in
- * config.json generates other logits than without it; linear factor 1 gives
- * the unscaled bits; a .vz made from it keeps the scaling (a required ROPE
- * section) and gives its logits bit for bit; kinds it cannot run, and the
- * CUDA device, are refused with a message. The frequencies themselves are
- * checked against transformers' formulas in test_ops.c.
+ * test_hf_archs.c - the Hugging Face variants beyond Llama 2: rope_scaling
+ * (Llama 3.1+: "llama3"; "linear") and Qwen 2 (q/k/v biases, tied head), on
+ * the CPU. Logits of synth checkpoints are checked against
+ * tests/ref_forward.py (transformers' forward in Python doubles; plain tiny
+ * too, which checks the reference against the engine's validated Llama path);
+ * a .vz made from them keeps the variant (a required XCFG section) and gives
+ * the same bits; linear factor 1 gives the unscaled bits; kinds the engine
+ * cannot run, and the CUDA device, are refused with a message. The scaled
+ * frequencies themselves are checked against transformers' formulas in
+ * test_ops.c.
  */
 #define _GNU_SOURCE /* memmem */
 #include <setjmp.h>
@@ -17,6 +20,7 @@
 #include <string.h>
 #include <cmocka.h>
 #include <cjson/cJSON.h>
+#include <math.h>
 
 #include "common/testutil.h"
 
@@ -70,6 +74,91 @@ static char *logits(const char *model, const char *dir, const char *tag, size_t 
     return l;
 }
 
+/* Every position's logits of model (prompt "Once upon a time there was a
+ * little dog") against tests/ref_forward.py. The engine sums in f32 (dims
+ * 64..172, values O(1)): n u sum|a b| stays below 1e-4 per dot product, so
+ * 1e-3 on logits of magnitude ~5 leaves room for two layers; a missing bias
+ * or a wrong frequency moves them by 0.1-1. */
+static void expect_reference(const char *model, const char *dir) {
+    if (vz_test_sh(NULL, "command -v python3") != 0) {
+        print_message("SKIP: python3 not found (the reference forward)\n");
+        skip();
+    }
+    const char *text = "Once upon a time there was a little dog";
+    char dump[400], *ids = NULL, *out = NULL, *ref = NULL;
+    snprintf(dump, sizeof dump, "%s/ref.f32", dir);
+    assert_int_equal(vz_test_sh(&ids, "%s tokenize -m '%s' --bos -- '%s'", vz_test_cli(), model, text), 0);
+    assert_int_equal(vz_test_sh(&out, "%s run -m '%s' -p '%s' -n 1 --temp 0 --dump-logits '%s'", vz_test_cli(), model,
+                                text, dump),
+                     0);
+    ids[strcspn(ids, "\n")] = '\0';
+    if (vz_test_sh(&ref, "python3 tests/ref_forward.py '%s' %s", model, ids) != 0) fail_msg("ref_forward: %s", ref);
+    cJSON *r = cJSON_Parse(ref);
+    assert_non_null(r);
+    size_t n;
+    float *l = (float *)slurp(dump, &n);
+    assert_non_null(l);
+    const int npos = cJSON_GetArraySize(r), vocab = cJSON_GetArraySize(cJSON_GetArrayItem(r, 0));
+    assert_true(npos > 8 && vocab > 0);
+    assert_true(n >= (size_t)npos * (size_t)vocab * 4);
+    double worst = 0;
+    for (int p = 0; p < npos; p++) {
+        const cJSON *row = cJSON_GetArrayItem(r, p);
+        for (int i = 0; i < vocab; i++) {
+            double d = fabs((double)l[(size_t)p * vocab + i] - cJSON_GetArrayItem(row, i)->valuedouble);
+            if (d > worst) worst = d;
+        }
+    }
+    print_message("%s: largest logit difference to the reference %.3g\n", model, worst);
+    assert_true(worst < 1e-3);
+    cJSON_Delete(r);
+    free(l), free(ids), free(out), free(ref);
+}
+
+static void test_reference_llama(void **state) {
+    char dir[256], src[300], *out = NULL;
+    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
+    snprintf(src, sizeof src, "%s/src", dir);
+    assert_int_equal(vz_test_sh(&out, "%s synth --shape tiny -o '%s'", vz_test_cli(), src), 0);
+    free(out);
+    expect_reference(src, dir);
+    /* head_dim 16, original context 64: every band of the llama3 scaling is used */
+    set_scaling(dir, "{\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, "
+                     "\"original_max_position_embeddings\": 64}");
+    expect_reference(src, dir);
+    set_scaling(dir, "{\"rope_type\": \"linear\", \"factor\": 3.0}");
+    expect_reference(src, dir);
+    vz_test_rmtree(dir);
+}
+
+/* Qwen 2: biases and a tied head against the reference; its .vz (lossless)
+ * gives the same bits; the CUDA device refuses it. */
+static void test_qwen2(void **state) {
+    char dir[256], src[300], vz[300], *out = NULL;
+    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
+    snprintf(src, sizeof src, "%s/src", dir);
+    snprintf(vz, sizeof vz, "%s/m.vz", dir);
+    assert_int_equal(vz_test_sh(&out, "%s synth --shape tiny-qwen2 -o '%s'", vz_test_cli(), src), 0);
+    free(out);
+    expect_reference(src, dir);
+    assert_int_equal(vz_test_sh(&out, "%s convert '%s' -o '%s' --codec lossless", vz_test_cli(), src, vz), 0);
+    free(out);
+    size_t n1, n2;
+    char *a = logits(src, dir, "q_src", &n1), *b = logits(vz, dir, "q_vz", &n2);
+    assert_int_equal(n1, n2);
+    assert_memory_equal(a, b, n1);
+    free(a), free(b);
+    size_t vn;
+    char *vb = slurp(vz, &vn);
+    assert_non_null(memmem(vb, vn, "\"qkv_bias\":1", 12));
+    free(vb);
+    int rc = vz_test_sh(&out, "%s run -m '%s' -p hi -n 2 --device cuda", vz_test_cli(), vz);
+    assert_int_not_equal(rc, 0);
+    if (!strstr(out, "without CUDA")) assert_non_null(strstr(out, "attention biases"));
+    free(out);
+    vz_test_rmtree(dir);
+}
+
 static void test_end_to_end(void **state) {
     char dir[256], src[300], vz[300];
     assert_non_null(vz_test_tmpdir(dir, sizeof dir));
@@ -93,7 +182,7 @@ static void test_end_to_end(void **state) {
     char *from_vz = logits(vz, dir, "vz", &n2);
     assert_int_equal(n1, n2);
     assert_memory_equal(scaled, from_vz, n1);
-    /* the scaling travels in a required ROPE section */
+    /* the scaling travels in a required XCFG section */
     size_t vn;
     char *vb = slurp(vz, &vn);
     assert_non_null(memmem(vb, vn, "{\"rope_scaling\":{\"rope_type\":\"llama3\"", 37));
@@ -142,6 +231,7 @@ static void test_refused(void **state) {
 
 int main(void) {
     vz_test_filter_from_env();
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_end_to_end), cmocka_unit_test(test_refused)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_reference_llama), cmocka_unit_test(test_qwen2),
+                                       cmocka_unit_test(test_end_to_end), cmocka_unit_test(test_refused)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
