@@ -54,10 +54,15 @@ static int inspect(vz_model *m, const char *path, int json) {
     if (json) {
         cJSON_AddStringToObject(root, "model", path);
         cJSON_AddStringToObject(root, "format", info.format);
+        cJSON_AddStringToObject(root, "arch", info.arch);
+        if (info.rope_scaling[0]) cJSON_AddStringToObject(root, "rope_scaling", info.rope_scaling);
+        cJSON_AddBoolToObject(root, "qkv_bias", info.qkv_bias != 0);
         arr = cJSON_AddArrayToObject(root, "tensors");
     } else {
-        printf("%s: format %s, %s, dim %d, %d layers, vocab %d\n", path, info.format, info.arch, info.dim,
-               info.n_layers, info.vocab_size);
+        printf("%s: format %s, %s, dim %d, %d layers, vocab %d%s", path, info.format, info.arch, info.dim,
+               info.n_layers, info.vocab_size, info.tied_embeddings ? ", tied head" : "");
+        if (info.rope_scaling[0]) printf(", rope_scaling %s x%g", info.rope_scaling, (double)info.rope_factor);
+        printf("%s\n", info.qkv_bias ? ", q/k/v biases" : "");
         printf("%-48s %-14s %-5s %-13s %12s %7s %7s\n", "tensor", "shape", "dtype", "codec", "bytes", "bits/w",
                "exp.H");
     }

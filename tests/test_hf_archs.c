@@ -152,6 +152,9 @@ static void test_qwen2(void **state) {
     char *vb = slurp(vz, &vn);
     assert_non_null(memmem(vb, vn, "\"qkv_bias\":1", 12));
     free(vb);
+    assert_int_equal(vz_test_sh(&out, "%s inspect '%s'", vz_test_cli(), vz), 0);
+    assert_non_null(strstr(out, "qwen2, dim 64, 2 layers, vocab 512, tied head, q/k/v biases\n"));
+    free(out);
     int rc = vz_test_sh(&out, "%s run -m '%s' -p hi -n 2 --device cuda", vz_test_cli(), vz);
     assert_int_not_equal(rc, 0);
     if (!strstr(out, "without CUDA")) assert_non_null(strstr(out, "attention biases"));
@@ -187,6 +190,9 @@ static void test_end_to_end(void **state) {
     char *vb = slurp(vz, &vn);
     assert_non_null(memmem(vb, vn, "{\"rope_scaling\":{\"rope_type\":\"llama3\"", 37));
     free(vb);
+    assert_int_equal(vz_test_sh(&out, "%s inspect '%s'", vz_test_cli(), vz), 0);
+    assert_non_null(strstr(out, "vocab 512, rope_scaling llama3 x8\n"));
+    free(out);
     /* the CUDA device refuses it rather than run plain RoPE */
     int rc = vz_test_sh(&out, "%s run -m '%s' -p hi -n 2 --device cuda", vz_test_cli(), vz);
     assert_int_not_equal(rc, 0);

@@ -242,6 +242,11 @@ vz_status vz_model_get_info(const vz_model *m, vz_model_info *o) {
     o->tied_embeddings = c->tied_embeddings;
     o->bos_id = c->bos_id;
     o->eos_id = c->eos_id;
+    const int32_t rt = c->rope_scaling.type;
+    snprintf(o->rope_scaling, sizeof o->rope_scaling, "%s",
+             rt == VZ_ROPE_LLAMA3 ? "llama3" : rt == VZ_ROPE_LINEAR ? "linear" : "");
+    o->rope_factor = rt != VZ_ROPE_NONE ? c->rope_scaling.factor : 0.0f;
+    o->qkv_bias = c->qkv_bias;
     for (int32_t i = 0; i < m->n_tensors; i++) {
         o->n_params += (uint64_t)(m->tensors[i].rows * m->tensors[i].cols);
         o->weight_bytes += m->tensors[i].size;
