@@ -19,6 +19,7 @@
 #include <cmocka.h>
 #include <cjson/cJSON.h>
 
+#include "common/ckpt.h"
 #include "common/testutil.h"
 #include "core/status.h"
 #include "tokenizer/tokenizer.h"
@@ -383,6 +384,53 @@ static void test_model(void **state) {
     vz_test_rmtree(dir);
 }
 
+/* A GGUF whose vocabulary the reader does not take (here: none) runs with a
+ * tokenizer.json given by -z, as a Llama 3 GGUF ("gpt2" vocabulary) would;
+ * one larger than the model's vocabulary is refused. */
+static void test_gguf_with_json(void **state) {
+    char dir[256], path[300], *out = NULL;
+    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
+    snprintf(path, sizeof path, "%s/m.gguf", dir);
+    vz_ckpt_model cm;
+    assert_int_equal(vz_ckpt_random(&cm, 16, 32, 1, 2, 1, 2004, 1, 7), 0);
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    vz_ckpt_gguf_off off;
+    assert_int_equal(vz_ckpt_build_gguf(&cm, 0, &buf, &n, &off), 0);
+    assert_int_equal(vz_ckpt_write_file(path, buf, n), 0);
+    free(buf);
+    const char *text = "Once upon a time<|eot_id|>";
+    vz_tokenizer *t = open_family("llama3");
+    int32_t ni;
+    int32_t *ids = encode(t, text, strlen(text), &ni);
+    char want[512], *w = want;
+    for (int32_t i = 0; i < ni; i++) w += sprintf(w, i ? " %d" : "%d", ids[i]);
+    free(ids);
+    vz_tokenizer_close(t);
+    assert_int_not_equal(vz_test_sh(&out, "%s run -m '%s' -p 'x' -n 1", vz_test_cli(), path), 0);
+    assert_non_null(strstr(out, "no tokenizer"));
+    free(out);
+    assert_int_equal(vz_test_sh(&out, "%s run -m '%s' -z tests/golden/bpe/llama3/tokenizer.json -p '%s' -n 1 2>&1 >/dev/null",
+                                vz_test_cli(), path, text),
+                     0);
+    char stat[64];
+    snprintf(stat, sizeof stat, "prompt %d tok", ni);
+    if (!strstr(out, stat)) fail_msg("wanted '%s' (ids %s) in '%s'", stat, want, out);
+    free(out);
+    vz_ckpt_free(&cm);
+    assert_int_equal(vz_ckpt_random(&cm, 16, 32, 1, 2, 1, 1000, 1, 7), 0);
+    assert_int_equal(vz_ckpt_build_gguf(&cm, 0, &buf, &n, &off), 0);
+    assert_int_equal(vz_ckpt_write_file(path, buf, n), 0);
+    free(buf);
+    assert_int_not_equal(vz_test_sh(&out, "%s run -m '%s' -z tests/golden/bpe/llama3/tokenizer.json -p x -n 1",
+                                    vz_test_cli(), path),
+                         0);
+    assert_non_null(strstr(out, "2004 tokens, more than the vocab_size 1000"));
+    free(out);
+    vz_ckpt_free(&cm);
+    vz_test_rmtree(dir);
+}
+
 /* Random texts (letters of several scripts, digits, spaces, apostrophes,
  * special tokens) against the live oracle, when python3 has tokenizers. */
 static void test_live_oracle(void **state) {
@@ -483,7 +531,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cases),     cmocka_unit_test(test_eval_texts), cmocka_unit_test(test_api),
         cmocka_unit_test(test_bytes),     cmocka_unit_test(test_bad_files),  cmocka_unit_test(test_ignore_merges),
-        cmocka_unit_test(test_regex_limit), cmocka_unit_test(test_model), cmocka_unit_test(test_live_oracle),
+        cmocka_unit_test(test_regex_limit), cmocka_unit_test(test_model), cmocka_unit_test(test_gguf_with_json),
+        cmocka_unit_test(test_live_oracle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -187,6 +187,29 @@ static vz_status read_file_model(vz_model *m, const char *path, const vz_model_o
     return vz_read_llama2c(m, path, opts);
 }
 
+/* opts->tokenizer_path for a GGUF or .vz model: it replaces the model's own
+ * tokenizer (a GGUF with a byte-level "gpt2" vocabulary, e.g. Llama 3, has
+ * none here: give its tokenizer.json). HF and llama2.c readers take it
+ * themselves. Its ids must fit the vocabulary. */
+static vz_status override_tokenizer(vz_model *m, const vz_model_opts *opts) {
+    if (!opts->tokenizer_path || !*opts->tokenizer_path || strcmp(m->format, "hf") == 0 ||
+        strcmp(m->format, "llama2c") == 0)
+        return VZ_OK;
+    vz_tokenizer *t = NULL;
+    VZ_TRY(vz_tokenizer_open(&t, opts->tokenizer_path));
+    if (vz_tokenizer_vocab_size(t) > m->cfg.vocab_size) {
+        int32_t n = vz_tokenizer_vocab_size(t);
+        vz_tokenizer_close(t);
+        return VZ_FAIL(VZ_ERR_SHAPE, "%s: %d tokens, more than the vocab_size %d of %s", opts->tokenizer_path, n,
+                       m->cfg.vocab_size, m->path);
+    }
+    vz_tokenizer_close(m->tok);
+    m->tok = t;
+    if (vz_tokenizer_bos(t) >= 0) m->cfg.bos_id = vz_tokenizer_bos(t);
+    if (vz_tokenizer_eos(t) >= 0) m->cfg.eos_id = vz_tokenizer_eos(t);
+    return VZ_OK;
+}
+
 vz_status vz_model_open(vz_model **out, const char *path, const vz_model_opts *opts) {
     VZ_FAIL_IF(!out, VZ_ERR_ARG, "vz_model_open: NULL output pointer");
     *out = NULL;
@@ -202,6 +225,7 @@ vz_status vz_model_open(vz_model **out, const char *path, const vz_model_opts *o
     vz_status s;
     if (is_dir(path)) s = vz_read_hf(m, path, opts);
     else s = read_file_model(m, path, opts);
+    if (s == VZ_OK) s = override_tokenizer(m, opts);
     if (s == VZ_OK) s = vz_model_bind(m);
     if (s != VZ_OK) {
         vz_model_close(m);
