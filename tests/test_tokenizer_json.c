@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -431,6 +432,80 @@ static void test_gguf_with_json(void **state) {
     vz_test_rmtree(dir);
 }
 
+/* A GGUF with a byte-level ("gpt2") vocabulary, written by tests/hf_to_gguf.py
+ * as llama.cpp's converter would from a synth checkpoint with a fixture
+ * tokenizer: Llama 3's (llama arch, pre llama-bpe) and Qwen 2's (qwen2
+ * arch: q/k/v biases, rows not permuted, pre qwen2). Its tokenizer encodes as
+ * the tokenizer.json does, and a .vz made from the GGUF too; greedy ids are
+ * the checkpoint's; qwen2 logits are its bits (same rows, same order),
+ * llama's within f32 rounding (the permuted q/k rows sum in another order);
+ * an unknown pre-tokenizer loads without a tokenizer. */
+static void test_gguf_bpe(void **state) {
+    if (vz_test_sh(NULL, "command -v python3") != 0) {
+        print_message("SKIP: python3 not found (tests/hf_to_gguf.py)\n");
+        skip();
+    }
+    static const char *const fam[2][3] = {{"llama3", "tiny", "llama-bpe"}, {"qwen2", "tiny-qwen2", "qwen2"}};
+    static const char *const texts[] = {"Once upon a time<|eot_id|> there were 12345 cats",
+                                        "caf\xc3\xa9 cafe\xcc\x81 <|im_start|>user\n  hi\t!", "It's 3.14159, we'll see"};
+    const char *cli = vz_test_cli();
+    char dir[256], *out = NULL, *a = NULL, *b = NULL, *c = NULL;
+    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
+    for (int f = 0; f < 2; f++) {
+        char src[300], gg[300], vz[300];
+        snprintf(src, sizeof src, "%s/%s", dir, fam[f][0]);
+        snprintf(gg, sizeof gg, "%s/%s.gguf", dir, fam[f][0]);
+        snprintf(vz, sizeof vz, "%s/%s.vz", dir, fam[f][0]);
+        assert_int_equal(vz_test_sh(&out, "%s synth --shape %s -o '%s' --tokenizer tests/golden/bpe/%s/tokenizer.json",
+                                    cli, fam[f][1], src, fam[f][0]),
+                         0);
+        free(out);
+        if (vz_test_sh(&out, "python3 tests/hf_to_gguf.py '%s' '%s' %s", src, gg, fam[f][2]) != 0)
+            fail_msg("hf_to_gguf: %s", out);
+        free(out);
+        assert_int_equal(vz_test_sh(&out, "%s convert '%s' -o '%s' --codec q8", cli, gg, vz), 0);
+        free(out);
+        for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+            assert_int_equal(vz_test_sh(&a, "%s tokenize -m '%s' --bos -- '%s'", cli, src, texts[i]), 0);
+            assert_int_equal(vz_test_sh(&b, "%s tokenize -m '%s' --bos -- '%s'", cli, gg, texts[i]), 0);
+            assert_int_equal(vz_test_sh(&c, "%s tokenize -m '%s' --bos -- '%s'", cli, vz, texts[i]), 0);
+            assert_true(strlen(a) > 10);
+            assert_string_equal(a, b);
+            assert_string_equal(a, c);
+            free(a), free(b), free(c);
+        }
+        char la[320], lb[320];
+        snprintf(la, sizeof la, "%s/a.f32", dir);
+        snprintf(lb, sizeof lb, "%s/b.f32", dir);
+        assert_int_equal(vz_test_sh(&a, "%s run -m '%s' -p 'Once upon a time there was' -n 12 --temp 0 --print-ids "
+                                        "--dump-logits '%s' 2>/dev/null", cli, src, la),
+                         0);
+        assert_int_equal(vz_test_sh(&b, "%s run -m '%s' -p 'Once upon a time there was' -n 12 --temp 0 --print-ids "
+                                        "--dump-logits '%s' 2>/dev/null", cli, gg, lb),
+                         0);
+        assert_string_equal(a, b);
+        free(a), free(b);
+        size_t na, nb;
+        float *xa = (float *)slurp(la, &na), *xb = (float *)slurp(lb, &nb);
+        assert_int_equal(na, nb);
+        if (f == 1) assert_memory_equal(xa, xb, na);
+        for (size_t i = 0; i < na / 4; i++)
+            if (fabsf(xa[i] - xb[i]) > 1e-4f) fail_msg("%s logit %zu: %g against %g", fam[f][0], i, xa[i], xb[i]);
+        free(xa), free(xb);
+    }
+    /* a pre-tokenizer this reader does not know: no tokenizer, and -z still serves */
+    char gg[300];
+    snprintf(gg, sizeof gg, "%s/other.gguf", dir);
+    assert_int_equal(vz_test_sh(&out, "python3 tests/hf_to_gguf.py '%s/llama3' '%s' smaug-bpe", dir, gg), 0);
+    free(out);
+    assert_int_not_equal(vz_test_sh(&out, "%s run -m '%s' -p x -n 1", cli, gg), 0);
+    assert_non_null(strstr(out, "no tokenizer"));
+    free(out);
+    assert_int_equal(vz_test_sh(&out, "%s run -m '%s' -z tests/golden/bpe/llama3/tokenizer.json -p x -n 1", cli, gg), 0);
+    free(out);
+    vz_test_rmtree(dir);
+}
+
 /* Random texts (letters of several scripts, digits, spaces, apostrophes,
  * special tokens) against the live oracle, when python3 has tokenizers. */
 static void test_live_oracle(void **state) {
@@ -532,6 +607,7 @@ int main(void) {
         cmocka_unit_test(test_cases),     cmocka_unit_test(test_eval_texts), cmocka_unit_test(test_api),
         cmocka_unit_test(test_bytes),     cmocka_unit_test(test_bad_files),  cmocka_unit_test(test_ignore_merges),
         cmocka_unit_test(test_regex_limit), cmocka_unit_test(test_model), cmocka_unit_test(test_gguf_with_json),
+        cmocka_unit_test(test_gguf_bpe),
         cmocka_unit_test(test_live_oracle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

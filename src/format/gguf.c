@@ -8,6 +8,7 @@
  */
 #include "format/gguf.h"
 
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -274,9 +275,10 @@ static vz_status load_config(vz_config *c, const vz_gguf *g) {
     int alen = 0;
     VZ_FAIL_IF(!meta_str(g, "general.architecture", &a, &alen), VZ_ERR_FORMAT,
                "%s: key general.architecture is missing or not a string", g->what);
-    VZ_FAIL_IF(!((alen == 5 && !memcmp(a, "llama", 5)) || (alen == 7 && !memcmp(a, "mistral", 7))),
-               VZ_ERR_UNSUPPORTED, "%s: key general.architecture = '%.*s' is not supported (llama)", g->what, alen,
-               a);
+    const int qwen2 = alen == 5 && !memcmp(a, "qwen2", 5);
+    VZ_FAIL_IF(!((alen == 5 && !memcmp(a, "llama", 5)) || (alen == 7 && !memcmp(a, "mistral", 7)) || qwen2),
+               VZ_ERR_UNSUPPORTED, "%s: key general.architecture = '%.*s' is not supported (llama, mistral, qwen2)",
+               g->what, alen, a);
     snprintf(c->arch, sizeof c->arch, "%.*s", alen, a);
     char k[96];
 #define KEY(sfx) (snprintf(k, sizeof k, "%s.%s", c->arch, sfx), k)
@@ -306,7 +308,10 @@ static vz_status load_config(vz_config *c, const vz_gguf *g) {
 #undef KEY
     VZ_TRY(meta_int(g, "tokenizer.ggml.bos_token_id", 0, -1, 0, &c->bos_id));
     VZ_TRY(meta_int(g, "tokenizer.ggml.eos_token_id", 0, -1, 0, &c->eos_id));
-    c->rope_interleaved = 1;
+    /* llama.cpp permutes llama's q/k rows for adjacent-pair RoPE; qwen2 keeps
+     * Hugging Face's rows and rotate-half (its NEOX rope type), and has q/k/v biases. */
+    c->rope_interleaved = !qwen2;
+    c->qkv_bias = qwen2;
     return VZ_OK;
 }
 
@@ -319,7 +324,8 @@ static const char *const global_names[][2] = {
 static const char *const layer_names[][2] = {
     {"attn_norm.weight", VZ_SFX_ATTN_NORM}, {"attn_q.weight", VZ_SFX_WQ},   {"attn_k.weight", VZ_SFX_WK},
     {"attn_v.weight", VZ_SFX_WV},           {"attn_output.weight", VZ_SFX_WO}, {"ffn_norm.weight", VZ_SFX_FFN_NORM},
-    {"ffn_gate.weight", VZ_SFX_W1},         {"ffn_down.weight", VZ_SFX_W2}, {"ffn_up.weight", VZ_SFX_W3}};
+    {"ffn_gate.weight", VZ_SFX_W1},         {"ffn_down.weight", VZ_SFX_W2}, {"ffn_up.weight", VZ_SFX_W3},
+    {"attn_q.bias", VZ_SFX_BQ},             {"attn_k.bias", VZ_SFX_BK},     {"attn_v.bias", VZ_SFX_BV}};
 
 /* Writes the canonical name of a ggml tensor name (NUL-terminated, short). */
 static void canonical_name(char *out, const char *name) {
@@ -427,14 +433,122 @@ static vz_status build_tokenizer(vz_model *m, const vz_gguf *g, const vz_gguf_kv
     return s;
 }
 
+/* ---- byte-level ("gpt2") vocabularies ---------------------------------- */
+
+#define GGUF_MAX_TOKEN 4096 /* bytes of one vocabulary token (a byte-level token is far shorter) */
+
+/* llama.cpp's tokenizer.ggml.pre names -> the pre-tokenizer regex, NFC and
+ * ignore_merges of the Hugging Face tokenizer.json of that family. */
+static const struct {
+    const char *pre, *regex;
+    int nfc, ignore_merges;
+} kBpePre[] = {
+    {"llama-bpe", "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+                  "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+", 0, 1},
+    {"qwen2", "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+              "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+", 1, 0},
+    {"gpt-2", NULL, 0, 0}, /* ByteLevel's own regex */
+};
+
+/* The GGUF vocabulary as the tokenizer.json of its family (a cJSON tree). */
+static cJSON *bpe_json(const vz_gguf *g, const vz_gguf_kv *tok, const int32_t *types, int k, const vz_model *m) {
+    cJSON *root = cJSON_CreateObject(), *added = cJSON_AddArrayToObject(root, "added_tokens");
+    cJSON *model = cJSON_AddObjectToObject(root, "model"), *vocab = NULL, *merges = NULL;
+    if (model) {
+        cJSON_AddStringToObject(model, "type", "BPE");
+        cJSON_AddBoolToObject(model, "ignore_merges", kBpePre[k].ignore_merges);
+        vocab = cJSON_AddObjectToObject(model, "vocab");
+        merges = cJSON_AddArrayToObject(model, "merges");
+    }
+    if (kBpePre[k].nfc) cJSON_AddItemToObject(root, "normalizer", cJSON_Parse("{\"type\": \"NFC\"}"));
+    cJSON *pre = cJSON_AddObjectToObject(root, "pre_tokenizer");
+    if (pre && kBpePre[k].regex) {
+        cJSON_AddStringToObject(pre, "type", "Sequence");
+        cJSON *list = cJSON_AddArrayToObject(pre, "pretokenizers"), *sp = cJSON_CreateObject(), *bl = cJSON_CreateObject();
+        cJSON_AddStringToObject(sp, "type", "Split");
+        cJSON_AddStringToObject(cJSON_AddObjectToObject(sp, "pattern"), "Regex", kBpePre[k].regex);
+        cJSON_AddStringToObject(sp, "behavior", "Isolated");
+        cJSON_AddStringToObject(bl, "type", "ByteLevel");
+        cJSON_AddFalseToObject(bl, "use_regex");
+        cJSON_AddItemToArray(list, sp), cJSON_AddItemToArray(list, bl);
+    } else if (pre) {
+        cJSON_AddStringToObject(pre, "type", "ByteLevel");
+    }
+    const vz_gguf_kv *ab = vz_gguf_find(g, "tokenizer.ggml.add_bos_token");
+    char buf[GGUF_MAX_TOKEN + 1];
+    vz_rd r = vz_rd_init(tok->val, g->size - (uint64_t)(tok->val - g->p), g->what);
+    for (uint64_t i = 0; i < tok->arr_n && vocab; i++) { /* bounds were checked by the parser */
+        uint64_t len = 0;
+        const uint8_t *p = NULL;
+        if (read_str(&r, &p, &len, "tokenizer.ggml.tokens") != VZ_OK || len == 0 || len > GGUF_MAX_TOKEN) break;
+        memcpy(buf, p, len), buf[len] = '\0';
+        if (memchr(buf, 0, len)) break;
+        cJSON_AddNumberToObject(vocab, buf, (double)i);
+        const int32_t ty = types ? types[i] : 1;
+        if (ty == 3 || ty == 4) { /* llama.cpp's CONTROL and USER_DEFINED: added tokens */
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddNumberToObject(e, "id", (double)i);
+            cJSON_AddStringToObject(e, "content", buf);
+            cJSON_AddBoolToObject(e, "special", ty == 3);
+            cJSON_AddItemToArray(added, e);
+        }
+        if ((int64_t)i == m->cfg.bos_id && ab && ab->type == VZ_GGUF_BOOL && ab->val[0]) {
+            cJSON *pp = cJSON_AddObjectToObject(root, "post_processor"), *single = cJSON_AddArrayToObject(pp, "single");
+            cJSON_AddStringToObject(pp, "type", "TemplateProcessing");
+            cJSON *st = cJSON_CreateObject(), *sq = cJSON_CreateObject();
+            cJSON_AddStringToObject(cJSON_AddObjectToObject(st, "SpecialToken"), "id", buf);
+            cJSON_AddStringToObject(cJSON_AddObjectToObject(sq, "Sequence"), "id", "A");
+            cJSON_AddItemToArray(single, st), cJSON_AddItemToArray(single, sq);
+        }
+    }
+    const vz_gguf_kv *mg = vz_gguf_find(g, "tokenizer.ggml.merges");
+    if (mg && mg->type == VZ_GGUF_ARRAY && mg->arr_type == VZ_GGUF_STRING && merges) {
+        vz_rd q = vz_rd_init(mg->val, g->size - (uint64_t)(mg->val - g->p), g->what);
+        for (uint64_t i = 0; i < mg->arr_n; i++) {
+            uint64_t len = 0;
+            const uint8_t *p = NULL;
+            if (read_str(&q, &p, &len, "tokenizer.ggml.merges") != VZ_OK || len > 2 * GGUF_MAX_TOKEN) break;
+            char *s = malloc(len + 1);
+            if (!s) break;
+            memcpy(s, p, len), s[len] = '\0';
+            cJSON_AddItemToArray(merges, cJSON_CreateString(s));
+            free(s);
+        }
+    }
+    return root;
+}
+
+/* A "gpt2" vocabulary of a pre-tokenizer named in kBpePre: built as its
+ * tokenizer.json and read by vz_tokenizer_from_json (so a .vz keeps it as
+ * TJSN); other pre-tokenizers load without a tokenizer (-z gives one). */
+static vz_status build_bpe_tokenizer(vz_model *m, const vz_gguf *g, const vz_gguf_kv *tok) {
+    int k = -1;
+    for (int i = 0; i < (int)(sizeof kBpePre / sizeof kBpePre[0]); i++)
+        if (meta_str_is(g, "tokenizer.ggml.pre", kBpePre[i].pre)) k = i;
+    if (k < 0) return VZ_OK;
+    int32_t *types = NULL;
+    VZ_TRY(meta_array4(g, "tokenizer.ggml.token_type", VZ_GGUF_INT32, tok->arr_n, (void **)&types));
+    cJSON *root = bpe_json(g, tok, types, k, m);
+    free(types);
+    char *js = root ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    VZ_FAIL_IF(!js, VZ_ERR_NOMEM, "%s: out of memory for the tokenizer", g->what);
+    char what[300];
+    snprintf(what, sizeof what, "%s: tokenizer.ggml (gpt2, pre %s)", g->what, kBpePre[k].pre);
+    vz_status s = vz_tokenizer_from_json(&m->tok, (const uint8_t *)js, strlen(js), what);
+    free(js);
+    return s;
+}
+
 static vz_status load_tokenizer(vz_model *m, const vz_gguf *g) {
     const vz_gguf_kv *tok = vz_gguf_find(g, "tokenizer.ggml.tokens");
-    /* Only SentencePiece vocabularies ("llama") are supported; others load without a tokenizer. */
-    if (!tok || !meta_str_is(g, "tokenizer.ggml.model", "llama")) return VZ_OK;
+    /* SentencePiece ("llama") and byte-level ("gpt2") vocabularies; others load without a tokenizer. */
+    const int spm = meta_str_is(g, "tokenizer.ggml.model", "llama"), bpe = meta_str_is(g, "tokenizer.ggml.model", "gpt2");
+    if (!tok || (!spm && !bpe)) return VZ_OK;
     VZ_FAIL_IF((int64_t)tok->arr_n != m->cfg.vocab_size, VZ_ERR_SHAPE,
                "%s: key tokenizer.ggml.tokens has %llu entries, vocab_size is %d", g->what,
                (unsigned long long)tok->arr_n, m->cfg.vocab_size);
-    return build_tokenizer(m, g, tok);
+    return spm ? build_tokenizer(m, g, tok) : build_bpe_tokenizer(m, g, tok);
 }
 
 vz_status vz_gguf_load(vz_model *m, const uint8_t *p, uint64_t size, const char *what) {
