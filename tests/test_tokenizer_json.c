@@ -29,17 +29,8 @@
 static const char *const kFamilies[] = {"llama3", "qwen2"};
 
 static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *p = malloc((size_t)n + 1);
-    assert_non_null(p);
-    assert_int_equal(fread(p, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    p[n] = '\0';
-    if (len) *len = (size_t)n;
+    char *p = vz_test_read_file(path, len);
+    if (!p) fail_msg("cannot read %s", path);
     return p;
 }
 
@@ -388,18 +379,24 @@ static void test_model(void **state) {
 /* A GGUF whose vocabulary the reader does not take (here: none) runs with a
  * tokenizer.json given by -z, as a Llama 3 GGUF ("gpt2" vocabulary) would;
  * one larger than the model's vocabulary is refused. */
-static void test_gguf_with_json(void **state) {
-    char dir[256], path[300], *out = NULL;
-    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
-    snprintf(path, sizeof path, "%s/m.gguf", dir);
+/* A GGUF of a random model of this vocabulary, without a tokenizer, at path. */
+static void write_gguf(const char *path, int vocab) {
     vz_ckpt_model cm;
-    assert_int_equal(vz_ckpt_random(&cm, 16, 32, 1, 2, 1, 2004, 1, 7), 0);
+    assert_int_equal(vz_ckpt_random(&cm, 16, 32, 1, 2, 1, vocab, 1, 7), 0);
     uint8_t *buf = NULL;
     size_t n = 0;
     vz_ckpt_gguf_off off;
     assert_int_equal(vz_ckpt_build_gguf(&cm, 0, &buf, &n, &off), 0);
     assert_int_equal(vz_ckpt_write_file(path, buf, n), 0);
     free(buf);
+    vz_ckpt_free(&cm);
+}
+
+static void test_gguf_with_json(void **state) {
+    char dir[256], path[300], *out = NULL;
+    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
+    snprintf(path, sizeof path, "%s/m.gguf", dir);
+    write_gguf(path, 2004);
     const char *text = "Once upon a time<|eot_id|>";
     vz_tokenizer *t = open_family("llama3");
     int32_t ni;
@@ -418,17 +415,12 @@ static void test_gguf_with_json(void **state) {
     snprintf(stat, sizeof stat, "prompt %d tok", ni);
     if (!strstr(out, stat)) fail_msg("wanted '%s' (ids %s) in '%s'", stat, want, out);
     free(out);
-    vz_ckpt_free(&cm);
-    assert_int_equal(vz_ckpt_random(&cm, 16, 32, 1, 2, 1, 1000, 1, 7), 0);
-    assert_int_equal(vz_ckpt_build_gguf(&cm, 0, &buf, &n, &off), 0);
-    assert_int_equal(vz_ckpt_write_file(path, buf, n), 0);
-    free(buf);
+    write_gguf(path, 1000);
     assert_int_not_equal(vz_test_sh(&out, "%s run -m '%s' -z tests/golden/bpe/llama3/tokenizer.json -p x -n 1",
                                     vz_test_cli(), path),
                          0);
     assert_non_null(strstr(out, "2004 tokens, more than the vocab_size 1000"));
     free(out);
-    vz_ckpt_free(&cm);
     vz_test_rmtree(dir);
 }
 

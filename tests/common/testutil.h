@@ -32,6 +32,10 @@ const char *vz_test_model_path(char *buf, size_t cap, const char *rel);
 const char *vz_test_tmpdir(char *buf, size_t cap);
 void vz_test_rmtree(const char *path);
 
+/* The bytes of a file, NUL-terminated (malloc'ed, caller frees; *len gets
+ * their count when len is not NULL), or NULL when it cannot be read. */
+char *vz_test_read_file(const char *path, size_t *len);
+
 /* Path of the built CLI ($BUILD/vramzip). */
 const char *vz_test_cli(void);
 
