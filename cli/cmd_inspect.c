@@ -61,7 +61,8 @@ static int inspect(vz_model *m, const char *path, int json) {
     } else {
         printf("%s: format %s, %s, dim %d, %d layers, vocab %d%s", path, info.format, info.arch, info.dim,
                info.n_layers, info.vocab_size, info.tied_embeddings ? ", tied head" : "");
-        if (info.rope_scaling[0]) printf(", rope_scaling %s x%g", info.rope_scaling, (double)info.rope_factor);
+        if (info.rope_factor > 0) printf(", rope_scaling %s x%g", info.rope_scaling, (double)info.rope_factor);
+        else if (info.rope_scaling[0]) printf(", rope_scaling %s", info.rope_scaling);
         printf("%s\n", info.qkv_bias ? ", q/k/v biases" : "");
         printf("%-48s %-14s %-5s %-13s %12s %7s %7s\n", "tensor", "shape", "dtype", "codec", "bytes", "bits/w",
                "exp.H");

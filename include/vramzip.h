@@ -123,7 +123,8 @@ typedef struct vz_model_info {
     int32_t rope_interleaved;  /* 1: adjacent pairs (llama2.c, GGUF); 0: rotate-half (HF) */
     int32_t tied_embeddings;
     int32_t bos_id, eos_id;
-    char rope_scaling[16];     /* Hugging Face rope_scaling.rope_type: "llama3", "linear", or "" for none */
+    char rope_scaling[16];     /* Hugging Face rope_scaling.rope_type: "llama3", "linear"; "rope_freqs" (GGUF's
+                                * per-pair divisors); "" for none */
     float rope_factor;         /* its factor (0 for none) */
     int32_t qkv_bias;          /* 1: q/k/v projections have biases (Qwen 2) */
     uint64_t n_params;         /* weight elements */

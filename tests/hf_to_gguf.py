@@ -5,11 +5,13 @@ tests/test_tokenizer_json.c: llama or qwen2 metadata, 2-D tensors kept in
 their dtype (llama's q/k rows permuted for adjacent-pair RoPE, qwen2's not),
 norms and biases as F32, and the byte-level vocabulary as tokenizer.ggml.*
 (model "gpt2", tokens by id, token_type 1 normal / 3 control / 4 user
-defined, merges as "a b", the given pre-tokenizer name, add_bos_token).
+defined, merges as "a b", the given pre-tokenizer name, add_bos_token), and a
+llama3 rope_scaling as llama.cpp's per-pair divisors, rope_freqs.weight.
 
 usage: hf_to_gguf.py HF_DIR OUT.gguf PRE
 """
 import json
+import math
 import os
 import struct
 import sys
@@ -76,6 +78,23 @@ def main():
                 raw = b"".join(rb[h * hd + j * (hd // 2) + i] for h in range(heads) for i in range(hd // 2)
                                for j in range(2))
         tensors.append((new, shape, GGML[dt], raw))
+    rs = cfg.get("rope_scaling")
+    if rs and rs.get("rope_type") == "llama3":  # llama.cpp's LlamaModel.generate_extra_tensors
+        hd, base = cfg["hidden_size"] // nh, cfg.get("rope_theta", 10000.0)
+        factor, low, high = rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"]
+        old = rs["original_max_position_embeddings"]
+        fac = []
+        for i in range(0, hd, 2):
+            freq = struct.unpack("<f", struct.pack("<f", 1.0 / base ** (i / hd)))[0]
+            wl = 2 * math.pi / freq
+            if wl < old / high:
+                fac.append(1.0)
+            elif wl > old / low:
+                fac.append(factor)
+            else:
+                s = (old / wl - low) / (high - low)
+                fac.append(1 / ((1 - s) / factor + s))
+        tensors.append(("rope_freqs.weight", [hd // 2], 0, struct.pack("<%df" % len(fac), *fac)))
     vocab = dict(tok["model"]["vocab"])
     special = {}
     for a in tok.get("added_tokens") or []:

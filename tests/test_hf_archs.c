@@ -153,6 +153,50 @@ static void test_qwen2(void **state) {
     vz_test_rmtree(dir);
 }
 
+/* llama.cpp's form of the llama3 scaling: a GGUF with rope_freqs.weight
+ * (per-pair divisors, tests/hf_to_gguf.py computes them as llama.cpp's
+ * converter does) gives the checkpoint's greedy ids and its logits within
+ * f32 rounding (the divisors and the blend round differently; q/k rows are
+ * permuted); a .vz made from it keeps them (XCFG rope_freqs) bit for bit. */
+static void test_gguf_rope_freqs(void **state) {
+    if (vz_test_sh(NULL, "command -v python3") != 0) {
+        print_message("SKIP: python3 not found (tests/hf_to_gguf.py)\n");
+        skip();
+    }
+    const char *cli = vz_test_cli();
+    char dir[256], src[300], gg[300], vz[300], *out = NULL;
+    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
+    snprintf(src, sizeof src, "%s/src", dir);
+    snprintf(gg, sizeof gg, "%s/m.gguf", dir);
+    snprintf(vz, sizeof vz, "%s/m.vz", dir);
+    assert_int_equal(vz_test_sh(&out, "%s synth --shape tiny -o '%s' --tokenizer tests/golden/bpe/llama3/tokenizer.json",
+                                cli, src),
+                     0);
+    free(out);
+    set_scaling(dir, "{\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, "
+                     "\"original_max_position_embeddings\": 64}");
+    if (vz_test_sh(&out, "python3 tests/hf_to_gguf.py '%s' '%s' llama-bpe", src, gg) != 0) fail_msg("hf_to_gguf: %s", out);
+    free(out);
+    assert_int_equal(vz_test_sh(&out, "%s inspect '%s'", cli, gg), 0);
+    assert_non_null(strstr(out, "rope_scaling rope_freqs"));
+    free(out);
+    assert_int_equal(vz_test_sh(&out, "%s convert '%s' -o '%s' --codec lossless", cli, gg, vz), 0);
+    free(out);
+    size_t n1, n2, n3;
+    char *a = logits(src, dir, "hf", &n1), *b = logits(gg, dir, "gguf", &n2), *c = logits(vz, dir, "vz", &n3);
+    assert_int_equal(n1, n2);
+    assert_int_equal(n2, n3);
+    assert_memory_equal(b, c, n2);
+    const float *fa = (const float *)a, *fb = (const float *)b;
+    double worst = 0;
+    for (size_t i = 0; i < n1 / 4; i++)
+        if (fabs((double)fa[i] - fb[i]) > worst) worst = fabs((double)fa[i] - fb[i]);
+    print_message("GGUF rope_freqs against the checkpoint's llama3 scaling: largest logit difference %.3g\n", worst);
+    assert_true(worst < 1e-4);
+    free(a), free(b), free(c);
+    vz_test_rmtree(dir);
+}
+
 static void test_end_to_end(void **state) {
     char dir[256], src[300], vz[300];
     assert_non_null(vz_test_tmpdir(dir, sizeof dir));
@@ -229,6 +273,7 @@ static void test_refused(void **state) {
 int main(void) {
     vz_test_filter_from_env();
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_reference_llama), cmocka_unit_test(test_qwen2),
+                                       cmocka_unit_test(test_gguf_rope_freqs),
                                        cmocka_unit_test(test_end_to_end), cmocka_unit_test(test_refused)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -149,7 +149,8 @@ static void test_rope_table(void **st) {
  * branch and agree to a few ulps. Unscaled: the same floats as the table's. */
 static void test_rope_freqs(void **st) {
     (void)st;
-    const vz_rope_scaling l3 = {VZ_ROPE_LLAMA3, 32.0f, 1.0f, 4.0f, 8192}, lin = {VZ_ROPE_LINEAR, 4.0f, 0, 0, 0};
+    const vz_rope_scaling l3 = {VZ_ROPE_LLAMA3, 32.0f, 1.0f, 4.0f, 8192, NULL},
+                          lin = {VZ_ROPE_LINEAR, 4.0f, 0, 0, 0, NULL};
     const int hds[] = {64, 128};
     for (int h = 0; h < 2; h++) {
         const int hd = hds[h];

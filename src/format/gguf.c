@@ -355,11 +355,8 @@ static vz_status load_tensors(vz_model *m, const vz_gguf *g) {
         vz_tensor *t = &m->tensors[m->n_tensors++];
         char raw[VZ_NAME_MAX];
         snprintf(raw, sizeof raw, "%.*s", (int)ti->name_len, (const char *)ti->name);
-        /* llama.cpp's Llama 3.1+ files carry their rope scaling as per-pair factors */
-        VZ_FAIL_IF(!strcmp(raw, "rope_freqs.weight"), VZ_ERR_UNSUPPORTED,
-                   "%s: tensor rope_freqs.weight (Llama 3.1+ rope scaling) is not supported in GGUF; use the Hugging "
-                   "Face checkpoint",
-                   g->what);
+        /* llama.cpp's Llama 3.1+ files carry their rope scaling as per-pair divisors (bound by vz_model_bind) */
+        if (!strcmp(raw, VZ_NAME_ROPE_FREQS)) m->cfg.rope_scaling.type = VZ_ROPE_FACTORS;
         canonical_name(t->name, raw);
         int64_t shape[4];
         for (uint32_t d = 0; d < ti->n_dims; d++) shape[d] = (int64_t)ti->ne[ti->n_dims - 1 - d];

@@ -203,7 +203,7 @@ static vz_status parse_tokn(vz_model *m, const vz_file *f) {
     return s;
 }
 
-/* XCFG: {"rope_scaling": {...} as in config.json, "qkv_bias": 1}, either or both. */
+/* XCFG: {"rope_scaling": {...} as in config.json, or "rope_freqs": 1, and/or "qkv_bias": 1}. */
 static vz_status parse_xcfg(vz_model *m, const vz_file *f) {
     VZ_FAIL_IF(f->xcfg.size > 4096, VZ_ERR_FORMAT, "%s: XCFG section is %llu bytes (max 4 KiB)", f->what,
                (unsigned long long)f->xcfg.size);
@@ -214,6 +214,14 @@ static vz_status parse_xcfg(vz_model *m, const vz_file *f) {
                                     : VZ_FAIL(VZ_ERR_FORMAT, "%s: XCFG section is not a JSON object", f->what);
     const cJSON *b = cJSON_GetObjectItemCaseSensitive(o, "qkv_bias");
     if (s == VZ_OK && b) s = json_int(o, "qkv_bias", what, &m->cfg.qkv_bias);
+    int32_t rf = 0; /* rope_freqs: 1, the divisors are the tensor rope_freqs.weight */
+    if (s == VZ_OK && cJSON_GetObjectItemCaseSensitive(o, "rope_freqs")) s = json_int(o, "rope_freqs", what, &rf);
+    if (s == VZ_OK && rf) {
+        if (m->cfg.rope_scaling.type != VZ_ROPE_NONE || rf != 1)
+            s = VZ_FAIL(VZ_ERR_FORMAT, "%s: rope_freqs %d with a rope_scaling", what, rf);
+        else
+            m->cfg.rope_scaling.type = VZ_ROPE_FACTORS;
+    }
     cJSON_Delete(o);
     VZ_TRY(s);
     VZ_FAIL_IF(m->cfg.rope_scaling.type == VZ_ROPE_NONE && !m->cfg.qkv_bias, VZ_ERR_FORMAT,

@@ -107,7 +107,9 @@ static vz_status set_xcfg(vz_writer *w, const vz_config *c) {
     w->has_xcfg = 0;
     if (r->type == VZ_ROPE_NONE && !c->qkv_bias) return VZ_OK;
     cJSON *o = cJSON_CreateObject(), *s = NULL;
-    if (o && r->type != VZ_ROPE_NONE && (s = cJSON_AddObjectToObject(o, "rope_scaling"))) {
+    if (o && r->type == VZ_ROPE_FACTORS) cJSON_AddNumberToObject(o, "rope_freqs", 1); /* the tensor rope_freqs.weight */
+    if (o && (r->type == VZ_ROPE_LINEAR || r->type == VZ_ROPE_LLAMA3) &&
+        (s = cJSON_AddObjectToObject(o, "rope_scaling"))) {
         cJSON_AddStringToObject(s, "rope_type", r->type == VZ_ROPE_LLAMA3 ? "llama3" : "linear");
         cJSON_AddNumberToObject(s, "factor", (double)r->factor);
         if (r->type == VZ_ROPE_LLAMA3) {

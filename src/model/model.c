@@ -35,9 +35,10 @@ vz_status vz_config_validate(const vz_config *c, const char *what) {
     VZ_FAIL_IF(!(c->rope_theta > 0 && c->rope_theta < 1e12f), VZ_ERR_FORMAT, "%s: rope_theta %g is not positive",
                what, (double)c->rope_theta);
     const vz_rope_scaling *r = &c->rope_scaling;
-    VZ_FAIL_IF(r->type < VZ_ROPE_NONE || r->type > VZ_ROPE_LLAMA3, VZ_ERR_FORMAT, "%s: rope scaling type %d", what,
+    VZ_FAIL_IF(r->type < VZ_ROPE_NONE || r->type > VZ_ROPE_FACTORS, VZ_ERR_FORMAT, "%s: rope scaling type %d", what,
                r->type);
-    VZ_FAIL_IF(r->type != VZ_ROPE_NONE && !(r->factor >= 1 && r->factor <= 1e6f), VZ_ERR_FORMAT,
+    VZ_FAIL_IF((r->type == VZ_ROPE_LINEAR || r->type == VZ_ROPE_LLAMA3) && !(r->factor >= 1 && r->factor <= 1e6f),
+               VZ_ERR_FORMAT,
                "%s: rope_scaling.factor %g is not in [1, 1e6]", what, (double)r->factor);
     VZ_FAIL_IF(r->type == VZ_ROPE_LLAMA3 && !(r->low_freq > 0 && r->high_freq > r->low_freq && r->high_freq < 1e6f &&
                                               r->orig_ctx >= 1 && r->orig_ctx <= (1 << 24)),
@@ -122,6 +123,16 @@ vz_status vz_model_bind(vz_model *m) {
         VZ_TRY(need(m, &m->output, VZ_NAME_OUTPUT, c->vocab_size, dim));
     }
     float *nb = m->norms;
+    if (c->rope_scaling.type == VZ_ROPE_FACTORS) { /* llama.cpp's rope_freqs: positive finite divisors */
+        float *f = malloc(sizeof(float) * (size_t)(hd / 2));
+        VZ_TRY(vz_model_own(m, f));
+        VZ_FAIL_IF(!f, VZ_ERR_NOMEM, "%s: out of memory", m->path);
+        VZ_TRY(norm_f32(m, f, VZ_NAME_ROPE_FREQS, hd / 2));
+        for (int64_t i = 0; i < hd / 2; i++)
+            VZ_FAIL_IF(!(f[i] > 0 && f[i] < 1e6f), VZ_ERR_FORMAT, "%s: tensor %s[%lld] = %g is not a positive factor",
+                       m->path, VZ_NAME_ROPE_FREQS, (long long)i, (double)f[i]);
+        m->cfg.rope_scaling.factors = f;
+    }
     VZ_TRY(norm_f32(m, nb, VZ_NAME_FINAL_NORM, dim));
     m->final_norm = nb;
     nb += dim;
@@ -268,8 +279,8 @@ vz_status vz_model_get_info(const vz_model *m, vz_model_info *o) {
     o->eos_id = c->eos_id;
     const int32_t rt = c->rope_scaling.type;
     snprintf(o->rope_scaling, sizeof o->rope_scaling, "%s",
-             rt == VZ_ROPE_LLAMA3 ? "llama3" : rt == VZ_ROPE_LINEAR ? "linear" : "");
-    o->rope_factor = rt != VZ_ROPE_NONE ? c->rope_scaling.factor : 0.0f;
+             rt == VZ_ROPE_LLAMA3 ? "llama3" : rt == VZ_ROPE_LINEAR ? "linear" : rt == VZ_ROPE_FACTORS ? "rope_freqs" : "");
+    o->rope_factor = rt == VZ_ROPE_LLAMA3 || rt == VZ_ROPE_LINEAR ? c->rope_scaling.factor : 0.0f;
     o->qkv_bias = c->qkv_bias;
     for (int32_t i = 0; i < m->n_tensors; i++) {
         o->n_params += (uint64_t)(m->tensors[i].rows * m->tensors[i].cols);

@@ -77,6 +77,7 @@ struct vz_model {
 #define VZ_NAME_TOK_EMB    "model.embed_tokens.weight"
 #define VZ_NAME_FINAL_NORM "model.norm.weight"
 #define VZ_NAME_OUTPUT     "lm_head.weight"
+#define VZ_NAME_ROPE_FREQS "rope_freqs.weight" /* llama.cpp's rope scaling divisors (VZ_ROPE_FACTORS) */
 /* per layer: model.layers.%d.<suffix> */
 #define VZ_SFX_ATTN_NORM   "input_layernorm.weight"
 #define VZ_SFX_FFN_NORM    "post_attention_layernorm.weight"

@@ -171,6 +171,8 @@ void vz_cpu_rope_freqs(float *freq, int32_t head_dim, float theta, const vz_rope
         float f = 1.0f / powf(theta, (float)(2 * i) / (float)head_dim);
         if (sc && sc->type == VZ_ROPE_LINEAR) {
             f = f / sc->factor;
+        } else if (sc && sc->type == VZ_ROPE_FACTORS) {
+            f = f / sc->factors[i];
         } else if (sc && sc->type == VZ_ROPE_LLAMA3) {
             /* transformers: wavelen = 2 pi / f; above old_ctx / low_freq_factor: f / factor; below
              * old_ctx / high_freq_factor: f; between: (1 - s) f / factor + s f,

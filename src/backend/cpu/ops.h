@@ -56,13 +56,16 @@ void vz_cpu_rope_table(float *cs, int32_t head_dim, int32_t pos, float theta);
 
 /* Hugging Face rope_scaling (rope_type): none, "linear" (f_i / factor) or
  * "llama3" (Llama 3.1+: low frequencies / factor, high ones kept, a smooth
- * blend between; transformers' _compute_llama3_parameters, in f32). */
-enum { VZ_ROPE_NONE = 0, VZ_ROPE_LINEAR = 1, VZ_ROPE_LLAMA3 = 2 };
+ * blend between; transformers' _compute_llama3_parameters, in f32); or
+ * llama.cpp's per-pair divisors (GGUF tensor rope_freqs.weight, its form of
+ * llama3: f_i / factors[i]). */
+enum { VZ_ROPE_NONE = 0, VZ_ROPE_LINEAR = 1, VZ_ROPE_LLAMA3 = 2, VZ_ROPE_FACTORS = 3 };
 typedef struct vz_rope_scaling {
     int32_t type;                 /* VZ_ROPE_* */
     float factor;                 /* linear, llama3 */
     float low_freq, high_freq;    /* llama3: low_freq_factor, high_freq_factor */
     int32_t orig_ctx;             /* llama3: original_max_position_embeddings */
+    const float *factors;         /* factors: head_dim/2 divisors (the model's rope_freqs.weight, bound at load) */
 } vz_rope_scaling;
 
 /* freq[i] = f_i of vz_cpu_rope_table, scaled by sc (NULL or VZ_ROPE_NONE: the
