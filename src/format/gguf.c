@@ -440,8 +440,10 @@ static const struct {
     const char *pre, *regex;
     int nfc, ignore_merges;
 } kBpePre[] = {
-    {"llama-bpe", "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
-                  "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+", 0, 1},
+    {"llama-bpe",
+     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+     0, 1},
     {"qwen2", "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
               "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+", 1, 0},
     {"gpt-2", NULL, 0, 0}, /* ByteLevel's own regex */
@@ -461,7 +463,8 @@ static cJSON *bpe_json(const vz_gguf *g, const vz_gguf_kv *tok, const int32_t *t
     cJSON *pre = cJSON_AddObjectToObject(root, "pre_tokenizer");
     if (pre && kBpePre[k].regex) {
         cJSON_AddStringToObject(pre, "type", "Sequence");
-        cJSON *list = cJSON_AddArrayToObject(pre, "pretokenizers"), *sp = cJSON_CreateObject(), *bl = cJSON_CreateObject();
+        cJSON *list = cJSON_AddArrayToObject(pre, "pretokenizers"), *sp = cJSON_CreateObject();
+        cJSON *bl = cJSON_CreateObject();
         cJSON_AddStringToObject(sp, "type", "Split");
         cJSON_AddStringToObject(cJSON_AddObjectToObject(sp, "pattern"), "Regex", kBpePre[k].regex);
         cJSON_AddStringToObject(sp, "behavior", "Isolated");
@@ -540,7 +543,8 @@ static vz_status build_bpe_tokenizer(vz_model *m, const vz_gguf *g, const vz_ggu
 static vz_status load_tokenizer(vz_model *m, const vz_gguf *g) {
     const vz_gguf_kv *tok = vz_gguf_find(g, "tokenizer.ggml.tokens");
     /* SentencePiece ("llama") and byte-level ("gpt2") vocabularies; others load without a tokenizer. */
-    const int spm = meta_str_is(g, "tokenizer.ggml.model", "llama"), bpe = meta_str_is(g, "tokenizer.ggml.model", "gpt2");
+    const int spm = meta_str_is(g, "tokenizer.ggml.model", "llama");
+    const int bpe = meta_str_is(g, "tokenizer.ggml.model", "gpt2");
     if (!tok || (!spm && !bpe)) return VZ_OK;
     VZ_FAIL_IF((int64_t)tok->arr_n != m->cfg.vocab_size, VZ_ERR_SHAPE,
                "%s: key tokenizer.ggml.tokens has %llu entries, vocab_size is %d", g->what,

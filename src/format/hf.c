@@ -1,8 +1,9 @@
 /*
  * hf.c - Hugging Face checkpoint directory reader: config.json (transformers'
- * LlamaConfig / MistralConfig fields), model.safetensors or a sharded
- * model.safetensors.index.json (weight_map -> shard files), and an optional
- * tokenizer.model, else tokenizer.json (byte-level BPE). Tensor names are already canonical; tensors stay in the
+ * LlamaConfig / MistralConfig / Qwen2Config fields, rope_scaling),
+ * model.safetensors or a sharded model.safetensors.index.json (weight_map ->
+ * shard files), and an optional tokenizer.model, else tokenizer.json
+ * (byte-level BPE). Tensor names are already canonical; tensors stay in the
  * mmaps (codec raw). HF checkpoints use rotate-half RoPE (rope_interleaved 0).
  */
 #include <cjson/cJSON.h>
@@ -89,10 +90,12 @@ vz_status vz_hf_rope_scaling(vz_config *c, const void *root, const char *what) {
     if (!strcmp(t->valuestring, "default")) return VZ_OK;
     if (!strcmp(t->valuestring, "linear")) r->type = VZ_ROPE_LINEAR;
     else if (!strcmp(t->valuestring, "llama3")) r->type = VZ_ROPE_LLAMA3;
-    else return VZ_FAIL(VZ_ERR_UNSUPPORTED, "%s: field 'rope_scaling.rope_type' = '%.32s' is not supported (linear, llama3)",
-                        what, t->valuestring);
+    else return VZ_FAIL(VZ_ERR_UNSUPPORTED,
+                        "%s: field 'rope_scaling.rope_type' = '%.32s' is not supported (linear, llama3)", what,
+                        t->valuestring);
     VZ_TRY(cfg_float(j, "factor", 1, 0, &r->factor, what));
-    VZ_FAIL_IF(!(r->factor >= 1), VZ_ERR_FORMAT, "%s: field 'rope_scaling.factor' %g is below 1", what, (double)r->factor);
+    VZ_FAIL_IF(!(r->factor >= 1), VZ_ERR_FORMAT, "%s: field 'rope_scaling.factor' %g is below 1", what,
+               (double)r->factor);
     if (r->type == VZ_ROPE_LLAMA3) {
         VZ_TRY(cfg_float(j, "low_freq_factor", 1, 0, &r->low_freq, what));
         VZ_TRY(cfg_float(j, "high_freq_factor", 1, 0, &r->high_freq, what));

@@ -124,8 +124,8 @@ static vz_status compile_re(struct tok_bbpe *b, const char *pat, const char *wha
                BB_MAX_SPLITS);
     int err;
     PCRE2_SIZE off;
-    b->re[b->nre] = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF,
-                                  &err, &off, NULL);
+    const uint32_t opts = PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF;
+    b->re[b->nre] = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, opts, &err, &off, NULL);
     if (!b->re[b->nre]) {
         PCRE2_UCHAR msg[160];
         pcre2_get_error_message(err, msg, sizeof msg);
@@ -173,7 +173,8 @@ static vz_status read_pre(struct tok_bbpe *b, const cJSON *root, const char *wha
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
     const char *ty = jstr(p, "type");
     VZ_FAIL_IF(!ty, VZ_ERR_UNSUPPORTED,
-               "%s: pre_tokenizer missing: not a byte-level BPE tokenizer (use tokenizer.model for SentencePiece models)",
+               "%s: pre_tokenizer missing: not a byte-level BPE tokenizer (use tokenizer.model for SentencePiece "
+               "models)",
                what);
     if (!strcmp(ty, "ByteLevel")) return read_byte_level(b, p, what, 1);
     VZ_FAIL_IF(strcmp(ty, "Sequence") != 0, VZ_ERR_UNSUPPORTED,
@@ -204,8 +205,8 @@ static vz_status read_normalizer(struct tok_bbpe *b, const cJSON *root, const ch
     const cJSON *nm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
     if (!nm || cJSON_IsNull(nm)) return VZ_OK;
     const char *ty = jstr(nm, "type");
-    VZ_FAIL_IF(!ty || strcmp(ty, "NFC") != 0, VZ_ERR_UNSUPPORTED, "%s: normalizer.type '%s' is not supported (none or NFC)",
-               what, ty ? ty : "(missing)");
+    VZ_FAIL_IF(!ty || strcmp(ty, "NFC") != 0, VZ_ERR_UNSUPPORTED,
+               "%s: normalizer.type '%s' is not supported (none or NFC)", what, ty ? ty : "(missing)");
     b->nfc = 1;
     return VZ_OK;
 }
@@ -221,8 +222,8 @@ static vz_status read_vocab(bb_load *l, const cJSON *vocab, const cJSON *added) 
     const cJSON *e;
     cJSON_ArrayForEach(e, vocab) {
         VZ_FAIL_IF(!jid(e, max, &id), VZ_ERR_FORMAT,
-                   "%s: model.vocab['%s']: id is not an integer in [0, %lld) (the number of tokens)", l->what, e->string,
-                   (long long)max);
+                   "%s: model.vocab['%s']: id is not an integer in [0, %lld) (the number of tokens)", l->what,
+                   e->string, (long long)max);
         if (id >= n) n = id + 1;
     }
     int k = 0;
@@ -470,7 +471,8 @@ static vz_status bb_build(vz_tokenizer **out, const cJSON *root, struct tok_bbpe
     VZ_TRY(read_post(cJSON_GetObjectItemCaseSensitive(root, "post_processor"), t, &bos, what));
     t->bos = bos;
     static const char *const kEos[] = {"<|end_of_text|>", "<|endoftext|>", "</s>", "<eos>", "<|im_end|>"};
-    for (size_t k = 0; k < sizeof kEos / sizeof *kEos && t->eos < 0; k++) t->eos = tok_lookup(t, kEos[k], strlen(kEos[k]));
+    for (size_t k = 0; k < sizeof kEos / sizeof *kEos && t->eos < 0; k++)
+        t->eos = tok_lookup(t, kEos[k], strlen(kEos[k]));
     VZ_TRY(sort_added(t, b, what));
     return decode_texts(t, b, what);
 }
