@@ -144,7 +144,7 @@ typedef struct run_ctx {
     vz_detok dt;
     vz_wfile dump;
     int dumping;
-    int32_t vocab, eos;
+    int32_t vocab, n_eos, eos[8]; /* stop ids */
     float *logits;
     int32_t n_gen;
     double t_prompt, t_gen;
@@ -168,8 +168,9 @@ static int generate(run_ctx *c) {
     int rc = 0;
     for (int64_t g = 0; n_predict < 0 || g < n_predict; g++) {
         if (cli_interrupted) { rc = 130; break; }
-        int32_t id = vz_sampler_sample(c->smp, c->logits);
-        if (id == c->eos) break;
+        int32_t id = vz_sampler_sample(c->smp, c->logits), stop = 0;
+        for (int32_t k = 0; k < c->n_eos; k++) stop |= id == c->eos[k];
+        if (stop) break;
         emit(c, id);
         c->n_gen++;
         if (!c->dumping && n_predict >= 0 && g + 1 == n_predict) break; /* its logits are not needed */
@@ -238,7 +239,8 @@ static int run_model(const run_args *a, vz_model *m) {
     c.a = a;
     c.tok = vz_model_tokenizer(m);
     c.vocab = info.vocab_size;
-    c.eos = info.eos_id;
+    c.n_eos = info.n_eos;
+    memcpy(c.eos, info.eos_ids, sizeof c.eos);
     vz_session_opts so;
     vz_session_opts_default(&so);
     so.n_ctx = (int32_t)a->n_ctx;

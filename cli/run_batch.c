@@ -74,7 +74,14 @@ static void print_seq(const run_args *a, const vz_tokenizer *tok, const seq_out 
 
 /* Generates into q[] until n_predict tokens each (n_predict < 0: until
  * every sequence saw EOS or the context is full). */
-static vz_status generate_all(const run_args *a, vz_session *s, seq_out *q, int32_t n, int32_t *first, int32_t eos) {
+static int is_stop(const vz_model_info *info, int32_t id) {
+    for (int32_t k = 0; k < info->n_eos; k++)
+        if (id == info->eos_ids[k]) return 1;
+    return 0;
+}
+
+static vz_status generate_all(const run_args *a, vz_session *s, seq_out *q, int32_t n, int32_t *first,
+                              const vz_model_info *info) {
     const int32_t n_ctx = vz_session_n_ctx(s);
     int32_t seqs[VZ_MAX_SEQ], fst[VZ_MAX_SEQ], *out = NULL;
     vz_sampler_opts so[VZ_MAX_SEQ];
@@ -97,7 +104,7 @@ static vz_status generate_all(const run_args *a, vz_session *s, seq_out *q, int3
         for (int32_t j = 0; j < na; j++) {
             seq_out *o = &q[seqs[j]];
             for (int32_t t = 0; t < k && !o->done && o->n_gen < o->cap; t++) {
-                if (out[(size_t)j * k + t] == eos) o->done = 1;
+                if (is_stop(info, out[(size_t)j * k + t])) o->done = 1;
                 else o->gen[o->n_gen++] = out[(size_t)j * k + t];
             }
             first[seqs[j]] = out[(size_t)j * k + k - 1];
@@ -152,7 +159,7 @@ int run_batch(const run_args *a, vz_model *m) {
     double t0 = cli_now(), t1 = t0, t2 = t0;
     if (!rc) rc = prefill(s, q, n, first);
     t1 = cli_now();
-    if (!rc && (st = generate_all(a, s, q, n, first, info.eos_id)) != VZ_OK) rc = cli_fail(CMD, st);
+    if (!rc && (st = generate_all(a, s, q, n, first, &info)) != VZ_OK) rc = cli_fail(CMD, st);
     t2 = cli_now();
     if (!rc && cli_interrupted) rc = 130;
     for (int32_t i = 0; i < n && (!rc || rc == 130); i++) {

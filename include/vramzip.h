@@ -123,6 +123,8 @@ typedef struct vz_model_info {
     int32_t rope_interleaved;  /* 1: adjacent pairs (llama2.c, GGUF); 0: rotate-half (HF) */
     int32_t tied_embeddings;
     int32_t bos_id, eos_id;
+    int32_t n_eos;             /* ids that end generation: eos_ids[0..n_eos), eos_id among them (0: none) */
+    int32_t eos_ids[8];
     char rope_scaling[16];     /* Hugging Face rope_scaling.rope_type: "llama3", "linear"; "rope_freqs" (GGUF's
                                 * per-pair divisors); "" for none */
     float rope_factor;         /* its factor (0 for none) */

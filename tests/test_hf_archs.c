@@ -242,6 +242,67 @@ static void test_end_to_end(void **state) {
     vz_test_rmtree(dir);
 }
 
+/* Stop ids: every id of config.json's and generation_config.json's
+ * eos_token_id lists ends generation (Llama 3 instruct's <|eot_id|>), from
+ * the directory and from its .vz (CONF eos_ids); a broken
+ * generation_config.json is named. */
+static void test_stop_ids(void **state) {
+    const char *cli = vz_test_cli();
+    char dir[256], src[300], vz[300], path[320], *out = NULL, *a = NULL;
+    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
+    snprintf(src, sizeof src, "%s/src", dir);
+    snprintf(vz, sizeof vz, "%s/m.vz", dir);
+    snprintf(path, sizeof path, "%s/generation_config.json", src);
+    assert_int_equal(vz_test_sh(&out, "%s synth --shape tiny -o '%s'", cli, src), 0);
+    free(out);
+    assert_int_equal(vz_test_sh(&a, "%s run -m '%s' -p 'Once upon' -n 6 --temp 0 --print-ids 2>/dev/null", cli, src), 0);
+    int g0 = -1, g1 = -1, g2 = -1;
+    assert_int_equal(sscanf(a, "%d %d %d", &g0, &g1, &g2), 3);
+    assert_true(g0 != g2 && g1 != g2 && g0 != 2 && g1 != 2 && g2 != 2); /* synth tiny: eos 2 */
+    free(a);
+    /* the third generated id in generation_config's list: two ids come out */
+    FILE *f = fopen(path, "w");
+    fprintf(f, "{\"bos_token_id\": 1, \"eos_token_id\": [2, %d]}\n", g2);
+    fclose(f);
+    assert_int_equal(vz_test_sh(&a, "%s run -m '%s' -p 'Once upon' -n 6 --temp 0 --print-ids 2>/dev/null", cli, src), 0);
+    char want[64];
+    snprintf(want, sizeof want, "%d %d\n", g0, g1);
+    assert_string_equal(a, want);
+    free(a);
+    assert_int_equal(vz_test_sh(&out, "%s convert '%s' -o '%s' --codec lossless", cli, src, vz), 0);
+    free(out);
+    assert_int_equal(vz_test_sh(&a, "%s run -m '%s' -p 'Once upon' -n 6 --temp 0 --print-ids 2>/dev/null", cli, vz), 0);
+    assert_string_equal(a, want);
+    free(a);
+    /* the first generated id in config.json's list: nothing comes out */
+    remove(path);
+    char cfg[64];
+    snprintf(cfg, sizeof cfg, "[2, %d]", g0);
+    cJSON *v = cJSON_Parse(cfg);
+    size_t n;
+    snprintf(path, sizeof path, "%s/config.json", src);
+    char *s = slurp(path, &n);
+    cJSON *root = cJSON_Parse(s);
+    cJSON_ReplaceItemInObjectCaseSensitive(root, "eos_token_id", v);
+    char *t = cJSON_Print(root);
+    f = fopen(path, "w");
+    fputs(t, f);
+    fclose(f);
+    free(t), free(s);
+    cJSON_Delete(root);
+    assert_int_equal(vz_test_sh(&a, "%s run -m '%s' -p 'Once upon' -n 6 --temp 0 --print-ids 2>/dev/null", cli, src), 0);
+    assert_string_equal(a, "\n");
+    free(a);
+    snprintf(path, sizeof path, "%s/generation_config.json", src);
+    f = fopen(path, "w");
+    fputs("{\"eos_token_id\": [2, ", f);
+    fclose(f);
+    assert_int_not_equal(vz_test_sh(&out, "%s run -m '%s' -p hi -n 2", cli, src), 0);
+    assert_non_null(strstr(out, "generation_config.json: not a JSON object"));
+    free(out);
+    vz_test_rmtree(dir);
+}
+
 static void expect_refused(const char *dir, const char *json, const char *needle) {
     char src[300], *out = NULL;
     snprintf(src, sizeof src, "%s/src", dir);
@@ -273,7 +334,7 @@ static void test_refused(void **state) {
 int main(void) {
     vz_test_filter_from_env();
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_reference_llama), cmocka_unit_test(test_qwen2),
-                                       cmocka_unit_test(test_gguf_rope_freqs),
+                                       cmocka_unit_test(test_gguf_rope_freqs), cmocka_unit_test(test_stop_ids),
                                        cmocka_unit_test(test_end_to_end), cmocka_unit_test(test_refused)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -48,6 +48,26 @@ static vz_status cfg_int(const cJSON *root, const char *key, int required, int64
     return VZ_OK;
 }
 
+/* Every id of an "eos_token_id" list (Llama 3.1 instruct: [128001, 128008,
+ * 128009]) as stop ids; a single id too. */
+static vz_status cfg_eos_list(vz_config *c, const cJSON *root, const char *what) {
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, "eos_token_id"), *e;
+    if (!j || cJSON_IsNull(j)) return VZ_OK;
+    if (!cJSON_IsArray(j)) {
+        int32_t id = -1;
+        VZ_TRY(cfg_int(root, "eos_token_id", 0, -1, 0, &id, what));
+        vz_config_add_eos(c, id);
+        return VZ_OK;
+    }
+    cJSON_ArrayForEach(e, j) {
+        VZ_FAIL_IF(!cJSON_IsNumber(e) || !(e->valuedouble >= 0 && e->valuedouble <= 2147483647.0) ||
+                       e->valuedouble != floor(e->valuedouble),
+                   VZ_ERR_FORMAT, "%s: field 'eos_token_id' has an entry that is not an integer >= 0", what);
+        vz_config_add_eos(c, (int32_t)e->valuedouble);
+    }
+    return VZ_OK;
+}
+
 static vz_status cfg_float(const cJSON *root, const char *key, int required, double def, float *out,
                            const char *what) {
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, key);
@@ -132,6 +152,7 @@ static vz_status cfg_fields(vz_config *c, const cJSON *root, const char *what) {
     VZ_TRY(cfg_int(root, "max_position_embeddings", 1, 0, 1, &c->max_seq_len, what));
     VZ_TRY(cfg_int(root, "bos_token_id", 0, -1, 0, &c->bos_id, what));
     VZ_TRY(cfg_int(root, "eos_token_id", 0, -1, 0, &c->eos_id, what));
+    VZ_TRY(cfg_eos_list(c, root, what));
     VZ_TRY(cfg_float(root, "rms_norm_eps", 1, 0, &c->rms_eps, what));
     VZ_TRY(cfg_float(root, "rope_theta", 0, 10000.0, &c->rope_theta, what));
     VZ_FAIL_IF(c->dim % c->n_heads != 0, VZ_ERR_FORMAT,
@@ -268,6 +289,23 @@ static vz_status load_tokenizer(vz_model *m, const char *dir, const vz_model_opt
     return VZ_OK;
 }
 
+/* generation_config.json's eos_token_id (what transformers' generate stops
+ * at: Llama 3 instruct's <|eot_id|>) joins the stop ids; the file is optional. */
+static vz_status load_generation_config(vz_model *m, const char *dir) {
+    char path[1200];
+    VZ_TRY(join(path, sizeof path, dir, "generation_config.json"));
+    if (!file_exists(path)) return VZ_OK;
+    char *text = NULL;
+    uint64_t len = 0;
+    VZ_TRY(vz_read_file(path, &text, &len, HF_MAX_JSON));
+    cJSON *root = cJSON_ParseWithLength(text, (size_t)len);
+    free(text);
+    vz_status s = cJSON_IsObject(root) ? cfg_eos_list(&m->cfg, root, path)
+                                       : VZ_FAIL(VZ_ERR_FORMAT, "%s: not a JSON object", path);
+    cJSON_Delete(root);
+    return s;
+}
+
 vz_status vz_read_hf(vz_model *m, const char *dir, const vz_model_opts *o) {
     snprintf(m->format, sizeof m->format, "hf");
     char path[1200];
@@ -279,6 +317,7 @@ vz_status vz_read_hf(vz_model *m, const char *dir, const vz_model_opts *o) {
     free(text);
     VZ_TRY(s);
     VZ_TRY(load_weights(m, dir));
+    VZ_TRY(load_generation_config(m, dir));
     const char *dup = vz_tensors_find_dup(m->tensors, m->n_tensors);
     VZ_FAIL_IF(dup, VZ_ERR_FORMAT, "%s: tensor %s appears in two shards", dir, dup);
     return load_tokenizer(m, dir, o);

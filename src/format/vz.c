@@ -137,6 +137,14 @@ static vz_status parse_conf_obj(vz_config *c, const cJSON *o, const char *what) 
 #undef INT
     VZ_TRY(json_float(o, "rms_eps", what, &c->rms_eps));
     VZ_TRY(json_float(o, "rope_theta", what, &c->rope_theta));
+    const cJSON *ids = cJSON_GetObjectItemCaseSensitive(o, "eos_ids"), *e;
+    VZ_FAIL_IF(ids && (!cJSON_IsArray(ids) || cJSON_GetArraySize(ids) > VZ_MAX_EOS), VZ_ERR_FORMAT,
+               "%s: config key 'eos_ids' is not a list of at most %d ids", what, VZ_MAX_EOS);
+    cJSON_ArrayForEach(e, ids) {
+        VZ_FAIL_IF(!cJSON_IsNumber(e) || e->valuedouble != (double)(int32_t)e->valuedouble, VZ_ERR_FORMAT,
+                   "%s: config key 'eos_ids' has an entry that is not an integer", what);
+        c->eos_ids[c->n_eos++] = (int32_t)e->valuedouble;
+    }
     VZ_FAIL_IF(c->rope_interleaved < 0 || c->rope_interleaved > 1 || c->tied_embeddings < 0 ||
                    c->tied_embeddings > 1, VZ_ERR_FORMAT, "%s: config flags must be 0 or 1", what);
     VZ_FAIL_IF(c->head_dim * (int64_t)c->n_heads <= 0, VZ_ERR_FORMAT, "%s: bad head_dim", what);

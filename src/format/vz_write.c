@@ -141,6 +141,10 @@ vz_status vz_writer_set_config(vz_writer *w, const vz_config *c, const char *sou
     NUM(tied_embeddings); NUM(bos_id); NUM(eos_id);
 #undef NUM
     if (source_format) cJSON_AddStringToObject(o, "source_format", source_format);
+    if (c->n_eos > 0) { /* optional: a reader without it stops at eos_id alone */
+        cJSON *ids = cJSON_AddArrayToObject(o, "eos_ids");
+        for (int32_t i = 0; i < c->n_eos && ids; i++) cJSON_AddItemToArray(ids, cJSON_CreateNumber(c->eos_ids[i]));
+    }
     char *js = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     VZ_FAIL_IF(!js, VZ_ERR_NOMEM, "%s: out of memory", w->f.final);

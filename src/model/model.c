@@ -51,7 +51,30 @@ vz_status vz_config_validate(const vz_config *c, const char *what) {
                c->bos_id, c->vocab_size);
     VZ_FAIL_IF(c->eos_id < -1 || c->eos_id >= c->vocab_size, VZ_ERR_FORMAT, "%s: eos id %d outside vocab %d", what,
                c->eos_id, c->vocab_size);
+    VZ_FAIL_IF(c->n_eos < 0 || c->n_eos > VZ_MAX_EOS, VZ_ERR_FORMAT, "%s: %d stop ids (max %d)", what, c->n_eos,
+               VZ_MAX_EOS);
+    for (int32_t i = 0; i < c->n_eos; i++)
+        VZ_FAIL_IF(c->eos_ids[i] < 0 || c->eos_ids[i] >= c->vocab_size, VZ_ERR_FORMAT,
+                   "%s: stop id %d outside vocab %d", what, c->eos_ids[i], c->vocab_size);
     return VZ_OK;
+}
+
+_Static_assert(sizeof(((vz_model_info *)0)->eos_ids) == VZ_MAX_EOS * sizeof(int32_t), "vz_model_info.eos_ids");
+
+void vz_config_add_eos(vz_config *c, int32_t id) {
+    if (id < 0) return;
+    for (int32_t i = 0; i < c->n_eos; i++)
+        if (c->eos_ids[i] == id) return;
+    if (c->n_eos < VZ_MAX_EOS) c->eos_ids[c->n_eos++] = id;
+}
+
+void vz_config_stop_ids(const vz_config *c, int32_t ids[VZ_MAX_EOS], int32_t *n) {
+    vz_config t = *c;
+    t.n_eos = 0;
+    vz_config_add_eos(&t, c->eos_id); /* eos_id first, then the others */
+    for (int32_t i = 0; i < c->n_eos; i++) vz_config_add_eos(&t, c->eos_ids[i]);
+    memcpy(ids, t.eos_ids, sizeof t.eos_ids);
+    *n = t.n_eos;
 }
 
 const vz_tensor *vz_model_find(const vz_model *m, const char *name) {
@@ -277,6 +300,7 @@ vz_status vz_model_get_info(const vz_model *m, vz_model_info *o) {
     o->tied_embeddings = c->tied_embeddings;
     o->bos_id = c->bos_id;
     o->eos_id = c->eos_id;
+    vz_config_stop_ids(c, o->eos_ids, &o->n_eos);
     const int32_t rt = c->rope_scaling.type;
     snprintf(o->rope_scaling, sizeof o->rope_scaling, "%s",
              rt == VZ_ROPE_LLAMA3 ? "llama3" : rt == VZ_ROPE_LINEAR ? "linear" : rt == VZ_ROPE_FACTORS ? "rope_freqs" : "");

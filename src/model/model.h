@@ -13,6 +13,8 @@
 #include "core/tensor.h"
 #include "vramzip.h"
 
+#define VZ_MAX_EOS 8 /* stop ids a model may name (config.json, generation_config.json, GGUF eot/eom) */
+
 typedef struct vz_config {
     char arch[32];          /* "llama", "mistral", "qwen2" */
     int32_t dim;            /* hidden_size */
@@ -30,7 +32,14 @@ typedef struct vz_config {
     int32_t qkv_bias;         /* q/k/v projections have biases (Qwen 2) */
     int32_t tied_embeddings;  /* output head shares the token embedding */
     int32_t bos_id, eos_id;
+    int32_t n_eos;            /* stop ids: eos_ids[0..n_eos) (eos_id first; Llama 3 instruct adds <|eot_id|>) */
+    int32_t eos_ids[VZ_MAX_EOS];
 } vz_config;
+
+/* Adds a stop id to c->eos_ids (negative, repeated or past VZ_MAX_EOS: ignored). */
+void vz_config_add_eos(vz_config *c, int32_t id);
+/* Every id that ends generation: eos_id, then eos_ids, without repeats. */
+void vz_config_stop_ids(const vz_config *c, int32_t ids[VZ_MAX_EOS], int32_t *n);
 
 /* Checks a config for sane, consistent values; names `what` (file) in errors. */
 vz_status vz_config_validate(const vz_config *c, const char *what);
