@@ -593,6 +593,50 @@ static void test_live_oracle(void **state) {
     vz_test_rmtree(dir);
 }
 
+/* Both evaluation texts whole (1.9 MB) against the live oracle: the ids are
+ * equal, and the encode takes well under a second (a PCRE2 mode that
+ * rescanned the text on every match once made this 6 minutes). */
+static void test_live_oracle_eval(void **state) {
+    char p1[512], p2[512];
+    VZ_REQUIRE_MODEL(p1, "eval/tinystories_valid_head.txt");
+    VZ_REQUIRE_MODEL(p2, "eval/tinyshakespeare.txt");
+    if (vz_test_sh(NULL, "python3 -c 'import tokenizers' 2>/dev/null") != 0) {
+        print_message("SKIP: python3 tokenizers not installed (pip install tokenizers)\n");
+        skip();
+    }
+    for (size_t f = 0; f < sizeof kFamilies / sizeof *kFamilies; f++) {
+        char *out = NULL;
+        int rc = vz_test_sh(&out,
+                            "python3 -c 'import sys; from tokenizers import Tokenizer; "
+                            "t=Tokenizer.from_file(sys.argv[1]); s=open(sys.argv[2]).read()+open(sys.argv[3]).read(); "
+                            "print(\" \".join(map(str, t.encode(s, add_special_tokens=False).ids)))' "
+                            "tests/golden/bpe/%s/tokenizer.json '%s' '%s'",
+                            kFamilies[f], p1, p2);
+        if (rc != 0) fail_msg("oracle: %s", out);
+        size_t n1, n2;
+        char *a = slurp(p1, &n1), *b = slurp(p2, &n2);
+        char *s = malloc(n1 + n2 + 1);
+        memcpy(s, a, n1), memcpy(s + n1, b, n2), s[n1 + n2] = '\0';
+        vz_tokenizer *t = open_family(kFamilies[f]);
+        int32_t need = 0, n;
+        vz_tokenizer_encode(t, s, n1 + n2, 0, NULL, 0, &need);
+        int32_t *ids = malloc(((size_t)need + 1) * sizeof *ids);
+        assert_int_equal(vz_tokenizer_encode(t, s, n1 + n2, 0, ids, need, &n), VZ_OK);
+        char *w = out;
+        for (int32_t i = 0; i < n; i++) {
+            char *end;
+            long v = strtol(w, &end, 10);
+            if (end == w || v != ids[i]) fail_msg("%s: id %d is %d, tokenizers gives %.20s", kFamilies[f], i, ids[i], w);
+            w = end;
+        }
+        while (*w == ' ' || *w == '\n') w++;
+        assert_true(*w == '\0');
+        print_message("%s: %d ids of %zu bytes equal to tokenizers'\n", kFamilies[f], n, n1 + n2);
+        free(ids), free(s), free(a), free(b), free(out);
+        vz_tokenizer_close(t);
+    }
+}
+
 int main(void) {
     vz_test_filter_from_env();
     const struct CMUnitTest tests[] = {
@@ -600,7 +644,7 @@ int main(void) {
         cmocka_unit_test(test_bytes),     cmocka_unit_test(test_bad_files),  cmocka_unit_test(test_ignore_merges),
         cmocka_unit_test(test_regex_limit), cmocka_unit_test(test_model), cmocka_unit_test(test_gguf_with_json),
         cmocka_unit_test(test_gguf_bpe),
-        cmocka_unit_test(test_live_oracle),
+        cmocka_unit_test(test_live_oracle), cmocka_unit_test(test_live_oracle_eval),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
