@@ -48,7 +48,7 @@ struct tok_bbpe {
     uint32_t mmask;
     int32_t byte_tok[256];         /* token of each byte's character */
     uint16_t byte_char[256];       /* bytes_to_unicode */
-    int32_t nadded, *added;        /* added token ids, longest content first */
+    int32_t nadded, *added;        /* added token ids by first byte, longest content first (sort_added) */
     int32_t first[256];            /* first index in added[] whose content starts with a byte, -1: none */
     char *text_arena;              /* decoded bytes of every token */
     char *json;                    /* the tokenizer.json bytes (the .vz TJSN section) */
