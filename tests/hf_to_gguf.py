@@ -8,7 +8,8 @@ norms and biases as F32, and the byte-level vocabulary as tokenizer.ggml.*
 defined, merges as "a b", the given pre-tokenizer name, add_bos_token), and a
 llama3 rope_scaling as llama.cpp's per-pair divisors, rope_freqs.weight.
 
-usage: hf_to_gguf.py HF_DIR OUT.gguf PRE
+usage: hf_to_gguf.py HF_DIR OUT.gguf PRE [--bad-rope-freqs]
+(--bad-rope-freqs: a zero divisor, for the reader's check)
 """
 import json
 import math
@@ -94,6 +95,8 @@ def main():
             else:
                 s = (old / wl - low) / (high - low)
                 fac.append(1 / ((1 - s) / factor + s))
+        if "--bad-rope-freqs" in sys.argv[4:]:
+            fac[-1] = 0.0
         tensors.append(("rope_freqs.weight", [hd // 2], 0, struct.pack("<%df" % len(fac), *fac)))
     vocab = dict(tok["model"]["vocab"])
     special = {}

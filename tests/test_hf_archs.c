@@ -194,6 +194,13 @@ static void test_gguf_rope_freqs(void **state) {
     print_message("GGUF rope_freqs against the checkpoint's llama3 scaling: largest logit difference %.3g\n", worst);
     assert_true(worst < 1e-4);
     free(a), free(b), free(c);
+    /* a zero divisor is refused at load, naming the tensor */
+    if (vz_test_sh(&out, "python3 tests/hf_to_gguf.py '%s' '%s' llama-bpe --bad-rope-freqs", src, gg) != 0)
+        fail_msg("hf_to_gguf: %s", out);
+    free(out);
+    assert_int_not_equal(vz_test_sh(&out, "%s run -m '%s' -p hi -n 1", cli, gg), 0);
+    assert_non_null(strstr(out, "rope_freqs.weight[7] = 0 is not a positive factor"));
+    free(out);
     vz_test_rmtree(dir);
 }
 
