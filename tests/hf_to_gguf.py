@@ -8,8 +8,11 @@ norms and biases as F32, and the byte-level vocabulary as tokenizer.ggml.*
 defined, merges as "a b", the given pre-tokenizer name, add_bos_token), and a
 llama3 rope_scaling as llama.cpp's per-pair divisors, rope_freqs.weight.
 
-usage: hf_to_gguf.py HF_DIR OUT.gguf PRE [--bad-rope-freqs]
-(--bad-rope-freqs: a zero divisor, for the reader's check)
+usage: hf_to_gguf.py HF_DIR OUT.gguf PRE [--bad-rope-freqs] [--quant q8_0|q4_0]
+(--bad-rope-freqs: a zero divisor, for the reader's check; --quant: every
+2-D tensor of a width divisible by 32 quantized by llama.cpp's reference
+quantizer, and OUT.gguf.up0.f32 gets layer 0's ffn_up as llama.cpp
+dequantizes it)
 """
 import json
 import math
@@ -40,6 +43,38 @@ def kv(key, typ, val):
     return out + struct.pack({U32: "<I", I32: "<i", F32: "<f", BOOL: "<?"}[typ], val)
 
 
+def f32(x):
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+def quantize(vals, kind):
+    """llama.cpp's quantize_row_q8_0_ref / quantize_row_q4_0_ref, blocks of 32
+    (f32 arithmetic emulated); returns (bytes, dequantized values)."""
+    out, deq = bytearray(), []
+    for b in range(0, len(vals), 32):
+        x = vals[b:b + 32]
+        if kind == "q8_0":
+            amax = max(abs(v) for v in x)
+            d = f32(amax / 127)
+            idv = f32(1 / d) if d else 0.0
+            dh = struct.unpack("<e", struct.pack("<e", d))[0]
+            q = []
+            for v in x:
+                t = f32(v * idv)
+                q.append(int(math.floor(abs(t) + 0.5)) * (1 if t >= 0 else -1))  # roundf: half away from zero
+            out += struct.pack("<e", d) + struct.pack("<32b", *q)
+            deq += [f32(qq * dh) for qq in q]
+        else:
+            mx = max(x, key=abs)
+            d = f32(mx / -8)
+            idv = f32(1 / d) if d else 0.0
+            dh = struct.unpack("<e", struct.pack("<e", d))[0]
+            codes = [min(15, int(f32(f32(v * idv) + 8.5))) for v in x]  # (int8_t) truncates; the sum is >= 0
+            out += struct.pack("<e", d) + bytes(codes[j] | codes[j + 16] << 4 for j in range(16))
+            deq += [f32((c - 8) * dh) for c in codes]
+    return bytes(out), deq
+
+
 def main():
     d, out, pre = sys.argv[1], sys.argv[2], sys.argv[3]
     cfg = json.load(open(os.path.join(d, "config.json")))
@@ -50,6 +85,7 @@ def main():
         header = json.loads(f.read(n))
         data = f.read()
     nh, nkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    quant = sys.argv[sys.argv.index("--quant") + 1] if "--quant" in sys.argv else None
     tensors = []  # (name, shape (rows, cols) or (n,), ggml type, bytes)
     for name, e in header.items():
         if name == "__metadata__":
@@ -78,6 +114,18 @@ def main():
                 rb = [raw[r * cols * es:(r + 1) * cols * es] for r in range(rows)]
                 raw = b"".join(rb[h * hd + j * (hd // 2) + i] for h in range(heads) for i in range(hd // 2)
                                for j in range(2))
+        if quant and len(shape) == 2 and shape[1] % 32 == 0:  # llama.cpp falls back for other widths too
+            if dt == "BF16":
+                vals = array("f", array("I", [x << 16 for x in array("H", raw)]).tobytes()).tolist()
+            else:
+                assert dt == "F32"
+                vals = array("f", raw).tolist()
+            raw, deq = quantize(vals, quant)
+            if new == "blk.0.ffn_up.weight":
+                with open(out + ".up0.f32", "wb") as f:
+                    f.write(array("f", deq).tobytes())
+            tensors.append((new, shape, 8 if quant == "q8_0" else 2, raw))
+            continue
         tensors.append((new, shape, GGML[dt], raw))
     rs = cfg.get("rope_scaling")
     if rs and rs.get("rope_type") == "llama3":  # llama.cpp's LlamaModel.generate_extra_tensors

@@ -22,7 +22,9 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 
+#include "codec/codec.h"
 #include "common/testutil.h"
+#include "model/model.h"
 
 static char *slurp(const char *path, size_t *len) {
     char *p = vz_test_read_file(path, len);
@@ -204,6 +206,76 @@ static void test_gguf_rope_freqs(void **state) {
     vz_test_rmtree(dir);
 }
 
+/* llama.cpp's Q8_0 and Q4_0 GGUF tensors load as q8 / q4 (group 32,
+ * symmetric) with the values llama.cpp dequantizes to, bit for bit
+ * (tests/hf_to_gguf.py quantizes with its reference quantizers and writes
+ * one tensor's dequantization beside the file); the model runs on the CPU,
+ * Q8_0 with the bf16 checkpoint's greedy ids here. */
+static void test_gguf_quant(void **state) {
+    if (vz_test_sh(NULL, "command -v python3") != 0) {
+        print_message("SKIP: python3 not found (tests/hf_to_gguf.py)\n");
+        skip();
+    }
+    const char *cli = vz_test_cli();
+    char dir[256], src[300], *out = NULL, *want_ids = NULL;
+    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
+    snprintf(src, sizeof src, "%s/src", dir);
+    assert_int_equal(vz_test_sh(&out, "%s synth --shape tiny -o '%s' --tokenizer tests/golden/bpe/llama3/tokenizer.json",
+                                cli, src),
+                     0);
+    free(out);
+    assert_int_equal(vz_test_sh(&want_ids, "%s run -m '%s' -p 'Once upon a time' -n 8 --temp 0 --print-ids 2>/dev/null",
+                                cli, src),
+                     0);
+    static const char *const kinds[] = {"q8_0", "q4_0"}, *const codecs[] = {"q8", "q4"};
+    for (int q = 0; q < 2; q++) {
+        char gg[300], deqp[320], vz[300];
+        snprintf(gg, sizeof gg, "%s/%s.gguf", dir, kinds[q]);
+        snprintf(deqp, sizeof deqp, "%s.up0.f32", gg);
+        snprintf(vz, sizeof vz, "%s/%s.vz", dir, kinds[q]);
+        if (vz_test_sh(&out, "python3 tests/hf_to_gguf.py '%s' '%s' llama-bpe --quant %s", src, gg, kinds[q]) != 0)
+            fail_msg("hf_to_gguf: %s", out);
+        free(out);
+        vz_model *m = NULL;
+        if (vz_model_open(&m, gg, NULL) != VZ_OK) fail_msg("%s: %s", gg, vz_last_error());
+        const vz_tensor *t = vz_model_find(m, "model.layers.0.mlp.up_proj.weight");
+        assert_non_null(t);
+        assert_int_equal(t->codec, q ? VZ_CODEC_q4 : VZ_CODEC_q8);
+        size_t n;
+        char *deq = slurp(deqp, &n);
+        assert_int_equal(n, (size_t)t->rows * (size_t)t->cols * 4);
+        float *got = malloc(n);
+        vz_codec_by_id(t->codec)->decode_f32(t, 0, t->rows, got);
+        assert_memory_equal(got, deq, n);
+        free(got), free(deq);
+        vz_model_close(m);
+        assert_int_equal(vz_test_sh(&out, "%s inspect '%s'", cli, gg), 0);
+        char needle[64];
+        snprintf(needle, sizeof needle, "f32   %s ", codecs[q]);
+        assert_non_null(strstr(out, needle));
+        free(out);
+        size_t n1;
+        char *a = logits(gg, dir, "gq", &n1);
+        free(a);
+        /* re-encoding a lossy source is refused by convert, and the GPU has not run these yet */
+        assert_int_not_equal(vz_test_sh(&out, "%s convert '%s' -o '%s'", cli, gg, vz), 0);
+        assert_non_null(strstr(out, "the source is stored lossy"));
+        free(out);
+        assert_int_not_equal(vz_test_sh(&out, "%s run -m '%s' -p hi -n 2 --device cuda", cli, gg), 0);
+        if (!strstr(out, "without CUDA")) assert_non_null(strstr(out, "Q8_0 / Q4_0"));
+        free(out);
+        if (q == 0) {
+            assert_int_equal(vz_test_sh(&out, "%s run -m '%s' -p 'Once upon a time' -n 8 --temp 0 --print-ids 2>/dev/null",
+                                        cli, gg),
+                             0);
+            assert_string_equal(out, want_ids);
+            free(out);
+        }
+    }
+    free(want_ids);
+    vz_test_rmtree(dir);
+}
+
 static void test_end_to_end(void **state) {
     char dir[256], src[300], vz[300];
     assert_non_null(vz_test_tmpdir(dir, sizeof dir));
@@ -255,7 +327,7 @@ static void test_end_to_end(void **state) {
  * generation_config.json is named. */
 static void test_stop_ids(void **state) {
     const char *cli = vz_test_cli();
-    char dir[256], src[300], vz[300], path[320], *out = NULL, *a = NULL;
+    char dir[256], src[300], vz[300], path[400], *out = NULL, *a = NULL;
     assert_non_null(vz_test_tmpdir(dir, sizeof dir));
     snprintf(src, sizeof src, "%s/src", dir);
     snprintf(vz, sizeof vz, "%s/m.vz", dir);
@@ -342,6 +414,7 @@ int main(void) {
     vz_test_filter_from_env();
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_reference_llama), cmocka_unit_test(test_qwen2),
                                        cmocka_unit_test(test_gguf_rope_freqs), cmocka_unit_test(test_stop_ids),
+                                       cmocka_unit_test(test_gguf_quant),
                                        cmocka_unit_test(test_end_to_end), cmocka_unit_test(test_refused)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -124,6 +124,7 @@ static void c_g_n_kv(const char *d, char *p) { gguf_variant(d, p, GO.n_kv, 1ull 
 static void c_g_strlen(const char *d, char *p) { gguf_variant(d, p, GO.first_key_len, 1ull << 63, 8, 0); }
 static void c_g_arrcount(const char *d, char *p) { gguf_variant(d, p, GO.tokens_count, 1ull << 61, 8, 0); }
 static void c_g_q4_0(const char *d, char *p) { gguf_variant(d, p, GO.first_type, 2, 4, 0); }
+static void c_g_q5_0(const char *d, char *p) { gguf_variant(d, p, GO.first_type, 6, 4, 0); }
 static void c_g_q4_k(const char *d, char *p) { gguf_variant(d, p, GO.first_type, 12, 4, 0); }
 static void c_g_bad_type(const char *d, char *p) { gguf_variant(d, p, GO.first_type, 1000, 4, 0); }
 static void c_g_zero_dim(const char *d, char *p) { gguf_variant(d, p, GO.first_ne0, 0, 8, 0); }
@@ -245,7 +246,9 @@ static const mcase cases[] = {
     {"gguf absurd n_kv", c_g_n_kv, VZ_ERR_FORMAT, "n_kv", 0},
     {"gguf absurd string length", c_g_strlen, VZ_ERR_TRUNCATED, "metadata key", 0},
     {"gguf absurd array count", c_g_arrcount, VZ_ERR_TRUNCATED, "tokenizer.ggml.tokens", 0},
-    {"gguf Q4_0 tensor", c_g_q4_0, VZ_ERR_UNSUPPORTED, "token_embd.weight: unsupported tensor type Q4_0 (2)", 0},
+    {"gguf Q4_0 tensor of width 16", c_g_q4_0, VZ_ERR_FORMAT,
+     "token_embd.weight: type Q4_0 needs 2 dimensions, the inner one a multiple of 32 (16)", 0},
+    {"gguf Q5_0 tensor", c_g_q5_0, VZ_ERR_UNSUPPORTED, "token_embd.weight: unsupported tensor type Q5_0 (6)", 0},
     {"gguf Q4_K tensor", c_g_q4_k, VZ_ERR_UNSUPPORTED, "unsupported tensor type Q4_K (12)", 0},
     {"gguf unknown tensor type", c_g_bad_type, VZ_ERR_UNSUPPORTED, "unknown (1000)", 0},
     {"gguf zero dim", c_g_zero_dim, VZ_ERR_FORMAT, "token_embd.weight: dim 0", 0},

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/bits.h"
 #include "codec/codec.h"
 #include "core/io.h"
 #include "format/safetensors.h"
@@ -28,6 +29,11 @@ static const char *ggml_type_name(uint32_t t) {
         "TQ1_0", "TQ2_0", "IQ4_NL_4_4", "IQ4_NL_4_8", "IQ4_NL_8_8", "MXFP4"};
     return t < sizeof names / sizeof names[0] ? names[t] : "unknown";
 }
+
+/* Q8_0 and Q4_0: blocks of 32 weights (an f16 scale d, then 32 int8 q, or
+ * 16 bytes of 4-bit codes), read as vramzip's q8 / q4 with groups of 32. */
+static int ggml_quant(uint32_t t) { return t == VZ_GGML_Q8_0 || t == VZ_GGML_Q4_0; }
+static uint64_t ggml_block_bytes(uint32_t t) { return t == VZ_GGML_Q8_0 ? 34 : 18; }
 
 static vz_status read_str(vz_rd *r, const uint8_t **s, uint64_t *len, const char *field) {
     VZ_TRY(vz_rd_u64(r, len, field));
@@ -137,9 +143,12 @@ static vz_status parse_tinfo(vz_gguf *g, vz_rd *r, vz_gguf_tinfo *t) {
     }
     VZ_TRY(vz_rd_u32(r, &t->type, name));
     VZ_TRY(vz_rd_u64(r, &t->offset, name));
-    VZ_FAIL_IF(t->type != VZ_GGML_F32 && t->type != VZ_GGML_F16 && t->type != VZ_GGML_BF16, VZ_ERR_UNSUPPORTED,
-               "%s: tensor %s: unsupported tensor type %s (%u)", g->what, name, ggml_type_name(t->type),
-               (unsigned)t->type);
+    VZ_FAIL_IF(t->type != VZ_GGML_F32 && t->type != VZ_GGML_F16 && t->type != VZ_GGML_BF16 && !ggml_quant(t->type),
+               VZ_ERR_UNSUPPORTED, "%s: tensor %s: unsupported tensor type %s (%u)", g->what, name,
+               ggml_type_name(t->type), (unsigned)t->type);
+    VZ_FAIL_IF(ggml_quant(t->type) && (t->ne[0] % 32 != 0 || t->n_dims != 2), VZ_ERR_FORMAT,
+               "%s: tensor %s: type %s needs 2 dimensions, the inner one a multiple of 32 (%llu)", g->what, name,
+               ggml_type_name(t->type), (unsigned long long)t->ne[0]);
     return VZ_OK;
 }
 
@@ -149,9 +158,10 @@ static vz_status check_data(const vz_gguf *g) {
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         const vz_gguf_tinfo *t = &g->ti[i];
         uint64_t n = t->type == VZ_GGML_F32 ? 4 : 2, end = 0;
+        if (ggml_quant(t->type)) n = ggml_block_bytes(t->type); /* per 32 weights of ne[0] */
         for (uint32_t d = 0; d < t->n_dims; d++)
-            VZ_FAIL_IF(vz_mul_ovf(n, t->ne[d], &n), VZ_ERR_FORMAT, "%s: tensor %.*s: size overflows", g->what,
-                       (int)t->name_len, (const char *)t->name);
+            VZ_FAIL_IF(vz_mul_ovf(n, d == 0 && ggml_quant(t->type) ? t->ne[0] / 32 : t->ne[d], &n), VZ_ERR_FORMAT,
+                       "%s: tensor %.*s: size overflows", g->what, (int)t->name_len, (const char *)t->name);
         VZ_FAIL_IF(t->offset % g->alignment, VZ_ERR_FORMAT, "%s: tensor %.*s: offset %llu is not aligned to %llu",
                    g->what, (int)t->name_len, (const char *)t->name, (unsigned long long)t->offset,
                    (unsigned long long)g->alignment);
@@ -354,9 +364,55 @@ static void canonical_name(char *out, const char *name) {
         }
 }
 
+/* A Q8_0 or Q4_0 tensor as a q8 / q4 blob (group 32, symmetric) at dst
+ * (16-byte aligned): data, then params (8 bytes) at the next 16 bytes. The values are llama.cpp's exactly: q * d,
+ * and (code - 8) * d, products exact in f32 either way; Q4_0 keeps the low
+ * nibbles of a block for weights 0-15 and the high ones for 16-31, q4 the
+ * weights 2i and 2i+1 in byte i. Returns the bytes written. */
+static uint64_t quant_blob(const vz_gguf_tinfo *ti, const uint8_t *src, vz_tensor *t, uint8_t *dst) {
+    const uint64_t rows = (uint64_t)t->rows, cols = (uint64_t)t->cols, gpr = cols / 32, q8 = ti->type == VZ_GGML_Q8_0;
+    const uint64_t codes = q8 ? rows * cols : rows * cols / 2, scales = vz_al16(codes);
+    uint8_t *d = dst, *p = dst + vz_al16(scales + 2 * rows * gpr);
+    p[0] = 1, p[1] = p[2] = p[3] = 0;
+    vz_st32(p + 4, 32);
+    for (uint64_t r = 0; r < rows; r++)
+        for (uint64_t b = 0; b < gpr; b++) {
+            const uint8_t *blk = src + (r * gpr + b) * ggml_block_bytes(ti->type);
+            memcpy(d + scales + 2 * (r * gpr + b), blk, 2); /* the f16 scale, little-endian both */
+            if (q8) {
+                memcpy(d + r * cols + 32 * b, blk + 2, 32);
+            } else {
+                uint8_t *o = d + (r * cols + 32 * b) / 2;
+                for (int i = 0; i < 16; i++) {
+                    const int e0 = 2 * i, e1 = 2 * i + 1; /* q4's weights in byte i */
+                    const uint8_t c0 = e0 < 16 ? blk[2 + e0] & 15 : blk[2 + e0 - 16] >> 4;
+                    const uint8_t c1 = e1 < 16 ? blk[2 + e1] & 15 : blk[2 + e1 - 16] >> 4;
+                    o[i] = (uint8_t)(c0 | c1 << 4);
+                }
+            }
+        }
+    memset(d + codes, 0, scales - codes);
+    t->codec = q8 ? VZ_CODEC_q8 : VZ_CODEC_q4;
+    t->dtype = VZ_DTYPE_F32; /* what llama.cpp dequantizes to */
+    t->params = p, t->params_size = 8;
+    t->data = d, t->size = scales + 2 * rows * gpr;
+    return vz_al16(t->size) + 8;
+}
+
 static vz_status load_tensors(vz_model *m, const vz_gguf *g) {
     m->tensors = calloc(g->n_tensors + 1, sizeof *m->tensors);
     VZ_FAIL_IF(!m->tensors, VZ_ERR_NOMEM, "%s: out of memory", g->what);
+    uint64_t qbytes = 0; /* one owned arena for the q8 / q4 blobs of Q8_0 / Q4_0 tensors */
+    for (uint64_t i = 0; i < g->n_tensors; i++)
+        if (ggml_quant(g->ti[i].type)) {
+            const uint64_t n = g->ti[i].ne[0] * g->ti[i].ne[1], q8 = g->ti[i].type == VZ_GGML_Q8_0;
+            qbytes += vz_al16(vz_al16(vz_al16(q8 ? n : n / 2) + n / 16) + 8); /* quant_blob's bytes, aligned */
+        }
+    uint8_t *arena = qbytes ? malloc(qbytes) : NULL;
+    VZ_FAIL_IF(qbytes && !arena, VZ_ERR_NOMEM, "%s: out of memory for %llu bytes of quantized tensors", g->what,
+               (unsigned long long)qbytes);
+    VZ_TRY(vz_model_own(m, arena));
+    uint64_t qoff = 0;
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         const vz_gguf_tinfo *ti = &g->ti[i];
         vz_tensor *t = &m->tensors[m->n_tensors++];
@@ -369,6 +425,11 @@ static vz_status load_tensors(vz_model *m, const vz_gguf *g) {
         for (uint32_t d = 0; d < ti->n_dims; d++) shape[d] = (int64_t)ti->ne[ti->n_dims - 1 - d];
         VZ_FAIL_IF(vz_tensor_set_shape(t, (int32_t)ti->n_dims, shape) != 0, VZ_ERR_FORMAT,
                    "%s: tensor %s: shape is too large", g->what, raw);
+        if (ggml_quant(ti->type)) {
+            qoff += vz_al16(quant_blob(ti, g->p + g->data_off + ti->offset, t, arena + qoff));
+            m->ggml_quant = 1;
+            continue;
+        }
         t->dtype = ti->type == VZ_GGML_F32 ? VZ_DTYPE_F32 : ti->type == VZ_GGML_F16 ? VZ_DTYPE_F16 : VZ_DTYPE_BF16;
         t->codec = VZ_CODEC_raw;
         t->data = g->p + g->data_off + ti->offset;

@@ -17,7 +17,7 @@ enum {
     VZ_GGUF_UINT64 = 10, VZ_GGUF_INT64 = 11, VZ_GGUF_FLOAT64 = 12
 };
 
-enum { VZ_GGML_F32 = 0, VZ_GGML_F16 = 1, VZ_GGML_BF16 = 30 };
+enum { VZ_GGML_F32 = 0, VZ_GGML_F16 = 1, VZ_GGML_Q4_0 = 2, VZ_GGML_Q8_0 = 8, VZ_GGML_BF16 = 30 };
 
 typedef struct vz_gguf_kv {
     const uint8_t *key;     /* not NUL-terminated */
