@@ -73,10 +73,7 @@ static char *logits(const char *model, const char *dir, const char *tag, size_t 
  * 1e-3 on logits of magnitude ~5 leaves room for two layers; a missing bias
  * or a wrong frequency moves them by 0.1-1. */
 static void expect_reference(const char *model, const char *dir) {
-    if (vz_test_sh(NULL, "command -v python3") != 0) {
-        print_message("SKIP: python3 not found (the reference forward)\n");
-        skip();
-    }
+    VZ_REQUIRE_SH("command -v python3", "python3 not found (the reference forward)");
     const char *text = "Once upon a time there was a little dog";
     char dump[400], *ids = NULL, *out = NULL, *ref = NULL;
     snprintf(dump, sizeof dump, "%s/ref.f32", dir);
@@ -161,10 +158,7 @@ static void test_qwen2(void **state) {
  * f32 rounding (the divisors and the blend round differently; q/k rows are
  * permuted); a .vz made from it keeps them (XCFG rope_freqs) bit for bit. */
 static void test_gguf_rope_freqs(void **state) {
-    if (vz_test_sh(NULL, "command -v python3") != 0) {
-        print_message("SKIP: python3 not found (tests/hf_to_gguf.py)\n");
-        skip();
-    }
+    VZ_REQUIRE_SH("command -v python3", "python3 not found (tests/hf_to_gguf.py)");
     const char *cli = vz_test_cli();
     char dir[256], src[300], gg[300], vz[300], *out = NULL;
     assert_non_null(vz_test_tmpdir(dir, sizeof dir));
@@ -212,10 +206,7 @@ static void test_gguf_rope_freqs(void **state) {
  * one tensor's dequantization beside the file); the model runs on the CPU,
  * Q8_0 with the bf16 checkpoint's greedy ids here. */
 static void test_gguf_quant(void **state) {
-    if (vz_test_sh(NULL, "command -v python3") != 0) {
-        print_message("SKIP: python3 not found (tests/hf_to_gguf.py)\n");
-        skip();
-    }
+    VZ_REQUIRE_SH("command -v python3", "python3 not found (tests/hf_to_gguf.py)");
     const char *cli = vz_test_cli();
     char dir[256], src[300], *out = NULL, *want_ids = NULL;
     assert_non_null(vz_test_tmpdir(dir, sizeof dir));

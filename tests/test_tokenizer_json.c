@@ -433,10 +433,7 @@ static void test_gguf_with_json(void **state) {
  * llama's within f32 rounding (the permuted q/k rows sum in another order);
  * an unknown pre-tokenizer loads without a tokenizer. */
 static void test_gguf_bpe(void **state) {
-    if (vz_test_sh(NULL, "command -v python3") != 0) {
-        print_message("SKIP: python3 not found (tests/hf_to_gguf.py)\n");
-        skip();
-    }
+    VZ_REQUIRE_SH("command -v python3", "python3 not found (tests/hf_to_gguf.py)");
     static const char *const fam[2][3] = {{"llama3", "tiny", "llama-bpe"}, {"qwen2", "tiny-qwen2", "qwen2"}};
     static const char *const texts[] = {"Once upon a time<|eot_id|> there were 12345 cats",
                                         "caf\xc3\xa9 cafe\xcc\x81 <|im_start|>user\n  hi\t!", "It's 3.14159, we'll see"};
@@ -501,10 +498,7 @@ static void test_gguf_bpe(void **state) {
 /* Random texts (letters of several scripts, digits, spaces, apostrophes,
  * special tokens) against the live oracle, when python3 has tokenizers. */
 static void test_live_oracle(void **state) {
-    if (vz_test_sh(NULL, "python3 -c 'import tokenizers' 2>/dev/null") != 0) {
-        print_message("SKIP: python3 tokenizers not installed (pip install tokenizers)\n");
-        skip();
-    }
+    VZ_REQUIRE_SH("python3 -c 'import tokenizers' 2>/dev/null", "python3 tokenizers not installed (pip install tokenizers)");
     static const char *const kBits[] = {"a", "Z", "é", "e\xcc\x81", "ß", "ǅ", "漢", "字", "😀", "1", "23", "٣", " ", "  ",
                                         "\t", "\n", "\r\n", "'s", "'LL", "'", "!", ".", ",", "-", "_", "\xc2\xa0",
                                         "\xe2\x80\x83", "<|im_start|>", "<|begin_of_text|>", "<|eot_id|>", "the", " the",
@@ -600,10 +594,7 @@ static void test_live_oracle_eval(void **state) {
     char p1[512], p2[512];
     VZ_REQUIRE_MODEL(p1, "eval/tinystories_valid_head.txt");
     VZ_REQUIRE_MODEL(p2, "eval/tinyshakespeare.txt");
-    if (vz_test_sh(NULL, "python3 -c 'import tokenizers' 2>/dev/null") != 0) {
-        print_message("SKIP: python3 tokenizers not installed (pip install tokenizers)\n");
-        skip();
-    }
+    VZ_REQUIRE_SH("python3 -c 'import tokenizers' 2>/dev/null", "python3 tokenizers not installed (pip install tokenizers)");
     for (size_t f = 0; f < sizeof kFamilies / sizeof *kFamilies; f++) {
         char *out = NULL;
         int rc = vz_test_sh(&out,

@@ -28,6 +28,16 @@ const char *vz_test_model_path(char *buf, size_t cap, const char *rel);
         }                                                                           \
     } while (0)
 
+/* Skips the current cmocka test with why when the shell command check fails
+ * (e.g. "command -v python3": an optional oracle is missing). */
+#define VZ_REQUIRE_SH(check, why)                                                   \
+    do {                                                                            \
+        if (vz_test_sh(NULL, "%s", (check)) != 0) {                                 \
+            print_message("SKIP: %s\n", (why));                                     \
+            skip();                                                                 \
+        }                                                                           \
+    } while (0)
+
 /* A fresh temporary directory (removed by vz_test_rmtree); path in buf. */
 const char *vz_test_tmpdir(char *buf, size_t cap);
 void vz_test_rmtree(const char *path);
