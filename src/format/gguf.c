@@ -318,9 +318,9 @@ static vz_status load_config(vz_config *c, const vz_gguf *g) {
 #undef KEY
     VZ_TRY(meta_int(g, "tokenizer.ggml.bos_token_id", 0, -1, 0, &c->bos_id));
     VZ_TRY(meta_int(g, "tokenizer.ggml.eos_token_id", 0, -1, 0, &c->eos_id));
-    static const char *const kStops[] = {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id",
-                                         "tokenizer.ggml.eom_token_id"}; /* llama.cpp's end of text, turn, message */
-    for (int i = 0; i < 3; i++) {
+    /* besides eos (which vz_config_stop_ids puts first): llama.cpp's end of turn and end of message */
+    static const char *const kStops[] = {"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"};
+    for (int i = 0; i < 2; i++) {
         int32_t id = -1;
         VZ_TRY(meta_int(g, kStops[i], 0, -1, 0, &id));
         vz_config_add_eos(c, id);

@@ -99,6 +99,18 @@ void vz_writer_abort(vz_writer *w) {
     free(w);
 }
 
+/* o printed into b (o is deleted). */
+static vz_status put_json(vz_writer *w, vz_buf *b, cJSON *o) {
+    char *js = o ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    VZ_FAIL_IF(!js, VZ_ERR_NOMEM, "%s: out of memory", w->f.final);
+    b->n = 0;
+    buf_put(b, js, strlen(js));
+    free(js);
+    VZ_FAIL_IF(b->failed, VZ_ERR_NOMEM, "%s: out of memory", w->f.final);
+    return VZ_OK;
+}
+
 /* Config that changes the math and that version 1 readers did not know
  * (rope scaling, q/k/v biases) goes into a required XCFG section, not CONF: a
  * reader that does not know it must refuse the file, not run it without. */
@@ -119,13 +131,7 @@ static vz_status set_xcfg(vz_writer *w, const vz_config *c) {
         }
     }
     if (o && c->qkv_bias) cJSON_AddNumberToObject(o, "qkv_bias", 1);
-    char *js = o ? cJSON_PrintUnformatted(o) : NULL;
-    cJSON_Delete(o);
-    VZ_FAIL_IF(!js, VZ_ERR_NOMEM, "%s: out of memory", w->f.final);
-    w->xcfg.n = 0;
-    buf_put(&w->xcfg, js, strlen(js));
-    free(js);
-    VZ_FAIL_IF(w->xcfg.failed, VZ_ERR_NOMEM, "%s: out of memory", w->f.final);
+    VZ_TRY(put_json(w, &w->xcfg, o));
     w->has_xcfg = 1;
     return VZ_OK;
 }
@@ -145,13 +151,7 @@ vz_status vz_writer_set_config(vz_writer *w, const vz_config *c, const char *sou
         cJSON *ids = cJSON_AddArrayToObject(o, "eos_ids");
         for (int32_t i = 0; i < c->n_eos && ids; i++) cJSON_AddItemToArray(ids, cJSON_CreateNumber(c->eos_ids[i]));
     }
-    char *js = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    VZ_FAIL_IF(!js, VZ_ERR_NOMEM, "%s: out of memory", w->f.final);
-    w->conf.n = 0;
-    buf_put(&w->conf, js, strlen(js));
-    free(js);
-    VZ_FAIL_IF(w->conf.failed, VZ_ERR_NOMEM, "%s: out of memory", w->f.final);
+    VZ_TRY(put_json(w, &w->conf, o));
     w->has_conf = 1;
     return VZ_OK;
 }

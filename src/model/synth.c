@@ -287,9 +287,7 @@ static vz_status prepare_tokenizer(synth_job *j) {
     int32_t n = 0;
     VZ_TRY(vz_read_file(path, &buf, &j->tok_size, (uint64_t)64 << 20));
     j->tok = (uint8_t *)buf;
-    uint64_t i = 0;
-    while (i < j->tok_size && (buf[i] == ' ' || buf[i] == '\n' || buf[i] == '\r' || buf[i] == '\t')) i++;
-    if (i < j->tok_size && buf[i] == '{') { /* a tokenizer.json: byte-level BPE (Llama 3) */
+    if (vz_tokenizer_is_json(j->tok, j->tok_size)) { /* a tokenizer.json: byte-level BPE (Llama 3) */
         vz_tokenizer *t = NULL;
         VZ_TRY(vz_tokenizer_from_json(&t, j->tok, j->tok_size, path));
         n = vz_tokenizer_vocab_size(t);

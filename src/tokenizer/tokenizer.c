@@ -306,6 +306,18 @@ vz_status vz_tokenizer_from_llama2c(vz_tokenizer **out, const uint8_t *data, siz
     return st;
 }
 
+static size_t skip_ws(const uint8_t *d, size_t i, size_t n) {
+    while (i < n && (d[i] == ' ' || d[i] == '\n' || d[i] == '\r' || d[i] == '\t')) i++;
+    return i;
+}
+
+int vz_tokenizer_is_json(const uint8_t *data, size_t size) {
+    size_t i = skip_ws(data, 0, size);
+    if (i >= size || data[i] != '{') return 0;
+    i = skip_ws(data, i + 1, size);
+    return i < size && (data[i] == '"' || data[i] == '}');
+}
+
 vz_status vz_tokenizer_open(vz_tokenizer **out, const char *path) {
     VZ_FAIL_IF(!out || !path, VZ_ERR_ARG, "vz_tokenizer_open: NULL argument");
     *out = NULL;
@@ -320,10 +332,7 @@ vz_status vz_tokenizer_open(vz_tokenizer **out, const char *path) {
          * does: bytes 2-3 being zero would put a field number 0 in its first
          * message. Nor does either start with '{' then white space or '"'. */
         uint32_t v = vz_le32(m.data);
-        size_t i = 1;
-        while (i < m.size && (m.data[i] == ' ' || m.data[i] == '\n' || m.data[i] == '\r' || m.data[i] == '\t')) i++;
-        if (m.data[0] == '{' && i < m.size && (m.data[i] == '"' || m.data[i] == '}'))
-            st = vz_tokenizer_from_json(out, m.data, m.size, path);
+        if (vz_tokenizer_is_json(m.data, m.size)) st = vz_tokenizer_from_json(out, m.data, m.size, path);
         else if (v < 65536) st = vz_tokenizer_from_llama2c(out, m.data, m.size, path);
         else st = vz_tokenizer_from_spm_model(out, m.data, m.size, path);
     }

@@ -39,6 +39,10 @@ vz_status vz_tokenizer_from_llama2c(vz_tokenizer **out, const uint8_t *data, siz
  * (Llama 3, Qwen 2, GPT-2; bbpe.c). data is copied (the .vz TJSN section). */
 vz_status vz_tokenizer_from_json(vz_tokenizer **out, const uint8_t *data, size_t size, const char *what);
 
+/* Whether data looks like a tokenizer.json: white space, '{', white space,
+ * then '"' or '}' (a tokenizer.model or a valid tokenizer.bin never starts so). */
+int vz_tokenizer_is_json(const uint8_t *data, size_t size);
+
 /* The tokenizer.json a byte-level tokenizer was read from (borrowed), or NULL
  * for the other kinds. */
 const uint8_t *vz_tokenizer_json(const vz_tokenizer *t, size_t *len);
