@@ -227,6 +227,73 @@ static void check_ll_dot(const vz_cpu_kernels *kn, uint64_t *s) {
                 }
 }
 
+/* bf16_dot_rows, q8_dot_rows and q4_dot_rows against the definition: each
+ * row's values by the scalar formulas, summed by ref_dot_acc from zero and
+ * the tree; 1..5 rows (whatever blocking a set does), every length 0..70
+ * and long ones, every group form. finite: bf16 high bytes and f16 scales
+ * with exponent bit 6 (bf16) / 4 (f16) clear, so no value is NaN or
+ * infinite and no sum overflows (and a NaN sum fails); otherwise any bits. */
+enum { FROWS = 5 };
+static void check_fused_dots(const vz_cpu_kernels *kn, uint64_t *s) {
+    static uint8_t q[2 * FROWS * NMAX], scales[2 * FROWS * NMAX], zeros[FROWS * NMAX];
+    static float v[NMAX], x[NMAX];
+    static const size_t groups[] = {32, 64, 128, 0};
+    for (int finite = 0; finite <= 1; finite++)
+        for (size_t n = 0; n < NMAX; n = n < 70 ? n + 1 : n * 3 + 1)
+            for (size_t rows = 1; rows <= FROWS; rows += 2) {
+                for (size_t i = 0; i < n; i++) x[i] = vz_test_randn(s);
+                fill(q, sizeof q, s);
+                fill(scales, sizeof scales, s);
+                for (size_t i = 0; i < sizeof zeros; i++) zeros[i] = rbyte(s) & 15;
+                if (finite) {
+                    for (size_t i = 1; i < 2 * rows * n; i += 2) q[i] &= 0xbf;       /* bf16: |v| < 2 */
+                    for (size_t i = 1; i < sizeof scales; i += 2) scales[i] &= 0xaf; /* f16: |s| < 2 */
+                }
+                float y[FROWS], want;
+#define WANT(r, VALUE)                                                                                          \
+    do {                                                                                                         \
+        float acc[16] = {0};                                                                                     \
+        for (size_t i = 0; i < n; i++) v[i] = (VALUE);                                                           \
+        ref_dot_acc(acc, v, x, n);                                                                               \
+        want = vz_dot_tree(acc);                                                                                 \
+        if (finite && want != want) fail_msg("finite data: NaN sum"); /* the checks must bite */                 \
+    } while (0)
+#define SAME(what, r)                                                                                           \
+    if (!same_sum(y[r], want))                                                                                   \
+    fail_msg("%s %s n %zu group %zu rows %zu: y[%zu] = %08x, want %08x", kn->name, what, n, group, rows, r,        \
+             vz_f32_bits(y[r]), vz_f32_bits(want))
+                size_t group = 0;
+                memset(y, 0x5a, sizeof y);
+                if (2 * rows * n <= sizeof q) kn->bf16_dot_rows(y, rows, q, n, x);
+                for (size_t r = 0; r < rows && 2 * rows * n <= sizeof q; r++) {
+                    WANT(r, vz_bits_f32((uint32_t)vz_le16(q + 2 * (n * r + i)) << 16));
+                    SAME("bf16_dot_rows", r);
+                }
+                for (size_t gi = 0; gi < sizeof groups / sizeof *groups; gi++) {
+                    group = groups[gi] ? groups[gi] : n ? n : 1; /* 0: one group per row, any length */
+                    size_t gpr = (n + group - 1) / group, qs = (n + 1) / 2;
+                    memset(y, 0x5a, sizeof y);
+                    kn->q8_dot_rows(y, rows, (const int8_t *)q, scales, n, group, x);
+                    for (size_t r = 0; r < rows; r++) {
+                        WANT(r, (float)(int8_t)q[n * r + i] * vz_f16_to_f32(vz_le16(scales + 2 * (gpr * r + i / group))));
+                        SAME("q8_dot_rows", r);
+                    }
+                    for (int asym = 0; asym <= 1; asym++) {
+                        memset(y, 0x5a, sizeof y);
+                        kn->q4_dot_rows(y, rows, q, scales, asym ? zeros : NULL, n, group, x);
+                        for (size_t r = 0; r < rows; r++) {
+                            WANT(r, (float)(((q[qs * r + i / 2] >> 4 * (i & 1)) & 15) -
+                                            (asym ? zeros[gpr * r + i / group] : 8)) *
+                                        vz_f16_to_f32(vz_le16(scales + 2 * (gpr * r + i / group))));
+                            SAME(asym ? "q4_dot_rows asym" : "q4_dot_rows", r);
+                        }
+                    }
+                }
+#undef WANT
+#undef SAME
+            }
+}
+
 static void test_kernel_sets(void **state) {
     (void)state;
     int ran = 0;
@@ -240,6 +307,7 @@ static void test_kernel_sets(void **state) {
             check_quant(kn, &s);
         }
         check_ll_dot(kn, &s);
+        check_fused_dots(kn, &s);
         ran++;
     }
     assert_true(ran >= 1);
@@ -351,10 +419,74 @@ static void test_lossless_blobs(void **state) {
                             check_ll_blob(dts[di], shapes[si][0], shapes[si][1], k, layout, excs[ei], finite, &s);
 }
 
+/* Every codec's dot_f32 through every kernel set against vz_dot of its
+ * decode_f32 rows, bit for bit (rows 0.. and 1..): raw bf16 / f16 / f32,
+ * q8 and q4 in each group form (q4 also asymmetric), on random normal
+ * weights of odd shapes. */
+static void check_codec_dot(const char *codec, vz_dtype d, int64_t rows, int64_t cols, vz_codec_opts o, uint64_t *s) {
+    const vz_codec *c = vz_codec_by_name(codec);
+    uint64_t n = (uint64_t)(rows * cols), es = (uint64_t)vz_dtype_size(d);
+    uint8_t *src = malloc(n * es);
+    float *dec = malloc(n * 4), *x = malloc((size_t)cols * 4), *y = malloc((size_t)rows * 4);
+    for (uint64_t i = 0; i < n; i++) {
+        float w = vz_test_randn(s) * 0.05f;
+        if (d == VZ_DTYPE_F32) memcpy(src + 4 * i, &w, 4);
+        else vz_st16(src + 2 * i, d == VZ_DTYPE_BF16 ? vz_f32_to_bf16(w) : vz_f32_to_f16(w));
+    }
+    for (int64_t i = 0; i < cols; i++) x[i] = vz_test_randn(s);
+    vz_blob b;
+    if (c->encode(src, d, rows, cols, &o, &b) != VZ_OK) fail_msg("%s %lldx%lld: encode: %s", codec, (long long)rows, (long long)cols, vz_last_error());
+    vz_tensor t;
+    memset(&t, 0, sizeof t);
+    snprintf(t.name, sizeof t.name, "dot.%s", codec);
+    t.ndim = 2, t.shape[0] = t.rows = rows, t.shape[1] = t.cols = cols;
+    t.dtype = d, t.codec = c->id, t.data = b.data, t.size = b.size, t.params = b.params, t.params_size = b.params_size;
+    assert_int_equal(c->check(&t), VZ_OK);
+    assert_non_null(c->dot_f32);
+    for (int i = 0; i < vz_cpu_kernels_count(); i++) {
+        if (!vz_cpu_kernels_supported(i)) continue;
+        vz_cpu_kernels_force(i);
+        c->decode_f32(&t, 0, rows, dec);
+        for (int64_t r0 = 0; r0 < 2 && r0 < rows; r0++) {
+            memset(y, 0x5a, (size_t)rows * 4);
+            c->dot_f32(&t, r0, rows, x, y);
+            for (int64_t r = r0; r < rows; r++) {
+                float want = vz_dot(dec + r * cols, x, cols);
+                if (want != want) fail_msg("%s: NaN sum", codec); /* finite weights: the check must bite */
+                if (vz_f32_bits(y[r - r0]) != vz_f32_bits(want))
+                    fail_msg("%s %s %s g%d l%d %lldx%lld rows %lld..: row %lld = %08x, want %08x", vz_cpu_kernels_at(i)->name,
+                             codec, vz_dtype_name(d), o.group, o.level, (long long)rows, (long long)cols, (long long)r0,
+                             (long long)r, vz_f32_bits(y[r - r0]), vz_f32_bits(want));
+            }
+        }
+    }
+    vz_cpu_kernels_force(-1);
+    vz_blob_free(&b);
+    free(src), free(dec), free(x), free(y);
+}
+
+static void test_codec_dots(void **state) {
+    (void)state;
+    static const int64_t shapes[][2] = {{3, 1}, {2, 31}, {3, 33}, {5, 100}, {2, 1023}, {6, 2048}, {3, 2100}};
+    static const vz_dtype dts[3] = {VZ_DTYPE_BF16, VZ_DTYPE_F16, VZ_DTYPE_F32};
+    uint64_t s = 91;
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        int64_t rows = shapes[si][0], cols = shapes[si][1];
+        for (int di = 0; di < 3; di++) check_codec_dot("raw", dts[di], rows, cols, (vz_codec_opts){0, 0, 0}, &s);
+        static const int32_t groups[] = {32, 128, -1}; /* -1: one group per row */
+        for (size_t gi = 0; gi < 3; gi++) {
+            check_codec_dot("q8", VZ_DTYPE_BF16, rows, cols, (vz_codec_opts){groups[gi], 0, 0}, &s);
+            for (int level = 1; level <= 3; level += 2) /* symmetric, asymmetric */
+                check_codec_dot("q4", VZ_DTYPE_BF16, rows, cols, (vz_codec_opts){groups[gi], level, 0}, &s);
+        }
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kernel_sets),
         cmocka_unit_test(test_lossless_blobs),
+        cmocka_unit_test(test_codec_dots),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

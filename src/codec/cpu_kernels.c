@@ -161,6 +161,72 @@ static void ll_bf16_dot_rows_generic(float *y, size_t rows, const uint8_t *codes
     LL_BF16_DOT_ROWS_BODY(ll_bf16_dot_generic);
 }
 
+/* The fused dots of the portable set: pieces of up to 256 values decoded
+ * into a buffer, each summed by dot_acc. Pieces start at multiples of 16 of
+ * the row, as dot_acc needs (groups do: see bf16_dot in cpu_kernels.h). */
+enum { DOT_PIECE = 256 };
+
+static void bf16_dot_generic(float *acc, const uint8_t *src, size_t n, const float *x) {
+    float buf[DOT_PIECE];
+    for (size_t c = 0; c < n; c += DOT_PIECE) {
+        size_t len = n - c < DOT_PIECE ? n - c : DOT_PIECE;
+        vz_bf16_rows_to_f32_generic(buf, src + 2 * c, len);
+        dot_acc_generic(acc, buf, x + c, len);
+    }
+}
+
+#define QDOT_PIECES(GROUP_BODY, QSTEP)                                                                          \
+    float buf[DOT_PIECE];                                                                                        \
+    for (size_t c0 = 0, gi = 0; c0 < n; c0 += group, gi++) {                                                     \
+        size_t end = n - c0 < group ? n : c0 + group;                                                            \
+        float s = vz_f16_to_f32_fast(vz_le16(scales + 2 * gi));                                                  \
+        for (size_t c = c0; c < end; c += DOT_PIECE) {                                                           \
+            size_t len = end - c < DOT_PIECE ? end - c : DOT_PIECE;                                              \
+            GROUP_BODY(buf, q + c / (QSTEP), len, s, zeros ? zeros[gi] : 8);                                      \
+            dot_acc_generic(acc, buf, x + c, len);                                                               \
+        }                                                                                                        \
+    }
+
+/* One row into acc (also the x86 versions' partial last 16). */
+static void q8_dot_generic(float *acc, const int8_t *q, size_t n, const uint8_t *scales, size_t group,
+                           const float *x) {
+    const uint8_t *zeros = NULL;
+    QDOT_PIECES(q8_group_generic, 1)
+}
+
+static void q4_dot_generic(float *acc, const uint8_t *q, size_t n, const uint8_t *scales, const uint8_t *zeros,
+                           size_t group, const float *x) {
+    QDOT_PIECES(q4_group_generic, 2)
+}
+
+static void bf16_dot_rows_generic(float *y, size_t rows, const uint8_t *src, size_t n, const float *x) {
+    for (size_t r = 0; r < rows; r++) {
+        float acc[16] = {0};
+        bf16_dot_generic(acc, src + 2 * n * r, n, x);
+        y[r] = vz_dot_tree(acc);
+    }
+}
+
+static void q8_dot_rows_generic(float *y, size_t rows, const int8_t *q, const uint8_t *scales, size_t n, size_t group,
+                                const float *x) {
+    const size_t gpr = (n + group - 1) / group;
+    for (size_t r = 0; r < rows; r++) {
+        float acc[16] = {0};
+        q8_dot_generic(acc, q + n * r, n, scales + 2 * gpr * r, group, x);
+        y[r] = vz_dot_tree(acc);
+    }
+}
+
+static void q4_dot_rows_generic(float *y, size_t rows, const uint8_t *q, const uint8_t *scales, const uint8_t *zeros,
+                                size_t n, size_t group, const float *x) {
+    const size_t gpr = (n + group - 1) / group;
+    for (size_t r = 0; r < rows; r++) {
+        float acc[16] = {0};
+        q4_dot_generic(acc, q + (n + 1) / 2 * r, n, scales + 2 * gpr * r, zeros ? zeros + gpr * r : NULL, group, x);
+        y[r] = vz_dot_tree(acc);
+    }
+}
+
 #if VZ_HALF_X86
 #include <immintrin.h>
 
@@ -428,6 +494,170 @@ static AVX512 void ll_bf16_dot_rows_avx512(float *y, size_t rows, const uint8_t 
     LL_BF16_DOT_ROWS_BODY(ll_bf16_dot_avx512);
 }
 
+/* vz_dot_tree in registers: the same additions of the same operands. */
+static AVX512 AI float tree_zmm(__m512 v) {
+    __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    __m128 c = _mm_add_ps(b, _mm_movehl_ps(b, b));
+    return _mm_cvtss_f32(_mm_add_ss(c, _mm_shuffle_ps(c, c, 1)));
+}
+
+/* The fused dots in registers, one row at a time. 16 values at a time are
+ * decoded exactly as the decoders above decode them, multiplied by x and
+ * added into the row's 16 partial sums (one AVX-512 vector, two of AVX2):
+ * dot_acc's operations on the same operands. A row's last partial 16 goes
+ * through the portable dot, from lane 0, as a group of its own with the
+ * same scale and zero point (only a row's last group can have one). Rows
+ * interleaved two or four at a time (sharing the loads of x, hiding the
+ * adds' latency) ran 2x slower on synth tinyllama-1.1b (AVX-512 EPYC): the
+ * weights are best read as one stream. */
+static AVX2 AI void madd16_avx2(__m256 *a, __m256 v0, __m256 v1, const float *x) {
+    a[0] = _mm256_add_ps(a[0], _mm256_mul_ps(v0, _mm256_loadu_ps(x)));
+    a[1] = _mm256_add_ps(a[1], _mm256_mul_ps(v1, _mm256_loadu_ps(x + 8)));
+}
+
+static AVX512 AI __m512 madd16_avx512(__m512 a, __m512 v, const float *x) {
+    return _mm512_add_ps(a, _mm512_mul_ps(v, _mm512_loadu_ps(x)));
+}
+
+/* The partial sums of one row through the portable dot FN(acc, ...): out
+ * of the registers and back. */
+#define TAIL_AVX2(A, FN, ...)                                                                                    \
+    do {                                                                                                         \
+        float t_[16];                                                                                            \
+        _mm256_storeu_ps(t_, (A)[0]), _mm256_storeu_ps(t_ + 8, (A)[1]);                                          \
+        FN(t_, __VA_ARGS__);                                                                                     \
+        (A)[0] = _mm256_loadu_ps(t_), (A)[1] = _mm256_loadu_ps(t_ + 8);                                          \
+    } while (0)
+
+#define TAIL_AVX512(A, FN, ...)                                                                                  \
+    do {                                                                                                         \
+        float t_[16];                                                                                            \
+        _mm512_storeu_ps(t_, (A));                                                                               \
+        FN(t_, __VA_ARGS__);                                                                                     \
+        (A) = _mm512_loadu_ps(t_);                                                                               \
+    } while (0)
+
+static AVX2 AI float tree_avx2(const __m256 *a) {
+    float t[16];
+    _mm256_storeu_ps(t, a[0]);
+    _mm256_storeu_ps(t + 8, a[1]);
+    return vz_dot_tree(t);
+}
+
+/* The group loop of one q8 / q4 row: SETUP per group (s: its scale, z: its
+ * zero point), STEP(i) adds elements i .. i + 15, TAIL the partial 16 from i. */
+#define ROW_GROUPS(SETUP, STEP, TAIL)                                                                           \
+    for (size_t c0 = 0, gi = 0; c0 < n; c0 += group, gi++) {                                                     \
+        size_t end = n - c0 < group ? n : c0 + group, i = c0;                                                    \
+        const float s = vz_f16_to_f32_fast(vz_le16(sc + 2 * gi));                                                \
+        const int z = zr ? zr[gi] : 8;                                                                           \
+        (void)z;                                                                                                 \
+        SETUP;                                                                                                   \
+        for (; i + 16 <= end; i += 16) STEP(i);                                                                  \
+        if (i < end) TAIL;                                                                                       \
+    }
+
+static AVX2 AI __m256 bf16x8_avx2(const uint8_t *p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(LD128(p)), 16));
+}
+
+static AVX2 void bf16_dot_rows_avx2(float *y, size_t rows, const uint8_t *src, size_t n, const float *x) {
+    for (size_t r = 0; r < rows; r++, src += 2 * n) {
+        __m256 a[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+        size_t i = 0;
+        for (; i + 16 <= n; i += 16) madd16_avx2(a, bf16x8_avx2(src + 2 * i), bf16x8_avx2(src + 2 * i + 16), x + i);
+        if (i < n) TAIL_AVX2(a, bf16_dot_generic, src + 2 * i, n - i, x + i);
+        y[r] = tree_avx2(a);
+    }
+}
+
+static AVX512 void bf16_dot_rows_avx512(float *y, size_t rows, const uint8_t *src, size_t n, const float *x) {
+    for (size_t r = 0; r < rows; r++, src += 2 * n) {
+        __m512 a = _mm512_setzero_ps();
+        size_t i = 0;
+        for (; i + 16 <= n; i += 16) {
+            __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)(src + 2 * i));
+            a = madd16_avx512(a, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)), x + i);
+        }
+        if (i < n) TAIL_AVX512(a, bf16_dot_generic, src + 2 * i, n - i, x + i);
+        y[r] = tree_zmm(a);
+    }
+}
+
+/* Row r of q8 / q4: its codes qr, its scales sc and zero points zr. */
+#define Q8_ROW_PTRS                                                                                             \
+    const int8_t *qr = q + n * r;                                                                                \
+    const uint8_t *sc = scales + 2 * gpr * r, *zr = NULL
+#define Q4_ROW_PTRS                                                                                             \
+    const uint8_t *qr = q + (n + 1) / 2 * r, *sc = scales + 2 * gpr * r, *zr = zeros ? zeros + gpr * r : NULL
+
+static AVX2 void q8_dot_rows_avx2(float *y, size_t rows, const int8_t *q, const uint8_t *scales, size_t n, size_t group,
+                                  const float *x) {
+    const size_t gpr = (n + group - 1) / group;
+    for (size_t r = 0; r < rows; r++) {
+        Q8_ROW_PTRS;
+        __m256 a[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()}, vs;
+#define STEP(i)                                                                                                 \
+    madd16_avx2(a, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(LD64(qr + (i)))), vs),                  \
+                _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(LD64(qr + (i) + 8))), vs), x + (i))
+        ROW_GROUPS(vs = _mm256_set1_ps(s), STEP, TAIL_AVX2(a, q8_dot_generic, qr + i, end - i, sc + 2 * gi, end - i, x + i))
+#undef STEP
+        y[r] = tree_avx2(a);
+    }
+}
+
+static AVX512 void q8_dot_rows_avx512(float *y, size_t rows, const int8_t *q, const uint8_t *scales, size_t n,
+                                      size_t group, const float *x) {
+    const size_t gpr = (n + group - 1) / group;
+    for (size_t r = 0; r < rows; r++) {
+        Q8_ROW_PTRS;
+        __m512 a = _mm512_setzero_ps(), vs;
+#define STEP(i) a = madd16_avx512(a, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(LD128(qr + (i)))), vs), x + (i))
+        ROW_GROUPS(vs = _mm512_set1_ps(s), STEP, TAIL_AVX512(a, q8_dot_generic, qr + i, end - i, sc + 2 * gi, end - i, x + i))
+#undef STEP
+        y[r] = tree_zmm(a);
+    }
+}
+
+#define Q4_TAIL_ARGS qr + i / 2, end - i, sc + 2 * gi, zr ? zr + gi : NULL, end - i, x + i
+
+static AVX2 void q4_dot_rows_avx2(float *y, size_t rows, const uint8_t *q, const uint8_t *scales, const uint8_t *zeros,
+                                  size_t n, size_t group, const float *x) {
+    const size_t gpr = (n + group - 1) / group;
+    for (size_t r = 0; r < rows; r++) {
+        Q4_ROW_PTRS;
+        __m256 a[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()}, vs;
+        __m256i vz;
+#define STEP(i)                                                                                                 \
+    do {                                                                                                         \
+        __m128i nb = nibbles16(qr + (i) / 2);                                                                    \
+        __m256i n0 = _mm256_sub_epi32(_mm256_cvtepu8_epi32(nb), vz);                                             \
+        __m256i n1 = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_srli_si128(nb, 8)), vz);                          \
+        madd16_avx2(a, _mm256_mul_ps(_mm256_cvtepi32_ps(n0), vs), _mm256_mul_ps(_mm256_cvtepi32_ps(n1), vs), x + (i)); \
+    } while (0)
+        ROW_GROUPS((vs = _mm256_set1_ps(s), vz = _mm256_set1_epi32(z)), STEP, TAIL_AVX2(a, q4_dot_generic, Q4_TAIL_ARGS))
+#undef STEP
+        y[r] = tree_avx2(a);
+    }
+}
+
+static AVX512 void q4_dot_rows_avx512(float *y, size_t rows, const uint8_t *q, const uint8_t *scales,
+                                      const uint8_t *zeros, size_t n, size_t group, const float *x) {
+    const size_t gpr = (n + group - 1) / group;
+    for (size_t r = 0; r < rows; r++) {
+        Q4_ROW_PTRS;
+        __m512 a = _mm512_setzero_ps(), vs;
+        __m512i vz;
+#define STEP(i)                                                                                                 \
+    a = madd16_avx512(a, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(nibbles16(qr + (i) / 2)), vz)), vs), \
+                      x + (i))
+        ROW_GROUPS((vs = _mm512_set1_ps(s), vz = _mm512_set1_epi32(z)), STEP, TAIL_AVX512(a, q4_dot_generic, Q4_TAIL_ARGS))
+#undef STEP
+        y[r] = tree_zmm(a);
+    }
+}
+
 #define VBMI __attribute__((target("avx2,f16c,avx512f,avx512bw,avx512vl,avx512vbmi")))
 
 /* One f16 scale with vcvtph2ps. It quiets a signalling NaN where the
@@ -479,6 +709,41 @@ static VBMI void q4_vbmi(float *out, const uint8_t *q, size_t n, const uint8_t *
         }
         q4_group_generic(out + c, q + c / 2, end - c, s, z);
         c = end;
+    }
+}
+
+/* q4_dot_rows with VBMI for groups of a multiple of 32: the table of the
+ * group's 16 values as q4_vbmi makes it, 32 nibbles by one vpmultishiftqb,
+ * the values by vpermps; other groups by the AVX-512 version. */
+static VBMI void q4_dot_rows_vbmi(float *y, size_t rows, const uint8_t *q, const uint8_t *scales, const uint8_t *zeros,
+                                  size_t n, size_t group, const float *x) {
+    if (group % 32) {
+        q4_dot_rows_avx512(y, rows, q, scales, zeros, n, group, x);
+        return;
+    }
+    const __m256i ctrl = _mm256_set1_epi64x(0x1c1814100c080400ll), m = _mm256_set1_epi8(0x0f);
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const size_t gpr = (n + group - 1) / group;
+    for (size_t r = 0; r < rows; r++) {
+        Q4_ROW_PTRS;
+        __m512 a = _mm512_setzero_ps(), tab;
+#define STEP(i)                                                                                                 \
+    do {                                                                                                         \
+        __m256i cc = _mm256_and_si256(_mm256_multishift_epi64_epi8(ctrl, _mm256_cvtepu32_epi64(LD128(qr + (i) / 2))), m); \
+        a = madd16_avx512(a, _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(cc)), tab), x + (i)); \
+        a = madd16_avx512(a, _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(cc, 1)), tab),    \
+                          x + (i) + 16);                                                                         \
+    } while (0)
+        for (size_t c0 = 0, gi = 0; c0 < n; c0 += group, gi++) {
+            size_t end = n - c0 < group ? n : c0 + group, i = c0;
+            const float s = scale_f16c(sc + 2 * gi);
+            tab = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(iota, _mm512_set1_epi32(zr ? zr[gi] : 8))),
+                                _mm512_set1_ps(s));
+            for (; i + 32 <= end; i += 32) STEP(i);
+            if (i < end) TAIL_AVX512(a, q4_dot_generic, Q4_TAIL_ARGS);
+        }
+#undef STEP
+        y[r] = tree_zmm(a);
     }
 }
 
@@ -642,14 +907,6 @@ static VBMI void ll_bf16_dot_vbmi(float *acc, const uint8_t *codes, const uint8_
     if (32 * g < n) ll_tail_dot_vbmi(acc, codes, lo, n, g, lut, hib, x);
 }
 
-/* vz_dot_tree in registers: the same additions of the same operands. */
-static VBMI AI float tree_zmm(__m512 v) {
-    __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    __m128 c = _mm_add_ps(b, _mm_movehl_ps(b, b));
-    return _mm_cvtss_f32(_mm_add_ss(c, _mm_shuffle_ps(c, c, 1)));
-}
-
 /* Rows of one block each, the per-row state (constants, frame) set up once. */
 static VBMI void ll_bf16_dot_rows_vbmi(float *y, size_t rows, const uint8_t *codes, size_t cstride, const uint8_t *lo,
                                        size_t n, int k, int layout, const uint8_t *lut, const uint8_t *index,
@@ -678,14 +935,17 @@ static VBMI void ll_bf16_dot_rows_vbmi(float *y, size_t rows, const uint8_t *cod
 
 static const vz_cpu_kernels sets[] = {
     {"generic", ll_groups_generic, ll_bf16_generic, bf16_planes_generic, f32_planes_generic, u16_planes_generic, q8_generic,
-     q4_generic, dot_acc_generic, ll_bf16_dot_generic, ll_bf16_dot_rows_generic},
+     q4_generic, dot_acc_generic, ll_bf16_dot_generic, ll_bf16_dot_rows_generic, bf16_dot_rows_generic,
+     q8_dot_rows_generic, q4_dot_rows_generic},
 #if VZ_HALF_X86
     {"avx2", ll_groups_avx2, ll_bf16_avx2, bf16_planes_avx2, f32_planes_avx2, u16_planes_avx2, q8_avx2, q4_avx2,
-     dot_acc_avx2, ll_bf16_dot_avx2, ll_bf16_dot_rows_avx2},
+     dot_acc_avx2, ll_bf16_dot_avx2, ll_bf16_dot_rows_avx2, bf16_dot_rows_avx2, q8_dot_rows_avx2, q4_dot_rows_avx2},
     {"avx512", ll_groups_avx2, ll_bf16_avx512, bf16_planes_avx512, f32_planes_avx2, u16_planes_avx2, q8_avx512, q4_avx512,
-     dot_acc_avx512, ll_bf16_dot_avx512, ll_bf16_dot_rows_avx512},
+     dot_acc_avx512, ll_bf16_dot_avx512, ll_bf16_dot_rows_avx512, bf16_dot_rows_avx512, q8_dot_rows_avx512,
+     q4_dot_rows_avx512},
     {"avx512vbmi", ll_groups_avx2, ll_bf16_vbmi, bf16_planes_avx512, f32_planes_avx2, u16_planes_avx2, q8_vbmi,
-     q4_vbmi, dot_acc_avx512, ll_bf16_dot_vbmi, ll_bf16_dot_rows_vbmi},
+     q4_vbmi, dot_acc_avx512, ll_bf16_dot_vbmi, ll_bf16_dot_rows_vbmi, bf16_dot_rows_avx512, q8_dot_rows_avx512,
+     q4_dot_rows_vbmi},
 #endif
 };
 

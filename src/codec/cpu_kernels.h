@@ -71,6 +71,22 @@ typedef struct vz_cpu_kernels {
     void (*ll_bf16_dot_rows)(float *y, size_t rows, const uint8_t *codes, size_t cstride, const uint8_t *lo, size_t n,
                              int k, int layout, const uint8_t *lut, const uint8_t *index, const uint8_t *exc,
                              const float *x);
+
+    /* Decode fused with the dot over whole rows of n elements (any n):
+     * y[r] = vz_dot_tree of the 16 sums acc[i % 16] += v[i] * x[i], from
+     * zero, i = 0 .. n - 1 in turn, over row r's decoded values v: vz_dot of
+     * the decoded row, bit for bit. bf16_dot_rows: row r is the n bf16
+     * words (little-endian) at src + 2 n r. q8_dot_rows / q4_dot_rows: the
+     * values q8 / q4 define above, row r at q + n r (q4: q + ceil(n / 2) r),
+     * its gpr = ceil(n / group) scales at scales + 2 gpr r (q4's zero
+     * points, if any, at zeros + gpr r); group a multiple of 16, or >= n.
+     * The x86 versions keep the sums in registers: the weights stream from
+     * memory once, with no row buffer. */
+    void (*bf16_dot_rows)(float *y, size_t rows, const uint8_t *src, size_t n, const float *x);
+    void (*q8_dot_rows)(float *y, size_t rows, const int8_t *q, const uint8_t *scales, size_t n, size_t group,
+                        const float *x);
+    void (*q4_dot_rows)(float *y, size_t rows, const uint8_t *q, const uint8_t *scales, const uint8_t *zeros, size_t n,
+                        size_t group, const float *x);
 } vz_cpu_kernels;
 
 /* The fixed tree of vz_dot over its 16 partial sums (after dot_acc): halves

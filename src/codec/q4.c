@@ -288,6 +288,15 @@ static void q4_decode_f32(const vz_tensor *t, int64_t r0, int64_t r1, float *out
                g.asym ? t->data + g.zeros + r * g.gpr : NULL, g.group);
 }
 
+/* The matvec's dot: the rows through the kernel set's q4_dot_rows. */
+static void q4_dot_f32(const vz_tensor *t, int64_t r0, int64_t r1, const float *x, float *y) {
+    q4_geom g;
+    q4_geom_init(&g, t->rows, t->cols, vz_le32(t->params + 4), t->params[1]);
+    uint64_t r = (uint64_t)r0;
+    vz_cpu_kernels_get()->q4_dot_rows(y, (size_t)(r1 - r0), t->data + r * g.stride, t->data + g.scales + 2 * r * g.gpr,
+                                      g.asym ? t->data + g.zeros + r * g.gpr : NULL, (size_t)t->cols, g.group, x);
+}
+
 const vz_codec vz_codec_q4 = {
     .name = "q4",
     .id = VZ_CODEC_q4,
@@ -298,4 +307,5 @@ const vz_codec vz_codec_q4 = {
     .check = q4_check,
     .decode_ref = q4_decode_ref,
     .decode_f32 = q4_decode_f32,
+    .dot_f32 = q4_dot_f32,
 };

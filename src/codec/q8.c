@@ -152,6 +152,15 @@ static void q8_decode_f32(const vz_tensor *t, int64_t r0, int64_t r1, float *out
                t->data + g.scales + 2 * r * g.gpr, g.group);
 }
 
+/* The matvec's dot: the rows through the kernel set's q8_dot_rows. */
+static void q8_dot_f32(const vz_tensor *t, int64_t r0, int64_t r1, const float *x, float *y) {
+    q8_geom g;
+    q8_geom_init(&g, t->rows, t->cols, vz_le32(t->params + 4));
+    uint64_t cols = (uint64_t)t->cols, r = (uint64_t)r0;
+    vz_cpu_kernels_get()->q8_dot_rows(y, (size_t)(r1 - r0), (const int8_t *)(t->data + r * cols),
+                                      t->data + g.scales + 2 * r * g.gpr, (size_t)cols, g.group, x);
+}
+
 const vz_codec vz_codec_q8 = {
     .name = "q8",
     .id = VZ_CODEC_q8,
@@ -162,4 +171,5 @@ const vz_codec vz_codec_q8 = {
     .check = q8_check,
     .decode_ref = q8_decode_ref,
     .decode_f32 = q8_decode_f32,
+    .dot_f32 = q8_dot_f32,
 };

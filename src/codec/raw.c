@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "codec/codec.h"
+#include "codec/cpu_kernels.h"
 #include "core/half_rows.h"
 
 static int raw_supports(vz_dtype dtype, int64_t rows, int64_t cols) {
@@ -56,6 +57,33 @@ static void raw_decode_f32(const vz_tensor *t, int64_t r0, int64_t r1, float *ou
     }
 }
 
+/* The matvec's dot: bf16 rows stream through the kernel set's
+ * bf16_dot_rows; f16 and f32 rows (f32 only when misaligned: the matvec
+ * dots aligned ones in place) are converted 1024 elements at a time and
+ * summed by dot_acc. */
+static void raw_dot_f32(const vz_tensor *t, int64_t r0, int64_t r1, const float *x, float *y) {
+    const vz_cpu_kernels *kn = vz_cpu_kernels_get();
+    const size_t cols = (size_t)t->cols, es = (size_t)vz_dtype_size(t->dtype);
+    if (t->dtype == VZ_DTYPE_BF16) {
+        kn->bf16_dot_rows(y, (size_t)(r1 - r0), t->data + (size_t)r0 * cols * 2, cols, x);
+        return;
+    }
+    float buf[1024];
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = t->data + (size_t)r * cols * es;
+        float acc[16] = {0};
+        for (size_t c = 0; c < cols; c += 1024) {
+            size_t len = cols - c < 1024 ? cols - c : 1024;
+            if (t->dtype == VZ_DTYPE_F16)
+                vz_f16_rows_to_f32(buf, row + 2 * c, len);
+            else
+                memcpy(buf, row + 4 * c, 4 * len);
+            kn->dot_acc(acc, buf, x + c, len);
+        }
+        y[r - r0] = vz_dot_tree(acc);
+    }
+}
+
 const vz_codec vz_codec_raw = {
     .name = "raw",
     .id = VZ_CODEC_raw,
@@ -66,4 +94,5 @@ const vz_codec vz_codec_raw = {
     .check = raw_check,
     .decode_ref = raw_decode_ref,
     .decode_f32 = raw_decode_f32,
+    .dot_f32 = raw_dot_f32,
 };

@@ -1,8 +1,10 @@
 /*
  * ops.c - CPU operators (see ops.h). The matmul decodes one block of weight
  * rows at a time into a per-thread f32 buffer and dots it with every input
- * vector while it is hot in cache; for one input vector, a codec with a
- * dot_f32 (lossless) decodes inside the dot instead, with vz_dot's sums. RoPE follows llama2.c run.c (f32 cos/sin
+ * vector while it is hot in cache; for one input vector (every generated
+ * token), a codec with a dot_f32 (raw, lossless, q8, q4) decodes inside the
+ * dot instead, with vz_dot's sums, so the weights stream from memory once
+ * with no row buffer. RoPE follows llama2.c run.c (f32 cos/sin
  * of pos * theta^(-2i/head_dim)); Hugging Face's rotate_half pairs the same
  * frequencies with elements (i, i + head_dim/2).
  */
