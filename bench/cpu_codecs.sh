@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# cpu_codecs.sh - CPU decode speed per codec, before/after: synth small bf16
-# converted to each codec, `vramzip run -n 100 -t T --temp 0` from BOS, best
-# of RUNS (RUNS_SLOW for the storage codecs), both binaries interleaved per
-# codec so they see the same machine load. Prints a markdown table.
-# Usage: bash bench/cpu_codecs.sh OLD_VRAMZIP NEW_VRAMZIP [DIR]
+# cpu_codecs.sh - CPU decode speed per codec, before/after: a synth model
+# (SHAPE, default small; bf16) converted to each codec, `vramzip run -n NTOK
+# -t T --temp 0` from BOS, best of RUNS (RUNS_SLOW for the storage codecs),
+# both binaries interleaved per codec so they see the same machine load.
+# Prints a markdown table.
+# Usage: [SHAPE=tinyllama-1.1b] [CODECS="raw q8"] [NTOK=64] [RUNS=3]
+#        bash bench/cpu_codecs.sh OLD_VRAMZIP NEW_VRAMZIP [DIR]
 set -euo pipefail
 OLD=$1 NEW=$2 DIR=${3:-$(mktemp -d)}
-RUNS=${RUNS:-5} RUNS_SLOW=${RUNS_SLOW:-3}
-[ -d "$DIR/src" ] || "$NEW" synth --shape small -o "$DIR/src" >&2
-CODECS="raw lossless q8 q4:g128 q4:g32 lossless-max zstd"
+RUNS=${RUNS:-5} RUNS_SLOW=${RUNS_SLOW:-3} SHAPE=${SHAPE:-small} NTOK=${NTOK:-100}
+[ -d "$DIR/src" ] || "$NEW" synth --shape "$SHAPE" -o "$DIR/src" >&2
+CODECS=${CODECS:-"raw lossless q8 q4:g128 q4:g32 lossless-max zstd"}
 for c in $CODECS; do
     f=$DIR/$(tr : _ <<<"$c").vz
     [ -f "$f" ] || "$NEW" convert "$DIR/src" -o "$f" --codec "$c" -q >&2
@@ -16,7 +18,7 @@ done
 best() { # best VZ FILE THREADS RUNS
     local b=0 v
     for _ in $(seq "$4"); do
-        v=$("$1" run -m "$2" -n 100 -t "$3" --temp 0 --print-ids 2>&1 >/dev/null | tail -1 |
+        v=$("$1" run -m "$2" -n "$NTOK" -t "$3" --temp 0 --print-ids 2>&1 >/dev/null | tail -1 |
             sed -n 's/.*generated [0-9]* tok \([0-9.]*\) tok\/s.*/\1/p')
         b=$(awk -v a="${v:-0}" -v b="$b" 'BEGIN { print (a > b) ? a : b }')
     done

@@ -148,16 +148,19 @@ static void test_raw_bf16_decode_exhaustive(void **state) { (void)state; check_h
 static void test_raw_f16_decode_exhaustive(void **state) { (void)state; check_half_decode(VZ_DTYPE_F16); }
 
 /* Raw f32 weights are dotted in place when 4-byte aligned and decoded
- * (copied) otherwise; bf16 weights with the same values are decoded. All
- * three must give the same bits, for row lengths around the L1 row-block
- * boundary too. */
+ * (copied) otherwise; bf16 weights with the same values are decoded, or
+ * for one input streamed through bf16_dot_rows. All must give the same
+ * bits, for row lengths around the L1 row-block boundary too, one input
+ * (every generated token) or several (prefill: rows x inputs in tiles, 37
+ * rows and 7 inputs leaving partial tiles). */
 static void test_matmul_paths_agree(void **state) {
     (void)state;
     uint64_t rng = 99;
     int64_t colss[] = {64, 256, 1531, 6200};
-    for (size_t ci = 0; ci < sizeof colss / sizeof *colss; ci++) {
-        const int64_t rows = 37, cols = colss[ci];
-        const int32_t n = 2, nt = 2;
+    int32_t ns[] = {1, 2, 7};
+    for (size_t k = 0; k < 4 * 3; k++) { /* every cols x n */
+        const int64_t rows = 37, cols = colss[k / 3];
+        const int32_t n = ns[k % 3], nt = 2;
         size_t cnt = (size_t)(rows * cols);
         uint16_t *wb = malloc(2 * cnt);
         uint8_t *wf = malloc(4 * cnt + 4); /* + 4: room for the misaligned copy */

@@ -1,7 +1,8 @@
 /*
  * ops.c - CPU operators (see ops.h). The matmul decodes one block of weight
  * rows at a time into a per-thread f32 buffer and dots it with every input
- * vector while it is hot in cache; for one input vector (every generated
+ * vector while it is hot in cache, tiles of rows x inputs at a time
+ * (dot_tile, vz_dot's bits); for one input vector (every generated
  * token), a codec with a dot_f32 (raw, lossless, q8, q4) decodes inside the
  * dot instead, with vz_dot's sums, so the weights stream from memory once
  * with no row buffer. RoPE follows llama2.c run.c (f32 cos/sin
@@ -83,14 +84,91 @@ __attribute__((noinline)) float vz_dot(const float *a, const float *b, int64_t n
 __attribute__((noinline)) float vz_dot(const float *a, const float *b, int64_t n) { return vz_dot_generic(a, b, n); }
 #endif
 
-/* Rows decoded per step: up to VZ_ROW_BLOCK, fewer when rows are long, so
- * the decoded block stays in L1 while it is dotted with every input. Raw
- * rows cost nothing to set up and run best in small blocks (synth small,
- * 1 thread: 4 rows ~3% faster than 16); the compressed codecs amortise
- * their per-call setup over up to VZ_ROW_BLOCK rows (lossless +6%). */
-static int64_t row_block(int64_t cols, int raw) {
-    int64_t b = (int64_t)(24 * 1024 / sizeof(float)) / cols, most = raw ? 4 : VZ_ROW_BLOCK;
-    return b < 1 ? 1 : b > most ? most : b;
+/* [prefill] vz_dot of nr rows w (stride cols) with nx inputs x (stride
+ * cols), into y[i * ystride + r], TR x TI dots at a time: each 16-column
+ * step loads the TR row vectors and the TI input vectors once for all
+ * TR * TI products. Every dot keeps its own 16 partial sums, fed the
+ * products of vz_dot's body in its order, then dot_finish's tail and tree:
+ * each output is vz_dot's bits. Rows and inputs left over from whole tiles
+ * go through vz_dot itself. */
+#define VZ_DOT_TILE_BODY(W, TR, TI)                                                                           \
+    typedef float vec __attribute__((vector_size(4 * (W))));                                                  \
+    enum { V = 16 / (W) };                                                                                    \
+    int64_t r = 0;                                                                                            \
+    for (; r + (TR) <= nr; r += (TR)) {                                                                       \
+        int64_t i = 0;                                                                                        \
+        for (; i + (TI) <= nx; i += (TI)) {                                                                   \
+            vec acc[TR][TI][V];                                                                               \
+            memset(acc, 0, sizeof acc);                                                                       \
+            int64_t c = 0;                                                                                    \
+            for (; c + 16 <= cols; c += 16)                                                                   \
+                _Pragma("GCC unroll 16") for (int j = 0; j < V; j++) {                                        \
+                    vec wv[TR], xv[TI];                                                                       \
+                    _Pragma("GCC unroll 16") for (int a = 0; a < (TR); a++)                                   \
+                        memcpy(&wv[a], w + (r + a) * cols + c + j * (W), sizeof(vec));                       \
+                    _Pragma("GCC unroll 16") for (int b = 0; b < (TI); b++)                                   \
+                        memcpy(&xv[b], x + (i + b) * cols + c + j * (W), sizeof(vec));                       \
+                    _Pragma("GCC unroll 16") for (int a = 0; a < (TR); a++)                                   \
+                        _Pragma("GCC unroll 16") for (int b = 0; b < (TI); b++) acc[a][b][j] += wv[a] * xv[b]; \
+                }                                                                                             \
+            for (int a = 0; a < (TR); a++)                                                                    \
+                for (int b = 0; b < (TI); b++) {                                                              \
+                    float sum[16];                                                                            \
+                    memcpy(sum, acc[a][b], sizeof sum);                                                       \
+                    y[(i + b) * ystride + r + a] = dot_finish(sum, w + (r + a) * cols, x + (i + b) * cols, c, cols); \
+                }                                                                                             \
+        }                                                                                                     \
+        for (; i < nx; i++)                                                                                   \
+            for (int a = 0; a < (TR); a++) y[i * ystride + r + a] = vz_dot(w + (r + a) * cols, x + i * cols, cols); \
+    }                                                                                                         \
+    for (; r < nr; r++)                                                                                       \
+        for (int64_t i = 0; i < nx; i++) y[i * ystride + r] = vz_dot(w + r * cols, x + i * cols, cols)
+
+typedef void (*vz_dot_tile_fn)(float *y, int64_t ystride, const float *w, int64_t nr, const float *x, int64_t nx,
+                               int64_t cols);
+
+static void dot_tile_generic(float *y, int64_t ystride, const float *w, int64_t nr, const float *x, int64_t nx,
+                             int64_t cols) {
+    VZ_DOT_TILE_BODY(4, 1, 2);
+}
+
+#if VZ_DOT_X86
+__attribute__((target("avx2"))) static void dot_tile_avx2(float *y, int64_t ystride, const float *w, int64_t nr,
+                                                         const float *x, int64_t nx, int64_t cols) {
+    VZ_DOT_TILE_BODY(8, 2, 2);
+}
+__attribute__((target("avx512f"))) static void dot_tile_avx512(float *y, int64_t ystride, const float *w, int64_t nr,
+                                                              const float *x, int64_t nx, int64_t cols) {
+    VZ_DOT_TILE_BODY(16, 4, 4);
+}
+#endif
+
+/* Picked on the first call, as vz_dot's body. */
+static vz_dot_tile_fn dot_tile_impl;
+
+static void dot_tile(float *y, int64_t ystride, const float *w, int64_t nr, const float *x, int64_t nx, int64_t cols) {
+    vz_dot_tile_fn f = __atomic_load_n(&dot_tile_impl, __ATOMIC_RELAXED);
+    if (!f) {
+        f = dot_tile_generic;
+#if VZ_DOT_X86
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx512f"))
+            f = dot_tile_avx512;
+        else if (__builtin_cpu_supports("avx2"))
+            f = dot_tile_avx2;
+#endif
+        __atomic_store_n(&dot_tile_impl, f, __ATOMIC_RELAXED);
+    }
+    f(y, ystride, w, nr, x, nx, cols);
+}
+
+/* Rows decoded per step for one input vector by a codec without dot_f32
+ * (lossless-max, zstd): up to VZ_ROW_BLOCK, fewer when rows are long, so
+ * the decoded block stays in L1 while it is dotted; the codecs amortise
+ * their per-call setup over the block. */
+static int64_t row_block(int64_t cols) {
+    int64_t b = (int64_t)(24 * 1024 / sizeof(float)) / cols;
+    return b < 1 ? 1 : b > VZ_ROW_BLOCK ? VZ_ROW_BLOCK : b;
 }
 
 /* Raw f32 rows need no decode: dot them where they lie (same values, same
@@ -102,7 +180,10 @@ static int rows_in_place(const vz_tensor *W) {
 void vz_cpu_matmul_st(float *y, const float *x, int32_t n, const vz_tensor *W, float *scratch,
                       int32_t n_threads) {
     const vz_codec *codec = vz_codec_by_id(W->codec);
-    const int64_t rows = W->rows, cols = W->cols, blk = row_block(cols, W->codec == VZ_CODEC_raw);
+    /* several inputs (prefill): blocks of VZ_ROW_BLOCK rows (up to ~350 KB
+     * of f32, in L2), so each input is read from cache once per 16 rows */
+    const int64_t rows = W->rows, cols = W->cols;
+    const int64_t blk = n > 1 ? VZ_ROW_BLOCK : row_block(cols);
     const int64_t nblk = (rows + blk - 1) / blk;
     const int direct = rows_in_place(W);
     /* Under ~65K multiply-adds (a few us with the SIMD dot) waking the team
@@ -129,9 +210,7 @@ void vz_cpu_matmul_st(float *y, const float *x, int32_t n, const vz_tensor *W, f
                 w = (const float *)W->data + r0 * cols;
             else
                 codec->decode_f32(W, r0, r1, buf);
-            for (int64_t r = r0; r < r1; r++)
-                for (int32_t i = 0; i < n; i++)
-                    y[(int64_t)i * rows + r] = vz_dot(w + (r - r0) * cols, x + (int64_t)i * cols, cols);
+            dot_tile(y + r0, rows, w, r1 - r0, x, n, cols);
         }
     }
 }
