@@ -3,8 +3,9 @@
 # (SHAPE, default small; bf16) converted to each codec, `vramzip run -n NTOK
 # -t T --temp 0` from BOS, best of RUNS (RUNS_SLOW for the storage codecs),
 # both binaries interleaved per codec so they see the same machine load.
-# Prints a markdown table.
-# Usage: [SHAPE=tinyllama-1.1b] [CODECS="raw q8"] [NTOK=64] [RUNS=3]
+# Prints a markdown table. PROMPT=FILE times the prefill of that text
+# instead (prompt tok/s of `run -p "$(cat FILE)" -n 1`).
+# Usage: [SHAPE=tinyllama-1.1b] [CODECS="raw q8"] [NTOK=64] [RUNS=3] [PROMPT=FILE]
 #        bash bench/cpu_codecs.sh OLD_VRAMZIP NEW_VRAMZIP [DIR]
 set -euo pipefail
 OLD=$1 NEW=$2 DIR=${3:-$(mktemp -d)}
@@ -18,8 +19,13 @@ done
 best() { # best VZ FILE THREADS RUNS
     local b=0 v
     for _ in $(seq "$4"); do
-        v=$("$1" run -m "$2" -n "$NTOK" -t "$3" --temp 0 --print-ids 2>&1 >/dev/null | tail -1 |
-            sed -n 's/.*generated [0-9]* tok \([0-9.]*\) tok\/s.*/\1/p')
+        if [ -n "${PROMPT:-}" ]; then
+            v=$("$1" run -m "$2" -p "$(cat "$PROMPT")" -n 1 -t "$3" --temp 0 --print-ids 2>&1 >/dev/null | tail -1 |
+                sed -n 's/.*prompt [0-9]* tok \([0-9.]*\) tok\/s.*/\1/p')
+        else
+            v=$("$1" run -m "$2" -n "$NTOK" -t "$3" --temp 0 --print-ids 2>&1 >/dev/null | tail -1 |
+                sed -n 's/.*generated [0-9]* tok \([0-9.]*\) tok\/s.*/\1/p')
+        fi
         b=$(awk -v a="${v:-0}" -v b="$b" 'BEGIN { print (a > b) ? a : b }')
     done
     echo "$b"

@@ -4,7 +4,8 @@
  * (raw runs the source as is), then prefill tok/s over a prompt (on a GPU
  * the median of 5 runs), decode tok/s of the device token loop after a
  * warm-up, weight bytes read per token, achieved GB/s against a device copy
- * bandwidth measured in the same run, peak VRAM, and for lossless codecs
+ * bandwidth measured in the same run (on a CPU: the read bandwidth of host
+ * memory), peak VRAM, and for lossless codecs
  * whether greedy logits are byte-identical to raw. On a GPU the prefill is
  * also given as % of plain cuBLAS on the same matrices
  * (vz_session_prefill_gemm_ref, timed on the first raw bf16 row). Uses only
@@ -25,7 +26,7 @@
 
 typedef struct bench_args {
     const char *model, *codecs, *json, *out_dir;
-    int64_t n, prompt_len, ctx;
+    int64_t n, prompt_len, ctx, threads;
     vz_device device;
     vz_kv_mode kv;
     uint64_t vram_budget;   /* [plan] */
@@ -45,13 +46,16 @@ typedef struct bench_row {
 
 static void usage(FILE *f) {
     fprintf(f, "usage: vramzip bench -m MODEL [--device cuda|cpu] [--codec LIST] [--json FILE] [-n 128]\n"
-               "                     [--prompt-len 512] [--kv f16|f32] [--out-dir DIR] [--ctx N]\n"
+               "                     [--prompt-len 512] [--kv f16|f32] [--out-dir DIR] [--ctx N] [-t N]\n"
                "  --codec LIST     comma-separated presets (default raw,lossless); each but raw is\n"
                "                   converted to DIR/<codec>.vz (reused when present)\n"
                "  --out-dir DIR    where the .vz variants go (default: a temporary dir, removed)\n"
                "  -n N             decode tokens timed after a 16-token warm-up\n"
                "  --prompt-len N   prefill prompt length (random ids)\n"
                "  --ctx N          context (KV cache) size; default and minimum prompt + n + 64\n"
+               "  --kv f16|f32     KV cache precision (default f16 on a GPU, f32 on a CPU, as run)\n"
+               "  -t, --threads N  cpu: threads (default: all); the memory read bandwidth that %%bw\n"
+               "                   compares with is measured with all of them\n"
                "  --vram-budget SIZE  device memory per session (600M, 4G; default: free VRAM)\n"
                "  --residency MODE compressed (default), decompress-at-load, cache\n");
 }
@@ -62,7 +66,7 @@ static int parse_args(bench_args *a, int argc, char **argv) {
     a->n = 128;
     a->prompt_len = 512;
     a->device = VZ_DEVICE_CUDA;
-    a->kv = VZ_KV_F16;
+    a->kv = (vz_kv_mode)-1; /* f16 on a GPU, f32 on a CPU (as `run`): set below */
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i], *v;
         if (!strcmp(f, "-h") || !strcmp(f, "--help")) return usage(stdout), 1;
@@ -74,6 +78,7 @@ static int parse_args(bench_args *a, int argc, char **argv) {
         else if (!strcmp(f, "-n")) { if (cli_int(CMD, f, v, 1, 1 << 20, &a->n)) return 2; }
         else if (!strcmp(f, "--prompt-len")) { if (cli_int(CMD, f, v, 1, 1 << 20, &a->prompt_len)) return 2; }
         else if (!strcmp(f, "--ctx")) { if (cli_int(CMD, f, v, 1, 1 << 22, &a->ctx)) return 2; }
+        else if (!strcmp(f, "-t") || !strcmp(f, "--threads")) { if (cli_int(CMD, f, v, 1, 4096, &a->threads)) return 2; }
         else if (!strcmp(f, "--vram-budget")) { if (cli_size(CMD, f, v, &a->vram_budget)) return 2; }
         else if (!strcmp(f, "--residency")) { if (cli_residency(CMD, f, v, &a->residency)) return 2; }
         else if (!strcmp(f, "--device")) { if (cli_device(CMD, f, v, &a->device)) return 2; }
@@ -81,8 +86,10 @@ static int parse_args(bench_args *a, int argc, char **argv) {
         else return cli_usage_error(CMD, "unknown option '%s'", f);
     }
     if (!a->model) return cli_usage_error(CMD, "-m MODEL is required");
+    if (a->kv == (vz_kv_mode)-1) a->kv = a->device == VZ_DEVICE_CPU ? VZ_KV_F32 : VZ_KV_F16;
     if (a->device != VZ_DEVICE_CUDA && (a->vram_budget || a->residency != VZ_RESIDENCY_COMPRESSED))
         return cli_usage_error(CMD, "--vram-budget and --residency need --device cuda");
+    if (a->device != VZ_DEVICE_CPU && a->threads) return cli_usage_error(CMD, "-t needs --device cpu");
     return 0;
 }
 
@@ -135,6 +142,7 @@ static vz_status bench_one(const bench_args *a, const char *path, const vz_devic
     vz_session_opts_default(&so);
     so.device = a->device;
     so.kv = a->kv;
+    so.n_threads = (int32_t)a->threads;
     /* prompt, 16 warm-up and n timed tokens, room for VZ_CUDA_PROFILE's extra steps */
     so.n_ctx = (int32_t)(a->prompt_len + a->n + 64 > CHECK_STEPS ? a->prompt_len + a->n + 64 : CHECK_STEPS);
     if (a->ctx > so.n_ctx) so.n_ctx = (int32_t)a->ctx;
@@ -258,7 +266,10 @@ static int write_json(const char *file, const vz_device_info *dev, const bench_a
     cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "rows");
     cJSON_AddStringToObject(root, "model", a->model);
     cJSON_AddStringToObject(root, "device", dev->name);
-    cJSON_AddNumberToObject(root, "copy_gbs", dev->copy_gbs);
+    /* a GPU's roofline is a device copy's bandwidth, a CPU's the read bandwidth of host memory */
+    const int cpu = a->device == VZ_DEVICE_CPU;
+    cJSON_AddNumberToObject(root, cpu ? "memory_read_gbs" : "copy_gbs", dev->copy_gbs);
+    if (cpu) cJSON_AddNumberToObject(root, "threads", (double)a->threads);
     cJSON_AddNumberToObject(root, "pinned_h2d_gbs", dev->h2d_gbs);
     static const char *const res[] = {"compressed", "decompress-at-load", "cache"};
     cJSON_AddNumberToObject(root, "vram_budget", (double)a->vram_budget);
@@ -279,7 +290,7 @@ static int write_json(const char *file, const vz_device_info *dev, const bench_a
         cJSON_AddNumberToObject(o, "ms_per_token", r->ms_tok);
         cJSON_AddNumberToObject(o, "gb_read_per_token", r->gb_tok);
         cJSON_AddNumberToObject(o, "achieved_gbs", r->gbs);
-        cJSON_AddNumberToObject(o, "pct_of_copy_bw", r->pct);
+        cJSON_AddNumberToObject(o, cpu ? "pct_of_read_bw" : "pct_of_copy_bw", r->pct);
         cJSON_AddNumberToObject(o, "vram_weights", (double)r->mem.weights);
         cJSON_AddNumberToObject(o, "vram_kv", (double)r->mem.kv);
         cJSON_AddNumberToObject(o, "vram_scratch", (double)r->mem.scratch);
@@ -304,7 +315,7 @@ int cmd_bench(int argc, char **argv) {
     int rc = parse_args(&a, argc, argv);
     if (rc) return rc == 1 ? 0 : 2;
     vz_device_info dev;
-    vz_status st = vz_device_get_info(a.device, a.device == VZ_DEVICE_CUDA, &dev);
+    vz_status st = vz_device_get_info(a.device, 1, &dev);
     if (st != VZ_OK) return cli_fail(CMD, st);
     char tmp[512] = "";
     const char *dir = a.out_dir;
@@ -314,8 +325,12 @@ int cmd_bench(int argc, char **argv) {
         if (!mkdtemp(tmp)) return fprintf(stderr, "vramzip bench: cannot create %s\n", tmp), 1;
         dir = tmp;
     } else mkdir(dir, 0755);
-    printf("device: %s, %.1f GiB, device-to-device copy %.0f GB/s (read + write), pinned host-to-device %.1f GB/s\n",
-           dev.name, (double)dev.total_bytes / (1u << 30), dev.copy_gbs, dev.h2d_gbs);
+    if (a.device == VZ_DEVICE_CPU)
+        printf("device: %s, %.1f GiB, memory read %.1f GB/s (all threads; %%bw is of this)\n", dev.name,
+               (double)dev.total_bytes / (1u << 30), dev.copy_gbs);
+    else
+        printf("device: %s, %.1f GiB, device-to-device copy %.0f GB/s (read + write), pinned host-to-device %.1f GB/s\n",
+               dev.name, (double)dev.total_bytes / (1u << 30), dev.copy_gbs, dev.h2d_gbs);
     if (a.vram_budget || a.residency != VZ_RESIDENCY_COMPRESSED)
         printf("vram budget: %.0f MiB, residency %s\n", (double)a.vram_budget / 1048576.0,
                a.residency == VZ_RESIDENCY_CACHE ? "cache" : a.residency ? "decompress-at-load" : "compressed");

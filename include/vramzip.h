@@ -263,7 +263,10 @@ struct vz_sampler_opts; /* below */
 /* A device, for reports: name, memory, and (measure_bw) the measured
  * bandwidth of a large device-to-device copy in (read + write) bytes per
  * second / 1e9. VZ_DEVICE_CUDA describes GPU 0; VZ_ERR_UNSUPPORTED when
- * built without CUDA, VZ_ERR_CUDA when no GPU is usable. */
+ * built without CUDA, VZ_ERR_CUDA when no GPU is usable. VZ_DEVICE_CPU:
+ * the CPU's model name and thread count, physical memory, and in copy_gbs
+ * the read bandwidth of all threads over 1 GiB of host memory (what token
+ * generation is bound by: it reads every weight once). */
 typedef struct vz_device_info {
     char name[128];
     uint64_t total_bytes;

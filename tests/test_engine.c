@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "common/testutil.h"
 #include "vramzip.h"
 
@@ -352,6 +354,49 @@ static void test_cli_run(void **st) {
     }
 }
 
+/* `vramzip bench --device cpu`: a row per codec with speeds and the
+ * measured memory read bandwidth, lossless logits byte-identical to raw's
+ * (the lossy row is not compared), the JSON file, and -t refused on a GPU. */
+static void test_cli_bench_cpu(void **st) {
+    (void)st;
+    char path[1024], dir[1024], json[1100];
+    VZ_REQUIRE_MODEL(path, BIN);
+    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
+    snprintf(json, sizeof json, "%s/b.json", dir);
+    char *out = NULL;
+    int rc = vz_test_sh(&out, "%s bench -m %s --device cpu --codec raw,lossless,q8 --prompt-len 24 -n 16 -t 2 "
+                              "--out-dir %s --json %s 2>&1", vz_test_cli(), path, dir, json);
+    if (rc != 0) fail_msg("bench: rc %d: %s", rc, out);
+    assert_non_null(strstr(out, "memory read"));
+    free(out);
+    size_t len = 0;
+    char *txt = vz_test_read_file(json, &len);
+    assert_non_null(txt);
+    cJSON *root = cJSON_Parse(txt), *rows = cJSON_GetObjectItemCaseSensitive(root, "rows");
+    assert_non_null(root);
+    assert_true(cJSON_GetObjectItemCaseSensitive(root, "memory_read_gbs")->valuedouble > 0.1);
+    assert_int_equal(cJSON_GetArraySize(rows), 3);
+    const char *codecs[3] = {"raw", "lossless", "q8"};
+    for (int i = 0; i < 3; i++) {
+        cJSON *r = cJSON_GetArrayItem(rows, i);
+        assert_string_equal(cJSON_GetObjectItemCaseSensitive(r, "codec")->valuestring, codecs[i]);
+        assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "ok")));
+        assert_true(cJSON_GetObjectItemCaseSensitive(r, "decode_tok_s")->valuedouble > 0);
+        assert_true(cJSON_GetObjectItemCaseSensitive(r, "prefill_tok_s")->valuedouble > 0);
+        assert_true(cJSON_GetObjectItemCaseSensitive(r, "pct_of_read_bw")->valuedouble > 0);
+        cJSON *same = cJSON_GetObjectItemCaseSensitive(r, "bit_identical_vs_raw");
+        if (i == 1) assert_true(cJSON_IsTrue(same));
+        else assert_null(same);
+    }
+    cJSON_Delete(root);
+    free(txt);
+    rc = vz_test_sh(&out, "%s bench -m %s --device cuda -t 2 2>&1", vz_test_cli(), path);
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(out, "-t needs --device cpu"));
+    free(out);
+    vz_test_rmtree(dir);
+}
+
 /* The .gguf holds the same tensors as the .bin: logits must be identical. */
 static void test_gguf_equals_bin(void **st) {
     (void)st;
@@ -384,7 +429,7 @@ int main(void) {
         cmocka_unit_test(test_reference_greedy), cmocka_unit_test(test_kv_modes_and_batching),
         cmocka_unit_test(test_context_limit),    cmocka_unit_test(test_llama2c_validation),
         cmocka_unit_test(test_sampler),          cmocka_unit_test(test_cli_run),
-        cmocka_unit_test(test_gguf_equals_bin),
+        cmocka_unit_test(test_gguf_equals_bin),  cmocka_unit_test(test_cli_bench_cpu),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
