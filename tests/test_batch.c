@@ -5,7 +5,9 @@
  * = 1, 3, 8 sequences with prompts of different lengths (1 token, short,
  * longer than the 8-token decode batch, so the GPU prefill path runs), on
  * the GPU (stories260K and a synth "tiny" bf16 model, raw and lossless .vz
- * byte-identical in the batch) and on the CPU; argument errors; the planner
+ * byte-identical in the batch) and on the CPU (stories260K; synth tiny as
+ * raw, lossless, q8 and q4: one weight pass for all the sequences' rows,
+ * raw and lossless byte-identical); argument errors; the planner
  * counting B KV caches and refusing with advice; `vramzip run` with several
  * prompts. GPU tests skip with a message without a GPU.
  */
@@ -299,6 +301,39 @@ static void test_cpu_batch(void **state) {
     vz_model_close(m);
 }
 
+/* A synth "tiny" bf16 model as raw, lossless, q8 and q4 .vz on the CPU:
+ * the batched step (one weight pass, the tile dots) equals each sequence
+ * alone (the fused codec dots), kv f32 and f16; raw and lossless batched
+ * logits byte-identical; generate_batch equal to each alone. */
+static void test_cpu_batch_tiny_codecs(void **state) {
+    (void)state;
+    char dir[512], src[600], path[640];
+    vz_test_synth_dir(dir, sizeof dir, src, sizeof src, "tiny", 7);
+    const char *spec[4] = {"raw", "lossless", "q8", "q4"};
+    float *l[2] = {NULL, NULL};
+    size_t nl = 0;
+    for (int k = 0; k < 4; k++) {
+        snprintf(path, sizeof path, "%s/%s.vz", dir, spec[k]);
+        vz_test_convert(src, NULL, spec[k], path);
+        vz_model *m = NULL;
+        assert_int_equal(vz_model_open(&m, path, NULL), VZ_OK);
+        check_steps(m, VZ_DEVICE_CPU, VZ_KV_F32, 8, 8, NULL);
+        check_steps(m, VZ_DEVICE_CPU, VZ_KV_F16, 8, 5, (const int32_t[]){6, 1, 4, 0, 3});
+        check_generate(m, VZ_DEVICE_CPU, VZ_KV_F32, 8);
+        if (k < 2) {
+            nl = (size_t)NS * 8 * (size_t)vocab_of(m);
+            l[k] = malloc(sizeof(float) * nl);
+            assert_non_null(l[k]);
+            steps_batched(m, VZ_DEVICE_CPU, VZ_KV_F32, 8, 8, (const int32_t[]){0, 1, 2, 3, 4, 5, 6, 7}, l[k]);
+        }
+        vz_model_close(m);
+    }
+    assert_memory_equal(l[0], l[1], sizeof(float) * nl);
+    print_message("synth tiny on the CPU: 8 sequences batched, raw and lossless logits byte-identical\n");
+    free(l[0]), free(l[1]);
+    vz_test_rmtree(dir);
+}
+
 /* Bad arguments fail before anything is evaluated, naming the problem. */
 static void test_batch_errors(void **state) {
     (void)state;
@@ -439,6 +474,7 @@ static void test_batch_cli(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cpu_batch),
+        cmocka_unit_test(test_cpu_batch_tiny_codecs),
         cmocka_unit_test(test_batch_errors),
         cmocka_unit_test(test_batch_plan),
         cmocka_unit_test(test_batch_cli),

@@ -11,16 +11,17 @@
 
 #include "backend/cpu/ops.h"
 #include "core/half.h"
+#include "core/half_rows.h"
 #include "model/session.h"
 
 /* Row of head kvh at position t of layer l's keys or values, as f32 (f16
- * entries are decoded into tmp). */
+ * entries are decoded into tmp by the bulk conversion: F16C where the CPU
+ * has it, the values of vz_f16_to_f32 either way). */
 static inline const float *kv_row(const vz_kv *kv, const void *base, int32_t l, int32_t t, int32_t kvh,
                                   float *tmp) {
     size_t off = ((size_t)l * (size_t)kv->cap + (size_t)t) * (size_t)kv->kv_dim + (size_t)kvh * kv->head_dim;
     if (!kv->f16) return (const float *)base + off;
-    const uint16_t *p = (const uint16_t *)base + off;
-    for (int32_t d = 0; d < kv->head_dim; d++) tmp[d] = vz_f16_to_f32(p[d]);
+    vz_f16_rows_to_f32(tmp, (const uint8_t *)((const uint16_t *)base + off), (size_t)kv->head_dim);
     return tmp;
 }
 
@@ -56,15 +57,30 @@ static void kv_store(vz_kv *kv, int32_t l, int32_t pos0, int32_t n, const float 
     }
 }
 
+/* Where row i of a forward batch keeps its keys and values, and its
+ * position: one sequence's consecutive tokens (kv, pos0 + i), or [batch]
+ * one token of each of several sequences (kvs[i], pos[i]). */
+typedef struct fwd_rows {
+    vz_kv *kv;
+    vz_kv *const *kvs;
+    int32_t pos0;
+    const int32_t *pos;
+} fwd_rows;
+
+static inline vz_kv *row_kv(const fwd_rows *r, int32_t i) { return r->kvs ? r->kvs[i] : r->kv; }
+static inline int32_t row_pos(const fwd_rows *r, int32_t i) { return r->pos ? r->pos[i] : r->pos0 + i; }
+
 /* Causal grouped-query attention of the batch's queries (n, n_heads*head_dim)
- * over cached positions 0..pos0+i; query head h reads KV head h / group.
- * Each (token, head) is computed by one thread in a fixed order, so results
- * do not depend on threads or batching. */
-static void attention(vz_session *s, const vz_kv *kv, int32_t l, int32_t n, int32_t pos0) {
+ * over the cached positions 0..row_pos(i) of each row's cache; query head h
+ * reads KV head h / group. Each (token, head) is computed by one thread in a
+ * fixed order, so results do not depend on threads or batching. */
+static void attention(vz_session *s, const fwd_rows *r, int32_t l, int32_t n) {
     const vz_config *c = &s->m->cfg;
     const int32_t hd = c->head_dim, nh = c->n_heads, group = c->n_heads / c->n_kv_heads;
     const float norm = sqrtf((float)hd);
-    const int64_t work = (int64_t)n * nh * (pos0 + n) * hd;
+    int64_t span = 0; /* cached positions read, over all rows */
+    for (int32_t i = 0; i < n; i++) span += row_pos(r, i) + 1;
+    const int64_t work = span * nh * hd;
     const int nt = work < (1 << 18) ? 1 : s->n_threads; /* as vz_cpu_matmul_st */
 #pragma omp parallel for collapse(2) schedule(static) num_threads(nt)
     for (int32_t i = 0; i < n; i++) {
@@ -73,7 +89,8 @@ static void attention(vz_session *s, const vz_kv *kv, int32_t l, int32_t n, int3
             float *tmp = score + s->n_ctx;                                                          /* (hd) */
             const float *q = s->q + ((size_t)i * nh + h) * hd;
             float *o = s->att + ((size_t)i * nh + h) * hd;
-            const int32_t kvh = h / group, len = pos0 + i + 1;
+            const vz_kv *kv = row_kv(r, i);
+            const int32_t kvh = h / group, len = row_pos(r, i) + 1;
             for (int32_t t = 0; t < len; t++) score[t] = head_dot(q, kv_row(kv, kv->k, l, t, kvh, tmp), hd) / norm;
             vz_cpu_softmax(score, len);
             memset(o, 0, sizeof(float) * (size_t)hd);
@@ -98,8 +115,8 @@ static void add_bias(float *x, const float *b, int32_t n) {
     for (int32_t i = 0; i < n; i++) x[i] += b[i];
 }
 
-void vz_forward(vz_session *s, vz_kv *kv, const int32_t *tokens, int32_t n, int32_t pos0, float *logits,
-                int32_t lo) {
+static void forward_rows(vz_session *s, const fwd_rows *r, const int32_t *tokens, int32_t n, float *logits,
+                         int32_t lo) {
     const vz_model *m = s->m;
     const vz_config *c = &m->cfg;
     const int32_t dim = c->dim, hd = c->head_dim, hid = c->hidden_dim;
@@ -111,8 +128,8 @@ void vz_forward(vz_session *s, vz_kv *kv, const int32_t *tokens, int32_t n, int3
     if (freq) vz_cpu_rope_freqs(freq, hd, c->rope_theta, &c->rope_scaling);
     for (int32_t i = 0; i < n; i++) {
         vz_cpu_row(x + (size_t)i * dim, m->tok_emb, tokens[i]);
-        if (freq) vz_cpu_rope_table_freqs(s->rope + (size_t)i * hd, hd, pos0 + i, freq);
-        else vz_cpu_rope_table(s->rope + (size_t)i * hd, hd, pos0 + i, c->rope_theta);
+        if (freq) vz_cpu_rope_table_freqs(s->rope + (size_t)i * hd, hd, row_pos(r, i), freq);
+        else vz_cpu_rope_table(s->rope + (size_t)i * hd, hd, row_pos(r, i), c->rope_theta);
     }
 
     for (int32_t l = 0; l < c->n_layers; l++) {
@@ -137,10 +154,15 @@ void vz_forward(vz_session *s, vz_kv *kv, const int32_t *tokens, int32_t n, int3
             vz_cpu_rope(s->q + (size_t)i * c->n_heads * hd, c->n_heads, hd, cs, c->rope_interleaved);
             vz_cpu_rope(s->k + (size_t)i * c->n_kv_heads * hd, c->n_kv_heads, hd, cs, c->rope_interleaved);
         }
-        kv_store(kv, l, pos0, n, s->k, s->v);
+        if (!r->kvs) {
+            kv_store(r->kv, l, r->pos0, n, s->k, s->v);
+        } else {
+            const size_t kvd = (size_t)c->n_kv_heads * hd;
+            for (int32_t i = 0; i < n; i++) kv_store(r->kvs[i], l, r->pos[i], 1, s->k + i * kvd, s->v + i * kvd);
+        }
 
         /* att = softmax(q k^T / sqrt(hd)) v; x += att Wo^T */
-        attention(s, kv, l, n, pos0);
+        attention(s, r, l, n);
         vz_cpu_matmul_st(xb, s->att, n, L->wo, mm, nt); /* (n, dim) */
         for (size_t k = 0; k < (size_t)n * dim; k++) x[k] += xb[k];
         trace_row(s, l, 0, x, n);
@@ -161,4 +183,16 @@ void vz_forward(vz_session *s, vz_kv *kv, const int32_t *tokens, int32_t n, int3
     for (int32_t i = lo; i < n; i++)
         vz_cpu_rmsnorm(xb + (size_t)i * dim, x + (size_t)i * dim, m->final_norm, dim, c->rms_eps);
     vz_cpu_matmul_st(logits, xb + (size_t)lo * dim, n - lo, m->output, mm, nt); /* (n - lo, vocab) */
+}
+
+void vz_forward(vz_session *s, vz_kv *kv, const int32_t *tokens, int32_t n, int32_t pos0, float *logits,
+                int32_t lo) {
+    const fwd_rows r = {kv, NULL, pos0, NULL};
+    forward_rows(s, &r, tokens, n, logits, lo);
+}
+
+void vz_forward_seqs(vz_session *s, vz_kv *const *kvs, const int32_t *pos, const int32_t *tokens, int32_t n,
+                     float *logits) {
+    const fwd_rows r = {NULL, kvs, 0, pos};
+    forward_rows(s, &r, tokens, n, logits, logits ? 0 : n);
 }

@@ -68,6 +68,13 @@ struct vz_session {
  * computes none. Tokens must be valid ids. */
 void vz_forward(vz_session *s, vz_kv *kv, const int32_t *tokens, int32_t n, int32_t pos0, float *logits, int32_t lo);
 
+/* [batch] One token of each of n <= VZ_BATCH sequences: token i at position
+ * pos[i] of the cache kvs[i] (distinct caches, each with room for it). The
+ * weight matmuls run once for all n rows; every row's results are bitwise
+ * those of vz_forward of that token alone. logits: NULL or n * vocab. */
+void vz_forward_seqs(vz_session *s, vz_kv *const *kvs, const int32_t *pos, const int32_t *tokens, int32_t n,
+                     float *logits);
+
 /* [batch] Makes sequence q (in [0, n_seq), checked by the caller) current. */
 void vz_session_select(vz_session *s, int32_t q);
 /* [batch] vz_session_generate on the current sequence (arguments checked). */

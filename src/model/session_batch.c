@@ -3,9 +3,11 @@
  * together (vramzip.h: vz_session_eval_batch, vz_session_generate_batch).
  * A CUDA session runs one batched step for all of them (matvecs once for
  * the n tokens, attention per sequence over its own KV slot, sampling per
- * sequence); the CPU backend runs the sequences one after another, which
- * is its single-sequence path exactly. Either way each sequence's results
- * are bitwise those of the sequence evaluated alone.
+ * sequence); so does the CPU backend (vz_forward_seqs: one pass over the
+ * weights for the n rows, each output a vz_dot as alone), except without
+ * a KV cache (VZ_KV_OFF recomputes each sequence's history: one after
+ * another). Either way each sequence's results are bitwise those of the
+ * sequence evaluated alone.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +56,26 @@ static void advance(vz_session *s, int32_t n, const int32_t *q, int32_t k) {
 }
 #endif
 
+/* [batch] The CPU step of n sequences q[] with a KV cache: token tokens[i]
+ * at the next position of sequence q[i], logits (n * vocab, or NULL) as
+ * vz_session_eval_seq would give them one by one; positions and histories
+ * advance by one. */
+static void step_cpu(vz_session *s, int32_t n, const int32_t *q, const int32_t *tokens, float *logits) {
+    vz_kv *kvs[VZ_MAX_SEQ] = {0};
+    int32_t pos[VZ_MAX_SEQ] = {0};
+    for (int32_t i = 0; i < n; i++) {
+        int cur = q[i] == s->cur;
+        kvs[i] = cur ? &s->kv : &s->seq[q[i]].kv;
+        pos[i] = cur ? s->pos : s->seq[q[i]].pos;
+    }
+    vz_forward_seqs(s, kvs, pos, tokens, n, logits);
+    for (int32_t i = 0; i < n; i++) {
+        vz_seq_state *o = &s->seq[q[i]];
+        if (q[i] == s->cur) s->history[s->pos++] = tokens[i];
+        else o->history[o->pos++] = tokens[i];
+    }
+}
+
 vz_status vz_session_eval_batch(vz_session *s, int32_t n, const int32_t *seqs, const int32_t *tokens, float *logits) {
     VZ_FAIL_IF(!s || !tokens, VZ_ERR_ARG, "vz_session_eval_batch: NULL argument");
     int32_t q[VZ_MAX_SEQ], pos[VZ_MAX_SEQ];
@@ -66,10 +88,35 @@ vz_status vz_session_eval_batch(vz_session *s, int32_t n, const int32_t *seqs, c
         return VZ_OK;
     }
 #endif
+    if (s->kv_mode != VZ_KV_OFF) {
+        step_cpu(s, n, q, tokens, logits);
+        return VZ_OK;
+    }
     const size_t vocab = (size_t)s->m->cfg.vocab_size;
     for (int32_t i = 0; i < n; i++)
         VZ_TRY(vz_session_eval_seq(s, q[i], &tokens[i], 1, logits ? logits + (size_t)i * vocab : NULL, 0));
     return VZ_OK;
+}
+
+/* vz_session_generate_batch on the CPU with a KV cache: one step_cpu per
+ * token for all n sequences, each sampled by its own sampler (so[i], its
+ * own seed), as generate_cpu samples one sequence. */
+static vz_status generate_batch_cpu(vz_session *s, int32_t n, const int32_t *q, const int32_t *first, int32_t n_tok,
+                                    const vz_sampler_opts *so, int32_t *out) {
+    const size_t vocab = (size_t)s->m->cfg.vocab_size;
+    float *logits = malloc(sizeof(float) * vocab * (size_t)n);
+    vz_sampler *smp[VZ_MAX_SEQ] = {0};
+    int32_t tok[VZ_MAX_SEQ];
+    vz_status st = logits ? VZ_OK : VZ_FAIL(VZ_ERR_NOMEM, "generate: logits of %d sequences", (int)n);
+    for (int32_t i = 0; st == VZ_OK && i < n; i++) st = vz_sampler_create(&smp[i], (int32_t)vocab, &so[i]);
+    memcpy(tok, first, sizeof(int32_t) * (size_t)n);
+    for (int32_t k = 0; st == VZ_OK && k < n_tok; k++) {
+        step_cpu(s, n, q, tok, logits);
+        for (int32_t i = 0; i < n; i++) tok[i] = out[(size_t)i * (size_t)n_tok + (size_t)k] = vz_sampler_sample(smp[i], logits + (size_t)i * vocab);
+    }
+    for (int32_t i = 0; i < n; i++) vz_sampler_free(smp[i]);
+    free(logits);
+    return st;
 }
 
 vz_status vz_session_generate_batch(vz_session *s, int32_t n, const int32_t *seqs, const int32_t *first,
@@ -87,6 +134,7 @@ vz_status vz_session_generate_batch(vz_session *s, int32_t n, const int32_t *seq
         return VZ_OK;
     }
 #endif
+    if (s->kv_mode != VZ_KV_OFF) return generate_batch_cpu(s, n, q, first, n_tok, so, out);
     for (int32_t i = 0; i < n; i++) {
         vz_session_select(s, q[i]);
         VZ_TRY(vz_session_generate_cur(s, first[i], n_tok, &so[i], out + (size_t)i * (size_t)n_tok));
