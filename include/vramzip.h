@@ -301,10 +301,11 @@ void vz_session_reset(vz_session *s);          /* every sequence back to positio
  * A session of opts.n_seq sequences holds one KV cache and position per
  * sequence; vz_session_eval and vz_session_generate act on sequence 0.
  * Batched calls take n distinct sequence indices seqs[0..n) (NULL: 0..n-1)
- * and check every argument before evaluating anything. On a CUDA session a
- * batched step runs the weight matvecs once for all n tokens and attention
- * per sequence; every result is bitwise the one of that sequence evaluated
- * alone (the CPU backend runs the sequences one after another). */
+ * and check every argument before evaluating anything. A batched step runs
+ * the weight matvecs once for all n tokens and attention per sequence (on
+ * the CPU without a KV cache, VZ_KV_OFF, the sequences run one after
+ * another); every result is bitwise the one of that sequence evaluated
+ * alone. */
 
 int32_t vz_session_n_seq(const vz_session *s);
 /* Position of sequence seq (0 when s is NULL or seq out of range). */
