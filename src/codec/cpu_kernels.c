@@ -857,16 +857,21 @@ static VBMI AI void ll_hib_vbmi(uint8_t *hib, size_t n, int k, const uint8_t *ex
 static VBMI AI __m512 ll_groups_dot_vbmi(__m512 va, const uint8_t *codes, const uint8_t *lo, size_t n,
                                          const uint8_t *lut, const uint8_t *hib, const float *x, size_t *gdone) {
     const __m512i t0w = _mm512_broadcast_i32x4(LD128(lut)), one = _mm512_set1_epi8(1);
+    const __m512i p0 = _mm512_loadu_si512(vbmi_perm2), p1 = _mm512_loadu_si512(vbmi_perm2 + 64),
+                  p2 = _mm512_loadu_si512(vbmi_perm2 + 128), p3 = _mm512_loadu_si512(vbmi_perm2 + 192);
     size_t g = 0;
     for (; 32 * g + 64 <= n; g += 2) { /* two groups a step */
         __m512i c = packed3_codes2_vbmi(codes + 12 * g), e = _mm512_loadu_si512(hib + 32 * g);
         __m512i h = _mm512_mask_blend_epi8(_mm512_testn_epi8_mask(e, one), _mm512_shuffle_epi8(t0w, c), _mm512_or_si512(c, e));
         __m512i l = _mm512_loadu_si512(lo + 32 * g);
-        for (int j = 0; j < 4; j++) {
-            __m512i pj = _mm512_loadu_si512(vbmi_perm2 + 64 * j);
-            __m512 a = _mm512_castsi512_ps(_mm512_maskz_permutex2var_epi8(vbmi_top2, l, pj, h));
-            va = _mm512_add_ps(va, _mm512_mul_ps(a, _mm512_loadu_ps(x + 32 * g + 16 * j)));
-        }
+        __m512 a0 = _mm512_castsi512_ps(_mm512_maskz_permutex2var_epi8(vbmi_top2, l, p0, h));
+        __m512 a1 = _mm512_castsi512_ps(_mm512_maskz_permutex2var_epi8(vbmi_top2, l, p1, h));
+        __m512 a2 = _mm512_castsi512_ps(_mm512_maskz_permutex2var_epi8(vbmi_top2, l, p2, h));
+        __m512 a3 = _mm512_castsi512_ps(_mm512_maskz_permutex2var_epi8(vbmi_top2, l, p3, h));
+        va = _mm512_add_ps(va, _mm512_mul_ps(a0, _mm512_loadu_ps(x + 32 * g)));
+        va = _mm512_add_ps(va, _mm512_mul_ps(a1, _mm512_loadu_ps(x + 32 * g + 16)));
+        va = _mm512_add_ps(va, _mm512_mul_ps(a2, _mm512_loadu_ps(x + 32 * g + 32)));
+        va = _mm512_add_ps(va, _mm512_mul_ps(a3, _mm512_loadu_ps(x + 32 * g + 48)));
     }
     if (32 * g + 32 <= n) { /* one group left */
         __m256i h = packed3_h_vbmi(packed3_codes_vbmi(codes + 12 * g), _mm512_castsi512_si256(t0w), hib + 32 * g);
