@@ -121,7 +121,7 @@ fuzz: $(FUZZERS)
 
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/libfuzzer_main.c $(LIB_SRC)
 	@mkdir -p $(dir $@)
-	clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -D_DEFAULT_SOURCE -Iinclude -Isrc $(PKG_CFLAGS) \
+	clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -ffp-contract=off -D_DEFAULT_SOURCE -Iinclude -Isrc $(PKG_CFLAGS) \
 	  -DVZ_FUZZ_FN=vz_fuzz_$* -o $@ $< tests/fuzz/libfuzzer_main.c $(LIB_SRC) $(PKG_LIBS) -lm -fopenmp
 
 # A short fuzz run of every target (FUZZ_SECONDS each) on a scratch copy of its corpus.

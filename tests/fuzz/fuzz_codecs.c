@@ -2,15 +2,25 @@
  * fuzz_codecs.c - libFuzzer target for the codec decoders (docs/codecs.md).
  * Input: [mode|codec, dtype, rows, cols lo, cols hi, ...]. Decode mode: u16
  * params size, params, data; runs check() and, only if it passes, both
- * decoders (must never crash). Round-trip mode (bit 7 of byte 0): the rest is
- * source elements; encode -> check -> decode must reproduce them (lossless).
+ * decoders and the fused dot (must never crash). Round-trip mode (bit 7 of
+ * byte 0): the rest is source elements; encode -> check -> decode must
+ * reproduce them (lossless), and the codec's dot_f32 must equal vz_dot of
+ * its decode_f32 rows bit for bit (any NaN equal to any NaN).
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cpu/ops.h"
 #include "codec/bits.h"
 #include "codec/codec.h"
+
+/* x for the dots: small distinct values. */
+static float *fz_x(int64_t cols) {
+    float *x = malloc(sizeof(float) * (size_t)cols);
+    for (int64_t i = 0; x && i < cols; i++) x[i] = (float)(i % 7) * 0.25f - 0.75f;
+    return x;
+}
 
 static void fz_decode(vz_tensor *t, const vz_codec *c, const uint8_t *p, size_t size) {
     if (size < 2) return;
@@ -28,6 +38,12 @@ static void fz_decode(vz_tensor *t, const vz_codec *c, const uint8_t *p, size_t 
     c->decode_ref(t, 0, t->rows, out);
     c->decode_f32(t, 0, t->rows, out);
     if (t->rows > 1) c->decode_f32(t, t->rows - 1, t->rows, out);
+    float *x = fz_x(t->cols);
+    if (x && c->dot_f32) {
+        c->dot_f32(t, 0, t->rows, x, out);
+        if (t->rows > 1) c->dot_f32(t, t->rows - 1, t->rows, x, out);
+    }
+    free(x);
     free(out);
 }
 
@@ -59,6 +75,15 @@ static void fz_roundtrip(vz_tensor *t, const vz_codec *c, const uint8_t *p, size
         if (vz_f32_bits(want) != vz_f32_bits(f[i])) __builtin_trap();
     }
     if (c->lossless && memcmp(ref, p, n * es) != 0) __builtin_trap();
+    float *x = fz_x(t->cols), y[8];
+    if (x && c->dot_f32) {
+        c->dot_f32(t, 0, t->rows, x, y); /* rows <= 8 */
+        for (int64_t r = 0; r < t->rows; r++) {
+            float want = vz_dot(f + r * t->cols, x, t->cols);
+            if (vz_f32_bits(want) != vz_f32_bits(y[r]) && !(want != want && y[r] != y[r])) __builtin_trap();
+        }
+    }
+    free(x);
     free(ref); free(f);
     vz_blob_free(&b);
 }
