@@ -57,13 +57,18 @@ static int inspect(vz_model *m, const char *path, int json) {
         cJSON_AddStringToObject(root, "arch", info.arch);
         if (info.rope_scaling[0]) cJSON_AddStringToObject(root, "rope_scaling", info.rope_scaling);
         cJSON_AddBoolToObject(root, "qkv_bias", info.qkv_bias != 0);
+        const char *ct = vz_model_chat_template(m), *cf = vz_model_chat_format(m);
+        if (ct) cJSON_AddStringToObject(root, "chat_format", cf ? cf : "unrecognised");
         arr = cJSON_AddArrayToObject(root, "tensors");
     } else {
         printf("%s: format %s, %s, dim %d, %d layers, vocab %d%s", path, info.format, info.arch, info.dim,
                info.n_layers, info.vocab_size, info.tied_embeddings ? ", tied head" : "");
         if (info.rope_factor > 0) printf(", rope_scaling %s x%g", info.rope_scaling, (double)info.rope_factor);
         else if (info.rope_scaling[0]) printf(", rope_scaling %s", info.rope_scaling);
-        printf("%s\n", info.qkv_bias ? ", q/k/v biases" : "");
+        printf("%s", info.qkv_bias ? ", q/k/v biases" : "");
+        const char *ct = vz_model_chat_template(m), *cf = vz_model_chat_format(m);
+        if (ct) printf(", chat template (%s)", cf ? cf : "not a built-in format: name one with run --chat-template");
+        printf("\n");
         printf("%-48s %-14s %-5s %-13s %12s %7s %7s\n", "tensor", "shape", "dtype", "codec", "bytes", "bits/w",
                "exp.H");
     }

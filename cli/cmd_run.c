@@ -45,6 +45,11 @@ static void usage(FILE *f) {
             "      --device cpu|cuda where to run (default cpu)\n"
             "      --vram-budget SIZE  cuda: device memory the session may use (600M, 4G; default: free VRAM)\n"
             "      --residency MODE  cuda: compressed (default), decompress-at-load, cache\n"
+            "      --chat            each prompt is a user message in the model's chat format (its\n"
+            "                        template recognised as zephyr, llama2, mistral, llama3 or chatml);\n"
+            "                        prints only the reply\n"
+            "      --chat-template NAME  use that format instead (implies --chat)\n"
+            "      --system TEXT     a system message first (implies --chat)\n"
             "      --print-ids       print generated token ids instead of text\n"
             "      --check           verify every tensor checksum at load (.vz; exit 1 if corrupt)\n"
             "      --dump-logits F   write f32 logits (vocab per position) of every prompt\n"
@@ -59,6 +64,9 @@ static int parse_flag(run_args *a, int argc, char **argv, int *i) {
 #define VAL() const char *v = cli_value(CMD, argc, argv, i); if (!v) return -1
     if (!strcmp(f, "--print-ids")) return a->print_ids = 1, 0;
     if (!strcmp(f, "--check")) return a->check = 1, 0;
+    if (!strcmp(f, "--chat")) return a->chat = 1, 0;
+    if (IS("--chat-template", "--chat-template")) { VAL(); a->chat_format = v, a->chat = 1; return 0; }
+    if (IS("--system", "--system")) { VAL(); a->system = v, a->chat = 1; return 0; }
     if (IS("-m", "--model")) { VAL(); a->model = v; return 0; }
     if (IS("-z", "--tokenizer")) { VAL(); a->tokenizer = v; return 0; }
     if (IS("-p", "--prompt")) { VAL(); return run_add_prompt(a, v, "-p"); }
@@ -103,6 +111,7 @@ static int parse_args(run_args *a, int argc, char **argv) {
     if (!a->model) return cli_usage_error(CMD, "-m MODEL is required");
     if (a->prompts_file && run_read_prompts(a)) return 2;
     if (a->n_prompts > 1 && a->dump) return cli_usage_error(CMD, "--dump-logits takes a single prompt");
+    if (a->chat && a->n_prompts == 0) return cli_usage_error(CMD, "--chat needs a prompt (-p): the user's message");
     a->prompt = a->n_prompts == 1 ? a->prompts[0] : NULL;
     if (a->device != VZ_DEVICE_CUDA && (a->vram_budget || a->residency != VZ_RESIDENCY_COMPRESSED))
         return cli_usage_error(CMD, "--vram-budget and --residency need --device cuda");
@@ -110,10 +119,28 @@ static int parse_args(run_args *a, int argc, char **argv) {
     return 0;
 }
 
+/* --chat: [system,] user prompt in the chat format, with the assistant's header. */
+static int chat_prompt_ids(const run_args *a, const char *prompt, const vz_model *m, int32_t **ids, int32_t *n) {
+    vz_chat_msg msgs[2];
+    int32_t k = 0, need = 0;
+    if (a->system) msgs[k++] = (vz_chat_msg){"system", a->system};
+    msgs[k++] = (vz_chat_msg){"user", prompt ? prompt : ""};
+    vz_status s = vz_chat_encode(m, a->chat_format, msgs, k, 1, NULL, 0, &need);
+    if (s != VZ_OK && need == 0) return cli_fail(CMD, s);
+    *ids = malloc(sizeof(int32_t) * (size_t)(need > 0 ? need : 1));
+    if (!*ids) return fprintf(stderr, "vramzip run: out of memory\n"), 1;
+    if ((s = vz_chat_encode(m, a->chat_format, msgs, k, 1, *ids, need, n)) != VZ_OK) {
+        free(*ids), *ids = NULL;
+        return cli_fail(CMD, s);
+    }
+    return 0;
+}
+
 int run_prompt_ids(const run_args *a, const char *prompt, const vz_model *m, const vz_model_info *info, int32_t **ids,
                    int32_t *n) {
     const vz_tokenizer *tok = vz_model_tokenizer(m);
     *ids = NULL;
+    if (a->chat) return chat_prompt_ids(a, prompt, m, ids, n);
     if (!prompt || !*prompt) {
         if (info->bos_id < 0) return fprintf(stderr, "vramzip run: model has no BOS token; give a prompt\n"), 1;
         *ids = malloc(sizeof(int32_t));
@@ -209,7 +236,7 @@ static int eval_prompt(run_ctx *c, const int32_t *ids, int32_t n) {
     }
     free(all);
     if (s != VZ_OK) return cli_fail(CMD, s);
-    if (!c->a->print_ids && c->tok)
+    if (!c->a->print_ids && c->tok && !c->a->chat) /* --chat prints only the reply */
         for (int32_t i = 0; i < n; i++) emit(c, ids[i]);
     return 0;
 }

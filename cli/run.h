@@ -25,6 +25,8 @@ typedef struct run_args {
     vz_device device;
     uint64_t vram_budget;   /* [plan] */
     vz_residency residency; /* [plan] */
+    int chat;                        /* --chat: each prompt is a user message in the model's chat format */
+    const char *chat_format, *system; /* --chat-template NAME (else the model's), --system TEXT */
 } run_args;
 
 /* Appends prompt p (from `what`: "-p" or "--prompts FILE line N"); 0, or -1
@@ -35,7 +37,8 @@ int run_add_prompt(run_args *a, const char *p, const char *what);
 int run_read_prompts(run_args *a);
 
 /* The ids of prompt (BOS first; NULL: BOS alone) in a malloc'ed array; a
- * CLI exit code (0 ok). */
+ * CLI exit code (0 ok). With --chat: the conversation [system,] user prompt
+ * in the chat format, ending with the assistant's header. */
 int run_prompt_ids(const run_args *a, const char *prompt, const vz_model *m, const vz_model_info *info, int32_t **ids,
                    int32_t *n);
 

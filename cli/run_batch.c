@@ -61,7 +61,7 @@ static void print_seq(const run_args *a, const vz_tokenizer *tok, const seq_out 
         vz_detok dt;
         vz_detok_init(&dt, tok);
         char buf[256];
-        for (int32_t k = 0; k < q->n_prompt + q->n_gen; k++) {
+        for (int32_t k = a->chat ? q->n_prompt : 0; k < q->n_prompt + q->n_gen; k++) { /* --chat: the reply alone */
             int32_t id = k < q->n_prompt ? q->prompt[k] : q->gen[k - q->n_prompt];
             int32_t len = vz_detok_next(&dt, id, buf, (int32_t)sizeof buf);
             if (len > 0) fwrite(buf, 1, (size_t)len, stdout);

@@ -329,6 +329,34 @@ vz_status vz_session_eval_batch(vz_session *s, int32_t n, const int32_t *seqs, c
 vz_status vz_session_generate_batch(vz_session *s, int32_t n, const int32_t *seqs, const int32_t *first,
                                     int32_t n_tok, const struct vz_sampler_opts *so, int32_t *out);
 
+/* ---- chat formats ------------------------------------------------------ */
+
+/* One message of a conversation; role is "system", "user" or "assistant". */
+typedef struct vz_chat_msg {
+    const char *role;
+    const char *content;
+} vz_chat_msg;
+
+/* The built-in chat formats by index, NULL past the last: "zephyr"
+ * (TinyLlama chat), "llama2", "mistral" (v0.1/v0.2), "llama3", "chatml"
+ * (Qwen 2 / 2.5). They are written in C, following each reference model's
+ * Jinja template as Hugging Face renders it; no Jinja is evaluated. */
+const char *vz_chat_format_name(int32_t i);
+
+/* The Jinja chat template the checkpoint carries (HF tokenizer_config.json,
+ * GGUF tokenizer.chat_template, .vz CHAT section; kept by convert), or
+ * NULL; and the built-in format it is recognised as by its markers, or NULL. */
+const char *vz_model_chat_template(const vz_model *m);
+const char *vz_model_chat_format(const vz_model *m);
+
+/* The token ids of a conversation in a chat format (format NULL: the
+ * model's own, VZ_ERR_UNSUPPORTED naming the formats when it has none),
+ * with the assistant's header last when add_assistant (the generation
+ * prompt). Special tokens go in by id; a model with a BOS token starts with
+ * it. *n_out gets the count; VZ_ERR_ARG when it exceeds cap (ids untouched). */
+vz_status vz_chat_encode(const vz_model *m, const char *format, const vz_chat_msg *msgs, int32_t n,
+                         int32_t add_assistant, int32_t *ids, int32_t cap, int32_t *n_out);
+
 /* ---- sampler ----------------------------------------------------------- */
 
 typedef struct vz_sampler_opts {

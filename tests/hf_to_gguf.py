@@ -170,6 +170,9 @@ def main():
             kv("tokenizer.ggml.bos_token_id", U32, cfg["bos_token_id"]),
             kv("tokenizer.ggml.eos_token_id", U32, cfg["eos_token_id"]),
             kv("tokenizer.ggml.add_bos_token", BOOL, arch == "llama")]
+    tc = os.path.join(d, "tokenizer_config.json")  # llama.cpp's converter copies the chat template
+    if os.path.exists(tc) and isinstance(json.load(open(tc)).get("chat_template"), str):
+        meta.append(kv("tokenizer.chat_template", STR, json.load(open(tc))["chat_template"]))
     infos, blob = b"", b""
     for name, shape, t, raw in tensors:
         blob += b"\0" * ((32 - len(blob) % 32) % 32)

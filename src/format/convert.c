@@ -414,6 +414,7 @@ static vz_status convert_model(vz_writer *w, const vz_model *m, spec *sp, const 
         vz_vocab_free(&v);
         VZ_TRY(s);
     }
+    if (m->chat_template && *m->chat_template) VZ_TRY(vz_writer_set_chat_template(w, m->chat_template));
     VZ_TRY(convert_tensors(w, m, sp, o));
     VZ_FAIL_IF(o->cancel && *o->cancel, VZ_ERR_INTERRUPTED, "convert interrupted; nothing written");
     for (int i = 0; i < sp->n; i++)

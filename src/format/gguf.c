@@ -620,6 +620,18 @@ static vz_status load_tokenizer(vz_model *m, const vz_gguf *g) {
     return spm ? build_tokenizer(m, g, tok) : build_bpe_tokenizer(m, g, tok);
 }
 
+/* tokenizer.chat_template (optional): the Jinja template llama.cpp's
+ * converter copies from tokenizer_config.json (vz_gguf_parse has bounded
+ * the string by the file). */
+static vz_status load_chat_template(vz_model *m, const vz_gguf *g) {
+    const vz_gguf_kv *kv = vz_gguf_find(g, "tokenizer.chat_template");
+    if (!kv) return VZ_OK;
+    VZ_FAIL_IF(kv->type != VZ_GGUF_STRING, VZ_ERR_FORMAT, "%s: key tokenizer.chat_template is not a string", g->what);
+    char what[300];
+    snprintf(what, sizeof what, "%s: tokenizer.chat_template", g->what);
+    return vz_model_set_chat_template(m, (const char *)kv->val + 8, (size_t)vz_le64(kv->val), what);
+}
+
 vz_status vz_gguf_load(vz_model *m, const uint8_t *p, uint64_t size, const char *what) {
     snprintf(m->format, sizeof m->format, "gguf");
     vz_gguf g;
@@ -627,6 +639,7 @@ vz_status vz_gguf_load(vz_model *m, const uint8_t *p, uint64_t size, const char 
     vz_status s = load_config(&m->cfg, &g);
     if (s == VZ_OK) s = load_tensors(m, &g);
     if (s == VZ_OK) s = load_tokenizer(m, &g);
+    if (s == VZ_OK) s = load_chat_template(m, &g);
     vz_gguf_free(&g);
     return s;
 }

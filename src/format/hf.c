@@ -306,6 +306,37 @@ static vz_status load_generation_config(vz_model *m, const char *dir) {
     return s;
 }
 
+/* tokenizer_config.json's chat_template (optional): a string, or a list of
+ * {"name", "template"} of which "default" (else the first) is taken. */
+static vz_status load_chat_template(vz_model *m, const char *dir) {
+    char path[1200];
+    VZ_TRY(join(path, sizeof path, dir, "tokenizer_config.json"));
+    if (!file_exists(path)) return VZ_OK;
+    char *text = NULL;
+    uint64_t len = 0;
+    VZ_TRY(vz_read_file(path, &text, &len, HF_MAX_JSON));
+    cJSON *root = cJSON_ParseWithLength(text, (size_t)len);
+    free(text);
+    vz_status s = VZ_OK;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "chat_template");
+    if (!cJSON_IsObject(root)) {
+        s = VZ_FAIL(VZ_ERR_FORMAT, "%s: not a JSON object", path);
+    } else if (cJSON_IsArray(t)) {
+        const cJSON *e, *pick = NULL;
+        cJSON_ArrayForEach(e, t) {
+            const cJSON *name = cJSON_GetObjectItemCaseSensitive(e, "name");
+            if (!pick || (cJSON_IsString(name) && !strcmp(name->valuestring, "default"))) pick = e;
+        }
+        t = pick ? cJSON_GetObjectItemCaseSensitive(pick, "template") : NULL;
+        if (!cJSON_IsString(t)) s = VZ_FAIL(VZ_ERR_FORMAT, "%s: chat_template: a list without a template string", path);
+    } else if (t && !cJSON_IsString(t) && !cJSON_IsNull(t)) {
+        s = VZ_FAIL(VZ_ERR_FORMAT, "%s: chat_template is neither a string nor a list", path);
+    }
+    if (s == VZ_OK && cJSON_IsString(t)) s = vz_model_set_chat_template(m, t->valuestring, strlen(t->valuestring), path);
+    cJSON_Delete(root);
+    return s;
+}
+
 vz_status vz_read_hf(vz_model *m, const char *dir, const vz_model_opts *o) {
     snprintf(m->format, sizeof m->format, "hf");
     char path[1200];
@@ -318,6 +349,7 @@ vz_status vz_read_hf(vz_model *m, const char *dir, const vz_model_opts *o) {
     VZ_TRY(s);
     VZ_TRY(load_weights(m, dir));
     VZ_TRY(load_generation_config(m, dir));
+    VZ_TRY(load_chat_template(m, dir));
     const char *dup = vz_tensors_find_dup(m->tensors, m->n_tensors);
     VZ_FAIL_IF(dup, VZ_ERR_FORMAT, "%s: tensor %s appears in two shards", dir, dup);
     return load_tokenizer(m, dir, o);

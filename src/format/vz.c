@@ -26,7 +26,7 @@ typedef struct vz_file {
     const uint8_t *data;
     uint64_t size;
     const char *what;
-    vz_sect conf, xcfg, tokn, tjsn, tidx;
+    vz_sect conf, xcfg, tokn, tjsn, chat, tidx;
 } vz_file;
 
 static vz_status read_header(vz_file *f, uint64_t *tab_off, uint32_t *n_sect, uint64_t *tab_sum) {
@@ -90,7 +90,8 @@ static vz_status read_sections(vz_file *f) {
         VZ_TRY(in_file(f, off, size, name, "section"));
         vz_sect *s = !memcmp(tag, "CONF", 4) ? &f->conf : !memcmp(tag, "XCFG", 4) ? &f->xcfg
                    : !memcmp(tag, "TOKN", 4) ? &f->tokn
-                   : !memcmp(tag, "TJSN", 4) ? &f->tjsn : !memcmp(tag, "TIDX", 4) ? &f->tidx : NULL;
+                   : !memcmp(tag, "TJSN", 4) ? &f->tjsn : !memcmp(tag, "CHAT", 4) ? &f->chat
+                   : !memcmp(tag, "TIDX", 4) ? &f->tidx : NULL;
         if (!s) {
             VZ_FAIL_IF(flags & VZ_SECT_REQUIRED, VZ_ERR_UNSUPPORTED,
                        "%s: required section '%s' is unknown to this version", f->what, name);
@@ -371,6 +372,11 @@ vz_status vz_read_vz_mem(vz_model *m, const uint8_t *data, uint64_t size, const 
     if (f.xcfg.present) VZ_TRY(parse_xcfg(m, &f));
     if (f.tokn.present) VZ_TRY(parse_tokn(m, &f));
     if (f.tjsn.present) VZ_TRY(parse_tjsn(m, &f));
+    if (f.chat.present) { /* the checkpoint's chat template, as UTF-8 text */
+        char w[300];
+        snprintf(w, sizeof w, "%s: CHAT", f.what);
+        VZ_TRY(vz_model_set_chat_template(m, (const char *)f.chat.p, (size_t)f.chat.size, w));
+    }
     return parse_tidx(m, &f, o && o->check);
 }
 

@@ -65,9 +65,9 @@ typedef struct section {
 
 struct vz_writer {
     vz_wfile f;
-    vz_buf conf, xcfg, tokn, tjsn, tidx;
+    vz_buf conf, xcfg, tokn, tjsn, chat, tidx;
     uint32_t n_tensors;
-    int has_conf, has_xcfg, has_tokn, has_tjsn;
+    int has_conf, has_xcfg, has_tokn, has_tjsn, has_chat;
 };
 
 vz_status vz_writer_open(vz_writer **out, const char *path) {
@@ -95,6 +95,7 @@ void vz_writer_abort(vz_writer *w) {
     free(w->xcfg.p);
     free(w->tokn.p);
     free(w->tjsn.p);
+    free(w->chat.p);
     free(w->tidx.p);
     free(w);
 }
@@ -162,6 +163,15 @@ vz_status vz_writer_set_tokenizer_json(vz_writer *w, const uint8_t *json, size_t
     buf_put(&w->tjsn, json, len);
     VZ_FAIL_IF(w->tjsn.failed, VZ_ERR_NOMEM, "%s: out of memory", w->f.final);
     w->has_tjsn = 1;
+    return VZ_OK;
+}
+
+vz_status vz_writer_set_chat_template(vz_writer *w, const char *text) {
+    VZ_FAIL_IF(!text || !*text, VZ_ERR_ARG, "%s: empty chat template", w->f.final);
+    w->chat.n = 0;
+    buf_put(&w->chat, text, strlen(text));
+    VZ_FAIL_IF(w->chat.failed, VZ_ERR_NOMEM, "%s: out of memory", w->f.final);
+    w->has_chat = 1;
     return VZ_OK;
 }
 
@@ -251,12 +261,13 @@ static vz_status finish(vz_writer *w) {
     VZ_FAIL_IF(!w->has_conf, VZ_ERR_ARG, "%s: no config set", w->f.final);
     VZ_FAIL_IF(w->n_tensors == 0, VZ_ERR_ARG, "%s: no tensors", w->f.final);
     for (int i = 0; i < 4; i++) w->tidx.p[i] = (uint8_t)(w->n_tensors >> (8 * i));
-    section sec[5];
+    section sec[6];
     uint32_t ns = 0;
     VZ_TRY(put_section(w, &sec[ns++], "CONF", VZ_SECT_REQUIRED, &w->conf));
     if (w->has_xcfg) VZ_TRY(put_section(w, &sec[ns++], "XCFG", VZ_SECT_REQUIRED, &w->xcfg));
     if (w->has_tokn) VZ_TRY(put_section(w, &sec[ns++], "TOKN", 0, &w->tokn));
     if (w->has_tjsn) VZ_TRY(put_section(w, &sec[ns++], "TJSN", 0, &w->tjsn));
+    if (w->has_chat) VZ_TRY(put_section(w, &sec[ns++], "CHAT", 0, &w->chat));
     VZ_TRY(put_section(w, &sec[ns++], "TIDX", VZ_SECT_REQUIRED, &w->tidx));
     VZ_TRY(vz_wfile_pad(&w->f, 8));
     vz_buf tab = {0};

@@ -65,6 +65,10 @@ vz_status vz_writer_set_tokenizer_json(vz_writer *w, const uint8_t *json, size_t
 /* Vocabulary to store (copied into the TOKN section now). */
 vz_status vz_writer_set_vocab(vz_writer *w, const vz_vocab *v);
 
+/* The checkpoint's chat template (UTF-8 text, copied) for the optional CHAT
+ * section: readers without it skip it. */
+vz_status vz_writer_set_chat_template(vz_writer *w, const char *text);
+
 /* Appends one tensor: name, shape, source dtype, codec id, encoded params
  * and data (written now), and the XXH64 of the source bytes (has_src_sum). */
 vz_status vz_writer_add_tensor(vz_writer *w, const vz_tensor *t, uint64_t src_sum, int32_t has_src_sum);

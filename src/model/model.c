@@ -90,6 +90,19 @@ vz_status vz_model_add_map(vz_model *m, vz_map **out) {
     return VZ_OK;
 }
 
+vz_status vz_model_set_chat_template(vz_model *m, const char *s, size_t n, const char *what) {
+    VZ_FAIL_IF(n > VZ_MAX_CHAT_TEMPLATE, VZ_ERR_FORMAT, "%s: chat template of %zu bytes, more than %d", what, n,
+               VZ_MAX_CHAT_TEMPLATE);
+    VZ_FAIL_IF(memchr(s, 0, n), VZ_ERR_FORMAT, "%s: chat template holds a NUL byte", what);
+    char *c = malloc(n + 1);
+    VZ_FAIL_IF(!c, VZ_ERR_NOMEM, "%s: out of memory for the chat template", what);
+    memcpy(c, s, n);
+    c[n] = 0;
+    VZ_TRY(vz_model_own(m, c));
+    m->chat_template = c;
+    return VZ_OK;
+}
+
 vz_status vz_model_own(vz_model *m, void *p) {
     if (!p) return VZ_OK;
     if (m->n_owned >= VZ_MAX_MAPS) {

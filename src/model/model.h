@@ -80,6 +80,7 @@ struct vz_model {
     void *owned[VZ_MAX_MAPS];   /* other owned buffers, freed with the model */
     int32_t n_owned;
     int32_t ggml_quant;         /* tensors read from GGUF Q8_0 / Q4_0 blocks (CPU only until run on a GPU) */
+    const char *chat_template;  /* the checkpoint's Jinja chat template (owned), or NULL: model/chat.c */
 };
 
 /* Canonical tensor names (Hugging Face LlamaForCausalLM). Readers of other
@@ -109,9 +110,16 @@ const vz_tensor *vz_model_find(const vz_model *m, const char *name);
  * decodes the norms to f32 and fills tok_emb/output/final_norm/layers. */
 vz_status vz_model_bind(vz_model *m);
 
+#define VZ_MAX_CHAT_TEMPLATE (1 << 20) /* bytes: real ones are 1-10 KB */
+
 /* Registers a mapping/buffer to be released with the model. */
 vz_status vz_model_add_map(vz_model *m, vz_map **out);
 vz_status vz_model_own(vz_model *m, void *p);
+
+/* Keeps a copy of the n bytes at s (NUL-terminated) as m->chat_template
+ * (tokenizer_config.json's chat_template, GGUF tokenizer.chat_template, the
+ * .vz CHAT section); what names the source in messages. */
+vz_status vz_model_set_chat_template(vz_model *m, const char *s, size_t n, const char *what);
 
 /* Readers (src/format/). Each fills m (already zeroed) or fails with a
  * message naming the file and field; vz_model_open then calls bind. */

@@ -341,6 +341,9 @@ vz_status vz_tokenizer_open(vz_tokenizer **out, const char *path) {
 }
 
 int32_t vz_tokenizer_vocab_size(const vz_tokenizer *t) { return t ? t->n : 0; }
+int32_t vz_tokenizer_piece_id(const vz_tokenizer *t, const char *piece) {
+    return t && piece ? tok_lookup(t, piece, strlen(piece)) : -1;
+}
 int32_t vz_tokenizer_bos(const vz_tokenizer *t) { return t ? t->bos : -1; }
 int32_t vz_tokenizer_eos(const vz_tokenizer *t) { return t ? t->eos : -1; }
 

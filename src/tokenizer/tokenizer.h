@@ -43,6 +43,10 @@ vz_status vz_tokenizer_from_json(vz_tokenizer **out, const uint8_t *data, size_t
  * then '"' or '}' (a tokenizer.model or a valid tokenizer.bin never starts so). */
 int vz_tokenizer_is_json(const uint8_t *data, size_t size);
 
+/* The id of the token whose piece is exactly piece (e.g. "</s>",
+ * "<|im_start|>"), or -1: how chat formats put special tokens in by id. */
+int32_t vz_tokenizer_piece_id(const vz_tokenizer *t, const char *piece);
+
 /* The tokenizer.json a byte-level tokenizer was read from (borrowed), or NULL
  * for the other kinds. */
 const uint8_t *vz_tokenizer_json(const vz_tokenizer *t, size_t *len);

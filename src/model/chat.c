@@ -1,0 +1,297 @@
+/*
+ * chat.c - conversations as token ids in the chat format a model was tuned
+ * with (vramzip.h: vz_chat_encode). Like llama.cpp's built-in templates,
+ * the format is recognised from the Jinja template the checkpoint carries
+ * (tokenizer_config.json, GGUF tokenizer.chat_template, the .vz CHAT
+ * section) by its markers, and written here in C; no Jinja is evaluated.
+ * Each format follows the template of its reference model as Hugging Face
+ * renders it (trim_blocks, lstrip_blocks):
+ *   zephyr   TinyLlama-1.1B-Chat: "<|user|>\n" content </s> "\n" ... "<|assistant|>\n"
+ *   llama2   Llama-2-chat: <s>"[INST] <<SYS>>\n" system "\n<</SYS>>\n\n" user " [/INST]" " " answer " "</s>...
+ *   mistral  Mistral-7B-Instruct v0.1/v0.2: <s>"[INST] " user " [/INST]" answer</s>... (their
+ *            templates refuse a system message; here it opens the first user message, followed
+ *            by a blank line, as later Mistral templates put it in a user message)
+ *   llama3   Llama-3-Instruct: <|begin_of_text|> then per message <|start_header_id|>role<|end_header_id|>
+ *            "\n\n" content <|eot_id|>
+ *   chatml   Qwen 2 / 2.5: <|im_start|>role "\n" content <|im_end|> "\n", with the template's own
+ *            default system message when the conversation has none
+ * Special tokens (<s>, </s>, <|im_start|>, ...) are put in by id, never
+ * spelled out and tokenized; the text between them is encoded piece by
+ * piece, as Hugging Face's tokenizers cut text at special tokens first (a
+ * SentencePiece model prepends its space to every piece, as Llama 2's
+ * tokenizer.json does). A model with a BOS token starts with it once.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+
+enum { CHAT_ZEPHYR, CHAT_LLAMA2, CHAT_MISTRAL, CHAT_LLAMA3, CHAT_CHATML, CHAT_N };
+static const char *const kNames[CHAT_N] = {"zephyr", "llama2", "mistral", "llama3", "chatml"};
+
+const char *vz_chat_format_name(int32_t i) { return i >= 0 && i < CHAT_N ? kNames[i] : NULL; }
+
+/* The format a Jinja chat template is recognised as, or -1. */
+static int detect(const char *t) {
+    if (!t) return -1;
+    if (strstr(t, "<|im_start|>")) return CHAT_CHATML;
+    if (strstr(t, "<|start_header_id|>")) return CHAT_LLAMA3;
+    if (strstr(t, "<|user|>") && strstr(t, "<|assistant|>")) return CHAT_ZEPHYR;
+    if (strstr(t, "[INST]")) return strstr(t, "<<SYS>>") ? CHAT_LLAMA2 : CHAT_MISTRAL;
+    return -1;
+}
+
+const char *vz_model_chat_template(const vz_model *m) { return m ? m->chat_template : NULL; }
+
+const char *vz_model_chat_format(const vz_model *m) {
+    int f = detect(vz_model_chat_template(m));
+    return f < 0 ? NULL : kNames[f];
+}
+
+/* A chatml template's literal default system message (Qwen 2.5: "You are
+ * Qwen, created by Alibaba Cloud. ..."): the text between
+ * "<|im_start|>system" plus a newline (or the two characters \n of a Jinja
+ * string) and "<|im_end|>", when it is plain text. 0 when there is none. */
+static size_t default_system(const char *t, const char **out) {
+    static const char kStart[] = "<|im_start|>system";
+    for (const char *p = t ? strstr(t, kStart) : NULL; p; p = strstr(p + 1, kStart)) {
+        const char *s = p + sizeof kStart - 1;
+        if (*s == '\n') s++;
+        else if (s[0] == '\\' && s[1] == 'n') s += 2;
+        else continue;
+        const char *e = strstr(s, "<|im_end|>");
+        if (!e || e == s) continue;
+        size_t n = (size_t)(e - s);
+        if (memchr(s, '{', n) || memchr(s, '}', n) || memchr(s, '\'', n) || memchr(s, '"', n) || memchr(s, '\\', n) ||
+            memchr(s, '+', n) || memchr(s, '\n', n))
+            continue;
+        *out = s;
+        return n;
+    }
+    return 0;
+}
+
+/* Ids being built: a growing array, and the text since the last special
+ * token, encoded as one piece when the next special token (or the end)
+ * comes, as Hugging Face's tokenizers cut text at special tokens before
+ * anything else. The first failure sticks in st. */
+typedef struct chat_ids {
+    const vz_tokenizer *t;
+    int32_t *ids;
+    int32_t n, cap;
+    char *text;
+    size_t tn, tcap;
+    vz_status st;
+} chat_ids;
+
+static void push_id(chat_ids *b, int32_t id) {
+    if (b->st != VZ_OK) return;
+    if (b->n == b->cap) {
+        int32_t cap = b->cap ? 2 * b->cap : 256;
+        int32_t *p = realloc(b->ids, sizeof(int32_t) * (size_t)cap);
+        if (!p) {
+            b->st = VZ_FAIL(VZ_ERR_NOMEM, "chat: out of memory for %d ids", (int)cap);
+            return;
+        }
+        b->ids = p, b->cap = cap;
+    }
+    b->ids[b->n++] = id;
+}
+
+/* Encodes the pending text (if any) into ids. */
+static void flush(chat_ids *b) {
+    if (b->st != VZ_OK || b->tn == 0) return;
+    int32_t cap = b->tn < (1u << 28) ? (int32_t)b->tn + 8 : 0, n = 0; /* an id per byte at most, + a space piece */
+    int32_t *ids = cap ? malloc(sizeof(int32_t) * (size_t)cap) : NULL;
+    if (!ids) {
+        b->st = VZ_FAIL(VZ_ERR_NOMEM, "chat: out of memory for %zu bytes of text", b->tn);
+        return;
+    }
+    b->st = vz_tokenizer_encode(b->t, b->text, b->tn, 0, ids, cap, &n);
+    for (int32_t i = 0; i < n && b->st == VZ_OK; i++) push_id(b, ids[i]);
+    free(ids);
+    b->tn = 0;
+}
+
+static void put_id(chat_ids *b, int32_t id) {
+    flush(b);
+    push_id(b, id);
+}
+
+/* Appends s (NULL: nothing) to the pending text. */
+static void put_text(chat_ids *b, const char *s) {
+    size_t n = s ? strlen(s) : 0;
+    if (b->st != VZ_OK || n == 0) return;
+    if (b->tn + n + 1 > b->tcap) {
+        size_t cap = 2 * (b->tn + n + 1);
+        char *p = realloc(b->text, cap);
+        if (!p) {
+            b->st = VZ_FAIL(VZ_ERR_NOMEM, "chat: out of memory for %zu bytes of text", cap);
+            return;
+        }
+        b->text = p, b->tcap = cap;
+    }
+    memcpy(b->text + b->tn, s, n);
+    b->tn += n;
+    b->text[b->tn] = 0;
+}
+
+/* A special token by its piece; one the vocabulary lacks is a failure
+ * (the model does not speak this format). */
+static void put_special(chat_ids *b, const char *piece) {
+    int32_t id = vz_tokenizer_piece_id(b->t, piece);
+    if (id < 0 && b->st == VZ_OK)
+        b->st = VZ_FAIL(VZ_ERR_UNSUPPORTED, "chat: the vocabulary has no token '%s' for this format", piece);
+    put_id(b, id);
+}
+
+/* s without leading and trailing white space (Python's strip on ASCII), in buf. */
+static const char *strip(const char *s, char **buf) {
+    while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r' || *s == '\f' || *s == '\v') s++;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == '\f' ||
+                 s[n - 1] == '\v'))
+        n--;
+    free(*buf);
+    *buf = malloc(n + 1);
+    if (!*buf) return "";
+    memcpy(*buf, s, n);
+    (*buf)[n] = 0;
+    return *buf;
+}
+
+static int is_role(const vz_chat_msg *m, const char *r) { return m->role && !strcmp(m->role, r); }
+
+/* [INST] formats: an optional system message first, then user and assistant
+ * by turns, starting with the user (the templates raise otherwise). */
+static vz_status inst_turns(const vz_chat_msg *msgs, int32_t n, int32_t *first) {
+    *first = n > 0 && is_role(&msgs[0], "system");
+    for (int32_t i = *first; i < n; i++)
+        VZ_FAIL_IF(!is_role(&msgs[i], (i - *first) % 2 ? "assistant" : "user"), VZ_ERR_ARG,
+                   "chat: message %d is '%s'; this format takes an optional system message, then user and assistant "
+                   "by turns",
+                   (int)i, msgs[i].role ? msgs[i].role : "(null)");
+    return VZ_OK;
+}
+
+static void render(chat_ids *b, int f, const vz_chat_msg *msgs, int32_t n, int add_assistant, const char *tmpl,
+                   int32_t bos, int32_t eos) {
+    char *tmp = NULL;
+    int32_t first = 0;
+    if (f != CHAT_LLAMA3 && bos >= 0) put_id(b, bos); /* llama3's BOS is its own <|begin_of_text|> */
+    switch (f) {
+    case CHAT_ZEPHYR:
+        for (int32_t i = 0; i < n; i++) {
+            put_text(b, "<|"), put_text(b, msgs[i].role), put_text(b, "|>\n"), put_text(b, msgs[i].content);
+            put_id(b, eos);
+            put_text(b, "\n");
+        }
+        if (add_assistant) put_text(b, "<|assistant|>\n");
+        break;
+    case CHAT_LLAMA2:
+    case CHAT_MISTRAL:
+        if ((b->st = inst_turns(msgs, n, &first)) != VZ_OK) break;
+        for (int32_t i = first; i < n; i++) {
+            const char *c = msgs[i].content;
+            if (is_role(&msgs[i], "assistant")) {
+                if (f == CHAT_LLAMA2) put_text(b, " "), put_text(b, strip(c, &tmp)), put_text(b, " ");
+                else put_text(b, c);
+                put_id(b, eos);
+                continue;
+            }
+            if (i > first && f == CHAT_LLAMA2) put_id(b, bos);
+            put_text(b, "[INST] ");
+            if (i == first && first && f == CHAT_LLAMA2) { /* the system message opens the first user message */
+                put_text(b, "<<SYS>>\n"), put_text(b, msgs[0].content), put_text(b, "\n<</SYS>>\n\n");
+                put_text(b, c); /* the template strips the whole: its end only, the start is the header */
+                while (b->tn && strchr(" \t\n\r\f\v", b->text[b->tn - 1])) b->text[--b->tn] = 0;
+            } else {
+                if (i == first && first) put_text(b, msgs[0].content), put_text(b, "\n\n");
+                put_text(b, f == CHAT_LLAMA2 ? strip(c, &tmp) : c);
+            }
+            put_text(b, " [/INST]");
+        }
+        break;
+    case CHAT_LLAMA3:
+        put_special(b, "<|begin_of_text|>");
+        for (int32_t i = 0; i <= n; i++) {
+            if (i == n && !add_assistant) break;
+            put_special(b, "<|start_header_id|>");
+            put_text(b, i < n ? msgs[i].role : "assistant");
+            put_special(b, "<|end_header_id|>");
+            put_text(b, "\n\n");
+            if (i == n) break;
+            put_text(b, strip(msgs[i].content, &tmp));
+            put_special(b, "<|eot_id|>");
+        }
+        break;
+    case CHAT_CHATML: {
+        const char *ds = NULL;
+        size_t dn = n > 0 && is_role(&msgs[0], "system") ? 0 : default_system(tmpl, &ds);
+        if (dn) {
+            put_special(b, "<|im_start|>");
+            put_text(b, "system\n");
+            tmp = malloc(dn + 1);
+            if (!tmp) { b->st = VZ_FAIL(VZ_ERR_NOMEM, "chat: out of memory"); break; }
+            memcpy(tmp, ds, dn);
+            tmp[dn] = 0;
+            put_text(b, tmp);
+            put_special(b, "<|im_end|>");
+            put_text(b, "\n");
+        }
+        for (int32_t i = 0; i <= n; i++) {
+            if (i == n && !add_assistant) break;
+            put_special(b, "<|im_start|>");
+            put_text(b, i < n ? msgs[i].role : "assistant"), put_text(b, "\n");
+            if (i == n) break;
+            put_text(b, msgs[i].content);
+            put_special(b, "<|im_end|>");
+            put_text(b, "\n");
+        }
+        break;
+    }
+    }
+    flush(b);
+    free(tmp);
+}
+
+vz_status vz_chat_encode(const vz_model *m, const char *format, const vz_chat_msg *msgs, int32_t n,
+                         int32_t add_assistant, int32_t *ids, int32_t cap, int32_t *n_out) {
+    VZ_FAIL_IF(!m || (n > 0 && !msgs) || n < 0 || !n_out || cap < 0 || (cap > 0 && !ids), VZ_ERR_ARG,
+               "vz_chat_encode: bad arguments");
+    *n_out = 0;
+    const vz_tokenizer *t = vz_model_tokenizer(m);
+    VZ_FAIL_IF(!t, VZ_ERR_ARG, "%s: no tokenizer, so no chat (give one with -z)", m->path);
+    int f = -1;
+    if (format) {
+        for (int i = 0; i < CHAT_N; i++)
+            if (!strcmp(format, kNames[i])) f = i;
+        VZ_FAIL_IF(f < 0, VZ_ERR_ARG, "chat format '%s' is unknown (zephyr, llama2, mistral, llama3, chatml)", format);
+    } else {
+        f = detect(m->chat_template);
+        VZ_FAIL_IF(f < 0, VZ_ERR_UNSUPPORTED,
+                   "%s: %s; name one of zephyr, llama2, mistral, llama3, chatml (--chat-template)", m->path,
+                   m->chat_template ? "its chat template is none of the built-in formats"
+                                    : "the checkpoint has no chat template");
+    }
+    for (int32_t i = 0; i < n; i++)
+        VZ_FAIL_IF(!msgs[i].content || !(is_role(&msgs[i], "system") || is_role(&msgs[i], "user") ||
+                                         is_role(&msgs[i], "assistant")),
+                   VZ_ERR_ARG, "chat: message %d: role '%s' is not system, user or assistant, or no content", (int)i,
+                   msgs[i].role ? msgs[i].role : "(null)");
+    const int32_t bos = vz_tokenizer_bos(t), eos = vz_tokenizer_eos(t);
+    VZ_FAIL_IF(f != CHAT_LLAMA3 && f != CHAT_CHATML && eos < 0, VZ_ERR_UNSUPPORTED,
+               "%s: the %s format ends turns with EOS, and the tokenizer has none", m->path, kNames[f]);
+    VZ_FAIL_IF(f == CHAT_LLAMA2 && bos < 0, VZ_ERR_UNSUPPORTED, "%s: the llama2 format needs a BOS token", m->path);
+    chat_ids b = {.t = t, .st = VZ_OK};
+    render(&b, f, msgs, n, add_assistant, m->chat_template, bos, eos);
+    if (b.st == VZ_OK) {
+        *n_out = b.n;
+        if (b.n > cap) b.st = VZ_FAIL(VZ_ERR_ARG, "chat: %d ids do not fit in %d", (int)b.n, (int)cap);
+        else memcpy(ids, b.ids, sizeof(int32_t) * (size_t)b.n);
+    }
+    free(b.ids);
+    free(b.text);
+    return b.st;
+}

@@ -1,0 +1,301 @@
+/*
+ * test_chat.c - chat formats (vz_chat_encode, run --chat). Each format's
+ * ids are checked against the text Hugging Face renders from the reference
+ * model's template (written out here): byte-level models (chatml on the
+ * Qwen 2 fixture, llama3 on the Llama 3 fixture with its header tokens)
+ * encode that whole text, special tokens included, to the same ids;
+ * SentencePiece models (zephyr, llama2, mistral on synth tiny's built-in
+ * tokenizer) get the text between special tokens encoded piece by piece,
+ * with <s> / </s> by id. Also: detection from template markers, chatml's
+ * default system message, the template through convert (.vz CHAT) and GGUF
+ * (tokenizer.chat_template), errors, and the CLI.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "common/testutil.h"
+#include "vramzip.h"
+
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
+    assert_int_equal(fclose(f), 0);
+}
+
+/* A synth tiny HF directory at dir (tokenizer: tok, or the built-in
+ * SentencePiece one) with tokenizer_config.json's chat_template = tmpl
+ * (NULL: no file). */
+static void make_model(const char *dir, const char *tok, const char *tmpl) {
+    char *out = NULL;
+    int rc = vz_test_sh(&out, "%s synth --shape tiny -o '%s' --force %s%s%s 2>&1", vz_test_cli(), dir,
+                        tok ? "--tokenizer '" : "", tok ? tok : "", tok ? "'" : "");
+    if (rc != 0) fail_msg("synth: %s", out);
+    free(out);
+    if (!tmpl) return;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "chat_template", tmpl);
+    char *txt = cJSON_Print(o), path[1100];
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    write_text(path, txt);
+    free(txt);
+    cJSON_Delete(o);
+}
+
+static vz_model *open_model(const char *path) {
+    vz_model *m = NULL;
+    vz_status s = vz_model_open(&m, path, NULL);
+    if (s != VZ_OK) fail_msg("open %s: %s", path, vz_last_error());
+    return m;
+}
+
+/* vz_chat_encode into a malloc'ed array (*n ids). */
+static int32_t *chat(const vz_model *m, const char *fmt, const vz_chat_msg *msgs, int32_t n, int gen, int32_t *cnt) {
+    int32_t need = 0;
+    vz_status s = vz_chat_encode(m, fmt, msgs, n, gen, NULL, 0, &need);
+    if (need == 0) fail_msg("chat: %s: %s", vz_status_name(s), vz_last_error());
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)need);
+    assert_non_null(ids);
+    if ((s = vz_chat_encode(m, fmt, msgs, n, gen, ids, need, cnt)) != VZ_OK) fail_msg("chat: %s", vz_last_error());
+    assert_int_equal(*cnt, need);
+    return ids;
+}
+
+/* ids of text (no BOS) appended to want[*n]. */
+static void enc(const vz_model *m, const char *text, int32_t *want, int32_t *n) {
+    int32_t k = 0;
+    assert_int_equal(vz_tokenizer_encode(vz_model_tokenizer(m), text, strlen(text), 0, want + *n, 4096 - *n, &k), VZ_OK);
+    *n += k;
+}
+
+static void same_ids(const int32_t *got, int32_t ng, const int32_t *want, int32_t nw, const char *what) {
+    if (ng == nw && !memcmp(got, want, sizeof(int32_t) * (size_t)nw)) return;
+    for (int32_t i = 0; i < ng || i < nw; i++)
+        if (i >= ng || i >= nw || got[i] != want[i])
+            fail_msg("%s: %d ids, want %d; first difference at %d: %d, want %d", what, (int)ng, (int)nw, (int)i,
+                     i < ng ? (int)got[i] : -1, i < nw ? (int)want[i] : -1);
+}
+
+static const vz_chat_msg kConv[4] = {{"system", "You are a pirate."},
+                                     {"user", "Hello, how are you?"},
+                                     {"assistant", " I'm doing great. "},
+                                     {"user", "  Show me chat templates!\n"}};
+
+/* A byte-level model: the whole Hugging Face text, special tokens spelled
+ * out, encodes to the chat ids. */
+static void check_text(const vz_model *m, const char *fmt, const vz_chat_msg *msgs, int32_t n, int gen,
+                       const char *hf_text) {
+    int32_t cnt = 0, want[4096], nw = 0, bos = vz_tokenizer_bos(vz_model_tokenizer(m));
+    int32_t *got = chat(m, fmt, msgs, n, gen, &cnt);
+    if (bos >= 0 && strncmp(hf_text, "<|begin_of_text|>", 17) != 0) want[nw++] = bos;
+    enc(m, hf_text, want, &nw);
+    same_ids(got, cnt, want, nw, hf_text);
+    free(got);
+}
+
+static void test_chatml_qwen(void **state) {
+    (void)state;
+    char dir[512], tok[600];
+    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
+    snprintf(tok, sizeof tok, "tests/golden/bpe/qwen2/tokenizer.json");
+    /* Qwen 2.5's template names its default system message in a Jinja string ("\n" as two characters) */
+    make_model(dir, tok,
+               "{%- if messages[0]['role'] == 'system' %}{{- '<|im_start|>system\\n' + messages[0]['content'] + "
+               "'<|im_end|>\\n' }}{%- else %}{{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a "
+               "helpful assistant.<|im_end|>\\n' }}{%- endif %}...");
+    vz_model *m = open_model(dir);
+    assert_string_equal(vz_model_chat_format(m), "chatml");
+    check_text(m, NULL, kConv + 1, 3, 1,
+               "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+               "<|im_start|>user\nHello, how are you?<|im_end|>\n<|im_start|>assistant\n I'm doing great. <|im_end|>\n"
+               "<|im_start|>user\n  Show me chat templates!\n<|im_end|>\n<|im_start|>assistant\n");
+    check_text(m, NULL, kConv, 2, 0,
+               "<|im_start|>system\nYou are a pirate.<|im_end|>\n<|im_start|>user\nHello, how are you?<|im_end|>\n");
+    vz_model_close(m);
+    /* a template without a default system message (Qwen 1.5's generic form) adds none */
+    make_model(dir, tok,
+               "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+               "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}");
+    m = open_model(dir);
+    check_text(m, NULL, kConv + 1, 1, 1, "<|im_start|>user\nHello, how are you?<|im_end|>\n<|im_start|>assistant\n");
+    vz_model_close(m);
+    vz_test_rmtree(dir);
+}
+
+static void test_llama3(void **state) {
+    (void)state;
+    char dir[512], tok[600];
+    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
+    /* the fixture plus Llama 3's header tokens, as added tokens */
+    size_t len = 0;
+    char *txt = vz_test_read_file("tests/golden/bpe/llama3/tokenizer.json", &len);
+    assert_non_null(txt);
+    cJSON *root = cJSON_Parse(txt), *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
+    free(txt);
+    int maxid = 0;
+    cJSON *e;
+    cJSON_ArrayForEach(e, added) if (cJSON_GetObjectItem(e, "id")->valueint > maxid) maxid = cJSON_GetObjectItem(e, "id")->valueint;
+    const char *hdr[2] = {"<|start_header_id|>", "<|end_header_id|>"};
+    for (int k = 0; k < 2; k++) {
+        cJSON *t = cJSON_Duplicate(cJSON_GetArrayItem(added, 0), 1);
+        cJSON_ReplaceItemInObject(t, "id", cJSON_CreateNumber(maxid + 1 + k));
+        cJSON_ReplaceItemInObject(t, "content", cJSON_CreateString(hdr[k]));
+        cJSON_AddItemToArray(added, t);
+    }
+    snprintf(tok, sizeof tok, "%s/llama3-tokenizer.json", dir);
+    txt = cJSON_Print(root);
+    write_text(tok, txt);
+    free(txt);
+    cJSON_Delete(root);
+    char mdir[600];
+    snprintf(mdir, sizeof mdir, "%s/m", dir);
+    make_model(mdir, tok, "{% set loop_messages = messages %}... '<|start_header_id|>' + message['role'] + "
+                          "'<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' ...");
+    vz_model *m = open_model(mdir);
+    assert_string_equal(vz_model_chat_format(m), "llama3");
+    check_text(m, NULL, kConv, 4, 1,
+               "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are a pirate.<|eot_id|>"
+               "<|start_header_id|>user<|end_header_id|>\n\nHello, how are you?<|eot_id|>"
+               "<|start_header_id|>assistant<|end_header_id|>\n\nI'm doing great.<|eot_id|>"
+               "<|start_header_id|>user<|end_header_id|>\n\nShow me chat templates!<|eot_id|>"
+               "<|start_header_id|>assistant<|end_header_id|>\n\n");
+    /* chatml needs <|im_start|>, which this vocabulary lacks */
+    int32_t n = 0;
+    assert_int_equal(vz_chat_encode(m, "chatml", kConv, 2, 1, NULL, 0, &n), VZ_ERR_UNSUPPORTED);
+    assert_non_null(strstr(vz_last_error(), "<|im_start|>"));
+    vz_model_close(m);
+    vz_test_rmtree(dir);
+}
+
+/* SentencePiece formats: [pieces] of text, B = BOS, E = EOS. */
+typedef struct seg {
+    int id; /* 1: BOS, 2: EOS, 0: text */
+    const char *text;
+} seg;
+
+static void check_segs(const vz_model *m, const char *fmt, const vz_chat_msg *msgs, int32_t n, int gen,
+                       const seg *s, int ns) {
+    const vz_tokenizer *t = vz_model_tokenizer(m);
+    int32_t cnt = 0, want[4096], nw = 0;
+    int32_t *got = chat(m, fmt, msgs, n, gen, &cnt);
+    for (int i = 0; i < ns; i++) {
+        if (s[i].id == 1) want[nw++] = vz_tokenizer_bos(t);
+        else if (s[i].id == 2) want[nw++] = vz_tokenizer_eos(t);
+        else enc(m, s[i].text, want, &nw);
+    }
+    same_ids(got, cnt, want, nw, fmt);
+    free(got);
+}
+
+static void test_sentencepiece_formats(void **state) {
+    (void)state;
+    char dir[512];
+    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
+    /* TinyLlama-1.1B-Chat's template (zephyr) */
+    make_model(dir, NULL,
+               "{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\\n' + "
+               "message['content'] + eos_token }}\n{% elif message['role'] == 'system' %}...<|assistant|>...");
+    vz_model *m = open_model(dir);
+    assert_string_equal(vz_model_chat_format(m), "zephyr");
+    const seg zephyr[] = {{1, 0}, {0, "<|system|>\nYou are a pirate."}, {2, 0},
+                          {0, "\n<|user|>\nHello, how are you?"}, {2, 0}, {0, "\n<|assistant|>\n I'm doing great. "}, {2, 0},
+                          {0, "\n<|user|>\n  Show me chat templates!\n"}, {2, 0}, {0, "\n<|assistant|>\n"}};
+    check_segs(m, NULL, kConv, 4, 1, zephyr, 10);
+    /* Llama-2-chat: <<SYS>> in the first [INST]; contents stripped (the answer then spaced); <s> before each
+     * later [INST] */
+    const seg llama2[] = {{1, 0},
+                          {0, "[INST] <<SYS>>\nYou are a pirate.\n<</SYS>>\n\nHello, how are you? [/INST] I'm doing great. "},
+                          {2, 0}, {1, 0}, {0, "[INST] Show me chat templates! [/INST]"}};
+    check_segs(m, "llama2", kConv, 4, 1, llama2, 5);
+    const seg llama2_nosys[] = {{1, 0}, {0, "[INST] Hello, how are you? [/INST]"}};
+    check_segs(m, "llama2", kConv + 1, 1, 1, llama2_nosys, 2);
+    /* Mistral-7B-Instruct: contents as they are, the answer right after [/INST]; BOS once */
+    const seg mistral[] = {{1, 0}, {0, "[INST] Hello, how are you? [/INST] I'm doing great. "}, {2, 0},
+                           {0, "[INST]   Show me chat templates!\n [/INST]"}};
+    check_segs(m, "mistral", kConv + 1, 3, 1, mistral, 4);
+    const seg mistral_sys[] = {{1, 0}, {0, "[INST] You are a pirate.\n\nHello, how are you? [/INST]"}};
+    check_segs(m, "mistral", kConv, 2, 1, mistral_sys, 2);
+    /* errors: an unknown format, roles out of turn, a short buffer, an unknown role */
+    int32_t ids[8], n = 0;
+    assert_int_equal(vz_chat_encode(m, "vicuna", kConv, 2, 1, ids, 8, &n), VZ_ERR_ARG);
+    assert_non_null(strstr(vz_last_error(), "vicuna"));
+    const vz_chat_msg two_users[2] = {{"user", "a"}, {"user", "b"}};
+    assert_int_equal(vz_chat_encode(m, "llama2", two_users, 2, 1, ids, 8, &n), VZ_ERR_ARG);
+    assert_int_equal(vz_chat_encode(m, NULL, kConv, 4, 1, ids, 8, &n), VZ_ERR_ARG);
+    assert_true(n > 8); /* the count needed */
+    const vz_chat_msg bad[1] = {{"tool", "x"}};
+    assert_int_equal(vz_chat_encode(m, NULL, bad, 1, 1, ids, 8, &n), VZ_ERR_ARG);
+    vz_model_close(m);
+    /* no template: the format must be named */
+    make_model(dir, NULL, NULL);
+    m = open_model(dir);
+    assert_null(vz_model_chat_template(m));
+    assert_int_equal(vz_chat_encode(m, NULL, kConv, 2, 1, ids, 8, &n), VZ_ERR_UNSUPPORTED);
+    assert_non_null(strstr(vz_last_error(), "zephyr"));
+    vz_model_close(m);
+    vz_test_rmtree(dir);
+}
+
+/* The template travels: convert keeps it (.vz CHAT), llama.cpp-style GGUF
+ * carries it; the CLI uses it and prints only the reply. */
+static void test_template_travels_and_cli(void **state) {
+    (void)state;
+    char dir[512], vz[600], *out = NULL;
+    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
+    const char *tmpl = "{{ '<|user|>\\n' }} ... <|assistant|>";
+    make_model(dir, NULL, tmpl);
+    snprintf(vz, sizeof vz, "%s/m.vz", dir);
+    assert_int_equal(vz_test_sh(&out, "%s convert '%s' -o '%s' --codec lossless -q 2>&1", vz_test_cli(), dir, vz), 0);
+    free(out);
+    vz_model *a = open_model(dir), *b = open_model(vz);
+    assert_string_equal(vz_model_chat_template(b), tmpl);
+    int32_t na = 0, nb = 0;
+    int32_t *ia = chat(a, NULL, kConv, 2, 1, &na), *ib = chat(b, NULL, kConv, 2, 1, &nb);
+    same_ids(ib, nb, ia, na, ".vz");
+    free(ia), free(ib);
+    vz_model_close(a), vz_model_close(b);
+    /* run --chat: the reply alone, BOS-started ids; errors name what is missing */
+    int rc = vz_test_sh(&out, "%s run -m '%s' --chat --system 'Be brief.' -p 'Hi' -n 3 --temp 0 --print-ids 2>&1",
+                        vz_test_cli(), vz);
+    if (rc != 0) fail_msg("run --chat: %s", out);
+    free(out);
+    rc = vz_test_sh(&out, "%s run -m '%s' --chat -n 3 2>&1", vz_test_cli(), vz);
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(out, "--chat needs a prompt"));
+    free(out);
+    rc = vz_test_sh(&out, "%s run -m '%s' --chat-template nope -p hi -n 3 2>&1", vz_test_cli(), vz);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(out, "'nope' is unknown"));
+    free(out);
+    vz_test_rmtree(dir);
+    /* GGUF: tokenizer.chat_template, as llama.cpp's converter writes it */
+    if (vz_test_sh(NULL, "command -v python3 >/dev/null") != 0) {
+        print_message("note: python3 not found; the GGUF part is skipped\n");
+        return;
+    }
+    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
+    make_model(dir, "tests/golden/bpe/qwen2/tokenizer.json", "<|im_start|>{{ message }}");
+    char gg[600];
+    snprintf(gg, sizeof gg, "%s/m.gguf", dir);
+    if (vz_test_sh(&out, "python3 tests/hf_to_gguf.py '%s' '%s' qwen2 2>&1", dir, gg) != 0) fail_msg("hf_to_gguf: %s", out);
+    free(out);
+    a = open_model(gg);
+    assert_string_equal(vz_model_chat_template(a), "<|im_start|>{{ message }}");
+    assert_string_equal(vz_model_chat_format(a), "chatml");
+    vz_model_close(a);
+    vz_test_rmtree(dir);
+}
+
+int main(void) {
+    vz_test_filter_from_env();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_chatml_qwen),
+        cmocka_unit_test(test_llama3),
+        cmocka_unit_test(test_sentencepiece_formats),
+        cmocka_unit_test(test_template_travels_and_cli),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
