@@ -112,7 +112,8 @@ static vz_status generate_batch_cpu(vz_session *s, int32_t n, const int32_t *q, 
     memcpy(tok, first, sizeof(int32_t) * (size_t)n);
     for (int32_t k = 0; st == VZ_OK && k < n_tok; k++) {
         step_cpu(s, n, q, tok, logits);
-        for (int32_t i = 0; i < n; i++) tok[i] = out[(size_t)i * (size_t)n_tok + (size_t)k] = vz_sampler_sample(smp[i], logits + (size_t)i * vocab);
+        for (int32_t i = 0; i < n; i++)
+            tok[i] = out[(size_t)i * (size_t)n_tok + (size_t)k] = vz_sampler_sample(smp[i], logits + (size_t)i * vocab);
     }
     for (int32_t i = 0; i < n; i++) vz_sampler_free(smp[i]);
     free(logits);

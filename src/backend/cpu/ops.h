@@ -2,7 +2,8 @@
  * ops.h - CPU operators of the forward pass (OpenMP, f32 activations).
  *
  * The matmul is the fused decode+matvec: each weight row is decoded by its
- * codec into a small f32 buffer and immediately dotted with the inputs, so no
+ * codec into a small f32 buffer and immediately dotted with the inputs (for
+ * one input, inside the dot itself: the codec's dot_f32), so no
  * decompressed copy of a matrix ever exists. All codecs share vz_dot, whose
  * summation order is fixed, so a lossless codec gives bit-identical results
  * to raw weights. Every output element is one vz_dot, so results do not
@@ -32,7 +33,9 @@ float vz_dot_avx512(const float *a, const float *b, int64_t n);
 float vz_dot_generic(const float *a, const float *b, int64_t n);
 
 /* Most rows decoded per step of the matmul (the scratch it needs per thread
- * is VZ_ROW_BLOCK * cols floats; long rows use fewer, to stay in L1). */
+ * is VZ_ROW_BLOCK * cols floats): several inputs (prefill) take this many,
+ * one input with a codec that has no fused dot fewer for long rows, to stay
+ * in L1. */
 #define VZ_ROW_BLOCK 16
 
 /* y[i*rows + r] = W[r,:] . x[i*cols + :] for i in [0, n); W (rows, cols).
