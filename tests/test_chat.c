@@ -229,6 +229,17 @@ static void test_sentencepiece_formats(void **state) {
     const vz_chat_msg bad[1] = {{"tool", "x"}};
     assert_int_equal(vz_chat_encode(m, NULL, bad, 1, 1, ids, 8, &n), VZ_ERR_ARG);
     vz_model_close(m);
+    /* a list of named templates: "default" is taken; a malformed one names the file */
+    char cfg[700];
+    snprintf(cfg, sizeof cfg, "%s/tokenizer_config.json", dir);
+    write_text(cfg, "{\"chat_template\": [{\"name\": \"tool_use\", \"template\": \"[INST] <<SYS>>\"}, "
+                    "{\"name\": \"default\", \"template\": \"<|im_start|>\"}]}");
+    m = open_model(dir);
+    assert_string_equal(vz_model_chat_format(m), "chatml");
+    vz_model_close(m);
+    write_text(cfg, "{\"chat_template\": 5}");
+    assert_int_equal(vz_model_open(&m, dir, NULL), VZ_ERR_FORMAT);
+    assert_non_null(strstr(vz_last_error(), "tokenizer_config.json"));
     /* no template: the format must be named */
     make_model(dir, NULL, NULL);
     m = open_model(dir);

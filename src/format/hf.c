@@ -289,19 +289,30 @@ static vz_status load_tokenizer(vz_model *m, const char *dir, const vz_model_opt
     return VZ_OK;
 }
 
-/* generation_config.json's eos_token_id (what transformers' generate stops
- * at: Llama 3 instruct's <|eot_id|>) joins the stop ids; the file is optional. */
-static vz_status load_generation_config(vz_model *m, const char *dir) {
-    char path[1200];
-    VZ_TRY(join(path, sizeof path, dir, "generation_config.json"));
+/* The optional JSON object dir/name (path gets its path): *root NULL when
+ * the file is absent; a file that is not a JSON object fails, naming it. */
+static vz_status optional_json(const char *dir, const char *name, char *path, size_t cap, cJSON **root) {
+    *root = NULL;
+    VZ_TRY(join(path, cap, dir, name));
     if (!file_exists(path)) return VZ_OK;
     char *text = NULL;
     uint64_t len = 0;
     VZ_TRY(vz_read_file(path, &text, &len, HF_MAX_JSON));
-    cJSON *root = cJSON_ParseWithLength(text, (size_t)len);
+    *root = cJSON_ParseWithLength(text, (size_t)len);
     free(text);
-    vz_status s = cJSON_IsObject(root) ? cfg_eos_list(&m->cfg, root, path)
-                                       : VZ_FAIL(VZ_ERR_FORMAT, "%s: not a JSON object", path);
+    if (cJSON_IsObject(*root)) return VZ_OK;
+    cJSON_Delete(*root);
+    *root = NULL;
+    return VZ_FAIL(VZ_ERR_FORMAT, "%s: not a JSON object", path);
+}
+
+/* generation_config.json's eos_token_id (what transformers' generate stops
+ * at: Llama 3 instruct's <|eot_id|>) joins the stop ids; the file is optional. */
+static vz_status load_generation_config(vz_model *m, const char *dir) {
+    char path[1200];
+    cJSON *root = NULL;
+    VZ_TRY(optional_json(dir, "generation_config.json", path, sizeof path, &root));
+    vz_status s = root ? cfg_eos_list(&m->cfg, root, path) : VZ_OK;
     cJSON_Delete(root);
     return s;
 }
@@ -310,18 +321,11 @@ static vz_status load_generation_config(vz_model *m, const char *dir) {
  * {"name", "template"} of which "default" (else the first) is taken. */
 static vz_status load_chat_template(vz_model *m, const char *dir) {
     char path[1200];
-    VZ_TRY(join(path, sizeof path, dir, "tokenizer_config.json"));
-    if (!file_exists(path)) return VZ_OK;
-    char *text = NULL;
-    uint64_t len = 0;
-    VZ_TRY(vz_read_file(path, &text, &len, HF_MAX_JSON));
-    cJSON *root = cJSON_ParseWithLength(text, (size_t)len);
-    free(text);
+    cJSON *root = NULL;
+    VZ_TRY(optional_json(dir, "tokenizer_config.json", path, sizeof path, &root));
     vz_status s = VZ_OK;
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "chat_template");
-    if (!cJSON_IsObject(root)) {
-        s = VZ_FAIL(VZ_ERR_FORMAT, "%s: not a JSON object", path);
-    } else if (cJSON_IsArray(t)) {
+    if (cJSON_IsArray(t)) {
         const cJSON *e, *pick = NULL;
         cJSON_ArrayForEach(e, t) {
             const cJSON *name = cJSON_GetObjectItemCaseSensitive(e, "name");
