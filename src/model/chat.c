@@ -147,7 +147,7 @@ static void put_special(chat_ids *b, const char *piece) {
 }
 
 /* s without leading and trailing white space (Python's strip on ASCII), in buf. */
-static const char *strip(const char *s, char **buf) {
+static const char *strip(chat_ids *b, const char *s, char **buf) {
     while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r' || *s == '\f' || *s == '\v') s++;
     size_t n = strlen(s);
     while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == '\f' ||
@@ -155,7 +155,10 @@ static const char *strip(const char *s, char **buf) {
         n--;
     free(*buf);
     *buf = malloc(n + 1);
-    if (!*buf) return "";
+    if (!*buf) {
+        if (b->st == VZ_OK) b->st = VZ_FAIL(VZ_ERR_NOMEM, "chat: out of memory");
+        return "";
+    }
     memcpy(*buf, s, n);
     (*buf)[n] = 0;
     return *buf;
@@ -195,7 +198,7 @@ static void render(chat_ids *b, int f, const vz_chat_msg *msgs, int32_t n, int a
         for (int32_t i = first; i < n; i++) {
             const char *c = msgs[i].content;
             if (is_role(&msgs[i], "assistant")) {
-                if (f == CHAT_LLAMA2) put_text(b, " "), put_text(b, strip(c, &tmp)), put_text(b, " ");
+                if (f == CHAT_LLAMA2) put_text(b, " "), put_text(b, strip(b, c, &tmp)), put_text(b, " ");
                 else put_text(b, c);
                 put_id(b, eos);
                 continue;
@@ -208,7 +211,7 @@ static void render(chat_ids *b, int f, const vz_chat_msg *msgs, int32_t n, int a
                 while (b->tn && strchr(" \t\n\r\f\v", b->text[b->tn - 1])) b->text[--b->tn] = 0;
             } else {
                 if (i == first && first) put_text(b, msgs[0].content), put_text(b, "\n\n");
-                put_text(b, f == CHAT_LLAMA2 ? strip(c, &tmp) : c);
+                put_text(b, f == CHAT_LLAMA2 ? strip(b, c, &tmp) : c);
             }
             put_text(b, " [/INST]");
         }
@@ -222,7 +225,7 @@ static void render(chat_ids *b, int f, const vz_chat_msg *msgs, int32_t n, int a
             put_special(b, "<|end_header_id|>");
             put_text(b, "\n\n");
             if (i == n) break;
-            put_text(b, strip(msgs[i].content, &tmp));
+            put_text(b, strip(b, msgs[i].content, &tmp));
             put_special(b, "<|eot_id|>");
         }
         break;
