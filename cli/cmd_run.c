@@ -50,6 +50,8 @@ static void usage(FILE *f) {
             "                        prints only the reply\n"
             "      --chat-template NAME  use that format instead (implies --chat)\n"
             "      --system TEXT     a system message first (implies --chat)\n"
+            "  -i, --interactive     chat on standard input: one user message a line (the first may\n"
+            "                        be -p), each reply printed as it comes; implies --chat\n"
             "      --print-ids       print generated token ids instead of text\n"
             "      --check           verify every tensor checksum at load (.vz; exit 1 if corrupt)\n"
             "      --dump-logits F   write f32 logits (vocab per position) of every prompt\n"
@@ -65,6 +67,7 @@ static int parse_flag(run_args *a, int argc, char **argv, int *i) {
     if (!strcmp(f, "--print-ids")) return a->print_ids = 1, 0;
     if (!strcmp(f, "--check")) return a->check = 1, 0;
     if (!strcmp(f, "--chat")) return a->chat = 1, 0;
+    if (IS("-i", "--interactive")) return a->interactive = a->chat = 1, 0;
     if (IS("--chat-template", "--chat-template")) { VAL(); a->chat_format = v, a->chat = 1; return 0; }
     if (IS("--system", "--system")) { VAL(); a->system = v, a->chat = 1; return 0; }
     if (IS("-m", "--model")) { VAL(); a->model = v; return 0; }
@@ -111,7 +114,10 @@ static int parse_args(run_args *a, int argc, char **argv) {
     if (!a->model) return cli_usage_error(CMD, "-m MODEL is required");
     if (a->prompts_file && run_read_prompts(a)) return 2;
     if (a->n_prompts > 1 && a->dump) return cli_usage_error(CMD, "--dump-logits takes a single prompt");
-    if (a->chat && a->n_prompts == 0) return cli_usage_error(CMD, "--chat needs a prompt (-p): the user's message");
+    if (a->chat && !a->interactive && a->n_prompts == 0)
+        return cli_usage_error(CMD, "--chat needs a prompt (-p): the user's message (or -i to chat on stdin)");
+    if (a->interactive && (a->n_prompts > 1 || a->dump))
+        return cli_usage_error(CMD, "-i takes one conversation: at most one -p, no --dump-logits");
     a->prompt = a->n_prompts == 1 ? a->prompts[0] : NULL;
     if (a->device != VZ_DEVICE_CUDA && (a->vram_budget || a->residency != VZ_RESIDENCY_COMPRESSED))
         return cli_usage_error(CMD, "--vram-budget and --residency need --device cuda");
@@ -277,6 +283,7 @@ static int run_model(const run_args *a, vz_model *m) {
     so.vram_budget = a->vram_budget;
     so.residency = a->residency;
     cli_print_plan(CMD, m, &so);
+    if (a->interactive) return run_chat(a, m, &so);
     vz_sampler_opts po = {.temp = (float)a->temp, .top_k = (int32_t)a->top_k, .top_p = (float)a->top_p,
                           .seed = (uint64_t)a->seed};
     int32_t *ids = NULL, n_ids = 0;

@@ -26,6 +26,7 @@ typedef struct run_args {
     uint64_t vram_budget;   /* [plan] */
     vz_residency residency; /* [plan] */
     int chat;                        /* --chat: each prompt is a user message in the model's chat format */
+    int interactive;                 /* -i: a conversation on stdin (run_chat.c) */
     const char *chat_format, *system; /* --chat-template NAME (else the model's), --system TEXT */
 } run_args;
 
@@ -41,6 +42,11 @@ int run_read_prompts(run_args *a);
  * in the chat format, ending with the assistant's header. */
 int run_prompt_ids(const run_args *a, const char *prompt, const vz_model *m, const vz_model_info *info, int32_t **ids,
                    int32_t *n);
+
+/* -i: a conversation on standard input, one user message a line (the
+ * first may be -p), each answered in the chat format with one session; a
+ * CLI exit code. */
+int run_chat(const run_args *a, vz_model *m, const vz_session_opts *so);
 
 /* Generates from every prompt of a together (one session of n_prompts
  * sequences) and prints each sequence's output labelled; a CLI exit code. */

@@ -17,6 +17,7 @@
 #include <cjson/cJSON.h>
 
 #include "common/testutil.h"
+#include "tokenizer/tokenizer.h"
 #include "vramzip.h"
 
 static void write_text(const char *path, const char *text) {
@@ -96,6 +97,22 @@ static void check_text(const vz_model *m, const char *fmt, const vz_chat_msg *ms
     free(got);
 }
 
+/* What run -i relies on: the ids of [..., reply] (no header after it) up to
+ * its last stop id (the reply's end-of-turn token: stop is that id) are the
+ * start of the ids of [..., reply, next user message] with the header. */
+static void check_continues(const vz_model *m, const char *fmt, int32_t stop) {
+    const vz_chat_msg conv[4] = {{"user", "Hi"}, {"assistant", "Hello! How can I help?"}, {"user", "Tell me more."}};
+    int32_t np = 0, nf = 0, j = -1;
+    int32_t *p = chat(m, fmt, conv, 2, 0, &np), *f = chat(m, fmt, conv, 3, 1, &nf);
+    for (int32_t i = 0; i < np; i++)
+        if (p[i] == stop) j = i;
+    if (j < 0) fail_msg("%s: no end-of-turn id %d after the reply", fmt ? fmt : "model's", (int)stop);
+    assert_true(nf > j);
+    if (memcmp(p, f, sizeof(int32_t) * (size_t)(j + 1)) != 0)
+        fail_msg("%s: the conversation's ids do not start with those up to the reply's end-of-turn", fmt ? fmt : "model's");
+    free(p), free(f);
+}
+
 static void test_chatml_qwen(void **state) {
     (void)state;
     char dir[512], tok[600];
@@ -114,6 +131,7 @@ static void test_chatml_qwen(void **state) {
                "<|im_start|>user\n  Show me chat templates!\n<|im_end|>\n<|im_start|>assistant\n");
     check_text(m, NULL, kConv, 2, 0,
                "<|im_start|>system\nYou are a pirate.<|im_end|>\n<|im_start|>user\nHello, how are you?<|im_end|>\n");
+    check_continues(m, NULL, vz_tokenizer_piece_id(vz_model_tokenizer(m), "<|im_end|>"));
     vz_model_close(m);
     /* a template without a default system message (Qwen 1.5's generic form) adds none */
     make_model(dir, tok,
@@ -162,6 +180,7 @@ static void test_llama3(void **state) {
                "<|start_header_id|>assistant<|end_header_id|>\n\nI'm doing great.<|eot_id|>"
                "<|start_header_id|>user<|end_header_id|>\n\nShow me chat templates!<|eot_id|>"
                "<|start_header_id|>assistant<|end_header_id|>\n\n");
+    check_continues(m, NULL, vz_tokenizer_piece_id(vz_model_tokenizer(m), "<|eot_id|>"));
     /* chatml needs <|im_start|>, which this vocabulary lacks */
     int32_t n = 0;
     assert_int_equal(vz_chat_encode(m, "chatml", kConv, 2, 1, NULL, 0, &n), VZ_ERR_UNSUPPORTED);
@@ -218,6 +237,8 @@ static void test_sentencepiece_formats(void **state) {
     check_segs(m, "mistral", kConv + 1, 3, 1, mistral, 4);
     const seg mistral_sys[] = {{1, 0}, {0, "[INST] You are a pirate.\n\nHello, how are you? [/INST]"}};
     check_segs(m, "mistral", kConv, 2, 1, mistral_sys, 2);
+    for (int k = 0; k < 3; k++) /* the formats' replies end with </s> */
+        check_continues(m, k == 0 ? "zephyr" : k == 1 ? "llama2" : "mistral", vz_tokenizer_eos(vz_model_tokenizer(m)));
     /* errors: an unknown format, roles out of turn, a short buffer, an unknown role */
     int32_t ids[8], n = 0;
     assert_int_equal(vz_chat_encode(m, "vicuna", kConv, 2, 1, ids, 8, &n), VZ_ERR_ARG);
@@ -250,6 +271,63 @@ static void test_sentencepiece_formats(void **state) {
     vz_test_rmtree(dir);
 }
 
+/* Greedy reply of up to n ids after logits, as run -i samples it (a stop id
+ * ends it unevaluated); returns its length. */
+static int32_t greedy_reply(vz_session *s, const vz_model_info *info, float *logits, int32_t n, int32_t *out) {
+    int32_t k = 0;
+    for (; k < n; k++) {
+        int32_t id = 0, stop = 0;
+        for (int32_t v = 1; v < info->vocab_size; v++)
+            if (logits[v] > logits[id]) id = v;
+        for (int32_t e = 0; e < info->n_eos; e++) stop |= id == info->eos_ids[e];
+        if (stop) break;
+        out[k] = id;
+        assert_int_equal(vz_session_eval(s, &id, 1, logits, 0), VZ_OK);
+    }
+    return k;
+}
+
+/* run -i's second reply, computed here: the first turn, its reply, then the
+ * conversation's ids from the reply's end-of-turn token in the same session;
+ * and the same from scratch in one prefill (the KV cache carried over gives
+ * the same ids). */
+static int32_t second_reply(const vz_model *m, int32_t n, int32_t *r2) {
+    vz_model_info info;
+    assert_int_equal(vz_model_get_info((vz_model *)m, &info), VZ_OK);
+    float *logits = malloc(sizeof(float) * (size_t)info.vocab_size);
+    assert_non_null(logits);
+    vz_session *s = NULL, *t = NULL;
+    assert_int_equal(vz_session_create(&s, (vz_model *)m, NULL), VZ_OK);
+    vz_chat_msg conv[3] = {{"user", "Hi"}, {"assistant", ""}, {"user", "How are you?"}};
+    int32_t n1 = 0, np = 0, nf = 0, r1[64], j = -1;
+    int32_t *ids1 = chat(m, NULL, conv, 1, 1, &n1);
+    assert_int_equal(vz_session_eval(s, ids1, n1, logits, 0), VZ_OK);
+    int32_t k1 = greedy_reply(s, &info, logits, n, r1);
+    char text[4096] = "";
+    for (int32_t i = 0; i < k1; i++) snprintf(text + strlen(text), sizeof text - strlen(text), "%s",
+                                              vz_tokenizer_piece(vz_model_tokenizer(m), r1[i]));
+    conv[1].content = text;
+    int32_t *p = chat(m, NULL, conv, 2, 0, &np), *f = chat(m, NULL, conv, 3, 1, &nf);
+    for (int32_t i = 0; i < np; i++)
+        for (int32_t e = 0; e < info.n_eos; e++)
+            if (p[i] == info.eos_ids[e]) j = i;
+    assert_true(j >= 0);
+    assert_int_equal(vz_session_eval(s, f + j, nf - j, logits, 0), VZ_OK);
+    int32_t k2 = greedy_reply(s, &info, logits, n, r2);
+    /* from scratch: ids1, the reply, the rest, in one eval */
+    int32_t all[4096], na = 0, again[64];
+    memcpy(all, ids1, sizeof(int32_t) * (size_t)n1), na = n1;
+    memcpy(all + na, r1, sizeof(int32_t) * (size_t)k1), na += k1;
+    memcpy(all + na, f + j, sizeof(int32_t) * (size_t)(nf - j)), na += nf - j;
+    assert_int_equal(vz_session_create(&t, (vz_model *)m, NULL), VZ_OK);
+    assert_int_equal(vz_session_eval(t, all, na, logits, 0), VZ_OK);
+    assert_int_equal(greedy_reply(t, &info, logits, n, again), k2);
+    assert_memory_equal(again, r2, sizeof(int32_t) * (size_t)k2);
+    vz_session_free(s), vz_session_free(t);
+    free(ids1), free(p), free(f), free(logits);
+    return k2;
+}
+
 /* The template travels: convert keeps it (.vz CHAT), llama.cpp-style GGUF
  * carries it; the CLI uses it and prints only the reply. */
 static void test_template_travels_and_cli(void **state) {
@@ -276,6 +354,28 @@ static void test_template_travels_and_cli(void **state) {
     rc = vz_test_sh(&out, "%s run -m '%s' --chat -n 3 2>&1", vz_test_cli(), vz);
     assert_int_equal(rc, 2);
     assert_non_null(strstr(out, "--chat needs a prompt"));
+    free(out);
+    /* -i: a reply a line per message (the empty line skipped), the first message from -p */
+    rc = vz_test_sh(&out, "printf 'How are you?\\n\\nAnd then?\\n' | %s run -m '%s' -i -p 'Hi' -n 3 --temp 0 --print-ids "
+                          "2>/dev/null", vz_test_cli(), vz);
+    if (rc != 0) fail_msg("run -i: rc %d: %s", rc, out);
+    int lines = 0;
+    for (const char *q = out; *q; q++) lines += *q == '\n';
+    assert_int_equal(lines, 3);
+    free(out);
+    /* the second reply is the one of the conversation carried on in one session, and from scratch */
+    rc = vz_test_sh(&out, "printf 'How are you?\\n' | %s run -m '%s' -i -p 'Hi' -n 5 --temp 0 --print-ids 2>/dev/null",
+                    vz_test_cli(), vz);
+    assert_int_equal(rc, 0);
+    a = open_model(vz);
+    int32_t r2[64], k2 = second_reply(a, 5, r2);
+    vz_model_close(a);
+    char want[512] = "";
+    for (int32_t i = 0; i < k2; i++) snprintf(want + strlen(want), sizeof want - strlen(want), i ? " %d" : "%d", (int)r2[i]);
+    const char *second = strchr(out, '\n');
+    assert_non_null(second);
+    if (strncmp(second + 1, want, strlen(want)) != 0 || second[1 + strlen(want)] != '\n')
+        fail_msg("run -i second reply '%s', want '%s'", second + 1, want);
     free(out);
     rc = vz_test_sh(&out, "%s run -m '%s' --chat-template nope -p hi -n 3 2>&1", vz_test_cli(), vz);
     assert_int_equal(rc, 1);
