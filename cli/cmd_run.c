@@ -128,18 +128,10 @@ static int parse_args(run_args *a, int argc, char **argv) {
 /* --chat: [system,] user prompt in the chat format, with the assistant's header. */
 static int chat_prompt_ids(const run_args *a, const char *prompt, const vz_model *m, int32_t **ids, int32_t *n) {
     vz_chat_msg msgs[2];
-    int32_t k = 0, need = 0;
+    int32_t k = 0;
     if (a->system) msgs[k++] = (vz_chat_msg){"system", a->system};
     msgs[k++] = (vz_chat_msg){"user", prompt ? prompt : ""};
-    vz_status s = vz_chat_encode(m, a->chat_format, msgs, k, 1, NULL, 0, &need);
-    if (s != VZ_OK && need == 0) return cli_fail(CMD, s);
-    *ids = malloc(sizeof(int32_t) * (size_t)(need > 0 ? need : 1));
-    if (!*ids) return fprintf(stderr, "vramzip run: out of memory\n"), 1;
-    if ((s = vz_chat_encode(m, a->chat_format, msgs, k, 1, *ids, need, n)) != VZ_OK) {
-        free(*ids), *ids = NULL;
-        return cli_fail(CMD, s);
-    }
-    return 0;
+    return run_chat_ids(a, m, msgs, k, 1, ids, n);
 }
 
 int run_prompt_ids(const run_args *a, const char *prompt, const vz_model *m, const vz_model_info *info, int32_t **ids,

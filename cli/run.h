@@ -43,6 +43,12 @@ int run_read_prompts(run_args *a);
 int run_prompt_ids(const run_args *a, const char *prompt, const vz_model *m, const vz_model_info *info, int32_t **ids,
                    int32_t *n);
 
+/* The ids of msgs[0..n) in the chat format (a->chat_format, else the
+ * model's), with the assistant's header when gen, in a malloc'ed array; a
+ * CLI exit code. */
+int run_chat_ids(const run_args *a, const vz_model *m, const vz_chat_msg *msgs, int32_t n, int gen, int32_t **ids,
+                 int32_t *cnt);
+
 /* -i: a conversation on standard input, one user message a line (the
  * first may be -p), each answered in the chat format with one session; a
  * CLI exit code. */

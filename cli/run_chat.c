@@ -33,15 +33,14 @@ static int conv_add(conv *c, const char *role, const char *text) {
     return 0;
 }
 
-/* The ids of the first n messages (with the assistant's header when gen). */
-static int conv_ids(const run_args *a, const vz_model *m, const conv *c, int32_t n, int gen, int32_t **ids,
-                    int32_t *cnt) {
+int run_chat_ids(const run_args *a, const vz_model *m, const vz_chat_msg *msgs, int32_t n, int gen, int32_t **ids,
+                 int32_t *cnt) {
     int32_t need = 0;
-    vz_status s = vz_chat_encode(m, a->chat_format, c->msgs, n, gen, NULL, 0, &need);
+    vz_status s = vz_chat_encode(m, a->chat_format, msgs, n, gen, NULL, 0, &need);
     if (need == 0) return cli_fail(CMD, s);
     *ids = malloc(sizeof(int32_t) * (size_t)need);
     if (!*ids) return fprintf(stderr, "vramzip run: out of memory\n"), 1;
-    if ((s = vz_chat_encode(m, a->chat_format, c->msgs, n, gen, *ids, need, cnt)) != VZ_OK) {
+    if ((s = vz_chat_encode(m, a->chat_format, msgs, n, gen, *ids, need, cnt)) != VZ_OK) {
         free(*ids), *ids = NULL;
         return cli_fail(CMD, s);
     }
@@ -60,10 +59,10 @@ static int is_stop(const vz_model_info *info, int32_t id) {
 static int turn_ids(const run_args *a, const vz_model *m, const vz_model_info *info, const conv *c, int first,
                     int32_t **ids, int32_t *cnt, int32_t *from) {
     *from = 0;
-    if (conv_ids(a, m, c, c->n, 1, ids, cnt)) return 1;
+    if (run_chat_ids(a, m, c->msgs, c->n, 1, ids, cnt)) return 1;
     if (first) return 0;
     int32_t *prev = NULL, np = 0, j = -1;
-    if (conv_ids(a, m, c, c->n - 1, 0, &prev, &np)) return free(*ids), 1;
+    if (run_chat_ids(a, m, c->msgs, c->n - 1, 0, &prev, &np)) return free(*ids), 1;
     for (int32_t i = np - 1; i >= 0 && j < 0; i--)
         if (is_stop(info, prev[i])) j = i;
     int ok = j >= 0 && j < *cnt && !memcmp(prev, *ids, sizeof(int32_t) * (size_t)(j + 1));
