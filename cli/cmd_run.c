@@ -160,6 +160,12 @@ int run_prompt_ids(const run_args *a, const char *prompt, const vz_model *m, con
     return 0;
 }
 
+int run_is_stop(const vz_model_info *info, int32_t id) {
+    for (int32_t k = 0; k < info->n_eos; k++)
+        if (id == info->eos_ids[k]) return 1;
+    return 0;
+}
+
 /* Generation state shared by the loop helpers. */
 typedef struct run_ctx {
     const run_args *a;
@@ -169,7 +175,8 @@ typedef struct run_ctx {
     vz_detok dt;
     vz_wfile dump;
     int dumping;
-    int32_t vocab, n_eos, eos[8]; /* stop ids */
+    const vz_model_info *info; /* its stop ids */
+    int32_t vocab;
     float *logits;
     int32_t n_gen;
     double t_prompt, t_gen;
@@ -193,9 +200,8 @@ static int generate(run_ctx *c) {
     int rc = 0;
     for (int64_t g = 0; n_predict < 0 || g < n_predict; g++) {
         if (cli_interrupted) { rc = 130; break; }
-        int32_t id = vz_sampler_sample(c->smp, c->logits), stop = 0;
-        for (int32_t k = 0; k < c->n_eos; k++) stop |= id == c->eos[k];
-        if (stop) break;
+        int32_t id = vz_sampler_sample(c->smp, c->logits);
+        if (run_is_stop(c->info, id)) break;
         emit(c, id);
         c->n_gen++;
         if (!c->dumping && n_predict >= 0 && g + 1 == n_predict) break; /* its logits are not needed */
@@ -264,8 +270,7 @@ static int run_model(const run_args *a, vz_model *m) {
     c.a = a;
     c.tok = vz_model_tokenizer(m);
     c.vocab = info.vocab_size;
-    c.n_eos = info.n_eos;
-    memcpy(c.eos, info.eos_ids, sizeof c.eos);
+    c.info = &info;
     vz_session_opts so;
     vz_session_opts_default(&so);
     so.n_ctx = (int32_t)a->n_ctx;

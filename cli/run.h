@@ -37,6 +37,9 @@ int run_add_prompt(run_args *a, const char *p, const char *what);
  * appending each; 0, or 1 after printing the error. */
 int run_read_prompts(run_args *a);
 
+/* Whether id is one of the model's stop ids (info->eos_ids). */
+int run_is_stop(const vz_model_info *info, int32_t id);
+
 /* The ids of prompt (BOS first; NULL: BOS alone) in a malloc'ed array; a
  * CLI exit code (0 ok). With --chat: the conversation [system,] user prompt
  * in the chat format, ending with the assistant's header. */

@@ -74,12 +74,6 @@ static void print_seq(const run_args *a, const vz_tokenizer *tok, const seq_out 
 
 /* Generates into q[] until n_predict tokens each (n_predict < 0: until
  * every sequence saw EOS or the context is full). */
-static int is_stop(const vz_model_info *info, int32_t id) {
-    for (int32_t k = 0; k < info->n_eos; k++)
-        if (id == info->eos_ids[k]) return 1;
-    return 0;
-}
-
 static vz_status generate_all(const run_args *a, vz_session *s, seq_out *q, int32_t n, int32_t *first,
                               const vz_model_info *info) {
     const int32_t n_ctx = vz_session_n_ctx(s);
@@ -104,7 +98,7 @@ static vz_status generate_all(const run_args *a, vz_session *s, seq_out *q, int3
         for (int32_t j = 0; j < na; j++) {
             seq_out *o = &q[seqs[j]];
             for (int32_t t = 0; t < k && !o->done && o->n_gen < o->cap; t++) {
-                if (is_stop(info, out[(size_t)j * k + t])) o->done = 1;
+                if (run_is_stop(info, out[(size_t)j * k + t])) o->done = 1;
                 else o->gen[o->n_gen++] = out[(size_t)j * k + t];
             }
             first[seqs[j]] = out[(size_t)j * k + k - 1];

@@ -47,12 +47,6 @@ int run_chat_ids(const run_args *a, const vz_model *m, const vz_chat_msg *msgs, 
     return 0;
 }
 
-static int is_stop(const vz_model_info *info, int32_t id) {
-    for (int32_t k = 0; k < info->n_eos; k++)
-        if (id == info->eos_ids[k]) return 1;
-    return 0;
-}
-
 /* The ids to evaluate for the newest user message: all of them on the first
  * turn, else the conversation's ids from the last reply's end-of-turn token
  * (the last stop id in the ids up to that reply). *from gets the index. */
@@ -64,7 +58,7 @@ static int turn_ids(const run_args *a, const vz_model *m, const vz_model_info *i
     int32_t *prev = NULL, np = 0, j = -1;
     if (run_chat_ids(a, m, c->msgs, c->n - 1, 0, &prev, &np)) return free(*ids), 1;
     for (int32_t i = np - 1; i >= 0 && j < 0; i--)
-        if (is_stop(info, prev[i])) j = i;
+        if (run_is_stop(info, prev[i])) j = i;
     int ok = j >= 0 && j < *cnt && !memcmp(prev, *ids, sizeof(int32_t) * (size_t)(j + 1));
     free(prev);
     if (!ok)
@@ -86,7 +80,7 @@ static int reply(const run_args *a, vz_session *s, vz_sampler *smp, const vz_tok
     for (int64_t g = 0; a->n_predict < 0 || g < a->n_predict; g++) {
         if (cli_interrupted) { rc = 130; break; }
         int32_t id = vz_sampler_sample(smp, logits);
-        if (is_stop(info, id)) break;
+        if (run_is_stop(info, id)) break;
         int32_t len = vz_detok_next(&dt, id, buf, (int32_t)sizeof buf);
         if (a->print_ids) printf(g ? " %d" : "%d", (int)id);
         if (len > 0) {
