@@ -146,13 +146,14 @@ static void put_special(chat_ids *b, const char *piece) {
     put_id(b, id);
 }
 
-/* s without leading and trailing white space (Python's strip on ASCII), in buf. */
+/* White space as Python's str.strip sees it in ASCII. */
+static int is_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+
+/* s without leading and trailing white space, in buf. */
 static const char *strip(chat_ids *b, const char *s, char **buf) {
-    while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r' || *s == '\f' || *s == '\v') s++;
+    while (is_space(*s)) s++;
     size_t n = strlen(s);
-    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == '\f' ||
-                 s[n - 1] == '\v'))
-        n--;
+    while (n && is_space(s[n - 1])) n--;
     free(*buf);
     *buf = malloc(n + 1);
     if (!*buf) {
@@ -208,7 +209,7 @@ static void render(chat_ids *b, int f, const vz_chat_msg *msgs, int32_t n, int a
             if (i == first && first && f == CHAT_LLAMA2) { /* the system message opens the first user message */
                 put_text(b, "<<SYS>>\n"), put_text(b, msgs[0].content), put_text(b, "\n<</SYS>>\n\n");
                 put_text(b, c); /* the template strips the whole: its end only, the start is the header */
-                while (b->tn && strchr(" \t\n\r\f\v", b->text[b->tn - 1])) b->text[--b->tn] = 0;
+                while (b->tn && is_space(b->text[b->tn - 1])) b->text[--b->tn] = 0;
             } else {
                 if (i == first && first) put_text(b, msgs[0].content), put_text(b, "\n\n");
                 put_text(b, f == CHAT_LLAMA2 ? strip(b, c, &tmp) : c);
