@@ -46,7 +46,6 @@ static vz_status check_tokens(const vz_session *s, int32_t n, const int32_t *tok
     return VZ_OK;
 }
 
-#ifdef VZ_HAVE_CUDA
 /* Adds k to the position of each of the n sequences q[]. */
 static void advance(vz_session *s, int32_t n, const int32_t *q, int32_t k) {
     for (int32_t i = 0; i < n; i++) {
@@ -54,7 +53,6 @@ static void advance(vz_session *s, int32_t n, const int32_t *q, int32_t k) {
         else s->seq[q[i]].pos += k;
     }
 }
-#endif
 
 /* [batch] The CPU step of n sequences q[] with a KV cache: token tokens[i]
  * at the next position of sequence q[i], logits (n * vocab, or NULL) as
@@ -64,16 +62,12 @@ static void step_cpu(vz_session *s, int32_t n, const int32_t *q, const int32_t *
     vz_kv *kvs[VZ_MAX_SEQ] = {0};
     int32_t pos[VZ_MAX_SEQ] = {0};
     for (int32_t i = 0; i < n; i++) {
-        int cur = q[i] == s->cur;
-        kvs[i] = cur ? &s->kv : &s->seq[q[i]].kv;
-        pos[i] = cur ? s->pos : s->seq[q[i]].pos;
+        kvs[i] = q[i] == s->cur ? &s->kv : &s->seq[q[i]].kv;
+        pos[i] = vz_session_seq_pos(s, q[i]);
     }
     vz_forward_seqs(s, kvs, pos, tokens, n, logits);
-    for (int32_t i = 0; i < n; i++) {
-        vz_seq_state *o = &s->seq[q[i]];
-        if (q[i] == s->cur) s->history[s->pos++] = tokens[i];
-        else o->history[o->pos++] = tokens[i];
-    }
+    for (int32_t i = 0; i < n; i++) (q[i] == s->cur ? s->history : s->seq[q[i]].history)[pos[i]] = tokens[i];
+    advance(s, n, q, 1);
 }
 
 vz_status vz_session_eval_batch(vz_session *s, int32_t n, const int32_t *seqs, const int32_t *tokens, float *logits) {
