@@ -65,11 +65,15 @@ typedef float (*vz_dot_fn)(const float *, const float *, int64_t);
  * run before sanitizer runtimes start). Racing first calls store the same. */
 static vz_dot_fn dot_impl;
 
-static vz_dot_fn dot_pick(void) {
+/* 2: AVX-512 F, 1: AVX2, 0: neither; what vz_dot and dot_tile pick by. */
+static int simd_level(void) {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return vz_dot_avx512;
-    if (__builtin_cpu_supports("avx2")) return vz_dot_avx2;
-    return vz_dot_generic;
+    return __builtin_cpu_supports("avx512f") ? 2 : __builtin_cpu_supports("avx2") ? 1 : 0;
+}
+
+static vz_dot_fn dot_pick(void) {
+    static const vz_dot_fn by_level[3] = {vz_dot_generic, vz_dot_avx2, vz_dot_avx512};
+    return by_level[simd_level()];
 }
 
 __attribute__((noinline)) float vz_dot(const float *a, const float *b, int64_t n) {
@@ -151,11 +155,8 @@ static void dot_tile(float *y, int64_t ystride, const float *w, int64_t nr, cons
     if (!f) {
         f = dot_tile_generic;
 #if VZ_DOT_X86
-        __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx512f"))
-            f = dot_tile_avx512;
-        else if (__builtin_cpu_supports("avx2"))
-            f = dot_tile_avx2;
+        static const vz_dot_tile_fn by_level[3] = {dot_tile_generic, dot_tile_avx2, dot_tile_avx512};
+        f = by_level[simd_level()];
 #endif
         __atomic_store_n(&dot_tile_impl, f, __ATOMIC_RELAXED);
     }
