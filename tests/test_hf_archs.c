@@ -51,6 +51,22 @@ static void set_scaling(const char *dir, const char *json) {
     cJSON_Delete(root);
 }
 
+/* A .vz holding what runs its model differently: the file holds the bytes
+ * `needle` (its XCFG section), `inspect` prints `line`, and the CUDA device
+ * refuses it with a message naming `refusal` (or is not built). */
+static void check_vz_carries(const char *vz, const char *needle, const char *line, const char *refusal) {
+    size_t vn;
+    char *vb = slurp(vz, &vn), *out = NULL;
+    assert_non_null(memmem(vb, vn, needle, strlen(needle)));
+    free(vb);
+    assert_int_equal(vz_test_sh(&out, "%s inspect '%s'", vz_test_cli(), vz), 0);
+    assert_non_null(strstr(out, line));
+    free(out);
+    assert_int_not_equal(vz_test_sh(&out, "%s run -m '%s' -p hi -n 2 --device cuda", vz_test_cli(), vz), 0);
+    if (!strstr(out, "without CUDA")) assert_non_null(strstr(out, refusal));
+    free(out);
+}
+
 /* Greedy logits of a 40-token prompt (positions 0..47) from model into a malloc'd buffer. */
 static char *logits(const char *model, const char *dir, const char *tag, size_t *n) {
     char dump[400], *out = NULL;
@@ -138,17 +154,8 @@ static void test_qwen2(void **state) {
     assert_int_equal(n1, n2);
     assert_memory_equal(a, b, n1);
     free(a), free(b);
-    size_t vn;
-    char *vb = slurp(vz, &vn);
-    assert_non_null(memmem(vb, vn, "\"qkv_bias\":1", 12));
-    free(vb);
-    assert_int_equal(vz_test_sh(&out, "%s inspect '%s'", vz_test_cli(), vz), 0);
-    assert_non_null(strstr(out, "qwen2, dim 64, 2 layers, vocab 512, tied head, q/k/v biases\n"));
-    free(out);
-    int rc = vz_test_sh(&out, "%s run -m '%s' -p hi -n 2 --device cuda", vz_test_cli(), vz);
-    assert_int_not_equal(rc, 0);
-    if (!strstr(out, "without CUDA")) assert_non_null(strstr(out, "attention biases"));
-    free(out);
+    check_vz_carries(vz, "\"qkv_bias\":1", "qwen2, dim 64, 2 layers, vocab 512, tied head, q/k/v biases\n",
+                     "attention biases");
     vz_test_rmtree(dir);
 }
 
@@ -290,19 +297,9 @@ static void test_end_to_end(void **state) {
     char *from_vz = logits(vz, dir, "vz", &n2);
     assert_int_equal(n1, n2);
     assert_memory_equal(scaled, from_vz, n1);
-    /* the scaling travels in a required XCFG section */
-    size_t vn;
-    char *vb = slurp(vz, &vn);
-    assert_non_null(memmem(vb, vn, "{\"rope_scaling\":{\"rope_type\":\"llama3\"", 37));
-    free(vb);
-    assert_int_equal(vz_test_sh(&out, "%s inspect '%s'", vz_test_cli(), vz), 0);
-    assert_non_null(strstr(out, "vocab 512, rope_scaling llama3 x8\n"));
-    free(out);
-    /* the CUDA device refuses it rather than run plain RoPE */
-    int rc = vz_test_sh(&out, "%s run -m '%s' -p hi -n 2 --device cuda", vz_test_cli(), vz);
-    assert_int_not_equal(rc, 0);
-    if (!strstr(out, "without CUDA")) assert_non_null(strstr(out, "rope_scaling"));
-    free(out);
+    /* the scaling travels in a required XCFG section; the CUDA device refuses it rather than run plain RoPE */
+    check_vz_carries(vz, "{\"rope_scaling\":{\"rope_type\":\"llama3\"", "vocab 512, rope_scaling llama3 x8\n",
+                     "rope_scaling");
     /* linear with factor 1 is the identity */
     set_scaling(dir, "{\"rope_type\": \"linear\", \"factor\": 1.0}");
     char *lin1 = logits(src, dir, "lin1", &n3);
