@@ -13,6 +13,10 @@
 #     (and the prefill decoder at 1 and 4 blocks per SM), the prefill profile,
 #     tinyllama at 600 MiB, compute-sanitizer on a GEMM prefill and a batch,
 #     llama2-7b raw, lossless and q4.
+#   archs: test_cuda_archs (Qwen 2 biases, rope scaling, GGUF Q8_0 / Q4_0 on
+#     the GPU) with the tests its change touches, then `vramzip bench` of
+#     tinyllama-1.1b and of the llama3.2-1b and qwen2.5-0.5b shapes (raw,
+#     lossless, q8, q4), and of tinyllama again with $VZ_OLD/vramzip when set.
 #   more: compute-sanitizer memcheck and racecheck on generates (fmaf and
 #     tensor-core kernels), the tensor-core kernel (VZ_CUDA_MV=24) end to
 #     end: raw == lossless over 256 tokens, `vramzip bench`, batched decode.
@@ -29,7 +33,11 @@ if [ "${1:-}" = --pack ]; then
     cp "$B/vramzip" "$B/bench/batch_bench" "$D/" && cp -r "$B/lib" "$D/" && cp bench/gpu_final.sh bench/hf_offload.py "$D/"
     cp "$B"/tests/test_cuda_* "$B/tests/test_batch" "$D/tests/" && cp -r .carry/models "$D/models"
     strip "$D/vramzip" "$D/batch_bench" "$D"/tests/*
-    rm -rf .carry/finalpk && mkdir -p .carry/finalpk && tar -C .carry -cJf .carry/finalpk/final.tar.xz final
+    # test_cuda_archs reads these relative to the folder it runs in
+    mkdir -p "$D/tests/golden/bpe" && cp tests/hf_to_gguf.py "$D/tests/" && cp -r tests/golden/bpe/llama3 "$D/tests/golden/bpe/"
+    # one large dictionary: the binaries share most of their bytes (170 MB -> 11 MB, where plain -J gave 81)
+    rm -rf .carry/finalpk && mkdir -p .carry/finalpk &&
+        tar -C .carry -cf - final | xz -T2 --lzma2=preset=6,dict=256MiB >.carry/finalpk/final.tar.xz
     du -sh "$D" .carry/finalpk
     exit 0
 fi
@@ -103,6 +111,37 @@ if [ "$PART" = check ]; then # after a decoder change: its tests, tinyllama and 
     wait $p_l7
     bench l7 150 -m "$W/l7/src" --codec raw,lossless --out-dir "$W/l7" -n 64 --prompt-len 512 --ctx 2048 --kv f16
     step done
+    exit 0
+fi
+
+if [ "$PART" = archs ]; then
+    prep tinyllama-1.1b "$W/tl" lossless q8 q4 &
+    p_tl=$!
+    mkdir -p "$W/l3" "$W/qw"
+    prep llama3.2-1b "$W/l3" lossless q8 q4 &
+    p_l3=$!
+    prep qwen2.5-0.5b "$W/qw" lossless q8 q4 &
+    p_qw=$!
+    runtests "$OUT/tests.log" test_cuda_archs test_cuda_prefill test_batch
+    grep -E "max \|gpu - cpu\||byte-identical|FAILED|Failure|SKIP" "$OUT/tests.log" | head -30
+    wait $p_tl
+    grep -E "done|fail|rror" "$W/tl/prep.log"
+    VZ_TINYLLAMA_RAW="$W/tl/src" VZ_TINYLLAMA_LOSSLESS="$W/tl/lossless.vz" timeout 150 ./tests/test_cuda_forward \
+        >"$W/fwd.log" 2>&1
+    echo "test_cuda_forward rc=$? $(grep -E 'steps: logits|PASSED|FAILED' "$W/fwd.log" | tr '\n' ' ')"
+    cat "$W/fwd.log" >>"$OUT/tests.log"
+    for r in 1 2; do
+        bench tl$r 90 -m "$W/tl/src" --codec raw,lossless,q8,q4 --out-dir "$W/tl" -n 128 --prompt-len 512 --ctx 2048 --kv f16
+        [ -n "${VZ_OLD:-}" ] && V=$VZ_OLD/vramzip bench tl-old$r 90 -m "$W/tl/src" --codec raw,lossless,q8,q4 \
+            --out-dir "$W/tl" -n 128 --prompt-len 512 --ctx 2048 --kv f16
+    done
+    wait $p_l3 $p_qw
+    grep -E "done|fail|rror" "$W/l3/prep.log" "$W/qw/prep.log"
+    bench l3 100 -m "$W/l3/src" --codec raw,lossless,q8,q4 --out-dir "$W/l3" -n 128 --prompt-len 512 --ctx 2048 --kv f16
+    bench qw 100 -m "$W/qw/src" --codec raw,lossless,q8,q4 --out-dir "$W/qw" -n 128 --prompt-len 512 --ctx 2048 --kv f16
+    step "summary"
+    echo "card: $(cat "$W/card.txt")"
+    grep -E "^\[  (PASSED|FAILED) \]|steps: logits" "$OUT/tests.log"
     exit 0
 fi
 

@@ -188,7 +188,7 @@ int main(int argc, char **argv) {
         const char *an[2] = {"0: flash, tensor cores, cp.async, key tiles over 2 x 4 warps", "1: f32 CUDA cores"};
         for (int k = 0; k < 2; k++) {
             vz_pf_attention_variant(av[k]);
-            double us = time_us([&](int) { vz_pf_attention(o, qkv, ld, kc, vc, 0, T, nh, nkv, hd, 1, 10000.0f, 0, st); },
+            double us = time_us([&](int) { vz_pf_attention(o, qkv, ld, kc, vc, 0, T, nh, nkv, hd, 1, 10000.0f, NULL, 0, NULL, st); },
                                 20, st);
             printf("| attention (RoPE + KV store + causal) | %s | %.1f | %.3f | %.1f TFLOP/s |\n", an[k], us, 22 * us / 1e3,
                    fl / us / 1e6);

@@ -436,49 +436,6 @@ static void test_attention_cluster_wide_tinyllama(void **state) {
     vz_model_close(m);
 }
 
-/* Logits of every step of a greedy run of n tokens of two models must be
- * byte-identical (lossless codecs share the matvec's thread mapping). */
-static void compare_bitwise(const char *raw_path, const char *ll_path, int32_t n, int32_t n_ctx) {
-    vz_model *mr = NULL, *ml = NULL;
-    assert_int_equal(vz_model_open(&mr, raw_path, NULL), VZ_OK);
-    assert_int_equal(vz_model_open(&ml, ll_path, NULL), VZ_OK);
-    vz_session_opts o;
-    vz_session_opts_default(&o);
-    o.device = VZ_DEVICE_CUDA;
-    o.kv = VZ_KV_F16;
-    o.n_ctx = n_ctx;
-    vz_session *sr = NULL, *sl = NULL;
-    assert_int_equal(vz_session_create(&sr, mr, &o), VZ_OK);
-    vz_status st = vz_session_create(&sl, ml, &o);
-    if (st == VZ_ERR_UNSUPPORTED) {
-        print_message("SKIP: lossless weights on the GPU: %s\n", vz_last_error());
-        vz_session_free(sr);
-        vz_model_close(mr);
-        vz_model_close(ml);
-        skip();
-    }
-    assert_int_equal(st, VZ_OK);
-    vz_model_info info;
-    assert_int_equal(vz_model_get_info(mr, &info), VZ_OK);
-    float *a = malloc(sizeof(float) * (size_t)info.vocab_size), *b = malloc(sizeof(float) * (size_t)info.vocab_size);
-    assert_non_null(a);
-    assert_non_null(b);
-    int32_t tok = info.bos_id >= 0 ? info.bos_id : 1;
-    for (int32_t i = 0; i < n; i++) {
-        assert_int_equal(vz_session_eval(sr, &tok, 1, a, 0), VZ_OK);
-        assert_int_equal(vz_session_eval(sl, &tok, 1, b, 0), VZ_OK);
-        if (memcmp(a, b, sizeof(float) * (size_t)info.vocab_size) != 0) fail_msg("logits differ at step %d", i);
-        tok = vz_test_argmax(a, info.vocab_size);
-    }
-    print_message("%d steps: logits byte-identical raw vs lossless\n", n);
-    free(a);
-    free(b);
-    vz_session_free(sr);
-    vz_session_free(sl);
-    vz_model_close(mr);
-    vz_model_close(ml);
-}
-
 /* Lossless packed3 (the default) and packed4 (lossless:k4) of the f32
  * stories260K: the generic decoders. */
 static void test_lossless_bitexact_stories260k(void **state) {
@@ -493,8 +450,8 @@ static void test_lossless_bitexact_stories260k(void **state) {
     vz_test_convert(path, NULL, "raw", raw);
     vz_test_convert(path, NULL, "lossless", ll);
     vz_test_convert(path, NULL, "lossless:k4", ll4);
-    compare_bitwise(raw, ll, 200, 256);
-    compare_bitwise(raw, ll4, 200, 256);
+    vz_test_gpu_bitwise(raw, ll, 200, 256);
+    vz_test_gpu_bitwise(raw, ll4, 200, 256);
     vz_test_rmtree(dir);
 }
 
@@ -509,7 +466,7 @@ static void test_lossless_k4_bitexact_synth(void **state) {
     snprintf(ll4, sizeof ll4, "%s/ll4.vz", dir);
     vz_test_convert(src, NULL, "raw", raw);
     vz_test_convert(src, NULL, "lossless:k4", ll4);
-    compare_bitwise(raw, ll4, 200, 256);
+    vz_test_gpu_bitwise(raw, ll4, 200, 256);
     vz_test_rmtree(dir);
 }
 
@@ -521,7 +478,7 @@ static void test_lossless_bitexact_tinyllama(void **state) {
         skip();
     }
     if (!vz_test_have_gpu()) skip();
-    compare_bitwise(raw, ll, 256, 512);
+    vz_test_gpu_bitwise(raw, ll, 256, 512);
 }
 
 /* On-device sampling (the sampler inside the decode graph), seed-fixed:

@@ -286,7 +286,7 @@ static void attention_case(int32_t hd, int32_t f16, int32_t inter, int32_t pos0,
         memset(out, 0xff, 2 * (size_t)T * qd); /* NaN */
         assert_int_equal(vz_cuda_copy(dout, out, 2 * (size_t)T * qd, 0), VZ_OK);
         int old = vz_pf_attention_variant(var);
-        vz_pf_attention(dout, dq, ld, dk, dv, pos0, T, nh, nkv, hd, f16, theta, inter, NULL);
+        vz_pf_attention(dout, dq, ld, dk, dv, pos0, T, nh, nkv, hd, f16, theta, NULL, inter, NULL, NULL);
         vz_pf_attention_variant(old);
         assert_int_equal(vz_cuda_sync(), VZ_OK);
         assert_int_equal(vz_cuda_copy(out, dout, 2 * (size_t)T * qd, 1), VZ_OK);

@@ -427,7 +427,6 @@ static vz_status load_tensors(vz_model *m, const vz_gguf *g) {
                    "%s: tensor %s: shape is too large", g->what, raw);
         if (ggml_quant(ti->type)) {
             qoff += vz_al16(quant_blob(ti, g->p + g->data_off + ti->offset, t, arena + qoff));
-            m->ggml_quant = 1;
             continue;
         }
         t->dtype = ti->type == VZ_GGML_F32 ? VZ_DTYPE_F32 : ti->type == VZ_GGML_F16 ? VZ_DTYPE_F16 : VZ_DTYPE_BF16;

@@ -79,7 +79,6 @@ struct vz_model {
     int32_t n_maps;
     void *owned[VZ_MAX_MAPS];   /* other owned buffers, freed with the model */
     int32_t n_owned;
-    int32_t ggml_quant;         /* tensors read from GGUF Q8_0 / Q4_0 blocks (CPU only until run on a GPU) */
     const char *chat_template;  /* the checkpoint's Jinja chat template (owned), or NULL: model/chat.c */
 };
 

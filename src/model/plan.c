@@ -77,6 +77,13 @@ static uint64_t shape_tensor_bytes(int codec_id, vz_dtype dt, uint64_t rows, uin
     return arena ? al256(b) : vz_plan_dev_round(b);
 }
 
+uint64_t vz_plan_small_floats(const vz_config *c) {
+    const uint64_t nl = (uint64_t)c->n_layers, hd = (uint64_t)c->head_dim;
+    const uint64_t qkv = ((uint64_t)c->n_heads + 2 * (uint64_t)c->n_kv_heads) * hd;
+    return (uint64_t)c->dim * (2 * nl + 1) + (c->qkv_bias ? nl * qkv : 0) +
+           (c->rope_scaling.type != VZ_ROPE_NONE ? hd / 2 : 0);
+}
+
 void vz_plan_shape_bytes(const vz_config *c, int codec_id, vz_dtype dt, int arena, uint64_t *layer,
                          uint64_t *global) {
     const uint64_t d = (uint64_t)c->dim, h = (uint64_t)c->hidden_dim;
@@ -86,7 +93,7 @@ void vz_plan_shape_bytes(const vz_config *c, int codec_id, vz_dtype dt, int aren
              shape_tensor_bytes(codec_id, dt, d, qd, arena) + 2 * shape_tensor_bytes(codec_id, dt, h, d, arena) +
              shape_tensor_bytes(codec_id, dt, d, h, arena);
     uint64_t emb = shape_tensor_bytes(codec_id, dt, (uint64_t)c->vocab_size, d, arena);
-    *global = emb * (c->tied_embeddings ? 1 : 2) + vz_plan_dev_round(d * (2 * (uint64_t)c->n_layers + 1) * 4) +
+    *global = emb * (c->tied_embeddings ? 1 : 2) + vz_plan_dev_round(vz_plan_small_floats(c) * 4) +
               (arena ? VZ_PLAN_ARENA_SLACK : 0);
 }
 
@@ -338,7 +345,7 @@ vz_status vz_plan_session(const vz_model *m, const vz_session_opts *opts, int32_
     in.decoded_bytes = lmax ? decoded : NULL;
     in.global_bytes = tensor_dev_bytes(m->tok_emb, held) +
                       (m->output != m->tok_emb ? tensor_dev_bytes(m->output, held) : 0) +
-                      vz_plan_dev_round((uint64_t)c->dim * (2 * (uint64_t)c->n_layers + 1) * 4) +
+                      vz_plan_dev_round(vz_plan_small_floats(c) * 4) +
                       (held == VZ_RESIDENCY_DECOMPRESS ? 0 : VZ_PLAN_ARENA_SLACK);
     in.budget = opts->vram_budget;
     in.stream_ok = stream_ok;

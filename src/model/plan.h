@@ -55,6 +55,12 @@ uint64_t vz_plan_tensor_bytes(const vz_tensor *t);
  * 1 MiB on, else to 512 bytes. */
 uint64_t vz_plan_dev_round(uint64_t n);
 
+/* f32 vectors the device keeps beside the weights, in one allocation: the
+ * RMSNorm weights (2 n_layers + 1 rows of dim), q/k/v biases (Qwen 2:
+ * n_layers rows of q_dim + 2 kv_dim) and a rope_scaling model's pair
+ * frequencies (head_dim / 2). */
+uint64_t vz_plan_small_floats(const vz_config *c);
+
 /* KV cache (keys + values, as two allocations, each n_seq slots of n_ctx
  * positions: [batch]) and scratch (activations of VZ_PLAN_BATCH tokens,
  * logits, attention partials, lane state, sampled ids of n_seq sequences)

@@ -123,13 +123,6 @@ void vz_session_select(vz_session *s, int32_t q) {
  * anything, a plan that does not fit; [st] layers past the resident prefix
  * stream from pinned host memory (or pass through the layer cache). */
 static vz_status cuda_create(vz_session *s, const vz_session_opts *opts) {
-    VZ_FAIL_IF(s->m->cfg.rope_scaling.type != VZ_ROPE_NONE, VZ_ERR_UNSUPPORTED,
-               "%s: rope_scaling (Llama 3.1+) runs on the CPU only for now (--device cpu)", s->m->path);
-    VZ_FAIL_IF(s->m->ggml_quant, VZ_ERR_UNSUPPORTED,
-               "%s: GGUF Q8_0 / Q4_0 tensors (read as q8 / q4) have not been run on a GPU yet: --device cpu",
-               s->m->path);
-    VZ_FAIL_IF(s->m->cfg.qkv_bias, VZ_ERR_UNSUPPORTED,
-               "%s: attention biases (%s) run on the CPU only for now (--device cpu)", s->m->path, s->m->cfg.arch);
     vz_session_opts o = *opts;
     o.n_ctx = s->n_ctx;
     vz_plan p;

@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "testutil.h"
 #ifdef VZ_HAVE_CUDA
@@ -95,4 +96,45 @@ float *vz_test_session_logits(vz_model *m, const vz_session_opts *o, int32_t nt,
     free(toks);
     vz_session_free(s);
     return l;
+}
+
+void vz_test_gpu_bitwise(const char *raw_path, const char *ll_path, int32_t n, int32_t n_ctx) {
+    vz_model *mr = NULL, *ml = NULL;
+    assert_int_equal(vz_model_open(&mr, raw_path, NULL), VZ_OK);
+    assert_int_equal(vz_model_open(&ml, ll_path, NULL), VZ_OK);
+    vz_session_opts o;
+    vz_session_opts_default(&o);
+    o.device = VZ_DEVICE_CUDA;
+    o.kv = VZ_KV_F16;
+    o.n_ctx = n_ctx;
+    vz_session *sr = NULL, *sl = NULL;
+    assert_int_equal(vz_session_create(&sr, mr, &o), VZ_OK);
+    vz_status st = vz_session_create(&sl, ml, &o);
+    if (st == VZ_ERR_UNSUPPORTED) {
+        print_message("SKIP: lossless weights on the GPU: %s\n", vz_last_error());
+        vz_session_free(sr);
+        vz_model_close(mr);
+        vz_model_close(ml);
+        skip();
+    }
+    assert_int_equal(st, VZ_OK);
+    vz_model_info info;
+    assert_int_equal(vz_model_get_info(mr, &info), VZ_OK);
+    float *a = malloc(sizeof(float) * (size_t)info.vocab_size), *b = malloc(sizeof(float) * (size_t)info.vocab_size);
+    assert_non_null(a);
+    assert_non_null(b);
+    int32_t tok = info.bos_id >= 0 ? info.bos_id : 1;
+    for (int32_t i = 0; i < n; i++) {
+        assert_int_equal(vz_session_eval(sr, &tok, 1, a, 0), VZ_OK);
+        assert_int_equal(vz_session_eval(sl, &tok, 1, b, 0), VZ_OK);
+        if (memcmp(a, b, sizeof(float) * (size_t)info.vocab_size) != 0) fail_msg("logits differ at step %d", i);
+        tok = vz_test_argmax(a, info.vocab_size);
+    }
+    print_message("%d steps: logits byte-identical raw vs lossless\n", n);
+    free(a);
+    free(b);
+    vz_session_free(sr);
+    vz_session_free(sl);
+    vz_model_close(mr);
+    vz_model_close(ml);
 }

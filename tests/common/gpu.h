@@ -46,4 +46,10 @@ void vz_test_convert(const char *src, const char *tok, const char *spec, const c
  * the session cannot be created. */
 float *vz_test_session_logits(vz_model *m, const vz_session_opts *o, int32_t nt, vz_session_mem *mem);
 
+/* Greedy from BOS for n steps on two models of the same shape (KV f16,
+ * context n_ctx): every step's logits byte-identical (raw vs lossless: the
+ * codecs share the matvec's thread mapping), else the test fails naming
+ * the step; skips when the second model cannot open a GPU session. */
+void vz_test_gpu_bitwise(const char *raw_path, const char *ll_path, int32_t n, int32_t n_ctx);
+
 #endif

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <cjson/cJSON.h>
 
 const char *vz_test_models_dir(void) {
     static char dir[1024];
@@ -107,4 +108,20 @@ char *vz_test_read_file(const char *path, size_t *len) {
     }
     fclose(f);
     return p;
+}
+
+void vz_test_set_rope_scaling(const char *src, const char *json) {
+    char path[1024];
+    size_t n;
+    snprintf(path, sizeof path, "%s/config.json", src);
+    char *s = vz_test_read_file(path, &n);
+    if (!s) fail_msg("cannot read %s", path);
+    cJSON *root = cJSON_Parse(s), *v = cJSON_Parse(json);
+    if (!root || !v) fail_msg("%s or '%s': not JSON", path, json);
+    cJSON_ReplaceItemInObjectCaseSensitive(root, "rope_scaling", v);
+    char *t = cJSON_Print(root);
+    FILE *f = fopen(path, "wb");
+    if (!t || !f || fputs(t, f) < 0 || fclose(f) != 0) fail_msg("cannot write %s", path);
+    free(t), free(s);
+    cJSON_Delete(root);
 }

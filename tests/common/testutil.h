@@ -58,6 +58,10 @@ int vz_test_sh(char **output, const char *fmt, ...);
  * compute-sanitizer). Call before cmocka_run_group_tests. */
 void vz_test_filter_from_env(void);
 
+/* The checkpoint directory src's config.json with "rope_scaling" set to
+ * json (any JSON value); fails the test on error. */
+void vz_test_set_rope_scaling(const char *src, const char *json);
+
 /* Deterministic pseudo-random numbers for tests. */
 uint64_t vz_test_rand(uint64_t *state);
 float vz_test_randn(uint64_t *state);

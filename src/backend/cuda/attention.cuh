@@ -243,15 +243,18 @@ static __device__ __forceinline__ float att_vsum(const float *acc, int G, int hd
 }
 
 /* RoPE pair i (head_dim hd) at position pos: its element indices a, b and
- * the cosine and sine of its angle. */
+ * the cosine and sine of its angle. fr: the pairs' frequencies (hd / 2, a
+ * rope_scaling model's: vz_cpu_rope_freqs, the CPU's, computed once on the
+ * host), or NULL for theta^(-2i/hd) here. */
 struct rope_rot {
     int a, b;
     float c, sn;
 };
 
-static __device__ __forceinline__ rope_rot rope_at(int i, int pos, int hd, float theta, int interleaved) {
+static __device__ __forceinline__ rope_rot rope_at(int i, int pos, int hd, float theta, const float *fr,
+                                                   int interleaved) {
     rope_rot t;
-    float freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd);
+    float freq = fr ? fr[i] : 1.0f / powf(theta, (float)(2 * i) / (float)hd);
     float val = (float)pos * freq;
     t.c = cosf(val), t.sn = sinf(val);
     t.a = interleaved ? 2 * i : i, t.b = interleaved ? 2 * i + 1 : i + hd / 2;
@@ -264,9 +267,9 @@ static __device__ __forceinline__ void rope_apply(const rope_rot &t, float v0, f
 }
 
 /* Rotated pair i of vec (head_dim hd) at position pos: indices *a, *b, values *r0, *r1. */
-static __device__ __forceinline__ void rope_pair(const float *vec, int i, int pos, int hd, float theta, int interleaved,
-                                                 int *a, int *b, float *r0, float *r1) {
-    const rope_rot t = rope_at(i, pos, hd, theta, interleaved);
+static __device__ __forceinline__ void rope_pair(const float *vec, int i, int pos, int hd, float theta, const float *fr,
+                                                 int interleaved, int *a, int *b, float *r0, float *r1) {
+    const rope_rot t = rope_at(i, pos, hd, theta, fr, interleaved);
     *a = t.a, *b = t.b;
     rope_apply(t, vec[t.a], vec[t.b], r0, r1);
 }
@@ -287,6 +290,7 @@ struct att_args {
     int32_t multi;
     int32_t n_heads, n_kv, hd, kv_f16, interleaved;
     float theta;
+    const float *freq; /* rope_scaling: the pairs' frequencies (rope_at), else NULL */
     int32_t chunk; /* keys per block, VZ_ATT_CHUNK_MIN..VZ_ATT_CHUNK */
     int32_t linger; /* cluster kernel: blocks other than rank 0 exit only once rank 0 has their rows */
 #ifdef VZ_CUDA_TRACE
@@ -321,7 +325,7 @@ static __device__ __forceinline__ void att_rope_q(const att_args &A, const vz_tg
     for (int i = tg.tid; i < hd / 2; i += tg.nt) {
         int a, bb;
         float r0, r1;
-        rope_pair(A.q + ((int64_t)b * A.n_heads + h) * hd, i, pos, hd, A.theta, A.interleaved, &a, &bb, &r0, &r1);
+        rope_pair(A.q + ((int64_t)b * A.n_heads + h) * hd, i, pos, hd, A.theta, A.freq, A.interleaved, &a, &bb, &r0, &r1);
         qs[a] = r0, qs[bb] = r1;
     }
 }
@@ -369,7 +373,7 @@ static __device__ __forceinline__ void att_new_rows(const att_args &A, const vz_
     const int half = A.hd / 2;
     for (int idx = skip + tg.tid; idx < nnew * half; idx += tg.nt) {
         const att_new_item it = att_new_at(A, kvh, nlo, pos0, row0, idx);
-        const rope_rot t = rope_at(idx % half, it.p, A.hd, A.theta, A.interleaved);
+        const rope_rot t = rope_at(idx % half, it.p, A.hd, A.theta, A.freq, A.interleaved);
         att_new_put(it, t, A.k[it.src + t.a], A.k[it.src + t.b], A.v[it.src + t.a], A.v[it.src + t.b], kc, vc, nk, nv, rb,
                     rsz, A.kv_f16, store);
     }

@@ -193,13 +193,16 @@ static __device__ __forceinline__ void pf_pair(int i, int hd, int interleaved, i
 #define PF_RB 256 /* threads per token */
 #define PF_RU 5   /* pairs per thread per round (tinyllama: 36 heads x 32 pairs in one round) */
 
-/* One block per token: its cos/sin (forward.cu's rope_pair: f32 powf, cosf,
- * sinf) computed once into shared memory for every head, while each thread
- * loads its pairs; then q rotated in place, k rotated and stored, v stored. */
+/* One block per token: its cos/sin (forward.cu's rope_pair: f32 powf, or
+ * freq[i] when given, cosf, sinf) computed once into shared memory for every
+ * head, while each thread loads its pairs (+ bias, Qwen 2's, when given: the
+ * row's [q | k | v] order); then q rotated in place, k rotated and stored, v
+ * stored. */
 template <int HDT> /* head_dim if > 0 (index arithmetic by shifts), else hd */
 static __global__ void __launch_bounds__(PF_RB) k_pf_rope_store(float *qkv, int64_t ld, void *kc, void *vc, int32_t pos0,
                                                                 int32_t n_heads, int32_t n_kv, int32_t hd_, int32_t f16,
-                                                                float theta, int32_t interleaved) {
+                                                                float theta, const float *freq, int32_t interleaved,
+                                                                const float *bias) {
     vz_pdl_enter();
     extern __shared__ float pf_cs[]; /* cos of pairs 0..hd/2-1, then sin */
     const int hd = HDT > 0 ? HDT : hd_, t = blockIdx.x, p = pos0 + t, half = hd / 2, qd = n_heads * hd, kvd = n_kv * hd;
@@ -213,13 +216,19 @@ static __global__ void __launch_bounds__(PF_RB) k_pf_rope_store(float *qkv, int6
             if (idx >= np) continue;
             int a, b;
             pf_pair(i, hd, interleaved, &a, &b);
-            const float *e = row + (h < n_heads ? h * hd : qd + (h - n_heads) * hd);
+            const int off = h < n_heads ? h * hd : qd + (h - n_heads) * hd;
+            const float *e = row + off;
             x0[u] = e[a], x1[u] = e[b];
             if (h >= n_heads) y0[u] = e[kvd + a], y1[u] = e[kvd + b];
+            if (bias) {
+                const float *eb = bias + off;
+                x0[u] += eb[a], x1[u] += eb[b];
+                if (h >= n_heads) y0[u] += eb[kvd + a], y1[u] += eb[kvd + b];
+            }
         }
         if (r0 == 0) {
             for (int i = threadIdx.x; i < half; i += PF_RB) {
-                const float freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd), val = (float)p * freq;
+                const float f = freq ? freq[i] : 1.0f / powf(theta, (float)(2 * i) / (float)hd), val = (float)p * f;
                 pf_cs[i] = cosf(val), pf_cs[half + i] = sinf(val);
             }
             __syncthreads();
@@ -624,15 +633,17 @@ int vz_pf_attention_variant(int v) {
 }
 
 void vz_pf_attention(void *out, float *qkv, int64_t ld, void *kc, void *vc, int32_t pos0, int32_t T, int32_t n_heads,
-                     int32_t n_kv, int32_t hd, int32_t kv_f16, float theta, int32_t interleaved, void *stream) {
+                     int32_t n_kv, int32_t hd, int32_t kv_f16, float theta, const float *freq, int32_t interleaved,
+                     const float *bias, void *stream) {
     cudaStream_t st = (cudaStream_t)stream;
     pf_args A = {(__nv_bfloat16 *)out, qkv, kc, vc, ld, pos0, T, n_heads, n_kv, hd, kv_f16};
     const int tc = (hd == 32 || hd == 64 || hd == 128) && ld % 2 == 0 && aligned(qkv, 8) && aligned(kc, 16) &&
                    aligned(vc, 16) && aligned(out, 4);
     const size_t rs = sizeof(float) * (size_t)hd;
-    void (*rope)(float *, int64_t, void *, void *, int32_t, int32_t, int32_t, int32_t, int32_t, float, int32_t) =
+    void (*rope)(float *, int64_t, void *, void *, int32_t, int32_t, int32_t, int32_t, int32_t, float, const float *,
+                 int32_t, const float *) =
         hd == 64 ? k_pf_rope_store<64> : hd == 128 ? k_pf_rope_store<128> : k_pf_rope_store<0>;
-    pf_launch(rope, T, PF_RB, rs, st, qkv, ld, kc, vc, pos0, n_heads, n_kv, hd, kv_f16, theta, interleaved);
+    pf_launch(rope, T, PF_RB, rs, st, qkv, ld, kc, vc, pos0, n_heads, n_kv, hd, kv_f16, theta, freq, interleaved, bias);
     if (pf_att_variant == 0 && tc) {
         if (hd == 64) fa_launch<64>(A, st);
         else if (hd == 128) fa_launch<128>(A, st);

@@ -25,12 +25,15 @@ void vz_pf_silu_mul_bf16(const float *gu, void *out, int32_t T, int32_t hid, voi
 
 /* Causal attention of T new tokens at positions pos0..pos0+T-1 of one layer.
  * qkv: (T, ld) f32 rows [q (n_heads*hd) | k (n_kv*hd) | v (n_kv*hd)],
- * unrotated; q is rotated in place. RoPE'd keys and values are stored into
+ * unrotated; q is rotated in place. bias (device, a row's length in the same
+ * order; Qwen 2) is added to each row first when not NULL; RoPE at
+ * theta^(-2i/hd) or, when freq (device, hd/2 floats) is given, at freq[i]. RoPE'd keys and values are stored into
  * the layer's caches (f16 when kv_f16, else f32; (n_ctx, n_kv*hd)) at those
  * positions, then every query attends to cache rows 0..its position (f32
  * scores, softmax and sums). out: (T, n_heads*hd) bf16 in the GEMM column order. Two kernels. */
 void vz_pf_attention(void *out, float *qkv, int64_t ld, void *kc, void *vc, int32_t pos0, int32_t T, int32_t n_heads,
-                     int32_t n_kv, int32_t hd, int32_t kv_f16, float theta, int32_t interleaved, void *stream);
+                     int32_t n_kv, int32_t hd, int32_t kv_f16, float theta, const float *freq, int32_t interleaved,
+                     const float *bias, void *stream);
 
 /* Attention kernel choice: 0 (default) flash-attention on tensor cores (f16
  * mma; head_dim 32, 64 or 128; else the f32 kernel), 1 the f32 kernel

@@ -112,18 +112,31 @@ static vz_status upload_weights(vz_cuda_session *s, const vz_model *m) {
     }
     VZ_TRY(upload(s, &s->emb, m->tok_emb));
     if (m->output != m->tok_emb) VZ_TRY(upload(s, &s->out, m->output));
-    float *h = (float *)malloc(sizeof(float) * (size_t)dim * (size_t)(2 * nl + 1));
+    /* the small f32 vectors (vz_plan_small_floats): norms, then biases, then the rope frequencies */
+    const vz_config *c = &s->c;
+    const size_t nsmall = (size_t)vz_plan_small_floats(c), norms = (size_t)dim * (size_t)(2 * nl + 1);
+    const size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
+    const size_t qkv = qd + 2 * kvd, bias0 = norms, freq0 = norms + (c->qkv_bias ? (size_t)nl * qkv : 0);
+    float *h = (float *)malloc(sizeof(float) * nsmall);
     VZ_FAIL_IF(!h, VZ_ERR_NOMEM, "cuda session: norms");
     for (int32_t l = 0; l < nl; l++) {
-        memcpy(h + (size_t)(2 * l) * dim, m->layers[l].attn_norm, sizeof(float) * (size_t)dim);
-        memcpy(h + (size_t)(2 * l + 1) * dim, m->layers[l].ffn_norm, sizeof(float) * (size_t)dim);
+        const vz_layer *ml = &m->layers[l];
+        memcpy(h + (size_t)(2 * l) * dim, ml->attn_norm, sizeof(float) * (size_t)dim);
+        memcpy(h + (size_t)(2 * l + 1) * dim, ml->ffn_norm, sizeof(float) * (size_t)dim);
+        if (!c->qkv_bias) continue;
+        float *b = h + bias0 + (size_t)l * qkv;
+        memcpy(b, ml->bq, sizeof(float) * qd);
+        memcpy(b + qd, ml->bk, sizeof(float) * kvd);
+        memcpy(b + qd + kvd, ml->bv, sizeof(float) * kvd);
     }
     memcpy(h + (size_t)(2 * nl) * dim, m->final_norm, sizeof(float) * (size_t)dim);
-    vz_status st = vz_cs_dalloc((void **)&s->norms, (uint64_t)dim * (uint64_t)(2 * nl + 1), 4, &s->w_bytes, "norms");
-    if (st == VZ_OK && cudaMemcpy(s->norms, h, sizeof(float) * (size_t)dim * (2 * nl + 1), cudaMemcpyHostToDevice))
+    if (c->rope_scaling.type != VZ_ROPE_NONE) vz_cpu_rope_freqs(h + freq0, c->head_dim, c->rope_theta, &c->rope_scaling);
+    vz_status st = vz_cs_dalloc((void **)&s->norms, nsmall, 4, &s->w_bytes, "norms");
+    if (st == VZ_OK && cudaMemcpy(s->norms, h, sizeof(float) * nsmall, cudaMemcpyHostToDevice))
         st = VZ_FAIL(VZ_ERR_CUDA, "cuda session: norms upload");
     free(h);
     VZ_TRY(st);
+    s->rope_freq = c->rope_scaling.type != VZ_ROPE_NONE ? s->norms + freq0 : NULL;
     for (int32_t l = 0; l < nl; l++) {
         dev_layer *d = &s->L[l];
         const vz_tensor *src[7];
@@ -132,6 +145,7 @@ static vz_status upload_weights(vz_cuda_session *s, const vz_model *m) {
         for (int i = 0; i < 7 && l < s->n_res; i++) VZ_TRY(upload(s, dst[i], src[i]));
         d->attn_norm = s->norms + (size_t)(2 * l) * dim;
         d->ffn_norm = s->norms + (size_t)(2 * l + 1) * dim;
+        d->bqkv = c->qkv_bias ? s->norms + bias0 + (size_t)l * qkv : NULL;
     }
     return VZ_OK;
 }
@@ -300,8 +314,13 @@ vz_status vz_cs_forward(vz_cuda_session *s, int32_t B, int32_t multi) {
                                          1, st)); /* late: the attention reads the caches before its wait */
         vz_cs_mark(s, "rmsnorm + qkv matvec");
         trace_probe('q', st);
+        if (L->bqkv) { /* Qwen 2; the attention reads the caches only once this launch has begun */
+            vz_k_bias_qkv(s->q, s->k, s->v, L->bqkv, B, nh * hd, nkv * hd, st);
+            vz_cs_mark(s, "q/k/v biases");
+        }
         vz_k_attention(s->att, s->q, s->k, s->v, kc, vc, s->part, s->att_cnt, &sq, B, nh, nkv, hd, s->n_ctx,
-                       s->kv_f16, c->rope_theta, c->rope_interleaved, s->att_chunk, s->att_variant, s->att_linger,
+                       s->kv_f16, c->rope_theta, s->rope_freq, c->rope_interleaved, s->att_chunk, s->att_variant,
+                       s->att_linger,
                        s->att_late >= 0 ? s->att_late : att_late_for(&L->wo, B),
                        s->att_room >= 0 ? s->att_room : att_room_for(&L->wo, B), st);
         vz_cs_mark(s, "rope + kv store + attention");

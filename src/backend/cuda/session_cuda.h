@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 extern "C" {
+#include "backend/cpu/ops.h" /* vz_cpu_rope_freqs: the device rotates at the CPU's frequencies */
 #include "codec/codec.h"
 #include "core/status.h"
 #include "model/model.h"
@@ -26,6 +27,7 @@ extern "C" {
 typedef struct dev_layer {
     vz_cuda_tensor wq, wk, wv, wo, w1, w2, w3; /* encoded, as in the model */
     const float *attn_norm, *ffn_norm; /* into norms */
+    const float *bqkv;                 /* into norms: [bq | bk | bv] (Qwen 2), else NULL */
 } dev_layer;
 
 #define PROF_MAX 1024
@@ -47,7 +49,8 @@ struct vz_cuda_session {
     vz_cuda_tensor emb, out; /* out.data == NULL when tied: the head reads emb */
     uint8_t *arena;          /* the resident encoded tensors, one allocation (no rounding per tensor) */
     uint64_t arena_bytes, arena_off;
-    float *norms;   /* (2 * n_layers + 1, dim) */
+    float *norms;   /* (2 * n_layers + 1, dim), then biases and rope_freq (vz_plan_small_floats) */
+    const float *rope_freq; /* into norms: a rope_scaling model's pair frequencies (head_dim / 2), else NULL */
     void *kc, *vc;  /* (n_seq, n_layers, n_ctx, kv_dim) each */
     float *x, *xb, *q, *k, *v, *att, *hb, *logits, *part;
     int32_t *att_cnt; /* attention merge counters (forward.cuh) */

@@ -120,7 +120,7 @@ static vz_status pf_chunk(vz_cuda_session *s, const int32_t *tokens, int32_t T, 
         pf_mark(s, "qkv gemm");
         if (mode != VZ_GEMM_B) VZ_TRY(vz_gemm_prefetch(g, 1, &wo)); /* decoded under the attention */
         vz_pf_attention(s->pf.h16, s->pf.big, ldqkv, kc, vc, pos0, T, nh, nkv, hd, s->kv_f16, c->rope_theta,
-                        c->rope_interleaved, st);
+                        s->rope_freq, c->rope_interleaved, L->bqkv, st);
         pf_mark(s, "attention");
         VZ_TRY(vz_gemm_run(g, 1, &wo, s->pf.x, dim, s->pf.h16, qd, T, 1, mode));
         pf_mark(s, "wo gemm");

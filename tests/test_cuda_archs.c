@@ -1,0 +1,176 @@
+/*
+ * test_cuda_archs.c - the Hugging Face and llama.cpp variants beyond Llama 2
+ * on the GPU (--device cuda): Qwen 2's q/k/v biases and tied head, rope
+ * scaling (llama3 and linear from config.json; llama.cpp's per-pair
+ * rope_freqs from a GGUF) and GGUF Q8_0 / Q4_0 tensors (read as q8 / q4),
+ * each against the CPU session (whose variants test_hf_archs.c checks
+ * against transformers' formulas), through the decode kernels and the GEMM
+ * prefill; raw and lossless logits byte-identical on the GPU for the
+ * variants a .vz can hold losslessly. Skips without CUDA or a GPU, and the
+ * GGUF cases without python3 (tests/hf_to_gguf.py). Run from the
+ * repository root (tests/golden, tests/hf_to_gguf.py).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/gpu.h"
+#include "common/testutil.h"
+#include "vramzip.h"
+
+#define LLAMA3_SCALING                                                                                            \
+    "{\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, "         \
+    "\"original_max_position_embeddings\": 64}"
+
+enum { N = 48 }; /* tokens per comparison: more than a decode batch (8), so an eval of all of them is a prefill */
+
+/* The largest |a - b| over n floats (a NaN in b fails the test), and max |a| into *scale. */
+static float max_diff(const float *a, const float *b, int64_t n, float *scale) {
+    float d = 0.0f, s = 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        assert_false(isnan(b[i]));
+        s = fabsf(a[i]) > s ? fabsf(a[i]) : s;
+        d = fabsf(a[i] - b[i]) > d ? fabsf(a[i] - b[i]) : d;
+    }
+    *scale = s;
+    return d;
+}
+
+/* All N logits rows of model path on the GPU against the CPU session (KV
+ * f32, BOS then pseudo-random ids), three ways:
+ *  - the decode kernels (VZ_CUDA_PREFILL=0: f32 matvecs, 8 tokens a step),
+ *    then one token at a time: within 1e-5 of max|logit|, the bound that
+ *    test_cuda_forward.c's test_logits_match_cpu derives for f32 sums in
+ *    two orders over dims 64..172 (the shapes here: synth tiny, dim 64,
+ *    hidden 172, 2 layers);
+ *  - the GEMM prefill (bf16 inputs to the GEMMs): within 2^-6 of
+ *    max|logit|, test_cuda_prefill.c's test_prefill_vs_cpu bound.
+ * A missing bias or an unscaled frequency moves logits by 0.1-1
+ * (test_hf_archs.c), far past both. */
+static void expect_gpu_matches_cpu(const char *path, const char *what) {
+    vz_model *m = NULL;
+    if (vz_model_open(&m, path, NULL) != VZ_OK) fail_msg("%s: %s", path, vz_last_error());
+    vz_model_info info;
+    assert_int_equal(vz_model_get_info(m, &info), VZ_OK);
+    const int32_t V = info.vocab_size;
+    int32_t toks[N];
+    uint64_t rs = 11;
+    toks[0] = info.bos_id >= 0 ? info.bos_id : 1;
+    for (int i = 1; i < N; i++) toks[i] = (int32_t)(3 + vz_test_rand(&rs) % (uint64_t)(V - 3));
+    float *a = malloc(sizeof(float) * N * (size_t)V), *b = malloc(sizeof(float) * N * (size_t)V);
+    assert_true(a && b);
+    vz_session *cpu = vz_test_open_session(m, VZ_DEVICE_CPU, VZ_KV_F32, 256);
+    assert_int_equal(vz_session_eval(cpu, toks, N, a, 1), VZ_OK);
+    vz_session_free(cpu);
+    float scale = 0.0f;
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 0) setenv("VZ_CUDA_PREFILL", "0", 1);
+        vz_session *gpu = vz_test_open_session(m, VZ_DEVICE_CUDA, VZ_KV_F32, 256);
+        unsetenv("VZ_CUDA_PREFILL");
+        for (int64_t i = 0; i < (int64_t)N * V; i++) b[i] = NAN;
+        assert_int_equal(vz_session_eval(gpu, toks, N, b, 1), VZ_OK);
+        const float d = max_diff(a, b, (int64_t)N * V, &scale), tol = (pass == 0 ? 1e-5f : 0x1p-6f) * scale;
+        print_message("%s, %s: max |gpu - cpu| = %.3g over %d x %d logits (max |logit| %.3g, tolerance %.3g)\n", what,
+                      pass == 0 ? "decode kernels" : "GEMM prefill", (double)d, N, (int)V, (double)scale, (double)tol);
+        if (!(d <= tol)) fail_msg("%s: the GPU's logits are off the CPU's", what);
+        if (pass == 0) { /* one token per step: the decode graph */
+            vz_session_reset(gpu);
+            for (int i = 0; i < N; i++) {
+                assert_int_equal(vz_session_eval(gpu, toks + i, 1, b, 0), VZ_OK);
+                for (int j = 0; j < V; j++)
+                    if (!(fabsf(b[j] - a[(size_t)i * V + j]) <= tol))
+                        fail_msg("%s: step %d logit %d: gpu %g, cpu %g", what, i, j, b[j], a[(size_t)i * V + j]);
+            }
+        }
+        vz_session_free(gpu);
+    }
+    free(a), free(b);
+    vz_model_close(m);
+}
+
+/* A synth tiny checkpoint of shape (with the byte-level Llama 3 tokenizer
+ * when bpe, as tests/hf_to_gguf.py needs) in dir/src. */
+static void synth(const char *dir, const char *shape, int bpe, char *src, size_t cap) {
+    char *out = NULL;
+    snprintf(src, cap, "%s/src", dir);
+    if (vz_test_sh(&out, "%s synth --shape %s -o '%s'%s", vz_test_cli(), shape, src,
+                   bpe ? " --tokenizer tests/golden/bpe/llama3/tokenizer.json" : "") != 0)
+        fail_msg("synth %s: %s", shape, out);
+    free(out);
+}
+
+/* The checkpoint src against the CPU, then its lossless .vz against it bit for bit. */
+static void check_hf(const char *dir, const char *src, const char *what) {
+    char vz[400], *out = NULL;
+    expect_gpu_matches_cpu(src, what);
+    snprintf(vz, sizeof vz, "%s/ll.vz", dir);
+    if (vz_test_sh(&out, "%s convert '%s' -o '%s' --codec lossless -q", vz_test_cli(), src, vz) != 0)
+        fail_msg("convert: %s", out);
+    free(out);
+    vz_test_gpu_bitwise(src, vz, 64, 256);
+}
+
+static void test_qwen2_biases(void **state) {
+    (void)state;
+    if (!vz_test_have_gpu()) skip();
+    char dir[256], src[300];
+    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
+    synth(dir, "tiny-qwen2", 0, src, sizeof src);
+    check_hf(dir, src, "qwen2 (q/k/v biases, tied head)");
+    vz_test_rmtree(dir);
+}
+
+static void test_rope_scaling(void **state) {
+    (void)state;
+    if (!vz_test_have_gpu()) skip();
+    char dir[256], src[300];
+    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
+    synth(dir, "tiny", 0, src, sizeof src);
+    /* head_dim 16, original context 64: every band of the llama3 scaling is used */
+    vz_test_set_rope_scaling(src, LLAMA3_SCALING);
+    check_hf(dir, src, "rope_scaling llama3 x8");
+    vz_test_set_rope_scaling(src, "{\"rope_type\": \"linear\", \"factor\": 3.0}");
+    expect_gpu_matches_cpu(src, "rope_scaling linear x3");
+    vz_test_rmtree(dir);
+}
+
+/* GGUF files from tests/hf_to_gguf.py: llama with rope_freqs (the llama3
+ * scaling as per-pair divisors), Q8_0 and Q4_0 llama, Q8_0 qwen2. */
+static void test_gguf(void **state) {
+    (void)state;
+    VZ_REQUIRE_SH("command -v python3", "python3 not found (tests/hf_to_gguf.py)");
+    if (!vz_test_have_gpu()) skip();
+    static const struct {
+        const char *shape, *quant, *scaling, *what;
+    } cases[] = {
+        {"tiny", NULL, LLAMA3_SCALING, "GGUF rope_freqs (llama3 x8)"},
+        {"tiny", "q8_0", NULL, "GGUF Q8_0"},
+        {"tiny", "q4_0", NULL, "GGUF Q4_0"},
+        {"tiny-qwen2", "q8_0", NULL, "GGUF qwen2 Q8_0"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char dir[256], src[300], gg[320], *out = NULL;
+        assert_non_null(vz_test_tmpdir(dir, sizeof dir));
+        synth(dir, cases[i].shape, 1, src, sizeof src);
+        if (cases[i].scaling) vz_test_set_rope_scaling(src, cases[i].scaling);
+        snprintf(gg, sizeof gg, "%s/m.gguf", dir);
+        if (vz_test_sh(&out, "python3 tests/hf_to_gguf.py '%s' '%s' %s%s%s", src, gg,
+                       strcmp(cases[i].shape, "tiny") ? "qwen2" : "llama-bpe", cases[i].quant ? " --quant " : "",
+                       cases[i].quant ? cases[i].quant : "") != 0)
+            fail_msg("hf_to_gguf: %s", out);
+        free(out);
+        expect_gpu_matches_cpu(gg, cases[i].what);
+        vz_test_rmtree(dir);
+    }
+}
+
+int main(void) {
+    vz_test_filter_from_env();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_qwen2_biases),
+        cmocka_unit_test(test_rope_scaling),
+        cmocka_unit_test(test_gguf),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
