@@ -139,6 +139,11 @@ if [ "$PART" = archs ]; then
     grep -E "done|fail|rror" "$W/l3/prep.log" "$W/qw/prep.log"
     bench l3 100 -m "$W/l3/src" --codec raw,lossless,q8,q4 --out-dir "$W/l3" -n 128 --prompt-len 512 --ctx 2048 --kv f16
     bench qw 100 -m "$W/qw/src" --codec raw,lossless,q8,q4 --out-dir "$W/qw" -n 128 --prompt-len 512 --ctx 2048 --kv f16
+    step "decode profile (VZ_CUDA_PROFILE=1), qwen2.5-0.5b raw: what the bias launch costs"
+    VZ_CUDA_PROFILE=1 timeout 60 $V bench --device cuda -m "$W/qw/src" --codec raw --out-dir "$W/qw" -n 16 \
+        --prompt-len 16 --ctx 2048 --kv f16 >"$W/qprof.txt" 2>"$W/qprof.err"
+    echo "rc=$?"
+    grep -E "^profile|^  " "$W/qprof.err" | head -24
     step "summary"
     echo "card: $(cat "$W/card.txt")"
     grep -E "^\[  (PASSED|FAILED) \]|steps: logits" "$OUT/tests.log"
@@ -154,7 +159,7 @@ if [ "$PART" = final ]; then # session 4: every GPU test, tinyllama and llama2-7
     prep small "$W/sm" lossless &
     p_sm=$!
     runtests "$OUT/tests.log" test_cuda_matvec test_cuda_prefill test_cuda_verify test_cuda_stream test_cuda_plan test_batch \
-        test_cuda_lmax
+        test_cuda_lmax test_cuda_archs
     wait $p_tl
     grep -E "done|fail|rror" "$W/tl/prep.log"
     VZ_TINYLLAMA_RAW="$W/tl/src" VZ_TINYLLAMA_LOSSLESS="$W/tl/lossless.vz" timeout 150 ./tests/test_cuda_forward \
@@ -247,7 +252,8 @@ p_tl=$!
 prep llama2-7b "$W/l7" lossless q4 &
 p_l7=$!
 
-runtests "$OUT/tests.log" test_cuda_matvec test_cuda_prefill test_cuda_verify test_cuda_stream test_cuda_plan test_batch test_cuda_lmax
+runtests "$OUT/tests.log" test_cuda_matvec test_cuda_prefill test_cuda_verify test_cuda_stream test_cuda_plan test_batch test_cuda_lmax \
+    test_cuda_archs
 grep -E "byte-identical|max \||trace|FAILED|Failure" "$OUT/tests.log" | head -20
 
 step "waiting for tinyllama"
