@@ -139,7 +139,7 @@ if [ "$PART" = archs ]; then
     grep -E "done|fail|rror" "$W/l3/prep.log" "$W/qw/prep.log"
     bench l3 100 -m "$W/l3/src" --codec raw,lossless,q8,q4 --out-dir "$W/l3" -n 128 --prompt-len 512 --ctx 2048 --kv f16
     bench qw 100 -m "$W/qw/src" --codec raw,lossless,q8,q4 --out-dir "$W/qw" -n 128 --prompt-len 512 --ctx 2048 --kv f16
-    step "decode profile (VZ_CUDA_PROFILE=1), qwen2.5-0.5b raw: what the bias launch costs"
+    step "decode profile (VZ_CUDA_PROFILE=1), qwen2.5-0.5b raw (biases added inside the attention)"
     VZ_CUDA_PROFILE=1 timeout 60 $V bench --device cuda -m "$W/qw/src" --codec raw --out-dir "$W/qw" -n 16 \
         --prompt-len 16 --ctx 2048 --kv f16 >"$W/qprof.txt" 2>"$W/qprof.err"
     echo "rc=$?"

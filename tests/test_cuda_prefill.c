@@ -18,6 +18,7 @@
 #include "common/testutil.h"
 #include "vramzip.h"
 #ifdef VZ_HAVE_CUDA
+#include "backend/cpu/ops.h"
 #include "backend/cuda/cuda.h"
 #include "backend/cuda/gemm.h"
 #include "backend/cuda/prefill.h"
@@ -44,6 +45,8 @@ static float ref_elem(const void *buf, int64_t i, vz_dtype dt, int lossless) {
  * orders, so |gpu - ref| <= gamma_K * sum_c |w x| with gamma_K = K u / (1 - K u),
  * u = 2^-24 (plus the preset y's one rounding when add). raw/lossless: out
  * gets path A's y of add = 0 for a bitwise comparison across codecs. */
+static int32_t gemm_group; /* q8 / q4 group of gemm_case's tensors; 0: the codec's default */
+
 static void gemm_case(const char *codec, vz_dtype dt, int n, const int64_t *rows, int64_t cols, int32_t T,
                       int arena, float *out) {
     const vz_codec *c = vz_codec_by_name(codec);
@@ -72,7 +75,7 @@ static void gemm_case(const char *codec, vz_dtype dt, int n, const int64_t *rows
             else ((uint16_t *)src)[e] = vz_f32_to_bf16(v); /* bf16 sources only here (f16: same decoders) */
         }
         vz_blob b;
-        vz_codec_opts o = {0, 0, 0};
+        vz_codec_opts o = {gemm_group, 0, 0};
         assert_int_equal(c->encode(src, dt, rows[i], cols, &o, &b), VZ_OK);
         vz_tensor t;
         memset(&t, 0, sizeof t);
@@ -201,6 +204,10 @@ static void test_gemm_codecs(void **state) {
     free(yc);
     gemm_case("q8", VZ_DTYPE_BF16, 3, rows3, 1056, T, 0, NULL);
     gemm_case("q4", VZ_DTYPE_BF16, 3, rows3, 1056, T, 0, NULL);
+    gemm_group = 32; /* GGUF Q8_0 / Q4_0 load as these */
+    gemm_case("q8", VZ_DTYPE_F32, 3, rows3, 1056, T, 0, NULL);
+    gemm_case("q4", VZ_DTYPE_F32, 3, rows3, 1056, T, 0, NULL);
+    gemm_group = 0;
     gemm_case("raw", VZ_DTYPE_F32, 1, rows1, 172, T, 0, ya);
     gemm_case("lossless", VZ_DTYPE_F32, 1, rows1, 172, T, 0, yb);
     assert_memory_equal(ya, yb, sizeof(float) * 70 * T);
@@ -213,8 +220,9 @@ static void test_gemm_codecs(void **state) {
 
 #ifdef VZ_HAVE_CUDA
 /* RoPE of pair i at pos as forward.cu / prefill.cu (f32 powf, cosf, sinf). */
-static void rope_ref(float *v, int i, int pos, int hd, float theta, int inter) {
-    float freq = 1.0f / powf(theta, (float)(2 * i) / (float)hd), val = (float)pos * freq, c = cosf(val), sn = sinf(val);
+static void rope_ref(float *v, int i, int pos, int hd, float theta, const float *fr, int inter) {
+    float freq = fr ? fr[i] : 1.0f / powf(theta, (float)(2 * i) / (float)hd), val = (float)pos * freq, c = cosf(val),
+          sn = sinf(val);
     int a = inter ? 2 * i : i, b = inter ? 2 * i + 1 : i + hd / 2;
     float v0 = v[a], v1 = v[b];
     v[a] = v0 * c - v1 * sn, v[b] = v0 * sn + v1 * c;
@@ -222,7 +230,10 @@ static void rope_ref(float *v, int i, int pos, int hd, float theta, int inter) {
 
 /* One attention case: T new tokens at pos0 over a cache whose rows < pos0
  * are random, both kernels (vz_pf_attention_variant 0: flash-attention on
- * tensor cores, 1: f32). Reference in
+ * tensor cores, 1: f32); scaled: with Llama 3.1's rope scaling (the
+ * frequency table vz_cpu_rope_freqs makes: factor 8, low/high 1/4, original
+ * context 64, so every band is used) and Qwen 2's q/k/v biases (random,
+ * added before the rotation). Reference in
  * double from the rotated q and the cache as stored (f16 or f32).
  * Tolerances, relative to max|v|: the f32 kernel rounds only its output to
  * bf16 (2^-9 of |o| <= max|v|): 2^-8. The tensor-core kernel also rounds q,
@@ -232,11 +243,22 @@ static void rope_ref(float *v, int i, int pos, int hd, float theta, int inter) {
  * log2(e) / sqrt(hd), exp2f and 1 / l add ~2^-22): 2^-7 in all. New
  * cache rows: the reference's rotated k (host cosf/sinf may differ by an
  * ulp from the device's) within 2^-10. */
-static void attention_case(int32_t hd, int32_t f16, int32_t inter, int32_t pos0, int32_t T) {
+static void attention_case(int32_t hd, int32_t f16, int32_t inter, int32_t pos0, int32_t T, int scaled) {
     const int32_t nh = 4, nkv = 2, n_ctx = pos0 + T + 23, qd = nh * hd, kvd = nkv * hd;
     const int64_t ld = qd + 2 * kvd + 8;
     const float theta = 10000.0f;
     uint64_t rs = 5 + (uint64_t)hd + 2 * (uint64_t)f16;
+    float fr[64], bias[4 * 128 + 2 * 2 * 128] = {0}, *dfr = NULL, *dbias = NULL;
+    if (scaled) {
+        const vz_rope_scaling sc = {VZ_ROPE_LLAMA3, 8.0f, 1.0f, 4.0f, 64, NULL};
+        vz_cpu_rope_freqs(fr, hd, theta, &sc);
+        for (int i = 0; i < qd + 2 * kvd; i++) bias[i] = vz_test_randn(&rs);
+        dfr = vz_cuda_alloc(sizeof(float) * (size_t)(hd / 2)), dbias = vz_cuda_alloc(sizeof(float) * (size_t)(qd + 2 * kvd));
+        assert_true(dfr && dbias);
+        assert_int_equal(vz_cuda_copy(dfr, fr, sizeof(float) * (size_t)(hd / 2), 0), VZ_OK);
+        assert_int_equal(vz_cuda_copy(dbias, bias, sizeof(float) * (size_t)(qd + 2 * kvd), 0), VZ_OK);
+    }
+    const float *rfr = scaled ? fr : NULL;
     const size_t esz = f16 ? 2 : 4, ncache = (size_t)n_ctx * kvd;
     float *qkv = malloc(sizeof(float) * (size_t)(T * ld)), *kf = calloc(ncache, 4), *vf = calloc(ncache, 4);
     uint8_t *kc = calloc(ncache, esz), *vc = calloc(ncache, esz), *kback = malloc(ncache * esz);
@@ -258,16 +280,16 @@ static void attention_case(int32_t hd, int32_t f16, int32_t inter, int32_t pos0,
     assert_non_null(q);
     for (int32_t t = 0; t < T; t++) {
         const float *row = qkv + t * ld;
-        memcpy(q + (size_t)t * qd, row, sizeof(float) * (size_t)qd);
+        for (int e = 0; e < qd; e++) q[(size_t)t * qd + e] = row[e] + bias[e]; /* + 0 when not scaled: exact */
         for (int h = 0; h < nh; h++)
-            for (int i = 0; i < hd / 2; i++) rope_ref(q + (size_t)t * qd + h * hd, i, pos0 + t, hd, theta, inter);
+            for (int i = 0; i < hd / 2; i++) rope_ref(q + (size_t)t * qd + h * hd, i, pos0 + t, hd, theta, rfr, inter);
         float k[256];
-        memcpy(k, row + qd, sizeof(float) * (size_t)kvd);
+        for (int e = 0; e < kvd; e++) k[e] = row[qd + e] + bias[qd + e];
         for (int h = 0; h < nkv; h++)
-            for (int i = 0; i < hd / 2; i++) rope_ref(k + h * hd, i, pos0 + t, hd, theta, inter);
+            for (int i = 0; i < hd / 2; i++) rope_ref(k + h * hd, i, pos0 + t, hd, theta, rfr, inter);
         for (int e = 0; e < kvd; e++) {
             const size_t i = (size_t)(pos0 + t) * kvd + e;
-            const float v = row[qd + kvd + e];
+            const float v = row[qd + kvd + e] + bias[qd + kvd + e];
             kf[i] = f16 ? vz_f16_to_f32(vz_f32_to_f16(k[e])) : k[e];
             vf[i] = f16 ? vz_f16_to_f32(vz_f32_to_f16(v)) : v;
         }
@@ -286,7 +308,7 @@ static void attention_case(int32_t hd, int32_t f16, int32_t inter, int32_t pos0,
         memset(out, 0xff, 2 * (size_t)T * qd); /* NaN */
         assert_int_equal(vz_cuda_copy(dout, out, 2 * (size_t)T * qd, 0), VZ_OK);
         int old = vz_pf_attention_variant(var);
-        vz_pf_attention(dout, dq, ld, dk, dv, pos0, T, nh, nkv, hd, f16, theta, NULL, inter, NULL, NULL);
+        vz_pf_attention(dout, dq, ld, dk, dv, pos0, T, nh, nkv, hd, f16, theta, dfr, inter, dbias, NULL);
         vz_pf_attention_variant(old);
         assert_int_equal(vz_cuda_sync(), VZ_OK);
         assert_int_equal(vz_cuda_copy(out, dout, 2 * (size_t)T * qd, 1), VZ_OK);
@@ -318,10 +340,12 @@ static void attention_case(int32_t hd, int32_t f16, int32_t inter, int32_t pos0,
                     worst = err > worst ? err : worst;
                 }
             }
-        print_message("attention %-11s hd %3d kv %s rope %-11s pos0 %3d T %3d: max |gpu - ref| = %.3g (tol %.3g)\n",
-                      vname[var], hd, f16 ? "f16" : "f32", inter ? "interleaved" : "halves", pos0, T, worst, tol);
+        print_message("attention %-11s hd %3d kv %s rope %-11s pos0 %3d T %3d%s: max |gpu - ref| = %.3g (tol %.3g)\n",
+                      vname[var], hd, f16 ? "f16" : "f32", inter ? "interleaved" : "halves", pos0, T,
+                      scaled ? " llama3-scaled, biases" : "", worst, tol);
     }
     vz_cuda_release(dq), vz_cuda_release(dk), vz_cuda_release(dv), vz_cuda_release(dout);
+    if (scaled) vz_cuda_release(dfr), vz_cuda_release(dbias);
     free(qkv), free(kf), free(vf), free(kc), free(vc), free(kback), free(out), free(q), free(sc);
 }
 #endif
@@ -334,13 +358,16 @@ static void test_attention(void **state) {
     (void)state;
     if (!vz_test_have_gpu()) skip();
 #ifdef VZ_HAVE_CUDA
-    attention_case(64, 1, 0, 37, 100);
-    attention_case(64, 0, 1, 37, 100);
-    attention_case(128, 1, 1, 37, 100);
-    attention_case(128, 0, 0, 37, 100);
-    attention_case(32, 1, 1, 37, 100);
-    attention_case(8, 1, 0, 37, 100);
-    attention_case(64, 1, 0, 0, 300);
+    attention_case(64, 1, 0, 37, 100, 0);
+    attention_case(64, 0, 1, 37, 100, 0);
+    attention_case(128, 1, 1, 37, 100, 0);
+    attention_case(128, 0, 0, 37, 100, 0);
+    attention_case(32, 1, 1, 37, 100, 0);
+    attention_case(8, 1, 0, 37, 100, 0);
+    attention_case(64, 1, 0, 0, 300, 0);
+    attention_case(64, 1, 0, 37, 100, 1);
+    attention_case(128, 0, 1, 37, 100, 1);
+    attention_case(16, 1, 0, 0, 300, 1);
 #endif
 }
 

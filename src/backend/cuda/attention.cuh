@@ -266,12 +266,18 @@ static __device__ __forceinline__ void rope_apply(const rope_rot &t, float v0, f
     *r0 = v0 * t.c - v1 * t.sn, *r1 = v0 * t.sn + v1 * t.c;
 }
 
-/* Rotated pair i of vec (head_dim hd) at position pos: indices *a, *b, values *r0, *r1. */
-static __device__ __forceinline__ void rope_pair(const float *vec, int i, int pos, int hd, float theta, const float *fr,
-                                                 int interleaved, int *a, int *b, float *r0, float *r1) {
+/* x, plus element e of bias b when the model has biases (b not NULL; Qwen
+ * 2): the CPU's projection, then + bias (forward.c add_bias), then RoPE. */
+static __device__ __forceinline__ float with_bias(float x, const float *b, int e) { return b ? x + b[e] : x; }
+
+/* Rotated pair i of vec (head_dim hd; bvec: its bias or NULL) at position
+ * pos: indices *a, *b, values *r0, *r1. */
+static __device__ __forceinline__ void rope_pair(const float *vec, const float *bvec, int i, int pos, int hd, float theta,
+                                                 const float *fr, int interleaved, int *a, int *b, float *r0,
+                                                 float *r1) {
     const rope_rot t = rope_at(i, pos, hd, theta, fr, interleaved);
     *a = t.a, *b = t.b;
-    rope_apply(t, vec[t.a], vec[t.b], r0, r1);
+    rope_apply(t, with_bias(vec[t.a], bvec, t.a), with_bias(vec[t.b], bvec, t.b), r0, r1);
 }
 
 static __device__ __forceinline__ void put_kv(void *dst, int64_t i, float v, int f16) {
@@ -291,6 +297,7 @@ struct att_args {
     int32_t n_heads, n_kv, hd, kv_f16, interleaved;
     float theta;
     const float *freq; /* rope_scaling: the pairs' frequencies (rope_at), else NULL */
+    const float *bias; /* Qwen 2: [bq | bk | bv] (att_bias_*), added to q, k, v as they are read; else NULL */
     int32_t chunk; /* keys per block, VZ_ATT_CHUNK_MIN..VZ_ATT_CHUNK */
     int32_t linger; /* cluster kernel: blocks other than rank 0 exit only once rank 0 has their rows */
 #ifdef VZ_CUDA_TRACE
@@ -318,6 +325,18 @@ static __device__ __forceinline__ att_seq att_seq_of(const att_args &A, int b, i
     return q;
 }
 
+/* The biases of query head h and of kv head kvh's keys and values (NULL
+ * when the model has none). */
+static __device__ __forceinline__ const float *att_bias_q(const att_args &A, int h) {
+    return A.bias ? A.bias + h * A.hd : NULL;
+}
+static __device__ __forceinline__ const float *att_bias_k(const att_args &A, int kvh) {
+    return A.bias ? A.bias + (A.n_heads + kvh) * A.hd : NULL;
+}
+static __device__ __forceinline__ const float *att_bias_v(const att_args &A, int kvh) {
+    return A.bias ? A.bias + (A.n_heads + A.n_kv + kvh) * A.hd : NULL;
+}
+
 /* Rotated query of head h (row b, at position pos) into qs. */
 static __device__ __forceinline__ void att_rope_q(const att_args &A, const vz_tgroup &tg, int h, int b, int pos,
                                                   float *qs) {
@@ -325,7 +344,8 @@ static __device__ __forceinline__ void att_rope_q(const att_args &A, const vz_tg
     for (int i = tg.tid; i < hd / 2; i += tg.nt) {
         int a, bb;
         float r0, r1;
-        rope_pair(A.q + ((int64_t)b * A.n_heads + h) * hd, i, pos, hd, A.theta, A.freq, A.interleaved, &a, &bb, &r0, &r1);
+        rope_pair(A.q + ((int64_t)b * A.n_heads + h) * hd, att_bias_q(A, h), i, pos, hd, A.theta, A.freq, A.interleaved,
+                  &a, &bb, &r0, &r1);
         qs[a] = r0, qs[bb] = r1;
     }
 }
@@ -371,10 +391,12 @@ static __device__ __forceinline__ void att_new_rows(const att_args &A, const vz_
                                                     char *nk, char *nv, int rb, int rsz, int nlo, int nnew, int pos0,
                                                     int row0, bool store, int skip = 0) {
     const int half = A.hd / 2;
+    const float *bk = att_bias_k(A, kvh), *bv = att_bias_v(A, kvh);
     for (int idx = skip + tg.tid; idx < nnew * half; idx += tg.nt) {
         const att_new_item it = att_new_at(A, kvh, nlo, pos0, row0, idx);
         const rope_rot t = rope_at(idx % half, it.p, A.hd, A.theta, A.freq, A.interleaved);
-        att_new_put(it, t, A.k[it.src + t.a], A.k[it.src + t.b], A.v[it.src + t.a], A.v[it.src + t.b], kc, vc, nk, nv, rb,
+        att_new_put(it, t, with_bias(A.k[it.src + t.a], bk, t.a), with_bias(A.k[it.src + t.b], bk, t.b),
+                    with_bias(A.v[it.src + t.a], bv, t.a), with_bias(A.v[it.src + t.b], bv, t.b), kc, vc, nk, nv, rb,
                     rsz, A.kv_f16, store);
     }
 }

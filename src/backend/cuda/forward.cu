@@ -55,25 +55,6 @@ void vz_k_rmsnorm(const float *x, float *out, const float *w, int32_t B, int32_t
     vz_launch_pdl(k_rmsnorm, dim3(B), dim3(512), 0, st, B, 0, x, out, w, dim, eps);
 }
 
-/* ---- q/k/v biases (Qwen 2) ----------------------------------------------
- * Row b of q (qd floats), k and v (kvd each) += b[0, qd), b[qd, qd + kvd),
- * b[qd + kvd, qd + 2 kvd): the CPU's add_bias (forward.c), one f32 add per
- * element. A launch of its own between the QKV matvec and the attention,
- * only in models that have biases; the attention's wait then waits for it,
- * and it for the matvec. */
-static __global__ void k_bias_qkv(float *q, float *k, float *v, const float *bias, int32_t qd, int32_t kvd) {
-    vz_pdl_enter();
-    const int64_t b = blockIdx.x;
-    for (int32_t i = threadIdx.x; i < qd + 2 * kvd; i += blockDim.x) {
-        float *y = i < qd ? q + b * qd + i : i < qd + kvd ? k + b * kvd + (i - qd) : v + b * kvd + (i - qd - kvd);
-        *y += bias[i];
-    }
-}
-
-void vz_k_bias_qkv(float *q, float *k, float *v, const float *bias, int32_t B, int32_t qd, int32_t kvd, cudaStream_t st) {
-    vz_launch_pdl(k_bias_qkv, dim3(B), dim3(256), 0, st, B, 0, q, k, v, bias, qd, kvd);
-}
-
 /* ---- attention: RoPE + KV store + split-context attention, one kernel ---
  * One block per (key chunk s, head h, query b): att_block (attention.cuh). */
 
@@ -206,9 +187,12 @@ static __device__ __forceinline__ void att_cl_stage(const att_args &A, const vz_
     if (tw) *tw = vz_gtime(); /* the trace's wait return (tw: NULL in other builds) */
 #endif
     const float *q = A.q + ((int64_t)b * A.n_heads + h) * hd;
+    const float *bq = att_bias_q(A, h), *bk = att_bias_k(A, kvh), *bv = att_bias_v(A, kvh);
     float q0 = 0.0f, q1 = 0.0f, k0v = 0.0f, k1v = 0.0f, v0 = 0.0f, v1 = 0.0f;
-    if (hq) q0 = q[rq.a], q1 = q[rq.b];
-    if (hk) k0v = A.k[it.src + rk.a], k1v = A.k[it.src + rk.b], v0 = A.v[it.src + rk.a], v1 = A.v[it.src + rk.b];
+    if (hq) q0 = with_bias(q[rq.a], bq, rq.a), q1 = with_bias(q[rq.b], bq, rq.b);
+    if (hk)
+        k0v = with_bias(A.k[it.src + rk.a], bk, rk.a), k1v = with_bias(A.k[it.src + rk.b], bk, rk.b),
+        v0 = with_bias(A.v[it.src + rk.a], bv, rk.a), v1 = with_bias(A.v[it.src + rk.b], bv, rk.b);
     if (hq) {
         float r0, r1;
         rope_apply(rq, q0, q1, &r0, &r1);
@@ -567,8 +551,8 @@ static __device__ void att_kv_stage(const att_args &A, char *kc, char *vc, float
         const int hh = idx / half, i = idx % half;
         int a, bb;
         float r0, r1;
-        rope_pair(A.q + ((int64_t)b * A.n_heads + g * grp + hh) * hd, i, pos0 + qi, hd, A.theta, A.freq, A.interleaved, &a, &bb,
-                  &r0, &r1);
+        rope_pair(A.q + ((int64_t)b * A.n_heads + g * grp + hh) * hd, att_bias_q(A, g * grp + hh), i, pos0 + qi, hd,
+                  A.theta, A.freq, A.interleaved, &a, &bb, &r0, &r1);
         qs[hh * hd + a] = r0, qs[hh * hd + bb] = r1;
     }
     const int nnew = k0 + n - nlo;
@@ -577,8 +561,9 @@ static __device__ void att_kv_stage(const att_args &A, char *kc, char *vc, float
         const int64_t src = (int64_t)bn * kvd + (int64_t)g * hd, dst = (int64_t)p * kvd + (int64_t)g * hd;
         int a, bb;
         float r0, r1;
-        rope_pair(A.k + src, i, p, hd, A.theta, A.freq, A.interleaved, &a, &bb, &r0, &r1);
-        float v0 = A.v[src + a], v1 = A.v[src + bb];
+        rope_pair(A.k + src, att_bias_k(A, g), i, p, hd, A.theta, A.freq, A.interleaved, &a, &bb, &r0, &r1);
+        const float *bv = att_bias_v(A, g);
+        float v0 = with_bias(A.v[src + a], bv, a), v1 = with_bias(A.v[src + bb], bv, bb);
         char *kr = kt + (p - k0) * rsz, *vr = vt + (p - k0) * rsz;
         put_kv(kr, a, r0, f16), put_kv(kr, bb, r1, f16);
         put_kv(vr, a, v0, f16), put_kv(vr, bb, v1, f16);
@@ -733,12 +718,13 @@ size_t vz_att_counters(int32_t B, int32_t n_heads) { return (size_t)B * (size_t)
 
 void vz_k_attention(float *out, const float *q, const float *k, const float *v, void *kc, void *vc, float *part,
                     int32_t *cnt, const vz_att_seqs *sq, int32_t B, int32_t n_heads, int32_t n_kv, int32_t hd,
-                    int32_t n_ctx, int32_t kv_f16, float theta, const float *freq, int32_t interleaved, int32_t chunk,
-                    int32_t variant, int32_t linger, int32_t late, int32_t room, cudaStream_t st) {
+                    int32_t n_ctx, int32_t kv_f16, float theta, const float *freq, int32_t interleaved,
+                    const float *bias, int32_t chunk, int32_t variant, int32_t linger, int32_t late, int32_t room,
+                    cudaStream_t st) {
     if (variant == 2) return;
     if (chunk < VZ_ATT_CHUNK_MIN || chunk > VZ_ATT_CHUNK) chunk = variant == 1 ? VZ_ATT_KV_CHUNK_DEFAULT : VZ_ATT_CHUNK_DEFAULT;
     att_args A = {out, q, k, v, (char *)kc, (char *)vc, part, cnt, sq->d_pos, sq->d_slot, sq->slot_bytes, sq->multi,
-                  n_heads, n_kv, hd, kv_f16, interleaved, theta, freq, chunk, linger};
+                  n_heads, n_kv, hd, kv_f16, interleaved, theta, freq, bias, chunk, linger};
     const int esz = kv_f16 ? 2 : 4, S2 = att_kv_splits(n_ctx, chunk), cmax = att_kv_chunk(n_ctx, S2, chunk);
     const size_t shm2 = att_kv_shm(n_heads / n_kv, hd, cmax, S2, esz);
     if (variant == 1 && (shm2 <= 48 * 1024 || cudaFuncSetAttribute(k_attention_kv, cudaFuncAttributeMaxDynamicSharedMemorySize,

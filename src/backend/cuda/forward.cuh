@@ -32,15 +32,12 @@
 /* out[b] = w * x[b] / rms(x[b]) for b < B. */
 void vz_k_rmsnorm(const float *x, float *out, const float *w, int32_t B, int32_t dim, float eps, cudaStream_t st);
 
-/* Qwen 2's q/k/v biases, row b < B of each: q (B, qd) += bias[0, qd), k (B,
- * kvd) += bias[qd, qd + kvd), v += bias[qd + kvd, qd + 2 kvd). One kernel. */
-void vz_k_bias_qkv(float *q, float *k, float *v, const float *bias, int32_t B, int32_t qd, int32_t kvd, cudaStream_t st);
-
 /* Causal attention of one layer: out (B, n_heads*hd) for queries q at
  * positions *d_pos + b, with RoPE applied here to q and to the new keys k,
  * at theta^(-2i/hd) or, for a rope_scaling model, at freq[i] (device, hd/2
- * floats: vz_cpu_rope_freqs),
- * which are stored with the values v into the layer's caches at those
+ * floats: vz_cpu_rope_freqs), after adding Qwen 2's biases (bias: device
+ * [bq | bk | bv], n_heads*hd + 2 n_kv*hd floats, or NULL) to q, k and v as
+ * they are read, which are stored with the values v into the layer's caches at those
  * positions (f16 when kv_f16, else f32; layout (n_ctx, n_kv*hd)); q, k, v
  * stay unrotated. part: scratch of vz_att_part_floats() floats; cnt:
  * vz_att_counters() ints, zeroed once (each launch leaves them zero). n_ctx
@@ -63,8 +60,9 @@ typedef struct vz_att_seqs {
 void vz_k_probe(char after, cudaStream_t st);
 void vz_k_attention(float *out, const float *q, const float *k, const float *v, void *kc, void *vc, float *part,
                     int32_t *cnt, const vz_att_seqs *sq, int32_t B, int32_t n_heads, int32_t n_kv, int32_t hd,
-                    int32_t n_ctx, int32_t kv_f16, float theta, const float *freq, int32_t interleaved, int32_t chunk,
-                    int32_t variant, int32_t linger, int32_t late, int32_t room, cudaStream_t st);
+                    int32_t n_ctx, int32_t kv_f16, float theta, const float *freq, int32_t interleaved,
+                    const float *bias, int32_t chunk, int32_t variant, int32_t linger, int32_t late, int32_t room,
+                    cudaStream_t st);
 /* The attention variants (VZ_CUDA_ATT), timed by the session profiler: 0
  * (default) one block per (chunk, query head, query), the chunk blocks of a
  * (head, query) in one thread block cluster that merges their partials in

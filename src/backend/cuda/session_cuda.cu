@@ -314,13 +314,9 @@ vz_status vz_cs_forward(vz_cuda_session *s, int32_t B, int32_t multi) {
                                          1, st)); /* late: the attention reads the caches before its wait */
         vz_cs_mark(s, "rmsnorm + qkv matvec");
         trace_probe('q', st);
-        if (L->bqkv) { /* Qwen 2; the attention reads the caches only once this launch has begun */
-            vz_k_bias_qkv(s->q, s->k, s->v, L->bqkv, B, nh * hd, nkv * hd, st);
-            vz_cs_mark(s, "q/k/v biases");
-        }
         vz_k_attention(s->att, s->q, s->k, s->v, kc, vc, s->part, s->att_cnt, &sq, B, nh, nkv, hd, s->n_ctx,
-                       s->kv_f16, c->rope_theta, s->rope_freq, c->rope_interleaved, s->att_chunk, s->att_variant,
-                       s->att_linger,
+                       s->kv_f16, c->rope_theta, s->rope_freq, c->rope_interleaved, L->bqkv, s->att_chunk,
+                       s->att_variant, s->att_linger,
                        s->att_late >= 0 ? s->att_late : att_late_for(&L->wo, B),
                        s->att_room >= 0 ? s->att_room : att_room_for(&L->wo, B), st);
         vz_cs_mark(s, "rope + kv store + attention");
