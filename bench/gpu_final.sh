@@ -17,6 +17,9 @@
 #     the GPU) with the tests its change touches, then `vramzip bench` of
 #     tinyllama-1.1b and of the llama3.2-1b and qwen2.5-0.5b shapes (raw,
 #     lossless, q8, q4), and of tinyllama again with $VZ_OLD/vramzip when set.
+#   recheck: after an attention change, its tests ($VZ_CHECK_TESTS), then
+#     tinyllama (every codec) and llama2-7b (raw, lossless), the new build and
+#     $VZ_OLD/vramzip in turn, two rounds.
 #   more: compute-sanitizer memcheck and racecheck on generates (fmaf and
 #     tensor-core kernels), the tensor-core kernel (VZ_CUDA_MV=24) end to
 #     end: raw == lossless over 256 tokens, `vramzip bench`, batched decode.
@@ -82,7 +85,9 @@ runtests() { # log tests...
     local log=$1
     shift
     for t in "$@"; do
-        timeout 150 ./tests/$t >"$W/$t.log" 2>&1
+        local cap=150
+        [ "$t" = test_cuda_matvec ] && cap=330 # every codec, shape, batch and variant: 213 s in session 69
+        timeout $cap ./tests/$t >"$W/$t.log" 2>&1
         echo "$t rc=$? $(grep -E '^\[  (PASSED|FAILED|SKIPPED) \]' "$W/$t.log" | tr '\n' ' ')"
         cat "$W/$t.log" >>"$log"
     done
@@ -111,6 +116,34 @@ if [ "$PART" = check ]; then # after a decoder change: its tests, tinyllama and 
     wait $p_l7
     bench l7 150 -m "$W/l7/src" --codec raw,lossless --out-dir "$W/l7" -n 64 --prompt-len 512 --ctx 2048 --kv f16
     step done
+    exit 0
+fi
+
+if [ "$PART" = recheck ]; then # after an attention change: its tests, then tinyllama and llama2-7b, new and $VZ_OLD in turn
+    prep tinyllama-1.1b "$W/tl" lossless q8 q4 &
+    p_tl=$!
+    prep llama2-7b "$W/l7" lossless &
+    p_l7=$!
+    runtests "$OUT/tests.log" ${VZ_CHECK_TESTS:-test_cuda_archs test_batch test_cuda_matvec}
+    wait $p_tl
+    VZ_TINYLLAMA_RAW="$W/tl/src" VZ_TINYLLAMA_LOSSLESS="$W/tl/lossless.vz" timeout 150 ./tests/test_cuda_forward \
+        >"$W/fwd.log" 2>&1
+    echo "test_cuda_forward rc=$? $(grep -E 'steps: logits|PASSED|FAILED' "$W/fwd.log" | tr '\n' ' ')"
+    cat "$W/fwd.log" >>"$OUT/tests.log"
+    for r in 1 2; do
+        bench tl$r 60 -m "$W/tl/src" --codec raw,lossless,q8,q4 --out-dir "$W/tl" -n 128 --prompt-len 512 --ctx 2048 --kv f16
+        [ -n "${VZ_OLD:-}" ] && V=$VZ_OLD/vramzip bench tl-old$r 60 -m "$W/tl/src" --codec raw,lossless,q8,q4 \
+            --out-dir "$W/tl" -n 128 --prompt-len 512 --ctx 2048 --kv f16
+    done
+    wait $p_l7
+    for r in 1 2; do
+        bench l7-$r 60 -m "$W/l7/src" --codec raw,lossless --out-dir "$W/l7" -n 64 --prompt-len 512 --ctx 2048 --kv f16
+        [ -n "${VZ_OLD:-}" ] && V=$VZ_OLD/vramzip bench l7-old$r 60 -m "$W/l7/src" --codec raw,lossless --out-dir "$W/l7" \
+            -n 64 --prompt-len 512 --ctx 2048 --kv f16
+    done
+    step "summary"
+    echo "card: $(cat "$W/card.txt")"
+    grep -E "PASSED|FAILED|steps: logits" "$OUT/tests.log"
     exit 0
 fi
 
@@ -200,6 +233,8 @@ if [ "$PART" = final ]; then # session 4: every GPU test, tinyllama and llama2-7
     l7c=raw
     for c in lossless q4; do [ -f "$W/l7/$c.vz" ] && l7c="$l7c,$c"; done
     bench l7 150 -m "$W/l7/src" --codec "$l7c" --out-dir "$W/l7" -n 64 --prompt-len 512 --ctx 2048 --kv f16
+    [ -n "${VZ_OLD:-}" ] && V=$VZ_OLD/vramzip bench l7-old 60 -m "$W/l7/src" --codec raw --out-dir "$W/l7" -n 64 \
+        --prompt-len 512 --ctx 2048 --kv f16
     step "summary"
     echo "card: $(cat "$W/card.txt")"
     grep -E "^\[  (PASSED|FAILED) \]|steps: logits" "$OUT/tests.log"

@@ -209,11 +209,12 @@ static __device__ __forceinline__ void att_cl_stage(const att_args &A, const vz_
  * an H200 tinyllama decode +0.7% raw and lossless, +1.1-1.2% q8 and q4,
  * llama2-7b +0.2-0.4%, logits byte-identical (tinyllama KV f16 and f32,
  * llama2-7b; bench/results/2026-11-30-session28-h200.md, run 9). */
-template <int HD, int F16, int LATE>
+template <int HD, int F16, int LATE, int EXT>
 static __global__ void __launch_bounds__(ATT_THREADS) k_attention_cl(const __grid_constant__ att_args A0, int32_t S) {
     extern __shared__ __align__(16) float sm[];
     att_args A = A0;
     if (HD) A.hd = HD, A.kv_f16 = F16; /* constants from here on (every function below is inlined) */
+    if (!EXT) A.freq = NULL, A.bias = NULL; /* so is a plain Llama's RoPE (att_cl_kernel) */
     namespace cg = cooperative_groups;
     const cg::cluster_group cl = cg::this_cluster();
 #ifdef VZ_CUDA_TRACE
@@ -341,14 +342,20 @@ typedef void (*att_cl_fn)(const att_args, int32_t);
  * lossless decode went 1205 -> 1241 tok/s, q8 1463 -> 1510, q4 1556 ->
  * 1645, raw 1274 -> 1271; llama2-7b raw 278.4 -> 279.7, lossless 277.0 ->
  * 278.8; every logit byte-identical. */
-/* Each also with LATE set (ids 5-9): the PDL trigger after the staging. */
-enum { ATT_CL_KERNELS = 10 };
-static att_cl_fn att_cl_kernel(int hd, int f16, int late, int *id) {
-    static const att_cl_fn k[ATT_CL_KERNELS] = {
-        k_attention_cl<0, 0, 0>,   k_attention_cl<64, 0, 0>,  k_attention_cl<64, 1, 0>, k_attention_cl<128, 0, 0>,
-        k_attention_cl<128, 1, 0>, k_attention_cl<0, 0, 1>,   k_attention_cl<64, 0, 1>, k_attention_cl<64, 1, 1>,
-        k_attention_cl<128, 0, 1>, k_attention_cl<128, 1, 1>};
-    *id = (hd == 64 ? 1 + (f16 != 0) : hd == 128 ? 3 + (f16 != 0) : 0) + (late ? 5 : 0);
+/* Each also with LATE set (ids 5-9): the PDL trigger after the staging.
+ * And each with EXT set (ids 10-19), for a model with rope scaling or q/k/v
+ * biases (att_args freq, bias), while the others compile both out: read at
+ * run time by every launch, they cost tinyllama's decode 0.3-1.4% (raw
+ * to q4) and put 8 more registers on the head_dim 128 builds (H200,
+ * bench/results/2026-12-05-session72-h200.md). */
+enum { ATT_CL_KERNELS = 20 };
+static att_cl_fn att_cl_kernel(int hd, int f16, int late, int ext, int *id) {
+#define ATT_CL_SET(L, E)                                                                                        \
+    k_attention_cl<0, 0, L, E>, k_attention_cl<64, 0, L, E>, k_attention_cl<64, 1, L, E>,                        \
+        k_attention_cl<128, 0, L, E>, k_attention_cl<128, 1, L, E>
+    static const att_cl_fn k[ATT_CL_KERNELS] = {ATT_CL_SET(0, 0), ATT_CL_SET(1, 0), ATT_CL_SET(0, 1), ATT_CL_SET(1, 1)};
+#undef ATT_CL_SET
+    *id = (hd == 64 ? 1 + (f16 != 0) : hd == 128 ? 3 + (f16 != 0) : 0) + (late ? 5 : 0) + (ext ? 10 : 0);
     return k[*id];
 }
 
@@ -416,7 +423,7 @@ void vz_cuda_att_launches(uint64_t *cluster, uint64_t *padded) {
 
 static int att_cl_launch(const att_args &A, int S, int B, int n_heads, int late, int room, cudaStream_t st) {
     int id;
-    const att_cl_fn kern = att_cl_kernel(A.hd, A.kv_f16, late, &id);
+    const att_cl_fn kern = att_cl_kernel(A.hd, A.kv_f16, late, A.freq || A.bias, &id);
     static int bigs[ATT_CL_KERNELS]; /* per kernel: 0 not asked yet; sizes above 8 allowed: 1, not: 2 */
     int &big = bigs[id];
     if (!big) {
