@@ -81,6 +81,18 @@ bench() { # name budget-seconds args... (VZ_CUDA_MV from the environment)
     cat "$W/bench-$name.err" >>"$OUT/bench.err"
     cat "$W/bench-$name.json" >>"$OUT/bench.json" 2>/dev/null
 }
+tl_test() { # test cap: a test with the tinyllama raw/lossless pair (VZ_TINYLLAMA_*), logged to tests.log
+    VZ_TINYLLAMA_RAW="$W/tl/src" VZ_TINYLLAMA_LOSSLESS="$W/tl/lossless.vz" timeout "$2" ./tests/$1 >"$W/$1-tl.log" 2>&1
+    echo "$1 (tinyllama pair) rc=$? $(grep -E 'steps: logits|byte-identical|PASSED|FAILED' "$W/$1-tl.log" | tr '\n' ' ')"
+    cat "$W/$1-tl.log" >>"$OUT/tests.log"
+}
+tl_rounds() { # cap: tinyllama every codec, two rounds, each the new build then $VZ_OLD/vramzip (when set)
+    for r in 1 2; do
+        bench tl$r "$1" -m "$W/tl/src" --codec raw,lossless,q8,q4 --out-dir "$W/tl" -n 128 --prompt-len 512 --ctx 2048 --kv f16
+        [ -n "${VZ_OLD:-}" ] && V=$VZ_OLD/vramzip bench tl-old$r "$1" -m "$W/tl/src" --codec raw,lossless,q8,q4 \
+            --out-dir "$W/tl" -n 128 --prompt-len 512 --ctx 2048 --kv f16
+    done
+}
 runtests() { # log tests...
     local log=$1
     shift
@@ -100,10 +112,7 @@ if [ "$PART" = check ]; then # after a decoder change: its tests, tinyllama and 
     p_l7=$!
     runtests "$OUT/tests.log" ${VZ_CHECK_TESTS:-test_cuda_matvec test_cuda_prefill test_batch test_cuda_stream}
     wait $p_tl
-    VZ_TINYLLAMA_RAW="$W/tl/src" VZ_TINYLLAMA_LOSSLESS="$W/tl/lossless.vz" timeout 120 ./tests/test_cuda_forward \
-        >"$W/fwd.log" 2>&1
-    echo "test_cuda_forward rc=$? $(grep -E 'steps: logits|PASSED|FAILED' "$W/fwd.log" | tr '\n' ' ')"
-    cat "$W/fwd.log" >>"$OUT/tests.log"
+    tl_test test_cuda_forward 120
     bench tl 100 -m "$W/tl/src" --codec raw,lossless,q8,q4 --out-dir "$W/tl" -n 128 --prompt-len 512 --ctx 2048 --kv f16
     bench tl-600m 100 -m "$W/tl/src" --codec lossless,q8,q4 --out-dir "$W/tl" -n 64 --prompt-len 16 --ctx 2048 --kv f16 \
         --vram-budget 600M
@@ -126,15 +135,8 @@ if [ "$PART" = recheck ]; then # after an attention change: its tests, then tiny
     p_l7=$!
     runtests "$OUT/tests.log" ${VZ_CHECK_TESTS:-test_cuda_archs test_batch test_cuda_matvec}
     wait $p_tl
-    VZ_TINYLLAMA_RAW="$W/tl/src" VZ_TINYLLAMA_LOSSLESS="$W/tl/lossless.vz" timeout 150 ./tests/test_cuda_forward \
-        >"$W/fwd.log" 2>&1
-    echo "test_cuda_forward rc=$? $(grep -E 'steps: logits|PASSED|FAILED' "$W/fwd.log" | tr '\n' ' ')"
-    cat "$W/fwd.log" >>"$OUT/tests.log"
-    for r in 1 2; do
-        bench tl$r 60 -m "$W/tl/src" --codec raw,lossless,q8,q4 --out-dir "$W/tl" -n 128 --prompt-len 512 --ctx 2048 --kv f16
-        [ -n "${VZ_OLD:-}" ] && V=$VZ_OLD/vramzip bench tl-old$r 60 -m "$W/tl/src" --codec raw,lossless,q8,q4 \
-            --out-dir "$W/tl" -n 128 --prompt-len 512 --ctx 2048 --kv f16
-    done
+    tl_test test_cuda_forward 150
+    tl_rounds 60
     wait $p_l7
     for r in 1 2; do
         bench l7-$r 60 -m "$W/l7/src" --codec raw,lossless --out-dir "$W/l7" -n 64 --prompt-len 512 --ctx 2048 --kv f16
@@ -159,15 +161,8 @@ if [ "$PART" = archs ]; then
     grep -E "max \|gpu - cpu\||byte-identical|FAILED|Failure|SKIP" "$OUT/tests.log" | head -30
     wait $p_tl
     grep -E "done|fail|rror" "$W/tl/prep.log"
-    VZ_TINYLLAMA_RAW="$W/tl/src" VZ_TINYLLAMA_LOSSLESS="$W/tl/lossless.vz" timeout 150 ./tests/test_cuda_forward \
-        >"$W/fwd.log" 2>&1
-    echo "test_cuda_forward rc=$? $(grep -E 'steps: logits|PASSED|FAILED' "$W/fwd.log" | tr '\n' ' ')"
-    cat "$W/fwd.log" >>"$OUT/tests.log"
-    for r in 1 2; do
-        bench tl$r 90 -m "$W/tl/src" --codec raw,lossless,q8,q4 --out-dir "$W/tl" -n 128 --prompt-len 512 --ctx 2048 --kv f16
-        [ -n "${VZ_OLD:-}" ] && V=$VZ_OLD/vramzip bench tl-old$r 90 -m "$W/tl/src" --codec raw,lossless,q8,q4 \
-            --out-dir "$W/tl" -n 128 --prompt-len 512 --ctx 2048 --kv f16
-    done
+    tl_test test_cuda_forward 150
+    tl_rounds 90
     wait $p_l3 $p_qw
     grep -E "done|fail|rror" "$W/l3/prep.log" "$W/qw/prep.log"
     bench l3 100 -m "$W/l3/src" --codec raw,lossless,q8,q4 --out-dir "$W/l3" -n 128 --prompt-len 512 --ctx 2048 --kv f16
@@ -195,14 +190,8 @@ if [ "$PART" = final ]; then # session 4: every GPU test, tinyllama and llama2-7
         test_cuda_lmax test_cuda_archs
     wait $p_tl
     grep -E "done|fail|rror" "$W/tl/prep.log"
-    VZ_TINYLLAMA_RAW="$W/tl/src" VZ_TINYLLAMA_LOSSLESS="$W/tl/lossless.vz" timeout 150 ./tests/test_cuda_forward \
-        >"$W/fwd.log" 2>&1
-    echo "test_cuda_forward rc=$? $(grep -E 'steps: logits|attention|PASSED|FAILED' "$W/fwd.log" | tr '\n' ' ')"
-    cat "$W/fwd.log" >>"$OUT/tests.log"
-    VZ_TINYLLAMA_RAW="$W/tl/src" VZ_TINYLLAMA_LOSSLESS="$W/tl/lossless.vz" timeout 60 ./tests/test_cuda_prefill \
-        >"$W/pf.log" 2>&1
-    echo "test_cuda_prefill (tinyllama pair) rc=$? $(grep -E 'byte-identical|PASSED|FAILED' "$W/pf.log" | tr '\n' ' ')"
-    cat "$W/pf.log" >>"$OUT/tests.log"
+    tl_test test_cuda_forward 150
+    tl_test test_cuda_prefill 60
     bench tl 100 -m "$W/tl/src" --codec raw,lossless,q8,q4 --out-dir "$W/tl" -n 128 --prompt-len 512 --ctx 2048 --kv f16
     for bps in 1 4; do
         VZ_CUDA_DEC_BPS=$bps bench tl-bps$bps 40 -m "$W/tl/src" --codec lossless,q8,q4 --out-dir "$W/tl" -n 16 \
@@ -295,10 +284,7 @@ step "waiting for tinyllama"
 wait $p_tl
 cat "$W/tl/prep.log" | grep -E "done|fail|rror"
 step "test_cuda_forward with the tinyllama raw/lossless pair (256 greedy steps)"
-VZ_TINYLLAMA_RAW="$W/tl/src" VZ_TINYLLAMA_LOSSLESS="$W/tl/lossless.vz" timeout 120 ./tests/test_cuda_forward \
-    >"$W/fwd.log" 2>&1
-echo "rc=$? $(grep -E 'steps: logits|PASSED|FAILED' "$W/fwd.log" | tr '\n' ' ')"
-cat "$W/fwd.log" >>"$OUT/tests.log"
+tl_test test_cuda_forward 120
 
 bench tl 120 -m "$W/tl/src" --codec raw,lossless,q8,q4 --out-dir "$W/tl" -n 128 --prompt-len 512 --ctx 2048 --kv f16
 bench tl-600m 120 -m "$W/tl/src" --codec raw,lossless,q8,q4 --out-dir "$W/tl" -n 64 --prompt-len 16 --ctx 2048 --kv f16 \
