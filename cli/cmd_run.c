@@ -160,6 +160,11 @@ int run_prompt_ids(const run_args *a, const char *prompt, const vz_model *m, con
     return 0;
 }
 
+vz_sampler_opts run_sampler_opts(const run_args *a, uint64_t seq) {
+    return (vz_sampler_opts){.temp = (float)a->temp, .top_k = (int32_t)a->top_k, .top_p = (float)a->top_p,
+                             .seed = (uint64_t)a->seed + seq};
+}
+
 int run_is_stop(const vz_model_info *info, int32_t id) {
     for (int32_t k = 0; k < info->n_eos; k++)
         if (id == info->eos_ids[k]) return 1;
@@ -281,8 +286,7 @@ static int run_model(const run_args *a, vz_model *m) {
     so.residency = a->residency;
     cli_print_plan(CMD, m, &so);
     if (a->interactive) return run_chat(a, m, &so);
-    vz_sampler_opts po = {.temp = (float)a->temp, .top_k = (int32_t)a->top_k, .top_p = (float)a->top_p,
-                          .seed = (uint64_t)a->seed};
+    const vz_sampler_opts po = run_sampler_opts(a, 0);
     int32_t *ids = NULL, n_ids = 0;
     int rc = run_prompt_ids(a, a->prompt, m, &info, &ids, &n_ids);
     if (rc) return rc;

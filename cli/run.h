@@ -37,6 +37,10 @@ int run_add_prompt(run_args *a, const char *p, const char *what);
  * appending each; 0, or 1 after printing the error. */
 int run_read_prompts(run_args *a);
 
+/* The sampler of --temp, --top-k, --top-p and --seed; sequence seq of a
+ * batch samples with seed + seq. */
+vz_sampler_opts run_sampler_opts(const run_args *a, uint64_t seq);
+
 /* Whether id is one of the model's stop ids (info->eos_ids). */
 int run_is_stop(const vz_model_info *info, int32_t id);
 

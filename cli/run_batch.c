@@ -84,7 +84,7 @@ static vz_status generate_all(const run_args *a, vz_session *s, seq_out *q, int3
         int32_t na = 0, room = n_ctx;
         for (int32_t i = 0; i < n; i++) {
             if (q[i].done || q[i].n_gen >= q[i].cap) continue;
-            so[na] = (vz_sampler_opts){(float)a->temp, (int32_t)a->top_k, (float)a->top_p, (uint64_t)a->seed + (uint64_t)i};
+            so[na] = run_sampler_opts(a, (uint64_t)i);
             seqs[na] = i, fst[na++] = first[i];
             if (n_ctx - vz_session_seq_pos(s, i) < room) room = n_ctx - vz_session_seq_pos(s, i);
         }

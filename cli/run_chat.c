@@ -112,8 +112,7 @@ int run_chat(const run_args *a, vz_model *m, const vz_session_opts *so) {
     if (st != VZ_OK) return cli_fail(CMD, st);
     const vz_tokenizer *tok = vz_model_tokenizer(m);
     if (!tok) return fprintf(stderr, "vramzip run: -i needs a tokenizer (-z)\n"), 1;
-    vz_sampler_opts po = {.temp = (float)a->temp, .top_k = (int32_t)a->top_k, .top_p = (float)a->top_p,
-                          .seed = (uint64_t)a->seed};
+    const vz_sampler_opts po = run_sampler_opts(a, 0);
     vz_session *s = NULL;
     vz_sampler *smp = NULL;
     float *logits = malloc(sizeof(float) * (size_t)info.vocab_size);
