@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 
@@ -143,6 +144,14 @@ static void test_chatml_qwen(void **state) {
     vz_test_rmtree(dir);
 }
 
+/* Today's date as Llama 3.2's template writes it: strftime_now("%d %b %Y"). */
+static void today(char out[32]) {
+    time_t now = time(NULL);
+    struct tm tm;
+    assert_non_null(localtime_r(&now, &tm));
+    assert_true(strftime(out, 32, "%d %b %Y", &tm) > 0);
+}
+
 static void test_llama3(void **state) {
     (void)state;
     char dir[512], tok[600];
@@ -181,6 +190,55 @@ static void test_llama3(void **state) {
                "<|start_header_id|>user<|end_header_id|>\n\nShow me chat templates!<|eot_id|>"
                "<|start_header_id|>assistant<|end_header_id|>\n\n");
     check_continues(m, NULL, vz_tokenizer_piece_id(vz_model_tokenizer(m), "<|eot_id|>"));
+    vz_model_close(m);
+    /* Llama 3.1's template: the system message always, dated by its literal date_string */
+    make_model(mdir, tok, "{%- if not date_string is defined %}\n    {%- set date_string = \"26 Jul 2024\" %}\n"
+                          "{%- endif %} ... '<|start_header_id|>system<|end_header_id|>\\n\\n' ... "
+                          "\"Cutting Knowledge Date: December 2023\\n\" ...");
+    m = open_model(mdir);
+    assert_string_equal(vz_model_chat_format(m), "llama3.1");
+    check_text(m, NULL, kConv, 4, 1,
+               "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n"
+               "Today Date: 26 Jul 2024\n\nYou are a pirate.<|eot_id|>"
+               "<|start_header_id|>user<|end_header_id|>\n\nHello, how are you?<|eot_id|>"
+               "<|start_header_id|>assistant<|end_header_id|>\n\nI'm doing great.<|eot_id|>"
+               "<|start_header_id|>user<|end_header_id|>\n\nShow me chat templates!<|eot_id|>"
+               "<|start_header_id|>assistant<|end_header_id|>\n\n");
+    check_text(m, NULL, kConv + 1, 1, 1, /* no system message: the dated one, empty */
+               "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n"
+               "Today Date: 26 Jul 2024\n\n<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHello, how are you?"
+               "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
+    check_text(m, NULL, kConv, 1, 0,
+               "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n"
+               "Today Date: 26 Jul 2024\n\nYou are a pirate.<|eot_id|>");
+    check_continues(m, NULL, vz_tokenizer_piece_id(vz_model_tokenizer(m), "<|eot_id|>"));
+    vz_model_close(m);
+    /* Llama 3.2's: today's date where the template calls strftime_now (the day read before and after, in case
+     * midnight passes between) */
+    make_model(mdir, tok, "{%- if strftime_now is defined %}\n {%- set date_string = strftime_now(\"%d %b %Y\") %}\n"
+                          "{%- else %}\n {%- set date_string = \"26 Jul 2024\" %}{%- endif %} <|start_header_id|> "
+                          "Cutting Knowledge Date: December 2023");
+    m = open_model(mdir);
+    assert_string_equal(vz_model_chat_format(m), "llama3.1");
+    const vz_chat_msg hi = {"user", "Hi"};
+    char day[2][32];
+    int32_t cnt = 0;
+    today(day[0]);
+    int32_t *got = chat(m, NULL, &hi, 1, 0, &cnt);
+    today(day[1]);
+    for (int k = strcmp(day[0], day[1]) ? 0 : 1; k < 2; k++) {
+        char want[256];
+        int32_t w[4096], nw = 0;
+        snprintf(want, sizeof want,
+                 "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December "
+                 "2023\nToday Date: %s\n\n<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>",
+                 day[k]);
+        enc(m, want, w, &nw);
+        if (k == 0 && (cnt != nw || memcmp(got, w, sizeof(int32_t) * (size_t)nw))) continue; /* the later day */
+        same_ids(got, cnt, w, nw, want);
+        break;
+    }
+    free(got);
     /* chatml needs <|im_start|>, which this vocabulary lacks */
     int32_t n = 0;
     assert_int_equal(vz_chat_encode(m, "chatml", kConv, 2, 1, NULL, 0, &n), VZ_ERR_UNSUPPORTED);

@@ -13,6 +13,10 @@
  *            by a blank line, as later Mistral templates put it in a user message)
  *   llama3   Llama-3-Instruct: <|begin_of_text|> then per message <|start_header_id|>role<|end_header_id|>
  *            "\n\n" content <|eot_id|>
+ *   llama3.1 Llama-3.1/3.2/3.3-Instruct: llama3 whose system message always comes, opened by
+ *            "Cutting Knowledge Date: December 2023\n" "Today Date: " date "\n\n" (date: today's
+ *            as "%d %b %Y" where the template calls strftime_now, as 3.2's does, else its literal
+ *            date_string, 3.1's "26 Jul 2024")
  *   chatml   Qwen 2 / 2.5: <|im_start|>role "\n" content <|im_end|> "\n", with the template's own
  *            default system message when the conversation has none
  * Special tokens (<s>, </s>, <|im_start|>, ...) are put in by id, never
@@ -21,14 +25,16 @@
  * SentencePiece model prepends its space to every piece, as Llama 2's
  * tokenizer.json does). A model with a BOS token starts with it once.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
-enum { CHAT_ZEPHYR, CHAT_LLAMA2, CHAT_MISTRAL, CHAT_LLAMA3, CHAT_CHATML, CHAT_N };
-static const char *const kNames[CHAT_N] = {"zephyr", "llama2", "mistral", "llama3", "chatml"};
+enum { CHAT_ZEPHYR, CHAT_LLAMA2, CHAT_MISTRAL, CHAT_LLAMA3, CHAT_CHATML, CHAT_LLAMA31, CHAT_N };
+static const char *const kNames[CHAT_N] = {"zephyr", "llama2", "mistral", "llama3", "chatml", "llama3.1"};
 
 const char *vz_chat_format_name(int32_t i) { return i >= 0 && i < CHAT_N ? kNames[i] : NULL; }
 
@@ -36,7 +42,7 @@ const char *vz_chat_format_name(int32_t i) { return i >= 0 && i < CHAT_N ? kName
 static int detect(const char *t) {
     if (!t) return -1;
     if (strstr(t, "<|im_start|>")) return CHAT_CHATML;
-    if (strstr(t, "<|start_header_id|>")) return CHAT_LLAMA3;
+    if (strstr(t, "<|start_header_id|>")) return strstr(t, "Cutting Knowledge Date") ? CHAT_LLAMA31 : CHAT_LLAMA3;
     if (strstr(t, "<|user|>") && strstr(t, "<|assistant|>")) return CHAT_ZEPHYR;
     if (strstr(t, "[INST]")) return strstr(t, "<<SYS>>") ? CHAT_LLAMA2 : CHAT_MISTRAL;
     return -1;
@@ -70,6 +76,29 @@ static size_t default_system(const char *t, const char **out) {
         return n;
     }
     return 0;
+}
+
+/* The date of a llama3.1 system message, as its template would render it
+ * without a date_string argument: today's (local time, "05 Dec 2026") when
+ * it calls strftime_now("%d %b %Y"), as Llama 3.2's does and Hugging Face
+ * and llama.cpp provide; else its literal `set date_string = "..."` (3.1's
+ * "26 Jul 2024"); else today's. */
+static void llama31_date(const char *t, char out[32]) {
+    static const char kSet[] = "date_string = \"";
+    const char *p = t && !strstr(t, "strftime_now") ? strstr(t, kSet) : NULL;
+    if (p) {
+        p += sizeof kSet - 1;
+        size_t n = strcspn(p, "\"\\{}\n");
+        if (p[n] == '"' && n > 0 && n < 32) {
+            memcpy(out, p, n);
+            out[n] = 0;
+            return;
+        }
+    }
+    time_t now = time(NULL);
+    struct tm tm;
+    if (now == (time_t)-1 || !localtime_r(&now, &tm) || !strftime(out, 32, "%d %b %Y", &tm))
+        snprintf(out, 32, "26 Jul 2024"); /* no clock: the templates' own fallback */
 }
 
 /* Ids being built: a growing array, and the text since the last special
@@ -183,7 +212,8 @@ static void render(chat_ids *b, int f, const vz_chat_msg *msgs, int32_t n, int a
                    int32_t bos, int32_t eos) {
     char *tmp = NULL;
     int32_t first = 0;
-    if (f != CHAT_LLAMA3 && bos >= 0) put_id(b, bos); /* llama3's BOS is its own <|begin_of_text|> */
+    const int l3 = f == CHAT_LLAMA3 || f == CHAT_LLAMA31;
+    if (!l3 && bos >= 0) put_id(b, bos); /* llama3's BOS is its own <|begin_of_text|> */
     switch (f) {
     case CHAT_ZEPHYR:
         for (int32_t i = 0; i < n; i++) {
@@ -218,8 +248,20 @@ static void render(chat_ids *b, int f, const vz_chat_msg *msgs, int32_t n, int a
         }
         break;
     case CHAT_LLAMA3:
+    case CHAT_LLAMA31:
         put_special(b, "<|begin_of_text|>");
-        for (int32_t i = 0; i <= n; i++) {
+        if (f == CHAT_LLAMA31) { /* the system message, dated, always; the conversation's own goes in it */
+            char date[32];
+            llama31_date(tmpl, date);
+            put_special(b, "<|start_header_id|>");
+            put_text(b, "system");
+            put_special(b, "<|end_header_id|>");
+            put_text(b, "\n\nCutting Knowledge Date: December 2023\nToday Date: "), put_text(b, date);
+            put_text(b, "\n\n");
+            if (n > 0 && is_role(&msgs[0], "system")) put_text(b, strip(b, msgs[0].content, &tmp)), first = 1;
+            put_special(b, "<|eot_id|>");
+        }
+        for (int32_t i = first; i <= n; i++) {
             if (i == n && !add_assistant) break;
             put_special(b, "<|start_header_id|>");
             put_text(b, i < n ? msgs[i].role : "assistant");
@@ -271,11 +313,12 @@ vz_status vz_chat_encode(const vz_model *m, const char *format, const vz_chat_ms
     if (format) {
         for (int i = 0; i < CHAT_N; i++)
             if (!strcmp(format, kNames[i])) f = i;
-        VZ_FAIL_IF(f < 0, VZ_ERR_ARG, "chat format '%s' is unknown (zephyr, llama2, mistral, llama3, chatml)", format);
+        VZ_FAIL_IF(f < 0, VZ_ERR_ARG, "chat format '%s' is unknown (zephyr, llama2, mistral, llama3, llama3.1, chatml)",
+                   format);
     } else {
         f = detect(m->chat_template);
         VZ_FAIL_IF(f < 0, VZ_ERR_UNSUPPORTED,
-                   "%s: %s; name one of zephyr, llama2, mistral, llama3, chatml (--chat-template)", m->path,
+                   "%s: %s; name one of zephyr, llama2, mistral, llama3, llama3.1, chatml (--chat-template)", m->path,
                    m->chat_template ? "its chat template is none of the built-in formats"
                                     : "the checkpoint has no chat template");
     }
@@ -285,7 +328,7 @@ vz_status vz_chat_encode(const vz_model *m, const char *format, const vz_chat_ms
                    VZ_ERR_ARG, "chat: message %d: role '%s' is not system, user or assistant, or no content", (int)i,
                    msgs[i].role ? msgs[i].role : "(null)");
     const int32_t bos = vz_tokenizer_bos(t), eos = vz_tokenizer_eos(t);
-    VZ_FAIL_IF(f != CHAT_LLAMA3 && f != CHAT_CHATML && eos < 0, VZ_ERR_UNSUPPORTED,
+    VZ_FAIL_IF(f != CHAT_LLAMA3 && f != CHAT_LLAMA31 && f != CHAT_CHATML && eos < 0, VZ_ERR_UNSUPPORTED,
                "%s: the %s format ends turns with EOS, and the tokenizer has none", m->path, kNames[f]);
     VZ_FAIL_IF(f == CHAT_LLAMA2 && bos < 0, VZ_ERR_UNSUPPORTED, "%s: the llama2 format needs a BOS token", m->path);
     chat_ids b = {.t = t, .st = VZ_OK};
