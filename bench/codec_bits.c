@@ -22,13 +22,16 @@ typedef struct mat { int64_t rows, cols; uint8_t *src; } mat;
 typedef struct set { char name[32]; vz_dtype dtype; int n; mat m[40]; } set;
 typedef struct variant { const char *label, *codec; vz_codec_opts o; } variant;
 
-static const variant VARIANTS[] = {
-    {"lossless", "lossless", {0, 0}},     {"lossless-max", "lossless-max", {0, 0}}, {"zstd:3", "zstd", {0, 3}},
-    {"zstd:19", "zstd", {0, 19}},         {"q8:g128", "q8", {128, 0}},             {"q8:g32", "q8", {32, 0}},
-    {"q4 default", "q4", {0, 0}},
-    {"q4:g128 sym-rtn", "q4", {128, 1}},  {"q4:g128 sym-mse", "q4", {128, 2}},     {"q4:g128 asym-mse", "q4", {128, 3}},
-    {"q4:g64 sym-rtn", "q4", {64, 1}},    {"q4:g64 sym-mse", "q4", {64, 2}},       {"q4:g64 asym-mse", "q4", {64, 3}},
-    {"q4:g32 sym-rtn", "q4", {32, 1}},    {"q4:g32 sym-mse", "q4", {32, 2}},       {"q4:g32 asym-mse", "q4", {32, 3}},
+static const variant VARIANTS[] = { /* o: {group, level, code} */
+    {"lossless", "lossless", {0, 0, 0}},        {"lossless:k4", "lossless", {0, 0, 4}},
+    {"lossless-max", "lossless-max", {0, 0, 0}}, {"zstd:3", "zstd", {0, 3, 0}},
+    {"zstd:19", "zstd", {0, 19, 0}},             {"q8:g128", "q8", {128, 0, 0}},
+    {"q8:g32", "q8", {32, 0, 0}},                {"q4 default", "q4", {0, 0, 0}},
+    {"q4:g128 sym-rtn", "q4", {128, 1, 0}},      {"q4:g128 sym-mse", "q4", {128, 2, 0}},
+    {"q4:g128 asym-mse", "q4", {128, 3, 0}},     {"q4:g64 sym-rtn", "q4", {64, 1, 0}},
+    {"q4:g64 sym-mse", "q4", {64, 2, 0}},        {"q4:g64 asym-mse", "q4", {64, 3, 0}},
+    {"q4:g32 sym-rtn", "q4", {32, 1, 0}},        {"q4:g32 sym-mse", "q4", {32, 2, 0}},
+    {"q4:g32 asym-mse", "q4", {32, 3, 0}},
 };
 
 static double now(void) {
