@@ -20,6 +20,10 @@
 #   recheck: after an attention change, its tests ($VZ_CHECK_TESTS), then
 #     tinyllama (every codec) and llama2-7b (raw, lossless), the new build and
 #     $VZ_OLD/vramzip in turn, two rounds.
+#   retime: racecheck on the layer cache, decompress-at-load and streamed
+#     paths (small, tinyllama at 600 MiB), then tinyllama (every codec and
+#     lossless:k4, two rounds), llama2-7b (raw, lossless, lossless:k4) and
+#     batch_bench on the current kernels.
 #   more: compute-sanitizer memcheck and racecheck on generates (fmaf and
 #     tensor-core kernels), the tensor-core kernel (VZ_CUDA_MV=24) end to
 #     end: raw == lossless over 256 tokens, `vramzip bench`, batched decode.
@@ -175,6 +179,42 @@ if [ "$PART" = archs ]; then
     step "summary"
     echo "card: $(cat "$W/card.txt")"
     grep -E "^\[  (PASSED|FAILED) \]|steps: logits" "$OUT/tests.log"
+    exit 0
+fi
+
+if [ "$PART" = retime ]; then # what session 72 left: lossless:k4 and batches on its attention builds, a streamed racecheck
+    prep tinyllama-1.1b "$W/tl" lossless q8 q4 lossless:k4 &
+    p_tl=$!
+    prep llama2-7b "$W/l7" lossless lossless:k4 &
+    p_l7=$!
+    mkdir -p "$W/sm"
+    prep small "$W/sm" lossless
+    for res in cache decompress-at-load; do
+        step "compute-sanitizer racecheck: small lossless, --residency $res, 8 tokens"
+        timeout 120 compute-sanitizer --tool racecheck --error-exitcode 9 $V run -m "$W/sm/lossless.vz" --device cuda \
+            --residency $res -n 8 -p "Once upon a time" >"$W/san.log" 2>&1
+        echo "rc=$? $(grep -E 'RACECHECK SUMMARY|Error' "$W/san.log" | head -3 | tr '\n' ' ')"
+        cat "$W/san.log" >>"$OUT/sanitizer.log"
+    done
+    wait $p_tl
+    grep -E "done|fail|rror" "$W/tl/prep.log"
+    step "compute-sanitizer racecheck: tinyllama lossless streamed (--vram-budget 600M), 2 tokens"
+    timeout 200 compute-sanitizer --tool racecheck --error-exitcode 9 $V run -m "$W/tl/lossless.vz" --device cuda \
+        --vram-budget 600M -n 2 -p "Once" >"$W/san.log" 2>&1
+    echo "rc=$? $(grep -E 'RACECHECK SUMMARY|Error|plan' "$W/san.log" | head -3 | tr '\n' ' ')"
+    cat "$W/san.log" >>"$OUT/sanitizer.log"
+    for r in 1 2; do
+        bench tl$r 70 -m "$W/tl/src" --codec raw,lossless,lossless:k4,q8,q4 --out-dir "$W/tl" -n 128 --prompt-len 512 \
+            --ctx 2048 --kv f16
+    done
+    wait $p_l7
+    grep -E "done|fail|rror" "$W/l7/prep.log"
+    bench l7 90 -m "$W/l7/src" --codec raw,lossless,lossless:k4 --out-dir "$W/l7" -n 64 --prompt-len 512 --ctx 2048 --kv f16
+    step "batch_bench, tinyllama raw and lossless"
+    [ "$(left)" -gt 60 ] && timeout $(( $(left) - 10 )) ./batch_bench --seqs 1,2,4,8 -n 128 --prompt-len 512 --ctx 2048 \
+        "$W/tl/src" "$W/tl/lossless.vz" 2>&1 | tee -a "$OUT/batch.txt" | tail -14
+    step "summary"
+    echo "card: $(cat "$W/card.txt")"
     exit 0
 fi
 
