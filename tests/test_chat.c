@@ -144,6 +144,18 @@ static void test_chatml_qwen(void **state) {
     vz_test_rmtree(dir);
 }
 
+/* kConv's turns after its system message, in Llama 3's format, with the generation prompt. */
+#define L3_TURNS                                                                                                \
+    "<|start_header_id|>user<|end_header_id|>\n\nHello, how are you?<|eot_id|>"                                  \
+    "<|start_header_id|>assistant<|end_header_id|>\n\nI'm doing great.<|eot_id|>"                                \
+    "<|start_header_id|>user<|end_header_id|>\n\nShow me chat templates!<|eot_id|>"                              \
+    "<|start_header_id|>assistant<|end_header_id|>\n\n"
+
+/* The start of Llama 3.1's system message, dated by its template's literal. */
+#define L31_SYS                                                                                                 \
+    "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n"     \
+    "Today Date: 26 Jul 2024\n\n"
+
 /* Today's date as Llama 3.2's template writes it: strftime_now("%d %b %Y"). */
 static void today(char out[32]) {
     time_t now = time(NULL);
@@ -184,11 +196,7 @@ static void test_llama3(void **state) {
     vz_model *m = open_model(mdir);
     assert_string_equal(vz_model_chat_format(m), "llama3");
     check_text(m, NULL, kConv, 4, 1,
-               "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are a pirate.<|eot_id|>"
-               "<|start_header_id|>user<|end_header_id|>\n\nHello, how are you?<|eot_id|>"
-               "<|start_header_id|>assistant<|end_header_id|>\n\nI'm doing great.<|eot_id|>"
-               "<|start_header_id|>user<|end_header_id|>\n\nShow me chat templates!<|eot_id|>"
-               "<|start_header_id|>assistant<|end_header_id|>\n\n");
+               "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are a pirate.<|eot_id|>" L3_TURNS);
     check_continues(m, NULL, vz_tokenizer_piece_id(vz_model_tokenizer(m), "<|eot_id|>"));
     vz_model_close(m);
     /* Llama 3.1's template: the system message always, dated by its literal date_string */
@@ -198,19 +206,12 @@ static void test_llama3(void **state) {
     m = open_model(mdir);
     assert_string_equal(vz_model_chat_format(m), "llama3.1");
     check_text(m, NULL, kConv, 4, 1,
-               "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n"
-               "Today Date: 26 Jul 2024\n\nYou are a pirate.<|eot_id|>"
-               "<|start_header_id|>user<|end_header_id|>\n\nHello, how are you?<|eot_id|>"
-               "<|start_header_id|>assistant<|end_header_id|>\n\nI'm doing great.<|eot_id|>"
-               "<|start_header_id|>user<|end_header_id|>\n\nShow me chat templates!<|eot_id|>"
-               "<|start_header_id|>assistant<|end_header_id|>\n\n");
+               L31_SYS "You are a pirate.<|eot_id|>" L3_TURNS);
     check_text(m, NULL, kConv + 1, 1, 1, /* no system message: the dated one, empty */
-               "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n"
-               "Today Date: 26 Jul 2024\n\n<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHello, how are you?"
-               "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n");
+               L31_SYS "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHello, how are you?<|eot_id|>"
+               "<|start_header_id|>assistant<|end_header_id|>\n\n");
     check_text(m, NULL, kConv, 1, 0,
-               "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n"
-               "Today Date: 26 Jul 2024\n\nYou are a pirate.<|eot_id|>");
+               L31_SYS "You are a pirate.<|eot_id|>");
     check_continues(m, NULL, vz_tokenizer_piece_id(vz_model_tokenizer(m), "<|eot_id|>"));
     vz_model_close(m);
     /* Llama 3.2's: today's date where the template calls strftime_now (the day read before and after, in case
