@@ -25,6 +25,7 @@
  * SentencePiece model prepends its space to every piece, as Llama 2's
  * tokenizer.json does). A model with a BOS token starts with it once.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,11 +79,24 @@ static size_t default_system(const char *t, const char **out) {
     return 0;
 }
 
+/* Today's date as strftime_now("%d %b %Y") gives it, taken once a process:
+ * `run -i` evaluates each turn from the last reply on, so the conversation's
+ * earlier ids must not change when midnight passes. */
+static char today[32];
+static pthread_once_t today_once = PTHREAD_ONCE_INIT;
+
+static void today_init(void) {
+    time_t now = time(NULL);
+    struct tm tm;
+    if (now == (time_t)-1 || !localtime_r(&now, &tm) || !strftime(today, sizeof today, "%d %b %Y", &tm))
+        snprintf(today, sizeof today, "26 Jul 2024"); /* no clock: the templates' own fallback */
+}
+
 /* The date of a llama3.1 system message, as its template would render it
- * without a date_string argument: today's (local time, "05 Dec 2026") when
- * it calls strftime_now("%d %b %Y"), as Llama 3.2's does and Hugging Face
- * and llama.cpp provide; else its literal `set date_string = "..."` (3.1's
- * "26 Jul 2024"); else today's. */
+ * without a date_string argument: today's (local time, "05 Dec 2026", as
+ * of the process's first) when it calls strftime_now("%d %b %Y"), as Llama
+ * 3.2's does and Hugging Face and llama.cpp provide; else its literal `set
+ * date_string = "..."` (3.1's "26 Jul 2024"); else today's. */
 static void llama31_date(const char *t, char out[32]) {
     static const char kSet[] = "date_string = \"";
     const char *p = t && !strstr(t, "strftime_now") ? strstr(t, kSet) : NULL;
@@ -95,10 +109,8 @@ static void llama31_date(const char *t, char out[32]) {
             return;
         }
     }
-    time_t now = time(NULL);
-    struct tm tm;
-    if (now == (time_t)-1 || !localtime_r(&now, &tm) || !strftime(out, 32, "%d %b %Y", &tm))
-        snprintf(out, 32, "26 Jul 2024"); /* no clock: the templates' own fallback */
+    pthread_once(&today_once, today_init);
+    memcpy(out, today, sizeof today);
 }
 
 /* Ids being built: a growing array, and the text since the last special
