@@ -339,8 +339,9 @@ typedef struct vz_chat_msg {
 
 /* The built-in chat formats by index, NULL past the last: "zephyr"
  * (TinyLlama chat), "llama2", "mistral" (v0.1/v0.2), "llama3", "chatml"
- * (Qwen 2 / 2.5), "llama3.1" (3.1-3.3: llama3 with its dated system message). They are written in C, following each reference model's
- * Jinja template as Hugging Face renders it; no Jinja is evaluated. */
+ * (Qwen 2 / 2.5), "llama3.1" (3.1-3.3: llama3 with its dated system
+ * message). They are written in C, following each reference model's Jinja
+ * template as Hugging Face renders it; no Jinja is evaluated. */
 const char *vz_chat_format_name(int32_t i);
 
 /* The Jinja chat template the checkpoint carries (HF tokenizer_config.json,
