@@ -97,6 +97,13 @@ tl_rounds() { # cap: tinyllama every codec, two rounds, each the new build then 
             --out-dir "$W/tl" -n 128 --prompt-len 512 --ctx 2048 --kv f16
     done
 }
+san() { # cap tool run-args...: `vramzip run` under compute-sanitizer, its summary, the log to sanitizer.log
+    local cap=$1 tool=$2
+    shift 2
+    timeout "$cap" compute-sanitizer --tool "$tool" --error-exitcode 9 $V run "$@" >"$W/san.log" 2>&1
+    echo "rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|Error|plan' "$W/san.log" | head -3 | tr '\n' ' ')"
+    cat "$W/san.log" >>"$OUT/sanitizer.log"
+}
 runtests() { # log tests...
     local log=$1
     shift
@@ -191,18 +198,12 @@ if [ "$PART" = retime ]; then # what session 72 left: lossless:k4 and batches on
     prep small "$W/sm" lossless
     for res in cache decompress-at-load; do
         step "compute-sanitizer racecheck: small lossless, --residency $res, 8 tokens"
-        timeout 120 compute-sanitizer --tool racecheck --error-exitcode 9 $V run -m "$W/sm/lossless.vz" --device cuda \
-            --residency $res -n 8 -p "Once upon a time" >"$W/san.log" 2>&1
-        echo "rc=$? $(grep -E 'RACECHECK SUMMARY|Error' "$W/san.log" | head -3 | tr '\n' ' ')"
-        cat "$W/san.log" >>"$OUT/sanitizer.log"
+        san 120 racecheck -m "$W/sm/lossless.vz" --device cuda --residency $res -n 8 -p "Once upon a time"
     done
     wait $p_tl
     grep -E "done|fail|rror" "$W/tl/prep.log"
     step "compute-sanitizer racecheck: tinyllama lossless streamed (--vram-budget 600M), 2 tokens"
-    timeout 200 compute-sanitizer --tool racecheck --error-exitcode 9 $V run -m "$W/tl/lossless.vz" --device cuda \
-        --vram-budget 600M -n 2 -p "Once" >"$W/san.log" 2>&1
-    echo "rc=$? $(grep -E 'RACECHECK SUMMARY|Error|plan' "$W/san.log" | head -3 | tr '\n' ' ')"
-    cat "$W/san.log" >>"$OUT/sanitizer.log"
+    san 200 racecheck -m "$W/tl/lossless.vz" --device cuda --vram-budget 600M -n 2 -p "Once"
     for r in 1 2; do
         bench tl$r 70 -m "$W/tl/src" --codec raw,lossless,lossless:k4,q8,q4 --out-dir "$W/tl" -n 128 --prompt-len 512 \
             --ctx 2048 --kv f16
@@ -248,14 +249,9 @@ if [ "$PART" = final ]; then # session 4: every GPU test, tinyllama and llama2-7
     wait $p_sm
     for tool in memcheck racecheck; do
         step "compute-sanitizer $tool: small lossless, 40-token prompt (GEMM prefill, decode ahead) + 16 tokens, then a batch of 3"
-        timeout 90 compute-sanitizer --tool $tool --error-exitcode 9 $V run -m "$W/sm/lossless.vz" --device cuda -n 16 \
-            -p "$(printf 'Once upon a time there was a little girl who %.0s' 1 2 3 4)" >"$W/san.log" 2>&1
-        echo "rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|Error' "$W/san.log" | head -3 | tr '\n' ' ')"
-        cat "$W/san.log" >>"$OUT/sanitizer.log"
-        timeout 90 compute-sanitizer --tool $tool --error-exitcode 9 $V run -m "$W/sm/lossless.vz" --device cuda -n 16 \
-            -p "One" -p "Two words" -p "and three more" >"$W/san.log" 2>&1
-        echo "rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|Error' "$W/san.log" | head -3 | tr '\n' ' ')"
-        cat "$W/san.log" >>"$OUT/sanitizer.log"
+        san 90 $tool -m "$W/sm/lossless.vz" --device cuda -n 16 \
+            -p "$(printf 'Once upon a time there was a little girl who %.0s' 1 2 3 4)"
+        san 90 $tool -m "$W/sm/lossless.vz" --device cuda -n 16 -p "One" -p "Two words" -p "and three more"
     done
     wait $p_l7
     grep -E "done|fail|rror" "$W/l7/prep.log"
@@ -281,13 +277,9 @@ if [ "$PART" = more ]; then
     for mv in "" 24; do
         for tool in memcheck racecheck; do
             step "compute-sanitizer $tool, VZ_CUDA_MV=${mv:-default}: run small lossless, 24 tokens, then a batch of 3"
-            VZ_CUDA_MV=$mv timeout 120 compute-sanitizer --tool $tool --error-exitcode 9 $V run -m "$W/sm/lossless.vz" \
-                --device cuda -n 24 -p "Once upon a time" >"$W/san.log" 2>&1
-            echo "rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|Error' "$W/san.log" | head -3 | tr '\n' ' ')"
-            VZ_CUDA_MV=$mv timeout 120 compute-sanitizer --tool $tool --error-exitcode 9 $V run -m "$W/sm/lossless.vz" \
-                --device cuda -n 16 -p "One" -p "Two words" -p "and three more" >"$W/san.log" 2>&1
-            echo "rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|Error' "$W/san.log" | head -3 | tr '\n' ' ')"
-            cat "$W/san.log" >>"$OUT/sanitizer.log"
+            VZ_CUDA_MV=$mv san 120 $tool -m "$W/sm/lossless.vz" --device cuda -n 24 -p "Once upon a time"
+            VZ_CUDA_MV=$mv san 120 $tool -m "$W/sm/lossless.vz" --device cuda -n 16 -p "One" -p "Two words" \
+                -p "and three more"
         done
     done
     wait $p_tl
