@@ -7,7 +7,9 @@
  * but not evaluated it, one cut at -n never had it), so earlier turns are
  * never run again. That suffix is read off the whole conversation's ids:
  * the format cuts text at special tokens, so the ids before the reply's
- * end-of-turn token are those of the conversation up to it.
+ * end-of-turn token are those of the conversation up to it. A format that
+ * rewrites earlier turns (mistral-v3 moves the system message into the
+ * newest user message) has the conversation evaluated from the start.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -49,22 +51,24 @@ int run_chat_ids(const run_args *a, const vz_model *m, const vz_chat_msg *msgs, 
 
 /* The ids to evaluate for the newest user message: all of them on the first
  * turn, else the conversation's ids from the last reply's end-of-turn token
- * (the last stop id in the ids up to that reply). *from gets the index. */
+ * (the last stop id in the ids up to that reply). *from gets the index; it
+ * is 0 and *restart 1 when the ids before that token changed. */
 static int turn_ids(const run_args *a, const vz_model *m, const vz_model_info *info, const conv *c, int first,
-                    int32_t **ids, int32_t *cnt, int32_t *from) {
-    *from = 0;
+                    int32_t **ids, int32_t *cnt, int32_t *from, int *restart) {
+    *from = 0, *restart = 0;
     if (run_chat_ids(a, m, c->msgs, c->n, 1, ids, cnt)) return 1;
     if (first) return 0;
     int32_t *prev = NULL, np = 0, j = -1;
     if (run_chat_ids(a, m, c->msgs, c->n - 1, 0, &prev, &np)) return free(*ids), 1;
     for (int32_t i = np - 1; i >= 0 && j < 0; i--)
         if (run_is_stop(info, prev[i])) j = i;
-    int ok = j >= 0 && j < *cnt && !memcmp(prev, *ids, sizeof(int32_t) * (size_t)(j + 1));
+    int same = j >= 0 && j < *cnt && !memcmp(prev, *ids, sizeof(int32_t) * (size_t)(j + 1));
     free(prev);
-    if (!ok)
+    if (j < 0)
         return free(*ids), fprintf(stderr, "vramzip run: this chat format ends a reply with no stop token of the model; "
                                            "-i cannot continue the conversation\n"), 1;
-    *from = j;
+    if (same) *from = j;
+    else *restart = 1;
     return 0;
 }
 
@@ -123,6 +127,7 @@ int run_chat(const run_args *a, vz_model *m, const vz_session_opts *so) {
     if (!rc && a->system) rc = conv_add(c, "system", a->system);
     char *line = NULL;
     size_t cap = 0;
+    int told = 0;
     for (int turn = 0; !rc && !cli_interrupted; turn++) {
         const char *msg = turn == 0 && a->prompt ? a->prompt : NULL;
         if (!msg) {
@@ -133,7 +138,15 @@ int run_chat(const run_args *a, vz_model *m, const vz_session_opts *so) {
             msg = line;
         }
         int32_t *ids = NULL, n = 0, from = 0;
-        if ((rc = conv_add(c, "user", msg)) || (rc = turn_ids(a, m, &info, c, turn == 0, &ids, &n, &from))) break;
+        int restart = 0;
+        if ((rc = conv_add(c, "user", msg)) || (rc = turn_ids(a, m, &info, c, turn == 0, &ids, &n, &from, &restart)))
+            break;
+        if (restart) {
+            if (!told++)
+                fprintf(stderr, "vramzip run: this chat format rewrites earlier turns; each turn is evaluated from "
+                                "the start of the conversation\n");
+            vz_session_reset(s);
+        }
         if (n - from > vz_session_n_ctx(s) - vz_session_pos(s)) {
             rc = (fprintf(stderr, "vramzip run: context full (%d tokens; use -c)\n", (int)vz_session_n_ctx(s)), 1);
         } else if ((st = vz_session_eval(s, ids + from, n - from, logits, 0)) != VZ_OK) {

@@ -340,8 +340,11 @@ typedef struct vz_chat_msg {
 /* The built-in chat formats by index, NULL past the last: "zephyr"
  * (TinyLlama chat), "llama2", "mistral" (v0.1/v0.2), "llama3", "chatml"
  * (Qwen 2 / 2.5), "llama3.1" (3.1-3.3: llama3 with its dated system
- * message). They are written in C, following each reference model's Jinja
- * template as Hugging Face renders it; no Jinja is evaluated. */
+ * message), "mistral-v3" (v0.3: [INST] control tokens, the system message
+ * in the last user message), "mistral-v7" (Large-2411: a [SYSTEM_PROMPT]
+ * first). They are written in C, following each reference model's Jinja
+ * template as Hugging Face renders it (mistral-v3 and -v7 as mistral-common,
+ * Mistral's reference encoder, gives them); no Jinja is evaluated. */
 const char *vz_chat_format_name(int32_t i);
 
 /* The Jinja chat template the checkpoint carries (HF tokenizer_config.json,

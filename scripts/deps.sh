@@ -19,3 +19,9 @@ if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import tokenizers' >/dev/
     python3 -m pip install --quiet --disable-pip-version-check tokenizers >/dev/null 2>&1 ||
         echo "note: pip could not install tokenizers; its live tokenizer test will skip"
 fi
+# Test oracle only (tests/test_chat.c compares the mistral-v3 / v7 chat ids with
+# it; it skips without it): mistral-common, Mistral's reference encoder, from PyPI.
+if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import mistral_common, sentencepiece' >/dev/null 2>&1; then
+    python3 -m pip install --quiet --disable-pip-version-check 'mistral_common[sentencepiece]' >/dev/null 2>&1 ||
+        echo "note: pip could not install mistral_common; its chat test will skip"
+fi

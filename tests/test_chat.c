@@ -6,7 +6,8 @@
  * encode that whole text, special tokens included, to the same ids;
  * SentencePiece models (zephyr, llama2, mistral on synth tiny's built-in
  * tokenizer) get the text between special tokens encoded piece by piece,
- * with <s> / </s> by id. Also: detection from template markers, chatml's
+ * with <s> / </s> by id; mistral-v3 / v7 equal mistral-common's ids with
+ * the tokenizers it ships. Also: detection from template markers, chatml's
  * default system message, the template through convert (.vz CHAT) and GGUF
  * (tokenizer.chat_template), errors, and the CLI.
  */
@@ -290,10 +291,10 @@ static void test_sentencepiece_formats(void **state) {
     check_segs(m, "llama2", kConv, 4, 1, llama2, 5);
     const seg llama2_nosys[] = {{1, 0}, {0, "[INST] Hello, how are you? [/INST]"}};
     check_segs(m, "llama2", kConv + 1, 1, 1, llama2_nosys, 2);
-    /* Mistral-7B-Instruct: contents as they are, the answer right after [/INST]; BOS once */
-    const seg mistral[] = {{1, 0}, {0, "[INST] Hello, how are you? [/INST] I'm doing great. "}, {2, 0},
+    /* Mistral-7B-Instruct: contents as they are, the answer encoded on its own; BOS once */
+    const seg mistral[] = {{1, 0}, {0, "[INST] Hello, how are you? [/INST]"}, {0, " I'm doing great. "}, {2, 0},
                            {0, "[INST]   Show me chat templates!\n [/INST]"}};
-    check_segs(m, "mistral", kConv + 1, 3, 1, mistral, 4);
+    check_segs(m, "mistral", kConv + 1, 3, 1, mistral, 5);
     const seg mistral_sys[] = {{1, 0}, {0, "[INST] You are a pirate.\n\nHello, how are you? [/INST]"}};
     check_segs(m, "mistral", kConv, 2, 1, mistral_sys, 2);
     for (int k = 0; k < 3; k++) /* the formats' replies end with </s> */
@@ -316,6 +317,15 @@ static void test_sentencepiece_formats(void **state) {
                     "{\"name\": \"default\", \"template\": \"<|im_start|>\"}]}");
     m = open_model(dir);
     assert_string_equal(vz_model_chat_format(m), "chatml");
+    vz_model_close(m);
+    /* Mistral-7B-Instruct-v0.1's template (a space before [/INST]) is mistral; mistral-v3 needs [INST] as a token */
+    write_text(cfg, "{\"chat_template\": \"{{ bos_token }}{% for message in messages %}... {{ '[INST] ' + "
+                    "message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}"
+                    "{{ message['content'] + eos_token}}\"}");
+    m = open_model(dir);
+    assert_string_equal(vz_model_chat_format(m), "mistral");
+    assert_int_equal(vz_chat_encode(m, "mistral-v3", kConv, 2, 1, ids, 8, &n), VZ_ERR_UNSUPPORTED);
+    assert_non_null(strstr(vz_last_error(), "'[INST]'"));
     vz_model_close(m);
     write_text(cfg, "{\"chat_template\": 5}");
     assert_int_equal(vz_model_open(&m, dir, NULL), VZ_ERR_FORMAT);
@@ -385,6 +395,146 @@ static int32_t second_reply(const vz_model *m, int32_t n, int32_t *r2) {
     vz_session_free(s), vz_session_free(t);
     free(ids1), free(p), free(f), free(logits);
     return k2;
+}
+
+/* The ids mistral-common (tests/mistral_ref.py) gives msgs[0..n) with the
+ * tokenizer of version ver, parsed into want (*nw ids). */
+static void mistral_ref(const char *dir, const char *ver, const vz_chat_msg *msgs, int32_t n, int32_t *want,
+                        int32_t *nw) {
+    cJSON *a = cJSON_CreateArray();
+    for (int32_t i = 0; i < n; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "role", msgs[i].role);
+        cJSON_AddStringToObject(o, "content", msgs[i].content);
+        cJSON_AddItemToArray(a, o);
+    }
+    char *txt = cJSON_Print(a), path[600], *out = NULL;
+    snprintf(path, sizeof path, "%s/conv.json", dir);
+    write_text(path, txt);
+    free(txt);
+    cJSON_Delete(a);
+    if (vz_test_sh(&out, "python3 tests/mistral_ref.py %s '%s' 2>/dev/null", ver, path) != 0)
+        fail_msg("mistral_ref.py: %s", out);
+    *nw = 0;
+    for (char *w = out, *end;; w = end) {
+        long v = strtol(w, &end, 10);
+        if (end == w) break;
+        want[(*nw)++] = (int32_t)v;
+    }
+    free(out);
+}
+
+/* mistral (Mistral-7B-Instruct-v0.1), mistral-v3 (v0.3) and mistral-v7
+ * (Mistral-Large-2411) against mistral-common with the tokenizers it ships:
+ * v1's [INST] as text, answers encoded on their own; v3's [INST] / [/INST]
+ * (and [SYSTEM_PROMPT]) as control tokens, v3's system message in the last
+ * user message, answers with their trailing spaces cut; and run -i, which
+ * evaluates a v3 conversation with a system message from the start each
+ * turn (the message moves), with the replies of the whole conversation in a
+ * new session. */
+static void test_mistral_common(void **state) {
+    (void)state;
+    VZ_REQUIRE_SH("python3 -c 'import mistral_common.tokens.tokenizers.mistral, sentencepiece' 2>/dev/null",
+                  "python3 mistral_common not installed (pip install 'mistral_common[sentencepiece]')");
+    static const struct {
+        const char *ver, *fmt, *tmpl;
+    } kV[3] = {
+        {"v1", "mistral",
+         "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}{{ '[INST] ' + "
+         "message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ message['content'] + "
+         "eos_token}}"},
+        {"v3", "mistral-v3",
+         "{%- if loop.last and system_message is defined %}\n {{- \"[INST] \" + system_message + \"\\n\\n\" + "
+         "message[\"content\"] + \"[/INST]\" }}\n{%- else %}\n {{- \"[INST] \" + message[\"content\"] + \"[/INST]\" }}"
+         "{%- elif message[\"role\"] == \"assistant\" %}\n {{- \" \" + message[\"content\"]|trim + eos_token}}"},
+        {"v7", "mistral-v7",
+         "{%- elif message['role'] == 'system' %}{{- '[SYSTEM_PROMPT] ' + message['content'] + '[/SYSTEM_PROMPT]' }}"
+         "{%- if message['role'] == 'user' %}{{- '[INST] ' + message['content'] + '[/INST]' }}"},
+    };
+    const vz_chat_msg multi[5] = {{"user", "Hi"}, {"assistant", "Hello! "}, {"user", "One more."},
+                                  {"assistant", "Sure."}, {"user", "Bye"}};
+    const vz_chat_msg sys_multi[4] = {{"system", "Be brief."}, {"user", "Hi"}, {"assistant", "Hello!"},
+                                      {"user", "One more."}};
+    char dir[512];
+    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
+    for (int v = 0; v < 3; v++) {
+        char *tok = NULL;
+        if (vz_test_sh(&tok, "python3 tests/mistral_ref.py --path %s 2>/dev/null", kV[v].ver) != 0)
+            fail_msg("mistral_ref.py --path: %s", tok);
+        tok[strcspn(tok, "\n")] = 0;
+        char mdir[600];
+        snprintf(mdir, sizeof mdir, "%s/%s", dir, kV[v].ver);
+        make_model(mdir, tok, kV[v].tmpl);
+        free(tok);
+        vz_model *m = open_model(mdir);
+        assert_string_equal(vz_model_chat_format(m), kV[v].fmt);
+        const struct {
+            const vz_chat_msg *msgs;
+            int32_t n;
+        } convs[] = {{kConv + 1, 1}, {kConv, 2}, {kConv, 4}, {kConv + 1, 3}, {multi, 5}, {sys_multi, 4}};
+        for (size_t k = 0; k < sizeof convs / sizeof *convs; k++) {
+            int32_t want[4096], nw = 0, cnt = 0;
+            mistral_ref(dir, kV[v].ver, convs[k].msgs, convs[k].n, want, &nw);
+            assert_true(nw > 3);
+            int32_t *got = chat(m, NULL, convs[k].msgs, convs[k].n, 1, &cnt);
+            char what[64];
+            snprintf(what, sizeof what, "%s, conversation %d", kV[v].fmt, (int)k);
+            same_ids(got, cnt, want, nw, what);
+            free(got);
+        }
+        vz_model_close(m);
+    }
+    /* run -i: v3 moves the system message into each new user message, so each turn starts over (told once);
+     * its replies are those of the whole conversation evaluated in a new session */
+    char *out = NULL, mdir[600];
+    snprintf(mdir, sizeof mdir, "%s/v3", dir);
+    int rc = vz_test_sh(&out, "printf 'How are you?\\nAnd then?\\n' | %s run -m '%s' -i --system 'Be brief.' -p Hi "
+                              "-n 3 --temp 0 --print-ids 2>'%s/err'", vz_test_cli(), mdir, dir);
+    if (rc != 0) fail_msg("run -i: rc %d: %s", rc, out);
+    char errp[700], *err = NULL;
+    snprintf(errp, sizeof errp, "cat '%s/err'", dir);
+    assert_int_equal(vz_test_sh(&err, "%s", errp), 0);
+    const char *note = strstr(err, "rewrites earlier turns");
+    if (!note) fail_msg("run -i said: %s", err);
+    assert_null(strstr(note + 1, "rewrites earlier turns"));
+    free(err);
+    vz_model *m = open_model(mdir);
+    vz_model_info info;
+    assert_int_equal(vz_model_get_info(m, &info), VZ_OK);
+    float *logits = malloc(sizeof(float) * (size_t)info.vocab_size);
+    assert_non_null(logits);
+    vz_chat_msg conv[6] = {{"system", "Be brief."}, {"user", "Hi"},         {"assistant", ""},
+                           {"user", "How are you?"}, {"assistant", ""}, {"user", "And then?"}};
+    char text[3][512] = {"", "", ""};
+    const char *line = out;
+    for (int t = 0; t < 3; t++) {
+        int32_t cnt = 0, r[8], k;
+        int32_t *ids = chat(m, NULL, conv, 2 + 2 * t, 1, &cnt);
+        vz_session *s = NULL;
+        assert_int_equal(vz_session_create(&s, m, NULL), VZ_OK);
+        assert_int_equal(vz_session_eval(s, ids, cnt, logits, 0), VZ_OK);
+        k = greedy_reply(s, &info, logits, 3, r);
+        vz_session_free(s);
+        free(ids);
+        char want[128] = "";
+        vz_detok dt;
+        vz_detok_init(&dt, vz_model_tokenizer(m));
+        for (int32_t i = 0; i < k; i++) {
+            snprintf(want + strlen(want), sizeof want - strlen(want), i ? " %d" : "%d", (int)r[i]);
+            char buf[64];
+            int32_t len = vz_detok_next(&dt, r[i], buf, (int32_t)sizeof buf);
+            if (len > 0) strncat(text[t], buf, (size_t)len);
+        }
+        size_t n = strcspn(line, "\n");
+        if (strlen(want) != n || strncmp(line, want, n))
+            fail_msg("run -i reply %d: '%.*s', want '%s'", t, (int)n, line, want);
+        line += n + (line[n] == '\n');
+        if (t < 2) conv[2 + 2 * t].content = text[t]; /* as run -i keeps it: the text of whole characters */
+    }
+    free(logits);
+    vz_model_close(m);
+    free(out);
+    vz_test_rmtree(dir);
 }
 
 /* The template travels: convert keeps it (.vz CHAT), llama.cpp-style GGUF
@@ -465,6 +615,7 @@ int main(void) {
         cmocka_unit_test(test_chatml_qwen),
         cmocka_unit_test(test_llama3),
         cmocka_unit_test(test_sentencepiece_formats),
+        cmocka_unit_test(test_mistral_common),
         cmocka_unit_test(test_template_travels_and_cli),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -8,9 +8,23 @@
  * renders it (trim_blocks, lstrip_blocks):
  *   zephyr   TinyLlama-1.1B-Chat: "<|user|>\n" content </s> "\n" ... "<|assistant|>\n"
  *   llama2   Llama-2-chat: <s>"[INST] <<SYS>>\n" system "\n<</SYS>>\n\n" user " [/INST]" " " answer " "</s>...
- *   mistral  Mistral-7B-Instruct v0.1/v0.2: <s>"[INST] " user " [/INST]" answer</s>... (their
- *            templates refuse a system message; here it opens the first user message, followed
- *            by a blank line, as later Mistral templates put it in a user message)
+ *   mistral  Mistral-7B-Instruct v0.1/v0.2, Mixtral-8x7B-Instruct (tokenizer V1): <s>"[INST] " user
+ *            " [/INST]" answer</s>..., the system message opening the first user message,
+ *            followed by a blank line, as mistral-common (below) has them; and as it does, each
+ *            answer is encoded on its own, so with SentencePiece's leading space (the first
+ *            templates glued the answer to " [/INST]"; their later ones put ' ' + answer)
+ *   mistral-v3  Mistral-7B-Instruct-v0.3, Mixtral-8x22B-Instruct (tokenizer V3): <s>[INST] user
+ *            [/INST] answer</s>..., [INST] and [/INST] control tokens; the system message opens
+ *            the last user message, followed by a blank line
+ *   mistral-v7  Mistral-Large-2411 (tokenizer V7): mistral-v3 whose system message comes first,
+ *            between [SYSTEM_PROMPT] and [/SYSTEM_PROMPT]
+ *            These follow mistral-common, Mistral's reference encoder, whose ids their Hugging
+ *            Face templates give for messages without white space at their ends: each text
+ *            between control tokens encoded on its own (the SentencePiece leading space stands for
+ *            the templates' "[INST] " and " " + answer), an answer with its trailing spaces cut
+ *            (the templates trim both ends). Tekken-tokenizer models (Nemo, Small 3) carry the
+ *            same markers; mistral-common adds no space there, and neither does this, but no
+ *            Tekken vocabulary was checked.
  *   llama3   Llama-3-Instruct: <|begin_of_text|> then per message <|start_header_id|>role<|end_header_id|>
  *            "\n\n" content <|eot_id|>
  *   llama3.1 Llama-3.1/3.2/3.3-Instruct: llama3 whose system message always comes, opened by
@@ -34,8 +48,11 @@
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
-enum { CHAT_ZEPHYR, CHAT_LLAMA2, CHAT_MISTRAL, CHAT_LLAMA3, CHAT_CHATML, CHAT_LLAMA31, CHAT_N };
-static const char *const kNames[CHAT_N] = {"zephyr", "llama2", "mistral", "llama3", "chatml", "llama3.1"};
+enum { CHAT_ZEPHYR, CHAT_LLAMA2, CHAT_MISTRAL, CHAT_LLAMA3, CHAT_CHATML, CHAT_LLAMA31, CHAT_MISTRAL3, CHAT_MISTRAL7,
+       CHAT_N };
+static const char *const kNames[CHAT_N] = {"zephyr", "llama2",   "mistral",    "llama3",
+                                           "chatml", "llama3.1", "mistral-v3", "mistral-v7"};
+#define FORMAT_LIST "zephyr, llama2, mistral, mistral-v3, mistral-v7, llama3, llama3.1, chatml"
 
 const char *vz_chat_format_name(int32_t i) { return i >= 0 && i < CHAT_N ? kNames[i] : NULL; }
 
@@ -45,8 +62,10 @@ static int detect(const char *t) {
     if (strstr(t, "<|im_start|>")) return CHAT_CHATML;
     if (strstr(t, "<|start_header_id|>")) return strstr(t, "Cutting Knowledge Date") ? CHAT_LLAMA31 : CHAT_LLAMA3;
     if (strstr(t, "<|user|>") && strstr(t, "<|assistant|>")) return CHAT_ZEPHYR;
-    if (strstr(t, "[INST]")) return strstr(t, "<<SYS>>") ? CHAT_LLAMA2 : CHAT_MISTRAL;
-    return -1;
+    if (!strstr(t, "[INST]")) return -1;
+    if (strstr(t, "<<SYS>>")) return CHAT_LLAMA2;
+    if (strstr(t, "[SYSTEM_PROMPT]")) return CHAT_MISTRAL7;
+    return strstr(t, " [/INST]") ? CHAT_MISTRAL : CHAT_MISTRAL3; /* v3 and later: nothing between content and [/INST] */
 }
 
 const char *vz_model_chat_template(const vz_model *m) { return m ? m->chat_template : NULL; }
@@ -242,7 +261,7 @@ static void render(chat_ids *b, int f, const vz_chat_msg *msgs, int32_t n, int a
             const char *c = msgs[i].content;
             if (is_role(&msgs[i], "assistant")) {
                 if (f == CHAT_LLAMA2) put_text(b, " "), put_text(b, strip(b, c, &tmp)), put_text(b, " ");
-                else put_text(b, c);
+                else flush(b), put_text(b, c); /* an answer of its own */
                 put_id(b, eos);
                 continue;
             }
@@ -253,12 +272,40 @@ static void render(chat_ids *b, int f, const vz_chat_msg *msgs, int32_t n, int a
                 put_text(b, c); /* the template strips the whole: its end only, the start is the header */
                 while (b->tn && is_space(b->text[b->tn - 1])) b->text[--b->tn] = 0;
             } else {
-                if (i == first && first) put_text(b, msgs[0].content), put_text(b, "\n\n");
+                if (i == first && first && *msgs[0].content) put_text(b, msgs[0].content), put_text(b, "\n\n");
                 put_text(b, f == CHAT_LLAMA2 ? strip(b, c, &tmp) : c);
             }
             put_text(b, " [/INST]");
         }
         break;
+    case CHAT_MISTRAL3:
+    case CHAT_MISTRAL7: {
+        if ((b->st = inst_turns(msgs, n, &first)) != VZ_OK) break;
+        int32_t last = -1; /* mistral-v3's system message goes into the last user message */
+        for (int32_t i = first; i < n; i++)
+            if (is_role(&msgs[i], "user")) last = i;
+        if (first && f == CHAT_MISTRAL7)
+            put_special(b, "[SYSTEM_PROMPT]"), put_text(b, msgs[0].content), put_special(b, "[/SYSTEM_PROMPT]");
+        for (int32_t i = first; i < n; i++) {
+            const char *c = msgs[i].content;
+            if (is_role(&msgs[i], "assistant")) {
+                size_t k = strlen(c);
+                while (k && c[k - 1] == ' ') k--;
+                free(tmp);
+                if (!(tmp = malloc(k + 1))) { b->st = VZ_FAIL(VZ_ERR_NOMEM, "chat: out of memory"); break; }
+                memcpy(tmp, c, k), tmp[k] = 0;
+                put_text(b, tmp);
+                put_id(b, eos);
+                continue;
+            }
+            put_special(b, "[INST]");
+            if (i == last && first && f == CHAT_MISTRAL3 && *msgs[0].content)
+                put_text(b, msgs[0].content), put_text(b, "\n\n");
+            put_text(b, c);
+            put_special(b, "[/INST]");
+        }
+        break;
+    }
     case CHAT_LLAMA3:
     case CHAT_LLAMA31:
         put_special(b, "<|begin_of_text|>");
@@ -325,12 +372,11 @@ vz_status vz_chat_encode(const vz_model *m, const char *format, const vz_chat_ms
     if (format) {
         for (int i = 0; i < CHAT_N; i++)
             if (!strcmp(format, kNames[i])) f = i;
-        VZ_FAIL_IF(f < 0, VZ_ERR_ARG, "chat format '%s' is unknown (zephyr, llama2, mistral, llama3, llama3.1, chatml)",
-                   format);
+        VZ_FAIL_IF(f < 0, VZ_ERR_ARG, "chat format '%s' is unknown (" FORMAT_LIST ")", format);
     } else {
         f = detect(m->chat_template);
         VZ_FAIL_IF(f < 0, VZ_ERR_UNSUPPORTED,
-                   "%s: %s; name one of zephyr, llama2, mistral, llama3, llama3.1, chatml (--chat-template)", m->path,
+                   "%s: %s; name one of " FORMAT_LIST " (--chat-template)", m->path,
                    m->chat_template ? "its chat template is none of the built-in formats"
                                     : "the checkpoint has no chat template");
     }
