@@ -467,7 +467,8 @@ static void check_codec_dot(const char *codec, vz_dtype d, int64_t rows, int64_t
 
 static void test_codec_dots(void **state) {
     (void)state;
-    static const int64_t shapes[][2] = {{3, 1}, {2, 31}, {3, 33}, {5, 100}, {2, 1023}, {6, 2048}, {3, 2100}};
+    static const int64_t shapes[][2] = {{3, 1},    {2, 31},   {3, 33},   {5, 100},
+                                        {2, 1023}, {6, 2048}, {3, 2100}, {2, 4113}}; /* > 4096: x on the heap */
     static const vz_dtype dts[3] = {VZ_DTYPE_BF16, VZ_DTYPE_F16, VZ_DTYPE_F32};
     uint64_t s = 91;
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {

@@ -758,45 +758,82 @@ static VBMI void q4_vbmi(float *out, const uint8_t *q, size_t n, const uint8_t *
     }
 }
 
-/* q4_dot_rows with VBMI for groups of a multiple of 32: the table of the
- * group's 16 values as q4_vbmi makes it, 32 nibbles by one vpmultishiftqb,
- * the values by vpermps; other groups by the AVX-512 version. A symmetric
- * group's table is a constant (q - 8 as f32) times its scale: with the
- * default groups of 32 that left out two of the step's ~20 instructions,
- * and synth tinyllama ran 9.0 -> 9.95 tok/s at one thread (bench/results/
- * cpu-2026-12-05-prefetch.md; the same products, so the same bits). */
+/* q4_dot_rows with VBMI for groups of a multiple of 32 (other groups by the
+ * AVX-512 version): each group's 16 values in a table, as q4_vbmi makes it
+ * (a symmetric group's: a constant, q - 8 as f32, times its scale), looked
+ * up by vpermps. vpermps reads an index's low four bits only, so each 16
+ * codes need no unpacking: their 8 bytes broadcast to the eight qwords,
+ * qword m shifted right by 4 m holds code m in its low dword and code m + 8
+ * in its high one. The 16 lanes then carry elements 0, 8, 1, 9, ..., 7, 15
+ * of the chunk: x is read in that order (xp, made once a call) and the lanes
+ * are put back in order before the tail and the sum, so every lane adds the
+ * same products in the same order as q4_dot_generic (the same bits). That
+ * leaves four instructions per 16 weights, and the lanes' chain of adds
+ * (one per 16 weights, 4 cycles each) the bound: R rows at once (two: as
+ * many instructions as the chains hide) give R chains. Each row's codes are
+ * prefetched pw bytes (2 pw weights) ahead. On the 2-core Xeon VM (synth
+ * tinyllama-1.1b, 1 thread): 9.4 -> 10.5 tok/s for the broadcast codes
+ * (unpacked by vpmultishiftqb before, seven shuffles per 32 weights), ->
+ * 11.0 in pairs, -> 12.0 with the farther prefetch (four rows: 12.0); the
+ * same logits (bench/results/cpu-2026-12-05-q4.md). */
+static VBMI AI void q4_rows_vbmi(float *y, const int R, const uint8_t *q, const uint8_t *scales, const uint8_t *zeros,
+                                 size_t n, size_t group, const float *x, const float *xp) {
+    const size_t pw = pf_dist(), gpr = (n + group - 1) / group, qs = (n + 1) / 2;
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i sh = _mm512_setr_epi64(0, 4, 8, 12, 16, 20, 24, 28);
+    const __m512i unmix = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+    const __m512 sym = _mm512_cvtepi32_ps(_mm512_sub_epi32(iota, _mm512_set1_epi32(8))); /* q - 8, symmetric groups */
+    __m512 a[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()}, tab[2];
+    int tail = 0;
+#define CODES16(p) _mm512_srlv_epi64(_mm512_set1_epi64((long long)vz_le64(p)), sh)
+    for (size_t c0 = 0, gi = 0; c0 < n; c0 += group, gi++) {
+        size_t end = n - c0 < group ? n : c0 + group, i = c0;
+        _Pragma("GCC unroll 2") for (int k = 0; k < R; k++) {
+            const uint8_t *zr = zeros ? zeros + gpr * k : NULL;
+            tab[k] = _mm512_mul_ps(zr ? _mm512_cvtepi32_ps(_mm512_sub_epi32(iota, _mm512_set1_epi32(zr[gi]))) : sym,
+                                   _mm512_set1_ps(scale_f16c(scales + 2 * (gpr * k + gi))));
+        }
+        for (; i + 32 <= end; i += 32) {
+            _Pragma("GCC unroll 2") for (int k = 0; k < R; k++) {
+                const uint8_t *qr = q + qs * k + i / 2;
+                if (!(i & 112)) pf(qr, pw);
+                a[k] = madd16_avx512(a[k], _mm512_permutexvar_ps(CODES16(qr), tab[k]), xp + i);
+                a[k] = madd16_avx512(a[k], _mm512_permutexvar_ps(CODES16(qr + 8), tab[k]), xp + i + 16);
+            }
+        }
+        if (i < end) { /* only the last group has one */
+            _Pragma("GCC unroll 2") for (int k = 0; k < R; k++) {
+                const uint8_t *qr = q + qs * k, *sc = scales + 2 * gpr * k, *zr = zeros ? zeros + gpr * k : NULL;
+                a[k] = _mm512_permutexvar_ps(unmix, a[k]);
+                TAIL_AVX512(a[k], q4_dot_generic, Q4_TAIL_ARGS);
+            }
+            tail = 1;
+        }
+    }
+#undef CODES16
+    _Pragma("GCC unroll 2") for (int k = 0; k < R; k++)
+        y[k] = tree_zmm(tail ? a[k] : _mm512_permutexvar_ps(unmix, a[k]));
+}
+
 static VBMI void q4_dot_rows_vbmi(float *y, size_t rows, const uint8_t *q, const uint8_t *scales, const uint8_t *zeros,
                                   size_t n, size_t group, const float *x) {
-    const size_t pw = pf_dist();
-    if (group % 32) {
+    float xbuf[4096];
+    float *xp = n <= 4096 ? xbuf : malloc(sizeof(float) * n);
+    if (group % 32 || !xp) {
         q4_dot_rows_avx512(y, rows, q, scales, zeros, n, group, x);
         return;
     }
-    const __m256i ctrl = _mm256_set1_epi64x(0x1c1814100c080400ll), m = _mm256_set1_epi8(0x0f);
-    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    const size_t gpr = (n + group - 1) / group;
-    const __m512 sym = _mm512_cvtepi32_ps(_mm512_sub_epi32(iota, _mm512_set1_epi32(8))); /* q - 8, symmetric groups */
-    for (size_t r = 0; r < rows; r++) {
-        Q4_ROW_PTRS;
-        __m512 a = _mm512_setzero_ps(), tab;
-#define STEP(i)                                                                                                 \
-    do {                                                                                                         \
-        if (!((i) & 112)) pf(qr + (i) / 2, pw / 2);                                                            \
-        __m256i cc = _mm256_and_si256(_mm256_multishift_epi64_epi8(ctrl, _mm256_cvtepu32_epi64(LD128(qr + (i) / 2))), m); \
-        a = madd16_avx512(a, _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(cc)), tab), x + (i)); \
-        a = madd16_avx512(a, _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(cc, 1)), tab),    \
-                          x + (i) + 16);                                                                         \
-    } while (0)
-        for (size_t c0 = 0, gi = 0; c0 < n; c0 += group, gi++) {
-            size_t end = n - c0 < group ? n : c0 + group, i = c0;
-            tab = _mm512_mul_ps(zr ? _mm512_cvtepi32_ps(_mm512_sub_epi32(iota, _mm512_set1_epi32(zr[gi]))) : sym,
-                                _mm512_set1_ps(scale_f16c(sc + 2 * gi)));
-            for (; i + 32 <= end; i += 32) STEP(i);
-            if (i < end) TAIL_AVX512(a, q4_dot_generic, Q4_TAIL_ARGS);
-        }
-#undef STEP
-        y[r] = tree_zmm(a);
+    const __m512i mix = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+    for (size_t i = 0; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(xp + i, _mm512_permutexvar_ps(mix, _mm512_loadu_ps(x + i)));
+    const size_t gpr = (n + group - 1) / group, qs = (n + 1) / 2;
+    size_t r = 0;
+    for (; r < rows; r += 2) {
+        const uint8_t *zr = zeros ? zeros + gpr * r : NULL;
+        if (r + 2 <= rows) q4_rows_vbmi(y + r, 2, q + qs * r, scales + 2 * gpr * r, zr, n, group, x, xp);
+        else q4_rows_vbmi(y + r, 1, q + qs * r, scales + 2 * gpr * r, zr, n, group, x, xp);
     }
+    if (xp != xbuf) free(xp);
 }
 
 static VBMI void q8_vbmi(float *out, const int8_t *q, size_t n, const uint8_t *scales, size_t group) {
