@@ -234,6 +234,7 @@ static void q4_dot_rows_generic(float *y, size_t rows, const uint8_t *q, const u
 
 #define AVX2 __attribute__((target("avx2")))
 #define AVX512 __attribute__((target("avx2,avx512f")))
+#define AVX512H __attribute__((target("avx2,f16c,avx512f")))
 
 /* Software prefetch of the weight streams of the fused dots, pf_w weights
  * ahead of their loads (one prefetch per 64-byte line; it never faults, so
@@ -709,7 +710,7 @@ static AVX512 void q4_dot_rows_avx512(float *y, size_t rows, const uint8_t *q, c
 /* One f16 scale with vcvtph2ps. It quiets a signalling NaN where the
  * scalar conversion keeps it, but every scale is then multiplied, which
  * quiets it in the scalar definition too, so the products are the same. */
-static VBMI AI float scale_f16c(const uint8_t *p) {
+static __attribute__((target("f16c"))) AI float scale_f16c(const uint8_t *p) {
     return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(vz_le16(p))));
 }
 
@@ -758,26 +759,28 @@ static VBMI void q4_vbmi(float *out, const uint8_t *q, size_t n, const uint8_t *
     }
 }
 
-/* q4_dot_rows with VBMI for groups of a multiple of 32 (other groups by the
- * AVX-512 version): each group's 16 values in a table, as q4_vbmi makes it
- * (a symmetric group's: a constant, q - 8 as f32, times its scale), looked
- * up by vpermps. vpermps reads an index's low four bits only, so each 16
- * codes need no unpacking: their 8 bytes broadcast to the eight qwords,
- * qword m shifted right by 4 m holds code m in its low dword and code m + 8
- * in its high one. The 16 lanes then carry elements 0, 8, 1, 9, ..., 7, 15
- * of the chunk: x is read in that order (xp, made once a call) and the lanes
- * are put back in order before the tail and the sum, so every lane adds the
- * same products in the same order as q4_dot_generic (the same bits). That
- * leaves four instructions per 16 weights, and the lanes' chain of adds
- * (one per 16 weights, 4 cycles each) the bound: R rows at once (two: as
- * many instructions as the chains hide) give R chains. Each row's codes are
- * prefetched pw bytes (2 pw weights) ahead. On the 2-core Xeon VM (synth
- * tinyllama-1.1b, 1 thread): 9.4 -> 10.5 tok/s for the broadcast codes
- * (unpacked by vpmultishiftqb before, seven shuffles per 32 weights), ->
- * 11.0 in pairs, -> 12.0 with the farther prefetch (four rows: 12.0); the
- * same logits (bench/results/cpu-2026-12-05-q4.md). */
-static VBMI AI void q4_rows_vbmi(float *y, const int R, const uint8_t *q, const uint8_t *scales, const uint8_t *zeros,
-                                 size_t n, size_t group, const float *x, const float *xp) {
+/* q4_dot_rows with AVX-512 F and F16C (the avx512 and avx512vbmi sets) for
+ * groups of a multiple of 32 (other groups by q4_dot_rows_avx512): each
+ * group's 16 values in a table, as q4_vbmi makes it (a symmetric group's: a
+ * constant, q - 8 as f32, times its scale), looked up by vpermps. vpermps
+ * reads an index's low four bits only, so each 16 codes need no unpacking:
+ * their 8 bytes broadcast to the eight qwords, qword m shifted right by 4 m
+ * holds code m in its low dword and code m + 8 in its high one. The 16 lanes
+ * then carry elements 0, 8, 1, 9, ..., 7, 15 of the chunk: x is read in that
+ * order (xp, made once a call) and the lanes are put back in order before
+ * the tail and the sum, so every lane adds the same products in the same
+ * order as q4_dot_generic (the same bits). That leaves four instructions per
+ * 16 weights, and the lanes' chain of adds (one per 16 weights, 4 cycles
+ * each) the bound: R rows at once (two: as many instructions as the chains
+ * hide) give R chains. Each row's codes are prefetched pw bytes (2 pw
+ * weights) ahead. On the 2-core Xeon VM (synth tinyllama-1.1b, 1 thread):
+ * 9.4 -> 10.5 tok/s for the broadcast codes (unpacked by vpmultishiftqb
+ * before, seven shuffles per 32 weights), -> 11.0 in pairs, -> 12.0 with the
+ * farther prefetch (four rows: 12.0); with the avx512 set forced on the same
+ * VM, 6.2 (q4_dot_rows_avx512) -> 12.6; the same logits
+ * (bench/results/cpu-2026-12-05-q4.md). */
+static AVX512H AI void q4_rows_bcast(float *y, const int R, const uint8_t *q, const uint8_t *scales,
+                                      const uint8_t *zeros, size_t n, size_t group, const float *x, const float *xp) {
     const size_t pw = pf_dist(), gpr = (n + group - 1) / group, qs = (n + 1) / 2;
     const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const __m512i sh = _mm512_setr_epi64(0, 4, 8, 12, 16, 20, 24, 28);
@@ -815,8 +818,8 @@ static VBMI AI void q4_rows_vbmi(float *y, const int R, const uint8_t *q, const 
         y[k] = tree_zmm(tail ? a[k] : _mm512_permutexvar_ps(unmix, a[k]));
 }
 
-static VBMI void q4_dot_rows_vbmi(float *y, size_t rows, const uint8_t *q, const uint8_t *scales, const uint8_t *zeros,
-                                  size_t n, size_t group, const float *x) {
+static AVX512H void q4_dot_rows_bcast(float *y, size_t rows, const uint8_t *q, const uint8_t *scales,
+                                       const uint8_t *zeros, size_t n, size_t group, const float *x) {
     float xbuf[4096];
     float *xp = n <= 4096 ? xbuf : malloc(sizeof(float) * n);
     if (group % 32 || !xp) {
@@ -830,8 +833,8 @@ static VBMI void q4_dot_rows_vbmi(float *y, size_t rows, const uint8_t *q, const
     size_t r = 0;
     for (; r < rows; r += 2) {
         const uint8_t *zr = zeros ? zeros + gpr * r : NULL;
-        if (r + 2 <= rows) q4_rows_vbmi(y + r, 2, q + qs * r, scales + 2 * gpr * r, zr, n, group, x, xp);
-        else q4_rows_vbmi(y + r, 1, q + qs * r, scales + 2 * gpr * r, zr, n, group, x, xp);
+        if (r + 2 <= rows) q4_rows_bcast(y + r, 2, q + qs * r, scales + 2 * gpr * r, zr, n, group, x, xp);
+        else q4_rows_bcast(y + r, 1, q + qs * r, scales + 2 * gpr * r, zr, n, group, x, xp);
     }
     if (xp != xbuf) free(xp);
 }
@@ -1039,10 +1042,10 @@ static const vz_cpu_kernels sets[] = {
      dot_acc_avx2, ll_bf16_dot_avx2, ll_bf16_dot_rows_avx2, bf16_dot_rows_avx2, q8_dot_rows_avx2, q4_dot_rows_avx2},
     {"avx512", ll_groups_avx2, ll_bf16_avx512, bf16_planes_avx512, f32_planes_avx2, u16_planes_avx2, q8_avx512, q4_avx512,
      dot_acc_avx512, ll_bf16_dot_avx512, ll_bf16_dot_rows_avx512, bf16_dot_rows_avx512, q8_dot_rows_avx512,
-     q4_dot_rows_avx512},
+     q4_dot_rows_bcast},
     {"avx512vbmi", ll_groups_avx2, ll_bf16_vbmi, bf16_planes_avx512, f32_planes_avx2, u16_planes_avx2, q8_vbmi,
      q4_vbmi, dot_acc_avx512, ll_bf16_dot_vbmi, ll_bf16_dot_rows_vbmi, bf16_dot_rows_avx512, q8_dot_rows_avx512,
-     q4_dot_rows_vbmi},
+     q4_dot_rows_bcast},
 #endif
 };
 
@@ -1057,7 +1060,7 @@ int vz_cpu_kernels_supported(int i) {
 #if VZ_HALF_X86
     __builtin_cpu_init();
     if (i == 1) return __builtin_cpu_supports("avx2");
-    if (i == 2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avx512f");
+    if (i == 2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avx512f") && vz_cpu_has_f16c();
     if (i == 3)
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avx512f") &&
                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
