@@ -57,6 +57,7 @@ static int inspect(vz_model *m, const char *path, int json) {
         cJSON_AddStringToObject(root, "arch", info.arch);
         if (info.rope_scaling[0]) cJSON_AddStringToObject(root, "rope_scaling", info.rope_scaling);
         cJSON_AddBoolToObject(root, "qkv_bias", info.qkv_bias != 0);
+        cJSON_AddNumberToObject(root, "head_dim", info.head_dim);
         const char *ct = vz_model_chat_template(m), *cf = vz_model_chat_format(m);
         if (ct) cJSON_AddStringToObject(root, "chat_format", cf ? cf : "unrecognised");
         arr = cJSON_AddArrayToObject(root, "tensors");
@@ -66,6 +67,7 @@ static int inspect(vz_model *m, const char *path, int json) {
         if (info.rope_factor > 0) printf(", rope_scaling %s x%g", info.rope_scaling, (double)info.rope_factor);
         else if (info.rope_scaling[0]) printf(", rope_scaling %s", info.rope_scaling);
         printf("%s", info.qkv_bias ? ", q/k/v biases" : "");
+        if ((int64_t)info.head_dim * info.n_heads != info.dim) printf(", head_dim %d", info.head_dim);
         const char *ct = vz_model_chat_template(m), *cf = vz_model_chat_format(m);
         if (ct) printf(", chat template (%s)", cf ? cf : "not a built-in format: name one with run --chat-template");
         printf("\n");

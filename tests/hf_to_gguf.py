@@ -129,7 +129,7 @@ def main():
         tensors.append((new, shape, GGML[dt], raw))
     rs = cfg.get("rope_scaling")
     if rs and rs.get("rope_type") == "llama3":  # llama.cpp's LlamaModel.generate_extra_tensors
-        hd, base = cfg["hidden_size"] // nh, cfg.get("rope_theta", 10000.0)
+        hd, base = cfg.get("head_dim") or cfg["hidden_size"] // nh, cfg.get("rope_theta", 10000.0)
         factor, low, high = rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"]
         old = rs["original_max_position_embeddings"]
         fac = []
@@ -170,6 +170,9 @@ def main():
             kv("tokenizer.ggml.bos_token_id", U32, cfg["bos_token_id"]),
             kv("tokenizer.ggml.eos_token_id", U32, cfg["eos_token_id"]),
             kv("tokenizer.ggml.add_bos_token", BOOL, arch == "llama")]
+    if cfg.get("head_dim"):  # llama.cpp's set_gguf_parameters: an explicit head_dim as key and value lengths
+        meta += [kv(arch + ".attention.key_length", U32, cfg["head_dim"]),
+                 kv(arch + ".attention.value_length", U32, cfg["head_dim"])]
     tc = os.path.join(d, "tokenizer_config.json")  # llama.cpp's converter copies the chat template
     if os.path.exists(tc) and isinstance(json.load(open(tc)).get("chat_template"), str):
         meta.append(kv("tokenizer.chat_template", STR, json.load(open(tc))["chat_template"]))

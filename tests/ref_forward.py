@@ -94,7 +94,7 @@ def forward(d, ids):
     cfg = json.load(open(os.path.join(d, "config.json")))
     t = load_tensors(d)
     dim, nh, nkv = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
-    hd, eps, nl = dim // nh, cfg["rms_norm_eps"], cfg["num_hidden_layers"]
+    hd, eps, nl = cfg.get("head_dim") or dim // nh, cfg["rms_norm_eps"], cfg["num_hidden_layers"]
     inv = inv_freqs(cfg, hd)
     head = t["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings") else t["lm_head.weight"]
     keys = [[] for _ in range(nl)]

@@ -136,6 +136,41 @@ static void test_qwen2(void **state) {
     vz_test_rmtree(dir);
 }
 
+/* An explicit head_dim (Mistral-Nemo's kind: q and o n_heads * head_dim
+ * wide, not dim): against the reference; its .vz (lossless) gives the same
+ * bits and says so in inspect; the GPU refuses it by name (its kernels have
+ * not run such a model). */
+static void test_head_dim(void **state) {
+    char dir[256], src[300], vz[300], *out = NULL;
+    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
+    snprintf(src, sizeof src, "%s/src", dir);
+    snprintf(vz, sizeof vz, "%s/m.vz", dir);
+    assert_int_equal(vz_test_sh(&out, "%s synth --shape tiny-hd -o '%s'", vz_test_cli(), src), 0);
+    free(out);
+    expect_reference(src, dir);
+    assert_int_equal(vz_test_sh(&out, "%s convert '%s' -o '%s' --codec lossless", vz_test_cli(), src, vz), 0);
+    free(out);
+    size_t n1, n2;
+    char *a = logits(src, dir, "h_src", &n1), *b = logits(vz, dir, "h_vz", &n2);
+    assert_int_equal(n1, n2);
+    assert_memory_equal(a, b, n1);
+    free(a), free(b);
+    assert_int_equal(vz_test_sh(&out, "%s inspect '%s'", vz_test_cli(), vz), 0);
+    assert_non_null(strstr(out, "mistral, dim 64, 2 layers, vocab 512, head_dim 32\n"));
+    free(out);
+    int rc = vz_test_sh(&out, "%s run -m '%s' -p x -n 1 --device cuda 2>&1", vz_test_cli(), vz);
+    assert_int_not_equal(rc, 0);
+    assert_true(strstr(out, "head_dim 32 x 4 heads") || strstr(out, "built without CUDA"));
+    free(out);
+    /* a head_dim that does not fit the tensors names them */
+    vz_test_set_config(src, "head_dim", "16");
+    rc = vz_test_sh(&out, "%s run -m '%s' -p x -n 1 2>&1", vz_test_cli(), src);
+    assert_int_not_equal(rc, 0);
+    assert_non_null(strstr(out, "q_proj"));
+    free(out);
+    vz_test_rmtree(dir);
+}
+
 /* llama.cpp's form of the llama3 scaling: a GGUF with rope_freqs.weight
  * (per-pair divisors, tests/hf_to_gguf.py computes them as llama.cpp's
  * converter does) gives the checkpoint's greedy ids and its logits within
@@ -374,7 +409,8 @@ static void test_refused(void **state) {
 int main(void) {
     vz_test_filter_from_env();
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_reference_llama), cmocka_unit_test(test_qwen2),
-                                       cmocka_unit_test(test_gguf_rope_freqs), cmocka_unit_test(test_stop_ids),
+                                       cmocka_unit_test(test_head_dim),        cmocka_unit_test(test_gguf_rope_freqs),
+                                       cmocka_unit_test(test_stop_ids),
                                        cmocka_unit_test(test_gguf_quant),
                                        cmocka_unit_test(test_end_to_end), cmocka_unit_test(test_refused)};
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -419,24 +419,26 @@ static void test_gguf_with_json(void **state) {
 /* A GGUF with a byte-level ("gpt2") vocabulary, written by tests/hf_to_gguf.py
  * as llama.cpp's converter would from a synth checkpoint with a fixture
  * tokenizer: Llama 3's (llama arch, pre llama-bpe) and Qwen 2's (qwen2
- * arch: q/k/v biases, rows not permuted, pre qwen2). Its tokenizer encodes as
+ * arch: q/k/v biases, rows not permuted, pre qwen2), and tiny-hd's explicit
+ * head_dim (attention.key_length / value_length). Its tokenizer encodes as
  * the tokenizer.json does, and a .vz made from the GGUF too; greedy ids are
  * the checkpoint's; qwen2 logits are its bits (same rows, same order),
  * llama's within f32 rounding (the permuted q/k rows sum in another order);
  * an unknown pre-tokenizer loads without a tokenizer. */
 static void test_gguf_bpe(void **state) {
     VZ_REQUIRE_SH("command -v python3", "python3 not found (tests/hf_to_gguf.py)");
-    static const char *const fam[2][3] = {{"llama3", "tiny", "llama-bpe"}, {"qwen2", "tiny-qwen2", "qwen2"}};
+    static const char *const fam[3][3] = {
+        {"llama3", "tiny", "llama-bpe"}, {"qwen2", "tiny-qwen2", "qwen2"}, {"llama3", "tiny-hd", "llama-bpe"}};
     static const char *const texts[] = {"Once upon a time<|eot_id|> there were 12345 cats",
                                         "caf\xc3\xa9 cafe\xcc\x81 <|im_start|>user\n  hi\t!", "It's 3.14159, we'll see"};
     const char *cli = vz_test_cli();
     char dir[256], *out = NULL, *a = NULL, *b = NULL, *c = NULL;
     assert_non_null(vz_test_tmpdir(dir, sizeof dir));
-    for (int f = 0; f < 2; f++) {
+    for (int f = 0; f < 3; f++) {
         char src[300], gg[300], vz[300];
-        snprintf(src, sizeof src, "%s/%s", dir, fam[f][0]);
-        snprintf(gg, sizeof gg, "%s/%s.gguf", dir, fam[f][0]);
-        snprintf(vz, sizeof vz, "%s/%s.vz", dir, fam[f][0]);
+        snprintf(src, sizeof src, "%s/%s", dir, fam[f][1]);
+        snprintf(gg, sizeof gg, "%s/%s.gguf", dir, fam[f][1]);
+        snprintf(vz, sizeof vz, "%s/%s.vz", dir, fam[f][1]);
         assert_int_equal(vz_test_sh(&out, "%s synth --shape %s -o '%s' --tokenizer tests/golden/bpe/%s/tokenizer.json",
                                     cli, fam[f][1], src, fam[f][0]),
                          0);
@@ -471,13 +473,13 @@ static void test_gguf_bpe(void **state) {
         assert_int_equal(na, nb);
         if (f == 1) assert_memory_equal(xa, xb, na);
         for (size_t i = 0; i < na / 4; i++)
-            if (fabsf(xa[i] - xb[i]) > 1e-4f) fail_msg("%s logit %zu: %g against %g", fam[f][0], i, xa[i], xb[i]);
+            if (fabsf(xa[i] - xb[i]) > 1e-4f) fail_msg("%s logit %zu: %g against %g", fam[f][1], i, xa[i], xb[i]);
         free(xa), free(xb);
     }
     /* a pre-tokenizer this reader does not know: no tokenizer, and -z still serves */
     char gg[300];
     snprintf(gg, sizeof gg, "%s/other.gguf", dir);
-    assert_int_equal(vz_test_sh(&out, "python3 tests/hf_to_gguf.py '%s/llama3' '%s' smaug-bpe", dir, gg), 0);
+    assert_int_equal(vz_test_sh(&out, "python3 tests/hf_to_gguf.py '%s/tiny' '%s' smaug-bpe", dir, gg), 0);
     free(out);
     assert_int_not_equal(vz_test_sh(&out, "%s run -m '%s' -p x -n 1", cli, gg), 0);
     assert_non_null(strstr(out, "no tokenizer"));

@@ -300,9 +300,17 @@ static vz_status load_config(vz_config *c, const vz_gguf *g) {
     VZ_TRY(meta_int(g, KEY("attention.head_count_kv"), 0, c->n_heads, 1, &c->n_kv_heads));
     VZ_TRY(meta_float(g, KEY("attention.layer_norm_rms_epsilon"), 1, 0, &c->rms_eps));
     VZ_TRY(meta_float(g, KEY("rope.freq_base"), 0, 10000.0f, &c->rope_theta));
-    VZ_FAIL_IF(c->dim % c->n_heads != 0, VZ_ERR_FORMAT, "%s: key %s.embedding_length %d is not a multiple of "
-               "head_count %d", g->what, c->arch, c->dim, c->n_heads);
+    /* head_dim: embedding_length / head_count unless key_length says (llama.cpp writes it for an explicit
+     * head_dim, as Mistral-Nemo's); value_length must agree */
+    const int kl = vz_gguf_find(g, KEY("attention.key_length")) != NULL;
+    VZ_FAIL_IF(!kl && c->dim % c->n_heads != 0, VZ_ERR_FORMAT, "%s: key %s.embedding_length %d is not a multiple of "
+               "head_count %d (and no attention.key_length)", g->what, c->arch, c->dim, c->n_heads);
     c->head_dim = c->dim / c->n_heads;
+    VZ_TRY(meta_int(g, KEY("attention.key_length"), 0, c->head_dim, 1, &c->head_dim));
+    int32_t vl = 0;
+    VZ_TRY(meta_int(g, KEY("attention.value_length"), 0, c->head_dim, 1, &vl));
+    VZ_FAIL_IF(vl != c->head_dim, VZ_ERR_UNSUPPORTED, "%s: key %s %d differs from attention.key_length %d", g->what,
+               k, vl, c->head_dim);
     int32_t rd = 0;
     VZ_TRY(meta_int(g, KEY("rope.dimension_count"), 0, c->head_dim, 1, &rd));
     VZ_FAIL_IF(rd != c->head_dim, VZ_ERR_UNSUPPORTED, "%s: key %s: partial rotary (%d of %d) is not supported",

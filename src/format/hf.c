@@ -155,13 +155,14 @@ static vz_status cfg_fields(vz_config *c, const cJSON *root, const char *what) {
     VZ_TRY(cfg_eos_list(c, root, what));
     VZ_TRY(cfg_float(root, "rms_norm_eps", 1, 0, &c->rms_eps, what));
     VZ_TRY(cfg_float(root, "rope_theta", 0, 10000.0, &c->rope_theta, what));
-    VZ_FAIL_IF(c->dim % c->n_heads != 0, VZ_ERR_FORMAT,
-               "%s: field 'hidden_size' %d is not a multiple of num_attention_heads %d", what, c->dim, c->n_heads);
+    /* head_dim: hidden_size / num_attention_heads unless given (Mistral-Nemo: 128 of 5120 / 32; q and o
+     * are then n_heads * head_dim wide) */
+    const cJSON *hdj = cJSON_GetObjectItemCaseSensitive(root, "head_dim");
+    VZ_FAIL_IF((!hdj || cJSON_IsNull(hdj)) && c->dim % c->n_heads != 0, VZ_ERR_FORMAT,
+               "%s: field 'hidden_size' %d is not a multiple of num_attention_heads %d (and no head_dim)", what, c->dim,
+               c->n_heads);
     c->head_dim = c->dim / c->n_heads;
-    int32_t hd = 0;
-    VZ_TRY(cfg_int(root, "head_dim", 0, c->head_dim, 1, &hd, what));
-    VZ_FAIL_IF(hd != c->head_dim, VZ_ERR_UNSUPPORTED,
-               "%s: field 'head_dim' %d differs from hidden_size/num_attention_heads %d", what, hd, c->head_dim);
+    if (hdj && !cJSON_IsNull(hdj)) VZ_TRY(cfg_int(root, "head_dim", 1, 0, 1, &c->head_dim, what));
     /* Mistral's sliding window equals full attention up to its length: cap the context there
      * (Qwen 2 names whether it uses one: use_sliding_window, false in its releases). */
     int32_t win = 0;

@@ -24,7 +24,13 @@ typedef struct vz_synth_shape {
     double rope_factor, rope_low, rope_high; /* rope_scaling: factor, low_freq_factor, high_freq_factor */
     int32_t rope_orig;            /* rope_scaling.original_max_position_embeddings */
     int32_t qkv_bias;             /* q/k/v_proj.bias tensors (Qwen 2) */
+    int32_t head_dim;             /* config.json head_dim; 0: dim / n_heads, not written */
 } vz_synth_shape;
+
+/* The shape's head_dim (dim / n_heads unless it names one). */
+static inline int32_t vz_synth_head_dim(const vz_synth_shape *s) {
+    return s->head_dim ? s->head_dim : s->dim / s->n_heads;
+}
 
 const vz_synth_shape *vz_synth_find(const char *name); /* NULL if unknown */
 

@@ -50,6 +50,11 @@ static const vz_synth_shape shapes[] = {
            "test shape: tiny with q/k/v biases and a tied head (Qwen2ForCausalLM; vocab from --tokenizer, else 512)",
            "qwen2", "Qwen2ForCausalLM", 64, 172, 2, 4, 2, 512, 256, 1e-6, 1000000.0, 1, 2),
      .vocab_from_tokenizer = 1, .builtin_tokenizer = 1, .tied = 1, .qkv_bias = 1},
+    {SHAPE("tiny-hd",
+           "test shape: tiny with head_dim 32 over 4 heads, q and o 128 wide (Mistral-Nemo's kind; vocab from "
+           "--tokenizer, else 512)",
+           "mistral", "MistralForCausalLM", 64, 172, 2, 4, 2, 512, 256, 1e-5, 1000000.0, 1, 2),
+     .vocab_from_tokenizer = 1, .builtin_tokenizer = 1, .head_dim = 32},
 };
 #undef SHAPE
 
@@ -83,9 +88,9 @@ vz_status vz_synth_shape_get(int32_t i, vz_synth_shape_info *out) {
 }
 
 uint64_t vz_synth_n_params(const vz_synth_shape *s, int32_t vocab) {
-    uint64_t d = (uint64_t)s->dim, h = (uint64_t)s->hidden_dim;
-    uint64_t kv = d / (uint64_t)s->n_heads * (uint64_t)s->n_kv_heads;
-    uint64_t layer = 2 * d + 2 * d * d + 2 * kv * d + 3 * d * h + (s->qkv_bias ? d + 2 * kv : 0);
+    uint64_t d = (uint64_t)s->dim, h = (uint64_t)s->hidden_dim, hd = (uint64_t)vz_synth_head_dim(s);
+    uint64_t q = hd * (uint64_t)s->n_heads, kv = hd * (uint64_t)s->n_kv_heads;
+    uint64_t layer = 2 * d + 2 * q * d + 2 * kv * d + 3 * d * h + (s->qkv_bias ? q + 2 * kv : 0);
     return (s->tied ? 1u : 2u) * (uint64_t)vocab * d + (uint64_t)s->n_layers * layer + d;
 }
 
@@ -111,19 +116,19 @@ vz_status vz_synth_tensors(const vz_synth_shape *s, int32_t vocab, vz_dtype dt, 
     int32_t count = (s->qkv_bias ? 12 : 9) * s->n_layers + 3 - (s->tied != 0), k = 0;
     vz_synth_tensor *t = calloc((size_t)count, sizeof *t);
     VZ_FAIL_IF(!t, VZ_ERR_NOMEM, "synth %s: out of memory", s->name);
-    int64_t d = s->dim, h = s->hidden_dim, kv = (int64_t)s->dim / s->n_heads * s->n_kv_heads;
+    int64_t d = s->dim, h = s->hidden_dim, hd = vz_synth_head_dim(s), q = hd * s->n_heads, kv = hd * s->n_kv_heads;
     set_tensor(&t[k++], VZ_SK_EMBED, -1, "model.embed_tokens.weight", dt, vocab, d);
     for (int32_t l = 0; l < s->n_layers; l++) {
         set_tensor(&t[k++], VZ_SK_NORM_ATTN, l, "input_layernorm.weight", dt, d, 0);
-        set_tensor(&t[k++], VZ_SK_Q, l, "self_attn.q_proj.weight", dt, d, d);
+        set_tensor(&t[k++], VZ_SK_Q, l, "self_attn.q_proj.weight", dt, q, d);
         set_tensor(&t[k++], VZ_SK_K, l, "self_attn.k_proj.weight", dt, kv, d);
         set_tensor(&t[k++], VZ_SK_V, l, "self_attn.v_proj.weight", dt, kv, d);
         if (s->qkv_bias) {
-            set_tensor(&t[k++], VZ_SK_BIAS, l, "self_attn.q_proj.bias", dt, d, 0);
+            set_tensor(&t[k++], VZ_SK_BIAS, l, "self_attn.q_proj.bias", dt, q, 0);
             set_tensor(&t[k++], VZ_SK_BIAS, l, "self_attn.k_proj.bias", dt, kv, 0);
             set_tensor(&t[k++], VZ_SK_BIAS, l, "self_attn.v_proj.bias", dt, kv, 0);
         }
-        set_tensor(&t[k++], VZ_SK_O, l, "self_attn.o_proj.weight", dt, d, d);
+        set_tensor(&t[k++], VZ_SK_O, l, "self_attn.o_proj.weight", dt, d, q);
         set_tensor(&t[k++], VZ_SK_NORM_FFN, l, "post_attention_layernorm.weight", dt, d, 0);
         set_tensor(&t[k++], VZ_SK_GATE, l, "mlp.gate_proj.weight", dt, h, d);
         set_tensor(&t[k++], VZ_SK_UP, l, "mlp.up_proj.weight", dt, h, d);
@@ -150,6 +155,7 @@ char *vz_synth_config_json(const vz_synth_shape *s, int32_t vocab, vz_dtype dt) 
     cJSON_AddNumberToObject(o, "bos_token_id", s->bos_id);
     cJSON_AddNumberToObject(o, "eos_token_id", s->eos_id);
     cJSON_AddStringToObject(o, "hidden_act", "silu");
+    if (s->head_dim) cJSON_AddNumberToObject(o, "head_dim", s->head_dim);
     cJSON_AddNumberToObject(o, "hidden_size", s->dim);
     cJSON_AddNumberToObject(o, "initializer_range", 0.02);
     cJSON_AddNumberToObject(o, "intermediate_size", s->hidden_dim);

@@ -110,7 +110,9 @@ char *vz_test_read_file(const char *path, size_t *len) {
     return p;
 }
 
-void vz_test_set_rope_scaling(const char *src, const char *json) {
+void vz_test_set_rope_scaling(const char *src, const char *json) { vz_test_set_config(src, "rope_scaling", json); }
+
+void vz_test_set_config(const char *src, const char *key, const char *json) {
     char path[1024];
     size_t n;
     snprintf(path, sizeof path, "%s/config.json", src);
@@ -118,7 +120,8 @@ void vz_test_set_rope_scaling(const char *src, const char *json) {
     if (!s) fail_msg("cannot read %s", path);
     cJSON *root = cJSON_Parse(s), *v = cJSON_Parse(json);
     if (!root || !v) fail_msg("%s or '%s': not JSON", path, json);
-    cJSON_ReplaceItemInObjectCaseSensitive(root, "rope_scaling", v);
+    cJSON_DeleteItemFromObjectCaseSensitive(root, key);
+    cJSON_AddItemToObject(root, key, v);
     char *t = cJSON_Print(root);
     FILE *f = fopen(path, "wb");
     if (!t || !f || fputs(t, f) < 0 || fclose(f) != 0) fail_msg("cannot write %s", path);

@@ -58,8 +58,9 @@ int vz_test_sh(char **output, const char *fmt, ...);
  * compute-sanitizer). Call before cmocka_run_group_tests. */
 void vz_test_filter_from_env(void);
 
-/* The checkpoint directory src's config.json with "rope_scaling" set to
- * json (any JSON value); fails the test on error. */
+/* The checkpoint directory src's config.json with key (added if absent),
+ * or "rope_scaling", set to json (any JSON value); fails the test on error. */
+void vz_test_set_config(const char *src, const char *key, const char *json);
 void vz_test_set_rope_scaling(const char *src, const char *json);
 
 /* Deterministic pseudo-random numbers for tests. */
