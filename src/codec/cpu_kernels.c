@@ -848,8 +848,8 @@ static AVX512H AI void q4_rows_bcast(float *y, const int R, const uint8_t *q, co
 static AVX512H void q4_dot_rows_bcast(float *y, size_t rows, const uint8_t *q, const uint8_t *scales,
                                        const uint8_t *zeros, size_t n, size_t group, const float *x) {
     float xbuf[4096];
-    float *xp = n <= 4096 ? xbuf : malloc(sizeof(float) * n);
-    if (group % 32 || !xp) {
+    float *xp = group % 32 ? NULL : n <= 4096 ? xbuf : malloc(sizeof(float) * n);
+    if (!xp) {
         q4_dot_rows_avx512(y, rows, q, scales, zeros, n, group, x);
         return;
     }
