@@ -3,8 +3,9 @@
  * Hugging Face checkpoints TinyLlama/TinyLlama-1.1B-Chat-v1.0,
  * meta-llama/Llama-2-7b-hf, mistralai/Mistral-7B-v0.2 (rope_theta 1e6, no
  * sliding window), meta-llama/Meta-Llama-3-8B, meta-llama/Llama-3.2-1B
- * (tied embeddings, llama3 rope scaling) and Qwen/Qwen2.5-0.5B (q/k/v
- * biases, tied), plus small demo and test shapes;
+ * (tied embeddings, llama3 rope scaling), Qwen/Qwen2.5-0.5B (q/k/v
+ * biases, tied) and mistralai/Mistral-Nemo-Base-2407 (head_dim 128 of
+ * 5120 / 32), plus small demo and test shapes;
  * their tensor lists in LlamaForCausalLM naming and their config.json.
  */
 #include <cjson/cJSON.h>
@@ -46,6 +47,11 @@ static const vz_synth_shape shapes[] = {
            "Qwen2.5-0.5B (GQA 14/2, q/k/v biases, tied head; no tokenizer unless --tokenizer)",
            "qwen2", "Qwen2ForCausalLM", 896, 4864, 24, 14, 2, 151936, 32768, 1e-6, 1000000.0, 151643, 151643),
      .tied = 1, .qkv_bias = 1},
+    {SHAPE("mistral-nemo-12b",
+           "Mistral-Nemo-12B (GQA 32/8, head_dim 128 of 5120: CPU only; vocab 131072, no tokenizer unless "
+           "--tokenizer)",
+           "mistral", "MistralForCausalLM", 5120, 14336, 40, 32, 8, 131072, 1024000, 1e-5, 1000000.0, 1, 2),
+     .head_dim = 128},
     {SHAPE("tiny-qwen2",
            "test shape: tiny with q/k/v biases and a tied head (Qwen2ForCausalLM; vocab from --tokenizer, else 512)",
            "qwen2", "Qwen2ForCausalLM", 64, 172, 2, 4, 2, 512, 256, 1e-6, 1000000.0, 1, 2),
