@@ -115,23 +115,30 @@ static void test_reference_llama(void **state) {
     vz_test_rmtree(dir);
 }
 
-/* Qwen 2: biases and a tied head against the reference; its .vz (lossless)
- * gives the same bits. */
-static void test_qwen2(void **state) {
-    char dir[256], src[300], vz[300], *out = NULL;
-    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
-    snprintf(src, sizeof src, "%s/src", dir);
-    snprintf(vz, sizeof vz, "%s/m.vz", dir);
-    assert_int_equal(vz_test_sh(&out, "%s synth --shape tiny-qwen2 -o '%s'", vz_test_cli(), src), 0);
+/* A synth checkpoint of shape in a new dir, at dir/src: its logits against
+ * the reference; its lossless .vz, at dir/m.vz, gives the same bits. */
+static void reference_and_vz(const char *shape, char dir[256], char src[300], char vz[300]) {
+    char *out = NULL;
+    assert_non_null(vz_test_tmpdir(dir, 256));
+    snprintf(src, 300, "%s/src", dir);
+    snprintf(vz, 300, "%s/m.vz", dir);
+    assert_int_equal(vz_test_sh(&out, "%s synth --shape %s -o '%s'", vz_test_cli(), shape, src), 0);
     free(out);
     expect_reference(src, dir);
     assert_int_equal(vz_test_sh(&out, "%s convert '%s' -o '%s' --codec lossless", vz_test_cli(), src, vz), 0);
     free(out);
     size_t n1, n2;
-    char *a = logits(src, dir, "q_src", &n1), *b = logits(vz, dir, "q_vz", &n2);
+    char *a = logits(src, dir, "src", &n1), *b = logits(vz, dir, "vz", &n2);
     assert_int_equal(n1, n2);
     assert_memory_equal(a, b, n1);
     free(a), free(b);
+}
+
+/* Qwen 2: biases and a tied head against the reference; its .vz (lossless)
+ * gives the same bits. */
+static void test_qwen2(void **state) {
+    char dir[256], src[300], vz[300];
+    reference_and_vz("tiny-qwen2", dir, src, vz);
     check_vz_carries(vz, "\"qkv_bias\":1", "qwen2, dim 64, 2 layers, vocab 512, tied head, q/k/v biases\n");
     vz_test_rmtree(dir);
 }
@@ -142,19 +149,7 @@ static void test_qwen2(void **state) {
  * not run such a model). */
 static void test_head_dim(void **state) {
     char dir[256], src[300], vz[300], *out = NULL;
-    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
-    snprintf(src, sizeof src, "%s/src", dir);
-    snprintf(vz, sizeof vz, "%s/m.vz", dir);
-    assert_int_equal(vz_test_sh(&out, "%s synth --shape tiny-hd -o '%s'", vz_test_cli(), src), 0);
-    free(out);
-    expect_reference(src, dir);
-    assert_int_equal(vz_test_sh(&out, "%s convert '%s' -o '%s' --codec lossless", vz_test_cli(), src, vz), 0);
-    free(out);
-    size_t n1, n2;
-    char *a = logits(src, dir, "h_src", &n1), *b = logits(vz, dir, "h_vz", &n2);
-    assert_int_equal(n1, n2);
-    assert_memory_equal(a, b, n1);
-    free(a), free(b);
+    reference_and_vz("tiny-hd", dir, src, vz);
     assert_int_equal(vz_test_sh(&out, "%s inspect '%s'", vz_test_cli(), vz), 0);
     assert_non_null(strstr(out, "mistral, dim 64, 2 layers, vocab 512, head_dim 32\n"));
     free(out);
