@@ -8,8 +8,9 @@ norms and biases as F32, and the byte-level vocabulary as tokenizer.ggml.*
 defined, merges as "a b", the given pre-tokenizer name, add_bos_token), and a
 llama3 rope_scaling as llama.cpp's per-pair divisors, rope_freqs.weight.
 
-usage: hf_to_gguf.py HF_DIR OUT.gguf PRE [--bad-rope-freqs] [--quant q8_0|q4_0]
-(--bad-rope-freqs: a zero divisor, for the reader's check; --quant: every
+usage: hf_to_gguf.py HF_DIR OUT.gguf PRE [--bad-rope-freqs] [--quant q8_0|q4_0] [--value-length N]
+(--bad-rope-freqs: a zero divisor, for the reader's check; --value-length: N
+as attention.value_length where config.json names a head_dim; --quant: every
 2-D tensor of a width divisible by 32 quantized by llama.cpp's reference
 quantizer, and OUT.gguf.up0.f32 gets layer 0's ffn_up as llama.cpp
 dequantizes it)
@@ -171,8 +172,9 @@ def main():
             kv("tokenizer.ggml.eos_token_id", U32, cfg["eos_token_id"]),
             kv("tokenizer.ggml.add_bos_token", BOOL, arch == "llama")]
     if cfg.get("head_dim"):  # llama.cpp's set_gguf_parameters: an explicit head_dim as key and value lengths
+        vl = int(sys.argv[sys.argv.index("--value-length") + 1]) if "--value-length" in sys.argv else cfg["head_dim"]
         meta += [kv(arch + ".attention.key_length", U32, cfg["head_dim"]),
-                 kv(arch + ".attention.value_length", U32, cfg["head_dim"])]
+                 kv(arch + ".attention.value_length", U32, vl)]
     tc = os.path.join(d, "tokenizer_config.json")  # llama.cpp's converter copies the chat template
     if os.path.exists(tc) and isinstance(json.load(open(tc)).get("chat_template"), str):
         meta.append(kv("tokenizer.chat_template", STR, json.load(open(tc))["chat_template"]))

@@ -472,6 +472,14 @@ static void test_gguf_bpe(void **state) {
         float *xa = (float *)slurp(la, &na), *xb = (float *)slurp(lb, &nb);
         assert_int_equal(na, nb);
         if (f == 1) assert_memory_equal(xa, xb, na);
+        if (f == 2) { /* a value_length other than key_length is refused by name */
+            if (vz_test_sh(&out, "python3 tests/hf_to_gguf.py '%s' '%s' %s --value-length 16", src, gg, fam[f][2]))
+                fail_msg("hf_to_gguf: %s", out);
+            free(out);
+            assert_int_not_equal(vz_test_sh(&out, "%s run -m '%s' -p x -n 1 2>&1", cli, gg), 0);
+            assert_non_null(strstr(out, "attention.value_length 16 differs from attention.key_length 32"));
+            free(out);
+        }
         for (size_t i = 0; i < na / 4; i++)
             if (fabsf(xa[i] - xb[i]) > 1e-4f) fail_msg("%s logit %zu: %g against %g", fam[f][1], i, xa[i], xb[i]);
         free(xa), free(xb);
