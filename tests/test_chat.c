@@ -55,6 +55,14 @@ static vz_model *open_model(const char *path) {
     return m;
 }
 
+/* make_model's directory, opened, its template recognised as format. */
+static vz_model *model_as(const char *dir, const char *tok, const char *tmpl, const char *format) {
+    make_model(dir, tok, tmpl);
+    vz_model *m = open_model(dir);
+    assert_string_equal(vz_model_chat_format(m), format);
+    return m;
+}
+
 /* vz_chat_encode into a malloc'ed array (*n ids). */
 static int32_t *chat(const vz_model *m, const char *fmt, const vz_chat_msg *msgs, int32_t n, int gen, int32_t *cnt) {
     int32_t need = 0;
@@ -121,12 +129,12 @@ static void test_chatml_qwen(void **state) {
     assert_non_null(vz_test_tmpdir(dir, sizeof dir));
     snprintf(tok, sizeof tok, "tests/golden/bpe/qwen2/tokenizer.json");
     /* Qwen 2.5's template names its default system message in a Jinja string ("\n" as two characters) */
-    make_model(dir, tok,
-               "{%- if messages[0]['role'] == 'system' %}{{- '<|im_start|>system\\n' + messages[0]['content'] + "
-               "'<|im_end|>\\n' }}{%- else %}{{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a "
-               "helpful assistant.<|im_end|>\\n' }}{%- endif %}...");
-    vz_model *m = open_model(dir);
-    assert_string_equal(vz_model_chat_format(m), "chatml");
+    vz_model *m = model_as(dir, tok,
+                           "{%- if messages[0]['role'] == 'system' %}{{- '<|im_start|>system\\n' + "
+                           "messages[0]['content'] + '<|im_end|>\\n' }}{%- else %}{{- '<|im_start|>system\\nYou are "
+                           "Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\\n' }}"
+                           "{%- endif %}...",
+                           "chatml");
     check_text(m, NULL, kConv + 1, 3, 1,
                "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
                "<|im_start|>user\nHello, how are you?<|im_end|>\n<|im_start|>assistant\n I'm doing great. <|im_end|>\n"
@@ -192,20 +200,19 @@ static void test_llama3(void **state) {
     cJSON_Delete(root);
     char mdir[600];
     snprintf(mdir, sizeof mdir, "%s/m", dir);
-    make_model(mdir, tok, "{% set loop_messages = messages %}... '<|start_header_id|>' + message['role'] + "
-                          "'<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' ...");
-    vz_model *m = open_model(mdir);
-    assert_string_equal(vz_model_chat_format(m), "llama3");
+    vz_model *m = model_as(mdir, tok,
+                           "{% set loop_messages = messages %}... '<|start_header_id|>' + message['role'] + "
+                           "'<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' ...",
+                           "llama3");
     check_text(m, NULL, kConv, 4, 1,
                "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are a pirate.<|eot_id|>" L3_TURNS);
     check_continues(m, NULL, vz_tokenizer_piece_id(vz_model_tokenizer(m), "<|eot_id|>"));
     vz_model_close(m);
     /* Llama 3.1's template: the system message always, dated by its literal date_string */
-    make_model(mdir, tok, "{%- if not date_string is defined %}\n    {%- set date_string = \"26 Jul 2024\" %}\n"
-                          "{%- endif %} ... '<|start_header_id|>system<|end_header_id|>\\n\\n' ... "
-                          "\"Cutting Knowledge Date: December 2023\\n\" ...");
-    m = open_model(mdir);
-    assert_string_equal(vz_model_chat_format(m), "llama3.1");
+    m = model_as(mdir, tok, "{%- if not date_string is defined %}\n    {%- set date_string = \"26 Jul 2024\" %}\n"
+                            "{%- endif %} ... '<|start_header_id|>system<|end_header_id|>\\n\\n' ... "
+                            "\"Cutting Knowledge Date: December 2023\\n\" ...",
+                 "llama3.1");
     check_text(m, NULL, kConv, 4, 1,
                L31_SYS "You are a pirate.<|eot_id|>" L3_TURNS);
     check_text(m, NULL, kConv + 1, 1, 1, /* no system message: the dated one, empty */
@@ -217,11 +224,10 @@ static void test_llama3(void **state) {
     vz_model_close(m);
     /* Llama 3.2's: today's date where the template calls strftime_now (the day read before and after, in case
      * midnight passes between) */
-    make_model(mdir, tok, "{%- if strftime_now is defined %}\n {%- set date_string = strftime_now(\"%d %b %Y\") %}\n"
-                          "{%- else %}\n {%- set date_string = \"26 Jul 2024\" %}{%- endif %} <|start_header_id|> "
-                          "Cutting Knowledge Date: December 2023");
-    m = open_model(mdir);
-    assert_string_equal(vz_model_chat_format(m), "llama3.1");
+    m = model_as(mdir, tok, "{%- if strftime_now is defined %}\n {%- set date_string = strftime_now(\"%d %b %Y\") %}\n"
+                            "{%- else %}\n {%- set date_string = \"26 Jul 2024\" %}{%- endif %} <|start_header_id|> "
+                            "Cutting Knowledge Date: December 2023",
+                 "llama3.1");
     const vz_chat_msg hi = {"user", "Hi"};
     char day[2][32];
     int32_t cnt = 0;
@@ -274,11 +280,11 @@ static void test_sentencepiece_formats(void **state) {
     char dir[512];
     assert_non_null(vz_test_tmpdir(dir, sizeof dir));
     /* TinyLlama-1.1B-Chat's template (zephyr) */
-    make_model(dir, NULL,
-               "{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\\n' + "
-               "message['content'] + eos_token }}\n{% elif message['role'] == 'system' %}...<|assistant|>...");
-    vz_model *m = open_model(dir);
-    assert_string_equal(vz_model_chat_format(m), "zephyr");
+    vz_model *m = model_as(dir, NULL,
+                           "{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\\n' + "
+                           "message['content'] + eos_token }}\n{% elif message['role'] == 'system' %}"
+                           "...<|assistant|>...",
+                           "zephyr");
     const seg zephyr[] = {{1, 0}, {0, "<|system|>\nYou are a pirate."}, {2, 0},
                           {0, "\n<|user|>\nHello, how are you?"}, {2, 0}, {0, "\n<|assistant|>\n I'm doing great. "}, {2, 0},
                           {0, "\n<|user|>\n  Show me chat templates!\n"}, {2, 0}, {0, "\n<|assistant|>\n"}};
@@ -464,10 +470,8 @@ static void test_mistral_common(void **state) {
         tok[strcspn(tok, "\n")] = 0;
         char mdir[600];
         snprintf(mdir, sizeof mdir, "%s/%s", dir, kV[v].ver);
-        make_model(mdir, tok, kV[v].tmpl);
+        vz_model *m = model_as(mdir, tok, kV[v].tmpl, kV[v].fmt);
         free(tok);
-        vz_model *m = open_model(mdir);
-        assert_string_equal(vz_model_chat_format(m), kV[v].fmt);
         const struct {
             const vz_chat_msg *msgs;
             int32_t n;
