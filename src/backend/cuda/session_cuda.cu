@@ -434,14 +434,9 @@ extern "C" vz_status vz_cuda_session_create_plan(vz_cuda_session **out, const vz
     VZ_FAIL_IF(n_seq < 1 || n_seq > VZ_CUDA_MAX_BATCH, VZ_ERR_ARG, "cuda session: %d sequences outside [1, %d]",
                (int)n_seq, VZ_CUDA_MAX_BATCH);
     *out = NULL;
+    VZ_FAIL_IF(vz_cuda_device_count() < 1, VZ_ERR_CUDA, "device cuda: no CUDA device found");
     VZ_FAIL_IF(m->cfg.head_dim > 128 || m->cfg.head_dim % 8 != 0, VZ_ERR_UNSUPPORTED,
                "device cuda: head_dim %d is not a multiple of 8 in [8, 128]", (int)m->cfg.head_dim);
-    /* the kernels were written and measured with q and o as wide as the model; an explicit head_dim
-     * (Mistral-Nemo) runs on the CPU until they are checked on a GPU */
-    VZ_FAIL_IF((int64_t)m->cfg.head_dim * m->cfg.n_heads != m->cfg.dim, VZ_ERR_UNSUPPORTED,
-               "device cuda: head_dim %d x %d heads is not the model's width %d (supported on the CPU only)",
-               (int)m->cfg.head_dim, (int)m->cfg.n_heads, (int)m->cfg.dim);
-    VZ_FAIL_IF(vz_cuda_device_count() < 1, VZ_ERR_CUDA, "device cuda: no CUDA device found");
     VZ_FAIL_IF(n_resident < (residency == VZ_RESIDENCY_CACHE) || n_resident > m->cfg.n_layers, VZ_ERR_ARG,
                "vz_cuda_session_create_plan: %d resident layers of %d", (int)n_resident, (int)m->cfg.n_layers);
     vz_cuda_session *s = (vz_cuda_session *)calloc(1, sizeof *s);
