@@ -497,6 +497,40 @@ static void test_gguf_bpe(void **state) {
     vz_test_rmtree(dir);
 }
 
+/* N_TEXTS random texts of up to 39 pieces of bits (seeded), malloc'ed, and
+ * the same as a JSON array of strings in path (the oracles' input). */
+enum { N_TEXTS = 200 };
+static char **random_texts(const char *const *bits, size_t nb, uint64_t seed, const char *path) {
+    cJSON *arr = cJSON_CreateArray();
+    char **texts = calloc(N_TEXTS, sizeof *texts);
+    assert_non_null(texts);
+    for (int i = 0; i < N_TEXTS; i++) {
+        char buf[1024];
+        size_t o = 0;
+        int parts = (int)(vz_test_rand(&seed) % 40);
+        for (int k = 0; k < parts; k++) {
+            const char *b = bits[vz_test_rand(&seed) % nb];
+            memcpy(buf + o, b, strlen(b)), o += strlen(b);
+        }
+        buf[o] = '\0';
+        texts[i] = strdup(buf);
+        cJSON_AddItemToArray(arr, cJSON_CreateString(buf));
+    }
+    char *js = cJSON_PrintUnformatted(arr);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(js, f);
+    fclose(f);
+    free(js);
+    cJSON_Delete(arr);
+    return texts;
+}
+
+static void free_texts(char **texts) {
+    for (int i = 0; i < N_TEXTS; i++) free(texts[i]);
+    free(texts);
+}
+
 /* Random texts (letters of several scripts, digits, spaces, apostrophes,
  * special tokens) against the live oracle, when python3 has tokenizers. */
 static void test_live_oracle(void **state) {
@@ -508,27 +542,7 @@ static void test_live_oracle(void **state) {
     char dir[256], path[300];
     assert_non_null(vz_test_tmpdir(dir, sizeof dir));
     snprintf(path, sizeof path, "%s/texts.json", dir);
-    cJSON *arr = cJSON_CreateArray();
-    uint64_t rng = 12345;
-    char **texts = calloc(200, sizeof *texts);
-    for (int i = 0; i < 200; i++) {
-        char buf[1024];
-        size_t o = 0;
-        int parts = (int)(vz_test_rand(&rng) % 40);
-        for (int k = 0; k < parts; k++) {
-            const char *b = kBits[vz_test_rand(&rng) % (sizeof kBits / sizeof *kBits)];
-            memcpy(buf + o, b, strlen(b)), o += strlen(b);
-        }
-        buf[o] = '\0';
-        texts[i] = strdup(buf);
-        cJSON_AddItemToArray(arr, cJSON_CreateString(buf));
-    }
-    char *js = cJSON_PrintUnformatted(arr);
-    FILE *f = fopen(path, "w");
-    fputs(js, f);
-    fclose(f);
-    free(js);
-    cJSON_Delete(arr);
+    char **texts = random_texts(kBits, sizeof kBits / sizeof *kBits, 12345, path);
     /* the two fixtures, and llama3's with another pre-tokenizer: two Split
      * stages; GPT-2's form (ByteLevel alone, its own regex, a prefix space) */
     static const char *const kPre[] = {
@@ -579,13 +593,12 @@ static void test_live_oracle(void **state) {
             free(ids);
             i++;
         }
-        assert_int_equal(i, 200);
+        assert_int_equal(i, N_TEXTS);
         vz_tokenizer_close(t);
         cJSON_Delete(want);
         free(out);
     }
-    for (int i = 0; i < 200; i++) free(texts[i]);
-    free(texts);
+    free_texts(texts);
     vz_test_rmtree(dir);
 }
 
@@ -630,6 +643,83 @@ static void test_live_oracle_eval(void **state) {
     }
 }
 
+/* Mistral's Tekken vocabularies (Mistral-Nemo-2407; Pixtral-12B-2409 and
+ * Mistral-Small-3), whose Hugging Face repositories ship them as a
+ * tokenizer.json: tests/tekken_ref.py converts mistral-common's tekken
+ * files as transformers does, and the ids of random texts (mixed case and
+ * scripts, combining marks, digit runs, line breaks after punctuation: the
+ * parts of Tekken's pattern) and of both evaluation texts must equal
+ * mistral-common's own encoder's. Skips without python3's mistral_common. */
+static void test_tekken(void **state) {
+    VZ_REQUIRE_SH("python3 -c 'import mistral_common, tokenizers' 2>/dev/null",
+                  "python3 mistral_common not installed (pip install mistral_common)");
+    static const char *const kBits[] = {"a", "Z", "Hello", "WORLD", "camelCase", "ABCdef", "é", "E\xcc\x81", "ß",
+                                        "ǅ", "漢字", "テキスト", "😀", "1", "2025", "٣", " ", "   ", "\t", "\n", "\r\n",
+                                        "\n\n", "'s", "'", "!", ".", "/", "?!/\n", ",", "-", "_", "\xc2\xa0",
+                                        "\xe2\x80\x83", "the", " the", " Once", " upon", "\xcc\x81", "\xef\xbf\xbd",
+                                        "[INST", "<s"};
+    static const char *const kVersions[] = {"240718", "240911"};
+    char dir[256], path[300], eval1[512], eval2[512];
+    int have_eval = vz_test_model_path(eval1, sizeof eval1, "eval/tinystories_valid_head.txt") &&
+                    vz_test_model_path(eval2, sizeof eval2, "eval/tinyshakespeare.txt");
+    assert_non_null(vz_test_tmpdir(dir, sizeof dir));
+    snprintf(path, sizeof path, "%s/texts.json", dir);
+    char **texts = random_texts(kBits, sizeof kBits / sizeof *kBits, 777, path);
+    for (size_t v = 0; v < sizeof kVersions / sizeof *kVersions; v++) {
+        char js[320], *out = NULL;
+        snprintf(js, sizeof js, "%s/tekken_%s.json", dir, kVersions[v]);
+        if (vz_test_sh(&out, "python3 tests/tekken_ref.py --json %s '%s'", kVersions[v], js) != 0)
+            fail_msg("tekken_ref.py --json %s: %s", kVersions[v], out);
+        free(out);
+        vz_tokenizer *t = NULL;
+        if (vz_tokenizer_open(&t, js) != VZ_OK) fail_msg("%s: %s", js, vz_last_error());
+        assert_int_equal(vz_tokenizer_vocab_size(t), 131072);
+        if (vz_test_sh(&out, "python3 tests/tekken_ref.py %s '%s'", kVersions[v], path) != 0)
+            fail_msg("tekken_ref.py %s: %s", kVersions[v], out);
+        cJSON *want = cJSON_Parse(out);
+        assert_non_null(want);
+        int i = 0;
+        const cJSON *w;
+        cJSON_ArrayForEach(w, want) {
+            char what[96];
+            snprintf(what, sizeof what, "tekken %s random text %d '%.40s'", kVersions[v], i, texts[i]);
+            int32_t n;
+            int32_t *ids = encode(t, texts[i], strlen(texts[i]), &n);
+            expect_ids(ids, n, w, what);
+            free(ids);
+            i++;
+        }
+        assert_int_equal(i, N_TEXTS);
+        cJSON_Delete(want);
+        free(out);
+        for (int e = 0; e < 2 && have_eval; e++) {
+            const char *ep = e ? eval2 : eval1;
+            if (vz_test_sh(&out, "python3 tests/tekken_ref.py %s '%s'", kVersions[v], ep) != 0)
+                fail_msg("tekken_ref.py %s: %s", kVersions[v], out);
+            size_t len;
+            char *s = slurp(ep, &len);
+            int32_t n;
+            int32_t *ids = encode(t, s, len, &n);
+            char *p = out;
+            for (int32_t k = 0; k < n; k++) {
+                char *end;
+                long id = strtol(p, &end, 10);
+                if (end == p || id != ids[k]) fail_msg("tekken %s %s: id %d is %d, mistral-common gives %.20s",
+                                                       kVersions[v], ep, k, ids[k], p);
+                p = end;
+            }
+            while (*p == ' ' || *p == '\n') p++;
+            assert_true(*p == '\0');
+            print_message("tekken %s: %s, %d ids equal to mistral-common's\n", kVersions[v], ep, n);
+            free(ids), free(s), free(out);
+        }
+        vz_tokenizer_close(t);
+    }
+    if (!have_eval) print_message("tekken: %s\n", "evaluation texts not found (../shared/models); random texts only");
+    free_texts(texts);
+    vz_test_rmtree(dir);
+}
+
 int main(void) {
     vz_test_filter_from_env();
     const struct CMUnitTest tests[] = {
@@ -637,7 +727,7 @@ int main(void) {
         cmocka_unit_test(test_bytes),     cmocka_unit_test(test_bad_files),  cmocka_unit_test(test_ignore_merges),
         cmocka_unit_test(test_regex_limit), cmocka_unit_test(test_model), cmocka_unit_test(test_gguf_with_json),
         cmocka_unit_test(test_gguf_bpe),
-        cmocka_unit_test(test_live_oracle), cmocka_unit_test(test_live_oracle_eval),
+        cmocka_unit_test(test_live_oracle), cmocka_unit_test(test_live_oracle_eval), cmocka_unit_test(test_tekken),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
