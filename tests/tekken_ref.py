@@ -3,7 +3,8 @@
 tests/test_tokenizer_json.c, from the tekken JSON files that mistral-common
 (Mistral's reference encoder, from PyPI: mistral_common) ships.
 
-usage: tekken_ref.py --json VERSION OUT.json   writes the vocabulary as a Hugging Face tokenizer.json,
+usage: tekken_ref.py --have                  exits 0 when mistral-common ships both tekken files
+       tekken_ref.py --json VERSION OUT.json   writes the vocabulary as a Hugging Face tokenizer.json,
                                                converted as transformers does it (below)
        tekken_ref.py VERSION TEXT.txt          prints mistral-common's ids of the file's text
                                                (no BOS / EOS), space-separated
@@ -101,6 +102,8 @@ def to_json(version, out):
 
 
 def main(argv):
+    if argv[1:] == ["--have"]:
+        return 0 if all(os.path.exists(path(v)) for v in ("240718", "240911")) else 1
     if len(argv) == 4 and argv[1] == "--json":
         to_json(argv[2], argv[3])
         return 0

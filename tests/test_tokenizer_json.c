@@ -651,8 +651,8 @@ static void test_live_oracle_eval(void **state) {
  * parts of Tekken's pattern) and of both evaluation texts must equal
  * mistral-common's own encoder's. Skips without python3's mistral_common. */
 static void test_tekken(void **state) {
-    VZ_REQUIRE_SH("python3 -c 'import mistral_common, tokenizers' 2>/dev/null",
-                  "python3 mistral_common not installed (pip install mistral_common)");
+    VZ_REQUIRE_SH("python3 tests/tekken_ref.py --have 2>/dev/null",
+                  "python3 mistral_common (with its tekken files) not installed (pip install mistral_common)");
     static const char *const kBits[] = {"a", "Z", "Hello", "WORLD", "camelCase", "ABCdef", "é", "E\xcc\x81", "ß",
                                         "ǅ", "漢字", "テキスト", "😀", "1", "2025", "٣", " ", "   ", "\t", "\n", "\r\n",
                                         "\n\n", "'s", "'", "!", ".", "/", "?!/\n", ",", "-", "_", "\xc2\xa0",
