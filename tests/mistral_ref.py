@@ -2,7 +2,8 @@
 """The token ids mistral-common (Mistral's reference encoder, from PyPI:
 mistral_common[sentencepiece]) gives a conversation, for tests/test_chat.c.
 
-usage: mistral_ref.py --path VERSION      prints the tokenizer file mistral_common ships for VERSION (v1, v3, v7)
+usage: mistral_ref.py --path VERSION      prints the tokenizer file mistral_common ships for VERSION (v1, v3, v7,
+                                          nemo: its tekken file, which tests/tekken_ref.py converts)
        mistral_ref.py VERSION CONV.json   prints the ids of CONV.json ([{"role": ..., "content": ...}, ...])
                                           as a chat completion request, space-separated
 """
@@ -19,6 +20,7 @@ FILES = {
     "v1": "tokenizer.model.v1",
     "v3": "mistral_instruct_tokenizer_240323.model.v3",
     "v7": "mistral_instruct_tokenizer_241114.model.v7",
+    "nemo": "tekken_240718.json",  # Mistral-Nemo-2407's Tekken (a V3 instruct tokenizer)
 }
 
 

@@ -82,7 +82,13 @@ def to_json(version, out):
                 {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False},
             ],
         },
-        "post_processor": None,
+        "post_processor": {  # LlamaTokenizerFast's: BOS before a single sequence
+            "type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": specials[1], "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+            "pair": [{"SpecialToken": {"id": specials[1], "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                     {"SpecialToken": {"id": specials[1], "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {specials[1]: {"id": specials[1], "ids": [1], "tokens": [specials[1]]}},
+        },
         "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
         "model": {
             "type": "BPE",

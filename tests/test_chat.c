@@ -430,8 +430,9 @@ static void mistral_ref(const char *dir, const char *ver, const vz_chat_msg *msg
     free(out);
 }
 
-/* mistral (Mistral-7B-Instruct-v0.1), mistral-v3 (v0.3) and mistral-v7
- * (Mistral-Large-2411) against mistral-common with the tokenizers it ships:
+/* mistral (Mistral-7B-Instruct-v0.1), mistral-v3 (v0.3; Mistral-Nemo-2407
+ * on its Tekken tokenizer.json) and mistral-v7 (Mistral-Large-2411) against
+ * mistral-common with the tokenizers it ships:
  * v1's [INST] as text, answers encoded on their own; v3's [INST] / [/INST]
  * (and [SYSTEM_PROMPT]) as control tokens, v3's system message in the last
  * user message, answers with their trailing spaces cut; and run -i, which
@@ -444,7 +445,7 @@ static void test_mistral_common(void **state) {
                   "python3 mistral_common not installed (pip install 'mistral_common[sentencepiece]')");
     static const struct {
         const char *ver, *fmt, *tmpl;
-    } kV[3] = {
+    } kV[4] = {
         {"v1", "mistral",
          "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}{{ '[INST] ' + "
          "message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ message['content'] + "
@@ -456,6 +457,11 @@ static void test_mistral_common(void **state) {
         {"v7", "mistral-v7",
          "{%- elif message['role'] == 'system' %}{{- '[SYSTEM_PROMPT] ' + message['content'] + '[/SYSTEM_PROMPT]' }}"
          "{%- if message['role'] == 'user' %}{{- '[INST] ' + message['content'] + '[/INST]' }}"},
+        /* Mistral-Nemo-Instruct-2407: the v3 format on its Tekken tokenizer.json (tests/tekken_ref.py) */
+        {"nemo", "mistral-v3",
+         "{%- if loop.last and system_message is defined %}\n {{- \"[INST]\" + system_message + \"\\n\\n\" + "
+         "message[\"content\"] + \"[/INST]\" }}\n{%- else %}\n {{- \"[INST]\" + message[\"content\"] + \"[/INST]\" }}"
+         "{%- elif message[\"role\"] == \"assistant\" %}\n {{- message[\"content\"] + eos_token}}"},
     };
     const vz_chat_msg multi[5] = {{"user", "Hi"}, {"assistant", "Hello! "}, {"user", "One more."},
                                   {"assistant", "Sure."}, {"user", "Bye"}};
@@ -463,10 +469,26 @@ static void test_mistral_common(void **state) {
                                       {"user", "One more."}};
     char dir[512];
     assert_non_null(vz_test_tmpdir(dir, sizeof dir));
-    for (int v = 0; v < 3; v++) {
+    for (int v = 0; v < 4; v++) {
         char *tok = NULL;
-        if (vz_test_sh(&tok, "python3 tests/mistral_ref.py --path %s 2>/dev/null", kV[v].ver) != 0)
+        if (!strcmp(kV[v].ver, "nemo")) { /* a tokenizer.json, as its Hugging Face repository has */
+            if (vz_test_sh(&tok, "python3 tests/tekken_ref.py --have 2>/dev/null") != 0) {
+                print_message("mistral-common ships no tekken files: %s skipped\n", kV[v].ver);
+                free(tok);
+                continue;
+            }
+            free(tok);
+            char tj[600];
+            snprintf(tj, sizeof tj, "%s/tokenizer.json", dir);
+            tok = strdup(tj);
+            assert_non_null(tok);
+            char *out = NULL;
+            if (vz_test_sh(&out, "python3 tests/tekken_ref.py --json 240718 '%s'", tok) != 0)
+                fail_msg("tekken_ref.py: %s", out);
+            free(out);
+        } else if (vz_test_sh(&tok, "python3 tests/mistral_ref.py --path %s 2>/dev/null", kV[v].ver) != 0) {
             fail_msg("mistral_ref.py --path: %s", tok);
+        }
         tok[strcspn(tok, "\n")] = 0;
         char mdir[600];
         snprintf(mdir, sizeof mdir, "%s/%s", dir, kV[v].ver);
