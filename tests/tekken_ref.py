@@ -7,7 +7,7 @@ usage: tekken_ref.py --have                  exits 0 when mistral-common ships b
        tekken_ref.py --json VERSION OUT.json   writes the vocabulary as a Hugging Face tokenizer.json,
                                                converted as transformers does it (below)
        tekken_ref.py VERSION TEXT.txt          prints mistral-common's ids of the file's text
-                                               (no BOS / EOS), space-separated
+                                               (BOS first, no EOS), space-separated
        tekken_ref.py VERSION TEXTS.json        the same for each string of a JSON array, as a JSON
                                                array of id arrays
 VERSION: 240718 (Mistral-Nemo-2407) or 240911 (Pixtral-12B-2409, Mistral-Small-3).
@@ -119,11 +119,11 @@ def main(argv):
     tk = Tekkenizer.from_file(path(argv[1]))
     if argv[2].endswith(".json"):
         with open(argv[2], encoding="utf-8") as f:
-            print(json.dumps([tk.encode(t, bos=False, eos=False) for t in json.load(f)]))
+            print(json.dumps([tk.encode(t, bos=True, eos=False) for t in json.load(f)]))
         return 0
     with open(argv[2], "rb") as f:
         text = f.read().decode("utf-8")
-    print(" ".join(map(str, tk.encode(text, bos=False, eos=False))))
+    print(" ".join(map(str, tk.encode(text, bos=True, eos=False))))
     return 0
 
 
