@@ -531,6 +531,40 @@ static void free_texts(char **texts) {
     free(texts);
 }
 
+/* t's ids of each of the N_TEXTS texts equal to the oracle's (json: an
+ * array of id arrays, in the texts' order); label names the tokenizer. */
+static void expect_texts(const vz_tokenizer *t, char **texts, const char *json, const char *label) {
+    cJSON *want = cJSON_Parse(json);
+    assert_non_null(want);
+    int i = 0;
+    const cJSON *w;
+    cJSON_ArrayForEach(w, want) {
+        assert_true(i < N_TEXTS);
+        char what[96];
+        snprintf(what, sizeof what, "%s random text %d '%.40s'", label, i, texts[i]);
+        int32_t n;
+        int32_t *ids = encode(t, texts[i], strlen(texts[i]), &n);
+        expect_ids(ids, n, w, what);
+        free(ids);
+        i++;
+    }
+    assert_int_equal(i, N_TEXTS);
+    cJSON_Delete(want);
+}
+
+/* ids[0..n) equal to the oracle's space-separated list, and no more. */
+static void expect_id_list(const int32_t *ids, int32_t n, const char *list, const char *what) {
+    const char *w = list;
+    for (int32_t i = 0; i < n; i++) {
+        char *end;
+        long v = strtol(w, &end, 10);
+        if (end == w || v != ids[i]) fail_msg("%s: id %d is %d, the oracle gives %.20s", what, i, ids[i], w);
+        w = end;
+    }
+    while (*w == ' ' || *w == '\n') w++;
+    if (*w) fail_msg("%s: %d ids, the oracle gives more: %.20s", what, n, w);
+}
+
 /* Random texts (letters of several scripts, digits, spaces, apostrophes,
  * special tokens) against the live oracle, when python3 has tokenizers. */
 static void test_live_oracle(void **state) {
@@ -578,24 +612,10 @@ static void test_live_oracle(void **state) {
                             "'%s' '%s'",
                             fp, path);
         if (rc != 0) fail_msg("oracle on %s: %s", fp, out);
-        cJSON *want = cJSON_Parse(out);
-        assert_non_null(want);
         vz_tokenizer *t = NULL;
         if (vz_tokenizer_open(&t, fp) != VZ_OK) fail_msg("%s: %s", fp, vz_last_error());
-        int i = 0;
-        const cJSON *w;
-        cJSON_ArrayForEach(w, want) {
-            char what[96];
-            snprintf(what, sizeof what, "%s random text %d '%.40s'", files[fam], i, texts[i]);
-            int32_t n;
-            int32_t *ids = encode(t, texts[i], strlen(texts[i]), &n);
-            expect_ids(ids, n, w, what);
-            free(ids);
-            i++;
-        }
-        assert_int_equal(i, N_TEXTS);
+        expect_texts(t, texts, out, files[fam]);
         vz_tokenizer_close(t);
-        cJSON_Delete(want);
         free(out);
     }
     free_texts(texts);
@@ -628,15 +648,7 @@ static void test_live_oracle_eval(void **state) {
         vz_tokenizer_encode(t, s, n1 + n2, 0, NULL, 0, &need);
         int32_t *ids = malloc(((size_t)need + 1) * sizeof *ids);
         assert_int_equal(vz_tokenizer_encode(t, s, n1 + n2, 0, ids, need, &n), VZ_OK);
-        char *w = out;
-        for (int32_t i = 0; i < n; i++) {
-            char *end;
-            long v = strtol(w, &end, 10);
-            if (end == w || v != ids[i]) fail_msg("%s: id %d is %d, tokenizers gives %.20s", kFamilies[f], i, ids[i], w);
-            w = end;
-        }
-        while (*w == ' ' || *w == '\n') w++;
-        assert_true(*w == '\0');
+        expect_id_list(ids, n, out, kFamilies[f]);
         print_message("%s: %d ids of %zu bytes equal to tokenizers'\n", kFamilies[f], n, n1 + n2);
         free(ids), free(s), free(a), free(b), free(out);
         vz_tokenizer_close(t);
@@ -676,21 +688,9 @@ static void test_tekken(void **state) {
         assert_int_equal(vz_tokenizer_vocab_size(t), 131072);
         if (vz_test_sh(&out, "python3 tests/tekken_ref.py %s '%s'", kVersions[v], path) != 0)
             fail_msg("tekken_ref.py %s: %s", kVersions[v], out);
-        cJSON *want = cJSON_Parse(out);
-        assert_non_null(want);
-        int i = 0;
-        const cJSON *w;
-        cJSON_ArrayForEach(w, want) {
-            char what[96];
-            snprintf(what, sizeof what, "tekken %s random text %d '%.40s'", kVersions[v], i, texts[i]);
-            int32_t n;
-            int32_t *ids = encode(t, texts[i], strlen(texts[i]), &n);
-            expect_ids(ids, n, w, what);
-            free(ids);
-            i++;
-        }
-        assert_int_equal(i, N_TEXTS);
-        cJSON_Delete(want);
+        char label[32];
+        snprintf(label, sizeof label, "tekken %s", kVersions[v]);
+        expect_texts(t, texts, out, label);
         free(out);
         for (int e = 0; e < 2 && have_eval; e++) {
             const char *ep = e ? eval2 : eval1;
@@ -700,16 +700,9 @@ static void test_tekken(void **state) {
             char *s = slurp(ep, &len);
             int32_t n;
             int32_t *ids = encode(t, s, len, &n);
-            char *p = out;
-            for (int32_t k = 0; k < n; k++) {
-                char *end;
-                long id = strtol(p, &end, 10);
-                if (end == p || id != ids[k]) fail_msg("tekken %s %s: id %d is %d, mistral-common gives %.20s",
-                                                       kVersions[v], ep, k, ids[k], p);
-                p = end;
-            }
-            while (*p == ' ' || *p == '\n') p++;
-            assert_true(*p == '\0');
+            char what[600];
+            snprintf(what, sizeof what, "%s, %s", label, ep);
+            expect_id_list(ids, n, out, what);
             print_message("tekken %s: %s, %d ids equal to mistral-common's\n", kVersions[v], ep, n);
             free(ids), free(s), free(out);
         }
