@@ -10,9 +10,9 @@
 #     resident and at 600 MiB) and llama2-7b raw and lossless, and a per-op
 #     profile of the 512-token prefill.
 #   final: every GPU test (the tinyllama pair included), tinyllama every codec
-#     (and the prefill decoder at 1 and 4 blocks per SM), the prefill profile,
-#     tinyllama at 600 MiB, compute-sanitizer on a GEMM prefill and a batch,
-#     llama2-7b raw, lossless and q4.
+#     and lossless:k4 (two rounds), the prefill profile, tinyllama at 600 MiB,
+#     compute-sanitizer on a GEMM prefill and a batch, llama2-7b raw, lossless,
+#     lossless:k4 and q4.
 #   archs: test_cuda_archs (Qwen 2 biases, rope scaling, GGUF Q8_0 / Q4_0 on
 #     the GPU) with the tests its change touches, then `vramzip bench` of
 #     tinyllama-1.1b and of the llama3.2-1b and qwen2.5-0.5b shapes (raw,
@@ -24,6 +24,9 @@
 #     paths (small, tinyllama at 600 MiB), then tinyllama (every codec and
 #     lossless:k4, two rounds), llama2-7b (raw, lossless, lossless:k4) and
 #     batch_bench on the current kernels.
+#   nemo: racecheck on the layer cache and decompress-at-load paths (small),
+#     batch_bench (tinyllama raw and lossless), then mistral-nemo-12b (an
+#     explicit head_dim: q 4096 wide in a 5120-wide model) raw and lossless.
 #   more: compute-sanitizer memcheck and racecheck on generates (fmaf and
 #     tensor-core kernels), the tensor-core kernel (VZ_CUDA_MV=24) end to
 #     end: raw == lossless over 256 tokens, `vramzip bench`, batched decode.
@@ -103,6 +106,14 @@ san() { # cap tool run-args...: `vramzip run` under compute-sanitizer, its summa
     timeout "$cap" compute-sanitizer --tool "$tool" --error-exitcode 9 $V run "$@" >"$W/san.log" 2>&1
     echo "rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|Error|plan' "$W/san.log" | head -3 | tr '\n' ' ')"
     cat "$W/san.log" >>"$OUT/sanitizer.log"
+}
+race_small() { # racecheck on synth small lossless through the layer cache and decompress-at-load
+    mkdir -p "$W/sm"
+    prep small "$W/sm" lossless
+    for res in cache decompress-at-load; do
+        step "compute-sanitizer racecheck: small lossless, --residency $res, 8 tokens"
+        san 120 racecheck -m "$W/sm/lossless.vz" --device cuda --residency $res -n 8 -p "Once upon a time"
+    done
 }
 runtests() { # log tests...
     local log=$1
@@ -195,11 +206,7 @@ if [ "$PART" = retime ]; then # what session 72 left: lossless:k4 and batches on
     prep llama2-7b "$W/l7" lossless lossless:k4 &
     p_l7=$!
     mkdir -p "$W/sm"
-    prep small "$W/sm" lossless
-    for res in cache decompress-at-load; do
-        step "compute-sanitizer racecheck: small lossless, --residency $res, 8 tokens"
-        san 120 racecheck -m "$W/sm/lossless.vz" --device cuda --residency $res -n 8 -p "Once upon a time"
-    done
+    race_small
     wait $p_tl
     grep -E "done|fail|rror" "$W/tl/prep.log"
     step "compute-sanitizer racecheck: tinyllama lossless streamed (--vram-budget 600M), 2 tokens"
@@ -219,10 +226,30 @@ if [ "$PART" = retime ]; then # what session 72 left: lossless:k4 and batches on
     exit 0
 fi
 
-if [ "$PART" = final ]; then # session 4: every GPU test, tinyllama and llama2-7b benches, prefill profile, sanitizer
-    prep tinyllama-1.1b "$W/tl" lossless q8 q4 &
+if [ "$PART" = nemo ]; then # an explicit head_dim at scale: mistral-nemo-12b raw and lossless; racecheck; batches
+    rm -rf "$W/l7" # a warm machine's llama2-7b files (37 GB): the disk holds 64 GiB
+    mkdir -p "$W/nm" "$W/sm"
+    prep mistral-nemo-12b "$W/nm" lossless &
+    p_nm=$!
+    prep tinyllama-1.1b "$W/tl" lossless &
     p_tl=$!
-    prep llama2-7b "$W/l7" lossless q4 &
+    race_small
+    wait $p_tl
+    step "batch_bench, tinyllama raw and lossless"
+    timeout 150 ./batch_bench --seqs 1,2,4,8 -n 128 --prompt-len 512 --ctx 2048 "$W/tl/src" "$W/tl/lossless.vz" 2>&1 |
+        tee -a "$OUT/batch.txt" | tail -14
+    wait $p_nm
+    grep -E "done|fail|rror" "$W/nm/prep.log"
+    bench nm 150 -m "$W/nm/src" --codec raw,lossless --out-dir "$W/nm" -n 64 --prompt-len 512 --ctx 2048 --kv f16
+    step "summary"
+    echo "card: $(cat "$W/card.txt")"
+    exit 0
+fi
+
+if [ "$PART" = final ]; then # session 4: every GPU test, tinyllama and llama2-7b benches, prefill profile, sanitizer
+    prep tinyllama-1.1b "$W/tl" lossless q8 q4 lossless:k4 &
+    p_tl=$!
+    prep llama2-7b "$W/l7" lossless q4 lossless:k4 &
     p_l7=$!
     mkdir -p "$W/sm"
     prep small "$W/sm" lossless &
@@ -233,10 +260,9 @@ if [ "$PART" = final ]; then # session 4: every GPU test, tinyllama and llama2-7
     grep -E "done|fail|rror" "$W/tl/prep.log"
     tl_test test_cuda_forward 150
     tl_test test_cuda_prefill 60
-    bench tl 100 -m "$W/tl/src" --codec raw,lossless,q8,q4 --out-dir "$W/tl" -n 128 --prompt-len 512 --ctx 2048 --kv f16
-    for bps in 1 4; do
-        VZ_CUDA_DEC_BPS=$bps bench tl-bps$bps 40 -m "$W/tl/src" --codec lossless,q8,q4 --out-dir "$W/tl" -n 16 \
-            --prompt-len 512 --ctx 2048 --kv f16
+    for r in 1 2; do
+        bench tl$r 80 -m "$W/tl/src" --codec raw,lossless,lossless:k4,q8,q4 --out-dir "$W/tl" -n 128 --prompt-len 512 \
+            --ctx 2048 --kv f16
     done
     step "prefill profile (VZ_CUDA_PROFILE=1), tinyllama raw, lossless, q4, 512-token prompt"
     VZ_CUDA_PROFILE=1 timeout 60 $V bench --device cuda -m "$W/tl/src" --codec raw,lossless,q4 --out-dir "$W/tl" -n 16 \
@@ -256,7 +282,7 @@ if [ "$PART" = final ]; then # session 4: every GPU test, tinyllama and llama2-7
     wait $p_l7
     grep -E "done|fail|rror" "$W/l7/prep.log"
     l7c=raw
-    for c in lossless q4; do [ -f "$W/l7/$c.vz" ] && l7c="$l7c,$c"; done
+    for c in lossless lossless:k4 q4; do [ -f "$W/l7/$c.vz" ] && l7c="$l7c,$c"; done
     bench l7 150 -m "$W/l7/src" --codec "$l7c" --out-dir "$W/l7" -n 64 --prompt-len 512 --ctx 2048 --kv f16
     [ -n "${VZ_OLD:-}" ] && V=$VZ_OLD/vramzip bench l7-old 60 -m "$W/l7/src" --codec raw --out-dir "$W/l7" -n 64 \
         --prompt-len 512 --ctx 2048 --kv f16
