@@ -123,12 +123,6 @@ void vz_session_select(vz_session *s, int32_t q) {
  * anything, a plan that does not fit; [st] layers past the resident prefix
  * stream from pinned host memory (or pass through the layer cache). */
 static vz_status cuda_create(vz_session *s, const vz_session_opts *opts) {
-    const vz_config *c = &s->m->cfg;
-    /* the kernels were written and measured with q and o as wide as the model; an explicit head_dim
-     * (Mistral-Nemo) runs on the CPU until they are checked on a GPU */
-    VZ_FAIL_IF((int64_t)c->head_dim * c->n_heads != c->dim, VZ_ERR_UNSUPPORTED,
-               "device cuda: head_dim %d x %d heads is not the model's width %d (supported on the CPU only)",
-               (int)c->head_dim, (int)c->n_heads, (int)c->dim);
     vz_session_opts o = *opts;
     o.n_ctx = s->n_ctx;
     vz_plan p;
