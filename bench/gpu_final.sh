@@ -24,6 +24,8 @@
 #     paths (small, tinyllama at 600 MiB), then tinyllama (every codec and
 #     lossless:k4, two rounds), llama2-7b (raw, lossless, lossless:k4) and
 #     batch_bench on the current kernels.
+#   hdcheck: test_cuda_archs's head_dim test and test_cuda_prefill, then mistral-nemo-12b raw
+#     and lossless (its prefill GEMMs run in row chunks).
 #   nemo: racecheck on the layer cache and decompress-at-load paths (small),
 #     batch_bench (tinyllama raw and lossless), then mistral-nemo-12b (an
 #     explicit head_dim: q 4096 wide in a 5120-wide model) raw and lossless.
@@ -221,6 +223,23 @@ if [ "$PART" = retime ]; then # what session 72 left: lossless:k4 and batches on
     step "batch_bench, tinyllama raw and lossless"
     [ "$(left)" -gt 60 ] && timeout $(( $(left) - 10 )) ./batch_bench --seqs 1,2,4,8 -n 128 --prompt-len 512 --ctx 2048 \
         "$W/tl/src" "$W/tl/lossless.vz" 2>&1 | tee -a "$OUT/batch.txt" | tail -14
+    step "summary"
+    echo "card: $(cat "$W/card.txt")"
+    exit 0
+fi
+
+if [ "$PART" = hdcheck ]; then # head_dim's GEMM prefill test; the prefill's row chunks (test_cuda_prefill, mistral-nemo-12b)
+    mkdir -p "$W/nm"
+    prep mistral-nemo-12b "$W/nm" lossless &
+    p_nm=$!
+    export VZ_TEST_ONLY=test_head_dim
+    runtests "$OUT/tests.log" test_cuda_archs
+    unset VZ_TEST_ONLY
+    runtests "$OUT/tests.log" test_cuda_prefill
+    grep -E "head_dim|FAILED|Failure" "$OUT/tests.log" | head -20
+    wait $p_nm
+    grep -E "done|fail|rror" "$W/nm/prep.log"
+    bench nm 100 -m "$W/nm/src" --codec raw,lossless --out-dir "$W/nm" -n 16 --prompt-len 512 --ctx 2048 --kv f16
     step "summary"
     echo "card: $(cat "$W/card.txt")"
     exit 0
