@@ -48,7 +48,7 @@ static const vz_synth_shape shapes[] = {
            "qwen2", "Qwen2ForCausalLM", 896, 4864, 24, 14, 2, 151936, 32768, 1e-6, 1000000.0, 151643, 151643),
      .tied = 1, .qkv_bias = 1},
     {SHAPE("mistral-nemo-12b",
-           "Mistral-Nemo-12B (GQA 32/8, head_dim 128 of 5120: CPU only; vocab 131072, no tokenizer unless "
+           "Mistral-Nemo-12B (GQA 32/8, head_dim 128 of 5120; vocab 131072, no tokenizer unless "
            "--tokenizer)",
            "mistral", "MistralForCausalLM", 5120, 14336, 40, 32, 8, 131072, 1024000, 1e-5, 1000000.0, 1, 2),
      .head_dim = 128},
