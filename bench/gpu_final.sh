@@ -117,6 +117,11 @@ race_small() { # racecheck on synth small lossless through the layer cache and d
         san 120 racecheck -m "$W/sm/lossless.vz" --device cuda --residency $res -n 8 -p "Once upon a time"
     done
 }
+nemo_bench() { # prep-pid cap tokens: mistral-nemo-12b raw and lossless once its prep (in $W/nm) is done
+    wait "$1"
+    grep -E "done|fail|rror" "$W/nm/prep.log"
+    bench nm "$2" -m "$W/nm/src" --codec raw,lossless --out-dir "$W/nm" -n "$3" --prompt-len 512 --ctx 2048 --kv f16
+}
 runtests() { # log tests...
     local log=$1
     shift
@@ -237,9 +242,7 @@ if [ "$PART" = hdcheck ]; then # head_dim's GEMM prefill test; the prefill's row
     unset VZ_TEST_ONLY
     runtests "$OUT/tests.log" test_cuda_prefill
     grep -E "head_dim|FAILED|Failure" "$OUT/tests.log" | head -20
-    wait $p_nm
-    grep -E "done|fail|rror" "$W/nm/prep.log"
-    bench nm 100 -m "$W/nm/src" --codec raw,lossless --out-dir "$W/nm" -n 16 --prompt-len 512 --ctx 2048 --kv f16
+    nemo_bench $p_nm 100 16
     step "summary"
     echo "card: $(cat "$W/card.txt")"
     exit 0
@@ -257,9 +260,7 @@ if [ "$PART" = nemo ]; then # an explicit head_dim at scale: mistral-nemo-12b ra
     step "batch_bench, tinyllama raw and lossless"
     timeout 150 ./batch_bench --seqs 1,2,4,8 -n 128 --prompt-len 512 --ctx 2048 "$W/tl/src" "$W/tl/lossless.vz" 2>&1 |
         tee -a "$OUT/batch.txt" | tail -14
-    wait $p_nm
-    grep -E "done|fail|rror" "$W/nm/prep.log"
-    bench nm 150 -m "$W/nm/src" --codec raw,lossless --out-dir "$W/nm" -n 64 --prompt-len 512 --ctx 2048 --kv f16
+    nemo_bench $p_nm 150 64
     step "summary"
     echo "card: $(cat "$W/card.txt")"
     exit 0

@@ -430,6 +430,22 @@ static void mistral_ref(const char *dir, const char *ver, const vz_chat_msg *msg
     free(out);
 }
 
+/* dir/tokenizer.json made from mistral-common's Mistral-Nemo-2407 Tekken
+ * file (tests/tekken_ref.py), its path malloc'ed; NULL (said) when
+ * mistral-common ships no tekken files. */
+static char *tekken_json(const char *dir) {
+    char *out = NULL, path[600];
+    int have = vz_test_sh(&out, "python3 tests/tekken_ref.py --have 2>/dev/null") == 0;
+    free(out);
+    if (!have) return print_message("mistral-common ships no tekken files: nemo skipped\n"), NULL;
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    if (vz_test_sh(&out, "python3 tests/tekken_ref.py --json 240718 '%s'", path) != 0) fail_msg("tekken_ref.py: %s", out);
+    free(out);
+    char *p = strdup(path);
+    assert_non_null(p);
+    return p;
+}
+
 /* mistral (Mistral-7B-Instruct-v0.1), mistral-v3 (v0.3; Mistral-Nemo-2407
  * on its Tekken tokenizer.json) and mistral-v7 (Mistral-Large-2411) against
  * mistral-common with the tokenizers it ships:
@@ -472,20 +488,7 @@ static void test_mistral_common(void **state) {
     for (int v = 0; v < 4; v++) {
         char *tok = NULL;
         if (!strcmp(kV[v].ver, "nemo")) { /* a tokenizer.json, as its Hugging Face repository has */
-            if (vz_test_sh(&tok, "python3 tests/tekken_ref.py --have 2>/dev/null") != 0) {
-                print_message("mistral-common ships no tekken files: %s skipped\n", kV[v].ver);
-                free(tok);
-                continue;
-            }
-            free(tok);
-            char tj[600];
-            snprintf(tj, sizeof tj, "%s/tokenizer.json", dir);
-            tok = strdup(tj);
-            assert_non_null(tok);
-            char *out = NULL;
-            if (vz_test_sh(&out, "python3 tests/tekken_ref.py --json 240718 '%s'", tok) != 0)
-                fail_msg("tekken_ref.py: %s", out);
-            free(out);
+            if (!(tok = tekken_json(dir))) continue;
         } else if (vz_test_sh(&tok, "python3 tests/mistral_ref.py --path %s 2>/dev/null", kV[v].ver) != 0) {
             fail_msg("mistral_ref.py --path: %s", tok);
         }
