@@ -84,12 +84,12 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_COMMON_OBJ) $(BUILD)/libvramzip.
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $< $(TEST_COMMON_OBJ) $(BUILD)/libvramzip.a $(LDFLAGS) $(LDLIBS) -lcmocka
 
-# GPU microbenchmark of the fused decode+matvec (CUDA=1 builds; bench/gpu_matvec.sh).
+# GPU microbenchmark of the fused decode+matvec (CUDA=1 builds; run by bench/gpu_ab.sh).
 $(BUILD)/bench/matvec_bench: bench/matvec_bench.cu bench/bench_util.cuh $(BUILD)/libvramzip.a
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -o $@ $< $(BUILD)/libvramzip.a $(PKG_LIBS) -lm -Xcompiler -fopenmp
 
-# GPU microbenchmark of the prefill GEMMs (bench/gpu_prefill.sh); cuBLAS is dlopen'ed at run time.
+# GPU microbenchmark of the prefill GEMMs (`prefill_bench 512` on the device); cuBLAS is dlopen'ed at run time.
 $(BUILD)/bench/prefill_bench: bench/prefill_bench.cu bench/bench_util.cuh $(BUILD)/libvramzip.a
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -o $@ $< $(BUILD)/libvramzip.a $(PKG_LIBS) -lm -ldl -Xcompiler -fopenmp

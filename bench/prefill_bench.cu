@@ -9,8 +9,7 @@
  * bf16. Synthetic trained-like bf16 weights (Gaussian std 0.02, 1% tails
  * x4); weights rotate over copies > 200 MB so each GEMM reads them from
  * DRAM, as a prefill does. Usage: prefill_bench [T] [--no-gemm] (only the
- * non-GEMM kernels); PF_BENCH_REPS=n times n calls each (for ncu). Prints markdown tables (bench/gpu_prefill.sh,
- * bench/gpu_pfattn.sh).
+ * non-GEMM kernels); PF_BENCH_REPS=n times n calls each (for ncu). Prints markdown tables.
  */
 #include <cuda_runtime.h>
 #include <math.h>

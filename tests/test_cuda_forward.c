@@ -318,7 +318,7 @@ static void test_attention_headdims(void **state) {
 static vz_model *tinyllama_raw_or_skip(void) {
     const char *raw = getenv("VZ_TINYLLAMA_RAW");
     if (!raw) {
-        print_message("SKIP: set VZ_TINYLLAMA_RAW (bench/gpu_forward.sh does)\n");
+        print_message("SKIP: set VZ_TINYLLAMA_RAW (bench/gpu_final.sh does)\n");
         skip();
     }
     if (!vz_test_have_gpu()) skip();
@@ -474,7 +474,7 @@ static void test_lossless_bitexact_tinyllama(void **state) {
     (void)state;
     const char *raw = getenv("VZ_TINYLLAMA_RAW"), *ll = getenv("VZ_TINYLLAMA_LOSSLESS");
     if (!raw || !ll) {
-        print_message("SKIP: set VZ_TINYLLAMA_RAW and VZ_TINYLLAMA_LOSSLESS (bench/gpu_forward.sh does)\n");
+        print_message("SKIP: set VZ_TINYLLAMA_RAW and VZ_TINYLLAMA_LOSSLESS (bench/gpu_final.sh does)\n");
         skip();
     }
     if (!vz_test_have_gpu()) skip();

@@ -7,7 +7,7 @@
  * after it, the prefill attention kernels (tensor-core and f32) against
  * a double-precision CPU causal attention, and RMSNorm / SwiGLU to bf16
  * against the same formulas on the host. Skips without CUDA, a GPU or cuBLAS. Optional: VZ_TINYLLAMA_RAW /
- * VZ_TINYLLAMA_LOSSLESS (bench/gpu_prefill.sh) for a 512-token prompt.
+ * VZ_TINYLLAMA_LOSSLESS (bench/gpu_final.sh) for a 512-token prompt.
  */
 #include <math.h>
 #include <stdio.h>
@@ -619,7 +619,7 @@ static void test_prefill_bitexact_tinyllama(void **state) {
     (void)state;
     const char *raw = getenv("VZ_TINYLLAMA_RAW"), *ll = getenv("VZ_TINYLLAMA_LOSSLESS");
     if (!raw || !ll) {
-        print_message("SKIP: set VZ_TINYLLAMA_RAW and VZ_TINYLLAMA_LOSSLESS (bench/gpu_prefill.sh does)\n");
+        print_message("SKIP: set VZ_TINYLLAMA_RAW and VZ_TINYLLAMA_LOSSLESS (bench/gpu_final.sh does)\n");
         skip();
     }
     if (!vz_test_have_gpu()) skip();
@@ -638,6 +638,6 @@ int main(void) {
         cmocka_unit_test(test_prefill_bitexact_stories260k),
         cmocka_unit_test(test_prefill_bitexact_tinyllama),
     };
-    vz_test_filter_from_env(); /* e.g. VZ_TEST_ONLY=*tinyllama (bench/gpu_prefill.sh) */
+    vz_test_filter_from_env(); /* e.g. VZ_TEST_ONLY=*tinyllama (bench/gpu_final.sh) */
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,7 +23,7 @@ int vz_test_gpu_count(void) {
 int vz_test_have_gpu(void) {
 #ifdef VZ_HAVE_CUDA
     if (vz_cuda_device_count() > 0) return 1;
-    print_message("SKIP: no CUDA device visible (run on the GPU machine, e.g. bench/gpu_forward.sh)\n");
+    print_message("SKIP: no CUDA device visible (run on the GPU machine, e.g. bench/gpu_final.sh)\n");
 #else
     print_message("SKIP: built without CUDA (make CUDA=1)\n");
 #endif

@@ -9,7 +9,7 @@
  * 1024-column W tiles into shared memory and runs
  * mma.sync m16n8k16 bf16 on them. CPU reference: the codec's decode_ref
  * rounded to bf16, times bf16(x), summed in f32/double (tests/test_cuda_prefill.c
- * states the tolerance). Bench: $BUILD/bench/prefill_bench (bench/gpu_prefill.sh).
+ * states the tolerance). Bench: $BUILD/bench/prefill_bench (on the GPU machine).
  *
  * cuBLAS is loaded with dlopen on first use, never linked: the binary runs on
  * machines without it (vz_gemm_create then fails and sessions keep the

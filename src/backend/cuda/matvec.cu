@@ -3,7 +3,7 @@
  * batch of 1..8 inputs, W decoded in registers by the codec's one decoder
  * (decode.cuh). CPU reference: the codec's decode_ref, then a double sum;
  * tolerance and bitwise raw == lossless checks in tests/test_cuda_matvec.c.
- * Bench: $BUILD/bench/matvec_bench (bench/gpu_matvec.sh on a GPU machine).
+ * Bench: $BUILD/bench/matvec_bench (bench/gpu_ab.sh on a GPU machine).
  *
  * Accumulation order (the same in every kernel, which is what makes raw and
  * lossless bit-identical): a warp owns a row; in iteration it lane l owns
