@@ -539,9 +539,9 @@ extern "C" int vz_gemm_pipe_flags(int f) {
 /* How a stack of cols columns runs: row chunks of the whole scratch (one
  * buffer), or with VZ_GEMM_HALVES (when a half holds a row) chunks of a
  * half, two buffers. Either way a chunk is a multiple of 64 rows when it
- * can be, so every chunk's output (y + chunk * k) stays 16-byte aligned
- * for cuBLAS: Mistral-Nemo's 13107-row chunks ran its prefill at 16% of
- * cuBLAS. By shape, scratch size and flags only, never by codec or
+ * can be, so chunk k's output, from y + k * chunk floats, stays 16-byte
+ * aligned for cuBLAS: Mistral-Nemo's 13107-row chunks ran its prefill at
+ * 16% of cuBLAS. By shape, scratch size and flags only, never by codec or
  * residency, so raw and lossless issue the same cuBLAS calls. */
 struct plan_a {
     int64_t chunk;
