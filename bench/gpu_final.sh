@@ -59,7 +59,7 @@ export VZ_MODELS=$PWD/models BUILD=$PWD
 OUT=${OUT:-/tmp/vz-gpu-out}
 W=${VZ_WORK:-/tmp/vzw}
 DEADLINE=${VZ_DEADLINE:-540}
-mkdir -p "$OUT" "$W/tl" "$W/l7"
+mkdir -p "$OUT" "$W"
 t0=$(date +%s)
 step() { echo "== [$(( $(date +%s) - t0 ))s] $*"; }
 left() { echo $(( DEADLINE - ($(date +%s) - t0) )); }
@@ -67,9 +67,10 @@ V=./vramzip
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$W/card.txt"
 nproc; df -h /tmp | tail -1
-prep() { # shape dir codecs...
+prep() { # shape dir codecs...: the checkpoint in dir/src, each codec's .vz in dir, a log in dir/prep.log
     local shape=$1 d=$2
     shift 2
+    mkdir -p "$d"
     timeout 300 $V synth --shape "$shape" -o "$d/src" --force >"$d/prep.log" 2>&1 || echo "synth $shape failed"
     echo "synth $shape done at $(( $(date +%s) - t0 ))s" >>"$d/prep.log"
     for c in "$@"; do
@@ -110,7 +111,6 @@ san() { # cap tool run-args...: `vramzip run` under compute-sanitizer, its summa
     cat "$W/san.log" >>"$OUT/sanitizer.log"
 }
 race_small() { # racecheck on synth small lossless through the layer cache and decompress-at-load
-    mkdir -p "$W/sm"
     prep small "$W/sm" lossless
     for res in cache decompress-at-load; do
         step "compute-sanitizer racecheck: small lossless, --residency $res, 8 tokens"
@@ -181,7 +181,6 @@ fi
 if [ "$PART" = archs ]; then
     prep tinyllama-1.1b "$W/tl" lossless q8 q4 &
     p_tl=$!
-    mkdir -p "$W/l3" "$W/qw"
     prep llama3.2-1b "$W/l3" lossless q8 q4 &
     p_l3=$!
     prep qwen2.5-0.5b "$W/qw" lossless q8 q4 &
@@ -212,7 +211,6 @@ if [ "$PART" = retime ]; then # what session 72 left: lossless:k4 and batches on
     p_tl=$!
     prep llama2-7b "$W/l7" lossless lossless:k4 &
     p_l7=$!
-    mkdir -p "$W/sm"
     race_small
     wait $p_tl
     grep -E "done|fail|rror" "$W/tl/prep.log"
@@ -234,7 +232,6 @@ if [ "$PART" = retime ]; then # what session 72 left: lossless:k4 and batches on
 fi
 
 if [ "$PART" = hdcheck ]; then # head_dim's GEMM prefill test; the prefill's row chunks (test_cuda_prefill, mistral-nemo-12b)
-    mkdir -p "$W/nm"
     prep mistral-nemo-12b "$W/nm" lossless &
     p_nm=$!
     export VZ_TEST_ONLY=test_head_dim
@@ -250,7 +247,6 @@ fi
 
 if [ "$PART" = nemo ]; then # an explicit head_dim at scale: mistral-nemo-12b raw and lossless; racecheck; batches
     rm -rf "$W/l7" # a warm machine's llama2-7b files (37 GB): the disk holds 64 GiB
-    mkdir -p "$W/nm" "$W/sm"
     prep mistral-nemo-12b "$W/nm" lossless &
     p_nm=$!
     prep tinyllama-1.1b "$W/tl" lossless &
@@ -271,7 +267,6 @@ if [ "$PART" = final ]; then # session 4: every GPU test, tinyllama and llama2-7
     p_tl=$!
     prep llama2-7b "$W/l7" lossless q4 lossless:k4 &
     p_l7=$!
-    mkdir -p "$W/sm"
     prep small "$W/sm" lossless &
     p_sm=$!
     runtests "$OUT/tests.log" test_cuda_matvec test_cuda_prefill test_cuda_verify test_cuda_stream test_cuda_plan test_batch \
@@ -314,7 +309,6 @@ fi
 
 if [ "$PART" = more ]; then
     step "synth small + tinyllama-1.1b in the background"
-    mkdir -p "$W/sm"
     prep small "$W/sm" lossless &
     p_sm=$!
     prep tinyllama-1.1b "$W/tl" lossless &
