@@ -29,6 +29,13 @@
 #   nemo: racecheck on the layer cache and decompress-at-load paths (small),
 #     batch_bench (tinyllama raw and lossless), then mistral-nemo-12b (an
 #     explicit head_dim: q 4096 wide in a 5120-wide model) raw and lossless.
+#   sweep: bench knobs (no tests): tinyllama and llama2-7b raw and lossless
+#     (-n 16, 512-token prompt) under the default and each of $VZ_SWEEP's
+#     settings (";"-separated, each a space-separated list of VAR=value), then
+#     prefill profiles of both (raw, lossless) by default and under
+#     $VZ_SWEEP_PROFILE; first prefill_bench's non-GEMM kernels when the pack
+#     has it, and with $VZ_SWEEP_TESTS (VAR=value ...) test_cuda_prefill and
+#     test_cuda_forward (the tinyllama pair too) under that setting.
 #   more: compute-sanitizer memcheck and racecheck on generates (fmaf and
 #     tensor-core kernels), the tensor-core kernel (VZ_CUDA_MV=24) end to
 #     end: raw == lossless over 256 tokens, `vramzip bench`, batched decode.
@@ -43,6 +50,7 @@ if [ "${1:-}" = --pack ]; then
     B=$2 D=.carry/final
     rm -rf "$D" && mkdir -p "$D/tests"
     cp "$B/vramzip" "$B/bench/batch_bench" "$D/" && cp -r "$B/lib" "$D/" && cp bench/gpu_final.sh bench/hf_offload.py "$D/"
+    [ -x "$B/bench/prefill_bench" ] && cp "$B/bench/prefill_bench" "$D/" # sweep: the non-GEMM prefill kernels alone
     cp "$B"/tests/test_cuda_* "$B/tests/test_batch" "$D/tests/" && cp -r .carry/models "$D/models"
     strip "$D/vramzip" "$D/batch_bench" "$D"/tests/*
     # test_cuda_archs reads these relative to the folder it runs in
@@ -304,6 +312,53 @@ if [ "$PART" = final ]; then # session 4: every GPU test, tinyllama and llama2-7
     step "summary"
     echo "card: $(cat "$W/card.txt")"
     grep -E "^\[  (PASSED|FAILED) \]|steps: logits" "$OUT/tests.log"
+    exit 0
+fi
+
+if [ "$PART" = sweep ]; then
+    prep tinyllama-1.1b "$W/tl" lossless &
+    p_tl=$!
+    prep llama2-7b "$W/l7" lossless &
+    p_l7=$!
+    IFS=';' read -ra SETS <<<"${VZ_SWEEP:-}"
+    SETS=("" "${SETS[@]}")
+    if [ -x ./prefill_bench ]; then
+        step "prefill_bench 512 --no-gemm (attention, RoPE, RMSNorm, SwiGLU of one layer)"
+        timeout 60 ./prefill_bench 512 --no-gemm 2>&1 | tee -a "$OUT/bench.txt" | grep -E "^\|"
+    fi
+    wait $p_tl
+    grep -E "done|fail|rror" "$W/tl/prep.log"
+    for r in 1 2; do
+        for i in "${!SETS[@]}"; do
+            echo "-- tinyllama round $r setting $i: ${SETS[$i]:-default}" | tee -a "$OUT/bench.txt"
+            V="env ${SETS[$i]} ./vramzip" bench tl-$r-$i 40 -m "$W/tl/src" --codec raw,lossless --out-dir "$W/tl" -n 16 \
+                --prompt-len 512 --ctx 2048 --kv f16
+        done
+    done
+    if [ -n "${VZ_SWEEP_TESTS:-}" ]; then # a setting about to become the default: its GPU tests first
+        step "test_cuda_prefill, test_cuda_forward (tinyllama pair) under $VZ_SWEEP_TESTS"
+        (export $VZ_SWEEP_TESTS; runtests "$OUT/tests.log" test_cuda_prefill test_cuda_forward; tl_test test_cuda_forward 120)
+    fi
+    wait $p_l7
+    grep -E "done|fail|rror" "$W/l7/prep.log"
+    for r in 1 2; do
+        for i in "${!SETS[@]}"; do
+            echo "-- llama2-7b round $r setting $i: ${SETS[$i]:-default}" | tee -a "$OUT/bench.txt"
+            V="env ${SETS[$i]} ./vramzip" bench l7-$r-$i 60 -m "$W/l7/src" --codec raw,lossless --out-dir "$W/l7" -n 16 \
+                --prompt-len 512 --ctx 2048 --kv f16
+        done
+    done
+    for m in tl l7; do
+        for set in "" "${VZ_SWEEP_PROFILE:-}"; do
+            step "prefill profile, $m raw and lossless: ${set:-default}"
+            env $set VZ_CUDA_PROFILE=1 timeout 60 $V bench --device cuda -m "$W/$m/src" --codec raw,lossless --out-dir "$W/$m" \
+                -n 4 --prompt-len 512 --ctx 2048 --kv f16 >"$W/prof.txt" 2>"$W/prof.err"
+            echo "rc=$?"
+            { echo "== $m ${set:-default}"; cat "$W/prof.err"; } >>"$OUT/profile.txt"
+        done
+    done
+    step "summary"
+    echo "card: $(cat "$W/card.txt")"
     exit 0
 fi
 

@@ -163,9 +163,13 @@ int main(int argc, char **argv) {
             free(W);
         }
     }
-    /* one layer's non-GEMM kernels, TinyLlama: 32 heads, 4 KV heads, head_dim 64, f16 cache, positions 0..T-1 */
-    {
-        const int nh = 32, nkv = 4, hd = 64, ld = nh * hd + 2 * nkv * hd, dim = 2048, hid = 5632;
+    /* one layer's non-GEMM kernels, TinyLlama (32 heads, 4 KV heads, head_dim 64) and Llama 2 7B (32, 32, 128),
+     * f16 cache, positions 0..T-1 */
+    const struct { const char *name; int nh, nkv, hd, dim, hid, layers; } ls[2] = {{"tinyllama", 32, 4, 64, 2048, 5632, 22},
+                                                                                 {"llama2-7b", 32, 32, 128, 4096, 11008, 32}};
+    for (int si = 0; si < 2; si++) {
+        const int nh = ls[si].nh, nkv = ls[si].nkv, hd = ls[si].hd, ld = nh * hd + 2 * nkv * hd, dim = ls[si].dim,
+                  hid = ls[si].hid, nl = ls[si].layers;
         float *qkv, *x, *w, *gu;
         void *kc, *vc, *o;
         CK(cudaMalloc(&qkv, 4 * (size_t)T * ld));
@@ -180,16 +184,17 @@ int main(int argc, char **argv) {
         CK(cudaMemset(w, 0, 4 * (size_t)dim));
         CK(cudaMemset(gu, 0, 4 * (size_t)T * 2 * hid));
         const double fl = 4.0 * nh * hd * (double)T * (T + 1) / 2; /* QK^T and PV, causal */
-        printf("\nnon-GEMM kernels of one layer, T = %d (tinyllama: 32 heads, 4 KV heads, hd 64, f16 KV; dim %d, hidden %d); "
-               "every variant in this run:\n\n", T, dim, hid);
-        printf("| kernel | variant | us | per 22-layer chunk, ms | note |\n|---|---|---|---|---|\n");
-        const int av[2] = {0, 1};
-        const char *an[2] = {"0: flash, tensor cores, cp.async, key tiles over 2 x 4 warps", "1: f32 CUDA cores"};
-        for (int k = 0; k < 2; k++) {
+        printf("\nnon-GEMM kernels of one layer, T = %d (%s: %d heads, %d KV heads, hd %d, f16 KV; dim %d, hidden %d); "
+               "every variant in this run:\n\n", T, ls[si].name, nh, nkv, hd, dim, hid);
+        printf("| kernel | variant | us | per %d-layer chunk, ms | note |\n|---|---|---|---|---|\n", nl);
+        const int av[3] = {0, 1, 2};
+        const char *an[3] = {"0: flash, tensor cores, cp.async, key tiles over 2 x 4 warps", "1: f32 CUDA cores",
+                             "2: the RoPE + KV store kernel alone"};
+        for (int k = 0; k < 3; k++) {
             vz_pf_attention_variant(av[k]);
             double us = time_us([&](int) { vz_pf_attention(o, qkv, ld, kc, vc, 0, T, nh, nkv, hd, 1, 10000.0f, NULL, 0, NULL, st); },
                                 20, st);
-            printf("| attention (RoPE + KV store + causal) | %s | %.1f | %.3f | %.1f TFLOP/s |\n", an[k], us, 22 * us / 1e3,
+            printf("| attention (RoPE + KV store + causal) | %s | %.1f | %.3f | %.1f TFLOP/s |\n", an[k], us, nl * us / 1e3,
                    fl / us / 1e6);
         }
         vz_pf_attention_variant(0);
@@ -200,13 +205,15 @@ int main(int argc, char **argv) {
             double un = time_us([&](int) { vz_pf_rmsnorm_bf16(x, o, w, T, dim, 1e-5f, st); }, 20, st);
             double us = time_us([&](int) { vz_pf_silu_mul_bf16(gu, o, T, hid, st); }, 20, st);
             const char *vn = v ? "1: generic" : "0: vectorized (rmsnorm a warp per row, silu 8 per thread)";
-            printf("| rmsnorm to bf16 (x2 per layer) | %s | %.1f | %.3f | %.0f GB/s |\n", vn, un, 44 * un / 1e3,
+            printf("| rmsnorm to bf16 (x2 per layer) | %s | %.1f | %.3f | %.0f GB/s |\n", vn, un, 2 * nl * un / 1e3,
                    T * dim * 6.0 / un / 1e3);
-            printf("| silu*up to bf16 | %s | %.1f | %.3f | %.0f GB/s |\n", vn, us, 22 * us / 1e3, T * hid * 10.0 / us / 1e3);
+            printf("| silu*up to bf16 | %s | %.1f | %.3f | %.0f GB/s |\n", vn, us, nl * us / 1e3, T * hid * 10.0 / us / 1e3);
         }
         vz_pf_norm_variant(0);
         CK(cudaGetLastError());
         CK(cudaStreamSynchronize(st));
+        void *bufs[7] = {qkv, kc, vc, o, x, w, gu};
+        for (int k = 0; k < 7; k++) CK(cudaFree(bufs[k]));
     }
     vz_gemm_free(g);
     vz_gemm_free(gs);

@@ -644,6 +644,7 @@ void vz_pf_attention(void *out, float *qkv, int64_t ld, void *kc, void *vc, int3
                  int32_t, const float *) =
         hd == 64 ? k_pf_rope_store<64> : hd == 128 ? k_pf_rope_store<128> : k_pf_rope_store<0>;
     pf_launch(rope, T, PF_RB, rs, st, qkv, ld, kc, vc, pos0, n_heads, n_kv, hd, kv_f16, theta, freq, interleaved, bias);
+    if (pf_att_variant == 2) return; /* bench (prefill_bench): the RoPE + KV store kernel alone */
     if (pf_att_variant == 0 && tc) {
         if (hd == 64) fa_launch<64>(A, st);
         else if (hd == 128) fa_launch<128>(A, st);
