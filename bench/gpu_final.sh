@@ -29,13 +29,13 @@
 #   nemo: racecheck on the layer cache and decompress-at-load paths (small),
 #     batch_bench (tinyllama raw and lossless), then mistral-nemo-12b (an
 #     explicit head_dim: q 4096 wide in a 5120-wide model) raw and lossless.
-#   sweep: bench knobs (no tests): tinyllama and llama2-7b raw and lossless
-#     (-n 16, 512-token prompt) under the default and each of $VZ_SWEEP's
-#     settings (";"-separated, each a space-separated list of VAR=value), then
-#     prefill profiles of both (raw, lossless) by default and under
-#     $VZ_SWEEP_PROFILE; first prefill_bench's non-GEMM kernels when the pack
-#     has it, and with $VZ_SWEEP_TESTS (VAR=value ...) test_cuda_prefill and
-#     test_cuda_forward (the tinyllama pair too) under that setting.
+#   sweep: bench knobs: $VZ_SWEEP_TESTS (test names) and prefill_bench's
+#     non-GEMM kernels (when packed) while the models are made, then
+#     tinyllama and llama2-7b raw and lossless (-n 16, 512-token prompt)
+#     under the default and each of $VZ_SWEEP's settings (";"-separated, each
+#     a space-separated list of VAR=value), two rounds, and prefill profiles
+#     of both by default and under $VZ_SWEEP_PROFILE. $VZ_SWEEP_CODECS: tinyllama's
+#     codecs (default raw,lossless).
 #   more: compute-sanitizer memcheck and racecheck on generates (fmaf and
 #     tensor-core kernels), the tensor-core kernel (VZ_CUDA_MV=24) end to
 #     end: raw == lossless over 256 tokens, `vramzip bench`, batched decode.
@@ -316,36 +316,30 @@ if [ "$PART" = final ]; then # session 4: every GPU test, tinyllama and llama2-7
 fi
 
 if [ "$PART" = sweep ]; then
-    prep tinyllama-1.1b "$W/tl" lossless &
+    TLC=${VZ_SWEEP_CODECS:-raw,lossless} # tinyllama's codecs (llama2-7b: raw, lossless)
+    prep tinyllama-1.1b "$W/tl" $(echo "${TLC#raw}" | tr ',' ' ') &
     p_tl=$!
     prep llama2-7b "$W/l7" lossless &
     p_l7=$!
     IFS=';' read -ra SETS <<<"${VZ_SWEEP:-}"
     SETS=("" "${SETS[@]}")
+    runtests "$OUT/tests.log" ${VZ_SWEEP_TESTS:-}
     if [ -x ./prefill_bench ]; then
         step "prefill_bench 512 --no-gemm (attention, RoPE, RMSNorm, SwiGLU of one layer)"
         timeout 60 ./prefill_bench 512 --no-gemm 2>&1 | tee -a "$OUT/bench.txt" | grep -E "^\|"
     fi
-    wait $p_tl
-    grep -E "done|fail|rror" "$W/tl/prep.log"
+    wait $p_tl $p_l7 # the benches after both, so no synth or convert runs on the CPUs beside them
+    grep -E "done|fail|rror" "$W/tl/prep.log" "$W/l7/prep.log"
+    [ -n "${VZ_SWEEP_TESTS:-}" ] && tl_test test_cuda_forward 120
     for r in 1 2; do
-        for i in "${!SETS[@]}"; do
-            echo "-- tinyllama round $r setting $i: ${SETS[$i]:-default}" | tee -a "$OUT/bench.txt"
-            V="env ${SETS[$i]} ./vramzip" bench tl-$r-$i 40 -m "$W/tl/src" --codec raw,lossless --out-dir "$W/tl" -n 16 \
-                --prompt-len 512 --ctx 2048 --kv f16
-        done
-    done
-    if [ -n "${VZ_SWEEP_TESTS:-}" ]; then # a setting about to become the default: its GPU tests first
-        step "test_cuda_prefill, test_cuda_forward (tinyllama pair) under $VZ_SWEEP_TESTS"
-        (export $VZ_SWEEP_TESTS; runtests "$OUT/tests.log" test_cuda_prefill test_cuda_forward; tl_test test_cuda_forward 120)
-    fi
-    wait $p_l7
-    grep -E "done|fail|rror" "$W/l7/prep.log"
-    for r in 1 2; do
-        for i in "${!SETS[@]}"; do
-            echo "-- llama2-7b round $r setting $i: ${SETS[$i]:-default}" | tee -a "$OUT/bench.txt"
-            V="env ${SETS[$i]} ./vramzip" bench l7-$r-$i 60 -m "$W/l7/src" --codec raw,lossless --out-dir "$W/l7" -n 16 \
-                --prompt-len 512 --ctx 2048 --kv f16
+        for m in tl l7; do
+            for i in "${!SETS[@]}"; do
+                echo "-- $m round $r setting $i: ${SETS[$i]:-default}" | tee -a "$OUT/bench.txt"
+                c=raw,lossless
+                [ $m = tl ] && c=$TLC
+                V="env ${SETS[$i]} ./vramzip" bench $m-$r-$i 60 -m "$W/$m/src" --codec $c --out-dir "$W/$m" \
+                    -n 16 --prompt-len 512 --ctx 2048 --kv f16
+            done
         done
     done
     for m in tl l7; do
@@ -359,6 +353,7 @@ if [ "$PART" = sweep ]; then
     done
     step "summary"
     echo "card: $(cat "$W/card.txt")"
+    grep -E "^\[  (PASSED|FAILED) \]|steps: logits" "$OUT/tests.log" 2>/dev/null
     exit 0
 fi
 

@@ -198,13 +198,15 @@ int main(int argc, char **argv) {
                    fl / us / 1e6);
         }
         vz_pf_attention_variant(0);
-        const int nv[2] = {1, 0};
-        for (int k = 0; k < 2; k++) {
+        const int nv[3] = {1, 2, 0};
+        for (int k = 0; k < 3; k++) {
             const int v = nv[k];
             vz_pf_norm_variant(v);
             double un = time_us([&](int) { vz_pf_rmsnorm_bf16(x, o, w, T, dim, 1e-5f, st); }, 20, st);
             double us = time_us([&](int) { vz_pf_silu_mul_bf16(gu, o, T, hid, st); }, 20, st);
-            const char *vn = v ? "1: generic" : "0: vectorized (rmsnorm a warp per row, silu 8 per thread)";
+            const char *vn = v == 1   ? "1: generic"
+                             : v == 2 ? "2: vectorized, rmsnorm a warp per row (silu 8 per thread)"
+                                      : "0: the default (rmsnorm a block per row above dim 2048)";
             printf("| rmsnorm to bf16 (x2 per layer) | %s | %.1f | %.3f | %.0f GB/s |\n", vn, un, 2 * nl * un / 1e3,
                    T * dim * 6.0 / un / 1e3);
             printf("| silu*up to bf16 | %s | %.1f | %.3f | %.0f GB/s |\n", vn, us, nl * us / 1e3, T * hid * 10.0 / us / 1e3);

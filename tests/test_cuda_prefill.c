@@ -391,9 +391,10 @@ static void check_bf16(const char *what, int var, int32_t T, int32_t n, const ui
                   var, (long long)exact, (long long)tot);
 }
 
-/* RMSNorm (T rows of dim) and SwiGLU (T rows of hid) to bf16, both kernel
- * variants (vz_pf_norm_variant: 0 vectorized where the shape allows, 1
- * generic), outputs NaN-poisoned. Reference: the same formulas on the host
+/* RMSNorm (T rows of dim) and SwiGLU (T rows of hid) to bf16, every kernel
+ * variant (vz_pf_norm_variant: 0 vectorized where the shape allows, RMSNorm a
+ * block per row above dim 2048; 1 generic; 2 RMSNorm a warp per row), outputs
+ * NaN-poisoned. Reference: the same formulas on the host
  * (double sum of squares, scale = (float)(1 / sqrt(ss / dim + eps)),
  * bf16(w (x scale)); bf16(g / (1 + expf(-g)) u)). The device adds the
  * squares in another order (the float scale may move by an ulp) and its
@@ -418,7 +419,7 @@ static void norm_silu_case(int32_t T, int32_t dim, int32_t hid) {
     assert_int_equal(vz_cuda_copy(dx, x, sizeof(float) * (size_t)T * dim, 0), VZ_OK);
     assert_int_equal(vz_cuda_copy(dw, w, sizeof(float) * (size_t)dim, 0), VZ_OK);
     assert_int_equal(vz_cuda_copy(dgu, gu, sizeof(float) * (size_t)T * 2 * hid, 0), VZ_OK);
-    for (int var = 0; var < 2; var++) {
+    for (int var = 0; var < 3; var++) {
         const int old = vz_pf_norm_variant(var);
         memset(got, 0xff, 2 * (size_t)T * nmax); /* NaN */
         assert_int_equal(vz_cuda_copy(dout, got, 2 * (size_t)T * nmax, 0), VZ_OK);
@@ -452,8 +453,10 @@ static void norm_silu_case(int32_t T, int32_t dim, int32_t hid) {
 }
 #endif
 
-/* TinyLlama's shapes (2048, 5632), small ones, the largest vectorized row
- * (4096) and shapes only the generic kernels take (dim 102, 5000; hid 100, 172). */
+/* TinyLlama's shapes (2048, 5632), small ones, the largest row a warp
+ * takes (4096), Mistral-Nemo's 5120 and the largest a block takes (8192, a
+ * block's 16 float4s per thread; 8188 and 5000: the last ones partial),
+ * and shapes only the generic kernels take (dim 102; hid 100, 172). */
 static void test_norm_silu(void **state) {
     (void)state;
     if (!vz_test_have_gpu()) skip();
@@ -461,6 +464,9 @@ static void test_norm_silu(void **state) {
     norm_silu_case(37, 2048, 5632);
     norm_silu_case(37, 64, 64);
     norm_silu_case(5, 4096, 100);
+    norm_silu_case(4, 5120, 8);
+    norm_silu_case(3, 8192, 8);
+    norm_silu_case(3, 8188, 8);
     norm_silu_case(9, 102, 172);
     norm_silu_case(3, 5000, 8);
 #endif

@@ -92,7 +92,6 @@ struct vz_gemm {
     cudaStream_t st, ds;
     __nv_bfloat16 *scratch; /* path A: decoded rows */
     int64_t scratch_elems, half_elems;
-    int64_t cap_elems;      /* bench knob VZ_CUDA_GEMM_CHUNK_MB: a path-A chunk holds at most this many (0: no cap) */
     void *wspace;
     cudaEvent_t dec[2], used[2], fork, join;
     int next;               /* half the next decode fills */
@@ -101,42 +100,6 @@ struct vz_gemm {
         const uint8_t *data[3];
     } pend;
 };
-
-/* Bench knobs, so that a decoded chunk can stay in L2 until its GEMM has read it:
- * VZ_CUDA_GEMM_CHUNK_MB caps a path-A chunk's bf16 bytes (for raw and lossless
- * alike, so their cuBLAS calls stay the same); VZ_CUDA_GEMM_L2_MB sets that
- * much L2 aside as persisting for the scratch's first 2 caps (st and ds). */
-static vz_status l2_knobs(vz_gemm *g) {
-    const char *e = getenv("VZ_CUDA_GEMM_CHUNK_MB");
-    const int64_t mb = e ? atoll(e) : 0;
-    g->cap_elems = mb > 0 && mb < 4096 ? mb << 19 : 0;
-    e = getenv("VZ_CUDA_GEMM_L2_MB");
-    const int64_t l2 = e ? atoll(e) : 0;
-    if (l2 <= 0 || !g->cap_elems) return VZ_OK;
-    int dev = 0, most = 0, win = 0;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&most, cudaDevAttrMaxPersistingL2CacheSize, dev);
-    cudaDeviceGetAttribute(&win, cudaDevAttrMaxAccessPolicyWindowSize, dev);
-    size_t aside = (size_t)l2 << 20;
-    if (aside > (size_t)most) aside = (size_t)most;
-    size_t span = (size_t)g->cap_elems * 4;
-    if (span > (size_t)g->scratch_elems * 2) span = (size_t)g->scratch_elems * 2;
-    if (span > (size_t)win) span = (size_t)win;
-    cudaError_t r = cudaDeviceSetLimit(cudaLimitPersistingL2CacheSize, aside);
-    cudaStreamAttrValue v;
-    memset(&v, 0, sizeof v);
-    v.accessPolicyWindow.base_ptr = g->scratch;
-    v.accessPolicyWindow.num_bytes = span;
-    v.accessPolicyWindow.hitRatio = aside >= span ? 1.0f : (float)aside / (float)span;
-    v.accessPolicyWindow.hitProp = cudaAccessPropertyPersisting;
-    v.accessPolicyWindow.missProp = cudaAccessPropertyStreaming;
-    if (r == cudaSuccess) r = cudaStreamSetAttribute(g->st, cudaStreamAttributeAccessPolicyWindow, &v);
-    if (r == cudaSuccess) r = cudaStreamSetAttribute(g->ds, cudaStreamAttributeAccessPolicyWindow, &v);
-    VZ_FAIL_IF(r != cudaSuccess, VZ_ERR_CUDA, "prefill gemm: L2 window: %s", cudaGetErrorString(r));
-    fprintf(stderr, "prefill gemm: L2 set-aside %zu of %d bytes, window %zu bytes (max %d), hit ratio %.3f\n", aside,
-            most, span, win, (double)v.accessPolicyWindow.hitRatio);
-    return VZ_OK;
-}
 
 extern "C" vz_status vz_gemm_create(vz_gemm **out, int64_t scratch_elems, void *stream) {
     VZ_FAIL_IF(!out || scratch_elems < 1, VZ_ERR_ARG, "vz_gemm_create: bad arguments");
@@ -156,11 +119,6 @@ extern "C" vz_status vz_gemm_create(vz_gemm **out, int64_t scratch_elems, void *
         vz_gemm_free(g);
         return VZ_FAIL(VZ_ERR_CUDA, "prefill gemm: scratch of %lld bf16: %s", (long long)scratch_elems,
                        cudaGetErrorString(e));
-    }
-    vz_status ks = l2_knobs(g);
-    if (ks != VZ_OK) {
-        vz_gemm_free(g);
-        return ks;
     }
     cublasStatus_t cs = cb.create(&g->h);
     if (cs == CUBLAS_STATUS_SUCCESS) cs = cb.set_stream(g->h, g->st);
@@ -197,7 +155,7 @@ struct stack3 {
     int64_t r1[3]; /* end row of tensor i in the stack */
     int n, kind;   /* kind: the tensors' common fast path (decode.cuh VZ_K_*), else VZ_K_GENERIC */
     int tiled;     /* every tensor lossless in GPU tile order (k_decode_tile) */
-    int l2last;    /* bench knob (VZ_CUDA_DEC_L2 bit 0): the ring's scratch stores mark their L2 lines evict_last */
+    int l2last;    /* VZ_CUDA_DEC_L2: the ring's scratch stores mark their L2 lines evict_last */
 };
 
 static vz_status make_stack(stack3 *s, int n, const vz_cuda_tensor *const *W) {
@@ -274,7 +232,7 @@ static __device__ __forceinline__ void put_group(__nv_bfloat16 *dst, int64_t col
                                                  int last = 0) {
     const int64_t b = g >> 5 << 10, n = vz_gpu_groups(cols, b);
     uint4 *q = (uint4 *)(dst + b) + (g & 31);
-    if (last) { /* bench knob: the GEMM right after reads these lines; keep them in L2 over the streamed weights */
+    if (last) { /* the GEMM right after reads these lines (dec_l2_now) */
         uint64_t pol;
         asm("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;" : "=l"(pol));
 #pragma unroll
@@ -286,13 +244,6 @@ static __device__ __forceinline__ void put_group(__nv_bfloat16 *dst, int64_t col
     }
 #pragma unroll
     for (int i = 0; i < 4; i++) q[i * n] = make_uint4(p[4 * i], p[4 * i + 1], p[4 * i + 2], p[4 * i + 3]);
-}
-
-/* Bench knob (VZ_CUDA_DEC_L2 bit 1): the scratch lines of a chunk whose GEMM has run are dropped from L2
- * unwritten (discard.global.L2: their contents become undefined, and the next decode rewrites them). */
-static __global__ void k_discard(char *p, int64_t lines) {
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < lines; i += (int64_t)gridDim.x * blockDim.x)
-        asm volatile("discard.global.L2 [%0], 128;" ::"l"(p + i * 128) : "memory");
 }
 
 #define DEC_WARPS 8
@@ -521,19 +472,28 @@ extern "C" int vz_gemm_decode_variant(int v) {
     return old;
 }
 
-static int dec_l2 = -1; /* VZ_CUDA_DEC_L2 (bench): bit 0 evict_last scratch stores (the ring), bit 1 discard after the GEMM */
+/* The decode ring's scratch stores carry an L2 evict_last policy (the
+ * compressed loads carry evict_first), so the lines the GEMM reads next are
+ * the last the L2 evicts. 512-token prefill, lossless: tinyllama +2.0% and
+ * +2.4% (H100), +3.5% and +0.9% (H200); llama2-7b +0.5% and 0.0%, 0.0% and
+ * -1.5% (its chunks are 2-4 times the L2); decode level; the same bits
+ * (bench/results/2026-12-05-session77-h100.md, runs 2 and 3). Smaller chunks
+ * that fit the L2, a persisting L2 window on the scratch and discarding a
+ * chunk's lines after its GEMM all lost there. VZ_CUDA_DEC_L2=0 (bench):
+ * plain stores. */
+static int dec_l2 = -1;
 
 static int dec_l2_now(void) {
     if (dec_l2 < 0) {
         const char *e = getenv("VZ_CUDA_DEC_L2");
-        dec_l2 = e && *e >= '0' && *e <= '3' && !e[1] ? *e - '0' : 0;
+        dec_l2 = !(e && *e == '0' && !e[1]);
     }
     return dec_l2;
 }
 
 static vz_status decode_rows(const stack3 &s0, int64_t r0, int64_t nr, __nv_bfloat16 *out, cudaStream_t cs) {
     stack3 s = s0;
-    s.l2last = dec_l2_now() & 1;
+    s.l2last = dec_l2_now();
     const int64_t nit = (s.w[0].gpr + 31) / 32, jobs = nr * nit;
     const int64_t blocks = (jobs + DEC_WARPS - 1) / DEC_WARPS;
     VZ_FAIL_IF(blocks > INT32_MAX, VZ_ERR_SHAPE, "prefill decode: %lld blocks", (long long)blocks);
@@ -626,7 +586,6 @@ static plan_a plan_for(const vz_gemm *g, int64_t cols) {
     p.halves = (pipe_flags & VZ_GEMM_HALVES) && g->half_elems >= cols;
     p.serial = (pipe_flags & VZ_GEMM_SERIAL) != 0;
     p.chunk = (p.halves ? g->half_elems : g->scratch_elems) / cols;
-    if (g->cap_elems / cols >= 1 && g->cap_elems / cols < p.chunk) p.chunk = g->cap_elems / cols;
     if (p.chunk >= 64) p.chunk = p.chunk / 64 * 64;
     p.stride = p.halves ? (p.chunk * cols + 127) / 128 * 128 : 0; /* <= half_elems: both multiples of 128 */
     return p;
@@ -731,11 +690,6 @@ static vz_status run_a(vz_gemm *g, const stack3 &s, float *y, int64_t ldy, const
         if (ahead && r1 < R) VZ_TRY(issue(g, p, s, r1, nn, 1, &hn, &wn));
         if (h >= 0 && h_ds) VZ_TRY(st_wait(g, g->dec[h]));
         VZ_TRY(cublas_mm(g, w, nr, cols, y + r0, ldy, x, ldx, T, add));
-        if (h >= 0 && (dec_l2_now() & 2)) {
-            const int64_t lines = nr * cols * 2 / 128;
-            k_discard<<<(unsigned)((lines + 255) / 256 < 1024 ? (lines + 255) / 256 : 1024), 256, 0, g->st>>>(
-                (char *)buf_ptr(g, p, h), lines);
-        }
         if (h >= 0 && cudaEventRecord(g->used[h], g->st) != cudaSuccess)
             return VZ_FAIL(VZ_ERR_CUDA, "prefill gemm: GEMM event");
         if (!ahead && r1 < R) VZ_TRY(issue(g, p, s, r1, nn, 0, &hn, &wn));

@@ -120,6 +120,55 @@ static __global__ void __launch_bounds__(PF_RW * 32) k_pf_rmsnorm_w(const float 
     }
 }
 
+#define PF_NB 128 /* threads per row of k_pf_rmsnorm_b */
+
+/* dim % 4 == 0, 2048 < dim <= 4 PF_NB NV: a block of PF_NB threads per
+ * row, each with NV float4s of the row and of w loaded at once; the double
+ * sums of squares meet through shared memory in warp order. A warp per row
+ * holds 32 float4s of a 4096-wide row and loads w after the sum: 10.3 us
+ * (1227 GB/s) for 512 rows of 4096 on an H200, this kernel 4.3 us (2942
+ * GB/s), llama2-7b's raw prefill +10%; at 2048 the warp per row (w held in
+ * registers) is as fast, 3.6 against 3.7 us, and keeps those rows
+ * (bench/results/2026-12-05-session77-h100.md, run 3). */
+template <int NV>
+static __global__ void __launch_bounds__(PF_NB) k_pf_rmsnorm_b(const float *__restrict__ x, __nv_bfloat16 *__restrict__ out,
+                                                              const float *__restrict__ w, int32_t dim, float eps) {
+    vz_pdl_enter();
+    __shared__ double red[PF_NB / 32];
+    const int lane = threadIdx.x & 31, n4 = dim >> 2;
+    const float4 *xr = (const float4 *)(x + (int64_t)blockIdx.x * dim), *wr = (const float4 *)w;
+    const float4 z = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    float4 v[NV], wv[NV];
+#pragma unroll
+    for (int k = 0; k < NV; k++) {
+        const int i = threadIdx.x + PF_NB * k;
+        v[k] = i < n4 ? xr[i] : z;
+        wv[k] = i < n4 ? wr[i] : z;
+    }
+    double s0 = 0.0, s1 = 0.0;
+#pragma unroll
+    for (int k = 0; k < NV; k++) {
+        s0 += (double)v[k].x * v[k].x + (double)v[k].y * v[k].y;
+        s1 += (double)v[k].z * v[k].z + (double)v[k].w * v[k].w;
+    }
+    double ss = s0 + s1;
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if (lane == 0) red[threadIdx.x >> 5] = ss;
+    __syncthreads();
+    ss = red[0];
+#pragma unroll
+    for (int i = 1; i < PF_NB / 32; i++) ss += red[i];
+    const float scale = (float)(1.0 / sqrt(ss / dim + eps));
+    uint2 *o = (uint2 *)(out + (int64_t)blockIdx.x * dim);
+#pragma unroll
+    for (int k = 0; k < NV; k++) {
+        const int i = threadIdx.x + PF_NB * k;
+        if (i >= n4) break;
+        o[vz_gemm_pos(dim, 4 * i) >> 2] = make_uint2(pf_bf2(wv[k].x * (v[k].x * scale), wv[k].y * (v[k].y * scale)),
+                                                     pf_bf2(wv[k].z * (v[k].z * scale), wv[k].w * (v[k].w * scale)));
+    }
+}
+
 static int pf_norm_var; /* vz_pf_norm_variant */
 
 int vz_pf_norm_variant(int v) {
@@ -132,9 +181,13 @@ void vz_pf_rmsnorm_bf16(const float *x, void *out, const float *w, int32_t T, in
     cudaStream_t st = (cudaStream_t)stream;
     const int vec = dim % 4 == 0 && aligned(x, 16) && aligned(w, 16) && aligned(out, 8);
     const unsigned nb = (unsigned)((T + PF_RW - 1) / PF_RW);
-    if (pf_norm_var == 0 && vec && dim <= 128 * 16)
+    if (pf_norm_var == 0 && vec && dim > 4 * PF_NB * 4 && dim <= 4 * PF_NB * 16) {
+        const int n4 = dim / 4;
+        if (n4 <= 8 * PF_NB) pf_launch(k_pf_rmsnorm_b<8>, T, PF_NB, 0, st, x, (__nv_bfloat16 *)out, w, dim, eps);
+        else pf_launch(k_pf_rmsnorm_b<16>, T, PF_NB, 0, st, x, (__nv_bfloat16 *)out, w, dim, eps);
+    } else if ((pf_norm_var == 0 || pf_norm_var == 2) && vec && dim <= 128 * 16)
         pf_launch(k_pf_rmsnorm_w<16>, nb, PF_RW * 32, 0, st, x, (__nv_bfloat16 *)out, w, T, dim, eps);
-    else if (pf_norm_var == 0 && vec && dim <= 128 * 32)
+    else if ((pf_norm_var == 0 || pf_norm_var == 2) && vec && dim <= 128 * 32)
         pf_launch(k_pf_rmsnorm_w<32>, nb, PF_RW * 32, 0, st, x, (__nv_bfloat16 *)out, w, T, dim, eps);
     else
         pf_launch(k_pf_rmsnorm, T, 256, 0, st, x, (__nv_bfloat16 *)out, w, dim, eps);
@@ -169,7 +222,7 @@ static __global__ void k_pf_silu_mul8(const float *__restrict__ gu, __nv_bfloat1
 void vz_pf_silu_mul_bf16(const float *gu, void *out, int32_t T, int32_t hid, void *stream) {
     cudaStream_t st = (cudaStream_t)stream;
     const int64_t n = (int64_t)T * hid;
-    if (pf_norm_var == 0 && hid % 8 == 0 && n / 8 < INT32_MAX - 256 && aligned(gu, 16) && aligned(out, 16)) {
+    if (pf_norm_var != 1 && hid % 8 == 0 && n / 8 < INT32_MAX - 256 && aligned(gu, 16) && aligned(out, 16)) {
         const int32_t n8 = (int32_t)(n / 8);
         pf_launch(k_pf_silu_mul8, (n8 + 255) / 256, 256, 0, st, gu, (__nv_bfloat16 *)out, n8, hid / 8);
         return;

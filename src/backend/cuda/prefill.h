@@ -37,13 +37,16 @@ void vz_pf_attention(void *out, float *qkv, int64_t ld, void *kc, void *vc, int3
 
 /* Attention kernel choice: 0 (default) flash-attention on tensor cores (f16
  * mma; head_dim 32, 64 or 128; else the f32 kernel), 1 the f32 kernel
- * always. v < 0 only reads; returns the previous choice. Tests and bench. */
+ * always, 2 the RoPE + KV store kernel alone (no attention: prefill_bench
+ * times it so). v < 0 only reads; returns the previous choice. Tests and bench. */
 int vz_pf_attention_variant(int v);
 
 /* RMSNorm and SwiGLU kernel choice: 0 (default) the vectorized kernels where
- * the shape allows (RMSNorm: dim % 4 == 0 and dim <= 4096, a warp per row;
- * SwiGLU: hid % 8 == 0, 8 outputs per thread), 1 the generic kernels
- * always. Same arithmetic; returns the previous choice. Tests and bench. */
+ * the shape allows (RMSNorm: dim % 4 == 0, a warp per row up to 2048, a
+ * block of 128 threads per row above, up to 8192; SwiGLU: hid % 8
+ * == 0, 8 outputs per thread), 1 the generic kernels always, 2 as 0 with
+ * RMSNorm a warp per row up to 4096 (the default before session 77).
+ * Same arithmetic; returns the previous choice. Tests and bench. */
 int vz_pf_norm_variant(int v);
 
 #ifdef __cplusplus

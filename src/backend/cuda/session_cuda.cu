@@ -474,6 +474,8 @@ extern "C" vz_status vz_cuda_session_create_plan(vz_cuda_session **out, const vz
                                                                                                   : VZ_GEMM_AUTO;
     const char *gp = getenv("VZ_CUDA_GEMM_PIPE"); /* bench, tests: gemm.h VZ_GEMM_* flags, process-wide (3: the path before) */
     vz_gemm_pipe_flags(gp && *gp >= '0' && *gp <= '9' ? atoi(gp) : 0);
+    const char *pn = getenv("VZ_CUDA_PF_NORM"); /* bench: prefill RMSNorm / SwiGLU kernels (prefill.h), process-wide */
+    if (pn && *pn >= '0' && *pn <= '2' && !pn[1]) vz_pf_norm_variant(*pn - '0');
     const char *ch = getenv("VZ_CUDA_ATT_CHUNK"); /* bench: keys per attention block */
     s->att_chunk = ch && atoi(ch) >= VZ_ATT_CHUNK_MIN && atoi(ch) <= VZ_ATT_CHUNK ? atoi(ch) : 0; /* 0: the variant's */
     const char *av = getenv("VZ_CUDA_ATT"); /* bench: attention variant (forward.cuh; 2 is wrong by design) */
