@@ -474,10 +474,12 @@ extern "C" int vz_gemm_decode_variant(int v) {
 
 /* The decode ring's scratch stores carry an L2 evict_last policy (the
  * compressed loads carry evict_first), so the lines the GEMM reads next are
- * the last the L2 evicts. 512-token prefill, lossless: tinyllama +2.0% and
- * +2.4% (H100), +3.5% and +0.9% (H200); llama2-7b +0.5% and 0.0%, 0.0% and
- * -1.5% (its chunks are 2-4 times the L2); decode level; the same bits
- * (bench/results/2026-12-05-session77-h100.md, runs 2 and 3). Smaller chunks
+ * the last the L2 evicts. 512-token prefill, lossless, pairs of rounds:
+ * tinyllama +2.0, +2.4% (H100), +3.5, +0.9, -0.9, +0.5% (H200), and +0.4% on
+ * the mean of five more on an H100; llama2-7b +0.5, 0.0 (H100), 0.0, -1.5,
+ * +1.6, +2.3% (H200; its chunks are 2-4 times the L2); each within a
+ * round's noise; decode level; the same bits
+ * (bench/results/2026-12-05-session77-h100.md, runs 2-4, 6-7). Smaller chunks
  * that fit the L2, a persisting L2 window on the scratch and discarding a
  * chunk's lines after its GEMM all lost there. VZ_CUDA_DEC_L2=0 (bench):
  * plain stores. */
