@@ -127,9 +127,9 @@ static __global__ void __launch_bounds__(PF_RW * 32) k_pf_rmsnorm_w(const float 
  * sums of squares meet through shared memory in warp order. A warp per row
  * holds 32 float4s of a 4096-wide row and loads w after the sum: 10.3 us
  * (1227 GB/s) for 512 rows of 4096 on an H200, this kernel 4.3 us (2942
- * GB/s), llama2-7b's raw prefill +10%; at 2048 the warp per row (w held in
+ * GB/s), llama2-7b's raw prefill +1-10%; at 2048 the warp per row (w held in
  * registers) is as fast, 3.6 against 3.7 us, and keeps those rows
- * (bench/results/2026-12-05-session77-h100.md, run 3). */
+ * (bench/results/2026-12-05-session77-h100.md, runs 3 and 4). */
 template <int NV>
 static __global__ void __launch_bounds__(PF_NB) k_pf_rmsnorm_b(const float *__restrict__ x, __nv_bfloat16 *__restrict__ out,
                                                               const float *__restrict__ w, int32_t dim, float eps) {
