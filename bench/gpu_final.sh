@@ -30,7 +30,8 @@
 #     batch_bench (tinyllama raw and lossless), then mistral-nemo-12b (an
 #     explicit head_dim: q 4096 wide in a 5120-wide model) raw and lossless.
 #   sweep: bench knobs: $VZ_SWEEP_TESTS (test names) and prefill_bench's
-#     non-GEMM kernels (when packed) while the models are made, then
+#     non-GEMM kernels (when packed) while the models are made (with tests
+#     named, test_cuda_forward's tinyllama pair after), then
 #     tinyllama and llama2-7b raw and lossless (-n 16, 512-token prompt)
 #     under the default and each of $VZ_SWEEP's settings (";"-separated, each
 #     a space-separated list of VAR=value), two rounds, and prefill profiles
