@@ -579,7 +579,7 @@ extern "C" int vz_gemm_pipe_flags(int f) {
  * 16% of cuBLAS. By shape, scratch size and flags only, never by codec or
  * residency, so raw and lossless issue the same cuBLAS calls. */
 struct plan_a {
-    int64_t chunk, stride; /* stride: elements from buffer 0 to buffer 1 (halves) */
+    int64_t chunk;
     int halves, serial;
 };
 
@@ -589,12 +589,11 @@ static plan_a plan_for(const vz_gemm *g, int64_t cols) {
     p.serial = (pipe_flags & VZ_GEMM_SERIAL) != 0;
     p.chunk = (p.halves ? g->half_elems : g->scratch_elems) / cols;
     if (p.chunk >= 64) p.chunk = p.chunk / 64 * 64;
-    p.stride = p.halves ? (p.chunk * cols + 127) / 128 * 128 : 0; /* <= half_elems: both multiples of 128 */
     return p;
 }
 
 static __nv_bfloat16 *buf_ptr(const vz_gemm *g, const plan_a &p, int h) {
-    return g->scratch + (int64_t)h * p.stride;
+    return p.halves ? g->scratch + (int64_t)h * g->half_elems : g->scratch;
 }
 
 /* Raw bf16 rows [r0, r0 + nr) of the stack where they lie in device memory,
