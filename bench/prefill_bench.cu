@@ -9,7 +9,8 @@
  * bf16. Synthetic trained-like bf16 weights (Gaussian std 0.02, 1% tails
  * x4); weights rotate over copies > 200 MB so each GEMM reads them from
  * DRAM, as a prefill does. Usage: prefill_bench [T] [--no-gemm] (only the
- * non-GEMM kernels); PF_BENCH_REPS=n times n calls each (for ncu). Prints markdown tables.
+ * non-GEMM kernels) [--overlap] (only a decode beside a layer's kernels:
+ * overlap_bench); PF_BENCH_REPS=n times n calls each (for ncu). Prints markdown tables.
  */
 #include <cuda_runtime.h>
 #include <math.h>
@@ -72,8 +73,94 @@ static vz_cuda_tensor *make_copies(const vz_codec *c, const uint16_t *src, int64
 
 struct shape { const char *name; int64_t rows, cols; };
 
+/* --overlap: does a lossless gate/up decode (TinyLlama, 11264 x 2048) on a
+ * second stream overlap the kernels between two FFN GEMMs of a layer (the
+ * RMSNorm, the QKV GEMM, attention, the Wo GEMM, the RMSNorm; raw bf16
+ * weights in place)? Each alone, then both (the decode forked at the
+ * start, joined at the end), with the decode stream at the same and at a
+ * lower priority than the main one. Session 78 (H100): 86.2 us apart, 87.5
+ * at once, 83.7 with the main stream at the higher priority: the decode
+ * takes the SMs the layer's kernels leave it, it does not run beside them
+ * (bench/results/2026-12-05-session78-h100.md). The process exits after. */
+static int overlap_bench(int T, const uint16_t *src, void *dx, float *dy, cudaStream_t st0, const cudaDeviceProp *p) {
+    int lo, hi;
+    CK(cudaDeviceGetStreamPriorityRange(&lo, &hi));
+    cudaStream_t sm, sd, shi;
+    CK(cudaStreamCreateWithFlags(&sm, cudaStreamNonBlocking));
+    CK(cudaStreamCreateWithFlags(&sd, cudaStreamNonBlocking));
+    CK(cudaStreamCreateWithPriority(&shi, cudaStreamNonBlocking, hi));
+    vz_gemm *gm = NULL, *gh = NULL, *gd = NULL;
+    VK(vz_gemm_create(&gm, 2560 * 2048, sm));
+    VK(vz_gemm_create(&gh, 2560 * 2048, shi));
+    VK(vz_gemm_create(&gd, 11264 * 2048, sd));
+    int nq, no, ng;
+    vz_cuda_tensor *Wq = make_copies(vz_codec_by_name("raw"), src, 2560, 2048, &nq);
+    vz_cuda_tensor *Wo = make_copies(vz_codec_by_name("raw"), src, 2048, 2048, &no);
+    vz_cuda_tensor *Wg = make_copies(vz_codec_by_name("lossless"), src, 11264, 2048, &ng);
+    const int nh = 32, nkv = 4, hd = 64, ld = nh * hd + 2 * nkv * hd, dim = 2048;
+    float *qkv, *x, *w;
+    void *kc, *vc, *o;
+    CK(cudaMalloc(&qkv, 4 * (size_t)T * ld));
+    CK(cudaMalloc(&kc, 2 * (size_t)T * nkv * hd));
+    CK(cudaMalloc(&vc, 2 * (size_t)T * nkv * hd));
+    CK(cudaMalloc(&o, 2 * (size_t)T * dim));
+    CK(cudaMalloc(&x, 4 * (size_t)T * dim));
+    CK(cudaMalloc(&w, 4 * (size_t)dim));
+    CK(cudaMemset(qkv, 0, 4 * (size_t)T * ld));
+    CK(cudaMemset(x, 0, 4 * (size_t)T * dim));
+    CK(cudaMemset(w, 0, 4 * (size_t)dim));
+    cudaEvent_t ef, ej;
+    CK(cudaEventCreateWithFlags(&ef, cudaEventDisableTiming));
+    CK(cudaEventCreateWithFlags(&ej, cudaEventDisableTiming));
+    auto layer = [&](int i, vz_gemm *g, cudaStream_t s) { /* between gate/up GEMMs */
+        const vz_cuda_tensor *q[1] = {&Wq[i % nq]}, *wo[1] = {&Wo[i % no]};
+        vz_pf_rmsnorm_bf16(x, o, w, T, dim, 1e-5f, s);
+        VK(vz_gemm_run(g, 1, q, qkv, ld, dx, dim, T, 0, VZ_GEMM_A));
+        vz_pf_attention(o, qkv, ld, kc, vc, 0, T, nh, nkv, hd, 1, 10000.0f, NULL, 0, NULL, s);
+        VK(vz_gemm_run(g, 1, wo, dy, dim, o, dim, T, 1, VZ_GEMM_A));
+        vz_pf_rmsnorm_bf16(x, o, w, T, dim, 1e-5f, s);
+    };
+    auto dec = [&](int i) {
+        const vz_cuda_tensor *gu[1] = {&Wg[i % ng]};
+        VK(vz_gemm_decode(gd, 1, gu, 0, 11264));
+    };
+    auto both = [&](int i, vz_gemm *g, cudaStream_t s) {
+        CK(cudaEventRecord(ef, st0));
+        CK(cudaStreamWaitEvent(sd, ef, 0));
+        CK(cudaStreamWaitEvent(s, ef, 0));
+        dec(i);
+        layer(i, g, s);
+        CK(cudaEventRecord(ej, sd));
+        CK(cudaStreamWaitEvent(st0, ej, 0));
+        CK(cudaEventRecord(ef, s));
+        CK(cudaStreamWaitEvent(st0, ef, 0));
+    };
+    auto on = [&](cudaStream_t s, auto f) { /* f on stream s, timed on st0 */
+        return time_us([&](int i) {
+            CK(cudaEventRecord(ef, st0));
+            CK(cudaStreamWaitEvent(s, ef, 0));
+            f(i);
+            CK(cudaEventRecord(ej, s));
+            CK(cudaStreamWaitEvent(st0, ej, 0));
+        }, 20, st0);
+    };
+    const double ta = on(sm, [&](int i) { layer(i, gm, sm); }), td = on(sd, dec);
+    const double tb = time_us([&](int i) { both(i, gm, sm); }, 20, st0);
+    const double tah = on(shi, [&](int i) { layer(i, gh, shi); });
+    const double tbh = time_us([&](int i) { both(i, gh, shi); }, 20, st0);
+    printf("%s, T = %d: TinyLlama layer kernels between two gate/up GEMMs (norm, QKV GEMM, attention, Wo GEMM, norm; raw) "
+           "and a lossless gate/up decode (11264 x 2048) on a second stream, us per layer\n\n",
+           p->name, T);
+    printf("| main stream priority | layer kernels alone | decode alone | sum | both at once | saved |\n|---|---|---|---|---|---|\n");
+    printf("| same as the decode's | %.1f | %.1f | %.1f | %.1f | %.1f |\n", ta, td, ta + td, tb, ta + td - tb);
+    printf("| higher (%d) | %.1f | %.1f | %.1f | %.1f | %.1f |\n", hi, tah, td, tah + td, tbh, tah + td - tbh);
+    CK(cudaStreamSynchronize(st0));
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const int T = argc > 1 ? atoi(argv[1]) : 512, gemms = !(argc > 2 && !strcmp(argv[2], "--no-gemm"));
+    const int overlap = argc > 2 && !strcmp(argv[2], "--overlap");
     const shape shapes[] = {{"qkv 2560x2048", 2560, 2048}, {"o 2048x2048", 2048, 2048},
                             {"gate+up 11264x2048", 11264, 2048}, {"down 2048x5632", 2048, 5632},
                             {"head 32000x2048", 32000, 2048}};
@@ -102,6 +189,7 @@ int main(int argc, char **argv) {
     CK(cudaMalloc(&dx, 2 * (size_t)T * 5632));
     CK(cudaMalloc(&dy, 4 * (size_t)T * 32000));
     CK(cudaMemcpy(dx, xh, 2 * (size_t)T * 5632, cudaMemcpyHostToDevice));
+    if (overlap) return overlap_bench(T, src, dx, dy, st, &p);
     printf("%s, %d SMs; T = %d tokens; us per GEMM (TFLOP/s); %% = of the cuBLAS bf16 reference's TFLOP/s\n\n", p.name,
            p.multiProcessorCount, T);
     printf("session scratch (%d bf16): before = decode, then GEMM per chunk of the scratch (VZ_GEMM_SERIAL|COPY); after = "
@@ -188,7 +276,7 @@ int main(int argc, char **argv) {
                "every variant in this run:\n\n", T, ls[si].name, nh, nkv, hd, dim, hid);
         printf("| kernel | variant | us | per %d-layer chunk, ms | note |\n|---|---|---|---|---|\n", nl);
         const int av[3] = {0, 1, 2};
-        const char *an[3] = {"0: flash, tensor cores, cp.async, key tiles over 2 x 4 warps", "1: f32 CUDA cores",
+        const char *an[3] = {"0: flash, tensor cores, key tiles over 2 x 4 warps, a cp.async pipeline each", "1: f32 CUDA cores",
                              "2: the RoPE + KV store kernel alone"};
         for (int k = 0; k < 3; k++) {
             vz_pf_attention_variant(av[k]);

@@ -368,6 +368,7 @@ static void test_attention(void **state) {
     attention_case(64, 1, 0, 37, 100, 1);
     attention_case(128, 0, 1, 37, 100, 1);
     attention_case(16, 1, 0, 0, 300, 1);
+    attention_case(64, 1, 1, 5, 600, 0); /* 10 key tiles: 5 through each group's two stages */
 #endif
 }
 

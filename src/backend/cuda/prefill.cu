@@ -399,10 +399,11 @@ static __global__ void __launch_bounds__(PF_WARPS * 32) k_pf_attn(pf_args A) {
  * tile S = Q K^T by mma.sync m16n8k16 (f16 in, f32 accumulate),
  * online softmax in f32 on the accumulator fragments (base 2: the scores
  * scaled by log2(e) / sqrt(hd), exp2f), P rounded to f16 and O += P V by
- * mma with V through ldmatrix.trans. K/V tiles are double-buffered: an f16
- * cache by cp.async (the next tile in flight during this one's math), an
- * f32 cache loaded and rounded to f16. The longest query tiles (the most
- * keys) are launched first; the two groups' (m, l, o) merge at the end.
+ * mma with V through ldmatrix.trans. Each group double-buffers its own K/V
+ * tiles: an f16 cache by cp.async (the group's next tile in flight during
+ * this one's math), an f32 cache loaded and rounded to f16. The longest
+ * query tiles (the most keys) are launched first; the two groups' (m, l,
+ * o) merge at the end.
  * Q and P go through f16 (K and V are f16 already
  * with an f16 cache), so the output moves by ~2^-11 of max|v| against the
  * f32 kernel (tests/test_cuda_prefill.c: test_attention). */
@@ -443,15 +444,16 @@ template <int N> static __device__ __forceinline__ void fa_wait(void) {
 }
 
 /* Cache rows [j0, j0 + FA_K) of kv head kvh into sK, sV (row stride HD + 8
- * halves) by NT threads; rows >= n are zeros. F16: cp.async, pending until
- * fa_wait. */
+ * halves) by NT threads (this one: tid); rows >= n are zeros. F16: cp.async,
+ * pending until fa_wait. */
 template <int HD, int F16, int NT>
-static __device__ __forceinline__ void fa_stage(__half *sK, __half *sV, const pf_args &A, int kvh, int j0, int n) {
+static __device__ __forceinline__ void fa_stage(__half *sK, __half *sV, const pf_args &A, int kvh, int j0, int n,
+                                                int tid) {
     constexpr int C = HD / 8, N = FA_K * C / NT; /* 8-element chunks per row; per thread */
     const int64_t kvd = (int64_t)A.n_kv * HD;
 #pragma unroll
     for (int k = 0; k < N; k++) {
-        const int idx = threadIdx.x + k * NT, r = idx / C, c = (idx % C) * 8;
+        const int idx = tid + k * NT, r = idx / C, c = (idx % C) * 8;
         const bool ok = j0 + r < n;
         const int64_t g = (int64_t)(ok ? j0 + r : 0) * kvd + (int64_t)kvh * HD + c;
         __half *dk = sK + r * (HD + 8) + c, *dv = sV + r * (HD + 8) + c;
@@ -591,26 +593,40 @@ static __device__ __forceinline__ void fa_quad_sum(float l[2]) {
     }
 }
 
-/* Shared memory, rows of HD + 8 halves (conflict-free ldmatrix): Q (64 rows), then NB K/V tile pairs. */
-template <int HD> static constexpr size_t fa_smem(int nb) { return sizeof(__half) * (size_t)(FA_Q + 2 * nb * FA_K) * (HD + 8); }
+/* Shared memory, rows of HD + 8 halves (conflict-free ldmatrix): Q (64
+ * rows), then each group's two stages of a K and a V tile. HD 64: 83 KB. */
+template <int HD> static constexpr size_t fa_smem(void) { return sizeof(__half) * (size_t)(FA_Q + 8 * FA_K) * (HD + 8); }
 
-/* Group g takes key tiles g, g + 2, ... (half the sequential tiles of the
- * longest query tile, twice the warps in flight: measured 15.3 vs 16.0 us
- * for one 512-token tinyllama layer), then group 1's (m, l, o) merge into
- * group 0's through shared memory. */
+/* Named barrier id for the 128 threads of one group of 4 warps. */
+static __device__ __forceinline__ void fa_bar(int id) { asm volatile("bar.sync %0, 128;" ::"r"(id) : "memory"); }
+
+/* Group g (warps 4g .. 4g + 3) takes key tiles g, g + 2, ... (half the
+ * sequential tiles of the longest query tile, twice the warps in flight),
+ * each group with its own pipeline: its tiles double-buffered in its own
+ * half of the stages, staged by its own 128 threads, waited for at its own
+ * named barrier (1 + g), so a group never waits for the other's tile. The
+ * groups meet once at the end, group 1's (m, l, o) merging into group 0's
+ * through shared memory. Blocks are (head, query tile), the longest query
+ * tiles first over all heads, so a second wave (llama2-7b: one block of
+ * hd 128 per SM) holds the short ones. Session 78 (H100, prefill_bench, one
+ * 512-token layer with its RoPE kernel): tinyllama 19.2 -> 18.1 us,
+ * llama2-7b 42.1 -> 34.1 us; 1024 tokens 45.6 -> 33.9 and 99.3 -> 84.2
+ * against the kernel before, whose 8 warps staged both groups' tiles and
+ * met at two block barriers per step (bench/results/2026-12-05-session78-h100.md). */
 template <int HD, int F16>
 static __global__ void __launch_bounds__(256, HD == 128 ? 1 : 2) k_pf_fa(pf_args A) {
     vz_pdl_enter();
     extern __shared__ __align__(16) unsigned char fa_sm[];
     constexpr int SS = HD + 8, TILE = FA_K * SS, NO = HD / 2 + 4; /* floats per lane to merge */
-    __half *sQ = (__half *)fa_sm, *sKV = sQ + FA_Q * SS;        /* stage s, tile t (of 2): K at (2 (2s + t)) TILE, V after */
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, wq = warp & 3, grp = warp >> 2, h = blockIdx.y;
-    const int q0 = (gridDim.x - 1 - blockIdx.x) * FA_Q; /* longest first */
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, wq = warp & 3, grp = warp >> 2, gt = threadIdx.x & 127;
+    const int h = blockIdx.x, q0 = (gridDim.y - 1 - blockIdx.y) * FA_Q; /* longest first */
+    __half *sQ = (__half *)fa_sm, *sKV = sQ + FA_Q * SS, *sG = sKV + 4 * grp * TILE; /* group's stages: K V K V */
     const int kvh = h / (A.n_heads / A.n_kv), nkeys = A.pos0 + min(q0 + FA_Q, A.T), ntiles = (nkeys + FA_K - 1) / FA_K;
-    const int nst = (ntiles + 1) / 2;
-#pragma unroll
-    for (int t = 0; t < 2; t++) fa_stage<HD, F16, 256>(sKV + 2 * t * TILE, sKV + (2 * t + 1) * TILE, A, kvh, t * FA_K, nkeys);
-    fa_commit();
+    const int ng = (ntiles - grp + 1) / 2; /* tiles grp, grp + 2, ... (group 0 has one at least) */
+    if (ng > 0) {
+        fa_stage<HD, F16, 128>(sG, sG + TILE, A, kvh, grp * FA_K, nkeys, gt);
+        fa_commit();
+    }
     fa_load_q<HD, 256>(sQ, A, q0, h);
     __syncthreads();
     uint32_t qa[HD / 16][4];
@@ -622,26 +638,26 @@ static __global__ void __launch_bounds__(256, HD == 128 ? 1 : 2) k_pf_fa(pf_args
     float o[HD / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
 #pragma unroll
     for (int nt = 0; nt < HD / 8; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
-    for (int s = 0; s < nst; s++) {
-        const int b = s & 1;
-        if (s + 1 < nst) { /* the next two tiles into the other stage, freed by the last iteration's closing barrier */
-#pragma unroll
-            for (int t = 0; t < 2; t++)
-                fa_stage<HD, F16, 256>(sKV + 2 * (2 * (b ^ 1) + t) * TILE, sKV + (2 * (2 * (b ^ 1) + t) + 1) * TILE, A, kvh,
-                                       (2 * s + 2 + t) * FA_K, nkeys);
+    for (int i = 0; i < ng; i++) {
+        const __half *sK = sG + 2 * (i & 1) * TILE;
+        if (i + 1 < ng) { /* the next tile into the other stage, freed by the barrier closing tile i - 1 */
+            __half *d = sG + 2 * ((i + 1) & 1) * TILE;
+            fa_stage<HD, F16, 128>(d, d + TILE, A, kvh, (grp + 2 * (i + 1)) * FA_K, nkeys, gt);
             fa_commit();
             fa_wait<1>();
         } else {
             fa_wait<0>();
         }
-        __syncthreads();
-        const int tile = 2 * s + grp;
-        const __half *sK = sKV + 2 * (2 * b + grp) * TILE;
-        if (live && tile < ntiles) fa_tile_at<HD>(sK, sK + TILE, qa, o, m, l, tile * FA_K, pw, P0, sl2, lane);
-        __syncthreads();
+        fa_bar(1 + grp);
+        if (live) fa_tile_at<HD>(sK, sK + TILE, qa, o, m, l, (grp + 2 * i) * FA_K, pw, P0, sl2, lane);
+        if (i + 2 < ng) fa_bar(1 + grp); /* tile i + 2 reuses this stage */
     }
     fa_quad_sum(l);
-    float *red = (float *)sKV + (size_t)wq * NO * 32 + lane; /* [wq][value][lane]: the K/V stages are free now */
+    __syncthreads(); /* both groups are done with their stages */
+    /* [wq][value][lane] in group 1's own stages: where it lay over group 0's (as before this kernel),
+     * racecheck reported WAR hazards against group 0's ldmatrix reads across the barrier above (blocks
+     * whose groups had met their named barriers unequally often); this way it reports none */
+    float *red = (float *)(sKV + 4 * TILE) + (size_t)wq * NO * 32 + lane;
     if (grp == 1) {
         red[0] = m[0], red[32] = m[1], red[64] = l[0], red[96] = l[1];
 #pragma unroll
@@ -667,13 +683,13 @@ static __global__ void __launch_bounds__(256, HD == 128 ? 1 : 2) k_pf_fa(pf_args
 
 template <int HD> static void fa_launch(const pf_args &A, cudaStream_t st) {
     static int attr_set;
-    const size_t sm = fa_smem<HD>(4); /* HD 64: 83 KB */
+    constexpr size_t sm = fa_smem<HD>();
     if (!attr_set) {
         cudaFuncSetAttribute(k_pf_fa<HD, 0>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm);
         cudaFuncSetAttribute(k_pf_fa<HD, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm);
         attr_set = 1;
     }
-    const dim3 grid((A.T + FA_Q - 1) / FA_Q, A.n_heads);
+    const dim3 grid(A.n_heads, (A.T + FA_Q - 1) / FA_Q);
     pf_launch(A.f16 ? k_pf_fa<HD, 1> : k_pf_fa<HD, 0>, grid, 256, sm, st, A);
 }
 
