@@ -73,6 +73,36 @@ static vz_cuda_tensor *make_copies(const vz_codec *c, const uint16_t *src, int64
 
 struct shape { const char *name; int64_t rows, cols; };
 
+/* One layer's activations for the non-GEMM kernels at T tokens (f16 KV
+ * cache), zeroed where read (rotations of zeros stay zero: no overflow over
+ * reps). o holds T rows of max(dim, hid) bf16. */
+struct layer_bufs {
+    float *qkv, *x, *w, *gu;
+    void *kc, *vc, *o;
+};
+
+static layer_bufs layer_alloc(int T, int nh, int nkv, int hd, int dim, int hid) {
+    layer_bufs b;
+    const size_t ld = (size_t)nh * hd + 2 * (size_t)nkv * hd;
+    CK(cudaMalloc(&b.qkv, 4 * (size_t)T * ld));
+    CK(cudaMalloc(&b.kc, 2 * (size_t)T * nkv * hd));
+    CK(cudaMalloc(&b.vc, 2 * (size_t)T * nkv * hd));
+    CK(cudaMalloc(&b.o, 2 * (size_t)T * (dim > hid ? dim : hid)));
+    CK(cudaMalloc(&b.x, 4 * (size_t)T * dim));
+    CK(cudaMalloc(&b.w, 4 * (size_t)dim));
+    CK(cudaMalloc(&b.gu, 4 * (size_t)T * 2 * hid));
+    CK(cudaMemset(b.qkv, 0, 4 * (size_t)T * ld));
+    CK(cudaMemset(b.x, 0, 4 * (size_t)T * dim));
+    CK(cudaMemset(b.w, 0, 4 * (size_t)dim));
+    CK(cudaMemset(b.gu, 0, 4 * (size_t)T * 2 * hid));
+    return b;
+}
+
+static void layer_free(layer_bufs &b) {
+    void *p[7] = {b.qkv, b.kc, b.vc, b.o, b.x, b.w, b.gu};
+    for (int k = 0; k < 7; k++) CK(cudaFree(p[k]));
+}
+
 /* --overlap: does a lossless gate/up decode (TinyLlama, 11264 x 2048) on a
  * second stream overlap the kernels between two FFN GEMMs of a layer (the
  * RMSNorm, the QKV GEMM, attention, the Wo GEMM, the RMSNorm; raw bf16
@@ -98,17 +128,9 @@ static int overlap_bench(int T, const uint16_t *src, void *dx, float *dy, cudaSt
     vz_cuda_tensor *Wo = make_copies(vz_codec_by_name("raw"), src, 2048, 2048, &no);
     vz_cuda_tensor *Wg = make_copies(vz_codec_by_name("lossless"), src, 11264, 2048, &ng);
     const int nh = 32, nkv = 4, hd = 64, ld = nh * hd + 2 * nkv * hd, dim = 2048;
-    float *qkv, *x, *w;
-    void *kc, *vc, *o;
-    CK(cudaMalloc(&qkv, 4 * (size_t)T * ld));
-    CK(cudaMalloc(&kc, 2 * (size_t)T * nkv * hd));
-    CK(cudaMalloc(&vc, 2 * (size_t)T * nkv * hd));
-    CK(cudaMalloc(&o, 2 * (size_t)T * dim));
-    CK(cudaMalloc(&x, 4 * (size_t)T * dim));
-    CK(cudaMalloc(&w, 4 * (size_t)dim));
-    CK(cudaMemset(qkv, 0, 4 * (size_t)T * ld));
-    CK(cudaMemset(x, 0, 4 * (size_t)T * dim));
-    CK(cudaMemset(w, 0, 4 * (size_t)dim));
+    layer_bufs b = layer_alloc(T, nh, nkv, hd, dim, 5632);
+    float *qkv = b.qkv, *x = b.x, *w = b.w;
+    void *kc = b.kc, *vc = b.vc, *o = b.o;
     cudaEvent_t ef, ej;
     CK(cudaEventCreateWithFlags(&ef, cudaEventDisableTiming));
     CK(cudaEventCreateWithFlags(&ej, cudaEventDisableTiming));
@@ -258,19 +280,9 @@ int main(int argc, char **argv) {
     for (int si = 0; si < 2; si++) {
         const int nh = ls[si].nh, nkv = ls[si].nkv, hd = ls[si].hd, ld = nh * hd + 2 * nkv * hd, dim = ls[si].dim,
                   hid = ls[si].hid, nl = ls[si].layers;
-        float *qkv, *x, *w, *gu;
-        void *kc, *vc, *o;
-        CK(cudaMalloc(&qkv, 4 * (size_t)T * ld));
-        CK(cudaMalloc(&kc, 2 * (size_t)T * nkv * hd));
-        CK(cudaMalloc(&vc, 2 * (size_t)T * nkv * hd));
-        CK(cudaMalloc(&o, 2 * (size_t)T * hid));
-        CK(cudaMalloc(&x, 4 * (size_t)T * dim));
-        CK(cudaMalloc(&w, 4 * (size_t)dim));
-        CK(cudaMalloc(&gu, 4 * (size_t)T * 2 * hid));
-        CK(cudaMemset(qkv, 0, 4 * (size_t)T * ld)); /* rotations of zeros stay zero: no overflow over reps */
-        CK(cudaMemset(x, 0, 4 * (size_t)T * dim));
-        CK(cudaMemset(w, 0, 4 * (size_t)dim));
-        CK(cudaMemset(gu, 0, 4 * (size_t)T * 2 * hid));
+        layer_bufs b = layer_alloc(T, nh, nkv, hd, dim, hid);
+        float *qkv = b.qkv, *x = b.x, *w = b.w, *gu = b.gu;
+        void *kc = b.kc, *vc = b.vc, *o = b.o;
         const double fl = 4.0 * nh * hd * (double)T * (T + 1) / 2; /* QK^T and PV, causal */
         printf("\nnon-GEMM kernels of one layer, T = %d (%s: %d heads, %d KV heads, hd %d, f16 KV; dim %d, hidden %d); "
                "every variant in this run:\n\n", T, ls[si].name, nh, nkv, hd, dim, hid);
@@ -302,8 +314,7 @@ int main(int argc, char **argv) {
         vz_pf_norm_variant(0);
         CK(cudaGetLastError());
         CK(cudaStreamSynchronize(st));
-        void *bufs[7] = {qkv, kc, vc, o, x, w, gu};
-        for (int k = 0; k < 7; k++) CK(cudaFree(bufs[k]));
+        layer_free(b);
     }
     vz_gemm_free(g);
     vz_gemm_free(gs);

@@ -34,6 +34,14 @@ static __device__ __forceinline__ uint64_t vz_l2_first() {
     return p;
 }
 
+/* The other end: lines a kernel right after reads (the prefill decode's
+ * scratch stores, gemm.cu put_group) are the last evicted. */
+static __device__ __forceinline__ uint64_t vz_l2_last() {
+    uint64_t p;
+    asm("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;" : "=l"(p));
+    return p;
+}
+
 static __device__ __forceinline__ uint4 vz_ldw(const uint4 *a) {
     uint4 v;
     asm("ld.global.nc.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %5;"

@@ -233,8 +233,7 @@ static __device__ __forceinline__ void put_group(__nv_bfloat16 *dst, int64_t col
     const int64_t b = g >> 5 << 10, n = vz_gpu_groups(cols, b);
     uint4 *q = (uint4 *)(dst + b) + (g & 31);
     if (last) { /* the GEMM right after reads these lines (dec_l2_now) */
-        uint64_t pol;
-        asm("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;" : "=l"(pol));
+        const uint64_t pol = vz_l2_last();
 #pragma unroll
         for (int i = 0; i < 4; i++)
             asm volatile("st.global.L2::cache_hint.v4.u32 [%0], {%1, %2, %3, %4}, %5;" ::"l"(q + i * n), "r"(p[4 * i]),

@@ -82,6 +82,21 @@ static __device__ __forceinline__ uint32_t pf_bf2(float lo, float hi) {
 
 #define PF_RW 4 /* rows (one per warp) per block */
 
+/* The RMSNorm kernels' sum of squares of a thread's NV float4s in double
+ * (x, y and z, w in two sums, then added), then over its warp by an xor
+ * butterfly: every lane gets the warp's sum. */
+template <int NV> static __device__ __forceinline__ double pf_sumsq_warp(const float4 (&v)[NV]) {
+    double s0 = 0.0, s1 = 0.0;
+#pragma unroll
+    for (int k = 0; k < NV; k++) {
+        s0 += (double)v[k].x * v[k].x + (double)v[k].y * v[k].y;
+        s1 += (double)v[k].z * v[k].z + (double)v[k].w * v[k].w;
+    }
+    double ss = s0 + s1;
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    return ss;
+}
+
 /* dim % 4 == 0, dim <= 128 NV: one warp per row, the row in registers
  * (NV float4s per lane; w too when NV <= 16), no barrier. */
 template <int NV>
@@ -100,14 +115,7 @@ static __global__ void __launch_bounds__(PF_RW * 32) k_pf_rmsnorm_w(const float 
         v[k] = i < n4 ? xr[i] : z;
         if (NV <= 16) wv[k % WN] = i < n4 ? wr[i] : z;
     }
-    double s0 = 0.0, s1 = 0.0;
-#pragma unroll
-    for (int k = 0; k < NV; k++) {
-        s0 += (double)v[k].x * v[k].x + (double)v[k].y * v[k].y;
-        s1 += (double)v[k].z * v[k].z + (double)v[k].w * v[k].w;
-    }
-    double ss = s0 + s1;
-    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    const double ss = pf_sumsq_warp<NV>(v);
     const float scale = (float)(1.0 / sqrt(ss / dim + eps));
     uint2 *o = (uint2 *)(out + (int64_t)row * dim);
 #pragma unroll
@@ -145,14 +153,7 @@ static __global__ void __launch_bounds__(PF_NB) k_pf_rmsnorm_b(const float *__re
         v[k] = i < n4 ? xr[i] : z;
         wv[k] = i < n4 ? wr[i] : z;
     }
-    double s0 = 0.0, s1 = 0.0;
-#pragma unroll
-    for (int k = 0; k < NV; k++) {
-        s0 += (double)v[k].x * v[k].x + (double)v[k].y * v[k].y;
-        s1 += (double)v[k].z * v[k].z + (double)v[k].w * v[k].w;
-    }
-    double ss = s0 + s1;
-    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    double ss = pf_sumsq_warp<NV>(v);
     if (lane == 0) red[threadIdx.x >> 5] = ss;
     __syncthreads();
     ss = red[0];
