@@ -610,10 +610,12 @@ static __device__ __forceinline__ void fa_bar(int id) { asm volatile("bar.sync %
  * through shared memory. Blocks are (head, query tile), the longest query
  * tiles first over all heads, so a second wave (llama2-7b: one block of
  * hd 128 per SM) holds the short ones. Session 78 (H100, prefill_bench, one
- * 512-token layer with its RoPE kernel): tinyllama 19.2 -> 18.1 us,
- * llama2-7b 42.1 -> 34.1 us; 1024 tokens 45.6 -> 33.9 and 99.3 -> 84.2
- * against the kernel before, whose 8 warps staged both groups' tiles and
- * met at two block barriers per step (bench/results/2026-12-05-session78-h100.md). */
+ * 512-token layer with its RoPE kernel, this design beside the kernel
+ * before in one run): tinyllama 19.2 -> 18.1 us, llama2-7b 42.1 -> 34.1 us;
+ * 1024 tokens 45.6 -> 33.9 and 99.3 -> 84.2. The kernel before had its 8
+ * warps stage both groups' tiles and meet at two block barriers per step.
+ * This kernel in later runs: 18.9-19.0 and 35.8-36.0 us
+ * (bench/results/2026-12-05-session78-h100.md). */
 template <int HD, int F16>
 static __global__ void __launch_bounds__(256, HD == 128 ? 1 : 2) k_pf_fa(pf_args A) {
     vz_pdl_enter();
@@ -656,8 +658,8 @@ static __global__ void __launch_bounds__(256, HD == 128 ? 1 : 2) k_pf_fa(pf_args
     fa_quad_sum(l);
     __syncthreads(); /* both groups are done with their stages */
     /* [wq][value][lane] in group 1's own stages: where it lay over group 0's (as before this kernel),
-     * racecheck reported WAR hazards against group 0's ldmatrix reads across the barrier above (blocks
-     * whose groups had met their named barriers unequally often); this way it reports none */
+     * racecheck reported WAR hazards against group 0's ldmatrix reads across the barrier above (one
+     * decoded: a block whose group 1 had no key tile); this way it reports none */
     float *red = (float *)(sKV + 4 * TILE) + (size_t)wq * NO * 32 + lane;
     if (grp == 1) {
         red[0] = m[0], red[32] = m[1], red[64] = l[0], red[96] = l[1];
