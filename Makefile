@@ -11,6 +11,8 @@ CUDA_HOME ?= /usr/local/cuda
 NVCC    ?= $(firstword $(wildcard $(CUDA_HOME)/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
 CUDA    ?= $(if $(NVCC),1,0)
 CUDA_ARCH ?= -gencode=arch=compute_90,code=sm_90
+# gemm.cu (the prefill's fused GEMM, path B) uses sm_90a's wgmma where CUDA_ARCH names sm_90
+GEMM_ARCH ?= $(subst code=sm_90,code=sm_90a,$(subst arch=compute_90,arch=compute_90a,$(CUDA_ARCH)))
 # CUDA_TRACE=1: a diagnostic build whose decode kernels stamp %globaltimer
 # (src/backend/cuda/trace.cuh; the timeline prints with VZ_CUDA_PROFILE=1).
 # Use its own BUILD directory: the define is not in the objects' dependencies.
@@ -69,6 +71,8 @@ $(BUILD)/obj/%.o: %.c
 $(BUILD)/obj/%.cu.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/src/backend/cuda/gemm.cu.o: NVFLAGS := $(subst $(CUDA_ARCH),$(GEMM_ARCH),$(NVFLAGS))
 
 $(BUILD)/libvramzip.a: $(LIB_OBJ) $(CU_OBJ)
 	@rm -f $@

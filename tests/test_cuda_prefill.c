@@ -46,6 +46,7 @@ static float ref_elem(const void *buf, int64_t i, vz_dtype dt, int lossless) {
  * u = 2^-24 (plus the preset y's one rounding when add). raw/lossless: out
  * gets path A's y of add = 0 for a bitwise comparison across codecs. */
 static int32_t gemm_group; /* q8 / q4 group of gemm_case's tensors; 0: the codec's default */
+static float *gemm_outb;   /* when set, gemm_case leaves path B's y of add = 0 there */
 
 static void gemm_case(const char *codec, vz_dtype dt, int n, const int64_t *rows, int64_t cols, int32_t T,
                       int arena, float *out) {
@@ -144,6 +145,7 @@ static void gemm_case(const char *codec, vz_dtype dt, int n, const int64_t *rows
             if (pv == 6 && !add && memcmp(yh, y, sizeof(float) * (size_t)ny) != 0)
                 fail_msg("%s: path A in halves, serial differs bitwise from overlapped", codec);
             if (pv == 1 && !add && out) memcpy(out, y, sizeof(float) * (size_t)ny);
+            if (pv == 2 && !add && gemm_outb) memcpy(gemm_outb, y, sizeof(float) * (size_t)ny);
             for (int32_t t = 0; t < T; t++)
                 for (int64_t r = 0; r < R; r++) {
                     double s = 0.0, sa = 0.0;
@@ -196,12 +198,27 @@ static void test_gemm_codecs(void **state) {
     assert_true(ya && yb);
     float *yc = malloc(sizeof(float) * 176 * T);
     assert_non_null(yc);
+    float *yba = malloc(sizeof(float) * 300 * 300), *ybb = malloc(sizeof(float) * 300 * 300);
+    assert_true(yba && ybb);
+    gemm_outb = yba;
     gemm_case("raw", VZ_DTYPE_BF16, 3, rows3, 1056, T, 0, ya);
     gemm_case("raw", VZ_DTYPE_BF16, 3, rows3, 1056, T, 1, yc); /* contiguous: aligned chunks read in place */
+    gemm_outb = ybb;
     gemm_case("lossless", VZ_DTYPE_BF16, 3, rows3, 1056, T, 0, yb);
+    gemm_outb = NULL;
     assert_memory_equal(ya, yb, sizeof(float) * 176 * T);
     assert_memory_equal(ya, yc, sizeof(float) * 176 * T);
+    assert_memory_equal(yba, ybb, sizeof(float) * 176 * T); /* path B: the same bits too */
     free(yc);
+    /* path B over several row and token tiles and two 1024-column blocks, raw == lossless bitwise */
+    const int64_t rows260[1] = {260};
+    gemm_outb = yba;
+    gemm_case("raw", VZ_DTYPE_BF16, 1, rows260, 2048, 130, 0, NULL);
+    gemm_outb = ybb;
+    gemm_case("lossless", VZ_DTYPE_BF16, 1, rows260, 2048, 130, 0, NULL);
+    gemm_outb = NULL;
+    assert_memory_equal(yba, ybb, sizeof(float) * 260 * 130);
+    free(yba), free(ybb);
     gemm_case("q8", VZ_DTYPE_BF16, 3, rows3, 1056, T, 0, NULL);
     gemm_case("q4", VZ_DTYPE_BF16, 3, rows3, 1056, T, 0, NULL);
     gemm_group = 32; /* GGUF Q8_0 / Q4_0 load as these */
@@ -617,6 +634,9 @@ static void test_prefill_bitexact_stories260k(void **state) {
     vz_test_convert(path, NULL, "raw", raw);
     vz_test_convert(path, NULL, "lossless", ll);
     compare_prefill_bitwise(raw, ll, 200, 40, 256);
+    setenv("VZ_CUDA_PREFILL", "B", 1); /* the fused GEMM (path B): raw == lossless too */
+    compare_prefill_bitwise(raw, ll, 200, 40, 256);
+    unsetenv("VZ_CUDA_PREFILL");
     compare_pipe(ll, NULL, "3", 200, 256); /* decode ahead vs serial */
     compare_pipe(ll, "4", "7", 200, 256);  /* halves: overlapped vs serial */
     vz_test_rmtree(dir);
@@ -631,6 +651,9 @@ static void test_prefill_bitexact_tinyllama(void **state) {
     }
     if (!vz_test_have_gpu()) skip();
     compare_prefill_bitwise(raw, ll, 512, 32, 640);
+    setenv("VZ_CUDA_PREFILL", "B", 1);
+    compare_prefill_bitwise(raw, ll, 512, 32, 640);
+    unsetenv("VZ_CUDA_PREFILL");
     compare_pipe(raw, NULL, "3", 512, 640); /* raw bf16 GEMMs read the weights in place */
     compare_pipe(ll, NULL, "3", 512, 640);
     compare_pipe(ll, "4", "7", 512, 640);

@@ -297,6 +297,56 @@ static __device__ __noinline__ void vz_ll_lane_patch(const vz_dview &d, int64_t 
     }
 }
 
+/* A thread's exceptions of one packed3 row walked group by group in order
+ * (the prefill's fused GEMM, gemm_mma.cuh, where each thread decodes every
+ * group of one row): the entries of a row are sorted by (block, element),
+ * so one cursor serves the whole row. j: the next entry, v: its value
+ * (loaded one entry ahead), bend: the end of the current 1024-column
+ * block's entries, bnext: the next block's end (one block ahead), end: the
+ * row's end. vz_ll_cursor_init before group 0; vz_ll_cursor_patch for
+ * groups 0, 1, 2, ... patches H bytes h of group g from codes cw. */
+struct vz_ll_cursor {
+    uint32_t j, v, bend, bnext, end;
+};
+
+static __device__ __forceinline__ void vz_ll_cursor_init(const vz_dview &d, int64_t r, vz_ll_cursor &c) {
+    const uint32_t ib = (uint32_t)r * (uint32_t)d.bpr;
+    c.j = __ldg(d.eidx + ib), c.bend = __ldg(d.eidx + ib + 1);
+    c.bnext = d.bpr > 1 ? __ldg(d.eidx + ib + 2) : c.bend;
+    c.end = __ldg(d.eidx + ib + d.bpr);
+    c.v = c.j < c.end ? __ldg(d.exc + c.j) : 0u;
+}
+
+static __device__ __forceinline__ void vz_ll_cursor_patch(const vz_dview &d, int64_t r, int g, vz_ll_cursor &c,
+                                                          const uint32_t cw[3], uint32_t h[8]) {
+    if (g > 0 && (g & 31) == 0) { /* a new block: its end was loaded a block ago */
+        c.bend = c.bnext;
+        const int nb = (g >> 5) + 2;
+        if (nb <= d.bpr) c.bnext = __ldg(d.eidx + (uint32_t)r * (uint32_t)d.bpr + (uint32_t)nb);
+    }
+    while (c.j < c.bend && ((c.v & 1023u) >> 5) == (uint32_t)(g & 31)) {
+        const int e = (int)(c.v & 31u);
+        const uint32_t w = e < 8 ? cw[0] : e < 16 ? cw[1] : cw[2], n = (uint32_t)(e & 7) * 4;
+        const uint32_t code = e < 24 ? (w >> n) & 7u /* vz_ll_code's packed3, without a dynamic index */
+                                     : ((cw[0] >> (n + 3)) & 1u) | ((cw[1] >> (n + 3)) & 1u) << 1 | ((cw[2] >> (n + 3)) & 1u) << 2;
+        const uint32_t sh = (uint32_t)(e & 3) * 8, hv = ((c.v >> 10) << 3 | code) << sh, q = (uint32_t)e >> 2;
+#pragma unroll
+        for (int i = 0; i < 8; i++) { /* selects, not an indexed store: h stays in registers */
+            const uint32_t m = q == (uint32_t)i ? 0xffu << sh : 0u;
+            h[i] = (h[i] & ~m) | (hv & m);
+        }
+        c.j++;
+        c.v = c.j < c.end ? __ldg(d.exc + c.j) : 0u;
+    }
+}
+
+/* 32 bf16 of a packed3 group as 16 pairs (element 2i in the low half of
+ * p[i]) from its low bytes L (element e in byte e % 4 of L[e / 4]) and H. */
+static __device__ __forceinline__ void vz_ll_pairs(const uint32_t L[8], const uint32_t h[8], uint32_t p[16]) {
+#pragma unroll
+    for (int j = 0; j < 8; j++) p[2 * j] = __byte_perm(L[j], h[j], 0x5140), p[2 * j + 1] = __byte_perm(L[j], h[j], 0x7362);
+}
+
 /* Fast lossless (bf16, k = 3 packed3, cols % 32 == 0), stage 1: loads. The
  * lane's low bytes and code words (st.v[0..1], st.u[0..2]), then its
  * block's exception range (st.u[3..4]) from the exception index. */

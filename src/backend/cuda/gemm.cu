@@ -5,9 +5,10 @@
  * first chunk of the next matrix decodes ahead on a second stream under the
  * non-GEMM kernels between (vz_gemm_prefetch); raw bf16 rows contiguous in
  * VRAM go to cuBLAS in place. Both operands in the GEMM column order
- * (gemm.h). Path B: one kernel decodes 64-row x
- * 1024-column W tiles into shared memory and runs
- * mma.sync m16n8k16 bf16 on them. CPU reference: the codec's decode_ref
+ * (gemm.h). Path B (gemm_mma.cuh): one kernel, producer threads decoding
+ * W tiles into a ring of shared-memory stages that warpgroups multiply by
+ * wgmma (mma.sync off sm_90a); compiled for sm_90a (Makefile GEMM_ARCH).
+ * CPU reference: the codec's decode_ref
  * rounded to bf16, times bf16(x), summed in f32/double (tests/test_cuda_prefill.c
  * states the tolerance). Bench: $BUILD/bench/prefill_bench (on the GPU machine).
  *
@@ -738,8 +739,10 @@ extern "C" vz_status vz_gemm_join(vz_gemm *g) {
 
 /* The per-shape rule: measured on an H200 at T = 512 for every TinyLlama
  * shape and codec (bench/results/2026-11-28-prefill-h200.md), path A wins
- * everywhere (48-58% of cuBLAS; B 6-15%), so A for all shapes. By shape
- * only, never by codec, so raw and lossless always run the same path. */
+ * everywhere (48-58% of cuBLAS; B 6-15%), and again on an H100 with path
+ * B's pipelined wgmma kernel (bench/results/2026-12-05-session79-h100.md:
+ * A 54-104%, B 8-18%), so A for all shapes. By shape only, never by
+ * codec, so raw and lossless always run the same path. */
 static int pick_path(int64_t rows, int64_t cols, int32_t T) {
     (void)rows, (void)cols, (void)T;
     return VZ_GEMM_A;

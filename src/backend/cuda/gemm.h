@@ -5,7 +5,8 @@
  * where other kernels run between GEMMs; raw bf16 is read in place) and
  * runs cuBLAS bf16 GEMMs
  * (cuBLAS is dlopen'ed on first use: the binary runs without it); path B
- * decodes W tiles straight into shared memory and multiplies with mma.sync.
+ * decodes W tiles straight into shared memory and multiplies them there
+ * (wgmma on sm_90a, else mma.sync).
  * Both paths round W and X to bf16 and accumulate in f32, so raw and
  * lossless weights give bitwise identical Y (same bf16 values, same GEMM).
  */
