@@ -217,17 +217,24 @@ static __device__ __forceinline__ void fb_produce(const stack3 &s, char *sm, con
     }
 }
 
-/* D += A B^T on the warpgroup's tensor cores: A 64 x 16 (tokens x k) and B
- * 128 x 16 (weight rows x k), both K-major in shared memory (descriptors),
- * D f32 64 x 128 in 64 registers per thread. */
-static __device__ __forceinline__ void fb_wgmma(float (&d)[64], uint64_t da, uint64_t db) {
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
-                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-                 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-                 "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
-                 "%64, %65, p, 1, 1, 0, 0;\n}\n"
+/* D += A B^T over one step on the warpgroup's tensor cores: FB_KC / 2 = 4
+ * wgmma m64n128k16, A 64 x 16 (tokens x k) and B 128 x 16 (weight rows x k)
+ * each, both K-major in shared memory (descriptors da[kk], db[kk]), D f32 64
+ * x 128 in 64 registers per thread; fenced before and committed after, all
+ * in one asm statement: between separate ones ptxas sees the accumulators
+ * used and injects a fence of its own (C7519). */
+#define FB_WGMMA_OP(A, B)                                                                                             \
+    "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"                                                         \
+    "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+    "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+    "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+    "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, " \
+    A ", " B ", p, 1, 1, 0, 0;\n"
+static __device__ __forceinline__ void fb_wgmma(float (&d)[64], const uint64_t da[4], const uint64_t db[4]) {
+    static_assert(FB_KC == 8, "fb_wgmma issues 4 k16 steps");
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, 1, 0;\nwgmma.fence.sync.aligned;\n" FB_WGMMA_OP("%64", "%68")
+                     FB_WGMMA_OP("%65", "%69") FB_WGMMA_OP("%66", "%70") FB_WGMMA_OP("%67", "%71")
+                 "wgmma.commit_group.sync.aligned;\n}\n"
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
                    "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
                    "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
@@ -236,7 +243,13 @@ static __device__ __forceinline__ void fb_wgmma(float (&d)[64], uint64_t da, uin
                    "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
                    "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
                    "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-                 : "l"(da), "l"(db));
+                 : "l"(da[0]), "l"(da[1]), "l"(da[2]), "l"(da[3]), "l"(db[0]), "l"(db[1]), "l"(db[2]), "l"(db[3]));
+}
+
+/* Keeps the compiler from moving the accumulators across the wgmma fences and waits. */
+static __device__ __forceinline__ void fb_fence_acc(float (&d)[64]) {
+#pragma unroll
+    for (int i = 0; i < 64; i++) asm volatile("" : "+f"(d[i])::"memory");
 }
 
 /* A no-swizzle K-major descriptor of a tile of n rows at p: leading byte
@@ -259,26 +272,30 @@ static __global__ void __launch_bounds__(FB_THREADS, 1) k_mma(const __grid_const
     extern __shared__ __align__(128) char fb_sm[];
     const int64_t m0 = (int64_t)blockIdx.y * FB_M, R = s.r1[2];
     const int n0 = blockIdx.x * FB_N, ng = (int)((s.w[0].cols + 31) / 32), nk = (ng + FB_G - 1) / FB_G;
-    if (threadIdx.x < FB_P) {
+    /* the role as a value the compiler knows to be warp-uniform (a shuffle's): wgmma in a
+     * path it takes for divergent gets serialized (ptxas C7520) */
+    const int role = __shfl_sync(0xffffffffu, (int)threadIdx.x / 128, 0);
+    if (role == 0) {
         fb_produce(s, fb_sm, x, ldx, T, m0, n0, ng, diag);
         return;
     }
     const int c = threadIdx.x - FB_P, warp = c >> 5, lane = c & 31;
 #if FB_WGMMA
-    const int wg = warp >> 2; /* tokens 64 wg .. 64 wg + 63 */
+    const int wg = role - 1; /* tokens 64 wg .. 64 wg + 63 */
     float acc[64];
 #pragma unroll
     for (int i = 0; i < 64; i++) acc[i] = 0.0f;
     for (int j = 0; j < nk; j++) {
         fb_sync(1 + j % FB_S);
         const char *sx = fb_x(fb_sm, j) + wg * 64 * 16, *sw = fb_w(fb_sm, j);
-        asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
-        if (diag != 1)
+        uint64_t da[FB_KC / 2], db[FB_KC / 2];
 #pragma unroll
-            for (int kk = 0; kk < FB_KC / 2; kk++)
-                fb_wgmma(acc, fb_desc(sx + kk * 2 * FB_N * 16, FB_N), fb_desc(sw + kk * 2 * FB_M * 16, FB_M));
-        asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+        for (int kk = 0; kk < FB_KC / 2; kk++)
+            da[kk] = fb_desc(sx + kk * 2 * FB_N * 16, FB_N), db[kk] = fb_desc(sw + kk * 2 * FB_M * 16, FB_M);
+        fb_fence_acc(acc);
+        if (diag != 1) fb_wgmma(acc, da, db);
         asm volatile("wgmma.wait_group.sync.aligned 1;" ::: "memory"); /* step j - 1's are done */
+        fb_fence_acc(acc);
         if (j >= 1 && j - 1 + FB_S < nk) fb_arrive(1 + FB_S + (j - 1) % FB_S);
     }
     asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
