@@ -340,13 +340,6 @@ static __device__ __forceinline__ void vz_ll_cursor_patch(const vz_dview &d, int
     }
 }
 
-/* 32 bf16 of a packed3 group as 16 pairs (element 2i in the low half of
- * p[i]) from its low bytes L (element e in byte e % 4 of L[e / 4]) and H. */
-static __device__ __forceinline__ void vz_ll_pairs(const uint32_t L[8], const uint32_t h[8], uint32_t p[16]) {
-#pragma unroll
-    for (int j = 0; j < 8; j++) p[2 * j] = __byte_perm(L[j], h[j], 0x5140), p[2 * j + 1] = __byte_perm(L[j], h[j], 0x7362);
-}
-
 /* Fast lossless (bf16, k = 3 packed3, cols % 32 == 0), stage 1: loads. The
  * lane's low bytes and code words (st.v[0..1], st.u[0..2]), then its
  * block's exception range (st.u[3..4]) from the exception index. */

@@ -92,6 +92,13 @@ static __device__ __forceinline__ int fb_col(int64_t cols, int g, int i, bool gp
     return (int)(b + ((g & 31) + i * vz_gpu_groups(cols, b)) * 8);
 }
 
+/* Row `row`'s 32 bf16 of group gi (16 packed pairs q) into the W tile at slices 4 gi .. 4 gi + 3. */
+static __device__ __forceinline__ void fb_put_w(char *tile, int row, int gi, const uint32_t q[16]) {
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+        *(uint4 *)(tile + fb_at(row, 4 * gi + i, FB_M)) = make_uint4(q[4 * i], q[4 * i + 1], q[4 * i + 2], q[4 * i + 3]);
+}
+
 /* Group g of row lr of d by the codec's generic (per-thread) decoder, as
  * bf16 into row `row` of the W tile at slices 4 gi .. 4 gi + 3: every codec
  * and shape the ring does not copy or decode itself. Out of line, so its
@@ -106,9 +113,7 @@ static __device__ __noinline__ void fb_generic(const vz_dview &d, int64_t lr, in
     else if (fast && d.codec == VZ_ID_Q4 && d.group % 32 == 0) vz_q4_group<true>(d, lr, it, ln, w);
     else vz_group_any(d, lr, it, ln, nullptr, w);
     pack_bf16x32(w, q);
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-        *(uint4 *)(tile + fb_at(row, 4 * gi + i, FB_M)) = make_uint4(q[4 * i], q[4 * i + 1], q[4 * i + 2], q[4 * i + 3]);
+    fb_put_w(tile, row, gi, q);
 }
 
 /* The producers: thread p owns weight row m0 + p and token row n0 + p of every stage. */
@@ -182,16 +187,15 @@ static __device__ __forceinline__ void fb_produce(const stack3 &s, char *sm, con
             if (!rv || kind == FB_RAW) continue; /* rows past R: never stored */
             if (kind == FB_LL3) {
                 const uint8_t *l = fb_l(sm, j) + p * 32 * FB_G + 32 * gi, *c = fb_c(sm, j) + p * 12 * FB_G + 12 * gi;
-                const uint4 l0 = *(const uint4 *)l, l1 = *(const uint4 *)(l + 16);
-                const uint32_t L[8] = {l0.x, l0.y, l0.z, l0.w, l1.x, l1.y, l1.z, l1.w};
+                vz_gst st; /* the group's low bytes where vz_ll_pack_bf16 takes them */
+                st.v[0] = *(const uint4 *)l, st.v[1] = *(const uint4 *)(l + 16);
                 const uint32_t cw[3] = {*(const uint32_t *)c, *(const uint32_t *)(c + 4), *(const uint32_t *)(c + 8)};
-                uint32_t h[8], q[16];
+                uint32_t h[8];
+                vz_pk k;
                 vz_ll_h_packed3(cw[0], cw[1], cw[2], d.lut_lo, d.lut_hi, h);
                 vz_ll_cursor_patch(d, lr, g, cur, cw, h);
-                vz_ll_pairs(L, h, q);
-#pragma unroll
-                for (int i = 0; i < 4; i++)
-                    *(uint4 *)(sw + fb_at(p, 4 * gi + i, FB_M)) = make_uint4(q[4 * i], q[4 * i + 1], q[4 * i + 2], q[4 * i + 3]);
+                vz_ll_pack_bf16(st, h, k);
+                fb_put_w(sw, p, gi, k.p);
             } else {
                 fb_generic(d, lr, g, sw, p, gi);
             }
@@ -274,7 +278,7 @@ static __global__ void __launch_bounds__(FB_THREADS, 1) k_mma(const __grid_const
     const int n0 = blockIdx.x * FB_N, ng = (int)((s.w[0].cols + 31) / 32), nk = (ng + FB_G - 1) / FB_G;
     /* the role as a value the compiler knows to be warp-uniform (a shuffle's): wgmma in a
      * path it takes for divergent gets serialized (ptxas C7520) */
-    const int role = __shfl_sync(0xffffffffu, (int)threadIdx.x / 128, 0);
+    const int role = __shfl_sync(0xffffffffu, (int)threadIdx.x / FB_P, 0);
     if (role == 0) {
         fb_produce(s, fb_sm, x, ldx, T, m0, n0, ng, diag);
         return;
