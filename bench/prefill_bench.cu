@@ -10,7 +10,8 @@
  * x4); weights rotate over copies > 200 MB so each GEMM reads them from
  * DRAM, as a prefill does. Usage: prefill_bench [T] [--no-gemm] (only the
  * non-GEMM kernels) [--overlap] (only a decode beside a layer's kernels:
- * overlap_bench); PF_BENCH_REPS=n times n calls each (for ncu). Prints markdown tables.
+ * overlap_bench) [--split] (a layer's decodes beside its GEMMs on SMs of their
+ * own: split_bench); PF_BENCH_REPS=n times n calls each (for ncu). Prints markdown tables.
  */
 #include <cuda_runtime.h>
 #include <math.h>
@@ -180,9 +181,141 @@ static int overlap_bench(int T, const uint16_t *src, void *dx, float *dy, cudaSt
     return 0;
 }
 
+/* --split: can a lossless layer's decodes run beside its GEMMs on SMs of
+ * their own? TinyLlama's four matrices of a layer (QKV, o, gate+up, down),
+ * 4 layers per timed call. serial: each decoded into the scratch, then
+ * multiplied (path A without decode ahead); split: two scratches on two
+ * streams, matrix m + 1 decoding on one while m multiplies on the other
+ * (GEMM m + 1 after GEMM m, as a layer's data orders them), the decode's
+ * grid capped at C blocks (vz_gemm_decode_cap, 0: none) and cuBLAS told to
+ * plan for S SMs (cublasSetSmCountTarget, 0: the device's). raw: the same
+ * GEMMs on raw bf16 in place, the cost of S to a codec with nothing to
+ * decode; bits: whether each raw GEMM's output under S equals the
+ * default's. Session 80 (H100): serial 146.0 us, split 136.7 uncapped, and
+ * every cap slower (the decode alone: 61.4 us uncapped, 99.5 at 64 blocks,
+ * 180 at 32), bits the same at every S
+ * (bench/results/2026-12-05-session80-h100.md). The process exits after. */
+static int split_bench(int T, const uint16_t *src, void *dx, float *dy, cudaStream_t st0, const cudaDeviceProp *p) {
+    const int sms = p->multiProcessorCount, L = 4;
+    cudaStream_t sa, sb;
+    CK(cudaStreamCreateWithFlags(&sa, cudaStreamNonBlocking));
+    CK(cudaStreamCreateWithFlags(&sb, cudaStreamNonBlocking));
+    vz_gemm *ga = NULL, *gb = NULL;
+    VK(vz_gemm_create(&ga, 11264 * 2048, sa));
+    VK(vz_gemm_create(&gb, 11264 * 2048, sb));
+    const shape ms[4] = {{"qkv", 2560, 2048}, {"o", 2048, 2048}, {"gate+up", 11264, 2048}, {"down", 2048, 5632}};
+    vz_cuda_tensor *ll[4], *rw[4];
+    int nl[4], nr[4];
+    for (int m = 0; m < 4; m++) {
+        ll[m] = make_copies(vz_codec_by_name("lossless"), src, ms[m].rows, ms[m].cols, &nl[m]);
+        rw[m] = make_copies(vz_codec_by_name("raw"), src, ms[m].rows, ms[m].cols, &nr[m]);
+    }
+    cudaEvent_t ef, ea, eb, eg;
+    CK(cudaEventCreateWithFlags(&ef, cudaEventDisableTiming));
+    CK(cudaEventCreateWithFlags(&ea, cudaEventDisableTiming));
+    CK(cudaEventCreateWithFlags(&eb, cudaEventDisableTiming));
+    CK(cudaEventCreateWithFlags(&eg, cudaEventDisableTiming));
+    auto fork = [&]() {
+        CK(cudaEventRecord(ef, st0));
+        CK(cudaStreamWaitEvent(sa, ef, 0));
+        CK(cudaStreamWaitEvent(sb, ef, 0));
+    };
+    auto join = [&]() {
+        CK(cudaEventRecord(ea, sa));
+        CK(cudaEventRecord(eb, sb));
+        CK(cudaStreamWaitEvent(st0, ea, 0));
+        CK(cudaStreamWaitEvent(st0, eb, 0));
+    };
+    auto serial = [&](int i) {
+        fork();
+        for (int l = 0; l < L; l++)
+            for (int m = 0; m < 4; m++) {
+                const vz_cuda_tensor *one[1] = {&ll[m][(i * L + l) % nl[m]]};
+                VK(vz_gemm_decode(ga, 1, one, 0, ms[m].rows));
+                VK(vz_gemm_scratch_mm(ga, ms[m].rows, ms[m].cols, dy, ms[m].rows, dx, ms[m].cols, T, 0));
+            }
+        join();
+    };
+    auto split = [&](int i) { /* matrix k on stream k & 1: its decode waits only for that stream's last GEMM */
+        fork();
+        for (int l = 0, k = 0; l < L; l++)
+            for (int m = 0; m < 4; m++, k++) {
+                vz_gemm *g = k & 1 ? gb : ga;
+                cudaStream_t s = k & 1 ? sb : sa;
+                const vz_cuda_tensor *one[1] = {&ll[m][(i * L + l) % nl[m]]};
+                VK(vz_gemm_decode(g, 1, one, 0, ms[m].rows));
+                if (k) CK(cudaStreamWaitEvent(s, eg, 0));
+                VK(vz_gemm_scratch_mm(g, ms[m].rows, ms[m].cols, dy, ms[m].rows, dx, ms[m].cols, T, 0));
+                CK(cudaEventRecord(eg, s));
+            }
+        join();
+    };
+    auto raw = [&](int i) {
+        fork();
+        for (int l = 0; l < L; l++)
+            for (int m = 0; m < 4; m++)
+                VK(vz_gemm_bf16(ga, rw[m][(i * L + l) % nr[m]].data, ms[m].rows, ms[m].cols, dy, ms[m].rows, dx, ms[m].cols,
+                                T, 0));
+        join();
+    };
+    auto dec_only = [&](int i) {
+        fork();
+        for (int l = 0; l < L; l++)
+            for (int m = 0; m < 4; m++) {
+                const vz_cuda_tensor *one[1] = {&ll[m][(i * L + l) % nl[m]]};
+                VK(vz_gemm_decode(ga, 1, one, 0, ms[m].rows));
+            }
+        join();
+    };
+    auto gemm_only = [&](int) {
+        fork();
+        for (int l = 0; l < L; l++)
+            for (int m = 0; m < 4; m++)
+                VK(vz_gemm_scratch_mm(ga, ms[m].rows, ms[m].cols, dy, ms[m].rows, dx, ms[m].cols, T, 0));
+        join();
+    };
+    /* reference bits of each raw GEMM at the default target */
+    float *yref[4], *yh = (float *)malloc(4 * (size_t)T * 11264);
+    for (int m = 0; m < 4; m++) {
+        yref[m] = (float *)malloc(4 * (size_t)T * ms[m].rows);
+        VK(vz_gemm_bf16(ga, rw[m][0].data, ms[m].rows, ms[m].cols, dy, ms[m].rows, dx, ms[m].cols, T, 0));
+        CK(cudaStreamSynchronize(sa));
+        CK(cudaMemcpy(yref[m], dy, 4 * (size_t)T * ms[m].rows, cudaMemcpyDeviceToHost));
+    }
+    printf("%s, %d SMs, T = %d: a TinyLlama layer's 4 GEMMs (qkv, o, gate+up, down), us per layer (%d layers per call); "
+           "C = decode grid cap (blocks), S = cuBLAS SM count target; serial and raw at S given; bits: raw GEMM outputs "
+           "under S equal to the default's\n\n", p->name, sms, T, L);
+    printf("| C | S | lossless serial | decode alone | GEMM alone (scratch) | lossless split | raw GEMMs | bits |\n"
+           "|---|---|---|---|---|---|---|---|\n");
+    const int cfg[][2] = {{0, 0}, {16, 0}, {16, sms - 8}, {16, sms - 16}, {32, 0}, {32, sms - 16}, {32, sms - 32},
+                          {48, sms - 24}, {48, sms - 48}, {64, sms - 32}, {96, sms - 48}};
+    for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++) {
+        const int C = cfg[c][0], S = cfg[c][1];
+        VK(vz_gemm_sm_target(ga, S));
+        VK(vz_gemm_sm_target(gb, S));
+        bool same = true;
+        for (int m = 0; m < 4; m++) {
+            VK(vz_gemm_bf16(ga, rw[m][0].data, ms[m].rows, ms[m].cols, dy, ms[m].rows, dx, ms[m].cols, T, 0));
+            CK(cudaStreamSynchronize(sa));
+            CK(cudaMemcpy(yh, dy, 4 * (size_t)T * ms[m].rows, cudaMemcpyDeviceToHost));
+            if (memcmp(yh, yref[m], 4 * (size_t)T * ms[m].rows)) same = false;
+        }
+        vz_gemm_decode_cap(0);
+        const double tser = time_us(serial, 5, st0) / L, traw = time_us(raw, 5, st0) / L;
+        const double tgo = time_us(gemm_only, 5, st0) / L;
+        vz_gemm_decode_cap(C);
+        const double tdo = time_us(dec_only, 5, st0) / L, tsp = time_us(split, 5, st0) / L;
+        vz_gemm_decode_cap(0);
+        printf("| %d | %d | %.1f | %.1f | %.1f | %.1f | %.1f | %s |\n", C, S, tser, tdo, tgo, tsp, traw, same ? "same" : "DIFFER");
+        fflush(stdout);
+    }
+    CK(cudaStreamSynchronize(st0));
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const int T = argc > 1 ? atoi(argv[1]) : 512, gemms = !(argc > 2 && !strcmp(argv[2], "--no-gemm"));
-    const int overlap = argc > 2 && !strcmp(argv[2], "--overlap");
+    const int overlap = argc > 2 && !strcmp(argv[2], "--overlap"), splitm = argc > 2 && !strcmp(argv[2], "--split");
     const shape shapes[] = {{"qkv 2560x2048", 2560, 2048}, {"o 2048x2048", 2048, 2048},
                             {"gate+up 11264x2048", 11264, 2048}, {"down 2048x5632", 2048, 5632},
                             {"head 32000x2048", 32000, 2048}};
@@ -212,6 +345,7 @@ int main(int argc, char **argv) {
     CK(cudaMalloc(&dy, 4 * (size_t)T * 32000));
     CK(cudaMemcpy(dx, xh, 2 * (size_t)T * 5632, cudaMemcpyHostToDevice));
     if (overlap) return overlap_bench(T, src, dx, dy, st, &p);
+    if (splitm) return split_bench(T, src, dx, dy, st, &p);
     printf("%s, %d SMs; T = %d tokens; us per GEMM (TFLOP/s); %% = of the cuBLAS bf16 reference's TFLOP/s\n\n", p.name,
            p.multiProcessorCount, T);
     printf("session scratch (%d bf16): before = decode, then GEMM per chunk of the scratch (VZ_GEMM_SERIAL|COPY); after = "

@@ -119,17 +119,21 @@ static void gemm_case(const char *codec, vz_dtype dt, int n, const int64_t *rows
     /* pv 0, 1, 7: path A with decode kernel 0, 2 (the default), 1 (same bits); 2: path B; 3: A serial, raw
      * copied through the decoder (the path of before: same bits); 4: A with chunk 0 prefetched (same
      * bits); 5, 6: A in chunks of half the scratch, overlapped and serial + copied (same bits as each
-     * other); 8: decode kernel 1, raw copied through it too (same bits) */
-    static const int pipe[9] = {0, 0, 0, VZ_GEMM_SERIAL | VZ_GEMM_COPY, 0, VZ_GEMM_HALVES,
-                                VZ_GEMM_HALVES | VZ_GEMM_SERIAL | VZ_GEMM_COPY, 0, VZ_GEMM_SERIAL | VZ_GEMM_COPY};
-    static const int dec[9] = {0, 2, 2, 2, 2, 2, 2, 1, 1};
+     * other); 8: decode kernel 1, raw copied through it too (same bits); 9: the ring decoder's grid capped
+     * at one block (vz_gemm_decode_cap; a chunk of 7 rows is 14 jobs, 2 blocks uncapped), raw copied
+     * through it (same bits) */
+    static const int pipe[10] = {0, 0, 0, VZ_GEMM_SERIAL | VZ_GEMM_COPY, 0, VZ_GEMM_HALVES,
+                                 VZ_GEMM_HALVES | VZ_GEMM_SERIAL | VZ_GEMM_COPY, 0, VZ_GEMM_SERIAL | VZ_GEMM_COPY,
+                                 VZ_GEMM_SERIAL | VZ_GEMM_COPY};
+    static const int dec[10] = {0, 2, 2, 2, 2, 2, 2, 1, 1, 2};
     float *yh = malloc(sizeof(float) * (size_t)ny);
     assert_non_null(yh);
-    for (int pv = 0; pv < 9; pv++)
+    for (int pv = 0; pv < 10; pv++)
         for (int add = 0; add < 2; add++) {
             const int path = pv == 2 ? VZ_GEMM_B : VZ_GEMM_A;
             vz_gemm_decode_variant(dec[pv]);
             vz_gemm_pipe_flags(pipe[pv]);
+            vz_gemm_decode_cap(pv == 9 ? 1 : 0);
             if (add) assert_int_equal(vz_cuda_copy(dy, y0, sizeof(float) * (size_t)ny, 0), VZ_OK);
             else assert_int_equal(vz_cuda_fill_f32(dy, NAN, (size_t)ny), VZ_OK);
             if (pv == 4) assert_int_equal(vz_gemm_prefetch(g, n, Wp), VZ_OK);
@@ -138,6 +142,7 @@ static void gemm_case(const char *codec, vz_dtype dt, int n, const int64_t *rows
             assert_int_equal(vz_cuda_copy(y, dy, sizeof(float) * (size_t)ny, 1), VZ_OK);
             vz_gemm_decode_variant(old_dec);
             vz_gemm_pipe_flags(old_pipe);
+            vz_gemm_decode_cap(0);
             if (pv == 0 && !add) memcpy(ya0, y, sizeof(float) * (size_t)ny);
             if (pv != 0 && pv != 2 && pv != 5 && pv != 6 && !add && memcmp(ya0, y, sizeof(float) * (size_t)ny) != 0)
                 fail_msg("%s: path A variant %d differs bitwise from variant 0", codec, pv);
@@ -161,7 +166,7 @@ static void gemm_case(const char *codec, vz_dtype dt, int n, const int64_t *rows
                     if (fabs(got - (base + s)) / tol > worst) worst = fabs(got - (base + s)) / tol;
                 }
         }
-    print_message("%s %s %dx(%lld..)x%lld, T %d%s: paths A (three decoders, serial, copied, prefetched: same bits; "
+    print_message("%s %s %dx(%lld..)x%lld, T %d%s: paths A (three decoders, serial, copied, prefetched, capped grid: same bits; "
                   "halves overlapped = serial) and B within %.2f of the f32 summation bound\n", codec, dt == VZ_DTYPE_F32 ? "f32" : "bf16", n,
                   (long long)rows[0], (long long)cols, (int)T, arena ? ", one allocation" : "", worst);
     free(ya0), free(yh);

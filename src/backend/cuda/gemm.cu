@@ -39,6 +39,7 @@ typedef cublasStatus_t (*create_fn)(cublasHandle_t *);
 typedef cublasStatus_t (*destroy_fn)(cublasHandle_t);
 typedef cublasStatus_t (*stream_fn)(cublasHandle_t, cudaStream_t);
 typedef cublasStatus_t (*wspace_fn)(cublasHandle_t, void *, size_t);
+typedef cublasStatus_t (*smtarget_fn)(cublasHandle_t, int);
 typedef cublasStatus_t (*gemmex_fn)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int, const void *,
                                     const void *, cudaDataType, int, const void *, cudaDataType, int, const void *,
                                     void *, cudaDataType, int, cublasComputeType_t, cublasGemmAlgo_t);
@@ -51,6 +52,7 @@ static struct {
     stream_fn set_stream;
     wspace_fn set_wspace;
     gemmex_fn gemm;
+    smtarget_fn sm_target; /* optional (vz_gemm_sm_target) */
     char where[256];
 } cb;
 
@@ -76,6 +78,7 @@ static vz_status cublas_load(void) {
     cb.set_stream = (stream_fn)dlsym(cb.so, "cublasSetStream_v2");
     cb.set_wspace = (wspace_fn)dlsym(cb.so, "cublasSetWorkspace_v2");
     cb.gemm = (gemmex_fn)dlsym(cb.so, "cublasGemmEx");
+    cb.sm_target = (smtarget_fn)dlsym(cb.so, "cublasSetSmCountTarget");
     if (!cb.create || !cb.destroy || !cb.set_stream || !cb.set_wspace || !cb.gemm) cb.gemm = NULL;
     VZ_FAIL_IF(!cb.gemm, VZ_ERR_UNSUPPORTED, "prefill gemm: %s lacks cublasGemmEx & co", cb.where);
     return VZ_OK;
@@ -493,6 +496,22 @@ static int dec_l2_now(void) {
     return dec_l2;
 }
 
+static int dec_cap; /* vz_gemm_decode_cap */
+
+extern "C" int vz_gemm_decode_cap(int blocks) {
+    const int old = dec_cap;
+    if (blocks >= 0) dec_cap = blocks;
+    return old;
+}
+
+extern "C" vz_status vz_gemm_sm_target(vz_gemm *g, int n) {
+    VZ_FAIL_IF(!g || n < 0, VZ_ERR_ARG, "vz_gemm_sm_target: bad arguments");
+    VZ_FAIL_IF(!cb.sm_target, VZ_ERR_UNSUPPORTED, "prefill gemm: %s lacks cublasSetSmCountTarget", cb.where);
+    cublasStatus_t cs = cb.sm_target(g->h, n);
+    VZ_FAIL_IF(cs != CUBLAS_STATUS_SUCCESS, VZ_ERR_CUDA, "prefill gemm: cublasSetSmCountTarget(%d): status %d", n, (int)cs);
+    return VZ_OK;
+}
+
 static vz_status decode_rows(const stack3 &s0, int64_t r0, int64_t nr, __nv_bfloat16 *out, cudaStream_t cs) {
     stack3 s = s0;
     s.l2last = dec_l2_now();
@@ -514,7 +533,8 @@ static vz_status decode_rows(const stack3 &s0, int64_t r0, int64_t nr, __nv_bflo
     else if (dec_variant_now() == 2 && ((s.kind >= VZ_K_RAW_BF16 && s.kind <= VZ_K_Q4) || s.kind == VZ_K_LL4)) {
         VZ_FAIL_IF(jobs > INT32_MAX / 2, VZ_ERR_SHAPE, "prefill decode: %lld jobs", (long long)jobs); /* j + D nw */
         const int64_t rb = (jobs + DEC_WARPS - 1) / DEC_WARPS;
-        const unsigned g = (unsigned)(rb < DEC_RING_BLOCKS * n_sms ? rb : DEC_RING_BLOCKS * n_sms);
+        unsigned g = (unsigned)(rb < DEC_RING_BLOCKS * n_sms ? rb : DEC_RING_BLOCKS * n_sms);
+        if (dec_cap > 0 && g > (unsigned)dec_cap) g = (unsigned)dec_cap;
         dec_ring[vz_k_row(s.kind)]<<<g, DEC_WARPS * 32, 0, cs>>>(s, r0, (int32_t)nr, out);
     } else if (dec_variant == 1 && s.kind >= VZ_K_RAW_BF16 && s.kind <= VZ_K_Q4)
         dec_pipe[s.kind]<<<pb, DEC_WARPS * 32, 0, cs>>>(s, r0, nr, out);

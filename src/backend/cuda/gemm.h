@@ -108,6 +108,12 @@ vz_status vz_gemm_join(vz_gemm *g);
  * previous choice. Tests and bench. */
 int vz_gemm_decode_variant(int v);
 
+/* Bench: the most blocks of the ring decode kernel's grid (0: no cap, the
+ * default; same bits at any value); returns the previous cap, b < 0 only
+ * reads. And cuBLAS's SM count target for g's GEMMs (0: the device's). */
+int vz_gemm_decode_cap(int b);
+vz_status vz_gemm_sm_target(vz_gemm *g, int n);
+
 #ifdef __cplusplus
 }
 #endif
