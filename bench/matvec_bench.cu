@@ -264,6 +264,7 @@ static void bench_chain(void) {
     float hx[2048];
     for (int i = 0; i < D; i++) hx[i] = (float)(urand() - 0.5) * 4;
     CK(cudaMemcpy(h0, hx, D * 4, cudaMemcpyHostToDevice));
+    CK(cudaDeviceSynchronize()); /* a pageable copy may return before its DMA lands; st would not wait */
     double t_raw[nvar];
     float *y_ref = (float *)malloc((size_t)(nvar + 1) * D * 4), *y = (float *)malloc(D * 4);
     printf("\nchain: 22 TinyLlama layers per graph (QKV, O, gate+up silu, down = 4 launches/layer, each input the "
@@ -439,6 +440,7 @@ int main(int argc, char **argv) {
     float *hx = (float *)malloc(8 * 8192 * 4);
     for (int i = 0; i < 8 * 8192; i++) hx[i] = (float)(urand() - 0.5);
     CK(cudaMemcpy(dx, hx, 8 * 8192 * 4, cudaMemcpyHostToDevice));
+    CK(cudaDeviceSynchronize());
     if (ncu) {
         bench_ncu(dx, dy, argc > 2 && strcmp(argv[2], "l7") == 0);
         return 0;

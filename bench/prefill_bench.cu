@@ -344,6 +344,7 @@ int main(int argc, char **argv) {
     CK(cudaMalloc(&dx, 2 * (size_t)T * 5632));
     CK(cudaMalloc(&dy, 4 * (size_t)T * 32000));
     CK(cudaMemcpy(dx, xh, 2 * (size_t)T * 5632, cudaMemcpyHostToDevice));
+    CK(cudaDeviceSynchronize()); /* a pageable copy may return before its DMA lands; st would not wait */
     if (overlap) return overlap_bench(T, src, dx, dy, st, &p);
     if (splitm) return split_bench(T, src, dx, dy, st, &p);
     printf("%s, %d SMs; T = %d tokens; us per GEMM (TFLOP/s); %% = of the cuBLAS bf16 reference's TFLOP/s\n\n", p.name,

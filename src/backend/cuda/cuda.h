@@ -219,7 +219,7 @@ void vz_cuda_att_launches(uint64_t *cluster, uint64_t *padded);
 /* Small runtime helpers so C tests and tools need no CUDA headers. */
 void *vz_cuda_alloc(size_t bytes);   /* device memory or NULL */
 void vz_cuda_release(void *p);
-/* kind: 0 host->device, 1 device->host, 2 device->device; synchronous. */
+/* kind: 0 host->device, 1 device->host, 2 device->device; synchronous (the data has landed on return). */
 vz_status vz_cuda_copy(void *dst, const void *src, size_t bytes, int kind);
 vz_status vz_cuda_fill_f32(float *d, float v, size_t n); /* synchronous */
 vz_status vz_cuda_sync(void);

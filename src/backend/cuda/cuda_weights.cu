@@ -340,6 +340,9 @@ extern "C" vz_status vz_cuda_copy(void *dst, const void *src, size_t bytes, int 
     static const cudaMemcpyKind k[3] = {cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice};
     VZ_FAIL_IF(kind < 0 || kind > 2, VZ_ERR_ARG, "cuda copy: kind %d", kind);
     cudaError_t e = cudaMemcpy(dst, src, bytes, k[kind]);
+    /* from pageable memory, or device to device, cudaMemcpy may return before the data lands, and
+     * work on a non-blocking stream would not wait for it: done on return, as cuda.h says */
+    if (e == cudaSuccess && kind != 1) e = cudaDeviceSynchronize();
     VZ_FAIL_IF(e != cudaSuccess, VZ_ERR_CUDA, "cuda copy of %zu bytes: %s", bytes, cudaGetErrorString(e));
     return VZ_OK;
 }
