@@ -22,6 +22,13 @@ static void drop_graphs(vz_cuda_session *s) {
         }
 }
 
+/* Sets the step's position to pos on s->st: a plain cudaMemcpy from
+ * pageable memory runs on the legacy stream and may return before its DMA
+ * lands, and s->st (non-blocking) would not wait for it. */
+static void put_pos(vz_cuda_session *s, int32_t pos) {
+    cudaMemcpyAsync(s->pos, &pos, sizeof pos, cudaMemcpyHostToDevice, s->st);
+}
+
 /* us/token of the DECODE_STEPS graph, re-captured, 4 launches back to back
  * after 4 of warm-up (-1 when capture fails). */
 static float time_decode_graph(vz_cuda_session *s, int32_t pos) {
@@ -30,10 +37,7 @@ static float time_decode_graph(vz_cuda_session *s, int32_t pos) {
     if (vz_cs_get_graph(s, 0, &g) != VZ_OK) return -1.0f;
     float ms = 0.0f;
     for (int rep = 0; rep < 2; rep++) { /* first pass: warm-up */
-        /* on s->st: a plain cudaMemcpy from pageable memory runs on the legacy
-         * stream and may return before its DMA lands, and s->st (non-blocking)
-         * would not wait for it (so in all of this file) */
-        cudaMemcpyAsync(s->pos, &pos, sizeof pos, cudaMemcpyHostToDevice, s->st);
+        put_pos(s, pos);
         cudaEventRecord(s->prof.ev[0], s->st);
         for (int i = 0; i < 4; i++) cudaGraphLaunch(g, s->st);
         cudaEventRecord(s->prof.ev[1], s->st);
@@ -86,7 +90,7 @@ static void trace_decode_graph(vz_cuda_session *s, int32_t pos) {
     if (vz_cs_get_graph(s, 0, &g) == VZ_OK) {
         for (int rep = 0; rep < 3; rep++) {
             if (rep == 2) vz_trace_reset();
-            cudaMemcpyAsync(s->pos, &pos, sizeof pos, cudaMemcpyHostToDevice, s->st);
+            put_pos(s, pos);
             cudaGraphLaunch(g, s->st);
             cudaStreamSynchronize(s->st);
         }
@@ -114,7 +118,7 @@ void vz_cs_profile(vz_cuda_session *s, int32_t pos) {
         s->att_variant = v;
         memset(us, 0, sizeof us);
         for (int rep = 0; rep < REPS; rep++) {
-            cudaMemcpyAsync(s->pos, &pos, sizeof pos, cudaMemcpyHostToDevice, s->st);
+            put_pos(s, pos);
             s->prof.on = 1, s->prof.n = 0;
             vz_cs_mark(s, "start");
             vz_cs_forward(s, 1, 0);
@@ -139,10 +143,10 @@ void vz_cs_profile(vz_cuda_session *s, int32_t pos) {
     cudaGraphExec_t g;
     if (vz_cs_get_graph(s, 1, &g) == VZ_OK) {
         float ms = 0.0f;
-        cudaMemcpyAsync(s->pos, &pos, sizeof pos, cudaMemcpyHostToDevice, s->st);
+        put_pos(s, pos);
         cudaEventRecord(s->prof.ev[0], s->st);
         for (int i = 0; i < 20; i++) {
-            cudaMemcpyAsync(s->pos, &pos, sizeof pos, cudaMemcpyHostToDevice, s->st);
+            put_pos(s, pos);
             cudaGraphLaunch(g, s->st);
         }
         cudaEventRecord(s->prof.ev[1], s->st);
@@ -153,7 +157,7 @@ void vz_cs_profile(vz_cuda_session *s, int32_t pos) {
             cudaGraphExec_t gb;
             if (vz_cs_get_graph(s, b, &gb) != VZ_OK) break;
             int launches = b ? 16 : 2, toks = b ? 16 : 2 * DECODE_STEPS;
-            cudaMemcpyAsync(s->pos, &pos, sizeof pos, cudaMemcpyHostToDevice, s->st);
+            put_pos(s, pos);
             double t0 = vz_cs_now();
             cudaEventRecord(s->prof.ev[0], s->st);
             for (int i = 0; i < launches; i++) cudaGraphLaunch(gb, s->st);
